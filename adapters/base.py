@@ -1,0 +1,123 @@
+"""The contract every adapter meets: records in with provenance, FHIR resources or issues out.
+
+Reading (I/O, encodings, joins between files) happens in each adapter's ``read`` module and
+yields :class:`SourceRecord`; mapping is a pure function of one record and the run's
+:class:`MapContext`, so a quarantined record can be replayed later without the source files.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapters.codes import CodeMaps
+
+#: Namespace for deterministic resource ids: the same source record always gets the same id,
+#: which is what makes re-ingesting an extract idempotent.
+_ID_NAMESPACE = uuid.UUID("6f1c2a8e-3f4b-5c6d-8e9f-0a1b2c3d4e5f")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Stable identity of one source record: which system, organisation, table and row."""
+
+    system: str
+    org: str
+    table: str
+    row_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.system}|{self.org}|{self.table}|{self.row_id}"
+
+    @classmethod
+    def from_key(cls, key: str) -> SourceRef:
+        system, org, table, row_id = key.split("|", 3)
+        return cls(system, org, table, row_id)
+
+    def resource_id(self, resource_type: str) -> str:
+        """Deterministic FHIR id; the type is part of it because one row may yield several."""
+        return str(uuid.uuid5(_ID_NAMESPACE, f"{resource_type}|{self.key}"))
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One reason a record cannot be taken in, naming the field it concerns."""
+
+    field: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One row (or one FHIR entry) with where it came from.
+
+    ``fields`` holds the raw values as read, plus any values the reader joined in from other
+    files (prefixed ``_``), so that mapping needs nothing but the record itself.
+    """
+
+    ref: SourceRef
+    file: str
+    line: int
+    fields: Mapping[str, Any]
+    #: Problems already found while reading (a truncated row, an undecodable byte).
+    read_issues: tuple[Issue, ...] = ()
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """One FHIR R4 resource (JSON dict) produced from a source record."""
+
+    resource: dict[str, Any]
+    #: Source key of the patient record this resource belongs to (its own key for a Patient).
+    patient_key: str | None
+    #: The source row is flagged deleted: the stored resource becomes entered-in-error.
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class MapOutcome:
+    """Result of mapping one record: resources, or the issues that stopped it (never both)."""
+
+    resources: tuple[Mapped, ...] = ()
+    issues: tuple[Issue, ...] = ()
+    #: Non-fatal repairs made on the way (kept on the run summary).
+    warnings: tuple[Issue, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+@dataclass
+class MapContext:
+    """What mapping may consult besides the record: code maps and the run's settings."""
+
+    codes: CodeMaps
+    canonical_base: str = "https://fhir.scr.example/"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class ExtractError(Exception):
+    """The extract as a whole cannot be read (a required file or column is missing)."""
+
+
+class Adapter(Protocol):
+    """One source style. ``kind`` is the name used on the command line."""
+
+    kind: str
+    #: What the run summary should mention: unknown files, extra columns ignored.
+    notes: list[str]
+
+    def read(self, location: str) -> Iterator[SourceRecord]:
+        """Yield records with provenance; patients come before the records that cite them."""
+        ...
+
+    def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
+        """Pure: turn one record into R4 resources, or say why not."""
+        ...

@@ -1,0 +1,77 @@
+"""Reading CSV extracts at the edge: encodings, BOMs, truncated rows and missing columns.
+
+Rows are streamed one at a time. A file-level fault (a required column missing) raises
+:class:`~adapters.base.ExtractError` naming the file and column; a row-level fault (too few
+fields, an undecodable byte) is attached to the row so it lands in quarantine with its line.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.base import ExtractError, Issue
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    fields: dict[str, str]
+    issues: tuple[Issue, ...]
+
+
+def _encoding(path: Path, default: str) -> str:
+    """A UTF-8 BOM wins over the style's default encoding: some exports add one."""
+    with path.open("rb") as fh:
+        return "utf-8-sig" if fh.read(3) == _BOM else default
+
+
+def header(path: Path, encoding: str) -> list[str]:
+    with path.open(encoding=_encoding(path, encoding), errors="surrogateescape", newline="") as fh:
+        return next(csv.reader(fh), [])
+
+
+def read_rows(
+    path: Path,
+    encoding: str,
+    required: Iterable[str] = (),
+    notes: list[str] | None = None,
+    used: Iterable[str] | None = None,
+) -> Iterator[Row]:
+    """Yield each data row with its first line number; check required columns first."""
+    enc = _encoding(path, encoding)
+    with path.open(encoding=enc, errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh)
+        names = [n.strip() for n in next(reader, [])]
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise ExtractError(f"{path.name}: missing required column {', '.join(missing)}")
+        if notes is not None and used is not None:
+            extra = sorted(set(names) - set(used))
+            if extra:
+                notes.append(f"{path.name}: extra columns ignored: {', '.join(extra)}")
+        line = 2
+        for values in reader:
+            start, line = line, reader.line_num + 1
+            if not values:
+                continue
+            issues: list[Issue] = []
+            if len(values) < len(names):
+                issues.append(
+                    Issue(
+                        names[len(values)],
+                        f"row has {len(values)} of {len(names)} fields (truncated?)",
+                    )
+                )
+            elif len(values) > len(names):
+                issues.append(Issue(None, f"row has {len(values)} fields, header has {len(names)}"))
+            fields = dict(zip(names, values, strict=False))
+            for name, value in fields.items():
+                if any("\udc80" <= ch <= "\udcff" for ch in value):
+                    issues.append(Issue(name, f"bytes that are not valid {enc}"))
+                    fields[name] = value.encode("utf-8", "surrogateescape").decode(enc, "replace")
+            yield Row(start, fields, tuple(issues))

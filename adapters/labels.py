@@ -1,0 +1,77 @@
+"""Security labels scr puts in ``meta.security``; the policy layer reads exactly these codes.
+
+Source confidentiality markers and the legally restricted categories each get their own scr
+code, beside the standard HL7 confidentiality code ``R`` so that generic FHIR clients also see
+that the resource is restricted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+SCR_LABELS_PATH = "CodeSystem/scr-security-label"
+
+#: Source marked the item confidential to the recording organisation (EMIS IsConfidential,
+#: TPP visible-to, GP Connect NOPAT, council restricted).
+SOURCE_CONFIDENTIAL = "source-confidential"
+#: The whole person is restricted at source (EMIS SpineSensitive, council ``restricted``).
+RESTRICTED_PERSON = "restricted-person"
+#: GP Connect / GP2GP: not to be shown to the patient.
+NOPAT = "NOPAT"
+
+SENSITIVE_CATEGORIES = ("gender", "fertility", "termination", "sti")
+
+
+def label_system(canonical_base: str) -> str:
+    return canonical_base.rstrip("/") + "/" + SCR_LABELS_PATH
+
+
+def scr_label(code: str, canonical_base: str) -> dict[str, str]:
+    return {"system": label_system(canonical_base), "code": code}
+
+
+def restricted() -> dict[str, str]:
+    return {"system": CONFIDENTIALITY, "code": "R", "display": "restricted"}
+
+
+def add_labels(resource: dict[str, Any], labels: list[dict[str, str]]) -> None:
+    """Add labels to ``meta.security`` once each, keeping any the source already set."""
+    if not labels:
+        return
+    security: list[dict[str, Any]] = resource.setdefault("meta", {}).setdefault("security", [])
+    seen = {(s.get("system"), s.get("code")) for s in security}
+    for label in labels:
+        key = (label["system"], label["code"])
+        if key not in seen:
+            security.append(label)
+            seen.add(key)
+
+
+def confidential_labels(canonical_base: str, *codes: str) -> list[dict[str, str]]:
+    """The labels for an item the source marked confidential (``codes`` say how)."""
+    return [restricted(), *(scr_label(c, canonical_base) for c in codes)]
+
+
+def codings(node: Any) -> Iterator[dict[str, Any]]:
+    """Every Coding anywhere in a resource, so that a sensitive code is found wherever it sits."""
+    if isinstance(node, dict):
+        if "code" in node and "system" in node and isinstance(node.get("code"), str):
+            yield node
+        for key, value in node.items():
+            if key != "meta":
+                yield from codings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from codings(item)
+
+
+def label_codes(resource: dict[str, Any]) -> set[str]:
+    """The scr label codes already on a resource."""
+    return {
+        s["code"]
+        for s in resource.get("meta", {}).get("security", [])
+        if str(s.get("system", "")).endswith(SCR_LABELS_PATH)
+    }

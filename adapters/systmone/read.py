@@ -1,0 +1,138 @@
+"""Reading a SystmOne-style extract folder: Windows-1252 files and the joins mapping needs.
+
+Small lookup tables (current address and registration per patient, problems by code row,
+the extract's own CTV3→SNOMED rows, drug names) are read first and joined into each record
+as ``_``-prefixed fields, so every record can be mapped (and replayed) on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from adapters.base import SourceRecord
+from adapters.csvread import read_rows
+from adapters.extract import first_row, table_records, unknown_files
+from adapters.values import ValueProblem, tpp_date
+
+STYLE = "systmone"
+ENCODING = "cp1252"
+#: Tables in the order they are read: patients before the rows that cite them.
+TABLES = (
+    "SROrganisation",
+    "SRPatient",
+    "SRPatientRegistration",
+    "SRPatientRelationship",
+    "SRCode",
+    "SRPrimaryCareMedication",
+    "SRDrugSensitivity",
+    "SRSpecialNotes",
+)
+#: Read only to be joined into other tables' records.
+LOOKUPS = ("SRManifest", "SRPatientAddressHistory", "SRProblem", "SRCtv3ToSnomed")
+
+
+def _sort_date(raw: str) -> str:
+    try:
+        return tpp_date(raw[:11]) if raw else ""
+    except ValueProblem:
+        return ""
+
+
+def _lookup(folder: Path, table: str, key: str) -> Iterator[dict[str, str]]:
+    path = folder / f"{table}.csv"
+    if path.exists():
+        for row in read_rows(path, ENCODING, required=[key]):
+            if not row.issues:
+                yield row.fields
+
+
+def _current_addresses(folder: Path) -> dict[str, dict[str, str]]:
+    """Per patient, the open address with the latest start date."""
+    best: dict[str, dict[str, str]] = {}
+    for row in _lookup(folder, "SRPatientAddressHistory", "IDPatient"):
+        if row.get("DateTo", "").strip() or row.get("RemovedData", "0").strip() == "1":
+            continue
+        pid = row["IDPatient"]
+        if pid not in best or _sort_date(row.get("DateEvent", "")) >= _sort_date(
+            best[pid].get("DateEvent", "")
+        ):
+            best[pid] = row
+    return {
+        pid: {
+            **{f"_AddressLine{i}": r.get(f"AddressLine{i}", "") for i in range(1, 6)},
+            "_PostCode": r.get("PostCode", ""),
+            "_AddressDateEvent": r.get("DateEvent", ""),
+        }
+        for pid, r in best.items()
+    }
+
+
+def _current_registrations(folder: Path) -> dict[str, str]:
+    """Per patient, the organisation of the open registration with the latest start."""
+    best: dict[str, tuple[str, str]] = {}
+    for row in _lookup(folder, "SRPatientRegistration", "IDPatient"):
+        if row.get("DateDeregistration", "").strip() or row.get("RemovedData", "0") == "1":
+            continue
+        start = _sort_date(row.get("DateRegistration", ""))
+        pid = row["IDPatient"]
+        if pid not in best or start >= best[pid][0]:
+            best[pid] = (start, row.get("IDOrganisation", ""))
+    return {pid: org for pid, (_, org) in best.items()}
+
+
+def _problems(folder: Path) -> dict[str, dict[str, str]]:
+    return {
+        row["IDCode"]: {
+            "_ProblemRow": row.get("RowIdentifier", "") or row["IDCode"],
+            "_ProblemDateEnd": row.get("DateEnd", ""),
+            "_ProblemSeverity": row.get("Severity", ""),
+        }
+        for row in _lookup(folder, "SRProblem", "IDCode")
+        if row.get("RemovedData", "0") != "1"
+    }
+
+
+def _extract_ctv3_map(folder: Path) -> dict[str, str]:
+    return {
+        row["CTV3Code"]: row.get("SNOMEDCode", "")
+        for row in _lookup(folder, "SRCtv3ToSnomed", "CTV3Code")
+        if row.get("SNOMEDCode")
+    }
+
+
+def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
+    unknown_files(folder, {*TABLES, *LOOKUPS}, notes)
+    org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
+    addresses = _current_addresses(folder)
+    registrations = _current_registrations(folder)
+    problems = _problems(folder)
+    ctv3 = _extract_ctv3_map(folder)
+
+    def patient(row: dict[str, str]) -> dict[str, str]:
+        pid = row.get("RowIdentifier", "")
+        reg = registrations.get(pid)
+        return {**addresses.get(pid, {}), **({"_RegIDOrganisation": reg} if reg else {})}
+
+    def code(row: dict[str, str]) -> dict[str, str]:
+        extra = dict(problems.get(row.get("RowIdentifier", ""), {}))
+        mapped = ctv3.get(row.get("CTV3Code", ""))
+        if mapped:
+            extra["_ExtractSNOMEDCode"] = mapped
+        return extra
+
+    def drug(row: dict[str, str]) -> dict[str, str]:
+        return {"_DrugName": row.get("DrugName", "") or row.get("NameOfMedication", "")}
+
+    enrich = {"SRPatient": patient, "SRCode": code, "SRDrugSensitivity": drug}
+    for table in TABLES:
+        yield from table_records(
+            folder,
+            STYLE,
+            table,
+            org,
+            ENCODING,
+            notes,
+            required=table in ("SROrganisation", "SRPatient"),
+            enrich=enrich.get(table),
+        )

@@ -1,0 +1,131 @@
+"""Parsing of source values at the edge: NHS numbers, dates in each source's format, booleans.
+
+Each parser is pure and raises :class:`ValueProblem` with a reason a person can act on; the
+mapper turns that into an :class:`~adapters.base.Issue` naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+UK = ZoneInfo("Europe/London")
+
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+        start=1,
+    )
+}
+_TPP_DATE = re.compile(r"^(\d{1,2}) ([A-Za-z]{3}) (\d{4})(?: (\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+_ISO_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+class ValueProblem(ValueError):
+    """A source value that cannot be taken as it stands."""
+
+
+def nhs_check_digit(first_nine: str) -> int | None:
+    """The modulus-11 check digit for nine digits, or None when no valid number has them."""
+    total = sum(int(d) * w for d, w in zip(first_nine, _WEIGHTS, strict=True))
+    check = 11 - total % 11
+    if check == 11:
+        return 0
+    return None if check == 10 else check
+
+
+def nhs_number_valid(value: str) -> bool:
+    return len(value) == 10 and value.isdigit() and nhs_check_digit(value[:9]) == int(value[9])
+
+
+def nhs_number(raw: str) -> str:
+    """Normalise (spaces and dashes allowed, as people type them) and check modulus 11."""
+    digits = re.sub(r"[\s-]", "", raw)
+    if len(digits) != 10 or not digits.isdigit():
+        raise ValueProblem(f"NHS number {raw!r} is not 10 digits")
+    if not nhs_number_valid(digits):
+        raise ValueProblem(f"NHS number {raw!r} fails the modulus-11 check")
+    return digits
+
+
+def _month(name: str) -> int:
+    try:
+        return _MONTHS[name.lower()]
+    except KeyError:
+        raise ValueProblem(f"unknown month {name!r}") from None
+
+
+def _date(y: int, m: int, d: int, raw: str) -> date:
+    try:
+        return date(y, m, d)
+    except ValueError:
+        raise ValueProblem(f"{raw!r} is not a real date") from None
+
+
+def tpp_date(raw: str) -> str:
+    """``dd MMM yyyy`` (SystmOne) → FHIR date."""
+    m = _TPP_DATE.match(raw.strip())
+    if not m or m.group(4):
+        raise ValueProblem(f"{raw!r} is not a date in the form 'dd MMM yyyy'")
+    return _date(int(m.group(3)), _month(m.group(2)), int(m.group(1)), raw).isoformat()
+
+
+def tpp_datetime(raw: str) -> str:
+    """``dd MMM yyyy[ HH:mm[:ss]]``, UK local time → FHIR dateTime in UTC; a date stays a date."""
+    m = _TPP_DATE.match(raw.strip())
+    if not m:
+        raise ValueProblem(f"{raw!r} is not a date in the form 'dd MMM yyyy HH:mm:ss'")
+    day = _date(int(m.group(3)), _month(m.group(2)), int(m.group(1)), raw)
+    if not m.group(4):
+        return day.isoformat()
+    hour, minute, second = int(m.group(4)), int(m.group(5)), int(m.group(6) or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueProblem(f"{raw!r} is not a real time")
+    return uk_local_to_utc(datetime(day.year, day.month, day.day, hour, minute, second))
+
+
+def uk_local_to_utc(local: datetime) -> str:
+    """A naive UK wall-clock time → ISO dateTime in UTC with offset (BST and GMT handled)."""
+    return local.replace(tzinfo=UK).astimezone(UTC).isoformat()
+
+
+def iso_date(raw: str, precision: str = "YMD") -> str:
+    """``yyyy-MM-dd`` → FHIR date, cut to the source's precision (``Y``, ``YM``, ``YMD``)."""
+    text = raw.strip()
+    m = _ISO_PARTIAL.match(text[:10])
+    if not m or (len(text) > 10 and text[10] not in " T"):
+        raise ValueProblem(f"{raw!r} is not a date in the form 'yyyy-MM-dd'")
+    y, mo, d = m.group(1), m.group(2), m.group(3)
+    if d:
+        _date(int(y), int(mo), int(d), raw)
+    elif mo and not 1 <= int(mo) <= 12:
+        raise ValueProblem(f"{raw!r} is not a real month")
+    precision = precision.strip().upper() or "YMD"
+    if precision not in ("Y", "YM", "YMD", "YMDT"):
+        raise ValueProblem(f"unknown date precision {precision!r}")
+    parts = [p for p in (y, mo, d) if p]
+    return "-".join(parts[: len(precision.rstrip("T"))])
+
+
+def boolean(raw: str) -> bool:
+    """Booleans as the sources write them: True/False, Y/N, 1/0, yes/no."""
+    text = raw.strip().lower()
+    if text in ("true", "y", "yes", "1", "t"):
+        return True
+    if text in ("false", "n", "no", "0", "f", ""):
+        return False
+    raise ValueProblem(f"{raw!r} is not a yes/no value")
+
+
+def decimal(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueProblem(f"{raw!r} is not a number") from None
+    if not value.is_finite():
+        raise ValueProblem(f"{raw!r} is not a finite number")
+    return value

@@ -1,0 +1,34 @@
+"""``python -m bench <scenario> [--size N] [--quick] [--database sqlite|URL ...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+import orjson
+
+from bench import ingest
+from bench.machine import DEFAULT_PG
+
+SCENARIOS = {"ingest": (ingest.run, 2000, 50)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--size", type=int, help="people (default: the scenario's own)")
+    parser.add_argument("--quick", action="store_true", help="tiny size, to prove it still runs")
+    parser.add_argument(
+        "--database",
+        action="append",
+        help="'sqlite' or a PostgreSQL URL; repeatable (default: both, PostgreSQL at "
+        f"{DEFAULT_PG})",
+    )
+    args = parser.parse_args()
+    fn, default_size, quick_size = SCENARIOS[args.scenario]
+    size = args.size or (quick_size if args.quick else default_size)
+    result = fn(size, args.database or ["sqlite", DEFAULT_PG])
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""scr engine: storage, ingest, linking, the combined record and its API."""

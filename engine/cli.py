@@ -1,0 +1,243 @@
+"""The ``scr`` command line (typer). Long work shows a rich progress bar on a terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+
+from adapters.base import ExtractError
+from adapters.codes import CodeMaps, load_all
+from engine import codes_admin, quarantine
+from engine.db import make_engine
+from engine.ingest import RunSummary, ingest
+from engine.lock import IngestBusy
+from engine.migrate import upgrade
+from engine.registry import adapter_for, kinds
+from engine.settings import Settings, SettingsError
+
+app = typer.Typer(help="scr: shared care record integration engine", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+q_app = typer.Typer(help="Records that could not be taken in", no_args_is_help=True)
+codes_app = typer.Typer(help="Code maps and sensitive value sets", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(q_app, name="quarantine")
+app.add_typer(codes_app, name="codes")
+
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.load()
+    except SettingsError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _engine(settings: Settings) -> Engine:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+def _codes(settings: Settings) -> CodeMaps:
+    return load_all(extra=codes_admin.deployment_dir(settings))
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@contextmanager
+def _progress(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich bar on a terminal; plain lines every 10,000 items otherwise."""
+    if err.is_terminal:
+        columns = (
+            TextColumn(label),
+            BarColumn(),
+            TextColumn("{task.completed:,}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda n: bar.update(task, completed=n)
+        return
+    last = [0]
+
+    def plain(n: int) -> None:
+        if n - last[0] >= 10_000:
+            last[0] = n
+            err.print(f"{label}: {n:,}")
+
+    yield plain
+
+
+def _show_summary(summary: RunSummary, as_json: bool) -> None:
+    doc = summary.as_dict()
+    if as_json:
+        _print_json(doc)
+        return
+    table = Table(title=f"{summary.kind} run {summary.run_id}")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    for key in ("read", "created", "updated", "unchanged", "deleted", "quarantined", "warnings"):
+        table.add_row(key, f"{doc[key]:,}")
+    Console().print(table)
+    for reason, n in doc["quarantine_reasons"].items():
+        Console().print(f"  quarantined {reason}: {n}")
+    for note in doc["notes"]:
+        Console().print(f"  note: {note}")
+
+
+@app.command("ingest")
+def ingest_cmd(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(kinds())}")],
+    location: Annotated[str, typer.Argument(help="Extract folder, file or URL")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest one extract. Exit 0 when the run completed, even with quarantined records."""
+    settings = _settings()
+    try:
+        adapter = adapter_for(kind)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    engine = _engine(settings)
+    try:
+        with _progress(f"ingest {kind}") as progress:
+            summary = ingest(engine, settings, _codes(settings), adapter, location, progress)
+    except (ExtractError, IngestBusy, OSError) as exc:
+        err.print(f"[red]ingest failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _show_summary(summary, as_json)
+
+
+@app.command("synth")
+def synth_cmd(
+    out: Annotated[Path, typer.Option(help="Folder to write systmone/, emis/, council/")],
+    patients: Annotated[int, typer.Option(min=1)] = 200,
+    seed: Annotated[int, typer.Option()] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write synthetic sources for an overlapping population, and truth.json."""
+    from adapters.synth import synthesise
+
+    with _progress("synthesise people", total=patients) as progress:
+        counts = synthesise(patients, seed, out, progress)
+    if as_json:
+        _print_json(counts)
+    else:
+        Console().print(f"wrote {patients:,} people to {out}")
+
+
+@app.command("demo")
+def demo_cmd(
+    patients: Annotated[int, typer.Option(min=1)] = 200,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Synthesise people, ingest every source style into the embedded store, print the summary."""
+    import os
+
+    from adapters.synth import synthesise
+
+    os.environ.setdefault("SCR_DATABASE_URL", "sqlite:///./scr-demo.db")
+    settings = _settings()
+    out = Path("scr-demo-sources")
+    if not (out / "truth.json").exists():
+        with _progress("synthesise people", total=patients) as progress:
+            synthesise(patients, seed, out, progress)
+    engine = _engine(settings)
+    codes = _codes(settings)
+    for kind in ("systmone", "emis", "council"):
+        with _progress(f"ingest {kind}") as progress:
+            summary = ingest(engine, settings, codes, adapter_for(kind), str(out / kind), progress)
+        _show_summary(summary, as_json=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations (Alembic) to SCR_DATABASE_URL."""
+    settings = _settings()
+    upgrade(make_engine(settings.database_url))
+    Console().print("database is at the latest revision")
+
+
+@q_app.command("list")
+def q_list(
+    status: Annotated[str, typer.Option(help="open, replayed, superseded or all")] = "open",
+    as_json: JsonOpt = False,
+) -> None:
+    """List quarantined records with file, line, field and reason."""
+    items = quarantine.list_items(_engine(_settings()), None if status == "all" else status)
+    if as_json:
+        _print_json([i.brief() for i in items])
+        return
+    table = Table(title=f"quarantine ({status})")
+    for col in ("id", "file", "line", "field", "reason"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(str(i.id), i.file, str(i.line), i.field or "", i.reason)
+    Console().print(table)
+
+
+@q_app.command("show")
+def q_show(item_id: int) -> None:
+    """Show one quarantined record whole, as it was read."""
+    item = quarantine.get_item(_engine(_settings()), item_id)
+    if item is None:
+        err.print(f"no quarantine item {item_id}")
+        raise typer.Exit(1)
+    _print_json({**item.brief(), "record": item.record})
+
+
+@q_app.command("replay")
+def q_replay(
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Item ids; all open items if none")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="FIELD=VALUE correction (repeatable)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Map quarantined records again with today's maps (and any corrections)."""
+    corrections: dict[str, str] = {}
+    for pair in set_ or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            err.print(f"--set expects FIELD=VALUE, got {pair!r}")
+            raise typer.Exit(2)
+        corrections[name] = value
+    settings = _settings()
+    summary = quarantine.replay(
+        _engine(settings), settings, _codes(settings), ids or [], corrections or None
+    )
+    _show_summary(summary, as_json)
+
+
+@codes_app.command("load-trud")
+def codes_load_trud(
+    path: Path,
+    source: Annotated[str, typer.Option(help="ctv3 or readv2")],
+) -> None:
+    """Convert a TRUD crossmap (ctv3sctmap2 / rcsctmap2) into this deployment's code maps."""
+    n, dest = codes_admin.import_trud(_settings(), path, source)
+    Console().print(f"loaded {n:,} codes into {dest}")
+
+
+@codes_app.command("load-valueset")
+def codes_load_valueset(path: Path) -> None:
+    """Add a sensitive-category ValueSet (its name must be listed in categories.json)."""
+    n, dest = codes_admin.import_valueset(_settings(), path)
+    Console().print(f"loaded {n:,} concepts into {dest}")

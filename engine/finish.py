@@ -1,0 +1,84 @@
+"""The last touches every mapped resource gets, whatever adapter made it (pure).
+
+``meta.source`` names the source record; sensitive codes anywhere in the resource add the
+legally restricted labels (so a sensitive code under a non-sensitive parent is still caught);
+a row the source deleted is marked ``entered-in-error`` in the way its type allows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from adapters import labels
+from adapters.base import SourceRef
+from adapters.codes import CodeMaps
+
+_EIE = "entered-in-error"
+_STATUS_TYPES = {
+    "Observation",
+    "MedicationStatement",
+    "MedicationRequest",
+    "Flag",
+    "EpisodeOfCare",
+    "Encounter",
+    "ServiceRequest",
+    "Task",
+    "Consent",
+    "CarePlan",
+    "CareTeam",
+    "List",
+    "DocumentReference",
+    "Immunization",
+    "DiagnosticReport",
+    "Procedure",
+    "Composition",
+}
+_VERIFICATION = {
+    "Condition": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+    "AllergyIntolerance": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+}
+
+
+def source_uri(ref: SourceRef, canonical_base: str) -> str:
+    parts = "/".join(quote(p, safe="") for p in (ref.system, ref.org, ref.table, ref.row_id))
+    return f"{canonical_base}source/{parts}"
+
+
+def sensitive_labels(resource: dict[str, Any], codes: CodeMaps, canonical_base: str) -> list[str]:
+    """Categories of the legally restricted codes found anywhere in the resource."""
+    found = sorted(
+        {
+            cat
+            for c in labels.codings(resource)
+            if (cat := codes.sensitive_category(str(c["system"]), str(c["code"]))) is not None
+        }
+    )
+    if found:
+        labels.add_labels(
+            resource,
+            labels.confidential_labels(canonical_base, *(f"sensitive-{cat}" for cat in found)),
+        )
+    return found
+
+
+def mark_entered_in_error(resource: dict[str, Any]) -> None:
+    rtype = resource["resourceType"]
+    if rtype in _STATUS_TYPES:
+        resource["status"] = _EIE
+    elif rtype in _VERIFICATION:
+        resource["verificationStatus"] = {
+            "coding": [{"system": _VERIFICATION[rtype], "code": _EIE}]
+        }
+        resource.pop("clinicalStatus", None)
+    elif rtype in ("Patient", "RelatedPerson", "Organization", "Practitioner"):
+        resource["active"] = False
+
+
+def finish(
+    resource: dict[str, Any], ref: SourceRef, codes: CodeMaps, canonical_base: str, deleted: bool
+) -> None:
+    resource.setdefault("meta", {})["source"] = source_uri(ref, canonical_base)
+    sensitive_labels(resource, codes, canonical_base)
+    if deleted:
+        mark_entered_in_error(resource)

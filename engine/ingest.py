@@ -1,0 +1,425 @@
+"""One ingest run: records → map → finish → validate → stage in batches → apply at once.
+
+Every record ends in exactly one place: stored (created, updated or unchanged) or quarantined
+with its file, line, field and reason. Batches are committed to a staging area as they fill;
+the run becomes visible in a single transaction at the end, so a crash part-way leaves the
+store as it was and a re-run completes the load.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Table, insert, select, update
+
+from adapters.base import Adapter, Issue, MapContext, MapOutcome, SourceRecord, SourceRef
+from adapters.codes import CodeMaps
+from engine import store
+from engine.canonical import content_hash, dumps
+from engine.finish import finish
+from engine.lock import ingest_lock
+from engine.models import IngestRun, QuarantineItem
+from engine.settings import Settings
+from engine.validate import validate_resource
+
+MapFn = Callable[[SourceRecord], MapOutcome]
+Progress = Callable[[int], None]
+
+RUNS = cast(Table, IngestRun.__table__)
+Q = cast(Table, QuarantineItem.__table__)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    kind: str
+    location: str
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    warnings: int = 0
+    status: str = "running"
+    reasons: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "location": self.location,
+            "status": self.status,
+            "read": self.read,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "quarantined": self.quarantined,
+            "warnings": self.warnings,
+            "quarantine_reasons": dict(self.reasons.most_common(20)),
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class _Good:
+    record: SourceRecord
+    rows: list[dict[str, Any]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def record_json(record: SourceRecord) -> dict[str, Any]:
+    """What quarantine keeps of a record: enough to replay it without the source file."""
+    return {
+        "ref": [record.ref.system, record.ref.org, record.ref.table, record.ref.row_id],
+        "file": record.file,
+        "line": record.line,
+        "fields": dict(record.fields),
+        "read_issues": [[i.field, i.reason] for i in record.read_issues],
+    }
+
+
+def record_from_json(doc: dict[str, Any]) -> SourceRecord:
+    return SourceRecord(
+        SourceRef(*doc["ref"]),
+        doc["file"],
+        doc["line"],
+        doc["fields"],
+        tuple(Issue(f, r) for f, r in doc["read_issues"]),
+    )
+
+
+class _Run:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        codes: CodeMaps,
+        summary: RunSummary,
+        resolution: str,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.codes = codes
+        self.summary = summary
+        self.resolution = resolution
+        self.good: list[_Good] = []
+        self.bad: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
+        self.pending = 0
+
+    def take(self, record: SourceRecord, outcome: MapOutcome) -> None:
+        self.summary.read += 1
+        self.summary.warnings += len(outcome.warnings)
+        if not outcome.ok:
+            self.bad.append((record, outcome.issues))
+        else:
+            self._take_resources(record, outcome)
+        if self.pending + len(self.bad) >= self.settings.ingest_batch_size:
+            self.flush()
+
+    def _take_resources(self, record: SourceRecord, outcome: MapOutcome) -> None:
+        base = self.settings.canonical_base
+        rows: list[dict[str, Any]] = []
+        issues: list[Issue] = []
+        for mapped in outcome.resources:
+            res = mapped.resource
+            finish(res, record.ref, self.codes, base, mapped.deleted)
+            issues.extend(validate_resource(res))
+            patient_id = (
+                SourceRef.from_key(mapped.patient_key).resource_id("Patient")
+                if mapped.patient_key
+                else None
+            )
+            scr_labels = " ".join(
+                sorted(
+                    s["code"]
+                    for s in res.get("meta", {}).get("security", [])
+                    if str(s.get("system", "")).startswith(base)
+                )
+            )
+            rows.append(
+                {
+                    "resource": res,
+                    "resource_id": res["id"],
+                    "resource_type": res["resourceType"],
+                    "status": "entered-in-error" if mapped.deleted else "active",
+                    "source_key": record.ref.key,
+                    "source_system": record.ref.system,
+                    "source_org": record.ref.org,
+                    "patient_id": patient_id,
+                    "labels": scr_labels,
+                    "content_hash": content_hash(res),
+                }
+            )
+        if issues:
+            self.bad.append((record, tuple(issues)))
+        else:
+            self.good.append(_Good(record, rows))
+            self.pending += len(rows)
+
+    def flush(self) -> None:
+        if not self.good and not self.bad:
+            return
+        with self.engine.begin() as conn:
+            self._check_duplicates(conn)
+            self._check_patients(conn)
+            self._stage(conn)
+            self._quarantine(conn)
+        self.good, self.bad, self.pending = [], [], 0
+
+    def _check_duplicates(self, conn: Connection) -> None:
+        ids = [r["resource_id"] for g in self.good for r in g.rows]
+        already = store.staged_already(conn, self.summary.run_id, ids)
+        seen: dict[str, SourceRecord] = {}
+        keep: list[_Good] = []
+        for g in self.good:
+            clash = next(
+                (
+                    r["resource_id"]
+                    for r in g.rows
+                    if r["resource_id"] in already or r["resource_id"] in seen
+                ),
+                None,
+            )
+            if clash is not None:
+                first = seen.get(clash)
+                where = f" (first at {first.file} line {first.line})" if first else ""
+                self.bad.append(
+                    (
+                        g.record,
+                        (Issue(None, f"duplicate row identifier {g.record.ref.row_id!r}{where}"),),
+                    )
+                )
+                continue
+            for r in g.rows:
+                seen[r["resource_id"]] = g.record
+            keep.append(g)
+        self.good = keep
+
+    def _check_patients(self, conn: Connection) -> None:
+        own = {
+            r["resource_id"] for g in self.good for r in g.rows if r["resource_type"] == "Patient"
+        }
+        wanted = sorted(
+            {
+                r["patient_id"]
+                for g in self.good
+                for r in g.rows
+                if r["patient_id"] and r["patient_id"] not in own
+            }
+        )
+        known = own | store.known_patients(conn, self.summary.run_id, wanted)
+        keep: list[_Good] = []
+        for g in self.good:
+            missing = next(
+                (r for r in g.rows if r["patient_id"] and r["patient_id"] not in known), None
+            )
+            if missing is None:
+                keep.append(g)
+                continue
+            self.bad.append(
+                (
+                    g.record,
+                    (
+                        Issue(
+                            "patient",
+                            "refers to a patient that is neither in this extract nor in the store "
+                            "(or was quarantined)",
+                        ),
+                    ),
+                )
+            )
+        self.good = keep
+
+    def _stage(self, conn: Connection) -> None:
+        rows = [r for g in self.good for r in g.rows]
+        existing = store.current(conn, [r["resource_id"] for r in rows])
+        now = _now()
+        staged: list[dict[str, Any]] = []
+        for r in rows:
+            cur = existing.get(r["resource_id"])
+            if (
+                cur is not None
+                and cur.content_hash == r["content_hash"]
+                and cur.status == r["status"]
+            ):
+                self.summary.unchanged += 1
+                continue
+            version = cur.version_id + 1 if cur else 1
+            res = r["resource"]
+            res["meta"]["versionId"] = str(version)
+            res["meta"]["lastUpdated"] = now.isoformat()
+            if r["status"] == "entered-in-error":
+                self.summary.deleted += 1
+            elif cur is None:
+                self.summary.created += 1
+            else:
+                self.summary.updated += 1
+            staged.append(
+                {
+                    "run_id": self.summary.run_id,
+                    "resource_id": r["resource_id"],
+                    "op": "update" if cur else "create",
+                    "resource_type": r["resource_type"],
+                    "version_id": version,
+                    "last_updated": now,
+                    "content_hash": r["content_hash"],
+                    "body": dumps(res),
+                    "status": r["status"],
+                    "source_key": r["source_key"],
+                    "source_system": r["source_system"],
+                    "source_org": r["source_org"],
+                    "patient_id": r["patient_id"],
+                    "labels": r["labels"],
+                }
+            )
+        keys = sorted({g.record.ref.key for g in self.good})
+        store.stage(conn, staged, store.open_quarantine(conn, keys), self.summary.run_id)
+
+    def _quarantine(self, conn: Connection) -> None:
+        if not self.bad:
+            return
+        existing = store.open_quarantine(conn, [rec.ref.key for rec, _ in self.bad])
+        now = _now()
+        inserts: list[dict[str, Any]] = []
+        for record, issues in self.bad:
+            self.summary.quarantined += 1
+            first = issues[0]
+            reason = first.reason if len(issues) == 1 else "; ".join(str(i) for i in issues)
+            self.summary.reasons[f"{record.ref.table}.{first.field or '(row)'}"] += 1
+            values = {
+                "field": first.field,
+                "reason": reason,
+                "record": record_json(record),
+                "file": record.file,
+                "line": record.line,
+            }
+            item = existing.get(record.ref.key)
+            if item is not None:
+                conn.execute(update(Q).where(Q.c.id == item).values(**values))
+                continue
+            inserts.append(
+                {
+                    **values,
+                    "run_id": self.summary.run_id,
+                    "kind": record.ref.system,
+                    "source_key": record.ref.key,
+                    "status": "open",
+                    "created_at": now,
+                }
+            )
+        if inserts:
+            conn.execute(insert(Q), inserts)
+
+
+def _abandon_stale_runs(conn: Connection) -> None:
+    """A run still marked running when we hold the lock died mid-way: drop what it staged."""
+    stale = conn.execute(select(RUNS.c.id).where(RUNS.c.status == "running")).scalars().all()
+    for run_id in stale:
+        store.discard_staging(conn, run_id)
+        conn.execute(Q.delete().where(Q.c.run_id == run_id, Q.c.status == "open"))
+        conn.execute(
+            update(RUNS).where(RUNS.c.id == run_id).values(status="abandoned", finished_at=_now())
+        )
+
+
+def run_records(
+    engine: Engine,
+    settings: Settings,
+    codes: CodeMaps,
+    kind: str,
+    location: str,
+    records: Iterable[SourceRecord],
+    map_fn: MapFn,
+    *,
+    resolution: str = "superseded",
+    notes: list[str] | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run any stream of records through the pipeline (an extract, or quarantined records)."""
+    summary = RunSummary(run_id=str(uuid.uuid4()), kind=kind, location=location)
+    with ingest_lock(engine):
+        with engine.begin() as conn:
+            _abandon_stale_runs(conn)
+            conn.execute(
+                insert(RUNS).values(
+                    id=summary.run_id,
+                    kind=kind,
+                    location=location,
+                    started_at=_now(),
+                    status="running",
+                    summary={},
+                )
+            )
+        run = _Run(engine, settings, codes, summary, resolution)
+        try:
+            for record in records:
+                try:
+                    outcome = map_fn(record)
+                except Exception as exc:  # a mapping bug must not lose the record
+                    outcome = MapOutcome(issues=(Issue(None, f"mapping failed: {exc!r}"),))
+                run.take(record, outcome)
+                if progress is not None:
+                    progress(summary.read)
+            run.flush()
+        except BaseException:
+            with engine.begin() as conn:
+                store.discard_staging(conn, summary.run_id)
+                conn.execute(Q.delete().where(Q.c.run_id == summary.run_id, Q.c.status == "open"))
+                conn.execute(
+                    update(RUNS)
+                    .where(RUNS.c.id == summary.run_id)
+                    .values(
+                        status="failed",
+                        finished_at=_now(),
+                        summary=summary.as_dict(),
+                    )
+                )
+            raise
+        summary.status = "completed"
+        summary.notes = list(notes or [])
+        with engine.begin() as conn:
+            store.apply_run(conn, summary.run_id, resolution, _now())
+            conn.execute(
+                update(RUNS)
+                .where(RUNS.c.id == summary.run_id)
+                .values(
+                    status="completed",
+                    finished_at=_now(),
+                    summary=summary.as_dict(),
+                )
+            )
+    return summary
+
+
+def ingest(
+    engine: Engine,
+    settings: Settings,
+    codes: CodeMaps,
+    adapter: Adapter,
+    location: str,
+    progress: Progress | None = None,
+) -> RunSummary:
+    ctx = MapContext(codes=codes, canonical_base=settings.canonical_base)
+    records = adapter.read(location)
+    return run_records(
+        engine,
+        settings,
+        codes,
+        adapter.kind,
+        location,
+        records,
+        lambda rec: adapter.map(rec, ctx),
+        notes=adapter.notes,
+        progress=progress,
+    )

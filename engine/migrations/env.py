@@ -1,0 +1,26 @@
+"""Alembic environment: the URL comes from the caller (``scr db upgrade`` or the tests)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from engine.db import make_engine
+from engine.models import Base
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url")
+if not url:
+    raise RuntimeError("sqlalchemy.url is not set: run migrations through engine.migrate")
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

@@ -1,0 +1,141 @@
+"""Tables: stored resources with history, ingest runs, the run's staging area, and quarantine.
+
+A resource's body is its canonical JSON (sorted keys, no whitespace) as it will be served, so the
+read path never re-validates or re-serialises it. Columns beside the body (type, patient,
+labels, status) are what queries narrow on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class IngestRun(Base):
+    __tablename__ = "ingest_run"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: running → completed | failed; a run left ``running`` by a crash is abandoned by the next.
+    status: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class Resource(Base):
+    """The current version of each resource."""
+
+    __tablename__ = "resource"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: ``active`` or ``entered-in-error`` (a row the source deleted: it leaves every view).
+    status: Mapped[str] = mapped_column(String(16))
+    source_key: Mapped[str] = mapped_column(Text, index=True)
+    source_system: Mapped[str] = mapped_column(String(32))
+    source_org: Mapped[str] = mapped_column(String(64))
+    #: The Patient resource this belongs to (its own id for a Patient); linking joins people.
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    #: scr security label codes, space separated, so queries can exclude what policy hides.
+    labels: Mapped[str] = mapped_column(Text, default="")
+    run_id: Mapped[str] = mapped_column(ForeignKey("ingest_run.id"))
+
+    __table_args__ = (
+        Index("ix_resource_patient_type", "patient_id", "resource_type"),
+        Index("ix_resource_type_updated", "resource_type", "last_updated"),
+    )
+
+
+class ResourceVersion(Base):
+    """Every version ever stored, the current one included."""
+
+    __tablename__ = "resource_version"
+
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[str] = mapped_column(ForeignKey("ingest_run.id"))
+
+
+class Staged(Base):
+    """A run's writes, committed batch by batch and applied to ``resource`` in one transaction.
+
+    This is what makes a crash harmless: until the run applies its staging area, nothing it
+    read is visible, so no person is ever half-written.
+    """
+
+    __tablename__ = "staged"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: ``create`` or ``update``
+    op: Mapped[str] = mapped_column(String(8))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    source_key: Mapped[str] = mapped_column(Text)
+    source_system: Mapped[str] = mapped_column(String(32))
+    source_org: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    labels: Mapped[str] = mapped_column(Text)
+
+
+class QuarantineItem(Base):
+    """A record that could not be taken in, kept whole with where it came from and why."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("ingest_run.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    source_key: Mapped[str] = mapped_column(Text, index=True)
+    file: Mapped[str] = mapped_column(Text)
+    line: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    #: The record as read (ref, file, line, fields), so it can be replayed without the file.
+    record: Mapped[dict[str, object]] = mapped_column(JSON)
+    #: ``open``, ``replayed`` (taken in by replay) or ``superseded`` (a later run took it in).
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_run: Mapped[str | None] = mapped_column(String(36))
+
+
+class StagedResolution(Base):
+    """Source keys this run took in that had open quarantine items; closed when the run applies."""
+
+    __tablename__ = "staged_resolution"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(512), primary_key=True)

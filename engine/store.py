@@ -1,0 +1,188 @@
+"""Writes and lookups on stored resources: staging a run batch by batch, then applying it whole.
+
+Everything here is set-based SQL that runs the same on SQLite and PostgreSQL, so a run's cost
+is a handful of statements per batch however many resources it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, and_, delete, insert, literal, select, update
+
+from engine.models import QuarantineItem, Resource, ResourceVersion, Staged, StagedResolution
+
+R = cast(Table, Resource.__table__)
+V = cast(Table, ResourceVersion.__table__)
+S = cast(Table, Staged.__table__)
+SR = cast(Table, StagedResolution.__table__)
+Q = cast(Table, QuarantineItem.__table__)
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Current:
+    content_hash: str
+    version_id: int
+    status: str
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def current(conn: Connection, ids: Sequence[str]) -> dict[str, Current]:
+    out: dict[str, Current] = {}
+    for chunk in _chunks(ids):
+        rows = conn.execute(
+            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status).where(R.c.id.in_(chunk))
+        )
+        out.update({r.id: Current(r.content_hash, r.version_id, r.status) for r in rows})
+    return out
+
+
+def staged_already(conn: Connection, run_id: str, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        found.update(
+            conn.execute(
+                select(S.c.resource_id).where(S.c.run_id == run_id, S.c.resource_id.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
+def known_patients(conn: Connection, run_id: str, patient_ids: Sequence[str]) -> set[str]:
+    """Patients stored already, or staged by this run (a patient and their rows in one extract)."""
+    found: set[str] = set()
+    for chunk in _chunks(patient_ids):
+        found.update(
+            conn.execute(
+                select(R.c.id).where(
+                    R.c.id.in_(chunk), R.c.resource_type == "Patient", R.c.status == "active"
+                )
+            ).scalars()
+        )
+        found.update(
+            conn.execute(
+                select(S.c.resource_id).where(
+                    S.c.run_id == run_id, S.c.resource_id.in_(chunk), S.c.resource_type == "Patient"
+                )
+            ).scalars()
+        )
+    return found
+
+
+def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+    """Open quarantine items by source key (one per key: a key is quarantined at most once)."""
+    out: dict[str, int] = {}
+    for chunk in _chunks(keys):
+        rows = conn.execute(
+            select(Q.c.source_key, Q.c.id).where(Q.c.status == "open", Q.c.source_key.in_(chunk))
+        )
+        out.update({r.source_key: r.id for r in rows})
+    return out
+
+
+def stage(
+    conn: Connection, rows: list[dict[str, Any]], resolved: Iterable[str], run_id: str
+) -> None:
+    if rows:
+        conn.execute(insert(S), rows)
+    res = [{"run_id": run_id, "source_key": k} for k in resolved]
+    if res:
+        conn.execute(insert(SR), res)
+
+
+def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> None:
+    """Make a run's staged writes visible, all at once (call inside one transaction)."""
+    mine = and_(S.c.run_id == run_id)
+    conn.execute(
+        insert(R).from_select(
+            [
+                "id",
+                "resource_type",
+                "version_id",
+                "last_updated",
+                "content_hash",
+                "body",
+                "status",
+                "source_key",
+                "source_system",
+                "source_org",
+                "patient_id",
+                "labels",
+                "run_id",
+            ],
+            select(
+                S.c.resource_id,
+                S.c.resource_type,
+                S.c.version_id,
+                S.c.last_updated,
+                S.c.content_hash,
+                S.c.body,
+                S.c.status,
+                S.c.source_key,
+                S.c.source_system,
+                S.c.source_org,
+                S.c.patient_id,
+                S.c.labels,
+                literal(run_id),
+            ).where(mine, S.c.op == "create"),
+        )
+    )
+    conn.execute(
+        update(R)
+        .where(R.c.id == S.c.resource_id, mine, S.c.op == "update")
+        .values(
+            version_id=S.c.version_id,
+            last_updated=S.c.last_updated,
+            content_hash=S.c.content_hash,
+            body=S.c.body,
+            status=S.c.status,
+            patient_id=S.c.patient_id,
+            labels=S.c.labels,
+            run_id=literal(run_id),
+        )
+    )
+    conn.execute(
+        insert(V).from_select(
+            [
+                "resource_id",
+                "version_id",
+                "last_updated",
+                "content_hash",
+                "body",
+                "status",
+                "run_id",
+            ],
+            select(
+                S.c.resource_id,
+                S.c.version_id,
+                S.c.last_updated,
+                S.c.content_hash,
+                S.c.body,
+                S.c.status,
+                literal(run_id),
+            ).where(mine),
+        )
+    )
+    conn.execute(
+        update(Q)
+        .where(
+            Q.c.status == "open",
+            Q.c.source_key.in_(select(SR.c.source_key).where(SR.c.run_id == run_id)),
+        )
+        .values(status=resolution, resolved_at=now, resolved_run=run_id)
+    )
+    discard_staging(conn, run_id)
+
+
+def discard_staging(conn: Connection, run_id: str) -> None:
+    conn.execute(delete(S).where(S.c.run_id == run_id))
+    conn.execute(delete(SR).where(SR.c.run_id == run_id))

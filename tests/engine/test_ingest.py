@@ -1,0 +1,244 @@
+"""The ingest pipeline on SystmOne-style input: idempotence, versions, deletion, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Engine, select
+
+from adapters.base import ExtractError
+from adapters.codes import CodeMaps, load_all
+from adapters.systmone import SystmOneAdapter
+from engine.ingest import ingest
+from engine.models import Resource, ResourceVersion
+from engine.quarantine import list_items, replay
+from engine.settings import Settings
+from engine.validate import validate_resource
+from tests.factories import invalid_nhs_number, nhs_numbers, s1_code, s1_patient, write_systmone
+
+NHS = nhs_numbers()
+
+
+def run(engine: Engine, settings: Settings, codes: CodeMaps, folder: Path):  # type: ignore[no-untyped-def]
+    return ingest(engine, settings, codes, SystmOneAdapter(), str(folder))
+
+
+def bodies(engine: Engine, rtype: str | None = None) -> list[dict]:  # type: ignore[type-arg]
+    query = select(Resource.body)
+    if rtype:
+        query = query.where(Resource.resource_type == rtype)
+    with engine.connect() as conn:
+        return [orjson.loads(b) for b in conn.execute(query).scalars()]
+
+
+def test_ingest_is_idempotent_and_valid(engine, settings, codes, tmp_path):
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1"), s1_code("11", "1")]
+    )
+    first = run(engine, settings, codes, folder)
+    assert (first.created, first.quarantined) == (4, 0)  # organisation, patient, 2 observations
+    assert all(validate_resource(b) == [] for b in bodies(engine))
+    again = run(engine, settings, codes, folder)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 4)
+
+
+def test_changed_row_makes_a_new_version(engine, settings, codes, tmp_path):
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    write_systmone(folder, [s1_patient("1", nhs)], [s1_code("10", "1", NumericValue="135")])
+    second = run(engine, settings, codes, folder)
+    assert (second.created, second.updated) == (0, 1)
+    obs = bodies(engine, "Observation")[0]
+    assert obs["valueQuantity"]["value"] == 135
+    assert obs["meta"]["versionId"] == "2"
+    with engine.connect() as conn:
+        versions = (
+            conn.execute(
+                select(ResourceVersion.version_id).where(ResourceVersion.resource_id == obs["id"])
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(versions) == [1, 2]
+
+
+def test_deleted_row_is_entered_in_error(engine, settings, codes, tmp_path):
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    write_systmone(folder, [s1_patient("1", nhs)], [s1_code("10", "1", RemovedData="1")])
+    second = run(engine, settings, codes, folder)
+    assert second.deleted == 1
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Resource.status, Resource.body).where(Resource.resource_type == "Observation")
+        ).one()
+    assert row.status == "entered-in-error"
+    assert orjson.loads(row.body)["status"] == "entered-in-error"
+
+
+def test_windows_1252_names_and_bom(engine, settings, codes, tmp_path):
+    cp = write_systmone(
+        tmp_path / "cp", [s1_patient("1", next(NHS), FirstName="Renée", Surname="Poundé£")]
+    )
+    run(engine, settings, codes, cp)
+    bom = write_systmone(
+        tmp_path / "bom", [s1_patient("2", next(NHS), FirstName="Zoë")], encoding="utf-8-sig"
+    )
+    summary = run(engine, settings, codes, bom)
+    assert summary.quarantined == 0
+    names = {
+        p["name"][0]["given"][0] + " " + p["name"][0]["family"] for p in bodies(engine, "Patient")
+    }
+    assert names == {"Renée Poundé£", "Zoë Smith"}
+
+
+def test_missing_required_column_names_file_and_column(engine, settings, codes, tmp_path):
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(NHS))])
+    text = (folder / "SRPatient.csv").read_text(encoding="cp1252").replace("DateBirth", "Born")
+    (folder / "SRPatient.csv").write_text(text, encoding="cp1252")
+    with pytest.raises(ExtractError, match=r"SRPatient\.csv: missing required column DateBirth"):
+        run(engine, settings, codes, folder)
+    assert bodies(engine) == []
+
+
+@pytest.mark.parametrize(
+    ("patient", "code", "field", "reason"),
+    [
+        ({"NHSNumber": invalid_nhs_number()}, {}, "NHSNumber", "modulus-11"),
+        ({"DateBirth": "31 Feb 1950"}, {}, "DateBirth", "not a real date"),
+        (
+            {},
+            {"CTV3Code": "Xzzz9", "SNOMEDCode": "", "SNOMEDText": ""},
+            "CTV3Code",
+            "no map to http://snomed.info/sct",
+        ),
+        ({}, {"IDPatient": "404"}, "patient", "neither in this extract nor in the store"),
+        ({}, {"DateEvent": "01 Foo 2024"}, "DateEvent", "unknown month"),
+    ],
+    ids=["invalid-nhs-number", "impossible-date", "unknown-code", "missing-patient", "bad-month"],
+)
+def test_bad_records_are_quarantined_and_the_rest_loads(
+    engine, settings, codes, tmp_path, patient, code, field, reason
+):
+    good = s1_patient("1", next(NHS))
+    target = s1_patient("2", next(NHS), **patient)
+    folder = write_systmone(
+        tmp_path / "x", [good, target], [s1_code("10", "1"), s1_code("11", "1", **code)]
+    )
+    summary = run(engine, settings, codes, folder)
+    items = list_items(engine)
+    assert len(items) == 1 and summary.quarantined == 1
+    item = items[0]
+    assert item.field == field and reason in item.reason
+    assert item.file in ("SRPatient.csv", "SRCode.csv") and item.line in (3, 3)
+    assert len(bodies(engine, "Patient")) == (1 if patient else 2)
+    assert len(bodies(engine, "Observation")) == (1 if code else 2)
+    again = run(engine, settings, codes, folder)
+    assert again.quarantined == 1 and len(list_items(engine)) == 1
+
+
+def test_truncated_file_keeps_the_partial_row(engine, settings, codes, tmp_path):
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1"), s1_code("11", "1")]
+    )
+    raw = (folder / "SRCode.csv").read_bytes()
+    (folder / "SRCode.csv").write_bytes(raw[: raw.rindex(b",Blood pressure,") + 8])
+    summary = run(engine, settings, codes, folder)
+    assert summary.quarantined == 1 and len(bodies(engine, "Observation")) == 1
+    item = list_items(engine)[0]
+    assert item.line == 3 and "truncated" in item.reason
+    fixed = replay(
+        engine,
+        settings,
+        codes,
+        [item.id],
+        corrections={
+            k: v
+            for k, v in s1_code("11", "1").items()
+            if k not in item.record["fields"] or item.record["fields"][k] != v
+        },
+    )
+    assert fixed.created == 1 and list_items(engine) == []
+
+
+def test_replay_after_the_map_is_fixed(engine, settings, codes, tmp_path):
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1", CTV3Code="Xzzz9", SNOMEDCode="", SNOMEDText="")],
+    )
+    run(engine, settings, codes, folder)
+    assert len(list_items(engine)) == 1
+    still = replay(engine, settings, codes)
+    assert still.quarantined == 1 and len(list_items(engine)) == 1
+    fixes = settings.data_dir / "mappings" / "codes"
+    fixes.mkdir(parents=True)
+    (fixes / "local-ctv3.csv").write_text(
+        "# source=http://read.info/ctv3 target=http://snomed.info/sct version=t name=local\n"
+        "source_code,target_code\nXzzz9,75367002\n",
+        encoding="utf-8",
+    )
+    fixed_codes = load_all(extra=settings.data_dir / "mappings")
+    done = replay(engine, settings, fixed_codes)
+    assert done.created == 1 and list_items(engine) == []
+    assert [i.status for i in list_items(engine, status="replayed")] == ["replayed"]
+
+
+def test_replay_patient_then_its_records(engine, settings, codes, tmp_path):
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", invalid_nhs_number())], [s1_code("10", "1")]
+    )
+    run(engine, settings, codes, folder)
+    items = list_items(engine)
+    assert [i.field for i in items] == ["NHSNumber", "patient"]
+    done = replay(engine, settings, codes, corrections=None, ids=[items[0].id])
+    assert done.quarantined == 1
+    fixed = replay(engine, settings, codes, ids=[items[0].id], corrections={"NHSNumber": next(NHS)})
+    assert fixed.created == 1
+    rest = replay(engine, settings, codes)
+    assert rest.created == 1 and list_items(engine) == []
+
+
+def test_confidential_and_sensitive_items_are_labelled(engine, settings, codes, tmp_path):
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [
+            s1_code("10", "1", IDOrganisationVisibleTo="5001"),
+            s1_code("11", "1", SNOMEDCode="76272004", SNOMEDText="Syphilis", CTV3Code="A94.."),
+        ],
+    )
+    run(engine, settings, codes, folder)
+    with engine.connect() as conn:
+        labels = dict(conn.execute(select(Resource.source_key, Resource.labels)).all())
+    assert labels["systmone|Y00001|SRCode|10"] == "source-confidential"
+    assert labels["systmone|Y00001|SRCode|11"] == "sensitive-sti"
+
+
+def test_problem_row_becomes_a_condition(engine, settings, codes, tmp_path):
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1", IsNumeric="N")],
+        problems=[
+            {
+                "RowIdentifier": "70",
+                "IDCode": "10",
+                "IDPatient": "1",
+                "CTV3Code": "XaJQs",
+                "DateEnd": "",
+                "Severity": "Major",
+                "IDOrganisation": "5001",
+                "IDOrganisationVisibleTo": "",
+                "RemovedData": "0",
+            }
+        ],
+    )
+    run(engine, settings, codes, folder)
+    [condition] = bodies(engine, "Condition")
+    assert condition["clinicalStatus"]["coding"][0]["code"] == "active"
+    assert bodies(engine, "Observation") == []

@@ -1,0 +1,154 @@
+"""Small synthetic inputs for tests: NHS numbers in the 999 range and SystmOne-style extracts."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from adapters.values import nhs_check_digit
+
+
+def nhs_numbers(start: int = 999_000_000) -> Iterator[str]:
+    """Valid test NHS numbers (999 range, modulus 11), in order."""
+    n = start
+    while True:
+        digit = nhs_check_digit(f"{n:09d}")
+        if digit is not None:
+            yield f"{n:09d}{digit}"
+        n += 1
+
+
+def invalid_nhs_number() -> str:
+    valid = next(nhs_numbers())
+    return valid[:9] + str((int(valid[9]) + 1) % 10)
+
+
+def write_csv(path: Path, header: list[str], rows: Sequence[dict[str, str]], encoding: str) -> None:
+    with path.open("w", encoding=encoding, newline="") as fh:
+        writer = csv.DictWriter(fh, header, lineterminator="\r\n", extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+
+
+S1_HEADERS: dict[str, list[str]] = {
+    "SROrganisation": ["ID", "Name", "NationalId"],
+    "SRPatient": [
+        "RowIdentifier",
+        "Title",
+        "FirstName",
+        "MiddleNames",
+        "Surname",
+        "NHSNumber",
+        "DateBirth",
+        "DateDeath",
+        "Gender",
+        "SpineMatched",
+        "TestPatient",
+    ],
+    "SRPatientAddressHistory": [
+        "RowIdentifier",
+        "IDPatient",
+        "AddressLine1",
+        "AddressLine2",
+        "AddressLine3",
+        "AddressLine4",
+        "AddressLine5",
+        "PostCode",
+        "DateEvent",
+        "DateTo",
+        "AddressType",
+        "RemovedData",
+    ],
+    "SRCode": [
+        "RowIdentifier",
+        "IDOrganisationVisibleTo",
+        "DateEventRecorded",
+        "DateEvent",
+        "CTV3Code",
+        "CTV3Text",
+        "SNOMEDCode",
+        "SNOMEDText",
+        "NumericComparator",
+        "IsNumeric",
+        "NumericValue",
+        "NumericUnit",
+        "IDEvent",
+        "IDPatient",
+        "IDOrganisation",
+        "RemovedData",
+    ],
+    "SRProblem": [
+        "RowIdentifier",
+        "IDCode",
+        "IDPatient",
+        "CTV3Code",
+        "DateEnd",
+        "Severity",
+        "IDOrganisation",
+        "IDOrganisationVisibleTo",
+        "RemovedData",
+    ],
+}
+
+
+def s1_patient(row_id: str, nhs: str, **over: str) -> dict[str, str]:
+    return {
+        "RowIdentifier": row_id,
+        "Title": "Mrs",
+        "FirstName": "Renée",
+        "MiddleNames": "",
+        "Surname": "Smith",
+        "NHSNumber": nhs,
+        "DateBirth": "01 Mar 1950",
+        "DateDeath": "",
+        "Gender": "F",
+        "SpineMatched": "Y",
+        "TestPatient": "N",
+        **over,
+    }
+
+
+def s1_code(row_id: str, patient: str, **over: str) -> dict[str, str]:
+    return {
+        "RowIdentifier": row_id,
+        "IDOrganisationVisibleTo": "",
+        "DateEventRecorded": "01 Mar 2024 10:15:00",
+        "DateEvent": "01 Mar 2024 10:10:00",
+        "CTV3Code": "XaJQs",
+        "CTV3Text": "Blood pressure reading",
+        "SNOMEDCode": "75367002",
+        "SNOMEDText": "Blood pressure",
+        "NumericComparator": "",
+        "IsNumeric": "Y",
+        "NumericValue": "120",
+        "NumericUnit": "mmHg",
+        "IDEvent": "1",
+        "IDPatient": patient,
+        "IDOrganisation": "5001",
+        "RemovedData": "0",
+        **over,
+    }
+
+
+def write_systmone(
+    folder: Path,
+    patients: list[dict[str, str]],
+    codes: Sequence[dict[str, str]] = (),
+    problems: Sequence[dict[str, str]] = (),
+    encoding: str = "cp1252",
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(
+        folder / "SROrganisation.csv",
+        S1_HEADERS["SROrganisation"],
+        [{"ID": "5001", "Name": "Riverside Surgery", "NationalId": "Y00001"}],
+        encoding,
+    )
+    write_csv(folder / "SRPatient.csv", S1_HEADERS["SRPatient"], patients, encoding)
+    if codes:
+        write_csv(folder / "SRCode.csv", S1_HEADERS["SRCode"], list(codes), encoding)
+    if problems:
+        write_csv(folder / "SRProblem.csv", S1_HEADERS["SRProblem"], list(problems), encoding)
+    return folder
