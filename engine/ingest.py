@@ -130,11 +130,9 @@ class _Run:
     def _take_resources(self, record: SourceRecord, outcome: MapOutcome) -> None:
         base = self.settings.canonical_base
         rows: list[dict[str, Any]] = []
-        issues: list[Issue] = []
         for mapped in outcome.resources:
             res = mapped.resource
             finish(res, record.ref, self.codes, base, mapped.deleted)
-            issues.extend(validate_resource(res))
             patient_id = (
                 SourceRef.from_key(mapped.patient_key).resource_id("Patient")
                 if mapped.patient_key
@@ -161,11 +159,8 @@ class _Run:
                     "content_hash": content_hash(res),
                 }
             )
-        if issues:
-            self.bad.append((record, tuple(issues)))
-        else:
-            self.good.append(_Good(record, rows))
-            self.pending += len(rows)
+        self.good.append(_Good(record, rows))
+        self.pending += len(rows)
 
     def flush(self) -> None:
         if not self.good and not self.bad:
@@ -242,49 +237,62 @@ class _Run:
         self.good = keep
 
     def _stage(self, conn: Connection) -> None:
-        rows = [r for g in self.good for r in g.rows]
-        existing = store.current(conn, [r["resource_id"] for r in rows])
+        """Compare with what is stored; validate and stage only what is new or changed.
+
+        Unchanged content was valid when it was stored, so it is not validated again: a
+        re-run of an extract costs a hash comparison per resource.
+        """
+        existing = store.current(conn, [r["resource_id"] for g in self.good for r in g.rows])
         now = _now()
         staged: list[dict[str, Any]] = []
-        for r in rows:
-            cur = existing.get(r["resource_id"])
-            if (
-                cur is not None
-                and cur.content_hash == r["content_hash"]
-                and cur.status == r["status"]
-            ):
-                self.summary.unchanged += 1
+        taken: list[str] = []
+        for g in self.good:
+            changed = [
+                r
+                for r in g.rows
+                if (cur := existing.get(r["resource_id"])) is None
+                or cur.content_hash != r["content_hash"]
+                or cur.status != r["status"]
+            ]
+            issues = [i for r in changed for i in validate_resource(r["resource"])]
+            if issues:
+                self.bad.append((g.record, tuple(issues)))
                 continue
-            version = cur.version_id + 1 if cur else 1
-            res = r["resource"]
-            res["meta"]["versionId"] = str(version)
-            res["meta"]["lastUpdated"] = now.isoformat()
-            if r["status"] == "entered-in-error":
-                self.summary.deleted += 1
-            elif cur is None:
-                self.summary.created += 1
-            else:
-                self.summary.updated += 1
-            staged.append(
-                {
-                    "run_id": self.summary.run_id,
-                    "resource_id": r["resource_id"],
-                    "op": "update" if cur else "create",
-                    "resource_type": r["resource_type"],
-                    "version_id": version,
-                    "last_updated": now,
-                    "content_hash": r["content_hash"],
-                    "body": dumps(res),
-                    "status": r["status"],
-                    "source_key": r["source_key"],
-                    "source_system": r["source_system"],
-                    "source_org": r["source_org"],
-                    "patient_id": r["patient_id"],
-                    "labels": r["labels"],
-                }
-            )
-        keys = sorted({g.record.ref.key for g in self.good})
-        store.stage(conn, staged, store.open_quarantine(conn, keys), self.summary.run_id)
+            taken.append(g.record.ref.key)
+            self.summary.unchanged += len(g.rows) - len(changed)
+            for r in changed:
+                staged.append(self._staged_row(r, existing.get(r["resource_id"]), now))
+        store.stage(conn, staged, store.open_quarantine(conn, taken), self.summary.run_id)
+
+    def _staged_row(
+        self, r: dict[str, Any], cur: store.Current | None, now: datetime
+    ) -> dict[str, Any]:
+        version = cur.version_id + 1 if cur else 1
+        res = r["resource"]
+        res["meta"]["versionId"] = str(version)
+        res["meta"]["lastUpdated"] = now.isoformat()
+        if r["status"] == "entered-in-error":
+            self.summary.deleted += 1
+        elif cur is None:
+            self.summary.created += 1
+        else:
+            self.summary.updated += 1
+        return {
+            "run_id": self.summary.run_id,
+            "resource_id": r["resource_id"],
+            "op": "update" if cur else "create",
+            "resource_type": r["resource_type"],
+            "version_id": version,
+            "last_updated": now,
+            "content_hash": r["content_hash"],
+            "body": dumps(res),
+            "status": r["status"],
+            "source_key": r["source_key"],
+            "source_system": r["source_system"],
+            "source_org": r["source_org"],
+            "patient_id": r["patient_id"],
+            "labels": r["labels"],
+        }
 
     def _quarantine(self, conn: Connection) -> None:
         if not self.bad:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from adapters.base import Adapter
+from adapters.emis import EmisAdapter
 from adapters.systmone import SystmOneAdapter
 
 _FACTORIES: dict[str, Callable[[], Adapter]] = {
     "systmone": SystmOneAdapter,
+    "emis": EmisAdapter,
 }
 
 

@@ -121,10 +121,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             extra["_ExtractSNOMEDCode"] = mapped
         return extra
 
-    def drug(row: dict[str, str]) -> dict[str, str]:
-        return {"_DrugName": row.get("DrugName", "") or row.get("NameOfMedication", "")}
-
-    enrich = {"SRPatient": patient, "SRCode": code, "SRDrugSensitivity": drug}
+    enrich = {"SRPatient": patient, "SRCode": code}
     for table in TABLES:
         yield from table_records(
             folder,

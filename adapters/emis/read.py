@@ -1,0 +1,194 @@
+"""Reading an EMIS-style extract folder: UTF-8 files, GUIDs as written, and the joins mapping needs.
+
+The coding tables and ``CareRecord_Problem`` are small lookups read first; each clinical record
+gets its code's term, SNOMED concept and Read v2 code (and an observation its problem row) as
+``_``-prefixed fields, so that every record can be mapped, and replayed from quarantine, on its
+own. Row ids are kept exactly as the file writes them (braces included): they are the keys other
+tables and ``truth.json`` cite.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from adapters.base import SourceRecord
+from adapters.csvread import read_rows
+from adapters.extract import Enrich, first_row, table_records, unknown_files
+from adapters.values import ValueProblem, decimal
+
+STYLE = "emis"
+#: A BOM, when present, is honoured by ``csvread``.
+ENCODING = "utf-8"
+ORGANISATION = "Admin_Organisation"
+PATIENT = "Admin_Patient"
+#: Tables in the order they are read: patients before the rows that cite them, and drug records
+#: before the issues that are joined to them.
+TABLES = (
+    ORGANISATION,
+    "Admin_UserInRole",
+    PATIENT,
+    "CareRecord_Consultation",
+    "CareRecord_Observation",
+    "Prescribing_DrugRecord",
+    "Prescribing_IssueRecord",
+)
+#: Read only to be joined into other tables' records, with the columns each must have.
+LOOKUPS: dict[str, tuple[str, ...]] = {
+    "Coding_ClinicalCode": ("CodeId", "Term", "ReadTermId", "SnomedCTConceptId"),
+    "Coding_DrugCode": ("CodeId", "Term", "DmdProductCodeId"),
+    "CareRecord_Problem": (
+        "ObservationGuid",
+        "EndDate",
+        "ProblemStatusDescription",
+        "SignificanceDescription",
+    ),
+}
+_TRUE = ("true", "1", "y")
+#: A Read v2 code (5 characters, right-padded with dots) optionally followed by its 2-digit term
+#: code, as EMIS writes ``ReadTermId`` (``H33..00``). EMIS-local ids (``EMISNQAC724``) do not match.
+_READ_TERM_ID = re.compile(r"^([A-Za-z0-9]{1,5}\.{0,4})(\d{2})?$")
+
+Fields = dict[str, str]
+#: What an issue needs from its drug record: patient, drug CodeId, confidentiality flag. One is
+#: kept per drug record read (three short strings), so the drug file is never read twice.
+Course = tuple[str, str, str]
+
+
+def read_v2_code(read_term_id: str) -> str | None:
+    """The 5-character Read v2 code in a ``ReadTermId``, or None for an EMIS-local (Egton) id."""
+    m = _READ_TERM_ID.match(read_term_id.strip())
+    return m.group(1) if m and len(m.group(1)) == 5 else None
+
+
+def _present(fields: Fields) -> Fields:
+    """Only the non-blank values, so a quarantined record keeps no empty joined fields."""
+    return {k: v.strip() for k, v in fields.items() if v and v.strip()}
+
+
+def _get(row: Fields, column: str) -> str:
+    return row.get(column, "").strip()
+
+
+def _lookup(folder: Path, table: str) -> Iterator[Fields]:
+    path = folder / f"{table}.csv"
+    if path.exists():
+        for row in read_rows(path, ENCODING, required=LOOKUPS[table]):
+            if not row.issues:
+                yield row.fields
+
+
+def _clinical_codes(folder: Path) -> dict[str, Fields]:
+    """CodeId → term, SNOMED concept and either the Read v2 code or the EMIS-local (Egton) id."""
+    out: dict[str, Fields] = {}
+    for row in _lookup(folder, "Coding_ClinicalCode"):
+        term_id = _get(row, "ReadTermId")
+        read = read_v2_code(term_id) if term_id else None
+        out[_get(row, "CodeId")] = _present(
+            {
+                "_Term": row["Term"],
+                "_SnomedCTConceptId": row["SnomedCTConceptId"],
+                "_ReadCode": read or "",
+                "_EgtonCode": "" if read else term_id,
+            }
+        )
+    return out
+
+
+def _drug_codes(folder: Path) -> dict[str, Fields]:
+    return {
+        _get(row, "CodeId"): _present(
+            {"_DrugTerm": row["Term"], "_DmdProductCodeId": row["DmdProductCodeId"]}
+        )
+        for row in _lookup(folder, "Coding_DrugCode")
+    }
+
+
+def _problems(folder: Path) -> dict[str, Fields]:
+    """Observation GUID → its problem row; a deleted problem row leaves a plain observation."""
+    return {
+        _get(row, "ObservationGuid"): _present(
+            {
+                "_IsProblem": "True",
+                "_ProblemStatus": row["ProblemStatusDescription"],
+                "_ProblemSignificance": row["SignificanceDescription"],
+                "_ProblemEndDate": row["EndDate"],
+                "_ProblemEndDatePrecision": row.get("EndDatePrecision", ""),
+            }
+        )
+        for row in _lookup(folder, "CareRecord_Problem")
+        if _get(row, "Deleted").lower() not in _TRUE
+    }
+
+
+def value_fields(raw: str) -> Fields:
+    """``_ValueIsNumeric`` when ``Value`` is a number: the map cannot test that by itself."""
+    try:
+        decimal(raw)
+    except ValueProblem:
+        return {}
+    return {"_ValueIsNumeric": "True"}
+
+
+def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
+    """Stream every table's records, the lookups joined in; the org is the first ODS code."""
+    unknown_files(folder, {*TABLES, *LOOKUPS}, notes)
+    org = first_row(folder / f"{ORGANISATION}.csv", ENCODING, "ODSCode")
+    clinical = _clinical_codes(folder)
+    drugs = _drug_codes(folder)
+    problems = _problems(folder)
+    courses: dict[str, Course] = {}
+
+    def observation(row: Fields) -> Fields:
+        return {
+            **clinical.get(_get(row, "CodeId"), {}),
+            **problems.get(_get(row, "ObservationGuid"), {}),
+            **value_fields(row.get("Value", "")),
+        }
+
+    def drug_record(row: Fields) -> Fields:
+        quantity = _get(row, "Quantity")
+        if quantity:
+            quantity = f"{quantity} {_get(row, 'QuantityUnit')}"
+        return {**drugs.get(_get(row, "CodeId"), {}), **_present({"_QuantityText": quantity})}
+
+    def issue(row: Fields) -> Fields:
+        """Patient and drug from the issue row when it has them, else from its drug record."""
+        patient, code, confidential = courses.get(_get(row, "DrugRecordGuid"), ("", "", ""))
+        code_id = _get(row, "CodeId") or code
+        return {
+            **_present(
+                {
+                    "_PatientGuid": _get(row, "PatientGuid") or patient,
+                    "_CodeId": code_id,
+                    "_CourseIsConfidential": confidential,
+                }
+            ),
+            **drugs.get(code_id, {}),
+        }
+
+    enrich: dict[str, Enrich] = {
+        "CareRecord_Observation": observation,
+        "Prescribing_DrugRecord": drug_record,
+        "Prescribing_IssueRecord": issue,
+    }
+    for table in TABLES:
+        for record in table_records(
+            folder,
+            STYLE,
+            table,
+            org,
+            ENCODING,
+            notes,
+            required=table in (ORGANISATION, PATIENT),
+            enrich=enrich.get(table),
+        ):
+            if table == "Prescribing_DrugRecord":
+                f = record.fields
+                courses[record.ref.row_id] = (
+                    str(f.get("PatientGuid", "")).strip(),
+                    str(f.get("CodeId", "")).strip(),
+                    str(f.get("IsConfidential", "")).strip(),
+                )
+            yield record

@@ -1,0 +1,487 @@
+"""The EMIS-style adapter: a tiny synthetic extract through the whole pipeline, and pure mapping."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, select
+
+from adapters.base import ExtractError, MapContext, SourceRecord, SourceRef
+from adapters.codes import READ2, SNOMED, CodeMaps, Target
+from adapters.emis import EmisAdapter
+from adapters.emis.read import read_v2_code, value_fields
+from engine.ingest import RunSummary, ingest
+from engine.models import QuarantineItem, Resource
+from engine.settings import Settings
+from engine.validate import validate_resource
+from tests.factories import invalid_nhs_number, nhs_numbers, write_csv
+
+ODS = "Y90099"
+NHS_OK, NHS_CONF, NHS_SPINE = islice(nhs_numbers(999_100_000), 3)
+TRUE, FALSE = "True", "False"
+
+
+def guid(n: int) -> str:
+    return "{" + f"{n:08X}-5A1E-4C0D-9E55-0000000000{n:02X}" + "}"
+
+
+ORG, GP = guid(1), guid(2)
+P_OK, P_CONF, P_BAD, P_SPINE = guid(10), guid(11), guid(12), guid(13)
+CONSULT = guid(20)
+O_BP, O_ASTHMA, O_ALLERGY, O_SMOKER = guid(30), guid(31), guid(32), guid(33)
+O_UNKNOWN, O_DELETED, O_CONF, O_ORPHAN = guid(34), guid(35), guid(36), guid(37)
+DRUG, ISSUE = guid(40), guid(41)
+SYSTOLIC, ASTHMA, PENICILLIN, SMOKER = "1200001", "1200002", "1200003", "1200004"
+UNKNOWN_CODE, SALBUTAMOL = "1299999", "40106"
+
+
+def patient(pid: str, nhs: str, **over: str) -> dict[str, str]:
+    return {
+        "PatientGuid": pid,
+        "OrganisationGuid": ORG,
+        "Title": "Ms",
+        "GivenName": "Ada Jane",
+        "Surname": "Testperson",
+        "Sex": "F",
+        "DateOfBirth": "1961-04-02",
+        "NhsNumber": nhs,
+        "NHSNumberStatus": "01",
+        "HouseNameFlatNumber": "Flat 2",
+        "NumberAndStreet": "1 Test Lane",
+        "Town": "Felpersham",
+        "Postcode": "ZZ99 3AA",
+        "DateOfRegistration": "2001-05-01",
+        "SpineSensitive": FALSE,
+        "IsConfidential": FALSE,
+        "Deleted": FALSE,
+        **over,
+    }
+
+
+def observation(oid: str, pid: str, code: str, **over: str) -> dict[str, str]:
+    return {
+        "ObservationGuid": oid,
+        "PatientGuid": pid,
+        "EffectiveDate": "2024-03-01",
+        "EffectiveDatePrecision": "YMD",
+        "CodeId": code,
+        "ObservationType": "Observation",
+        "ConsultationGuid": CONSULT,
+        "IsConfidential": FALSE,
+        "Deleted": FALSE,
+        **over,
+    }
+
+
+def default_tables() -> dict[str, list[dict[str, str]]]:
+    return {
+        "Admin_Organisation": [
+            {
+                "OrganisationGuid": ORG,
+                "OrganisationName": "Felpersham Test Practice",
+                "ODSCode": ODS,
+            }
+        ],
+        "Admin_UserInRole": [
+            {
+                "UserInRoleGuid": GP,
+                "OrganisationGuid": ORG,
+                "Title": "Dr",
+                "GivenName": "Rob",
+                "Surname": "Testdoctor",
+                "JobCategoryCode": "R0260",
+                "JobCategoryName": "General Medical Practitioner",
+            }
+        ],
+        "Admin_Patient": [
+            patient(P_OK, NHS_OK, CarerName="Sam Testperson", CarerRelation="Son"),
+            patient(P_CONF, NHS_CONF, IsConfidential=TRUE),
+            patient(P_BAD, invalid_nhs_number()),
+            patient(P_SPINE, NHS_SPINE, SpineSensitive=TRUE, DateOfRegistration=""),
+        ],
+        "CareRecord_Consultation": [
+            {
+                "ConsultationGuid": CONSULT,
+                "PatientGuid": P_OK,
+                "OrganisationGuid": ORG,
+                "EffectiveDate": "2024-03-01",
+                "ClinicianUserInRoleGuid": GP,
+                "ConsultationSourceTerm": "Main Surgery",
+                "IsConfidential": FALSE,
+                "Deleted": FALSE,
+            }
+        ],
+        "CareRecord_Observation": [
+            observation(
+                O_BP,
+                P_OK,
+                SYSTOLIC,
+                Value="135",
+                NumericUnit="mmHg",
+                NumericRangeLow="90",
+                NumericRangeHigh="140",
+            ),
+            observation(O_ASTHMA, P_OK, ASTHMA, EffectiveDate="2010-06-15"),
+            observation(O_ALLERGY, P_OK, PENICILLIN, ObservationType="Allergy"),
+            observation(
+                O_SMOKER, P_OK, SMOKER, EffectiveDate="2019-01-01", EffectiveDatePrecision="Y"
+            ),
+            observation(O_UNKNOWN, P_OK, UNKNOWN_CODE),
+            observation(O_DELETED, P_OK, SYSTOLIC, Value="120", Deleted=TRUE),
+            observation(O_CONF, P_OK, SYSTOLIC, Value="150", IsConfidential=TRUE),
+            observation(O_ORPHAN, P_BAD, SYSTOLIC, Value="128"),
+        ],
+        "CareRecord_Problem": [
+            {
+                "ObservationGuid": O_ASTHMA,
+                "EndDate": "",
+                "ProblemStatusDescription": "Active Problem",
+                "SignificanceDescription": "Significant Problem",
+            }
+        ],
+        "Prescribing_DrugRecord": [
+            {
+                "DrugRecordGuid": DRUG,
+                "PatientGuid": P_OK,
+                "CodeId": SALBUTAMOL,
+                "EffectiveDate": "2024-03-01",
+                "EffectiveDatePrecision": "YMD",
+                "Dosage": "Two puffs when required",
+                "Quantity": "1",
+                "QuantityUnit": "inhaler",
+                "PrescriptionType": "Repeat",
+                "IsActive": TRUE,
+                "IsConfidential": TRUE,
+                "Deleted": FALSE,
+            }
+        ],
+        # As few columns as the spec promises: patient and drug come from the drug record.
+        "Prescribing_IssueRecord": [
+            {
+                "IssueRecordGuid": ISSUE,
+                "DrugRecordGuid": DRUG,
+                "EffectiveDate": "2024-03-02",
+                "Quantity": "1",
+            }
+        ],
+        "Coding_ClinicalCode": [
+            {
+                "CodeId": SYSTOLIC,
+                "Term": "O/E - Systolic BP reading",
+                "ReadTermId": "2469.00",
+                "SnomedCTConceptId": "163030003",
+            },
+            {
+                "CodeId": ASTHMA,
+                "Term": "Asthma",
+                "ReadTermId": "H33..00",
+                "SnomedCTConceptId": "195967001",
+            },
+            {
+                "CodeId": PENICILLIN,
+                "Term": "Allergy to penicillin",
+                "ReadTermId": "14L1.00",
+                "SnomedCTConceptId": "91936005",
+            },
+            {
+                "CodeId": SMOKER,
+                "Term": "Smoker",
+                "ReadTermId": "EMISNQSM1",
+                "SnomedCTConceptId": "77176002",
+            },
+        ],
+        "Coding_DrugCode": [
+            {
+                "CodeId": SALBUTAMOL,
+                "Term": "Salbutamol 100micrograms/dose inhaler CFC free",
+                "DmdProductCodeId": "320139002",
+            }
+        ],
+    }
+
+
+def write_extract(folder: Path, tables: dict[str, list[dict[str, str]]]) -> Path:
+    """One CSV per table, its columns those the rows use; the required files carry a BOM."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, rows in tables.items():
+        header = list(dict.fromkeys(column for row in rows for column in row))
+        encoding = "utf-8-sig" if table in ("Admin_Organisation", "Admin_Patient") else "utf-8"
+        write_csv(folder / f"{table}.csv", header, rows, encoding)
+    return folder
+
+
+def run(engine: Engine, settings: Settings, codes: CodeMaps, folder: Path) -> RunSummary:
+    return ingest(engine, settings, codes, EmisAdapter(), str(folder))
+
+
+def stored(engine: Engine) -> dict[str, Resource]:
+    """Current resources by their source row id (type-qualified, as one row may give several)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Resource)).all()
+    return {f"{r.resource_type}:{r.source_key.split('|')[3]}": r for r in rows}
+
+
+def body(row: Resource) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(row.body)
+    return doc
+
+
+def quarantine(engine: Engine) -> dict[str, QuarantineItem]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(QuarantineItem)).all()
+    return {r.source_key.split("|")[3]: r for r in rows}
+
+
+@pytest.fixture
+def extract(tmp_path: Path) -> Path:
+    return write_extract(tmp_path / "emis", default_tables())
+
+
+def test_extract_loads_valid_r4_and_quarantines_what_it_must(engine, settings, codes, extract):
+    summary = run(engine, settings, codes, extract)
+    # org 1, practitioner + role 2, patients 3+2+1, encounter 1, observations 5, meds 2
+    assert (summary.read, summary.created, summary.deleted, summary.quarantined) == (17, 17, 1, 3)
+    rows = stored(engine)
+    assert all(validate_resource(body(r)) == [] for r in rows.values())
+    assert {r.source_org for r in rows.values()} == {ODS}
+    assert f"Patient:{P_OK}" in rows  # the row id is the GUID as written, braces included
+    assert rows[f"Patient:{P_OK}"].source_key == f"emis|{ODS}|Admin_Patient|{P_OK}"
+
+
+def test_rerun_changes_nothing_and_a_changed_row_makes_version_2(engine, settings, codes, extract):
+    run(engine, settings, codes, extract)
+    again = run(engine, settings, codes, extract)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 18)
+    tables = default_tables()
+    tables["CareRecord_Observation"][0]["Value"] = "142"
+    write_extract(extract, tables)
+    changed = run(engine, settings, codes, extract)
+    assert (changed.created, changed.updated) == (0, 1)
+    bp = stored(engine)[f"Observation:{O_BP}"]
+    assert bp.version_id == 2
+    assert body(bp)["valueQuantity"] == {"value": 142, "unit": "mmHg"}
+
+
+def test_resources_carry_the_source_meaning(engine, settings, codes, extract):
+    run(engine, settings, codes, extract)
+    rows = stored(engine)
+    bp = body(rows[f"Observation:{O_BP}"])
+    assert {(c["system"], c["code"]) for c in bp["code"]["coding"]} >= {
+        ("https://fhir.hl7.org.uk/Id/egton-codes", SYSTOLIC),
+        (SNOMED, "163030003"),
+        (READ2, "2469."),
+    }
+    assert bp["referenceRange"] == [
+        {"low": {"value": 90, "unit": "mmHg"}, "high": {"value": 140, "unit": "mmHg"}}
+    ]
+    encounter = rows[f"Encounter:{CONSULT}"]
+    assert bp["encounter"]["reference"] == f"Encounter/{encounter.id}"
+    asthma = body(rows[f"Condition:{O_ASTHMA}"])
+    assert asthma["clinicalStatus"]["coding"][0]["code"] == "active"
+    assert asthma["category"][0]["coding"][0]["code"] == "problem-list-item"
+    assert asthma["extension"][0]["valueString"] == "Significant Problem"
+    assert f"AllergyIntolerance:{O_ALLERGY}" in rows
+    smoker = body(rows[f"Observation:{O_SMOKER}"])
+    assert smoker["effectiveDateTime"] == "2019"
+    assert ("https://fhir.hl7.org.uk/Id/egton-codes", "EMISNQSM1") in {
+        (c["system"], c["code"]) for c in smoker["code"]["coding"]
+    }
+    pat = body(rows[f"Patient:{P_OK}"])
+    nhs = pat["identifier"][0]
+    assert nhs["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "01"
+    org_id = rows[f"Organization:{ORG}"].id
+    assert pat["generalPractitioner"] == [{"reference": f"Organization/{org_id}"}]
+    assert pat["address"][0]["line"] == ["Flat 2", "1 Test Lane"]
+    carer = body(rows[f"RelatedPerson:{P_OK}"])
+    assert carer["name"] == [{"text": "Sam Testperson"}]
+    assert body(rows[f"EpisodeOfCare:{P_OK}"])["period"] == {"start": "2001-05-01"}
+    assert f"EpisodeOfCare:{P_SPINE}" not in rows
+    role = body(rows[f"PractitionerRole:{GP}"])
+    assert role["code"][0]["coding"][0]["code"] == "R0260"
+
+
+def test_medication_issue_is_joined_to_its_course(engine, settings, codes, extract):
+    run(engine, settings, codes, extract)
+    rows = stored(engine)
+    course = body(rows[f"MedicationStatement:{DRUG}"])
+    issue = body(rows[f"MedicationRequest:{ISSUE}"])
+    assert course["status"] == "active"
+    assert course["note"] == [{"text": "1 inhaler"}]
+    dmd = ("https://dmd.nhs.uk", "320139002")
+    assert dmd in {(c["system"], c["code"]) for c in course["medicationCodeableConcept"]["coding"]}
+    assert dmd in {(c["system"], c["code"]) for c in issue["medicationCodeableConcept"]["coding"]}
+    assert issue["intent"] == "order"
+    assert issue["groupIdentifier"]["value"] == DRUG
+    assert DRUG in {i["value"] for i in course["identifier"]}
+    assert issue["subject"] == course["subject"]
+    assert rows[f"MedicationRequest:{ISSUE}"].patient_id == rows[f"Patient:{P_OK}"].id
+    # the course is confidential, so its issue is too
+    assert "source-confidential" in rows[f"MedicationRequest:{ISSUE}"].labels.split()
+
+
+def test_deleted_and_confidential_rows(engine, settings, codes, extract):
+    run(engine, settings, codes, extract)
+    rows = stored(engine)
+    deleted = rows[f"Observation:{O_DELETED}"]
+    assert deleted.status == "entered-in-error"
+    assert body(deleted)["status"] == "entered-in-error"
+    assert "source-confidential" in rows[f"Observation:{O_CONF}"].labels.split()
+    assert rows[f"Observation:{O_BP}"].labels == ""
+    conf = rows[f"Patient:{P_CONF}"].labels.split()
+    assert "source-confidential" in conf and "restricted-person" not in conf
+    assert {"source-confidential", "restricted-person"} <= set(
+        rows[f"Patient:{P_SPINE}"].labels.split()
+    )
+
+
+def test_unknown_code_and_invalid_nhs_number_are_quarantined(engine, settings, codes, extract):
+    run(engine, settings, codes, extract)
+    items = quarantine(engine)
+    assert set(items) == {O_UNKNOWN, P_BAD, O_ORPHAN}
+    assert items[O_UNKNOWN].field == "CodeId"
+    assert UNKNOWN_CODE in items[O_UNKNOWN].reason
+    assert items[P_BAD].field == "NhsNumber"
+    assert (items[P_BAD].file, items[P_BAD].line) == ("Admin_Patient.csv", 4)
+    assert items[O_ORPHAN].field == "patient"
+    assert "patient" in items[O_ORPHAN].reason
+
+
+def test_bom_files_read_and_unknown_files_are_noted(extract):
+    (extract / "Appointment_Slot.csv").write_text("SlotGuid\n", encoding="utf-8")
+    adapter = EmisAdapter()
+    records = list(adapter.read(str(extract)))
+    assert records[0].ref == SourceRef("emis", ODS, "Admin_Organisation", ORG)
+    assert records[0].fields["OrganisationGuid"] == ORG
+    assert any("Appointment_Slot.csv" in n for n in adapter.notes)
+
+
+def test_missing_required_column_names_file_and_column(tmp_path):
+    tables = default_tables()
+    for row in tables["Admin_Patient"]:
+        del row["DateOfBirth"]
+    folder = write_extract(tmp_path / "emis", tables)
+    with pytest.raises(ExtractError, match=r"Admin_Patient\.csv.*DateOfBirth"):
+        list(EmisAdapter().read(str(folder)))
+
+
+def test_missing_required_file_and_absent_optional_files(tmp_path):
+    tables = default_tables()
+    only_required = {t: tables[t] for t in ("Admin_Organisation", "Admin_Patient")}
+    assert len(list(EmisAdapter().read(str(write_extract(tmp_path / "a", only_required))))) == 5
+    del tables["Admin_Patient"]
+    with pytest.raises(ExtractError, match=r"Admin_Patient\.csv"):
+        list(EmisAdapter().read(str(write_extract(tmp_path / "b", tables))))
+
+
+def _record(table: str, row_id: str, **fields: str) -> SourceRecord:
+    return SourceRecord(SourceRef("emis", ODS, table, row_id), f"{table}.csv", 2, fields)
+
+
+def test_map_is_pure_and_translates_read_v2_when_emis_gives_no_snomed():
+    codes = CodeMaps()
+    codes.add(READ2, SNOMED, "test", [("H33..", Target("195967001", "Asthma"))])
+    rec = _record(
+        "CareRecord_Observation",
+        O_ASTHMA,
+        PatientGuid=P_OK,
+        CodeId=ASTHMA,
+        EffectiveDate="2010-06",
+        EffectiveDatePrecision="YM",
+        ObservationType="Observation",
+        _Term="Asthma",
+        _ReadCode="H33..",
+    )
+    outcome = EmisAdapter().map(rec, MapContext(codes=codes))
+    assert outcome.ok
+    (mapped,) = outcome.resources
+    obs = mapped.resource
+    assert obs["effectiveDateTime"] == "2010-06"
+    assert {"system": SNOMED, "code": "195967001", "display": "Asthma"} in obs["code"]["coding"]
+    assert mapped.patient_key == f"emis|{ODS}|Admin_Patient|{P_OK}"
+    assert EmisAdapter().map(rec, MapContext(codes=CodeMaps())).issues[0].field == "CodeId"
+
+
+def test_allergy_wins_over_problem_and_past_problem_is_inactive():
+    base = {
+        "PatientGuid": P_OK,
+        "CodeId": PENICILLIN,
+        "EffectiveDate": "2020-01-01",
+        "EffectiveDatePrecision": "YMD",
+        "_SnomedCTConceptId": "91936005",
+        "_IsProblem": "True",
+        "_ProblemStatus": "Past Problem",
+    }
+    ctx = MapContext(codes=CodeMaps())
+    allergy = EmisAdapter().map(
+        _record("CareRecord_Observation", O_ALLERGY, ObservationType="Allergy", **base), ctx
+    )
+    assert [m.resource["resourceType"] for m in allergy.resources] == ["AllergyIntolerance"]
+    problem = EmisAdapter().map(
+        _record("CareRecord_Observation", O_ASTHMA, ObservationType="Observation", **base), ctx
+    )
+    (condition,) = problem.resources
+    assert condition.resource["clinicalStatus"]["coding"][0]["code"] == "inactive"
+
+
+@pytest.mark.parametrize(
+    ("term_id", "read"),
+    [
+        ("H33..00", "H33.."),
+        ("TJ00300", "TJ003"),
+        ("SN58200", "SN582"),
+        ("G20..", "G20.."),
+        ("EMISNQAC724", None),
+        ("HMPNQHO5", None),
+        ("", None),
+    ],
+)
+def test_read_term_id_is_split_from_emis_local_ids(term_id: str, read: str | None):
+    assert read_v2_code(term_id) == read
+
+
+def test_value_is_numeric_or_text():
+    assert value_fields(" 4.5 ") == value_fields("135") == {"_ValueIsNumeric": "True"}
+    assert value_fields("trace") == value_fields("") == {}
+
+
+def test_a_value_that_is_not_a_number_is_kept_as_text():
+    rec = _record(
+        "CareRecord_Observation",
+        O_BP,
+        PatientGuid=P_OK,
+        CodeId=SYSTOLIC,
+        EffectiveDate="2024-03-01",
+        EffectiveDatePrecision="YMD",
+        ObservationType="Value",
+        Value="not recorded",
+        NumericRangeLow="90",
+        _SnomedCTConceptId="163030003",
+        **value_fields("not recorded"),
+    )
+    (mapped,) = EmisAdapter().map(rec, MapContext(codes=CodeMaps())).resources
+    assert mapped.resource["valueString"] == "not recorded"
+    assert "valueQuantity" not in mapped.resource and "referenceRange" not in mapped.resource
+
+
+def test_an_issue_row_with_its_own_patient_and_code_uses_them():
+    rec = _record(
+        "Prescribing_IssueRecord",
+        ISSUE,
+        PatientGuid=P_CONF,
+        CodeId=UNKNOWN_CODE,
+        DrugRecordGuid=DRUG,
+        EffectiveDate="2024-03-02",
+        _PatientGuid=P_CONF,
+        _CodeId=UNKNOWN_CODE,
+    )
+    outcome = EmisAdapter().map(rec, MapContext(codes=CodeMaps()))
+    assert outcome.issues[0].field == "CodeId"  # no dm+d for an unknown drug
+    drug = {"CodeId": SALBUTAMOL, "_CodeId": SALBUTAMOL, "_DmdProductCodeId": "320139002"}
+    known = _record("Prescribing_IssueRecord", ISSUE, **{**rec.fields, **drug})
+    (mapped,) = EmisAdapter().map(known, MapContext(codes=CodeMaps())).resources
+    assert mapped.patient_key == f"emis|{ODS}|Admin_Patient|{P_CONF}"
+    assert len(mapped.resource["medicationCodeableConcept"]["coding"]) == 2
