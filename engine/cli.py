@@ -104,12 +104,15 @@ def _show_summary(summary: RunSummary, as_json: bool) -> None:
 def ingest_cmd(
     kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(kinds())}")],
     location: Annotated[str, typer.Argument(help="Extract folder, file or URL")],
+    org: Annotated[
+        str | None, typer.Option(help="Council code, when the source names none (API pulls)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest one extract. Exit 0 when the run completed, even with quarantined records."""
     settings = _settings()
     try:
-        adapter = adapter_for(kind)
+        adapter = adapter_for(kind, org)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

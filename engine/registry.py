@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from adapters.base import Adapter
+from adapters.council import CouncilAdapter
 from adapters.emis import EmisAdapter
 from adapters.systmone import SystmOneAdapter
 
 _FACTORIES: dict[str, Callable[[], Adapter]] = {
     "systmone": SystmOneAdapter,
     "emis": EmisAdapter,
+    "council": CouncilAdapter,
 }
 
 
@@ -18,8 +20,12 @@ def kinds() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def adapter_for(kind: str) -> Adapter:
-    try:
-        return _FACTORIES[kind]()
-    except KeyError:
-        raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(kinds())}") from None
+def adapter_for(kind: str, org: str | None = None) -> Adapter:
+    """A fresh adapter; ``org`` names the council when its source does not (the API)."""
+    if kind not in _FACTORIES:
+        raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(kinds())}")
+    if org is not None:
+        if kind != "council":
+            raise ValueError(f"--org applies to council sources only, not {kind!r}")
+        return CouncilAdapter(org)
+    return _FACTORIES[kind]()

@@ -1,0 +1,58 @@
+"""The council-style adapter: a folder (``read.py``) or an API URL (``api.py``), one set of maps.
+
+Mapping is by ``mappings/council/*.json`` whichever way the records came, so a record pulled
+from the API and the same row read from CSV become the same resources.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from adapters.base import ExtractError, MapContext, MapOutcome, SourceRecord
+from adapters.council.api import pull
+from adapters.council.read import STYLE, read_extract
+from adapters.extract import map_table_record
+
+#: Where the API token comes from when the constructor is not given one.
+TOKEN_ENV = "SCR_COUNCIL_TOKEN"
+
+
+class CouncilAdapter:
+    """``org`` is the council's code when the source names none (no ``organisation.csv``, or the
+    API); ``token`` and ``client`` are for the API (token default: ``$SCR_COUNCIL_TOKEN``)."""
+
+    kind = STYLE
+
+    def __init__(
+        self,
+        org: str | None = None,
+        *,
+        token: str | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.org = org
+        self.token = token
+        self.client = client
+        self.notes: list[str] = []
+
+    def read(self, location: str) -> Iterator[SourceRecord]:
+        if location.startswith(("http://", "https://")):
+            return self._pull(location)
+        return read_extract(Path(location), self.org, self.notes)
+
+    def _pull(self, url: str) -> Iterator[SourceRecord]:
+        token = self.token or os.environ.get(TOKEN_ENV, "")
+        if not token:
+            raise ExtractError(
+                f"{url}: no API token: pass CouncilAdapter(token=...) or set {TOKEN_ENV}"
+            )
+        if not self.org:
+            raise ExtractError(f"{url}: the API names no council: pass CouncilAdapter(org=...)")
+        return pull(url, token, org=self.org, client=self.client, notes=self.notes)
+
+    def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
+        return map_table_record(STYLE, record, ctx)

@@ -1,0 +1,129 @@
+"""Reading a council-style extract folder (UTF-8 CSV) into records each map can map on its own.
+
+Three small, pure joins are added as ``_``-prefixed fields, because the table maps cannot build
+them: every record carries the council's code (``_org``) so maps can point at the council;
+persons carry the council-specific identifier system (``_person_id_system``: person ids are
+only unique within one council, so two councils' ``1001`` must not look like one person); and
+every row that belongs to a person carries that person's raw ``restricted`` value
+(``_person_restricted``), so a restricted person's whole council record is labelled, not only
+the Patient. The API pull (``api.py``) adds the same fields, so the same maps apply to both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
+from adapters.csvread import read_rows
+from adapters.extract import first_row, map_columns, table_records, unknown_files
+from adapters.mapper import load_table_map
+
+STYLE = "council"
+ENCODING = "utf-8"
+#: Tables in the order they are read: persons before the rows that cite them.
+TABLES = ("organisation", "persons", "events", "warnings", "contacts", "legal", "placements")
+#: Tables without an id column: their row id is this natural key, joined with ``|``. A change to
+#: a key column therefore makes a new resource rather than a new version of the old one.
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "legal": ("person_id", "kind", "start_date"),
+    "placements": ("person_id", "care_home_ods", "start_date"),
+}
+#: Person ids are local to one council, so the identifier system names the council.
+PERSON_ID_SYSTEM = "https://fhir.scr.example/Id/council-person/"
+
+Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
+
+
+def person_extras(org: str) -> dict[str, str]:
+    """The joined fields of a persons row."""
+    return {"_org": org, "_person_id_system": PERSON_ID_SYSTEM + org}
+
+
+def member_extras(org: str, restricted: str) -> dict[str, str]:
+    """The joined fields of a row that belongs to a person (its raw ``restricted`` value)."""
+    return {"_org": org, "_person_restricted": restricted}
+
+
+def resolve_org(folder: Path, org: str | None, notes: list[str]) -> str:
+    """The council's code: ``organisation.csv`` first, then the code the caller gave."""
+    path = folder / "organisation.csv"
+    if path.exists():
+        code = first_row(path, ENCODING, "code")
+        if org and org != code:
+            notes.append(
+                f"organisation.csv names {code!r}; the given council code {org!r} is unused"
+            )
+        return code
+    if org:
+        return org
+    raise ExtractError(
+        f"{folder}: no organisation.csv and no council code given: add organisation.csv "
+        "(code,name) or pass the code (CouncilAdapter(org=...))"
+    )
+
+
+def _restrictions(path: Path) -> dict[str, str]:
+    """Each person's raw ``restricted`` value, to be joined into the rows that belong to them."""
+    return {
+        row.fields.get("person_id", "").strip(): row.fields.get("restricted", "")
+        for row in read_rows(path, ENCODING, required=["person_id", "restricted"])
+    }
+
+
+def _keyed_records(
+    folder: Path, table: str, org: str, notes: list[str], enrich: Enrich
+) -> Iterator[SourceRecord]:
+    """Stream a table that has no id column; its row id is the table's natural key."""
+    path = folder / f"{table}.csv"
+    if not path.exists():
+        return
+    key = NATURAL_KEYS[table]
+    table_map = load_table_map(STYLE, table)
+    must = list(dict.fromkeys([*key, *table_map.get("required_columns", [])]))
+    for row in read_rows(path, ENCODING, must, notes, map_columns(table_map) | set(key)):
+        parts = [row.fields.get(column, "").strip() for column in key]
+        missing = [column for column, part in zip(key, parts, strict=True) if not part]
+        issues = row.issues
+        if missing:
+            row_id = f"line-{row.line}"
+            issues = (*issues, Issue(missing[0], "part of the row's key is missing"))
+        else:
+            row_id = "|".join(parts)
+        fields: dict[str, Any] = dict(row.fields)
+        if not issues:
+            fields.update(enrich(row.fields))
+        yield SourceRecord(
+            SourceRef(STYLE, org, table, row_id), path.name, row.line, fields, issues
+        )
+
+
+def read_extract(folder: Path, org: str | None, notes: list[str]) -> Iterator[SourceRecord]:
+    """Yield every record of the extract in folder, persons before the rows that cite them."""
+    persons = folder / "persons.csv"
+    if not persons.exists():
+        raise ExtractError(f"{folder}: required file persons.csv is missing")
+    unknown_files(folder, set(TABLES), notes)
+    code = resolve_org(folder, org, notes)
+    restricted = _restrictions(persons)
+
+    def member(row: dict[str, str]) -> dict[str, str]:
+        return member_extras(code, restricted.get(row.get("person_id", "").strip(), ""))
+
+    extras = person_extras(code)
+    enrichers: dict[str, Enrich | None] = {"organisation": None, "persons": lambda _row: extras}
+    for table in TABLES:
+        if table in NATURAL_KEYS:
+            yield from _keyed_records(folder, table, code, notes, member)
+            continue
+        yield from table_records(
+            folder,
+            STYLE,
+            table,
+            code,
+            ENCODING,
+            notes,
+            required=table == "persons",
+            enrich=enrichers.get(table, member),
+        )
