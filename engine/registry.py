@@ -7,12 +7,14 @@ from collections.abc import Callable
 from adapters.base import Adapter
 from adapters.council import CouncilAdapter
 from adapters.emis import EmisAdapter
+from adapters.gpconnect import GpConnectAdapter
 from adapters.systmone import SystmOneAdapter
 
 _FACTORIES: dict[str, Callable[[], Adapter]] = {
     "systmone": SystmOneAdapter,
     "emis": EmisAdapter,
     "council": CouncilAdapter,
+    "gpconnect": GpConnectAdapter,
 }
 
 

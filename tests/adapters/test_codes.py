@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.codes import CTV3, SNOMED, CodeMapError, load_all, load_csv_map, CodeMaps
+from adapters.codes import CTV3, SNOMED, CodeMapError, CodeMaps, load_all, load_csv_map
 from adapters.schema import MapFileError
 from engine.codes_admin import import_trud, import_valueset
 from engine.settings import Settings
@@ -23,8 +23,10 @@ def test_corpus_value_sets_load_every_category(corpus):
     if not folder.is_dir():
         pytest.skip("sensitive value sets are not in the corpus")
     maps = load_all(extra_valuesets=sorted(folder.glob("*_vs.json")))
-    counts = {cat: sum(1 for c in maps.sensitive.values() if c == cat)
-              for cat in ("gender", "fertility", "termination", "sti")}
+    counts = {
+        cat: sum(1 for c in maps.sensitive.values() if c == cat)
+        for cat in ("gender", "fertility", "termination", "sti")
+    }
     assert counts["sti"] > 1000 and counts["fertility"] > 100
     assert all(n > 0 for n in counts.values())
 
@@ -59,6 +61,8 @@ def test_valueset_import_requires_a_listed_category(tmp_path):
     vs.write_text('{"resourceType": "ValueSet", "name": "Unlisted"}', encoding="utf-8")
     with pytest.raises(MapFileError, match="not listed"):
         import_valueset(Settings(data_dir=tmp_path), vs)
-    listed = Path(__file__).resolve().parents[2] / "mappings" / "valuesets" / "scr-sensitive-sti.json"
+    listed = (
+        Path(__file__).resolve().parents[2] / "mappings" / "valuesets" / "scr-sensitive-sti.json"
+    )
     n, dest = import_valueset(Settings(data_dir=tmp_path), listed)
     assert n >= 1 and dest.exists()

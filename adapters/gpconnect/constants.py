@@ -1,0 +1,12 @@
+"""Names shared by reading and mapping: the source system, identifier systems, reference form."""
+
+from __future__ import annotations
+
+import re
+
+#: ``SourceRef.system`` of every GP Connect record, and the adapter's kind.
+SYSTEM = "gpconnect"
+NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+#: A relative reference ``Type/id`` (optionally ``/_history/v``), as GP Connect writes them.
+RELATIVE_REFERENCE = re.compile(r"([A-Z][A-Za-z]+)/([^/\s]+)(?:/_history/[^/\s]+)?")

@@ -1,0 +1,213 @@
+"""``map()``: one GP Connect STU3 entry record -> one R4 resource, as a pure function of it.
+
+Steps, in order: extensions (``extensions.py``), the type's restructuring (``resources.py``,
+mostly driven by ``mappings/gpconnect/resources.json``), contained resources the same way, then
+the walk against the R4 model (``shape.py``) that repairs quirks and rewrites every reference
+and code system, then scr's own touches:
+
+* ``id`` = ``record.ref.resource_id(<R4 type>)``; a reference ``Type/id`` (or a bundle
+  ``fullUrl``) becomes ``<R4 type>/<SourceRef("gpconnect", org, Type, id).resource_id(R4 type)>``,
+  so references resolve to the ids the targets get; ``#contained`` references stay;
+* an identifier ``<canonical base>Id/source-record`` = the source record key, where the R4 type
+  has ``identifier`` (QuestionnaireResponse has a single one: a source identifier is kept);
+* ``meta`` keeps only ``security`` and ``tag``; STU3 profiles, ``versionId`` and ``lastUpdated``
+  are dropped and the UK Core profile set (the pipeline sets ``source`` and ``lastUpdated``);
+* ``NOPAT`` in ``meta.security`` adds scr's confidential labels.
+
+A Patient whose NHS number is missing or fails modulus 11 is an issue (quarantine). A Binary
+yields no resource, only a warning: scr keeps the DocumentReference, not the attachment. An
+OperationOutcome inside a bundle (a clinical area the practice has switched off) becomes
+warnings. Any other type with no mapping is an issue. What still fails R4 validation after the
+repairs is an issue naming the element.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from adapters import labels
+from adapters.base import Issue, MapContext, MapOutcome, Mapped, SourceRecord, SourceRef
+from adapters.gpconnect.constants import NHS_NUMBER, RELATIVE_REFERENCE, SYSTEM
+from adapters.gpconnect.extensions import convert_extensions
+from adapters.gpconnect.maps import GpcMaps, r4_model, shipped
+from adapters.gpconnect.notes import Notes
+from adapters.gpconnect.resources import restructure
+from adapters.gpconnect.shape import Walk, conform, slots
+from adapters.values import ValueProblem, nhs_number
+
+SOURCE_RECORD = "Id/source-record"
+
+
+def map_record(record: SourceRecord, ctx: MapContext) -> MapOutcome:
+    if record.read_issues:
+        return MapOutcome(issues=record.read_issues)
+    maps = shipped()
+    raw = record.fields.get("resource")
+    if not isinstance(raw, dict):
+        return MapOutcome(issues=(Issue("resource", "the record holds no resource"),))
+    notes = Notes()
+    for field, reason in record.fields.get("_read_warnings", ()):
+        notes.warn(field, reason)
+    stu3 = str(raw.get("resourceType"))
+    if stu3 in maps.skip:
+        return MapOutcome(warnings=(*notes.warnings, *_skipped(raw, stu3, maps)))
+    spec = maps.resources.get(stu3)
+    if spec is None:
+        return MapOutcome(
+            issues=(Issue("resourceType", f"GP Connect type {stu3!r} has no R4 mapping"),),
+            warnings=notes.warnings,
+        )
+    res = copy.deepcopy(raw)
+    if stu3 == "Patient" and (problem := _nhs_number(res, notes)) is not None:
+        return MapOutcome(issues=(problem,), warnings=notes.warnings)
+    walk = Walk(
+        notes, maps, _Refs(record.ref.org, record.fields.get("_full_urls", {}), maps, notes)
+    )
+    res = conform(_convert(res, maps, notes, stu3), walk, stu3)
+    if notes.problems:
+        return MapOutcome(issues=notes.problems, warnings=notes.warnings)
+    res = _finish(res, record, spec.target, spec.profile, ctx)
+    issues = _validate(res)
+    if issues:
+        return MapOutcome(issues=issues, warnings=notes.warnings)
+    patient = (
+        SourceRef(SYSTEM, record.ref.org, "Patient", str(record.fields.get("_patient_id"))).key
+        if spec.patient
+        else None
+    )
+    return MapOutcome(resources=(Mapped(res, patient),), warnings=notes.warnings)
+
+
+def _convert(res: dict[str, Any], maps: GpcMaps, notes: Notes, path: str) -> dict[str, Any]:
+    """Extensions, then restructuring, of a resource and its contained resources (STU3 -> R4)."""
+    stu3 = str(res.get("resourceType"))
+    spec = maps.resources.get(stu3)
+    if spec is None:
+        notes.block(path, f"GP Connect type {stu3!r} has no R4 mapping")
+        return res
+    meta = res.pop("meta", None)
+    contained = res.pop("contained", None)
+    convert_extensions(res, path, maps, notes)
+    restructure(res, spec, maps, notes, path)
+    if isinstance(contained, list):
+        res["contained"] = [
+            _convert(c, maps, notes, f"{path}.contained") for c in contained if isinstance(c, dict)
+        ]
+    if isinstance(meta, dict):
+        kept = {k: meta[k] for k in ("security", "tag") if meta.get(k)}
+        if kept:
+            res["meta"] = kept
+    return res
+
+
+class _Refs:
+    """Rewrites a STU3 reference to the deterministic id its target gets in scr."""
+
+    def __init__(self, org: str, full_urls: Mapping[str, Any], maps: GpcMaps, notes: Notes) -> None:
+        self.org = org
+        self.full_urls = full_urls
+        self.maps = maps
+        self.notes = notes
+
+    def __call__(self, reference: str, field: str) -> str:
+        if reference.startswith("#"):
+            return reference
+        target = self.full_urls.get(reference)
+        if target is not None:
+            stu3_type, row_id = str(target[0]), str(target[1])
+        elif m := RELATIVE_REFERENCE.fullmatch(reference):
+            stu3_type, row_id = m.group(1), m.group(2)
+        else:
+            if reference.startswith("urn:"):
+                self.notes.warn(field, f"{reference!r} is not in the bundle; kept as given")
+            return reference
+        r4 = self.maps.r4_type(stu3_type)
+        if r4_model(r4) is None:
+            self.notes.warn(field, f"{reference!r} names no FHIR resource type; kept as given")
+            return reference
+        return f"{r4}/{SourceRef(SYSTEM, self.org, stu3_type, row_id).resource_id(r4)}"
+
+
+def _nhs_number(patient: dict[str, Any], notes: Notes) -> Issue | None:
+    """The Patient's NHS number must pass modulus 11; spaces people type are removed."""
+    found = [
+        i
+        for i in patient.get("identifier", [])
+        if isinstance(i, dict) and str(i.get("system", "")).strip() == NHS_NUMBER
+    ]
+    if not found:
+        return Issue("Patient.identifier", "no NHS number: GP Connect always sends one")
+    raw = str(found[0].get("value", ""))
+    try:
+        digits = nhs_number(raw)
+    except ValueProblem as exc:
+        return Issue("Patient.identifier", str(exc))
+    if digits != raw:
+        found[0]["value"] = digits
+        notes.warn("Patient.identifier", "NHS number written with spaces; spaces removed")
+    return None
+
+
+def _finish(
+    res: dict[str, Any], record: SourceRecord, rtype: str, profile: str | None, ctx: MapContext
+) -> dict[str, Any]:
+    """scr's id, UK Core profile, source-record identifier and NOPAT labels; R4 element order."""
+    model = get_fhir_model_class(rtype)
+    meta = res.pop("meta", {})
+    if profile:
+        meta["profile"] = [profile]
+    res |= {"id": record.ref.resource_id(rtype), "meta": meta}
+    if any(
+        s.get("system") == labels.ACT_CODE and s.get("code") == labels.NOPAT
+        for s in meta.get("security", [])
+    ):
+        labels.add_labels(res, labels.confidential_labels(ctx.canonical_base, labels.NOPAT))
+    slot = slots(model).get("identifier")
+    source = {
+        "system": ctx.canonical_base.rstrip("/") + "/" + SOURCE_RECORD,
+        "value": record.ref.key,
+    }
+    if slot is not None and slot.many:
+        res["identifier"] = [*res.get("identifier", []), source]
+    elif slot is not None and "identifier" not in res:
+        res["identifier"] = source
+    order = ["resourceType", *model.elements_sequence()]
+    return {k: res[k] for k in order if k in res} | res
+
+
+def _validate(res: dict[str, Any]) -> tuple[Issue, ...]:
+    rtype = res["resourceType"]
+    try:
+        get_fhir_model_class(rtype).model_validate(res)
+    except ValidationError as exc:
+        return tuple(
+            Issue(".".join([rtype, *(str(p) for p in err["loc"])]), f"not valid R4: {err['msg']}")
+            for err in exc.errors()
+        )
+    return ()
+
+
+def _skipped(raw: Mapping[str, Any], stu3: str, maps: GpcMaps) -> tuple[Issue, ...]:
+    reason = maps.skip[stu3]
+    if stu3 != "OperationOutcome":
+        return (Issue(stu3, reason),)
+    details = [
+        " ".join(
+            str(x)
+            for x in (
+                i.get("severity"),
+                i.get("code"),
+                *(c.get("code") for c in i.get("details", {}).get("coding", [])),
+                i.get("diagnostics"),
+            )
+            if x
+        )
+        for i in raw.get("issue", [])
+        if isinstance(i, dict)
+    ]
+    return tuple(Issue(stu3, f"{reason}: {d}") for d in details) or (Issue(stu3, reason),)
