@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from adapters.codes import CodeMaps
@@ -17,6 +18,12 @@ from adapters.codes import CodeMaps
 #: Namespace for deterministic resource ids: the same source record always gets the same id,
 #: which is what makes re-ingesting an extract idempotent.
 _ID_NAMESPACE = uuid.UUID("6f1c2a8e-3f4b-5c6d-8e9f-0a1b2c3d4e5f")
+
+
+@lru_cache(maxsize=65536)
+def _resource_id(name: str) -> str:
+    """Cached: a patient's id is computed once per row that cites the patient."""
+    return str(uuid.uuid5(_ID_NAMESPACE, name))
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class SourceRef:
 
     def resource_id(self, resource_type: str) -> str:
         """Deterministic FHIR id; the type is part of it because one row may yield several."""
-        return str(uuid.uuid5(_ID_NAMESPACE, f"{resource_type}|{self.key}"))
+        return _resource_id(f"{resource_type}|{self.key}")
 
 
 @dataclass(frozen=True)

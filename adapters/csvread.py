@@ -8,6 +8,7 @@ fields, an undecodable byte) is attached to the row so it lands in quarantine wi
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from adapters.base import ExtractError, Issue
 
 _BOM = b"\xef\xbb\xbf"
+#: What ``errors="surrogateescape"`` leaves for a byte the encoding cannot decode.
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def read_rows(
                 issues.append(Issue(None, f"row has {len(values)} fields, header has {len(names)}"))
             fields = dict(zip(names, values, strict=False))
             for name, value in fields.items():
-                if any("\udc80" <= ch <= "\udcff" for ch in value):
+                if not value.isascii() and _SURROGATE.search(value):
                     issues.append(Issue(name, f"bytes that are not valid {enc}"))
                     fields[name] = value.encode("utf-8", "surrogateescape").decode(enc, "replace")
             yield Row(start, fields, tuple(issues))

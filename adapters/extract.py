@@ -35,6 +35,10 @@ def map_columns(table_map: Mapping[str, Any]) -> set[str]:
 
 def first_row(path: Path, encoding: str, column: str) -> str:
     """The extract owner's code: the first row of the organisation file (see docs/sources.md)."""
+    if not path.parent.is_dir():
+        raise ExtractError(f"{path.parent}: no such extract folder")
+    if not path.exists():
+        raise ExtractError(f"{path.parent}: required file {path.name} is missing")
     for row in read_rows(path, encoding, required=[column]):
         value = row.fields.get(column, "").strip()
         if value:

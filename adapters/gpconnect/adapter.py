@@ -29,6 +29,10 @@ from adapters.gpconnect.request import Consumer
 class GpConnectAdapter:
     kind = SYSTEM
 
+    def __init__(self) -> None:
+        #: Repairs and skipped entries are reported per record (warnings), so nothing run-wide.
+        self.notes: list[str] = []
+
     def read(self, location: str) -> Iterator[SourceRecord]:
         return read(location)
 

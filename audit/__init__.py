@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail of every access (issue 5)."""

@@ -1,0 +1,1 @@
+"""Consent and access policy: the single decision point in front of every read (issue 4)."""

@@ -1,0 +1,81 @@
+"""The command line contract: --json keys, exit codes, and errors that name what is wrong."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.settings import Settings, SettingsError
+from tests.factories import invalid_nhs_number, nhs_numbers, s1_code, s1_patient, write_systmone
+
+runner = CliRunner()
+
+
+def invoke(db_url: str, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), env={"SCR_DATABASE_URL": db_url, "COLUMNS": "200"})
+
+
+def test_ingest_json_summary_and_quarantine_commands(db_url, tmp_path):
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(nhs_numbers())), s1_patient("2", invalid_nhs_number())],
+        [s1_code("10", "1")],
+    )
+    result = invoke(db_url, "ingest", "systmone", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.stdout)
+    for key in ("read", "created", "updated", "unchanged", "quarantined"):
+        assert isinstance(summary[key], int)
+    assert summary["run_id"] and summary["quarantined"] == 1
+
+    listed = orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)
+    assert [i["field"] for i in listed] == ["NHSNumber"]
+    shown = orjson.loads(invoke(db_url, "quarantine", "show", str(listed[0]["id"])).stdout)
+    assert shown["record"]["fields"]["RowIdentifier"] == "2"
+
+    fixed = invoke(
+        db_url,
+        "quarantine",
+        "replay",
+        str(listed[0]["id"]),
+        "--set",
+        f"NHSNumber={next(nhs_numbers(999_100_000))}",
+        "--json",
+    )
+    assert fixed.exit_code == 0 and orjson.loads(fixed.stdout)["created"] == 1
+    assert orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout) == []
+
+
+def test_ingest_of_an_unreadable_extract_exits_non_zero(db_url, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke(db_url, "ingest", "systmone", str(tmp_path / "empty"))
+    assert result.exit_code == 1
+    assert "SROrganisation.csv is missing" in result.output
+
+
+def test_unknown_kind_is_refused(db_url, tmp_path):
+    result = invoke(db_url, "ingest", "fax", str(tmp_path))
+    assert result.exit_code == 2 and "unknown source kind 'fax'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SCR_INGEST_BATCH_SIZE": "lots"}, "SCR_INGEST_BATCH_SIZE"),
+        ({"SCR_DATABASE_URL": "mysql://x"}, "SCR_DATABASE_URL"),
+        ({"SCR_CANONICAL_BASE": "fhir.example"}, "SCR_CANONICAL_BASE"),
+        ({"SCR_CONFIG": "/nonexistent.toml"}, "SCR_CONFIG"),
+    ],
+)
+def test_a_malformed_setting_is_named(env, named):
+    with pytest.raises(SettingsError, match=named):
+        Settings.load(env)
+
+
+def test_settings_from_toml_then_environment(tmp_path):
+    config = tmp_path / "scr.toml"
+    config.write_text('database_url = "sqlite:///a.db"\ningest_batch_size = 10\n')
+    settings = Settings.load({"SCR_CONFIG": str(config), "SCR_INGEST_BATCH_SIZE": "20"})
+    assert settings.database_url == "sqlite:///a.db" and settings.ingest_batch_size == 20
