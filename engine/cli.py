@@ -45,10 +45,15 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _engine(settings: Settings) -> Engine:
+@contextmanager
+def _store(settings: Settings) -> Iterator[Engine]:
+    """The migrated store, closed when the command ends (no connection outlives it)."""
     engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return engine
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _codes(settings: Settings) -> CodeMaps:
@@ -116,9 +121,8 @@ def ingest_cmd(
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    engine = _engine(settings)
     try:
-        with _progress(f"ingest {kind}") as progress:
+        with _store(settings) as engine, _progress(f"ingest {kind}") as progress:
             summary = ingest(engine, settings, _codes(settings), adapter, location, progress)
     except (ExtractError, IngestBusy, OSError) as exc:
         err.print(f"[red]ingest failed:[/red] {exc}")
@@ -160,20 +164,20 @@ def demo_cmd(
     if not (out / "truth.json").exists():
         with _progress("synthesise people", total=patients) as progress:
             synthesise(patients, seed, out, progress)
-    engine = _engine(settings)
     codes = _codes(settings)
-    for kind in ("systmone", "emis", "council"):
-        with _progress(f"ingest {kind}") as progress:
-            summary = ingest(engine, settings, codes, adapter_for(kind), str(out / kind), progress)
-        _show_summary(summary, as_json=False)
+    with _store(settings) as engine:
+        for kind in ("systmone", "emis", "council"):
+            with _progress(f"ingest {kind}") as progress:
+                source = str(out / kind)
+                summary = ingest(engine, settings, codes, adapter_for(kind), source, progress)
+            _show_summary(summary, as_json=False)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the migrations (Alembic) to SCR_DATABASE_URL."""
-    settings = _settings()
-    upgrade(make_engine(settings.database_url))
-    Console().print("database is at the latest revision")
+    with _store(_settings()):
+        Console().print("database is at the latest revision")
 
 
 @q_app.command("list")
@@ -182,7 +186,8 @@ def q_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List quarantined records with file, line, field and reason."""
-    items = quarantine.list_items(_engine(_settings()), None if status == "all" else status)
+    with _store(_settings()) as engine:
+        items = quarantine.list_items(engine, None if status == "all" else status)
     if as_json:
         _print_json([i.brief() for i in items])
         return
@@ -197,7 +202,8 @@ def q_list(
 @q_app.command("show")
 def q_show(item_id: int) -> None:
     """Show one quarantined record whole, as it was read."""
-    item = quarantine.get_item(_engine(_settings()), item_id)
+    with _store(_settings()) as engine:
+        item = quarantine.get_item(engine, item_id)
     if item is None:
         err.print(f"no quarantine item {item_id}")
         raise typer.Exit(1)
@@ -223,9 +229,8 @@ def q_replay(
             raise typer.Exit(2)
         corrections[name] = value
     settings = _settings()
-    summary = quarantine.replay(
-        _engine(settings), settings, _codes(settings), ids or [], corrections or None
-    )
+    with _store(settings) as engine:
+        summary = quarantine.replay(engine, settings, _codes(settings), ids or [], corrections)
     _show_summary(summary, as_json)
 
 
