@@ -15,7 +15,7 @@ Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
 
 def map_columns(table_map: Mapping[str, Any]) -> set[str]:
     """Every column a table map reads, so extra columns can be listed and required ones checked."""
-    found: set[str] = {table_map["row_id"], *table_map.get("required_columns", [])}
+    found: set[str] = {*key_columns(table_map), *table_map.get("required_columns", [])}
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -31,6 +31,12 @@ def map_columns(table_map: Mapping[str, Any]) -> set[str]:
 
     walk({k: v for k, v in table_map.items() if k != "row_id"})
     return {c for c in found if not c.startswith("_")}
+
+
+def key_columns(table_map: Mapping[str, Any]) -> list[str]:
+    """The row id column, or the columns of a natural key for tables that have no id column."""
+    row_id = table_map["row_id"]
+    return [row_id] if isinstance(row_id, str) else list(row_id)
 
 
 def first_row(path: Path, encoding: str, column: str) -> str:
@@ -64,14 +70,16 @@ def table_records(
             raise ExtractError(f"{folder}: required file {table}.csv is missing")
         return
     table_map = load_table_map(style, table)
-    row_id_col = table_map["row_id"]
-    must = [row_id_col, *table_map.get("required_columns", [])]
+    key = key_columns(table_map)
+    must = list(dict.fromkeys([*key, *table_map.get("required_columns", [])]))
     for row in read_rows(path, encoding, must, notes, map_columns(table_map)):
-        row_id = row.fields.get(row_id_col, "").strip()
+        parts = [row.fields.get(column, "").strip() for column in key]
+        row_id = "|".join(parts)
         issues = row.issues
-        if not row_id:
+        missing = [column for column, part in zip(key, parts, strict=True) if not part]
+        if missing:
             row_id = f"line-{row.line}"
-            issues = (*issues, Issue(row_id_col, "row identifier is missing"))
+            issues = (*issues, Issue(missing[0], "row identifier is missing"))
         fields: dict[str, Any] = dict(row.fields)
         if enrich is not None and not issues:
             fields.update(enrich(row.fields))

@@ -243,12 +243,7 @@ def map_row(table_map: Mapping[str, Any], record: SourceRecord, ctx: MapContext)
         src = record.ref
         patient_key = SourceRef(src.system, src.org, patient["table"], pid).key
     deleted = holds(table_map["deleted"], row) if "deleted" in table_map else False
-    confidential = table_map.get("confidential")
-    security = (
-        labels.confidential_labels(ctx.canonical_base, *confidential["labels"])
-        if confidential and holds(confidential["when"], row)
-        else []
-    )
+    security = confidential_labels(table_map, row, ctx.canonical_base)
     produced: list[Mapped] = []
     try:
         for spec in table_map["resources"]:
@@ -266,6 +261,20 @@ def map_row(table_map: Mapping[str, Any], record: SourceRecord, ctx: MapContext)
         )
         return MapOutcome(issues=(Issue(route, reason),))
     return MapOutcome(resources=tuple(produced))
+
+
+def confidential_labels(
+    table_map: Mapping[str, Any], row: Mapping[str, Any], canonical_base: str
+) -> list[dict[str, str]]:
+    """Labels from every ``confidential`` rule that holds for the row (one rule or a list)."""
+    rules = table_map.get("confidential", [])
+    codes = [
+        code
+        for rule in ([rules] if isinstance(rules, dict) else rules)
+        if holds(rule["when"], row)
+        for code in rule["labels"]
+    ]
+    return labels.confidential_labels(canonical_base, *dict.fromkeys(codes)) if codes else []
 
 
 def _resource(

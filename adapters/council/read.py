@@ -15,21 +15,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
+from adapters.base import ExtractError, SourceRecord
 from adapters.csvread import read_rows
-from adapters.extract import first_row, map_columns, table_records, unknown_files
-from adapters.mapper import load_table_map
+from adapters.extract import first_row, table_records, unknown_files
 
 STYLE = "council"
 ENCODING = "utf-8"
 #: Tables in the order they are read: persons before the rows that cite them.
 TABLES = ("organisation", "persons", "events", "warnings", "contacts", "legal", "placements")
-#: Tables without an id column: their row id is this natural key, joined with ``|``. A change to
-#: a key column therefore makes a new resource rather than a new version of the old one.
-NATURAL_KEYS: dict[str, tuple[str, ...]] = {
-    "legal": ("person_id", "kind", "start_date"),
-    "placements": ("person_id", "care_home_ods", "start_date"),
-}
 #: Person ids are local to one council, so the identifier system names the council.
 PERSON_ID_SYSTEM = "https://fhir.scr.example/Id/council-person/"
 
@@ -72,33 +65,6 @@ def _restrictions(path: Path) -> dict[str, str]:
     }
 
 
-def _keyed_records(
-    folder: Path, table: str, org: str, notes: list[str], enrich: Enrich
-) -> Iterator[SourceRecord]:
-    """Stream a table that has no id column; its row id is the table's natural key."""
-    path = folder / f"{table}.csv"
-    if not path.exists():
-        return
-    key = NATURAL_KEYS[table]
-    table_map = load_table_map(STYLE, table)
-    must = list(dict.fromkeys([*key, *table_map.get("required_columns", [])]))
-    for row in read_rows(path, ENCODING, must, notes, map_columns(table_map) | set(key)):
-        parts = [row.fields.get(column, "").strip() for column in key]
-        missing = [column for column, part in zip(key, parts, strict=True) if not part]
-        issues = row.issues
-        if missing:
-            row_id = f"line-{row.line}"
-            issues = (*issues, Issue(missing[0], "part of the row's key is missing"))
-        else:
-            row_id = "|".join(parts)
-        fields: dict[str, Any] = dict(row.fields)
-        if not issues:
-            fields.update(enrich(row.fields))
-        yield SourceRecord(
-            SourceRef(STYLE, org, table, row_id), path.name, row.line, fields, issues
-        )
-
-
 def read_extract(folder: Path, org: str | None, notes: list[str]) -> Iterator[SourceRecord]:
     """Yield every record of the extract in folder, persons before the rows that cite them."""
     persons = folder / "persons.csv"
@@ -114,9 +80,6 @@ def read_extract(folder: Path, org: str | None, notes: list[str]) -> Iterator[So
     extras = person_extras(code)
     enrichers: dict[str, Enrich | None] = {"organisation": None, "persons": lambda _row: extras}
     for table in TABLES:
-        if table in NATURAL_KEYS:
-            yield from _keyed_records(folder, table, code, notes, member)
-            continue
         yield from table_records(
             folder,
             STYLE,
