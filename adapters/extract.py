@@ -92,6 +92,21 @@ def map_table_record(style: str, record: SourceRecord, ctx: MapContext) -> MapOu
     return map_row(load_table_map(style, record.ref.table), record, ctx)
 
 
+class TableAdapter:
+    """An adapter for a folder of CSV tables, each mapped by ``mappings/<kind>/<table>.json``.
+
+    A source style supplies its ``kind`` and ``read`` (the edge: encodings and joins).
+    """
+
+    kind: str
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
+        return map_table_record(self.kind, record, ctx)
+
+
 def unknown_files(folder: Path, known: set[str], notes: list[str]) -> None:
     extra = sorted(p.name for p in folder.glob("*.csv") if p.stem not in known)
     if extra:

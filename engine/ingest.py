@@ -330,15 +330,23 @@ class _Run:
             conn.execute(insert(Q), inserts)
 
 
+def _end_run(conn: Connection, run_id: str, status: str, summary: dict[str, Any]) -> None:
+    """Record how a run ended; a run that did not complete leaves nothing staged or quarantined."""
+    if status != "completed":
+        store.discard_staging(conn, run_id)
+        conn.execute(Q.delete().where(Q.c.run_id == run_id, Q.c.status == "open"))
+    conn.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(status=status, finished_at=_now(), summary=summary)
+    )
+
+
 def _abandon_stale_runs(conn: Connection) -> None:
     """A run still marked running when we hold the lock died mid-way: drop what it staged."""
     stale = conn.execute(select(RUNS.c.id).where(RUNS.c.status == "running")).scalars().all()
     for run_id in stale:
-        store.discard_staging(conn, run_id)
-        conn.execute(Q.delete().where(Q.c.run_id == run_id, Q.c.status == "open"))
-        conn.execute(
-            update(RUNS).where(RUNS.c.id == run_id).values(status="abandoned", finished_at=_now())
-        )
+        _end_run(conn, run_id, "abandoned", {})
 
 
 def run_records(
@@ -382,31 +390,13 @@ def run_records(
             run.flush()
         except BaseException:
             with engine.begin() as conn:
-                store.discard_staging(conn, summary.run_id)
-                conn.execute(Q.delete().where(Q.c.run_id == summary.run_id, Q.c.status == "open"))
-                conn.execute(
-                    update(RUNS)
-                    .where(RUNS.c.id == summary.run_id)
-                    .values(
-                        status="failed",
-                        finished_at=_now(),
-                        summary=summary.as_dict(),
-                    )
-                )
+                _end_run(conn, summary.run_id, "failed", summary.as_dict())
             raise
         summary.status = "completed"
         summary.notes = list(notes or [])
         with engine.begin() as conn:
             store.apply_run(conn, summary.run_id, resolution, _now())
-            conn.execute(
-                update(RUNS)
-                .where(RUNS.c.id == summary.run_id)
-                .values(
-                    status="completed",
-                    finished_at=_now(),
-                    summary=summary.as_dict(),
-                )
-            )
+            _end_run(conn, summary.run_id, "completed", summary.as_dict())
     return summary
 
 

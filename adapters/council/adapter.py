@@ -12,16 +12,16 @@ from pathlib import Path
 
 import httpx
 
-from adapters.base import ExtractError, MapContext, MapOutcome, SourceRecord
+from adapters.base import ExtractError, SourceRecord
 from adapters.council.api import pull
 from adapters.council.read import STYLE, read_extract
-from adapters.extract import map_table_record
+from adapters.extract import TableAdapter
 
 #: Where the API token comes from when the constructor is not given one.
 TOKEN_ENV = "SCR_COUNCIL_TOKEN"
 
 
-class CouncilAdapter:
+class CouncilAdapter(TableAdapter):
     """``org`` is the council's code when the source names none (no ``organisation.csv``, or the
     API); ``token`` and ``client`` are for the API (token default: ``$SCR_COUNCIL_TOKEN``)."""
 
@@ -34,10 +34,10 @@ class CouncilAdapter:
         token: str | None = None,
         client: httpx.Client | None = None,
     ) -> None:
+        super().__init__()
         self.org = org
         self.token = token
         self.client = client
-        self.notes: list[str] = []
 
     def read(self, location: str) -> Iterator[SourceRecord]:
         if location.startswith(("http://", "https://")):
@@ -53,6 +53,3 @@ class CouncilAdapter:
         if not self.org:
             raise ExtractError(f"{url}: the API names no council: pass CouncilAdapter(org=...)")
         return pull(url, token, org=self.org, client=self.client, notes=self.notes)
-
-    def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
-        return map_table_record(STYLE, record, ctx)

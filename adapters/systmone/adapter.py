@@ -5,19 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from adapters.base import MapContext, MapOutcome, SourceRecord
-from adapters.extract import map_table_record
+from adapters.base import SourceRecord
+from adapters.extract import TableAdapter
 from adapters.systmone.read import STYLE, read_extract
 
 
-class SystmOneAdapter:
+class SystmOneAdapter(TableAdapter):
     kind = STYLE
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
 
     def read(self, location: str) -> Iterator[SourceRecord]:
         return read_extract(Path(location), self.notes)
-
-    def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
-        return map_table_record(STYLE, record, ctx)
