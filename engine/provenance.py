@@ -1,0 +1,89 @@
+"""The Provenance of a stored resource version, built from the ingest run that wrote it.
+
+A run writes thousands of resources; storing a Provenance per version would double the store
+for facts the run and resource rows already hold. So it is derived, the same every time, when a
+reader asks for it (``$everything`` serves it beside each resource).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from adapters.base import SourceRef
+
+_NAMESPACE = uuid.UUID("0b7f3e0a-5d2c-4a8e-9c61-2f4e8d9a7b31")
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What an ingest run recorded about itself."""
+
+    run_id: str
+    kind: str
+    location: str
+    finished_at: datetime
+
+
+def provenance_for(
+    resource_type: str,
+    resource_id: str,
+    version_id: int,
+    source_key: str,
+    run: RunFacts,
+    canonical_base: str,
+) -> dict[str, Any]:
+    """An R4 Provenance: this version came from that source record, through that run."""
+    ref = SourceRef.from_key(source_key)
+    target = f"{resource_type}/{resource_id}/_history/{version_id}"
+    return {
+        "resourceType": "Provenance",
+        "id": str(uuid.uuid5(_NAMESPACE, target)),
+        "target": [{"reference": target}],
+        "recorded": run.finished_at.isoformat(),
+        "activity": {
+            "coding": [
+                {
+                    "system": DATA_OPERATION,
+                    "code": "CREATE" if version_id == 1 else "UPDATE",
+                }
+            ]
+        },
+        "agent": [
+            {
+                "type": {"coding": [{"system": AGENT_TYPE, "code": "author"}]},
+                "who": {
+                    "identifier": {"system": ODS, "value": ref.org},
+                    "display": f"{ref.system} extract of {ref.org}",
+                },
+            },
+            {
+                "type": {"coding": [{"system": AGENT_TYPE, "code": "assembler"}]},
+                "who": {"display": f"scr ingest run {run.run_id} ({run.kind})"},
+            },
+        ],
+        "entity": [
+            {
+                "role": "source",
+                "what": {
+                    "identifier": {
+                        "system": canonical_base + "Id/source-record",
+                        "value": source_key,
+                    },
+                    "display": f"{ref.table} row {ref.row_id}",
+                },
+            },
+            {
+                "role": "source",
+                "what": {
+                    "identifier": {"system": canonical_base + "Id/ingest-run", "value": run.run_id},
+                    "display": run.location,
+                },
+            },
+        ],
+    }
