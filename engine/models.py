@@ -7,20 +7,39 @@ labels, status) are what queries narrow on.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Times are UTC with an offset everywhere; SQLite would hand them back naive."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: scr stores times in UTC with an offset")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -33,8 +52,8 @@ class IngestRun(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     location: Mapped[str] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     #: running → completed | failed; a run left ``running`` by a crash is abandoned by the next.
     status: Mapped[str] = mapped_column(String(16))
     summary: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
@@ -48,7 +67,7 @@ class Resource(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     resource_type: Mapped[str] = mapped_column(String(64))
     version_id: Mapped[int] = mapped_column(Integer)
-    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_updated: Mapped[datetime] = mapped_column(UtcDateTime)
     content_hash: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     #: ``active`` or ``entered-in-error`` (a row the source deleted: it leaves every view).
@@ -75,7 +94,7 @@ class ResourceVersion(Base):
 
     resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_updated: Mapped[datetime] = mapped_column(UtcDateTime)
     content_hash: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16))
@@ -97,7 +116,7 @@ class Staged(Base):
     op: Mapped[str] = mapped_column(String(8))
     resource_type: Mapped[str] = mapped_column(String(64))
     version_id: Mapped[int] = mapped_column(Integer)
-    last_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_updated: Mapped[datetime] = mapped_column(UtcDateTime)
     content_hash: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16))
@@ -127,8 +146,8 @@ class QuarantineItem(Base):
     record: Mapped[dict[str, object]] = mapped_column(JSON)
     #: ``open``, ``replayed`` (taken in by replay) or ``superseded`` (a later run took it in).
     status: Mapped[str] = mapped_column(String(16), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_run: Mapped[str | None] = mapped_column(String(36))
 
 
