@@ -6,10 +6,13 @@ import argparse
 
 import orjson
 
-from bench import ingest
+from bench import decide, ingest
 from bench.machine import DEFAULT_PG
 
-SCENARIOS = {"ingest": (ingest.run, 2000, 50)}
+SCENARIOS = {
+    "ingest": (ingest.run, 2000, 50),
+    "decide": (decide.run, 2000, 200),
+}
 
 
 def main() -> None:

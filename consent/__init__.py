@@ -1,1 +1,64 @@
-"""Consent and access policy: the single decision point in front of every read (issue 4)."""
+"""Consent and access policy: the single decision point in front of every read (issue 4).
+
+Use: ``policy = load()`` once; per request gather :class:`PatientFacts` (``facts`` helps), call
+:func:`decide`, narrow the query by ``decision.obligations``, then for each row
+:func:`visible` and :func:`mask`; :func:`explain` answers ``/access/explain``.
+"""
+
+from __future__ import annotations
+
+from consent.decide import decide
+from consent.explain import NOTICE, explain
+from consent.facts import directive, ods_code, person_labels, relationship
+from consent.mask import Refused, mask, visible
+from consent.model import (
+    ConsentDirective,
+    Decision,
+    DirectiveNote,
+    FieldRule,
+    Grant,
+    Obligations,
+    PatientFacts,
+    PersonLabel,
+    Reason,
+    Refusal,
+    Relationship,
+    Request,
+    ResourceMeta,
+    Who,
+)
+from consent.policy import Policy, PolicyError, load
+from consent.sections import UNCLASSIFIED, meta_of, section_of
+
+__all__ = [
+    "NOTICE",
+    "UNCLASSIFIED",
+    "ConsentDirective",
+    "Decision",
+    "DirectiveNote",
+    "FieldRule",
+    "Grant",
+    "Obligations",
+    "PatientFacts",
+    "PersonLabel",
+    "Policy",
+    "PolicyError",
+    "Reason",
+    "Refusal",
+    "Refused",
+    "Relationship",
+    "Request",
+    "ResourceMeta",
+    "Who",
+    "decide",
+    "directive",
+    "explain",
+    "load",
+    "mask",
+    "meta_of",
+    "ods_code",
+    "person_labels",
+    "relationship",
+    "section_of",
+    "visible",
+]

@@ -1,0 +1,191 @@
+"""Facts for the decision, read from stored FHIR resources: pure, so the caller does the query.
+
+Relationships come from what the sources recorded (a GP registration, a council case, a care
+home placement, a hospital encounter); privacy directives from ``Consent`` resources with scope
+``patient-privacy``. Anything that cannot be read with certainty gives no fact, which can only
+narrow access: a relationship with an unknown organisation grants nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from consent.model import (
+    ConsentDirective,
+    DirectiveKind,
+    PersonLabel,
+    Relationship,
+    RelationshipKind,
+)
+
+#: scr's own code systems, matched by path so that any canonical base is accepted.
+EPISODE_TYPE = "/CodeSystem/scr-episode-type"
+SCR_LABELS = "/CodeSystem/scr-security-label"
+SECTIONS = "/CodeSystem/scr-record-section"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+_GONE = frozenset({"entered-in-error", "cancelled", "revoked", "rejected"})
+_EPISODE_KINDS: dict[str, RelationshipKind] = {
+    "gp-registration": "registration",
+    "care-home-placement": "placement",
+}
+
+
+def _instant(value: Any, *, end: bool = False) -> datetime | None:
+    """A FHIR date or dateTime as an aware instant; a bare end date covers its whole day."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+            return day + timedelta(days=1) if end else day
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _period(period: Any) -> tuple[datetime | None, datetime | None]:
+    if not isinstance(period, dict):
+        return None, None
+    return _instant(period.get("start")), _instant(period.get("end"), end=True)
+
+
+def _org(ref: Any, orgs: Mapping[str, str]) -> str | None:
+    """The organisation code a reference names, directly or through ``orgs`` (ref → code)."""
+    if isinstance(ref, list):
+        ref = ref[0] if ref else None
+    if not isinstance(ref, dict):
+        return None
+    identifier = ref.get("identifier")
+    if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+        return str(identifier["value"])
+    return orgs.get(str(ref.get("reference")))
+
+
+def ods_code(organization: Mapping[str, Any]) -> str | None:
+    """An ``Organization``'s ODS code, to build the ``orgs`` map of literal references."""
+    for identifier in organization.get("identifier", []):
+        if identifier.get("system") == ODS and isinstance(identifier.get("value"), str):
+            return str(identifier["value"])
+    return None
+
+
+def _in(coding: Any, system: str) -> bool:
+    return isinstance(coding, dict) and str(coding.get("system", "")).endswith(system)
+
+
+def _codes(concepts: Any, system: str) -> set[str]:
+    """Codes of scr's ``system`` in one CodeableConcept or a list of them."""
+    items = concepts if isinstance(concepts, list) else [concepts]
+    return {
+        c["code"]
+        for cc in items
+        if isinstance(cc, dict)
+        for c in cc.get("coding", [])
+        if _in(c, system) and isinstance(c.get("code"), str)
+    }
+
+
+def _where(resource: Mapping[str, Any]) -> tuple[RelationshipKind, Any, Any] | None:
+    """The relationship kind a resource records, the reference to its organisation, its period."""
+    rt = resource.get("resourceType")
+    if rt == "EpisodeOfCare":
+        found = _codes(resource.get("type", []), EPISODE_TYPE) & set(_EPISODE_KINDS)
+        kind = _EPISODE_KINDS[min(found)] if found else "council-case"
+        return kind, resource.get("managingOrganization"), resource.get("period")
+    if rt == "Encounter":
+        return "hospital-encounter", resource.get("serviceProvider"), resource.get("period")
+    if rt == "Task":
+        return "council-case", resource.get("owner"), resource.get("executionPeriod")
+    if rt == "ServiceRequest":
+        return "council-case", resource.get("performer"), resource.get("occurrencePeriod")
+    if rt == "CareTeam" and resource.get("status") == "active":
+        return "council-case", resource.get("managingOrganization"), resource.get("period")
+    return None
+
+
+def relationship(
+    resource: Mapping[str, Any], orgs: Mapping[str, str] | None = None
+) -> Relationship | None:
+    """The relationship a stored resource records, if it records one.
+
+    ``orgs`` maps literal references (``Organization/<id>``) to organisation codes, for
+    sources that point at an ``Organization`` rather than naming its code.
+    """
+    where = None if resource.get("status") in _GONE else _where(resource)
+    if where is None:
+        return None
+    kind, ref, period = where
+    org = _org(ref, orgs or {})
+    if org is None:
+        return None
+    start, end = _period(period)
+    return Relationship(org=org, kind=kind, start=start, end=end)
+
+
+def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> ConsentDirective | None:
+    """A privacy directive from an active ``patient-privacy`` Consent; anything else is none.
+
+    ``provision.type`` deny with no actor and no category is a dissent; with an actor, a
+    restriction of that organisation; with a category (an scr sensitive label in
+    ``securityLabel`` or an scr record section in ``code``), a restriction of the category.
+    permit with a sensitive label and an actor is the explicit consent that alone opens it.
+    ``sensitive`` maps category → label, as the policy has it.
+    """
+    if consent.get("resourceType") != "Consent" or consent.get("status") != "active":
+        return None
+    scope = consent.get("scope", {})
+    if "patient-privacy" not in {c.get("code") for c in scope.get("coding", [])}:
+        return None
+    provision = consent.get("provision", {})
+    by_label = {label: cat for cat, label in sensitive.items()}
+    labels = provision.get("securityLabel", [])
+    categories = {
+        by_label[c["code"]] for c in labels if _in(c, SCR_LABELS) and c.get("code") in by_label
+    }
+    categories |= _codes(provision.get("code", []), SECTIONS)
+    actors = [a.get("reference") for a in provision.get("actor", []) if isinstance(a, dict)]
+    org = _org(actors, {}) if len(actors) == 1 else None
+    if len(categories) > 1 or len(actors) > 1 or (actors and org is None):
+        return None
+    category = next(iter(categories), None)
+    kind: DirectiveKind
+    if provision.get("type") == "permit":
+        if category not in sensitive or org is None:
+            return None
+        kind = "consent-category"
+    elif provision.get("type") == "deny":
+        kind = "restrict-category" if category else "restrict-org" if org else "dissent"
+    else:
+        return None
+    recorded = _instant(consent.get("dateTime"))
+    start, end = _period(provision.get("period"))
+    start = start or recorded
+    if recorded is None or start is None:
+        return None
+    author = next(
+        (str(p.get("display") or _org(p, {}) or "") for p in consent.get("performer", [])),
+        "",
+    )
+    return ConsentDirective(
+        kind=kind,
+        recorded=recorded,
+        author=author or "unknown",
+        start=start,
+        end=end,
+        org=org,
+        category=category,
+    )
+
+
+def person_labels(
+    rows: Iterable[tuple[Mapping[str, Any], str, str]], label: str
+) -> frozenset[PersonLabel]:
+    """``label`` on the person's ``Patient`` rows, given as (body, source_org, labels)."""
+    return frozenset(
+        PersonLabel(label, org)
+        for body, org, labels in rows
+        if body.get("resourceType") == "Patient" and label in labels.split()
+    )

@@ -1,0 +1,57 @@
+"""Apply a decision to one stored resource: may it leave, and in what shape.
+
+Deciding and changing stay apart (as HAPI's ``canSeeResource`` and ``willSeeResource`` do):
+:func:`visible` only answers, :func:`mask` only removes. Both are cheap enough to run on every
+resource of a record, before paging, so totals count only what may be seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from consent.model import Decision, ResourceMeta
+
+#: Kept whatever a profile's field rule says: without them a resource is not a resource.
+_ALWAYS = frozenset({"resourceType", "id", "meta"})
+
+
+class Refused(PermissionError):
+    """Content was asked of a decision that does not allow it: a bug in the caller."""
+
+
+def visible(meta: ResourceMeta, decision: Decision) -> bool:
+    """Whether the resource described by ``meta`` may be shown under ``decision``."""
+    if not decision.permit:
+        return False
+    ob = decision.obligations
+    if (meta.resource_type, meta.section) not in ob.allowed:
+        return False
+    if meta.source_org == ob.org:
+        return True
+    if ob.own_org_only or meta.section in ob.own_org_sections:
+        return False
+    return ob.excluded_labels.isdisjoint(meta.labels)
+
+
+def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    """A copy of ``resource`` without the elements the decision removes.
+
+    Call :func:`visible` first; this refuses a denial and a type the decision does not
+    allow, so a wrong call fails loudly instead of leaking.
+    """
+    if not decision.permit:
+        raise Refused("a refused decision releases nothing")
+    resource_type = resource.get("resourceType")
+    ob = decision.obligations
+    if resource_type not in ob.types:
+        raise Refused(f"the decision does not allow {resource_type}")
+    rule = ob.fields.get(str(resource_type))
+    if rule is None:
+        return dict(resource)
+    keep, drop = rule.keep, rule.drop - _ALWAYS
+    return {
+        k: v
+        for k, v in resource.items()
+        if k not in drop and (keep is None or k in keep or k in _ALWAYS)
+    }

@@ -1,0 +1,241 @@
+"""The policy as data: role profiles, purposes, sections and rule parameters, loaded and checked.
+
+This is the only module in ``consent`` that reads files. Each file is checked against its JSON
+Schema, then against the others (a profile naming a section that does not exist is as wrong as
+a malformed file), so a policy that loads is one ``decide`` can trust; anything else stops
+start-up with every problem named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from adapters import schema
+from consent.model import FieldRule
+
+MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+POLICY_DIR = MAPPINGS / "policy"
+CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
+
+
+class PolicyError(ValueError):
+    """The policy files do not fit together; the message lists every problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    display: str
+    identifiable: bool
+    self_claim: bool
+    break_glass: bool
+    sections: frozenset[str]
+    #: (resource type, section) pairs the profile may see, worked out once at load.
+    allowed: frozenset[tuple[str, str]]
+    #: Per resource type, with the ``*`` rule already merged in.
+    fields: Mapping[str, FieldRule]
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    profile: str
+    roles: frozenset[str]
+    org_kinds: frozenset[str]
+    activities: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    code: str
+    display: str
+    direct_care: bool
+    break_glass: bool
+    needs_grant: bool
+    profiles: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SectionRule:
+    section: str
+    path: tuple[str, ...]
+    values: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything ``decide`` consults, immutable once loaded."""
+
+    version: str
+    org_kinds: frozenset[str]
+    profiles: Mapping[str, Profile]
+    assignments: tuple[Assignment, ...]
+    purposes: Mapping[str, Purpose]
+    sections: Mapping[str, str]
+    #: Per resource type, tried in order; an empty path is the type's default.
+    section_rules: Mapping[str, tuple[SectionRule, ...]]
+    ig_training_max_months: int
+    min_reason_text: int
+    self_claim_max_days: int
+    break_glass_reasons: Mapping[str, str]
+    #: organisation kind → relationship kind → days it holds after its end (``None``: none).
+    relationships: Mapping[str, Mapping[str, int | None]]
+    owner_only_labels: frozenset[str]
+    #: sensitive category (``sti``) → its label (``sensitive-sti``).
+    sensitive: Mapping[str, str]
+    restricted_person_label: str
+    restricted_person_drop: Mapping[str, frozenset[str]]
+
+    def profile_for(self, job_role: str, org_kind: str, activities: frozenset[str]) -> str | None:
+        """The first assignment that matches the role in force; ``None`` means no access."""
+        for a in self.assignments:
+            if job_role in a.roles and org_kind in a.org_kinds and a.activities <= activities:
+                return a.profile
+        return None
+
+
+def _read(directory: Path, name: str) -> Any:
+    path = directory / f"{name}.json"
+    doc = orjson.loads(path.read_bytes())
+    schema.check(f"policy-{name}", doc, str(path))
+    return doc
+
+
+def _section_rules(doc: Any) -> dict[str, tuple[SectionRule, ...]]:
+    rules: dict[str, list[SectionRule]] = {}
+    for r in doc["rules"]:
+        when = r.get("when")
+        path = tuple(when["path"].split(".")) if when else ()
+        values = frozenset(when["in"]) if when else frozenset()
+        rules.setdefault(r["resourceType"], []).append(SectionRule(r["section"], path, values))
+    return {t: tuple(rs) for t, rs in rules.items()}
+
+
+def _fields(doc: Mapping[str, Any], types: frozenset[str]) -> dict[str, FieldRule]:
+    every = doc.get("*", {})
+    out: dict[str, FieldRule] = {}
+    for t in sorted(types):
+        own = doc.get(t, {})
+        keep = own.get("keep")
+        drop = frozenset(every.get("drop", ())) | frozenset(own.get("drop", ()))
+        if keep is not None or drop:
+            out[t] = FieldRule(frozenset(keep) if keep is not None else None, drop)
+    return out
+
+
+def _profiles(
+    doc: Any, rules: Mapping[str, tuple[SectionRule, ...]], problems: list[str]
+) -> dict[str, Profile]:
+    pairs = {(t, r.section) for t, rs in rules.items() for r in rs}
+    profiles: dict[str, Profile] = {}
+    for name, p in doc["profiles"].items():
+        sections = frozenset(p["sections"])
+        allowed = frozenset((t, s) for t, s in pairs if s in sections)
+        types = frozenset(t for t, _ in allowed)
+        unknown_types = set(p["fields"]) - types - {"*"}
+        if unknown_types:
+            problems.append(
+                f"profile {name}: fields for types it cannot see {sorted(unknown_types)}"
+            )
+        profiles[name] = Profile(
+            name=name,
+            display=p["display"],
+            identifiable=p["identifiable"],
+            self_claim=p["self_claim"],
+            break_glass=p["break_glass"],
+            sections=sections,
+            allowed=allowed,
+            fields=_fields(p["fields"], types),
+        )
+    return profiles
+
+
+def _cross_check(
+    profiles_doc: Any, purposes_doc: Any, sections_doc: Any, rules_doc: Any
+) -> list[str]:
+    problems: list[str] = []
+    sections = set(sections_doc["sections"])
+    kinds = set(profiles_doc["org_kinds"])
+    names = set(profiles_doc["profiles"])
+    for r in sections_doc["rules"]:
+        if r["section"] not in sections:
+            problems.append(f"sections rule for {r['resourceType']}: no section {r['section']!r}")
+    for name, p in profiles_doc["profiles"].items():
+        for s in sorted(set(p["sections"]) - sections):
+            problems.append(f"profile {name}: no section {s!r}")
+    for i, a in enumerate(profiles_doc["assignments"]):
+        if a["profile"] not in names:
+            problems.append(f"assignments/{i}: no profile {a['profile']!r}")
+        for k in sorted(set(a["org_kinds"]) - kinds):
+            problems.append(f"assignments/{i}: no organisation kind {k!r}")
+    for code, p in purposes_doc["purposes"].items():
+        for name in sorted(set(p["profiles"]) - names):
+            problems.append(f"purpose {code}: no profile {name!r}")
+        if p["needs_grant"] and not p["break_glass"]:
+            problems.append(f"purpose {code}: needs a grant but does not allow one")
+    for k in sorted(set(rules_doc["relationships"]) - kinds):
+        problems.append(f"relationships: no organisation kind {k!r}")
+    return problems
+
+
+def load(directory: Path = POLICY_DIR, categories: Path = CATEGORIES) -> Policy:
+    """Read, check and assemble the policy; raise naming every problem rather than guess."""
+    profiles_doc = _read(directory, "profiles")
+    purposes_doc = _read(directory, "purposes")
+    sections_doc = _read(directory, "sections")
+    rules_doc = _read(directory, "rules")
+    categories_doc = orjson.loads(categories.read_bytes())
+    schema.check("categories", categories_doc, str(categories))
+
+    problems = _cross_check(profiles_doc, purposes_doc, sections_doc, rules_doc)
+    section_rules = _section_rules(sections_doc)
+    profiles = _profiles(profiles_doc, section_rules, problems)
+    if problems:
+        raise PolicyError(f"policy in {directory} is inconsistent:\n  " + "\n  ".join(problems))
+
+    versions = (profiles_doc, purposes_doc, sections_doc, rules_doc, categories_doc)
+    names = ("profiles", "purposes", "sections", "rules", "categories")
+    restricted = rules_doc["restricted_person"]
+    return Policy(
+        version=" ".join(f"{n}@{d['version']}" for n, d in zip(names, versions, strict=True)),
+        org_kinds=frozenset(profiles_doc["org_kinds"]),
+        profiles=profiles,
+        assignments=tuple(
+            Assignment(
+                profile=a["profile"],
+                roles=frozenset(a["roles"]),
+                org_kinds=frozenset(a["org_kinds"]),
+                activities=frozenset(a.get("activities", ())),
+            )
+            for a in profiles_doc["assignments"]
+        ),
+        purposes={
+            code: Purpose(
+                code=code,
+                display=p["display"],
+                direct_care=p["direct_care"],
+                break_glass=p["break_glass"],
+                needs_grant=p["needs_grant"],
+                profiles=frozenset(p["profiles"]),
+            )
+            for code, p in purposes_doc["purposes"].items()
+        },
+        sections=dict(sections_doc["sections"]),
+        section_rules=section_rules,
+        ig_training_max_months=rules_doc["ig_training_max_months"],
+        min_reason_text=rules_doc["min_reason_text"],
+        self_claim_max_days=rules_doc["self_claim_max_days"],
+        break_glass_reasons=dict(rules_doc["break_glass_reasons"]),
+        relationships={
+            kind: {rel: w.get("window_days") for rel, w in rels.items()}
+            for kind, rels in rules_doc["relationships"].items()
+        },
+        owner_only_labels=frozenset(rules_doc["owner_only_labels"]),
+        sensitive={c: v["label"] for c, v in categories_doc["categories"].items()},
+        restricted_person_label=restricted["label"],
+        restricted_person_drop={t: frozenset(f) for t, f in restricted["drop"].items()},
+    )

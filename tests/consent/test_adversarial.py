@@ -1,0 +1,471 @@
+"""Named attacks and edge cases on the decision point, each with the rule that stops it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+
+from consent import (
+    NOTICE,
+    ConsentDirective,
+    Decision,
+    PersonLabel,
+    Refused,
+    Relationship,
+    Request,
+    decide,
+    explain,
+    mask,
+    meta_of,
+    visible,
+)
+from tests.consent.personas import (
+    CARE_HOME,
+    COUNCIL,
+    GP,
+    HOSPITAL,
+    NOW,
+    OTHER_GP,
+    POLICY,
+    directive,
+    facts,
+    grant,
+    hospital_clinician,
+    meta,
+    relation,
+    typical,
+    who,
+)
+
+EVERYTHING = Request("everything")
+OBSERVATION = {"resourceType": "Observation", "status": "final"}
+ACTIVE_PROBLEM = {
+    "resourceType": "Condition",
+    "clinicalStatus": {"coding": [{"code": "active"}]},
+}
+
+
+def refused_by(d: Decision) -> set[str]:
+    return {r.rule_id for r in d.refusals}
+
+
+# -- Caldicott 4: need to know -------------------------------------------------------------
+
+
+def test_user_from_another_organisation() -> None:
+    """A GP at another practice, with no registration there, is refused."""
+    user = who("clinical", org=OTHER_GP)
+    d = decide(user, facts(relation(GP)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "relationship.legitimate" in refused_by(d)
+    assert not visible(meta(OBSERVATION, GP), d)
+
+
+def test_relationship_that_ended() -> None:
+    user = who("clinical")
+    ended = relation(GP, days_ago=900, ended_days_ago=1)
+    d = decide(user, facts(ended), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert any("ended" in r.text for r in d.refusals)
+
+
+def test_relationship_not_yet_started() -> None:
+    user = who("clinical")
+    d = decide(user, facts(relation(GP, days_ago=-5)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+
+
+def test_care_home_after_the_placement_ended() -> None:
+    user = who("care-home")
+    current = facts(relation(CARE_HOME, "placement"))
+    assert decide(user, current, "TREAT", EVERYTHING, NOW, POLICY).permit
+    moved_out = facts(relation(CARE_HOME, "placement", days_ago=400, ended_days_ago=3))
+    d = decide(user, moved_out, "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "relationship.legitimate" in refused_by(d)
+
+
+def test_hospital_encounter_counts_for_ninety_days_after_discharge() -> None:
+    user = hospital_clinician()
+    recent = facts(relation(HOSPITAL, "hospital-encounter", days_ago=100, ended_days_ago=89))
+    old = facts(relation(HOSPITAL, "hospital-encounter", days_ago=100, ended_days_ago=91))
+    assert decide(user, recent, "TREAT", EVERYTHING, NOW, POLICY).permit
+    assert not decide(user, old, "TREAT", EVERYTHING, NOW, POLICY).permit
+
+
+def test_a_relationship_kind_counts_only_for_its_organisation_kind() -> None:
+    """A GP practice cannot lean on a 'hospital encounter' (a GP consultation) of its own."""
+    user = who("clinical")
+    d = decide(user, facts(relation(GP, "hospital-encounter")), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+
+
+def test_self_claim_lets_a_clinician_in_with_a_reason() -> None:
+    user = hospital_clinician()
+    claim = Relationship(
+        org=HOSPITAL,
+        kind="self-claim",
+        start=NOW - timedelta(hours=1),
+        reason="Seen in outpatients today, referral letter pending",
+        claimed_by=user.user_id,
+    )
+    d = decide(user, facts(claim), "TREAT", EVERYTHING, NOW, POLICY)
+    assert d.permit and d.basis == "self-claim"
+    short = replace(claim, reason="because")
+    assert not decide(user, facts(short), "TREAT", EVERYTHING, NOW, POLICY).permit
+    colleague = replace(user, user_id="user-2")
+    assert not decide(colleague, facts(claim), "TREAT", EVERYTHING, NOW, POLICY).permit
+    stale = replace(claim, start=NOW - timedelta(days=8))
+    assert not decide(user, facts(stale), "TREAT", EVERYTHING, NOW, POLICY).permit
+
+
+def test_self_claim_is_refused_to_other_profiles() -> None:
+    user = who("social-care", org=COUNCIL)
+    claim = Relationship(
+        org=COUNCIL,
+        kind="self-claim",
+        start=NOW - timedelta(hours=1),
+        reason="Safeguarding referral received by phone",
+        claimed_by=user.user_id,
+    )
+    d = decide(user, facts(claim), "COC", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "relationship.self-claim" in refused_by(d)
+
+
+# -- Caldicott 3: minimum necessary -------------------------------------------------------
+
+
+def test_receptionist_asking_for_observations() -> None:
+    user = who("admin")
+    patient = facts(typical(user))
+    d = decide(user, patient, "TREAT", Request("search", frozenset({"Observation"})), NOW, POLICY)
+    assert not d.permit
+    assert refused_by(d) == {"profile.types"}
+    everything = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert everything.permit
+    assert not visible(meta(OBSERVATION, GP), everything)
+    assert "Observation" not in everything.obligations.types
+
+
+def test_social_worker_gets_admission_dates_and_reasons_not_diagnoses() -> None:
+    user = who("social-care")
+    d = decide(user, facts(typical(user)), "COC", EVERYTHING, NOW, POLICY)
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "finished",
+        "period": {"start": "2026-10-01", "end": "2026-10-05"},
+        "reasonCode": [{"text": "Fall at home"}],
+        "diagnosis": [{"condition": {"reference": "Condition/c1"}}],
+        "participant": [{"individual": {"reference": "Practitioner/p1"}}],
+        "text": {"status": "generated", "div": "<div>Full discharge narrative</div>"},
+    }
+    assert visible(meta(encounter, HOSPITAL), d)
+    assert set(mask(encounter, d)) == {"resourceType", "id", "status", "period", "reasonCode"}
+
+
+def test_ig_officer_sees_no_record() -> None:
+    user = who("ig-officer")
+    d = decide(user, facts(relation(user.org)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert d.obligations.types == frozenset()
+
+
+def test_analyst_never_gets_identifiable_data() -> None:
+    user = who("analyst")
+    for purpose in ("POPHLTH", "HOPERAT", "TREAT"):
+        d = decide(user, facts(relation(user.org)), purpose, EVERYTHING, NOW, POLICY)
+        assert not d.permit
+        assert refused_by(d) & {"purpose.direct-care", "profile.identifiable"}
+
+
+def test_claimed_profile_must_match_the_role_in_force() -> None:
+    """A receptionist's token that claims the clinical profile gains nothing."""
+    user = replace(who("admin"), profile="clinical")
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "profile.known" in refused_by(d)
+
+
+def test_unknown_role_is_refused() -> None:
+    user = who("clinical", role_code="S9999:G9999:R9999")
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "profile.known" in refused_by(d)
+
+
+# -- Caldicott 1 and 5: purpose and training -----------------------------------------------
+
+
+@pytest.mark.parametrize("purpose", [None, "", "treat", "NOT-A-PURPOSE"])
+def test_purpose_missing_or_unknown(purpose: str | None) -> None:
+    user = who("clinical")
+    d = decide(user, facts(typical(user)), purpose, EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "purpose.known" in refused_by(d)
+
+
+def test_btg_purpose_without_a_grant_is_refused() -> None:
+    user = who("clinical")
+    d = decide(user, facts(typical(user)), "BTG", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "purpose.grant" in refused_by(d)
+
+
+def test_ig_training_older_than_12_months() -> None:
+    user = who("clinical", trained=date(2025, 11, 24))
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert refused_by(d) == {"training.current"}
+    on_the_day = who("clinical", trained=date(2025, 11, 25))
+    assert decide(on_the_day, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY).permit
+
+
+@pytest.mark.parametrize("trained", [None, date(2027, 1, 1)], ids=["missing", "future"])
+def test_ig_training_missing_or_in_the_future(trained: date | None) -> None:
+    user = who("clinical", trained=trained)
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert refused_by(d) == {"training.current"}
+
+
+def test_stale_training_refuses_break_glass_too() -> None:
+    user = hospital_clinician(trained=date(2024, 1, 1))
+    d = decide(user, facts(grants=(grant(user),)), "BTG", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+
+
+# -- Caldicott 6 and 7: consent, the law, and emergency access -------------------------------
+
+
+def test_dissent_without_break_glass() -> None:
+    user = hospital_clinician()
+    patient = facts(typical(user), directives=(directive("dissent"),))
+    d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert d.permit
+    assert not visible(meta(OBSERVATION, GP), d)
+    assert visible(meta(OBSERVATION, HOSPITAL), d)
+    notes = explain(d)["directives"]
+    assert notes == [
+        {
+            "kind": "dissent",
+            "author": "Dr Synthetic, Ambridge Surgery",
+            "recorded": (NOW - timedelta(days=30)).isoformat(),
+            "category": None,
+        }
+    ]
+
+
+def test_dissent_with_break_glass() -> None:
+    user = hospital_clinician()
+    patient = facts(directives=(directive("dissent"),), grants=(grant(user),))
+    d = decide(user, patient, "BTG", EVERYTHING, NOW, POLICY)
+    assert d.permit and d.basis == "break-glass"
+    assert visible(meta(OBSERVATION, GP), d)
+    assert "break-glass.override" in {r.rule_id for r in d.reasons}
+    assert explain(d)["directives"][0]["kind"] == "dissent"
+
+
+def test_break_glass_never_opens_source_confidential_or_restricted() -> None:
+    user = hospital_clinician()
+    d = decide(user, facts(grants=(grant(user),)), "ETREAT", EVERYTHING, NOW, POLICY)
+    assert d.permit
+    for label in ("source-confidential", "NOPAT", "restricted-person", "sensitive-sti"):
+        assert not visible(meta(OBSERVATION, GP, label), d), label
+        assert visible(meta(OBSERVATION, HOSPITAL, label), d), label
+
+
+def test_expired_grant_permits_nothing() -> None:
+    user = hospital_clinician()
+    expired = grant(user, minutes_left=0)
+    d = decide(user, facts(grants=(expired,)), "BTG", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert not visible(meta(OBSERVATION, GP), d)
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [("9", "Unconscious in A&E, no history"), ("5", "urgent"), ("5", "          x")],
+    ids=["unknown-code", "short-text", "blank-text"],
+)
+def test_incomplete_grant_permits_nothing(code: str, text: str) -> None:
+    user = hospital_clinician()
+    bad = grant(user, code=code, text=text)
+    assert not decide(user, facts(grants=(bad,)), "BTG", EVERYTHING, NOW, POLICY).permit
+
+
+def test_grant_found_inappropriate_stops_at_once() -> None:
+    user = hospital_clinician()
+    reviewed = replace(grant(user), review="inappropriate")
+    assert not decide(user, facts(grants=(reviewed,)), "BTG", EVERYTHING, NOW, POLICY).permit
+
+
+def test_grant_belongs_to_one_user_and_one_person() -> None:
+    user = hospital_clinician()
+    other_user = replace(grant(user), user_id="someone-else")
+    other_person = replace(grant(user), patient="person-2")
+    for g in (other_user, other_person):
+        assert not decide(user, facts(grants=(g,)), "BTG", EVERYTHING, NOW, POLICY).permit
+
+
+def test_break_glass_is_for_clinical_profiles_only() -> None:
+    user = who("care-home")
+    d = decide(user, facts(grants=(grant(user),)), "BTG", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+    assert "break-glass.grant" in refused_by(d)
+
+
+def test_grant_is_not_used_under_plain_treatment() -> None:
+    user = hospital_clinician()
+    d = decide(user, facts(grants=(grant(user),)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit
+
+
+def test_sensitive_code_under_non_sensitive_parent() -> None:
+    """An Encounter labelled sensitive-sti (its reason was an STI code) is withheld."""
+    user = hospital_clinician()
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    encounter = {"resourceType": "Encounter", "status": "finished"}
+    assert visible(meta(encounter, GP), d)
+    assert not visible(meta(encounter, GP, "sensitive-sti"), d)
+
+
+def test_label_in_the_body_counts_even_if_the_column_missed_it() -> None:
+    user = hospital_clinician()
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    label = {
+        "system": "https://fhir.scr.example/CodeSystem/scr-security-label",
+        "code": "sensitive-sti",
+    }
+    body = {"resourceType": "Encounter", "meta": {"security": [label]}}
+    assert not visible(meta_of(body, GP, "", POLICY), d)
+
+
+def test_consent_opens_its_category_for_its_organisation_only() -> None:
+    user = hospital_clinician()
+    consent = directive("consent-category", org=HOSPITAL, category="sti")
+    d = decide(user, facts(typical(user), directives=(consent,)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d)
+    elsewhere = who("clinical", org=OTHER_GP)
+    patient = facts(typical(elsewhere), directives=(consent,))
+    d2 = decide(elsewhere, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d2)
+
+
+def test_consent_for_one_category_not_opening_another() -> None:
+    user = hospital_clinician()
+    consent = directive("consent-category", org=HOSPITAL, category="sti")
+    d = decide(user, facts(typical(user), directives=(consent,)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d)
+    for other in ("sensitive-fertility", "sensitive-gender", "sensitive-termination"):
+        assert not visible(meta(ACTIVE_PROBLEM, GP, other), d), other
+        assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti", other), d), other
+
+
+def test_consent_does_not_open_a_source_confidential_item() -> None:
+    user = hospital_clinician()
+    consent = directive("consent-category", org=HOSPITAL, category="sti")
+    d = decide(user, facts(typical(user), directives=(consent,)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti", "source-confidential"), d)
+
+
+def test_latest_active_directive_wins() -> None:
+    user = hospital_clinician()
+    consent = directive("consent-category", org=HOSPITAL, category="sti", days_ago=20)
+    later_restriction = directive("restrict-category", category="sti", days_ago=10)
+    earlier_restriction = directive("restrict-category", category="sti", days_ago=40)
+    sti = meta(ACTIVE_PROBLEM, GP, "sensitive-sti")
+
+    def shown(*ds: ConsentDirective) -> bool:
+        patient = facts(typical(user), directives=ds)
+        return visible(sti, decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY))
+
+    assert shown(consent, earlier_restriction)
+    assert not shown(consent, later_restriction)
+    ended = replace(later_restriction, end=NOW - timedelta(days=1))
+    assert shown(consent, ended)
+
+
+def test_restriction_of_an_organisation() -> None:
+    user = hospital_clinician()
+    patient = facts(typical(user), directives=(directive("restrict-org", org=HOSPITAL),))
+    d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert not visible(meta(OBSERVATION, GP), d)
+    gp = who("clinical", org=OTHER_GP)
+    d_gp = decide(
+        gp, replace(patient, relationships=(typical(gp),)), "TREAT", EVERYTHING, NOW, POLICY
+    )
+    assert visible(meta(OBSERVATION, GP), d_gp)
+
+
+def test_restriction_of_a_section() -> None:
+    user = hospital_clinician()
+    restriction = directive("restrict-category", category="problems-active")
+    patient = facts(typical(user), directives=(restriction,))
+    d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert not visible(meta(ACTIVE_PROBLEM, GP), d)
+    assert visible(meta(ACTIVE_PROBLEM, HOSPITAL), d)
+    assert visible(meta(OBSERVATION, GP), d)
+    assert explain(d)["own_organisation_only"] == ["problems-active"]
+
+
+def test_restricted_person_contact_details_withheld_from_others() -> None:
+    user = hospital_clinician()
+    patient = facts(typical(user), labels=frozenset({PersonLabel("restricted-person", GP)}))
+    d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    body = {
+        "resourceType": "Patient",
+        "id": "p",
+        "name": [{"family": "Synthetic"}],
+        "address": [{"postalCode": "ZZ99 3VZ"}],
+        "telecom": [{"value": "0"}],
+    }
+    assert set(mask(body, d)) == {"resourceType", "id", "name"}
+    assert "person.restricted" not in {r["rule"] for r in explain(d)["reasons"]}
+    at_gp = who("clinical")
+    at_gp_patient = replace(patient, relationships=(typical(at_gp),))
+    d_gp = decide(at_gp, at_gp_patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert mask(body, d_gp) == body
+
+
+# -- what a refusal and an explanation may carry -------------------------------------------
+
+
+def test_a_refused_decision_yields_no_content() -> None:
+    user = who("clinical", org=OTHER_GP)
+    d = decide(user, facts(), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit and not d.obligations.allowed and not d.obligations.fields
+    with pytest.raises(Refused):
+        mask({"resourceType": "Patient", "id": "p"}, d)
+    assert explain(d)["sections"] == []
+
+
+def test_mask_refuses_a_type_the_decision_does_not_allow() -> None:
+    user = who("admin")
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    with pytest.raises(Refused):
+        mask(OBSERVATION, d)
+
+
+def test_explanation_names_no_hidden_category_and_a_constant_notice() -> None:
+    """The decision never sees the record, so its explanation cannot describe it."""
+    user = hospital_clinician()
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    shown = explain(d)
+    assert shown["notice"] == NOTICE == "Some information may be withheld"
+    text = repr(shown)
+    for word in ("sti", "fertility", "termination", "gender", "confidential item"):
+        assert f" {word}" not in text.replace("sensitive-", "")
+    refused = explain(decide(user, facts(), "TREAT", EVERYTHING, NOW, POLICY))
+    assert refused["notice"] == NOTICE
+
+
+def test_decision_records_purpose_basis_and_policy_for_the_audit() -> None:
+    user = who("clinical")
+    d = decide(user, facts(typical(user)), "COC", EVERYTHING, NOW, POLICY)
+    assert (d.purpose, d.profile, d.basis) == ("COC", "clinical", "relationship")
+    assert d.policy_version == POLICY.version
+    assert {r.principle for r in d.reasons} >= {1, 3, 4, 5, 6}

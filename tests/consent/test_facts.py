@@ -1,0 +1,148 @@
+"""Reading relationships and privacy directives from stored FHIR resources."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from consent import directive, ods_code, person_labels, relationship
+from tests.consent.personas import POLICY
+
+SCR = "https://fhir.scr.example/"
+COUNCIL_ID = {"type": "Organization", "identifier": {"system": SCR + "Id/council", "value": "E1"}}
+SCOPE = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+    ]
+}
+
+
+def _episode(code: str | None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "EpisodeOfCare", "status": "active", **extra}
+    if code:
+        body["type"] = [{"coding": [{"system": SCR + "CodeSystem/scr-episode-type", "code": code}]}]
+    return body
+
+
+def _consent(provision: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": SCOPE,
+        "dateTime": "2026-01-10",
+        "performer": [{"display": "Synthetic Surgery"}],
+        "provision": provision,
+        **extra,
+    }
+
+
+def test_gp_registration_through_an_organization_reference() -> None:
+    org = {
+        "resourceType": "Organization",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "Y1"}],
+    }
+    code = ods_code(org)
+    assert code == "Y1"
+    body = _episode(
+        "gp-registration",
+        managingOrganization={"reference": "Organization/o1"},
+        period={"start": "2024-05-06", "end": "2026-02-01"},
+    )
+    r = relationship(body, {"Organization/o1": code})
+    assert r is not None
+    assert (r.org, r.kind) == ("Y1", "registration")
+    assert r.start == datetime(2024, 5, 6, tzinfo=UTC)
+    assert r.end == datetime(2026, 2, 2, tzinfo=UTC)
+
+
+def test_an_unresolved_organisation_gives_no_relationship() -> None:
+    body = _episode("gp-registration", managingOrganization={"reference": "Organization/x"})
+    assert relationship(body, {}) is None
+
+
+def test_placement_and_care_package() -> None:
+    placement = _episode(
+        "care-home-placement",
+        managingOrganization={
+            "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "V1"}
+        },
+        period={"start": "2025-01-01"},
+    )
+    package = _episode(None, managingOrganization=COUNCIL_ID, period={"start": "2025-03-01"})
+    p, c = relationship(placement), relationship(package)
+    assert p is not None and (p.org, p.kind, p.end) == ("V1", "placement", None)
+    assert c is not None and (c.org, c.kind) == ("E1", "council-case")
+
+
+def test_council_assessment_and_allocated_team() -> None:
+    task = {
+        "resourceType": "Task",
+        "status": "in-progress",
+        "owner": COUNCIL_ID,
+        "executionPeriod": {"start": "2026-10-01"},
+    }
+    team = {"resourceType": "CareTeam", "status": "active", "managingOrganization": [COUNCIL_ID]}
+    t, c = relationship(task), relationship(team)
+    assert t is not None and t.kind == "council-case"
+    assert c is not None and (c.org, c.start) == ("E1", None)
+
+
+def test_hospital_encounter_and_entered_in_error() -> None:
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "serviceProvider": {
+            "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "R1"}
+        },
+        "period": {"start": "2026-10-01T10:00:00+00:00", "end": "2026-10-03T12:00:00+00:00"},
+    }
+    r = relationship(encounter)
+    assert r is not None and r.kind == "hospital-encounter"
+    assert r.end == datetime(2026, 10, 3, 12, tzinfo=UTC)
+    assert relationship({**encounter, "status": "entered-in-error"}) is None
+    assert relationship({"resourceType": "Observation"}) is None
+
+
+def test_directive_kinds() -> None:
+    actor = {"reference": {"identifier": {"value": "R1"}}}
+    sti = {"system": SCR + "CodeSystem/scr-security-label", "code": "sensitive-sti"}
+    section = {
+        "coding": [{"system": SCR + "CodeSystem/scr-record-section", "code": "observations"}]
+    }
+    cases: dict[str, dict[str, Any]] = {
+        "dissent": {"type": "deny"},
+        "restrict-org": {"type": "deny", "actor": [actor]},
+        "restrict-category": {"type": "deny", "code": [section]},
+        "consent-category": {"type": "permit", "actor": [actor], "securityLabel": [sti]},
+    }
+    for kind, provision in cases.items():
+        d = directive(_consent(provision), POLICY.sensitive)
+        assert d is not None and d.kind == kind, kind
+        assert d.author == "Synthetic Surgery"
+        assert d.recorded == datetime(2026, 1, 10, tzinfo=UTC)
+    consent = directive(_consent(cases["consent-category"]), POLICY.sensitive)
+    assert consent is not None and (consent.org, consent.category) == ("R1", "sti")
+
+
+def test_directives_that_cannot_be_read_with_certainty_are_none() -> None:
+    sti = {"system": SCR + "CodeSystem/scr-security-label", "code": "sensitive-sti"}
+    unclear = [
+        _consent({"type": "permit"}),
+        _consent({"type": "permit", "securityLabel": [sti]}),
+        _consent({"type": "deny"}, status="inactive"),
+        _consent({"type": "deny"}, scope={"coding": [{"code": "adr"}]}),
+        _consent({"type": "deny", "actor": [{"reference": {"reference": "Organization/x"}}]}),
+        _consent({"type": "deny"}, dateTime=None),
+    ]
+    for body in unclear:
+        assert directive(body, POLICY.sensitive) is None, body
+
+
+def test_person_labels_come_from_patient_rows() -> None:
+    rows: list[tuple[dict[str, Any], str, str]] = [
+        ({"resourceType": "Patient"}, "Y1", "restricted-person source-confidential"),
+        ({"resourceType": "Patient"}, "Y2", ""),
+        ({"resourceType": "Observation"}, "Y3", "restricted-person"),
+    ]
+    labels = person_labels(rows, POLICY.restricted_person_label)
+    assert {(p.code, p.org) for p in labels} == {("restricted-person", "Y1")}
