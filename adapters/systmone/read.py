@@ -28,7 +28,8 @@ TABLES = (
     "SRDrugSensitivity",
     "SRSpecialNotes",
 )
-#: Read only to be joined into other tables' records.
+#: Read only to be joined into other tables' records (SRManifest: the extract's end date, which
+#: tells a current medication course from a past one).
 LOOKUPS = ("SRManifest", "SRPatientAddressHistory", "SRProblem", "SRCtv3ToSnomed")
 
 
@@ -101,6 +102,16 @@ def _extract_ctv3_map(folder: Path) -> dict[str, str]:
     }
 
 
+def _extract_end(folder: Path) -> str:
+    """The date the extract runs to (SRManifest ``DateExtractTo``), as an ISO date, or ''."""
+    ends = {
+        _sort_date(row.get("DateExtractTo", ""))
+        for row in _lookup(folder, "SRManifest", "FileName")
+    }
+    ends.discard("")
+    return max(ends) if ends else ""
+
+
 def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     unknown_files(folder, {*TABLES, *LOOKUPS}, notes)
     org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
@@ -108,6 +119,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     registrations = _current_registrations(folder)
     problems = _problems(folder)
     ctv3 = _extract_ctv3_map(folder)
+    extract_end = _extract_end(folder)
 
     def patient(row: dict[str, str]) -> dict[str, str]:
         pid = row.get("RowIdentifier", "")
@@ -121,7 +133,12 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             extra["_ExtractSNOMEDCode"] = mapped
         return extra
 
-    enrich = {"SRPatient": patient, "SRCode": code}
+    def medication(row: dict[str, str]) -> dict[str, str]:
+        end = _sort_date(row.get("DateMedicationEnd", ""))
+        current = bool(end and extract_end and end >= extract_end)
+        return {"_CurrentAtExtract": "Y" if current else "N"}
+
+    enrich = {"SRPatient": patient, "SRCode": code, "SRPrimaryCareMedication": medication}
     for table in TABLES:
         yield from table_records(
             folder,
