@@ -72,14 +72,11 @@ def holds(cond: Mapping[str, Any] | None, row: Mapping[str, Any]) -> bool:
     return raw.lower() not in {str(v).lower() for v in cond["not_in"]}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Env:
     record: SourceRecord
     ctx: MapContext
-
-    @property
-    def row(self) -> Mapping[str, Any]:
-        return self.record.fields
+    row: Mapping[str, Any]
 
 
 def _parse(rule: Mapping[str, Any], raw: str, column: str, env: _Env) -> Any:
@@ -173,36 +170,44 @@ def _value(rule: Mapping[str, Any], env: _Env) -> Any:
     raise _RowProblem(None, f"map rule for {rule.get('path')!r} has no source")  # schema prevents
 
 
-def _set(target: dict[str, Any], path: str, value: Any) -> None:
-    """Set a dotted path; ``name[]`` appends (or extends with a list), ``name[0]`` indexes."""
-    *parents, last = path.split(".")
-    node: Any = target
-    for part in parents:
+@cache
+def _steps(path: str) -> tuple[tuple[str, int | None], ...]:
+    """``a.b[].c[0]`` → ``(("a", None), ("b", -1), ("c", 0))``: -1 appends, None is a key."""
+    steps: list[tuple[str, int | None]] = []
+    for part in path.split("."):
         if part.endswith("]"):
             name, index = part[:-1].split("[")
-            items = node.setdefault(name, [])
-            if index == "":
-                items.append({})
-                node = items[-1]
-                continue
-            i = int(index)
-            while len(items) <= i:
-                items.append({})
-            node = items[i]
+            steps.append((name, int(index) if index else -1))
         else:
-            node = node.setdefault(part, {})
-    if last.endswith("[]"):
-        items = node.setdefault(last[:-2], [])
-        items.extend(value if isinstance(value, list) else [value])
-    elif last.endswith("]"):
-        name, index = last[:-1].split("[")
+            steps.append((part, None))
+    return tuple(steps)
+
+
+def _set(target: dict[str, Any], path: str, value: Any) -> None:
+    """Set a dotted path; ``name[]`` appends (or extends with a list), ``name[0]`` indexes."""
+    *parents, (last, last_index) = _steps(path)
+    node: Any = target
+    for name, index in parents:
+        if index is None:
+            node = node.setdefault(name, {})
+            continue
         items = node.setdefault(name, [])
-        i = int(index)
-        while len(items) <= i:
-            items.append(None)
-        items[i] = value
-    else:
+        if index < 0:
+            items.append({})
+            node = items[-1]
+            continue
+        while len(items) <= index:
+            items.append({})
+        node = items[index]
+    if last_index is None:
         node[last] = value
+    elif last_index < 0:
+        node.setdefault(last, []).extend(value if isinstance(value, list) else [value])
+    else:
+        items = node.setdefault(last, [])
+        while len(items) <= last_index:
+            items.append(None)
+        items[last_index] = value
 
 
 def _build(rules: list[Mapping[str, Any]], env: _Env, nested: bool = False) -> dict[str, Any]:
@@ -230,8 +235,8 @@ def map_row(table_map: Mapping[str, Any], record: SourceRecord, ctx: MapContext)
     """Apply a table map to one row: resources with provenance, or the issues that stop it."""
     if record.read_issues:
         return MapOutcome(issues=record.read_issues)
-    env = _Env(record, ctx)
     row = record.fields
+    env = _Env(record, ctx, row)
     patient = table_map.get("patient")
     patient_key: str | None = None
     if patient == "self":
