@@ -79,6 +79,10 @@ S1_HEADERS: dict[str, list[str]] = {
         "IDOrganisation",
         "RemovedData",
     ],
+    "SRPatientRegistration": [
+        "RowIdentifier", "IDPatient", "IDOrganisation", "DateRegistration", "DateDeregistration",
+        "RegistrationStatus", "RemovedData",
+    ],
     "SRProblem": [
         "RowIdentifier",
         "IDCode",
@@ -138,14 +142,20 @@ def write_systmone(
     codes: Sequence[dict[str, str]] = (),
     problems: Sequence[dict[str, str]] = (),
     encoding: str = "cp1252",
+    organisations: Sequence[dict[str, str]] = (
+        {"ID": "5001", "Name": "Riverside Surgery", "NationalId": "Y00001"},
+    ),
+    registrations: Sequence[dict[str, str]] = (),
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    write_csv(
-        folder / "SROrganisation.csv",
-        S1_HEADERS["SROrganisation"],
-        [{"ID": "5001", "Name": "Riverside Surgery", "NationalId": "Y00001"}],
-        encoding,
-    )
+    write_csv(folder / "SROrganisation.csv", S1_HEADERS["SROrganisation"], organisations, encoding)
+    if registrations:
+        write_csv(
+            folder / "SRPatientRegistration.csv",
+            S1_HEADERS["SRPatientRegistration"],
+            registrations,
+            encoding,
+        )
     write_csv(folder / "SRPatient.csv", S1_HEADERS["SRPatient"], patients, encoding)
     if codes:
         write_csv(folder / "SRCode.csv", S1_HEADERS["SRCode"], list(codes), encoding)

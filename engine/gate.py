@@ -1,0 +1,171 @@
+"""The one read path: facts → decision → narrowed query → filter and mask → count and page.
+
+Every reader (API, web pages, exports) asks here and nowhere else. The query is narrowed by the
+decision before it runs (the person's patients, permitted types, live rows, own-organisation
+rows when a dissent is in force, excluded labels only for their owner); every row that comes
+back is then judged with ``consent.visible`` and shaped with ``consent.mask``. Totals and pages
+are computed on what may be seen, so a count never reveals a hidden record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import ColumnElement, Connection, Table, and_, literal, not_, or_, select
+
+from consent import (
+    Decision,
+    Grant,
+    PatientFacts,
+    Policy,
+    Relationship,
+    Request,
+    Who,
+    decide,
+    directive,
+    mask,
+    meta_of,
+    ods_code,
+    person_labels,
+    relationship,
+    visible,
+)
+from engine.models import Resource
+
+R = cast(Table, Resource.__table__)
+#: Resource types that record a relationship between an organisation and the person.
+RELATIONSHIP_TYPES = ("EpisodeOfCare", "Encounter", "Task", "ServiceRequest", "CareTeam")
+RESTRICTED_PERSON = "restricted-person"
+
+
+@dataclass(frozen=True)
+class Released:
+    """What may leave: the decision, the masked resources of this page, and the visible total."""
+
+    decision: Decision
+    resources: tuple[dict[str, Any], ...]
+    total: int
+
+
+def _org_refs(node: Any) -> Iterable[str]:
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str) and ref.startswith("Organization/"):
+            yield ref
+        for value in node.values():
+            yield from _org_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _org_refs(item)
+
+
+def _organisations(conn: Connection, refs: set[str]) -> dict[str, str]:
+    """``Organization/<id>`` → ODS code, for sources that reference rather than name an org."""
+    ids = [ref.split("/", 1)[1] for ref in refs]
+    rows = conn.execute(
+        select(R.c.id, R.c.body).where(R.c.resource_type == "Organization", R.c.id.in_(ids))
+    )
+    found = {f"Organization/{row.id}": ods_code(orjson.loads(row.body)) for row in rows}
+    return {ref: code for ref, code in found.items() if code}
+
+
+def gather_facts(
+    conn: Connection,
+    person_id: str,
+    patient_ids: Sequence[str],
+    policy: Policy,
+    grants: Sequence[Grant] = (),
+    claims: Sequence[Relationship] = (),
+) -> PatientFacts:
+    """What the stored records say about the person, whoever is asking (never filtered)."""
+    rows = conn.execute(
+        select(R.c.resource_type, R.c.body, R.c.source_org, R.c.labels).where(
+            R.c.patient_id.in_(list(patient_ids)),
+            R.c.status == "active",
+            R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
+        )
+    ).all()
+    bodies = [(row, orjson.loads(row.body)) for row in rows]
+    related = [body for row, body in bodies if row.resource_type in RELATIONSHIP_TYPES]
+    orgs = _organisations(conn, {ref for body in related for ref in _org_refs(body)})
+    relationships = [rel for body in related if (rel := relationship(body, orgs)) is not None]
+    directives = [
+        d
+        for row, body in bodies
+        if row.resource_type == "Consent" and (d := directive(body, policy.sensitive))
+    ]
+    labels = person_labels(
+        ((body, row.source_org, row.labels) for row, body in bodies), RESTRICTED_PERSON
+    )
+    return PatientFacts(
+        person_id=person_id,
+        relationships=(*relationships, *claims),
+        grants=tuple(grants),
+        directives=tuple(directives),
+        labels=labels,
+    )
+
+
+def _has_label(label: str) -> ColumnElement[bool]:
+    return (literal(" ") + R.c.labels + literal(" ")).like(f"% {label} %")
+
+
+def narrowed(decision: Decision, patient_ids: Sequence[str]) -> ColumnElement[bool]:
+    """The WHERE clause a permitted decision allows; nothing at all for a refusal."""
+    ob = decision.obligations
+    if not decision.permit or not ob.types:
+        return literal(False)
+    own = R.c.source_org == ob.org
+    clauses = [
+        R.c.patient_id.in_(list(patient_ids)),
+        R.c.status == "active",
+        R.c.resource_type.in_(sorted(ob.types)),
+    ]
+    if ob.own_org_only:
+        clauses.append(own)
+    if ob.excluded_labels:
+        clauses.append(or_(own, and_(*(not_(_has_label(x)) for x in sorted(ob.excluded_labels)))))
+    return and_(*clauses)
+
+
+def release(
+    conn: Connection,
+    who: Who,
+    facts: PatientFacts,
+    patient_ids: Sequence[str],
+    purpose: str | None,
+    request: Request,
+    now: datetime,
+    policy: Policy,
+    *,
+    since: datetime | None = None,
+    offset: int = 0,
+    count: int | None = None,
+) -> Released:
+    """Decide, then release one page of what the decision lets ``who`` see of the person."""
+    decision = decide(who, facts, purpose, request, now, policy)
+    if not decision.permit:
+        return Released(decision, (), 0)
+    where = narrowed(decision, patient_ids)
+    if since is not None:
+        where = and_(where, R.c.last_updated >= since)
+    query = (
+        select(R.c.body, R.c.source_org, R.c.labels)
+        .where(where)
+        .order_by(R.c.resource_type, R.c.id)
+    )
+    shown: list[dict[str, Any]] = []
+    total = 0
+    end = None if count is None else offset + count
+    for row in conn.execute(query):
+        body = orjson.loads(row.body)
+        if not visible(meta_of(body, row.source_org, row.labels, policy), decision):
+            continue
+        if total >= offset and (end is None or total < end):
+            shown.append(mask(body, decision))
+        total += 1
+    return Released(decision, tuple(shown), total)

@@ -1,0 +1,115 @@
+"""The read path against a real store: narrowed, filtered and counted on what may be seen."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from adapters.base import SourceRef
+from adapters.systmone import SystmOneAdapter
+from consent import Request, Who, load
+from engine.gate import gather_facts, release
+from engine.ingest import ingest
+from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
+
+POLICY = load()
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ORGS = [
+    {"ID": "5001", "Name": "Riverside Surgery", "NationalId": "Y00001"},
+    {"ID": "5002", "Name": "Hillside Surgery", "NationalId": "Y00002"},
+]
+NHS = next(nhs_numbers())
+PATIENT_ID = SourceRef("systmone", "Y00001", "SRPatient", "1").resource_id("Patient")
+
+
+def registration(row: str, org: str) -> dict[str, str]:
+    return {
+        "RowIdentifier": row, "IDPatient": "1", "IDOrganisation": org,
+        "DateRegistration": "01 Jan 2001", "DateDeregistration": "", "RegistrationStatus": "GMS",
+        "RemovedData": "0",
+    }  # fmt: skip
+
+
+def user(org: str, role: str = "S8000:G8000:R8000", profile: str = "clinical") -> Who:
+    return Who(
+        user_id=f"u-{org}", name="Test User", profile=profile, role_code=role, org=org,
+        org_kind="gp-practice", ig_training=date(2026, 6, 1),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def store(engine, settings, codes, tmp_path):  # type: ignore[no-untyped-def]
+    def load_extract(extra_sensitive: int = 0) -> None:
+        codes_rows = [
+            s1_code("10", "1"),
+            s1_code("11", "1", NumericValue="130"),
+            s1_code("12", "1", IDOrganisationVisibleTo="5001"),
+            *(
+                s1_code(str(20 + i), "1", SNOMEDCode="76272004", SNOMEDText="Syphilis")
+                for i in range(1 + extra_sensitive)
+            ),
+        ]
+        registrations = [registration("90", "5001"), registration("91", "5002")]
+        folder = write_systmone(
+            tmp_path / "x", [s1_patient("1", NHS)], codes_rows,
+            organisations=ORGS, registrations=registrations,
+        )  # fmt: skip
+        ingest(engine, settings, codes, SystmOneAdapter(), str(folder))
+
+    load_extract()
+    return engine, load_extract
+
+
+def read(engine, who: Who, types: frozenset[str] = frozenset(), **page):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        facts = gather_facts(conn, "person-1", [PATIENT_ID], POLICY)
+        return release(
+            conn, who, facts, [PATIENT_ID], "TREAT", Request("everything", types), NOW, POLICY,
+            **page,
+        )  # fmt: skip
+
+
+def observations(released) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    return [r for r in released.resources if r["resourceType"] == "Observation"]
+
+
+def test_owning_practice_sees_its_own_confidential_and_sensitive_items(store):
+    engine, _ = store
+    released = read(engine, user("Y00001"))
+    assert released.decision.permit
+    assert len(observations(released)) == 4
+
+
+def test_other_practice_sees_neither_confidential_nor_sensitive_items(store):
+    engine, _ = store
+    released = read(engine, user("Y00002"))
+    assert released.decision.permit
+    assert {o["valueQuantity"]["value"] for o in observations(released)} == {120, 130}
+    assert all("76272004" not in str(o) for o in released.resources)
+
+
+def test_totals_and_pages_do_not_change_when_hidden_items_are_added(store):
+    engine, load_extract = store
+    before = read(engine, user("Y00002"), frozenset({"Observation"}), offset=0, count=1)
+    load_extract(extra_sensitive=5)
+    after = read(engine, user("Y00002"), frozenset({"Observation"}), offset=0, count=1)
+    assert before.total == after.total == 2
+    assert len(after.resources) == 1
+    second = read(engine, user("Y00002"), frozenset({"Observation"}), offset=1, count=1)
+    assert second.resources != after.resources and second.total == 2
+
+
+def test_organisation_without_a_relationship_gets_nothing(store):
+    engine, _ = store
+    released = read(engine, user("Y00009"))
+    assert not released.decision.permit
+    assert released.resources == () and released.total == 0
+
+
+def test_receptionist_sees_no_clinical_item(store):
+    engine, _ = store
+    released = read(engine, user("Y00001", role="S8001:G8003:R8009", profile="admin"))
+    assert released.decision.permit
+    kinds = {r["resourceType"] for r in released.resources}
+    assert "Observation" not in kinds and "Patient" in kinds
