@@ -6,12 +6,13 @@ import argparse
 
 import orjson
 
-from bench import decide, ingest
+from bench import decide, ingest, match
 from bench.machine import DEFAULT_PG
 
 SCENARIOS = {
     "ingest": (ingest.run, 2000, 50),
     "decide": (decide.run, 2000, 200),
+    "match": (match.run, 2000, 200),
 }
 
 

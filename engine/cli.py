@@ -19,6 +19,7 @@ from adapters.base import ExtractError
 from adapters.codes import CodeMaps, load_all
 from engine import codes_admin, quarantine
 from engine.db import make_engine
+from engine.identity.cli import identity_app
 from engine.ingest import RunSummary, ingest
 from engine.lock import IngestBusy
 from engine.migrate import upgrade
@@ -32,6 +33,7 @@ codes_app = typer.Typer(help="Code maps and sensitive value sets", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(q_app, name="quarantine")
 app.add_typer(codes_app, name="codes")
+app.add_typer(identity_app, name="identity")
 
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]

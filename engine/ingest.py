@@ -22,6 +22,7 @@ from adapters.codes import CodeMaps
 from engine import store
 from engine.canonical import content_hash, dumps
 from engine.finish import finish
+from engine.identity import relink
 from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
 from engine.settings import Settings
@@ -49,6 +50,8 @@ class RunSummary:
     status: str = "running"
     reasons: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    #: What linking the run's patients into people changed (engine.identity.relink).
+    linking: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class RunSummary:
             "warnings": self.warnings,
             "quarantine_reasons": dict(self.reasons.most_common(20)),
             "notes": self.notes,
+            "linking": self.linking,
         }
 
 
@@ -114,6 +118,8 @@ class _Run:
         self.summary = summary
         self.resolution = resolution
         self.good: list[_Good] = []
+        #: Patients this run created, updated or deleted: linking re-evaluates only these.
+        self.patients: set[str] = set()
         self.bad: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
         self.pending = 0
 
@@ -262,6 +268,8 @@ class _Run:
             self.summary.unchanged += len(g.rows) - len(changed)
             for r in changed:
                 staged.append(self._staged_row(r, existing.get(r["resource_id"]), now))
+                if r["resource_type"] == "Patient":
+                    self.patients.add(r["resource_id"])
         store.stage(conn, staged, store.open_quarantine(conn, taken), self.summary.run_id)
 
     def _staged_row(
@@ -397,6 +405,7 @@ def run_records(
         with engine.begin() as conn:
             store.apply_run(conn, summary.run_id, resolution, _now())
             _end_run(conn, summary.run_id, "completed", summary.as_dict())
+        summary.linking = relink(engine, sorted(run.patients)).as_dict()
     return summary
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-#: Arbitrary but fixed key for PostgreSQL's advisory lock.
+#: Arbitrary but fixed key for PostgreSQL's advisory lock; the schema is the second key, since
+#: an advisory lock spans the whole database and one database may hold several stores.
 _PG_LOCK_KEY = 0x5C12_0001
 
 
@@ -22,14 +23,18 @@ def ingest_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_KEY}
+                text("SELECT pg_try_advisory_lock(:k, hashtext(current_schema()))"),
+                {"k": _PG_LOCK_KEY},
             ).scalar()
             if not got:
                 raise IngestBusy("another ingest is running against this database")
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(:k, hashtext(current_schema()))"),
+                    {"k": _PG_LOCK_KEY},
+                )
         return
     database = engine.url.database
     path = Path(database + ".ingest-lock") if database and database != ":memory:" else None

@@ -80,8 +80,13 @@ S1_HEADERS: dict[str, list[str]] = {
         "RemovedData",
     ],
     "SRPatientRegistration": [
-        "RowIdentifier", "IDPatient", "IDOrganisation", "DateRegistration", "DateDeregistration",
-        "RegistrationStatus", "RemovedData",
+        "RowIdentifier",
+        "IDPatient",
+        "IDOrganisation",
+        "DateRegistration",
+        "DateDeregistration",
+        "RegistrationStatus",
+        "RemovedData",
     ],
     "SRProblem": [
         "RowIdentifier",

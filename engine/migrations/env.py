@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from engine.db import make_engine
+from engine.identity import tables as _identity_tables  # noqa: F401  (its tables on Base)
 from engine.models import Base
 
 config = context.config

@@ -1,0 +1,146 @@
+"""Field-by-field comparison of two :class:`Demographics`: each returns one named agreement level.
+
+Levels are discrete so that each carries its own weight in the reviewed rules file (how often
+the level is seen between records of one person, ``m``, and of two people, ``u``). Every function
+is symmetric in its two arguments; ``MISSING`` means one side holds no value, which is no
+evidence either way (weight 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Final
+
+import jellyfish
+
+from engine.identity.features import Demographics, phonetic
+
+MISSING: Final = "missing"
+
+FAMILY_LEVELS: Final = ("exact", "previous", "close", "similar", "different")
+GIVEN_LEVELS: Final = ("exact", "close", "similar", "other_given", "initial", "different")
+BIRTH_DATE_LEVELS: Final = ("exact", "transposed", "one_day", "different")
+SEX_LEVELS: Final = ("same", "different")
+ADDRESS_LEVELS: Final = ("same_home", "same_postcode", "same_street", "same_sector", "different")
+
+#: The comparisons in the order they are scored and reported.
+LEVELS: Final = {
+    "family_name": FAMILY_LEVELS,
+    "given_name": GIVEN_LEVELS,
+    "birth_date": BIRTH_DATE_LEVELS,
+    "sex": SEX_LEVELS,
+    "address": ADDRESS_LEVELS,
+}
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """Cut-offs for the fuzzy levels (from the rules file, so they are reviewed with weights)."""
+
+    #: Jaro–Winkler at or above this is a spelling of the same name ("close").
+    close: float
+    #: Jaro–Winkler at or above this *and* the same phonetic code is a "similar" name.
+    similar: float
+    #: Share of address words two addresses must have in common to be the same house.
+    address_tokens: float
+
+
+def _names_similar(a: str, b: str, sim: Similarity) -> str | None:
+    """``close``, ``similar`` or None for two different folded names."""
+    score = jellyfish.jaro_winkler_similarity(a, b)
+    if score >= sim.close:
+        return "close"
+    if score >= sim.similar and (
+        phonetic(a) == phonetic(b) or jellyfish.nysiis(a) == jellyfish.nysiis(b)
+    ):
+        return "similar"
+    return None
+
+
+def family_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
+    """``previous`` when one's current or old surname is the other's: a married-name change."""
+    if not a.family or not b.family:
+        return MISSING
+    if a.family == b.family:
+        return "exact"
+    if set(a.all_families) & set(b.all_families):
+        return "previous"
+    return _names_similar(a.family, b.family, sim) or "different"
+
+
+def given_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
+    """First names; ``other_given`` when one's first name is among the other's middle names."""
+    if not a.given or not b.given:
+        return MISSING
+    if a.given == b.given:
+        return "exact"
+    level = _names_similar(a.given, b.given, sim)
+    if level:
+        return level
+    if a.given in b.other_given or b.given in a.other_given:
+        return "other_given"
+    if (len(a.given) == 1 or len(b.given) == 1) and a.given[0] == b.given[0]:
+        return "initial"
+    return "different"
+
+
+def birth_date(a: Demographics, b: Demographics) -> str:
+    """``transposed``: day and month swapped (03/04 against 04/03), the commonest keying slip."""
+    x, y = a.birth_date, b.birth_date
+    if x is None or y is None:
+        return MISSING
+    if x == y:
+        return "exact"
+    if x.day != x.month and _swapped(x) == y:
+        return "transposed"
+    if abs(x - y) == timedelta(days=1):
+        return "one_day"
+    return "different"
+
+
+def _swapped(d: date) -> date | None:
+    try:
+        return d.replace(month=d.day, day=d.month)
+    except ValueError:
+        return None
+
+
+def sex(a: Demographics, b: Demographics) -> str:
+    if a.sex is None or b.sex is None:
+        return MISSING
+    return "same" if a.sex == b.sex else "different"
+
+
+def address(a: Demographics, b: Demographics, sim: Similarity) -> str:
+    """Postcode and house words together, because they are not independent evidence."""
+    words = _same_words(a.address_tokens, b.address_tokens, sim)
+    if a.postcode and b.postcode:
+        if a.postcode == b.postcode:
+            return "same_home" if words is not False else "same_postcode"
+        if words:
+            return "same_street"
+        if a.postcode_sector and a.postcode_sector == b.postcode_sector:
+            return "same_sector"
+        return "different"
+    if words is None:
+        return MISSING
+    return "same_street" if words else "different"
+
+
+def _same_words(a: frozenset[str], b: frozenset[str], sim: Similarity) -> bool | None:
+    """Whether two addresses share enough words to be one house; None when one has none."""
+    if not a or not b:
+        return None
+    return len(a & b) / len(a | b) >= sim.address_tokens
+
+
+def compare(a: Demographics, b: Demographics, sim: Similarity) -> dict[str, str]:
+    """Every comparison's level, keyed as in :data:`LEVELS`."""
+    return {
+        "family_name": family_name(a, b, sim),
+        "given_name": given_name(a, b, sim),
+        "birth_date": birth_date(a, b),
+        "sex": sex(a, b),
+        "address": address(a, b, sim),
+    }

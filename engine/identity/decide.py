@@ -1,0 +1,131 @@
+"""Whether two Patient records are one person: hard rules first, then a Fellegi–Sunter score.
+
+The hard rules exist because a score adds evidence up, and some evidence must never be
+outvoted: two different valid NHS numbers, or a household (twins, a father and son of one name)
+where everything but the given name or the birth date agrees. In order:
+
+1. ``nhs-verified``: both NHS numbers verified (status ``01``) and equal → link.
+2. ``nhs-conflict``: both hold valid NHS numbers and they differ → apart; review instead when
+   every demographic agrees exactly (a duplicate registration someone must retire by hand).
+3. ``household``: same family name and same home, but the given names or the birth dates
+   differ (twins, a parent and child of one name) → apart (review if the NHS numbers are
+   equal). When the difference is only a looser spelling, a single day or a missing value →
+   review, unless equal NHS numbers and a corroborating score settle it (link, as rule 5).
+4. ``sex-conflict``: both sexes recorded and different → never linked automatically; review
+   when the rest of the score would reach the review threshold.
+5. ``nhs-unverified``: equal NHS numbers, not both verified → link only when the demographic
+   score corroborates it (``thresholds.unverified_nhs``), else review.
+6. ``score``: otherwise, link at or above ``thresholds.link``, review at or above
+   ``thresholds.review``, apart below.
+
+An NHS number failing modulus 11 never reaches these rules (features treat it as absent). The
+decision is pure and symmetric: ``decide(a, b)`` equals ``decide(b, a)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from engine.identity.compare import compare
+from engine.identity.features import Demographics
+from engine.identity.rules import MatchRules
+
+Outcome = Literal["link", "review", "apart"]
+
+NHS_VERIFIED: Final = "nhs-verified"
+NHS_CONFLICT: Final = "nhs-conflict"
+HOUSEHOLD: Final = "household"
+SEX_CONFLICT: Final = "sex-conflict"
+NHS_UNVERIFIED: Final = "nhs-unverified"
+SCORE: Final = "score"
+#: Levels that together mean "every demographic agrees exactly".
+_ALL_EXACT: Final = {
+    "family_name": "exact",
+    "given_name": "exact",
+    "birth_date": "exact",
+    "sex": "same",
+    "address": "same_home",
+}
+
+
+@dataclass(frozen=True)
+class MatchDecision:
+    outcome: Outcome
+    #: Sum of the demographic weights in bits (NHS numbers are rules, never weights).
+    score: float
+    #: The rule that decided (one of the module's rule ids).
+    rule: str
+    #: Why, for the review queue and the link history: the rule, then each comparison's level.
+    reasons: tuple[str, ...]
+
+    @property
+    def forbids_merge(self) -> bool:
+        """These two must not end up in one person through other links either.
+
+        True for ``apart``, and for a review that a hard rule imposed: a chain of links
+        (A–C, C–B) must not join what a direct comparison (A–B) refused.
+        """
+        return self.outcome == "apart" or (self.outcome == "review" and self.rule != SCORE)
+
+
+def _household(levels: dict[str, str]) -> Outcome | None:
+    """``apart`` or ``review`` for the twin / parent-and-child pattern; None when it is not one."""
+    if levels["family_name"] != "exact" or levels["address"] != "same_home":
+        return None
+    given, born = levels["given_name"], levels["birth_date"]
+    if given in ("exact", "close") and born in ("exact", "transposed"):
+        return None
+    if given == "different" or born == "different":
+        return "apart"
+    return "review"
+
+
+def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision:
+    levels = compare(a, b, rules.similarity)
+    weights = {c: rules.weight(c, level) for c, level in levels.items()}
+    score = round(sum(weights.values()), 3)
+    fields = tuple(f"{c}={levels[c]} ({weights[c]:+.1f})" for c in levels)
+    notes = (
+        ("an NHS number failing modulus 11 was ignored",)
+        if (a.nhs_number_invalid or b.nhs_number_invalid)
+        else ()
+    )
+    limits = rules.thresholds
+    nhs_equal = a.nhs_number is not None and a.nhs_number == b.nhs_number
+
+    def made(outcome: Outcome, rule: str, why: str) -> MatchDecision:
+        return MatchDecision(outcome, score, rule, (why, *notes, *fields))
+
+    def at_most_review(rule: str, why: str) -> MatchDecision:
+        high = nhs_equal or score >= limits.review
+        return made("review" if high else "apart", rule, why)
+
+    if nhs_equal and a.nhs_verified and b.nhs_verified:
+        return made("link", NHS_VERIFIED, "verified NHS numbers are equal")
+    if a.nhs_number and b.nhs_number and not nhs_equal:
+        if levels == _ALL_EXACT:
+            return made("review", NHS_CONFLICT, "NHS numbers differ but every detail agrees")
+        return made("apart", NHS_CONFLICT, "NHS numbers differ")
+    household = _household(levels)
+    if household == "apart":
+        why = "same family name and home, different given name or birth date"
+        if nhs_equal:
+            return made("review", HOUSEHOLD, why + "; NHS numbers equal but unverified")
+        return made("apart", HOUSEHOLD, why)
+    if household == "review":
+        why = "same family name and home, names or dates not certain"
+        if nhs_equal and score >= limits.unverified_nhs:
+            return made("link", NHS_UNVERIFIED, why + "; equal NHS numbers settle it")
+        return at_most_review(HOUSEHOLD, why)
+    if levels["sex"] == "different":
+        return at_most_review(SEX_CONFLICT, "recorded sex differs")
+    if nhs_equal:
+        if score >= limits.unverified_nhs:
+            return made("link", NHS_UNVERIFIED, "equal NHS numbers, corroborated by demographics")
+        return made("review", NHS_UNVERIFIED, "equal NHS numbers, demographics disagree")
+    if score >= limits.link:
+        return made("link", SCORE, "demographic score at or above the link threshold")
+    if score >= limits.review:
+        return made("review", SCORE, "demographic score between the thresholds")
+    return made("apart", SCORE, "demographic score below the review threshold")

@@ -1,0 +1,195 @@
+"""What identity matching reads from a stored Patient: a frozen, normalised :class:`Demographics`.
+
+Every source spells the same person slightly differently (``O'NEILL`` and ``O'Neill``,
+``Smith-Jones`` and ``Smith Jones``, ``Zoë`` and ``Zoe``), so names are folded to bare lower-case
+letters once, here, and every comparison works on the folded form. An NHS number that fails the
+modulus-11 check is kept out of ``nhs_number`` (it is treated as no number at all, because a
+mistyped number says nothing about who the person is) and only flagged.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import jellyfish
+
+from adapters.values import nhs_number_valid
+
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+VERIFICATION_URL = (
+    "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus"
+)
+#: UK Core NHS number verification status "number present and verified" (England and Wales).
+VERIFIED = "01"
+#: Name uses that hold a name the person no longer goes by (a maiden or previous surname).
+_OLD_USES = frozenset({"old", "maiden"})
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Demographics:
+    """One Patient's identifying details, normalised for comparison (slots: one per record)."""
+
+    #: A valid (modulus-11) NHS number, or None.
+    nhs_number: str | None
+    #: The number's verification status is ``01`` (traced and verified on the Spine).
+    nhs_verified: bool
+    #: The record held an NHS number that fails modulus 11 (treated as no number).
+    nhs_number_invalid: bool
+    #: Current family name, folded ("oneill"); "" when the record has none.
+    family: str
+    #: Previous family names (``use: old`` / ``maiden``), folded.
+    previous_families: tuple[str, ...]
+    #: First given name, folded; "" when none.
+    given: str
+    #: Further given (middle) names, folded.
+    other_given: tuple[str, ...]
+    birth_date: date | None
+    #: ``male``, ``female`` or ``other``; None when unknown or absent.
+    sex: str | None
+    #: Home postcode without spaces, upper case ("BO91RH").
+    postcode: str | None
+    #: Words of the home address (lines, text, city, district), folded, postcode left out.
+    address_tokens: frozenset[str]
+
+    @property
+    def family_phonetic(self) -> str:
+        return phonetic(self.family)
+
+    @property
+    def given_phonetic(self) -> str:
+        return phonetic(self.given)
+
+    @property
+    def all_families(self) -> tuple[str, ...]:
+        """The current family name first, then previous ones (married-name changes meet here)."""
+        return tuple(dict.fromkeys(f for f in (self.family, *self.previous_families) if f))
+
+    @property
+    def birth_year(self) -> int | None:
+        return self.birth_date.year if self.birth_date else None
+
+    @property
+    def postcode_sector(self) -> str | None:
+        """Outward code plus the inward digit ("BO91" for "BO9 1RH"): a few streets."""
+        if not self.postcode or len(self.postcode) < 5:
+            return None
+        return self.postcode[:-2]
+
+
+def fold(text: str) -> str:
+    """Letters only, accents removed, lower case: the form every name comparison uses."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(
+        c for c in decomposed if c.isascii() and c.isalpha() and not unicodedata.combining(c)
+    ).lower()
+
+
+def phonetic(name: str) -> str:
+    """Metaphone code of a folded name ("" for no name)."""
+    return jellyfish.metaphone(name) if name else ""
+
+
+def _words(text: str) -> list[str]:
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return _WORD.findall(plain)
+
+
+def _current_name(names: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The official (or usual) name; else the first name that is not an old one."""
+    for wanted in ("official", "usual"):
+        for name in names:
+            if name.get("use") == wanted:
+                return name
+    return next((n for n in names if n.get("use") not in _OLD_USES), None)
+
+
+def _given(name: Mapping[str, Any] | None) -> list[str]:
+    if name is None:
+        return []
+    out = [fold(w) for part in name.get("given", []) for w in _words(str(part))]
+    return [g for g in out if g]
+
+
+def _nhs(identifiers: Iterable[Mapping[str, Any]]) -> tuple[str | None, bool, bool]:
+    for ident in identifiers:
+        if ident.get("system") != NHS_SYSTEM:
+            continue
+        value = re.sub(r"[\s-]", "", str(ident.get("value", "")))
+        if not value:
+            continue
+        if not nhs_number_valid(value):
+            return None, False, True
+        verified = any(
+            coding.get("code") == VERIFIED
+            for ext in ident.get("extension", [])
+            if ext.get("url") == VERIFICATION_URL
+            for coding in ext.get("valueCodeableConcept", {}).get("coding", [])
+        )
+        return value, verified, False
+    return None, False, False
+
+
+def _birth_date(raw: object) -> date | None:
+    """A full date only: a partial date ("1950", "1950-03") cannot be compared day by day."""
+    if not isinstance(raw, str) or len(raw) != 10:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def _home(addresses: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The current home address: use ``home`` without an end date, else the first one."""
+    for address in addresses:
+        if address.get("use", "home") == "home" and not address.get("period", {}).get("end"):
+            return address
+    return addresses[0] if addresses else None
+
+
+def _address(address: Mapping[str, Any] | None) -> tuple[str | None, frozenset[str]]:
+    if address is None:
+        return None, frozenset()
+    postcode = re.sub(r"\s", "", str(address.get("postalCode", ""))).upper() or None
+    parts = [*address.get("line", []), address.get("text", ""), address.get("city", "")]
+    parts.append(address.get("district", ""))
+    tokens = {w for part in parts for w in _words(str(part))}
+    if postcode:
+        tokens -= {w.lower() for w in (postcode[:-3], postcode[-3:])}
+    return postcode, frozenset(tokens)
+
+
+def demographics(patient: Mapping[str, Any]) -> Demographics:
+    """Read a stored R4 Patient (UK Core shape) into :class:`Demographics`."""
+    names: list[Mapping[str, Any]] = list(patient.get("name", []))
+    current = _current_name(names)
+    given = _given(current)
+    previous = [
+        fold(str(n.get("family", "")))
+        for n in names
+        if n.get("use") in _OLD_USES and n is not current
+    ]
+    family = fold(str(current.get("family", ""))) if current else ""
+    nhs_number, verified, invalid = _nhs(patient.get("identifier", []))
+    gender = patient.get("gender")
+    postcode, tokens = _address(_home(list(patient.get("address", []))))
+    return Demographics(
+        nhs_number=nhs_number,
+        nhs_verified=verified,
+        nhs_number_invalid=invalid,
+        family=family,
+        previous_families=tuple(dict.fromkeys(p for p in previous if p and p != family)),
+        given=given[0] if given else "",
+        other_given=tuple(given[1:]),
+        birth_date=_birth_date(patient.get("birthDate")),
+        sex=gender if gender in ("male", "female", "other") else None,
+        postcode=postcode,
+        address_tokens=tokens,
+    )

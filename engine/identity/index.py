@@ -1,0 +1,368 @@
+"""The master person index in the store: relink after new data, manual link and unlink, review.
+
+Every function here runs in one transaction that first updates the ``identity_lock`` row, so a
+relink after an ingest and an administrator's manual decision take turns on SQLite and
+PostgreSQL alike. Manual decisions are pins: a manual unlink keeps two Patients apart and a
+manual link keeps them together for every later automatic run, until a person decides again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Table, or_, select, text, update
+from sqlalchemy.orm import aliased
+
+from engine.identity.cluster import pair
+from engine.identity.decide import MatchDecision
+from engine.identity.rules import MatchRules, load_rules
+from engine.identity.tables import IdentityLock
+from engine.identity.workset import (
+    BLOCKS,
+    EVENTS,
+    LINKS,
+    PEOPLE,
+    PINS,
+    REVIEW,
+    SYSTEM_ACTOR,
+    Actor,
+    R,
+    WorkingSet,
+    chunks,
+)
+
+LOCK = cast(Table, IdentityLock.__table__)
+#: ``merged_into`` chains are short; a longer one means corrupt data, not a long history.
+_MAX_HOPS = 100
+
+
+class IdentityError(ValueError):
+    """A manual decision that cannot be applied; the message says why."""
+
+
+@dataclass
+class LinkSummary:
+    """What one relink did."""
+
+    patients: int = 0
+    pairs_compared: int = 0
+    #: Patients that joined another person automatically.
+    linked: int = 0
+    #: Patients moved out of a person because their data (or a deletion) no longer supports it.
+    unlinked: int = 0
+    people_created: int = 0
+    review_opened: int = 0
+    review_closed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReviewEntry:
+    id: int
+    patient_a: str
+    patient_b: str
+    person_a: str | None
+    person_b: str | None
+    score: float
+    rule: str
+    reasons: list[str]
+    created_at: datetime
+
+    def brief(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    action: str
+    patient_id: str
+    other_patient_id: str | None
+    person_id: str | None
+    from_person_id: str | None
+    manual: bool
+    who: str
+    reason: str
+    score: float | None
+
+    def brief(self) -> dict[str, Any]:
+        return {**asdict(self), "at": self.at.isoformat()}
+
+
+@cache
+def _default_rules() -> MatchRules:
+    return load_rules()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _take_turn(conn: Connection) -> None:
+    conn.execute(update(LOCK).where(LOCK.c.id == 1).values(writes=LOCK.c.writes + 1))
+
+
+def relink(
+    engine: Engine, patient_ids: Iterable[str], rules: MatchRules | None = None
+) -> LinkSummary:
+    """Re-evaluate only these Patients against their block candidates already in the store.
+
+    Call it with the Patients an ingest run created, updated or deleted. Each is compared with
+    its block candidates; then its person and the people of the candidates it links to are
+    re-decided together (every pair among their members, strongest link first, pins in
+    force), so it joins, leaves or displaces a weaker link as the data now says. ``review``
+    decisions, and links refused because another pair forbids the merge, open review items.
+    Nothing else in the store is read or changed. Committed in chunks of 500 Patients.
+    """
+    rules = rules or _default_rules()
+    summary = LinkSummary()
+    for i, chunk in enumerate(chunks(sorted(set(patient_ids)))):
+        with engine.begin() as conn:
+            _take_turn(conn)
+            if i & (i - 1) == 0 and i:
+                _refresh_statistics(conn)
+            ws = WorkingSet(conn, rules, _now())
+            _relink_chunk(ws, list(chunk), summary, "re-evaluated after the record changed")
+    return summary
+
+
+def _refresh_statistics(conn: Connection) -> None:
+    """Let the query planner see how big the identity tables have grown (both databases).
+
+    A first relink of a large store grows them from nothing within one call; a planner still
+    working from "empty" scans whole tables for every chunk. Refreshed after chunks 1, 2, 4,
+    8, ..., so the statistics stay within a factor of two at a logarithmic cost.
+    """
+    for table in (BLOCKS, LINKS, PEOPLE, PINS, REVIEW):
+        conn.execute(text(f"ANALYZE {table.name}"))
+
+
+def relink_run(engine: Engine, run_id: str, rules: MatchRules | None = None) -> LinkSummary:
+    """Relink the Patients an ingest run created, updated or deleted."""
+    with engine.connect() as conn:
+        ids = list(
+            conn.execute(
+                select(R.c.id).where(R.c.run_id == run_id, R.c.resource_type == "Patient")
+            ).scalars()
+        )
+    return relink(engine, ids, rules)
+
+
+def relink_all(engine: Engine, rules: MatchRules | None = None) -> LinkSummary:
+    """Relink every stored Patient (after the rules file changed, or on a store new to identity)."""
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(R.c.id).where(R.c.resource_type == "Patient")).scalars())
+    return relink(engine, ids, rules)
+
+
+def _relink_chunk(ws: WorkingSet, chunk: list[str], summary: LinkSummary, why: str) -> None:
+    """Relink each Patient of ``chunk`` in turn, then write everything that changed."""
+    first = Actor(SYSTEM_ACTOR, False, "first seen")
+    again = Actor(SYSTEM_ACTOR, False, why)
+    gone = Actor(SYSTEM_ACTOR, False, "the Patient record is no longer active")
+    ws.load_people(chunk)
+    found = ws.candidates(chunk)
+    ws.load_people({c for mates in found.values() for c in mates})
+    ws.load_reviews(chunk)
+    reviewed: set[tuple[str, str]] = set()
+    for pid in chunk:
+        summary.patients += 1
+        if ws.demo[pid] is None:
+            if pid in ws.person_of:  # deleted at source: it must not bridge two people
+                ws.regroup([pid], gone)
+            continue
+        ws.ensure_person(pid, first)
+        decisions = [(pid, other, ws.judge(pid, other)) for other in sorted(found[pid])]
+        summary.pairs_compared += len(decisions)
+        partners = [o for _, o, d in decisions if d.outcome == "link" and ws.demo.get(o)]
+        for other in partners:
+            ws.ensure_person(other, first)
+        refused = ws.regroup([pid, *partners], again)
+        questions = [(a, b, d) for a, b, d in decisions if d.outcome == "review"] + refused
+        for a, b, decision in questions:
+            apart = ws.person_of.get(a) != ws.person_of.get(b)
+            if apart and not ws.pinned(a, b) and ws.demo.get(a) and ws.demo.get(b):
+                reviewed.add(pair(a, b))
+                summary.review_opened += ws.open_review(a, b, _as_review(decision))
+    mine = set(chunk)
+    for key in sorted(ws.reviews.keys() - reviewed):
+        if key[0] in mine or key[1] in mine:
+            summary.review_closed += ws.close_review(key, "superseded", None)
+    summary.people_created += ws.people_created
+    summary.linked += ws.joined
+    summary.unlinked += ws.split
+    ws.write()
+
+
+def _as_review(decision: MatchDecision) -> MatchDecision:
+    """A link refused because other records forbid the merge is a question for a person."""
+    if decision.outcome == "review":
+        return decision
+    why = "scored a link, but the merge would join records that must stay apart"
+    return MatchDecision("review", decision.score, decision.rule, (why, *decision.reasons))
+
+
+def link(
+    engine: Engine, a: str, b: str, *, who: str, reason: str, rules: MatchRules | None = None
+) -> str:
+    """Manually put two Patients in one person and pin them together; returns the person.
+
+    Their people are re-decided together with the pin in force: a record the rules keep apart
+    from one of the newcomers leaves (and is queued for review) rather than staying on the
+    strength of a decision made about others. Refused, changing nothing, when it would join
+    two Patients a person has kept apart.
+    """
+    actor = _check_actor(a, b, who, reason)
+    with engine.begin() as conn:
+        _take_turn(conn)
+        ws = WorkingSet(conn, rules or _default_rules(), _now())
+        ws.load_people([a, b])
+        _require_patients(ws, a, b, active=True)
+        ws.ensure_person(a, actor)
+        ws.ensure_person(b, actor)
+        ws.set_pin(a, b, "together", actor)
+        blocked = ws.pinned_apart(ws.members[ws.person_of[a]], ws.members[ws.person_of[b]])
+        if blocked:
+            raise IdentityError(
+                f"{blocked[0]} and {blocked[1]} were kept apart by a person; unlink them first"
+            )
+        if ws.person_of[a] == ws.person_of[b]:
+            ws.note("link", a, b, actor)
+        ws.regroup([a, b], Actor(SYSTEM_ACTOR, False, "re-evaluated after a manual link"), actor)
+        _resolve(ws, a, b, "linked", who)
+        members = sorted(ws.members[ws.person_of[a]])
+        _relink_chunk(ws, members, LinkSummary(), "re-evaluated after a manual link")
+        return ws.person_of[a]
+
+
+def unlink(
+    engine: Engine, a: str, b: str, *, who: str, reason: str, rules: MatchRules | None = None
+) -> tuple[str, str]:
+    """Manually separate two Patients and pin them apart; returns their people.
+
+    When they share a person, it is re-decided with the pin in force: every other record
+    goes with whichever of the two its strongest links lead to, and may join no one.
+    """
+    actor = _check_actor(a, b, who, reason)
+    with engine.begin() as conn:
+        _take_turn(conn)
+        ws = WorkingSet(conn, rules or _default_rules(), _now())
+        ws.load_people([a, b])
+        _require_patients(ws, a, b, active=False)
+        ws.ensure_person(a, actor)
+        ws.ensure_person(b, actor)
+        ws.set_pin(a, b, "apart", actor)
+        if ws.person_of[a] != ws.person_of[b]:
+            ws.note("keep-apart", a, b, actor)
+        ws.regroup([a, b], Actor(SYSTEM_ACTOR, False, "re-evaluated after a manual unlink"), actor)
+        _resolve(ws, a, b, "kept-apart", who)
+        touched = sorted(ws.members[ws.person_of[a]] | ws.members[ws.person_of[b]])
+        _relink_chunk(ws, touched, LinkSummary(), "re-evaluated after a manual unlink")
+        return ws.person_of[a], ws.person_of[b]
+
+
+def _check_actor(a: str, b: str, who: str, reason: str) -> Actor:
+    if a == b:
+        raise IdentityError("a Patient cannot be linked to or unlinked from itself")
+    if not who.strip() or not reason.strip():
+        raise IdentityError("a manual decision needs who made it and why")
+    return Actor(who.strip(), True, reason.strip())
+
+
+def _require_patients(ws: WorkingSet, a: str, b: str, *, active: bool) -> None:
+    for pid in (a, b):
+        if ws.demo.get(pid) is None and (active or pid not in ws.person_of):
+            raise IdentityError(f"{pid} is not a stored, active Patient")
+
+
+def _resolve(ws: WorkingSet, a: str, b: str, status: str, who: str) -> None:
+    ws.load_reviews([a])
+    ws.close_review(pair(a, b), status, who)
+
+
+def queue(engine: Engine) -> list[ReviewEntry]:
+    """Open review items whose Patients are still in different people, highest score first."""
+    pa, pb = aliased(LINKS), aliased(LINKS)
+    query = (
+        select(REVIEW, pa.c.person_id.label("person_a"), pb.c.person_id.label("person_b"))
+        .outerjoin(pa, pa.c.patient_id == REVIEW.c.patient_a)
+        .outerjoin(pb, pb.c.patient_id == REVIEW.c.patient_b)
+        .where(REVIEW.c.status == "open")
+        .where(
+            or_(
+                pa.c.person_id.is_(None), pb.c.person_id.is_(None), pa.c.person_id != pb.c.person_id
+            )
+        )
+        .order_by(REVIEW.c.score.desc(), REVIEW.c.id)
+    )
+    with engine.connect() as conn:
+        return [
+            ReviewEntry(
+                r.id,
+                r.patient_a,
+                r.patient_b,
+                r.person_a,
+                r.person_b,
+                r.score,
+                r.rule,
+                list(r.reasons),
+                r.created_at,
+            )
+            for r in conn.execute(query)
+        ]
+
+
+def person_of(engine: Engine, patient_id: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(LINKS.c.person_id).where(LINKS.c.patient_id == patient_id)
+        ).scalar_one_or_none()
+
+
+def patients_of(engine: Engine, person_id: str) -> list[str]:
+    """The Patients of a person now; a merged-away person id follows to the survivor."""
+    with engine.connect() as conn:
+        for _ in range(_MAX_HOPS):
+            onward = conn.execute(
+                select(PEOPLE.c.merged_into).where(PEOPLE.c.id == person_id)
+            ).scalar_one_or_none()
+            if onward is None:
+                break
+            person_id = onward
+        rows = conn.execute(
+            select(LINKS.c.patient_id)
+            .where(LINKS.c.person_id == person_id)
+            .order_by(LINKS.c.patient_id)
+        )
+        return list(rows.scalars())
+
+
+def history(engine: Engine, patient_id: str) -> list[HistoryEntry]:
+    """Every recorded change involving a Patient, oldest first."""
+    query = (
+        select(EVENTS)
+        .where(or_(EVENTS.c.patient_id == patient_id, EVENTS.c.other_patient_id == patient_id))
+        .order_by(EVENTS.c.id)
+    )
+    with engine.connect() as conn:
+        return [
+            HistoryEntry(
+                r.at,
+                r.action,
+                r.patient_id,
+                r.other_patient_id,
+                r.person_id,
+                r.from_person_id,
+                r.manual,
+                r.who,
+                r.reason,
+                r.score,
+            )
+            for r in conn.execute(query)
+        ]

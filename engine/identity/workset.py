@@ -1,0 +1,438 @@
+"""One identity transaction's working set: the Patients, people and pins it touches, in memory.
+
+:mod:`engine.identity.index` loads what a change touches (the Patients named, their block
+candidates, every member of the people they belong to, the pins among them), makes its
+decisions here with the same pure functions the benchmark uses, then writes the differences
+back in a handful of set-based statements. Nothing outside the working set is read or changed,
+which is what keeps a relink after new data proportional to the data, not to the store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import combinations
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
+
+from engine.identity.blocking import blocking_keys
+from engine.identity.cluster import Pins, cluster, pair
+from engine.identity.decide import SCORE, MatchDecision, decide
+from engine.identity.features import Demographics, demographics
+from engine.identity.moves import Edge, plan
+from engine.identity.rules import MatchRules
+from engine.identity.tables import (
+    IdentityBlock,
+    LinkEvent,
+    LinkPin,
+    Person,
+    PersonLink,
+    ReviewItem,
+)
+from engine.models import Resource
+
+R = cast(Table, Resource.__table__)
+PEOPLE = cast(Table, Person.__table__)
+LINKS = cast(Table, PersonLink.__table__)
+EVENTS = cast(Table, LinkEvent.__table__)
+PINS = cast(Table, LinkPin.__table__)
+REVIEW = cast(Table, ReviewItem.__table__)
+BLOCKS = cast(Table, IdentityBlock.__table__)
+
+SYSTEM_ACTOR = "scr-identity"
+#: Keys longer than the column are cut: two keys sharing 160 characters only add candidates.
+_KEY_LENGTH = 160
+_CHUNK = 500
+#: A member whose record is gone (deleted at source) gives no evidence and forbids nothing.
+_NO_EVIDENCE = MatchDecision("review", 0.0, SCORE, ("a record has no demographics",))
+
+
+def chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class Actor:
+    """Who makes the changes of one transaction, and why (the history records both)."""
+
+    who: str
+    manual: bool
+    reason: str
+
+
+class WorkingSet:
+    def __init__(self, conn: Connection, rules: MatchRules, now: datetime) -> None:
+        self.conn = conn
+        self.rules = rules
+        self.now = now
+        self.demo: dict[str, Demographics | None] = {}
+        self.person_of: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+        self.pins = Pins()
+        self._looked_up: set[str] = set()
+        self._pins_loaded: set[str] = set()
+        self._decisions: dict[tuple[str, str], MatchDecision] = {}
+        self._fresh: set[str] = set()
+        self._moved: dict[str, str] = {}
+        self._placed_by: dict[str, str] = {}
+        self._new_people: set[str] = set()
+        self._merged: dict[str, str] = {}
+        self._events: list[dict[str, Any]] = []
+        #: Review items loaded or written: pair → (id, status).
+        self.reviews: dict[tuple[str, str], tuple[int, str]] = {}
+        self._reviews_loaded: set[str] = set()
+        #: Counts for the caller's summary: people made, Patients moved by merges and splits.
+        self.people_created = 0
+        self.joined = 0
+        self.split = 0
+
+    # --- loading -------------------------------------------------------------------------
+
+    def load_patients(self, ids: Iterable[str]) -> None:
+        """Demographics of each id; None for an id that is not an active stored Patient."""
+        wanted = sorted(set(ids) - self.demo.keys())
+        for chunk in chunks(wanted):
+            # The type is checked here, not in SQL, so the lookup is by primary key alone.
+            found = self.conn.execute(
+                select(R.c.id, R.c.body, R.c.status, R.c.resource_type).where(R.c.id.in_(chunk))
+            )
+            for row in found:
+                active = row.status == "active" and row.resource_type == "Patient"
+                self.demo[row.id] = demographics(orjson.loads(row.body)) if active else None
+            for pid in chunk:
+                self.demo.setdefault(pid, None)
+
+    def load_people(self, ids: Iterable[str]) -> None:
+        """The person of each id, every member of those people, their demographics and pins."""
+        wanted = sorted(set(ids) - self._looked_up)
+        self._looked_up.update(wanted)
+        people: set[str] = set()
+        for chunk in chunks(wanted):
+            rows = self.conn.execute(
+                select(LINKS.c.person_id).where(LINKS.c.patient_id.in_(chunk)).distinct()
+            )
+            people.update(r.person_id for r in rows)
+        people -= self.members.keys()
+        for chunk in chunks(sorted(people)):
+            rows = self.conn.execute(
+                select(LINKS.c.patient_id, LINKS.c.person_id).where(LINKS.c.person_id.in_(chunk))
+            )
+            for r in rows:
+                self.person_of[r.patient_id] = r.person_id
+                self.members.setdefault(r.person_id, set()).add(r.patient_id)
+                self._looked_up.add(r.patient_id)
+        everyone = set(wanted)
+        for person in people:
+            everyone |= self.members[person]
+        self.load_patients(everyone)
+        self._load_pins(everyone)
+
+    def _load_pins(self, ids: Iterable[str]) -> None:
+        wanted = sorted(set(ids) - self._pins_loaded)
+        self._pins_loaded.update(wanted)
+        for chunk in chunks(wanted):
+            rows = self.conn.execute(
+                select(PINS.c.patient_a, PINS.c.patient_b, PINS.c.pin).where(
+                    or_(PINS.c.patient_a.in_(chunk), PINS.c.patient_b.in_(chunk))
+                )
+            )
+            for r in rows:
+                target = self.pins.together if r.pin == "together" else self.pins.apart
+                target.add((r.patient_a, r.patient_b))
+
+    def candidates(self, ids: Sequence[str]) -> dict[str, set[str]]:
+        """Replace the blocking keys of ``ids`` and return each one's block-mates in the store."""
+        for chunk in chunks(ids):
+            self.conn.execute(delete(BLOCKS).where(BLOCKS.c.patient_id.in_(chunk)))
+        keys_of: dict[str, set[str]] = {}
+        for pid in ids:
+            d = self.demo.get(pid)
+            if d is not None:
+                keys_of[pid] = {k[:_KEY_LENGTH] for k in blocking_keys(d, self.rules.blocking_keys)}
+        rows = [{"key": k, "patient_id": p} for p, keys in keys_of.items() for k in sorted(keys)]
+        if rows:
+            self.conn.execute(insert(BLOCKS), rows)
+        usable: dict[str, list[str]] = {}
+        for chunk in chunks(sorted(set().union(*keys_of.values()))):
+            sizes = self.conn.execute(
+                select(BLOCKS.c.key, func.count())
+                .where(BLOCKS.c.key.in_(chunk))
+                .group_by(BLOCKS.c.key)
+            )
+            small = [k for k, n in sizes if n <= self.rules.max_block_size]
+            if not small:
+                continue
+            for r in self.conn.execute(
+                select(BLOCKS.c.key, BLOCKS.c.patient_id).where(BLOCKS.c.key.in_(small))
+            ):
+                usable.setdefault(r.key, []).append(r.patient_id)
+        out: dict[str, set[str]] = {}
+        for pid, keys in keys_of.items():
+            mates = {m for k in keys for m in usable.get(k, ())}
+            mates.discard(pid)
+            out[pid] = mates
+        return out
+
+    # --- decisions -----------------------------------------------------------------------
+
+    def judge(self, a: str, b: str) -> MatchDecision:
+        key = pair(a, b)
+        if key not in self._decisions:
+            x, y = self.demo.get(key[0]), self.demo.get(key[1])
+            if x is None or y is None:
+                return _NO_EVIDENCE
+            self._decisions[key] = decide(x, y, self.rules)
+        return self._decisions[key]
+
+    def ensure_person(self, pid: str, actor: Actor) -> str:
+        """The Patient's person; a new person of its own if it has none yet."""
+        if pid not in self.person_of:
+            person = self._new_person()
+            self.person_of[pid] = person
+            self.members[person] = {pid}
+            self._fresh.add(pid)
+            self._placed_by[pid] = "new"
+            self._event("new", pid, None, person, None, actor, None)
+        return self.person_of[pid]
+
+    def _new_person(self) -> str:
+        person = str(uuid.uuid4())
+        self._new_people.add(person)
+        self.people_created += 1
+        return person
+
+    def _move(self, pid: str, to: str, action: str, edge: Edge, actor: Actor) -> None:
+        before = self.person_of[pid]
+        self.members[before].discard(pid)
+        self.members.setdefault(to, set()).add(pid)
+        self.person_of[pid] = to
+        self._moved[pid] = to
+        rule = "manual" if actor.manual else (edge.decision.rule if edge.decision else "split")
+        self._placed_by[pid] = rule
+        self._event(action, pid, edge.other, to, before, actor, edge.decision)
+
+    def pinned_apart(self, left: Iterable[str], right: Iterable[str]) -> tuple[str, str] | None:
+        right = list(right)
+        for x in left:
+            for y in right:
+                if pair(x, y) in self.pins.apart:
+                    return pair(x, y)
+        return None
+
+    def regroup(
+        self, ids: Iterable[str], auto: Actor, manual: Actor | None = None
+    ) -> list[tuple[str, str, MatchDecision]]:
+        """Re-decide the people ``ids`` belong to, from every member's current data.
+
+        Every pair among all their members is judged and clustered strongest link first, pins
+        honoured, exactly as the whole population is in :func:`engine.identity.match_all`; so a
+        stronger link found later displaces a weaker one made earlier, and a record whose data
+        no longer supports its links leaves. Changes to ``ids`` themselves are recorded as
+        ``manual``'s when given (the person who pinned them); all others as ``auto``'s.
+        Returns the links refused because their records ended in different people.
+        """
+        ids = set(ids)
+        old = sorted({self.person_of[i] for i in ids})
+        members = sorted(set().union(*(self.members[p] for p in old)))
+        links = [
+            (a, b, d)
+            for a, b in combinations(members, 2)
+            if (d := self.judge(a, b)).outcome == "link"
+        ]
+        groups = cluster(members, links, self.judge, self.pins)
+        if {frozenset(g) for g in groups} != {frozenset(self.members[p]) for p in old}:
+            self._apply(groups, old, links, auto, manual if manual else auto, ids)
+        return [(a, b, d) for a, b, d in links if self.person_of[a] != self.person_of[b]]
+
+    def _apply(
+        self,
+        groups: list[list[str]],
+        old: list[str],
+        links: list[tuple[str, str, MatchDecision]],
+        auto: Actor,
+        manual: Actor,
+        ids: set[str],
+    ) -> None:
+        before = {m: p for p in old for m in self.members[p]}
+        active = {m for m in before if self.demo.get(m) is not None}
+        changes = plan(groups, before, links, self.pins.together, active)
+        people = [p or self._new_person() for p in changes.people]
+        for move in changes.moves:
+            actor = manual if move.patient in ids else auto
+            if move.action == "link" and move.edge.decision and not actor.manual:
+                actor = Actor(SYSTEM_ACTOR, False, move.edge.decision.reasons[0])
+            self._move(move.patient, people[move.group], move.action, move.edge, actor)
+            if move.action == "link":
+                self.joined += 1
+            else:
+                self.split += 1
+        for person, group in changes.merged.items():
+            self._merged[person] = people[group]
+
+    # --- pins and review -----------------------------------------------------------------
+
+    def set_pin(self, a: str, b: str, pin: str, actor: Actor) -> None:
+        key = pair(a, b)
+        self.conn.execute(
+            delete(PINS).where(PINS.c.patient_a == key[0], PINS.c.patient_b == key[1])
+        )
+        self.conn.execute(
+            insert(PINS).values(
+                patient_a=key[0],
+                patient_b=key[1],
+                pin=pin,
+                who=actor.who,
+                reason=actor.reason,
+                at=self.now,
+            )
+        )
+        self.pins.together.discard(key)
+        self.pins.apart.discard(key)
+        (self.pins.together if pin == "together" else self.pins.apart).add(key)
+
+    def pinned(self, a: str, b: str) -> bool:
+        key = pair(a, b)
+        return key in self.pins.together or key in self.pins.apart
+
+    def load_reviews(self, ids: Sequence[str]) -> None:
+        """Review items involving ``ids`` (any status), so a pair is never inserted twice."""
+        wanted = sorted(set(ids) - self._reviews_loaded)
+        self._reviews_loaded.update(wanted)
+        for chunk in chunks(wanted):
+            rows = self.conn.execute(
+                select(REVIEW.c.id, REVIEW.c.patient_a, REVIEW.c.patient_b, REVIEW.c.status).where(
+                    or_(REVIEW.c.patient_a.in_(chunk), REVIEW.c.patient_b.in_(chunk))
+                )
+            )
+            self.reviews.update({(r.patient_a, r.patient_b): (r.id, r.status) for r in rows})
+
+    def open_review(self, a: str, b: str, decision: MatchDecision) -> bool:
+        """Open (or refresh) the item for a pair; True when it was not open before."""
+        key = pair(a, b)
+        if not self._reviews_loaded & set(key):
+            self.load_reviews([key[0]])
+        existing = self.reviews.get(key)
+        values = {
+            "score": decision.score,
+            "rule": decision.rule,
+            "reasons": list(decision.reasons),
+            "status": "open",
+            "updated_at": self.now,
+            "resolved_by": None,
+        }
+        if existing is None:
+            inserted = self.conn.execute(
+                insert(REVIEW)
+                .values(patient_a=key[0], patient_b=key[1], created_at=self.now, **values)
+                .returning(REVIEW.c.id)
+            )
+            item_id = int(inserted.scalar_one())
+        else:
+            item_id = existing[0]
+            self.conn.execute(update(REVIEW).where(REVIEW.c.id == item_id).values(**values))
+        self.reviews[key] = (item_id, "open")
+        if existing is not None and existing[1] == "open":
+            return False
+        actor = Actor(SYSTEM_ACTOR, False, decision.reasons[0])
+        self._event("review", key[0], key[1], None, None, actor, decision)
+        return True
+
+    def close_review(self, key: tuple[str, str], status: str, who: str | None) -> bool:
+        """Close the pair's item if it is open; True when it was."""
+        item = self.reviews.get(key)
+        if item is None or item[1] != "open":
+            return False
+        self.conn.execute(
+            update(REVIEW)
+            .where(REVIEW.c.id == item[0])
+            .values(status=status, updated_at=self.now, resolved_by=who)
+        )
+        self.reviews[key] = (item[0], status)
+        return True
+
+    # --- history and writing -------------------------------------------------------------
+
+    def note(self, action: str, a: str, b: str, actor: Actor) -> None:
+        """Record a manual decision that moved nothing (already together, already apart)."""
+        self._event(action, a, b, self.person_of.get(a), self.person_of.get(a), actor, None)
+
+    def _event(
+        self,
+        action: str,
+        pid: str,
+        other: str | None,
+        person: str | None,
+        before: str | None,
+        actor: Actor,
+        decision: MatchDecision | None,
+    ) -> None:
+        self._events.append(
+            {
+                "at": self.now,
+                "action": action,
+                "patient_id": pid,
+                "other_patient_id": other,
+                "person_id": person,
+                "from_person_id": before,
+                "manual": actor.manual,
+                "who": actor.who,
+                "reason": actor.reason,
+                "score": decision.score if decision else None,
+                "detail": {
+                    "rules": self.rules.version,
+                    "rule": decision.rule if decision else ("manual" if actor.manual else None),
+                    "reasons": list(decision.reasons) if decision else [],
+                },
+            }
+        )
+
+    def write(self) -> None:
+        """Write the people, memberships and history this working set changed (once, at the end)."""
+        if self._new_people:
+            self.conn.execute(
+                insert(PEOPLE),
+                [{"id": p, "created_at": self.now, "merged_into": None} for p in self._new_people],
+            )
+        merged = []
+        for drop, keep in sorted(self._merged.items()):
+            while keep in self._merged:
+                keep = self._merged[keep]
+            merged.append({"drop": drop, "keep": keep})
+        if merged:
+            self.conn.execute(
+                update(PEOPLE)
+                .where(PEOPLE.c.id == bindparam("drop"))
+                .values(merged_into=bindparam("keep")),
+                merged,
+            )
+        fresh = [
+            {
+                "patient_id": p,
+                "person_id": self.person_of[p],
+                "linked_at": self.now,
+                "rule": self._placed_by[p],
+            }
+            for p in sorted(self._fresh)
+        ]
+        if fresh:
+            self.conn.execute(insert(LINKS), fresh)
+        moved = [
+            {"pid": p, "person": self._moved[p], "placed": self._placed_by[p]}
+            for p in sorted(self._moved.keys() - self._fresh)
+        ]
+        if moved:
+            self.conn.execute(
+                update(LINKS)
+                .where(LINKS.c.patient_id == bindparam("pid"))
+                .values(
+                    person_id=bindparam("person"), linked_at=self.now, rule=bindparam("placed")
+                ),
+                moved,
+            )
+        if self._events:
+            self.conn.execute(insert(EVENTS), self._events)

@@ -1,0 +1,98 @@
+"""From pair decisions to people: no chain past a refusal, pins honoured, deterministic."""
+
+from __future__ import annotations
+
+from engine.identity.batch import match_all
+from engine.identity.cluster import Pins, cluster
+from engine.identity.decide import MatchDecision, decide
+from engine.identity.features import Demographics
+from engine.identity.moves import Edge, Move, plan
+from tests.identity.people import NHS_A, NHS_B, NHS_C, RULES, person
+
+
+def _links(records: dict[str, Demographics]) -> list[tuple[str, str, MatchDecision]]:
+    ids = sorted(records)
+    out = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1 :]:
+            d = decide(records[a], records[b], RULES)
+            if d.outcome == "link":
+                out.append((a, b, d))
+    return out
+
+
+def _people(records: dict[str, Demographics], pins: Pins | None = None) -> list[list[str]]:
+    def judge(a: str, b: str) -> MatchDecision:
+        return decide(records[a], records[b], RULES)
+
+    return cluster(records, _links(records), judge, pins)
+
+
+def test_a_record_without_number_never_bridges_two_conflicting_numbers() -> None:
+    """C (no NHS number) scores a link with both A and B, whose numbers differ."""
+    records = {
+        "a": person(nhs=NHS_A, postcode="BO1 1AA", line="1 Mill Road"),
+        "b": person(nhs=NHS_B, postcode="BO2 2BB", line="2 Back Lane"),
+        "c": person(council_style=True),
+    }
+    assert _people(records) == [["a", "c"], ["b"]]
+
+
+def test_verified_links_are_joined_first() -> None:
+    """A and B share a verified number; C links to B only through a weaker score."""
+    records = {
+        "a": person(nhs=NHS_A, given=("John",)),
+        "b": person(nhs=NHS_A, given=("Jon",)),
+        "c": person(council_style=True, given=("John",)),
+    }
+    assert _people(records) == [["a", "b", "c"]]
+
+
+def test_manual_apart_pin_splits_what_rules_would_join() -> None:
+    records = {"a": person(nhs=NHS_A), "b": person(nhs=NHS_A)}
+    assert _people(records, Pins(apart={("a", "b")})) == [["a"], ["b"]]
+
+
+def test_manual_together_pin_joins_what_rules_keep_apart() -> None:
+    records = {"a": person(nhs=NHS_A), "b": person(nhs=NHS_B, born="1980-01-01")}
+    assert _people(records, Pins(together={("a", "b")})) == [["a", "b"]]
+
+
+def test_together_pins_never_override_an_apart_pin() -> None:
+    records = {"a": person(nhs=NHS_A), "b": person(nhs=NHS_B), "c": person(nhs=NHS_C)}
+    pins = Pins(together={("a", "b"), ("b", "c")}, apart={("a", "c")})
+    people = _people(records, pins)
+    assert ["a", "b", "c"] not in people
+    assert ["a", "b"] in people
+
+
+def test_match_all_groups_people_and_queues_what_it_cannot_decide() -> None:
+    records = {
+        "gp": person(nhs=NHS_A, given=("Sean",)),
+        "council": person(given=("Shaun",), council_style=True),
+        "twin": person(nhs=NHS_B, given=("Pat",)),
+        "moved": person(nhs=NHS_C, family="Grundy", born="1970-05-05"),
+        "moved-council": person(family="Grundy", born="1970-05-05", postcode="BO3 3CC"),
+    }
+    result = match_all(records, RULES)
+    assert ["moved", "moved-council"] in result.people
+    assert [(a, b) for a, b, _ in result.review] == [("council", "gp")]
+    assert result.pairs_compared >= 4 and not result.oversized_blocks
+
+
+def test_regrouping_keeps_person_ids_and_names_the_edge_behind_each_move() -> None:
+    """C leaves person P2 to join A in P1; B is split off A into a new person; P2 is merged."""
+    link_ac = decide(person(), person(council_style=True), RULES)
+    before = {"a": "P1", "b": "P1", "c": "P2"}
+    changes = plan([["a", "c"], ["b"]], before, [("a", "c", link_ac)], set(), {"a", "b", "c"})
+    assert changes.people == ["P1", None]
+    assert changes.moves == [
+        Move("c", 0, "link", Edge("a", link_ac)),
+        Move("b", 1, "unlink", Edge("a", None)),
+    ]
+    assert changes.merged == {"P2": 0}
+
+
+def test_regrouping_prefers_a_manual_pin_as_the_reason_for_a_move() -> None:
+    changes = plan([["a", "b"]], {"a": "P1", "b": "P2"}, [], {("a", "b")}, {"a", "b"})
+    assert changes.moves == [Move("b", 0, "link", Edge("a", None))]

@@ -1,0 +1,76 @@
+"""Reading a stored Patient into Demographics: what each source's spelling folds to."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from engine.identity.features import demographics, fold
+from tests.identity.people import MISTYPED, NHS_A, patient, person
+
+
+def test_verified_nhs_number_is_read_with_its_status() -> None:
+    d = person(nhs=NHS_A, status="01")
+    assert (d.nhs_number, d.nhs_verified, d.nhs_number_invalid) == (NHS_A, True, False)
+
+
+def test_nhs_number_not_traced_is_unverified() -> None:
+    d = person(nhs=NHS_A, status="02")
+    assert d.nhs_number == NHS_A and not d.nhs_verified
+
+
+def test_mistyped_nhs_number_failing_modulus_11_counts_as_none() -> None:
+    d = person(nhs=MISTYPED)
+    assert d.nhs_number is None and not d.nhs_verified and d.nhs_number_invalid
+
+
+def test_names_fold_to_letters_without_accents_or_case() -> None:
+    assert fold("O'NEILL") == fold("O'Neill") == "oneill"
+    assert fold("Smith-Jones") == fold("Smith Jones") == "smithjones"
+    assert fold("Zoë") == "zoe" and fold("Müller") == "muller"
+
+
+def test_given_and_middle_names_and_previous_surname() -> None:
+    d = person(family="Archer", given=("Jill", "Ruth"), previous="Patterson")
+    assert (d.family, d.given, d.other_given) == ("archer", "jill", ("ruth",))
+    assert d.previous_families == ("patterson",)
+    assert d.all_families == ("archer", "patterson")
+
+
+def test_previous_name_equal_to_current_is_not_repeated() -> None:
+    assert person(family="Archer", previous="ARCHER").previous_families == ()
+
+
+def test_birth_date_partial_dates_are_missing() -> None:
+    assert person(born="1951-03-04").birth_date == date(1951, 3, 4)
+    assert person(born="1951").birth_date is None
+    assert person(born="1951-03").birth_date is None
+
+
+def test_unknown_sex_is_missing() -> None:
+    assert person(sex="unknown").sex is None
+    assert person(sex="female").sex == "female"
+
+
+def test_postcode_normalised_and_sector() -> None:
+    d = person(postcode="bo9 1rh")
+    assert d.postcode == "BO91RH" and d.postcode_sector == "BO91"
+
+
+def test_gp_lines_and_council_text_give_the_same_address_words() -> None:
+    gp = person(line="Flat 2 Blossom Hill Road")
+    council = person(line="Flat 2 Blossom Hill Road", council_style=True)
+    assert gp.address_tokens == council.address_tokens
+    assert {"flat", "2", "blossom", "ambridge"} <= gp.address_tokens
+
+
+def test_a_patient_with_nothing_identifying_reads_as_empty() -> None:
+    d = demographics({"resourceType": "Patient", "id": "x"})
+    assert d.nhs_number is None and d.family == "" and d.given == ""
+    assert d.birth_date is None and d.postcode is None and d.address_tokens == frozenset()
+
+
+def test_old_name_is_not_taken_as_current() -> None:
+    doc = patient()
+    doc["name"] = [{"use": "old", "family": "Patterson"}, {"family": "Archer", "given": ["Jill"]}]
+    d = demographics(doc)
+    assert d.family == "archer" and d.previous_families == ("patterson",)

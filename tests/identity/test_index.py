@@ -1,0 +1,306 @@
+"""The person index in the store: relink, manual pins, history and the review queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Engine, Table, insert, select
+from typer.testing import CliRunner
+
+from adapters.codes import CodeMaps
+from engine import canonical
+from engine.identity.cli import identity_app
+from engine.identity.index import (
+    IdentityError,
+    history,
+    link,
+    patients_of,
+    person_of,
+    queue,
+    relink,
+    relink_run,
+    unlink,
+)
+from engine.identity.tables import IdentityLock, PersonLink, ReviewItem
+from engine.ingest import ingest
+from engine.models import IngestRun, Resource
+from engine.registry import adapter_for
+from engine.settings import Settings
+from tests.factories import nhs_numbers, s1_patient, write_systmone
+from tests.identity.people import NHS_A, NHS_B, NHS_C, NHS_D, patient
+
+R = cast(Table, Resource.__table__)
+LINKS = cast(Table, PersonLink.__table__)
+REVIEW = cast(Table, ReviewItem.__table__)
+DOCTOR = "dr.archer"
+
+
+def store(engine: Engine, *patients: dict[str, Any], status: str = "active") -> None:
+    """Write Patients as one run (replacing any stored version), as an ingest would."""
+    now = datetime.now(UTC)
+    run_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cast(Table, IngestRun.__table__)).values(
+                id=run_id,
+                kind="test",
+                location="test",
+                started_at=now,
+                finished_at=now,
+                status="completed",
+                summary={},
+            )
+        )
+        for p in patients:
+            conn.execute(R.delete().where(R.c.id == p["id"]))
+            conn.execute(
+                insert(R).values(
+                    id=p["id"],
+                    resource_type="Patient",
+                    version_id=1,
+                    last_updated=now,
+                    content_hash=canonical.content_hash(p),
+                    body=canonical.dumps(p),
+                    status=status,
+                    source_key=f"test|X|Patient|{p['id']}",
+                    source_system="test",
+                    source_org="X",
+                    patient_id=p["id"],
+                    labels="",
+                    run_id=run_id,
+                )
+            )
+
+
+def links(engine: Engine) -> dict[str, tuple[str, datetime]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(LINKS.c.patient_id, LINKS.c.person_id, LINKS.c.linked_at))
+        return {r.patient_id: (r.person_id, r.linked_at) for r in rows}
+
+
+@pytest.fixture
+def archer(engine: Engine) -> Engine:
+    """One person held by a GP (verified NHS number) and the council (no number), and another."""
+    store(
+        engine,
+        patient(pid="gp", nhs=NHS_A),
+        patient(pid="council", council_style=True),
+        patient(pid="other", nhs=NHS_B, family="Grundy", born="1970-05-05", postcode="BO3 3CC"),
+    )
+    relink(engine, ["gp", "council", "other"])
+    return engine
+
+
+def test_relink_links_one_person_across_sources(archer: Engine) -> None:
+    person = person_of(archer, "gp")
+    assert person is not None and person_of(archer, "council") == person
+    assert person_of(archer, "other") not in (None, person)
+    assert patients_of(archer, person) == ["council", "gp"]
+
+
+def test_relink_summary_counts_what_it_did(engine: Engine) -> None:
+    store(engine, patient(pid="gp", nhs=NHS_A), patient(pid="council", council_style=True))
+    summary = relink(engine, ["gp", "council"])
+    assert summary.patients == 2 and summary.linked == 1 and summary.people_created == 2
+    again = relink(engine, ["gp", "council"])
+    assert (again.linked, again.unlinked, again.people_created) == (0, 0, 0)
+
+
+def test_manual_unlink_is_never_undone_by_relink(archer: Engine) -> None:
+    person_a, person_b = unlink(archer, "gp", "council", who=DOCTOR, reason="different people")
+    assert person_a != person_b
+    store(archer, patient(pid="council", council_style=True, given=("Philip", "Arthur")))
+    relink(archer, ["gp", "council", "other"])
+    assert person_of(archer, "gp") != person_of(archer, "council")
+    assert queue(archer) == []
+
+
+def test_manual_link_pins_together_what_rules_keep_apart(archer: Engine) -> None:
+    person = link(archer, "gp", "other", who=DOCTOR, reason="same person, number corrected")
+    assert person_of(archer, "other") == person == person_of(archer, "gp")
+    store(archer, patient(pid="other", nhs=NHS_B, family="Grundy", born="1970-05-06"))
+    relink(archer, ["gp", "council", "other"])
+    assert person_of(archer, "other") == person_of(archer, "gp")
+
+
+def test_manual_link_does_not_drag_in_records_the_rules_keep_apart(archer: Engine) -> None:
+    """The council record links to the GP record, but the rules keep it apart from "other"."""
+    link(archer, "gp", "other", who=DOCTOR, reason="same person, number corrected")
+    assert person_of(archer, "council") != person_of(archer, "gp")
+    [item] = queue(archer)
+    assert (item.patient_a, item.patient_b) == ("council", "gp")
+    assert item.reasons[0].startswith("scored a link, but the merge would join")
+
+
+def test_link_history_records_who_when_and_why(archer: Engine) -> None:
+    before = datetime.now(UTC)
+    unlink(archer, "gp", "council", who=DOCTOR, reason="twins, checked with the practice")
+    events = history(archer, "council")
+    assert [e.action for e in events] == ["new", "link", "unlink"]
+    new, auto, manual = events
+    assert (new.who, new.manual, new.patient_id) == ("scr-identity", False, "council")
+    assert {auto.patient_id, auto.other_patient_id} == {"gp", "council"}
+    assert (auto.who, auto.manual) == ("scr-identity", False)
+    assert auto.score is not None and "score" in auto.reason
+    assert (manual.who, manual.manual, manual.reason) == (
+        DOCTOR,
+        True,
+        "twins, checked with the practice",
+    )
+    assert manual.at.replace(tzinfo=manual.at.tzinfo or UTC) >= before
+    assert manual.from_person_id == auto.person_id != manual.person_id
+
+
+def test_relink_touches_only_the_given_patients_blocks(archer: Engine) -> None:
+    store(
+        archer,
+        patient(pid="grundy-2", family="Grundy", born="1982-07-07", postcode="BO4 4DD"),
+        patient(pid="grundy-3", family="Grundy", born="1982-07-07", postcode="BO4 4DD"),
+    )
+    before = links(archer)
+    relink(archer, ["grundy-2"])
+    after = links(archer)
+    assert {p: after[p] for p in before} == before
+    assert set(after) == set(before) | {"grundy-2"}  # grundy-3 is stored but not yet relinked
+    relink(archer, ["grundy-3"])
+    assert person_of(archer, "grundy-3") == person_of(archer, "grundy-2")
+    assert {p: links(archer)[p] for p in before} == before
+
+
+def test_changed_record_is_moved_out_when_it_no_longer_matches(archer: Engine) -> None:
+    store(archer, patient(pid="council", given=("Tom",), born="1990-01-01", council_style=True))
+    summary = relink(archer, ["council"])
+    assert summary.unlinked == 1
+    assert person_of(archer, "council") != person_of(archer, "gp")
+    assert history(archer, "council")[-1].action == "unlink"
+
+
+def test_deleted_patient_leaves_its_person(archer: Engine) -> None:
+    person = person_of(archer, "gp")
+    store(archer, patient(pid="council", council_style=True), status="entered-in-error")
+    relink(archer, ["council"])
+    assert person is not None and patients_of(archer, person) == ["gp"]
+
+
+def test_review_queue_lists_uncertain_pairs_and_a_manual_link_resolves_them(engine: Engine) -> None:
+    store(
+        engine,
+        patient(pid="sean", nhs=NHS_C, given=("Sean",)),
+        patient(pid="shaun", given=("Shaun",)),
+    )
+    summary = relink(engine, ["sean", "shaun"])
+    assert summary.review_opened == 1
+    [item] = queue(engine)
+    assert (item.patient_a, item.patient_b, item.rule) == ("sean", "shaun", "household")
+    assert item.person_a != item.person_b and item.reasons[0].startswith("same family name")
+    relink(engine, ["sean", "shaun"])
+    assert len(queue(engine)) == 1  # relinking again does not duplicate the item
+    link(engine, "sean", "shaun", who=DOCTOR, reason="one man, name respelt by the council")
+    assert queue(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(REVIEW.c.status, REVIEW.c.resolved_by)).one() == (
+            "linked",
+            DOCTOR,
+        )
+
+
+def test_review_item_superseded_when_new_data_settles_it(engine: Engine) -> None:
+    store(
+        engine,
+        patient(pid="sean", nhs=NHS_C, given=("Sean",)),
+        patient(pid="shaun", given=("Shaun",)),
+    )
+    relink(engine, ["sean", "shaun"])
+    store(engine, patient(pid="shaun", nhs=NHS_C, status="02", given=("Shaun",)))
+    summary = relink(engine, ["shaun"])
+    assert summary.review_closed == 1 and queue(engine) == []
+    assert person_of(engine, "shaun") == person_of(engine, "sean")
+
+
+def test_manual_link_refused_when_it_would_join_records_kept_apart(archer: Engine) -> None:
+    unlink(archer, "gp", "council", who=DOCTOR, reason="different people")
+    store(archer, patient(pid="gp-2", nhs=NHS_A))
+    relink(archer, ["gp-2"])
+    assert person_of(archer, "gp-2") == person_of(archer, "gp")
+    with pytest.raises(IdentityError, match="kept apart by a person"):
+        link(archer, "council", "gp-2", who=DOCTOR, reason="mistake")
+    assert person_of(archer, "council") != person_of(archer, "gp")
+
+
+def test_manual_decisions_need_who_why_and_known_patients(archer: Engine) -> None:
+    with pytest.raises(IdentityError, match="who made it and why"):
+        link(archer, "gp", "other", who=DOCTOR, reason=" ")
+    with pytest.raises(IdentityError, match="not a stored, active Patient"):
+        link(archer, "gp", "nobody", who=DOCTOR, reason="x")
+    with pytest.raises(IdentityError, match="itself"):
+        unlink(archer, "gp", "gp", who=DOCTOR, reason="x")
+
+
+def test_a_merged_away_person_id_follows_to_the_survivor(engine: Engine) -> None:
+    store(engine, patient(pid="a", nhs=NHS_D), patient(pid="b", nhs=NHS_B, born="1999-09-09"))
+    relink(engine, ["a", "b"])
+    gone = person_of(engine, "b")
+    assert gone is not None and gone != person_of(engine, "a")
+    link(engine, "a", "b", who=DOCTOR, reason="one person")
+    assert patients_of(engine, gone) == ["a", "b"]
+
+
+def test_every_ingest_links_its_patients_and_relinking_changes_nothing(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    numbers = nhs_numbers(999_300_000)
+    folder = write_systmone(
+        tmp_path / "s1",
+        [s1_patient("1", next(numbers)), s1_patient("2", next(numbers), FirstName="Ruth")],
+    )
+    run = ingest(engine, settings, codes, adapter_for("systmone"), str(folder))
+    assert run.linking["patients"] == 2 and run.linking["people_created"] == 2
+    again = relink_run(engine, run.run_id)
+    assert again.patients == 2 and (again.people_created, again.linked, again.unlinked) == (0, 0, 0)
+    with engine.connect() as conn:
+        stored = conn.execute(select(R.c.id).where(R.c.resource_type == "Patient")).scalars()
+        assert {person_of(engine, pid) for pid in stored} - {None} and len(links(engine)) == 2
+
+
+def test_cli_queue_link_unlink_and_history(archer: Engine, db_url: str) -> None:
+    runner = CliRunner()
+    env = {"SCR_DATABASE_URL": db_url, "COLUMNS": "200"}
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(identity_app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result
+
+    assert run("queue", "--json").stdout.strip() == "[]"
+    unlinked = run("unlink", "gp", "council", "--reason", "twins", "--who", DOCTOR, "--json")
+    assert '"people"' in unlinked.stdout
+    run("link", "gp", "council", "--reason", "one person after all", "--json")
+    assert person_of(archer, "gp") == person_of(archer, "council")
+    shown = run("history", "council", "--json").stdout
+    assert '"twins"' in shown and '"one person after all"' in shown
+    refused = runner.invoke(identity_app, ["link", "gp", "nobody", "--reason", "x"], env=env)
+    assert refused.exit_code == 1
+    assert '"patients": 3' in run("relink", "--json").stdout
+
+
+def test_each_identity_transaction_takes_its_turn_on_the_lock_row(engine: Engine) -> None:
+    lock = cast(Table, IdentityLock.__table__)
+    store(engine, patient(pid="x"))
+    relink(engine, ["x"])
+    with engine.connect() as conn:
+        assert conn.execute(select(lock.c.writes)).scalar_one() == 1
+
+
+def test_a_relink_of_many_chunks_keeps_planner_statistics_fresh(engine: Engine) -> None:
+    """Over 500 Patients: several chunks, with the statistics refreshed between them."""
+    many = [
+        patient(pid=f"p{i:04d}", born=date(1900 + i // 12, 1 + i % 12, 20).isoformat())
+        for i in range(1001)
+    ]
+    store(engine, *many)
+    summary = relink(engine, [p["id"] for p in many])
+    assert (summary.patients, summary.people_created, summary.linked) == (1001, 1001, 0)

@@ -1,0 +1,275 @@
+"""Each hard case of issue 3, by name, with the outcome the rules must give it.
+
+"Not linked" means ``review`` or ``apart``: a review pair is left for a person to decide.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.schema import MapFileError
+from engine.identity.decide import (
+    HOUSEHOLD,
+    NHS_CONFLICT,
+    NHS_UNVERIFIED,
+    NHS_VERIFIED,
+    SCORE,
+    SEX_CONFLICT,
+    MatchDecision,
+    decide,
+)
+from engine.identity.features import Demographics
+from engine.identity.rules import RULES_FILE, rules_from_doc
+from tests.identity.people import MISTYPED, NHS_A, NHS_B, RULES, person
+
+
+def both_ways(a: Demographics, b: Demographics) -> MatchDecision:
+    """The decision, checked to be the same whichever record comes first."""
+    there, back = decide(a, b, RULES), decide(b, a, RULES)
+    assert there == back
+    return there
+
+
+# --- NHS numbers ------------------------------------------------------------------------------
+
+
+def test_verified_equal_nhs_numbers_link_even_when_spelt_differently() -> None:
+    gp = person(nhs=NHS_A, given=("John",))
+    other = person(nhs=NHS_A, given=("Jon",), postcode="BO1 1AA", line="3 Mill Road")
+    d = both_ways(gp, other)
+    assert (d.outcome, d.rule) == ("link", NHS_VERIFIED)
+
+
+def test_conflicting_nhs_numbers_stay_apart() -> None:
+    d = both_ways(person(nhs=NHS_A), person(nhs=NHS_B, postcode="BO1 1AA", line="3 Mill Road"))
+    assert (d.outcome, d.rule) == ("apart", NHS_CONFLICT)
+    assert d.forbids_merge
+
+
+def test_conflicting_nhs_numbers_with_every_detail_equal_go_to_review() -> None:
+    """Likely one person registered twice: a person must retire one number, never the engine."""
+    d = both_ways(person(nhs=NHS_A), person(nhs=NHS_B))
+    assert (d.outcome, d.rule) == ("review", NHS_CONFLICT)
+    assert d.forbids_merge
+
+
+def test_mistyped_nhs_number_is_treated_as_no_number() -> None:
+    gp = person(nhs=NHS_A)
+    council = person(nhs=MISTYPED, status="02", council_style=True)
+    d = both_ways(gp, council)
+    assert (d.outcome, d.rule) == ("link", SCORE)
+    assert "an NHS number failing modulus 11 was ignored" in d.reasons
+
+
+def test_mistyped_nhs_number_never_conflicts_with_a_valid_one() -> None:
+    d = both_ways(person(nhs=NHS_B), person(nhs=MISTYPED))
+    assert d.rule != NHS_CONFLICT
+
+
+def test_unverified_nhs_number_with_agreeing_demographics_links() -> None:
+    d = both_ways(person(nhs=NHS_A), person(nhs=NHS_A, status="02", council_style=True))
+    assert (d.outcome, d.rule) == ("link", NHS_UNVERIFIED)
+
+
+def test_unverified_nhs_number_with_disagreeing_demographics_is_not_linked() -> None:
+    gp = person(nhs=NHS_A)
+    other = person(
+        nhs=NHS_A, status="02", given=("Tom",), born="1988-10-30", postcode="BO2 2BB", line="9 X"
+    )
+    d = both_ways(gp, other)
+    assert (d.outcome, d.rule) == ("review", NHS_UNVERIFIED)
+
+
+# --- households -------------------------------------------------------------------------------
+
+
+def test_twins_same_birth_date_different_names_stay_apart() -> None:
+    d = both_ways(person(given=("Kirsty",), sex="female"), person(given=("Pat",), sex="female"))
+    assert (d.outcome, d.rule) == ("apart", HOUSEHOLD)
+
+
+def test_twins_same_birth_date_sound_alike_names_are_not_linked() -> None:
+    """Neil and Noel sound alike (same metaphone): within a household that is not enough."""
+    d = both_ways(person(given=("Neil",)), person(given=("Noël",)))
+    assert (d.outcome, d.rule) == ("review", HOUSEHOLD)
+
+
+def test_twins_born_a_day_apart_stay_apart() -> None:
+    a = person(given=("Kirsty",), sex="female", born="1990-06-01")
+    b = person(given=("Pat",), sex="female", born="1990-06-02")
+    d = both_ways(a, b)
+    assert (d.outcome, d.rule) == ("apart", HOUSEHOLD)
+
+
+def test_twins_apart_even_when_one_record_carries_the_others_unverified_number() -> None:
+    a = person(nhs=NHS_A, given=("Kirsty",), sex="female")
+    b = person(nhs=NHS_A, status="02", given=("Pat",), sex="female")
+    assert both_ways(a, b).outcome == "review"
+
+
+def test_father_and_son_same_name_same_address_stay_apart() -> None:
+    d = both_ways(person(born="1950-02-11"), person(born="1979-08-23"))
+    assert (d.outcome, d.rule) == ("apart", HOUSEHOLD)
+
+
+def test_household_spelling_variant_without_nhs_number_goes_to_review() -> None:
+    d = both_ways(person(nhs=NHS_A, given=("Sean",)), person(given=("Shaun",)))
+    assert (d.outcome, d.rule) == ("review", HOUSEHOLD)
+
+
+def test_household_spelling_variant_settled_by_equal_nhs_number() -> None:
+    d = both_ways(
+        person(nhs=NHS_A, given=("Sean",)), person(nhs=NHS_A, status="02", given=("Shaun",))
+    )
+    assert (d.outcome, d.rule) == ("link", NHS_UNVERIFIED)
+
+
+# --- sex --------------------------------------------------------------------------------------
+
+
+def test_different_sex_otherwise_equal_is_never_linked() -> None:
+    d = both_ways(person(sex="male"), person(sex="female"))
+    assert (d.outcome, d.rule) == ("review", SEX_CONFLICT)
+    assert d.forbids_merge
+
+
+def test_different_sex_and_weak_demographics_stay_apart() -> None:
+    a = person(sex="male", given=("Tom",), postcode="BO2 2BB", line="1 Back Lane")
+    d = both_ways(a, person(sex="female", given=("Ruth",), born="1951-03-05"))
+    assert d.outcome == "apart"
+
+
+# --- demographic noise that must still link ---------------------------------------------------
+
+
+def test_married_name_change_links_via_previous_surname() -> None:
+    gp = person(nhs=NHS_A, family="Archer", given=("Jill",), sex="female", previous="Patterson")
+    council = person(family="Patterson", given=("Jill",), sex="female", council_style=True)
+    d = both_ways(gp, council)
+    assert d.outcome == "link"
+    assert "family_name=previous (+4.3)" in d.reasons
+
+
+def test_married_name_change_and_a_move_links_or_reviews_but_never_apart() -> None:
+    gp = person(family="Archer", given=("Jill",), sex="female", previous="Patterson")
+    moved = person(
+        family="Patterson", given=("Jill",), sex="female", postcode="BO2 2BB", line="1 X"
+    )
+    assert both_ways(gp, moved).outcome in ("link", "review")
+
+
+def test_married_name_change_unrecorded_links_at_the_same_home() -> None:
+    d = both_ways(person(family="Archer", sex="female"), person(family="Patterson", sex="female"))
+    assert d.outcome == "link"
+
+
+def test_transposed_birth_date_links() -> None:
+    d = both_ways(person(born="1951-03-04"), person(born="1951-04-03", council_style=True))
+    assert d.outcome == "link"
+    assert any(r.startswith("birth_date=transposed") for r in d.reasons)
+
+
+def test_moved_address_links_on_name_and_birth_date() -> None:
+    d = both_ways(person(), person(postcode="BO2 7XW", line="110 Lakey Hill"))
+    assert (d.outcome, d.rule) == ("link", SCORE)
+
+
+def test_name_variant_and_a_move_links() -> None:
+    d = both_ways(person(given=("John",)), person(given=("Jon",), postcode="BO2 7XW", line="1 X"))
+    assert d.outcome == "link"
+
+
+def test_missing_nhs_number_with_strong_demographics_links() -> None:
+    d = both_ways(person(nhs=NHS_A), person(council_style=True))
+    assert (d.outcome, d.rule) == ("link", SCORE)
+
+
+def test_surname_respelt_by_another_source_links() -> None:
+    d = both_ways(person(family="O'Neill"), person(family="ONEILL"))
+    assert d.outcome == "link"
+    assert any(r.startswith("family_name=exact") for r in d.reasons)
+
+
+def test_same_name_different_birth_date_and_address_stays_apart() -> None:
+    d = both_ways(person(), person(born="1963-01-15", postcode="BO2 2BB", line="2 Mill Road"))
+    assert (d.outcome, d.rule) == ("apart", SCORE)
+
+
+def test_same_name_a_day_apart_elsewhere_goes_to_review() -> None:
+    d = both_ways(person(), person(born="1951-03-05", postcode="BO2 2BB", line="2 Mill Road"))
+    assert (d.outcome, d.rule) == ("review", SCORE)
+    assert not d.forbids_merge
+
+
+# --- the rules file ---------------------------------------------------------------------------
+
+
+def _doc() -> dict[str, Any]:
+    return copy.deepcopy(orjson.loads(RULES_FILE.read_bytes()))
+
+
+def test_rules_file_weights_are_log2_of_m_over_u() -> None:
+    assert RULES.weight("birth_date", "exact") == pytest.approx(14.23, abs=0.01)
+    assert RULES.weight("sex", "missing") == 0.0
+
+
+def test_rules_file_is_schema_checked_naming_the_path() -> None:
+    doc = _doc()
+    del doc["comparisons"]["sex"]["levels"]["different"]
+    with pytest.raises(MapFileError, match="comparisons/sex/levels"):
+        rules_from_doc(doc, "bad.json")
+
+
+def test_rules_file_blocking_parts_are_a_closed_list() -> None:
+    doc = _doc()
+    doc["blocking"]["keys"][0]["parts"] = ["shoe_size"]
+    with pytest.raises(MapFileError, match="blocking/keys/0/parts/0"):
+        rules_from_doc(doc, "bad.json")
+
+
+def test_rules_file_m_must_be_a_distribution() -> None:
+    doc = _doc()
+    doc["comparisons"]["sex"]["levels"]["same"]["m"] = 0.5
+    with pytest.raises(MapFileError, match=r"sex: m sums to 0\.505"):
+        rules_from_doc(doc, "bad.json")
+
+
+def test_rules_file_review_threshold_below_link() -> None:
+    doc = _doc()
+    doc["thresholds"]["review"] = doc["thresholds"]["link"]
+    with pytest.raises(MapFileError, match="review must be below link"):
+        rules_from_doc(doc, "bad.json")
+
+
+# --- properties -------------------------------------------------------------------------------
+
+_people = st.builds(
+    person,
+    nhs=st.sampled_from([None, NHS_A, NHS_B, MISTYPED]),
+    status=st.sampled_from(["01", "02"]),
+    family=st.sampled_from(["Archer", "ARCHER", "Aldridge", "Smith-Jones", "Smith Jones"]),
+    given=st.sampled_from([("John",), ("Jon",), ("Neil",), ("Noël",), ("J",), ("Tom", "John")]),
+    previous=st.sampled_from([None, "Archer", "Grundy"]),
+    born=st.sampled_from(["1951-03-04", "1951-04-03", "1951-03-05", "1979-08-23", "1951"]),
+    sex=st.sampled_from(["male", "female", "unknown"]),
+    line=st.sampled_from(["12 Church Lane", "3 Mill Road"]),
+    postcode=st.sampled_from(["BO9 1RH", "BO9 1ZZ", "BO2 2BB", ""]),
+    council_style=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_people, _people)
+def test_decision_is_symmetric_and_deterministic(a: Demographics, b: Demographics) -> None:
+    first = decide(a, b, RULES)
+    assert decide(b, a, RULES) == first
+    assert decide(a, b, RULES) == first
+    assert first.outcome in ("link", "review", "apart")
+    if first.outcome == "link":
+        assert not first.forbids_merge
