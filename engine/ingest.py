@@ -122,6 +122,7 @@ class _Run:
         self.patients: set[str] = set()
         self.bad: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
         self.pending = 0
+        self.flushes = 0
 
     def take(self, record: SourceRecord, outcome: MapOutcome) -> None:
         self.summary.read += 1
@@ -177,6 +178,10 @@ class _Run:
             self._stage(conn)
             self._quarantine(conn)
         self.good, self.bad, self.pending = [], [], 0
+        self.flushes += 1
+        if self.flushes & (self.flushes - 1) == 0:  # after batches 1, 2, 4, 8, ...
+            with self.engine.begin() as conn:
+                store.refresh_statistics(conn)
 
     def _check_duplicates(self, conn: Connection) -> None:
         ids = [r["resource_id"] for g in self.good for r in g.rows]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, insert, literal, select, update
+from sqlalchemy import Connection, Table, and_, delete, insert, literal, select, text, update
 
 from engine.models import QuarantineItem, Resource, ResourceVersion, Staged, StagedResolution
 
@@ -181,6 +181,17 @@ def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> 
         .values(status=resolution, resolved_at=now, resolved_run=run_id)
     )
     discard_staging(conn, run_id)
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """PostgreSQL only: let the planner see how big the run's tables have grown.
+
+    Without fresh statistics (autovacuum may be off, or behind a bulk load) the planner keeps
+    treating ``resource`` and ``staged`` as empty and scans them whole for every batch lookup,
+    so an ingest slows as it goes.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE staged, resource, quarantine"))
 
 
 def discard_staging(conn: Connection, run_id: str) -> None:
