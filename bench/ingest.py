@@ -19,8 +19,8 @@ import orjson
 from sqlalchemy import Column, LargeBinary, MetaData, String, Table, insert
 
 from adapters.codes import load_all
-from bench.machine import facts, label, peak_rss_mb, scratch_database
-from engine.db import make_engine
+from bench.machine import facts, label, peak_rss_mb
+from engine.db import make_engine, scratch_store
 from engine.ingest import ingest
 from engine.migrate import upgrade
 from engine.registry import adapter_for
@@ -96,7 +96,7 @@ def measure(url: str, sources: Path) -> dict[str, Any]:
 
 
 def child(url: str, sources: str) -> None:
-    with tempfile.TemporaryDirectory() as work, scratch_database(url, work) as db:
+    with tempfile.TemporaryDirectory() as work, scratch_store(url, Path(work)) as db:
         print(orjson.dumps(measure(db, Path(sources))).decode())
 
 

@@ -40,9 +40,9 @@ from sqlalchemy import Table, insert, select
 
 from adapters.base import MapContext, MapOutcome, SourceRecord, SourceRef
 from adapters.codes import load_all
-from bench.machine import facts, label, peak_rss_mb, scratch_database
+from bench.machine import facts, label, peak_rss_mb
 from engine import canonical
-from engine.db import make_engine
+from engine.db import make_engine, scratch_store
 from engine.identity import Demographics, demographics, load_rules, match_all, relink_all
 from engine.identity.tables import PersonLink
 from engine.migrate import upgrade
@@ -313,7 +313,7 @@ def main(argv: list[str]) -> None:
     if step == "measure":
         print(orjson.dumps({"seed": rest[1], **measure(Path(rest[0]))}).decode())
         return
-    with tempfile.TemporaryDirectory() as work, scratch_database(rest[0], work) as db:
+    with tempfile.TemporaryDirectory() as work, scratch_store(rest[0], Path(work)) as db:
         print(orjson.dumps(measure_relink(db, Path(rest[1]))).decode())
 
 

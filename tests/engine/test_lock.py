@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.db import make_engine
+from engine.db import make_engine, scratch_store
 from engine.lock import IngestBusy, ingest_lock
 from engine.migrate import upgrade
-from tests.conftest import database_url, drop_schema
+from tests.conftest import BACKEND
 
 
 def test_a_second_ingest_on_the_same_store_is_refused(engine):
@@ -18,15 +18,11 @@ def test_a_second_ingest_on_the_same_store_is_refused(engine):
 
 
 def test_another_store_is_not_held_up(engine, tmp_path):
-    other_dir = tmp_path / "other"
-    other_dir.mkdir()
-    url, schema = database_url(other_dir)
-    other = make_engine(url)
-    try:
-        upgrade(other)
-        with ingest_lock(engine), ingest_lock(other):
-            pass
-    finally:
-        other.dispose()
-        if schema:
-            drop_schema(schema)
+    with scratch_store(BACKEND, tmp_path) as url:
+        other = make_engine(url)
+        try:
+            upgrade(other)
+            with ingest_lock(engine), ingest_lock(other):
+                pass
+        finally:
+            other.dispose()
