@@ -28,11 +28,13 @@ from consent.model import (
     Who,
 )
 from consent.policy import Policy, PolicyError, load
+from consent.requests import Answer, ask_break_glass, ask_self_claim
 from consent.sections import UNCLASSIFIED, meta_of, section_of
 
 __all__ = [
     "NOTICE",
     "UNCLASSIFIED",
+    "Answer",
     "ConsentDirective",
     "Decision",
     "DirectiveNote",
@@ -50,6 +52,8 @@ __all__ = [
     "Request",
     "ResourceMeta",
     "Who",
+    "ask_break_glass",
+    "ask_self_claim",
     "decide",
     "directive",
     "explain",

@@ -16,7 +16,7 @@ RelationshipKind = Literal[
     "registration", "council-case", "placement", "hospital-encounter", "transfer", "self-claim"
 ]
 DirectiveKind = Literal["dissent", "restrict-org", "restrict-category", "consent-category"]
-Interaction = Literal["read", "search", "everything", "explain"]
+Interaction = Literal["read", "search", "everything", "explain", "break-glass", "self-claim"]
 #: ``inappropriate`` is an IG officer's finding that ends the grant at once.
 ReviewState = Literal["open", "appropriate", "inappropriate"]
 #: What let the user in: the only three ways past need-to-know (principles 4 and 7).
@@ -53,7 +53,8 @@ class Relationship:
     """An organisation's relationship with the person, as the ingested data (or a claim) says.
 
     ``end`` is the first instant the relationship no longer holds; ``None`` while it is open.
-    ``claimed_by`` names the user who made a ``self-claim``: a claim is personal.
+    ``claimed_by`` names the user who made a ``self-claim``: a claim is personal, and an IG
+    officer's ``inappropriate`` review ends it.
     """
 
     org: str
@@ -62,6 +63,7 @@ class Relationship:
     end: datetime | None = None
     reason: str = ""
     claimed_by: str | None = None
+    review: ReviewState = "open"
 
 
 @dataclass(frozen=True, slots=True)

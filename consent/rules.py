@@ -146,6 +146,9 @@ def profile_types(c: Case) -> Reason | None:
 RELATIONSHIP = Rule("relationship.legitimate", 4)
 SELF_CLAIM = Rule("relationship.self-claim", 4)
 BREAK_GLASS = Rule("break-glass.grant", 7)
+#: Judge the request for a claim or a grant before it exists (``consent.requests``).
+SELF_CLAIM_REQUEST = Rule("relationship.self-claim.request", 4)
+BREAK_GLASS_REQUEST = Rule("break-glass.request", 7)
 
 
 def legitimate_relationship(c: Case) -> Reason:
@@ -171,6 +174,7 @@ def self_claim(c: Case) -> Reason:
             r.kind == "self-claim"
             and r.org == c.who.org
             and r.claimed_by == c.who.user_id
+            and r.review != "inappropriate"
             and len(r.reason.strip()) >= c.policy.min_reason_text
             and r.start is not None
             and r.start <= c.now < min(r.end or r.start + limit, r.start + limit)
@@ -351,6 +355,8 @@ RULES = (
     RELATIONSHIP,
     SELF_CLAIM,
     BREAK_GLASS,
+    SELF_CLAIM_REQUEST,
+    BREAK_GLASS_REQUEST,
     PROFILE_FIELDS,
     OWNER_ONLY,
     SENSITIVE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from sqlalchemy import Engine
 
 from adapters.base import ExtractError
 from adapters.codes import CodeMaps, load_all
-from engine import codes_admin, quarantine
+from engine import codes_admin, directory, quarantine
 from engine.db import make_engine
 from engine.identity.cli import identity_app
 from engine.ingest import RunSummary, ingest
@@ -30,9 +31,11 @@ app = typer.Typer(help="scr: shared care record integration engine", no_args_is_
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
 q_app = typer.Typer(help="Records that could not be taken in", no_args_is_help=True)
 codes_app = typer.Typer(help="Code maps and sensitive value sets", no_args_is_help=True)
+dir_app = typer.Typer(help="Organisations and their kinds", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(q_app, name="quarantine")
 app.add_typer(codes_app, name="codes")
+app.add_typer(dir_app, name="directory")
 app.add_typer(identity_app, name="identity")
 
 err = Console(stderr=True)
@@ -168,6 +171,7 @@ def demo_cmd(
             synthesise(patients, seed, out, progress)
     codes = _codes(settings)
     with _store(settings) as engine:
+        _load_directory(engine, out / "organisations.json")
         for kind in ("systmone", "emis", "council"):
             with _progress(f"ingest {kind}") as progress:
                 source = str(out / kind)
@@ -251,3 +255,39 @@ def codes_load_valueset(path: Path) -> None:
     """Add a sensitive-category ValueSet (its name must be listed in categories.json)."""
     n, dest = codes_admin.import_valueset(_settings(), path)
     Console().print(f"loaded {n:,} concepts into {dest}")
+
+
+def _load_directory(engine: Engine, path: Path) -> int:
+    from consent import load as load_policy
+
+    try:
+        version, entries = directory.read_directory(path, load_policy().org_kinds)
+    except directory.DirectoryError as exc:
+        err.print(f"[red]directory not loaded:[/red] {exc}")
+        raise typer.Exit(1) from None
+    with engine.begin() as conn:
+        return directory.replace_directory(conn, version, entries, datetime.now(UTC))
+
+
+@dir_app.command("load")
+def directory_load(path: Path) -> None:
+    """Replace the organisation directory with FILE (JSON, checked against its schema)."""
+    with _store(_settings()) as engine:
+        n = _load_directory(engine, path)
+    Console().print(f"directory holds {n:,} organisations")
+
+
+@dir_app.command("list")
+def directory_list(as_json: JsonOpt = False) -> None:
+    """List the organisations the directory knows, with their kinds."""
+    with _store(_settings()) as engine, engine.connect() as conn:
+        entries = list(directory.organisations(conn).values())
+    if as_json:
+        _print_json([{"code": e.code, "name": e.name, "kind": e.kind} for e in entries])
+        return
+    table = Table(title="organisation directory")
+    for col in ("code", "kind", "name"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e.code, e.kind, e.name)
+    Console().print(table)

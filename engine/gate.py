@@ -19,10 +19,8 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, literal, not_, or
 
 from consent import (
     Decision,
-    Grant,
     PatientFacts,
     Policy,
-    Relationship,
     Request,
     Who,
     decide,
@@ -34,6 +32,7 @@ from consent import (
     relationship,
     visible,
 )
+from engine.access import claims_for, grants_for
 from engine.models import Resource
 
 R = cast(Table, Resource.__table__)
@@ -78,10 +77,12 @@ def gather_facts(
     person_id: str,
     patient_ids: Sequence[str],
     policy: Policy,
-    grants: Sequence[Grant] = (),
-    claims: Sequence[Relationship] = (),
 ) -> PatientFacts:
-    """What the stored records say about the person, whoever is asking (never filtered)."""
+    """What the stored records say about the person, whoever is asking (never filtered).
+
+    Grants and self-claims are read here too, from their own tables, so no caller can hand
+    the decision a grant the store does not hold.
+    """
     rows = conn.execute(
         select(R.c.resource_type, R.c.body, R.c.source_org, R.c.labels).where(
             R.c.patient_id.in_(list(patient_ids)),
@@ -103,8 +104,8 @@ def gather_facts(
     )
     return PatientFacts(
         person_id=person_id,
-        relationships=(*relationships, *claims),
-        grants=tuple(grants),
+        relationships=(*relationships, *claims_for(conn, person_id)),
+        grants=grants_for(conn, person_id),
         directives=tuple(directives),
         labels=labels,
     )

@@ -23,6 +23,8 @@ class Settings:
     canonical_base: str = "https://fhir.scr.example/"
     data_dir: Path = Path(".")
     ingest_batch_size: int = 1000
+    #: How long a break-glass grant lasts (access-policy.md).
+    break_glass_minutes: int = 240
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None) -> Settings:
@@ -49,13 +51,9 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     if "data_dir" in out:
         out["data_dir"] = Path(out["data_dir"])
-    if "ingest_batch_size" in out:
-        try:
-            out["ingest_batch_size"] = int(out["ingest_batch_size"])
-        except (TypeError, ValueError):
-            raise SettingsError("SCR_INGEST_BATCH_SIZE: must be a whole number") from None
-        if out["ingest_batch_size"] < 1:
-            raise SettingsError("SCR_INGEST_BATCH_SIZE: must be at least 1")
+    for name in ("ingest_batch_size", "break_glass_minutes"):
+        if name in out:
+            out[name] = _positive(name, out[name])
     base = out.get("canonical_base")
     if base is not None:
         if not str(base).startswith(("http://", "https://")):
@@ -65,3 +63,14 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     if url is not None and not str(url).startswith(("sqlite", "postgresql")):
         raise SettingsError("SCR_DATABASE_URL: must be a sqlite:// or postgresql+psycopg:// URL")
     return out
+
+
+def _positive(name: str, value: Any) -> int:
+    key = f"SCR_{name.upper()}"
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{key}: must be a whole number") from None
+    if number < 1:
+        raise SettingsError(f"{key}: must be at least 1")
+    return number

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from adapters.synth.clinical import build_record
 from adapters.synth.council import CouncilExtract
+from adapters.synth.directory import write_directory
 from adapters.synth.emis import EmisExtract
 from adapters.synth.nhs import NhsNumbers
 from adapters.synth.people import Population
@@ -28,7 +29,8 @@ __all__ = ["synthesise"]
 def synthesise(
     patients: int, seed: int, out: Path, progress: Callable[[int], None] | None = None
 ) -> dict[str, int]:
-    """Write ``out/systmone/``, ``out/emis/``, ``out/council/`` and ``out/truth.json``.
+    """Write ``out/systmone/``, ``out/emis/``, ``out/council/``, ``out/truth.json`` and the
+    region's ``out/organisations.json``.
 
     Returns the rows written per file (``"<style>/<file>.csv"``) and ``"people"``. Calls
     ``progress`` with the number of people written so far after each person.
@@ -37,6 +39,7 @@ def synthesise(
         raise ValueError("patients must not be negative")
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
+    write_directory(out / "organisations.json")
     with ExitStack() as stack:
         systmone = SystmOneExtract(stack, out / "systmone", rng)
         emis = EmisExtract(stack, out / "emis", rng)

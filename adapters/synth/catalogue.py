@@ -630,3 +630,5 @@ CARE_HOMES = (
     Org(0, "VXA02", "Willow Farm Nursing Home"),
     Org(0, "VXA03", "The Laurels Residential Home"),
 )
+#: Where the region's information-governance officers work (no records of its own).
+IG_OFFICE = Org(0, "Y90099", "Borsetshire Shared Care Record IG Office")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from engine import access as _access  # noqa: F401  (its tables on Base)
+from engine import directory as _directory  # noqa: F401  (its table on Base)
 from engine.db import make_engine
 from engine.identity import tables as _identity_tables  # noqa: F401  (its tables on Base)
 from engine.models import Base

@@ -64,6 +64,7 @@ def test_unknown_kind_is_refused(db_url, tmp_path):
     ("env", "named"),
     [
         ({"SCR_INGEST_BATCH_SIZE": "lots"}, "SCR_INGEST_BATCH_SIZE"),
+        ({"SCR_BREAK_GLASS_MINUTES": "0"}, "SCR_BREAK_GLASS_MINUTES"),
         ({"SCR_DATABASE_URL": "mysql://x"}, "SCR_DATABASE_URL"),
         ({"SCR_CANONICAL_BASE": "fhir.example"}, "SCR_CANONICAL_BASE"),
         ({"SCR_CONFIG": "/nonexistent.toml"}, "SCR_CONFIG"),
@@ -79,3 +80,20 @@ def test_settings_from_toml_then_environment(tmp_path):
     config.write_text('database_url = "sqlite:///a.db"\ningest_batch_size = 10\n')
     settings = Settings.load({"SCR_CONFIG": str(config), "SCR_INGEST_BATCH_SIZE": "20"})
     assert settings.database_url == "sqlite:///a.db" and settings.ingest_batch_size == 20
+
+
+def test_directory_load_and_list(db_url, tmp_path):
+    from adapters.synth.directory import write_directory
+
+    write_directory(tmp_path / "organisations.json")
+    loaded = invoke(db_url, "directory", "load", str(tmp_path / "organisations.json"))
+    assert loaded.exit_code == 0, loaded.output
+    listed = orjson.loads(invoke(db_url, "directory", "list", "--json").stdout)
+    assert {
+        "code": "R9Z",
+        "name": "Borchester General Hospital NHS Trust",
+        "kind": "hospital",
+    } in listed
+    (tmp_path / "bad.json").write_text('{"version": "x", "organisations": [{"code": "R9Z"}]}')
+    refused = invoke(db_url, "directory", "load", str(tmp_path / "bad.json"))
+    assert refused.exit_code == 1 and "organisations/0" in refused.output

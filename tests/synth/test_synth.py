@@ -364,7 +364,7 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     assert synthesise(40, 3, first) == synthesise(40, 3, second)
     synthesise(40, 4, other)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert len(files) == 11 + 10 + 7 + 1
+    assert len(files) == 11 + 10 + 7 + 2  # the three styles, truth.json, organisations.json
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     assert (first / "truth.json").read_bytes() != (other / "truth.json").read_bytes()

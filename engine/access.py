@@ -1,0 +1,154 @@
+"""Break-glass grants and self-claimed relationships, kept as records of their own.
+
+They are facts the decision reads, like a GP registration, but made by a user rather than a
+source, so each keeps who made it, when, why, and the IG officer's review: every one is an item
+an IG officer must close (issue 8). Rows are only added and reviewed, never deleted; an
+``inappropriate`` review ends a grant or a claim at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal, cast
+
+from sqlalchemy import Connection, String, Table, Text, insert, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from consent import Grant, Relationship, Who
+from consent.model import ReviewState
+from engine.models import Base, UtcDateTime
+
+Kind = Literal["break-glass", "self-claim"]
+
+
+class _Reviewed:
+    """Columns every user-made access record has: who made it and how IG judged it."""
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(36), index=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    role_code: Mapped[str] = mapped_column(String(64))
+    org: Mapped[str] = mapped_column(String(16))
+    reason_text: Mapped[str] = mapped_column(Text)
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    expiry: Mapped[datetime] = mapped_column(UtcDateTime)
+    review: Mapped[str] = mapped_column(String(16), index=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    review_note: Mapped[str | None] = mapped_column(Text)
+
+
+class BreakGlassGrant(_Reviewed, Base):
+    __tablename__ = "break_glass_grant"
+
+    reason_code: Mapped[str] = mapped_column(String(16))
+
+
+class SelfClaim(_Reviewed, Base):
+    __tablename__ = "self_claim"
+
+
+G = cast(Table, BreakGlassGrant.__table__)
+C = cast(Table, SelfClaim.__table__)
+_TABLES: dict[Kind, Table] = {"break-glass": G, "self-claim": C}
+
+
+class ReviewError(ValueError):
+    """The item does not exist, is already reviewed, or the outcome is not one IG records."""
+
+
+def _insert(conn: Connection, table: Table, who: Who, values: dict[str, object]) -> str:
+    item_id = str(uuid.uuid4())
+    maker = {"id": item_id, "user_id": who.user_id, "role_code": who.role_code, "org": who.org}
+    conn.execute(insert(table), [maker | values | {"review": "open"}])
+    return item_id
+
+
+def record_grant(conn: Connection, who: Who, grant: Grant) -> str:
+    """Store a grant ``consent.ask_break_glass`` made; its id names the IG review item."""
+    return _insert(
+        conn,
+        G,
+        who,
+        {
+            "person_id": grant.patient,
+            "reason_code": grant.reason_code,
+            "reason_text": grant.reason_text,
+            "start": grant.start,
+            "expiry": grant.expiry,
+        },
+    )
+
+
+def record_claim(conn: Connection, who: Who, person_id: str, claim: Relationship) -> str:
+    """Store a claim ``consent.ask_self_claim`` made; its id names the IG review item."""
+    if claim.start is None or claim.end is None:
+        raise ValueError("a self-claim has a start and an end")
+    return _insert(
+        conn,
+        C,
+        who,
+        {
+            "person_id": person_id,
+            "reason_text": claim.reason,
+            "start": claim.start,
+            "expiry": claim.end,
+        },
+    )
+
+
+def grants_for(conn: Connection, person_id: str) -> tuple[Grant, ...]:
+    """Every grant ever made for the person: ``decide`` judges which is live, and whose."""
+    rows = conn.execute(select(G).where(G.c.person_id == person_id).order_by(G.c.start, G.c.id))
+    return tuple(
+        Grant(
+            user_id=r.user_id,
+            patient=r.person_id,
+            reason_code=r.reason_code,
+            reason_text=r.reason_text,
+            start=r.start,
+            expiry=r.expiry,
+            review=cast(ReviewState, r.review),
+        )
+        for r in rows
+    )
+
+
+def claims_for(conn: Connection, person_id: str) -> tuple[Relationship, ...]:
+    """Every claim ever made for the person, as relationships ``decide`` judges."""
+    rows = conn.execute(select(C).where(C.c.person_id == person_id).order_by(C.c.start, C.c.id))
+    return tuple(
+        Relationship(
+            org=r.org,
+            kind="self-claim",
+            start=r.start,
+            end=r.expiry,
+            reason=r.reason_text,
+            claimed_by=r.user_id,
+            review=cast(ReviewState, r.review),
+        )
+        for r in rows
+    )
+
+
+def review(
+    conn: Connection,
+    kind: Kind,
+    item_id: str,
+    outcome: ReviewState,
+    note: str,
+    reviewer: str,
+    now: datetime,
+) -> None:
+    """Record an IG officer's outcome, once; the item is closed from then on."""
+    if outcome == "open":
+        raise ReviewError("a review records 'appropriate' or 'inappropriate'")
+    table = _TABLES[kind]
+    done = conn.execute(
+        update(table)
+        .where(table.c.id == item_id, table.c.review == "open")
+        .values(review=outcome, reviewed_by=reviewer, reviewed_at=now, review_note=note)
+    )
+    if done.rowcount != 1:
+        raise ReviewError(f"{kind} item {item_id} does not exist or is already reviewed")
