@@ -95,6 +95,10 @@ class MapOutcome:
     issues: tuple[Issue, ...] = ()
     #: Non-fatal repairs made on the way (kept on the run summary).
     warnings: tuple[Issue, ...] = ()
+    #: Values left out of the resources because they could not be taken as they stand (a
+    #: ``withhold_invalid`` rule): the resources go in, and the record stays in quarantine
+    #: with these issues until it is corrected.
+    withheld: tuple[Issue, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -77,6 +77,8 @@ class _Env:
     record: SourceRecord
     ctx: MapContext
     row: Mapping[str, Any]
+    #: Issues of ``withhold_invalid`` objects left out of this record's resources.
+    withheld: list[Issue]
 
 
 def _parse(rule: Mapping[str, Any], raw: str, column: str, env: _Env) -> Any:
@@ -165,7 +167,14 @@ def _value(rule: Mapping[str, Any], env: _Env) -> Any:
     if "ref" in rule:
         return _reference(rule, env)
     if "object" in rule:
-        obj = _build(rule["object"], env, nested=True)
+        try:
+            obj = _build(rule["object"], env, nested=True)
+        except _RowProblem as problem:
+            if not rule.get("withhold_invalid"):
+                raise
+            issue = problem.issue
+            env.withheld.append(Issue(issue.field, f"{issue.reason}; taken in without it"))
+            return None
         return obj or None
     raise _RowProblem(None, f"map rule for {rule.get('path')!r} has no source")  # schema prevents
 
@@ -236,7 +245,7 @@ def map_row(table_map: Mapping[str, Any], record: SourceRecord, ctx: MapContext)
     if record.read_issues:
         return MapOutcome(issues=record.read_issues)
     row = record.fields
-    env = _Env(record, ctx, row)
+    env = _Env(record, ctx, row, [])
     patient = table_map.get("patient")
     patient_key: str | None = None
     if patient == "self":
@@ -265,7 +274,7 @@ def map_row(table_map: Mapping[str, Any], record: SourceRecord, ctx: MapContext)
             else f"row matches no map for {record.ref.table}"
         )
         return MapOutcome(issues=(Issue(route, reason),))
-    return MapOutcome(resources=tuple(produced))
+    return MapOutcome(resources=tuple(produced), withheld=tuple(env.withheld))
 
 
 def confidential_labels(

@@ -8,10 +8,10 @@ mapped (with the adapters and maps an ingest uses); matching is the pure path
 
 Scoring is over pairs of source patient records: a pair is *linked* when both records ended
 in one person; a review-queue pair counts as not linked. ``false_merges`` counts linked pairs
-that truth says are two people. A record the adapters quarantine (today: a Patient row whose
-NHS number fails modulus 11) cannot be linked at all, so it costs recall; ``recall_mapped``
-leaves such records out, and ``if_invalid_nhs_taken_in`` repeats the scoring as if the row
-had been taken in without its number, which is how the matcher treats such a number. The
+that truth says are two people. A record the adapters quarantine whole cannot be linked at
+all, so it costs recall; ``recall_mapped`` leaves such records out. A Patient row whose NHS
+number fails modulus 11 is taken in without the number (and counted in
+``nhs_number_withheld_records``), so it is matched on demographics as the ingest would. The
 ``floor`` is the simplest linkage there is, on the same records: equal NHS numbers and nothing
 else, so the figures show what the rules add.
 
@@ -51,12 +51,8 @@ from engine.registry import adapter_for
 
 SEEDS = {"A": 7, "B": 11}
 DEFAULT_SIZES = (2000, 20000)
-#: Each style's patient table, and the column holding its NHS number.
-PATIENT_TABLES = {
-    "systmone": ("SRPatient", "NHSNumber"),
-    "emis": ("Admin_Patient", "NhsNumber"),
-    "council": ("persons", "nhs_number"),
-}
+#: Each style's patient table.
+PATIENT_TABLES = {"systmone": "SRPatient", "emis": "Admin_Patient", "council": "persons"}
 TARGETS = {"precision": 0.999, "recall": 0.995, "review_queue_share": 0.02}
 _BATCH = 1000
 _KEEP = ("precision", "recall", "false_merges", "review_queue")
@@ -64,16 +60,16 @@ _KEEP = ("precision", "recall", "false_merges", "review_queue")
 
 @dataclasses.dataclass
 class Unmapped:
-    """Patient rows the adapters would quarantine, and what became of them here."""
+    """Patient rows the adapters quarantine whole, and rows taken in with a value withheld."""
 
     keys: list[str] = dataclasses.field(default_factory=list)
-    #: Quarantined only for an NHS number failing modulus 11: mapped again without it.
-    invalid_nhs_taken_in: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: Taken in without a value their map withholds (an NHS number failing modulus 11).
+    withheld: int = 0
 
 
 def _patient_records(kind: str, folder: Path) -> Iterable[SourceRecord]:
     """The patient table's records only: reading stops where the next table begins."""
-    table = PATIENT_TABLES[kind][0]
+    table = PATIENT_TABLES[kind]
     started = False
     for record in adapter_for(kind).read(str(folder / kind)):
         if record.ref.table == table:
@@ -90,17 +86,15 @@ def _patient(outcome: MapOutcome) -> dict[str, Any]:
 def mapped_patients(folder: Path, unmapped: Unmapped) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each mapped Patient with its source key, one at a time (memory stays flat)."""
     ctx = MapContext(codes=load_all())
-    for kind, (_, nhs_column) in PATIENT_TABLES.items():
+    for kind in PATIENT_TABLES:
         adapter = adapter_for(kind)
         for record in _patient_records(kind, folder):
             outcome = adapter.map(record, ctx)
-            if outcome.ok:
-                yield record.ref.key, _patient(outcome)
+            if not outcome.ok:
+                unmapped.keys.append(record.ref.key)
                 continue
-            unmapped.keys.append(record.ref.key)
-            if all(i.field == nhs_column for i in outcome.issues):
-                blank = dataclasses.replace(record, fields={**record.fields, nhs_column: ""})
-                unmapped.invalid_nhs_taken_in.append(_patient(adapter.map(blank, ctx)))
+            unmapped.withheld += bool(outcome.withheld)
+            yield record.ref.key, _patient(outcome)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +174,7 @@ def measure(folder: Path) -> dict[str, Any]:
         "people": truth.people,
         "records": len(records) + len(unmapped.keys),
         "quarantined_records": len(unmapped.keys),
+        "nhs_number_withheld_records": unmapped.withheld,
         **score(truth, matching.people, len(matching.review), set(records)),
         "seconds": round(seconds, 2),
         "records_per_s": round(len(records) / seconds),
@@ -190,10 +185,6 @@ def measure(folder: Path) -> dict[str, Any]:
     }
     floor = score(truth, _same_nhs_number(records), 0, set(records))
     result["floor"] = {"method": "equal NHS numbers only", **{k: floor[k] for k in _KEEP}}
-    records.update({r["id"]: demographics(r) for r in unmapped.invalid_nhs_taken_in})
-    again = match_all(records, rules)
-    full = score(truth, again.people, len(again.review), set(records))
-    result["if_invalid_nhs_taken_in"] = {k: full[k] for k in (*_KEEP, "missed_by_case")}
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 

@@ -1,9 +1,10 @@
 """One ingest run: records → map → finish → validate → stage in batches → apply at once.
 
-Every record ends in exactly one place: stored (created, updated or unchanged) or quarantined
-with its file, line, field and reason. Batches are committed to a staging area as they fill;
-the run becomes visible in a single transaction at the end, so a crash part-way leaves the
-store as it was and a re-run completes the load.
+Every record is stored (created, updated or unchanged) or quarantined with its file, line,
+field and reason, or both: a record stored without a value its map withholds (an NHS number
+failing modulus 11) stays in quarantine, open, until it is corrected. Batches are committed to
+a staging area as they fill; the run becomes visible in a single transaction at the end, so a
+crash part-way leaves the store as it was and a re-run completes the load.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class RunSummary:
 class _Good:
     record: SourceRecord
     rows: list[dict[str, Any]]
+    #: Values the mapper left out: the rows go in and the record stays quarantined for them.
+    withheld: tuple[Issue, ...] = ()
 
 
 def _now() -> datetime:
@@ -166,7 +169,7 @@ class _Run:
                     "content_hash": content_hash(res),
                 }
             )
-        self.good.append(_Good(record, rows))
+        self.good.append(_Good(record, rows, outcome.withheld))
         self.pending += len(rows)
 
     def flush(self) -> None:
@@ -269,7 +272,10 @@ class _Run:
             if issues:
                 self.bad.append((g.record, tuple(issues)))
                 continue
-            taken.append(g.record.ref.key)
+            if g.withheld:
+                self.bad.append((g.record, g.withheld))
+            else:
+                taken.append(g.record.ref.key)
             self.summary.unchanged += len(g.rows) - len(changed)
             for r in changed:
                 staged.append(self._staged_row(r, existing.get(r["resource_id"]), now))

@@ -31,6 +31,8 @@ def guid(n: int) -> str:
 
 ORG, GP = guid(1), guid(2)
 P_OK, P_CONF, P_BAD, P_SPINE = guid(10), guid(11), guid(12), guid(13)
+#: Cited by an observation but in no Admin_Patient row (nor the store).
+P_MISSING = guid(14)
 CONSULT = guid(20)
 O_BP, O_ASTHMA, O_ALLERGY, O_SMOKER = guid(30), guid(31), guid(32), guid(33)
 O_UNKNOWN, O_DELETED, O_CONF, O_ORPHAN = guid(34), guid(35), guid(36), guid(37)
@@ -133,7 +135,7 @@ def default_tables() -> dict[str, list[dict[str, str]]]:
             observation(O_UNKNOWN, P_OK, UNKNOWN_CODE),
             observation(O_DELETED, P_OK, SYSTOLIC, Value="120", Deleted=TRUE),
             observation(O_CONF, P_OK, SYSTOLIC, Value="150", IsConfidential=TRUE),
-            observation(O_ORPHAN, P_BAD, SYSTOLIC, Value="128"),
+            observation(O_ORPHAN, P_MISSING, SYSTOLIC, Value="128"),
         ],
         "CareRecord_Problem": [
             {
@@ -243,8 +245,9 @@ def extract(tmp_path: Path) -> Path:
 
 def test_extract_loads_valid_r4_and_quarantines_what_it_must(engine, settings, codes, extract):
     summary = run(engine, settings, codes, extract)
-    # org 1, practitioner + role 2, patients 3+2+1, encounter 1, observations 5, meds 2
-    assert (summary.read, summary.created, summary.deleted, summary.quarantined) == (17, 17, 1, 3)
+    # org 1, practitioner + role 2, patients 4+3+1 (P_BAD without its number), encounter 1,
+    # observations 5, meds 2; quarantined: an unknown code, P_BAD's number, an orphan
+    assert (summary.read, summary.created, summary.deleted, summary.quarantined) == (17, 19, 1, 3)
     rows = stored(engine)
     assert all(validate_resource(body(r)) == [] for r in rows.values())
     assert {r.source_org for r in rows.values()} == {ODS}
@@ -255,7 +258,7 @@ def test_extract_loads_valid_r4_and_quarantines_what_it_must(engine, settings, c
 def test_rerun_changes_nothing_and_a_changed_row_makes_version_2(engine, settings, codes, extract):
     run(engine, settings, codes, extract)
     again = run(engine, settings, codes, extract)
-    assert (again.created, again.updated, again.unchanged) == (0, 0, 18)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 20)
     tables = default_tables()
     tables["CareRecord_Observation"][0]["Value"] = "142"
     write_extract(extract, tables)

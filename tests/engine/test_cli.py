@@ -44,7 +44,8 @@ def test_ingest_json_summary_and_quarantine_commands(db_url, tmp_path):
         f"NHSNumber={next(nhs_numbers(999_100_000))}",
         "--json",
     )
-    assert fixed.exit_code == 0 and orjson.loads(fixed.stdout)["created"] == 1
+    # The Patient went in without the number; the correction adds it as a new version.
+    assert fixed.exit_code == 0 and orjson.loads(fixed.stdout)["updated"] == 1
     assert orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout) == []
 
 

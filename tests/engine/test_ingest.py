@@ -18,6 +18,8 @@ from engine.settings import Settings
 from engine.validate import validate_resource
 from tests.factories import invalid_nhs_number, nhs_numbers, s1_code, s1_patient, write_systmone
 
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
 NHS = nhs_numbers()
 
 
@@ -106,23 +108,25 @@ def test_missing_required_column_names_file_and_column(engine, settings, codes, 
 
 
 @pytest.mark.parametrize(
-    ("patient", "code", "field", "reason"),
+    ("patient", "code", "field", "reason", "patients"),
     [
-        ({"NHSNumber": invalid_nhs_number()}, {}, "NHSNumber", "modulus-11"),
-        ({"DateBirth": "31 Feb 1950"}, {}, "DateBirth", "not a real date"),
+        # The number is withheld, not the person: the Patient goes in without it.
+        ({"NHSNumber": invalid_nhs_number()}, {}, "NHSNumber", "modulus-11", 2),
+        ({"DateBirth": "31 Feb 1950"}, {}, "DateBirth", "not a real date", 1),
         (
             {},
             {"CTV3Code": "Xzzz9", "SNOMEDCode": "", "SNOMEDText": ""},
             "CTV3Code",
             "no map to http://snomed.info/sct",
+            2,
         ),
-        ({}, {"IDPatient": "404"}, "patient", "neither in this extract nor in the store"),
-        ({}, {"DateEvent": "01 Foo 2024"}, "DateEvent", "unknown month"),
+        ({}, {"IDPatient": "404"}, "patient", "neither in this extract nor in the store", 2),
+        ({}, {"DateEvent": "01 Foo 2024"}, "DateEvent", "unknown month", 2),
     ],
     ids=["invalid-nhs-number", "impossible-date", "unknown-code", "missing-patient", "bad-month"],
 )
 def test_bad_records_are_quarantined_and_the_rest_loads(
-    engine, settings, codes, tmp_path, patient, code, field, reason
+    engine, settings, codes, tmp_path, patient, code, field, reason, patients
 ):
     good = s1_patient("1", next(NHS))
     target = s1_patient("2", next(NHS), **patient)
@@ -135,10 +139,34 @@ def test_bad_records_are_quarantined_and_the_rest_loads(
     item = items[0]
     assert item.field == field and reason in item.reason
     assert item.file in ("SRPatient.csv", "SRCode.csv") and item.line in (3, 3)
-    assert len(bodies(engine, "Patient")) == (1 if patient else 2)
+    assert len(bodies(engine, "Patient")) == patients
     assert len(bodies(engine, "Observation")) == (1 if code else 2)
     again = run(engine, settings, codes, folder)
     assert again.quarantined == 1 and len(list_items(engine)) == 1
+    assert again.created == again.updated == 0
+
+
+def test_an_invalid_nhs_number_is_withheld_and_the_correction_adds_it(
+    engine, settings, codes, tmp_path
+):
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", invalid_nhs_number())], [s1_code("10", "1")]
+    )
+    summary = run(engine, settings, codes, folder)
+    assert summary.quarantined == 1 and len(bodies(engine, "Observation")) == 1
+    (patient,) = bodies(engine, "Patient")
+    assert all(i["system"] != NHS_SYSTEM for i in patient["identifier"])
+    (item,) = list_items(engine)
+    assert item.field == "NHSNumber" and "taken in without it" in item.reason
+    assert run(engine, settings, codes, folder).quarantined == 1
+    assert len(list_items(engine)) == 1
+    number = next(NHS)
+    fixed = replay(engine, settings, codes, ids=[item.id], corrections={"NHSNumber": number})
+    assert fixed.updated == 1 and fixed.quarantined == 0 and list_items(engine) == []
+    (patient,) = bodies(engine, "Patient")
+    assert {"system": NHS_SYSTEM, "value": number}.items() <= next(
+        i for i in patient["identifier"] if i["system"] == NHS_SYSTEM
+    ).items()
 
 
 def test_truncated_file_keeps_the_partial_row(engine, settings, codes, tmp_path):
@@ -190,14 +218,16 @@ def test_replay_after_the_map_is_fixed(engine, settings, codes, tmp_path):
 
 def test_replay_patient_then_its_records(engine, settings, codes, tmp_path):
     folder = write_systmone(
-        tmp_path / "x", [s1_patient("1", invalid_nhs_number())], [s1_code("10", "1")]
+        tmp_path / "x", [s1_patient("1", next(NHS), DateBirth="31 Feb 1950")], [s1_code("10", "1")]
     )
     run(engine, settings, codes, folder)
     items = list_items(engine)
-    assert [i.field for i in items] == ["NHSNumber", "patient"]
+    assert [i.field for i in items] == ["DateBirth", "patient"]
     done = replay(engine, settings, codes, corrections=None, ids=[items[0].id])
     assert done.quarantined == 1
-    fixed = replay(engine, settings, codes, ids=[items[0].id], corrections={"NHSNumber": next(NHS)})
+    fixed = replay(
+        engine, settings, codes, ids=[items[0].id], corrections={"DateBirth": "01 Feb 1950"}
+    )
     assert fixed.created == 1
     rest = replay(engine, settings, codes)
     assert rest.created == 1 and list_items(engine) == []
