@@ -25,6 +25,7 @@ from engine.identity.workset import (
     BLOCKS,
     EVENTS,
     LINKS,
+    NUMBERS,
     PEOPLE,
     PINS,
     REVIEW,
@@ -139,7 +140,7 @@ def _refresh_statistics(conn: Connection) -> None:
     working from "empty" scans whole tables for every chunk. Refreshed after chunks 1, 2, 4,
     8, ..., so the statistics stay within a factor of two at a logarithmic cost.
     """
-    for table in (BLOCKS, LINKS, PEOPLE, PINS, REVIEW):
+    for table in (BLOCKS, NUMBERS, LINKS, PEOPLE, PINS, REVIEW):
         conn.execute(text(f"ANALYZE {table.name}"))
 
 
@@ -318,29 +319,39 @@ def queue(engine: Engine) -> list[ReviewEntry]:
         ]
 
 
-def person_of(engine: Engine, patient_id: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(
-            select(LINKS.c.person_id).where(LINKS.c.patient_id == patient_id)
-        ).scalar_one_or_none()
+def person_of(conn: Connection, patient_id: str) -> str | None:
+    return conn.execute(
+        select(LINKS.c.person_id).where(LINKS.c.patient_id == patient_id)
+    ).scalar_one_or_none()
 
 
-def patients_of(engine: Engine, person_id: str) -> list[str]:
+def people_with_nhs_number(conn: Connection, nhs_number: str) -> list[str]:
+    """The people whose Patients hold this (valid) NHS number, in a stable order."""
+    rows = conn.execute(
+        select(LINKS.c.person_id)
+        .join(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
+        .where(NUMBERS.c.nhs_number == nhs_number)
+        .distinct()
+        .order_by(LINKS.c.person_id)
+    )
+    return list(rows.scalars())
+
+
+def patients_of(conn: Connection, person_id: str) -> list[str]:
     """The Patients of a person now; a merged-away person id follows to the survivor."""
-    with engine.connect() as conn:
-        for _ in range(_MAX_HOPS):
-            onward = conn.execute(
-                select(PEOPLE.c.merged_into).where(PEOPLE.c.id == person_id)
-            ).scalar_one_or_none()
-            if onward is None:
-                break
-            person_id = onward
-        rows = conn.execute(
-            select(LINKS.c.patient_id)
-            .where(LINKS.c.person_id == person_id)
-            .order_by(LINKS.c.patient_id)
-        )
-        return list(rows.scalars())
+    for _ in range(_MAX_HOPS):
+        onward = conn.execute(
+            select(PEOPLE.c.merged_into).where(PEOPLE.c.id == person_id)
+        ).scalar_one_or_none()
+        if onward is None:
+            break
+        person_id = onward
+    rows = conn.execute(
+        select(LINKS.c.patient_id)
+        .where(LINKS.c.person_id == person_id)
+        .order_by(LINKS.c.patient_id)
+    )
+    return list(rows.scalars())
 
 
 def history(engine: Engine, patient_id: str) -> list[HistoryEntry]:

@@ -1,9 +1,10 @@
 """Tables of the master person index, declared on ``engine.models.Base`` (one metadata for all).
 
-``person_link`` is the only table the read path needs (which Patients make up a person now);
-the rest keep the index explainable and safe to re-run: ``link_event`` is the history of every
-change with who, when and why; ``link_pin`` holds manual decisions, which automatic linking
-must respect forever; ``review_item`` is the queue of pairs a person has to decide;
+``person_link`` is the table the read path needs (which Patients make up a person now), with
+``patient_nhs_number`` (each Patient's valid NHS number) to find a person by number; the rest
+keep the index explainable and safe to re-run: ``link_event`` is the history of every change
+with who, when and why; ``link_pin`` holds manual decisions, which automatic linking must
+respect forever; ``review_item`` is the queue of pairs a person has to decide;
 ``identity_block`` holds each Patient's blocking keys so new data finds its candidates without
 reading every Patient; ``identity_lock`` is one row every identity write updates first, so two
 writers (a relink after an ingest and an administrator's manual link) take turns on either
@@ -122,6 +123,16 @@ class IdentityBlock(Base):
 
     key: Mapped[str] = mapped_column(String(160), primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class PatientNumber(Base):
+    """Each active Patient's valid NHS number, kept with its blocking keys: how a search by
+    NHS number finds the Patients (and so the people) that hold it."""
+
+    __tablename__ = "patient_nhs_number"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
 
 
 class IdentityLock(Base):

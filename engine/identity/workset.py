@@ -29,6 +29,7 @@ from engine.identity.tables import (
     IdentityBlock,
     LinkEvent,
     LinkPin,
+    PatientNumber,
     Person,
     PersonLink,
     ReviewItem,
@@ -42,6 +43,7 @@ EVENTS = cast(Table, LinkEvent.__table__)
 PINS = cast(Table, LinkPin.__table__)
 REVIEW = cast(Table, ReviewItem.__table__)
 BLOCKS = cast(Table, IdentityBlock.__table__)
+NUMBERS = cast(Table, PatientNumber.__table__)
 
 SYSTEM_ACTOR = "scr-identity"
 #: Keys longer than the column are cut: two keys sharing 160 characters only add candidates.
@@ -149,14 +151,20 @@ class WorkingSet:
         """Replace the blocking keys of ``ids`` and return each one's block-mates in the store."""
         for chunk in chunks(ids):
             self.conn.execute(delete(BLOCKS).where(BLOCKS.c.patient_id.in_(chunk)))
+            self.conn.execute(delete(NUMBERS).where(NUMBERS.c.patient_id.in_(chunk)))
         keys_of: dict[str, set[str]] = {}
+        numbers: list[dict[str, str]] = []
         for pid in ids:
             d = self.demo.get(pid)
             if d is not None:
                 keys_of[pid] = {k[:_KEY_LENGTH] for k in blocking_keys(d, self.rules.blocking_keys)}
+                if d.nhs_number:
+                    numbers.append({"patient_id": pid, "nhs_number": d.nhs_number})
         rows = [{"key": k, "patient_id": p} for p, keys in keys_of.items() for k in sorted(keys)]
         if rows:
             self.conn.execute(insert(BLOCKS), rows)
+        if numbers:
+            self.conn.execute(insert(NUMBERS), numbers)
         usable: dict[str, list[str]] = {}
         for chunk in chunks(sorted(set().union(*keys_of.values()))):
             sizes = self.conn.execute(

@@ -11,7 +11,7 @@ from adapters.base import SourceRef
 from adapters.systmone import SystmOneAdapter
 from consent import Request, Who, load
 from engine.gate import gather_facts, release
-from engine.identity import patients_of, person_of, unlink
+from engine.identity import patients_of, people_with_nhs_number, person_of, unlink
 from engine.ingest import ingest
 from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
 
@@ -46,10 +46,10 @@ def load_practice(engine, settings, codes, tmp_path, ods: str, value: str) -> No
 
 
 def values_seen(engine: Engine) -> set[int]:
-    person = person_of(engine, patient_id("Y00001"))
-    assert person is not None
-    members = patients_of(engine, person)
     with engine.connect() as conn:
+        person = person_of(conn, patient_id("Y00001"))
+        assert person is not None
+        members = patients_of(conn, person)
         facts = gather_facts(conn, person, members, POLICY)
         released = release(
             conn, GP, facts, members, "TREAT", Request("everything", frozenset({"Observation"})),
@@ -63,7 +63,9 @@ def test_view_is_the_union_of_linked_sources_and_an_unlink_narrows_it_at_once(
 ):
     load_practice(engine, settings, codes, tmp_path, "Y00001", "121")
     load_practice(engine, settings, codes, tmp_path, "Y00002", "132")
-    assert person_of(engine, patient_id("Y00001")) == person_of(engine, patient_id("Y00002"))
+    with engine.connect() as conn:
+        assert person_of(conn, patient_id("Y00001")) == person_of(conn, patient_id("Y00002"))
+        assert people_with_nhs_number(conn, NHS) == [person_of(conn, patient_id("Y00001"))]
     assert values_seen(engine) == {121, 132}
     unlink(
         engine, patient_id("Y00001"), patient_id("Y00002"),

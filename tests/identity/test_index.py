@@ -13,13 +13,12 @@ from typer.testing import CliRunner
 
 from adapters.codes import CodeMaps
 from engine import canonical
+from engine.identity import index
 from engine.identity.cli import identity_app
 from engine.identity.index import (
     IdentityError,
     history,
     link,
-    patients_of,
-    person_of,
     queue,
     relink,
     relink_run,
@@ -32,6 +31,17 @@ from engine.registry import adapter_for
 from engine.settings import Settings
 from tests.factories import nhs_numbers, s1_patient, write_systmone
 from tests.identity.people import NHS_A, NHS_B, NHS_C, NHS_D, patient
+
+
+def person_of(engine: Engine, patient_id: str) -> str | None:
+    with engine.connect() as conn:
+        return index.person_of(conn, patient_id)
+
+
+def patients_of(engine: Engine, person_id: str) -> list[str]:
+    with engine.connect() as conn:
+        return index.patients_of(conn, person_id)
+
 
 R = cast(Table, Resource.__table__)
 LINKS = cast(Table, PersonLink.__table__)

@@ -1,4 +1,4 @@
-"""access: organisation directory, break-glass grants and self-claimed relationships
+"""access: organisation directory, break-glass grants, self-claims, NHS numbers for search
 
 Revision ID: 0004
 Revises: 0002
@@ -54,9 +54,22 @@ def upgrade() -> None:
     )
     _reviewed("break_glass_grant", sa.Column("reason_code", sa.String(length=16), nullable=False))
     _reviewed("self_claim")
+    op.create_table(
+        "patient_nhs_number",
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("nhs_number", sa.String(length=10), nullable=False),
+        sa.PrimaryKeyConstraint("patient_id"),
+    )
+    with op.batch_alter_table("patient_nhs_number", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_patient_nhs_number_nhs_number"), ["nhs_number"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("patient_nhs_number", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_patient_nhs_number_nhs_number"))
+    op.drop_table("patient_nhs_number")
     for name in ("self_claim", "break_glass_grant"):
         with op.batch_alter_table(name, schema=None) as batch_op:
             batch_op.drop_index(batch_op.f(f"ix_{name}_review"))
