@@ -291,3 +291,48 @@ def directory_list(as_json: JsonOpt = False) -> None:
     for e in entries:
         table.add_row(e.code, e.kind, e.name)
     Console().print(table)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Serve the API (uvicorn); migrations are applied first."""
+    import uvicorn
+
+    with _store(_settings()):
+        err.print("database is at the latest revision")
+    uvicorn.run(
+        "engine.api.server:app", host=host, port=port, workers=workers, factory=False,
+        proxy_headers=True, log_level="info",
+    )  # fmt: skip
+
+
+@app.command("token")
+def token_cmd(
+    user: Annotated[str, typer.Option(help="User id (sub)")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    role: Annotated[str, typer.Option(help="CIS2 role code Sxxxx:Gxxxx:Rxxxx")],
+    org: Annotated[str, typer.Option(help="ODS code of the role's organisation")],
+    purpose: Annotated[str, typer.Option(help="Purpose of use")] = "TREAT",
+    minutes: Annotated[int, typer.Option(min=1, max=24 * 60)] = 60,
+    trained: Annotated[str | None, typer.Option(help="IG training date (YYYY-MM-DD)")] = None,
+) -> None:
+    """Dev mode only: mint a bearer token for a synthetic user."""
+    from datetime import date
+
+    from engine.api.auth import mint
+
+    settings = _settings()
+    try:
+        training = date.fromisoformat(trained) if trained else None
+        token = mint(
+            settings, user_id=user, name=name, role_code=role, org=org, purpose=purpose,
+            minutes=minutes, ig_training=training,
+        )  # fmt: skip
+    except (SettingsError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    sys.stdout.write(token + "\n")

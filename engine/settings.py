@@ -12,6 +12,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+#: Asymmetric algorithms only: a shared secret would let any verifier mint tokens.
+_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -25,6 +28,16 @@ class Settings:
     ingest_batch_size: int = 1000
     #: How long a break-glass grant lasts (access-policy.md).
     break_glass_minutes: int = 240
+    #: ``dev``: tokens minted by ``scr token`` with a key in the data directory; ``jwt``:
+    #: tokens from the identity provider, checked against the key, issuer and audience below.
+    auth_mode: str = "jwt"
+    jwt_issuer: str = ""
+    jwt_audience: str = "scr"
+    #: The one algorithm accepted (pinned: no ``none``, no HS/RS confusion).
+    jwt_algorithm: str = "RS256"
+    #: A PEM public key, or the path of a file holding one.
+    jwt_public_key: str = ""
+    jwks_url: str = ""
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +72,10 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         if not str(base).startswith(("http://", "https://")):
             raise SettingsError("SCR_CANONICAL_BASE: must be an http(s) URL")
         out["canonical_base"] = str(base).rstrip("/") + "/"
+    if out.get("auth_mode", "jwt") not in ("dev", "jwt"):
+        raise SettingsError("SCR_AUTH_MODE: must be dev or jwt")
+    if out.get("jwt_algorithm", "RS256") not in _ALGORITHMS:
+        raise SettingsError(f"SCR_JWT_ALGORITHM: must be one of {', '.join(_ALGORITHMS)}")
     url = out.get("database_url")
     if url is not None and not str(url).startswith(("sqlite", "postgresql")):
         raise SettingsError("SCR_DATABASE_URL: must be a sqlite:// or postgresql+psycopg:// URL")

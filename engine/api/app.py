@@ -1,0 +1,93 @@
+"""The FastAPI application: services made once, a request id on every response, and every
+error an OperationOutcome.
+
+A failed audit write is a 503 with nothing returned; an unexpected error is a 500 that names
+the request id and nothing else, so no stack trace or data reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine, text
+from starlette.exceptions import HTTPException
+
+from audit import AuditUnavailable, Writer
+from consent import load
+from engine.api import fhir
+from engine.api.auth import verifier_for
+from engine.api.deps import Services, request_id
+from engine.api.errors import FhirError, Problem, error_response, fhir_response
+from engine.db import make_engine
+from engine.settings import Settings
+
+log = logging.getLogger("scr.api")
+_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
+
+
+def _validation(exc: RequestValidationError) -> FhirError:
+    problems = [
+        Problem("invalid", str(e.get("msg", "invalid")), ".".join(str(p) for p in e["loc"][1:]))
+        for e in exc.errors()
+    ]
+    return FhirError(400, *problems)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The app over the settings' store (or ``engine``, in tests); a bad setting stops it."""
+    engine = engine or make_engine(settings.database_url, pool_pre_ping=True)
+    svc = Services(settings, engine, load(), verifier_for(settings), Writer(engine))
+    app = FastAPI(title="scr", version="0.1.0", docs_url=None, redoc_url=None)
+    app.state.services = svc
+
+    @app.middleware("http")
+    async def request_ids(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.request_id = request_id(request.headers.get("x-request-id"))
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("request %s failed", request.state.request_id)
+            response = error_response(
+                FhirError(
+                    500,
+                    Problem("exception", f"Internal error (request {request.state.request_id})"),
+                )
+            )
+        response.headers["X-Request-Id"] = request.state.request_id
+        return response
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(_: Request, exc: FhirError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_down(request: Request, exc: AuditUnavailable) -> Response:
+        log.error("audit unavailable for request %s: %s", request.state.request_id, exc)
+        return error_response(
+            FhirError(
+                503, Problem("transient", "The audit trail is unavailable; nothing was returned")
+            )
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(_validation(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        code = _CODES.get(exc.status_code, "processing")
+        return error_response(FhirError(exc.status_code, Problem(code, str(exc.detail))))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return fhir_response({"status": "ok"})
+
+    app.include_router(fhir.router)
+    return app

@@ -1,0 +1,121 @@
+"""What a route depends on: the process's services, the request's context, and the user.
+
+The user comes from the bearer token (or, for the web pages, the same token in the session
+cookie) and nowhere else; the organisation's kind comes from the directory. A token that
+cannot be trusted is audited as ``token-refused`` and answered 401 before any route runs.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy import Engine
+
+from audit import AuditEntry, RequestContext, Writer, disclose
+from consent import Policy, Who
+from engine.api.auth import TokenRefused, TokenUser, Verifier
+from engine.api.errors import FhirError, Problem
+from engine.api.records import Reader
+from engine.directory import org_kind
+from engine.settings import Settings
+
+SESSION_COOKIE = "scr_session"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Made once per process by ``create_app``."""
+
+    settings: Settings
+    engine: Engine
+    policy: Policy
+    verifier: Verifier
+    audit: Writer
+
+    @property
+    def reader(self) -> Reader:
+        return Reader(self.engine, self.policy, self.audit)
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def request_id(header: str | None) -> str:
+    """The client's ``X-Request-Id`` when it is a sane token, otherwise a fresh one."""
+    return header if header and _REQUEST_ID.match(header) else str(uuid.uuid4())
+
+
+def context(request: Request) -> RequestContext:
+    return RequestContext(
+        request_id=request.state.request_id,
+        client_address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def _refused(svc: Services, ctx: RequestContext, why: str) -> FhirError:
+    entry = AuditEntry(
+        request_id=ctx.request_id,
+        action="token-refused",
+        outcome="deny",
+        user_id="",
+        user_name="",
+        role_code="",
+        profile=None,
+        org="",
+        purpose=None,
+        rules=(why,),
+        client_address=ctx.client_address,
+        user_agent=ctx.user_agent,
+    )
+    disclose(svc.audit, entry, None)
+    return FhirError(
+        401,
+        Problem("login", "A valid bearer token is required"),
+        headers={"WWW-Authenticate": 'Bearer realm="scr"'},
+    )
+
+
+def who_for(svc: Services, user: TokenUser) -> Who:
+    """The user as the policy sees them: the profile their role maps to at this kind of org."""
+    with svc.engine.connect() as conn:
+        kind = org_kind(conn, user.org) or "unknown"
+    job_role = user.role_code.rsplit(":", 1)[-1]
+    return Who(
+        user_id=user.user_id,
+        name=user.name,
+        profile=svc.policy.profile_for(job_role, kind, user.activity_codes),
+        role_code=user.role_code,
+        org=user.org,
+        org_kind=kind,
+        ig_training=user.ig_training,
+        purpose=user.purpose,
+        activity_codes=user.activity_codes,
+    )
+
+
+def current_user(request: Request) -> Who:
+    svc = services(request)
+    ctx = context(request)
+    token = _token(request)
+    if token is None:
+        raise _refused(svc, ctx, "auth.token-missing")
+    try:
+        user = svc.verifier.verify(token)
+    except TokenRefused:
+        raise _refused(svc, ctx, "auth.token-invalid") from None
+    return who_for(svc, user)

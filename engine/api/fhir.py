@@ -1,0 +1,169 @@
+"""The read-only FHIR API: every route reads through ``engine.api.records`` and nothing else.
+
+A read of something the user may not see answers 404 exactly as a read of something that does
+not exist; a search answers an empty searchset. Writes answer 405: the shared record is a view
+of the sources, which stay the place to change a record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from adapters.values import nhs_number_valid
+from audit import RequestContext
+from consent import Request as Asked
+from consent import Who
+from engine.api.bundle import searchset
+from engine.api.capability import SEARCH_TYPES, capability_statement
+from engine.api.deps import context, current_user, services
+from engine.api.errors import FhirError, Problem, fhir_response, not_found
+from engine.api.records import Page, find_patients, owner_of, person_record
+from engine.identity.features import NHS_SYSTEM
+
+router = APIRouter(prefix="/fhir")
+User = Annotated[Who, Depends(current_user)]
+Context = Annotated[RequestContext, Depends(context)]
+MAX_COUNT = 1000
+DEFAULT_COUNT = 100
+Count = Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)]
+Offset = Annotated[int, Query(alias="_offset", ge=0)]
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _since(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise FhirError(
+            400, Problem("invalid", "_since must be an instant with a time zone", "_since")
+        )
+    return value
+
+
+def _types(raw: str | None) -> frozenset[str]:
+    if not raw:
+        return frozenset()
+    types = frozenset(t.strip() for t in raw.split(",") if t.strip())
+    unknown = sorted(t for t in types if not t.isidentifier() or not t[:1].isupper())
+    if unknown:
+        raise FhirError(
+            400, Problem("invalid", f"_type names no resource type: {unknown[0]}", "_type")
+        )
+    return types
+
+
+@router.get("/metadata")
+def metadata(request: Request) -> Response:
+    return fhir_response(capability_statement(_base(request)))
+
+
+@router.get("/Patient")
+def search_patients(
+    request: Request, who: User, ctx: Context, identifier: str | None = None
+) -> Response:
+    system, sep, value = (identifier or "").partition("|")
+    if not sep or system != NHS_SYSTEM or not value:
+        raise FhirError(
+            400,
+            Problem("required", f"identifier={NHS_SYSTEM}|<NHS number> is required", "identifier"),
+        )
+    if not nhs_number_valid(value):
+        raise FhirError(
+            400, Problem("value", "The NHS number fails the modulus-11 check", "identifier")
+        )
+    found = find_patients(services(request).reader, who, ctx, value, f"identifier={identifier}")
+    params = {"identifier": identifier or ""}
+    return fhir_response(searchset(_base(request), "/Patient", params, found, len(found)))
+
+
+@router.get("/Patient/{patient_id}/$everything")
+def everything(
+    request: Request,
+    who: User,
+    ctx: Context,
+    patient_id: str,
+    type_: Annotated[str | None, Query(alias="_type")] = None,
+    since: Annotated[str | None, Query(alias="_since")] = None,
+    count: Count = DEFAULT_COUNT,
+    offset: Offset = 0,
+) -> Response:
+    asked = Asked("everything", _types(type_))
+    page = Page(_since(since), offset, count)
+    released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
+    if not released.decision.permit:
+        raise not_found()
+    params = {k: v for k, v in (("_type", type_), ("_since", since)) if v}
+    doc = searchset(
+        _base(request), f"/Patient/{patient_id}/$everything", params,
+        released.resources, released.total, offset, count,
+    )  # fmt: skip
+    return fhir_response(doc)
+
+
+def _read_one(request: Request, who: Who, ctx: Context, rtype: str, rid: str) -> dict[str, Any]:
+    reader = services(request).reader
+    owner = owner_of(reader, rtype, rid)
+    released = person_record(reader, who, ctx, owner or rid, Asked("read", frozenset({rtype})))
+    match = next((r for r in released.resources if r["id"] == rid), None)
+    if not released.decision.permit or match is None:
+        raise not_found()
+    return match
+
+
+@router.get("/Patient/{patient_id}")
+def read_patient(request: Request, who: User, ctx: Context, patient_id: str) -> Response:
+    return fhir_response(_read_one(request, who, ctx, "Patient", patient_id))
+
+
+@router.get("/{resource_type}")
+def search_type(
+    request: Request,
+    who: User,
+    ctx: Context,
+    resource_type: str,
+    patient: str | None = None,
+    count: Count = DEFAULT_COUNT,
+    offset: Offset = 0,
+) -> Response:
+    if resource_type not in SEARCH_TYPES:
+        raise FhirError(404, Problem("not-supported", f"No search on {resource_type}"))
+    if not patient:
+        raise FhirError(400, Problem("required", "patient is required", "patient"))
+    patient_id = patient.removeprefix("Patient/")
+    asked = Asked("search", frozenset({resource_type}))
+    page = Page(offset=offset, count=count)
+    released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
+    shown = released.resources if released.decision.permit else ()
+    total = released.total if released.decision.permit else 0
+    doc = searchset(
+        _base(request), f"/{resource_type}", {"patient": patient}, shown, total, offset, count
+    )
+    return fhir_response(doc)
+
+
+@router.get("/{resource_type}/{resource_id}")
+def read_resource(
+    request: Request, who: User, ctx: Context, resource_type: str, resource_id: str
+) -> Response:
+    if resource_type not in SEARCH_TYPES:
+        raise not_found()
+    return fhir_response(_read_one(request, who, ctx, resource_type, resource_id))
+
+
+@router.api_route("/{path:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
+def writes(path: str) -> Response:
+    raise FhirError(
+        405,
+        Problem("not-supported", "The shared care record is read-only: change the source record"),
+        headers={"Allow": "GET"},
+    )

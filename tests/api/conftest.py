@@ -1,0 +1,116 @@
+"""An app over a small ingested store: one person registered at practice Y00001, with plain,
+confidential and sensitive observations, and a directory naming every organisation used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from adapters.base import SourceRef
+from adapters.codes import CodeMaps
+from adapters.systmone import SystmOneAdapter
+from engine.api import create_app
+from engine.api.auth import mint
+from engine.directory import read_directory, replace_directory
+from engine.ingest import ingest
+from engine.settings import Settings
+from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
+
+NHS = next(nhs_numbers(999_400_000))
+PATIENT = SourceRef("systmone", "Y00001", "SRPatient", "1").resource_id("Patient")
+ROLES = {
+    "gp": ("Y00001", "S8000:G8000:R8000"),
+    "other-gp": ("Y00002", "S8000:G8000:R8000"),
+    "receptionist": ("Y00001", "S8001:G8003:R8009"),
+    "ae-doctor": ("R9Z", "S8000:G8000:R8000"),
+}
+DIRECTORY = [
+    {"code": "Y00001", "name": "Riverside Surgery", "kind": "gp-practice"},
+    {"code": "Y00002", "name": "Hillside Surgery", "kind": "gp-practice"},
+    {"code": "R9Z", "name": "Borchester General Hospital", "kind": "hospital"},
+]
+
+
+def registration(row: str, org: str) -> dict[str, str]:
+    return {
+        "RowIdentifier": row, "IDPatient": "1", "IDOrganisation": org,
+        "DateRegistration": "01 Jan 2001", "DateDeregistration": "", "RegistrationStatus": "GMS",
+        "RemovedData": "0",
+    }  # fmt: skip
+
+
+class Store:
+    """The store and a way to load (more of) the extract into it."""
+
+    def __init__(self, engine: Engine, settings: Settings, codes: CodeMaps, folder: Path):
+        self.engine, self.settings, self.codes, self.folder = engine, settings, codes, folder
+
+    def load(self, extra_sensitive: int = 0) -> None:
+        rows = [
+            s1_code("10", "1"),
+            s1_code("11", "1", NumericValue="130"),
+            s1_code("12", "1", IDOrganisationVisibleTo="5001"),
+            *(
+                s1_code(str(20 + i), "1", SNOMEDCode="76272004", SNOMEDText="Syphilis")
+                for i in range(1 + extra_sensitive)
+            ),
+        ]
+        folder = write_systmone(
+            self.folder, [s1_patient("1", NHS)], rows,
+            organisations=[
+                {"ID": "5001", "Name": "Riverside Surgery", "NationalId": "Y00001"},
+                {"ID": "5002", "Name": "Hillside Surgery", "NationalId": "Y00002"},
+            ],
+            registrations=[registration("90", "5001"), registration("91", "5002")],
+        )  # fmt: skip
+        ingest(self.engine, self.settings, self.codes, SystmOneAdapter(), str(folder))
+
+
+@pytest.fixture
+def api_settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=db_url, data_dir=tmp_path, auth_mode="dev", ingest_batch_size=50)
+
+
+@pytest.fixture
+def store(engine: Engine, api_settings: Settings, codes: CodeMaps, tmp_path: Path) -> Store:
+    path = tmp_path / "organisations.json"
+    path.write_bytes(orjson.dumps({"version": "test.1", "organisations": DIRECTORY}))
+    version, entries = read_directory(path, frozenset({"gp-practice", "hospital"}))
+    with engine.begin() as conn:
+        replace_directory(conn, version, entries, datetime.now(UTC))
+    found = Store(engine, api_settings, codes, tmp_path / "extract")
+    found.load()
+    return found
+
+
+@pytest.fixture
+def client(store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(store.settings, store.engine)) as c:
+        yield c
+
+
+Token = Callable[..., str]
+
+
+@pytest.fixture
+def token(api_settings: Settings) -> Token:
+    def make(persona: str = "gp", **over: Any) -> str:
+        org, role = ROLES[persona]
+        args: dict[str, Any] = {
+            "user_id": f"u-{persona}", "name": f"Synthetic {persona}", "role_code": role,
+            "org": org, "ig_training": date.today() - timedelta(days=30),
+        }  # fmt: skip
+        return mint(api_settings, **(args | over))
+
+    return make
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

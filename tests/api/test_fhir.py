@@ -1,0 +1,207 @@
+"""The FHIR API: every read path filtered alike, nothing revealed by a refusal, a count or a
+page, tokens checked, writes refused, and no data without an audit entry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from sqlalchemy import text
+
+from engine.api.auth import DEV_ALGORITHM, dev_key
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+
+NHS_ID = f"https://fhir.nhs.uk/Id/nhs-number|{NHS}"
+
+
+def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
+    return client.get(f"/fhir/{path}", params=params, headers=auth(token))
+
+
+def observations(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"]
+
+
+def audit_actions(store: Store) -> list[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT action, outcome FROM audit_entry ORDER BY seq"))
+        return [(r.action, r.outcome) for r in rows]
+
+
+def test_every_read_path_is_filtered_identically(client: TestClient, token: Token) -> None:
+    for persona, expected in (("gp", 4), ("other-gp", 2)):
+        t = token(persona)
+        everything = get(client, t, f"Patient/{PATIENT}/$everything").json()
+        searched = get(client, t, "Observation", patient=PATIENT).json()
+        via_type = get(client, t, f"Patient/{PATIENT}/$everything", _type="Observation").json()
+        ids = sorted(o["id"] for o in observations(everything))
+        assert len(ids) == expected
+        assert sorted(o["id"] for o in observations(searched)) == ids
+        assert sorted(o["id"] for o in observations(via_type)) == ids
+        assert searched["total"] == via_type["total"] == expected
+        for rid in ids:
+            assert get(client, t, f"Observation/{rid}").status_code == 200
+        Bundle.model_validate(everything)
+
+
+def test_other_organisations_never_get_confidential_or_sensitive_items(
+    client: TestClient, token: Token
+) -> None:
+    gp_ids = {
+        o["id"]
+        for o in observations(get(client, token("gp"), f"Patient/{PATIENT}/$everything").json())
+    }
+    other = get(client, token("other-gp"), f"Patient/{PATIENT}/$everything").json()
+    hidden = gp_ids - {o["id"] for o in observations(other)}
+    assert len(hidden) == 2 and "76272004" not in str(other)
+    for rid in hidden:
+        response = get(client, token("other-gp"), f"Observation/{rid}")
+        assert response.status_code == 404
+
+
+def test_a_person_outside_the_users_relationships_answers_as_if_not_found(
+    client: TestClient, token: Token
+) -> None:
+    t = token("ae-doctor")
+    refused = get(client, t, f"Patient/{PATIENT}/$everything")
+    missing = get(client, t, "Patient/no-such-patient/$everything")
+    assert refused.status_code == missing.status_code == 404
+    assert refused.json() == missing.json()
+    assert get(client, t, f"Patient/{PATIENT}").json() == get(client, t, "Patient/nope").json()
+    search = get(client, t, "Patient", identifier=NHS_ID).json()
+    assert search["total"] == 0 and search["entry"] == []
+    assert get(client, t, "Observation", patient=PATIENT).json()["total"] == 0
+
+
+def test_patient_search_by_nhs_number(client: TestClient, token: Token) -> None:
+    found = get(client, token("gp"), "Patient", identifier=NHS_ID).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [PATIENT]
+    assert get(client, token("gp"), "Patient", identifier="9990000000").status_code == 400
+    bad = get(
+        client, token("gp"), "Patient", identifier="https://fhir.nhs.uk/Id/nhs-number|9990000001"
+    )
+    assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["identifier"]
+
+
+def test_receptionist_sees_no_clinical_item(client: TestClient, token: Token) -> None:
+    doc = get(client, token("receptionist"), f"Patient/{PATIENT}/$everything").json()
+    kinds = {e["resource"]["resourceType"] for e in doc["entry"]}
+    assert "Patient" in kinds and "Observation" not in kinds
+    assert get(client, token("receptionist"), "Observation", patient=PATIENT).json()["total"] == 0
+
+
+def test_totals_and_pages_do_not_change_when_hidden_items_are_added(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    t = token("other-gp")
+    before = get(client, t, "Observation", patient=PATIENT, _count=1).json()
+    store.load(extra_sensitive=5)
+    after = get(client, t, "Observation", patient=PATIENT, _count=1).json()
+    assert before["total"] == after["total"] == 2
+    assert [link["relation"] for link in after["link"]] == ["self", "first", "next"]
+    nxt = next(link["url"] for link in after["link"] if link["relation"] == "next")
+    second = client.get(nxt, headers=auth(t)).json()
+    assert second["total"] == 2 and len(second["entry"]) == 1
+    assert [link["relation"] for link in second["link"]] == ["self", "first", "previous"]
+    assert second["entry"][0]["resource"]["id"] != after["entry"][0]["resource"]["id"]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_writes_are_refused_with_405(client: TestClient, token: Token, method: str) -> None:
+    response = client.request(method.upper(), f"/fhir/Patient/{PATIENT}", headers=auth(token()))
+    assert response.status_code == 405
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def _forged(token: str, **claims: Any) -> str:
+    body = jwt.decode(token, options={"verify_signature": False})
+    return jwt.encode(body | claims, "not-the-key", algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    "kind", ["tampered", "expired", "alg-none", "wrong-audience", "wrong-issuer", "hs256", "none"]
+)
+def test_untrusted_tokens_get_401_and_are_audited(
+    client: TestClient, token: Token, store: Store, kind: str
+) -> None:
+    good = token()
+    past = datetime.now(UTC) - timedelta(hours=3)
+    bad = {
+        "tampered": good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB"),
+        "expired": token(now=past),
+        "alg-none": jwt.encode(
+            jwt.decode(good, options={"verify_signature": False}), None, algorithm="none"
+        ),
+        "wrong-audience": _resign(store, good, aud="other"),
+        "wrong-issuer": _resign(store, good, iss="someone-else"),
+        "hs256": _forged(good),
+        "none": "",
+    }[kind]
+    response = client.get(f"/fhir/Patient/{PATIENT}", headers=auth(bad) if bad else {})
+    assert response.status_code == 401
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert "Patient" not in response.text.replace("OperationOutcome", "")
+    assert audit_actions(store)[-1] == ("token-refused", "deny")
+
+
+def _resign(store: Store, good: str, **claims: Any) -> str:
+    body = jwt.decode(good, options={"verify_signature": False})
+    return jwt.encode(body | claims, dev_key(store.settings), algorithm=DEV_ALGORITHM)
+
+
+def test_a_failing_audit_store_gives_503_and_no_data(
+    client: TestClient, token: Token, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = client.app.state.services  # type: ignore[attr-defined]
+
+    def broken(entry: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(svc.audit, "append", broken)
+    response = get(client, token(), f"Patient/{PATIENT}/$everything")
+    assert response.status_code == 503
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert PATIENT not in response.text and NHS not in response.text
+
+
+def test_each_access_is_audited_before_it_is_answered(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    get(client, token("gp"), f"Patient/{PATIENT}/$everything")
+    get(client, token("ae-doctor"), f"Patient/{PATIENT}/$everything")
+    get(client, token("gp"), "Patient", identifier=NHS_ID)
+    assert audit_actions(store)[-3:] == [
+        ("everything", "permit"),
+        ("everything", "deny"),
+        ("search", "permit"),
+    ]
+
+
+def test_request_ids_are_echoed_or_made(client: TestClient, token: Token) -> None:
+    echoed = client.get("/fhir/metadata", headers={"X-Request-Id": "abc-123"})
+    assert echoed.headers["X-Request-Id"] == "abc-123"
+    made = client.get("/fhir/metadata", headers={"X-Request-Id": "bad id with spaces"})
+    assert made.headers["X-Request-Id"] not in ("", "bad id with spaces")
+    assert client.get("/fhir/Nothing/here/at/all").headers["X-Request-Id"]
+
+
+def test_metadata_is_a_valid_capability_statement(client: TestClient) -> None:
+    doc = client.get("/fhir/metadata").json()
+    CapabilityStatement.model_validate(doc)
+    assert doc["rest"][0]["resource"][0]["type"] == "Patient"
+
+
+def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token) -> None:
+    for path, params in (
+        (f"Patient/{PATIENT}/$everything", {"_count": "0"}),
+        (f"Patient/{PATIENT}/$everything", {"_since": "yesterday"}),
+        ("Observation", {}),
+    ):
+        response = get(client, token(), path, **params)
+        assert response.status_code == 400, (path, params)
+        assert response.json()["resourceType"] == "OperationOutcome"
