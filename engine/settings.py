@@ -7,10 +7,13 @@ they are read so nothing can change them under a running process.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+_ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class SettingsError(ValueError):
@@ -23,6 +26,12 @@ class Settings:
     canonical_base: str = "https://fhir.scr.example/"
     data_dir: Path = Path(".")
     ingest_batch_size: int = 1000
+    #: Ed25519 key that signs audit checkpoints: a PEM file's path or the PEM itself. Unset: a key
+    #: is generated on first use into ``data_dir`` (see ``audit.keys``). Never shown in a repr.
+    audit_signing_key: str | None = field(default=None, repr=False)
+    #: PostgreSQL role the application connects as; migrations grant it only what it needs on
+    #: the audit tables (SELECT and INSERT on the trail), so it can never rewrite the trail.
+    db_app_role: str | None = None
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None) -> Settings:
@@ -61,6 +70,9 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         if not str(base).startswith(("http://", "https://")):
             raise SettingsError("SCR_CANONICAL_BASE: must be an http(s) URL")
         out["canonical_base"] = str(base).rstrip("/") + "/"
+    role = out.get("db_app_role")
+    if role is not None and not _ROLE.fullmatch(str(role)):
+        raise SettingsError("SCR_DB_APP_ROLE: must be a plain role name (letters, digits, _)")
     url = out.get("database_url")
     if url is not None and not str(url).startswith(("sqlite", "postgresql")):
         raise SettingsError("SCR_DATABASE_URL: must be a sqlite:// or postgresql+psycopg:// URL")

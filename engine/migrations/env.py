@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from audit import tables as _audit_tables  # noqa: F401  (its tables on Base)
 from engine.db import make_engine
 from engine.identity import tables as _identity_tables  # noqa: F401  (its tables on Base)
 from engine.models import Base
