@@ -6,10 +6,11 @@ import argparse
 
 import orjson
 
-from bench import decide, ingest, match
+from bench import audit, decide, ingest, match
 from bench.machine import DEFAULT_PG
 
 SCENARIOS = {
+    "audit": (audit.run, 1_000_000, 2_000),
     "ingest": (ingest.run, 2000, 50),
     "decide": (decide.run, 2000, 200),
     "match": (match.run, 2000, 200),
@@ -19,7 +20,9 @@ SCENARIOS = {
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
-    parser.add_argument("--size", type=int, help="people (default: the scenario's own)")
+    parser.add_argument(
+        "--size", type=int, help="people, or entries for audit (default: the scenario's own)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny size, to prove it still runs")
     parser.add_argument(
         "--database",

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from adapters.base import ExtractError
 from adapters.codes import CodeMaps, load_all
+from audit.cli import audit_app
 from engine import codes_admin, directory, quarantine
 from engine.db import make_engine
 from engine.identity.cli import identity_app
@@ -37,6 +38,7 @@ app.add_typer(q_app, name="quarantine")
 app.add_typer(codes_app, name="codes")
 app.add_typer(dir_app, name="directory")
 app.add_typer(identity_app, name="identity")
+app.add_typer(audit_app, name="audit")
 
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]

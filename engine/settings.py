@@ -7,13 +7,15 @@ they are read so nothing can change them under a running process.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 #: Asymmetric algorithms only: a shared secret would let any verifier mint tokens.
 _ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+_ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class SettingsError(ValueError):
@@ -38,6 +40,12 @@ class Settings:
     #: A PEM public key, or the path of a file holding one.
     jwt_public_key: str = ""
     jwks_url: str = ""
+    #: Ed25519 key that signs audit checkpoints: a PEM file's path or the PEM itself. Unset: a key
+    #: is generated on first use into ``data_dir`` (see ``audit.keys``). Never shown in a repr.
+    audit_signing_key: str | None = field(default=None, repr=False)
+    #: PostgreSQL role the application connects as; migrations grant it only what it needs on
+    #: the audit tables (SELECT and INSERT on the trail), so it can never rewrite the trail.
+    db_app_role: str | None = None
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None) -> Settings:
@@ -76,6 +84,9 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         raise SettingsError("SCR_AUTH_MODE: must be dev or jwt")
     if out.get("jwt_algorithm", "RS256") not in _ALGORITHMS:
         raise SettingsError(f"SCR_JWT_ALGORITHM: must be one of {', '.join(_ALGORITHMS)}")
+    role = out.get("db_app_role")
+    if role is not None and not _ROLE.fullmatch(str(role)):
+        raise SettingsError("SCR_DB_APP_ROLE: must be a plain role name (letters, digits, _)")
     url = out.get("database_url")
     if url is not None and not str(url).startswith(("sqlite", "postgresql")):
         raise SettingsError("SCR_DATABASE_URL: must be a sqlite:// or postgresql+psycopg:// URL")

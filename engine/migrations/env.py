@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from audit import tables as _audit_tables  # noqa: F401  (its tables on Base)
 from engine import access as _access  # noqa: F401  (its tables on Base)
 from engine import directory as _directory  # noqa: F401  (its table on Base)
 from engine.db import make_engine

@@ -120,7 +120,7 @@ def test_writes_are_refused_with_405(client: TestClient, token: Token, method: s
 
 def _forged(token: str, **claims: Any) -> str:
     body = jwt.decode(token, options={"verify_signature": False})
-    return jwt.encode(body | claims, "not-the-key", algorithm="HS256")
+    return jwt.encode(body | claims, "a shared secret nobody should accept", algorithm="HS256")
 
 
 @pytest.mark.parametrize(
@@ -131,17 +131,16 @@ def test_untrusted_tokens_get_401_and_are_audited(
 ) -> None:
     good = token()
     past = datetime.now(UTC) - timedelta(hours=3)
+    unsigned = jwt.decode(good, options={"verify_signature": False})
     bad = {
-        "tampered": good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB"),
-        "expired": token(now=past),
-        "alg-none": jwt.encode(
-            jwt.decode(good, options={"verify_signature": False}), None, algorithm="none"
-        ),
-        "wrong-audience": _resign(store, good, aud="other"),
-        "wrong-issuer": _resign(store, good, iss="someone-else"),
-        "hs256": _forged(good),
-        "none": "",
-    }[kind]
+        "tampered": lambda: good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB"),
+        "expired": lambda: token(now=past),
+        "alg-none": lambda: jwt.encode(unsigned, None, algorithm="none"),
+        "wrong-audience": lambda: _resign(store, good, aud="other"),
+        "wrong-issuer": lambda: _resign(store, good, iss="someone-else"),
+        "hs256": lambda: _forged(good),
+        "none": lambda: "",
+    }[kind]()
     response = client.get(f"/fhir/Patient/{PATIENT}", headers=auth(bad) if bad else {})
     assert response.status_code == 401
     assert response.json()["resourceType"] == "OperationOutcome"

@@ -1,0 +1,144 @@
+"""``scr audit``: verify the trail, sign and check checkpoints, export, show the public key.
+
+Commands open the store through ``engine.cli``'s helpers, imported when a command runs:
+``engine.cli`` mounts this app, so importing it at module level would be circular.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+
+from audit.checkpoint import CheckpointError, make, parse, verify_against
+from audit.export import csv_rows, fhir_bundle
+from audit.keys import SigningKeyError, load_public, public_pem, signing_key
+from audit.query import stream
+from audit.verify import Report, verify
+
+audit_app = typer.Typer(
+    help="The audit trail: verify it, sign checkpoints, export it", no_args_is_help=True
+)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+_err = Console(stderr=True)
+
+
+def _report(report: Report, as_json: bool) -> None:
+    from engine.cli import _print_json
+
+    problem = report.problem
+    if as_json:
+        _print_json(
+            {
+                "intact": problem is None,
+                "entries": report.size,
+                "head": report.head.hex(),
+                "first_bad_seq": problem.seq if problem else None,
+                "problem": problem.reason if problem else None,
+            }
+        )
+    elif problem is None:
+        typer.echo(f"intact: {report.size} entries, head {report.head.hex()}")
+    else:
+        typer.echo(f"NOT INTACT at entry {problem.seq}: {problem.reason}", err=True)
+    if problem is not None:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def verify_cmd(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="A checkpoint the trail must extend")
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(help="PEM public key to check the checkpoint with (default: this store's)"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Walk the trail: exit 0 with the count and head hash, or 1 naming the first bad entry."""
+    from engine.cli import _progress, _settings, _store
+
+    settings = _settings()
+    try:
+        with _store(settings) as engine:
+            if checkpoint is None:
+                with _progress("verify") as progress:
+                    report = verify(engine, progress=progress)
+            else:
+                cp = parse(checkpoint.read_bytes())
+                public = (
+                    load_public(public_key.read_bytes())
+                    if public_key
+                    else signing_key(settings).public_key()
+                )
+                report = verify_against(engine, cp, public)
+    except (CheckpointError, SigningKeyError, OSError) as exc:
+        _err.print(f"[red]cannot verify:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _report(report, as_json)
+
+
+@audit_app.command("checkpoint")
+def checkpoint_cmd() -> None:
+    """Print a signed checkpoint (size, head hash, time, signature) for the IG office to keep."""
+    from engine.cli import _print_json, _settings, _store
+
+    settings = _settings()
+    try:
+        key = signing_key(settings)
+        with _store(settings) as engine:
+            cp = make(engine, key, datetime.now(UTC))
+    except (CheckpointError, SigningKeyError, OSError) as exc:
+        _err.print(f"[red]no checkpoint:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_json(cp.as_dict())
+
+
+@audit_app.command("public-key")
+def public_key_cmd() -> None:
+    """Print the PEM public key that checks this store's checkpoints."""
+    from engine.cli import _settings
+
+    try:
+        key = signing_key(_settings())
+    except (SigningKeyError, OSError) as exc:
+        _err.print(f"[red]no key:[/red] {exc}")
+        raise typer.Exit(1) from None
+    sys.stdout.write(public_pem(key.public_key()))
+
+
+@audit_app.command("export")
+def export_cmd(
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Entries at or after this time (ISO 8601; UTC unless it says)"),
+    ] = None,
+    format_: Annotated[str, typer.Option("--format", help="fhir or csv")] = "fhir",
+) -> None:
+    """Export entries as a FHIR Bundle of BALP AuditEvents, or as CSV, on stdout."""
+    from engine.cli import _settings, _store
+
+    if format_ not in ("fhir", "csv"):
+        _err.print(f"--format must be fhir or csv, not {format_!r}")
+        raise typer.Exit(2)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    settings = _settings()
+    server = urlsplit(settings.canonical_base).hostname or "scr"
+    out = sys.stdout.buffer
+    with _store(settings) as engine:
+        docs = stream(engine, since)
+        if format_ == "fhir":
+            for piece in fhir_bundle(docs, server):
+                out.write(piece)
+            out.write(b"\n")
+        else:
+            for text in csv_rows(docs):
+                out.write(text.encode())
+    out.flush()

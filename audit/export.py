@@ -1,0 +1,210 @@
+"""Export: IHE BALP ``PatientRead`` / ``PatientQuery`` AuditEvents, and CSV for spreadsheets.
+
+One AuditEvent per entry, and so per patient (an entry names at most one). A permitted read,
+``$everything`` or ``explain`` is a ``PatientRead``, a permitted search a ``PatientQuery``. A
+refusal, or an action that is neither (break-glass, transfers, logins), carries the same
+agents and patient entity but claims no BALP profile: BALP's Read and Query fix the outcome to
+success, and a profile we do not meet would mislead. What was disclosed and withheld goes in as
+counts (entity ``detail``), never as content.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+RESTFUL = "http://hl7.org/fhir/restful-interaction"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+ROLE_CLASS = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+JOB_ROLE = "https://fhir.hl7.org.uk/CodeSystem/UKCore-SDSJobRoleName"
+BALP_ENTITY = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
+SDS_USER = "https://fhir.nhs.uk/Id/sds-user-id"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
+READS = frozenset({"read", "everything", "explain"})
+CSV_COLUMNS = (
+    "seq", "time", "request_id", "action", "outcome", "rules", "policy_version", "basis",
+    "user_id", "user_name", "role_code", "profile", "org", "purpose", "patient_id", "nhs_number",
+    "disclosed", "withheld", "refs", "query", "break_glass_code", "break_glass_text",
+    "client_address", "user_agent",
+)  # fmt: skip
+
+
+def _coding(system: str, code: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def _profile(doc: dict[str, Any]) -> str | None:
+    if doc["outcome"] != "permit" or not doc.get("patient_id"):
+        return None
+    if doc["action"] == "search":
+        return BALP + "PatientQuery"
+    return BALP + "PatientRead" if doc["action"] in READS else None
+
+
+def _agents(doc: dict[str, Any], query: bool, server: str) -> list[dict[str, Any]]:
+    """Client and server (DICOM roles swap for a query, as BALP says), the user, their org."""
+    client_role, server_role = ("110153", "110152") if query else ("110152", "110153")
+    client: dict[str, Any] = {
+        "type": _coding(DCM, client_role),
+        "who": {"display": doc.get("user_agent") or "unknown client"},
+        "requestor": False,
+    }
+    if doc.get("client_address"):
+        client["network"] = {"address": doc["client_address"], "type": "2"}
+    purposes = [doc["purpose"]] if doc.get("purpose") else []
+    if doc.get("break_glass_code"):
+        purposes.append("BTG")
+    user: dict[str, Any] = {
+        "type": _coding(PARTICIPATION, "IRCP"),
+        "who": {"identifier": {"system": SDS_USER, "value": doc["user_id"]}},
+        "name": doc["user_name"],
+        "requestor": True,
+        "role": [_coding(JOB_ROLE, doc["role_code"].rsplit(":", 1)[-1])],
+    }
+    if purposes:
+        user["purposeOfUse"] = [_coding(ACT_REASON, p) for p in purposes]
+    org = {
+        "type": _coding(ROLE_CLASS, "PROV"),
+        "who": {"identifier": {"system": ODS, "value": doc["org"]}},
+        "requestor": False,
+    }
+    return [
+        client,
+        {
+            "type": _coding(DCM, server_role),
+            "who": {"display": "scr"},
+            "requestor": False,
+            "network": {"address": server, "type": "1"},
+        },
+        user,
+        org,
+    ]
+
+
+def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {
+            "type": {"system": BALP_ENTITY, "code": "XrequestId"},
+            "what": {"identifier": {"value": doc["request_id"]}},
+        }
+    ]
+    if query and doc.get("query"):
+        out.append(
+            {
+                "type": {"system": ENTITY_TYPE, "code": "2"},
+                "role": {"system": OBJECT_ROLE, "code": "24"},
+                "query": base64.b64encode(doc["query"].encode()).decode(),
+            }
+        )
+    if not query:
+        out += [
+            {
+                "type": {"system": ENTITY_TYPE, "code": "2"},
+                "role": {"system": OBJECT_ROLE, "code": "4"},
+                "what": {"reference": ref},
+            }
+            for ref in doc.get("refs") or ()
+        ]
+    if doc.get("patient_id"):
+        what: dict[str, Any] = {"reference": f"Patient/{doc['patient_id']}"}
+        if doc.get("nhs_number"):
+            what["identifier"] = {"system": NHS_NUMBER, "value": doc["nhs_number"]}
+        detail = [
+            {"type": f"disclosed:{t}", "valueString": str(n)}
+            for t, n in (doc.get("disclosed") or {}).items()
+        ] + [
+            {"type": f"withheld:{r}", "valueString": str(n)}
+            for r, n in (doc.get("withheld") or {}).items()
+        ]
+        if doc.get("break_glass_code"):
+            detail.append({"type": "break-glass-reason", "valueString": doc["break_glass_code"]})
+        patient: dict[str, Any] = {
+            "type": {"system": ENTITY_TYPE, "code": "1"},
+            "role": {"system": OBJECT_ROLE, "code": "1"},
+            "what": what,
+        }
+        if detail:
+            patient["detail"] = detail
+        out.append(patient)
+    return out
+
+
+def audit_event(doc: dict[str, Any], server: str) -> dict[str, Any]:
+    """One entry as an AuditEvent; ``server`` is scr's own host name (the server agent)."""
+    query = doc["action"] == "search"
+    permit = doc["outcome"] == "permit"
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": f"scr-audit-{doc['seq']}",
+        "type": {"system": AUDIT_EVENT_TYPE, "code": "rest"},
+        "subtype": [{"system": RESTFUL, "code": "search-type" if query else "read"}],
+        "action": "E" if query else "R",
+        "recorded": doc["time"],
+        "outcome": "0" if permit else "4",
+        "agent": _agents(doc, query, server),
+        "source": {"observer": {"display": "scr"}},
+        "entity": _entities(doc, query),
+    }
+    if doc["action"] not in READS and not query:
+        event["type"] = {"system": DCM, "code": "110110"}  # Patient Record
+        event["subtype"] = [{"system": "https://scr.example/audit-action", "code": doc["action"]}]
+    if not permit:
+        event["outcomeDesc"] = "refused: " + ", ".join(doc.get("rules") or ())
+    profile = _profile(doc)
+    if profile is not None:
+        event["meta"] = {"profile": [profile]}
+    return event
+
+
+def fhir_bundle(docs: Iterable[dict[str, Any]], server: str) -> Iterator[bytes]:
+    """A ``collection`` Bundle of AuditEvents, written piece by piece (bounded memory)."""
+    yield b'{"resourceType":"Bundle","type":"collection","entry":['
+    for n, doc in enumerate(docs):
+        event = audit_event(doc, server)
+        yield (b"," if n else b"") + orjson.dumps(
+            {"fullUrl": f"urn:uuid:{_uuid(doc)}", "resource": event}
+        )
+    yield b"]}"
+
+
+def _uuid(doc: dict[str, Any]) -> str:
+    """A stable UUID per entry, from its request id and sequence number."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"scr-audit:{doc['seq']}:{doc['request_id']}"))
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell; text a spreadsheet would run as a formula is quoted with a leading '."""
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        text = orjson.dumps(value).decode() if value else ""
+    else:
+        text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_rows(docs: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """CSV text, header first, one line per entry."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for doc in docs:
+        writer.writerow([_cell(doc.get(c)) for c in CSV_COLUMNS])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    if buf.tell():
+        yield buf.getvalue()

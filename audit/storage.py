@@ -1,0 +1,53 @@
+"""Append-only storage: the triggers every store gets, and the grants for the app's role.
+
+The SQL lives here rather than in the migration alone so a deployment that names its
+application role after the first migration can grant it the same way
+(:func:`grant_app_role`), and so the tests can drop and restore the triggers by name.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+#: What a refused statement reports, on either database.
+REFUSAL = "audit_entry is append-only"
+
+_PG_PROTECT = (
+    f"""CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION '{REFUSAL}: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+    END $$""",
+    "CREATE TRIGGER audit_entry_append_only BEFORE UPDATE OR DELETE ON audit_entry "
+    "FOR EACH ROW EXECUTE FUNCTION audit_entry_refuse()",
+    "CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_entry_refuse()",
+)
+# SQLite has no TRUNCATE: an unqualified DELETE runs the delete trigger row by row.
+_SQLITE_PROTECT = tuple(
+    f"CREATE TRIGGER audit_entry_no_{op.lower()} BEFORE {op} ON audit_entry "
+    f"BEGIN SELECT RAISE(ABORT, '{REFUSAL}: {op} refused'); END"
+    for op in ("UPDATE", "DELETE")
+)
+TRIGGERS = {
+    "postgresql": ("audit_entry_append_only", "audit_entry_no_truncate"),
+    "sqlite": ("audit_entry_no_update", "audit_entry_no_delete"),
+}
+
+
+def protect(conn: Connection) -> None:
+    """Install the triggers that refuse UPDATE, DELETE and TRUNCATE on the trail."""
+    for statement in _PG_PROTECT if conn.dialect.name == "postgresql" else _SQLITE_PROTECT:
+        conn.execute(text(statement))
+
+
+def grant_app_role(conn: Connection, role: str) -> None:
+    """Let ``role`` read and append to the trail and move its head, and nothing more on it.
+
+    ``role`` is checked by ``Settings`` to be a plain name; it is quoted here as well.
+    """
+    quoted = '"' + role.replace('"', '""') + '"'
+    schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO {quoted}'))
+    conn.execute(text(f"REVOKE ALL ON audit_entry, audit_head FROM {quoted}"))
+    conn.execute(text(f"GRANT SELECT, INSERT ON audit_entry TO {quoted}"))
+    conn.execute(text(f"GRANT SELECT, UPDATE ON audit_head TO {quoted}"))

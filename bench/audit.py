@@ -1,0 +1,307 @@
+"""``audit``: append under 16 concurrent writers, verify speed, and IG searches over a big trail.
+
+For each database, a scratch store is filled with ``size`` chained entries (default 1,000,000)
+by bulk insert: the chain is computed here in Python and written in batches, as an append
+would have written it, over 90 days, 20,000 people and 2,000 users. Then:
+
+- ``verify_entries_per_s``: ``audit.verify`` over the whole trail (chain walk and column check);
+  floor: reading the same ``(seq, body, prev_hash, hash)`` rows and nothing else.
+- ``query_p50_ms``: the slowest p50 of three IG searches (the newest 100 entries of one
+  patient, of one user, of one day); floor: 100 entries by primary key.
+- ``append_p50_ms``: 4 processes of 4 threads each appending through a group-commit
+  ``audit.Writer`` into that trail; floor: the same 16 writers each committing a plain INSERT of
+  the same body into an unindexed table (no lock, no chain).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, text
+
+from audit.chain import GENESIS, link
+from audit.entry import AuditEntry, body
+from audit.query import search
+from audit.verify import verify
+from audit.writer import Writer
+from bench.machine import facts, label
+from engine.db import make_engine, scratch_store
+from engine.migrate import upgrade
+
+START = datetime(2026, 9, 1, tzinfo=UTC)
+DAYS = 90
+PEOPLE, USERS = 20_000, 2_000
+PROCESSES, THREADS = 4, 4
+TARGETS = {"append_p50_ms": 1.0, "verify_entries_per_s": 300_000, "query_p50_ms": 50.0}
+_BATCH = 10_000
+_COLUMNS = (
+    "seq, time, request_id, action, outcome, user_id, org, purpose, patient_id, nhs_number, "
+    "body, prev_hash, hash"
+)
+
+
+def _entry(rnd: random.Random, n: int) -> AuditEntry:
+    person = rnd.randrange(PEOPLE)
+    user = rnd.randrange(USERS)
+    permit = rnd.random() > 0.05
+    return AuditEntry(
+        request_id=f"bench-{n}",
+        action=rnd.choice(("everything", "everything", "read", "search")),
+        outcome="permit" if permit else "deny",
+        user_id=f"5{user:011d}",
+        user_name=f"Synthetic user {user}",
+        role_code="S8000:G8000:R8000",
+        profile="clinical",
+        org=f"Y9{user % 200:04d}",
+        purpose="TREAT",
+        rules=("basis.relationship",) if permit else ("basis.none",),
+        policy_version="bench",
+        basis="relationship" if permit else None,
+        patient_id=f"patient-{person}",
+        nhs_number=f"999{person:07d}",
+        disclosed={"Condition": rnd.randrange(10), "Observation": rnd.randrange(90)}
+        if permit
+        else {},
+        withheld={"sensitive": 1} if rnd.random() < 0.1 else {},
+        client_address="10.0.0.5",
+        user_agent="scr-bench/1",
+    )
+
+
+def _rows(size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Chained rows in batches, times spread evenly over ``DAYS`` days."""
+    rnd = random.Random(5)
+    step = timedelta(days=DAYS) / max(size, 1)
+    prev = GENESIS
+    batch: list[tuple[Any, ...]] = []
+    for n in range(1, size + 1):
+        e = _entry(rnd, n)
+        at = START + step * n
+        data = body(e, n, at)
+        digest = link(prev, data)
+        batch.append(
+            (n, at, e.request_id, e.action, e.outcome, e.user_id, e.org, e.purpose,
+             e.patient_id, e.nhs_number, data, prev, digest)
+        )  # fmt: skip
+        prev = digest
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _fill(engine: Engine, size: int) -> float:
+    """Bulk insert: COPY on PostgreSQL, executemany on SQLite; returns seconds."""
+    t0 = time.perf_counter()
+    raw = engine.raw_connection()
+    last: tuple[Any, ...] | None = None
+    try:
+        cur: Any = raw.cursor()
+        for batch in _rows(size):
+            if engine.dialect.name == "postgresql":
+                with cur.copy(f"COPY audit_entry ({_COLUMNS}) FROM STDIN") as copy:
+                    for r in batch:
+                        copy.write_row(r)
+            else:
+                cur.executemany(
+                    f"INSERT INTO audit_entry ({_COLUMNS}) VALUES ({', '.join(['?'] * 13)})",
+                    [(r[0], r[1].strftime("%Y-%m-%d %H:%M:%S.%f"), *r[2:]) for r in batch],
+                )
+            raw.commit()
+            last = batch[-1]
+        if last is not None:
+            mark = "%s" if engine.dialect.name == "postgresql" else "?"
+            cur.execute(
+                f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",
+                (last[0], last[12]),
+            )
+            raw.commit()
+        if engine.dialect.name == "postgresql":
+            driver: Any = raw.driver_connection
+            driver.autocommit = True
+            driver.execute("VACUUM ANALYZE audit_entry")
+            driver.autocommit = False
+        else:
+            cur.execute("ANALYZE")
+            raw.commit()
+    finally:
+        raw.close()
+    return time.perf_counter() - t0
+
+
+def _floor_read(engine: Engine) -> float:
+    """Entries per second for reading the rows verify reads, and doing nothing with them."""
+    raw = engine.raw_connection()
+    n, t0 = 0, time.perf_counter()
+    try:
+        select = "SELECT seq, body, prev_hash, hash FROM audit_entry ORDER BY seq"
+        if engine.dialect.name == "postgresql":
+            driver: Any = raw.driver_connection
+            with driver.cursor(name="floor", binary=True) as cur:
+                cur.itersize = 20_000
+                cur.execute(select)
+                while chunk := cur.fetchmany(20_000):
+                    n += len(chunk)
+        else:
+            cur = raw.cursor()
+            cur.execute(select)
+            while chunk := cur.fetchmany(20_000):
+                n += len(chunk)
+        raw.rollback()
+    finally:
+        raw.close()
+    return n / (time.perf_counter() - t0)
+
+
+def _p50(fn: Callable[[int], object], rounds: int) -> float:
+    rnd = random.Random(9)
+    fn(rnd.randrange(1_000_000))
+    times = []
+    for _ in range(rounds):
+        arg = rnd.randrange(1_000_000)
+        t0 = time.perf_counter()
+        fn(arg)
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def _queries(engine: Engine, size: int, rounds: int) -> dict[str, float]:
+    people = min(PEOPLE, max(size, 1))
+
+    def floor(n: int) -> object:
+        low = n % max(size - 100, 1)
+        with engine.connect() as conn:
+            return conn.execute(
+                text("SELECT body FROM audit_entry WHERE seq > :a AND seq <= :b"),
+                {"a": low, "b": low + 100},
+            ).all()
+
+    return {
+        "by_patient_p50_ms": _p50(
+            lambda n: search(engine, patient_id=f"patient-{n % people}"), rounds
+        ),
+        "by_user_p50_ms": _p50(lambda n: search(engine, user_id=f"5{n % USERS:011d}"), rounds),
+        "by_day_p50_ms": _p50(
+            lambda n: search(engine, day=START + timedelta(days=n % DAYS)), rounds
+        ),
+        "floor_p50_ms": _p50(floor, rounds),
+    }
+
+
+def append_worker(url: str, process: int, per_thread: int, floor: bool) -> list[float]:
+    """One process of the append measurement: ``THREADS`` threads, latencies in ms."""
+    engine = make_engine(url, pool_size=THREADS)
+    writer = Writer(engine)
+    rnd = random.Random(process)
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def plain(e: AuditEntry, n: int) -> None:
+        data = body(e, n, datetime.now(UTC))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO bench_floor (body) VALUES (:b)"), {"b": data})
+
+    def run(thread: int) -> None:
+        mine = []
+        for n in range(per_thread + 5):
+            e = _entry(rnd, n)
+            t0 = time.perf_counter()
+            if floor:
+                plain(e, n)
+            else:
+                writer.append(e)
+            if n >= 5:  # the first few open connections
+                mine.append((time.perf_counter() - t0) * 1000)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    return latencies
+
+
+def _appends(url: str, per_thread: int, floor: bool) -> dict[str, float]:
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(PROCESSES) as pool:
+        results = pool.starmap(
+            append_worker, [(url, p, per_thread, floor) for p in range(PROCESSES)]
+        )
+    times = sorted(t for r in results for t in r)
+    return {
+        "p50_ms": round(statistics.median(times), 3),
+        "p95_ms": round(times[int(len(times) * 0.95) - 1], 3),
+    }
+
+
+def _one(url: str, size: int, work: Path) -> dict[str, Any]:
+    quick = size < 100_000
+    with scratch_store(url, work) as store:
+        engine = make_engine(store)
+        upgrade(engine)
+        blob = "BLOB" if engine.dialect.name == "sqlite" else "bytea"
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE bench_floor (body {blob})"))
+        fill_s = _fill(engine, size)
+        t0 = time.perf_counter()
+        report = verify(engine)
+        verify_s = time.perf_counter() - t0
+        if not report.intact or report.size != size:
+            raise RuntimeError(f"the benchmark trail does not verify: {report.problem}")
+        floor_read = _floor_read(engine)
+        queries = _queries(engine, size, 20 if quick else 200)
+        per_thread = 20 if quick else 300
+        appended = _appends(store, per_thread, floor=False)
+        floor_append = _appends(store, per_thread, floor=True)
+        after = verify(engine)
+        if not after.intact or after.size != size + PROCESSES * THREADS * (per_thread + 5):
+            raise RuntimeError(f"the trail does not verify after the appends: {after.problem}")
+        engine.dispose()
+    query_p50 = max(queries[k] for k in ("by_patient_p50_ms", "by_user_p50_ms", "by_day_p50_ms"))
+    verify_per_s = size / verify_s
+    return {
+        "database": label(url),
+        "entries": size,
+        "fill_seconds": round(fill_s, 1),
+        "append_p50_ms": appended["p50_ms"],
+        "append_p95_ms": appended["p95_ms"],
+        "floor_append_p50_ms": floor_append["p50_ms"],
+        "append_ratio_to_floor": round(appended["p50_ms"] / floor_append["p50_ms"], 2),
+        "verify_entries_per_s": round(verify_per_s),
+        "floor_read_entries_per_s": round(floor_read),
+        "verify_ratio_to_floor": round(verify_per_s / floor_read, 2),
+        "query_p50_ms": query_p50,
+        "queries": queries,
+        "query_ratio_to_floor": round(query_p50 / queries["floor_p50_ms"], 2),
+        "writers": PROCESSES * THREADS,
+    }
+
+
+def run(size: int, databases: list[str]) -> dict[str, Any]:
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        for url in databases:
+            result = _one(url, size, Path(work))
+            print(orjson.dumps(result).decode(), flush=True)
+            results.append(result)
+    return {
+        "scenario": "audit",
+        "entries": size,
+        "targets": TARGETS,
+        "results": results,
+        "machine": facts(),
+    }

@@ -1,0 +1,78 @@
+"""Export: BALP-shaped AuditEvents that validate as FHIR, and CSV a spreadsheet cannot run."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import orjson
+from fhir.resources.R4B.auditevent import AuditEvent
+from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from audit.export import BALP
+from audit.writer import append_batch
+from engine.cli import app
+from tests.audit.trail import entry
+
+runner = CliRunner()
+
+
+def _export(db_url: str, *args: str) -> bytes:
+    result = runner.invoke(app, ["audit", "export", *args], env={"SCR_DATABASE_URL": db_url})
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def _fill(engine: Engine) -> None:
+    append_batch(
+        engine,
+        [
+            entry(1, action="everything", refs=("Observation/o1",)),
+            entry(2, action="search"),
+            entry(3, action="read", outcome="deny", rules=("basis.none",), disclosed={}),
+            entry(4, action="break-glass", break_glass_code="5", break_glass_text="unconscious"),
+        ],
+    )
+
+
+def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_url: str):
+    _fill(engine)
+    doc = orjson.loads(_export(db_url, "--format", "fhir"))
+    Bundle.model_validate(doc)
+    events = [e["resource"] for e in doc["entry"]]
+    assert len(events) == 4
+    for event in events:
+        AuditEvent.model_validate(event)
+        user = next(a for a in event["agent"] if a["requestor"])
+        assert user["role"][0]["coding"][0]["code"] == "R8000"
+        assert user["purposeOfUse"][0]["coding"][0]["code"] == "TREAT"
+        patients = [e for e in event["entity"] if e.get("role", {}).get("code") == "1"]
+        assert len(patients) == 1 and patients[0]["what"]["reference"].startswith("Patient/")
+        assert patients[0]["what"]["identifier"]["value"].startswith("999")
+    read, search, refused, glass = events
+    assert read["meta"]["profile"] == [BALP + "PatientRead"]
+    assert read["action"] == "R" and read["outcome"] == "0"
+    assert {"reference": "Observation/o1"} in [e.get("what") for e in read["entity"]]
+    assert search["meta"]["profile"] == [BALP + "PatientQuery"] and search["action"] == "E"
+    assert any("query" in e for e in search["entity"])
+    assert "meta" not in refused and refused["outcome"] == "4"
+    assert "basis.none" in refused["outcomeDesc"]
+    assert "BTG" in [
+        c["coding"][0]["code"] for a in glass["agent"] for c in a.get("purposeOfUse", [])
+    ]
+
+
+def test_export_since_leaves_out_earlier_entries(engine: Engine, db_url: str):
+    _fill(engine)
+    doc = orjson.loads(_export(db_url, "--since", "2999-01-01T00:00:00"))
+    assert doc["entry"] == []
+
+
+def test_csv_export_has_a_row_per_entry_and_defuses_formulas(engine: Engine, db_url: str):
+    append_batch(engine, [entry(1), entry(2, user_agent='=HYPERLINK("http://x")')])
+    rows = list(csv.DictReader(io.StringIO(_export(db_url, "--format", "csv").decode())))
+    assert [r["seq"] for r in rows] == ["1", "2"]
+    assert rows[1]["user_agent"].startswith("'=")
+    assert rows[0]["nhs_number"].startswith("999") and rows[0]["outcome"] == "permit"

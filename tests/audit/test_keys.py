@@ -1,0 +1,80 @@
+"""The checkpoint key: made once with mode 0600, or taken from SCR_AUDIT_SIGNING_KEY."""
+
+from __future__ import annotations
+
+import stat
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
+
+from audit.checkpoint import parse, signature_valid
+from audit.keys import KEY_FILE, SigningKeyError, load_public, signing_key
+from engine.cli import app
+from engine.settings import Settings
+
+runner = CliRunner()
+
+
+def _pem(key: Ed25519PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def test_a_key_is_made_on_first_use_readable_only_by_its_owner(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    first = signing_key(settings)
+    path = tmp_path / "data" / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert _pem(signing_key(settings)) == _pem(first), "the same key every time after"
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    signing_key(settings)
+    (tmp_path / KEY_FILE).chmod(0o644)
+    with pytest.raises(SigningKeyError, match="readable by others"):
+        signing_key(settings)
+
+
+def test_the_setting_takes_pem_text_or_a_path_and_is_never_in_a_repr(tmp_path):
+    pem = _pem(Ed25519PrivateKey.generate())
+    by_value = Settings(audit_signing_key=pem)
+    assert _pem(signing_key(by_value)) == pem
+    assert "PRIVATE" not in repr(by_value)
+    path = tmp_path / "k.pem"
+    path.write_text(pem)
+    path.chmod(0o600)
+    assert _pem(signing_key(Settings(audit_signing_key=str(path)))) == pem
+    with pytest.raises(SigningKeyError, match="not an unencrypted PEM"):
+        signing_key(Settings(audit_signing_key="-----BEGIN nonsense"))
+
+
+def test_checkpoint_is_signed_by_the_key_public_key_prints(engine, db_url, tmp_path):
+    env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path)}
+    public = runner.invoke(app, ["audit", "public-key"], env=env)
+    assert public.exit_code == 0 and public.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    made = runner.invoke(app, ["audit", "checkpoint"], env=env)
+    cp = parse(made.stdout.encode())
+    assert cp.size == 0 and signature_valid(cp, load_public(public.stdout.encode()))
+
+    forged = tmp_path / "forged.json"
+    forged.write_text(orjson.dumps({**orjson.loads(made.stdout), "size": 0, "time": "x"}).decode())
+    result = runner.invoke(app, ["audit", "verify", "--checkpoint", str(forged)], env=env)
+    assert result.exit_code == 1 and "signature is not valid" in result.output
+
+    other = tmp_path / "other.pem"
+    other.write_text(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    saved = tmp_path / "cp.json"
+    saved.write_text(made.stdout)
+    args = ["audit", "verify", "--checkpoint", str(saved)]
+    assert runner.invoke(app, args, env=env).exit_code == 0
+    assert runner.invoke(app, [*args, "--public-key", str(other)], env=env).exit_code == 1
