@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from audit import AuditUnavailable, Writer
 from consent import load
-from engine.api import fhir
+from engine.api import access, fhir
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, request_id
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
@@ -90,4 +90,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return fhir_response({"status": "ok"})
 
     app.include_router(fhir.router)
+    app.include_router(access.router)
     return app

@@ -23,6 +23,8 @@ from engine.directory import org_kind
 from engine.settings import Settings
 
 SESSION_COOKIE = "scr_session"
+#: A request's purpose of use, when it is not the token's default (``ETREAT`` after break-glass).
+PURPOSE_HEADER = "x-purpose-of-use"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -90,8 +92,10 @@ def _refused(svc: Services, ctx: RequestContext, why: str) -> FhirError:
     )
 
 
-def who_for(svc: Services, user: TokenUser) -> Who:
-    """The user as the policy sees them: the profile their role maps to at this kind of org."""
+def who_for(svc: Services, user: TokenUser, purpose: str | None = None) -> Who:
+    """The user as the policy sees them: the profile their role maps to at this kind of org,
+    and the request's purpose of use (the token's ``purpose_of_use`` unless the request names
+    one, as a clinician does after breaking the glass)."""
     with svc.engine.connect() as conn:
         kind = org_kind(conn, user.org) or "unknown"
     job_role = user.role_code.rsplit(":", 1)[-1]
@@ -103,7 +107,7 @@ def who_for(svc: Services, user: TokenUser) -> Who:
         org=user.org,
         org_kind=kind,
         ig_training=user.ig_training,
-        purpose=user.purpose,
+        purpose=purpose or user.purpose,
         activity_codes=user.activity_codes,
     )
 
@@ -118,4 +122,4 @@ def current_user(request: Request) -> Who:
         user = svc.verifier.verify(token)
     except TokenRefused:
         raise _refused(svc, ctx, "auth.token-invalid") from None
-    return who_for(svc, user)
+    return who_for(svc, user, request.headers.get(PURPOSE_HEADER))

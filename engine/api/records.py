@@ -15,10 +15,24 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, select
 
-from audit import Appender, RequestContext, disclose, entry_for
+from adapters.values import nhs_number_valid
+from audit import Appender, AuditEntry, RequestContext, disclose, entry_for
 from audit.entry import Action
-from consent import PatientFacts, Policy, Request, Who, decide
+from consent import (
+    Answer,
+    Decision,
+    Grant,
+    PatientFacts,
+    Policy,
+    Refusal,
+    Request,
+    Who,
+    ask_break_glass,
+    ask_self_claim,
+    decide,
+)
 from consent.model import Interaction
+from engine.access import record_claim, record_grant
 from engine.gate import Released, gather_facts, release
 from engine.identity import patients_of, people_with_nhs_number, person_of
 from engine.identity.tables import PatientNumber
@@ -129,3 +143,82 @@ def find_patients(
         )  # fmt: skip
         found.extend(disclose(reader.audit, entry, released).resources)
     return found
+
+
+def people_for(reader: Reader, patient: str) -> list[str]:
+    """The people a request names: by valid NHS number (how a clinician with no relationship
+    finds someone) or by Patient id."""
+    with reader.engine.connect() as conn:
+        if nhs_number_valid(patient):
+            return people_with_nhs_number(conn, patient)
+        person = person_of(conn, patient.removeprefix("Patient/"))
+        return [person] if person else []
+
+
+def ask(
+    reader: Reader,
+    who: Who,
+    context: RequestContext,
+    patient: str,
+    reason_code: str | None,
+    reason_text: str,
+    minutes: int,
+) -> list[str]:
+    """Break-glass (with a reason code) or a self-claim (without) for each person named.
+
+    Each answer, granted or refused, is audited before the grant or claim is stored; the ids
+    returned name the IG review items. A refusal raises :class:`RequestRefused` with reasons.
+    """
+    people = people_for(reader, patient)
+    if not people:
+        raise RequestRefused(())
+    made: list[str] = []
+    now = reader.now()
+    with reader.engine.connect() as conn:
+        nhs = {p: _nhs_number(conn, patients_of(conn, p)) for p in people}
+    for person in people:
+        answer: Answer[Any] = (
+            ask_break_glass(who, person, reason_code, reason_text, now, reader.policy, minutes)
+            if reason_code is not None
+            else ask_self_claim(who, person, reason_text, now, reader.policy)
+        )
+        action: Action = "break-glass" if reason_code is not None else "self-claim"
+        entry = AuditEntry(
+            request_id=context.request_id, action=action,
+            outcome="permit" if answer.granted else "deny",
+            user_id=who.user_id, user_name=who.name, role_code=who.role_code,
+            profile=who.profile, org=who.org, purpose=who.purpose,
+            rules=tuple(r.rule_id for r in answer.reasons), policy_version=reader.policy.version,
+            patient_id=person, nhs_number=nhs[person],
+            break_glass_code=reason_code, break_glass_text=reason_text if reason_code else None,
+            client_address=context.client_address, user_agent=context.user_agent,
+        )  # fmt: skip
+        granted = disclose(reader.audit, entry, answer.granted)
+        if granted is None:
+            raise RequestRefused(answer.refusals)
+        with reader.engine.begin() as conn:
+            if isinstance(granted, Grant):
+                made.append(record_grant(conn, who, granted))
+            else:
+                made.append(record_claim(conn, who, person, granted))
+    return made
+
+
+class RequestRefused(Exception):
+    """A break-glass or self-claim request was refused, for these reasons."""
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        super().__init__("; ".join(r.text for r in refusals))
+        self.refusals = tuple(refusals)
+
+
+def explanation(reader: Reader, who: Who, context: RequestContext, patient_id: str) -> Decision:
+    """The decision about the whole record, audited as ``explain``; it reads no resources."""
+    with reader.engine.connect() as conn:
+        person = person_of(conn, patient_id)
+        members = patients_of(conn, person) if person else []
+        facts = gather_facts(conn, person, members, reader.policy) if person else PatientFacts("")
+        nhs = _nhs_number(conn, members) if members else None
+    decision = decide(who, facts, who.purpose, Request("explain"), reader.now(), reader.policy)
+    entry = entry_for(decision, who, context, "explain", patient_id=person, nhs_number=nhs)
+    return disclose(reader.audit, entry, decision)

@@ -1,0 +1,79 @@
+"""``/access``: break-glass, a self-claimed relationship, and the explanation of a decision.
+
+A clinician with no relationship finds the person by NHS number here (``patient`` may be an
+NHS number or a Patient id), so break-glass works for someone the FHIR search will not show.
+A refusal answers 403 with the reasons: the user is entitled to know why, and the reasons
+speak of the user and the request, never of the record.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from audit import RequestContext
+from consent import Who, explain
+from engine.api.deps import context, current_user, services
+from engine.api.errors import FhirError, Problem, fhir_response, not_found
+from engine.api.records import RequestRefused, ask, explanation
+
+router = APIRouter(prefix="/access")
+User = Annotated[Who, Depends(current_user)]
+Context = Annotated[RequestContext, Depends(context)]
+
+
+class BreakGlass(BaseModel):
+    patient: str = Field(min_length=1, max_length=128)
+    reason_code: str = Field(min_length=1, max_length=16)
+    reason_text: str = Field(max_length=2000)
+
+
+class Claim(BaseModel):
+    patient: str = Field(min_length=1, max_length=128)
+    reason: str = Field(max_length=2000)
+
+
+def _made(kind: str, ids: list[str], expiry_note: str) -> Response:
+    doc: dict[str, Any] = {"kind": kind, "review_items": ids, "note": expiry_note}
+    return fhir_response(doc, 201)
+
+
+def _refused(exc: RequestRefused) -> FhirError:
+    if not exc.refusals:
+        return not_found()
+    return FhirError(403, *(Problem("forbidden", r.text, r.rule_id) for r in exc.refusals))
+
+
+@router.post("/break-glass")
+def break_glass(request: Request, who: User, ctx: Context, body: BreakGlass) -> Response:
+    svc = services(request)
+    try:
+        ids = ask(
+            svc.reader, who, ctx, body.patient, body.reason_code, body.reason_text,
+            svc.settings.break_glass_minutes,
+        )  # fmt: skip
+    except RequestRefused as exc:
+        raise _refused(exc) from None
+    minutes = svc.settings.break_glass_minutes
+    return _made(
+        "break-glass", ids, f"Use purpose ETREAT or BTG; the grant lasts {minutes} minutes"
+    )
+
+
+@router.post("/relationship")
+def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Response:
+    svc = services(request)
+    try:
+        ids = ask(svc.reader, who, ctx, body.patient, None, body.reason, 0)
+    except RequestRefused as exc:
+        raise _refused(exc) from None
+    days = svc.policy.self_claim_max_days
+    return _made("self-claim", ids, f"The claim lasts {days} days and is reviewed by IG")
+
+
+@router.get("/explain")
+def explain_route(request: Request, who: User, ctx: Context, patient: str) -> Response:
+    decision = explanation(services(request).reader, who, ctx, patient.removeprefix("Patient/"))
+    return fhir_response(explain(decision))

@@ -1,0 +1,96 @@
+"""``/access``: break-glass and self-claims for clinicians without a relationship, explained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+from tests.api.test_fhir import audit_actions
+
+REASON = "Unconscious in A&E, no history available"
+
+
+def post(client: TestClient, token: str, path: str, body: dict[str, Any]) -> Any:
+    return client.post(f"/access/{path}", json=body, headers=auth(token))
+
+
+def everything(client: TestClient, token: str, purpose: str | None = None) -> Any:
+    headers = auth(token) | ({"X-Purpose-Of-Use": purpose} if purpose else {})
+    return client.get(f"/fhir/Patient/{PATIENT}/$everything", headers=headers)
+
+
+def test_ae_doctor_breaks_the_glass_by_nhs_number_then_sees_the_record(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    t = token("ae-doctor")
+    assert everything(client, t).status_code == 404
+    made = post(
+        client, t, "break-glass", {"patient": NHS, "reason_code": "5", "reason_text": REASON}
+    )
+    assert made.status_code == 201 and len(made.json()["review_items"]) == 1
+    assert everything(client, t).status_code == 404  # plain treatment does not use the grant
+    record = everything(client, t, "ETREAT")
+    assert record.status_code == 200
+    kinds = {e["resource"]["resourceType"] for e in record.json()["entry"]}
+    assert "Observation" in kinds and "76272004" not in record.text
+    assert ("break-glass", "permit") in audit_actions(store)
+    assert (
+        everything(client, token("ae-doctor", user_id="u-colleague"), "ETREAT").status_code == 404
+    )
+
+
+def test_break_glass_refusals_say_why_and_are_audited(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    short = post(
+        client,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": NHS, "reason_code": "5", "reason_text": "urgent"},
+    )
+    assert short.status_code == 403
+    assert "break-glass.request" in {i["expression"][0] for i in short.json()["issue"]}
+    assert audit_actions(store)[-1] == ("break-glass", "deny")
+    receptionist = post(
+        client, token("receptionist"), "break-glass",
+        {"patient": PATIENT, "reason_code": "5", "reason_text": REASON},
+    )  # fmt: skip
+    assert receptionist.status_code == 403
+    unknown = post(
+        client,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": "nobody", "reason_code": "5", "reason_text": REASON},
+    )
+    assert unknown.status_code == 404
+
+
+def test_self_claim_opens_the_record_for_the_claimant(client: TestClient, token: Token) -> None:
+    t = token("ae-doctor")
+    made = post(
+        client,
+        t,
+        "relationship",
+        {"patient": NHS, "reason": "Seen in clinic today, letter pending"},
+    )
+    assert made.status_code == 201
+    assert everything(client, t).status_code == 200
+
+
+def test_explain_names_sections_and_reasons_and_never_content(
+    client: TestClient, token: Token
+) -> None:
+    gp = client.get(
+        "/access/explain", params={"patient": PATIENT}, headers=auth(token("gp"))
+    ).json()
+    assert gp["permit"] and gp["notice"] == "Some information may be withheld"
+    assert "76272004" not in str(gp) and "Syphilis" not in str(gp)
+    outsider = client.get(
+        "/access/explain", params={"patient": PATIENT}, headers=auth(token("ae-doctor"))
+    ).json()
+    missing = client.get(
+        "/access/explain", params={"patient": "nobody"}, headers=auth(token("ae-doctor"))
+    ).json()
+    assert not outsider["permit"] and outsider["reasons"] == missing["reasons"]
