@@ -17,7 +17,7 @@ from audit import RequestContext
 from consent import Who, explain
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
-from engine.api.records import RequestRefused, ask, explanation
+from engine.api.records import RequestRefused, ask, explanation, person_of_patient
 
 router = APIRouter(prefix="/access")
 User = Annotated[Who, Depends(current_user)]
@@ -75,5 +75,7 @@ def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Resp
 
 @router.get("/explain")
 def explain_route(request: Request, who: User, ctx: Context, patient: str) -> Response:
-    decision = explanation(services(request).reader, who, ctx, patient.removeprefix("Patient/"))
+    reader = services(request).reader
+    person = person_of_patient(reader, patient.removeprefix("Patient/"))
+    decision = explanation(reader, who, ctx, person)
     return fhir_response(explain(decision))

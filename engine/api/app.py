@@ -23,6 +23,7 @@ from engine.api.deps import Services, request_id
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
 from engine.db import make_engine
 from engine.settings import Settings
+from engine.web import pages
 
 log = logging.getLogger("scr.api")
 _CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
@@ -91,4 +92,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app.include_router(fhir.router)
     app.include_router(access.router)
+    app.include_router(pages.router)
     return app

@@ -112,7 +112,8 @@ def who_for(svc: Services, user: TokenUser, purpose: str | None = None) -> Who:
     )
 
 
-def current_user(request: Request) -> Who:
+def user_for(request: Request, purpose: str | None) -> Who:
+    """The user a request's token (header or session cookie) names; 401, audited, if none."""
     svc = services(request)
     ctx = context(request)
     token = _token(request)
@@ -122,4 +123,8 @@ def current_user(request: Request) -> Who:
         user = svc.verifier.verify(token)
     except TokenRefused:
         raise _refused(svc, ctx, "auth.token-invalid") from None
-    return who_for(svc, user, request.headers.get(PURPOSE_HEADER))
+    return who_for(svc, user, purpose)
+
+
+def current_user(request: Request) -> Who:
+    return user_for(request, request.headers.get(PURPOSE_HEADER))

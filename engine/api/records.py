@@ -94,6 +94,11 @@ def _action(interaction: Interaction) -> Action:
     return cast(Action, interaction)
 
 
+def person_of_patient(reader: Reader, patient_id: str) -> str | None:
+    with reader.engine.connect() as conn:
+        return person_of(conn, patient_id)
+
+
 def person_record(
     reader: Reader,
     who: Who,
@@ -102,9 +107,20 @@ def person_record(
     request: Request,
     page: Page = Page(),
 ) -> Released:
-    """One person's record (``$everything``, a read, a search within the person), audited."""
+    """The record of the person a Patient id belongs to (``$everything``, reads, searches)."""
+    return record_of(reader, who, context, person_of_patient(reader, patient_id), request, page)
+
+
+def record_of(
+    reader: Reader,
+    who: Who,
+    context: RequestContext,
+    person: str | None,
+    request: Request,
+    page: Page = Page(),
+) -> Released:
+    """One person's record, decided, released and audited; ``None`` is a person not known."""
     with reader.engine.connect() as conn:
-        person = person_of(conn, patient_id)
         released, members = _person(reader, conn, who, person, who.purpose, request, page)
         nhs = _nhs_number(conn, members) if members else None
     entry = entry_for(
@@ -212,10 +228,9 @@ class RequestRefused(Exception):
         self.refusals = tuple(refusals)
 
 
-def explanation(reader: Reader, who: Who, context: RequestContext, patient_id: str) -> Decision:
+def explanation(reader: Reader, who: Who, context: RequestContext, person: str | None) -> Decision:
     """The decision about the whole record, audited as ``explain``; it reads no resources."""
     with reader.engine.connect() as conn:
-        person = person_of(conn, patient_id)
         members = patients_of(conn, person) if person else []
         facts = gather_facts(conn, person, members, reader.policy) if person else PatientFacts("")
         nhs = _nhs_number(conn, members) if members else None

@@ -1,0 +1,195 @@
+"""The web pages: sign-in, the confidentiality notice, and the clinician's combined record.
+
+Server-rendered and usable without JavaScript. Every page reads through the same functions as
+the FHIR API (``engine.api.records``), so the page can show no more than the API would, and
+every view is audited before it is rendered. Forms carry a CSRF token; the session is the
+bearer token in a ``Secure; HttpOnly; SameSite=Strict`` cookie.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from adapters.synth.personas import BY_KEY, PERSONAS
+from adapters.values import nhs_number_valid
+from consent import NOTICE, Who, explain
+from consent import Request as Asked
+from engine.api.auth import TokenRefused, mint
+from engine.api.deps import SESSION_COOKIE, context, services, user_for
+from engine.api.errors import FhirError
+from engine.api.records import RequestRefused, ask, explanation, people_for, record_of
+from engine.directory import organisations
+from engine.web import session
+from engine.web.summary import compose
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+Field = Annotated[str, Form()]
+_RECORD = "/record"
+
+
+def _page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
+    values |= {"csrf": session.csrf_token(request), "notice": NOTICE}
+    response = templates.TemplateResponse(request, name, values, status_code=status)
+    return session.keep_csrf(request, response)
+
+
+def _signed_in(request: Request, purpose: str | None = None) -> Who | None:
+    if SESSION_COOKIE not in request.cookies:
+        return None
+    try:
+        return user_for(request, purpose)
+    except FhirError:
+        return None
+
+
+def _to(path: str) -> Response:
+    return RedirectResponse(path, status_code=303)
+
+
+@router.get("/", response_class=HTMLResponse)
+def sign_in_page(request: Request) -> Response:
+    dev = services(request).settings.auth_mode == "dev"
+    return _page(request, "signin.html", personas=PERSONAS if dev else (), dev=dev)
+
+
+@router.post("/session")
+def sign_in(
+    request: Request,
+    csrf_token: Field,
+    persona: Annotated[str | None, Form()] = None,
+    token: Annotated[str | None, Form()] = None,
+) -> Response:
+    session.check_csrf(request, csrf_token)
+    svc = services(request)
+    if svc.settings.auth_mode == "dev" and persona in BY_KEY:
+        p = BY_KEY[persona]
+        token = mint(
+            svc.settings, user_id=p.user_id, name=p.name, role_code=p.role_code, org=p.org,
+            purpose=p.purpose, minutes=8 * 60, ig_training=date.today() - timedelta(days=60),
+        )  # fmt: skip
+    if not token:
+        return _page(request, "signin.html", 401, error="Choose who to sign in as", dev=False)
+    try:
+        svc.verifier.verify(token)
+    except TokenRefused:
+        return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
+    response = _to(_RECORD)
+    session.sign_in(response, token)
+    return response
+
+
+@router.post("/signout")
+def sign_out(request: Request, csrf_token: Field) -> Response:
+    session.check_csrf(request, csrf_token)
+    response = _to("/")
+    session.sign_out(response)
+    return response
+
+
+@router.get(_RECORD, response_class=HTMLResponse)
+def find(request: Request, nhs_number: str | None = None) -> Response:
+    who = _signed_in(request)
+    if who is None:
+        return _to("/")
+    if nhs_number:
+        digits = nhs_number.replace(" ", "")
+        if nhs_number_valid(digits):
+            return _to(f"{_RECORD}/{digits}")
+        return _page(request, "find.html", 400, who=who, error="That is not a valid NHS number")
+    return _page(request, "find.html", who=who)
+
+
+@router.post("/acknowledge")
+def acknowledge(request: Request, csrf_token: Field, next_page: Field = _RECORD) -> Response:
+    session.check_csrf(request, csrf_token)
+    response = _to(next_page if next_page.startswith(_RECORD) else _RECORD)
+    session.acknowledge(response)
+    return response
+
+
+def _org_names(request: Request) -> dict[str, str]:
+    with services(request).engine.connect() as conn:
+        return {code: e.name for code, e in organisations(conn).items()}
+
+
+@router.get(_RECORD + "/{nhs_number}", response_class=HTMLResponse)
+def record(request: Request, nhs_number: str, purpose: str | None = None) -> Response:
+    who = _signed_in(request, purpose)
+    if who is None:
+        return _to("/")
+    here = f"{_RECORD}/{quote(nhs_number)}" + (f"?purpose={quote(purpose)}" if purpose else "")
+    if not session.acknowledged(request):
+        return _page(request, "notice.html", who=who, next_page=here)
+    reader = services(request).reader
+    ctx = context(request)
+    people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []
+    shown: list[dict[str, Any]] = []
+    decisions = []
+    for person in people:
+        released = record_of(reader, who, ctx, person, Asked("everything"))
+        decisions.append(released.decision)
+        shown.extend(released.resources)
+    if not shown:
+        decision = explanation(reader, who, ctx, people[0] if people else None)
+        return _no_access(request, who, nhs_number, decision)
+    view = compose(shown, reader.policy, _org_names(request))
+    notes = [n for d in decisions for n in d.directives]
+    basis = next((d.basis for d in decisions if d.permit), None)
+    return _page(
+        request, "record.html", who=who, view=view, nhs_number=nhs_number, basis=basis,
+        directives=notes, purpose=purpose,
+    )  # fmt: skip
+
+
+def _no_access(
+    request: Request, who: Who, nhs_number: str, decision: Any, error: str | None = None
+) -> Response:
+    policy = services(request).policy
+    profile = policy.profiles.get(who.profile or "")
+    return _page(
+        request, "no_access.html", 404, who=who, nhs_number=nhs_number,
+        explained=explain(decision) if decision is not None else None,
+        can_break_glass=bool(profile and profile.break_glass),
+        can_claim=bool(profile and profile.self_claim),
+        reasons=sorted(policy.break_glass_reasons.items()), error=error,
+    )  # fmt: skip
+
+
+@router.post(_RECORD + "/{nhs_number}/break-glass")
+def break_glass(
+    request: Request, nhs_number: str, csrf_token: Field, reason_code: Field, reason_text: Field
+) -> Response:
+    session.check_csrf(request, csrf_token)
+    who = _signed_in(request)
+    if who is None:
+        return _to("/")
+    svc = services(request)
+    try:
+        ask(svc.reader, who, context(request), nhs_number, reason_code, reason_text,
+            svc.settings.break_glass_minutes)  # fmt: skip
+    except RequestRefused as exc:
+        why = "; ".join(r.text for r in exc.refusals) or "No such person"
+        return _no_access(request, who, nhs_number, None, why)
+    return _to(f"{_RECORD}/{quote(nhs_number)}?purpose=ETREAT")
+
+
+@router.post(_RECORD + "/{nhs_number}/relationship")
+def relationship(request: Request, nhs_number: str, csrf_token: Field, reason: Field) -> Response:
+    session.check_csrf(request, csrf_token)
+    who = _signed_in(request)
+    if who is None:
+        return _to("/")
+    try:
+        ask(services(request).reader, who, context(request), nhs_number, None, reason, 0)
+    except RequestRefused as exc:
+        why = "; ".join(r.text for r in exc.refusals) or "No such person"
+        return _no_access(request, who, nhs_number, None, why)
+    return _to(f"{_RECORD}/{quote(nhs_number)}")

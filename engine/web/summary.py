@@ -1,0 +1,218 @@
+"""What the record page shows, worked out from the resources the gate released: pure.
+
+Resources are placed in the policy's record sections (the same placement the policy judged
+them by), summary sections first in the order a clinician reads them, each item with a label,
+a date and its source organisation and system (from ``meta.source``), newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consent import Policy, section_of
+
+#: What a clinician reads first (issue 6): alerts, allergies, medicines, problems, recent
+#: encounters, social care, legal and CPR decisions, contacts.
+SUMMARY = (
+    "alerts",
+    "allergies",
+    "medications-current",
+    "problems-active",
+    "encounters",
+    "care-packages",
+    "care-team",
+    "placements",
+    "legal",
+    "advance-decisions",
+    "contacts",
+)
+#: Shown in the header or not at all: the person's own details and the directory entries.
+_NOT_LISTED = frozenset({"demographics", "directory"})
+RECENT_ENCOUNTERS = 10
+_LABEL_FIELDS = (
+    "code",
+    "medicationCodeableConcept",
+    "vaccineCode",
+    "type",
+    "category",
+    "reasonCode",
+    "class",
+)
+_DATE_FIELDS = (
+    "effectiveDateTime",
+    "onsetDateTime",
+    "occurrenceDateTime",
+    "authoredOn",
+    "recordedDate",
+    "dateAsserted",
+    "issued",
+    "date",
+    "created",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    label: str
+    detail: str
+    date: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    key: str
+    title: str
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    born: str
+    gender: str
+    nhs_number: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    person: Person | None
+    summary: tuple[Section, ...]
+    details: tuple[Section, ...]
+
+
+def concept_text(value: Any) -> str:
+    """A CodeableConcept (or a list of them, or a Coding) as words a person reads."""
+    if isinstance(value, list):
+        return "; ".join(t for t in (concept_text(v) for v in value) if t)
+    if not isinstance(value, dict):
+        return str(value) if isinstance(value, str) else ""
+    if value.get("text"):
+        return str(value["text"])
+    if value.get("display"):
+        return str(value["display"])
+    for coding in value.get("coding", []):
+        if coding.get("display"):
+            return str(coding["display"])
+    codes = [c.get("code") for c in value.get("coding", []) if c.get("code")]
+    return str(codes[0]) if codes else ""
+
+
+def _label(resource: Mapping[str, Any]) -> str:
+    for name in ("title", "description"):
+        if isinstance(resource.get(name), str) and resource[name]:
+            return str(resource[name])
+    for name in _LABEL_FIELDS:
+        text = concept_text(resource.get(name))
+        if text:
+            return text
+    if resource.get("name"):
+        return _name(resource["name"])
+    return str(resource.get("resourceType", ""))
+
+
+def _name(names: Any) -> str:
+    if isinstance(names, str):
+        return names
+    for n in names if isinstance(names, list) else [names]:
+        if isinstance(n, dict):
+            if n.get("text"):
+                return str(n["text"])
+            parts = [*n.get("prefix", []), *n.get("given", []), n.get("family", "")]
+            return " ".join(str(p) for p in parts if p)
+    return ""
+
+
+def _value(resource: Mapping[str, Any]) -> str:
+    q = resource.get("valueQuantity")
+    if isinstance(q, dict) and "value" in q:
+        return f"{q['value']} {q.get('unit', q.get('code', ''))}".strip()
+    for name in ("valueString", "valueBoolean", "valueInteger", "valueDateTime"):
+        if name in resource:
+            return str(resource[name])
+    return concept_text(resource.get("valueCodeableConcept"))
+
+
+def _detail(resource: Mapping[str, Any]) -> str:
+    parts = [_value(resource)]
+    dosage = resource.get("dosage") or resource.get("dosageInstruction")
+    if isinstance(dosage, list) and dosage and isinstance(dosage[0], dict):
+        parts.append(str(dosage[0].get("text", "")))
+    for reaction in resource.get("reaction", []):
+        parts.append(concept_text(reaction.get("manifestation")))
+    status = resource.get("clinicalStatus") or resource.get("status")
+    parts.append(concept_text(status) if isinstance(status, dict) else str(status or ""))
+    return " · ".join(p for p in parts if p)
+
+
+def _date(resource: Mapping[str, Any]) -> str:
+    for name in _DATE_FIELDS:
+        if isinstance(resource.get(name), str):
+            return str(resource[name])[:10]
+    for name in ("effectivePeriod", "period", "executionPeriod", "occurrencePeriod"):
+        period = resource.get(name)
+        if isinstance(period, dict) and isinstance(period.get("start"), str):
+            return str(period["start"])[:10]
+    return ""
+
+
+def source(resource: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
+    """``<organisation> (<system>)`` from ``meta.source`` (``.../source/<system>/<org>/...``)."""
+    raw = str(resource.get("meta", {}).get("source", ""))
+    parts = raw.split("/source/", 1)[-1].split("/") if "/source/" in raw else []
+    if len(parts) < 2:
+        return "unknown source"
+    system, org = parts[0], parts[1]
+    return f"{org_names.get(org, org)} ({system})"
+
+
+def _person(patients: Sequence[Mapping[str, Any]]) -> Person | None:
+    if not patients:
+        return None
+    p = patients[0]
+    nhs = next(
+        (
+            str(i.get("value"))
+            for q in patients
+            for i in q.get("identifier", [])
+            if i.get("system") == "https://fhir.nhs.uk/Id/nhs-number"
+        ),
+        "",
+    )
+    address = p.get("address") or [{}]
+    line = ", ".join([*address[0].get("line", []), address[0].get("postalCode", "")]).strip(", ")
+    return Person(
+        _name(p.get("name", [])), str(p.get("birthDate", "")), str(p.get("gender", "")), nhs, line
+    )
+
+
+def compose(
+    resources: Iterable[Mapping[str, Any]], policy: Policy, org_names: Mapping[str, str]
+) -> View:
+    """The page's sections from what was released; empty sections are left out."""
+    grouped: dict[str, list[tuple[str, Item]]] = {}
+    patients: list[Mapping[str, Any]] = []
+    for r in resources:
+        key = section_of(r, policy)
+        if key == "demographics":
+            patients.append(r)
+        if key in _NOT_LISTED:
+            continue
+        item = Item(_label(r), _detail(r), _date(r), source(r, org_names))
+        grouped.setdefault(key, []).append((item.date, item))
+
+    def section(key: str, limit: int | None = None) -> Section:
+        items = [i for _, i in sorted(grouped[key], key=lambda p: p[0], reverse=True)]
+        return Section(key, policy.sections.get(key, key), tuple(items[:limit]))
+
+    summary = tuple(
+        section(k, RECENT_ENCOUNTERS if k == "encounters" else None)
+        for k in SUMMARY
+        if k in grouped
+    )
+    shown_whole = {s.key for s in summary if len(s.items) == len(grouped[s.key])}
+    rest = [k for k in policy.sections if k in grouped and k not in shown_whole]
+    return View(_person(patients), summary, tuple(section(k) for k in rest))

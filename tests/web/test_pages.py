@@ -1,0 +1,102 @@
+"""The web pages over a small store: sign-in, CSRF, the notice, the record and break-glass."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.api import create_app
+from engine.api.deps import SESSION_COOKIE
+from tests.api.conftest import NHS, Store, Token
+from tests.api.test_fhir import audit_actions
+
+__all__ = ["Store"]
+
+
+@pytest.fixture
+def web(store: Store) -> Iterator[TestClient]:
+    app = create_app(store.settings, store.engine)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
+        yield c
+
+
+def csrf(client: TestClient, path: str = "/") -> str:
+    page = client.get(path)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def signed_in(client: TestClient, token: str) -> TestClient:
+    client.cookies.set(SESSION_COOKIE, token)
+    return client
+
+
+def acknowledged(client: TestClient) -> TestClient:
+    response = client.post(
+        "/acknowledge", data={"csrf_token": csrf(client, "/record"), "next_page": "/record"}
+    )
+    assert response.status_code == 303
+    return client
+
+
+def test_dev_sign_in_offers_personas_and_sets_a_strict_session_cookie(web: TestClient) -> None:
+    page = web.get("/")
+    assert "A&amp;E doctor" in page.text and "Demonstration only" in page.text
+    refused = web.post("/session", data={"persona": "gp", "csrf_token": "forged"})
+    assert refused.status_code == 403
+    signed = web.post("/session", data={"persona": "gp", "csrf_token": csrf(web)})
+    assert signed.status_code == 303 and signed.headers["location"] == "/record"
+    cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    for flag in ("Secure", "HttpOnly", "SameSite=strict"):
+        assert flag.lower() in cookie.lower()
+
+
+def test_the_record_waits_for_the_confidentiality_notice(web: TestClient, token: Token) -> None:
+    signed_in(web, token("gp"))
+    first = web.get(f"/record/{NHS}")
+    assert first.status_code == 200 and 'id="acknowledge"' in first.text
+    acknowledged(web)
+    page = web.get(f"/record/{NHS}")
+    assert "Summary" in page.text and "Some information may be withheld" in page.text
+    assert "Riverside Surgery (systmone)" in page.text
+
+
+def test_other_organisations_see_no_confidential_or_sensitive_item(
+    web: TestClient, token: Token
+) -> None:
+    acknowledged(signed_in(web, token("other-gp")))
+    page = web.get(f"/record/{NHS}")
+    assert page.status_code == 200 and "Syphilis" not in page.text and "76272004" not in page.text
+
+
+def test_ae_doctor_is_refused_then_breaks_the_glass(
+    web: TestClient, token: Token, store: Store
+) -> None:
+    acknowledged(signed_in(web, token("ae-doctor")))
+    refused = web.get(f"/record/{NHS}")
+    assert refused.status_code == 404 and 'id="break-glass"' in refused.text
+    form = {
+        "csrf_token": csrf(web, "/record"),
+        "reason_code": "5",
+        "reason_text": "Unconscious in resus, no history",
+    }
+    done = web.post(f"/record/{NHS}/break-glass", data=form)
+    assert done.status_code == 303 and done.headers["location"].endswith("purpose=ETREAT")
+    page = web.get(done.headers["location"])
+    assert page.status_code == 200 and "emergency access" in page.text
+    assert ("break-glass", "permit") in audit_actions(store)
+
+
+def test_receptionist_sees_no_clinical_item(web: TestClient, token: Token) -> None:
+    acknowledged(signed_in(web, token("receptionist")))
+    page = web.get(f"/record/{NHS}")
+    assert page.status_code == 200
+    assert "Observations" not in page.text and "Blood pressure" not in page.text
+
+
+def test_without_a_session_pages_send_you_to_sign_in(web: TestClient) -> None:
+    assert web.get(f"/record/{NHS}").headers["location"] == "/"
