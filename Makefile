@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-quick clean
+.PHONY: demo test browser lint bench-quick clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,8 +14,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/scr demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest
+
+# Debian's chromium for the browser tests (Playwright cannot download browsers here); without
+# root the install is skipped and the browser tests say they were skipped.
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y -q chromium >/dev/null \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
+		|| echo "chromium not installed: the browser tests will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,4 +33,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench ingest --quick
 
 clean:
-	rm -rf $(VENV) scr-demo.db* scr-demo-sources .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) scr-demo.db* scr-demo-sources scr-demo-data test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -159,14 +159,22 @@ def synth_cmd(
 def demo_cmd(
     patients: Annotated[int, typer.Option(min=1)] = 200,
     seed: Annotated[int, typer.Option()] = 1,
+    port: Annotated[int, typer.Option()] = 8000,
+    serve: Annotated[bool, typer.Option(help="Serve the app once the data is in")] = True,
 ) -> None:
-    """Synthesise people, ingest every source style into the embedded store, print the summary."""
+    """Synthesise people, ingest every source style into ./scr-demo.db, serve with personas.
+
+    Re-running reuses the data: a source folder already ingested completely is not read again.
+    """
     import os
 
     from adapters.synth import synthesise
 
     os.environ.setdefault("SCR_DATABASE_URL", "sqlite:///./scr-demo.db")
+    os.environ.setdefault("SCR_DATA_DIR", "./scr-demo-data")
+    os.environ.setdefault("SCR_AUTH_MODE", "dev")
     settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     out = Path("scr-demo-sources")
     if not (out / "truth.json").exists():
         with _progress("synthesise people", total=patients) as progress:
@@ -175,10 +183,38 @@ def demo_cmd(
     with _store(settings) as engine:
         _load_directory(engine, out / "organisations.json")
         for kind in ("systmone", "emis", "council"):
+            source = str(out / kind)
+            if _ingested(engine, kind, source):
+                Console().print(f"{kind}: already ingested from {source}")
+                continue
             with _progress(f"ingest {kind}") as progress:
-                source = str(out / kind)
                 summary = ingest(engine, settings, codes, adapter_for(kind), source, progress)
             _show_summary(summary, as_json=False)
+    if serve:
+        import uvicorn
+
+        from engine.api import create_app
+
+        Console().print(
+            f"scr demo: open http://127.0.0.1:{port}/ and pick a persona (Ctrl-C stops)"
+        )
+        uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+def _ingested(engine: Engine, kind: str, location: str) -> bool:
+    from sqlalchemy import select
+
+    from engine.models import IngestRun
+
+    with engine.connect() as conn:
+        done = conn.execute(
+            select(IngestRun.id).where(
+                IngestRun.kind == kind,
+                IngestRun.location == location,
+                IngestRun.status == "completed",
+            )
+        ).first()
+    return done is not None
 
 
 @db_app.command("upgrade")
