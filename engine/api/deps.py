@@ -15,6 +15,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 
 from audit import AuditEntry, RequestContext, Writer, disclose
+from audit.entry import Action
 from consent import Policy, Who
 from engine.api.auth import TokenRefused, TokenUser, Verifier
 from engine.api.errors import FhirError, Problem
@@ -69,22 +70,29 @@ def _token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
-def _refused(svc: Services, ctx: RequestContext, why: str) -> FhirError:
+def record_event(
+    svc: Services, ctx: RequestContext, action: Action, who: Who | None, rules: tuple[str, ...]
+) -> None:
+    """Audit an event that is not a decision about a person: a sign-in, a refused token."""
     entry = AuditEntry(
         request_id=ctx.request_id,
-        action="token-refused",
-        outcome="deny",
-        user_id="",
-        user_name="",
-        role_code="",
-        profile=None,
-        org="",
-        purpose=None,
-        rules=(why,),
+        action=action,
+        outcome="permit" if who is not None else "deny",
+        user_id=who.user_id if who else "",
+        user_name=who.name if who else "",
+        role_code=who.role_code if who else "",
+        profile=who.profile if who else None,
+        org=who.org if who else "",
+        purpose=who.purpose if who else None,
+        rules=rules,
         client_address=ctx.client_address,
         user_agent=ctx.user_agent,
     )
     disclose(svc.audit, entry, None)
+
+
+def _refused(svc: Services, ctx: RequestContext, why: str) -> FhirError:
+    record_event(svc, ctx, "token-refused", None, (why,))
     return FhirError(
         401,
         Problem("login", "A valid bearer token is required"),

@@ -22,7 +22,7 @@ from adapters.values import nhs_number_valid
 from consent import NOTICE, Who, explain
 from consent import Request as Asked
 from engine.api.auth import TokenRefused, mint
-from engine.api.deps import SESSION_COOKIE, context, services, user_for
+from engine.api.deps import SESSION_COOKIE, context, record_event, services, user_for, who_for
 from engine.api.errors import FhirError
 from engine.api.records import RequestRefused, ask, explanation, people_for, record_of
 from engine.directory import organisations
@@ -78,9 +78,11 @@ def sign_in(
     if not token:
         return _page(request, "signin.html", 401, error="Choose who to sign in as", dev=False)
     try:
-        svc.verifier.verify(token)
+        user = svc.verifier.verify(token)
     except TokenRefused:
+        record_event(svc, context(request), "token-refused", None, ("auth.token-invalid",))
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
+    record_event(svc, context(request), "login", who_for(svc, user), ())
     response = _to(_RECORD)
     session.sign_in(response, token)
     return response

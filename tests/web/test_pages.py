@@ -43,7 +43,9 @@ def acknowledged(client: TestClient) -> TestClient:
     return client
 
 
-def test_dev_sign_in_offers_personas_and_sets_a_strict_session_cookie(web: TestClient) -> None:
+def test_dev_sign_in_offers_personas_and_sets_a_strict_session_cookie(
+    web: TestClient, store: Store
+) -> None:
     page = web.get("/")
     assert "A&amp;E doctor" in page.text and "Demonstration only" in page.text
     refused = web.post("/session", data={"persona": "gp", "csrf_token": "forged"})
@@ -53,6 +55,7 @@ def test_dev_sign_in_offers_personas_and_sets_a_strict_session_cookie(web: TestC
     cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
     for flag in ("Secure", "HttpOnly", "SameSite=strict"):
         assert flag.lower() in cookie.lower()
+    assert audit_actions(store)[-1] == ("login", "permit")
 
 
 def test_the_record_waits_for_the_confidentiality_notice(web: TestClient, token: Token) -> None:
