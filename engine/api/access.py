@@ -17,6 +17,7 @@ from audit import RequestContext
 from consent import Who, explain
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
+from engine.api.openapi import Explanation, Made, answers
 from engine.api.records import RequestRefused, ask, explanation
 
 router = APIRouter(prefix="/access")
@@ -46,7 +47,7 @@ def _refused(exc: RequestRefused) -> FhirError:
     return FhirError(403, *(Problem("forbidden", r.text, r.rule_id) for r in exc.refusals))
 
 
-@router.post("/break-glass")
+@router.post("/break-glass", status_code=201, responses=answers(Made, 201))
 def break_glass(request: Request, who: User, ctx: Context, body: BreakGlass) -> Response:
     svc = services(request)
     try:
@@ -62,7 +63,7 @@ def break_glass(request: Request, who: User, ctx: Context, body: BreakGlass) -> 
     )
 
 
-@router.post("/relationship")
+@router.post("/relationship", status_code=201, responses=answers(Made, 201))
 def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Response:
     svc = services(request)
     try:
@@ -73,7 +74,7 @@ def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Resp
     return _made("self-claim", ids, f"The claim lasts {days} days and is reviewed by IG")
 
 
-@router.get("/explain")
+@router.get("/explain", responses=answers(Explanation))
 def explain_route(request: Request, who: User, ctx: Context, patient: str) -> Response:
     decision = explanation(services(request).reader, who, ctx, patient.removeprefix("Patient/"))
     return fhir_response(explain(decision))
