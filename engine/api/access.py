@@ -25,15 +25,19 @@ User = Annotated[Who, Depends(current_user)]
 Context = Annotated[RequestContext, Depends(context)]
 
 
+#: Text that is stored (grants and claims) holds no NUL: PostgreSQL cannot store one.
+_TEXT = r"^[^\x00]*$"
+
+
 class BreakGlass(BaseModel):
     patient: str = Field(min_length=1, max_length=128)
-    reason_code: str = Field(min_length=1, max_length=16)
-    reason_text: str = Field(max_length=2000)
+    reason_code: str = Field(min_length=1, max_length=16, pattern=_TEXT)
+    reason_text: str = Field(max_length=2000, pattern=_TEXT)
 
 
 class Claim(BaseModel):
     patient: str = Field(min_length=1, max_length=128)
-    reason: str = Field(max_length=2000)
+    reason: str = Field(max_length=2000, pattern=_TEXT)
 
 
 def _made(kind: str, ids: list[str], expiry_note: str) -> Response:
