@@ -335,9 +335,12 @@ def directory_list(as_json: JsonOpt = False) -> None:
 def serve_cmd(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    workers: Annotated[int, typer.Option(min=1)] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, envvar="WEB_CONCURRENCY", help="Worker processes")
+    ] = 1,
 ) -> None:
-    """Serve the API (uvicorn); migrations are applied first."""
+    """Serve the API (uvicorn); migrations are applied first. WEB_CONCURRENCY sets the worker
+    count, as for other Python servers, so a container image can choose it."""
     import uvicorn
 
     with _store(_settings()):

@@ -17,6 +17,7 @@ from audit import RequestContext
 from consent import Who, explain
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
+from engine.api.openapi import Explanation, Made, answers
 from engine.api.records import RequestRefused, ask, explanation, person_of_patient
 
 router = APIRouter(prefix="/access")
@@ -24,15 +25,19 @@ User = Annotated[Who, Depends(current_user)]
 Context = Annotated[RequestContext, Depends(context)]
 
 
+#: Text that is stored (grants and claims) holds no NUL: PostgreSQL cannot store one.
+_TEXT = r"^[^\x00]*$"
+
+
 class BreakGlass(BaseModel):
     patient: str = Field(min_length=1, max_length=128)
-    reason_code: str = Field(min_length=1, max_length=16)
-    reason_text: str = Field(max_length=2000)
+    reason_code: str = Field(min_length=1, max_length=16, pattern=_TEXT)
+    reason_text: str = Field(max_length=2000, pattern=_TEXT)
 
 
 class Claim(BaseModel):
     patient: str = Field(min_length=1, max_length=128)
-    reason: str = Field(max_length=2000)
+    reason: str = Field(max_length=2000, pattern=_TEXT)
 
 
 def _made(kind: str, ids: list[str], expiry_note: str) -> Response:
@@ -46,7 +51,7 @@ def _refused(exc: RequestRefused) -> FhirError:
     return FhirError(403, *(Problem("forbidden", r.text, r.rule_id) for r in exc.refusals))
 
 
-@router.post("/break-glass")
+@router.post("/break-glass", status_code=201, responses=answers(Made, 201))
 def break_glass(request: Request, who: User, ctx: Context, body: BreakGlass) -> Response:
     svc = services(request)
     try:
@@ -62,7 +67,7 @@ def break_glass(request: Request, who: User, ctx: Context, body: BreakGlass) -> 
     )
 
 
-@router.post("/relationship")
+@router.post("/relationship", status_code=201, responses=answers(Made, 201))
 def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Response:
     svc = services(request)
     try:
@@ -73,7 +78,7 @@ def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Resp
     return _made("self-claim", ids, f"The claim lasts {days} days and is reviewed by IG")
 
 
-@router.get("/explain")
+@router.get("/explain", responses=answers(Explanation))
 def explain_route(request: Request, who: User, ctx: Context, patient: str) -> Response:
     reader = services(request).reader
     person = person_of_patient(reader, patient.removeprefix("Patient/"))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from audit import AuditUnavailable, Writer
@@ -21,6 +22,7 @@ from engine.api import access, fhir
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, request_id
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
+from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.db import make_engine
 from engine.settings import Settings
 from engine.web import pages
@@ -41,7 +43,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The app over the settings' store (or ``engine``, in tests); a bad setting stops it."""
     engine = engine or make_engine(settings.database_url, pool_pre_ping=True)
     svc = Services(settings, engine, load(), verifier_for(settings), Writer(engine))
-    app = FastAPI(title="scr", version="0.1.0", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="scr", version="0.1.0", docs_url=None, redoc_url=None,
+        default_response_class=FhirJSONResponse, generate_unique_id_function=operation_id,
+    )  # fmt: skip
     app.state.services = svc
 
     @app.middleware("http")
@@ -84,10 +89,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         code = _CODES.get(exc.status_code, "processing")
         return error_response(FhirError(exc.status_code, Problem(code, str(exc.detail))))
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={200: {"model": Health}, 503: {"model": OperationOutcome}})
     def healthz() -> Response:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        """503, not 500, when the database is down: the process is fine, its store is not."""
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            log.error("health check: database unavailable: %s", type(exc).__name__)
+            raise FhirError(503, Problem("transient", "The database is unavailable")) from None
         return fhir_response({"status": "ok"})
 
     app.include_router(fhir.router)

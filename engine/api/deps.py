@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from audit import AuditEntry, RequestContext, Writer, disclose
@@ -26,6 +28,9 @@ from engine.settings import Settings
 SESSION_COOKIE = "scr_session"
 #: A request's purpose of use, when it is not the token's default (``ETREAT`` after break-glass).
 PURPOSE_HEADER = "x-purpose-of-use"
+#: Declares the bearer scheme in the OpenAPI document; ``_token`` reads the token itself, so the
+#: session cookie works too and a missing token is audited before it is refused.
+BEARER = HTTPBearer(auto_error=False, description="A CIS2 JWT (in dev mode, from scr token)")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -134,5 +139,8 @@ def user_for(request: Request, purpose: str | None) -> Who:
     return who_for(svc, user, purpose)
 
 
-def current_user(request: Request) -> Who:
+def current_user(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> Who:
     return user_for(request, request.headers.get(PURPOSE_HEADER))

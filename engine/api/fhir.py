@@ -20,6 +20,7 @@ from engine.api.bundle import searchset
 from engine.api.capability import SEARCH_TYPES, capability_statement
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
+from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
 from engine.api.records import Page, find_patients, owner_of, person_record
 from engine.identity.features import NHS_SYSTEM
 
@@ -28,8 +29,8 @@ User = Annotated[Who, Depends(current_user)]
 Context = Annotated[RequestContext, Depends(context)]
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
-Count = Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)]
-Offset = Annotated[int, Query(alias="_offset", ge=0)]
+Count = Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT, description="Page size")]
+Offset = Annotated[int, Query(alias="_offset", ge=0, description="Items to skip (next links)")]
 
 
 def _base(request: Request) -> str:
@@ -62,12 +63,12 @@ def _types(raw: str | None) -> frozenset[str]:
     return types
 
 
-@router.get("/metadata")
+@router.get("/metadata", responses=answers(CapabilityStatement))
 def metadata(request: Request) -> Response:
     return fhir_response(capability_statement(_base(request)))
 
 
-@router.get("/Patient")
+@router.get("/Patient", responses=answers(Bundle))
 def search_patients(
     request: Request, who: User, ctx: Context, identifier: str | None = None
 ) -> Response:
@@ -86,14 +87,18 @@ def search_patients(
     return fhir_response(searchset(_base(request), "/Patient", params, found, len(found)))
 
 
-@router.get("/Patient/{patient_id}/$everything")
+@router.get("/Patient/{patient_id}/$everything", responses=answers(Bundle))
 def everything(
     request: Request,
     who: User,
     ctx: Context,
     patient_id: str,
-    type_: Annotated[str | None, Query(alias="_type")] = None,
-    since: Annotated[str | None, Query(alias="_since")] = None,
+    type_: Annotated[
+        str | None, Query(alias="_type", description="Resource types, comma-separated")
+    ] = None,
+    since: Annotated[
+        str | None, Query(alias="_since", description="An instant with a time zone")
+    ] = None,
     count: Count = DEFAULT_COUNT,
     offset: Offset = 0,
 ) -> Response:
@@ -120,12 +125,12 @@ def _read_one(request: Request, who: Who, ctx: Context, rtype: str, rid: str) ->
     return match
 
 
-@router.get("/Patient/{patient_id}")
+@router.get("/Patient/{patient_id}", responses=answers(Resource))
 def read_patient(request: Request, who: User, ctx: Context, patient_id: str) -> Response:
     return fhir_response(_read_one(request, who, ctx, "Patient", patient_id))
 
 
-@router.get("/{resource_type}")
+@router.get("/{resource_type}", responses=answers(Bundle))
 def search_type(
     request: Request,
     who: User,
@@ -151,7 +156,7 @@ def search_type(
     return fhir_response(doc)
 
 
-@router.get("/{resource_type}/{resource_id}")
+@router.get("/{resource_type}/{resource_id}", responses=answers(Resource))
 def read_resource(
     request: Request, who: User, ctx: Context, resource_type: str, resource_id: str
 ) -> Response:
@@ -160,10 +165,19 @@ def read_resource(
     return fhir_response(_read_one(request, who, ctx, resource_type, resource_id))
 
 
-@router.api_route("/{path:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
 def writes(path: str) -> Response:
     raise FhirError(
         405,
         Problem("not-supported", "The shared care record is read-only: change the source record"),
         headers={"Allow": "GET"},
     )
+
+
+# One route per method, so each write has its own operation id in the OpenAPI document.
+_REFUSED: dict[int | str, dict[str, Any]] = {405: {"model": OperationOutcome}}
+_REFUSED["4XX"] = _REFUSED[405]
+for _method in ("POST", "PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/{path:path}", writes, methods=[_method], name=f"write_{_method.lower()}",
+        status_code=405, responses=_REFUSED,
+    )  # fmt: skip

@@ -8,6 +8,7 @@ id), audited, and the caller answers 404 or an empty searchset. Nothing here say
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,13 @@ from engine.models import Resource
 
 R = cast(Table, Resource.__table__)
 NUMBERS = cast(Table, PatientNumber.__table__)
+#: FHIR's id syntax. Anything else names nothing in the store, so it is never sent there
+#: (PostgreSQL refuses a NUL byte outright); the read goes on as one of an unknown id.
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _person_of(conn: Connection, patient_id: str) -> str | None:
+    return person_of(conn, patient_id) if _FHIR_ID.fullmatch(patient_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +104,7 @@ def _action(interaction: Interaction) -> Action:
 
 def person_of_patient(reader: Reader, patient_id: str) -> str | None:
     with reader.engine.connect() as conn:
-        return person_of(conn, patient_id)
+        return _person_of(conn, patient_id)
 
 
 def person_record(
@@ -132,6 +140,8 @@ def record_of(
 
 def owner_of(reader: Reader, resource_type: str, resource_id: str) -> str | None:
     """The Patient an active stored resource belongs to (its own id for a Patient)."""
+    if not _FHIR_ID.fullmatch(resource_id):
+        return None
     with reader.engine.connect() as conn:
         return conn.execute(
             select(R.c.patient_id).where(
@@ -167,7 +177,7 @@ def people_for(reader: Reader, patient: str) -> list[str]:
     with reader.engine.connect() as conn:
         if nhs_number_valid(patient):
             return people_with_nhs_number(conn, patient)
-        person = person_of(conn, patient.removeprefix("Patient/"))
+        person = _person_of(conn, patient.removeprefix("Patient/"))
         return [person] if person else []
 
 
