@@ -13,6 +13,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import ColumnElement, Engine, Table, select
 
+from audit.entry import flat
 from audit.tables import AuditRow
 
 T = cast(Table, AuditRow.__table__)
@@ -47,7 +48,7 @@ def search(
         where.append(T.c.time < until)
     query = select(T.c.body).where(*where).order_by(T.c.time.desc(), T.c.seq.desc()).limit(limit)
     with engine.connect() as conn:
-        return [orjson.loads(b) for b in conn.execute(query).scalars()]
+        return [flat(orjson.loads(b)) for b in conn.execute(query).scalars()]
 
 
 def stream(engine: Engine, since: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -62,5 +63,5 @@ def stream(engine: Engine, since: datetime | None = None) -> Iterator[dict[str, 
         if not rows:
             return
         for row in rows:
-            yield orjson.loads(row.body)
+            yield flat(orjson.loads(row.body))
         after = rows[-1].seq

@@ -43,7 +43,7 @@ def test_an_intact_trail_verifies_with_its_count_and_head(trail, db_url, tmp_pat
 def test_an_edited_field_in_the_hashed_entry(trail, db_url, tmp_path):
     with as_owner(trail) as conn:
         body = orjson.loads(row(conn, 12)["body"])
-        body["user_id"] = "someone-else"
+        body["index"]["user_id"] = "someone-else"
         conn.execute(
             text("UPDATE audit_entry SET body = :b WHERE seq = 12"), {"b": orjson.dumps(body)}
         )
@@ -123,7 +123,7 @@ def test_a_rewrite_with_every_later_hash_recomputed_is_caught_by_a_checkpoint(
 
     with as_owner(trail) as conn:
         body = orjson.loads(row(conn, 4)["body"])
-        body["user_id"] = "someone-else"
+        body["index"]["user_id"] = "someone-else"
         conn.execute(
             text("UPDATE audit_entry SET body = :b, user_id = :u WHERE seq = 4"),
             {"b": orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "u": "someone-else"},
