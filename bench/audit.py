@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, text
 
+from adapters.synth.nhs import NhsNumbers
 from audit.chain import GENESIS, link
 from audit.entry import AuditEntry, body
 from audit.query import search
@@ -50,6 +51,11 @@ _COLUMNS = (
 )
 
 
+#: One valid test-range NHS number (999, modulus 11) per synthetic person.
+_ISSUER = NhsNumbers(random.Random(3))
+NHS = [_ISSUER.issue() for _ in range(PEOPLE)]
+
+
 def _entry(rnd: random.Random, n: int) -> AuditEntry:
     person = rnd.randrange(PEOPLE)
     user = rnd.randrange(USERS)
@@ -68,7 +74,7 @@ def _entry(rnd: random.Random, n: int) -> AuditEntry:
         policy_version="bench",
         basis="relationship" if permit else None,
         patient_id=f"patient-{person}",
-        nhs_number=f"999{person:07d}",
+        nhs_number=NHS[person],
         disclosed={"Condition": rnd.randrange(10), "Observation": rnd.randrange(90)}
         if permit
         else {},
