@@ -117,7 +117,7 @@ def public_key_cmd() -> None:
 def export_cmd(
     since: Annotated[
         datetime | None,
-        typer.Option(help="Entries at or after this time (ISO 8601; UTC unless it says)"),
+        typer.Option(help="Entries at or after this UTC time (YYYY-MM-DD[THH:MM:SS])"),
     ] = None,
     format_: Annotated[str, typer.Option("--format", help="fhir or csv")] = "fhir",
 ) -> None:
