@@ -49,7 +49,8 @@ def _column_sql(dialect: str) -> str:
     """The first entry, up to the head, whose body does not end with its columns' values.
 
     The expected ending is built in the database from the columns, as ``engine.canonical``
-    writes it (``audit.entry.body``): any column edited since the append makes it differ.
+    writes it (``audit.entry.body``): any column edited since the append makes it differ. A
+    column set to NULL makes the whole ending NULL, which counts as differing.
     """
     parts = []
     for n, field in enumerate(INDEX_FIELDS):
@@ -68,13 +69,15 @@ def _column_sql(dialect: str) -> str:
     ending = " || ".join(["'\"index\":'", *parts, "'}}'"])
     if dialect == "postgresql":
         tail = f"convert_to({ending}, 'UTF8')"
-        differs = "substring(body from octet_length(body) - octet_length(tail) + 1) <> tail"
+        differs = (
+            "substring(body from octet_length(body) - octet_length(tail) + 1) IS DISTINCT FROM tail"
+        )
     else:
         tail = f"CAST({ending} AS BLOB)"
         differs = "substr(body, -length(tail)) <> tail"
     return (
         f"SELECT min(seq) FROM (SELECT seq, body, {tail} AS tail FROM audit_entry "
-        f"WHERE seq <= :head) AS e WHERE {differs}"
+        f"WHERE seq <= :head) AS e WHERE tail IS NULL OR {differs}"
     )
 
 

@@ -68,6 +68,17 @@ def test_an_edited_time(trail, db_url, tmp_path):
     assert code == 1 and out["first_bad_seq"] == 16
 
 
+def test_a_column_set_to_null_after_dropping_its_constraint(trail, db_url, tmp_path):
+    """The owner can drop NOT NULL and blank a time, taking an entry out of every day search."""
+    if trail.dialect.name != "postgresql":
+        pytest.skip("SQLite cannot drop a NOT NULL constraint in place")
+    with as_owner(trail) as conn:
+        conn.execute(text("ALTER TABLE audit_entry ALTER COLUMN time DROP NOT NULL"))
+        conn.execute(text("UPDATE audit_entry SET time = NULL WHERE seq = 11"))
+    code, out = verify(db_url, tmp_path)
+    assert code == 1 and out["first_bad_seq"] == 11
+
+
 def test_a_deleted_entry(trail, db_url, tmp_path):
     with as_owner(trail) as conn:
         conn.execute(text("DELETE FROM audit_entry WHERE seq = 7"))
