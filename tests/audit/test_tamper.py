@@ -52,6 +52,14 @@ def test_an_edited_field_in_the_hashed_entry(trail, db_url, tmp_path):
     assert "does not match its hash" in out["problem"]
 
 
+def test_a_body_replaced_with_text(trail, db_url, tmp_path):
+    """SQLite keeps text in a BLOB column as text: the walk must report it, not crash."""
+    with as_owner(trail) as conn:
+        conn.execute(text("UPDATE audit_entry SET body = 'not an entry' WHERE seq = 8"))
+    code, out = verify(db_url, tmp_path)
+    assert code == 1 and out["first_bad_seq"] == 8
+
+
 def test_an_edited_searchable_column(trail, db_url, tmp_path):
     """Hiding an access from a search by user, without touching the hashed bytes."""
     with as_owner(trail) as conn:
