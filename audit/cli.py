@@ -10,7 +10,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -130,12 +129,11 @@ def export_cmd(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     settings = _settings()
-    server = urlsplit(settings.canonical_base).hostname or "scr"
     out = sys.stdout.buffer
     with _store(settings) as engine:
         docs = stream(engine, since)
         if format_ == "fhir":
-            for piece in fhir_bundle(docs, server):
+            for piece in fhir_bundle(docs, settings.canonical_base):
                 out.write(piece)
             out.write(b"\n")
         else:

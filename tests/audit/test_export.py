@@ -61,6 +61,10 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
     assert any("query" in e for e in search["entity"])
     assert "meta" not in refused and refused["outcome"] == "4"
     assert "basis.none" in refused["outcomeDesc"]
+    assert glass["subtype"] == [
+        {"system": "https://fhir.scr.example/CodeSystem/audit-action", "code": "break-glass"}
+    ]
+    assert "meta" not in glass, "break-glass is not a read: no BALP profile is claimed"
     assert "BTG" in [
         c["coding"][0]["code"] for a in glass["agent"] for c in a.get("purposeOfUse", [])
     ]
