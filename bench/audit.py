@@ -11,7 +11,8 @@ would have written it, over 90 days, 20,000 people and 2,000 users. Then:
 - ``append_p50_ms``: 16 writers appending through a group-commit ``audit.Writer`` (one per
   process) into that trail, as 2 processes × 8 threads (the headline, as ``scr serve
   --workers 2``) and 4 × 4 (under ``appends``); floor: the same writers each committing a plain
-  INSERT of the same body into an unindexed table (no lock, no chain).
+  INSERT of the same body into an unindexed table (no lock, no chain, no batching), as
+  durably (``synchronous=FULL`` on SQLite, as the append).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from adapters.synth.nhs import NhsNumbers
 from audit.chain import GENESIS, link
@@ -208,11 +209,18 @@ def _queries(engine: Engine, size: int, rounds: int) -> dict[str, float]:
     }
 
 
+def _synchronous_full(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA synchronous=FULL")
+
+
 def append_worker(
     url: str, process: int, threads: int, per_thread: int, floor: bool
 ) -> list[float]:
     """One process of the append measurement: ``threads`` threads, latencies in ms."""
     engine = make_engine(url, pool_size=threads)
+    if floor and engine.dialect.name == "sqlite":
+        # As durable as an audit append (audit/writer.py), or the floor would not be the same I/O.
+        event.listen(engine, "connect", _synchronous_full)
     writer = Writer(engine)
     rnd = random.Random(process)
     latencies: list[float] = []
