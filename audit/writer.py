@@ -160,6 +160,8 @@ class Writer:
                         p.error = error
                 self._busy = False
                 self._cond.notify_all()
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # interrupted: the batch has failed, now let the interrupt out
         if mine.error is not None:
             raise AuditUnavailable("the audit entry could not be written") from mine.error
         if mine.sealed is None:
@@ -167,7 +169,8 @@ class Writer:
         return mine.sealed
 
     def _write(self, batch: list[_Pending]) -> tuple[list[Sealed], BaseException | None]:
+        """Never raises, so the batch is always marked and the next writer always woken."""
         try:
             return append_batch(self._engine, [p.entry for p in batch]), None
-        except Exception as exc:
+        except BaseException as exc:
             return [], exc
