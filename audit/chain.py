@@ -17,17 +17,6 @@ from typing import Any
 from audit.entry import AuditEntry, body
 
 GENESIS = bytes(32)
-#: Body fields copied into columns for searching; ``verify`` checks each still agrees.
-COLUMNS = (
-    "request_id",
-    "action",
-    "outcome",
-    "user_id",
-    "org",
-    "purpose",
-    "patient_id",
-    "nhs_number",
-)
 
 
 def link(prev_hash: bytes, entry_body: bytes) -> bytes:
@@ -107,7 +96,11 @@ class Walk:
                     return Problem(expected, f"entry {expected} is missing (next is {seq})")
                 if prev_hash != prev:
                     return Problem(seq, "does not follow the entry before it (prev_hash differs)")
-                if sha256(prev_hash + entry_body).digest() != digest:
+                try:
+                    holds = sha256(prev_hash + entry_body).digest() == digest
+                except TypeError:  # a body the owner replaced with text or NULL
+                    holds = False
+                if not holds:
                     return Problem(seq, "content does not match its hash")
                 if seq == self._keep:
                     self.kept = digest

@@ -10,7 +10,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -117,7 +116,7 @@ def public_key_cmd() -> None:
 def export_cmd(
     since: Annotated[
         datetime | None,
-        typer.Option(help="Entries at or after this time (ISO 8601; UTC unless it says)"),
+        typer.Option(help="Entries at or after this UTC time (YYYY-MM-DD[THH:MM:SS])"),
     ] = None,
     format_: Annotated[str, typer.Option("--format", help="fhir or csv")] = "fhir",
 ) -> None:
@@ -130,12 +129,11 @@ def export_cmd(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     settings = _settings()
-    server = urlsplit(settings.canonical_base).hostname or "scr"
     out = sys.stdout.buffer
     with _store(settings) as engine:
         docs = stream(engine, since)
         if format_ == "fhir":
-            for piece in fhir_bundle(docs, server):
+            for piece in fhir_bundle(docs, settings.canonical_base):
                 out.write(piece)
             out.write(b"\n")
         else:

@@ -124,8 +124,25 @@ def time_text(time: datetime) -> str:
     return time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: Fields copied into columns for searching. In the stored body they sit together under
+#: ``index``, which sorts last, so the body ends with them in a fixed order and ``verify`` can
+#: check every column against the hashed bytes with one comparison per entry.
+INDEX_FIELDS = (
+    "action",
+    "nhs_number",
+    "org",
+    "outcome",
+    "patient_id",
+    "purpose",
+    "request_id",
+    "seq",
+    "time",
+    "user_id",
+)
+
+
 def document(entry: AuditEntry, seq: int, time: datetime) -> dict[str, Any]:
-    """The entry as the JSON object that is stored and hashed."""
+    """The entry as one flat JSON object: what exports and searches hand out."""
     return {
         "seq": seq,
         "time": time_text(time),
@@ -155,5 +172,13 @@ def document(entry: AuditEntry, seq: int, time: datetime) -> dict[str, Any]:
 
 
 def body(entry: AuditEntry, seq: int, time: datetime) -> bytes:
-    """Canonical JSON (sorted keys, no whitespace) of :func:`document`: the hashed bytes."""
-    return canonical.dumps(document(entry, seq, time))
+    """The stored, hashed bytes: canonical JSON (sorted keys, no whitespace) of
+    ``{"entry": <the other fields>, "index": <INDEX_FIELDS>}``."""
+    doc = document(entry, seq, time)
+    index = {k: doc.pop(k) for k in INDEX_FIELDS}
+    return canonical.dumps({"entry": doc, "index": index})
+
+
+def flat(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored body, parsed, as the flat :func:`document`."""
+    return {**stored["entry"], **stored["index"]}

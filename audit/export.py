@@ -16,6 +16,7 @@ import io
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -142,8 +143,9 @@ def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
     return out
 
 
-def audit_event(doc: dict[str, Any], server: str) -> dict[str, Any]:
-    """One entry as an AuditEvent; ``server`` is scr's own host name (the server agent)."""
+def audit_event(doc: dict[str, Any], base: str) -> dict[str, Any]:
+    """One entry as an AuditEvent; ``base`` is the deployment's canonical base URL."""
+    server = urlsplit(base).hostname or "scr"
     query = doc["action"] == "search"
     permit = doc["outcome"] == "permit"
     event: dict[str, Any] = {
@@ -160,7 +162,7 @@ def audit_event(doc: dict[str, Any], server: str) -> dict[str, Any]:
     }
     if doc["action"] not in READS and not query:
         event["type"] = {"system": DCM, "code": "110110"}  # Patient Record
-        event["subtype"] = [{"system": "https://scr.example/audit-action", "code": doc["action"]}]
+        event["subtype"] = [{"system": f"{base}CodeSystem/audit-action", "code": doc["action"]}]
     if not permit:
         event["outcomeDesc"] = "refused: " + ", ".join(doc.get("rules") or ())
     profile = _profile(doc)
@@ -169,11 +171,11 @@ def audit_event(doc: dict[str, Any], server: str) -> dict[str, Any]:
     return event
 
 
-def fhir_bundle(docs: Iterable[dict[str, Any]], server: str) -> Iterator[bytes]:
+def fhir_bundle(docs: Iterable[dict[str, Any]], base: str) -> Iterator[bytes]:
     """A ``collection`` Bundle of AuditEvents, written piece by piece (bounded memory)."""
     yield b'{"resourceType":"Bundle","type":"collection","entry":['
     for n, doc in enumerate(docs):
-        event = audit_event(doc, server)
+        event = audit_event(doc, base)
         yield (b"," if n else b"") + orjson.dumps(
             {"fullUrl": f"urn:uuid:{_uuid(doc)}", "resource": event}
         )

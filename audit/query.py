@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, Table, select
+from sqlalchemy import ColumnElement, Engine, Table, func, select
 
+from audit.entry import flat
 from audit.tables import AuditRow
 
 T = cast(Table, AuditRow.__table__)
@@ -47,12 +48,23 @@ def search(
         where.append(T.c.time < until)
     query = select(T.c.body).where(*where).order_by(T.c.time.desc(), T.c.seq.desc()).limit(limit)
     with engine.connect() as conn:
-        return [orjson.loads(b) for b in conn.execute(query).scalars()]
+        return [flat(orjson.loads(b)) for b in conn.execute(query).scalars()]
 
 
 def stream(engine: Engine, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Every entry from ``since`` in sequence order, read in chunks so memory stays bounded."""
+    """Every entry from ``since`` in sequence order, read in chunks so memory stays bounded.
+
+    Times rise with the sequence (the writer stamps them under the lock), so the first entry
+    at or after ``since`` is found once by the time index; the filter stays on in case the
+    clock ever stepped back.
+    """
     after = 0
+    if since is not None:
+        with engine.connect() as conn:
+            first = conn.execute(select(func.min(T.c.seq)).where(T.c.time >= since)).scalar()
+        if first is None:
+            return
+        after = first - 1
     while True:
         query = select(T.c.seq, T.c.body).where(T.c.seq > after).order_by(T.c.seq).limit(CHUNK)
         if since is not None:
@@ -62,5 +74,5 @@ def stream(engine: Engine, since: datetime | None = None) -> Iterator[dict[str, 
         if not rows:
             return
         for row in rows:
-            yield orjson.loads(row.body)
+            yield flat(orjson.loads(row.body))
         after = rows[-1].seq

@@ -3,11 +3,11 @@
 Two checks run side by side. The chain walk reads ``(seq, body, prev_hash, hash)`` straight
 from the driver in chunks (no ORM objects) and hashes in Python, so the database is never
 trusted to compute a hash. Meanwhile a second connection asks the database for the first entry
-whose searchable columns (``audit.chain.COLUMNS`` and ``time``) no longer appear, exactly as
-JSON, in its body: an edited column would otherwise hide an access from IG searches without
-touching the hashed bytes. The head row and the walk are read in one snapshot, and the column
+whose searchable columns (``audit.entry.INDEX_FIELDS``) no longer match the ending of its body:
+an edited column would otherwise hide an access from IG searches without touching the hashed
+bytes. The head row and the walk are read in one snapshot, and the column
 check stops at that head, so appends made meanwhile are neither half-seen nor taken for
-tampering. (``seq`` needs no such check: a renumbered entry breaks the chain or leaves a gap.)
+tampering.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from audit.chain import COLUMNS, GENESIS, Problem, Walk
+from audit.chain import GENESIS, Problem, Walk
+from audit.entry import INDEX_FIELDS
 
 CHUNK = 20_000
 _SELECT = "SELECT seq, body, prev_hash, hash FROM audit_entry ORDER BY seq"
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+#: ``audit.entry.time_text`` in PostgreSQL's ``to_char`` terms.
+_PG_TIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +46,39 @@ class Report:
 
 
 def _column_sql(dialect: str) -> str:
-    """The first entry, up to the head, with a column its body does not say."""
+    """The first entry, up to the head, whose body does not end with its columns' values.
+
+    The expected ending is built in the database from the columns, as ``engine.canonical``
+    writes it (``audit.entry.body``): any column edited since the append makes it differ. A
+    column set to NULL makes the whole ending NULL, which counts as differing.
+    """
+    parts = []
+    for n, field in enumerate(INDEX_FIELDS):
+        key = ("{" if n == 0 else ",") + f'"{field}":'
+        if field == "seq":
+            value = "seq::text" if dialect == "postgresql" else "CAST(seq AS TEXT)"
+        elif field == "time" and dialect == "postgresql":
+            value = f"""'"' || to_char(time AT TIME ZONE 'UTC', '{_PG_TIME}') || '"'"""
+        elif field == "time":
+            value = """'"' || replace(time, ' ', 'T') || 'Z"'"""
+        elif dialect == "postgresql":
+            value = f"coalesce(to_json({field})::text, 'null')"
+        else:
+            value = f"json_quote({field})"
+        parts.append(f"'{key}' || {value}")
+    ending = " || ".join(["'\"index\":'", *parts, "'}}'"])
     if dialect == "postgresql":
-        frags = [f"""'"{c}":' || coalesce(to_json({c})::text, 'null')""" for c in COLUMNS]
-        frags.append(
-            """'"time":"' || to_char(time AT TIME ZONE 'UTC', """
-            """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'"""
+        tail = f"convert_to({ending}, 'UTF8')"
+        differs = (
+            "substring(body from octet_length(body) - octet_length(tail) + 1) IS DISTINCT FROM tail"
         )
-        cond = " OR ".join(f"position(convert_to({f}, 'UTF8') in body) = 0" for f in frags)
     else:
-        frags = [f"""'"{c}":' || json_quote({c})""" for c in COLUMNS]
-        frags.append("""'"time":"' || replace(time, ' ', 'T') || 'Z"'""")
-        cond = " OR ".join(f"instr(body, CAST({f} AS BLOB)) = 0" for f in frags)
-    return f"SELECT min(seq) FROM audit_entry WHERE seq <= :head AND ({cond})"
+        tail = f"CAST({ending} AS BLOB)"
+        differs = "substr(body, -length(tail)) <> tail"
+    return (
+        f"SELECT min(seq) FROM (SELECT seq, body, {tail} AS tail FROM audit_entry "
+        f"WHERE seq <= :head) AS e WHERE tail IS NULL OR {differs}"
+    )
 
 
 class _ColumnCheck(threading.Thread):

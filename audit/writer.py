@@ -62,8 +62,11 @@ def _pg_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
 def _sqlite_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
     cur = raw.cursor()
     try:
-        # IMMEDIATE takes the write lock before the head is read, so two writers cannot both
-        # read the same head (a deferred transaction would fail to upgrade its lock instead).
+        # The store runs with synchronous=NORMAL (engine/db.py), where a WAL commit can be lost
+        # to a power cut; an audit commit must not be, so this one syncs. IMMEDIATE takes the
+        # write lock before the head is read, so two writers cannot both read the same head (a
+        # deferred transaction would fail to upgrade its lock instead).
+        cur.execute("PRAGMA synchronous=FULL")
         cur.execute("BEGIN IMMEDIATE")
         head = cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         if head is None:
@@ -84,6 +87,7 @@ def _sqlite_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
         raw.rollback()
         raise
     finally:
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
     return sealed
 
@@ -156,6 +160,8 @@ class Writer:
                         p.error = error
                 self._busy = False
                 self._cond.notify_all()
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # interrupted: the batch has failed, now let the interrupt out
         if mine.error is not None:
             raise AuditUnavailable("the audit entry could not be written") from mine.error
         if mine.sealed is None:
@@ -163,7 +169,8 @@ class Writer:
         return mine.sealed
 
     def _write(self, batch: list[_Pending]) -> tuple[list[Sealed], BaseException | None]:
+        """Never raises, so the batch is always marked and the next writer always woken."""
         try:
             return append_batch(self._engine, [p.entry for p in batch]), None
-        except Exception as exc:
+        except BaseException as exc:
             return [], exc

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import threading
+import time
 
 from sqlalchemy import Engine, text
 
+import audit.writer
 from audit.verify import verify
 from audit.writer import Writer
 from tests.audit.trail import entry
@@ -42,3 +45,35 @@ def test_one_writer_appends_in_order_each_entry_chained_to_the_last(engine: Engi
     sealed = [writer.append(entry(n)) for n in range(5)]
     assert [s.seq for s in sealed] == [1, 2, 3, 4, 5]
     assert all(a.hash == b.prev_hash for a, b in itertools.pairwise(sealed))
+
+
+def test_entries_arriving_while_a_transaction_is_in_flight_share_the_next_one(
+    engine: Engine, monkeypatch
+):
+    """Group commit: eight threads, and the first transaction held open long enough for the
+    other seven to queue behind it, take at most two transactions between them."""
+    real = audit.writer.append_batch
+    batches: list[int] = []
+
+    def slow_first(eng, entries):  # type: ignore[no-untyped-def]
+        batches.append(len(entries))
+        if len(batches) == 1:
+            time.sleep(0.3)  # only to open the window; nothing here is timed
+        return real(eng, entries)
+
+    monkeypatch.setattr(audit.writer, "append_batch", slow_first)
+    writer = Writer(engine)
+    start = threading.Barrier(8)
+
+    def one(n: int) -> None:
+        start.wait()
+        writer.append(entry(n))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(batches) == 8 and len(batches) <= 2
+    report = verify(engine)
+    assert report.intact and report.size == 8

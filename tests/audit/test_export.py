@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 
 import orjson
 from fhir.resources.R4B.auditevent import AuditEvent
@@ -12,7 +13,8 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from audit.export import BALP
-from audit.writer import append_batch
+from audit.query import search
+from audit.writer import append, append_batch
 from engine.cli import app
 from tests.audit.trail import entry
 
@@ -59,15 +61,26 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
     assert any("query" in e for e in search["entity"])
     assert "meta" not in refused and refused["outcome"] == "4"
     assert "basis.none" in refused["outcomeDesc"]
+    assert glass["subtype"] == [
+        {"system": "https://fhir.scr.example/CodeSystem/audit-action", "code": "break-glass"}
+    ]
+    assert "meta" not in glass, "break-glass is not a read: no BALP profile is claimed"
     assert "BTG" in [
         c["coding"][0]["code"] for a in glass["agent"] for c in a.get("purposeOfUse", [])
     ]
 
 
 def test_export_since_leaves_out_earlier_entries(engine: Engine, db_url: str):
-    _fill(engine)
-    doc = orjson.loads(_export(db_url, "--since", "2999-01-01T00:00:00"))
-    assert doc["entry"] == []
+    for n in range(1, 5):
+        append(engine, entry(n))
+    third = search(engine, limit=2)[1]["time"]  # newest first: entry 3
+    since = datetime.fromisoformat(third).strftime("%Y-%m-%dT%H:%M:%S")
+    doc = orjson.loads(_export(db_url, "--since", since))
+    ids = [e["resource"]["id"] for e in doc["entry"]]
+    # --since is to the second, so entries 1 and 2 may share entry 3's second; 3 and 4 may not
+    # be left out, and what is included is a tail of the trail.
+    assert len(ids) >= 2 and ids == [f"scr-audit-{n}" for n in range(5 - len(ids), 5)]
+    assert orjson.loads(_export(db_url, "--since", "2999-01-01"))["entry"] == []
 
 
 def test_csv_export_has_a_row_per_entry_and_defuses_formulas(engine: Engine, db_url: str):

@@ -43,13 +43,21 @@ def test_an_intact_trail_verifies_with_its_count_and_head(trail, db_url, tmp_pat
 def test_an_edited_field_in_the_hashed_entry(trail, db_url, tmp_path):
     with as_owner(trail) as conn:
         body = orjson.loads(row(conn, 12)["body"])
-        body["user_id"] = "someone-else"
+        body["index"]["user_id"] = "someone-else"
         conn.execute(
             text("UPDATE audit_entry SET body = :b WHERE seq = 12"), {"b": orjson.dumps(body)}
         )
     code, out = verify(db_url, tmp_path)
     assert code == 1 and out["first_bad_seq"] == 12
     assert "does not match its hash" in out["problem"]
+
+
+def test_a_body_replaced_with_text(trail, db_url, tmp_path):
+    """SQLite keeps text in a BLOB column as text: the walk must report it, not crash."""
+    with as_owner(trail) as conn:
+        conn.execute(text("UPDATE audit_entry SET body = 'not an entry' WHERE seq = 8"))
+    code, out = verify(db_url, tmp_path)
+    assert code == 1 and out["first_bad_seq"] == 8
 
 
 def test_an_edited_searchable_column(trail, db_url, tmp_path):
@@ -66,6 +74,17 @@ def test_an_edited_time(trail, db_url, tmp_path):
         conn.execute(text("UPDATE audit_entry SET time = :t WHERE seq = 16"), {"t": t})
     code, out = verify(db_url, tmp_path)
     assert code == 1 and out["first_bad_seq"] == 16
+
+
+def test_a_column_set_to_null_after_dropping_its_constraint(trail, db_url, tmp_path):
+    """The owner can drop NOT NULL and blank a time, taking an entry out of every day search."""
+    if trail.dialect.name != "postgresql":
+        pytest.skip("SQLite cannot drop a NOT NULL constraint in place")
+    with as_owner(trail) as conn:
+        conn.execute(text("ALTER TABLE audit_entry ALTER COLUMN time DROP NOT NULL"))
+        conn.execute(text("UPDATE audit_entry SET time = NULL WHERE seq = 11"))
+    code, out = verify(db_url, tmp_path)
+    assert code == 1 and out["first_bad_seq"] == 11
 
 
 def test_a_deleted_entry(trail, db_url, tmp_path):
@@ -123,7 +142,7 @@ def test_a_rewrite_with_every_later_hash_recomputed_is_caught_by_a_checkpoint(
 
     with as_owner(trail) as conn:
         body = orjson.loads(row(conn, 4)["body"])
-        body["user_id"] = "someone-else"
+        body["index"]["user_id"] = "someone-else"
         conn.execute(
             text("UPDATE audit_entry SET body = :b, user_id = :u WHERE seq = 4"),
             {"b": orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "u": "someone-else"},
