@@ -31,6 +31,8 @@ Action = Literal[
     "export",
     "login",
     "token-refused",
+    "identity-link",
+    "identity-unlink",
 ]
 Outcome = Literal["permit", "deny"]
 #: More released items than this are recorded as counts only, so one read of a large record

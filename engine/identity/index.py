@@ -8,15 +8,18 @@ manual link keeps them together for every later automatic run, until a person de
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, Table, or_, select, text, update
 from sqlalchemy.orm import aliased
 
+from audit import AuditEntry, append
+from audit.entry import Action, Outcome
 from engine.identity.cluster import pair
 from engine.identity.decide import MatchDecision
 from engine.identity.rules import MatchRules, load_rules
@@ -37,6 +40,7 @@ from engine.identity.workset import (
 )
 
 LOCK = cast(Table, IdentityLock.__table__)
+T = TypeVar("T")
 #: ``merged_into`` chains are short; a longer one means corrupt data, not a long history.
 _MAX_HOPS = 100
 
@@ -209,6 +213,32 @@ def _as_review(decision: MatchDecision) -> MatchDecision:
     return MatchDecision("review", decision.score, decision.rule, (why, *decision.reasons))
 
 
+def _audited(
+    engine: Engine, action: Action, who: str, a: str, b: str, change: Callable[[], T]
+) -> T:
+    """Make a manual decision, then record it (or its refusal) in the audit trail.
+
+    The decision and its reason are already in ``link_event``, in the same transaction as the
+    change; the audit entry adds it to the tamper-evident trail IG officers review.
+    """
+
+    def entry(outcome: Outcome, rule: str, person: str | None) -> AuditEntry:
+        return AuditEntry(
+            request_id=str(uuid.uuid4()), action=action, outcome=outcome, user_id=who,
+            user_name=who, role_code="", profile=None, org="", purpose=None, rules=(rule,),
+            patient_id=person, refs=(f"Patient/{a}", f"Patient/{b}"),
+        )  # fmt: skip
+
+    try:
+        done = change()
+    except IdentityError:
+        append(engine, entry("deny", "identity.refused", None))
+        raise
+    person = done if isinstance(done, str) else None
+    append(engine, entry("permit", "identity.manual", person))
+    return done
+
+
 def link(
     engine: Engine, a: str, b: str, *, who: str, reason: str, rules: MatchRules | None = None
 ) -> str:
@@ -217,8 +247,14 @@ def link(
     Their people are re-decided together with the pin in force: a record the rules keep apart
     from one of the newcomers leaves (and is queued for review) rather than staying on the
     strength of a decision made about others. Refused, changing nothing, when it would join
-    two Patients a person has kept apart.
+    two Patients a person has kept apart. Audited either way.
     """
+    return _audited(
+        engine, "identity-link", who, a, b, lambda: _link(engine, a, b, who, reason, rules)
+    )
+
+
+def _link(engine: Engine, a: str, b: str, who: str, reason: str, rules: MatchRules | None) -> str:
     actor = _check_actor(a, b, who, reason)
     with engine.begin() as conn:
         _take_turn(conn)
@@ -248,8 +284,16 @@ def unlink(
     """Manually separate two Patients and pin them apart; returns their people.
 
     When they share a person, it is re-decided with the pin in force: every other record
-    goes with whichever of the two its strongest links lead to, and may join no one.
+    goes with whichever of the two its strongest links lead to, and may join no one. Audited.
     """
+    return _audited(
+        engine, "identity-unlink", who, a, b, lambda: _unlink(engine, a, b, who, reason, rules)
+    )
+
+
+def _unlink(
+    engine: Engine, a: str, b: str, who: str, reason: str, rules: MatchRules | None
+) -> tuple[str, str]:
     actor = _check_actor(a, b, who, reason)
     with engine.begin() as conn:
         _take_turn(conn)

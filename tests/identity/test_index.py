@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, insert, select, text
 from typer.testing import CliRunner
 
 from adapters.codes import CodeMaps
+from audit import verify
 from engine import canonical
 from engine.identity import index
 from engine.identity.cli import identity_app
@@ -314,3 +315,22 @@ def test_a_relink_of_many_chunks_keeps_planner_statistics_fresh(engine: Engine) 
     store(engine, *many)
     summary = relink(engine, [p["id"] for p in many])
     assert (summary.patients, summary.people_created, summary.linked) == (1001, 1001, 0)
+
+
+def test_every_manual_decision_and_refusal_is_in_the_audit_trail(archer: Engine) -> None:
+    unlink(archer, "gp", "council", who=DOCTOR, reason="different people")
+    with pytest.raises(IdentityError):
+        link(archer, "gp", "gp", who=DOCTOR, reason="itself")
+    link(archer, "gp", "council", who=DOCTOR, reason="same person after all")
+    with archer.connect() as conn:
+        rows = conn.execute(
+            text("SELECT action, outcome, user_id FROM audit_entry ORDER BY seq")
+        ).all()
+    assert [(r.action, r.outcome) for r in rows] == [
+        ("identity-unlink", "permit"),
+        ("identity-link", "deny"),
+        ("identity-link", "permit"),
+    ]
+    assert {r.user_id for r in rows} == {DOCTOR}
+    report = verify(archer)
+    assert report.intact and report.size == 3
