@@ -1,0 +1,119 @@
+"""``jwt`` mode: tokens from an identity provider, checked against a PEM key or a JWKS, with
+the algorithm pinned, and issuer, audience and expiry required."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from engine.api.auth import TokenRefused, user_from_claims, verifier_for
+from engine.settings import Settings, SettingsError
+
+ISSUER = "https://idp.example/cis2"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PUBLIC_PEM = (
+    KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+
+
+def claims(**over: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "iss": ISSUER, "aud": "scr", "sub": "u-1", "name": "Dr Synthetic",
+        "iat": now, "exp": now + timedelta(minutes=10),
+        "nhsid_nrbac_roles": [
+            {"person_roleid": "r1", "org_code": "Y00001", "role_code": "S8000:G8000:R8000"},
+            {"person_roleid": "r2", "org_code": "R9Z", "role_code": "S8000:G8000:R8001"},
+        ],
+        "selected_roleid": "r2", "purpose_of_use": "TREAT", "ig_training_date": "2026-06-01",
+    } | over  # fmt: skip
+
+
+def settings(**over: str) -> Settings:
+    values = {"auth_mode": "jwt", "jwt_issuer": ISSUER, "jwt_public_key": PUBLIC_PEM}
+    return Settings(**(values | over))  # type: ignore[arg-type]
+
+
+def test_a_token_signed_by_the_configured_key_gives_the_selected_role() -> None:
+    user = verifier_for(settings()).verify(jwt.encode(claims(), KEY, algorithm="RS256"))
+    assert (user.user_id, user.org, user.role_code) == ("u-1", "R9Z", "S8000:G8000:R8001")
+    assert user.ig_training is not None and user.ig_training.isoformat() == "2026-06-01"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode(claims(), OTHER, algorithm="RS256"),
+        jwt.encode(claims(), KEY, algorithm="RS512"),
+        jwt.encode(claims(aud="someone-else"), KEY, algorithm="RS256"),
+        jwt.encode(claims(iss="https://evil.example"), KEY, algorithm="RS256"),
+        jwt.encode(claims(exp=datetime.now(UTC) - timedelta(minutes=5)), KEY, algorithm="RS256"),
+        jwt.encode({k: v for k, v in claims().items() if k != "exp"}, KEY, algorithm="RS256"),
+        jwt.encode(claims(), None, algorithm="none"),
+        jwt.encode(claims(selected_roleid="r9"), KEY, algorithm="RS256"),
+    ],
+    ids=["other-key", "other-alg", "audience", "issuer", "expired", "no-exp", "none", "no-role"],
+)
+def test_untrusted_tokens_are_refused(token: str) -> None:
+    with pytest.raises(TokenRefused):
+        verifier_for(settings()).verify(token)
+
+
+def test_the_public_key_cannot_be_used_as_an_hmac_secret() -> None:
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = jwt.utils.base64url_encode(json.dumps(claims(iat=0, exp=2**31)).encode())
+    signature = hmac.new(PUBLIC_PEM.encode(), header + b"." + body, hashlib.sha256).digest()
+    forged = b".".join([header, body, jwt.utils.base64url_encode(signature)]).decode()
+    with pytest.raises(TokenRefused):
+        verifier_for(settings()).verify(forged)
+
+
+def test_jwks_keys_are_chosen_by_kid(monkeypatch: pytest.MonkeyPatch) -> None:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    jwks = {"keys": [jwk | {"kid": "k1", "use": "sig", "alg": "RS256"}]}
+
+    def fake_get(url: str, timeout: float) -> httpx.Response:
+        return httpx.Response(200, json=jwks, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(httpx, "get", fake_get)
+    verifier = verifier_for(settings(jwt_public_key="", jwks_url="https://idp.example/jwks"))
+    good = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(good).user_id == "u-1"
+    with pytest.raises(TokenRefused, match="kid"):
+        verifier.verify(jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k2"}))
+
+
+@pytest.mark.parametrize(
+    ("over", "named"),
+    [
+        ({"jwt_issuer": ""}, "SCR_JWT_ISSUER"),
+        ({"jwt_public_key": ""}, "SCR_JWT_PUBLIC_KEY or SCR_JWKS_URL"),
+        ({"jwt_public_key": "/no/such/key.pem"}, "SCR_JWT_PUBLIC_KEY"),
+    ],
+)
+def test_jwt_mode_without_what_it_needs_stops_start_up(over: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        verifier_for(settings(**over))
+
+
+def test_only_asymmetric_algorithms_may_be_configured() -> None:
+    with pytest.raises(SettingsError, match="SCR_JWT_ALGORITHM"):
+        Settings.load({"SCR_JWT_ALGORITHM": "HS256"})
+
+
+def test_claims_without_a_usable_role_are_refused() -> None:
+    for bad in ({"nhsid_nrbac_roles": []}, {"nhsid_nrbac_roles": ["not-a-role"]}):
+        with pytest.raises(TokenRefused):
+            user_from_claims(claims(**bad))
