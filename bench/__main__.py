@@ -6,7 +6,7 @@ import argparse
 
 import orjson
 
-from bench import audit, decide, ingest, match, read
+from bench import audit, decide, ingest, match, read, scale
 from bench.machine import DEFAULT_PG
 
 SCENARIOS = {
@@ -15,6 +15,7 @@ SCENARIOS = {
     "decide": (decide.run, 2000, 200),
     "match": (match.run, 2000, 200),
     "read": (read.run, 1_000_000, 10_000),
+    "scale": (scale.run, 1_000_000, 20_000),
 }
 
 
