@@ -27,7 +27,8 @@ TARGET_GROWTH = 1.3
 
 def growth(a: tuple[int, float], b: tuple[int, float]) -> float:
     """The p50 ratio per ten-fold step, from (resources, p50) at two sizes."""
-    return round((b[1] / a[1]) ** (1 / math.log10(b[0] / a[0])), 3)
+    ratio: float = (b[1] / a[1]) ** (1 / math.log10(b[0] / a[0]))
+    return round(ratio, 3)
 
 
 def _one(url: str, sizes: list[int], work: Path, quick: bool) -> dict[str, Any]:
