@@ -58,6 +58,9 @@ class Template:
     rows: list[Row[Any]] = field(default_factory=list)
     #: The Patients that hold a valid NHS number (a clone's get new ones).
     numbered: set[str] = field(default_factory=set)
+    #: Whether the benchmark's GP may read this person (a clone answers as its template does);
+    #: ``None`` until asked. Some synthetic people have dissented or left the practice.
+    readable: bool | None = None
 
     @property
     def registered(self) -> bool:
@@ -71,8 +74,8 @@ class Corpus:
 
     templates: list[Template]
     clones: int = 0
-    #: Patient ids (at the practice) of typical people, in the order they were made.
-    typical: list[str] = field(default_factory=list)
+    #: Typical people (template, Patient id at the practice), in the order they were made.
+    typical: list[tuple[Template, str]] = field(default_factory=list)
     heavy: str | None = None
     heavy_resources: int = 0
 
@@ -205,6 +208,11 @@ def _practice_patient(t: Template, patients: dict[str, str]) -> str:
     return patients[first.id]
 
 
+def own_patient(t: Template) -> str:
+    """The template's own Patient at the practice (a clone has its own copy of it)."""
+    return _practice_patient(t, {p: p for p in t.patients})
+
+
 def _is_typical(t: Template) -> bool:
     return t.registered and 70 <= len(t.rows) <= 130
 
@@ -234,7 +242,7 @@ def grow(engine: Engine, corpus: Corpus, target: int) -> int:
         people.append(clone)
         total += len(rows)
         if _is_typical(t):
-            corpus.typical.append(_practice_patient(t, clone[1]))
+            corpus.typical.append((t, _practice_patient(t, clone[1])))
         if len(batch) >= _BATCH:
             _flush(engine, batch, people, numbers)
     _flush(engine, batch, people, numbers)
@@ -256,9 +264,14 @@ def _flush(
     people.clear()
 
 
+def readable(corpus: Corpus) -> list[str]:
+    """The typical people the GP may read (their templates asked first, see ``readable``)."""
+    return [patient for t, patient in corpus.typical if t.readable]
+
+
 def add_heavy(engine: Engine, corpus: Corpus, resources: int) -> None:
-    """One person whose record repeats a typical one to about ``resources`` rows."""
-    t = next(t for t in corpus.templates if _is_typical(t))
+    """One person whose record repeats a readable typical one to about ``resources`` rows."""
+    t = next(t for t, _ in corpus.typical if t.readable is not False)
     repeats = max(1, round(resources / len(t.rows)))
     clone, rows = _clone_rows(t, "heavy", repeats)
     _write(engine, rows)
@@ -289,9 +302,7 @@ def build(engine: Engine, url: str, people: int, seed: int = 7) -> Corpus:
     ingest_people(engine, url, people, seed)
     templates = load_templates(engine)
     corpus = Corpus(templates)
-    corpus.typical = [
-        _practice_patient(t, {p: p for p in t.patients}) for t in templates if _is_typical(t)
-    ]
+    corpus.typical = [(t, own_patient(t)) for t in templates if _is_typical(t)]
     return corpus
 
 

@@ -30,7 +30,16 @@ import orjson
 from sqlalchemy import Engine
 
 from bench import load
-from bench.corpus import add_heavy, build, count, grow, sample
+from bench.corpus import (
+    Corpus,
+    add_heavy,
+    build,
+    count,
+    grow,
+    own_patient,
+    readable,
+    sample,
+)
 from bench.machine import facts, label
 from bench.serve import gp_token, server
 from engine.db import make_engine, scratch_store
@@ -50,6 +59,19 @@ def everything(base: str, patient: str, offset: int = 0) -> str:
     return f"{base}/fhir/Patient/{patient}/$everything?_count={PAGE}&_offset={offset}"
 
 
+def ask_templates(corpus: Corpus, base: str, headers: dict[str, str]) -> None:
+    """Whether the GP may read each typical template (and so each of its clones)."""
+    with httpx.Client(headers=headers, timeout=60) as client:
+        for t, _ in corpus.typical:
+            if t.readable is None:
+                response = client.get(everything(base, own_patient(t)))
+                t.readable = response.status_code == 200 and "entry" in orjson.loads(
+                    response.content
+                )
+    if not readable(corpus):
+        raise RuntimeError("the benchmark GP may read no one: check the directory and the store")
+
+
 def released_ids(urls: Sequence[str], headers: dict[str, str]) -> list[list[str]]:
     """What the API releases for each URL (checked: every read must be permitted)."""
     out = []
@@ -60,8 +82,6 @@ def released_ids(urls: Sequence[str], headers: dict[str, str]) -> list[list[str]
                 raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
             doc = orjson.loads(response.content)
             out.append([e["resource"]["id"] for e in doc.get("entry", [])])
-    if not any(out):
-        raise RuntimeError("the benchmark GP sees nothing: check the directory and the store")
     return out
 
 
@@ -118,7 +138,7 @@ def measure(
     }
 
 
-def people(quick: bool) -> int:
+def ingested(quick: bool) -> int:
     """How many synthetic people go through the real pipeline before cloning."""
     return 20 if quick else 300
 
@@ -127,24 +147,25 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
     with scratch_store(url, work) as store:
         engine = make_engine(store)
         t0 = time.perf_counter()
-        corpus = build(engine, store, people(quick))
+        corpus = build(engine, store, ingested(quick))
         ingest_s = time.perf_counter() - t0
         grow(engine, corpus, size - HEAVY_RESOURCES)
-        add_heavy(engine, corpus, HEAVY_RESOURCES)
-        build_s = time.perf_counter() - t0
-        assert corpus.heavy is not None
         data = work / f"data-{label(url)}"
         data.mkdir()
         headers = {"Authorization": f"Bearer {gp_token(Settings(data_dir=data, auth_mode='dev'))}"}
         with server(store, data) as base:
-            typical = measure(
-                engine, base, headers, sample(corpus.typical, TYPICAL_PEOPLE), [0], quick
-            )
+            ask_templates(corpus, base, headers)
+            add_heavy(engine, corpus, HEAVY_RESOURCES)
+            build_s = time.perf_counter() - t0
+            assert corpus.heavy is not None
+            people = sample(readable(corpus), TYPICAL_PEOPLE)
+            typical = measure(engine, base, headers, people, [0], quick)
             heavy = measure(engine, base, headers, [corpus.heavy], [0, PAGE], quick)
         result = {
             "database": label(url),
             "resources": count(engine),
             "templates_ingested": len(corpus.templates),
+            "typical_templates_readable": sum(1 for t in corpus.templates if t.readable),
             "build_seconds": {"ingest": round(ingest_s, 1), "total": round(build_s, 1)},
             "clients": CLIENTS,
             "workers": 2,

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from bench.corpus import build, count, grow, sample
+from bench.corpus import build, count, grow, readable, sample
 from bench.machine import facts, label
-from bench.read import CLIENTS, TYPICAL_PEOPLE, measure, people
+from bench.read import CLIENTS, TYPICAL_PEOPLE, ask_templates, ingested, measure
 from bench.serve import gp_token, server
 from engine.db import make_engine, scratch_store
 from engine.settings import Settings
@@ -34,7 +34,7 @@ def growth(a: tuple[int, float], b: tuple[int, float]) -> float:
 def _one(url: str, sizes: list[int], work: Path, quick: bool) -> dict[str, Any]:
     with scratch_store(url, work) as store:
         engine = make_engine(store)
-        corpus = build(engine, store, people(quick))
+        corpus = build(engine, store, ingested(quick))
         data = work / f"data-{label(url)}"
         data.mkdir()
         headers = {"Authorization": f"Bearer {gp_token(Settings(data_dir=data, auth_mode='dev'))}"}
@@ -42,7 +42,8 @@ def _one(url: str, sizes: list[int], work: Path, quick: bool) -> dict[str, Any]:
         with server(store, data) as base:
             for size in sizes:
                 grow(engine, corpus, size)
-                typical = sample(corpus.typical, TYPICAL_PEOPLE)
+                ask_templates(corpus, base, headers)
+                typical = sample(readable(corpus), TYPICAL_PEOPLE)
                 figures = measure(engine, base, headers, typical, [0], quick)
                 points.append({"resources": count(engine)} | figures)
         engine.dispose()
