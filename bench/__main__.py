@@ -6,7 +6,7 @@ import argparse
 
 import orjson
 
-from bench import audit, decide, ingest, match
+from bench import audit, decide, ingest, match, read, scale
 from bench.machine import DEFAULT_PG
 
 SCENARIOS = {
@@ -14,6 +14,8 @@ SCENARIOS = {
     "ingest": (ingest.run, 2000, 50),
     "decide": (decide.run, 2000, 200),
     "match": (match.run, 2000, 200),
+    "read": (read.run, 1_000_000, 10_000),
+    "scale": (scale.run, 1_000_000, 20_000),
 }
 
 
@@ -21,7 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument(
-        "--size", type=int, help="people, or entries for audit (default: the scenario's own)"
+        "--size",
+        type=int,
+        help="people; entries for audit; resources for read and scale (default: the scenario's)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny size, to prove it still runs")
     parser.add_argument(
