@@ -41,13 +41,26 @@ RELATIONSHIP_TYPES = ("EpisodeOfCare", "Encounter", "Task", "ServiceRequest", "C
 RESTRICTED_PERSON = "restricted-person"
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a released resource came from, for its Provenance: the source record and run."""
+
+    source_key: str
+    run_id: str
+    version_id: int
+
+
 @dataclass(frozen=True)
 class Released:
-    """What may leave: the decision, the masked resources of this page, and the visible total."""
+    """What may leave: the decision, the masked resources of this page, and the visible total.
+
+    ``origins`` pairs with ``resources`` item by item.
+    """
 
     decision: Decision
     resources: tuple[dict[str, Any], ...]
     total: int
+    origins: tuple[Origin, ...] = ()
 
 
 def _org_refs(node: Any) -> Iterable[str]:
@@ -155,11 +168,12 @@ def release(
     if since is not None:
         where = and_(where, R.c.last_updated >= since)
     query = (
-        select(R.c.body, R.c.source_org, R.c.labels)
+        select(R.c.body, R.c.source_org, R.c.labels, R.c.source_key, R.c.run_id, R.c.version_id)
         .where(where)
         .order_by(R.c.resource_type, R.c.id)
     )
     shown: list[dict[str, Any]] = []
+    origins: list[Origin] = []
     total = 0
     end = None if count is None else offset + count
     for row in conn.execute(query):
@@ -168,5 +182,6 @@ def release(
             continue
         if total >= offset and (end is None or total < end):
             shown.append(mask(body, decision))
+            origins.append(Origin(row.source_key, row.run_id, row.version_id))
         total += 1
-    return Released(decision, tuple(shown), total)
+    return Released(decision, tuple(shown), total, tuple(origins))

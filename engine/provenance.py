@@ -2,17 +2,22 @@
 
 A run writes thousands of resources; storing a Provenance per version would double the store
 for facts the run and resource rows already hold. So it is derived, the same every time, when a
-reader asks for it (``$everything`` serves it beside each resource).
+reader asks for it (``$everything?_revinclude=Provenance:target`` serves one beside each
+resource).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, select
 
 from adapters.base import SourceRef
+from engine.models import IngestRun
 
 _NAMESPACE = uuid.UUID("0b7f3e0a-5d2c-4a8e-9c61-2f4e8d9a7b31")
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
@@ -86,4 +91,19 @@ def provenance_for(
                 },
             },
         ],
+    }
+
+
+def run_facts(conn: Connection, run_ids: Iterable[str]) -> dict[str, RunFacts]:
+    """The runs that wrote the given resources, by id; a run still going has no facts yet."""
+    runs = cast(Table, IngestRun.__table__)
+    rows = conn.execute(
+        select(runs.c.id, runs.c.kind, runs.c.location, runs.c.finished_at).where(
+            runs.c.id.in_(sorted(set(run_ids)))
+        )
+    )
+    return {
+        r.id: RunFacts(r.id, r.kind, r.location, r.finished_at)
+        for r in rows
+        if r.finished_at is not None
     }

@@ -20,8 +20,11 @@ def searchset(
     total: int,
     offset: int = 0,
     count: int | None = None,
+    included: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A searchset of ``resources`` (one page) with self, first, previous and next links."""
+    """A searchset of ``resources`` (one page) with self, first, previous and next links;
+    ``included`` resources (Provenance) ride along with search mode ``include``, outside the
+    total."""
 
     def link(relation: str, at: int) -> dict[str, str]:
         query = dict(params) | ({"_count": str(count), "_offset": str(at)} if count else {})
@@ -44,8 +47,9 @@ def searchset(
             {
                 "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
                 "resource": r,
-                "search": {"mode": "match"},
+                "search": {"mode": mode},
             }
-            for r in resources
+            for rs, mode in ((resources, "match"), (included, "include"))
+            for r in rs
         ],
     }

@@ -46,7 +46,7 @@ class Services:
 
     @property
     def reader(self) -> Reader:
-        return Reader(self.engine, self.policy, self.audit)
+        return Reader(self.engine, self.policy, self.audit, self.settings.canonical_base)
 
 
 def services(request: Request) -> Services:

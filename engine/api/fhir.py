@@ -21,7 +21,7 @@ from engine.api.capability import SEARCH_TYPES, capability_statement
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
-from engine.api.records import Page, find_patients, owner_of, person_record
+from engine.api.records import Page, find_patients, owner_of, person_record, provenance
 from engine.identity.features import NHS_SYSTEM
 
 router = APIRouter(prefix="/fhir")
@@ -29,6 +29,7 @@ User = Annotated[Who, Depends(current_user)]
 Context = Annotated[RequestContext, Depends(context)]
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
+PROVENANCE = "Provenance:target"
 Count = Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT, description="Page size")]
 Offset = Annotated[int, Query(alias="_offset", ge=0, description="Items to skip (next links)")]
 
@@ -101,16 +102,28 @@ def everything(
     ] = None,
     count: Count = DEFAULT_COUNT,
     offset: Offset = 0,
+    revinclude: Annotated[
+        str | None,
+        Query(alias="_revinclude", description="Provenance:target adds each item's Provenance"),
+    ] = None,
 ) -> Response:
+    if revinclude not in (None, PROVENANCE):
+        raise FhirError(
+            400, Problem("not-supported", f"_revinclude supports {PROVENANCE} only", "_revinclude")
+        )
     asked = Asked("everything", _types(type_))
     page = Page(_since(since), offset, count)
-    released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
+    reader = services(request).reader
+    released = person_record(reader, who, ctx, patient_id, asked, page)
     if not released.decision.permit:
         raise not_found()
-    params = {k: v for k, v in (("_type", type_), ("_since", since)) if v}
+    params = {
+        k: v for k, v in (("_type", type_), ("_since", since), ("_revinclude", revinclude)) if v
+    }
     doc = searchset(
         _base(request), f"/Patient/{patient_id}/$everything", params,
         released.resources, released.total, offset, count,
+        included=provenance(reader, released) if revinclude else (),
     )  # fmt: skip
     return fhir_response(doc)
 

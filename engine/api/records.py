@@ -38,6 +38,7 @@ from engine.gate import Released, gather_facts, release
 from engine.identity import patients_of, people_with_nhs_number, person_of
 from engine.identity.tables import PatientNumber
 from engine.models import Resource
+from engine.provenance import provenance_for, run_facts
 
 R = cast(Table, Resource.__table__)
 NUMBERS = cast(Table, PatientNumber.__table__)
@@ -57,6 +58,7 @@ class Reader:
     engine: Engine
     policy: Policy
     audit: Appender
+    canonical_base: str = "https://fhir.scr.example/"
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -136,6 +138,24 @@ def record_of(
         patient_id=person, nhs_number=nhs, released=released.resources,
     )  # fmt: skip
     return disclose(reader.audit, entry, released)
+
+
+def provenance(reader: Reader, released: Released) -> list[dict[str, Any]]:
+    """A Provenance for each released resource: its source record and the run that wrote it."""
+    with reader.engine.connect() as conn:
+        runs = run_facts(conn, (o.run_id for o in released.origins))
+    return [
+        provenance_for(
+            r["resourceType"],
+            r["id"],
+            o.version_id,
+            o.source_key,
+            runs[o.run_id],
+            reader.canonical_base,
+        )
+        for r, o in zip(released.resources, released.origins, strict=True)
+        if o.run_id in runs
+    ]
 
 
 def owner_of(reader: Reader, resource_type: str, resource_id: str) -> str | None:

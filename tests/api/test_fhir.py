@@ -204,3 +204,17 @@ def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token)
         response = get(client, token(), path, **params)
         assert response.status_code == 400, (path, params)
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_everything_can_carry_each_items_provenance(client: TestClient, token: Token) -> None:
+    path = f"Patient/{PATIENT}/$everything"
+    plain = get(client, token(), path).json()
+    doc = get(client, token(), path, _revinclude="Provenance:target").json()
+    matches = [e for e in doc["entry"] if e["search"]["mode"] == "match"]
+    included = [e["resource"] for e in doc["entry"] if e["search"]["mode"] == "include"]
+    assert doc["total"] == plain["total"] == len(matches) == len(included)
+    targets = {p["target"][0]["reference"].rsplit("/_history/", 1)[0] for p in included}
+    assert targets == {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in matches}
+    Bundle.model_validate(doc)
+    bad = get(client, token(), path, _revinclude="Observation:subject")
+    assert bad.status_code == 400
