@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, delete, insert, literal, select, text, update
 
+from engine.db import bulk_insert, member_of
 from engine.models import QuarantineItem, Resource, ResourceVersion, Staged, StagedResolution
 
 R = cast(Table, Resource.__table__)
@@ -20,8 +21,6 @@ V = cast(Table, ResourceVersion.__table__)
 S = cast(Table, Staged.__table__)
 SR = cast(Table, StagedResolution.__table__)
 Q = cast(Table, QuarantineItem.__table__)
-
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -31,16 +30,11 @@ class Current:
     status: str
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
-
-
 def current(conn: Connection, ids: Sequence[str]) -> dict[str, Current]:
     out: dict[str, Current] = {}
-    for chunk in _chunks(ids):
+    for cond in member_of(conn, R.c.id, ids):
         rows = conn.execute(
-            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status).where(R.c.id.in_(chunk))
+            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status).where(cond)
         )
         out.update({r.id: Current(r.content_hash, r.version_id, r.status) for r in rows})
     return out
@@ -48,11 +42,9 @@ def current(conn: Connection, ids: Sequence[str]) -> dict[str, Current]:
 
 def staged_already(conn: Connection, run_id: str, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(ids):
+    for cond in member_of(conn, S.c.resource_id, ids):
         found.update(
-            conn.execute(
-                select(S.c.resource_id).where(S.c.run_id == run_id, S.c.resource_id.in_(chunk))
-            ).scalars()
+            conn.execute(select(S.c.resource_id).where(S.c.run_id == run_id, cond)).scalars()
         )
     return found
 
@@ -60,18 +52,17 @@ def staged_already(conn: Connection, run_id: str, ids: Sequence[str]) -> set[str
 def known_patients(conn: Connection, run_id: str, patient_ids: Sequence[str]) -> set[str]:
     """Patients stored already, or staged by this run (a patient and their rows in one extract)."""
     found: set[str] = set()
-    for chunk in _chunks(patient_ids):
+    for cond in member_of(conn, R.c.id, patient_ids):
         found.update(
             conn.execute(
-                select(R.c.id).where(
-                    R.c.id.in_(chunk), R.c.resource_type == "Patient", R.c.status == "active"
-                )
+                select(R.c.id).where(cond, R.c.resource_type == "Patient", R.c.status == "active")
             ).scalars()
         )
+    for cond in member_of(conn, S.c.resource_id, patient_ids):
         found.update(
             conn.execute(
                 select(S.c.resource_id).where(
-                    S.c.run_id == run_id, S.c.resource_id.in_(chunk), S.c.resource_type == "Patient"
+                    S.c.run_id == run_id, cond, S.c.resource_type == "Patient"
                 )
             ).scalars()
         )
@@ -81,10 +72,8 @@ def known_patients(conn: Connection, run_id: str, patient_ids: Sequence[str]) ->
 def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
     """Open quarantine items by source key (one per key: a key is quarantined at most once)."""
     out: dict[str, int] = {}
-    for chunk in _chunks(keys):
-        rows = conn.execute(
-            select(Q.c.source_key, Q.c.id).where(Q.c.status == "open", Q.c.source_key.in_(chunk))
-        )
+    for cond in member_of(conn, Q.c.source_key, keys):
+        rows = conn.execute(select(Q.c.source_key, Q.c.id).where(Q.c.status == "open", cond))
         out.update({r.source_key: r.id for r in rows})
     return out
 
@@ -92,8 +81,7 @@ def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
 def stage(
     conn: Connection, rows: list[dict[str, Any]], resolved: Iterable[str], run_id: str
 ) -> None:
-    if rows:
-        conn.execute(insert(S), rows)
+    bulk_insert(conn, S, rows)
     res = [{"run_id": run_id, "source_key": k} for k in resolved]
     if res:
         conn.execute(insert(SR), res)
