@@ -181,7 +181,7 @@ class _Run:
         self.flushes += 1
         if self.flushes & (self.flushes - 1) == 0:  # after batches 1, 2, 4, 8, ...
             with self.engine.begin() as conn:
-                store.refresh_statistics(conn)
+                store.refresh_statistics(conn, first=self.flushes == 1)
 
     def _check_duplicates(self, conn: Connection) -> None:
         ids = [r["resource_id"] for g in self.good for r in g.rows]
