@@ -8,11 +8,13 @@ store as it was and a re-run completes the load.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
@@ -27,6 +29,7 @@ from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
 from engine.settings import Settings
 from engine.validate import validate_resource
+from engine.writer import BackgroundWriter
 
 MapFn = Callable[[SourceRecord], MapOutcome]
 Progress = Callable[[int], None]
@@ -78,6 +81,20 @@ class _Good:
     rows: list[dict[str, Any]]
 
 
+@dataclass
+class _Writes:
+    """What one batch writes, decided (all lookups done) before it goes to the writer."""
+
+    staged: list[dict[str, Any]]
+    #: Source keys taken in that had open quarantine items (closed when the run applies).
+    resolved: list[str]
+    quarantine_updates: list[tuple[int, dict[str, Any]]]
+    quarantine_inserts: list[dict[str, Any]]
+    #: Refresh planner statistics after this batch; ``first`` for the run's first batch.
+    analyse: bool
+    first: bool
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -123,6 +140,7 @@ class _Run:
         self.bad: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
         self.pending = 0
         self.flushes = 0
+        self.writer = BackgroundWriter()
 
     def take(self, record: SourceRecord, outcome: MapOutcome) -> None:
         self.summary.read += 1
@@ -170,18 +188,49 @@ class _Run:
         self.pending += len(rows)
 
     def flush(self) -> None:
+        """Check, validate and decide the batch here; its writes commit on the writer thread.
+
+        The batch's transaction starts here, after the previous batch has committed, and is
+        handed to the writer with its lookups done, so it commits exactly what a synchronous
+        flush would.
+        """
         if not self.good and not self.bad:
             return
-        with self.engine.begin() as conn:
+        self.writer.wait()
+        conn = self.engine.connect()
+        try:
             self._check_duplicates(conn)
             self._check_patients(conn)
-            self._stage(conn)
-            self._quarantine(conn)
+            staged, resolved = self._stage(conn)
+            updates, inserts = self._quarantine(conn)
+        except BaseException:
+            conn.close()
+            raise
         self.good, self.bad, self.pending = [], [], 0
         self.flushes += 1
-        if self.flushes & (self.flushes - 1) == 0:  # after batches 1, 2, 4, 8, ...
-            with self.engine.begin() as conn:
-                store.refresh_statistics(conn, first=self.flushes == 1)
+        analyse = self.flushes & (self.flushes - 1) == 0  # after batches 1, 2, 4, 8, ...
+        writes = _Writes(staged, resolved, updates, inserts, analyse, self.flushes == 1)
+        self.writer.submit(partial(self._write, conn, writes))
+
+    def _write(self, conn: Connection, writes: _Writes) -> None:
+        """On the writer thread: the batch's writes and commit, then any statistics refresh."""
+        with conn:
+            store.stage(conn, writes.staged, writes.resolved, self.summary.run_id)
+            for item, values in writes.quarantine_updates:
+                conn.execute(update(Q).where(Q.c.id == item).values(**values))
+            if writes.quarantine_inserts:
+                conn.execute(insert(Q), writes.quarantine_inserts)
+            conn.commit()
+        if writes.analyse:
+            with self.engine.begin() as stats:
+                store.refresh_statistics(stats, first=writes.first)
+
+    def close(self) -> None:
+        """Flush what is left and wait until every batch is committed."""
+        try:
+            self.flush()
+        finally:
+            self.writer.close()
 
     def _check_duplicates(self, conn: Connection) -> None:
         ids = [r["resource_id"] for g in self.good for r in g.rows]
@@ -247,7 +296,7 @@ class _Run:
             )
         self.good = keep
 
-    def _stage(self, conn: Connection) -> None:
+    def _stage(self, conn: Connection) -> tuple[list[dict[str, Any]], list[str]]:
         """Compare with what is stored; validate and stage only what is new or changed.
 
         Unchanged content was valid when it was stored, so it is not validated again: a
@@ -275,7 +324,7 @@ class _Run:
                 staged.append(self._staged_row(r, existing.get(r["resource_id"]), now))
                 if r["resource_type"] == "Patient":
                     self.patients.add(r["resource_id"])
-        store.stage(conn, staged, store.open_quarantine(conn, taken), self.summary.run_id)
+        return staged, list(store.open_quarantine(conn, taken))
 
     def _staged_row(
         self, r: dict[str, Any], cur: store.Current | None, now: datetime
@@ -307,11 +356,15 @@ class _Run:
             "labels": r["labels"],
         }
 
-    def _quarantine(self, conn: Connection) -> None:
+    def _quarantine(
+        self, conn: Connection
+    ) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
+        """Count the batch's quarantined records and decide their writes (update or insert)."""
         if not self.bad:
-            return
+            return [], []
         existing = store.open_quarantine(conn, [rec.ref.key for rec, _ in self.bad])
         now = _now()
+        updates: list[tuple[int, dict[str, Any]]] = []
         inserts: list[dict[str, Any]] = []
         for record, issues in self.bad:
             self.summary.quarantined += 1
@@ -327,7 +380,7 @@ class _Run:
             }
             item = existing.get(record.ref.key)
             if item is not None:
-                conn.execute(update(Q).where(Q.c.id == item).values(**values))
+                updates.append((item, values))
                 continue
             inserts.append(
                 {
@@ -339,8 +392,7 @@ class _Run:
                     "created_at": now,
                 }
             )
-        if inserts:
-            conn.execute(insert(Q), inserts)
+        return updates, inserts
 
 
 def _end_run(conn: Connection, run_id: str, status: str, summary: dict[str, Any]) -> None:
@@ -400,8 +452,10 @@ def run_records(
                 run.take(record, outcome)
                 if progress is not None:
                     progress(summary.read)
-            run.flush()
+            run.close()
         except BaseException:
+            with contextlib.suppress(Exception):  # the error being raised is the one to report
+                run.writer.close()
             with engine.begin() as conn:
                 _end_run(conn, summary.run_id, "failed", summary.as_dict())
             raise
