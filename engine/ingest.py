@@ -9,9 +9,10 @@ store as it was and a re-run completes the load.
 from __future__ import annotations
 
 import contextlib
+import gc
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -414,6 +415,24 @@ def _abandon_stale_runs(conn: Connection) -> None:
         _end_run(conn, run_id, "abandoned", {})
 
 
+@contextlib.contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """Keep the cyclic garbage collector off the objects that existed before the run.
+
+    A run allocates millions of short-lived objects, which sets off full collections that
+    walk everything in the process (model classes, schemas, code maps) again and again: about
+    a sixth of an ingest's CPU. Frozen objects are still freed by reference counting. If
+    something else froze objects first, this leaves the freeze in place rather than undo it.
+    """
+    already = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not already:
+            gc.unfreeze()
+
+
 def run_records(
     engine: Engine,
     settings: Settings,
@@ -429,7 +448,7 @@ def run_records(
 ) -> RunSummary:
     """Run any stream of records through the pipeline (an extract, or quarantined records)."""
     summary = RunSummary(run_id=str(uuid.uuid4()), kind=kind, location=location)
-    with ingest_lock(engine):
+    with ingest_lock(engine), _older_objects_frozen():
         with engine.begin() as conn:
             _abandon_stale_runs(conn)
             conn.execute(
