@@ -200,9 +200,14 @@ class _Run:
         self.writer.wait()
         conn = self.engine.connect()
         try:
-            self._check_duplicates(conn)
-            self._check_patients(conn)
-            staged, resolved = self._stage(conn)
+            ids = {r["resource_id"]: None for g in self.good for r in g.rows}
+            ids.update(
+                {r["patient_id"]: None for g in self.good for r in g.rows if r["patient_id"]}
+            )
+            seen = store.seen(conn, self.summary.run_id, list(ids))
+            self._check_duplicates(seen.staged)
+            self._check_patients(seen.stored_patients | seen.staged_patients)
+            staged, resolved = self._stage(conn, seen.stored)
             updates, inserts = self._quarantine(conn)
         except BaseException:
             conn.close()
@@ -233,9 +238,8 @@ class _Run:
         finally:
             self.writer.close()
 
-    def _check_duplicates(self, conn: Connection) -> None:
-        ids = [r["resource_id"] for g in self.good for r in g.rows]
-        already = store.staged_already(conn, self.summary.run_id, ids)
+    def _check_duplicates(self, already: set[str]) -> None:
+        """Quarantine records whose ids this run staged already or met earlier in the batch."""
         seen: dict[str, SourceRecord] = {}
         keep: list[_Good] = []
         for g in self.good:
@@ -262,19 +266,15 @@ class _Run:
             keep.append(g)
         self.good = keep
 
-    def _check_patients(self, conn: Connection) -> None:
+    def _check_patients(self, elsewhere: set[str]) -> None:
+        """Quarantine records citing a patient neither in the batch nor ``elsewhere``.
+
+        ``elsewhere`` holds the active Patients stored and the Patients this run staged.
+        """
         own = {
             r["resource_id"] for g in self.good for r in g.rows if r["resource_type"] == "Patient"
         }
-        wanted = sorted(
-            {
-                r["patient_id"]
-                for g in self.good
-                for r in g.rows
-                if r["patient_id"] and r["patient_id"] not in own
-            }
-        )
-        known = own | store.known_patients(conn, self.summary.run_id, wanted)
+        known = own | elsewhere
         keep: list[_Good] = []
         for g in self.good:
             missing = next(
@@ -297,13 +297,14 @@ class _Run:
             )
         self.good = keep
 
-    def _stage(self, conn: Connection) -> tuple[list[dict[str, Any]], list[str]]:
+    def _stage(
+        self, conn: Connection, existing: dict[str, store.Current]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         """Compare with what is stored; validate and stage only what is new or changed.
 
         Unchanged content was valid when it was stored, so it is not validated again: a
         re-run of an extract costs a hash comparison per resource.
         """
-        existing = store.current(conn, [r["resource_id"] for g in self.good for r in g.rows])
         now = _now()
         staged: list[dict[str, Any]] = []
         taken: list[str] = []

@@ -30,43 +30,48 @@ class Current:
     status: str
 
 
-def current(conn: Connection, ids: Sequence[str]) -> dict[str, Current]:
-    out: dict[str, Current] = {}
+@dataclass(frozen=True)
+class Seen:
+    """What the store and this run's staging area already hold of a batch's ids."""
+
+    #: The stored version of each id that is stored.
+    stored: dict[str, Current]
+    #: Active Patients among the stored ids.
+    stored_patients: set[str]
+    #: Ids this run has staged already, and the Patients among them.
+    staged: set[str]
+    staged_patients: set[str]
+
+
+def seen(conn: Connection, run_id: str, ids: Sequence[str]) -> Seen:
+    """Everything a batch's checks need to know about ``ids``, in two statements.
+
+    ``ids`` are the batch's resource ids and the patients they cite; each check only asks
+    about its own ids, so one superset lookup answers all of them.
+    """
+    stored: dict[str, Current] = {}
+    stored_patients: set[str] = set()
     for cond in member_of(conn, R.c.id, ids):
         rows = conn.execute(
-            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status).where(cond)
+            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status, R.c.resource_type).where(
+                cond
+            )
         )
-        out.update({r.id: Current(r.content_hash, r.version_id, r.status) for r in rows})
-    return out
-
-
-def staged_already(conn: Connection, run_id: str, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
+        for r in rows:
+            stored[r.id] = Current(r.content_hash, r.version_id, r.status)
+            if r.resource_type == "Patient" and r.status == "active":
+                stored_patients.add(r.id)
+    staged: set[str] = set()
+    staged_patients: set[str] = set()
     for cond in member_of(conn, S.c.resource_id, ids):
-        found.update(
-            conn.execute(select(S.c.resource_id).where(S.c.run_id == run_id, cond)).scalars()
+        rows = conn.execute(
+            select(S.c.resource_id, S.c.resource_type).where(S.c.run_id == run_id, cond)
         )
-    return found
-
-
-def known_patients(conn: Connection, run_id: str, patient_ids: Sequence[str]) -> set[str]:
-    """Patients stored already, or staged by this run (a patient and their rows in one extract)."""
-    found: set[str] = set()
-    for cond in member_of(conn, R.c.id, patient_ids):
-        found.update(
-            conn.execute(
-                select(R.c.id).where(cond, R.c.resource_type == "Patient", R.c.status == "active")
-            ).scalars()
-        )
-    for cond in member_of(conn, S.c.resource_id, patient_ids):
-        found.update(
-            conn.execute(
-                select(S.c.resource_id).where(
-                    S.c.run_id == run_id, cond, S.c.resource_type == "Patient"
-                )
-            ).scalars()
-        )
-    return found
+        for r in rows:
+            staged.add(r.resource_id)
+            if r.resource_type == "Patient":
+                staged_patients.add(r.resource_id)
+    return Seen(stored, stored_patients, staged, staged_patients)
 
 
 def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
