@@ -8,7 +8,7 @@ from typing import Any
 
 from adapters.base import ExtractError, Issue, MapContext, MapOutcome, SourceRecord, SourceRef
 from adapters.csvread import read_rows
-from adapters.mapper import load_table_map, map_row
+from adapters.mapper import compiled_table_map, load_table_map, map_row
 
 Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
 
@@ -89,7 +89,7 @@ def table_records(
 
 
 def map_table_record(style: str, record: SourceRecord, ctx: MapContext) -> MapOutcome:
-    return map_row(load_table_map(style, record.ref.table), record, ctx)
+    return map_row(compiled_table_map(style, record.ref.table), record, ctx)
 
 
 class TableAdapter:

@@ -56,20 +56,30 @@ def _raw(row: Mapping[str, Any], column: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def holds(cond: Mapping[str, Any] | None, row: Mapping[str, Any]) -> bool:
-    """Evaluate a condition: ``present``, ``in``/``not_in`` (case-insensitive), ``all``, ``any``."""
-    if cond is None:
-        return True
+Condition = Callable[[Mapping[str, Any]], bool]
+
+
+def condition(cond: Mapping[str, Any]) -> Condition:
+    """Compile a condition: ``present``, ``in``/``not_in`` (case-insensitive), ``all``, ``any``."""
     if "all" in cond:
-        return all(holds(c, row) for c in cond["all"])
+        every = tuple(condition(c) for c in cond["all"])
+        return lambda row: all(c(row) for c in every)
     if "any" in cond:
-        return any(holds(c, row) for c in cond["any"])
-    raw = _raw(row, cond["column"])
+        some = tuple(condition(c) for c in cond["any"])
+        return lambda row: any(c(row) for c in some)
+    column = cond["column"]
     if "present" in cond:
-        return bool(raw) is cond["present"]
+        present = cond["present"]
+        return lambda row: bool(_raw(row, column)) is present
     if "in" in cond:
-        return raw.lower() in {str(v).lower() for v in cond["in"]}
-    return raw.lower() not in {str(v).lower() for v in cond["not_in"]}
+        among = frozenset(str(v).lower() for v in cond["in"])
+        return lambda row: _raw(row, column).lower() in among
+    outside = frozenset(str(v).lower() for v in cond["not_in"])
+    return lambda row: _raw(row, column).lower() not in outside
+
+
+def _when(cond: Mapping[str, Any] | None) -> Condition | None:
+    return None if cond is None else condition(cond)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,24 +91,56 @@ class _Env:
     withheld: list[Issue]
 
 
-def _parse(rule: Mapping[str, Any], raw: str, column: str, env: _Env) -> Any:
+Value = Callable[[_Env], Any]
+Steps = tuple[tuple[str, int | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One element rule, compiled: its condition, how to get its value, where to put it."""
+
+    when: Condition | None
+    value: Value
+    steps: Steps
+    #: The field a missing required value is reported against; None if not required.
+    required: str | None
+    #: Whether the value comes from the row (a constant alone does not keep an object).
+    data: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    rules: tuple[_Rule, ...]
+    has_data_rules: bool
+
+
+def _parser(rule: Mapping[str, Any]) -> Callable[[str, str, _Env], Any]:
+    """The column rule's parse (by type, then through its value map), as one function."""
     kind = rule.get("type", "text")
-    try:
-        if kind == "iso_date" and "precision" in rule:
-            value: Any = values.iso_date(raw, _raw(env.row, rule["precision"]))
-        else:
-            value = PARSERS[kind](raw)
-    except values.ValueProblem as exc:
-        raise _RowProblem(column, str(exc)) from None
-    if "map" in rule:
+    parse = PARSERS[kind]
+    precision = rule.get("precision") if kind == "iso_date" else None
+    table = rule.get("map")
+    has_default = "map_default" in rule
+    default = rule.get("map_default")
+
+    def run(raw: str, column: str, env: _Env) -> Any:
+        try:
+            if precision is not None:
+                value: Any = values.iso_date(raw, _raw(env.row, precision))
+            else:
+                value = parse(raw)
+        except values.ValueProblem as exc:
+            raise _RowProblem(column, str(exc)) from None
+        if table is None:
+            return value
         key = str(value).lower() if isinstance(value, bool) else str(value)
-        table = rule["map"]
         if key not in table:
-            if "map_default" in rule:
-                return rule["map_default"]
+            if has_default:
+                return default
             raise _RowProblem(column, f"value {raw!r} has no entry in the map")
         return table[key]
-    return value
+
+    return run
 
 
 def _coding(spec: Mapping[str, Any], env: _Env) -> list[dict[str, Any]]:
@@ -146,8 +188,7 @@ def _concept(rule: Mapping[str, Any], env: _Env) -> dict[str, Any] | None:
     return {"coding": codings} | ({"text": text} if text else {})
 
 
-def _reference(rule: Mapping[str, Any], env: _Env) -> dict[str, str] | None:
-    ref = rule["ref"]
+def _reference(ref: Mapping[str, Any], env: _Env) -> dict[str, str] | None:
     row_id = _raw(env.row, ref["column"])
     if not row_id:
         return None
@@ -156,31 +197,34 @@ def _reference(rule: Mapping[str, Any], env: _Env) -> dict[str, str] | None:
     return {"reference": f"{ref['type']}/{target.resource_id(ref['type'])}"}
 
 
-def _value(rule: Mapping[str, Any], env: _Env) -> Any:
+def _value(rule: Mapping[str, Any]) -> Value:
+    """How a rule gets its value from a row, decided once when the map is compiled."""
     if "value" in rule:
-        return rule["value"]
+        constant = rule["value"]
+        return lambda env: constant
     if "column" in rule:
-        raw = _raw(env.row, rule["column"])
-        return _parse(rule, raw, rule["column"], env) if raw else None
+        column = rule["column"]
+        parse = _parser(rule)
+
+        def from_column(env: _Env) -> Any:
+            raw = _raw(env.row, column)
+            return parse(raw, column, env) if raw else None
+
+        return from_column
     if "concept" in rule:
-        return _concept(rule, env)
+        return lambda env: _concept(rule, env)
     if "ref" in rule:
-        return _reference(rule, env)
+        ref = rule["ref"]
+        return lambda env: _reference(ref, env)
     if "object" in rule:
-        try:
-            obj = _build(rule["object"], env, nested=True)
-        except _RowProblem as problem:
-            if not rule.get("withhold_invalid"):
-                raise
-            issue = problem.issue
-            env.withheld.append(Issue(issue.field, f"{issue.reason}; taken in without it"))
-            return None
-        return obj or None
-    raise _RowProblem(None, f"map rule for {rule.get('path')!r} has no source")  # schema prevents
+        nested = _compile_rules(rule["object"])
+        if rule.get("withhold_invalid"):
+            return lambda env: _withholding(nested, env)
+        return lambda env: _build(nested, env, nested=True) or None
+    raise ValueError(f"map rule for {rule.get('path')!r} has no source")  # schema prevents
 
 
-@cache
-def _steps(path: str) -> tuple[tuple[str, int | None], ...]:
+def _steps(path: str) -> Steps:
     """``a.b[].c[0]`` → ``(("a", None), ("b", -1), ("c", 0))``: -1 appends, None is a key."""
     steps: list[tuple[str, int | None]] = []
     for part in path.split("."):
@@ -192,9 +236,23 @@ def _steps(path: str) -> tuple[tuple[str, int | None], ...]:
     return tuple(steps)
 
 
-def _set(target: dict[str, Any], path: str, value: Any) -> None:
+def _compile_rules(rules: list[Mapping[str, Any]]) -> _Rules:
+    compiled = tuple(
+        _Rule(
+            when=_when(rule.get("when")),
+            value=_value(rule),
+            steps=_steps(rule["path"]),
+            required=(rule.get("column") or rule["path"]) if rule.get("required") else None,
+            data="value" not in rule,
+        )
+        for rule in rules
+    )
+    return _Rules(compiled, any(r.data for r in compiled))
+
+
+def _set(target: dict[str, Any], steps: Steps, value: Any) -> None:
     """Set a dotted path; ``name[]`` appends (or extends with a list), ``name[0]`` indexes."""
-    *parents, (last, last_index) = _steps(path)
+    *parents, (last, last_index) = steps
     node: Any = target
     for name, index in parents:
         if index is None:
@@ -219,55 +277,116 @@ def _set(target: dict[str, Any], path: str, value: Any) -> None:
         items[last_index] = value
 
 
-def _build(rules: list[Mapping[str, Any]], env: _Env, nested: bool = False) -> dict[str, Any]:
+def _build(rules: _Rules, env: _Env, nested: bool = False) -> dict[str, Any]:
     """Build an object; a nested one whose data rules all came out empty is dropped whole."""
     out: dict[str, Any] = {}
     has_data = False
-    for rule in rules:
-        if not holds(rule.get("when"), env.row):
+    row = env.row
+    for rule in rules.rules:
+        if rule.when is not None and not rule.when(row):
             continue
-        value = _value(rule, env)
+        value = rule.value(env)
         if value is None or value == [] or value == "":
-            if rule.get("required"):
-                field = rule.get("column") or rule["path"]
-                raise _RowProblem(field, "required value is missing")
+            if rule.required is not None:
+                raise _RowProblem(rule.required, "required value is missing")
             continue
-        if "value" not in rule:
+        if rule.data:
             has_data = True
-        _set(out, rule["path"], value)
-    if nested and not has_data and any("value" not in r for r in rules):
+        _set(out, rule.steps, value)
+    if nested and not has_data and rules.has_data_rules:
         return {}
     return out
 
 
-def map_row(table_map: Mapping[str, Any], record: SourceRecord, ctx: MapContext) -> MapOutcome:
+def _withholding(rules: _Rules, env: _Env) -> dict[str, Any] | None:
+    """A ``withhold_invalid`` object: a value that cannot be parsed drops it, not the row."""
+    try:
+        return _build(rules, env, nested=True) or None
+    except _RowProblem as problem:
+        issue = problem.issue
+        env.withheld.append(Issue(issue.field, f"{issue.reason}; taken in without it"))
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Confidential:
+    when: Condition
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ResourceSpec:
+    resource_type: str
+    when: Condition | None
+    profile: str | None
+    source_identifier: bool
+    elements: _Rules
+
+
+@dataclass(frozen=True, slots=True)
+class TableMap:
+    """A table map compiled once: conditions, parsers and paths are resolved before any row."""
+
+    table: str
+    patient: str | Mapping[str, str] | None
+    deleted: Condition | None
+    confidential: tuple[_Confidential, ...]
+    route_column: str | None
+    resources: tuple[_ResourceSpec, ...]
+
+
+def compile_table_map(doc: Mapping[str, Any]) -> TableMap:
+    rules = doc.get("confidential", [])
+    return TableMap(
+        table=doc["table"],
+        patient=doc.get("patient"),
+        deleted=_when(doc.get("deleted")),
+        confidential=tuple(
+            _Confidential(condition(rule["when"]), tuple(rule["labels"]))
+            for rule in ([rules] if isinstance(rules, dict) else rules)
+        ),
+        route_column=doc.get("route_column"),
+        resources=tuple(
+            _ResourceSpec(
+                resource_type=spec["resourceType"],
+                when=_when(spec.get("when")),
+                profile=spec.get("profile"),
+                source_identifier=spec.get("source_identifier", True),
+                elements=_compile_rules(spec["elements"]),
+            )
+            for spec in doc["resources"]
+        ),
+    )
+
+
+def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOutcome:
     """Apply a table map to one row: resources with provenance, or the issues that stop it."""
     if record.read_issues:
         return MapOutcome(issues=record.read_issues)
     row = record.fields
     env = _Env(record, ctx, row, [])
-    patient = table_map.get("patient")
+    patient = table_map.patient
     patient_key: str | None = None
     if patient == "self":
         patient_key = record.ref.key
-    elif patient:
+    elif isinstance(patient, Mapping):
         pid = _raw(row, patient["column"])
         if not pid:
             return MapOutcome(issues=(Issue(patient["column"], "patient reference is missing"),))
         src = record.ref
         patient_key = SourceRef(src.system, src.org, patient["table"], pid).key
-    deleted = holds(table_map["deleted"], row) if "deleted" in table_map else False
+    deleted = table_map.deleted(row) if table_map.deleted is not None else False
     security = confidential_labels(table_map, row, ctx.canonical_base)
     produced: list[Mapped] = []
     try:
-        for spec in table_map["resources"]:
-            if not holds(spec.get("when"), row):
+        for spec in table_map.resources:
+            if spec.when is not None and not spec.when(row):
                 continue
             produced.append(_resource(spec, env, patient_key, deleted, security))
     except _RowProblem as problem:
         return MapOutcome(issues=(problem.issue,))
     if not produced:
-        route = table_map.get("route_column")
+        route = table_map.route_column
         reason = (
             f"value {_raw(row, route)!r} matches no map for {record.ref.table}"
             if route
@@ -278,32 +397,26 @@ def map_row(table_map: Mapping[str, Any], record: SourceRecord, ctx: MapContext)
 
 
 def confidential_labels(
-    table_map: Mapping[str, Any], row: Mapping[str, Any], canonical_base: str
+    table_map: TableMap, row: Mapping[str, Any], canonical_base: str
 ) -> list[dict[str, str]]:
     """Labels from every ``confidential`` rule that holds for the row (one rule or a list)."""
-    rules = table_map.get("confidential", [])
-    codes = [
-        code
-        for rule in ([rules] if isinstance(rules, dict) else rules)
-        if holds(rule["when"], row)
-        for code in rule["labels"]
-    ]
+    codes = [code for rule in table_map.confidential if rule.when(row) for code in rule.labels]
     return labels.confidential_labels(canonical_base, *dict.fromkeys(codes)) if codes else []
 
 
 def _resource(
-    spec: Mapping[str, Any],
+    spec: _ResourceSpec,
     env: _Env,
     patient_key: str | None,
     deleted: bool,
     security: list[dict[str, str]],
 ) -> Mapped:
-    rtype = spec["resourceType"]
+    rtype = spec.resource_type
     body: dict[str, Any] = {"resourceType": rtype, "id": env.record.ref.resource_id(rtype)}
-    if "profile" in spec:
-        body["meta"] = {"profile": [spec["profile"]]}
-    body.update(_build(spec["elements"], env))
-    if spec.get("source_identifier", True):
+    if spec.profile is not None:
+        body["meta"] = {"profile": [spec.profile]}
+    body.update(_build(spec.elements, env))
+    if spec.source_identifier:
         body.setdefault("identifier", []).append(
             {"system": env.ctx.canonical_base + "Id/source-record", "value": env.record.ref.key}
         )
@@ -318,3 +431,9 @@ def load_table_map(style: str, table: str, root: Path = MAPPINGS_DIR) -> dict[st
     doc: dict[str, Any] = orjson.loads(path.read_bytes())
     check("table-map", doc, str(path))
     return doc
+
+
+@cache
+def compiled_table_map(style: str, table: str) -> TableMap:
+    """The compiled form of ``mappings/<style>/<table>.json``, once per process."""
+    return compile_table_map(load_table_map(style, table))

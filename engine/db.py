@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Engine,
+    String,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    text,
+)
 from sqlalchemy.orm import Session, sessionmaker
+
+#: Values per ``IN (...)`` list on SQLite, well under its bound-parameter limit.
+_SQLITE_IN_CHUNK = 500
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -29,6 +45,50 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def member_of(
+    conn: Connection, column: Any, values: Sequence[str]
+) -> Iterator[ColumnElement[bool]]:
+    """Conditions that together select ``column`` in ``values``: one per statement to run.
+
+    PostgreSQL takes the whole list as one array parameter, so the statement text is the same
+    for every batch and is neither re-compiled nor re-parsed; SQLite gets ``IN`` lists in chunks.
+    """
+    if not values:
+        return
+    if conn.dialect.name == "postgresql":
+        yield column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+        return
+    for i in range(0, len(values), _SQLITE_IN_CHUNK):
+        yield column.in_(values[i : i + _SQLITE_IN_CHUNK])
+
+
+def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows: binary ``COPY`` on PostgreSQL, ``executemany`` elsewhere.
+
+    Binary ``COPY`` sends bodies as they are rather than hex-escaped: a third of the client CPU
+    of text ``COPY`` and about half its time. Values go through each column type's bind
+    processing either way, so both paths store the same thing.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), list(rows))
+        return
+    names = list(rows[0])
+    columns = [table.c[n] for n in names]
+    procs = [c.type.bind_processor(conn.dialect) for c in columns]
+    # "VARCHAR(36)" -> "varchar": psycopg knows PostgreSQL's type names, not their modifiers.
+    types = [c.type.compile(dialect=conn.dialect).split("(")[0].lower() for c in columns]
+    cols = ", ".join(f'"{n}"' for n in names)
+    sql = f'COPY "{table.name}" ({cols}) FROM STDIN (FORMAT BINARY)'
+    dbapi: Any = conn.connection.driver_connection  # a psycopg 3 connection
+    with dbapi.cursor() as cur, cur.copy(sql) as copy:
+        copy.set_types(types)
+        for row in rows:
+            values = [row[n] for n in names]
+            copy.write_row([v if p is None else p(v) for p, v in zip(procs, values, strict=True)])
 
 
 @contextmanager

@@ -7,6 +7,7 @@ a row the source deleted is marked ``entered-in-error`` in the way its type allo
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -40,9 +41,16 @@ _VERIFICATION = {
 }
 
 
+@lru_cache(maxsize=1024)
+def _source_table_uri(canonical_base: str, system: str, org: str, table: str) -> str:
+    """Cached: every row of a table shares this prefix, so only the row id is quoted per row."""
+    parts = "/".join(quote(p, safe="") for p in (system, org, table))
+    return f"{canonical_base}source/{parts}/"
+
+
 def source_uri(ref: SourceRef, canonical_base: str) -> str:
-    parts = "/".join(quote(p, safe="") for p in (ref.system, ref.org, ref.table, ref.row_id))
-    return f"{canonical_base}source/{parts}"
+    table = _source_table_uri(canonical_base, ref.system, ref.org, ref.table)
+    return table + quote(ref.row_id, safe="")
 
 
 def sensitive_labels(resource: dict[str, Any], codes: CodeMaps, canonical_base: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, delete, insert, literal, select, text, update
 
+from engine.db import bulk_insert, member_of
 from engine.models import QuarantineItem, Resource, ResourceVersion, Staged, StagedResolution
 
 R = cast(Table, Resource.__table__)
@@ -20,8 +21,6 @@ V = cast(Table, ResourceVersion.__table__)
 S = cast(Table, Staged.__table__)
 SR = cast(Table, StagedResolution.__table__)
 Q = cast(Table, QuarantineItem.__table__)
-
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -31,60 +30,55 @@ class Current:
     status: str
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
+@dataclass(frozen=True)
+class Seen:
+    """What the store and this run's staging area already hold of a batch's ids."""
+
+    #: The stored version of each id that is stored.
+    stored: dict[str, Current]
+    #: Active Patients among the stored ids.
+    stored_patients: set[str]
+    #: Ids this run has staged already, and the Patients among them.
+    staged: set[str]
+    staged_patients: set[str]
 
 
-def current(conn: Connection, ids: Sequence[str]) -> dict[str, Current]:
-    out: dict[str, Current] = {}
-    for chunk in _chunks(ids):
+def seen(conn: Connection, run_id: str, ids: Sequence[str]) -> Seen:
+    """Everything a batch's checks need to know about ``ids``, in two statements.
+
+    ``ids`` are the batch's resource ids and the patients they cite; each check only asks
+    about its own ids, so one superset lookup answers all of them.
+    """
+    stored: dict[str, Current] = {}
+    stored_patients: set[str] = set()
+    for cond in member_of(conn, R.c.id, ids):
         rows = conn.execute(
-            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status).where(R.c.id.in_(chunk))
+            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status, R.c.resource_type).where(
+                cond
+            )
         )
-        out.update({r.id: Current(r.content_hash, r.version_id, r.status) for r in rows})
-    return out
-
-
-def staged_already(conn: Connection, run_id: str, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(ids):
-        found.update(
-            conn.execute(
-                select(S.c.resource_id).where(S.c.run_id == run_id, S.c.resource_id.in_(chunk))
-            ).scalars()
+        for r in rows:
+            stored[r.id] = Current(r.content_hash, r.version_id, r.status)
+            if r.resource_type == "Patient" and r.status == "active":
+                stored_patients.add(r.id)
+    staged: set[str] = set()
+    staged_patients: set[str] = set()
+    for cond in member_of(conn, S.c.resource_id, ids):
+        rows = conn.execute(
+            select(S.c.resource_id, S.c.resource_type).where(S.c.run_id == run_id, cond)
         )
-    return found
-
-
-def known_patients(conn: Connection, run_id: str, patient_ids: Sequence[str]) -> set[str]:
-    """Patients stored already, or staged by this run (a patient and their rows in one extract)."""
-    found: set[str] = set()
-    for chunk in _chunks(patient_ids):
-        found.update(
-            conn.execute(
-                select(R.c.id).where(
-                    R.c.id.in_(chunk), R.c.resource_type == "Patient", R.c.status == "active"
-                )
-            ).scalars()
-        )
-        found.update(
-            conn.execute(
-                select(S.c.resource_id).where(
-                    S.c.run_id == run_id, S.c.resource_id.in_(chunk), S.c.resource_type == "Patient"
-                )
-            ).scalars()
-        )
-    return found
+        for r in rows:
+            staged.add(r.resource_id)
+            if r.resource_type == "Patient":
+                staged_patients.add(r.resource_id)
+    return Seen(stored, stored_patients, staged, staged_patients)
 
 
 def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
     """Open quarantine items by source key (one per key: a key is quarantined at most once)."""
     out: dict[str, int] = {}
-    for chunk in _chunks(keys):
-        rows = conn.execute(
-            select(Q.c.source_key, Q.c.id).where(Q.c.status == "open", Q.c.source_key.in_(chunk))
-        )
+    for cond in member_of(conn, Q.c.source_key, keys):
+        rows = conn.execute(select(Q.c.source_key, Q.c.id).where(Q.c.status == "open", cond))
         out.update({r.source_key: r.id for r in rows})
     return out
 
@@ -92,8 +86,7 @@ def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
 def stage(
     conn: Connection, rows: list[dict[str, Any]], resolved: Iterable[str], run_id: str
 ) -> None:
-    if rows:
-        conn.execute(insert(S), rows)
+    bulk_insert(conn, S, rows)
     res = [{"run_id": run_id, "source_key": k} for k in resolved]
     if res:
         conn.execute(insert(SR), res)
@@ -183,15 +176,21 @@ def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> 
     discard_staging(conn, run_id)
 
 
-def refresh_statistics(conn: Connection) -> None:
+def refresh_statistics(conn: Connection, first: bool) -> None:
     """PostgreSQL only: let the planner see how big the run's tables have grown.
 
     Without fresh statistics (autovacuum may be off, or behind a bulk load) the planner keeps
     treating ``resource`` and ``staged`` as empty and scans them whole for every batch lookup,
-    so an ingest slows as it goes.
+    so an ingest slows as it goes. ``resource`` changes only when a run is applied, so after the
+    ``first`` batch only what the run grows is refreshed, and ``staged`` only in the columns its
+    lookups filter on (sampling the bodies is most of the cost of analysing it).
     """
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name != "postgresql":
+        return
+    if first:
         conn.execute(text("ANALYZE staged, resource, quarantine"))
+    else:
+        conn.execute(text("ANALYZE staged (run_id, resource_id, resource_type), quarantine"))
 
 
 def discard_staging(conn: Connection, run_id: str) -> None:
