@@ -159,14 +159,18 @@ def release(
     since: datetime | None = None,
     offset: int = 0,
     count: int | None = None,
+    ids: Sequence[str] = (),
 ) -> Released:
-    """Decide, then release one page of what the decision lets ``who`` see of the person."""
+    """Decide, then release one page of what the decision lets ``who`` see of the person
+    (only the resources ``ids`` names, when it names any: a read by id)."""
     decision = decide(who, facts, purpose, request, now, policy)
     if not decision.permit:
         return Released(decision, (), 0)
     where = narrowed(decision, patient_ids)
     if since is not None:
         where = and_(where, R.c.last_updated >= since)
+    if ids:
+        where = and_(where, R.c.id.in_(list(ids)))
     query = (
         select(R.c.body, R.c.source_org, R.c.labels, R.c.source_key, R.c.run_id, R.c.version_id)
         .where(where)

@@ -321,7 +321,7 @@ class _Run:
             ]
             issues = [i for r in changed for i in validate_resource(r["resource"])]
             if issues:
-                self.bad.append((g.record, tuple(issues)))
+                self.bad.append((g.record, (*issues, *g.withheld)))
                 continue
             if g.withheld:
                 self.bad.append((g.record, g.withheld))

@@ -31,7 +31,6 @@ class RunFacts:
 
     run_id: str
     kind: str
-    location: str
     finished_at: datetime
 
 
@@ -87,7 +86,7 @@ def provenance_for(
                 "role": "source",
                 "what": {
                     "identifier": {"system": canonical_base + "Id/ingest-run", "value": run.run_id},
-                    "display": run.location,
+                    "display": f"{run.kind} ingest run",
                 },
             },
         ],
@@ -98,12 +97,8 @@ def run_facts(conn: Connection, run_ids: Iterable[str]) -> dict[str, RunFacts]:
     """The runs that wrote the given resources, by id; a run still going has no facts yet."""
     runs = cast(Table, IngestRun.__table__)
     rows = conn.execute(
-        select(runs.c.id, runs.c.kind, runs.c.location, runs.c.finished_at).where(
+        select(runs.c.id, runs.c.kind, runs.c.finished_at).where(
             runs.c.id.in_(sorted(set(run_ids)))
         )
     )
-    return {
-        r.id: RunFacts(r.id, r.kind, r.location, r.finished_at)
-        for r in rows
-        if r.finished_at is not None
-    }
+    return {r.id: RunFacts(r.id, r.kind, r.finished_at) for r in rows if r.finished_at is not None}

@@ -2,8 +2,9 @@
 
 A clinician with no relationship finds the person by NHS number here (``patient`` may be an
 NHS number or a Patient id), so break-glass works for someone the FHIR search will not show.
-A refusal answers 403 with the reasons: the user is entitled to know why, and the reasons
-speak of the user and the request, never of the record.
+The request is judged on the user alone before the person is looked up, so a refusal
+answers 403 with the reasons whether or not the person exists; only a user who may make the
+request learns that no one holds the number (404) or that several people do (409).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from consent import Who, explain
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Explanation, Made, answers
-from engine.api.records import RequestRefused, ask, explanation, person_of_patient
+from engine.api.records import Ambiguous, RequestRefused, ask, explanation, person_of_patient
 
 router = APIRouter(prefix="/access")
 User = Annotated[Who, Depends(current_user)]
@@ -45,7 +46,13 @@ def _made(kind: str, ids: list[str], expiry_note: str) -> Response:
     return fhir_response(doc, 201)
 
 
-def _refused(exc: RequestRefused) -> FhirError:
+def _refused(exc: RequestRefused | Ambiguous) -> FhirError:
+    if isinstance(exc, Ambiguous):
+        return FhirError(
+            409,
+            Problem("multiple-matches", "More than one person holds this NHS number: use the "
+                    "Patient id of the one you mean", "patient"),
+        )  # fmt: skip
     if not exc.refusals:
         return not_found()
     return FhirError(403, *(Problem("forbidden", r.text, r.rule_id) for r in exc.refusals))
@@ -55,15 +62,15 @@ def _refused(exc: RequestRefused) -> FhirError:
 def break_glass(request: Request, who: User, ctx: Context, body: BreakGlass) -> Response:
     svc = services(request)
     try:
-        ids = ask(
+        item = ask(
             svc.reader, who, ctx, body.patient, body.reason_code, body.reason_text,
             svc.settings.break_glass_minutes,
         )  # fmt: skip
-    except RequestRefused as exc:
+    except (RequestRefused, Ambiguous) as exc:
         raise _refused(exc) from None
     minutes = svc.settings.break_glass_minutes
     return _made(
-        "break-glass", ids, f"Use purpose ETREAT or BTG; the grant lasts {minutes} minutes"
+        "break-glass", [item], f"Use purpose ETREAT or BTG; the grant lasts {minutes} minutes"
     )
 
 
@@ -71,11 +78,11 @@ def break_glass(request: Request, who: User, ctx: Context, body: BreakGlass) -> 
 def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Response:
     svc = services(request)
     try:
-        ids = ask(svc.reader, who, ctx, body.patient, None, body.reason, 0)
-    except RequestRefused as exc:
+        item = ask(svc.reader, who, ctx, body.patient, None, body.reason, 0)
+    except (RequestRefused, Ambiguous) as exc:
         raise _refused(exc) from None
     days = svc.policy.self_claim_max_days
-    return _made("self-claim", ids, f"The claim lasts {days} days and is reviewed by IG")
+    return _made("self-claim", [item], f"The claim lasts {days} days and is reviewed by IG")
 
 
 @router.get("/explain", responses=answers(Explanation))

@@ -29,6 +29,14 @@ from engine.web import pages
 
 log = logging.getLogger("scr.api")
 _CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
+#: Records stay out of shared caches and the browser's history cache, and out of frames.
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _validation(exc: RequestValidationError) -> FhirError:
@@ -65,6 +73,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 )
             )
         response.headers["X-Request-Id"] = request.state.request_id
+        response.headers.update(_SECURITY_HEADERS)
         return response
 
     @app.exception_handler(FhirError)

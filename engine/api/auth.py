@@ -32,7 +32,12 @@ _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
 
 
 class TokenRefused(Exception):
-    """The token cannot be trusted; the message says why, for the audit trail (never the user)."""
+    """The token cannot be trusted. ``kind`` names why in a word, for the audit trail; the
+    message says more, for logs; the user is told neither."""
+
+    def __init__(self, message: str, kind: str = "claims") -> None:
+        super().__init__(message)
+        self.kind = f"auth.{kind}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +59,10 @@ def _role(claims: Mapping[str, Any]) -> Mapping[str, Any]:
     if not roles:
         raise TokenRefused("the token names no role (nhsid_nrbac_roles)")
     selected = claims.get("selected_roleid")
-    if selected is None and len(roles) == 1:
-        return roles[0]
+    if selected is None:
+        if len(roles) == 1:
+            return roles[0]
+        raise TokenRefused("several roles and no selected_roleid")
     for role in roles:
         if role.get("person_roleid") == selected:
             return role
@@ -73,6 +80,8 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
     except ValueError:
         raise TokenRefused("ig_training_date is not an ISO date") from None
     activities = role.get("activity_codes", [])
+    if not isinstance(activities, list):
+        raise TokenRefused("activity_codes is not a list")
     purpose = claims.get("purpose_of_use", "TREAT")
     return TokenUser(
         user_id=str(claims["sub"]),
@@ -121,7 +130,7 @@ class Verifier:
                 leeway=30,
             )
         except jwt.PyJWTError as exc:
-            raise TokenRefused(f"{type(exc).__name__}: {exc}") from None
+            raise TokenRefused(f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
         return user_from_claims(claims)
 
 

@@ -67,12 +67,14 @@ def context(request: Request) -> RequestContext:
     )
 
 
-def _token(request: Request) -> str | None:
+def _token(request: Request, cookie: bool) -> str | None:
+    """The bearer token; the session cookie only for the web pages, whose forms carry CSRF
+    tokens (an API call made with a cookie alone could be forged by another site)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(SESSION_COOKIE)
+    return request.cookies.get(SESSION_COOKIE) if cookie else None
 
 
 def record_event(
@@ -96,8 +98,8 @@ def record_event(
     disclose(svc.audit, entry, None)
 
 
-def _refused(svc: Services, ctx: RequestContext, why: str) -> FhirError:
-    record_event(svc, ctx, "token-refused", None, (why,))
+def _refused(svc: Services, ctx: RequestContext, *why: str) -> FhirError:
+    record_event(svc, ctx, "token-refused", None, why)
     return FhirError(
         401,
         Problem("login", "A valid bearer token is required"),
@@ -125,17 +127,17 @@ def who_for(svc: Services, user: TokenUser, purpose: str | None = None) -> Who:
     )
 
 
-def user_for(request: Request, purpose: str | None) -> Who:
-    """The user a request's token (header or session cookie) names; 401, audited, if none."""
+def user_for(request: Request, purpose: str | None, *, cookie: bool = False) -> Who:
+    """The user a request's token names; 401, audited with the reason, if none."""
     svc = services(request)
     ctx = context(request)
-    token = _token(request)
+    token = _token(request, cookie)
     if token is None:
         raise _refused(svc, ctx, "auth.token-missing")
     try:
         user = svc.verifier.verify(token)
-    except TokenRefused:
-        raise _refused(svc, ctx, "auth.token-invalid") from None
+    except TokenRefused as exc:
+        raise _refused(svc, ctx, "auth.token-invalid", exc.kind) from None
     return who_for(svc, user, purpose)
 
 

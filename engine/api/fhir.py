@@ -21,7 +21,15 @@ from engine.api.capability import SEARCH_TYPES, capability_statement
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
-from engine.api.records import Page, find_patients, owner_of, person_record, provenance
+from engine.api.records import (
+    Page,
+    find_patients,
+    owner_of,
+    person_of_patient,
+    person_record,
+    provenance,
+    record_of,
+)
 from engine.identity.features import NHS_SYSTEM
 
 router = APIRouter(prefix="/fhir")
@@ -131,7 +139,9 @@ def everything(
 def _read_one(request: Request, who: Who, ctx: Context, rtype: str, rid: str) -> dict[str, Any]:
     reader = services(request).reader
     owner = owner_of(reader, rtype, rid)
-    released = person_record(reader, who, ctx, owner or rid, Asked("read", frozenset({rtype})))
+    person = person_of_patient(reader, owner) if owner else None
+    asked = Asked("read", frozenset({rtype}))
+    released = record_of(reader, who, ctx, person, asked, Page(ids=(rid,)))
     match = next((r for r in released.resources if r["id"] == rid), None)
     if not released.decision.permit or match is None:
         raise not_found()

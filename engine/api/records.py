@@ -1,9 +1,9 @@
 """The reads the API serves, each one person at a time: resolve, decide and release through the
 gate, audit, and only then hand back what may leave.
 
-A Patient id the store does not hold, a person the user has no way in to, and a person whose
-record policy empties all end the same way: the decision is made (over no facts, for an unknown
-id), audited, and the caller answers 404 or an empty searchset. Nothing here says which it was.
+A Patient id the store does not hold and a person the user has no way in to end the same way:
+the decision is made (over no facts, for an unknown id), refused, audited, and the caller
+answers 404 or an empty searchset. Nothing here says which it was.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class Page:
     since: datetime | None = None
     offset: int = 0
     count: int | None = None
+    #: A read by id: only these resources, so only they are released and audited.
+    ids: tuple[str, ...] = ()
 
 
 def _nhs_number(conn: Connection, patient_ids: Sequence[str]) -> str | None:
@@ -95,7 +97,7 @@ def _person(
     facts = gather_facts(conn, person, members, reader.policy)
     released = release(
         conn, who, facts, members, purpose, request, now, reader.policy,
-        since=page.since, offset=page.offset, count=page.count,
+        since=page.since, offset=page.offset, count=page.count, ids=page.ids,
     )  # fmt: skip
     return released, members
 
@@ -209,45 +211,54 @@ def ask(
     reason_code: str | None,
     reason_text: str,
     minutes: int,
-) -> list[str]:
-    """Break-glass (with a reason code) or a self-claim (without) for each person named.
+) -> str:
+    """Break-glass (with a reason code) or a self-claim (without) for the person named.
 
-    Each answer, granted or refused, is audited before the grant or claim is stored; the ids
-    returned name the IG review items. A refusal raises :class:`RequestRefused` with reasons.
+    The request is judged first, on the user alone, so a refusal (403, with its reasons) is
+    the same whether or not the person exists; only a user who may make the request learns
+    that no one holds the number (404) or that several people do (:class:`Ambiguous`).
+    Every outcome is audited before a grant or claim is stored; the id returned names the IG
+    review item.
     """
     people = people_for(reader, patient)
-    if not people:
-        raise RequestRefused(())
-    made: list[str] = []
-    now = reader.now()
-    with reader.engine.connect() as conn:
-        nhs = {p: _nhs_number(conn, patients_of(conn, p)) for p in people}
-    for person in people:
-        answer: Answer[Any] = (
-            ask_break_glass(who, person, reason_code, reason_text, now, reader.policy, minutes)
-            if reason_code is not None
-            else ask_self_claim(who, person, reason_text, now, reader.policy)
+    person = people[0] if len(people) == 1 else None
+    answer: Answer[Any] = (
+        ask_break_glass(
+            who, person or "", reason_code, reason_text, reader.now(), reader.policy, minutes
         )
-        action: Action = "break-glass" if reason_code is not None else "self-claim"
-        entry = AuditEntry(
-            request_id=context.request_id, action=action,
-            outcome="permit" if answer.granted else "deny",
-            user_id=who.user_id, user_name=who.name, role_code=who.role_code,
-            profile=who.profile, org=who.org, purpose=who.purpose,
-            rules=tuple(r.rule_id for r in answer.reasons), policy_version=reader.policy.version,
-            patient_id=person, nhs_number=nhs[person],
-            break_glass_code=reason_code, break_glass_text=reason_text if reason_code else None,
-            client_address=context.client_address, user_agent=context.user_agent,
-        )  # fmt: skip
-        granted = disclose(reader.audit, entry, answer.granted)
-        if granted is None:
-            raise RequestRefused(answer.refusals)
-        with reader.engine.begin() as conn:
-            if isinstance(granted, Grant):
-                made.append(record_grant(conn, who, granted))
-            else:
-                made.append(record_claim(conn, who, person, granted))
-    return made
+        if reason_code is not None
+        else ask_self_claim(who, person or "", reason_text, reader.now(), reader.policy)
+    )
+    with reader.engine.connect() as conn:
+        nhs = _nhs_number(conn, patients_of(conn, person)) if person else None
+    unresolved = () if person else ("patient.ambiguous" if people else "patient.unknown",)
+    granted = answer.granted if person else None
+    entry = AuditEntry(
+        request_id=context.request_id,
+        action="break-glass" if reason_code is not None else "self-claim",
+        outcome="permit" if granted else "deny",
+        user_id=who.user_id, user_name=who.name, role_code=who.role_code,
+        profile=who.profile, org=who.org, purpose=who.purpose,
+        rules=(*(r.rule_id for r in answer.reasons), *unresolved),
+        policy_version=reader.policy.version, patient_id=person, nhs_number=nhs,
+        break_glass_code=reason_code, break_glass_text=reason_text if reason_code else None,
+        client_address=context.client_address, user_agent=context.user_agent,
+    )  # fmt: skip
+    disclose(reader.audit, entry, None)
+    if answer.granted is None:
+        raise RequestRefused(answer.refusals)
+    if len(people) > 1:
+        raise Ambiguous(patient)
+    if granted is None or person is None:
+        raise RequestRefused(())
+    with reader.engine.begin() as conn:
+        if isinstance(granted, Grant):
+            return record_grant(conn, who, granted)
+        return record_claim(conn, who, person, granted)
+
+
+class Ambiguous(Exception):
+    """More than one person holds the NHS number: a person must choose which, not scr."""
 
 
 class RequestRefused(Exception):

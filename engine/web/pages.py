@@ -24,7 +24,14 @@ from consent import Request as Asked
 from engine.api.auth import TokenRefused, mint
 from engine.api.deps import SESSION_COOKIE, context, record_event, services, user_for, who_for
 from engine.api.errors import FhirError
-from engine.api.records import RequestRefused, ask, explanation, people_for, record_of
+from engine.api.records import (
+    Ambiguous,
+    RequestRefused,
+    ask,
+    explanation,
+    people_for,
+    record_of,
+)
 from engine.directory import organisations
 from engine.web import session
 from engine.web.summary import compose
@@ -45,7 +52,7 @@ def _signed_in(request: Request, purpose: str | None = None) -> Who | None:
     if SESSION_COOKIE not in request.cookies:
         return None
     try:
-        return user_for(request, purpose)
+        return user_for(request, purpose, cookie=True)
     except FhirError:
         return None
 
@@ -79,8 +86,8 @@ def sign_in(
         return _page(request, "signin.html", 401, error="Choose who to sign in as", dev=False)
     try:
         user = svc.verifier.verify(token)
-    except TokenRefused:
-        record_event(svc, context(request), "token-refused", None, ("auth.token-invalid",))
+    except TokenRefused as exc:
+        record_event(svc, context(request), "token-refused", None, ("auth.token-invalid", exc.kind))
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
     record_event(svc, context(request), "login", who_for(svc, user), ())
     response = _to(_RECORD)
@@ -133,36 +140,48 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
     reader = services(request).reader
     ctx = context(request)
     people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []
-    shown: list[dict[str, Any]] = []
-    decisions = []
-    for person in people:
-        released = record_of(reader, who, ctx, person, Asked("everything"))
-        decisions.append(released.decision)
-        shown.extend(released.resources)
-    if not shown:
-        decision = explanation(reader, who, ctx, people[0] if people else None)
+    seen = [
+        released
+        for released in (record_of(reader, who, ctx, p, Asked("everything")) for p in people)
+        if released.resources
+    ]
+    if not seen:
+        decision = explanation(reader, who, ctx, people[0] if len(people) == 1 else None)
         return _no_access(request, who, nhs_number, decision)
-    view = compose(shown, reader.policy, _org_names(request))
-    notes = [n for d in decisions for n in d.directives]
-    basis = next((d.basis for d in decisions if d.permit), None)
+    if len(seen) > 1:
+        error = "More than one person's record holds this NHS number; they are not shown together"
+        return _no_access(request, who, nhs_number, None, error, status=409)
+    (released,) = seen
+    view = compose(released.resources, reader.policy, _org_names(request))
     return _page(
-        request, "record.html", who=who, view=view, nhs_number=nhs_number, basis=basis,
-        directives=notes, purpose=purpose,
+        request, "record.html", who=who, view=view, nhs_number=nhs_number,
+        basis=released.decision.basis, directives=released.decision.directives, purpose=purpose,
     )  # fmt: skip
 
 
 def _no_access(
-    request: Request, who: Who, nhs_number: str, decision: Any, error: str | None = None
+    request: Request,
+    who: Who,
+    nhs_number: str,
+    decision: Any,
+    error: str | None = None,
+    status: int = 404,
 ) -> Response:
     policy = services(request).policy
     profile = policy.profiles.get(who.profile or "")
     return _page(
-        request, "no_access.html", 404, who=who, nhs_number=nhs_number,
+        request, "no_access.html", status, who=who, nhs_number=nhs_number,
         explained=explain(decision) if decision is not None else None,
         can_break_glass=bool(profile and profile.break_glass),
         can_claim=bool(profile and profile.self_claim),
         reasons=sorted(policy.break_glass_reasons.items()), error=error,
     )  # fmt: skip
+
+
+def _why(exc: RequestRefused | Ambiguous) -> str:
+    if isinstance(exc, Ambiguous):
+        return "More than one person holds this NHS number: ask your records team"
+    return "; ".join(r.text for r in exc.refusals) or "No one holds this NHS number"
 
 
 @router.post(_RECORD + "/{nhs_number}/break-glass")
@@ -177,9 +196,8 @@ def break_glass(
     try:
         ask(svc.reader, who, context(request), nhs_number, reason_code, reason_text,
             svc.settings.break_glass_minutes)  # fmt: skip
-    except RequestRefused as exc:
-        why = "; ".join(r.text for r in exc.refusals) or "No such person"
-        return _no_access(request, who, nhs_number, None, why)
+    except (RequestRefused, Ambiguous) as exc:
+        return _no_access(request, who, nhs_number, None, _why(exc))
     return _to(f"{_RECORD}/{quote(nhs_number)}?purpose=ETREAT")
 
 
@@ -191,7 +209,6 @@ def relationship(request: Request, nhs_number: str, csrf_token: Field, reason: F
         return _to("/")
     try:
         ask(services(request).reader, who, context(request), nhs_number, None, reason, 0)
-    except RequestRefused as exc:
-        why = "; ".join(r.text for r in exc.refusals) or "No such person"
-        return _no_access(request, who, nhs_number, None, why)
+    except (RequestRefused, Ambiguous) as exc:
+        return _no_access(request, who, nhs_number, None, _why(exc))
     return _to(f"{_RECORD}/{quote(nhs_number)}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consent import Policy, section_of
+from engine.identity.features import NHS_SYSTEM
 
 #: What a clinician reads first (issue 6): alerts, allergies, medicines, problems, recent
 #: encounters, social care, legal and CPR decisions, contacts.
@@ -178,7 +179,7 @@ def _person(patients: Sequence[Mapping[str, Any]]) -> Person | None:
             str(i.get("value"))
             for q in patients
             for i in q.get("identifier", [])
-            if i.get("system") == "https://fhir.nhs.uk/Id/nhs-number"
+            if i.get("system") == NHS_SYSTEM
         ),
         "",
     )

@@ -94,3 +94,34 @@ def test_explain_names_sections_and_reasons_and_never_content(
         "/access/explain", params={"patient": "nobody"}, headers=auth(token("ae-doctor"))
     ).json()
     assert not outsider["permit"] and outsider["reasons"] == missing["reasons"]
+
+
+def test_a_refused_request_says_nothing_about_whether_the_person_exists(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    t = token("receptionist")
+    body = {"reason_code": "5", "reason_text": REASON}
+    known = post(client, t, "break-glass", body | {"patient": NHS})
+    unknown = post(client, t, "break-glass", body | {"patient": "9990000018"})
+    assert known.status_code == unknown.status_code == 403
+    assert known.json() == unknown.json()
+    assert audit_actions(store)[-2:] == [("break-glass", "deny"), ("break-glass", "deny")]
+    claim = {"reason": "Seen in clinic today, letter pending"}
+    refused = [
+        post(client, token("receptionist"), "relationship", claim | {"patient": p})
+        for p in (NHS, "nobody")
+    ]
+    assert [r.status_code for r in refused] == [403, 403] and refused[0].json() == refused[1].json()
+
+
+def test_a_missing_person_is_audited_for_a_user_who_may_ask(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    missing = post(
+        client,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": "9990000018", "reason_code": "5", "reason_text": REASON},
+    )
+    assert missing.status_code == 404
+    assert audit_actions(store)[-1] == ("break-glass", "deny")

@@ -117,3 +117,13 @@ def test_claims_without_a_usable_role_are_refused() -> None:
     for bad in ({"nhsid_nrbac_roles": []}, {"nhsid_nrbac_roles": ["not-a-role"]}):
         with pytest.raises(TokenRefused):
             user_from_claims(claims(**bad))
+
+
+def test_several_roles_need_a_selected_one_and_activities_must_be_a_list() -> None:
+    with pytest.raises(TokenRefused, match="selected_roleid"):
+        user_from_claims({k: v for k, v in claims().items() if k != "selected_roleid"})
+    role = {"person_roleid": "r1", "org_code": "Y00001", "role_code": "S8000:G8000:R8000"}
+    with pytest.raises(TokenRefused, match="activity_codes"):
+        user_from_claims(
+            claims(nhsid_nrbac_roles=[role | {"activity_codes": "B0264"}], selected_roleid="r1")
+        )

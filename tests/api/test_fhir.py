@@ -13,6 +13,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from sqlalchemy import text
 
+from audit.query import stream
 from engine.api.auth import DEV_ALGORITHM, dev_key
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 
@@ -218,3 +219,40 @@ def test_everything_can_carry_each_items_provenance(client: TestClient, token: T
     Bundle.model_validate(doc)
     bad = get(client, token(), path, _revinclude="Observation:subject")
     assert bad.status_code == 400
+
+
+def test_a_read_by_id_releases_and_audits_that_resource_only(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    doc = get(client, token(), "Observation", patient=PATIENT).json()
+    first = doc["entry"][0]["resource"]["id"]
+    assert get(client, token(), f"Observation/{first}").json()["id"] == first
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["refs"]) == ("read", [f"Observation/{first}"])
+    assert last["disclosed"] == {"Observation": 1}
+    assert get(client, token(), f"Condition/{PATIENT}").status_code == 404
+    assert audit_actions(store)[-1] == ("read", "deny")
+
+
+def test_responses_are_not_cached_or_framed(client: TestClient, token: Token) -> None:
+    response = get(client, token(), f"Patient/{PATIENT}/$everything")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_the_api_ignores_the_session_cookie(client: TestClient, token: Token, store: Store) -> None:
+    client.cookies.set("scr_session", token())
+    response = client.get(f"/fhir/Patient/{PATIENT}/$everything")
+    assert response.status_code == 401
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["rules"]) == ("token-refused", ["auth.token-missing"])
+
+
+def test_a_refused_token_is_audited_with_why(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    past = datetime.now(UTC) - timedelta(hours=3)
+    assert client.get(f"/fhir/Patient/{PATIENT}", headers=auth(token(now=past))).status_code == 401
+    last = list(stream(store.engine))[-1]
+    assert last["rules"] == ["auth.token-invalid", "auth.ExpiredSignatureError"]

@@ -20,7 +20,7 @@ def test_provenance_of_each_stored_resource_is_valid_r4(engine, settings, codes,
     with engine.connect() as conn:
         run = conn.execute(select(IngestRun).where(IngestRun.id == summary.run_id)).one()
         rows = conn.execute(select(Resource)).all()
-    facts = RunFacts(run.id, run.kind, run.location, run.finished_at)
+    facts = RunFacts(run.id, run.kind, run.finished_at)
     for row in rows:
         prov = provenance_for(
             row.resource_type,
