@@ -10,7 +10,7 @@ from __future__ import annotations
 from consent.decide import decide
 from consent.explain import NOTICE, explain
 from consent.facts import directive, ods_code, person_labels, relationship
-from consent.mask import Refused, mask, visible
+from consent.mask import Refused, hidden_by, mask, visible
 from consent.model import (
     ConsentDirective,
     Decision,
@@ -57,6 +57,7 @@ __all__ = [
     "decide",
     "directive",
     "explain",
+    "hidden_by",
     "load",
     "mask",
     "meta_of",

@@ -20,18 +20,26 @@ class Refused(PermissionError):
     """Content was asked of a decision that does not allow it: a bug in the caller."""
 
 
-def visible(meta: ResourceMeta, decision: Decision) -> bool:
-    """Whether the resource described by ``meta`` may be shown under ``decision``."""
+def hidden_by(meta: ResourceMeta, decision: Decision) -> str | None:
+    """Why the resource described by ``meta`` may not be shown (a reason id for the audit
+    trail's withheld counts, never anything of its content), or ``None`` when it may."""
     if not decision.permit:
-        return False
+        return "refused"
     ob = decision.obligations
     if (meta.resource_type, meta.section) not in ob.allowed:
-        return False
+        return "profile.types" if meta.resource_type not in ob.types else "profile.sections"
     if meta.source_org == ob.org:
-        return True
-    if ob.own_org_only or meta.section in ob.own_org_sections:
-        return False
-    return ob.excluded_labels.isdisjoint(meta.labels)
+        return None
+    if ob.own_org_only:
+        return "consent.own-organisation-only"
+    if meta.section in ob.own_org_sections:
+        return "consent.restricted-section"
+    return None if ob.excluded_labels.isdisjoint(meta.labels) else "labels.excluded"
+
+
+def visible(meta: ResourceMeta, decision: Decision) -> bool:
+    """Whether the resource described by ``meta`` may be shown under ``decision``."""
+    return hidden_by(meta, decision) is None
 
 
 def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:

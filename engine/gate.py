@@ -9,13 +9,14 @@ are computed on what may be seen, so a count never reveals a hidden record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, literal, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, literal, not_, or_, select
 
 from consent import (
     Decision,
@@ -25,12 +26,12 @@ from consent import (
     Who,
     decide,
     directive,
+    hidden_by,
     mask,
     meta_of,
     ods_code,
     person_labels,
     relationship,
-    visible,
 )
 from engine.access import claims_for, grants_for
 from engine.models import Resource
@@ -54,13 +55,15 @@ class Origin:
 class Released:
     """What may leave: the decision, the masked resources of this page, and the visible total.
 
-    ``origins`` pairs with ``resources`` item by item.
+    ``origins`` pairs with ``resources`` item by item. ``withheld`` counts what policy held
+    back of the rows asked for, by reason, for the audit trail; it never leaves to the user.
     """
 
     decision: Decision
     resources: tuple[dict[str, Any], ...]
     total: int
     origins: tuple[Origin, ...] = ()
+    withheld: Mapping[str, int] = field(default_factory=dict)
 
 
 def _org_refs(node: Any) -> Iterable[str]:
@@ -166,11 +169,13 @@ def release(
     decision = decide(who, facts, purpose, request, now, policy)
     if not decision.permit:
         return Released(decision, (), 0)
-    where = narrowed(decision, patient_ids)
+    asked = [R.c.patient_id.in_(list(patient_ids)), R.c.status == "active"]
     if since is not None:
-        where = and_(where, R.c.last_updated >= since)
+        asked.append(R.c.last_updated >= since)
     if ids:
-        where = and_(where, R.c.id.in_(list(ids)))
+        asked.append(R.c.id.in_(list(ids)))
+    where = and_(narrowed(decision, patient_ids), *asked)
+    withheld = _narrowed_away(conn, decision, and_(*asked, not_(where)))
     query = (
         select(R.c.body, R.c.source_org, R.c.labels, R.c.source_key, R.c.run_id, R.c.version_id)
         .where(where)
@@ -182,10 +187,34 @@ def release(
     end = None if count is None else offset + count
     for row in conn.execute(query):
         body = orjson.loads(row.body)
-        if not visible(meta_of(body, row.source_org, row.labels, policy), decision):
+        why = hidden_by(meta_of(body, row.source_org, row.labels, policy), decision)
+        if why is not None:
+            withheld[why] += 1
             continue
         if total >= offset and (end is None or total < end):
             shown.append(mask(body, decision))
             origins.append(Origin(row.source_key, row.run_id, row.version_id))
         total += 1
-    return Released(decision, tuple(shown), total, tuple(origins))
+    return Released(decision, tuple(shown), total, tuple(origins), dict(sorted(withheld.items())))
+
+
+def _narrowed_away(
+    conn: Connection, decision: Decision, where: ColumnElement[bool]
+) -> Counter[str]:
+    """Count, by reason, the rows the narrowed query leaves out (by type, by a dissent's own
+    organisation limit, or by an excluded label), from their columns alone."""
+    ob = decision.obligations
+    counts: Counter[str] = Counter()
+    rows = conn.execute(
+        select(R.c.resource_type, R.c.source_org, func.count())
+        .where(where)
+        .group_by(R.c.resource_type, R.c.source_org)
+    )
+    for rtype, org, n in rows:
+        if rtype not in ob.types:
+            counts["profile.types"] += n
+        elif ob.own_org_only and org != ob.org:
+            counts["consent.own-organisation-only"] += n
+        else:
+            counts["labels.excluded"] += n
+    return counts

@@ -138,6 +138,7 @@ def record_of(
     entry = entry_for(
         released.decision, who, context, _action(request.interaction),
         patient_id=person, nhs_number=nhs, released=released.resources,
+        withheld=released.withheld,
     )  # fmt: skip
     return disclose(reader.audit, entry, released)
 
@@ -188,6 +189,7 @@ def find_patients(
         entry = entry_for(
             released.decision, who, context, "search",
             patient_id=person, nhs_number=nhs_number, released=released.resources, query=query,
+            withheld=released.withheld,
         )  # fmt: skip
         found.extend(disclose(reader.audit, entry, released).resources)
     return found

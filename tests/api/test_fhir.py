@@ -256,3 +256,12 @@ def test_a_refused_token_is_audited_with_why(
     assert client.get(f"/fhir/Patient/{PATIENT}", headers=auth(token(now=past))).status_code == 401
     last = list(stream(store.engine))[-1]
     assert last["rules"] == ["auth.token-invalid", "auth.ExpiredSignatureError"]
+
+
+def test_the_audit_entry_counts_what_was_withheld(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    get(client, token("other-gp"), f"Patient/{PATIENT}/$everything")
+    last = list(stream(store.engine))[-1]
+    assert last["withheld"] == {"labels.excluded": 2}
+    assert "76272004" not in str(last) and "Syphilis" not in str(last)

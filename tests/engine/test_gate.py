@@ -113,3 +113,13 @@ def test_receptionist_sees_no_clinical_item(store):
     assert released.decision.permit
     kinds = {r["resourceType"] for r in released.resources}
     assert "Observation" not in kinds and "Patient" in kinds
+
+
+def test_what_policy_holds_back_is_counted_by_reason_never_shown(store):
+    engine, _ = store
+    other = read(engine, user("Y00002"))
+    assert other.withheld == {"labels.excluded": 2}
+    receptionist = read(engine, user("Y00001", role="S8001:G8003:R8009", profile="admin"))
+    assert receptionist.withheld["profile.types"] >= 4
+    assert read(engine, user("Y00001")).withheld == {}
+    assert read(engine, user("Y00009")).withheld == {}
