@@ -119,6 +119,15 @@ def s1_patient(row_id: str, nhs: str, **over: str) -> dict[str, str]:
     }
 
 
+def s1_registration(row_id: str, org: str, patient: str = "1") -> dict[str, str]:
+    """A current GMS registration of ``patient`` at the practice with TPP id ``org``."""
+    return {
+        "RowIdentifier": row_id, "IDPatient": patient, "IDOrganisation": org,
+        "DateRegistration": "01 Jan 2001", "DateDeregistration": "", "RegistrationStatus": "GMS",
+        "RemovedData": "0",
+    }  # fmt: skip
+
+
 def s1_code(row_id: str, patient: str, **over: str) -> dict[str, str]:
     return {
         "RowIdentifier": row_id,

@@ -21,7 +21,7 @@ from engine.api.auth import mint
 from engine.directory import read_directory, replace_directory
 from engine.ingest import ingest
 from engine.settings import Settings
-from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
+from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
 
 NHS = next(nhs_numbers(999_400_000))
 PATIENT = SourceRef("systmone", "Y00001", "SRPatient", "1").resource_id("Patient")
@@ -36,14 +36,6 @@ DIRECTORY = [
     {"code": "Y00002", "name": "Hillside Surgery", "kind": "gp-practice"},
     {"code": "R9Z", "name": "Borchester General Hospital", "kind": "hospital"},
 ]
-
-
-def registration(row: str, org: str) -> dict[str, str]:
-    return {
-        "RowIdentifier": row, "IDPatient": "1", "IDOrganisation": org,
-        "DateRegistration": "01 Jan 2001", "DateDeregistration": "", "RegistrationStatus": "GMS",
-        "RemovedData": "0",
-    }  # fmt: skip
 
 
 class Store:
@@ -68,7 +60,7 @@ class Store:
                 {"ID": "5001", "Name": "Riverside Surgery", "NationalId": "Y00001"},
                 {"ID": "5002", "Name": "Hillside Surgery", "NationalId": "Y00002"},
             ],
-            registrations=[registration("90", "5001"), registration("91", "5002")],
+            registrations=[s1_registration("90", "5001"), s1_registration("91", "5002")],
         )  # fmt: skip
         ingest(self.engine, self.settings, self.codes, SystmOneAdapter(), str(folder))
 

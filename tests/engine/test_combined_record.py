@@ -13,7 +13,7 @@ from consent import Request, Who, load
 from engine.gate import gather_facts, release
 from engine.identity import patients_of, people_with_nhs_number, person_of, unlink
 from engine.ingest import ingest
-from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
+from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
 
 POLICY = load()
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -36,11 +36,7 @@ def load_practice(engine, settings, codes, tmp_path, ods: str, value: str) -> No
         [s1_patient("1", NHS)],
         [s1_code("10", "1", NumericValue=value)],
         organisations=[{"ID": org, "Name": f"Practice {ods}", "NationalId": ods}],
-        registrations=[{
-            "RowIdentifier": "90", "IDPatient": "1", "IDOrganisation": org,
-            "DateRegistration": "01 Jan 2001", "DateDeregistration": "",
-            "RegistrationStatus": "GMS", "RemovedData": "0",
-        }],
+        registrations=[s1_registration("90", org)],
     )  # fmt: skip
     ingest(engine, settings, codes, SystmOneAdapter(), str(folder))
 

@@ -11,7 +11,7 @@ from adapters.systmone import SystmOneAdapter
 from consent import Request, Who, load
 from engine.gate import gather_facts, release
 from engine.ingest import ingest
-from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
+from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
 
 POLICY = load()
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -21,14 +21,6 @@ ORGS = [
 ]
 NHS = next(nhs_numbers())
 PATIENT_ID = SourceRef("systmone", "Y00001", "SRPatient", "1").resource_id("Patient")
-
-
-def registration(row: str, org: str) -> dict[str, str]:
-    return {
-        "RowIdentifier": row, "IDPatient": "1", "IDOrganisation": org,
-        "DateRegistration": "01 Jan 2001", "DateDeregistration": "", "RegistrationStatus": "GMS",
-        "RemovedData": "0",
-    }  # fmt: skip
 
 
 def user(org: str, role: str = "S8000:G8000:R8000", profile: str = "clinical") -> Who:
@@ -50,7 +42,7 @@ def store(engine, settings, codes, tmp_path):  # type: ignore[no-untyped-def]
                 for i in range(1 + extra_sensitive)
             ),
         ]
-        registrations = [registration("90", "5001"), registration("91", "5002")]
+        registrations = [s1_registration("90", "5001"), s1_registration("91", "5002")]
         folder = write_systmone(
             tmp_path / "x", [s1_patient("1", NHS)], codes_rows,
             organisations=ORGS, registrations=registrations,
