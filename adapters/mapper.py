@@ -20,7 +20,15 @@ from typing import Any
 import orjson
 
 from adapters import labels, values
-from adapters.base import Issue, MapContext, MapOutcome, Mapped, SourceRecord, SourceRef
+from adapters.base import (
+    Issue,
+    MapContext,
+    MapOutcome,
+    Mapped,
+    SourceRecord,
+    resource_id,
+    source_key,
+)
 from adapters.codes import MAPPINGS_DIR
 from adapters.schema import check
 
@@ -53,7 +61,9 @@ class _RowProblem(Exception):
 
 def _raw(row: Mapping[str, Any], column: str) -> str:
     value = row.get(column)
-    return "" if value is None else str(value).strip()
+    if value is None:
+        return ""
+    return value.strip() if type(value) is str else str(value).strip()
 
 
 Condition = Callable[[Mapping[str, Any]], bool]
@@ -193,8 +203,9 @@ def _reference(ref: Mapping[str, Any], env: _Env) -> dict[str, str] | None:
     if not row_id:
         return None
     source = env.record.ref
-    target = SourceRef(source.system, source.org, ref["table"], row_id)
-    return {"reference": f"{ref['type']}/{target.resource_id(ref['type'])}"}
+    rtype = ref["type"]
+    key = source_key(source.system, source.org, ref["table"], row_id)
+    return {"reference": f"{rtype}/{resource_id(rtype, key)}"}
 
 
 def _value(rule: Mapping[str, Any]) -> Value:
@@ -374,7 +385,7 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
         if not pid:
             return MapOutcome(issues=(Issue(patient["column"], "patient reference is missing"),))
         src = record.ref
-        patient_key = SourceRef(src.system, src.org, patient["table"], pid).key
+        patient_key = source_key(src.system, src.org, patient["table"], pid)
     deleted = table_map.deleted(row) if table_map.deleted is not None else False
     security = confidential_labels(table_map, row, ctx.canonical_base)
     produced: list[Mapped] = []
