@@ -112,6 +112,8 @@ class _Rule:
     when: Condition | None
     value: Value
     steps: Steps
+    #: The key when the path is one plain key (most are): set directly, without ``_set``.
+    key: str | None
     #: The field a missing required value is reported against; None if not required.
     required: str | None
     #: Whether the value comes from the row (a constant alone does not keep an object).
@@ -247,12 +249,17 @@ def _steps(path: str) -> Steps:
     return tuple(steps)
 
 
+def _plain_key(path: str) -> bool:
+    return "." not in path and "[" not in path
+
+
 def _compile_rules(rules: list[Mapping[str, Any]]) -> _Rules:
     compiled = tuple(
         _Rule(
             when=_when(rule.get("when")),
             value=_value(rule),
             steps=_steps(rule["path"]),
+            key=rule["path"] if _plain_key(rule["path"]) else None,
             required=(rule.get("column") or rule["path"]) if rule.get("required") else None,
             data="value" not in rule,
         )
@@ -303,7 +310,10 @@ def _build(rules: _Rules, env: _Env, nested: bool = False) -> dict[str, Any]:
             continue
         if rule.data:
             has_data = True
-        _set(out, rule.steps, value)
+        if rule.key is not None:
+            out[rule.key] = value
+        else:
+            _set(out, rule.steps, value)
     if nested and not has_data and rules.has_data_rules:
         return {}
     return out
