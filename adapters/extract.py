@@ -80,9 +80,9 @@ def table_records(
         if missing:
             row_id = f"line-{row.line}"
             issues = (*issues, Issue(missing[0], "row identifier is missing"))
-        fields: dict[str, Any] = dict(row.fields)
+        fields: dict[str, Any] = row.fields  # the reader's own dict, made for this row
         if enrich is not None and not issues:
-            fields.update(enrich(row.fields))
+            fields.update(enrich(fields))
         yield SourceRecord(
             SourceRef(style, org, table, row_id), path.name, row.line, fields, issues
         )

@@ -7,7 +7,6 @@ that the resource is restricted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -55,17 +54,38 @@ def confidential_labels(canonical_base: str, *codes: str) -> list[dict[str, str]
     return [restricted(), *(scr_label(c, canonical_base) for c in codes)]
 
 
-def codings(node: Any) -> Iterator[dict[str, Any]]:
-    """Every Coding anywhere in a resource, so that a sensitive code is found wherever it sits."""
+def codings(node: Any) -> list[dict[str, Any]]:
+    """Every Coding anywhere in a resource, so that a sensitive code is found wherever it sits.
+
+    Filled into one list by plain recursion: this runs on every resource an ingest takes in,
+    and a generator per element cost twice as much.
+    """
+    found: list[dict[str, Any]] = []
     if isinstance(node, dict):
-        if "code" in node and "system" in node and isinstance(node.get("code"), str):
-            yield node
-        for key, value in node.items():
-            if key != "meta":
-                yield from codings(value)
+        _collect(node, found)
     elif isinstance(node, list):
-        for item in node:
-            yield from codings(item)
+        _collect_items(node, found)
+    return found
+
+
+def _collect(node: dict[str, Any], found: list[dict[str, Any]]) -> None:
+    if "system" in node and isinstance(node.get("code"), str):
+        found.append(node)
+    for key, value in node.items():
+        if key == "meta":
+            continue
+        if isinstance(value, dict):
+            _collect(value, found)
+        elif isinstance(value, list):
+            _collect_items(value, found)
+
+
+def _collect_items(items: list[Any], found: list[dict[str, Any]]) -> None:
+    for item in items:
+        if isinstance(item, dict):
+            _collect(item, found)
+        elif isinstance(item, list):
+            _collect_items(item, found)
 
 
 def label_codes(resource: dict[str, Any]) -> set[str]:

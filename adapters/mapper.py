@@ -20,7 +20,15 @@ from typing import Any
 import orjson
 
 from adapters import labels, values
-from adapters.base import Issue, MapContext, MapOutcome, Mapped, SourceRecord, SourceRef
+from adapters.base import (
+    Issue,
+    MapContext,
+    MapOutcome,
+    Mapped,
+    SourceRecord,
+    resource_id,
+    source_key,
+)
 from adapters.codes import MAPPINGS_DIR
 from adapters.schema import check
 
@@ -53,7 +61,9 @@ class _RowProblem(Exception):
 
 def _raw(row: Mapping[str, Any], column: str) -> str:
     value = row.get(column)
-    return "" if value is None else str(value).strip()
+    if value is None:
+        return ""
+    return value.strip() if type(value) is str else str(value).strip()
 
 
 Condition = Callable[[Mapping[str, Any]], bool]
@@ -102,6 +112,8 @@ class _Rule:
     when: Condition | None
     value: Value
     steps: Steps
+    #: The key when the path is one plain key (most are): set directly, without ``_set``.
+    key: str | None
     #: The field a missing required value is reported against; None if not required.
     required: str | None
     #: Whether the value comes from the row (a constant alone does not keep an object).
@@ -193,8 +205,9 @@ def _reference(ref: Mapping[str, Any], env: _Env) -> dict[str, str] | None:
     if not row_id:
         return None
     source = env.record.ref
-    target = SourceRef(source.system, source.org, ref["table"], row_id)
-    return {"reference": f"{ref['type']}/{target.resource_id(ref['type'])}"}
+    rtype = ref["type"]
+    key = source_key(source.system, source.org, ref["table"], row_id)
+    return {"reference": f"{rtype}/{resource_id(rtype, key)}"}
 
 
 def _value(rule: Mapping[str, Any]) -> Value:
@@ -236,12 +249,17 @@ def _steps(path: str) -> Steps:
     return tuple(steps)
 
 
+def _plain_key(path: str) -> bool:
+    return "." not in path and "[" not in path
+
+
 def _compile_rules(rules: list[Mapping[str, Any]]) -> _Rules:
     compiled = tuple(
         _Rule(
             when=_when(rule.get("when")),
             value=_value(rule),
             steps=_steps(rule["path"]),
+            key=rule["path"] if _plain_key(rule["path"]) else None,
             required=(rule.get("column") or rule["path"]) if rule.get("required") else None,
             data="value" not in rule,
         )
@@ -292,7 +310,10 @@ def _build(rules: _Rules, env: _Env, nested: bool = False) -> dict[str, Any]:
             continue
         if rule.data:
             has_data = True
-        _set(out, rule.steps, value)
+        if rule.key is not None:
+            out[rule.key] = value
+        else:
+            _set(out, rule.steps, value)
     if nested and not has_data and rules.has_data_rules:
         return {}
     return out
@@ -374,7 +395,7 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
         if not pid:
             return MapOutcome(issues=(Issue(patient["column"], "patient reference is missing"),))
         src = record.ref
-        patient_key = SourceRef(src.system, src.org, patient["table"], pid).key
+        patient_key = source_key(src.system, src.org, patient["table"], pid)
     deleted = table_map.deleted(row) if table_map.deleted is not None else False
     security = confidential_labels(table_map, row, ctx.canonical_base)
     produced: list[Mapped] = []

@@ -7,6 +7,7 @@ a row the source deleted is marked ``entered-in-error`` in the way its type allo
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +17,8 @@ from adapters.base import SourceRef
 from adapters.codes import CodeMaps
 
 _EIE = "entered-in-error"
+#: What ``quote(..., safe="")`` leaves as it is: most row ids, which then skip quoting.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 _STATUS_TYPES = {
     "Observation",
     "MedicationStatement",
@@ -50,7 +53,8 @@ def _source_table_uri(canonical_base: str, system: str, org: str, table: str) ->
 
 def source_uri(ref: SourceRef, canonical_base: str) -> str:
     table = _source_table_uri(canonical_base, ref.system, ref.org, ref.table)
-    return table + quote(ref.row_id, safe="")
+    row = ref.row_id
+    return table + (row if _UNRESERVED.fullmatch(row) else quote(row, safe=""))
 
 
 def sensitive_labels(resource: dict[str, Any], codes: CodeMaps, canonical_base: str) -> list[str]:
@@ -59,7 +63,7 @@ def sensitive_labels(resource: dict[str, Any], codes: CodeMaps, canonical_base: 
         {
             cat
             for c in labels.codings(resource)
-            if (cat := codes.sensitive_category(str(c["system"]), str(c["code"]))) is not None
+            if (cat := codes.sensitive_category(str(c["system"]), c["code"])) is not None
         }
     )
     if found:

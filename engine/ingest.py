@@ -21,7 +21,15 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
 
-from adapters.base import Adapter, Issue, MapContext, MapOutcome, SourceRecord, SourceRef
+from adapters.base import (
+    Adapter,
+    Issue,
+    MapContext,
+    MapOutcome,
+    SourceRecord,
+    SourceRef,
+    resource_id,
+)
 from adapters.codes import CodeMaps
 from engine import store
 from engine.canonical import content_hash, dumps
@@ -162,11 +170,7 @@ class _Run:
         for mapped in outcome.resources:
             res = mapped.resource
             finish(res, record.ref, self.codes, base, mapped.deleted)
-            patient_id = (
-                SourceRef.from_key(mapped.patient_key).resource_id("Patient")
-                if mapped.patient_key
-                else None
-            )
+            patient_id = resource_id("Patient", mapped.patient_key) if mapped.patient_key else None
             scr_labels = " ".join(
                 sorted(
                     s["code"]
@@ -309,6 +313,7 @@ class _Run:
         re-run of an extract costs a hash comparison per resource.
         """
         now = _now()
+        stamp = now.isoformat()
         staged: list[dict[str, Any]] = []
         taken: list[str] = []
         for g in self.good:
@@ -329,18 +334,19 @@ class _Run:
                 taken.append(g.record.ref.key)
             self.summary.unchanged += len(g.rows) - len(changed)
             for r in changed:
-                staged.append(self._staged_row(r, existing.get(r["resource_id"]), now))
+                staged.append(self._staged_row(r, existing.get(r["resource_id"]), now, stamp))
                 if r["resource_type"] == "Patient":
                     self.patients.add(r["resource_id"])
         return staged, list(store.open_quarantine(conn, taken))
 
     def _staged_row(
-        self, r: dict[str, Any], cur: store.Current | None, now: datetime
+        self, r: dict[str, Any], cur: store.Current | None, now: datetime, stamp: str
     ) -> dict[str, Any]:
+        """The staging row for a new version; ``stamp`` is ``now`` as the body's lastUpdated."""
         version = cur.version_id + 1 if cur else 1
         res = r["resource"]
         res["meta"]["versionId"] = str(version)
-        res["meta"]["lastUpdated"] = now.isoformat()
+        res["meta"]["lastUpdated"] = stamp
         if r["status"] == "entered-in-error":
             self.summary.deleted += 1
         elif cur is None:

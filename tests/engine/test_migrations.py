@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 import engine.access
 import engine.directory
@@ -15,3 +16,20 @@ from engine.models import Base
 def test_migrated_schema_matches_the_declared_tables(engine: Engine) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
+    """What a run stages only matters until it applies; it is kept out of the WAL."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("UNLOGGED is a PostgreSQL table setting")
+    with engine.connect() as conn:
+        persistence = dict(
+            conn.execute(
+                text(
+                    "SELECT relname, relpersistence FROM pg_class WHERE relname IN "
+                    "('staged', 'staged_resolution', 'resource') "
+                    "AND relnamespace = current_schema()::regnamespace"
+                )
+            ).all()
+        )
+    assert persistence == {"staged": "u", "staged_resolution": "u", "resource": "p"}
