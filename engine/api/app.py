@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from audit import AuditUnavailable, Writer
 from consent import load
-from engine.api import access, fhir
+from engine.api import access, fhir, transfer
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, request_id
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
@@ -109,6 +109,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             raise FhirError(503, Problem("transient", "The database is unavailable")) from None
         return fhir_response({"status": "ok"})
 
+    app.include_router(transfer.router)
     app.include_router(fhir.router)
     app.include_router(access.router)
     app.include_router(pages.router)
