@@ -27,6 +27,7 @@ from engine.lock import IngestBusy
 from engine.migrate import upgrade
 from engine.registry import adapter_for, kinds
 from engine.settings import Settings, SettingsError
+from engine.transfer.cli import transfer_app
 
 app = typer.Typer(help="scr: shared care record integration engine", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
@@ -39,6 +40,7 @@ app.add_typer(codes_app, name="codes")
 app.add_typer(dir_app, name="directory")
 app.add_typer(identity_app, name="identity")
 app.add_typer(audit_app, name="audit")
+app.add_typer(transfer_app, name="transfer")
 
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]

@@ -31,8 +31,9 @@ STEPS = ("sent", "received", "acknowledged", "discharged", "returned")
 
 
 def message_hash(doc: dict[str, Any]) -> str:
-    """The hash a resubmission is compared by: the content, not its whitespace."""
-    return hashlib.sha256(dumps(doc)).hexdigest()
+    """The hash a resubmission is compared by: the content, not its whitespace nor its
+    signature (a sender that re-signs the same message is resending it)."""
+    return hashlib.sha256(dumps({k: v for k, v in doc.items() if k != "signature"})).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
