@@ -25,6 +25,7 @@ from engine.api.openapi import Bundle, answers
 from engine.transfer import store
 from engine.transfer.parties import acknowledgement, may_see, may_take_part
 from engine.transfer.receive import Inbox, receive
+from engine.transfer.rules import Refused
 
 router = APIRouter()
 
@@ -72,7 +73,11 @@ async def _body(request: Request, limit: int) -> bytes:
 async def process_message(request: Request, who: User, ctx: Context) -> Response:
     svc = services(request)
     raw = await _body(request, svc.settings.transfer_max_bytes)
-    answer = await run_in_threadpool(receive, inbox(svc), who, ctx, raw)
+    try:
+        answer = await run_in_threadpool(receive, inbox(svc), who, ctx, raw)
+    except Refused as exc:
+        problems = (Problem(p.code, p.diagnostics, p.expression) for p in exc.problems)
+        raise FhirError(exc.status, *problems) from None
     return Response(answer, 200, media_type=FHIR_JSON)
 
 

@@ -20,12 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from audit import Appender, AuditEntry, RequestContext, disclose
 from audit.entry import Action
 from consent import Who
-from engine.api.errors import FhirError, Problem
 from engine.directory import org_kind
 from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import message, signature, store
 from engine.transfer.parties import may_take_part
-from engine.transfer.rules import Known, Parsed, check_parties, check_shape
+from engine.transfer.rules import Known, Parsed, Problem, Refused, check_parties, check_shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +56,10 @@ def _audit(
     disclose(inbox.audit, entry, None)
 
 
-def _refuse(inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem) -> FhirError:
+def _refuse(inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem) -> Refused:
     rules = tuple(sorted({f"transfer.{x.code}" for x in p}))
     _audit(inbox, who, ctx, False, rules)
-    return FhirError(status, *p)
+    return Refused(status, *p)
 
 
 def _known(conn: Connection, who: Who, parsed: Parsed) -> Known:
@@ -86,7 +85,7 @@ def _again(inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, dig
 
 
 def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
-    """The response message for an accepted ``raw`` message; :class:`FhirError` otherwise."""
+    """The response message for an accepted ``raw`` message; :class:`Refused` otherwise."""
     if not may_take_part(who):
         why = "Only care-home staff and hospital clinicians send transfers"
         raise _refuse(inbox, who, ctx, 403, Problem("forbidden", why))

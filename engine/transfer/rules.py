@@ -19,12 +19,30 @@ from jsonschema import Draft202012Validator
 
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
-from engine.api.errors import Problem
 from engine.transfer import signature
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
 from engine.validate import validate_resource
 
 _HEADER = "Bundle.entry[0].resource"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a message is refused: an OperationOutcome issue code, the words, and the
+    FHIRPath of what is wrong."""
+
+    code: str
+    diagnostics: str
+    expression: str | None = None
+
+
+class Refused(Exception):
+    """A message is refused with this HTTP status, for these problems."""
+
+    def __init__(self, status: int, *problems: Problem) -> None:
+        super().__init__("; ".join(p.diagnostics for p in problems))
+        self.status = status
+        self.problems = problems
 
 
 @cache
