@@ -25,7 +25,7 @@ from engine.api.errors import FhirError, Problem, error_response, fhir_response
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.db import make_engine
 from engine.settings import Settings
-from engine.web import pages
+from engine.web import pages, transfers
 
 log = logging.getLogger("scr.api")
 _CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
@@ -113,4 +113,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(fhir.router)
     app.include_router(access.router)
     app.include_router(pages.router)
+    app.include_router(transfers.router)
     return app

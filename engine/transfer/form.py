@@ -75,12 +75,13 @@ class DischargeForm:
 
 
 def patient(p: Person) -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": NHS, "value": p.nhs_number}],
-        "name": [{"family": p.family, "given": [p.given]}],
-        "birthDate": p.birth_date,
-    }
+    """The Patient as the form knows them; what is blank is left out, not sent empty."""
+    name = ({"family": p.family} if p.family else {}) | ({"given": [p.given]} if p.given else {})
+    return (
+        {"resourceType": "Patient", "identifier": [{"system": NHS, "value": p.nhs_number}]}
+        | ({"name": [name]} if name else {})
+        | ({"birthDate": p.birth_date} if p.birth_date else {})
+    )
 
 
 def _observation(subject: str, code: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
