@@ -184,6 +184,7 @@ def demo_cmd(
     codes = _codes(settings)
     with _store(settings) as engine:
         _load_directory(engine, out / "organisations.json")
+        _demo_signing_keys(engine, settings)
         for kind in ("systmone", "emis", "council"):
             source = str(out / kind)
             if _ingested(engine, kind, source):
@@ -201,6 +202,16 @@ def demo_cmd(
             f"scr demo: open http://127.0.0.1:{port}/ and pick a persona (Ctrl-C stops)"
         )
         uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+def _demo_signing_keys(engine: Engine, settings: Settings) -> None:
+    """The demo care home and hospital send red-bag messages from scr's pages, so scr holds
+    and registers their keys."""
+    from adapters.synth import catalogue as cat
+    from engine.transfer.keys import org_key
+
+    for org in (cat.CARE_HOMES[0].ods, cat.HOSPITAL.ods):
+        org_key(engine, settings.data_dir, org, "scr demo")
 
 
 def _ingested(engine: Engine, kind: str, location: str) -> bool:
