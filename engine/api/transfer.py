@@ -25,7 +25,7 @@ from engine.api.openapi import Bundle, answers
 from engine.transfer import store
 from engine.transfer.parties import acknowledgement, may_see, may_take_part
 from engine.transfer.receive import Inbox, receive
-from engine.transfer.rules import Refused
+from engine.transfer.rules import UUID, Refused
 
 router = APIRouter()
 
@@ -107,7 +107,7 @@ def summary(row: store.TransferRow) -> dict[str, Any]:
 def visible(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> store.TransferRow:
     """The transfer if ``who`` may see it, audited either way; 404 otherwise."""
     with svc.engine.connect() as conn:
-        row = store.transfer(conn, transfer_id[:64])
+        row = store.transfer(conn, transfer_id) if UUID.fullmatch(transfer_id) else None
     row = row if row is not None and may_see(who, row) else None
     _audit(svc, who, ctx, "read", row)
     if row is None:

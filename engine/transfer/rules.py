@@ -8,6 +8,7 @@ can fix a message in one go.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +25,8 @@ from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
 from engine.validate import validate_resource
 
 _HEADER = "Bundle.entry[0].resource"
+#: A transfer's id (its first message's header id); nothing else is looked up.
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
             (r.get("targetIdentifier", {}).get("value") for r in composition.get("relatesTo", [])),
             None,
         )
-        if isinstance(target, str) and target.startswith("urn:uuid:"):
+        if isinstance(target, str) and UUID.fullmatch(target.removeprefix("urn:uuid:")):
             transfer_id = target.removeprefix("urn:uuid:")
         else:
             problems.append(Problem("required", "a discharge names the transfer it closes",

@@ -292,3 +292,22 @@ def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
         "sent", "received", "acknowledged", "discharged", "returned"
     ]  # fmt: skip
     assert [m["event"] for m in seen["messages"]] == ["care-home-transfer", "hospital-discharge"]
+
+
+def test_a_discharge_must_name_a_transfer_of_that_person_between_those_parties(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], token: Token
+) -> None:
+    doctor = token("ae-doctor")
+    form = DischargeForm(FORM.person, ["Chest infection"], completed_by="Dr Ben Synthetic")
+    for transfer_id in ("00000000-0000-4000-8000-000000000000", "not-a-uuid\x00"):
+        doc = discharge_message(
+            form, sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id,
+            now=datetime.now(UTC), base=BASE,
+        )  # fmt: skip
+        refused = send(client, doctor, signed(doc, keys[HOSPITAL], HOSPITAL))
+        assert refused.status_code == 422
+        assert ["Bundle.entry[1].resource.relatesTo"] in [
+            i.get("expression") for i in refused.json()["issue"]
+        ]
+    assert client.get("/transfers/%00x", headers=auth(doctor)).status_code == 404
+    assert count(store, MESSAGES) == 0
