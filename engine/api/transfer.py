@@ -24,8 +24,9 @@ from engine.api.errors import FHIR_JSON, FhirError, Problem, fhir_response, not_
 from engine.api.openapi import Bundle, answers
 from engine.transfer import store
 from engine.transfer.parties import acknowledgement, may_see, may_take_part
-from engine.transfer.receive import Inbox, receive
+from engine.transfer.receive import Inbox, receive, refuse
 from engine.transfer.rules import UUID, Refused
+from engine.transfer.rules import Problem as Issue
 
 router = APIRouter()
 
@@ -52,19 +53,17 @@ def inbox(svc: Services) -> Inbox:
     )  # fmt: skip
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    too_big = FhirError(
-        413, Problem("too-costly", f"The message is larger than {limit:,} bytes", "Bundle")
-    )
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it is known to pass ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_big
+        return None
     parts: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_big
+            return None
         parts.append(chunk)
     return b"".join(parts)
 
@@ -72,8 +71,12 @@ async def _body(request: Request, limit: int) -> bytes:
 @router.post("/fhir/$process-message", responses=answers(Bundle))
 async def process_message(request: Request, who: User, ctx: Context) -> Response:
     svc = services(request)
-    raw = await _body(request, svc.settings.transfer_max_bytes)
+    limit = svc.settings.transfer_max_bytes
+    raw = await _body(request, limit)
     try:
+        if raw is None:
+            big = Issue("too-costly", f"The message is larger than {limit:,} bytes", "Bundle")
+            raise await run_in_threadpool(refuse, inbox(svc), who, ctx, 413, big)
         answer = await run_in_threadpool(receive, inbox(svc), who, ctx, raw)
     except Refused as exc:
         problems = (Problem(p.code, p.diagnostics, p.expression) for p in exc.problems)

@@ -56,7 +56,8 @@ def _audit(
     disclose(inbox.audit, entry, None)
 
 
-def _refuse(inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem) -> Refused:
+def refuse(inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem) -> Refused:
+    """Audit a refusal, then hand back the exception that answers it."""
     rules = tuple(sorted({f"transfer.{x.code}" for x in p}))
     _audit(inbox, who, ctx, False, rules)
     return Refused(status, *p)
@@ -77,7 +78,7 @@ def _known(conn: Connection, who: Who, parsed: Parsed) -> Known:
 
 def _again(inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, digest: str) -> bytes:
     if found.sender != who.org or found.content_hash != digest:
-        raise _refuse(inbox, who, ctx, 409, Problem(
+        raise refuse(inbox, who, ctx, 409, Problem(
             "conflict", "a different message with this MessageHeader.id was received already",
             "Bundle.entry[0].resource.id"))  # fmt: skip
     _audit(inbox, who, ctx, True, ("transfer.resubmitted",))
@@ -88,12 +89,12 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
     """The response message for an accepted ``raw`` message; :class:`Refused` otherwise."""
     if not may_take_part(who):
         why = "Only care-home staff and hospital clinicians send transfers"
-        raise _refuse(inbox, who, ctx, 403, Problem("forbidden", why))
+        raise refuse(inbox, who, ctx, 403, Problem("forbidden", why))
     try:
         doc: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         problem = Problem("structure", f"not JSON: {exc}", "Bundle")
-        raise _refuse(inbox, who, ctx, 422, problem) from None
+        raise refuse(inbox, who, ctx, 422, problem) from None
     problems, parsed = check_shape(doc)
     digest = store.message_hash(doc) if isinstance(doc, dict) else ""
     if parsed is not None:
@@ -103,7 +104,7 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
                 return _again(inbox, who, ctx, found, digest)
             problems.extend(check_parties(doc, parsed, _known(conn, who, parsed)))
     if problems or parsed is None:
-        raise _refuse(inbox, who, ctx, 422, *problems)
+        raise refuse(inbox, who, ctx, 422, *problems)
     return _accept(inbox, who, ctx, raw, doc, parsed, digest)
 
 

@@ -215,6 +215,13 @@ def test_malformed_json_and_a_huge_body_are_refused(
     huge = client.post(URL, content=chunks(), headers=auth(home))
     assert huge.status_code == 413
     assert count(store, MESSAGES) == 0
+    with store.engine.connect() as conn:
+        refusals = conn.execute(
+            select(AuditRow.seq).where(
+                AuditRow.action == "transfer-receive", AuditRow.outcome == "deny"
+            )
+        ).all()
+    assert len(refusals) == 2
 
 
 def test_the_same_message_sent_ten_times_at_once_is_stored_once(
