@@ -6,7 +6,7 @@ import argparse
 
 import orjson
 
-from bench import audit, decide, ingest, match, read, scale
+from bench import audit, decide, ingest, match, read, scale, transfer
 from bench.machine import DEFAULT_PG
 
 SCENARIOS = {
@@ -16,6 +16,7 @@ SCENARIOS = {
     "match": (match.run, 2000, 200),
     "read": (read.run, 1_000_000, 10_000),
     "scale": (scale.run, 1_000_000, 20_000),
+    "transfer": (transfer.run, 2000, 80),
 }
 
 

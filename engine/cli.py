@@ -27,6 +27,7 @@ from engine.lock import IngestBusy
 from engine.migrate import upgrade
 from engine.registry import adapter_for, kinds
 from engine.settings import Settings, SettingsError
+from engine.transfer.cli import transfer_app
 
 app = typer.Typer(help="scr: shared care record integration engine", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
@@ -39,6 +40,7 @@ app.add_typer(codes_app, name="codes")
 app.add_typer(dir_app, name="directory")
 app.add_typer(identity_app, name="identity")
 app.add_typer(audit_app, name="audit")
+app.add_typer(transfer_app, name="transfer")
 
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
@@ -182,6 +184,7 @@ def demo_cmd(
     codes = _codes(settings)
     with _store(settings) as engine:
         _load_directory(engine, out / "organisations.json")
+        _demo_signing_keys(engine, settings)
         for kind in ("systmone", "emis", "council"):
             source = str(out / kind)
             if _ingested(engine, kind, source):
@@ -199,6 +202,16 @@ def demo_cmd(
             f"scr demo: open http://127.0.0.1:{port}/ and pick a persona (Ctrl-C stops)"
         )
         uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+def _demo_signing_keys(engine: Engine, settings: Settings) -> None:
+    """The demo care home and hospital send red-bag messages from scr's pages, so scr holds
+    and registers their keys."""
+    from adapters.synth import catalogue as cat
+    from engine.transfer.keys import org_key
+
+    for org in (cat.CARE_HOMES[0].ods, cat.HOSPITAL.ods):
+        org_key(engine, settings.data_dir, org, "scr demo")
 
 
 def _ingested(engine: Engine, kind: str, location: str) -> bool:

@@ -18,14 +18,14 @@ from starlette.exceptions import HTTPException
 
 from audit import AuditUnavailable, Writer
 from consent import load
-from engine.api import access, fhir
+from engine.api import access, fhir, transfer
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, request_id
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.db import make_engine
 from engine.settings import Settings
-from engine.web import pages
+from engine.web import pages, transfers
 
 log = logging.getLogger("scr.api")
 _CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
@@ -109,7 +109,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             raise FhirError(503, Problem("transient", "The database is unavailable")) from None
         return fhir_response({"status": "ok"})
 
+    app.include_router(transfer.router)
     app.include_router(fhir.router)
     app.include_router(access.router)
     app.include_router(pages.router)
+    app.include_router(transfers.router)
     return app

@@ -10,6 +10,7 @@ from engine import directory as _directory  # noqa: F401  (its table on Base)
 from engine.db import make_engine
 from engine.identity import tables as _identity_tables  # noqa: F401  (its tables on Base)
 from engine.models import Base
+from engine.transfer import tables as _transfer_tables  # noqa: F401  (its tables on Base)
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

@@ -9,7 +9,8 @@ from sqlalchemy import Engine, text
 
 import engine.access
 import engine.directory
-import engine.identity.tables  # noqa: F401  (their tables on Base)
+import engine.identity.tables
+import engine.transfer.tables  # noqa: F401  (their tables on Base)
 from engine.models import Base
 
 

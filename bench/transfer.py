@@ -1,0 +1,184 @@
+"""``transfer``: red-bag message submit → response over HTTP, 8 concurrent senders.
+
+``scr serve --workers 2`` over a store of synthetic people (ingested through the pipeline);
+eight care homes, each with a registered key, send signed transfers of those people to the
+region's hospital as fast as each is answered. Each figure includes uvicorn, the token check,
+the JSON Schema, R4 validation of every resource, the business rules, the signature check,
+the audit append and the atomic store. Messages are built and signed beforehand: signing is
+the sender's cost. The floor is the same bytes parsed with ``orjson`` and inserted as one row
+by the driver, in this process, one at a time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import Engine, select
+
+from adapters.synth import catalogue as cat
+from bench.corpus import ingest_people
+from bench.load import figures
+from bench.machine import facts, label
+from bench.serve import server
+from engine.api.auth import mint
+from engine.db import make_engine, scratch_store
+from engine.directory import Entry, organisations, replace_directory
+from engine.identity import people_with_nhs_number
+from engine.identity.tables import PatientNumber
+from engine.settings import Settings
+from engine.transfer import signature
+from engine.transfer.form import Person, TransferForm, transfer_message
+from engine.transfer.news2 import Vitals
+from engine.transfer.store import register_key
+
+SENDERS = 8
+TARGETS = {"p50_ms": 30, "p99_ms": 100}
+BASE = "https://fhir.scr.example/"
+CARE_ROLE = "S8000:G8000:R8001"
+
+
+def _numbers(engine: Engine) -> list[str]:
+    """NHS numbers that name exactly one person (the ones a transfer can be accepted for)."""
+    with engine.connect() as conn:
+        numbers = sorted(set(conn.execute(select(PatientNumber.nhs_number)).scalars()))
+        return [n for n in numbers if len(people_with_nhs_number(conn, n)) == 1]
+
+
+def _senders(engine: Engine) -> list[tuple[str, Any]]:
+    """Eight care homes in the directory, each with a registered key."""
+    homes = [f"VBH{i:02d}" for i in range(1, SENDERS + 1)]
+    now = datetime.now(UTC)
+    keys = [(home, signature.new_key()) for home in homes]
+    with engine.begin() as conn:
+        known = list(organisations(conn).values())
+        extra = [Entry(h, f"Bench care home {h}", "care-home") for h in homes]
+        replace_directory(conn, "bench", [*known, *extra], now)
+        for home, key in keys:
+            register_key(conn, home, signature.public_pem(key), "bench", now)
+    return keys
+
+
+def _message(home: str, key: Any, nhs: str) -> bytes:
+    form = TransferForm(
+        person=Person(nhs, "Synthetic", "Resident", "1938-04-05"),
+        reason="Shortness of breath since this morning",
+        vitals=Vitals(24, 92, True, 104, 112, "A", 38.4),
+        completed_by="Bench nurse",
+        allergies=["Penicillin"],
+        for_cpr=False,
+        belongings=["Glasses"],
+    )
+    now = datetime.now(UTC)
+    doc = transfer_message(form, sender=home, destination=cat.HOSPITAL.ods, now=now, base=BASE,
+                           header_id=str(uuid.uuid4()))  # fmt: skip
+    return orjson.dumps(signature.sign(doc, key, home, now))
+
+
+def _token(data: Path, home: str) -> str:
+    return mint(
+        Settings(data_dir=data, auth_mode="dev"), user_id=f"bench-{home}", name="Bench nurse",
+        role_code=CARE_ROLE, org=home, minutes=240, ig_training=date.today() - timedelta(days=30),
+    )  # fmt: skip
+
+
+def _sender(
+    base: str, token: str, bodies: list[bytes], out: list[float], errors: list[str]
+) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    with httpx.Client(headers=headers, timeout=60) as client:
+        for body in bodies:
+            t0 = time.perf_counter()
+            answer = client.post(f"{base}/fhir/$process-message", content=body)
+            out.append((time.perf_counter() - t0) * 1000)
+            if answer.status_code != 200:
+                errors.append(f"{answer.status_code}: {answer.text[:300]}")
+
+
+def _send_all(base: str, work: dict[str, tuple[str, list[bytes]]]) -> tuple[list[float], float]:
+    times: list[float] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=_sender, args=(base, token, bodies, times, errors))
+        for token, bodies in work.values()
+    ]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} messages refused, first: {errors[0]}")
+    return times, seconds
+
+
+def _floor(engine: Engine, bodies: list[bytes]) -> float:
+    """Parse each message and insert it as one row with the driver; p50 in ms."""
+    raw = engine.raw_connection()
+    marker = "%s" if engine.dialect.name == "postgresql" else "?"
+    times = []
+    try:
+        cur: Any = raw.cursor()
+        blob = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
+        cur.execute(f"CREATE TABLE bench_floor (id VARCHAR(64) PRIMARY KEY, raw {blob})")
+        raw.commit()
+        for body in bodies:
+            t0 = time.perf_counter()
+            doc = orjson.loads(body)
+            cur.execute(f"INSERT INTO bench_floor VALUES ({marker}, {marker})",
+                        (doc["entry"][0]["resource"]["id"], body))  # fmt: skip
+            raw.commit()
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        raw.close()
+    return round(statistics.median(times), 3)
+
+
+def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
+    with scratch_store(url, work) as store:
+        engine = make_engine(store)
+        ingest_people(engine, store, 20 if quick else 200, seed=7)
+        numbers = _numbers(engine)
+        keys = _senders(engine)
+        data = work / f"data-{label(url)}"
+        data.mkdir()
+        per = max(1, size // SENDERS)
+        plan = {
+            home: (_token(data, home),
+                   [_message(home, key, numbers[(i * per + n) % len(numbers)]) for n in range(per)])
+            for i, (home, key) in enumerate(keys)
+        }  # fmt: skip
+        warm = {h: (plan[h][0], [_message(h, k, numbers[0])]) for h, k in keys}
+        with server(store, data) as base:
+            _send_all(base, warm)
+            times, seconds = _send_all(base, plan)
+        loaded = figures(times, seconds)
+        floor = _floor(engine, [b for _, bodies in plan.values() for b in bodies])
+        engine.dispose()
+    return {
+        "database": label(url), "senders": SENDERS, "workers": 2, "people": len(numbers),
+        "messages": loaded.requests, "message_bytes": len(plan[keys[0][0]][1][0]),
+        "p50_ms": loaded.p50_ms, "p95_ms": loaded.p95_ms, "p99_ms": loaded.p99_ms,
+        "per_s": loaded.req_per_s, "floor_p50_ms": floor,
+        "ratio_to_floor": round(loaded.p50_ms / floor, 2),
+    }  # fmt: skip
+
+
+def run(size: int, databases: list[str]) -> dict[str, Any]:
+    quick = size < 500
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        for url in databases:
+            result = _one(url, size, Path(work), quick)
+            print(orjson.dumps(result).decode(), flush=True)
+            results.append(result)
+    return {"scenario": "transfer", "targets": TARGETS, "results": results, "machine": facts()}

@@ -1,0 +1,177 @@
+"""Red-bag messages in (``POST /fhir/$process-message``) and transfer status out (``/transfers``).
+
+The body is read as it streams and refused once it passes ``transfer_max_bytes``, so a huge
+body costs no more memory than the limit. Transfers are visible only to the two organisations
+they join; any other user gets the 404 a transfer that does not exist gets. Each view and each
+step is audited before it is answered.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from audit import AuditEntry, RequestContext, disclose
+from audit.entry import Action
+from consent import Who
+from engine.api.deps import Services, context, current_user, services
+from engine.api.errors import FHIR_JSON, FhirError, Problem, fhir_response, not_found
+from engine.api.openapi import Bundle, answers
+from engine.transfer import store
+from engine.transfer.parties import acknowledgement, may_see, may_take_part
+from engine.transfer.receive import Inbox, receive, refuse
+from engine.transfer.rules import UUID, Refused
+from engine.transfer.rules import Problem as Issue
+
+router = APIRouter()
+
+
+class TransferList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    transfers: list[dict[str, Any]]
+
+
+class TransferView(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    status: str
+
+
+User = Annotated[Who, Depends(current_user)]
+Context = Annotated[RequestContext, Depends(context)]
+
+
+def inbox(svc: Services) -> Inbox:
+    return Inbox(
+        svc.engine, svc.audit, svc.settings.transfer_relationship_hours,
+        svc.settings.canonical_base,
+    )  # fmt: skip
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it is known to pass ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@router.post("/fhir/$process-message", responses=answers(Bundle))
+async def process_message(request: Request, who: User, ctx: Context) -> Response:
+    svc = services(request)
+    limit = svc.settings.transfer_max_bytes
+    raw = await _body(request, limit)
+    try:
+        if raw is None:
+            big = Issue("too-costly", f"The message is larger than {limit:,} bytes", "Bundle")
+            raise await run_in_threadpool(refuse, inbox(svc), who, ctx, 413, big)
+        answer = await run_in_threadpool(receive, inbox(svc), who, ctx, raw)
+    except Refused as exc:
+        problems = (Problem(p.code, p.diagnostics, p.expression) for p in exc.problems)
+        raise FhirError(exc.status, *problems) from None
+    return Response(answer, 200, media_type=FHIR_JSON)
+
+
+def _audit(
+    svc: Services, who: Who, ctx: RequestContext, action: Action, row: store.TransferRow | None,
+    query: str | None = None,
+) -> None:  # fmt: skip
+    entry = AuditEntry(
+        request_id=ctx.request_id, action=action, outcome="permit" if row else "deny",
+        user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
+        org=who.org, purpose=who.purpose, rules=("transfer.party",) if row else ("transfer.none",),
+        patient_id=row.person_id if row else None, nhs_number=row.nhs_number if row else None,
+        refs=(f"transfer/{row.id}",) if row else (), query=query,
+        client_address=ctx.client_address, user_agent=ctx.user_agent,
+    )  # fmt: skip
+    disclose(svc.audit, entry, None)
+
+
+def summary(row: store.TransferRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "care_home": row.care_home, "hospital": row.hospital,
+        "nhs_number": row.nhs_number, "status": row.status,
+        "updated_at": row.updated_at.isoformat(),
+    }  # fmt: skip
+
+
+def visible(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> store.TransferRow:
+    """The transfer if ``who`` may see it, audited either way; 404 otherwise."""
+    with svc.engine.connect() as conn:
+        row = store.transfer(conn, transfer_id) if UUID.fullmatch(transfer_id) else None
+    row = row if row is not None and may_see(who, row) else None
+    _audit(svc, who, ctx, "read", row)
+    if row is None:
+        raise not_found()
+    return row
+
+
+def listed(svc: Services, who: Who, ctx: RequestContext) -> list[store.TransferRow]:
+    """The user's organisation's transfers, one audit entry per person shown."""
+    if not may_take_part(who):
+        _audit(svc, who, ctx, "search", None, "transfers")
+        return []
+    with svc.engine.connect() as conn:
+        rows = store.transfers_of(conn, who.org)
+    for row in rows:
+        _audit(svc, who, ctx, "search", row, "transfers")
+    if not rows:
+        _audit(svc, who, ctx, "search", None, "transfers")
+    return rows
+
+
+def detail(svc: Services, row: store.TransferRow) -> dict[str, Any]:
+    with svc.engine.connect() as conn:
+        steps = store.history(conn, row.id)
+        messages = store.messages_of(conn, row.id)
+    return summary(row) | {
+        "history": [
+            {"status": s.status, "org": s.org, "user": s.user_id, "at": s.at.isoformat()}
+            for s in steps
+        ],
+        "messages": [{"event": event, "bundle": orjson.loads(raw)} for event, raw in messages],
+    }
+
+
+def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> str:
+    """Move the transfer on (``acknowledged`` or ``returned``); 409 when it is not ``who``'s
+    turn."""
+    row = visible(svc, who, ctx, transfer_id)
+    status = acknowledgement(who, row)
+    if status is None:
+        raise FhirError(409, Problem("business-rule", f"The transfer is {row.status}: there is "
+                                     "nothing for your organisation to acknowledge"))  # fmt: skip
+    _audit(svc, who, ctx, "transfer-acknowledge", row)
+    with svc.engine.begin() as conn:
+        store.add_step(conn, row.id, status, who.org, who.user_id, datetime.now(UTC))
+    return status
+
+
+@router.get("/transfers", responses=answers(TransferList))
+def list_transfers(request: Request, who: User, ctx: Context) -> Response:
+    rows = listed(services(request), who, ctx)
+    return fhir_response({"transfers": [summary(r) for r in rows]})
+
+
+@router.get("/transfers/{transfer_id}", responses=answers(TransferView))
+def get_transfer(request: Request, who: User, ctx: Context, transfer_id: str) -> Response:
+    svc = services(request)
+    return fhir_response(detail(svc, visible(svc, who, ctx, transfer_id)))
+
+
+@router.post("/transfers/{transfer_id}/acknowledge", responses=answers(TransferView))
+def acknowledge_transfer(request: Request, who: User, ctx: Context, transfer_id: str) -> Response:
+    svc = services(request)
+    return fhir_response({"id": transfer_id, "status": acknowledge(svc, who, ctx, transfer_id)})

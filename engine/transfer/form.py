@@ -1,0 +1,198 @@
+"""The care home's transfer form and the hospital's discharge form, as messages.
+
+A form holds what a person typed (or what was prefilled from the shared record and kept); these
+functions turn it into the sections and resources of the message, so the web pages, the bench
+and the tests all send the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.transfer import news2
+from engine.transfer.message import NHS, Section, build, urn
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+#: (LOINC code, display, UCUM unit) for each vital sign the form records.
+_VITALS = {
+    "respiration_rate": ("9279-1", "Respiratory rate", "/min"),
+    "spo2": ("59408-5", "Oxygen saturation by pulse oximetry", "%"),
+    "systolic_bp": ("8480-6", "Systolic blood pressure", "mm[Hg]"),
+    "pulse": ("8867-4", "Heart rate", "/min"),
+    "temperature": ("8310-5", "Body temperature", "Cel"),
+}
+_CPR = {True: ("450475007", "For cardiopulmonary resuscitation"),
+        False: ("450476008", "Not for cardiopulmonary resuscitation")}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    nhs_number: str
+    family: str
+    given: str
+    birth_date: str
+    gp_practice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Medicine:
+    name: str
+    #: When the last dose was given, as the care home's MAR says (ISO date-time), or "".
+    last_dose: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferForm:
+    person: Person
+    reason: str
+    vitals: news2.Vitals
+    completed_by: str
+    medicines: Sequence[Medicine] = ()
+    allergies: Sequence[str] = ()
+    for_cpr: bool | None = None
+    advance_decisions: str = ""
+    legal: str = ""
+    about_me: str = ""
+    contacts: str = ""
+    infection_status: str = ""
+    belongings: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class DischargeForm:
+    person: Person
+    diagnoses: Sequence[str]
+    started: Sequence[str] = ()
+    stopped: Sequence[str] = ()
+    changed: Sequence[str] = ()
+    follow_up: str = ""
+    belongings_returned: Sequence[str] = ()
+    completed_by: str = ""
+
+
+def patient(p: Person) -> dict[str, Any]:
+    """The Patient as the form knows them; what is blank is left out, not sent empty."""
+    name = ({"family": p.family} if p.family else {}) | ({"given": [p.given]} if p.given else {})
+    return (
+        {"resourceType": "Patient", "identifier": [{"system": NHS, "value": p.nhs_number}]}
+        | ({"name": [name]} if name else {})
+        | ({"birthDate": p.birth_date} if p.birth_date else {})
+    )
+
+
+def _observation(subject: str, code: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "code": code,
+            "subject": {"reference": subject}} | value  # fmt: skip
+
+
+def _coded(system: str, code: str, display: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code, "display": display}]}
+
+
+def observations(subject: str, v: news2.Vitals) -> list[dict[str, Any]]:
+    """The vital signs, ACVPU and the NEWS2 total, as Observations."""
+    out = []
+    for name, (code, display, unit) in _VITALS.items():
+        value = {"value": getattr(v, name), "unit": unit, "system": "http://unitsofmeasure.org",
+                 "code": unit}  # fmt: skip
+        out.append(_observation(subject, _coded(LOINC, code, display), {"valueQuantity": value}))
+    out.append(_observation(subject, _coded(SNOMED, "1104441000000107", "ACVPU scale score"),
+                            {"valueString": v.consciousness}))  # fmt: skip
+    out.append(_observation(subject, _coded(SNOMED, "722742002", "Breathing room air")
+                            if not v.on_oxygen else _coded(SNOMED, "371825009",
+                                                           "Patient on oxygen"), {}))  # fmt: skip
+    total = {"value": news2.total(v), "unit": "score", "system": "http://unitsofmeasure.org",
+             "code": "{score}"}  # fmt: skip
+    out.append(_observation(subject, _coded(SNOMED, "1104051000000101", "NEWS2 total score"),
+                            {"valueQuantity": total}))  # fmt: skip
+    return out
+
+
+def _lines(items: Sequence[str]) -> str:
+    return "; ".join(items) or "None recorded"
+
+
+def transfer_message(
+    form: TransferForm, *, sender: str, destination: str, now: datetime, base: str,
+    header_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The unsigned ``care-home-transfer`` message for a completed form."""
+    subject = urn()
+    medicines = [
+        {"resourceType": "MedicationStatement", "status": "active",
+         "medicationCodeableConcept": {"text": m.name}, "subject": {"reference": subject}}
+        | ({"effectiveDateTime": m.last_dose, "note": [{"text": "Last dose given"}]}
+           if m.last_dose else {})
+        for m in form.medicines
+    ]  # fmt: skip
+    allergies = [
+        {"resourceType": "AllergyIntolerance", "code": {"text": a},
+         "patient": {"reference": subject}}
+        for a in form.allergies
+    ]  # fmt: skip
+    cpr = (
+        [_observation(subject, _coded(SNOMED, *_CPR[form.for_cpr]), {})]
+        if form.for_cpr is not None else []
+    )  # fmt: skip
+    vitals = form.vitals
+    sections = [
+        Section("person-demographics", "Person demographics",
+                f"{form.person.given} {form.person.family}, born {form.person.birth_date}, "
+                f"NHS number {form.person.nhs_number}; GP practice {form.person.gp_practice}"),
+        Section("reason-for-handover", "Reason for transfer", form.reason),
+        Section("observations", "Observations",
+                f"NEWS2 {news2.total(vitals)} ({news2.risk(vitals)} risk)",
+                observations(subject, vitals)),
+        Section("allergies-and-adverse-reaction", "Allergies and adverse reactions",
+                _lines(form.allergies), allergies),
+        Section("medications-and-medical-devices", "Medications",
+                _lines([f"{m.name} (last dose {m.last_dose or 'not recorded'})"
+                        for m in form.medicines]), medicines),
+        Section("advance-decisions-about-treatment", "Advance decisions",
+                form.advance_decisions or ("" if form.for_cpr is None else _CPR[form.for_cpr][1]),
+                cpr),
+        Section("legal-information", "Legal information", form.legal),
+        Section("about-me", "About me", form.about_me),
+        Section("contact-for-further-information", "Contacts", form.contacts),
+        Section("infection-status", "Infection status", form.infection_status),
+        Section("belongings", "What is in the bag", _lines(form.belongings)),
+        Section("person-completing-record", "Person completing the record", form.completed_by),
+    ]  # fmt: skip
+    return build(
+        "care-home-transfer", sender=sender, destination=destination,
+        patient=patient(form.person), patient_url=subject, sections=sections,
+        author=form.completed_by, now=now, base=base, header_id=header_id,
+    )  # fmt: skip
+
+
+def discharge_message(
+    form: DischargeForm, *, sender: str, destination: str, transfer_id: str, now: datetime,
+    base: str, header_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The unsigned ``hospital-discharge`` message closing transfer ``transfer_id``."""
+    subject = urn()
+    diagnoses = [
+        {"resourceType": "Condition", "code": {"text": d}, "subject": {"reference": subject}}
+        for d in form.diagnoses
+    ]
+    changes = "; ".join(
+        f"{label}: {_lines(items)}"
+        for label, items in (("Started", form.started), ("Stopped", form.stopped),
+                             ("Changed", form.changed))
+    )  # fmt: skip
+    sections = [
+        Section("discharge-details", "Discharge details", _lines(form.diagnoses), diagnoses),
+        Section("medications-and-medical-devices", "Medication changes", changes),
+        Section("plan-and-requested-actions", "Follow-up actions", form.follow_up),
+        Section("belongings", "Belongings returned", _lines(form.belongings_returned)),
+    ]
+    return build(
+        "hospital-discharge", sender=sender, destination=destination,
+        patient=patient(form.person), patient_url=subject, sections=sections,
+        author=form.completed_by, now=now, base=base, header_id=header_id,
+        transfer_id=transfer_id,
+    )  # fmt: skip

@@ -1,0 +1,137 @@
+"""Receiving a red-bag message: check it, audit the decision, then store it whole.
+
+The order is the rule every access follows: the audit entry is durable before anything is
+stored or answered, and a failed append fails the request. A refused message stores nothing but
+its audit entry. A resubmission (same header id, same content) is answered with the bytes the
+first one was given; the same id with other content is a conflict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from audit import Appender, AuditEntry, RequestContext, disclose
+from audit.entry import Action
+from consent import Who
+from engine.directory import org_kind
+from engine.identity import patients_of, people_with_nhs_number
+from engine.transfer import message, signature, store
+from engine.transfer.parties import may_take_part
+from engine.transfer.rules import Known, Parsed, Problem, Refused, check_parties, check_shape
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """What receiving needs: the store, the audit trail and the settings it reads."""
+
+    engine: Engine
+    audit: Appender
+    relationship_hours: int
+    base: str
+
+
+def _audit(
+    inbox: Inbox,
+    who: Who,
+    ctx: RequestContext,
+    permit: bool,
+    rules: tuple[str, ...],
+    person: str | None = None,
+    nhs: str | None = None,
+    action: Action = "transfer-receive",
+) -> None:
+    entry = AuditEntry(
+        request_id=ctx.request_id, action=action, outcome="permit" if permit else "deny",
+        user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
+        org=who.org, purpose=who.purpose, rules=rules, patient_id=person, nhs_number=nhs,
+        client_address=ctx.client_address, user_agent=ctx.user_agent,
+    )  # fmt: skip
+    disclose(inbox.audit, entry, None)
+
+
+def refuse(inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem) -> Refused:
+    """Audit a refusal, then hand back the exception that answers it."""
+    rules = tuple(sorted({f"transfer.{x.code}" for x in p}))
+    _audit(inbox, who, ctx, False, rules)
+    return Refused(status, *p)
+
+
+def _known(conn: Connection, who: Who, parsed: Parsed) -> Known:
+    h = parsed.header
+    kinds = {org: kind for org in (h.sender, h.destination) if (kind := org_kind(conn, org))}
+    pem = store.sender_key(conn, h.sender)
+    people = tuple(people_with_nhs_number(conn, parsed.nhs_number)) if parsed.nhs_number else ()
+    row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
+    return Known(
+        token_org=who.org, kinds=kinds,
+        sender_key=signature.load_public(pem) if pem else None, people=people,
+        transfer=(row.care_home, row.hospital, row.person_id) if row else None,
+    )  # fmt: skip
+
+
+def _again(inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, digest: str) -> bytes:
+    if found.sender != who.org or found.content_hash != digest:
+        raise refuse(inbox, who, ctx, 409, Problem(
+            "conflict", "a different message with this MessageHeader.id was received already",
+            "Bundle.entry[0].resource.id"))  # fmt: skip
+    _audit(inbox, who, ctx, True, ("transfer.resubmitted",))
+    return found.response
+
+
+def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
+    """The response message for an accepted ``raw`` message; :class:`Refused` otherwise."""
+    if not may_take_part(who):
+        why = "Only care-home staff and hospital clinicians send transfers"
+        raise refuse(inbox, who, ctx, 403, Problem("forbidden", why))
+    try:
+        doc: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        problem = Problem("structure", f"not JSON: {exc}", "Bundle")
+        raise refuse(inbox, who, ctx, 422, problem) from None
+    problems, parsed = check_shape(doc)
+    digest = store.message_hash(doc) if isinstance(doc, dict) else ""
+    if parsed is not None:
+        with inbox.engine.connect() as conn:
+            found = store.stored(conn, parsed.header.id)
+            if found is not None:
+                return _again(inbox, who, ctx, found, digest)
+            problems.extend(check_parties(doc, parsed, _known(conn, who, parsed)))
+    if problems or parsed is None:
+        raise refuse(inbox, who, ctx, 422, *problems)
+    return _accept(inbox, who, ctx, raw, doc, parsed, digest)
+
+
+def _accept(
+    inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes, doc: dict[str, Any],
+    parsed: Parsed, digest: str,
+) -> bytes:  # fmt: skip
+    h = parsed.header
+    nhs = parsed.nhs_number or ""
+    now = datetime.now(UTC)
+    with inbox.engine.connect() as conn:
+        (person,) = people_with_nhs_number(conn, nhs)
+        patient = min(patients_of(conn, person))
+    answer = orjson.dumps(message.response(h, str(uuid.uuid4()), now, inbox.base))
+    accepted = store.Accepted(
+        header=h, raw=raw, content_hash=digest, response=answer, person_id=person,
+        patient_id=patient, nhs_number=nhs, transfer_id=parsed.transfer_id or h.id,
+        user_id=who.user_id,
+    )  # fmt: skip
+    _audit(inbox, who, ctx, True, (f"transfer.{h.event}",), person, nhs)
+    try:
+        with inbox.engine.begin() as conn:
+            store.accept(conn, accepted, now, inbox.relationship_hours, inbox.base)
+    except IntegrityError:
+        with inbox.engine.connect() as conn:
+            found = store.stored(conn, h.id)
+        if found is None:
+            raise
+        return _again(inbox, who, ctx, found, digest)
+    return answer

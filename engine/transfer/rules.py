@@ -1,0 +1,218 @@
+"""Whether a message may be accepted: its shape, each resource as R4, and the business rules.
+
+Pure: the caller looks up what the rules need (the sender's key, the destination's kind, the
+people holding the NHS number, the transfer a discharge closes) and passes it in as
+:class:`Known`. Every problem is reported, each with the FHIRPath of what is wrong, so a sender
+can fix a message in one go.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from jsonschema import Draft202012Validator
+
+from adapters.schema import SCHEMA_DIR
+from adapters.values import nhs_number_valid
+from engine.transfer import signature
+from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
+from engine.validate import validate_resource
+
+_HEADER = "Bundle.entry[0].resource"
+#: A transfer's id (its first message's header id); nothing else is looked up.
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a message is refused: an OperationOutcome issue code, the words, and the
+    FHIRPath of what is wrong."""
+
+    code: str
+    diagnostics: str
+    expression: str | None = None
+
+
+class Refused(Exception):
+    """A message is refused with this HTTP status, for these problems."""
+
+    def __init__(self, status: int, *problems: Problem) -> None:
+        super().__init__("; ".join(p.diagnostics for p in problems))
+        self.status = status
+        self.problems = problems
+
+
+@cache
+def _schema() -> Draft202012Validator:
+    doc = orjson.loads((SCHEMA_DIR / "transfer-message.schema.json").read_bytes())
+    Draft202012Validator.check_schema(doc)
+    return Draft202012Validator(doc)
+
+
+def _path(parts: Any) -> str:
+    out = "Bundle"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A message whose shape is right: its header, subject and NHS number where found."""
+
+    header: Header
+    nhs_number: str | None
+    #: FHIRPath of the NHS number (or of the identifiers, when there is none).
+    nhs_path: str
+    #: The transfer id a discharge names (``None`` for a transfer).
+    transfer_id: str | None
+    transfer_path: str
+
+
+def _schema_problems(doc: Any) -> list[Problem]:
+    errors = sorted(_schema().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    return [Problem("structure", e.message, _path(e.absolute_path)) for e in errors]
+
+
+def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
+    shell = {k: v for k, v in doc.items() if k not in ("entry", "signature")}
+    for issue in validate_resource(shell):
+        yield Problem("structure", issue.reason, "Bundle")
+    for i, entry in enumerate(doc.get("entry") or []):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        for issue in validate_resource(resource):
+            where = (issue.field or "").split(".", 1)
+            suffix = f".{where[1]}" if len(where) > 1 else ""
+            yield Problem("structure", issue.reason, f"Bundle.entry[{i}].resource{suffix}")
+
+
+def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
+    return {e["fullUrl"]: (i, e["resource"]) for i, e in enumerate(doc["entry"])}
+
+
+def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Parsed:
+    """Composition, sections and subject: what the schema cannot say."""
+    urls = _by_url(doc)
+    nhs: str | None = None
+    nhs_path = _HEADER + ".focus"
+    transfer_id: str | None = None
+    found = urls.get(header.focus)
+    if found is None or found[1].get("resourceType") != "Composition":
+        problems.append(Problem("structure", "focus must name the Composition in this Bundle",
+                                _HEADER + ".focus[0]"))  # fmt: skip
+        return Parsed(header, None, nhs_path, None, _HEADER + ".focus")
+    c, composition = found
+    here = f"Bundle.entry[{c}].resource"
+    codes = {
+        coding.get("code")
+        for s in composition.get("section", [])
+        for coding in s.get("code", {}).get("coding", [])
+    }
+    for code in REQUIRED.get(header.event, ()):
+        if code not in codes:
+            problems.append(Problem("required", f"required section {code} is missing",
+                                    f"{here}.section"))  # fmt: skip
+    subject = urls.get(str(composition.get("subject", {}).get("reference")))
+    if subject is None or subject[1].get("resourceType") != "Patient":
+        problems.append(Problem("required", "subject must name the Patient in this Bundle",
+                                f"{here}.subject"))  # fmt: skip
+    else:
+        p, patient = subject
+        nhs_path = f"Bundle.entry[{p}].resource.identifier"
+        numbers = [
+            (j, ident.get("value"))
+            for j, ident in enumerate(patient.get("identifier", []))
+            if ident.get("system") == NHS
+        ]
+        if not numbers:
+            problems.append(Problem("required", "the Patient has no NHS number", nhs_path))
+        else:
+            j, value = numbers[0]
+            nhs_path = f"{nhs_path}[{j}].value"
+            if isinstance(value, str) and nhs_number_valid(value):
+                nhs = value
+            else:
+                problems.append(Problem("value", f"{value!r} is not a valid NHS number",
+                                        nhs_path))  # fmt: skip
+    transfer_path = f"{here}.relatesTo"
+    if header.event == "hospital-discharge":
+        target = next(
+            (r.get("targetIdentifier", {}).get("value") for r in composition.get("relatesTo", [])),
+            None,
+        )
+        if isinstance(target, str) and UUID.fullmatch(target.removeprefix("urn:uuid:")):
+            transfer_id = target.removeprefix("urn:uuid:")
+        else:
+            problems.append(Problem("required", "a discharge names the transfer it closes",
+                                    transfer_path))  # fmt: skip
+    return Parsed(header, nhs, nhs_path, transfer_id, transfer_path)
+
+
+def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
+    """Problems with the message itself; ``Parsed`` when the header can be read."""
+    if not isinstance(doc, dict):
+        return [Problem("structure", "the body is not a JSON object", "Bundle")], None
+    problems = _schema_problems(doc)
+    problems.extend(_r4_problems(doc))
+    if any((p.expression or "").startswith(_HEADER) for p in problems):
+        return problems, None
+    header = header_of(doc)
+    if any((p.expression or "").startswith("Bundle.entry") and "resource" not in
+           (p.expression or "") for p in problems):  # fmt: skip
+        return problems, None
+    return problems, _content(doc, header, problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store says about the parties and the person, for :func:`check_parties`."""
+
+    token_org: str
+    #: organisation code → kind, for the sender and the destination.
+    kinds: Mapping[str, str]
+    sender_key: Ed25519PublicKey | None
+    #: The people holding the message's NHS number.
+    people: tuple[str, ...]
+    #: (care home, hospital, person) of the transfer a discharge names, if it exists.
+    transfer: tuple[str, str, str] | None = None
+
+
+def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Problem]:
+    """Sender, signature, destination, person and (for a discharge) the transfer."""
+    h = parsed.header
+    problems: list[Problem] = []
+    sender_kind, dest_kind = ROUTES[h.event]
+    if h.sender != known.token_org:
+        problems.append(Problem("forbidden", f"the sender {h.sender} is not your organisation",
+                                _HEADER + ".sender.identifier.value"))  # fmt: skip
+    elif known.kinds.get(h.sender) != sender_kind:
+        problems.append(Problem("forbidden", f"a {h.event} is sent by a {sender_kind}",
+                                _HEADER + ".sender.identifier.value"))  # fmt: skip
+    if known.sender_key is None:
+        problems.append(Problem("security", f"no signing key is registered for {h.sender}",
+                                "Bundle.signature"))  # fmt: skip
+    elif signature.signed_by(doc) != h.sender or not signature.verify(doc, known.sender_key):
+        problems.append(Problem("security", f"the signature is not {h.sender}'s over this "
+                                "message", "Bundle.signature"))  # fmt: skip
+    if known.kinds.get(h.destination) != dest_kind:
+        problems.append(Problem("not-found", f"{h.destination} is not a known {dest_kind}",
+                                _HEADER + ".destination[0].receiver.identifier.value"))  # fmt: skip
+    if parsed.nhs_number is not None and len(known.people) != 1:
+        why = "no one" if not known.people else "more than one person"
+        problems.append(Problem("not-found", f"{why} in the shared record holds NHS number "
+                                f"{parsed.nhs_number}", parsed.nhs_path))  # fmt: skip
+    if parsed.transfer_id is not None:
+        t = known.transfer
+        if t is None or (t[1], t[0]) != (h.sender, h.destination) or t[2] not in known.people:
+            problems.append(Problem("not-found", "no transfer of this person from "
+                                    f"{h.destination} to {h.sender} has that id",
+                                    parsed.transfer_path))  # fmt: skip
+    return problems

@@ -1,0 +1,320 @@
+"""``POST /fhir/$process-message`` and ``/transfers``: red-bag messages in, status out.
+
+Every bad message is refused with 422, an issue naming what is wrong by FHIRPath, and nothing
+stored; a good one is stored once however often (or however concurrently) it is sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from audit import RequestContext
+from audit.tables import AuditRow
+from consent import Request, decide
+from engine.api.deps import who_for
+from engine.api.transfer import inbox
+from engine.gate import gather_facts
+from engine.identity import patients_of, people_with_nhs_number
+from engine.transfer.form import DischargeForm, discharge_message
+from engine.transfer.receive import receive
+from engine.transfer.tables import MESSAGES, STATUS, TRANSFERS
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+from tests.api.transfers import (
+    BASE,
+    CARE_HOME,
+    CARE_ROLE,
+    FORM,
+    HOSPITAL,
+    OTHER_HOME,
+    OTHER_HOSPITAL,
+    add_parties,
+    signed,
+    unsigned,
+)
+from tests.factories import nhs_numbers
+
+URL = "/fhir/$process-message"
+PATIENT_ENTRY = "Bundle.entry[2].resource"
+
+
+@pytest.fixture
+def keys(store: Store, tmp_path: Any) -> dict[str, Ed25519PrivateKey]:
+    return add_parties(store.engine, tmp_path)
+
+
+@pytest.fixture
+def home(token: Token) -> str:
+    return token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-nurse")
+
+
+def send(client: TestClient, tok: str, doc: Any) -> Any:
+    body = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+    headers = auth(tok) | {"Content-Type": "application/fhir+json"}
+    return client.post(URL, content=body, headers=headers)
+
+
+def count(store: Store, table: Any) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def everything(client: TestClient, tok: str) -> int:
+    return client.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(tok)).status_code
+
+
+def test_a_good_transfer_is_stored_byte_exact_and_opens_the_hospital_inbox(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    answer = send(client, home, raw)
+    assert answer.status_code == 200, answer.text
+    header = answer.json()["entry"][0]["resource"]
+    assert header["response"] == {"identifier": doc["entry"][0]["resource"]["id"], "code": "ok"}
+    with store.engine.connect() as conn:
+        assert conn.execute(select(MESSAGES.c.raw)).scalar_one() == raw
+    inbox = client.get("/transfers", headers=auth(token("ae-doctor"))).json()["transfers"]
+    assert [(t["nhs_number"], t["status"], t["care_home"]) for t in inbox] == [
+        (NHS, "received", CARE_HOME)
+    ]
+    with store.engine.connect() as conn:
+        actions = conn.execute(select(AuditRow.action, AuditRow.outcome)).all()
+    assert ("transfer-receive", "permit") in [tuple(a) for a in actions]
+
+
+def test_same_message_twice_gets_the_same_response_and_stores_nothing_new(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    first, again = send(client, home, doc), send(client, home, doc)
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content
+    assert (count(store, MESSAGES), count(store, TRANSFERS), count(store, STATUS)) == (1, 1, 2)
+
+
+def test_same_id_with_other_content_is_a_conflict(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    doc = unsigned()
+    assert send(client, home, signed(doc, keys[CARE_HOME])).status_code == 200
+    changed = copy.deepcopy(doc)
+    changed["entry"][1]["resource"]["title"] = "Changed after sending"
+    refused = send(client, home, signed(changed, keys[CARE_HOME]))
+    assert refused.status_code == 409
+    assert refused.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.id"]
+    assert count(store, MESSAGES) == 1
+
+
+def _without_nhs(doc: dict[str, Any]) -> None:
+    doc["entry"][2]["resource"]["identifier"] = []
+
+
+def _nhs(value: str) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        doc["entry"][2]["resource"]["identifier"][0]["value"] = value
+
+    return change
+
+
+def _no_observations(doc: dict[str, Any]) -> None:
+    sections = doc["entry"][1]["resource"]["section"]
+    doc["entry"][1]["resource"]["section"] = [
+        s for s in sections if s["code"]["coding"][0]["code"] != "observations"
+    ]
+
+
+def _bad_r4(doc: dict[str, Any]) -> None:
+    doc["entry"][3]["resource"]["valueQuantity"] = "high"
+
+
+BAD_NHS = NHS[:9] + str((int(NHS[9]) + 1) % 10)
+UNKNOWN = next(nhs_numbers(999_600_000))
+
+
+@pytest.mark.parametrize(
+    ("change", "expression"),
+    [
+        (_without_nhs, f"{PATIENT_ENTRY}.identifier"),
+        (_nhs(BAD_NHS), f"{PATIENT_ENTRY}.identifier[0].value"),
+        (_nhs(UNKNOWN), f"{PATIENT_ENTRY}.identifier[0].value"),
+        (_no_observations, "Bundle.entry[1].resource.section"),
+        (_bad_r4, "Bundle.entry[3].resource.valueQuantity"),
+    ],
+    ids=["missing-nhs-number", "invalid-nhs-number", "unknown-patient", "missing-section",
+         "invalid-r4"],
+)  # fmt: skip
+def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    change: Any, expression: str,
+) -> None:  # fmt: skip
+    doc = unsigned()
+    change(doc)
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422, refused.text
+    assert [expression] in [i.get("expression") for i in refused.json()["issue"]]
+    assert count(store, MESSAGES) == count(store, TRANSFERS) == 0
+
+
+def test_bad_parties_are_refused_each_by_its_expression(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    tampered = signed(unsigned(), keys[CARE_HOME])
+    tampered["entry"][1]["resource"]["title"] = "Edited in transit"
+    cases = {
+        "Bundle.signature": [tampered, signed(unsigned(), keys[OTHER_HOME])],
+        "Bundle.entry[0].resource.sender.identifier.value": [
+            signed(unsigned(sender=OTHER_HOME), keys[OTHER_HOME], OTHER_HOME)
+        ],
+        "Bundle.entry[0].resource.destination[0].receiver.identifier.value": [
+            signed(unsigned(to="R0000"), keys[CARE_HOME])
+        ],
+    }
+    for expression, docs in cases.items():
+        for doc in docs:
+            refused = send(client, home, doc)
+            assert refused.status_code == 422, refused.text
+            assert [expression] in [i.get("expression") for i in refused.json()["issue"]]
+    assert count(store, MESSAGES) == 0
+
+
+def test_every_problem_is_listed_at_once(
+    client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    doc = unsigned(to="R0000")
+    _no_observations(doc)
+    _nhs(BAD_NHS)(doc)
+    refused = send(client, home, doc | {"signature": signed(doc, keys[OTHER_HOME])["signature"]})
+    expressions = {e for i in refused.json()["issue"] for e in i.get("expression", [])}
+    assert {
+        "Bundle.signature", "Bundle.entry[1].resource.section",
+        f"{PATIENT_ENTRY}.identifier[0].value",
+        "Bundle.entry[0].resource.destination[0].receiver.identifier.value",
+    } <= expressions  # fmt: skip
+
+
+def test_malformed_json_and_a_huge_body_are_refused(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    malformed = send(client, home, b'{"resourceType": "Bundle", ')
+    assert malformed.status_code == 422
+    assert malformed.json()["issue"][0]["expression"] == ["Bundle"]
+
+    def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 1_000_000
+
+    huge = client.post(URL, content=chunks(), headers=auth(home))
+    assert huge.status_code == 413
+    assert count(store, MESSAGES) == 0
+    with store.engine.connect() as conn:
+        refusals = conn.execute(
+            select(AuditRow.seq).where(
+                AuditRow.action == "transfer-receive", AuditRow.outcome == "deny"
+            )
+        ).all()
+    assert len(refusals) == 2
+
+
+def test_the_same_message_sent_ten_times_at_once_is_stored_once(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    raw = orjson.dumps(signed(unsigned(), keys[CARE_HOME]))
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    who = who_for(svc, svc.verifier.verify(home))
+    start = threading.Barrier(10)
+    answers: list[bytes] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        answers.append(receive(inbox(svc), who, RequestContext(f"race-{i}"), raw))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 10 and len(set(answers)) == 1
+    assert (count(store, MESSAGES), count(store, TRANSFERS)) == (1, 1)
+
+
+def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_window(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doctor = token("ae-doctor")
+    other = token("ae-doctor", org=OTHER_HOSPITAL, user_id="u-other-hospital")
+    assert everything(client, doctor) != 200
+    assert send(client, home, signed(unsigned(), keys[CARE_HOME])).status_code == 200
+    assert everything(client, doctor) == 200
+    assert everything(client, other) != 200
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    who = who_for(svc, svc.verifier.verify(doctor))
+    hours = store.settings.transfer_relationship_hours
+    window = svc.policy.relationships["hospital"]["hospital-encounter"]
+    with store.engine.connect() as conn:
+        (person,) = people_with_nhs_number(conn, NHS)
+        facts = gather_facts(conn, person, patients_of(conn, person), svc.policy)
+    later = datetime.now(UTC) + timedelta(hours=hours) + timedelta(days=window or 0, hours=1)
+    ask = Request("everything")
+    assert decide(who, facts, who.purpose, ask, datetime.now(UTC), svc.policy).permit
+    assert not decide(who, facts, who.purpose, ask, later, svc.policy).permit
+
+
+def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
+    client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    assert send(client, home, doc).status_code == 200
+    transfer_id = doc["entry"][0]["resource"]["id"]
+    doctor = token("ae-doctor")
+    stranger = token("gp", org=OTHER_HOME, role_code=CARE_ROLE, user_id="u-other-home")
+    path = f"/transfers/{transfer_id}"
+    assert client.get(path, headers=auth(stranger)).status_code == 404
+    assert client.get("/transfers", headers=auth(stranger)).json()["transfers"] == []
+    assert client.get(path, headers=auth(home)).json()["status"] == "received"
+    assert client.post(path + "/acknowledge", headers=auth(home)).status_code == 409
+    assert client.post(path + "/acknowledge", headers=auth(doctor)).json()["status"] == (
+        "acknowledged"
+    )
+    discharge = discharge_message(
+        DischargeForm(FORM.person, ["Fractured neck of femur, repaired"],
+                      started=["Alendronic acid"], follow_up="Fracture clinic in 6 weeks",
+                      belongings_returned=["Glasses"], completed_by="Dr Ben Synthetic"),
+        sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id, now=datetime.now(UTC),
+        base=BASE,
+    )  # fmt: skip
+    sent = send(client, doctor, signed(discharge, keys[HOSPITAL], HOSPITAL))
+    assert sent.status_code == 200, sent.text
+    assert client.post(path + "/acknowledge", headers=auth(home)).json()["status"] == "returned"
+    seen = client.get(path, headers=auth(home)).json()
+    assert [s["status"] for s in seen["history"]] == [
+        "sent", "received", "acknowledged", "discharged", "returned"
+    ]  # fmt: skip
+    assert [m["event"] for m in seen["messages"]] == ["care-home-transfer", "hospital-discharge"]
+
+
+def test_a_discharge_must_name_a_transfer_of_that_person_between_those_parties(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], token: Token
+) -> None:
+    doctor = token("ae-doctor")
+    form = DischargeForm(FORM.person, ["Chest infection"], completed_by="Dr Ben Synthetic")
+    for transfer_id in ("00000000-0000-4000-8000-000000000000", "not-a-uuid\x00"):
+        doc = discharge_message(
+            form, sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id,
+            now=datetime.now(UTC), base=BASE,
+        )  # fmt: skip
+        refused = send(client, doctor, signed(doc, keys[HOSPITAL], HOSPITAL))
+        assert refused.status_code == 422
+        assert ["Bundle.entry[1].resource.relatesTo"] in [
+            i.get("expression") for i in refused.json()["issue"]
+        ]
+    assert client.get("/transfers/%00x", headers=auth(doctor)).status_code == 404
+    assert count(store, MESSAGES) == 0

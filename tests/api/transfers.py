@@ -1,0 +1,64 @@
+"""Red-bag test parties: two care homes and a second hospital beside the API fixture's store,
+their signing keys, and a valid transfer for the store's one person."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine
+
+from engine.directory import read_directory, replace_directory
+from engine.transfer import signature
+from engine.transfer.form import Medicine, Person, TransferForm, transfer_message
+from engine.transfer.news2 import Vitals
+from engine.transfer.store import register_key
+from tests.api.conftest import DIRECTORY, NHS
+
+CARE_HOME, OTHER_HOME, HOSPITAL, OTHER_HOSPITAL = "VCH01", "VCH02", "R9Z", "R9Y"
+BASE = "https://fhir.scr.example/"
+CARE_ROLE = "S8000:G8000:R8001"
+PARTIES = [
+    {"code": CARE_HOME, "name": "Grey Gables Care Home", "kind": "care-home"},
+    {"code": OTHER_HOME, "name": "Lakey Hill Care Home", "kind": "care-home"},
+    {"code": OTHER_HOSPITAL, "name": "Felpersham Hospital", "kind": "hospital"},
+]
+FORM = TransferForm(
+    person=Person(NHS, "Synthetic", "Ada", "1936-02-03", "Y00001"),
+    reason="Fall with suspected hip fracture; more confused than usual",
+    vitals=Vitals(22, 94, False, 105, 98, "C", 37.9),
+    completed_by="Dee Synthetic, nurse",
+    medicines=[Medicine("Paracetamol 500mg tablets", "2026-12-01T08:00:00+00:00")],
+    allergies=["Penicillin"],
+    for_cpr=False,
+    belongings=["Glasses", "Hearing aid"],
+)
+
+
+def add_parties(engine: Engine, folder: Path) -> dict[str, Ed25519PrivateKey]:
+    """Directory entries and a registered key for each care home and hospital."""
+    path = folder / "organisations-transfer.json"
+    doc = {"version": "test.2", "organisations": [*DIRECTORY, *PARTIES]}
+    path.write_bytes(orjson.dumps(doc))
+    version, entries = read_directory(path, frozenset({"gp-practice", "hospital", "care-home"}))
+    keys = {org: signature.new_key() for org in (CARE_HOME, OTHER_HOME, HOSPITAL, OTHER_HOSPITAL)}
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        replace_directory(conn, version, entries, now)
+        for org, key in keys.items():
+            register_key(conn, org, signature.public_pem(key), "test", now)
+    return keys
+
+
+def unsigned(header_id: str | None = None, **over: Any) -> dict[str, Any]:
+    return transfer_message(
+        FORM, sender=over.get("sender", CARE_HOME), destination=over.get("to", HOSPITAL),
+        now=datetime.now(UTC), base=BASE, header_id=header_id,
+    )  # fmt: skip
+
+
+def signed(doc: dict[str, Any], key: Ed25519PrivateKey, org: str = CARE_HOME) -> dict[str, Any]:
+    return signature.sign(doc, key, org, datetime.now(UTC))

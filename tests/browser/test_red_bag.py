@@ -1,0 +1,67 @@
+"""The red-bag flow end to end in a real browser: the care-home nurse starts a transfer from a
+resident's record (prefilled from the shared record) and sends it; the A&E doctor finds it in
+the hospital inbox, acknowledges it and sends a discharge; the nurse sees the discharge and
+acknowledges the return. Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+from playwright.sync_api import Browser, Page
+
+from adapters.synth import catalogue as cat
+from tests.browser.test_personas import Region, browser, open_as, region, shot
+
+__all__ = ["browser", "region"]
+
+
+def _status(page: Page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
+    browser: Browser, region: Region
+) -> None:
+    nurse = open_as(browser, region, "care-home-nurse")
+    nurse.click("#start-transfer")
+    nurse.wait_for_load_state()
+    shot(nurse, "red-bag-form")
+    nurse.select_option("#hospital", cat.HOSPITAL.ods)
+    nurse.fill("#reason", "Fall this morning, hip pain, more confused than usual")
+    for field, value in (("#respiration_rate", "22"), ("#spo2", "94"), ("#systolic_bp", "105"),
+                         ("#pulse", "98"), ("#temperature", "37.9")):  # fmt: skip
+        nurse.fill(field, value)
+    nurse.select_option("#consciousness", "C")
+    nurse.select_option("#for_cpr", "no")
+    nurse.fill("#belongings", "Glasses\nHearing aid")
+    nurse.click("text=Send transfer")
+    nurse.wait_for_load_state()
+    assert "/inbox/" in nurse.url, nurse.locator("main").inner_text()
+    assert _status(nurse) == "received"
+    assert "NEWS2 8" in nurse.content()
+    shot(nurse, "red-bag-sent")
+    transfer_url = nurse.url
+
+    doctor = open_as(browser, region, "ae-doctor")
+    doctor.goto(f"{region.url}/inbox")
+    shot(doctor, "red-bag-hospital-inbox")
+    doctor.click(f"a:text('{region.resident}')")
+    doctor.wait_for_url("**/inbox/*")
+    doctor.click("text=Acknowledge")
+    doctor.wait_for_load_state()
+    assert _status(doctor) == "acknowledged"
+    doctor.fill("#diagnoses", "Fractured neck of femur, repaired")
+    doctor.fill("#started", "Alendronic acid 70mg weekly")
+    doctor.fill("#follow_up", "Fracture clinic in 6 weeks")
+    doctor.fill("#returned", "Glasses\nHearing aid")
+    doctor.click("text=Send discharge")
+    doctor.wait_for_load_state()
+    assert _status(doctor) == "discharged"
+    shot(doctor, "red-bag-discharged")
+
+    nurse.goto(transfer_url)
+    assert _status(nurse) == "discharged"
+    assert "Fracture clinic in 6 weeks" in nurse.content()
+    nurse.click("text=Acknowledge")
+    nurse.wait_for_load_state()
+    assert _status(nurse) == "returned"
+    shot(nurse, "red-bag-returned")
