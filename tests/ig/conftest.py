@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.api import create_app
-from tests.api.conftest import Store, Token, api_settings, store, token
+from tests.api.conftest import Store, Token, api_settings, client, store, token
 
-__all__ = ["api_settings", "store", "token"]
+__all__ = ["api_settings", "client", "store", "token"]
 IG_ROLE = "S8001:G8002:R8012"
 
 
