@@ -22,8 +22,12 @@ def _events(client: TestClient, token: str, **params: Any) -> Any:
 def _activity(client: TestClient, token: Token) -> None:
     assert everything(client, token("gp")).status_code == 200
     assert everything(client, token("ae-doctor")).status_code == 404
-    made = post(client, token("ae-doctor"), "break-glass",
-                {"patient": NHS, "reason_code": "5", "reason_text": REASON})  # fmt: skip
+    made = post(
+        client,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": NHS, "reason_code": "5", "reason_text": REASON},
+    )
     assert made.status_code == 201
     assert everything(client, token("ae-doctor"), "ETREAT").status_code == 200
 
@@ -42,8 +46,9 @@ def test_audit_events_are_balp_shaped_and_filtered(
     assert user["who"]["identifier"]["value"] == "u-gp"
     refused = _events(client, ig_token, patient=NHS, outcome="4")["entry"]
     assert [e["resource"]["outcome"] for e in refused] == ["4"]
-    etreat = _events(client, ig_token, agent="https://fhir.nhs.uk/Id/sds-user-id|u-ae-doctor",
-                     purpose="ETREAT")["entry"]  # fmt: skip
+    etreat = _events(
+        client, ig_token, agent="https://fhir.nhs.uk/Id/sds-user-id|u-ae-doctor", purpose="ETREAT"
+    )["entry"]
     assert [e["resource"]["subtype"][0]["code"] for e in etreat] == ["read"]
     today = events[0]["recorded"][:10]
     assert len(_events(client, ig_token, patient=NHS, date=f"eq{today}")["entry"]) == 4

@@ -20,8 +20,12 @@ CLINICAL = ("Syphilis", "76272004", "130")
 
 def _activity(client: TestClient, token: Token) -> None:
     assert everything(client, token("gp")).status_code == 200
-    made = post(client, token("ae-doctor"), "break-glass",
-                {"patient": NHS, "reason_code": "5", "reason_text": REASON})  # fmt: skip
+    made = post(
+        client,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": NHS, "reason_code": "5", "reason_text": REASON},
+    )
     assert made.status_code == 201
     assert everything(client, token("ae-doctor"), "ETREAT").status_code == 200
 
@@ -41,8 +45,13 @@ def test_everyone_but_ig_gets_403_on_every_page_and_the_api_and_it_is_audited(
     assert api.status_code == 403
     assert audit_actions(store)[-1] == ("ig-view", "deny")
     web.cookies.set(SESSION_COOKIE, t)
-    for path in (*PAGES, f"/ig/report?patient={NHS}", "/ig/export?format=csv",
-                 "/ig/export?format=fhir", "/ig/reviews/break-glass/x"):  # fmt: skip
+    for path in (
+        *PAGES,
+        f"/ig/report?patient={NHS}",
+        "/ig/export?format=csv",
+        "/ig/export?format=fhir",
+        "/ig/reviews/break-glass/x",
+    ):
         page = web.get(path)
         assert page.status_code == 403, path
         assert "information governance officers" in page.text
@@ -68,8 +77,14 @@ def test_ig_officer_sees_every_page_with_no_clinical_content(
 ) -> None:
     _activity(web, token)
     web.cookies.set(SESSION_COOKIE, ig_token)
-    pages = [*PAGES, f"/ig?patient={NHS}", f"/ig/report?patient={NHS}", "/ig/reviews?show=all",
-             "/ig/export?format=csv", "/ig/export?format=fhir"]  # fmt: skip
+    pages = [
+        *PAGES,
+        f"/ig?patient={NHS}",
+        f"/ig/report?patient={NHS}",
+        "/ig/reviews?show=all",
+        "/ig/export?format=csv",
+        "/ig/export?format=fhir",
+    ]
     for path in pages:
         page = web.get(path)
         assert page.status_code == 200, path

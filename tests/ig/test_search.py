@@ -18,8 +18,19 @@ def _seqs(engine: Engine, f: Filters, limit: int = 50) -> list[int]:
 
 def test_each_filter_narrows_to_exactly_its_entries(engine: Engine) -> None:
     fill(engine, 40)
-    append_batch(engine, [entry(41, role_code="S8001:G8003:R8009", profile="admin", org="Y90022",
-                                purpose="COC", action="read")])  # fmt: skip
+    append_batch(
+        engine,
+        [
+            entry(
+                41,
+                role_code="S8001:G8003:R8009",
+                profile="admin",
+                org="Y90022",
+                purpose="COC",
+                action="read",
+            )
+        ],
+    )
     everything = search(engine, Filters(), limit=500).entries
     assert [e["seq"] for e in everything] == list(range(41, 0, -1))
     cases = {
