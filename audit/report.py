@@ -34,7 +34,7 @@ _DONE = {
     "transfer-receive": "received your details with a hospital transfer",
     "transfer-acknowledge": "confirmed receipt of your hospital transfer details",
 }
-_REFUSED = "tried to see your record and was not allowed to"
+_REFUSED = "tried to see your record and were not allowed to"
 
 
 @dataclass(frozen=True, slots=True)
