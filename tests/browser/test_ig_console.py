@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page
 
+from adapters.synth import catalogue as cat
 from tests.browser.test_personas import CHROMIUM, Region, browser, open_as, region, shot
 
 __all__ = ["browser", "region"]
@@ -91,5 +92,5 @@ def test_ig_officer_reviews_a_break_glass_and_reports_to_the_patient(
     report = ig.locator("#report").inner_text()
     assert "used emergency access" in report and "tried to see your record" in report
     organisations = ig.locator("#report-lines tbody tr td:nth-child(3)").all_inner_texts()
-    assert set(organisations) == {"Borchester General Hospital"}
+    assert set(organisations) == {cat.HOSPITAL.name}
     shot(ig, "ig-patient-report")
