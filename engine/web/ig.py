@@ -404,3 +404,17 @@ def chain_verify(request: Request, csrf_token: Field) -> Response:
         chain_status=chain.status(svc.engine, svc.settings),
         report=report,
     )
+
+
+@router.get("/chain/checkpoint")
+def checkpoint_download(request: Request) -> Response:
+    """The latest signed checkpoint, for IG to keep away from this server."""
+    _officer(request, "ig-view", "chain/checkpoint")
+    path = chain.latest_path(services(request).settings)
+    if not path.exists():
+        raise FhirError(404, Problem("not-found", "No checkpoint has been signed yet"))
+    return Response(
+        path.read_bytes(),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="scr-audit-checkpoint.json"'},
+    )

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from audit.daily import daily
 from audit.entry import time_text
@@ -15,6 +16,7 @@ from engine.api.deps import SESSION_COOKIE
 from engine.web.charts import bars
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
+from tests.audit.trail import as_owner
 from tests.ig.test_console import csrf
 
 
@@ -69,3 +71,9 @@ def test_chain_page_shows_status_and_verify_signs_a_checkpoint(
     after = web.get("/ig/chain").text
     assert re.search(rf"{size} entries, head <code>[0-9a-f]{{64}}</code>", after)
     assert web.post("/ig/chain/verify", data={"csrf_token": "forged"}).status_code == 403
+    kept = web.get("/ig/chain/checkpoint")
+    assert kept.status_code == 200 and kept.json()["size"] == int(size)
+    with as_owner(store.engine) as conn:
+        conn.execute(text("UPDATE audit_entry SET body = 'not an entry' WHERE seq = 2"))
+    broken = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")}).text
+    assert "does not verify: entry 2" in broken
