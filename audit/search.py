@@ -25,6 +25,8 @@ T = cast(Table, AuditRow.__table__)
 #: Rows read per round trip when role or profile filters leave some rows out.
 SCAN = 500
 MAX_PAGE = 500
+#: Longer than any identifier the trail holds (and PostgreSQL refuses a NUL byte outright).
+MAX_VALUE = 128
 
 
 class SearchError(ValueError):
@@ -47,6 +49,12 @@ class Filters:
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, str) and (len(value) > MAX_VALUE or "\x00" in value):
+                raise SearchError(f"{name}: at most {MAX_VALUE} characters, no NUL")
 
     def as_query(self) -> str:
         """The filters as asked, for the IG officer's own audit entry."""

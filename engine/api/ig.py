@@ -76,15 +76,20 @@ def filters(
     if outcome is not None and outcome not in _OUTCOMES:
         raise _invalid("outcome", "0 (success) or 4 (refused)")
     since, until = dates(date_values)
-    return Filters(
-        patient_id=None if nhs else person,
-        nhs_number=nhs,
-        user_id=agent.rsplit("|", 1)[-1] if agent else None,
-        purpose=purpose.rsplit("|", 1)[-1] if purpose else None,
-        outcome=_OUTCOMES[outcome] if outcome else None,
-        since=since,
-        until=until,
-    )
+    try:
+        return Filters(
+            patient_id=None if nhs else person,
+            nhs_number=nhs,
+            user_id=agent.rsplit("|", 1)[-1] if agent else None,
+            purpose=purpose.rsplit("|", 1)[-1] if purpose else None,
+            outcome=_OUTCOMES[outcome] if outcome else None,
+            since=since,
+            until=until,
+        )
+    except SearchError as exc:
+        field = {"patient_id": "patient", "nhs_number": "patient", "user_id": "agent"}
+        name = str(exc).split(":", 1)[0]
+        raise _invalid(field.get(name, name), str(exc).split(": ", 1)[1]) from None
 
 
 @router.get("/AuditEvent", responses=answers(Bundle))

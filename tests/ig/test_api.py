@@ -77,6 +77,8 @@ def test_bad_parameters_name_the_field(client: TestClient, ig_token: str) -> Non
         ({"date": "yesterday"}, "date"),
         ({"date": "ge2026-01-01T10:00:00"}, "date"),
         ({"_cursor": "zz"}, "_cursor"),
+        ({"agent": "u\x00gp"}, "agent"),
+        ({"purpose": "T" * 200}, "purpose"),
     ):
         response = client.get("/fhir/AuditEvent", params=params, headers=auth(ig_token))
         assert response.status_code == 400, params

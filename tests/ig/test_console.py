@@ -109,6 +109,8 @@ def test_console_search_filters_pages_and_shows_counts(
     assert re.findall(r'data-action="([^"]+)"', gp.text) == ["everything"]
     bad = web.get("/ig", params={"patient": "1234567890"})
     assert bad.status_code == 400 and "patient: not a valid NHS number" in bad.text
+    nul = web.get("/ig", params={"org": "Y0\x00"})
+    assert nul.status_code == 400 and "org: at most" in nul.text
     first = web.get("/ig", params={"since": "2000-01-01"})
     assert first.status_code == 200 and "next-page" not in first.text
 
