@@ -94,3 +94,17 @@ def test_ig_officer_reviews_a_break_glass_and_reports_to_the_patient(
     organisations = ig.locator("#report-lines tbody tr td:nth-child(3)").all_inner_texts()
     assert set(organisations) == {cat.HOSPITAL.name}
     shot(ig, "ig-patient-report")
+
+
+def test_ig_officer_sees_charts_alerts_and_verifies_the_chain(region: Region, ig: Page) -> None:
+    ig.goto(f"{region.url}/ig/charts")
+    assert ig.locator("svg.chart").count() == 4
+    shot(ig, "ig-charts")
+    ig.goto(f"{region.url}/ig/alerts")
+    assert ig.locator("h1").inner_text() == "Alerts"
+    shot(ig, "ig-alerts")
+    ig.goto(f"{region.url}/ig/chain")
+    ig.click("#verify")
+    ig.wait_for_load_state()
+    assert ig.locator("#verify-result").inner_text().startswith("Verified: all")
+    shot(ig, "ig-chain")
