@@ -33,6 +33,9 @@ Action = Literal[
     "token-refused",
     "identity-link",
     "identity-unlink",
+    "ig-view",
+    "ig-review",
+    "ig-verify",
 ]
 Outcome = Literal["permit", "deny"]
 #: More released items than this are recorded as counts only, so one read of a large record

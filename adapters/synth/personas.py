@@ -21,6 +21,13 @@ class Persona:
     role_code: str
     org: str
     purpose: str = "TREAT"
+    #: Where the user lives, as a staff directory would hold it: the IG alert for a record
+    #: sharing the user's surname and postcode compares these (docs/ig-console.md).
+    postcode: str = "BC99 9ZZ"
+
+    @property
+    def surname(self) -> str:
+        return self.name.rsplit(" ", 1)[-1]
 
 
 _CLINICAL = "S8000:G8000:R8000"

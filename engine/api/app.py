@@ -18,13 +18,14 @@ from starlette.exceptions import HTTPException
 
 from audit import AuditUnavailable, Writer
 from consent import load
-from engine.api import access, fhir, transfer
+from engine.api import access, fhir, ig, transfer
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, request_id
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.db import make_engine
 from engine.settings import Settings
+from engine.web import ig as ig_pages
 from engine.web import pages, transfers
 
 log = logging.getLogger("scr.api")
@@ -110,6 +111,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return fhir_response({"status": "ok"})
 
     app.include_router(transfer.router)
+    app.add_exception_handler(ig_pages.Refused, ig_pages.refused)
+    app.include_router(ig.router)
+    app.include_router(ig_pages.router)
     app.include_router(fhir.router)
     app.include_router(access.router)
     app.include_router(pages.router)

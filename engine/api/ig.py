@@ -1,0 +1,152 @@
+"""``GET /fhir/AuditEvent``: the trail searched by IG officers as BALP-shaped AuditEvents.
+
+Parameters follow FHIR's AuditEvent search: ``patient`` (``Patient/<id>``, an id, or an NHS
+number), ``agent`` (user id; a ``system|`` prefix is ignored), ``date`` (repeatable, with
+``ge``/``gt``/``le``/``lt``/``eq`` prefixes, a day or an instant with a time zone),
+``outcome`` (``0`` success, ``4`` refused), ``purpose`` (a v3-ActReason code). Pages are keyset
+(``_cursor``), newest first. Everyone but the ``ig-officer`` profile gets 403, audited.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from adapters.values import nhs_number_valid
+from audit import RequestContext
+from audit.export import audit_event
+from audit.search import Filters, SearchError, search
+from consent import Who
+from engine.api.deps import context, current_user, services
+from engine.api.errors import FhirError, Problem, fhir_response
+from engine.api.openapi import Bundle, answers
+from engine.ig.gate import NotIgOfficer, admit
+
+router = APIRouter(prefix="/fhir")
+User = Annotated[Who, Depends(current_user)]
+Context = Annotated[RequestContext, Depends(context)]
+_OUTCOMES = {"0": "permit", "4": "deny"}
+_PREFIXES = ("ge", "gt", "le", "lt", "eq")
+
+
+def _invalid(field: str, text: str) -> FhirError:
+    return FhirError(400, Problem("invalid", f"{field}: {text}", field))
+
+
+def dates(values: list[str]) -> tuple[datetime | None, datetime | None]:
+    """FHIR ``date`` parameters as a half-open ``[since, until)`` range."""
+    since: datetime | None = None
+    until: datetime | None = None
+    for raw in values:
+        prefix, text = (raw[:2], raw[2:]) if raw[:2] in _PREFIXES else ("eq", raw)
+        try:
+            if len(text) == 10:
+                start = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+                end = start + timedelta(days=1)
+            else:
+                start = datetime.fromisoformat(text)
+                if start.tzinfo is None:
+                    raise ValueError
+                end = start + timedelta(microseconds=1)
+        except ValueError:
+            raise _invalid("date", "a day (YYYY-MM-DD) or an instant with a time zone") from None
+        low = {"ge": start, "gt": end, "eq": start}.get(prefix)
+        high = {"le": end, "lt": start, "eq": end}.get(prefix)
+        if low is not None:
+            since = max(since, low) if since else low
+        if high is not None:
+            until = min(until, high) if until else high
+    return since, until
+
+
+def filters(
+    patient: str | None,
+    agent: str | None,
+    date_values: list[str],
+    outcome: str | None,
+    purpose: str | None,
+) -> Filters:
+    person = patient.removeprefix("Patient/").rsplit("|", 1)[-1] if patient else None
+    nhs = person if person and person.isdigit() else None
+    if nhs is not None and not nhs_number_valid(nhs):
+        raise _invalid("patient", "not a valid NHS number")
+    if outcome is not None and outcome not in _OUTCOMES:
+        raise _invalid("outcome", "0 (success) or 4 (refused)")
+    since, until = dates(date_values)
+    try:
+        return Filters(
+            patient_id=None if nhs else person,
+            nhs_number=nhs,
+            user_id=agent.rsplit("|", 1)[-1] if agent else None,
+            purpose=purpose.rsplit("|", 1)[-1] if purpose else None,
+            outcome=_OUTCOMES[outcome] if outcome else None,
+            since=since,
+            until=until,
+        )
+    except SearchError as exc:
+        field = {"patient_id": "patient", "nhs_number": "patient", "user_id": "agent"}
+        name = str(exc).split(":", 1)[0]
+        raise _invalid(field.get(name, name), str(exc).split(": ", 1)[1]) from None
+
+
+@router.get("/AuditEvent", responses=answers(Bundle))
+def audit_events(
+    request: Request,
+    who: User,
+    ctx: Context,
+    patient: str | None = None,
+    agent: str | None = None,
+    date: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI reads it, never mutated
+    outcome: str | None = None,
+    purpose: str | None = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(alias="_cursor", max_length=200)] = None,
+) -> Response:
+    f = filters(patient, agent, date, outcome, purpose)
+    svc = services(request)
+    try:
+        admit(svc.audit, who, ctx, "ig-view", "AuditEvent?" + f.as_query())
+    except NotIgOfficer:
+        raise FhirError(
+            403, Problem("forbidden", "The audit trail is for information governance officers")
+        ) from None
+    try:
+        page = search(svc.engine, f, after=cursor, limit=count)
+    except SearchError as exc:
+        raise _invalid("_cursor", str(exc)) from None
+    base = str(request.base_url).rstrip("/") + "/fhir"
+    params: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("patient", patient),
+            ("agent", agent),
+            ("outcome", outcome),
+            ("purpose", purpose),
+        )
+        if v
+    }
+    query = [*params.items(), *(("date", d) for d in date), ("_count", count)]
+    here = [*query, ("_cursor", cursor)] if cursor else query
+    links = [{"relation": "self", "url": f"{base}/AuditEvent?{urlencode(here)}"}]
+    if page.next_cursor:
+        after = [*query, ("_cursor", page.next_cursor)]
+        links.append({"relation": "next", "url": f"{base}/AuditEvent?{urlencode(after)}"})
+    canonical = svc.settings.canonical_base
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/AuditEvent/scr-audit-{e['seq']}",
+                "resource": audit_event(e, canonical),
+                "search": {"mode": "match"},
+            }
+            for e in page.entries
+        ],
+    }
+    return fhir_response(bundle)

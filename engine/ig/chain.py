@@ -1,0 +1,54 @@
+"""The chain's status for the console, and the verify action, which also signs a checkpoint.
+
+A verify that passes signs a checkpoint (``audit.checkpoint.make`` verifies first and never
+signs a broken trail) and keeps it as the latest in the data directory, so the console shows
+when the trail was last proved whole and IG can download it to keep away from the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Engine, Table, select
+
+from audit.checkpoint import CheckpointError, make, parse
+from audit.keys import signing_key
+from audit.tables import AuditHead
+from audit.verify import Report, verify
+from engine.settings import Settings
+
+H = cast(Table, AuditHead.__table__)
+LATEST = "audit-checkpoint-latest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    entries: int
+    head: str
+    checkpoint: dict[str, Any] | None
+
+
+def latest_path(settings: Settings) -> Path:
+    return settings.data_dir / LATEST
+
+
+def status(engine: Engine, settings: Settings) -> Status:
+    with engine.connect() as conn:
+        row = conn.execute(select(H.c.seq, H.c.hash).where(H.c.id == 1)).first()
+    path = latest_path(settings)
+    checkpoint = parse(path.read_bytes()).as_dict() if path.exists() else None
+    return Status(row.seq if row else 0, row.hash.hex() if row else "", checkpoint)
+
+
+def verify_now(engine: Engine, settings: Settings, now: datetime) -> Report:
+    """Walk the whole trail once; when it holds, sign and keep a checkpoint of it."""
+    try:
+        cp = make(engine, signing_key(settings), now)
+    except CheckpointError:
+        return verify(engine)
+    latest_path(settings).write_bytes(orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2))
+    return Report(cp.size, bytes.fromhex(cp.head))

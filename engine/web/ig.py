@@ -1,0 +1,420 @@
+"""``/ig``: the IG console for the ``ig-officer`` profile, and 403 for everyone else.
+
+Search the trail (paged, CSV and FHIR export), the break-glass and self-claim review queue,
+alerts, the patient access report, charts, and the chain's status with a verify action. Every
+page passes ``engine.ig.gate.admit`` first, which audits the request before anything is
+shown. Pages show identifiers, codes and counts from the trail, never the record itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from adapters.values import nhs_number_valid
+from audit import query
+from audit.alerts import evaluate, load_rules
+from audit.daily import daily
+from audit.entry import Action
+from audit.export import csv_rows, fhir_bundle
+from audit.report import lines, load_roles
+from audit.search import Filters, SearchError, search
+from consent import Who
+from engine.access import ReviewError
+from engine.api.deps import context, services, user_for
+from engine.api.errors import FhirError, Problem
+from engine.directory import organisations
+from engine.identity import people_with_nhs_number
+from engine.ig import chain, facts
+from engine.ig import queue as review_queue
+from engine.ig.gate import NotIgOfficer, admit, may_use_console
+from engine.web import session
+from engine.web.charts import bars
+
+router = APIRouter(prefix="/ig", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+Field = Annotated[str, Form()]
+_FILTERS = (
+    "patient",
+    "user",
+    "org",
+    "role",
+    "profile",
+    "purpose",
+    "outcome",
+    "action",
+    "since",
+    "until",
+)
+#: How far back the charts and alerts read by default.
+CHART_DAYS = 14
+
+
+@cache
+def _rules() -> dict[str, Any]:
+    return load_rules()
+
+
+@cache
+def _roles() -> dict[str, str]:
+    return load_roles()
+
+
+class Refused(Exception):
+    """Raised by a console route with the response to send instead (sign in, or 403)."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def refused(_: Request, exc: Exception) -> Response:
+    """The app's handler for :class:`Refused`."""
+    assert isinstance(exc, Refused)
+    return exc.response
+
+
+def _page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
+    values |= {"csrf": session.csrf_token(request)}
+    response = templates.TemplateResponse(request, name, values, status_code=status)
+    return session.keep_csrf(request, response)
+
+
+def _signed_in(request: Request) -> Who:
+    try:
+        return user_for(request, None, cookie=True)
+    except FhirError:
+        raise Refused(RedirectResponse("/", status_code=303)) from None
+
+
+def _officer(request: Request, action: Action, asked: str, **audit: Any) -> Who:
+    """The signed-in IG officer, the request audited first; anyone else is refused (403)."""
+    who = _signed_in(request)
+    try:
+        admit(services(request).audit, who, context(request), action, asked, **audit)
+    except NotIgOfficer:
+        raise Refused(_page(request, "ig_forbidden.html", 403, who=who)) from None
+    return who
+
+
+def _day(name: str, value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+    except ValueError:
+        raise SearchError(f"{name}: a date, YYYY-MM-DD") from None
+
+
+def filters_from(args: dict[str, str]) -> Filters:
+    """The console's search form as :class:`Filters`; ``until`` is the last day included."""
+    patient = args.get("patient", "").replace(" ", "") or None
+    nhs = patient if patient and patient.isdigit() else None
+    if nhs is not None and not nhs_number_valid(nhs):
+        raise SearchError("patient: not a valid NHS number")
+    until = _day("until", args.get("until"))
+    return Filters(
+        patient_id=None if nhs else patient,
+        nhs_number=nhs,
+        user_id=args.get("user") or None,
+        org=args.get("org") or None,
+        role=args.get("role") or None,
+        profile=args.get("profile") or None,
+        purpose=args.get("purpose") or None,
+        outcome=args.get("outcome") or None,
+        action=args.get("action") or None,
+        since=_day("since", args.get("since")),
+        until=until + timedelta(days=1) if until else None,
+    )
+
+
+def _args(request: Request) -> dict[str, str]:
+    return {k: request.query_params[k].strip() for k in _FILTERS if request.query_params.get(k)}
+
+
+def _org_names(request: Request) -> dict[str, str]:
+    with services(request).engine.connect() as conn:
+        return {code: e.name for code, e in organisations(conn).items()}
+
+
+@router.get("", response_class=HTMLResponse)
+def console(request: Request, after: str | None = None) -> Response:
+    args = _args(request)
+    try:
+        f = filters_from(args)
+    except SearchError as exc:
+        who = _officer(request, "ig-view", "search")
+        return _page(request, "ig_search.html", 400, who=who, args=args, error=str(exc), page=None)
+    who = _officer(request, "ig-view", "search?" + f.as_query())
+    svc = services(request)
+    try:
+        page = search(svc.engine, f, after=after, limit=50)
+    except SearchError as exc:
+        return _page(request, "ig_search.html", 400, who=who, args=args, error=str(exc), page=None)
+    query_text = urlencode(args)
+    return _page(
+        request,
+        "ig_search.html",
+        who=who,
+        args=args,
+        page=page,
+        query_text=query_text,
+        orgs=_org_names(request),
+        chain_status=chain.status(svc.engine, svc.settings),
+    )
+
+
+def _all(request: Request, f: Filters) -> Iterator[dict[str, Any]]:
+    engine = services(request).engine
+    after = None
+    while True:
+        page = search(engine, f, after=after, limit=500)
+        yield from page.entries
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
+
+
+@router.get("/export")
+def export(request: Request, format: str = "csv") -> Response:
+    try:
+        f = filters_from(_args(request))
+    except SearchError as exc:
+        raise FhirError(400, Problem("invalid", str(exc))) from None
+    _officer(request, "export", f"format={format}&{f.as_query()}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if format == "fhir":
+        body = fhir_bundle(_all(request, f), services(request).settings.canonical_base)
+        disposition = f'attachment; filename="scr-audit-{stamp}.json"'
+        return StreamingResponse(
+            body, media_type="application/fhir+json", headers={"Content-Disposition": disposition}
+        )
+    disposition = f'attachment; filename="scr-audit-{stamp}.csv"'
+    return StreamingResponse(
+        (row.encode() for row in csv_rows(_all(request, f))),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": disposition},
+    )
+
+
+def _hours() -> int:
+    hours: int = _rules()["rules"]["break-glass-unreviewed"]["hours"]
+    return hours
+
+
+@router.get("/reviews", response_class=HTMLResponse)
+def reviews(request: Request, show: str = "open") -> Response:
+    who = _officer(request, "ig-view", f"reviews?show={show}")
+    svc = services(request)
+    items = review_queue.queue(svc.engine, datetime.now(UTC), _hours(), open_only=show != "all")
+    return _page(
+        request,
+        "ig_reviews.html",
+        who=who,
+        items=items,
+        show=show,
+        hours=_hours(),
+        orgs=_org_names(request),
+    )
+
+
+@router.get("/reviews/{kind}/{item_id}", response_class=HTMLResponse)
+def review_item(request: Request, kind: str, item_id: str, error: str | None = None) -> Response:
+    who = _officer(request, "ig-view", f"reviews/{kind}/{item_id}")
+    svc = services(request)
+    item = review_queue.find(svc.engine, kind, item_id, datetime.now(UTC), _hours())
+    if item is None:
+        return _page(request, "ig_item.html", 404, who=who, item=None, error="No such item")
+    trail = search(svc.engine, Filters(patient_id=item.person_id, user_id=item.user_id), limit=50)
+    return _page(
+        request,
+        "ig_item.html",
+        who=who,
+        item=item,
+        trail=trail.entries,
+        error=error,
+        orgs=_org_names(request),
+    )
+
+
+@router.post("/reviews/{kind}/{item_id}")
+def review_outcome(
+    request: Request, kind: str, item_id: str, csrf_token: Field, outcome: Field, note: Field
+) -> Response:
+    session.check_csrf(request, csrf_token)
+    svc = services(request)
+    now = datetime.now(UTC)
+    who = _signed_in(request)
+    item = review_queue.find(svc.engine, kind, item_id, now, _hours())
+    if item is None or not may_use_console(who):
+        who = _officer(request, "ig-review", f"{kind}/{item_id}")
+        return _page(request, "ig_item.html", 404, who=who, item=None, error="No such item")
+    try:
+        review_queue.record(svc.engine, svc.audit, who, context(request), item, outcome, note, now)
+    except NotIgOfficer:
+        raise Refused(_page(request, "ig_forbidden.html", 403, who=who)) from None
+    except ReviewError as exc:
+        trail = search(svc.engine, Filters(patient_id=item.person_id, user_id=item.user_id))
+        return _page(
+            request,
+            "ig_item.html",
+            400,
+            who=who,
+            item=item,
+            trail=trail.entries,
+            error=str(exc),
+            orgs=_org_names(request),
+        )
+    return RedirectResponse(f"/ig/reviews/{kind}/{item_id}", status_code=303)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts(request: Request) -> Response:
+    who = _officer(request, "ig-view", "alerts")
+    svc = services(request)
+    rules = _rules()
+    now = datetime.now(UTC)
+    history = max(rules["window_days"], rules["rules"]["out-of-hours"]["history_days"])
+    entries = list(query.stream(svc.engine, now - timedelta(days=history)))
+    people = {e["patient_id"] for e in entries if e.get("patient_id")}
+    items = review_queue.queue(svc.engine, now, _hours(), open_only=True)
+    found = evaluate(
+        entries,
+        rules,
+        now,
+        staff=facts.staff(),
+        people=facts.names_of(svc.engine, people),
+        open_items=review_queue.open_items(items),
+    )
+    return _page(request, "ig_alerts.html", who=who, alerts=found, rules=rules)
+
+
+@router.get("/report", response_class=HTMLResponse)
+def report(
+    request: Request, patient: str = "", since: str | None = None, until: str | None = None
+) -> Response:
+    nhs = patient.replace(" ", "")
+    svc = services(request)
+    if not nhs:
+        who = _officer(request, "ig-view", "report")
+        return _page(request, "ig_report.html", who=who, lines=None, patient="")
+    if not nhs_number_valid(nhs):
+        who = _officer(request, "ig-view", "report")
+        return _page(
+            request,
+            "ig_report.html",
+            400,
+            who=who,
+            lines=None,
+            patient=patient,
+            error="patient: not a valid NHS number",
+        )
+    try:
+        f = filters_from({"patient": nhs, "since": since or "", "until": until or ""})
+    except SearchError as exc:
+        who = _officer(request, "ig-view", "report")
+        return _page(
+            request, "ig_report.html", 400, who=who, lines=None, patient=patient, error=str(exc)
+        )
+    with svc.engine.connect() as conn:
+        people = people_with_nhs_number(conn, nhs)
+    who = _officer(request, "ig-view", "report?" + f.as_query(), nhs_number=nhs)
+    entries = [
+        e
+        for person in people
+        for e in _all(request, Filters(patient_id=person, since=f.since, until=f.until))
+    ]
+    rules = _rules()
+    found = lines(
+        entries,
+        organisations=_org_names(request),
+        roles=_roles(),
+        purposes={code: p.display for code, p in svc.policy.purposes.items()},
+        zone=ZoneInfo(rules["time_zone"]),
+    )
+    return _page(
+        request,
+        "ig_report.html",
+        who=who,
+        lines=found,
+        patient=nhs,
+        since=since,
+        until=until,
+        made=datetime.now(ZoneInfo(rules["time_zone"])),
+    )
+
+
+@router.get("/charts", response_class=HTMLResponse)
+def charts(request: Request, days: int = CHART_DAYS) -> Response:
+    days = min(max(days, 1), 92)
+    who = _officer(request, "ig-view", f"charts?days={days}")
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    counts = daily(query.stream(services(request).engine, start), first, today)
+    orgs = _org_names(request)
+    by_org = {orgs.get(k, k): v for k, v in counts.by_org.items()}
+    figures = [
+        ("Accesses per day by organisation", by_org),
+        ("Accesses per day by profile", counts.by_profile),
+        ("Refusals per day", {"refusals": counts.refusals}),
+        ("Break-glass uses per day", {"break-glass": counts.break_glass}),
+    ]
+    return _page(
+        request,
+        "ig_charts.html",
+        who=who,
+        days=days,
+        counts=counts,
+        figures=[(t, bars(t, counts.days, s), s) for t, s in figures],
+    )
+
+
+@router.get("/chain", response_class=HTMLResponse)
+def chain_page(request: Request) -> Response:
+    who = _officer(request, "ig-view", "chain")
+    svc = services(request)
+    return _page(
+        request,
+        "ig_chain.html",
+        who=who,
+        chain_status=chain.status(svc.engine, svc.settings),
+        report=None,
+    )
+
+
+@router.post("/chain/verify", response_class=HTMLResponse)
+def chain_verify(request: Request, csrf_token: Field) -> Response:
+    session.check_csrf(request, csrf_token)
+    who = _officer(request, "ig-verify", "chain/verify")
+    svc = services(request)
+    report = chain.verify_now(svc.engine, svc.settings, datetime.now(UTC))
+    return _page(
+        request,
+        "ig_chain.html",
+        who=who,
+        chain_status=chain.status(svc.engine, svc.settings),
+        report=report,
+    )
+
+
+@router.get("/chain/checkpoint")
+def checkpoint_download(request: Request) -> Response:
+    """The latest signed checkpoint, for IG to keep away from this server."""
+    _officer(request, "ig-view", "chain/checkpoint")
+    path = chain.latest_path(services(request).settings)
+    if not path.exists():
+        raise FhirError(404, Problem("not-found", "No checkpoint has been signed yet"))
+    return Response(
+        path.read_bytes(),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="scr-audit-checkpoint.json"'},
+    )

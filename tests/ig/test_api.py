@@ -1,0 +1,85 @@
+"""``GET /fhir/AuditEvent``: BALP-shaped AuditEvents for IG officers, filtered and paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import NHS, Store, Token, auth
+from tests.api.test_access import REASON, everything, post
+from tests.api.test_fhir import audit_actions
+
+BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+
+
+def _events(client: TestClient, token: str, **params: Any) -> Any:
+    response = client.get("/fhir/AuditEvent", params=params, headers=auth(token))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _activity(client: TestClient, token: Token) -> None:
+    assert everything(client, token("gp")).status_code == 200
+    assert everything(client, token("ae-doctor")).status_code == 404
+    made = post(
+        client,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": NHS, "reason_code": "5", "reason_text": REASON},
+    )
+    assert made.status_code == 201
+    assert everything(client, token("ae-doctor"), "ETREAT").status_code == 200
+
+
+def test_audit_events_are_balp_shaped_and_filtered(
+    client: TestClient, token: Token, ig_token: str, store: Store
+) -> None:
+    _activity(client, token)
+    bundle = _events(client, ig_token, patient=NHS)
+    assert bundle["type"] == "searchset"
+    events = [e["resource"] for e in bundle["entry"]]
+    assert len(events) == 4
+    read = events[-1]
+    assert read["meta"]["profile"] == [BALP + "PatientRead"]
+    user = next(a for a in read["agent"] if a.get("requestor"))
+    assert user["who"]["identifier"]["value"] == "u-gp"
+    refused = _events(client, ig_token, patient=NHS, outcome="4")["entry"]
+    assert [e["resource"]["outcome"] for e in refused] == ["4"]
+    etreat = _events(
+        client, ig_token, agent="https://fhir.nhs.uk/Id/sds-user-id|u-ae-doctor", purpose="ETREAT"
+    )["entry"]
+    assert [e["resource"]["subtype"][0]["code"] for e in etreat] == ["read"]
+    today = events[0]["recorded"][:10]
+    assert len(_events(client, ig_token, patient=NHS, date=f"eq{today}")["entry"]) == 4
+    assert _events(client, ig_token, patient=NHS, date=f"lt{today}")["entry"] == []
+    assert audit_actions(store)[-1] == ("ig-view", "permit")
+
+
+def test_audit_events_page_by_cursor(client: TestClient, token: Token, ig_token: str) -> None:
+    _activity(client, token)
+    seen = []
+    bundle = _events(client, ig_token, patient=NHS, _count=1)
+    while True:
+        seen += [e["resource"]["id"] for e in bundle["entry"]]
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        response = client.get(nxt[0].replace("http://testserver", ""), headers=auth(ig_token))
+        bundle = response.json()
+    assert len(seen) == len(set(seen)) == 4
+
+
+def test_bad_parameters_name_the_field(client: TestClient, ig_token: str) -> None:
+    for params, field in (
+        ({"patient": "1234567890"}, "patient"),
+        ({"outcome": "2"}, "outcome"),
+        ({"date": "yesterday"}, "date"),
+        ({"date": "ge2026-01-01T10:00:00"}, "date"),
+        ({"_cursor": "zz"}, "_cursor"),
+        ({"agent": "u\x00gp"}, "agent"),
+        ({"purpose": "T" * 200}, "purpose"),
+    ):
+        response = client.get("/fhir/AuditEvent", params=params, headers=auth(ig_token))
+        assert response.status_code == 400, params
+        assert response.json()["issue"][0]["expression"] == [field]

@@ -1,0 +1,79 @@
+"""Charts are server-rendered SVG of the right daily counts; the chain page verifies and keeps
+a signed checkpoint."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, date, datetime
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from audit.daily import daily
+from audit.entry import time_text
+from engine.api.deps import SESSION_COOKIE
+from engine.web.charts import bars
+from tests.api.conftest import NHS, Store, Token
+from tests.api.test_access import REASON, everything, post
+from tests.audit.trail import as_owner
+from tests.ig.test_console import csrf
+
+
+def _e(day: int, **over: object) -> dict[str, object]:
+    when = time_text(datetime(2026, 12, day, 9, tzinfo=UTC))
+    doc: dict[str, object] = {
+        "seq": day, "time": when, "action": "everything", "outcome": "permit",
+        "user_id": "u1", "patient_id": "p1", "org": "R9Z", "profile": "clinical",
+    }  # fmt: skip
+    return doc | over
+
+
+def test_daily_counts_by_org_profile_refusals_and_break_glass() -> None:
+    entries = [_e(1), _e(1, org="Y00001", profile="admin"), _e(2, outcome="deny"),
+               _e(3, action="break-glass"), _e(3, action="login", patient_id=None)]  # fmt: skip
+    counts = daily(entries, date(2026, 12, 1), date(2026, 12, 3))
+    assert counts.days == ["2026-12-01", "2026-12-02", "2026-12-03"]
+    assert counts.by_org == {"R9Z": [1, 0, 0], "Y00001": [1, 0, 0]}
+    assert counts.by_profile == {"admin": [1, 0, 0], "clinical": [1, 0, 0]}
+    assert counts.refusals == [0, 1, 0] and counts.break_glass == [0, 0, 1]
+
+
+def test_bars_are_well_formed_svg_with_escaped_names() -> None:
+    svg = bars("Accesses <by> org", ["2026-12-01", "2026-12-02"], {"A & B": [2, 0], "C": [1, 3]})
+    root = ET.fromstring(str(svg))
+    rects = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.find("*") is not None]
+    assert len(rects) == 3
+    assert root.find("{http://www.w3.org/2000/svg}title").text == "Accesses <by> org"  # type: ignore[union-attr]
+
+
+def test_charts_page_renders_svg_without_scripts(
+    web: TestClient, token: Token, ig_token: str
+) -> None:
+    assert everything(web, token("gp")).status_code == 200
+    post(web, token("ae-doctor"), "break-glass",
+         {"patient": NHS, "reason_code": "5", "reason_text": REASON})  # fmt: skip
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.get("/ig/charts").text
+    assert page.count("<svg") == 4 and "<script" not in page
+    assert "Riverside Surgery" in page and "break-glass" in page
+
+
+def test_chain_page_shows_status_and_verify_signs_a_checkpoint(
+    web: TestClient, store: Store, ig_token: str
+) -> None:
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.get("/ig/chain").text
+    assert "none yet" in page
+    verified = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")}).text
+    (size,) = re.findall(r"Verified: all (\d+) entries hold", verified)
+    assert (store.settings.data_dir / "audit-checkpoint-latest.json").exists()
+    after = web.get("/ig/chain").text
+    assert re.search(rf"{size} entries, head <code>[0-9a-f]{{64}}</code>", after)
+    assert web.post("/ig/chain/verify", data={"csrf_token": "forged"}).status_code == 403
+    kept = web.get("/ig/chain/checkpoint")
+    assert kept.status_code == 200 and kept.json()["size"] == int(size)
+    with as_owner(store.engine) as conn:
+        conn.execute(text("UPDATE audit_entry SET body = 'not an entry' WHERE seq = 2"))
+    broken = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")}).text
+    assert "does not verify: entry 2" in broken

@@ -1,0 +1,128 @@
+"""Who may use the IG console (the ig-officer profile only, audited either way), and that it
+shows the trail's identifiers and counts but never the content of a record."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.api.deps import SESSION_COOKIE
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+from tests.api.test_access import REASON, everything, post
+from tests.api.test_fhir import audit_actions
+
+PAGES = ("/ig", "/ig/reviews", "/ig/alerts", "/ig/report", "/ig/charts", "/ig/chain")
+#: Content of the test record that must never reach an IG officer.
+CLINICAL = ("Syphilis", "76272004", "130")
+
+
+def _activity(client: TestClient, token: Token) -> None:
+    assert everything(client, token("gp")).status_code == 200
+    made = post(
+        client,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": NHS, "reason_code": "5", "reason_text": REASON},
+    )
+    assert made.status_code == 201
+    assert everything(client, token("ae-doctor"), "ETREAT").status_code == 200
+
+
+def csrf(web: TestClient, path: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', web.get(path).text)
+    assert found
+    return found.group(1)
+
+
+@pytest.mark.parametrize("persona", ["gp", "receptionist", "ae-doctor"])
+def test_everyone_but_ig_gets_403_on_every_page_and_the_api_and_it_is_audited(
+    web: TestClient, store: Store, token: Token, persona: str
+) -> None:
+    t = token(persona)
+    api = web.get("/fhir/AuditEvent", headers=auth(t))
+    assert api.status_code == 403
+    assert audit_actions(store)[-1] == ("ig-view", "deny")
+    web.cookies.set(SESSION_COOKIE, t)
+    for path in (
+        *PAGES,
+        f"/ig/report?patient={NHS}",
+        "/ig/export?format=csv",
+        "/ig/export?format=fhir",
+        "/ig/reviews/break-glass/x",
+    ):
+        page = web.get(path)
+        assert page.status_code == 403, path
+        assert "information governance officers" in page.text
+        assert NHS not in page.text
+    form = csrf(web, "/record")
+    for path, data in (
+        ("/ig/chain/verify", {}),
+        ("/ig/reviews/break-glass/x", {"outcome": "appropriate", "note": "fine"}),
+    ):
+        assert web.post(path, data={"csrf_token": form, **data}).status_code == 403, path
+    refused = [a for a in audit_actions(store) if a[0].startswith("ig-") or a[0] == "export"]
+    assert refused and all(outcome == "deny" for _, outcome in refused)
+
+
+def test_signed_out_console_sends_to_sign_in(web: TestClient) -> None:
+    for path in PAGES:
+        assert web.get(path).status_code == 303
+    assert web.get("/fhir/AuditEvent").status_code == 401
+
+
+def test_ig_officer_sees_every_page_with_no_clinical_content(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    _activity(web, token)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    pages = [
+        *PAGES,
+        f"/ig?patient={NHS}",
+        f"/ig/report?patient={NHS}",
+        "/ig/reviews?show=all",
+        "/ig/export?format=csv",
+        "/ig/export?format=fhir",
+    ]
+    for path in pages:
+        page = web.get(path)
+        assert page.status_code == 200, path
+        for text in CLINICAL:
+            assert not re.search(rf"\b{text}\b", page.text), (path, text)
+    assert ("ig-view", "permit") in audit_actions(store)
+    assert ("export", "permit") in audit_actions(store)
+    record = web.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(ig_token))
+    assert record.status_code == 404
+
+
+def test_console_search_filters_pages_and_shows_counts(
+    web: TestClient, token: Token, ig_token: str
+) -> None:
+    _activity(web, token)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.get("/ig", params={"patient": NHS, "purpose": "ETREAT", "role": "R8000"})
+    rows = re.findall(r'data-action="([^"]+)"', page.text)
+    assert rows == ["everything"]
+    assert "Observation" in page.text
+    gp = web.get("/ig", params={"user": "u-gp", "outcome": "permit"})
+    assert re.findall(r'data-action="([^"]+)"', gp.text) == ["everything"]
+    bad = web.get("/ig", params={"patient": "1234567890"})
+    assert bad.status_code == 400 and "patient: not a valid NHS number" in bad.text
+    nul = web.get("/ig", params={"org": "Y0\x00"})
+    assert nul.status_code == 400 and "org: at most" in nul.text
+    first = web.get("/ig", params={"since": "2000-01-01"})
+    assert first.status_code == 200 and "next-page" not in first.text
+
+
+def test_console_csv_and_fhir_exports_hold_the_matches(
+    web: TestClient, token: Token, ig_token: str
+) -> None:
+    _activity(web, token)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    csv_text = web.get("/ig/export", params={"format": "csv", "user": "u-ae-doctor"}).text
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("seq,time,request_id,action")
+    assert len(lines) == 1 + 2 and all("u-ae-doctor" in line for line in lines[1:])
+    bundle = web.get("/ig/export", params={"format": "fhir", "user": "u-ae-doctor"}).json()
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["AuditEvent"] * 2

@@ -1,0 +1,121 @@
+"""The review queue: a break-glass use is an item until an IG officer records an outcome; the
+review is audited, closes the item once, and items open past 72 hours are overdue."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from consent import Grant, Who
+from engine.access import record_grant
+from engine.api.deps import SESSION_COOKIE
+from tests.api.conftest import NHS, Store, Token
+from tests.api.test_access import REASON, everything, post
+from tests.api.test_fhir import audit_actions
+from tests.ig.test_console import csrf
+
+
+def _break_glass(web: TestClient, token: Token) -> str:
+    made = post(
+        web,
+        token("ae-doctor"),
+        "break-glass",
+        {"patient": NHS, "reason_code": "5", "reason_text": REASON},
+    )
+    assert made.status_code == 201
+    item: str = made.json()["review_items"][0]
+    return item
+
+
+def test_break_glass_item_is_reviewed_once_audited_and_closed(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    item = _break_glass(web, token)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    queue = web.get("/ig/reviews")
+    assert f'data-id="{item}"' in queue.text and "Overdue" not in queue.text
+    page = web.get(f"/ig/reviews/break-glass/{item}")
+    assert html.escape(REASON) in page.text and 'id="record-outcome"' in page.text
+    form = csrf(web, f"/ig/reviews/break-glass/{item}")
+    missing = web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": "appropriate", "note": "  "},
+    )
+    assert missing.status_code == 400 and "note:" in missing.text
+    done = web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": "appropriate", "note": "Seen in resus; justified"},
+    )
+    assert done.status_code == 303
+    closed = web.get(f"/ig/reviews/break-glass/{item}")
+    assert "appropriate by u-ig" in closed.text and "Seen in resus" in closed.text
+    assert f'data-id="{item}"' not in web.get("/ig/reviews").text
+    assert f'data-id="{item}"' in web.get("/ig/reviews?show=all").text
+    assert ("ig-review", "permit") in audit_actions(store)
+    with store.engine.connect() as conn:
+        body = conn.execute(
+            text("SELECT body FROM audit_entry WHERE action = 'ig-review'")
+        ).scalar_one()
+    assert f"break-glass/{item}".encode() in body and b"ig-review.appropriate" in body
+    again = web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": "inappropriate", "note": "changed"},
+    )
+    assert again.status_code == 400 and "already reviewed" in again.text
+    trail = web.get("/ig", params={"action": "ig-review"})
+    assert re.findall(r'data-action="([^"]+)"', trail.text) == ["ig-review"]
+
+
+def test_inappropriate_outcome_ends_the_grant(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    item = _break_glass(web, token)
+    assert everything(web, token("ae-doctor"), "ETREAT").status_code == 200
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    form = csrf(web, f"/ig/reviews/break-glass/{item}")
+    web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": "inappropriate", "note": "No A&E attendance"},
+    )
+    web.cookies.clear()
+    assert everything(web, token("ae-doctor"), "ETREAT").status_code == 404
+
+
+def test_items_open_past_72_hours_are_highlighted_overdue(
+    web: TestClient, store: Store, ig_token: str
+) -> None:
+    who = Who(
+        user_id="u-old",
+        name="Old",
+        profile="clinical",
+        role_code="S8000:G8000:R8000",
+        org="R9Z",
+        org_kind="hospital",
+        ig_training=None,
+        purpose="ETREAT",
+    )
+    start = datetime.now(UTC) - timedelta(hours=73)
+    with store.engine.begin() as conn:
+        person = conn.execute(text("SELECT id FROM person")).scalar_one()
+        old = record_grant(
+            conn, who, Grant("u-old", person, "5", REASON, start, start + timedelta(hours=4))
+        )
+        recent = record_grant(
+            conn,
+            who,
+            Grant(
+                "u-old", person, "5", REASON, start + timedelta(hours=2), start + timedelta(hours=6)
+            ),
+        )
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    queue = web.get("/ig/reviews").text
+    rows = re.findall(
+        r'<tr class="item( overdue)?" data-kind="break-glass" data-id="([^"]+)"', queue
+    )
+    assert rows == [(" overdue", old), ("", recent)]
+    alerts = web.get("/ig/alerts").text
+    assert 'data-rule="break-glass-unreviewed"' in alerts and old in alerts and recent not in alerts
