@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 import orjson
@@ -145,6 +146,12 @@ def _has_label(label: str) -> ColumnElement[bool]:
     return (literal(" ") + R.c.labels + literal(" ")).like(f"% {label} %")
 
 
+@cache
+def _without_labels(labels: frozenset[str]) -> ColumnElement[bool]:
+    """Rows carrying none of ``labels``; built once per set, as policy names only a few."""
+    return and_(*(not_(_has_label(x)) for x in sorted(labels)))
+
+
 def narrowed(decision: Decision, patient_ids: Sequence[str]) -> ColumnElement[bool]:
     """The WHERE clause a permitted decision allows; nothing at all for a refusal."""
     ob = decision.obligations
@@ -159,7 +166,7 @@ def narrowed(decision: Decision, patient_ids: Sequence[str]) -> ColumnElement[bo
     if ob.own_org_only:
         clauses.append(own)
     if ob.excluded_labels:
-        clauses.append(or_(own, and_(*(not_(_has_label(x)) for x in sorted(ob.excluded_labels)))))
+        clauses.append(or_(own, _without_labels(ob.excluded_labels)))
     return and_(*clauses)
 
 

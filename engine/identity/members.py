@@ -16,6 +16,9 @@ from sqlalchemy.orm import aliased
 from engine.identity.index import patients_of
 from engine.identity.workset import LINKS, NUMBERS
 
+#: The link of the Patient asked about (made once: an alias costs more to build than to use).
+_MINE = aliased(LINKS)
+
 
 @dataclass(frozen=True, slots=True)
 class Members:
@@ -53,13 +56,12 @@ def members_of(conn: Connection, person_id: str) -> Members:
 def members_of_patient(conn: Connection, patient_id: str | ColumnElement[Any]) -> Members | None:
     """The person a Patient id (or a subquery giving one) belongs to, with all their Patients;
     ``None`` when none."""
-    mine = aliased(LINKS)
     query = (
-        select(mine.c.person_id, LINKS.c.patient_id, NUMBERS.c.nhs_number)
-        .select_from(mine)
-        .join(LINKS, LINKS.c.person_id == mine.c.person_id)
+        select(_MINE.c.person_id, LINKS.c.patient_id, NUMBERS.c.nhs_number)
+        .select_from(_MINE)
+        .join(LINKS, LINKS.c.person_id == _MINE.c.person_id)
         .outerjoin(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
-        .where(mine.c.patient_id == patient_id)
+        .where(_MINE.c.patient_id == patient_id)
     )
     rows = conn.execute(query).all()
     if not rows:
