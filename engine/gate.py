@@ -2,8 +2,9 @@
 
 Every reader (API, web pages, exports) asks here and nowhere else. The query is narrowed by the
 decision before it runs (the person's patients, permitted types, live rows, own-organisation
-rows when a dissent is in force, excluded labels only for their owner); every row that comes
-back is then judged with ``consent.visible`` and shaped with ``consent.mask``. Totals and pages
+rows when a dissent is in force, excluded labels only for their owner): a row outside it comes
+back without its body, only to be counted as withheld. Every body that comes back is then
+judged with ``consent.hidden_by`` and shaped with ``consent.mask``. Totals and pages
 are computed on what may be seen, so a count never reveals a hidden record.
 """
 
