@@ -12,7 +12,18 @@ import uuid
 from datetime import datetime
 from typing import Literal, cast
 
-from sqlalchemy import Connection, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    Text,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consent import Grant, Relationship, Who
@@ -98,37 +109,47 @@ def record_claim(conn: Connection, who: Who, person_id: str, claim: Relationship
     )
 
 
-def grants_for(conn: Connection, person_id: str) -> tuple[Grant, ...]:
-    """Every grant ever made for the person: ``decide`` judges which is live, and whose."""
-    rows = conn.execute(select(G).where(G.c.person_id == person_id).order_by(G.c.start, G.c.id))
-    return tuple(
-        Grant(
-            user_id=r.user_id,
-            patient=r.person_id,
-            reason_code=r.reason_code,
-            reason_text=r.reason_text,
-            start=r.start,
-            expiry=r.expiry,
-            review=cast(ReviewState, r.review),
-        )
-        for r in rows
+def user_made(
+    conn: Connection, person_id: str
+) -> tuple[tuple[Grant, ...], tuple[Relationship, ...]]:
+    """Every grant and every claim ever made for the person, in one query (a read needs both):
+    ``decide`` judges which is live, and whose."""
+    columns = ("id", "user_id", "org", "reason_text", "start", "expiry", "review")
+    grants = select(
+        literal("break-glass").label("kind"), G.c.reason_code, *(G.c[c] for c in columns)
     )
-
-
-def claims_for(conn: Connection, person_id: str) -> tuple[Relationship, ...]:
-    """Every claim ever made for the person, as relationships ``decide`` judges."""
-    rows = conn.execute(select(C).where(C.c.person_id == person_id).order_by(C.c.start, C.c.id))
-    return tuple(
-        Relationship(
-            org=r.org,
-            kind="self-claim",
-            start=r.start,
-            end=r.expiry,
-            reason=r.reason_text,
-            claimed_by=r.user_id,
-            review=cast(ReviewState, r.review),
-        )
-        for r in rows
+    claims = select(literal("self-claim"), null(), *(C.c[c] for c in columns))
+    query = union_all(
+        grants.where(G.c.person_id == person_id), claims.where(C.c.person_id == person_id)
+    ).order_by("kind", "start", "id")
+    rows = conn.execute(query).all()
+    return (
+        tuple(
+            Grant(
+                user_id=r.user_id,
+                patient=person_id,
+                reason_code=r.reason_code,
+                reason_text=r.reason_text,
+                start=r.start,
+                expiry=r.expiry,
+                review=cast(ReviewState, r.review),
+            )
+            for r in rows
+            if r.kind == "break-glass"
+        ),
+        tuple(
+            Relationship(
+                org=r.org,
+                kind="self-claim",
+                start=r.start,
+                end=r.expiry,
+                reason=r.reason_text,
+                claimed_by=r.user_id,
+                review=cast(ReviewState, r.review),
+            )
+            for r in rows
+            if r.kind == "self-claim"
+        ),
     )
 
 

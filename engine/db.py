@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -22,7 +22,10 @@ from sqlalchemy import (
     insert,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 #: Values per ``IN (...)`` list on SQLite, well under its bound-parameter limit.
 _SQLITE_IN_CHUNK = 500
@@ -35,6 +38,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def read_only(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run ``work``, which only reads, on one connection checked out once for all of it.
+
+    The connection is in autocommit: under PostgreSQL's read committed every statement sees
+    its own snapshot anyway, so a transaction would add a BEGIN and a ROLLBACK and no
+    consistency. The pool does not ping a connection before handing it out (a round trip on
+    every checkout); instead a read that finds its connection dead (the database restarted,
+    and the pool has now dropped every connection) runs once more on a new one, which is safe
+    because it wrote nothing.
+    """
+    try:
+        return _autocommit(engine, work)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return _autocommit(engine, work)
+
+
+def _autocommit(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn:
+        return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

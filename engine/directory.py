@@ -5,21 +5,28 @@ A user's access profile depends on the kind of organisation their role is held a
 names only the code, so the kind must come from a reviewed source: a directory file the
 deployment loads (from ODS data), checked against its schema and against the kinds the policy
 knows. A code the directory does not hold has no kind, and so no profile and no access.
+
+Every request needs its user's kind, and the directory changes only when a deployment loads a
+new file, so a server keeps the kinds it has read (:class:`Kinds`) for a short while instead
+of asking the database each time. A load forgets them in the process that made it once its
+transaction commits; other processes read the new file within their ``ttl``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, String, Table, Text, delete, insert, select
+from sqlalchemy import Connection, Engine, String, Table, Text, delete, event, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adapters import schema
+from engine.db import read_only
 from engine.models import Base, UtcDateTime
 
 
@@ -73,6 +80,7 @@ def read_directory(path: Path, kinds: frozenset[str]) -> tuple[str, list[Entry]]
 
 def replace_directory(conn: Connection, version: str, entries: list[Entry], now: datetime) -> int:
     """The directory becomes exactly the file: an organisation the file drops loses its kind."""
+    event.listen(conn, "commit", _forget, once=True)
     conn.execute(delete(D))
     if entries:
         conn.execute(
@@ -94,3 +102,32 @@ def org_kind(conn: Connection, code: str) -> str | None:
 def organisations(conn: Connection) -> Mapping[str, Entry]:
     rows = conn.execute(select(D.c.code, D.c.name, D.c.kind).order_by(D.c.code))
     return {r.code: Entry(r.code, r.name, r.kind) for r in rows}
+
+
+#: Bumped when a new directory commits; a :class:`Kinds` entry from before it is not used.
+_generation = 0
+
+
+def _forget(_conn: Connection) -> None:
+    global _generation
+    _generation += 1
+
+
+class Kinds:
+    """Organisation kinds as one process sees them: each code's kind (or its absence) is read
+    at most once per ``ttl`` seconds, and again at once after a directory load commits here."""
+
+    def __init__(
+        self, engine: Engine, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._engine, self._ttl, self._clock = engine, ttl, clock
+        self._known: dict[str, tuple[str | None, float, int]] = {}
+
+    def kind(self, code: str) -> str | None:
+        now, generation = self._clock(), _generation
+        known = self._known.get(code)
+        if known is not None and known[2] == generation and now - known[1] < self._ttl:
+            return known[0]
+        found = read_only(self._engine, lambda conn: org_kind(conn, code))
+        self._known[code] = (found, now, generation)
+        return found

@@ -2,8 +2,9 @@
 
 Every reader (API, web pages, exports) asks here and nowhere else. The query is narrowed by the
 decision before it runs (the person's patients, permitted types, live rows, own-organisation
-rows when a dissent is in force, excluded labels only for their owner); every row that comes
-back is then judged with ``consent.visible`` and shaped with ``consent.mask``. Totals and pages
+rows when a dissent is in force, excluded labels only for their owner): a row outside it comes
+back without its body, only to be counted as withheld. Every body that comes back is then
+judged with ``consent.hidden_by`` and shaped with ``consent.mask``. Totals and pages
 are computed on what may be seen, so a count never reveals a hidden record.
 """
 
@@ -13,10 +14,22 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, literal, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    case,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+)
 
 from consent import (
     Decision,
@@ -33,7 +46,7 @@ from consent import (
     person_labels,
     relationship,
 )
-from engine.access import claims_for, grants_for
+from engine.access import user_made
 from engine.models import Resource
 
 R = cast(Table, Resource.__table__)
@@ -57,6 +70,7 @@ class Released:
 
     ``origins`` pairs with ``resources`` item by item. ``withheld`` counts what policy held
     back of the rows asked for, by reason, for the audit trail; it never leaves to the user.
+    ``included`` holds what leaves beside the page (Provenance), outside the total.
     """
 
     decision: Decision
@@ -64,6 +78,7 @@ class Released:
     total: int
     origins: tuple[Origin, ...] = ()
     withheld: Mapping[str, int] = field(default_factory=dict)
+    included: tuple[dict[str, Any], ...] = ()
 
 
 def _org_refs(node: Any) -> Iterable[str]:
@@ -118,10 +133,11 @@ def gather_facts(
     labels = person_labels(
         ((body, row.source_org, row.labels) for row, body in bodies), RESTRICTED_PERSON
     )
+    grants, claims = user_made(conn, person_id)
     return PatientFacts(
         person_id=person_id,
-        relationships=(*relationships, *claims_for(conn, person_id)),
-        grants=grants_for(conn, person_id),
+        relationships=(*relationships, *claims),
+        grants=grants,
         directives=tuple(directives),
         labels=labels,
     )
@@ -129,6 +145,12 @@ def gather_facts(
 
 def _has_label(label: str) -> ColumnElement[bool]:
     return (literal(" ") + R.c.labels + literal(" ")).like(f"% {label} %")
+
+
+@cache
+def _without_labels(labels: frozenset[str]) -> ColumnElement[bool]:
+    """Rows carrying none of ``labels``; built once per set, as policy names only a few."""
+    return and_(*(not_(_has_label(x)) for x in sorted(labels)))
 
 
 def narrowed(decision: Decision, patient_ids: Sequence[str]) -> ColumnElement[bool]:
@@ -145,7 +167,7 @@ def narrowed(decision: Decision, patient_ids: Sequence[str]) -> ColumnElement[bo
     if ob.own_org_only:
         clauses.append(own)
     if ob.excluded_labels:
-        clauses.append(or_(own, and_(*(not_(_has_label(x)) for x in sorted(ob.excluded_labels)))))
+        clauses.append(or_(own, _without_labels(ob.excluded_labels)))
     return and_(*clauses)
 
 
@@ -174,47 +196,44 @@ def release(
         asked.append(R.c.last_updated >= since)
     if ids:
         asked.append(R.c.id.in_(list(ids)))
-    where = and_(narrowed(decision, patient_ids), *asked)
-    withheld = _narrowed_away(conn, decision, and_(*asked, not_(where)))
+    # One query for every row asked, but a body only for a row the narrowed query allows: the
+    # rest come back as their columns alone, to be counted as withheld, never as content.
+    body = case((narrowed(decision, patient_ids), R.c.body), else_=null()).label("body")
     query = (
-        select(R.c.body, R.c.source_org, R.c.labels, R.c.source_key, R.c.run_id, R.c.version_id)
-        .where(where)
+        select(
+            R.c.resource_type, R.c.source_org, body, R.c.labels,
+            R.c.source_key, R.c.run_id, R.c.version_id,
+        )
+        .where(and_(*asked))
         .order_by(R.c.resource_type, R.c.id)
-    )
+    )  # fmt: skip
+    withheld: Counter[str] = Counter()
     shown: list[dict[str, Any]] = []
     origins: list[Origin] = []
     total = 0
     end = None if count is None else offset + count
     for row in conn.execute(query):
-        body = orjson.loads(row.body)
-        why = hidden_by(meta_of(body, row.source_org, row.labels, policy), decision)
+        if row.body is None:
+            withheld[_narrowed_away(decision, row.resource_type, row.source_org)] += 1
+            continue
+        resource = orjson.loads(row.body)
+        why = hidden_by(meta_of(resource, row.source_org, row.labels, policy), decision)
         if why is not None:
             withheld[why] += 1
             continue
         if total >= offset and (end is None or total < end):
-            shown.append(mask(body, decision))
+            shown.append(mask(resource, decision))
             origins.append(Origin(row.source_key, row.run_id, row.version_id))
         total += 1
     return Released(decision, tuple(shown), total, tuple(origins), dict(sorted(withheld.items())))
 
 
-def _narrowed_away(
-    conn: Connection, decision: Decision, where: ColumnElement[bool]
-) -> Counter[str]:
-    """Count, by reason, the rows the narrowed query leaves out (by type, by a dissent's own
-    organisation limit, or by an excluded label), from their columns alone."""
+def _narrowed_away(decision: Decision, resource_type: str, source_org: str) -> str:
+    """Why the narrowed query left a row out (its type, a dissent's own-organisation limit, or
+    an excluded label), from its columns alone."""
     ob = decision.obligations
-    counts: Counter[str] = Counter()
-    rows = conn.execute(
-        select(R.c.resource_type, R.c.source_org, func.count())
-        .where(where)
-        .group_by(R.c.resource_type, R.c.source_org)
-    )
-    for rtype, org, n in rows:
-        if rtype not in ob.types:
-            counts["profile.types"] += n
-        elif ob.own_org_only and org != ob.org:
-            counts["consent.own-organisation-only"] += n
-        else:
-            counts["labels.excluded"] += n
-    return counts
+    if resource_type not in ob.types:
+        return "profile.types"
+    if ob.own_org_only and source_org != ob.org:
+        return "consent.own-organisation-only"
+    return "labels.excluded"

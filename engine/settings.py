@@ -26,6 +26,12 @@ class SettingsError(ValueError):
 class Settings:
     database_url: str = "sqlite:///./scr.db"
     canonical_base: str = "https://fhir.scr.example/"
+    #: Where clients reach this server: the base of every link it writes (Bundle paging,
+    #: ``fullUrl``). Configured, never taken from a request's Host header, which the client sets.
+    public_base_url: str = "http://127.0.0.1:8000"
+    #: How long a worker trusts its copy of an organisation's kind before reading the directory
+    #: again; ``scr directory load`` in the same process takes effect at once.
+    directory_ttl_seconds: int = 60
     data_dir: Path = Path(".")
     ingest_batch_size: int = 1000
     #: How long a break-glass grant lasts (access-policy.md).
@@ -78,8 +84,8 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     if "data_dir" in out:
         out["data_dir"] = Path(out["data_dir"])
     for name in (
-        "ingest_batch_size", "break_glass_minutes", "transfer_relationship_hours",
-        "transfer_max_bytes",
+        "ingest_batch_size", "break_glass_minutes", "directory_ttl_seconds",
+        "transfer_relationship_hours", "transfer_max_bytes",
     ):  # fmt: skip
         if name in out:
             out[name] = _positive(name, out[name])
@@ -88,6 +94,11 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         if not str(base).startswith(("http://", "https://")):
             raise SettingsError("SCR_CANONICAL_BASE: must be an http(s) URL")
         out["canonical_base"] = str(base).rstrip("/") + "/"
+    public = out.get("public_base_url")
+    if public is not None:
+        if not str(public).startswith(("http://", "https://")):
+            raise SettingsError("SCR_PUBLIC_BASE_URL: must be an http(s) URL")
+        out["public_base_url"] = str(public).rstrip("/")
     if out.get("auth_mode", "jwt") not in ("dev", "jwt"):
         raise SettingsError("SCR_AUTH_MODE: must be dev or jwt")
     if out.get("jwt_algorithm", "RS256") not in _ALGORITHMS:

@@ -24,6 +24,7 @@ from engine.api.deps import Services, request_id
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.db import make_engine
+from engine.directory import Kinds
 from engine.settings import Settings
 from engine.web import ig as ig_pages
 from engine.web import pages, transfers
@@ -50,8 +51,9 @@ def _validation(exc: RequestValidationError) -> FhirError:
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The app over the settings' store (or ``engine``, in tests); a bad setting stops it."""
-    engine = engine or make_engine(settings.database_url, pool_pre_ping=True)
-    svc = Services(settings, engine, load(), verifier_for(settings), Writer(engine))
+    engine = engine or make_engine(settings.database_url, pool_recycle=3600)
+    kinds = Kinds(engine, settings.directory_ttl_seconds)
+    svc = Services(settings, engine, load(), verifier_for(settings), Writer(engine), kinds)
     app = FastAPI(
         title="scr", version="0.1.0", docs_url=None, redoc_url=None,
         default_response_class=FhirJSONResponse, generate_unique_id_function=operation_id,

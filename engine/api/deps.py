@@ -22,7 +22,7 @@ from consent import Policy, Who
 from engine.api.auth import TokenRefused, TokenUser, Verifier
 from engine.api.errors import FhirError, Problem
 from engine.api.records import Reader
-from engine.directory import org_kind
+from engine.directory import Kinds
 from engine.settings import Settings
 
 SESSION_COOKIE = "scr_session"
@@ -43,6 +43,7 @@ class Services:
     policy: Policy
     verifier: Verifier
     audit: Writer
+    kinds: Kinds
 
     @property
     def reader(self) -> Reader:
@@ -111,8 +112,7 @@ def who_for(svc: Services, user: TokenUser, purpose: str | None = None) -> Who:
     """The user as the policy sees them: the profile their role maps to at this kind of org,
     and the request's purpose of use (the token's ``purpose_of_use`` unless the request names
     one, as a clinician does after breaking the glass)."""
-    with svc.engine.connect() as conn:
-        kind = org_kind(conn, user.org) or "unknown"
+    kind = svc.kinds.kind(user.org) or "unknown"
     job_role = user.role_code.rsplit(":", 1)[-1]
     return Who(
         user_id=user.user_id,

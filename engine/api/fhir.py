@@ -21,15 +21,7 @@ from engine.api.capability import SEARCH_TYPES, capability_statement
 from engine.api.deps import context, current_user, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
-from engine.api.records import (
-    Page,
-    find_patients,
-    owner_of,
-    person_of_patient,
-    person_record,
-    provenance,
-    record_of,
-)
+from engine.api.records import Page, find_patients, person_record, resource_record
 from engine.identity.features import NHS_SYSTEM
 
 router = APIRouter(prefix="/fhir")
@@ -43,7 +35,9 @@ Offset = Annotated[int, Query(alias="_offset", ge=0, description="Items to skip 
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+    """The configured public base, never the request's Host header: a link built from that
+    would point wherever the client (or someone who poisons a cache) said."""
+    return services(request).settings.public_base_url + "/fhir"
 
 
 def _since(raw: str | None) -> datetime | None:
@@ -120,9 +114,8 @@ def everything(
             400, Problem("not-supported", f"_revinclude supports {PROVENANCE} only", "_revinclude")
         )
     asked = Asked("everything", _types(type_))
-    page = Page(_since(since), offset, count)
-    reader = services(request).reader
-    released = person_record(reader, who, ctx, patient_id, asked, page)
+    page = Page(_since(since), offset, count, provenance=revinclude is not None)
+    released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
     if not released.decision.permit:
         raise not_found()
     params = {
@@ -131,17 +124,13 @@ def everything(
     doc = searchset(
         _base(request), f"/Patient/{patient_id}/$everything", params,
         released.resources, released.total, offset, count,
-        included=provenance(reader, released) if revinclude else (),
+        included=released.included,
     )  # fmt: skip
     return fhir_response(doc)
 
 
 def _read_one(request: Request, who: Who, ctx: Context, rtype: str, rid: str) -> dict[str, Any]:
-    reader = services(request).reader
-    owner = owner_of(reader, rtype, rid)
-    person = person_of_patient(reader, owner) if owner else None
-    asked = Asked("read", frozenset({rtype}))
-    released = record_of(reader, who, ctx, person, asked, Page(ids=(rid,)))
+    released = resource_record(services(request).reader, who, ctx, rtype, rid)
     match = next((r for r in released.resources if r["id"] == rid), None)
     if not released.decision.permit or match is None:
         raise not_found()

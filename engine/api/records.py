@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -32,23 +32,17 @@ from consent import (
     ask_self_claim,
     decide,
 )
-from consent.model import Interaction
 from engine.access import record_claim, record_grant
+from engine.db import read_only
 from engine.gate import Released, gather_facts, release
-from engine.identity import patients_of, people_with_nhs_number, person_of
-from engine.identity.tables import PatientNumber
+from engine.identity import Members, members_of, members_of_patient, people_with_nhs_number
 from engine.models import Resource
 from engine.provenance import provenance_for, run_facts
 
 R = cast(Table, Resource.__table__)
-NUMBERS = cast(Table, PatientNumber.__table__)
 #: FHIR's id syntax. Anything else names nothing in the store, so it is never sent there
 #: (PostgreSQL refuses a NUL byte outright); the read goes on as one of an unknown id.
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-
-def _person_of(conn: Connection, patient_id: str) -> str | None:
-    return person_of(conn, patient_id) if _FHIR_ID.fullmatch(patient_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,44 +65,66 @@ class Page:
     count: int | None = None
     #: A read by id: only these resources, so only they are released and audited.
     ids: tuple[str, ...] = ()
-
-
-def _nhs_number(conn: Connection, patient_ids: Sequence[str]) -> str | None:
-    rows = conn.execute(
-        select(NUMBERS.c.nhs_number).where(NUMBERS.c.patient_id.in_(list(patient_ids)))
-    ).scalars()
-    return min(rows, default=None)
+    #: Add each released resource's Provenance (``_revinclude=Provenance:target``).
+    provenance: bool = False
 
 
 def _person(
-    reader: Reader,
-    conn: Connection,
-    who: Who,
-    person: str | None,
-    purpose: str | None,
-    request: Request,
+    reader: Reader, conn: Connection, who: Who, members: Members | None, request: Request,
     page: Page,
-) -> tuple[Released, list[str]]:
+) -> Released:  # fmt: skip
     now = reader.now()
-    if person is None:
-        decision = decide(who, PatientFacts(""), purpose, request, now, reader.policy)
-        return Released(decision, (), 0), []
-    members = patients_of(conn, person)
-    facts = gather_facts(conn, person, members, reader.policy)
+    if members is None:
+        decision = decide(who, PatientFacts(""), who.purpose, request, now, reader.policy)
+        return Released(decision, (), 0)
+    facts = gather_facts(conn, members.person_id, members.patient_ids, reader.policy)
     released = release(
-        conn, who, facts, members, purpose, request, now, reader.policy,
+        conn, who, facts, members.patient_ids, who.purpose, request, now, reader.policy,
         since=page.since, offset=page.offset, count=page.count, ids=page.ids,
     )  # fmt: skip
-    return released, members
+    if page.provenance and released.resources:
+        return replace(released, included=_provenance(reader, conn, released))
+    return released
 
 
-def _action(interaction: Interaction) -> Action:
-    return cast(Action, interaction)
+def _provenance(reader: Reader, conn: Connection, released: Released) -> tuple[dict[str, Any], ...]:
+    """A Provenance for each released resource: its source record and the run that wrote it."""
+    runs = run_facts(conn, (o.run_id for o in released.origins))
+    return tuple(
+        provenance_for(
+            r["resourceType"],
+            r["id"],
+            o.version_id,
+            o.source_key,
+            runs[o.run_id],
+            reader.canonical_base,
+        )
+        for r, o in zip(released.resources, released.origins, strict=True)
+        if o.run_id in runs
+    )
+
+
+def _disclose(
+    reader: Reader, who: Who, context: RequestContext, members: Members | None,
+    request: Request, released: Released,
+) -> Released:  # fmt: skip
+    """Audit what leaves (the Provenance beside the resources too), then let it leave."""
+    entry = entry_for(
+        released.decision, who, context, cast(Action, request.interaction),
+        patient_id=members.person_id if members else None,
+        nhs_number=members.nhs_number if members else None,
+        released=(*released.resources, *released.included), withheld=released.withheld,
+    )  # fmt: skip
+    return disclose(reader.audit, entry, released)
+
+
+def _of_patient(conn: Connection, patient_id: str) -> Members | None:
+    return members_of_patient(conn, patient_id) if _FHIR_ID.fullmatch(patient_id) else None
 
 
 def person_of_patient(reader: Reader, patient_id: str) -> str | None:
-    with reader.engine.connect() as conn:
-        return _person_of(conn, patient_id)
+    members = read_only(reader.engine, lambda conn: _of_patient(conn, patient_id))
+    return members.person_id if members else None
 
 
 def person_record(
@@ -119,8 +135,34 @@ def person_record(
     request: Request,
     page: Page = Page(),
 ) -> Released:
-    """The record of the person a Patient id belongs to (``$everything``, reads, searches)."""
-    return record_of(reader, who, context, person_of_patient(reader, patient_id), request, page)
+    """The record of the person a Patient id belongs to (``$everything``, searches), read on
+    one connection: the person, the facts and the page."""
+
+    def read(conn: Connection) -> tuple[Members | None, Released]:
+        members = _of_patient(conn, patient_id)
+        return members, _person(reader, conn, who, members, request, page)
+
+    members, released = read_only(reader.engine, read)
+    return _disclose(reader, who, context, members, request, released)
+
+
+def resource_record(
+    reader: Reader, who: Who, context: RequestContext, resource_type: str, resource_id: str
+) -> Released:
+    """A read by id: the person whose active resource it is, and of their record only it."""
+    request = Request("read", frozenset({resource_type}))
+    owner = (
+        select(R.c.patient_id)
+        .where(R.c.id == resource_id, R.c.resource_type == resource_type, R.c.status == "active")
+        .scalar_subquery()
+    )
+
+    def read(conn: Connection) -> tuple[Members | None, Released]:
+        members = members_of_patient(conn, owner) if _FHIR_ID.fullmatch(resource_id) else None
+        return members, _person(reader, conn, who, members, request, Page(ids=(resource_id,)))
+
+    members, released = read_only(reader.engine, read)
+    return _disclose(reader, who, context, members, request, released)
 
 
 def record_of(
@@ -132,45 +174,13 @@ def record_of(
     page: Page = Page(),
 ) -> Released:
     """One person's record, decided, released and audited; ``None`` is a person not known."""
-    with reader.engine.connect() as conn:
-        released, members = _person(reader, conn, who, person, who.purpose, request, page)
-        nhs = _nhs_number(conn, members) if members else None
-    entry = entry_for(
-        released.decision, who, context, _action(request.interaction),
-        patient_id=person, nhs_number=nhs, released=released.resources,
-        withheld=released.withheld,
-    )  # fmt: skip
-    return disclose(reader.audit, entry, released)
 
+    def read(conn: Connection) -> tuple[Members | None, Released]:
+        members = members_of(conn, person) if person else None
+        return members, _person(reader, conn, who, members, request, page)
 
-def provenance(reader: Reader, released: Released) -> list[dict[str, Any]]:
-    """A Provenance for each released resource: its source record and the run that wrote it."""
-    with reader.engine.connect() as conn:
-        runs = run_facts(conn, (o.run_id for o in released.origins))
-    return [
-        provenance_for(
-            r["resourceType"],
-            r["id"],
-            o.version_id,
-            o.source_key,
-            runs[o.run_id],
-            reader.canonical_base,
-        )
-        for r, o in zip(released.resources, released.origins, strict=True)
-        if o.run_id in runs
-    ]
-
-
-def owner_of(reader: Reader, resource_type: str, resource_id: str) -> str | None:
-    """The Patient an active stored resource belongs to (its own id for a Patient)."""
-    if not _FHIR_ID.fullmatch(resource_id):
-        return None
-    with reader.engine.connect() as conn:
-        return conn.execute(
-            select(R.c.patient_id).where(
-                R.c.id == resource_id, R.c.resource_type == resource_type, R.c.status == "active"
-            )
-        ).scalar_one_or_none()
+    members, released = read_only(reader.engine, read)
+    return _disclose(reader, who, context, members, request, released)
 
 
 def find_patients(
@@ -178,14 +188,16 @@ def find_patients(
 ) -> list[dict[str, Any]]:
     """Patient search by NHS number: one decision and one audit entry per person found."""
     request = Request("search", frozenset({"Patient"}))
-    found: list[dict[str, Any]] = []
-    with reader.engine.connect() as conn:
+
+    def read(conn: Connection) -> list[tuple[str | None, Released]]:
         people: list[str | None] = list(people_with_nhs_number(conn, nhs_number)) or [None]
-        results = [
-            (person, *_person(reader, conn, who, person, who.purpose, request, Page()))
-            for person in people
+        return [
+            (p, _person(reader, conn, who, members_of(conn, p) if p else None, request, Page()))
+            for p in people
         ]
-    for person, released, _ in results:
+
+    found: list[dict[str, Any]] = []
+    for person, released in read_only(reader.engine, read):
         entry = entry_for(
             released.decision, who, context, "search",
             patient_id=person, nhs_number=nhs_number, released=released.resources, query=query,
@@ -198,11 +210,10 @@ def find_patients(
 def people_for(reader: Reader, patient: str) -> list[str]:
     """The people a request names: by valid NHS number (how a clinician with no relationship
     finds someone) or by Patient id."""
-    with reader.engine.connect() as conn:
-        if nhs_number_valid(patient):
-            return people_with_nhs_number(conn, patient)
-        person = _person_of(conn, patient.removeprefix("Patient/"))
-        return [person] if person else []
+    if nhs_number_valid(patient):
+        return read_only(reader.engine, lambda conn: people_with_nhs_number(conn, patient))
+    person = person_of_patient(reader, patient.removeprefix("Patient/"))
+    return [person] if person else []
 
 
 def ask(
@@ -231,8 +242,11 @@ def ask(
         if reason_code is not None
         else ask_self_claim(who, person or "", reason_text, reader.now(), reader.policy)
     )
-    with reader.engine.connect() as conn:
-        nhs = _nhs_number(conn, patients_of(conn, person)) if person else None
+    nhs = (
+        read_only(reader.engine, lambda conn: members_of(conn, person).nhs_number)
+        if person
+        else None
+    )
     unresolved = () if person else ("patient.ambiguous" if people else "patient.unknown",)
     granted = answer.granted if person else None
     entry = AuditEntry(
@@ -273,10 +287,15 @@ class RequestRefused(Exception):
 
 def explanation(reader: Reader, who: Who, context: RequestContext, person: str | None) -> Decision:
     """The decision about the whole record, audited as ``explain``; it reads no resources."""
-    with reader.engine.connect() as conn:
-        members = patients_of(conn, person) if person else []
-        facts = gather_facts(conn, person, members, reader.policy) if person else PatientFacts("")
-        nhs = _nhs_number(conn, members) if members else None
+
+    def read(conn: Connection) -> tuple[Members | None, PatientFacts]:
+        if person is None:
+            return None, PatientFacts("")
+        members = members_of(conn, person)
+        return members, gather_facts(conn, person, members.patient_ids, reader.policy)
+
+    members, facts = read_only(reader.engine, read)
     decision = decide(who, facts, who.purpose, Request("explain"), reader.now(), reader.policy)
+    nhs = members.nhs_number if members else None
     entry = entry_for(decision, who, context, "explain", patient_id=person, nhs_number=nhs)
     return disclose(reader.audit, entry, decision)

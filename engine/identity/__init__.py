@@ -25,6 +25,7 @@ from engine.identity.index import (
     relink_run,
     unlink,
 )
+from engine.identity.members import Members, members_of, members_of_patient
 from engine.identity.rules import MatchRules, load_rules
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "MatchDecision",
     "MatchRules",
     "Matching",
+    "Members",
     "blocking_keys",
     "decide",
     "demographics",
@@ -42,6 +44,8 @@ __all__ = [
     "link",
     "load_rules",
     "match_all",
+    "members_of",
+    "members_of_patient",
     "patients_of",
     "people_with_nhs_number",
     "person_of",

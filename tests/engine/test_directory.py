@@ -6,9 +6,17 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import update
 
 from consent import load
-from engine.directory import DirectoryError, org_kind, read_directory, replace_directory
+from engine.directory import (
+    D,
+    DirectoryError,
+    Kinds,
+    org_kind,
+    read_directory,
+    replace_directory,
+)
 from tests.engine.test_gate import NOW
 
 KINDS = load().org_kinds
@@ -52,3 +60,28 @@ def test_a_code_listed_twice_is_refused(tmp_path):
     twice = [{"code": "R9Z", "name": "A", "kind": "hospital"}] * 2
     with pytest.raises(DirectoryError, match="organisations/1/code: R9Z is listed twice"):
         read_directory(write(tmp_path, twice), KINDS)
+
+
+def test_kinds_are_cached_for_their_ttl_and_forgotten_when_a_load_commits(engine, tmp_path):
+    hospital = {"code": "R9Z", "name": "Borchester General", "kind": "hospital"}
+    version, entries = read_directory(write(tmp_path, [hospital]), KINDS)
+    with engine.begin() as conn:
+        replace_directory(conn, version, entries, NOW)
+    clock = [0.0]
+    kinds = Kinds(engine, ttl=60, clock=lambda: clock[0])
+    assert kinds.kind("R9Z") == "hospital"
+    with engine.begin() as conn:  # another process's load: seen only after the ttl
+        conn.execute(update(D).values(kind="council"))
+    clock[0] = 59.0
+    assert kinds.kind("R9Z") == "hospital"
+    clock[0] = 61.0
+    assert kinds.kind("R9Z") == "council"
+    council = hospital | {"kind": "care-home"}
+    version, entries = read_directory(write(tmp_path, [council]), KINDS)
+    with engine.connect() as conn:  # a load that rolls back changes nothing
+        replace_directory(conn, version, entries, NOW)
+        conn.rollback()
+    assert kinds.kind("R9Z") == "council"
+    with engine.begin() as conn:  # a load in this process: at once
+        replace_directory(conn, version, entries[:0], NOW)
+    assert kinds.kind("R9Z") is None

@@ -1,0 +1,69 @@
+"""Who a read is about: the person, their Patients and the NHS number for the audit entry.
+
+Every read needs all three before it can decide, so they come back from one query (a round
+trip to the database costs more than the rows), not from one query each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy.orm import aliased
+
+from engine.identity.index import patients_of
+from engine.identity.workset import LINKS, NUMBERS
+
+#: The link of the Patient asked about (made once: an alias costs more to build than to use).
+_MINE = aliased(LINKS)
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """A person and their Patients now; ``nhs_number`` is the lowest valid one they hold."""
+
+    person_id: str
+    patient_ids: tuple[str, ...]
+    nhs_number: str | None
+
+
+def _members(person_id: str, rows: Sequence[tuple[str, str | None]]) -> Members:
+    numbers = [n for _, n in rows if n is not None]
+    return Members(person_id, tuple(sorted({p for p, _ in rows})), min(numbers, default=None))
+
+
+def _linked(conn: Connection, where: ColumnElement[bool]) -> list[tuple[str, str | None]]:
+    query = (
+        select(LINKS.c.patient_id, NUMBERS.c.nhs_number)
+        .outerjoin(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
+        .where(where)
+    )
+    return [(r.patient_id, r.nhs_number) for r in conn.execute(query)]
+
+
+def members_of(conn: Connection, person_id: str) -> Members:
+    """The person's Patients and number; a merged-away person id (it has no links of its own)
+    reads the survivor's."""
+    rows = _linked(conn, LINKS.c.person_id == person_id)
+    if not rows:
+        patients = patients_of(conn, person_id)
+        rows = _linked(conn, LINKS.c.patient_id.in_(patients)) if patients else []
+    return _members(person_id, rows)
+
+
+def members_of_patient(conn: Connection, patient_id: str | ColumnElement[Any]) -> Members | None:
+    """The person a Patient id (or a subquery giving one) belongs to, with all their Patients;
+    ``None`` when none."""
+    query = (
+        select(_MINE.c.person_id, LINKS.c.patient_id, NUMBERS.c.nhs_number)
+        .select_from(_MINE)
+        .join(LINKS, LINKS.c.person_id == _MINE.c.person_id)
+        .outerjoin(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
+        .where(_MINE.c.patient_id == patient_id)
+    )
+    rows = conn.execute(query).all()
+    if not rows:
+        return None
+    return _members(rows[0].person_id, [(r.patient_id, r.nhs_number) for r in rows])
