@@ -1,7 +1,7 @@
 """ingest staging: the staging tables are UNLOGGED on PostgreSQL
 
-Revision ID: 0007
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 21:50:00
 
 What a run stages matters only until its apply transaction commits; after a crash the next run
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
