@@ -158,11 +158,12 @@ def _floor_read(engine: Engine) -> float:
         select = "SELECT seq, body, prev_hash, hash FROM audit_entry ORDER BY seq"
         if engine.dialect.name == "postgresql":
             driver: Any = raw.driver_connection
-            with driver.cursor(name="floor", binary=True) as cur:
-                cur.itersize = 20_000
-                cur.execute(select)
-                while chunk := cur.fetchmany(20_000):
+            page = f"{select.replace('ORDER', 'WHERE seq > %s ORDER')} LIMIT 20000"
+            with driver.cursor(binary=True) as cur:  # keyset pages, as verify reads them
+                after = -(2**63)
+                while chunk := cur.execute(page, (after,)).fetchall():
                     n += len(chunk)
+                    after = chunk[-1][0]
         else:
             cur = raw.cursor()
             cur.execute(select)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from audit.chain import GENESIS, Walk, link, seal
 from audit.query import search
 from audit.verify import verify
 from audit.writer import append_batch
 from engine.settings import Settings, SettingsError
-from tests.audit.trail import entry
+from tests.audit.trail import as_owner, entry
 
 AWKWARD = ['quote " back \\ slash', "tab\tnew\nline\x01", "Renée Ōkubo ✓ 🚑", "", "/a/b<c>&"]
 
@@ -60,3 +60,13 @@ def test_the_app_role_setting_must_be_a_plain_name():
     assert Settings.load({"SCR_DB_APP_ROLE": "scr_app"}).db_app_role == "scr_app"
     with pytest.raises(SettingsError, match="SCR_DB_APP_ROLE"):
         Settings.load({"SCR_DB_APP_ROLE": 'x"; DROP TABLE audit_entry; --'})
+
+
+def test_a_column_edited_to_imitate_an_escape_is_caught(engine: Engine):
+    """``a\\"b`` quoted as is reads like the JSON of ``a"b``: the check must not be fooled."""
+    append_batch(engine, [entry(1), entry(2, user_id='a"b'), entry(3)])
+    with as_owner(engine) as conn:
+        conn.execute(text("UPDATE audit_entry SET user_id = :u WHERE seq = 2"), {"u": 'a\\"b'})
+    report = verify(engine)
+    assert report.problem is not None and report.problem.seq == 2
+    assert "column" in report.problem.reason
