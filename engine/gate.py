@@ -48,6 +48,7 @@ from consent import (
 )
 from engine.access import user_made
 from engine.models import Resource
+from engine.transfer.store import hospital_stays
 
 R = cast(Table, Resource.__table__)
 #: Resource types that record a relationship between an organisation and the person.
@@ -136,7 +137,7 @@ def gather_facts(
     grants, claims = user_made(conn, person_id)
     return PatientFacts(
         person_id=person_id,
-        relationships=(*relationships, *claims),
+        relationships=(*relationships, *hospital_stays(conn, person_id), *claims),
         grants=grants,
         directives=tuple(directives),
         labels=labels,

@@ -52,9 +52,6 @@ class Settings:
     #: PostgreSQL role the application connects as; migrations grant it only what it needs on
     #: the audit tables (SELECT and INSERT on the trail), so it can never rewrite the trail.
     db_app_role: str | None = None
-    #: How long a hospital's relationship with a person lasts from receipt of a red-bag transfer
-    #: (the policy's ``hospital-encounter`` window then runs from its end, as for any encounter).
-    transfer_relationship_hours: int = 72
     #: The largest red-bag message accepted; a larger body is refused as it streams in.
     transfer_max_bytes: int = 5_000_000
 
@@ -85,7 +82,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         out["data_dir"] = Path(out["data_dir"])
     for name in (
         "ingest_batch_size", "break_glass_minutes", "directory_ttl_seconds",
-        "transfer_relationship_hours", "transfer_max_bytes",
+        "transfer_max_bytes",
     ):  # fmt: skip
         if name in out:
             out[name] = _positive(name, out[name])

@@ -47,10 +47,7 @@ Context = Annotated[RequestContext, Depends(context)]
 
 
 def inbox(svc: Services) -> Inbox:
-    return Inbox(
-        svc.engine, svc.audit, svc.settings.transfer_relationship_hours,
-        svc.settings.canonical_base,
-    )  # fmt: skip
+    return Inbox(svc.engine, svc.audit, svc.settings.canonical_base)
 
 
 async def _body(request: Request, limit: int) -> bytes | None:

@@ -2,8 +2,7 @@
 
 Only the two organisations a transfer joins see it, and only through the profiles that do the
 work at each (care-home staff, hospital clinicians); everyone else gets the same answer as for a
-transfer that does not exist. The person's other care-relationship holders see the transfer's
-encounter through the combined record, under the ordinary policy.
+transfer that does not exist.
 """
 
 from __future__ import annotations

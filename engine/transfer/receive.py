@@ -33,7 +33,6 @@ class Inbox:
 
     engine: Engine
     audit: Appender
-    relationship_hours: int
     base: str
 
 
@@ -127,7 +126,7 @@ def _accept(
     _audit(inbox, who, ctx, True, (f"transfer.{h.event}",), person, nhs)
     try:
         with inbox.engine.begin() as conn:
-            store.accept(conn, accepted, now, inbox.relationship_hours, inbox.base)
+            store.accept(conn, accepted, now)
     except IntegrityError:
         with inbox.engine.connect() as conn:
             found = store.stored(conn, h.id)

@@ -1,31 +1,26 @@
 """Reads and the one write of a red-bag message: everything it changes, in one transaction.
 
 Accepting a transfer stores the message byte-exact, opens the transfer in the hospital's inbox
-with its first steps (``sent``, ``received``), and records the hospital's relationship with the
-person as an ``Encounter`` in the shared record, where ``engine.gate.gather_facts`` reads it
-like any other hospital encounter. A discharge closes the transfer (``discharged``). The
-message header id is the primary key, so a concurrent duplicate fails the insert and is
-answered from what the first one stored.
+with its first steps (``sent``, ``received``); the hospital's ``transfer`` relationship with the
+person follows from those steps (``hospital_stays``, read by ``engine.gate.gather_facts``). A
+discharge closes the transfer (``discharged``). The message header id is the primary key, so
+a concurrent duplicate fails the insert and is answered from what the first one stored.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, cast
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Table, insert, or_, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
-from engine.canonical import content_hash, dumps
-from engine.models import IngestRun, Resource, ResourceVersion
-from engine.transfer.message import ODS, Header
+from consent import Relationship
+from engine.canonical import dumps
+from engine.transfer.message import Header
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 
-RUNS = cast(Table, IngestRun.__table__)
-R = cast(Table, Resource.__table__)
-V = cast(Table, ResourceVersion.__table__)
 #: The steps of a transfer, in the order they happen.
 STEPS = ("sent", "received", "acknowledged", "discharged", "returned")
 
@@ -144,39 +139,29 @@ class Accepted:
     user_id: str
 
 
-def _relationship(conn: Connection, a: Accepted, now: datetime, hours: int, base: str) -> None:
-    """The hospital's encounter with the person, from receipt for ``hours``."""
-    run_id = str(uuid.uuid4())
-    conn.execute(
-        insert(RUNS).values(id=run_id, kind="transfer", location=f"urn:uuid:{a.header.id}",
-                            started_at=now, finished_at=now, status="completed", summary={})
+def hospital_stays(conn: Connection, person_id: str) -> tuple[Relationship, ...]:
+    """Each hospital's ``transfer`` relationship with the person: from receipt, ended by its
+    discharge; the policy's ``transfer`` window (mappings/policy/rules.json) says how long it
+    holds after that, as for any windowed relationship."""
+    rows = conn.execute(
+        select(TRANSFERS.c.id, TRANSFERS.c.hospital, STATUS.c.status, STATUS.c.at)
+        .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
+        .where(TRANSFERS.c.person_id == person_id, STATUS.c.status.in_(("received", "discharged")))
+        .order_by(TRANSFERS.c.id, STATUS.c.id)
+    ).all()
+    steps: dict[str, dict[str, datetime]] = {}
+    hospital: dict[str, str] = {}
+    for row in rows:
+        hospital[row.id] = row.hospital
+        steps.setdefault(row.id, {}).setdefault(row.status, row.at)
+    return tuple(
+        Relationship(org=hospital[t], kind="transfer", start=at.get("received"),
+                     end=at.get("discharged"))
+        for t, at in steps.items()
     )  # fmt: skip
-    encounter_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"scr-transfer:{a.transfer_id}"))
-    body: dict[str, Any] = {
-        "resourceType": "Encounter", "id": encounter_id,
-        "meta": {"versionId": "1", "lastUpdated": now.isoformat(),
-                 "source": f"{base}transfer/{a.transfer_id}"},
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER",
-                  "display": "emergency"},
-        "subject": {"reference": f"Patient/{a.patient_id}"},
-        "serviceProvider": {"identifier": {"system": ODS, "value": a.header.destination}},
-        "period": {"start": now.isoformat(), "end": (now + timedelta(hours=hours)).isoformat()},
-    }  # fmt: skip
-    row = {
-        "id": encounter_id, "resource_type": "Encounter", "version_id": 1, "last_updated": now,
-        "content_hash": content_hash(body), "body": dumps(body), "status": "active",
-        "run_id": run_id,
-    }  # fmt: skip
-    conn.execute(
-        insert(R).values(**row, source_key=f"transfer:{a.transfer_id}", source_system="transfer",
-                         source_org=a.header.sender, patient_id=a.patient_id, labels="")
-    )  # fmt: skip
-    kept = ("version_id", "last_updated", "content_hash", "body", "status", "run_id")
-    conn.execute(insert(V).values(resource_id=encounter_id, **{k: row[k] for k in kept}))
 
 
-def accept(conn: Connection, a: Accepted, now: datetime, hours: int, base: str) -> None:
+def accept(conn: Connection, a: Accepted, now: datetime) -> None:
     """Take a message in (the caller's transaction); a duplicate header id fails the insert."""
     h = a.header
     conn.execute(
@@ -195,6 +180,5 @@ def accept(conn: Connection, a: Accepted, now: datetime, hours: int, base: str) 
         )  # fmt: skip
         add_step(conn, a.transfer_id, "sent", h.sender, a.user_id, now)
         add_step(conn, a.transfer_id, "received", h.destination, "scr", now)
-        _relationship(conn, a, now, hours, base)
     else:
         add_step(conn, a.transfer_id, "discharged", h.sender, a.user_id, now)

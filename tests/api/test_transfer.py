@@ -257,12 +257,12 @@ def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_win
     assert everything(client, other) != 200
     svc = client.app.state.services  # type: ignore[attr-defined]
     who = who_for(svc, svc.verifier.verify(doctor))
-    hours = store.settings.transfer_relationship_hours
-    window = svc.policy.relationships["hospital"]["hospital-encounter"]
+    window = svc.policy.relationships["hospital"]["transfer"]
     with store.engine.connect() as conn:
         (person,) = people_with_nhs_number(conn, NHS)
         facts = gather_facts(conn, person, patients_of(conn, person), svc.policy)
-    later = datetime.now(UTC) + timedelta(hours=hours) + timedelta(days=window or 0, hours=1)
+    assert [r.org for r in facts.relationships if r.kind == "transfer"] == [HOSPITAL]
+    later = datetime.now(UTC) + timedelta(days=window or 0, hours=1)
     ask = Request("everything")
     assert decide(who, facts, who.purpose, ask, datetime.now(UTC), svc.policy).permit
     assert not decide(who, facts, who.purpose, ask, later, svc.policy).permit
