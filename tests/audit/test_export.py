@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from audit.export import BALP
-from audit.query import search
+from audit.search import Filters, search
 from audit.writer import append, append_batch
 from engine.cli import app
 from tests.audit.trail import entry
@@ -73,7 +73,7 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
 def test_export_since_leaves_out_earlier_entries(engine: Engine, db_url: str):
     for n in range(1, 5):
         append(engine, entry(n))
-    third = search(engine, limit=2)[1]["time"]  # newest first: entry 3
+    third = search(engine, Filters(), limit=2).entries[1]["time"]  # newest first: entry 3
     since = datetime.fromisoformat(third).strftime("%Y-%m-%dT%H:%M:%S")
     doc = orjson.loads(_export(db_url, "--since", since))
     ids = [e["resource"]["id"] for e in doc["entry"]]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
 
 from audit.chain import GENESIS, Walk, link, seal
-from audit.query import search
+from audit.search import Filters, search
 from audit.verify import verify
 from audit.writer import append_batch
 from engine.settings import Settings, SettingsError
@@ -47,13 +47,16 @@ def test_the_walk_is_pure_and_needs_no_database():
 
 def test_searches_by_patient_user_and_day_newest_first(engine: Engine):
     append_batch(engine, [entry(n) for n in range(1, 21)])
-    by_patient = search(engine, patient_id="patient-3")
+    by_patient = search(engine, Filters(patient_id="patient-3")).entries
     assert [d["seq"] for d in by_patient] == [18, 13, 8, 3]
     assert all(d["patient_id"] == "patient-3" for d in by_patient)
-    assert {d["user_id"] for d in search(engine, user_id="555555000001")} == {"555555000001"}
-    written = datetime.fromisoformat(search(engine, limit=1)[0]["time"])
-    assert len(search(engine, day=written, limit=50)) == 20
-    assert search(engine, day=datetime(2001, 1, 1, tzinfo=UTC)) == []
+    by_user = search(engine, Filters(user_id="555555000001")).entries
+    assert {d["user_id"] for d in by_user} == {"555555000001"}
+    written = datetime.fromisoformat(search(engine, Filters(), limit=1).entries[0]["time"])
+    day = written.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert len(search(engine, Filters(since=day, until=day + timedelta(days=1))).entries) == 20
+    old = datetime(2001, 1, 1, tzinfo=UTC)
+    assert search(engine, Filters(since=old, until=old + timedelta(days=1))).entries == []
 
 
 def test_the_app_role_setting_must_be_a_plain_name():
