@@ -119,3 +119,27 @@ def test_items_open_past_72_hours_are_highlighted_overdue(
     assert rows == [(" overdue", old), ("", recent)]
     alerts = web.get("/ig/alerts").text
     assert 'data-rule="break-glass-unreviewed"' in alerts and old in alerts and recent not in alerts
+
+
+def test_a_self_claim_is_an_item_and_an_inappropriate_outcome_ends_it(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    doctor = token("ae-doctor")
+    made = post(
+        web, doctor, "relationship", {"patient": NHS, "reason": "Seen in clinic today, letter due"}
+    )
+    assert made.status_code == 201
+    item = made.json()["review_items"][0]
+    assert everything(web, doctor).status_code == 200
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    assert f'data-id="{item}"' in web.get("/ig/reviews").text
+    form = csrf(web, f"/ig/reviews/self-claim/{item}")
+    done = web.post(
+        f"/ig/reviews/self-claim/{item}",
+        data={"csrf_token": form, "outcome": "inappropriate", "note": "No clinic that day"},
+    )
+    assert done.status_code == 303
+    assert f'data-id="{item}"' not in web.get("/ig/reviews").text
+    assert ("ig-review", "permit") in audit_actions(store)
+    web.cookies.clear()
+    assert everything(web, doctor).status_code == 404
