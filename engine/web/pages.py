@@ -89,8 +89,9 @@ def sign_in(
     except TokenRefused as exc:
         record_event(svc, context(request), "token-refused", None, ("auth.token-invalid", exc.kind))
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
-    record_event(svc, context(request), "login", who_for(svc, user), ())
-    response = _to(_RECORD)
+    who = who_for(svc, user)
+    record_event(svc, context(request), "login", who, ())
+    response = _to("/ig" if who.profile == "ig-officer" else _RECORD)
     session.sign_in(response, token)
     return response
 

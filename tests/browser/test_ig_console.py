@@ -26,7 +26,7 @@ def ig(browser: Browser, region: Region) -> Iterator[Page]:
     page = browser.new_context().new_page()
     page.goto(region.url + "/")
     page.click("#persona-ig-officer")
-    page.wait_for_url("**/record")
+    page.wait_for_url("**/ig")
     yield page
     page.context.close()
 

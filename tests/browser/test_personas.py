@@ -163,7 +163,7 @@ def open_as(browser: Browser, region: Region, persona: str) -> Page:
     page = context.new_page()
     page.goto(region.url + "/")
     page.click(f"#persona-{persona}")
-    page.wait_for_url("**/record")
+    page.wait_for_url("**/ig" if persona == "ig-officer" else "**/record")
     page.goto(f"{region.url}/record/{region.resident}")
     page.click("#acknowledge")
     page.wait_for_load_state()
