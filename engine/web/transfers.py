@@ -136,8 +136,19 @@ def send_transfer(
     on_oxygen: Optional = "", medicines: Optional = "", allergies: Optional = "",
     for_cpr: Optional = "", advance: Optional = "", legal: Optional = "", about_me: Optional = "",
     contacts: Optional = "", infection: Optional = "", belongings: Optional = "",
+    step: Optional = "review",
 ) -> Response:  # fmt: skip
+    """``step`` is ``review`` (check what was entered, NEWS2 computed), ``edit`` (back to the
+    form with what was entered) or ``send``; nothing is sent before a review."""
     session.check_csrf(request, csrf_token)
+    entered = {
+        "hospital": hospital, "reason": reason, "given": given, "family": family, "born": born,
+        "respiration_rate": respiration_rate, "spo2": spo2, "systolic_bp": systolic_bp,
+        "pulse": pulse, "consciousness": consciousness, "temperature": temperature,
+        "on_oxygen": on_oxygen, "medicines": medicines, "allergies": allergies,
+        "for_cpr": for_cpr, "advance": advance, "legal": legal, "about_me": about_me,
+        "contacts": contacts, "infection": infection, "belongings": belongings,
+    }  # fmt: skip
     who = _signed_in(request)
     if who is None:
         return _to("/")
@@ -164,7 +175,13 @@ def send_transfer(
         about_me=about_me, contacts=contacts, infection_status=infection,
         belongings=_lines(belongings),
     )  # fmt: skip
-    if not problems:
+    hospitals = _kind_of(request, "hospital")
+    if not problems and step == "review":
+        return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
+                     prefill=entered, hospitals=hospitals, review=True,
+                     news2_total=news2.total(vitals), news2_risk=news2.risk(vitals),
+                     hospital_name=dict(hospitals).get(hospital, hospital))  # fmt: skip
+    if not problems and step == "send":
         base = services(request).settings.canonical_base
         doc = transfer_message(form, sender=who.org, destination=hospital,
                                now=datetime.now(UTC), base=base)  # fmt: skip
@@ -172,9 +189,10 @@ def send_transfer(
         if isinstance(sent, str):
             return _to(f"{_INBOX}/{quote(sent)}")
         problems = sent
-    return _page(request, "transfer_form.html", 422, who=who, nhs_number=nhs_number,
-                 prefill=None, hospitals=_kind_of(request, "hospital"), problems=problems,
-                 error="The transfer was not sent")  # fmt: skip
+    status, error = (422, "The transfer was not sent") if problems else (200, None)
+    return _page(request, "transfer_form.html", status, who=who, nhs_number=nhs_number,
+                 prefill=entered, hospitals=hospitals, problems=problems,
+                 error=error)  # fmt: skip
 
 
 @router.get(_INBOX, response_class=HTMLResponse)
