@@ -20,11 +20,9 @@ from audit.alerts import OpenItem
 from consent import Who
 from consent.model import ReviewState
 from engine.access import C, G, Kind, ReviewError, review
-from engine.identity import patients_of
-from engine.identity.tables import PatientNumber
+from engine.identity import members_of
 from engine.ig.gate import admit
 
-NUMBERS = cast(Table, PatientNumber.__table__)
 OUTCOMES = ("appropriate", "inappropriate")
 MAX_NOTE = 2000
 _TABLES: dict[Kind, Table] = {"break-glass": G, "self-claim": C}
@@ -50,14 +48,6 @@ class Item:
     overdue: bool
 
 
-def nhs_number_of(conn: Connection, person_id: str) -> str | None:
-    """The person's NHS number (the lowest, if their records hold several)."""
-    rows = conn.execute(
-        select(NUMBERS.c.nhs_number).where(NUMBERS.c.patient_id.in_(patients_of(conn, person_id)))
-    ).scalars()
-    return min(rows, default=None)
-
-
 def _items(
     conn: Connection, kind: Kind, now: datetime, hours: int, where: Sequence[ColumnElement[bool]]
 ) -> list[Item]:
@@ -69,7 +59,7 @@ def _items(
             kind=kind,
             id=r.id,
             person_id=r.person_id,
-            nhs_number=nhs_number_of(conn, r.person_id),
+            nhs_number=members_of(conn, r.person_id).nhs_number,
             user_id=r.user_id,
             role_code=r.role_code,
             org=r.org,
