@@ -20,7 +20,6 @@ from __future__ import annotations
 import multiprocessing
 import random
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, event, text
 
 from adapters.synth.nhs import NhsNumbers
@@ -37,7 +35,7 @@ from audit.entry import AuditEntry, body
 from audit.search import Filters, search
 from audit.verify import verify
 from audit.writer import Writer
-from bench.machine import facts, label
+from bench.machine import facts, label, per_database
 from engine.db import make_engine, scratch_store
 from engine.migrate import upgrade
 
@@ -326,12 +324,7 @@ def _one(url: str, size: int, work: Path) -> dict[str, Any]:
 
 
 def run(size: int, databases: list[str]) -> dict[str, Any]:
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        for url in databases:
-            result = _one(url, size, Path(work))
-            print(orjson.dumps(result).decode(), flush=True)
-            results.append(result)
+    results = per_database(databases, lambda url, work: _one(url, size, work))
     return {
         "scenario": "audit",
         "entries": size,

@@ -19,7 +19,6 @@ with ``orjson``, in this process, one at a time.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from bench.corpus import (
     readable,
     sample,
 )
-from bench.machine import facts, label
+from bench.machine import facts, label, per_database
 from bench.serve import gp_token, server
 from engine.db import make_engine, scratch_store
 from engine.settings import Settings
@@ -179,12 +178,7 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
 
 def run(size: int, databases: list[str]) -> dict[str, Any]:
     quick = size < 100_000
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        for url in databases:
-            result = _one(url, size, Path(work), quick)
-            print(orjson.dumps(result).decode(), flush=True)
-            results.append(result)
+    results = per_database(databases, lambda url, work: _one(url, size, work, quick))
     return {
         "scenario": "read",
         "target_resources": size,

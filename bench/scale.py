@@ -11,14 +11,11 @@ to the floor measured beside each p50 (which the same noise moves).
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench.corpus import build, count, grow, readable, sample
-from bench.machine import facts, label
+from bench.machine import facts, label, per_database
 from bench.read import CLIENTS, TYPICAL_PEOPLE, ask_templates, ingested, measure
 from bench.serve import gp_token, server
 from engine.db import make_engine, scratch_store
@@ -74,12 +71,7 @@ def _one(url: str, sizes: list[int], work: Path, quick: bool) -> dict[str, Any]:
 def run(size: int, databases: list[str]) -> dict[str, Any]:
     """``size`` is the largest store; it is measured at a tenth of that first."""
     quick = size < 100_000
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        for url in databases:
-            result = _one(url, [size // 10, size], Path(work), quick)
-            print(orjson.dumps(result).decode(), flush=True)
-            results.append(result)
+    results = per_database(databases, lambda url, work: _one(url, [size // 10, size], work, quick))
     return {
         "scenario": "scale",
         "largest_resources": size,

@@ -12,7 +12,6 @@ by the driver, in this process, one at a time.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -27,7 +26,7 @@ from sqlalchemy import Engine, select
 from adapters.synth import catalogue as cat
 from bench.corpus import ingest_people
 from bench.load import figures
-from bench.machine import facts, label
+from bench.machine import facts, label, per_database
 from bench.serve import server
 from engine.api.auth import mint
 from engine.db import make_engine, scratch_store
@@ -175,10 +174,5 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
 
 def run(size: int, databases: list[str]) -> dict[str, Any]:
     quick = size < 500
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        for url in databases:
-            result = _one(url, size, Path(work), quick)
-            print(orjson.dumps(result).decode(), flush=True)
-            results.append(result)
+    results = per_database(databases, lambda url, work: _one(url, size, work, quick))
     return {"scenario": "transfer", "targets": TARGETS, "results": results, "machine": facts()}
