@@ -38,7 +38,7 @@ from engine.identity import relink
 from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
 from engine.settings import Settings
-from engine.validate import validate_resource
+from engine.validate import ElementMemo, validate_resource
 from engine.writer import BackgroundWriter
 
 MapFn = Callable[[SourceRecord], MapOutcome]
@@ -153,6 +153,7 @@ class _Run:
         self.pending = 0
         self.flushes = 0
         self.writer = BackgroundWriter()
+        self.elements = ElementMemo()
 
     def take(self, record: SourceRecord, outcome: MapOutcome) -> None:
         self.summary.read += 1
@@ -324,7 +325,7 @@ class _Run:
                 or cur.content_hash != r["content_hash"]
                 or cur.status != r["status"]
             ]
-            issues = [i for r in changed for i in validate_resource(r["resource"])]
+            issues = [i for r in changed for i in validate_resource(r["resource"], self.elements)]
             if issues:
                 self.bad.append((g.record, (*issues, *g.withheld)))
                 continue

@@ -2,16 +2,113 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from functools import cache
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
+from fhir.resources.R4B.resource import Resource
+from fhir_core.utils import is_list_type
+from pydantic import BaseModel, ValidationError
 
 from adapters.base import Issue
 
+#: Elements that carry the resource's own identity (its source record, its version): they
+#: never recur, so remembering them would only push out the elements that do.
+_OWN = frozenset({"meta", "identifier"})
 
-def validate_resource(resource: dict[str, Any]) -> list[Issue]:
-    """Every problem the R4 model finds, each naming its element path (``Observation.code``)."""
+
+class ElementMemo:
+    """The R4B element models one ingest run has built, by element class and exact JSON.
+
+    A run meets the same elements thousands of times: a person's ``subject`` reference, a
+    drug's CodeableConcept, the practice as performer. R4B elements are validated without
+    reference to their parent (no R4B model has a validator that reads its parent), so the
+    model built for one copy is what the library would build for every equal copy, and
+    handing it over in place of the dict lets the resource's own validation accept it
+    without building it again. Only elements that validated are remembered; a bad one stays a
+    dict, so the resource's validation reports it at its full path. Least recently used
+    entries go first, keeping memory flat however long the run.
+    """
+
+    def __init__(self, capacity: int = 2048) -> None:
+        self.capacity = capacity
+        self._models: OrderedDict[tuple[type[BaseModel], bytes], BaseModel] = OrderedDict()
+
+    def element(self, cls: type[BaseModel], value: Any) -> Any:
+        """The validated model for ``value``, or ``value`` itself when it is not valid."""
+        if not isinstance(value, dict):
+            return value
+        key = (cls, orjson.dumps(value))
+        model = self._models.get(key)
+        if model is not None:
+            self._models.move_to_end(key)
+            return model
+        try:
+            model = cls.model_validate(value)
+        except ValidationError:
+            return value
+        self._models[key] = model
+        if len(self._models) > self.capacity:
+            self._models.popitem(last=False)
+        return model
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+def _element_class(annotation: Any) -> type[BaseModel] | None:
+    """The element model a field holds (``CodeableConceptType`` → ``CodeableConcept``)."""
+    klass = getattr(annotation, "get_model_klass", None)
+    if klass is not None:
+        found: type[BaseModel] = klass()
+        return found
+    for arg in getattr(annotation, "__args__", ()):
+        inner = _element_class(arg)
+        if inner is not None:
+            return inner
+    return None
+
+
+@cache
+def _element_fields(model: type[BaseModel]) -> dict[str, tuple[type[BaseModel], bool]]:
+    """A resource's complex element fields by JSON name, each with whether it repeats.
+
+    Contained resources are left to the resource's own validation.
+    """
+    fields: dict[str, tuple[type[BaseModel], bool]] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        element = _element_class(info.annotation)
+        if element is None or key in _OWN or issubclass(element, Resource):
+            continue
+        fields[key] = (element, is_list_type(info))
+    return fields
+
+
+def _with_models(
+    model: type[BaseModel], resource: dict[str, Any], memo: ElementMemo
+) -> dict[str, Any]:
+    fields = _element_fields(model)
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        field = fields.get(key)
+        if field is not None:
+            element, repeats = field
+            if not repeats:
+                value = memo.element(element, value)
+            elif isinstance(value, list):
+                value = [memo.element(element, item) for item in value]
+        out[key] = value
+    return out
+
+
+def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None) -> list[Issue]:
+    """Every problem the R4 model finds, each naming its element path (``Observation.code``).
+
+    With ``memo`` (an ingest run's), elements already built for an equal copy are reused.
+    """
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         return [Issue("resourceType", "missing resourceType")]
@@ -19,10 +116,11 @@ def validate_resource(resource: dict[str, Any]) -> list[Issue]:
         model = get_fhir_model_class(rtype)
     except (KeyError, ValueError):
         return [Issue("resourceType", f"{rtype!r} is not an R4 resource type")]
+    data = resource if memo is None else _with_models(model, resource, memo)
     try:
         # Constructing validates exactly as ``model_validate`` does, one call layer cheaper
         # (about 6% of the validation time).
-        model(**resource)
+        model(**data)
     except ValidationError as exc:
         return [
             Issue(

@@ -1,0 +1,112 @@
+"""Validation with an ingest run's element memo finds exactly what validation without it finds."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.validate import ElementMemo, validate_resource
+
+
+def _observation(patient: str = "p1") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": "o1",
+        "meta": {"source": "https://fhir.scr.example/source/x/1"},
+        "identifier": [{"system": "https://fhir.scr.example/Id/source-record", "value": "x|1"}],
+        "status": "final",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "163030003"}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": "2009-10-19T13:15:57+00:00",
+        "valueQuantity": {"value": 123, "unit": "mmHg"},
+        "performer": [{"reference": "Organization/o"}, {"reference": "Practitioner/p"}],
+        "category": [{"coding": [{"system": "http://x", "code": "vital-signs"}]}],
+    }
+
+
+# Values that are valid in some elements and not in others, or in none.
+_junk = st.one_of(
+    st.none(),
+    st.integers(-3, 3),
+    st.sampled_from(["", "x", "2009-13-45", "Patient/p1", " lead", "final"]),
+    st.just([]),
+    st.just([None]),
+    st.just({}),
+    st.just({"reference": 1}),
+    st.just({"coding": [{"code": 5}]}),
+    st.just({"unknown": "element"}),
+)
+_paths = st.sampled_from(
+    [
+        ("code",),
+        ("code", "coding"),
+        ("code", "coding", 0, "code"),
+        ("code", "coding", 0, "system"),
+        ("subject",),
+        ("subject", "reference"),
+        ("valueQuantity", "value"),
+        ("valueQuantity",),
+        ("performer",),
+        ("performer", 1),
+        ("performer", 0, "reference"),
+        ("category", 0, "coding"),
+        ("meta", "source"),
+        ("identifier", 0),
+        ("status",),
+    ]
+)
+
+
+def _put(doc: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
+    node: Any = doc
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_paths, _junk), max_size=3), st.integers(0, 2))
+def test_memo_changes_no_outcome(edits: list[tuple[tuple[str | int, ...], Any]], who: int) -> None:
+    """Whatever is broken where, the issues are the same with a warm memo as without one."""
+    memo = ElementMemo()
+    for warm in (_observation("p0"), _observation("p1"), _observation("p2")):
+        assert validate_resource(warm, memo) == []
+    doc = _observation(f"p{who}")
+    for path, value in edits:
+        try:
+            _put(doc, path, copy.deepcopy(value))
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit replaced the parent; the later one has nowhere to go
+    assert validate_resource(doc, memo) == validate_resource(doc)
+    assert validate_resource(doc, memo) == validate_resource(doc)  # and again, memo warmer
+
+
+def test_a_bad_element_is_reported_every_time_at_its_path() -> None:
+    memo = ElementMemo()
+    bad = {"coding": [{"system": "http://snomed.info/sct", "code": 163030003}]}
+    first, second = _observation("p1"), _observation("p2")
+    first["code"] = bad
+    second["code"] = copy.deepcopy(bad)
+    for doc in (first, second):
+        issues = validate_resource(doc, memo)
+        assert [i.field for i in issues] == ["Observation.code.coding.0.code"]
+    # Two subjects, the value, two performers and the category; never the bad code.
+    assert len(memo) == 6
+    assert validate_resource(_observation("p1"), memo) == []
+
+
+def test_elements_that_carry_identity_are_not_remembered_and_memory_is_bounded() -> None:
+    memo = ElementMemo(capacity=4)
+    for n in range(50):
+        assert validate_resource(_observation(f"p{n}"), memo) == []
+    assert len(memo) == 4
+
+
+def test_contained_resources_are_validated_by_the_resource_itself() -> None:
+    memo = ElementMemo()
+    doc = _observation()
+    doc["contained"] = [{"resourceType": "Patient", "id": "c", "birthDate": "not a date"}]
+    assert validate_resource(doc, memo) == validate_resource(doc) != []
