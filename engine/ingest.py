@@ -91,6 +91,9 @@ class _Good:
     rows: list[dict[str, Any]]
     #: Values the mapper left out: the rows go in and the record stays quarantined for them.
     withheld: tuple[Issue, ...] = ()
+    #: The rows that differ from what is stored, and what validating them found.
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    invalid: list[Issue] = field(default_factory=list)
 
 
 @dataclass
@@ -199,23 +202,26 @@ class _Run:
     def flush(self) -> None:
         """Check, validate and decide the batch here; its writes commit on the writer thread.
 
-        The batch's transaction starts here, after the previous batch has committed, and is
-        handed to the writer with its lookups done, so it commits exactly what a synchronous
-        flush would.
+        What does not depend on the batch in flight (the stored versions, which only the run's
+        apply changes, and validating what differs from them) is done while it commits. Then
+        the batch's transaction starts, after the previous batch has committed, and is handed
+        to the writer with its lookups done, so it commits exactly what a synchronous flush
+        would.
         """
         if not self.good and not self.bad:
             return
+        ids = {r["resource_id"]: None for g in self.good for r in g.rows}
+        ids.update({r["patient_id"]: None for g in self.good for r in g.rows if r["patient_id"]})
+        with self.engine.connect() as look:
+            stored = store.stored(look, list(ids))
+        self._validate(stored.current)
         self.writer.wait()
         conn = self.engine.connect()
         try:
-            ids = {r["resource_id"]: None for g in self.good for r in g.rows}
-            ids.update(
-                {r["patient_id"]: None for g in self.good for r in g.rows if r["patient_id"]}
-            )
-            seen = store.seen(conn, self.summary.run_id, list(ids))
-            self._check_duplicates(seen.staged)
-            self._check_patients(seen.stored_patients | seen.staged_patients)
-            staged, resolved = self._stage(conn, seen.stored)
+            staged_ids = store.staged(conn, self.summary.run_id, list(ids))
+            self._check_duplicates(staged_ids.ids)
+            self._check_patients(stored.patients | staged_ids.patients)
+            staged, resolved = self._stage(conn, stored.current)
             updates, inserts = self._quarantine(conn)
         except BaseException:
             conn.close()
@@ -305,36 +311,43 @@ class _Run:
             )
         self.good = keep
 
-    def _stage(
-        self, conn: Connection, existing: dict[str, store.Current]
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Compare with what is stored; validate and stage only what is new or changed.
+    def _validate(self, existing: dict[str, store.Current]) -> None:
+        """Validate each record's rows that are new or changed; the checks after may still
+        quarantine the record for another reason, which then comes first.
 
         Unchanged content was valid when it was stored, so it is not validated again: a
         re-run of an extract costs a hash comparison per resource.
         """
-        now = _now()
-        stamp = now.isoformat()
-        staged: list[dict[str, Any]] = []
-        taken: list[str] = []
         for g in self.good:
-            changed = [
+            g.changed = [
                 r
                 for r in g.rows
                 if (cur := existing.get(r["resource_id"])) is None
                 or cur.content_hash != r["content_hash"]
                 or cur.status != r["status"]
             ]
-            issues = [i for r in changed for i in validate_resource(r["resource"], self.elements)]
-            if issues:
-                self.bad.append((g.record, (*issues, *g.withheld)))
+            g.invalid = [
+                i for r in g.changed for i in validate_resource(r["resource"], self.elements)
+            ]
+
+    def _stage(
+        self, conn: Connection, existing: dict[str, store.Current]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Stage what is new or changed of each record that passed every check."""
+        now = _now()
+        stamp = now.isoformat()
+        staged: list[dict[str, Any]] = []
+        taken: list[str] = []
+        for g in self.good:
+            if g.invalid:
+                self.bad.append((g.record, (*g.invalid, *g.withheld)))
                 continue
             if g.withheld:
                 self.bad.append((g.record, g.withheld))
             else:
                 taken.append(g.record.ref.key)
-            self.summary.unchanged += len(g.rows) - len(changed)
-            for r in changed:
+            self.summary.unchanged += len(g.rows) - len(g.changed)
+            for r in g.changed:
                 staged.append(self._staged_row(r, existing.get(r["resource_id"]), now, stamp))
                 if r["resource_type"] == "Patient":
                     self.patients.add(r["resource_id"])

@@ -31,26 +31,31 @@ class Current:
 
 
 @dataclass(frozen=True)
-class Seen:
-    """What the store and this run's staging area already hold of a batch's ids."""
+class Stored:
+    """What the store holds of a batch's ids. A run does not change it until it applies."""
 
     #: The stored version of each id that is stored.
-    stored: dict[str, Current]
+    current: dict[str, Current]
     #: Active Patients among the stored ids.
-    stored_patients: set[str]
-    #: Ids this run has staged already, and the Patients among them.
-    staged: set[str]
-    staged_patients: set[str]
+    patients: set[str]
 
 
-def seen(conn: Connection, run_id: str, ids: Sequence[str]) -> Seen:
-    """Everything a batch's checks need to know about ``ids``, in two statements.
+@dataclass(frozen=True)
+class StagedIds:
+    """Ids this run has staged already, and the Patients among them."""
 
-    ``ids`` are the batch's resource ids and the patients they cite; each check only asks
-    about its own ids, so one superset lookup answers all of them.
+    ids: set[str]
+    patients: set[str]
+
+
+def stored(conn: Connection, ids: Sequence[str]) -> Stored:
+    """The stored version of each of ``ids``: one statement (a few on SQLite).
+
+    ``ids`` are a batch's resource ids and the patients they cite; each check only asks about
+    its own ids, so one superset lookup answers all of them.
     """
-    stored: dict[str, Current] = {}
-    stored_patients: set[str] = set()
+    current: dict[str, Current] = {}
+    patients: set[str] = set()
     for cond in member_of(conn, R.c.id, ids):
         rows = conn.execute(
             select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status, R.c.resource_type).where(
@@ -58,20 +63,25 @@ def seen(conn: Connection, run_id: str, ids: Sequence[str]) -> Seen:
             )
         )
         for r in rows:
-            stored[r.id] = Current(r.content_hash, r.version_id, r.status)
+            current[r.id] = Current(r.content_hash, r.version_id, r.status)
             if r.resource_type == "Patient" and r.status == "active":
-                stored_patients.add(r.id)
-    staged: set[str] = set()
-    staged_patients: set[str] = set()
+                patients.add(r.id)
+    return Stored(current, patients)
+
+
+def staged(conn: Connection, run_id: str, ids: Sequence[str]) -> StagedIds:
+    """Which of ``ids`` the run has staged: ask only once its earlier batches are committed."""
+    found: set[str] = set()
+    patients: set[str] = set()
     for cond in member_of(conn, S.c.resource_id, ids):
         rows = conn.execute(
             select(S.c.resource_id, S.c.resource_type).where(S.c.run_id == run_id, cond)
         )
         for r in rows:
-            staged.add(r.resource_id)
+            found.add(r.resource_id)
             if r.resource_type == "Patient":
-                staged_patients.add(r.resource_id)
-    return Seen(stored, stored_patients, staged, staged_patients)
+                patients.add(r.resource_id)
+    return StagedIds(found, patients)
 
 
 def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
