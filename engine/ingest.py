@@ -426,7 +426,7 @@ class _Run:
 def _end_run(conn: Connection, run_id: str, status: str, summary: dict[str, Any]) -> None:
     """Record how a run ended; a run that did not complete leaves nothing staged or quarantined."""
     if status != "completed":
-        store.discard_staging(conn, run_id)
+        store.discard_run(conn, run_id)
         conn.execute(Q.delete().where(Q.c.run_id == run_id, Q.c.status == "open"))
     conn.execute(
         update(RUNS)

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, insert, literal, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    delete,
+    insert,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 
 from engine.db import bulk_insert, member_of
 from engine.models import QuarantineItem, Resource, ResourceVersion, Staged, StagedResolution
@@ -93,10 +104,20 @@ def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
     return out
 
 
+_VERSION_COLUMNS = ("resource_id", "version_id", "last_updated", "content_hash", "body", "status")
+
+
 def stage(
     conn: Connection, rows: list[dict[str, Any]], resolved: Iterable[str], run_id: str
 ) -> None:
+    """A batch's staged rows, and their versions straight into the history.
+
+    A version belongs to its run: it is history once the run completes, and a run that does
+    not complete takes its versions with it (``discard_run``). Writing them batch by batch, on
+    the writer thread, keeps that insert out of the apply that the whole run waits for.
+    """
     bulk_insert(conn, S, rows)
+    bulk_insert(conn, V, [{**{c: r[c] for c in _VERSION_COLUMNS}, "run_id": run_id} for r in rows])
     res = [{"run_id": run_id, "source_key": k} for k in resolved]
     if res:
         conn.execute(insert(SR), res)
@@ -154,28 +175,6 @@ def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> 
         )
     )
     conn.execute(
-        insert(V).from_select(
-            [
-                "resource_id",
-                "version_id",
-                "last_updated",
-                "content_hash",
-                "body",
-                "status",
-                "run_id",
-            ],
-            select(
-                S.c.resource_id,
-                S.c.version_id,
-                S.c.last_updated,
-                S.c.content_hash,
-                S.c.body,
-                S.c.status,
-                literal(run_id),
-            ).where(mine),
-        )
-    )
-    conn.execute(
         update(Q)
         .where(
             Q.c.status == "open",
@@ -206,3 +205,16 @@ def refresh_statistics(conn: Connection, first: bool) -> None:
 def discard_staging(conn: Connection, run_id: str) -> None:
     conn.execute(delete(S).where(S.c.run_id == run_id))
     conn.execute(delete(SR).where(SR.c.run_id == run_id))
+
+
+def discard_run(conn: Connection, run_id: str) -> None:
+    """Everything a run that did not complete wrote: its versions and its staging area.
+
+    Its versions are found through what it staged (each batch wrote both in one transaction),
+    so the history's primary key finds them however long the history is.
+    """
+    mine = select(S.c.resource_id, S.c.version_id).where(S.c.run_id == run_id)
+    conn.execute(
+        delete(V).where(V.c.run_id == run_id, tuple_(V.c.resource_id, V.c.version_id).in_(mine))
+    )
+    discard_staging(conn, run_id)

@@ -9,7 +9,7 @@ import textwrap
 
 from sqlalchemy import func, select
 
-from engine.models import IngestRun, Resource, Staged
+from engine.models import IngestRun, Resource, ResourceVersion, Staged
 from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
 
 KILLER = textwrap.dedent(
@@ -49,8 +49,14 @@ def test_kill_between_batches_then_rerun(engine, db_url, settings, codes, tmp_pa
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Resource)).scalar() == 0
-        assert conn.execute(select(func.count()).select_from(Staged)).scalar() > 0
+        staged = conn.execute(select(func.count()).select_from(Staged)).scalar()
+        assert staged
         assert conn.execute(select(IngestRun.status)).scalars().all() == ["running"]
+        dead = conn.execute(select(IngestRun.id)).scalar_one()
+        # The dead run's versions are its own, one per staged row, and leave with it.
+        versions = conn.execute(select(ResourceVersion.run_id)).scalars().all()
+        assert len(versions) == staged
+        assert set(versions) == {dead}
 
     from adapters.systmone import SystmOneAdapter
     from engine.ingest import ingest
@@ -60,4 +66,10 @@ def test_kill_between_batches_then_rerun(engine, db_url, settings, codes, tmp_pa
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Staged)).scalar() == 0
         statuses = sorted(conn.execute(select(IngestRun.status)).scalars().all())
+        history = conn.execute(
+            select(IngestRun.status, func.count())
+            .join(ResourceVersion, ResourceVersion.run_id == IngestRun.id)
+            .group_by(IngestRun.status)
+        ).all()
     assert statuses == ["abandoned", "completed"]
+    assert history == [("completed", 241)]
