@@ -29,6 +29,11 @@ from engine.transfer.rules import UUID, Refused
 from engine.transfer.rules import Problem as Issue
 
 router = APIRouter()
+#: Each acknowledgement's own audit action: the hospital's receipt, or the care home's return.
+STEP_ACTIONS: dict[str, Action] = {
+    "acknowledged": "transfer-acknowledge",
+    "returned": "transfer-return",
+}
 
 
 class TransferList(BaseModel):
@@ -150,7 +155,7 @@ def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) 
     if status is None:
         raise FhirError(409, Problem("business-rule", f"The transfer is {row.status}: there is "
                                      "nothing for your organisation to acknowledge"))  # fmt: skip
-    _audit(svc, who, ctx, "transfer-acknowledge", row)
+    _audit(svc, who, ctx, STEP_ACTIONS[status], row)
     with svc.engine.begin() as conn:
         store.add_step(conn, row.id, status, who.org, who.user_id, datetime.now(UTC))
     return status

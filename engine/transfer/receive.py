@@ -55,10 +55,25 @@ def _audit(
     disclose(inbox.audit, entry, None)
 
 
-def refuse(inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem) -> Refused:
+#: Each event's own audit action, so the trail (and the IG console's action filter) tells a
+#: transfer from a discharge; a message whose event cannot be read is a ``transfer-receive``.
+ACTIONS: dict[str, Action] = {
+    "care-home-transfer": "transfer-receive",
+    "hospital-discharge": "transfer-discharge",
+}
+
+
+def action_of(parsed: Parsed | None) -> Action:
+    return ACTIONS[parsed.header.event] if parsed is not None else "transfer-receive"
+
+
+def refuse(
+    inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem,
+    action: Action = "transfer-receive",
+) -> Refused:  # fmt: skip
     """Audit a refusal, then hand back the exception that answers it."""
     rules = tuple(sorted({f"transfer.{x.code}" for x in p}))
-    _audit(inbox, who, ctx, False, rules)
+    _audit(inbox, who, ctx, False, rules, action=action)
     return Refused(status, *p)
 
 
@@ -75,12 +90,15 @@ def _known(conn: Connection, who: Who, parsed: Parsed) -> Known:
     )  # fmt: skip
 
 
-def _again(inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, digest: str) -> bytes:
+def _again(
+    inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, digest: str,
+    action: Action,
+) -> bytes:  # fmt: skip
     if found.sender != who.org or found.content_hash != digest:
         raise refuse(inbox, who, ctx, 409, Problem(
             "conflict", "a different message with this MessageHeader.id was received already",
-            "Bundle.entry[0].resource.id"))  # fmt: skip
-    _audit(inbox, who, ctx, True, ("transfer.resubmitted",))
+            "Bundle.entry[0].resource.id"), action=action)  # fmt: skip
+    _audit(inbox, who, ctx, True, ("transfer.resubmitted",), action=action)
     return found.response
 
 
@@ -100,10 +118,10 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
         with inbox.engine.connect() as conn:
             found = store.stored(conn, parsed.header.id)
             if found is not None:
-                return _again(inbox, who, ctx, found, digest)
+                return _again(inbox, who, ctx, found, digest, action_of(parsed))
             problems.extend(check_parties(doc, parsed, _known(conn, who, parsed)))
     if problems or parsed is None:
-        raise refuse(inbox, who, ctx, 422, *problems)
+        raise refuse(inbox, who, ctx, 422, *problems, action=action_of(parsed))
     return _accept(inbox, who, ctx, raw, doc, parsed, digest)
 
 
@@ -123,7 +141,7 @@ def _accept(
         patient_id=patient, nhs_number=nhs, transfer_id=parsed.transfer_id or h.id,
         user_id=who.user_id,
     )  # fmt: skip
-    _audit(inbox, who, ctx, True, (f"transfer.{h.event}",), person, nhs)
+    _audit(inbox, who, ctx, True, ("transfer.accepted",), person, nhs, action_of(parsed))
     try:
         with inbox.engine.begin() as conn:
             store.accept(conn, accepted, now)
@@ -132,5 +150,5 @@ def _accept(
             found = store.stored(conn, h.id)
         if found is None:
             raise
-        return _again(inbox, who, ctx, found, digest)
+        return _again(inbox, who, ctx, found, digest, action_of(parsed))
     return answer

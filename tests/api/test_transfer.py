@@ -10,6 +10,7 @@ import copy
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -18,6 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from audit import RequestContext
+from audit.entry import flat
+from audit.report import lines
 from audit.tables import AuditRow
 from consent import Request, decide
 from engine.api.deps import who_for
@@ -43,6 +46,7 @@ from tests.api.transfers import (
 from tests.factories import nhs_numbers
 
 URL = "/fhir/$process-message"
+UTC_ZONE = ZoneInfo("UTC")
 PATIENT_ENTRY = "Bundle.entry[2].resource"
 
 
@@ -268,6 +272,16 @@ def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_win
     assert not decide(who, facts, who.purpose, ask, later, svc.policy).permit
 
 
+def discharge(transfer_id: str) -> dict[str, Any]:
+    return discharge_message(
+        DischargeForm(FORM.person, ["Fractured neck of femur, repaired"],
+                      started=["Alendronic acid"], follow_up="Fracture clinic in 6 weeks",
+                      belongings_returned=["Glasses"], completed_by="Dr Ben Synthetic"),
+        sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id, now=datetime.now(UTC),
+        base=BASE,
+    )  # fmt: skip
+
+
 def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
     client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> None:
@@ -284,14 +298,7 @@ def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
     assert client.post(path + "/acknowledge", headers=auth(doctor)).json()["status"] == (
         "acknowledged"
     )
-    discharge = discharge_message(
-        DischargeForm(FORM.person, ["Fractured neck of femur, repaired"],
-                      started=["Alendronic acid"], follow_up="Fracture clinic in 6 weeks",
-                      belongings_returned=["Glasses"], completed_by="Dr Ben Synthetic"),
-        sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id, now=datetime.now(UTC),
-        base=BASE,
-    )  # fmt: skip
-    sent = send(client, doctor, signed(discharge, keys[HOSPITAL], HOSPITAL))
+    sent = send(client, doctor, signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL))
     assert sent.status_code == 200, sent.text
     assert client.post(path + "/acknowledge", headers=auth(home)).json()["status"] == "returned"
     seen = client.get(path, headers=auth(home)).json()
@@ -318,3 +325,52 @@ def test_a_discharge_must_name_a_transfer_of_that_person_between_those_parties(
         ]
     assert client.get("/transfers/%00x", headers=auth(doctor)).status_code == 404
     assert count(store, MESSAGES) == 0
+
+
+def trail(store: Store, *actions: str) -> list[tuple[str, str, str]]:
+    """(action, outcome, organisation) of each entry with one of ``actions``, in order."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(AuditRow.action, AuditRow.outcome, AuditRow.org)
+            .where(AuditRow.action.in_(actions))
+            .order_by(AuditRow.seq)
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def test_each_step_is_audited_as_its_own_action_and_reported_to_the_person(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    transfer_id = doc["entry"][0]["resource"]["id"]
+    path = f"/transfers/{transfer_id}"
+    doctor = token("ae-doctor")
+    assert send(client, home, doc).status_code == 200
+    assert client.post(path + "/acknowledge", headers=auth(doctor)).status_code == 200
+    stray = discharge("00000000-0000-4000-8000-000000000000")
+    assert send(client, doctor, signed(stray, keys[HOSPITAL], HOSPITAL)).status_code == 422
+    closing = signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL)
+    assert send(client, doctor, closing).status_code == 200
+    assert client.post(path + "/acknowledge", headers=auth(home)).status_code == 200
+    steps = ("transfer-receive", "transfer-acknowledge", "transfer-discharge", "transfer-return")
+    assert trail(store, *steps) == [
+        ("transfer-receive", "permit", CARE_HOME), ("transfer-acknowledge", "permit", HOSPITAL),
+        ("transfer-discharge", "deny", HOSPITAL), ("transfer-discharge", "permit", HOSPITAL),
+        ("transfer-return", "permit", CARE_HOME),
+    ]  # fmt: skip
+    with store.engine.connect() as conn:
+        docs = [flat(orjson.loads(b)) for b in conn.execute(
+            select(AuditRow.body).where(AuditRow.action.in_(steps), AuditRow.outcome == "permit")
+        ).scalars()]  # fmt: skip
+    assert [d["rules"] for d in docs if d["action"] == "transfer-discharge"] == [
+        ["transfer.accepted"]
+    ]
+    said = [
+        line.what for line in lines(docs, organisations={}, roles={}, purposes={}, zone=UTC_ZONE)
+    ]
+    assert said == [
+        "sent your details to hospital with a transfer",
+        "confirmed receipt of your hospital transfer details",
+        "sent your hospital discharge details to your care home",
+        "confirmed your return from hospital",
+    ]
