@@ -52,7 +52,7 @@ Context = Annotated[RequestContext, Depends(context)]
 
 
 def inbox(svc: Services) -> Inbox:
-    return Inbox(svc.engine, svc.audit, svc.settings.canonical_base)
+    return Inbox(svc.engine, svc.audit, svc.settings.canonical_base, svc.policy)
 
 
 async def _body(request: Request, limit: int) -> bytes | None:
