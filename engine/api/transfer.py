@@ -3,7 +3,9 @@
 The body is read as it streams and refused once it passes ``transfer_max_bytes``, so a huge
 body costs no more memory than the limit. Transfers are visible only to the two organisations
 they join; any other user gets the 404 a transfer that does not exist gets. Each view and each
-step is audited before it is answered.
+step is audited before it is answered. ``/transfers`` answers JSON to a bearer token only; the
+pages (``engine.web.transfers``, at ``/inbox``) call these same functions (docs/red-bag.md,
+"Pages", says why they do not share the path).
 """
 
 from __future__ import annotations

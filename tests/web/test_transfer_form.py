@@ -91,3 +91,13 @@ def test_scale_1_is_the_default(web: TestClient, store: Store) -> None:
     with store.engine.connect() as conn:
         raw = conn.execute(select(MESSAGES.c.raw)).scalar_one()
     assert b'"method":{"coding":[{"system"' in raw and b"SpO2 scale 1" in raw
+
+
+def test_the_api_path_answers_json_to_tokens_and_the_pages_live_at_the_inbox(
+    web: TestClient,
+) -> None:
+    api = web.get("/transfers", headers={"Accept": "text/html"})
+    assert api.status_code == 401
+    assert api.headers["content-type"].startswith("application/fhir+json")
+    page = web.get("/inbox", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
