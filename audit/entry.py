@@ -28,6 +28,8 @@ Action = Literal[
     "transfer-send",
     "transfer-receive",
     "transfer-acknowledge",
+    "transfer-discharge",
+    "transfer-return",
     "export",
     "login",
     "token-refused",

@@ -31,8 +31,10 @@ _DONE = {
     "break-glass": "used emergency access to your record",
     "self-claim": "recorded that they are involved in your care",
     "transfer-send": "sent your details with a hospital transfer",
-    "transfer-receive": "received your details with a hospital transfer",
+    "transfer-receive": "sent your details to hospital with a transfer",
     "transfer-acknowledge": "confirmed receipt of your hospital transfer details",
+    "transfer-discharge": "sent your hospital discharge details to your care home",
+    "transfer-return": "confirmed your return from hospital",
 }
 _REFUSED = "tried to see your record and were not allowed to"
 

@@ -1,10 +1,12 @@
 """``transfer``: red-bag message submit → response over HTTP, 8 concurrent senders.
 
 ``scr serve --workers 2`` over a store of synthetic people (ingested through the pipeline);
-eight care homes, each with a registered key, send signed transfers of those people to the
-region's hospital as fast as each is answered. Each figure includes uvicorn, the token check,
-the JSON Schema, R4 validation of every resource, the business rules, the signature check,
-the audit append and the atomic store. Messages are built and signed beforehand: signing is
+eight care-home nurses, spread over the region's care homes (each with a registered key), send
+signed transfers of their homes' residents to the region's hospital as fast as each is
+answered: a care home may send only for a person placed with it. Each figure includes
+uvicorn, the token check, the JSON Schema, R4 validation of every resource, the business rules
+(the policy decision on the sender's relationship among them), the signature check, the audit
+append and the atomic store. Messages are built and signed beforehand: signing is
 the sender's cost. The floor is the same bytes parsed with ``orjson`` and inserted as one row
 by the driver, in this process, one at a time.
 """
@@ -28,10 +30,11 @@ from bench.corpus import ingest_people
 from bench.load import figures
 from bench.machine import facts, label, per_database
 from bench.serve import server
+from consent import load
 from engine.api.auth import mint
 from engine.db import make_engine, scratch_store
-from engine.directory import Entry, organisations, replace_directory
-from engine.identity import people_with_nhs_number
+from engine.gate import gather_facts
+from engine.identity import patients_of, people_with_nhs_number
 from engine.identity.tables import PatientNumber
 from engine.settings import Settings
 from engine.transfer import signature
@@ -45,23 +48,31 @@ BASE = "https://fhir.scr.example/"
 CARE_ROLE = "S8000:G8000:R8001"
 
 
-def _numbers(engine: Engine) -> list[str]:
-    """NHS numbers that name exactly one person (the ones a transfer can be accepted for)."""
+def _residents(engine: Engine) -> dict[str, list[str]]:
+    """Each care home's current residents, by the NHS numbers that name exactly one person
+    (the ones a transfer can be accepted for), from the facts the policy reads."""
+    policy = load()
+    now = datetime.now(UTC)
+    homes: dict[str, list[str]] = {}
     with engine.connect() as conn:
         numbers = sorted(set(conn.execute(select(PatientNumber.nhs_number)).scalars()))
-        return [n for n in numbers if len(people_with_nhs_number(conn, n)) == 1]
+        for number in numbers:
+            people = people_with_nhs_number(conn, number)
+            if len(people) != 1:
+                continue
+            facts = gather_facts(conn, people[0], patients_of(conn, people[0]), policy)
+            for r in facts.relationships:
+                if r.kind == "placement" and (r.end is None or now < r.end):
+                    homes.setdefault(r.org, []).append(number)
+    return homes
 
 
-def _senders(engine: Engine) -> list[tuple[str, Any]]:
-    """Eight care homes in the directory, each with a registered key."""
-    homes = [f"VBH{i:02d}" for i in range(1, SENDERS + 1)]
+def _keys(engine: Engine, homes: list[str]) -> dict[str, Any]:
+    """A registered key for each care home that sends."""
     now = datetime.now(UTC)
-    keys = [(home, signature.new_key()) for home in homes]
+    keys = {home: signature.new_key() for home in homes}
     with engine.begin() as conn:
-        known = list(organisations(conn).values())
-        extra = [Entry(h, f"Bench care home {h}", "care-home") for h in homes]
-        replace_directory(conn, "bench", [*known, *extra], now)
-        for home, key in keys:
+        for home, key in keys.items():
             register_key(conn, home, signature.public_pem(key), "bench", now)
     return keys
 
@@ -82,10 +93,11 @@ def _message(home: str, key: Any, nhs: str) -> bytes:
     return orjson.dumps(signature.sign(doc, key, home, now))
 
 
-def _token(data: Path, home: str) -> str:
+def _token(data: Path, home: str, nurse: int) -> str:
     return mint(
-        Settings(data_dir=data, auth_mode="dev"), user_id=f"bench-{home}", name="Bench nurse",
-        role_code=CARE_ROLE, org=home, minutes=240, ig_training=date.today() - timedelta(days=30),
+        Settings(data_dir=data, auth_mode="dev"), user_id=f"bench-nurse-{nurse}",
+        name="Bench nurse", role_code=CARE_ROLE, org=home, minutes=240,
+        ig_training=date.today() - timedelta(days=30),
     )  # fmt: skip
 
 
@@ -102,7 +114,7 @@ def _sender(
                 errors.append(f"{answer.status_code}: {answer.text[:300]}")
 
 
-def _send_all(base: str, work: dict[str, tuple[str, list[bytes]]]) -> tuple[list[float], float]:
+def _send_all(base: str, work: dict[int, tuple[str, list[bytes]]]) -> tuple[list[float], float]:
     times: list[float] = []
     errors: list[str] = []
     threads = [
@@ -146,17 +158,20 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
     with scratch_store(url, work) as store:
         engine = make_engine(store)
         ingest_people(engine, store, 20 if quick else 200, seed=7)
-        numbers = _numbers(engine)
-        keys = _senders(engine)
+        residents = _residents(engine)
+        homes = sorted(residents)
+        keys = _keys(engine, homes)
         data = work / f"data-{label(url)}"
         data.mkdir()
         per = max(1, size // SENDERS)
+        nurses = [(i, homes[i % len(homes)]) for i in range(SENDERS)]
         plan = {
-            home: (_token(data, home),
-                   [_message(home, key, numbers[(i * per + n) % len(numbers)]) for n in range(per)])
-            for i, (home, key) in enumerate(keys)
+            i: (_token(data, home, i),
+                [_message(home, keys[home], residents[home][(i * per + n) % len(residents[home])])
+                 for n in range(per)])
+            for i, home in nurses
         }  # fmt: skip
-        warm = {h: (plan[h][0], [_message(h, k, numbers[0])]) for h, k in keys}
+        warm = {i: (plan[i][0], [_message(h, keys[h], residents[h][0])]) for i, h in nurses}
         with server(store, data) as base:
             _send_all(base, warm)
             times, seconds = _send_all(base, plan)
@@ -164,8 +179,9 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
         floor = _floor(engine, [b for _, bodies in plan.values() for b in bodies])
         engine.dispose()
     return {
-        "database": label(url), "senders": SENDERS, "workers": 2, "people": len(numbers),
-        "messages": loaded.requests, "message_bytes": len(plan[keys[0][0]][1][0]),
+        "database": label(url), "senders": SENDERS, "workers": 2, "care_homes": len(homes),
+        "residents": sum(len(r) for r in residents.values()),
+        "messages": loaded.requests, "message_bytes": len(plan[0][1][0]),
         "p50_ms": loaded.p50_ms, "p95_ms": loaded.p95_ms, "p99_ms": loaded.p99_ms,
         "per_s": loaded.req_per_s, "floor_p50_ms": floor,
         "ratio_to_floor": round(loaded.p50_ms / floor, 2),

@@ -16,7 +16,11 @@ RelationshipKind = Literal[
     "registration", "council-case", "placement", "hospital-encounter", "transfer", "self-claim"
 ]
 DirectiveKind = Literal["dissent", "restrict-org", "restrict-category", "consent-category"]
-Interaction = Literal["read", "search", "everything", "explain", "break-glass", "self-claim"]
+#: ``transfer``: a care home sending a resident's red-bag transfer, which it may do only for a
+#: person it has a way in to (docs/red-bag.md).
+Interaction = Literal[
+    "read", "search", "everything", "explain", "break-glass", "self-claim", "transfer"
+]
 #: ``inappropriate`` is an IG officer's finding that ends the grant at once.
 ReviewState = Literal["open", "appropriate", "inappropriate"]
 #: What let the user in: the only three ways past need-to-know (principles 4 and 7).

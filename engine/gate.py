@@ -48,7 +48,7 @@ from consent import (
 )
 from engine.access import user_made
 from engine.models import Resource
-from engine.transfer.store import hospital_stays
+from engine.transfer.store import Stay, hospital_stays
 
 R = cast(Table, Resource.__table__)
 #: Resource types that record a relationship between an organisation and the person.
@@ -71,7 +71,9 @@ class Released:
 
     ``origins`` pairs with ``resources`` item by item. ``withheld`` counts what policy held
     back of the rows asked for, by reason, for the audit trail; it never leaves to the user.
-    ``included`` holds what leaves beside the page (Provenance), outside the total.
+    ``included`` holds what leaves beside the page (Provenance), outside the total, and
+    ``transfers`` the person's red-bag transfers when the reader asked for them
+    (``engine.transfer.record``), also outside it.
     """
 
     decision: Decision
@@ -80,6 +82,7 @@ class Released:
     origins: tuple[Origin, ...] = ()
     withheld: Mapping[str, int] = field(default_factory=dict)
     included: tuple[dict[str, Any], ...] = ()
+    transfers: tuple[Stay, ...] = ()
 
 
 def _org_refs(node: Any) -> Iterable[str]:

@@ -9,6 +9,7 @@ answers 404 or an empty searchset. Nothing here says which it was.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from engine.gate import Released, gather_facts, release
 from engine.identity import Members, members_of, members_of_patient, people_with_nhs_number
 from engine.models import Resource
 from engine.provenance import provenance_for, run_facts
+from engine.transfer.record import released as transfers_released
+from engine.transfer.store import stays_of
 
 R = cast(Table, Resource.__table__)
 #: FHIR's id syntax. Anything else names nothing in the store, so it is never sent there
@@ -67,6 +70,8 @@ class Page:
     ids: tuple[str, ...] = ()
     #: Add each released resource's Provenance (``_revinclude=Provenance:target``).
     provenance: bool = False
+    #: Add the person's red-bag transfers the decision lets through (the record page).
+    transfers: bool = False
 
 
 def _person(
@@ -83,7 +88,12 @@ def _person(
         since=page.since, offset=page.offset, count=page.count, ids=page.ids,
     )  # fmt: skip
     if page.provenance and released.resources:
-        return replace(released, included=_provenance(reader, conn, released))
+        released = replace(released, included=_provenance(reader, conn, released))
+    if page.transfers and released.decision.permit:
+        stays = stays_of(conn, members.person_id)
+        shown, held = transfers_released(released.decision, stays, reader.policy)
+        withheld = Counter(released.withheld) + Counter(held)
+        released = replace(released, transfers=shown, withheld=dict(sorted(withheld.items())))
     return released
 
 
@@ -108,12 +118,15 @@ def _disclose(
     reader: Reader, who: Who, context: RequestContext, members: Members | None,
     request: Request, released: Released,
 ) -> Released:  # fmt: skip
-    """Audit what leaves (the Provenance beside the resources too), then let it leave."""
+    """Audit what leaves (the Provenance and transfers beside the resources too), then let it
+    leave; a transfer is named ``transfer/<id>``, as its own views name it."""
+    transfers = ({"resourceType": "transfer", "id": t.id} for t in released.transfers)
     entry = entry_for(
         released.decision, who, context, cast(Action, request.interaction),
         patient_id=members.person_id if members else None,
         nhs_number=members.nhs_number if members else None,
-        released=(*released.resources, *released.included), withheld=released.withheld,
+        released=(*released.resources, *released.included, *transfers),
+        withheld=released.withheld,
     )  # fmt: skip
     return disclose(reader.audit, entry, released)
 

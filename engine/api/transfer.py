@@ -3,7 +3,9 @@
 The body is read as it streams and refused once it passes ``transfer_max_bytes``, so a huge
 body costs no more memory than the limit. Transfers are visible only to the two organisations
 they join; any other user gets the 404 a transfer that does not exist gets. Each view and each
-step is audited before it is answered.
+step is audited before it is answered. ``/transfers`` answers JSON to a bearer token only; the
+pages (``engine.web.transfers``, at ``/inbox``) call these same functions (docs/red-bag.md,
+"Pages", says why they do not share the path).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from engine.transfer.rules import UUID, Refused
 from engine.transfer.rules import Problem as Issue
 
 router = APIRouter()
+#: Each acknowledgement's own audit action: the hospital's receipt, or the care home's return.
+STEP_ACTIONS: dict[str, Action] = {
+    "acknowledged": "transfer-acknowledge",
+    "returned": "transfer-return",
+}
 
 
 class TransferList(BaseModel):
@@ -47,7 +54,7 @@ Context = Annotated[RequestContext, Depends(context)]
 
 
 def inbox(svc: Services) -> Inbox:
-    return Inbox(svc.engine, svc.audit, svc.settings.canonical_base)
+    return Inbox(svc.engine, svc.audit, svc.settings.canonical_base, svc.policy)
 
 
 async def _body(request: Request, limit: int) -> bytes | None:
@@ -150,7 +157,7 @@ def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) 
     if status is None:
         raise FhirError(409, Problem("business-rule", f"The transfer is {row.status}: there is "
                                      "nothing for your organisation to acknowledge"))  # fmt: skip
-    _audit(svc, who, ctx, "transfer-acknowledge", row)
+    _audit(svc, who, ctx, STEP_ACTIONS[status], row)
     with svc.engine.begin() as conn:
         store.add_step(conn, row.id, status, who.org, who.user_id, datetime.now(UTC))
     return status

@@ -2,5 +2,6 @@
 
 ``message`` builds and reads the message, ``rules`` decides whether one may be accepted,
 ``signature`` signs and verifies it, ``receive`` takes one in, ``store`` holds what was taken
-in, ``parties`` says who may see a transfer, and ``news2`` scores the observations.
+in, ``parties`` says who may see a transfer, ``record`` which of a person's transfers their
+combined record shows, and ``news2`` scores the observations.
 """

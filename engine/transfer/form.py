@@ -17,6 +17,9 @@ from engine.transfer.message import NHS, Section, build, urn
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
+#: scr's code system for the SpO2 scale NEWS2 was scored on (no national code is verified for
+#: scale 2), named under the deployment's canonical base like scr's other code systems.
+SPO2_SCALES = "CodeSystem/scr-news2-spo2-scale"
 #: (LOINC code, display, UCUM unit) for each vital sign the form records.
 _VITALS = {
     "respiration_rate": ("9279-1", "Respiratory rate", "/min"),
@@ -93,8 +96,9 @@ def _coded(system: str, code: str, display: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code, "display": display}]}
 
 
-def observations(subject: str, v: news2.Vitals) -> list[dict[str, Any]]:
-    """The vital signs, ACVPU and the NEWS2 total, as Observations."""
+def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any]]:
+    """The vital signs, ACVPU and the NEWS2 total, as Observations; the total's ``method``
+    names the SpO2 scale it was scored on, so the hospital reads the score as it was meant."""
     out = []
     for name, (code, display, unit) in _VITALS.items():
         value = {"value": getattr(v, name), "unit": unit, "system": "http://unitsofmeasure.org",
@@ -107,8 +111,9 @@ def observations(subject: str, v: news2.Vitals) -> list[dict[str, Any]]:
                                                            "Patient on oxygen"), {}))  # fmt: skip
     total = {"value": news2.total(v), "unit": "score", "system": "http://unitsofmeasure.org",
              "code": "{score}"}  # fmt: skip
+    scale = _coded(base + SPO2_SCALES, str(v.spo2_scale), news2.SCALES[v.spo2_scale])
     out.append(_observation(subject, _coded(SNOMED, "1104051000000101", "NEWS2 total score"),
-                            {"valueQuantity": total}))  # fmt: skip
+                            {"valueQuantity": total, "method": scale}))  # fmt: skip
     return out
 
 
@@ -145,8 +150,9 @@ def transfer_message(
                 f"NHS number {form.person.nhs_number}; GP practice {form.person.gp_practice}"),
         Section("reason-for-handover", "Reason for transfer", form.reason),
         Section("observations", "Observations",
-                f"NEWS2 {news2.total(vitals)} ({news2.risk(vitals)} risk)",
-                observations(subject, vitals)),
+                f"NEWS2 {news2.total(vitals)} ({news2.risk(vitals)} risk) on "
+                f"{news2.SCALES[vitals.spo2_scale]}",
+                observations(subject, vitals, base)),
         Section("allergies-and-adverse-reaction", "Allergies and adverse reactions",
                 _lines(form.allergies), allergies),
         Section("medications-and-medical-devices", "Medications",

@@ -1,8 +1,11 @@
 """NEWS2 (Royal College of Physicians, 2017): the early warning score a hospital triages on.
 
-A pure function of the observations, scored band by band from the RCP chart (SpO2 scale 1: the
-scale for anyone without a confirmed hypercapnic respiratory failure target). Sent with the
-observations so the hospital sees the care home's total, and recomputed here so the two agree.
+A pure function of the observations, scored band by band from the RCP chart. SpO2 has two
+scales: scale 1 for everyone, and scale 2 only for a patient with hypercapnic respiratory
+failure whose target range (88–92%) a clinician has set, so that a saturation a COPD patient
+lives with is not scored as a danger, and too much oxygen is. Which scale applies is a clinical
+decision the caller passes in, never inferred here. Sent with the observations so the hospital
+sees the care home's total and the scale it was scored on.
 """
 
 from __future__ import annotations
@@ -11,6 +14,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 Consciousness = Literal["A", "C", "V", "P", "U"]
+Scale = Literal[1, 2]
+#: What each SpO2 scale is for, in the words the form and the message use.
+SCALES: dict[Scale, str] = {
+    1: "SpO2 scale 1",
+    2: "SpO2 scale 2 (hypercapnic respiratory failure, target 88–92%)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +31,7 @@ class Vitals:
     pulse: int
     consciousness: Consciousness
     temperature: float
+    spo2_scale: Scale = 1
 
 
 def _band(value: float, bands: tuple[tuple[float, int], ...], top: int) -> int:
@@ -32,11 +42,21 @@ def _band(value: float, bands: tuple[tuple[float, int], ...], top: int) -> int:
     return top
 
 
+def spo2_score(spo2: int, on_oxygen: bool, scale: Scale) -> int:
+    """The SpO2 row of the chart. On scale 2, 88–92% scores 0, and so does anything higher
+    on air; above 92% on oxygen scores 1, 2 and 3 (93–94, 95–96, 97+)."""
+    if scale == 1:
+        return _band(spo2, ((91, 3), (93, 2), (95, 1)), 0)
+    if spo2 <= 92 or not on_oxygen:
+        return _band(spo2, ((83, 3), (85, 2), (87, 1)), 0)
+    return _band(spo2, ((94, 1), (96, 2)), 3)
+
+
 def scores(v: Vitals) -> dict[str, int]:
     """Each parameter's score, as the chart's rows give it."""
     return {
         "respiration_rate": _band(v.respiration_rate, ((8, 3), (11, 1), (20, 0), (24, 2)), 3),
-        "spo2": _band(v.spo2, ((91, 3), (93, 2), (95, 1)), 0),
+        "spo2": spo2_score(v.spo2, v.on_oxygen, v.spo2_scale),
         "air_or_oxygen": 2 if v.on_oxygen else 0,
         "systolic_bp": _band(v.systolic_bp, ((90, 3), (100, 2), (110, 1), (219, 0)), 3),
         "pulse": _band(v.pulse, ((40, 3), (50, 1), (90, 0), (110, 1), (130, 2)), 3),

@@ -4,6 +4,11 @@ The order is the rule every access follows: the audit entry is durable before an
 stored or answered, and a failed append fails the request. A refused message stores nothing but
 its audit entry. A resubmission (same header id, same content) is answered with the bytes the
 first one was given; the same id with other content is a conflict.
+
+A care home sends only for a person in its care: the policy decision point decides, over the
+same facts as any read of the person (``engine.gate.gather_facts``), whether the sender has a
+relationship with them. Accepting a transfer opens the hospital's access to the record, so it
+is never a way round the policy.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 
 from audit import Appender, AuditEntry, RequestContext, disclose
 from audit.entry import Action
-from consent import Who
+from consent import Decision, Policy, Request, Who, decide
 from engine.directory import org_kind
+from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import message, signature, store
 from engine.transfer.parties import may_take_part
@@ -34,6 +40,7 @@ class Inbox:
     engine: Engine
     audit: Appender
     base: str
+    policy: Policy
 
 
 def _audit(
@@ -45,42 +52,76 @@ def _audit(
     person: str | None = None,
     nhs: str | None = None,
     action: Action = "transfer-receive",
+    care: Decision | None = None,
 ) -> None:
+    """One entry; ``care`` is the policy's decision on the sender acting for the person, whose
+    rules, basis and policy version it carries."""
     entry = AuditEntry(
         request_id=ctx.request_id, action=action, outcome="permit" if permit else "deny",
         user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
-        org=who.org, purpose=who.purpose, rules=rules, patient_id=person, nhs_number=nhs,
+        org=who.org, purpose=who.purpose,
+        rules=rules + (tuple(r.rule_id for r in care.reasons) if care else ()),
+        policy_version=care.policy_version if care else None,
+        basis=care.basis if care else None, patient_id=person, nhs_number=nhs,
         client_address=ctx.client_address, user_agent=ctx.user_agent,
     )  # fmt: skip
     disclose(inbox.audit, entry, None)
 
 
-def refuse(inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem) -> Refused:
-    """Audit a refusal, then hand back the exception that answers it."""
-    rules = tuple(sorted({f"transfer.{x.code}" for x in p}))
-    _audit(inbox, who, ctx, False, rules)
+#: Each event's own audit action, so the trail (and the IG console's action filter) tells a
+#: transfer from a discharge; a message whose event cannot be read is a ``transfer-receive``.
+ACTIONS: dict[str, Action] = {
+    "care-home-transfer": "transfer-receive",
+    "hospital-discharge": "transfer-discharge",
+}
+
+
+def action_of(parsed: Parsed | None) -> Action:
+    return ACTIONS[parsed.header.event] if parsed is not None else "transfer-receive"
+
+
+def refuse(
+    inbox: Inbox, who: Who, ctx: RequestContext, status: int, *p: Problem,
+    action: Action = "transfer-receive", known: Known | None = None, nhs: str | None = None,
+) -> Refused:  # fmt: skip
+    """Audit a refusal (with the person the message names, when one is known), then hand back
+    the exception that answers it; what ``Problem.audit`` holds goes to the trail alone."""
+    rules = tuple(sorted({f"transfer.{x.code}" for x in p} | {r for x in p for r in x.audit}))
+    person = known.people[0] if known is not None and len(known.people) == 1 else None
+    _audit(inbox, who, ctx, False, rules, person, nhs, action)
     return Refused(status, *p)
 
 
-def _known(conn: Connection, who: Who, parsed: Parsed) -> Known:
+def _care(conn: Connection, who: Who, person: str, policy: Policy) -> Decision:
+    """The policy's decision on ``who`` acting for ``person``: the facts any read gathers."""
+    facts = gather_facts(conn, person, patients_of(conn, person), policy)
+    return decide(who, facts, who.purpose, Request("transfer"), datetime.now(UTC), policy)
+
+
+def _known(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> Known:
     h = parsed.header
     kinds = {org: kind for org in (h.sender, h.destination) if (kind := org_kind(conn, org))}
     pem = store.sender_key(conn, h.sender)
     people = tuple(people_with_nhs_number(conn, parsed.nhs_number)) if parsed.nhs_number else ()
     row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
+    asks = h.event == "care-home-transfer" and len(people) == 1
     return Known(
         token_org=who.org, kinds=kinds,
         sender_key=signature.load_public(pem) if pem else None, people=people,
         transfer=(row.care_home, row.hospital, row.person_id) if row else None,
+        care=_care(conn, who, people[0], policy) if asks else None,
     )  # fmt: skip
 
 
-def _again(inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, digest: str) -> bytes:
+def _again(
+    inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, digest: str,
+    action: Action,
+) -> bytes:  # fmt: skip
     if found.sender != who.org or found.content_hash != digest:
         raise refuse(inbox, who, ctx, 409, Problem(
             "conflict", "a different message with this MessageHeader.id was received already",
-            "Bundle.entry[0].resource.id"))  # fmt: skip
-    _audit(inbox, who, ctx, True, ("transfer.resubmitted",))
+            "Bundle.entry[0].resource.id"), action=action)  # fmt: skip
+    _audit(inbox, who, ctx, True, ("transfer.resubmitted",), action=action)
     return found.response
 
 
@@ -96,26 +137,30 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
         raise refuse(inbox, who, ctx, 422, problem) from None
     problems, parsed = check_shape(doc)
     digest = store.message_hash(doc) if isinstance(doc, dict) else ""
+    known: Known | None = None
     if parsed is not None:
         with inbox.engine.connect() as conn:
             found = store.stored(conn, parsed.header.id)
             if found is not None:
-                return _again(inbox, who, ctx, found, digest)
-            problems.extend(check_parties(doc, parsed, _known(conn, who, parsed)))
-    if problems or parsed is None:
-        raise refuse(inbox, who, ctx, 422, *problems)
-    return _accept(inbox, who, ctx, raw, doc, parsed, digest)
+                return _again(inbox, who, ctx, found, digest, action_of(parsed))
+            known = _known(conn, who, parsed, inbox.policy)
+            problems.extend(check_parties(doc, parsed, known))
+    if problems or parsed is None or known is None:
+        nhs = parsed.nhs_number if parsed else None
+        raise refuse(inbox, who, ctx, 422, *problems, action=action_of(parsed), known=known,
+                     nhs=nhs)  # fmt: skip
+    return _accept(inbox, who, ctx, raw, doc, parsed, digest, known)
 
 
 def _accept(
     inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes, doc: dict[str, Any],
-    parsed: Parsed, digest: str,
+    parsed: Parsed, digest: str, known: Known,
 ) -> bytes:  # fmt: skip
     h = parsed.header
     nhs = parsed.nhs_number or ""
     now = datetime.now(UTC)
+    (person,) = known.people
     with inbox.engine.connect() as conn:
-        (person,) = people_with_nhs_number(conn, nhs)
         patient = min(patients_of(conn, person))
     answer = orjson.dumps(message.response(h, str(uuid.uuid4()), now, inbox.base))
     accepted = store.Accepted(
@@ -123,7 +168,8 @@ def _accept(
         patient_id=patient, nhs_number=nhs, transfer_id=parsed.transfer_id or h.id,
         user_id=who.user_id,
     )  # fmt: skip
-    _audit(inbox, who, ctx, True, (f"transfer.{h.event}",), person, nhs)
+    _audit(inbox, who, ctx, True, ("transfer.accepted",), person, nhs, action_of(parsed),
+           known.care)  # fmt: skip
     try:
         with inbox.engine.begin() as conn:
             store.accept(conn, accepted, now)
@@ -132,5 +178,5 @@ def _accept(
             found = store.stored(conn, h.id)
         if found is None:
             raise
-        return _again(inbox, who, ctx, found, digest)
+        return _again(inbox, who, ctx, found, digest, action_of(parsed))
     return answer

@@ -1,9 +1,13 @@
 """Whether a message may be accepted: its shape, each resource as R4, and the business rules.
 
 Pure: the caller looks up what the rules need (the sender's key, the destination's kind, the
-people holding the NHS number, the transfer a discharge closes) and passes it in as
-:class:`Known`. Every problem is reported, each with the FHIRPath of what is wrong, so a sender
-can fix a message in one go.
+people holding the NHS number, the policy's decision on the care home acting for that person,
+the transfer a discharge closes) and passes it in as :class:`Known`. Every problem is reported,
+each with the FHIRPath of what is wrong, so a sender can fix a message in one go.
+
+A number no one holds and a person the sender does not care for are refused with the very same
+issue, so a signed-in sender cannot learn which NHS numbers scr knows (deny by default: an error
+never reveals what policy hides); which it was goes to the audit trail alone (``Problem.audit``).
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from jsonschema import Draft202012Validator
 
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
+from consent import Decision
 from engine.transfer import signature
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
 from engine.validate import validate_resource
 
 _HEADER = "Bundle.entry[0].resource"
+#: The one answer for a number no one holds, held by more than one person, or held by someone
+#: the sender does not care for.
+NOT_IN_CARE = "no person in your organisation's care in the shared record holds this NHS number"
 #: A transfer's id (its first message's header id); nothing else is looked up.
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -37,6 +45,8 @@ class Problem:
     code: str
     diagnostics: str
     expression: str | None = None
+    #: Rule codes for the audit trail only: what the sender must not be told.
+    audit: tuple[str, ...] = ()
 
 
 class Refused(Exception):
@@ -183,6 +193,9 @@ class Known:
     people: tuple[str, ...]
     #: (care home, hospital, person) of the transfer a discharge names, if it exists.
     transfer: tuple[str, str, str] | None = None
+    #: The policy's decision on the sender acting for the one person holding the number (a
+    #: care-home transfer only; ``None`` when there is no such person or no decision to make).
+    care: Decision | None = None
 
 
 def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Problem]:
@@ -205,10 +218,9 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
     if known.kinds.get(h.destination) != dest_kind:
         problems.append(Problem("not-found", f"{h.destination} is not a known {dest_kind}",
                                 _HEADER + ".destination[0].receiver.identifier.value"))  # fmt: skip
-    if parsed.nhs_number is not None and len(known.people) != 1:
-        why = "no one" if not known.people else "more than one person"
-        problems.append(Problem("not-found", f"{why} in the shared record holds NHS number "
-                                f"{parsed.nhs_number}", parsed.nhs_path))  # fmt: skip
+    why = _not_in_care(h.event, known) if parsed.nhs_number is not None else ()
+    if why:
+        problems.append(Problem("not-found", NOT_IN_CARE, parsed.nhs_path, why))
     if parsed.transfer_id is not None:
         t = known.transfer
         if t is None or (t[1], t[0]) != (h.sender, h.destination) or t[2] not in known.people:
@@ -216,3 +228,20 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
                                     f"{h.destination} to {h.sender} has that id",
                                     parsed.transfer_path))  # fmt: skip
     return problems
+
+
+def _not_in_care(event: str, known: Known) -> tuple[str, ...]:
+    """Why the person is not one the sender may send about, for the audit trail; ``()`` when
+    they are. A care home needs the policy's permit on the relationship itself (a placement):
+    a grant or a claim is no basis for sending a person to hospital."""
+    if not known.people:
+        return ("transfer.person-unknown",)
+    if len(known.people) > 1:
+        return ("transfer.person-ambiguous",)
+    if event != "care-home-transfer":
+        return ()
+    care = known.care
+    if care is not None and care.permit and care.basis == "relationship":
+        return ()
+    refusals = care.refusals if care is not None else ()
+    return ("transfer.not-in-care", *(r.rule_id for r in refusals))

@@ -10,7 +10,7 @@ a concurrent duplicate fails the insert and is answered from what the first one 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +100,34 @@ def history(conn: Connection, transfer_id: str) -> list[Step]:
         .order_by(STATUS.c.id)
     )
     return [Step(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Stay:
+    """A transfer as the person's combined record shows it: the two organisations, where it
+    stands, and each step's (status, organisation, time); no user and no message content."""
+
+    id: str
+    care_home: str
+    hospital: str
+    status: str
+    steps: tuple[tuple[str, str, datetime], ...]
+
+
+def stays_of(conn: Connection, person_id: str) -> list[Stay]:
+    """Every transfer of the person with its steps, newest first, in one query."""
+    rows = conn.execute(
+        select(TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
+               STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at)
+        .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
+        .where(TRANSFERS.c.person_id == person_id)
+        .order_by(TRANSFERS.c.updated_at.desc(), TRANSFERS.c.id, STATUS.c.id)
+    ).all()  # fmt: skip
+    stays: dict[str, Stay] = {}
+    for r in rows:
+        found = stays.get(r.id) or Stay(r.id, r.care_home, r.hospital, r.status, ())
+        stays[r.id] = replace(found, steps=(*found.steps, (r.step, r.org, r.at)))
+    return list(stays.values())
 
 
 def messages_of(conn: Connection, transfer_id: str) -> list[tuple[str, bytes]]:

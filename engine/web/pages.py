@@ -26,6 +26,7 @@ from engine.api.deps import SESSION_COOKIE, context, record_event, services, use
 from engine.api.errors import FhirError
 from engine.api.records import (
     Ambiguous,
+    Page,
     RequestRefused,
     ask,
     explanation,
@@ -141,9 +142,10 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
     reader = services(request).reader
     ctx = context(request)
     people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []
+    asked, page = Asked("everything"), Page(transfers=True)
     seen = [
         released
-        for released in (record_of(reader, who, ctx, p, Asked("everything")) for p in people)
+        for released in (record_of(reader, who, ctx, p, asked, page) for p in people)
         if released.resources
     ]
     if not seen:
@@ -153,10 +155,12 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
         error = "More than one person's record holds this NHS number; they are not shown together"
         return _no_access(request, who, nhs_number, None, error, status=409)
     (released,) = seen
-    view = compose(released.resources, reader.policy, _org_names(request))
+    names = _org_names(request)
+    view = compose(released.resources, reader.policy, names)
     return _page(
         request, "record.html", who=who, view=view, nhs_number=nhs_number,
         basis=released.decision.basis, directives=released.decision.directives, purpose=purpose,
+        transfers=released.transfers, org_names=names,
     )  # fmt: skip
 
 

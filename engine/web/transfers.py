@@ -40,7 +40,7 @@ from engine.transfer.parties import acknowledgement, may_take_part
 from engine.transfer.receive import receive
 from engine.transfer.rules import Refused
 from engine.web import session
-from engine.web.pages import _page, _signed_in, _to
+from engine.web.pages import _page, _signed_in, _to, templates
 from engine.web.summary import compose
 
 router = APIRouter(include_in_schema=False)
@@ -48,6 +48,7 @@ Field = Annotated[str, Form()]
 Optional = Annotated[str, Form()]
 _INBOX = "/inbox"
 _TAGS = re.compile(r"<[^>]+>")
+templates.env.globals["spo2_scales"] = news2.SCALES
 
 
 def _lines(text: str) -> list[str]:
@@ -133,10 +134,10 @@ def send_transfer(
     request: Request, nhs_number: str, csrf_token: Field, hospital: Field, reason: Field,
     given: Field, family: Field, born: Field, respiration_rate: Field, spo2: Field,
     systolic_bp: Field, pulse: Field, consciousness: Field, temperature: Field,
-    on_oxygen: Optional = "", medicines: Optional = "", allergies: Optional = "",
-    for_cpr: Optional = "", advance: Optional = "", legal: Optional = "", about_me: Optional = "",
-    contacts: Optional = "", infection: Optional = "", belongings: Optional = "",
-    step: Optional = "review",
+    on_oxygen: Optional = "", spo2_scale: Optional = "1", medicines: Optional = "",
+    allergies: Optional = "", for_cpr: Optional = "", advance: Optional = "",
+    legal: Optional = "", about_me: Optional = "", contacts: Optional = "",
+    infection: Optional = "", belongings: Optional = "", step: Optional = "review",
 ) -> Response:  # fmt: skip
     """``step`` is ``review`` (check what was entered, NEWS2 computed), ``edit`` (back to the
     form with what was entered) or ``send``; nothing is sent before a review."""
@@ -145,9 +146,10 @@ def send_transfer(
         "hospital": hospital, "reason": reason, "given": given, "family": family, "born": born,
         "respiration_rate": respiration_rate, "spo2": spo2, "systolic_bp": systolic_bp,
         "pulse": pulse, "consciousness": consciousness, "temperature": temperature,
-        "on_oxygen": on_oxygen, "medicines": medicines, "allergies": allergies,
-        "for_cpr": for_cpr, "advance": advance, "legal": legal, "about_me": about_me,
-        "contacts": contacts, "infection": infection, "belongings": belongings,
+        "on_oxygen": on_oxygen, "spo2_scale": spo2_scale, "medicines": medicines,
+        "allergies": allergies, "for_cpr": for_cpr, "advance": advance, "legal": legal,
+        "about_me": about_me, "contacts": contacts, "infection": infection,
+        "belongings": belongings,
     }  # fmt: skip
     who = _signed_in(request)
     if who is None:
@@ -164,7 +166,7 @@ def send_transfer(
     vitals = news2.Vitals(
         _int(respiration_rate, "respiration rate", problems), _int(spo2, "SpO2", problems),
         on_oxygen == "yes", _int(systolic_bp, "systolic blood pressure", problems),
-        _int(pulse, "pulse", problems), acvpu, temp,
+        _int(pulse, "pulse", problems), acvpu, temp, 2 if spo2_scale == "2" else 1,
     )  # fmt: skip
     meds = [Medicine(*(part.strip() for part in [*line.split("|", 1), ""][:2]))
             for line in _lines(medicines)]  # fmt: skip
@@ -180,6 +182,7 @@ def send_transfer(
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
                      prefill=entered, hospitals=hospitals, review=True,
                      news2_total=news2.total(vitals), news2_risk=news2.risk(vitals),
+                     news2_scale=news2.SCALES[vitals.spo2_scale],
                      hospital_name=dict(hospitals).get(hospital, hospital))  # fmt: skip
     if not problems and step == "send":
         base = services(request).settings.canonical_base

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -18,6 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from audit import RequestContext
+from audit.entry import flat
+from audit.report import lines
 from audit.tables import AuditRow
 from consent import Request, decide
 from engine.api.deps import who_for
@@ -26,6 +29,7 @@ from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer.form import DischargeForm, discharge_message
 from engine.transfer.receive import receive
+from engine.transfer.rules import NOT_IN_CARE
 from engine.transfer.tables import MESSAGES, STATUS, TRANSFERS
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.transfers import (
@@ -37,12 +41,14 @@ from tests.api.transfers import (
     OTHER_HOME,
     OTHER_HOSPITAL,
     add_parties,
+    place,
     signed,
     unsigned,
 )
 from tests.factories import nhs_numbers
 
 URL = "/fhir/$process-message"
+UTC_ZONE = ZoneInfo("UTC")
 PATIENT_ENTRY = "Bundle.entry[2].resource"
 
 
@@ -52,7 +58,9 @@ def keys(store: Store, tmp_path: Any) -> dict[str, Ed25519PrivateKey]:
 
 
 @pytest.fixture
-def home(token: Token) -> str:
+def home(store: Store, token: Token) -> str:
+    """A nurse at the care home the store's person lives in."""
+    place(store, CARE_HOME)
     return token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-nurse")
 
 
@@ -268,6 +276,16 @@ def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_win
     assert not decide(who, facts, who.purpose, ask, later, svc.policy).permit
 
 
+def discharge(transfer_id: str) -> dict[str, Any]:
+    return discharge_message(
+        DischargeForm(FORM.person, ["Fractured neck of femur, repaired"],
+                      started=["Alendronic acid"], follow_up="Fracture clinic in 6 weeks",
+                      belongings_returned=["Glasses"], completed_by="Dr Ben Synthetic"),
+        sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id, now=datetime.now(UTC),
+        base=BASE,
+    )  # fmt: skip
+
+
 def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
     client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> None:
@@ -284,14 +302,7 @@ def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
     assert client.post(path + "/acknowledge", headers=auth(doctor)).json()["status"] == (
         "acknowledged"
     )
-    discharge = discharge_message(
-        DischargeForm(FORM.person, ["Fractured neck of femur, repaired"],
-                      started=["Alendronic acid"], follow_up="Fracture clinic in 6 weeks",
-                      belongings_returned=["Glasses"], completed_by="Dr Ben Synthetic"),
-        sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id, now=datetime.now(UTC),
-        base=BASE,
-    )  # fmt: skip
-    sent = send(client, doctor, signed(discharge, keys[HOSPITAL], HOSPITAL))
+    sent = send(client, doctor, signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL))
     assert sent.status_code == 200, sent.text
     assert client.post(path + "/acknowledge", headers=auth(home)).json()["status"] == "returned"
     seen = client.get(path, headers=auth(home)).json()
@@ -318,3 +329,140 @@ def test_a_discharge_must_name_a_transfer_of_that_person_between_those_parties(
         ]
     assert client.get("/transfers/%00x", headers=auth(doctor)).status_code == 404
     assert count(store, MESSAGES) == 0
+
+
+def trail(store: Store, *actions: str) -> list[tuple[str, str, str]]:
+    """(action, outcome, organisation) of each entry with one of ``actions``, in order."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(AuditRow.action, AuditRow.outcome, AuditRow.org)
+            .where(AuditRow.action.in_(actions))
+            .order_by(AuditRow.seq)
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def test_each_step_is_audited_as_its_own_action_and_reported_to_the_person(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    transfer_id = doc["entry"][0]["resource"]["id"]
+    path = f"/transfers/{transfer_id}"
+    doctor = token("ae-doctor")
+    assert send(client, home, doc).status_code == 200
+    assert client.post(path + "/acknowledge", headers=auth(doctor)).status_code == 200
+    stray = discharge("00000000-0000-4000-8000-000000000000")
+    assert send(client, doctor, signed(stray, keys[HOSPITAL], HOSPITAL)).status_code == 422
+    closing = signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL)
+    assert send(client, doctor, closing).status_code == 200
+    assert client.post(path + "/acknowledge", headers=auth(home)).status_code == 200
+    steps = ("transfer-receive", "transfer-acknowledge", "transfer-discharge", "transfer-return")
+    assert trail(store, *steps) == [
+        ("transfer-receive", "permit", CARE_HOME), ("transfer-acknowledge", "permit", HOSPITAL),
+        ("transfer-discharge", "deny", HOSPITAL), ("transfer-discharge", "permit", HOSPITAL),
+        ("transfer-return", "permit", CARE_HOME),
+    ]  # fmt: skip
+    with store.engine.connect() as conn:
+        docs = [flat(orjson.loads(b)) for b in conn.execute(
+            select(AuditRow.body).where(AuditRow.action.in_(steps), AuditRow.outcome == "permit")
+        ).scalars()]  # fmt: skip
+    assert [d["rules"] for d in docs if d["action"] == "transfer-discharge"] == [
+        ["transfer.accepted"]
+    ]
+    said = [
+        line.what for line in lines(docs, organisations={}, roles={}, purposes={}, zone=UTC_ZONE)
+    ]
+    assert said == [
+        "sent your details to hospital with a transfer",
+        "confirmed receipt of your hospital transfer details",
+        "sent your hospital discharge details to your care home",
+        "confirmed your return from hospital",
+    ]
+
+
+def refusal_rules(store: Store) -> list[list[str]]:
+    """The rules of each refused ``transfer-receive`` entry, in order."""
+    with store.engine.connect() as conn:
+        bodies = conn.execute(
+            select(AuditRow.body)
+            .where(AuditRow.action == "transfer-receive", AuditRow.outcome == "deny")
+            .order_by(AuditRow.seq)
+        ).scalars()
+        return [flat(orjson.loads(b))["rules"] for b in bodies]
+
+
+def test_a_care_home_sends_only_for_its_residents_and_cannot_tell_them_from_unknown_numbers(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    other = token("gp", org=OTHER_HOME, role_code=CARE_ROLE, user_id="u-other-home")
+    not_theirs = signed(unsigned(sender=OTHER_HOME), keys[OTHER_HOME], OTHER_HOME)
+    unknown = unsigned(sender=OTHER_HOME)
+    _nhs(UNKNOWN)(unknown)
+    own_unknown = unsigned()
+    _nhs(UNKNOWN)(own_unknown)
+    answers = [
+        send(client, other, not_theirs),
+        send(client, other, signed(unknown, keys[OTHER_HOME], OTHER_HOME)),
+        send(client, home, signed(own_unknown, keys[CARE_HOME])),
+    ]
+    assert {a.status_code for a in answers} == {422}
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    assert answers[0].json()["issue"] == [{
+        "severity": "error", "code": "not-found", "diagnostics": NOT_IN_CARE,
+        "expression": [f"{PATIENT_ENTRY}.identifier[0].value"],
+    }]  # fmt: skip
+    assert NHS not in answers[0].text
+    assert count(store, MESSAGES) == count(store, TRANSFERS) == 0
+    assert everything(client, token("ae-doctor")) != 200
+    stranger, *unknowns = refusal_rules(store)
+    assert "transfer.not-in-care" in stranger and "relationship.legitimate" in stranger
+    assert all("transfer.person-unknown" in r and "transfer.not-in-care" not in r for r in unknowns)
+    with store.engine.connect() as conn:
+        refused = conn.execute(
+            select(AuditRow.nhs_number, AuditRow.patient_id)
+            .where(AuditRow.action == "transfer-receive", AuditRow.outcome == "deny")
+            .order_by(AuditRow.seq)
+        ).all()
+    assert [r.nhs_number for r in refused] == [NHS, UNKNOWN, UNKNOWN]
+    assert refused[0].patient_id is not None and refused[1].patient_id is None
+
+
+def test_a_care_home_the_resident_has_left_cannot_send_for_them(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], token: Token
+) -> None:
+    place(store, OTHER_HOME, start="2022-01-01", end="2024-03-31")
+    former = token("gp", org=OTHER_HOME, role_code=CARE_ROLE, user_id="u-former-home")
+    refused = send(
+        client, former, signed(unsigned(sender=OTHER_HOME), keys[OTHER_HOME], OTHER_HOME)
+    )
+    assert refused.status_code == 422
+    assert [i["diagnostics"] for i in refused.json()["issue"]] == [NOT_IN_CARE]
+    assert "transfer.not-in-care" in refusal_rules(store)[0]
+    assert count(store, MESSAGES) == 0
+
+
+def test_a_nurse_whose_ig_training_lapsed_is_refused_by_the_same_decision(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    lapsed = token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-lapsed",
+                   ig_training=date.today() - timedelta(days=400))  # fmt: skip
+    refused = send(client, lapsed, signed(unsigned(), keys[CARE_HOME]))
+    assert refused.status_code == 422
+    assert [i["diagnostics"] for i in refused.json()["issue"]] == [NOT_IN_CARE]
+    assert {"transfer.not-in-care", "training.current"} <= set(refusal_rules(store)[0])
+    assert count(store, MESSAGES) == 0
+
+
+def test_an_accepted_transfer_is_audited_with_the_policy_decision(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    assert send(client, home, signed(unsigned(), keys[CARE_HOME])).status_code == 200
+    with store.engine.connect() as conn:
+        body = conn.execute(
+            select(AuditRow.body).where(
+                AuditRow.action == "transfer-receive", AuditRow.outcome == "permit"
+            )
+        ).scalar_one()
+    entry = flat(orjson.loads(body))
+    assert entry["basis"] == "relationship" and entry["policy_version"]
+    assert {"transfer.accepted", "relationship.legitimate"} <= set(entry["rules"])

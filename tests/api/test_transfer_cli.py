@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from tests.api.conftest import Store, Token
-from tests.api.transfers import CARE_HOME, CARE_ROLE, add_parties, unsigned
+from tests.api.transfers import CARE_HOME, CARE_ROLE, add_parties, place, unsigned
 
 runner = CliRunner()
 
@@ -26,6 +26,7 @@ def test_a_registered_key_signs_a_message_scr_accepts(
     client: TestClient, store: Store, token: Token, tmp_path: Path, monkeypatch: Any
 ) -> None:
     add_parties(store.engine, tmp_path)
+    place(store, CARE_HOME)
     url = store.settings.database_url
     made = scr(url, "transfer", "keygen", str(tmp_path / "home.pem"))
     assert made.exit_code == 0, made.output

@@ -1,5 +1,6 @@
 """Red-bag test parties: two care homes and a second hospital beside the API fixture's store,
-their signing keys, and a valid transfer for the store's one person."""
+their signing keys, the person's placement at a care home, and a valid transfer for the store's
+one person."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
+from adapters.council import CouncilAdapter
 from engine.directory import read_directory, replace_directory
+from engine.ingest import ingest
 from engine.transfer import signature
 from engine.transfer.form import Medicine, Person, TransferForm, transfer_message
 from engine.transfer.news2 import Vitals
 from engine.transfer.store import register_key
-from tests.api.conftest import DIRECTORY, NHS
+from tests.api.conftest import DIRECTORY, NHS, Store
+from tests.factories import write_csv
 
 CARE_HOME, OTHER_HOME, HOSPITAL, OTHER_HOSPITAL = "VCH01", "VCH02", "R9Z", "R9Y"
 BASE = "https://fhir.scr.example/"
@@ -62,3 +66,23 @@ def unsigned(header_id: str | None = None, **over: Any) -> dict[str, Any]:
 
 def signed(doc: dict[str, Any], key: Ed25519PrivateKey, org: str = CARE_HOME) -> dict[str, Any]:
     return signature.sign(doc, key, org, datetime.now(UTC))
+
+
+def place(store: Store, home: str, start: str = "2024-04-01", end: str = "") -> None:
+    """The council records the store's person (the same Renée Smith, so identity links them)
+    living at care home ``home``: a placement, the care home's relationship with them."""
+    folder = store.folder.parent / f"council-{home}-{start}-{end}"
+    folder.mkdir()
+    tables = {
+        "organisation": [{"code": "E06000999", "name": "Borsetshire Council"}],
+        "persons": [{
+            "person_id": "1", "first_name": "Renée", "last_name": "Smith",
+            "date_of_birth": "1950-03-01", "gender": "F", "nhs_number": NHS, "restricted": "false",
+        }],
+        "placements": [
+            {"person_id": "1", "care_home_ods": home, "start_date": start, "end_date": end}
+        ],
+    }  # fmt: skip
+    for table, rows in tables.items():
+        write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
+    ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))

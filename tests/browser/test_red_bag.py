@@ -1,7 +1,8 @@
 """The red-bag flow end to end in a real browser: the care-home nurse starts a transfer from a
 resident's record (prefilled from the shared record) and sends it; the A&E doctor finds it in
 the hospital inbox, acknowledges it and sends a discharge; the nurse sees the discharge and
-acknowledges the return. Screenshots go to ``test-artifacts/browser/``.
+acknowledges the return; the resident's GP then sees the transfer's history in the combined
+record. Screenshots go to ``test-artifacts/browser/``.
 """
 
 from __future__ import annotations
@@ -69,3 +70,10 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     nurse.wait_for_load_state()
     assert _status(nurse) == "returned"
     shot(nurse, "red-bag-returned")
+
+    gp = open_as(browser, region, "gp")
+    transfers = gp.locator("#transfers")
+    assert ": returned" in transfers.inner_text()
+    steps = transfers.locator("tbody td:first-child").all_inner_texts()
+    assert steps == ["sent", "received", "acknowledged", "discharged", "returned"]
+    shot(gp, "red-bag-in-the-gp-record")

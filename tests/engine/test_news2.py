@@ -1,4 +1,5 @@
-"""NEWS2 against the RCP 2017 chart: every band edge of every parameter, and the risk bands."""
+"""NEWS2 against the RCP 2017 chart: every band edge of every parameter, on both SpO2 scales, and
+the risk bands."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.transfer.news2 import Vitals, risk, scores, total
+from engine.transfer.news2 import Vitals, risk, scores, spo2_score, total
 
 NORMAL = Vitals(16, 97, False, 120, 70, "A", 37.0)
 
@@ -48,3 +49,27 @@ def test_risk_bands() -> None:
     assert risk(replace(NORMAL, respiration_rate=25)) == "low-medium"
     assert risk(replace(NORMAL, respiration_rate=22, spo2=93, pulse=95)) == "medium"
     assert risk(replace(NORMAL, respiration_rate=25, spo2=91, on_oxygen=True)) == "high"
+
+
+@pytest.mark.parametrize(
+    ("spo2", "on_air", "on_oxygen"),
+    [
+        (70, 3, 3), (83, 3, 3), (84, 2, 2), (85, 2, 2), (86, 1, 1), (87, 1, 1), (88, 0, 0),
+        (92, 0, 0), (93, 0, 1), (94, 0, 1), (95, 0, 2), (96, 0, 2), (97, 0, 3), (100, 0, 3),
+    ],
+)  # fmt: skip
+def test_scale_2_scores_each_band_edge_on_air_and_on_oxygen(
+    spo2: int, on_air: int, on_oxygen: int
+) -> None:
+    assert spo2_score(spo2, False, 2) == on_air
+    assert spo2_score(spo2, True, 2) == on_oxygen
+
+
+def test_scale_2_keeps_the_oxygen_row_and_scale_1_stays_the_default() -> None:
+    target = replace(NORMAL, spo2=90, spo2_scale=2)
+    assert scores(target)["spo2"] == 0 and total(target) == 0
+    assert scores(replace(NORMAL, spo2=90))["spo2"] == 3
+    too_much = replace(NORMAL, spo2=97, on_oxygen=True, spo2_scale=2)
+    assert (scores(too_much)["spo2"], scores(too_much)["air_or_oxygen"]) == (3, 2)
+    assert (total(too_much), risk(too_much)) == (5, "medium")
+    assert scores(replace(too_much, spo2_scale=1))["spo2"] == 0

@@ -7,10 +7,11 @@ import html
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
@@ -61,3 +62,42 @@ def test_a_mistake_keeps_what_was_entered(web: TestClient, store: Store) -> None
     assert count(store, MESSAGES) == 0
     back = _post(web, step="edit")
     assert back.status_code == 200 and 'value="Ann"' in back.text and "NEWS2 8" not in back.text
+
+
+def test_spo2_scale_2_is_chosen_on_the_form_and_travels_in_the_message(
+    web: TestClient, store: Store
+) -> None:
+    review = _post(web, step="review", spo2_scale="2")
+    assert review.status_code == 200 and "NEWS2 7" in review.text
+    assert "hypercapnic respiratory failure" in review.text
+    assert 'name="spo2_scale" value="2"' in review.text
+    sent = _post(web, step="send", spo2_scale="2")
+    assert sent.status_code == 303
+    with store.engine.connect() as conn:
+        doc = orjson.loads(conn.execute(select(MESSAGES.c.raw)).scalar_one())
+    news2 = next(
+        e["resource"] for e in doc["entry"]
+        if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "1104051000000101"
+    )  # fmt: skip
+    assert news2["valueQuantity"]["value"] == 7
+    assert news2["method"]["coding"][0]["code"] == "2"
+    assert news2["method"]["coding"][0]["system"].endswith("CodeSystem/scr-news2-spo2-scale")
+    printable = web.get(sent.headers["location"])
+    assert "NEWS2 7 (high risk) on SpO2 scale 2" in html.unescape(printable.text)
+
+
+def test_scale_1_is_the_default(web: TestClient, store: Store) -> None:
+    assert _post(web, step="send").status_code == 303
+    with store.engine.connect() as conn:
+        raw = conn.execute(select(MESSAGES.c.raw)).scalar_one()
+    assert b'"method":{"coding":[{"system"' in raw and b"SpO2 scale 1" in raw
+
+
+def test_the_api_path_answers_json_to_tokens_and_the_pages_live_at_the_inbox(
+    web: TestClient,
+) -> None:
+    api = web.get("/transfers", headers={"Accept": "text/html"})
+    assert api.status_code == 401
+    assert api.headers["content-type"].startswith("application/fhir+json")
+    page = web.get("/inbox", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

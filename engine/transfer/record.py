@@ -1,0 +1,43 @@
+"""A person's red-bag transfers in their combined record, judged by that record's decision.
+
+A transfer is not a resource in the store (it is the hospital's relationship itself), yet the
+person's other care-relationship holders, their GP or social worker, need to know that it
+happened. So it leaves only beside a read of the person, under that read's decision, through
+``consent.hidden_by`` like any stored item: as the hospital admission it is (an ``Encounter``,
+which the policy's sections place in ``encounters``) recorded by the care home that sent it.
+A profile without that section keeps it back, as do a dissent and a restricted section, and a
+user with no way in to the person sees nothing: there is no decision that lets it through
+without letting the rest of the record through too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from consent import Decision, Policy, ResourceMeta, hidden_by, meta_of
+from engine.transfer.store import Stay
+
+#: What the policy judges a transfer as: the admission it records.
+_AS = {"resourceType": "Encounter"}
+
+
+def judged_as(stay: Stay, policy: Policy) -> ResourceMeta:
+    """The meta the decision judges ``stay`` by."""
+    return meta_of(_AS, stay.care_home, "", policy)
+
+
+def released(
+    decision: Decision, stays: Iterable[Stay], policy: Policy
+) -> tuple[tuple[Stay, ...], dict[str, int]]:
+    """The stays ``decision`` lets leave, and how many it held back per reason (for the audit
+    trail's withheld counts, never for the user)."""
+    shown: list[Stay] = []
+    withheld: Counter[str] = Counter()
+    for stay in stays:
+        why = hidden_by(judged_as(stay, policy), decision)
+        if why is None:
+            shown.append(stay)
+        else:
+            withheld[why] += 1
+    return tuple(shown), dict(withheld)

@@ -1,0 +1,132 @@
+"""A red-bag transfer in the person's combined record: their other care-relationship holders see
+that it happened (status history, which hospital, when) through the record's own decision and
+audit entry; anyone without a way in sees nothing, and nothing else changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from audit.entry import flat
+from audit.tables import AuditRow
+from engine.api import create_app
+from tests.api.conftest import NHS, PATIENT, Store, Token, api_settings, auth, client, store, token
+from tests.api.test_transfer import discharge, home, keys, send
+from tests.api.transfers import (
+    CARE_HOME,
+    CARE_ROLE,
+    HOSPITAL,
+    OTHER_HOME,
+    OTHER_HOSPITAL,
+    signed,
+    unsigned,
+)
+from tests.web.test_pages import acknowledged, signed_in
+
+__all__ = ["api_settings", "client", "home", "keys", "store", "token"]
+TITLE = "Hospital transfers (red bag)"
+
+
+@pytest.fixture
+def web(store: Store) -> Iterator[TestClient]:
+    app = create_app(store.settings, store.engine)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
+        yield c
+
+
+@pytest.fixture
+def transfer_id(
+    client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> str:
+    """A transfer that went all the way: sent, received, acknowledged, discharged, returned."""
+    doc = signed(unsigned(), keys[CARE_HOME])
+    found: str = doc["entry"][0]["resource"]["id"]
+    doctor = token("ae-doctor")
+    assert send(client, home, doc).status_code == 200
+    assert client.post(f"/transfers/{found}/acknowledge", headers=auth(doctor)).status_code == 200
+    back = signed(discharge(found), keys[HOSPITAL], HOSPITAL)
+    assert send(client, doctor, back).status_code == 200
+    assert client.post(f"/transfers/{found}/acknowledge", headers=auth(home)).status_code == 200
+    return found
+
+
+def record(web: TestClient, tok: str) -> Any:
+    acknowledged(signed_in(web, tok))
+    return web.get(f"/record/{NHS}")
+
+
+def last_read(store: Store, org: str) -> dict[str, Any]:
+    """The latest record-page entry (``everything``) of a user at ``org``."""
+    with store.engine.connect() as conn:
+        body = conn.execute(
+            select(AuditRow.body)
+            .where(AuditRow.action == "everything", AuditRow.org == org)
+            .order_by(AuditRow.seq.desc())
+            .limit(1)
+        ).scalar_one()
+    return flat(orjson.loads(body))
+
+
+def test_the_gp_sees_the_transfer_history_in_the_record_and_the_read_is_audited(
+    web: TestClient, store: Store, token: Token, transfer_id: str
+) -> None:
+    page = record(web, token("gp"))
+    assert page.status_code == 200 and TITLE in page.text
+    shown = page.text.split('id="transfers"', 1)[1].split("</table>", 1)[0]
+    assert "From Grey Gables Care Home to Borchester General Hospital: returned" in shown
+    steps = [s.split("</td>", 1)[0] for s in shown.split("<tr><td>")[1:]]
+    assert steps == ["sent", "received", "acknowledged", "discharged", "returned"]
+    assert f'href="/inbox/{transfer_id}"' not in shown
+    entry = last_read(store, "Y00001")
+    assert entry["outcome"] == "permit" and f"transfer/{transfer_id}" in entry["refs"]
+    assert entry["disclosed"]["transfer"] == 1
+    assert web.get(f"/transfers/{transfer_id}", headers=auth(token("gp"))).status_code == 404
+
+
+def test_the_parties_see_it_in_the_record_with_a_way_to_their_inbox(
+    web: TestClient, token: Token, transfer_id: str, home: str
+) -> None:
+    page = record(web, home)
+    assert TITLE in page.text and f'href="/inbox/{transfer_id}"' in page.text
+
+
+def test_no_way_in_means_no_transfer_and_the_same_answer_as_before_it(
+    web: TestClient, client: TestClient, store: Store, token: Token,
+    keys: dict[str, Ed25519PrivateKey], home: str,
+) -> None:  # fmt: skip
+    outsiders = {
+        OTHER_HOSPITAL: token("ae-doctor", org=OTHER_HOSPITAL, user_id="u-other-hospital"),
+        OTHER_HOME: token("gp", org=OTHER_HOME, role_code=CARE_ROLE, user_id="u-other-home"),
+    }
+    gp = token("gp")
+    everything = f"/fhir/Patient/{PATIENT}/$everything"
+    before = {org: record(web, tok).status_code for org, tok in outsiders.items()}
+    total = client.get(everything, headers=auth(gp)).json()["total"]
+    doc = signed(unsigned(), keys[CARE_HOME])
+    assert send(client, home, doc).status_code == 200
+    transfer = doc["entry"][0]["resource"]["id"]
+    for org, tok in outsiders.items():
+        page = record(web, tok)
+        assert page.status_code == before[org] == 404
+        assert TITLE not in page.text and transfer not in page.text
+        entry = last_read(store, org)
+        assert entry["outcome"] == "deny" and entry["refs"] == [] and entry["disclosed"] == {}
+    assert client.get(everything, headers=auth(gp)).json()["total"] == total
+
+
+def test_a_profile_without_admissions_is_refused_the_transfer_like_any_admission(
+    web: TestClient, store: Store, token: Token, transfer_id: str
+) -> None:
+    page = record(web, token("receptionist"))
+    assert page.status_code == 200 and TITLE not in page.text and transfer_id not in page.text
+    entry = last_read(store, "Y00001")
+    assert entry["outcome"] == "permit" and "transfer" not in entry["disclosed"]
+    assert not any(r.startswith("transfer/") for r in entry["refs"])
+    record(web, token("gp"))
+    assert last_read(store, "Y00001")["disclosed"]["transfer"] == 1
