@@ -2,17 +2,20 @@
 resident's record (prefilled from the shared record) and sends it; the A&E doctor finds it in
 the hospital inbox, acknowledges it and sends a discharge; the nurse sees the discharge and
 acknowledges the return; the resident's GP then sees the transfer's history in the combined
-record. Screenshots go to ``test-artifacts/browser/``.
+record. Screenshots go to ``test-artifacts/browser/``; skipped where chromium is absent.
 """
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Browser, Page
 
 from adapters.synth import catalogue as cat
-from tests.browser.test_personas import Region, browser, open_as, region, shot
+from tests.browser.test_personas import CHROMIUM, Region, browser, open_as, region, shot
 
 __all__ = ["browser", "region"]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 
 
 def _status(page: Page) -> str:
