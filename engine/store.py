@@ -114,10 +114,19 @@ def stage(
 
     A version belongs to its run: it is history once the run completes, and a run that does
     not complete takes its versions with it (``discard_run``). Writing them batch by batch, on
-    the writer thread, keeps that insert out of the apply that the whole run waits for.
+    the writer thread, keeps that insert out of the apply that the whole run waits for; the
+    server copies them from the rows just staged, so the bodies cross the wire once.
     """
     bulk_insert(conn, S, rows)
-    bulk_insert(conn, V, [{**{c: r[c] for c in _VERSION_COLUMNS}, "run_id": run_id} for r in rows])
+    for cond in member_of(conn, S.c.resource_id, [r["resource_id"] for r in rows]):
+        conn.execute(
+            insert(V).from_select(
+                [*_VERSION_COLUMNS, "run_id"],
+                select(*(S.c[c] for c in _VERSION_COLUMNS), S.c.run_id).where(
+                    S.c.run_id == run_id, cond
+                ),
+            )
+        )
     res = [{"run_id": run_id, "source_key": k} for k in resolved]
     if res:
         conn.execute(insert(SR), res)
