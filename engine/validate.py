@@ -40,7 +40,10 @@ class ElementMemo:
         """The validated model for ``value``, or ``value`` itself when it is not valid."""
         if not isinstance(value, dict):
             return value
-        key = (cls, orjson.dumps(value))
+        try:
+            key = (cls, orjson.dumps(value))
+        except orjson.JSONEncodeError:  # not JSON (a Decimal, a 65-bit int): the model judges it
+            return value
         model = self._models.get(key)
         if model is not None:
             self._models.move_to_end(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import given, settings
@@ -103,6 +104,15 @@ def test_elements_that_carry_identity_are_not_remembered_and_memory_is_bounded()
     for n in range(50):
         assert validate_resource(_observation(f"p{n}"), memo) == []
     assert len(memo) == 4
+
+
+def test_a_value_that_is_not_json_is_left_to_the_model() -> None:
+    memo = ElementMemo()
+    doc = _observation()
+    doc["valueQuantity"] = {"value": Decimal("120.5"), "unit": "mmHg"}
+    assert validate_resource(doc, memo) == validate_resource(doc) == []
+    doc["valueQuantity"] = {"value": 2**70, "unit": "mmHg"}
+    assert validate_resource(doc, memo) == validate_resource(doc)
 
 
 def test_contained_resources_are_validated_by_the_resource_itself() -> None:
