@@ -87,10 +87,12 @@ def _pg_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
             cur.execute("COMMIT")
             cur.execute(_FLUSH)
     except BaseException:
-        raw.rollback()
+        if not driver.closed:  # a lost connection has nothing to roll back; its error stands
+            raw.rollback()
         raise
     finally:
-        driver.autocommit = False
+        if not driver.closed:
+            driver.autocommit = False
     return sealed
 
 

@@ -88,14 +88,20 @@ def test_the_flush_makes_every_earlier_commit_durable(engine: Engine):
 
 
 @pg_only
+@pytest.mark.parametrize(
+    "failing_flush",
+    ["SELECT 1 / 0", "SELECT pg_terminate_backend(pg_backend_pid())"],
+    ids=["error", "connection-lost"],
+)
 def test_a_failure_in_the_flush_step_fails_the_append_and_releases_nothing(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, failing_flush: str
 ):
     """The entry was committed, so it stays in the trail (an access that did not happen is
-    recorded, never the reverse), but the caller gets an error and the data does not leave."""
+    recorded, never the reverse), but the caller gets an error and the data does not leave;
+    the next append carries on the same chain."""
     writer = Writer(engine)
     writer.append(entry(1))
-    monkeypatch.setattr(audit.writer, "_FLUSH", "SELECT 1 / 0")
+    monkeypatch.setattr(audit.writer, "_FLUSH", failing_flush)
     returned = []
     with pytest.raises(AuditUnavailable):
         returned.append(disclose(writer, entry(2), RECORD))
