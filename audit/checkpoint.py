@@ -23,6 +23,7 @@ from audit.chain import Problem
 from audit.entry import time_text
 from audit.keys import key_id
 from audit.verify import Report, verify
+from audit.writer import durable
 from engine import canonical
 
 #: Names what is signed, so a signature over something else can never pass for a checkpoint.
@@ -57,12 +58,17 @@ def _message(size: int, head: str, time: str) -> bytes:
 
 
 def make(engine: Engine, key: Ed25519PrivateKey, now: datetime) -> Checkpoint:
-    """Verify the trail, then sign its size and head; refuses a trail that does not verify."""
+    """Verify the trail, then sign its size and head; refuses a trail that does not verify.
+
+    The walk may have seen appends still in their flush step; they are made durable before
+    the signature vouches for them, so a crash cannot leave a checkpoint beyond the trail.
+    """
     report = verify(engine)
     if report.problem is not None:
         raise CheckpointError(
             f"the trail does not verify at entry {report.problem.seq}: {report.problem.reason}"
         )
+    durable(engine)
     head, when = report.head.hex(), time_text(now)
     signature = key.sign(_message(report.size, head, when))
     return Checkpoint(

@@ -4,7 +4,14 @@ Each append is one short transaction that locks the head row first (``SELECT ...
 on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), reads the last sequence number and hash, inserts
 the chained entries and moves the head. Writers on any number of processes therefore take turns,
 and the sequence has no gap: a transaction that fails rolls back its number with it. Nothing is
-returned until the commit has succeeded.
+returned until the entries are durable.
+
+On PostgreSQL the append's transaction commits without waiting for its WAL flush, so the head
+lock is released as soon as the entries are written and the next writer need not queue behind
+this one's flush; the same connection then commits a tiny synchronous transaction, which
+returns only once the WAL is on disk up to and past that commit (see :func:`durable`). WAL is
+written in order, so a crash can only lose a tail of the trail whose appends never returned:
+the chain stays whole, and those callers got an error and released nothing.
 
 Under load, :class:`Writer` batches: while one append is in flight, entries arriving on other
 threads of the process queue up and go together in the next transaction (group commit), so the
@@ -18,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from audit.chain import Sealed, seal
 from audit.entry import AuditEntry
@@ -35,28 +42,72 @@ class AuditUnavailable(RuntimeError):
     """The audit entry could not be written, so the access it records must not happen (503)."""
 
 
+#: One row per entry, one array per column: the statement's text and parameter count do not
+#: depend on the batch size, so it is prepared once and its parameters go in binary.
+_PG_INSERT = (
+    "WITH moved AS (UPDATE audit_head SET seq = %b, hash = %b WHERE id = 1) "
+    f"INSERT INTO audit_entry ({_INSERT_COLUMNS}) SELECT * FROM unnest("
+    "%b::bigint[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[])"
+)
+#: A transaction that writes WAL (the message) under an xid commits with a WAL flush, unless
+#: ``synchronous_commit`` is off; it is set on for this transaction only, and a stronger
+#: setting (waiting for standbys) is kept. The flush covers every earlier WAL record, so all
+#: commits before this one are durable when it returns. (A transaction that only takes an xid,
+#: such as ``SELECT txid_current()``, writes no WAL of its own and commits without a flush.)
+_FLUSH = (
+    "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') "
+    "WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, true), "
+    "pg_logical_emit_message(true, 'scr.audit.flush', '')"
+)
+
+
 def _pg_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
-    cur = raw.cursor()
+    """Lock, read the head, then in one round trip: insert, commit (asynchronously), flush.
+
+    The flush is a separate transaction sent after the COMMIT, so the head lock is free while
+    the WAL reaches the disk; the append returns only when the flush has, so no entry is
+    reported written before it is durable. The statements go in a pipeline, two round trips in
+    all: the lock-held part is as short as the network allows.
+    """
+    driver: Any = raw.driver_connection
+    driver.autocommit = True  # BEGIN and COMMIT are sent explicitly, in the pipeline
     try:
-        cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-        head = cur.fetchone()
-        if head is None:
-            raise AuditUnavailable("the audit head row is missing")
-        sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(sealed))
-        params: list[Any] = [v for s in sealed for v in s.row().values()]
-        cur.execute(
-            "WITH moved AS (UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1) "
-            f"INSERT INTO audit_entry ({_INSERT_COLUMNS}) VALUES {values}",
-            [sealed[-1].seq, sealed[-1].hash, *params],
-        )
-        raw.commit()
+        with driver.pipeline() as pipe, driver.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SET LOCAL synchronous_commit = off")
+            cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            pipe.sync()
+            head = cur.fetchone()
+            if head is None:
+                raise AuditUnavailable("the audit head row is missing")
+            sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
+            columns = [list(c) for c in zip(*(s.row().values() for s in sealed), strict=True)]
+            cur.execute(_PG_INSERT, [sealed[-1].seq, sealed[-1].hash, *columns])
+            cur.execute("COMMIT")
+            cur.execute(_FLUSH)
     except BaseException:
-        raw.rollback()
+        if not driver.closed:  # a lost connection has nothing to roll back; its error stands
+            raw.rollback()
         raise
     finally:
-        cur.close()
+        if not driver.closed:
+            driver.autocommit = False
     return sealed
+
+
+def durable(engine: Engine) -> None:
+    """Make every commit so far durable, as an append does before it returns.
+
+    A reader can see an append's entries between its commit and its flush; one that hands on
+    what it saw as final (a signed checkpoint) calls this first, so a crash cannot take back an
+    entry it vouched for. SQLite appends are durable when they commit, so there is nothing to do.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        conn.execute(text(_FLUSH))
+        conn.commit()
 
 
 def _sqlite_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
@@ -93,7 +144,7 @@ def _sqlite_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
 
 
 def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
-    """Append ``entries`` in one transaction, committed before this returns."""
+    """Append ``entries`` in one transaction, committed and durable before this returns."""
     if not entries:
         return []
     try:
@@ -111,7 +162,7 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
 
 
 def append(engine: Engine, entry: AuditEntry) -> Sealed:
-    """Append one entry on its own (no batching): committed before this returns."""
+    """Append one entry on its own (no batching): durable before this returns."""
     return append_batch(engine, [entry])[0]
 
 

@@ -1,0 +1,113 @@
+"""An append returns only when its entries are durable, and a failed flush fails the access.
+
+On PostgreSQL the append's own transaction commits without waiting for the WAL (so the head
+lock is free sooner) and a second, synchronous commit on the same connection makes it durable
+before the append returns. These tests pin that order, show the flush step really reaches the
+disk past an earlier asynchronous commit, and show a flush that fails releases nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, event, text
+
+import audit.writer
+from audit import AuditUnavailable, Writer, disclose, verify
+from audit.writer import append, durable
+from engine.db import make_engine
+from tests.audit.trail import entry
+from tests.conftest import BACKEND
+
+pg_only = pytest.mark.skipif(BACKEND == "sqlite", reason="needs PostgreSQL (SCR_TEST_DATABASE)")
+RECORD = [{"resourceType": "Observation", "id": "o1"}]
+
+
+def test_an_appended_entry_is_committed_when_append_returns(engine: Engine, db_url: str):
+    sealed = Writer(engine).append(entry(1))
+    other = make_engine(db_url)
+    try:
+        with other.connect() as conn:
+            seen = conn.execute(text("SELECT seq, hash FROM audit_entry")).one()
+    finally:
+        other.dispose()
+    assert (seen[0], bytes(seen[1])) == (sealed.seq, sealed.hash)
+
+
+@pg_only
+def test_the_append_commits_then_flushes_before_it_returns(engine: Engine, db_url: str):
+    """The lock is taken and released in a transaction that does not wait for the WAL, and the
+    synchronous flush transaction follows its COMMIT, all before ``append`` hands back."""
+    statements: list[str] = []
+
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            statements.append(str(query))
+            return super().execute(query, params, **kwargs)
+
+    recording = make_engine(db_url)
+    event.listen(
+        recording, "connect", lambda conn, _record: setattr(conn, "cursor_factory", Recording)
+    )
+    try:
+        append(recording, entry(1))
+    finally:
+        recording.dispose()
+    assert statements[:3] == [
+        "BEGIN",
+        "SET LOCAL synchronous_commit = off",
+        "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+    ]
+    assert "INSERT INTO audit_entry" in statements[3]
+    assert statements[4:] == ["COMMIT", audit.writer._FLUSH]
+
+
+@pg_only
+def test_the_flush_makes_every_earlier_commit_durable(engine: Engine):
+    """An asynchronous commit is not yet on disk; after the flush step the WAL is flushed past
+    it. (Taking an xid alone, as ``txid_current()`` does, would not flush anything.)"""
+    raw = engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        driver.execute("CREATE TABLE flush_probe (n int)")
+        driver.execute("SET LOCAL synchronous_commit = off")
+        driver.execute("INSERT INTO flush_probe VALUES (1)")
+        driver.commit()
+        written = driver.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+        driver.commit()
+    finally:
+        raw.close()
+    durable(engine)
+    with engine.connect() as conn:
+        flushed = conn.execute(
+            text("SELECT pg_current_wal_flush_lsn() >= CAST(:lsn AS pg_lsn)"), {"lsn": written}
+        ).scalar_one()
+    assert flushed
+
+
+@pg_only
+@pytest.mark.parametrize(
+    "failing_flush",
+    ["SELECT 1 / 0", "SELECT pg_terminate_backend(pg_backend_pid())"],
+    ids=["error", "connection-lost"],
+)
+def test_a_failure_in_the_flush_step_fails_the_append_and_releases_nothing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, failing_flush: str
+):
+    """The entry was committed, so it stays in the trail (an access that did not happen is
+    recorded, never the reverse), but the caller gets an error and the data does not leave;
+    the next append carries on the same chain."""
+    writer = Writer(engine)
+    writer.append(entry(1))
+    monkeypatch.setattr(audit.writer, "_FLUSH", failing_flush)
+    returned = []
+    with pytest.raises(AuditUnavailable):
+        returned.append(disclose(writer, entry(2), RECORD))
+    assert returned == []
+    monkeypatch.undo()
+
+    assert writer.append(entry(3)).seq == 3
+    report = verify(engine)
+    assert report.intact and report.size == 3
