@@ -3,9 +3,11 @@
 Every reader (API, web pages, exports) asks here and nowhere else. The query is narrowed by the
 decision before it runs (the person's patients, permitted types, live rows, own-organisation
 rows when a dissent is in force, excluded labels only for their owner): a row outside it comes
-back without its body, only to be counted as withheld. Every body that comes back is then
-judged with ``consent.hidden_by`` and shaped with ``consent.mask``. Totals and pages
-are computed on what may be seen, so a count never reveals a hidden record.
+back without its body, only to be counted as withheld. Every row that comes back with its body
+is then judged with ``consent.hidden_by`` (on the facts stored beside it at ingest,
+``engine.facts``, or on the body when they were derived by other rules) and shaped with
+``consent.mask``. Totals and pages are computed on what may be seen, so a count never reveals
+a hidden record.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Row,
     Table,
     and_,
     case,
@@ -36,6 +39,7 @@ from consent import (
     PatientFacts,
     Policy,
     Request,
+    ResourceMeta,
     Who,
     decide,
     directive,
@@ -47,6 +51,7 @@ from consent import (
     relationship,
 )
 from engine.access import user_made
+from engine.facts import stored_meta
 from engine.models import Resource
 from engine.transfer.store import hospital_stays
 
@@ -203,6 +208,7 @@ def release(
     query = (
         select(
             R.c.resource_type, R.c.source_org, body, R.c.labels,
+            R.c.section, R.c.policy_labels, R.c.facts_version,
             R.c.source_key, R.c.run_id, R.c.version_id,
         )
         .where(and_(*asked))
@@ -217,16 +223,31 @@ def release(
         if row.body is None:
             withheld[_narrowed_away(decision, row.resource_type, row.source_org)] += 1
             continue
-        resource = orjson.loads(row.body)
-        why = hidden_by(meta_of(resource, row.source_org, row.labels, policy), decision)
+        resource, meta = _judged(row, policy)
+        why = hidden_by(meta, decision)
         if why is not None:
             withheld[why] += 1
             continue
         if total >= offset and (end is None or total < end):
-            shown.append(mask(resource, decision))
+            shown.append(mask(resource or orjson.loads(row.body), decision))
             origins.append(Origin(row.source_key, row.run_id, row.version_id))
         total += 1
     return Released(decision, tuple(shown), total, tuple(origins), dict(sorted(withheld.items())))
+
+
+def _judged(
+    row: Row[*tuple[Any, ...]], policy: Policy
+) -> tuple[dict[str, Any] | None, ResourceMeta]:
+    """The row's meta from its stored facts; from its body (parsed, and handed back so it is
+    not parsed twice) when they were not derived by ``policy``'s rules."""
+    meta = stored_meta(
+        row.resource_type, row.source_org, row.section, row.policy_labels, row.facts_version,
+        policy,
+    )  # fmt: skip
+    if meta is not None:
+        return None, meta
+    resource = orjson.loads(row.body)
+    return resource, meta_of(resource, row.source_org, row.labels, policy)
 
 
 def _narrowed_away(decision: Decision, resource_type: str, source_org: str) -> str:
