@@ -10,7 +10,7 @@ from __future__ import annotations
 from consent.decide import decide
 from consent.explain import NOTICE, explain
 from consent.facts import directive, ods_code, person_labels, relationship
-from consent.mask import Refused, hidden_by, mask, visible
+from consent.mask import Refused, hidden_by, mask, unmasked, visible
 from consent.model import (
     ConsentDirective,
     Decision,
@@ -65,5 +65,6 @@ __all__ = [
     "person_labels",
     "relationship",
     "section_of",
+    "unmasked",
     "visible",
 ]

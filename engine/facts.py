@@ -17,11 +17,10 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Connection, Table, bindparam, or_, select, update
 
-from consent import Policy, ResourceMeta, load, meta_of
+from consent import Policy, load, meta_of
 from engine.models import Resource
 
 R = cast(Table, Resource.__table__)
-_NO_LABELS: frozenset[str] = frozenset()
 #: Written at ingest beside the body; ``engine.store`` copies them from staging.
 FACT_COLUMNS = ("section", "policy_labels", "facts_version")
 
@@ -43,22 +42,6 @@ def row_facts(
         "policy_labels": " ".join(sorted(meta.labels)),
         "facts_version": policy.facts_version,
     }
-
-
-def stored_meta(
-    resource_type: str,
-    source_org: str,
-    section: str | None,
-    policy_labels: str | None,
-    facts_version: str | None,
-    policy: Policy,
-) -> ResourceMeta | None:
-    """The row's meta from its fact columns, or ``None`` when they were not derived by
-    ``policy``'s rules (the caller then derives it from the body)."""
-    if facts_version != policy.facts_version or section is None or policy_labels is None:
-        return None
-    labels = frozenset(policy_labels.split()) if policy_labels else _NO_LABELS
-    return ResourceMeta(resource_type, source_org, labels, section)
 
 
 def restamp(conn: Connection, policy: Policy, batch: int = 2000) -> int:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, cast
 
 import orjson
@@ -49,9 +49,9 @@ from consent import (
     ods_code,
     person_labels,
     relationship,
+    unmasked,
 )
 from engine.access import user_made
-from engine.facts import stored_meta
 from engine.models import Resource
 from engine.transfer.store import hospital_stays
 
@@ -70,21 +70,37 @@ class Origin:
     version_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One released resource as it leaves: its type, its id and its JSON, which is the stored
+    canonical JSON itself when the decision masks nothing of its type (never parsed on the
+    way), or else the masked copy written again."""
+
+    resource_type: str
+    id: str
+    json: bytes
+
+
 @dataclass(frozen=True)
 class Released:
     """What may leave: the decision, the masked resources of this page, and the visible total.
 
-    ``origins`` pairs with ``resources`` item by item. ``withheld`` counts what policy held
-    back of the rows asked for, by reason, for the audit trail; it never leaves to the user.
+    ``origins`` pairs with ``items`` one by one. ``withheld`` counts what policy held back of
+    the rows asked for, by reason, for the audit trail; it never leaves to the user.
     ``included`` holds what leaves beside the page (Provenance), outside the total.
     """
 
     decision: Decision
-    resources: tuple[dict[str, Any], ...]
+    items: tuple[Item, ...]
     total: int
     origins: tuple[Origin, ...] = ()
     withheld: Mapping[str, int] = field(default_factory=dict)
     included: tuple[dict[str, Any], ...] = ()
+
+    @cached_property
+    def resources(self) -> tuple[dict[str, Any], ...]:
+        """The items as resources, parsed only for a reader that needs them (the web pages)."""
+        return tuple(orjson.loads(i.json) for i in self.items)
 
 
 def _org_refs(node: Any) -> Iterable[str]:
@@ -207,7 +223,7 @@ def release(
     body = case((narrowed(decision, patient_ids), R.c.body), else_=null()).label("body")
     query = (
         select(
-            R.c.resource_type, R.c.source_org, body, R.c.labels,
+            R.c.id, R.c.resource_type, R.c.source_org, body, R.c.labels,
             R.c.section, R.c.policy_labels, R.c.facts_version,
             R.c.source_key, R.c.run_id, R.c.version_id,
         )
@@ -215,39 +231,65 @@ def release(
         .order_by(R.c.resource_type, R.c.id)
     )  # fmt: skip
     withheld: Counter[str] = Counter()
-    shown: list[dict[str, Any]] = []
+    shown: list[Item] = []
     origins: list[Origin] = []
     total = 0
     end = None if count is None else offset + count
+    judge = _Judge(decision, policy)
     for row in conn.execute(query):
         if row.body is None:
             withheld[_narrowed_away(decision, row.resource_type, row.source_org)] += 1
             continue
-        resource, meta = _judged(row, policy)
-        why = hidden_by(meta, decision)
+        resource, why = judge(row)
         if why is not None:
             withheld[why] += 1
             continue
         if total >= offset and (end is None or total < end):
-            shown.append(mask(resource or orjson.loads(row.body), decision))
+            shown.append(_item(row, resource, decision))
             origins.append(Origin(row.source_key, row.run_id, row.version_id))
         total += 1
     return Released(decision, tuple(shown), total, tuple(origins), dict(sorted(withheld.items())))
 
 
-def _judged(
-    row: Row[*tuple[Any, ...]], policy: Policy
-) -> tuple[dict[str, Any] | None, ResourceMeta]:
-    """The row's meta from its stored facts; from its body (parsed, and handed back so it is
-    not parsed twice) when they were not derived by ``policy``'s rules."""
-    meta = stored_meta(
-        row.resource_type, row.source_org, row.section, row.policy_labels, row.facts_version,
-        policy,
-    )  # fmt: skip
-    if meta is not None:
-        return None, meta
-    resource = orjson.loads(row.body)
-    return resource, meta_of(resource, row.source_org, row.labels, policy)
+_Facts = tuple[str, str, str, str]
+
+
+class _Judge:
+    """``hidden_by`` over one read's rows. A row with facts stored under the running rules is
+    judged on them, once per distinct set of facts (a record has a few dozen); any other row
+    on its body, which is handed back so that it is not parsed twice."""
+
+    def __init__(self, decision: Decision, policy: Policy) -> None:
+        self._decision = decision
+        self._policy = policy
+        self._verdicts: dict[_Facts, str | None] = {}
+
+    def __call__(self, row: Row[*tuple[Any, ...]]) -> tuple[dict[str, Any] | None, str | None]:
+        if (
+            row.facts_version == self._policy.facts_version
+            and row.section is not None
+            and row.policy_labels is not None
+        ):
+            key = (row.resource_type, row.source_org, row.section, row.policy_labels)
+            if key not in self._verdicts:
+                meta = ResourceMeta(
+                    row.resource_type, row.source_org, frozenset(row.policy_labels.split()),
+                    row.section,
+                )  # fmt: skip
+                self._verdicts[key] = hidden_by(meta, self._decision)
+            return None, self._verdicts[key]
+        resource = orjson.loads(row.body)
+        meta = meta_of(resource, row.source_org, row.labels, self._policy)
+        return resource, hidden_by(meta, self._decision)
+
+
+def _item(row: Row[*tuple[Any, ...]], resource: dict[str, Any] | None, decision: Decision) -> Item:
+    """The stored JSON as it is when the decision masks nothing of the row's type; otherwise
+    the masked resource, written again."""
+    if unmasked(row.resource_type, decision):
+        return Item(row.resource_type, row.id, row.body)
+    masked = mask(resource if resource is not None else orjson.loads(row.body), decision)
+    return Item(row.resource_type, row.id, orjson.dumps(masked))
 
 
 def _narrowed_away(decision: Decision, resource_type: str, source_org: str) -> str:

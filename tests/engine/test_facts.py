@@ -100,3 +100,11 @@ def test_other_section_rules_change_the_facts_version(tmp_path):
     (tmp_path / "sections.json").write_bytes(orjson.dumps(sections))
     assert load().facts_version == POLICY.facts_version
     assert load(tmp_path).facts_version != POLICY.facts_version
+
+
+def test_every_stored_body_is_what_parsing_and_writing_it_again_gives(stored):
+    """So an item spliced into a Bundle as it is stored is byte for byte what the read path
+    wrote when it parsed each body and wrote it again."""
+    with stored.connect() as conn:
+        bodies = conn.execute(select(Resource.body)).scalars().all()
+    assert bodies and all(orjson.dumps(orjson.loads(b)) == b for b in bodies)
