@@ -281,3 +281,19 @@ def test_an_unmasked_entry_is_the_stored_json_byte_for_byte(
     one = entries[0]["resource"]
     read = get(client, token("gp"), f"{one['resourceType']}/{one['id']}")
     assert read.content == bytes(stored[one["id"]])
+
+
+def test_an_unexpected_error_is_a_500_naming_only_the_request_id(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(base: str) -> Any:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr("engine.api.fhir.capability_statement", broken)
+    response = client.get("/fhir/metadata", headers={"X-Request-Id": "req-500"})
+    assert response.status_code == 500
+    assert response.json()["issue"][0]["diagnostics"] == "Internal error (request req-500)"
+    assert "secret" not in response.text
+    assert response.headers["X-Request-Id"] == "req-500"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"
