@@ -13,7 +13,7 @@ a hidden record.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, cached_property
@@ -47,6 +47,7 @@ from consent import (
     mask,
     meta_of,
     ods_code,
+    organisation_reference,
     person_labels,
     relationship,
     unmasked,
@@ -103,18 +104,6 @@ class Released:
         return tuple(orjson.loads(i.json) for i in self.items)
 
 
-def _org_refs(node: Any) -> Iterable[str]:
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str) and ref.startswith("Organization/"):
-            yield ref
-        for value in node.values():
-            yield from _org_refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _org_refs(item)
-
-
 def _organisations(conn: Connection, refs: set[str]) -> dict[str, str]:
     """``Organization/<id>`` → ODS code, for sources that reference rather than name an org."""
     ids = [ref.split("/", 1)[1] for ref in refs]
@@ -145,7 +134,8 @@ def gather_facts(
     ).all()
     bodies = [(row, orjson.loads(row.body)) for row in rows]
     related = [body for row, body in bodies if row.resource_type in RELATIONSHIP_TYPES]
-    orgs = _organisations(conn, {ref for body in related for ref in _org_refs(body)})
+    refs = {ref for body in related if (ref := organisation_reference(body))}
+    orgs = _organisations(conn, refs) if refs else {}
     relationships = [rel for body in related if (rel := relationship(body, orgs)) is not None]
     directives = [
         d

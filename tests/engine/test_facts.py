@@ -11,9 +11,10 @@ from alembic import command
 from sqlalchemy import select, update
 
 from adapters.synth import synthesise
-from consent import load, meta_of
+from consent import load, meta_of, ods_code, organisation_reference, relationship
 from consent.policy import POLICY_DIR
 from engine.facts import restamp, row_facts
+from engine.gate import RELATIONSHIP_TYPES
 from engine.ingest import ingest
 from engine.migrate import alembic_config, upgrade
 from engine.models import Resource
@@ -108,3 +109,21 @@ def test_every_stored_body_is_what_parsing_and_writing_it_again_gives(stored):
     with stored.connect() as conn:
         bodies = conn.execute(select(Resource.body)).scalars().all()
     assert bodies and all(orjson.dumps(orjson.loads(b)) == b for b in bodies)
+
+
+def test_resolving_only_the_relationship_reference_finds_every_relationship(stored):
+    """gather_facts looks up only ``organisation_reference``: the same relationships as
+    resolving every organisation in the store."""
+    with stored.connect() as conn:
+        rows = conn.execute(select(Resource.resource_type, Resource.body)).all()
+    bodies = [(t, orjson.loads(b)) for t, b in rows]
+    every = {f"Organization/{b['id']}": c for t, b in bodies if (c := ods_code(b))}
+    found = 0
+    for t, body in bodies:
+        if t not in RELATIONSHIP_TYPES:
+            continue
+        ref = organisation_reference(body)
+        only = {ref: every[ref]} if ref in every else {}
+        assert relationship(body, only) == relationship(body, every)
+        found += relationship(body, every) is not None
+    assert found > 30
