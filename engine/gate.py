@@ -16,16 +16,21 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Connection,
     Row,
+    Select,
+    String,
     Table,
     and_,
+    any_,
+    bindparam,
     case,
     literal,
     not_,
@@ -165,22 +170,46 @@ def _without_labels(labels: frozenset[str]) -> ColumnElement[bool]:
     return and_(*(not_(_has_label(x)) for x in sorted(labels)))
 
 
-def narrowed(decision: Decision, patient_ids: Sequence[str]) -> ColumnElement[bool]:
-    """The WHERE clause a permitted decision allows; nothing at all for a refusal."""
-    ob = decision.obligations
-    if not decision.permit or not ob.types:
-        return literal(False)
-    own = R.c.source_org == ob.org
-    clauses = [
-        R.c.patient_id.in_(list(patient_ids)),
-        R.c.status == "active",
-        R.c.resource_type.in_(sorted(ob.types)),
-    ]
-    if ob.own_org_only:
-        clauses.append(own)
-    if ob.excluded_labels:
-        clauses.append(or_(own, _without_labels(ob.excluded_labels)))
-    return and_(*clauses)
+def _one_of(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` in the list bound as ``name``: one array parameter on PostgreSQL, so the
+    statement's text is the same however long the list; an expanding ``IN`` elsewhere."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@lru_cache(maxsize=64)
+def _page_query(
+    dialect: str, own_org_only: bool, excluded: frozenset[str], since: bool, ids: bool
+) -> Select[Any]:
+    """The page's query for one shape of decision, built once: the person's Patients, the
+    permitted types, the user's organisation, ``_since`` and the ids asked are bound per read.
+
+    One query for every row asked, but a body only for a row the narrowed query allows (the
+    decision's types, a dissent's own-organisation limit, excluded labels only for their
+    owner): the rest come back as their columns alone, to be counted as withheld, never as
+    content."""
+    own = R.c.source_org == bindparam("org")
+    allowed = [_one_of(R.c.resource_type, "types", dialect)]
+    if own_org_only:
+        allowed.append(own)
+    if excluded:
+        allowed.append(or_(own, _without_labels(excluded)))
+    asked = [_one_of(R.c.patient_id, "patients", dialect), R.c.status == "active"]
+    if since:
+        asked.append(R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type))
+    if ids:
+        asked.append(_one_of(R.c.id, "ids", dialect))
+    body = case((and_(*allowed), R.c.body), else_=null()).label("body")
+    return (
+        select(
+            R.c.id, R.c.resource_type, R.c.source_org, body, R.c.labels,
+            R.c.section, R.c.policy_labels, R.c.facts_version,
+            R.c.source_key, R.c.run_id, R.c.version_id,
+        )
+        .where(*asked)
+        .order_by(R.c.resource_type, R.c.id)
+    )  # fmt: skip
 
 
 def release(
@@ -203,30 +232,24 @@ def release(
     decision = decide(who, facts, purpose, request, now, policy)
     if not decision.permit:
         return Released(decision, (), 0)
-    asked = [R.c.patient_id.in_(list(patient_ids)), R.c.status == "active"]
+    ob = decision.obligations
+    query = _page_query(
+        conn.dialect.name, ob.own_org_only, ob.excluded_labels, since is not None, bool(ids)
+    )
+    params: dict[str, Any] = {
+        "patients": list(patient_ids), "types": sorted(ob.types), "org": ob.org,
+    }  # fmt: skip
     if since is not None:
-        asked.append(R.c.last_updated >= since)
+        params["since"] = since
     if ids:
-        asked.append(R.c.id.in_(list(ids)))
-    # One query for every row asked, but a body only for a row the narrowed query allows: the
-    # rest come back as their columns alone, to be counted as withheld, never as content.
-    body = case((narrowed(decision, patient_ids), R.c.body), else_=null()).label("body")
-    query = (
-        select(
-            R.c.id, R.c.resource_type, R.c.source_org, body, R.c.labels,
-            R.c.section, R.c.policy_labels, R.c.facts_version,
-            R.c.source_key, R.c.run_id, R.c.version_id,
-        )
-        .where(and_(*asked))
-        .order_by(R.c.resource_type, R.c.id)
-    )  # fmt: skip
+        params["ids"] = list(ids)
     withheld: Counter[str] = Counter()
     shown: list[Item] = []
     origins: list[Origin] = []
     total = 0
     end = None if count is None else offset + count
     judge = _Judge(decision, policy)
-    for row in conn.execute(query):
+    for row in conn.execute(query, params).all():
         if row.body is None:
             withheld[_narrowed_away(decision, row.resource_type, row.source_org)] += 1
             continue
