@@ -21,15 +21,12 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Connection,
     Row,
     Select,
-    String,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     literal,
@@ -58,6 +55,7 @@ from consent import (
     unmasked,
 )
 from engine.access import user_made
+from engine.db import one_of
 from engine.models import Resource
 from engine.transfer.store import hospital_stays
 
@@ -109,14 +107,29 @@ class Released:
         return tuple(orjson.loads(i.json) for i in self.items)
 
 
+@cache
+def _organisations_query(dialect: str) -> Select[Any]:
+    return select(R.c.id, R.c.body).where(
+        R.c.resource_type == "Organization", one_of(R.c.id, "ids", dialect)
+    )
+
+
 def _organisations(conn: Connection, refs: set[str]) -> dict[str, str]:
     """``Organization/<id>`` → ODS code, for sources that reference rather than name an org."""
-    ids = [ref.split("/", 1)[1] for ref in refs]
-    rows = conn.execute(
-        select(R.c.id, R.c.body).where(R.c.resource_type == "Organization", R.c.id.in_(ids))
-    )
+    ids = sorted(ref.split("/", 1)[1] for ref in refs)
+    rows = conn.execute(_organisations_query(conn.dialect.name), {"ids": ids}).all()
     found = {f"Organization/{row.id}": ods_code(orjson.loads(row.body)) for row in rows}
     return {ref: code for ref, code in found.items() if code}
+
+
+@cache
+def _facts_query(dialect: str) -> Select[Any]:
+    """The person's rows that facts are read from, built once; the Patients are bound."""
+    return select(R.c.resource_type, R.c.body, R.c.source_org, R.c.labels).where(
+        one_of(R.c.patient_id, "patients", dialect),
+        R.c.status == "active",
+        R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
+    )
 
 
 def gather_facts(
@@ -130,13 +143,8 @@ def gather_facts(
     Grants and self-claims are read here too, from their own tables, so no caller can hand
     the decision a grant the store does not hold.
     """
-    rows = conn.execute(
-        select(R.c.resource_type, R.c.body, R.c.source_org, R.c.labels).where(
-            R.c.patient_id.in_(list(patient_ids)),
-            R.c.status == "active",
-            R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
-        )
-    ).all()
+    query = _facts_query(conn.dialect.name)
+    rows = conn.execute(query, {"patients": list(patient_ids)}).all()
     bodies = [(row, orjson.loads(row.body)) for row in rows]
     related = [body for row, body in bodies if row.resource_type in RELATIONSHIP_TYPES]
     refs = {ref for body in related if (ref := organisation_reference(body))}
@@ -170,14 +178,6 @@ def _without_labels(labels: frozenset[str]) -> ColumnElement[bool]:
     return and_(*(not_(_has_label(x)) for x in sorted(labels)))
 
 
-def _one_of(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
-    """``column`` in the list bound as ``name``: one array parameter on PostgreSQL, so the
-    statement's text is the same however long the list; an expanding ``IN`` elsewhere."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(String)))
-    return column.in_(bindparam(name, expanding=True))
-
-
 @lru_cache(maxsize=64)
 def _page_query(
     dialect: str, own_org_only: bool, excluded: frozenset[str], since: bool, ids: bool
@@ -190,16 +190,16 @@ def _page_query(
     owner): the rest come back as their columns alone, to be counted as withheld, never as
     content."""
     own = R.c.source_org == bindparam("org")
-    allowed = [_one_of(R.c.resource_type, "types", dialect)]
+    allowed = [one_of(R.c.resource_type, "types", dialect)]
     if own_org_only:
         allowed.append(own)
     if excluded:
         allowed.append(or_(own, _without_labels(excluded)))
-    asked = [_one_of(R.c.patient_id, "patients", dialect), R.c.status == "active"]
+    asked = [one_of(R.c.patient_id, "patients", dialect), R.c.status == "active"]
     if since:
         asked.append(R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type))
     if ids:
-        asked.append(_one_of(R.c.id, "ids", dialect))
+        asked.append(one_of(R.c.id, "ids", dialect))
     body = case((and_(*allowed), R.c.body), else_=null()).label("body")
     return (
         select(
