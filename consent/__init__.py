@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from consent.decide import decide
 from consent.explain import NOTICE, explain
-from consent.facts import directive, ods_code, person_labels, relationship
-from consent.mask import Refused, hidden_by, mask, visible
+from consent.facts import (
+    directive,
+    ods_code,
+    organisation_reference,
+    person_labels,
+    relationship,
+)
+from consent.mask import Refused, hidden_by, mask, unmasked, visible
 from consent.model import (
     ConsentDirective,
     Decision,
@@ -62,8 +68,10 @@ __all__ = [
     "mask",
     "meta_of",
     "ods_code",
+    "organisation_reference",
     "person_labels",
     "relationship",
     "section_of",
+    "unmasked",
     "visible",
 ]

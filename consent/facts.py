@@ -106,6 +106,22 @@ def _where(resource: Mapping[str, Any]) -> tuple[RelationshipKind, Any, Any] | N
     return None
 
 
+def organisation_reference(resource: Mapping[str, Any]) -> str | None:
+    """The literal ``Organization/<id>`` reference :func:`relationship` would look up in its
+    ``orgs`` for this resource, if any: the only references worth resolving."""
+    where = None if resource.get("status") in _GONE else _where(resource)
+    ref = where[1] if where else None
+    if isinstance(ref, list):
+        ref = ref[0] if ref else None
+    if not isinstance(ref, dict):
+        return None
+    identifier = ref.get("identifier")
+    if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+        return None
+    value = ref.get("reference")
+    return value if isinstance(value, str) and value.startswith("Organization/") else None
+
+
 def relationship(
     resource: Mapping[str, Any], orgs: Mapping[str, str] | None = None
 ) -> Relationship | None:

@@ -42,6 +42,17 @@ def visible(meta: ResourceMeta, decision: Decision) -> bool:
     return hidden_by(meta, decision) is None
 
 
+def unmasked(resource_type: str, decision: Decision) -> bool:
+    """Whether :func:`mask` hands a resource of this type back whole, so that its stored JSON
+    may leave as it is, unparsed; refuses what :func:`mask` refuses."""
+    if not decision.permit:
+        raise Refused("a refused decision releases nothing")
+    ob = decision.obligations
+    if resource_type not in ob.types:
+        raise Refused(f"the decision does not allow {resource_type}")
+    return resource_type not in ob.fields
+
+
 def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     """A copy of ``resource`` without the elements the decision removes.
 

@@ -8,6 +8,7 @@ start-up with every problem named.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from consent.model import FieldRule
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 POLICY_DIR = MAPPINGS / "policy"
 CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
+#: Bump when ``consent.meta_of`` derives a row's section or labels differently from the same
+#: rules (its facts stored at ingest must then be derived again).
+FACTS_FORMAT = 1
 
 
 class PolicyError(ValueError):
@@ -89,6 +93,9 @@ class Policy:
     sensitive: Mapping[str, str]
     restricted_person_label: str
     restricted_person_drop: Mapping[str, frozenset[str]]
+    #: Names the rules ``meta_of`` places a resource by: a row's facts stored under another
+    #: version were derived by other rules and are not trusted (``engine.facts``).
+    facts_version: str
 
     def profile_for(self, job_role: str, org_kind: str, activities: frozenset[str]) -> str | None:
         """The first assignment that matches the role in force; ``None`` means no access."""
@@ -182,6 +189,13 @@ def _cross_check(
     return problems
 
 
+def _facts_version(rules: Any) -> str:
+    """A digest of the section rules and of how ``meta_of`` applies them: it changes whenever
+    the same body could be placed differently."""
+    doc = orjson.dumps([FACTS_FORMAT, rules], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(doc).hexdigest()[:16]
+
+
 def load(directory: Path = POLICY_DIR, categories: Path = CATEGORIES) -> Policy:
     """Read, check and assemble the policy; raise naming every problem rather than guess."""
     profiles_doc = _read(directory, "profiles")
@@ -238,4 +252,5 @@ def load(directory: Path = POLICY_DIR, categories: Path = CATEGORIES) -> Policy:
         sensitive={c: v["label"] for c, v in categories_doc["categories"].items()},
         restricted_person_label=restricted["label"],
         restricted_person_drop={t: frozenset(f) for t, f in restricted["drop"].items()},
+        facts_version=_facts_version(sections_doc["rules"]),
     )

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
+    CompoundSelect,
     Connection,
     String,
     Table,
     Text,
+    bindparam,
     insert,
     literal,
     null,
@@ -109,20 +111,28 @@ def record_claim(conn: Connection, who: Who, person_id: str, claim: Relationship
     )
 
 
-def user_made(
-    conn: Connection, person_id: str
-) -> tuple[tuple[Grant, ...], tuple[Relationship, ...]]:
-    """Every grant and every claim ever made for the person, in one query (a read needs both):
-    ``decide`` judges which is live, and whose."""
+def _user_made() -> CompoundSelect[Any]:
     columns = ("id", "user_id", "org", "reason_text", "start", "expiry", "review")
     grants = select(
         literal("break-glass").label("kind"), G.c.reason_code, *(G.c[c] for c in columns)
     )
     claims = select(literal("self-claim"), null(), *(C.c[c] for c in columns))
-    query = union_all(
-        grants.where(G.c.person_id == person_id), claims.where(C.c.person_id == person_id)
+    person = bindparam("person", type_=String())
+    return union_all(
+        grants.where(G.c.person_id == person), claims.where(C.c.person_id == person)
     ).order_by("kind", "start", "id")
-    rows = conn.execute(query).all()
+
+
+#: Built once: every read runs it.
+_USER_MADE = _user_made()
+
+
+def user_made(
+    conn: Connection, person_id: str
+) -> tuple[tuple[Grant, ...], tuple[Relationship, ...]]:
+    """Every grant and every claim ever made for the person, in one query (a read needs both):
+    ``decide`` judges which is live, and whose."""
+    rows = conn.execute(_USER_MADE, {"person": person_id}).all()
     return (
         tuple(
             Grant(

@@ -90,6 +90,15 @@ def member_of(
         yield column.in_(values[i : i + _SQLITE_IN_CHUNK])
 
 
+def one_of(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` in the list bound as ``name``, for a statement built once and run many times:
+    one array parameter on PostgreSQL, so its text is the same however long the list; an
+    expanding ``IN`` elsewhere."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
+
+
 def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert many rows: binary ``COPY`` on PostgreSQL, ``executemany`` elsewhere.
 

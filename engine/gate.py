@@ -3,26 +3,31 @@
 Every reader (API, web pages, exports) asks here and nowhere else. The query is narrowed by the
 decision before it runs (the person's patients, permitted types, live rows, own-organisation
 rows when a dissent is in force, excluded labels only for their owner): a row outside it comes
-back without its body, only to be counted as withheld. Every body that comes back is then
-judged with ``consent.hidden_by`` and shaped with ``consent.mask``. Totals and pages
-are computed on what may be seen, so a count never reveals a hidden record.
+back without its body, only to be counted as withheld. Every row that comes back with its body
+is then judged with ``consent.hidden_by`` (on the facts stored beside it at ingest,
+``engine.facts``, or on the body when they were derived by other rules) and shaped with
+``consent.mask``. Totals and pages are computed on what may be seen, so a count never reveals
+a hidden record.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property, lru_cache
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Row,
+    Select,
     Table,
     and_,
+    bindparam,
     case,
     literal,
     not_,
@@ -36,6 +41,7 @@ from consent import (
     PatientFacts,
     Policy,
     Request,
+    ResourceMeta,
     Who,
     decide,
     directive,
@@ -43,10 +49,13 @@ from consent import (
     mask,
     meta_of,
     ods_code,
+    organisation_reference,
     person_labels,
     relationship,
+    unmasked,
 )
 from engine.access import user_made
+from engine.db import one_of
 from engine.models import Resource
 from engine.transfer.store import Stay, hospital_stays
 
@@ -65,46 +74,65 @@ class Origin:
     version_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One released resource as it leaves: its type, its id and its JSON, which is the stored
+    canonical JSON itself when the decision masks nothing of its type (never parsed on the
+    way), or else the masked copy written again."""
+
+    resource_type: str
+    id: str
+    json: bytes
+
+
 @dataclass(frozen=True)
 class Released:
     """What may leave: the decision, the masked resources of this page, and the visible total.
 
-    ``origins`` pairs with ``resources`` item by item. ``withheld`` counts what policy held
-    back of the rows asked for, by reason, for the audit trail; it never leaves to the user.
+    ``origins`` pairs with ``items`` one by one. ``withheld`` counts what policy held back of
+    the rows asked for, by reason, for the audit trail; it never leaves to the user.
     ``included`` holds what leaves beside the page (Provenance), outside the total, and
     ``transfers`` the person's red-bag transfers when the reader asked for them
     (``engine.transfer.record``), also outside it.
     """
 
     decision: Decision
-    resources: tuple[dict[str, Any], ...]
+    items: tuple[Item, ...]
     total: int
     origins: tuple[Origin, ...] = ()
     withheld: Mapping[str, int] = field(default_factory=dict)
     included: tuple[dict[str, Any], ...] = ()
     transfers: tuple[Stay, ...] = ()
 
+    @cached_property
+    def resources(self) -> tuple[dict[str, Any], ...]:
+        """The items as resources, parsed only for a reader that needs them (the web pages)."""
+        return tuple(orjson.loads(i.json) for i in self.items)
 
-def _org_refs(node: Any) -> Iterable[str]:
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str) and ref.startswith("Organization/"):
-            yield ref
-        for value in node.values():
-            yield from _org_refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _org_refs(item)
+
+@cache
+def _organisations_query(dialect: str) -> Select[Any]:
+    return select(R.c.id, R.c.body).where(
+        R.c.resource_type == "Organization", one_of(R.c.id, "ids", dialect)
+    )
 
 
 def _organisations(conn: Connection, refs: set[str]) -> dict[str, str]:
     """``Organization/<id>`` → ODS code, for sources that reference rather than name an org."""
-    ids = [ref.split("/", 1)[1] for ref in refs]
-    rows = conn.execute(
-        select(R.c.id, R.c.body).where(R.c.resource_type == "Organization", R.c.id.in_(ids))
-    )
+    ids = sorted(ref.split("/", 1)[1] for ref in refs)
+    rows = conn.execute(_organisations_query(conn.dialect.name), {"ids": ids}).all()
     found = {f"Organization/{row.id}": ods_code(orjson.loads(row.body)) for row in rows}
     return {ref: code for ref, code in found.items() if code}
+
+
+@cache
+def _facts_query(dialect: str) -> Select[Any]:
+    """The person's rows that facts are read from, built once; the Patients are bound."""
+    return select(R.c.resource_type, R.c.body, R.c.source_org, R.c.labels).where(
+        one_of(R.c.patient_id, "patients", dialect),
+        R.c.status == "active",
+        R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
+    )
 
 
 def gather_facts(
@@ -118,16 +146,12 @@ def gather_facts(
     Grants and self-claims are read here too, from their own tables, so no caller can hand
     the decision a grant the store does not hold.
     """
-    rows = conn.execute(
-        select(R.c.resource_type, R.c.body, R.c.source_org, R.c.labels).where(
-            R.c.patient_id.in_(list(patient_ids)),
-            R.c.status == "active",
-            R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
-        )
-    ).all()
+    query = _facts_query(conn.dialect.name)
+    rows = conn.execute(query, {"patients": list(patient_ids)}).all()
     bodies = [(row, orjson.loads(row.body)) for row in rows]
     related = [body for row, body in bodies if row.resource_type in RELATIONSHIP_TYPES]
-    orgs = _organisations(conn, {ref for body in related for ref in _org_refs(body)})
+    refs = {ref for body in related if (ref := organisation_reference(body))}
+    orgs = _organisations(conn, refs) if refs else {}
     relationships = [rel for body in related if (rel := relationship(body, orgs)) is not None]
     directives = [
         d
@@ -157,22 +181,38 @@ def _without_labels(labels: frozenset[str]) -> ColumnElement[bool]:
     return and_(*(not_(_has_label(x)) for x in sorted(labels)))
 
 
-def narrowed(decision: Decision, patient_ids: Sequence[str]) -> ColumnElement[bool]:
-    """The WHERE clause a permitted decision allows; nothing at all for a refusal."""
-    ob = decision.obligations
-    if not decision.permit or not ob.types:
-        return literal(False)
-    own = R.c.source_org == ob.org
-    clauses = [
-        R.c.patient_id.in_(list(patient_ids)),
-        R.c.status == "active",
-        R.c.resource_type.in_(sorted(ob.types)),
-    ]
-    if ob.own_org_only:
-        clauses.append(own)
-    if ob.excluded_labels:
-        clauses.append(or_(own, _without_labels(ob.excluded_labels)))
-    return and_(*clauses)
+@lru_cache(maxsize=64)
+def _page_query(
+    dialect: str, own_org_only: bool, excluded: frozenset[str], since: bool, ids: bool
+) -> Select[Any]:
+    """The page's query for one shape of decision, built once: the person's Patients, the
+    permitted types, the user's organisation, ``_since`` and the ids asked are bound per read.
+
+    One query for every row asked, but a body only for a row the narrowed query allows (the
+    decision's types, a dissent's own-organisation limit, excluded labels only for their
+    owner): the rest come back as their columns alone, to be counted as withheld, never as
+    content."""
+    own = R.c.source_org == bindparam("org")
+    allowed = [one_of(R.c.resource_type, "types", dialect)]
+    if own_org_only:
+        allowed.append(own)
+    if excluded:
+        allowed.append(or_(own, _without_labels(excluded)))
+    asked = [one_of(R.c.patient_id, "patients", dialect), R.c.status == "active"]
+    if since:
+        asked.append(R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type))
+    if ids:
+        asked.append(one_of(R.c.id, "ids", dialect))
+    body = case((and_(*allowed), R.c.body), else_=null()).label("body")
+    return (
+        select(
+            R.c.id, R.c.resource_type, R.c.source_org, body, R.c.labels,
+            R.c.section, R.c.policy_labels, R.c.facts_version,
+            R.c.source_key, R.c.run_id, R.c.version_id,
+        )
+        .where(*asked)
+        .order_by(R.c.resource_type, R.c.id)
+    )  # fmt: skip
 
 
 def release(
@@ -195,41 +235,77 @@ def release(
     decision = decide(who, facts, purpose, request, now, policy)
     if not decision.permit:
         return Released(decision, (), 0)
-    asked = [R.c.patient_id.in_(list(patient_ids)), R.c.status == "active"]
+    ob = decision.obligations
+    query = _page_query(
+        conn.dialect.name, ob.own_org_only, ob.excluded_labels, since is not None, bool(ids)
+    )
+    params: dict[str, Any] = {
+        "patients": list(patient_ids), "types": sorted(ob.types), "org": ob.org,
+    }  # fmt: skip
     if since is not None:
-        asked.append(R.c.last_updated >= since)
+        params["since"] = since
     if ids:
-        asked.append(R.c.id.in_(list(ids)))
-    # One query for every row asked, but a body only for a row the narrowed query allows: the
-    # rest come back as their columns alone, to be counted as withheld, never as content.
-    body = case((narrowed(decision, patient_ids), R.c.body), else_=null()).label("body")
-    query = (
-        select(
-            R.c.resource_type, R.c.source_org, body, R.c.labels,
-            R.c.source_key, R.c.run_id, R.c.version_id,
-        )
-        .where(and_(*asked))
-        .order_by(R.c.resource_type, R.c.id)
-    )  # fmt: skip
+        params["ids"] = list(ids)
     withheld: Counter[str] = Counter()
-    shown: list[dict[str, Any]] = []
+    shown: list[Item] = []
     origins: list[Origin] = []
     total = 0
     end = None if count is None else offset + count
-    for row in conn.execute(query):
+    judge = _Judge(decision, policy)
+    for row in conn.execute(query, params).all():
         if row.body is None:
             withheld[_narrowed_away(decision, row.resource_type, row.source_org)] += 1
             continue
-        resource = orjson.loads(row.body)
-        why = hidden_by(meta_of(resource, row.source_org, row.labels, policy), decision)
+        resource, why = judge(row)
         if why is not None:
             withheld[why] += 1
             continue
         if total >= offset and (end is None or total < end):
-            shown.append(mask(resource, decision))
+            shown.append(_item(row, resource, decision))
             origins.append(Origin(row.source_key, row.run_id, row.version_id))
         total += 1
     return Released(decision, tuple(shown), total, tuple(origins), dict(sorted(withheld.items())))
+
+
+_Facts = tuple[str, str, str, str]
+
+
+class _Judge:
+    """``hidden_by`` over one read's rows. A row with facts stored under the running rules is
+    judged on them, once per distinct set of facts (a record has a few dozen); any other row
+    on its body, which is handed back so that it is not parsed twice."""
+
+    def __init__(self, decision: Decision, policy: Policy) -> None:
+        self._decision = decision
+        self._policy = policy
+        self._verdicts: dict[_Facts, str | None] = {}
+
+    def __call__(self, row: Row[*tuple[Any, ...]]) -> tuple[dict[str, Any] | None, str | None]:
+        if (
+            row.facts_version == self._policy.facts_version
+            and row.section is not None
+            and row.policy_labels is not None
+        ):
+            key = (row.resource_type, row.source_org, row.section, row.policy_labels)
+            if key not in self._verdicts:
+                meta = ResourceMeta(
+                    row.resource_type, row.source_org, frozenset(row.policy_labels.split()),
+                    row.section,
+                )  # fmt: skip
+                self._verdicts[key] = hidden_by(meta, self._decision)
+            return None, self._verdicts[key]
+        resource = orjson.loads(row.body)
+        meta = meta_of(resource, row.source_org, row.labels, self._policy)
+        return resource, hidden_by(meta, self._decision)
+
+
+def _item(row: Row[*tuple[Any, ...]], resource: dict[str, Any] | None, decision: Decision) -> Item:
+    """The stored JSON as it is when the decision masks nothing of the row's type; otherwise
+    the masked resource, written again."""
+    if unmasked(row.resource_type, decision):
+        return Item(row.resource_type, row.id, row.body)
+    masked = mask(resource if resource is not None else orjson.loads(row.body), decision)
+    return Item(row.resource_type, row.id, orjson.dumps(masked))
 
 
 def _narrowed_away(decision: Decision, resource_type: str, source_org: str) -> str:

@@ -33,6 +33,7 @@ from adapters.base import (
 from adapters.codes import CodeMaps
 from engine import store
 from engine.canonical import content_hash, dumps
+from engine.facts import row_facts
 from engine.finish import finish
 from engine.identity import relink
 from engine.lock import ingest_lock
@@ -382,6 +383,7 @@ class _Run:
             "source_org": r["source_org"],
             "patient_id": r["patient_id"],
             "labels": r["labels"],
+            **row_facts(res, r["source_org"], r["labels"]),
         }
 
     def _quarantine(

@@ -80,6 +80,11 @@ class Resource(Base):
     #: scr security label codes, space separated, so queries can exclude what policy hides.
     labels: Mapped[str] = mapped_column(Text, default="")
     run_id: Mapped[str] = mapped_column(ForeignKey("ingest_run.id"))
+    #: What ``consent.meta_of`` derives from the body, stored at ingest (``engine.facts``) so
+    #: a read judges the row without parsing it; trusted only under the same ``facts_version``.
+    section: Mapped[str | None] = mapped_column(String(64))
+    policy_labels: Mapped[str | None] = mapped_column(Text)
+    facts_version: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_resource_patient_type", "patient_id", "resource_type"),
@@ -125,6 +130,9 @@ class Staged(Base):
     source_org: Mapped[str] = mapped_column(String(64))
     patient_id: Mapped[str | None] = mapped_column(String(64))
     labels: Mapped[str] = mapped_column(Text)
+    section: Mapped[str | None] = mapped_column(String(64))
+    policy_labels: Mapped[str | None] = mapped_column(Text)
+    facts_version: Mapped[str | None] = mapped_column(String(16))
 
 
 class QuarantineItem(Base):

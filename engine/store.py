@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from engine.db import bulk_insert, member_of
+from engine.facts import FACT_COLUMNS
 from engine.models import QuarantineItem, Resource, ResourceVersion, Staged, StagedResolution
 
 R = cast(Table, Resource.__table__)
@@ -151,6 +152,7 @@ def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> 
                 "patient_id",
                 "labels",
                 "run_id",
+                *FACT_COLUMNS,
             ],
             select(
                 S.c.resource_id,
@@ -166,6 +168,7 @@ def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> 
                 S.c.patient_id,
                 S.c.labels,
                 literal(run_id),
+                *(S.c[c] for c in FACT_COLUMNS),
             ).where(mine, S.c.op == "create"),
         )
     )
@@ -181,6 +184,7 @@ def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> 
             patient_id=S.c.patient_id,
             labels=S.c.labels,
             run_id=literal(run_id),
+            **{c: S.c[c] for c in FACT_COLUMNS},
         )
     )
     conn.execute(

@@ -8,7 +8,6 @@ the request id and nothing else, so no stack trace or data reaches the client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -20,8 +19,9 @@ from audit import AuditUnavailable, Writer
 from consent import load
 from engine.api import access, fhir, ig, transfer
 from engine.api.auth import verifier_for
-from engine.api.deps import Services, request_id
+from engine.api.deps import Services
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
+from engine.api.middleware import RequestIds
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.db import make_engine
 from engine.directory import Kinds
@@ -31,14 +31,6 @@ from engine.web import pages, transfers
 
 log = logging.getLogger("scr.api")
 _CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
-#: Records stay out of shared caches and the browser's history cache, and out of frames.
-_SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def _validation(exc: RequestValidationError) -> FhirError:
@@ -59,25 +51,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         default_response_class=FhirJSONResponse, generate_unique_id_function=operation_id,
     )  # fmt: skip
     app.state.services = svc
-
-    @app.middleware("http")
-    async def request_ids(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = request_id(request.headers.get("x-request-id"))
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("request %s failed", request.state.request_id)
-            response = error_response(
-                FhirError(
-                    500,
-                    Problem("exception", f"Internal error (request {request.state.request_id})"),
-                )
-            )
-        response.headers["X-Request-Id"] = request.state.request_id
-        response.headers.update(_SECURITY_HEADERS)
-        return response
+    app.add_middleware(RequestIds)
 
     @app.exception_handler(FhirError)
     async def fhir_error(_: Request, exc: FhirError) -> Response:

@@ -11,20 +11,28 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
+
+from engine.gate import Item
+
+_MATCH = {"mode": "match"}
+_INCLUDE = {"mode": "include"}
+
 
 def searchset(
     base: str,
     path: str,
     params: Mapping[str, str],
-    resources: Sequence[dict[str, Any]],
+    items: Sequence[Item],
     total: int,
     offset: int = 0,
     count: int | None = None,
     included: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A searchset of ``resources`` (one page) with self, first, previous and next links;
+    """A searchset of ``items`` (one page) with self, first, previous and next links;
     ``included`` resources (Provenance) ride along with search mode ``include``, outside the
-    total."""
+    total. Each item's JSON goes in as it is (``orjson.Fragment``), not parsed and written
+    again."""
 
     def link(relation: str, at: int) -> dict[str, str]:
         query = dict(params) | ({"_count": str(count), "_offset": str(at)} if count else {})
@@ -44,12 +52,21 @@ def searchset(
         "total": total,
         "link": links,
         "entry": [
-            {
-                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
-                "resource": r,
-                "search": {"mode": mode},
-            }
-            for rs, mode in ((resources, "match"), (included, "include"))
-            for r in rs
+            *(
+                {
+                    "fullUrl": f"{base}/{i.resource_type}/{i.id}",
+                    "resource": orjson.Fragment(i.json),
+                    "search": _MATCH,
+                }
+                for i in items
+            ),
+            *(
+                {
+                    "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+                    "resource": r,
+                    "search": _INCLUDE,
+                }
+                for r in included
+            ),
         ],
     }

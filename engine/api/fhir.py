@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from adapters.values import nhs_number_valid
@@ -123,23 +124,23 @@ def everything(
     }
     doc = searchset(
         _base(request), f"/Patient/{patient_id}/$everything", params,
-        released.resources, released.total, offset, count,
+        released.items, released.total, offset, count,
         included=released.included,
     )  # fmt: skip
     return fhir_response(doc)
 
 
-def _read_one(request: Request, who: Who, ctx: Context, rtype: str, rid: str) -> dict[str, Any]:
+def _read_one(request: Request, who: Who, ctx: Context, rtype: str, rid: str) -> Response:
     released = resource_record(services(request).reader, who, ctx, rtype, rid)
-    match = next((r for r in released.resources if r["id"] == rid), None)
+    match = next((i for i in released.items if i.id == rid), None)
     if not released.decision.permit or match is None:
         raise not_found()
-    return match
+    return fhir_response(orjson.Fragment(match.json))
 
 
 @router.get("/Patient/{patient_id}", responses=answers(Resource))
 def read_patient(request: Request, who: User, ctx: Context, patient_id: str) -> Response:
-    return fhir_response(_read_one(request, who, ctx, "Patient", patient_id))
+    return _read_one(request, who, ctx, "Patient", patient_id)
 
 
 @router.get("/{resource_type}", responses=answers(Bundle))
@@ -160,7 +161,7 @@ def search_type(
     asked = Asked("search", frozenset({resource_type}))
     page = Page(offset=offset, count=count)
     released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
-    shown = released.resources if released.decision.permit else ()
+    shown = released.items if released.decision.permit else ()
     total = released.total if released.decision.permit else 0
     doc = searchset(
         _base(request), f"/{resource_type}", {"patient": patient}, shown, total, offset, count
@@ -174,7 +175,7 @@ def read_resource(
 ) -> Response:
     if resource_type not in SEARCH_TYPES:
         raise not_found()
-    return fhir_response(_read_one(request, who, ctx, resource_type, resource_id))
+    return _read_one(request, who, ctx, resource_type, resource_id)
 
 
 def writes(path: str) -> Response:

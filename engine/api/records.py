@@ -35,7 +35,7 @@ from consent import (
 )
 from engine.access import record_claim, record_grant
 from engine.db import read_only
-from engine.gate import Released, gather_facts, release
+from engine.gate import Item, Released, gather_facts, release
 from engine.identity import Members, members_of, members_of_patient, people_with_nhs_number
 from engine.models import Resource
 from engine.provenance import provenance_for, run_facts
@@ -87,7 +87,7 @@ def _person(
         conn, who, facts, members.patient_ids, who.purpose, request, now, reader.policy,
         since=page.since, offset=page.offset, count=page.count, ids=page.ids,
     )  # fmt: skip
-    if page.provenance and released.resources:
+    if page.provenance and released.items:
         released = replace(released, included=_provenance(reader, conn, released))
     if page.transfers and released.decision.permit:
         stays = stays_of(conn, members.person_id)
@@ -102,14 +102,14 @@ def _provenance(reader: Reader, conn: Connection, released: Released) -> tuple[d
     runs = run_facts(conn, (o.run_id for o in released.origins))
     return tuple(
         provenance_for(
-            r["resourceType"],
-            r["id"],
+            i.resource_type,
+            i.id,
             o.version_id,
             o.source_key,
             runs[o.run_id],
             reader.canonical_base,
         )
-        for r, o in zip(released.resources, released.origins, strict=True)
+        for i, o in zip(released.items, released.origins, strict=True)
         if o.run_id in runs
     )
 
@@ -125,10 +125,15 @@ def _disclose(
         released.decision, who, context, cast(Action, request.interaction),
         patient_id=members.person_id if members else None,
         nhs_number=members.nhs_number if members else None,
-        released=(*released.resources, *released.included, *transfers),
+        released=(*_refs(released.items), *released.included, *transfers),
         withheld=released.withheld,
     )  # fmt: skip
     return disclose(reader.audit, entry, released)
+
+
+def _refs(items: Sequence[Item]) -> list[dict[str, str]]:
+    """What the audit entry names of each item: its type and id."""
+    return [{"resourceType": i.resource_type, "id": i.id} for i in items]
 
 
 def _of_patient(conn: Connection, patient_id: str) -> Members | None:
@@ -198,7 +203,7 @@ def record_of(
 
 def find_patients(
     reader: Reader, who: Who, context: RequestContext, nhs_number: str, query: str
-) -> list[dict[str, Any]]:
+) -> list[Item]:
     """Patient search by NHS number: one decision and one audit entry per person found."""
     request = Request("search", frozenset({"Patient"}))
 
@@ -209,14 +214,14 @@ def find_patients(
             for p in people
         ]
 
-    found: list[dict[str, Any]] = []
+    found: list[Item] = []
     for person, released in read_only(reader.engine, read):
         entry = entry_for(
             released.decision, who, context, "search",
-            patient_id=person, nhs_number=nhs_number, released=released.resources, query=query,
+            patient_id=person, nhs_number=nhs_number, released=_refs(released.items), query=query,
             withheld=released.withheld,
         )  # fmt: skip
-        found.extend(disclose(reader.audit, entry, released).resources)
+        found.extend(disclose(reader.audit, entry, released).items)
     return found
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy import ColumnElement, Connection, Select, String, bindparam, select
 from sqlalchemy.orm import aliased
 
 from engine.identity.index import patients_of
@@ -53,17 +53,27 @@ def members_of(conn: Connection, person_id: str) -> Members:
     return _members(person_id, rows)
 
 
-def members_of_patient(conn: Connection, patient_id: str | ColumnElement[Any]) -> Members | None:
-    """The person a Patient id (or a subquery giving one) belongs to, with all their Patients;
-    ``None`` when none."""
-    query = (
+def _by_patient(patient_id: ColumnElement[Any]) -> Select[Any]:
+    return (
         select(_MINE.c.person_id, LINKS.c.patient_id, NUMBERS.c.nhs_number)
         .select_from(_MINE)
         .join(LINKS, LINKS.c.person_id == _MINE.c.person_id)
         .outerjoin(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
         .where(_MINE.c.patient_id == patient_id)
     )
-    rows = conn.execute(query).all()
+
+
+#: Built once for a Patient id given as a value: every ``$everything`` runs it.
+_BY_PATIENT = _by_patient(bindparam("patient", type_=String()))
+
+
+def members_of_patient(conn: Connection, patient_id: str | ColumnElement[Any]) -> Members | None:
+    """The person a Patient id (or a subquery giving one) belongs to, with all their Patients;
+    ``None`` when none."""
+    if isinstance(patient_id, str):
+        rows = conn.execute(_BY_PATIENT, {"patient": patient_id}).all()
+    else:
+        rows = conn.execute(_by_patient(patient_id)).all()
     if not rows:
         return None
     return _members(rows[0].person_id, [(r.patient_id, r.nhs_number) for r in rows])

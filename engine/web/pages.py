@@ -146,7 +146,7 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
     seen = [
         released
         for released in (record_of(reader, who, ctx, p, asked, page) for p in people)
-        if released.resources
+        if released.items
     ]
     if not seen:
         decision = explanation(reader, who, ctx, people[0] if len(people) == 1 else None)

@@ -62,7 +62,7 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
     if len(people) != 1:
         return None
     released = record_of(svc.reader, who, context(request), people[0], Asked("everything"))
-    if not released.resources:
+    if not released.items:
         return None
     view = compose(released.resources, svc.policy, {})
     by_key = {s.key: s for s in (*view.summary, *view.details)}

@@ -265,3 +265,35 @@ def test_the_audit_entry_counts_what_was_withheld(
     last = list(stream(store.engine))[-1]
     assert last["withheld"] == {"labels.excluded": 2}
     assert "76272004" not in str(last) and "Syphilis" not in str(last)
+
+
+def test_an_unmasked_entry_is_the_stored_json_byte_for_byte(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT id, body FROM resource")).all())
+    response = get(client, token("gp"), f"Patient/{PATIENT}/$everything")
+    entries = response.json()["entry"]
+    assert len(entries) > 5
+    for entry in entries:
+        body = bytes(stored[entry["resource"]["id"]])
+        assert b'"resource":' + body + b',"search"' in response.content
+    one = entries[0]["resource"]
+    read = get(client, token("gp"), f"{one['resourceType']}/{one['id']}")
+    assert read.content == bytes(stored[one["id"]])
+
+
+def test_an_unexpected_error_is_a_500_naming_only_the_request_id(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(base: str) -> Any:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr("engine.api.fhir.capability_statement", broken)
+    response = client.get("/fhir/metadata", headers={"X-Request-Id": "req-500"})
+    assert response.status_code == 500
+    assert response.json()["issue"][0]["diagnostics"] == "Internal error (request req-500)"
+    assert "secret" not in response.text
+    assert response.headers["X-Request-Id"] == "req-500"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"

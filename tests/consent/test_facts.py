@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from consent import directive, ods_code, person_labels, relationship
+from consent import directive, ods_code, organisation_reference, person_labels, relationship
 from tests.consent.personas import POLICY
 
 SCR = "https://fhir.scr.example/"
@@ -146,3 +146,26 @@ def test_person_labels_come_from_patient_rows() -> None:
     ]
     labels = person_labels(rows, POLICY.restricted_person_label)
     assert {(p.code, p.org) for p in labels} == {("restricted-person", "Y1")}
+
+
+def test_the_organisation_reference_is_the_one_relationship_resolves() -> None:
+    literal = _episode(
+        "gp-registration",
+        managingOrganization={"reference": "Organization/o1"},
+        contained=[{"reference": "Organization/elsewhere"}],
+    )
+    assert organisation_reference(literal) == "Organization/o1"
+    assert relationship(literal, {"Organization/o1": "Y1"}) is not None
+    named = _episode(
+        "care-home-placement",
+        managingOrganization={
+            "reference": "Organization/o2",
+            "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "V1"},
+        },
+    )
+    assert organisation_reference(named) is None
+    gone = _episode("gp-registration", managingOrganization={"reference": "Organization/o1"})
+    assert organisation_reference(gone | {"status": "entered-in-error"}) is None
+    assert organisation_reference({"resourceType": "Observation", "performer": literal}) is None
+    listed = {"resourceType": "ServiceRequest", "performer": [{"reference": "Organization/o3"}]}
+    assert organisation_reference(listed) == "Organization/o3"

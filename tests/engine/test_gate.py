@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import orjson
 import pytest
+from sqlalchemy import select, update
 
 from adapters.base import SourceRef
 from adapters.systmone import SystmOneAdapter
-from consent import Request, Who, load
+from consent import Request, Who, load, mask
+from engine.canonical import dumps
 from engine.gate import gather_facts, release
 from engine.ingest import ingest
+from engine.models import Resource
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
 
 POLICY = load()
@@ -115,3 +119,59 @@ def test_what_policy_holds_back_is_counted_by_reason_never_shown(store):
     assert receptionist.withheld["profile.types"] >= 4
     assert read(engine, user("Y00001")).withheld == {}
     assert read(engine, user("Y00009")).withheld == {}
+
+
+def _restamp_observation(engine, value: int, **facts: str) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(Resource.id, Resource.body).where(Resource.resource_type == "Observation")
+        ).all()
+        (target,) = [r.id for r in rows if orjson.loads(r.body)["valueQuantity"]["value"] == value]
+        conn.execute(update(Resource).where(Resource.id == target).values(**facts))
+
+
+def test_a_row_is_judged_on_its_stored_facts(store):
+    engine, _ = store
+    _restamp_observation(engine, 130, section="unclassified", facts_version=POLICY.facts_version)
+    released = read(engine, user("Y00002"))
+    assert {o["valueQuantity"]["value"] for o in observations(released)} == {120}
+    assert released.withheld == {"labels.excluded": 2, "profile.sections": 1}
+
+
+def test_facts_derived_by_other_rules_are_not_trusted(store):
+    """A row stored under other section rules is judged on its body, as if it had no facts."""
+    engine, _ = store
+    _restamp_observation(engine, 130, section="unclassified", facts_version="other-rules")
+    released = read(engine, user("Y00002"))
+    assert {o["valueQuantity"]["value"] for o in observations(released)} == {120, 130}
+    assert released.withheld == {"labels.excluded": 2}
+
+
+def _bodies(engine) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return {r.id: r.body for r in conn.execute(select(Resource.id, Resource.body))}
+
+
+def test_an_item_of_a_type_the_decision_masks_nothing_of_is_the_stored_json(store):
+    engine, _ = store
+    released = read(engine, user("Y00001"))
+    stored = _bodies(engine)
+    assert len(released.items) > 5
+    assert all(i.json == stored[i.id] for i in released.items)
+    assert released.resources == tuple(orjson.loads(stored[i.id]) for i in released.items)
+
+
+def test_a_masked_item_is_never_the_stored_json(store):
+    engine, _ = store
+    narrative = {"status": "generated", "div": "<div>narrative</div>"}
+    with engine.begin() as conn:
+        body = conn.execute(select(Resource.body).where(Resource.id == PATIENT_ID)).scalar_one()
+        body = dumps(orjson.loads(body) | {"text": narrative})
+        conn.execute(update(Resource).where(Resource.id == PATIENT_ID).values(body=body))
+    released = read(engine, user("Y00001", role="S8001:G8003:R8009", profile="admin"))
+    stored = _bodies(engine)
+    assert released.items and released.decision.obligations.fields
+    for item in released.items:
+        assert item.json == orjson.dumps(mask(orjson.loads(stored[item.id]), released.decision))
+        assert "text" not in orjson.loads(item.json)
+    assert any(b"text" in stored[i.id] and i.json != stored[i.id] for i in released.items)

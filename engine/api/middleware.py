@@ -1,0 +1,68 @@
+"""Every response carries its request id and the security headers, and an unexpected error is
+a 500 OperationOutcome that names the request id and nothing else.
+
+A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware("http")``) runs
+every request through a task group and memory streams, which cost each read more CPU than the
+policy's decision does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.api.deps import request_id
+from engine.api.errors import FhirError, Problem, error_response
+
+log = logging.getLogger("scr.api")
+#: Records stay out of shared caches and the browser's history cache, and out of frames.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+_SECURITY = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+_OURS = frozenset({b"x-request-id", *(k for k, _ in _SECURITY)})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestIds:
+    """Stamps each HTTP response; the request id is on ``request.state.request_id``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id(_header(scope, b"x-request-id"))
+        scope.setdefault("state", {})["request_id"] = rid
+        stamp = [(b"x-request-id", rid.encode()), *_SECURITY]
+        started = False
+
+        async def stamped(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in _OURS]
+                message = {**message, "headers": [*kept, *stamp]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, stamped)
+        except Exception:
+            log.exception("request %s failed", rid)
+            if started:
+                raise
+            error = FhirError(500, Problem("exception", f"Internal error (request {rid})"))
+            await error_response(error)(scope, receive, stamped)
