@@ -108,8 +108,17 @@ def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
     return {e["fullUrl"]: (i, e["resource"]) for i, e in enumerate(doc["entry"])}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Parsed:
-    """Composition, sections and subject: what the schema cannot say."""
+    """Composition, sections and subject: what the schema cannot say. Elements of the wrong
+    JSON type are read as absent: R4 validation has already reported them at their paths."""
     urls = _by_url(doc)
     nhs: str | None = None
     nhs_path = _HEADER + ".focus"
@@ -122,15 +131,16 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
     c, composition = found
     here = f"Bundle.entry[{c}].resource"
     codes = {
-        coding.get("code")
-        for s in composition.get("section", [])
-        for coding in s.get("code", {}).get("coding", [])
+        code
+        for s in _list(composition.get("section"))
+        for coding in _list(_obj(_obj(s).get("code")).get("coding"))
+        if isinstance(code := _obj(coding).get("code"), str)
     }
     for code in REQUIRED.get(header.event, ()):
         if code not in codes:
             problems.append(Problem("required", f"required section {code} is missing",
                                     f"{here}.section"))  # fmt: skip
-    subject = urls.get(str(composition.get("subject", {}).get("reference")))
+    subject = urls.get(str(_obj(composition.get("subject")).get("reference")))
     if subject is None or subject[1].get("resourceType") != "Patient":
         problems.append(Problem("required", "subject must name the Patient in this Bundle",
                                 f"{here}.subject"))  # fmt: skip
@@ -139,8 +149,8 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
         nhs_path = f"Bundle.entry[{p}].resource.identifier"
         numbers = [
             (j, ident.get("value"))
-            for j, ident in enumerate(patient.get("identifier", []))
-            if ident.get("system") == NHS
+            for j, ident in enumerate(_list(patient.get("identifier")))
+            if isinstance(ident, dict) and ident.get("system") == NHS
         ]
         if not numbers:
             problems.append(Problem("required", "the Patient has no NHS number", nhs_path))
@@ -155,9 +165,10 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
     transfer_path = f"{here}.relatesTo"
     if header.event == "hospital-discharge":
         target = next(
-            (r.get("targetIdentifier", {}).get("value") for r in composition.get("relatesTo", [])),
+            (_obj(_obj(r).get("targetIdentifier")).get("value")
+             for r in _list(composition.get("relatesTo"))),
             None,
-        )
+        )  # fmt: skip
         if isinstance(target, str) and UUID.fullmatch(target.removeprefix("urn:uuid:")):
             transfer_id = target.removeprefix("urn:uuid:")
         else:
