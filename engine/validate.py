@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from functools import cache
 from typing import Any
@@ -20,7 +21,8 @@ _OWN = frozenset({"meta", "identifier"})
 
 
 class ElementMemo:
-    """The R4B element models one ingest run has built, by element class and exact JSON.
+    """The R4B element models one ingest run (or one server, for transfers) has built, by
+    element class and exact JSON.
 
     A run meets the same elements thousands of times: a person's ``subject`` reference, a
     drug's CodeableConcept, the practice as performer. R4B elements are validated without
@@ -30,28 +32,36 @@ class ElementMemo:
     without building it again. Only elements that validated are remembered; a bad one stays a
     dict, so the resource's validation reports it at its full path. Least recently used
     entries go first, keeping memory flat however long the run.
+
+    ``nested`` applies the same to each element's own elements (a Composition section's code
+    and narrative, whose references differ from message to message). One memo may serve many
+    threads: a lock guards the table, and validation runs outside it.
     """
 
-    def __init__(self, capacity: int = 2048) -> None:
+    def __init__(self, capacity: int = 2048, nested: bool = False) -> None:
         self.capacity = capacity
+        self.nested = nested
         self._models: OrderedDict[tuple[type[BaseModel], bytes], BaseModel] = OrderedDict()
+        self._lock = threading.Lock()
 
     def element(self, cls: type[BaseModel], value: Any) -> Any:
         """The validated model for ``value``, or ``value`` itself when it is not valid."""
         if not isinstance(value, dict):
             return value
         key = (cls, orjson.dumps(value))
-        model = self._models.get(key)
-        if model is not None:
-            self._models.move_to_end(key)
-            return model
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                return model
         try:
-            model = cls.model_validate(value)
+            model = cls.model_validate(_with_models(cls, value, self) if self.nested else value)
         except ValidationError:
             return value
-        self._models[key] = model
-        if len(self._models) > self.capacity:
-            self._models.popitem(last=False)
+        with self._lock:
+            self._models[key] = model
+            if len(self._models) > self.capacity:
+                self._models.popitem(last=False)
         return model
 
     def __len__(self) -> int:
@@ -107,7 +117,8 @@ def _with_models(
 def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None) -> list[Issue]:
     """Every problem the R4 model finds, each naming its element path (``Observation.code``).
 
-    With ``memo`` (an ingest run's), elements already built for an equal copy are reused.
+    With ``memo`` (an ingest run's, or the transfer receipt's), elements already built for an
+    equal copy are reused.
     """
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):

@@ -27,7 +27,7 @@ from adapters.values import nhs_number_valid
 from consent import Decision
 from engine.transfer import signature
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
-from engine.validate import validate_resource
+from engine.validate import ElementMemo, validate_resource
 
 _HEADER = "Bundle.entry[0].resource"
 #: The one answer for a number no one holds, held by more than one person, or held by someone
@@ -35,6 +35,10 @@ _HEADER = "Bundle.entry[0].resource"
 NOT_IN_CARE = "no person in your organisation's care in the shared record holds this NHS number"
 #: A transfer's id (its first message's header id); nothing else is looked up.
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: The element models this process has built for messages (docs/ingest.md, ``ElementMemo``):
+#: messages from the same care homes share codes, narratives and organisations, and every
+#: resource is still validated whole. Shared by the server's threads; ``None`` turns it off.
+ELEMENTS: ElementMemo | None = ElementMemo(nested=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +96,13 @@ def _schema_problems(doc: Any) -> list[Problem]:
 
 def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
     shell = {k: v for k, v in doc.items() if k not in ("entry", "signature")}
-    for issue in validate_resource(shell):
+    for issue in validate_resource(shell, ELEMENTS):
         yield Problem("structure", issue.reason, "Bundle")
     for i, entry in enumerate(doc.get("entry") or []):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
-        for issue in validate_resource(resource):
+        for issue in validate_resource(resource, ELEMENTS):
             where = (issue.field or "").split(".", 1)
             suffix = f".{where[1]}" if len(where) > 1 else ""
             yield Problem("structure", issue.reason, f"Bundle.entry[{i}].resource{suffix}")
