@@ -109,7 +109,11 @@ def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
 
 
 def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
-    return {e["fullUrl"]: (i, e["resource"]) for i, e in enumerate(doc["entry"])}
+    return {
+        e["fullUrl"]: (i, e["resource"])
+        for i, e in enumerate(doc["entry"])
+        if isinstance(e["resource"], dict)
+    }
 
 
 def _list(value: Any) -> list[Any]:
@@ -189,10 +193,13 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
     problems.extend(_r4_problems(doc))
     if any((p.expression or "").startswith(_HEADER) for p in problems):
         return problems, None
-    header = header_of(doc)
     if any((p.expression or "").startswith("Bundle.entry") and "resource" not in
            (p.expression or "") for p in problems):  # fmt: skip
         return problems, None
+    try:
+        header = header_of(doc)
+    except (KeyError, IndexError, TypeError):
+        return problems, None  # the schema has said what is missing
     return problems, _content(doc, header, problems)
 
 

@@ -199,6 +199,28 @@ def test_an_element_of_the_wrong_json_type_is_refused_at_its_path_not_crashed_on
     assert count(store, MESSAGES) == 0
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda doc: doc.update(entry=[]),
+        lambda doc: doc.update(entry=None),
+        lambda doc: doc.pop("entry"),
+        lambda doc: doc["entry"][0].pop("resource"),
+        lambda doc: doc["entry"][2].update(resource=None),
+    ],
+    ids=["no-entries", "null-entries", "entries-missing", "header-entry-empty", "null-patient"],
+)
+def test_a_message_whose_entries_cannot_be_read_is_refused_not_crashed_on(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    change: Any,
+) -> None:  # fmt: skip
+    doc = unsigned()
+    change(doc)
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422, refused.text
+    assert count(store, MESSAGES) == 0
+
+
 def test_bad_parties_are_refused_each_by_its_expression(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
 ) -> None:
