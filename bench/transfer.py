@@ -3,16 +3,20 @@
 ``scr serve --workers 2`` over a store of synthetic people (ingested through the pipeline);
 eight care-home nurses, spread over the region's care homes (each with a registered key), send
 signed transfers of their homes' residents to the region's hospital as fast as each is
-answered: a care home may send only for a person placed with it. Each figure includes
-uvicorn, the token check, the JSON Schema, R4 validation of every resource, the business rules
-(the policy decision on the sender's relationship among them), the signature check, the audit
-append and the atomic store. Messages are built and signed beforehand: signing is
-the sender's cost. The floor is the same bytes parsed with ``orjson`` and inserted as one row
-by the driver, in this process, one at a time.
+answered: a care home may send only for a person placed with it. The synthetic region houses
+about one person in 200 in a care home, so a council extract first places more of the oldest
+people (``RESIDENTS``): with one resident, every transfer would be of the same person, and each
+would cost more than the last, since the policy reads every earlier transfer of that person.
+Each figure includes uvicorn, the token check, the JSON Schema, R4 validation of every
+resource, the business rules (the policy decision on the sender's relationship among them), the
+signature check, the audit append and the atomic store. Messages are built and signed
+beforehand: signing is the sender's cost. The floor is the same bytes parsed with ``orjson``
+and inserted as one row by the driver, in this process, one at a time.
 """
 
 from __future__ import annotations
 
+import csv
 import statistics
 import threading
 import time
@@ -25,6 +29,8 @@ import httpx
 import orjson
 from sqlalchemy import Engine, select
 
+from adapters.codes import load_all
+from adapters.council import CouncilAdapter
 from adapters.synth import catalogue as cat
 from bench.corpus import ingest_people
 from bench.load import figures
@@ -36,6 +42,8 @@ from engine.db import make_engine, scratch_store
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
 from engine.identity.tables import PatientNumber
+from engine.ingest import ingest
+from engine.models import Resource
 from engine.settings import Settings
 from engine.transfer import signature
 from engine.transfer.form import Person, TransferForm, transfer_message
@@ -46,6 +54,53 @@ SENDERS = 8
 TARGETS = {"p50_ms": 30, "p99_ms": 100}
 BASE = "https://fhir.scr.example/"
 CARE_ROLE = "S8000:G8000:R8001"
+#: People placed in the region's care homes before the run (oldest first), so that the
+#: messages are spread over many residents as they would be.
+RESIDENTS = 48
+#: The council that records the placements: not the synthetic region's own (its extract
+#: would replace that council's records).
+COUNCIL = ("E06000998", "Bench Council")
+_GENDER = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
+
+
+def _write(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, list(rows[0]), lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _place(engine: Engine, url: str, work: Path, count: int) -> None:
+    """The council records ``count`` of the oldest people (those whose NHS number names one
+    person) as living in the region's care homes, through the pipeline like any extract."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(PatientNumber.nhs_number, Resource.body)
+            .join(Resource, Resource.id == PatientNumber.patient_id)
+            .order_by(PatientNumber.nhs_number, Resource.id)
+        ).all()
+        bodies = {r.nhs_number: orjson.loads(r.body) for r in rows}
+        single = [n for n in sorted(bodies) if len(people_with_nhs_number(conn, n)) == 1]
+    oldest = sorted(single, key=lambda n: (bodies[n].get("birthDate", "9999"), n))[:count]
+    persons, placements = [], []
+    for i, number in enumerate(oldest):
+        body = bodies[number]
+        name = (body.get("name") or [{}])[0]
+        persons.append({
+            "person_id": str(i), "first_name": (name.get("given") or [""])[0],
+            "last_name": name.get("family", ""), "date_of_birth": body.get("birthDate", ""),
+            "gender": _GENDER.get(body.get("gender", ""), "U"), "nhs_number": number,
+            "restricted": "false",
+        })  # fmt: skip
+        home = cat.CARE_HOMES[i % len(cat.CARE_HOMES)].ods
+        placements.append({"person_id": str(i), "care_home_ods": home,
+                           "start_date": "2024-01-01", "end_date": ""})  # fmt: skip
+    folder = work / "placements"
+    folder.mkdir()
+    _write(folder / "organisation.csv", [{"code": COUNCIL[0], "name": COUNCIL[1]}])
+    _write(folder / "persons.csv", persons)
+    _write(folder / "placements.csv", placements)
+    ingest(engine, Settings(database_url=url), load_all(), CouncilAdapter(), str(folder))
 
 
 def _residents(engine: Engine) -> dict[str, list[str]]:
@@ -158,6 +213,7 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
     with scratch_store(url, work) as store:
         engine = make_engine(store)
         ingest_people(engine, store, 20 if quick else 200, seed=7)
+        _place(engine, store, work, 6 if quick else RESIDENTS)
         residents = _residents(engine)
         homes = sorted(residents)
         keys = _keys(engine, homes)

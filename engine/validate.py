@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from functools import cache
 from typing import Any
@@ -20,7 +21,8 @@ _OWN = frozenset({"meta", "identifier"})
 
 
 class ElementMemo:
-    """The R4B element models one ingest run has built, by element class and exact JSON.
+    """The R4B element models one ingest run (or one server, for transfers) has built, by
+    element class and exact JSON.
 
     A run meets the same elements thousands of times: a person's ``subject`` reference, a
     drug's CodeableConcept, the practice as performer. R4B elements are validated without
@@ -30,11 +32,17 @@ class ElementMemo:
     without building it again. Only elements that validated are remembered; a bad one stays a
     dict, so the resource's validation reports it at its full path. Least recently used
     entries go first, keeping memory flat however long the run.
+
+    ``nested`` applies the same to each element's own elements (a Composition section's code
+    and narrative, whose references differ from message to message). One memo may serve many
+    threads: a lock guards the table, and validation runs outside it.
     """
 
-    def __init__(self, capacity: int = 2048) -> None:
+    def __init__(self, capacity: int = 2048, nested: bool = False) -> None:
         self.capacity = capacity
+        self.nested = nested
         self._models: OrderedDict[tuple[type[BaseModel], bytes], BaseModel] = OrderedDict()
+        self._lock = threading.Lock()
 
     def element(self, cls: type[BaseModel], value: Any) -> Any:
         """The validated model for ``value``, or ``value`` itself when it is not valid."""
@@ -44,17 +52,19 @@ class ElementMemo:
             key = (cls, orjson.dumps(value))
         except orjson.JSONEncodeError:  # not JSON (a Decimal, a 65-bit int): the model judges it
             return value
-        model = self._models.get(key)
-        if model is not None:
-            self._models.move_to_end(key)
-            return model
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                return model
         try:
-            model = cls.model_validate(value)
+            model = cls.model_validate(_with_models(cls, value, self) if self.nested else value)
         except ValidationError:
             return value
-        self._models[key] = model
-        if len(self._models) > self.capacity:
-            self._models.popitem(last=False)
+        with self._lock:
+            self._models[key] = model
+            if len(self._models) > self.capacity:
+                self._models.popitem(last=False)
         return model
 
     def __len__(self) -> int:
@@ -110,7 +120,8 @@ def _with_models(
 def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None) -> list[Issue]:
     """Every problem the R4 model finds, each naming its element path (``Observation.code``).
 
-    With ``memo`` (an ingest run's), elements already built for an equal copy are reused.
+    With ``memo`` (an ingest run's, or the transfer receipt's), elements already built for an
+    equal copy are reused.
     """
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
@@ -119,8 +130,8 @@ def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None)
         model = get_fhir_model_class(rtype)
     except (KeyError, ValueError):
         return [Issue("resourceType", f"{rtype!r} is not an R4 resource type")]
-    data = resource if memo is None else _with_models(model, resource, memo)
     try:
+        data = resource if memo is None else _with_models(model, resource, memo)
         # Constructing validates exactly as ``model_validate`` does, one call layer cheaper
         # (about 6% of the validation time).
         model(**data)
@@ -132,4 +143,22 @@ def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None)
             )
             for err in exc.errors()
         ]
+    except (TypeError, AttributeError) as exc:
+        # fhir.resources raises these, not a ValidationError, for some values of the wrong
+        # JSON type (a number where a url goes); the record is still refused, by name.
+        return [Issue(_unreadable(model, rtype, resource), f"not valid R4: {exc}")]
     return []
+
+
+def _unreadable(model: type[BaseModel], rtype: str, resource: dict[str, Any]) -> str:
+    """The element whose value the R4 model could not read, tried one element at a time."""
+    for key, value in resource.items():
+        if key == "resourceType":
+            continue
+        try:
+            model.model_validate({key: value})
+        except (TypeError, AttributeError):
+            return f"{rtype}.{key}"
+        except ValidationError:
+            continue
+    return rtype

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from audit import Appender, AuditEntry, RequestContext, disclose
 from audit.entry import Action
 from consent import Decision, Policy, Request, Who, decide
-from engine.directory import org_kind
+from engine.db import read_only
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import message, signature, store
@@ -92,25 +92,47 @@ def refuse(
     return Refused(status, *p)
 
 
-def _care(conn: Connection, who: Who, person: str, policy: Policy) -> Decision:
+def _care(conn: Connection, who: Who, person: str, patients: list[str], policy: Policy) -> Decision:
     """The policy's decision on ``who`` acting for ``person``: the facts any read gathers."""
-    facts = gather_facts(conn, person, patients_of(conn, person), policy)
+    facts = gather_facts(conn, person, patients, policy)
     return decide(who, facts, who.purpose, Request("transfer"), datetime.now(UTC), policy)
 
 
-def _known(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> Known:
+@dataclass(frozen=True, slots=True)
+class _Looked:
+    """What the store says about a message: the copy already stored under its id, or what
+    the rules need and the person's patients (to store it under, when it is accepted)."""
+
+    found: store.Stored | None
+    known: Known | None = None
+    patients: tuple[str, ...] = ()
+
+
+def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Looked:
+    """Everything a message is judged by, on one connection; a resubmission stops at its
+    stored copy."""
     h = parsed.header
-    kinds = {org: kind for org in (h.sender, h.destination) if (kind := org_kind(conn, org))}
-    pem = store.sender_key(conn, h.sender)
+    parties = store.parties(conn, h)
+    if parties.found is not None:
+        return _Looked(parties.found)
     people = tuple(people_with_nhs_number(conn, parsed.nhs_number)) if parsed.nhs_number else ()
+    patients = patients_of(conn, people[0]) if len(people) == 1 else []
     row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
     asks = h.event == "care-home-transfer" and len(people) == 1
-    return Known(
-        token_org=who.org, kinds=kinds,
+    pem = parties.sender_key
+    known = Known(
+        token_org=who.org, kinds=parties.kinds,
         sender_key=signature.load_public(pem) if pem else None, people=people,
         transfer=(row.care_home, row.hospital, row.person_id) if row else None,
-        care=_care(conn, who, people[0], policy) if asks else None,
+        care=_care(conn, who, people[0], patients, policy) if asks else None,
     )  # fmt: skip
+    return _Looked(None, known, tuple(patients))
+
+
+def _look(inbox: Inbox, who: Who, parsed: Parsed) -> _Looked:
+    """The look-ups in autocommit on one connection: they only read, and under read committed
+    a transaction would add a BEGIN and a ROLLBACK and no consistency (``read_only``)."""
+    return read_only(inbox.engine, lambda conn: _look_up(conn, who, parsed, inbox.policy))
 
 
 def _again(
@@ -137,31 +159,28 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
         raise refuse(inbox, who, ctx, 422, problem) from None
     problems, parsed = check_shape(doc)
     digest = store.message_hash(doc) if isinstance(doc, dict) else ""
-    known: Known | None = None
-    if parsed is not None:
-        with inbox.engine.connect() as conn:
-            found = store.stored(conn, parsed.header.id)
-            if found is not None:
-                return _again(inbox, who, ctx, found, digest, action_of(parsed))
-            known = _known(conn, who, parsed, inbox.policy)
-            problems.extend(check_parties(doc, parsed, known))
+    looked = _Looked(None) if parsed is None else _look(inbox, who, parsed)
+    if looked.found is not None:
+        return _again(inbox, who, ctx, looked.found, digest, action_of(parsed))
+    known = looked.known
+    if parsed is not None and known is not None:
+        problems.extend(check_parties(doc, parsed, known))
     if problems or parsed is None or known is None:
         nhs = parsed.nhs_number if parsed else None
         raise refuse(inbox, who, ctx, 422, *problems, action=action_of(parsed), known=known,
                      nhs=nhs)  # fmt: skip
-    return _accept(inbox, who, ctx, raw, doc, parsed, digest, known)
+    return _accept(inbox, who, ctx, raw, parsed, digest, known, looked.patients)
 
 
 def _accept(
-    inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes, doc: dict[str, Any],
-    parsed: Parsed, digest: str, known: Known,
+    inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes, parsed: Parsed, digest: str,
+    known: Known, patients: tuple[str, ...],
 ) -> bytes:  # fmt: skip
     h = parsed.header
     nhs = parsed.nhs_number or ""
     now = datetime.now(UTC)
     (person,) = known.people
-    with inbox.engine.connect() as conn:
-        patient = min(patients_of(conn, person))
+    patient = min(patients)
     answer = orjson.dumps(message.response(h, str(uuid.uuid4()), now, inbox.base))
     accepted = store.Accepted(
         header=h, raw=raw, content_hash=digest, response=answer, person_id=person,

@@ -172,6 +172,55 @@ def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     assert count(store, MESSAGES) == count(store, TRANSFERS) == 0
 
 
+@pytest.mark.parametrize(
+    ("where", "value", "expression"),
+    [
+        (("section",), None, "Bundle.entry[1].resource.section"),
+        (("section",), [None], "Bundle.entry[1].resource.section"),
+        (("section", 0, "code"), None, "Bundle.entry[1].resource.section"),
+        (("section", 0, "code", "coding", 0, "code"), [], "Bundle.entry[1].resource.section"),
+        (("subject",), "Patient", "Bundle.entry[1].resource.subject"),
+        (("relatesTo",), 7, "Bundle.entry[1].resource.relatesTo"),
+    ],
+)
+def test_an_element_of_the_wrong_json_type_is_refused_at_its_path_not_crashed_on(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    where: tuple[str | int, ...], value: Any, expression: str,
+) -> None:  # fmt: skip
+    doc = unsigned()
+    node: Any = doc["entry"][1]["resource"]
+    for step in where[:-1]:
+        node = node[step]
+    node[where[-1]] = value
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422, refused.text
+    expressions = [e for i in refused.json()["issue"] for e in i.get("expression", [])]
+    assert any(e.startswith(expression) for e in expressions), expressions
+    assert count(store, MESSAGES) == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda doc: doc.update(entry=[]),
+        lambda doc: doc.update(entry=None),
+        lambda doc: doc.pop("entry"),
+        lambda doc: doc["entry"][0].pop("resource"),
+        lambda doc: doc["entry"][2].update(resource=None),
+    ],
+    ids=["no-entries", "null-entries", "entries-missing", "header-entry-empty", "null-patient"],
+)
+def test_a_message_whose_entries_cannot_be_read_is_refused_not_crashed_on(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    change: Any,
+) -> None:  # fmt: skip
+    doc = unsigned()
+    change(doc)
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422, refused.text
+    assert count(store, MESSAGES) == 0
+
+
 def test_bad_parties_are_refused_each_by_its_expression(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
 ) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import threading
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,11 +70,14 @@ def _put(doc: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
+@pytest.mark.parametrize("nested", [False, True])
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(_paths, _junk), max_size=3), st.integers(0, 2))
-def test_memo_changes_no_outcome(edits: list[tuple[tuple[str | int, ...], Any]], who: int) -> None:
+def test_memo_changes_no_outcome(
+    nested: bool, edits: list[tuple[tuple[str | int, ...], Any]], who: int
+) -> None:
     """Whatever is broken where, the issues are the same with a warm memo as without one."""
-    memo = ElementMemo()
+    memo = ElementMemo(nested=nested)
     for warm in (_observation("p0"), _observation("p1"), _observation("p2")):
         assert validate_resource(warm, memo) == []
     doc = _observation(f"p{who}")
@@ -115,8 +120,59 @@ def test_a_value_that_is_not_json_is_left_to_the_model() -> None:
     assert validate_resource(doc, memo) == validate_resource(doc)
 
 
+def test_a_value_the_model_cannot_read_is_an_issue_naming_its_element() -> None:
+    """fhir.resources raises AttributeError for a number where a url goes."""
+    doc = {
+        "resourceType": "MessageHeader",
+        "eventCoding": {"system": "https://x", "code": "x"},
+        "source": {"endpoint": "https://x"},
+        "destination": [{"endpoint": 2}],
+    }
+    for memo in (None, ElementMemo()):
+        issues = validate_resource(doc, memo)
+        assert [i.field for i in issues] == ["MessageHeader.destination"]
+        assert issues[0].reason.startswith("not valid R4: ")
+
+
 def test_contained_resources_are_validated_by_the_resource_itself() -> None:
     memo = ElementMemo()
     doc = _observation()
     doc["contained"] = [{"resourceType": "Patient", "id": "c", "birthDate": "not a date"}]
     assert validate_resource(doc, memo) == validate_resource(doc) != []
+
+
+def test_a_nested_memo_keeps_an_element_s_elements_and_never_a_bad_one() -> None:
+    memo = ElementMemo(nested=True)
+    assert validate_resource(_observation("p1"), memo) == []
+    doc = _observation("p2")
+    doc["category"] = [{"coding": [{"system": "http://x", "code": 7}]}]
+    issues = validate_resource(doc, memo)
+    assert [i.field for i in issues] == ["Observation.category.0.coding.0.code"]
+    assert issues == validate_resource(doc)
+    # The first copy's code, subject, value, two performers and category, the coding in its
+    # code and in its category, and the second subject; the bad category and its coding never.
+    assert len(memo) == 9
+
+
+def test_one_memo_serves_many_threads_with_the_outcomes_of_none() -> None:
+    """Threads sharing a small memo (so it is always evicting) each get what no memo gives."""
+    memo = ElementMemo(capacity=8, nested=True)
+    docs = [_observation(f"p{n % 5}") for n in range(40)]
+    for n, doc in enumerate(docs[::3]):
+        doc["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": n}]}
+    expected = [validate_resource(doc) for doc in docs]
+    failures: list[str] = []
+
+    def work() -> None:
+        for _ in range(5):
+            for doc, want in zip(docs, expected, strict=True):
+                if validate_resource(doc, memo) != want:
+                    failures.append(doc["subject"]["reference"])
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert len(memo) <= 8

@@ -1,0 +1,89 @@
+"""The process's element memo for messages (``engine.transfer.rules.ELEMENTS``) changes no
+outcome: a message broken anywhere is refused with the very same problems, each at the same
+FHIRPath, with the memo warm as with no memo at all."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.transfer import rules, signature
+from engine.transfer.rules import Problem, check_shape
+from engine.validate import ElementMemo
+from tests.api.transfers import CARE_HOME, signed, unsigned
+
+_junk = st.one_of(
+    st.none(),
+    st.integers(-2, 2),
+    st.sampled_from(["", "x", "2026-13-45", "urn:uuid:x", "final", "<p>no div</p>"]),
+    st.just([]),
+    st.just([None]),
+    st.just({}),
+    st.just({"reference": 1}),
+    st.just({"coding": [{"code": 5}]}),
+    st.just({"unknown": "element"}),
+)
+
+
+def _places(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every path inside the message's resources, so an edit can land anywhere."""
+    found = [path] if len(path) > 3 else []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
+        node, list) else ()  # fmt: skip
+    for key, child in items:
+        found.extend(_places(child, (*path, key)))
+    return found
+
+
+_KEY = signature.new_key()
+_MESSAGE = signed(unsigned(), _KEY)
+_PATHS = [p for p in _places(_MESSAGE) if p[0] == "entry" and p[2] == "resource"]
+
+
+def _shape(doc: dict[str, Any], memo: ElementMemo | None) -> list[Problem] | str:
+    """The problems found, or the exception raised: fhir.resources itself raises on some
+    values of the wrong JSON type (an integer where a uri goes), memo or not."""
+    before = rules.ELEMENTS
+    rules.ELEMENTS = memo
+    try:
+        return check_shape(copy.deepcopy(doc))[0]
+    except (AttributeError, TypeError) as exc:
+        return type(exc).__name__
+    finally:
+        rules.ELEMENTS = before
+
+
+@pytest.fixture(scope="module")
+def warm() -> ElementMemo:
+    memo = ElementMemo(nested=True)
+    for _ in range(3):
+        assert _shape(signed(unsigned(), _KEY, CARE_HOME), memo) == []
+    return memo
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PATHS), _junk), min_size=1, max_size=3))
+def test_a_warm_memo_refuses_each_broken_message_exactly_as_no_memo_does(
+    warm: ElementMemo, edits: list[tuple[tuple[str | int, ...], Any]]
+) -> None:
+    doc = copy.deepcopy(_MESSAGE)
+    for path, value in edits:
+        node: Any = doc
+        try:
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = copy.deepcopy(value)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit replaced the parent
+    assert _shape(doc, warm) == _shape(doc, None)
+    assert _shape(doc, warm) == _shape(doc, None)  # and again, the memo warmer
+
+
+def test_the_server_s_memo_is_bounded_and_nested() -> None:
+    assert rules.ELEMENTS is not None
+    assert rules.ELEMENTS.nested
+    assert rules.ELEMENTS.capacity == 2048

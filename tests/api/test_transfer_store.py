@@ -1,0 +1,108 @@
+"""``engine.transfer.store``: the one-statement look-up before the rules, the rows an accepted
+transfer is written as, and the relationship each transfer gives its hospital."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from engine.identity import people_with_nhs_number
+from engine.transfer import signature
+from engine.transfer import store as transfers
+from engine.transfer.message import header_of
+from engine.transfer.tables import STATUS, TRANSFERS
+from tests.api.conftest import NHS, Store, Token
+from tests.api.test_transfer import discharge, send
+from tests.api.transfers import (
+    CARE_HOME,
+    CARE_ROLE,
+    HOSPITAL,
+    OTHER_HOSPITAL,
+    add_parties,
+    place,
+    signed,
+    unsigned,
+)
+
+
+@pytest.fixture
+def keys(store: Store, tmp_path: Any) -> dict[str, Ed25519PrivateKey]:
+    return add_parties(store.engine, tmp_path)
+
+
+@pytest.fixture
+def home(store: Store, token: Token) -> str:
+    place(store, CARE_HOME)
+    return token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-nurse")
+
+
+def test_parties_names_the_stored_copy_the_key_and_each_known_kind(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    with store.engine.connect() as conn:
+        before = transfers.parties(conn, header_of(doc))
+        unknown = transfers.parties(conn, header_of(unsigned(to="R0NE")))
+    assert before == transfers.Parties(
+        None, signature.public_pem(keys[CARE_HOME]), {CARE_HOME: "care-home", HOSPITAL: "hospital"}
+    )  # fmt: skip
+    assert unknown.kinds == {CARE_HOME: "care-home"}
+    answer = send(client, home, doc)
+    assert answer.status_code == 200
+    with store.engine.connect() as conn:
+        after = transfers.parties(conn, header_of(doc))
+    assert after.found == transfers.Stored(CARE_HOME, transfers.message_hash(doc), answer.content)
+
+
+def test_an_accepted_transfer_is_written_at_received_with_both_first_steps(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    assert send(client, home, signed(unsigned(), keys[CARE_HOME])).status_code == 200
+    with store.engine.connect() as conn:
+        status = conn.execute(select(TRANSFERS.c.status)).scalar_one()
+        steps = conn.execute(
+            select(STATUS.c.status, STATUS.c.org, STATUS.c.user_id).order_by(STATUS.c.id)
+        ).all()
+    assert status == "received"
+    assert [tuple(s) for s in steps] == [
+        ("sent", CARE_HOME, "u-nurse"), ("received", HOSPITAL, "scr")
+    ]  # fmt: skip
+
+
+def test_each_transfer_is_one_stay_from_receipt_to_its_first_discharge(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token,
+) -> None:  # fmt: skip
+    doctor = token("ae-doctor")
+    ids = []
+    for to in (HOSPITAL, OTHER_HOSPITAL):
+        doc = signed(unsigned(to=to), keys[CARE_HOME])
+        assert send(client, home, doc).status_code == 200
+        ids.append(doc["entry"][0]["resource"]["id"])
+    for _ in range(2):
+        closing = signed(discharge(ids[0]), keys[HOSPITAL], HOSPITAL)
+        assert send(client, doctor, closing).status_code == 200
+    later = datetime.now(UTC) + timedelta(days=3)
+    with store.engine.begin() as conn:
+        last = conn.execute(select(STATUS.c.id).order_by(STATUS.c.id.desc())).scalars().first()
+        conn.execute(STATUS.update().where(STATUS.c.id == last).values(at=later))
+        (person,) = people_with_nhs_number(conn, NHS)
+        steps = conn.execute(
+            select(STATUS.c.transfer_id, STATUS.c.status, STATUS.c.at).order_by(STATUS.c.id)
+        ).all()
+        stays = transfers.hospital_stays(conn, person)
+    first = {}
+    for step in steps:
+        first.setdefault((step.transfer_id, step.status), step.at)
+    expected = {HOSPITAL: ids[0], OTHER_HOSPITAL: ids[1]}
+    assert [s.org for s in stays] == sorted(expected, key=expected.__getitem__)
+    assert {(s.org, s.kind, s.start, s.end) for s in stays} == {
+        (HOSPITAL, "transfer", first[(ids[0], "received")], first[(ids[0], "discharged")]),
+        (OTHER_HOSPITAL, "transfer", first[(ids[1], "received")], None),
+    }
+    assert first[(ids[0], "discharged")] < later
