@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import statistics
+import tempfile
 import threading
 import time
 import uuid
@@ -95,8 +96,7 @@ def _place(engine: Engine, url: str, work: Path, count: int) -> None:
         home = cat.CARE_HOMES[i % len(cat.CARE_HOMES)].ods
         placements.append({"person_id": str(i), "care_home_ods": home,
                            "start_date": "2024-01-01", "end_date": ""})  # fmt: skip
-    folder = work / "placements"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix="placements-", dir=work))  # one per database
     _write(folder / "organisation.csv", [{"code": COUNCIL[0], "name": COUNCIL[1]}])
     _write(folder / "persons.csv", persons)
     _write(folder / "placements.csv", placements)
