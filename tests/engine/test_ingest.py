@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import orjson
@@ -272,3 +273,17 @@ def test_problem_row_becomes_a_condition(engine, settings, codes, tmp_path):
     [condition] = bodies(engine, "Condition")
     assert condition["clinicalStatus"]["coding"][0]["code"] == "active"
     assert bodies(engine, "Observation") == []
+
+
+def test_a_run_hands_the_gil_over_quickly_and_restores_the_interval(
+    engine, settings, codes, tmp_path
+):
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1")])
+    before = sys.getswitchinterval()
+    during: list[float] = []
+    ingest(
+        engine, settings, codes, SystmOneAdapter(), str(folder),
+        progress=lambda _: during.append(sys.getswitchinterval()),
+    )  # fmt: skip
+    assert set(during) == {0.001}
+    assert sys.getswitchinterval() == before
