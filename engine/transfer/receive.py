@@ -30,7 +30,15 @@ from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import message, signature, store
 from engine.transfer.parties import may_take_part
-from engine.transfer.rules import Known, Parsed, Problem, Refused, check_parties, check_shape
+from engine.transfer.rules import (
+    Known,
+    Parsed,
+    Problem,
+    Refused,
+    check_parties,
+    check_shape,
+    closed,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +131,7 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
     known = Known(
         token_org=who.org, kinds=parties.kinds,
         sender_key=signature.load_public(pem) if pem else None, people=people,
-        transfer=(row.care_home, row.hospital, row.person_id) if row else None,
+        transfer=(row.care_home, row.hospital, row.person_id, row.status) if row else None,
         care=_care(conn, who, people[0], patients, policy) if asks else None,
     )  # fmt: skip
     return _Looked(None, known, tuple(patients))
@@ -192,6 +200,10 @@ def _accept(
     try:
         with inbox.engine.begin() as conn:
             store.accept(conn, accepted, now)
+    except store.Closed:
+        problem = closed("discharged", parsed.transfer_path)
+        raise refuse(inbox, who, ctx, 422, problem, action=action_of(parsed), known=known,
+                     nhs=nhs) from None  # fmt: skip
     except IntegrityError:
         with inbox.engine.connect() as conn:
             found = store.stored(conn, h.id)

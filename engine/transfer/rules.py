@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
 from consent import Decision
-from engine.transfer import signature
+from engine.transfer import signature, store
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
 from engine.validate import ElementMemo, validate_resource
 
@@ -213,8 +213,8 @@ class Known:
     sender_key: Ed25519PublicKey | None
     #: The people holding the message's NHS number.
     people: tuple[str, ...]
-    #: (care home, hospital, person) of the transfer a discharge names, if it exists.
-    transfer: tuple[str, str, str] | None = None
+    #: (care home, hospital, person, status) of the transfer a discharge names, if it exists.
+    transfer: tuple[str, str, str, str] | None = None
     #: The policy's decision on the sender acting for the one person holding the number (a
     #: care-home transfer only; ``None`` when there is no such person or no decision to make).
     care: Decision | None = None
@@ -249,7 +249,15 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
             problems.append(Problem("not-found", "no transfer of this person from "
                                     f"{h.destination} to {h.sender} has that id",
                                     parsed.transfer_path))  # fmt: skip
+        elif t[3] not in store.OPEN:
+            problems.append(closed(t[3], parsed.transfer_path))
     return problems
+
+
+def closed(status: str, path: str | None) -> Problem:
+    """A discharge of a stay that is over: a stay is discharged once."""
+    return Problem("business-rule", f"that transfer is {status} already: a stay is discharged "
+                   "once", path)  # fmt: skip
 
 
 def _not_in_care(event: str, known: Known) -> tuple[str, ...]:

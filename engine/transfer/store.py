@@ -24,6 +24,8 @@ from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 
 #: The steps of a transfer, in the order they happen.
 STEPS = ("sent", "received", "acknowledged", "discharged", "returned")
+#: The steps at which the hospital still has the resident: a discharge closes the stay once.
+OPEN = ("received", "acknowledged")
 
 
 def message_hash(doc: dict[str, Any]) -> str:
@@ -196,6 +198,10 @@ def add_step(
     )
 
 
+class Closed(Exception):
+    """A discharge lost the race to another discharge of the same stay."""
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A message that passed every rule, with what the store needs to take it in."""
@@ -252,7 +258,15 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
         "received_at": now,
     })  # fmt: skip
     if h.event != "care-home-transfer":
-        add_step(conn, a.transfer_id, "discharged", h.sender, a.user_id, now)
+        closed = conn.execute(
+            update(TRANSFERS)
+            .where(TRANSFERS.c.id == a.transfer_id, TRANSFERS.c.status.in_(OPEN))
+            .values(status="discharged", updated_at=now)
+        )
+        if closed.rowcount != 1:  # another discharge closed it since the rules were checked
+            raise Closed(a.transfer_id)
+        conn.execute(insert(STATUS).values(transfer_id=a.transfer_id, status="discharged",
+                                           org=h.sender, user_id=a.user_id, at=now))  # fmt: skip
         return
     conn.execute(insert(TRANSFERS), {
         "id": a.transfer_id, "care_home": h.sender, "hospital": h.destination,

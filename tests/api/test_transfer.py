@@ -29,7 +29,7 @@ from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer.form import DischargeForm, discharge_message
 from engine.transfer.receive import receive
-from engine.transfer.rules import NOT_IN_CARE
+from engine.transfer.rules import NOT_IN_CARE, Refused
 from engine.transfer.tables import MESSAGES, STATUS, TRANSFERS
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.transfers import (
@@ -515,3 +515,52 @@ def test_an_accepted_transfer_is_audited_with_the_policy_decision(
     entry = flat(orjson.loads(body))
     assert entry["basis"] == "relationship" and entry["policy_version"]
     assert {"transfer.accepted", "relationship.legitimate"} <= set(entry["rules"])
+
+
+def test_a_stay_is_discharged_once(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    assert send(client, home, doc).status_code == 200
+    transfer_id = doc["entry"][0]["resource"]["id"]
+    doctor = token("ae-doctor")
+    first = send(client, doctor, signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert first.status_code == 200, first.text
+    again = send(client, doctor, signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert again.status_code == 422
+    issues = again.json()["issue"]
+    assert [(i["code"], i.get("expression")) for i in issues] == [
+        ("business-rule", ["Bundle.entry[1].resource.relatesTo"])
+    ]
+    assert count(store, MESSAGES) == 2  # the transfer and the first discharge
+
+
+def test_two_discharges_at_once_close_the_stay_once(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME])
+    assert send(client, home, doc).status_code == 200
+    transfer_id = doc["entry"][0]["resource"]["id"]
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    who = who_for(svc, svc.verifier.verify(token("ae-doctor")))
+    raws = [
+        orjson.dumps(signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL)) for _ in range(6)
+    ]
+    start = threading.Barrier(len(raws))
+    outcomes: list[int] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            receive(inbox(svc), who, RequestContext(f"close-{i}"), raws[i])
+            outcomes.append(200)
+        except Refused as refused:
+            outcomes.append(refused.status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(raws))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [200, 422, 422, 422, 422, 422]
+    assert count(store, MESSAGES) == 2
