@@ -52,16 +52,24 @@ def _period(period: Any) -> tuple[datetime | None, datetime | None]:
     return _instant(period.get("start")), _instant(period.get("end"), end=True)
 
 
-def _org(ref: Any, orgs: Mapping[str, str]) -> str | None:
-    """The organisation code a reference names, directly or through ``orgs`` (ref → code)."""
+def _ref_parts(ref: Any) -> tuple[str | None, str | None]:
+    """(the organisation code a reference names directly, else its literal reference) of a
+    reference, or of a list's first."""
     if isinstance(ref, list):
         ref = ref[0] if ref else None
     if not isinstance(ref, dict):
-        return None
+        return None, None
     identifier = ref.get("identifier")
     if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
-        return str(identifier["value"])
-    return orgs.get(str(ref.get("reference")))
+        return str(identifier["value"]), None
+    literal = ref.get("reference")
+    return None, literal if isinstance(literal, str) else None
+
+
+def _org(ref: Any, orgs: Mapping[str, str]) -> str | None:
+    """The organisation code a reference names, directly or through ``orgs`` (ref → code)."""
+    code, literal = _ref_parts(ref)
+    return code if literal is None else orgs.get(literal)
 
 
 def ods_code(organization: Mapping[str, Any]) -> str | None:
@@ -110,16 +118,8 @@ def organisation_reference(resource: Mapping[str, Any]) -> str | None:
     """The literal ``Organization/<id>`` reference :func:`relationship` would look up in its
     ``orgs`` for this resource, if any: the only references worth resolving."""
     where = None if resource.get("status") in _GONE else _where(resource)
-    ref = where[1] if where else None
-    if isinstance(ref, list):
-        ref = ref[0] if ref else None
-    if not isinstance(ref, dict):
-        return None
-    identifier = ref.get("identifier")
-    if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
-        return None
-    value = ref.get("reference")
-    return value if isinstance(value, str) and value.startswith("Organization/") else None
+    _, literal = _ref_parts(where[1] if where else None)
+    return literal if literal is not None and literal.startswith("Organization/") else None
 
 
 def relationship(
