@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
 
 from adapters.values import nhs_check_digit
 
@@ -176,3 +179,19 @@ def write_systmone(
     if problems:
         write_csv(folder / "SRProblem.csv", S1_HEADERS["SRProblem"], list(problems), encoding)
     return folder
+
+
+#: Values to break a resource with: valid in some elements and not in others, or in none.
+JUNK: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.integers(-3, 3),
+    st.sampled_from(
+        ["", "x", "2009-13-45", "Patient/p1", " lead", "final", "urn:uuid:x", "<p>no div</p>"]
+    ),
+    st.just([]),
+    st.just([None]),
+    st.just({}),
+    st.just({"reference": 1}),
+    st.just({"coding": [{"code": 5}]}),
+    st.just({"unknown": "element"}),
+)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.validate import ElementMemo, validate_resource
+from tests.factories import JUNK
 
 
 def _observation(patient: str = "p1") -> dict[str, Any]:
@@ -30,18 +31,6 @@ def _observation(patient: str = "p1") -> dict[str, Any]:
     }
 
 
-# Values that are valid in some elements and not in others, or in none.
-_junk = st.one_of(
-    st.none(),
-    st.integers(-3, 3),
-    st.sampled_from(["", "x", "2009-13-45", "Patient/p1", " lead", "final"]),
-    st.just([]),
-    st.just([None]),
-    st.just({}),
-    st.just({"reference": 1}),
-    st.just({"coding": [{"code": 5}]}),
-    st.just({"unknown": "element"}),
-)
 _paths = st.sampled_from(
     [
         ("code",),
@@ -72,7 +61,7 @@ def _put(doc: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
 
 @pytest.mark.parametrize("nested", [False, True])
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(_paths, _junk), max_size=3), st.integers(0, 2))
+@given(st.lists(st.tuples(_paths, JUNK), max_size=3), st.integers(0, 2))
 def test_memo_changes_no_outcome(
     nested: bool, edits: list[tuple[tuple[str | int, ...], Any]], who: int
 ) -> None:
