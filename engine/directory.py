@@ -123,6 +123,14 @@ class Kinds:
         self._engine, self._ttl, self._clock = engine, ttl, clock
         self._known: dict[str, tuple[str | None, float, int]] = {}
 
+    def cached(self, code: str) -> tuple[bool, str | None]:
+        """``(True, kind)`` when the code's kind is known and fresh, without reading the
+        database (so an async caller may ask on the event loop); ``(False, None)`` otherwise."""
+        known = self._known.get(code)
+        if known is not None and known[2] == _generation and self._clock() - known[1] < self._ttl:
+            return True, known[0]
+        return False, None
+
     def kind(self, code: str) -> str | None:
         now, generation = self._clock(), _generation
         known = self._known.get(code)

@@ -16,14 +16,14 @@ from pydantic import BaseModel, Field
 
 from audit import RequestContext
 from consent import Who, explain
-from engine.api.deps import context, current_user, services
+from engine.api.deps import current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Explanation, Made, answers
 from engine.api.records import Ambiguous, RequestRefused, ask, explanation, person_of_patient
 
 router = APIRouter(prefix="/access")
 User = Annotated[Who, Depends(current_user)]
-Context = Annotated[RequestContext, Depends(context)]
+Context = Annotated[RequestContext, Depends(request_context)]
 
 
 #: Text that is stored (grants and claims) holds no NUL: PostgreSQL cannot store one.

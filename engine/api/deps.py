@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from audit import AuditEntry, RequestContext, Writer, disclose
 from audit.entry import Action
@@ -58,6 +59,12 @@ def services(request: Request) -> Services:
 def request_id(header: str | None) -> str:
     """The client's ``X-Request-Id`` when it is a sane token, otherwise a fresh one."""
     return header if header and _REQUEST_ID.match(header) else str(uuid.uuid4())
+
+
+async def request_context(request: Request) -> RequestContext:
+    """:func:`context` as a route's dependency: async, as it reads only the request, and a
+    sync dependency is a thread hop per request."""
+    return context(request)
 
 
 def context(request: Request) -> RequestContext:
@@ -112,7 +119,11 @@ def who_for(svc: Services, user: TokenUser, purpose: str | None = None) -> Who:
     """The user as the policy sees them: the profile their role maps to at this kind of org,
     and the request's purpose of use (the token's ``purpose_of_use`` unless the request names
     one, as a clinician does after breaking the glass)."""
-    kind = svc.kinds.kind(user.org) or "unknown"
+    return _who(svc, user, svc.kinds.kind(user.org), purpose)
+
+
+def _who(svc: Services, user: TokenUser, kind: str | None, purpose: str | None) -> Who:
+    kind = kind or "unknown"
     job_role = user.role_code.rsplit(":", 1)[-1]
     return Who(
         user_id=user.user_id,
@@ -141,8 +152,24 @@ def user_for(request: Request, purpose: str | None, *, cookie: bool = False) -> 
     return who_for(svc, user, purpose)
 
 
-def current_user(
+async def current_user(
     request: Request,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> Who:
-    return user_for(request, request.headers.get(PURPOSE_HEADER))
+    """:func:`user_for` for the API, on the event loop: checking a token's signature and
+    claims is CPU alone, and a sync dependency is a thread hop per request. What blocks goes
+    to the threadpool: a refusal's audit append, and reading an organisation's kind when the
+    directory cache (:class:`engine.directory.Kinds`) does not hold it fresh."""
+    svc = services(request)
+    token = _token(request, False)
+    if token is None:
+        raise await run_in_threadpool(_refused, svc, context(request), "auth.token-missing")
+    try:
+        user = svc.verifier.verify(token)
+    except TokenRefused as exc:
+        why = ("auth.token-invalid", exc.kind)
+        raise await run_in_threadpool(_refused, svc, context(request), *why) from None
+    hit, kind = svc.kinds.cached(user.org)
+    if not hit:
+        kind = await run_in_threadpool(svc.kinds.kind, user.org)
+    return _who(svc, user, kind, request.headers.get(PURPOSE_HEADER))

@@ -19,7 +19,7 @@ from consent import Request as Asked
 from consent import Who
 from engine.api.bundle import searchset
 from engine.api.capability import SEARCH_TYPES, capability_statement
-from engine.api.deps import context, current_user, services
+from engine.api.deps import current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
 from engine.api.records import Page, find_patients, person_record, resource_record
@@ -27,7 +27,7 @@ from engine.identity.features import NHS_SYSTEM
 
 router = APIRouter(prefix="/fhir")
 User = Annotated[Who, Depends(current_user)]
-Context = Annotated[RequestContext, Depends(context)]
+Context = Annotated[RequestContext, Depends(request_context)]
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
 PROVENANCE = "Provenance:target"

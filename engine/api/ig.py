@@ -20,14 +20,14 @@ from audit import RequestContext
 from audit.export import audit_event
 from audit.search import Filters, SearchError, search
 from consent import Who
-from engine.api.deps import context, current_user, services
+from engine.api.deps import current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response
 from engine.api.openapi import Bundle, answers
 from engine.ig.gate import NotIgOfficer, admit
 
 router = APIRouter(prefix="/fhir")
 User = Annotated[Who, Depends(current_user)]
-Context = Annotated[RequestContext, Depends(context)]
+Context = Annotated[RequestContext, Depends(request_context)]
 _OUTCOMES = {"0": "permit", "4": "deny"}
 _PREFIXES = ("ge", "gt", "le", "lt", "eq")
 

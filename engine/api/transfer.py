@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from audit import AuditEntry, RequestContext, disclose
 from audit.entry import Action
 from consent import Who
-from engine.api.deps import Services, context, current_user, services
+from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FHIR_JSON, FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, answers
 from engine.transfer import store
@@ -50,7 +50,7 @@ class TransferView(BaseModel):
 
 
 User = Annotated[Who, Depends(current_user)]
-Context = Annotated[RequestContext, Depends(context)]
+Context = Annotated[RequestContext, Depends(request_context)]
 
 
 def inbox(svc: Services) -> Inbox:

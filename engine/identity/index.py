@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, Table, or_, select, text, update
+from sqlalchemy import Connection, Engine, Table, bindparam, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from audit import AuditEntry, append
@@ -369,33 +369,47 @@ def person_of(conn: Connection, patient_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
+#: Built once, as each read and each transfer asks: a statement made per call costs more CPU
+#: than running it does.
+_PEOPLE_WITH_NUMBER = (
+    select(LINKS.c.person_id)
+    .join(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
+    .where(NUMBERS.c.nhs_number == bindparam("nhs_number"))
+    .distinct()
+    .order_by(LINKS.c.person_id)
+)
+#: The person's ``merged_into`` and Patients together: one row per Patient, or one row with
+#: no Patient (a link names only an existing person, so no row means no Patients either).
+_PERSON_PATIENTS = (
+    select(PEOPLE.c.merged_into, LINKS.c.patient_id)
+    .select_from(PEOPLE.outerjoin(LINKS, LINKS.c.person_id == PEOPLE.c.id))
+    .where(PEOPLE.c.id == bindparam("person_id"))
+    .order_by(LINKS.c.patient_id)
+)
+_PATIENTS = (
+    select(LINKS.c.patient_id)
+    .where(LINKS.c.person_id == bindparam("person_id"))
+    .order_by(LINKS.c.patient_id)
+)
+
+
 def people_with_nhs_number(conn: Connection, nhs_number: str) -> list[str]:
     """The people whose Patients hold this (valid) NHS number, in a stable order."""
-    rows = conn.execute(
-        select(LINKS.c.person_id)
-        .join(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
-        .where(NUMBERS.c.nhs_number == nhs_number)
-        .distinct()
-        .order_by(LINKS.c.person_id)
-    )
-    return list(rows.scalars())
+    return list(conn.execute(_PEOPLE_WITH_NUMBER, {"nhs_number": nhs_number}).scalars())
 
 
 def patients_of(conn: Connection, person_id: str) -> list[str]:
-    """The Patients of a person now; a merged-away person id follows to the survivor."""
+    """The Patients of a person now; a merged-away person id follows to the survivor.
+
+    One statement per person on the way (usually one in all): whether it was merged away,
+    and its Patients if it was not."""
     for _ in range(_MAX_HOPS):
-        onward = conn.execute(
-            select(PEOPLE.c.merged_into).where(PEOPLE.c.id == person_id)
-        ).scalar_one_or_none()
+        rows = conn.execute(_PERSON_PATIENTS, {"person_id": person_id}).all()
+        onward = rows[0].merged_into if rows else None
         if onward is None:
-            break
+            return [r.patient_id for r in rows if r.patient_id is not None]
         person_id = onward
-    rows = conn.execute(
-        select(LINKS.c.patient_id)
-        .where(LINKS.c.person_id == person_id)
-        .order_by(LINKS.c.patient_id)
-    )
-    return list(rows.scalars())
+    return list(conn.execute(_PATIENTS, {"person_id": person_id}).scalars())
 
 
 def history(engine: Engine, patient_id: str) -> list[HistoryEntry]:

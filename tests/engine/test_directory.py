@@ -69,12 +69,15 @@ def test_kinds_are_cached_for_their_ttl_and_forgotten_when_a_load_commits(engine
         replace_directory(conn, version, entries, NOW)
     clock = [0.0]
     kinds = Kinds(engine, ttl=60, clock=lambda: clock[0])
+    assert kinds.cached("R9Z") == (False, None)  # never read: the caller must ask kind()
     assert kinds.kind("R9Z") == "hospital"
+    assert kinds.cached("R9Z") == (True, "hospital")
     with engine.begin() as conn:  # another process's load: seen only after the ttl
         conn.execute(update(D).values(kind="council"))
     clock[0] = 59.0
     assert kinds.kind("R9Z") == "hospital"
     clock[0] = 61.0
+    assert kinds.cached("R9Z") == (False, None)
     assert kinds.kind("R9Z") == "council"
     council = hospital | {"kind": "care-home"}
     version, entries = read_directory(write(tmp_path, [council]), KINDS)
@@ -84,4 +87,5 @@ def test_kinds_are_cached_for_their_ttl_and_forgotten_when_a_load_commits(engine
     assert kinds.kind("R9Z") == "council"
     with engine.begin() as conn:  # a load in this process: at once
         replace_directory(conn, version, entries[:0], NOW)
+    assert kinds.cached("R9Z") == (False, None)
     assert kinds.kind("R9Z") is None
