@@ -40,28 +40,19 @@ from tests.api.transfers import (
     HOSPITAL,
     OTHER_HOME,
     OTHER_HOSPITAL,
-    add_parties,
+    home,
+    keys,
     place,
     signed,
     unsigned,
 )
+
+__all__ = ["home", "keys"]  # fixtures shared with the other transfer tests
 from tests.factories import nhs_numbers
 
 URL = "/fhir/$process-message"
 UTC_ZONE = ZoneInfo("UTC")
 PATIENT_ENTRY = "Bundle.entry[2].resource"
-
-
-@pytest.fixture
-def keys(store: Store, tmp_path: Any) -> dict[str, Ed25519PrivateKey]:
-    return add_parties(store.engine, tmp_path)
-
-
-@pytest.fixture
-def home(store: Store, token: Token) -> str:
-    """A nurse at the care home the store's person lives in."""
-    place(store, CARE_HOME)
-    return token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-nurse")
 
 
 def send(client: TestClient, tok: str, doc: Any) -> Any:

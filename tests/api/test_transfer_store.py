@@ -3,9 +3,6 @@ transfer is written as, and the relationship each transfer gives its hospital.""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -19,25 +16,15 @@ from tests.api.conftest import NHS, Store, Token
 from tests.api.test_transfer import discharge, send
 from tests.api.transfers import (
     CARE_HOME,
-    CARE_ROLE,
     HOSPITAL,
     OTHER_HOSPITAL,
-    add_parties,
-    place,
+    home,
+    keys,
     signed,
     unsigned,
 )
 
-
-@pytest.fixture
-def keys(store: Store, tmp_path: Any) -> dict[str, Ed25519PrivateKey]:
-    return add_parties(store.engine, tmp_path)
-
-
-@pytest.fixture
-def home(store: Store, token: Token) -> str:
-    place(store, CARE_HOME)
-    return token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-nurse")
+__all__ = ["home", "keys"]  # fixtures shared with the other transfer tests
 
 
 def test_parties_names_the_stored_copy_the_key_and_each_known_kind(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
@@ -19,7 +20,7 @@ from engine.transfer import signature
 from engine.transfer.form import Medicine, Person, TransferForm, transfer_message
 from engine.transfer.news2 import Vitals
 from engine.transfer.store import register_key
-from tests.api.conftest import DIRECTORY, NHS, Store
+from tests.api.conftest import DIRECTORY, NHS, Store, Token
 from tests.factories import write_csv
 
 CARE_HOME, OTHER_HOME, HOSPITAL, OTHER_HOSPITAL = "VCH01", "VCH02", "R9Z", "R9Y"
@@ -86,3 +87,16 @@ def place(store: Store, home: str, start: str = "2024-04-01", end: str = "") -> 
     for table, rows in tables.items():
         write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
     ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))
+
+
+@pytest.fixture
+def keys(store: Store, tmp_path: Any) -> dict[str, Ed25519PrivateKey]:
+    """The care homes' and hospitals' signing keys, registered with the store."""
+    return add_parties(store.engine, tmp_path)
+
+
+@pytest.fixture
+def home(store: Store, token: Token) -> str:
+    """A nurse at the care home the store's person lives in."""
+    place(store, CARE_HOME)
+    return token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-nurse")
