@@ -8,20 +8,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Connection,
     Engine,
+    Row,
+    Select,
     String,
     Table,
     any_,
     bindparam,
+    cast,
     create_engine,
     event,
+    func,
     insert,
+    select,
     text,
+    union_all,
 )
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,16 +86,37 @@ def member_of(
 ) -> Iterator[ColumnElement[bool]]:
     """Conditions that together select ``column`` in ``values``: one per statement to run.
 
-    PostgreSQL takes the whole list as one array parameter, so the statement text is the same
-    for every batch and is neither re-compiled nor re-parsed; SQLite gets ``IN`` lists in chunks.
+    PostgreSQL takes the whole list as one JSON text parameter, unnested by the server, so the
+    statement text is the same for every batch and is neither re-compiled nor re-parsed. (Not
+    an array parameter: the driver builds an array's text element by element in Python, about
+    1.3 ms for a batch's thousand ids, several times a batch, where orjson takes 0.02; the
+    server also probes the index for a JSON list faster.) SQLite gets ``IN`` lists in chunks.
     """
     if not values:
         return
     if conn.dialect.name == "postgresql":
-        yield column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+        listed = bindparam(None, orjson.dumps(list(values)).decode(), type_=String)
+        yield column.in_(select(func.json_array_elements_text(cast(listed, JSON))))
         return
     for i in range(0, len(values), _SQLITE_IN_CHUNK):
         yield column.in_(values[i : i + _SQLITE_IN_CHUNK])
+
+
+def in_one_trip(
+    conn: Connection, selects: Sequence[Select[*tuple[Any, ...]]]
+) -> Iterator[Row[*tuple[Any, ...]]]:
+    """The rows of every one of ``selects`` (which must have the same columns).
+
+    One ``UNION ALL`` on PostgreSQL, saving a round trip per select; one at a time on SQLite,
+    in process, whose limit on bound parameters a union of ``IN`` lists could pass.
+    """
+    if not selects:
+        return
+    if conn.dialect.name == "postgresql":
+        yield from conn.execute(union_all(*selects))
+        return
+    for stmt in selects:
+        yield from conn.execute(stmt)
 
 
 def one_of(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:

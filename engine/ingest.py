@@ -1,10 +1,17 @@
-"""One ingest run: records → map → finish → validate → stage in batches → apply at once.
+"""One ingest run: records → map → finish → validate → stage in batches → visible at once.
 
 Every record is stored (created, updated or unchanged) or quarantined with its file, line,
 field and reason, or both: a record stored without a value its map withholds (an NHS number
-failing modulus 11) stays in quarantine, open, until it is corrected. Batches are committed to
-a staging area as they fill; the run becomes visible in a single transaction at the end, so a
-crash part-way leaves the store as it was and a re-run completes the load.
+failing modulus 11) stays in quarantine, open, until it is corrected. The run becomes visible
+in a single commit at the end, so a crash part-way leaves the store as it was and a re-run
+completes the load.
+
+How it gets there depends on the database. PostgreSQL runs the whole run in one transaction
+on one connection, applying each batch as it is written: its uncommitted rows are invisible to
+everyone else, and a killed process's transaction is rolled back by the server. SQLite allows
+one writer at a time, so a transaction that long would stall every other writer (the audit
+trail of a server reading the same file) for the whole run: there each batch is committed to a
+staging area, and the run is applied from it in one short transaction at the end.
 """
 
 from __future__ import annotations
@@ -103,8 +110,12 @@ class _Writes:
     """What one batch writes, decided (all lookups done) before it goes to the writer."""
 
     staged: list[dict[str, Any]]
+    #: Every id taken in, changed or not, with its type.
+    seen: list[dict[str, Any]]
     #: Source keys taken in that had open quarantine items (closed when the run applies).
     resolved: list[str]
+    #: Source keys quarantined by this batch: an earlier batch must not close their items.
+    reopened: list[str]
     quarantine_updates: list[tuple[int, dict[str, Any]]]
     quarantine_inserts: list[dict[str, Any]]
     #: Refresh planner statistics after this batch; ``first`` for the run's first batch.
@@ -159,6 +170,9 @@ class _Run:
         self.flushes = 0
         self.writer = BackgroundWriter()
         self.elements = ElementMemo()
+        #: PostgreSQL: the run's one connection and transaction, used by one thread at a time
+        #: (the writer for a batch's writes; this thread, once they are done, for its lookups).
+        self.conn = engine.connect() if engine.dialect.name == "postgresql" else None
 
     def take(self, record: SourceRecord, outcome: MapOutcome) -> None:
         self.summary.read += 1
@@ -218,41 +232,81 @@ class _Run:
             stored = store.stored(look, list(ids))
         self._validate(stored.current)
         self.writer.wait()
-        conn = self.engine.connect()
+        conn = self.conn or self.engine.connect()
         try:
-            staged_ids = store.staged(conn, self.summary.run_id, list(ids))
-            self._check_duplicates(staged_ids.ids)
-            self._check_patients(stored.patients | staged_ids.patients)
-            staged, resolved = self._stage(conn, stored.current)
-            updates, inserts = self._quarantine(conn)
+            keys = [g.record.ref.key for g in self.good] + [rec.ref.key for rec, _ in self.bad]
+            state = store.run_state(conn, self.summary.run_id, list(ids), keys)
+            self._check_duplicates(state.ids)
+            self._check_patients(stored.patients | state.patients)
+            staged, seen, taken = self._stage(stored.current)
+            reopened = [rec.ref.key for rec, _ in self.bad]
+            quarantined = set(reopened)
+            resolved = [k for k in taken if k in state.open and k not in quarantined]
+            updates, inserts = self._quarantine(state.open)
         except BaseException:
-            conn.close()
+            if conn is not self.conn:
+                conn.close()
             raise
         self.good, self.bad, self.pending = [], [], 0
         self.flushes += 1
         analyse = self.flushes & (self.flushes - 1) == 0  # after batches 1, 2, 4, 8, ...
-        writes = _Writes(staged, resolved, updates, inserts, analyse, self.flushes == 1)
+        writes = _Writes(
+            staged, seen, resolved, reopened, updates, inserts, analyse, self.flushes == 1
+        )
         self.writer.submit(partial(self._write, conn, writes))
 
     def _write(self, conn: Connection, writes: _Writes) -> None:
-        """On the writer thread: the batch's writes and commit, then any statistics refresh."""
+        """On the writer thread: the batch's writes, then any statistics refresh.
+
+        In the run's own transaction they are applied at once; otherwise they are committed to
+        the staging area.
+        """
+        if conn is self.conn:
+            self._batch_writes(conn, writes)
+            store.apply_rows(conn, self.summary.run_id, [r["resource_id"] for r in writes.staged])
+            if writes.analyse:
+                store.refresh_statistics(conn, first=writes.first)
+            return
         with conn:
-            store.stage(conn, writes.staged, writes.resolved, self.summary.run_id)
-            for item, values in writes.quarantine_updates:
-                conn.execute(update(Q).where(Q.c.id == item).values(**values))
-            if writes.quarantine_inserts:
-                conn.execute(insert(Q), writes.quarantine_inserts)
+            self._batch_writes(conn, writes)
             conn.commit()
         if writes.analyse:
             with self.engine.begin() as stats:
                 store.refresh_statistics(stats, first=writes.first)
 
+    def _batch_writes(self, conn: Connection, writes: _Writes) -> None:
+        run_id = self.summary.run_id
+        store.stage(conn, run_id, writes.staged, writes.seen, writes.resolved)
+        store.keep_open(conn, run_id, writes.reopened)
+        for item, values in writes.quarantine_updates:
+            conn.execute(update(Q).where(Q.c.id == item).values(**values))
+        if writes.quarantine_inserts:
+            conn.execute(insert(Q), writes.quarantine_inserts)
+
     def close(self) -> None:
-        """Flush what is left and wait until every batch is committed."""
+        """Flush what is left and wait until every batch is written."""
         try:
             self.flush()
         finally:
             self.writer.close()
+
+    def complete(self, now: datetime) -> None:
+        """Make the run visible: apply what is still staged, close what it resolved, commit."""
+        conn = self.conn or self.engine.connect()
+        with conn:
+            if conn is not self.conn:
+                store.apply_rows(conn, self.summary.run_id)
+            store.finish_run(conn, self.summary.run_id, self.resolution, now)
+            _end_run(conn, self.summary.run_id, "completed", self.summary.as_dict())
+            conn.commit()
+
+    def abort(self) -> None:
+        """Stop the writer and roll back the run's own transaction, if it has one."""
+        try:
+            self.writer.close()
+        finally:
+            if self.conn is not None:
+                self.conn.close()
 
     def _check_duplicates(self, already: set[str]) -> None:
         """Quarantine records whose ids this run staged already or met earlier in the batch."""
@@ -333,12 +387,14 @@ class _Run:
             ]
 
     def _stage(
-        self, conn: Connection, existing: dict[str, store.Current]
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Stage what is new or changed of each record that passed every check."""
+        self, existing: dict[str, store.Current]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
+        """Stage what is new or changed of each record that passed every check; with it, every
+        id those records hold (changed or not) and the source keys of the records taken in."""
         now = _now()
         stamp = now.isoformat()
         staged: list[dict[str, Any]] = []
+        seen: list[dict[str, str]] = []
         taken: list[str] = []
         for g in self.good:
             if g.invalid:
@@ -349,11 +405,15 @@ class _Run:
             else:
                 taken.append(g.record.ref.key)
             self.summary.unchanged += len(g.rows) - len(g.changed)
+            seen.extend(
+                {"resource_id": r["resource_id"], "resource_type": r["resource_type"]}
+                for r in g.rows
+            )
             for r in g.changed:
                 staged.append(self._staged_row(r, existing.get(r["resource_id"]), now, stamp))
                 if r["resource_type"] == "Patient":
                     self.patients.add(r["resource_id"])
-        return staged, list(store.open_quarantine(conn, taken))
+        return staged, seen, taken
 
     def _staged_row(
         self, r: dict[str, Any], cur: store.Current | None, now: datetime, stamp: str
@@ -388,12 +448,12 @@ class _Run:
         }
 
     def _quarantine(
-        self, conn: Connection
+        self, existing: dict[str, int]
     ) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
-        """Count the batch's quarantined records and decide their writes (update or insert)."""
+        """Count the batch's quarantined records and decide their writes: an update of the
+        ``existing`` open item for the same source key, or an insert."""
         if not self.bad:
             return [], []
-        existing = store.open_quarantine(conn, [rec.ref.key for rec, _ in self.bad])
         now = _now()
         updates: list[tuple[int, dict[str, Any]]] = []
         inserts: list[dict[str, Any]] = []
@@ -531,17 +591,16 @@ def run_records(
                 if progress is not None:
                     progress(summary.read)
             run.close()
+            summary.status = "completed"
+            summary.notes = list(notes or [])
+            run.complete(_now())
         except BaseException:
+            summary.status = "failed"
             with contextlib.suppress(Exception):  # the error being raised is the one to report
-                run.writer.close()
+                run.abort()
             with engine.begin() as conn:
                 _end_run(conn, summary.run_id, "failed", summary.as_dict())
             raise
-        summary.status = "completed"
-        summary.notes = list(notes or [])
-        with engine.begin() as conn:
-            store.apply_run(conn, summary.run_id, resolution, _now())
-            _end_run(conn, summary.run_id, "completed", summary.as_dict())
         summary.linking = relink(engine, sorted(run.patients)).as_dict()
     return summary
 

@@ -159,6 +159,18 @@ class QuarantineItem(Base):
     resolved_run: Mapped[str | None] = mapped_column(String(36))
 
 
+class RunSeen(Base):
+    """Every resource id a run has taken in so far, changed or not: a row met again later in
+    the same extract is a duplicate even when its first copy was unchanged (and so not staged).
+    """
+
+    __tablename__ = "run_seen"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64))
+
+
 class StagedResolution(Base):
     """Source keys this run took in that had open quarantine items; closed when the run applies."""
 

@@ -18,20 +18,30 @@ from sqlalchemy import (
     delete,
     insert,
     literal,
+    null,
     select,
     text,
+    true,
     tuple_,
     update,
 )
 
-from engine.db import bulk_insert, member_of
+from engine.db import bulk_insert, in_one_trip, member_of
 from engine.facts import FACT_COLUMNS
-from engine.models import QuarantineItem, Resource, ResourceVersion, Staged, StagedResolution
+from engine.models import (
+    QuarantineItem,
+    Resource,
+    ResourceVersion,
+    RunSeen,
+    Staged,
+    StagedResolution,
+)
 
 R = cast(Table, Resource.__table__)
 V = cast(Table, ResourceVersion.__table__)
 S = cast(Table, Staged.__table__)
 SR = cast(Table, StagedResolution.__table__)
+RS = cast(Table, RunSeen.__table__)
 Q = cast(Table, QuarantineItem.__table__)
 
 
@@ -53,11 +63,14 @@ class Stored:
 
 
 @dataclass(frozen=True)
-class StagedIds:
-    """Ids this run has staged already, and the Patients among them."""
+class RunState:
+    """What the run has written so far that a batch's checks ask about."""
 
+    #: Ids this run has taken in already (changed or not), and the Patients among them.
     ids: set[str]
     patients: set[str]
+    #: Open quarantine items by source key (a key is quarantined at most once).
+    open: dict[str, int]
 
 
 def stored(conn: Connection, ids: Sequence[str]) -> Stored:
@@ -81,37 +94,48 @@ def stored(conn: Connection, ids: Sequence[str]) -> Stored:
     return Stored(current, patients)
 
 
-def staged(conn: Connection, run_id: str, ids: Sequence[str]) -> StagedIds:
-    """Which of ``ids`` the run has staged: ask only once its earlier batches are committed."""
-    found: set[str] = set()
-    patients: set[str] = set()
-    for cond in member_of(conn, S.c.resource_id, ids):
-        rows = conn.execute(
-            select(S.c.resource_id, S.c.resource_type).where(S.c.run_id == run_id, cond)
-        )
-        for r in rows:
-            found.add(r.resource_id)
-            if r.resource_type == "Patient":
-                patients.add(r.resource_id)
-    return StagedIds(found, patients)
-
-
-def open_quarantine(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
-    """Open quarantine items by source key (one per key: a key is quarantined at most once)."""
-    out: dict[str, int] = {}
-    for cond in member_of(conn, Q.c.source_key, keys):
-        rows = conn.execute(select(Q.c.source_key, Q.c.id).where(Q.c.status == "open", cond))
-        out.update({r.source_key: r.id for r in rows})
-    return out
+def run_state(conn: Connection, run_id: str, ids: Sequence[str], keys: Sequence[str]) -> RunState:
+    """Which of ``ids`` the run has taken in, and the open quarantine items of ``keys``: one
+    round trip on PostgreSQL. Ask only once the run's earlier batches are written."""
+    selects = [
+        *(
+            select(literal("seen"), RS.c.resource_id, RS.c.resource_type, null()).where(
+                RS.c.run_id == run_id, cond
+            )
+            for cond in member_of(conn, RS.c.resource_id, ids)
+        ),
+        *(
+            select(literal("open"), Q.c.source_key, null(), Q.c.id).where(
+                Q.c.status == "open", cond
+            )
+            for cond in member_of(conn, Q.c.source_key, keys)
+        ),
+    ]
+    state = RunState(set(), set(), {})
+    for row in in_one_trip(conn, selects):
+        kind, key = row[0], row[1]
+        if kind == "open":
+            state.open[key] = row[3]
+            continue
+        state.ids.add(key)
+        if row[2] == "Patient":
+            state.patients.add(key)
+    return state
 
 
 _VERSION_COLUMNS = ("resource_id", "version_id", "last_updated", "content_hash", "body", "status")
 
 
 def stage(
-    conn: Connection, rows: list[dict[str, Any]], resolved: Iterable[str], run_id: str
+    conn: Connection,
+    run_id: str,
+    rows: list[dict[str, Any]],
+    seen: list[dict[str, Any]],
+    resolved: Iterable[str],
 ) -> None:
-    """A batch's staged rows, and their versions straight into the history.
+    """A batch's staged rows, and their versions straight into the history; every id it took
+    in (``seen``: ``resource_id`` and ``resource_type``, changed or not); the source keys it
+    took in that have open quarantine items.
 
     A version belongs to its run: it is history once the run completes, and a run that does
     not complete takes its versions with it (``discard_run``). Writing them batch by batch, on
@@ -119,6 +143,7 @@ def stage(
     server copies them from the rows just staged, so the bodies cross the wire once.
     """
     bulk_insert(conn, S, rows)
+    bulk_insert(conn, RS, [{"run_id": run_id, **r} for r in seen])
     for cond in member_of(conn, S.c.resource_id, [r["resource_id"] for r in rows]):
         conn.execute(
             insert(V).from_select(
@@ -133,60 +158,79 @@ def stage(
         conn.execute(insert(SR), res)
 
 
-def apply_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> None:
-    """Make a run's staged writes visible, all at once (call inside one transaction)."""
-    mine = and_(S.c.run_id == run_id)
-    conn.execute(
-        insert(R).from_select(
-            [
-                "id",
-                "resource_type",
-                "version_id",
-                "last_updated",
-                "content_hash",
-                "body",
-                "status",
-                "source_key",
-                "source_system",
-                "source_org",
-                "patient_id",
-                "labels",
-                "run_id",
-                *FACT_COLUMNS,
-            ],
-            select(
-                S.c.resource_id,
-                S.c.resource_type,
-                S.c.version_id,
-                S.c.last_updated,
-                S.c.content_hash,
-                S.c.body,
-                S.c.status,
-                S.c.source_key,
-                S.c.source_system,
-                S.c.source_org,
-                S.c.patient_id,
-                S.c.labels,
-                literal(run_id),
-                *(S.c[c] for c in FACT_COLUMNS),
-            ).where(mine, S.c.op == "create"),
+def keep_open(conn: Connection, run_id: str, keys: Sequence[str]) -> None:
+    """Leave open the quarantine items of ``keys``, quarantined again by a later batch of the
+    run that an earlier batch had taken them in from (a row met twice: its first copy is
+    taken in, its second quarantined as a duplicate)."""
+    for cond in member_of(conn, SR.c.source_key, keys):
+        conn.execute(delete(SR).where(SR.c.run_id == run_id, cond))
+
+
+def apply_rows(conn: Connection, run_id: str, ids: Sequence[str] | None = None) -> None:
+    """Copy the run's staged rows (only ``ids``, when given) into ``resource``.
+
+    Inside the run's transaction, so whether it is done once at the end or batch by batch,
+    nothing is visible until the run commits.
+    """
+    scopes = [true()] if ids is None else member_of(conn, S.c.resource_id, ids)
+    for scope in scopes:
+        mine = and_(S.c.run_id == run_id, scope)
+        conn.execute(
+            insert(R).from_select(
+                [
+                    "id",
+                    "resource_type",
+                    "version_id",
+                    "last_updated",
+                    "content_hash",
+                    "body",
+                    "status",
+                    "source_key",
+                    "source_system",
+                    "source_org",
+                    "patient_id",
+                    "labels",
+                    "run_id",
+                    *FACT_COLUMNS,
+                ],
+                select(
+                    S.c.resource_id,
+                    S.c.resource_type,
+                    S.c.version_id,
+                    S.c.last_updated,
+                    S.c.content_hash,
+                    S.c.body,
+                    S.c.status,
+                    S.c.source_key,
+                    S.c.source_system,
+                    S.c.source_org,
+                    S.c.patient_id,
+                    S.c.labels,
+                    literal(run_id),
+                    *(S.c[c] for c in FACT_COLUMNS),
+                ).where(mine, S.c.op == "create"),
+            )
         )
-    )
-    conn.execute(
-        update(R)
-        .where(R.c.id == S.c.resource_id, mine, S.c.op == "update")
-        .values(
-            version_id=S.c.version_id,
-            last_updated=S.c.last_updated,
-            content_hash=S.c.content_hash,
-            body=S.c.body,
-            status=S.c.status,
-            patient_id=S.c.patient_id,
-            labels=S.c.labels,
-            run_id=literal(run_id),
-            **{c: S.c[c] for c in FACT_COLUMNS},
+        conn.execute(
+            update(R)
+            .where(R.c.id == S.c.resource_id, mine, S.c.op == "update")
+            .values(
+                version_id=S.c.version_id,
+                last_updated=S.c.last_updated,
+                content_hash=S.c.content_hash,
+                body=S.c.body,
+                status=S.c.status,
+                patient_id=S.c.patient_id,
+                labels=S.c.labels,
+                run_id=literal(run_id),
+                **{c: S.c[c] for c in FACT_COLUMNS},
+            )
         )
-    )
+
+
+def finish_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> None:
+    """Close the quarantine items the run resolved and clear its staging area; its rows must
+    have been applied (``apply_rows``) in the same transaction."""
     conn.execute(
         update(Q)
         .where(
@@ -202,21 +246,23 @@ def refresh_statistics(conn: Connection, first: bool) -> None:
     """PostgreSQL only: let the planner see how big the run's tables have grown.
 
     Without fresh statistics (autovacuum may be off, or behind a bulk load) the planner keeps
-    treating ``resource`` and ``staged`` as empty and scans them whole for every batch lookup,
-    so an ingest slows as it goes. ``resource`` changes only when a run is applied, so after the
-    ``first`` batch only what the run grows is refreshed, and ``staged`` only in the columns its
-    lookups filter on (sampling the bodies is most of the cost of analysing it).
+    treating the run's tables as empty and scans them whole for every batch lookup, so an
+    ingest slows as it goes. After the ``first`` batch ``resource`` is left alone (other
+    connections see it change only when the run commits), and ``staged`` is refreshed only in
+    the columns its statements filter on (sampling the bodies is most of the cost of analysing
+    it).
     """
     if conn.dialect.name != "postgresql":
         return
     if first:
-        conn.execute(text("ANALYZE staged, resource, quarantine"))
+        conn.execute(text("ANALYZE staged, run_seen, resource, quarantine"))
     else:
-        conn.execute(text("ANALYZE staged (run_id, resource_id, resource_type), quarantine"))
+        conn.execute(text("ANALYZE staged (run_id, resource_id), run_seen, quarantine"))
 
 
 def discard_staging(conn: Connection, run_id: str) -> None:
     conn.execute(delete(S).where(S.c.run_id == run_id))
+    conn.execute(delete(RS).where(RS.c.run_id == run_id))
     conn.execute(delete(SR).where(SR.c.run_id == run_id))
 
 

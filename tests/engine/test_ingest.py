@@ -287,3 +287,23 @@ def test_a_run_hands_the_gil_over_quickly_and_restores_the_interval(
     )  # fmt: skip
     assert set(during) == {0.001}
     assert sys.getswitchinterval() == before
+
+
+def test_a_row_id_met_again_in_a_later_batch_or_the_same_one_is_a_duplicate(
+    engine, settings, codes, tmp_path
+):
+    """The checks that depend on what the run wrote earlier (in its own transaction on
+    PostgreSQL, committed to staging on SQLite) see every earlier batch."""
+    patients = [s1_patient(str(i), next(NHS)) for i in range(1, 11)]
+    observations = [s1_code(str(100 + i), str(1 + i % 10)) for i in range(120)]
+    observations.insert(60, s1_code("105", "1"))  # batch 2 repeats a row of batch 1 (size 50)
+    observations.append(s1_code("218", "2"))  # the last batch repeats a row of its own
+    folder = write_systmone(tmp_path / "x", patients, observations)
+    summary = run(engine, settings, codes, folder)
+    assert (summary.created, summary.quarantined) == (1 + 10 + 120, 2)
+    items = list_items(engine)
+    assert sorted(i.line for i in items) == [62, 123]
+    assert all("duplicate row identifier" in i.reason for i in items)
+    again = run(engine, settings, codes, folder)
+    assert (again.created, again.unchanged, again.quarantined) == (0, 131, 2)
+    assert len(list_items(engine)) == 2

@@ -28,9 +28,14 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
             conn.execute(
                 text(
                     "SELECT relname, relpersistence FROM pg_class WHERE relname IN "
-                    "('staged', 'staged_resolution', 'resource') "
+                    "('staged', 'staged_resolution', 'run_seen', 'resource') "
                     "AND relnamespace = current_schema()::regnamespace"
                 )
             ).all()
         )
-    assert persistence == {"staged": "u", "staged_resolution": "u", "resource": "p"}
+    assert persistence == {
+        "staged": "u",
+        "staged_resolution": "u",
+        "run_seen": "u",
+        "resource": "p",
+    }
