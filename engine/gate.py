@@ -33,6 +33,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    func,
     literal,
     not_,
     null,
@@ -140,7 +141,7 @@ def _organisations(conn: Connection, refs: set[str]) -> dict[str, str]:
 #: The facts statement's columns: each part fills its own, the rest are typed NULLs.
 _FIELDS: dict[str, TypeEngine[Any]] = {
     "kind": String(), "resource_type": String(), "source_org": String(), "labels": Text(),
-    "relation": Text(), "body": LargeBinary(), "org_id": String(), "org_relation": Text(),
+    "relation": Text(), "body": LargeBinary(), "relation_ref": Text(), "org_relation": Text(),
     "org_body": LargeBinary(), "reason_code": String(), "user_id": String(), "org": String(),
     "reason_text": Text(), "review": String(), "start": UtcDateTime(), "expiry": UtcDateTime(),
 }  # fmt: skip
@@ -162,15 +163,20 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
     (``engine.access.USER_MADE``); the hospital stays (``engine.transfer.store.STAYS``)."""
     org = R.alias("org")
     fresh = bindparam("version", type_=String())
+    named = and_(org.c.id == R.c.relation_ref, org.c.resource_type == "Organization")
+    stale = or_(org.c.facts_version.is_(None), org.c.facts_version != fresh)
+    # Subqueries, not a join: a primary-key probe per referencing row, where a join may hash
+    # every Organization in the store.
     rows = _part({
         "kind": literal("row"), "resource_type": R.c.resource_type,
         "source_org": R.c.source_org, "labels": R.c.labels, "relation": R.c.relation,
         "body": case((R.c.facts_version == fresh, null()), else_=R.c.body),
-        "org_id": org.c.id, "org_relation": org.c.relation,
-        "org_body": case((org.c.facts_version == fresh, null()), else_=org.c.body),
-    }).select_from(
-        R.outerjoin(org, and_(org.c.id == R.c.relation_ref, org.c.resource_type == "Organization"))
-    ).where(
+        "relation_ref": R.c.relation_ref,
+        "org_relation": select(func.coalesce(org.c.relation, "")).where(
+            named, org.c.facts_version == fresh
+        ).scalar_subquery(),
+        "org_body": select(org.c.body).where(named, stale).scalar_subquery(),
+    }).where(
         one_of(R.c.patient_id, "patients", dialect),
         R.c.status == "active",
         R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
@@ -254,11 +260,12 @@ class _Gathered:
                 self.directives.append(stored_directive(row.relation))
                 return
             self.ties.append(stored_tie(row.relation))
-            if row.org_id is not None:
-                body = row.org_body
-                code = ods_code(orjson.loads(body)) if body is not None else row.org_relation
-                if code:
-                    self.orgs[f"Organization/{row.org_id}"] = code
+            # The referenced Organization's code: from its body when its facts are stale;
+            # "" when it has none; both NULL when there is no such Organization.
+            body = row.org_body
+            code = ods_code(orjson.loads(body)) if body is not None else row.org_relation
+            if code:
+                self.orgs[f"Organization/{row.relation_ref}"] = code
 
 
 def _has_label(label: str) -> ColumnElement[bool]:
