@@ -6,8 +6,8 @@ Create Date: 2026-12-04 21:00:00
 
 The read path judged every row by parsing its body to place it in a section and collect its
 labels; ingest now stores what ``consent.meta_of`` derives (``engine.facts``), with the version
-of the rules it was derived by. Existing rows get theirs in 0008: ``engine.facts.restamp``
-writes every fact column the code knows, some of which only exist from 0008 on.
+of the rules it was derived by. Existing rows get theirs in 0009: ``engine.facts.restamp``
+writes every fact column the code knows, some of which only exist from 0009 on.
 """
 
 from __future__ import annotations
