@@ -10,11 +10,13 @@ from __future__ import annotations
 from consent.decide import decide
 from consent.explain import NOTICE, explain
 from consent.facts import (
+    Tie,
     directive,
     ods_code,
     organisation_reference,
     person_labels,
     relationship,
+    tie,
 )
 from consent.mask import Refused, hidden_by, mask, unmasked, visible
 from consent.model import (
@@ -57,6 +59,7 @@ __all__ = [
     "Relationship",
     "Request",
     "ResourceMeta",
+    "Tie",
     "Who",
     "ask_break_glass",
     "ask_self_claim",
@@ -72,6 +75,7 @@ __all__ = [
     "person_labels",
     "relationship",
     "section_of",
+    "tie",
     "unmasked",
     "visible",
 ]

@@ -9,6 +9,7 @@ narrow access: a relationship with an unknown organisation grants nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -41,7 +42,7 @@ def _instant(value: Any, *, end: bool = False) -> datetime | None:
             day = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
             return day + timedelta(days=1) if end else day
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # 9999-12-31 as an end has no next day: no fact
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -114,11 +115,44 @@ def _where(resource: Mapping[str, Any]) -> tuple[RelationshipKind, Any, Any] | N
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Tie:
+    """A relationship as one resource records it, before its organisation is looked up: the
+    code the resource names directly (``org``), else the literal ``reference`` to resolve.
+    Split from :func:`relationship` so it can be stored at ingest and resolved at read."""
+
+    kind: RelationshipKind
+    org: str | None = None
+    reference: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def resolve(self, orgs: Mapping[str, str]) -> Relationship | None:
+        """The relationship, with ``orgs`` (literal reference → code) for a reference."""
+        org = self.org if self.reference is None else orgs.get(self.reference)
+        if org is None:
+            return None
+        return Relationship(org=org, kind=self.kind, start=self.start, end=self.end)
+
+
+def tie(resource: Mapping[str, Any]) -> Tie | None:
+    """The relationship a stored resource records, unresolved; ``None`` if it records none."""
+    where = None if resource.get("status") in _GONE else _where(resource)
+    if where is None:
+        return None
+    kind, ref, period = where
+    code, literal = _ref_parts(ref)
+    if code is None and literal is None:
+        return None
+    start, end = _period(period)
+    return Tie(kind, code, literal, start, end)
+
+
 def organisation_reference(resource: Mapping[str, Any]) -> str | None:
     """The literal ``Organization/<id>`` reference :func:`relationship` would look up in its
     ``orgs`` for this resource, if any: the only references worth resolving."""
-    where = None if resource.get("status") in _GONE else _where(resource)
-    _, literal = _ref_parts(where[1] if where else None)
+    found = tie(resource)
+    literal = found.reference if found is not None else None
     return literal if literal is not None and literal.startswith("Organization/") else None
 
 
@@ -130,15 +164,8 @@ def relationship(
     ``orgs`` maps literal references (``Organization/<id>``) to organisation codes, for
     sources that point at an ``Organization`` rather than naming its code.
     """
-    where = None if resource.get("status") in _GONE else _where(resource)
-    if where is None:
-        return None
-    kind, ref, period = where
-    org = _org(ref, orgs or {})
-    if org is None:
-        return None
-    start, end = _period(period)
-    return Relationship(org=org, kind=kind, start=start, end=end)
+    found = tie(resource)
+    return found.resolve(orgs or {}) if found is not None else None
 
 
 def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> ConsentDirective | None:
@@ -196,12 +223,11 @@ def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> Conse
     )
 
 
-def person_labels(
-    rows: Iterable[tuple[Mapping[str, Any], str, str]], label: str
-) -> frozenset[PersonLabel]:
-    """``label`` on the person's ``Patient`` rows, given as (body, source_org, labels)."""
+def person_labels(rows: Iterable[tuple[str, str, str]], label: str) -> frozenset[PersonLabel]:
+    """``label`` on the person's ``Patient`` rows, given as (resource type, source_org, labels):
+    columns alone, so no body is parsed for them."""
     return frozenset(
         PersonLabel(label, org)
-        for body, org, labels in rows
-        if body.get("resourceType") == "Patient" and label in labels.split()
+        for resource_type, org, labels in rows
+        if resource_type == "Patient" and label in labels.split()
     )

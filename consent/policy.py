@@ -22,9 +22,10 @@ from consent.model import FieldRule
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 POLICY_DIR = MAPPINGS / "policy"
 CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
-#: Bump when ``consent.meta_of`` derives a row's section or labels differently from the same
-#: rules (its facts stored at ingest must then be derived again).
-FACTS_FORMAT = 1
+#: Bump when ``consent.meta_of``, ``consent.tie`` or ``consent.directive`` derive a row's
+#: facts differently from the same rules (its facts stored at ingest must then be derived
+#: again: ``scr db restamp``). 2: relationships, directives and ODS codes are stored too.
+FACTS_FORMAT = 2
 
 
 class PolicyError(ValueError):
@@ -93,8 +94,9 @@ class Policy:
     sensitive: Mapping[str, str]
     restricted_person_label: str
     restricted_person_drop: Mapping[str, frozenset[str]]
-    #: Names the rules ``meta_of`` places a resource by: a row's facts stored under another
-    #: version were derived by other rules and are not trusted (``engine.facts``).
+    #: Names the rules a row's facts are derived by (the section rules ``meta_of`` places a
+    #: resource by, the sensitive categories ``directive`` reads): a row's facts stored under
+    #: another version were derived by other rules and are not trusted (``engine.facts``).
     facts_version: str
 
     def profile_for(self, job_role: str, org_kind: str, activities: frozenset[str]) -> str | None:
@@ -189,10 +191,10 @@ def _cross_check(
     return problems
 
 
-def _facts_version(rules: Any) -> str:
-    """A digest of the section rules and of how ``meta_of`` applies them: it changes whenever
-    the same body could be placed differently."""
-    doc = orjson.dumps([FACTS_FORMAT, rules], option=orjson.OPT_SORT_KEYS)
+def _facts_version(rules: Any, sensitive: Mapping[str, str]) -> str:
+    """A digest of the section rules, the sensitive categories and of how they are applied:
+    it changes whenever the same body could be given other facts."""
+    doc = orjson.dumps([FACTS_FORMAT, rules, sensitive], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(doc).hexdigest()[:16]
 
 
@@ -214,6 +216,7 @@ def load(directory: Path = POLICY_DIR, categories: Path = CATEGORIES) -> Policy:
     versions = (profiles_doc, purposes_doc, sections_doc, rules_doc, categories_doc)
     names = ("profiles", "purposes", "sections", "rules", "categories")
     restricted = rules_doc["restricted_person"]
+    sensitive = {c: v["label"] for c, v in categories_doc["categories"].items()}
     return Policy(
         version=" ".join(f"{n}@{d['version']}" for n, d in zip(names, versions, strict=True)),
         org_kinds=frozenset(profiles_doc["org_kinds"]),
@@ -249,8 +252,8 @@ def load(directory: Path = POLICY_DIR, categories: Path = CATEGORIES) -> Policy:
             for kind, rels in rules_doc["relationships"].items()
         },
         owner_only_labels=frozenset(rules_doc["owner_only_labels"]),
-        sensitive={c: v["label"] for c, v in categories_doc["categories"].items()},
+        sensitive=sensitive,
         restricted_person_label=restricted["label"],
         restricted_person_drop={t: frozenset(f) for t, f in restricted["drop"].items()},
-        facts_version=_facts_version(sections_doc["rules"]),
+        facts_version=_facts_version(sections_doc["rules"], sensitive),
     )

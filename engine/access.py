@@ -9,12 +9,14 @@ an IG officer must close (issue 8). Rows are only added and reviewed, never dele
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
     CompoundSelect,
     Connection,
+    Row,
     String,
     Table,
     Text,
@@ -118,49 +120,49 @@ def _user_made() -> CompoundSelect[Any]:
     )
     claims = select(literal("self-claim"), null(), *(C.c[c] for c in columns))
     person = bindparam("person", type_=String())
-    return union_all(
-        grants.where(G.c.person_id == person), claims.where(C.c.person_id == person)
-    ).order_by("kind", "start", "id")
+    return union_all(grants.where(G.c.person_id == person), claims.where(C.c.person_id == person))
 
 
-#: Built once: every read runs it.
-_USER_MADE = _user_made()
+#: Every grant and every claim made for the person bound as ``person`` (``kind``,
+#: ``reason_code`` and the records' columns), built once: ``engine.gate.gather_facts`` reads it
+#: in the same statement as the person's other facts.
+USER_MADE = _user_made()
 
 
-def user_made(
-    conn: Connection, person_id: str
+def made(
+    rows: Iterable[Row[Any]], person_id: str
 ) -> tuple[tuple[Grant, ...], tuple[Relationship, ...]]:
-    """Every grant and every claim ever made for the person, in one query (a read needs both):
-    ``decide`` judges which is live, and whose."""
-    rows = conn.execute(_USER_MADE, {"person": person_id}).all()
-    return (
-        tuple(
-            Grant(
-                user_id=r.user_id,
-                patient=person_id,
-                reason_code=r.reason_code,
-                reason_text=r.reason_text,
-                start=r.start,
-                expiry=r.expiry,
-                review=cast(ReviewState, r.review),
+    """The grants and the claims among rows of :data:`USER_MADE`: ``decide`` judges which is
+    live, and whose."""
+    grants: list[Grant] = []
+    claims: list[Relationship] = []
+    for r in rows:
+        review = cast(ReviewState, r.review)
+        if r.kind == "break-glass":
+            grants.append(
+                Grant(
+                    user_id=r.user_id,
+                    patient=person_id,
+                    reason_code=r.reason_code,
+                    reason_text=r.reason_text,
+                    start=r.start,
+                    expiry=r.expiry,
+                    review=review,
+                )
             )
-            for r in rows
-            if r.kind == "break-glass"
-        ),
-        tuple(
-            Relationship(
-                org=r.org,
-                kind="self-claim",
-                start=r.start,
-                end=r.expiry,
-                reason=r.reason_text,
-                claimed_by=r.user_id,
-                review=cast(ReviewState, r.review),
+        elif r.kind == "self-claim":
+            claims.append(
+                Relationship(
+                    org=r.org,
+                    kind="self-claim",
+                    start=r.start,
+                    end=r.expiry,
+                    reason=r.reason_text,
+                    claimed_by=r.user_id,
+                    review=review,
+                )
             )
-            for r in rows
-            if r.kind == "self-claim"
-        ),
-    )
+    return tuple(grants), tuple(claims)
 
 
 def review(

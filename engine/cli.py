@@ -21,6 +21,7 @@ from adapters.codes import CodeMaps, load_all
 from audit.cli import audit_app
 from engine import codes_admin, directory, quarantine
 from engine.db import make_engine
+from engine.facts import ingest_policy, restamp
 from engine.identity.cli import identity_app
 from engine.ingest import RunSummary, ingest
 from engine.lock import IngestBusy
@@ -235,6 +236,22 @@ def db_upgrade() -> None:
     """Apply the migrations (Alembic) to SCR_DATABASE_URL."""
     with _store(_settings()):
         Console().print("database is at the latest revision")
+
+
+@db_app.command("restamp")
+def db_restamp(as_json: JsonOpt = False) -> None:
+    """Derive every row's policy facts again under the policy files now in force.
+
+    Run after a change to mappings/policy/sections.json or to the sensitive categories: until
+    then rows stored under the old rules are judged on their bodies (correct, but slower).
+    """
+    policy = ingest_policy()
+    with _store(_settings()) as engine, engine.begin() as conn:
+        derived = restamp(conn, policy)
+    if as_json:
+        _print_json({"restamped": derived, "facts_version": policy.facts_version})
+    else:
+        Console().print(f"{derived} rows restamped (facts version {policy.facts_version})")
 
 
 @q_app.command("list")

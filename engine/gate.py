@@ -22,26 +22,37 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
+    LargeBinary,
     Row,
     Select,
+    String,
     Table,
+    Text,
     and_,
     bindparam,
     case,
+    func,
     literal,
     not_,
     null,
     or_,
     select,
+    union_all,
 )
+from sqlalchemy import cast as cast_
+from sqlalchemy.types import TypeEngine
 
 from consent import (
+    ConsentDirective,
     Decision,
     PatientFacts,
     Policy,
+    Relationship,
     Request,
     ResourceMeta,
+    Tie,
     Who,
     decide,
     directive,
@@ -54,10 +65,11 @@ from consent import (
     relationship,
     unmasked,
 )
-from engine.access import user_made
+from engine.access import USER_MADE, made
 from engine.db import one_of
-from engine.models import Resource
-from engine.transfer.store import Stay, hospital_stays
+from engine.facts import stored_directive, stored_tie
+from engine.models import Resource, UtcDateTime
+from engine.transfer.store import STAYS, Stay
 
 R = cast(Table, Resource.__table__)
 #: Resource types that record a relationship between an organisation and the person.
@@ -118,21 +130,66 @@ def _organisations_query(dialect: str) -> Select[Any]:
 
 
 def _organisations(conn: Connection, refs: set[str]) -> dict[str, str]:
-    """``Organization/<id>`` → ODS code, for sources that reference rather than name an org."""
+    """``Organization/<id>`` → ODS code, for rows gathered from their bodies that reference
+    rather than name an organisation."""
     ids = sorted(ref.split("/", 1)[1] for ref in refs)
     rows = conn.execute(_organisations_query(conn.dialect.name), {"ids": ids}).all()
     found = {f"Organization/{row.id}": ods_code(orjson.loads(row.body)) for row in rows}
     return {ref: code for ref, code in found.items() if code}
 
 
+#: The facts statement's columns: each part fills its own, the rest are typed NULLs.
+_FIELDS: dict[str, TypeEngine[Any]] = {
+    "kind": String(), "resource_type": String(), "source_org": String(), "labels": Text(),
+    "relation": Text(), "body": LargeBinary(), "relation_ref": Text(), "org_relation": Text(),
+    "org_body": LargeBinary(), "reason_code": String(), "user_id": String(), "org": String(),
+    "reason_text": Text(), "review": String(), "start": UtcDateTime(), "expiry": UtcDateTime(),
+}  # fmt: skip
+
+
+def _part(given: Mapping[str, ColumnElement[Any]]) -> Select[Any]:
+    """One part of the facts statement, with every column of :data:`_FIELDS` in order."""
+    return select(
+        *((given[n] if n in given else cast_(null(), t)).label(n) for n, t in _FIELDS.items())
+    )
+
+
 @cache
-def _facts_query(dialect: str) -> Select[Any]:
-    """The person's rows that facts are read from, built once; the Patients are bound."""
-    return select(R.c.resource_type, R.c.body, R.c.source_org, R.c.labels).where(
+def _facts_query(dialect: str) -> CompoundSelect[Any]:
+    """Everything the policy is told about a person, in one statement built once: the
+    person's relationship, Consent and Patient rows with their stored facts (a body only for
+    a row whose facts were derived by other rules, ``version``), each with the
+    ``Organization`` its relationship references; the break-glass grants and self-claims
+    (``engine.access.USER_MADE``); the hospital stays (``engine.transfer.store.STAYS``)."""
+    org = R.alias("org")
+    fresh = bindparam("version", type_=String())
+    named = and_(org.c.id == R.c.relation_ref, org.c.resource_type == "Organization")
+    stale = or_(org.c.facts_version.is_(None), org.c.facts_version != fresh)
+    # Subqueries, not a join: a primary-key probe per referencing row, where a join may hash
+    # every Organization in the store.
+    rows = _part({
+        "kind": literal("row"), "resource_type": R.c.resource_type,
+        "source_org": R.c.source_org, "labels": R.c.labels, "relation": R.c.relation,
+        "body": case((R.c.facts_version == fresh, null()), else_=R.c.body),
+        "relation_ref": R.c.relation_ref,
+        "org_relation": select(func.coalesce(org.c.relation, "")).where(
+            named, org.c.facts_version == fresh
+        ).scalar_subquery(),
+        "org_body": select(org.c.body).where(named, stale).scalar_subquery(),
+    }).where(
         one_of(R.c.patient_id, "patients", dialect),
         R.c.status == "active",
         R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
-    )
+    )  # fmt: skip
+    made = USER_MADE.subquery()
+    stays = STAYS.order_by(None).subquery()
+    return union_all(
+        rows,
+        _part({n: made.c[n] for n in ("reason_code", "user_id", "org", "reason_text", "review",
+                                      "start", "expiry")} | {"kind": made.c.kind}),
+        _part({"kind": literal("stay"), "org": stays.c.hospital, "start": stays.c.received,
+               "expiry": stays.c.discharged}),
+    )  # fmt: skip
 
 
 def gather_facts(
@@ -143,32 +200,72 @@ def gather_facts(
 ) -> PatientFacts:
     """What the stored records say about the person, whoever is asking (never filtered).
 
-    Grants and self-claims are read here too, from their own tables, so no caller can hand
-    the decision a grant the store does not hold.
+    One statement: grants and self-claims are read here too, from their own tables, so no
+    caller can hand the decision a grant the store does not hold. A row's stored facts are
+    used only under the running rules' ``facts_version``; any other row is gathered from its
+    body exactly as it always was.
     """
-    query = _facts_query(conn.dialect.name)
-    rows = conn.execute(query, {"patients": list(patient_ids)}).all()
-    bodies = [(row, orjson.loads(row.body)) for row in rows]
-    related = [body for row, body in bodies if row.resource_type in RELATIONSHIP_TYPES]
-    refs = {ref for body in related if (ref := organisation_reference(body))}
-    orgs = _organisations(conn, refs) if refs else {}
-    relationships = [rel for body in related if (rel := relationship(body, orgs)) is not None]
-    directives = [
-        d
-        for row, body in bodies
-        if row.resource_type == "Consent" and (d := directive(body, policy.sensitive))
+    params = {
+        "patients": list(patient_ids), "version": policy.facts_version,
+        "person": person_id, "person_id": person_id,
+    }  # fmt: skip
+    rows = conn.execute(_facts_query(conn.dialect.name), params).all()
+    facts = _Gathered()
+    for row in rows:
+        facts.add(row)
+    stale = [(t, orjson.loads(b)) for t, b in facts.bodies]
+    related = [body for t, body in stale if t in RELATIONSHIP_TYPES]
+    refs = {ref for body in related if (ref := organisation_reference(body))} - set(facts.orgs)
+    orgs = facts.orgs | (_organisations(conn, refs) if refs else {})
+    relationships = [rel for t in facts.ties if (rel := t.resolve(orgs)) is not None]
+    relationships += [rel for body in related if (rel := relationship(body, orgs)) is not None]
+    directives = facts.directives + [
+        d for t, body in stale if t == "Consent" and (d := directive(body, policy.sensitive))
     ]
-    labels = person_labels(
-        ((body, row.source_org, row.labels) for row, body in bodies), RESTRICTED_PERSON
-    )
-    grants, claims = user_made(conn, person_id)
+    grants, claims = made(facts.made, person_id)
     return PatientFacts(
         person_id=person_id,
-        relationships=(*relationships, *hospital_stays(conn, person_id), *claims),
+        relationships=(*relationships, *facts.stays, *claims),
         grants=grants,
         directives=tuple(directives),
-        labels=labels,
+        labels=person_labels(facts.patients, RESTRICTED_PERSON),
     )
+
+
+@dataclass
+class _Gathered:
+    """The facts statement's rows, sorted by part; stored facts decoded, stale bodies kept."""
+
+    ties: list[Tie] = field(default_factory=list)
+    directives: list[ConsentDirective] = field(default_factory=list)
+    orgs: dict[str, str] = field(default_factory=dict)
+    patients: list[tuple[str, str, str]] = field(default_factory=list)
+    #: (resource type, body) of each row whose facts were derived by other rules.
+    bodies: list[tuple[str, bytes]] = field(default_factory=list)
+    made: list[Row[Any]] = field(default_factory=list)
+    stays: list[Relationship] = field(default_factory=list)
+
+    def add(self, row: Row[Any]) -> None:
+        if row.kind == "stay":
+            # As engine.transfer.store.hospital_stays: from receipt to its discharge.
+            self.stays.append(Relationship(row.org, "transfer", row.start, row.expiry))
+        elif row.kind != "row":
+            self.made.append(row)
+        elif row.resource_type == "Patient":
+            self.patients.append((row.resource_type, row.source_org, row.labels))
+        elif row.body is not None:
+            self.bodies.append((row.resource_type, row.body))
+        elif row.relation is not None:
+            if row.resource_type == "Consent":
+                self.directives.append(stored_directive(row.relation))
+                return
+            self.ties.append(stored_tie(row.relation))
+            # The referenced Organization's code: from its body when its facts are stale;
+            # "" when it has none; both NULL when there is no such Organization.
+            body = row.org_body
+            code = ods_code(orjson.loads(body)) if body is not None else row.org_relation
+            if code:
+                self.orgs[f"Organization/{row.relation_ref}"] = code
 
 
 def _has_label(label: str) -> ColumnElement[bool]:

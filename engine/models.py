@@ -84,6 +84,11 @@ class Resource(Base):
     #: a read judges the row without parsing it; trusted only under the same ``facts_version``.
     section: Mapped[str | None] = mapped_column(String(64))
     policy_labels: Mapped[str | None] = mapped_column(Text)
+    #: What the row says about the person for the policy (a relationship, a directive, an
+    #: organisation's ODS code) and the ``Organization`` a relationship names by reference:
+    #: gathered without parsing the body, under the same ``facts_version``.
+    relation: Mapped[str | None] = mapped_column(Text)
+    relation_ref: Mapped[str | None] = mapped_column(Text)
     facts_version: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
@@ -132,6 +137,8 @@ class Staged(Base):
     labels: Mapped[str] = mapped_column(Text)
     section: Mapped[str | None] = mapped_column(String(64))
     policy_labels: Mapped[str | None] = mapped_column(Text)
+    relation: Mapped[str | None] = mapped_column(Text)
+    relation_ref: Mapped[str | None] = mapped_column(Text)
     facts_version: Mapped[str | None] = mapped_column(String(16))
 
 

@@ -222,7 +222,7 @@ def hospital_stays(conn: Connection, person_id: str) -> tuple[Relationship, ...]
     discharge; the policy's ``transfer`` window (mappings/policy/rules.json) says how long it
     holds after that, as for any windowed relationship. One row per transfer: every read of
     the person and every transfer sent for them asks."""
-    rows = conn.execute(_STAYS, {"person_id": person_id})
+    rows = conn.execute(STAYS, {"person_id": person_id})
     return tuple(
         Relationship(org=row.hospital, kind="transfer", start=row.received, end=row.discharged)
         for row in rows
@@ -233,7 +233,7 @@ def _first(status: str) -> Any:
     return func.min(case((STATUS.c.status == status, STATUS.c.at)))
 
 
-_STAYS = (
+STAYS = (
     select(TRANSFERS.c.id, TRANSFERS.c.hospital, _first("received").label("received"),
            _first("discharged").label("discharged"))
     .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)

@@ -139,10 +139,10 @@ def test_directives_that_cannot_be_read_with_certainty_are_none() -> None:
 
 
 def test_person_labels_come_from_patient_rows() -> None:
-    rows: list[tuple[dict[str, Any], str, str]] = [
-        ({"resourceType": "Patient"}, "Y1", "restricted-person source-confidential"),
-        ({"resourceType": "Patient"}, "Y2", ""),
-        ({"resourceType": "Observation"}, "Y3", "restricted-person"),
+    rows = [
+        ("Patient", "Y1", "restricted-person source-confidential"),
+        ("Patient", "Y2", ""),
+        ("Observation", "Y3", "restricted-person"),
     ]
     labels = person_labels(rows, POLICY.restricted_person_label)
     assert {(p.code, p.org) for p in labels} == {("restricted-person", "Y1")}

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from consent import ask_break_glass, ask_self_claim
-from engine.access import ReviewError, record_claim, record_grant, review, user_made
+from engine.access import ReviewError, record_claim, record_grant, review
 from engine.gate import gather_facts, release
 from tests.engine.test_gate import NOW, PATIENT_ID, POLICY, Request, Who, store, user
 
@@ -57,7 +57,8 @@ def test_an_inappropriate_review_ends_the_grant_and_a_review_is_recorded_once(st
         review(conn, "break-glass", item, "inappropriate", "No emergency", "ig-1", NOW)
     assert not read(engine, doctor, "ETREAT").decision.permit
     with engine.begin() as conn:
-        assert user_made(conn, "person-1")[0][0].review == "inappropriate"
+        (stored,) = gather_facts(conn, "person-1", [PATIENT_ID], POLICY).grants
+        assert stored.review == "inappropriate"
         with pytest.raises(ReviewError):
             review(conn, "break-glass", item, "appropriate", "changed my mind", "ig-2", NOW)
         with pytest.raises(ReviewError):

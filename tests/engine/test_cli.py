@@ -98,3 +98,31 @@ def test_directory_load_and_list(db_url, tmp_path):
     (tmp_path / "bad.json").write_text('{"version": "x", "organisations": [{"code": "R9Z"}]}')
     refused = invoke(db_url, "directory", "load", str(tmp_path / "bad.json"))
     assert refused.exit_code == 1 and "organisations/0" in refused.output
+
+
+def test_db_restamp_derives_the_facts_of_rows_stored_under_other_rules(db_url, tmp_path):
+    """After a change to the section rules, ``scr db restamp`` derives every stale row's facts
+    again, so reads judge them on their columns once more; a second run has nothing to do."""
+    from sqlalchemy import select, update
+
+    from engine.db import make_engine
+    from engine.facts import ingest_policy
+    from engine.models import Resource
+
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(nhs_numbers()))],
+                            [s1_code("10", "1")])  # fmt: skip
+    assert invoke(db_url, "ingest", "systmone", str(folder)).exit_code == 0
+    engine = make_engine(db_url)
+    columns = (Resource.id, Resource.section, Resource.relation, Resource.facts_version)
+    with engine.begin() as conn:
+        written = conn.execute(select(*columns).order_by(Resource.id)).all()
+        conn.execute(update(Resource).values(section="unclassified", facts_version="old-rules"))
+    result = invoke(db_url, "db", "restamp", "--json")
+    assert result.exit_code == 0, result.output
+    version = ingest_policy().facts_version
+    assert orjson.loads(result.stdout) == {"restamped": len(written), "facts_version": version}
+    with engine.connect() as conn:
+        assert conn.execute(select(*columns).order_by(Resource.id)).all() == written
+    again = invoke(db_url, "db", "restamp", "--json")
+    assert orjson.loads(again.stdout)["restamped"] == 0
+    engine.dispose()

@@ -8,13 +8,14 @@ import shutil
 import orjson
 import pytest
 from alembic import command
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from adapters.synth import synthesise
 from consent import load, meta_of, ods_code, organisation_reference, relationship
 from consent.policy import POLICY_DIR
-from engine.facts import restamp, row_facts
-from engine.gate import RELATIONSHIP_TYPES
+from engine.facts import FACT_COLUMNS, restamp, row_facts
+from engine.gate import RELATIONSHIP_TYPES, gather_facts
+from engine.identity.tables import PersonLink
 from engine.ingest import ingest
 from engine.migrate import alembic_config, upgrade
 from engine.models import Resource
@@ -38,12 +39,10 @@ def stored(engine, settings, codes, sources):  # type: ignore[no-untyped-def]
     return engine
 
 
-def facts(engine) -> dict[str, tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def facts(engine) -> dict[str, tuple[str | None, ...]]:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(Resource.id, Resource.section, Resource.policy_labels, Resource.facts_version)
-        ).all()
-    return {r.id: (r.section, r.policy_labels, r.facts_version) for r in rows}
+        rows = conn.execute(select(Resource.id, *(Resource.__table__.c[c] for c in FACT_COLUMNS)))
+        return {r[0]: tuple(r[1:]) for r in rows}
 
 
 def test_stored_facts_are_what_the_policy_derives_from_every_body(stored):
@@ -70,6 +69,8 @@ def test_row_facts_match_meta_of():
     assert row_facts(body, "Y1", "a", POLICY) == {
         "section": meta.section,
         "policy_labels": "a b",
+        "relation": None,
+        "relation_ref": None,
         "facts_version": POLICY.facts_version,
     }
 
@@ -77,7 +78,7 @@ def test_row_facts_match_meta_of():
 def test_restamp_derives_what_ingest_wrote(stored):
     written = facts(stored)
     with stored.begin() as conn:
-        conn.execute(update(Resource).values(section=None, policy_labels=None, facts_version=None))
+        conn.execute(update(Resource).values(dict.fromkeys(FACT_COLUMNS)))
         assert restamp(conn, POLICY, batch=97) == len(written)
         assert restamp(conn, POLICY) == 0
     assert facts(stored) == written
@@ -127,3 +128,58 @@ def test_resolving_only_the_relationship_reference_finds_every_relationship(stor
         assert relationship(body, only) == relationship(body, every)
         found += relationship(body, every) is not None
     assert found > 30
+
+
+def _everyone(engine) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        rows = conn.execute(select(PersonLink.person_id, PersonLink.patient_id)).all()
+    people: dict[str, list[str]] = {}
+    for person, patient in sorted(rows):
+        people.setdefault(person, []).append(patient)
+    return people
+
+
+def _gathered(engine, people, policy=POLICY) -> dict[str, tuple[object, ...]]:  # type: ignore[no-untyped-def]
+    """Each person's facts, in an order that does not depend on the statement's."""
+    out = {}
+    with engine.connect() as conn:
+        for person, patients in people.items():
+            f = gather_facts(conn, person, patients, policy)
+            out[person] = (
+                sorted(f.relationships, key=repr), sorted(f.grants, key=repr),
+                sorted(f.directives, key=repr), f.labels,
+            )  # fmt: skip
+    return out
+
+
+def test_stored_relations_gather_the_same_facts_as_the_bodies(stored):
+    """Every person's relationships, directives and labels, gathered from the stored facts,
+    are those gathered from the bodies (every row's facts derived by other rules), and those
+    gathered with only the organisations' facts stale."""
+    people = _everyone(stored)
+    fresh = _gathered(stored, people)
+    assert sum(len(f[0]) for f in fresh.values()) > 30
+    with stored.begin() as conn:
+        organisations = Resource.resource_type == "Organization"
+        conn.execute(update(Resource).where(organisations).values(facts_version="other"))
+    assert _gathered(stored, people) == fresh
+    with stored.begin() as conn:
+        conn.execute(update(Resource).values(facts_version="other", relation=None))
+    assert _gathered(stored, people) == fresh
+
+
+def test_facts_are_gathered_in_one_statement(stored):
+    """Relationships, the organisations they reference, directives, labels, grants, claims
+    and hospital stays: one round trip when the stored facts are current."""
+    people = _everyone(stored)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(stored, "before_cursor_execute", count)
+    try:
+        _gathered(stored, people)
+    finally:
+        event.remove(stored, "before_cursor_execute", count)
+    assert len(statements) == len(people)

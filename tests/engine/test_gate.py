@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import orjson
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 
 from adapters.base import SourceRef
 from adapters.systmone import SystmOneAdapter
@@ -175,3 +175,51 @@ def test_a_masked_item_is_never_the_stored_json(store):
         assert item.json == orjson.dumps(mask(orjson.loads(stored[item.id]), released.decision))
         assert "text" not in orjson.loads(item.json)
     assert any(b"text" in stored[i.id] and i.json != stored[i.id] for i in released.items)
+
+
+def _retie(engine, **facts: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the stored facts, not the body, of the person's registration at Y00002."""
+    with engine.begin() as conn:
+        registration = and_(
+            Resource.resource_type == "EpisodeOfCare", Resource.source_key.endswith("|91")
+        )
+        assert conn.execute(update(Resource).where(registration).values(**facts)).rowcount == 1
+
+
+def _relationship_orgs(engine) -> set[str]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        facts = gather_facts(conn, "person-1", [PATIENT_ID], POLICY)
+    return {r.org for r in facts.relationships}
+
+
+ELSEWHERE = '{"kind":"registration","org":"Y00009"}'
+
+
+def test_a_relationship_is_gathered_from_its_stored_facts(store):
+    engine, _ = store
+    assert _relationship_orgs(engine) == {"Y00001", "Y00002"}
+    _retie(engine, relation=ELSEWHERE, relation_ref=None, facts_version=POLICY.facts_version)
+    assert _relationship_orgs(engine) == {"Y00001", "Y00009"}
+    assert read(engine, user("Y00009")).decision.permit
+    assert not read(engine, user("Y00002")).decision.permit
+
+
+@pytest.mark.parametrize("version", ["other-rules", None])
+def test_a_relationship_stored_under_other_rules_is_gathered_from_its_body(store, version):
+    """Stale or missing relation facts never decide: the body does, as if there were none."""
+    engine, _ = store
+    _retie(engine, relation=ELSEWHERE, relation_ref=None, facts_version=version)
+    assert _relationship_orgs(engine) == {"Y00001", "Y00002"}
+    assert read(engine, user("Y00002")).decision.permit
+    assert not read(engine, user("Y00009")).decision.permit
+
+
+def test_an_organisation_stored_under_other_rules_is_resolved_from_its_body(store):
+    engine, _ = store
+    with engine.begin() as conn:
+        conn.execute(
+            update(Resource)
+            .where(Resource.resource_type == "Organization")
+            .values(relation="Y00009", facts_version="other-rules")
+        )
+    assert _relationship_orgs(engine) == {"Y00001", "Y00002"}

@@ -6,7 +6,8 @@ Create Date: 2026-12-04 21:00:00
 
 The read path judged every row by parsing its body to place it in a section and collect its
 labels; ingest now stores what ``consent.meta_of`` derives (``engine.facts``), with the version
-of the rules it was derived by. Existing rows get theirs here, from their bodies.
+of the rules it was derived by. Existing rows get theirs in 0009: ``engine.facts.restamp``
+writes every fact column the code knows, some of which only exist from 0009 on.
 """
 
 from __future__ import annotations
@@ -31,13 +32,10 @@ def _columns() -> list[sa.Column[str]]:
 
 
 def upgrade() -> None:
-    from engine.facts import ingest_policy, restamp
-
     for table in _TABLES:
         with op.batch_alter_table(table) as batch_op:
             for column in _columns():
                 batch_op.add_column(column)
-    restamp(op.get_bind(), ingest_policy())
 
 
 def downgrade() -> None:
