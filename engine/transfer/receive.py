@@ -39,6 +39,7 @@ from engine.transfer.rules import (
     check_shape,
     closed,
 )
+from engine.transfer.take import take
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +199,7 @@ def _accept(
     _audit(inbox, who, ctx, True, ("transfer.accepted",), person, nhs, action_of(parsed),
            known.care)  # fmt: skip
     try:
-        with inbox.engine.begin() as conn:
-            store.accept(conn, accepted, now)
+        take(inbox.engine, accepted, now)
     except store.Closed:
         problem = closed("discharged", parsed.transfer_path)
         raise refuse(inbox, who, ctx, 422, problem, action=action_of(parsed), known=known,
