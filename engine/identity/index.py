@@ -391,11 +391,40 @@ _PATIENTS = (
     .where(LINKS.c.person_id == bindparam("person_id"))
     .order_by(LINKS.c.patient_id)
 )
+#: The people holding the NHS number bound as ``nhs_number``, each with ``merged_into`` and its
+#: Patients: one row per (person, Patient), or one row for a person with none. A subquery, so a
+#: caller's one statement can carry it beside what else it reads (``engine.transfer.store``).
+HOLDERS = (
+    select(PEOPLE.c.id.label("person_id"), PEOPLE.c.merged_into, LINKS.c.patient_id)
+    .select_from(PEOPLE.outerjoin(LINKS, LINKS.c.person_id == PEOPLE.c.id))
+    .where(
+        PEOPLE.c.id.in_(
+            select(LINKS.c.person_id)
+            .join(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
+            .where(NUMBERS.c.nhs_number == bindparam("nhs_number"))
+        )
+    )
+    .subquery("holder")
+)
 
 
 def people_with_nhs_number(conn: Connection, nhs_number: str) -> list[str]:
     """The people whose Patients hold this (valid) NHS number, in a stable order."""
     return list(conn.execute(_PEOPLE_WITH_NUMBER, {"nhs_number": nhs_number}).scalars())
+
+
+def holders(conn: Connection, rows: Iterable[Any]) -> tuple[tuple[str, ...], list[str]]:
+    """The people in :data:`HOLDERS` rows (``person_id``, ``merged_into``, ``patient_id``, in
+    person then Patient order) and, when exactly one person holds the number, its Patients now:
+    what :func:`people_with_nhs_number` and :func:`patients_of` say, from one statement (a
+    person merged away still follows to the survivor, with :func:`patients_of`)."""
+    rows = [r for r in rows if r.person_id is not None]
+    people = tuple(dict.fromkeys(r.person_id for r in rows))
+    if len(people) != 1:
+        return people, []
+    if rows[0].merged_into is not None:
+        return people, patients_of(conn, people[0])
+    return people, [r.patient_id for r in rows if r.patient_id is not None]
 
 
 def patients_of(conn: Connection, person_id: str) -> list[str]:

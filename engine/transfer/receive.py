@@ -27,7 +27,6 @@ from audit.entry import Action
 from consent import Decision, Policy, Request, Who, decide
 from engine.db import read_only
 from engine.gate import gather_facts
-from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import message, signature, store
 from engine.transfer.parties import may_take_part
 from engine.transfer.rules import (
@@ -39,6 +38,7 @@ from engine.transfer.rules import (
     check_shape,
     closed,
 )
+from engine.transfer.take import take
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,9 @@ def refuse(
     return Refused(status, *p)
 
 
-def _care(conn: Connection, who: Who, person: str, patients: list[str], policy: Policy) -> Decision:
+def _care(
+    conn: Connection, who: Who, person: str, patients: tuple[str, ...], policy: Policy
+) -> Decision:
     """The policy's decision on ``who`` acting for ``person``: the facts any read gathers."""
     facts = gather_facts(conn, person, patients, policy)
     return decide(who, facts, who.purpose, Request("transfer"), datetime.now(UTC), policy)
@@ -120,11 +122,10 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
     """Everything a message is judged by, on one connection; a resubmission stops at its
     stored copy."""
     h = parsed.header
-    parties = store.parties(conn, h)
+    parties = store.parties(conn, h, parsed.nhs_number)
     if parties.found is not None:
         return _Looked(parties.found)
-    people = tuple(people_with_nhs_number(conn, parsed.nhs_number)) if parsed.nhs_number else ()
-    patients = patients_of(conn, people[0]) if len(people) == 1 else []
+    people, patients = parties.people, parties.patients
     row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
     asks = h.event == "care-home-transfer" and len(people) == 1
     pem = parties.sender_key
@@ -134,7 +135,7 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
         transfer=(row.care_home, row.hospital, row.person_id, row.status) if row else None,
         care=_care(conn, who, people[0], patients, policy) if asks else None,
     )  # fmt: skip
-    return _Looked(None, known, tuple(patients))
+    return _Looked(None, known, patients)
 
 
 def _look(inbox: Inbox, who: Who, parsed: Parsed) -> _Looked:
@@ -198,8 +199,7 @@ def _accept(
     _audit(inbox, who, ctx, True, ("transfer.accepted",), person, nhs, action_of(parsed),
            known.care)  # fmt: skip
     try:
-        with inbox.engine.begin() as conn:
-            store.accept(conn, accepted, now)
+        take(inbox.engine, accepted, now)
     except store.Closed:
         problem = closed("discharged", parsed.transfer_path)
         raise refuse(inbox, who, ctx, 422, problem, action=action_of(parsed), known=known,

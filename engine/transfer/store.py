@@ -14,11 +14,23 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from consent import Relationship
 from engine.canonical import dumps
 from engine.directory import D
+from engine.identity.index import HOLDERS, holders
 from engine.transfer.message import Header
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 
@@ -64,6 +76,9 @@ class Parties:
     sender_key: str | None
     #: organisation code → kind, for the sender and the destination the directory holds.
     kinds: dict[str, str]
+    #: The people holding the message's NHS number, and the Patients of the one who does.
+    people: tuple[str, ...] = ()
+    patients: tuple[str, ...] = ()
 
 
 def _one(column: Any, where: Any) -> Any:
@@ -71,22 +86,34 @@ def _one(column: Any, where: Any) -> Any:
 
 
 _MESSAGE = MESSAGES.c.header_id == bindparam("header_id")
-#: Built once: a statement made per call costs more CPU than its round trip saves.
-_PARTIES = select(
-    _one(MESSAGES.c.sender, _MESSAGE).label("sender"),
-    _one(MESSAGES.c.content_hash, _MESSAGE).label("content_hash"),
-    _one(MESSAGES.c.response, _MESSAGE).label("response"),
-    _one(KEYS.c.public_key, KEYS.c.org == bindparam("sender")).label("key"),
-    _one(D.c.kind, D.c.code == bindparam("sender")).label("sender_kind"),
-    _one(D.c.kind, D.c.code == bindparam("destination")).label("destination_kind"),
-)
+#: One row, to which the holders (none or more) are joined.
+_ROW = select(literal_column("1").label("one")).subquery("one")
+#: Built once: a statement made per call costs more CPU than its round trip saves. One row per
+#: holder of the NHS number (and Patient), or one row when no one holds it, each carrying the
+#: single-valued look-ups (computed once: they do not depend on the row).
+_PARTIES = (
+    select(
+        _one(MESSAGES.c.sender, _MESSAGE).label("sender"),
+        _one(MESSAGES.c.content_hash, _MESSAGE).label("content_hash"),
+        _one(MESSAGES.c.response, _MESSAGE).label("response"),
+        _one(KEYS.c.public_key, KEYS.c.org == bindparam("sender")).label("key"),
+        _one(D.c.kind, D.c.code == bindparam("sender")).label("sender_kind"),
+        _one(D.c.kind, D.c.code == bindparam("destination")).label("destination_kind"),
+        HOLDERS.c.person_id, HOLDERS.c.merged_into, HOLDERS.c.patient_id,
+    )
+    .select_from(_ROW.outerjoin(HOLDERS, true()))
+    .order_by(HOLDERS.c.person_id, HOLDERS.c.patient_id)
+)  # fmt: skip
 
 
-def parties(conn: Connection, header: Header) -> Parties:
-    """The stored message with this header id, the sender's key and both parties' kinds, in
-    one statement: each message needs all of them (or, resubmitted, the first alone)."""
-    params = {"header_id": header.id, "sender": header.sender, "destination": header.destination}
-    row = conn.execute(_PARTIES, params).one()
+def parties(conn: Connection, header: Header, nhs_number: str | None) -> Parties:
+    """The stored message with this header id, the sender's key, both parties' kinds and the
+    people holding ``nhs_number`` with the Patients of the one who does, in one statement:
+    each message needs all of them (or, resubmitted, the first alone)."""
+    params = {"header_id": header.id, "sender": header.sender, "destination": header.destination,
+              "nhs_number": nhs_number}  # fmt: skip
+    rows = conn.execute(_PARTIES, params).all()
+    row = rows[0]
     found = Stored(row.sender, row.content_hash, row.response) if row.sender is not None else None
     kinds = {
         org: kind
@@ -94,7 +121,10 @@ def parties(conn: Connection, header: Header) -> Parties:
                           (header.destination, row.destination_kind))
         if kind is not None
     }  # fmt: skip
-    return Parties(found, row.key, kinds)
+    if found is not None:
+        return Parties(found, row.key, kinds)
+    people, patients = holders(conn, rows)
+    return Parties(None, row.key, kinds, people, tuple(patients))
 
 
 def register_key(conn: Connection, org: str, public_pem: str, by: str, now: datetime) -> None:

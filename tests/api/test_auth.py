@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from engine.api import auth
 from engine.api.auth import TokenRefused, user_from_claims, verifier_for
 from engine.settings import Settings, SettingsError
 
@@ -127,3 +129,48 @@ def test_several_roles_need_a_selected_one_and_activities_must_be_a_list() -> No
         user_from_claims(
             claims(nhsid_nrbac_roles=[role | {"activity_codes": "B0264"}], selected_roleid="r1")
         )
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens the library is asked to check, in order."""
+    seen: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return seen
+
+
+def test_a_token_that_passed_is_checked_afresh_only_outside_its_window(
+    monkeypatch: pytest.MonkeyPatch, decoded: list[str]
+) -> None:
+    """Answered from memory while every time check it passed still holds; before its issue
+    time or past its expiry (each with the leeway) the library checks it again."""
+    verifier = verifier_for(settings())
+    now = datetime.now(UTC)
+    token = jwt.encode(claims(iat=now, exp=now + timedelta(minutes=10)), KEY, algorithm="RS256")
+    assert verifier.verify(token) == verifier.verify(token)
+    assert len(decoded) == 1
+    for seconds in (-31, 10 * 60 + 31):
+        clock = SimpleNamespace(time=lambda s=seconds: now.timestamp() + s)
+        monkeypatch.setattr(auth, "time", clock)
+        verifier.verify(token)  # the library, on the real clock, still accepts it
+    assert len(decoded) == 3
+
+
+def test_a_refused_token_is_never_remembered_and_memory_is_bounded(decoded: list[str]) -> None:
+    verifier = auth.Verifier([KEY.public_key()], "RS256", ISSUER, "scr", remember=2)
+    refused = jwt.encode(claims(selected_roleid="r9"), KEY, algorithm="RS256")
+    for _ in range(2):
+        with pytest.raises(TokenRefused):
+            verifier.verify(refused)
+    first, second, third = (
+        jwt.encode(claims(sub=f"u-{n}"), KEY, algorithm="RS256") for n in range(3)
+    )
+    for token in (first, second, third, third, first):
+        verifier.verify(token)
+    assert decoded == [refused, refused, first, second, third, first]

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from engine.identity import people_with_nhs_number
+from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import signature
 from engine.transfer import store as transfers
 from engine.transfer.message import header_of
@@ -32,16 +32,21 @@ def test_parties_names_the_stored_copy_the_key_and_each_known_kind(
 ) -> None:
     doc = signed(unsigned(), keys[CARE_HOME])
     with store.engine.connect() as conn:
-        before = transfers.parties(conn, header_of(doc))
-        unknown = transfers.parties(conn, header_of(unsigned(to="R0NE")))
+        before = transfers.parties(conn, header_of(doc), NHS)
+        unknown = transfers.parties(conn, header_of(unsigned(to="R0NE")), "9999999999")
+        (person,) = people_with_nhs_number(conn, NHS)
+        patients = tuple(patients_of(conn, person))
+    assert patients
     assert before == transfers.Parties(
-        None, signature.public_pem(keys[CARE_HOME]), {CARE_HOME: "care-home", HOSPITAL: "hospital"}
+        None, signature.public_pem(keys[CARE_HOME]), {CARE_HOME: "care-home", HOSPITAL: "hospital"},
+        (person,), patients,
     )  # fmt: skip
     assert unknown.kinds == {CARE_HOME: "care-home"}
+    assert (unknown.people, unknown.patients) == ((), ())
     answer = send(client, home, doc)
     assert answer.status_code == 200
     with store.engine.connect() as conn:
-        after = transfers.parties(conn, header_of(doc))
+        after = transfers.parties(conn, header_of(doc), NHS)
     assert after.found == transfers.Stored(CARE_HOME, transfers.message_hash(doc), answer.content)
 
 

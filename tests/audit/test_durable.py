@@ -16,7 +16,7 @@ from sqlalchemy import Engine, event, text
 
 import audit.writer
 from audit import AuditUnavailable, Writer, disclose, verify
-from audit.writer import append, durable
+from audit.writer import append, append_batch, durable
 from engine.db import make_engine
 from tests.audit.trail import entry
 from tests.conftest import BACKEND
@@ -55,13 +55,23 @@ def test_the_append_commits_then_flushes_before_it_returns(engine: Engine, db_ur
         append(recording, entry(1))
     finally:
         recording.dispose()
-    assert statements[:3] == [
-        "BEGIN",
-        "SET LOCAL synchronous_commit = off",
-        "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-    ]
-    assert "INSERT INTO audit_entry" in statements[3]
-    assert statements[4:] == ["COMMIT", audit.writer._FLUSH]
+    assert statements[:2] == ["BEGIN", audit.writer._PG_HEAD]
+    assert "set_config('synchronous_commit', 'off', true)" in statements[1]
+    assert statements[2] == audit.writer._PG_INSERT_ONE
+    assert statements[3:] == ["COMMIT", audit.writer._FLUSH]
+
+
+def test_a_batch_of_one_is_stored_as_a_batch_of_several_is(engine: Engine):
+    """A single entry goes as values, a batch as arrays: the same columns either way."""
+    append_batch(engine, [entry(1, purpose=None)])
+    append_batch(engine, [entry(1, purpose=None), entry(2)])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT {audit.writer._INSERT_COLUMNS} FROM audit_entry ORDER BY seq")
+        ).all()
+    assert [r.seq for r in rows] == [1, 2, 3]
+    assert rows[0][2:10] == rows[1][2:10] and rows[0].purpose is None
+    assert verify(engine).intact
 
 
 @pg_only

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, Table, insert, select, text
+from sqlalchemy import Engine, Table, insert, select, text, update
 from typer.testing import CliRunner
 
 from adapters.codes import CodeMaps
@@ -26,6 +26,7 @@ from engine.identity.index import (
     unlink,
 )
 from engine.identity.tables import IdentityLock, PersonLink, ReviewItem
+from engine.identity.workset import PEOPLE
 from engine.ingest import ingest
 from engine.models import IngestRun, Resource
 from engine.registry import adapter_for
@@ -258,6 +259,33 @@ def test_a_merged_away_person_id_follows_to_the_survivor(engine: Engine) -> None
     assert gone is not None and gone != person_of(engine, "a")
     link(engine, "a", "b", who=DOCTOR, reason="one person")
     assert patients_of(engine, gone) == ["a", "b"]
+
+
+def holders(engine: Engine, nhs: str) -> tuple[tuple[str, ...], list[str]]:
+    found = index.HOLDERS
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(found).order_by(found.c.person_id, found.c.patient_id), {"nhs_number": nhs}
+        ).all()
+        return index.holders(conn, rows)
+
+
+def test_holders_say_what_people_with_nhs_number_and_patients_of_say(archer: Engine) -> None:
+    person = person_of(archer, "gp")
+    store(archer, patient(pid="gp-2", nhs=NHS_A))
+    relink(archer, ["gp-2"])
+    assert holders(archer, NHS_A) == ((person,), ["council", "gp", "gp-2"])
+    assert holders(archer, NHS_C) == ((), [])
+    other = person_of(archer, "other")
+    with archer.begin() as conn:  # a holder merged away follows to the survivor
+        conn.execute(update(PEOPLE).where(PEOPLE.c.id == person).values(merged_into=other))
+    assert holders(archer, NHS_A) == ((person,), ["other"])
+    with archer.begin() as conn:
+        conn.execute(update(PEOPLE).where(PEOPLE.c.id == person).values(merged_into=None))
+    unlink(archer, "gp", "gp-2", who=DOCTOR, reason="twins")
+    with archer.connect() as conn:
+        both = tuple(index.people_with_nhs_number(conn, NHS_A))
+    assert len(both) == 2 and holders(archer, NHS_A) == (both, [])
 
 
 def test_every_ingest_links_its_patients_and_relinking_changes_nothing(
