@@ -118,9 +118,8 @@ class _Writes:
     reopened: list[str]
     quarantine_updates: list[tuple[int, dict[str, Any]]]
     quarantine_inserts: list[dict[str, Any]]
-    #: Refresh planner statistics after this batch; ``first`` for the run's first batch.
+    #: Refresh planner statistics after this batch.
     analyse: bool
-    first: bool
 
 
 def _now() -> datetime:
@@ -250,9 +249,7 @@ class _Run:
         self.good, self.bad, self.pending = [], [], 0
         self.flushes += 1
         analyse = self.flushes & (self.flushes - 1) == 0  # after batches 1, 2, 4, 8, ...
-        writes = _Writes(
-            staged, seen, resolved, reopened, updates, inserts, analyse, self.flushes == 1
-        )
+        writes = _Writes(staged, seen, resolved, reopened, updates, inserts, analyse)
         self.writer.submit(partial(self._write, conn, writes))
 
     def _write(self, conn: Connection, writes: _Writes) -> None:
@@ -263,16 +260,16 @@ class _Run:
         """
         if conn is self.conn:
             self._batch_writes(conn, writes)
-            store.apply_rows(conn, self.summary.run_id, [r["resource_id"] for r in writes.staged])
+            store.apply_rows(conn, self.summary.run_id, writes.staged)
             if writes.analyse:
-                store.refresh_statistics(conn, first=writes.first)
+                store.refresh_statistics(conn)
             return
         with conn:
             self._batch_writes(conn, writes)
             conn.commit()
         if writes.analyse:
             with self.engine.begin() as stats:
-                store.refresh_statistics(stats, first=writes.first)
+                store.refresh_statistics(stats)
 
     def _batch_writes(self, conn: Connection, writes: _Writes) -> None:
         run_id = self.summary.run_id
