@@ -182,7 +182,7 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
         R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
     )  # fmt: skip
     made = USER_MADE.subquery()
-    stays = STAYS.order_by(None).subquery()
+    stays = STAYS.subquery()
     return union_all(
         rows,
         _part({n: made.c[n] for n in ("reason_code", "user_id", "org", "reason_text", "review",

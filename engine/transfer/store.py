@@ -2,7 +2,7 @@
 
 Accepting a transfer stores the message byte-exact, opens the transfer in the hospital's inbox
 with its first steps (``sent``, ``received``); the hospital's ``transfer`` relationship with the
-person follows from those steps (``hospital_stays``, read by ``engine.gate.gather_facts``). A
+person follows from those steps (``STAYS``, read inside ``engine.gate.gather_facts``). A
 discharge closes the transfer (``discharged``). The message header id is the primary key, so
 a concurrent duplicate fails the insert and is answered from what the first one stored.
 """
@@ -27,7 +27,6 @@ from sqlalchemy import (
     update,
 )
 
-from consent import Relationship
 from engine.canonical import dumps
 from engine.directory import D
 from engine.identity.index import HOLDERS, holders
@@ -247,22 +246,13 @@ class Accepted:
     user_id: str
 
 
-def hospital_stays(conn: Connection, person_id: str) -> tuple[Relationship, ...]:
-    """Each hospital's ``transfer`` relationship with the person: from receipt, ended by its
-    discharge; the policy's ``transfer`` window (mappings/policy/rules.json) says how long it
-    holds after that, as for any windowed relationship. One row per transfer: every read of
-    the person and every transfer sent for them asks."""
-    rows = conn.execute(STAYS, {"person_id": person_id})
-    return tuple(
-        Relationship(org=row.hospital, kind="transfer", start=row.received, end=row.discharged)
-        for row in rows
-    )
-
-
 def _first(status: str) -> Any:
     return func.min(case((STATUS.c.status == status, STATUS.c.at)))
 
 
+#: Each hospital's ``transfer`` relationship with the person: from receipt, ended by its
+#: discharge; the policy's ``transfer`` window (mappings/policy/rules.json) says how long it
+#: holds after that, as for any windowed relationship. One row per transfer.
 STAYS = (
     select(TRANSFERS.c.id, TRANSFERS.c.hospital, _first("received").label("received"),
            _first("discharged").label("discharged"))
@@ -270,7 +260,6 @@ STAYS = (
     .where(TRANSFERS.c.person_id == bindparam("person_id"),
            STATUS.c.status.in_(("received", "discharged")))
     .group_by(TRANSFERS.c.id, TRANSFERS.c.hospital)
-    .order_by(TRANSFERS.c.id)
 )  # fmt: skip
 
 
