@@ -306,7 +306,7 @@ class _Run:
                 self.conn.close()
 
     def _check_duplicates(self, already: set[str]) -> None:
-        """Quarantine records whose ids this run staged already or met earlier in the batch."""
+        """Quarantine records whose ids this run took in already or met earlier in the batch."""
         seen: dict[str, SourceRecord] = {}
         keep: list[_Good] = []
         for g in self.good:
