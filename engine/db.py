@@ -25,6 +25,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     select,
     text,
     union_all,
@@ -126,6 +127,16 @@ def one_of(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(String)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def among(column: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:
+    """``column`` in a list fixed when the statement is built, each value its own parameter.
+
+    Given plain values, ``in_`` makes one expanding parameter, which SQLAlchemy renders into
+    the statement's text at every execution (a regular-expression pass over all of it); given
+    these, the text is rendered once, with the same ``IN`` list.
+    """
+    return column.in_([literal(v, column.type) for v in values])
 
 
 def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -66,7 +66,7 @@ from consent import (
     unmasked,
 )
 from engine.access import USER_MADE, made
-from engine.db import one_of
+from engine.db import among, one_of
 from engine.facts import stored_directive, stored_tie
 from engine.models import Resource, UtcDateTime
 from engine.transfer.store import STAYS, Stay
@@ -179,7 +179,7 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
     }).where(
         one_of(R.c.patient_id, "patients", dialect),
         R.c.status == "active",
-        R.c.resource_type.in_([*RELATIONSHIP_TYPES, "Consent", "Patient"]),
+        among(R.c.resource_type, [*RELATIONSHIP_TYPES, "Consent", "Patient"]),
     )  # fmt: skip
     made = USER_MADE.subquery()
     stays = STAYS.subquery()

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 
 from engine.canonical import dumps
+from engine.db import among
 from engine.directory import D
 from engine.identity.index import HOLDERS, holders
 from engine.transfer.message import Header
@@ -258,7 +259,7 @@ STAYS = (
            _first("discharged").label("discharged"))
     .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
     .where(TRANSFERS.c.person_id == bindparam("person_id"),
-           STATUS.c.status.in_(("received", "discharged")))
+           among(STATUS.c.status, ("received", "discharged")))
     .group_by(TRANSFERS.c.id, TRANSFERS.c.hospital)
 )  # fmt: skip
 

@@ -7,12 +7,13 @@ from datetime import UTC, date, datetime
 import orjson
 import pytest
 from sqlalchemy import and_, select, update
+from sqlalchemy.dialects import postgresql
 
 from adapters.base import SourceRef
 from adapters.systmone import SystmOneAdapter
 from consent import Request, Who, load, mask
 from engine.canonical import dumps
-from engine.gate import gather_facts, release
+from engine.gate import RELATIONSHIP_TYPES, _facts_query, gather_facts, release
 from engine.ingest import ingest
 from engine.models import Resource
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
@@ -223,3 +224,12 @@ def test_an_organisation_stored_under_other_rules_is_resolved_from_its_body(stor
             .values(relation="Y00009", facts_version="other-rules")
         )
     assert _relationship_orgs(engine) == {"Y00001", "Y00002"}
+
+
+def test_the_facts_statement_is_rendered_once_on_postgresql() -> None:
+    """No parameter of it is rendered into its text per execution (``engine.db.among``); its
+    fixed lists are bound as they always were."""
+    compiled = _facts_query("postgresql").compile(dialect=postgresql.psycopg.dialect())
+    assert not compiled.post_compile_params
+    bound = set(compiled.params.values())
+    assert {*RELATIONSHIP_TYPES, "Consent", "Patient", "received", "discharged"} <= bound
