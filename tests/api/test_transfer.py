@@ -61,6 +61,16 @@ def send(client: TestClient, tok: str, doc: Any) -> Any:
     return client.post(URL, content=body, headers=headers)
 
 
+def sent_transfer(
+    client: TestClient, home: str, keys: dict[str, Ed25519PrivateKey], **over: Any
+) -> str:
+    """A care-home transfer the home sent and scr accepted: its transfer id."""
+    doc = signed(unsigned(**over), keys[CARE_HOME])
+    assert send(client, home, doc).status_code == 200
+    found: str = doc["entry"][0]["resource"]["id"]
+    return found
+
+
 def count(store: Store, table: Any) -> int:
     with store.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
@@ -329,9 +339,7 @@ def discharge(transfer_id: str) -> dict[str, Any]:
 def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
     client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> None:
-    doc = signed(unsigned(), keys[CARE_HOME])
-    assert send(client, home, doc).status_code == 200
-    transfer_id = doc["entry"][0]["resource"]["id"]
+    transfer_id = sent_transfer(client, home, keys)
     doctor = token("ae-doctor")
     stranger = token("gp", org=OTHER_HOME, role_code=CARE_ROLE, user_id="u-other-home")
     path = f"/transfers/{transfer_id}"
@@ -511,9 +519,7 @@ def test_an_accepted_transfer_is_audited_with_the_policy_decision(
 def test_a_stay_is_discharged_once(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> None:
-    doc = signed(unsigned(), keys[CARE_HOME])
-    assert send(client, home, doc).status_code == 200
-    transfer_id = doc["entry"][0]["resource"]["id"]
+    transfer_id = sent_transfer(client, home, keys)
     doctor = token("ae-doctor")
     first = send(client, doctor, signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL))
     assert first.status_code == 200, first.text
@@ -529,9 +535,7 @@ def test_a_stay_is_discharged_once(
 def test_two_discharges_at_once_close_the_stay_once(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> None:
-    doc = signed(unsigned(), keys[CARE_HOME])
-    assert send(client, home, doc).status_code == 200
-    transfer_id = doc["entry"][0]["resource"]["id"]
+    transfer_id = sent_transfer(client, home, keys)
     svc = client.app.state.services  # type: ignore[attr-defined]
     who = who_for(svc, svc.verifier.verify(token("ae-doctor")))
     raws = [

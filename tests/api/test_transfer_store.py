@@ -15,7 +15,7 @@ from engine.transfer import store as transfers
 from engine.transfer.message import header_of
 from engine.transfer.tables import STATUS, TRANSFERS
 from tests.api.conftest import NHS, Store, Token
-from tests.api.test_transfer import discharge, send
+from tests.api.test_transfer import discharge, send, sent_transfer
 from tests.api.transfers import (
     CARE_HOME,
     HOSPITAL,
@@ -74,9 +74,7 @@ def test_each_transfer_is_one_stay_from_receipt_to_its_discharge(
     doctor = token("ae-doctor")
     ids = []
     for to in (HOSPITAL, OTHER_HOSPITAL):
-        doc = signed(unsigned(to=to), keys[CARE_HOME])
-        assert send(client, home, doc).status_code == 200
-        ids.append(doc["entry"][0]["resource"]["id"])
+        ids.append(sent_transfer(client, home, keys, to=to))
     closing = signed(discharge(ids[0]), keys[HOSPITAL], HOSPITAL)
     assert send(client, doctor, closing).status_code == 200
     again = signed(discharge(ids[0]), keys[HOSPITAL], HOSPITAL)

@@ -17,15 +17,13 @@ from audit.entry import flat
 from audit.tables import AuditRow
 from engine.api import create_app
 from tests.api.conftest import NHS, PATIENT, Store, Token, api_settings, auth, client, store, token
-from tests.api.test_transfer import discharge, home, keys, send
+from tests.api.test_transfer import discharge, home, keys, send, sent_transfer
 from tests.api.transfers import (
-    CARE_HOME,
     CARE_ROLE,
     HOSPITAL,
     OTHER_HOME,
     OTHER_HOSPITAL,
     signed,
-    unsigned,
 )
 from tests.web.test_pages import acknowledged, signed_in
 
@@ -45,10 +43,8 @@ def transfer_id(
     client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> str:
     """A transfer that went all the way: sent, received, acknowledged, discharged, returned."""
-    doc = signed(unsigned(), keys[CARE_HOME])
-    found: str = doc["entry"][0]["resource"]["id"]
+    found = sent_transfer(client, home, keys)
     doctor = token("ae-doctor")
-    assert send(client, home, doc).status_code == 200
     assert client.post(f"/transfers/{found}/acknowledge", headers=auth(doctor)).status_code == 200
     back = signed(discharge(found), keys[HOSPITAL], HOSPITAL)
     assert send(client, doctor, back).status_code == 200
@@ -108,9 +104,7 @@ def test_no_way_in_means_no_transfer_and_the_same_answer_as_before_it(
     everything = f"/fhir/Patient/{PATIENT}/$everything"
     before = {org: record(web, tok).status_code for org, tok in outsiders.items()}
     total = client.get(everything, headers=auth(gp)).json()["total"]
-    doc = signed(unsigned(), keys[CARE_HOME])
-    assert send(client, home, doc).status_code == 200
-    transfer = doc["entry"][0]["resource"]["id"]
+    transfer = sent_transfer(client, home, keys)
     for org, tok in outsiders.items():
         page = record(web, tok)
         assert page.status_code == before[org] == 404
