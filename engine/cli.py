@@ -197,12 +197,12 @@ def demo_cmd(
     if serve:
         import uvicorn
 
-        from engine.api import create_app
+        from engine.api.app import create_app, serving
 
         Console().print(
             f"scr demo: open http://127.0.0.1:{port}/ and pick a persona (Ctrl-C stops)"
         )
-        uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(serving(create_app(settings)), host="127.0.0.1", port=port, log_level="warning")
 
 
 def _demo_signing_keys(engine: Engine, settings: Settings) -> None:

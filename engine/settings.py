@@ -52,6 +52,10 @@ class Settings:
     #: PostgreSQL role the application connects as; migrations grant it only what it needs on
     #: the audit tables (SELECT and INSERT on the trail), so it can never rewrite the trail.
     db_app_role: str | None = None
+    #: Database connections each server process keeps open. A request holds one at a time and
+    #: a process serves requests on up to 40 threads; a pool smaller than the requests in
+    #: flight opens and closes a connection (a new PostgreSQL backend) for each one over it.
+    db_pool_size: int = 16
     #: The largest red-bag message accepted; a larger body is refused as it streams in.
     transfer_max_bytes: int = 5_000_000
 
@@ -82,7 +86,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         out["data_dir"] = Path(out["data_dir"])
     for name in (
         "ingest_batch_size", "break_glass_minutes", "directory_ttl_seconds",
-        "transfer_max_bytes",
+        "transfer_max_bytes", "db_pool_size",
     ):  # fmt: skip
         if name in out:
             out[name] = _positive(name, out[name])

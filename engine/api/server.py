@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.api.app import create_app
+from engine.api.app import create_app, serving
 from engine.settings import Settings
 
-app = create_app(Settings.load())
+app = serving(create_app(Settings.load()))
