@@ -29,6 +29,7 @@ from sqlalchemy import Engine, text
 
 from audit.chain import Sealed, seal
 from audit.entry import AuditEntry
+from engine.db import write_turn
 
 _INSERT_COLUMNS = (
     "seq, time, request_id, action, outcome, user_id, org, purpose, patient_id, nhs_number, "
@@ -168,7 +169,8 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
         try:
             if engine.dialect.name == "postgresql":
                 return _pg_append(raw, entries)
-            return _sqlite_append(raw, entries)
+            with write_turn(engine):
+                return _sqlite_append(raw, entries)
         finally:
             raw.close()
     except AuditUnavailable:

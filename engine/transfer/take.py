@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, LargeBinary, bindparam, text
 
+from engine.db import write_turn
 from engine.models import UtcDateTime
 from engine.transfer import store
 
@@ -42,7 +43,7 @@ def take(engine: Engine, a: store.Accepted, now: datetime) -> None:
     nothing, a discharge of a stay closed meanwhile raises ``store.Closed``."""
     h = a.header
     if engine.dialect.name != "postgresql" or h.event != "care-home-transfer":
-        with engine.begin() as conn:
+        with write_turn(engine), engine.begin() as conn:
             store.accept(conn, a, now)
         return
     params = {
