@@ -1,4 +1,5 @@
-"""The care home's transfer form and the hospital's discharge form, as messages.
+"""The care home's transfer form and the hospital's discharge form (and its acknowledgement of
+a transfer), as messages.
 
 A form holds what a person typed (or what was prefilled from the shared record and kept); these
 functions turn it into the sections and resources of the message, so the web pages, the bench
@@ -201,4 +202,18 @@ def discharge_message(
         patient=patient(form.person), patient_url=subject, sections=sections,
         author=form.completed_by, now=now, base=base, header_id=header_id,
         transfer_id=transfer_id,
+    )  # fmt: skip
+
+
+def acknowledgement_message(
+    person: Person, *, sender: str, destination: str, transfer_id: str, completed_by: str,
+    now: datetime, base: str, header_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The unsigned ``transfer-acknowledgement`` of transfer ``transfer_id``: the Patient and a
+    Composition naming the transfer, with no sections (a receipt carries no clinical content)."""
+    subject = urn()
+    return build(
+        "transfer-acknowledgement", sender=sender, destination=destination,
+        patient=patient(person), patient_url=subject, sections=(), author=completed_by,
+        now=now, base=base, header_id=header_id, transfer_id=transfer_id,
     )  # fmt: skip
