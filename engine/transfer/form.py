@@ -14,9 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from engine.transfer import news2
-from engine.transfer.message import NHS, Section, build, urn
+from engine.transfer.message import LOINC, NHS, Section, build, urn
 
-LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 #: scr's code system for the SpO2 scale NEWS2 was scored on (no national code is verified for
 #: scale 2), named under the deployment's canonical base like scr's other code systems.

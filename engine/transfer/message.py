@@ -16,11 +16,11 @@ from typing import Any, Literal
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 HEADINGS = "https://fhir.hl7.org.uk/CodeSystem/UKCore-RecordStandardHeadings"
+LOINC = "http://loinc.org"
 #: scr's own code systems, named under the deployment's canonical base and matched by path.
 EVENTS = "CodeSystem/scr-message-event"
 SECTIONS = "CodeSystem/scr-transfer-section"
 DOCUMENT_TYPES = "CodeSystem/scr-document-type"
-LOINC = "http://loinc.org"
 Event = Literal["care-home-transfer", "hospital-discharge", "transfer-acknowledgement"]
 #: Who may send each event, and to which kind of organisation: an acknowledgement goes back
 #: from the hospital to the care home that sent the transfer, as a discharge does.
