@@ -1,4 +1,5 @@
-"""The care home's transfer form and the hospital's discharge form, as messages.
+"""The care home's transfer form and the hospital's discharge form (and its acknowledgement of
+a transfer), as messages.
 
 A form holds what a person typed (or what was prefilled from the shared record and kept); these
 functions turn it into the sections and resources of the message, so the web pages, the bench
@@ -13,9 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from engine.transfer import news2
-from engine.transfer.message import NHS, Section, build, urn
+from engine.transfer.message import LOINC, NHS, Section, build, urn
 
-LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 #: scr's code system for the SpO2 scale NEWS2 was scored on (no national code is verified for
 #: scale 2), named under the deployment's canonical base like scr's other code systems.
@@ -201,4 +201,18 @@ def discharge_message(
         patient=patient(form.person), patient_url=subject, sections=sections,
         author=form.completed_by, now=now, base=base, header_id=header_id,
         transfer_id=transfer_id,
+    )  # fmt: skip
+
+
+def acknowledgement_message(
+    person: Person, *, sender: str, destination: str, transfer_id: str, completed_by: str,
+    now: datetime, base: str, header_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The unsigned ``transfer-acknowledgement`` of transfer ``transfer_id``: the Patient and a
+    Composition naming the transfer, with no sections (a receipt carries no clinical content)."""
+    subject = urn()
+    return build(
+        "transfer-acknowledgement", sender=sender, destination=destination,
+        patient=patient(person), patient_url=subject, sections=(), author=completed_by,
+        now=now, base=base, header_id=header_id, transfer_id=transfer_id,
     )  # fmt: skip

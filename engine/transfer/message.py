@@ -16,16 +16,22 @@ from typing import Any, Literal
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 HEADINGS = "https://fhir.hl7.org.uk/CodeSystem/UKCore-RecordStandardHeadings"
+LOINC = "http://loinc.org"
 #: scr's own code systems, named under the deployment's canonical base and matched by path.
 EVENTS = "CodeSystem/scr-message-event"
 SECTIONS = "CodeSystem/scr-transfer-section"
-Event = Literal["care-home-transfer", "hospital-discharge"]
-#: Who may send each event, and to which kind of organisation.
+DOCUMENT_TYPES = "CodeSystem/scr-document-type"
+Event = Literal["care-home-transfer", "hospital-discharge", "transfer-acknowledgement"]
+#: Who may send each event, and to which kind of organisation: an acknowledgement goes back
+#: from the hospital to the care home that sent the transfer, as a discharge does.
 ROUTES: dict[str, tuple[str, str]] = {
     "care-home-transfer": ("care-home", "hospital"),
     "hospital-discharge": ("hospital", "care-home"),
+    "transfer-acknowledgement": ("hospital", "care-home"),
 }
-#: The sections a message must carry, by event (UK Core record headings unless scr's own).
+#: The sections a message must carry, by event (UK Core record headings unless scr's own). An
+#: acknowledgement says only that the transfer arrived: it carries no clinical content, so
+#: no section is required of it (the builder sends none).
 REQUIRED: dict[str, tuple[str, ...]] = {
     "care-home-transfer": (
         "person-demographics", "reason-for-handover", "observations",
@@ -35,13 +41,19 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "hospital-discharge": (
         "discharge-details", "medications-and-medical-devices", "plan-and-requested-actions",
     ),
+    "transfer-acknowledgement": (),
 }  # fmt: skip
 #: Sections with no UK Core heading (reference §5.3), coded in scr's own system.
 OWN_SECTIONS = frozenset({"infection-status", "belongings", "about-me"})
+#: Each event's Composition type: (code system, code, display). No LOINC document type is a
+#: receipt with no clinical content (its note and summary types all carry some), so an
+#: acknowledgement is typed in scr's own system, under the canonical base like its sections.
 _TYPES = {
-    "care-home-transfer": ("18761-7", "Transfer summary note"),
-    "hospital-discharge": ("18842-5", "Discharge summary"),
-}
+    "care-home-transfer": (LOINC, "18761-7", "Transfer summary note"),
+    "hospital-discharge": (LOINC, "18842-5", "Discharge summary"),
+    "transfer-acknowledgement": (DOCUMENT_TYPES, "transfer-acknowledgement",
+                                 "Transfer acknowledgement"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +102,8 @@ def build(
     header_id: str | None = None,
     transfer_id: str | None = None,
 ) -> dict[str, Any]:
-    """An unsigned message Bundle; ``transfer_id`` names the transfer a discharge closes.
+    """An unsigned message Bundle; ``transfer_id`` names the transfer a discharge closes or an
+    acknowledgement acknowledges.
 
     The section resources refer to the Patient by ``patient_url``, its ``fullUrl``.
     """
@@ -108,13 +121,14 @@ def build(
             {"title": s.title, "code": {"coding": [{"system": system, "code": s.code}]},
              "text": _narrative(s.text)} | ({"entry": refs} if refs else {})
         )  # fmt: skip
-    code, display = _TYPES[event]
+    system, code, display = _TYPES[event]
+    system = base + system if system == DOCUMENT_TYPES else system
     composition: dict[str, Any] = {
         "resourceType": "Composition", "status": "final",
-        "type": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+        "type": {"coding": [{"system": system, "code": code, "display": display}]},
         "subject": {"reference": patient_url}, "date": now.isoformat(),
-        "author": [{"display": author}], "title": display, "section": composed,
-    }  # fmt: skip
+        "author": [{"display": author}], "title": display,
+    } | ({"section": composed} if composed else {})  # fmt: skip
     if transfer_id is not None:
         composition["relatesTo"] = [
             {"code": "appends", "targetIdentifier": {"system": "urn:ietf:rfc:3986",

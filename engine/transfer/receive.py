@@ -36,7 +36,7 @@ from engine.transfer.rules import (
     Refused,
     check_parties,
     check_shape,
-    closed,
+    out_of_turn,
 )
 from engine.transfer.take import take
 
@@ -78,9 +78,12 @@ def _audit(
 
 #: Each event's own audit action, so the trail (and the IG console's action filter) tells a
 #: transfer from a discharge; a message whose event cannot be read is a ``transfer-receive``.
+#: An acknowledgement by message is the action an acknowledgement through ``/transfers`` or
+#: the inbox is, so the trail shows the step alike whichever way it came.
 ACTIONS: dict[str, Action] = {
     "care-home-transfer": "transfer-receive",
     "hospital-discharge": "transfer-discharge",
+    "transfer-acknowledgement": "transfer-acknowledge",
 }
 
 
@@ -200,8 +203,8 @@ def _accept(
            known.care)  # fmt: skip
     try:
         take(inbox.engine, accepted, now)
-    except store.Closed:
-        problem = closed("discharged", parsed.transfer_path)
+    except store.Closed as lost:
+        problem = out_of_turn(h.event, lost.status, parsed.transfer_path)
         raise refuse(inbox, who, ctx, 422, problem, action=action_of(parsed), known=known,
                      nhs=nhs) from None  # fmt: skip
     except IntegrityError:

@@ -2,8 +2,9 @@
 
 Pure: the caller looks up what the rules need (the sender's key, the destination's kind, the
 people holding the NHS number, the policy's decision on the care home acting for that person,
-the transfer a discharge closes) and passes it in as :class:`Known`. Every problem is reported,
-each with the FHIRPath of what is wrong, so a sender can fix a message in one go.
+the transfer a discharge closes or an acknowledgement acknowledges) and passes it in as
+:class:`Known`. Every problem is reported, each with the FHIRPath of what is wrong, so a sender
+can fix a message in one go.
 
 A number no one holds and a person the sender does not care for are refused with the very same
 issue, so a signed-in sender cannot learn which NHS numbers scr knows (deny by default: an error
@@ -35,6 +36,12 @@ _HEADER = "Bundle.entry[0].resource"
 NOT_IN_CARE = "no person in your organisation's care in the shared record holds this NHS number"
 #: A transfer's id (its first message's header id); nothing else is looked up.
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: What is wrong with a message of each event that names a transfer (in the Composition's
+#: ``relatesTo``) when it names none.
+_UNNAMED = {
+    "hospital-discharge": "a discharge names the transfer it closes",
+    "transfer-acknowledgement": "an acknowledgement names the transfer it acknowledges",
+}
 #: The element models this process has built for messages (docs/ingest.md, ``ElementMemo``):
 #: messages from the same care homes share codes, narratives and organisations, and every
 #: resource is still validated whole. Shared by the server's threads; ``None`` turns it off.
@@ -84,7 +91,7 @@ class Parsed:
     nhs_number: str | None
     #: FHIRPath of the NHS number (or of the identifiers, when there is none).
     nhs_path: str
-    #: The transfer id a discharge names (``None`` for a transfer).
+    #: The transfer id a discharge or an acknowledgement names (``None`` for a transfer).
     transfer_id: str | None
     transfer_path: str
 
@@ -171,7 +178,8 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
                 problems.append(Problem("value", f"{value!r} is not a valid NHS number",
                                         nhs_path))  # fmt: skip
     transfer_path = f"{here}.relatesTo"
-    if header.event == "hospital-discharge":
+    unnamed = _UNNAMED.get(header.event)
+    if unnamed is not None:
         target = next(
             (_obj(_obj(r).get("targetIdentifier")).get("value")
              for r in _list(composition.get("relatesTo"))),
@@ -180,8 +188,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
         if isinstance(target, str) and UUID.fullmatch(target.removeprefix("urn:uuid:")):
             transfer_id = target.removeprefix("urn:uuid:")
         else:
-            problems.append(Problem("required", "a discharge names the transfer it closes",
-                                    transfer_path))  # fmt: skip
+            problems.append(Problem("required", unnamed, transfer_path))
     return Parsed(header, nhs, nhs_path, transfer_id, transfer_path)
 
 
@@ -213,7 +220,7 @@ class Known:
     sender_key: Ed25519PublicKey | None
     #: The people holding the message's NHS number.
     people: tuple[str, ...]
-    #: (care home, hospital, person, status) of the transfer a discharge names, if it exists.
+    #: (care home, hospital, person, status) of the transfer the message names, if it exists.
     transfer: tuple[str, str, str, str] | None = None
     #: The policy's decision on the sender acting for the one person holding the number (a
     #: care-home transfer only; ``None`` when there is no such person or no decision to make).
@@ -221,7 +228,8 @@ class Known:
 
 
 def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Problem]:
-    """Sender, signature, destination, person and (for a discharge) the transfer."""
+    """Sender, signature, destination, person and (for a discharge or an acknowledgement)
+    the transfer, which must be at a status the message moves it on from."""
     h = parsed.header
     problems: list[Problem] = []
     sender_kind, dest_kind = ROUTES[h.event]
@@ -249,13 +257,17 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
             problems.append(Problem("not-found", "no transfer of this person from "
                                     f"{h.destination} to {h.sender} has that id",
                                     parsed.transfer_path))  # fmt: skip
-        elif t[3] not in store.OPEN:
-            problems.append(closed(t[3], parsed.transfer_path))
+        elif t[3] not in store.MOVES[h.event][0]:
+            problems.append(out_of_turn(h.event, t[3], parsed.transfer_path))
     return problems
 
 
-def closed(status: str, path: str | None) -> Problem:
-    """A discharge of a stay that is over: a stay is discharged once."""
+def out_of_turn(event: str, status: str, path: str | None) -> Problem:
+    """A message about a transfer already past the step it moves on from: a stay is
+    discharged once, and a transfer is acknowledged once, on receipt."""
+    if event == "transfer-acknowledgement":
+        return Problem("business-rule", f"that transfer is {status}, not received: a transfer "
+                       "is acknowledged once, on receipt", path)  # fmt: skip
     return Problem("business-rule", f"that transfer is {status} already: a stay is discharged "
                    "once", path)  # fmt: skip
 

@@ -2,9 +2,10 @@
 
 Accepting a transfer stores the message byte-exact, opens the transfer in the hospital's inbox
 with its first steps (``sent``, ``received``); the hospital's ``transfer`` relationship with the
-person follows from those steps (``STAYS``, read inside ``engine.gate.gather_facts``). A
-discharge closes the transfer (``discharged``). The message header id is the primary key, so
-a concurrent duplicate fails the insert and is answered from what the first one stored.
+person follows from those steps (``STAYS``, read inside ``engine.gate.gather_facts``). An
+acknowledgement moves the transfer on (``acknowledged``) and a discharge closes it
+(``discharged``). The message header id is the primary key, so a concurrent duplicate fails the
+insert and is answered from what the first one stored.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 STEPS = ("sent", "received", "acknowledged", "discharged", "returned")
 #: The steps at which the hospital still has the resident: a discharge closes the stay once.
 OPEN = ("received", "acknowledged")
+#: event → (the statuses a message of that event moves a transfer on from, the status it moves
+#: it to), for the events that name a transfer: a transfer is acknowledged once, on receipt.
+MOVES: dict[str, tuple[tuple[str, ...], str]] = {
+    "hospital-discharge": (OPEN, "discharged"),
+    "transfer-acknowledgement": (("received",), "acknowledged"),
+}
 
 
 def message_hash(doc: dict[str, Any]) -> str:
@@ -229,7 +236,12 @@ def add_step(
 
 
 class Closed(Exception):
-    """A discharge lost the race to another discharge of the same stay."""
+    """A message lost the race to another that moved the same transfer on since the rules were
+    checked (two discharges, two acknowledgements, or a discharge before an acknowledgement)."""
+
+    def __init__(self, transfer_id: str, status: str) -> None:
+        super().__init__(f"transfer {transfer_id} is {status}")
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,16 +289,8 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
         "content_hash": a.content_hash, "raw": a.raw, "response": a.response,
         "received_at": now,
     })  # fmt: skip
-    if h.event != "care-home-transfer":
-        closed = conn.execute(
-            update(TRANSFERS)
-            .where(TRANSFERS.c.id == a.transfer_id, TRANSFERS.c.status.in_(OPEN))
-            .values(status="discharged", updated_at=now)
-        )
-        if closed.rowcount != 1:  # another discharge closed it since the rules were checked
-            raise Closed(a.transfer_id)
-        conn.execute(insert(STATUS).values(transfer_id=a.transfer_id, status="discharged",
-                                           org=h.sender, user_id=a.user_id, at=now))  # fmt: skip
+    if h.event in MOVES:
+        _move(conn, a, now)
         return
     conn.execute(insert(TRANSFERS), {
         "id": a.transfer_id, "care_home": h.sender, "hospital": h.destination,
@@ -302,3 +306,22 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
              "user_id": "scr", "at": now},
         ],
     )  # fmt: skip
+
+
+def _move(conn: Connection, a: Accepted, now: datetime) -> None:
+    """Move the transfer ``a`` names on with a conditional update, so that of two messages
+    racing to move it from the same status only one does; the other raises :class:`Closed`
+    with the status it found."""
+    froms, to = MOVES[a.header.event]
+    moved = conn.execute(
+        update(TRANSFERS)
+        .where(TRANSFERS.c.id == a.transfer_id, TRANSFERS.c.status.in_(froms))
+        .values(status=to, updated_at=now)
+    )
+    if moved.rowcount != 1:
+        status = conn.execute(
+            select(TRANSFERS.c.status).where(TRANSFERS.c.id == a.transfer_id)
+        ).scalar_one()
+        raise Closed(a.transfer_id, status)
+    conn.execute(insert(STATUS).values(transfer_id=a.transfer_id, status=to,
+                                       org=a.header.sender, user_id=a.user_id, at=now))  # fmt: skip

@@ -4,9 +4,10 @@ On PostgreSQL a care-home transfer (the message, the transfer, its ``sent`` and 
 steps) is one statement of data-modifying CTEs in autocommit: a single statement is atomic, so
 a duplicate header id fails it whole and nothing is kept, as in a transaction, at about a third
 of the CPU (one statement instead of three and a BEGIN and a COMMIT, each about 0.1–0.2 ms of
-SQLAlchemy and psycopg). A discharge stays a transaction (``store.accept``): it must see that
-its conditional update closed the stay before the message is kept. SQLite has no
-data-modifying CTEs, so there every message takes the transaction.
+SQLAlchemy and psycopg). A discharge or an acknowledgement stays a transaction
+(``store.accept``): it must see that its conditional update moved the transfer on before the
+message is kept. SQLite has no data-modifying CTEs, so there every message takes the
+transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _TRANSFER = text(
 
 def take(engine: Engine, a: store.Accepted, now: datetime) -> None:
     """Keep ``a`` atomically; a duplicate header id raises ``IntegrityError`` and keeps
-    nothing, a discharge of a stay closed meanwhile raises ``store.Closed``."""
+    nothing, a message whose transfer another moved on meanwhile raises ``store.Closed``."""
     h = a.header
     if engine.dialect.name != "postgresql" or h.event != "care-home-transfer":
         with write_turn(engine), engine.begin() as conn:

@@ -27,7 +27,7 @@ from engine.api.deps import who_for
 from engine.api.transfer import inbox
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
-from engine.transfer.form import DischargeForm, discharge_message
+from engine.transfer.form import DischargeForm, acknowledgement_message, discharge_message
 from engine.transfer.receive import receive
 from engine.transfer.rules import NOT_IN_CARE, Refused
 from engine.transfer.tables import MESSAGES, STATUS, TRANSFERS
@@ -559,3 +559,221 @@ def test_two_discharges_at_once_close_the_stay_once(
         t.join()
     assert sorted(outcomes) == [200, 422, 422, 422, 422, 422]
     assert count(store, MESSAGES) == 2
+
+
+def acknowledgement(transfer_id: str, **over: Any) -> dict[str, Any]:
+    """The unsigned acknowledgement of ``transfer_id``, from the hospital unless ``over`` says."""
+    return acknowledgement_message(
+        FORM.person, sender=over.get("sender", HOSPITAL), destination=over.get("to", CARE_HOME),
+        transfer_id=transfer_id, completed_by="Dr Ben Synthetic", now=datetime.now(UTC),
+        base=BASE, header_id=over.get("header_id"),
+    )  # fmt: skip
+
+
+def history(client: TestClient, tok: str, transfer_id: str) -> list[tuple[str, str]]:
+    seen = client.get(f"/transfers/{transfer_id}", headers=auth(tok)).json()
+    return [(s["status"], s["org"]) for s in seen["history"]]
+
+
+def test_a_hospital_acknowledges_a_transfer_by_message(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    doc = signed(acknowledgement(transfer_id), keys[HOSPITAL], HOSPITAL)
+    raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    answer = send(client, doctor, raw)
+    assert answer.status_code == 200, answer.text
+    header = answer.json()["entry"][0]["resource"]
+    assert header["response"] == {"identifier": doc["entry"][0]["resource"]["id"], "code": "ok"}
+    assert header["eventCoding"]["code"] == "transfer-acknowledgement"
+    assert client.get(f"/transfers/{transfer_id}", headers=auth(home)).json()["status"] == (
+        "acknowledged"
+    )
+    assert history(client, home, transfer_id) == [
+        ("sent", CARE_HOME), ("received", HOSPITAL), ("acknowledged", HOSPITAL)
+    ]  # fmt: skip
+    with store.engine.connect() as conn:
+        kept = conn.execute(
+            select(MESSAGES.c.raw).where(MESSAGES.c.event == "transfer-acknowledgement")
+        ).scalar_one()
+    assert kept == raw
+    assert trail(store, "transfer-acknowledge") == [("transfer-acknowledge", "permit", HOSPITAL)]
+    with store.engine.connect() as conn:
+        body = conn.execute(
+            select(AuditRow.body).where(AuditRow.action == "transfer-acknowledge")
+        ).scalar_one()
+    entry = flat(orjson.loads(body))
+    assert entry["rules"] == ["transfer.accepted"] and entry["nhs_number"] == NHS
+    said = lines([entry], organisations={}, roles={}, purposes={}, zone=UTC_ZONE)
+    assert [line.what for line in said] == ["confirmed receipt of your hospital transfer details"]
+
+
+def test_an_acknowledgement_resent_gets_the_same_answer_and_changed_is_a_conflict(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    doc = acknowledgement(transfer_id)
+    first = send(client, doctor, signed(doc, keys[HOSPITAL], HOSPITAL))
+    again = send(client, doctor, signed(doc, keys[HOSPITAL], HOSPITAL))  # re-signed: the same
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.content == again.content
+    assert (count(store, MESSAGES), count(store, STATUS)) == (2, 3)
+    changed = copy.deepcopy(doc)
+    changed["entry"][1]["resource"]["author"] = [{"display": "Someone else"}]
+    refused = send(client, doctor, signed(changed, keys[HOSPITAL], HOSPITAL))
+    assert refused.status_code == 409
+    assert refused.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.id"]
+    assert (count(store, MESSAGES), count(store, STATUS)) == (2, 3)
+    assert [o for _, o, _ in trail(store, "transfer-acknowledge")] == ["permit", "permit", "deny"]
+
+
+RELATES_TO = "Bundle.entry[1].resource.relatesTo"
+SENDER = "Bundle.entry[0].resource.sender.identifier.value"
+NO_SUCH = "00000000-0000-4000-8000-000000000000"
+
+
+def _acknowledged(client: TestClient, doctor: str, keys: Any, transfer_id: str) -> None:
+    first = send(client, doctor, signed(acknowledgement(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert first.status_code == 200, first.text
+
+
+def _discharged(client: TestClient, doctor: str, keys: Any, transfer_id: str) -> None:
+    closing = send(client, doctor, signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert closing.status_code == 200, closing.text
+
+
+@pytest.mark.parametrize(
+    ("before", "status"),
+    [(_acknowledged, "acknowledged"), (_discharged, "discharged")],
+    ids=["acknowledged-already", "discharged"],
+)
+def test_only_a_received_transfer_is_acknowledged_and_once(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token, before: Any, status: str,
+) -> None:  # fmt: skip
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    before(client, doctor, keys, transfer_id)
+    stored = (count(store, MESSAGES), count(store, STATUS))
+    refused = send(client, doctor, signed(acknowledgement(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"] == [{
+        "severity": "error", "code": "business-rule", "expression": [RELATES_TO],
+        "diagnostics": f"that transfer is {status}, not received: a transfer is acknowledged "
+                       "once, on receipt",
+    }]  # fmt: skip
+    assert (count(store, MESSAGES), count(store, STATUS)) == stored
+    assert client.get(f"/transfers/{transfer_id}", headers=auth(home)).json()["status"] == status
+    assert trail(store, "transfer-acknowledge")[-1] == ("transfer-acknowledge", "deny", HOSPITAL)
+
+
+def test_an_acknowledgement_through_the_api_first_leaves_none_for_the_message(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    path = f"/transfers/{transfer_id}/acknowledge"
+    assert client.post(path, headers=auth(doctor)).status_code == 200
+    refused = send(client, doctor, signed(acknowledgement(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert refused.status_code == 422
+    assert [(i["code"], i["expression"]) for i in refused.json()["issue"]] == [
+        ("business-rule", [RELATES_TO])
+    ]
+    assert count(store, MESSAGES) == 1
+    assert [s for s, _ in history(client, home, transfer_id)].count("acknowledged") == 1
+
+
+def _no_relates_to(doc: dict[str, Any]) -> None:
+    doc["entry"][1]["resource"].pop("relatesTo")
+
+
+@pytest.mark.parametrize(
+    ("names", "change", "expected"),
+    [
+        ("none", None, [("not-found", RELATES_TO)]),
+        ("other-hospital", None, [("not-found", RELATES_TO)]),
+        ("own", _no_relates_to, [("required", RELATES_TO)]),
+    ],
+    ids=["no-such-transfer", "sent-to-another-hospital", "names-no-transfer"],
+)
+def test_an_acknowledgement_must_name_a_transfer_to_the_sending_hospital(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token, names: str, change: Any, expected: list[tuple[str, str]],
+) -> None:  # fmt: skip
+    own = sent_transfer(client, home, keys)
+    elsewhere = sent_transfer(client, home, keys, to=OTHER_HOSPITAL)
+    doc = acknowledgement({"none": NO_SUCH, "other-hospital": elsewhere, "own": own}[names])
+    if change is not None:
+        change(doc)
+    refused = send(client, token("ae-doctor"), signed(doc, keys[HOSPITAL], HOSPITAL))
+    assert refused.status_code == 422, refused.text
+    issues = refused.json()["issue"]
+    assert [(i["code"], i["expression"][0]) for i in issues] == expected
+    assert (count(store, MESSAGES), count(store, STATUS)) == (2, 4)
+    assert trail(store, "transfer-acknowledge") == [("transfer-acknowledge", "deny", HOSPITAL)]
+
+
+def test_a_care_home_cannot_acknowledge_its_own_transfer_by_message(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    transfer_id = sent_transfer(client, home, keys)
+    doc = signed(acknowledgement(transfer_id, sender=CARE_HOME, to=HOSPITAL), keys[CARE_HOME])
+    refused = send(client, home, doc)
+    assert refused.status_code == 422, refused.text
+    issues = {i["expression"][0]: i for i in refused.json()["issue"]}
+    assert issues[SENDER]["code"] == "forbidden"
+    assert issues[SENDER]["diagnostics"] == "a transfer-acknowledgement is sent by a hospital"
+    assert (count(store, MESSAGES), count(store, STATUS)) == (1, 2)
+    assert client.get(f"/transfers/{transfer_id}", headers=auth(home)).json()["status"] == (
+        "received"
+    )
+
+
+def test_a_stay_acknowledged_by_message_is_still_discharged(
+    client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    _acknowledged(client, doctor, keys, transfer_id)
+    _discharged(client, doctor, keys, transfer_id)
+    assert [s for s, _ in history(client, home, transfer_id)] == [
+        "sent", "received", "acknowledged", "discharged"
+    ]  # fmt: skip
+    seen = client.get(f"/transfers/{transfer_id}", headers=auth(home)).json()
+    assert [m["event"] for m in seen["messages"]] == [
+        "care-home-transfer", "transfer-acknowledgement", "hospital-discharge"
+    ]  # fmt: skip
+
+
+def test_acknowledgements_at_once_acknowledge_the_transfer_once(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    transfer_id = sent_transfer(client, home, keys)
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    who = who_for(svc, svc.verifier.verify(token("ae-doctor")))
+    raws = [
+        orjson.dumps(signed(acknowledgement(transfer_id), keys[HOSPITAL], HOSPITAL))
+        for _ in range(6)
+    ]
+    start = threading.Barrier(len(raws))
+    outcomes: list[int] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            receive(inbox(svc), who, RequestContext(f"ack-{i}"), raws[i])
+            outcomes.append(200)
+        except Refused as refused:
+            assert [p.code for p in refused.problems] == ["business-rule"]
+            outcomes.append(refused.status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(raws))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [200, 422, 422, 422, 422, 422]
+    assert count(store, MESSAGES) == 2
+    assert [s for s, _ in history(client, home, transfer_id)].count("acknowledged") == 1

@@ -3,9 +3,13 @@ transfer is written as, and the relationship each transfer gives its hospital.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from consent.policy import load
 from engine.gate import gather_facts
@@ -13,9 +17,10 @@ from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import signature
 from engine.transfer import store as transfers
 from engine.transfer.message import header_of
-from engine.transfer.tables import STATUS, TRANSFERS
+from engine.transfer.tables import MESSAGES, STATUS, TRANSFERS
+from engine.transfer.take import take
 from tests.api.conftest import NHS, Store, Token
-from tests.api.test_transfer import discharge, send, sent_transfer
+from tests.api.test_transfer import acknowledgement, discharge, send, sent_transfer
 from tests.api.transfers import (
     CARE_HOME,
     HOSPITAL,
@@ -94,3 +99,34 @@ def test_each_transfer_is_one_stay_from_receipt_to_its_discharge(
         (HOSPITAL, "transfer", at[(ids[0], "received")], at[(ids[0], "discharged")]),
         (OTHER_HOSPITAL, "transfer", at[(ids[1], "received")], None),
     }
+
+
+@pytest.mark.parametrize(
+    ("winner", "status"),
+    [(acknowledgement, "acknowledged"), (discharge, "discharged")],
+    ids=["acknowledged", "discharged"],
+)
+def test_an_acknowledgement_that_lost_the_race_keeps_nothing_and_says_where_it_stands(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token, winner: Any, status: str,
+) -> None:  # fmt: skip
+    """Past the rules, only the conditional update stands between two messages moving the same
+    transfer on: the loser's message is not kept, and it learns the status that beat it."""
+    transfer_id = sent_transfer(client, home, keys)
+    first = send(client, token("ae-doctor"), signed(winner(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert first.status_code == 200, first.text
+    with store.engine.connect() as conn:
+        (person,) = people_with_nhs_number(conn, NHS)
+        kept = conn.execute(select(func.count()).select_from(MESSAGES)).scalar_one()
+    late = transfers.Accepted(
+        header=header_of(acknowledgement(transfer_id)), raw=b"{}", content_hash="late",
+        response=b"{}", person_id=person, patient_id="late", nhs_number=NHS,
+        transfer_id=transfer_id, user_id="u-ae-doctor",
+    )  # fmt: skip
+    with pytest.raises(transfers.Closed) as lost:
+        take(store.engine, late, datetime.now(UTC))
+    assert lost.value.status == status
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(MESSAGES)).scalar_one() == kept
+        steps = conn.execute(select(STATUS.c.status)).scalars().all()
+    assert sorted(steps) == sorted(["sent", "received", status])

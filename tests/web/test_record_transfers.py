@@ -17,7 +17,7 @@ from audit.entry import flat
 from audit.tables import AuditRow
 from engine.api import create_app
 from tests.api.conftest import NHS, PATIENT, Store, Token, api_settings, auth, client, store, token
-from tests.api.test_transfer import discharge, home, keys, send, sent_transfer
+from tests.api.test_transfer import acknowledgement, discharge, home, keys, send, sent_transfer
 from tests.api.transfers import (
     CARE_ROLE,
     HOSPITAL,
@@ -124,3 +124,19 @@ def test_a_profile_without_admissions_is_refused_the_transfer_like_any_admission
     assert not any(r.startswith("transfer/") for r in entry["refs"])
     record(web, token("gp"))
     assert last_read(store, "Y00001")["disclosed"]["transfer"] == 1
+
+
+def test_the_inbox_page_shows_an_acknowledgement_message_as_one(
+    web: TestClient, client: TestClient, token: Token, keys: dict[str, Ed25519PrivateKey],
+    home: str,
+) -> None:  # fmt: skip
+    found = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    ack = signed(acknowledgement(found), keys[HOSPITAL], HOSPITAL)
+    assert send(client, doctor, ack).status_code == 200
+    signed_in(web, home)
+    page = web.get(f"/inbox/{found}")
+    assert page.status_code == 200
+    headings = [h.split("</h2>", 1)[0] for h in page.text.split("<h2>")[1:]]
+    assert headings == ["Status history", "Transfer form", "Acknowledgement of receipt"]
+    assert 'id="status">acknowledged<' in page.text
