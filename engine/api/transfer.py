@@ -151,15 +151,26 @@ def detail(svc: Services, row: store.TransferRow) -> dict[str, Any]:
 
 def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> str:
     """Move the transfer on (``acknowledged`` or ``returned``); 409 when it is not ``who``'s
-    turn."""
+    turn, including when it moved on between reading it and moving it."""
     row = visible(svc, who, ctx, transfer_id)
     status = acknowledgement(who, row)
     if status is None:
         raise FhirError(409, Problem("business-rule", f"The transfer is {row.status}: there is "
                                      "nothing for your organisation to acknowledge"))  # fmt: skip
     _audit(svc, who, ctx, STEP_ACTIONS[status], row)
-    with svc.engine.begin() as conn:
-        store.add_step(conn, row.id, status, who.org, who.user_id, datetime.now(UTC))
+    try:
+        with svc.engine.begin() as conn:
+            store.step(conn, row.id, (row.status,), status, who.org, who.user_id,
+                       datetime.now(UTC))  # fmt: skip
+    except store.Closed as exc:  # moved on since it was read: by a message, or a second click
+        raise FhirError(
+            409,
+            Problem(
+                "business-rule",
+                f"The transfer is {exc.status}: there is "
+                "nothing for your organisation to acknowledge",
+            ),
+        ) from None
     return status
 
 

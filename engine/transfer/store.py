@@ -223,21 +223,31 @@ def messages_of(conn: Connection, transfer_id: str) -> list[tuple[str, bytes]]:
     return [(r.event, r.raw) for r in rows]
 
 
-def add_step(
-    conn: Connection, transfer_id: str, status: str, org: str, user_id: str, now: datetime
-) -> None:
-    conn.execute(
-        insert(STATUS).values(transfer_id=transfer_id, status=status, org=org, user_id=user_id,
-                              at=now)
-    )  # fmt: skip
-    conn.execute(
-        update(TRANSFERS).where(TRANSFERS.c.id == transfer_id).values(status=status, updated_at=now)
+def step(
+    conn: Connection, transfer_id: str, froms: tuple[str, ...], to: str, org: str,
+    user_id: str, now: datetime,
+) -> None:  # fmt: skip
+    """Move a transfer on from one of ``froms`` to ``to`` with a conditional update, so that of
+    two racing to move it from the same status only one does; the other raises :class:`Closed`
+    with the status it found, and the caller's transaction keeps nothing of it."""
+    moved = conn.execute(
+        update(TRANSFERS)
+        .where(TRANSFERS.c.id == transfer_id, TRANSFERS.c.status.in_(froms))
+        .values(status=to, updated_at=now)
     )
+    if moved.rowcount != 1:
+        status = conn.execute(
+            select(TRANSFERS.c.status).where(TRANSFERS.c.id == transfer_id)
+        ).scalar_one()
+        raise Closed(transfer_id, status)
+    conn.execute(insert(STATUS).values(transfer_id=transfer_id, status=to, org=org,
+                                       user_id=user_id, at=now))  # fmt: skip
 
 
 class Closed(Exception):
-    """A message lost the race to another that moved the same transfer on since the rules were
-    checked (two discharges, two acknowledgements, or a discharge before an acknowledgement)."""
+    """A step lost the race to another that moved the same transfer on since it was read (two
+    discharges, two acknowledgements by message or by hand, a discharge before an
+    acknowledgement)."""
 
     def __init__(self, transfer_id: str, status: str) -> None:
         super().__init__(f"transfer {transfer_id} is {status}")
@@ -280,7 +290,7 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
     """Take a message in (the caller's transaction); a duplicate header id fails the insert.
 
     A transfer is inserted at its latest step with both first steps at once, rather than
-    stepped through :func:`add_step`: the same rows in half the statements.
+    stepped through :func:`step`: the same rows in half the statements.
     """
     h = a.header
     conn.execute(insert(MESSAGES), {
@@ -290,7 +300,8 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
         "received_at": now,
     })  # fmt: skip
     if h.event in MOVES:
-        _move(conn, a, now)
+        froms, to = MOVES[h.event]
+        step(conn, a.transfer_id, froms, to, h.sender, a.user_id, now)
         return
     conn.execute(insert(TRANSFERS), {
         "id": a.transfer_id, "care_home": h.sender, "hospital": h.destination,
@@ -306,22 +317,3 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
              "user_id": "scr", "at": now},
         ],
     )  # fmt: skip
-
-
-def _move(conn: Connection, a: Accepted, now: datetime) -> None:
-    """Move the transfer ``a`` names on with a conditional update, so that of two messages
-    racing to move it from the same status only one does; the other raises :class:`Closed`
-    with the status it found."""
-    froms, to = MOVES[a.header.event]
-    moved = conn.execute(
-        update(TRANSFERS)
-        .where(TRANSFERS.c.id == a.transfer_id, TRANSFERS.c.status.in_(froms))
-        .values(status=to, updated_at=now)
-    )
-    if moved.rowcount != 1:
-        status = conn.execute(
-            select(TRANSFERS.c.status).where(TRANSFERS.c.id == a.transfer_id)
-        ).scalar_one()
-        raise Closed(a.transfer_id, status)
-    conn.execute(insert(STATUS).values(transfer_id=a.transfer_id, status=to,
-                                       org=a.header.sender, user_id=a.user_id, at=now))  # fmt: skip

@@ -24,9 +24,11 @@ from audit.report import lines
 from audit.tables import AuditRow
 from consent import Request, decide
 from engine.api.deps import who_for
-from engine.api.transfer import inbox
+from engine.api.errors import FhirError
+from engine.api.transfer import acknowledge, inbox
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
+from engine.transfer import store as transfers
 from engine.transfer.form import DischargeForm, acknowledgement_message, discharge_message
 from engine.transfer.receive import receive
 from engine.transfer.rules import NOT_IN_CARE, Refused
@@ -777,3 +779,46 @@ def test_acknowledgements_at_once_acknowledge_the_transfer_once(
     assert sorted(outcomes) == [200, 422, 422, 422, 422, 422]
     assert count(store, MESSAGES) == 2
     assert [s for s, _ in history(client, home, transfer_id)].count("acknowledged") == 1
+
+
+def test_acknowledgements_through_the_api_at_once_acknowledge_the_transfer_once(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    transfer_id = sent_transfer(client, home, keys)
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    who = who_for(svc, svc.verifier.verify(token("ae-doctor")))
+    start = threading.Barrier(6)
+    outcomes: list[int] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            acknowledge(svc, who, RequestContext(f"api-ack-{i}"), transfer_id)
+            outcomes.append(200)
+        except FhirError as refused:
+            outcomes.append(refused.status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [200, 409, 409, 409, 409, 409]
+    assert [s for s, _ in history(client, home, transfer_id)].count("acknowledged") == 1
+
+
+def test_a_step_from_a_status_the_transfer_has_left_keeps_nothing(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """What a hand acknowledgement meets when a discharge message moved the transfer on after
+    it was read: it must not put the transfer back."""
+    transfer_id = sent_transfer(client, home, keys)
+    steps = count(store, STATUS)
+    with pytest.raises(transfers.Closed) as lost, store.engine.begin() as conn:
+        transfers.step(conn, transfer_id, ("acknowledged",), "discharged", HOSPITAL, "u",
+                       datetime.now(UTC))  # fmt: skip
+    assert lost.value.status == "received"
+    assert count(store, STATUS) == steps
+    assert client.get(f"/transfers/{transfer_id}", headers=auth(home)).json()["status"] == (
+        "received"
+    )
