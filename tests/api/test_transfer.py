@@ -7,7 +7,6 @@ stored; a good one is stored once however often (or however concurrently) it is 
 from __future__ import annotations
 
 import copy
-import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,6 +41,7 @@ from tests.api.transfers import (
     HOSPITAL,
     OTHER_HOME,
     OTHER_HOSPITAL,
+    at_once,
     home,
     keys,
     place,
@@ -290,18 +290,7 @@ def test_the_same_message_sent_ten_times_at_once_is_stored_once(
     raw = orjson.dumps(signed(unsigned(), keys[CARE_HOME]))
     svc = client.app.state.services  # type: ignore[attr-defined]
     who = who_for(svc, svc.verifier.verify(home))
-    start = threading.Barrier(10)
-    answers: list[bytes] = []
-
-    def one(i: int) -> None:
-        start.wait()
-        answers.append(receive(inbox(svc), who, RequestContext(f"race-{i}"), raw))
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = at_once(10, lambda i: receive(inbox(svc), who, RequestContext(f"race-{i}"), raw))
     assert len(answers) == 10 and len(set(answers)) == 1
     assert (count(store, MESSAGES), count(store, TRANSFERS)) == (1, 1)
 
@@ -543,23 +532,15 @@ def test_two_discharges_at_once_close_the_stay_once(
     raws = [
         orjson.dumps(signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL)) for _ in range(6)
     ]
-    start = threading.Barrier(len(raws))
-    outcomes: list[int] = []
 
-    def one(i: int) -> None:
-        start.wait()
+    def one(i: int) -> int:
         try:
             receive(inbox(svc), who, RequestContext(f"close-{i}"), raws[i])
-            outcomes.append(200)
         except Refused as refused:
-            outcomes.append(refused.status)
+            return refused.status
+        return 200
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(raws))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == [200, 422, 422, 422, 422, 422]
+    assert sorted(at_once(len(raws), one)) == [200, 422, 422, 422, 422, 422]
     assert count(store, MESSAGES) == 2
 
 
@@ -759,24 +740,15 @@ def test_acknowledgements_at_once_acknowledge_the_transfer_once(
         orjson.dumps(signed(acknowledgement(transfer_id), keys[HOSPITAL], HOSPITAL))
         for _ in range(6)
     ]
-    start = threading.Barrier(len(raws))
-    outcomes: list[int] = []
 
-    def one(i: int) -> None:
-        start.wait()
+    def one(i: int) -> tuple[int, list[str]]:
         try:
             receive(inbox(svc), who, RequestContext(f"ack-{i}"), raws[i])
-            outcomes.append(200)
         except Refused as refused:
-            assert [p.code for p in refused.problems] == ["business-rule"]
-            outcomes.append(refused.status)
+            return refused.status, [p.code for p in refused.problems]
+        return 200, []
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(raws))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == [200, 422, 422, 422, 422, 422]
+    assert sorted(at_once(len(raws), one)) == [(200, [])] + [(422, ["business-rule"])] * 5
     assert count(store, MESSAGES) == 2
     assert [s for s, _ in history(client, home, transfer_id)].count("acknowledged") == 1
 
@@ -787,23 +759,15 @@ def test_acknowledgements_through_the_api_at_once_acknowledge_the_transfer_once(
     transfer_id = sent_transfer(client, home, keys)
     svc = client.app.state.services  # type: ignore[attr-defined]
     who = who_for(svc, svc.verifier.verify(token("ae-doctor")))
-    start = threading.Barrier(6)
-    outcomes: list[int] = []
 
-    def one(i: int) -> None:
-        start.wait()
+    def one(i: int) -> int:
         try:
             acknowledge(svc, who, RequestContext(f"api-ack-{i}"), transfer_id)
-            outcomes.append(200)
         except FhirError as refused:
-            outcomes.append(refused.status)
+            return refused.status
+        return 200
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == [200, 409, 409, 409, 409, 409]
+    assert sorted(at_once(6, one)) == [200, 409, 409, 409, 409, 409]
     assert [s for s, _ in history(client, home, transfer_id)].count("acknowledged") == 1
 
 

@@ -4,9 +4,11 @@ one person."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -100,3 +102,24 @@ def home(store: Store, token: Token) -> str:
     """A nurse at the care home the store's person lives in."""
     place(store, CARE_HOME)
     return token("gp", org=CARE_HOME, role_code=CARE_ROLE, user_id="u-nurse")
+
+
+T = TypeVar("T")
+
+
+def at_once(n: int, attempt: Callable[[int], T]) -> list[T]:
+    """What ``attempt(i)`` gives for each of ``n`` threads released together: a race to the
+    store. An attempt returns its outcome rather than raising, so none is lost in its thread."""
+    start = threading.Barrier(n)
+    outcomes: list[T] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        outcomes.append(attempt(i))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
