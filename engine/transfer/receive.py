@@ -61,9 +61,12 @@ def _audit(
     nhs: str | None = None,
     action: Action = "transfer-receive",
     care: Decision | None = None,
+    transfer_id: str | None = None,
 ) -> None:
     """One entry; ``care`` is the policy's decision on the sender acting for the person, whose
-    rules, basis and policy version it carries."""
+    rules, basis and policy version it carries. An accepted message names its transfer
+    (``transfer/<id>``), as a step through ``/transfers`` does, so the trail ties every step
+    of a stay together whichever way it came."""
     entry = AuditEntry(
         request_id=ctx.request_id, action=action, outcome="permit" if permit else "deny",
         user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
@@ -71,6 +74,7 @@ def _audit(
         rules=rules + (tuple(r.rule_id for r in care.reasons) if care else ()),
         policy_version=care.policy_version if care else None,
         basis=care.basis if care else None, patient_id=person, nhs_number=nhs,
+        refs=(f"transfer/{transfer_id}",) if transfer_id else (),
         client_address=ctx.client_address, user_agent=ctx.user_agent,
     )  # fmt: skip
     disclose(inbox.audit, entry, None)
@@ -200,7 +204,7 @@ def _accept(
         user_id=who.user_id,
     )  # fmt: skip
     _audit(inbox, who, ctx, True, ("transfer.accepted",), person, nhs, action_of(parsed),
-           known.care)  # fmt: skip
+           known.care, accepted.transfer_id)  # fmt: skip
     try:
         take(inbox.engine, accepted, now)
     except store.Closed as lost:

@@ -588,6 +588,14 @@ def test_a_hospital_acknowledges_a_transfer_by_message(
         ).scalar_one()
     entry = flat(orjson.loads(body))
     assert entry["rules"] == ["transfer.accepted"] and entry["nhs_number"] == NHS
+    assert entry["refs"] == [f"transfer/{transfer_id}"]
+    with store.engine.connect() as conn:
+        sent = conn.execute(
+            select(AuditRow.body).where(
+                AuditRow.action == "transfer-receive", AuditRow.outcome == "permit"
+            )
+        ).scalar_one()
+    assert flat(orjson.loads(sent))["refs"] == [f"transfer/{transfer_id}"]  # the same stay
     said = lines([entry], organisations={}, roles={}, purposes={}, zone=UTC_ZONE)
     assert [line.what for line in said] == ["confirmed receipt of your hospital transfer details"]
 
