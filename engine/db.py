@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import psycopg
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -63,6 +64,12 @@ def read_only(engine: Engine, work: Callable[[Connection], T]) -> T:
     every checkout); instead a read that finds its connection dead (the database restarted,
     and the pool has now dropped every connection) runs once more on a new one, which is safe
     because it wrote nothing.
+
+    On PostgreSQL its results come in the binary format. In the text format a ``bytea`` (every
+    resource body) is sent hex-encoded: twice its size, encoded by the server and decoded by
+    the driver; a typical record's read costs about 0.1 ms less of the driver's CPU and 0.06 ms
+    less of the server's in binary. A type the driver has no binary loader for (``pg_lsn``,
+    the catalogues' own) would come back as raw bytes, so reads of those go elsewhere.
     """
     try:
         return _autocommit(engine, work)
@@ -74,7 +81,14 @@ def read_only(engine: Engine, work: Callable[[Connection], T]) -> T:
 
 def _autocommit(engine: Engine, work: Callable[[Connection], T]) -> T:
     with engine.connect() as conn:
-        return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
+        if engine.dialect.name != "postgresql":
+            return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
+        driver: Any = conn.connection.driver_connection
+        driver.cursor_factory = _BinaryCursor
+        try:
+            return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
+        finally:
+            driver.cursor_factory = psycopg.Cursor
 
 
 def _pg_session(dbapi_conn: Any, _record: Any) -> None:
@@ -87,6 +101,14 @@ def _pg_session(dbapi_conn: Any, _record: Any) -> None:
     """
     dbapi_conn.execute("SET plan_cache_mode = force_generic_plan")
     dbapi_conn.commit()
+
+
+class _BinaryCursor(psycopg.Cursor[Any]):
+    """A cursor whose results come in PostgreSQL's binary format (see :func:`read_only`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.format = psycopg.pq.Format.BINARY
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,4 +1,5 @@
-"""The store's sessions: SQLite writers take turns without polling; PostgreSQL plans once."""
+"""The store's sessions: SQLite writers take turns without polling; PostgreSQL plans once and
+hands reads their results in binary."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from engine.db import make_engine, write_turn
+from engine.db import make_engine, read_only, write_turn
 
 #: Holds the turn on the store named by argv[1] until its stdin closes.
 _HOLDER = """
 import sys
-from engine.db import make_engine, write_turn
+from engine.db import make_engine, read_only, write_turn
 engine = make_engine(sys.argv[1])
 with write_turn(engine):
     print("held", flush=True)
@@ -76,3 +77,24 @@ def test_postgresql_keeps_one_generic_plan_per_prepared_statement(engine: Engine
         pytest.skip("a PostgreSQL session setting")
     with engine.connect() as conn:
         assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
+
+
+def _format(conn: Connection) -> int:
+    """The result format of a new cursor on ``conn``'s driver connection (1: binary)."""
+    return int(conn.connection.driver_connection.cursor().format)  # type: ignore[union-attr]
+
+
+def test_reads_come_in_binary_and_nothing_after_them_does(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL wire format")
+    assert read_only(engine, lambda conn: (_format(conn), conn.execute(text(
+        "SELECT '\\x00ff'::bytea")).scalar())) == (1, b"\x00\xff")  # fmt: skip
+
+    def fails(conn: Connection) -> None:
+        raise RuntimeError("the read failed")
+
+    with pytest.raises(RuntimeError):
+        read_only(engine, fails)
+    for _ in range(engine.pool.size() + 1):  # every pooled connection the reads used
+        with engine.connect() as conn:
+            assert _format(conn) == 0
