@@ -370,14 +370,19 @@ def serve_cmd(
     ] = 1,
 ) -> None:
     """Serve the API (uvicorn); migrations are applied first. WEB_CONCURRENCY sets the worker
-    count, as for other Python servers, so a container image can choose it."""
+    count, as for other Python servers, so a container image can choose it.
+
+    No access log: the audit trail records every access, with who, why and what left, under
+    its own protections. A line per request would copy the NHS numbers in ``/record/`` paths
+    and Patient searches into a plain log, which is kept and read with none of them.
+    """
     import uvicorn
 
     with _store(_settings()):
         err.print("database is at the latest revision")
     uvicorn.run(
         "engine.api.server:app", host=host, port=port, workers=workers, factory=False,
-        proxy_headers=True, log_level="info",
+        proxy_headers=True, log_level="info", access_log=False,
     )  # fmt: skip
 
 
