@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, cached_property, lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import (
@@ -77,17 +77,18 @@ RELATIONSHIP_TYPES = ("EpisodeOfCare", "Encounter", "Task", "ServiceRequest", "C
 RESTRICTED_PERSON = "restricted-person"
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a released resource came from, for its Provenance: the source record and run."""
+class Origin(NamedTuple):
+    """Where a released resource came from, for its Provenance: the source record and run.
+
+    A named tuple, as :class:`Item`: a read makes one of each per released row, and a frozen
+    dataclass takes about twice as long to build."""
 
     source_key: str
     run_id: str
     version_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One released resource as it leaves: its type, its id and its JSON, which is the stored
     canonical JSON itself when the decision masks nothing of its type (never parsed on the
     way), or else the masked copy written again."""
