@@ -84,11 +84,11 @@ def _autocommit(engine: Engine, work: Callable[[Connection], T]) -> T:
         if engine.dialect.name != "postgresql":
             return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
         driver: Any = conn.connection.driver_connection
-        driver.cursor_factory = _BinaryCursor
+        plain, driver.cursor_factory = driver.cursor_factory, _BinaryCursor
         try:
             return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
         finally:
-            driver.cursor_factory = psycopg.Cursor
+            driver.cursor_factory = plain
 
 
 def _pg_session(dbapi_conn: Any, _record: Any) -> None:
