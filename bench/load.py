@@ -79,14 +79,28 @@ def figures(times: list[float], seconds: float) -> Figures:
 
 
 def _client(
-    urls: Sequence[str], headers: dict[str, str], start: int, stop: float, out: list[float]
-) -> None:
+    urls: Sequence[str], headers: dict[str, str], start: int, stop: float, out: list[float],
+    every: float | None = None, first: float = 0.0,
+) -> None:  # fmt: skip
+    """Send until ``stop``: each request as soon as the last answers, or with ``every``, on a
+    schedule from ``first``, timed from when it was due (a late answer then counts against
+    every request that waited for it, rather than hiding them)."""
     with Connection(urls[0], headers) as client:
-        n = start
-        while time.perf_counter() < stop:
+        n, due = start, first
+        while True:
+            now = time.perf_counter()
+            if every is None:
+                if now >= stop:
+                    break
+                t0 = now
+            else:
+                if due >= stop:
+                    break
+                if due > now:
+                    time.sleep(due - now)
+                t0, due = due, due + every
             url = urls[n % len(urls)]
             n += 1
-            t0 = time.perf_counter()
             status, body = client.send("GET", url)
             ms = (time.perf_counter() - t0) * 1000
             if status != 200:
@@ -95,19 +109,22 @@ def _client(
 
 
 def _phase(
-    urls: Sequence[str], headers: dict[str, str], clients: int, seconds: float
-) -> tuple[list[float], float]:
+    urls: Sequence[str], headers: dict[str, str], clients: int, seconds: float,
+    rate: float | None = None,
+) -> tuple[list[float], float]:  # fmt: skip
     lists: list[list[float]] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
-    stop = time.perf_counter() + seconds
+    begin = time.perf_counter()
+    stop = begin + seconds
+    every = clients / rate if rate else None
 
     def one(i: int) -> None:
+        first = begin + i * (every or 0.0) / clients  # the clients' turns interleaved evenly
         try:
-            _client(urls, headers, i * 7, stop, lists[i])
+            _client(urls, headers, i * 7, stop, lists[i], every, first)
         except BaseException as exc:
             errors.append(exc)
 
-    begin = time.perf_counter()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
@@ -124,6 +141,17 @@ def run(
     """``clients`` concurrent clients cycling over ``urls`` for ``seconds`` after ``warmup``."""
     _phase(urls, headers, clients, warmup)
     return figures(*_phase(urls, headers, clients, seconds))
+
+
+def paced(
+    urls: Sequence[str], headers: dict[str, str], clients: int, rate: float, seconds: float,
+    warmup: float,
+) -> Figures:  # fmt: skip
+    """``clients`` connections sending ``rate`` requests a second between them on a fixed
+    schedule: the latency at that rate, where :func:`run` gives the rate the server sustains
+    (whose latency, in a closed loop, is the clients' count divided by it)."""
+    _phase(urls, headers, clients, warmup, rate)
+    return figures(*_phase(urls, headers, clients, seconds, rate))
 
 
 def sequential(urls: Sequence[str], headers: dict[str, str], rounds: int) -> Figures:

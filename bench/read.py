@@ -119,22 +119,32 @@ def measure(
     patients: Sequence[str],
     offsets: Sequence[int],
     quick: bool,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """Loaded and single-client figures for reading ``patients`` (at each offset), and the floor."""
+    """Loaded and single-client figures for reading ``patients`` (at each offset), and the floor;
+    with ``rate``, also the latency when the clients send that many requests a second."""
     urls = [everything(base, p, o) for p in patients for o in offsets]
     pages = released_ids(urls, headers)
     seconds, warmup, rounds = (2.0, 0.5, 30) if quick else (20.0, 3.0, 300)
     loaded = load.run(urls, headers, CLIENTS, seconds, warmup)
     single = load.sequential(urls, headers, rounds)
     floor = floor_p50(engine, pages, rounds)
-    return loaded.as_dict() | {
-        "people": len(patients),
-        "resources_per_page": round(statistics.mean(len(p) for p in pages), 1),
-        "single_client": {"p50_ms": single.p50_ms, "p99_ms": single.p99_ms},
-        "floor_p50_ms": floor,
-        "ratio_to_floor": round(loaded.p50_ms / floor, 2),
-        "single_client_ratio_to_floor": round(single.p50_ms / floor, 2),
-    }
+    paced = {}
+    if rate is not None:
+        at = load.paced(urls, headers, CLIENTS, rate, seconds, warmup)
+        paced = {"at_target_rate": {"offered_per_s": rate} | at.as_dict()}
+    return (
+        loaded.as_dict()
+        | paced
+        | {
+            "people": len(patients),
+            "resources_per_page": round(statistics.mean(len(p) for p in pages), 1),
+            "single_client": {"p50_ms": single.p50_ms, "p99_ms": single.p99_ms},
+            "floor_p50_ms": floor,
+            "ratio_to_floor": round(loaded.p50_ms / floor, 2),
+            "single_client_ratio_to_floor": round(single.p50_ms / floor, 2),
+        }
+    )
 
 
 def ingested(quick: bool) -> int:
@@ -158,7 +168,8 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
             build_s = time.perf_counter() - t0
             assert corpus.heavy is not None
             people = sample(readable(corpus), TYPICAL_PEOPLE)
-            typical = measure(engine, base, headers, people, [0], quick)
+            rate = TARGETS["typical"]["req_per_s"]
+            typical = measure(engine, base, headers, people, [0], quick, rate)
             heavy = measure(engine, base, headers, [corpus.heavy], [0, PAGE], quick)
         result = {
             "database": label(url),
