@@ -150,6 +150,8 @@ def paced(
     """``clients`` connections sending ``rate`` requests a second between them on a fixed
     schedule: the latency at that rate, where :func:`run` gives the rate the server sustains
     (whose latency, in a closed loop, is the clients' count divided by it)."""
+    if rate <= 0:
+        raise ValueError("a paced load needs a rate above zero")
     _phase(urls, headers, clients, warmup, rate)
     return figures(*_phase(urls, headers, clients, seconds, rate))
 

@@ -45,9 +45,11 @@ _SQLITE_IN_CHUNK = 500
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine whose errors never show the values bound to a statement: they are NHS numbers,
+    names and record content, and an error's text ends up in logs and on operators' screens."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, **kwargs)
+    engine = create_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -81,14 +83,14 @@ def read_only(engine: Engine, work: Callable[[Connection], T]) -> T:
 
 def _autocommit(engine: Engine, work: Callable[[Connection], T]) -> T:
     with engine.connect() as conn:
-        if engine.dialect.name != "postgresql":
-            return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
         driver: Any = conn.connection.driver_connection
-        plain, driver.cursor_factory = driver.cursor_factory, _BinaryCursor
+        if engine.dialect.driver != "psycopg" or driver.cursor_factory is not psycopg.Cursor:
+            return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
+        driver.cursor_factory = _BinaryCursor
         try:
             return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
         finally:
-            driver.cursor_factory = plain
+            driver.cursor_factory = psycopg.Cursor
 
 
 def _pg_session(dbapi_conn: Any, _record: Any) -> None:

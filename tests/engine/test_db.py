@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from engine.db import make_engine, read_only, write_turn
+from tests.factories import nhs_numbers
 
 #: Holds the turn on the store named by argv[1] until its stdin closes.
 _HOLDER = """
 import sys
 from engine.db import make_engine, read_only, write_turn
+from tests.factories import nhs_numbers
 engine = make_engine(sys.argv[1])
 with write_turn(engine):
     print("held", flush=True)
@@ -98,3 +101,12 @@ def test_reads_come_in_binary_and_nothing_after_them_does(engine: Engine) -> Non
     for _ in range(engine.pool.size() + 1):  # every pooled connection the reads used
         with engine.connect() as conn:
             assert _format(conn) == 0
+
+
+def test_a_database_error_never_shows_the_values_bound_to_the_statement(engine: Engine) -> None:
+    number = next(nhs_numbers(999_800_000))
+    with pytest.raises(DBAPIError) as failed, engine.connect() as conn:
+        conn.execute(text("SELECT nhs_number FROM no_such_table WHERE nhs_number = :n"),
+                     {"n": number})  # fmt: skip
+    assert "no_such_table" in str(failed.value)  # the error still says what went wrong
+    assert number not in str(failed.value)

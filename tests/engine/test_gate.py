@@ -13,7 +13,14 @@ from adapters.base import SourceRef
 from adapters.systmone import SystmOneAdapter
 from consent import Request, Who, load, mask
 from engine.canonical import dumps
-from engine.gate import RELATIONSHIP_TYPES, _facts_query, gather_facts, release
+from engine.gate import (
+    _FIELDS,
+    RELATIONSHIP_TYPES,
+    _facts_query,
+    _page_query,
+    gather_facts,
+    release,
+)
 from engine.ingest import ingest
 from engine.models import Resource
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
@@ -233,3 +240,24 @@ def test_the_facts_statement_is_rendered_once_on_postgresql() -> None:
     assert not compiled.post_compile_params
     bound = set(compiled.params.values())
     assert {*RELATIONSHIP_TYPES, "Consent", "Patient", "received", "discharged"} <= bound
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_statements_columns_come_in_the_order_their_rows_are_unpacked(dialect: str) -> None:
+    """``release`` and ``_Gathered.add`` unpack rows by position, so a column moved in either
+    statement would be read as another; this pins both orders to the unpacking."""
+    for own_only, excluded, since, ids in [(False, frozenset(), False, False),
+                                           (True, frozenset({"x"}), True, True)]:  # fmt: skip
+        page = _page_query(dialect, own_only, excluded, since, ids)
+        assert [c.name for c in page.selected_columns] == [
+            "id", "resource_type", "source_org", "body", "labels", "section", "policy_labels",
+            "facts_version", "source_key", "run_id", "version_id",
+        ]  # fmt: skip
+    facts = _facts_query(dialect)
+    assert [c.name for c in facts.selected_columns] == list(_FIELDS) == [
+        "kind", "resource_type", "source_org", "labels", "relation", "body", "relation_ref",
+        "org_relation", "org_body", "reason_code", "user_id", "org", "reason_text", "review",
+        "start", "expiry",
+    ]  # fmt: skip
+    for part in facts.selects:
+        assert [c.name for c in part.selected_columns] == list(_FIELDS)
