@@ -1,8 +1,10 @@
-"""Closed-loop HTTP load: N clients, each sending its next request as soon as one answers.
+"""HTTP load: N clients, each sending its next request as soon as one answers (a closed loop,
+:func:`run`) or on a fixed schedule shared between them (:func:`paced`).
 
-Each client is a thread with its own keep-alive :class:`Connection`. Latency is measured around
-the whole request (send, server, receive the full body); a warm-up is sent and discarded
-first, so start-up (connections, caches, the second worker coming up) is not counted.
+Each client is a thread with its own keep-alive :class:`Connection`, connected before its
+first request. Latency is measured around the whole request (send, server, receive the full
+body); a warm-up is sent and discarded first, so start-up (caches, the second worker coming
+up) is not counted.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Connection:
     def __init__(self, base: str, headers: Mapping[str, str]) -> None:
         where = urlsplit(base)
         self._conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=60)
+        self._conn.connect()
         self._headers = dict(headers)
 
     def send(self, method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
