@@ -185,6 +185,28 @@ def write_turn(engine: Engine) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def durable_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that is on disk once it has committed, for writes another organisation is
+    told were kept: an accepted message (its response says so), an acknowledgement.
+
+    PostgreSQL commits durably already. A SQLite store runs with ``synchronous=NORMAL``, where a
+    commit reaches the WAL but can be lost to a power cut, so this transaction's commit syncs
+    (``FULL``, as the audit append's does), in its :func:`write_turn`.
+    """
+    with write_turn(engine), engine.connect() as conn:
+        raw: Any = conn.connection.driver_connection
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            raw.execute("PRAGMA synchronous=FULL")  # outside a transaction, so it takes effect
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA synchronous=NORMAL")
+
+
 def member_of(
     conn: Connection, column: Any, values: Sequence[str]
 ) -> Iterator[ColumnElement[bool]]:

@@ -24,6 +24,7 @@ from consent import Who
 from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FHIR_JSON, FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, answers
+from engine.db import durable_write
 from engine.transfer import store
 from engine.transfer.parties import acknowledgement, may_see, may_take_part
 from engine.transfer.receive import Inbox, receive, refuse
@@ -159,7 +160,7 @@ def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) 
                                      "nothing for your organisation to acknowledge"))  # fmt: skip
     _audit(svc, who, ctx, STEP_ACTIONS[status], row)
     try:
-        with svc.engine.begin() as conn:
+        with durable_write(svc.engine) as conn:
             store.step(conn, row.id, (row.status,), status, who.org, who.user_id,
                        datetime.now(UTC))  # fmt: skip
     except store.Closed as exc:  # moved on since it was read: by a message, or a second click

@@ -7,7 +7,7 @@ of the CPU (one statement instead of three and a BEGIN and a COMMIT, each about 
 SQLAlchemy and psycopg). A discharge or an acknowledgement stays a transaction
 (``store.accept``): it must see that its conditional update moved the transfer on before the
 message is kept. SQLite has no data-modifying CTEs, so there every message takes the
-transaction.
+transaction. Either way the message is on disk before its response is sent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, LargeBinary, bindparam, text
 
-from engine.db import write_turn
+from engine.db import durable_write
 from engine.models import UtcDateTime
 from engine.transfer import store
 
@@ -44,7 +44,7 @@ def take(engine: Engine, a: store.Accepted, now: datetime) -> None:
     nothing, a message whose transfer another moved on meanwhile raises ``store.Closed``."""
     h = a.header
     if engine.dialect.name != "postgresql" or h.event != "care-home-transfer":
-        with write_turn(engine), engine.begin() as conn:
+        with durable_write(engine) as conn:
             store.accept(conn, a, now)
         return
     params = {

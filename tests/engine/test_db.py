@@ -1,5 +1,5 @@
-"""The store's sessions: SQLite writers take turns without polling; PostgreSQL plans once and
-hands reads their results in binary."""
+"""The store's sessions: SQLite writers take turns without polling and sync what others are told
+was kept; PostgreSQL plans once and hands reads their results in binary."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from engine.db import make_engine, read_only, write_turn
+from engine.db import durable_write, make_engine, read_only, write_turn
 from tests.factories import nhs_numbers
 
 #: Holds the turn on the store named by argv[1] until its stdin closes.
@@ -110,3 +110,25 @@ def test_a_database_error_never_shows_the_values_bound_to_the_statement(engine: 
                      {"n": number})  # fmt: skip
     assert "no_such_table" in str(failed.value)  # the error still says what went wrong
     assert number not in str(failed.value)
+
+
+def _synchronous(conn: Connection) -> int:
+    level: int = conn.connection.driver_connection.execute("PRAGMA synchronous").fetchone()[0]
+    return level
+
+
+def test_a_durable_write_on_sqlite_syncs_its_commit_and_no_other(tmp_path: Path) -> None:
+    """An accepted message is answered as kept; SQLite's ``NORMAL`` could lose it to a power
+    cut, so its transaction commits under ``FULL`` (2), and the connection goes back to
+    ``NORMAL`` (1) for everything after, even when the write fails."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'durable.db'}", pool_size=1)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE kept (n INTEGER PRIMARY KEY)"))
+    with durable_write(engine) as conn:
+        assert _synchronous(conn) == 2
+        conn.execute(text("INSERT INTO kept VALUES (1)"))
+    with pytest.raises(DBAPIError), durable_write(engine) as conn:
+        conn.execute(text("INSERT INTO kept VALUES (1)"))
+    with engine.connect() as conn:
+        assert _synchronous(conn) == 1
+        assert conn.execute(text("SELECT count(*) FROM kept")).scalar() == 1
