@@ -105,7 +105,7 @@ def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
     shell = {k: v for k, v in doc.items() if k not in ("entry", "signature")}
     for issue in validate_resource(shell, ELEMENTS):
         yield Problem("structure", issue.reason, "Bundle")
-    for i, entry in enumerate(doc.get("entry") or []):
+    for i, entry in enumerate(_list(doc.get("entry"))):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
@@ -113,6 +113,19 @@ def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
             where = (issue.field or "").split(".", 1)
             suffix = f".{where[1]}" if len(where) > 1 else ""
             yield Problem("structure", issue.reason, f"Bundle.entry[{i}].resource{suffix}")
+
+
+def _repeated_urls(doc: dict[str, Any]) -> Iterator[Problem]:
+    """bdl-7: a fullUrl names one entry. With two, the sender and scr could each read a
+    different Patient as the subject."""
+    seen: set[str] = set()
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        url = _obj(entry).get("fullUrl")
+        if isinstance(url, str) and url in seen:
+            yield Problem("invariant", f"fullUrl {url} names an earlier entry too",
+                          f"Bundle.entry[{i}].fullUrl")  # fmt: skip
+        if isinstance(url, str):
+            seen.add(url)
 
 
 def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
@@ -198,6 +211,7 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
         return [Problem("structure", "the body is not a JSON object", "Bundle")], None
     problems = _schema_problems(doc)
     problems.extend(_r4_problems(doc))
+    problems.extend(_repeated_urls(doc))
     if any((p.expression or "").startswith(_HEADER) for p in problems):
         return problems, None
     if any((p.expression or "").startswith("Bundle.entry") and "resource" not in
@@ -249,14 +263,16 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
         problems.append(Problem("not-found", f"{h.destination} is not a known {dest_kind}",
                                 _HEADER + ".destination[0].receiver.identifier.value"))  # fmt: skip
     why = _not_in_care(h.event, known) if parsed.nhs_number is not None else ()
-    if why:
+    if why and h.event == "care-home-transfer":
         problems.append(Problem("not-found", NOT_IN_CARE, parsed.nhs_path, why))
     if parsed.transfer_id is not None:
+        # A message about a transfer answers for its person through the transfer alone, so
+        # a hospital cannot learn from the answer whether anyone holds a number it names.
         t = known.transfer
         if t is None or (t[1], t[0]) != (h.sender, h.destination) or t[2] not in known.people:
             problems.append(Problem("not-found", "no transfer of this person from "
                                     f"{h.destination} to {h.sender} has that id",
-                                    parsed.transfer_path))  # fmt: skip
+                                    parsed.transfer_path, why))  # fmt: skip
         elif t[3] not in store.MOVES[h.event][0]:
             problems.append(out_of_turn(h.event, t[3], parsed.transfer_path))
     return problems

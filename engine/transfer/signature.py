@@ -69,7 +69,8 @@ def signed_by(bundle: dict[str, Any]) -> str | None:
 
 
 def _parts(bundle: dict[str, Any]) -> tuple[dict[str, Any], str, bytes] | None:
-    data = (bundle.get("signature") or {}).get("data")
+    signature = bundle.get("signature")
+    data = signature.get("data") if isinstance(signature, dict) else None
     if not isinstance(data, str):
         return None
     try:

@@ -147,6 +147,18 @@ def _bad_r4(doc: dict[str, Any]) -> None:
     doc["entry"][3]["resource"]["valueQuantity"] = "high"
 
 
+def _second_patient_same_url(doc: dict[str, Any]) -> None:
+    """Another Patient under the subject's fullUrl, first: a reader taking the first match
+    would see someone else."""
+    other = copy.deepcopy(doc["entry"][2])
+    other["resource"]["name"] = [{"family": "Other", "given": ["Someone"]}]
+    doc["entry"].insert(2, other)
+
+
+def _header_id_not_a_uuid(doc: dict[str, Any]) -> None:
+    doc["entry"][0]["resource"]["id"] = "0" * 36
+
+
 BAD_NHS = NHS[:9] + str((int(NHS[9]) + 1) % 10)
 UNKNOWN = next(nhs_numbers(999_600_000))
 
@@ -159,9 +171,11 @@ UNKNOWN = next(nhs_numbers(999_600_000))
         (_nhs(UNKNOWN), f"{PATIENT_ENTRY}.identifier[0].value"),
         (_no_observations, "Bundle.entry[1].resource.section"),
         (_bad_r4, "Bundle.entry[3].resource.valueQuantity"),
+        (_second_patient_same_url, "Bundle.entry[3].fullUrl"),
+        (_header_id_not_a_uuid, "Bundle.entry[0].resource.id"),
     ],
     ids=["missing-nhs-number", "invalid-nhs-number", "unknown-patient", "missing-section",
-         "invalid-r4"],
+         "invalid-r4", "repeated-full-url", "header-id-not-a-uuid"],
 )  # fmt: skip
 def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
@@ -210,8 +224,20 @@ def test_an_element_of_the_wrong_json_type_is_refused_at_its_path_not_crashed_on
         lambda doc: doc.pop("entry"),
         lambda doc: doc["entry"][0].pop("resource"),
         lambda doc: doc["entry"][2].update(resource=None),
+        lambda doc: doc.update(entry=5),
+        lambda doc: doc.update(entry=True),
+        lambda doc: doc.update(entry="entries"),
     ],
-    ids=["no-entries", "null-entries", "entries-missing", "header-entry-empty", "null-patient"],
+    ids=[
+        "no-entries",
+        "null-entries",
+        "entries-missing",
+        "header-entry-empty",
+        "null-patient",
+        "number-entries",
+        "true-entries",
+        "text-entries",
+    ],
 )
 def test_a_message_whose_entries_cannot_be_read_is_refused_not_crashed_on(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
@@ -222,6 +248,19 @@ def test_a_message_whose_entries_cannot_be_read_is_refused_not_crashed_on(
     refused = send(client, home, signed(doc, keys[CARE_HOME]))
     assert refused.status_code == 422, refused.text
     assert count(store, MESSAGES) == 0
+
+
+@pytest.mark.parametrize("value", [["x"], "abc", 5, True, None, {"data": 5}])
+def test_a_signature_of_the_wrong_json_type_is_refused_and_audited_not_crashed_on(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, value: Any
+) -> None:
+    doc = signed(unsigned(), keys[CARE_HOME]) | {"signature": value}
+    refused = send(client, home, doc)
+    assert refused.status_code == 422, refused.text
+    expressions = [e for i in refused.json()["issue"] for e in i.get("expression", [])]
+    assert "Bundle.signature" in expressions
+    assert count(store, MESSAGES) == 0
+    assert len(refusal_rules(store)) == 1
 
 
 def test_bad_parties_are_refused_each_by_its_expression(
@@ -521,6 +560,28 @@ def test_a_stay_is_discharged_once(
         ("business-rule", ["Bundle.entry[1].resource.relatesTo"])
     ]
     assert count(store, MESSAGES) == 2  # the transfer and the first discharge
+
+
+def test_a_hospital_cannot_learn_whether_a_number_is_known_from_a_discharge_or_an_ack(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], token: Token
+) -> None:
+    """A message about a transfer that does not exist gets the same answer whoever holds the
+    NHS number it names: the hospital has no relationship with anyone here."""
+    doctor = token("ae-doctor")
+    made_up = "00000000-0000-4000-8000-000000000000"
+    for message in (discharge(made_up), acknowledgement(made_up)):
+        answers = []
+        for number in (NHS, UNKNOWN):
+            doc = copy.deepcopy(message)
+            _nhs(number)(doc)
+            answers.append(send(client, doctor, signed(doc, keys[HOSPITAL], HOSPITAL)))
+        assert [a.status_code for a in answers] == [422, 422]
+        assert answers[0].json() == answers[1].json()
+        assert [i["expression"] for i in answers[0].json()["issue"]] == [
+            ["Bundle.entry[1].resource.relatesTo"]
+        ]
+    assert everything(client, doctor) == 404
+    assert count(store, MESSAGES) == 0
 
 
 def acknowledgement(transfer_id: str, **over: Any) -> dict[str, Any]:
