@@ -2,8 +2,11 @@
 
 The body is read as it streams and refused once it passes ``transfer_max_bytes``, so a huge
 body costs no more memory than the limit. Transfers are visible only to the two organisations
-they join; any other user gets the 404 a transfer that does not exist gets. Each view and each
-step is audited before it is answered. ``/transfers`` answers JSON to a bearer token only; the
+they join, and then only when the policy decision point permits the user the transfer's person
+(``consent.decide``, interaction ``transfer``, over the facts any read gathers: IG training,
+purpose of use and the relationship, as for the record itself); any other user gets the 404 a
+transfer that does not exist gets. Each view and each step is audited, with the decision,
+before it is answered. ``/transfers`` answers JSON to a bearer token only; the
 pages (``engine.web.transfers``, at ``/inbox``) call these same functions (docs/red-bag.md,
 "Pages", says why they do not share the path).
 """
@@ -16,15 +19,19 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+import consent
 from audit import AuditEntry, RequestContext, disclose
 from audit.entry import Action
-from consent import Who
+from consent import Decision, PatientFacts, Who, decide
 from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FHIR_JSON, FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, answers
-from engine.db import durable_write
+from engine.db import durable_write, read_only
+from engine.gate import gather_facts
+from engine.identity import patients_of
 from engine.transfer import store
 from engine.transfer.parties import acknowledgement, may_see, may_take_part
 from engine.transfer.receive import Inbox, receive, refuse
@@ -91,17 +98,36 @@ async def process_message(request: Request, who: User, ctx: Context) -> Response
 
 def _audit(
     svc: Services, who: Who, ctx: RequestContext, action: Action, row: store.TransferRow | None,
-    query: str | None = None,
+    query: str | None = None, decision: Decision | None = None,
 ) -> None:  # fmt: skip
+    """A view or step of ``row`` (``None``: none the user may see); ``decision`` is the policy's
+    on the user and the transfer's person, whose rules, basis and version it carries."""
+    shown = row is not None and (decision is None or decision.permit)
+    rules = ("transfer.party",) if shown else ("transfer.none",)
     entry = AuditEntry(
-        request_id=ctx.request_id, action=action, outcome="permit" if row else "deny",
+        request_id=ctx.request_id, action=action, outcome="permit" if shown else "deny",
         user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
-        org=who.org, purpose=who.purpose, rules=("transfer.party",) if row else ("transfer.none",),
+        org=who.org, purpose=who.purpose,
+        rules=rules + (tuple(r.rule_id for r in decision.reasons) if decision else ()),
+        policy_version=decision.policy_version if decision else None,
+        basis=decision.basis if decision else None,
         patient_id=row.person_id if row else None, nhs_number=row.nhs_number if row else None,
         refs=(f"transfer/{row.id}",) if row else (), query=query,
         client_address=ctx.client_address, user_agent=ctx.user_agent,
     )  # fmt: skip
     disclose(svc.audit, entry, None)
+
+
+def _decision(svc: Services, who: Who, person: str) -> Decision:
+    """The policy's decision on ``who`` reading a transfer of ``person``: a transfer holds
+    their medicines, allergies and wishes, so it is read as the record is (the hospital's
+    relationship comes from the transfer itself, the care home's from the placement)."""
+
+    def facts(conn: Connection) -> PatientFacts:
+        return gather_facts(conn, person, tuple(patients_of(conn, person)), svc.policy)
+
+    return decide(who, read_only(svc.engine, facts), who.purpose, consent.Request("transfer"),
+                  datetime.now(UTC), svc.policy)  # fmt: skip
 
 
 def summary(row: store.TransferRow) -> dict[str, Any]:
@@ -117,24 +143,30 @@ def visible(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> s
     with svc.engine.connect() as conn:
         row = store.transfer(conn, transfer_id) if UUID.fullmatch(transfer_id) else None
     row = row if row is not None and may_see(who, row) else None
-    _audit(svc, who, ctx, "read", row)
-    if row is None:
+    decision = _decision(svc, who, row.person_id) if row is not None else None
+    _audit(svc, who, ctx, "read", row, decision=decision)
+    if row is None or decision is None or not decision.permit:
         raise not_found()
     return row
 
 
 def listed(svc: Services, who: Who, ctx: RequestContext) -> list[store.TransferRow]:
-    """The user's organisation's transfers, one audit entry per person shown."""
+    """The user's organisation's transfers that the policy lets them read, one audit entry
+    per transfer (a refused one with the policy's refusals)."""
     if not may_take_part(who):
         _audit(svc, who, ctx, "search", None, "transfers")
         return []
     with svc.engine.connect() as conn:
         rows = store.transfers_of(conn, who.org)
+    decisions: dict[str, Decision] = {}
     for row in rows:
-        _audit(svc, who, ctx, "search", row, "transfers")
+        if row.person_id not in decisions:
+            decisions[row.person_id] = _decision(svc, who, row.person_id)
+        _audit(svc, who, ctx, "search", row, "transfers", decisions[row.person_id])
+    shown = [r for r in rows if decisions[r.person_id].permit]
     if not rows:
         _audit(svc, who, ctx, "search", None, "transfers")
-    return rows
+    return shown
 
 
 def detail(svc: Services, row: store.TransferRow) -> dict[str, Any]:

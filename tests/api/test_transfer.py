@@ -390,6 +390,37 @@ def test_only_the_two_organisations_see_a_transfer_and_its_steps_run_in_order(
     assert [m["event"] for m in seen["messages"]] == ["care-home-transfer", "hospital-discharge"]
 
 
+@pytest.mark.parametrize(
+    ("who", "headers"),
+    [
+        ({"ig_training": date.today() - timedelta(days=800)}, {}),
+        ({}, {"x-purpose-of-use": "POPHLTH"}),
+        ({}, {"x-purpose-of-use": "BOGUS"}),
+    ],
+    ids=["training-lapsed", "secondary-purpose", "unknown-purpose"],
+)
+def test_a_transfer_is_read_only_as_the_policy_lets_its_person_be_read(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token, who: dict[str, Any], headers: dict[str, str],
+) -> None:  # fmt: skip
+    """A transfer carries the person's medicines and allergies: a hospital doctor the record
+    is refused to (lapsed IG training, a purpose that is not direct care) gets the same 404
+    from /transfers, sees nothing listed and cannot acknowledge, and the trail says why."""
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = {**auth(token("ae-doctor", user_id="u-refused", **who)), **headers}
+    path = f"/transfers/{transfer_id}"
+    assert client.get(path, headers=doctor).status_code == 404
+    assert client.get("/transfers", headers=doctor).json()["transfers"] == []
+    assert client.post(path + "/acknowledge", headers=doctor).status_code == 404
+    assert client.get(path, headers=auth(token("ae-doctor"))).status_code == 200
+    with store.engine.connect() as conn:
+        refused = conn.execute(
+            select(AuditRow.body).where(AuditRow.user_id == "u-refused", AuditRow.outcome == "deny")
+        ).scalars().all()  # fmt: skip
+    assert len(refused) == 3  # the view, the list and the acknowledgement
+    assert all(flat(orjson.loads(b))["nhs_number"] == NHS for b in refused)
+
+
 def test_a_discharge_must_name_a_transfer_of_that_person_between_those_parties(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], token: Token
 ) -> None:
