@@ -41,6 +41,8 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 Field = Annotated[str, Form()]
 _RECORD = "/record"
+#: Where the confidentiality notice may send the user on: the pages that show a person.
+_AFTER_NOTICE = (_RECORD + "/", "/inbox")
 
 
 def _page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
@@ -121,7 +123,7 @@ def find(request: Request, nhs_number: str | None = None) -> Response:
 @router.post("/acknowledge")
 def acknowledge(request: Request, csrf_token: Field, next_page: Field = _RECORD) -> Response:
     session.check_csrf(request, csrf_token)
-    response = _to(next_page if next_page.startswith(_RECORD) else _RECORD)
+    response = _to(next_page if next_page.startswith(_AFTER_NOTICE) else _RECORD)
     session.acknowledge(response)
     return response
 
@@ -131,14 +133,23 @@ def _org_names(request: Request) -> dict[str, str]:
         return {code: e.name for code, e in organisations(conn).items()}
 
 
+def notice_first(request: Request, who: Who, here: str) -> Response | None:
+    """The confidentiality notice, on any page that shows a person, until it has been
+    acknowledged this session; it then leads on to ``here``."""
+    if session.acknowledged(request):
+        return None
+    return _page(request, "notice.html", who=who, next_page=here)
+
+
 @router.get(_RECORD + "/{nhs_number}", response_class=HTMLResponse)
 def record(request: Request, nhs_number: str, purpose: str | None = None) -> Response:
     who = _signed_in(request, purpose)
     if who is None:
         return _to("/")
     here = f"{_RECORD}/{quote(nhs_number)}" + (f"?purpose={quote(purpose)}" if purpose else "")
-    if not session.acknowledged(request):
-        return _page(request, "notice.html", who=who, next_page=here)
+    notice = notice_first(request, who, here)
+    if notice is not None:
+        return notice
     reader = services(request).reader
     ctx = context(request)
     people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []

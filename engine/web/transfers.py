@@ -40,7 +40,7 @@ from engine.transfer.parties import acknowledgement, may_take_part
 from engine.transfer.receive import receive
 from engine.transfer.rules import Refused
 from engine.web import session
-from engine.web.pages import _page, _signed_in, _to, templates
+from engine.web.pages import _page, _signed_in, _to, notice_first, templates
 from engine.web.summary import compose
 
 router = APIRouter(include_in_schema=False)
@@ -109,6 +109,9 @@ def start(request: Request, nhs_number: str) -> Response:
     who = _signed_in(request)
     if who is None:
         return _to("/")
+    notice = notice_first(request, who, f"/record/{quote(nhs_number)}/transfer")
+    if notice is not None:
+        return notice
     if who.org_kind != "care-home" or not may_take_part(who):
         why = "Only care-home staff start a transfer"
         return _page(request, "transfer_form.html", 403, who=who, nhs_number=nhs_number,
@@ -203,6 +206,9 @@ def inbox_page(request: Request) -> Response:
     who = _signed_in(request)
     if who is None:
         return _to("/")
+    notice = notice_first(request, who, _INBOX)
+    if notice is not None:
+        return notice
     rows = listed(services(request), who, context(request))
     return _page(request, "inbox.html", who=who, rows=rows)
 
@@ -223,6 +229,9 @@ def transfer_page(request: Request, transfer_id: str) -> Response:
     who = _signed_in(request)
     if who is None:
         return _to("/")
+    notice = notice_first(request, who, f"{_INBOX}/{quote(transfer_id)}")
+    if notice is not None:
+        return notice
     svc = services(request)
     try:
         row = visible(svc, who, context(request), transfer_id)
@@ -257,6 +266,9 @@ def discharge(
     who = _signed_in(request)
     if who is None:
         return _to("/")
+    notice = notice_first(request, who, f"{_INBOX}/{quote(transfer_id)}")
+    if notice is not None:
+        return notice
     svc = services(request)
     try:
         row = visible(svc, who, context(request), transfer_id)

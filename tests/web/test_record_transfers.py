@@ -134,9 +134,32 @@ def test_the_inbox_page_shows_an_acknowledgement_message_as_one(
     doctor = token("ae-doctor")
     ack = signed(acknowledgement(found), keys[HOSPITAL], HOSPITAL)
     assert send(client, doctor, ack).status_code == 200
-    signed_in(web, home)
+    acknowledged(signed_in(web, home))
     page = web.get(f"/inbox/{found}")
     assert page.status_code == 200
     headings = [h.split("</h2>", 1)[0] for h in page.text.split("<h2>")[1:]]
     assert headings == ["Status history", "Transfer form", "Acknowledgement of receipt"]
     assert 'id="status">acknowledged<' in page.text
+
+
+def test_the_transfer_pages_show_the_confidentiality_notice_before_any_person(
+    web: TestClient, client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token,
+) -> None:  # fmt: skip
+    """The notice comes before the inbox, a transfer and a prefilled transfer form, as before a
+    record, and acknowledging it leads back to the page asked for."""
+    found = sent_transfer(client, home, keys)
+    signed_in(web, token("ae-doctor"))
+    for path in ("/inbox", f"/inbox/{found}"):
+        page = web.get(path)
+        assert page.status_code == 200 and 'id="acknowledge"' in page.text, path
+        assert NHS not in page.text and "Penicillin" not in page.text, path
+        assert f'name="next_page" value="{path}"' in page.text
+    signed_in(web, home)
+    form = web.get(f"/record/{NHS}/transfer")
+    assert 'id="acknowledge"' in form.text and "Penicillin" not in form.text
+    csrf = form.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    back = web.post("/acknowledge", data={"csrf_token": csrf, "next_page": f"/inbox/{found}"})
+    assert back.status_code == 303 and back.headers["location"] == f"/inbox/{found}"
+    after = web.get(f"/inbox/{found}").text
+    assert 'id="status">received<' in after and NHS in after

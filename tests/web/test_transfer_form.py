@@ -20,6 +20,7 @@ from tests.api.conftest import NHS, Store, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys
 from tests.api.transfers import CARE_HOME, HOSPITAL
 from tests.ig.test_console import csrf
+from tests.web.test_pages import acknowledged
 
 __all__ = ["api_settings", "client", "home", "keys", "store", "token"]
 PATH = f"/record/{NHS}/transfer"
@@ -39,7 +40,7 @@ def web(store: Store, home: str, keys: dict[str, Ed25519PrivateKey]) -> Iterator
     app = create_app(store.settings, store.engine)
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
         c.cookies.set(SESSION_COOKIE, home)
-        yield c
+        yield acknowledged(c)
 
 
 def _post(web: TestClient, **changes: Any) -> Any:
