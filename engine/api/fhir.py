@@ -7,7 +7,7 @@ of the sources, which stay the place to change a record.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -44,11 +44,14 @@ def _base(request: Request) -> str:
 def _since(raw: str | None) -> datetime | None:
     if raw is None:
         return None
+    value: datetime | None
     try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
+        given = datetime.fromisoformat(raw)
+        # In UTC, as the store compares it; an instant near year 1 or 9999 has none (overflow).
+        value = given.astimezone(UTC) if given.tzinfo is not None else None
+    except (ValueError, OverflowError):
         value = None
-    if value is None or value.tzinfo is None:
+    if value is None:
         raise FhirError(
             400, Problem("invalid", "_since must be an instant with a time zone", "_since")
         )

@@ -50,8 +50,9 @@ def dates(values: list[str]) -> tuple[datetime | None, datetime | None]:
                 start = datetime.fromisoformat(text)
                 if start.tzinfo is None:
                     raise ValueError
+                start = start.astimezone(UTC)
                 end = start + timedelta(microseconds=1)
-        except ValueError:
+        except (ValueError, OverflowError):  # overflow: an instant too near year 1 or 9999
             raise _invalid("date", "a day (YYYY-MM-DD) or an instant with a time zone") from None
         low = {"ge": start, "gt": end, "eq": start}.get(prefix)
         high = {"le": end, "lt": start, "eq": end}.get(prefix)

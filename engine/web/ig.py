@@ -121,6 +121,8 @@ def filters_from(args: dict[str, str]) -> Filters:
     if nhs is not None and not nhs_number_valid(nhs):
         raise SearchError("patient: not a valid NHS number")
     until = _day("until", args.get("until"))
+    if until is not None and until.year == 9999:
+        until = None  # the day after it cannot be written; every entry is before it anyway
     return Filters(
         patient_id=None if nhs else patient,
         nhs_number=nhs,

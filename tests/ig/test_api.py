@@ -76,6 +76,8 @@ def test_bad_parameters_name_the_field(client: TestClient, ig_token: str) -> Non
         ({"outcome": "2"}, "outcome"),
         ({"date": "yesterday"}, "date"),
         ({"date": "ge2026-01-01T10:00:00"}, "date"),
+        ({"date": "9999-12-31"}, "date"),
+        ({"date": "ge0001-01-01T00:00:00+05:00"}, "date"),
         ({"_cursor": "zz"}, "_cursor"),
         ({"agent": "u\x00gp"}, "agent"),
         ({"purpose": "T" * 200}, "purpose"),

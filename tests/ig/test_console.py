@@ -113,6 +113,7 @@ def test_console_search_filters_pages_and_shows_counts(
     assert nul.status_code == 400 and "org: at most" in nul.text
     first = web.get("/ig", params={"since": "2000-01-01"})
     assert first.status_code == 200 and "next-page" not in first.text
+    assert web.get("/ig", params={"until": "9999-12-31"}).status_code == 200  # no day after it
 
 
 def test_console_csv_and_fhir_exports_hold_the_matches(
