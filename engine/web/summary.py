@@ -76,6 +76,9 @@ class Person:
     gender: str
     nhs_number: str
     address: str
+    #: The structured parts of the first name, for forms: ``name`` leads with any title.
+    given: str = ""
+    family: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +188,14 @@ def _person(patients: Sequence[Mapping[str, Any]]) -> Person | None:
     )
     address = p.get("address") or [{}]
     line = ", ".join([*address[0].get("line", []), address[0].get("postalCode", "")]).strip(", ")
+    names = p.get("name")
+    first = next((n for n in names if isinstance(n, dict)), {}) if isinstance(names, list) else {}
+    given = " ".join(str(g) for g in first.get("given", []) if isinstance(g, str))
+    family = first.get("family")
     return Person(
-        _name(p.get("name", [])), str(p.get("birthDate", "")), str(p.get("gender", "")), nhs, line
-    )
+        _name(p.get("name", [])), str(p.get("birthDate", "")), str(p.get("gender", "")), nhs, line,
+        given, family if isinstance(family, str) else "",
+    )  # fmt: skip
 
 
 def compose(

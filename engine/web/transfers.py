@@ -72,9 +72,8 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
         return list(dict.fromkeys(found))
 
     person = view.person
-    name = (person.name if person else "").split()
     return {
-        "given": name[0] if name else "", "family": " ".join(name[1:]),
+        "given": person.given if person else "", "family": person.family if person else "",
         "born": person.born if person else "",
         "medicines": "\n".join(labels("medications-current")),
         "allergies": "\n".join(labels("allergies")),

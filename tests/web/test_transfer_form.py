@@ -102,3 +102,11 @@ def test_the_api_path_answers_json_to_tokens_and_the_pages_live_at_the_inbox(
     assert api.headers["content-type"].startswith("application/fhir+json")
     page = web.get("/inbox", headers={"Accept": "text/html"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+
+
+def test_the_form_is_prefilled_with_the_name_not_the_title(web: TestClient) -> None:
+    """The resident is Mrs Renée Smith: the title is no given name, nor part of the family
+    name, in what goes to the hospital."""
+    form = web.get(PATH).text
+    assert 'name="given" value="Renée"' in form
+    assert 'name="family" value="Smith"' in form
