@@ -259,6 +259,9 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
     elif signature.signed_by(doc) != h.sender or not signature.verify(doc, known.sender_key):
         problems.append(Problem("security", f"the signature is not {h.sender}'s over this "
                                 "message", "Bundle.signature"))  # fmt: skip
+    elif signature.who(doc) != h.sender:
+        problems.append(Problem("security", f"the signature's who is not {h.sender}, who signed",
+                                "Bundle.signature.who.identifier.value"))  # fmt: skip
     if known.kinds.get(h.destination) != dest_kind:
         problems.append(Problem("not-found", f"{h.destination} is not a known {dest_kind}",
                                 _HEADER + ".destination[0].receiver.identifier.value"))  # fmt: skip

@@ -68,6 +68,15 @@ def signed_by(bundle: dict[str, Any]) -> str | None:
     return parts[0].get("kid") if parts else None
 
 
+def who(bundle: dict[str, Any]) -> str | None:
+    """The organisation ``Bundle.signature.who`` names: the signer the stored copy declares."""
+    signature = bundle.get("signature")
+    found = signature.get("who") if isinstance(signature, dict) else None
+    ident = found.get("identifier") if isinstance(found, dict) else None
+    value = ident.get("value") if isinstance(ident, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def _parts(bundle: dict[str, Any]) -> tuple[dict[str, Any], str, bytes] | None:
     signature = bundle.get("signature")
     data = signature.get("data") if isinstance(signature, dict) else None

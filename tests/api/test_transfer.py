@@ -268,8 +268,11 @@ def test_bad_parties_are_refused_each_by_its_expression(
 ) -> None:
     tampered = signed(unsigned(), keys[CARE_HOME])
     tampered["entry"][1]["resource"]["title"] = "Edited in transit"
+    misnamed = signed(unsigned(), keys[CARE_HOME])
+    misnamed["signature"]["who"]["identifier"]["value"] = OTHER_HOME
     cases = {
         "Bundle.signature": [tampered, signed(unsigned(), keys[OTHER_HOME])],
+        "Bundle.signature.who.identifier.value": [misnamed],
         "Bundle.entry[0].resource.sender.identifier.value": [
             signed(unsigned(sender=OTHER_HOME), keys[OTHER_HOME], OTHER_HOME)
         ],
