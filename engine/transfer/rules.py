@@ -212,8 +212,6 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
     problems = _schema_problems(doc)
     problems.extend(_r4_problems(doc))
     problems.extend(_repeated_urls(doc))
-    if any((p.expression or "").startswith(_HEADER) for p in problems):
-        return problems, None
     if any((p.expression or "").startswith("Bundle.entry") and "resource" not in
            (p.expression or "") for p in problems):  # fmt: skip
         return problems, None
@@ -221,7 +219,19 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
         header = header_of(doc)
     except (KeyError, IndexError, TypeError):
         return problems, None  # the schema has said what is missing
+    if not _routable(header):
+        return problems, None  # and what is wrong
+    # Any other problem in the header (its source, say) leaves the rest of the message
+    # readable, and every problem in it is listed at once.
     return problems, _content(doc, header, problems)
+
+
+def _routable(h: Header) -> bool:
+    """Whether the header elements the rules read are what they must be."""
+    values = (h.id, h.event, h.sender, h.destination, h.focus)
+    return (
+        all(isinstance(v, str) for v in values) and h.event in ROUTES and bool(UUID.fullmatch(h.id))
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,6 +303,24 @@ def test_every_problem_is_listed_at_once(
     } <= expressions  # fmt: skip
 
 
+def test_a_problem_in_the_header_does_not_hide_the_rest(
+    client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """A header the rules can still route (its source is wrong) leaves the message readable, so
+    its other problems are listed too, in one answer."""
+    doc = unsigned()
+    del doc["entry"][0]["resource"]["source"]["endpoint"]
+    _no_observations(doc)
+    _nhs(BAD_NHS)(doc)
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    expressions = {e for i in refused.json()["issue"] for e in i.get("expression", [])}
+    assert {
+        "Bundle.entry[0].resource.source", "Bundle.entry[1].resource.section",
+        f"{PATIENT_ENTRY}.identifier[0].value",
+    } <= expressions  # fmt: skip
+
+
 def test_malformed_json_and_a_huge_body_are_refused(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
 ) -> None:
