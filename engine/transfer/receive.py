@@ -134,7 +134,7 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
         return _Looked(parties.found)
     people, patients = parties.people, parties.patients
     row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
-    asks = h.event == "care-home-transfer" and len(people) == 1
+    asks = len(people) == 1
     pem = parties.sender_key
     known = Known(
         token_org=who.org, kinds=parties.kinds,

@@ -246,8 +246,8 @@ class Known:
     people: tuple[str, ...]
     #: (care home, hospital, person, status) of the transfer the message names, if it exists.
     transfer: tuple[str, str, str, str] | None = None
-    #: The policy's decision on the sender acting for the one person holding the number (a
-    #: care-home transfer only; ``None`` when there is no such person or no decision to make).
+    #: The policy's decision on the sender acting for the one person holding the number
+    #: (``None`` when there is no such person).
     care: Decision | None = None
 
 
@@ -288,6 +288,14 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
                                     parsed.transfer_path, why))  # fmt: skip
         elif t[3] not in store.MOVES[h.event][0]:
             problems.append(out_of_turn(h.event, t[3], parsed.transfer_path))
+        elif known.care is None or not known.care.permit:
+            # The sender knows the person through this transfer; the policy's reasons (lapsed
+            # IG training, a purpose that is not direct care) are theirs to read, as on
+            # /access/explain.
+            refusals = known.care.refusals if known.care else ()
+            said = "; ".join(r.text for r in refusals) or "no decision could be made"
+            problems.append(Problem("forbidden", f"you may not act for this person now: {said}",
+                                    None, tuple(r.rule_id for r in refusals)))  # fmt: skip
     return problems
 
 

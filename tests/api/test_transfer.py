@@ -496,9 +496,9 @@ def test_each_step_is_audited_as_its_own_action_and_reported_to_the_person(
         docs = [flat(orjson.loads(b)) for b in conn.execute(
             select(AuditRow.body).where(AuditRow.action.in_(steps), AuditRow.outcome == "permit")
         ).scalars()]  # fmt: skip
-    assert [d["rules"] for d in docs if d["action"] == "transfer-discharge"] == [
-        ["transfer.accepted"]
-    ]
+    (accepted,) = [d for d in docs if d["action"] == "transfer-discharge"]
+    assert accepted["rules"][0] == "transfer.accepted"
+    assert "relationship.legitimate" in accepted["rules"] and accepted["basis"] == "relationship"
     said = [
         line.what for line in lines(docs, organisations={}, roles={}, purposes={}, zone=UTC_ZONE)
     ]
@@ -614,6 +614,29 @@ def test_a_stay_is_discharged_once(
     assert count(store, MESSAGES) == 2  # the transfer and the first discharge
 
 
+def test_a_discharge_or_an_ack_is_sent_only_as_the_policy_lets_the_sender_act(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    """A doctor whose IG training has lapsed is refused the record, so cannot discharge or
+    acknowledge the person either; a colleague can."""
+    transfer_id = sent_transfer(client, home, keys)
+    lapsed = token("ae-doctor", user_id="u-lapsed", ig_training=date.today() - timedelta(days=800))
+    for message in (acknowledgement(transfer_id), discharge(transfer_id)):
+        refused = send(client, lapsed, signed(message, keys[HOSPITAL], HOSPITAL))
+        assert refused.status_code == 422
+        assert [i["code"] for i in refused.json()["issue"]] == ["forbidden"]
+        assert "training" in refused.json()["issue"][0]["diagnostics"]
+    assert count(store, MESSAGES) == 1
+    with store.engine.connect() as conn:
+        rules = conn.execute(
+            select(AuditRow.body).where(AuditRow.user_id == "u-lapsed", AuditRow.outcome == "deny")
+        ).scalars().all()  # fmt: skip
+    assert len(rules) == 2
+    assert all("training.current" in flat(orjson.loads(b))["rules"] for b in rules)
+    ok = send(client, token("ae-doctor"), signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL))
+    assert ok.status_code == 200, ok.text
+
+
 def test_a_hospital_cannot_learn_whether_a_number_is_known_from_a_discharge_or_an_ack(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], token: Token
 ) -> None:
@@ -679,7 +702,8 @@ def test_a_hospital_acknowledges_a_transfer_by_message(
             select(AuditRow.body).where(AuditRow.action == "transfer-acknowledge")
         ).scalar_one()
     entry = flat(orjson.loads(body))
-    assert entry["rules"] == ["transfer.accepted"] and entry["nhs_number"] == NHS
+    assert entry["rules"][0] == "transfer.accepted" and entry["nhs_number"] == NHS
+    assert "training.current" in entry["rules"] and entry["basis"] == "relationship"
     assert entry["refs"] == [f"transfer/{transfer_id}"]
     with store.engine.connect() as conn:
         sent = conn.execute(
