@@ -117,6 +117,15 @@ def _with_models(
     return out
 
 
+@cache
+def is_resource_type(name: str) -> bool:
+    """Whether ``name`` is an R4 resource type (not a data type, not a typo)."""
+    try:
+        return issubclass(get_fhir_model_class(name), Resource)
+    except (KeyError, ValueError):
+        return False
+
+
 def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None) -> list[Issue]:
     """Every problem the R4 model finds, each naming its element path (``Observation.code``).
 

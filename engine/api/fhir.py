@@ -24,6 +24,7 @@ from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
 from engine.api.records import Page, find_patients, person_record, resource_record
 from engine.identity.features import NHS_SYSTEM
+from engine.validate import is_resource_type
 
 router = APIRouter(prefix="/fhir")
 User = Annotated[Who, Depends(current_user)]
@@ -62,7 +63,7 @@ def _types(raw: str | None) -> frozenset[str]:
     if not raw:
         return frozenset()
     types = frozenset(t.strip() for t in raw.split(",") if t.strip())
-    unknown = sorted(t for t in types if not t.isidentifier() or not t[:1].isupper())
+    unknown = sorted(t for t in types if not is_resource_type(t))
     if unknown:
         raise FhirError(
             400, Problem("invalid", f"_type names no resource type: {unknown[0]}", "_type")

@@ -200,6 +200,8 @@ def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token)
     for path, params in (
         (f"Patient/{PATIENT}/$everything", {"_count": "0"}),
         (f"Patient/{PATIENT}/$everything", {"_since": "yesterday"}),
+        (f"Patient/{PATIENT}/$everything", {"_type": "Foo"}),
+        (f"Patient/{PATIENT}/$everything", {"_type": "Observation,CodeableConcept"}),
         (f"Patient/{PATIENT}/$everything", {"_since": "0001-01-01T00:00:00+05:00"}),
         (f"Patient/{PATIENT}/$everything", {"_since": "9999-12-31T23:59:59-05:00"}),
         ("Observation", {}),
