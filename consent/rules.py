@@ -160,8 +160,9 @@ def legitimate_relationship(c: Case) -> Reason:
     )
     if live:
         return RELATIONSHIP.ok(f"Your organisation has a current {live[0].kind}")
-    if own:
-        return RELATIONSHIP.no("Your organisation's relationship with this person has ended")
+    # One answer whether a relationship ended or there never was one: the refusal is shown
+    # (/access/explain, the no-access page), and "ended" would tell a user that a number
+    # belongs to someone, though they may not see them.
     return RELATIONSHIP.no("Your organisation has no current relationship with this person")
 
 

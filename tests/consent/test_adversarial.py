@@ -64,11 +64,15 @@ def test_user_from_another_organisation() -> None:
 
 
 def test_relationship_that_ended() -> None:
+    """Refused in the very words used when there never was one: the refusal is shown to the
+    user, and "ended" would tell them the number belongs to a former patient."""
     user = who("clinical")
     ended = relation(GP, days_ago=900, ended_days_ago=1)
     d = decide(user, facts(ended), "TREAT", EVERYTHING, NOW, POLICY)
+    never = decide(user, facts(), "TREAT", EVERYTHING, NOW, POLICY)
     assert not d.permit
-    assert any("ended" in r.text for r in d.refusals)
+    assert "relationship.legitimate" in refused_by(d) and refused_by(d) == refused_by(never)
+    assert [r.text for r in d.refusals] == [r.text for r in never.refusals]
 
 
 def test_relationship_not_yet_started() -> None:
