@@ -12,7 +12,7 @@ from audit.access import Appender, disclose
 from audit.chain import GENESIS, Problem, Sealed, seal
 from audit.entry import AuditEntry, RequestContext, entry_for
 from audit.verify import Report, verify
-from audit.writer import AuditUnavailable, Writer, append, append_batch
+from audit.writer import AuditUnavailable, Writer, append, append_batch, append_within
 
 __all__ = [
     "GENESIS",
@@ -26,6 +26,7 @@ __all__ = [
     "Writer",
     "append",
     "append_batch",
+    "append_within",
     "disclose",
     "entry_for",
     "seal",

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from audit.chain import Sealed, seal
 from audit.entry import AuditEntry
@@ -76,6 +76,18 @@ _FLUSH = (
 )
 
 
+def _pg_chain(cur: Any, entries: Sequence[AuditEntry], head: Sequence[Any]) -> list[Sealed]:
+    """Seal ``entries`` on after ``head`` (locked by the caller), insert them, move the head."""
+    sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
+    moved = [sealed[-1].seq, sealed[-1].hash]
+    if len(sealed) == 1:
+        cur.execute(_PG_INSERT_ONE, [*moved, *sealed[0].row().values()])
+    else:
+        columns = [list(c) for c in zip(*(s.row().values() for s in sealed), strict=True)]
+        cur.execute(_PG_INSERT, [*moved, *columns])
+    return sealed
+
+
 def _pg_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
     """Lock, read the head, then in one round trip: insert, commit (asynchronously), flush.
 
@@ -94,13 +106,7 @@ def _pg_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
             head = cur.fetchone()
             if head is None:
                 raise AuditUnavailable("the audit head row is missing")
-            sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
-            moved = [sealed[-1].seq, sealed[-1].hash]
-            if len(sealed) == 1:
-                cur.execute(_PG_INSERT_ONE, [*moved, *sealed[0].row().values()])
-            else:
-                columns = [list(c) for c in zip(*(s.row().values() for s in sealed), strict=True)]
-                cur.execute(_PG_INSERT, [*moved, *columns])
+            sealed = _pg_chain(cur, entries, head)
             cur.execute("COMMIT")
             cur.execute(_FLUSH)
     except BaseException:
@@ -127,6 +133,25 @@ def durable(engine: Engine) -> None:
         conn.commit()
 
 
+def _sqlite_chain(cur: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
+    """Read the head, seal ``entries`` on after it, insert them, move the head: in a
+    transaction that already holds the file's write lock."""
+    head = cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    if head is None:
+        raise AuditUnavailable("the audit head row is missing")
+    sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
+    rows = [list(s.row().values()) for s in sealed]
+    for r in rows:
+        r[1] = r[1].strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy stores a DateTime
+    cur.executemany(
+        f"INSERT INTO audit_entry ({_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 13)})", rows
+    )
+    cur.execute(
+        "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (sealed[-1].seq, sealed[-1].hash)
+    )
+    return sealed
+
+
 def _sqlite_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
     cur = raw.cursor()
     try:
@@ -136,20 +161,7 @@ def _sqlite_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
         # deferred transaction would fail to upgrade its lock instead).
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("BEGIN IMMEDIATE")
-        head = cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        if head is None:
-            raise AuditUnavailable("the audit head row is missing")
-        sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
-        rows = [list(s.row().values()) for s in sealed]
-        for r in rows:
-            r[1] = r[1].strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy stores a DateTime
-        cur.executemany(
-            f"INSERT INTO audit_entry ({_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 13)})", rows
-        )
-        cur.execute(
-            "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
-            (sealed[-1].seq, sealed[-1].hash),
-        )
+        sealed = _sqlite_chain(cur, entries)
         raw.commit()
     except BaseException:
         raw.rollback()
@@ -173,6 +185,32 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
                 return _sqlite_append(raw, entries)
         finally:
             raw.close()
+    except AuditUnavailable:
+        raise
+    except Exception as exc:
+        raise AuditUnavailable(f"the audit entry could not be written: {exc}") from exc
+
+
+def append_within(conn: Connection, entries: Sequence[AuditEntry]) -> list[Sealed]:
+    """Append ``entries`` in the transaction open on ``conn``, so that they commit with the
+    caller's own writes or not at all: a message is accepted with its audit entry, and a
+    message that loses a race leaves no entry saying it was accepted.
+
+    The caller writes first and then appends (on SQLite its first write has taken the file's
+    write lock, under :func:`engine.db.write_turn`; on PostgreSQL the head row stays locked
+    from here to the commit, so the append comes last), and commits durably
+    (:func:`engine.db.durable_write`) before anything is answered.
+    """
+    raw: Any = conn.connection.driver_connection
+    try:
+        if conn.dialect.name != "postgresql":
+            return _sqlite_chain(raw.cursor(), entries)
+        with raw.cursor() as cur:
+            cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            head = cur.fetchone()
+            if head is None:
+                raise AuditUnavailable("the audit head row is missing")
+            return _pg_chain(cur, entries, head)
     except AuditUnavailable:
         raise
     except Exception as exc:

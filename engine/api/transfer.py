@@ -13,6 +13,7 @@ pages (``engine.web.transfers``, at ``/inbox``) call these same functions (docs/
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 import consent
-from audit import AuditEntry, RequestContext, disclose
+from audit import AuditEntry, RequestContext, append_within, disclose
 from audit.entry import Action
 from consent import Decision, PatientFacts, Who, decide
 from engine.api.deps import Services, current_user, request_context, services
@@ -100,11 +101,20 @@ def _audit(
     svc: Services, who: Who, ctx: RequestContext, action: Action, row: store.TransferRow | None,
     query: str | None = None, decision: Decision | None = None,
 ) -> None:  # fmt: skip
+    """Append :func:`_entry` now, on its own: for a view, or a step that was refused."""
+    disclose(svc.audit, _entry(who, ctx, action, row, query, decision), None)
+
+
+def _entry(
+    who: Who, ctx: RequestContext, action: Action, row: store.TransferRow | None,
+    query: str | None = None, decision: Decision | None = None,
+    rules: tuple[str, ...] | None = None,
+) -> AuditEntry:  # fmt: skip
     """A view or step of ``row`` (``None``: none the user may see); ``decision`` is the policy's
     on the user and the transfer's person, whose rules, basis and version it carries."""
     shown = row is not None and (decision is None or decision.permit)
-    rules = ("transfer.party",) if shown else ("transfer.none",)
-    entry = AuditEntry(
+    rules = rules or (("transfer.party",) if shown else ("transfer.none",))
+    return AuditEntry(
         request_id=ctx.request_id, action=action, outcome="permit" if shown else "deny",
         user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
         org=who.org, purpose=who.purpose,
@@ -115,7 +125,6 @@ def _audit(
         refs=(f"transfer/{row.id}",) if row else (), query=query,
         client_address=ctx.client_address, user_agent=ctx.user_agent,
     )  # fmt: skip
-    disclose(svc.audit, entry, None)
 
 
 def _decision(svc: Services, who: Who, person: str) -> Decision:
@@ -190,12 +199,14 @@ def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) 
     if status is None:
         raise FhirError(409, Problem("business-rule", f"The transfer is {row.status}: there is "
                                      "nothing for your organisation to acknowledge"))  # fmt: skip
-    _audit(svc, who, ctx, STEP_ACTIONS[status], row)
-    try:
+    try:  # the step and its entry commit together, so a step that loses leaves no entry
         with durable_write(svc.engine) as conn:
             store.step(conn, row.id, (row.status,), status, who.org, who.user_id,
                        datetime.now(UTC))  # fmt: skip
+            append_within(conn, [_entry(who, ctx, STEP_ACTIONS[status], row)])
     except store.Closed as exc:  # moved on since it was read: by a message, or a second click
+        refused = _entry(who, ctx, STEP_ACTIONS[status], row, rules=("transfer.out-of-turn",))
+        disclose(svc.audit, replace(refused, outcome="deny"), None)
         raise FhirError(
             409,
             Problem(

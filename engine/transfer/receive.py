@@ -1,9 +1,11 @@
-"""Receiving a red-bag message: check it, audit the decision, then store it whole.
+"""Receiving a red-bag message: check it, then store it whole with its audit entry.
 
-The order is the rule every access follows: the audit entry is durable before anything is
-stored or answered, and a failed append fails the request. A refused message stores nothing but
-its audit entry. A resubmission (same header id, same content) is answered with the bytes the
-first one was given; the same id with other content is a conflict.
+The rule every access follows holds: nothing is answered before its audit entry is durable, and
+a failed append fails the request. An accepted message commits in one transaction with the
+entry that records it (``engine.transfer.take``), so the entry is exact: a message that loses a
+race leaves none saying it was accepted. A refused message stores nothing but its audit entry.
+A resubmission (same header id, same content) is answered with the bytes the first one was
+given; the same id with other content is a conflict.
 
 A care home sends only for a person in its care: the policy decision point decides, over the
 same facts as any read of the person (``engine.gate.gather_facts``), whether the sender has a
@@ -51,8 +53,7 @@ class Inbox:
     policy: Policy
 
 
-def _audit(
-    inbox: Inbox,
+def _entry(
     who: Who,
     ctx: RequestContext,
     permit: bool,
@@ -62,12 +63,12 @@ def _audit(
     action: Action = "transfer-receive",
     care: Decision | None = None,
     transfer_id: str | None = None,
-) -> None:
+) -> AuditEntry:
     """One entry; ``care`` is the policy's decision on the sender acting for the person, whose
     rules, basis and policy version it carries. An accepted message names its transfer
     (``transfer/<id>``), as a step through ``/transfers`` does, so the trail ties every step
     of a stay together whichever way it came."""
-    entry = AuditEntry(
+    return AuditEntry(
         request_id=ctx.request_id, action=action, outcome="permit" if permit else "deny",
         user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
         org=who.org, purpose=who.purpose,
@@ -77,6 +78,10 @@ def _audit(
         refs=(f"transfer/{transfer_id}",) if transfer_id else (),
         client_address=ctx.client_address, user_agent=ctx.user_agent,
     )  # fmt: skip
+
+
+def _audit(inbox: Inbox, entry: AuditEntry) -> None:
+    """Append ``entry`` now, on its own: for an outcome that stores nothing."""
     disclose(inbox.audit, entry, None)
 
 
@@ -103,7 +108,7 @@ def refuse(
     the exception that answers it; what ``Problem.audit`` holds goes to the trail alone."""
     rules = tuple(sorted({f"transfer.{x.code}" for x in p} | {r for x in p for r in x.audit}))
     person = known.people[0] if known is not None and len(known.people) == 1 else None
-    _audit(inbox, who, ctx, False, rules, person, nhs, action)
+    _audit(inbox, _entry(who, ctx, False, rules, person, nhs, action))
     return Refused(status, *p)
 
 
@@ -159,7 +164,7 @@ def _again(
         raise refuse(inbox, who, ctx, 409, Problem(
             "conflict", "a different message with this MessageHeader.id was received already",
             "Bundle.entry[0].resource.id"), action=action)  # fmt: skip
-    _audit(inbox, who, ctx, True, ("transfer.resubmitted",), action=action)
+    _audit(inbox, _entry(who, ctx, True, ("transfer.resubmitted",), action=action))
     return found.response
 
 
@@ -203,10 +208,10 @@ def _accept(
         patient_id=patient, nhs_number=nhs, transfer_id=parsed.transfer_id or h.id,
         user_id=who.user_id,
     )  # fmt: skip
-    _audit(inbox, who, ctx, True, ("transfer.accepted",), person, nhs, action_of(parsed),
-           known.care, accepted.transfer_id)  # fmt: skip
+    entry = _entry(who, ctx, True, ("transfer.accepted",), person, nhs, action_of(parsed),
+                   known.care, accepted.transfer_id)  # fmt: skip
     try:
-        take(inbox.engine, accepted, now)
+        take(inbox.engine, accepted, now, entry)
     except store.Closed as lost:
         problem = out_of_turn(h.event, lost.status, parsed.transfer_path)
         raise refuse(inbox, who, ctx, 422, problem, action=action_of(parsed), known=known,

@@ -1,13 +1,15 @@
-"""Storing an accepted message, in as few statements as the database allows.
+"""Storing an accepted message with its audit entry, in one durable transaction.
+
+The message, what it does to its transfer and the entry that records its acceptance commit
+together or not at all (``audit.append_within``): a message that loses a race for its header
+id, or for its transfer's next step, leaves neither, and its own refusal or resubmission is
+audited instead. The commit is on disk before the response is sent (``engine.db.durable_write``).
 
 On PostgreSQL a care-home transfer (the message, the transfer, its ``sent`` and ``received``
-steps) is one statement of data-modifying CTEs in autocommit: a single statement is atomic, so
-a duplicate header id fails it whole and nothing is kept, as in a transaction, at about a third
-of the CPU (one statement instead of three and a BEGIN and a COMMIT, each about 0.1–0.2 ms of
-SQLAlchemy and psycopg). A discharge or an acknowledgement stays a transaction
-(``store.accept``): it must see that its conditional update moved the transfer on before the
-message is kept. SQLite has no data-modifying CTEs, so there every message takes the
-transaction. Either way the message is on disk before its response is sent.
+steps) is one statement of data-modifying CTEs: the same rows as ``store.accept`` in one
+statement instead of three. A discharge or an acknowledgement takes ``store.accept``: it must
+see that its conditional update moved the transfer on before the message is kept. SQLite has no
+data-modifying CTEs, so there every message takes ``store.accept``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, LargeBinary, bindparam, text
 
+from audit import AuditEntry, append_within
 from engine.db import durable_write
 from engine.models import UtcDateTime
 from engine.transfer import store
@@ -39,19 +42,19 @@ _TRANSFER = text(
 )
 
 
-def take(engine: Engine, a: store.Accepted, now: datetime) -> None:
-    """Keep ``a`` atomically; a duplicate header id raises ``IntegrityError`` and keeps
-    nothing, a message whose transfer another moved on meanwhile raises ``store.Closed``."""
+def take(engine: Engine, a: store.Accepted, now: datetime, entry: AuditEntry) -> None:
+    """Keep ``a`` and append ``entry`` atomically; a duplicate header id raises
+    ``IntegrityError`` and a message whose transfer another moved on meanwhile raises
+    ``store.Closed``, keeping neither."""
     h = a.header
-    if engine.dialect.name != "postgresql" or h.event != "care-home-transfer":
-        with durable_write(engine) as conn:
+    with durable_write(engine) as conn:
+        if engine.dialect.name == "postgresql" and h.event == "care-home-transfer":
+            conn.execute(_TRANSFER, {
+                "header_id": h.id, "transfer_id": a.transfer_id, "event": h.event,
+                "sender": h.sender, "destination": h.destination, "person_id": a.person_id,
+                "nhs_number": a.nhs_number, "content_hash": a.content_hash, "raw": a.raw,
+                "response": a.response, "now": now, "user_id": a.user_id,
+            })  # fmt: skip
+        else:
             store.accept(conn, a, now)
-        return
-    params = {
-        "header_id": h.id, "transfer_id": a.transfer_id, "event": h.event, "sender": h.sender,
-        "destination": h.destination, "person_id": a.person_id, "nhs_number": a.nhs_number,
-        "content_hash": a.content_hash, "raw": a.raw, "response": a.response, "now": now,
-        "user_id": a.user_id,
-    }  # fmt: skip
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(_TRANSFER, params)
+        append_within(conn, [entry])

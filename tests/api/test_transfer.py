@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from audit import RequestContext
+from audit import AuditUnavailable, RequestContext
 from audit.entry import flat
 from audit.report import lines
 from audit.tables import AuditRow
@@ -353,6 +353,28 @@ def test_the_same_message_sent_ten_times_at_once_is_stored_once(
     answers = at_once(10, lambda i: receive(inbox(svc), who, RequestContext(f"race-{i}"), raw))
     assert len(answers) == 10 and len(set(answers)) == 1
     assert (count(store, MESSAGES), count(store, TRANSFERS)) == (1, 1)
+    with store.engine.connect() as conn:  # one acceptance in the trail, nine resubmissions
+        said = [flat(orjson.loads(b))["rules"][0] for b in conn.execute(
+            select(AuditRow.body).where(AuditRow.action == "transfer-receive")
+        ).scalars()]  # fmt: skip
+    assert sorted(said) == ["transfer.accepted"] + ["transfer.resubmitted"] * 9
+
+
+def test_a_message_whose_audit_entry_fails_is_not_kept(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The acceptance and its entry commit together: when the entry cannot be written, the
+    sender gets 503, and nothing of the message is kept to open the hospital's access."""
+
+    def broken(conn: Any, entries: Any) -> Any:
+        raise AuditUnavailable("the audit entry could not be written: disk full")
+
+    monkeypatch.setattr("engine.transfer.take.append_within", broken)
+    answer = send(client, home, signed(unsigned(), keys[CARE_HOME]))
+    assert answer.status_code == 503
+    assert answer.json()["resourceType"] == "OperationOutcome"
+    assert (count(store, MESSAGES), count(store, TRANSFERS), count(store, STATUS)) == (0, 0, 0)
 
 
 def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_window(
@@ -440,6 +462,23 @@ def test_a_transfer_is_read_only_as_the_policy_lets_its_person_be_read(
         ).scalars().all()  # fmt: skip
     assert len(refused) == 3  # the view, the list and the acknowledgement
     assert all(flat(orjson.loads(b))["nhs_number"] == NHS for b in refused)
+
+
+def test_an_acknowledgement_that_loses_a_race_is_audited_as_refused_not_as_done(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Between reading the transfer and moving it, another step moved it on: the step and its
+    entry commit together, so the trail holds a refusal for it and no acknowledgement."""
+    transfer_id = sent_transfer(client, home, keys)
+
+    def beaten(conn: Any, tid: str, *args: Any) -> None:
+        raise transfers.Closed(tid, "acknowledged")
+
+    monkeypatch.setattr("engine.api.transfer.store.step", beaten)
+    late = client.post(f"/transfers/{transfer_id}/acknowledge", headers=auth(token("ae-doctor")))
+    assert late.status_code == 409
+    assert trail(store, "transfer-acknowledge") == [("transfer-acknowledge", "deny", HOSPITAL)]
 
 
 def test_a_discharge_must_name_a_transfer_of_that_person_between_those_parties(

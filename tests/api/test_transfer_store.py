@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from audit import AuditEntry
+from audit.tables import AuditRow
 from consent.policy import load
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
@@ -123,10 +125,17 @@ def test_an_acknowledgement_that_lost_the_race_keeps_nothing_and_says_where_it_s
         response=b"{}", person_id=person, patient_id="late", nhs_number=NHS,
         transfer_id=transfer_id, user_id="u-ae-doctor",
     )  # fmt: skip
+    with store.engine.connect() as conn:
+        trail = conn.execute(select(func.count()).select_from(AuditRow)).scalar_one()
+    entry = AuditEntry(request_id="late", action="transfer-acknowledge", outcome="permit",
+                       user_id="u-ae-doctor", user_name="", role_code="", profile="clinical",
+                       org=HOSPITAL, purpose="TREAT", rules=("transfer.accepted",))  # fmt: skip
     with pytest.raises(transfers.Closed) as lost:
-        take(store.engine, late, datetime.now(UTC))
+        take(store.engine, late, datetime.now(UTC), entry)
     assert lost.value.status == status
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(MESSAGES)).scalar_one() == kept
+        # nor its audit entry: the acceptance it would have recorded did not happen
+        assert conn.execute(select(func.count()).select_from(AuditRow)).scalar_one() == trail
         steps = conn.execute(select(STATUS.c.status)).scalars().all()
     assert sorted(steps) == sorted(["sent", "received", status])
