@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, String, text
 
 from audit.chain import Sealed, seal
 from audit.entry import AuditEntry
+from audit.tables import AuditRow
 from engine.db import write_turn
 
 _INSERT_COLUMNS = (
@@ -37,6 +39,25 @@ _INSERT_COLUMNS = (
 )
 #: Largest batch one transaction takes; more waits for the next.
 MAX_BATCH = 256
+
+
+#: Each searchable column's width. An entry's value is cut to fit, in the entry itself (so its
+#: body and its column still agree), rather than fail the append, and with it every entry
+#: batched beside it: the request id, purpose and identities come from requests and tokens.
+_WIDTHS = {
+    c.name: c.type.length
+    for c in AuditRow.__table__.columns
+    if isinstance(c.type, String) and c.type.length
+}
+
+
+def _fitted(entry: AuditEntry) -> AuditEntry:
+    over: dict[str, Any] = {
+        name: value[:width]
+        for name, width in _WIDTHS.items()
+        if isinstance(value := getattr(entry, name, None), str) and len(value) > width
+    }
+    return replace(entry, **over) if over else entry
 
 
 class AuditUnavailable(RuntimeError):
@@ -176,6 +197,7 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
     """Append ``entries`` in one transaction, committed and durable before this returns."""
     if not entries:
         return []
+    entries = [_fitted(e) for e in entries]
     try:
         raw = engine.raw_connection()
         try:
@@ -202,6 +224,7 @@ def append_within(conn: Connection, entries: Sequence[AuditEntry]) -> list[Seale
     (:func:`engine.db.durable_write`) before anything is answered.
     """
     raw: Any = conn.connection.driver_connection
+    entries = [_fitted(e) for e in entries]
     try:
         if conn.dialect.name != "postgresql":
             return _sqlite_chain(raw.cursor(), entries)

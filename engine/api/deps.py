@@ -32,7 +32,8 @@ PURPOSE_HEADER = "x-purpose-of-use"
 #: Declares the bearer scheme in the OpenAPI document; ``_token`` reads the token itself, so the
 #: session cookie works too and a missing token is audited before it is refused.
 BEARER = HTTPBearer(auto_error=False, description="A CIS2 JWT (in dev mode, from scr token)")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: As long as the audit trail's column, so the id a client gave is the one the trail holds.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)

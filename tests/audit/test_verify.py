@@ -29,6 +29,20 @@ def test_columns_with_awkward_text_still_match_their_hashed_body(engine: Engine)
     assert report.size == len(AWKWARD) + 1
 
 
+def test_an_over_long_value_is_cut_to_its_column_and_fails_no_one(engine: Engine):
+    """A request id, purpose or identity longer than its column (they come from requests and
+    tokens) is cut in the entry itself, so it neither fails its own append nor the entries
+    batched with it, and its body and column still agree."""
+    long = entry(1, request_id="r" * 100, purpose="P" * 40, user_id="u" * 200, org="O" * 30,
+                 patient_id="p" * 90, nhs_number="9" * 12)  # fmt: skip
+    sealed = append_batch(engine, [entry(0), long, entry(2)])
+    assert [s.seq for s in sealed] == [1, 2, 3]
+    kept = sealed[1].entry
+    assert (len(kept.request_id), len(kept.purpose or ""), len(kept.user_id)) == (64, 32, 128)
+    assert (len(kept.org), len(kept.patient_id or ""), len(kept.nhs_number or "")) == (16, 64, 10)
+    assert verify(engine).intact
+
+
 def test_an_empty_trail_verifies(engine: Engine):
     report = verify(engine)
     assert report.intact and report.size == 0 and report.head == GENESIS
