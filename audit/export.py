@@ -68,31 +68,38 @@ def _agents(doc: dict[str, Any], query: bool, server: str) -> list[dict[str, Any
     purposes = [doc["purpose"]] if doc.get("purpose") else []
     if doc.get("break_glass_code"):
         purposes.append("BTG")
+    # A refused token names no one: the user agent then says so, and there is no organisation
+    # agent (R4 refuses an empty string anywhere, so nothing empty is written).
     user: dict[str, Any] = {
         "type": _coding(PARTICIPATION, "IRCP"),
-        "who": {"identifier": {"system": SDS_USER, "value": doc["user_id"]}},
-        "name": doc["user_name"],
+        "who": (
+            {"identifier": {"system": SDS_USER, "value": doc["user_id"]}}
+            if doc.get("user_id")
+            else {"display": "unauthenticated user"}
+        ),
         "requestor": True,
-        "role": [_coding(JOB_ROLE, doc["role_code"].rsplit(":", 1)[-1])],
     }
+    if doc.get("user_name"):
+        user["name"] = doc["user_name"]
+    job = (doc.get("role_code") or "").rsplit(":", 1)[-1]
+    if job:
+        user["role"] = [_coding(JOB_ROLE, job)]
     if purposes:
         user["purposeOfUse"] = [_coding(ACT_REASON, p) for p in purposes]
+    server_agent = {
+        "type": _coding(DCM, server_role),
+        "who": {"display": "scr"},
+        "requestor": False,
+        "network": {"address": server, "type": "1"},
+    }
+    if not doc.get("org"):
+        return [client, server_agent, user]
     org = {
         "type": _coding(ROLE_CLASS, "PROV"),
         "who": {"identifier": {"system": ODS, "value": doc["org"]}},
         "requestor": False,
     }
-    return [
-        client,
-        {
-            "type": _coding(DCM, server_role),
-            "who": {"display": "scr"},
-            "requestor": False,
-            "network": {"address": server, "type": "1"},
-        },
-        user,
-        org,
-    ]
+    return [client, server_agent, user, org]
 
 
 def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:

@@ -70,6 +70,29 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
     ]
 
 
+def test_a_refused_token_and_a_nameless_user_export_as_valid_audit_events(
+    engine: Engine, db_url: str
+):
+    """A refused token's entry names no one (as deps.record_event writes it), and a token may
+    carry no name: both still export as valid R4, with nothing empty in them."""
+    append_batch(
+        engine,
+        [
+            entry(1, action="token-refused", outcome="deny", user_id="", user_name="",
+                  role_code="", profile=None, org="", purpose=None, patient_id=None,
+                  nhs_number=None, rules=("auth.token-missing",)),
+            entry(2, action="login", user_name=""),
+        ],
+    )  # fmt: skip
+    doc = orjson.loads(_export(db_url, "--format", "fhir"))
+    Bundle.model_validate(doc)
+    refused, login = (AuditEvent.model_validate(e["resource"]) for e in doc["entry"])
+    user = next(a for a in refused.agent if a.requestor)
+    assert user.who.display == "unauthenticated user" and user.name is None and not user.role
+    assert len(refused.agent) == 3  # no organisation agent
+    assert next(a for a in login.agent if a.requestor).name is None
+
+
 def test_export_since_leaves_out_earlier_entries(engine: Engine, db_url: str):
     for n in range(1, 5):
         append(engine, entry(n))
