@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from engine.settings import Settings, SettingsError
 
@@ -34,6 +36,14 @@ DEV_KEY_FILE = "dev-token-key.pem"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
 #: Seconds of clock difference allowed on ``exp``, ``iat`` and ``nbf``.
 _LEEWAY = 30
+#: The key type (JWK ``kty``) each algorithm family verifies with: a token naming a key of
+#: another type is refused, not handed to the library to fail on.
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+_PEM_KEY_TYPES: tuple[tuple[type, str], ...] = (
+    (RSAPublicKey, "RSA"), (EllipticCurvePublicKey, "EC"), (Ed25519PublicKey, "OKP"),
+)  # fmt: skip
+#: The least time between two fetches of the JWKS for a kid it did not hold.
+REFRESH_SECONDS = 60.0
 
 
 class TokenRefused(Exception):
@@ -118,6 +128,7 @@ class Verifier:
         issuer: str,
         audience: str,
         remember: int = 1024,
+        refresh: Callable[[], jwt.PyJWKSet] | None = None,
     ) -> None:
         self._keys = keys
         self._algorithm = algorithm
@@ -126,15 +137,37 @@ class Verifier:
         self._remember = remember
         self._passed: OrderedDict[str, tuple[TokenUser, float, float]] = OrderedDict()
         self._lock = threading.Lock()
+        #: Fetches the JWKS again, for a kid it does not hold yet (the identity provider has
+        #: rotated its keys); at most once a ``REFRESH_SECONDS``, and a failure keeps the keys.
+        self._refresh = refresh
+        self._refreshed = time.monotonic()
 
     def _key(self, token: str) -> Any:
         if not isinstance(self._keys, jwt.PyJWKSet):
             return self._keys[0]
         kid = jwt.get_unverified_header(token).get("kid")
-        for key in self._keys.keys:
-            if key.key_id == kid:
-                return key.key
-        raise TokenRefused(f"no key in the JWKS has kid {kid!r}")
+        key = self._kid(kid) or (self._kid(kid) if self._refreshed_now() else None)
+        if key is None:
+            raise TokenRefused(f"no key in the JWKS has kid {kid!r}")
+        if key.key_type != _KEY_TYPES.get(self._algorithm[:2]):
+            raise TokenRefused(f"the key with kid {kid!r} is not a {self._algorithm} key")
+        return key.key
+
+    def _kid(self, kid: Any) -> jwt.PyJWK | None:
+        keys = self._keys.keys if isinstance(self._keys, jwt.PyJWKSet) else []
+        return next((k for k in keys if k.key_id == kid), None)
+
+    def _refreshed_now(self) -> bool:
+        """Whether the JWKS was fetched again just now (not too soon after the last time)."""
+        with self._lock:
+            if self._refresh is None or time.monotonic() - self._refreshed < REFRESH_SECONDS:
+                return False
+            self._refreshed = time.monotonic()
+        try:
+            self._keys = self._refresh()
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError):
+            return False
+        return True
 
     def verify(self, token: str) -> TokenUser:
         now = time.time()
@@ -155,6 +188,10 @@ class Verifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRefused(f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
+        except (TypeError, ValueError) as exc:  # the library, given a key of the wrong kind
+            raise TokenRefused(
+                f"the key cannot check this token: {exc}", "InvalidKeyError"
+            ) from None
         user = user_from_claims(claims)
         # As the library reads them: it accepted now >= iat - leeway (and nbf), now < exp + leeway.
         since = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"]))) - _LEEWAY
@@ -200,21 +237,32 @@ def verifier_for(settings: Settings) -> Verifier:
         return Verifier([public], DEV_ALGORITHM, DEV_ISSUER, settings.jwt_audience)
     if not settings.jwt_issuer:
         raise SettingsError("SCR_JWT_ISSUER: required when SCR_AUTH_MODE is jwt")
+    wanted = _KEY_TYPES.get(settings.jwt_algorithm[:2])
     if settings.jwks_url:
-        try:
-            response = httpx.get(settings.jwks_url, timeout=10)
+        url = settings.jwks_url
+
+        def fetch() -> jwt.PyJWKSet:
+            response = httpx.get(url, timeout=10)
             response.raise_for_status()
-            keys: Sequence[Any] | jwt.PyJWKSet = jwt.PyJWKSet.from_dict(response.json())
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
-            raise SettingsError(f"SCR_JWKS_URL: cannot load {settings.jwks_url}: {exc}") from None
-    elif settings.jwt_public_key:
+            return jwt.PyJWKSet.from_dict(response.json())
+
         try:
-            keys = [serialization.load_pem_public_key(_pem(settings.jwt_public_key))]
-        except ValueError as exc:
-            raise SettingsError(f"SCR_JWT_PUBLIC_KEY: not a PEM public key: {exc}") from None
-    else:
+            keys: Sequence[Any] | jwt.PyJWKSet = fetch()
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            raise SettingsError(f"SCR_JWKS_URL: cannot load {url}: {exc}") from None
+        return Verifier(keys, settings.jwt_algorithm, settings.jwt_issuer,
+                        settings.jwt_audience, refresh=fetch)  # fmt: skip
+    if not settings.jwt_public_key:
         raise SettingsError("SCR_JWT_PUBLIC_KEY or SCR_JWKS_URL: one is required in jwt mode")
-    return Verifier(keys, settings.jwt_algorithm, settings.jwt_issuer, settings.jwt_audience)
+    try:
+        key = serialization.load_pem_public_key(_pem(settings.jwt_public_key))
+    except ValueError as exc:
+        raise SettingsError(f"SCR_JWT_PUBLIC_KEY: not a PEM public key: {exc}") from None
+    if not any(isinstance(key, kind) and kty == wanted for kind, kty in _PEM_KEY_TYPES):
+        raise SettingsError(
+            f"SCR_JWT_PUBLIC_KEY: not a key for SCR_JWT_ALGORITHM={settings.jwt_algorithm}"
+        )
+    return Verifier([key], settings.jwt_algorithm, settings.jwt_issuer, settings.jwt_audience)
 
 
 def mint(

@@ -14,7 +14,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine.api import auth
 from engine.api.auth import TokenRefused, user_from_claims, verifier_for
@@ -95,6 +95,66 @@ def test_jwks_keys_are_chosen_by_kid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert verifier.verify(good).user_id == "u-1"
     with pytest.raises(TokenRefused, match="kid"):
         verifier.verify(jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k2"}))
+
+
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _serve(monkeypatch: pytest.MonkeyPatch, jwks: dict[str, Any]) -> list[str]:
+    """Serve ``jwks`` (as it stands at each fetch) to the verifier; the URLs fetched."""
+    fetched: list[str] = []
+
+    def fake_get(url: str, timeout: float) -> httpx.Response:
+        fetched.append(url)
+        return httpx.Response(200, json=jwks, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(httpx, "get", fake_get)
+    return fetched
+
+
+def test_a_token_naming_a_key_of_another_type_is_refused_not_crashed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An identity provider may publish RSA and EC keys side by side: a token that says RS256
+    but names the EC key's kid is refused (401, audited), where the library would raise."""
+    rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    ec_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(EC_KEY.public_key()))
+    _serve(monkeypatch, {"keys": [rsa_jwk | {"kid": "rsa1"}, ec_jwk | {"kid": "ec1"}]})
+    verifier = verifier_for(settings(jwt_public_key="", jwks_url="https://idp.example/jwks"))
+    body = jwt.utils.base64url_encode(json.dumps(claims(iat=0, exp=2**31)).encode())
+    for kid in ("ec1", "rsa1"):
+        header = jwt.utils.base64url_encode(json.dumps({"alg": "RS256", "kid": kid}).encode())
+        forged = b".".join([header, body, jwt.utils.base64url_encode(b"x" * 256)]).decode()
+        with pytest.raises(TokenRefused):
+            verifier.verify(forged)
+
+
+def test_a_pem_key_of_another_type_than_the_algorithm_stops_start_up() -> None:
+    pem = EC_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(SettingsError, match="SCR_JWT_ALGORITHM"):
+        verifier_for(settings(jwt_public_key=pem.decode()))
+
+
+def test_a_rotated_key_is_fetched_once_its_kid_is_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The identity provider adds a key and signs with it: the JWKS is fetched again for the
+    new kid (not more often than REFRESH_SECONDS), rather than refusing everyone until a
+    restart."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    other = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(OTHER.public_key()))
+    jwks: dict[str, Any] = {"keys": [jwk | {"kid": "k1"}]}
+    fetched = _serve(monkeypatch, jwks)
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 0.0)
+    verifier = verifier_for(settings(jwt_public_key="", jwks_url="https://idp.example/jwks"))
+    jwks["keys"] = [*jwks["keys"], other | {"kid": "k2"}]
+    new = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
+    assert verifier.verify(new).user_id == "u-1"
+    assert len(fetched) == 2
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 3600.0)
+    with pytest.raises(TokenRefused, match="kid"):
+        verifier.verify(jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k3"}))
+    assert len(fetched) == 2  # too soon to fetch again
 
 
 @pytest.mark.parametrize(
