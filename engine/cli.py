@@ -167,15 +167,19 @@ def demo_cmd(
 ) -> None:
     """Synthesise people, ingest every source style into ./scr-demo.db, serve with personas.
 
+    Always ./scr-demo.db, ./scr-demo-data and dev sign-in, whatever SCR_DATABASE_URL says.
     Re-running reuses the data: a source folder already ingested completely is not read again.
     """
     import os
 
     from adapters.synth import synthesise
 
-    os.environ.setdefault("SCR_DATABASE_URL", "sqlite:///./scr-demo.db")
-    os.environ.setdefault("SCR_DATA_DIR", "./scr-demo-data")
-    os.environ.setdefault("SCR_AUTH_MODE", "dev")
+    # Its own store, data and sign-in, whatever the shell or a container exports: the demo
+    # replaces the organisation directory of the store it loads and adds synthetic people.
+    os.environ.update(
+        SCR_DATABASE_URL="sqlite:///./scr-demo.db", SCR_DATA_DIR="./scr-demo-data",
+        SCR_AUTH_MODE="dev",
+    )  # fmt: skip
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     out = Path("scr-demo-sources")

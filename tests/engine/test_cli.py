@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from engine.cli import app
+from engine.db import make_engine
+from engine.models import Resource
 from engine.settings import Settings, SettingsError
 from tests.factories import invalid_nhs_number, nhs_numbers, s1_code, s1_patient, write_systmone
 
@@ -126,3 +129,24 @@ def test_db_restamp_derives_the_facts_of_rows_stored_under_other_rules(db_url, t
     again = invoke(db_url, "db", "restamp", "--json")
     assert orjson.loads(again.stdout)["restamped"] == 0
     engine.dispose()
+
+
+def test_the_demo_never_loads_into_the_store_the_environment_names(
+    db_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo replaces the organisation directory of the store it loads and adds synthetic
+    people: an exported SCR_DATABASE_URL (a production store's) must not be that store."""
+    from adapters.synth.directory import write_directory
+
+    write_directory(tmp_path / "organisations.json")
+    assert invoke(db_url, "directory", "load", str(tmp_path / "organisations.json")).exit_code == 0
+    before = invoke(db_url, "directory", "list", "--json").stdout
+    monkeypatch.chdir(tmp_path)
+    for name in ("SCR_DATABASE_URL", "SCR_DATA_DIR", "SCR_AUTH_MODE"):  # the demo sets them
+        monkeypatch.delenv(name, raising=False)
+    demo = invoke(db_url, "demo", "--patients", "2", "--no-serve")
+    assert demo.exit_code == 0, demo.output
+    assert (tmp_path / "scr-demo.db").exists()
+    assert invoke(db_url, "directory", "list", "--json").stdout == before
+    with make_engine(db_url).connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Resource)).scalar_one() == 0
