@@ -22,15 +22,25 @@ _PG_PROTECT = (
     "CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry "
     "FOR EACH STATEMENT EXECUTE FUNCTION audit_entry_refuse()",
 )
+#: SQLite's REPLACE (and INSERT OR REPLACE) deletes the row it conflicts with without running
+#: delete triggers, so an insert that names a sequence number already held is refused first.
+SQLITE_NO_REPLACE = (
+    "CREATE TRIGGER IF NOT EXISTS audit_entry_no_replace BEFORE INSERT ON audit_entry "
+    "WHEN EXISTS (SELECT 1 FROM audit_entry WHERE seq = NEW.seq) "
+    f"BEGIN SELECT RAISE(ABORT, '{REFUSAL}: REPLACE refused'); END"
+)
 # SQLite has no TRUNCATE: an unqualified DELETE runs the delete trigger row by row.
-_SQLITE_PROTECT = tuple(
-    f"CREATE TRIGGER audit_entry_no_{op.lower()} BEFORE {op} ON audit_entry "
-    f"BEGIN SELECT RAISE(ABORT, '{REFUSAL}: {op} refused'); END"
-    for op in ("UPDATE", "DELETE")
+_SQLITE_PROTECT = (
+    *(
+        f"CREATE TRIGGER audit_entry_no_{op.lower()} BEFORE {op} ON audit_entry "
+        f"BEGIN SELECT RAISE(ABORT, '{REFUSAL}: {op} refused'); END"
+        for op in ("UPDATE", "DELETE")
+    ),
+    SQLITE_NO_REPLACE,
 )
 TRIGGERS = {
     "postgresql": ("audit_entry_append_only", "audit_entry_no_truncate"),
-    "sqlite": ("audit_entry_no_update", "audit_entry_no_delete"),
+    "sqlite": ("audit_entry_no_update", "audit_entry_no_delete", "audit_entry_no_replace"),
 }
 
 

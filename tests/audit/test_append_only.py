@@ -34,6 +34,21 @@ def test_the_trigger_refuses_even_the_owner(engine: Engine, statement: str) -> N
     assert verify(engine).intact and verify(engine).size == 3
 
 
+def test_sqlite_refuses_a_replace_that_would_rewrite_an_entry(engine: Engine) -> None:
+    """REPLACE deletes the row it conflicts with without running delete triggers."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no REPLACE; ON CONFLICT DO UPDATE runs the update trigger")
+    fill(engine, 3)
+    replace = (
+        "REPLACE INTO audit_entry SELECT seq, time, request_id, action, outcome, 'someone-else', "
+        "org, purpose, patient_id, nhs_number, body, prev_hash, hash FROM audit_entry "
+        "WHERE seq = 2"
+    )
+    with pytest.raises(DBAPIError, match=REFUSAL), engine.begin() as conn:
+        conn.execute(text(replace))
+    assert verify(engine).intact and verify(engine).size == 3
+
+
 @pg_only
 def test_truncate_is_refused_by_trigger_on_postgresql(engine: Engine) -> None:
     fill(engine, 3)
