@@ -66,8 +66,9 @@ def _ending(dialect: str, escape: bool) -> str:
             pieces += [(True, '"'), (False, when), (True, '"')]
         elif field == "time":
             pieces += [(True, '"'), (False, "replace(time, ' ', 'T')"), (True, 'Z"')]
-        elif dialect == "sqlite":
-            pieces.append((False, f"json_quote({field})"))
+        elif dialect == "sqlite":  # a value not stored as text reads as null, so it differs
+            text_only = f"CASE WHEN typeof({field}) = 'text' THEN {field} END"
+            pieces.append((False, f"json_quote({text_only})"))
         elif escape:
             pieces.append((False, f"coalesce(to_json({field})::text, 'null')"))
         elif _NULLABLE[field]:
@@ -107,9 +108,16 @@ def _column_sql(dialect: str) -> str:
     """
     if dialect == "sqlite":
         ending = _ending(dialect, escape=True)
+        # SQLite keeps any value in any column: searches compare time as text in the form
+        # SQLAlchemy writes, so a time in another form (or not text) would move an entry in
+        # time, past a check that read it leniently.
+        stored_as_written = (
+            "typeof(time) = 'text' AND length(time) = 26 AND substr(time, 11, 1) = ' '"
+        )
         return (
             f"SELECT min(seq) FILTER (WHERE substr(body, instr(body, CAST('{_INDEX}' AS BLOB))) "
-            f"IS NOT CAST({ending} AS BLOB)) FROM audit_entry WHERE seq <= :head"
+            f"IS NOT CAST({ending} AS BLOB) OR NOT ({stored_as_written})) "
+            "FROM audit_entry WHERE seq <= :head"
         )
     plain, escaped = _ending(dialect, escape=False), _ending(dialect, escape=True)
     differs = (

@@ -76,6 +76,27 @@ def test_an_edited_time(trail, db_url, tmp_path):
     assert code == 1 and out["first_bad_seq"] == 16
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        "time = replace(time, ' ', 'T')",
+        "time = CAST(time AS BLOB)",
+        "user_id = CAST(user_id AS BLOB)",
+        "patient_id = CAST(patient_id AS BLOB)",
+    ],
+    ids=["time-other-form", "time-blob", "user-blob", "patient-blob"],
+)
+def test_sqlite_a_value_stored_in_another_form_or_type(trail, db_url, tmp_path, change):
+    """SQLite keeps any value in any column, and searches compare what is stored: the same
+    words in another form or type would move an entry out of a search, so they are named."""
+    if trail.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL columns hold one type each")
+    with as_owner(trail) as conn:
+        conn.execute(text(f"UPDATE audit_entry SET {change} WHERE seq = 12"))
+    code, out = verify(db_url, tmp_path)
+    assert code == 1 and out["first_bad_seq"] == 12
+
+
 def test_a_column_set_to_null_after_dropping_its_constraint(trail, db_url, tmp_path):
     """The owner can drop NOT NULL and blank a time, taking an entry out of every day search."""
     if trail.dialect.name != "postgresql":
