@@ -86,7 +86,12 @@ def sign_in(
             purpose=p.purpose, minutes=8 * 60, ig_training=date.today() - timedelta(days=60),
         )  # fmt: skip
     if not token:
+        record_event(svc, context(request), "token-refused", None, ("auth.token-missing",))
         return _page(request, "signin.html", 401, error="Choose who to sign in as", dev=False)
+    if len(token) > session.MAX_TOKEN:
+        record_event(svc, context(request), "token-refused", None, ("auth.token-too-long",))
+        why = "That token is too long to keep in a browser: ask for one with fewer roles"
+        return _page(request, "signin.html", 401, error=why, dev=False)
     try:
         user = svc.verifier.verify(token)
     except TokenRefused as exc:

@@ -49,6 +49,11 @@ def check_csrf(request: Request, submitted: str | None) -> None:
         raise FhirError(403, Problem("forbidden", "The form has expired: reload the page"))
 
 
+#: The longest token a session cookie holds: browsers drop a cookie over 4,096 bytes (name,
+#: value and attributes together), which would sign the user out at once, silently.
+MAX_TOKEN = 3_800
+
+
 def sign_in(response: Response, token: str) -> None:
     _cookie(response, SESSION_COOKIE, token)
     response.delete_cookie(ACK_COOKIE, path="/")

@@ -58,6 +58,21 @@ def test_dev_sign_in_offers_personas_and_sets_a_strict_session_cookie(
     assert audit_actions(store)[-1] == ("login", "permit")
 
 
+def test_a_sign_in_without_a_token_or_with_one_too_long_to_keep_is_refused_and_audited(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    """A browser drops a cookie over 4 KB, which would sign the user out at once and silently,
+    after the trail had recorded a login: such a token is refused at sign-in, saying why."""
+    nothing = web.post("/session", data={"csrf_token": csrf(web)})
+    assert nothing.status_code == 401
+    assert audit_actions(store)[-1] == ("token-refused", "deny")
+    huge = token("gp", name="Dr " + "Synthetic " * 500)
+    refused = web.post("/session", data={"token": huge, "csrf_token": csrf(web)})
+    assert refused.status_code == 401 and "too long" in refused.text
+    assert audit_actions(store)[-1] == ("token-refused", "deny")
+    assert not any(c.startswith(SESSION_COOKIE) for c in refused.headers.get_list("set-cookie"))
+
+
 def test_the_record_waits_for_the_confidentiality_notice(web: TestClient, token: Token) -> None:
     signed_in(web, token("gp"))
     first = web.get(f"/record/{NHS}")
