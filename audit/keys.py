@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -52,12 +53,17 @@ def _generate(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    # Written whole under another name, then linked into place: the key file never exists
+    # half-written, so a process that loses the race reads the winner's key, not an empty file.
+    fd, written = tempfile.mkstemp(dir=path.parent, prefix=".audit-key-")  # mode 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        os.link(written, path)
     except FileExistsError:
         return _read_file(path, "audit signing key")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    finally:
+        os.unlink(written)
     return key
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import stat
+from pathlib import Path
 
 import orjson
 import pytest
@@ -30,6 +32,27 @@ def test_a_key_is_made_on_first_use_readable_only_by_its_owner(tmp_path):
     path = tmp_path / "data" / KEY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert _pem(signing_key(settings)) == _pem(first), "the same key every time after"
+
+
+def _public(data_dir: str) -> str:
+    key = signing_key(Settings(data_dir=Path(data_dir)))
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def test_processes_starting_at_once_all_get_the_one_key_made(tmp_path):
+    """Workers starting together race to make the key: each gets the winner's, none a file
+    read before the winner had written it (no temporary file is left behind either)."""
+    fork = multiprocessing.get_context("fork")
+    for n in range(30):
+        data = tmp_path / f"d{n}"
+        with fork.Pool(4) as pool:
+            keys = pool.map(_public, [str(data)] * 4)
+        assert len(set(keys)) == 1
+        assert [p.name for p in data.iterdir()] == [KEY_FILE]
 
 
 def test_a_key_file_others_can_read_is_refused(tmp_path):
