@@ -10,14 +10,13 @@ checkpoints (``scr audit public-key``).
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
-import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from engine.keyfile import create
 from engine.settings import Settings
 
 KEY_FILE = "audit-signing-key.pem"
@@ -46,24 +45,16 @@ def _read_file(path: Path, where: str) -> Ed25519PrivateKey:
 
 def _generate(path: Path) -> Ed25519PrivateKey:
     """Create the key file atomically: of two processes starting at once, one writes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Written whole under another name, then linked into place: the key file never exists
-    # half-written, so a process that loses the race reads the winner's key, not an empty file.
-    fd, written = tempfile.mkstemp(dir=path.parent, prefix=".audit-key-")  # mode 0600
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        os.link(written, path)
+        create(path, pem)
     except FileExistsError:
         return _read_file(path, "audit signing key")
-    finally:
-        os.unlink(written)
     return key
 
 

@@ -10,7 +10,7 @@ with an Ed25519 key kept in the data directory; it exists for the demo and tests
 
 from __future__ import annotations
 
-import os
+import contextlib
 import threading
 import time
 import uuid
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from engine.keyfile import create
 from engine.settings import Settings, SettingsError
 
 DEV_ISSUER = "scr-dev"
@@ -211,10 +212,8 @@ def dev_key(settings: Settings) -> Ed25519PrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            create(path, pem)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise SettingsError(f"{path}: not an Ed25519 private key")

@@ -8,13 +8,13 @@ registered the first time the organisation sends.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
+from engine.keyfile import create
 from engine.transfer import signature, store
 
 
@@ -23,10 +23,8 @@ def _path(data_dir: Path, org: str) -> Path:
 
 
 def write_key(path: Path, key: Ed25519PrivateKey) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(signature.private_pem(key))
+    """Keep ``key`` at ``path``; ``FileExistsError`` if a key is there (never overwritten)."""
+    create(path, signature.private_pem(key))
 
 
 def org_key(engine: Engine, data_dir: Path, org: str, by: str) -> Ed25519PrivateKey:
