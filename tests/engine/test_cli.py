@@ -148,5 +148,7 @@ def test_the_demo_never_loads_into_the_store_the_environment_names(
     assert demo.exit_code == 0, demo.output
     assert (tmp_path / "scr-demo.db").exists()
     assert invoke(db_url, "directory", "list", "--json").stdout == before
-    with make_engine(db_url).connect() as conn:
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Resource)).scalar_one() == 0
+    engine.dispose()

@@ -132,3 +132,4 @@ def test_a_durable_write_on_sqlite_syncs_its_commit_and_no_other(tmp_path: Path)
     with engine.connect() as conn:
         assert _synchronous(conn) == 1
         assert conn.execute(text("SELECT count(*) FROM kept")).scalar() == 1
+    engine.dispose()
