@@ -35,6 +35,20 @@ class Target:
     display: str | None
 
 
+#: SNOMED CT's OID, which some senders give as the system instead of the URI.
+_SNOMED_OID = "urn:oid:2.16.840.1.113883.6.96"
+
+
+def is_snomed(system: str) -> bool:
+    """``http://snomed.info/sct`` however it is spelled: scheme, case, a trailing slash, an
+    edition or version under it (``.../sct/999000041000000102``), or the OID."""
+    folded = system.strip().lower()
+    if folded == _SNOMED_OID:
+        return True
+    rest = folded.removeprefix("http://").removeprefix("https://")
+    return rest == "snomed.info/sct" or rest.startswith("snomed.info/sct/")
+
+
 @dataclass
 class CodeMaps:
     """Lookup tables: (source system, target system) → code → target; SNOMED code → category."""
@@ -48,8 +62,11 @@ class CodeMaps:
         return table.get(code) if table else None
 
     def sensitive_category(self, system: str, code: str) -> str | None:
-        """The legally restricted category of a SNOMED code, if it is in one of the value sets."""
-        return self.sensitive.get(code) if system == SNOMED else None
+        """The legally restricted category of a SNOMED code, if it is in one of the value sets.
+
+        Senders spell SNOMED's system in more than one way (https, a trailing slash, an edition
+        URI, the OID), and a sensitive code must be found under any of them."""
+        return self.sensitive.get(code) if is_snomed(system) else None
 
     def add(
         self, source: str, target: str, version: str, rows: Iterable[tuple[str, Target]]

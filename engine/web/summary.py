@@ -51,6 +51,7 @@ _DATE_FIELDS = (
     "issued",
     "date",
     "created",
+    "dateTime",
 )
 
 
@@ -156,8 +157,11 @@ def _date(resource: Mapping[str, Any]) -> str:
     for name in _DATE_FIELDS:
         if isinstance(resource.get(name), str):
             return str(resource[name])[:10]
-    for name in ("effectivePeriod", "period", "executionPeriod", "occurrencePeriod"):
-        period = resource.get(name)
+    periods = [resource.get(n) for n in ("effectivePeriod", "period", "executionPeriod",
+                                         "occurrencePeriod")]  # fmt: skip
+    provision = resource.get("provision")  # a Consent's (an LPA, a deputyship)
+    periods.append(provision.get("period") if isinstance(provision, dict) else None)
+    for period in periods:
         if isinstance(period, dict) and isinstance(period.get("start"), str):
             return str(period["start"])[:10]
     return ""

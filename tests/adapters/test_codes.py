@@ -18,6 +18,27 @@ def test_shipped_maps_load_and_translate(codes):
     assert codes.sensitive_category("http://read.info/ctv3", "76272004") is None
 
 
+@pytest.mark.parametrize(
+    "system",
+    [
+        "https://snomed.info/sct", "http://snomed.info/sct/", "HTTP://SNOMED.INFO/SCT",
+        "http://snomed.info/sct/999000041000000102", "urn:oid:2.16.840.1.113883.6.96",
+        " http://snomed.info/sct ",
+    ],
+)  # fmt: skip
+def test_a_sensitive_code_is_found_however_snomed_is_spelled(codes, system):
+    """GP Connect keeps each system as the sender wrote it, and R4 takes any URI: a sensitive
+    code under another spelling of SNOMED's must still be withheld."""
+    assert codes.sensitive_category(system, "76272004") == "sti"
+
+
+@pytest.mark.parametrize(
+    "system", ["http://snomed.info/sctx", "http://example.org/snomed.info/sct"]
+)
+def test_only_snomed_is_taken_for_snomed(codes, system):
+    assert codes.sensitive_category(system, "76272004") is None
+
+
 def test_corpus_value_sets_load_every_category(corpus):
     folder = corpus / "sensitive-valuesets-olids"
     if not folder.is_dir():

@@ -1,0 +1,105 @@
+"""Sensitive items on the record page, whichever way a sender codes them, and dated items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from adapters.gpconnect import GpConnectAdapter
+from consent import load
+from engine.api import create_app
+from engine.ingest import ingest
+from engine.web.summary import compose
+from tests.adapters.test_gpconnect import bundle, organization, patient
+from tests.api.conftest import NHS, Store, Token
+from tests.web.test_pages import acknowledged, signed_in
+
+SCT = "http://snomed.info/sct"
+
+
+@pytest.fixture
+def web(store: Store) -> Iterator[TestClient]:
+    app = create_app(store.settings, store.engine)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
+        yield c
+
+
+def gp_connect(store: Store, *resources: dict[str, Any]) -> None:
+    """A GP Connect record of the test person, from their practice (Y00001)."""
+    pat = patient(NHS, name=[{"family": "Smith", "given": ["Renée"], "prefix": ["Mrs"]}],
+                  birthDate="1950-03-01", gender="female")  # fmt: skip
+    folder = store.folder.parent / "gpc"
+    folder.mkdir(exist_ok=True)
+    doc = bundle(pat, organization(ods="Y00001"), *resources)
+    (folder / "record.json").write_bytes(orjson.dumps(doc))
+    ingest(store.engine, store.settings, store.codes, GpConnectAdapter(), str(folder))
+
+
+def syphilis(rid: str, system: str = SCT) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition", "id": rid, "clinicalStatus": "active",
+        "verificationStatus": "confirmed", "assertedDate": "2024-02-01",
+        "code": {"coding": [{"system": system, "code": "76272004",
+                             "display": f"Syphilis [{rid}]"}]},
+        "subject": {"reference": "Patient/p1"},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "system",
+    [SCT, "https://snomed.info/sct", "http://snomed.info/sct/", "urn:oid:2.16.840.1.113883.6.96"],
+)
+def test_a_sensitive_code_is_withheld_however_snomed_is_spelled(
+    web: TestClient, store: Store, token: Token, system: str
+) -> None:
+    gp_connect(store, syphilis("c1", system))
+    acknowledged(signed_in(web, token("other-gp")))
+    page = web.get(f"/record/{NHS}")
+    assert page.status_code == 200
+    assert "Syphilis [c1]" not in page.text, f"shown to another practice under {system!r}"
+
+
+def test_a_sensitive_code_in_a_second_coding_or_a_reason_is_withheld(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    visit = {
+        "resourceType": "Encounter", "id": "e1", "status": "finished",
+        "type": [{"text": "Clinic visit [e1]"}],
+        "reason": [{"coding": [{"system": "https://example.org/local", "code": "X1"},
+                               {"system": SCT, "code": "15628003"}], "text": "[e1]"}],
+        "subject": {"reference": "Patient/p1"}, "period": {"start": "2024-01-05"},
+    }  # fmt: skip
+    medicine = {
+        "resourceType": "MedicationStatement", "id": "m1", "status": "active",
+        "medicationCodeableConcept": {"text": "Benzathine benzylpenicillin [m1]"},
+        "reasonCode": [{"coding": [{"system": SCT, "code": "76272004"}]}],
+        "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": "2024-01-05"},
+        "taken": "y",
+    }  # fmt: skip
+    gp_connect(store, visit, medicine)
+    acknowledged(signed_in(web, token("other-gp")))
+    page = web.get(f"/record/{NHS}").text
+    assert "[e1]" not in page and "[m1]" not in page
+
+
+def test_a_lasting_power_of_attorney_shows_its_date() -> None:
+    """Every item shows its date: a council's legal Consent carries it in dateTime."""
+    lpa = {
+        "resourceType": "Consent", "id": "x", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "adr"}]},
+        "category": [{"text": "Lasting power of attorney for health and welfare"}],
+        "dateTime": "2026-06-19",
+        "meta": {"source": "https://fhir.scr.example/source/council/E06000999/legal/1"},
+    }  # fmt: skip
+    (section,) = compose([lpa], load(), {}).summary
+    assert [i.date for i in section.items] == ["2026-06-19"]
+    undated = {k: v for k, v in lpa.items() if k != "dateTime"} | {
+        "provision": {"period": {"start": "2025-01-02"}}
+    }
+    (section,) = compose([undated], load(), {}).summary
+    assert [i.date for i in section.items] == ["2025-01-02"]
