@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
-from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_fhir import audit_actions
 
 __all__ = ["Store"]
-
-
-@pytest.fixture
-def web(store: Store) -> Iterator[TestClient]:
-    app = create_app(store.settings, store.engine)
-    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
-        yield c
 
 
 def csrf(client: TestClient, path: str = "/") -> str:

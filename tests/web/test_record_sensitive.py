@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -11,7 +10,6 @@ from fastapi.testclient import TestClient
 
 from adapters.gpconnect import GpConnectAdapter
 from consent import load
-from engine.api import create_app
 from engine.ingest import ingest
 from engine.web.summary import compose
 from tests.adapters.test_gpconnect import bundle, organization, patient
@@ -19,13 +17,6 @@ from tests.api.conftest import NHS, Store, Token
 from tests.web.test_pages import acknowledged, signed_in
 
 SCT = "http://snomed.info/sct"
-
-
-@pytest.fixture
-def web(store: Store) -> Iterator[TestClient]:
-    app = create_app(store.settings, store.engine)
-    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
-        yield c
 
 
 def gp_connect(store: Store, *resources: dict[str, Any]) -> None:

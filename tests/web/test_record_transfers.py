@@ -4,7 +4,6 @@ audit entry; anyone without a way in sees nothing, and nothing else changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -15,7 +14,6 @@ from sqlalchemy import select
 
 from audit.entry import flat
 from audit.tables import AuditRow
-from engine.api import create_app
 from tests.api.conftest import NHS, PATIENT, Store, Token, api_settings, auth, client, store, token
 from tests.api.test_transfer import acknowledgement, discharge, home, keys, send, sent_transfer
 from tests.api.transfers import (
@@ -29,13 +27,6 @@ from tests.web.test_pages import acknowledged, signed_in
 
 __all__ = ["api_settings", "client", "home", "keys", "store", "token"]
 TITLE = "Hospital transfers (red bag)"
-
-
-@pytest.fixture
-def web(store: Store) -> Iterator[TestClient]:
-    app = create_app(store.settings, store.engine)
-    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
-        yield c
 
 
 @pytest.fixture
