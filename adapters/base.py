@@ -88,7 +88,10 @@ class SourceRecord:
     """One row (or one FHIR entry) with where it came from.
 
     ``fields`` holds the raw values as read, plus any values the reader joined in from other
-    files (prefixed ``_``), so that mapping needs nothing but the record itself.
+    files (prefixed ``_``), so that mapping needs nothing but the record itself. One of them
+    means the same for every source: ``_pointed_codings``, the ``[system, code]`` pairs of
+    the records this one names or belongs to, so that finishing labels it with them (a
+    resource naming a sensitive one is withheld with it).
     """
 
     ref: SourceRef

@@ -1,14 +1,18 @@
 """The last touches every mapped resource gets, whatever adapter made it (pure).
 
-``meta.source`` names the source record; sensitive codes anywhere in the resource add the
-legally restricted labels (so a sensitive code under a non-sensitive parent is still caught);
+``meta.source`` names the source record; sensitive codes anywhere in the resource, or in the
+records it names or belongs to (``_pointed_codings``), add the legally restricted labels (so a
+sensitive code under a non-sensitive parent, or a topic titled with a sensitive problem, is
+still caught);
 a row the source deleted is marked ``entered-in-error`` in the way its type allows.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 from urllib.parse import quote
 
@@ -57,13 +61,19 @@ def source_uri(ref: SourceRef, canonical_base: str) -> str:
     return table + (row if _UNRESERVED.fullmatch(row) else quote(row, safe=""))
 
 
-def sensitive_labels(resource: dict[str, Any], codes: CodeMaps, canonical_base: str) -> list[str]:
-    """Categories of the legally restricted codes found anywhere in the resource."""
+def sensitive_labels(
+    resource: dict[str, Any],
+    codes: CodeMaps,
+    canonical_base: str,
+    pointed: Sequence[Sequence[str]] = (),
+) -> list[str]:
+    """Categories of the legally restricted codes found anywhere in the resource or ``pointed``."""
+    own = ((str(c["system"]), c["code"]) for c in labels.codings(resource))
     found = sorted(
         {
             cat
-            for c in labels.codings(resource)
-            if (cat := codes.sensitive_category(str(c["system"]), c["code"])) is not None
+            for system, code in chain(own, pointed)
+            if (cat := codes.sensitive_category(system, code)) is not None
         }
     )
     if found:
@@ -88,9 +98,14 @@ def mark_entered_in_error(resource: dict[str, Any]) -> None:
 
 
 def finish(
-    resource: dict[str, Any], ref: SourceRef, codes: CodeMaps, canonical_base: str, deleted: bool
+    resource: dict[str, Any],
+    ref: SourceRef,
+    codes: CodeMaps,
+    canonical_base: str,
+    deleted: bool,
+    pointed: Sequence[Sequence[str]] = (),
 ) -> None:
     resource.setdefault("meta", {})["source"] = source_uri(ref, canonical_base)
-    sensitive_labels(resource, codes, canonical_base)
+    sensitive_labels(resource, codes, canonical_base, pointed)
     if deleted:
         mark_entered_in_error(resource)

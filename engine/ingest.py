@@ -186,9 +186,10 @@ class _Run:
     def _take_resources(self, record: SourceRecord, outcome: MapOutcome) -> None:
         base = self.settings.canonical_base
         rows: list[dict[str, Any]] = []
+        pointed = record.fields.get("_pointed_codings", ())
         for mapped in outcome.resources:
             res = mapped.resource
-            finish(res, record.ref, self.codes, base, mapped.deleted)
+            finish(res, record.ref, self.codes, base, mapped.deleted, pointed)
             patient_id = resource_id("Patient", mapped.patient_key) if mapped.patient_key else None
             scr_labels = " ".join(
                 sorted(

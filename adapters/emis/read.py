@@ -3,7 +3,9 @@
 The coding tables and ``CareRecord_Problem`` are small lookups read first; each clinical record
 gets its code's term, SNOMED concept and Read v2 code (and an observation its problem row) as
 ``_``-prefixed fields, so that every record can be mapped, and replayed from quarantine, on its
-own. Row ids are kept exactly as the file writes them (braces included): they are the keys other
+own; a drug record, and each of its issues, gets the SNOMED concept of the problem it was
+prescribed for, read earlier in the same extract, so that it is labelled with the problem.
+Row ids are kept exactly as the file writes them (braces included): they are the keys other
 tables and ``truth.json`` cite.
 """
 
@@ -12,8 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from adapters.base import SourceRecord
+from adapters.codes import SNOMED
 from adapters.csvread import read_rows
 from adapters.extract import Enrich, first_row, table_records, unknown_files
 from adapters.values import ValueProblem, decimal
@@ -51,9 +55,10 @@ _TRUE = ("true", "1", "y")
 _READ_TERM_ID = re.compile(r"^([A-Za-z0-9]{1,5}\.{0,4})(\d{2})?$")
 
 Fields = dict[str, str]
-#: What an issue needs from its drug record: patient, drug CodeId, confidentiality flag. One is
-#: kept per drug record read (three short strings), so the drug file is never read twice.
-Course = tuple[str, str, str]
+#: What an issue needs from its drug record: patient, drug CodeId, confidentiality flag, and
+#: the SNOMED concept of the problem it treats. One is kept per drug record read (short
+#: strings), so the drug file is never read twice.
+Course = tuple[str, str, str, str]
 
 
 def read_v2_code(read_term_id: str) -> str | None:
@@ -122,6 +127,12 @@ def _problems(folder: Path) -> dict[str, Fields]:
     }
 
 
+def _treats(concept: str) -> dict[str, Any]:
+    """The problem a prescription is for, as the codes it names (``SourceRecord``): a medicine
+    for a sensitive problem is withheld with it."""
+    return {"_pointed_codings": [[SNOMED, concept]]} if concept else {}
+
+
 def value_fields(raw: str) -> Fields:
     """``_ValueIsNumeric`` when ``Value`` is a number: the map cannot test that by itself."""
     try:
@@ -139,23 +150,32 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     drugs = _drug_codes(folder)
     problems = _problems(folder)
     courses: dict[str, Course] = {}
+    #: Problem observation GUID → its SNOMED concept: what a drug record prescribed for it names.
+    problem_concepts: dict[str, str] = {}
 
     def observation(row: Fields) -> Fields:
-        return {
-            **clinical.get(_get(row, "CodeId"), {}),
-            **problems.get(_get(row, "ObservationGuid"), {}),
-            **value_fields(row.get("Value", "")),
-        }
+        code = clinical.get(_get(row, "CodeId"), {})
+        guid = _get(row, "ObservationGuid")
+        problem = problems.get(guid, {})
+        if problem and (concept := code.get("_SnomedCTConceptId")):
+            problem_concepts[guid] = concept
+        return {**code, **problem, **value_fields(row.get("Value", ""))}
 
-    def drug_record(row: Fields) -> Fields:
+    def drug_record(row: Fields) -> dict[str, Any]:
         quantity = _get(row, "Quantity")
         if quantity:
             quantity = f"{quantity} {_get(row, 'QuantityUnit')}"
-        return {**drugs.get(_get(row, "CodeId"), {}), **_present({"_QuantityText": quantity})}
+        return {
+            **drugs.get(_get(row, "CodeId"), {}),
+            **_present({"_QuantityText": quantity}),
+            **_treats(problem_concepts.get(_get(row, "ProblemObservationGuid"), "")),
+        }
 
-    def issue(row: Fields) -> Fields:
+    def issue(row: Fields) -> dict[str, Any]:
         """Patient and drug from the issue row when it has them, else from its drug record."""
-        patient, code, confidential = courses.get(_get(row, "DrugRecordGuid"), ("", "", ""))
+        patient, code, confidential, concept = courses.get(
+            _get(row, "DrugRecordGuid"), ("", "", "", "")
+        )
         code_id = _get(row, "CodeId") or code
         return {
             **_present(
@@ -166,6 +186,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
                 }
             ),
             **drugs.get(code_id, {}),
+            **_treats(concept),
         }
 
     enrich: dict[str, Enrich] = {
@@ -190,5 +211,6 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
                     str(f.get("PatientGuid", "")).strip(),
                     str(f.get("CodeId", "")).strip(),
                     str(f.get("IsConfidential", "")).strip(),
+                    problem_concepts.get(str(f.get("ProblemObservationGuid", "")).strip(), ""),
                 )
             yield record

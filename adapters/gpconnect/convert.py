@@ -71,7 +71,7 @@ def map_record(record: SourceRecord, ctx: MapContext) -> MapOutcome:
     res = conform(_convert(res, maps, notes, stu3), walk, stu3)
     if notes.problems:
         return MapOutcome(issues=notes.problems, warnings=notes.warnings)
-    res = _finish(res, record, spec.target, spec.profile, ctx)
+    res = _finish(res, record, spec.target, spec.profile, ctx, _takes_nopat(record, maps))
     issues = _validate(res)
     if issues:
         return MapOutcome(issues=issues, warnings=notes.warnings)
@@ -153,16 +153,30 @@ def _nhs_number(patient: dict[str, Any], notes: Notes) -> Issue | None:
     return None
 
 
+def _takes_nopat(record: SourceRecord, maps: GpcMaps) -> bool:
+    """Whether something it names or belongs to is NOPAT (``links.py``; STU3 code systems)."""
+    return any(
+        code == labels.NOPAT and (maps.r4_system(system, code) or system) == labels.ACT_CODE
+        for system, code in record.fields.get("_pointed_codings", ())
+    )
+
+
 def _finish(
-    res: dict[str, Any], record: SourceRecord, rtype: str, profile: str | None, ctx: MapContext
+    res: dict[str, Any],
+    record: SourceRecord,
+    rtype: str,
+    profile: str | None,
+    ctx: MapContext,
+    nopat: bool,
 ) -> dict[str, Any]:
-    """scr's id, UK Core profile, source-record identifier and NOPAT labels; R4 element order."""
+    """scr's id, UK Core profile, source-record identifier and NOPAT labels (its own, or,
+    when ``nopat``, taken from what it names or belongs to); R4 element order."""
     model = get_fhir_model_class(rtype)
     meta = res.pop("meta", {})
     if profile:
         meta["profile"] = [profile]
     res |= {"id": record.ref.resource_id(rtype), "meta": meta}
-    if any(
+    if nopat or any(
         s.get("system") == labels.ACT_CODE and s.get("code") == labels.NOPAT
         for s in meta.get("security", [])
     ):

@@ -4,8 +4,9 @@
 one bundle per NHS number with ``pull`` (``POST [base]/Patient/$gpc.getstructuredrecord``).
 Both yield one :class:`SourceRecord` per bundle entry, the Patient first, keyed by the ODS code
 of the practice that provided the record, with everything mapping needs in ``fields`` (the
-resource, the patient's id and NHS number, the bundle ``fullUrl`` targets it references, and
-repairs made while reading) so that a quarantined record can be replayed without the file.
+resource, the patient's id and NHS number, the bundle ``fullUrl`` targets it references, the
+codes it takes its labels from (``links.py``), and repairs made while reading) so that a
+quarantined record can be replayed without the file.
 
 A file or response that cannot be used as a whole (not JSON, not a Bundle, no Patient, no way
 to tell the providing practice, an OperationOutcome instead of a record) is not skipped: it
@@ -30,6 +31,7 @@ import orjson
 from adapters import values
 from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
 from adapters.gpconnect.constants import NHS_NUMBER, ODS, RELATIVE_REFERENCE, SYSTEM
+from adapters.gpconnect.links import inherited_codes
 from adapters.gpconnect.request import (
     ALL_AREAS,
     FHIR_JSON,
@@ -251,6 +253,10 @@ def records_from_bundle(doc: Any, file: str) -> Iterator[SourceRecord]:
         )
         return
     shared = {"_nhs_number": _nhs(patient_res), "_patient_id": patient_id}
+    usable = {e.index: e.resource for e in entries if e.resource is not None}
+    inherited = dict(
+        zip(usable, inherited_codes(list(usable.values()), index.resolve), strict=True)
+    )
     for entry in [patient, *(e for e in entries if e is not patient)]:
         if entry.resource is None:
             yield SourceRecord(
@@ -267,6 +273,8 @@ def records_from_bundle(doc: Any, file: str) -> Iterator[SourceRecord]:
             **shared,
             "_full_urls": index.full_url_targets(entry.resource),
         }
+        if inherited[entry.index]:
+            fields["_pointed_codings"] = inherited[entry.index]
         if warnings:
             fields["_read_warnings"] = [list(w) for w in warnings]
         ref = SourceRef(SYSTEM, ods, str(entry.resource["resourceType"]), row_ids[entry.index])
@@ -281,7 +289,11 @@ def _once(records: Iterable[SourceRecord], seen: dict[str, str]) -> Iterator[Sou
             continue
         digest = hashlib.sha256(
             orjson.dumps(
-                [record.fields["resource"], record.fields.get("_full_urls")],
+                [
+                    record.fields["resource"],
+                    record.fields.get("_full_urls"),
+                    record.fields.get("_pointed_codings"),
+                ],
                 option=orjson.OPT_SORT_KEYS,
             )
         ).hexdigest()

@@ -326,6 +326,36 @@ def test_medication_issue_is_joined_to_its_course(engine, settings, codes, extra
     assert "source-confidential" in rows[f"MedicationRequest:{ISSUE}"].labels.split()
 
 
+def test_a_medicine_for_a_sensitive_problem_is_labelled_with_it(engine, settings, codes, tmp_path):
+    """It names the problem (reasonReference), and its drug may say as much: both are withheld."""
+    tables = default_tables()
+    syphilis, o_syphilis, drug, issue = "1200005", guid(38), guid(42), guid(43)
+    tables["Coding_ClinicalCode"].append(
+        {"CodeId": syphilis, "Term": "Syphilis", "ReadTermId": "A94..00",
+         "SnomedCTConceptId": "76272004"}
+    )  # fmt: skip
+    tables["CareRecord_Observation"].append(observation(o_syphilis, P_OK, syphilis))
+    tables["CareRecord_Problem"].append(
+        {"ObservationGuid": o_syphilis, "EndDate": "", "ProblemStatusDescription": "Active Problem",
+         "SignificanceDescription": "Significant Problem"}
+    )  # fmt: skip
+    course = tables["Prescribing_DrugRecord"][0]
+    tables["Prescribing_DrugRecord"] = [
+        course | {"ProblemObservationGuid": O_ASTHMA},
+        course | {"DrugRecordGuid": drug, "ProblemObservationGuid": o_syphilis,
+                  "IsConfidential": FALSE},
+    ]  # fmt: skip
+    tables["Prescribing_IssueRecord"].append(
+        tables["Prescribing_IssueRecord"][0] | {"IssueRecordGuid": issue, "DrugRecordGuid": drug}
+    )
+    run(engine, settings, codes, write_extract(tmp_path / "emis", tables))
+    rows = stored(engine)
+    for key in (f"MedicationStatement:{drug}", f"MedicationRequest:{issue}"):
+        assert "sensitive-sti" in rows[key].labels.split(), key
+    for key in (f"MedicationStatement:{DRUG}", f"MedicationRequest:{ISSUE}"):
+        assert "sensitive-sti" not in rows[key].labels.split(), key
+
+
 def test_deleted_and_confidential_rows(engine, settings, codes, extract):
     run(engine, settings, codes, extract)
     rows = stored(engine)

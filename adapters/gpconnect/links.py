@@ -1,0 +1,108 @@
+"""What each entry of a structured record takes its labels from, so nothing names what is withheld.
+
+A sensitive or NOPAT resource is withheld from other organisations, and whatever names it must
+be withheld with it or the name leaks: a consultation topic List is titled with its problem's
+name, a referral or a medicine cites the problem it is for. So an entry takes the codes (and
+security labels) of
+ - every resource it references (its title, or a reference's display, may name them);
+ - the problem header that lists it as related clinical content: it is part of that problem
+   (an actual-problem link runs both ways: the header is named after it, and it is the problem);
+and of whatever those take theirs from. A reference to the patient, or to who, where or when
+(an Encounter, a Practitioner, an Organization), passes nothing on: it says whose record this is
+and where it was written, not what it holds, and following it would label every entry of a
+consultation for one of its topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from adapters import labels
+
+#: Problem header extensions whose target is part of the problem.
+_PART_OF = frozenset(
+    {
+        "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedClinicalContent-1",
+        "http://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedClinicalContent-1",
+    }
+)
+#: Problem header extensions whose target is the problem itself.
+_ACTUAL = frozenset(
+    {
+        "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-ActualProblem-1",
+        "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-ActualProblem-1",
+    }
+)
+_CONTEXT = frozenset(
+    {
+        "Patient",
+        "Encounter",
+        "EpisodeOfCare",
+        "Organization",
+        "Practitioner",
+        "PractitionerRole",
+        "Location",
+    }
+)
+
+Resolve = Callable[[Any], dict[str, Any] | None]
+
+
+def _references(node: Any) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """Every Reference in a resource, with the problem-link extension it is the value of."""
+    stack: list[tuple[str | None, Any]] = [(None, node)]
+    while stack:
+        link, item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("reference"), str):
+                yield link, item
+            url = item.get("url")
+            tag = url if url in _PART_OF or url in _ACTUAL else None
+            stack.extend((tag if k == "valueReference" else None, v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((None, v) for v in item)
+
+
+def _codes(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    security = resource.get("meta", {}).get("security", [])
+    found = [*labels.codings(resource), *(s for s in security if isinstance(s, dict))]
+    return {(str(c.get("system", "")), c["code"]) for c in found if isinstance(c.get("code"), str)}
+
+
+def inherited_codes(resources: Sequence[dict[str, Any]], resolve: Resolve) -> list[list[list[str]]]:
+    """For each resource, the ``[system, code]`` pairs it takes from others (sorted, often none)."""
+    position = {id(r): i for i, r in enumerate(resources)}
+    givers: list[set[int]] = [set() for _ in resources]
+
+    def take(heir: int, giver: int) -> None:
+        if resources[giver].get("resourceType") not in _CONTEXT:
+            givers[heir].add(giver)
+
+    for i, resource in enumerate(resources):
+        for link, ref in _references(resource):
+            target = resolve(ref)
+            j = None if target is None else position.get(id(target))
+            if j is None or j == i:
+                continue
+            if link not in _PART_OF:
+                take(i, j)
+            if link is not None and resources[j].get("resourceType") not in _CONTEXT:
+                take(j, i)
+    own: dict[int, set[tuple[str, str]]] = {}
+    out: list[list[list[str]]] = []
+    for i, direct in enumerate(givers):
+        reached: set[int] = set()
+        stack = list(direct)
+        while stack:
+            j = stack.pop()
+            if j != i and j not in reached:
+                reached.add(j)
+                stack.extend(givers[j])
+        codes: set[tuple[str, str]] = set()
+        for j in reached:
+            if j not in own:
+                own[j] = _codes(resources[j])
+            codes |= own[j]
+        out.append([[s, c] for s, c in sorted(codes)])
+    return out

@@ -1,0 +1,88 @@
+"""Which codes each entry of a structured record takes from others (adapters.gpconnect.links)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.gpconnect.links import inherited_codes
+from adapters.gpconnect.read import records_from_bundle
+from tests.adapters.test_gpconnect import bundle, organization, patient
+
+SCT = "http://snomed.info/sct"
+RELATED = "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedClinicalContent-1"
+ACTUAL = "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-ActualProblem-1"
+
+
+def res(rtype: str, rid: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {"resourceType": rtype, "id": rid}
+    if code:
+        found["code"] = {"coding": [{"system": SCT, "code": code}]}
+    return found | extra
+
+
+def ref(target: str) -> dict[str, str]:
+    return {"reference": target}
+
+
+def link(url: str, target: str) -> dict[str, Any]:
+    return {"url": url, "valueReference": ref(target)}
+
+
+def taken(*resources: dict[str, Any]) -> dict[str, list[str]]:
+    """Each resource's id → the codes it takes (only those taking any)."""
+    by_id = {f"{r['resourceType']}/{r['id']}": r for r in resources}
+    found = inherited_codes(list(resources), lambda r: by_id.get(r.get("reference", "")))
+    return {
+        r["id"]: [c for _, c in codes] for r, codes in zip(resources, found, strict=True) if codes
+    }
+
+
+def test_a_resource_takes_the_codes_of_what_it_names_and_of_what_they_name() -> None:
+    consultation = res("List", "c", entry=[{"item": ref("List/t")}])
+    topic = res("List", "t", entry=[{"item": ref("List/h")}])
+    heading = res("List", "h", entry=[{"item": ref("Observation/o")}])
+    finding = res("Observation", "o", "111")
+    assert taken(consultation, topic, heading, finding) == {
+        "c": ["111"],
+        "t": ["111"],
+        "h": ["111"],
+    }
+
+
+def test_what_a_problem_lists_as_related_content_is_part_of_it() -> None:
+    problem = res("Condition", "p", "222", extension=[link(RELATED, "List/t")])
+    topic = res("List", "t", title="the problem's name")
+    assert taken(problem, topic) == {"t": ["222"]}
+
+
+def test_an_actual_problem_link_runs_both_ways() -> None:
+    header = res("Condition", "p", "222", extension=[link(ACTUAL, "Observation/o")])
+    actual = res("Observation", "o", "333")
+    assert taken(header, actual) == {"p": ["333"], "o": ["222"]}
+
+
+def test_links_to_context_pass_nothing_on() -> None:
+    """An Encounter takes its diagnosis, but the entries written in it do not take from it;
+    nor does a problem's related consultation take the problem."""
+    visit = res("Encounter", "e", diagnosis=[{"condition": ref("Condition/p")}])
+    problem = res("Condition", "p", "222", extension=[link(RELATED, "Encounter/e")])
+    written = res("Observation", "o", "444", context=ref("Encounter/e"), subject=ref("Patient/x"))
+    person = res("Patient", "x", "555")
+    assert taken(visit, problem, written, person) == {"e": ["222"]}
+
+
+def test_cycles_end_and_security_labels_are_taken() -> None:
+    nopat = {"security": [{"system": "http://hl7.org/fhir/v3/ActCode", "code": "NOPAT"}]}
+    a = res("List", "a", entry=[{"item": ref("List/b")}])
+    b = res("List", "b", entry=[{"item": ref("List/a")}, {"item": ref("Observation/o")}])
+    hidden = res("Observation", "o", meta=nopat)
+    assert taken(a, b, hidden) == {"a": ["NOPAT"], "b": ["NOPAT"]}
+
+
+def test_the_reader_joins_them_in_by_full_url_too() -> None:
+    finding = res("Observation", "o", "111", subject=ref("Patient/p1"))
+    topic = {"resourceType": "List", "entry": [{"item": ref("urn:uuid:o")}]}
+    doc = bundle(patient(), organization(), finding, topic, urls={2: "urn:uuid:o"})
+    fields = {r.ref.table: r.fields for r in records_from_bundle(doc, "record.json")}
+    assert fields["List"]["_pointed_codings"] == [[SCT, "111"]]
+    assert "_pointed_codings" not in fields["Observation"]
