@@ -117,6 +117,18 @@ def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any
     return out
 
 
+def readings(v: news2.Vitals) -> str:
+    """The observations as the hospital reads them on screen and on paper, score last: a
+    NEWS2 total alone hides which reading is wrong."""
+    air = "on oxygen" if v.on_oxygen else "on air"
+    return (
+        f"Respiration rate {v.respiration_rate}/min; SpO2 {v.spo2}% {air}; systolic blood "
+        f"pressure {v.systolic_bp} mmHg; pulse {v.pulse}/min; consciousness "
+        f"{news2.ACVPU[v.consciousness]}; temperature {v.temperature} °C. NEWS2 "
+        f"{news2.total(v)} ({news2.risk(v)} risk) on {news2.SCALES[v.spo2_scale]}"
+    )
+
+
 def _lines(items: Sequence[str]) -> str:
     return "; ".join(items) or "None recorded"
 
@@ -147,11 +159,10 @@ def transfer_message(
     sections = [
         Section("person-demographics", "Person demographics",
                 f"{form.person.given} {form.person.family}, born {form.person.birth_date}, "
-                f"NHS number {form.person.nhs_number}; GP practice {form.person.gp_practice}"),
+                f"NHS number {form.person.nhs_number}"
+                + (f"; GP practice {form.person.gp_practice}" if form.person.gp_practice else "")),
         Section("reason-for-handover", "Reason for transfer", form.reason),
-        Section("observations", "Observations",
-                f"NEWS2 {news2.total(vitals)} ({news2.risk(vitals)} risk) on "
-                f"{news2.SCALES[vitals.spo2_scale]}",
+        Section("observations", "Observations", readings(vitals),
                 observations(subject, vitals, base)),
         Section("allergies-and-adverse-reaction", "Allergies and adverse reactions",
                 _lines(form.allergies), allergies),
@@ -159,8 +170,8 @@ def transfer_message(
                 _lines([f"{m.name} (last dose {m.last_dose or 'not recorded'})"
                         for m in form.medicines]), medicines),
         Section("advance-decisions-about-treatment", "Advance decisions",
-                form.advance_decisions or ("" if form.for_cpr is None else _CPR[form.for_cpr][1]),
-                cpr),
+                "; ".join(filter(None, [None if form.for_cpr is None else _CPR[form.for_cpr][1],
+                                        form.advance_decisions])), cpr),
         Section("legal-information", "Legal information", form.legal),
         Section("about-me", "About me", form.about_me),
         Section("contact-for-further-information", "Contacts", form.contacts),

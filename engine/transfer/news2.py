@@ -14,6 +14,23 @@ from dataclasses import dataclass
 from typing import Literal
 
 Consciousness = Literal["A", "C", "V", "P", "U"]
+#: ACVPU in words: a bare letter is easy to mistake under pressure.
+ACVPU: dict[Consciousness, str] = {
+    "A": "Alert",
+    "C": "New confusion",
+    "V": "Responds to voice",
+    "P": "Responds to pain",
+    "U": "Unresponsive",
+}
+#: The readings a person can have (low, high): outside them a value is a slip of the keyboard
+#: (SpO2 940), which would otherwise be scored and sent as if it were true.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "respiration_rate": (2, 80),
+    "spo2": (40, 100),
+    "systolic_bp": (40, 300),
+    "pulse": (20, 250),
+    "temperature": (25.0, 45.0),
+}
 Scale = Literal[1, 2]
 #: What each SpO2 scale is for, in the words the form and the message use.
 SCALES: dict[Scale, str] = {

@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
-from fastapi.templating import Jinja2Templates
 
 from adapters.values import nhs_number_valid
 from audit import query
@@ -39,9 +37,9 @@ from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
 from engine.web import session
 from engine.web.charts import bars
+from engine.web.templating import templates
 
 router = APIRouter(prefix="/ig", include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 Field = Annotated[str, Form()]
 _FILTERS = (
     "patient",

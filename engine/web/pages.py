@@ -9,13 +9,11 @@ bearer token in a ``Secure; HttpOnly; SameSite=Strict`` cookie.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.templating import Jinja2Templates
 
 from adapters.synth.personas import BY_KEY, PERSONAS
 from adapters.values import nhs_number_valid
@@ -36,9 +34,9 @@ from engine.api.records import (
 from engine.directory import organisations
 from engine.web import session
 from engine.web.summary import compose
+from engine.web.templating import templates
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 Field = Annotated[str, Form()]
 _RECORD = "/record"
 #: Where the confidentiality notice may send the user on: the pages that show a person.
@@ -121,7 +119,8 @@ def find(request: Request, nhs_number: str | None = None) -> Response:
         digits = nhs_number.replace(" ", "")
         if nhs_number_valid(digits):
             return _to(f"{_RECORD}/{digits}")
-        return _page(request, "find.html", 400, who=who, error="That is not a valid NHS number")
+        error = "Enter a valid NHS number: 10 digits, with or without spaces"
+        return _page(request, "find.html", 400, who=who, typed=nhs_number, error=error)
     return _page(request, "find.html", who=who)
 
 

@@ -10,9 +10,10 @@ pages live at ``/inbox`` and ``/record/{nhs}/transfer``.
 from __future__ import annotations
 
 import contextlib
+import html
 import re
-from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import orjson
@@ -40,8 +41,9 @@ from engine.transfer.parties import acknowledgement, may_take_part
 from engine.transfer.receive import receive
 from engine.transfer.rules import Refused
 from engine.web import session
-from engine.web.pages import _page, _signed_in, _to, notice_first, templates
+from engine.web.pages import _page, _signed_in, _to, notice_first
 from engine.web.summary import compose
+from engine.web.templating import templates
 
 router = APIRouter(include_in_schema=False)
 Field = Annotated[str, Form()]
@@ -49,6 +51,7 @@ Optional = Annotated[str, Form()]
 _INBOX = "/inbox"
 _TAGS = re.compile(r"<[^>]+>")
 templates.env.globals["spo2_scales"] = news2.SCALES
+templates.env.globals["acvpu"] = news2.ACVPU
 
 
 def _lines(text: str) -> list[str]:
@@ -88,6 +91,12 @@ def _kind_of(request: Request, kind: str) -> list[tuple[str, str]]:
         return [(e.code, e.name) for e in organisations(conn).values() if e.kind == kind]
 
 
+def _names(request: Request) -> dict[str, str]:
+    """ODS code → organisation name: people triage by names, not codes."""
+    with services(request).engine.connect() as conn:
+        return {code: e.name for code, e in organisations(conn).items()}
+
+
 def _send(request: Request, who: Who, doc: dict[str, Any]) -> str | list[str]:
     """Sign ``doc`` as the user's organisation and take it in; the transfer id, or problems."""
     svc = services(request)
@@ -123,26 +132,74 @@ def start(request: Request, nhs_number: str) -> Response:
                  error=None if prefill else none)  # fmt: skip
 
 
-def _int(value: str, name: str, problems: list[str]) -> int:
+#: A problem with what was entered: the field it is about (``None``: the message as a whole)
+#: and what to do, in the words of the error summary that links to the field.
+Problem = tuple[str | None, str]
+#: The observations' names in the error messages.
+_READINGS = {
+    "respiration_rate": "respiration rate",
+    "spo2": "SpO2",
+    "systolic_bp": "systolic blood pressure",
+    "pulse": "pulse",
+    "temperature": "temperature",
+}
+
+
+def _reading(entered: dict[str, str], name: str, problems: list[Problem]) -> float:
+    """A reading as typed, or 0 with the problem: not a number, or not one a person can have."""
+    text, what = entered[name].strip(), _READINGS[name]
+    low, high = news2.PLAUSIBLE[name]
+    whole = name != "temperature"
     try:
-        return int(value)
+        value = float(int(text)) if whole else float(text)
     except ValueError:
-        problems.append(f"{name}: enter a whole number")
-        return 0
+        kind = "a whole number" if whole else "a number such as 37.2"
+        problems.append((name, f"Enter the {what} as {kind}"))
+        return 0.0
+    if not low <= value <= high:
+        problems.append((name, f"Enter the {what} between {low:g} and {high:g}: check the reading"))
+    return value
+
+
+def _birth_date(text: str, problems: list[Problem]) -> None:
+    try:
+        born = date.fromisoformat(text.strip())
+    except ValueError:
+        problems.append(("born", "Enter the date of birth as YYYY-MM-DD, such as 1932-04-01"))
+        return
+    if born > date.today():
+        problems.append(("born", "The date of birth must be in the past"))
+
+
+def _entered(entered: dict[str, str], hospitals: list[tuple[str, str]]) -> list[Problem]:
+    """What is missing or wrong in a transfer form, in the order the form asks for it."""
+    problems: list[Problem] = []
+    for name, what in (("given", "given name"), ("family", "family name")):
+        if not entered[name].strip():
+            problems.append((name, f"Enter the {what}"))
+    _birth_date(entered["born"], problems)
+    if entered["hospital"] not in dict(hospitals):
+        problems.append(("hospital", "Choose the hospital"))
+    if not entered["reason"].strip():
+        problems.append(("reason", "Enter the reason and current concern"))
+    return problems
 
 
 @router.post("/record/{nhs_number}/transfer")
 def send_transfer(
-    request: Request, nhs_number: str, csrf_token: Field, hospital: Field, reason: Field,
-    given: Field, family: Field, born: Field, respiration_rate: Field, spo2: Field,
-    systolic_bp: Field, pulse: Field, consciousness: Field, temperature: Field,
+    request: Request, nhs_number: str, csrf_token: Field, hospital: Optional = "",
+    reason: Optional = "", given: Optional = "", family: Optional = "", born: Optional = "",
+    respiration_rate: Optional = "", spo2: Optional = "", systolic_bp: Optional = "",
+    pulse: Optional = "", consciousness: Optional = "", temperature: Optional = "",
     on_oxygen: Optional = "", spo2_scale: Optional = "1", medicines: Optional = "",
     allergies: Optional = "", for_cpr: Optional = "", advance: Optional = "",
     legal: Optional = "", about_me: Optional = "", contacts: Optional = "",
     infection: Optional = "", belongings: Optional = "", step: Optional = "review",
 ) -> Response:  # fmt: skip
     """``step`` is ``review`` (check what was entered, NEWS2 computed), ``edit`` (back to the
-    form with what was entered) or ``send``; nothing is sent before a review."""
+    form with what was entered) or ``send``; nothing is sent before a review. Every field is
+    optional to FastAPI, so that a blank one comes back on the form with its problem, never as
+    a bare 400."""
     session.check_csrf(request, csrf_token)
     entered = {
         "hospital": hospital, "reason": reason, "given": given, "family": family, "born": born,
@@ -156,19 +213,16 @@ def send_transfer(
     who = _signed_in(request)
     if who is None:
         return _to("/")
-    problems: list[str] = []
-    acvpu = cast(
-        news2.Consciousness, consciousness if consciousness in ("A", "C", "V", "P", "U") else "A"
-    )
-    try:
-        temp = float(temperature)
-    except ValueError:
-        problems.append("temperature: enter a number such as 37.2")
-        temp = 0.0
+    hospitals = _kind_of(request, "hospital")
+    problems = _entered(entered, hospitals)
+    readings = {name: _reading(entered, name, problems) for name in _READINGS}
+    if consciousness not in news2.ACVPU:
+        problems.append(("consciousness", "Choose the level of consciousness (ACVPU)"))
     vitals = news2.Vitals(
-        _int(respiration_rate, "respiration rate", problems), _int(spo2, "SpO2", problems),
-        on_oxygen == "yes", _int(systolic_bp, "systolic blood pressure", problems),
-        _int(pulse, "pulse", problems), acvpu, temp, 2 if spo2_scale == "2" else 1,
+        int(readings["respiration_rate"]), int(readings["spo2"]), on_oxygen == "yes",
+        int(readings["systolic_bp"]), int(readings["pulse"]),
+        consciousness if consciousness in news2.ACVPU else "A",
+        readings["temperature"], 2 if spo2_scale == "2" else 1,
     )  # fmt: skip
     meds = [Medicine(*(part.strip() for part in [*line.split("|", 1), ""][:2]))
             for line in _lines(medicines)]  # fmt: skip
@@ -179,7 +233,6 @@ def send_transfer(
         about_me=about_me, contacts=contacts, infection_status=infection,
         belongings=_lines(belongings),
     )  # fmt: skip
-    hospitals = _kind_of(request, "hospital")
     if not problems and step == "review":
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
                      prefill=entered, hospitals=hospitals, review=True,
@@ -193,11 +246,11 @@ def send_transfer(
         sent = _send(request, who, doc)
         if isinstance(sent, str):
             return _to(f"{_INBOX}/{quote(sent)}")
-        problems = sent
+        problems = [(None, p) for p in sent]
     status, error = (422, "The transfer was not sent") if problems else (200, None)
     return _page(request, "transfer_form.html", status, who=who, nhs_number=nhs_number,
                  prefill=entered, hospitals=hospitals, problems=problems,
-                 error=error)  # fmt: skip
+                 errors={f: text for f, text in problems if f}, error=error)  # fmt: skip
 
 
 @router.get(_INBOX, response_class=HTMLResponse)
@@ -209,7 +262,7 @@ def inbox_page(request: Request) -> Response:
     if notice is not None:
         return notice
     rows = listed(services(request), who, context(request))
-    return _page(request, "inbox.html", who=who, rows=rows)
+    return _page(request, "inbox.html", who=who, rows=rows, org_names=_names(request))
 
 
 def _sections(bundle: dict[str, Any]) -> list[tuple[str, str]]:
@@ -218,7 +271,7 @@ def _sections(bundle: dict[str, Any]) -> list[tuple[str, str]]:
          if e.get("resource", {}).get("resourceType") == "Composition"), {},
     )  # fmt: skip
     return [
-        (s.get("title", ""), _TAGS.sub("", s.get("text", {}).get("div", "")))
+        (s.get("title", ""), html.unescape(_TAGS.sub("", s.get("text", {}).get("div", ""))))
         for s in composition.get("section", [])
     ]
 
@@ -241,7 +294,8 @@ def transfer_page(request: Request, transfer_id: str) -> Response:
     can_discharge = who.org == row.hospital and row.status == "acknowledged"
     can_ack = acknowledgement(who, row) is not None
     return _page(request, "transfer.html", who=who, shown=shown, messages=messages,
-                 can_ack=can_ack, can_discharge=can_discharge)  # fmt: skip
+                 can_ack=can_ack, can_discharge=can_discharge,
+                 org_names=_names(request))  # fmt: skip
 
 
 @router.post(_INBOX + "/{transfer_id}/acknowledge")
@@ -257,11 +311,14 @@ def acknowledge_page(request: Request, transfer_id: str, csrf_token: Field) -> R
 
 @router.post(_INBOX + "/{transfer_id}/discharge")
 def discharge(
-    request: Request, transfer_id: str, csrf_token: Field, diagnoses: Field,
+    request: Request, transfer_id: str, csrf_token: Field, diagnoses: Optional = "",
     started: Optional = "", stopped: Optional = "", changed: Optional = "",
     follow_up: Optional = "", returned: Optional = "",
 ) -> Response:  # fmt: skip
+    """A refused discharge comes back with what was typed, and why."""
     session.check_csrf(request, csrf_token)
+    typed = {"diagnoses": diagnoses, "started": started, "stopped": stopped,
+             "changed": changed, "follow_up": follow_up, "returned": returned}  # fmt: skip
     who = _signed_in(request)
     if who is None:
         return _to("/")
@@ -277,13 +334,16 @@ def discharge(
         Person(row.nhs_number, "", "", ""), _lines(diagnoses), _lines(started), _lines(stopped),
         _lines(changed), follow_up, _lines(returned), who.name,
     )  # fmt: skip
-    doc = discharge_message(form, sender=who.org, destination=row.care_home,
-                            transfer_id=row.id, now=datetime.now(UTC),
-                            base=svc.settings.canonical_base)  # fmt: skip
-    sent = _send(request, who, doc)
+    sent: str | list[str] = ["Enter the diagnoses, one a line"]
+    if form.diagnoses:
+        doc = discharge_message(form, sender=who.org, destination=row.care_home,
+                                transfer_id=row.id, now=datetime.now(UTC),
+                                base=svc.settings.canonical_base)  # fmt: skip
+        sent = _send(request, who, doc)
     if isinstance(sent, list):
         shown = detail(svc, row)
         return _page(request, "transfer.html", 422, who=who, shown=shown,
                      messages=[(m["event"], _sections(m["bundle"])) for m in shown["messages"]],
-                     can_ack=False, can_discharge=True, problems=sent)  # fmt: skip
+                     can_ack=False, can_discharge=True, problems=sent, typed=typed,
+                     org_names=_names(request))  # fmt: skip
     return _to(f"{_INBOX}/{quote(row.id)}")

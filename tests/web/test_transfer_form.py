@@ -4,6 +4,7 @@ mistake sends the form back with everything that was entered."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import delete, select
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
 from engine.transfer.tables import KEYS, MESSAGES
-from tests.api.conftest import NHS, Store, api_settings, client, store, token
+from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys
 from tests.api.transfers import CARE_HOME, HOSPITAL
 from tests.ig.test_console import csrf
@@ -58,7 +59,7 @@ def test_a_review_shows_news2_and_sends_nothing_until_send(web: TestClient, stor
 
 def test_a_mistake_keeps_what_was_entered(web: TestClient, store: Store) -> None:
     wrong = _post(web, step="review", spo2="ninety")
-    assert wrong.status_code == 422 and "SpO2: enter a whole number" in wrong.text
+    assert wrong.status_code == 422 and "Enter the SpO2 as a whole number" in wrong.text
     assert html.escape(FORM["reason"]) in wrong.text and 'value="ninety"' in wrong.text
     assert count(store, MESSAGES) == 0
     back = _post(web, step="edit")
@@ -110,3 +111,82 @@ def test_the_form_is_prefilled_with_the_name_not_the_title(web: TestClient) -> N
     form = web.get(PATH).text
     assert 'name="given" value="Renée"' in form
     assert 'name="family" value="Smith"' in form
+
+
+def test_a_blank_name_or_birth_date_comes_back_on_the_form(web: TestClient) -> None:
+    """A record without a birth date prefills none: the nurse gets the form back, not JSON."""
+    for field in ("given", "family", "born", "hospital", "consciousness"):
+        answer = _post(web, step="review", **{field: ""})
+        assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
+        assert html.escape(FORM["reason"]) in answer.text and f'href="#{field}"' in answer.text
+    assert "Enter the date of birth as YYYY-MM-DD" in _post(web, born="1 April 1932").text
+
+
+@pytest.mark.parametrize(
+    ("field", "typo"),
+    [("spo2", "940"), ("pulse", "9800"), ("temperature", "379"), ("respiration_rate", "220"),
+     ("systolic_bp", "12")],
+)  # fmt: skip
+def test_a_reading_no_person_can_have_is_refused_not_scored(
+    web: TestClient, store: Store, field: str, typo: str
+) -> None:
+    for step in ("review", "send"):
+        answer = _post(web, step=step, **{field: typo})
+        assert answer.status_code == 422 and "check the reading" in answer.text
+        assert "NEWS2" not in answer.text.split("</h1>", 1)[1].split("<form", 1)[0]
+    assert count(store, MESSAGES) == 0
+
+
+def test_errors_are_summarised_linked_and_tied_to_their_fields(web: TestClient) -> None:
+    wrong = _post(web, step="review", spo2="ninety")
+    assert "<title>Error: " in wrong.text and "There is a problem" in wrong.text
+    assert '<a href="#spo2">Enter the SpO2 as a whole number</a>' in wrong.text
+    field = re.search(r'<input[^>]*id="spo2"[^>]*>', wrong.text)
+    assert field and 'aria-invalid="true" aria-describedby="spo2-error"' in field.group(0)
+    assert 'id="spo2-error"' in wrong.text
+
+
+def test_nothing_is_chosen_for_the_nurse(web: TestClient) -> None:
+    """Consciousness is spelled out and, like the hospital, starts unchosen: an unrecorded
+    level must not be scored as Alert, nor a transfer sent to the first hospital listed."""
+    form = web.get(PATH).text
+    for name in ("consciousness", "hospital"):
+        select = re.search(rf'<select id="{name}"[^>]*>(.*?)</select>', form, re.S)
+        assert select and " selected" in select.group(1).split("</option>", 1)[0], name
+        assert select.group(1).startswith('<option value="" selected>'), name
+    assert ">New confusion</option>" in form
+    optional = re.search(r'<label for="about_me">([^<]*)</label>', form)
+    assert optional and optional.group(1).endswith("(optional)")
+
+
+def test_the_hospital_reads_every_observation_and_the_cpr_decision(web: TestClient) -> None:
+    """On screen and on paper: the readings behind NEWS2, and a DNACPR decision even when
+    advance decisions are written too; typed text shown as typed."""
+    sent = _post(web, step="send", advance="ReSPECT form in the bag", about_me="Doesn't like noise")
+    page = web.get(sent.headers["location"]).text
+    text = html.unescape(page)
+    assert "Respiration rate 22/min; SpO2 94% on air; systolic blood pressure 105 mmHg" in text
+    assert "pulse 98/min; consciousness New confusion; temperature 37.9 °C. NEWS2 8" in text
+    assert "Not for cardiopulmonary resuscitation; ReSPECT form in the bag" in text
+    assert "hip pain & confusion" in text and "Doesn't like noise" in text
+    assert "&amp;amp;" not in page and "&amp;#x27;" not in page
+    assert "javascript:" not in page and "<noscript>" in page
+    assert f"<title>Transfer – NHS number {NHS}" in page
+
+
+def test_a_refused_discharge_keeps_what_the_doctor_typed(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(delete(KEYS).where(KEYS.c.org == HOSPITAL))
+    path = _post(web, step="send").headers["location"]
+    web.cookies.set(SESSION_COOKIE, token("ae-doctor"))
+    acknowledged(web)
+    assert web.post(path + "/acknowledge", data={"csrf_token": csrf(web, path)}).status_code == 303
+    inbox = web.get("/inbox").text
+    assert "Borchester General Hospital (R9Z)" in inbox
+    typed = {"diagnoses": "", "follow_up": "Repeat MSU in one week", "started": "Trimethoprim"}
+    again = web.post(path + "/discharge", data=typed | {"csrf_token": csrf(web, path)})
+    assert again.status_code == 422 and "Enter the diagnoses" in again.text
+    assert ">Repeat MSU in one week</textarea>" in again.text
+    assert ">Trimethoprim</textarea>" in again.text
