@@ -49,6 +49,12 @@ def is_snomed(system: str) -> bool:
     return rest == "snomed.info/sct" or rest.startswith("snomed.info/sct/")
 
 
+def _read_system(system: str) -> str | None:
+    """The Read code system (v2 or CTV3) ``system`` names, however spelled, or ``None``."""
+    folded = system.strip().lower().removeprefix("http://").removeprefix("https://").rstrip("/")
+    return {"read.info/readv2": READ2, "read.info/ctv3": CTV3}.get(folded)
+
+
 @dataclass
 class CodeMaps:
     """Lookup tables: (source system, target system) → code → target; SNOMED code → category."""
@@ -62,11 +68,17 @@ class CodeMaps:
         return table.get(code) if table else None
 
     def sensitive_category(self, system: str, code: str) -> str | None:
-        """The legally restricted category of a SNOMED code, if it is in one of the value sets.
+        """The legally restricted category of a code, if its SNOMED concept is in one of the
+        value sets.
 
         Senders spell SNOMED's system in more than one way (https, a trailing slash, an edition
-        URI, the OID), and a sensitive code must be found under any of them."""
-        return self.sensitive.get(code) if is_snomed(system) else None
+        URI, the OID), and a sensitive code must be found under any of them; a Read v2 or CTV3
+        code (GP Connect may send only that) is looked up through its map to SNOMED."""
+        if is_snomed(system):
+            return self.sensitive.get(code)
+        read = _read_system(system)
+        concept = self.translate(read, code) if read else None
+        return self.sensitive.get(concept.code) if concept else None
 
     def add(
         self, source: str, target: str, version: str, rows: Iterable[tuple[str, Target]]

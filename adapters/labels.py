@@ -21,7 +21,22 @@ RESTRICTED_PERSON = "restricted-person"
 #: GP Connect / GP2GP: not to be shown to the patient.
 NOPAT = "NOPAT"
 
+#: v3 ActCode as senders spell it: STU3's and R4's URIs (any scheme, a trailing slash), the OID.
+_ACT_CODE_SPELLINGS = frozenset(
+    {"hl7.org/fhir/v3/actcode", "terminology.hl7.org/codesystem/v3-actcode"}
+)
+_ACT_CODE_OID = "urn:oid:2.16.840.1.113883.5.4"
+
 SENSITIVE_CATEGORIES = ("gender", "fertility", "termination", "sti")
+
+
+def is_nopat(system: object, code: object) -> bool:
+    """Whether a security Coding is NOPAT, however the sender spells v3 ActCode's system."""
+    if code != NOPAT or not isinstance(system, str):
+        return False
+    folded = system.strip().lower().rstrip("/")
+    rest = folded.removeprefix("http://").removeprefix("https://")
+    return folded == _ACT_CODE_OID or rest in _ACT_CODE_SPELLINGS
 
 
 def label_system(canonical_base: str) -> str:

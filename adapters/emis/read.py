@@ -4,7 +4,8 @@ The coding tables and ``CareRecord_Problem`` are small lookups read first; each 
 gets its code's term, SNOMED concept and Read v2 code (and an observation its problem row) as
 ``_``-prefixed fields, so that every record can be mapped, and replayed from quarantine, on its
 own; a drug record, and each of its issues, gets the SNOMED concept of the problem it was
-prescribed for, read earlier in the same extract, so that it is labelled with the problem.
+prescribed for, and whether that problem is confidential, read earlier in the same extract, so
+that it is labelled with the problem.
 Row ids are kept exactly as the file writes them (braces included): they are the keys other
 tables and ``truth.json`` cite.
 """
@@ -55,9 +56,9 @@ _TRUE = ("true", "1", "y")
 _READ_TERM_ID = re.compile(r"^([A-Za-z0-9]{1,5}\.{0,4})(\d{2})?$")
 
 Fields = dict[str, str]
-#: What an issue needs from its drug record: patient, drug CodeId, confidentiality flag, and
-#: the SNOMED concept of the problem it treats. One is kept per drug record read (short
-#: strings), so the drug file is never read twice.
+#: What an issue needs from its drug record: patient, drug CodeId, confidentiality flag (the
+#: course's, or its problem's), and the SNOMED concept of the problem it treats. One is kept
+#: per drug record read (short strings), so the drug file is never read twice.
 Course = tuple[str, str, str, str]
 
 
@@ -150,25 +151,29 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     drugs = _drug_codes(folder)
     problems = _problems(folder)
     courses: dict[str, Course] = {}
-    #: Problem observation GUID → its SNOMED concept: what a drug record prescribed for it names.
-    problem_concepts: dict[str, str] = {}
+    #: Problem observation GUID → its SNOMED concept and whether the practice marked it
+    #: confidential: what a drug record prescribed for it names, and must keep as close.
+    treated: dict[str, tuple[str, bool]] = {}
 
     def observation(row: Fields) -> Fields:
         code = clinical.get(_get(row, "CodeId"), {})
         guid = _get(row, "ObservationGuid")
         problem = problems.get(guid, {})
-        if problem and (concept := code.get("_SnomedCTConceptId")):
-            problem_concepts[guid] = concept
+        if problem:
+            confidential = _get(row, "IsConfidential").lower() in _TRUE
+            treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
         return {**code, **problem, **value_fields(row.get("Value", ""))}
 
     def drug_record(row: Fields) -> dict[str, Any]:
         quantity = _get(row, "Quantity")
         if quantity:
             quantity = f"{quantity} {_get(row, 'QuantityUnit')}"
+        concept, confidential = treated.get(_get(row, "ProblemObservationGuid"), ("", False))
         return {
             **drugs.get(_get(row, "CodeId"), {}),
             **_present({"_QuantityText": quantity}),
-            **_treats(problem_concepts.get(_get(row, "ProblemObservationGuid"), "")),
+            **_present({"_ProblemIsConfidential": "True" if confidential else ""}),
+            **_treats(concept),
         }
 
     def issue(row: Fields) -> dict[str, Any]:
@@ -207,10 +212,13 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         ):
             if table == "Prescribing_DrugRecord":
                 f = record.fields
+                concept, confidential = treated.get(
+                    str(f.get("ProblemObservationGuid", "")).strip(), ("", False)
+                )
                 courses[record.ref.row_id] = (
                     str(f.get("PatientGuid", "")).strip(),
                     str(f.get("CodeId", "")).strip(),
-                    str(f.get("IsConfidential", "")).strip(),
-                    problem_concepts.get(str(f.get("ProblemObservationGuid", "")).strip(), ""),
+                    "True" if confidential else str(f.get("IsConfidential", "")).strip(),
+                    concept,
                 )
             yield record

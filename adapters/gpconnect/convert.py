@@ -71,7 +71,7 @@ def map_record(record: SourceRecord, ctx: MapContext) -> MapOutcome:
     res = conform(_convert(res, maps, notes, stu3), walk, stu3)
     if notes.problems:
         return MapOutcome(issues=notes.problems, warnings=notes.warnings)
-    res = _finish(res, record, spec.target, spec.profile, ctx, _takes_nopat(record, maps))
+    res = _finish(res, record, spec.target, spec.profile, ctx, _takes_nopat(record))
     issues = _validate(res)
     if issues:
         return MapOutcome(issues=issues, warnings=notes.warnings)
@@ -153,12 +153,9 @@ def _nhs_number(patient: dict[str, Any], notes: Notes) -> Issue | None:
     return None
 
 
-def _takes_nopat(record: SourceRecord, maps: GpcMaps) -> bool:
-    """Whether something it names or belongs to is NOPAT (``links.py``; STU3 code systems)."""
-    return any(
-        code == labels.NOPAT and (maps.r4_system(system, code) or system) == labels.ACT_CODE
-        for system, code in record.fields.get("_pointed_codings", ())
-    )
+def _takes_nopat(record: SourceRecord) -> bool:
+    """Whether something it names or belongs to is NOPAT (``links.py``)."""
+    return any(labels.is_nopat(s, c) for s, c in record.fields.get("_pointed_codings", ()))
 
 
 def _finish(
@@ -177,8 +174,7 @@ def _finish(
         meta["profile"] = [profile]
     res |= {"id": record.ref.resource_id(rtype), "meta": meta}
     if nopat or any(
-        s.get("system") == labels.ACT_CODE and s.get("code") == labels.NOPAT
-        for s in meta.get("security", [])
+        labels.is_nopat(s.get("system"), s.get("code")) for s in meta.get("security", [])
     ):
         labels.add_labels(res, labels.confidential_labels(ctx.canonical_base, labels.NOPAT))
     slot = slots(model).get("identifier")

@@ -6,11 +6,17 @@ name, a referral or a medicine cites the problem it is for. So an entry takes th
 security labels) of
  - every resource it references (its title, or a reference's display, may name them);
  - the problem header that lists it as related clinical content: it is part of that problem
-   (an actual-problem link runs both ways: the header is named after it, and it is the problem);
+   (an actual-problem link runs both ways: the header is named after it, and it is the problem).
+   A header that lists a consultation (an Encounter, as GP Connect links a problem to every
+   consultation it was discussed in) passes its codes to that consultation's topic Lists,
+   whose titles name the problems discussed, not to the Encounter or what was written in it;
+ - the other records of the same medicine: a statement, the authorisation it is based on and
+   that authorisation's issues name one drug, so they are withheld together (``basedOn``);
 and of whatever those take theirs from. A reference to the patient, or to who, where or when
 (an Encounter, a Practitioner, an Organization), passes nothing on: it says whose record this is
 and where it was written, not what it holds, and following it would label every entry of a
-consultation for one of its topics.
+consultation for one of its topics. Nor does a link between problem headers
+(RelatedProblemHeader): R4 has no place for it, so nothing released names the other problem.
 """
 
 from __future__ import annotations
@@ -34,6 +40,17 @@ _ACTUAL = frozenset(
         "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-ActualProblem-1",
     }
 )
+#: Links between problem headers: dropped on the way to R4, so they name nothing.
+_BETWEEN_PROBLEMS = frozenset(
+    {
+        "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedProblemHeader-1",
+        "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-RelatedProblemHeader-1",
+    }
+)
+_BASED_ON = "basedOn"
+_MEDICINES = frozenset({"MedicationStatement", "MedicationRequest"})
+#: SNOMED "Topic (EHR)": a consultation's List for one problem or issue, titled with it.
+_TOPIC = "25851000000105"
 _CONTEXT = frozenset(
     {
         "Patient",
@@ -50,7 +67,8 @@ Resolve = Callable[[Any], dict[str, Any] | None]
 
 
 def _references(node: Any) -> Iterator[tuple[str | None, dict[str, Any]]]:
-    """Every Reference in a resource, with the problem-link extension it is the value of."""
+    """Every Reference in a resource, with the link it makes: a problem-link extension's URL,
+    ``basedOn``, or ``None`` (it names its target). Links between problems are left out."""
     stack: list[tuple[str | None, Any]] = [(None, node)]
     while stack:
         link, item = stack.pop()
@@ -58,10 +76,32 @@ def _references(node: Any) -> Iterator[tuple[str | None, dict[str, Any]]]:
             if isinstance(item.get("reference"), str):
                 yield link, item
             url = item.get("url")
+            if url in _BETWEEN_PROBLEMS:
+                continue
             tag = url if url in _PART_OF or url in _ACTUAL else None
-            stack.extend((tag if k == "valueReference" else None, v) for k, v in item.items())
+            stack.extend(
+                (tag if k == "valueReference" else _BASED_ON if k == _BASED_ON else None, v)
+                for k, v in item.items()
+            )
         elif isinstance(item, list):
-            stack.extend((None, v) for v in item)
+            stack.extend((link, v) for v in item)
+
+
+def _topics(resources: Sequence[dict[str, Any]], resolve: Resolve) -> dict[int, list[int]]:
+    """Each consultation (by its Encounter's position) → the positions of its topic Lists."""
+    position = {id(r): i for i, r in enumerate(resources)}
+    found: dict[int, list[int]] = {}
+    for i, r in enumerate(resources):
+        code = r.get("code")
+        codings = code.get("coding", []) if isinstance(code, dict) else []
+        if r.get("resourceType") != "List" or not any(
+            isinstance(c, dict) and c.get("code") == _TOPIC for c in codings
+        ):
+            continue
+        visit = resolve(r.get("encounter"))
+        if visit is not None and id(visit) in position:
+            found.setdefault(position[id(visit)], []).append(i)
+    return found
 
 
 def _codes(resource: dict[str, Any]) -> set[tuple[str, str]]:
@@ -79,6 +119,7 @@ def inherited_codes(resources: Sequence[dict[str, Any]], resolve: Resolve) -> li
         if resources[giver].get("resourceType") not in _CONTEXT:
             givers[heir].add(giver)
 
+    topics = _topics(resources, resolve)
     for i, resource in enumerate(resources):
         for link, ref in _references(resource):
             target = resolve(ref)
@@ -87,8 +128,13 @@ def inherited_codes(resources: Sequence[dict[str, Any]], resolve: Resolve) -> li
                 continue
             if link not in _PART_OF:
                 take(i, j)
-            if link is not None and resources[j].get("resourceType") not in _CONTEXT:
-                take(j, i)
+            if link == _BASED_ON:
+                if {resource.get("resourceType"), resources[j].get("resourceType")} <= _MEDICINES:
+                    take(j, i)
+            elif link is not None:
+                for part in topics.get(j, [j]):
+                    if resources[part].get("resourceType") not in _CONTEXT:
+                        take(part, i)
     own: dict[int, set[tuple[str, str]]] = {}
     out: list[list[list[str]]] = []
     for i, direct in enumerate(givers):

@@ -14,7 +14,10 @@ naming the element:
   seconds part is added; a date given with a time keeps the date;
 * codes, ids and URIs lose surrounding spaces; empty strings are dropped;
 * every ``Reference.reference`` goes through the caller's rewrite (deterministic scr ids), and
-  every ``Coding.system`` through the STU3 -> R4 code-system table.
+  every ``Coding.system`` through the STU3 -> R4 code-system table;
+* a Reference keeps its ``display`` only when it names who or where (a person, a practitioner,
+  an organisation, a place): a display naming a clinical item could name one that is withheld,
+  or never sent, and the item itself says what it is.
 
 Values of the wrong JSON type are left alone: R4 validation then says what is wrong and the
 record goes to quarantine, because guessing would be worse.
@@ -31,10 +34,24 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
+from adapters.gpconnect.constants import RELATIVE_REFERENCE
 from adapters.gpconnect.maps import GpcMaps, r4_model
 from adapters.gpconnect.notes import Notes
 from adapters.values import uk_local_to_utc
 
+#: What a Reference's display may name: who and where, never what.
+_WHO_AND_WHERE = frozenset(
+    {
+        "Patient",
+        "RelatedPerson",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Location",
+        "HealthcareService",
+        "Device",
+    }
+)
 _TOKENS = frozenset({"Code", "Id", "Uri", "Url", "Canonical", "Oid", "UuidVersion"})
 _TEXTS = frozenset({"String", "Markdown"})
 _DATETIME = re.compile(
@@ -98,6 +115,13 @@ class Walk:
     rewrite_ref: Callable[[str, str], str]
 
 
+def _named_type(reference: Mapping[str, Any]) -> str | None:
+    """The resource type a Reference names: from its (rewritten) reference, else its type."""
+    found = RELATIVE_REFERENCE.fullmatch(str(reference.get("reference", "")))
+    named = found.group(1) if found else reference.get("type")
+    return named if isinstance(named, str) else None
+
+
 def conform(resource: dict[str, Any], walk: Walk, path: str) -> dict[str, Any]:
     """The resource cut to R4's elements, with the repairs above; blocks an unknown type."""
     rtype = str(resource.get("resourceType"))
@@ -126,8 +150,11 @@ def _object(
         if fitted is not None:
             out[key] = fitted
     name = model.__name__
-    if name == "Reference" and isinstance(out.get("reference"), str):
-        out["reference"] = walk.rewrite_ref(out["reference"], f"{path}.reference")
+    if name == "Reference":
+        if isinstance(out.get("reference"), str):
+            out["reference"] = walk.rewrite_ref(out["reference"], f"{path}.reference")
+        if "display" in out and _named_type(out) not in _WHO_AND_WHERE:
+            del out["display"]
     elif name == "Coding" and isinstance(out.get("system"), str):
         out["system"] = walk.maps.r4_system(out["system"], out.get("code")) or out["system"]
     return out

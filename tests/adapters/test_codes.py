@@ -18,6 +18,13 @@ def test_shipped_maps_load_and_translate(codes):
     assert codes.sensitive_category("http://read.info/ctv3", "76272004") is None
 
 
+@pytest.mark.parametrize("system", [CTV3, "https://read.info/ctv3/", "HTTP://READ.INFO/CTV3"])
+def test_a_sensitive_read_code_is_found_through_its_map_to_snomed(codes, system):
+    """GP Connect may send a TPP code in CTV3 only: A97z. is mapped to 76272004 (syphilis)."""
+    assert codes.sensitive_category(system, "A97z.") == "sti"
+    assert codes.sensitive_category(system, "a97z.") is None, "Read codes are case-sensitive"
+
+
 @pytest.mark.parametrize(
     "system",
     [

@@ -356,6 +356,30 @@ def test_a_medicine_for_a_sensitive_problem_is_labelled_with_it(engine, settings
         assert "sensitive-sti" not in rows[key].labels.split(), key
 
 
+def test_a_medicine_for_a_confidential_problem_is_confidential(engine, settings, codes, tmp_path):
+    tables = default_tables()
+    problem, drug, issue = guid(38), guid(42), guid(43)
+    tables["CareRecord_Observation"].append(observation(problem, P_OK, SMOKER, IsConfidential=TRUE))
+    tables["CareRecord_Problem"].append(
+        {"ObservationGuid": problem, "EndDate": "", "ProblemStatusDescription": "Active Problem",
+         "SignificanceDescription": "Significant Problem"}
+    )  # fmt: skip
+    course = tables["Prescribing_DrugRecord"][0] | {"IsConfidential": FALSE}
+    tables["Prescribing_DrugRecord"] = [
+        course,
+        course | {"DrugRecordGuid": drug, "ProblemObservationGuid": problem},
+    ]
+    tables["Prescribing_IssueRecord"].append(
+        tables["Prescribing_IssueRecord"][0] | {"IssueRecordGuid": issue, "DrugRecordGuid": drug}
+    )
+    run(engine, settings, codes, write_extract(tmp_path / "emis", tables))
+    rows = stored(engine)
+    for key in (f"MedicationStatement:{drug}", f"MedicationRequest:{issue}"):
+        assert "source-confidential" in rows[key].labels.split(), key
+    for key in (f"MedicationStatement:{DRUG}", f"MedicationRequest:{ISSUE}"):
+        assert "source-confidential" not in rows[key].labels.split(), key
+
+
 def test_deleted_and_confidential_rows(engine, settings, codes, extract):
     run(engine, settings, codes, extract)
     rows = stored(engine)

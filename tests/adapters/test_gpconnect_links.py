@@ -11,6 +11,9 @@ from tests.adapters.test_gpconnect import bundle, organization, patient
 SCT = "http://snomed.info/sct"
 RELATED = "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedClinicalContent-1"
 ACTUAL = "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-ActualProblem-1"
+BETWEEN = (
+    "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedProblemHeader-1"
+)
 
 
 def res(rtype: str, rid: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -86,3 +89,32 @@ def test_the_reader_joins_them_in_by_full_url_too() -> None:
     fields = {r.ref.table: r.fields for r in records_from_bundle(doc, "record.json")}
     assert fields["List"]["_pointed_codings"] == [[SCT, "111"]]
     assert "_pointed_codings" not in fields["Observation"]
+
+
+def test_the_records_of_one_medicine_share_their_codes_but_other_based_on_links_do_not() -> None:
+    statement = res("MedicationStatement", "s", "111", basedOn=[ref("MedicationRequest/a")])
+    plan = res("MedicationRequest", "a")
+    issue = res("MedicationRequest", "i", basedOn=[ref("MedicationRequest/a")])
+    referral = res("ServiceRequest", "r", basedOn=[ref("CarePlan/c")])
+    plan_of_care = res("CarePlan", "c", "222")
+    assert taken(statement, plan, issue, referral, plan_of_care) == {
+        "a": ["111"],
+        "i": ["111"],
+        "r": ["222"],
+    }
+
+
+def test_links_between_problems_pass_nothing() -> None:
+    link = {"url": BETWEEN, "extension": [{"url": "target", "valueReference": ref("Condition/b")}]}
+    a = res("Condition", "a", "111", extension=[link])
+    b = res("Condition", "b", "222")
+    assert taken(a, b) == {}
+
+
+def test_a_problem_linked_to_a_consultation_passes_its_codes_to_the_topics_only() -> None:
+    visit = res("Encounter", "e")
+    problem = res("Condition", "p", "222", extension=[link(RELATED, "Encounter/e")])
+    topic = res("List", "t", "25851000000105", encounter=ref("Encounter/e"))
+    heading = res("List", "h", "24781000000107", encounter=ref("Encounter/e"))
+    written = res("Observation", "o", "444", context=ref("Encounter/e"))
+    assert taken(visit, problem, topic, heading, written) == {"t": ["222"]}

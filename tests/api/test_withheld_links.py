@@ -98,3 +98,116 @@ def test_the_practice_that_recorded_them_still_sees_them(
     gp_connect(store, *record())
     body = everything(client, token("gp"))
     assert [m for m in WITHHELD + SHOWN if m not in body] == []
+
+
+def medicine(rid: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationStatement", "id": rid, "status": "active",
+        "medicationCodeableConcept": {"text": f"Benzathine benzylpenicillin [{rid}]"},
+        "subject": SUBJECT, "effectivePeriod": {"start": "2024-01-05"}, "taken": "y",
+    } | extra  # fmt: skip
+
+
+def prescription(rid: str, intent: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest", "id": rid, "status": "active", "intent": intent,
+        "medicationCodeableConcept": {"text": f"Benzathine benzylpenicillin [{rid}]"},
+        "subject": SUBJECT, "authoredOn": "2024-01-05",
+    } | extra  # fmt: skip
+
+
+def seen(client: TestClient, token: Token, store: Store, *resources: dict[str, Any]) -> str:
+    """What another practice's GP sees, once the owner is shown to see every marker."""
+    gp_connect(store, *resources)
+    owner = everything(client, token("gp"))
+    assert all(f"[{r['id']}]" in owner for r in resources), "all taken in"
+    return everything(client, token("other-gp"))
+
+
+def test_a_medicine_is_withheld_with_its_authorisation_and_issues(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """The statement cites the problem; the authorisation and its issues name the same drug."""
+    body = seen(
+        client, token, store, syphilis("c2"),
+        medicine("m1", reasonReference=[{"reference": "Condition/c2"}],
+                 basedOn=[{"reference": "MedicationRequest/r1"}]),
+        prescription("r1", "plan"),
+        prescription("r2", "order", basedOn=[{"reference": "MedicationRequest/r1"}]),
+    )  # fmt: skip
+    assert [m for m in ("[c2]", "[m1]", "[r1]", "[r2]") if m in body] == []
+
+
+def test_a_reference_names_only_who_or_where(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """A display naming a problem not sent, or named by identifier only, is free text about a
+    clinical item: it is dropped, and the medicine stays."""
+    body = seen(
+        client, token, store,
+        medicine("m3", reasonReference=[{"reference": "Condition/gone", "display": "Syphilis"}]),
+        medicine("m4", reasonReference=[
+            {"identifier": {"system": "https://EMISWeb/Y00001", "value": "p9"},
+             "display": "Syphilis"}]),
+    )  # fmt: skip
+    assert "[m3]" in body and "[m4]" in body and "Syphilis" not in body
+
+
+def test_a_sensitive_code_sent_only_in_ctv3_or_under_nopat_spelled_otherwise_is_withheld(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    ctv3 = syphilis("c5") | {
+        "code": {"coding": [{"system": "http://read.info/ctv3", "code": "A97z.",
+                             "display": "Syphilis NOS [c5]"}]},
+    }  # fmt: skip
+    nopat = {"security": [{"system": "https://hl7.org/fhir/v3/ActCode/", "code": "NOPAT"}]}
+    body = seen(client, token, store, ctv3, observation("o6", "75367002", meta=nopat))
+    assert "[c5]" not in body and "[o6]" not in body
+
+
+RELATED_PROBLEM = (
+    "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedProblemHeader-1"
+)
+
+
+def test_a_problem_linked_to_a_sensitive_one_keeps_its_own_medicines(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """Links between problem headers are dropped on the way to R4, so they pass nothing on:
+    A&E must still see the sertraline prescribed for depression."""
+    depression = {
+        "resourceType": "Condition", "id": "c7", "clinicalStatus": "active",
+        "verificationStatus": "confirmed", "assertedDate": "2023-05-01", "subject": SUBJECT,
+        "code": {"coding": [{"system": SCT, "code": "35489007",
+                             "display": "Depressive disorder [c7]"}]},
+        "extension": [
+            {"url": RELATED_PROBLEM, "extension": [
+                {"url": "type", "valueCode": "sibling"},
+                {"url": "target", "valueReference": {"reference": "Condition/c2"}}]},
+            {"url": RELATED, "valueReference": {"reference": "MedicationRequest/r7"}},
+        ],
+    }  # fmt: skip
+    body = seen(
+        client, token, store, syphilis("c2"), depression, prescription("r7", "plan"),
+        medicine("m7", basedOn=[{"reference": "MedicationRequest/r7"}]),
+    )  # fmt: skip
+    assert "[c2]" not in body and all(m in body for m in ("[c7]", "[r7]", "[m7]"))
+
+
+def test_a_topic_of_a_consultation_the_problem_is_linked_to_is_withheld(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """GP Connect links a problem to every consultation it was discussed in: the consultation's
+    topic Lists (titled with the problem) go with it, the visit and what was written stay."""
+    problem = syphilis("c2") | {
+        "extension": [{"url": RELATED, "valueReference": {"reference": "Encounter/e9"}}]
+    }
+    visit = {"encounter": {"reference": "Encounter/e9"}}
+    consultation = topic("l9", "List/t9", title="Surgery consultation [l9]") | visit
+    consultation["code"]["coding"][0]["code"] = "325851000000107"
+    body = seen(
+        client, token, store, problem, encounter("e9"), consultation, topic("t9") | visit,
+        observation("o9", "75367002", context={"reference": "Encounter/e9"}),
+    )  # fmt: skip
+    assert [m for m in ("[c2]", "[t9]", "[l9]") if m in body] == []
+    assert "[e9]" in body and "[o9]" in body
