@@ -28,6 +28,8 @@ _VITALS = {
     "pulse": ("8867-4", "Heart rate", "/min"),
     "temperature": ("8310-5", "Body temperature", "Cel"),
 }
+#: SNOMED "NEWS2 total score", the Observation a hospital triages on.
+NEWS2_TOTAL = "1104051000000101"
 _CPR = {True: ("450475007", "For cardiopulmonary resuscitation"),
         False: ("450476008", "Not for cardiopulmonary resuscitation")}  # fmt: skip
 
@@ -112,7 +114,7 @@ def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any
     total = {"value": news2.total(v), "unit": "score", "system": "http://unitsofmeasure.org",
              "code": "{score}"}  # fmt: skip
     scale = _coded(base + SPO2_SCALES, str(v.spo2_scale), news2.SCALES[v.spo2_scale])
-    out.append(_observation(subject, _coded(SNOMED, "1104051000000101", "NEWS2 total score"),
+    out.append(_observation(subject, _coded(SNOMED, NEWS2_TOTAL, "NEWS2 total score"),
                             {"valueQuantity": total, "method": scale}))  # fmt: skip
     return out
 

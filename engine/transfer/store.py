@@ -223,6 +223,16 @@ def messages_of(conn: Connection, transfer_id: str) -> list[tuple[str, bytes]]:
     return [(r.event, r.raw) for r in rows]
 
 
+def opening_messages(conn: Connection, transfer_ids: list[str]) -> dict[str, bytes]:
+    """Transfer id → the raw care-home message that opened it, for many transfers at once."""
+    rows = conn.execute(
+        select(MESSAGES.c.transfer_id, MESSAGES.c.raw).where(
+            MESSAGES.c.transfer_id.in_(transfer_ids), MESSAGES.c.event == "care-home-transfer"
+        )
+    )
+    return {r.transfer_id: r.raw for r in rows}
+
+
 def step(
     conn: Connection, transfer_id: str, froms: tuple[str, ...], to: str, org: str,
     user_id: str, now: datetime,

@@ -29,6 +29,7 @@ from engine.api.transfer import acknowledge, detail, inbox, listed, visible
 from engine.directory import organisations
 from engine.transfer import news2, signature
 from engine.transfer.form import (
+    NEWS2_TOTAL,
     DischargeForm,
     Medicine,
     Person,
@@ -40,6 +41,7 @@ from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.parties import acknowledgement, may_take_part
 from engine.transfer.receive import receive
 from engine.transfer.rules import Refused
+from engine.transfer.store import opening_messages
 from engine.web import session
 from engine.web.pages import _page, _signed_in, _to, notice_first
 from engine.web.summary import compose
@@ -261,8 +263,31 @@ def inbox_page(request: Request) -> Response:
     notice = notice_first(request, who, _INBOX)
     if notice is not None:
         return notice
-    rows = listed(services(request), who, context(request))
-    return _page(request, "inbox.html", who=who, rows=rows, org_names=_names(request))
+    svc = services(request)
+    rows = listed(svc, who, context(request))
+    with svc.engine.connect() as conn:
+        opening = opening_messages(conn, [r.id for r in rows])
+    triage = {tid: _triage(orjson.loads(raw)) for tid, raw in opening.items()}
+    return _page(request, "inbox.html", who=who, rows=rows, org_names=_names(request),
+                 triage=triage)  # fmt: skip
+
+
+def _triage(bundle: dict[str, Any]) -> dict[str, str]:
+    """What a hospital sorts its inbox by: who, why, and how unwell (NEWS2), from the message."""
+    resources = [e.get("resource", {}) for e in bundle.get("entry", [])]
+    person: dict[str, Any] = next((r for r in resources if r.get("resourceType") == "Patient"), {})
+    name: dict[str, Any] = next(iter(person.get("name", [])), {})
+    score: dict[str, Any] = next(
+        (r for r in resources if r.get("resourceType") == "Observation"
+         and any(c.get("code") == NEWS2_TOTAL for c in r.get("code", {}).get("coding", []))),
+        {},
+    )  # fmt: skip
+    reason = dict(_sections(bundle)).get("Reason for transfer", "")
+    return {
+        "name": " ".join([*name.get("given", []), name.get("family", "")]).strip(),
+        "news2": str(score.get("valueQuantity", {}).get("value", "")),
+        "reason": reason,
+    }
 
 
 def _sections(bundle: dict[str, Any]) -> list[tuple[str, str]]:

@@ -7,6 +7,8 @@ record. Screenshots go to ``test-artifacts/browser/``; skipped where chromium is
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import pytest
 from playwright.sync_api import Browser, Page
 
@@ -52,7 +54,8 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     doctor = open_as(browser, region, "ae-doctor")
     doctor.goto(f"{region.url}/inbox")
     shot(doctor, "red-bag-hospital-inbox")
-    doctor.click(f"a:text('{region.resident}')")
+    row = doctor.locator(f"tr:has-text('{region.resident}')")
+    row.locator(f"a[href='{urlparse(transfer_url).path}']").click()
     doctor.wait_for_url("**/inbox/*")
     doctor.click("text=Acknowledge")
     doctor.wait_for_load_state()

@@ -190,3 +190,14 @@ def test_a_refused_discharge_keeps_what_the_doctor_typed(
     assert again.status_code == 422 and "Enter the diagnoses" in again.text
     assert ">Repeat MSU in one week</textarea>" in again.text
     assert ">Trimethoprim</textarea>" in again.text
+
+
+def test_the_inbox_says_who_why_and_how_unwell(web: TestClient, token: Token) -> None:
+    """A hospital triages by the person, the reason and NEWS2, not by codes."""
+    path = _post(web, step="send").headers["location"]
+    web.cookies.set(SESSION_COOKIE, token("ae-doctor"))
+    inbox = acknowledged(web).get("/inbox").text
+    row = re.search(rf'<tr><td><a href="{path}">(.*?)</tr>', inbox, re.S)
+    assert row, inbox
+    assert "Ann Synthetic</a>" in row[1] and '<td class="news2">8</td>' in row[1]
+    assert "hip pain &amp; confusion" in row[1] and "Borchester General Hospital (R9Z)" in row[1]
