@@ -326,58 +326,52 @@ def test_medication_issue_is_joined_to_its_course(engine, settings, codes, extra
     assert "source-confidential" in rows[f"MedicationRequest:{ISSUE}"].labels.split()
 
 
-def test_a_medicine_for_a_sensitive_problem_is_labelled_with_it(engine, settings, codes, tmp_path):
-    """It names the problem (reasonReference), and its drug may say as much: both are withheld."""
+def _labels_of_a_course_for(engine, settings, codes, folder, problem, *clinical_codes):
+    """Labels of a course (and its issue) prescribed for the problem observation ``problem``,
+    and of the default course (for asthma, its issue), after an ingest."""
     tables = default_tables()
-    syphilis, o_syphilis, drug, issue = "1200005", guid(38), guid(42), guid(43)
-    tables["Coding_ClinicalCode"].append(
-        {"CodeId": syphilis, "Term": "Syphilis", "ReadTermId": "A94..00",
-         "SnomedCTConceptId": "76272004"}
-    )  # fmt: skip
-    tables["CareRecord_Observation"].append(observation(o_syphilis, P_OK, syphilis))
+    tables["Coding_ClinicalCode"].extend(clinical_codes)
+    tables["CareRecord_Observation"].append(problem)
     tables["CareRecord_Problem"].append(
-        {"ObservationGuid": o_syphilis, "EndDate": "", "ProblemStatusDescription": "Active Problem",
-         "SignificanceDescription": "Significant Problem"}
-    )  # fmt: skip
-    course = tables["Prescribing_DrugRecord"][0]
-    tables["Prescribing_DrugRecord"] = [
-        course | {"ProblemObservationGuid": O_ASTHMA},
-        course | {"DrugRecordGuid": drug, "ProblemObservationGuid": o_syphilis,
-                  "IsConfidential": FALSE},
-    ]  # fmt: skip
-    tables["Prescribing_IssueRecord"].append(
-        tables["Prescribing_IssueRecord"][0] | {"IssueRecordGuid": issue, "DrugRecordGuid": drug}
-    )
-    run(engine, settings, codes, write_extract(tmp_path / "emis", tables))
-    rows = stored(engine)
-    for key in (f"MedicationStatement:{drug}", f"MedicationRequest:{issue}"):
-        assert "sensitive-sti" in rows[key].labels.split(), key
-    for key in (f"MedicationStatement:{DRUG}", f"MedicationRequest:{ISSUE}"):
-        assert "sensitive-sti" not in rows[key].labels.split(), key
-
-
-def test_a_medicine_for_a_confidential_problem_is_confidential(engine, settings, codes, tmp_path):
-    tables = default_tables()
-    problem, drug, issue = guid(38), guid(42), guid(43)
-    tables["CareRecord_Observation"].append(observation(problem, P_OK, SMOKER, IsConfidential=TRUE))
-    tables["CareRecord_Problem"].append(
-        {"ObservationGuid": problem, "EndDate": "", "ProblemStatusDescription": "Active Problem",
-         "SignificanceDescription": "Significant Problem"}
+        {"ObservationGuid": problem["ObservationGuid"], "EndDate": "",
+         "ProblemStatusDescription": "Active Problem", "SignificanceDescription": "Significant"}
     )  # fmt: skip
     course = tables["Prescribing_DrugRecord"][0] | {"IsConfidential": FALSE}
+    drug, issue = guid(42), guid(43)
     tables["Prescribing_DrugRecord"] = [
-        course,
-        course | {"DrugRecordGuid": drug, "ProblemObservationGuid": problem},
+        course | {"ProblemObservationGuid": O_ASTHMA},
+        course | {"DrugRecordGuid": drug, "ProblemObservationGuid": problem["ObservationGuid"]},
     ]
     tables["Prescribing_IssueRecord"].append(
         tables["Prescribing_IssueRecord"][0] | {"IssueRecordGuid": issue, "DrugRecordGuid": drug}
     )
-    run(engine, settings, codes, write_extract(tmp_path / "emis", tables))
+    run(engine, settings, codes, write_extract(folder, tables))
     rows = stored(engine)
-    for key in (f"MedicationStatement:{drug}", f"MedicationRequest:{issue}"):
-        assert "source-confidential" in rows[key].labels.split(), key
-    for key in (f"MedicationStatement:{DRUG}", f"MedicationRequest:{ISSUE}"):
-        assert "source-confidential" not in rows[key].labels.split(), key
+    keys = {"course": f"MedicationStatement:{drug}", "issue": f"MedicationRequest:{issue}",
+            "asthma course": f"MedicationStatement:{DRUG}",
+            "asthma issue": f"MedicationRequest:{ISSUE}"}  # fmt: skip
+    return {name: set(rows[key].labels.split()) for name, key in keys.items()}
+
+
+def test_a_medicine_for_a_sensitive_problem_is_labelled_with_it(engine, settings, codes, tmp_path):
+    """It names the problem (reasonReference), and its drug may say as much: both are withheld."""
+    syphilis = {"CodeId": "1200005", "Term": "Syphilis", "ReadTermId": "A94..00",
+                "SnomedCTConceptId": "76272004"}  # fmt: skip
+    problem = observation(guid(38), P_OK, "1200005")
+    found = _labels_of_a_course_for(engine, settings, codes, tmp_path / "e", problem, syphilis)
+    assert {name for name, labels in found.items() if "sensitive-sti" in labels} == {
+        "course",
+        "issue",
+    }
+
+
+def test_a_medicine_for_a_confidential_problem_is_confidential(engine, settings, codes, tmp_path):
+    problem = observation(guid(38), P_OK, SMOKER, IsConfidential=TRUE)
+    found = _labels_of_a_course_for(engine, settings, codes, tmp_path / "e", problem)
+    assert {name for name, labels in found.items() if "source-confidential" in labels} == {
+        "course",
+        "issue",
+    }
 
 
 def test_deleted_and_confidential_rows(engine, settings, codes, extract):
