@@ -294,7 +294,8 @@ def q_replay(
         list[int] | None, typer.Argument(help="Item ids; all open items if none")
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="FIELD=VALUE correction (repeatable)")
+        list[str] | None,
+        typer.Option("--set", help="FIELD=VALUE correction (repeatable; one item id only)"),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -308,7 +309,11 @@ def q_replay(
         corrections[name] = value
     settings = _settings()
     with _store(settings) as engine:
-        summary = quarantine.replay(engine, settings, _codes(settings), ids or [], corrections)
+        try:
+            summary = quarantine.replay(engine, settings, _codes(settings), ids or [], corrections)
+        except quarantine.OneRecordOnly as exc:
+            err.print(str(exc))
+            raise typer.Exit(2) from None
     _show_summary(summary, as_json)
 
 

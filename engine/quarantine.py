@@ -86,6 +86,10 @@ def _open_items(engine: Engine, ids: Sequence[int]) -> Iterator[Item]:
         yield _item(row)
 
 
+class OneRecordOnly(ValueError):
+    """Corrections were given for more than one record (or for all open items)."""
+
+
 def replay(
     engine: Engine,
     settings: Settings,
@@ -96,8 +100,12 @@ def replay(
     """Replay open items (all, or the given ids) in the order they were quarantined.
 
     ``corrections`` replaces field values before mapping; a person making one has looked at the
-    row, so problems found while reading it (a truncated line) no longer stand.
+    row, so problems found while reading it (a truncated line) no longer stand. A correction is
+    about one record: given to several, one NHS number would go to different people and
+    linking would merge them, so it needs exactly one item id.
     """
+    if corrections and len(set(ids)) != 1:
+        raise OneRecordOnly("a correction is for one record: give exactly one item id")
     ctx = MapContext(codes=codes, canonical_base=settings.canonical_base)
     items = list(_open_items(engine, ids))
 

@@ -75,7 +75,7 @@ def _references(node: Any) -> Iterator[tuple[str | None, dict[str, Any]]]:
         if isinstance(item, dict):
             if isinstance(item.get("reference"), str):
                 yield link, item
-            url = item.get("url")
+            url = item.get("url") if isinstance(item.get("url"), str) else None
             if url in _BETWEEN_PROBLEMS:
                 continue
             tag = url if url in _PART_OF or url in _ACTUAL else None
@@ -93,9 +93,10 @@ def _topics(resources: Sequence[dict[str, Any]], resolve: Resolve) -> dict[int, 
     found: dict[int, list[int]] = {}
     for i, r in enumerate(resources):
         code = r.get("code")
-        codings = code.get("coding", []) if isinstance(code, dict) else []
+        codings = code.get("coding") if isinstance(code, dict) else None
         if r.get("resourceType") != "List" or not any(
-            isinstance(c, dict) and c.get("code") == _TOPIC for c in codings
+            isinstance(c, dict) and c.get("code") == _TOPIC
+            for c in (codings if isinstance(codings, list) else [])
         ):
             continue
         visit = resolve(r.get("encounter"))
@@ -105,8 +106,12 @@ def _topics(resources: Sequence[dict[str, Any]], resolve: Resolve) -> dict[int, 
 
 
 def _codes(resource: dict[str, Any]) -> set[tuple[str, str]]:
-    security = resource.get("meta", {}).get("security", [])
-    found = [*labels.codings(resource), *(s for s in security if isinstance(s, dict))]
+    """Its codes and security labels, whatever odd JSON a sender wrote (``"meta": null``)."""
+    meta = resource.get("meta")
+    security = meta.get("security") if isinstance(meta, dict) else None
+    found = labels.codings(resource)
+    if isinstance(security, list):
+        found += [s for s in security if isinstance(s, dict)]
     return {(str(c.get("system", "")), c["code"]) for c in found if isinstance(c.get("code"), str)}
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adapters.gpconnect.links import inherited_codes
 from adapters.gpconnect.read import records_from_bundle
 from tests.adapters.test_gpconnect import bundle, organization, patient
@@ -118,3 +121,44 @@ def test_a_problem_linked_to_a_consultation_passes_its_codes_to_the_topics_only(
     heading = res("List", "h", "24781000000107", encounter=ref("Encounter/e"))
     written = res("Observation", "o", "444", context=ref("Encounter/e"))
     assert taken(visit, problem, topic, heading, written) == {"t": ["222"]}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["", "List/a", "Encounter/e"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "reference",
+                    "meta",
+                    "security",
+                    "code",
+                    "coding",
+                    "system",
+                    "encounter",
+                    "extension",
+                    "url",
+                    "valueReference",
+                    "basedOn",
+                    "entry",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["resourceType", "id", "meta", "code",
+                                                 "encounter", "entry", "basedOn"]),
+                                _JSON, max_size=5), max_size=4))  # fmt: skip
+def test_odd_json_in_a_bundle_never_stops_the_reader(resources: list[dict[str, Any]]) -> None:
+    """A sender's ``"meta": null`` once made the whole folder's ingest fail."""
+    found = inherited_codes(resources, lambda r: None)
+    assert len(found) == len(resources)
+    doc = bundle(patient(), organization(), *resources, {"resourceType": "List", "meta": None})
+    assert list(records_from_bundle(doc, "record.json"))

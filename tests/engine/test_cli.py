@@ -52,6 +52,24 @@ def test_ingest_json_summary_and_quarantine_commands(db_url, tmp_path):
     assert orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout) == []
 
 
+def test_a_correction_is_for_one_record_only(db_url, tmp_path):
+    """Two people with failing numbers, one correction for all: linking would merge them."""
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", invalid_nhs_number()), s1_patient("2", invalid_nhs_number(),
+                                                             FirstName="Other")],
+        [],
+    )  # fmt: skip
+    invoke(db_url, "ingest", "systmone", str(folder))
+    listed = orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)
+    fix = f"NHSNumber={next(nhs_numbers(999_100_000))}"
+    ids = [str(i["id"]) for i in listed]
+    for args in ([], ids):
+        refused = invoke(db_url, "quarantine", "replay", *args, "--set", fix)
+        assert refused.exit_code == 2 and "exactly one item id" in refused.output
+    assert len(orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)) == 2
+
+
 def test_ingest_of_an_unreadable_extract_exits_non_zero(db_url, tmp_path):
     (tmp_path / "empty").mkdir()
     result = invoke(db_url, "ingest", "systmone", str(tmp_path / "empty"))
