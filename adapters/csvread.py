@@ -1,8 +1,10 @@
 """Reading CSV extracts at the edge: encodings, BOMs, truncated rows and missing columns.
 
-Rows are streamed one at a time. A file-level fault (a required column missing) raises
-:class:`~adapters.base.ExtractError` naming the file and column; a row-level fault (too few
-fields, an undecodable byte) is attached to the row so it lands in quarantine with its line.
+Rows are streamed one at a time. A file-level fault (a required column missing, a column named
+twice, text the CSV reader cannot split, such as a field over ``MAX_FIELD`` characters) raises
+:class:`~adapters.base.ExtractError` naming the file, and the line or column; a row-level fault
+(too few fields, an undecodable byte, a quote left open across lines) is attached to the row so
+it lands in quarantine with its line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from pathlib import Path
 from adapters.base import ExtractError, Issue
 
 _BOM = b"\xef\xbb\xbf"
+#: The longest field read (Python's default is 131,072 characters): free text, such as a care
+#: plan, can be long, and a longer one is a broken file, refused with its line.
+MAX_FIELD = 16 * 1024 * 1024
+csv.field_size_limit(MAX_FIELD)
 #: What ``errors="surrogateescape"`` leaves for a byte the encoding cannot decode.
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
@@ -38,6 +44,18 @@ def header(path: Path, encoding: str) -> list[str]:
         return next(csv.reader(fh), [])
 
 
+def _rows(reader: Iterator[list[str]], path: Path) -> Iterator[list[str]]:
+    """The reader's rows; what it cannot split stops the file, naming where."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = getattr(reader, "line_num", 0)
+            raise ExtractError(f"{path.name}, line {line}: {exc}") from None
+
+
 def read_rows(
     path: Path,
     encoding: str,
@@ -53,17 +71,28 @@ def read_rows(
         missing = [c for c in required if c not in names]
         if missing:
             raise ExtractError(f"{path.name}: missing required column {', '.join(missing)}")
+        twice = sorted({n for n in names if n and names.count(n) > 1})
+        if twice:
+            raise ExtractError(f"{path.name}: column {', '.join(twice)} appears more than once")
         if notes is not None and used is not None:
             extra = sorted(set(names) - set(used))
             if extra:
                 notes.append(f"{path.name}: extra columns ignored: {', '.join(extra)}")
         line = 2
-        for values in reader:
+        for values in _rows(reader, path):
             start, line = line, reader.line_num + 1
             if not values:
                 continue
             issues: list[Issue] = []
-            if len(values) < len(names):
+            if len(values) != len(names) and line - start > 1:
+                issues.append(
+                    Issue(
+                        None,
+                        f"a quoted field opened on line {start} runs to line {line - 1}: an "
+                        "unbalanced quote? Those lines are held in this record",
+                    )
+                )
+            elif len(values) < len(names):
                 issues.append(
                     Issue(
                         names[len(values)],

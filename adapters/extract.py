@@ -81,7 +81,7 @@ def table_records(
             row_id = f"line-{row.line}"
             issues = (*issues, Issue(missing[0], "row identifier is missing"))
         fields: dict[str, Any] = row.fields  # the reader's own dict, made for this row
-        if enrich is not None and not issues:
+        if enrich is not None:  # a row with problems too: quarantine keeps it whole for replay
             fields.update(enrich(fields))
         yield SourceRecord(
             SourceRef(style, org, table, row_id), path.name, row.line, fields, issues

@@ -99,6 +99,9 @@ class _Env:
     row: Mapping[str, Any]
     #: Issues of ``withhold_invalid`` objects left out of this record's resources.
     withheld: list[Issue]
+    #: The source deleted the row: its resource is marked entered-in-error with whatever it
+    #: still holds, so a value the source blanked on deleting it is not required.
+    deleted: bool = False
 
 
 Value = Callable[[_Env], Any]
@@ -305,7 +308,7 @@ def _build(rules: _Rules, env: _Env, nested: bool = False) -> dict[str, Any]:
             continue
         value = rule.value(env)
         if value is None or value == [] or value == "":
-            if rule.required is not None:
+            if rule.required is not None and not env.deleted:
                 raise _RowProblem(rule.required, "required value is missing")
             continue
         if rule.data:
@@ -385,7 +388,8 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
     if record.read_issues:
         return MapOutcome(issues=record.read_issues)
     row = record.fields
-    env = _Env(record, ctx, row, [])
+    deleted = table_map.deleted(row) if table_map.deleted is not None else False
+    env = _Env(record, ctx, row, [], deleted)
     patient = table_map.patient
     patient_key: str | None = None
     if patient == "self":
@@ -396,7 +400,6 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
             return MapOutcome(issues=(Issue(patient["column"], "patient reference is missing"),))
         src = record.ref
         patient_key = source_key(src.system, src.org, patient["table"], pid)
-    deleted = table_map.deleted(row) if table_map.deleted is not None else False
     security = confidential_labels(table_map, row, ctx.canonical_base)
     produced: list[Mapped] = []
     try:

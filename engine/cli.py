@@ -246,8 +246,10 @@ def db_upgrade() -> None:
 def db_restamp(as_json: JsonOpt = False) -> None:
     """Derive every row's policy facts again under the policy files now in force.
 
-    Run after a change to mappings/policy/sections.json or to the sensitive categories: until
-    then rows stored under the old rules are judged on their bodies (correct, but slower).
+    Run after a change to mappings/policy/sections.json or to the list of sensitive categories
+    (categories.json): until then rows stored under the old rules are judged on their bodies
+    (correct, but slower). It reads the labels rows were stored with and labels nothing anew:
+    a code added to a sensitive value set labels a stored row when its source is ingested again.
     """
     policy = ingest_policy()
     with _store(_settings()) as engine, engine.begin() as conn:
@@ -332,6 +334,9 @@ def codes_load_valueset(path: Path) -> None:
     """Add a sensitive-category ValueSet (its name must be listed in categories.json)."""
     n, dest = codes_admin.import_valueset(_settings(), path)
     Console().print(f"loaded {n:,} concepts into {dest}")
+    Console().print(
+        "Rows already stored are labelled with these when their source is ingested again."
+    )
 
 
 def _load_directory(engine: Engine, path: Path) -> int:

@@ -43,7 +43,7 @@ from engine import store
 from engine.canonical import content_hash, dumps
 from engine.facts import row_facts
 from engine.finish import finish
-from engine.identity import relink
+from engine.identity import patients_of_run, relink
 from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
 from engine.settings import Settings
@@ -503,6 +503,31 @@ def _abandon_stale_runs(conn: Connection) -> None:
         _end_run(conn, run_id, "abandoned", {})
 
 
+def _linked(engine: Engine, run_id: str, patients: Iterable[str]) -> dict[str, Any]:
+    """Link a completed run's Patients into people, then say so on the run."""
+    summary = relink(engine, sorted(patients)).as_dict()
+    with engine.begin() as conn:
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(linked_at=_now()))
+    return summary
+
+
+def _link_unlinked_runs(engine: Engine) -> list[str]:
+    """Link the runs that completed but whose process died before linking (we hold the lock)."""
+    with engine.connect() as conn:
+        waiting = (
+            conn.execute(
+                select(RUNS.c.id).where(RUNS.c.status == "completed", RUNS.c.linked_at.is_(None))
+            )
+            .scalars()
+            .all()
+        )
+    for run_id in waiting:
+        _linked(engine, run_id, patients_of_run(engine, run_id))
+    return [
+        f"linked the Patients of run {run_id}, which stopped before linking" for run_id in waiting
+    ]
+
+
 #: Collector thresholds during a run: young objects every 20,000 allocations rather than 700.
 _RUN_GC_THRESHOLD = (20_000, 20, 20)
 
@@ -566,6 +591,7 @@ def run_records(
     """Run any stream of records through the pipeline (an extract, or quarantined records)."""
     summary = RunSummary(run_id=str(uuid.uuid4()), kind=kind, location=location)
     with ingest_lock(engine), _collector_eased(), _quick_handoffs():
+        recovered = _link_unlinked_runs(engine)
         with engine.begin() as conn:
             _abandon_stale_runs(conn)
             conn.execute(
@@ -590,7 +616,7 @@ def run_records(
                     progress(summary.read)
             run.close()
             summary.status = "completed"
-            summary.notes = list(notes or [])
+            summary.notes = [*recovered, *(notes or [])]
             run.complete(_now())
         except BaseException:
             summary.status = "failed"
@@ -599,7 +625,7 @@ def run_records(
             with engine.begin() as conn:
                 _end_run(conn, summary.run_id, "failed", summary.as_dict())
             raise
-        summary.linking = relink(engine, sorted(run.patients)).as_dict()
+        summary.linking = _linked(engine, summary.run_id, run.patients)
     return summary
 
 

@@ -57,6 +57,9 @@ class IngestRun(Base):
     #: running → completed | failed; a run left ``running`` by a crash is abandoned by the next.
     status: Mapped[str] = mapped_column(String(16))
     summary: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    #: When its Patients were linked into people (after it completed); ``None`` until then,
+    #: so a run whose process died in between is linked by the next run.
+    linked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Resource(Base):

@@ -148,15 +148,19 @@ def _refresh_statistics(conn: Connection) -> None:
         conn.execute(text(f"ANALYZE {table.name}"))
 
 
-def relink_run(engine: Engine, run_id: str, rules: MatchRules | None = None) -> LinkSummary:
-    """Relink the Patients an ingest run created, updated or deleted."""
+def patients_of_run(engine: Engine, run_id: str) -> list[str]:
+    """The Patients whose current version an ingest run wrote."""
     with engine.connect() as conn:
-        ids = list(
+        return list(
             conn.execute(
                 select(R.c.id).where(R.c.run_id == run_id, R.c.resource_type == "Patient")
             ).scalars()
         )
-    return relink(engine, ids, rules)
+
+
+def relink_run(engine: Engine, run_id: str, rules: MatchRules | None = None) -> LinkSummary:
+    """Relink the Patients an ingest run created, updated or deleted."""
+    return relink(engine, patients_of_run(engine, run_id), rules)
 
 
 def relink_all(engine: Engine, rules: MatchRules | None = None) -> LinkSummary:

@@ -16,6 +16,7 @@ from adapters.emis import EmisAdapter
 from adapters.emis.read import read_v2_code, value_fields
 from engine.ingest import RunSummary, ingest
 from engine.models import QuarantineItem, Resource
+from engine.quarantine import replay
 from engine.settings import Settings
 from engine.validate import validate_resource
 from tests.factories import invalid_nhs_number, nhs_numbers, write_csv
@@ -536,3 +537,29 @@ def test_an_issue_row_with_its_own_patient_and_code_uses_them():
     (mapped,) = EmisAdapter().map(known, MapContext(codes=CodeMaps())).resources
     assert mapped.patient_key == f"emis|{ODS}|Admin_Patient|{P_CONF}"
     assert len(mapped.resource["medicationCodeableConcept"]["coding"]) == 2
+
+
+def test_a_record_with_a_bad_byte_keeps_its_joins_for_replay(engine, settings, codes, tmp_path):
+    """The reader's joins (drug, problem code) go to quarantine with the row: a replay with the
+    byte corrected then maps the medicine, and labels it with its problem, as the ingest would."""
+    tables = default_tables()
+    tables["Coding_ClinicalCode"].append(
+        {"CodeId": "1200005", "Term": "Syphilis", "ReadTermId": "A94..00",
+         "SnomedCTConceptId": "76272004"}
+    )  # fmt: skip
+    problem = guid(38)
+    tables["CareRecord_Observation"].append(observation(problem, P_OK, "1200005"))
+    tables["CareRecord_Problem"].append(
+        {"ObservationGuid": problem, "EndDate": "", "ProblemStatusDescription": "Active Problem",
+         "SignificanceDescription": "Significant"}
+    )  # fmt: skip
+    tables["Prescribing_DrugRecord"][0] |= {"ProblemObservationGuid": problem, "Dosage": "BAD"}
+    folder = write_extract(tmp_path / "emis", tables)
+    path = folder / "Prescribing_DrugRecord.csv"
+    path.write_bytes(path.read_bytes().replace(b"BAD", b"One \xff daily"))
+    run(engine, settings, codes, folder)
+    item = quarantine(engine)[DRUG]
+    assert item.field == "Dosage"
+    fixed = replay(engine, settings, codes, ids=[item.id], corrections={"Dosage": "One daily"})
+    assert fixed.quarantined == 0 and fixed.created == 1
+    assert "sensitive-sti" in stored(engine)[f"MedicationStatement:{DRUG}"].labels.split()

@@ -12,8 +12,10 @@ from sqlalchemy import Engine, select
 from adapters.base import ExtractError
 from adapters.codes import CodeMaps, load_all
 from adapters.systmone import SystmOneAdapter
+from engine import ingest as pipeline
+from engine.identity import person_of
 from engine.ingest import ingest
-from engine.models import Resource, ResourceVersion
+from engine.models import IngestRun, Resource, ResourceVersion
 from engine.quarantine import list_items, replay
 from engine.settings import Settings
 from engine.validate import validate_resource
@@ -68,13 +70,16 @@ def test_changed_row_makes_a_new_version(engine, settings, codes, tmp_path):
     assert sorted(versions) == [1, 2]
 
 
-def test_deleted_row_is_entered_in_error(engine, settings, codes, tmp_path):
+@pytest.mark.parametrize("blanked", [{}, {"DateEvent": ""}])
+def test_deleted_row_is_entered_in_error(engine, settings, codes, tmp_path, blanked):
+    """Even when the source blanks a required value on the row it deletes."""
     nhs = next(NHS)
     folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
     run(engine, settings, codes, folder)
-    write_systmone(folder, [s1_patient("1", nhs)], [s1_code("10", "1", RemovedData="1")])
+    removed = s1_code("10", "1", RemovedData="1", **blanked)
+    write_systmone(folder, [s1_patient("1", nhs)], [removed])
     second = run(engine, settings, codes, folder)
-    assert second.deleted == 1
+    assert second.deleted == 1 and second.quarantined == 0
     with engine.connect() as conn:
         row = conn.execute(
             select(Resource.status, Resource.body).where(Resource.resource_type == "Observation")
@@ -307,3 +312,28 @@ def test_a_row_id_met_again_in_a_later_batch_or_the_same_one_is_a_duplicate(
     again = run(engine, settings, codes, folder)
     assert (again.created, again.unchanged, again.quarantined) == (0, 131, 2)
     assert len(list_items(engine)) == 2
+
+
+def test_a_run_that_died_before_linking_is_linked_by_the_next(
+    engine, settings, codes, tmp_path, monkeypatch
+):
+    """The run commits, then its Patients are linked: a process killed in between left them in
+    no person, and the re-run, finding nothing changed, never linked them."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1")])
+
+    def killed(*_args: object) -> None:
+        raise KeyboardInterrupt("killed while linking")
+
+    monkeypatch.setattr(pipeline, "relink", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(engine, settings, codes, folder)
+    monkeypatch.undo()
+    (patient,) = bodies(engine, "Patient")
+    with engine.connect() as conn:
+        assert person_of(conn, patient["id"]) is None
+    again = run(engine, settings, codes, folder)
+    assert again.unchanged and any("stopped before linking" in n for n in again.notes)
+    with engine.connect() as conn:
+        assert person_of(conn, patient["id"]) is not None
+        waiting = conn.execute(select(IngestRun.id).where(IngestRun.linked_at.is_(None))).all()
+    assert waiting == []
