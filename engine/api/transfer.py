@@ -196,7 +196,10 @@ def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) 
     turn, including when it moved on between reading it and moving it."""
     row = visible(svc, who, ctx, transfer_id)
     status = acknowledgement(who, row)
-    if status is None:
+    if status is None:  # a second click, or a step for the other side: refused, and audited
+        meant = "acknowledged" if who.org == row.hospital else "returned"
+        refused = _entry(who, ctx, STEP_ACTIONS[meant], row, rules=("transfer.out-of-turn",))
+        disclose(svc.audit, replace(refused, outcome="deny"), None)
         raise FhirError(409, Problem("business-rule", f"The transfer is {row.status}: there is "
                                      "nothing for your organisation to acknowledge"))  # fmt: skip
     try:  # the step and its entry commit together, so a step that loses leaves no entry

@@ -28,8 +28,13 @@ _VITALS = {
     "pulse": ("8867-4", "Heart rate", "/min"),
     "temperature": ("8310-5", "Body temperature", "Cel"),
 }
-#: SNOMED "NEWS2 total score", the Observation a hospital triages on.
+#: SNOMED "NEWS2 total score", the Observation a hospital triages on; and the codes of the
+#: other Observations it is scored from besides the LOINC vital signs.
 NEWS2_TOTAL = "1104051000000101"
+ACVPU_SCORE = "1104441000000107"
+ON_OXYGEN, ON_AIR = "371825009", "722742002"
+#: The section the care home's reason for transfer goes under.
+REASON = "reason-for-handover"
 _CPR = {True: ("450475007", "For cardiopulmonary resuscitation"),
         False: ("450476008", "Not for cardiopulmonary resuscitation")}  # fmt: skip
 
@@ -106,10 +111,10 @@ def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any
         value = {"value": getattr(v, name), "unit": unit, "system": "http://unitsofmeasure.org",
                  "code": unit}  # fmt: skip
         out.append(_observation(subject, _coded(LOINC, code, display), {"valueQuantity": value}))
-    out.append(_observation(subject, _coded(SNOMED, "1104441000000107", "ACVPU scale score"),
+    out.append(_observation(subject, _coded(SNOMED, ACVPU_SCORE, "ACVPU scale score"),
                             {"valueString": v.consciousness}))  # fmt: skip
-    out.append(_observation(subject, _coded(SNOMED, "722742002", "Breathing room air")
-                            if not v.on_oxygen else _coded(SNOMED, "371825009",
+    out.append(_observation(subject, _coded(SNOMED, ON_AIR, "Breathing room air")
+                            if not v.on_oxygen else _coded(SNOMED, ON_OXYGEN,
                                                            "Patient on oxygen"), {}))  # fmt: skip
     total = {"value": news2.total(v), "unit": "score", "system": "http://unitsofmeasure.org",
              "code": "{score}"}  # fmt: skip
@@ -117,6 +122,71 @@ def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any
     out.append(_observation(subject, _coded(SNOMED, NEWS2_TOTAL, "NEWS2 total score"),
                             {"valueQuantity": total, "method": scale}))  # fmt: skip
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A message's NEWS2 total, where it stands, and the readings it says it was scored on."""
+
+    entry: int
+    total: object
+    vitals: news2.Vitals | None
+
+
+def _codes(resource: dict[str, Any]) -> set[str]:
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return {
+        str(c.get("code")) for c in (codings if isinstance(codings, list) else [])
+        if isinstance(c, dict)
+    }  # fmt: skip
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def claimed_news2(entries: Sequence[Any]) -> Claim | None:
+    """The NEWS2 total in a message's entries and, when every reading :func:`observations`
+    writes is there, those readings: so a total can be checked against what it was scored on.
+    ``None`` when there is no total."""
+    found: dict[str, Any] = {}
+    total: tuple[int, object, object] | None = None
+    oxygen: bool | None = None
+    loinc = {code: name for name, (code, _, _) in _VITALS.items()}
+    for i, entry in enumerate(entries):
+        r = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(r, dict) or r.get("resourceType") != "Observation":
+            continue
+        codes = _codes(r)
+        quantity = r.get("valueQuantity")
+        value = quantity.get("value") if isinstance(quantity, dict) else None
+        if NEWS2_TOTAL in codes:
+            method = r.get("method")
+            scale = _codes({"code": method}) if isinstance(method, dict) else set()
+            total = (i, value, "2" in scale)
+        elif ACVPU_SCORE in codes:
+            found["consciousness"] = r.get("valueString")
+        elif codes & {ON_OXYGEN, ON_AIR}:
+            oxygen = ON_OXYGEN in codes
+        for code in codes & loinc.keys():
+            found[loinc[code]] = value
+    if total is None:
+        return None
+    i, value, scale_2 = total
+    level = found.get("consciousness")
+    complete = (
+        oxygen is not None
+        and isinstance(level, str)
+        and level in news2.ACVPU
+        and all(_number(found.get(n)) for n in _VITALS)
+    )
+    vitals = news2.Vitals(
+        int(found["respiration_rate"]), int(found["spo2"]), bool(oxygen),
+        int(found["systolic_bp"]), int(found["pulse"]), found["consciousness"],
+        float(found["temperature"]), 2 if scale_2 else 1,
+    ) if complete else None  # fmt: skip
+    return Claim(i, value, vitals)
 
 
 def readings(v: news2.Vitals) -> str:
@@ -163,7 +233,7 @@ def transfer_message(
                 f"{form.person.given} {form.person.family}, born {form.person.birth_date}, "
                 f"NHS number {form.person.nhs_number}"
                 + (f"; GP practice {form.person.gp_practice}" if form.person.gp_practice else "")),
-        Section("reason-for-handover", "Reason for transfer", form.reason),
+        Section(REASON, "Reason for transfer", form.reason),
         Section("observations", "Observations", readings(vitals),
                 observations(subject, vitals, base)),
         Section("allergies-and-adverse-reaction", "Allergies and adverse reactions",

@@ -26,7 +26,8 @@ from jsonschema import Draft202012Validator
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
 from consent import Decision
-from engine.transfer import signature, store
+from engine.transfer import news2, signature, store
+from engine.transfer.form import claimed_news2
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
 from engine.validate import ElementMemo, validate_resource
 
@@ -223,7 +224,22 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
         return problems, None  # and what is wrong
     # Any other problem in the header (its source, say) leaves the rest of the message
     # readable, and every problem in it is listed at once.
-    return problems, _content(doc, header, problems)
+    parsed = _content(doc, header, problems)
+    problems.extend(_news2(doc))
+    return problems, parsed
+
+
+def _news2(doc: dict[str, Any]) -> Iterator[Problem]:
+    """A NEWS2 total must be what its readings give: the hospital triages on the total, and a
+    sender's slip (or a stale score) must not make a high risk read as low."""
+    claim = claimed_news2(_list(doc.get("entry")))
+    if claim is None or claim.vitals is None:
+        return
+    scored = news2.total(claim.vitals)
+    if claim.total != scored:
+        where = f"Bundle.entry[{claim.entry}].resource.valueQuantity.value"
+        said = f"the NEWS2 total is {claim.total!r}, but its readings score {scored}"
+        yield Problem("value", said, where)
 
 
 def _routable(h: Header) -> bool:

@@ -9,10 +9,7 @@ pages live at ``/inbox`` and ``/record/{nhs}/transfer``.
 
 from __future__ import annotations
 
-import contextlib
-import html
-import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -28,20 +25,15 @@ from engine.api.records import people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, visible
 from engine.directory import organisations
 from engine.transfer import news2, signature
-from engine.transfer.form import (
-    NEWS2_TOTAL,
-    DischargeForm,
-    Medicine,
-    Person,
-    TransferForm,
-    discharge_message,
-    transfer_message,
-)  # fmt: skip
+from engine.transfer.entry import lines as _lines
+from engine.transfer.entry import read_form
+from engine.transfer.form import DischargeForm, Person, discharge_message, transfer_message
 from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.parties import acknowledgement, may_take_part
+from engine.transfer.reading import sections, triage
 from engine.transfer.receive import receive
 from engine.transfer.rules import Refused
-from engine.transfer.store import opening_messages
+from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
 from engine.web.pages import _page, _signed_in, _to, notice_first
 from engine.web.summary import compose
@@ -51,13 +43,8 @@ router = APIRouter(include_in_schema=False)
 Field = Annotated[str, Form()]
 Optional = Annotated[str, Form()]
 _INBOX = "/inbox"
-_TAGS = re.compile(r"<[^>]+>")
 templates.env.globals["spo2_scales"] = news2.SCALES
 templates.env.globals["acvpu"] = news2.ACVPU
-
-
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | None:
@@ -106,9 +93,12 @@ def _send(request: Request, who: Who, doc: dict[str, Any]) -> str | list[str]:
         key = org_key(svc.engine, svc.settings.data_dir, who.org, who.user_id)
     except OwnKey as exc:
         return [str(exc)]
-    signed = signature.sign(doc, key, who.org, datetime.now(UTC))
+    signed = orjson.dumps(signature.sign(doc, key, who.org, datetime.now(UTC)))
+    if len(signed) > svc.settings.transfer_max_bytes:  # the limit a message posted has
+        return [f"The message would be {len(signed):,} bytes, over the limit of "
+                f"{svc.settings.transfer_max_bytes:,}: shorten the longest text"]  # fmt: skip
     try:
-        receive(inbox(svc), who, context(request), orjson.dumps(signed))
+        receive(inbox(svc), who, context(request), signed)
     except Refused as exc:
         return [f"{p.diagnostics} ({p.expression})" for p in exc.problems]
     return str(doc["entry"][0]["resource"]["id"])
@@ -132,59 +122,6 @@ def start(request: Request, nhs_number: str) -> Response:
     return _page(request, "transfer_form.html", status, who=who, nhs_number=nhs_number,
                  prefill=prefill, hospitals=_kind_of(request, "hospital"),
                  error=None if prefill else none)  # fmt: skip
-
-
-#: A problem with what was entered: the field it is about (``None``: the message as a whole)
-#: and what to do, in the words of the error summary that links to the field.
-Problem = tuple[str | None, str]
-#: The observations' names in the error messages.
-_READINGS = {
-    "respiration_rate": "respiration rate",
-    "spo2": "SpO2",
-    "systolic_bp": "systolic blood pressure",
-    "pulse": "pulse",
-    "temperature": "temperature",
-}
-
-
-def _reading(entered: dict[str, str], name: str, problems: list[Problem]) -> float:
-    """A reading as typed, or 0 with the problem: not a number, or not one a person can have."""
-    text, what = entered[name].strip(), _READINGS[name]
-    low, high = news2.PLAUSIBLE[name]
-    whole = name != "temperature"
-    try:
-        value = float(int(text)) if whole else float(text)
-    except ValueError:
-        kind = "a whole number" if whole else "a number such as 37.2"
-        problems.append((name, f"Enter the {what} as {kind}"))
-        return 0.0
-    if not low <= value <= high:
-        problems.append((name, f"Enter the {what} between {low:g} and {high:g}: check the reading"))
-    return value
-
-
-def _birth_date(text: str, problems: list[Problem]) -> None:
-    try:
-        born = date.fromisoformat(text.strip())
-    except ValueError:
-        problems.append(("born", "Enter the date of birth as YYYY-MM-DD, such as 1932-04-01"))
-        return
-    if born > date.today():
-        problems.append(("born", "The date of birth must be in the past"))
-
-
-def _entered(entered: dict[str, str], hospitals: list[tuple[str, str]]) -> list[Problem]:
-    """What is missing or wrong in a transfer form, in the order the form asks for it."""
-    problems: list[Problem] = []
-    for name, what in (("given", "given name"), ("family", "family name")):
-        if not entered[name].strip():
-            problems.append((name, f"Enter the {what}"))
-    _birth_date(entered["born"], problems)
-    if entered["hospital"] not in dict(hospitals):
-        problems.append(("hospital", "Choose the hospital"))
-    if not entered["reason"].strip():
-        problems.append(("reason", "Enter the reason and current concern"))
-    return problems
 
 
 @router.post("/record/{nhs_number}/transfer")
@@ -215,26 +152,16 @@ def send_transfer(
     who = _signed_in(request)
     if who is None:
         return _to("/")
+    notice = notice_first(request, who, f"/record/{quote(nhs_number)}/transfer")
+    if notice is not None:
+        return notice
+    if who.org_kind != "care-home" or not may_take_part(who):
+        return _page(request, "transfer_form.html", 403, who=who, nhs_number=nhs_number,
+                     error="Only care-home staff start a transfer", prefill=None,
+                     hospitals=[])  # fmt: skip
     hospitals = _kind_of(request, "hospital")
-    problems = _entered(entered, hospitals)
-    readings = {name: _reading(entered, name, problems) for name in _READINGS}
-    if consciousness not in news2.ACVPU:
-        problems.append(("consciousness", "Choose the level of consciousness (ACVPU)"))
-    vitals = news2.Vitals(
-        int(readings["respiration_rate"]), int(readings["spo2"]), on_oxygen == "yes",
-        int(readings["systolic_bp"]), int(readings["pulse"]),
-        consciousness if consciousness in news2.ACVPU else "A",
-        readings["temperature"], 2 if spo2_scale == "2" else 1,
-    )  # fmt: skip
-    meds = [Medicine(*(part.strip() for part in [*line.split("|", 1), ""][:2]))
-            for line in _lines(medicines)]  # fmt: skip
-    form = TransferForm(
-        person=Person(nhs_number, family, given, born), reason=reason, vitals=vitals,
-        completed_by=who.name, medicines=meds, allergies=_lines(allergies),
-        for_cpr={"yes": True, "no": False}.get(for_cpr), advance_decisions=advance, legal=legal,
-        about_me=about_me, contacts=contacts, infection_status=infection,
-        belongings=_lines(belongings),
-    )  # fmt: skip
+    form, problems = read_form(entered, nhs_number, who.name, dict(hospitals), datetime.now(UTC))
+    vitals = form.vitals
     if not problems and step == "review":
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
                      prefill=entered, hospitals=hospitals, review=True,
@@ -243,7 +170,7 @@ def send_transfer(
                      hospital_name=dict(hospitals).get(hospital, hospital))  # fmt: skip
     if not problems and step == "send":
         base = services(request).settings.canonical_base
-        doc = transfer_message(form, sender=who.org, destination=hospital,
+        doc = transfer_message(form, sender=who.org, destination=hospital.strip(),
                                now=datetime.now(UTC), base=base)  # fmt: skip
         sent = _send(request, who, doc)
         if isinstance(sent, str):
@@ -267,71 +194,66 @@ def inbox_page(request: Request) -> Response:
     rows = listed(svc, who, context(request))
     with svc.engine.connect() as conn:
         opening = opening_messages(conn, [r.id for r in rows])
-    triage = {tid: _triage(orjson.loads(raw)) for tid, raw in opening.items()}
+    triaged = {tid: triage(orjson.loads(raw)) for tid, raw in opening.items()}
     return _page(request, "inbox.html", who=who, rows=rows, org_names=_names(request),
-                 triage=triage)  # fmt: skip
+                 triage=triaged)  # fmt: skip
 
 
-def _triage(bundle: dict[str, Any]) -> dict[str, str]:
-    """What a hospital sorts its inbox by: who, why, and how unwell (NEWS2), from the message."""
-    resources = [e.get("resource", {}) for e in bundle.get("entry", [])]
-    person: dict[str, Any] = next((r for r in resources if r.get("resourceType") == "Patient"), {})
-    name: dict[str, Any] = next(iter(person.get("name", [])), {})
-    score: dict[str, Any] = next(
-        (r for r in resources if r.get("resourceType") == "Observation"
-         and any(c.get("code") == NEWS2_TOTAL for c in r.get("code", {}).get("coding", []))),
-        {},
-    )  # fmt: skip
-    reason = dict(_sections(bundle)).get("Reason for transfer", "")
-    return {
-        "name": " ".join([*name.get("given", []), name.get("family", "")]).strip(),
-        "news2": str(score.get("valueQuantity", {}).get("value", "")),
-        "reason": reason,
-    }
+def _may_discharge(who: Who, row: TransferRow) -> bool:
+    return who.org == row.hospital and row.status == "acknowledged"
 
 
-def _sections(bundle: dict[str, Any]) -> list[tuple[str, str]]:
-    composition: dict[str, Any] = next(
-        (e["resource"] for e in bundle.get("entry", [])
-         if e.get("resource", {}).get("resourceType") == "Composition"), {},
-    )  # fmt: skip
-    return [
-        (s.get("title", ""), html.unescape(_TAGS.sub("", s.get("text", {}).get("div", ""))))
-        for s in composition.get("section", [])
-    ]
+def _transfer_view(
+    request: Request, who: Who, row: TransferRow, status: int = 200, **more: Any
+) -> Response:
+    """The transfer page as ``who`` may act on it now; ``more`` adds problems or typed text."""
+    shown = detail(services(request), row)
+    messages = [(m["event"], sections(m["bundle"])) for m in shown["messages"]]
+    return _page(request, "transfer.html", status, who=who, shown=shown, messages=messages,
+                 can_ack=acknowledgement(who, row) is not None,
+                 can_discharge=_may_discharge(who, row), org_names=_names(request),
+                 **more)  # fmt: skip
 
 
-@router.get(_INBOX + "/{transfer_id}", response_class=HTMLResponse)
-def transfer_page(request: Request, transfer_id: str) -> Response:
+def _visible_to(request: Request, transfer_id: str) -> tuple[Who, TransferRow] | Response:
+    """The signed-in user and the transfer they may see (audited), past the notice; else the
+    page to answer with instead."""
     who = _signed_in(request)
     if who is None:
         return _to("/")
     notice = notice_first(request, who, f"{_INBOX}/{quote(transfer_id)}")
     if notice is not None:
         return notice
-    svc = services(request)
     try:
-        row = visible(svc, who, context(request), transfer_id)
+        return who, visible(services(request), who, context(request), transfer_id)
     except FhirError:
         return _page(request, "transfer.html", 404, who=who, shown=None)
-    shown = detail(svc, row)
-    messages = [(m["event"], _sections(m["bundle"])) for m in shown["messages"]]
-    can_discharge = who.org == row.hospital and row.status == "acknowledged"
-    can_ack = acknowledgement(who, row) is not None
-    return _page(request, "transfer.html", who=who, shown=shown, messages=messages,
-                 can_ack=can_ack, can_discharge=can_discharge,
-                 org_names=_names(request))  # fmt: skip
+
+
+@router.get(_INBOX + "/{transfer_id}", response_class=HTMLResponse)
+def transfer_page(request: Request, transfer_id: str) -> Response:
+    found = _visible_to(request, transfer_id)
+    if isinstance(found, Response):
+        return found
+    return _transfer_view(request, *found)
 
 
 @router.post(_INBOX + "/{transfer_id}/acknowledge")
 def acknowledge_page(request: Request, transfer_id: str, csrf_token: Field) -> Response:
+    """A refused step (a second click, a transfer moved on) is shown, not passed over."""
     session.check_csrf(request, csrf_token)
-    who = _signed_in(request)
-    if who is None:
-        return _to("/")
-    with contextlib.suppress(FhirError):
+    found = _visible_to(request, transfer_id)
+    if isinstance(found, Response):
+        return found
+    who, row = found
+    try:
         acknowledge(services(request), who, context(request), transfer_id)
-    return _to(f"{_INBOX}/{quote(transfer_id)}")
+    except FhirError as exc:  # shown as it now stands: the read was decided and audited above
+        with services(request).engine.connect() as conn:
+            now = transfer(conn, row.id) or row
+        problems = [p.diagnostics for p in exc.problems]
+        return _transfer_view(request, who, now, exc.status, problems=problems)
+    return _to(f"{_INBOX}/{quote(row.id)}")
 
 
 @router.post(_INBOX + "/{transfer_id}/discharge")
@@ -340,21 +262,19 @@ def discharge(
     started: Optional = "", stopped: Optional = "", changed: Optional = "",
     follow_up: Optional = "", returned: Optional = "",
 ) -> Response:  # fmt: skip
-    """A refused discharge comes back with what was typed, and why."""
+    """A refused discharge comes back with what was typed, and why; only the hospital, and
+    only once it has acknowledged the transfer, as the page offers it."""
     session.check_csrf(request, csrf_token)
     typed = {"diagnoses": diagnoses, "started": started, "stopped": stopped,
              "changed": changed, "follow_up": follow_up, "returned": returned}  # fmt: skip
-    who = _signed_in(request)
-    if who is None:
-        return _to("/")
-    notice = notice_first(request, who, f"{_INBOX}/{quote(transfer_id)}")
-    if notice is not None:
-        return notice
+    found = _visible_to(request, transfer_id)
+    if isinstance(found, Response):
+        return found
+    who, row = found
+    if not _may_discharge(who, row):
+        why = f"The transfer is {row.status}: only its hospital discharges it, once acknowledged"
+        return _transfer_view(request, who, row, 409, problems=[why])
     svc = services(request)
-    try:
-        row = visible(svc, who, context(request), transfer_id)
-    except FhirError:
-        return _page(request, "transfer.html", 404, who=who, shown=None)
     form = DischargeForm(
         Person(row.nhs_number, "", "", ""), _lines(diagnoses), _lines(started), _lines(stopped),
         _lines(changed), follow_up, _lines(returned), who.name,
@@ -366,9 +286,5 @@ def discharge(
                                 base=svc.settings.canonical_base)  # fmt: skip
         sent = _send(request, who, doc)
     if isinstance(sent, list):
-        shown = detail(svc, row)
-        return _page(request, "transfer.html", 422, who=who, shown=shown,
-                     messages=[(m["event"], _sections(m["bundle"])) for m in shown["messages"]],
-                     can_ack=False, can_discharge=True, problems=sent, typed=typed,
-                     org_names=_names(request))  # fmt: skip
+        return _transfer_view(request, who, row, 422, problems=sent, typed=typed)
     return _to(f"{_INBOX}/{quote(row.id)}")

@@ -27,8 +27,14 @@ from engine.api.errors import FhirError
 from engine.api.transfer import acknowledge, inbox
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
+from engine.transfer import news2
 from engine.transfer import store as transfers
-from engine.transfer.form import DischargeForm, acknowledgement_message, discharge_message
+from engine.transfer.form import (
+    NEWS2_TOTAL,
+    DischargeForm,
+    acknowledgement_message,
+    discharge_message,
+)
 from engine.transfer.receive import receive
 from engine.transfer.rules import NOT_IN_CARE, Refused
 from engine.transfer.tables import MESSAGES, STATUS, TRANSFERS
@@ -952,3 +958,22 @@ def test_a_step_from_a_status_the_transfer_has_left_keeps_nothing(
     assert client.get(f"/transfers/{transfer_id}", headers=auth(home)).json()["status"] == (
         "received"
     )
+
+
+def test_a_news2_total_its_readings_do_not_give_is_refused(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """The hospital triages on the total: a slip that makes a high risk read low is refused."""
+    doc = unsigned()
+    (i, total) = next(
+        (i, e["resource"]) for i, e in enumerate(doc["entry"])
+        if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == NEWS2_TOTAL
+    )  # fmt: skip
+    assert total["valueQuantity"]["value"] == news2.total(FORM.vitals) > 0
+    total["valueQuantity"]["value"] = 0
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    (issue,) = refused.json()["issue"]
+    assert issue["expression"] == [f"Bundle.entry[{i}].resource.valueQuantity.value"]
+    assert "its readings score" in issue["diagnostics"]
+    assert count(store, MESSAGES) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
 from engine.transfer.tables import KEYS, MESSAGES
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
-from tests.api.test_transfer import count, home, keys
+from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL
 from tests.ig.test_console import csrf
 from tests.web.test_pages import acknowledged
@@ -201,3 +202,62 @@ def test_the_inbox_says_who_why_and_how_unwell(web: TestClient, token: Token) ->
     assert row, inbox
     assert "Ann Synthetic</a>" in row[1] and '<td class="news2">8</td>' in row[1]
     assert "hip pain &amp; confusion" in row[1] and "Borchester General Hospital (R9Z)" in row[1]
+
+
+@pytest.fixture
+def doctor(web: TestClient, store: Store, token: Token) -> tuple[TestClient, str]:
+    """A transfer sent from the form, and ``web`` signed in as the receiving A&E doctor."""
+    with store.engine.begin() as conn:
+        conn.execute(delete(KEYS).where(KEYS.c.org == HOSPITAL))
+    path = str(_post(web, step="send").headers["location"])
+    web.cookies.set(SESSION_COOKIE, token("ae-doctor"))
+    return acknowledged(web), path
+
+
+def test_a_second_acknowledgement_is_shown_refused_and_audited(
+    doctor: tuple[TestClient, str], store: Store
+) -> None:
+    web, path = doctor
+    first = web.post(path + "/acknowledge", data={"csrf_token": csrf(web, path)})
+    again = web.post(path + "/acknowledge", data={"csrf_token": csrf(web, path)})
+    assert first.status_code == 303 and again.status_code == 409
+    assert "nothing for your organisation to acknowledge" in again.text
+    assert trail(store, "transfer-acknowledge") == [
+        ("transfer-acknowledge", "permit", HOSPITAL),
+        ("transfer-acknowledge", "deny", HOSPITAL),
+    ]
+
+
+def test_the_page_discharges_only_an_acknowledged_transfer(
+    doctor: tuple[TestClient, str],
+) -> None:
+    web, path = doctor
+    early = web.post(path + "/discharge", data={"diagnoses": "UTI", "csrf_token": csrf(web, path)})
+    assert early.status_code == 409 and "once acknowledged" in early.text
+    assert 'id="status">received<' in early.text and "Send discharge" not in early.text
+
+
+def test_a_care_home_is_not_offered_the_discharge_form_nor_may_a_gp_send(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    path = str(_post(web, step="send").headers["location"])
+    refused = web.post(path + "/discharge", data={"diagnoses": "x", "csrf_token": csrf(web, path)})
+    assert refused.status_code == 409 and "Send discharge" not in refused.text
+    web.cookies.set(SESSION_COOKIE, token("gp"))
+    gp = _post(acknowledged(web), step="send")
+    assert gp.status_code == 403 and "Only care-home staff" in gp.text
+    with store.engine.connect() as conn:
+        assert conn.execute(select(KEYS.c.org).where(KEYS.c.org == "Y00001")).all() == []
+
+
+def test_a_form_over_the_message_limit_is_refused_on_the_form(
+    web: TestClient, store: Store, home: str
+) -> None:
+    """The page signs and takes in the message itself: the limit a posted message has holds."""
+    small = replace(store.settings, transfer_max_bytes=20_000)
+    with TestClient(create_app(small, store.engine), base_url="https://testserver",
+                    follow_redirects=False) as page:  # fmt: skip
+        page.cookies.set(SESSION_COOKIE, home)
+        answer = _post(acknowledged(page), step="send", about_me="x" * 30_000)
+    assert answer.status_code == 422 and "over the limit of 20,000" in answer.text
+    assert count(store, MESSAGES) == 0

@@ -1,0 +1,153 @@
+"""What a nurse typed on the transfer form: the form to send, or what is wrong with it (pure).
+
+Every value is checked here, before a review, so that what the review shows is what is sent and
+what the message rules would refuse (a time of last dose as a nurse writes it, a birth date with
+a space) is caught on the form, at its field, in words a nurse can act on. A field with nothing
+visible in it (spaces, a zero-width character) is blank.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection, Mapping
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from engine.transfer import news2
+from engine.transfer.form import Medicine, Person, TransferForm
+
+#: A problem: the field it is about (``None``: the message as a whole) and what to do, in the
+#: words of the error summary that links to the field.
+Problem = tuple[str | None, str]
+#: The observations, by field, as the messages name them.
+READINGS = {
+    "respiration_rate": "respiration rate",
+    "spo2": "SpO2",
+    "systolic_bp": "systolic blood pressure",
+    "pulse": "pulse",
+    "temperature": "temperature",
+}
+#: The oldest a person is taken to be: an older birth date is a slip of the keyboard.
+OLDEST_YEARS = 120
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CLOCK = re.compile(r"([01]?\d|2[0-3])[:.]([0-5]\d)")
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[ T]([01]?\d|2[0-3])[:.]([0-5]\d)")
+_DOSE_FORMAT = (
+    "give the last dose as a time such as 08:00, or a date and time such as 2026-12-05 08:00"
+)
+#: Care homes keep their medicines records in UK time.
+_UK = ZoneInfo("Europe/London")
+
+
+def blank(text: str) -> bool:
+    """Nothing a person could see: only spaces, controls or format characters."""
+    return all(unicodedata.category(ch)[0] in "CZ" for ch in text)
+
+
+def lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if not blank(line)]
+
+
+def _reading(text: str, name: str, problems: list[Problem]) -> float:
+    """A reading as typed, or 0 with the problem: not a number, or not one a person can have."""
+    what = READINGS[name]
+    low, high = news2.PLAUSIBLE[name]
+    whole = name != "temperature"
+    try:
+        value = float(int(text)) if whole else float(text)
+    except ValueError:
+        kind = "a whole number" if whole else "a number such as 37.2"
+        problems.append((name, f"Enter the {what} as {kind}"))
+        return 0.0
+    if not low <= value <= high:
+        problems.append((name, f"Enter the {what} between {low:g} and {high:g}: check the reading"))
+    return value
+
+
+def _birth_date(text: str, today: date, problems: list[Problem]) -> None:
+    try:
+        born = date.fromisoformat(text) if _ISO_DATE.fullmatch(text) else None
+    except ValueError:
+        born = None
+    if born is None:
+        problems.append(("born", "Enter the date of birth as YYYY-MM-DD, such as 1932-04-01"))
+    elif born >= today:
+        problems.append(("born", "The date of birth must be before today"))
+    elif today.year - born.year > OLDEST_YEARS:
+        problems.append(("born", f"The date of birth is over {OLDEST_YEARS} years ago: check it"))
+
+
+def _last_dose(text: str, now: datetime) -> str | None:
+    """A time of last dose as a nurse writes it (``08:00`` today, or yesterday if that is still
+    to come; or a date and time), as an R4 dateTime in UK time; ``None`` if it is neither."""
+    local = now.astimezone(_UK)
+    if clock := _CLOCK.fullmatch(text):
+        at = datetime.combine(local.date(), time(int(clock[1]), int(clock[2])), _UK)
+        if at > local:
+            at -= timedelta(days=1)
+    elif stamp := _STAMP.fullmatch(text):
+        try:
+            day = date.fromisoformat(stamp[1])
+        except ValueError:
+            return None
+        at = datetime.combine(day, time(int(stamp[2]), int(stamp[3])), _UK)
+    else:
+        return None
+    return at.isoformat(timespec="seconds")
+
+
+def _medicines(text: str, now: datetime, problems: list[Problem]) -> list[Medicine]:
+    found: list[Medicine] = []
+    for n, line in enumerate(lines(text), start=1):
+        name, _, dose = (part.strip() for part in line.partition("|"))
+        when = _last_dose(dose, now) if dose else ""
+        if blank(name):
+            problems.append(("medicines", f"Line {n} of the medicines: name the medicine"))
+        elif when is None:
+            problems.append(("medicines", f"Line {n} of the medicines: {_DOSE_FORMAT}"))
+        else:
+            found.append(Medicine(name, when))
+    return found
+
+
+def read_form(
+    typed: Mapping[str, str],
+    nhs_number: str,
+    completed_by: str,
+    hospitals: Collection[str],
+    now: datetime,
+) -> tuple[TransferForm, list[Problem]]:
+    """The form to send, and the problems with it in the order the form asks; send only when
+    there are none."""
+    entered = {k: v.strip() for k, v in typed.items()}
+    problems: list[Problem] = []
+    for name, what in (("given", "given name"), ("family", "family name")):
+        if blank(entered[name]):
+            problems.append((name, f"Enter the {what}"))
+    _birth_date(entered["born"], now.astimezone(_UK).date(), problems)
+    if entered["hospital"] not in hospitals:
+        problems.append(("hospital", "Choose the hospital"))
+    if blank(entered["reason"]):
+        problems.append(("reason", "Enter the reason and current concern"))
+    readings = {name: _reading(entered[name], name, problems) for name in READINGS}
+    level = entered["consciousness"]
+    if level not in news2.ACVPU:
+        problems.append(("consciousness", "Choose the level of consciousness (ACVPU)"))
+    vitals = news2.Vitals(
+        int(readings["respiration_rate"]), int(readings["spo2"]), entered["on_oxygen"] == "yes",
+        int(readings["systolic_bp"]), int(readings["pulse"]),
+        level if level in news2.ACVPU else "A",
+        readings["temperature"], 2 if entered["spo2_scale"] == "2" else 1,
+    )  # fmt: skip
+    medicines = _medicines(typed["medicines"], now, problems)
+    form = TransferForm(
+        person=Person(nhs_number, entered["family"], entered["given"], entered["born"]),
+        reason=entered["reason"], vitals=vitals, completed_by=completed_by,
+        medicines=medicines, allergies=lines(typed["allergies"]),
+        for_cpr={"yes": True, "no": False}.get(entered["for_cpr"]),
+        advance_decisions=entered["advance"], legal=entered["legal"],
+        about_me=entered["about_me"], contacts=entered["contacts"],
+        infection_status=entered["infection"], belongings=lines(typed["belongings"]),
+    )  # fmt: skip
+    return form, problems

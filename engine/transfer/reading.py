@@ -1,0 +1,61 @@
+"""What the pages read of a stored message (pure): its sections as text, and what a hospital
+triages its inbox by.
+
+A stored message passed the rules, so its shape is known; its text is still the sender's, and
+is read here without trusting it: tags are stripped in linear time, and the person and the
+reason are found where the rules find them, not by position or title.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from engine.transfer.form import NEWS2_TOTAL, REASON
+
+#: A tag in a narrative. ``[^<>]`` keeps it linear: ``[^>]`` rescanned to the end from every
+#: ``<`` of a text with no ``>``, which a sender could use to stall every inbox that shows it.
+_TAGS = re.compile(r"<[^<>]*>")
+
+
+def _composition(bundle: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        (e["resource"] for e in bundle.get("entry", [])
+         if e.get("resource", {}).get("resourceType") == "Composition"), {},
+    )  # fmt: skip
+
+
+def sections(bundle: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Each section's code, title and narrative as text."""
+    return [
+        (
+            next((c.get("code", "") for c in s.get("code", {}).get("coding", [])), ""),
+            s.get("title", ""),
+            html.unescape(_TAGS.sub("", s.get("text", {}).get("div", ""))),
+        )
+        for s in _composition(bundle).get("section", [])
+    ]
+
+
+def triage(bundle: dict[str, Any]) -> dict[str, str]:
+    """Who, why, and how unwell (NEWS2): the person is the Composition's subject and the reason
+    its coded section, as the rules read them; a message may carry another Patient, and a
+    title is the sender's words."""
+    by_url = {
+        e.get("fullUrl"): e.get("resource", {})
+        for e in bundle.get("entry", [])
+        if isinstance(e, dict)
+    }
+    subject = _composition(bundle).get("subject", {}).get("reference")
+    name: dict[str, Any] = next(iter(by_url.get(subject, {}).get("name", [])), {})
+    score: dict[str, Any] = next(
+        (r for r in by_url.values() if r.get("resourceType") == "Observation"
+         and any(c.get("code") == NEWS2_TOTAL for c in r.get("code", {}).get("coding", []))),
+        {},
+    )  # fmt: skip
+    return {
+        "name": " ".join([*name.get("given", []), name.get("family", "")]).strip(),
+        "news2": str(score.get("valueQuantity", {}).get("value", "")),
+        "reason": next((text for code, _, text in sections(bundle) if code == REASON), ""),
+    }

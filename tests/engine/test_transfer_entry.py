@@ -1,0 +1,60 @@
+"""What a nurse types, read as the transfer to send or as problems at their fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.transfer.entry import read_form
+
+#: 09:30 UK time (GMT in December).
+NOW = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
+TYPED = {
+    "hospital": "R9Z", "reason": "Fall", "given": "Ann", "family": "Synthetic",
+    "born": "1932-04-01", "respiration_rate": "22", "spo2": "94", "systolic_bp": "105",
+    "pulse": "98", "consciousness": "C", "temperature": "37.9", "on_oxygen": "",
+    "spo2_scale": "1", "medicines": "", "allergies": "", "for_cpr": "", "advance": "",
+    "legal": "", "about_me": "", "contacts": "", "infection": "", "belongings": "",
+}  # fmt: skip
+
+
+def problems(**changes: str) -> list[tuple[str | None, str]]:
+    return read_form(TYPED | changes, "9990000018", "Nurse", {"R9Z"}, NOW)[1]
+
+
+def test_a_good_form_has_no_problems_and_is_trimmed() -> None:
+    form, found = read_form(TYPED | {"born": " 1932-04-01 ", "given": " Ann "}, "9990000018",
+                            "Nurse", {"R9Z"}, NOW)  # fmt: skip
+    assert found == [] and form.person.birth_date == "1932-04-01" and form.person.given == "Ann"
+
+
+@pytest.mark.parametrize(
+    "born", ["19320401", "1 April 1932", "1932-02-30", "1800-01-01", "0001-01-01", "2026-12-05"]
+)
+def test_a_birth_date_must_be_a_date_a_resident_can_have(born: str) -> None:
+    assert [f for f, _ in problems(born=born)] == ["born"]
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", " \u00a0 ", "\x00", "\u2060\t"])
+def test_a_field_with_nothing_visible_is_blank(invisible: str) -> None:
+    assert [f for f, _ in problems(reason=invisible, given=invisible)] == ["given", "reason"]
+
+
+def test_last_doses_are_read_as_a_nurse_writes_them() -> None:
+    """08:00 is this morning; 22:00, still to come today, was last night."""
+    typed = "Paracetamol 1g | 08:00\nMorphine 2.5mg | 22:00\nAdcal | 2026-12-04 18:30\nSenna"
+    form, found = read_form(TYPED | {"medicines": typed}, "9990000018", "Nurse", {"R9Z"}, NOW)
+    assert found == []
+    assert [(m.name, m.last_dose) for m in form.medicines] == [
+        ("Paracetamol 1g", "2026-12-05T08:00:00+00:00"),
+        ("Morphine 2.5mg", "2026-12-04T22:00:00+00:00"),
+        ("Adcal", "2026-12-04T18:30:00+00:00"),
+        ("Senna", ""),
+    ]
+
+
+@pytest.mark.parametrize("line", ["Paracetamol | 8am", "| 08:00", "Paracetamol | 2026-02-30 08:00"])
+def test_a_medicine_line_that_would_not_send_is_caught_at_review(line: str) -> None:
+    (found,) = problems(medicines=line)
+    assert found[0] == "medicines" and found[1].startswith("Line 1 of the medicines")

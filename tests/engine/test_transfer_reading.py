@@ -1,0 +1,43 @@
+"""What the pages read of a stored message: the subject's name, the coded reason, NEWS2, and
+narrative text stripped of tags in linear time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.transfer.form import transfer_message
+from engine.transfer.reading import sections, triage
+from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
+
+
+def message() -> dict[str, Any]:
+    return transfer_message(FORM, sender=CARE_HOME, destination=HOSPITAL,
+                            now=datetime.now(UTC), base=BASE)  # fmt: skip
+
+
+def test_the_inbox_reads_the_subject_and_the_coded_reason_not_the_first_patient_or_a_title() -> (
+    None
+):
+    doc = message()
+    decoy = {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000000",
+             "resource": {"resourceType": "Patient", "name": [{"family": "Decoy"}]}}  # fmt: skip
+    doc["entry"].insert(1, decoy)
+    composition = next(e["resource"] for e in doc["entry"]
+                       if e["resource"]["resourceType"] == "Composition")  # fmt: skip
+    reason = next(s for s in composition["section"] if s["title"] == "Reason for transfer")
+    reason["title"] = "Why"
+    found = triage(doc)
+    assert found["name"] == f"{FORM.person.given} {FORM.person.family}"
+    assert found["reason"] == FORM.reason and found["news2"] == "8"
+
+
+def test_a_tag_never_spans_another_opening_bracket() -> None:
+    """``<[^>]+>`` rescanned to the end of the text from every ``<`` with no ``>``: a sender's
+    200,000 brackets stalled every inbox showing them. A tag now stops at the next ``<``."""
+    doc = message()
+    composition = next(e["resource"] for e in doc["entry"]
+                       if e["resource"]["resourceType"] == "Composition")  # fmt: skip
+    composition["section"][0]["text"]["div"] = "<div>a < b <i>c</i></div>"
+    (_, _, text), *_ = sections(doc)
+    assert text == "a < b c"
