@@ -11,8 +11,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+PORT ?= 8000
+
 demo: $(STAMP)
-	$(BIN)/scr demo
+	$(BIN)/scr demo --port $(PORT)
 
 test: $(STAMP) browser
 	$(BIN)/pytest

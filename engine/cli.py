@@ -178,7 +178,7 @@ def demo_cmd(
     # replaces the organisation directory of the store it loads and adds synthetic people.
     os.environ.update(
         SCR_DATABASE_URL="sqlite:///./scr-demo.db", SCR_DATA_DIR="./scr-demo-data",
-        SCR_AUTH_MODE="dev",
+        SCR_AUTH_MODE="dev", SCR_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
     )  # fmt: skip
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -325,14 +325,22 @@ def codes_load_trud(
     source: Annotated[str, typer.Option(help="ctv3 or readv2")],
 ) -> None:
     """Convert a TRUD crossmap (ctv3sctmap2 / rcsctmap2) into this deployment's code maps."""
-    n, dest = codes_admin.import_trud(_settings(), path, source)
+    try:
+        n, dest = codes_admin.import_trud(_settings(), path, source)
+    except (OSError, ValueError) as exc:  # a map file missing, unreadable or malformed
+        err.print(f"[red]cannot load {path}:[/red] {exc}")
+        raise typer.Exit(1) from None
     Console().print(f"loaded {n:,} codes into {dest}")
 
 
 @codes_app.command("load-valueset")
 def codes_load_valueset(path: Path) -> None:
     """Add a sensitive-category ValueSet (its name must be listed in categories.json)."""
-    n, dest = codes_admin.import_valueset(_settings(), path)
+    try:
+        n, dest = codes_admin.import_valueset(_settings(), path)
+    except (OSError, ValueError) as exc:  # a map file missing, unreadable or malformed
+        err.print(f"[red]cannot load {path}:[/red] {exc}")
+        raise typer.Exit(1) from None
     Console().print(f"loaded {n:,} concepts into {dest}")
     Console().print(
         "Rows already stored are labelled with these when their source is ingested again."
@@ -383,8 +391,9 @@ def serve_cmd(
         int, typer.Option(min=1, envvar="WEB_CONCURRENCY", help="Worker processes")
     ] = 1,
 ) -> None:
-    """Serve the API (uvicorn); migrations are applied first. WEB_CONCURRENCY sets the worker
-    count, as for other Python servers, so a container image can choose it.
+    """Serve the API (uvicorn); the settings are checked and migrations applied first.
+    WEB_CONCURRENCY sets the worker count, as for other Python servers, so a container image
+    can choose it.
 
     No access log: the audit trail records every access, with who, why and what left, under
     its own protections. A line per request would copy the NHS numbers in ``/record/`` paths
@@ -392,7 +401,15 @@ def serve_cmd(
     """
     import uvicorn
 
-    with _store(_settings()):
+    from engine.api.auth import verifier_for
+
+    settings = _settings()
+    try:  # here, once: a worker that cannot start is restarted by uvicorn, for ever
+        verifier_for(settings)
+    except SettingsError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with _store(settings):
         err.print("database is at the latest revision")
     uvicorn.run(
         "engine.api.server:app", host=host, port=port, workers=workers, factory=False,

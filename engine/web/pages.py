@@ -158,13 +158,14 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
     ctx = context(request)
     people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []
     asked, page = Asked("everything"), Page(transfers=True)
-    seen = [
-        released
-        for released in (record_of(reader, who, ctx, p, asked, page) for p in people)
-        if released.items
-    ]
+    each = [record_of(reader, who, ctx, p, asked, page) for p in people]
+    seen = [released for released in each if released.items]
     if not seen:
-        decision = explanation(reader, who, ctx, people[0] if len(people) == 1 else None)
+        # One refused view is one entry: the read's own decision explains it. Only a number
+        # nobody holds, which no read was made for, is audited here.
+        decision = each[0].decision if len(each) == 1 else None
+        if not people:
+            decision = explanation(reader, who, ctx, None)
         return _no_access(request, who, nhs_number, decision)
     if len(seen) > 1:
         error = "More than one person's record holds this NHS number; they are not shown together"

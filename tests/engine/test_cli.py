@@ -170,3 +170,20 @@ def test_the_demo_never_loads_into_the_store_the_environment_names(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Resource)).scalar_one() == 0
     engine.dispose()
+
+
+def test_serve_with_jwt_settings_missing_stops_with_the_setting_named(db_url, tmp_path):
+    """Not a loop of crashing workers: with two, uvicorn restarted each one for ever."""
+    env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path), "SCR_AUTH_MODE": "jwt",
+           "SCR_JWT_ISSUER": "https://idp.example", "COLUMNS": "200"}  # fmt: skip
+    result = runner.invoke(app, ["serve", "--workers", "2"], env=env)
+    assert result.exit_code == 2
+    assert "SCR_JWT_PUBLIC_KEY or SCR_JWKS_URL: one is required" in result.output
+
+
+def test_a_missing_code_map_file_is_one_line_not_a_traceback(db_url, tmp_path):
+    missing = str(tmp_path / "ctv3sctmap2_uk_20200401.txt")
+    env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    result = runner.invoke(app, ["codes", "load-trud", missing, "--source", "ctv3"], env=env)
+    assert result.exit_code == 1 and "cannot load" in result.output
+    assert "Traceback" not in result.output

@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from tests.api.conftest import NHS, Token
+from audit.tables import AuditRow
+from tests.api.conftest import NHS, Store, Token
 from tests.web.test_pages import acknowledged, signed_in
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "engine" / "web" / "templates"
@@ -72,3 +74,25 @@ def test_a_mistyped_nhs_number_is_kept_and_marked(web: TestClient, token: Token)
     assert page.status_code == 400 and field
     assert 'value="999 400 0005"' in field[0] and 'aria-invalid="true"' in field[0]
     assert "<title>Error: Find a person" in page.text
+
+
+def test_a_refused_view_is_one_refusal_in_the_trail(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    """It was two (the read and the explanation shown with it): three refused views set off
+    the 'repeated refusals' alert, and the person's report listed each attempt twice."""
+    acknowledged(signed_in(web, token("ae-doctor")))
+    page = web.get(f"/record/{NHS}")
+    assert page.status_code == 404 and "Emergency access (break glass)" in page.text
+    assert re.search(r"<ul>\s*<li>[^<]+</li>", page.text), "the reasons are still shown"
+    with store.engine.connect() as conn:
+        refusals = (
+            conn.execute(
+                select(AuditRow.action).where(
+                    AuditRow.outcome == "deny", AuditRow.user_id == "u-ae-doctor"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert refusals == ["everything"]
