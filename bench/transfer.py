@@ -102,23 +102,36 @@ def _place(engine: Engine, url: str, work: Path, count: int) -> None:
     ingest(engine, Settings(database_url=url), load_all(), CouncilAdapter(), str(folder))
 
 
-def _residents(engine: Engine) -> dict[str, list[str]]:
-    """Each care home's current residents, by the NHS numbers that name exactly one person
-    (the ones a transfer can be accepted for), from the facts the policy reads."""
+def _residents(engine: Engine) -> dict[str, list[Person]]:
+    """Each care home's current residents, as the record names them, among the NHS numbers
+    that name exactly one person (the ones a transfer can be accepted for), from the facts the
+    policy reads."""
     policy = load()
     now = datetime.now(UTC)
-    homes: dict[str, list[str]] = {}
+    homes: dict[str, list[Person]] = {}
     with engine.connect() as conn:
-        numbers = sorted(set(conn.execute(select(PatientNumber.nhs_number)).scalars()))
-        for number in numbers:
+        rows = conn.execute(
+            select(PatientNumber.nhs_number, Resource.body)
+            .join(Resource, Resource.id == PatientNumber.patient_id)
+            .order_by(PatientNumber.nhs_number, Resource.id)
+        ).all()
+        bodies = {r.nhs_number: orjson.loads(r.body) for r in rows}
+        for number in sorted(bodies):
             people = people_with_nhs_number(conn, number)
             if len(people) != 1:
                 continue
             facts = gather_facts(conn, people[0], patients_of(conn, people[0]), policy)
             for r in facts.relationships:
                 if r.kind == "placement" and (r.end is None or now < r.end):
-                    homes.setdefault(r.org, []).append(number)
+                    homes.setdefault(r.org, []).append(_person(number, bodies[number]))
     return homes
+
+
+def _person(number: str, patient: dict[str, Any]) -> Person:
+    """The person as their record names them: a transfer must agree with it."""
+    name = (patient.get("name") or [{}])[0]
+    given = (name.get("given") or [""])[0]
+    return Person(number, name.get("family", ""), given, patient.get("birthDate", ""))
 
 
 def _keys(engine: Engine, homes: list[str]) -> dict[str, Any]:
@@ -131,9 +144,9 @@ def _keys(engine: Engine, homes: list[str]) -> dict[str, Any]:
     return keys
 
 
-def _message(home: str, key: Any, nhs: str) -> bytes:
+def _message(home: str, key: Any, person: Person) -> bytes:
     form = TransferForm(
-        person=Person(nhs, "Synthetic", "Resident", "1938-04-05"),
+        person=person,
         reason="Shortness of breath since this morning",
         vitals=Vitals(24, 92, True, 104, 112, "A", 38.4),
         completed_by="Bench nurse",

@@ -38,6 +38,7 @@ from engine.transfer.rules import (
     Refused,
     check_parties,
     check_shape,
+    fold,
     out_of_turn,
 )
 from engine.transfer.take import take
@@ -141,11 +142,16 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
     row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
     asks = len(people) == 1
     pem = parties.sender_key
+    born, families = (
+        store.demographics(conn, patients)
+        if asks and h.event == "care-home-transfer" else (set(), set())
+    )  # fmt: skip
     known = Known(
         token_org=who.org, kinds=parties.kinds,
         sender_key=signature.load_public(pem) if pem else None, people=people,
         transfer=(row.care_home, row.hospital, row.person_id, row.status) if row else None,
         care=_care(conn, who, people[0], patients, policy) if asks else None,
+        born=frozenset(born), families=frozenset(fold(f) for f in families),
     )  # fmt: skip
     return _Looked(None, known, patients)
 

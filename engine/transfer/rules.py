@@ -95,6 +95,9 @@ class Parsed:
     #: The transfer id a discharge or an acknowledgement names (``None`` for a transfer).
     transfer_id: str | None
     transfer_path: str
+    #: Where the subject Patient is (``Bundle.entry[i].resource``), and it, once found.
+    patient_path: str | None = None
+    patient: Mapping[str, Any] | None = None
 
 
 def _schema_problems(doc: Any) -> list[Problem]:
@@ -159,6 +162,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
         return Parsed(header, None, nhs_path, None, _HEADER + ".focus")
     c, composition = found
     here = f"Bundle.entry[{c}].resource"
+    found_patient: tuple[str | None, Mapping[str, Any] | None] = (None, None)
     codes = {
         code
         for s in _list(composition.get("section"))
@@ -175,6 +179,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
                                 f"{here}.subject"))  # fmt: skip
     else:
         p, patient = subject
+        found_patient = (f"Bundle.entry[{p}].resource", patient)
         nhs_path = f"Bundle.entry[{p}].resource.identifier"
         numbers = [
             (j, ident.get("value"))
@@ -203,7 +208,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
             transfer_id = target.removeprefix("urn:uuid:")
         else:
             problems.append(Problem("required", unnamed, transfer_path))
-    return Parsed(header, nhs, nhs_path, transfer_id, transfer_path)
+    return Parsed(header, nhs, nhs_path, transfer_id, transfer_path, *found_patient)
 
 
 def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
@@ -265,6 +270,10 @@ class Known:
     #: The policy's decision on the sender acting for the one person holding the number
     #: (``None`` when there is no such person).
     care: Decision | None = None
+    #: That person's birth dates and family names in the record, from every source (a name
+    #: folded: letters only, case-free).
+    born: frozenset[str] = frozenset()
+    families: frozenset[str] = frozenset()
 
 
 def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Problem]:
@@ -294,6 +303,8 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
     why = _not_in_care(h.event, known) if parsed.nhs_number is not None else ()
     if why and h.event == "care-home-transfer":
         problems.append(Problem("not-found", NOT_IN_CARE, parsed.nhs_path, why))
+    elif h.event == "care-home-transfer" and parsed.nhs_number is not None:
+        problems.extend(_same_person(parsed, known))
     if parsed.transfer_id is not None:
         # A message about a transfer answers for its person through the transfer alone, so
         # a hospital cannot learn from the answer whether anyone holds a number it names.
@@ -313,6 +324,30 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
             problems.append(Problem("forbidden", f"you may not act for this person now: {said}",
                                     None, tuple(r.rule_id for r in refusals)))  # fmt: skip
     return problems
+
+
+_CHECK = "check that the number and the person are the same"
+
+
+def fold(name: str) -> str:
+    """A name as compared: letters only, case-free (O'Brien, OBrien and o'brien are one)."""
+    return "".join(ch for ch in name.casefold() if ch.isalpha())
+
+
+def _same_person(parsed: Parsed, known: Known) -> Iterator[Problem]:
+    """The Patient a care home sends must be the resident the NHS number is theirs: a birth
+    date or family name the record has never held for them is a wrong-patient risk (a number
+    typed for a neighbour's), refused so the home checks before the ambulance leaves."""
+    patient, here = parsed.patient or {}, parsed.patient_path
+    born = patient.get("birthDate")
+    if isinstance(born, str) and known.born and born not in known.born:
+        said = f"this date of birth is not the record's for this NHS number: {_CHECK}"
+        yield Problem("value", said, f"{here}.birthDate")
+    names = [n for n in _list(patient.get("name")) if isinstance(n, dict)]
+    families = {fold(n["family"]) for n in names if isinstance(n.get("family"), str)}
+    if families and known.families and families.isdisjoint(known.families):
+        said = f"this family name is not one the record holds for this NHS number: {_CHECK}"
+        yield Problem("value", said, f"{here}.name")
 
 
 def out_of_turn(event: str, status: str, path: str | None) -> Problem:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     Connection,
+    Table,
     bindparam,
     case,
     func,
@@ -32,6 +34,7 @@ from engine.canonical import dumps
 from engine.db import among
 from engine.directory import D
 from engine.identity.index import HOLDERS, holders
+from engine.models import Resource
 from engine.transfer.message import Header
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 
@@ -39,6 +42,7 @@ from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 STEPS = ("sent", "received", "acknowledged", "discharged", "returned")
 #: The steps at which the hospital still has the resident: a discharge closes the stay once.
 OPEN = ("received", "acknowledged")
+R = cast(Table, Resource.__table__)
 #: event → (the statuses a message of that event moves a transfer on from, the status it moves
 #: it to), for the events that name a transfer: a transfer is acknowledged once, on receipt.
 MOVES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -132,6 +136,24 @@ def parties(conn: Connection, header: Header, nhs_number: str | None) -> Parties
         return Parties(found, row.key, kinds)
     people, patients = holders(conn, rows)
     return Parties(None, row.key, kinds, people, tuple(patients))
+
+
+def demographics(conn: Connection, patient_ids: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """The birth dates and family names the record's Patients hold for one person, from every
+    source (entered-in-error ones left out), to check a message's Patient against."""
+    rows = conn.execute(
+        select(R.c.body).where(
+            among(R.c.id, patient_ids), R.c.resource_type == "Patient", R.c.status == "active"
+        )
+    ).scalars()
+    born: set[str] = set()
+    families: set[str] = set()
+    for raw in rows:
+        body = orjson.loads(raw)
+        if isinstance(body.get("birthDate"), str):
+            born.add(body["birthDate"])
+        families |= {n["family"] for n in body.get("name", []) if isinstance(n.get("family"), str)}
+    return born, families
 
 
 def register_key(conn: Connection, org: str, public_pem: str, by: str, now: datetime) -> None:

@@ -7,6 +7,7 @@ stored; a good one is stored once however often (or however concurrently) it is 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,8 +33,10 @@ from engine.transfer import store as transfers
 from engine.transfer.form import (
     NEWS2_TOTAL,
     DischargeForm,
+    Person,
     acknowledgement_message,
     discharge_message,
+    transfer_message,
 )
 from engine.transfer.receive import receive
 from engine.transfer.rules import NOT_IN_CARE, Refused
@@ -977,3 +980,26 @@ def test_a_news2_total_its_readings_do_not_give_is_refused(
     assert issue["expression"] == [f"Bundle.entry[{i}].resource.valueQuantity.value"]
     assert "its readings score" in issue["diagnostics"]
     assert count(store, MESSAGES) == 0
+
+
+@pytest.mark.parametrize(
+    ("person", "where"),
+    [
+        (Person(NHS, "Smith", "Renée", "2001-07-07", "Y00001"), ["birthDate"]),
+        (Person(NHS, "Wrongperson", "Bertie", "1950-03-01", "Y00001"), ["name"]),
+        (Person(NHS, "SMITH", "Renée", "1950-03-01", "Y00001"), []),
+        (Person(NHS, "Smith-", "R", "1950-03-01", "Y00001"), []),
+    ],
+)
+def test_the_person_sent_must_be_the_one_the_number_is_for(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    person: Person, where: list[str],
+) -> None:  # fmt: skip
+    """A number typed for a neighbour sends the wrong person's record ahead of them: a birth
+    date or family name the record never held for the number is refused (case and
+    punctuation aside)."""
+    doc = transfer_message(replace(FORM, person=person), sender=CARE_HOME, destination=HOSPITAL,
+                           now=datetime.now(UTC), base=BASE)  # fmt: skip
+    answer = send(client, home, signed(doc, keys[CARE_HOME]))
+    found = [i["expression"][0].rsplit(".", 1)[1] for i in answer.json().get("issue", [])]
+    assert found == where and answer.status_code == (422 if where else 200)

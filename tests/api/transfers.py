@@ -34,7 +34,7 @@ PARTIES = [
     {"code": OTHER_HOSPITAL, "name": "Felpersham Hospital", "kind": "hospital"},
 ]
 FORM = TransferForm(
-    person=Person(NHS, "Synthetic", "Ada", "1936-02-03", "Y00001"),
+    person=Person(NHS, "Smith", "Renée", "1950-03-01", "Y00001"),
     reason="Fall with suspected hip fracture; more confused than usual",
     vitals=Vitals(22, 94, False, 105, 98, "C", 37.9),
     completed_by="Dee Synthetic, nurse",

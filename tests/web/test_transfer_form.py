@@ -27,8 +27,8 @@ from tests.web.test_pages import acknowledged
 __all__ = ["api_settings", "client", "home", "keys", "store", "token"]
 PATH = f"/record/{NHS}/transfer"
 FORM = {
-    "hospital": HOSPITAL, "reason": "Fall this morning, hip pain & confusion", "given": "Ann",
-    "family": "Synthetic", "born": "1932-04-01", "respiration_rate": "22", "spo2": "94",
+    "hospital": HOSPITAL, "reason": "Fall this morning, hip pain & confusion", "given": "Renée",
+    "family": "Smith", "born": "1950-03-01", "respiration_rate": "22", "spo2": "94",
     "systolic_bp": "105", "pulse": "98", "consciousness": "C", "temperature": "37.9",
     "for_cpr": "no", "belongings": "Glasses",
 }  # fmt: skip
@@ -64,7 +64,7 @@ def test_a_mistake_keeps_what_was_entered(web: TestClient, store: Store) -> None
     assert html.escape(FORM["reason"]) in wrong.text and 'value="ninety"' in wrong.text
     assert count(store, MESSAGES) == 0
     back = _post(web, step="edit")
-    assert back.status_code == 200 and 'value="Ann"' in back.text and "NEWS2 8" not in back.text
+    assert back.status_code == 200 and 'value="Renée"' in back.text and "NEWS2 8" not in back.text
 
 
 def test_spo2_scale_2_is_chosen_on_the_form_and_travels_in_the_message(
@@ -200,7 +200,7 @@ def test_the_inbox_says_who_why_and_how_unwell(web: TestClient, token: Token) ->
     inbox = acknowledged(web).get("/inbox").text
     row = re.search(rf'<tr><td><a href="{path}">(.*?)</tr>', inbox, re.S)
     assert row, inbox
-    assert "Ann Synthetic</a>" in row[1] and '<td class="news2">8</td>' in row[1]
+    assert "Renée Smith</a>" in row[1] and '<td class="news2">8</td>' in row[1]
     assert "hip pain &amp; confusion" in row[1] and "Borchester General Hospital (R9Z)" in row[1]
 
 
