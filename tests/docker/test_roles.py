@@ -105,6 +105,8 @@ def test_the_app_role_starts_serves_and_appends_to_the_trail(stack: Stack, tmp_p
         "DROP TRIGGER audit_entry_append_only ON audit_entry",
         "CREATE TABLE sneaky (id int)",
         "ALTER TABLE resource ADD COLUMN sneaky int",
+        "DELETE FROM alembic_version",
+        "UPDATE alembic_version SET version_num = '0001'",
     ],
 )
 def test_the_app_role_cannot_rewrite_the_trail_or_the_schema(stack: Stack, statement: str) -> None:
