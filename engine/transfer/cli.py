@@ -68,6 +68,35 @@ def register_key(
     Console().print(f"registered the signing key of {org}")
 
 
+@transfer_app.command("example")
+def example(
+    nhs_number: Annotated[str, typer.Option("--nhs", help="The resident's NHS number")],
+    family: Annotated[str, typer.Option(help="Family name, as the record holds it")],
+    given: Annotated[str, typer.Option(help="Given name")],
+    born: Annotated[str, typer.Option(help="Date of birth, YYYY-MM-DD, as the record holds it")],
+    sender: Annotated[str, typer.Option("--from", help="The care home's ODS code")],
+    destination: Annotated[str, typer.Option("--to", help="The hospital's ODS code")],
+    base: Annotated[str, typer.Option(help="The deployment's canonical base")] = (
+        "https://fhir.scr.example/"
+    ),
+) -> None:
+    """Print an unsigned care-home transfer for a resident, to see the shape a care-home system
+    sends (or to try ``scr transfer send``): the readings and the rest are examples."""
+    from engine.transfer.form import Medicine, Person, TransferForm, transfer_message
+    from engine.transfer.news2 import Vitals
+
+    now = datetime.now(UTC)
+    form = TransferForm(
+        person=Person(nhs_number, family, given, born),
+        reason="Example: fall this morning, hip pain, more confused than usual",
+        vitals=Vitals(22, 94, False, 105, 98, "C", 37.9), completed_by="Example nurse",
+        medicines=[Medicine("Paracetamol 500mg tablets", now.isoformat(timespec="seconds"))],
+        allergies=["Penicillin"], for_cpr=None, belongings=["Glasses"],
+    )  # fmt: skip
+    doc = transfer_message(form, sender=sender, destination=destination, now=now, base=base)
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
 @transfer_app.command("send")
 def send(
     bundle: Annotated[Path, typer.Argument(help="The message Bundle (JSON), unsigned")],

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from engine.cli import app
-from tests.api.conftest import Store, Token
-from tests.api.transfers import CARE_HOME, CARE_ROLE, add_parties, place, unsigned
+from tests.api.conftest import NHS, Store, Token
+from tests.api.transfers import CARE_HOME, CARE_ROLE, HOSPITAL, add_parties, place
 
 runner = CliRunner()
 
@@ -34,7 +34,10 @@ def test_a_registered_key_signs_a_message_scr_accepts(
     assert scr(url, "transfer", "register-key", "R0000", str(tmp_path / "home.pub")).exit_code
     registered = scr(url, "transfer", "register-key", CARE_HOME, str(tmp_path / "home.pub"))
     assert registered.exit_code == 0, registered.output
-    (tmp_path / "message.json").write_bytes(orjson.dumps(unsigned()))
+    resident = ["--nhs", NHS, "--family", "Smith", "--given", "Renée", "--born", "1950-03-01"]
+    example = scr(url, "transfer", "example", *resident, "--from", CARE_HOME, "--to", HOSPITAL)
+    assert example.exit_code == 0, example.output
+    (tmp_path / "message.json").write_text(example.stdout)
     monkeypatch.setattr(httpx, "post", lambda url, timeout, **kw: client.post(url, **kw))
     home = token("gp", org=CARE_HOME, role_code=CARE_ROLE)
     args = ["transfer", "send", str(tmp_path / "message.json"), "--to", "http://testserver"]
