@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 
+import orjson
 from fastapi import Request, Response
 
 from engine.api.deps import SESSION_COOKIE
@@ -47,6 +49,18 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     expected = request.cookies.get(CSRF_COOKIE)
     if not expected or not submitted or not hmac.compare_digest(expected, submitted):
         raise FhirError(403, Problem("forbidden", "The form has expired: reload the page"))
+
+
+def seal(request: Request, values: Mapping[str, str]) -> str:
+    """A digest of form values keyed by the session's CSRF token: a later post carrying it
+    and the same values shows they are what this session was shown (a review), with nothing
+    kept on the server."""
+    key = csrf_token(request).encode()
+    return hmac.new(key, orjson.dumps(dict(sorted(values.items()))), "sha256").hexdigest()
+
+
+def sealed(request: Request, values: Mapping[str, str], digest: str) -> bool:
+    return hmac.compare_digest(seal(request, values), digest)
 
 
 #: The longest token a session cookie holds: browsers drop a cookie over 4,096 bytes (name,
