@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from adapters.schema import check
-from audit.entry import time_text
+from audit.entry import refused_look, time_text
 
 RULES_FILE = Path(__file__).resolve().parent.parent / "mappings" / "ig" / "alert-rules.json"
 #: Actions that show a user some of a person's record.
@@ -225,7 +225,7 @@ def own_record(
 
 def repeated_refusals(recent: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) -> list[Alert]:
     span = timedelta(minutes=rule["minutes"])
-    refused = [e for e in recent if e["outcome"] == "deny" and e.get("user_id")]
+    refused = [e for e in recent if refused_look(e) and e.get("user_id")]
     alerts = []
     for user, found in _by_user(refused).items():
         for run in _bursts(found, span, rule["refusals"] - 1, "seq"):

@@ -126,6 +126,17 @@ def entry_for(
     )
 
 
+#: A red-bag step refused because its transfer had moved on (a second click, a race): a
+#: refused step of the workflow, not a refused look at the record.
+OUT_OF_TURN = "transfer.out-of-turn"
+
+
+def refused_look(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry (as stored) is someone refused a look at a record, which alerts count
+    and a person's report tells them of."""
+    return entry["outcome"] == "deny" and OUT_OF_TURN not in (entry.get("rules") or ())
+
+
 def time_text(time: datetime) -> str:
     """The one text form of an entry's time: UTC, microseconds, ``Z``."""
     return time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

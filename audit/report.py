@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from adapters.schema import check
+from audit.entry import refused_look
 
 ROLES_FILE = Path(__file__).resolve().parent.parent / "mappings" / "ig" / "job-roles.json"
 
@@ -37,6 +38,7 @@ _DONE = {
     "transfer-return": "confirmed your return from hospital",
 }
 _REFUSED = "tried to see your record and were not allowed to"
+_LATE = "tried to record a step of your hospital transfer that was already recorded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,13 @@ def lines(
                 organisation=organisations.get(e["org"], e["org"] or "an unknown organisation"),
                 role=role_name(e.get("role_code") or "", roles),
                 purpose=purposes.get(e.get("purpose") or "", e.get("purpose") or "not given"),
-                what=_DONE[e["action"]] if e["outcome"] == "permit" else _REFUSED,
+                what=(
+                    _DONE[e["action"]]
+                    if e["outcome"] == "permit"
+                    else _REFUSED
+                    if refused_look(e)
+                    else _LATE
+                ),
                 emergency=bool(e.get("break_glass_code")) or e.get("basis") == "break-glass",
             )
         )

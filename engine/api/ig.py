@@ -109,7 +109,8 @@ def audit_events(
     f = filters(patient, agent, date, outcome, purpose)
     svc = services(request)
     try:
-        admit(svc.audit, who, ctx, "ig-view", "AuditEvent?" + f.as_query())
+        admit(svc.audit, who, ctx, "ig-view", "AuditEvent?" + f.as_query(),
+              patient_id=f.patient_id, nhs_number=f.nhs_number)  # fmt: skip
     except NotIgOfficer:
         raise FhirError(
             403, Problem("forbidden", "The audit trail is for information governance officers")

@@ -260,9 +260,13 @@ def ask(
         if reason_code is not None
         else ask_self_claim(who, person or "", reason_text, reader.now(), reader.policy)
     )
+    # The number asked for, whoever holds it: an attempt on a number several people (or no
+    # one) hold must be found under it too.
     nhs = (
         read_only(reader.engine, lambda conn: members_of(conn, person).nhs_number)
         if person
+        else patient
+        if nhs_number_valid(patient)
         else None
     )
     unresolved = () if person else ("patient.ambiguous" if people else "patient.unknown",)
@@ -303,8 +307,12 @@ class RequestRefused(Exception):
         self.refusals = tuple(refusals)
 
 
-def explanation(reader: Reader, who: Who, context: RequestContext, person: str | None) -> Decision:
-    """The decision about the whole record, audited as ``explain``; it reads no resources."""
+def explanation(
+    reader: Reader, who: Who, context: RequestContext, person: str | None, asked: str | None = None
+) -> Decision:
+    """The decision about the whole record, audited as ``explain``; it reads no resources.
+    ``asked`` is the NHS number the user gave, recorded when no one person holds it, so the
+    attempt is found under it."""
 
     def read(conn: Connection) -> tuple[Members | None, PatientFacts]:
         if person is None:
@@ -314,6 +322,6 @@ def explanation(reader: Reader, who: Who, context: RequestContext, person: str |
 
     members, facts = read_only(reader.engine, read)
     decision = decide(who, facts, who.purpose, Request("explain"), reader.now(), reader.policy)
-    nhs = members.nhs_number if members else None
+    nhs = members.nhs_number if members else asked
     entry = entry_for(decision, who, context, "explain", patient_id=person, nhs_number=nhs)
     return disclose(reader.audit, entry, decision)

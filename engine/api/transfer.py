@@ -108,12 +108,16 @@ def _audit(
 def _entry(
     who: Who, ctx: RequestContext, action: Action, row: store.TransferRow | None,
     query: str | None = None, decision: Decision | None = None,
-    rules: tuple[str, ...] | None = None,
+    rules: tuple[str, ...] | None = None, more: tuple[store.TransferRow, ...] = (),
 ) -> AuditEntry:  # fmt: skip
-    """A view or step of ``row`` (``None``: none the user may see); ``decision`` is the policy's
-    on the user and the transfer's person, whose rules, basis and version it carries."""
+    """A view or step of ``row`` (and ``more`` of the same person's, for a listing; ``None``:
+    none the user may see); ``decision`` is the policy's on the user and the transfer's person,
+    whose rules, basis and version it carries. A view counts each transfer disclosed, as the
+    record page does."""
     shown = row is not None and (decision is None or decision.permit)
     rules = rules or (("transfer.party",) if shown else ("transfer.none",))
+    rows = (row, *more) if row is not None else ()
+    viewed = shown and action in ("read", "search")
     return AuditEntry(
         request_id=ctx.request_id, action=action, outcome="permit" if shown else "deny",
         user_id=who.user_id, user_name=who.name, role_code=who.role_code, profile=who.profile,
@@ -122,7 +126,8 @@ def _entry(
         policy_version=decision.policy_version if decision else None,
         basis=decision.basis if decision else None,
         patient_id=row.person_id if row else None, nhs_number=row.nhs_number if row else None,
-        refs=(f"transfer/{row.id}",) if row else (), query=query,
+        refs=tuple(f"transfer/{r.id}" for r in rows), query=query,
+        disclosed={"transfer": len(rows)} if viewed else {},
         client_address=ctx.client_address, user_agent=ctx.user_agent,
     )  # fmt: skip
 
@@ -161,17 +166,21 @@ def visible(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> s
 
 def listed(svc: Services, who: Who, ctx: RequestContext) -> list[store.TransferRow]:
     """The user's organisation's transfers that the policy lets them read, one audit entry
-    per transfer (a refused one with the policy's refusals)."""
+    per person (a refused one with the policy's refusals), naming each of their transfers."""
     if not may_take_part(who):
         _audit(svc, who, ctx, "search", None, "transfers")
         return []
     with svc.engine.connect() as conn:
         rows = store.transfers_of(conn, who.org)
-    decisions: dict[str, Decision] = {}
+    by_person: dict[str, list[store.TransferRow]] = {}
     for row in rows:
-        if row.person_id not in decisions:
-            decisions[row.person_id] = _decision(svc, who, row.person_id)
-        _audit(svc, who, ctx, "search", row, "transfers", decisions[row.person_id])
+        by_person.setdefault(row.person_id, []).append(row)
+    decisions: dict[str, Decision] = {}
+    for person, theirs in by_person.items():  # one entry a person: one refusal, not one a row
+        decisions[person] = decision = _decision(svc, who, person)
+        first, *more = theirs
+        entry = _entry(who, ctx, "search", first, "transfers", decision, more=tuple(more))
+        disclose(svc.audit, entry, None)
     shown = [r for r in rows if decisions[r.person_id].permit]
     if not rows:
         _audit(svc, who, ctx, "search", None, "transfers")

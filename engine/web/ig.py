@@ -153,7 +153,7 @@ def console(request: Request, after: str | None = None) -> Response:
     except SearchError as exc:
         who = _officer(request, "ig-view", "search")
         return _page(request, "ig_search.html", 400, who=who, args=args, error=str(exc), page=None)
-    who = _officer(request, "ig-view", "search?" + f.as_query())
+    who = _officer(request, "ig-view", "search?" + f.as_query(), **_about(f))
     svc = services(request)
     try:
         page = search(svc.engine, f, after=after, limit=50)
@@ -170,6 +170,12 @@ def console(request: Request, after: str | None = None) -> Response:
         orgs=_org_names(request),
         chain_status=chain.status(svc.engine, svc.settings),
     )
+
+
+def _about(f: Filters) -> dict[str, str | None]:
+    """The person a search or export is about, for its own entry: another IG officer looking
+    for who read this person's trail finds it under them."""
+    return {"patient_id": f.patient_id, "nhs_number": f.nhs_number}
 
 
 def _all(request: Request, f: Filters) -> Iterator[dict[str, Any]]:
@@ -189,7 +195,7 @@ def export(request: Request, format: str = "csv") -> Response:
         f = filters_from(_args(request))
     except SearchError as exc:
         raise FhirError(400, Problem("invalid", str(exc))) from None
-    _officer(request, "export", f"format={format}&{f.as_query()}")
+    _officer(request, "export", f"format={format}&{f.as_query()}", **_about(f))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if format == "fhir":
         body = fhir_bundle(_all(request, f), services(request).settings.canonical_base)

@@ -165,7 +165,8 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
         # nobody holds, which no read was made for, is audited here.
         decision = each[0].decision if len(each) == 1 else None
         if not people:
-            decision = explanation(reader, who, ctx, None)
+            number = nhs_number if nhs_number_valid(nhs_number) else None
+            decision = explanation(reader, who, ctx, None, number)
         return _no_access(request, who, nhs_number, decision)
     if len(seen) > 1:
         error = "More than one person's record holds this NHS number; they are not shown together"

@@ -17,11 +17,12 @@ import orjson
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
+from adapters.values import nhs_number_valid
 from consent import Request as Asked
 from consent import Who
 from engine.api.deps import context, services
 from engine.api.errors import FhirError
-from engine.api.records import people_for, record_of
+from engine.api.records import explanation, people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, visible
 from engine.directory import organisations
 from engine.transfer import news2, signature
@@ -51,7 +52,9 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
     """What the user may see of the person, shaped for the form; ``None`` if nothing."""
     svc = services(request)
     people = people_for(svc.reader, nhs_number)
-    if len(people) != 1:
+    if len(people) != 1:  # no read is made for it, so the attempt is audited here
+        number = nhs_number if nhs_number_valid(nhs_number) else None
+        explanation(svc.reader, who, context(request), None, number)
         return None
     released = record_of(svc.reader, who, context(request), people[0], Asked("everything"))
     if not released.items:

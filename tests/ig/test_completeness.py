@@ -1,0 +1,118 @@
+"""The trail answers "who looked at this person, when, and why" for every kind of access:
+each entry names the person it is about, counts what it disclosed, and a refusal is one
+refusal, told to the person as what it was."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from adapters.base import SourceRef
+from adapters.systmone import SystmOneAdapter
+from audit.entry import flat
+from audit.tables import AuditRow
+from engine.identity import people_with_nhs_number, unlink
+from engine.ingest import ingest
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+from tests.api.test_transfer import sent_transfer
+from tests.api.transfers import home, keys
+from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
+from tests.ig.conftest import IG_ROLE
+from tests.web.test_pages import acknowledged, signed_in
+
+__all__ = ["home", "keys"]
+
+
+def trail(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        bodies = conn.execute(select(AuditRow.body).order_by(AuditRow.seq)).scalars().all()
+    return [flat(orjson.loads(b)) for b in bodies]
+
+
+def size(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(AuditRow)).scalar_one())
+
+
+def test_an_ig_export_of_a_persons_trail_is_found_under_that_person(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    signed_in(web, token("gp", user_id="u-ig-a", name="Synthetic IG A", role_code=IG_ROLE))
+    assert web.get("/ig/export", params={"patient": NHS, "format": "csv"}).status_code == 200
+    assert web.get("/ig", params={"patient": NHS}).status_code == 200
+    about = [e["nhs_number"] for e in trail(store) if e["user_id"] == "u-ig-a"]
+    assert about == [NHS, NHS]
+
+
+def test_the_transfer_form_for_a_number_nobody_holds_is_audited(
+    web: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    unknown = next(nhs_numbers(999_800_000))
+    acknowledged(signed_in(web, home))
+    before = size(store)
+    assert web.get(f"/record/{unknown}/transfer").status_code == 404
+    (entry,) = trail(store)[before:]
+    assert entry["outcome"] == "deny" and entry["nhs_number"] == unknown
+
+
+def test_one_refused_inbox_view_is_one_refusal_per_person(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token,
+) -> None:  # fmt: skip
+    first, second = sent_transfer(client, home, keys), sent_transfer(client, home, keys)
+    lapsed = token("ae-doctor", user_id="u-lapsed", ig_training=date.today() - timedelta(days=800))
+    got = client.get("/transfers", headers={**auth(lapsed), "x-request-id": "one-click"})
+    assert got.status_code == 200 and got.json()["transfers"] == []
+    (refused,) = [e for e in trail(store) if e["request_id"] == "one-click"]
+    assert refused["outcome"] == "deny"
+    assert sorted(refused["refs"]) == sorted([f"transfer/{first}", f"transfer/{second}"])
+
+
+def test_a_transfer_view_counts_what_it_disclosed(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token,
+) -> None:  # fmt: skip
+    transfer_id = sent_transfer(client, home, keys)
+    got = client.get(f"/transfers/{transfer_id}", headers=auth(token("ae-doctor")))
+    assert got.status_code == 200 and got.json()["messages"]
+    (entry,) = [e for e in trail(store) if e["action"] == "read"]
+    assert entry["refs"] == [f"transfer/{transfer_id}"] and entry["disclosed"] == {"transfer": 1}
+
+
+def test_break_glass_on_a_number_two_people_hold_records_the_number(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    folder = write_systmone(
+        store.folder.parent / "y2", [s1_patient("1", NHS)], [s1_code("10", "1")],
+        organisations=[{"ID": "5002", "Name": "Hillside Surgery", "NationalId": "Y00002"}],
+        registrations=[s1_registration("90", "5002")],
+    )  # fmt: skip
+    ingest(store.engine, store.settings, store.codes, SystmOneAdapter(), str(folder))
+    other = SourceRef("systmone", "Y00002", "SRPatient", "1").resource_id("Patient")
+    unlink(store.engine, PATIENT, other, who="ig-1", reason="Two people share one number")
+    with store.engine.connect() as conn:
+        assert len(people_with_nhs_number(conn, NHS)) == 2
+    body = {"patient": NHS, "reason_code": "5", "reason_text": "Unconscious, no history"}
+    asked = client.post("/access/break-glass", json=body, headers=auth(token("ae-doctor")))
+    assert asked.status_code == 409
+    (entry,) = [e for e in trail(store) if e["action"] == "break-glass"]
+    assert entry["outcome"] == "deny" and entry["nhs_number"] == NHS
+
+
+def test_a_second_acknowledgement_is_not_told_to_the_person_as_a_refused_look(
+    client: TestClient, web: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey],
+    home: str, token: Token,
+) -> None:  # fmt: skip
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = auth(token("ae-doctor"))
+    assert client.post(f"/transfers/{transfer_id}/acknowledge", headers=doctor).is_success
+    assert client.post(f"/transfers/{transfer_id}/acknowledge", headers=doctor).status_code == 409
+    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    page = web.get("/ig/report", params={"patient": NHS})
+    assert page.status_code == 200 and "not allowed to" not in page.text
+    assert "already recorded" in page.text
