@@ -333,11 +333,11 @@ def report(
     with svc.engine.connect() as conn:
         people = people_with_nhs_number(conn, nhs)
     who = _officer(request, "ig-view", "report?" + f.as_query(), nhs_number=nhs)
-    entries = [
-        e
-        for person in people
-        for e in _all(request, Filters(patient_id=person, since=f.since, until=f.until))
-    ]
+    # By the number as well as by today's person ids: an unlink and relink can retire a
+    # person id, and the entries recorded under it still hold the number.
+    asked = [Filters(patient_id=p, since=f.since, until=f.until) for p in people]
+    asked.append(Filters(nhs_number=nhs, since=f.since, until=f.until))
+    entries = list({e["seq"]: e for one in asked for e in _all(request, one)}.values())
     rules = _rules()
     found = lines(
         entries,

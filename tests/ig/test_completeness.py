@@ -16,7 +16,7 @@ from adapters.base import SourceRef
 from adapters.systmone import SystmOneAdapter
 from audit.entry import flat
 from audit.tables import AuditRow
-from engine.identity import people_with_nhs_number, unlink
+from engine.identity import link, people_with_nhs_number, unlink
 from engine.ingest import ingest
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_transfer import sent_transfer
@@ -84,9 +84,9 @@ def test_a_transfer_view_counts_what_it_disclosed(
     assert entry["refs"] == [f"transfer/{transfer_id}"] and entry["disclosed"] == {"transfer": 1}
 
 
-def test_break_glass_on_a_number_two_people_hold_records_the_number(
-    client: TestClient, store: Store, token: Token
-) -> None:
+def _second_record(store: Store) -> str:
+    """A second practice's record with the person's NHS number, unlinked from them: two
+    people hold the number. Its Patient id."""
     folder = write_systmone(
         store.folder.parent / "y2", [s1_patient("1", NHS)], [s1_code("10", "1")],
         organisations=[{"ID": "5002", "Name": "Hillside Surgery", "NationalId": "Y00002"}],
@@ -95,6 +95,29 @@ def test_break_glass_on_a_number_two_people_hold_records_the_number(
     ingest(store.engine, store.settings, store.codes, SystmOneAdapter(), str(folder))
     other = SourceRef("systmone", "Y00002", "SRPatient", "1").resource_id("Patient")
     unlink(store.engine, PATIENT, other, who="ig-1", reason="Two people share one number")
+    return other
+
+
+def test_the_access_report_keeps_accesses_across_an_identity_change(
+    client: TestClient, web: TestClient, store: Store, token: Token
+) -> None:
+    """A relink retires one person id; the reads recorded under it stay in the report."""
+    other = _second_record(store)
+    for tok, patient in ((token("gp"), PATIENT), (token("other-gp"), other)):
+        assert client.get(f"/fhir/Patient/{patient}/$everything", headers=auth(tok)).is_success
+    reads = [e for e in trail(store) if e["action"] == "everything"]
+    assert len({e["patient_id"] for e in reads}) == 2
+    link(store.engine, PATIENT, other, who="ig-1", reason="One person after all: PDS checked")
+    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    page = web.get("/ig/report", params={"patient": NHS})
+    assert page.status_code == 200
+    assert [e["seq"] for e in reads if f'data-seq="{e["seq"]}"' not in page.text] == []
+
+
+def test_break_glass_on_a_number_two_people_hold_records_the_number(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    _second_record(store)
     with store.engine.connect() as conn:
         assert len(people_with_nhs_number(conn, NHS)) == 2
     body = {"patient": NHS, "reason_code": "5", "reason_text": "Unconscious, no history"}
