@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import sqlalchemy
 from sqlalchemy import Engine, select
 
 from adapters.codes import load_all
@@ -70,16 +71,21 @@ def _write(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
+def _patients_by_number(conn: sqlalchemy.Connection) -> dict[str, dict[str, Any]]:
+    """A Patient body for each NHS number in the store (the last by id, where several)."""
+    rows = conn.execute(
+        select(PatientNumber.nhs_number, Resource.body)
+        .join(Resource, Resource.id == PatientNumber.patient_id)
+        .order_by(PatientNumber.nhs_number, Resource.id)
+    ).all()
+    return {r.nhs_number: orjson.loads(r.body) for r in rows}
+
+
 def _place(engine: Engine, url: str, work: Path, count: int) -> None:
     """The council records ``count`` of the oldest people (those whose NHS number names one
     person) as living in the region's care homes, through the pipeline like any extract."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(PatientNumber.nhs_number, Resource.body)
-            .join(Resource, Resource.id == PatientNumber.patient_id)
-            .order_by(PatientNumber.nhs_number, Resource.id)
-        ).all()
-        bodies = {r.nhs_number: orjson.loads(r.body) for r in rows}
+        bodies = _patients_by_number(conn)
         single = [n for n in sorted(bodies) if len(people_with_nhs_number(conn, n)) == 1]
     oldest = sorted(single, key=lambda n: (bodies[n].get("birthDate", "9999"), n))[:count]
     persons, placements = [], []
@@ -110,12 +116,7 @@ def _residents(engine: Engine) -> dict[str, list[Person]]:
     now = datetime.now(UTC)
     homes: dict[str, list[Person]] = {}
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(PatientNumber.nhs_number, Resource.body)
-            .join(Resource, Resource.id == PatientNumber.patient_id)
-            .order_by(PatientNumber.nhs_number, Resource.id)
-        ).all()
-        bodies = {r.nhs_number: orjson.loads(r.body) for r in rows}
+        bodies = _patients_by_number(conn)
         for number in sorted(bodies):
             people = people_with_nhs_number(conn, number)
             if len(people) != 1:
