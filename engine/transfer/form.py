@@ -142,6 +142,15 @@ def _codes(resource: dict[str, Any]) -> set[str]:
     }  # fmt: skip
 
 
+def observed(observation: dict[str, Any]) -> object:
+    """An Observation's number, as a quantity (as scr sends one) or an integer (as R4 allows
+    a score to be sent); ``None`` when it has neither."""
+    quantity = observation.get("valueQuantity")
+    if isinstance(quantity, dict):
+        return quantity.get("value")
+    return observation.get("valueInteger")
+
+
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -159,8 +168,7 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
         if not isinstance(r, dict) or r.get("resourceType") != "Observation":
             continue
         codes = _codes(r)
-        quantity = r.get("valueQuantity")
-        value = quantity.get("value") if isinstance(quantity, dict) else None
+        value = observed(r)
         if NEWS2_TOTAL in codes:
             method = r.get("method")
             scale = _codes({"code": method}) if isinstance(method, dict) else set()

@@ -12,7 +12,7 @@ import html
 import re
 from typing import Any
 
-from engine.transfer.form import NEWS2_TOTAL, REASON
+from engine.transfer.form import NEWS2_TOTAL, REASON, observed
 
 #: A tag in a narrative. ``[^<>]`` keeps it linear: ``[^>]`` rescanned to the end from every
 #: ``<`` of a text with no ``>``, which a sender could use to stall every inbox that shows it.
@@ -56,6 +56,6 @@ def triage(bundle: dict[str, Any]) -> dict[str, str]:
     )  # fmt: skip
     return {
         "name": " ".join([*name.get("given", []), name.get("family", "")]).strip(),
-        "news2": str(score.get("valueQuantity", {}).get("value", "")),
+        "news2": "" if (total := observed(score)) is None else str(total),
         "reason": next((text for code, _, text in sections(bundle) if code == REASON), ""),
     }

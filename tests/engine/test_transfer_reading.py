@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.transfer.form import transfer_message
+from engine.transfer import news2
+from engine.transfer.form import NEWS2_TOTAL, claimed_news2, transfer_message
 from engine.transfer.reading import sections, triage
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
@@ -41,3 +42,15 @@ def test_a_tag_never_spans_another_opening_bracket() -> None:
     composition["section"][0]["text"]["div"] = "<div>a < b <i>c</i></div>"
     (_, _, text), *_ = sections(doc)
     assert text == "a < b c"
+
+
+def test_a_total_sent_as_an_integer_is_read_and_checked_as_one() -> None:
+    """R4 lets a score be a valueInteger: it is read as the total, not as none."""
+    doc = message()
+    total = next(e["resource"] for e in doc["entry"]
+                 if NEWS2_TOTAL in str(e["resource"].get("code")))  # fmt: skip
+    total["valueInteger"] = total.pop("valueQuantity")["value"]
+    assert triage(doc)["news2"] == "8"
+    claim = claimed_news2(doc["entry"])
+    assert claim is not None and claim.vitals is not None
+    assert claim.total == news2.total(claim.vitals) == 8
