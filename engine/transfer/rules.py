@@ -242,7 +242,9 @@ def _news2(doc: dict[str, Any]) -> Iterator[Problem]:
         return
     scored = news2.total(claim.vitals)
     if claim.total != scored:
-        where = f"Bundle.entry[{claim.entry}].resource.valueQuantity.value"
+        resource = _obj(_obj(_list(doc.get("entry"))[claim.entry]).get("resource"))
+        value = "valueQuantity.value" if "valueQuantity" in resource else "valueInteger"
+        where = f"Bundle.entry[{claim.entry}].resource.{value}"
         said = f"the NEWS2 total is {claim.total!r}, but its readings score {scored}"
         yield Problem("value", said, where)
 
@@ -334,13 +336,19 @@ def fold(name: str) -> str:
     return "".join(ch for ch in name.casefold() if ch.isalpha())
 
 
+def _held(born: str, dates: frozenset[str]) -> bool:
+    """Whether the record holds this birth date, to the precision it holds it (a source may
+    keep only a year or a month)."""
+    return any(born == d or born.startswith(d + "-") for d in dates)
+
+
 def _same_person(parsed: Parsed, known: Known) -> Iterator[Problem]:
     """The Patient a care home sends must be the resident the NHS number is theirs: a birth
     date or family name the record has never held for them is a wrong-patient risk (a number
     typed for a neighbour's), refused so the home checks before the ambulance leaves."""
     patient, here = parsed.patient or {}, parsed.patient_path
     born = patient.get("birthDate")
-    if isinstance(born, str) and known.born and born not in known.born:
+    if isinstance(born, str) and known.born and not _held(born, known.born):
         said = f"this date of birth is not the record's for this NHS number: {_CHECK}"
         yield Problem("value", said, f"{here}.birthDate")
     names = [n for n in _list(patient.get("name")) if isinstance(n, dict)]

@@ -107,8 +107,9 @@ def _send(request: Request, who: Who, doc: dict[str, Any]) -> str | list[str]:
     return str(doc["entry"][0]["resource"]["id"])
 
 
-@router.get("/record/{nhs_number}/transfer", response_class=HTMLResponse)
-def start(request: Request, nhs_number: str) -> Response:
+def _care_home_user(request: Request, nhs_number: str) -> Who | Response:
+    """The signed-in care-home user past the notice, or the page to answer with instead:
+    only care-home staff start a transfer (nor is a signing key made for anyone else)."""
     who = _signed_in(request)
     if who is None:
         return _to("/")
@@ -119,6 +120,15 @@ def start(request: Request, nhs_number: str) -> Response:
         why = "Only care-home staff start a transfer"
         return _page(request, "transfer_form.html", 403, who=who, nhs_number=nhs_number,
                      error=why, prefill=None, hospitals=[])  # fmt: skip
+    return who
+
+
+@router.get("/record/{nhs_number}/transfer", response_class=HTMLResponse)
+def start(request: Request, nhs_number: str) -> Response:
+    found = _care_home_user(request, nhs_number)
+    if isinstance(found, Response):
+        return found
+    who = found
     prefill = _prefill(request, who, nhs_number)
     status = 200 if prefill else 404
     none = "You have no record you may see for this person"
@@ -154,16 +164,10 @@ def send_transfer(
         "about_me": about_me, "contacts": contacts, "infection": infection,
         "belongings": belongings,
     }  # fmt: skip
-    who = _signed_in(request)
-    if who is None:
-        return _to("/")
-    notice = notice_first(request, who, f"/record/{quote(nhs_number)}/transfer")
-    if notice is not None:
-        return notice
-    if who.org_kind != "care-home" or not may_take_part(who):
-        return _page(request, "transfer_form.html", 403, who=who, nhs_number=nhs_number,
-                     error="Only care-home staff start a transfer", prefill=None,
-                     hospitals=[])  # fmt: skip
+    found = _care_home_user(request, nhs_number)
+    if isinstance(found, Response):
+        return found
+    who = found
     hospitals = _kind_of(request, "hospital")
     form, problems = read_form(entered, nhs_number, who.name, dict(hospitals), datetime.now(UTC))
     vitals = form.vitals

@@ -29,6 +29,7 @@ from engine.api.transfer import acknowledge, inbox
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
 from engine.transfer import news2
+from engine.transfer import rules as transfer_rules
 from engine.transfer import store as transfers
 from engine.transfer.form import (
     NEWS2_TOTAL,
@@ -1003,3 +1004,27 @@ def test_the_person_sent_must_be_the_one_the_number_is_for(
     answer = send(client, home, signed(doc, keys[CARE_HOME]))
     found = [i["expression"][0].rsplit(".", 1)[1] for i in answer.json().get("issue", [])]
     assert found == where and answer.status_code == (422 if where else 200)
+
+
+def test_a_birth_date_the_record_keeps_to_a_year_or_a_month_is_held() -> None:
+    held = transfer_rules._held
+    assert held("1950-03-01", frozenset({"1950"})) and held("1950-03-01", frozenset({"1950-03"}))
+    assert not held("1950-03-01", frozenset({"1950-04"}))
+    assert not held("1951-03-01", frozenset({"1950"}))
+
+
+def test_a_wrong_total_sent_as_an_integer_is_refused_at_its_element(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    doc = unsigned()
+    (i, total) = next(
+        (i, e["resource"]) for i, e in enumerate(doc["entry"])
+        if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == NEWS2_TOTAL
+    )  # fmt: skip
+    total.pop("valueQuantity")
+    total["valueInteger"] = 0
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    assert [x["expression"] for x in refused.json()["issue"]] == [
+        [f"Bundle.entry[{i}].resource.valueInteger"]
+    ]
