@@ -161,10 +161,12 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
     each = [record_of(reader, who, ctx, p, asked, page) for p in people]
     seen = [released for released in each if released.items]
     if not seen:
-        # One refused view is one entry: the read's own decision explains it. Only a number
-        # nobody holds, which no read was made for, is audited here.
-        decision = each[0].decision if len(each) == 1 else None
-        if not people:
+        # One person: the read's own decision explains it (one refused view, one entry).
+        # None, or several: the answer for a number nobody holds, so a user who may not see
+        # them cannot tell how many people hold it.
+        if len(each) == 1:
+            decision = each[0].decision
+        else:
             number = nhs_number if nhs_number_valid(nhs_number) else None
             decision = explanation(reader, who, ctx, None, number)
         return _no_access(request, who, nhs_number, decision)

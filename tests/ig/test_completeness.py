@@ -4,6 +4,7 @@ refusal, told to the person as what it was."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -139,3 +140,61 @@ def test_a_second_acknowledgement_is_not_told_to_the_person_as_a_refused_look(
     page = web.get("/ig/report", params={"patient": NHS})
     assert page.status_code == 200 and "not allowed to" not in page.text
     assert "already recorded" in page.text
+
+
+def _main(page: str, number: str) -> str:
+    """A page's main content, without its CSRF token, with the number asked blanked."""
+    found = re.search(r"<main.*?</main>", page, re.S)
+    text = re.sub(r'name="csrf_token" value="[^"]+"', "", found[0] if found else page)
+    return re.sub(r"\s+", " ", text.replace(number, "N"))
+
+
+def test_a_number_several_people_hold_answers_as_one_nobody_holds(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    """To a user who may see neither person, the record page for a shared number must not
+    differ from the one for an unknown number (it lost its list of refusals)."""
+    _second_record(store)
+    unknown = next(nhs_numbers(999_800_000))
+    for persona in ("receptionist", "ae-doctor"):
+        acknowledged(signed_in(web, token(persona, org="R9Z")))
+        nobody, several = web.get(f"/record/{unknown}"), web.get(f"/record/{NHS}")
+        assert nobody.status_code == several.status_code == 404
+        assert _main(several.text, NHS) == _main(nobody.text, unknown), persona
+
+
+def test_the_access_report_leaves_out_a_person_who_no_longer_holds_the_number(
+    client: TestClient, web: TestClient, store: Store, token: Token
+) -> None:
+    """B's record carried A's number by mistake; a GP read B's record; B's number was then
+    corrected. The read is B's, not A's: A's report must not tell them of B's care."""
+    other = _second_record(store)
+    assert client.get(
+        f"/fhir/Patient/{other}/$everything", headers=auth(token("other-gp"))
+    ).is_success
+    (read_b,) = [e for e in trail(store) if e["action"] == "everything"]
+    folder = write_systmone(
+        store.folder.parent / "y2b", [s1_patient("1", next(nhs_numbers(999_810_000)))],
+        [s1_code("10", "1")],
+        organisations=[{"ID": "5002", "Name": "Hillside Surgery", "NationalId": "Y00002"}],
+        registrations=[s1_registration("90", "5002")],
+    )  # fmt: skip
+    ingest(store.engine, store.settings, store.codes, SystmOneAdapter(), str(folder))
+    with store.engine.connect() as conn:
+        assert len(people_with_nhs_number(conn, NHS)) == 1
+    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    page = web.get("/ig/report", params={"patient": NHS})
+    assert page.status_code == 200 and f'data-seq="{read_b["seq"]}"' not in page.text
+
+
+def test_the_access_report_of_a_number_two_people_hold_mixes_neither(
+    client: TestClient, web: TestClient, store: Store, token: Token
+) -> None:
+    other = _second_record(store)
+    assert client.get(
+        f"/fhir/Patient/{other}/$everything", headers=auth(token("other-gp"))
+    ).is_success
+    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    page = web.get("/ig/report", params={"patient": NHS})
+    assert page.status_code == 409 and "More than one person" in page.text
+    assert "data-seq=" not in page.text
