@@ -30,7 +30,6 @@ from consent import Who
 from engine.access import ReviewError
 from engine.api.deps import context, services, user_for
 from engine.api.errors import FhirError, Problem
-from engine.directory import organisations
 from engine.identity import history as identity_history
 from engine.identity import patients_of, people_with_nhs_number
 from engine.ig import chain, facts
@@ -38,6 +37,7 @@ from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
 from engine.web import session
 from engine.web.charts import bars
+from engine.web.pages import org_names
 from engine.web.templating import templates
 
 router = APIRouter(prefix="/ig", include_in_schema=False)
@@ -141,11 +141,6 @@ def _args(request: Request) -> dict[str, str]:
     return {k: request.query_params[k].strip() for k in _FILTERS if request.query_params.get(k)}
 
 
-def _org_names(request: Request) -> dict[str, str]:
-    with services(request).engine.connect() as conn:
-        return {code: e.name for code, e in organisations(conn).items()}
-
-
 @router.get("", response_class=HTMLResponse)
 def console(request: Request, after: str | None = None) -> Response:
     args = _args(request)
@@ -168,7 +163,7 @@ def console(request: Request, after: str | None = None) -> Response:
         args=args,
         page=page,
         query_text=query_text,
-        orgs=_org_names(request),
+        orgs=org_names(request),
         chain_status=chain.status(svc.engine, svc.settings),
     )
 
@@ -229,7 +224,7 @@ def reviews(request: Request, show: str = "open") -> Response:
         items=items,
         show=show,
         hours=_hours(),
-        orgs=_org_names(request),
+        orgs=org_names(request),
     )
 
 
@@ -248,7 +243,7 @@ def review_item(request: Request, kind: str, item_id: str, error: str | None = N
         item=item,
         trail=trail.entries,
         error=error,
-        orgs=_org_names(request),
+        orgs=org_names(request),
     )
 
 
@@ -278,7 +273,7 @@ def review_outcome(
             item=item,
             trail=trail.entries,
             error=str(exc),
-            orgs=_org_names(request),
+            orgs=org_names(request),
         )
     return RedirectResponse(f"/ig/reviews/{kind}/{item_id}", status_code=303)
 
@@ -355,7 +350,7 @@ def report(
     rules = _rules()
     found = lines(
         entries,
-        organisations=_org_names(request),
+        organisations=org_names(request),
         roles=_roles(),
         purposes={code: p.display for code, p in svc.policy.purposes.items()},
         zone=ZoneInfo(rules["time_zone"]),
@@ -380,7 +375,7 @@ def charts(request: Request, days: int = CHART_DAYS) -> Response:
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, datetime.min.time(), UTC)
     counts = daily(query.stream(services(request).engine, start), first, today)
-    orgs = _org_names(request)
+    orgs = org_names(request)
     by_org = {orgs.get(k, k): v for k, v in counts.by_org.items()}
     figures = [
         ("Accesses per day by organisation", by_org),

@@ -132,7 +132,8 @@ def acknowledge(request: Request, csrf_token: Field, next_page: Field = _RECORD)
     return response
 
 
-def _org_names(request: Request) -> dict[str, str]:
+def org_names(request: Request) -> dict[str, str]:
+    """ODS code → organisation name: pages name organisations, not only their codes."""
     with services(request).engine.connect() as conn:
         return {code: e.name for code, e in organisations(conn).items()}
 
@@ -174,7 +175,7 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
         error = "More than one person's record holds this NHS number; they are not shown together"
         return _no_access(request, who, nhs_number, None, error, status=409)
     (released,) = seen
-    names = _org_names(request)
+    names = org_names(request)
     view = compose(released.resources, reader.policy, names)
     return _page(
         request, "record.html", who=who, view=view, nhs_number=nhs_number,

@@ -36,7 +36,7 @@ from engine.transfer.receive import receive
 from engine.transfer.rules import Refused
 from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
-from engine.web.pages import _page, _signed_in, _to, notice_first
+from engine.web.pages import _page, _signed_in, _to, notice_first, org_names
 from engine.web.summary import compose
 from engine.web.templating import templates
 
@@ -81,12 +81,6 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
 def _kind_of(request: Request, kind: str) -> list[tuple[str, str]]:
     with services(request).engine.connect() as conn:
         return [(e.code, e.name) for e in organisations(conn).values() if e.kind == kind]
-
-
-def _names(request: Request) -> dict[str, str]:
-    """ODS code → organisation name: people triage by names, not codes."""
-    with services(request).engine.connect() as conn:
-        return {code: e.name for code, e in organisations(conn).items()}
 
 
 def _send(request: Request, who: Who, doc: dict[str, Any]) -> str | list[str]:
@@ -207,7 +201,7 @@ def inbox_page(request: Request) -> Response:
     with svc.engine.connect() as conn:
         opening = opening_messages(conn, [r.id for r in rows])
     triaged = {tid: triage(orjson.loads(raw)) for tid, raw in opening.items()}
-    return _page(request, "inbox.html", who=who, rows=rows, org_names=_names(request),
+    return _page(request, "inbox.html", who=who, rows=rows, org_names=org_names(request),
                  triage=triaged)  # fmt: skip
 
 
@@ -223,7 +217,7 @@ def _transfer_view(
     messages = [(m["event"], sections(m["bundle"])) for m in shown["messages"]]
     return _page(request, "transfer.html", status, who=who, shown=shown, messages=messages,
                  can_ack=acknowledgement(who, row) is not None,
-                 can_discharge=_may_discharge(who, row), org_names=_names(request),
+                 can_discharge=_may_discharge(who, row), org_names=org_names(request),
                  **more)  # fmt: skip
 
 
