@@ -15,7 +15,11 @@ Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
 
 def map_columns(table_map: Mapping[str, Any]) -> set[str]:
     """Every column a table map reads, so extra columns can be listed and required ones checked."""
-    found: set[str] = {*key_columns(table_map), *table_map.get("required_columns", [])}
+    found: set[str] = {
+        *key_columns(table_map),
+        *table_map.get("required_columns", []),
+        *table_map.get("reader_columns", []),
+    }
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):

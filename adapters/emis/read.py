@@ -5,7 +5,8 @@ gets its code's term, SNOMED concept and Read v2 code (and an observation its pr
 ``_``-prefixed fields, so that every record can be mapped, and replayed from quarantine, on its
 own; a drug record, and each of its issues, gets the SNOMED concept of the problem it was
 prescribed for, and whether that problem is confidential, read earlier in the same extract, so
-that it is labelled with the problem.
+that it is labelled with the problem; so does an observation recorded under a problem
+(``ProblemGuid``), held back to the end of its file when the problem's row comes after it.
 Row ids are kept exactly as the file writes them (braces included): they are the keys other
 tables and ``truth.json`` cite.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,15 @@ def _treats(concept: str) -> dict[str, Any]:
     return {"_pointed_codings": [[SNOMED, concept]]} if concept else {}
 
 
+def _of_problem(problem: tuple[str, bool]) -> dict[str, Any]:
+    """What a record written for a problem takes from it: its concept and its confidentiality."""
+    concept, confidential = problem
+    return {
+        **_present({"_ProblemIsConfidential": "True" if confidential else ""}),
+        **_treats(concept),
+    }
+
+
 def value_fields(raw: str) -> Fields:
     """``_ValueIsNumeric`` when ``Value`` is a number: the map cannot test that by itself."""
     try:
@@ -155,25 +166,34 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     #: confidential: what a drug record prescribed for it names, and must keep as close.
     treated: dict[str, tuple[str, bool]] = {}
 
-    def observation(row: Fields) -> Fields:
+    def observation(row: Fields) -> dict[str, Any]:
         code = clinical.get(_get(row, "CodeId"), {})
         guid = _get(row, "ObservationGuid")
         problem = problems.get(guid, {})
         if problem:
             confidential = _get(row, "IsConfidential").lower() in _TRUE
             treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
-        return {**code, **problem, **value_fields(row.get("Value", ""))}
+        under = treated.get(_get(row, "ProblemGuid"))
+        return {
+            **code,
+            **problem,
+            **value_fields(row.get("Value", "")),
+            **(_of_problem(under) if under and under[0] != guid else {}),
+        }
+
+    def waits_for_problem(record: SourceRecord) -> bool:
+        """Recorded under a problem whose own row comes later in the file."""
+        parent = str(record.fields.get("ProblemGuid", "")).strip()
+        return parent in problems and parent not in treated and parent != record.ref.row_id
 
     def drug_record(row: Fields) -> dict[str, Any]:
         quantity = _get(row, "Quantity")
         if quantity:
             quantity = f"{quantity} {_get(row, 'QuantityUnit')}"
-        concept, confidential = treated.get(_get(row, "ProblemObservationGuid"), ("", False))
         return {
             **drugs.get(_get(row, "CodeId"), {}),
             **_present({"_QuantityText": quantity}),
-            **_present({"_ProblemIsConfidential": "True" if confidential else ""}),
-            **_treats(concept),
+            **_of_problem(treated.get(_get(row, "ProblemObservationGuid"), ("", False))),
         }
 
     def issue(row: Fields) -> dict[str, Any]:
@@ -200,6 +220,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         "Prescribing_IssueRecord": issue,
     }
     for table in TABLES:
+        waiting: list[SourceRecord] = []
         for record in table_records(
             folder,
             STYLE,
@@ -221,4 +242,14 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
                     "True" if confidential else str(f.get("IsConfidential", "")).strip(),
                     concept,
                 )
+            if table == "CareRecord_Observation" and waits_for_problem(record):
+                waiting.append(record)
+                continue
             yield record
+        for record in waiting:
+            parent = treated.get(str(record.fields["ProblemGuid"]).strip())
+            yield (
+                replace(record, fields={**record.fields, **_of_problem(parent)})
+                if parent
+                else record
+            )

@@ -375,6 +375,44 @@ def test_a_medicine_for_a_confidential_problem_is_confidential(engine, settings,
     }
 
 
+def _labels_under(engine, settings, codes, folder, problem, *clinical_codes):
+    """Labels of an observation recorded under the problem ``problem`` (``ProblemGuid``), the
+    problem's own row coming after it in the file, and of the blood pressure beside it."""
+    tables = default_tables()
+    tables["Coding_ClinicalCode"].extend(clinical_codes)
+    under = observation(guid(44), P_OK, SMOKER, ProblemGuid=problem["ObservationGuid"])
+    tables["CareRecord_Observation"][:0] = [under]
+    tables["CareRecord_Observation"].append(problem)
+    tables["CareRecord_Problem"].append(
+        {"ObservationGuid": problem["ObservationGuid"], "EndDate": "",
+         "ProblemStatusDescription": "Active Problem", "SignificanceDescription": "Significant"}
+    )  # fmt: skip
+    summary = run(engine, settings, codes, write_extract(folder, tables))
+    assert not [n for n in summary.notes if "ProblemGuid" in n]  # read, not ignored
+    rows = stored(engine)
+    return (
+        set(rows[f"Observation:{guid(44)}"].labels.split()),
+        set(rows[f"Observation:{O_BP}"].labels.split()),
+    )
+
+
+def test_an_entry_under_a_sensitive_problem_is_labelled_with_it(engine, settings, codes, tmp_path):
+    """Recorded under the problem, it says as much as the problem: withheld with it."""
+    syphilis = {"CodeId": "1200005", "Term": "Syphilis", "ReadTermId": "A94..00",
+                "SnomedCTConceptId": "76272004"}  # fmt: skip
+    problem = observation(guid(38), P_OK, "1200005")
+    under, beside = _labels_under(engine, settings, codes, tmp_path / "e", problem, syphilis)
+    assert "sensitive-sti" in under
+    assert beside == set()
+
+
+def test_an_entry_under_a_confidential_problem_is_confidential(engine, settings, codes, tmp_path):
+    problem = observation(guid(38), P_OK, ASTHMA, IsConfidential=TRUE)
+    under, beside = _labels_under(engine, settings, codes, tmp_path / "e", problem)
+    assert "source-confidential" in under
+    assert beside == set()
+
+
 def test_deleted_and_confidential_rows(engine, settings, codes, extract):
     run(engine, settings, codes, extract)
     rows = stored(engine)
