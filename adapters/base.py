@@ -88,10 +88,12 @@ class SourceRecord:
     """One row (or one FHIR entry) with where it came from.
 
     ``fields`` holds the raw values as read, plus any values the reader joined in from other
-    files (prefixed ``_``), so that mapping needs nothing but the record itself. One of them
-    means the same for every source: ``_pointed_codings``, the ``[system, code]`` pairs of
+    files (prefixed ``_``), so that mapping needs nothing but the record itself. Two of them
+    mean the same for every source: ``_pointed_codings``, the ``[system, code]`` pairs of
     the records this one names or belongs to, so that finishing labels it with them (a
-    resource naming a sensitive one is withheld with it).
+    resource naming a sensitive one is withheld with it); and ``_pointed_records``, the source
+    keys of such records the reader did not meet (an earlier extract brought them), whose
+    stored labels the ingest adds.
     """
 
     ref: SourceRef

@@ -30,6 +30,12 @@ _ACT_CODE_OID = "urn:oid:2.16.840.1.113883.5.4"
 SENSITIVE_CATEGORIES = ("gender", "fertility", "termination", "sti")
 
 
+def passes_on(code: str) -> bool:
+    """Whether a record's scr label goes to the records that name it: what withholds an entry
+    (its source's confidentiality, a legally restricted category), not what is about a person."""
+    return code == SOURCE_CONFIDENTIAL or code.startswith("sensitive-")
+
+
 def is_nopat(system: object, code: object) -> bool:
     """Whether a security Coding is NOPAT, however the sender spells v3 ActCode's system."""
     if code != NOPAT or not isinstance(system, str):

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
 
+from adapters import labels
 from adapters.base import (
     Adapter,
     Issue,
@@ -191,13 +192,6 @@ class _Run:
             res = mapped.resource
             finish(res, record.ref, self.codes, base, mapped.deleted, pointed)
             patient_id = resource_id("Patient", mapped.patient_key) if mapped.patient_key else None
-            scr_labels = " ".join(
-                sorted(
-                    s["code"]
-                    for s in res.get("meta", {}).get("security", [])
-                    if str(s.get("system", "")).startswith(base)
-                )
-            )
             rows.append(
                 {
                     "resource": res,
@@ -208,12 +202,32 @@ class _Run:
                     "source_system": record.ref.system,
                     "source_org": record.ref.org,
                     "patient_id": patient_id,
-                    "labels": scr_labels,
+                    "labels": _scr_labels(res, base),
                     "content_hash": content_hash(res),
                 }
             )
         self.good.append(_Good(record, rows, outcome.withheld))
         self.pending += len(rows)
+
+    def _inherit(self, conn: Connection) -> None:
+        """Label the batch's records with what the records they name, brought by an earlier
+        run (``_pointed_records``), are stored with: a course for a problem recorded last
+        month is withheld with the problem."""
+        pointers = {
+            id(g): keys for g in self.good if (keys := g.record.fields.get("_pointed_records"))
+        }
+        if not pointers:
+            return
+        held = store.passed_labels(conn, sorted({k for keys in pointers.values() for k in keys}))
+        base = self.settings.canonical_base
+        for g in self.good:
+            passed = sorted({c for k in pointers.get(id(g), ()) for c in held.get(k, ())})
+            if not passed:
+                continue
+            for r in g.rows:
+                labels.add_labels(r["resource"], labels.confidential_labels(base, *passed))
+                r["labels"] = _scr_labels(r["resource"], base)
+                r["content_hash"] = content_hash(r["resource"])
 
     def flush(self) -> None:
         """Check, validate and decide the batch here; its writes commit on the writer thread.
@@ -229,6 +243,7 @@ class _Run:
         ids = {r["resource_id"]: None for g in self.good for r in g.rows}
         ids.update({r["patient_id"]: None for g in self.good for r in g.rows if r["patient_id"]})
         with self.engine.connect() as look:
+            self._inherit(look)
             stored = store.stored(look, list(ids))
         self._validate(stored.current)
         self.writer.wait()
@@ -482,6 +497,17 @@ class _Run:
                 }
             )
         return updates, inserts
+
+
+def _scr_labels(resource: dict[str, Any], canonical_base: str) -> str:
+    """The resource's scr label codes, as the store's ``labels`` column holds them."""
+    return " ".join(
+        sorted(
+            s["code"]
+            for s in resource.get("meta", {}).get("security", [])
+            if str(s.get("system", "")).startswith(canonical_base)
+        )
+    )
 
 
 def _end_run(conn: Connection, run_id: str, status: str, summary: dict[str, Any]) -> None:

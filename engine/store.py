@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 
+from adapters import labels
 from engine.db import bulk_insert, in_one_trip, member_of
 from engine.facts import FACT_COLUMNS
 from engine.models import (
@@ -92,6 +93,17 @@ def stored(conn: Connection, ids: Sequence[str]) -> Stored:
             if r.resource_type == "Patient" and r.status == "active":
                 patients.add(r.id)
     return Stored(current, patients)
+
+
+def passed_labels(conn: Connection, keys: Sequence[str]) -> dict[str, set[str]]:
+    """The labels the stored records of source ``keys`` pass on to records naming them."""
+    found: dict[str, set[str]] = {}
+    for cond in member_of(conn, R.c.source_key, keys):
+        for row in conn.execute(select(R.c.source_key, R.c.labels).where(cond, R.c.labels != "")):
+            passed = {code for code in row.labels.split() if labels.passes_on(code)}
+            if passed:
+                found.setdefault(row.source_key, set()).update(passed)
+    return found
 
 
 def run_state(conn: Connection, run_id: str, ids: Sequence[str], keys: Sequence[str]) -> RunState:

@@ -17,9 +17,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from adapters.base import SourceRecord
+from adapters.base import SourceRecord, SourceRef
 from adapters.codes import SNOMED
 from adapters.csvread import read_rows
 from adapters.extract import Enrich, first_row, table_records, unknown_files
@@ -58,10 +58,20 @@ _TRUE = ("true", "1", "y")
 _READ_TERM_ID = re.compile(r"^([A-Za-z0-9]{1,5}\.{0,4})(\d{2})?$")
 
 Fields = dict[str, str]
-#: What an issue needs from its drug record: patient, drug CodeId, confidentiality flag (the
-#: course's, or its problem's), and the SNOMED concept of the problem it treats. One is kept
-#: per drug record read (short strings), so the drug file is never read twice.
-Course = tuple[str, str, str, str]
+
+
+class Course(NamedTuple):
+    """What an issue needs from its drug record. One is kept per drug record read (short
+    strings), so the drug file is never read twice."""
+
+    patient: str
+    code: str
+    #: The course's confidentiality flag, or its problem's.
+    confidential: str
+    #: The SNOMED concept of the problem it treats, or the problem's source key when an earlier
+    #: extract brought the problem.
+    concept: str
+    problem_key: str
 
 
 def read_v2_code(read_term_id: str) -> str | None:
@@ -163,8 +173,20 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     problems = _problems(folder)
     courses: dict[str, Course] = {}
     #: Problem observation GUID → its SNOMED concept and whether the practice marked it
-    #: confidential: what a drug record prescribed for it names, and must keep as close.
+    #: confidential: what a record written for it names, and must keep as close.
     treated: dict[str, tuple[str, bool]] = {}
+
+    def key(table: str, guid: str) -> str:
+        return SourceRef(STYLE, org, table, guid).key
+
+    def for_problem(guid: str) -> dict[str, Any]:
+        """A record written for the problem ``guid`` takes its concept and confidentiality, or,
+        for a problem this extract does not hold, the labels it was stored with."""
+        if not guid:
+            return {}
+        if guid in treated:
+            return _of_problem(treated[guid])
+        return {"_pointed_records": [key("CareRecord_Observation", guid)]}
 
     def observation(row: Fields) -> dict[str, Any]:
         code = clinical.get(_get(row, "CodeId"), {})
@@ -173,12 +195,13 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         if problem:
             confidential = _get(row, "IsConfidential").lower() in _TRUE
             treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
-        under = treated.get(_get(row, "ProblemGuid"))
+        parent = _get(row, "ProblemGuid")
+        waits = parent in problems and parent not in treated
         return {
             **code,
             **problem,
             **value_fields(row.get("Value", "")),
-            **(_of_problem(under) if under and under[0] != guid else {}),
+            **({} if parent == guid or waits else for_problem(parent)),
         }
 
     def waits_for_problem(record: SourceRecord) -> bool:
@@ -193,25 +216,28 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         return {
             **drugs.get(_get(row, "CodeId"), {}),
             **_present({"_QuantityText": quantity}),
-            **_of_problem(treated.get(_get(row, "ProblemObservationGuid"), ("", False))),
+            **for_problem(_get(row, "ProblemObservationGuid")),
         }
 
     def issue(row: Fields) -> dict[str, Any]:
-        """Patient and drug from the issue row when it has them, else from its drug record."""
-        patient, code, confidential, concept = courses.get(
-            _get(row, "DrugRecordGuid"), ("", "", "", "")
-        )
-        code_id = _get(row, "CodeId") or code
+        """Patient and drug from the issue row when it has them, else from its drug record; a
+        drug record this extract does not hold passes on the labels it was stored with."""
+        guid = _get(row, "DrugRecordGuid")
+        course = courses.get(guid)
+        if course is None:
+            course = Course("", "", "", "", key("Prescribing_DrugRecord", guid) if guid else "")
+        code_id = _get(row, "CodeId") or course.code
         return {
             **_present(
                 {
-                    "_PatientGuid": _get(row, "PatientGuid") or patient,
+                    "_PatientGuid": _get(row, "PatientGuid") or course.patient,
                     "_CodeId": code_id,
-                    "_CourseIsConfidential": confidential,
+                    "_CourseIsConfidential": course.confidential,
                 }
             ),
             **drugs.get(code_id, {}),
-            **_treats(concept),
+            **_treats(course.concept),
+            **({"_pointed_records": [course.problem_key]} if course.problem_key else {}),
         }
 
     enrich: dict[str, Enrich] = {
@@ -236,20 +262,17 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
                 concept, confidential = treated.get(
                     str(f.get("ProblemObservationGuid", "")).strip(), ("", False)
                 )
-                courses[record.ref.row_id] = (
+                courses[record.ref.row_id] = Course(
                     str(f.get("PatientGuid", "")).strip(),
                     str(f.get("CodeId", "")).strip(),
                     "True" if confidential else str(f.get("IsConfidential", "")).strip(),
                     concept,
+                    next(iter(f.get("_pointed_records", ())), ""),
                 )
             if table == "CareRecord_Observation" and waits_for_problem(record):
                 waiting.append(record)
                 continue
             yield record
         for record in waiting:
-            parent = treated.get(str(record.fields["ProblemGuid"]).strip())
-            yield (
-                replace(record, fields={**record.fields, **_of_problem(parent)})
-                if parent
-                else record
-            )
+            parent = str(record.fields["ProblemGuid"]).strip()
+            yield replace(record, fields={**record.fields, **for_problem(parent)})

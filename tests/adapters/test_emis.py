@@ -413,6 +413,75 @@ def test_an_entry_under_a_confidential_problem_is_confidential(engine, settings,
     assert beside == set()
 
 
+def test_records_for_a_problem_an_earlier_extract_brought_take_its_labels(
+    engine, settings, codes, tmp_path
+):
+    """A delta extract: a result under, and a course for, a sensitive problem stored last month,
+    the issues of that course and of one stored then, are withheld with the problem; an issue
+    of a confidential course stored then is confidential. Nothing else is labelled."""
+    syphilis = {"CodeId": "1200005", "Term": "Syphilis", "ReadTermId": "A94..00",
+                "SnomedCTConceptId": "76272004"}  # fmt: skip
+    problem = guid(38)
+    first = default_tables()
+    first["Coding_ClinicalCode"].append(syphilis)
+    first["CareRecord_Observation"].append(observation(problem, P_OK, "1200005"))
+    first["CareRecord_Problem"].append(
+        {"ObservationGuid": problem, "EndDate": "",
+         "ProblemStatusDescription": "Active Problem", "SignificanceDescription": "Significant"}
+    )  # fmt: skip
+    course = first["Prescribing_DrugRecord"][0] | {"IsConfidential": FALSE}
+    first["Prescribing_DrugRecord"].append(
+        course | {"DrugRecordGuid": guid(42), "ProblemObservationGuid": problem}
+    )
+    run(engine, settings, codes, write_extract(tmp_path / "first", first))
+
+    # A delta's issues carry their patient and drug: their courses are not in it.
+    issue = first["Prescribing_IssueRecord"][0] | {"PatientGuid": P_OK, "CodeId": SALBUTAMOL}
+    delta = {
+        table: first[table]
+        for table in (
+            "Admin_Organisation",
+            "Admin_Patient",
+            "Coding_ClinicalCode",
+            "Coding_DrugCode",
+        )
+    }
+    delta["CareRecord_Observation"] = [
+        observation(guid(44), P_OK, SMOKER, ProblemGuid=problem),
+        observation(guid(49), P_OK, SMOKER),
+    ]
+    delta["Prescribing_DrugRecord"] = [
+        course | {"DrugRecordGuid": guid(45), "ProblemObservationGuid": problem}
+    ]
+    delta["Prescribing_IssueRecord"] = [
+        issue | {"IssueRecordGuid": guid(46), "DrugRecordGuid": guid(45)},
+        issue | {"IssueRecordGuid": guid(47), "DrugRecordGuid": guid(42)},
+        issue | {"IssueRecordGuid": guid(48), "DrugRecordGuid": DRUG},
+    ]
+    run(engine, settings, codes, write_extract(tmp_path / "delta", delta))
+    rows = stored(engine)
+    found = {
+        key: set(rows[key].labels.split())
+        for key in (
+            f"Observation:{guid(44)}",
+            f"Observation:{guid(49)}",
+            f"MedicationStatement:{guid(45)}",
+            f"MedicationRequest:{guid(46)}",
+            f"MedicationRequest:{guid(47)}",
+            f"MedicationRequest:{guid(48)}",
+        )
+    }
+    sti = {key for key, labels in found.items() if "sensitive-sti" in labels}
+    assert sti == {
+        f"Observation:{guid(44)}",
+        f"MedicationStatement:{guid(45)}",
+        f"MedicationRequest:{guid(46)}",
+        f"MedicationRequest:{guid(47)}",
+    }
+    assert found[f"MedicationRequest:{guid(48)}"] == {"source-confidential"}
+    assert found[f"Observation:{guid(49)}"] == set()
+
+
 def test_deleted_and_confidential_rows(engine, settings, codes, extract):
     run(engine, settings, codes, extract)
     rows = stored(engine)
