@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,18 @@ def is_snomed(system: str) -> bool:
     return rest == "snomed.info/sct" or rest.startswith("snomed.info/sct/")
 
 
+#: A Read v2 code (5 characters, right-padded with dots) optionally followed by its 2-digit term
+#: code, as EMIS writes it (``H33..00``). EMIS-local ids (``EMISNQAC724``) do not match.
+_READ_V2_TERM = re.compile(r"^([A-Za-z0-9]{1,5}\.{0,4})(\d{2})?$")
+
+
+def read_v2_code(written: str) -> str | None:
+    """The 5-character Read v2 code in a code written with or without its term code, or None
+    for anything else (an EMIS-local id): maps are keyed by the 5 characters."""
+    m = _READ_V2_TERM.match(written.strip())
+    return m.group(1) if m and len(m.group(1)) == 5 else None
+
+
 def _read_system(system: str) -> str | None:
     """The Read code system (v2 or CTV3) ``system`` names, however spelled, or ``None``."""
     folded = system.strip().lower().removeprefix("http://").removeprefix("https://").rstrip("/")
@@ -77,6 +90,8 @@ class CodeMaps:
         if is_snomed(system):
             return self.sensitive.get(code)
         read = _read_system(system)
+        if read == READ2:
+            code = read_v2_code(code) or code
         concept = self.translate(read, code) if read else None
         return self.sensitive.get(concept.code) if concept else None
 

@@ -13,14 +13,13 @@ tables and ``truth.json`` cite.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from adapters.base import SourceRecord, SourceRef
-from adapters.codes import SNOMED
+from adapters.codes import SNOMED, read_v2_code
 from adapters.csvread import read_rows
 from adapters.extract import Enrich, first_row, table_records, unknown_files
 from adapters.values import ValueProblem, decimal
@@ -53,9 +52,6 @@ LOOKUPS: dict[str, tuple[str, ...]] = {
     ),
 }
 _TRUE = ("true", "1", "y")
-#: A Read v2 code (5 characters, right-padded with dots) optionally followed by its 2-digit term
-#: code, as EMIS writes ``ReadTermId`` (``H33..00``). EMIS-local ids (``EMISNQAC724``) do not match.
-_READ_TERM_ID = re.compile(r"^([A-Za-z0-9]{1,5}\.{0,4})(\d{2})?$")
 
 Fields = dict[str, str]
 
@@ -72,12 +68,6 @@ class Course(NamedTuple):
     #: extract brought the problem.
     concept: str
     problem_key: str
-
-
-def read_v2_code(read_term_id: str) -> str | None:
-    """The 5-character Read v2 code in a ``ReadTermId``, or None for an EMIS-local (Egton) id."""
-    m = _READ_TERM_ID.match(read_term_id.strip())
-    return m.group(1) if m and len(m.group(1)) == 5 else None
 
 
 def _present(fields: Fields) -> Fields:

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from adapters.codes import CTV3, SNOMED, CodeMapError, CodeMaps, load_all, load_csv_map
+from adapters.codes import (
+    CTV3,
+    READ2,
+    SNOMED,
+    CodeMapError,
+    CodeMaps,
+    Target,
+    load_all,
+    load_csv_map,
+)
 from adapters.schema import MapFileError
 from engine.codes_admin import import_trud, import_valueset
 from engine.settings import Settings
@@ -23,6 +32,17 @@ def test_a_sensitive_read_code_is_found_through_its_map_to_snomed(codes, system)
     """GP Connect may send a TPP code in CTV3 only: A97z. is mapped to 76272004 (syphilis)."""
     assert codes.sensitive_category(system, "A97z.") == "sti"
     assert codes.sensitive_category(system, "a97z.") is None, "Read codes are case-sensitive"
+
+
+@pytest.mark.parametrize("written", ["A78..", "A78..00", " A78..00 "])
+def test_a_sensitive_read_v2_code_is_found_with_its_term_code(written):
+    """GP Connect writes Read v2 with its 2-digit term code (``246..00``); maps are keyed by
+    the 5-character code, which must still be found."""
+    codes = CodeMaps()
+    codes.add(READ2, SNOMED, "t", [("A78..", Target("76272004", "Syphilis"))])
+    codes.sensitive["76272004"] = "sti"
+    assert codes.sensitive_category(READ2, written) == "sti"
+    assert codes.sensitive_category(READ2, "A78..01x") is None
 
 
 @pytest.mark.parametrize(

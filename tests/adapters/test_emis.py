@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from adapters.base import ExtractError, MapContext, SourceRecord, SourceRef
-from adapters.codes import READ2, SNOMED, CodeMaps, Target
+from adapters.codes import READ2, SNOMED, CodeMaps, Target, read_v2_code
 from adapters.emis import EmisAdapter
-from adapters.emis.read import read_v2_code, value_fields
+from adapters.emis.read import value_fields
 from engine.ingest import RunSummary, ingest
 from engine.models import QuarantineItem, Resource
 from engine.quarantine import replay
