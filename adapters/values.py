@@ -39,13 +39,19 @@ def nhs_check_digit(first_nine: str) -> int | None:
 
 
 def nhs_number_valid(value: str) -> bool:
-    return len(value) == 10 and value.isdigit() and nhs_check_digit(value[:9]) == int(value[9])
+    """Ten ASCII digits passing modulus 11 (``isdigit`` alone takes '٩', which no search finds)."""
+    return (
+        len(value) == 10
+        and value.isascii()
+        and value.isdigit()
+        and nhs_check_digit(value[:9]) == int(value[9])
+    )
 
 
 def nhs_number(raw: str) -> str:
     """Normalise (spaces and dashes allowed, as people type them) and check modulus 11."""
     digits = re.sub(r"[\s-]", "", raw)
-    if len(digits) != 10 or not digits.isdigit():
+    if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
         raise ValueProblem(f"NHS number {raw!r} is not 10 digits")
     if not nhs_number_valid(digits):
         raise ValueProblem(f"NHS number {raw!r} fails the modulus-11 check")
@@ -67,9 +73,10 @@ def _date(y: int, m: int, d: int, raw: str) -> date:
 
 
 def tpp_date(raw: str) -> str:
-    """``dd MMM yyyy`` (SystmOne) → FHIR date."""
+    """``dd MMM yyyy`` (SystmOne) → FHIR date; a time after it (``dd MMM yyyy HH:mm[:ss]``,
+    which SystmOne may write in any date column) is dropped: the day is the UK day written."""
     m = _TPP_DATE.match(raw.strip())
-    if not m or m.group(4):
+    if not m:
         raise ValueProblem(f"{raw!r} is not a date in the form 'dd MMM yyyy'")
     return _date(int(m.group(3)), _month(m.group(2)), int(m.group(1)), raw).isoformat()
 
@@ -88,8 +95,26 @@ def tpp_datetime(raw: str) -> str:
     return uk_local_to_utc(datetime(day.year, day.month, day.day, hour, minute, second))
 
 
+def uk_clock_change(local: datetime) -> str | None:
+    """Why a UK wall-clock time names no single instant, or None: the spring change skips an
+    hour, and the autumn one passes an hour twice."""
+    aware = local.replace(tzinfo=UK)
+    if aware.astimezone(UTC).astimezone(UK).replace(tzinfo=None) != local:
+        return "did not happen in UK time (the clocks went forward)"
+    if aware.utcoffset() != aware.replace(fold=1).utcoffset():
+        return "happened twice in UK time (the clocks went back); the first, in BST, is taken"
+    return None
+
+
 def uk_local_to_utc(local: datetime) -> str:
-    """A naive UK wall-clock time → ISO dateTime in UTC with offset (BST and GMT handled)."""
+    """A naive UK wall-clock time → ISO dateTime in UTC with offset (BST and GMT handled).
+
+    A time the clocks skipped is refused, as no one recorded it; in the hour passed twice the
+    first is taken (an hour's doubt once a year, where refusing would hold the record back
+    with no way to say which was meant)."""
+    change = uk_clock_change(local)
+    if change and change.startswith("did not"):
+        raise ValueProblem(f"{local.isoformat(sep=' ')} {change}")
     return local.replace(tzinfo=UK).astimezone(UTC).isoformat()
 
 

@@ -30,14 +30,14 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal
 
 from adapters.gpconnect.constants import RELATIVE_REFERENCE
 from adapters.gpconnect.maps import GpcMaps, r4_model
 from adapters.gpconnect.notes import Notes
-from adapters.values import uk_local_to_utc
+from adapters.values import uk_clock_change, uk_local_to_utc
 
 #: What a Reference's display may name: who and where, never what.
 _WHO_AND_WHERE = frozenset(
@@ -226,7 +226,13 @@ def _datetime(value: str, field: str, walk: Walk) -> str:
         except ValueError:
             return text
         walk.notes.warn(field, "time without a UTC offset read as UK local time, converted to UTC")
-        return uk_local_to_utc(local)
+        change = uk_clock_change(local)
+        if change is None or not change.startswith("did not"):
+            if change:
+                walk.notes.warn(field, f"{day} {hour}:{minute} {change}")
+            return uk_local_to_utc(local)
+        walk.notes.warn(field, f"{day} {hour}:{minute} {change}; read as GMT")
+        return local.replace(tzinfo=UTC).isoformat()
     if second is None:
         walk.notes.warn(field, "time without seconds; ':00' added")
         second = "00"

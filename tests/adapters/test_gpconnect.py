@@ -323,6 +323,22 @@ def test_local_times_are_uk_time_converted_to_utc() -> None:
     assert res["note"] == [{"text": "taken sitting"}]
 
 
+def test_local_times_at_the_clock_changes_are_warned_about() -> None:
+    """The autumn hour happened twice (the first, BST, is taken); the spring hour never did
+    (read as GMT): each says so, naming the element."""
+    twice = OBSERVATION | {"effectiveDateTime": "2026-10-25T01:30:00"}
+    out = outcome(bundle(patient(), organization(), twice), "Observation")
+    assert out.resources[0].resource["effectiveDateTime"] == "2026-10-25T00:30:00+00:00"
+    assert any("happened twice" in w.reason for w in out.warnings)
+    skipped = OBSERVATION | {"effectiveDateTime": "2026-03-29T01:30:00"}
+    out = outcome(bundle(patient(), organization(), skipped), "Observation")
+    assert out.resources[0].resource["effectiveDateTime"] == "2026-03-29T01:30:00+00:00"
+    assert any(
+        "did not happen" in w.reason and w.field == "Observation.effectiveDateTime"
+        for w in out.warnings
+    )
+
+
 def test_nopat_is_kept_and_labelled() -> None:
     obs = copy.deepcopy(OBSERVATION)
     obs["meta"] = {"security": [{"system": "http://hl7.org/fhir/v3/ActCode", "code": "NOPAT"}]}

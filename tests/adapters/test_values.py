@@ -1,0 +1,37 @@
+"""Source values at the edge: UK wall-clock times across the clock changes, dates, NHS numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters import values
+from tests.factories import nhs_numbers
+
+
+def test_a_time_the_clocks_skipped_is_refused():
+    """01:30 on 29 March 2026 never happened in the UK (01:00 GMT became 02:00 BST)."""
+    with pytest.raises(values.ValueProblem, match="did not happen"):
+        values.tpp_datetime("29 Mar 2026 01:30")
+
+
+def test_in_the_hour_passed_twice_the_first_is_taken():
+    """01:30 on 25 October 2026 happened at 00:30Z (BST) and again at 01:30Z (GMT)."""
+    assert values.tpp_datetime("25 Oct 2026 01:30") == "2026-10-25T00:30:00+00:00"
+    assert values.tpp_datetime("25 Oct 2026 02:30") == "2026-10-25T02:30:00+00:00"
+    assert values.tpp_datetime("01 Jul 2026 12:00") == "2026-07-01T11:00:00+00:00"
+
+
+@pytest.mark.parametrize("written", ["01 Mar 1950", "01 Mar 1950 00:00", "01 Mar 1950 23:59:59"])
+def test_a_systmone_date_may_carry_a_time(written):
+    """SystmOne writes 'dd MMM yyyy' or 'dd MMM yyyy HH:mm[:ss]' in any date column."""
+    assert values.tpp_date(written) == "1950-03-01"
+
+
+def test_an_nhs_number_in_other_digits_is_refused():
+    """'٩' is a digit to Python, not to anyone searching for the number."""
+    number = next(nhs_numbers())
+    arabic = number.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert values.nhs_number_valid(number)
+    assert not values.nhs_number_valid(arabic)
+    with pytest.raises(values.ValueProblem):
+        values.nhs_number(arabic)
