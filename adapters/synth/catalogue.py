@@ -60,6 +60,11 @@ class Drug:
     unit: str
     emis_code_id: int
 
+    @property
+    def multilex_id(self) -> str:
+        """A made-up Multilex product id (SystmOne codes drug sensitivities by Multilex)."""
+        return str(7_000_000 + self.emis_code_id)
+
 
 HYPERTENSION = Concept(
     "hypertension",

@@ -15,9 +15,11 @@ Conventions this writer follows, which the SystmOne adapter reads back:
   ``Y``/``N`` means the number was verified against the Spine or not. Flags are ``Y``/``N``.
 - ``SRCode`` rows carry ``CTV3Code``/``CTV3Text`` and usually ``SNOMEDCode``/``SNOMEDText``;
   some carry CTV3 only, so the CTV3→SNOMED map is needed to code them.
-- ``SRDrugSensitivity.IDDrugCode`` is a dm+d product id (real TPP extracts use Multilex ids);
-  the extra column ``DrugName`` gives its name. ``SRPrimaryCareMedication`` has one row per
-  issue; issues of one repeat share ``IDRepeatTemplate``.
+- ``SRDrugSensitivity.IDDrugCode`` is a (made-up) Multilex product id, as in real TPP extracts;
+  the extra column ``DrugName``, which real extracts lack, names it (a real one is named from
+  the medication rows' ``IDMultiLexProduct`` when the practice has prescribed it).
+  ``SRPrimaryCareMedication`` has one row per issue; issues of one repeat share
+  ``IDRepeatTemplate``.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
         *_CLINICAL,
         "DateEventRecorded",
         "DateEvent",
+        "IDMultiLexProduct",
         "IDMultiLexDMD",
         "NameOfMedication",
         "DateMedicationStart",
@@ -379,7 +382,7 @@ class SystmOneExtract:
                         "DateEventRecorded": tpp_datetime(event.when, 11 * 60),
                         "DateStarted": tpp_date(event.when),
                         "DateEnded": "",
-                        "IDDrugCode": drug.dmd,
+                        "IDDrugCode": drug.multilex_id,
                         "DrugName": drug.name,
                         "FormulationSpecific": "N",
                     },
@@ -407,6 +410,7 @@ class SystmOneExtract:
                         **self._base("SRPrimaryCareMedication", patient),
                         "DateEventRecorded": tpp_datetime(issued, 9 * 60 + 30),
                         "DateEvent": tpp_date(issued),
+                        "IDMultiLexProduct": drug.multilex_id,
                         "IDMultiLexDMD": drug.dmd,
                         "NameOfMedication": drug.name,
                         "DateMedicationStart": tpp_date(issued),

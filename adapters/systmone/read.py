@@ -8,6 +8,7 @@ as ``_``-prefixed fields, so every record can be mapped (and replayed) on its ow
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 from adapters.base import SourceRecord
@@ -120,6 +121,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     problems = _problems(folder)
     ctv3 = _extract_ctv3_map(folder)
     extract_end = _extract_end(folder)
+    #: Without a manifest, what is current is judged on the day the extract is read.
+    today = date.today().isoformat()
 
     def patient(row: dict[str, str]) -> dict[str, str]:
         pid = row.get("RowIdentifier", "")
@@ -133,12 +136,29 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             extra["_ExtractSNOMEDCode"] = mapped
         return extra
 
+    #: Multilex product id → its name and dm+d code, from the medication rows read so far.
+    products: dict[str, tuple[str, str]] = {}
+
     def medication(row: dict[str, str]) -> dict[str, str]:
+        product = row.get("IDMultiLexProduct", "").strip()
+        if product and row.get("NameOfMedication", "").strip():
+            products[product] = (row["NameOfMedication"].strip(), row.get("IDMultiLexDMD", ""))
         end = _sort_date(row.get("DateMedicationEnd", ""))
-        current = bool(end and extract_end and end >= extract_end)
+        current = bool(end and end >= (extract_end or today))
         return {"_CurrentAtExtract": "Y" if current else "N"}
 
-    enrich = {"SRPatient": patient, "SRCode": code, "SRPrimaryCareMedication": medication}
+    def sensitivity(row: dict[str, str]) -> dict[str, str]:
+        """The drug's name: its own column where an extract has one, else a medication row's."""
+        name, dmd = products.get(row.get("IDDrugCode", "").strip(), ("", ""))
+        name = row.get("DrugName", "").strip() or name
+        return {k: v.strip() for k, v in (("_DrugName", name), ("_DmdCode", dmd)) if v.strip()}
+
+    enrich = {
+        "SRPatient": patient,
+        "SRCode": code,
+        "SRPrimaryCareMedication": medication,
+        "SRDrugSensitivity": sensitivity,
+    }
     for table in TABLES:
         yield from table_records(
             folder,

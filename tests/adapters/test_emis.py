@@ -564,7 +564,7 @@ def test_map_is_pure_and_translates_read_v2_when_emis_gives_no_snomed():
     assert EmisAdapter().map(rec, MapContext(codes=CodeMaps())).issues[0].field == "CodeId"
 
 
-def test_allergy_wins_over_problem_and_past_problem_is_inactive():
+def test_allergy_wins_over_problem_and_a_past_or_ended_one_is_inactive():
     base = {
         "PatientGuid": P_OK,
         "CodeId": PENICILLIN,
@@ -579,6 +579,23 @@ def test_allergy_wins_over_problem_and_past_problem_is_inactive():
         _record("CareRecord_Observation", O_ALLERGY, ObservationType="Allergy", **base), ctx
     )
     assert [m.resource["resourceType"] for m in allergy.resources] == ["AllergyIntolerance"]
+    past = allergy.resources[0].resource
+    assert past["clinicalStatus"]["coding"][0]["code"] == "inactive"
+    assert "verificationStatus" not in past, "the source does not say it was confirmed"
+    ended = EmisAdapter().map(
+        _record("CareRecord_Observation", O_ALLERGY, ObservationType="Allergy",
+                **base | {"_ProblemStatus": "Active Problem", "_ProblemEndDate": "2021-05-01"}),
+        ctx,
+    ).resources[0].resource  # fmt: skip
+    assert ended["clinicalStatus"]["coding"][0]["code"] == "inactive"
+    assert ended["extension"][0]["extension"] == [{"url": "endDate", "valueDateTime": "2021-05-01"}]
+    current = EmisAdapter().map(
+        _record("CareRecord_Observation", O_ALLERGY, ObservationType="Allergy",
+                **base | {"_ProblemStatus": "Active Problem"}),
+        ctx,
+    ).resources[0].resource  # fmt: skip
+    assert current["clinicalStatus"]["coding"][0]["code"] == "active"
+    assert "extension" not in current
     problem = EmisAdapter().map(
         _record("CareRecord_Observation", O_ASTHMA, ObservationType="Observation", **base), ctx
     )

@@ -47,12 +47,77 @@ def test_medication_current_at_the_extract_date_is_active(tmp_path, codes):
     assert statuses(folder, codes) == {"1": "active", "2": "completed", "3": "active"}
 
 
-def test_without_a_manifest_only_an_open_course_is_active(tmp_path, codes):
+def test_without_a_manifest_a_course_is_current_until_its_end_date(tmp_path, codes):
+    """With no extract date to go by, today is the date: a course ending in 2099 is not over."""
     folder = write_systmone(tmp_path / "x", [s1_patient("1", next(nhs_numbers()))])
     write_csv(
         folder / "SRPrimaryCareMedication.csv",
         MEDS,
-        [med("1", "05 Jul 2099"), med("3", "")],
+        [med("1", "05 Jul 2099"), med("2", "10 Jun 2016"), med("3", "")],
         "cp1252",
     )
-    assert statuses(folder, codes) == {"1": "completed", "3": "active"}
+    assert statuses(folder, codes) == {"1": "active", "2": "completed", "3": "active"}
+
+
+SENSITIVITIES = [
+    "RowIdentifier", "IDPatient", "IDOrganisation", "IDOrganisationVisibleTo", "RemovedData",
+    "DateStarted", "DateEnded", "IDDrugCode", "FormulationSpecific",
+]  # fmt: skip
+MULTILEX = "https://fhir.hl7.org.uk/Id/multilex-drug-codes"
+
+
+def allergies(tmp_path, codes, *rows: dict[str, str], products=()):  # type: ignore[no-untyped-def]
+    """Each SRDrugSensitivity row's AllergyIntolerance; ``products`` are medication rows giving
+    Multilex product ids (IDMultiLexProduct) their names and dm+d codes."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(nhs_numbers()))])
+    base = {"IDPatient": "1", "IDOrganisation": "5001", "IDOrganisationVisibleTo": "",
+            "RemovedData": "0", "DateStarted": "01 Mar 2019", "DateEnded": "",
+            "FormulationSpecific": "N"}  # fmt: skip
+    write_csv(folder / "SRDrugSensitivity.csv", SENSITIVITIES, [base | r for r in rows], "cp1252")
+    if products:
+        meds = [med(f"m{i}", "") | p for i, p in enumerate(products)]
+        write_csv(
+            folder / "SRPrimaryCareMedication.csv", [*MEDS, "IDMultiLexProduct"], meds, "cp1252"
+        )
+    adapter, ctx = SystmOneAdapter(), MapContext(codes=codes)
+    return {
+        r.ref.row_id: adapter.map(r, ctx).resources[0].resource
+        for r in adapter.read(str(folder))
+        if r.ref.table == "SRDrugSensitivity"
+    }
+
+
+def test_a_drug_sensitivity_is_coded_in_multilex_and_named_where_the_extract_can(tmp_path, codes):
+    """IDDrugCode is a Multilex product id, not dm+d. A product the practice has prescribed is
+    named (and dm+d coded) from its medication rows; any other says it has no name here."""
+    found = allergies(
+        tmp_path,
+        codes,
+        {"RowIdentifier": "a1", "IDDrugCode": "1234567"},
+        {"RowIdentifier": "a2", "IDDrugCode": "7654321"},
+        products=[{"IDMultiLexProduct": "1234567"}],
+    )
+    named, unnamed = found["a1"]["code"], found["a2"]["code"]
+    assert {(c["system"], c["code"]) for c in named["coding"]} == {
+        (MULTILEX, "1234567"),
+        ("https://dmd.nhs.uk", "323510009"),
+    }
+    assert named["text"] == "Amoxicillin 500mg capsules"
+    assert [(c["system"], c["code"]) for c in unnamed["coding"]] == [(MULTILEX, "7654321")]
+    assert "no name" in unnamed["text"]
+
+
+def test_an_ended_drug_sensitivity_is_resolved_with_its_end_date(tmp_path, codes):
+    """DateEnded is when the sensitivity ended, not the last reaction (lastOccurrence)."""
+    found = allergies(
+        tmp_path, codes, {"RowIdentifier": "a1", "IDDrugCode": "1", "DateEnded": "01 Jan 2024"}
+    )
+    allergy = found["a1"]
+    assert "lastOccurrence" not in allergy
+    assert allergy["clinicalStatus"]["coding"][0]["code"] == "resolved"
+    (end,) = allergy["extension"]
+    assert (
+        end["url"]
+        == "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AllergyIntoleranceEnd"
+    )
+    assert end["extension"] == [{"url": "endDate", "valueDateTime": "2024-01-01"}]
