@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
@@ -208,6 +208,7 @@ def pull(
     own = client is None
     http = client if client is not None else httpx.Client(timeout=TIMEOUT)
     getter = _Getter(http, token, max_retries, backoff, sleep)
+    today = date.today().isoformat()
     persons = _Table(org, "persons", f"{base}/people", notes)
     events = _Table(org, "events", f"{base}/people/{{id}}/events", notes)
     try:
@@ -218,10 +219,11 @@ def pull(
                 if person.read_issues:
                     continue
                 pid = person.ref.row_id
-                member = member_extras(org, person.fields.get("restricted", ""))
+                restricted = person.fields.get("restricted", "")
                 events_url = f"{base}/people/{quote(pid, safe='')}/events"
                 for event_url, event_items in _pages(getter, events_url):
                     for n, event in enumerate(event_items, start=1):
+                        member = member_extras(org, restricted, event, today)
                         yield events.record(event, event_url, n, {"person_id": pid}, member)
     finally:
         if own:

@@ -1,17 +1,20 @@
 """Reading a council-style extract folder (UTF-8 CSV) into records each map can map on its own.
 
-Three small, pure joins are added as ``_``-prefixed fields, because the table maps cannot build
+Four small joins are added as ``_``-prefixed fields, because the table maps cannot build
 them: every record carries the council's code (``_org``) so maps can point at the council;
 persons carry the council-specific identifier system (``_person_id_system``: person ids are
 only unique within one council, so two councils' ``1001`` must not look like one person); and
 every row that belongs to a person carries that person's raw ``restricted`` value
 (``_person_restricted``), so a restricted person's whole council record is labelled, not only
-the Patient. The API pull (``api.py``) adds the same fields, so the same maps apply to both.
+the Patient, and whether its end date has passed (``_ended``), which the maps cannot compare.
+The API pull (``api.py``) adds the same fields, so the same maps apply to both.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ ENCODING = "utf-8"
 TABLES = ("organisation", "persons", "events", "warnings", "contacts", "legal", "placements")
 #: Person ids are local to one council, so the identifier system names the council.
 PERSON_ID_SYSTEM = "https://fhir.scr.example/Id/council-person/"
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
 
@@ -34,9 +38,13 @@ def person_extras(org: str) -> dict[str, str]:
     return {"_org": org, "_person_id_system": PERSON_ID_SYSTEM + org}
 
 
-def member_extras(org: str, restricted: str) -> dict[str, str]:
-    """The joined fields of a row that belongs to a person (its raw ``restricted`` value)."""
-    return {"_org": org, "_person_restricted": restricted}
+def member_extras(org: str, restricted: str, row: Mapping[str, Any], today: str) -> dict[str, str]:
+    """The joined fields of a row that belongs to a person: its raw ``restricted`` value, and
+    ``_ended`` once the row's end date (ISO, ``today`` too) has passed: a care package or a
+    warning with a planned end date is still running until then."""
+    end = str(row.get("event_end_date") or row.get("end_date") or "").strip()[:10]
+    over = bool(_ISO_DAY.fullmatch(end)) and end < today
+    return {"_org": org, "_person_restricted": restricted, "_ended": "true" if over else "false"}
 
 
 def resolve_org(folder: Path, org: str | None, notes: list[str]) -> str:
@@ -74,8 +82,10 @@ def read_extract(folder: Path, org: str | None, notes: list[str]) -> Iterator[So
     code = resolve_org(folder, org, notes)
     restricted = _restrictions(persons)
 
+    today = date.today().isoformat()
+
     def member(row: dict[str, str]) -> dict[str, str]:
-        return member_extras(code, restricted.get(row.get("person_id", "").strip(), ""))
+        return member_extras(code, restricted.get(row.get("person_id", "").strip(), ""), row, today)
 
     extras = person_extras(code)
     enrichers: dict[str, Enrich | None] = {"organisation": None, "persons": lambda _row: extras}

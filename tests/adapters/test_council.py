@@ -222,6 +222,51 @@ def test_resources_carry_source_and_interweave_codes(engine, settings, codes, tm
     assert {r["clinicalStatus"]["coding"][0]["code"] for r in reasons} == {"active", "inactive"}
 
 
+def test_what_ends_in_the_future_is_still_running(engine, settings, codes, tmp_path):
+    """A care package, its support reason, a placement and a warning with a planned end date
+    are current until that date passes; with a past one they are over."""
+    rows = standard()
+    rows["events"] = [
+        event("12", "1", "Service", event_end_date="2099-12-31", **SERVICE),
+        event("14", "2", "Service", event_end_date="2024-06-30", **SERVICE),
+    ]
+    rows["warnings"] = [
+        {"warning_id": "20", "person_id": "1", "category": "OTH", "code": "MANHAN",
+         "start_date": "2024-02-01", "end_date": "2099-01-01", "narrative": "Two carers."},
+        {"warning_id": "21", "person_id": "3", "category": "OTH", "code": "MANHAN",
+         "start_date": "2024-02-01", "end_date": "2024-03-01", "narrative": "Two carers."},
+    ]  # fmt: skip
+    rows["placements"] = [
+        {"person_id": "1", "care_home_ods": "VXA01", "start_date": "2024-01-01",
+         "end_date": "2099-01-01"},
+    ]  # fmt: skip
+    run(engine, settings, codes, str(write_extract(tmp_path / "council", rows)))
+    packages = {e["period"].get("end"): e["status"] for e in stored(engine, "EpisodeOfCare")}
+    assert packages == {"2099-12-31": "active", "2024-06-30": "finished", "2099-01-01": "active"}
+    reasons = {
+        c["abatementDateTime"]: c["clinicalStatus"]["coding"][0]["code"]
+        for c in stored(engine, "Condition")
+    }
+    assert reasons == {"2099-12-31": "active", "2024-06-30": "inactive"}
+    flags = {f["period"].get("end"): f["status"] for f in stored(engine, "Flag")}
+    assert {"2099-01-01": "active", "2024-03-01": "inactive"}.items() <= flags.items()
+
+
+def test_an_unpaid_carer_with_a_role_is_a_carer_not_the_allocated_worker(codes, tmp_path):
+    """'Main carer' is a daughter's role, not a council team's."""
+    rows = standard()
+    rows["contacts"] = [
+        {"contact_id": "30", "person_id": "1", "name": "Pat Archer", "relationship": "Daughter",
+         "is_unpaid_carer": "true", "is_key_worker": "false", "role": "Main carer", "team": "",
+         "phone": "07700 900123"},
+    ]  # fmt: skip
+    folder = write_extract(tmp_path / "council", rows)
+    found = mapped(list(CouncilAdapter().read(str(folder))), codes)
+    (carer,) = next(v for k, v in found.items() if k.endswith("|contacts|30"))
+    assert carer["resourceType"] == "RelatedPerson"
+    assert carer["relationship"][-1]["coding"][0]["code"] == "IC"
+
+
 @pytest.mark.parametrize(
     ("table", "change", "field"),
     [

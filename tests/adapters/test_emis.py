@@ -302,6 +302,7 @@ def test_resources_carry_the_source_meaning(engine, settings, codes, extract):
     assert pat["address"][0]["line"] == ["Flat 2", "1 Test Lane"]
     carer = body(rows[f"RelatedPerson:{P_OK}"])
     assert carer["name"] == [{"text": "Sam Testperson"}]
+    assert carer["relationship"][0]["coding"][0]["code"] == "IC", "a carer, as the council says"
     assert body(rows[f"EpisodeOfCare:{P_OK}"])["period"] == {"start": "2001-05-01"}
     assert f"EpisodeOfCare:{P_SPINE}" not in rows
     role = body(rows[f"PractitionerRole:{GP}"])

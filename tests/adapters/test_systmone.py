@@ -121,3 +121,19 @@ def test_an_ended_drug_sensitivity_is_resolved_with_its_end_date(tmp_path, codes
         == "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AllergyIntoleranceEnd"
     )
     assert end["extension"] == [{"url": "endDate", "valueDateTime": "2024-01-01"}]
+
+
+def test_a_carer_is_coded_as_a_carer_not_an_emergency_contact(tmp_path, codes):
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(nhs_numbers()))])
+    columns = ["RowIdentifier", "IDPatient", "RelationshipType", "RelationshipWithName",
+               "CaresForPatient", "NextOfKin", "KeyHolder"]  # fmt: skip
+    row = {"RowIdentifier": "r1", "IDPatient": "1", "RelationshipType": "Daughter",
+           "RelationshipWithName": "Pat Smith", "CaresForPatient": "Y", "NextOfKin": "N",
+           "KeyHolder": "N"}  # fmt: skip
+    write_csv(folder / "SRPatientRelationship.csv", columns, [row], "cp1252")
+    adapter, ctx = SystmOneAdapter(), MapContext(codes=codes)
+    (rec,) = [r for r in adapter.read(str(folder)) if r.ref.table == "SRPatientRelationship"]
+    (related,) = adapter.map(rec, ctx).resources
+    codings = [c for r in related.resource["relationship"] for c in r.get("coding", [])]
+    assert ("IC", "Informal Carer") in {(c["code"], c.get("display")) for c in codings}
+    assert "C" not in {c["code"] for c in codings}, "v2-0131 C is an emergency contact"
