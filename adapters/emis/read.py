@@ -13,6 +13,7 @@ tables and ``truth.json`` cite.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +53,8 @@ LOOKUPS: dict[str, tuple[str, ...]] = {
     ),
 }
 _TRUE = ("true", "1", "y")
+#: A result reported beyond what the test measures: its FHIR Quantity comparator and number.
+_CENSORED = re.compile(r"(<=|>=|<|>)\s*(\S+)")
 
 Fields = dict[str, str]
 
@@ -146,11 +149,20 @@ def _of_problem(problem: tuple[str, bool]) -> dict[str, Any]:
 
 
 def value_fields(raw: str) -> Fields:
-    """``_ValueIsNumeric`` when ``Value`` is a number: the map cannot test that by itself."""
+    """``_ValueIsNumeric`` when ``Value`` is a number, the map cannot test that by itself; for
+    a censored result (``<5``, ``>=90``) also its comparator and number, so the unit is kept."""
+    censored = _CENSORED.fullmatch(raw.strip())
+    number = censored.group(2) if censored else raw
     try:
-        decimal(raw)
+        decimal(number)
     except ValueProblem:
         return {}
+    if censored:
+        return {
+            "_ValueIsNumeric": "True",
+            "_ValueComparator": censored.group(1),
+            "_ValueNumber": number,
+        }
     return {"_ValueIsNumeric": "True"}
 
 

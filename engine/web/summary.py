@@ -134,7 +134,8 @@ def _name(names: Any) -> str:
 def _value(resource: Mapping[str, Any]) -> str:
     q = resource.get("valueQuantity")
     if isinstance(q, dict) and "value" in q:
-        return f"{q['value']} {q.get('unit', q.get('code', ''))}".strip()
+        unit = q.get("unit", q.get("code", ""))
+        return f"{q.get('comparator', '')}{q['value']} {unit}".strip()
     for name in ("valueString", "valueBoolean", "valueInteger", "valueDateTime"):
         if name in resource:
             return str(resource[name])

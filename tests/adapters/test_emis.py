@@ -625,6 +625,30 @@ def test_value_is_numeric_or_text():
     assert value_fields("trace") == value_fields("") == {}
 
 
+@pytest.mark.parametrize(("value", "comparator", "number"), [("<5", "<", 5), (">= 90", ">=", 90)])
+def test_a_censored_result_keeps_its_comparator_and_unit(value, comparator, number):
+    rec = _record(
+        "CareRecord_Observation",
+        O_BP,
+        PatientGuid=P_OK,
+        CodeId=SYSTOLIC,
+        EffectiveDate="2024-03-01",
+        EffectiveDatePrecision="YMD",
+        ObservationType="Value",
+        Value=value,
+        NumericUnit="mmol/L",
+        _SnomedCTConceptId="163030003",
+        **value_fields(value),
+    )
+    (mapped,) = EmisAdapter().map(rec, MapContext(codes=CodeMaps())).resources
+    assert mapped.resource["valueQuantity"] == {
+        "value": number,
+        "comparator": comparator,
+        "unit": "mmol/L",
+    }
+    assert value_fields("<trace") == {}
+
+
 def test_a_value_that_is_not_a_number_is_kept_as_text():
     rec = _record(
         "CareRecord_Observation",

@@ -94,3 +94,16 @@ def test_a_lasting_power_of_attorney_shows_its_date() -> None:
     }
     (section,) = compose([undated], load(), {}).summary
     assert [i.date for i in section.items] == ["2025-01-02"]
+
+
+def test_a_censored_result_shows_its_comparator() -> None:
+    """'<5 mmol/L' is not '5 mmol/L'."""
+    result = {
+        "resourceType": "Observation", "id": "x", "status": "final",
+        "code": {"text": "Serum creatinine"}, "effectiveDateTime": "2026-06-19",
+        "valueQuantity": {"value": 5, "comparator": "<", "unit": "mmol/L"},
+        "meta": {"source": "https://fhir.scr.example/source/emis/A12345/CareRecord_Observation/1"},
+    }  # fmt: skip
+    view = compose([result], load(), {})
+    (item,) = {i for s in (*view.summary, *view.details) for i in s.items}
+    assert item.detail.startswith("<5 mmol/L")
