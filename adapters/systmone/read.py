@@ -41,6 +41,12 @@ def _sort_date(raw: str) -> str:
         return ""
 
 
+def _removed(row: dict[str, str]) -> bool:
+    """``RemovedData`` as the maps read it (their ``deleted`` rule), so a join skips what they
+    mark entered-in-error."""
+    return row.get("RemovedData", "").strip().lower() in ("1", "true", "y")
+
+
 def _lookup(folder: Path, table: str, key: str) -> Iterator[dict[str, str]]:
     path = folder / f"{table}.csv"
     if path.exists():
@@ -53,7 +59,7 @@ def _current_addresses(folder: Path) -> dict[str, dict[str, str]]:
     """Per patient, the open address with the latest start date."""
     best: dict[str, dict[str, str]] = {}
     for row in _lookup(folder, "SRPatientAddressHistory", "IDPatient"):
-        if row.get("DateTo", "").strip() or row.get("RemovedData", "0").strip() == "1":
+        if row.get("DateTo", "").strip() or _removed(row):
             continue
         pid = row["IDPatient"]
         if pid not in best or _sort_date(row.get("DateEvent", "")) >= _sort_date(
@@ -74,7 +80,7 @@ def _current_registrations(folder: Path) -> dict[str, str]:
     """Per patient, the organisation of the open registration with the latest start."""
     best: dict[str, tuple[str, str]] = {}
     for row in _lookup(folder, "SRPatientRegistration", "IDPatient"):
-        if row.get("DateDeregistration", "").strip() or row.get("RemovedData", "0") == "1":
+        if row.get("DateDeregistration", "").strip() or _removed(row):
             continue
         start = _sort_date(row.get("DateRegistration", ""))
         pid = row["IDPatient"]
@@ -91,7 +97,7 @@ def _problems(folder: Path) -> dict[str, dict[str, str]]:
             "_ProblemSeverity": row.get("Severity", ""),
         }
         for row in _lookup(folder, "SRProblem", "IDCode")
-        if row.get("RemovedData", "0") != "1"
+        if not _removed(row)
     }
 
 

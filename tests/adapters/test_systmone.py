@@ -137,3 +137,24 @@ def test_a_carer_is_coded_as_a_carer_not_an_emergency_contact(tmp_path, codes):
     codings = [c for r in related.resource["relationship"] for c in r.get("coding", [])]
     assert ("IC", "Informal Carer") in {(c["code"], c.get("display")) for c in codings}
     assert "C" not in {c["code"] for c in codings}, "v2-0131 C is an emergency contact"
+
+
+def test_an_address_removed_at_source_is_not_the_current_one(tmp_path, codes):
+    """RemovedData is read the same way by the joins as by the maps: '1', 'true' or 'y'."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(nhs_numbers()))])
+    old = {
+        "RowIdentifier": "a1",
+        "IDPatient": "1",
+        "AddressLine1": "1 Old Lane",
+        "PostCode": "AB1 1AA",
+        "DateEvent": "01 Jan 2010",
+        "DateTo": "",
+        "RemovedData": "0",
+    }
+    removed = old | {"RowIdentifier": "a2", "AddressLine1": "9 Wrong Street",
+                     "DateEvent": "01 Jan 2020", "RemovedData": "True"}  # fmt: skip
+    write_csv(folder / "SRPatientAddressHistory.csv", list(old), [old, removed], "cp1252")
+    adapter, ctx = SystmOneAdapter(), MapContext(codes=codes)
+    (rec,) = [r for r in adapter.read(str(folder)) if r.ref.table == "SRPatient"]
+    (patient, *_) = adapter.map(rec, ctx).resources
+    assert patient.resource["address"][0]["line"] == ["1 Old Lane"]
