@@ -121,6 +121,7 @@ def live_grant(who: Who, patient: PatientFacts, now: datetime, policy: Policy) -
         g
         for g in patient.grants
         if g.user_id == who.user_id
+        and g.org == who.org
         and g.patient == patient.person_id
         and g.start <= now < g.expiry
         and g.review != "inappropriate"

@@ -72,9 +72,13 @@ class Relationship:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A break-glass grant: one user, one person, a reason, and an expiry."""
+    """A break-glass grant: one user at one organisation, one person, a reason, an expiry.
+
+    The organisation is where the emergency was declared: the same user signed in elsewhere
+    (a locum's other hospital, their own practice) has no emergency there."""
 
     user_id: str
+    org: str
     patient: str
     reason_code: str
     reason_text: str

@@ -77,6 +77,7 @@ def ask_break_glass(
         return Answer(None, tuple(reasons))
     grant = Grant(
         user_id=who.user_id,
+        org=who.org,
         patient=person_id,
         reason_code=reason_code,
         reason_text=reason_text.strip(),

@@ -142,6 +142,7 @@ def made(
             grants.append(
                 Grant(
                     user_id=r.user_id,
+                    org=r.org,
                     patient=person_id,
                     reason_code=r.reason_code,
                     reason_text=r.reason_text,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+from engine.directory import Entry, replace_directory
+from tests.api.conftest import DIRECTORY, NHS, PATIENT, Store, Token, auth
 from tests.api.test_fhir import audit_actions
 
 REASON = "Unconscious in A&E, no history available"
@@ -39,6 +41,12 @@ def test_ae_doctor_breaks_the_glass_by_nhs_number_then_sees_the_record(
     assert (
         everything(client, token("ae-doctor", user_id="u-colleague"), "ETREAT").status_code == 404
     )
+
+    entries = [Entry(**o) for o in DIRECTORY] + [Entry("R1A", "Felpersham Infirmary", "hospital")]
+    with store.engine.begin() as conn:
+        replace_directory(conn, "test.other-hospital", entries, datetime.now(UTC))
+    elsewhere = token("ae-doctor", org="R1A")  # the same doctor, at another hospital
+    assert everything(client, elsewhere, "ETREAT").status_code == 404
 
 
 def test_break_glass_refusals_say_why_and_are_audited(

@@ -100,6 +100,7 @@ def grant(
 ) -> Grant:
     return Grant(
         user_id=user.user_id,
+        org=user.org,
         patient=PERSON,
         reason_code=code,
         reason_text=text,

@@ -307,11 +307,13 @@ def test_grant_found_inappropriate_stops_at_once() -> None:
     assert not decide(user, facts(grants=(reviewed,)), "BTG", EVERYTHING, NOW, POLICY).permit
 
 
-def test_grant_belongs_to_one_user_and_one_person() -> None:
+def test_grant_belongs_to_one_user_one_organisation_and_one_person() -> None:
+    """The same clinician signed in at another organisation declared no emergency there."""
     user = hospital_clinician()
     other_user = replace(grant(user), user_id="someone-else")
+    other_org = replace(grant(user), org=OTHER_GP)
     other_person = replace(grant(user), patient="person-2")
-    for g in (other_user, other_person):
+    for g in (other_user, other_org, other_person):
         assert not decide(user, facts(grants=(g,)), "BTG", EVERYTHING, NOW, POLICY).permit
 
 

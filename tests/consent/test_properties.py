@@ -213,6 +213,7 @@ def cases(draw: st.DrawFn) -> Case:
         if draw(st.booleans()):
             live = Grant(
                 who.user_id,
+                who.org,
                 PERSON,
                 "5",
                 "Collapsed in the street, unconscious",

@@ -102,13 +102,21 @@ def test_items_open_past_72_hours_are_highlighted_overdue(
     with store.engine.begin() as conn:
         person = conn.execute(text("SELECT id FROM person")).scalar_one()
         old = record_grant(
-            conn, who, Grant("u-old", person, "5", REASON, start, start + timedelta(hours=4))
+            conn,
+            who,
+            Grant("u-old", who.org, person, "5", REASON, start, start + timedelta(hours=4)),
         )
         recent = record_grant(
             conn,
             who,
             Grant(
-                "u-old", person, "5", REASON, start + timedelta(hours=2), start + timedelta(hours=6)
+                "u-old",
+                who.org,
+                person,
+                "5",
+                REASON,
+                start + timedelta(hours=2),
+                start + timedelta(hours=6),
             ),
         )
     web.cookies.set(SESSION_COOKIE, ig_token)
