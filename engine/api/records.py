@@ -91,7 +91,7 @@ def _person(
         released = replace(released, included=_provenance(reader, conn, released))
     if page.transfers and released.decision.permit:
         stays = stays_of(conn, members.person_id)
-        shown, held = transfers_released(released.decision, stays, reader.policy)
+        shown, held = transfers_released(released.decision, stays, reader.policy, facts.labels)
         withheld = Counter(released.withheld) + Counter(held)
         released = replace(released, transfers=shown, withheld=dict(sorted(withheld.items())))
     return released

@@ -7,7 +7,9 @@ happened. So it leaves only beside a read of the person, under that read's decis
 which the policy's sections place in ``encounters``) recorded by the care home that sent it.
 A profile without that section keeps it back, as do a dissent and a restricted section, and a
 user with no way in to the person sees nothing: there is no decision that lets it through
-without letting the rest of the record through too.
+without letting the rest of the record through too. For a person restricted at source it
+carries the restricted label too: the care home it names is where they live, which only the
+care home itself may show.
 """
 
 from __future__ import annotations
@@ -15,27 +17,32 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from consent import Decision, Policy, ResourceMeta, hidden_by, meta_of
+from consent import Decision, PersonLabel, Policy, ResourceMeta, hidden_by, meta_of
 from engine.transfer.store import Stay
 
 #: What the policy judges a transfer as: the admission it records.
 _AS = {"resourceType": "Encounter"}
 
 
-def judged_as(stay: Stay, policy: Policy) -> ResourceMeta:
-    """The meta the decision judges ``stay`` by."""
-    return meta_of(_AS, stay.care_home, "", policy)
+def judged_as(stay: Stay, policy: Policy, restricted: bool = False) -> ResourceMeta:
+    """The meta the decision judges ``stay`` by (``restricted``: the person is restricted)."""
+    labels = policy.restricted_person_label if restricted else ""
+    return meta_of(_AS, stay.care_home, labels, policy)
 
 
 def released(
-    decision: Decision, stays: Iterable[Stay], policy: Policy
+    decision: Decision,
+    stays: Iterable[Stay],
+    policy: Policy,
+    person_labels: Iterable[PersonLabel] = (),
 ) -> tuple[tuple[Stay, ...], dict[str, int]]:
     """The stays ``decision`` lets leave, and how many it held back per reason (for the audit
     trail's withheld counts, never for the user)."""
+    restricted = any(p.code == policy.restricted_person_label for p in person_labels)
     shown: list[Stay] = []
     withheld: Counter[str] = Counter()
     for stay in stays:
-        why = hidden_by(judged_as(stay, policy), decision)
+        why = hidden_by(judged_as(stay, policy, restricted), decision)
         if why is None:
             shown.append(stay)
         else:

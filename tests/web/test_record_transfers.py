@@ -4,6 +4,7 @@ audit entry; anyone without a way in sees nothing, and nothing else changes."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -14,6 +15,9 @@ from sqlalchemy import select
 
 from audit.entry import flat
 from audit.tables import AuditRow
+from consent import PersonLabel, Request, decide
+from engine.transfer.record import released
+from engine.transfer.store import Stay
 from tests.api.conftest import NHS, PATIENT, Store, Token, api_settings, auth, client, store, token
 from tests.api.test_transfer import acknowledgement, discharge, home, keys, send, sent_transfer
 from tests.api.transfers import (
@@ -23,6 +27,7 @@ from tests.api.transfers import (
     OTHER_HOSPITAL,
     signed,
 )
+from tests.consent.personas import CARE_HOME, GP, NOW, POLICY, facts, relation, who
 from tests.web.test_pages import acknowledged, signed_in
 
 __all__ = ["api_settings", "client", "home", "keys", "store", "token"]
@@ -154,3 +159,20 @@ def test_the_transfer_pages_show_the_confidentiality_notice_before_any_person(
     assert back.status_code == 303 and back.headers["location"] == f"/inbox/{found}"
     after = web.get(f"/inbox/{found}").text
     assert 'id="status">received<' in after and NHS in after
+
+
+def test_a_restricted_persons_care_home_is_shown_by_no_one_but_the_home() -> None:
+    """The care home a transfer names is where a person restricted at source lives."""
+    everything = Request("everything")
+
+    labels = frozenset({PersonLabel("restricted-person", "E06000999")})
+    stay = Stay("t-1", CARE_HOME, HOSPITAL, "discharged",
+                (("received", HOSPITAL, NOW - timedelta(days=3)),))  # fmt: skip
+    gp = decide(who("clinical"), facts(relation(GP), labels=labels), "TREAT", everything, NOW,
+                POLICY)  # fmt: skip
+    assert gp.permit
+    assert released(gp, [stay], POLICY, labels)[0] == ()
+    assert released(gp, [stay], POLICY)[0] == (stay,), "unrestricted, the GP sees it"
+    home = decide(who("care-home", org=CARE_HOME), facts(relation(CARE_HOME, "placement"),
+                  labels=labels), "TREAT", everything, NOW, POLICY)  # fmt: skip
+    assert released(home, [stay], POLICY, labels)[0] == (stay,)
