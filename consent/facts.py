@@ -176,6 +176,10 @@ def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> Conse
     ``securityLabel`` or an scr record section in ``code``), a restriction of the category.
     permit with a sensitive label and an actor is the explicit consent that alone opens it.
     ``sensitive`` maps category → label, as the policy has it.
+
+    A deny naming more than one organisation or category, or an organisation only by a literal
+    reference, is none of these exactly: it is read as a dissent, the widest objection, since
+    dropping it would share what the person asked to be kept back.
     """
     if consent.get("resourceType") != "Consent" or consent.get("status") != "active":
         return None
@@ -191,15 +195,16 @@ def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> Conse
     categories |= _codes(provision.get("code", []), SECTIONS)
     actors = [a.get("reference") for a in provision.get("actor", []) if isinstance(a, dict)]
     org = _org(actors, {}) if len(actors) == 1 else None
-    if len(categories) > 1 or len(actors) > 1 or (actors and org is None):
-        return None
-    category = next(iter(categories), None)
+    exact = len(categories) <= 1 and len(actors) <= 1 and not (actors and org is None)
+    category = next(iter(categories), None) if exact else None
     kind: DirectiveKind
     if provision.get("type") == "permit":
-        if category not in sensitive or org is None:
+        if not exact or category not in sensitive or org is None:
             return None
         kind = "consent-category"
     elif provision.get("type") == "deny":
+        if not exact:
+            org = None
         kind = "restrict-category" if category else "restrict-org" if org else "dissent"
     else:
         return None

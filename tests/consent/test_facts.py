@@ -131,11 +131,30 @@ def test_directives_that_cannot_be_read_with_certainty_are_none() -> None:
         _consent({"type": "permit", "securityLabel": [sti]}),
         _consent({"type": "deny"}, status="inactive"),
         _consent({"type": "deny"}, scope={"coding": [{"code": "adr"}]}),
-        _consent({"type": "deny", "actor": [{"reference": {"reference": "Organization/x"}}]}),
         _consent({"type": "deny"}, dateTime=None),
     ]
     for body in unclear:
         assert directive(body, POLICY.sensitive) is None, body
+
+
+def test_a_restriction_that_cannot_be_read_exactly_is_a_dissent() -> None:
+    """Dropped, it would share what the person asked to keep back: the widest objection holds."""
+    actor = {"reference": {"identifier": {"value": "R1"}}}
+    section = SCR + "CodeSystem/scr-record-section"
+    two_sections = {
+        "coding": [{"system": section, "code": "observations"},
+                   {"system": section, "code": "problems-past"}]
+    }  # fmt: skip
+    inexact = [
+        {"type": "deny", "actor": [{"reference": {"reference": "Organization/x"}}]},
+        {"type": "deny", "actor": [actor, {"reference": {"identifier": {"value": "R2"}}}]},
+        {"type": "deny", "code": [two_sections]},
+        {"type": "deny", "actor": [actor], "code": [two_sections]},
+    ]
+    for provision in inexact:
+        found = directive(_consent(provision), POLICY.sensitive)
+        assert found is not None and found.kind == "dissent", provision
+        assert (found.org, found.category) == (None, None)
 
 
 def test_person_labels_come_from_patient_rows() -> None:
