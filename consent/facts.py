@@ -27,6 +27,14 @@ SCR_LABELS = "/CodeSystem/scr-security-label"
 SECTIONS = "/CodeSystem/scr-record-section"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 _GONE = frozenset({"entered-in-error", "cancelled", "revoked", "rejected"})
+#: Statuses that say an episode, referral or task is over: with no end date to say when, it
+#: gives no relationship, as an open-ended one would last for ever. (An encounter with no end
+#: counts from its start, its window the same either way.)
+_CLOSED = {
+    "EpisodeOfCare": frozenset({"finished"}),
+    "ServiceRequest": frozenset({"completed"}),
+    "Task": frozenset({"completed", "failed"}),
+}
 _EPISODE_KINDS: dict[str, RelationshipKind] = {
     "gp-registration": "registration",
     "care-home-placement": "placement",
@@ -145,6 +153,8 @@ def tie(resource: Mapping[str, Any]) -> Tie | None:
     if code is None and literal is None:
         return None
     start, end = _period(period)
+    if end is None and resource.get("status") in _CLOSED.get(str(resource["resourceType"]), ()):
+        return None
     return Tie(kind, code, literal, start, end)
 
 

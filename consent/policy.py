@@ -25,7 +25,9 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: Bump when ``consent.meta_of``, ``consent.tie`` or ``consent.directive`` derive a row's
 #: facts differently from the same rules (its facts stored at ingest must then be derived
 #: again: ``scr db restamp``). 2: relationships, directives and ODS codes are stored too.
-FACTS_FORMAT = 2
+#: 3: a closed episode, referral or task with no end is no relationship; an inexact
+#: restriction is a dissent.
+FACTS_FORMAT = 3
 
 
 class PolicyError(ValueError):

@@ -188,3 +188,27 @@ def test_the_organisation_reference_is_the_one_relationship_resolves() -> None:
     assert organisation_reference({"resourceType": "Observation", "performer": literal}) is None
     listed = {"resourceType": "ServiceRequest", "performer": [{"reference": "Organization/o3"}]}
     assert organisation_reference(listed) == "Organization/o3"
+
+
+def test_a_closed_episode_referral_or_task_with_no_end_is_no_relationship() -> None:
+    """Over, but not saying when: an open-ended relationship would last for ever."""
+    council = {"identifier": {"value": "E06000999"}}
+    closed = [
+        {"resourceType": "ServiceRequest", "status": "completed", "intent": "order",
+         "authoredOn": "2019-03-01", "performer": [council]},
+        {"resourceType": "EpisodeOfCare", "status": "finished", "managingOrganization": council,
+         "period": {"start": "2020-01-01"}},
+        {"resourceType": "Task", "status": "completed", "intent": "plan", "owner": council,
+         "executionPeriod": {"start": "2020-01-01"}},
+    ]  # fmt: skip
+    for body in closed:
+        assert relationship(body) is None, body["resourceType"]
+        ended = relationship(
+            {
+                **body,
+                "period": {"start": "2020-01-01", "end": "2020-06-01"},
+                "executionPeriod": {"start": "2020-01-01", "end": "2020-06-01"},
+                "occurrencePeriod": {"start": "2020-01-01", "end": "2020-06-01"},
+            }
+        )
+        assert ended is not None and ended.end is not None, body["resourceType"]  # fmt: skip
