@@ -59,7 +59,7 @@ class ElementMemo:
                 return model
         try:
             model = cls.model_validate(_with_models(cls, value, self) if self.nested else value)
-        except ValidationError:
+        except (ValidationError, TypeError):  # fhir.resources raises TypeError on some shapes
             return value
         with self._lock:
             self._models[key] = model

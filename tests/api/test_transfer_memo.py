@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.transfer import rules, signature
@@ -53,6 +53,12 @@ def warm() -> ElementMemo:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(_PATHS), JUNK), min_size=1, max_size=3))
+@example(  # the library raised TypeError, not a ValidationError, for a list where a url goes
+    edits=[
+        (("entry", 0, "resource", "destination", 0, "endpoint"), []),
+        (("entry", 0, "resource", "focus"), [None]),
+    ]
+)
 def test_a_warm_memo_refuses_each_broken_message_exactly_as_no_memo_does(
     warm: ElementMemo, edits: list[tuple[tuple[str | int, ...], Any]]
 ) -> None:
