@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from consent.model import (
     ConsentDirective,
@@ -21,6 +22,7 @@ from consent.model import (
     RelationshipKind,
 )
 
+UK = ZoneInfo("Europe/London")
 #: scr's own code systems, matched by path so that any canonical base is accepted.
 EPISODE_TYPE = "/CodeSystem/scr-episode-type"
 SCR_LABELS = "/CodeSystem/scr-security-label"
@@ -42,17 +44,20 @@ _EPISODE_KINDS: dict[str, RelationshipKind] = {
 
 
 def _instant(value: Any, *, end: bool = False) -> datetime | None:
-    """A FHIR date or dateTime as an aware instant; a bare end date covers its whole day."""
+    """A FHIR date or dateTime as an aware instant; a bare end date covers its whole day.
+
+    A date, or a time without an offset, is a UK one: a registration ending on 1 July ends at
+    midnight in the UK, an hour before midnight UTC in summer."""
     if not isinstance(value, str) or not value:
         return None
     try:
         if len(value) == 10:
-            day = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-            return day + timedelta(days=1) if end else day
+            day = date.fromisoformat(value) + timedelta(days=1 if end else 0)
+            return datetime.combine(day, datetime.min.time(), UK).astimezone(UTC)
         parsed = datetime.fromisoformat(value)
     except (ValueError, OverflowError):  # 9999-12-31 as an end has no next day: no fact
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UK).astimezone(UTC)
 
 
 def _period(period: Any) -> tuple[datetime | None, datetime | None]:

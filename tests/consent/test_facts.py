@@ -51,8 +51,8 @@ def test_gp_registration_through_an_organization_reference() -> None:
     r = relationship(body, {"Organization/o1": code})
     assert r is not None
     assert (r.org, r.kind) == ("Y1", "registration")
-    assert r.start == datetime(2024, 5, 6, tzinfo=UTC)
-    assert r.end == datetime(2026, 2, 2, tzinfo=UTC)
+    assert r.start == datetime(2024, 5, 5, 23, tzinfo=UTC)  # UK midnight, in BST
+    assert r.end == datetime(2026, 2, 2, tzinfo=UTC)  # GMT
 
 
 def test_an_unresolved_organisation_gives_no_relationship() -> None:
@@ -212,3 +212,22 @@ def test_a_closed_episode_referral_or_task_with_no_end_is_no_relationship() -> N
             }
         )
         assert ended is not None and ended.end is not None, body["resourceType"]  # fmt: skip
+
+
+def test_dates_are_uk_days() -> None:
+    """A registration ending on 1 July ends at UK midnight (23:00 UTC in summer)."""
+    registration = {
+        "resourceType": "EpisodeOfCare", "status": "finished",
+        "type": [{"coding": [{"system": SCR + "CodeSystem/scr-episode-type",
+                              "code": "gp-registration"}]}],
+        "managingOrganization": {"identifier": {"value": "Y00001"}},
+        "period": {"start": "2001-01-01", "end": "2026-07-01"},
+    }  # fmt: skip
+    found = relationship(registration)
+    assert found is not None
+    assert found.start == datetime(2001, 1, 1, 0, tzinfo=UTC)  # GMT in January
+    assert found.end == datetime(2026, 7, 1, 23, tzinfo=UTC)
+    naive = relationship(
+        {**registration, "status": "active", "period": {"start": "2026-07-01T09:00:00"}}
+    )
+    assert naive is not None and naive.start == datetime(2026, 7, 1, 8, tzinfo=UTC)
