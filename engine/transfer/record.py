@@ -4,7 +4,7 @@ A transfer is not a resource in the store (it is the hospital's relationship its
 person's other care-relationship holders, their GP or social worker, need to know that it
 happened. So it leaves only beside a read of the person, under that read's decision, through
 ``consent.hidden_by`` like any stored item: as the hospital admission it is (an ``Encounter``,
-which the policy's sections place in ``encounters``) recorded by the care home that sent it.
+which the policy's sections place in ``admissions``) recorded by the care home that sent it.
 A profile without that section keeps it back, as do a dissent and a restricted section, and a
 user with no way in to the person sees nothing: there is no decision that lets it through
 without letting the rest of the record through too. For a person restricted at source it
@@ -20,8 +20,11 @@ from collections.abc import Iterable
 from consent import Decision, PersonLabel, Policy, ResourceMeta, hidden_by, meta_of
 from engine.transfer.store import Stay
 
-#: What the policy judges a transfer as: the admission it records.
-_AS = {"resourceType": "Encounter"}
+#: What the policy judges a transfer as: the emergency admission it records.
+_AS = {
+    "resourceType": "Encounter",
+    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"},
+}
 
 
 def judged_as(stay: Stay, policy: Policy, restricted: bool = False) -> ResourceMeta:

@@ -15,12 +15,13 @@ from consent import Policy, section_of
 from engine.identity.features import NHS_SYSTEM
 
 #: What a clinician reads first (issue 6): alerts, allergies, medicines, problems, recent
-#: encounters, social care, legal and CPR decisions, contacts.
+#: admissions and encounters, social care, legal and CPR decisions, contacts.
 SUMMARY = (
     "alerts",
     "allergies",
     "medications-current",
     "problems-active",
+    "admissions",
     "encounters",
     "care-packages",
     "care-team",
@@ -223,7 +224,7 @@ def compose(
         return Section(key, policy.sections.get(key, key), tuple(items[:limit]))
 
     summary = tuple(
-        section(k, RECENT_ENCOUNTERS if k == "encounters" else None)
+        section(k, RECENT_ENCOUNTERS if k in ("admissions", "encounters") else None)
         for k in SUMMARY
         if k in grouped
     )

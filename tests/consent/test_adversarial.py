@@ -161,6 +161,7 @@ def test_social_worker_gets_admission_dates_and_reasons_not_diagnoses() -> None:
         "resourceType": "Encounter",
         "id": "e1",
         "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
         "period": {"start": "2026-10-01", "end": "2026-10-05"},
         "reasonCode": [{"text": "Fall at home"}],
         "diagnosis": [{"condition": {"reference": "Condition/c1"}}],
@@ -168,7 +169,27 @@ def test_social_worker_gets_admission_dates_and_reasons_not_diagnoses() -> None:
         "text": {"status": "generated", "div": "<div>Full discharge narrative</div>"},
     }
     assert visible(meta(encounter, HOSPITAL), d)
-    assert set(mask(encounter, d)) == {"resourceType", "id", "status", "period", "reasonCode"}
+    assert set(mask(encounter, d)) == {
+        "resourceType", "id", "status", "class", "period", "reasonCode"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("profile", ["social-care", "care-home"])
+def test_social_care_and_care_homes_see_admissions_not_gp_consultations(profile: str) -> None:
+    """Minimum necessary (Caldicott 3): what a GP was consulted about is not theirs to see."""
+    user = who(profile)
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    consultation = {
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "type": [{"text": "Main Surgery"}], "period": {"start": "2026-03-01T10:10:00"},
+    }  # fmt: skip
+    emergency = consultation | {"class": consultation["class"] | {"code": "EMER"}}
+    assert d.permit
+    assert not visible(meta(consultation, GP), d)
+    assert visible(meta(emergency, HOSPITAL), d)
+    gp = decide(who("clinical"), facts(typical(who("clinical"))), "TREAT", EVERYTHING, NOW, POLICY)
+    assert visible(meta(consultation, GP), gp)
 
 
 def test_ig_officer_sees_no_record() -> None:

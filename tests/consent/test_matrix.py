@@ -25,6 +25,10 @@ def _coded(system: str, code: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code}]}
 
 
+def _act(code: str) -> dict[str, str]:
+    return {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code}
+
+
 #: sample name → (a representative resource, the profiles that see it with a relationship)
 SAMPLES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "Patient": ({"resourceType": "Patient"}, {C, S, H, A}),
@@ -47,7 +51,14 @@ SAMPLES: dict[str, tuple[dict[str, Any], set[str]]] = {
         {C, S, H},
     ),
     "EpisodeOfCare care package": ({"resourceType": "EpisodeOfCare"}, {C, S}),
-    "Encounter admission": ({"resourceType": "Encounter", "status": "finished"}, {C, S, H}),
+    "Encounter admission": (
+        {"resourceType": "Encounter", "status": "finished", "class": _act("IMP")},
+        {C, S, H},
+    ),
+    "Encounter consultation": (
+        {"resourceType": "Encounter", "status": "finished", "class": _act("AMB")},
+        {C},
+    ),
     "Observation": ({"resourceType": "Observation", "status": "final"}, {C}),
     "Observation DNACPR": (
         {"resourceType": "Observation", "code": _coded(SNOMED, "304253006")},

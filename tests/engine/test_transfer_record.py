@@ -55,7 +55,7 @@ def test_a_dissent_keeps_it_from_all_but_the_care_home_that_recorded_it() -> Non
 
 def test_a_restricted_admissions_section_keeps_it_back_and_break_glass_opens_it() -> None:
     gp = who("clinical")
-    restricted = (directive("restrict-category", category="encounters"),)
+    restricted = (directive("restrict-category", category="admissions"),)
     assert shown(gp, facts(typical(gp), directives=restricted))[0] == ()
     stranger = who("clinical", org="R9Y", org_kind="hospital", purpose="ETREAT")
     assert shown(stranger, facts(grants=(grant(stranger),)))[0] == (STAY,)
