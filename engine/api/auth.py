@@ -99,8 +99,11 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
     if not isinstance(activities, list):
         raise TokenRefused("activity_codes is not a list")
     purpose = claims.get("purpose_of_use", "TREAT")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip():
+        raise TokenRefused("the token's sub is empty: the trail would name nobody")
     return TokenUser(
-        user_id=str(claims["sub"]),
+        user_id=sub,
         name=str(claims.get("name", "")),
         role_code=role_code,
         org=org,
@@ -203,6 +206,22 @@ class Verifier:
         return user
 
 
+def signing_keys(jwks: Any, algorithm: str) -> jwt.PyJWKSet:
+    """The keys of a JWKS published for signing with ``algorithm``: a key whose own ``use`` or
+    ``alg`` says otherwise is left out, so no token can name it."""
+    listed = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(listed, list):
+        raise ValueError("not a JWKS: no list of keys")
+    usable = [
+        key
+        for key in listed
+        if isinstance(key, dict)
+        and key.get("use", "sig") == "sig"
+        and key.get("alg", algorithm) == algorithm
+    ]
+    return jwt.PyJWKSet.from_dict({"keys": usable})
+
+
 def dev_key(settings: Settings) -> Ed25519PrivateKey:
     """The dev signing key, made on first use; readable by this user only."""
     path = settings.data_dir / DEV_KEY_FILE
@@ -237,13 +256,18 @@ def verifier_for(settings: Settings) -> Verifier:
     if not settings.jwt_issuer:
         raise SettingsError("SCR_JWT_ISSUER: required when SCR_AUTH_MODE is jwt")
     wanted = _KEY_TYPES.get(settings.jwt_algorithm[:2])
+    if settings.jwks_url and settings.jwt_public_key:
+        raise SettingsError("SCR_JWT_PUBLIC_KEY and SCR_JWKS_URL: set one, not both")
     if settings.jwks_url:
-        url = settings.jwks_url
+        url, algorithm = settings.jwks_url, settings.jwt_algorithm
+        if not url.lower().startswith("https://"):
+            # Keys fetched in clear can be swapped on the way, and whoever swaps them mints tokens.
+            raise SettingsError("SCR_JWKS_URL: must be an https:// URL")
 
         def fetch() -> jwt.PyJWKSet:
             response = httpx.get(url, timeout=10)
             response.raise_for_status()
-            return jwt.PyJWKSet.from_dict(response.json())
+            return signing_keys(response.json(), algorithm)
 
         try:
             keys: Sequence[Any] | jwt.PyJWKSet = fetch()

@@ -234,3 +234,42 @@ def test_a_refused_token_is_never_remembered_and_memory_is_bounded(decoded: list
     for token in (first, second, third, third, first):
         verifier.verify(token)
     assert decoded == [refused, refused, first, second, third, first]
+
+
+@pytest.mark.parametrize("sub", ["", "   "])
+def test_a_token_with_an_empty_subject_is_refused(sub: str) -> None:
+    """The trail would record the user as nobody."""
+    with pytest.raises(TokenRefused, match="sub"):
+        verifier_for(settings()).verify(jwt.encode(claims(sub=sub), KEY, algorithm="RS256"))
+
+
+def test_a_jwk_published_for_encryption_or_another_algorithm_verifies_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    _serve(monkeypatch, {"keys": [
+        jwk | {"kid": "sig", "use": "sig", "alg": "RS256"},
+        jwk | {"kid": "enc", "use": "enc"},
+        jwk | {"kid": "rs512", "alg": "RS512"},
+    ]})  # fmt: skip
+    verifier = verifier_for(settings(jwt_public_key="", jwks_url="https://idp.example/jwks"))
+    assert verifier.verify(jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "sig"}))
+    for kid in ("enc", "rs512"):
+        with pytest.raises(TokenRefused, match="kid"):
+            verifier.verify(jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": kid}))
+
+
+def test_a_jwks_url_over_plain_http_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys fetched over http:// can be swapped by anyone on the path, who then mints tokens."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    fetched = _serve(monkeypatch, {"keys": [jwk | {"kid": "k1"}]})
+    for url in ("http://idp.example/jwks", "http://127.0.0.1/jwks", "HTTP://idp.example/jwks"):
+        with pytest.raises(SettingsError, match="SCR_JWKS_URL: must be an https"):
+            verifier_for(settings(jwt_public_key="", jwks_url=url))
+    assert fetched == []
+
+
+def test_a_jwks_url_and_a_public_key_together_stop_start_up() -> None:
+    """Which of the two is trusted would otherwise be a guess."""
+    with pytest.raises(SettingsError, match="SCR_JWT_PUBLIC_KEY and SCR_JWKS_URL"):
+        verifier_for(settings(jwks_url="https://idp.example/jwks"))
