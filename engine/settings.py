@@ -46,6 +46,9 @@ class Settings:
     #: A PEM public key, or the path of a file holding one.
     jwt_public_key: str = ""
     jwks_url: str = ""
+    #: How long the JWKS is trusted before it is fetched again: a key the identity provider
+    #: withdraws is trusted at most this long (longer only while it cannot be reached).
+    jwks_max_age_seconds: int = 300
     #: Ed25519 key that signs audit checkpoints: a PEM file's path or the PEM itself. Unset: a key
     #: is generated on first use into ``data_dir`` (see ``audit.keys``). Never shown in a repr.
     audit_signing_key: str | None = field(default=None, repr=False)
@@ -86,7 +89,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         out["data_dir"] = Path(out["data_dir"])
     for name in (
         "ingest_batch_size", "break_glass_minutes", "directory_ttl_seconds",
-        "transfer_max_bytes", "db_pool_size",
+        "transfer_max_bytes", "db_pool_size", "jwks_max_age_seconds",
     ):  # fmt: skip
         if name in out:
             out[name] = _positive(name, out[name])

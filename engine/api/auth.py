@@ -10,12 +10,15 @@ with an Ed25519 key kept in the data directory; it exists for the demo and tests
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from engine.keyfile import create
 from engine.settings import Settings, SettingsError
 
+log = logging.getLogger("scr.auth")
 DEV_ISSUER = "scr-dev"
 DEV_ALGORITHM = "EdDSA"
 DEV_KEY_FILE = "dev-token-key.pem"
@@ -43,7 +47,7 @@ _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 _PEM_KEY_TYPES: tuple[tuple[type, str], ...] = (
     (RSAPublicKey, "RSA"), (EllipticCurvePublicKey, "EC"), (Ed25519PublicKey, "OKP"),
 )  # fmt: skip
-#: The least time between two fetches of the JWKS for a kid it did not hold.
+#: The least time between two fetches of the JWKS (for a kid it did not hold, or past its age).
 REFRESH_SECONDS = 60.0
 
 
@@ -113,16 +117,32 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
     )
 
 
+class KeysStale(TokenRefused):
+    """The JWKS must be fetched again before this token is checked (it names a kid the set does
+    not hold, or the set is past its maximum age). :meth:`Verifier.verify` never fetches, so
+    the event loop never waits on the network: the caller waits for :meth:`Verifier.refreshed`
+    and verifies again. A caller that does not is refusing the token: it fails closed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "keys-stale")
+
+
 class Verifier:
     """Checks bearer tokens against one key source, one algorithm, one issuer and audience.
 
     A token that passed is remembered (the ``remember`` most recent, by its exact text) with
     the times between which every check it passed still holds: the signature, issuer, audience
-    and claims cannot change for the same bytes and the process's keys are fixed when it
-    starts, so only time can turn the verdict. Until the expiry (with the leeway) and from the
-    issue and not-before times (with the leeway) it is answered from memory, about 0.15 ms less
-    per request; outside that window it is checked afresh, and refused with the library's own
-    reason. A refused token is never remembered.
+    and claims cannot change for the same bytes, so only time, or new keys, can turn the
+    verdict. Until the expiry (with the leeway) and from the issue and not-before times (with
+    the leeway) it is answered from memory, about 0.15 ms less per request; outside that window
+    it is checked afresh, and refused with the library's own reason. A refused token is never
+    remembered, and new keys forget every token that passed.
+
+    A JWKS (``refresh`` given) is fetched again when a token names a kid it does not hold (the
+    identity provider rotated its keys) and when it is older than ``max_age`` seconds (a key
+    withdrawn from it stops being trusted). At most one fetch runs at a time, on a thread of
+    its own, and every caller that needs it waits for that one; a fetch starts at most once a
+    ``REFRESH_SECONDS``, and a failed one keeps the keys it had (logged).
     """
 
     def __init__(
@@ -133,6 +153,7 @@ class Verifier:
         audience: str,
         remember: int = 1024,
         refresh: Callable[[], jwt.PyJWKSet] | None = None,
+        max_age: float = 300.0,
     ) -> None:
         self._keys = keys
         self._algorithm = algorithm
@@ -141,39 +162,64 @@ class Verifier:
         self._remember = remember
         self._passed: OrderedDict[str, tuple[TokenUser, float, float]] = OrderedDict()
         self._lock = threading.Lock()
-        #: Fetches the JWKS again, for a kid it does not hold yet (the identity provider has
-        #: rotated its keys); at most once a ``REFRESH_SECONDS``, and a failure keeps the keys.
         self._refresh = refresh
-        self._refreshed = time.monotonic()
+        self._max_age = max_age
+        #: When the keys were fetched, and when a fetch last started (monotonic seconds).
+        self._fetched = self._tried = time.monotonic()
+        self._inflight: Future[None] | None = None
+        self._fetcher = ThreadPoolExecutor(1, "scr-jwks") if refresh is not None else None
+
+    def _due(self, now: float) -> bool:
+        """Whether a fetch is running, or may start now."""
+        return self._inflight is not None or now - self._tried >= REFRESH_SECONDS
 
     def _key(self, token: str) -> Any:
         if not isinstance(self._keys, jwt.PyJWKSet):
             return self._keys[0]
         kid = jwt.get_unverified_header(token).get("kid")
-        key = self._kid(kid) or (self._kid(kid) if self._refreshed_now() else None)
+        key = next((k for k in self._keys.keys if k.key_id == kid), None)
         if key is None:
+            if self._refresh is not None and self._due(time.monotonic()):
+                raise KeysStale(f"no key in the JWKS has kid {kid!r} yet")
             raise TokenRefused(f"no key in the JWKS has kid {kid!r}")
         if key.key_type != _KEY_TYPES.get(self._algorithm[:2]):
             raise TokenRefused(f"the key with kid {kid!r} is not a {self._algorithm} key")
         return key.key
 
-    def _kid(self, kid: Any) -> jwt.PyJWK | None:
-        keys = self._keys.keys if isinstance(self._keys, jwt.PyJWKSet) else []
-        return next((k for k in keys if k.key_id == kid), None)
-
-    def _refreshed_now(self) -> bool:
-        """Whether the JWKS was fetched again just now (not too soon after the last time)."""
+    def refreshed(self) -> Future[None]:
+        """The fetch of the JWKS, done when the keys are as fresh as they can be: the one
+        running, else one started now if due, else one already done."""
         with self._lock:
-            if self._refresh is None or time.monotonic() - self._refreshed < REFRESH_SECONDS:
-                return False
-            self._refreshed = time.monotonic()
+            if self._inflight is None:
+                if self._fetcher is None or not self._due(time.monotonic()):
+                    done: Future[None] = Future()
+                    done.set_result(None)
+                    return done
+                self._tried = time.monotonic()
+                self._inflight = self._fetcher.submit(self._fetch)
+            return self._inflight
+
+    def _fetch(self) -> None:
+        keys = None
         try:
-            self._keys = self._refresh()
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError):
-            return False
-        return True
+            if self._refresh is not None:
+                keys = self._refresh()
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            age = time.monotonic() - self._fetched
+            log.warning("JWKS fetch failed; the keys fetched %.0f s ago are kept: %s", age, exc)
+        finally:
+            with self._lock:
+                if keys is not None:
+                    self._keys, self._fetched = keys, self._tried
+                    self._passed.clear()
+                self._inflight = None
 
     def verify(self, token: str) -> TokenUser:
+        """The token's user, or :class:`TokenRefused`; no I/O (:class:`KeysStale` instead)."""
+        if self._refresh is not None:
+            now = time.monotonic()
+            if now - self._fetched >= self._max_age and self._due(now):
+                raise KeysStale(f"the JWKS is older than {self._max_age:.0f} s")
         now = time.time()
         with self._lock:
             passed = self._passed.get(token)
@@ -204,6 +250,24 @@ class Verifier:
             if len(self._passed) > self._remember:
                 self._passed.popitem(last=False)
         return user
+
+    def verify_blocking(self, token: str) -> TokenUser:
+        """:meth:`verify`, waiting for new keys if it needs them: for a thread, never the
+        event loop. A second :class:`KeysStale` (still no such kid) is a refusal."""
+        try:
+            return self.verify(token)
+        except KeysStale:
+            self.refreshed().result()
+        return self.verify(token)
+
+    async def averify(self, token: str) -> TokenUser:
+        """:meth:`verify` on the event loop, awaiting new keys if it needs them: the fetch runs
+        on the verifier's own thread, and the wait holds no thread at all."""
+        try:
+            return self.verify(token)
+        except KeysStale:
+            await asyncio.wrap_future(self.refreshed())
+        return self.verify(token)
 
 
 def signing_keys(jwks: Any, algorithm: str) -> jwt.PyJWKSet:
@@ -273,8 +337,8 @@ def verifier_for(settings: Settings) -> Verifier:
             keys: Sequence[Any] | jwt.PyJWKSet = fetch()
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             raise SettingsError(f"SCR_JWKS_URL: cannot load {url}: {exc}") from None
-        return Verifier(keys, settings.jwt_algorithm, settings.jwt_issuer,
-                        settings.jwt_audience, refresh=fetch)  # fmt: skip
+        return Verifier(keys, settings.jwt_algorithm, settings.jwt_issuer, settings.jwt_audience,
+                        refresh=fetch, max_age=settings.jwks_max_age_seconds)  # fmt: skip
     if not settings.jwt_public_key:
         raise SettingsError("SCR_JWT_PUBLIC_KEY or SCR_JWKS_URL: one is required in jwt mode")
     try:

@@ -147,7 +147,7 @@ def user_for(request: Request, purpose: str | None, *, cookie: bool = False) -> 
     if token is None:
         raise _refused(svc, ctx, "auth.token-missing")
     try:
-        user = svc.verifier.verify(token)
+        user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
         raise _refused(svc, ctx, "auth.token-invalid", exc.kind) from None
     return who_for(svc, user, purpose)
@@ -160,13 +160,14 @@ async def current_user(
     """:func:`user_for` for the API, on the event loop: checking a token's signature and
     claims is CPU alone, and a sync dependency is a thread hop per request. What blocks goes
     to the threadpool: a refusal's audit append, and reading an organisation's kind when the
-    directory cache (:class:`engine.directory.Kinds`) does not hold it fresh."""
+    directory cache (:class:`engine.directory.Kinds`) does not hold it fresh; a JWKS fetch
+    runs on the verifier's own thread (:meth:`Verifier.averify`)."""
     svc = services(request)
     token = _token(request, False)
     if token is None:
         raise await run_in_threadpool(_refused, svc, context(request), "auth.token-missing")
     try:
-        user = svc.verifier.verify(token)
+        user = await svc.verifier.averify(token)
     except TokenRefused as exc:
         why = ("auth.token-invalid", exc.kind)
         raise await run_in_threadpool(_refused, svc, context(request), *why) from None

@@ -91,7 +91,7 @@ def sign_in(
         why = "That token is too long to keep in a browser: ask for one with fewer roles"
         return _page(request, "signin.html", 401, error=why, dev=False)
     try:
-        user = svc.verifier.verify(token)
+        user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
         record_event(svc, context(request), "token-refused", None, ("auth.token-invalid", exc.kind))
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)

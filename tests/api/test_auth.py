@@ -3,10 +3,14 @@ the algorithm pinned, and issuer, audience and expiry required."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,8 +19,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy import Engine
 
-from engine.api import auth
+from engine.api import auth, create_app
 from engine.api.auth import TokenRefused, user_from_claims, verifier_for
 from engine.settings import Settings, SettingsError
 
@@ -43,9 +48,9 @@ def claims(**over: Any) -> dict[str, Any]:
     } | over  # fmt: skip
 
 
-def settings(**over: str) -> Settings:
+def settings(**over: Any) -> Settings:
     values = {"auth_mode": "jwt", "jwt_issuer": ISSUER, "jwt_public_key": PUBLIC_PEM}
-    return Settings(**(values | over))  # type: ignore[arg-type]
+    return Settings(**(values | over))
 
 
 def test_a_token_signed_by_the_configured_key_gives_the_selected_role() -> None:
@@ -149,7 +154,10 @@ def test_a_rotated_key_is_fetched_once_its_kid_is_seen(monkeypatch: pytest.Monke
     verifier = verifier_for(settings(jwt_public_key="", jwks_url="https://idp.example/jwks"))
     jwks["keys"] = [*jwks["keys"], other | {"kid": "k2"}]
     new = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
-    assert verifier.verify(new).user_id == "u-1"
+    with pytest.raises(auth.KeysStale):
+        verifier.verify(new)  # the event loop's path: never a fetch
+    assert len(fetched) == 1
+    assert verifier.verify_blocking(new).user_id == "u-1"
     assert len(fetched) == 2
     monkeypatch.setattr(auth, "REFRESH_SECONDS", 3600.0)
     with pytest.raises(TokenRefused, match="kid"):
@@ -216,7 +224,9 @@ def test_a_token_that_passed_is_checked_afresh_only_outside_its_window(
     assert verifier.verify(token) == verifier.verify(token)
     assert len(decoded) == 1
     for seconds in (-31, 10 * 60 + 31):
-        clock = SimpleNamespace(time=lambda s=seconds: now.timestamp() + s)
+        clock = SimpleNamespace(
+            time=lambda s=seconds: now.timestamp() + s, monotonic=time.monotonic
+        )
         monkeypatch.setattr(auth, "time", clock)
         verifier.verify(token)  # the library, on the real clock, still accepts it
     assert len(decoded) == 3
@@ -273,3 +283,142 @@ def test_a_jwks_url_and_a_public_key_together_stop_start_up() -> None:
     """Which of the two is trusted would otherwise be a guess."""
     with pytest.raises(SettingsError, match="SCR_JWT_PUBLIC_KEY and SCR_JWKS_URL"):
         verifier_for(settings(jwks_url="https://idp.example/jwks"))
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The verifier's monotonic clock, moved by the test (``clock[0] += seconds``)."""
+    now = [time.monotonic()]
+    monkeypatch.setattr(auth, "time", SimpleNamespace(time=time.time, monotonic=lambda: now[0]))
+    return now
+
+
+def _jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    return json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())) | {"kid": kid}
+
+
+JWKS_SETTINGS = {"jwt_public_key": "", "jwks_url": "https://idp.example/jwks"}
+
+
+def test_a_key_withdrawn_from_the_jwks_is_not_trusted_once_the_set_is_past_its_max_age(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    """The refetch replaces the set wholly and forgets every token it had passed."""
+    jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1"), _jwk(OTHER, "k2")]}
+    fetched = _serve(monkeypatch, jwks)
+    verifier = verifier_for(settings(**JWKS_SETTINGS, jwks_max_age_seconds=300))
+    withdrawn = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(withdrawn).user_id == "u-1"
+    jwks["keys"] = [_jwk(OTHER, "k2")]
+    clock[0] += 299
+    assert verifier.verify(withdrawn).user_id == "u-1"  # within the max age: no fetch
+    clock[0] += 1
+    with pytest.raises(auth.KeysStale):
+        verifier.verify(withdrawn)
+    with pytest.raises(TokenRefused, match="kid 'k1'"):
+        verifier.verify_blocking(withdrawn)
+    assert len(fetched) == 2
+    kept = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
+    assert verifier.verify(kept).user_id == "u-1"
+
+
+def test_a_failed_refresh_keeps_the_keys_it_had_and_logs_it(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An identity provider that is down does not sign everyone out; the trade-off (a
+    withdrawn key trusted until the provider answers again) is in the README."""
+    _serve(monkeypatch, {"keys": [_jwk(KEY, "k1")]})
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    tries: list[str] = []
+
+    def down(url: str, timeout: float) -> httpx.Response:
+        tries.append(url)
+        raise httpx.ConnectError("unreachable")
+
+    monkeypatch.setattr(httpx, "get", down)
+    clock[0] += 300
+    token = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify_blocking(token).user_id == "u-1"
+    assert verifier.verify(token).user_id == "u-1"  # not tried again before REFRESH_SECONDS
+    assert len(tries) == 1
+    assert "JWKS" in caplog.text and "kept" in caplog.text
+
+
+def test_callers_waiting_for_new_keys_share_one_fetch(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1")]}
+    fetched = _serve(monkeypatch, jwks)
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    serve, release = httpx.get, threading.Event()
+
+    def slow(url: str, timeout: float) -> httpx.Response:
+        release.wait(5)
+        return serve(url, timeout)
+
+    monkeypatch.setattr(httpx, "get", slow)
+    jwks["keys"] = [*jwks["keys"], _jwk(OTHER, "k2")]
+    clock[0] += auth.REFRESH_SECONDS
+    rotated = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
+    users: list[str] = []
+    waiters = [
+        threading.Thread(target=lambda: users.append(verifier.verify_blocking(rotated).user_id))
+        for _ in range(4)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    release.set()
+    for waiter in waiters:
+        waiter.join(5)
+    assert users == ["u-1"] * 4
+    assert len(fetched) == 2  # at start-up, then once for all four
+
+
+def test_new_keys_are_fetched_off_the_event_loop_while_other_requests_are_answered(
+    monkeypatch: pytest.MonkeyPatch, engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Anyone can send a token naming an unknown kid: the fetch it causes (up to 10 s against
+    a slow identity provider) must not stop the worker answering everyone else. Deterministic:
+    the fetch cannot finish until a signed-in user's request has been answered."""
+    jwks = {"keys": [_jwk(KEY, "k1")]}
+    fetched = _serve(monkeypatch, jwks)
+    serve, entered, release = httpx.get, threading.Event(), threading.Event()
+    on_loop: list[bool] = []
+
+    def slow(url: str, timeout: float) -> httpx.Response:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        entered.set()
+        release.wait(5)
+        return serve(url, timeout)
+
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 0.0)
+    app = create_app(
+        Settings(database_url=db_url, data_dir=tmp_path, jwt_issuer=ISSUER, **JWKS_SETTINGS),
+        engine,
+    )
+    monkeypatch.setattr(httpx, "get", slow)
+    unknown = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "nope"})
+    known = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+
+    async def run() -> tuple[int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as client:
+
+            async def ask(token: str) -> int:
+                headers = {"Authorization": f"Bearer {token}"}
+                search = "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"
+                return (await client.get(search, headers=headers)).status_code
+
+            attacker = asyncio.create_task(ask(unknown))
+            await asyncio.to_thread(entered.wait, 5)
+            answered = await ask(known)
+            release.set()
+            return await attacker, answered
+
+    refused, answered = asyncio.run(run())
+    assert (refused, answered) == (401, 200)
+    assert on_loop == [False] and len(fetched) == 2  # at start-up, then off the loop
