@@ -26,7 +26,7 @@ from engine.api.records import Reader
 from engine.directory import Kinds
 from engine.settings import Settings
 
-SESSION_COOKIE = "scr_session"
+SESSION_COOKIE = "__Host-scr_session"
 #: A request's purpose of use, when it is not the token's default (``ETREAT`` after break-glass).
 PURPOSE_HEADER = "x-purpose-of-use"
 #: Declares the bearer scheme in the OpenAPI document; ``_token`` reads the token itself, so the

@@ -1,26 +1,35 @@
 """The web session: the bearer token in a cookie, a CSRF token on every form, and the
 once-per-session acknowledgement of the confidentiality notice (Caldicott principle 5).
 
-Cookies are ``Secure; HttpOnly; SameSite=Strict``. CSRF is the double-submit pattern: a random
-token in its own cookie and in a hidden field of every form, compared in constant time, so a
-page on another site can neither read the token nor make the browser send a matching form.
+Cookies are ``__Host-``, ``Secure; HttpOnly; SameSite=Strict``: the prefix makes the browser
+take them only from a secure page of this very host, so a sibling subdomain or a MITM on
+http:// cannot plant one. A form's CSRF token is an HMAC, under a key kept in the data
+directory, of the session's token: another site cannot read it, and a value known before
+sign-in (or planted in a cookie) is worth nothing after, as signing in changes the session.
+Before sign-in, the sign-in form's token is the HMAC of a random value in its own cookie,
+dropped at sign-in and sign-out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 
 import orjson
 from fastapi import Request, Response
 
-from engine.api.deps import SESSION_COOKIE
+from engine.api.deps import SESSION_COOKIE, services
 from engine.api.errors import FhirError, Problem
+from engine.keyfile import create
 
-CSRF_COOKIE = "scr_csrf"
+CSRF_COOKIE = "__Host-scr_csrf"
 CSRF_FIELD = "csrf_token"
-ACK_COOKIE = "scr_ack"
+ACK_COOKIE = "__Host-scr_ack"
+CSRF_KEY_FILE = "csrf-key"
 
 
 def _cookie(response: Response, name: str, value: str, *, max_age: int | None = None) -> None:
@@ -29,16 +38,38 @@ def _cookie(response: Response, name: str, value: str, *, max_age: int | None = 
     )
 
 
+def _drop(response: Response, name: str) -> None:
+    """Expire a cookie with the attributes it was set with: a browser ignores a ``__Host-``
+    cookie's deletion that is not ``Secure``."""
+    response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="strict")
+
+
+@cache
+def _key(data_dir: Path) -> bytes:
+    """The deployment's CSRF key, made on first use; readable by this user only."""
+    path = data_dir / CSRF_KEY_FILE
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            create(path, secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _for(request: Request, basis: str) -> str:
+    key = _key(services(request).settings.data_dir)
+    return hmac.new(key, basis.encode(), "sha256").hexdigest()
+
+
 def csrf_token(request: Request) -> str:
-    """The session's CSRF token (a new one when the browser has none yet)."""
-    token = request.cookies.get(CSRF_COOKIE)
-    if token is None:
-        token = request.state.__dict__.setdefault("new_csrf", secrets.token_urlsafe(32))
-    return token
+    """The CSRF token for the session (signed in), or for this browser before sign-in (a new
+    random basis when it has none yet)."""
+    basis = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
+    if basis is None:
+        basis = request.state.__dict__.setdefault("new_csrf", secrets.token_urlsafe(32))
+    return _for(request, basis)
 
 
 def keep_csrf(request: Request, response: Response) -> Response:
-    """Set the CSRF cookie on a page that made a new token for its forms."""
+    """Set the pre-sign-in cookie on a page that made a new basis for its forms."""
     made = request.state.__dict__.get("new_csrf")
     if made is not None:
         _cookie(response, CSRF_COOKIE, made)
@@ -46,8 +77,8 @@ def keep_csrf(request: Request, response: Response) -> Response:
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:
-    expected = request.cookies.get(CSRF_COOKIE)
-    if not expected or not submitted or not hmac.compare_digest(expected, submitted):
+    basis = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
+    if not basis or not submitted or not hmac.compare_digest(_for(request, basis), submitted):
         raise FhirError(403, Problem("forbidden", "The form has expired: reload the page"))
 
 
@@ -69,13 +100,15 @@ MAX_TOKEN = 3_800
 
 
 def sign_in(response: Response, token: str) -> None:
+    """The new session, and with it new CSRF tokens: the pre-sign-in basis is dropped."""
     _cookie(response, SESSION_COOKIE, token)
-    response.delete_cookie(ACK_COOKIE, path="/")
+    for name in (ACK_COOKIE, CSRF_COOKIE):
+        _drop(response, name)
 
 
 def sign_out(response: Response) -> None:
     for name in (SESSION_COOKIE, ACK_COOKIE, CSRF_COOKIE):
-        response.delete_cookie(name, path="/")
+        _drop(response, name)
 
 
 def acknowledge(response: Response) -> None:

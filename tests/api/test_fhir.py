@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from audit.query import stream
 from engine.api.auth import DEV_ALGORITHM, dev_key
+from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 
 NHS_ID = f"https://fhir.nhs.uk/Id/nhs-number|{NHS}"
@@ -246,7 +247,7 @@ def test_responses_are_not_cached_or_framed(client: TestClient, token: Token) ->
 
 
 def test_the_api_ignores_the_session_cookie(client: TestClient, token: Token, store: Store) -> None:
-    client.cookies.set("scr_session", token())
+    client.cookies.set(SESSION_COOKIE, token())
     response = client.get(f"/fhir/Patient/{PATIENT}/$everything")
     assert response.status_code == 401
     last = list(stream(store.engine))[-1]

@@ -7,6 +7,7 @@ import re
 from fastapi.testclient import TestClient
 
 from engine.api.deps import SESSION_COOKIE
+from engine.web.session import CSRF_COOKIE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_fhir import audit_actions
 
@@ -108,3 +109,47 @@ def test_receptionist_sees_no_clinical_item(web: TestClient, token: Token) -> No
 
 def test_without_a_session_pages_send_you_to_sign_in(web: TestClient) -> None:
     assert web.get(f"/record/{NHS}").headers["location"] == "/"
+
+
+def _break_glass(client: TestClient, csrf_token: str) -> int:
+    form = {"csrf_token": csrf_token, "reason_code": "1", "reason_text": "forged by another site"}
+    return client.post(f"/record/{NHS}/break-glass", data=form).status_code
+
+
+def test_a_csrf_token_known_before_sign_in_forges_no_form_after_it(
+    web: TestClient, token: Token
+) -> None:
+    """Whoever planted the pre-sign-in cookie (a sibling subdomain, a MITM on http://) knows
+    the token the sign-in page showed: it must not carry over into the session."""
+    known = csrf(web)
+    assert (
+        web.post("/session", data={"persona": "ae-doctor", "csrf_token": known}).status_code == 303
+    )
+    assert csrf(web, "/record") != known
+    assert _break_glass(web, known) == 403
+
+
+def test_a_planted_csrf_cookie_validates_no_form(web: TestClient, token: Token) -> None:
+    signed_in(web, token("ae-doctor"))
+    web.cookies.set(CSRF_COOKIE, "planted-by-attacker")
+    assert _break_glass(web, "planted-by-attacker") == 403
+
+
+def test_the_csrf_token_is_the_sessions_own(web: TestClient, token: Token) -> None:
+    """Another session's token (another user's, or this user's before signing out) fails."""
+    mine = csrf(signed_in(web, token("ae-doctor")), "/record")
+    assert csrf(signed_in(web, token("gp")), "/record") != mine
+    assert _break_glass(web, mine) == 403
+    out = web.post("/signout", data={"csrf_token": csrf(web, "/record")})
+    assert out.status_code == 303
+    assert not any(c.startswith(SESSION_COOKIE + "=") and "Max-Age=0" not in c
+                   for c in out.headers.get_list("set-cookie"))  # fmt: skip
+    assert web.post("/session", data={"persona": "gp", "csrf_token": mine}).status_code == 403
+
+
+def test_session_cookies_cannot_be_set_by_a_sibling_domain_or_over_http(web: TestClient) -> None:
+    """``__Host-``: the browser takes the cookie only from a secure page of this very host."""
+    signed = web.post("/session", data={"persona": "gp", "csrf_token": csrf(web)})
+    for cookie in signed.headers.get_list("set-cookie"):
+        assert cookie.startswith("__Host-") and "secure" in cookie.lower(), cookie
+        assert "path=/" in cookie.lower() and "domain" not in cookie.lower(), cookie
