@@ -33,6 +33,7 @@ Action = Literal[
     "export",
     "login",
     "token-refused",
+    "form-refused",
     "identity-link",
     "identity-unlink",
     "ig-view",

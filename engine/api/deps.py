@@ -90,10 +90,34 @@ def record_event(
     svc: Services, ctx: RequestContext, action: Action, who: Who | None, rules: tuple[str, ...]
 ) -> None:
     """Audit an event that is not a decision about a person: a sign-in, a refused token."""
-    entry = AuditEntry(
+    disclose(svc.audit, _event(ctx, action, who, who is not None, rules), None)
+
+
+def record_refusal(
+    svc: Services,
+    ctx: RequestContext,
+    action: Action,
+    who: Who | None,
+    rules: tuple[str, ...],
+    nhs_number: str | None = None,
+) -> None:
+    """Audit a refusal no policy decision made (a forged form, a step the user's role never
+    takes), naming the person the request was about when its URL names one."""
+    disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
+
+
+def _event(
+    ctx: RequestContext,
+    action: Action,
+    who: Who | None,
+    permit: bool,
+    rules: tuple[str, ...],
+    nhs_number: str | None = None,
+) -> AuditEntry:
+    return AuditEntry(
         request_id=ctx.request_id,
         action=action,
-        outcome="permit" if who is not None else "deny",
+        outcome="permit" if permit else "deny",
         user_id=who.user_id if who else "",
         user_name=who.name if who else "",
         role_code=who.role_code if who else "",
@@ -101,10 +125,10 @@ def record_event(
         org=who.org if who else "",
         purpose=who.purpose if who else None,
         rules=rules,
+        nhs_number=nhs_number,
         client_address=ctx.client_address,
         user_agent=ctx.user_agent,
     )
-    disclose(svc.audit, entry, None)
 
 
 def _refused(svc: Services, ctx: RequestContext, *why: str) -> FhirError:

@@ -22,7 +22,10 @@ from pathlib import Path
 import orjson
 from fastapi import Request, Response
 
-from engine.api.deps import SESSION_COOKIE, services
+from adapters.values import nhs_number_valid
+from consent import Who
+from engine.api.auth import TokenRefused
+from engine.api.deps import SESSION_COOKIE, context, record_refusal, services, who_for
 from engine.api.errors import FhirError, Problem
 from engine.keyfile import create
 
@@ -77,9 +80,29 @@ def keep_csrf(request: Request, response: Response) -> Response:
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:
+    """403 for a form this session was not given, audited with the signed-in user (if the
+    session is valid) and the person the URL names: a forged form is an attack to see."""
     basis = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
-    if not basis or not submitted or not hmac.compare_digest(_for(request, basis), submitted):
-        raise FhirError(403, Problem("forbidden", "The form has expired: reload the page"))
+    if basis and submitted and hmac.compare_digest(_for(request, basis), submitted):
+        return
+    number = request.path_params.get("nhs_number")
+    record_refusal(
+        services(request), context(request), "form-refused", _session_user(request),
+        ("web.csrf-invalid",), number if number and nhs_number_valid(number) else None,
+    )  # fmt: skip
+    raise FhirError(403, Problem("forbidden", "The form has expired: reload the page"))
+
+
+def _session_user(request: Request) -> Who | None:
+    """The session's user, for the trail; a session that is not valid is not audited again."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token is None:
+        return None
+    svc = services(request)
+    try:
+        return who_for(svc, svc.verifier.verify_blocking(token))
+    except TokenRefused:
+        return None
 
 
 def seal(request: Request, values: Mapping[str, str]) -> str:

@@ -6,6 +6,7 @@ import re
 
 from fastapi.testclient import TestClient
 
+from audit.query import stream
 from engine.api.deps import SESSION_COOKIE
 from engine.web.session import CSRF_COOKIE
 from tests.api.conftest import NHS, Store, Token
@@ -153,3 +154,21 @@ def test_session_cookies_cannot_be_set_by_a_sibling_domain_or_over_http(web: Tes
     for cookie in signed.headers.get_list("set-cookie"):
         assert cookie.startswith("__Host-") and "secure" in cookie.lower(), cookie
         assert "path=/" in cookie.lower() and "domain" not in cookie.lower(), cookie
+
+
+def test_a_refused_csrf_check_is_audited_with_the_user_and_the_person(
+    web: TestClient, token: Token, store: Store
+) -> None:
+    signed_in(web, token("ae-doctor"))
+    assert _break_glass(web, "forged") == 403
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["outcome"], last["rules"]) == (
+        "form-refused",
+        "deny",
+        ["web.csrf-invalid"],
+    )
+    assert (last["user_id"], last["nhs_number"]) == ("u-ae-doctor", NHS)
+    web.cookies.clear()
+    assert web.post("/session", data={"persona": "gp", "csrf_token": "forged"}).status_code == 403
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["user_id"], last["nhs_number"]) == ("form-refused", "", None)

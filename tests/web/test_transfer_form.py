@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
+from audit.query import stream
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
 from engine.transfer.tables import KEYS, MESSAGES
@@ -283,3 +284,21 @@ def test_only_what_was_reviewed_is_sent(web: TestClient, store: Store) -> None:
     assert again.status_code == 200 and "Check before sending" in again.text
     assert count(store, MESSAGES) == 0
     assert _post(web, step="send").status_code == 303 and count(store, MESSAGES) == 1
+
+
+def test_a_refused_start_of_a_transfer_is_audited_with_the_person(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    """Only care-home staff start a transfer: anyone else's attempt is on the trail, naming
+    whom it was for, whether they opened the form or posted it."""
+    web.cookies.set(SESSION_COOKIE, token("gp"))
+
+    def refused() -> list[tuple[str, str, str, list[str]]]:
+        found = [e for e in stream(store.engine) if e["action"] == "transfer-send"]
+        return [(e["outcome"], e["user_id"], e["nhs_number"], e["rules"]) for e in found]
+
+    assert acknowledged(web).get(PATH).status_code == 403
+    assert refused() == [("deny", "u-gp", NHS, ["transfer.forbidden"])]
+    opened = len(refused())
+    assert web.post(PATH, data=FORM | {"csrf_token": csrf(web, "/record")}).status_code == 403
+    assert refused()[opened:] == [("deny", "u-gp", NHS, ["transfer.forbidden"])]
