@@ -71,6 +71,8 @@ class TokenUser:
     activity_codes: frozenset[str]
     purpose: str | None
     ig_training: date | None
+    #: The token's ``exp`` (seconds since the epoch): how long a session holding it may last.
+    expires: int
 
 
 def _role(claims: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -114,6 +116,7 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
         activity_codes=frozenset(a for a in activities if isinstance(a, str)),
         purpose=purpose if isinstance(purpose, str) else None,
         ig_training=training,
+        expires=int(claims["exp"]),
     )
 
 

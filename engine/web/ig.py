@@ -37,7 +37,7 @@ from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
 from engine.web import session
 from engine.web.charts import bars
-from engine.web.pages import org_names
+from engine.web.pages import org_names, to_sign_in
 from engine.web.templating import templates
 
 router = APIRouter(prefix="/ig", include_in_schema=False)
@@ -91,7 +91,7 @@ def _signed_in(request: Request) -> Who:
     try:
         return user_for(request, None, cookie=True)
     except FhirError:
-        raise Refused(RedirectResponse("/", status_code=303)) from None
+        raise Refused(to_sign_in(request)) from None
 
 
 def _officer(request: Request, action: Action, asked: str, **audit: Any) -> Who:

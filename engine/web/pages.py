@@ -62,6 +62,15 @@ def _to(path: str) -> Response:
     return RedirectResponse(path, status_code=303)
 
 
+def to_sign_in(request: Request) -> Response:
+    """To the sign-in page, dropping a session cookie that was refused (expired, or its key
+    withdrawn): kept, it would be refused, and audited, again on every page."""
+    response = _to("/")
+    if SESSION_COOKIE in request.cookies:
+        session.sign_out(response)
+    return response
+
+
 @router.get("/", response_class=HTMLResponse)
 def sign_in_page(request: Request) -> Response:
     dev = services(request).settings.auth_mode == "dev"
@@ -98,7 +107,7 @@ def sign_in(
     who = who_for(svc, user)
     record_event(svc, context(request), "login", who, ())
     response = _to("/ig" if who.profile == "ig-officer" else _RECORD)
-    session.sign_in(response, token)
+    session.sign_in(response, token, user.expires)
     return response
 
 
@@ -114,7 +123,7 @@ def sign_out(request: Request, csrf_token: Field) -> Response:
 def find(request: Request, nhs_number: str | None = None) -> Response:
     who = _signed_in(request)
     if who is None:
-        return _to("/")
+        return to_sign_in(request)
     if nhs_number:
         digits = nhs_number.replace(" ", "")
         if nhs_number_valid(digits):
@@ -150,7 +159,7 @@ def notice_first(request: Request, who: Who, here: str) -> Response | None:
 def record(request: Request, nhs_number: str, purpose: str | None = None) -> Response:
     who = _signed_in(request, purpose)
     if who is None:
-        return _to("/")
+        return to_sign_in(request)
     here = f"{_RECORD}/{quote(nhs_number)}" + (f"?purpose={quote(purpose)}" if purpose else "")
     notice = notice_first(request, who, here)
     if notice is not None:
@@ -216,7 +225,7 @@ def break_glass(
     session.check_csrf(request, csrf_token)
     who = _signed_in(request)
     if who is None:
-        return _to("/")
+        return to_sign_in(request)
     svc = services(request)
     try:
         ask(svc.reader, who, context(request), nhs_number, reason_code, reason_text,
@@ -231,7 +240,7 @@ def relationship(request: Request, nhs_number: str, csrf_token: Field, reason: F
     session.check_csrf(request, csrf_token)
     who = _signed_in(request)
     if who is None:
-        return _to("/")
+        return to_sign_in(request)
     try:
         ask(services(request).reader, who, context(request), nhs_number, None, reason, 0)
     except (RequestRefused, Ambiguous) as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import secrets
+import time
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -122,9 +123,10 @@ def sealed(request: Request, values: Mapping[str, str], digest: str) -> bool:
 MAX_TOKEN = 3_800
 
 
-def sign_in(response: Response, token: str) -> None:
-    """The new session, and with it new CSRF tokens: the pre-sign-in basis is dropped."""
-    _cookie(response, SESSION_COOKIE, token)
+def sign_in(response: Response, token: str, expires: int) -> None:
+    """The new session, and with it new CSRF tokens: the pre-sign-in basis is dropped. The
+    cookie lasts as long as the token (``expires``, its ``exp``), and no longer."""
+    _cookie(response, SESSION_COOKIE, token, max_age=max(0, expires - int(time.time())))
     for name in (ACK_COOKIE, CSRF_COOKIE):
         _drop(response, name)
 

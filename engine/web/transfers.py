@@ -36,7 +36,7 @@ from engine.transfer.receive import receive
 from engine.transfer.rules import Refused
 from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
-from engine.web.pages import _page, _signed_in, _to, notice_first, org_names
+from engine.web.pages import _page, _signed_in, _to, notice_first, org_names, to_sign_in
 from engine.web.summary import compose
 from engine.web.templating import templates
 
@@ -106,7 +106,7 @@ def _care_home_user(request: Request, nhs_number: str) -> Who | Response:
     only care-home staff start a transfer (nor is a signing key made for anyone else)."""
     who = _signed_in(request)
     if who is None:
-        return _to("/")
+        return to_sign_in(request)
     notice = notice_first(request, who, f"/record/{quote(nhs_number)}/transfer")
     if notice is not None:
         return notice
@@ -195,7 +195,7 @@ def send_transfer(
 def inbox_page(request: Request) -> Response:
     who = _signed_in(request)
     if who is None:
-        return _to("/")
+        return to_sign_in(request)
     notice = notice_first(request, who, _INBOX)
     if notice is not None:
         return notice
@@ -229,7 +229,7 @@ def _visible_to(request: Request, transfer_id: str) -> tuple[Who, TransferRow] |
     page to answer with instead."""
     who = _signed_in(request)
     if who is None:
-        return _to("/")
+        return to_sign_in(request)
     notice = notice_first(request, who, f"{_INBOX}/{quote(transfer_id)}")
     if notice is not None:
         return notice

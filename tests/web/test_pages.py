@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
@@ -23,7 +24,9 @@ def csrf(client: TestClient, path: str = "/") -> str:
 
 
 def signed_in(client: TestClient, token: str) -> TestClient:
-    client.cookies.set(SESSION_COOKIE, token)
+    """The session cookie for ``token``, held as if the server had set it (so a response
+    can clear it, as it would in a browser)."""
+    client.cookies.set(SESSION_COOKIE, token, domain="testserver.local")
     return client
 
 
@@ -172,3 +175,25 @@ def test_a_refused_csrf_check_is_audited_with_the_user_and_the_person(
     assert web.post("/session", data={"persona": "gp", "csrf_token": "forged"}).status_code == 403
     last = list(stream(store.engine))[-1]
     assert (last["action"], last["user_id"], last["nhs_number"]) == ("form-refused", "", None)
+
+
+def test_an_expired_session_is_cleared_and_audited_once(
+    web: TestClient, token: Token, store: Store
+) -> None:
+    """Kept, the cookie would be refused, and audited, on every page the user opens."""
+    signed_in(web, token("gp", minutes=60, now=datetime.now(UTC) - timedelta(hours=2)))
+    before = len(audit_actions(store))
+    first = web.get("/record")
+    assert first.status_code == 303 and first.headers["location"] == "/"
+    assert any(c.startswith(SESSION_COOKIE + "=") and "Max-Age=0" in c
+               for c in first.headers.get_list("set-cookie"))  # fmt: skip
+    for page in ("/record", f"/record/{NHS}", "/inbox"):
+        assert web.get(page).status_code == 303
+    assert audit_actions(store)[before:] == [("token-refused", "deny")]
+
+
+def test_the_session_cookie_lasts_as_long_as_its_token(web: TestClient, token: Token) -> None:
+    signed = web.post("/session", data={"token": token("gp", minutes=30), "csrf_token": csrf(web)})
+    cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    found = re.search(r"Max-Age=(\d+)", cookie)
+    assert found and 30 * 60 - 60 <= int(found.group(1)) <= 30 * 60, cookie
