@@ -59,6 +59,11 @@ class Settings:
     #: a process serves requests on up to 40 threads; a pool smaller than the requests in
     #: flight opens and closes a connection (a new PostgreSQL backend) for each one over it.
     db_pool_size: int = 16
+    #: Refused requests (a missing or bad token, a forged form) one client address may make
+    #: within ``refusal_window_seconds`` and have each audited; past it: 429, and one entry per
+    #: window counting them (engine/api/throttle.py). Per worker process.
+    refusal_limit: int = 20
+    refusal_window_seconds: int = 60
     #: The largest red-bag message accepted; a larger body is refused as it streams in.
     transfer_max_bytes: int = 5_000_000
 
@@ -89,7 +94,8 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         out["data_dir"] = Path(out["data_dir"])
     for name in (
         "ingest_batch_size", "break_glass_minutes", "directory_ttl_seconds",
-        "transfer_max_bytes", "db_pool_size", "jwks_max_age_seconds",
+        "transfer_max_bytes", "db_pool_size", "jwks_max_age_seconds", "refusal_limit",
+        "refusal_window_seconds",
     ):  # fmt: skip
         if name in out:
             out[name] = _positive(name, out[name])

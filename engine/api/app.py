@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from audit import AuditUnavailable, Writer
 from consent import load
 from engine.api import access, fhir, ig, transfer
 from engine.api.auth import verifier_for
-from engine.api.deps import Services
+from engine.api.deps import Services, record_throttled
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
 from engine.api.middleware import RequestIds
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
+from engine.api.throttle import Refusals, TooManyRefusals
 from engine.db import make_engine
 from engine.directory import Kinds
 from engine.settings import Settings
@@ -32,6 +37,11 @@ from engine.web import pages, transfers
 
 log = logging.getLogger("scr.api")
 _CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
+_TOO_MANY_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Too many attempts - scr</title>"
+    "<h1>Too many attempts</h1><p>Too many sign-ins or forms from your address were refused."
+    " Wait a minute, then <a href=/>sign in</a> again.</p></html>"
+)
 
 
 def _validation(exc: RequestValidationError) -> FhirError:
@@ -48,9 +58,22 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         settings.database_url, pool_recycle=3600, pool_size=settings.db_pool_size
     )
     kinds = Kinds(engine, settings.directory_ttl_seconds)
-    svc = Services(settings, engine, load(), verifier_for(settings), Writer(engine), kinds)
+    refusals = Refusals(settings.refusal_limit, settings.refusal_window_seconds)
+    svc = Services(
+        settings, engine, load(), verifier_for(settings), Writer(engine), kinds, refusals
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """As the worker stops, the refusals it throttled in windows still open are recorded."""
+        yield
+        try:
+            await run_in_threadpool(record_throttled, svc, refusals.closing())
+        except AuditUnavailable as exc:
+            log.error("throttled refusals could not be recorded at shutdown: %s", exc)
+
     app = FastAPI(
-        title="scr", version="0.1.0", docs_url=None, redoc_url=None,
+        title="scr", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan,
         default_response_class=FhirJSONResponse, generate_unique_id_function=operation_id,
     )  # fmt: skip
     app.state.services = svc
@@ -68,6 +91,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 503, Problem("transient", "The audit trail is unavailable; nothing was returned")
             )
         )
+
+    @app.exception_handler(TooManyRefusals)
+    async def too_many(_: Request, exc: TooManyRefusals) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if exc.page:
+            return HTMLResponse(_TOO_MANY_PAGE, 429, headers=headers)
+        why = "Too many refused requests from your address: try again later"
+        return error_response(FhirError(429, Problem("throttled", why), headers=headers))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:

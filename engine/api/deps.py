@@ -2,14 +2,15 @@
 
 The user comes from the bearer token (or, for the web pages, the same token in the session
 cookie) and nowhere else; the organisation's kind comes from the directory. A token that
-cannot be trusted is audited as ``token-refused`` and answered 401 before any route runs.
+cannot be trusted is audited as ``token-refused`` and answered 401 before any route runs (or,
+past the client's limit of refusals, 429: :mod:`engine.api.throttle`).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Request, Security
@@ -23,6 +24,7 @@ from consent import Policy, Who
 from engine.api.auth import TokenRefused, TokenUser, Verifier
 from engine.api.errors import FhirError, Problem
 from engine.api.records import Reader
+from engine.api.throttle import Refusals, Throttled, TooManyRefusals
 from engine.directory import Kinds
 from engine.settings import Settings
 
@@ -32,6 +34,8 @@ PURPOSE_HEADER = "x-purpose-of-use"
 #: Declares the bearer scheme in the OpenAPI document; ``_token`` reads the token itself, so the
 #: session cookie works too and a missing token is audited before it is refused.
 BEARER = HTTPBearer(auto_error=False, description="A CIS2 JWT (in dev mode, from scr token)")
+#: The rule of the entry counting a client's refusals past its limit in one window.
+THROTTLED = "auth.throttled"
 #: As long as the audit trail's column, so the id a client gave is the one the trail holds.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -46,6 +50,7 @@ class Services:
     verifier: Verifier
     audit: Writer
     kinds: Kinds
+    refusals: Refusals
 
     @property
     def reader(self) -> Reader:
@@ -86,24 +91,38 @@ def _token(request: Request, cookie: bool) -> str | None:
     return request.cookies.get(SESSION_COOKIE) if cookie else None
 
 
-def record_event(
-    svc: Services, ctx: RequestContext, action: Action, who: Who | None, rules: tuple[str, ...]
-) -> None:
-    """Audit an event that is not a decision about a person: a sign-in, a refused token."""
-    disclose(svc.audit, _event(ctx, action, who, who is not None, rules), None)
+def record_login(svc: Services, ctx: RequestContext, who: Who) -> None:
+    """Audit a sign-in: an event that is not a decision about a person."""
+    disclose(svc.audit, _event(ctx, "login", who, True, ()), None)
 
 
-def record_refusal(
+def refuse(
     svc: Services,
     ctx: RequestContext,
     action: Action,
     who: Who | None,
     rules: tuple[str, ...],
     nhs_number: str | None = None,
+    *,
+    page: bool,
 ) -> None:
-    """Audit a refusal no policy decision made (a forged form, a step the user's role never
-    takes), naming the person the request was about when its URL names one."""
+    """Audit a refusal no policy decision made (a bad token, a forged form, a step the user's
+    role never takes), naming the person the request was about when its URL names one. Past
+    its client's limit (:mod:`engine.api.throttle`) it is not audited on its own: 429 instead
+    (:class:`TooManyRefusals`, a plain page if ``page``), and its window's entry counts it."""
+    over, closed = svc.refusals.refused(ctx.client_address)
+    record_throttled(svc, closed)
+    if over:
+        raise TooManyRefusals(int(svc.refusals.window), page)
     disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
+
+
+def record_throttled(svc: Services, closed: list[Throttled]) -> None:
+    """One entry per client and closed window, counting the refusals it was not audited for."""
+    for window in closed:
+        ctx = RequestContext(str(uuid.uuid4()), window.client)
+        entry = _event(ctx, "token-refused", None, False, (THROTTLED,))
+        disclose(svc.audit, replace(entry, withheld={THROTTLED: window.count}), None)
 
 
 def _event(
@@ -131,8 +150,8 @@ def _event(
     )
 
 
-def _refused(svc: Services, ctx: RequestContext, *why: str) -> FhirError:
-    record_event(svc, ctx, "token-refused", None, why)
+def _refused(svc: Services, ctx: RequestContext, *why: str, page: bool = False) -> FhirError:
+    refuse(svc, ctx, "token-refused", None, why, page=page)
     return FhirError(
         401,
         Problem("login", "A valid bearer token is required"),
@@ -169,11 +188,11 @@ def user_for(request: Request, purpose: str | None, *, cookie: bool = False) -> 
     ctx = context(request)
     token = _token(request, cookie)
     if token is None:
-        raise _refused(svc, ctx, "auth.token-missing")
+        raise _refused(svc, ctx, "auth.token-missing", page=cookie)
     try:
         user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
-        raise _refused(svc, ctx, "auth.token-invalid", exc.kind) from None
+        raise _refused(svc, ctx, "auth.token-invalid", exc.kind, page=cookie) from None
     return who_for(svc, user, purpose)
 
 

@@ -20,7 +20,15 @@ from adapters.values import nhs_number_valid
 from consent import NOTICE, Who, explain
 from consent import Request as Asked
 from engine.api.auth import TokenRefused, mint
-from engine.api.deps import SESSION_COOKIE, context, record_event, services, user_for, who_for
+from engine.api.deps import (
+    SESSION_COOKIE,
+    context,
+    record_login,
+    refuse,
+    services,
+    user_for,
+    who_for,
+)
 from engine.api.errors import FhirError
 from engine.api.records import (
     Ambiguous,
@@ -93,19 +101,20 @@ def sign_in(
             purpose=p.purpose, minutes=8 * 60, ig_training=date.today() - timedelta(days=60),
         )  # fmt: skip
     if not token:
-        record_event(svc, context(request), "token-refused", None, ("auth.token-missing",))
+        refuse(svc, context(request), "token-refused", None, ("auth.token-missing",), page=True)
         return _page(request, "signin.html", 401, error="Choose who to sign in as", dev=False)
     if len(token) > session.MAX_TOKEN:
-        record_event(svc, context(request), "token-refused", None, ("auth.token-too-long",))
+        refuse(svc, context(request), "token-refused", None, ("auth.token-too-long",), page=True)
         why = "That token is too long to keep in a browser: ask for one with fewer roles"
         return _page(request, "signin.html", 401, error=why, dev=False)
     try:
         user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
-        record_event(svc, context(request), "token-refused", None, ("auth.token-invalid", exc.kind))
+        reasons = ("auth.token-invalid", exc.kind)
+        refuse(svc, context(request), "token-refused", None, reasons, page=True)
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
     who = who_for(svc, user)
-    record_event(svc, context(request), "login", who, ())
+    record_login(svc, context(request), who)
     response = _to("/ig" if who.profile == "ig-officer" else _RECORD)
     session.sign_in(response, token, user.expires)
     return response

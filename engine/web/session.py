@@ -26,7 +26,7 @@ from fastapi import Request, Response
 from adapters.values import nhs_number_valid
 from consent import Who
 from engine.api.auth import TokenRefused
-from engine.api.deps import SESSION_COOKIE, context, record_refusal, services, who_for
+from engine.api.deps import SESSION_COOKIE, context, refuse, services, who_for
 from engine.api.errors import FhirError, Problem
 from engine.keyfile import create
 
@@ -87,9 +87,9 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     if basis and submitted and hmac.compare_digest(_for(request, basis), submitted):
         return
     number = request.path_params.get("nhs_number")
-    record_refusal(
+    refuse(
         services(request), context(request), "form-refused", _session_user(request),
-        ("web.csrf-invalid",), number if number and nhs_number_valid(number) else None,
+        ("web.csrf-invalid",), number if number and nhs_number_valid(number) else None, page=True,
     )  # fmt: skip
     raise FhirError(403, Problem("forbidden", "The form has expired: reload the page"))
 

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from adapters.values import nhs_number_valid
 from consent import Request as Asked
 from consent import Who
-from engine.api.deps import context, record_refusal, services
+from engine.api.deps import context, refuse, services
 from engine.api.errors import FhirError
 from engine.api.records import explanation, people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, visible
@@ -112,8 +112,8 @@ def _care_home_user(request: Request, nhs_number: str) -> Who | Response:
         return notice
     if who.org_kind != "care-home" or not may_take_part(who):
         number = nhs_number if nhs_number_valid(nhs_number) else None
-        record_refusal(services(request), context(request), "transfer-send", who,
-                       ("transfer.forbidden",), number)  # fmt: skip
+        refuse(services(request), context(request), "transfer-send", who,
+               ("transfer.forbidden",), number, page=True)  # fmt: skip
         why = "Only care-home staff start a transfer"
         return _page(request, "transfer_form.html", 403, who=who, nhs_number=nhs_number,
                      error=why, prefill=None, hospitals=[])  # fmt: skip

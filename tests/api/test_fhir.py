@@ -3,6 +3,7 @@ page, tokens checked, writes refused, and no data without an audit entry."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from sqlalchemy import text
 
 from audit.query import stream
+from engine.api import create_app
 from engine.api.auth import DEV_ALGORITHM, dev_key
 from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
@@ -302,3 +304,25 @@ def test_an_unexpected_error_is_a_500_naming_only_the_request_id(
     assert response.headers["X-Request-Id"] == "req-500"
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_refused_tokens_from_one_client_are_throttled_not_each_audited(
+    store: Store, token: Token
+) -> None:
+    """Anyone can send bad tokens, and each refusal was an entry on the chained trail; past
+    the limit a client gets 429 and its window one entry counting them."""
+    settings = replace(store.settings, refusal_limit=5, refusal_window_seconds=3600)
+    with TestClient(create_app(settings, store.engine)) as client:
+        before = len(list(stream(store.engine)))
+        answers = [client.get("/fhir/Patient", headers=auth("x")) for _ in range(50)]
+        assert [a.status_code for a in answers] == [401] * 5 + [429] * 45
+        assert answers[-1].json()["issue"][0]["code"] == "throttled"
+        assert answers[-1].headers["retry-after"] == "3600"
+        assert len(list(stream(store.engine))) - before == 5
+        assert get(client, token(), "Patient", identifier=NHS_ID).status_code == 200
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["rules"], last["withheld"]) == (
+        "token-refused",
+        ["auth.throttled"],
+        {"auth.throttled": 45},
+    )

@@ -73,7 +73,7 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
 def test_a_refused_token_and_a_nameless_user_export_as_valid_audit_events(
     engine: Engine, db_url: str
 ):
-    """A refused token's entry names no one (as deps.record_event writes it), and a token may
+    """A refused token's entry names no one (as deps.refuse writes it), and a token may
     carry no name: both still export as valid R4, with nothing empty in them."""
     append_batch(
         engine,

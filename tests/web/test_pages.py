@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
 from audit.query import stream
+from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
 from engine.web.session import CSRF_COOKIE
 from tests.api.conftest import NHS, Store, Token
@@ -197,3 +199,13 @@ def test_the_session_cookie_lasts_as_long_as_its_token(web: TestClient, token: T
     cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
     found = re.search(r"Max-Age=(\d+)", cookie)
     assert found and 30 * 60 - 60 <= int(found.group(1)) <= 30 * 60, cookie
+
+
+def test_a_client_past_its_refusals_gets_a_plain_page(store: Store) -> None:
+    settings = replace(store.settings, refusal_limit=2)
+    app = create_app(settings, store.engine)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as web:
+        answers = [web.post("/session", data={"csrf_token": "forged"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [403, 403, 429]
+    assert answers[-1].headers["content-type"].startswith("text/html")
+    assert "Too many" in answers[-1].text
