@@ -53,6 +53,10 @@ def settings(**over: Any) -> Settings:
     return Settings(**(values | over))
 
 
+#: Two hours ahead: past the leeway on every time claim.
+LATER = datetime.now(UTC) + timedelta(hours=2)
+
+
 def test_a_token_signed_by_the_configured_key_gives_the_selected_role() -> None:
     user = verifier_for(settings()).verify(jwt.encode(claims(), KEY, algorithm="RS256"))
     assert (user.user_id, user.org, user.role_code) == ("u-1", "R9Z", "S8000:G8000:R8001")
@@ -70,9 +74,19 @@ def test_a_token_signed_by_the_configured_key_gives_the_selected_role() -> None:
         jwt.encode({k: v for k, v in claims().items() if k != "exp"}, KEY, algorithm="RS256"),
         jwt.encode(claims(), None, algorithm="none"),
         jwt.encode(claims(selected_roleid="r9"), KEY, algorithm="RS256"),
+        jwt.encode(claims(aud=["other"]), KEY, algorithm="RS256"),
+        jwt.encode({k: v for k, v in claims().items() if k != "iat"}, KEY, algorithm="RS256"),
+        jwt.encode(claims(iat=LATER, exp=LATER + timedelta(hours=1)), KEY, algorithm="RS256"),
+        jwt.encode(claims(nbf=LATER), KEY, algorithm="RS256"),
+        jwt.encode(claims(sub=123), KEY, algorithm="RS256"),
+        jwt.encode(claims(), KEY, algorithm="RS256", headers={"crit": ["b64"], "b64": False}),
     ],
-    ids=["other-key", "other-alg", "audience", "issuer", "expired", "no-exp", "none", "no-role"],
-)
+    ids=[
+        "other-key", "other-alg", "audience", "issuer", "expired", "no-exp", "none", "no-role",
+        "audiences-without-us", "no-iat", "issued-later", "not-yet-valid", "sub-not-a-string",
+        "crit-header",
+    ],
+)  # fmt: skip
 def test_untrusted_tokens_are_refused(token: str) -> None:
     with pytest.raises(TokenRefused):
         verifier_for(settings()).verify(token)
@@ -181,6 +195,18 @@ def test_jwt_mode_without_what_it_needs_stops_start_up(over: dict[str, str], nam
 def test_only_asymmetric_algorithms_may_be_configured() -> None:
     with pytest.raises(SettingsError, match="SCR_JWT_ALGORITHM"):
         Settings.load({"SCR_JWT_ALGORITHM": "HS256"})
+
+
+def test_an_audience_list_naming_us_is_accepted() -> None:
+    token = jwt.encode(claims(aud=["other", "scr"]), KEY, algorithm="RS256")
+    assert verifier_for(settings()).verify(token).user_id == "u-1"
+
+
+@pytest.mark.parametrize("mode", ["DEV", "Dev", " dev", "jwt ", "", "none"])
+def test_a_mistyped_auth_mode_stops_start_up_rather_than_pick_one(mode: str) -> None:
+    with pytest.raises(SettingsError, match="SCR_AUTH_MODE"):
+        Settings.load({"SCR_AUTH_MODE": mode})
+    assert Settings.load({}).auth_mode == "jwt"
 
 
 def test_claims_without_a_usable_role_are_refused() -> None:

@@ -6,6 +6,9 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from audit.query import stream
@@ -209,3 +212,74 @@ def test_a_client_past_its_refusals_gets_a_plain_page(store: Store) -> None:
     assert [a.status_code for a in answers] == [403, 403, 429]
     assert answers[-1].headers["content-type"].startswith("text/html")
     assert "Too many" in answers[-1].text
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "//evil.example/", "/record/\\\\evil.example", "https://evil.example/record/",
+        "/record/../../\\evil.example", "/inbox@evil.example", "/record/%0d%0aSet-Cookie:x=1",
+    ],
+)  # fmt: skip
+def test_the_notice_leads_on_only_to_a_page_of_this_site(
+    web: TestClient, token: Token, elsewhere: str
+) -> None:
+    signed_in(web, token("gp"))
+    moved = web.post(
+        "/acknowledge", data={"csrf_token": csrf(web, "/record"), "next_page": elsewhere}
+    )
+    to = moved.headers["location"]
+    assert to.startswith("/") and not to.startswith("//") and "\\" not in to[:3], to
+    assert "\r" not in to and "\n" not in to, to
+
+
+def test_redirects_and_errors_carry_the_security_headers(web: TestClient) -> None:
+    for answer in (
+        web.get("/record"), web.get("/"), web.get("/fhir/Patient"), web.post("/session", data={}),
+    ):  # fmt: skip
+        for header in ("cache-control", "x-frame-options", "content-security-policy",
+                       "referrer-policy"):  # fmt: skip
+            assert header in answer.headers, (answer.url, header)
+
+
+def test_a_token_in_the_query_string_is_ignored(web: TestClient, token: Token) -> None:
+    """Query strings end up in logs and Referer headers: a token is never taken from one."""
+    t = token("gp")
+    search = f"/fhir/Patient?access_token={t}&identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS}"
+    assert web.get(search).status_code == 401
+    assert web.get(f"/record?token={t}").status_code == 303
+
+
+def test_a_sign_in_posted_as_text_plain_is_refused(web: TestClient, token: Token) -> None:
+    """A cross-site form may post text/plain without a preflight."""
+    posted = web.post(
+        "/session", content=f"csrf_token={csrf(web)}&token={token('gp')}",
+        headers={"content-type": "text/plain"},
+    )  # fmt: skip
+    assert posted.status_code != 303
+
+
+def test_the_session_cookie_does_not_authorise_an_api_call(web: TestClient, token: Token) -> None:
+    signed_in(web, token("gp"))
+    claimed = web.post("/access/relationship", json={"patient": NHS, "reason": "cookie only"})
+    assert claimed.status_code == 401
+    assert web.post("/transfers/x/acknowledge").status_code == 401
+
+
+def test_jwt_mode_offers_no_personas(store: Store) -> None:
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    settings = replace(
+        store.settings, auth_mode="jwt", jwt_issuer="https://idp", jwt_public_key=pem
+    )
+    app = create_app(settings, store.engine)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as web:
+        page = web.get("/").text
+        assert 'name="persona"' not in page and "Demonstration only" not in page
+        assert (
+            web.post("/session", data={"persona": "gp", "csrf_token": csrf(web)}).status_code == 401
+        )
