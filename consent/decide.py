@@ -83,8 +83,13 @@ def decide(
     """Permit or deny ``request`` by ``who`` about ``patient`` for ``purpose`` at ``now``."""
     c = Case.build(who, patient, purpose, request, now, policy)
     reasons = [r for r in (gate(c) for gate in GATES) if r is not None]
-    basis, basis_reasons = _basis(c)
-    reasons += basis_reasons
+    basis: Basis | None = None
+    if not any(isinstance(r, Refusal) for r in reasons):
+        # A gate's refusal is about the user and the request, not the person: the bases are
+        # not asked, so the answer (and its explanation) is the same whether or not the person
+        # exists or is known to the user's organisation.
+        basis, basis_reasons = _basis(c)
+        reasons += basis_reasons
     profile = c.profile.name if c.profile else None
     if basis is None or any(isinstance(r, Refusal) for r in reasons):
         return Decision(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -133,3 +133,14 @@ def test_a_missing_person_is_audited_for_a_user_who_may_ask(
     )
     assert missing.status_code == 404
     assert audit_actions(store)[-1] == ("break-glass", "deny")
+
+
+def test_a_refused_explanation_is_the_same_whether_or_not_the_person_exists(
+    client: TestClient, token: Token
+) -> None:
+    """Stale training: the explanation says so, and nothing about the person or a relationship."""
+    t = token("gp", ig_training=date(2020, 1, 1))
+    known = client.get("/access/explain", params={"patient": PATIENT}, headers=auth(t)).json()
+    missing = client.get("/access/explain", params={"patient": "nobody"}, headers=auth(t)).json()
+    assert not known["permit"] and not missing["permit"]
+    assert known["reasons"] == missing["reasons"]

@@ -11,6 +11,7 @@ from consent import (
     NOTICE,
     ConsentDirective,
     Decision,
+    PatientFacts,
     PersonLabel,
     Refused,
     Relationship,
@@ -342,7 +343,20 @@ def test_break_glass_is_for_clinical_profiles_only() -> None:
     user = who("care-home")
     d = decide(user, facts(grants=(grant(user),)), "BTG", EVERYTHING, NOW, POLICY)
     assert not d.permit
-    assert "break-glass.grant" in refused_by(d)
+    assert refused_by(d) == {"purpose.profile"}  # a care home may not ask under BTG at all
+
+
+def test_a_gate_refusal_says_the_same_whether_or_not_the_person_is_known() -> None:
+    """Stale training refuses before any relationship is looked at: the explanation of a known
+    person (registered here) and of one nobody knows are the same, and name no relationship."""
+    user = who("clinical", trained=NOW.date() - timedelta(days=800))
+    known = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    unknown = decide(user, PatientFacts(""), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not known.permit and not unknown.permit
+    assert [(r.rule_id, r.text) for r in known.reasons] == [
+        (r.rule_id, r.text) for r in unknown.reasons
+    ]
+    assert not any(r.rule_id.startswith("relationship") for r in known.reasons)
 
 
 def test_grant_is_not_used_under_plain_treatment() -> None:
