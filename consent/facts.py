@@ -121,8 +121,8 @@ def _where(resource: Mapping[str, Any]) -> tuple[RelationshipKind, Any, Any] | N
         return "hospital-encounter", resource.get("serviceProvider"), resource.get("period")
     if rt == "Task":
         return "council-case", resource.get("owner"), resource.get("executionPeriod")
-    if rt == "ServiceRequest":
-        return "council-case", resource.get("performer"), resource.get("occurrencePeriod")
+    if rt == "ServiceRequest":  # a referral: an open case to a council, windowed to a hospital
+        return "referral", resource.get("performer"), resource.get("occurrencePeriod")
     if rt == "CareTeam" and resource.get("status") == "active":
         return "council-case", resource.get("managingOrganization"), resource.get("period")
     return None

@@ -13,7 +13,13 @@ from datetime import date, datetime
 from typing import Literal
 
 RelationshipKind = Literal[
-    "registration", "council-case", "placement", "hospital-encounter", "transfer", "self-claim"
+    "registration",
+    "council-case",
+    "referral",
+    "placement",
+    "hospital-encounter",
+    "transfer",
+    "self-claim",
 ]
 DirectiveKind = Literal["dissent", "restrict-org", "restrict-category", "consent-category"]
 #: ``transfer``: a care home sending a resident's red-bag transfer, which it may do only for a

@@ -26,7 +26,7 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: facts differently from the same rules (its facts stored at ingest must then be derived
 #: again: ``scr db restamp``). 2: relationships, directives and ODS codes are stored too.
 #: 3: a closed episode, referral or task with no end is no relationship; an inexact
-#: restriction is a dissent; dates are UK days.
+#: restriction is a dissent; dates are UK days; a ServiceRequest is a referral.
 FACTS_FORMAT = 3
 
 

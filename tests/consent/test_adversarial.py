@@ -20,6 +20,7 @@ from consent import (
     explain,
     mask,
     meta_of,
+    relationship,
     visible,
 )
 from tests.consent.personas import (
@@ -510,3 +511,24 @@ def test_decision_records_purpose_basis_and_policy_for_the_audit() -> None:
     assert (d.purpose, d.profile, d.basis) == ("COC", "clinical", "relationship")
     assert d.policy_version == POLICY.version
     assert {r.principle for r in d.reasons} >= {1, 3, 4, 5, 6}
+
+
+def test_a_referral_gives_the_hospital_it_names_a_window_and_the_council_a_case() -> None:
+    """'The hospital has an encounter, referral or red-bag transfer' (access-policy.md)."""
+
+    def referral(org: str, days_ago: int) -> Relationship:
+        found = relationship({
+            "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "occurrencePeriod": {"start": (NOW - timedelta(days=days_ago)).date().isoformat()},
+            "performer": [{"identifier": {"value": org}}],
+        })  # fmt: skip
+        assert found is not None
+        return found
+
+    hospital = hospital_clinician()
+    for days, allowed in ((5, True), (200, False)):
+        d = decide(hospital, facts(referral(HOSPITAL, days)), "TREAT", EVERYTHING, NOW, POLICY)
+        assert d.permit is allowed, days
+    social = who("social-care")
+    d = decide(social, facts(referral(COUNCIL, 200)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert d.permit, "an open referral to the council is an open case"
