@@ -84,6 +84,7 @@ class WorkingSet:
         self._placed_by: dict[str, str] = {}
         self._new_people: set[str] = set()
         self._merged: dict[str, str] = {}
+        self._revived: set[str] = set()
         self._events: list[dict[str, Any]] = []
         #: Review items loaded or written: pair → (id, status).
         self.reviews: dict[tuple[str, str], tuple[int, str]] = {}
@@ -268,8 +269,13 @@ class WorkingSet:
     ) -> None:
         before = {m: p for p in old for m in self.members[p]}
         active = {m for m in before if self.demo.get(m) is not None}
-        changes = plan(groups, before, links, self.pins.together, active)
+        splits = any(sum(1 for g in groups if self.members[p] & set(g)) > 1 for p in old)
+        formerly = self._merged_away(old, sorted(before)) if splits else {}
+        changes = plan(groups, before, links, self.pins.together, active, formerly)
         people = [p or self._new_person() for p in changes.people]
+        for person in set(people) & formerly.keys():
+            self._merged.pop(person, None)
+            self._revived.add(person)
         for move in changes.moves:
             actor = manual if move.patient in ids else auto
             if move.action == "link" and move.edge.decision and not actor.manual:
@@ -281,6 +287,46 @@ class WorkingSet:
                 self.split += 1
         for person, group in changes.merged.items():
             self._merged[person] = people[group]
+
+    def _merged_away(self, old: Sequence[str], members: Sequence[str]) -> dict[str, set[str]]:
+        """People merged (at any remove) into ``old``, each with the Patients of ``members`` it
+        gave up when it was merged: the last of its Patients to leave it, all in one go.
+
+        Read only when a person splits, so an id merged away never leads to someone else.
+        """
+        found: set[str] = set()
+        frontier = set(old)
+        while frontier:
+            into: set[str] = set()
+            for chunk in chunks(sorted(frontier)):
+                query = select(PEOPLE.c.id).where(PEOPLE.c.merged_into.in_(chunk))
+                into.update(p for p in self.conn.execute(query).scalars() if p not in self._merged)
+            into |= {p for p, keep in self._merged.items() if keep in frontier}
+            frontier = into - found - self._revived
+            found |= frontier
+        if not found:
+            return {}
+        left: list[tuple[tuple[int, datetime], str, str]] = []
+        for chunk in chunks(members):
+            query = select(EVENTS.c.at, EVENTS.c.from_person_id, EVENTS.c.patient_id).where(
+                EVENTS.c.patient_id.in_(chunk), EVENTS.c.from_person_id.in_(sorted(found))
+            )
+            left.extend(
+                ((0, r.at), r.from_person_id, r.patient_id) for r in self.conn.execute(query)
+            )
+        mine = set(members)
+        left.extend(
+            ((1, e["at"]), e["from_person_id"], e["patient_id"])
+            for e in self._events
+            if e["from_person_id"] in found and e["patient_id"] in mine
+        )
+        last: dict[str, tuple[int, datetime]] = {}
+        for when, person, _ in left:
+            last[person] = max(last.get(person, when), when)
+        return {
+            person: {pid for when, p, pid in left if p == person and when == at}
+            for person, at in last.items()
+        }
 
     # --- pins and review -----------------------------------------------------------------
 
@@ -405,6 +451,12 @@ class WorkingSet:
             self.conn.execute(
                 insert(PEOPLE),
                 [{"id": p, "created_at": self.now, "merged_into": None} for p in self._new_people],
+            )
+        if self._revived:
+            self.conn.execute(
+                update(PEOPLE)
+                .where(PEOPLE.c.id.in_(sorted(self._revived)))
+                .values(merged_into=None)
             )
         merged = []
         for drop, keep in sorted(self._merged.items()):

@@ -96,3 +96,22 @@ def test_regrouping_keeps_person_ids_and_names_the_edge_behind_each_move() -> No
 def test_regrouping_prefers_a_manual_pin_as_the_reason_for_a_move() -> None:
     changes = plan([["a", "b"]], {"a": "P1", "b": "P2"}, [], {("a", "b")}, {"a", "b"})
     assert changes.moves == [Move("b", 0, "link", Edge("a", None))]
+
+
+def test_a_person_merged_away_earlier_is_taken_back_by_the_group_holding_its_records() -> None:
+    """P2 was merged into P1; P1 now splits: b's group takes P2 back instead of a new id."""
+    before = {"a": "P1", "b": "P1"}
+    changes = plan([["a"], ["b"]], before, [], set(), {"a", "b"}, {"P2": {"b"}})
+    assert changes.people == ["P1", "P2"]
+    assert changes.merged == {}
+    # The survivor's id stays with its own record, whichever group chooses first.
+    changes = plan([["a"], ["b"]], before, [], set(), {"a", "b"}, {"P2": {"a"}})
+    assert changes.people == ["P2", "P1"]
+
+
+def test_a_person_merged_away_earlier_follows_its_records_not_the_survivor() -> None:
+    """P3 gave up c when it was merged into P1; c has since moved to P2."""
+    before = {"a": "P1", "c": "P2", "d": "P2"}
+    changes = plan([["a"], ["c", "d"]], before, [], set(), {"a", "c", "d"}, {"P3": {"c"}})
+    assert changes.people == ["P1", "P2"]
+    assert changes.merged == {"P3": 1}

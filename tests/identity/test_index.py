@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from adapters.codes import CodeMaps
 from audit import verify
 from engine import canonical
-from engine.identity import index
+from engine.identity import index, members_of
 from engine.identity.cli import identity_app
 from engine.identity.index import (
     IdentityError,
@@ -362,3 +362,20 @@ def test_every_manual_decision_and_refusal_is_in_the_audit_trail(archer: Engine)
     assert {r.user_id for r in rows} == {DOCTOR}
     report = verify(archer)
     assert report.intact and report.size == 3
+
+
+def test_a_person_id_merged_away_and_split_again_never_leads_to_someone_else(
+    engine: Engine,
+) -> None:
+    """b's person is merged into a's by a manual link, then the link is undone: anything
+    holding b's old person id (a transfer, an IG grant) must read b's records, never a's."""
+    store(engine, patient(pid="a", nhs=NHS_D), patient(pid="b", nhs=NHS_B, born="1999-09-09"))
+    relink(engine, ["a", "b"])
+    b_person = person_of(engine, "b")
+    assert b_person is not None
+    link(engine, "a", "b", who=DOCTOR, reason="one person")
+    unlink(engine, "a", "b", who=DOCTOR, reason="no, two people after all")
+    assert person_of(engine, "a") != person_of(engine, "b")
+    assert patients_of(engine, b_person) == ["b"]
+    with engine.connect() as conn:
+        assert members_of(conn, b_person).nhs_number == NHS_B
