@@ -51,8 +51,9 @@ def _names_similar(a: str, b: str, sim: Similarity) -> str | None:
     score = jellyfish.jaro_winkler_similarity(a, b)
     if score >= sim.close:
         return "close"
+    # Metaphone gives "" outside Latin letters: an empty code is no agreement.
     if score >= sim.similar and (
-        phonetic(a) == phonetic(b) or jellyfish.nysiis(a) == jellyfish.nysiis(b)
+        (phonetic(a) or None) == phonetic(b) or jellyfish.nysiis(a) == jellyfish.nysiis(b)
     ):
         return "similar"
     return None
@@ -70,10 +71,17 @@ def family_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
 
 
 def given_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
-    """First names; ``other_given`` when one's first name is among the other's middle names."""
+    """First names; ``other_given`` when one's first name is among the other's middle names.
+
+    Compound first names are compared whole when both have more than one part: Mary-Jane and
+    Mary-Ann share a first word, but they are two names (often twins' names).
+    """
     if not a.given or not b.given:
         return MISSING
     if a.given == b.given:
+        x, y = a.given_parts, b.given_parts
+        if len(x) > 1 and len(y) > 1 and x != y:
+            return _names_similar("".join(x), "".join(y), sim) or "different"
         return "exact"
     level = _names_similar(a.given, b.given, sim)
     if level:
@@ -86,10 +94,14 @@ def given_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
 
 
 def birth_date(a: Demographics, b: Demographics) -> str:
-    """``transposed``: day and month swapped (03/04 against 04/03), the commonest keying slip."""
+    """``transposed``: day and month swapped (03/04 against 04/03), the commonest keying slip.
+
+    A date held only as a year is compared by its year: a contradicting year is ``different``.
+    """
     x, y = a.birth_date, b.birth_date
     if x is None or y is None:
-        return MISSING
+        years = (a.birth_year, b.birth_year)
+        return "different" if None not in years and years[0] != years[1] else MISSING
     if x == y:
         return "exact"
     if x.day != x.month and _swapped(x) == y:

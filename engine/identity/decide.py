@@ -7,15 +7,19 @@ where everything but the given name or the birth date agrees. In order:
 1. ``nhs-verified``: both NHS numbers verified (status ``01``) and equal → link.
 2. ``nhs-conflict``: both hold valid NHS numbers and they differ → apart; review instead when
    every demographic agrees exactly (a duplicate registration someone must retire by hand).
-3. ``household``: same family name and same home, but the given names or the birth dates
-   differ (twins, a parent and child of one name) → apart (review if the NHS numbers are
-   equal). When the difference is only a looser spelling, a single day or a missing value →
-   review, unless equal NHS numbers and a corroborating score settle it (link, as rule 5).
-4. ``sex-conflict``: both sexes recorded and different → never linked automatically; review
+3. ``household``: a family name exact or alike ("Archar", "Archer Jr") at one address (same
+   home, postcode or street), but the given names or the birth dates differ (twins, a parent
+   and child of one name) → apart (review if the NHS numbers are equal). When the difference
+   is only a looser spelling (even a close one: twins are named Louise and Louisa), a single
+   day or a missing value → review, unless equal NHS numbers and a corroborating score settle
+   it (link, as rule 5).
+4. ``names-differ``: family and given names both differ → never linked automatically (two
+   residents of one care home born the same day); review when the score reaches it.
+5. ``sex-conflict``: both sexes recorded and different → never linked automatically; review
    when the rest of the score would reach the review threshold.
-5. ``nhs-unverified``: equal NHS numbers, not both verified → link only when the demographic
+6. ``nhs-unverified``: equal NHS numbers, not both verified → link only when the demographic
    score corroborates it (``thresholds.unverified_nhs``), else review.
-6. ``score``: otherwise, link at or above ``thresholds.link``, review at or above
+7. ``score``: otherwise, link at or above ``thresholds.link``, review at or above
    ``thresholds.review``, apart below.
 
 An NHS number failing modulus 11 never reaches these rules (features treat it as absent). The
@@ -36,6 +40,7 @@ Outcome = Literal["link", "review", "apart"]
 NHS_VERIFIED: Final = "nhs-verified"
 NHS_CONFLICT: Final = "nhs-conflict"
 HOUSEHOLD: Final = "household"
+NAMES_DIFFER: Final = "names-differ"
 SEX_CONFLICT: Final = "sex-conflict"
 NHS_UNVERIFIED: Final = "nhs-unverified"
 SCORE: Final = "score"
@@ -69,12 +74,22 @@ class MatchDecision:
         return self.outcome == "apart" or (self.outcome == "review" and self.rule != SCORE)
 
 
+#: A family name this alike at one address is one family ("Archer", "Archar", "Archer Jr").
+_ONE_FAMILY: Final = frozenset({"exact", "close", "similar"})
+#: One address, though a source may abbreviate the street or leave out the house.
+_ONE_ADDRESS: Final = frozenset({"same_home", "same_postcode", "same_street"})
+
+
 def _household(levels: dict[str, str]) -> Outcome | None:
-    """``apart`` or ``review`` for the twin / parent-and-child pattern; None when it is not one."""
-    if levels["family_name"] != "exact" or levels["address"] != "same_home":
+    """``apart`` or ``review`` for the twin / parent-and-child pattern; None when it is not one.
+
+    Only an exact first name and birth date escape it: twins are often given close names
+    (Louise, Louisa), so inside a household a close first name is a question, not a link.
+    """
+    if levels["family_name"] not in _ONE_FAMILY or levels["address"] not in _ONE_ADDRESS:
         return None
     given, born = levels["given_name"], levels["birth_date"]
-    if given in ("exact", "close") and born in ("exact", "transposed"):
+    if given == "exact" and born in ("exact", "transposed"):
         return None
     if given == "different" or born == "different":
         return "apart"
@@ -118,6 +133,8 @@ def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision
         if nhs_equal and score >= limits.unverified_nhs:
             return made("link", NHS_UNVERIFIED, why + "; equal NHS numbers settle it")
         return at_most_review(HOUSEHOLD, why)
+    if levels["family_name"] == levels["given_name"] == "different":
+        return at_most_review(NAMES_DIFFER, "family and given names both differ")
     if levels["sex"] == "different":
         return at_most_review(SEX_CONFLICT, "recorded sex differs")
     if nhs_equal:

@@ -2,9 +2,11 @@
 
 Every source spells the same person slightly differently (``O'NEILL`` and ``O'Neill``,
 ``Smith-Jones`` and ``Smith Jones``, ``Zoë`` and ``Zoe``), so names are folded to bare lower-case
-letters once, here, and every comparison works on the folded form. An NHS number that fails the
-modulus-11 check is kept out of ``nhs_number`` (it is treated as no number at all, because a
-mistyped number says nothing about who the person is) and only flagged.
+letters once, here, and every comparison works on the folded form. Folding keeps letters of
+every script (``Пётр`` folds to ``петр``, not to nothing), so names in Cyrillic or Arabic are
+compared like any other. An NHS number that fails the modulus-11 check is kept out of
+``nhs_number`` (it is treated as no number at all, because a mistyped number says nothing
+about who the person is) and only flagged.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ VERIFICATION_URL = (
 VERIFIED = "01"
 #: Name uses that hold a name the person no longer goes by (a maiden or previous surname).
 _OLD_USES = frozenset({"old", "maiden"})
-_WORD = re.compile(r"[a-z0-9]+")
+#: A run of letters or digits in any script.
+_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +48,15 @@ class Demographics:
     family: str
     #: Previous family names (``use: old`` / ``maiden``), folded.
     previous_families: tuple[str, ...]
-    #: First given name, folded; "" when none.
+    #: First word of the first given name, folded; "" when none.
     given: str
-    #: Further given (middle) names, folded.
+    #: Every word of the first given name ("Mary-Jane": mary, jane), folded.
+    given_parts: tuple[str, ...]
+    #: Every given word after the first (the rest of a compound name, then middle names).
     other_given: tuple[str, ...]
     birth_date: date | None
+    #: The birth year, from a full date or a partial one ("1951"): a year can still contradict.
+    birth_year: int | None
     #: ``male``, ``female`` or ``other``; None when unknown or absent.
     sex: str | None
     #: Home postcode without spaces, upper case ("BO91RH").
@@ -71,10 +78,6 @@ class Demographics:
         return tuple(dict.fromkeys(f for f in (self.family, *self.previous_families) if f))
 
     @property
-    def birth_year(self) -> int | None:
-        return self.birth_date.year if self.birth_date else None
-
-    @property
     def postcode_sector(self) -> str | None:
         """Outward code plus the inward digit ("BO91" for "BO9 1RH"): a few streets."""
         if not self.postcode or len(self.postcode) < 5:
@@ -83,11 +86,9 @@ class Demographics:
 
 
 def fold(text: str) -> str:
-    """Letters only, accents removed, lower case: the form every name comparison uses."""
+    """Letters only (any script), accents removed, case folded: the form names are compared in."""
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(
-        c for c in decomposed if c.isascii() and c.isalpha() and not unicodedata.combining(c)
-    ).lower()
+    return "".join(c for c in decomposed if c.isalpha() and not unicodedata.combining(c)).casefold()
 
 
 def phonetic(name: str) -> str:
@@ -97,7 +98,7 @@ def phonetic(name: str) -> str:
 
 def _words(text: str) -> list[str]:
     decomposed = unicodedata.normalize("NFKD", text)
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     return _WORD.findall(plain)
 
 
@@ -110,11 +111,12 @@ def _current_name(names: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | Non
     return next((n for n in names if n.get("use") not in _OLD_USES), None)
 
 
-def _given(name: Mapping[str, Any] | None) -> list[str]:
+def _given(name: Mapping[str, Any] | None) -> list[list[str]]:
+    """Each given name as its folded words."""
     if name is None:
         return []
-    out = [fold(w) for part in name.get("given", []) for w in _words(str(part))]
-    return [g for g in out if g]
+    out = [[f for w in _words(str(part)) if (f := fold(w))] for part in name.get("given", [])]
+    return [words for words in out if words]
 
 
 def _nhs(identifiers: Iterable[Mapping[str, Any]]) -> tuple[str | None, bool, bool]:
@@ -134,6 +136,13 @@ def _nhs(identifiers: Iterable[Mapping[str, Any]]) -> tuple[str | None, bool, bo
         )
         return value, verified, False
     return None, False, False
+
+
+def _birth_year(raw: object) -> int | None:
+    """The year of a full or partial date ("1950", "1950-03")."""
+    if not isinstance(raw, str) or len(raw) < 4 or not raw[:4].isdigit():
+        return None
+    return int(raw[:4])
 
 
 def _birth_date(raw: object) -> date | None:
@@ -171,6 +180,7 @@ def demographics(patient: Mapping[str, Any]) -> Demographics:
     names: list[Mapping[str, Any]] = list(patient.get("name", []))
     current = _current_name(names)
     given = _given(current)
+    words = [w for part in given for w in part]
     previous = [
         fold(str(n.get("family", "")))
         for n in names
@@ -186,9 +196,11 @@ def demographics(patient: Mapping[str, Any]) -> Demographics:
         nhs_number_invalid=invalid,
         family=family,
         previous_families=tuple(dict.fromkeys(p for p in previous if p and p != family)),
-        given=given[0] if given else "",
-        other_given=tuple(given[1:]),
+        given=words[0] if words else "",
+        given_parts=tuple(given[0]) if given else (),
+        other_given=tuple(words[1:]),
         birth_date=_birth_date(patient.get("birthDate")),
+        birth_year=_birth_year(patient.get("birthDate")),
         sex=gender if gender in ("male", "female", "other") else None,
         postcode=postcode,
         address_tokens=tokens,

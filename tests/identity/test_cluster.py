@@ -42,7 +42,7 @@ def test_verified_links_are_joined_first() -> None:
     """A and B share a verified number; C links to B only through a weaker score."""
     records = {
         "a": person(nhs=NHS_A, given=("John",)),
-        "b": person(nhs=NHS_A, given=("Jon",)),
+        "b": person(nhs=NHS_A, given=("Jon",), postcode="BO2 2BB", line="9 Hill Rd"),
         "c": person(council_style=True, given=("John",)),
     }
     assert _people(records) == [["a", "b", "c"]]

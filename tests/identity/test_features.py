@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
+from engine.identity.compare import given_name
 from engine.identity.features import demographics, fold
-from tests.identity.people import MISTYPED, NHS_A, patient, person
+from tests.identity.people import MISTYPED, NHS_A, RULES, patient, person
 
 
 def test_verified_nhs_number_is_read_with_its_status() -> None:
@@ -29,6 +30,18 @@ def test_names_fold_to_letters_without_accents_or_case() -> None:
     assert fold("Zoë") == "zoe" and fold("Müller") == "muller"
 
 
+def test_names_in_any_script_fold_to_their_letters() -> None:
+    assert fold("Пётр") == fold("ПЕТР") == "петр" and fold("Иван") != fold("Пётр")
+    assert person(given=("Иван",)).given == "иван" and fold("محمد") == "محمد"
+    mariya, marina = person(given=("Мария",)), person(given=("Марина",))
+    assert given_name(mariya, marina, RULES.similarity) == "different"
+
+
+def test_a_compound_first_name_keeps_its_parts_apart_from_middle_names() -> None:
+    d = person(given=("Mary-Jane", "Ruth"))
+    assert (d.given, d.given_parts, d.other_given) == ("mary", ("mary", "jane"), ("jane", "ruth"))
+
+
 def test_given_and_middle_names_and_previous_surname() -> None:
     d = person(family="Archer", given=("Jill", "Ruth"), previous="Patterson")
     assert (d.family, d.given, d.other_given) == ("archer", "jill", ("ruth",))
@@ -44,6 +57,7 @@ def test_birth_date_partial_dates_are_missing() -> None:
     assert person(born="1951-03-04").birth_date == date(1951, 3, 4)
     assert person(born="1951").birth_date is None
     assert person(born="1951-03").birth_date is None
+    assert person(born="1951").birth_year == person(born="1951-03-04").birth_year == 1951
 
 
 def test_unknown_sex_is_missing() -> None:

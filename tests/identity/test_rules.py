@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from adapters.schema import MapFileError
 from engine.identity.decide import (
     HOUSEHOLD,
+    NAMES_DIFFER,
     NHS_CONFLICT,
     NHS_UNVERIFIED,
     NHS_VERIFIED,
@@ -128,6 +129,65 @@ def test_household_spelling_variant_settled_by_equal_nhs_number() -> None:
         person(nhs=NHS_A, given=("Sean",)), person(nhs=NHS_A, status="02", given=("Shaun",))
     )
     assert (d.outcome, d.rule) == ("link", NHS_UNVERIFIED)
+
+
+def test_twins_with_close_first_names_at_one_home_are_not_linked() -> None:
+    """Louise and Louisa: inside a household a close first name is a question, not a link."""
+    d = both_ways(person(given=("Louise",), sex="female"), person(given=("Louisa",), sex="female"))
+    assert (d.outcome, d.rule) == ("review", HOUSEHOLD)
+    assert d.forbids_merge
+
+
+def test_twins_with_compound_first_names_sharing_the_first_part_are_not_linked() -> None:
+    """Mary-Jane and Mary-Ann: every part of the first name is compared, not the first word."""
+    a = person(given=("Mary-Jane",), sex="female")
+    d = both_ways(a, person(given=("Mary-Ann",), sex="female"))
+    assert (d.outcome, d.rule) == ("review", HOUSEHOLD)
+    assert both_ways(a, person(given=("Mary",), sex="female")).outcome == "link"
+
+
+def test_twins_stay_apart_when_a_source_abbreviates_the_street() -> None:
+    """Amy and Beth; one source writes 'Church Ln': same postcode is a household too."""
+    amy = person(given=("Amy",), sex="female", line="12 Church Lane")
+    beth = person(given=("Beth",), sex="female", line="12 Church Ln", council_style=True)
+    assert (both_ways(amy, beth).outcome, both_ways(amy, beth).rule) == ("apart", HOUSEHOLD)
+    moved = person(given=("Beth",), sex="female", line="12 Church Lane", postcode="BO2 2BB")
+    assert both_ways(amy, moved).rule == HOUSEHOLD
+
+
+def test_father_and_son_stay_apart_when_a_source_respells_the_surname() -> None:
+    """'Archar' or 'Archer Jr' must not take the pair out of the household rule."""
+    father = person(family="Archer", born="1951-03-04")
+    for son in ("Archar", "Archer Jr"):
+        d = both_ways(father, person(family=son, born="1979-08-21"))
+        assert (d.outcome, d.rule) == ("apart", HOUSEHOLD), son
+
+
+def test_father_and_son_stay_apart_when_one_source_holds_only_a_birth_year() -> None:
+    """A year that contradicts the other's full date is a disagreement, not a missing value."""
+    father = person(born="1951", line="12 Church Lane")
+    son = person(born="1979-08-21", line="12 Church Ln")
+    d = both_ways(father, son)
+    assert (d.outcome, d.rule) == ("apart", HOUSEHOLD)
+    assert "birth_date=different (-5.3)" in d.reasons
+    assert "birth_date=missing (+0.0)" in both_ways(person(born="1951"), person()).reasons
+
+
+def test_twins_with_non_latin_names_at_one_home_stay_apart() -> None:
+    d = both_ways(
+        person(family="Иванов", given=("Иван",)), person(family="Иванов", given=("Пётр",))
+    )
+    assert (d.outcome, d.rule) == ("apart", HOUSEHOLD)
+
+
+def test_strangers_whose_names_both_differ_are_never_linked_automatically() -> None:
+    """Margaret Brown and Doris Patel share a care home and a birth date (16.4 bits)."""
+    home = {"line": "Rose Court Care Home, 1 Mill Lane", "postcode": "BO4 4DD", "sex": "female"}
+    a = person(family="Brown", given=("Margaret",), born="1938-05-17", **home)
+    b = person(family="Patel", given=("Doris",), born="1938-05-17", **home)
+    d = both_ways(a, b)
+    assert (d.outcome, d.rule) == ("review", NAMES_DIFFER)
+    assert d.forbids_merge
 
 
 # --- sex --------------------------------------------------------------------------------------
