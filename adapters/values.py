@@ -39,13 +39,24 @@ def nhs_check_digit(first_nine: str) -> int | None:
 
 
 def nhs_number_valid(value: str) -> bool:
-    """Ten ASCII digits passing modulus 11 (``isdigit`` alone takes '٩', which no search finds)."""
+    """Ten ASCII digits passing modulus 11 (``isdigit`` alone takes '٩', which no search finds)
+    and not a placeholder."""
     return (
         len(value) == 10
         and value.isascii()
         and value.isdigit()
+        and not _placeholder(value)
         and nhs_check_digit(value[:9]) == int(value[9])
     )
+
+
+def _placeholder(digits: str) -> bool:
+    """One digit ten times (0000000000, 9999999999): what systems write for "not known".
+
+    Each passes modulus 11, so without this check an unknown number would be shared by everyone
+    who has none, and link them.
+    """
+    return len(set(digits)) == 1
 
 
 def nhs_number(raw: str) -> str:
@@ -53,6 +64,8 @@ def nhs_number(raw: str) -> str:
     digits = re.sub(r"[\s-]", "", raw)
     if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
         raise ValueProblem(f"NHS number {raw!r} is not 10 digits")
+    if _placeholder(digits):
+        raise ValueProblem(f"NHS number {raw!r} is a placeholder, not a number")
     if not nhs_number_valid(digits):
         raise ValueProblem(f"NHS number {raw!r} fails the modulus-11 check")
     return digits

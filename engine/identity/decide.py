@@ -22,7 +22,8 @@ where everything but the given name or the birth date agrees. In order:
 7. ``score``: otherwise, link at or above ``thresholds.link``, review at or above
    ``thresholds.review``, apart below.
 
-An NHS number failing modulus 11 never reaches these rules (features treat it as absent). The
+An NHS number failing modulus 11, or a placeholder (0000000000), never reaches these rules
+(features treat it as absent). The
 decision is pure and symmetric: ``decide(a, b)`` equals ``decide(b, a)``.
 """
 
@@ -44,6 +45,9 @@ NAMES_DIFFER: Final = "names-differ"
 SEX_CONFLICT: Final = "sex-conflict"
 NHS_UNVERIFIED: Final = "nhs-unverified"
 SCORE: Final = "score"
+INVALID_NHS_IGNORED: Final = (
+    "an invalid NHS number (failing modulus 11, or a placeholder) was ignored"
+)
 #: Levels that together mean "every demographic agrees exactly".
 _ALL_EXACT: Final = {
     "family_name": "exact",
@@ -101,11 +105,7 @@ def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision
     weights = {c: rules.weight(c, level) for c, level in levels.items()}
     score = round(sum(weights.values()), 3)
     fields = tuple(f"{c}={levels[c]} ({weights[c]:+.1f})" for c in levels)
-    notes = (
-        ("an NHS number failing modulus 11 was ignored",)
-        if (a.nhs_number_invalid or b.nhs_number_invalid)
-        else ()
-    )
+    notes = (INVALID_NHS_IGNORED,) if (a.nhs_number_invalid or b.nhs_number_invalid) else ()
     limits = rules.thresholds
     nhs_equal = a.nhs_number is not None and a.nhs_number == b.nhs_number
 

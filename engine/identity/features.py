@@ -38,11 +38,11 @@ _WORD = re.compile(r"[^\W_]+")
 class Demographics:
     """One Patient's identifying details, normalised for comparison (slots: one per record)."""
 
-    #: A valid (modulus-11) NHS number, or None.
+    #: A valid NHS number (modulus 11, not a placeholder such as 0000000000), or None.
     nhs_number: str | None
     #: The number's verification status is ``01`` (traced and verified on the Spine).
     nhs_verified: bool
-    #: The record held an NHS number that fails modulus 11 (treated as no number).
+    #: The record held an NHS number that fails modulus 11 or is a placeholder (treated as none).
     nhs_number_invalid: bool
     #: Current family name, folded ("oneill"); "" when the record has none.
     family: str

@@ -35,3 +35,12 @@ def test_an_nhs_number_in_other_digits_is_refused():
     assert not values.nhs_number_valid(arabic)
     with pytest.raises(values.ValueProblem):
         values.nhs_number(arabic)
+
+
+def test_a_placeholder_nhs_number_is_refused():
+    """0000000000 and 9999999999 pass modulus 11 but are what systems write for "unknown"."""
+    for digit in "0123456789":
+        placeholder = digit * 10
+        assert not values.nhs_number_valid(placeholder)
+        with pytest.raises(values.ValueProblem, match="placeholder"):
+            values.nhs_number(placeholder)

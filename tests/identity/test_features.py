@@ -24,6 +24,12 @@ def test_mistyped_nhs_number_failing_modulus_11_counts_as_none() -> None:
     assert d.nhs_number is None and not d.nhs_verified and d.nhs_number_invalid
 
 
+def test_a_placeholder_nhs_number_counts_as_none() -> None:
+    for placeholder in ("0000000000", "9999999999"):
+        d = person(nhs=placeholder)
+        assert d.nhs_number is None and not d.nhs_verified and d.nhs_number_invalid, placeholder
+
+
 def test_names_fold_to_letters_without_accents_or_case() -> None:
     assert fold("O'NEILL") == fold("O'Neill") == "oneill"
     assert fold("Smith-Jones") == fold("Smith Jones") == "smithjones"

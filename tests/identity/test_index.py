@@ -379,3 +379,21 @@ def test_a_person_id_merged_away_and_split_again_never_leads_to_someone_else(
     assert patients_of(engine, b_person) == ["b"]
     with engine.connect() as conn:
         assert members_of(conn, b_person).nhs_number == NHS_B
+
+
+def test_a_placeholder_nhs_number_from_a_source_joins_no_one(
+    engine: Engine, tmp_path: Path, codes: CodeMaps
+) -> None:
+    """Renée Smith and Renée Jones, born the same day, both NHSNumber 0000000000 at SystmOne
+    (not Spine-matched): two people, and the placeholder is nobody's number."""
+    folder = write_systmone(
+        tmp_path / "s1",
+        [
+            s1_patient("1", "0000000000", SpineMatched="N"),
+            s1_patient("2", "0000000000", SpineMatched="N", Surname="Jones"),
+        ],
+    )
+    ingest(engine, Settings(data_dir=tmp_path), codes, adapter_for("systmone"), str(folder))
+    assert len({person for person, _ in links(engine).values()}) == len(links(engine)) == 2
+    with engine.connect() as conn:
+        assert index.people_with_nhs_number(conn, "0000000000") == []

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from adapters.schema import MapFileError
 from engine.identity.decide import (
     HOUSEHOLD,
+    INVALID_NHS_IGNORED,
     NAMES_DIFFER,
     NHS_CONFLICT,
     NHS_UNVERIFIED,
@@ -65,12 +66,21 @@ def test_mistyped_nhs_number_is_treated_as_no_number() -> None:
     council = person(nhs=MISTYPED, status="02", council_style=True)
     d = both_ways(gp, council)
     assert (d.outcome, d.rule) == ("link", SCORE)
-    assert "an NHS number failing modulus 11 was ignored" in d.reasons
+    assert INVALID_NHS_IGNORED in d.reasons
 
 
 def test_mistyped_nhs_number_never_conflicts_with_a_valid_one() -> None:
     d = both_ways(person(nhs=NHS_B), person(nhs=MISTYPED))
     assert d.rule != NHS_CONFLICT
+
+
+def test_strangers_sharing_a_placeholder_nhs_number_are_not_linked() -> None:
+    """Same first name and birthday only (11.9 bits): a placeholder number adds nothing."""
+    a = person(nhs="9999999999", status="02", family="Archer")
+    b = person(nhs="9999999999", status="02", family="Grundy", line="3 Mill Rd", postcode="BO3 3CC")
+    d = both_ways(a, b)
+    assert (d.outcome, d.rule) == ("apart", SCORE)
+    assert INVALID_NHS_IGNORED in d.reasons
 
 
 def test_unverified_nhs_number_with_agreeing_demographics_links() -> None:
