@@ -6,11 +6,14 @@ groups are joined only when *every* pair across them is allowed: no manual ``apa
 no decision that forbids a merge (``MatchDecision.forbids_merge``). Manual ``together`` pins are
 applied first and need no score (a person decided it), but never override a manual ``apart``.
 Links are tried in a fixed order (verified NHS numbers first, then by falling score, then by
-id) so the result is deterministic.
+id) so the result is deterministic. A record that links equally strongly to two groups that may
+not join each other (two people known to be different) joins neither: the id order must not
+choose for it.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -82,8 +85,37 @@ def cluster(
             ra, rb = groups.find(a), groups.find(b)
             if ra != rb and not _pinned_apart(groups.members[ra], groups.members[rb], pins):
                 groups.join(a, b)
-    for a, b, _decision in sorted(links, key=link_order):
+    ordered = sorted(links, key=link_order)
+    rivals: dict[tuple[int, float, str], list[str]] = defaultdict(list)
+    for a, b, decision in ordered:
+        rivals[_strength(decision, a)].append(b)
+        rivals[_strength(decision, b)].append(a)
+    for a, b, decision in ordered:
         ra, rb = groups.find(a), groups.find(b)
-        if ra != rb and _allowed(groups.members[ra], groups.members[rb], judge, pins):
-            groups.join(a, b)
+        if ra == rb or not _allowed(groups.members[ra], groups.members[rb], judge, pins):
+            continue
+        if _torn(groups, a, b, rivals[_strength(decision, a)], judge, pins) or _torn(
+            groups, b, a, rivals[_strength(decision, b)], judge, pins
+        ):
+            continue
+        groups.join(a, b)
     return sorted(sorted(m) for m in groups.members.values())
+
+
+def _strength(decision: MatchDecision, record: str) -> tuple[int, float, str]:
+    """A link's place in the order, less the other record: links from ``record`` this strong."""
+    return (0 if decision.rule == NHS_VERIFIED else 1, -decision.score, record)
+
+
+def _torn(groups: _Groups, a: str, b: str, rivals: list[str], judge: Judge, pins: Pins) -> bool:
+    """``a`` links as strongly to a record of a third group that may not join ``b``'s.
+
+    Joining ``a`` to either would be a coin toss between two people known to be different, so
+    it joins neither and both pairs go to review.
+    """
+    ra, rb = groups.find(a), groups.find(b)
+    for other in rivals:
+        rc = groups.find(other)
+        if rc not in (ra, rb) and not _allowed(groups.members[rc], groups.members[rb], judge, pins):
+            return True
+    return False

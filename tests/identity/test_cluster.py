@@ -29,13 +29,27 @@ def _people(records: dict[str, Demographics], pins: Pins | None = None) -> list[
 
 
 def test_a_record_without_number_never_bridges_two_conflicting_numbers() -> None:
-    """C (no NHS number) scores a link with both A and B, whose numbers differ."""
+    """C (no NHS number) scores a link with both A and B, whose numbers differ; A's is stronger."""
     records = {
-        "a": person(nhs=NHS_A, postcode="BO1 1AA", line="1 Mill Road"),
+        "a": person(nhs=NHS_A),
         "b": person(nhs=NHS_B, postcode="BO2 2BB", line="2 Back Lane"),
         "c": person(council_style=True),
     }
     assert _people(records) == [["a", "c"], ["b"]]
+
+
+def test_a_record_matching_two_known_different_people_equally_is_held_for_review() -> None:
+    """Namesakes born the same day with different NHS numbers are certainly two people; a
+    council record (no number) at a third address matches both equally: joining it to either
+    would be a coin toss, so it joins neither and both pairs go to review."""
+    records = {
+        "gp1": person(nhs=NHS_A, line="1 Brook St", postcode="BO1 1AA"),
+        "gp2": person(nhs=NHS_B, line="9 Hill Rd", postcode="BO2 2BB"),
+        "council": person(line="5 Elm Way", postcode="BO5 5EE", council_style=True),
+    }
+    result = match_all(records, RULES)
+    assert result.people == [["council"], ["gp1"], ["gp2"]]
+    assert [(a, b) for a, b, _ in result.review] == [("council", "gp1"), ("council", "gp2")]
 
 
 def test_verified_links_are_joined_first() -> None:

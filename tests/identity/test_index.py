@@ -397,3 +397,18 @@ def test_a_placeholder_nhs_number_from_a_source_joins_no_one(
     assert len({person for person, _ in links(engine).values()}) == len(links(engine)) == 2
     with engine.connect() as conn:
         assert index.people_with_nhs_number(conn, "0000000000") == []
+
+
+def test_a_record_matching_two_known_different_people_equally_joins_neither(engine: Engine) -> None:
+    store(
+        engine,
+        patient(pid="gp1", nhs=NHS_A, line="1 Brook St", postcode="BO1 1AA"),
+        patient(pid="gp2", nhs=NHS_B, line="9 Hill Rd", postcode="BO2 2BB"),
+        patient(pid="council", line="5 Elm Way", postcode="BO5 5EE", council_style=True),
+    )
+    relink(engine, ["gp1", "gp2", "council"])
+    assert person_of(engine, "council") not in (person_of(engine, "gp1"), person_of(engine, "gp2"))
+    assert sorted((e.patient_a, e.patient_b) for e in queue(engine)) == [
+        ("council", "gp1"),
+        ("council", "gp2"),
+    ]
