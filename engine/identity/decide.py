@@ -45,6 +45,8 @@ NAMES_DIFFER: Final = "names-differ"
 SEX_CONFLICT: Final = "sex-conflict"
 NHS_UNVERIFIED: Final = "nhs-unverified"
 SCORE: Final = "score"
+#: Not a rule: one of the records has no demographics (deleted at source), so no evidence.
+NO_EVIDENCE: Final = "no-evidence"
 INVALID_NHS_IGNORED: Final = (
     "an invalid NHS number (failing modulus 11, or a placeholder) was ignored"
 )
@@ -72,10 +74,11 @@ class MatchDecision:
     def forbids_merge(self) -> bool:
         """These two must not end up in one person through other links either.
 
-        True for ``apart``, and for a review that a hard rule imposed: a chain of links
-        (A–C, C–B) must not join what a direct comparison (A–B) refused.
+        True for ``apart`` and for every ``review``: a chain of links (A–C, C–B) must not
+        answer a question a direct comparison (A–B) left to a person. A comparison with a
+        record that has no demographics (deleted at source) forbids nothing.
         """
-        return self.outcome == "apart" or (self.outcome == "review" and self.rule != SCORE)
+        return self.outcome == "apart" or (self.outcome == "review" and self.rule != NO_EVIDENCE)
 
 
 #: A family name this alike at one address is one family ("Archer", "Archar", "Archer Jr").

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, 
 
 from engine.identity.blocking import blocking_keys
 from engine.identity.cluster import Pins, cluster, pair
-from engine.identity.decide import SCORE, MatchDecision, decide
+from engine.identity.decide import NO_EVIDENCE, MatchDecision, decide
 from engine.identity.features import Demographics, demographics
 from engine.identity.moves import Edge, plan
 from engine.identity.rules import MatchRules
@@ -50,7 +50,7 @@ SYSTEM_ACTOR = "scr-identity"
 _KEY_LENGTH = 160
 _CHUNK = 500
 #: A member whose record is gone (deleted at source) gives no evidence and forbids nothing.
-_NO_EVIDENCE = MatchDecision("review", 0.0, SCORE, ("a record has no demographics",))
+_NO_EVIDENCE = MatchDecision("review", 0.0, NO_EVIDENCE, ("a record has no demographics",))
 
 
 def chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:

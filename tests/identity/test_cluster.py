@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.identity.batch import match_all
 from engine.identity.cluster import Pins, cluster
 from engine.identity.decide import MatchDecision, decide
@@ -50,6 +52,23 @@ def test_a_record_matching_two_known_different_people_equally_is_held_for_review
     result = match_all(records, RULES)
     assert result.people == [["council"], ["gp1"], ["gp2"]]
     assert [(a, b) for a, b, _ in result.review] == [("council", "gp1"), ("council", "gp2")]
+
+
+def test_a_pair_held_for_review_is_not_merged_through_a_third_record() -> None:
+    """a and b (namesakes born a day apart, other homes) are only a question; c (no
+    address) links to each. A chain through c must not answer it: a and b stay apart, and
+    their pair stays in review."""
+    records = {
+        "a": person(born="1980-01-01", line="1 Brook St", postcode="BO1 1AA"),
+        "b": person(born="1980-01-02", line="9 Hill Rd", postcode="BO2 2BB"),
+        "c": replace(person(born="1980-01-01"), postcode=None, address_tokens=frozenset()),
+    }
+    assert decide(records["a"], records["b"], RULES).outcome == "review"
+    assert decide(records["c"], records["a"], RULES).outcome == "link"
+    assert decide(records["c"], records["b"], RULES).outcome == "link"
+    result = match_all(records, RULES)
+    assert ["a", "b", "c"] not in result.people
+    assert ("a", "b") in [(a, b) for a, b, _ in result.review]
 
 
 def test_verified_links_are_joined_first() -> None:

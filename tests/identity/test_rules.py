@@ -274,7 +274,7 @@ def test_same_name_different_birth_date_and_address_stays_apart() -> None:
 def test_same_name_a_day_apart_elsewhere_goes_to_review() -> None:
     d = both_ways(person(), person(born="1951-03-05", postcode="BO2 2BB", line="2 Mill Road"))
     assert (d.outcome, d.rule) == ("review", SCORE)
-    assert not d.forbids_merge
+    assert d.forbids_merge
 
 
 # --- the rules file ---------------------------------------------------------------------------
