@@ -4,15 +4,19 @@ The hard rules exist because a score adds evidence up, and some evidence must ne
 outvoted: two different valid NHS numbers, or a household (twins, a father and son of one name)
 where everything but the given name or the birth date agrees. In order:
 
-1. ``nhs-verified``: both NHS numbers verified (status ``01``) and equal → link.
-2. ``nhs-conflict``: both hold valid NHS numbers and they differ → apart; review instead when
-   every demographic agrees exactly (a duplicate registration someone must retire by hand).
+1. ``nhs-verified``: both NHS numbers verified (status ``01``) and equal → link; review
+   instead when the birth date and the given name or sex disagree (a mother's number copied
+   onto her baby's record): NHS number first, but never a merge a person has not checked.
+2. ``nhs-conflict``: both hold valid NHS numbers and they differ → apart. Review instead when
+   both are verified and every demographic agrees exactly (a duplicate registration someone
+   must retire by hand), or when one is not verified and the details alone would link (a
+   number replaced on the Spine, still held by a source that never traced it).
 3. ``household``: a family name exact or alike ("Archar", "Archer Jr") at one address (same
    home, postcode or street), but the given names or the birth dates differ (twins, a parent
    and child of one name) → apart (review if the NHS numbers are equal). When the difference
    is only a looser spelling (even a close one: twins are named Louise and Louisa), a single
    day or a missing value → review, unless equal NHS numbers and a corroborating score settle
-   it (link, as rule 5).
+   it (link, as rule 6).
 4. ``names-differ``: family and given names both differ → never linked automatically (two
    residents of one care home born the same day); review when the score reaches it.
 5. ``sex-conflict``: both sexes recorded and different → never linked automatically; review
@@ -23,13 +27,15 @@ where everything but the given name or the birth date agrees. In order:
    ``thresholds.review``, apart below.
 
 An NHS number failing modulus 11, or a placeholder (0000000000), never reaches these rules
-(features treat it as absent). The
-decision is pure and symmetric: ``decide(a, b)`` equals ``decide(b, a)``.
+(features treat it as absent). A number its source doubts (trace status 03–08, such as ``05``:
+number and details conflict) is not verified, and an equal doubted number links nothing: it is
+ignored, and the reasons say so. The decision is pure and symmetric: ``decide(a, b)`` equals
+``decide(b, a)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from engine.identity.compare import compare
@@ -103,14 +109,25 @@ def _household(levels: dict[str, str]) -> Outcome | None:
     return "review"
 
 
+def _unnumbered(d: Demographics) -> Demographics:
+    return replace(d, nhs_number=None, nhs_status=None)
+
+
 def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision:
     levels = compare(a, b, rules.similarity)
     weights = {c: rules.weight(c, level) for c, level in levels.items()}
     score = round(sum(weights.values()), 3)
     fields = tuple(f"{c}={levels[c]} ({weights[c]:+.1f})" for c in levels)
-    notes = (INVALID_NHS_IGNORED,) if (a.nhs_number_invalid or b.nhs_number_invalid) else ()
+    both = a.nhs_number is not None and b.nhs_number is not None
+    same = both and a.nhs_number == b.nhs_number
+    doubted = [d.nhs_status or "" for d in (a, b) if d.nhs_doubted]
+    notes: tuple[str, ...] = ()
+    if a.nhs_number_invalid or b.nhs_number_invalid:
+        notes += (INVALID_NHS_IGNORED,)
+    if same and doubted:
+        notes += (f"a doubted NHS number (trace status {min(doubted)}) was ignored",)
     limits = rules.thresholds
-    nhs_equal = a.nhs_number is not None and a.nhs_number == b.nhs_number
+    nhs_equal = same and not doubted
 
     def made(outcome: Outcome, rule: str, why: str) -> MatchDecision:
         return MatchDecision(outcome, score, rule, (why, *notes, *fields))
@@ -120,10 +137,21 @@ def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision
         return made("review" if high else "apart", rule, why)
 
     if nhs_equal and a.nhs_verified and b.nhs_verified:
+        if levels["birth_date"] == "different" and "different" in (
+            levels["given_name"],
+            levels["sex"],
+        ):
+            why = "verified NHS numbers are equal, but birth date and name or sex disagree"
+            return made("review", NHS_VERIFIED, why)
         return made("link", NHS_VERIFIED, "verified NHS numbers are equal")
-    if a.nhs_number and b.nhs_number and not nhs_equal:
-        if levels == _ALL_EXACT:
-            return made("review", NHS_CONFLICT, "NHS numbers differ but every detail agrees")
+    if both and not same:
+        if a.nhs_verified and b.nhs_verified:
+            if levels == _ALL_EXACT:
+                return made("review", NHS_CONFLICT, "NHS numbers differ but every detail agrees")
+            return made("apart", NHS_CONFLICT, "NHS numbers differ")
+        if decide(_unnumbered(a), _unnumbered(b), rules).outcome == "link":
+            why = "NHS numbers differ, one not verified, but the details alone would link"
+            return made("review", NHS_CONFLICT, why)
         return made("apart", NHS_CONFLICT, "NHS numbers differ")
     household = _household(levels)
     if household == "apart":

@@ -28,6 +28,10 @@ VERIFICATION_URL = (
 )
 #: UK Core NHS number verification status "number present and verified" (England and Wales).
 VERIFIED = "01"
+#: Trace statuses under which the source itself doubts the number: trace required (03), no or
+#: several matches (04), number and details conflict (05), in progress (06), no number
+#: expected (07), postponed (08). ``02`` (present, not traced) is merely unverified.
+DOUBTED = frozenset({"03", "04", "05", "06", "07", "08"})
 #: Name uses that hold a name the person no longer goes by (a maiden or previous surname).
 _OLD_USES = frozenset({"old", "maiden"})
 #: A run of letters or digits in any script.
@@ -40,8 +44,8 @@ class Demographics:
 
     #: A valid NHS number (modulus 11, not a placeholder such as 0000000000), or None.
     nhs_number: str | None
-    #: The number's verification status is ``01`` (traced and verified on the Spine).
-    nhs_verified: bool
+    #: The number's UK Core verification status code ("01" verified, "02" not traced, ...).
+    nhs_status: str | None
     #: The record held an NHS number that fails modulus 11 or is a placeholder (treated as none).
     nhs_number_invalid: bool
     #: Current family name, folded ("oneill"); "" when the record has none.
@@ -63,6 +67,16 @@ class Demographics:
     postcode: str | None
     #: Words of the home address (lines, text, city, district), folded, postcode left out.
     address_tokens: frozenset[str]
+
+    @property
+    def nhs_verified(self) -> bool:
+        """Traced and verified on the Spine (``01``)."""
+        return self.nhs_status == VERIFIED
+
+    @property
+    def nhs_doubted(self) -> bool:
+        """The source's trace status says the number itself is in doubt (see DOUBTED)."""
+        return self.nhs_status in DOUBTED
 
     @property
     def family_phonetic(self) -> str:
@@ -119,23 +133,37 @@ def _given(name: Mapping[str, Any] | None) -> list[list[str]]:
     return [words for words in out if words]
 
 
-def _nhs(identifiers: Iterable[Mapping[str, Any]]) -> tuple[str | None, bool, bool]:
+def _nhs(identifiers: Iterable[Mapping[str, Any]]) -> tuple[str | None, str | None, bool]:
+    """The NHS number, its trace status, and whether only invalid numbers were held.
+
+    A record may hold several NHS identifiers (an old one kept beside the traced one): a
+    verified number is taken before an earlier unverified one, and an invalid one is skipped.
+    """
+    found: list[tuple[str, str | None]] = []
+    invalid = False
     for ident in identifiers:
         if ident.get("system") != NHS_SYSTEM:
             continue
         value = re.sub(r"[\s-]", "", str(ident.get("value", "")))
-        if not value:
-            continue
-        if not nhs_number_valid(value):
-            return None, False, True
-        verified = any(
-            coding.get("code") == VERIFIED
-            for ext in ident.get("extension", [])
-            if ext.get("url") == VERIFICATION_URL
-            for coding in ext.get("valueCodeableConcept", {}).get("coding", [])
-        )
-        return value, verified, False
-    return None, False, False
+        if value and nhs_number_valid(value):
+            found.append((value, _status(ident)))
+        elif value:
+            invalid = True
+    if not found:
+        return None, None, invalid
+    value, status = min(found, key=lambda f: f[1] != VERIFIED)
+    return value, status, False
+
+
+def _status(ident: Mapping[str, Any]) -> str | None:
+    """The identifier's UK Core verification status code, if it carries one."""
+    codes = [
+        coding.get("code")
+        for ext in ident.get("extension", [])
+        if ext.get("url") == VERIFICATION_URL
+        for coding in ext.get("valueCodeableConcept", {}).get("coding", [])
+    ]
+    return next((str(c) for c in codes if c), None)
 
 
 def _birth_year(raw: object) -> int | None:
@@ -156,11 +184,14 @@ def _birth_date(raw: object) -> date | None:
 
 
 def _home(addresses: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The current home address: use ``home`` without an end date, else the first one."""
-    for address in addresses:
-        if address.get("use", "home") == "home" and not address.get("period", {}).get("end"):
-            return address
-    return addresses[0] if addresses else None
+    """The current home address: use ``home`` without an end date, else the first current one.
+
+    An ended address is where the person no longer lives: a past home shared with someone
+    must not count as living together now.
+    """
+    current = [a for a in addresses if not a.get("period", {}).get("end")]
+    homes = [a for a in current if a.get("use", "home") == "home"]
+    return next(iter(homes or current), None)
 
 
 def _address(address: Mapping[str, Any] | None) -> tuple[str | None, frozenset[str]]:
@@ -187,12 +218,12 @@ def demographics(patient: Mapping[str, Any]) -> Demographics:
         if n.get("use") in _OLD_USES and n is not current
     ]
     family = fold(str(current.get("family", ""))) if current else ""
-    nhs_number, verified, invalid = _nhs(patient.get("identifier", []))
+    nhs_number, status, invalid = _nhs(patient.get("identifier", []))
     gender = patient.get("gender")
     postcode, tokens = _address(_home(list(patient.get("address", []))))
     return Demographics(
         nhs_number=nhs_number,
-        nhs_verified=verified,
+        nhs_status=status,
         nhs_number_invalid=invalid,
         family=family,
         previous_families=tuple(dict.fromkeys(p for p in previous if p and p != family)),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from engine.identity.compare import given_name
-from engine.identity.features import demographics, fold
-from tests.identity.people import MISTYPED, NHS_A, RULES, patient, person
+from engine.identity.features import VERIFICATION_URL, demographics, fold
+from tests.identity.people import MISTYPED, NHS_A, NHS_B, RULES, patient, person
 
 
 def test_verified_nhs_number_is_read_with_its_status() -> None:
@@ -17,6 +17,31 @@ def test_verified_nhs_number_is_read_with_its_status() -> None:
 def test_nhs_number_not_traced_is_unverified() -> None:
     d = person(nhs=NHS_A, status="02")
     assert d.nhs_number == NHS_A and not d.nhs_verified
+
+
+def test_a_trace_status_that_doubts_the_number_is_read() -> None:
+    assert person(nhs=NHS_A, status="05").nhs_doubted
+    assert not person(nhs=NHS_A, status="02").nhs_doubted
+    assert not person(nhs=NHS_A, status="01").nhs_doubted
+
+
+def test_a_verified_nhs_identifier_is_preferred_to_an_earlier_one() -> None:
+    p = patient(nhs=NHS_B, status="02")
+    p["identifier"].append({**p["identifier"][0], "value": NHS_A})
+    p["identifier"][1]["extension"] = [
+        {"url": VERIFICATION_URL, "valueCodeableConcept": {"coding": [{"code": "01"}]}}
+    ]
+    d = demographics(p)
+    assert (d.nhs_number, d.nhs_verified) == (NHS_A, True)
+    p["identifier"][0]["value"] = MISTYPED
+    p["identifier"][1]["extension"] = []
+    assert demographics(p).nhs_number == NHS_A
+
+
+def test_an_ended_address_is_not_taken_as_home() -> None:
+    p = patient()
+    p["address"][0]["period"] = {"end": "2020-01-01"}
+    assert demographics(p).postcode is None and not demographics(p).address_tokens
 
 
 def test_mistyped_nhs_number_failing_modulus_11_counts_as_none() -> None:

@@ -412,3 +412,21 @@ def test_a_record_matching_two_known_different_people_equally_joins_neither(engi
         ("council", "gp1"),
         ("council", "gp2"),
     ]
+
+
+def test_a_replaced_nhs_number_splits_a_person_onto_the_review_queue(engine: Engine) -> None:
+    """The GP's number is replaced on the Spine (NHS_A by NHS_C); the council, untraced, still
+    holds NHS_A, and the man has moved since it last heard: apart, but never silently."""
+    store(
+        engine,
+        patient(pid="gp", nhs=NHS_A, line="9 Hill Rd", postcode="BO2 2BB"),
+        patient(pid="council", nhs=NHS_A, status="02", council_style=True),
+    )
+    relink(engine, ["gp", "council"])
+    assert person_of(engine, "gp") == person_of(engine, "council")
+    store(engine, patient(pid="gp", nhs=NHS_C, line="9 Hill Rd", postcode="BO2 2BB"))
+    relink(engine, ["gp"])
+    assert person_of(engine, "gp") != person_of(engine, "council")
+    assert [(e.patient_a, e.patient_b, e.rule) for e in queue(engine)] == [
+        ("council", "gp", "nhs-conflict")
+    ]

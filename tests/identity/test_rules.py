@@ -28,7 +28,7 @@ from engine.identity.decide import (
 )
 from engine.identity.features import Demographics
 from engine.identity.rules import RULES_FILE, rules_from_doc
-from tests.identity.people import MISTYPED, NHS_A, NHS_B, RULES, person
+from tests.identity.people import MISTYPED, NHS_A, NHS_B, NHS_C, RULES, person
 
 
 def both_ways(a: Demographics, b: Demographics) -> MatchDecision:
@@ -48,6 +48,18 @@ def test_verified_equal_nhs_numbers_link_even_when_spelt_differently() -> None:
     assert (d.outcome, d.rule) == ("link", NHS_VERIFIED)
 
 
+def test_verified_equal_nhs_numbers_on_a_mother_and_her_baby_are_held_for_review() -> None:
+    """A source copies the mother's verified number onto her newborn's record: the birth date
+    and the given name (and sex) disagree. Held apart for a person to check, never merged."""
+    mother = person(nhs=NHS_A, given=("Jane",), born="1990-02-02", sex="female")
+    baby = person(nhs=NHS_A, given=("Tom",), born="2024-06-01", sex="male")
+    d = both_ways(mother, baby)
+    assert (d.outcome, d.rule) == ("review", NHS_VERIFIED)
+    assert d.forbids_merge
+    renamed = person(nhs=NHS_A, family="Patterson", given=("Tom",), postcode="BO2 2BB", line="1 X")
+    assert both_ways(person(nhs=NHS_A), renamed).outcome == "link"
+
+
 def test_conflicting_nhs_numbers_stay_apart() -> None:
     d = both_ways(person(nhs=NHS_A), person(nhs=NHS_B, postcode="BO1 1AA", line="3 Mill Road"))
     assert (d.outcome, d.rule) == ("apart", NHS_CONFLICT)
@@ -59,6 +71,32 @@ def test_conflicting_nhs_numbers_with_every_detail_equal_go_to_review() -> None:
     d = both_ways(person(nhs=NHS_A), person(nhs=NHS_B))
     assert (d.outcome, d.rule) == ("review", NHS_CONFLICT)
     assert d.forbids_merge
+
+
+def test_an_unverified_number_that_differs_puts_agreeing_demographics_on_review() -> None:
+    """The GP's number was replaced on the Spine; the council still holds the old one
+    (untraced) and the man has moved since: a stale number, not proof of two people."""
+    gp = person(nhs=NHS_C, line="9 Hill Rd", postcode="BO2 2BB")
+    council = person(nhs=NHS_A, status="02", council_style=True)
+    d = both_ways(gp, council)
+    assert (d.outcome, d.rule) == ("review", NHS_CONFLICT)
+    assert d.forbids_merge
+    twin = person(nhs=NHS_A, status="02", given=("Tom",))
+    assert both_ways(person(nhs=NHS_C), twin).outcome == "apart"
+
+
+def test_a_number_its_source_doubts_is_weaker_evidence() -> None:
+    """EMIS NHSNumberStatus 05: the trace found a conflict between number and details."""
+    doubted = person(nhs=NHS_B, status="05")
+    moved = person(nhs=NHS_A, line="9 Hill Rd", postcode="BO2 2BB")
+    assert (both_ways(doubted, moved).outcome, both_ways(doubted, moved).rule) == (
+        "review",
+        NHS_CONFLICT,
+    )
+    stranger = person(nhs=NHS_B, given=("Tom",), born="1988-10-30", line="9 X", postcode="BO2 2BB")
+    d = both_ways(doubted, stranger)
+    assert d.rule != NHS_UNVERIFIED and d.outcome == "apart"
+    assert "a doubted NHS number (trace status 05) was ignored" in d.reasons
 
 
 def test_mistyped_nhs_number_is_treated_as_no_number() -> None:
