@@ -8,7 +8,10 @@ applied first and need no score (a person decided it), but never override a manu
 Links are tried in a fixed order (verified NHS numbers first, then by falling score, then by
 id) so the result is deterministic. A record that links equally strongly to two groups that may
 not join each other (two people known to be different) joins neither: the id order must not
-choose for it.
+choose for it. And a record refused its strongest link, because a record of the other group
+forbids it, takes no weaker link: its best match is known and refused, so a weaker one
+elsewhere is a question for a person, not a second choice (and the people no longer depend on
+which record arrived first).
 """
 
 from __future__ import annotations
@@ -56,10 +59,13 @@ def _pinned_apart(left: list[str], right: list[str], pins: Pins) -> bool:
     return any(pair(x, y) in pins.apart for x in left for y in right)
 
 
+def _forbidding(left: list[str], right: list[str], judge: Judge) -> set[str]:
+    """The records of pairs across two groups whose decision forbids joining them."""
+    return {z for x in left for y in right if judge(x, y).forbids_merge for z in (x, y)}
+
+
 def _allowed(left: list[str], right: list[str], judge: Judge, pins: Pins) -> bool:
-    if _pinned_apart(left, right, pins):
-        return False
-    return not any(judge(x, y).forbids_merge for x in left for y in right)
+    return not _pinned_apart(left, right, pins) and not _forbidding(left, right, judge)
 
 
 def link_order(item: tuple[str, str, MatchDecision]) -> tuple[int, float, str, str]:
@@ -90,9 +96,16 @@ def cluster(
     for a, b, decision in ordered:
         rivals[_strength(decision, a)].append(b)
         rivals[_strength(decision, b)].append(a)
+    held: set[str] = set()
     for a, b, decision in ordered:
         ra, rb = groups.find(a), groups.find(b)
-        if ra == rb or not _allowed(groups.members[ra], groups.members[rb], judge, pins):
+        if ra == rb or a in held or b in held:
+            continue
+        left, right = groups.members[ra], groups.members[rb]
+        if _pinned_apart(left, right, pins):
+            continue
+        if blocked := _forbidding(left, right, judge):
+            held |= blocked & {a, b}
             continue
         if _torn(groups, a, b, rivals[_strength(decision, a)], judge, pins) or _torn(
             groups, b, a, rivals[_strength(decision, b)], judge, pins

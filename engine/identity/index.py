@@ -171,7 +171,8 @@ def relink_all(engine: Engine, rules: MatchRules | None = None) -> LinkSummary:
 
 
 def _relink_chunk(ws: WorkingSet, chunk: list[str], summary: LinkSummary, why: str) -> None:
-    """Relink each Patient of ``chunk`` in turn, then write everything that changed."""
+    """Relink each Patient of ``chunk`` in turn (and any record a regroup splits off), then
+    write everything that changed."""
     first = Actor(SYSTEM_ACTOR, False, "first seen")
     again = Actor(SYSTEM_ACTOR, False, why)
     gone = Actor(SYSTEM_ACTOR, False, "the Patient record is no longer active")
@@ -180,7 +181,9 @@ def _relink_chunk(ws: WorkingSet, chunk: list[str], summary: LinkSummary, why: s
     ws.load_people({c for mates in found.values() for c in mates})
     ws.load_reviews(chunk)
     reviewed: set[tuple[str, str]] = set()
-    for pid in chunk:
+    pending, done = list(reversed(chunk)), set(chunk)
+    while pending:
+        pid = pending.pop()
         summary.patients += 1
         if ws.demo[pid] is None:
             if pid in ws.person_of:  # deleted at source: it must not bridge two people
@@ -193,6 +196,13 @@ def _relink_chunk(ws: WorkingSet, chunk: list[str], summary: LinkSummary, why: s
         for other in partners:
             ws.ensure_person(other, first)
         refused = ws.regroup([pid, *partners], again)
+        # A record another's change pushed out meets its own candidates now, as a relink of
+        # everything would have it, rather than waiting alone for its own next change.
+        for other in sorted(set(ws.take_split_off()) - done):
+            done.add(other)
+            pending.append(other)
+            found.update(ws.candidates([other]))
+            ws.load_people(found[other])
         questions = [(a, b, d) for a, b, d in decisions if d.outcome == "review"] + refused
         for a, b, decision in questions:
             apart = ws.person_of.get(a) != ws.person_of.get(b)

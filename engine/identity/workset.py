@@ -85,6 +85,7 @@ class WorkingSet:
         self._new_people: set[str] = set()
         self._merged: dict[str, str] = {}
         self._revived: set[str] = set()
+        self._split_off: list[str] = []
         self._events: list[dict[str, Any]] = []
         #: Review items loaded or written: pair → (id, status).
         self.reviews: dict[tuple[str, str], tuple[int, str]] = {}
@@ -287,6 +288,20 @@ class WorkingSet:
                 self.split += 1
         for person, group in changes.merged.items():
             self._merged[person] = people[group]
+        if splits:
+            for together in map(set, groups):
+                self._split_off += [m for m in together if self._parted(m, before, together)]
+
+    @staticmethod
+    def _parted(m: str, before: dict[str, str], now: set[str]) -> bool:
+        return any(p == before[m] and x not in now for x, p in before.items())
+
+    def take_split_off(self) -> list[str]:
+        """Active records that regroups have parted from records of their person, since the
+        last call."""
+        out = [p for p in self._split_off if self.demo.get(p) is not None]
+        self._split_off = []
+        return out
 
     def _merged_away(self, old: Sequence[str], members: Sequence[str]) -> dict[str, set[str]]:
         """People merged (at any remove) into ``old``, each with the Patients of ``members`` it

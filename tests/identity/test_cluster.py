@@ -71,6 +71,22 @@ def test_a_pair_held_for_review_is_not_merged_through_a_third_record() -> None:
     assert ("a", "b") in [(a, b) for a, b, _ in result.review]
 
 
+def test_a_record_refused_its_strongest_link_takes_no_weaker_one() -> None:
+    """z (council, no number) lives at x's home with x's details; y, x's other GP record,
+    records the wrong sex, so z may not join x and y. w is a namesake elsewhere with another
+    number: z's weaker link to w would be a false merge, so z stays alone, both in review."""
+    records = {
+        "x": person(nhs=NHS_A),
+        "y": person(nhs=NHS_A, sex="female", line="7 Oak Row", postcode="BO7 7GG"),
+        "w": person(nhs=NHS_B, line="9 Hill Rd", postcode="BO2 2BB"),
+        "z": person(council_style=True),
+    }
+    assert decide(records["z"], records["w"], RULES).outcome == "link"
+    result = match_all(records, RULES)
+    assert result.people == [["w"], ["x", "y"], ["z"]]
+    assert {(a, b) for a, b, _ in result.review} == {("x", "z"), ("w", "z"), ("y", "z")}
+
+
 def test_verified_links_are_joined_first() -> None:
     """A and B share a verified number; C links to B only through a weaker score."""
     records = {
