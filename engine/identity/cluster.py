@@ -59,13 +59,14 @@ def _pinned_apart(left: list[str], right: list[str], pins: Pins) -> bool:
     return any(pair(x, y) in pins.apart for x in left for y in right)
 
 
-def _forbidding(left: list[str], right: list[str], judge: Judge) -> set[str]:
-    """The records of pairs across two groups whose decision forbids joining them."""
-    return {z for x in left for y in right if judge(x, y).forbids_merge for z in (x, y)}
+def _forbids(record: str, group: list[str], judge: Judge) -> bool:
+    return any(judge(record, other).forbids_merge for other in group)
 
 
 def _allowed(left: list[str], right: list[str], judge: Judge, pins: Pins) -> bool:
-    return not _pinned_apart(left, right, pins) and not _forbidding(left, right, judge)
+    if _pinned_apart(left, right, pins):
+        return False
+    return not any(_forbids(x, right, judge) for x in left)
 
 
 def link_order(item: tuple[str, str, MatchDecision]) -> tuple[int, float, str, str]:
@@ -102,10 +103,9 @@ def cluster(
         if ra == rb or a in held or b in held:
             continue
         left, right = groups.members[ra], groups.members[rb]
-        if _pinned_apart(left, right, pins):
-            continue
-        if blocked := _forbidding(left, right, judge):
-            held |= blocked & {a, b}
+        if not _allowed(left, right, judge, pins):
+            if not _pinned_apart(left, right, pins):
+                held |= {x for x, other in ((a, right), (b, left)) if _forbids(x, other, judge)}
             continue
         if _torn(groups, a, b, rivals[_strength(decision, a)], judge, pins) or _torn(
             groups, b, a, rivals[_strength(decision, b)], judge, pins
