@@ -3,11 +3,11 @@
 After :func:`engine.identity.cluster.cluster` re-decides some people, each new group needs a
 person: the old person it holds most of keeps its id (so the ids clients hold stay valid), and a
 group holding none takes back a person merged away earlier whose records it holds most of, or
-gets a new one. A person merged away earlier now follows the group holding most of the records
-it gave up, never simply the survivor: once a merge is undone, the survivor is someone else.
-Each Patient whose person changes is a move, recorded as a
-``link`` (it joined records of another person, through the strongest pin or link between them)
-or an ``unlink`` (it left records it was with). A person left with no group was merged away.
+gets a new one. A person merged away earlier follows the group holding most of the records it
+gave up, never simply the survivor: once a merge is undone, the survivor is someone else. Each
+Patient whose person changes is a move, recorded as a ``link`` (it joined records of another
+person, through the strongest pin or link between them) or an ``unlink`` (it left records it
+was with). A person left with no group was merged away.
 """
 
 from __future__ import annotations
