@@ -37,7 +37,7 @@ BEARER = HTTPBearer(auto_error=False, description="A CIS2 JWT (in dev mode, from
 #: The rule of the entry counting a client's refusals past its limit in one window.
 THROTTLED = "auth.throttled"
 #: As long as the audit trail's column, so the id a client gave is the one the trail holds.
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +63,9 @@ def services(request: Request) -> Services:
 
 
 def request_id(header: str | None) -> str:
-    """The client's ``X-Request-Id`` when it is a sane token, otherwise a fresh one."""
-    return header if header and _REQUEST_ID.match(header) else str(uuid.uuid4())
+    """The client's ``X-Request-Id`` when it is a sane token, otherwise a fresh one (whole
+    string: ``$`` would let a trailing newline into the header and the audit trail)."""
+    return header if header and _REQUEST_ID.fullmatch(header) else str(uuid.uuid4())
 
 
 async def request_context(request: Request) -> RequestContext:

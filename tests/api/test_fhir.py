@@ -17,7 +17,7 @@ from sqlalchemy import text
 from audit.query import stream
 from engine.api import create_app
 from engine.api.auth import DEV_ALGORITHM, dev_key
-from engine.api.deps import SESSION_COOKIE
+from engine.api.deps import SESSION_COOKIE, request_id
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 
 NHS_ID = f"https://fhir.nhs.uk/Id/nhs-number|{NHS}"
@@ -191,6 +191,11 @@ def test_request_ids_are_echoed_or_made(client: TestClient, token: Token) -> Non
     made = client.get("/fhir/metadata", headers={"X-Request-Id": "bad id with spaces"})
     assert made.headers["X-Request-Id"] not in ("", "bad id with spaces")
     assert client.get("/fhir/Nothing/here/at/all").headers["X-Request-Id"]
+
+
+def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
+    assert request_id("abc\n") != "abc\n"
+    assert request_id("abc") == "abc"
 
 
 def test_metadata_is_a_valid_capability_statement(client: TestClient) -> None:
