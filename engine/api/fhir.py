@@ -7,6 +7,7 @@ of the sources, which stay the place to change a record.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -34,6 +35,13 @@ DEFAULT_COUNT = 100
 PROVENANCE = "Provenance:target"
 Count = Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT, description="Page size")]
 Offset = Annotated[int, Query(alias="_offset", ge=0, description="Items to skip (next links)")]
+#: The R4 ``instant`` pattern (https://hl7.org/fhir/R4/datatypes.html#instant).
+_INSTANT = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+    r"-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+)
 
 
 def _base(request: Request) -> str:
@@ -43,13 +51,15 @@ def _base(request: Request) -> str:
 
 
 def _since(raw: str | None) -> datetime | None:
+    """A FHIR instant only: ``fromisoformat`` alone also takes week dates, the basic format, a
+    space for the T, no seconds and offsets past 14:00, none of which a FHIR client sends."""
     if raw is None:
         return None
     value: datetime | None
     try:
-        given = datetime.fromisoformat(raw)
+        given = datetime.fromisoformat(raw) if _INSTANT.fullmatch(raw) else None
         # In UTC, as the store compares it; an instant near year 1 or 9999 has none (overflow).
-        value = given.astimezone(UTC) if given.tzinfo is not None else None
+        value = given.astimezone(UTC) if given is not None else None
     except (ValueError, OverflowError):
         value = None
     if value is None:

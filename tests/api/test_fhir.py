@@ -219,6 +219,33 @@ def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token)
         assert response.json()["resourceType"] == "OperationOutcome"
 
 
+@pytest.mark.parametrize(
+    "since",
+    [
+        "2024-W01-1T00:00:00Z",  # ISO week date
+        "2024-01-01T00Z",  # no minutes or seconds
+        "2024-01-01T00:00Z",  # no seconds
+        "20240101T000000Z",  # basic format
+        "2024-01-01 00:00:00Z",  # a space for the T
+        "2024-01-01T00:00:00+23:59",  # an offset beyond +14:00
+        "2024-01-01T00:00:00",  # no time zone
+    ],
+)
+def test_since_takes_only_a_fhir_instant(client: TestClient, token: Token, since: str) -> None:
+    response = get(client, token(), f"Patient/{PATIENT}/$everything", _since=since)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["_since"]
+
+
+def test_since_takes_an_instant_with_any_offset_or_fraction(
+    client: TestClient, token: Token
+) -> None:
+    path = f"Patient/{PATIENT}/$everything"
+    everything = get(client, token(), path).json()["total"]
+    for since in ("2000-01-01T00:00:00Z", "2000-01-01T00:00:00.123456789+14:00"):
+        assert get(client, token(), path, _since=since).json()["total"] == everything, since
+
+
 def test_everything_can_carry_each_items_provenance(client: TestClient, token: Token) -> None:
     path = f"Patient/{PATIENT}/$everything"
     plain = get(client, token(), path).json()
