@@ -14,7 +14,13 @@ from fhir_core.utils import is_list_type
 from pydantic import BaseModel, ValidationError
 
 from adapters.base import Issue
+from adapters.codes import MAPPINGS_DIR
 
+#: The R4 list, not fhir.resources' R4B models: R4B dropped R4 types (``MedicinalProduct``) and
+#: added its own (``SubscriptionTopic``), and a client of this R4 server names R4 types.
+_R4_TYPES = frozenset(
+    orjson.loads((MAPPINGS_DIR / "fhir" / "r4-resource-types.json").read_bytes())["resourceTypes"]
+)
 #: Elements that carry the resource's own identity (its source record, its version): they
 #: never recur, so remembering them would only push out the elements that do.
 _OWN = frozenset({"meta", "identifier"})
@@ -117,13 +123,9 @@ def _with_models(
     return out
 
 
-@cache
 def is_resource_type(name: str) -> bool:
-    """Whether ``name`` is an R4 resource type (not a data type, not a typo)."""
-    try:
-        return issubclass(get_fhir_model_class(name), Resource)
-    except (KeyError, ValueError):
-        return False
+    """Whether ``name`` is an R4 resource type (not a data type, not a typo, not R4B-only)."""
+    return name in _R4_TYPES
 
 
 def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None) -> list[Issue]:

@@ -219,6 +219,14 @@ def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token)
         assert response.json()["resourceType"] == "OperationOutcome"
 
 
+def test_type_names_r4_resource_types_not_r4b_ones(client: TestClient, token: Token) -> None:
+    path = f"Patient/{PATIENT}/$everything"
+    assert get(client, token(), path, _type="MedicinalProduct").status_code != 400
+    r4b_only = get(client, token(), path, _type="SubscriptionTopic")
+    assert r4b_only.status_code == 400
+    assert r4b_only.json()["issue"][0]["expression"] == ["_type"]
+
+
 @pytest.mark.parametrize(
     "since",
     [
