@@ -75,6 +75,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(
         title="scr", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan,
         default_response_class=FhirJSONResponse, generate_unique_id_function=operation_id,
+        redirect_slashes=False,  # its Location would be built from the client's Host header
     )  # fmt: skip
     app.state.services = svc
     app.add_middleware(RequestIds)

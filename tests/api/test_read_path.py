@@ -31,6 +31,12 @@ def test_paging_links_ignore_the_host_header(client: TestClient, token: Token) -
     assert "evil.example" not in str(doc)
 
 
+def test_no_redirect_is_built_from_the_host_header(client: TestClient) -> None:
+    response = client.get("/fhir", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404 and "location" not in response.headers
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
 def test_paging_links_use_the_configured_public_base(store: Store, token: Token) -> None:
     settings = replace(store.settings, public_base_url="https://scr.example.nhs.uk")
     with TestClient(create_app(settings, store.engine)) as client:
