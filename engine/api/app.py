@@ -25,8 +25,8 @@ from consent import load
 from engine.api import access, fhir, ig, transfer
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, record_throttled
-from engine.api.errors import FhirError, Problem, error_response, fhir_response
-from engine.api.middleware import RequestIds
+from engine.api.errors import ALLOW_READS, FhirError, Problem, error_response, fhir_response
+from engine.api.middleware import HeadAsGet, RequestIds
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.api.throttle import Refusals, TooManyRefusals
 from engine.db import make_engine
@@ -79,6 +79,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )  # fmt: skip
     app.state.services = svc
     app.add_middleware(RequestIds)
+    app.add_middleware(HeadAsGet)  # outermost, so even a 500 answers HEAD without a body
 
     @app.exception_handler(FhirError)
     async def fhir_error(_: Request, exc: FhirError) -> Response:
@@ -107,8 +108,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:
+        """Starlette's own errors, keeping their headers: a 405 must say what is allowed."""
         code = _CODES.get(exc.status_code, "processing")
-        return error_response(FhirError(exc.status_code, Problem(code, str(exc.detail))))
+        headers = dict(exc.headers or {})
+        if headers.get("Allow") == "GET":
+            headers["Allow"] = ALLOW_READS
+        return error_response(
+            FhirError(exc.status_code, Problem(code, str(exc.detail)), headers=headers)
+        )
 
     @app.get("/healthz", responses={200: {"model": Health}, 503: {"model": OperationOutcome}})
     def healthz() -> Response:

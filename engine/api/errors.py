@@ -14,6 +14,8 @@ from fastapi import Response
 
 FHIR_JSON = "application/fhir+json"
 NOT_FOUND = "No such resource, or none you may see"
+#: What a 405 allows where reads are: HEAD is answered wherever GET is (``HeadAsGet``).
+ALLOW_READS = "GET, HEAD"
 
 
 @dataclass(frozen=True, slots=True)

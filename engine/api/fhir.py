@@ -21,7 +21,7 @@ from consent import Who
 from engine.api.bundle import searchset
 from engine.api.capability import SEARCH_TYPES, capability_statement
 from engine.api.deps import current_user, request_context, services
-from engine.api.errors import FhirError, Problem, fhir_response, not_found
+from engine.api.errors import ALLOW_READS, FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
 from engine.api.records import Page, find_patients, person_record, resource_record
 from engine.identity.features import NHS_SYSTEM
@@ -192,11 +192,19 @@ def read_resource(
     return _read_one(request, who, ctx, resource_type, resource_id)
 
 
+@router.get("/{path:path}", include_in_schema=False)
+def unknown(path: str) -> Response:
+    """A GET no route above answers is 404: without this, the write routes below (which match
+    every path) would make Starlette answer 405 for it. Routers under ``/fhir`` are included
+    before this one, so nothing of theirs is shadowed."""
+    raise not_found()
+
+
 def writes(path: str) -> Response:
     raise FhirError(
         405,
         Problem("not-supported", "The shared care record is read-only: change the source record"),
-        headers={"Allow": "GET"},
+        headers={"Allow": ALLOW_READS},
     )
 
 

@@ -66,3 +66,26 @@ class RequestIds:
                 raise
             error = FhirError(500, Problem("exception", f"Internal error (request {rid})"))
             await error_response(error)(scope, receive, stamped)
+
+
+class HeadAsGet:
+    """HEAD is answered as the GET it mirrors, without the body (RFC 9110 9.3.2): the same
+    route, the same decision and the same audit entry, as it discloses all GET does but the
+    body (the status says whether the user may see it). FastAPI routes answer GET alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

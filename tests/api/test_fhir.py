@@ -120,6 +120,57 @@ def test_writes_are_refused_with_405(client: TestClient, token: Token, method: s
     response = client.request(method.upper(), f"/fhir/Patient/{PATIENT}", headers=auth(token()))
     assert response.status_code == 405
     assert response.json()["resourceType"] == "OperationOutcome"
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/fhir/nothing/at/all",
+        f"/fhir/Observation/{PATIENT}/_history/1",
+        f"/fhir/Patient/{PATIENT}/$summary",
+        "/fhir/",
+        "/fhir",
+    ],
+)
+def test_an_unknown_route_under_fhir_is_404_not_405(
+    client: TestClient, token: Token, path: str
+) -> None:
+    response = client.get(path, headers=auth(token()))
+    assert response.status_code == 404
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert response.headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("OPTIONS", "/fhir/metadata"),
+        ("OPTIONS", f"/fhir/Patient/{PATIENT}/$everything"),
+        ("POST", "/fhir/metadata"),
+        ("DELETE", "/fhir/nothing/at/all"),
+    ],
+)
+def test_every_405_names_the_allowed_methods(
+    client: TestClient, token: Token, method: str, path: str
+) -> None:
+    response = client.request(method, path, headers=auth(token()))
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert response.headers["X-Request-Id"]
+
+
+def test_head_is_answered_as_get_without_the_body_and_audited_alike(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    for path in ("/fhir/metadata", f"/fhir/Patient/{PATIENT}/$everything", "/fhir/Patient/x"):
+        got = client.get(path, headers=auth(token()))
+        head = client.head(path, headers=auth(token()))
+        assert (head.status_code, head.content) == (got.status_code, b"")
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["X-Request-Id"]
+    assert audit_actions(store)[-4:] == [("everything", "permit")] * 2 + [("read", "deny")] * 2
 
 
 def _forged(token: str, **claims: Any) -> str:
