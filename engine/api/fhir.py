@@ -22,12 +22,13 @@ from engine.api.bundle import searchset
 from engine.api.capability import SEARCH_TYPES, capability_statement
 from engine.api.deps import current_user, request_context, services
 from engine.api.errors import ALLOW_READS, FhirError, Problem, fhir_response, not_found
+from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
 from engine.api.records import Page, find_patients, person_record, resource_record
 from engine.identity.features import NHS_SYSTEM
 from engine.validate import is_resource_type
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", dependencies=[Depends(fhir_request)])
 User = Annotated[Who, Depends(current_user)]
 Context = Annotated[RequestContext, Depends(request_context)]
 MAX_COUNT = 1000

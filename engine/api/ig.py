@@ -22,10 +22,11 @@ from audit.search import Filters, SearchError, search
 from consent import Who
 from engine.api.deps import current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response
+from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
 from engine.ig.gate import NotIgOfficer, admit
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", dependencies=[Depends(fhir_request)])
 User = Annotated[Who, Depends(current_user)]
 Context = Annotated[RequestContext, Depends(request_context)]
 _OUTCOMES = {"0": "permit", "4": "deny"}

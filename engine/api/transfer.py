@@ -29,6 +29,7 @@ from audit.entry import Action
 from consent import Decision, PatientFacts, Who, decide
 from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FHIR_JSON, FhirError, Problem, fhir_response, not_found
+from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
 from engine.db import durable_write, read_only
 from engine.gate import gather_facts
@@ -81,7 +82,9 @@ async def _body(request: Request, limit: int) -> bytes | None:
     return b"".join(parts)
 
 
-@router.post("/fhir/$process-message", responses=answers(Bundle))
+@router.post(
+    "/fhir/$process-message", responses=answers(Bundle), dependencies=[Depends(fhir_request)]
+)
 async def process_message(request: Request, who: User, ctx: Context) -> Response:
     svc = services(request)
     limit = svc.settings.transfer_max_bytes

@@ -1,0 +1,105 @@
+"""What every FHIR route checks before it runs: the answer can be JSON, each single-valued
+parameter comes once, and under ``Prefer: handling=strict`` nothing is asked that the route
+would ignore.
+
+A route's parameters are read from its own signature, once, so the list cannot drift from what
+the route applies. In the default (lenient) handling an unknown parameter is ignored, as FHIR
+allows, and left out of the self link; ``_summary`` is never ignored, as ignoring it would
+send whole resources to a client that asked for none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, get_origin
+
+from fastapi import Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from engine.api.errors import FhirError, Problem
+
+#: Media ranges an answer in ``application/fhir+json`` satisfies.
+_JSON_RANGES = frozenset({"application/fhir+json", "application/json", "application/*", "*/*"})
+#: ``_format`` values meaning JSON (a ``+`` sent unencoded arrives as a space).
+_JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
+#: A media range the client refuses (``q=0``).
+_REFUSED = re.compile(r";\s*q\s*=\s*0(\.0{0,3})?\s*(;|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    known: frozenset[str]
+    repeatable: frozenset[str]
+
+
+_DECLARED: dict[tuple[str, Callable[..., Any]], _Declared] = {}
+
+
+def _query_fields(dependant: Dependant) -> Iterator[tuple[str, bool]]:
+    """Each query parameter of a route and its dependencies, and whether it may repeat."""
+    for f in dependant.query_params:
+        yield f.alias, get_origin(f.field_info.annotation) is list
+    for sub in dependant.dependencies:
+        yield from _query_fields(sub)
+
+
+def _declared(route: APIRoute) -> _Declared:
+    """Read once per route, keyed as Starlette compares routes (they are not hashable)."""
+    key = (route.path, route.endpoint)
+    found = _DECLARED.get(key)
+    if found is None:
+        fields = list(_query_fields(route.dependant))
+        found = _DECLARED[key] = _Declared(
+            frozenset(name for name, _ in fields),
+            frozenset(name for name, repeats in fields if repeats),
+        )
+    return found
+
+
+def _json_accepted(accept: str | None, format_: str | None) -> bool:
+    """``_format`` overrides ``Accept`` (FHIR R4 http.html#mime-type); no ``Accept`` takes any."""
+    if format_ is not None:
+        return format_.split(";")[0].strip().replace(" ", "+").lower() in _JSON_FORMATS
+    if not accept:
+        return True
+    return any(
+        part.split(";")[0].strip().lower() in _JSON_RANGES and not _REFUSED.search(part)
+        for part in accept.split(",")
+    )
+
+
+def _strict(prefer: str | None) -> bool:
+    return prefer is not None and any(
+        p.replace(" ", "").lower() == "handling=strict" for p in prefer.split(",")
+    )
+
+
+async def fhir_request(
+    request: Request,
+    format_: Annotated[
+        str | None, Query(alias="_format", description="json only; others answer 406")
+    ] = None,
+) -> None:
+    """Refuse what the route cannot answer as asked: on the event loop, as it reads only the
+    request (a sync dependency is a thread hop per request)."""
+    if not _json_accepted(request.headers.get("accept"), format_):
+        raise FhirError(
+            406, Problem("not-supported", "Only application/fhir+json is supported", "_format")
+        )
+    declared = _declared(request.scope["route"])
+    names = [name for name, _ in request.query_params.multi_items()]
+    ignored = sorted({n for n in names if n not in declared.known})
+    if "_summary" in ignored or (ignored and _strict(request.headers.get("prefer"))):
+        name = "_summary" if "_summary" in ignored else ignored[0]
+        raise FhirError(400, Problem("not-supported", f"{name} is not supported here", name))
+    if len(names) != len(set(names)):
+        repeated = sorted(
+            {n for n in names if names.count(n) > 1 and n in declared.known} - declared.repeatable
+        )
+        if repeated:
+            raise FhirError(
+                400, Problem("invalid", f"{repeated[0]} may be given once", repeated[0])
+            )
