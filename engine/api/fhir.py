@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -34,7 +34,13 @@ Context = Annotated[RequestContext, Depends(request_context)]
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
 PROVENANCE = "Provenance:target"
-Count = Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT, description="Page size")]
+Count = Annotated[
+    int, Query(alias="_count", ge=0, le=MAX_COUNT, description="Page size; 0 is the total only")
+]
+Summary = Annotated[
+    Literal["count", "false"] | None,
+    Query(alias="_summary", description="count: the total only, no entries"),
+]
 Offset = Annotated[int, Query(alias="_offset", ge=0, description="Items to skip (next links)")]
 #: The R4 ``instant`` pattern (https://hl7.org/fhir/R4/datatypes.html#instant).
 _INSTANT = re.compile(
@@ -68,6 +74,14 @@ def _since(raw: str | None) -> datetime | None:
             400, Problem("invalid", "_since must be an instant with a time zone", "_since")
         )
     return value
+
+
+def _paging(count: int, summary: str | None) -> tuple[int, dict[str, str]]:
+    """The page size, 0 for the total alone (``_summary=count``, or ``_count=0``, which FHIR
+    R4 reads as the same), and what the self link says was applied."""
+    if summary == "count" or count == 0:
+        return 0, {"_summary": "count"}
+    return count, {}
 
 
 def _types(raw: str | None) -> frozenset[str]:
@@ -120,6 +134,7 @@ def everything(
     ] = None,
     count: Count = DEFAULT_COUNT,
     offset: Offset = 0,
+    summary: Summary = None,
     revinclude: Annotated[
         str | None,
         Query(alias="_revinclude", description="Provenance:target adds each item's Provenance"),
@@ -130,13 +145,14 @@ def everything(
             400, Problem("not-supported", f"_revinclude supports {PROVENANCE} only", "_revinclude")
         )
     asked = Asked("everything", _types(type_))
+    count, counted = _paging(count, summary)
     page = Page(_since(since), offset, count, provenance=revinclude is not None)
     released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
     if not released.decision.permit:
         raise not_found()
     params = {
         k: v for k, v in (("_type", type_), ("_since", since), ("_revinclude", revinclude)) if v
-    }
+    } | counted
     doc = searchset(
         _base(request), f"/Patient/{patient_id}/$everything", params,
         released.items, released.total, offset, count,
@@ -167,20 +183,22 @@ def search_type(
     patient: str | None = None,
     count: Count = DEFAULT_COUNT,
     offset: Offset = 0,
+    summary: Summary = None,
 ) -> Response:
     if resource_type not in SEARCH_TYPES:
         raise FhirError(404, Problem("not-supported", f"No search on {resource_type}"))
     if not patient:
         raise FhirError(400, Problem("required", "patient is required", "patient"))
-    patient_id = patient.removeprefix("Patient/")
+    # ``Patient/<id>``, or this server's own absolute form of it (an entry's ``fullUrl``).
+    patient_id = patient.removeprefix(_base(request) + "/").removeprefix("Patient/")
     asked = Asked("search", frozenset({resource_type}))
+    count, counted = _paging(count, summary)
     page = Page(offset=offset, count=count)
     released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
     shown = released.items if released.decision.permit else ()
     total = released.total if released.decision.permit else 0
-    doc = searchset(
-        _base(request), f"/{resource_type}", {"patient": patient}, shown, total, offset, count
-    )
+    params = {"patient": patient} | counted
+    doc = searchset(_base(request), f"/{resource_type}", params, shown, total, offset, count)
     return fhir_response(doc)
 
 

@@ -257,7 +257,8 @@ def test_metadata_is_a_valid_capability_statement(client: TestClient) -> None:
 
 def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token) -> None:
     for path, params in (
-        (f"Patient/{PATIENT}/$everything", {"_count": "0"}),
+        (f"Patient/{PATIENT}/$everything", {"_count": "-1"}),
+        (f"Patient/{PATIENT}/$everything", {"_count": "1001"}),
         (f"Patient/{PATIENT}/$everything", {"_since": "yesterday"}),
         (f"Patient/{PATIENT}/$everything", {"_type": "Foo"}),
         (f"Patient/{PATIENT}/$everything", {"_type": "Observation,CodeableConcept"}),
@@ -268,6 +269,36 @@ def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token)
         response = get(client, token(), path, **params)
         assert response.status_code == 400, (path, params)
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("Observation", {"patient": PATIENT, "_count": "0"}),
+        ("Observation", {"patient": PATIENT, "_summary": "count"}),
+        (f"Patient/{PATIENT}/$everything", {"_count": "0"}),
+        (f"Patient/{PATIENT}/$everything", {"_summary": "count", "_count": "1"}),
+    ],
+)
+def test_a_count_only_search_has_the_total_and_no_entries(
+    client: TestClient, token: Token, path: str, params: dict[str, str]
+) -> None:
+    full = get(client, token(), path, **{k: v for k, v in params.items() if k == "patient"})
+    doc = get(client, token(), path, **params).json()
+    assert (doc["total"], doc["entry"]) == (full.json()["total"], [])
+    assert [link["relation"] for link in doc["link"]] == ["self"]
+    assert "_summary=count" in doc["link"][0]["url"]
+
+
+def test_patient_may_be_this_servers_absolute_reference(client: TestClient, token: Token) -> None:
+    by_id = get(client, token(), "Observation", patient=PATIENT).json()
+    full_url = f"http://127.0.0.1:8000/fhir/Patient/{PATIENT}"  # as entries' fullUrl reads
+    by_url = get(client, token(), "Observation", patient=full_url).json()
+    assert by_url["total"] == by_id["total"] == 4
+    elsewhere = get(
+        client, token(), "Observation", patient=f"https://elsewhere.example/fhir/Patient/{PATIENT}"
+    )
+    assert elsewhere.json()["total"] == 0
 
 
 def test_type_names_r4_resource_types_not_r4b_ones(client: TestClient, token: Token) -> None:
