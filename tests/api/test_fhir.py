@@ -255,6 +255,20 @@ def test_metadata_is_a_valid_capability_statement(client: TestClient) -> None:
     assert doc["rest"][0]["resource"][0]["type"] == "Patient"
 
 
+def test_metadata_declares_every_route_and_parameter_it_serves(client: TestClient) -> None:
+    rest = client.get("/fhir/metadata").json()["rest"][0]
+    types = {r["type"]: r for r in rest["resource"]}
+    assert {p["name"] for p in types["AuditEvent"]["searchParam"]} >= {"patient", "date", "_cursor"}
+    assert "Provenance:target" in types["Patient"]["operation"][0]["documentation"]
+    assert {p["name"] for p in types["Observation"]["searchParam"]} == {
+        "patient",
+        "_count",
+        "_offset",
+        "_summary",
+    }
+    assert [o["name"] for o in rest["operation"]] == ["process-message"]
+
+
 def test_bad_parameters_are_operation_outcomes(client: TestClient, token: Token) -> None:
     for path, params in (
         (f"Patient/{PATIENT}/$everything", {"_count": "-1"}),
