@@ -28,16 +28,21 @@ Context = Annotated[RequestContext, Depends(request_context)]
 
 #: Text that is stored (grants and claims) holds no NUL: PostgreSQL cannot store one.
 _TEXT = r"^[^\x00]*$"
+#: An NHS number (ten ASCII digits) or a Patient id, both within the FHIR id pattern: '٩٩٩…'
+#: is neither, and is refused before it reaches the audit trail as a number no search finds.
+PatientRef = Annotated[
+    str, Field(pattern=r"^(Patient/)?[A-Za-z0-9.-]{1,64}$", description="NHS number or Patient id")
+]
 
 
 class BreakGlass(BaseModel):
-    patient: str = Field(min_length=1, max_length=128)
+    patient: PatientRef
     reason_code: str = Field(min_length=1, max_length=16, pattern=_TEXT)
     reason_text: str = Field(max_length=2000, pattern=_TEXT)
 
 
 class Claim(BaseModel):
-    patient: str = Field(min_length=1, max_length=128)
+    patient: PatientRef
     reason: str = Field(max_length=2000, pattern=_TEXT)
 
 

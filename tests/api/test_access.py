@@ -144,3 +144,22 @@ def test_a_refused_explanation_is_the_same_whether_or_not_the_person_exists(
     missing = client.get("/access/explain", params={"patient": "nobody"}, headers=auth(t)).json()
     assert not known["permit"] and not missing["permit"]
     assert known["reasons"] == missing["reasons"]
+
+
+def test_an_nhs_number_in_non_ascii_digits_is_refused_400(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    arabic = NHS.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    before = audit_actions(store)
+    body = {"patient": arabic, "reason_code": "5", "reason_text": REASON}
+    glass = post(client, token("ae-doctor"), "break-glass", body)
+    claim = post(client, token("ae-doctor"), "relationship", {"patient": arabic, "reason": REASON})
+    search = client.get(
+        "/fhir/Patient",
+        params={"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{arabic}"},
+        headers=auth(token("ae-doctor")),
+    )
+    for refused in (glass, claim, search):
+        assert refused.status_code == 400
+        assert refused.json()["resourceType"] == "OperationOutcome"
+    assert audit_actions(store) == before
