@@ -120,7 +120,7 @@ def audit_events(
         page = search(svc.engine, f, after=cursor, limit=count)
     except SearchError as exc:
         raise _invalid("_cursor", str(exc)) from None
-    base = str(request.base_url).rstrip("/") + "/fhir"
+    base = svc.settings.public_base_url + "/fhir"  # never the client's Host header
     params: dict[str, Any] = {
         k: v
         for k, v in (

@@ -70,12 +70,19 @@ def test_audit_events_page_by_cursor(client: TestClient, token: Token, ig_token:
     _activity(client, token)
     seen = []
     bundle = _events(client, ig_token, patient=NHS, _count=1)
+    assert "evil.example" not in str(
+        client.get(
+            "/fhir/AuditEvent", params={"patient": NHS},
+            headers=auth(ig_token) | {"Host": "evil.example"},
+        ).json()
+    )  # fmt: skip
     while True:
         seen += [e["resource"]["id"] for e in bundle["entry"]]
         nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
         if not nxt:
             break
-        response = client.get(nxt[0].replace("http://testserver", ""), headers=auth(ig_token))
+        assert nxt[0].startswith("http://127.0.0.1:8000/fhir/AuditEvent?")
+        response = client.get(nxt[0].removeprefix("http://127.0.0.1:8000"), headers=auth(ig_token))
         bundle = response.json()
     # The four accesses and the first page's own search; later pages' searches are newer
     # than the cursor, so paging neither repeats nor skips an entry.
