@@ -18,6 +18,7 @@ patient's bundle) is yielded once per read.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -205,10 +206,11 @@ def _row_id(entry: _Entry, patient_key: str, taken: dict[str, int]) -> str:
     if entry.full_url:
         return entry.full_url
     natural = [patient_key, res.get("code"), res.get("encounter"), res.get("title")]
-    key = (
-        f"{res.get('resourceType')}-"
-        + hashlib.sha256(orjson.dumps(natural, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-    )
+    try:
+        identity = orjson.dumps(natural, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer past 64 bits: orjson refuses it, the standard library does not
+        identity = json.dumps(natural, sort_keys=True, default=str).encode()
+    key = f"{res.get('resourceType')}-" + hashlib.sha256(identity).hexdigest()[:16]
     taken[key] = taken.get(key, 0) + 1
     return key if taken[key] == 1 else f"{key}-{taken[key]}"
 
