@@ -24,6 +24,7 @@ from engine.identity.index import (
     relink,
     relink_all,
     relink_run,
+    spans,
     unlink,
 )
 from engine.identity.members import Members, members_of, members_of_patient
@@ -55,5 +56,6 @@ __all__ = [
     "relink",
     "relink_all",
     "relink_run",
+    "spans",
     "unlink",
 ]

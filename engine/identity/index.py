@@ -9,7 +9,7 @@ manual link keeps them together for every later automatic run, until a person de
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -465,7 +465,7 @@ def history(engine: Engine, patient_id: str) -> list[HistoryEntry]:
     with engine.connect() as conn:
         return [
             HistoryEntry(
-                r.at,
+                r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC),  # SQLite keeps no offset
                 r.action,
                 r.patient_id,
                 r.other_patient_id,
@@ -478,3 +478,30 @@ def history(engine: Engine, patient_id: str) -> list[HistoryEntry]:
             )
             for r in conn.execute(query)
         ]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A person id a Patient belonged to, and when: ``None`` for an open end."""
+
+    person_id: str
+    start: datetime | None
+    end: datetime | None
+
+
+def spans(events: Sequence[HistoryEntry], patient_id: str, current: str | None) -> list[Span]:
+    """Each person id ``patient_id`` has belonged to, with when, from its history (pure).
+
+    An id counts for the Patient only while the Patient was in it: once a merge is undone, the
+    id may go back to the other records, and what was recorded under it then is theirs.
+    """
+    moved = sorted((e for e in events if e.patient_id == patient_id), key=lambda e: e.at)
+    if not moved:
+        return [Span(current, None, None)] if current else []
+    found: list[Span] = []
+    if moved[0].from_person_id:
+        found.append(Span(moved[0].from_person_id, None, moved[0].at))
+    for this, after in zip(moved, [*moved[1:], None], strict=True):
+        if this.person_id:
+            found.append(Span(this.person_id, this.at, after.at if after else None))
+    return found

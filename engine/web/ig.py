@@ -31,7 +31,7 @@ from engine.access import ReviewError
 from engine.api.deps import context, services, user_for
 from engine.api.errors import FhirError, Problem
 from engine.identity import history as identity_history
-from engine.identity import patients_of, people_with_nhs_number
+from engine.identity import patients_of, people_with_nhs_number, spans
 from engine.ig import chain, facts
 from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
@@ -328,24 +328,29 @@ def report(
         )
     with svc.engine.connect() as conn:
         people = people_with_nhs_number(conn, nhs)
-        patients = [p for person in people for p in patients_of(conn, person)]
+        patients = [(p, person) for person in people for p in patients_of(conn, person)]
     who = _officer(request, "ig-view", "report?" + f.as_query(), nhs_number=nhs)
     if len(people) > 1:  # one report is one person's: two people's accesses are not mixed
         why = "More than one person's record holds this NHS number: resolve it first (scr identity)"
         return _page(request, "ig_report.html", 409, who=who, lines=None, patient=patient,
                      error=why)  # fmt: skip
-    # Every person id the person's own records have had: an unlink and relink can retire
-    # one, and the entries recorded under it are still theirs. Not every entry under the
-    # number: one may be another person's whose record carried the number by mistake.
-    ids = set(people) | {
-        pid
-        for patient in patients
-        for h in identity_history(svc.engine, patient)
-        if h.patient_id == patient
-        for pid in (h.person_id, h.from_person_id)
-        if pid
+    # Every person id the person's own records have had, while they had it: an unlink and
+    # relink can retire one, and the entries recorded under it then are still theirs; once
+    # a merge is undone the id may go back to someone else, whose entries are not. Not every
+    # entry under the number: one may be another person's whose record carried it by mistake.
+    held = {
+        span
+        for patient, person in patients
+        for span in spans(identity_history(svc.engine, patient), patient, person)
     }
-    asked = [Filters(patient_id=p, since=f.since, until=f.until) for p in sorted(ids)]
+    asked = [
+        Filters(
+            patient_id=s.person_id,
+            since=max((t for t in (f.since, s.start) if t), default=None),
+            until=min((t for t in (f.until, s.end) if t), default=None),
+        )
+        for s in sorted(held, key=lambda s: (s.person_id, str(s.start)))
+    ]
     entries = list({e["seq"]: e for one in asked for e in _all(request, one)}.values())
     rules = _rules()
     found = lines(

@@ -17,13 +17,16 @@ from engine import canonical
 from engine.identity import index, members_of
 from engine.identity.cli import identity_app
 from engine.identity.index import (
+    HistoryEntry,
     IdentityError,
+    Span,
     history,
     link,
     queue,
     relink,
     relink_all,
     relink_run,
+    spans,
     unlink,
 )
 from engine.identity.tables import IdentityLock, PersonLink, ReviewItem
@@ -483,3 +486,21 @@ def test_a_record_split_off_by_anothers_change_is_matched_against_its_other_cand
     relink_all(engine)
     assert [person_of(engine, p) for p in ("n", "m", "k")] == after_change
     assert after_change[1] == after_change[2] != after_change[0]
+
+
+def test_a_person_id_counts_for_a_patient_only_while_the_patient_was_in_it() -> None:
+    """a joined b's person P2 at t1 and left it at t2 (the merge undone, P2 back with b): what
+    was recorded under P2 after t2 is b's, not a's."""
+    t0, t1, t2 = (datetime(2026, 12, 1, h, tzinfo=UTC) for h in (9, 10, 11))
+
+    def moved(at: datetime, to: str, came_from: str | None) -> HistoryEntry:
+        return HistoryEntry(at, "link", "a", "b", to, came_from, False, "auto", "", None)
+
+    events = [moved(t1, "P2", "P1"), moved(t2, "P3", "P2")]
+    assert spans(events, "a", "P3") == [
+        Span("P1", None, t1),
+        Span("P2", t1, t2),
+        Span("P3", t2, None),
+    ]
+    assert spans([], "a", "P1") == [Span("P1", None, None)]
+    assert spans([moved(t0, "P9", None)], "b", "P1") == [Span("P1", None, None)]
