@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,12 @@ class Policy:
     #: resource by, the sensitive categories ``directive`` reads): a row's facts stored under
     #: another version were derived by other rules and are not trusted (``engine.facts``).
     facts_version: str
+    #: The resource types some profile may see: any other is never released.
+    readable: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        seen = frozenset(t for p in self.profiles.values() for t, _ in p.allowed)
+        object.__setattr__(self, "readable", seen)
 
     def profile_for(self, job_role: str, org_kind: str, activities: frozenset[str]) -> str | None:
         """The first assignment that matches the role in force; ``None`` means no access."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 #: Types searchable within one patient (interfaces.md); each is also readable by id.
@@ -41,7 +42,9 @@ _PROCESS_MESSAGE = {
 }
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+def capability_statement(base: str, readable: Iterable[str] = ()) -> dict[str, Any]:
+    """``readable``: the types some profile may see, each readable by id (an ``$everything``
+    entry's ``fullUrl`` answers), searchable too when it is one of :data:`SEARCH_TYPES`."""
     patient = {
         "type": "Patient",
         "interaction": [{"code": "read"}, {"code": "search-type"}],
@@ -72,6 +75,10 @@ def capability_statement(base: str) -> dict[str, Any]:
         }
         for t in sorted(SEARCH_TYPES)
     ]
+    read_only = [
+        {"type": t, "interaction": [{"code": "read"}]}
+        for t in sorted(set(readable) - SEARCH_TYPES - {"Patient"})
+    ]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -91,7 +98,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                     "description": "Bearer JWT with CIS2-shaped claims (nhsid_nrbac_roles, "
                     "selected_roleid, purpose_of_use, ig_training_date)"
                 },
-                "resource": [patient, *others, _AUDIT_EVENT],
+                "resource": [patient, *others, *read_only, _AUDIT_EVENT],
                 "operation": [_PROCESS_MESSAGE],
             }
         ],

@@ -98,7 +98,8 @@ def _types(raw: str | None) -> frozenset[str]:
 
 @router.get("/metadata", responses=answers(CapabilityStatement))
 def metadata(request: Request) -> Response:
-    return fhir_response(capability_statement(_base(request)))
+    readable = services(request).reader.policy.readable
+    return fhir_response(capability_statement(_base(request), readable))
 
 
 @router.get("/Patient", responses=answers(Bundle))
@@ -206,7 +207,7 @@ def search_type(
 def read_resource(
     request: Request, who: User, ctx: Context, resource_type: str, resource_id: str
 ) -> Response:
-    if resource_type not in SEARCH_TYPES:
+    if resource_type not in services(request).reader.policy.readable:
         raise not_found()
     return _read_one(request, who, ctx, resource_type, resource_id)
 

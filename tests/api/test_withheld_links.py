@@ -211,3 +211,25 @@ def test_a_topic_of_a_consultation_the_problem_is_linked_to_is_withheld(
     )  # fmt: skip
     assert [m for m in ("[c2]", "[t9]", "[l9]") if m in body] == []
     assert "[e9]" in body and "[o9]" in body
+
+
+def test_every_item_of_everything_can_be_read_at_its_full_url(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """An Immunization (readable, not searchable) answers at the fullUrl $everything gives."""
+    gp_connect(store, {
+        "resourceType": "Immunization", "id": "i1", "status": "completed", "notGiven": False,
+        "primarySource": True, "date": "2024-10-01", "patient": {"reference": "Patient/p1"},
+        "vaccineCode": {"coding": [{"system": "http://snomed.info/sct", "code": "1119349007"}]},
+    })  # fmt: skip
+    t = token("gp")
+    doc = client.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(t)).json()
+    urls = [e["fullUrl"] for e in doc["entry"] if e["resource"]["resourceType"] == "Immunization"]
+    assert urls
+    for url in urls:
+        path = url.split("/fhir", 1)[1]
+        assert client.get(f"/fhir{path}", headers=auth(t)).status_code == 200, path
+    assert client.get(f"/fhir{path}", headers=auth(token("receptionist"))).status_code == 404
+    assert client.get("/fhir/Basic/i1", headers=auth(t)).status_code == 404  # no profile sees it
+    declared = client.get("/fhir/metadata").json()["rest"][0]["resource"]
+    assert {"type": "Immunization", "interaction": [{"code": "read"}]} in declared
