@@ -625,8 +625,8 @@ def test_value_is_numeric_or_text():
     assert value_fields("trace") == value_fields("") == {}
 
 
-@pytest.mark.parametrize(("value", "comparator", "number"), [("<5", "<", 5), (">= 90", ">=", 90)])
-def test_a_censored_result_keeps_its_comparator_and_unit(value, comparator, number):
+def _value_observation(value: str, **extra: str) -> dict[str, Any]:
+    """An EMIS blood pressure row with ``value``, mapped."""
     rec = _record(
         "CareRecord_Observation",
         O_BP,
@@ -636,12 +636,18 @@ def test_a_censored_result_keeps_its_comparator_and_unit(value, comparator, numb
         EffectiveDatePrecision="YMD",
         ObservationType="Value",
         Value=value,
-        NumericUnit="mmol/L",
         _SnomedCTConceptId="163030003",
+        **extra,
         **value_fields(value),
     )
     (mapped,) = EmisAdapter().map(rec, MapContext(codes=CodeMaps())).resources
-    assert mapped.resource["valueQuantity"] == {
+    return mapped.resource
+
+
+@pytest.mark.parametrize(("value", "comparator", "number"), [("<5", "<", 5), (">= 90", ">=", 90)])
+def test_a_censored_result_keeps_its_comparator_and_unit(value, comparator, number):
+    observation = _value_observation(value, NumericUnit="mmol/L")
+    assert observation["valueQuantity"] == {
         "value": number,
         "comparator": comparator,
         "unit": "mmol/L",
@@ -650,22 +656,9 @@ def test_a_censored_result_keeps_its_comparator_and_unit(value, comparator, numb
 
 
 def test_a_value_that_is_not_a_number_is_kept_as_text():
-    rec = _record(
-        "CareRecord_Observation",
-        O_BP,
-        PatientGuid=P_OK,
-        CodeId=SYSTOLIC,
-        EffectiveDate="2024-03-01",
-        EffectiveDatePrecision="YMD",
-        ObservationType="Value",
-        Value="not recorded",
-        NumericRangeLow="90",
-        _SnomedCTConceptId="163030003",
-        **value_fields("not recorded"),
-    )
-    (mapped,) = EmisAdapter().map(rec, MapContext(codes=CodeMaps())).resources
-    assert mapped.resource["valueString"] == "not recorded"
-    assert "valueQuantity" not in mapped.resource and "referenceRange" not in mapped.resource
+    observation = _value_observation("not recorded", NumericRangeLow="90")
+    assert observation["valueString"] == "not recorded"
+    assert "valueQuantity" not in observation and "referenceRange" not in observation
 
 
 def test_an_issue_row_with_its_own_patient_and_code_uses_them():
