@@ -495,7 +495,10 @@ def spans(events: Sequence[HistoryEntry], patient_id: str, current: str | None) 
     An id counts for the Patient only while the Patient was in it: once a merge is undone, the
     id may go back to the other records, and what was recorded under it then is theirs.
     """
-    moved = sorted((e for e in events if e.patient_id == patient_id), key=lambda e: e.at)
+    moved = sorted(
+        (e for e in events if e.patient_id == patient_id and e.person_id != e.from_person_id),
+        key=lambda e: e.at,
+    )  # a review or a decision that moved nothing leaves the Patient where it was
     if not moved:
         return [Span(current, None, None)] if current else []
     found: list[Span] = []

@@ -496,7 +496,8 @@ def test_a_person_id_counts_for_a_patient_only_while_the_patient_was_in_it() -> 
     def moved(at: datetime, to: str, came_from: str | None) -> HistoryEntry:
         return HistoryEntry(at, "link", "a", "b", to, came_from, False, "auto", "", None)
 
-    events = [moved(t1, "P2", "P1"), moved(t2, "P3", "P2")]
+    reviewed = HistoryEntry(t1, "review", "a", "b", None, None, False, "auto", "", None)
+    events = [moved(t1, "P2", "P1"), reviewed, moved(t2, "P3", "P2")]
     assert spans(events, "a", "P3") == [
         Span("P1", None, t1),
         Span("P2", t1, t2),
@@ -504,3 +505,12 @@ def test_a_person_id_counts_for_a_patient_only_while_the_patient_was_in_it() -> 
     ]
     assert spans([], "a", "P1") == [Span("P1", None, None)]
     assert spans([moved(t0, "P9", None)], "b", "P1") == [Span("P1", None, None)]
+
+
+def test_a_review_leaves_the_patients_current_span_open(engine: Engine) -> None:
+    store(engine, patient(pid="a"), patient(pid="b", sex="female", council_style=True))
+    relink(engine, ["a", "b"])
+    assert [(e.patient_a, e.patient_b) for e in queue(engine)] == [("a", "b")]
+    current = person_of(engine, "a")
+    found = spans(history(engine, "a"), "a", current)
+    assert found[-1].person_id == current and found[-1].end is None, found
