@@ -36,6 +36,16 @@ class FhirError(Exception):
         self.headers = headers or {}
 
 
+#: How much of what a client sent an error message repeats back.
+SHOWN_CHARS = 64
+
+
+def echoed(value: str) -> str:
+    """``value`` as an error message may repeat it: cut short, so a 20 kB parameter name does
+    not come back in full."""
+    return value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…"
+
+
 def not_found() -> FhirError:
     return FhirError(404, Problem("not-found", NOT_FOUND))
 

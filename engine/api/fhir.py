@@ -8,7 +8,7 @@ of the sources, which stay the place to change a record.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -21,7 +21,14 @@ from consent import Who
 from engine.api.bundle import searchset
 from engine.api.capability import SEARCH_TYPES, capability_statement
 from engine.api.deps import current_user, request_context, services
-from engine.api.errors import ALLOW_READS, FhirError, Problem, fhir_response, not_found
+from engine.api.errors import (
+    ALLOW_READS,
+    FhirError,
+    Problem,
+    echoed,
+    fhir_response,
+    not_found,
+)
 from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, CapabilityStatement, OperationOutcome, Resource, answers
 from engine.api.records import Page, find_patients, person_record, resource_record
@@ -51,6 +58,18 @@ _INSTANT = re.compile(
 )
 
 
+#: Paths under ``/fhir`` answered by POST only (``engine.api.transfer``).
+_POST_ONLY = frozenset({"$process-message"})
+
+
+def _allow(path: str) -> str:
+    return "POST" if path in _POST_ONLY else ALLOW_READS
+
+
+def _post_only() -> FhirError:
+    return FhirError(405, Problem("not-supported", "Use POST"), headers={"Allow": "POST"})
+
+
 def _base(request: Request) -> str:
     """The configured public base, never the request's Host header: a link built from that
     would point wherever the client (or someone who poisons a cache) said."""
@@ -62,13 +81,18 @@ def _since(raw: str | None) -> datetime | None:
     space for the T, no seconds and offsets past 14:00, none of which a FHIR client sends."""
     if raw is None:
         return None
-    value: datetime | None
-    try:
-        given = datetime.fromisoformat(raw) if _INSTANT.fullmatch(raw) else None
-        # In UTC, as the store compares it; an instant near year 1 or 9999 has none (overflow).
-        value = given.astimezone(UTC) if given is not None else None
-    except (ValueError, OverflowError):
-        value = None
+    # A '+' typed into a URL arrives as a space, which an instant never holds.
+    text = raw.replace(" ", "+")
+    value: datetime | None = None
+    if _INSTANT.fullmatch(text):
+        # A leap second (:60) is past every instant of its minute: since the next minute.
+        leap = text[17:19] == "60"
+        try:
+            given = datetime.fromisoformat(text[:17] + "59" + text[19:] if leap else text)
+            # In UTC, as the store compares it; near year 1 or 9999 there is none (overflow).
+            value = (given + timedelta(seconds=leap)).astimezone(UTC)
+        except (ValueError, OverflowError):
+            value = None
     if value is None:
         raise FhirError(
             400, Problem("invalid", "_since must be an instant with a time zone", "_since")
@@ -91,7 +115,8 @@ def _types(raw: str | None) -> frozenset[str]:
     unknown = sorted(t for t in types if not is_resource_type(t))
     if unknown:
         raise FhirError(
-            400, Problem("invalid", f"_type names no resource type: {unknown[0]}", "_type")
+            400,
+            Problem("invalid", f"_type names no resource type: {echoed(unknown[0])}", "_type"),
         )
     return types
 
@@ -186,8 +211,10 @@ def search_type(
     offset: Offset = 0,
     summary: Summary = None,
 ) -> Response:
+    if resource_type in _POST_ONLY:
+        raise _post_only()
     if resource_type not in SEARCH_TYPES:
-        raise FhirError(404, Problem("not-supported", f"No search on {resource_type}"))
+        raise FhirError(404, Problem("not-supported", f"No search on {echoed(resource_type)}"))
     if not patient:
         raise FhirError(400, Problem("required", "patient is required", "patient"))
     # ``Patient/<id>``, or this server's own absolute form of it (an entry's ``fullUrl``).
@@ -214,9 +241,11 @@ def read_resource(
 
 @router.get("/{path:path}", include_in_schema=False)
 def unknown(path: str) -> Response:
-    """A GET no route above answers is 404: without this, the write routes below (which match
-    every path) would make Starlette answer 405 for it. Routers under ``/fhir`` are included
-    before this one, so nothing of theirs is shadowed."""
+    """A GET no route above answers is 404 (405 where only POST is answered): without this,
+    the write routes below (which match every path) would make Starlette answer 405 for it.
+    Routers under ``/fhir`` are included before this one, so nothing of theirs is shadowed."""
+    if path in _POST_ONLY:
+        raise _post_only()
     raise not_found()
 
 
@@ -224,7 +253,7 @@ def writes(path: str) -> Response:
     raise FhirError(
         405,
         Problem("not-supported", "The shared care record is read-only: change the source record"),
-        headers={"Allow": ALLOW_READS},
+        headers={"Allow": _allow(path)},
     )
 
 

@@ -11,6 +11,7 @@ send whole resources to a client that asked for none.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, get_origin
@@ -19,7 +20,7 @@ from fastapi import Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from engine.api.errors import FhirError, Problem
+from engine.api.errors import FhirError, Problem, echoed
 
 #: Media ranges an answer in ``application/fhir+json`` satisfies.
 _JSON_RANGES = frozenset({"application/fhir+json", "application/json", "application/*", "*/*"})
@@ -90,16 +91,15 @@ async def fhir_request(
             406, Problem("not-supported", "Only application/fhir+json is supported", "_format")
         )
     declared = _declared(request.scope["route"])
-    names = [name for name, _ in request.query_params.multi_items()]
-    ignored = sorted({n for n in names if n not in declared.known})
-    if "_summary" in ignored or (ignored and _strict(request.headers.get("prefer"))):
-        name = "_summary" if "_summary" in ignored else ignored[0]
+    params = request.query_params
+    counted = Counter(name for name, _ in params.multi_items())
+    ignored = sorted(n for n in counted if n not in declared.known)
+    # Never ignored: either asks for no resources, and ignoring it would send them all.
+    count_only = [n for n in ignored if n == "_summary" or (n == "_count" and params[n] == "0")]
+    if count_only or (ignored and _strict(request.headers.get("prefer"))):
+        name = echoed((count_only or ignored)[0])
         raise FhirError(400, Problem("not-supported", f"{name} is not supported here", name))
-    if len(names) != len(set(names)):
-        repeated = sorted(
-            {n for n in names if names.count(n) > 1 and n in declared.known} - declared.repeatable
-        )
-        if repeated:
-            raise FhirError(
-                400, Problem("invalid", f"{repeated[0]} may be given once", repeated[0])
-            )
+    repeated = sorted(n for n, times in counted.items() if times > 1 and n in declared.known)
+    once = [n for n in repeated if n not in declared.repeatable]
+    if once:  # a known name: short, the route's own
+        raise FhirError(400, Problem("invalid", f"{once[0]} may be given once", once[0]))

@@ -149,6 +149,8 @@ def test_an_unknown_route_under_fhir_is_404_not_405(
         ("OPTIONS", f"/fhir/Patient/{PATIENT}/$everything"),
         ("POST", "/fhir/metadata"),
         ("DELETE", "/fhir/nothing/at/all"),
+        ("PUT", "/fhir/$process-message"),
+        ("GET", "/fhir/$process-message"),
     ],
 )
 def test_every_405_names_the_allowed_methods(
@@ -156,7 +158,8 @@ def test_every_405_names_the_allowed_methods(
 ) -> None:
     response = client.request(method, path, headers=auth(token()))
     assert response.status_code == 405
-    assert response.headers["Allow"] == "GET, HEAD"
+    expected = "POST" if path.endswith("$process-message") else "GET, HEAD"
+    assert response.headers["Allow"] == expected
     assert response.json()["resourceType"] == "OperationOutcome"
     assert response.headers["X-Request-Id"]
 
@@ -346,8 +349,15 @@ def test_since_takes_an_instant_with_any_offset_or_fraction(
 ) -> None:
     path = f"Patient/{PATIENT}/$everything"
     everything = get(client, token(), path).json()["total"]
-    for since in ("2000-01-01T00:00:00Z", "2000-01-01T00:00:00.123456789+14:00"):
+    for since in (
+        "2000-01-01T00:00:00Z",
+        "2000-01-01T00:00:00.123456789+14:00",
+        "2016-12-31T23:59:60Z",  # a leap second
+    ):
         assert get(client, token(), path, _since=since).json()["total"] == everything, since
+    # a '+' typed unencoded arrives as a space
+    typed = client.get(f"/fhir/{path}?_since=2000-01-01T00:00:00+01:00", headers=auth(token()))
+    assert typed.status_code == 200 and typed.json()["total"] == everything
 
 
 def test_everything_can_carry_each_items_provenance(client: TestClient, token: Token) -> None:

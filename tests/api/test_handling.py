@@ -91,6 +91,31 @@ def test_summary_is_refused_where_it_is_not_supported(client: TestClient, token:
         "_summary",
     )
     refused(client.get(EVERYTHING, params={"_summary": "true"}, headers=h), 400, "_summary")
+    # _count=0 asks for the total alone too: ignored, it would send every Patient
+    refused(
+        client.get("/fhir/Patient", params={"identifier": NHS_ID, "_count": "0"}, headers=h),
+        400,
+        "_count",
+    )
+    found = client.get("/fhir/Patient", params={"identifier": NHS_ID, "_count": "5"}, headers=h)
+    assert found.status_code == 200, "any other _count is ignored, as FHIR allows"
+
+
+def test_a_long_query_is_checked_name_by_name_once(client: TestClient) -> None:
+    """20,000 names: counted once each (a count per name was quadratic, on the event loop,
+    before any token is asked for)."""
+    query = "&".join(["a", "b"] * 10_000)
+    assert client.get(f"/fhir/metadata?{query}").status_code == 200
+    strict = client.get(f"/fhir/metadata?{query}", headers=STRICT)
+    refused(strict, 400, "a")
+
+
+def test_what_a_client_sent_is_repeated_back_cut_short(client: TestClient, token: Token) -> None:
+    strict = client.get(f"/fhir/metadata?{'x' * 20_000}=1", headers=STRICT)
+    typed = client.get(EVERYTHING, params={"_type": "Q" * 20_000}, headers=auth(token()))
+    for response in (strict, typed):
+        assert response.status_code == 400
+        assert len(response.json()["issue"][0]["diagnostics"]) < 200
 
 
 @pytest.mark.parametrize(
