@@ -56,10 +56,16 @@ _READ_V2_TERM = re.compile(r"^([A-Za-z0-9]{1,5}\.{0,4})(\d{2})?$")
 
 
 def read_v2_code(written: str) -> str | None:
-    """The 5-character Read v2 code in a code written with or without its term code, or None
-    for anything else (an EMIS-local id): maps are keyed by the 5 characters."""
+    """The 5-character Read v2 code in a code written with or without its term code, or with
+    its padding dots left off (``A78``), or None for anything else (an EMIS-local id): maps
+    are keyed by the 5 characters."""
     m = _READ_V2_TERM.match(written.strip())
-    return m.group(1) if m and len(m.group(1)) == 5 else None
+    if not m:
+        return None
+    code = m.group(1)
+    if len(code) == 5:
+        return code
+    return code.rstrip(".").ljust(5, ".") if m.group(2) is None else None
 
 
 def _read_system(system: str) -> str | None:

@@ -8,7 +8,7 @@ narrow access: a relationship with an unknown organisation grants nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -44,20 +44,31 @@ _EPISODE_KINDS: dict[str, RelationshipKind] = {
 
 
 def _instant(value: Any, *, end: bool = False) -> datetime | None:
-    """A FHIR date or dateTime as an aware instant; a bare end date covers its whole day.
+    """A FHIR date or dateTime as an aware instant; a bare end date covers its whole day, and
+    an end given to the month or the year its whole month or year.
 
     A date, or a time without an offset, is a UK one: a registration ending on 1 July ends at
     midnight in the UK, an hour before midnight UTC in summer."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        if len(value) == 10:
-            day = date.fromisoformat(value) + timedelta(days=1 if end else 0)
+        if len(value) in (4, 7, 10):
+            first = date.fromisoformat((value + "-01-01")[:10])
+            day = _after(first, len(value)) if end else first
             return datetime.combine(day, datetime.min.time(), UK).astimezone(UTC)
         parsed = datetime.fromisoformat(value)
     except (ValueError, OverflowError):  # 9999-12-31 as an end has no next day: no fact
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UK).astimezone(UTC)
+
+
+def _after(first: date, precision: int) -> date:
+    """The first day after the year (4), month (7) or day (10) that starts on ``first``."""
+    if precision == 4:
+        return first.replace(year=first.year + 1)
+    if precision == 7:
+        return (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first + timedelta(days=1)
 
 
 def _period(period: Any) -> tuple[datetime | None, datetime | None]:
@@ -78,6 +89,19 @@ def _ref_parts(ref: Any) -> tuple[str | None, str | None]:
         return str(identifier["value"]), None
     literal = ref.get("reference")
     return None, literal if isinstance(literal, str) else None
+
+
+def _ods(ref: Any) -> str | None:
+    """The ODS code a reference names by identifier (no system, or the ODS system), as ODS
+    writes it (upper case, no spaces); anything else names no organisation exactly."""
+    if not isinstance(ref, dict):
+        return None
+    identifier = ref.get("identifier")
+    if not isinstance(identifier, dict) or identifier.get("system") not in (None, ODS):
+        return None
+    value = identifier.get("value")
+    code = value.strip().upper() if isinstance(value, str) else ""
+    return code if code.isalnum() else None
 
 
 def _org(ref: Any, orgs: Mapping[str, str]) -> str | None:
@@ -122,7 +146,8 @@ def _where(resource: Mapping[str, Any]) -> tuple[RelationshipKind, Any, Any] | N
     if rt == "Task":
         return "council-case", resource.get("owner"), resource.get("executionPeriod")
     if rt == "ServiceRequest":  # a referral: an open case to a council, windowed to a hospital
-        return "referral", resource.get("performer"), resource.get("occurrencePeriod")
+        period = resource.get("occurrencePeriod") or {"start": resource.get("authoredOn")}
+        return "referral", resource.get("performer"), period
     if rt == "CareTeam" and resource.get("status") == "active":
         return "council-case", resource.get("managingOrganization"), resource.get("period")
     return None
@@ -183,7 +208,9 @@ def relationship(
     return found.resolve(orgs or {}) if found is not None else None
 
 
-def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> ConsentDirective | None:
+def directive(
+    consent: Mapping[str, Any], sensitive: Mapping[str, str], sections: Collection[str]
+) -> ConsentDirective | None:
     """A privacy directive from an active ``patient-privacy`` Consent; anything else is none.
 
     ``provision.type`` deny with no actor and no category is a dissent; with an actor, a
@@ -192,9 +219,13 @@ def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> Conse
     permit with a sensitive label and an actor is the explicit consent that alone opens it.
     ``sensitive`` maps category → label, as the policy has it.
 
-    A deny naming more than one organisation or category, or an organisation only by a literal
-    reference, is none of these exactly: it is read as a dissent, the widest objection, since
-    dropping it would share what the person asked to be kept back.
+    ``sections`` are the policy's record sections.
+
+    A deny naming more than one organisation or category, a section the policy does not have,
+    an organisation only by a literal reference or by an identifier that is not an ODS code, or
+    with provisions nested in it, is none of these exactly: it is read as a dissent, the widest
+    objection, since dropping it would share what the person asked to be kept back. So is a
+    permit with a deny nested in it ("share, except ...").
     """
     if consent.get("resourceType") != "Consent" or consent.get("status") != "active":
         return None
@@ -207,17 +238,25 @@ def directive(consent: Mapping[str, Any], sensitive: Mapping[str, str]) -> Conse
     categories = {
         by_label[c["code"]] for c in labels if _in(c, SCR_LABELS) and c.get("code") in by_label
     }
-    categories |= _codes(provision.get("code", []), SECTIONS)
+    named = _codes(provision.get("code", []), SECTIONS)
+    categories |= named
     actors = [a.get("reference") for a in provision.get("actor", []) if isinstance(a, dict)]
-    org = _org(actors, {}) if len(actors) == 1 else None
-    exact = len(categories) <= 1 and len(actors) <= 1 and not (actors and org is None)
+    org = _ods(actors[0]) if len(actors) == 1 else None
+    nested = provision.get("provision")
+    exact = (
+        len(categories) <= 1
+        and len(actors) <= 1
+        and not (actors and org is None)
+        and named <= set(sections)
+        and not nested
+    )
     category = next(iter(categories), None) if exact else None
     kind: DirectiveKind
-    if provision.get("type") == "permit":
+    if provision.get("type") == "permit" and not nested:
         if not exact or category not in sensitive or org is None:
             return None
         kind = "consent-category"
-    elif provision.get("type") == "deny":
+    elif provision.get("type") == "deny" or (provision.get("type") == "permit" and nested):
         if not exact:
             org = None
         kind = "restrict-category" if category else "restrict-org" if org else "dissent"

@@ -26,7 +26,8 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: facts differently from the same rules (its facts stored at ingest must then be derived
 #: again: ``scr db restamp``). 2: relationships, directives and ODS codes are stored too.
 #: 3: a closed episode, referral or task with no end is no relationship; an inexact
-#: restriction is a dissent; dates are UK days; a ServiceRequest is a referral.
+#: restriction is a dissent; dates are UK days, an end to the month or year covers it; a
+#: ServiceRequest is a referral, dated by authoredOn when it has no occurrence.
 FACTS_FORMAT = 3
 
 
@@ -83,6 +84,8 @@ class Policy:
     assignments: tuple[Assignment, ...]
     purposes: Mapping[str, Purpose]
     sections: Mapping[str, str]
+    #: A section a restriction names → every section it restricts (itself and any split off).
+    covers: Mapping[str, frozenset[str]]
     #: Per resource type, tried in order; an empty path is the type's default.
     section_rules: Mapping[str, tuple[SectionRule, ...]]
     ig_training_max_months: int
@@ -181,6 +184,9 @@ def _cross_check(
     for r in sections_doc["rules"]:
         if r["section"] not in sections:
             problems.append(f"sections rule for {r['resourceType']}: no section {r['section']!r}")
+    for named, covered in sections_doc.get("covers", {}).items():
+        for s in sorted({named, *covered} - sections):
+            problems.append(f"covers {named}: no section {s!r}")
     for name, p in profiles_doc["profiles"].items():
         for s in sorted(set(p["sections"]) - sections):
             problems.append(f"profile {name}: no section {s!r}")
@@ -250,6 +256,10 @@ def load(directory: Path = POLICY_DIR, categories: Path = CATEGORIES) -> Policy:
             for code, p in purposes_doc["purposes"].items()
         },
         sections=dict(sections_doc["sections"]),
+        covers={
+            s: frozenset({s, *sections_doc.get("covers", {}).get(s, ())})
+            for s in sections_doc["sections"]
+        },
         section_rules=section_rules,
         ig_training_max_months=rules_doc["ig_training_max_months"],
         min_reason_text=rules_doc["min_reason_text"],

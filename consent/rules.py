@@ -294,8 +294,8 @@ def restrict_category(c: Case) -> Shaping:
     ]
     if not found:
         return Shaping()
-    sections = frozenset(str(d.category) for d in found)
-    names = "; ".join(sorted(c.policy.sections[s] for s in sections))
+    names = "; ".join(sorted(c.policy.sections[str(d.category)] for d in found))
+    sections = frozenset().union(*(c.policy.covers[str(d.category)] for d in found))
     reason = _set_aside(
         c,
         RESTRICT_CATEGORY,

@@ -61,7 +61,7 @@ def _relation(resource: Mapping[str, Any], policy: Policy) -> tuple[str | None, 
     """(``relation``, ``relation_ref``) of one body."""
     kind = resource.get("resourceType")
     if kind == "Consent":
-        found = directive(resource, policy.sensitive)
+        found = directive(resource, policy.sensitive, policy.sections)
         return (_encode(found) if found is not None else None), None
     if kind == "Organization":
         return ods_code(resource), None

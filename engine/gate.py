@@ -221,7 +221,9 @@ def gather_facts(
     relationships = [rel for t in facts.ties if (rel := t.resolve(orgs)) is not None]
     relationships += [rel for body in related if (rel := relationship(body, orgs)) is not None]
     directives = facts.directives + [
-        d for t, body in stale if t == "Consent" and (d := directive(body, policy.sensitive))
+        d
+        for t, body in stale
+        if t == "Consent" and (d := directive(body, policy.sensitive, policy.sections))
     ]
     grants, claims = made(facts.made, person_id)
     return PatientFacts(

@@ -8,8 +8,8 @@ which the policy's sections place in ``admissions``) recorded by the care home t
 A profile without that section keeps it back, as do a dissent and a restricted section, and a
 user with no way in to the person sees nothing: there is no decision that lets it through
 without letting the rest of the record through too. For a person restricted at source it
-carries the restricted label too: the care home it names is where they live, which only the
-care home itself may show.
+carries the restricted label too: the care home it names is where they live, which only the two
+organisations of the transfer and the one that restricted the person already know.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ def released(
 ) -> tuple[tuple[Stay, ...], dict[str, int]]:
     """The stays ``decision`` lets leave, and how many it held back per reason (for the audit
     trail's withheld counts, never for the user)."""
-    restricted = any(p.code == policy.restricted_person_label for p in person_labels)
+    viewer = decision.obligations.org
+    by = {p.org for p in person_labels if p.code == policy.restricted_person_label}
     shown: list[Stay] = []
     withheld: Counter[str] = Counter()
     for stay in stays:
+        restricted = bool(by) and viewer not in {*by, stay.care_home, stay.hospital}
         why = hidden_by(judged_as(stay, policy, restricted), decision)
         if why is None:
             shown.append(stay)

@@ -34,10 +34,10 @@ def test_a_sensitive_read_code_is_found_through_its_map_to_snomed(codes, system)
     assert codes.sensitive_category(system, "a97z.") is None, "Read codes are case-sensitive"
 
 
-@pytest.mark.parametrize("written", ["A78..", "A78..00", " A78..00 "])
+@pytest.mark.parametrize("written", ["A78..", "A78..00", " A78..00 ", "A78", "A78."])
 def test_a_sensitive_read_v2_code_is_found_with_its_term_code(written):
-    """GP Connect writes Read v2 with its 2-digit term code (``246..00``); maps are keyed by
-    the 5-character code, which must still be found."""
+    """GP Connect writes Read v2 with its 2-digit term code (``246..00``), some senders without
+    its padding dots (``A78``); maps are keyed by the 5-character code, which must be found."""
     codes = CodeMaps()
     codes.add(READ2, SNOMED, "t", [("A78..", Target("76272004", "Syphilis"))])
     codes.sensitive["76272004"] = "sti"

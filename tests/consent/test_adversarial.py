@@ -187,9 +187,12 @@ def test_social_care_and_care_homes_see_admissions_not_gp_consultations(profile:
         "type": [{"text": "Main Surgery"}], "period": {"start": "2026-03-01T10:10:00"},
     }  # fmt: skip
     emergency = consultation | {"class": consultation["class"] | {"code": "EMER"}}
+    older = consultation | {"class": {"system": "http://hl7.org/fhir/encounter-class",
+                                      "code": "inpatient"}}  # fmt: skip
     assert d.permit
     assert not visible(meta(consultation, GP), d)
     assert visible(meta(emergency, HOSPITAL), d)
+    assert visible(meta(older, HOSPITAL), d), "an STU3 encounter-class admission too"
     gp = decide(who("clinical"), facts(typical(who("clinical"))), "TREAT", EVERYTHING, NOW, POLICY)
     assert visible(meta(consultation, GP), gp)
 
@@ -454,6 +457,18 @@ def test_restriction_of_a_section() -> None:
     assert explain(d)["own_organisation_only"] == ["problems-active"]
 
 
+def test_a_restriction_of_encounters_made_before_admissions_were_split_covers_both() -> None:
+    user = hospital_clinician()
+    restriction = directive("restrict-category", category="encounters")
+    d = decide(user, facts(typical(user), directives=(restriction,)), "TREAT", EVERYTHING, NOW,
+               POLICY)  # fmt: skip
+    admission = {"resourceType": "Encounter", "status": "finished",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                           "code": "IMP"}}  # fmt: skip
+    assert d.permit and not visible(meta(admission, GP), d)
+    assert visible(meta(admission, HOSPITAL), d)
+
+
 def test_restricted_person_contact_details_withheld_from_others() -> None:
     user = hospital_clinician()
     patient = facts(typical(user), labels=frozenset({PersonLabel("restricted-person", GP)}))
@@ -467,6 +482,11 @@ def test_restricted_person_contact_details_withheld_from_others() -> None:
         "text": {"status": "generated", "div": "<div>Lives at ZZ99 3VZ</div>"},
     }
     assert set(mask(body, d)) == {"resourceType", "id", "name"}, "the narrative may say where"
+    placement = {
+        "resourceType": "EpisodeOfCare", "id": "e", "status": "active",
+        "managingOrganization": {"identifier": {"value": "VM001"}, "display": "Rose Court"},
+    }  # fmt: skip
+    assert "managingOrganization" not in mask(placement, d), "the care home is where they live"
     assert "person.restricted" not in {r["rule"] for r in explain(d)["reasons"]}
     at_gp = who("clinical")
     at_gp_patient = replace(patient, relationships=(typical(at_gp),))
@@ -517,10 +537,11 @@ def test_decision_records_purpose_basis_and_policy_for_the_audit() -> None:
 def test_a_referral_gives_the_hospital_it_names_a_window_and_the_council_a_case() -> None:
     """'The hospital has an encounter, referral or red-bag transfer' (access-policy.md)."""
 
-    def referral(org: str, days_ago: int) -> Relationship:
+    def referral(org: str, days_ago: int, dated: str = "occurrencePeriod") -> Relationship:
+        day = (NOW - timedelta(days=days_ago)).date().isoformat()
         found = relationship({
             "resourceType": "ServiceRequest", "status": "active", "intent": "order",
-            "occurrencePeriod": {"start": (NOW - timedelta(days=days_ago)).date().isoformat()},
+            dated: {"start": day} if dated == "occurrencePeriod" else day,
             "performer": [{"identifier": {"value": org}}],
         })  # fmt: skip
         assert found is not None
@@ -528,8 +549,10 @@ def test_a_referral_gives_the_hospital_it_names_a_window_and_the_council_a_case(
 
     hospital = hospital_clinician()
     for days, allowed in ((5, True), (200, False)):
-        d = decide(hospital, facts(referral(HOSPITAL, days)), "TREAT", EVERYTHING, NOW, POLICY)
-        assert d.permit is allowed, days
+        for dated in ("occurrencePeriod", "authoredOn"):  # GP Connect sends authoredOn only
+            d = decide(hospital, facts(referral(HOSPITAL, days, dated)), "TREAT", EVERYTHING,
+                       NOW, POLICY)  # fmt: skip
+            assert d.permit is allowed, (days, dated)
     social = who("social-care")
     d = decide(social, facts(referral(COUNCIL, 200)), "TREAT", EVERYTHING, NOW, POLICY)
     assert d.permit, "an open referral to the council is an open case"

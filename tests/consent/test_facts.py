@@ -116,11 +116,11 @@ def test_directive_kinds() -> None:
         "consent-category": {"type": "permit", "actor": [actor], "securityLabel": [sti]},
     }
     for kind, provision in cases.items():
-        d = directive(_consent(provision), POLICY.sensitive)
+        d = directive(_consent(provision), POLICY.sensitive, POLICY.sections)
         assert d is not None and d.kind == kind, kind
         assert d.author == "Synthetic Surgery"
         assert d.recorded == datetime(2026, 1, 10, tzinfo=UTC)
-    consent = directive(_consent(cases["consent-category"]), POLICY.sensitive)
+    consent = directive(_consent(cases["consent-category"]), POLICY.sensitive, POLICY.sections)
     assert consent is not None and (consent.org, consent.category) == ("R1", "sti")
 
 
@@ -134,7 +134,7 @@ def test_directives_that_cannot_be_read_with_certainty_are_none() -> None:
         _consent({"type": "deny"}, dateTime=None),
     ]
     for body in unclear:
-        assert directive(body, POLICY.sensitive) is None, body
+        assert directive(body, POLICY.sensitive, POLICY.sections) is None, body
 
 
 def test_a_restriction_that_cannot_be_read_exactly_is_a_dissent() -> None:
@@ -152,7 +152,7 @@ def test_a_restriction_that_cannot_be_read_exactly_is_a_dissent() -> None:
         {"type": "deny", "actor": [actor], "code": [two_sections]},
     ]
     for provision in inexact:
-        found = directive(_consent(provision), POLICY.sensitive)
+        found = directive(_consent(provision), POLICY.sensitive, POLICY.sections)
         assert found is not None and found.kind == "dissent", provision
         assert (found.org, found.category) == (None, None)
 
@@ -231,3 +231,44 @@ def test_dates_are_uk_days() -> None:
         {**registration, "status": "active", "period": {"start": "2026-07-01T09:00:00"}}
     )
     assert naive is not None and naive.start == datetime(2026, 7, 1, 8, tzinfo=UTC)
+
+
+def test_a_restriction_the_policy_cannot_place_exactly_is_a_dissent() -> None:
+    """A section the policy does not have, a 'share, except' permit, an organisation named by
+    an identifier that is not an ODS code: each is read as the widest objection."""
+    section = SCR + "CodeSystem/scr-record-section"
+    provisions = [
+        {"type": "deny", "code": [{"coding": [{"system": section, "code": "Encounters"}]}]},
+        {"type": "permit", "provision": [{"type": "deny"}]},
+        {"type": "deny", "actor": [{"reference": {"identifier": {
+            "system": "https://council.example/Id/provider", "value": "PROV-17"}}}]},
+    ]  # fmt: skip
+    for provision in provisions:
+        found = directive(_consent(provision), POLICY.sensitive, POLICY.sections)
+        assert found is not None and found.kind == "dissent", provision
+
+
+def test_an_organisation_is_named_as_ods_writes_it() -> None:
+    actor = {"reference": {"identifier": {
+        "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": " r9z "}}}  # fmt: skip
+    found = directive(
+        _consent({"type": "deny", "actor": [actor]}), POLICY.sensitive, POLICY.sections
+    )
+    assert found is not None and (found.kind, found.org) == ("restrict-org", "R9Z")
+
+
+def test_an_end_given_to_the_month_or_year_ends_with_it() -> None:
+    """A consent ending '2026-03' is over in April, not open for ever."""
+    sti = {"system": SCR + "CodeSystem/scr-security-label", "code": "sensitive-sti"}
+    actor = {"reference": {"identifier": {"value": "R1"}}}
+    for end, after in (("2026-03", datetime(2026, 3, 31, 23, tzinfo=UTC)),
+                       ("2025", datetime(2026, 1, 1, tzinfo=UTC))):  # fmt: skip
+        provision = {"type": "permit", "actor": [actor], "securityLabel": [sti],
+                     "period": {"start": "2025-01-10", "end": end}}  # fmt: skip
+        found = directive(_consent(provision), POLICY.sensitive, POLICY.sections)
+        assert found is not None and found.end == after, end
+    team = {"resourceType": "CareTeam", "status": "active",
+            "managingOrganization": [{"identifier": {"value": "E06000999"}}],
+            "period": {"start": "2024-01-02", "end": "2025-06"}}  # fmt: skip
+    r = relationship(team)
+    assert r is not None and r.end == datetime(2025, 6, 30, 23, tzinfo=UTC)

@@ -147,7 +147,7 @@ def test_a_stored_relationship_resolves_as_its_body(body: dict[str, Any], known:
 @given(consents())
 def test_a_stored_directive_is_the_body_s(body: dict[str, Any]):
     facts = row_facts(body, "Y9", "", POLICY)
-    expected = directive(body, POLICY.sensitive)
+    expected = directive(body, POLICY.sensitive, POLICY.sections)
     stored = stored_directive(facts["relation"]) if facts["relation"] else None
     assert _same_instants(stored, expected)
     if expected is not None:

@@ -176,3 +176,22 @@ def test_a_restricted_persons_care_home_is_shown_by_no_one_but_the_home() -> Non
     home = decide(who("care-home", org=CARE_HOME), facts(relation(CARE_HOME, "placement"),
                   labels=labels), "TREAT", everything, NOW, POLICY)  # fmt: skip
     assert released(home, [stay], POLICY, labels)[0] == (stay,)
+
+
+def test_a_restricted_persons_transfer_is_shown_to_both_its_organisations_and_the_restrictor() -> (
+    None
+):
+    """Each already knows the care home: its own transfer, or the person it restricted."""
+    labels = frozenset({PersonLabel("restricted-person", "E06000999")})
+    stay = Stay("t-1", CARE_HOME, HOSPITAL, "received",
+                (("received", HOSPITAL, NOW - timedelta(days=1)),))  # fmt: skip
+    everything = Request("everything")
+    hospital = decide(who("clinical", org=HOSPITAL, org_kind="hospital"),
+                      facts(relation(HOSPITAL, "transfer", days_ago=1), labels=labels),
+                      "TREAT", everything, NOW, POLICY)  # fmt: skip
+    council = decide(who("social-care", org="E06000999"),
+                     facts(relation("E06000999", "council-case"), labels=labels),
+                     "TREAT", everything, NOW, POLICY)  # fmt: skip
+    for d in (hospital, council):
+        assert d.permit
+        assert released(d, [stay], POLICY, labels)[0] == (stay,)
