@@ -313,8 +313,9 @@ def test_a_jwks_url_and_a_public_key_together_stop_start_up() -> None:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The verifier's monotonic clock, moved by the test (``clock[0] += seconds``)."""
-    now = [time.monotonic()]
+    """The verifier's monotonic clock, moved by the test (``clock[0] += seconds``); whole
+    seconds, so that moving it 299 s and then 1 s is exactly 300 s."""
+    now = [1_000_000.0]
     monkeypatch.setattr(auth, "time", SimpleNamespace(time=time.time, monotonic=lambda: now[0]))
     return now
 
