@@ -62,7 +62,8 @@ def searchset(
             ),
             *(
                 {
-                    "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+                    # Made for this answer (a Provenance), not kept: no URL of ours would answer.
+                    "fullUrl": f"urn:uuid:{r['id']}",
                     "resource": r,
                     "search": _INCLUDE,
                 }

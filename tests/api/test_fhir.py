@@ -367,6 +367,9 @@ def test_everything_can_carry_each_items_provenance(client: TestClient, token: T
     matches = [e for e in doc["entry"] if e["search"]["mode"] == "match"]
     included = [e["resource"] for e in doc["entry"] if e["search"]["mode"] == "include"]
     assert doc["total"] == plain["total"] == len(matches) == len(included)
+    assert {e["fullUrl"] for e in doc["entry"] if e["search"]["mode"] == "include"} == {
+        f"urn:uuid:{p['id']}" for p in included
+    }, "made for the answer, not kept: no URL of the server's would answer"
     targets = {p["target"][0]["reference"].rsplit("/_history/", 1)[0] for p in included}
     assert targets == {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in matches}
     Bundle.model_validate(doc)
