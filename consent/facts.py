@@ -28,7 +28,9 @@ EPISODE_TYPE = "/CodeSystem/scr-episode-type"
 SCR_LABELS = "/CodeSystem/scr-security-label"
 SECTIONS = "/CodeSystem/scr-record-section"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
-_GONE = frozenset({"entered-in-error", "cancelled", "revoked", "rejected"})
+_GONE = frozenset({"entered-in-error", "cancelled", "revoked", "rejected", "draft"})
+#: SNOMED CT "Patient referral": the category GP Connect gives a referral (ReferralRequest).
+REFERRAL = "3457005"
 #: Statuses that say an episode, referral or task is over: with no end date to say when, it
 #: gives no relationship, as an open-ended one would last for ever. (An encounter with no end
 #: counts from its start, its window the same either way.)
@@ -145,12 +147,25 @@ def _where(resource: Mapping[str, Any]) -> tuple[RelationshipKind, Any, Any] | N
         return "hospital-encounter", resource.get("serviceProvider"), resource.get("period")
     if rt == "Task":
         return "council-case", resource.get("owner"), resource.get("executionPeriod")
-    if rt == "ServiceRequest":  # a referral: an open case to a council, windowed to a hospital
+    if rt == "ServiceRequest":
+        # A referral is an open case to a council and a window to a hospital; any other request
+        # (a lab test a GP asked a hospital for) is a council's own case only.
         period = resource.get("occurrencePeriod") or {"start": resource.get("authoredOn")}
-        return "referral", resource.get("performer"), period
+        asked: RelationshipKind = "referral" if _is_referral(resource) else "council-case"
+        return asked, resource.get("performer"), period
     if rt == "CareTeam" and resource.get("status") == "active":
         return "council-case", resource.get("managingOrganization"), resource.get("period")
     return None
+
+
+def _is_referral(request: Mapping[str, Any]) -> bool:
+    """Categorised as a patient referral (SNOMED 3457005), as GP Connect's are."""
+    return any(
+        _in(c, "snomed.info/sct") and c.get("code") == REFERRAL
+        for cc in request.get("category", [])
+        if isinstance(cc, dict)
+        for c in cc.get("coding", [])
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -541,6 +541,7 @@ def test_a_referral_gives_the_hospital_it_names_a_window_and_the_council_a_case(
         day = (NOW - timedelta(days=days_ago)).date().isoformat()
         found = relationship({
             "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}],
             dated: {"start": day} if dated == "occurrencePeriod" else day,
             "performer": [{"identifier": {"value": org}}],
         })  # fmt: skip
@@ -556,3 +557,16 @@ def test_a_referral_gives_the_hospital_it_names_a_window_and_the_council_a_case(
     social = who("social-care")
     d = decide(social, facts(referral(COUNCIL, 200)), "TREAT", EVERYTHING, NOW, POLICY)
     assert d.permit, "an open referral to the council is an open case"
+    lab_test = relationship({
+        "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "authoredOn": (NOW - timedelta(days=5)).date().isoformat(),
+        "performer": [{"identifier": {"value": HOSPITAL}}],
+    })  # fmt: skip
+    assert lab_test is not None
+    d = decide(hospital, facts(lab_test), "TREAT", EVERYTHING, NOW, POLICY)
+    assert not d.permit, "a test the GP asked the hospital's lab for is no referral"
+    draft = relationship({
+        "resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+        "performer": [{"identifier": {"value": COUNCIL}}],
+    })  # fmt: skip
+    assert draft is None, "a referral not yet sent gives no one a way in"
