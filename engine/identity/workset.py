@@ -67,6 +67,9 @@ class Actor:
     reason: str
 
 
+_FIRST_SEEN = Actor(SYSTEM_ACTOR, False, "first seen")
+
+
 class WorkingSet:
     def __init__(self, conn: Connection, rules: MatchRules, now: datetime) -> None:
         self.conn = conn
@@ -79,6 +82,7 @@ class WorkingSet:
         self._looked_up: set[str] = set()
         self._pins_loaded: set[str] = set()
         self._decisions: dict[tuple[str, str], MatchDecision] = {}
+        self._mates: dict[str, set[str]] = {}
         self._fresh: set[str] = set()
         self._moved: dict[str, str] = {}
         self._placed_by: dict[str, str] = {}
@@ -167,6 +171,25 @@ class WorkingSet:
             self.conn.execute(insert(BLOCKS), rows)
         if numbers:
             self.conn.execute(insert(NUMBERS), numbers)
+        out = self._block_mates(keys_of)
+        for pid, mates in out.items():
+            self._mates[pid] = mates
+            for mate in mates & self._mates.keys():
+                self._mates[mate].add(pid)
+        return out
+
+    def mates(self, ids: Iterable[str]) -> dict[str, set[str]]:
+        """Each id's block-mates as stored (read only; kept for the transaction)."""
+        wanted = sorted(set(ids) - self._mates.keys())
+        keys_of: dict[str, set[str]] = {pid: set() for pid in wanted}
+        for chunk in chunks(wanted):
+            query = select(BLOCKS.c.patient_id, BLOCKS.c.key).where(BLOCKS.c.patient_id.in_(chunk))
+            for r in self.conn.execute(query):
+                keys_of[r.patient_id].add(r.key)
+        self._mates.update(self._block_mates(keys_of))
+        return {pid: self._mates[pid] for pid in ids}
+
+    def _block_mates(self, keys_of: dict[str, set[str]]) -> dict[str, set[str]]:
         usable: dict[str, list[str]] = {}
         for chunk in chunks(sorted(set().union(*keys_of.values()))):
             sizes = self.conn.execute(
@@ -247,7 +270,7 @@ class WorkingSet:
         Returns the links refused because their records ended in different people.
         """
         ids = set(ids)
-        old = sorted({self.person_of[i] for i in ids})
+        old = self._bearing({self.person_of[i] for i in ids})
         members = sorted(set().union(*(self.members[p] for p in old)))
         links = [
             (a, b, d)
@@ -258,6 +281,21 @@ class WorkingSet:
         if {frozenset(g) for g in groups} != {frozenset(self.members[p]) for p in old}:
             self._apply(groups, old, links, auto, manual if manual else auto, ids)
         return [(a, b, d) for a, b, d in links if self.person_of[a] != self.person_of[b]]
+
+    def _bearing(self, people: set[str]) -> list[str]:
+        """``people`` and the people of every active block-mate of their members.
+
+        Every mate links to a member or forbids it, and :func:`cluster` reads both: a stronger
+        link elsewhere, a record that holds a member back, a second person it is torn between.
+        Leaving them out let a held record join a namesake that ``match_all`` keeps it from.
+        """
+        members = set().union(*(self.members[p] for p in people))
+        near = set().union(*self.mates(members).values()) - members
+        self.load_people(near)
+        for other in sorted(near):
+            if self.demo.get(other) is not None:
+                people.add(self.ensure_person(other, _FIRST_SEEN))
+        return sorted(people)
 
     def _apply(
         self,

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from adapters.codes import CodeMaps
 from audit import verify
 from engine import canonical
-from engine.identity import index, members_of
+from engine.identity import index, match_all, members_of
 from engine.identity.cli import identity_app
+from engine.identity.features import demographics
 from engine.identity.index import (
     HistoryEntry,
     IdentityError,
@@ -36,7 +37,7 @@ from engine.models import IngestRun, Resource
 from engine.registry import adapter_for
 from engine.settings import Settings
 from tests.factories import nhs_numbers, s1_patient, write_systmone
-from tests.identity.people import NHS_A, NHS_B, NHS_C, NHS_D, patient
+from tests.identity.people import NHS_A, NHS_B, NHS_C, NHS_D, RULES, patient
 
 
 def person_of(engine: Engine, patient_id: str) -> str | None:
@@ -514,3 +515,112 @@ def test_a_review_leaves_the_patients_current_span_open(engine: Engine) -> None:
     current = person_of(engine, "a")
     found = spans(history(engine, "a"), "a", current)
     assert found[-1].person_id == current and found[-1].end is None, found
+
+
+def test_a_torn_record_stays_torn_when_one_of_its_people_is_resent(engine: Engine) -> None:
+    """The council record matches gp1 and gp2 equally; re-sending gp1 unchanged must not let it
+    join gp1 (gp2's person is what makes the choice a coin toss), and both items stay open."""
+    gp1 = patient(pid="gp1", nhs=NHS_A, line="1 Brook St", postcode="BO1 1AA")
+    store(
+        engine,
+        gp1,
+        patient(pid="gp2", nhs=NHS_B, line="9 Hill Rd", postcode="BO2 2BB"),
+        patient(pid="council", line="5 Elm Way", postcode="BO5 5EE", council_style=True),
+    )
+    relink(engine, ["gp1", "gp2", "council"])
+    store(engine, gp1)
+    relink(engine, ["gp1"])
+    assert person_of(engine, "council") not in (person_of(engine, "gp1"), person_of(engine, "gp2"))
+    assert sorted((e.patient_a, e.patient_b) for e in queue(engine)) == [
+        ("council", "gp1"),
+        ("council", "gp2"),
+    ]
+
+
+_HELD = {
+    "g1": patient(pid="g1", nhs=NHS_A),
+    "h1": patient(pid="h1", nhs=NHS_A, sex="female"),
+    "c": patient(pid="c", council_style=True),
+    "g2": patient(pid="g2", nhs=NHS_B, line="9 Hill Rd", postcode="BO2 2BB"),
+}
+
+
+def _held_people(engine: Engine) -> list[list[str]]:
+    found: dict[str | None, list[str]] = {}
+    for p in sorted(_HELD):
+        found.setdefault(person_of(engine, p), []).append(p)
+    return sorted(found.values())
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        [["g1", "h1", "c", "g2"]],
+        [["g1", "h1"], ["c"], ["g2"]],
+        [["g1", "h1", "c"], ["g2"]],
+        [["g2"], ["c"], ["g1", "h1"]],
+    ],
+)
+def test_a_record_held_from_its_own_person_never_joins_a_namesake_in_the_store(
+    engine: Engine, order: list[list[str]]
+) -> None:
+    """c (council, no number) lives with g1; h1 (g1's hospital record, sex keyed wrong) forbids
+    c, so c is held; g2 is another Philip Archer elsewhere. The store agrees with match_all in
+    every arrival order, and after g2 is re-sent."""
+    pure = match_all({p: demographics(x) for p, x in _HELD.items()}, RULES).people
+    assert sorted(map(sorted, pure)) == [["c"], ["g1", "h1"], ["g2"]]
+    for batch in order:
+        store(engine, *(_HELD[p] for p in batch))
+        relink(engine, batch)
+    assert _held_people(engine) == [["c"], ["g1", "h1"], ["g2"]]
+    store(engine, _HELD["g2"])
+    relink(engine, ["g2"])
+    assert _held_people(engine) == [["c"], ["g1", "h1"], ["g2"]]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_the_older_person_survives_a_merge_whatever_the_uuids(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, descending: bool
+) -> None:
+    """gp arrives; the council record (no birth date yet) stays alone, then is corrected and
+    joins gp. Audit entries and transfers are keyed by person id: gp's (older) person survives
+    whichever way the uuids sort."""
+    from engine.identity import workset
+
+    n = iter(range(1000))
+    made = (lambda: uuid.UUID(int=10**6 - next(n))) if descending else (
+        lambda: uuid.UUID(int=next(n) + 1)
+    )  # fmt: skip
+    monkeypatch.setattr(workset.uuid, "uuid4", made)
+    store(engine, patient(pid="gp", nhs=NHS_A))
+    relink(engine, ["gp"])
+    store(engine, patient(pid="council", council_style=True, born="1960-01-01", given=("X",)))
+    relink(engine, ["council"])
+    gp_person = person_of(engine, "gp")
+    assert gp_person != person_of(engine, "council")
+    store(engine, patient(pid="council", council_style=True))
+    relink(engine, ["council"])
+    assert person_of(engine, "council") == person_of(engine, "gp") == gp_person
+
+
+def test_the_survivors_id_stays_with_its_own_records_when_a_larger_merged_in_group_leaves(
+    engine: Engine,
+) -> None:
+    """z1, z2 (verified NHS_A) are person Z; three council records join it one by one. The GP
+    then corrects the birth date, so the council records leave (household rule): Z stays with
+    z1 and z2, under whom their entries and transfers were recorded."""
+    store(engine, patient(pid="z1", nhs=NHS_A), patient(pid="z2", nhs=NHS_A))
+    relink(engine, ["z1", "z2"])
+    z = person_of(engine, "z1")
+    for pid in ("c1", "c2", "c3"):
+        store(engine, patient(pid=pid, council_style=True))
+        relink(engine, [pid])
+    assert {person_of(engine, p) for p in ("z1", "z2", "c1", "c2", "c3")} == {z}
+    store(
+        engine,
+        patient(pid="z1", nhs=NHS_A, born="1955-08-20"),
+        patient(pid="z2", nhs=NHS_A, born="1955-08-20"),
+    )
+    relink(engine, ["z1", "z2"])
+    assert person_of(engine, "c1") != person_of(engine, "z1")
+    assert person_of(engine, "z1") == z
