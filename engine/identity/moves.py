@@ -1,13 +1,16 @@
 """Turning a new grouping of Patients into moves between people (pure).
 
 After :func:`engine.identity.cluster.cluster` re-decides some people, each new group needs a
-person: the old person it holds most of keeps its id (so the ids clients hold stay valid), and a
-group holding none takes back a person merged away earlier whose records it holds most of, or
-gets a new one. A person merged away earlier follows the group holding most of the records it
-gave up, never simply the survivor: once a merge is undone, the survivor is someone else. Each
-Patient whose person changes is a move, recorded as a ``link`` (it joined records of another
-person, through the strongest pin or link between them) or an ``unlink`` (it left records it
-was with). A person left with no group was merged away.
+person: the old person whose own records (active, not brought in by a merge) it holds most of
+keeps its id (so the ids clients hold stay valid, and stay with the records recorded under
+them); between equal claims the older person (then the one with the lowest Patient id) keeps
+it, never the lower random uuid. A group holding none takes back a person merged away earlier
+whose records it holds most of, or gets a new one. A person merged away earlier follows the
+group holding most of the records it gave up, never simply the survivor: once a merge is
+undone, the survivor is someone else. Each Patient whose person changes is a move, recorded
+as a ``link`` (it joined records of another person, through the strongest pin or link between
+them) or an ``unlink`` (it left records it was with). A person left with no group was merged
+away.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from engine.identity.cluster import pair
 from engine.identity.decide import MatchDecision
 
 Link = tuple[str, str, MatchDecision]
+#: A person with no known creation time counts as the youngest.
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -57,34 +63,47 @@ def plan(
     together: Collection[tuple[str, str]],
     active: Collection[str],
     formerly: Mapping[str, Collection[str]] | None = None,
+    created: Mapping[str, datetime] | None = None,
 ) -> Plan:
     """Person for each group and the moves.
 
     ``formerly`` holds the people merged away earlier into one of these, each with the
-    Patients it gave up then.
+    Patients it gave up then; ``created`` when each person was made.
     """
     free = set(before.values())
     gone = {p: set(had) for p, had in (formerly or {}).items()}
     came = set().union(*gone.values())
     people: list[str | None] = [None] * len(groups)
-    # Equal groups choose in favour of records no merge brought in: the survivor's id stays
-    # with its own records, and a merged-away person is taken back by the group holding its.
-    order = sorted(range(len(groups)), key=lambda i: _rank(groups[i], active, came))
+    rank = {i: _rank(g, active) for i, g in enumerate(groups)}
+    first: dict[str, str] = {}
+    for m, p in sorted(before.items()):
+        first.setdefault(p, m)
+    for p, had in gone.items():
+        first.setdefault(p, min(had, default=""))
+    born = created or {}
 
-    def held(g: Sequence[str]) -> Counter[str]:
-        return Counter(before[m] for m in g if before[m] in free)
+    def elder(p: str) -> tuple[datetime, str]:
+        return born.get(p, _NEVER), first.get(p, "")
 
-    def back(g: Sequence[str]) -> Counter[str]:
-        return Counter({p: sum(m in had for m in g) for p, had in gone.items()})
-
-    for counts in (held, back):
-        for i in order:
-            found = +counts(groups[i])
-            if people[i] is None and found:
-                person = min(found, key=lambda p: (-found[p], p))
+    # Strongest claim first: a person's own active records (not brought in by a merge) hold on
+    # to its id; records it took in by a merge only take it when none of its own survive.
+    held = [
+        (_claim([m for m in g if before[m] == p], active, came), rank[i], elder(p), i, p)
+        for i, g in enumerate(groups)
+        for p in {before[m] for m in g}
+    ]
+    back = [
+        (_claim([m for m in g if m in had], active, ()), rank[i], elder(p), i, p)
+        for i, g in enumerate(groups)
+        for p, had in gone.items()
+        if had & set(g)
+    ]
+    for claims, pool in ((held, free), (back, gone.keys())):
+        for *_, i, person in sorted(claims):
+            if people[i] is None and person in pool:
+                people[i] = person
                 free.discard(person)
                 gone.pop(person, None)
-                people[i] = person
     moves = [
         Move(pid, i, *_why(pid, group, before, links, together))
         for i, group in enumerate(groups)
@@ -103,17 +122,25 @@ def plan(
     return Plan(people, moves, merged)
 
 
-def _rank(
-    group: Sequence[str], active: Collection[str], came: Collection[str]
-) -> tuple[int, int, int, str]:
-    """Groups with more active records choose their person first, then larger ones, then
-    those with more records no merge brought in."""
+def _claim(
+    records: Sequence[str], active: Collection[str], came: Collection[str]
+) -> tuple[int, int, int, int]:
+    """How strongly a group's ``records`` of one person hold its id (lower is stronger).
+
+    Active records first: a record deleted at source leaves alone and must not take the id.
+    """
+    live = [m for m in records if m in active]
     return (
-        -sum(m in active for m in group),
-        -len(group),
-        -sum(m not in came for m in group),
-        group[0],
+        -sum(m not in came for m in live),
+        -len(live),
+        -sum(m not in came for m in records),
+        -len(records),
     )
+
+
+def _rank(group: Sequence[str], active: Collection[str]) -> tuple[int, int, str]:
+    """Between equal claims, groups with more active records choose first, then larger ones."""
+    return (-sum(m in active for m in group), -len(group), group[0])
 
 
 def _why(

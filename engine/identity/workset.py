@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import combinations
 from typing import Any, cast
 
@@ -83,6 +83,7 @@ class WorkingSet:
         self._pins_loaded: set[str] = set()
         self._decisions: dict[tuple[str, str], MatchDecision] = {}
         self._mates: dict[str, set[str]] = {}
+        self._created: dict[str, datetime] = {}
         self._fresh: set[str] = set()
         self._moved: dict[str, str] = {}
         self._placed_by: dict[str, str] = {}
@@ -236,6 +237,7 @@ class WorkingSet:
     def _new_person(self) -> str:
         person = str(uuid.uuid4())
         self._new_people.add(person)
+        self._created[person] = self.now
         self.people_created += 1
         return person
 
@@ -310,7 +312,8 @@ class WorkingSet:
         active = {m for m in before if self.demo.get(m) is not None}
         splits = any(sum(1 for g in groups if self.members[p] & set(g)) > 1 for p in old)
         formerly = self._merged_away(old, sorted(before)) if splits else {}
-        changes = plan(groups, before, links, self.pins.together, active, formerly)
+        created = self._created_at([*old, *formerly])
+        changes = plan(groups, before, links, self.pins.together, active, formerly, created)
         people = [p or self._new_person() for p in changes.people]
         for person in set(people) & formerly.keys():
             self._merged.pop(person, None)
@@ -329,6 +332,17 @@ class WorkingSet:
         if splits:
             for together in map(set, groups):
                 self._split_off += [m for m in together if self._parted(m, before, together)]
+
+    def _created_at(self, people: Sequence[str]) -> dict[str, datetime]:
+        """When each person was made: between equal claims the older keeps its id, so which
+        id survives follows the records, not the order of random uuids."""
+        wanted = sorted(set(people) - self._created.keys())
+        for chunk in chunks(wanted):
+            query = select(PEOPLE.c.id, PEOPLE.c.created_at).where(PEOPLE.c.id.in_(chunk))
+            for r in self.conn.execute(query):
+                at = r.created_at
+                self._created[r.id] = at if at.tzinfo else at.replace(tzinfo=UTC)
+        return {p: self._created[p] for p in people if p in self._created}
 
     @staticmethod
     def _parted(m: str, before: dict[str, str], now: set[str]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from engine.identity.batch import match_all
 from engine.identity.cluster import Pins, cluster
@@ -164,3 +165,22 @@ def test_a_person_merged_away_earlier_follows_its_records_not_the_survivor() -> 
     changes = plan([["a"], ["c", "d"]], before, [], set(), {"a", "c", "d"}, {"P3": {"c"}})
     assert changes.people == ["P1", "P2"]
     assert changes.merged == {"P3": 1}
+
+
+def test_a_persons_id_stays_with_its_own_records_when_more_merged_in_records_leave() -> None:
+    """c1..c3 were merged into Z one by one; the larger group they now form does not take Z."""
+    before = {"z1": "Z", "z2": "Z", "c1": "Z", "c2": "Z", "c3": "Z"}
+    formerly = {"C1": {"c1"}, "C2": {"c2"}, "C3": {"c3"}}
+    groups = [["c1", "c2", "c3"], ["z1", "z2"]]
+    changes = plan(groups, before, [], set(), set(before), formerly)
+    assert changes.people == ["C1", "Z"]
+
+
+def test_between_equal_claims_the_older_person_keeps_its_id() -> None:
+    """One record each from P1 and P2: the id that survives is the older person's, not the
+    lower uuid's."""
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    before = {"a": "P2", "b": "P1"}
+    for created, kept in (({"P1": early, "P2": late}, "P1"), ({"P1": late, "P2": early}, "P2")):
+        changes = plan([["a", "b"]], before, [], set(), {"a", "b"}, None, created)
+        assert changes.people == [kept]
