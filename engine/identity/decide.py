@@ -6,7 +6,9 @@ where everything but the given name or the birth date agrees. In order:
 
 1. ``nhs-verified``: both NHS numbers verified (status ``01``) and equal → link; review
    instead when the birth date and the given name or sex disagree (a mother's number copied
-   onto her baby's record): NHS number first, but never a merge a person has not checked.
+   onto her baby's record), or the birth dates differ by more than a keying slip (one digit,
+   a day, day and month swapped: a father's number on his namesake son's record): NHS number
+   first, but never a merge a person has not checked.
 2. ``nhs-conflict``: both hold valid NHS numbers and they differ → apart. Review instead when
    both are verified and every demographic agrees exactly (a duplicate registration someone
    must retire by hand), or when one is not verified and the details alone would link (a
@@ -14,8 +16,9 @@ where everything but the given name or the birth date agrees. In order:
 3. ``household``: a family name exact or alike ("Archar", "Archer Jr") at one address (same
    home, postcode or street), but the given names or the birth dates differ (twins, a parent
    and child of one name) → apart (review if the NHS numbers are equal). When the difference
-   is only a looser spelling (even a close one: twins are named Louise and Louisa), a single
-   day or a missing value → review, unless equal NHS numbers and a corroborating score settle
+   is only a looser spelling (even a close one: twins are named Louise and Louisa), a
+   diminutive on the same birth date (William, Bill: a list in the rules file), a single day
+   or a missing value → review, unless equal NHS numbers and a corroborating score settle
    it (link, as rule 6).
 4. ``names-differ``: family and given names both differ → never linked automatically (two
    residents of one care home born the same day); review when the score reaches it.
@@ -36,6 +39,7 @@ ignored, and the reasons say so. The decision is pure and symmetric: ``decide(a,
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import Final, Literal
 
 from engine.identity.compare import compare
@@ -93,20 +97,39 @@ _ONE_FAMILY: Final = frozenset({"exact", "close", "similar"})
 _ONE_ADDRESS: Final = frozenset({"same_home", "same_postcode", "same_street"})
 
 
-def _household(levels: dict[str, str]) -> Outcome | None:
+def _household(levels: dict[str, str], diminutive: bool) -> Outcome | None:
     """``apart`` or ``review`` for the twin / parent-and-child pattern; None when it is not one.
 
     Only an exact first name and birth date escape it: twins are often given close names
-    (Louise, Louisa), so inside a household a close first name is a question, not a link.
+    (Louise, Louisa), so inside a household a close first name is a question, not a link. A
+    first name that is the other's diminutive (William, Bill) on the same birth date is a
+    question too: one man under his nickname looks like that, and apart would hide him.
     """
     if levels["family_name"] not in _ONE_FAMILY or levels["address"] not in _ONE_ADDRESS:
         return None
     given, born = levels["given_name"], levels["birth_date"]
     if given == "exact" and born in ("exact", "transposed"):
         return None
-    if given == "different" or born == "different":
+    if born == "different" or (given == "different" and not diminutive):
         return "apart"
     return "review"
+
+
+def _keying_slip(a: date | None, b: date | None) -> bool:
+    """Two full birth dates one digit apart (1951 keyed as 1961): a typo, not another person."""
+    if a is None or b is None:
+        return False
+    return sum(x != y for x, y in zip(a.isoformat(), b.isoformat(), strict=True)) == 1
+
+
+def _another_generation(a: Demographics, b: Demographics, levels: dict[str, str]) -> bool:
+    """Equal verified numbers on records of two people: a mother's number copied onto her
+    baby's record (birth date and name or sex differ), or a father's onto his namesake son's
+    (birth dates apart by more than a keying slip, a day or a day/month swap)."""
+    if levels["birth_date"] != "different":
+        return False
+    names = "different" in (levels["given_name"], levels["sex"])
+    return names or not _keying_slip(a.birth_date, b.birth_date)
 
 
 def _unnumbered(d: Demographics) -> Demographics:
@@ -137,11 +160,8 @@ def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision
         return made("review" if high else "apart", rule, why)
 
     if nhs_equal and a.nhs_verified and b.nhs_verified:
-        if levels["birth_date"] == "different" and "different" in (
-            levels["given_name"],
-            levels["sex"],
-        ):
-            why = "verified NHS numbers are equal, but birth date and name or sex disagree"
+        if _another_generation(a, b, levels):
+            why = "verified NHS numbers are equal, but the birth dates are not one person's"
             return made("review", NHS_VERIFIED, why)
         return made("link", NHS_VERIFIED, "verified NHS numbers are equal")
     if both and not same:
@@ -153,7 +173,7 @@ def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision
             why = "NHS numbers differ, one not verified, but the details alone would link"
             return made("review", NHS_CONFLICT, why)
         return made("apart", NHS_CONFLICT, "NHS numbers differ")
-    household = _household(levels)
+    household = _household(levels, rules.variants(a.given, b.given))
     if household == "apart":
         why = "same family name and home, different given name or birth date"
         if nhs_equal:

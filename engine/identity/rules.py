@@ -53,10 +53,16 @@ class MatchRules:
     blocking_keys: tuple[BlockingKey, ...]
     #: A block with more records than this yields no pairs (see blocking.py for why).
     max_block_size: int
+    #: Folded first name → the groups of diminutives it belongs to (William, Bill, Will, ...).
+    diminutives: Mapping[str, frozenset[int]]
 
     def weight(self, comparison: str, level: str) -> float:
         """A missing value (either side) is no evidence: weight 0."""
         return self.weights[comparison].get(level, 0.0)
+
+    def variants(self, a: str, b: str) -> bool:
+        """Two folded first names that are one name and its diminutive (William, Bill)."""
+        return bool(self.diminutives.get(a, frozenset()) & self.diminutives.get(b, frozenset()))
 
 
 def rules_from_doc(doc: Any, where: str) -> MatchRules:
@@ -94,7 +100,16 @@ def rules_from_doc(doc: Any, where: str) -> MatchRules:
             BlockingKey(k["name"], tuple(k["parts"])) for k in doc["blocking"]["keys"]
         ),
         max_block_size=doc["blocking"]["max_block_size"],
+        diminutives=_diminutives(doc["given_name_variants"]["groups"]),
     )
+
+
+def _diminutives(groups: list[list[str]]) -> dict[str, frozenset[int]]:
+    found: dict[str, set[int]] = {}
+    for i, group in enumerate(groups):
+        for name in group:
+            found.setdefault(name, set()).add(i)
+    return {name: frozenset(ids) for name, ids in found.items()}
 
 
 def load_rules(path: Path = RULES_FILE) -> MatchRules:
