@@ -35,14 +35,20 @@ def _one(value: object) -> tuple[str, ...]:
     return (str(value),) if value else ()
 
 
+def _sound(name: str) -> str:
+    """A name's metaphone code; the folded name itself where metaphone has none (it reads
+    Latin letters only), so names in every script get a ``names-year`` key."""
+    return phonetic(name) or name
+
+
 #: The parts a blocking key may be built from (the schema lists the same names).
 PARTS: dict[str, Callable[[Demographics], tuple[str, ...]]] = {
     "nhs_number": lambda d: _one(d.nhs_number),
     "birth_date": lambda d: _one(d.birth_date.isoformat() if d.birth_date else None),
     "birth_date_unordered": _birth_date_unordered,
     "birth_year": lambda d: _one(d.birth_year),
-    "family_phonetic": lambda d: tuple(dict.fromkeys(phonetic(f) for f in d.all_families)),
-    "given_phonetic": lambda d: _one(d.given_phonetic),
+    "family_phonetic": lambda d: tuple(dict.fromkeys(_sound(f) for f in d.all_families)),
+    "given_phonetic": lambda d: _one(_sound(d.given)),
     "postcode": lambda d: _one(d.postcode),
     "postcode_sector": lambda d: _one(d.postcode_sector),
     "sex": lambda d: _one(d.sex),

@@ -79,14 +79,6 @@ class Demographics:
         return self.nhs_status in DOUBTED
 
     @property
-    def family_phonetic(self) -> str:
-        return phonetic(self.family)
-
-    @property
-    def given_phonetic(self) -> str:
-        return phonetic(self.given)
-
-    @property
     def all_families(self) -> tuple[str, ...]:
         """The current family name first, then previous ones (married-name changes meet here)."""
         return tuple(dict.fromkeys(f for f in (self.family, *self.previous_families) if f))
