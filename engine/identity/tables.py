@@ -41,7 +41,8 @@ class Person(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: Set when this person was merged into another; links to it then follow the survivor.
-    merged_into: Mapped[str | None] = mapped_column(String(36))
+    #: Indexed: every split looks up the people merged into the one it splits.
+    merged_into: Mapped[str | None] = mapped_column(String(36), index=True)
 
 
 class PersonLink(Base):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 import engine.access
 import engine.directory
 import engine.identity.tables
 import engine.transfer.tables  # noqa: F401  (their tables on Base)
+from engine.migrate import alembic_config, upgrade
 from engine.models import Base
 
 
@@ -39,3 +41,20 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
         "run_seen": "u",
         "resource": "p",
     }
+
+
+def test_people_merged_into_a_person_are_found_by_index(engine: Engine) -> None:
+    """Every split looks up person.merged_into IN (...): without an index that reads every
+    person ever made. 0013 adds it, and its downgrade takes it away again."""
+
+    def indexed() -> list[list[str]]:
+        return [i["column_names"] for i in inspect(engine).get_indexes("person")]
+
+    assert ["merged_into"] in indexed()
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0012")
+    assert ["merged_into"] not in indexed()
+    upgrade(engine)
+    assert ["merged_into"] in indexed()
