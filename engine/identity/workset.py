@@ -180,8 +180,15 @@ class WorkingSet:
         return out
 
     def mates(self, ids: Iterable[str]) -> dict[str, set[str]]:
-        """Each id's block-mates as stored (read only; kept for the transaction)."""
-        wanted = sorted(set(ids) - self._mates.keys())
+        """Each id's block-mates as stored (read only; kept for the transaction).
+
+        A miss fetches the mates of every placed record not yet fetched, in one go: those are
+        the members later regroups ask about, and one query per regroup was most of its cost.
+        """
+        ids = set(ids)
+        wanted = sorted(ids - self._mates.keys())
+        if wanted:
+            wanted = sorted({*wanted, *self.person_of} - self._mates.keys())
         keys_of: dict[str, set[str]] = {pid: set() for pid in wanted}
         for chunk in chunks(wanted):
             query = select(BLOCKS.c.patient_id, BLOCKS.c.key).where(BLOCKS.c.patient_id.in_(chunk))
