@@ -53,6 +53,11 @@ _CHUNK = 500
 _NO_EVIDENCE = MatchDecision("review", 0.0, NO_EVIDENCE, ("a record has no demographics",))
 
 
+def _aware(at: datetime) -> datetime:
+    """SQLite hands back naive datetimes for UTC columns; PostgreSQL aware ones."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -128,6 +133,8 @@ class WorkingSet:
             people.update(r.person_id for r in rows)
         people -= self.members.keys()
         for chunk in chunks(sorted(people)):
+            made = select(PEOPLE.c.id, PEOPLE.c.created_at).where(PEOPLE.c.id.in_(chunk))
+            self._created.update((r.id, _aware(r.created_at)) for r in self.conn.execute(made))
             rows = self.conn.execute(
                 select(LINKS.c.patient_id, LINKS.c.person_id).where(LINKS.c.person_id.in_(chunk))
             )
@@ -186,15 +193,18 @@ class WorkingSet:
         the members later regroups ask about, and one query per regroup was most of its cost.
         """
         ids = set(ids)
-        wanted = sorted(ids - self._mates.keys())
-        if wanted:
-            wanted = sorted({*wanted, *self.person_of} - self._mates.keys())
-        keys_of: dict[str, set[str]] = {pid: set() for pid in wanted}
-        for chunk in chunks(wanted):
-            query = select(BLOCKS.c.patient_id, BLOCKS.c.key).where(BLOCKS.c.patient_id.in_(chunk))
-            for r in self.conn.execute(query):
-                keys_of[r.patient_id].add(r.key)
-        self._mates.update(self._block_mates(keys_of))
+        if ids - self._mates.keys():
+            wanted = sorted({*ids, *self.person_of} - self._mates.keys())
+            keys_of: dict[str, set[str]] = {pid: set() for pid in wanted}
+            for chunk in chunks(wanted):
+                query = select(BLOCKS.c.patient_id, BLOCKS.c.key).where(
+                    BLOCKS.c.patient_id.in_(chunk)
+                )
+                for r in self.conn.execute(query):
+                    keys_of[r.patient_id].add(r.key)
+            found = self._block_mates(keys_of)
+            self._mates.update(found)
+            self.load_people(set().union(*found.values()))
         return {pid: self._mates[pid] for pid in ids}
 
     def _block_mates(self, keys_of: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -346,9 +356,7 @@ class WorkingSet:
         wanted = sorted(set(people) - self._created.keys())
         for chunk in chunks(wanted):
             query = select(PEOPLE.c.id, PEOPLE.c.created_at).where(PEOPLE.c.id.in_(chunk))
-            for r in self.conn.execute(query):
-                at = r.created_at
-                self._created[r.id] = at if at.tzinfo else at.replace(tzinfo=UTC)
+            self._created.update((r.id, _aware(r.created_at)) for r in self.conn.execute(query))
         return {p: self._created[p] for p in people if p in self._created}
 
     @staticmethod
