@@ -108,9 +108,15 @@ def refuse(
     page: bool,
 ) -> None:
     """Audit a refusal no policy decision made (a bad token, a forged form, a step the user's
-    role never takes), naming the person the request was about when its URL names one. Past
-    its client's limit (:mod:`engine.api.throttle`) it is not audited on its own: 429 instead
+    role never takes), naming the person the request was about when its URL names one.
+
+    A refusal of a signed-in user (``who``) is always an entry of its own, naming them: their
+    token is valid, so it is never counted. One with no valid user is counted per client, and
+    past its limit (:mod:`engine.api.throttle`) it is not audited on its own: 429 instead
     (:class:`TooManyRefusals`, a plain page if ``page``), and its window's entry counts it."""
+    if who is not None:
+        disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
+        return
     over, closed = svc.refusals.refused(ctx.client_address)
     record_throttled(svc, closed)
     if over:

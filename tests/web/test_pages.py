@@ -214,6 +214,30 @@ def test_a_client_past_its_refusals_gets_a_plain_page(store: Store) -> None:
     assert "Too many" in answers[-1].text
 
 
+def test_a_signed_in_users_refusals_are_each_audited_never_throttled(
+    store: Store, token: Token
+) -> None:
+    """A valid token is never counted: a GP refused a care-home step and a forged form, past
+    the limit, still gets 403 and an entry naming them and the person, every time; and a
+    colleague behind the same address whose session expired is sent to sign in, not 429."""
+    settings = replace(store.settings, refusal_limit=2, refusal_window_seconds=3600)
+    app = create_app(settings, store.engine)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as web:
+        acknowledged(signed_in(web, token("gp")))
+        starts = [web.get(f"/record/{NHS}/transfer").status_code for _ in range(4)]
+        forged = [_break_glass(web, "forged") for _ in range(3)]
+        web.cookies.clear()
+        expired = token("ae-doctor", now=datetime.now(UTC) - timedelta(hours=3))
+        colleague = signed_in(web, expired).get("/record")
+    named = [
+        (e["action"], e["user_id"], e["nhs_number"]) for e in stream(store.engine)
+        if e["action"] in ("transfer-send", "form-refused")
+    ]  # fmt: skip
+    assert starts == [403] * 4 and forged == [403] * 3
+    assert named == [("transfer-send", "u-gp", NHS)] * 4 + [("form-refused", "u-gp", NHS)] * 3
+    assert colleague.status_code == 303 and colleague.headers["location"] == "/"
+
+
 @pytest.mark.parametrize(
     "elsewhere",
     [
