@@ -7,6 +7,8 @@ the request id and nothing else, so no stack trace or data reaches the client.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +26,7 @@ from audit import AuditUnavailable, Writer
 from consent import load
 from engine.api import access, fhir, ig, transfer
 from engine.api.auth import verifier_for
-from engine.api.deps import Services, record_throttled
+from engine.api.deps import Services, record_throttled_at_shutdown, sweep_throttled
 from engine.api.errors import ALLOW_READS, FhirError, Problem, error_response, fhir_response
 from engine.api.middleware import HeadAsGet, RequestIds
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
@@ -65,12 +67,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        """As the worker stops, the refusals it throttled in windows still open are recorded."""
-        yield
+        """While the worker runs, closed windows of throttled refusals are recorded every few
+        seconds; as it stops, every window's, open ones too."""
+        sweeper = asyncio.create_task(sweep_throttled(svc))
         try:
-            await run_in_threadpool(record_throttled, svc, refusals.closing())
-        except AuditUnavailable as exc:
-            log.error("throttled refusals could not be recorded at shutdown: %s", exc)
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await run_in_threadpool(record_throttled_at_shutdown, svc)
 
     app = FastAPI(
         title="scr", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan,

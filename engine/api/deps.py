@@ -8,6 +8,8 @@ past the client's limit of refusals, 429: :mod:`engine.api.throttle`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import uuid
 from dataclasses import dataclass, replace
@@ -18,8 +20,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from audit import AuditEntry, RequestContext, Writer, disclose
-from audit.entry import Action
+from audit import AuditEntry, AuditUnavailable, RequestContext, Writer, disclose
+from audit.entry import Action, time_text
 from consent import Policy, Who
 from engine.api.auth import TokenRefused, TokenUser, Verifier
 from engine.api.errors import FhirError, Problem
@@ -28,6 +30,7 @@ from engine.api.throttle import Refusals, Throttled, TooManyRefusals
 from engine.directory import Kinds
 from engine.settings import Settings
 
+log = logging.getLogger("scr.api")
 SESSION_COOKIE = "__Host-scr_session"
 #: A request's purpose of use, when it is not the token's default (``ETREAT`` after break-glass).
 PURPOSE_HEADER = "x-purpose-of-use"
@@ -36,6 +39,8 @@ PURPOSE_HEADER = "x-purpose-of-use"
 BEARER = HTTPBearer(auto_error=False, description="A CIS2 JWT (in dev mode, from scr token)")
 #: The rule of the entry counting a client's refusals past its limit in one window.
 THROTTLED = "auth.throttled"
+#: How often the app records the windows of refusals that closed (:func:`sweep_throttled`).
+SWEEP_SECONDS = 5.0
 #: As long as the audit trail's column, so the id a client gave is the one the trail holds.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -117,19 +122,57 @@ def refuse(
     if who is not None:
         disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
         return
-    over, closed = svc.refusals.refused(ctx.client_address)
-    record_throttled(svc, closed)
-    if over:
+    if svc.refusals.refused(ctx.client_address):
         raise TooManyRefusals(int(svc.refusals.window), page)
     disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
 
 
 def record_throttled(svc: Services, closed: list[Throttled]) -> None:
-    """One entry per client and closed window, counting the refusals it was not audited for."""
-    for window in closed:
+    """One entry per client and closed window, counting the refusals it was not audited for,
+    with the window in ``query`` as the IG search's own filters (``since=...&until=...``): the
+    entry is written after the window, and must be findable by when the refusals happened.
+    If the trail fails, the windows not yet written are given back to ``svc.refusals``."""
+    for done, window in enumerate(closed):
         ctx = RequestContext(str(uuid.uuid4()), window.client)
-        entry = _event(ctx, "token-refused", None, False, (THROTTLED,))
-        disclose(svc.audit, replace(entry, withheld={THROTTLED: window.count}), None)
+        entry = replace(
+            _event(ctx, "token-refused", None, False, (THROTTLED,)),
+            withheld={THROTTLED: window.count},
+            query=f"since={time_text(window.since)}&until={time_text(window.until)}",
+        )
+        try:
+            disclose(svc.audit, entry, None)
+        except BaseException:
+            svc.refusals.keep(closed[done:])
+            raise
+
+
+async def sweep_throttled(svc: Services) -> None:
+    """Record the windows that closed, every ``SWEEP_SECONDS`` while the app runs: a count
+    reaches the trail within seconds of its window's end, not at the next refusal some client
+    meets. A failed write keeps the counts for the next sweep, and is logged."""
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            await run_in_threadpool(record_throttled, svc, svc.refusals.due())
+        except AuditUnavailable as exc:
+            log.warning("throttled refusals kept for the next sweep: %s", exc)
+
+
+def record_throttled_at_shutdown(svc: Services) -> None:
+    """Every window's count as the worker stops, open ones cut short; a failed write is tried
+    once more, then the counts are logged, as the only record left of them."""
+    failure: AuditUnavailable | None = None
+    for _ in range(2):
+        try:
+            record_throttled(svc, svc.refusals.closing())
+            return
+        except AuditUnavailable as exc:
+            failure = exc
+    lost = "; ".join(
+        f"{w.client} {w.count} from {time_text(w.since)} to {time_text(w.until)}"
+        for w in svc.refusals.closing()
+    )
+    log.error("throttled refusals not recorded at shutdown (%s): %s", failure, lost)
 
 
 def _event(
