@@ -18,7 +18,8 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -49,6 +50,8 @@ _PEM_KEY_TYPES: tuple[tuple[type, str], ...] = (
 )  # fmt: skip
 #: The least time between two fetches of the JWKS (for a kid it did not hold, or past its age).
 REFRESH_SECONDS = 60.0
+#: The longest one fetch of the JWKS is given, all told: then it counts as failed.
+FETCH_SECONDS = 10.0
 
 
 class TokenRefused(Exception):
@@ -121,13 +124,22 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
 
 
 class KeysStale(TokenRefused):
-    """The JWKS must be fetched again before this token is checked (it names a kid the set does
-    not hold, or the set is past its maximum age). :meth:`Verifier.verify` never fetches, so
-    the event loop never waits on the network: the caller waits for :meth:`Verifier.refreshed`
-    and verifies again. A caller that does not is refusing the token: it fails closed."""
+    """The JWKS must be fetched again before this token is checked: it names a kid the set
+    does not hold. :meth:`Verifier.verify` never waits for a fetch, so the event loop never
+    waits on the network: the caller waits for :meth:`Verifier.refreshed`, at most
+    ``FETCH_SECONDS``, and verifies again. A caller that does not is refusing the token: it
+    fails closed."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "keys-stale")
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """One fetch of the JWKS: when it started (monotonic) and what its waiters wait on."""
+
+    started: float
+    done: Future[None]
 
 
 class Verifier:
@@ -139,13 +151,18 @@ class Verifier:
     verdict. Until the expiry (with the leeway) and from the issue and not-before times (with
     the leeway) it is answered from memory, about 0.15 ms less per request; outside that window
     it is checked afresh, and refused with the library's own reason. A refused token is never
-    remembered, and new keys forget every token that passed.
+    remembered, new keys forget every token that passed, and a verdict reached with keys that
+    were replaced meanwhile is not remembered (the key set's ``generation`` tells).
 
     A JWKS (``refresh`` given) is fetched again when a token names a kid it does not hold (the
     identity provider rotated its keys) and when it is older than ``max_age`` seconds (a key
-    withdrawn from it stops being trusted). At most one fetch runs at a time, on a thread of
-    its own, and every caller that needs it waits for that one; a fetch starts at most once a
-    ``REFRESH_SECONDS``, and a failed one keeps the keys it had (logged).
+    withdrawn from it stops being trusted once the new set lands). Only the unknown kid waits
+    for the fetch; a set past its age is refreshed in the background while tokens are checked
+    with the keys held. Each fetch runs on a thread of its own and is given ``FETCH_SECONDS``
+    in all: past that it counts as failed, its waiters stop waiting, and a result it brings
+    later is ignored (an identity provider that trickles its answer holds one thread, not the
+    verifier). A fetch starts at most once a ``REFRESH_SECONDS``, at most one runs at a time,
+    and a failed one keeps the keys it had (logged).
     """
 
     def __init__(
@@ -159,6 +176,8 @@ class Verifier:
         max_age: float = 300.0,
     ) -> None:
         self._keys = keys
+        #: Counts the key sets held: a verdict is remembered only under the set it was reached by.
+        self._generation = 0
         self._algorithm = algorithm
         self._issuer = issuer
         self._audience = audience
@@ -169,18 +188,31 @@ class Verifier:
         self._max_age = max_age
         #: When the keys were fetched, and when a fetch last started (monotonic seconds).
         self._fetched = self._tried = time.monotonic()
-        self._inflight: Future[None] | None = None
-        self._fetcher = ThreadPoolExecutor(1, "scr-jwks") if refresh is not None else None
+        self._inflight: _Fetch | None = None
+        #: What :meth:`refreshed` gives when no fetch runs or may start: already done.
+        self._settled: Future[None] = Future()
+        self._settled.set_result(None)
+
+    def _current(self, now: float) -> _Fetch | None:
+        """The fetch running within its deadline; one past it is abandoned (lock held)."""
+        fetch = self._inflight
+        if fetch is not None and now - fetch.started >= FETCH_SECONDS:
+            log.warning("JWKS fetch abandoned after %.0f s; the keys held are kept", FETCH_SECONDS)
+            self._inflight = None
+            fetch.done.set_result(None)
+            return None
+        return fetch
 
     def _due(self, now: float) -> bool:
         """Whether a fetch is running, or may start now."""
-        return self._inflight is not None or now - self._tried >= REFRESH_SECONDS
+        with self._lock:
+            return self._current(now) is not None or now - self._tried >= REFRESH_SECONDS
 
-    def _key(self, token: str) -> Any:
-        if not isinstance(self._keys, jwt.PyJWKSet):
-            return self._keys[0]
+    def _key(self, token: str, keys: Sequence[Any] | jwt.PyJWKSet) -> Any:
+        if not isinstance(keys, jwt.PyJWKSet):
+            return keys[0]
         kid = jwt.get_unverified_header(token).get("kid")
-        key = next((k for k in self._keys.keys if k.key_id == kid), None)
+        key = next((k for k in keys.keys if k.key_id == kid), None)
         if key is None:
             if self._refresh is not None and self._due(time.monotonic()):
                 raise KeysStale(f"no key in the JWKS has kid {kid!r} yet")
@@ -190,19 +222,24 @@ class Verifier:
         return key.key
 
     def refreshed(self) -> Future[None]:
-        """The fetch of the JWKS, done when the keys are as fresh as they can be: the one
-        running, else one started now if due, else one already done."""
+        """The fetch of the JWKS, done when the keys are as fresh as they can be (or the fetch
+        failed or ran out of time): the one running, else one started now if due, else one
+        already done. Its future is running from the start, so no waiter can cancel it."""
+        now = time.monotonic()
         with self._lock:
-            if self._inflight is None:
-                if self._fetcher is None or not self._due(time.monotonic()):
-                    done: Future[None] = Future()
-                    done.set_result(None)
-                    return done
-                self._tried = time.monotonic()
-                self._inflight = self._fetcher.submit(self._fetch)
-            return self._inflight
+            fetch = self._current(now)
+            if fetch is None:
+                if self._refresh is None or now - self._tried < REFRESH_SECONDS:
+                    return self._settled
+                self._tried = now
+                fetch = self._inflight = _Fetch(now, Future())
+                fetch.done.set_running_or_notify_cancel()
+                threading.Thread(
+                    target=self._fetch, args=(fetch,), name="scr-jwks", daemon=True
+                ).start()
+            return fetch.done
 
-    def _fetch(self) -> None:
+    def _fetch(self, fetch: _Fetch) -> None:
         keys = None
         try:
             if self._refresh is not None:
@@ -212,27 +249,30 @@ class Verifier:
             log.warning("JWKS fetch failed; the keys fetched %.0f s ago are kept: %s", age, exc)
         finally:
             with self._lock:
-                if keys is not None:
-                    self._keys, self._fetched = keys, self._tried
-                    self._passed.clear()
-                self._inflight = None
+                if self._inflight is fetch:  # not abandoned: its keys are the newest
+                    if keys is not None:
+                        self._keys, self._fetched = keys, fetch.started
+                        self._generation += 1
+                        self._passed.clear()
+                    self._inflight = None
+                    fetch.done.set_result(None)
 
     def verify(self, token: str) -> TokenUser:
-        """The token's user, or :class:`TokenRefused`; no I/O (:class:`KeysStale` instead)."""
-        if self._refresh is not None:
-            now = time.monotonic()
-            if now - self._fetched >= self._max_age and self._due(now):
-                raise KeysStale(f"the JWKS is older than {self._max_age:.0f} s")
+        """The token's user, or :class:`TokenRefused`; never waits on the network
+        (:class:`KeysStale` instead). A set past its age starts a fetch and is used meanwhile."""
+        if self._refresh is not None and time.monotonic() - self._fetched >= self._max_age:
+            self.refreshed()
         now = time.time()
         with self._lock:
             passed = self._passed.get(token)
             if passed is not None and passed[1] <= now < passed[2]:
                 self._passed.move_to_end(token)
                 return passed[0]
+            keys, generation = self._keys, self._generation
         try:
             claims = jwt.decode(
                 token,
-                self._key(token),
+                self._key(token, keys),
                 algorithms=[self._algorithm],
                 issuer=self._issuer,
                 audience=self._audience,
@@ -249,27 +289,32 @@ class Verifier:
         # As the library reads them: it accepted now >= iat - leeway (and nbf), now < exp + leeway.
         since = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"]))) - _LEEWAY
         with self._lock:
-            self._passed[token] = (user, since, int(claims["exp"]) + _LEEWAY)
-            if len(self._passed) > self._remember:
-                self._passed.popitem(last=False)
+            if self._generation == generation:
+                self._passed[token] = (user, since, int(claims["exp"]) + _LEEWAY)
+                if len(self._passed) > self._remember:
+                    self._passed.popitem(last=False)
         return user
 
     def verify_blocking(self, token: str) -> TokenUser:
-        """:meth:`verify`, waiting for new keys if it needs them: for a thread, never the
-        event loop. A second :class:`KeysStale` (still no such kid) is a refusal."""
+        """:meth:`verify`, waiting up to ``FETCH_SECONDS`` for new keys if it needs them: for
+        a thread, never the event loop. A second :class:`KeysStale` (still no such kid) is a
+        refusal."""
         try:
             return self.verify(token)
         except KeysStale:
-            self.refreshed().result()
+            with contextlib.suppress(FutureTimeout):
+                self.refreshed().result(FETCH_SECONDS)
         return self.verify(token)
 
     async def averify(self, token: str) -> TokenUser:
-        """:meth:`verify` on the event loop, awaiting new keys if it needs them: the fetch runs
-        on the verifier's own thread, and the wait holds no thread at all."""
+        """:meth:`verify` on the event loop, awaiting new keys (up to ``FETCH_SECONDS``) if it
+        needs them: the fetch runs on a thread of its own, and the wait holds no thread. The
+        shared fetch cannot be cancelled by a waiter that is (:meth:`refreshed`)."""
         try:
             return self.verify(token)
         except KeysStale:
-            await asyncio.wrap_future(self.refreshed())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(self.refreshed()), FETCH_SECONDS)
         return self.verify(token)
 
 
@@ -332,7 +377,7 @@ def verifier_for(settings: Settings) -> Verifier:
             raise SettingsError("SCR_JWKS_URL: must be an https:// URL")
 
         def fetch() -> jwt.PyJWKSet:
-            response = httpx.get(url, timeout=10)
+            response = httpx.get(url, timeout=FETCH_SECONDS)
             response.raise_for_status()
             return signing_keys(response.json(), algorithm)
 

@@ -330,7 +330,9 @@ JWKS_SETTINGS = {"jwt_public_key": "", "jwks_url": "https://idp.example/jwks"}
 def test_a_key_withdrawn_from_the_jwks_is_not_trusted_once_the_set_is_past_its_max_age(
     monkeypatch: pytest.MonkeyPatch, clock: list[float]
 ) -> None:
-    """The refetch replaces the set wholly and forgets every token it had passed."""
+    """Past its age the set is fetched again in the background; the token is checked with the
+    keys held meanwhile, and the new set, once it lands, replaces the old wholly and forgets
+    every token it had passed."""
     jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1"), _jwk(OTHER, "k2")]}
     fetched = _serve(monkeypatch, jwks)
     verifier = verifier_for(settings(**JWKS_SETTINGS, jwks_max_age_seconds=300))
@@ -339,12 +341,13 @@ def test_a_key_withdrawn_from_the_jwks_is_not_trusted_once_the_set_is_past_its_m
     jwks["keys"] = [_jwk(OTHER, "k2")]
     clock[0] += 299
     assert verifier.verify(withdrawn).user_id == "u-1"  # within the max age: no fetch
+    assert len(fetched) == 1
     clock[0] += 1
-    with pytest.raises(auth.KeysStale):
-        verifier.verify(withdrawn)
-    with pytest.raises(TokenRefused, match="kid 'k1'"):
-        verifier.verify_blocking(withdrawn)
+    assert verifier.verify(withdrawn).user_id == "u-1"  # starts the fetch, waits for nothing
+    verifier.refreshed().result(5)
     assert len(fetched) == 2
+    with pytest.raises(TokenRefused, match="kid 'k1'"):
+        verifier.verify(withdrawn)
     kept = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
     assert verifier.verify(kept).user_id == "u-1"
 
@@ -365,7 +368,8 @@ def test_a_failed_refresh_keeps_the_keys_it_had_and_logs_it(
     monkeypatch.setattr(httpx, "get", down)
     clock[0] += 300
     token = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
-    assert verifier.verify_blocking(token).user_id == "u-1"
+    assert verifier.verify(token).user_id == "u-1"
+    verifier.refreshed().result(5)
     assert verifier.verify(token).user_id == "u-1"  # not tried again before REFRESH_SECONDS
     assert len(tries) == 1
     assert "JWKS" in caplog.text and "kept" in caplog.text
@@ -449,3 +453,134 @@ def test_new_keys_are_fetched_off_the_event_loop_while_other_requests_are_answer
     refused, answered = asyncio.run(run())
     assert (refused, answered) == (401, 200)
     assert on_loop == [False] and len(fetched) == 2  # at start-up, then off the loop
+
+
+def _held(monkeypatch: pytest.MonkeyPatch, jwks: dict[str, Any]) -> tuple[Any, Any, list[str]]:
+    """Fetches that each wait for ``release`` before serving ``jwks`` as it then stands;
+    ``entered`` is set as one starts, and the names of the threads they ran on are kept."""
+    entered, release = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    def held(url: str, timeout: float) -> httpx.Response:
+        threads.append(threading.current_thread().name)
+        entered.set()
+        release.wait(30)  # a backstop against hanging only: every test releases it
+        return httpx.Response(200, json=jwks, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(httpx, "get", held)
+    return entered, release, threads
+
+
+def test_tokens_are_checked_with_the_keys_held_while_a_refresh_hangs(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    """Past its age the set is refreshed in the background: a fetch that hangs holds its own
+    thread, never a request. Every call below returns while the fetch is still held."""
+    jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1")]}
+    _serve(monkeypatch, jwks)
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    remembered = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(remembered).user_id == "u-1"
+    entered, release, threads = _held(monkeypatch, jwks)
+    clock[0] += 301
+    try:
+        assert verifier.verify(remembered).user_id == "u-1"
+        assert entered.wait(5)
+        fresh = jwt.encode(claims(sub="u-2"), KEY, algorithm="RS256", headers={"kid": "k1"})
+        assert verifier.verify_blocking(fresh).user_id == "u-2"
+        assert asyncio.run(verifier.averify(remembered)).user_id == "u-1"
+        assert not verifier.refreshed().done()  # the fetch is still held
+    finally:
+        release.set()
+    verifier.refreshed().result(5)
+    assert threads == ["scr-jwks"]
+
+
+def test_an_unknown_kid_waits_only_until_the_fetch_deadline_and_a_late_result_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    """A fetch that hangs counts as failed after FETCH_SECONDS: its waiters are refused (401)
+    rather than held, and the keys it brings back late do not replace newer ones."""
+    newer: dict[str, Any] = {"keys": [_jwk(KEY, "k1")]}
+    _serve(monkeypatch, newer)
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(auth, "FETCH_SECONDS", 0.01)  # the waiters' own wait, made short
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    entered, release, _ = _held(monkeypatch, {"keys": [_jwk(OTHER, "k2")]})
+    rotated = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
+    try:
+        with pytest.raises(TokenRefused):
+            verifier.verify_blocking(rotated)
+        with pytest.raises(TokenRefused):
+            asyncio.run(verifier.averify(rotated))
+        assert entered.is_set()
+        (late,) = [t for t in threading.enumerate() if t.name == "scr-jwks"]
+        hanging = verifier.refreshed()
+        clock[0] += 1  # past the fetch's deadline: abandoned, and a new fetch may start
+        _serve(monkeypatch, newer)
+        verifier.refreshed().result(5)
+        assert hanging.done()
+    finally:
+        release.set()
+    late.join(5)  # the abandoned fetch brings back its keys, and they are ignored
+    assert not late.is_alive()
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 3600.0)
+    known = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(known).user_id == "u-1"
+    with pytest.raises(TokenRefused, match="kid 'k2'"):
+        verifier.verify(rotated)
+
+
+def test_a_cancelled_waiter_does_not_cancel_the_fetch_others_wait_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1")]}
+    _serve(monkeypatch, jwks)
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 0.0)
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    entered, release, _ = _held(monkeypatch, jwks)
+    jwks["keys"] = [*jwks["keys"], _jwk(OTHER, "k2")]
+    rotated = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
+
+    async def scenario() -> str:
+        first = asyncio.create_task(verifier.averify(rotated))
+        await asyncio.sleep(0)  # the first waiter is waiting, perhaps before the fetch starts
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        shared = verifier.refreshed()
+        assert not shared.cancel() and not shared.cancelled()
+        second = asyncio.create_task(verifier.averify(rotated))
+        await asyncio.to_thread(entered.wait, 5)
+        release.set()
+        return (await second).user_id
+
+    try:
+        assert asyncio.run(scenario()) == "u-1"
+    finally:
+        release.set()
+
+
+def test_a_verdict_reached_with_keys_replaced_meanwhile_is_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refresh that withdraws the token's key lands while the token is being checked with
+    the old set: the verdict stands for that request, but is not remembered under the new."""
+    jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1"), _jwk(OTHER, "k2")]}
+    _serve(monkeypatch, jwks)
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    withdrawn = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+    real = auth.user_from_claims
+
+    def refresh_lands_meanwhile(found: Any) -> Any:
+        jwks["keys"] = [_jwk(OTHER, "k2")]
+        monkeypatch.setattr(auth, "REFRESH_SECONDS", 0.0)
+        verifier.refreshed().result(5)
+        return real(found)
+
+    monkeypatch.setattr(auth, "user_from_claims", refresh_lands_meanwhile)
+    assert verifier.verify(withdrawn).user_id == "u-1"
+    monkeypatch.setattr(auth, "user_from_claims", real)
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 3600.0)
+    with pytest.raises(TokenRefused, match="kid 'k1'"):
+        verifier.verify(withdrawn)
