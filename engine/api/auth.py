@@ -74,8 +74,10 @@ class TokenUser:
     activity_codes: frozenset[str]
     purpose: str | None
     ig_training: date | None
-    #: The token's ``exp`` (seconds since the epoch): how long a session holding it may last.
-    expires: int
+    #: The token's ``exp`` plus the leeway (seconds since the epoch): the end of the time the
+    #: verifier accepts it, and so of a session holding it. A token taken within the leeway
+    #: past its ``exp`` gets the rest of that time, as the API gives it, not an empty session.
+    accepted_until: int
 
 
 def _role(claims: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -119,7 +121,7 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
         activity_codes=frozenset(a for a in activities if isinstance(a, str)),
         purpose=purpose if isinstance(purpose, str) else None,
         ig_training=training,
-        expires=int(claims["exp"]),
+        accepted_until=int(claims["exp"]) + _LEEWAY,
     )
 
 
@@ -290,7 +292,7 @@ class Verifier:
         since = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"]))) - _LEEWAY
         with self._lock:
             if self._generation == generation:
-                self._passed[token] = (user, since, int(claims["exp"]) + _LEEWAY)
+                self._passed[token] = (user, since, user.accepted_until)
                 if len(self._passed) > self._remember:
                     self._passed.popitem(last=False)
         return user

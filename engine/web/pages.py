@@ -116,7 +116,7 @@ def sign_in(
     who = who_for(svc, user)
     record_login(svc, context(request), who)
     response = _to("/ig" if who.profile == "ig-officer" else _RECORD)
-    session.sign_in(response, token, user.expires)
+    session.sign_in(response, token, user.accepted_until)
     return response
 
 

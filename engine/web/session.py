@@ -123,10 +123,11 @@ def sealed(request: Request, values: Mapping[str, str], digest: str) -> bool:
 MAX_TOKEN = 3_800
 
 
-def sign_in(response: Response, token: str, expires: int) -> None:
+def sign_in(response: Response, token: str, until: int) -> None:
     """The new session, and with it new CSRF tokens: the pre-sign-in basis is dropped. The
-    cookie lasts as long as the token (``expires``, its ``exp``), and no longer."""
-    _cookie(response, SESSION_COOKIE, token, max_age=max(0, expires - int(time.time())))
+    cookie lasts as long as the token is accepted (``until``: its ``exp`` and the leeway), and
+    no longer; a token the verifier just accepted has at least a second of it left."""
+    _cookie(response, SESSION_COOKIE, token, max_age=max(1, until - int(time.time())))
     for name in (ACK_COOKIE, CSRF_COOKIE):
         _drop(response, name)
 
