@@ -148,9 +148,10 @@ def send_transfer(
 ) -> Response:  # fmt: skip
     """``step`` is ``review`` (check what was entered, NEWS2 computed), ``edit`` (back to the
     form with what was entered) or ``send``; nothing is sent that was not reviewed as it is
-    (``reviewed`` seals the values the review showed: a replayed or altered post is shown for
-    review again). Every field is optional to FastAPI, so that a blank one comes back on the
-    form with its problem, never as a bare 400."""
+    (``reviewed`` seals the values the review showed and the person's NHS number: a replayed
+    or altered post, or one for another person, is shown for review again). Every field is
+    optional to FastAPI, so that a blank one comes back on the form with its problem, never
+    as a bare 400."""
     session.check_csrf(request, csrf_token)
     entered = {
         "hospital": hospital, "reason": reason, "given": given, "family": family, "born": born,
@@ -168,7 +169,8 @@ def send_transfer(
     hospitals = _kind_of(request, "hospital")
     form, problems = read_form(entered, nhs_number, who.name, dict(hospitals), datetime.now(UTC))
     vitals = form.vitals
-    if step == "send" and not session.sealed(request, entered, reviewed):
+    shown = entered | {"nhs_number": nhs_number}  # a review is of one person's transfer
+    if step == "send" and not session.sealed(request, shown, reviewed):
         step = "review"
     if not problems and step == "review":
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
@@ -176,7 +178,7 @@ def send_transfer(
                      news2_total=news2.total(vitals), news2_risk=news2.risk(vitals),
                      news2_scale=news2.SCALES[vitals.spo2_scale],
                      hospital_name=dict(hospitals).get(hospital, hospital),
-                     reviewed=session.seal(request, entered))  # fmt: skip
+                     reviewed=session.seal(request, shown))  # fmt: skip
     if not problems and step == "send":
         base = services(request).settings.canonical_base
         doc = transfer_message(form, sender=who.org, destination=hospital.strip(),

@@ -22,6 +22,7 @@ from engine.transfer.tables import KEYS, MESSAGES
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL
+from tests.factories import nhs_numbers
 from tests.ig.test_console import csrf
 from tests.web.test_pages import acknowledged
 
@@ -284,6 +285,21 @@ def test_only_what_was_reviewed_is_sent(web: TestClient, store: Store) -> None:
     assert again.status_code == 200 and "Check before sending" in again.text
     assert count(store, MESSAGES) == 0
     assert _post(web, step="send").status_code == 303 and count(store, MESSAGES) == 1
+
+
+def test_a_review_seal_is_for_the_person_reviewed(web: TestClient, store: Store) -> None:
+    """A review made for one resident does not let the same values be sent, unreviewed, as
+    another's transfer: the seal covers the NHS number in the URL too."""
+    other = next(n for n in nhs_numbers(999_400_100) if n != NHS)
+    review = _post(web, step="review")
+    sealed = re.search(r'name="reviewed" value="([^"]*)"', review.text)
+    assert sealed
+    sent = web.post(
+        f"/record/{other}/transfer",
+        data=FORM | {"csrf_token": csrf(web, PATH), "step": "send", "reviewed": sealed[1]},
+    )
+    assert sent.status_code == 200 and "Check before sending" in sent.text
+    assert count(store, MESSAGES) == 0
 
 
 def test_a_refused_start_of_a_transfer_is_audited_with_the_person(
