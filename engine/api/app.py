@@ -35,7 +35,7 @@ from engine.db import make_engine
 from engine.directory import Kinds
 from engine.settings import Settings
 from engine.web import ig as ig_pages
-from engine.web import pages, transfers
+from engine.web import pages, session, transfers
 
 log = logging.getLogger("scr.api")
 _CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
@@ -59,6 +59,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     engine = engine or make_engine(
         settings.database_url, pool_recycle=3600, pool_size=settings.db_pool_size
     )
+    session.csrf_key(settings.data_dir)
     kinds = Kinds(engine, settings.directory_ttl_seconds)
     refusals = Refusals(settings.refusal_limit, settings.refusal_window_seconds)
     svc = Services(

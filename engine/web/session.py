@@ -29,6 +29,7 @@ from engine.api.auth import TokenRefused
 from engine.api.deps import SESSION_COOKIE, context, refuse, services, who_for
 from engine.api.errors import FhirError, Problem
 from engine.keyfile import create
+from engine.settings import SettingsError
 
 CSRF_COOKIE = "__Host-scr_csrf"
 CSRF_FIELD = "csrf_token"
@@ -48,18 +49,30 @@ def _drop(response: Response, name: str) -> None:
     response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="strict")
 
 
+#: The length of the CSRF key scr makes; a shorter one was not made by scr, and is refused.
+_KEY_BYTES = 32
+
+
 @cache
-def _key(data_dir: Path) -> bytes:
-    """The deployment's CSRF key, made on first use; readable by this user only."""
+def csrf_key(data_dir: Path) -> bytes:
+    """The deployment's CSRF key, made on first use (by ``create_app``, so a bad one stops
+    start-up); readable by this user only. An empty or truncated file (a bad restore) would
+    be a key anyone can guess, forging every form: it is refused, naming the file."""
     path = data_dir / CSRF_KEY_FILE
     if not path.exists():
         with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-            create(path, secrets.token_bytes(32))
-    return path.read_bytes()
+            create(path, secrets.token_bytes(_KEY_BYTES))
+    key = path.read_bytes()
+    if len(key) < _KEY_BYTES:
+        raise SettingsError(
+            f"{path}: {len(key)} bytes, not a CSRF key scr made ({_KEY_BYTES}); "
+            "remove it to have a new one made (every open form then expires)"
+        )
+    return key
 
 
 def _for(request: Request, basis: str) -> str:
-    key = _key(services(request).settings.data_dir)
+    key = csrf_key(services(request).settings.data_dir)
     return hmac.new(key, basis.encode(), "sha256").hexdigest()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -15,7 +16,8 @@ from httpx import Response
 from audit.query import stream
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
-from engine.web.session import CSRF_COOKIE
+from engine.settings import SettingsError
+from engine.web.session import CSRF_COOKIE, CSRF_KEY_FILE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_fhir import audit_actions
 
@@ -233,6 +235,18 @@ def test_a_client_past_its_refusals_gets_a_plain_page(store: Store) -> None:
     assert [a.status_code for a in answers] == [403, 403, 429]
     assert answers[-1].headers["content-type"].startswith("text/html")
     assert "Too many" in answers[-1].text
+
+
+@pytest.mark.parametrize("held", [b"", b"short"])
+def test_a_csrf_key_file_scr_did_not_make_stops_start_up(
+    store: Store, tmp_path: Path, held: bytes
+) -> None:
+    """An empty or truncated key (a bad restore) would let anyone forge every form."""
+    data_dir = tmp_path / "restored"
+    data_dir.mkdir()
+    (data_dir / CSRF_KEY_FILE).write_bytes(held)
+    with pytest.raises(SettingsError, match=str(data_dir / CSRF_KEY_FILE)):
+        create_app(replace(store.settings, data_dir=data_dir), store.engine)
 
 
 def test_a_signed_in_users_refusals_are_each_audited_never_throttled(
