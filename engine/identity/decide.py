@@ -181,7 +181,10 @@ def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision
         return made("apart", HOUSEHOLD, why)
     if household == "review":
         why = "same family name and home, names or dates not certain"
-        if nhs_equal and score >= limits.unverified_nhs:
+        # An unverified number may have been copied between twins: it settles a close name or
+        # date, never a different first name (a diminutive) or a different recorded sex.
+        settles = levels["given_name"] != "different" and levels["sex"] != "different"
+        if nhs_equal and settles and score >= limits.unverified_nhs:
             return made("link", NHS_UNVERIFIED, why + "; equal NHS numbers settle it")
         return at_most_review(HOUSEHOLD, why)
     if levels["family_name"] == levels["given_name"] == "different":

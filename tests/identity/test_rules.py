@@ -411,3 +411,13 @@ def test_decision_is_symmetric_and_deterministic(a: Demographics, b: Demographic
     assert first.outcome in ("link", "review", "apart")
     if first.outcome == "link":
         assert not first.forbids_merge
+
+
+def test_boy_girl_twins_with_a_diminutive_and_a_copied_unverified_number_are_not_linked() -> None:
+    """James and Jamie at one home, born the same day: the diminutive makes them a question,
+    and a number copied between them, unverified, does not settle it."""
+    james = person(nhs=NHS_A, status="01", given=("James",), sex="male")
+    jamie = person(nhs=NHS_A, status="02", given=("Jamie",), sex="female")
+    assert decide(james, jamie, RULES).outcome == "review"
+    jim = person(nhs=NHS_A, status="02", given=("Jamie",), sex="male")
+    assert decide(james, jim, RULES).outcome == "review"
