@@ -8,7 +8,6 @@ the request id and nothing else, so no stack trace or data reaches the client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -70,13 +69,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         """While the worker runs, closed windows of throttled refusals are recorded every few
         seconds; as it stops, every window's, open ones too."""
-        sweeper = asyncio.create_task(sweep_throttled(svc))
+        stop = asyncio.Event()
+        sweeper = asyncio.create_task(sweep_throttled(svc, stop))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            stop.set()
+            await sweeper
             await run_in_threadpool(record_throttled_at_shutdown, svc)
 
     app = FastAPI(

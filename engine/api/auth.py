@@ -52,6 +52,8 @@ _PEM_KEY_TYPES: tuple[tuple[type, str], ...] = (
 REFRESH_SECONDS = 60.0
 #: The longest one fetch of the JWKS is given, all told: then it counts as failed.
 FETCH_SECONDS = 10.0
+#: Page threads that may wait for a fetch at once; others answer with the keys held.
+WAITERS = 4
 
 
 class TokenRefused(Exception):
@@ -191,6 +193,8 @@ class Verifier:
         #: When the keys were fetched, and when a fetch last started (monotonic seconds).
         self._fetched = self._tried = time.monotonic()
         self._inflight: _Fetch | None = None
+        self._thread: threading.Thread | None = None
+        self._waiters = threading.BoundedSemaphore(WAITERS)
         #: What :meth:`refreshed` gives when no fetch runs or may start: already done.
         self._settled: Future[None] = Future()
         self._settled.set_result(None)
@@ -233,12 +237,16 @@ class Verifier:
             if fetch is None:
                 if self._refresh is None or now - self._tried < REFRESH_SECONDS:
                     return self._settled
+                if self._thread is not None and self._thread.is_alive():
+                    # An abandoned fetch still hangs: one thread at most, whatever the provider.
+                    return self._settled
                 self._tried = now
                 fetch = self._inflight = _Fetch(now, Future())
                 fetch.done.set_running_or_notify_cancel()
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=self._fetch, args=(fetch,), name="scr-jwks", daemon=True
-                ).start()
+                )
+                self._thread.start()
             return fetch.done
 
     def _fetch(self, fetch: _Fetch) -> None:
@@ -298,14 +306,20 @@ class Verifier:
         return user
 
     def verify_blocking(self, token: str) -> TokenUser:
-        """:meth:`verify`, waiting up to ``FETCH_SECONDS`` for new keys if it needs them: for
-        a thread, never the event loop. A second :class:`KeysStale` (still no such kid) is a
-        refusal."""
+        """:meth:`verify` for the pages' threads, waiting up to ``FETCH_SECONDS`` for new keys
+        if it needs them. At most ``WAITERS`` threads wait at once; any other starts the fetch
+        and answers with the keys held, so cookies naming unknown kids cannot fill the pool
+        every page shares. A second :class:`KeysStale` (still no such kid) is a refusal."""
         try:
             return self.verify(token)
         except KeysStale:
-            with contextlib.suppress(FutureTimeout):
-                self.refreshed().result(FETCH_SECONDS)
+            fetch = self.refreshed()
+            if self._waiters.acquire(blocking=False):
+                try:
+                    with contextlib.suppress(FutureTimeout):
+                        fetch.result(FETCH_SECONDS)
+                finally:
+                    self._waiters.release()
         return self.verify(token)
 
     async def averify(self, token: str) -> TokenUser:

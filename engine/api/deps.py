@@ -9,6 +9,7 @@ past the client's limit of refusals, 429: :mod:`engine.api.throttle`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import uuid
@@ -146,12 +147,17 @@ def record_throttled(svc: Services, closed: list[Throttled]) -> None:
             raise
 
 
-async def sweep_throttled(svc: Services) -> None:
-    """Record the windows that closed, every ``SWEEP_SECONDS`` while the app runs: a count
-    reaches the trail within seconds of its window's end, not at the next refusal some client
-    meets. A failed write keeps the counts for the next sweep, and is logged."""
-    while True:
-        await asyncio.sleep(SWEEP_SECONDS)
+async def sweep_throttled(svc: Services, stop: asyncio.Event) -> None:
+    """Record the windows that closed, every ``SWEEP_SECONDS`` until ``stop``: a count reaches
+    the trail within seconds of its window's end, not at the next refusal some client meets.
+    A failed write keeps the counts for the next sweep, and is logged. Stopped, it finishes a
+    write under way rather than being cancelled mid-way (its counts would then be neither
+    written nor handed back for the shutdown write)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SWEEP_SECONDS)
+        if stop.is_set():
+            return
         try:
             await run_in_threadpool(record_throttled, svc, svc.refusals.due())
         except AuditUnavailable as exc:

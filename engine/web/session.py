@@ -97,7 +97,11 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     """403 for a form this session was not given, audited with the signed-in user (if the
     session is valid) and the person the URL names: a forged form is an attack to see."""
     basis = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
-    if basis and submitted and hmac.compare_digest(_for(request, basis), submitted):
+    if (
+        basis
+        and submitted
+        and hmac.compare_digest(_for(request, basis).encode(), submitted.encode())
+    ):
         return
     number = request.path_params.get("nhs_number")
     refuse(
@@ -128,7 +132,7 @@ def seal(request: Request, values: Mapping[str, str]) -> str:
 
 
 def sealed(request: Request, values: Mapping[str, str], digest: str) -> bool:
-    return hmac.compare_digest(seal(request, values), digest)
+    return hmac.compare_digest(seal(request, values).encode(), digest.encode())
 
 
 #: The longest token a session cookie holds: browsers drop a cookie over 4,096 bytes (name,

@@ -584,3 +584,25 @@ def test_a_verdict_reached_with_keys_replaced_meanwhile_is_not_remembered(
     monkeypatch.setattr(auth, "REFRESH_SECONDS", 3600.0)
     with pytest.raises(TokenRefused, match="kid 'k1'"):
         verifier.verify(withdrawn)
+
+
+def test_a_provider_that_never_answers_holds_one_fetch_thread_at_most(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    """Abandoned fetches are not replaced while their thread still hangs: without this, one
+    thread more a minute, for ever."""
+    never = threading.Event()
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 1.0)
+    _serve(monkeypatch, {"keys": [_jwk(KEY, "k1")]})
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    monkeypatch.setattr(httpx, "get", lambda url, timeout: never.wait(30))
+    unknown = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "nope"})
+    try:
+        for _ in range(5):
+            clock[0] += auth.FETCH_SECONDS + 1  # the last fetch is abandoned; another is due
+            verifier.refreshed()
+            with pytest.raises(TokenRefused):
+                verifier.verify(unknown)
+        assert len([t for t in threading.enumerate() if t.name == "scr-jwks"]) == 1
+    finally:
+        never.set()

@@ -147,6 +147,17 @@ def test_a_planted_csrf_cookie_validates_no_form(web: TestClient, token: Token) 
     assert _break_glass(web, "planted-by-attacker") == 403
 
 
+def test_a_csrf_token_in_other_characters_is_refused_and_audited(
+    web: TestClient, store: Store
+) -> None:
+    """'é' made the comparison raise (a 500, with nothing on the trail)."""
+    web.get("/")
+    before = len(audit_actions(store))
+    answer = web.post("/session", data={"csrf_token": "\u00e9", "persona": "gp"})
+    assert answer.status_code == 403
+    assert audit_actions(store)[before:] == [("form-refused", "deny")]
+
+
 def test_the_csrf_token_is_the_sessions_own(web: TestClient, token: Token) -> None:
     """Another session's token (another user's, or this user's before signing out) fails."""
     mine = csrf(signed_in(web, token("ae-doctor")), "/record")

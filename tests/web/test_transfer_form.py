@@ -300,6 +300,9 @@ def test_a_review_seal_is_for_the_person_reviewed(web: TestClient, store: Store)
     )
     assert sent.status_code == 200 and "Check before sending" in sent.text
     assert count(store, MESSAGES) == 0
+    odd = web.post(PATH, data=FORM | {"csrf_token": csrf(web, PATH), "step": "send",
+                                      "reviewed": "\u00e9"})  # fmt: skip
+    assert odd.status_code == 200 and "Check before sending" in odd.text, "not a 500"
 
 
 def test_a_refused_start_of_a_transfer_is_audited_with_the_person(
