@@ -302,17 +302,23 @@ class WorkingSet:
         return [(a, b, d) for a, b, d in links if self.person_of[a] != self.person_of[b]]
 
     def _bearing(self, people: set[str]) -> list[str]:
-        """``people`` and the people of every active block-mate of their members.
+        """``people`` and the people of every active block-mate that links to a member or is
+        a question with one.
 
-        Every mate links to a member or forbids it, and :func:`cluster` reads both: a stronger
-        link elsewhere, a record that holds a member back, a second person it is torn between.
-        Leaving them out let a held record join a namesake that ``match_all`` keeps it from.
+        :func:`cluster` reads those mates' people: a stronger link elsewhere, a record there
+        that holds a member back, a second person a member is torn between. Leaving them out
+        let a held record join a namesake that ``match_all`` keeps it from. A mate apart from
+        every member is left out: nothing can bring it into their people, and in a common
+        name's block (200 John Smiths) loading them all had every re-sent record judge every
+        pair of the block.
         """
         members = set().union(*(self.members[p] for p in people))
         near = set().union(*self.mates(members).values()) - members
         self.load_people(near)
         for other in sorted(near):
-            if self.demo.get(other) is not None:
+            if self.demo.get(other) is not None and any(
+                self.judge(m, other).outcome != "apart" for m in members
+            ):
                 people.add(self.ensure_person(other, _FIRST_SEEN))
         return sorted(people)
 

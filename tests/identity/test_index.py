@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -624,3 +624,32 @@ def test_the_survivors_id_stays_with_its_own_records_when_a_larger_merged_in_gro
     relink(engine, ["z1", "z2"])
     assert person_of(engine, "c1") != person_of(engine, "z1")
     assert person_of(engine, "z1") == z
+
+
+def test_a_relink_in_a_common_names_block_judges_the_record_not_the_block(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 John Smiths, each born on another day at another home: re-sending one judges it
+    against the block (199), not every pair of the block (19,900)."""
+    from engine.identity import workset
+
+    smiths = [
+        patient(pid=f"s{i:03d}", family="Smith", given=("John",),
+                born=(date(1951, 1, 1) + timedelta(days=i)).isoformat(),
+                line=f"{i} Long Rd", postcode=f"BO{i % 9 + 1} {i % 10}{chr(65 + i % 26)}A")
+        for i in range(200)
+    ]  # fmt: skip
+    store(engine, *smiths)
+    relink(engine, [s["id"] for s in smiths])
+    judged = 0
+    real = workset.decide
+
+    def counting(a: Any, b: Any, rules: Any) -> Any:
+        nonlocal judged
+        judged += 1
+        return real(a, b, rules)
+
+    monkeypatch.setattr(workset, "decide", counting)
+    store(engine, smiths[0])
+    relink(engine, ["s000"])
+    assert judged < 1000, judged
