@@ -74,12 +74,15 @@ def given_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
     """First names; ``other_given`` when one's first name is among the other's middle names.
 
     Compound first names are compared part by part when both have more than one part: Mary-Jane
-    and Mary-Ann share a first word, but they are two names (often twins' names).
+    and Mary-Ann share a first word, but they are two names (often twins' names). The same words
+    split otherwise between first and middle names (Mary-Jane-Ann; Mary-Jane, Ann) are one name.
     """
     if not a.given or not b.given:
         return MISSING
     if a.given == b.given:
         x, y = a.given_parts, b.given_parts
+        if a.other_given == b.other_given:
+            return "exact"
         if len(x) > 1 and len(y) > 1 and x != y:
             return _compound(x, y, sim)
         return "exact"

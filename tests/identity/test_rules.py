@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.schema import MapFileError
+from engine.identity.compare import given_name
 from engine.identity.decide import (
     HOUSEHOLD,
     INVALID_NHS_IGNORED,
@@ -421,3 +422,11 @@ def test_boy_girl_twins_with_a_diminutive_and_a_copied_unverified_number_are_not
     assert decide(james, jamie, RULES).outcome == "review"
     jim = person(nhs=NHS_A, status="02", given=("Jamie",), sex="male")
     assert decide(james, jim, RULES).outcome == "review"
+
+
+def test_the_same_forenames_split_otherwise_between_first_and_middle_are_one_name() -> None:
+    """Mary-Jane-Ann from one source, Mary-Jane with middle name Ann from another."""
+    gp = person(nhs=NHS_A, given=("Mary-Jane-Ann",), sex="female")
+    council = person(given=("Mary-Jane", "Ann"), sex="female", line="40 New Rd", postcode="BO4 4NR")
+    assert given_name(gp, council, RULES.similarity) == "exact"
+    assert decide(gp, council, RULES).outcome != "apart"
