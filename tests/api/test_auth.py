@@ -595,7 +595,12 @@ def test_a_provider_that_never_answers_holds_one_fetch_thread_at_most(
     monkeypatch.setattr(auth, "REFRESH_SECONDS", 1.0)
     _serve(monkeypatch, {"keys": [_jwk(KEY, "k1")]})
     verifier = verifier_for(settings(**JWKS_SETTINGS))
-    monkeypatch.setattr(httpx, "get", lambda url, timeout: never.wait(30))
+
+    def hang(url: str, timeout: float) -> httpx.Response:
+        never.wait(30)
+        raise httpx.ConnectError("the provider went away")
+
+    monkeypatch.setattr(httpx, "get", hang)
     unknown = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "nope"})
     try:
         for _ in range(5):
@@ -603,6 +608,8 @@ def test_a_provider_that_never_answers_holds_one_fetch_thread_at_most(
             verifier.refreshed()
             with pytest.raises(TokenRefused):
                 verifier.verify(unknown)
-        assert len([t for t in threading.enumerate() if t.name == "scr-jwks"]) == 1
+        hanging = [t for t in threading.enumerate() if t.name == "scr-jwks"]
+        assert len(hanging) == 1
     finally:
         never.set()
+    hanging[0].join(5)
