@@ -120,10 +120,7 @@ def refuse(
     token is valid, so it is never counted. One with no valid user is counted per client, and
     past its limit (:mod:`engine.api.throttle`) it is not audited on its own: 429 instead
     (:class:`TooManyRefusals`, a plain page if ``page``), and its window's entry counts it."""
-    if who is not None:
-        disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
-        return
-    if svc.refusals.refused(ctx.client_address):
+    if who is None and svc.refusals.refused(ctx.client_address):
         raise TooManyRefusals(int(svc.refusals.window), page)
     disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
 
