@@ -376,6 +376,21 @@ def _pem(value: str) -> bytes:
         raise SettingsError(f"SCR_JWT_PUBLIC_KEY: cannot read {value}: {exc}") from None
 
 
+def _within(fetch: Callable[[], jwt.PyJWKSet], seconds: float) -> jwt.PyJWKSet:
+    """``fetch()`` on a thread of its own, given up after ``seconds``: a provider answering a
+    byte at a time would otherwise hold start-up for ever (httpx's timeout is per read)."""
+    done: Future[jwt.PyJWKSet] = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(fetch())
+        except BaseException as exc:  # handed to the caller, which names what it can
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="scr-jwks", daemon=True).start()
+    return done.result(seconds)
+
+
 def verifier_for(settings: Settings) -> Verifier:
     """The verifier the settings ask for; a missing setting stops start-up, naming it."""
     if settings.auth_mode == "dev":
@@ -398,9 +413,13 @@ def verifier_for(settings: Settings) -> Verifier:
             return signing_keys(response.json(), algorithm)
 
         try:
-            keys: Sequence[Any] | jwt.PyJWKSet = fetch()
+            keys: Sequence[Any] | jwt.PyJWKSet = _within(fetch, FETCH_SECONDS)
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             raise SettingsError(f"SCR_JWKS_URL: cannot load {url}: {exc}") from None
+        except FutureTimeout:
+            raise SettingsError(
+                f"SCR_JWKS_URL: {url} did not answer within {FETCH_SECONDS:.0f} s"
+            ) from None
         return Verifier(keys, settings.jwt_algorithm, settings.jwt_issuer, settings.jwt_audience,
                         refresh=fetch, max_age=settings.jwks_max_age_seconds)  # fmt: skip
     if not settings.jwt_public_key:

@@ -613,3 +613,22 @@ def test_a_provider_that_never_answers_holds_one_fetch_thread_at_most(
     finally:
         never.set()
     hanging[0].join(5)
+
+
+def test_a_provider_that_never_answers_stops_start_up_after_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx's timeout is per read: a provider answering a byte at a time held start-up."""
+    never = threading.Event()
+
+    def hang(url: str, timeout: float) -> httpx.Response:
+        never.wait(30)
+        raise httpx.ConnectError("the provider went away")
+
+    monkeypatch.setattr(httpx, "get", hang)
+    monkeypatch.setattr(auth, "FETCH_SECONDS", 0.05)
+    try:
+        with pytest.raises(SettingsError, match="did not answer"):
+            verifier_for(settings(**JWKS_SETTINGS))
+    finally:
+        never.set()
