@@ -76,10 +76,21 @@ def _for(request: Request, basis: str) -> str:
     return hmac.new(key, basis.encode(), "sha256").hexdigest()
 
 
+def _basis(request: Request) -> str | None:
+    """What a form's CSRF token is made from: the session's token, else (before sign-in) the
+    browser's random value."""
+    return request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time, and on bytes: ``compare_digest`` raises on a non-ASCII string."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
 def csrf_token(request: Request) -> str:
     """The CSRF token for the session (signed in), or for this browser before sign-in (a new
     random basis when it has none yet)."""
-    basis = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
+    basis = _basis(request)
     if basis is None:
         basis = request.state.__dict__.setdefault("new_csrf", secrets.token_urlsafe(32))
     return _for(request, basis)
@@ -96,12 +107,8 @@ def keep_csrf(request: Request, response: Response) -> Response:
 def check_csrf(request: Request, submitted: str | None) -> None:
     """403 for a form this session was not given, audited with the signed-in user (if the
     session is valid) and the person the URL names: a forged form is an attack to see."""
-    basis = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
-    if (
-        basis
-        and submitted
-        and hmac.compare_digest(_for(request, basis).encode(), submitted.encode())
-    ):
+    basis = _basis(request)
+    if basis and submitted and _same(_for(request, basis), submitted):
         return
     number = request.path_params.get("nhs_number")
     refuse(
@@ -132,7 +139,7 @@ def seal(request: Request, values: Mapping[str, str]) -> str:
 
 
 def sealed(request: Request, values: Mapping[str, str], digest: str) -> bool:
-    return hmac.compare_digest(seal(request, values).encode(), digest.encode())
+    return _same(seal(request, values), digest)
 
 
 #: The longest token a session cookie holds: browsers drop a cookie over 4,096 bytes (name,
