@@ -62,10 +62,6 @@ _INSTANT = re.compile(
 _POST_ONLY = frozenset({"$process-message"})
 
 
-def _allow(path: str) -> str:
-    return "POST" if path in _POST_ONLY else ALLOW_READS
-
-
 def _post_only() -> FhirError:
     return FhirError(405, Problem("not-supported", "Use POST"), headers={"Allow": "POST"})
 
@@ -250,10 +246,12 @@ def unknown(path: str) -> Response:
 
 
 def writes(path: str) -> Response:
+    if path in _POST_ONLY:
+        raise _post_only()
     raise FhirError(
         405,
         Problem("not-supported", "The shared care record is read-only: change the source record"),
-        headers={"Allow": _allow(path)},
+        headers={"Allow": ALLOW_READS},
     )
 
 
