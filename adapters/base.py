@@ -88,12 +88,13 @@ class SourceRecord:
     """One row (or one FHIR entry) with where it came from.
 
     ``fields`` holds the raw values as read, plus any values the reader joined in from other
-    files (prefixed ``_``), so that mapping needs nothing but the record itself. Two of them
+    files (prefixed ``_``), so that mapping needs nothing but the record itself. Three of them
     mean the same for every source: ``_pointed_codings``, the ``[system, code]`` pairs of
     the records this one names or belongs to, so that finishing labels it with them (a
-    resource naming a sensitive one is withheld with it); and ``_pointed_records``, the source
-    keys of such records the reader did not meet (an earlier extract brought them), whose
-    stored labels the ingest adds.
+    resource naming a sensitive one is withheld with it); ``_pointed_records``, the source keys
+    of such records, which the store keeps so that labels they gain later reach this one
+    (``engine.relabel``); and ``_met_records``, those of them the reader met and passed on
+    itself. The ingest adds the stored labels of the others (an earlier extract brought them).
     """
 
     ref: SourceRef

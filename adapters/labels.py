@@ -49,6 +49,17 @@ def label_system(canonical_base: str) -> str:
     return canonical_base.rstrip("/") + "/" + SCR_LABELS_PATH
 
 
+def column(resource: dict[str, Any], canonical_base: str) -> str:
+    """The resource's scr label codes, as the store's ``labels`` column holds them."""
+    return " ".join(
+        sorted(
+            s["code"]
+            for s in resource.get("meta", {}).get("security", [])
+            if str(s.get("system", "")).startswith(canonical_base)
+        )
+    )
+
+
 def scr_label(code: str, canonical_base: str) -> dict[str, str]:
     return {"system": label_system(canonical_base), "code": code}
 

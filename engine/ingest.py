@@ -47,6 +47,7 @@ from engine.finish import finish
 from engine.identity import patients_of_run, relink
 from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
+from engine.relabel import pass_back
 from engine.settings import Settings
 from engine.validate import ElementMemo, validate_resource
 from engine.writer import BackgroundWriter
@@ -68,6 +69,8 @@ class RunSummary:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    #: Stored records given a label passed back from a record this run labelled.
+    relabelled: int = 0
     quarantined: int = 0
     warnings: int = 0
     status: str = "running"
@@ -87,6 +90,7 @@ class RunSummary:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "deleted": self.deleted,
+            "relabelled": self.relabelled,
             "quarantined": self.quarantined,
             "warnings": self.warnings,
             "quarantine_reasons": dict(self.reasons.most_common(20)),
@@ -119,6 +123,8 @@ class _Writes:
     reopened: list[str]
     quarantine_updates: list[tuple[int, dict[str, Any]]]
     quarantine_inserts: list[dict[str, Any]]
+    #: Changes to what the batch's records name: ``from_key``, ``to_key``, ``gone``.
+    pointed: list[dict[str, Any]]
     #: Refresh planner statistics after this batch.
     analyse: bool
 
@@ -202,7 +208,7 @@ class _Run:
                     "source_system": record.ref.system,
                     "source_org": record.ref.org,
                     "patient_id": patient_id,
-                    "labels": _scr_labels(res, base),
+                    "labels": labels.column(res, base),
                     "content_hash": content_hash(res),
                 }
             )
@@ -210,11 +216,16 @@ class _Run:
         self.pending += len(rows)
 
     def _inherit(self, conn: Connection) -> None:
-        """Label the batch's records with what the records they name, brought by an earlier
-        run (``_pointed_records``), are stored with: a course for a problem recorded last
-        month is withheld with the problem."""
+        """Label the batch's records with what the records they name and the reader did not
+        meet (``_pointed_records`` but not ``_met_records``: an earlier run brought them) are
+        stored with: a course for a problem recorded last month is withheld with the problem."""
         pointers = {
-            id(g): keys for g in self.good if (keys := g.record.fields.get("_pointed_records"))
+            id(g): keys
+            for g in self.good
+            if (
+                keys := set(g.record.fields.get("_pointed_records", ()))
+                - set(g.record.fields.get("_met_records", ()))
+            )
         }
         if not pointers:
             return
@@ -226,7 +237,7 @@ class _Run:
                 continue
             for r in g.rows:
                 labels.add_labels(r["resource"], labels.confidential_labels(base, *passed))
-                r["labels"] = _scr_labels(r["resource"], base)
+                r["labels"] = labels.column(r["resource"], base)
                 r["content_hash"] = content_hash(r["resource"])
 
     def flush(self) -> None:
@@ -245,6 +256,7 @@ class _Run:
         with self.engine.connect() as look:
             self._inherit(look)
             stored = store.stored(look, list(ids))
+            named = store.pointers(look, [g.record.ref.key for g in self.good])
         self._validate(stored.current)
         self.writer.wait()
         conn = self.conn or self.engine.connect()
@@ -254,6 +266,7 @@ class _Run:
             self._check_duplicates(state.ids)
             self._check_patients(stored.patients | state.patients)
             staged, seen, taken = self._stage(stored.current)
+            pointed = _pointer_changes(self.good, named)
             reopened = [rec.ref.key for rec, _ in self.bad]
             quarantined = set(reopened)
             resolved = [k for k in taken if k in state.open and k not in quarantined]
@@ -265,7 +278,7 @@ class _Run:
         self.good, self.bad, self.pending = [], [], 0
         self.flushes += 1
         analyse = self.flushes & (self.flushes - 1) == 0  # after batches 1, 2, 4, 8, ...
-        writes = _Writes(staged, seen, resolved, reopened, updates, inserts, analyse)
+        writes = _Writes(staged, seen, resolved, reopened, updates, inserts, pointed, analyse)
         self.writer.submit(partial(self._write, conn, writes))
 
     def _write(self, conn: Connection, writes: _Writes) -> None:
@@ -289,7 +302,7 @@ class _Run:
 
     def _batch_writes(self, conn: Connection, writes: _Writes) -> None:
         run_id = self.summary.run_id
-        store.stage(conn, run_id, writes.staged, writes.seen, writes.resolved)
+        store.stage(conn, run_id, writes.staged, writes.seen, writes.resolved, writes.pointed)
         store.keep_open(conn, run_id, writes.reopened)
         for item, values in writes.quarantine_updates:
             conn.execute(update(Q).where(Q.c.id == item).values(**values))
@@ -309,6 +322,9 @@ class _Run:
         with conn:
             if conn is not self.conn:
                 store.apply_rows(conn, self.summary.run_id)
+            store.apply_pointers(conn, self.summary.run_id)
+            base = self.settings.canonical_base
+            self.summary.relabelled = pass_back(conn, self.summary.run_id, base, now)
             store.finish_run(conn, self.summary.run_id, self.resolution, now)
             _end_run(conn, self.summary.run_id, "completed", self.summary.as_dict())
             conn.commit()
@@ -499,15 +515,18 @@ class _Run:
         return updates, inserts
 
 
-def _scr_labels(resource: dict[str, Any], canonical_base: str) -> str:
-    """The resource's scr label codes, as the store's ``labels`` column holds them."""
-    return " ".join(
-        sorted(
-            s["code"]
-            for s in resource.get("meta", {}).get("security", [])
-            if str(s.get("system", "")).startswith(canonical_base)
-        )
-    )
+def _pointer_changes(good: Iterable[_Good], stored: dict[str, set[str]]) -> list[dict[str, Any]]:
+    """What the records taken in name that they were not stored naming, and the reverse."""
+    out: list[dict[str, Any]] = []
+    for g in good:
+        if g.invalid:
+            continue
+        key = g.record.ref.key
+        now = set(g.record.fields.get("_pointed_records", ()))
+        was = stored.get(key, set())
+        out.extend({"from_key": key, "to_key": k, "gone": False} for k in sorted(now - was))
+        out.extend({"from_key": key, "to_key": k, "gone": True} for k in sorted(was - now))
+    return out
 
 
 def _end_run(conn: Connection, run_id: str, status: str, summary: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -188,3 +189,27 @@ class StagedResolution(Base):
 
     run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     source_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+
+
+class Pointer(Base):
+    """Which records each source record names (``_pointed_records``): a label such a record
+    gains later, in an extract that does not bring the records naming it, is passed back to
+    them (``engine.relabel``)."""
+
+    __tablename__ = "pointer"
+
+    to_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    from_key: Mapped[str] = mapped_column(String(512), primary_key=True, index=True)
+
+
+class StagedPointer(Base):
+    """A run's changes to ``pointer``, applied with its rows, so a run that does not complete
+    changes no pointer."""
+
+    __tablename__ = "staged_pointer"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    from_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    to_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    #: The record no longer names ``to_key``.
+    gone: Mapped[bool] = mapped_column(Boolean)

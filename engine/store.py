@@ -30,11 +30,13 @@ from adapters import labels
 from engine.db import bulk_insert, in_one_trip, member_of
 from engine.facts import FACT_COLUMNS
 from engine.models import (
+    Pointer,
     QuarantineItem,
     Resource,
     ResourceVersion,
     RunSeen,
     Staged,
+    StagedPointer,
     StagedResolution,
 )
 
@@ -44,6 +46,8 @@ S = cast(Table, Staged.__table__)
 SR = cast(Table, StagedResolution.__table__)
 RS = cast(Table, RunSeen.__table__)
 Q = cast(Table, QuarantineItem.__table__)
+P = cast(Table, Pointer.__table__)
+SP = cast(Table, StagedPointer.__table__)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,15 @@ def passed_labels(conn: Connection, keys: Sequence[str]) -> dict[str, set[str]]:
     return found
 
 
+def pointers(conn: Connection, keys: Sequence[str]) -> dict[str, set[str]]:
+    """The source keys each record of ``keys`` was stored naming."""
+    found: dict[str, set[str]] = {}
+    for cond in member_of(conn, P.c.from_key, keys):
+        for row in conn.execute(select(P.c.from_key, P.c.to_key).where(cond)):
+            found.setdefault(row.from_key, set()).add(row.to_key)
+    return found
+
+
 def run_state(conn: Connection, run_id: str, ids: Sequence[str], keys: Sequence[str]) -> RunState:
     """Which of ``ids`` the run has taken in, and the open quarantine items of ``keys``: one
     round trip on PostgreSQL. Ask only once the run's earlier batches are written."""
@@ -144,10 +157,12 @@ def stage(
     rows: list[dict[str, Any]],
     seen: list[dict[str, Any]],
     resolved: Iterable[str],
+    pointed: Sequence[dict[str, Any]] = (),
 ) -> None:
     """A batch's staged rows, and their versions straight into the history; every id it took
     in (``seen``: ``resource_id`` and ``resource_type``, changed or not); the source keys it
-    took in that have open quarantine items.
+    took in that have open quarantine items; the changes to what its records name (``pointed``:
+    ``from_key``, ``to_key`` and whether it is ``gone``).
 
     A version belongs to its run: it is history once the run completes, and a run that does
     not complete takes its versions with it (``discard_run``). Writing them batch by batch, on
@@ -168,6 +183,7 @@ def stage(
     res = [{"run_id": run_id, "source_key": k} for k in resolved]
     if res:
         conn.execute(insert(SR), res)
+    bulk_insert(conn, SP, [{"run_id": run_id, **p} for p in pointed])
 
 
 def keep_open(conn: Connection, run_id: str, keys: Sequence[str]) -> None:
@@ -254,6 +270,24 @@ def _apply_updates(conn: Connection, run_id: str, mine: ColumnElement[bool]) -> 
     )
 
 
+def apply_pointers(conn: Connection, run_id: str) -> None:
+    """Make the run's staged changes to ``pointer``, inside the run's transaction."""
+    mine = SP.c.run_id == run_id
+    conn.execute(
+        delete(P).where(
+            tuple_(P.c.from_key, P.c.to_key).in_(
+                select(SP.c.from_key, SP.c.to_key).where(mine, SP.c.gone)
+            )
+        )
+    )
+    conn.execute(
+        insert(P).from_select(
+            ["from_key", "to_key"],
+            select(SP.c.from_key, SP.c.to_key).where(mine, SP.c.gone.is_(False)),
+        )
+    )
+
+
 def finish_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> None:
     """Close the quarantine items the run resolved and clear its staging area; its rows must
     have been applied (``apply_rows``) in the same transaction."""
@@ -287,6 +321,7 @@ def discard_staging(conn: Connection, run_id: str) -> None:
     conn.execute(delete(S).where(S.c.run_id == run_id))
     conn.execute(delete(RS).where(RS.c.run_id == run_id))
     conn.execute(delete(SR).where(SR.c.run_id == run_id))
+    conn.execute(delete(SP).where(SP.c.run_id == run_id))
 
 
 def discard_run(conn: Connection, run_id: str) -> None:

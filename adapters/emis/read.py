@@ -67,10 +67,11 @@ class Course(NamedTuple):
     code: str
     #: The course's confidentiality flag, or its problem's.
     confidential: str
-    #: The SNOMED concept of the problem it treats, or the problem's source key when an earlier
-    #: extract brought the problem.
+    #: The SNOMED concept of the problem it treats, when this extract holds the problem.
     concept: str
-    problem_key: str
+    #: The source keys it names (its problem's), and those of them this extract holds.
+    pointed: tuple[str, ...]
+    met: tuple[str, ...]
 
 
 def _present(fields: Fields) -> Fields:
@@ -133,6 +134,10 @@ def _problems(folder: Path) -> dict[str, Fields]:
     }
 
 
+def _present_list(name: str, values: tuple[str, ...]) -> dict[str, Any]:
+    return {name: list(values)} if values else {}
+
+
 def _treats(concept: str) -> dict[str, Any]:
     """The problem a prescription is for, as the codes it names (``SourceRecord``): a medicine
     for a sensitive problem is withheld with it."""
@@ -183,12 +188,14 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
 
     def for_problem(guid: str) -> dict[str, Any]:
         """A record written for the problem ``guid`` takes its concept and confidentiality, or,
-        for a problem this extract does not hold, the labels it was stored with."""
+        for a problem this extract does not hold, the labels it was stored with; either way it
+        names the problem, so labels the problem gains later reach it."""
         if not guid:
             return {}
+        named = [key("CareRecord_Observation", guid)]
         if guid in treated:
-            return _of_problem(treated[guid])
-        return {"_pointed_records": [key("CareRecord_Observation", guid)]}
+            return {**_of_problem(treated[guid]), "_pointed_records": named, "_met_records": named}
+        return {"_pointed_records": named}
 
     def observation(row: Fields) -> dict[str, Any]:
         code = clinical.get(_get(row, "CodeId"), {})
@@ -225,9 +232,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         """Patient and drug from the issue row when it has them, else from its drug record; a
         drug record this extract does not hold passes on the labels it was stored with."""
         guid = _get(row, "DrugRecordGuid")
-        course = courses.get(guid)
-        if course is None:
-            course = Course("", "", "", "", key("Prescribing_DrugRecord", guid) if guid else "")
+        drug = (key("Prescribing_DrugRecord", guid),) if guid else ()
+        course = courses.get(guid) or Course("", "", "", "", (), ())
+        met = (*drug, *course.met) if guid in courses else course.met
         code_id = _get(row, "CodeId") or course.code
         return {
             **_present(
@@ -239,7 +246,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             ),
             **drugs.get(code_id, {}),
             **_treats(course.concept),
-            **({"_pointed_records": [course.problem_key]} if course.problem_key else {}),
+            **_present_list("_pointed_records", (*drug, *course.pointed)),
+            **_present_list("_met_records", met),
         }
 
     enrich: dict[str, Enrich] = {
@@ -269,7 +277,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
                     str(f.get("CodeId", "")).strip(),
                     "True" if confidential else str(f.get("IsConfidential", "")).strip(),
                     concept,
-                    next(iter(f.get("_pointed_records", ())), ""),
+                    tuple(f.get("_pointed_records", ())),
+                    tuple(f.get("_met_records", ())),
                 )
             if table == "CareRecord_Observation" and waits_for_problem(record):
                 waiting.append(record)

@@ -30,7 +30,8 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
             conn.execute(
                 text(
                     "SELECT relname, relpersistence FROM pg_class WHERE relname IN "
-                    "('staged', 'staged_resolution', 'run_seen', 'resource') "
+                    "('staged', 'staged_resolution', 'run_seen', 'staged_pointer', 'pointer', "
+                    "'resource') "
                     "AND relnamespace = current_schema()::regnamespace"
                 )
             ).all()
@@ -39,6 +40,8 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
         "staged": "u",
         "staged_resolution": "u",
         "run_seen": "u",
+        "staged_pointer": "u",
+        "pointer": "p",
         "resource": "p",
     }
 
