@@ -40,7 +40,7 @@ def explain(decision: Decision) -> dict[str, Any]:
             {
                 "kind": n.kind,
                 "author": n.author,
-                "recorded": n.recorded.isoformat(),
+                "recorded": n.recorded.isoformat() if n.recorded else None,
                 "category": n.category,
             }
             for n in decision.directives

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from consent.model import (
+    ALWAYS,
     ConsentDirective,
     DirectiveKind,
     PersonLabel,
@@ -280,8 +281,10 @@ def directive(
     recorded = _instant(consent.get("dateTime"))
     start, end = _period(provision.get("period"))
     start = start or recorded
-    if recorded is None or start is None:
-        return None
+    if start is None:
+        if kind == "consent-category":
+            return None
+        start = ALWAYS  # an objection without a date is not dropped for want of one
     author = next(
         (str(p.get("display") or _org(p, {}) or "") for p in consent.get("performer", [])),
         "",

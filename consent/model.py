@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
+
+#: The start of an objection the source gave no date: in force whenever the access is.
+ALWAYS = datetime.min.replace(tzinfo=UTC)
 
 RelationshipKind = Literal[
     "registration",
@@ -102,7 +105,9 @@ class ConsentDirective:
     """
 
     kind: DirectiveKind
-    recorded: datetime
+    #: ``None``: the source gave no date. Only an objection is kept without one, and it then
+    #: counts as the latest word: no consent, whenever given, outweighs it.
+    recorded: datetime | None
     author: str
     start: datetime
     end: datetime | None = None
@@ -201,7 +206,7 @@ class DirectiveNote:
 
     kind: DirectiveKind
     author: str
-    recorded: datetime
+    recorded: datetime | None
     category: str | None = None
 
 

@@ -27,8 +27,9 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: again: ``scr db restamp``). 2: relationships, directives and ODS codes are stored too.
 #: 3: a closed episode, referral or task with no end is no relationship; an inexact
 #: restriction is a dissent; dates are UK days, an end to the month or year covers it; a
-#: ServiceRequest is a referral, dated by authoredOn when it has no occurrence.
-FACTS_FORMAT = 3
+#: ServiceRequest is a referral, dated by authoredOn when it has no occurrence. 4: an
+#: objection with no date is kept, in force from always and the latest word.
+FACTS_FORMAT = 4
 
 
 class PolicyError(ValueError):

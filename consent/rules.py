@@ -18,7 +18,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from consent.case import Case, Rule, Shaping, add_months
-from consent.model import Basis, ConsentDirective, DirectiveNote, FieldRule, Reason, Relationship
+from consent.model import (
+    ALWAYS,
+    Basis,
+    ConsentDirective,
+    DirectiveNote,
+    FieldRule,
+    Reason,
+    Relationship,
+)
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -39,8 +47,13 @@ def _active(d: ConsentDirective, now: datetime) -> bool:
     return d.start <= now and (d.end is None or now < d.end)
 
 
+def _latest(d: ConsentDirective) -> tuple[bool, datetime]:
+    """Later first when sorted in reverse: an undated objection is the latest word."""
+    return d.recorded is None, d.recorded or ALWAYS
+
+
 def _notes(directives: list[ConsentDirective]) -> tuple[DirectiveNote, ...]:
-    ordered = sorted(directives, key=lambda d: (d.recorded, d.kind, d.author), reverse=True)
+    ordered = sorted(directives, key=lambda d: (_latest(d), d.kind, d.author), reverse=True)
     return tuple(DirectiveNote(d.kind, d.author, d.recorded, d.category) for d in ordered)
 
 
@@ -241,7 +254,7 @@ def _opens(c: Case, category: str) -> bool:
             or (d.kind == "consent-category" and d.category == category and d.org == org)
         )
     ]
-    latest = max(about, key=lambda d: (d.recorded, d.kind != "consent-category"), default=None)
+    latest = max(about, key=lambda d: (_latest(d), d.kind != "consent-category"), default=None)
     return latest is not None and latest.kind == "consent-category"
 
 

@@ -93,7 +93,7 @@ def stored_tie(relation: str) -> Tie:
 
 def stored_directive(relation: str) -> ConsentDirective:
     """The directive a ``Consent`` row's ``relation`` holds."""
-    return ConsentDirective(**_decode(relation))
+    return ConsentDirective(**({"recorded": None} | _decode(relation)))
 
 
 def restamp(conn: Connection, policy: Policy, batch: int = 2000) -> int:

@@ -23,6 +23,7 @@ from consent import (
     relationship,
     visible,
 )
+from consent.model import ALWAYS
 from tests.consent.personas import (
     CARE_HOME,
     COUNCIL,
@@ -432,6 +433,21 @@ def test_latest_active_directive_wins() -> None:
     assert not shown(consent, later_restriction)
     ended = replace(later_restriction, end=NOW - timedelta(days=1))
     assert shown(consent, ended)
+
+
+def test_an_undated_restriction_outweighs_any_consent() -> None:
+    """When the source gave no date, it cannot be known to be older than the consent: the
+    objection holds."""
+    user = hospital_clinician()
+    consent = directive("consent-category", org=HOSPITAL, category="sti", days_ago=1)
+    undated = replace(directive("restrict-category", category="sti"), recorded=None, start=ALWAYS)
+    patient = facts(typical(user), directives=(consent, undated))
+    d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d)
+    dissent = replace(directive("dissent"), recorded=None, start=ALWAYS)
+    patient = facts(typical(user), directives=(directive("dissent", days_ago=1), dissent))
+    d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+    assert [n.recorded for n in d.directives][0] is None  # the latest word comes first
 
 
 def test_restriction_of_an_organisation() -> None:

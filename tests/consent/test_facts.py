@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consent import directive, ods_code, organisation_reference, person_labels, relationship
+from consent.model import ALWAYS
 from tests.consent.personas import POLICY
 
 SCR = "https://fhir.scr.example/"
@@ -131,10 +132,29 @@ def test_directives_that_cannot_be_read_with_certainty_are_none() -> None:
         _consent({"type": "permit", "securityLabel": [sti]}),
         _consent({"type": "deny"}, status="inactive"),
         _consent({"type": "deny"}, scope={"coding": [{"code": "adr"}]}),
-        _consent({"type": "deny"}, dateTime=None),
+        _consent(
+            {
+                "type": "permit",
+                "actor": [{"reference": {"identifier": {"value": "R1"}}}],
+                "securityLabel": [sti],
+            },
+            dateTime=None,
+        ),
     ]
     for body in unclear:
         assert directive(body, POLICY.sensitive, POLICY.sections) is None, body
+
+
+def test_an_objection_without_a_date_is_kept_in_force_from_always() -> None:
+    """Dropped, the person's objection would not be honoured for want of a date."""
+    for provision in (
+        {"type": "deny"},
+        {"type": "deny", "actor": [{"reference": {"identifier": {"value": "R1"}}}]},
+    ):
+        d = directive(_consent(provision, dateTime=None), POLICY.sensitive, POLICY.sections)
+        assert d is not None, provision
+        assert d.kind in ("dissent", "restrict-org")
+        assert (d.recorded, d.start, d.end) == (None, ALWAYS, None)
 
 
 def test_a_restriction_that_cannot_be_read_exactly_is_a_dissent() -> None:
