@@ -280,11 +280,9 @@ def directive(
         return None
     recorded = _instant(consent.get("dateTime"))
     start, end = _period(provision.get("period"))
-    start = start or recorded
-    if start is None:
-        if kind == "consent-category":
-            return None
-        start = ALWAYS  # an objection without a date is not dropped for want of one
+    if recorded is None and kind == "consent-category":
+        return None  # it could not be weighed against an objection
+    start = start or recorded or ALWAYS  # an objection is not dropped for want of a date
     author = next(
         (str(p.get("display") or _org(p, {}) or "") for p in consent.get("performer", [])),
         "",

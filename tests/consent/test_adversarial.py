@@ -447,7 +447,7 @@ def test_an_undated_restriction_outweighs_any_consent() -> None:
     dissent = replace(directive("dissent"), recorded=None, start=ALWAYS)
     patient = facts(typical(user), directives=(directive("dissent", days_ago=1), dissent))
     d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
-    assert [n.recorded for n in d.directives][0] is None  # the latest word comes first
+    assert d.directives[0].recorded is None  # the latest word comes first
 
 
 def test_restriction_of_an_organisation() -> None:

@@ -140,6 +140,15 @@ def test_directives_that_cannot_be_read_with_certainty_are_none() -> None:
             },
             dateTime=None,
         ),
+        _consent(
+            {
+                "type": "permit",
+                "actor": [{"reference": {"identifier": {"value": "R1"}}}],
+                "securityLabel": [sti],
+                "period": {"start": "2026-01-01"},
+            },
+            dateTime=None,
+        ),
     ]
     for body in unclear:
         assert directive(body, POLICY.sensitive, POLICY.sections) is None, body
