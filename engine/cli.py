@@ -98,6 +98,19 @@ def _progress(label: str, total: int | None = None) -> Iterator[Callable[[int], 
     yield plain
 
 
+#: A run's counts, in the order the table shows them.
+_OUTCOMES = (
+    "read",
+    "created",
+    "updated",
+    "unchanged",
+    "deleted",
+    "relabelled",
+    "quarantined",
+    "warnings",
+)
+
+
 def _show_summary(summary: RunSummary, as_json: bool) -> None:
     doc = summary.as_dict()
     if as_json:
@@ -106,7 +119,7 @@ def _show_summary(summary: RunSummary, as_json: bool) -> None:
     table = Table(title=f"{summary.kind} run {summary.run_id}")
     table.add_column("outcome")
     table.add_column("count", justify="right")
-    for key in ("read", "created", "updated", "unchanged", "deleted", "quarantined", "warnings"):
+    for key in _OUTCOMES:
         table.add_row(key, f"{doc[key]:,}")
     Console().print(table)
     for reason, n in doc["quarantine_reasons"].items():
