@@ -69,7 +69,9 @@ def restricted() -> dict[str, str]:
 
 
 def add_labels(resource: dict[str, Any], labels: list[dict[str, str]]) -> None:
-    """Add labels to ``meta.security`` once each, keeping any the source already set."""
+    """Add labels to ``meta.security`` once each, keeping any the source already set, in one
+    order (by system and code) however and whenever they were added: a record labelled when
+    read and the same record labelled later store the same body."""
     if not labels:
         return
     security: list[dict[str, Any]] = resource.setdefault("meta", {}).setdefault("security", [])
@@ -79,6 +81,7 @@ def add_labels(resource: dict[str, Any], labels: list[dict[str, str]]) -> None:
         if key not in seen:
             security.append(label)
             seen.add(key)
+    security.sort(key=lambda s: (str(s.get("system", "")), str(s.get("code", ""))))
 
 
 def confidential_labels(canonical_base: str, *codes: str) -> list[dict[str, str]]:

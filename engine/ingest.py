@@ -125,6 +125,8 @@ class _Writes:
     quarantine_inserts: list[dict[str, Any]]
     #: Changes to what the batch's records name: ``from_key``, ``to_key``, ``gone``.
     pointed: list[dict[str, Any]]
+    #: What they took the stored labels of: ``from_key``, ``to_key``.
+    inherited: list[dict[str, Any]]
     #: Refresh planner statistics after this batch.
     analyse: bool
 
@@ -215,18 +217,20 @@ class _Run:
         self.good.append(_Good(record, rows, outcome.withheld))
         self.pending += len(rows)
 
+    def _unmet(self, record: SourceRecord) -> set[str]:
+        """The keys ``record`` names that its reader did not meet, so takes the stored labels
+        of. A replayed record met nothing: what its extract held is stored now, and may have
+        been labelled since it was quarantined."""
+        named = set(record.fields.get("_pointed_records", ()))
+        if self.summary.kind == "replay":
+            return named
+        return named - set(record.fields.get("_met_records", ()))
+
     def _inherit(self, conn: Connection) -> None:
         """Label the batch's records with what the records they name and the reader did not
-        meet (``_pointed_records`` but not ``_met_records``: an earlier run brought them) are
-        stored with: a course for a problem recorded last month is withheld with the problem."""
-        pointers = {
-            id(g): keys
-            for g in self.good
-            if (
-                keys := set(g.record.fields.get("_pointed_records", ()))
-                - set(g.record.fields.get("_met_records", ()))
-            )
-        }
+        meet (an earlier run brought them) are stored with: a course for a problem recorded
+        last month is withheld with the problem."""
+        pointers = {id(g): keys for g in self.good if (keys := self._unmet(g.record))}
         if not pointers:
             return
         held = store.passed_labels(conn, sorted({k for keys in pointers.values() for k in keys}))
@@ -267,6 +271,12 @@ class _Run:
             self._check_patients(stored.patients | state.patients)
             staged, seen, taken = self._stage(stored.current)
             pointed = _pointer_changes(self.good, named)
+            inherited = [
+                {"from_key": g.record.ref.key, "to_key": k}
+                for g in self.good
+                if not g.invalid
+                for k in sorted(self._unmet(g.record))
+            ]
             reopened = [rec.ref.key for rec, _ in self.bad]
             quarantined = set(reopened)
             resolved = [k for k in taken if k in state.open and k not in quarantined]
@@ -278,7 +288,9 @@ class _Run:
         self.good, self.bad, self.pending = [], [], 0
         self.flushes += 1
         analyse = self.flushes & (self.flushes - 1) == 0  # after batches 1, 2, 4, 8, ...
-        writes = _Writes(staged, seen, resolved, reopened, updates, inserts, pointed, analyse)
+        writes = _Writes(
+            staged, seen, resolved, reopened, updates, inserts, pointed, inherited, analyse
+        )
         self.writer.submit(partial(self._write, conn, writes))
 
     def _write(self, conn: Connection, writes: _Writes) -> None:
@@ -302,7 +314,15 @@ class _Run:
 
     def _batch_writes(self, conn: Connection, writes: _Writes) -> None:
         run_id = self.summary.run_id
-        store.stage(conn, run_id, writes.staged, writes.seen, writes.resolved, writes.pointed)
+        store.stage(
+            conn,
+            run_id,
+            writes.staged,
+            writes.seen,
+            writes.resolved,
+            writes.pointed,
+            writes.inherited,
+        )
         store.keep_open(conn, run_id, writes.reopened)
         for item, values in writes.quarantine_updates:
             conn.execute(update(Q).where(Q.c.id == item).values(**values))

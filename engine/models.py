@@ -202,6 +202,17 @@ class Pointer(Base):
     from_key: Mapped[str] = mapped_column(String(512), primary_key=True, index=True)
 
 
+class StagedInherit(Base):
+    """What a run's records named and took the stored labels of (``_pointed_records`` they did
+    not meet): a label such a record gains in the same run must still reach them."""
+
+    __tablename__ = "staged_inherit"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    from_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    to_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+
+
 class StagedPointer(Base):
     """A run's changes to ``pointer``, applied with its rows, so a run that does not complete
     changes no pointer."""

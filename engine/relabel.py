@@ -10,8 +10,7 @@ added to the stored records that name them (``pointer``), then to the records na
 until nothing changes; each change is a new version, as an update is.
 
 Labels are only added here, never taken away: a record keeps one it inherited until its own row
-comes again and is read afresh. Records the run took in itself are left alone, as their labels
-were decided from this extract.
+comes again and is read afresh.
 """
 
 from __future__ import annotations
@@ -21,13 +20,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
 
 from adapters import labels
 from engine.canonical import content_hash, dumps
 from engine.db import member_of
 from engine.facts import FACT_COLUMNS, row_facts
-from engine.store import RS, P, R, S, V
+from engine.store import RS, SI, P, R, S, V
 
 
 def relabelled(
@@ -49,14 +48,20 @@ def relabelled(
 def pass_back(conn: Connection, run_id: str, canonical_base: str, now: datetime) -> int:
     """Add the labels the run gave its records to the stored records naming them; call with
     the run's rows and pointers applied, before its staging area is cleared. Returns how many
-    records were relabelled."""
+    records were relabelled.
+
+    A record the run took in saw, when read, the labels of what it names as its extract gave
+    them (met) or as they were stored (``staged_inherit``): it takes a label from a record the
+    run read only if it saw that record as stored; from a record relabelled here, always.
+    """
     mine = select(S.c.source_key, S.c.labels).where(S.c.run_id == run_id, S.c.labels != "")
     gained = _passing((row.source_key, row.labels) for row in conn.execute(mine))
-    count = 0
+    count, read = 0, True
     while gained:
-        changed = _relabel(conn, run_id, _holders(conn, gained), canonical_base, now)
+        holders = _holders(conn, run_id, gained, read)
+        changed = _relabel(conn, run_id, holders, canonical_base, now)
         count += len(changed)
-        gained = _passing(changed)
+        gained, read = _passing(changed), False
     return count
 
 
@@ -70,40 +75,54 @@ def _passing(rows: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
     return out
 
 
-def _holders(conn: Connection, gained: Mapping[str, set[str]]) -> dict[str, set[str]]:
-    """The records naming any of ``gained``, with the codes they should carry from them."""
-    out: dict[str, set[str]] = {}
+#: For a record naming others: the codes it should carry if the run did not take it in, and
+#: if it did.
+Holder = tuple[set[str], set[str]]
+
+
+def _holders(
+    conn: Connection, run_id: str, gained: Mapping[str, set[str]], read: bool
+) -> dict[str, Holder]:
+    """The records naming any of ``gained`` and the codes they should carry from them;
+    ``read``: ``gained`` are records the run read (else records relabelled here)."""
+    inherited = exists().where(
+        SI.c.run_id == run_id, SI.c.from_key == P.c.from_key, SI.c.to_key == P.c.to_key
+    )
+    out: dict[str, Holder] = {}
     for cond in member_of(conn, P.c.to_key, list(gained)):
-        for row in conn.execute(select(P.c.from_key, P.c.to_key).where(cond)):
-            out.setdefault(row.from_key, set()).update(gained[row.to_key])
+        for row in conn.execute(select(P.c.from_key, P.c.to_key, inherited).where(cond)):
+            untaken, taken = out.setdefault(row.from_key, (set(), set()))
+            codes = gained[row.to_key]
+            untaken.update(codes)
+            if row[2] or not read:
+                taken.update(codes)
     return out
 
 
 def _relabel(
     conn: Connection,
     run_id: str,
-    holders: Mapping[str, set[str]],
+    holders: Mapping[str, Holder],
     canonical_base: str,
     now: datetime,
 ) -> list[tuple[str, str]]:
-    """Write a new version of each active stored row of ``holders`` (not taken in by this
-    run) that lacks one of its codes; ``(source_key, labels)`` of each row written."""
-    taken = select(RS.c.resource_id).where(RS.c.run_id == run_id)
+    """Write a new version of each active stored row of ``holders`` that lacks one of the
+    codes it should carry; ``(source_key, labels)`` of each row written."""
+    taken = exists().where(RS.c.run_id == run_id, RS.c.resource_id == R.c.id)
     stamp = now.isoformat()
     updates: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     changed: list[tuple[str, str]] = []
     for cond in member_of(conn, R.c.source_key, list(holders)):
         rows = conn.execute(
-            select(R.c.id, R.c.source_key, R.c.source_org, R.c.version_id, R.c.body).where(
-                cond, R.c.status == "active", R.c.id.not_in(taken)
+            select(R.c.id, R.c.source_key, R.c.source_org, R.c.version_id, R.c.body, taken).where(
+                cond, R.c.status == "active"
             )
         )
         for row in rows:
             version = row.version_id + 1
-            body = relabelled(
-                orjson.loads(row.body), holders[row.source_key], canonical_base, version, stamp
-            )
+            codes = holders[row.source_key][1 if row[5] else 0]
+            body = relabelled(orjson.loads(row.body), codes, canonical_base, version, stamp)
             if body is None:
                 continue
             column = labels.column(body, canonical_base)

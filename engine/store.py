@@ -36,6 +36,7 @@ from engine.models import (
     ResourceVersion,
     RunSeen,
     Staged,
+    StagedInherit,
     StagedPointer,
     StagedResolution,
 )
@@ -48,6 +49,7 @@ RS = cast(Table, RunSeen.__table__)
 Q = cast(Table, QuarantineItem.__table__)
 P = cast(Table, Pointer.__table__)
 SP = cast(Table, StagedPointer.__table__)
+SI = cast(Table, StagedInherit.__table__)
 
 
 @dataclass(frozen=True)
@@ -158,11 +160,13 @@ def stage(
     seen: list[dict[str, Any]],
     resolved: Iterable[str],
     pointed: Sequence[dict[str, Any]] = (),
+    inherited: Sequence[dict[str, Any]] = (),
 ) -> None:
     """A batch's staged rows, and their versions straight into the history; every id it took
     in (``seen``: ``resource_id`` and ``resource_type``, changed or not); the source keys it
     took in that have open quarantine items; the changes to what its records name (``pointed``:
-    ``from_key``, ``to_key`` and whether it is ``gone``).
+    ``from_key``, ``to_key`` and whether it is ``gone``), and what they took stored labels from
+    (``inherited``: ``from_key``, ``to_key``).
 
     A version belongs to its run: it is history once the run completes, and a run that does
     not complete takes its versions with it (``discard_run``). Writing them batch by batch, on
@@ -184,6 +188,7 @@ def stage(
     if res:
         conn.execute(insert(SR), res)
     bulk_insert(conn, SP, [{"run_id": run_id, **p} for p in pointed])
+    bulk_insert(conn, SI, [{"run_id": run_id, **p} for p in inherited])
 
 
 def keep_open(conn: Connection, run_id: str, keys: Sequence[str]) -> None:
@@ -322,6 +327,7 @@ def discard_staging(conn: Connection, run_id: str) -> None:
     conn.execute(delete(RS).where(RS.c.run_id == run_id))
     conn.execute(delete(SR).where(SR.c.run_id == run_id))
     conn.execute(delete(SP).where(SP.c.run_id == run_id))
+    conn.execute(delete(SI).where(SI.c.run_id == run_id))
 
 
 def discard_run(conn: Connection, run_id: str) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select
 from adapters.codes import CodeMaps
 from engine import ingest as ingest_module
 from engine.models import Pointer, ResourceVersion, StagedPointer
+from engine.quarantine import replay
 from engine.settings import Settings
 from tests.adapters.test_emis import (
     ASTHMA,
@@ -20,11 +21,13 @@ from tests.adapters.test_emis import (
     O_ASTHMA,
     O_BP,
     P_OK,
+    SALBUTAMOL,
     SMOKER,
     TRUE,
     default_tables,
     guid,
     observation,
+    quarantine,
     run,
     stored,
     write_extract,
@@ -184,3 +187,74 @@ def test_a_run_that_fails_changes_no_pointer(
         staged = conn.execute(select(func.count()).select_from(StagedPointer)).scalar_one()
     assert after == before
     assert staged == 0
+
+
+def _issue_of_the_course() -> dict[str, str]:
+    """The course's issue as a delta gives it: with its own patient and drug."""
+    return {"IssueRecordGuid": ISSUE, "DrugRecordGuid": DRUG, "PatientGuid": P_OK,
+            "CodeId": SALBUTAMOL, "EffectiveDate": "2024-03-02", "Quantity": "2"}  # fmt: skip
+
+
+def test_an_issue_read_beside_its_problem_takes_what_its_stored_course_gains(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """The issue took its course's stored labels when read; the course is labelled at the end
+    of the same run (from the problem): the issue must be too, and a re-run changes nothing."""
+    first = _first()
+    run(engine, settings, codes, write_extract(tmp_path / "first", first))
+    delta = _delta(
+        first, **_problem(IsConfidential=TRUE), Prescribing_IssueRecord=[_issue_of_the_course()]
+    )
+    folder = write_extract(tmp_path / "delta", delta)
+    run(engine, settings, codes, folder)
+    found = _labels(engine)
+    confidential = {name for name, labels in found.items() if "source-confidential" in labels}
+    assert confidential == {*NAMING, "problem"}
+
+    versions = _versions(engine)
+    again = run(engine, settings, codes, folder)
+    assert (again.created, again.updated, again.relabelled) == (0, 0, 0)
+    assert _versions(engine) == versions
+
+
+def test_a_replayed_record_takes_what_it_names_gained_while_it_was_quarantined(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    tables = _first()
+    tables["Prescribing_DrugRecord"][0]["Dosage"] = "BAD"
+    folder = write_extract(tmp_path / "first", tables)
+    path = folder / "Prescribing_DrugRecord.csv"
+    path.write_bytes(path.read_bytes().replace(b"BAD", b"One \xff daily"))
+    run(engine, settings, codes, folder)
+    item = quarantine(engine)[DRUG]
+    run(
+        engine,
+        settings,
+        codes,
+        write_extract(tmp_path / "delta", _delta(tables, **_problem(IsConfidential=TRUE))),
+    )
+
+    fixed = replay(engine, settings, codes, ids=[item.id], corrections={"Dosage": "One daily"})
+    assert fixed.created == 1
+    assert "source-confidential" in _labels(engine)["course"]
+
+
+def test_a_full_extract_after_a_relabel_rewrites_nothing(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """Labels are kept in one order, so a record labelled later and the same record read with
+    the label are the same body."""
+    change = {"CodeId": "1200005", "IsConfidential": TRUE}
+    first = _first()
+    run(engine, settings, codes, write_extract(tmp_path / "first", first))
+    delta = _delta(first, **_problem(**change))
+    run(engine, settings, codes, write_extract(tmp_path / "delta", delta))
+    rows = stored(engine)
+    before = {key: rows[key].version_id for key in NAMING.values()}
+
+    full = _first()
+    full["CareRecord_Observation"][1] |= change
+    assert full["CareRecord_Observation"][1]["ObservationGuid"] == O_ASTHMA
+    summary = run(engine, settings, codes, write_extract(tmp_path / "full", full))
+    rows = stored(engine)
+    assert {key: rows[key].version_id for key in NAMING.values()} == before, summary.as_dict()

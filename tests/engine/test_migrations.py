@@ -31,7 +31,7 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
                 text(
                     "SELECT relname, relpersistence FROM pg_class WHERE relname IN "
                     "('staged', 'staged_resolution', 'run_seen', 'staged_pointer', 'pointer', "
-                    "'resource') "
+                    "'staged_inherit', 'resource') "
                     "AND relnamespace = current_schema()::regnamespace"
                 )
             ).all()
@@ -41,6 +41,7 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
         "staged_resolution": "u",
         "run_seen": "u",
         "staged_pointer": "u",
+        "staged_inherit": "u",
         "pointer": "p",
         "resource": "p",
     }
