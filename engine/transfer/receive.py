@@ -29,6 +29,7 @@ from audit.entry import Action
 from consent import Decision, Policy, Request, Who, decide
 from engine.db import read_only
 from engine.gate import gather_facts
+from engine.identity.features import fold
 from engine.transfer import message, signature, store
 from engine.transfer.parties import may_take_part
 from engine.transfer.rules import (
@@ -38,7 +39,6 @@ from engine.transfer.rules import (
     Refused,
     check_parties,
     check_shape,
-    fold,
     out_of_turn,
 )
 from engine.transfer.take import take

@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
 from consent import Decision
+from engine.identity.features import fold
 from engine.transfer import news2, signature, store
 from engine.transfer.form import claimed_news2
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
@@ -273,7 +274,8 @@ class Known:
     #: (``None`` when there is no such person).
     care: Decision | None = None
     #: That person's birth dates and family names in the record, from every source (a name
-    #: folded: letters only, case-free).
+    #: folded as identity matching folds it: letters only, accents and case aside, so a name
+    #: composed or decomposed in Unicode is one name).
     born: frozenset[str] = frozenset()
     families: frozenset[str] = frozenset()
 
@@ -329,11 +331,6 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
 
 
 _CHECK = "check that the number and the person are the same"
-
-
-def fold(name: str) -> str:
-    """A name as compared: letters only, case-free (O'Brien, OBrien and o'brien are one)."""
-    return "".join(ch for ch in name.casefold() if ch.isalpha())
 
 
 def _held(born: str, dates: frozenset[str]) -> bool:

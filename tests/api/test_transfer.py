@@ -7,6 +7,8 @@ stored; a good one is stored once however often (or however concurrently) it is 
 from __future__ import annotations
 
 import copy
+import unicodedata
+import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -39,6 +41,7 @@ from engine.transfer.form import (
     discharge_message,
     transfer_message,
 )
+from engine.transfer.message import Header
 from engine.transfer.receive import receive
 from engine.transfer.rules import NOT_IN_CARE, Refused
 from engine.transfer.tables import MESSAGES, STATUS, TRANSFERS
@@ -1019,3 +1022,19 @@ def test_a_birth_date_the_record_keeps_to_a_year_or_a_month_is_held() -> None:
     assert held("1950-03-01", frozenset({"1950"})) and held("1950-03-01", frozenset({"1950-03"}))
     assert not held("1950-03-01", frozenset({"1950-04"}))
     assert not held("1951-03-01", frozenset({"1950"}))
+
+
+def test_a_family_name_is_the_same_composed_or_decomposed() -> None:
+    """Some systems send Unicode decomposed (e + combining diaeresis): the resident the record
+    holds composed must not be refused as another person."""
+    composed, decomposed = "Brontë", unicodedata.normalize("NFD", "Brontë")
+    assert composed != decomposed and transfer_rules.fold(composed) == transfer_rules.fold(
+        decomposed
+    )
+    header = Header(str(uuid.UUID(int=0)), "care-home-transfer", CARE_HOME, HOSPITAL, "urn:uuid:x")
+    patient = {"resourceType": "Patient", "birthDate": "1950-03-01",
+               "name": [{"family": decomposed}]}  # fmt: skip
+    parsed = transfer_rules.Parsed(header, NHS, "p", None, "r", PATIENT_ENTRY, patient)
+    known = transfer_rules.Known(CARE_HOME, {}, None, ("person",), born=frozenset({"1950-03-01"}),
+                                 families=frozenset({transfer_rules.fold(composed)}))  # fmt: skip
+    assert list(transfer_rules._same_person(parsed, known)) == []
