@@ -18,10 +18,13 @@ from sqlalchemy import delete, select
 from audit.query import stream
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
+from engine.transfer import signature
+from engine.transfer.keys import org_key
+from engine.transfer.store import sender_key
 from engine.transfer.tables import KEYS, MESSAGES
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys, trail
-from tests.api.transfers import CARE_HOME, HOSPITAL
+from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
 from tests.factories import nhs_numbers
 from tests.ig.test_console import csrf
 from tests.web.test_pages import acknowledged
@@ -321,3 +324,22 @@ def test_a_refused_start_of_a_transfer_is_audited_with_the_person(
     opened = len(refused())
     assert web.post(PATH, data=FORM | {"csrf_token": csrf(web, "/record")}).status_code == 403
     assert refused()[opened:] == [("deny", "u-gp", NHS, ["transfer.forbidden"])]
+
+
+def test_two_first_sends_at_once_sign_with_the_one_key_registered(store: Store) -> None:
+    """A double click on a home's first transfer: both sends race to make its key, and the
+    one that finds the file made signs with it, once it is registered; neither is a 500."""
+
+    def attempt(i: int) -> Ed25519PrivateKey | Exception:
+        try:
+            return org_key(store.engine, store.settings.data_dir, "VCH09", f"u-{i}")
+        except Exception as exc:  # the outcome is what is checked
+            return exc
+
+    outcomes = at_once(2, attempt)
+    with store.engine.connect() as conn:
+        registered = sender_key(conn, "VCH09")
+    assert [signature.public_pem(k) for k in outcomes if isinstance(k, Ed25519PrivateKey)] == [
+        registered,
+        registered,
+    ], outcomes
