@@ -37,8 +37,10 @@ from engine.transfer.rules import (
     Parsed,
     Problem,
     Refused,
+    check_json,
     check_parties,
     check_shape,
+    listed,
     out_of_turn,
 )
 from engine.transfer.take import take
@@ -184,6 +186,9 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
     except orjson.JSONDecodeError as exc:
         problem = Problem("structure", f"not JSON: {exc}", "Bundle")
         raise refuse(inbox, who, ctx, 422, problem) from None
+    unfit = check_json(raw, doc)
+    if unfit:
+        raise refuse(inbox, who, ctx, 422, *unfit)
     problems, parsed = check_shape(doc)
     digest = store.message_hash(doc) if isinstance(doc, dict) else ""
     looked = _Looked(None) if parsed is None else _look(inbox, who, parsed)
@@ -194,8 +199,8 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
         problems.extend(check_parties(doc, parsed, known))
     if problems or parsed is None or known is None:
         nhs = parsed.nhs_number if parsed else None
-        raise refuse(inbox, who, ctx, 422, *problems, action=action_of(parsed), known=known,
-                     nhs=nhs)  # fmt: skip
+        raise refuse(inbox, who, ctx, 422, *listed(problems), action=action_of(parsed),
+                     known=known, nhs=nhs)  # fmt: skip
     return _accept(inbox, who, ctx, raw, parsed, digest, known, looked.patients)
 
 

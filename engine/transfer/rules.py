@@ -13,6 +13,7 @@ never reveals what policy hides); which it was goes to the audit trail alone (``
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ _UNNAMED = {
     "hospital-discharge": "a discharge names the transfer it closes",
     "transfer-acknowledgement": "an acknowledgement names the transfer it acknowledges",
 }
+#: How deep a message may nest, and how many JSON values it may hold in all. A red-bag message
+#: nests about ten deep and holds a few hundred values (one with 60 medicines and 30 allergies,
+#: about 1,600); the bounds are far past any real one and keep one message's checks cheap
+#: (500,000 junk values cost 17 s of validation) and within what the canonical JSON writer
+#: takes (orjson reads 1,024 levels but writes 255).
+MAX_DEPTH = 64
+MAX_VALUES = 50_000
+#: The most problems one answer lists: every problem of any real message, and a short answer
+#: to junk (one final issue says how many more there were).
+MAX_PROBLEMS = 100
 #: The element models this process has built for messages (docs/ingest.md, ``ElementMemo``):
 #: messages from the same care homes share codes, narratives and organisations, and every
 #: resource is still validated whole. Shared by the server's threads; ``None`` turns it off.
@@ -101,16 +112,78 @@ class Parsed:
     patient: Mapping[str, Any] | None = None
 
 
+def check_json(raw: bytes, doc: Any) -> list[Problem]:
+    """What makes a body unfit to read further, before it is hashed or checked: nesting past
+    :data:`MAX_DEPTH`, more than :data:`MAX_VALUES` values, or a key twice in one object
+    (I-JSON: the signature covers orjson's reading, the last value, while the stored bytes
+    hold both, and a first-wins reader takes the other as the message)."""
+    depth, values = _extent(doc)
+    if depth > MAX_DEPTH:
+        return [Problem("structure", f"the body nests deeper than {MAX_DEPTH} levels", "Bundle")]
+    if values > MAX_VALUES:
+        return [Problem("too-costly", f"the body holds more than {MAX_VALUES:,} JSON values",
+                        "Bundle")]  # fmt: skip
+    try:
+        json.loads(raw, object_pairs_hook=_unique)
+    except _RepeatedKey as exc:
+        return [Problem("structure", f"the key {exc} appears twice in one object", "Bundle")]
+    return []
+
+
+def _extent(doc: Any) -> tuple[int, int]:
+    """How deep ``doc`` nests (stopping past :data:`MAX_DEPTH`) and how many values it holds."""
+    deepest, values = 0, 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack and deepest <= MAX_DEPTH:
+        value, depth = stack.pop()
+        values += 1
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest, values
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> None:
+    """Refuse an object with a key twice; nothing is built, as only the keys are checked."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise _RepeatedKey(next(repr(k) for k in keys if keys.count(k) > 1))
+
+
+def listed(problems: list[Problem]) -> list[Problem]:
+    """At most :data:`MAX_PROBLEMS`, and then one saying how many more were found: a real
+    message's problems are all listed, junk's answer stays short."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    said = f"{len(problems) - MAX_PROBLEMS:,} more problems were found and are not listed"
+    return [*problems[:MAX_PROBLEMS], Problem("too-costly", said, "Bundle")]
+
+
 def _schema_problems(doc: Any) -> list[Problem]:
     errors = sorted(_schema().iter_errors(doc), key=lambda e: list(e.absolute_path))
-    return [Problem("structure", e.message, _path(e.absolute_path)) for e in errors]
+    return [Problem("structure", _short(e.message), _path(e.absolute_path)) for e in errors]
+
+
+def _short(said: str) -> str:
+    """A schema message quotes the value it is about, which may be the whole of a huge entry
+    list: the path says where, and the first words what."""
+    return said if len(said) <= 300 else said[:300] + "…"
 
 
 def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
     shell = {k: v for k, v in doc.items() if k not in ("entry", "signature")}
     for issue in validate_resource(shell, ELEMENTS):
         yield Problem("structure", issue.reason, "Bundle")
-    for i, entry in enumerate(_list(doc.get("entry"))):
+    entries = _list(doc.get("entry"))
+    if len(entries) > _schema().schema["properties"]["entry"]["maxItems"]:
+        return  # refused by the schema already: no validation of an absurd number of resources
+    for i, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
@@ -134,10 +207,12 @@ def _repeated_urls(doc: dict[str, Any]) -> Iterator[Problem]:
 
 
 def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Each entry's resource by its fullUrl; an entry whose fullUrl is not a string names
+    nothing (the schema reports it)."""
     return {
         e["fullUrl"]: (i, e["resource"])
         for i, e in enumerate(doc["entry"])
-        if isinstance(e["resource"], dict)
+        if isinstance(e["fullUrl"], str) and isinstance(e["resource"], dict)
     }
 
 

@@ -357,6 +357,90 @@ def test_malformed_json_and_a_huge_body_are_refused(
     assert len(refusals) == 2
 
 
+@pytest.mark.parametrize(
+    ("junk", "issues"),
+    [(500_000, 1), (5_000, transfer_rules.MAX_PROBLEMS + 1)],
+    ids=["past-the-value-bound", "past-the-entry-bound"],
+)
+def test_junk_within_the_size_limit_gets_a_short_answer(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    junk: int, issues: int,
+) -> None:  # fmt: skip
+    """One body of junk entries, well under the size limit, used to cost seconds of checks and
+    an answer 60 times its size (an issue per item): past the bound on JSON values it is
+    refused at once, and past the schema's entry bound its issues stop at the cap, the last
+    saying how many more there were."""
+    doc = signed(unsigned(), keys[CARE_HOME])
+    doc["entry"] += [1] * junk
+    body = orjson.dumps(doc)
+    refused = send(client, home, body)
+    assert refused.status_code == 422
+    found = refused.json()["issue"]
+    assert len(found) == issues and len(refused.content) < len(body)
+    assert found[-1]["expression"] == ["Bundle"] and found[-1]["code"] == "too-costly"
+    if issues > 1:
+        assert found[0]["expression"] == ["Bundle.entry"]
+        more = junk + 1 - transfer_rules.MAX_PROBLEMS  # an issue an item, and the bound's
+        assert found[-1]["diagnostics"].startswith(f"{more:,} more problems")
+    assert count(store, MESSAGES) == 0 and len(refusal_rules(store)) == 1
+
+
+def test_every_problem_of_a_real_message_is_listed() -> None:
+    """The cap is far past a real message's problems: up to it, each is listed."""
+    problems = [transfer_rules.Problem("value", str(i)) for i in range(transfer_rules.MAX_PROBLEMS)]
+    assert transfer_rules.listed(problems) == problems
+
+
+@pytest.mark.parametrize("where", ["Bundle", "Patient"])
+@pytest.mark.parametrize("depth", [transfer_rules.MAX_DEPTH, 300])
+def test_a_message_nested_past_the_bound_is_refused_and_audited_not_crashed_on(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    where: str, depth: int,
+) -> None:  # fmt: skip
+    """orjson reads 1,024 levels but writes only 255, so hashing a deep body raised: a 500,
+    unaudited. Past the bound (far past any real message) it is refused before it is hashed."""
+    doc = signed(unsigned(), keys[CARE_HOME])
+    (doc if where == "Bundle" else doc["entry"][2]["resource"])["implicitRules"] = "DEEP"
+    body = orjson.dumps(doc).replace(b'"DEEP"', b"[" * depth + b"]" * depth)
+    refused = send(client, home, body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["expression"] == ["Bundle"]
+    assert count(store, MESSAGES) == 0 and len(refusal_rules(store)) == 1
+
+
+@pytest.mark.parametrize("url", [{"a": 1}, ["urn:uuid:x"], 7])
+def test_a_header_entry_whose_full_url_is_not_a_string_is_refused_at_it(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, url: Any
+) -> None:
+    doc = unsigned()
+    doc["entry"][0]["fullUrl"] = url
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422, refused.text
+    assert ["Bundle.entry[0].fullUrl"] in [i.get("expression") for i in refused.json()["issue"]]
+    assert count(store, MESSAGES) == 0
+
+
+def test_an_entry_whose_full_url_is_not_a_string_names_nothing() -> None:
+    entry = {"fullUrl": ["urn:uuid:x"], "resource": {"resourceType": "Patient"}}
+    assert transfer_rules._by_url({"entry": [entry]}) == {}
+
+
+def test_a_body_with_a_key_twice_is_refused_and_nothing_is_kept(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """The signature covers orjson's reading (the last value); the stored bytes would hold
+    both, and a reader taking the first would see another birth date than was signed."""
+    raw = orjson.dumps(signed(unsigned(), keys[CARE_HOME]))
+    real = b'"birthDate":"1950-03-01"'
+    forged = raw.replace(real, b'"birthDate":"1961-07-07",' + real)
+    assert forged != raw
+    refused = send(client, home, forged)
+    assert refused.status_code == 422
+    (issue,) = refused.json()["issue"]
+    assert issue["expression"] == ["Bundle"] and "'birthDate' appears twice" in issue["diagnostics"]
+    assert count(store, MESSAGES) == 0 and len(refusal_rules(store)) == 1
+
+
 def test_the_same_message_sent_ten_times_at_once_is_stored_once(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
 ) -> None:
