@@ -126,11 +126,13 @@ def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A message's NEWS2 total, where it stands, and the readings it says it was scored on."""
+    """A message's (first) NEWS2 total, where it stands, and the readings it says it was scored
+    on; ``more`` are the entries of any other totals, which a message must not have."""
 
     entry: int
     total: object
     vitals: news2.Vitals | None
+    more: tuple[int, ...] = ()
 
 
 def _codes(resource: dict[str, Any]) -> set[str]:
@@ -160,7 +162,7 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
     writes is there, those readings: so a total can be checked against what it was scored on.
     ``None`` when there is no total."""
     found: dict[str, Any] = {}
-    total: tuple[int, object, object] | None = None
+    totals: list[tuple[int, object, bool]] = []
     oxygen: bool | None = None
     loinc = {code: name for name, (code, _, _) in _VITALS.items()}
     for i, entry in enumerate(entries):
@@ -172,16 +174,16 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
         if NEWS2_TOTAL in codes:
             method = r.get("method")
             scale = _codes({"code": method}) if isinstance(method, dict) else set()
-            total = (i, value, "2" in scale)
+            totals.append((i, value, "2" in scale))
         elif ACVPU_SCORE in codes:
             found["consciousness"] = r.get("valueString")
         elif codes & {ON_OXYGEN, ON_AIR}:
             oxygen = ON_OXYGEN in codes
         for code in codes & loinc.keys():
             found[loinc[code]] = value
-    if total is None:
+    if not totals:
         return None
-    i, value, scale_2 = total
+    (i, value, scale_2), *more = totals
     level = found.get("consciousness")
     complete = (
         oxygen is not None
@@ -194,7 +196,7 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
         int(found["systolic_bp"]), int(found["pulse"]), found["consciousness"],
         float(found["temperature"]), 2 if scale_2 else 1,
     ) if complete else None  # fmt: skip
-    return Claim(i, value, vitals)
+    return Claim(i, value, vitals, tuple(j for j, _, _ in more))
 
 
 def readings(v: news2.Vitals) -> str:

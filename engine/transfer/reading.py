@@ -20,10 +20,10 @@ _TAGS = re.compile(r"<[^<>]*>")
 
 
 def _composition(bundle: dict[str, Any]) -> dict[str, Any]:
-    return next(
-        (e["resource"] for e in bundle.get("entry", [])
-         if e.get("resource", {}).get("resourceType") == "Composition"), {},
-    )  # fmt: skip
+    """The Composition the header's focus names, as the rules find the one they judge."""
+    entries = bundle.get("entry", [])
+    focus = entries[0]["resource"]["focus"][0]["reference"] if entries else None
+    return next((e["resource"] for e in entries if e.get("fullUrl") == focus), {})
 
 
 def sections(bundle: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -206,6 +206,15 @@ def _repeated_urls(doc: dict[str, Any]) -> Iterator[Problem]:
             seen.add(url)
 
 
+def _others(doc: dict[str, Any], kind: str, one: int, which: str) -> Iterator[Problem]:
+    """Each ``kind`` resource but entry ``one``: the rules judge one Composition and one
+    header, and the pages show what the rules judged (``engine.transfer.reading``), so a
+    second (a decoy for another person, say) is refused rather than left for a reader."""
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        if i != one and _obj(_obj(entry).get("resource")).get("resourceType") == kind:
+            yield Problem("structure", f"a message has {which}", f"Bundle.entry[{i}].resource")
+
+
 def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
     """Each entry's resource by its fullUrl; an entry whose fullUrl is not a string names
     nothing (the schema reports it)."""
@@ -238,6 +247,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
         return Parsed(header, None, nhs_path, None, _HEADER + ".focus")
     c, composition = found
     here = f"Bundle.entry[{c}].resource"
+    problems.extend(_others(doc, "Composition", c, "one Composition, the one its focus names"))
     found_patient: tuple[str | None, Mapping[str, Any] | None] = (None, None)
     codes = {
         code
@@ -256,6 +266,10 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
     else:
         p, patient = subject
         found_patient = (f"Bundle.entry[{p}].resource", patient)
+        if header.event == "care-home-transfer" and not _checkable(patient):
+            problems.append(Problem("required", "the Patient has neither a family name nor a "
+                                    "birth date: one is needed to check that the NHS number is "
+                                    "theirs", f"Bundle.entry[{p}].resource.birthDate"))  # fmt: skip
         nhs_path = f"Bundle.entry[{p}].resource.identifier"
         numbers = [
             (j, ident.get("value"))
@@ -305,6 +319,7 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
         return problems, None  # and what is wrong
     # Any other problem in the header (its source, say) leaves the rest of the message
     # readable, and every problem in it is listed at once.
+    problems.extend(_others(doc, "MessageHeader", 0, "one MessageHeader, its first entry"))
     parsed = _content(doc, header, problems)
     problems.extend(_news2(doc))
     return problems, parsed
@@ -314,7 +329,11 @@ def _news2(doc: dict[str, Any]) -> Iterator[Problem]:
     """A NEWS2 total must be what its readings give: the hospital triages on the total, and a
     sender's slip (or a stale score) must not make a high risk read as low."""
     claim = claimed_news2(_list(doc.get("entry")))
-    if claim is None or claim.vitals is None:
+    if claim is None:
+        return
+    for i in claim.more:  # the pages show one total, and it must be the one checked here
+        yield Problem("structure", "a message has one NEWS2 total", f"Bundle.entry[{i}].resource")
+    if claim.vitals is None:
         return
     scored = news2.total(claim.vitals)
     if claim.total != scored:
@@ -408,6 +427,17 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
 _CHECK = "check that the number and the person are the same"
 
 
+def _families(patient: Mapping[str, Any]) -> set[str]:
+    names = [n for n in _list(patient.get("name")) if isinstance(n, dict)]
+    return {fold(n["family"]) for n in names if isinstance(n.get("family"), str)} - {""}
+
+
+def _checkable(patient: Mapping[str, Any]) -> bool:
+    """Whether :func:`_same_person` has anything to compare: a transfer's Patient with neither
+    a family name nor a birth date would skip the wrong-patient check altogether."""
+    return isinstance(patient.get("birthDate"), str) or bool(_families(patient))
+
+
 def _held(born: str, dates: frozenset[str]) -> bool:
     """Whether the record holds this birth date, to the precision it holds it (a source may
     keep only a year or a month)."""
@@ -423,8 +453,7 @@ def _same_person(parsed: Parsed, known: Known) -> Iterator[Problem]:
     if isinstance(born, str) and known.born and not _held(born, known.born):
         said = f"this date of birth is not the record's for this NHS number: {_CHECK}"
         yield Problem("value", said, f"{here}.birthDate")
-    names = [n for n in _list(patient.get("name")) if isinstance(n, dict)]
-    families = {fold(n["family"]) for n in names if isinstance(n.get("family"), str)}
+    families = _families(patient)
     if families and known.families and families.isdisjoint(known.families):
         said = f"this family name is not one the record holds for this NHS number: {_CHECK}"
         yield Problem("value", said, f"{here}.name")

@@ -168,6 +168,36 @@ def _second_patient_same_url(doc: dict[str, Any]) -> None:
     doc["entry"].insert(2, other)
 
 
+def _another(doc: dict[str, Any], i: int, at: int, **resource: Any) -> None:
+    """A copy of entry ``i`` (under a fresh fullUrl, with ``resource`` changed) put at ``at``."""
+    copied = copy.deepcopy(doc["entry"][i])
+    copied["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
+    copied["resource"] |= resource
+    doc["entry"].insert(at, copied)
+
+
+def _decoy_composition_first(doc: dict[str, Any]) -> None:
+    """The focus names the real Composition, now second: the pages must not show the first."""
+    _another(doc, 1, 1, title="Routine review")
+
+
+def _second_header(doc: dict[str, Any]) -> None:
+    _another(doc, 0, len(doc["entry"]), id=str(uuid.uuid4()))
+
+
+def _stale_news2_total_first(doc: dict[str, Any]) -> None:
+    """A stale 0 ahead of the real total: rules and pages must read one total, the same."""
+    _another(doc, 10, 10)
+    doc["entry"][10]["resource"]["valueQuantity"]["value"] = 0
+
+
+def _nameless_patient(doc: dict[str, Any]) -> None:
+    """Neither a family name nor a birth date: nothing to check the NHS number against."""
+    patient = doc["entry"][2]["resource"]
+    patient.pop("birthDate")
+    patient["name"] = [{"given": ["Renée"]}]
+
+
 def _header_id_not_a_uuid(doc: dict[str, Any]) -> None:
     doc["entry"][0]["resource"]["id"] = "0" * 36
 
@@ -186,9 +216,14 @@ UNKNOWN = next(nhs_numbers(999_600_000))
         (_bad_r4, "Bundle.entry[3].resource.valueQuantity"),
         (_second_patient_same_url, "Bundle.entry[3].fullUrl"),
         (_header_id_not_a_uuid, "Bundle.entry[0].resource.id"),
+        (_decoy_composition_first, "Bundle.entry[1].resource"),
+        (_second_header, "Bundle.entry[14].resource"),
+        (_stale_news2_total_first, "Bundle.entry[11].resource"),
+        (_nameless_patient, f"{PATIENT_ENTRY}.birthDate"),
     ],
     ids=["missing-nhs-number", "invalid-nhs-number", "unknown-patient", "missing-section",
-         "invalid-r4", "repeated-full-url", "header-id-not-a-uuid"],
+         "invalid-r4", "repeated-full-url", "header-id-not-a-uuid", "second-composition",
+         "second-header", "second-news2-total", "nameless-patient"],
 )  # fmt: skip
 def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,

@@ -3,6 +3,7 @@ narrative text stripped of tags in linear time."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,19 @@ def test_the_inbox_reads_the_subject_and_the_coded_reason_not_the_first_patient_
     found = triage(doc)
     assert found["name"] == f"{FORM.person.given} {FORM.person.family}"
     assert found["reason"] == FORM.reason and found["news2"] == "8"
+
+
+def test_the_pages_read_the_composition_the_header_names_not_the_first() -> None:
+    """The rules judge the focus; a Composition ahead of it (which the rules now refuse) must
+    never be what a stored message is read by."""
+    doc = message()
+    decoy = copy.deepcopy(doc["entry"][1])
+    decoy["fullUrl"] = "urn:uuid:00000000-0000-4000-8000-000000000000"
+    for section in decoy["resource"]["section"]:
+        section["text"]["div"] = "<div>Routine review</div>"
+    doc["entry"].insert(1, decoy)
+    assert triage(doc)["reason"] == FORM.reason
+    assert "Routine review" not in {text for _, _, text in sections(doc)}
 
 
 def test_a_tag_never_spans_another_opening_bracket() -> None:
