@@ -9,6 +9,7 @@ pages live at ``/inbox`` and ``/record/{nhs}/transfer``.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -33,7 +34,7 @@ from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.parties import acknowledgement, may_take_part
 from engine.transfer.reading import sections, triage
 from engine.transfer.receive import receive
-from engine.transfer.rules import Refused
+from engine.transfer.rules import UUID, Refused
 from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
 from engine.web.pages import _page, _signed_in, _to, notice_first, org_names, to_sign_in
@@ -101,6 +102,14 @@ def _send(request: Request, who: Who, doc: dict[str, Any]) -> str | list[str]:
     return str(doc["entry"][0]["resource"]["id"])
 
 
+def _sent_already(request: Request, who: Who, message_id: str) -> bool:
+    """Whether the user's organisation opened the transfer ``message_id`` names: a second send
+    of one review (its timestamps differ, so the message would be a conflict) goes to it."""
+    with services(request).engine.connect() as conn:
+        row = transfer(conn, message_id)
+    return row is not None and row.care_home == who.org
+
+
 def _care_home_user(request: Request, nhs_number: str) -> Who | Response:
     """The signed-in care-home user past the notice, or the page to answer with instead:
     only care-home staff start a transfer (nor is a signing key made for anyone else)."""
@@ -144,13 +153,15 @@ def send_transfer(
     allergies: Optional = "", for_cpr: Optional = "", advance: Optional = "",
     legal: Optional = "", about_me: Optional = "", contacts: Optional = "",
     infection: Optional = "", belongings: Optional = "", step: Optional = "review",
-    reviewed: Optional = "",
+    reviewed: Optional = "", message_id: Optional = "",
 ) -> Response:  # fmt: skip
     """``step`` is ``review`` (check what was entered, NEWS2 computed), ``edit`` (back to the
     form with what was entered) or ``send``; nothing is sent that was not reviewed as it is
-    (``reviewed`` seals the values the review showed and the person's NHS number: a replayed
-    or altered post, or one for another person, is shown for review again). Every field is
-    optional to FastAPI, so that a blank one comes back on the form with its problem, never
+    (``reviewed`` seals the values the review showed, the person's NHS number and the
+    message id the review chose: a replayed or altered post, or one for another person, is
+    shown for review again). A reviewed transfer sent twice (a double click, or Back and Send)
+    is one message id, so the second send goes to the transfer the first opened. Every field
+    is optional to FastAPI, so that a blank one comes back on the form with its problem, never
     as a bare 400."""
     session.check_csrf(request, csrf_token)
     entered = {
@@ -169,23 +180,29 @@ def send_transfer(
     hospitals = _kind_of(request, "hospital")
     form, problems = read_form(entered, nhs_number, who.name, dict(hospitals), datetime.now(UTC))
     vitals = form.vitals
-    shown = entered | {"nhs_number": nhs_number}  # a review is of one person's transfer
-    if step == "send" and not session.sealed(request, shown, reviewed):
+    # a review is of one person's transfer, sent as one message
+    shown = entered | {"nhs_number": nhs_number, "message_id": message_id}
+    if step == "send" and not (UUID.fullmatch(message_id)
+                               and session.sealed(request, shown, reviewed)):  # fmt: skip
         step = "review"
     if not problems and step == "review":
+        shown["message_id"] = str(uuid.uuid4())
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
                      prefill=entered, hospitals=hospitals, review=True,
                      news2_total=news2.total(vitals), news2_risk=news2.risk(vitals),
                      news2_scale=news2.SCALES[vitals.spo2_scale],
                      hospital_name=dict(hospitals).get(hospital, hospital),
+                     message_id=shown["message_id"],
                      reviewed=session.seal(request, shown))  # fmt: skip
     if not problems and step == "send":
+        if _sent_already(request, who, message_id):
+            return _to(f"{_INBOX}/{quote(message_id)}")
         base = services(request).settings.canonical_base
         doc = transfer_message(form, sender=who.org, destination=hospital.strip(),
-                               now=datetime.now(UTC), base=base)  # fmt: skip
+                               now=datetime.now(UTC), base=base, header_id=message_id)  # fmt: skip
         sent = _send(request, who, doc)
-        if isinstance(sent, str):
-            return _to(f"{_INBOX}/{quote(sent)}")
+        if isinstance(sent, str) or _sent_already(request, who, message_id):
+            return _to(f"{_INBOX}/{quote(message_id)}")  # the second of two sends at once
         problems = [(None, p) for p in sent]
     status, error = (422, "The transfer was not sent") if problems else (200, None)
     return _page(request, "transfer_form.html", status, who=who, nhs_number=nhs_number,

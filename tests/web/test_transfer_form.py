@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -21,7 +22,7 @@ from engine.api.deps import SESSION_COOKIE
 from engine.transfer import signature
 from engine.transfer.keys import org_key
 from engine.transfer.store import sender_key
-from engine.transfer.tables import KEYS, MESSAGES
+from engine.transfer.tables import KEYS, MESSAGES, TRANSFERS
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
@@ -57,8 +58,14 @@ def _post(web: TestClient, **changes: Any) -> Any:
         review = web.post(PATH, data=data | {"step": "review"})
         if review.status_code != 200:
             return review
-        data["reviewed"] = re.search(r'name="reviewed" value="([^"]*)"', review.text)[1]  # type: ignore[index]
+        data |= sealed(review.text)
     return web.post(PATH, data=data)
+
+
+def sealed(review: str) -> dict[str, str]:
+    """What a review's Send carries besides the values: the seal and the message id."""
+    return {k: re.search(rf'name="{k}" value="([^"]*)"', review)[1]  # type: ignore[index]
+            for k in ("reviewed", "message_id")}  # fmt: skip
 
 
 def test_a_review_shows_news2_and_sends_nothing_until_send(web: TestClient, store: Store) -> None:
@@ -288,6 +295,20 @@ def test_only_what_was_reviewed_is_sent(web: TestClient, store: Store) -> None:
     assert again.status_code == 200 and "Check before sending" in again.text
     assert count(store, MESSAGES) == 0
     assert _post(web, step="send").status_code == 303 and count(store, MESSAGES) == 1
+
+
+def test_a_reviewed_transfer_sent_twice_opens_one_transfer(web: TestClient, store: Store) -> None:
+    """A double click on Send, or Back and Send: the review chose the message id, so the
+    second send is the same message and goes to the transfer the first opened."""
+    data: dict[str, Any] = FORM | {"csrf_token": csrf(web, PATH)}
+    review = web.post(PATH, data=data | {"step": "review"})
+    send = data | sealed(review.text) | {"step": "send"}
+    first, again = web.post(PATH, data=send), web.post(PATH, data=send)
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"] == f"/inbox/{send['message_id']}"
+    assert count(store, TRANSFERS) == count(store, MESSAGES) == 1
+    other = web.post(PATH, data=send | {"message_id": str(uuid.uuid4())})
+    assert other.status_code == 200 and count(store, MESSAGES) == 1  # unsealed: reviewed again
 
 
 def test_a_review_seal_is_for_the_person_reviewed(web: TestClient, store: Store) -> None:
