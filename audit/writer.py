@@ -41,21 +41,25 @@ _INSERT_COLUMNS = (
 MAX_BATCH = 256
 
 
-#: Each searchable column's width. An entry's value is cut to fit, in the entry itself (so its
-#: body and its column still agree), rather than fail the append, and with it every entry
+#: Each searchable column's width. An entry's value is made storable, in the entry itself (so
+#: its body and its column still agree), rather than fail the append, and with it every entry
 #: batched beside it: the request id, purpose and identities come from requests and tokens.
 _WIDTHS = {
     c.name: c.type.length
     for c in AuditRow.__table__.columns
     if isinstance(c.type, String) and c.type.length
 }
+#: PostgreSQL stores no NUL in text; the replacement character shows that one was there.
+_NUL, _SHOWN_FOR_NUL = "\x00", "\ufffd"
 
 
 def _fitted(entry: AuditEntry) -> AuditEntry:
+    """``entry`` with each searchable value cut to its column and any NUL replaced."""
     over: dict[str, Any] = {
-        name: value[:width]
+        name: value.replace(_NUL, _SHOWN_FOR_NUL)[:width]
         for name, width in _WIDTHS.items()
-        if isinstance(value := getattr(entry, name, None), str) and len(value) > width
+        if isinstance(value := getattr(entry, name, None), str)
+        and (len(value) > width or _NUL in value)
     }
     return replace(entry, **over) if over else entry
 

@@ -25,7 +25,7 @@ from audit import AuditEntry, AuditUnavailable, RequestContext, Writer, disclose
 from audit.entry import Action, time_text
 from consent import Policy, Who
 from engine.api.auth import TokenRefused, TokenUser, Verifier
-from engine.api.errors import FhirError, Problem
+from engine.api.errors import FhirError, Problem, echoed
 from engine.api.records import Reader
 from engine.api.throttle import Refusals, Throttled, TooManyRefusals
 from engine.directory import Kinds
@@ -44,6 +44,11 @@ THROTTLED = "auth.throttled"
 SWEEP_SECONDS = 5.0
 #: As long as the audit trail's column, so the id a client gave is the one the trail holds.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: A purpose of use as FHIR's ``code`` type has it: words of printable characters, one space
+#: between them. PostgreSQL stores no NUL, and the export writes the purpose as a ``code``.
+_PURPOSE = re.compile(r"[^\s\x00-\x1f\x7f]+(?: [^\s\x00-\x1f\x7f]+)*")
+#: As long as the audit trail's column, so the purpose decided on is the one the trail holds.
+PURPOSE_WIDTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +217,20 @@ def _refused(svc: Services, ctx: RequestContext, *why: str, page: bool = False) 
     )
 
 
+def purpose_valid(purpose: str) -> bool:
+    """Whether a purpose a request names is a code scr can decide on, keep and export."""
+    return len(purpose) <= PURPOSE_WIDTH and _PURPOSE.fullmatch(purpose) is not None
+
+
+def _purpose_of_use(given: str | None) -> str | None:
+    """The purpose ``X-Purpose-Of-Use`` names (``None``: the token's); one that is not a code
+    is a malformed request, 400 before any decision, as a malformed parameter is."""
+    if not given or purpose_valid(given):
+        return given or None
+    why = f"Not a purpose of use code (such as TREAT): {echoed(repr(given))}"
+    raise FhirError(400, Problem("value", why, "X-Purpose-Of-Use"))
+
+
 def who_for(svc: Services, user: TokenUser, purpose: str | None = None) -> Who:
     """The user as the policy sees them: the profile their role maps to at this kind of org,
     and the request's purpose of use (the token's ``purpose_of_use`` unless the request names
@@ -235,7 +254,7 @@ def _who(svc: Services, user: TokenUser, kind: str | None, purpose: str | None) 
     )
 
 
-def user_for(request: Request, purpose: str | None, *, cookie: bool = False) -> Who:
+def user_for(request: Request, *, cookie: bool = False) -> Who:
     """The user a request's token names; 401, audited with the reason, if none."""
     svc = services(request)
     ctx = context(request)
@@ -246,7 +265,7 @@ def user_for(request: Request, purpose: str | None, *, cookie: bool = False) -> 
         user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
         raise _refused(svc, ctx, "auth.token-invalid", exc.kind, page=cookie) from None
-    return who_for(svc, user, purpose)
+    return who_for(svc, user)
 
 
 async def current_user(
@@ -270,4 +289,4 @@ async def current_user(
     hit, kind = svc.kinds.cached(user.org)
     if not hit:
         kind = await run_in_threadpool(svc.kinds.kind, user.org)
-    return _who(svc, user, kind, request.headers.get(PURPOSE_HEADER))
+    return _who(svc, user, kind, _purpose_of_use(request.headers.get(PURPOSE_HEADER)))

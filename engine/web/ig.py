@@ -89,7 +89,7 @@ def _page(request: Request, name: str, status: int = 200, **values: Any) -> Resp
 
 def _signed_in(request: Request) -> Who:
     try:
-        return user_for(request, None, cookie=True)
+        return user_for(request, cookie=True)
     except FhirError:
         raise Refused(to_sign_in(request)) from None
 

@@ -8,6 +8,7 @@ bearer token in a ``Secure; HttpOnly; SameSite=Strict`` cookie.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from engine.api.auth import TokenRefused, mint
 from engine.api.deps import (
     SESSION_COOKIE,
     context,
+    purpose_valid,
     record_login,
     refuse,
     services,
@@ -57,11 +59,11 @@ def _page(request: Request, name: str, status: int = 200, **values: Any) -> Resp
     return session.keep_csrf(request, response)
 
 
-def _signed_in(request: Request, purpose: str | None = None) -> Who | None:
+def _signed_in(request: Request) -> Who | None:
     if SESSION_COOKIE not in request.cookies:
         return None
     try:
-        return user_for(request, purpose, cookie=True)
+        return user_for(request, cookie=True)
     except FhirError:
         return None
 
@@ -166,9 +168,12 @@ def notice_first(request: Request, who: Who, here: str) -> Response | None:
 
 @router.get(_RECORD + "/{nhs_number}", response_class=HTMLResponse)
 def record(request: Request, nhs_number: str, purpose: str | None = None) -> Response:
-    who = _signed_in(request, purpose)
+    who = _signed_in(request)
     if who is None:
         return to_sign_in(request)
+    if purpose and not purpose_valid(purpose):
+        return _purpose_refused(request, who, nhs_number)
+    who = replace(who, purpose=purpose or who.purpose)
     here = f"{_RECORD}/{quote(nhs_number)}" + (f"?purpose={quote(purpose)}" if purpose else "")
     notice = notice_first(request, who, here)
     if notice is not None:
@@ -200,6 +205,16 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
         basis=released.decision.basis, directives=released.decision.directives, purpose=purpose,
         transfers=released.transfers, org_names=names,
     )  # fmt: skip
+
+
+def _purpose_refused(request: Request, who: Who, nhs_number: str) -> Response:
+    """400 for a purpose that is not a code, audited as an attempt on the person the page
+    names (as every refused view of it is), with no purpose: the one given cannot be kept."""
+    number = nhs_number if nhs_number_valid(nhs_number) else None
+    refuse(services(request), context(request), "everything", replace(who, purpose=None),
+           ("purpose.invalid",), number, page=True)  # fmt: skip
+    error = "The purpose of use must be a code, such as TREAT"
+    return _no_access(request, who, nhs_number, None, error, status=400)
 
 
 def _no_access(

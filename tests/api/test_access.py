@@ -163,3 +163,18 @@ def test_an_nhs_number_in_non_ascii_digits_is_refused_400(
         assert refused.status_code == 400
         assert refused.json()["resourceType"] == "OperationOutcome"
     assert audit_actions(store) == before
+
+
+def test_a_purpose_header_that_is_not_a_code_is_refused_400(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """``X-Purpose-Of-Use`` is a code (FHIR ``code``: no control characters, single spaces,
+    at most the trail's 32 characters): anything else is a malformed request, refused before
+    any decision as other malformed parameters are, so it never reaches the trail."""
+    before = audit_actions(store)
+    for odd in ("TREAT\x01", "TREAT  X", "TREAT\tX", "P" * 33):
+        refused = everything(client, token("gp"), odd)
+        assert refused.status_code == 400, odd
+        assert refused.json()["issue"][0]["expression"] == ["X-Purpose-Of-Use"]
+    assert audit_actions(store) == before
+    assert everything(client, token("gp"), "TREAT").status_code == 200

@@ -43,6 +43,17 @@ def test_an_over_long_value_is_cut_to_its_column_and_fails_no_one(engine: Engine
     assert verify(engine).intact
 
 
+def test_a_nul_in_a_column_value_is_replaced_and_fails_no_one(engine: Engine):
+    """PostgreSQL stores no NUL in text: one in a purpose or identity (they come from requests
+    and tokens) is replaced in the entry itself, so the batch beside it is written too."""
+    odd = entry(1, purpose="TREAT\x00", user_id="u\x00", request_id="r\x00")
+    sealed = append_batch(engine, [entry(0), odd, entry(2)])
+    assert [s.seq for s in sealed] == [1, 2, 3]
+    kept = sealed[1].entry
+    assert (kept.purpose, kept.user_id, kept.request_id) == ("TREAT\ufffd", "u\ufffd", "r\ufffd")
+    assert verify(engine).intact
+
+
 def test_an_empty_trail_verifies(engine: Engine):
     report = verify(engine)
     assert report.intact and report.size == 0 and report.head == GENESIS

@@ -112,6 +112,23 @@ def test_ae_doctor_is_refused_then_breaks_the_glass(
     assert ("break-glass", "permit") in audit_actions(store)
 
 
+def test_a_purpose_that_is_not_a_code_is_refused_400_and_audited(
+    web: TestClient, token: Token, store: Store
+) -> None:
+    """A purpose of use is a code: one with a NUL (which PostgreSQL cannot store) or doubled
+    spaces is refused, and the attempt on the person is in the trail, with no purpose."""
+    acknowledged(signed_in(web, token("other-gp")))
+    for odd in ("TREAT\x00", "TREAT  X", " TREAT", "P" * 33):
+        page = web.get(f"/record/{NHS}", params={"purpose": odd})
+        assert page.status_code == 400 and "purpose" in page.text, odd
+        last = list(stream(store.engine))[-1]
+        assert (last["action"], last["outcome"], last["rules"]) == (
+            "everything", "deny", ["purpose.invalid"]
+        )  # fmt: skip
+        assert (last["user_id"], last["nhs_number"], last["purpose"]) == ("u-other-gp", NHS, None)
+    assert web.get(f"/record/{NHS}", params={"purpose": "TREAT"}).status_code == 200
+
+
 def test_receptionist_sees_no_clinical_item(web: TestClient, token: Token) -> None:
     acknowledged(signed_in(web, token("receptionist")))
     page = web.get(f"/record/{NHS}")
