@@ -15,11 +15,13 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
 
 from adapters.synth.personas import BY_KEY, PERSONAS
 from adapters.values import nhs_number_valid
 from consent import NOTICE, Who, explain
 from consent import Request as Asked
+from engine.api.access import BreakGlass, Claim
 from engine.api.auth import TokenRefused, mint
 from engine.api.deps import (
     SESSION_COOKIE,
@@ -242,6 +244,22 @@ def _why(exc: RequestRefused | Ambiguous) -> str:
     return "; ".join(r.text for r in exc.refusals) or "No one holds this NHS number"
 
 
+#: What the API's checks (``engine.api.access``) refuse, as the form says it.
+_UNFIT = {
+    "patient": "That is not an NHS number",
+    "reason_code": "Choose a reason from the list",
+    "reason_text": "The reason must be at most 2,000 characters, with no NUL characters",
+    "reason": "The reason must be at most 2,000 characters, with no NUL characters",
+}
+
+
+def _unfit(request: Request, who: Who, nhs_number: str, exc: ValidationError) -> Response:
+    """400 and the form again for what the API refuses too, before anything is audited: a
+    reason that could not be stored with its grant must not be recorded as a permit."""
+    field = str(exc.errors()[0]["loc"][0])
+    return _no_access(request, who, nhs_number, None, _UNFIT[field], status=400)
+
+
 @router.post(_RECORD + "/{nhs_number}/break-glass")
 def break_glass(
     request: Request, nhs_number: str, csrf_token: Field, reason_code: Field, reason_text: Field
@@ -250,6 +268,10 @@ def break_glass(
     who = _signed_in(request)
     if who is None:
         return to_sign_in(request)
+    try:
+        BreakGlass(patient=nhs_number, reason_code=reason_code, reason_text=reason_text)
+    except ValidationError as exc:
+        return _unfit(request, who, nhs_number, exc)
     svc = services(request)
     try:
         ask(svc.reader, who, context(request), nhs_number, reason_code, reason_text,
@@ -265,6 +287,10 @@ def relationship(request: Request, nhs_number: str, csrf_token: Field, reason: F
     who = _signed_in(request)
     if who is None:
         return to_sign_in(request)
+    try:
+        Claim(patient=nhs_number, reason=reason)
+    except ValidationError as exc:
+        return _unfit(request, who, nhs_number, exc)
     try:
         ask(services(request).reader, who, context(request), nhs_number, None, reason, 0)
     except (RequestRefused, Ambiguous) as exc:

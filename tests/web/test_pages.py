@@ -129,6 +129,22 @@ def test_a_purpose_that_is_not_a_code_is_refused_400_and_audited(
     assert web.get(f"/record/{NHS}", params={"purpose": "TREAT"}).status_code == 200
 
 
+def test_break_glass_reasons_the_api_refuses_are_refused_before_anything_is_audited(
+    web: TestClient, token: Token, store: Store
+) -> None:
+    """The form takes the API's checks (a NUL cannot be stored with the grant): a reason that
+    fails them is a 400 with the form again, and no break-glass is recorded without its grant."""
+    acknowledged(signed_in(web, token("ae-doctor")))
+    before = audit_actions(store)
+    for code, text in (("5", "unconscious\x00"), ("5", "x" * 2001), ("5" * 17, "unconscious")):
+        form = {"csrf_token": csrf(web, "/record"), "reason_code": code, "reason_text": text}
+        page = web.post(f"/record/{NHS}/break-glass", data=form)
+        assert page.status_code == 400 and 'id="break-glass"' in page.text
+    claim = {"csrf_token": csrf(web, "/record"), "reason": "caring\x00"}
+    assert web.post(f"/record/{NHS}/relationship", data=claim).status_code == 400
+    assert audit_actions(store) == before
+
+
 def test_receptionist_sees_no_clinical_item(web: TestClient, token: Token) -> None:
     acknowledged(signed_in(web, token("receptionist")))
     page = web.get(f"/record/{NHS}")
