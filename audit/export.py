@@ -1,11 +1,12 @@
 """Export: IHE BALP ``PatientRead`` / ``PatientQuery`` AuditEvents, and CSV for spreadsheets.
 
-One AuditEvent per entry, and so per patient (an entry names at most one). A permitted read,
-``$everything`` or ``explain`` is a ``PatientRead``, a permitted search a ``PatientQuery``. A
-refusal, or an action that is neither (break-glass, transfers, logins), carries the same
-agents and patient entity but claims no BALP profile: BALP's Read and Query fix the outcome to
-success, and a profile we do not meet would mislead. What was disclosed and withheld goes in as
-counts (entity ``detail``), never as content.
+One AuditEvent per entry, and so per patient (an entry names at most one: by person id, NHS
+number or both; an attempt on a number nobody or several people hold has the number alone). A
+permitted read, ``$everything`` or ``explain`` is a ``PatientRead``, a permitted search a
+``PatientQuery``. A refusal, or an action that is neither (break-glass, transfers, logins),
+carries the same agents and patient entity but claims no BALP profile: BALP's Read and Query
+fix the outcome to success, and a profile we do not meet would mislead. What was disclosed and
+withheld goes in as counts (entity ``detail``), never as content.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -43,12 +45,27 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
+#: FHIR's ``code``: words of printable characters with one space between them.
+_CODE = re.compile(r"[^\s\x00-\x1f\x7f]+(?: [^\s\x00-\x1f\x7f]+)*")
+
+
+def code_valid(text: str) -> bool:
+    """Whether ``text`` can be a FHIR ``code`` (a purpose of use must be one to enter)."""
+    return _CODE.fullmatch(text) is not None
+
+
 def _coding(system: str, code: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code}]}
 
 
+def _concept(system: str, value: str) -> dict[str, Any]:
+    """A coded value from a request or token; one that is not a code (an entry stored before
+    purposes were checked) is kept as the concept's text, so the event stays valid R4."""
+    return _coding(system, value) if code_valid(value) else {"text": value}
+
+
 def _profile(doc: dict[str, Any]) -> str | None:
-    if doc["outcome"] != "permit" or not doc.get("patient_id"):
+    if doc["outcome"] != "permit" or not (doc.get("patient_id") or doc.get("nhs_number")):
         return None
     if doc["action"] == "search":
         return BALP + "PatientQuery"
@@ -83,9 +100,9 @@ def _agents(doc: dict[str, Any], query: bool, server: str) -> list[dict[str, Any
         user["name"] = doc["user_name"]
     job = (doc.get("role_code") or "").rsplit(":", 1)[-1]
     if job:
-        user["role"] = [_coding(JOB_ROLE, job)]
+        user["role"] = [_concept(JOB_ROLE, job)]
     if purposes:
-        user["purposeOfUse"] = [_coding(ACT_REASON, p) for p in purposes]
+        user["purposeOfUse"] = [_concept(ACT_REASON, p) for p in purposes]
     server_agent = {
         "type": _coding(DCM, server_role),
         "who": {"display": "scr"},
@@ -126,10 +143,12 @@ def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
             }
             for ref in doc.get("refs") or ()
         ]
+    what: dict[str, Any] = {}
     if doc.get("patient_id"):
-        what: dict[str, Any] = {"reference": f"Patient/{doc['patient_id']}"}
-        if doc.get("nhs_number"):
-            what["identifier"] = {"system": NHS_NUMBER, "value": doc["nhs_number"]}
+        what["reference"] = f"Patient/{doc['patient_id']}"
+    if doc.get("nhs_number"):
+        what["identifier"] = {"system": NHS_NUMBER, "value": doc["nhs_number"]}
+    if what:  # an attempt on a number nobody (or several people) hold names it alone
         detail = [
             {"type": f"disclosed:{t}", "valueString": str(n)}
             for t, n in (doc.get("disclosed") or {}).items()

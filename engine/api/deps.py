@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from audit import AuditEntry, AuditUnavailable, RequestContext, Writer, disclose
 from audit.entry import Action, time_text
+from audit.export import code_valid
 from consent import Policy, Who
 from engine.api.auth import TokenRefused, TokenUser, Verifier
 from engine.api.errors import FhirError, Problem, echoed
@@ -44,9 +45,6 @@ THROTTLED = "auth.throttled"
 SWEEP_SECONDS = 5.0
 #: As long as the audit trail's column, so the id a client gave is the one the trail holds.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-#: A purpose of use as FHIR's ``code`` type has it: words of printable characters, one space
-#: between them. PostgreSQL stores no NUL, and the export writes the purpose as a ``code``.
-_PURPOSE = re.compile(r"[^\s\x00-\x1f\x7f]+(?: [^\s\x00-\x1f\x7f]+)*")
 #: As long as the audit trail's column, so the purpose decided on is the one the trail holds.
 PURPOSE_WIDTH = 32
 
@@ -218,8 +216,9 @@ def _refused(svc: Services, ctx: RequestContext, *why: str, page: bool = False) 
 
 
 def purpose_valid(purpose: str) -> bool:
-    """Whether a purpose a request names is a code scr can decide on, keep and export."""
-    return len(purpose) <= PURPOSE_WIDTH and _PURPOSE.fullmatch(purpose) is not None
+    """Whether a purpose a request names is a code scr can decide on, keep and export (as a
+    FHIR ``code``: PostgreSQL stores no NUL, and FHIR allows no doubled or edge spaces)."""
+    return len(purpose) <= PURPOSE_WIDTH and code_valid(purpose)
 
 
 def _purpose_of_use(given: str | None) -> str | None:

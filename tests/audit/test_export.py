@@ -12,7 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from audit.export import BALP
+from audit.export import BALP, NHS_NUMBER
 from audit.search import Filters, search
 from audit.writer import append, append_batch
 from engine.cli import app
@@ -91,6 +91,50 @@ def test_a_refused_token_and_a_nameless_user_export_as_valid_audit_events(
     assert user.who.display == "unauthenticated user" and user.name is None and not user.role
     assert len(refused.agent) == 3  # no organisation agent
     assert next(a for a in login.agent if a.requestor).name is None
+
+
+def test_an_entry_naming_only_an_nhs_number_exports_the_person_by_that_number(
+    engine: Engine, db_url: str
+):
+    """An attempt on a number nobody (or several people) hold keeps the number with no person
+    id: its AuditEvent still names the person, by NHS number, with its details."""
+    nhs = entry(1).nhs_number
+    append_batch(
+        engine,
+        [
+            entry(1, action="break-glass", outcome="deny", patient_id=None, disclosed={},
+                  rules=("patient.unknown",), break_glass_code="5", break_glass_text="unconscious"),
+            entry(2, action="search", patient_id=None, nhs_number=nhs, disclosed={}),
+        ],
+    )  # fmt: skip
+    doc = orjson.loads(_export(db_url, "--format", "fhir"))
+    Bundle.model_validate(doc)
+    glass, searched = (e["resource"] for e in doc["entry"])
+    for event in (glass, searched):
+        AuditEvent.model_validate(event)
+        (patient,) = [e for e in event["entity"] if e.get("role", {}).get("code") == "1"]
+        assert patient["what"] == {"identifier": {"system": NHS_NUMBER, "value": nhs}}
+    (patient,) = [e for e in glass["entity"] if e.get("role", {}).get("code") == "1"]
+    assert {"type": "break-glass-reason", "valueString": "5"} in patient["detail"]
+    assert searched["meta"]["profile"] == [BALP + "PatientQuery"]
+
+
+def test_a_stored_purpose_or_role_that_is_not_a_code_exports_as_text(engine: Engine, db_url: str):
+    """Purposes are checked where they enter, but entries already stored (and a token's own
+    claims) may hold one FHIR's ``code`` refuses: it is exported as the concept's text."""
+    append_batch(
+        engine,
+        [entry(1, purpose="TREAT  X"), entry(2, purpose=" TREAT", role_code="S1:G1:R 1 ")],
+    )
+    doc = orjson.loads(_export(db_url, "--format", "fhir"))
+    Bundle.model_validate(doc)
+    first, second = (e["resource"] for e in doc["entry"])
+    for event, purpose in ((first, "TREAT  X"), (second, " TREAT")):
+        AuditEvent.model_validate(event)
+        user = next(a for a in event["agent"] if a["requestor"])
+        assert user["purposeOfUse"] == [{"text": purpose}]
+        assert event["meta"]["profile"] == [BALP + "PatientRead"]
+    assert next(a for a in second["agent"] if a["requestor"])["role"] == [{"text": "R 1 "}]
 
 
 def test_export_since_leaves_out_earlier_entries(engine: Engine, db_url: str):
