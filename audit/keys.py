@@ -13,6 +13,7 @@ import hashlib
 import stat
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -31,6 +32,8 @@ def _from_pem(data: bytes, where: str) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise SigningKeyError(f"{where}: not an unencrypted PEM private key") from None
+    except UnsupportedAlgorithm:  # a well-formed key of a kind cryptography cannot load
+        raise SigningKeyError(f"{where}: not an Ed25519 key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"{where}: not an Ed25519 key")
     return key
@@ -84,6 +87,8 @@ def load_public(pem: bytes) -> Ed25519PublicKey:
         key = serialization.load_pem_public_key(pem)
     except ValueError:
         raise SigningKeyError("not a PEM public key") from None
+    except UnsupportedAlgorithm:
+        raise SigningKeyError("not an Ed25519 public key") from None
     if not isinstance(key, Ed25519PublicKey):
         raise SigningKeyError("not an Ed25519 public key")
     return key

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Engine, Table, select
 
 from audit.checkpoint import CheckpointError, make, parse
-from audit.keys import signing_key
+from audit.keys import SigningKeyError, signing_key
 from audit.tables import AuditHead
 from audit.verify import Report, verify
 from engine.settings import Settings
@@ -44,11 +44,16 @@ def status(engine: Engine, settings: Settings) -> Status:
     return Status(row.seq if row else 0, row.hash.hex() if row else "", checkpoint)
 
 
-def verify_now(engine: Engine, settings: Settings, now: datetime) -> Report:
-    """Walk the whole trail once; when it holds, sign and keep a checkpoint of it."""
+def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Report, str | None]:
+    """Walk the whole trail once; when it holds, sign and keep a checkpoint of it. Also says
+    why no checkpoint was signed when the signing key cannot be used (the walk still runs)."""
     try:
-        cp = make(engine, signing_key(settings), now)
+        key = signing_key(settings)
+    except SigningKeyError as exc:
+        return verify(engine), str(exc)
+    try:
+        cp = make(engine, key, now)
     except CheckpointError:
-        return verify(engine)
+        return verify(engine), None
     latest_path(settings).write_bytes(orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2))
-    return Report(cp.size, bytes.fromhex(cp.head))
+    return Report(cp.size, bytes.fromhex(cp.head)), None

@@ -416,13 +416,14 @@ def chain_verify(request: Request, csrf_token: Field) -> Response:
     session.check_csrf(request, csrf_token)
     who = _officer(request, "ig-verify", "chain/verify")
     svc = services(request)
-    report = chain.verify_now(svc.engine, svc.settings, datetime.now(UTC))
+    report, unsigned = chain.verify_now(svc.engine, svc.settings, datetime.now(UTC))
     return _page(
         request,
         "ig_chain.html",
         who=who,
         chain_status=chain.status(svc.engine, svc.settings),
         report=report,
+        unsigned=unsigned,
     )
 
 

@@ -101,3 +101,37 @@ def test_checkpoint_is_signed_by_the_key_public_key_prints(engine, db_url, tmp_p
     args = ["audit", "verify", "--checkpoint", str(saved)]
     assert runner.invoke(app, args, env=env).exit_code == 0
     assert runner.invoke(app, [*args, "--public-key", str(other)], env=env).exit_code == 1
+
+
+#: secp112r1: a well-formed EC key of a kind cryptography cannot load (UnsupportedAlgorithm).
+UNSUPPORTED_PUBLIC = b"""-----BEGIN PUBLIC KEY-----
+MDIwEAYHKoZIzj0CAQYFK4EEAAYDHgAENd9/cy7Y+9AFKlxa2WtgyvXrJYor13Pz
+purWrg==
+-----END PUBLIC KEY-----
+"""
+UNSUPPORTED_PRIVATE = """-----BEGIN EC PRIVATE KEY-----
+MD4CAQEEDlmJZzi2ExIAWqQV4tTjoAcGBSuBBAAGoSADHgAENd9/cy7Y+9AFKlxa
+2WtgyvXrJYor13PzpurWrg==
+-----END EC PRIVATE KEY-----
+"""
+
+
+def test_a_key_of_a_kind_cryptography_cannot_load_is_a_signing_key_error(tmp_path):
+    with pytest.raises(SigningKeyError, match="not an Ed25519 public key"):
+        load_public(UNSUPPORTED_PUBLIC)
+    with pytest.raises(SigningKeyError, match="SCR_AUDIT_SIGNING_KEY: not an Ed25519 key"):
+        signing_key(Settings(data_dir=tmp_path, audit_signing_key=UNSUPPORTED_PRIVATE))
+
+
+def test_verify_and_checkpoint_with_such_a_key_say_why_and_exit_2_and_1(engine, db_url, tmp_path):
+    env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path)}
+    cp = tmp_path / "cp.json"
+    cp.write_text(runner.invoke(app, ["audit", "checkpoint"], env=env).stdout)
+    pub = tmp_path / "pub.pem"
+    pub.write_bytes(UNSUPPORTED_PUBLIC)
+    args = ["audit", "verify", "--checkpoint", str(cp), "--public-key", str(pub)]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 2 and "cannot verify" in result.output, repr(result.exception)
+    unusable = env | {"SCR_AUDIT_SIGNING_KEY": UNSUPPORTED_PRIVATE}
+    result = runner.invoke(app, ["audit", "checkpoint"], env=unusable)
+    assert result.exit_code == 1 and "not an Ed25519 key" in result.output, repr(result.exception)

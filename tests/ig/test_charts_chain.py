@@ -12,10 +12,13 @@ from sqlalchemy import text
 
 from audit.daily import daily
 from audit.entry import time_text
+from audit.keys import KEY_FILE
 from engine.api.deps import SESSION_COOKIE
+from engine.ig import chain
 from engine.web.charts import bars
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
+from tests.audit.test_keys import UNSUPPORTED_PRIVATE
 from tests.audit.trail import as_owner
 from tests.ig.test_console import csrf
 
@@ -77,3 +80,17 @@ def test_chain_page_shows_status_and_verify_signs_a_checkpoint(
         conn.execute(text("UPDATE audit_entry SET body = 'not an entry' WHERE seq = 2"))
     broken = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")}).text
     assert "does not verify: entry 2" in broken
+
+
+def test_verify_with_a_signing_key_it_cannot_use_still_walks_and_says_why(
+    web: TestClient, store: Store, ig_token: str
+) -> None:
+    key = store.settings.data_dir / KEY_FILE
+    key.write_text(UNSUPPORTED_PRIVATE)
+    key.chmod(0o600)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")})
+    assert page.status_code == 200
+    assert re.search(r"Verified: all \d+ entries hold, but no checkpoint was signed", page.text)
+    assert "not an Ed25519 key" in page.text
+    assert not chain.latest_path(store.settings).exists()
