@@ -7,6 +7,8 @@ when the trail was last proved whole and IG can download it to keep away from th
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,18 +32,45 @@ class Status:
     entries: int
     head: str
     checkpoint: dict[str, Any] | None
+    #: The latest checkpoint's file is there but is not a checkpoint (cut short, or edited).
+    unreadable: bool = False
 
 
 def latest_path(settings: Settings) -> Path:
     return settings.data_dir / LATEST
 
 
+def _latest(path: Path) -> tuple[dict[str, Any] | None, bool]:
+    """The latest checkpoint, or that it cannot be read: the pages showing it, and the Verify
+    button that would replace it, must not fail because of it."""
+    try:
+        return parse(path.read_bytes()).as_dict(), False
+    except FileNotFoundError:
+        return None, False
+    except (CheckpointError, OSError):
+        return None, True
+
+
 def status(engine: Engine, settings: Settings) -> Status:
     with engine.connect() as conn:
         row = conn.execute(select(H.c.seq, H.c.hash).where(H.c.id == 1)).first()
-    path = latest_path(settings)
-    checkpoint = parse(path.read_bytes()).as_dict() if path.exists() else None
-    return Status(row.seq if row else 0, row.hash.hex() if row else "", checkpoint)
+    checkpoint, unreadable = _latest(latest_path(settings))
+    return Status(row.seq if row else 0, row.hash.hex() if row else "", checkpoint, unreadable)
+
+
+def _keep(path: Path, data: bytes) -> None:
+    """Write ``data`` whole under another name, flushed to disk, then rename it into place: a
+    crash or a full disk leaves the previous checkpoint or this one, never part of one."""
+    fd, written = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(written, path)
+    except BaseException:
+        Path(written).unlink(missing_ok=True)
+        raise
 
 
 def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Report, str | None]:
@@ -55,5 +84,5 @@ def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Repor
         cp = make(engine, key, now)
     except CheckpointError:
         return verify(engine), None
-    latest_path(settings).write_bytes(orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2))
+    _keep(latest_path(settings), orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2))
     return Report(cp.size, bytes.fromhex(cp.head)), None

@@ -7,6 +7,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
 
+import orjson
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -94,3 +95,19 @@ def test_verify_with_a_signing_key_it_cannot_use_still_walks_and_says_why(
     assert re.search(r"Verified: all \d+ entries hold, but no checkpoint was signed", page.text)
     assert "not an Ed25519 key" in page.text
     assert not chain.latest_path(store.settings).exists()
+
+
+def test_a_cut_short_latest_checkpoint_is_shown_as_unreadable_and_verify_replaces_it(
+    web: TestClient, ig_token: str, store: Store
+) -> None:
+    latest = chain.latest_path(store.settings)
+    latest.write_bytes(b'{\n  "log": "scr-audit-trail/1",\n  "si')
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.get("/ig/chain")
+    assert page.status_code == 200 and "latest checkpoint unreadable" in page.text
+    search = web.get("/ig")
+    assert search.status_code == 200 and "latest checkpoint is unreadable" in search.text
+    web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")})
+    assert orjson.loads(latest.read_bytes())["log"] == "scr-audit-trail/1"
+    assert "unreadable" not in web.get("/ig/chain").text
+    assert [p.name for p in latest.parent.iterdir() if p.name.startswith(f".{latest.name}")] == []
