@@ -27,6 +27,8 @@ SCAN = 500
 MAX_PAGE = 500
 #: Longer than any identifier the trail holds (and PostgreSQL refuses a NUL byte outright).
 MAX_VALUE = 128
+#: The largest sequence number the trail's column holds (a 64-bit integer on PostgreSQL).
+MAX_SEQ = 2**63 - 1
 
 
 class SearchError(ValueError):
@@ -81,11 +83,16 @@ def _cursor(doc: dict[str, Any]) -> str:
 
 
 def _uncursor(cursor: str) -> tuple[datetime, int]:
+    """The position a cursor names; a forged one whose sequence number no entry can have (the
+    driver may not even bind it) or whose time has no zone is refused like any other."""
     try:
-        when, seq = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(when), int(seq)
+        text, number = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        when, seq = datetime.fromisoformat(text), int(number)
+        if not 1 <= seq <= MAX_SEQ or when.tzinfo is None:
+            raise ValueError
     except (ValueError, UnicodeDecodeError):
         raise SearchError("after: not a cursor this search handed out") from None
+    return when, seq
 
 
 def _where(f: Filters) -> list[ColumnElement[bool]]:

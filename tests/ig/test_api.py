@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -89,6 +90,10 @@ def test_audit_events_page_by_cursor(client: TestClient, token: Token, ig_token:
     assert len(seen) == len(set(seen)) == 5
 
 
+def _forged(cursor: bytes) -> str:
+    return base64.urlsafe_b64encode(cursor).decode()
+
+
 def test_bad_parameters_name_the_field(client: TestClient, ig_token: str) -> None:
     for params, field in (
         ({"patient": "1234567890"}, "patient"),
@@ -98,6 +103,8 @@ def test_bad_parameters_name_the_field(client: TestClient, ig_token: str) -> Non
         ({"date": "9999-12-31"}, "date"),
         ({"date": "ge0001-01-01T00:00:00+05:00"}, "date"),
         ({"_cursor": "zz"}, "_cursor"),
+        ({"_cursor": _forged(b"2026-12-01T00:00:00.000000Z|" + b"9" * 30)}, "_cursor"),
+        ({"_cursor": _forged(b"2026-12-01T00:00:00|5")}, "_cursor"),
         ({"agent": "u\x00gp"}, "agent"),
         ({"purpose": "T" * 200}, "purpose"),
     ):

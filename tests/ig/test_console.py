@@ -3,6 +3,7 @@ shows the trail's identifiers and counts but never the content of a record."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -114,6 +115,9 @@ def test_console_search_filters_pages_and_shows_counts(
     first = web.get("/ig", params={"since": "2000-01-01"})
     assert first.status_code == 200 and "next-page" not in first.text
     assert web.get("/ig", params={"until": "9999-12-31"}).status_code == 200  # no day after it
+    huge = base64.urlsafe_b64encode(b"2026-12-01T00:00:00.000000Z|" + b"9" * 30).decode()
+    forged = web.get("/ig", params={"after": huge})
+    assert forged.status_code == 400 and "after: not a cursor" in forged.text
 
 
 def test_console_csv_and_fhir_exports_hold_the_matches(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -99,3 +100,7 @@ def test_bad_cursor_and_limit_are_named(engine: Engine) -> None:
         search(engine, Filters(), after="not-a-cursor")
     with pytest.raises(SearchError, match="limit"):
         search(engine, Filters(), limit=0)
+    for forged in (b"2026-12-01T00:00:00.000000Z|" + b"9" * 30, b"2026-12-01T00:00:00Z|0",
+                   b"2026-12-01T00:00:00Z|-5", b"2026-12-01T00:00:00|5"):  # fmt: skip
+        with pytest.raises(SearchError, match="after"):
+            search(engine, Filters(), after=base64.urlsafe_b64encode(forged).decode())
