@@ -20,7 +20,7 @@ from audit import RequestContext
 from audit.export import audit_event
 from audit.search import Filters, SearchError, search
 from consent import Who
-from engine.api.deps import current_user, request_context, services
+from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response
 from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
@@ -94,6 +94,17 @@ def filters(
         raise _invalid(field.get(name, name), str(exc).split(": ", 1)[1]) from None
 
 
+def _admit(svc: Services, who: Who, ctx: RequestContext, asked: str, f: Filters) -> None:
+    """The IG gate, audited, before anything else is answered; 403 for anyone else."""
+    try:
+        admit(svc.audit, who, ctx, "ig-view", asked,
+              patient_id=f.patient_id, nhs_number=f.nhs_number)  # fmt: skip
+    except NotIgOfficer:
+        raise FhirError(
+            403, Problem("forbidden", "The audit trail is for information governance officers")
+        ) from None
+
+
 @router.get("/AuditEvent", responses=answers(Bundle))
 def audit_events(
     request: Request,
@@ -107,15 +118,13 @@ def audit_events(
     count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(alias="_cursor", max_length=200)] = None,
 ) -> Response:
-    f = filters(patient, agent, date, outcome, purpose)
     svc = services(request)
     try:
-        admit(svc.audit, who, ctx, "ig-view", "AuditEvent?" + f.as_query(),
-              patient_id=f.patient_id, nhs_number=f.nhs_number)  # fmt: skip
-    except NotIgOfficer:
-        raise FhirError(
-            403, Problem("forbidden", "The audit trail is for information governance officers")
-        ) from None
+        f = filters(patient, agent, date, outcome, purpose)
+    except FhirError:  # the gate first: anyone else gets the same 403 whatever they sent
+        _admit(svc, who, ctx, "AuditEvent", Filters())
+        raise
+    _admit(svc, who, ctx, "AuditEvent?" + f.as_query(), f)
     try:
         page = search(svc.engine, f, after=cursor, limit=count)
     except SearchError as exc:

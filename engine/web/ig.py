@@ -189,7 +189,8 @@ def _all(request: Request, f: Filters) -> Iterator[dict[str, Any]]:
 def export(request: Request, format: str = "csv") -> Response:
     try:
         f = filters_from(_args(request))
-    except SearchError as exc:
+    except SearchError as exc:  # the gate first: anyone else is refused (and audited) as ever
+        _officer(request, "export", f"format={format}")
         raise FhirError(400, Problem("invalid", str(exc))) from None
     _officer(request, "export", f"format={format}&{f.as_query()}", **_about(f))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -70,7 +70,24 @@ def test_everyone_but_ig_gets_403_on_every_page_and_the_api_and_it_is_audited(
 def test_signed_out_console_sends_to_sign_in(web: TestClient) -> None:
     for path in PAGES:
         assert web.get(path).status_code == 303
+    assert web.get("/ig/export", params={"since": "not-a-day"}).status_code == 303
     assert web.get("/fhir/AuditEvent").status_code == 401
+
+
+def test_a_malformed_filter_from_anyone_else_is_refused_403_and_audited(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """The gate comes first: what a user who may not search sends is never parsed for them."""
+    api = web.get("/fhir/AuditEvent", params={"outcome": "9"}, headers=auth(token("gp")))
+    assert api.status_code == 403 and audit_actions(store)[-1] == ("ig-view", "deny")
+    web.cookies.set(SESSION_COOKIE, token("gp"))
+    page = web.get("/ig/export", params={"format": "csv", "since": "not-a-day"})
+    assert page.status_code == 403 and audit_actions(store)[-1] == ("export", "deny")
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.get("/ig/export", params={"format": "csv", "since": "not-a-day"})
+    assert page.status_code == 400 and audit_actions(store)[-1] == ("export", "permit")
+    api = web.get("/fhir/AuditEvent", params={"outcome": "9"}, headers=auth(ig_token))
+    assert api.status_code == 400 and audit_actions(store)[-1] == ("ig-view", "permit")
 
 
 def test_ig_officer_sees_every_page_with_no_clinical_content(
