@@ -9,7 +9,7 @@ shown. Pages show identifiers, codes and counts from the trail, never the record
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -104,21 +104,30 @@ def _officer(request: Request, action: Action, asked: str, **audit: Any) -> Who:
     return who
 
 
-def _day(name: str, value: str | None) -> datetime | None:
+def _day(name: str, value: str | None) -> date | None:
     if not value:
         return None
     try:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        return date.fromisoformat(value)
     except ValueError:
         raise SearchError(f"{name}: a date, YYYY-MM-DD") from None
 
 
-def filters_from(args: dict[str, str]) -> Filters:
-    """The console's search form as :class:`Filters`; ``until`` is the last day included."""
+def _midnight(day: date, zone: tzinfo) -> datetime:
+    """When ``day`` starts where ``zone`` keeps time, in UTC: a UK day is 23 or 25 hours long
+    when the clocks change, so each end is found on its own day, not by adding 24 hours."""
+    return datetime.combine(day, time.min, zone).astimezone(UTC)
+
+
+def filters_from(args: dict[str, str], zone: tzinfo = UTC) -> Filters:
+    """The console's search form as :class:`Filters`; ``until`` is the last day included.
+    Days are ``zone``'s: the days of the times the page shows (UTC for the search and its
+    export, UK days for the patient's report, which shows local times)."""
     patient = args.get("patient", "").replace(" ", "") or None
     nhs = patient if patient and patient.isdigit() else None
     if nhs is not None and not nhs_number_valid(nhs):
         raise SearchError("patient: not a valid NHS number")
+    since = _day("since", args.get("since"))
     until = _day("until", args.get("until"))
     if until is not None and until.year == 9999:
         until = None  # the day after it cannot be written; every entry is before it anyway
@@ -132,8 +141,8 @@ def filters_from(args: dict[str, str]) -> Filters:
         purpose=args.get("purpose") or None,
         outcome=args.get("outcome") or None,
         action=args.get("action") or None,
-        since=_day("since", args.get("since")),
-        until=until + timedelta(days=1) if until else None,
+        since=_midnight(since, zone) if since else None,
+        until=_midnight(until + timedelta(days=1), zone) if until else None,
     )
 
 
@@ -321,7 +330,8 @@ def report(
             error="patient: not a valid NHS number",
         )
     try:
-        f = filters_from({"patient": nhs, "since": since or "", "until": until or ""})
+        days = {"since": since or "", "until": until or ""}
+        f = filters_from({"patient": nhs, **days}, ZoneInfo(_rules()["time_zone"]))
     except SearchError as exc:
         who = _officer(request, "ig-view", "report")
         return _page(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
+import pytest
 from fastapi.testclient import TestClient
 
 from audit.entry import time_text
 from audit.report import lines, load_roles
 from engine.api.deps import SESSION_COOKIE
+from engine.web.ig import filters_from
 from tests.api.conftest import NHS, Token
 from tests.api.test_access import REASON, everything, post
 
@@ -44,6 +46,56 @@ def test_report_lists_exactly_the_accesses_and_none_of_igs_own_work(
     later = web.get("/ig/report", params={"patient": NHS, "since": "2999-01-01"})
     assert 'id="no-accesses"' in later.text
     assert web.get("/ig/report", params={"patient": "123"}).status_code == 400
+
+
+#: Tuesday 2 June 2099 at 00:30 in London, still 1 June in UTC (and after the store's person
+#: was made, so the report's own span of their record holds it).
+_AT = datetime(2099, 6, 1, 23, 30, tzinfo=UTC)
+
+
+class _Fixed(datetime):
+    """The writer's clock, held at ``_AT`` so the entry is stamped then."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        return _AT
+
+
+def _when(page: str) -> list[str]:
+    return re.findall(r'<tr data-seq="\d+"><td>([^<]+)</td>', page)
+
+
+def test_report_days_are_the_uk_days_it_shows_its_times_in(
+    web: TestClient, token: Token, ig_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as m:
+        m.setattr("audit.writer.datetime", _Fixed)
+        assert everything(web, token("gp")).status_code == 200
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    asked = {"patient": NHS}
+    assert _when(web.get("/ig/report", params=asked).text) == ["Tuesday 2 June 2099 at 00:30"]
+    on_the_2nd = web.get(
+        "/ig/report", params=asked | {"since": "2099-06-02", "until": "2099-06-02"}
+    )
+    assert _when(on_the_2nd.text) == ["Tuesday 2 June 2099 at 00:30"]
+    assert _when(web.get("/ig/report", params=asked | {"until": "2099-06-01"}).text) == []
+    assert _when(web.get("/ig/report", params=asked | {"since": "2099-06-03"}).text) == []
+
+
+def test_a_uk_day_runs_from_local_midnight_to_local_midnight_in_utc() -> None:
+    london = ZoneInfo("Europe/London")
+    summer = filters_from({"since": "2026-06-02", "until": "2026-06-02"}, london)
+    assert (summer.since, summer.until) == (
+        datetime(2026, 6, 1, 23, tzinfo=UTC), datetime(2026, 6, 2, 23, tzinfo=UTC)
+    )  # fmt: skip
+    spring = filters_from({"since": "2026-03-29", "until": "2026-03-29"}, london)  # 23 hours
+    assert (spring.since, spring.until) == (
+        datetime(2026, 3, 29, tzinfo=UTC), datetime(2026, 3, 29, 23, tzinfo=UTC)
+    )  # fmt: skip
+    plain = filters_from({"since": "2026-06-02", "until": "2026-06-02"})
+    assert (plain.since, plain.until) == (
+        datetime(2026, 6, 2, tzinfo=UTC), datetime(2026, 6, 3, tzinfo=UTC)
+    )  # fmt: skip
 
 
 def test_lines_read_as_plain_english_in_local_time() -> None:
