@@ -86,7 +86,21 @@ class Refused(Exception):
 def _schema() -> Draft202012Validator:
     doc = orjson.loads((SCHEMA_DIR / "transfer-message.schema.json").read_bytes())
     Draft202012Validator.check_schema(doc)
-    return Draft202012Validator(doc)
+    return Draft202012Validator(_inlined(doc, doc.get("$defs", {})))
+
+
+def _inlined(node: Any, defs: Mapping[str, Any]) -> Any:
+    """``node`` with each ``{"$ref": "#/$defs/name"}`` replaced by its definition, once, at
+    load: jsonschema resolves a reference at every use (each entry's ``fullUrl``), about a fifth
+    of the time of checking a message."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inlined(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inlined(v, defs) for v in node]
+    return node
 
 
 def _path(parts: Any) -> str:
@@ -131,17 +145,27 @@ def check_json(raw: bytes, doc: Any) -> list[Problem]:
 
 
 def _extent(doc: Any) -> tuple[int, int]:
-    """How deep ``doc`` nests (stopping past :data:`MAX_DEPTH`) and how many values it holds."""
+    """How deep ``doc``'s arrays and objects nest (stopping once past :data:`MAX_DEPTH`) and
+    how many values it holds. Recursive, and scalars counted where they sit: about a quarter of
+    the time of an explicit stack (every message is walked)."""
     deepest, values = 0, 0
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack and deepest <= MAX_DEPTH:
-        value, depth = stack.pop()
+
+    def walk(value: dict[str, Any] | list[Any], depth: int) -> None:
+        nonlocal deepest, values
         values += 1
         deepest = max(deepest, depth)
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        if depth > MAX_DEPTH:
+            return
+        for v in value.values() if type(value) is dict else value:
+            if type(v) is dict or type(v) is list:
+                walk(v, depth + 1)
+            else:
+                values += 1
+
+    if type(doc) is dict or type(doc) is list:
+        walk(doc, 1)
+    else:
+        values = 1
     return deepest, values
 
 
