@@ -119,12 +119,17 @@ def test_jwks_keys_are_chosen_by_kid(monkeypatch: pytest.MonkeyPatch) -> None:
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def _serve(monkeypatch: pytest.MonkeyPatch, jwks: dict[str, Any]) -> list[str]:
-    """Serve ``jwks`` (as it stands at each fetch) to the verifier; the URLs fetched."""
+def _serve(
+    monkeypatch: pytest.MonkeyPatch, jwks: dict[str, Any], gate: threading.Event | None = None
+) -> list[str]:
+    """Serve ``jwks`` (as it stands at each fetch) to the verifier, each answer once ``gate``
+    is open; the URLs fetched."""
     fetched: list[str] = []
 
     def fake_get(url: str, timeout: float) -> httpx.Response:
         fetched.append(url)
+        if gate is not None:
+            gate.wait(5)
         return httpx.Response(200, json=jwks, request=httpx.Request("GET", url))
 
     monkeypatch.setattr(httpx, "get", fake_get)
@@ -334,7 +339,9 @@ def test_a_key_withdrawn_from_the_jwks_is_not_trusted_once_the_set_is_past_its_m
     keys held meanwhile, and the new set, once it lands, replaces the old wholly and forgets
     every token it had passed."""
     jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1"), _jwk(OTHER, "k2")]}
-    fetched = _serve(monkeypatch, jwks)
+    answer = threading.Event()
+    answer.set()
+    fetched = _serve(monkeypatch, jwks, answer)
     verifier = verifier_for(settings(**JWKS_SETTINGS, jwks_max_age_seconds=300))
     withdrawn = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
     assert verifier.verify(withdrawn).user_id == "u-1"
@@ -343,7 +350,9 @@ def test_a_key_withdrawn_from_the_jwks_is_not_trusted_once_the_set_is_past_its_m
     assert verifier.verify(withdrawn).user_id == "u-1"  # within the max age: no fetch
     assert len(fetched) == 1
     clock[0] += 1
+    answer.clear()  # the provider answers only once the token has been checked
     assert verifier.verify(withdrawn).user_id == "u-1"  # starts the fetch, waits for nothing
+    answer.set()
     verifier.refreshed().result(5)
     assert len(fetched) == 2
     with pytest.raises(TokenRefused, match="kid 'k1'"):
