@@ -42,15 +42,24 @@ PARSERS: dict[str, Parser] = {
     "iso_date": values.iso_date,
     "boolean": values.boolean,
     "decimal": lambda s: _json_number(values.decimal(s)),
-    "integer": lambda s: int(values.decimal(s)),
+    "integer": values.integer,
     "nhs_number": values.nhs_number,
     "guid": lambda s: s.strip().strip("{}").lower(),
 }
 
 
-def _json_number(value: Decimal) -> int | float:
-    """JSON has one number type; integral values stay integers so ``120`` is not ``120.0``."""
-    return int(value) if value == value.to_integral_value() else float(value)
+#: What a JSON writer holds as an integer; a whole number past it stays a decimal, as written.
+_INT64 = range(-(2**63), 2**63)
+
+
+def _json_number(value: Decimal) -> int | Decimal:
+    """A whole number written without a fraction is an integer (``120``); any other keeps the
+    precision it was written with (``120.0``, ``5.10``: FHIR decimals do), written exactly by
+    ``engine.canonical``."""
+    exponent = value.as_tuple().exponent
+    whole = isinstance(exponent, int) and exponent >= 0 and value.adjusted() < 19
+    whole = whole and int(value) in _INT64
+    return int(value) if whole else value
 
 
 class _RowProblem(Exception):

@@ -167,3 +167,15 @@ def decimal(raw: str) -> Decimal:
     if not value.is_finite():
         raise ValueProblem(f"{raw!r} is not a finite number")
     return value
+
+
+#: FHIR's ``integer`` is a signed 32-bit number.
+_INTEGER = range(-(2**31), 2**31)
+
+
+def integer(raw: str) -> int:
+    """A whole number FHIR's ``integer`` holds; ``28.5`` or ``3e9`` is refused, not cut."""
+    value = decimal(raw)
+    if value.adjusted() > 9 or value != value.to_integral_value() or int(value) not in _INTEGER:
+        raise ValueProblem(f"{raw!r} is not a whole number FHIR can hold")
+    return int(value)

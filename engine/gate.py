@@ -66,6 +66,7 @@ from consent import (
     unmasked,
 )
 from engine.access import USER_MADE, made
+from engine.canonical import exact, loads
 from engine.db import among, one_of
 from engine.facts import stored_directive, stored_tie
 from engine.models import Resource, UtcDateTime
@@ -398,7 +399,7 @@ class _Judge:
                 meta = ResourceMeta(resource_type, source_org, frozenset(tags.split()), section)
                 self._verdicts[key] = hidden_by(meta, self._decision)
             return None, self._verdicts[key]
-        resource = orjson.loads(body)
+        resource = loads(body)
         meta = meta_of(resource, source_org, labels, self._policy)
         return resource, hidden_by(meta, self._decision)
 
@@ -412,8 +413,8 @@ class _Judge:
             whole = self._whole[resource_type] = unmasked(resource_type, self._decision)
         if whole:
             return Item(resource_type, resource_id, body)
-        masked = mask(resource if resource is not None else orjson.loads(body), self._decision)
-        return Item(resource_type, resource_id, orjson.dumps(masked))
+        masked = mask(resource if resource is not None else loads(body), self._decision)
+        return Item(resource_type, resource_id, orjson.dumps(masked, default=exact))
 
 
 def _narrowed_away(decision: Decision, resource_type: str, source_org: str) -> str:

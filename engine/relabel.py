@@ -19,11 +19,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, bindparam, exists, insert, select, update
 
 from adapters import labels
-from engine.canonical import content_hash, dumps
+from engine.canonical import content_hash, dumps, loads
 from engine.db import member_of
 from engine.facts import FACT_COLUMNS, row_facts
 from engine.store import RS, SI, P, R, S, V
@@ -38,7 +37,7 @@ def relabelled(
     missing = sorted(codes - have)
     if not missing:
         return None
-    out: dict[str, Any] = orjson.loads(orjson.dumps(body))
+    out: dict[str, Any] = loads(dumps(body))
     labels.add_labels(out, labels.confidential_labels(canonical_base, *missing))
     out["meta"]["versionId"] = str(version)
     out["meta"]["lastUpdated"] = stamp
@@ -122,7 +121,7 @@ def _relabel(
         for row in rows:
             version = row.version_id + 1
             codes = holders[row.source_key][1 if row[5] else 0]
-            body = relabelled(orjson.loads(row.body), codes, canonical_base, version, stamp)
+            body = relabelled(loads(row.body), codes, canonical_base, version, stamp)
             if body is None:
                 continue
             column = labels.column(body, canonical_base)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.base import Issue
 from adapters.codes import MAPPINGS_DIR
+from engine.canonical import exact
 
 #: The R4 list, not fhir.resources' R4B models: R4B dropped R4 types (``MedicinalProduct``) and
 #: added its own (``SubscriptionTopic``), and a client of this R4 server names R4 types.
@@ -55,7 +56,7 @@ class ElementMemo:
         if not isinstance(value, dict):
             return value
         try:
-            key = (cls, orjson.dumps(value))
+            key = (cls, orjson.dumps(value, default=exact))
         except orjson.JSONEncodeError:  # not JSON (a Decimal, a 65-bit int): the model judges it
             return value
         with self._lock:

@@ -14,6 +14,7 @@ from adapters.base import ExtractError, MapContext, SourceRecord, SourceRef
 from adapters.codes import READ2, SNOMED, CodeMaps, Target, read_v2_code
 from adapters.emis import EmisAdapter
 from adapters.emis.read import value_fields
+from engine.canonical import dumps, loads
 from engine.ingest import RunSummary, ingest
 from engine.models import QuarantineItem, Resource
 from engine.quarantine import replay
@@ -653,6 +654,21 @@ def test_a_censored_result_keeps_its_comparator_and_unit(value, comparator, numb
         "unit": "mmol/L",
     }
     assert value_fields("<trace") == {}
+
+
+@pytest.mark.parametrize(
+    "value", ["5.10", "120.0", "0.80", "<5.0", "99999999999999999999", "1E+400"]
+)
+def test_a_result_keeps_the_precision_it_was_written_with(engine, settings, codes, tmp_path, value):
+    """FHIR decimals keep their precision: stored, served and rewritten as written (a whole
+    number past 64 bits, which stopped the run, too)."""
+    tables = default_tables()
+    tables["CareRecord_Observation"][0]["Value"] = value
+    run(engine, settings, codes, write_extract(tmp_path / "e", tables))
+    bp = stored(engine)[f"Observation:{O_BP}"]
+    quantity = loads(bp.body)["valueQuantity"]
+    assert str(quantity["value"]) == value.lstrip("<")
+    assert dumps(loads(bp.body)) == bp.body
 
 
 def test_a_value_that_is_not_a_number_is_kept_as_text():

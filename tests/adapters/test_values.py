@@ -44,3 +44,14 @@ def test_a_placeholder_nhs_number_is_refused():
         assert not values.nhs_number_valid(placeholder)
         with pytest.raises(values.ValueProblem, match="placeholder"):
             values.nhs_number(placeholder)
+
+
+@pytest.mark.parametrize("raw", ["28.5", "3e9", "2147483648", "1E+999999999", "x"])
+def test_an_integer_fhir_cannot_hold_is_refused_not_cut(raw: str) -> None:
+    with pytest.raises(values.ValueProblem):
+        values.integer(raw)
+
+
+@pytest.mark.parametrize(("raw", "whole"), [("28", 28), (" 7.0 ", 7), ("-2147483648", -(2**31))])
+def test_a_whole_number_is_an_integer(raw: str, whole: int) -> None:
+    assert values.integer(raw) == whole
