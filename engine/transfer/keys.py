@@ -4,23 +4,27 @@ A care-home system that calls ``POST /fhir/$process-message`` holds its own key 
 only the public half. When a care home or hospital uses scr's web pages instead, scr signs on
 the organisation's behalf with a key kept in the data directory (mode 0600), made and
 registered the first time the organisation sends.
+
+The key file is the one thing made once: it is created whole or not at all, and of two first
+sends at once one makes it and both read it. The registration follows from the file, and
+a key is used only once the key registered for the organisation is the file's. A send that
+finds the file with no key registered (another send is registering it this moment, or one
+failed to: a lock timeout, a failover) registers the file's public key itself; the first
+registration wins, and both can only register the same key, so the order does not matter.
 """
 
 from __future__ import annotations
 
-import time
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from engine.keyfile import create
 from engine.transfer import signature, store
-
-#: How long a first send waits for the key another first send of the same organisation is
-#: registering at the same moment (a double click); a key file and a row are all it writes.
-REGISTERING = 5.0
 
 
 def _path(data_dir: Path, org: str) -> Path:
@@ -32,37 +36,35 @@ def write_key(path: Path, key: Ed25519PrivateKey) -> None:
     create(path, signature.private_pem(key))
 
 
+def _registered(engine: Engine, org: str) -> str | None:
+    with engine.connect() as conn:
+        return store.sender_key(conn, org)
+
+
 def org_key(engine: Engine, data_dir: Path, org: str, by: str) -> Ed25519PrivateKey:
-    """The key scr signs ``org``'s messages with, made and registered on first use; an
-    organisation that registered a key of its own signs for itself (:class:`OwnKey`)."""
+    """The key scr signs ``org``'s messages with, made and registered on first use, and
+    returned only once it is the key registered for ``org``; an organisation that registered
+    a key of its own signs for itself (:class:`OwnKey`). A failed registration raises, and
+    the next send registers the same key."""
     path = _path(data_dir, org)
-    if path.exists():
-        return signature.load_private(path.read_bytes())
-    key = signature.new_key()
-    with engine.begin() as conn:
-        if store.sender_key(conn, org) is None:
-            try:
-                write_key(path, key)
-            except FileExistsError:
-                pass  # another first send made it a moment ago, and is registering it
-            else:
-                store.register_key(conn, org, signature.public_pem(key), by, datetime.now(UTC))
-                return key
-        elif not path.exists():  # a registered key with no file here is the organisation's
+    registered = _registered(engine, org)
+    if not path.exists():
+        if registered is not None:  # a registered key with no file here is the organisation's
             raise OwnKey(f"{org} signs its own messages: send them from its system")
-    return _registered(engine, path, org)
-
-
-def _registered(engine: Engine, path: Path, org: str) -> Ed25519PrivateKey:
-    """The key another send wrote at ``path``, once its registration has committed (or the wait
-    is over): a message signed with it before then would be refused as signed by no key."""
-    deadline = time.monotonic() + REGISTERING
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if store.sender_key(conn, org) is not None:
-                break
-        time.sleep(0.01)
-    return signature.load_private(path.read_bytes())
+        with suppress(FileExistsError):  # another first send made it a moment ago: it is the key
+            write_key(path, signature.new_key())
+    key = signature.load_private(path.read_bytes())
+    pem = signature.public_pem(key)
+    if registered is None:
+        try:
+            with engine.begin() as conn:
+                store.register_first(conn, org, pem, by, datetime.now(UTC))
+        except IntegrityError:
+            pass  # registered a moment ago: by another send of this file's key, or below
+        registered = _registered(engine, org)
+    if registered != pem:  # the organisation registered its own key over scr's
+        raise OwnKey(f"{org} signs its own messages: send them from its system")
+    return key
 
 
 class OwnKey(RuntimeError):

@@ -164,6 +164,13 @@ def register_key(conn: Connection, org: str, public_pem: str, by: str, now: date
         conn.execute(insert(KEYS).values(org=org, **values))
 
 
+def register_first(conn: Connection, org: str, public_pem: str, by: str, now: datetime) -> None:
+    """Register ``public_pem`` for ``org`` if no key is registered for it: ``IntegrityError``
+    if one is (the first registration wins; a key is never replaced here)."""
+    values = {"public_key": public_pem, "registered_at": now, "registered_by": by}
+    conn.execute(insert(KEYS).values(org=org, **values))
+
+
 @dataclass(frozen=True, slots=True)
 class TransferRow:
     id: str

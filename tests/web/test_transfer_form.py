@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -15,13 +17,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 
 from audit.query import stream
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
+from engine.transfer import keys as transfer_keys
 from engine.transfer import signature
-from engine.transfer.keys import org_key
-from engine.transfer.store import sender_key
+from engine.transfer.keys import OwnKey, org_key
+from engine.transfer.store import register_key, sender_key
 from engine.transfer.tables import KEYS, MESSAGES, TRANSFERS
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys, trail
@@ -364,3 +368,84 @@ def test_two_first_sends_at_once_sign_with_the_one_key_registered(store: Store) 
         registered,
         registered,
     ], outcomes
+
+
+ORG = "VCH09"
+
+
+def _registered(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        return sender_key(conn, ORG)
+
+
+def test_a_send_that_finds_the_key_file_signs_only_once_its_key_is_registered(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The double click one moment later: the second send arrives after the first wrote the
+    key file but before its registration committed. It used to take the file's key at once,
+    unregistered, and its message was refused 'no signing key is registered'; it registers
+    the file's key itself (the same key: the first registration wins) and signs with it."""
+    real = transfer_keys.store.register_first
+    first = threading.get_ident()
+    file_written, second_done = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def slow_register(*args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() == first:  # the first send is still registering
+            file_written.set()
+            seen["second did not wait"] = second_done.wait(10)  # a guard, not a pace
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer_keys.store, "register_first", slow_register)
+
+    def second() -> None:
+        file_written.wait(10)
+        key = org_key(store.engine, store.settings.data_dir, ORG, "u-2")
+        seen["registered when returned"] = _registered(store)
+        seen["key"] = signature.public_pem(key)
+        second_done.set()
+
+    t = threading.Thread(target=second)
+    t.start()
+    made = org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    t.join(10)
+    assert seen["second did not wait"]
+    assert seen["key"] == signature.public_pem(made) == _registered(store)
+    assert seen["registered when returned"] == seen["key"], "signed before it was registered"
+
+
+def test_a_key_whose_registration_failed_is_registered_by_the_next_send(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is written before the row; if the insert or commit fails (SQLite 'database is
+    locked' under load, a PostgreSQL failover), the file stays. Every later send used to take
+    it unregistered, refused 'no signing key is registered' for ever: the next registers it."""
+    real = transfer_keys.store.register_first
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer_keys.store, "register_first", flaky)
+    with pytest.raises(OperationalError):
+        org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    assert _registered(store) is None
+    later = org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    assert _registered(store) == signature.public_pem(later)
+    again = org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    assert signature.public_pem(again) == signature.public_pem(later)
+
+
+def test_a_key_the_organisation_registered_over_scrs_is_not_signed_with(store: Store) -> None:
+    """An organisation that registers a key of its own (``scr transfer register-key``) after
+    sending from the pages signs for itself: scr's file no longer matches, and is not used."""
+    org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    with store.engine.begin() as conn:
+        own = signature.public_pem(signature.new_key())
+        register_key(conn, ORG, own, "u-admin", datetime.now(UTC))
+    with pytest.raises(OwnKey):
+        org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    assert _registered(store) == own
