@@ -108,11 +108,14 @@ def refuse(
     action: Action = "transfer-receive", known: Known | None = None, nhs: str | None = None,
 ) -> Refused:  # fmt: skip
     """Audit a refusal (with the person the message names, when one is known), then hand back
-    the exception that answers it; what ``Problem.audit`` holds goes to the trail alone."""
+    the exception that answers it; what ``Problem.audit`` holds goes to the trail alone. The
+    rules are taken from every problem, and only the answer is capped (``rules.listed``): a
+    sender padding a message with problems cannot push why the person was refused off the
+    trail."""
     rules = tuple(sorted({f"transfer.{x.code}" for x in p} | {r for x in p for r in x.audit}))
     person = known.people[0] if known is not None and len(known.people) == 1 else None
     _audit(inbox, _entry(who, ctx, False, rules, person, nhs, action))
-    return Refused(status, *p)
+    return Refused(status, *listed(p))
 
 
 def _care(
@@ -199,7 +202,7 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
         problems.extend(check_parties(doc, parsed, known))
     if problems or parsed is None or known is None:
         nhs = parsed.nhs_number if parsed else None
-        raise refuse(inbox, who, ctx, 422, *listed(problems), action=action_of(parsed),
+        raise refuse(inbox, who, ctx, 422, *problems, action=action_of(parsed),
                      known=known, nhs=nhs)  # fmt: skip
     return _accept(inbox, who, ctx, raw, parsed, digest, known, looked.patients)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -180,13 +180,25 @@ def _unique(pairs: list[tuple[str, Any]]) -> None:
         raise _RepeatedKey(next(repr(k) for k in keys if keys.count(k) > 1))
 
 
-def listed(problems: list[Problem]) -> list[Problem]:
-    """At most :data:`MAX_PROBLEMS`, and then one saying how many more were found: a real
-    message's problems are all listed, junk's answer stays short."""
-    if len(problems) <= MAX_PROBLEMS:
-        return problems
-    said = f"{len(problems) - MAX_PROBLEMS:,} more problems were found and are not listed"
-    return [*problems[:MAX_PROBLEMS], Problem("too-costly", said, "Bundle")]
+#: The order an answer lists problems in, by code, what a sender most needs first: who may
+#: send and the signature, the parties, the person and the transfer, a value (a wrong patient's
+#: birth date, an NHS number), then the message's structure. Past :data:`MAX_PROBLEMS` the
+#: structure is what is cut, never the reason the person or the sender was refused.
+ORDER = ("forbidden", "security", "not-found", "business-rule", "conflict", "value", "required",
+         "invariant", "structure", "too-costly")  # fmt: skip
+
+
+def listed(problems: Sequence[Problem]) -> list[Problem]:
+    """The problems in :data:`ORDER` (in the order found within a code), at most
+    :data:`MAX_PROBLEMS`, and then one saying how many more were found: a real message's
+    problems are all listed, junk's answer stays short. Only the answer is cut: the audit
+    entry takes its rules from every problem (``receive.refuse``)."""
+    rank = {code: i for i, code in enumerate(ORDER)}
+    ordered = sorted(problems, key=lambda p: rank.get(p.code, len(ORDER)))
+    if len(ordered) <= MAX_PROBLEMS:
+        return ordered
+    said = f"{len(ordered) - MAX_PROBLEMS:,} more problems were found and are not listed"
+    return [*ordered[:MAX_PROBLEMS], Problem("too-costly", said, "Bundle")]
 
 
 def _schema_problems(doc: Any) -> list[Problem]:

@@ -426,6 +426,50 @@ def test_every_problem_of_a_real_message_is_listed() -> None:
     assert transfer_rules.listed(problems) == problems
 
 
+def _with_bad_flags(doc: dict[str, Any], n: int) -> None:
+    """``n`` Flags missing their required elements: R4 problems, each at its own entry (a
+    care-home system with a bug in one resource kind, say)."""
+    for _ in range(n):
+        doc["entry"].append({"fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                             "resource": {"resourceType": "Flag"}})  # fmt: skip
+
+
+def test_a_refusal_past_the_problem_cap_still_audits_why_the_person_was_refused(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """The cap is on the answer; the trail still says the number is held by no one
+    (``transfer.person-unknown``), as it does for the same message with fewer problems, so a
+    sender padding a message with R4 problems cannot probe numbers off the record."""
+    few = unsigned()
+    _nhs(UNKNOWN)(few)
+    _with_bad_flags(few, 1)
+    assert send(client, home, signed(few, keys[CARE_HOME])).status_code == 422
+    many = unsigned()
+    _nhs(UNKNOWN)(many)
+    _with_bad_flags(many, transfer_rules.MAX_PROBLEMS + 1)
+    refused = send(client, home, signed(many, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    assert refused.json()["issue"][-1]["code"] == "too-costly"  # the cap was reached
+    first, second = refusal_rules(store)
+    assert "transfer.person-unknown" in first  # below the cap it is audited
+    assert "transfer.person-unknown" in second, second
+    assert count(store, MESSAGES) == 0
+
+
+def test_past_the_cap_the_wrong_person_problem_is_still_listed(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """Problems were listed in the order found (schema, R4, ... parties last), so the problem
+    a nurse most needs before the ambulance leaves (the NHS number is not one in the home's
+    care) was the one cut: the parties' problems come first, the structure's after."""
+    doc = unsigned()
+    _nhs(UNKNOWN)(doc)
+    _with_bad_flags(doc, transfer_rules.MAX_PROBLEMS + 1)
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    said = [i["diagnostics"] for i in refused.json()["issue"]]
+    assert said[0] == NOT_IN_CARE, said[:3]
+
+
 @pytest.mark.parametrize("where", ["Bundle", "Patient"])
 @pytest.mark.parametrize("depth", [transfer_rules.MAX_DEPTH, 300])
 def test_a_message_nested_past_the_bound_is_refused_and_audited_not_crashed_on(
@@ -1157,3 +1201,4 @@ def test_a_family_name_is_the_same_composed_or_decomposed() -> None:
     known = transfer_rules.Known(CARE_HOME, {}, None, ("person",), born=frozenset({"1950-03-01"}),
                                  families=frozenset({transfer_rules.fold(composed)}))  # fmt: skip
     assert list(transfer_rules._same_person(parsed, known)) == []
+
