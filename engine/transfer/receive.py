@@ -29,7 +29,6 @@ from audit.entry import Action
 from consent import Decision, Policy, Request, Who, decide
 from engine.db import read_only
 from engine.gate import gather_facts
-from engine.identity.features import fold
 from engine.transfer import message, signature, store
 from engine.transfer.parties import may_take_part
 from engine.transfer.rules import (
@@ -40,6 +39,7 @@ from engine.transfer.rules import (
     check_json,
     check_parties,
     check_shape,
+    fold,
     listed,
     out_of_turn,
 )

@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
 from consent import Decision
-from engine.identity.features import fold
+from engine.identity.features import fold as identity_fold
 from engine.transfer import news2, signature, store
 from engine.transfer.form import claimed_news2
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
@@ -461,6 +461,19 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
 
 
 _CHECK = "check that the number and the person are the same"
+#: Latin letters NFKD does not decompose (a stroke, a ligature), as a system without them
+#: writes them: Łukasiewicz sent as Lukasiewicz, Ødegård as Odegard, Ærø as Aero. Lower case
+#: only, as identity's fold casefolds first (and already makes ß ss).
+_LETTERS = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ": "d", "ð": "d",
+                          "þ": "th", "ħ": "h", "ı": "i"})  # fmt: skip
+
+
+def fold(text: str) -> str:
+    """A family name as the wrong-patient check compares it: identity matching's fold (letters
+    only, any script, accents and case aside) with the letters in :data:`_LETTERS` spelled
+    out. Its own, not identity's: identity's fold also makes the blocking keys stored in
+    ``identity_block``, so changing it there is a change to matching that needs a relink."""
+    return identity_fold(text).translate(_LETTERS)
 
 
 def _families(patient: Mapping[str, Any]) -> set[str]:
