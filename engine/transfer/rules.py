@@ -357,18 +357,25 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
     # readable, and every problem in it is listed at once.
     problems.extend(_others(doc, "MessageHeader", 0, "one MessageHeader, its first entry"))
     parsed = _content(doc, header, problems)
-    problems.extend(_news2(doc))
+    problems.extend(_news2(doc, header.event))
     return problems, parsed
 
 
-def _news2(doc: dict[str, Any]) -> Iterator[Problem]:
+def _news2(doc: dict[str, Any], event: str) -> Iterator[Problem]:
     """A NEWS2 total must be what its readings give: the hospital triages on the total, and a
-    sender's slip (or a stale score) must not make a high risk read as low."""
+    sender's slip (or a stale score) must not make a high risk read as low. A transfer, what
+    the inbox triages on, has one total; another message (a discharge with the score on
+    admission and on discharge) may have more, and then no one total is checked against the
+    readings, which may be either's."""
     claim = claimed_news2(_list(doc.get("entry")))
     if claim is None:
         return
-    for i in claim.more:  # the pages show one total, and it must be the one checked here
-        yield Problem("structure", "a message has one NEWS2 total", f"Bundle.entry[{i}].resource")
+    if event == "care-home-transfer":
+        for i in claim.more:  # the pages show one total, and it must be the one checked here
+            yield Problem("structure", "a message has one NEWS2 total",
+                          f"Bundle.entry[{i}].resource")  # fmt: skip
+    elif claim.more:
+        return
     if claim.vitals is None:
         return
     scored = news2.total(claim.vitals)

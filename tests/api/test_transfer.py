@@ -1220,3 +1220,23 @@ def test_a_letter_with_a_stroke_is_folded_as_an_accent(record: str, sent: str) -
                                  families=frozenset({transfer_rules.fold(record)}))  # fmt: skip
     assert list(transfer_rules._same_person(parsed, known)) == []
 
+
+def _news2_total(subject: str, when: str, score: int) -> dict[str, Any]:
+    coding = [{"system": SNOMED, "code": NEWS2_TOTAL}]
+    resource = {"resourceType": "Observation", "status": "final", "code": {"coding": coding},
+                "subject": {"reference": subject}, "effectiveDateTime": when,
+                "valueInteger": score}  # fmt: skip
+    return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource}
+
+
+def test_a_discharge_may_carry_the_news2_on_admission_and_on_discharge() -> None:
+    """'One NEWS2 total' is for what the inbox triages on: a transfer's opening message. A
+    hospital's discharge (from its own system, by the API) may carry the score on admission
+    and the score at discharge; the pages show no total of a discharge."""
+    doc = discharge(str(uuid.uuid4()))
+    subject = doc["entry"][1]["resource"]["subject"]["reference"]
+    for when, score in (("2026-12-01T09:00:00+00:00", 6), ("2026-12-09T11:00:00+00:00", 1)):
+        doc["entry"].append(_news2_total(subject, when, score))
+    problems, parsed = transfer_rules.check_shape(signed(doc, signature.new_key(), HOSPITAL))
+    assert parsed is not None
+    assert [p.diagnostics for p in problems] == []
