@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
@@ -84,13 +84,16 @@ def _cursor(doc: dict[str, Any]) -> str:
 
 def _uncursor(cursor: str) -> tuple[datetime, int]:
     """The position a cursor names; a forged one whose sequence number no entry can have (the
-    driver may not even bind it) or whose time has no zone is refused like any other."""
+    driver may not even bind it), whose time has no zone, or whose time cannot be put in UTC
+    (``0001-01-01T00:00:00+05:00``: before the first instant a time can hold) is refused like
+    any other."""
     try:
         text, number = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         when, seq = datetime.fromisoformat(text), int(number)
         if not 1 <= seq <= MAX_SEQ or when.tzinfo is None:
             raise ValueError
-    except (ValueError, UnicodeDecodeError):
+        when = when.astimezone(UTC)
+    except (ValueError, UnicodeDecodeError, OverflowError):
         raise SearchError("after: not a cursor this search handed out") from None
     return when, seq
 

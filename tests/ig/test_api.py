@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
+from tests.ig.test_search import BEYOND_UTC
 
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
 
@@ -111,3 +114,15 @@ def test_bad_parameters_name_the_field(client: TestClient, ig_token: str) -> Non
         response = client.get("/fhir/AuditEvent", params=params, headers=auth(ig_token))
         assert response.status_code == 400, params
         assert response.json()["issue"][0]["expression"] == [field]
+
+
+@pytest.mark.parametrize("forged", BEYOND_UTC)
+def test_cursor_time_outside_utc_range_is_400_in_api_and_console(
+    web: TestClient, ig_token: str, forged: bytes
+) -> None:
+    api = web.get("/fhir/AuditEvent", params={"_cursor": _forged(forged)}, headers=auth(ig_token))
+    assert api.status_code == 400, api.text
+    assert api.json()["issue"][0]["expression"] == ["_cursor"]
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.get("/ig", params={"after": _forged(forged)})
+    assert page.status_code == 400 and "after: not a cursor" in page.text

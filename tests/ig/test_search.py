@@ -104,3 +104,14 @@ def test_bad_cursor_and_limit_are_named(engine: Engine) -> None:
                    b"2026-12-01T00:00:00Z|-5", b"2026-12-01T00:00:00|5"):  # fmt: skip
         with pytest.raises(SearchError, match="after"):
             search(engine, Filters(), after=base64.urlsafe_b64encode(forged).decode())
+
+
+#: Zoned times that cannot be put in UTC: before year 1 or after year 9999 once converted.
+BEYOND_UTC = [b"0001-01-01T00:00:00+05:00|5", b"9999-12-31T23:59:59-05:00|5"]
+
+
+@pytest.mark.parametrize("forged", BEYOND_UTC)
+def test_cursor_time_outside_utc_range_is_a_bad_cursor(engine: Engine, forged: bytes) -> None:
+    fill(engine, 3)
+    with pytest.raises(SearchError, match="after"):
+        search(engine, Filters(), after=base64.urlsafe_b64encode(forged).decode())
