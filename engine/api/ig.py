@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from adapters.values import nhs_number_valid
 from audit import RequestContext
 from audit.export import audit_event
-from audit.search import Filters, SearchError, search
+from audit.search import MAX_PAGE, Filters, SearchError, search
 from consent import Who
 from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response
@@ -31,6 +31,13 @@ User = Annotated[Who, Depends(current_user)]
 Context = Annotated[RequestContext, Depends(request_context)]
 _OUTCOMES = {"0": "permit", "4": "deny"}
 _PREFIXES = ("ge", "gt", "le", "lt", "eq")
+DEFAULT_COUNT = 100
+#: Longer than any cursor the search hands out (a time and a sequence number, in base64).
+MAX_CURSOR = 200
+#: ``_count`` and ``_cursor`` are declared as text and checked after the IG gate, so anyone
+#: but an IG officer gets the audited 403 whatever they send: these say what is accepted.
+COUNT = f"Entries per page, a whole number from 1 to {MAX_PAGE} (default {DEFAULT_COUNT})"
+CURSOR = "Where the next page starts: as given in the previous page's next link"
 
 
 def _invalid(field: str, text: str) -> FhirError:
@@ -94,6 +101,16 @@ def filters(
         raise _invalid(field.get(name, name), str(exc).split(": ", 1)[1]) from None
 
 
+def _count(text: str | None) -> int:
+    """``_count`` as a page size: taken as text and read here, after nothing but the gate's
+    own check could refuse the request (FastAPI would answer a bad one 400 before the gate)."""
+    if text is None:
+        return DEFAULT_COUNT
+    if not (text.isascii() and text.isdigit() and len(text) <= 6 and 1 <= int(text) <= MAX_PAGE):
+        raise _invalid("_count", f"a whole number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
 def _admit(svc: Services, who: Who, ctx: RequestContext, asked: str, f: Filters) -> None:
     """The IG gate, audited, before anything else is answered; 403 for anyone else."""
     try:
@@ -115,12 +132,15 @@ def audit_events(
     date: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI reads it, never mutated
     outcome: str | None = None,
     purpose: str | None = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(alias="_cursor", max_length=200)] = None,
+    count_text: Annotated[str | None, Query(alias="_count", description=COUNT)] = None,
+    cursor: Annotated[str | None, Query(alias="_cursor", description=CURSOR)] = None,
 ) -> Response:
     svc = services(request)
     try:
         f = filters(patient, agent, date, outcome, purpose)
+        count = _count(count_text)
+        if cursor is not None and len(cursor) > MAX_CURSOR:
+            raise _invalid("_cursor", "not a cursor this search handed out")
     except FhirError:  # the gate first: anyone else gets the same 403 whatever they sent
         _admit(svc, who, ctx, "AuditEvent", Filters())
         raise

@@ -8,6 +8,7 @@ shown. Pages show identifiers, codes and counts from the trail, never the record
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache
@@ -56,6 +57,8 @@ _FILTERS = (
 )
 #: How far back the charts and alerts read by default.
 CHART_DAYS = 14
+#: ``days`` on the charts: digits (a sign allowed), few enough that ``int`` never refuses them.
+_WHOLE = re.compile(r"[+-]?[0-9]{1,9}")
 
 
 @cache
@@ -383,12 +386,27 @@ def report(
     )
 
 
+def _chart_days(text: str | None) -> int:
+    """``days`` as asked, kept to 1-92; not a whole number is a :class:`SearchError`."""
+    if text is None or not text.strip():
+        return CHART_DAYS
+    if _WHOLE.fullmatch(text.strip()) is None:
+        raise SearchError("days: a whole number of days")
+    return min(max(int(text), 1), 92)
+
+
 @router.get("/charts", response_class=HTMLResponse)
-def charts(request: Request, days: int = CHART_DAYS) -> Response:
-    days = min(max(days, 1), 92)
-    who = _officer(request, "ig-view", f"charts?days={days}")
+def charts(request: Request, days: str | None = None) -> Response:
+    # Text, read after the gate: FastAPI would refuse a bad number (400) before it, unaudited,
+    # where anyone but an IG officer gets the audited 403 and a signed-out browser the sign-in.
+    try:
+        wanted = _chart_days(days)
+    except SearchError as exc:
+        _officer(request, "ig-view", "charts")
+        raise FhirError(400, Problem("invalid", str(exc), "days")) from None
+    who = _officer(request, "ig-view", f"charts?days={wanted}")
     today = datetime.now(UTC).date()
-    first = today - timedelta(days=days - 1)
+    first = today - timedelta(days=wanted - 1)
     start = datetime.combine(first, datetime.min.time(), UTC)
     counts = daily(query.stream(services(request).engine, start), first, today)
     orgs = org_names(request)
@@ -403,7 +421,7 @@ def charts(request: Request, days: int = CHART_DAYS) -> Response:
         request,
         "ig_charts.html",
         who=who,
-        days=days,
+        days=wanted,
         counts=counts,
         figures=[(t, bars(t, counts.days, s), s) for t, s in figures],
     )

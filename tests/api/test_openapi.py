@@ -43,6 +43,11 @@ def test_paging_and_filter_parameters_are_documented(client: TestClient) -> None
     assert params["_count"]["schema"]["maximum"] == 1000
     search = ops[("GET", "/fhir/{resource_type}")]
     assert {"_count", "_offset", "patient"} <= {p["name"] for p in search["parameters"]}
+    # Text in the document, read after the IG gate (so anyone else gets the audited 403):
+    # the description says what is accepted.
+    audit = {p["name"]: p for p in ops[("GET", "/fhir/AuditEvent")]["parameters"]}
+    assert "1 to 500" in audit["_count"]["description"]
+    assert "next" in audit["_cursor"]["description"]
 
 
 def test_answers_are_fhir_json_and_errors_operation_outcomes(client: TestClient) -> None:

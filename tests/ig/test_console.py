@@ -90,6 +90,42 @@ def test_a_malformed_filter_from_anyone_else_is_refused_403_and_audited(
     assert api.status_code == 400 and audit_actions(store)[-1] == ("ig-view", "permit")
 
 
+#: Parameters FastAPI used to parse (and refuse, unaudited) before the gate.
+BAD_PAGING = [{"_count": "0"}, {"_count": "x"}, {"_count": "501"}, {"_cursor": "c" * 201}]
+
+
+@pytest.mark.parametrize("params", BAD_PAGING)
+def test_bad_paging_from_a_clinician_is_the_audited_403(
+    web: TestClient, store: Store, token: Token, ig_token: str, params: dict[str, str]
+) -> None:
+    before = len(audit_actions(store))
+    api = web.get("/fhir/AuditEvent", params=params, headers=auth(token("gp")))
+    assert api.status_code == 403, api.text
+    assert audit_actions(store)[before:] == [("ig-view", "deny")]
+    api = web.get("/fhir/AuditEvent", params=params, headers=auth(ig_token))
+    assert api.status_code == 400, api.text
+    assert api.json()["issue"][0]["expression"] == [next(iter(params))]
+    assert audit_actions(store)[-1] == ("ig-view", "permit")
+
+
+def test_console_charts_days_from_a_clinician_is_the_audited_403(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    web.cookies.set(SESSION_COOKIE, token("gp"))
+    before = len(audit_actions(store))
+    page = web.get("/ig/charts", params={"days": "x"})
+    assert page.status_code == 403, page.text
+    assert audit_actions(store)[before:] == [("ig-view", "deny")]
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    page = web.get("/ig/charts", params={"days": "x"})
+    assert page.status_code == 400 and audit_actions(store)[-1] == ("ig-view", "permit")
+    assert web.get("/ig/charts", params={"days": "500"}).status_code == 200  # kept to 92
+
+
+def test_console_charts_days_signed_out_is_sent_to_sign_in(web: TestClient) -> None:
+    assert web.get("/ig/charts", params={"days": "x"}).status_code == 303
+
+
 def test_ig_officer_sees_every_page_with_no_clinical_content(
     web: TestClient, store: Store, token: Token, ig_token: str
 ) -> None:
