@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, String, text
 
 from audit.chain import Sealed, seal
-from audit.entry import AuditEntry
+from audit.entry import AuditEntry, encodable
 from audit.tables import AuditRow
 from engine.db import write_turn
 
@@ -44,6 +44,7 @@ MAX_BATCH = 256
 #: Each searchable column's width. An entry's value is made storable, in the entry itself (so
 #: its body and its column still agree), rather than fail the append, and with it every entry
 #: batched beside it: the request id, purpose and identities come from requests and tokens.
+#: So is any string the body could not encode (a lone surrogate), in any field.
 _WIDTHS = {
     c.name: c.type.length
     for c in AuditRow.__table__.columns
@@ -54,7 +55,9 @@ _NUL, _SHOWN_FOR_NUL = "\x00", "\ufffd"
 
 
 def _fitted(entry: AuditEntry) -> AuditEntry:
-    """``entry`` with each searchable value cut to its column and any NUL replaced."""
+    """``entry`` with each searchable value cut to its column and any NUL replaced, and every
+    string in it encodable (:func:`audit.entry.encodable`)."""
+    entry = encodable(entry)
     over: dict[str, Any] = {
         name: value.replace(_NUL, _SHOWN_FOR_NUL)[:width]
         for name, width in _WIDTHS.items()

@@ -54,6 +54,26 @@ def test_a_nul_in_a_column_value_is_replaced_and_fails_no_one(engine: Engine):
     assert verify(engine).intact
 
 
+def test_a_lone_surrogate_in_one_entry_fails_no_batch(engine: Engine):
+    """A token's JSON claims can carry a lone surrogate, which UTF-8 cannot encode: the entry
+    is kept with U+FFFD in its place, in every field, so the entries beside it are written."""
+    append_batch(engine, [entry(1), entry(2, purpose="TREAT\ud800")])
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_entry")).scalar() == 2
+    odd = entry(
+        3, purpose="\udfff", user_id="u\ud800", user_name="n\ud800", role_code="S:G:\ud800",
+        org="\ud800", rules=("r\ud800",), refs=("Patient/\ud800",), query="q\ud800",
+        disclosed={"Obs\ud800": 1}, withheld={"w\ud800": 2}, user_agent="\ud83d\ude00",
+    )  # fmt: skip
+    kept = append_batch(engine, [entry(0), odd, entry(4)])[1].entry
+    assert (kept.purpose, kept.user_id, kept.org) == ("\ufffd", "u\ufffd", "\ufffd")
+    assert (kept.rules, kept.refs, kept.query) == (("r\ufffd",), ("Patient/\ufffd",), "q\ufffd")
+    assert (kept.disclosed, kept.withheld) == ({"Obs\ufffd": 1}, {"w\ufffd": 2})
+    assert (kept.user_name, kept.role_code) == ("n\ufffd", "S:G:\ufffd")
+    assert kept.user_agent == "\ufffd\ufffd"  # a pair, not a character, in a Python string
+    assert verify(engine).intact and verify(engine).size == 5
+
+
 def test_an_empty_trail_verifies(engine: Engine):
     report = verify(engine)
     assert report.intact and report.size == 0 and report.head == GENESIS
