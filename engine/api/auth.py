@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
 import uuid
@@ -54,6 +55,9 @@ REFRESH_SECONDS = 60.0
 FETCH_SECONDS = 10.0
 #: Page threads that may wait for a fetch at once; others answer with the keys held.
 WAITERS = 4
+#: What no claim the trail keeps may hold: C0 and C1 controls, DEL, and surrogates (a JSON
+#: string may name one alone, ``"\\ud800"``; no text in UTF-8 holds one).
+_NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class TokenRefused(Exception):
@@ -98,11 +102,27 @@ def _role(claims: Mapping[str, Any]) -> Mapping[str, Any]:
     raise TokenRefused("selected_roleid names none of the token's roles")
 
 
+def _plain(name: str, value: str) -> str:
+    """``value`` if it is plain text; a claim the trail keeps (the user, their role and
+    organisation) with a control character (NUL among them) or a lone surrogate (JSON can
+    carry one; UTF-8 cannot encode it) is a token no one should have been issued: refused."""
+    if _NOT_PLAIN.search(value) is not None:
+        raise TokenRefused(f"the token's {name} holds a control character or a lone surrogate")
+    return value
+
+
 def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
+    """The user a token's claims name. ``purpose_of_use`` is not refused here: one that is not
+    a code (what :func:`engine.api.deps.purpose_valid` asks of the header's) is no purpose the
+    policy knows (its codes are capital letters), so the request is decided, denied
+    (``purpose.known``) and audited like any unknown purpose, the value kept as the token gave
+    it (the writer makes it storable: :func:`audit.entry.encodable`)."""
     role = _role(claims)
     role_code, org = role.get("role_code"), role.get("org_code")
     if not isinstance(role_code, str) or not isinstance(org, str) or not role_code or not org:
         raise TokenRefused("the role in force has no role_code or org_code")
+    _plain("role_code", role_code)
+    _plain("org_code", org)
     trained = claims.get("ig_training_date")
     try:
         training = date.fromisoformat(trained) if isinstance(trained, str) else None
@@ -116,11 +136,13 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
     if not isinstance(sub, str) or not sub.strip():
         raise TokenRefused("the token's sub is empty: the trail would name nobody")
     return TokenUser(
-        user_id=sub,
-        name=str(claims.get("name", "")),
+        user_id=_plain("sub", sub),
+        name=_plain("name", str(claims.get("name", ""))),
         role_code=role_code,
         org=org,
-        activity_codes=frozenset(a for a in activities if isinstance(a, str)),
+        activity_codes=frozenset(
+            _plain("activity_codes", a) for a in activities if isinstance(a, str)
+        ),
         purpose=purpose if isinstance(purpose, str) else None,
         ig_training=training,
         accepted_until=int(claims["exp"]) + _LEEWAY,

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from audit.query import stream
+from consent.policy import load as load_policy
+from engine.api.deps import purpose_valid
 from engine.directory import Entry, replace_directory
 from tests.api.conftest import DIRECTORY, NHS, PATIENT, Store, Token, auth
 from tests.api.test_fhir import audit_actions
@@ -178,3 +182,29 @@ def test_a_purpose_header_that_is_not_a_code_is_refused_400(
         assert refused.json()["issue"][0]["expression"] == ["X-Purpose-Of-Use"]
     assert audit_actions(store) == before
     assert everything(client, token("gp"), "TREAT").status_code == 200
+
+
+@pytest.mark.parametrize("odd", ["TREAT\x00", "TREAT\ud800", "\xa0", " TREAT", "T" * 33])
+def test_a_token_purpose_that_is_not_a_code_is_decided_as_unknown_and_audited(
+    client: TestClient, token: Token, store: Store, odd: str
+) -> None:
+    """The header's purpose is a 400; the token's is the user's standing claim, so a request
+    under one that is not a code is decided, like any purpose the policy does not know, and
+    denied (``purpose.known``) with its entry, which the writer makes storable: a lone
+    surrogate can fail neither this entry nor any batched beside it (no 503)."""
+    before = len(audit_actions(store))
+    refused = client.get(f"/fhir/Patient/{PATIENT}/$everything",
+                         headers=auth(token("gp", purpose=odd)))  # fmt: skip
+    assert refused.status_code == 404, refused.text
+    assert audit_actions(store)[before:] == [("everything", "deny")]
+    last = list(stream(store.engine))[-1]
+    assert "purpose.known" in last["rules"]
+    assert last["purpose"] == odd.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")[:32]
+
+
+def test_no_policy_purpose_could_match_a_token_purpose_that_is_not_a_code() -> None:
+    """Why a token's purpose that fails ``purpose_valid`` is only ever an unknown purpose."""
+    policy = load_policy()
+    assert policy.purposes and all(
+        purpose_valid(code) and code.isascii() and code.isalpha() for code in policy.purposes
+    )

@@ -19,11 +19,15 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from audit.query import stream
 from engine.api import auth, create_app
 from engine.api.auth import TokenRefused, user_from_claims, verifier_for
 from engine.settings import Settings, SettingsError
+from tests.api.conftest import Store, Token
+from tests.api.conftest import auth as bearer
 
 ISSUER = "https://idp.example/cis2"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -641,3 +645,37 @@ def test_a_provider_that_never_answers_stops_start_up_after_the_deadline(
             verifier_for(settings(**JWKS_SETTINGS))
     finally:
         never.set()
+
+
+#: Characters no claim the trail keeps may carry: NUL and other controls, a lone surrogate.
+NOT_PLAIN = ["\x00", "\x1b", "\n", "\x7f", "\x85", "\ud800", "\udfff"]
+
+
+@pytest.mark.parametrize("bad", NOT_PLAIN)
+def test_a_kept_claim_with_a_control_or_lone_surrogate_is_refused(bad: str) -> None:
+    role = {"person_roleid": "r1", "org_code": "Y00001", "role_code": "S8000:G8000:R8000"}
+    for over, named in (
+        ({"sub": f"u-1{bad}"}, "sub"),
+        ({"name": f"Dr{bad}"}, "name"),
+        ({"nhsid_nrbac_roles": [role | {"org_code": f"Y{bad}"}]}, "org_code"),
+        ({"nhsid_nrbac_roles": [role | {"role_code": f"S8000:G8000:R{bad}"}]}, "role_code"),
+        ({"nhsid_nrbac_roles": [role | {"activity_codes": [f"B{bad}"]}]}, "activity_codes"),
+    ):
+        with pytest.raises(TokenRefused, match=named):
+            user_from_claims(claims(**over, selected_roleid="r1"))
+    # The purpose is not refused: it is decided as an unknown one (test_access.py).
+    exp = int(LATER.timestamp())
+    assert user_from_claims(claims(purpose_of_use=f"T{bad}", exp=exp)).purpose == f"T{bad}"
+    assert user_from_claims(claims(name="Renée Ōkubo ✓ 🚑", exp=exp)).name == "Renée Ōkubo ✓ 🚑"
+
+
+def test_a_token_with_a_lone_surrogate_in_its_name_is_refused_and_audited(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    response = client.get("/fhir/Patient", headers=bearer(token("gp", name="Dr \ud800")))
+    assert response.status_code == 401
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["rules"]) == (
+        "token-refused",
+        ["auth.token-invalid", "auth.claims"],
+    )
