@@ -58,10 +58,26 @@ def _coding(system: str, code: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code}]}
 
 
+#: R4B's ``string`` needs a character that is a space, CR, LF, TAB or no whitespace at all.
+_R4B_STRING = re.compile(r"[ \r\n\t\S]")
+#: Entry fields exported as codes when they are codes (:func:`_concept` shows them otherwise).
+_CODED = frozenset({"purpose", "role_code"})
+
+
+def _shown(text: str) -> str:
+    """``text`` as R4B takes a ``string``: one made only of other whitespace (U+00A0, U+0085,
+    U+2028, VT, ...), which R4B refuses, is written as its code points (``U+00A0``), so the
+    event still says what was there and one entry cannot make a whole Bundle invalid."""
+    if _R4B_STRING.search(text) or not text:
+        return text
+    return " ".join(f"U+{ord(c):04X}" for c in text)
+
+
 def _concept(system: str, value: str) -> dict[str, Any]:
     """A coded value from a request or token; one that is not a code (an entry stored before
-    purposes were checked) is kept as the concept's text, so the event stays valid R4."""
-    return _coding(system, value) if code_valid(value) else {"text": value}
+    purposes were checked, or a token's) is kept as the concept's text, so the event stays
+    valid R4 (and R4B: :func:`_shown`)."""
+    return _coding(system, value) if code_valid(value) else {"text": _shown(value)}
 
 
 def _profile(doc: dict[str, Any]) -> str | None:
@@ -171,6 +187,7 @@ def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
 
 def audit_event(doc: dict[str, Any], base: str) -> dict[str, Any]:
     """One entry as an AuditEvent; ``base`` is the deployment's canonical base URL."""
+    doc = {k: v if k in _CODED or not isinstance(v, str) else _shown(v) for k, v in doc.items()}
     server = urlsplit(base).hostname or "scr"
     query = doc["action"] == "search"
     permit = doc["outcome"] == "permit"

@@ -7,6 +7,7 @@ import io
 from datetime import datetime
 
 import orjson
+import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import Engine
@@ -135,6 +136,26 @@ def test_a_stored_purpose_or_role_that_is_not_a_code_exports_as_text(engine: Eng
         assert user["purposeOfUse"] == [{"text": purpose}]
         assert event["meta"]["profile"] == [BALP + "PatientRead"]
     assert next(a for a in second["agent"] if a["requestor"])["role"] == [{"text": "R 1 "}]
+
+
+@pytest.mark.parametrize("blank", ["\xa0", "\x85", "\u2028", "\x0b"])
+def test_a_stored_blank_purpose_role_or_name_exports_as_a_valid_bundle(
+    engine: Engine, db_url: str, blank: str
+):
+    """R4B's ``string`` needs a character other than Unicode whitespace (bar space, CR, LF,
+    TAB): a value of only such whitespace is exported as its code points."""
+    append_batch(
+        engine,
+        [entry(1, purpose=blank), entry(2, role_code=f"S1:G1:{blank}", user_name=blank * 2)],
+    )
+    doc = orjson.loads(_export(db_url, "--format", "fhir"))
+    Bundle.model_validate(doc)
+    first, second = (
+        next(a for a in e["resource"]["agent"] if a["requestor"]) for e in doc["entry"]
+    )
+    shown = f"U+{ord(blank):04X}"
+    assert first["purposeOfUse"] == [{"text": shown}]
+    assert second["role"] == [{"text": shown}] and second["name"] == f"{shown} {shown}"
 
 
 def test_export_since_leaves_out_earlier_entries(engine: Engine, db_url: str):

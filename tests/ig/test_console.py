@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import re
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
 
 from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
@@ -171,6 +173,22 @@ def test_console_search_filters_pages_and_shows_counts(
     huge = base64.urlsafe_b64encode(b"2026-12-01T00:00:00.000000Z|" + b"9" * 30).decode()
     forged = web.get("/ig", params={"after": huge})
     assert forged.status_code == 400 and "after: not a cursor" in forged.text
+
+
+def test_a_token_purpose_of_one_nbsp_still_exports_a_valid_bundle(
+    web: TestClient, token: Token, ig_token: str
+) -> None:
+    read = web.get(f"/fhir/Patient/{PATIENT}/$everything",
+                   headers=auth(token("gp", purpose="\xa0")))  # fmt: skip
+    assert read.status_code == 404  # decided (unknown purpose), audited with purpose "\xa0"
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    exported = web.get("/ig/export", params={"format": "fhir"})
+    assert exported.status_code == 200
+    Bundle.model_validate(orjson.loads(exported.content))
+    assert '"purposeOfUse":[{"text":"U+00A0"}]' in exported.text
+    api = web.get("/fhir/AuditEvent", params={"purpose": "\xa0"}, headers=auth(ig_token))
+    Bundle.model_validate(api.json())
+    assert len(api.json()["entry"]) == 1
 
 
 def test_console_csv_and_fhir_exports_hold_the_matches(
