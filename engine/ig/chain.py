@@ -7,6 +7,7 @@ when the trail was last proved whole and IG can download it to keep away from th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from engine.settings import Settings
 
 H = cast(Table, AuditHead.__table__)
 LATEST = "audit-checkpoint-latest.json"
+#: Locked while the latest checkpoint is compared and replaced (:func:`_keep`).
+LOCK = "audit-checkpoint-latest.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,25 @@ def status(engine: Engine, settings: Settings) -> Status:
 
 
 def _keep(path: Path, data: bytes) -> None:
+    """Keep the checkpoint ``data`` as the latest, unless the latest covers more of the trail.
+
+    Two verifies at once each sign their own checkpoint; whichever is kept last would win, and
+    one that signed first (fewer entries) but got here last would put an older checkpoint back
+    behind a newer one already reported signed. So the comparison and the replacement happen
+    under an exclusive lock on a file beside it (``flock``: it holds between processes, and
+    between threads, each opening the file anew): a checkpoint of fewer entries never replaces
+    the latest; one of as many (a later signature of the same trail) does, as does any over an
+    unreadable file."""
+    size = parse(data).size
+    with path.with_name(LOCK).open("ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        latest, _ = _latest(path)
+        if latest is None or int(latest["size"]) <= size:
+            _write(path, data)
+    # Closing the file releases the lock.
+
+
+def _write(path: Path, data: bytes) -> None:
     """Write ``data`` whole under another name, flushed to disk, then rename it into place: a
     crash or a full disk leaves the previous checkpoint or this one, never part of one."""
     fd, written = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")

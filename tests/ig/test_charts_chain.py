@@ -6,21 +6,25 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from audit.daily import daily
 from audit.entry import time_text
 from audit.keys import KEY_FILE
+from audit.writer import append_batch
 from engine.api.deps import SESSION_COOKIE
 from engine.ig import chain
+from engine.settings import Settings
 from engine.web.charts import bars
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.audit.test_keys import UNSUPPORTED_PRIVATE
-from tests.audit.trail import as_owner
+from tests.audit.trail import as_owner, entry, fill
 from tests.ig.test_console import csrf
 
 
@@ -111,3 +115,33 @@ def test_a_cut_short_latest_checkpoint_is_shown_as_unreadable_and_verify_replace
     assert orjson.loads(latest.read_bytes())["log"] == "scr-audit-trail/1"
     assert "unreadable" not in web.get("/ig/chain").text
     assert [p.name for p in latest.parent.iterdir() if p.name.startswith(f".{latest.name}")] == []
+
+
+def test_latest_is_never_replaced_by_an_older_checkpoint(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify A signs 3 entries; before it keeps its checkpoint, verify B runs to the end and
+    keeps one of 5. A's, kept last, must not put the older checkpoint back as the latest."""
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
+    latest = chain.latest_path(settings)
+    fill(engine, 3)
+    keep = chain._keep
+    interleaved: list[bool] = []
+
+    def b_overtakes_a(path: Path, data: bytes) -> None:
+        if not interleaved:
+            interleaved.append(True)
+            append_batch(engine, [entry(4), entry(5)])
+            report, _ = chain.verify_now(engine, settings, datetime.now(UTC))
+            assert report.size == 5
+        keep(path, data)
+
+    monkeypatch.setattr(chain, "_keep", b_overtakes_a)
+    report, _ = chain.verify_now(engine, settings, datetime.now(UTC))
+    assert report.size == 3
+    assert orjson.loads(latest.read_bytes())["size"] == 5
+    # A later signature of as many entries does replace it, written whole, nothing left over.
+    before = latest.read_bytes()
+    chain.verify_now(engine, settings, datetime.now(UTC))
+    assert orjson.loads(latest.read_bytes())["size"] == 5 and latest.read_bytes() != before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
