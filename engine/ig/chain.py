@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, Table, select
 
-from audit.checkpoint import CheckpointError, make, parse
+from audit.checkpoint import Checkpoint, CheckpointError, make, parse, signature_valid
 from audit.keys import SigningKeyError, signing_key
 from audit.tables import AuditHead
 from audit.verify import Report, verify
@@ -61,23 +62,34 @@ def status(engine: Engine, settings: Settings) -> Status:
     return Status(row.seq if row else 0, row.hash.hex() if row else "", checkpoint, unreadable)
 
 
-def _keep(path: Path, data: bytes) -> None:
-    """Keep the checkpoint ``data`` as the latest, unless the latest covers more of the trail.
+def _keep(path: Path, data: bytes, public: Ed25519PublicKey) -> None:
+    """Keep the checkpoint ``data`` as the latest, unless the latest is one this key signed
+    later.
 
     Two verifies at once each sign their own checkpoint; whichever is kept last would win, and
-    one that signed first (fewer entries) but got here last would put an older checkpoint back
-    behind a newer one already reported signed. So the comparison and the replacement happen
-    under an exclusive lock on a file beside it (``flock``: it holds between processes, and
-    between threads, each opening the file anew): a checkpoint of fewer entries never replaces
-    the latest; one of as many (a later signature of the same trail) does, as does any over an
-    unreadable file."""
-    size = parse(data).size
+    one that signed first but got here last would put an older checkpoint back behind a newer
+    one already reported signed. So the comparison and the replacement happen under an
+    exclusive lock on a file beside it (``flock``: it holds between processes, and between
+    threads, each opening the file anew). They are compared by when they were signed, not by
+    size: a trail restored from a backup is shorter than one signed before it, and the
+    checkpoint that holds now is its own. The latest counts only if its signature holds, so an
+    edited or cut-short file is replaced."""
+    signed = parse(data).time
     with path.with_name(LOCK).open("ab") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        latest, _ = _latest(path)
-        if latest is None or int(latest["size"]) <= size:
+        latest = _ours(path, public)
+        if latest is None or latest.time <= signed:
             _write(path, data)
     # Closing the file releases the lock.
+
+
+def _ours(path: Path, public: Ed25519PublicKey) -> Checkpoint | None:
+    """The latest checkpoint, if it is there, readable and signed by ``public``."""
+    try:
+        cp = parse(path.read_bytes())
+    except (CheckpointError, OSError):
+        return None
+    return cp if signature_valid(cp, public) else None
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -106,5 +118,6 @@ def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Repor
         cp = make(engine, key, now)
     except CheckpointError:
         return verify(engine), None
-    _keep(latest_path(settings), orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2))
+    data = orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2)
+    _keep(latest_path(settings), data, key.public_key())
     return Report(cp.size, bytes.fromhex(cp.head)), None

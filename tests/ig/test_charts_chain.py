@@ -7,6 +7,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,13 +19,16 @@ from audit.entry import time_text
 from audit.keys import KEY_FILE
 from audit.writer import append_batch
 from engine.api.deps import SESSION_COOKIE
+from engine.db import make_engine, scratch_store
 from engine.ig import chain
+from engine.migrate import upgrade
 from engine.settings import Settings
 from engine.web.charts import bars
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.audit.test_keys import UNSUPPORTED_PRIVATE
 from tests.audit.trail import as_owner, entry, fill
+from tests.conftest import BACKEND
 from tests.ig.test_console import csrf
 
 
@@ -128,13 +132,13 @@ def test_latest_is_never_replaced_by_an_older_checkpoint(
     keep = chain._keep
     interleaved: list[bool] = []
 
-    def b_overtakes_a(path: Path, data: bytes) -> None:
+    def b_overtakes_a(path: Path, data: bytes, public: Any) -> None:
         if not interleaved:
             interleaved.append(True)
             append_batch(engine, [entry(4), entry(5)])
             report, _ = chain.verify_now(engine, settings, datetime.now(UTC))
             assert report.size == 5
-        keep(path, data)
+        keep(path, data, public)
 
     monkeypatch.setattr(chain, "_keep", b_overtakes_a)
     report, _ = chain.verify_now(engine, settings, datetime.now(UTC))
@@ -145,3 +149,40 @@ def test_latest_is_never_replaced_by_an_older_checkpoint(
     chain.verify_now(engine, settings, datetime.now(UTC))
     assert orjson.loads(latest.read_bytes())["size"] == 5 and latest.read_bytes() != before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_edited_latest_checkpoint_is_replaced_by_the_next_verify(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A latest file whose signature does not hold (its size edited up) never outranks a
+    checkpoint the server signs now."""
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
+    latest = chain.latest_path(settings)
+    fill(engine, 3)
+    chain.verify_now(engine, settings, datetime.now(UTC))
+    latest.write_bytes(orjson.dumps(orjson.loads(latest.read_bytes()) | {"size": 10**9}))
+    report, unsigned = chain.verify_now(engine, settings, datetime.now(UTC))
+    assert report.intact and unsigned is None
+    assert orjson.loads(latest.read_bytes())["size"] == 3
+
+
+def test_after_a_restore_to_a_shorter_trail_its_own_checkpoint_is_kept(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A trail restored from a backup is shorter than one signed before; the checkpoint signed
+    of it now is the latest, by when it was signed."""
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
+    latest = chain.latest_path(settings)
+    fill(engine, 5)
+    chain.verify_now(engine, settings, datetime.now(UTC))
+    (tmp_path / "restored").mkdir()
+    with scratch_store(BACKEND, tmp_path / "restored") as url:
+        restored = make_engine(url)
+        try:
+            upgrade(restored)
+            fill(restored, 3)
+            report, unsigned = chain.verify_now(restored, settings, datetime.now(UTC))
+            assert report.intact and report.size == 3 and unsigned is None
+            assert orjson.loads(latest.read_bytes())["size"] == 3
+        finally:
+            restored.dispose()
