@@ -115,8 +115,9 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
     """The user a token's claims name. ``purpose_of_use`` is not refused here: one that is not
     a code (what :func:`engine.api.deps.purpose_valid` asks of the header's) is no purpose the
     policy knows (its codes are capital letters), so the request is decided, denied
-    (``purpose.known``) and audited like any unknown purpose, the value kept as the token gave
-    it (the writer makes it storable: :func:`audit.entry.encodable`)."""
+    (``purpose.known``) and audited like any unknown purpose; a control character or a lone
+    surrogate in it is kept as U+FFFD, so every page, answer and entry that shows the purpose
+    can write it."""
     role = _role(claims)
     role_code, org = role.get("role_code"), role.get("org_code")
     if not isinstance(role_code, str) or not isinstance(org, str) or not role_code or not org:
@@ -143,7 +144,7 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
         activity_codes=frozenset(
             _plain("activity_codes", a) for a in activities if isinstance(a, str)
         ),
-        purpose=purpose if isinstance(purpose, str) else None,
+        purpose=_NOT_PLAIN.sub("\ufffd", purpose) if isinstance(purpose, str) else None,
         ig_training=training,
         accepted_until=int(claims["exp"]) + _LEEWAY,
     )

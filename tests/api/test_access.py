@@ -202,6 +202,17 @@ def test_a_token_purpose_that_is_not_a_code_is_decided_as_unknown_and_audited(
     assert last["purpose"] == odd.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")[:32]
 
 
+def test_an_explanation_under_a_token_purpose_with_a_lone_surrogate_is_written(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """The explanation echoes the purpose: one JSON cannot encode was a 500 after its entry."""
+    before = len(audit_actions(store))
+    answer = client.get(f"/access/explain?patient={PATIENT}",
+                        headers=auth(token("gp", purpose="TREAT\ud800")))  # fmt: skip
+    assert audit_actions(store)[before:] == [("explain", "deny")]
+    assert answer.status_code == 200, answer.text[:200]
+
+
 def test_no_policy_purpose_could_match_a_token_purpose_that_is_not_a_code() -> None:
     """Why a token's purpose that fails ``purpose_valid`` is only ever an unknown purpose."""
     policy = load_policy()

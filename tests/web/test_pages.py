@@ -386,3 +386,12 @@ def test_jwt_mode_offers_no_personas(store: Store) -> None:
         assert (
             web.post("/session", data={"persona": "gp", "csrf_token": csrf(web)}).status_code == 401
         )
+
+
+@pytest.mark.parametrize("path", ["/record", f"/record/{NHS}"])
+def test_a_page_under_a_token_purpose_with_a_lone_surrogate_is_written(
+    web: TestClient, token: Token, path: str
+) -> None:
+    """The banner shows the purpose: one UTF-8 cannot encode failed every signed-in page."""
+    web.cookies.set(SESSION_COOKIE, token("gp", purpose="TREAT\ud800"))
+    assert web.get(path).status_code < 500
