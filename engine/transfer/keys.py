@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.keyfile import create
 from engine.transfer import signature, store
+from engine.transfer.signature import SigningKeyError
 
 
 def _path(data_dir: Path, org: str) -> Path:
@@ -62,9 +63,20 @@ def org_key(engine: Engine, data_dir: Path, org: str, by: str) -> Ed25519Private
         except IntegrityError:
             pass  # registered a moment ago: by another send of this file's key, or below
         registered = _registered(engine, org)
-    if registered != pem:  # the organisation registered its own key over scr's
+    if not _same(registered, pem):  # the organisation registered its own key over scr's
         raise OwnKey(f"{org} signs its own messages: send them from its system")
     return key
+
+
+def _same(registered: str | None, pem: str) -> bool:
+    """Whether the registered key is ``pem``'s key, however its PEM text is laid out (one
+    registered again by hand may lack the final newline)."""
+    if registered is None:
+        return False
+    try:
+        return signature.public_pem(signature.load_public(registered)) == pem
+    except SigningKeyError:
+        return False
 
 
 class OwnKey(RuntimeError):

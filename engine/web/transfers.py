@@ -9,6 +9,7 @@ pages live at ``/inbox`` and ``/record/{nhs}/transfer``.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -35,6 +36,7 @@ from engine.transfer.parties import acknowledgement, may_take_part
 from engine.transfer.reading import sections, triage
 from engine.transfer.receive import receive
 from engine.transfer.rules import UUID, Refused
+from engine.transfer.signature import SigningKeyError
 from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
 from engine.web.pages import _page, _signed_in, _to, notice_first, org_names, to_sign_in
@@ -47,6 +49,8 @@ Optional = Annotated[str, Form()]
 _INBOX = "/inbox"
 templates.env.globals["spo2_scales"] = news2.SCALES
 templates.env.globals["acvpu"] = news2.ACVPU
+
+log = logging.getLogger(__name__)
 
 
 def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | None:
@@ -91,6 +95,10 @@ def _send(request: Request, who: Who, doc: dict[str, Any]) -> str | list[str]:
         key = org_key(svc.engine, svc.settings.data_dir, who.org, who.user_id)
     except OwnKey as exc:
         return [str(exc)]
+    except (SigningKeyError, OSError) as exc:  # the key file kept for it is damaged
+        log.error("the signing key kept for %s cannot be used: %s", who.org, exc)
+        return ["The signing key kept for your organisation cannot be read: nothing was sent. "
+                "Ask your administrator to check it."]  # fmt: skip
     signed = orjson.dumps(signature.sign(doc, key, who.org, datetime.now(UTC)))
     if len(signed) > svc.settings.transfer_max_bytes:  # the limit a message posted has
         return [f"The message would be {len(signed):,} bytes, over the limit of "

@@ -449,3 +449,27 @@ def test_a_key_the_organisation_registered_over_scrs_is_not_signed_with(store: S
     with pytest.raises(OwnKey):
         org_key(store.engine, store.settings.data_dir, ORG, "u-1")
     assert _registered(store) == own
+
+
+def test_scrs_own_key_registered_again_in_another_pem_layout_is_still_signed_with(
+    store: Store,
+) -> None:
+    """Registered again by hand (a file without its final newline), it is still scr's key."""
+    key = org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    pem = signature.public_pem(key)
+    with store.engine.begin() as conn:
+        register_key(conn, ORG, pem.rstrip("\n"), "u-admin", datetime.now(UTC))
+    again = org_key(store.engine, store.settings.data_dir, ORG, "u-1")
+    assert signature.public_pem(again) == pem
+
+
+def test_a_send_with_a_damaged_key_file_says_so_and_sends_nothing(
+    web: TestClient, store: Store
+) -> None:
+    path = store.settings.data_dir / "transfer-keys" / f"{CARE_HOME}.pem"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\ncut short")
+    sent = _post(web, step="send")
+    assert sent.status_code == 422
+    assert "signing key kept for your organisation cannot be read" in sent.text
+    assert count(store, MESSAGES) == 0
