@@ -7,6 +7,7 @@ mapper turns that into an :class:`~adapters.base.Issue` naming the field.
 from __future__ import annotations
 
 import re
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
@@ -159,6 +160,11 @@ def boolean(raw: str) -> bool:
     raise ValueProblem(f"{raw!r} is not a yes/no value")
 
 
+#: The largest number a JSON reader holds (a double): a larger one is stored exactly but no
+#: reader (the record pages', most clients') could read the resource back.
+_DOUBLE = Decimal(sys.float_info.max)
+
+
 def decimal(raw: str) -> Decimal:
     try:
         value = Decimal(raw.strip())
@@ -166,6 +172,8 @@ def decimal(raw: str) -> Decimal:
         raise ValueProblem(f"{raw!r} is not a number") from None
     if not value.is_finite():
         raise ValueProblem(f"{raw!r} is not a finite number")
+    if value.copy_abs() > _DOUBLE:
+        raise ValueProblem(f"{raw!r} is too large a number for a FHIR client to read")
     return value
 
 

@@ -16,9 +16,11 @@ from typing import Any
 
 import orjson
 
-#: A number a binary float would write otherwise: a fraction ending in zero, an exponent, or
-#: more digits than a double holds. Strings may match too; they only take the slower parse.
-_INEXACT = re.compile(rb"[0-9]\.[0-9]*0(?![0-9])|[0-9][eE][-+]?[0-9]|[0-9.]{17,}")
+#: A number in value position (after ``:``, ``,`` or ``[`` in canonical JSON) with a fraction
+#: or an exponent: a binary float may write it otherwise (``5.10``, ``0.000001``, ``1.0E5``).
+#: Hex in ids (``19e8``) sits inside strings, after a quote or a letter, so it does not match;
+#: text that happens to (``"at:5.1"``) only takes the slower parse.
+_INEXACT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
 
 
 def exact(value: Any) -> orjson.Fragment:

@@ -657,7 +657,7 @@ def test_a_censored_result_keeps_its_comparator_and_unit(value, comparator, numb
 
 
 @pytest.mark.parametrize(
-    "value", ["5.10", "120.0", "0.80", "<5.0", "99999999999999999999", "1E+400"]
+    "value", ["5.10", "120.0", "0.80", "<5.0", "99999999999999999999", "1E+300"]
 )
 def test_a_result_keeps_the_precision_it_was_written_with(engine, settings, codes, tmp_path, value):
     """FHIR decimals keep their precision: stored, served and rewritten as written (a whole

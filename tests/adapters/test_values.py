@@ -55,3 +55,11 @@ def test_an_integer_fhir_cannot_hold_is_refused_not_cut(raw: str) -> None:
 @pytest.mark.parametrize(("raw", "whole"), [("28", 28), (" 7.0 ", 7), ("-2147483648", -(2**31))])
 def test_a_whole_number_is_an_integer(raw: str, whole: int) -> None:
     assert values.integer(raw) == whole
+
+
+@pytest.mark.parametrize("raw", ["1E+400", "2E+308", "-1.8E+308"])
+def test_a_decimal_no_reader_could_hold_is_refused(raw: str) -> None:
+    """Stored exactly, it would break every reader of the resource (a double holds at most
+    about 1.8E+308): the record pages, restamp, most FHIR clients."""
+    with pytest.raises(values.ValueProblem):
+        values.decimal(raw)

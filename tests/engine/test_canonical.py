@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import orjson
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from adapters.mapper import _json_number
-from engine.canonical import dumps, loads
+from engine.canonical import dumps, exact, loads
 from engine.relabel import relabelled
 
 #: FHIR's decimal: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
@@ -33,9 +35,22 @@ def test_a_decimal_reads_back_as_written(text: str) -> None:
 
 
 def test_a_body_without_such_numbers_reads_as_plain_json() -> None:
-    read = loads(b'{"a":5.1,"b":3,"c":"x"}')
-    assert read == {"a": 5.1, "b": 3, "c": "x"}
-    assert type(read["a"]) is float
+    """Ids hold hex like ``19e8``: not a number, so not the slower parse."""
+    read = loads(b'{"b":3,"c":"x","id":"5610726d-19e8-5924-b8dc-c66082eca962","r":"A1E-4"}')
+    assert read["b"] == 3 and read["id"].startswith("5610726d")
+    assert loads(b'{"id":"19e8","v":[1,2]}') == {"id": "19e8", "v": [1, 2]}
+
+
+@pytest.mark.parametrize("text", ["0.000001", "0.0000025", "-0.000009", "5.1", "1.5E+3"])
+def test_every_fraction_is_written_again_as_it_was_stored(text: str) -> None:
+    """What the mask path does (loads, then orjson with ``exact``), and relabel (``dumps``)."""
+    body = (
+        b'{"resourceType":"Observation","valueQuantity":{"unit":"mg/L","value":'
+        + text.encode()
+        + b"}}"
+    )
+    assert orjson.dumps(loads(body), default=exact, option=orjson.OPT_SORT_KEYS) == body
+    assert dumps(loads(body)) == body
 
 
 def test_a_relabelled_body_keeps_its_decimals() -> None:
