@@ -165,7 +165,14 @@ def boolean(raw: str) -> bool:
 _DOUBLE = Decimal(sys.float_info.max)
 
 
+#: A number as sources write one: ASCII digits, an optional sign, fraction and exponent. Python's
+#: ``Decimal`` would also read ``1_5`` (as 15), other scripts' digits and ``Infinity``.
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def decimal(raw: str) -> Decimal:
+    if not _NUMBER.fullmatch(raw.strip()):
+        raise ValueProblem(f"{raw!r} is not a number")
     try:
         value = Decimal(raw.strip())
     except InvalidOperation:

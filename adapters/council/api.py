@@ -179,8 +179,7 @@ class _Table:
             row_id = f"{file}#{line}"
             if not any(i.field == self.row_id for i in issues):
                 issues.append(Issue(self.row_id, "row identifier is missing"))
-        if not issues:
-            fields.update(extras)
+        fields.update(extras)  # even on a record with problems: quarantine keeps it whole
         ref = SourceRef(STYLE, self.org, self.table, row_id)
         return SourceRecord(ref, file, line, fields, tuple(issues))
 
@@ -189,6 +188,15 @@ class _Table:
         if extra:
             self.noted.update(extra)
             self.notes.append(f"{self.where}: extra fields ignored: {', '.join(extra)}")
+
+
+def _restricted(person: SourceRecord) -> str:
+    """The person's ``restricted`` value for their events; one that could not be read counts as
+    restricted (fail closed): the events of a person with other problems are still pulled, and
+    wait in quarantine until the person is taken in."""
+    if any(i.field == "restricted" for i in person.read_issues):
+        return "true"
+    return str(person.fields.get("restricted", ""))
 
 
 def pull(
@@ -216,10 +224,11 @@ def pull(
             for line, item in enumerate(items, start=1):
                 person = persons.record(item, page_url, line, {}, person_extras(org))
                 yield person
-                if person.read_issues:
+                pid = str(person.fields.get("person_id", "")).strip()
+                if not pid:
+                    notes.append(f"{page_url} item {line}: no person_id, so no events were pulled")
                     continue
-                pid = person.ref.row_id
-                restricted = person.fields.get("restricted", "")
+                restricted = _restricted(person)
                 events_url = f"{base}/people/{quote(pid, safe='')}/events"
                 for event_url, event_items in _pages(getter, events_url):
                     for n, event in enumerate(event_items, start=1):

@@ -28,7 +28,8 @@ ENCODING = "utf-8"
 TABLES = ("organisation", "persons", "events", "warnings", "contacts", "legal", "placements")
 #: Person ids are local to one council, so the identifier system names the council.
 PERSON_ID_SYSTEM = "https://fhir.scr.example/Id/council-person/"
-_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: An ISO date to the day, the month or the year.
+_ISO_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
 Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
 
@@ -41,9 +42,10 @@ def person_extras(org: str) -> dict[str, str]:
 def member_extras(org: str, restricted: str, row: Mapping[str, Any], today: str) -> dict[str, str]:
     """The joined fields of a row that belongs to a person: its raw ``restricted`` value, and
     ``_ended`` once the row's end date (ISO, ``today`` too) has passed: a care package or a
-    warning with a planned end date is still running until then."""
+    warning with a planned end date is still running until then. An end given to the month or
+    the year has passed once that month or year has."""
     end = str(row.get("event_end_date") or row.get("end_date") or "").strip()[:10]
-    over = bool(_ISO_DAY.fullmatch(end)) and end < today
+    over = bool(_ISO_DATE.fullmatch(end)) and end < today[: len(end)]
     return {"_org": org, "_person_restricted": restricted, "_ended": "true" if over else "false"}
 
 

@@ -18,7 +18,7 @@ from adapters.council import CouncilAdapter
 from adapters.council.api import CouncilApiError, pull
 from engine.ingest import RunSummary, ingest
 from engine.models import Resource
-from engine.quarantine import list_items
+from engine.quarantine import list_items, replay
 from engine.settings import Settings
 from engine.validate import validate_resource
 from tests.factories import nhs_numbers, write_csv
@@ -448,3 +448,100 @@ def test_ingest_from_an_api_url(engine, settings, codes, monkeypatch):
     monkeypatch.delenv("SCR_COUNCIL_TOKEN")
     with pytest.raises(ExtractError, match="no API token"):
         CouncilAdapter(org=ORG).read(BASE)
+
+
+def _placements(engine) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in stored(engine, "EpisodeOfCare")
+        if r["type"][0]["coding"][0]["code"] == "care-home-placement"
+    ]
+
+
+def _one_open(engine, table: str):
+    items = [i for i in list_items(engine) if i.source_key.split("|")[2] == table]
+    assert len(items) == 1, [i.brief() for i in items]
+    return items[0]
+
+
+def test_a_placement_ended_in_a_past_month_is_finished(engine, settings, codes, tmp_path):
+    """An end given to the month (iso_date takes YYYY-MM) has passed once the month has."""
+    rows = {
+        "organisation": standard()["organisation"],
+        "persons": [person("1")],
+        "placements": [
+            {"person_id": "1", "care_home_ods": "VXA01", "start_date": "2020-01-01",
+             "end_date": "2023-06"},
+        ],
+    }  # fmt: skip
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    [placement] = _placements(engine)
+    assert placement["period"]["end"] == "2023-06"
+    assert placement["status"] == "finished", placement["status"]
+
+
+def test_an_api_event_replayed_from_quarantine_keeps_its_persons_restriction(
+    engine, settings, codes
+):
+    """An API event with a read issue keeps the reader's joined fields in quarantine, as a CSV
+    row does: replayed with the fix, a restricted person's care package stays confidential."""
+    rows = {
+        "persons": [person("2", restricted=True)],
+        "events": [event("14", "2", "Service", **SERVICE)],
+    }
+    base = FakeCouncil(rows)
+
+    class Odd(FakeCouncil):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            response = base(request)
+            if request.url.path.endswith("/events"):
+                body = response.json()
+                body["items"][0]["provider_name"] = ["Borsetshire Home Care"]
+                return httpx.Response(200, json=body)
+            return response
+
+    odd = Odd(rows)
+    run(engine, settings, codes, BASE, org=ORG, client=odd.client(), token="t")
+    item = _one_open(engine, "events")
+    assert item.field == "provider_name"
+    summary = replay(engine, settings, codes, [item.id], {"provider_name": "Borsetshire Home Care"})
+    assert summary.quarantined == 0
+    package = [
+        r for r in stored(engine, "EpisodeOfCare")
+        if "source-confidential" not in scr_labels(r)
+    ]  # fmt: skip
+    assert package == [], "restricted person's care package stored without source-confidential"
+
+
+def test_an_api_person_with_a_read_issue_still_has_their_events_pulled(engine, settings, codes):
+    """A person item with one bad value is quarantined; their events are still pulled and wait
+    in quarantine (nothing is lost), to be replayed once the person is taken in."""
+    rows = {
+        "persons": [person("1")],
+        "events": [
+            event("12", "1", "Service", **SERVICE),
+            event("13", "1", "Review", event_start_date="2024-07-01"),
+        ],
+    }
+    base = FakeCouncil(rows)
+
+    class Odd(FakeCouncil):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            response = base(request)
+            if request.url.path == "/api/people":
+                body = response.json()
+                body["items"][0]["address"] = {"line1": "1 Mill Lane"}
+                return httpx.Response(200, json=body)
+            return response
+
+    odd = Odd(rows)
+    summary = run(engine, settings, codes, BASE, org=ORG, client=odd.client(), token="t")
+    item = _one_open(engine, "persons")
+    replay(engine, settings, codes, [item.id], {"address": "1 Mill Lane"})
+    events_kept = [
+        r for r in stored(engine)
+        if r["resourceType"] in ("EpisodeOfCare", "Task", "Condition")
+    ] + [i for i in list_items(engine, status=None) if "|events|" in i.source_key]  # fmt: skip
+    assert events_kept, (
+        f"events of person 1 vanished: read={summary.read} notes={summary.notes} calls={base.calls}"
+    )

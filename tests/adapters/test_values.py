@@ -63,3 +63,10 @@ def test_a_decimal_no_reader_could_hold_is_refused(raw: str) -> None:
     about 1.8E+308): the record pages, restamp, most FHIR clients."""
     with pytest.raises(values.ValueProblem):
         values.decimal(raw)
+
+
+@pytest.mark.parametrize("raw", ["1_5", "١٢", "Infinity", "NaN", "1e", "--1"])
+def test_a_number_is_written_as_sources_write_numbers(raw: str) -> None:
+    """``Decimal`` reads ``1_5`` as 15 and other scripts' digits: a value is never changed."""
+    with pytest.raises(values.ValueProblem):
+        values.decimal(raw)
