@@ -105,6 +105,8 @@ class _Good:
     rows: list[dict[str, Any]]
     #: Values the mapper left out: the rows go in and the record stays quarantined for them.
     withheld: tuple[Issue, ...] = ()
+    #: The source keys it names that its reader did not meet (``_Run._unmet``).
+    unmet: frozenset[str] = frozenset()
     #: The rows that differ from what is stored, and what validating them found.
     changed: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[Issue] = field(default_factory=list)
@@ -214,14 +216,14 @@ class _Run:
                     "content_hash": content_hash(res),
                 }
             )
-        self.good.append(_Good(record, rows, outcome.withheld))
+        self.good.append(_Good(record, rows, outcome.withheld, self._unmet(record)))
         self.pending += len(rows)
 
-    def _unmet(self, record: SourceRecord) -> set[str]:
+    def _unmet(self, record: SourceRecord) -> frozenset[str]:
         """The keys ``record`` names that its reader did not meet, so takes the stored labels
         of. A replayed record met nothing: what its extract held is stored now, and may have
         been labelled since it was quarantined."""
-        named = set(record.fields.get("_pointed_records", ()))
+        named = frozenset(record.fields.get("_pointed_records", ()))
         if self.summary.kind == "replay":
             return named
         return named - set(record.fields.get("_met_records", ()))
@@ -230,13 +232,13 @@ class _Run:
         """Label the batch's records with what the records they name and the reader did not
         meet (an earlier run brought them) are stored with: a course for a problem recorded
         last month is withheld with the problem."""
-        pointers = {id(g): keys for g in self.good if (keys := self._unmet(g.record))}
-        if not pointers:
+        unmet = sorted({k for g in self.good for k in g.unmet})
+        if not unmet:
             return
-        held = store.passed_labels(conn, sorted({k for keys in pointers.values() for k in keys}))
+        held = store.passed_labels(conn, unmet)
         base = self.settings.canonical_base
         for g in self.good:
-            passed = sorted({c for k in pointers.get(id(g), ()) for c in held.get(k, ())})
+            passed = sorted({c for k in g.unmet for c in held.get(k, ())})
             if not passed:
                 continue
             for r in g.rows:
@@ -275,7 +277,7 @@ class _Run:
                 {"from_key": g.record.ref.key, "to_key": k}
                 for g in self.good
                 if not g.invalid
-                for k in sorted(self._unmet(g.record))
+                for k in sorted(g.unmet)
             ]
             reopened = [rec.ref.key for rec, _ in self.bad]
             quarantined = set(reopened)
