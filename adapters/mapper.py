@@ -48,17 +48,13 @@ PARSERS: dict[str, Parser] = {
 }
 
 
-#: What a JSON writer holds as an integer; a whole number past it stays a decimal, as written.
-_INT64 = range(-(2**63), 2**63)
-
-
 def _json_number(value: Decimal) -> int | Decimal:
     """A whole number written without a fraction is an integer (``120``); any other keeps the
     precision it was written with (``120.0``, ``5.10``: FHIR decimals do), written exactly by
     ``engine.canonical``."""
     exponent = value.as_tuple().exponent
     whole = isinstance(exponent, int) and exponent >= 0 and value.adjusted() < 19
-    whole = whole and int(value) in _INT64
+    whole = whole and int(value) in values.INT64
     return int(value) if whole else value
 
 

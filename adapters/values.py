@@ -184,6 +184,9 @@ def decimal(raw: str) -> Decimal:
     return value
 
 
+#: What a JSON writer (``orjson``) holds as an integer: a whole number past it is kept as a
+#: decimal, written as it reads.
+INT64 = range(-(2**63), 2**63)
 #: FHIR's ``integer`` is a signed 32-bit number.
 _INTEGER = range(-(2**31), 2**31)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from adapters.values import INT64
+
 #: A number in value position (after ``:``, ``,`` or ``[`` in canonical JSON) with a fraction
 #: or an exponent: a binary float may write it otherwise (``5.10``, ``0.000001``, ``1.0E5``).
 #: Hex in ids (``19e8``) sits inside strings, after a quote or a letter, so it does not match;
@@ -45,7 +47,7 @@ def loads(body: bytes) -> Any:
 def _integer(text: str) -> int | Decimal:
     """An integer, or past 64 bits (which ``orjson`` cannot write) a Decimal of the same text."""
     value = int(text)
-    return value if -(2**63) <= value < 2**63 else Decimal(text)
+    return value if value in INT64 else Decimal(text)
 
 
 def content_hash(resource: dict[str, Any]) -> str:
