@@ -147,6 +147,12 @@ class ExtractError(Exception):
     """The extract as a whole cannot be read (a required file or column is missing)."""
 
 
+class CorrectionRefused(ValueError):
+    """A correction replay cannot apply to a record on its own: it names no column of the
+    record, or a column the reader joined other rows by (which only reading the source again
+    can join anew)."""
+
+
 class Adapter(Protocol):
     """One source style. ``kind`` is the name used on the command line."""
 
@@ -160,4 +166,12 @@ class Adapter(Protocol):
 
     def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
         """Pure: turn one record into R4 resources, or say why not."""
+        ...
+
+    def correct(
+        self, record: SourceRecord, corrections: Mapping[str, str], today: str
+    ) -> SourceRecord:
+        """Pure: a quarantined record as replay maps it, with ``corrections`` (column: value)
+        applied, and what the reader worked out from the row alone (its key, whether an end
+        date has passed by ``today``) worked out again. Raises :class:`CorrectionRefused`."""
         ...

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapters.base import ExtractError, Issue, MapContext, MapOutcome, SourceRecord, SourceRef
+from adapters.base import (
+    CorrectionRefused,
+    ExtractError,
+    Issue,
+    MapContext,
+    MapOutcome,
+    SourceRecord,
+    SourceRef,
+)
 from adapters.csvread import read_rows
 from adapters.mapper import compiled_table_map, load_table_map, map_row
 
@@ -28,7 +37,8 @@ def map_columns(table_map: Mapping[str, Any]) -> set[str]:
                     value, str
                 ):
                     found.add(value)
-                walk(value)
+                if key not in ("value", "map"):  # constants, not columns
+                    walk(value)
         elif isinstance(node, list):
             for item in node:
                 walk(item)
@@ -56,6 +66,15 @@ def first_row(path: Path, encoding: str, column: str) -> str:
     raise ExtractError(f"{path.name}: no organisation row with a {column}")
 
 
+def row_key(fields: Mapping[str, Any], key: Sequence[str], line: int) -> tuple[str, Issue | None]:
+    """A row's id from its key columns; a row missing one is named by its line, with why."""
+    parts = [str(fields.get(column, "")).strip() for column in key]
+    for column, part in zip(key, parts, strict=True):
+        if not part:
+            return f"line-{line}", Issue(column, "row identifier is missing")
+    return "|".join(parts), None
+
+
 def table_records(
     folder: Path,
     style: str,
@@ -77,13 +96,8 @@ def table_records(
     key = key_columns(table_map)
     must = list(dict.fromkeys([*key, *table_map.get("required_columns", [])]))
     for row in read_rows(path, encoding, must, notes, map_columns(table_map)):
-        parts = [row.fields.get(column, "").strip() for column in key]
-        row_id = "|".join(parts)
-        issues = row.issues
-        missing = [column for column, part in zip(key, parts, strict=True) if not part]
-        if missing:
-            row_id = f"line-{row.line}"
-            issues = (*issues, Issue(missing[0], "row identifier is missing"))
+        row_id, missing = row_key(row.fields, key, row.line)
+        issues = row.issues if missing is None else (*row.issues, missing)
         fields: dict[str, Any] = row.fields  # the reader's own dict, made for this row
         if enrich is not None:  # a row with problems too: quarantine keeps it whole for replay
             fields.update(enrich(fields))
@@ -103,12 +117,58 @@ class TableAdapter:
     """
 
     kind: str
+    #: Per table, the columns its reader joins other rows (or files) by, and what it joins:
+    #: correcting one on replay would leave what was joined stale.
+    joined_by: Mapping[str, Mapping[str, str]] = {}
 
     def __init__(self) -> None:
         self.notes: list[str] = []
 
     def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
         return map_table_record(self.kind, record, ctx)
+
+    def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+        """The joined fields the reader works out from the row alone; ``None`` drops one."""
+        return {}
+
+    def correct(
+        self, record: SourceRecord, corrections: Mapping[str, str], today: str
+    ) -> SourceRecord:
+        """A corrected row gets its id and its own joined fields worked out again; the
+        problems found reading it no longer stand (someone has looked at the row), except a
+        key still missing."""
+        table = record.ref.table
+        table_map = load_table_map(self.kind, table)
+        columns = map_columns(table_map)
+        for name in corrections:
+            if name.startswith("_"):
+                raise CorrectionRefused(
+                    f"{name}: joined by the reader, not a column of {table}; correct the "
+                    "source columns it is worked out from"
+                )
+            if name not in columns:
+                raise CorrectionRefused(
+                    f"{name}: not a column the {table} map reads ({', '.join(sorted(columns))})"
+                )
+            joined = self.joined_by.get(table, {}).get(name)
+            if joined:
+                raise CorrectionRefused(
+                    f"{name}: the reader joins {joined} by it, which replay cannot join again; "
+                    "correct the source and ingest it again"
+                )
+        fields: dict[str, Any] = {**record.fields, **corrections}
+        for name, value in self.row_joins(table, fields, today).items():
+            if value is None:
+                fields.pop(name, None)
+            else:
+                fields[name] = value
+        if not corrections:
+            return replace(record, fields=fields)
+        row_id, missing = row_key(fields, key_columns(table_map), record.line)
+        if missing is not None:
+            return replace(record, fields=fields, read_issues=(missing,))
+        ref = replace(record.ref, row_id=row_id)
+        return replace(record, ref=ref, fields=fields, read_issues=())
 
 
 def unknown_files(folder: Path, known: set[str], notes: list[str]) -> None:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
-from adapters.base import ExtractError
+from adapters.base import CorrectionRefused, ExtractError
 from adapters.codes import CodeMaps, load_all
 from audit.cli import audit_app
 from engine import codes_admin, directory, quarantine
@@ -326,7 +326,7 @@ def q_replay(
     with _store(settings) as engine:
         try:
             summary = quarantine.replay(engine, settings, _codes(settings), ids or [], corrections)
-        except quarantine.OneRecordOnly as exc:
+        except CorrectionRefused as exc:
             err.print(str(exc))
             raise typer.Exit(2) from None
     _show_summary(summary, as_json)

@@ -21,7 +21,7 @@ import gc
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -166,12 +166,15 @@ class _Run:
         codes: CodeMaps,
         summary: RunSummary,
         resolution: str,
+        renamed: Mapping[str, str],
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.codes = codes
         self.summary = summary
         self.resolution = resolution
+        #: A corrected record's source key → the key its quarantine item was kept under.
+        self.renamed = renamed
         self.good: list[_Good] = []
         #: Patients this run created, updated or deleted: linking re-evaluates only these.
         self.patients: set[str] = set()
@@ -268,6 +271,7 @@ class _Run:
         conn = self.conn or self.engine.connect()
         try:
             keys = [g.record.ref.key for g in self.good] + [rec.ref.key for rec, _ in self.bad]
+            keys += [self.renamed[k] for k in keys if k in self.renamed]
             state = store.run_state(conn, self.summary.run_id, list(ids), keys)
             self._check_duplicates(state.ids)
             self._check_patients(stored.patients | state.patients)
@@ -281,6 +285,7 @@ class _Run:
             ]
             reopened = [rec.ref.key for rec, _ in self.bad]
             quarantined = set(reopened)
+            taken += [self.renamed[k] for k in taken if k in self.renamed]
             resolved = [k for k in taken if k in state.open and k not in quarantined]
             updates, inserts = self._quarantine(state.open)
         except BaseException:
@@ -520,9 +525,10 @@ class _Run:
                 "file": record.file,
                 "line": record.line,
             }
-            item = existing.get(record.ref.key)
+            key = record.ref.key
+            item = existing.get(key, existing.get(self.renamed.get(key, key)))
             if item is not None:
-                updates.append((item, values))
+                updates.append((item, {**values, "source_key": key}))
                 continue
             inserts.append(
                 {
@@ -652,10 +658,14 @@ def run_records(
     map_fn: MapFn,
     *,
     resolution: str = "superseded",
+    renamed: Mapping[str, str] | None = None,
     notes: list[str] | None = None,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Run any stream of records through the pipeline (an extract, or quarantined records)."""
+    """Run any stream of records through the pipeline (an extract, or quarantined records).
+
+    ``renamed`` maps a corrected record's source key to the one its quarantine item was kept
+    under, so the item is closed, or kept open under the new key, as the record fares."""
     summary = RunSummary(run_id=str(uuid.uuid4()), kind=kind, location=location)
     with ingest_lock(engine), _collector_eased(), _quick_handoffs():
         recovered = _link_unlinked_runs(engine)
@@ -671,7 +681,7 @@ def run_records(
                     summary={},
                 )
             )
-        run = _Run(engine, settings, codes, summary, resolution)
+        run = _Run(engine, settings, codes, summary, resolution, renamed or {})
         try:
             for record in records:
                 try:

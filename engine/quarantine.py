@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, select
 
-from adapters.base import MapContext, SourceRecord
+from adapters.base import CorrectionRefused, MapContext, SourceRecord
 from adapters.codes import CodeMaps
 from engine.ingest import RunSummary, record_from_json, run_records
 from engine.models import QuarantineItem
@@ -86,7 +87,7 @@ def _open_items(engine: Engine, ids: Sequence[int]) -> Iterator[Item]:
         yield _item(row)
 
 
-class OneRecordOnly(ValueError):
+class OneRecordOnly(CorrectionRefused):
     """Corrections were given for more than one record (or for all open items)."""
 
 
@@ -102,19 +103,27 @@ def replay(
     ``corrections`` replaces field values before mapping; a person making one has looked at the
     row, so problems found while reading it (a truncated line) no longer stand. A correction is
     about one record: given to several, one NHS number would go to different people and
-    linking would merge them, so it needs exactly one item id.
+    linking would merge them, so it needs exactly one item id. Each record is first worked
+    out again as its reader would (its key, whether it has ended by today), so a corrected
+    key or end date is taken as if the source had sent it; a correction the record cannot
+    take on its own is refused (:class:`CorrectionRefused`) before anything is run.
     """
     if corrections and len(set(ids)) != 1:
         raise OneRecordOnly("a correction is for one record: give exactly one item id")
     ctx = MapContext(codes=codes, canonical_base=settings.canonical_base)
+    today = date.today().isoformat()
     items = list(_open_items(engine, ids))
-
-    def records() -> Iterator[SourceRecord]:
-        for item in items:
-            rec = record_from_json(item.record)
-            if corrections:
-                rec = SourceRecord(rec.ref, rec.file, rec.line, {**rec.fields, **corrections})
-            yield rec
+    records: list[SourceRecord] = []
+    renamed: dict[str, str] = {}
+    for item in items:
+        kept = record_from_json(item.record)
+        try:
+            rec = adapter_for(kept.ref.system).correct(kept, corrections or {}, today)
+        except CorrectionRefused as exc:
+            raise CorrectionRefused(f"item {item.id} ({item.source_key}): {exc}") from None
+        if rec.ref.key != item.source_key:
+            renamed[rec.ref.key] = item.source_key
+        records.append(rec)
 
     def map_fn(rec: SourceRecord) -> Any:
         return adapter_for(rec.ref.system).map(rec, ctx)
@@ -125,7 +134,8 @@ def replay(
         codes,
         "replay",
         ",".join(str(i.id) for i in items) or "(none)",
-        records(),
+        records,
         map_fn,
         resolution="replayed",
+        renamed=renamed,
     )

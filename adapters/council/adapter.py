@@ -7,14 +7,15 @@ from the API and the same row read from CSV become the same resources.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from adapters.base import ExtractError, SourceRecord
 from adapters.council.api import pull
-from adapters.council.read import STYLE, read_extract
+from adapters.council.read import JOINED_BY, STYLE, read_extract, row_joins
 from adapters.extract import TableAdapter
 
 #: Where the API token comes from when the constructor is not given one.
@@ -26,6 +27,7 @@ class CouncilAdapter(TableAdapter):
     API); ``token`` and ``client`` are for the API (token default: ``$SCR_COUNCIL_TOKEN``)."""
 
     kind = STYLE
+    joined_by = JOINED_BY
 
     def __init__(
         self,
@@ -38,6 +40,9 @@ class CouncilAdapter(TableAdapter):
         self.org = org
         self.token = token
         self.client = client
+
+    def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+        return row_joins(table, fields, today)
 
     def read(self, location: str) -> Iterator[SourceRecord]:
         if location.startswith(("http://", "https://")):

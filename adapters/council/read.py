@@ -28,6 +28,13 @@ ENCODING = "utf-8"
 TABLES = ("organisation", "persons", "events", "warnings", "contacts", "legal", "placements")
 #: Person ids are local to one council, so the identifier system names the council.
 PERSON_ID_SYSTEM = "https://fhir.scr.example/Id/council-person/"
+#: Tables whose rows belong to a person, and so carry the person's joined fields.
+MEMBER_TABLES = ("events", "warnings", "contacts", "legal", "placements")
+#: What a correction cannot change on replay: the columns the reader joins other rows by.
+JOINED_BY = {
+    "organisation": {"code": "the council's code into every record"},
+    **{table: {"person_id": "persons.csv (the restricted flag)"} for table in MEMBER_TABLES},
+}
 #: An ISO date to the day, the month or the year.
 _ISO_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
@@ -40,13 +47,23 @@ def person_extras(org: str) -> dict[str, str]:
 
 
 def member_extras(org: str, restricted: str, row: Mapping[str, Any], today: str) -> dict[str, str]:
-    """The joined fields of a row that belongs to a person: its raw ``restricted`` value, and
-    ``_ended`` once the row's end date (ISO, ``today`` too) has passed: a care package or a
+    """The joined fields of a row that belongs to a person: its person's raw ``restricted``
+    value, and whether it has ended (:func:`ended`)."""
+    return {"_org": org, "_person_restricted": restricted, "_ended": ended(row, today)}
+
+
+def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+    """What the reader works out from a row alone: whether it has ended, by ``today``."""
+    return {"_ended": ended(fields, today)} if table in MEMBER_TABLES else {}
+
+
+def ended(row: Mapping[str, Any], today: str) -> str:
+    """``true`` once the row's end date (ISO, ``today`` too) has passed: a care package or a
     warning with a planned end date is still running until then. An end given to the month or
     the year has passed once that month or year has."""
     end = str(row.get("event_end_date") or row.get("end_date") or "").strip()[:10]
     over = bool(_ISO_DATE.fullmatch(end)) and end < today[: len(end)]
-    return {"_org": org, "_person_restricted": restricted, "_ended": "true" if over else "false"}
+    return "true" if over else "false"
 
 
 def resolve_org(folder: Path, org: str | None, notes: list[str]) -> str:

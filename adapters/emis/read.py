@@ -14,7 +14,7 @@ tables and ``truth.json`` cite.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,6 +41,23 @@ TABLES = (
     "Prescribing_DrugRecord",
     "Prescribing_IssueRecord",
 )
+#: What a correction cannot change on replay: the columns the reader joins other rows by.
+JOINED_BY = {
+    ORGANISATION: {"ODSCode": "the practice's code into every record"},
+    "CareRecord_Observation": {
+        "CodeId": "Coding_ClinicalCode",
+        "ObservationGuid": "CareRecord_Problem",
+        "ProblemGuid": "the problem's own observation",
+    },
+    "Prescribing_DrugRecord": {
+        "CodeId": "Coding_DrugCode",
+        "ProblemObservationGuid": "the problem's own observation",
+    },
+    "Prescribing_IssueRecord": {
+        "CodeId": "Coding_DrugCode",
+        "DrugRecordGuid": "Prescribing_DrugRecord",
+    },
+}
 #: Read only to be joined into other tables' records, with the columns each must have.
 LOOKUPS: dict[str, tuple[str, ...]] = {
     "Coding_ClinicalCode": ("CodeId", "Term", "ReadTermId", "SnomedCTConceptId"),
@@ -171,6 +188,32 @@ def value_fields(raw: str) -> Fields:
     return {"_ValueIsNumeric": "True"}
 
 
+def _quantity(row: Mapping[str, Any]) -> Fields:
+    quantity = str(row.get("Quantity", "")).strip()
+    unit = str(row.get("QuantityUnit", "")).strip()
+    return _present({"_QuantityText": f"{quantity} {unit}" if quantity else ""})
+
+
+#: The joined fields :func:`row_joins` works out, by table, so a stale one can be dropped.
+_ROW_JOINED = {
+    "CareRecord_Observation": ("_ValueIsNumeric", "_ValueComparator", "_ValueNumber"),
+    "Prescribing_DrugRecord": ("_QuantityText",),
+}
+
+
+def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+    """What the reader works out from a row alone: a value's number, a course's quantity,
+    and an issue's patient when its row names one (else its course's stands)."""
+    if table == "CareRecord_Observation":
+        worked: dict[str, Any] = value_fields(str(fields.get("Value", "")))
+    elif table == "Prescribing_DrugRecord":
+        worked = _quantity(fields)
+    else:
+        patient = str(fields.get("PatientGuid", "")).strip()
+        worked = {"_PatientGuid": patient} if table == "Prescribing_IssueRecord" and patient else {}
+    return {**dict.fromkeys(_ROW_JOINED.get(table, ())), **worked}
+
+
 def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     """Stream every table's records, the lookups joined in; the org is the first ODS code."""
     unknown_files(folder, {*TABLES, *LOOKUPS}, notes)
@@ -219,12 +262,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         return parent in problems and parent not in treated and parent != record.ref.row_id
 
     def drug_record(row: Fields) -> dict[str, Any]:
-        quantity = _get(row, "Quantity")
-        if quantity:
-            quantity = f"{quantity} {_get(row, 'QuantityUnit')}"
         return {
             **drugs.get(_get(row, "CodeId"), {}),
-            **_present({"_QuantityText": quantity}),
+            **_quantity(row),
             **for_problem(_get(row, "ProblemObservationGuid")),
         }
 

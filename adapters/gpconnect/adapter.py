@@ -14,12 +14,12 @@ Both yield records the pipeline then passes, one at a time, to :meth:`GpConnectA
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
 
-from adapters.base import MapContext, MapOutcome, SourceRecord
+from adapters.base import CorrectionRefused, MapContext, MapOutcome, SourceRecord
 from adapters.gpconnect.constants import SYSTEM
 from adapters.gpconnect.convert import map_record
 from adapters.gpconnect.read import read, read_pulled
@@ -57,3 +57,14 @@ class GpConnectAdapter:
 
     def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
         return map_record(record, ctx)
+
+    def correct(
+        self, record: SourceRecord, corrections: Mapping[str, str], today: str
+    ) -> SourceRecord:
+        """A record is a FHIR resource, not a row of columns: it is corrected at its source."""
+        if corrections:
+            raise CorrectionRefused(
+                f"{', '.join(corrections)}: a GP Connect record is a FHIR resource, not a row "
+                "of columns; correct it at the practice and ingest or pull it again"
+            )
+        return record

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from adapters.base import SourceRecord
 from adapters.extract import TableAdapter
-from adapters.systmone.read import STYLE, read_extract
+from adapters.systmone.read import JOINED_BY, STYLE, read_extract, row_joins
 
 
 class SystmOneAdapter(TableAdapter):
     kind = STYLE
+    joined_by = JOINED_BY
+
+    def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+        return row_joins(table, fields, today)
 
     def read(self, location: str) -> Iterator[SourceRecord]:
         return read_extract(Path(location), self.notes)

@@ -7,9 +7,10 @@ as ``_``-prefixed fields, so every record can be mapped (and replayed) on its ow
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from adapters.base import SourceRecord
 from adapters.csvread import read_rows
@@ -29,6 +30,13 @@ TABLES = (
     "SRDrugSensitivity",
     "SRSpecialNotes",
 )
+#: What a correction cannot change on replay: the columns the reader joins other rows by.
+JOINED_BY = {
+    "SROrganisation": {"NationalId": "the practice's code into every record"},
+    "SRPatient": {"RowIdentifier": "SRPatientAddressHistory and SRPatientRegistration"},
+    "SRCode": {"RowIdentifier": "SRProblem", "CTV3Code": "SRCtv3ToSnomed"},
+    "SRDrugSensitivity": {"IDDrugCode": "SRPrimaryCareMedication (the drug's name and dm+d code)"},
+}
 #: Read only to be joined into other tables' records (SRManifest: the extract's end date, which
 #: tells a current medication course from a past one).
 LOOKUPS = ("SRManifest", "SRPatientAddressHistory", "SRProblem", "SRCtv3ToSnomed")
@@ -119,6 +127,27 @@ def _extract_end(folder: Path) -> str:
     return max(ends) if ends else ""
 
 
+def medication_joins(row: Mapping[str, Any], extract_end: str, today: str) -> dict[str, str]:
+    """Whether a course was current when the extract was taken (on ``today`` when the extract
+    does not say), and the extract's end, so a corrected course can be judged again."""
+    end = _sort_date(str(row.get("DateMedicationEnd", "")))
+    current = bool(end and end >= (extract_end or today))
+    return {"_CurrentAtExtract": "Y" if current else "N", **_ends(extract_end)}
+
+
+def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+    """What the reader works out from a row alone: a course's currency, and a sensitivity's
+    drug name when its row gives one (else the one a medication row gave stands)."""
+    if table == "SRPrimaryCareMedication":
+        return medication_joins(fields, str(fields.get("_ExtractEnd", "")), today)
+    name = str(fields.get("DrugName", "")).strip()
+    return {"_DrugName": name} if table == "SRDrugSensitivity" and name else {}
+
+
+def _ends(extract_end: str) -> dict[str, str]:
+    return {"_ExtractEnd": extract_end} if extract_end else {}
+
+
 def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     unknown_files(folder, {*TABLES, *LOOKUPS}, notes)
     org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
@@ -149,9 +178,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         product = row.get("IDMultiLexProduct", "").strip()
         if product and row.get("NameOfMedication", "").strip():
             products[product] = (row["NameOfMedication"].strip(), row.get("IDMultiLexDMD", ""))
-        end = _sort_date(row.get("DateMedicationEnd", ""))
-        current = bool(end and end >= (extract_end or today))
-        return {"_CurrentAtExtract": "Y" if current else "N"}
+        return medication_joins(row, extract_end, today)
 
     def sensitivity(row: dict[str, str]) -> dict[str, str]:
         """The drug's name: its own column where an extract has one, else a medication row's."""

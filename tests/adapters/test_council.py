@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from adapters import labels
-from adapters.base import ExtractError, MapContext, SourceRecord
+from adapters.base import CorrectionRefused, ExtractError, MapContext, SourceRecord
 from adapters.codes import CodeMaps
 from adapters.council import CouncilAdapter
 from adapters.council.api import CouncilApiError, pull
@@ -545,3 +545,101 @@ def test_an_api_person_with_a_read_issue_still_has_their_events_pulled(engine, s
     assert events_kept, (
         f"events of person 1 vanished: read={summary.read} notes={summary.notes} calls={base.calls}"
     )
+
+
+#: The council every extract of the tests below comes from.
+COUNCIL: Rows = {"organisation": [{"code": ORG, "name": "Borsetshire Council"}]}
+
+
+def test_a_corrected_end_date_is_judged_again(engine, settings, codes, tmp_path):
+    """A placement quarantined for its end date, corrected to a past date, is stored finished:
+    whether it has ended is worked out from the corrected date, not kept from the bad one."""
+    rows = {
+        **COUNCIL,
+        "persons": [person("1")],
+        "placements": [
+            {"person_id": "1", "care_home_ods": "VXA01", "start_date": "2023-01-01",
+             "end_date": "31/12/2023"},
+        ],
+    }  # fmt: skip
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    item = _one_open(engine, "placements")
+    assert item.field == "end_date"
+    replay(engine, settings, codes, [item.id], {"end_date": "2023-12-31"})
+    [placement] = _placements(engine)
+    assert placement["status"] == "finished", placement["status"]
+
+
+def test_a_corrected_key_column_names_the_row_the_source_will_send(
+    engine, settings, codes, tmp_path
+):
+    """A placement has no id column: its key is person, home and start date. Corrected on
+    replay, the start date names the row as the source's own fix will, so that fix, when it
+    comes, is the same placement (unchanged), not a second one."""
+    placement = {"person_id": "1", "care_home_ods": "VXA01", "start_date": "2024-13-01"}
+    rows = {**COUNCIL, "persons": [person("1")], "placements": [placement]}
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    item = _one_open(engine, "placements")
+    done = replay(engine, settings, codes, [item.id], {"start_date": "2024-12-01"})
+    assert done.created == 1 and list_items(engine) == []
+    fixed = {**rows, "placements": [{**placement, "start_date": "2024-12-01"}]}
+    again = run(engine, settings, codes, str(write_extract(tmp_path / "c", fixed)))
+    assert (again.created, again.quarantined) == (0, 0)
+    assert len(_placements(engine)) == 1
+
+
+def test_a_row_given_its_missing_id_is_stored_under_it(engine, settings, codes, tmp_path):
+    """An event with no id waits under its line; given its id on replay it is stored under
+    that id, its item is closed, and the source's row with the id changes nothing."""
+    service = event("12", "1", "Service", **SERVICE)
+    rows = {**COUNCIL, "persons": [person("1")], "events": [{**service, "event_id": ""}]}
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    item = _one_open(engine, "events")
+    assert item.source_key.endswith("|line-2")
+    done = replay(engine, settings, codes, [item.id], {"event_id": "12"})
+    assert done.quarantined == 0 and list_items(engine) == []
+    again = run(
+        engine, settings, codes, str(write_extract(tmp_path / "c", {**rows, "events": [service]}))
+    )
+    assert (again.created, again.updated, again.quarantined) == (0, 0, 0)
+    assert len(stored(engine, "EpisodeOfCare")) == 1
+
+
+def test_a_corrected_key_that_still_fails_keeps_one_item(engine, settings, codes, tmp_path):
+    """Given its id but still failing, the record's one item stays open under its new key."""
+    service = event("12", "1", "Service", **SERVICE)
+    bad = {**service, "event_id": "", "event_start_date": "soon"}
+    run(
+        engine,
+        settings,
+        codes,
+        str(write_extract(tmp_path / "c", {**COUNCIL, "persons": [person("1")], "events": [bad]})),
+    )
+    item = _one_open(engine, "events")
+    replay(engine, settings, codes, [item.id], {"event_id": "12"})
+    [still] = list_items(engine)
+    assert (still.id, still.field) == (item.id, "event_start_date")
+    assert still.source_key.endswith("|events|12")
+
+
+@pytest.mark.parametrize(
+    ("fix", "named"),
+    [
+        ({"person_id": "2"}, "person_id: the reader joins persons.csv"),
+        ({"_person_restricted": "false"}, "_person_restricted: joined by the reader"),
+        ({"provider_nmae": "Home Care"}, "provider_nmae: not a column the events map reads"),
+    ],
+)
+def test_a_correction_replay_cannot_take_is_refused(engine, settings, codes, tmp_path, fix, named):
+    """A restricted person's event moved to another person would keep the first person's
+    restriction (or lose it); a joined field is not the source's to correct; a misspelt column
+    would change nothing. Each is refused, naming the item and the field, and nothing is run."""
+    bad = event("14", "2", "Service", **{**SERVICE, "event_start_date": "soon"})
+    rows = {**COUNCIL, "persons": [person("2", restricted=True)], "events": [bad]}
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    item = _one_open(engine, "events")
+    with pytest.raises(CorrectionRefused, match=named) as refused:
+        replay(engine, settings, codes, [item.id], {"event_start_date": "2024-01-10", **fix})
+    assert f"item {item.id} (" in str(refused.value)
+    assert _one_open(engine, "events").id == item.id
+    assert stored(engine, "EpisodeOfCare") == []

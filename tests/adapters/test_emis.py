@@ -10,7 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select
 
-from adapters.base import ExtractError, MapContext, SourceRecord, SourceRef
+from adapters.base import CorrectionRefused, ExtractError, MapContext, SourceRecord, SourceRef
 from adapters.codes import READ2, SNOMED, CodeMaps, Target, read_v2_code
 from adapters.emis import EmisAdapter
 from adapters.emis.read import value_fields
@@ -721,3 +721,28 @@ def test_a_record_with_a_bad_byte_keeps_its_joins_for_replay(engine, settings, c
     fixed = replay(engine, settings, codes, ids=[item.id], corrections={"Dosage": "One daily"})
     assert fixed.quarantined == 0 and fixed.created == 1
     assert "sensitive-sti" in stored(engine)[f"MedicationStatement:{DRUG}"].labels.split()
+
+
+def test_a_corrected_value_is_read_as_a_number_again(engine, settings, codes, tmp_path):
+    """A result quarantined for its date, with its value mistyped, corrected on replay, is a
+    quantity with its unit: whether the value is a number is worked out from the corrected
+    value, not kept from the mistyped one (which would store the number as text)."""
+    tables = default_tables()
+    tables["CareRecord_Observation"][0] |= {"EffectiveDate": "soon", "Value": "13O"}
+    run(engine, settings, codes, write_extract(tmp_path / "e", tables))
+    item = quarantine(engine)[O_BP]
+    fix = {"EffectiveDate": "2024-03-01", "Value": "130"}
+    assert replay(engine, settings, codes, ids=[item.id], corrections=fix).quarantined == 0
+    value = body(stored(engine)[f"Observation:{O_BP}"])["valueQuantity"]
+    assert (value["value"], value["unit"]) == (130, "mmHg")
+
+
+def test_a_correction_to_a_joined_code_is_refused(engine, settings, codes, tmp_path):
+    """The term and SNOMED concept of a code are joined from Coding_ClinicalCode when the
+    extract is read: a replay cannot look a corrected code up, so it is refused."""
+    tables = default_tables()
+    tables["CareRecord_Observation"][0]["EffectiveDate"] = "soon"
+    run(engine, settings, codes, write_extract(tmp_path / "e", tables))
+    item = quarantine(engine)[O_BP]
+    with pytest.raises(CorrectionRefused, match="CodeId: the reader joins Coding_ClinicalCode"):
+        replay(engine, settings, codes, ids=[item.id], corrections={"CodeId": ASTHMA})

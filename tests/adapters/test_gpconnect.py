@@ -14,7 +14,14 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from adapters import labels
-from adapters.base import Adapter, MapContext, MapOutcome, SourceRecord, SourceRef
+from adapters.base import (
+    Adapter,
+    CorrectionRefused,
+    MapContext,
+    MapOutcome,
+    SourceRecord,
+    SourceRef,
+)
 from adapters.codes import CodeMaps
 from adapters.gpconnect import (
     Consumer,
@@ -179,6 +186,16 @@ def test_a_quarantined_record_replays_from_json() -> None:
         stored = orjson.loads(orjson.dumps(dict(rec.fields)))
         again = SourceRecord(rec.ref, rec.file, rec.line, stored, rec.read_issues)
         assert map_record(again, CTX) == map_record(rec, CTX)
+
+
+def test_a_record_is_corrected_at_its_source_not_by_column() -> None:
+    """A GP Connect record has no columns: a column correction is refused rather than set as
+    a field the map never reads; a replay without one maps the record as read."""
+    rec = records(bundle(patient(), organization(), OBSERVATION))[0]
+    adapter = GpConnectAdapter()
+    with pytest.raises(CorrectionRefused, match="resource: a GP Connect record is a FHIR"):
+        adapter.correct(rec, {"resource": "{}"}, "2026-12-05")
+    assert adapter.correct(rec, {}, "2026-12-05") == rec
 
 
 def test_unparseable_file_and_bundle_without_patient_go_to_quarantine() -> None:

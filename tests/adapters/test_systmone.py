@@ -158,3 +158,35 @@ def test_an_address_removed_at_source_is_not_the_current_one(tmp_path, codes):
     (rec,) = [r for r in adapter.read(str(folder)) if r.ref.table == "SRPatient"]
     (patient, *_) = adapter.map(rec, ctx).resources
     assert patient.resource["address"][0]["line"] == ["1 Old Lane"]
+
+
+def test_a_corrected_course_end_is_judged_again_against_the_extract_date(tmp_path, codes):
+    """A course whose end date could not be read is not current when read; corrected on replay
+    to a date after the extract's, it is active: judged against the extract's own date, which
+    the record keeps, not the day of the replay (a later one would make it completed)."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(nhs_numbers()))])
+    manifest = {"FileName": "SRPatient.csv", "IsDelta": "N", "DateExtractFrom": "01 Jan 2005",
+                "DateExtractTo": "30 Jun 2026 23:59:59"}  # fmt: skip
+    write_csv(folder / "SRManifest.csv", list(manifest), [manifest], "cp1252")
+    write_csv(folder / "SRPrimaryCareMedication.csv", MEDS, [med("1", "31 Jun 2026")], "cp1252")
+    adapter, ctx = SystmOneAdapter(), MapContext(codes=codes)
+    [course] = [r for r in adapter.read(str(folder)) if r.ref.table == "SRPrimaryCareMedication"]
+    assert adapter.map(course, ctx).issues[0].field == "DateMedicationEnd"
+    fixed = adapter.correct(course, {"DateMedicationEnd": "05 Jul 2026"}, today="2026-12-05")
+    assert adapter.map(fixed, ctx).resources[0].resource["status"] == "active"
+    ended = adapter.correct(course, {"DateMedicationEnd": "10 Jun 2026"}, today="2026-12-05")
+    assert adapter.map(ended, ctx).resources[0].resource["status"] == "completed"
+
+
+def test_a_corrected_drug_name_names_the_sensitivity(tmp_path, codes):
+    """A sensitivity's own drug name, corrected, is the name it is shown with."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(nhs_numbers()))])
+    row = {"RowIdentifier": "a1", "IDPatient": "1", "IDOrganisation": "5001",
+           "IDOrganisationVisibleTo": "", "RemovedData": "0", "DateStarted": "01 Mar 2019",
+           "DateEnded": "", "FormulationSpecific": "N", "IDDrugCode": "1234567",
+           "DrugName": "Penicilin"}  # fmt: skip
+    write_csv(folder / "SRDrugSensitivity.csv", [*SENSITIVITIES, "DrugName"], [row], "cp1252")
+    adapter, ctx = SystmOneAdapter(), MapContext(codes=codes)
+    [sensitivity] = [r for r in adapter.read(str(folder)) if r.ref.table == "SRDrugSensitivity"]
+    fixed = adapter.correct(sensitivity, {"DrugName": "Penicillin"}, today="2026-12-05")
+    assert adapter.map(fixed, ctx).resources[0].resource["code"]["text"] == "Penicillin"

@@ -70,6 +70,17 @@ def test_a_correction_is_for_one_record_only(db_url, tmp_path):
     assert len(orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)) == 2
 
 
+def test_a_correction_replay_cannot_take_is_refused_with_its_reason(db_url, tmp_path):
+    """A joined field is the reader's, not the source's: refused (exit 2), the item open."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("2", invalid_nhs_number())])
+    invoke(db_url, "ingest", "systmone", str(folder))
+    [item] = orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)
+    refused = invoke(db_url, "quarantine", "replay", str(item["id"]), "--set", "_PostCode=X")
+    assert refused.exit_code == 2
+    assert f"item {item['id']} (systmone|Y00001|SRPatient|2): _PostCode: joined" in refused.output
+    assert len(orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)) == 1
+
+
 def test_ingest_of_an_unreadable_extract_exits_non_zero(db_url, tmp_path):
     (tmp_path / "empty").mkdir()
     result = invoke(db_url, "ingest", "systmone", str(tmp_path / "empty"))

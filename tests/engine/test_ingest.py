@@ -9,8 +9,10 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select
 
-from adapters.base import ExtractError
+from adapters.base import CorrectionRefused, ExtractError
 from adapters.codes import CodeMaps, load_all
+from adapters.extract import map_columns
+from adapters.mapper import load_table_map
 from adapters.systmone import SystmOneAdapter
 from engine import ingest as pipeline
 from engine.identity import person_of
@@ -185,17 +187,16 @@ def test_truncated_file_keeps_the_partial_row(engine, settings, codes, tmp_path)
     assert summary.quarantined == 1 and len(bodies(engine, "Observation")) == 1
     item = list_items(engine)[0]
     assert item.line == 3 and "truncated" in item.reason
-    fixed = replay(
-        engine,
-        settings,
-        codes,
-        [item.id],
-        corrections={
-            k: v
-            for k, v in s1_code("11", "1").items()
-            if k not in item.record["fields"] or item.record["fields"][k] != v
-        },
-    )
+    restored = {
+        k: v
+        for k, v in s1_code("11", "1").items()
+        if k not in item.record["fields"] or item.record["fields"][k] != v
+    }
+    with pytest.raises(CorrectionRefused, match="IDEvent: not a column the SRCode map reads"):
+        replay(engine, settings, codes, [item.id], corrections=restored)
+    read = map_columns(load_table_map("systmone", "SRCode"))
+    restored = {k: v for k, v in restored.items() if k in read}
+    fixed = replay(engine, settings, codes, [item.id], corrections=restored)
     assert fixed.created == 1 and list_items(engine) == []
 
 
