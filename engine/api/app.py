@@ -20,13 +20,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from audit import AuditUnavailable, Writer
 from consent import load
 from engine.api import access, fhir, ig, transfer
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, record_throttled_at_shutdown, sweep_throttled
-from engine.api.errors import ALLOW_READS, FhirError, Problem, error_response, fhir_response
+from engine.api.errors import FhirError, Problem, error_response, fhir_response
 from engine.api.middleware import HeadAsGet, RequestIds
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.api.throttle import Refusals, TooManyRefusals
@@ -51,6 +52,19 @@ def _validation(exc: RequestValidationError) -> FhirError:
         for e in exc.errors()
     ]
     return FhirError(400, *problems)
+
+
+#: In the order their routes are matched: ``/fhir/$process-message`` before the FHIR router's
+#: catch-all routes, which answer 404 and 405 for every other path under ``/fhir``.
+ROUTERS = (
+    transfer.router,
+    ig.router,
+    ig_pages.router,
+    fhir.router,
+    access.router,
+    pages.router,
+    transfers.router,
+)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -113,12 +127,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return error_response(_validation(exc))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         """Starlette's own errors, keeping their headers: a 405 must say what is allowed."""
         code = _CODES.get(exc.status_code, "processing")
         headers = dict(exc.headers or {})
-        if headers.get("Allow") == "GET":
-            headers["Allow"] = ALLOW_READS
+        if exc.status_code == 405:
+            headers["Allow"] = allowed(request) or headers.get("Allow", "")
         return error_response(
             FhirError(exc.status_code, Problem(code, str(exc.detail)), headers=headers)
         )
@@ -134,14 +148,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             raise FhirError(503, Problem("transient", "The database is unavailable")) from None
         return fhir_response({"status": "ok"})
 
-    app.include_router(transfer.router)
     app.add_exception_handler(ig_pages.Refused, ig_pages.refused)
-    app.include_router(ig.router)
-    app.include_router(ig_pages.router)
-    app.include_router(fhir.router)
-    app.include_router(access.router)
-    app.include_router(pages.router)
-    app.include_router(transfers.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
@@ -155,3 +164,20 @@ def serving(app: FastAPI) -> FastAPI:
     """
     gc.freeze()
     return app
+
+
+def allowed(request: Request) -> str:
+    """The methods of the first route matching the request's path (the one Starlette names),
+    and of every other route with that same path, which Starlette leaves out (a page's GET
+    and its form's POST are two routes); HEAD wherever GET is."""
+    matching = [
+        route
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE
+    ]
+    first = matching[0].path if matching else None
+    methods = {m for r in matching if r.path == first for m in r.methods or ()}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))

@@ -395,3 +395,20 @@ def test_a_page_under_a_token_purpose_with_a_lone_surrogate_is_written(
     """The banner shows the purpose: one UTF-8 cannot encode failed every signed-in page."""
     web.cookies.set(SESSION_COOKIE, token("gp", purpose="TREAT\ud800"))
     assert web.get(path).status_code < 500
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"/record/{NHS}/transfer", "GET, HEAD, POST"),
+        (f"/record/{NHS}", "GET, HEAD"),
+    ],
+)
+def test_a_405_names_every_method_the_page_answers(
+    web: TestClient, path: str, expected: str
+) -> None:
+    """A page answered by two routes (the form's GET, its POST) names both: Starlette names
+    the first only, telling a client its POST is not allowed."""
+    response = web.request("PUT", path)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == expected
