@@ -143,6 +143,17 @@ class MapContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ExtractStamp:
+    """Whose extract this is and the date it runs to, when the source says (a manifest): an
+    extract older than one already taken in would roll the record back."""
+
+    #: ``system|org``, as the start of the source keys of its records.
+    source: str
+    #: ISO date.
+    runs_to: str
+
+
 class ExtractError(Exception):
     """The extract as a whole cannot be read (a required file or column is missing)."""
 
@@ -166,6 +177,11 @@ class Adapter(Protocol):
 
     def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
         """Pure: turn one record into R4 resources, or say why not."""
+        ...
+
+    def stamp(self, location: str) -> ExtractStamp | None:
+        """The extract's stamp, when its source gives one; ``None`` when it cannot be read
+        (reading the extract then says why)."""
         ...
 
     def correct(

@@ -10,6 +10,7 @@ from typing import Any
 from adapters.base import (
     CorrectionRefused,
     ExtractError,
+    ExtractStamp,
     Issue,
     MapContext,
     MapOutcome,
@@ -126,6 +127,10 @@ class TableAdapter:
 
     def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
         return map_table_record(self.kind, record, ctx)
+
+    def stamp(self, location: str) -> ExtractStamp | None:
+        """No stamp unless the style's extracts carry one."""
+        return None
 
     def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
         """The joined fields the reader works out from the row alone; ``None`` drops one."""

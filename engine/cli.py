@@ -135,6 +135,13 @@ def ingest_cmd(
     org: Annotated[
         str | None, typer.Option(help="Council code, when the source names none (API pulls)")
     ] = None,
+    allow_older: Annotated[
+        bool,
+        typer.Option(
+            "--allow-older",
+            help="Load an extract older than the newest taken in from its source (a restore)",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest one extract. Exit 0 when the run completed, even with quarantined records."""
@@ -146,7 +153,15 @@ def ingest_cmd(
         raise typer.Exit(2) from None
     try:
         with _store(settings) as engine, _progress(f"ingest {kind}") as progress:
-            summary = ingest(engine, settings, _codes(settings), adapter, location, progress)
+            summary = ingest(
+                engine,
+                settings,
+                _codes(settings),
+                adapter,
+                location,
+                progress,
+                allow_older=allow_older,
+            )
     except (ExtractError, IngestBusy, OSError) as exc:
         err.print(f"[red]ingest failed:[/red] {exc}")
         raise typer.Exit(1) from None

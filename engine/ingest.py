@@ -22,7 +22,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select, update
 from adapters import labels
 from adapters.base import (
     Adapter,
+    ExtractStamp,
     Issue,
     MapContext,
     MapOutcome,
@@ -40,7 +41,7 @@ from adapters.base import (
     resource_id,
 )
 from adapters.codes import CodeMaps
-from engine import store
+from engine import extracts, store
 from engine.canonical import content_hash, dumps
 from engine.facts import row_facts
 from engine.finish import finish
@@ -78,6 +79,8 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     #: What linking the run's patients into people changed (engine.identity.relink).
     linking: dict[str, Any] = field(default_factory=dict)
+    #: The extract's source and date, when it has them (``engine.extracts``).
+    extract: ExtractStamp | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class RunSummary:
             "quarantine_reasons": dict(self.reasons.most_common(20)),
             "notes": self.notes,
             "linking": self.linking,
+            **({"extract": asdict(self.extract)} if self.extract else {}),
         }
 
 
@@ -659,18 +663,24 @@ def run_records(
     *,
     resolution: str = "superseded",
     renamed: Mapping[str, str] | None = None,
+    stamp: ExtractStamp | None = None,
+    allow_older: bool = False,
     notes: list[str] | None = None,
     progress: Progress | None = None,
 ) -> RunSummary:
     """Run any stream of records through the pipeline (an extract, or quarantined records).
 
     ``renamed`` maps a corrected record's source key to the one its quarantine item was kept
-    under, so the item is closed, or kept open under the new key, as the record fares."""
-    summary = RunSummary(run_id=str(uuid.uuid4()), kind=kind, location=location)
+    under, so the item is closed, or kept open under the new key, as the record fares. An
+    extract with a ``stamp`` older than the newest taken in from its source is refused
+    (:class:`engine.extracts.OlderExtract`) unless ``allow_older``."""
+    summary = RunSummary(run_id=str(uuid.uuid4()), kind=kind, location=location, extract=stamp)
     with ingest_lock(engine), _collector_eased(), _quick_handoffs():
         recovered = _link_unlinked_runs(engine)
         with engine.begin() as conn:
             _abandon_stale_runs(conn)
+            if stamp is not None:
+                extracts.check(conn, stamp, allow_older)
             conn.execute(
                 insert(RUNS).values(
                     id=summary.run_id,
@@ -713,8 +723,11 @@ def ingest(
     adapter: Adapter,
     location: str,
     progress: Progress | None = None,
+    *,
+    allow_older: bool = False,
 ) -> RunSummary:
     ctx = MapContext(codes=codes, canonical_base=settings.canonical_base)
+    stamp = adapter.stamp(location)
     records = adapter.read(location)
     return run_records(
         engine,
@@ -724,6 +737,8 @@ def ingest(
         location,
         records,
         lambda rec: adapter.map(rec, ctx),
+        stamp=stamp,
+        allow_older=allow_older,
         notes=adapter.notes,
         progress=progress,
     )

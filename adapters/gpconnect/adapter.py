@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from adapters.base import CorrectionRefused, MapContext, MapOutcome, SourceRecord
+from adapters.base import CorrectionRefused, ExtractStamp, MapContext, MapOutcome, SourceRecord
 from adapters.gpconnect.constants import SYSTEM
 from adapters.gpconnect.convert import map_record
 from adapters.gpconnect.read import read, read_pulled
@@ -57,6 +57,10 @@ class GpConnectAdapter:
 
     def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
         return map_record(record, ctx)
+
+    def stamp(self, location: str) -> ExtractStamp | None:
+        """A structured record is a snapshot with no extract date of its own."""
+        return None
 
     def correct(
         self, record: SourceRecord, corrections: Mapping[str, str], today: str

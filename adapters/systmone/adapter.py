@@ -6,9 +6,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.base import SourceRecord
+from adapters.base import ExtractStamp, SourceRecord
 from adapters.extract import TableAdapter
-from adapters.systmone.read import JOINED_BY, STYLE, read_extract, row_joins
+from adapters.systmone.read import JOINED_BY, STYLE, extract_stamp, read_extract, row_joins
 
 
 class SystmOneAdapter(TableAdapter):
@@ -17,6 +17,9 @@ class SystmOneAdapter(TableAdapter):
 
     def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
         return row_joins(table, fields, today)
+
+    def stamp(self, location: str) -> ExtractStamp | None:
+        return extract_stamp(Path(location))
 
     def read(self, location: str) -> Iterator[SourceRecord]:
         return read_extract(Path(location), self.notes)

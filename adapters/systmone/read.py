@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from adapters.base import SourceRecord
+from adapters.base import ExtractError, ExtractStamp, SourceRecord
 from adapters.csvread import read_rows
 from adapters.extract import first_row, table_records, unknown_files
 from adapters.values import ValueProblem, tpp_date
@@ -146,6 +146,17 @@ def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, An
 
 def _ends(extract_end: str) -> dict[str, str]:
     return {"_ExtractEnd": extract_end} if extract_end else {}
+
+
+def extract_stamp(folder: Path) -> ExtractStamp | None:
+    """The practice and the date the manifest says the extract runs to; ``None`` without them
+    (reading the extract reports a missing organisation)."""
+    try:
+        org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
+    except ExtractError:
+        return None
+    runs_to = _extract_end(folder)
+    return ExtractStamp(f"{STYLE}|{org}", runs_to) if runs_to else None
 
 
 def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:

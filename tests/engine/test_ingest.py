@@ -15,13 +15,21 @@ from adapters.extract import map_columns
 from adapters.mapper import load_table_map
 from adapters.systmone import SystmOneAdapter
 from engine import ingest as pipeline
+from engine.extracts import OlderExtract
 from engine.identity import person_of
 from engine.ingest import ingest
 from engine.models import IngestRun, Resource, ResourceVersion
 from engine.quarantine import list_items, replay
 from engine.settings import Settings
 from engine.validate import validate_resource
-from tests.factories import invalid_nhs_number, nhs_numbers, s1_code, s1_patient, write_systmone
+from tests.factories import (
+    invalid_nhs_number,
+    nhs_numbers,
+    s1_code,
+    s1_patient,
+    write_csv,
+    write_systmone,
+)
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
@@ -338,3 +346,40 @@ def test_a_run_that_died_before_linking_is_linked_by_the_next(
         assert person_of(conn, patient["id"]) is not None
         waiting = conn.execute(select(IngestRun.id).where(IngestRun.linked_at.is_(None))).all()
     assert waiting == []
+
+
+def _manifest(folder: Path, runs_to: str) -> Path:
+    row = {"FileName": "SRPatient.csv", "IsDelta": "N", "DateExtractFrom": "01 Jan 2005",
+           "DateExtractTo": runs_to}  # fmt: skip
+    write_csv(folder / "SRManifest.csv", list(row), [row], "cp1252")
+    return folder
+
+
+def test_an_extract_older_than_one_taken_in_is_refused(engine, settings, codes, tmp_path):
+    """Last month's extract loaded after this month's would put back last month's surname and
+    results as a plain update: it is refused, naming both dates, and changes nothing; the
+    same extract again, or with --allow-older (a restore), is taken."""
+    number = next(NHS)
+    new = write_systmone(tmp_path / "new", [s1_patient("1", number, Surname="Jones")])
+    old = write_systmone(tmp_path / "old", [s1_patient("1", number, Surname="Smith")])
+    run(engine, settings, codes, _manifest(new, "30 Nov 2026 23:59:59"))
+    _manifest(old, "31 Oct 2026 23:59:59")
+    with pytest.raises(OlderExtract, match="runs to 2026-10-31, but one running to 2026-11-30"):
+        run(engine, settings, codes, old)
+    [patient] = bodies(engine, "Patient")
+    assert patient["name"][0]["family"] == "Jones"
+    assert run(engine, settings, codes, new).updated == 0
+    restored = ingest(engine, settings, codes, SystmOneAdapter(), str(old), allow_older=True)
+    assert restored.updated == 1 and restored.as_dict()["extract"]["runs_to"] == "2026-10-31"
+
+
+def test_an_older_extract_of_another_practice_is_not_refused(engine, settings, codes, tmp_path):
+    """The newest extract is per practice: another practice's older extract is its own."""
+    first = write_systmone(tmp_path / "a", [s1_patient("1", next(NHS))])
+    run(engine, settings, codes, _manifest(first, "30 Nov 2026"))
+    other = write_systmone(
+        tmp_path / "b",
+        [s1_patient("1", next(NHS))],
+        organisations=({"ID": "6001", "Name": "Hillside", "NationalId": "Y00002"},),
+    )
+    assert run(engine, settings, codes, _manifest(other, "31 Oct 2026")).created >= 1
