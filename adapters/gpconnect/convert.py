@@ -12,7 +12,8 @@ and code system, then scr's own touches:
   has ``identifier`` (QuestionnaireResponse has a single one: a source identifier is kept);
 * ``meta`` keeps only ``security`` and ``tag``; STU3 profiles, ``versionId`` and ``lastUpdated``
   are dropped and the UK Core profile set (the pipeline sets ``source`` and ``lastUpdated``);
-* ``NOPAT`` in ``meta.security`` adds scr's confidential labels.
+* ``NOPAT`` in ``meta.security``, its own or a contained resource's, adds scr's confidential
+  labels.
 
 A Patient whose NHS number is missing or fails modulus 11 is an issue (quarantine). A Binary
 yields no resource, only a warning: scr keeps the DocumentReference, not the attachment. An
@@ -34,6 +35,7 @@ from adapters import labels
 from adapters.base import Issue, MapContext, MapOutcome, Mapped, SourceRecord, SourceRef
 from adapters.gpconnect.constants import NHS_NUMBER, RELATIVE_REFERENCE, SYSTEM
 from adapters.gpconnect.extensions import convert_extensions
+from adapters.gpconnect.links import security
 from adapters.gpconnect.maps import GpcMaps, r4_model, shipped
 from adapters.gpconnect.notes import Notes
 from adapters.gpconnect.resources import restructure
@@ -166,16 +168,16 @@ def _finish(
     ctx: MapContext,
     nopat: bool,
 ) -> dict[str, Any]:
-    """scr's id, UK Core profile, source-record identifier and NOPAT labels (its own, or,
-    when ``nopat``, taken from what it names or belongs to); R4 element order."""
+    """scr's id, UK Core profile, source-record identifier and NOPAT labels (its own or a
+    contained resource's, or, when ``nopat``, taken from what it names or belongs to); R4
+    element order."""
     model = get_fhir_model_class(rtype)
+    nopat = nopat or any(labels.is_nopat(s.get("system"), s.get("code")) for s in security(res))
     meta = res.pop("meta", {})
     if profile:
         meta["profile"] = [profile]
     res |= {"id": record.ref.resource_id(rtype), "meta": meta}
-    if nopat or any(
-        labels.is_nopat(s.get("system"), s.get("code")) for s in meta.get("security", [])
-    ):
+    if nopat:
         labels.add_labels(res, labels.confidential_labels(ctx.canonical_base, labels.NOPAT))
     slot = slots(model).get("identifier")
     source = {

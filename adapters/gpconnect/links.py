@@ -12,11 +12,13 @@ security labels) of
    whose titles name the problems discussed, not to the Encounter or what was written in it;
  - the other records of the same medicine: a statement, the authorisation it is based on and
    that authorisation's issues name one drug, so they are withheld together (``basedOn``);
-and of whatever those take theirs from. A reference to the patient, or to who, where or when
-(an Encounter, a Practitioner, an Organization), passes nothing on: it says whose record this is
-and where it was written, not what it holds, and following it would label every entry of a
-consultation for one of its topics. Nor does a link between problem headers
-(RelatedProblemHeader): R4 has no place for it, so nothing released names the other problem.
+and of whatever those take theirs from. An entry's own security labels include those of the
+resources it contains (a Medication carried inline), which are released inside it. A reference
+to the patient, or to who, where or when (an Encounter, a Practitioner, an Organization), passes
+nothing on: it says whose record this is and where it was written, not what it holds, and
+following it would label every entry of a consultation for one of its topics. Nor does a link
+between problem headers (RelatedProblemHeader): R4 has no place for it, so nothing released
+names the other problem.
 """
 
 from __future__ import annotations
@@ -105,13 +107,22 @@ def _topics(resources: Sequence[dict[str, Any]], resolve: Resolve) -> dict[int, 
     return found
 
 
+def security(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """Its security labels and those of the resources it contains, which are released inside
+    it; whatever odd JSON a sender wrote (``"meta": null``)."""
+    contained = resource.get("contained")
+    found: list[dict[str, Any]] = []
+    for r in [resource, *(contained if isinstance(contained, list) else ())]:
+        meta = r.get("meta") if isinstance(r, dict) else None
+        labelled = meta.get("security") if isinstance(meta, dict) else None
+        if isinstance(labelled, list):
+            found += [s for s in labelled if isinstance(s, dict)]
+    return found
+
+
 def _codes(resource: dict[str, Any]) -> set[tuple[str, str]]:
-    """Its codes and security labels, whatever odd JSON a sender wrote (``"meta": null``)."""
-    meta = resource.get("meta")
-    security = meta.get("security") if isinstance(meta, dict) else None
-    found = labels.codings(resource)
-    if isinstance(security, list):
-        found += [s for s in security if isinstance(s, dict)]
+    """Its codes and security labels (``labels.codings`` leaves every ``meta`` out)."""
+    found = labels.codings(resource) + security(resource)
     return {(str(c.get("system", "")), c["code"]) for c in found if isinstance(c.get("code"), str)}
 
 

@@ -1,4 +1,5 @@
-"""Which codes each entry of a structured record takes from others (adapters.gpconnect.links)."""
+"""Which codes and labels each entry of a structured record takes from others and from what it
+contains (adapters.gpconnect.links, and the converter's NOPAT labels)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from adapters import labels
 from adapters.gpconnect.links import inherited_codes
 from adapters.gpconnect.read import records_from_bundle
-from tests.adapters.test_gpconnect import bundle, organization, patient
+from tests.adapters.test_gpconnect import CTX, bundle, organization, patient, resource
 
 SCT = "http://snomed.info/sct"
 RELATED = "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-RelatedClinicalContent-1"
@@ -85,6 +87,25 @@ def test_cycles_end_and_security_labels_are_taken() -> None:
     assert taken(a, b, hidden) == {"a": ["NOPAT"], "b": ["NOPAT"]}
 
 
+def test_nopat_on_a_contained_resource_labels_its_container_and_what_names_it() -> None:
+    """A NOPAT Medication carried inline in a statement was released inside an unlabelled one."""
+    nopat = {"security": [{"system": "http://hl7.org/fhir/v3/ActCode", "code": "NOPAT"}]}
+    drug = res("Medication", "m", "39720311000001101", meta=nopat)
+    statement = {
+        **res("MedicationStatement", "s", contained=[drug]),
+        "status": "active",
+        "medicationReference": ref("#m"),
+        "subject": ref("Patient/p1"),
+        "effectivePeriod": {"start": "2024-02-01"},
+        "taken": "y",
+    }
+    topic = res("List", "t", entry=[{"item": ref("MedicationStatement/s")}])
+    assert taken(statement, topic) == {"t": ["NOPAT", "39720311000001101"]}
+    mapped = resource(bundle(patient(), organization(), statement), "MedicationStatement")
+    assert labels.label_codes(mapped) == {"NOPAT"}
+    assert labels.scr_label(labels.NOPAT, CTX.canonical_base) in mapped["meta"]["security"]
+
+
 def test_the_reader_joins_them_in_by_full_url_too() -> None:
     finding = res("Observation", "o", "111", subject=ref("Patient/p1"))
     topic = {"resourceType": "List", "entry": [{"item": ref("urn:uuid:o")}]}
@@ -142,6 +163,7 @@ _JSON = st.recursive(
                     "valueReference",
                     "basedOn",
                     "entry",
+                    "contained",
                 ]
             ),
             inner,
@@ -154,7 +176,8 @@ _JSON = st.recursive(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from(["resourceType", "id", "meta", "code",
-                                                 "encounter", "entry", "basedOn"]),
+                                                 "encounter", "entry", "basedOn",
+                                                 "contained"]),
                                 _JSON, max_size=5), max_size=4))  # fmt: skip
 @example(resources=[{"resourceType": "List", "code": 2**64}])  # orjson refuses past 64 bits
 def test_odd_json_in_a_bundle_never_stops_the_reader(resources: list[dict[str, Any]]) -> None:
