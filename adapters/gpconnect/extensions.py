@@ -10,9 +10,10 @@ An extension under a STU3 prefix with no rule is dropped with a warning; an unkn
 HL7 extensions are kept as they are.
 
 What is dropped (each a warning): GP registration details, problem significance, links between
-problem headers, the List clinical setting, medication quantity text, the date a medication
-status changed, dosage-last-changed, NHSCommunication parts R4 has no place for on a
-Practitioner, and any STU3 extension not in the map.
+problem headers, the List clinical setting, medication quantity text (except as the unit of a
+quantity that has none), the date a medication status changed, dosage-last-changed,
+NHSCommunication parts R4 has no place for on a Practitioner, and any STU3 extension not in the
+map.
 """
 
 from __future__ import annotations
@@ -230,6 +231,19 @@ def _communication(ext: Mapping[str, Any], host: dict[str, Any], path: str, note
     host.setdefault("communication", []).append(item)
 
 
+def _quantity_text(ext: Mapping[str, Any], host: dict[str, Any], path: str, notes: Notes) -> None:
+    """Free-text quantity (retired in UK Core): the unit of a Quantity with a value and no unit,
+    as EMIS writes ``28`` and ``capsule(s)`` (a leading copy of the value left out)."""
+    text = ext.get("valueString")
+    words = text.split() if isinstance(text, str) else []
+    if words[:1] == [str(host.get("value"))]:
+        words = words[1:]
+    if "value" not in host or "unit" in host or not words:
+        notes.warn(path, "quantity text beside a unit, or with no value; dropped")
+        return
+    host["unit"] = " ".join(words)
+
+
 def _evidence(ext: Mapping[str, Any], host: dict[str, Any], path: str, notes: Notes) -> None:
     """A problem header's linked record -> ``Condition.evidence.detail`` (the R4 element for it)."""
     reference = ext.get("valueReference")
@@ -242,4 +256,5 @@ def _evidence(ext: Mapping[str, Any], host: dict[str, Any], path: str, notes: No
 _TRANSFORMS: dict[str, Callable[[Mapping[str, Any], dict[str, Any], str, Notes], None]] = {
     "communication": _communication,
     "evidence": _evidence,
+    "quantityText": _quantity_text,
 }

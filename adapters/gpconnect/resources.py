@@ -8,8 +8,10 @@ those, after the handful of changes a table cannot say, each a small function he
   R4 ``Dosage.doseAndRate``;
 * ``requester.agent`` (MedicationRequest, ReferralRequest, ProcedureRequest) -> ``requester``;
 * Immunization: ``notGiven`` -> status ``not-done``, ``practitioner`` -> ``performer``,
-  ``explanation`` -> ``reasonCode``/``statusReason``, ``vaccinationProtocol`` ->
-  ``protocolApplied``;
+  ``explanation`` -> ``reasonCode``/``statusReason`` (``notGivenReason``, the spelling of the
+  GP Connect example, read as ``reasonNotGiven``), ``vaccinationProtocol`` -> ``protocolApplied``;
+* ProcedureRequest: ``occurrence`` written without its type (the GP Connect diary-entry example)
+  -> ``occurrenceDateTime`` (a text) or ``occurrencePeriod`` (an object with start or end);
 * Observation: ``comment`` -> ``note``, ``related`` -> ``hasMember``/``derivedFrom``;
 * DiagnosticReport.performer.actor -> ``performer``;
 * ReferralRequest: ``description`` -> ``note``, ``serviceRequested`` -> ``code``;
@@ -137,8 +139,17 @@ def _medication_request(res: dict[str, Any], notes: Notes, path: str, maps: GpcM
     _dosages(res, "dosageInstruction")
 
 
-def _request(res: dict[str, Any], notes: Notes, path: str, maps: GpcMaps) -> None:
+def _procedure_request(res: dict[str, Any], notes: Notes, path: str, maps: GpcMaps) -> None:
     _requester(res, notes, path)
+    occurrence = res.get("occurrence")
+    if isinstance(occurrence, str):
+        suffix = "DateTime"
+    elif isinstance(occurrence, dict) and {"start", "end"} & occurrence.keys():
+        suffix = "Period"
+    else:
+        return
+    notes.warn(f"{path}.occurrence", f"written without its type; read as occurrence{suffix}")
+    _rename(res, ["occurrence"], f"occurrence{suffix}", notes, path)
 
 
 def _referral(res: dict[str, Any], notes: Notes, path: str, maps: GpcMaps) -> None:
@@ -165,6 +176,11 @@ def _immunization(res: dict[str, Any], notes: Notes, path: str, maps: GpcMaps) -
     if isinstance(explanation, dict):
         if "reason" in explanation:
             res["reasonCode"] = explanation.pop("reason")
+        if "notGivenReason" in explanation and "reasonNotGiven" not in explanation:
+            notes.warn(
+                f"{path}.explanation.notGivenReason", "a supplier spelling; read as reasonNotGiven"
+            )
+            explanation["reasonNotGiven"] = explanation.pop("notGivenReason")
         not_given = _as_list(explanation.pop("reasonNotGiven", None))
         if not_given:
             res["statusReason"] = not_given[0]
@@ -289,7 +305,7 @@ def _list(res: dict[str, Any], notes: Notes, path: str, maps: GpcMaps) -> None:
 _SPECIAL: dict[str, Special] = {
     "MedicationStatement": _medication_statement,
     "MedicationRequest": _medication_request,
-    "ProcedureRequest": _request,
+    "ProcedureRequest": _procedure_request,
     "ReferralRequest": _referral,
     "Immunization": _immunization,
     "Observation": _observation,

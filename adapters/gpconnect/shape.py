@@ -5,8 +5,7 @@ whether it repeats and what type it has. Walking each resource against them lets
 make the repairs the corpus needs, wherever in a resource they occur, each recorded as a warning
 naming the element:
 
-* an element R4 does not define (a supplier typo such as ``explanation.notGivenReason``, or a
-  STU3 element R4 removed) is dropped;
+* an element R4 does not define (a supplier typo, or a STU3 element R4 removed) is dropped;
 * a list where one value belongs is unwrapped (one item), joined (texts) or cut to its first
   item; a single value where R4 repeats is wrapped (silently where the type's map lists the
   element as one that became a list in R4, since that is not a quirk);

@@ -1,0 +1,102 @@
+"""GP Connect supplier quirks repaired at the edge so nothing clinical is lost (synthetic, 999)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from adapters.gpconnect.read import records_from_bundle
+from tests.adapters.test_gpconnect import (
+    bundle,
+    fields_of,
+    organization,
+    outcome,
+    patient,
+    resource,
+)
+
+SCT = "http://snomed.info/sct"
+QUANTITY_TEXT = "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-MedicationQuantityText-1"
+
+
+def _diary_entry(occurrence: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "ProcedureRequest",
+        "id": "d1",
+        "status": "active",
+        "intent": "plan",
+        "code": {"coding": [{"system": SCT, "code": "394701000"}]},
+        "subject": {"reference": "Patient/p1"},
+        "occurrence": occurrence,
+        "authoredOn": "2019-03-02",
+    }
+
+
+def test_a_diary_entry_keeps_its_due_date_written_without_its_type() -> None:
+    """A recall written with a bare ``occurrence`` (as the GP Connect example is) lost its date."""
+    doc = bundle(patient(), organization(), _diary_entry("2019-05-02"))
+    assert resource(doc, "ProcedureRequest")["occurrenceDateTime"] == "2019-05-02"
+    assert "ProcedureRequest.occurrence" in fields_of(outcome(doc, "ProcedureRequest"))
+    period = {"start": "2019-05-01", "end": "2019-05-01"}
+    doc = bundle(patient(), organization(), _diary_entry(period))
+    assert resource(doc, "ProcedureRequest")["occurrencePeriod"] == period
+
+
+def test_the_spec_example_diary_entries_keep_their_due_dates(corpus: Path) -> None:
+    """Every diary entry in the official example lost the date it is due."""
+    doc = orjson.loads(
+        (corpus / "gpconnect-spec-examples/diaryentries_response1.json").read_bytes()
+    )
+    requests = [r for r in records_from_bundle(doc, "x.json") if r.ref.table == "ProcedureRequest"]
+    assert requests
+    for i in range(len(requests)):
+        mapped = resource(doc, "ProcedureRequest", i)
+        assert {"occurrenceDateTime", "occurrencePeriod"} & mapped.keys(), mapped
+
+
+def _dispensed(quantity: dict[str, Any]) -> dict[str, Any]:
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": "mr1",
+        "status": "active",
+        "intent": "plan",
+        "medicationCodeableConcept": {"coding": [{"system": SCT, "code": "39720311000001101"}]},
+        "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2019-03-28",
+        "dispenseRequest": {"quantity": quantity},
+    }
+    return resource(bundle(patient(), organization(), request), "MedicationRequest")
+
+
+def test_a_dispense_quantity_keeps_the_unit_written_as_quantity_text() -> None:
+    """``28`` with its unit only in the quantity text was stored as 28 of nothing."""
+    text = [{"url": QUANTITY_TEXT, "valueString": "capsule(s)"}]
+    found = _dispensed({"extension": text, "value": 28})["dispenseRequest"]["quantity"]
+    assert found == {"value": 28, "unit": "capsule(s)"}
+    with_value = [{"url": QUANTITY_TEXT, "valueString": "28 capsule(s)"}]
+    found = _dispensed({"extension": with_value, "value": 28})["dispenseRequest"]["quantity"]
+    assert found == {"value": 28, "unit": "capsule(s)"}
+    coded = {"value": 28, "unit": "tablet", "extension": text}
+    assert _dispensed(coded)["dispenseRequest"]["quantity"] == {"value": 28, "unit": "tablet"}
+
+
+def test_the_reason_a_vaccination_was_not_given_is_kept() -> None:
+    """``explanation.notGivenReason`` (the spec example's spelling) was dropped as unknown."""
+    immunization = {
+        "resourceType": "Immunization",
+        "id": "i1",
+        "status": "completed",
+        "notGiven": True,
+        "vaccineCode": {"coding": [{"system": SCT, "code": "39114911000001105"}]},
+        "patient": {"reference": "Patient/p1"},
+        "date": "2019-03-28",
+        "primarySource": True,
+        "explanation": {"notGivenReason": [{"coding": [{"system": SCT, "code": "213257006"}]}]},
+    }
+    doc = bundle(patient(), organization(), immunization)
+    res = resource(doc, "Immunization")
+    assert res["status"] == "not-done"
+    assert res["statusReason"] == {"coding": [{"system": SCT, "code": "213257006"}]}
+    assert "Immunization.explanation.notGivenReason" in fields_of(outcome(doc, "Immunization"))
