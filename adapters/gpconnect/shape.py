@@ -9,8 +9,9 @@ naming the element:
 * a list where one value belongs is unwrapped (one item), joined (texts) or cut to its first
   item; a single value where R4 repeats is wrapped (silently where the type's map lists the
   element as one that became a list in R4, since that is not a quirk);
-* a dateTime/instant with a time but no offset is UK local time, converted to UTC; a missing
-  seconds part is added; a date given with a time keeps the date;
+* a dateTime/instant with a time is stored in UTC (``+00:00``, its fraction of a second kept):
+  one with an offset is converted, one without is UK local time, converted; a missing seconds
+  part is added; a date stays a date, and a date given with a time keeps the date;
 * codes, ids and URIs lose surrounding spaces; empty strings are dropped;
 * every ``Reference.reference`` goes through the caller's rewrite (deterministic scr ids), and
   every ``Coding.system`` through the STU3 -> R4 code-system table;
@@ -219,9 +220,7 @@ def _datetime(value: str, field: str, walk: Walk) -> str:
     day, hour, minute, second, fraction, offset = m.groups()
     if offset is None:
         try:
-            local = datetime.fromisoformat(
-                f"{day}T{hour}:{minute}:{second or '00'}{(fraction or '')[:7]}"
-            )
+            local = datetime.fromisoformat(f"{day}T{hour}:{minute}:{second or '00'}")
         except ValueError:
             return text
         walk.notes.warn(field, "time without a UTC offset read as UK local time, converted to UTC")
@@ -229,16 +228,22 @@ def _datetime(value: str, field: str, walk: Walk) -> str:
         if change is None or not change.startswith("did not"):
             if change:
                 walk.notes.warn(field, f"{day} {hour}:{minute} {change}")
-            return uk_local_to_utc(local)
-        walk.notes.warn(field, f"{day} {hour}:{minute} {change}; read as GMT")
-        return local.replace(tzinfo=UTC).isoformat()
-    if second is None:
-        walk.notes.warn(field, "time without seconds; ':00' added")
-        second = "00"
-    if offset != "Z" and ":" not in offset:
-        walk.notes.warn(field, "UTC offset without a colon; colon added")
-        offset = f"{offset[:3]}:{offset[3:]}"
-    return f"{day}T{hour}:{minute}:{second}{fraction or ''}{offset}"
+            utc = datetime.fromisoformat(uk_local_to_utc(local))
+        else:
+            walk.notes.warn(field, f"{day} {hour}:{minute} {change}; read as GMT")
+            utc = local.replace(tzinfo=UTC)
+    else:
+        if second is None:
+            walk.notes.warn(field, "time without seconds; ':00' added")
+            second = "00"
+        if offset != "Z" and ":" not in offset:
+            walk.notes.warn(field, "UTC offset without a colon; colon added")
+            offset = f"{offset[:3]}:{offset[3:]}"
+        try:
+            utc = datetime.fromisoformat(f"{day}T{hour}:{minute}:{second}{offset}").astimezone(UTC)
+        except (ValueError, OverflowError):
+            return f"{day}T{hour}:{minute}:{second}{fraction or ''}{offset}"
+    return f"{utc:%Y-%m-%dT%H:%M:%S}{fraction or ''}+00:00"
 
 
 def _date(value: str, field: str, walk: Walk) -> str:

@@ -327,7 +327,7 @@ def test_full_urls_and_contained_references() -> None:
     }
     (allergy,) = lst["contained"]
     assert allergy["clinicalStatus"]["coding"][0]["code"] == "resolved"
-    assert allergy["recordedDate"] == "2016-06-01T12:00:00+01:00"
+    assert allergy["recordedDate"] == "2016-06-01T11:00:00+00:00"
     assert lst["title"] == "Ended allergies"
 
 

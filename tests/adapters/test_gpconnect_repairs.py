@@ -9,6 +9,7 @@ import orjson
 
 from adapters.gpconnect.read import records_from_bundle
 from tests.adapters.test_gpconnect import (
+    OBSERVATION,
     bundle,
     fields_of,
     organization,
@@ -100,3 +101,20 @@ def test_the_reason_a_vaccination_was_not_given_is_kept() -> None:
     assert res["status"] == "not-done"
     assert res["statusReason"] == {"coding": [{"system": SCT, "code": "213257006"}]}
     assert "Immunization.explanation.notGivenReason" in fields_of(outcome(doc, "Immunization"))
+
+
+def test_times_with_an_offset_are_stored_in_utc() -> None:
+    """Stored times mixed offsets, so the same instant had several spellings and sorted apart."""
+    cases = {
+        "2019-07-01T10:30:00+01:00": "2019-07-01T09:30:00+00:00",
+        "2019-07-01T00:30+0100": "2019-06-30T23:30:00+00:00",
+        "2019-07-01T10:30:00.250-05:00": "2019-07-01T15:30:00.250+00:00",
+        "2019-07-01T10:30:00Z": "2019-07-01T10:30:00+00:00",
+        "2019-07-01T10:30:00+00:00": "2019-07-01T10:30:00+00:00",
+        "2019-07-01T10:30:00.1234567": "2019-07-01T09:30:00.1234567+00:00",
+        "2019-07-01": "2019-07-01",
+    }
+    for given, stored in cases.items():
+        obs = OBSERVATION | {"effectiveDateTime": given}
+        res = resource(bundle(patient(), organization(), obs), "Observation")
+        assert res["effectiveDateTime"] == stored, given
