@@ -3,8 +3,8 @@
 Rows are streamed one at a time. A file-level fault (a required column missing, a column named
 twice, text the CSV reader cannot split, such as a field over ``MAX_FIELD`` characters) raises
 :class:`~adapters.base.ExtractError` naming the file, and the line or column; a row-level fault
-(too few fields, an undecodable byte, a quote left open across lines) is attached to the row so
-it lands in quarantine with its line.
+(too few fields, an undecodable byte, a quote left open across lines, or to the end of the file)
+is attached to the row so it lands in quarantine with its line.
 """
 
 from __future__ import annotations
@@ -44,6 +44,23 @@ def header(path: Path, encoding: str) -> list[str]:
         return next(csv.reader(fh), [])
 
 
+def _lines(fh: Iterable[str], ended: list[bool]) -> Iterator[str]:
+    """The file's lines, marking when they run out: the CSV reader hands back a record after
+    that only when the record ended inside a quoted field."""
+    yield from fh
+    ended.append(True)
+
+
+def _swallowed_rows(values: list[str], width: int) -> bool:
+    """A field holding whole lines that read as rows of the file: a quote left open, closed
+    again by a stray quote in the same column further down."""
+    for value in values:
+        inner = value.splitlines()[1:-1]
+        if any(len(next(csv.reader([text]), [])) == width for text in inner):
+            return True
+    return False
+
+
 def _rows(reader: Iterator[list[str]], path: Path) -> Iterator[list[str]]:
     """The reader's rows; what it cannot split stops the file, naming where."""
     while True:
@@ -66,7 +83,8 @@ def read_rows(
     """Yield each data row with its first line number; check required columns first."""
     enc = _encoding(path, encoding)
     with path.open(encoding=enc, errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(fh)
+        ended: list[bool] = []
+        reader = csv.reader(_lines(fh, ended))
         names = [n.strip() for n in next(reader, [])]
         missing = [c for c in required if c not in names]
         if missing:
@@ -84,7 +102,18 @@ def read_rows(
             if not values:
                 continue
             issues: list[Issue] = []
-            if len(values) != len(names) and line - start > 1:
+            if ended:
+                issues.append(
+                    Issue(
+                        None,
+                        f"a quoted field opened on line {start} is still open at the end of the "
+                        f"file (line {line - 1}): an unbalanced quote? Those lines are held in "
+                        "this record",
+                    )
+                )
+            elif line - start > 1 and (
+                len(values) != len(names) or _swallowed_rows(values, len(names))
+            ):
                 issues.append(
                     Issue(
                         None,

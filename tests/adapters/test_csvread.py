@@ -32,8 +32,8 @@ def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unbalanced_quote_says_which_lines_it_swallowed(tmp_path: Path) -> None:
-    found = rows(tmp_path / "t.csv", 'id,a,b\n1,x,y\n2,"open,y\n3,x,y\n4,x,y\n')
-    assert [line for line, _, _ in found] == [2, 3]
+    found = rows(tmp_path / "t.csv", 'id,a,b\n1,x,y\n2,"open,y\n3,x,y\n4,x,y"\n5,x,y\n')
+    assert [line for line, _, _ in found] == [2, 3, 6]
     assert found[1][2] == [
         "a quoted field opened on line 3 runs to line 5: an unbalanced quote? Those lines are "
         "held in this record"
@@ -45,3 +45,34 @@ def test_a_quoted_newline_in_a_complete_row_is_fine(tmp_path: Path) -> None:
         (2, {"id": "1", "a": "two\nlines"}, []),
         (4, {"id": "2", "a": "x"}, []),
     ]
+
+
+def test_a_quote_left_open_to_the_end_of_the_file_is_held_naming_its_lines(
+    tmp_path: Path,
+) -> None:
+    """A quote opened in a row's last column keeps the header's number of fields while it
+    swallows every later row, so without this the rows after it vanish and the run succeeds."""
+    found = rows(tmp_path / "t.csv", 'id,a,b\n1,x,y\n2,x,"y\n3,x,y\n4,x,y\n')
+    assert [line for line, _, _ in found] == [2, 3]
+    assert found[1][2] == [
+        "a quoted field opened on line 3 is still open at the end of the file (line 5): an "
+        "unbalanced quote? Those lines are held in this record"
+    ]
+
+
+def test_a_quote_closed_by_a_stray_one_further_down_is_held(tmp_path: Path) -> None:
+    """Closed again by a stray quote in the same column, an open quote keeps the header's number
+    of fields, and the whole rows it swallowed would vanish."""
+    found = rows(tmp_path / "t.csv", 'id,a,b\n1,"x,y\n2,x,y\n3,x",y\n4,x,y\n')
+    assert [line for line, _, _ in found] == [2, 5]
+    assert found[0][2] == [
+        "a quoted field opened on line 2 runs to line 4: an unbalanced quote? Those lines are "
+        "held in this record"
+    ]
+
+
+def test_free_text_over_several_lines_is_fine(tmp_path: Path) -> None:
+    """A note whose lines do not read as rows is one field, as written."""
+    note = "Seen at home.\nBP fine, pulse fine.\nReview in a week."
+    found = rows(tmp_path / "t.csv", f'id,a,b\n1,"{note}",y\n')
+    assert found == [(2, {"id": "1", "a": note, "b": "y"}, [])]
