@@ -9,11 +9,13 @@ is attached to the row so it lands in quarantine with its line.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from adapters.base import ExtractError, Issue
 
@@ -34,9 +36,31 @@ class Row:
 
 
 def _encoding(path: Path, default: str) -> str:
-    """A UTF-8 BOM wins over the style's default encoding: some exports add one."""
+    """A UTF-8 BOM wins over the style's default encoding: some exports add one. So does UTF-8
+    without one in a file the style writes in another encoding (re-saved on its way): every
+    UTF-8 byte pair is valid Windows-1252 too, so 'Renée' would read as 'RenÃ©e' without a single
+    error, while Windows-1252 text with accented letters in it almost never reads as UTF-8."""
     with path.open("rb") as fh:
-        return "utf-8-sig" if fh.read(3) == _BOM else default
+        if fh.read(3) == _BOM:
+            return "utf-8-sig"
+        if codecs.lookup(default).name == "utf-8":
+            return default
+        fh.seek(0)
+        return "utf-8" if _utf8_beyond_ascii(fh) else default
+
+
+def _utf8_beyond_ascii(fh: BinaryIO) -> bool:
+    """Whether the bytes are valid UTF-8 with at least one character outside ASCII."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    beyond = False
+    try:
+        while chunk := fh.read(1 << 20):
+            beyond = beyond or not chunk.isascii()
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return beyond
 
 
 def header(path: Path, encoding: str) -> list[str]:
@@ -82,6 +106,11 @@ def read_rows(
 ) -> Iterator[Row]:
     """Yield each data row with its first line number; check required columns first."""
     enc = _encoding(path, encoding)
+    if notes is not None and enc != encoding and enc == "utf-8":
+        notes.append(
+            f"{path.name}: read as UTF-8, not {encoding}: it has no BOM, but every byte "
+            "outside ASCII in it is UTF-8"
+        )
     with path.open(encoding=enc, errors="surrogateescape", newline="") as fh:
         ended: list[bool] = []
         reader = csv.reader(_lines(fh, ended))

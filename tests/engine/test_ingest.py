@@ -114,6 +114,23 @@ def test_windows_1252_names_and_bom(engine, settings, codes, tmp_path):
     assert names == {"Renée Poundé£", "Zoë Smith"}
 
 
+def test_a_windows_1252_file_saved_as_utf8_without_a_bom_is_read_as_utf8(
+    engine, settings, codes, tmp_path
+):
+    """Every UTF-8 byte pair is valid Windows-1252, so without this 'Renée' would be stored as
+    'RenÃ©e', with no issue or note, and matched and shown that way."""
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", next(NHS), FirstName="Renée")], encoding="utf-8"
+    )
+    summary = run(engine, settings, codes, folder)
+    (patient,) = bodies(engine, "Patient")
+    assert patient["name"][0]["given"] == ["Renée"]
+    assert (
+        "SRPatient.csv: read as UTF-8, not cp1252: it has no BOM, but every byte outside ASCII in "
+        "it is UTF-8"
+    ) in summary.notes
+
+
 def test_missing_required_column_names_file_and_column(engine, settings, codes, tmp_path):
     folder = write_systmone(tmp_path / "x", [s1_patient("1", next(NHS))])
     text = (folder / "SRPatient.csv").read_text(encoding="cp1252").replace("DateBirth", "Born")
