@@ -21,6 +21,9 @@ from adapters.csvread import read_rows
 from adapters.mapper import compiled_table_map, load_table_map, map_row
 
 Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
+#: A joined field naming a lookup row read with a problem: the record it is joined into is held
+#: in quarantine naming that row, rather than taken in without it (as something else).
+JOINED_ROW_PROBLEM = "_JoinedRowProblem"
 
 
 def map_columns(table_map: Mapping[str, Any]) -> set[str]:
@@ -67,6 +70,29 @@ def first_row(path: Path, encoding: str, column: str) -> str:
     raise ExtractError(f"{path.name}: no organisation row with a {column}")
 
 
+def lookup_rows(
+    path: Path, encoding: str, required: Sequence[str], notes: list[str]
+) -> Iterator[dict[str, str]]:
+    """A lookup file's rows, those read with a problem too: dropping one would silently change
+    what the records joining it are taken in as (a problem's code row, a plain observation).
+    Each such row is noted, and carries its problem as ``JOINED_ROW_PROBLEM``."""
+    if not path.exists():
+        return
+    for row in read_rows(path, encoding, required, notes):
+        if not row.issues:
+            yield row.fields
+            continue
+        problem = f"{path.name}, line {row.line}: {'; '.join(map(str, row.issues))}"
+        notes.append(f"{problem} (a lookup row: a record joined to it is held in quarantine)")
+        yield {**row.fields, JOINED_ROW_PROBLEM: problem}
+
+
+def joined_problem(row: Mapping[str, str]) -> dict[str, str]:
+    """What a lookup row read with a problem passes on to the records it is joined into."""
+    problem = row.get(JOINED_ROW_PROBLEM)
+    return {JOINED_ROW_PROBLEM: problem} if problem else {}
+
+
 def row_key(fields: Mapping[str, Any], key: Sequence[str], line: int) -> tuple[str, Issue | None]:
     """A row's id from its key columns; a row missing one is named by its line, with why."""
     parts = [str(fields.get(column, "")).strip() for column in key]
@@ -102,9 +128,20 @@ def table_records(
         fields: dict[str, Any] = row.fields  # the reader's own dict, made for this row
         if enrich is not None:  # a row with problems too: quarantine keeps it whole for replay
             fields.update(enrich(fields))
+            joined = fields.pop(JOINED_ROW_PROBLEM, None)
+            if joined:
+                issues = (*issues, _joined_issue(joined))
         yield SourceRecord(
             SourceRef(style, org, table, row_id), path.name, row.line, fields, issues
         )
+
+
+def _joined_issue(problem: str) -> Issue:
+    return Issue(
+        JOINED_ROW_PROBLEM,
+        f"a row joined into this record was read with a problem ({problem}): correct it at "
+        "the source and ingest again",
+    )
 
 
 def map_table_record(style: str, record: SourceRecord, ctx: MapContext) -> MapOutcome:
@@ -141,7 +178,8 @@ class TableAdapter:
     ) -> SourceRecord:
         """A corrected row gets its id and its own joined fields worked out again; the
         problems found reading it no longer stand (someone has looked at the row), except a
-        key still missing."""
+        key still missing, and a joined row read with a problem (only the source can correct
+        that)."""
         table = record.ref.table
         table_map = load_table_map(self.kind, table)
         columns = map_columns(table_map)
@@ -169,11 +207,12 @@ class TableAdapter:
                 fields[name] = value
         if not corrections:
             return replace(record, fields=fields)
+        kept = tuple(i for i in record.read_issues if i.field == JOINED_ROW_PROBLEM)
         row_id, missing = row_key(fields, key_columns(table_map), record.line)
         if missing is not None:
-            return replace(record, fields=fields, read_issues=(missing,))
+            return replace(record, fields=fields, read_issues=(missing, *kept))
         ref = replace(record.ref, row_id=row_id)
-        return replace(record, ref=ref, fields=fields, read_issues=())
+        return replace(record, ref=ref, fields=fields, read_issues=kept)
 
 
 def unknown_files(folder: Path, known: set[str], notes: list[str]) -> None:

@@ -21,8 +21,14 @@ from typing import Any, NamedTuple
 
 from adapters.base import SourceRecord, SourceRef
 from adapters.codes import SNOMED, read_v2_code
-from adapters.csvread import read_rows
-from adapters.extract import Enrich, first_row, table_records, unknown_files
+from adapters.extract import (
+    Enrich,
+    first_row,
+    joined_problem,
+    lookup_rows,
+    table_records,
+    unknown_files,
+)
 from adapters.values import ValueProblem, decimal
 
 STYLE = "emis"
@@ -100,53 +106,56 @@ def _get(row: Fields, column: str) -> str:
     return row.get(column, "").strip()
 
 
-def _lookup(folder: Path, table: str) -> Iterator[Fields]:
-    path = folder / f"{table}.csv"
-    if path.exists():
-        for row in read_rows(path, ENCODING, required=LOOKUPS[table]):
-            if not row.issues:
-                yield row.fields
+def _lookup(folder: Path, table: str, notes: list[str]) -> Iterator[Fields]:
+    return lookup_rows(folder / f"{table}.csv", ENCODING, LOOKUPS[table], notes)
 
 
-def _clinical_codes(folder: Path) -> dict[str, Fields]:
+def _clinical_codes(folder: Path, notes: list[str]) -> dict[str, Fields]:
     """CodeId → term, SNOMED concept and either the Read v2 code or the EMIS-local (Egton) id."""
     out: dict[str, Fields] = {}
-    for row in _lookup(folder, "Coding_ClinicalCode"):
+    for row in _lookup(folder, "Coding_ClinicalCode", notes):
         term_id = _get(row, "ReadTermId")
         read = read_v2_code(term_id) if term_id else None
-        out[_get(row, "CodeId")] = _present(
-            {
-                "_Term": row["Term"],
-                "_SnomedCTConceptId": row["SnomedCTConceptId"],
-                "_ReadCode": read or "",
-                "_EgtonCode": "" if read else term_id,
-            }
-        )
+        out[_get(row, "CodeId")] = {
+            **_present(
+                {
+                    "_Term": row["Term"],
+                    "_SnomedCTConceptId": row["SnomedCTConceptId"],
+                    "_ReadCode": read or "",
+                    "_EgtonCode": "" if read else term_id,
+                }
+            ),
+            **joined_problem(row),
+        }
     return out
 
 
-def _drug_codes(folder: Path) -> dict[str, Fields]:
+def _drug_codes(folder: Path, notes: list[str]) -> dict[str, Fields]:
     return {
-        _get(row, "CodeId"): _present(
-            {"_DrugTerm": row["Term"], "_DmdProductCodeId": row["DmdProductCodeId"]}
-        )
-        for row in _lookup(folder, "Coding_DrugCode")
+        _get(row, "CodeId"): {
+            **_present({"_DrugTerm": row["Term"], "_DmdProductCodeId": row["DmdProductCodeId"]}),
+            **joined_problem(row),
+        }
+        for row in _lookup(folder, "Coding_DrugCode", notes)
     }
 
 
-def _problems(folder: Path) -> dict[str, Fields]:
+def _problems(folder: Path, notes: list[str]) -> dict[str, Fields]:
     """Observation GUID → its problem row; a deleted problem row leaves a plain observation."""
     return {
-        _get(row, "ObservationGuid"): _present(
-            {
-                "_IsProblem": "True",
-                "_ProblemStatus": row["ProblemStatusDescription"],
-                "_ProblemSignificance": row["SignificanceDescription"],
-                "_ProblemEndDate": row["EndDate"],
-                "_ProblemEndDatePrecision": row.get("EndDatePrecision", ""),
-            }
-        )
-        for row in _lookup(folder, "CareRecord_Problem")
+        _get(row, "ObservationGuid"): {
+            **_present(
+                {
+                    "_IsProblem": "True",
+                    "_ProblemStatus": row["ProblemStatusDescription"],
+                    "_ProblemSignificance": row["SignificanceDescription"],
+                    "_ProblemEndDate": row["EndDate"],
+                    "_ProblemEndDatePrecision": row.get("EndDatePrecision", ""),
+                }
+            ),
+            **joined_problem(row),
+        }
+        for row in _lookup(folder, "CareRecord_Problem", notes)
         if _get(row, "Deleted").lower() not in _TRUE
     }
 
@@ -218,9 +227,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     """Stream every table's records, the lookups joined in; the org is the first ODS code."""
     unknown_files(folder, {*TABLES, *LOOKUPS}, notes)
     org = first_row(folder / f"{ORGANISATION}.csv", ENCODING, "ODSCode")
-    clinical = _clinical_codes(folder)
-    drugs = _drug_codes(folder)
-    problems = _problems(folder)
+    clinical = _clinical_codes(folder, notes)
+    drugs = _drug_codes(folder, notes)
+    problems = _problems(folder, notes)
     courses: dict[str, Course] = {}
     #: Problem observation GUID → its SNOMED concept and whether the practice marked it
     #: confidential: what a record written for it names, and must keep as close.

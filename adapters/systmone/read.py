@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import ExtractError, ExtractStamp, SourceRecord
-from adapters.csvread import read_rows
-from adapters.extract import first_row, table_records, unknown_files
+from adapters.extract import (
+    first_row,
+    joined_problem,
+    lookup_rows,
+    table_records,
+    unknown_files,
+)
 from adapters.values import ValueProblem, tpp_date
 
 STYLE = "systmone"
@@ -55,18 +60,14 @@ def _removed(row: dict[str, str]) -> bool:
     return row.get("RemovedData", "").strip().lower() in ("1", "true", "y")
 
 
-def _lookup(folder: Path, table: str, key: str) -> Iterator[dict[str, str]]:
-    path = folder / f"{table}.csv"
-    if path.exists():
-        for row in read_rows(path, ENCODING, required=[key]):
-            if not row.issues:
-                yield row.fields
+def _lookup(folder: Path, table: str, key: str, notes: list[str]) -> Iterator[dict[str, str]]:
+    return lookup_rows(folder / f"{table}.csv", ENCODING, [key], notes)
 
 
-def _current_addresses(folder: Path) -> dict[str, dict[str, str]]:
+def _current_addresses(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     """Per patient, the open address with the latest start date."""
     best: dict[str, dict[str, str]] = {}
-    for row in _lookup(folder, "SRPatientAddressHistory", "IDPatient"):
+    for row in _lookup(folder, "SRPatientAddressHistory", "IDPatient", notes):
         if row.get("DateTo", "").strip() or _removed(row):
             continue
         pid = row["IDPatient"]
@@ -79,49 +80,58 @@ def _current_addresses(folder: Path) -> dict[str, dict[str, str]]:
             **{f"_AddressLine{i}": r.get(f"AddressLine{i}", "") for i in range(1, 6)},
             "_PostCode": r.get("PostCode", ""),
             "_AddressDateEvent": r.get("DateEvent", ""),
+            **joined_problem(r),
         }
         for pid, r in best.items()
     }
 
 
-def _current_registrations(folder: Path) -> dict[str, str]:
+def _current_registrations(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     """Per patient, the organisation of the open registration with the latest start."""
-    best: dict[str, tuple[str, str]] = {}
-    for row in _lookup(folder, "SRPatientRegistration", "IDPatient"):
+    best: dict[str, tuple[str, dict[str, str]]] = {}
+    for row in _lookup(folder, "SRPatientRegistration", "IDPatient", notes):
         if row.get("DateDeregistration", "").strip() or _removed(row):
             continue
         start = _sort_date(row.get("DateRegistration", ""))
         pid = row["IDPatient"]
         if pid not in best or start >= best[pid][0]:
-            best[pid] = (start, row.get("IDOrganisation", ""))
-    return {pid: org for pid, (_, org) in best.items()}
+            best[pid] = (start, row)
+    return {
+        pid: {
+            **({"_RegIDOrganisation": org} if (org := r.get("IDOrganisation", "")) else {}),
+            **joined_problem(r),
+        }
+        for pid, (_, r) in best.items()
+    }
 
 
-def _problems(folder: Path) -> dict[str, dict[str, str]]:
+def _problems(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     return {
         row["IDCode"]: {
             "_ProblemRow": row.get("RowIdentifier", "") or row["IDCode"],
             "_ProblemDateEnd": row.get("DateEnd", ""),
             "_ProblemSeverity": row.get("Severity", ""),
+            **joined_problem(row),
         }
-        for row in _lookup(folder, "SRProblem", "IDCode")
+        for row in _lookup(folder, "SRProblem", "IDCode", notes)
         if not _removed(row)
     }
 
 
-def _extract_ctv3_map(folder: Path) -> dict[str, str]:
+def _extract_ctv3_map(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     return {
-        row["CTV3Code"]: row.get("SNOMEDCode", "")
-        for row in _lookup(folder, "SRCtv3ToSnomed", "CTV3Code")
+        row["CTV3Code"]: {"_ExtractSNOMEDCode": row["SNOMEDCode"], **joined_problem(row)}
+        for row in _lookup(folder, "SRCtv3ToSnomed", "CTV3Code", notes)
         if row.get("SNOMEDCode")
     }
 
 
-def _extract_end(folder: Path) -> str:
-    """The date the extract runs to (SRManifest ``DateExtractTo``), as an ISO date, or ''."""
+def _extract_end(folder: Path, notes: list[str]) -> str:
+    """The date the extract runs to (SRManifest ``DateExtractTo``), as an ISO date, or ''. A
+    row read with a problem counts when its date reads whole (the problem is elsewhere)."""
     ends = {
         _sort_date(row.get("DateExtractTo", ""))
-        for row in _lookup(folder, "SRManifest", "FileName")
+        for row in _lookup(folder, "SRManifest", "FileName", notes)
     }
     ends.discard("")
     return max(ends) if ends else ""
@@ -155,32 +165,30 @@ def extract_stamp(folder: Path) -> ExtractStamp | None:
         org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
     except ExtractError:
         return None
-    runs_to = _extract_end(folder)
+    runs_to = _extract_end(folder, [])  # the read notes any problem
     return ExtractStamp(f"{STYLE}|{org}", runs_to) if runs_to else None
 
 
 def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     unknown_files(folder, {*TABLES, *LOOKUPS}, notes)
     org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
-    addresses = _current_addresses(folder)
-    registrations = _current_registrations(folder)
-    problems = _problems(folder)
-    ctv3 = _extract_ctv3_map(folder)
-    extract_end = _extract_end(folder)
+    addresses = _current_addresses(folder, notes)
+    registrations = _current_registrations(folder, notes)
+    problems = _problems(folder, notes)
+    ctv3 = _extract_ctv3_map(folder, notes)
+    extract_end = _extract_end(folder, notes)
     #: Without a manifest, what is current is judged on the day the extract is read.
     today = date.today().isoformat()
 
     def patient(row: dict[str, str]) -> dict[str, str]:
         pid = row.get("RowIdentifier", "")
-        reg = registrations.get(pid)
-        return {**addresses.get(pid, {}), **({"_RegIDOrganisation": reg} if reg else {})}
+        return {**addresses.get(pid, {}), **registrations.get(pid, {})}
 
     def code(row: dict[str, str]) -> dict[str, str]:
-        extra = dict(problems.get(row.get("RowIdentifier", ""), {}))
-        mapped = ctv3.get(row.get("CTV3Code", ""))
-        if mapped:
-            extra["_ExtractSNOMEDCode"] = mapped
-        return extra
+        return {
+            **problems.get(row.get("RowIdentifier", ""), {}),
+            **ctv3.get(row.get("CTV3Code", ""), {}),
+        }
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.
     products: dict[str, tuple[str, str]] = {}

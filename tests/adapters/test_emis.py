@@ -723,6 +723,25 @@ def test_a_record_with_a_bad_byte_keeps_its_joins_for_replay(engine, settings, c
     assert "sensitive-sti" in stored(engine)[f"MedicationStatement:{DRUG}"].labels.split()
 
 
+def test_records_joining_a_code_row_that_cannot_be_read_are_held_naming_it(
+    engine, settings, codes, tmp_path
+):
+    """A coding row with a bad byte was dropped without trace, so the records citing its code
+    lost their term and SNOMED concept: taken in as something else, or held for the wrong
+    reason."""
+    tables = default_tables()
+    folder = write_extract(tmp_path / "emis", tables)
+    path = folder / "Coding_ClinicalCode.csv"
+    systolic = next(c for c in tables["Coding_ClinicalCode"] if c["CodeId"] == SYSTOLIC)
+    term = systolic["Term"].encode()
+    path.write_bytes(path.read_bytes().replace(term, term[:3] + b"\xff" + term[4:]))
+    summary = run(engine, settings, codes, folder)
+    assert any(n.startswith("Coding_ClinicalCode.csv, line 2: Term: ") for n in summary.notes)
+    item = quarantine(engine)[O_BP]
+    assert item.field == "_JoinedRowProblem" and "Coding_ClinicalCode.csv, line 2" in item.reason
+    assert f"Observation:{O_BP}" not in stored(engine)
+
+
 def test_a_corrected_value_is_read_as_a_number_again(engine, settings, codes, tmp_path):
     """A result quarantined for its date, with its value mistyped, corrected on replay, is a
     quantity with its unit: whether the value is a number is worked out from the corrected

@@ -306,6 +306,36 @@ def test_problem_row_becomes_a_condition(engine, settings, codes, tmp_path):
     assert bodies(engine, "Observation") == []
 
 
+def test_a_code_row_whose_problem_row_cannot_be_read_is_held_naming_it(
+    engine, settings, codes, tmp_path
+):
+    """A lookup row with a bad byte was dropped without trace, so its code row was stored as a
+    plain Observation and the problem left the person's problem list silently."""
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1")],
+        problems=[
+            {"RowIdentifier": "70", "IDCode": "10", "IDPatient": "1", "CTV3Code": "XaJQs",
+             "DateEnd": "", "Severity": "Major X", "IDOrganisation": "5001",
+             "IDOrganisationVisibleTo": "", "RemovedData": "0"}
+        ],
+    )  # fmt: skip
+    path = folder / "SRProblem.csv"
+    path.write_bytes(path.read_bytes().replace(b"Major X", b"Major \x81"))
+    summary = run(engine, settings, codes, folder)
+    problem = "SRProblem.csv, line 2: Severity: bytes that are not valid cp1252"
+    assert f"{problem} (a lookup row: a record joined to it is held in quarantine)" in (
+        summary.notes
+    )
+    assert bodies(engine, "Condition") == bodies(engine, "Observation") == []
+    (item,) = list_items(engine)
+    assert (item.file, item.line, item.field) == ("SRCode.csv", 2, "_JoinedRowProblem")
+    assert f"({problem})" in item.reason
+    still = replay(engine, settings, codes, [item.id], corrections={"NumericValue": "121"})
+    assert still.quarantined == 1 and bodies(engine, "Observation") == []
+
+
 def test_a_run_hands_the_gil_over_quickly_and_restores_the_interval(
     engine, settings, codes, tmp_path
 ):
