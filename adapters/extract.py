@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -98,8 +100,19 @@ def row_key(fields: Mapping[str, Any], key: Sequence[str], line: int) -> tuple[s
     parts = [str(fields.get(column, "")).strip() for column in key]
     for column, part in zip(key, parts, strict=True):
         if not part:
-            return f"line-{line}", Issue(column, "row identifier is missing")
+            return unkeyed_row_id(f"line-{line}", fields), Issue(
+                column, "row identifier is missing"
+            )
     return "|".join(parts), None
+
+
+def unkeyed_row_id(place: str, fields: Mapping[str, Any]) -> str:
+    """A row without an id is named by where it was read and a hash of what it holds: named by
+    its place alone, the next extract's id-less row there would take over its quarantine item,
+    and the first rejected row could no longer be reviewed or replayed. The same row read again
+    (a re-run) gets the same name, and so its one item."""
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return f"{place}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def table_records(

@@ -32,7 +32,7 @@ import httpx
 
 from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
 from adapters.council.read import STYLE, member_extras, person_extras
-from adapters.extract import map_columns
+from adapters.extract import map_columns, unkeyed_row_id
 from adapters.mapper import load_table_map
 
 #: Longest wait scr accepts from a ``Retry-After`` header, so one answer cannot stall an ingest.
@@ -176,7 +176,7 @@ class _Table:
         issues += [Issue(k, "required field is missing") for k in self.required if k not in fields]
         row_id = fields.get(self.row_id, "").strip()
         if not row_id:
-            row_id = f"{file}#{line}"
+            row_id = unkeyed_row_id(f"{file}#{line}", fields)
             if not any(i.field == self.row_id for i in issues):
                 issues.append(Issue(self.row_id, "row identifier is missing"))
         fields.update(extras)  # even on a record with problems: quarantine keeps it whole

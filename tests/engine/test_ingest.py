@@ -179,6 +179,20 @@ def test_bad_records_are_quarantined_and_the_rest_loads(
     assert again.created == again.updated == 0
 
 
+def test_a_row_without_an_id_keeps_its_own_quarantine_item(engine, settings, codes, tmp_path):
+    """Named by its line alone, the next extract's id-less row on that line took over the open
+    item, and the first rejected record (here another person's result) was lost to review."""
+    people = [s1_patient("1", next(NHS)), s1_patient("2", next(NHS))]
+    folder = write_systmone(tmp_path / "x", people, [s1_code("", "1", NumericValue="181")])
+    run(engine, settings, codes, folder)
+    assert run(engine, settings, codes, folder).quarantined == 1
+    write_systmone(folder, people, [s1_code("", "2", NumericValue="99")])
+    run(engine, settings, codes, folder)
+    items = list_items(engine)
+    assert sorted(i.record["fields"]["NumericValue"] for i in items) == ["181", "99"]
+    assert all(i.field == "RowIdentifier" and i.line == 2 for i in items)
+
+
 def test_an_invalid_nhs_number_is_withheld_and_the_correction_adds_it(
     engine, settings, codes, tmp_path
 ):
