@@ -63,11 +63,6 @@ def _utf8_beyond_ascii(fh: BinaryIO) -> bool:
     return beyond
 
 
-def header(path: Path, encoding: str) -> list[str]:
-    with path.open(encoding=_encoding(path, encoding), errors="surrogateescape", newline="") as fh:
-        return next(csv.reader(fh), [])
-
-
 def _lines(fh: Iterable[str], ended: list[bool]) -> Iterator[str]:
     """The file's lines, marking when they run out: the CSV reader hands back a record after
     that only when the record ended inside a quoted field."""
