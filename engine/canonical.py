@@ -19,10 +19,11 @@ import orjson
 from adapters.values import INT64
 
 #: A number in value position (after ``:``, ``,`` or ``[`` in canonical JSON) with a fraction
-#: or an exponent: a binary float may write it otherwise (``5.10``, ``0.000001``, ``1.0E5``).
+#: or an exponent, which a binary float may write otherwise (``5.10``, ``0.000001``, ``1.0E5``),
+#: or with 19 digits or more, which may be past 64 bits (``orjson`` reads those as floats).
 #: Hex in ids (``19e8``) sits inside strings, after a quote or a letter, so it does not match;
 #: text that happens to (``"at:5.1"``) only takes the slower parse.
-_INEXACT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
+_INEXACT = re.compile(rb"[:,\[]-?[0-9]+[.eE]|[:,\[]-?[0-9]{19}")
 
 
 def exact(value: Any) -> orjson.Fragment:

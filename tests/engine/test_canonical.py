@@ -26,6 +26,7 @@ decimals = st.from_regex(
 @example("-0.0")
 @example("-0")
 @example("1E+400")
+@example("20000000000000000000")
 def test_a_decimal_reads_back_as_written(text: str) -> None:
     value = _json_number(Decimal(text))  # as the mappers give it
     body = dumps({"valueQuantity": {"value": value}, "note": [{"text": "1.10"}]})
