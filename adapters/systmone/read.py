@@ -112,6 +112,7 @@ def _problems(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
             "_ProblemDateEnd": row.get("DateEnd", ""),
             "_ProblemSeverity": row.get("Severity", ""),
             **joined_problem(row),
+            "_ProblemVisibleTo": row.get("IDOrganisationVisibleTo", ""),
         }
         for row in _lookup(folder, "SRProblem", "IDCode", notes)
         if not _removed(row)

@@ -295,24 +295,21 @@ def test_confidential_and_sensitive_items_are_labelled(engine, settings, codes, 
     assert labels["systmone|Y00001|SRCode|11"] == "sensitive-sti"
 
 
+def s1_problem(code_row: str, **over: str) -> dict[str, str]:
+    """An SRProblem row making the SRCode row ``code_row`` a problem of patient 1."""
+    return {
+        "RowIdentifier": "70", "IDCode": code_row, "IDPatient": "1", "CTV3Code": "XaJQs",
+        "DateEnd": "", "Severity": "Major", "IDOrganisation": "5001",
+        "IDOrganisationVisibleTo": "", "RemovedData": "0", **over,
+    }  # fmt: skip
+
+
 def test_problem_row_becomes_a_condition(engine, settings, codes, tmp_path):
     folder = write_systmone(
         tmp_path / "x",
         [s1_patient("1", next(NHS))],
         [s1_code("10", "1", IsNumeric="N")],
-        problems=[
-            {
-                "RowIdentifier": "70",
-                "IDCode": "10",
-                "IDPatient": "1",
-                "CTV3Code": "XaJQs",
-                "DateEnd": "",
-                "Severity": "Major",
-                "IDOrganisation": "5001",
-                "IDOrganisationVisibleTo": "",
-                "RemovedData": "0",
-            }
-        ],
+        problems=[s1_problem("10")],
     )
     run(engine, settings, codes, folder)
     [condition] = bodies(engine, "Condition")
@@ -348,6 +345,23 @@ def test_a_code_row_whose_problem_row_cannot_be_read_is_held_naming_it(
     assert f"({problem})" in item.reason
     still = replay(engine, settings, codes, [item.id], corrections={"NumericValue": "121"})
     assert still.quarantined == 1 and bodies(engine, "Observation") == []
+
+
+def test_a_problem_visible_to_one_organisation_labels_its_condition(
+    engine, settings, codes, tmp_path
+):
+    """A problem the practice made private on its SRProblem row must not be shared as an
+    unlabelled problem-list Condition."""
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1", IsNumeric="N")],
+        problems=[s1_problem("10", IDOrganisationVisibleTo="5001")],
+    )
+    run(engine, settings, codes, folder)
+    with engine.connect() as conn:
+        labels = dict(conn.execute(select(Resource.resource_type, Resource.labels)).all())
+    assert labels["Condition"] == "source-confidential"
 
 
 def test_a_run_hands_the_gil_over_quickly_and_restores_the_interval(
