@@ -98,6 +98,20 @@ def test_deleted_row_is_entered_in_error(engine, settings, codes, tmp_path, blan
     assert orjson.loads(row.body)["status"] == "entered-in-error"
 
 
+def test_a_special_note_deleted_at_source_is_entered_in_error(engine, settings, codes, tmp_path):
+    """TPP marks a deleted special note with DateDeleted: a warning the practice deleted must
+    not stay an active Flag."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(NHS))])
+    note = {"RowIdentifier": "55", "IDPatient": "1", "IDOrganisation": "5001",
+            "IDOrganisationVisibleTo": "", "DateStart": "01 Jan 2024", "Type": "Warning",
+            "Note": "Do not visit alone", "DateExpired": "", "DateDeleted": "02 Jan 2024",
+            "RemovedData": "0"}  # fmt: skip
+    write_csv(folder / "SRSpecialNotes.csv", list(note), [note], "cp1252")
+    assert run(engine, settings, codes, folder).deleted == 1
+    [flag] = bodies(engine, "Flag")
+    assert flag["status"] == "entered-in-error"
+
+
 def test_windows_1252_names_and_bom(engine, settings, codes, tmp_path):
     cp = write_systmone(
         tmp_path / "cp", [s1_patient("1", next(NHS), FirstName="Renée", Surname="Poundé£")]
