@@ -1,11 +1,12 @@
 """The one declarative mapper: a reviewed table map (JSON in ``mappings/``) applied to one row.
 
-A table map names the row id and patient columns, conditions for deleted and confidential rows,
-and one or more resources, each a list of element rules. An element rule sets one FHIR path from
-a constant, a column (parsed by a named type, optionally through a value map), a coded concept
-(source codings plus their SNOMED translation), a reference to another source row, or a nested
-object. Rules hold paths and lookups, never expressions, so a clinical safety officer can review
-a map without reading Python. See ``docs/mappings.md`` for the full rule language.
+A table map names the row id and patient columns, conditions for deleted and confidential rows
+and for rows not to take in, and one or more resources, each a list of element rules. An element
+rule sets one FHIR path from a constant, a column (parsed by a named type, optionally through a
+value map), a coded concept (source codings plus their SNOMED translation), a reference to
+another source row, or a nested object. Rules hold paths and lookups, never expressions, so a
+clinical safety officer can review a map without reading Python. See ``docs/mappings.md`` for the
+full rule language.
 """
 
 from __future__ import annotations
@@ -344,6 +345,14 @@ class _Confidential:
 
 
 @dataclass(frozen=True, slots=True)
+class _Held:
+    """A ``quarantine`` rule: rows it holds are not taken in, for the reason it names."""
+
+    when: Condition
+    issue: Issue
+
+
+@dataclass(frozen=True, slots=True)
 class _ResourceSpec:
     resource_type: str
     when: Condition | None
@@ -360,6 +369,7 @@ class TableMap:
     patient: str | Mapping[str, str] | None
     deleted: Condition | None
     confidential: tuple[_Confidential, ...]
+    held: tuple[_Held, ...]
     route_column: str | None
     resources: tuple[_ResourceSpec, ...]
 
@@ -373,6 +383,10 @@ def compile_table_map(doc: Mapping[str, Any]) -> TableMap:
         confidential=tuple(
             _Confidential(condition(rule["when"]), tuple(rule["labels"]))
             for rule in ([rules] if isinstance(rules, dict) else rules)
+        ),
+        held=tuple(
+            _Held(condition(rule["when"]), Issue(rule["column"], rule["reason"]))
+            for rule in doc.get("quarantine", [])
         ),
         route_column=doc.get("route_column"),
         resources=tuple(
@@ -393,6 +407,9 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
     if record.read_issues:
         return MapOutcome(issues=record.read_issues)
     row = record.fields
+    held = tuple(rule.issue for rule in table_map.held if rule.when(row))
+    if held:
+        return MapOutcome(issues=held)
     deleted = table_map.deleted(row) if table_map.deleted is not None else False
     env = _Env(record, ctx, row, [], deleted)
     patient = table_map.patient

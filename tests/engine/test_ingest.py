@@ -207,6 +207,20 @@ def test_a_row_without_an_id_keeps_its_own_quarantine_item(engine, settings, cod
     assert all(i.field == "RowIdentifier" and i.line == 2 for i in items)
 
 
+def test_a_test_patient_is_quarantined_with_its_records(engine, settings, codes, tmp_path):
+    """A SystmOne test patient (TestPatient) must not be taken in as a real person, linked
+    into people with its made-up results."""
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", next(NHS), TestPatient="Y")], [s1_code("10", "1")]
+    )
+    summary = run(engine, settings, codes, folder)
+    assert summary.quarantined == 2 and bodies(engine, "Patient") == []
+    assert bodies(engine, "Observation") == []
+    [patient, code] = list_items(engine)
+    assert patient.field == "TestPatient" and "test patient" in patient.reason
+    assert code.field == "patient"
+
+
 def test_an_invalid_nhs_number_is_withheld_and_the_correction_adds_it(
     engine, settings, codes, tmp_path
 ):
