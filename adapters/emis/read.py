@@ -203,23 +203,42 @@ def _quantity(row: Mapping[str, Any]) -> Fields:
     return _present({"_QuantityText": f"{quantity} {unit}" if quantity else ""})
 
 
+def _issue_patient(own: str, course: str) -> Fields:
+    """An issue's patient: its row's when it names one, else its course's; an issue naming
+    another patient than its course's is marked, so its map holds it rather than put one
+    person's prescription on another's course."""
+    return _present(
+        {
+            "_PatientGuid": own or course,
+            "_CoursePatientGuid": course,
+            "_NotCoursePatient": "True" if own and course and own != course else "",
+        }
+    )
+
+
 #: The joined fields :func:`row_joins` works out, by table, so a stale one can be dropped.
 _ROW_JOINED = {
     "CareRecord_Observation": ("_ValueIsNumeric", "_ValueComparator", "_ValueNumber"),
     "Prescribing_DrugRecord": ("_QuantityText",),
+    "Prescribing_IssueRecord": ("_NotCoursePatient",),
 }
 
 
 def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
     """What the reader works out from a row alone: a value's number, a course's quantity,
-    and an issue's patient when its row names one (else its course's stands)."""
+    and an issue's patient when its row names one (else its course's stands), checked
+    against its course's."""
     if table == "CareRecord_Observation":
         worked: dict[str, Any] = value_fields(str(fields.get("Value", "")))
     elif table == "Prescribing_DrugRecord":
         worked = _quantity(fields)
+    elif table == "Prescribing_IssueRecord":
+        worked = _issue_patient(
+            str(fields.get("PatientGuid", "")).strip(),
+            str(fields.get("_CoursePatientGuid", "")).strip(),
+        )
     else:
-        patient = str(fields.get("PatientGuid", "")).strip()
-        worked = {"_PatientGuid": patient} if table == "Prescribing_IssueRecord" and patient else {}
+        worked = {}
     return {**dict.fromkeys(_ROW_JOINED.get(table, ())), **worked}
 
 
@@ -286,13 +305,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         met = (*drug, *course.met) if guid in courses else course.met
         code_id = _get(row, "CodeId") or course.code
         return {
-            **_present(
-                {
-                    "_PatientGuid": _get(row, "PatientGuid") or course.patient,
-                    "_CodeId": code_id,
-                    "_CourseIsConfidential": course.confidential,
-                }
-            ),
+            **_issue_patient(_get(row, "PatientGuid"), course.patient),
+            **_present({"_CodeId": code_id, "_CourseIsConfidential": course.confidential}),
             **drugs.get(code_id, {}),
             **_treats(course.concept),
             **_present_list("_pointed_records", (*drug, *course.pointed)),

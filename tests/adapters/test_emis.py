@@ -329,6 +329,21 @@ def test_medication_issue_is_joined_to_its_course(engine, settings, codes, extra
     assert "source-confidential" in rows[f"MedicationRequest:{ISSUE}"].labels.split()
 
 
+def test_an_issue_naming_another_patient_than_its_course_is_held(engine, settings, codes, tmp_path):
+    """One person's prescription must not be stored on another's course, with that course's
+    groupIdentifier and labels: the issue is held, naming PatientGuid, until corrected."""
+    tables = default_tables()
+    tables["Prescribing_IssueRecord"][0]["PatientGuid"] = P_CONF  # the course is P_OK's
+    run(engine, settings, codes, write_extract(tmp_path / "emis", tables))
+    assert f"MedicationRequest:{ISSUE}" not in stored(engine)
+    item = quarantine(engine)[ISSUE]
+    assert item.field == "PatientGuid" and "another patient than its course" in item.reason
+    fixed = replay(engine, settings, codes, ids=[item.id], corrections={"PatientGuid": P_OK})
+    assert fixed.created == 1
+    issue = stored(engine)[f"MedicationRequest:{ISSUE}"]
+    assert issue.patient_id == stored(engine)[f"Patient:{P_OK}"].id
+
+
 def _labels_of_a_course_for(engine, settings, codes, folder, problem, *clinical_codes):
     """Labels of a course (and its issue) prescribed for the problem observation ``problem``,
     and of the default course (for asthma, its issue), after an ingest."""
