@@ -7,6 +7,8 @@ own; a drug record, and each of its issues, gets the SNOMED concept of the probl
 prescribed for, and whether that problem is confidential, read earlier in the same extract, so
 that it is labelled with the problem; so does an observation recorded under a problem
 (``ProblemGuid``), held back to the end of its file when the problem's row comes after it.
+An observation or issue written in a consultation (``ConsultationGuid``) takes whether the
+consultation is confidential, read earlier in the same extract, so it is withheld with the visit.
 Row ids are kept exactly as the file writes them (braces included): they are the keys other
 tables and ``truth.json`` cite.
 """
@@ -54,6 +56,7 @@ JOINED_BY = {
         "CodeId": "Coding_ClinicalCode",
         "ObservationGuid": "CareRecord_Problem",
         "ProblemGuid": "the problem's own observation",
+        "ConsultationGuid": "CareRecord_Consultation",
     },
     "Prescribing_DrugRecord": {
         "CodeId": "Coding_DrugCode",
@@ -62,6 +65,7 @@ JOINED_BY = {
     "Prescribing_IssueRecord": {
         "CodeId": "Coding_DrugCode",
         "DrugRecordGuid": "Prescribing_DrugRecord",
+        "ConsultationGuid": "CareRecord_Consultation",
     },
 }
 #: Read only to be joined into other tables' records, with the columns each must have.
@@ -164,6 +168,23 @@ def _present_list(name: str, values: tuple[str, ...]) -> dict[str, Any]:
     return {name: list(values)} if values else {}
 
 
+#: The joined fields that list the records a record names (``SourceRecord``).
+_NAMING = ("_pointed_records", "_met_records")
+
+
+def _joined(*parts: Mapping[str, Any]) -> dict[str, Any]:
+    """Joined fields from several sources; the records each names are added together, so a
+    record naming its problem and its consultation names both."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for name, value in part.items():
+            if name in _NAMING:
+                out[name] = list(dict.fromkeys([*out.get(name, ()), *value]))
+            else:
+                out[name] = value
+    return out
+
+
 def _treats(concept: str) -> dict[str, Any]:
     """The problem a prescription is for, as the codes it names (``SourceRecord``): a medicine
     for a sensitive problem is withheld with it."""
@@ -250,6 +271,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     drugs = _drug_codes(folder, notes)
     problems = _problems(folder, notes)
     courses: dict[str, Course] = {}
+    #: Consultation GUID → whether the practice marked it confidential: what is written in it
+    #: says as much as the visit, so is withheld with it.
+    consultations: dict[str, bool] = {}
     #: Problem observation GUID → its SNOMED concept and whether the practice marked it
     #: confidential: what a record written for it names, and must keep as close.
     treated: dict[str, tuple[str, bool]] = {}
@@ -268,6 +292,23 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             return {**_of_problem(treated[guid]), "_pointed_records": named, "_met_records": named}
         return {"_pointed_records": named}
 
+    def in_consultation(row: Fields) -> dict[str, Any]:
+        """A record written in a consultation takes its confidentiality, or, for one this
+        extract does not hold, the labels it was stored with; either way it names the
+        consultation, so labels the consultation gains later reach it."""
+        guid = _get(row, "ConsultationGuid")
+        if not guid:
+            return {}
+        named = [key("CareRecord_Consultation", guid)]
+        if guid not in consultations:
+            return {"_pointed_records": named}
+        confidential = "True" if consultations[guid] else ""
+        return {
+            **_present({"_ConsultationIsConfidential": confidential}),
+            "_pointed_records": named,
+            "_met_records": named,
+        }
+
     def observation(row: Fields) -> dict[str, Any]:
         code = clinical.get(_get(row, "CodeId"), {})
         guid = _get(row, "ObservationGuid")
@@ -277,12 +318,13 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
         parent = _get(row, "ProblemGuid")
         waits = parent in problems and parent not in treated
-        return {
-            **code,
-            **problem,
-            **value_fields(row.get("Value", "")),
-            **({} if parent == guid or waits else for_problem(parent)),
-        }
+        return _joined(
+            code,
+            problem,
+            value_fields(row.get("Value", "")),
+            {} if parent == guid or waits else for_problem(parent),
+            in_consultation(row),
+        )
 
     def waits_for_problem(record: SourceRecord) -> bool:
         """Recorded under a problem whose own row comes later in the file."""
@@ -304,14 +346,15 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         course = courses.get(guid) or Course("", "", "", "", (), ())
         met = (*drug, *course.met) if guid in courses else course.met
         code_id = _get(row, "CodeId") or course.code
-        return {
-            **_issue_patient(_get(row, "PatientGuid"), course.patient),
-            **_present({"_CodeId": code_id, "_CourseIsConfidential": course.confidential}),
-            **drugs.get(code_id, {}),
-            **_treats(course.concept),
-            **_present_list("_pointed_records", (*drug, *course.pointed)),
-            **_present_list("_met_records", met),
-        }
+        return _joined(
+            _issue_patient(_get(row, "PatientGuid"), course.patient),
+            _present({"_CodeId": code_id, "_CourseIsConfidential": course.confidential}),
+            drugs.get(code_id, {}),
+            _treats(course.concept),
+            _present_list("_pointed_records", (*drug, *course.pointed)),
+            _present_list("_met_records", met),
+            in_consultation(row),
+        )
 
     enrich: dict[str, Enrich] = {
         "CareRecord_Observation": observation,
@@ -330,6 +373,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             required=table in (ORGANISATION, PATIENT),
             enrich=enrich.get(table),
         ):
+            if table == "CareRecord_Consultation":
+                marked = str(record.fields.get("IsConfidential", "")).strip().lower()
+                consultations[record.ref.row_id] = marked in _TRUE
             if table == "Prescribing_DrugRecord":
                 f = record.fields
                 concept, confidential = treated.get(
@@ -349,4 +395,4 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             yield record
         for record in waiting:
             parent = str(record.fields["ProblemGuid"]).strip()
-            yield replace(record, fields={**record.fields, **for_problem(parent)})
+            yield replace(record, fields=_joined(record.fields, for_problem(parent)))

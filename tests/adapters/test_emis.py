@@ -430,6 +430,20 @@ def test_an_entry_under_a_confidential_problem_is_confidential(engine, settings,
     assert beside == set()
 
 
+def test_entries_of_a_confidential_consultation_are_confidential(engine, settings, codes, tmp_path):
+    """What was written in a consultation the practice made confidential says as much as the
+    visit: it is withheld with the visit, not shared while only the Encounter is."""
+    tables = default_tables()
+    tables["CareRecord_Consultation"][0]["IsConfidential"] = TRUE
+    tables["Prescribing_DrugRecord"][0]["IsConfidential"] = FALSE
+    tables["Prescribing_IssueRecord"][0]["ConsultationGuid"] = CONSULT
+    run(engine, settings, codes, write_extract(tmp_path / "e", tables))
+    rows = stored(engine)
+    for key in (f"Encounter:{CONSULT}", f"Observation:{O_BP}", f"MedicationRequest:{ISSUE}"):
+        assert "source-confidential" in rows[key].labels.split(), key
+    assert rows[f"MedicationStatement:{DRUG}"].labels == ""
+
+
 def test_records_for_a_problem_an_earlier_extract_brought_take_its_labels(
     engine, settings, codes, tmp_path
 ):

@@ -15,6 +15,7 @@ from engine.quarantine import replay
 from engine.settings import Settings
 from tests.adapters.test_emis import (
     ASTHMA,
+    CONSULT,
     DRUG,
     FALSE,
     ISSUE,
@@ -131,6 +132,23 @@ def test_a_course_made_confidential_later_passes_it_to_its_issues(
     found = _labels(engine)
     confidential = {name for name, labels in found.items() if "source-confidential" in labels}
     assert confidential == {"course", "issue"}
+
+
+def test_a_consultation_made_confidential_later_passes_it_to_its_entries(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A delta bringing only the consultation, now confidential, must not leave what was
+    written in it shared."""
+    first = _first()
+    run(engine, settings, codes, write_extract(tmp_path / "first", first))
+    visit = first["CareRecord_Consultation"][0] | {"IsConfidential": TRUE}
+    delta = _delta(first, CareRecord_Consultation=[visit])
+    run(engine, settings, codes, write_extract(tmp_path / "delta", delta))
+    found = _labels(engine)
+    confidential = {name for name, labels in found.items() if "source-confidential" in labels}
+    # the problem was recorded in the consultation, and its course and issue take its labels
+    assert confidential == {*NAMING, "problem", "other"}
+    assert "source-confidential" in stored(engine)[f"Encounter:{CONSULT}"].labels.split()
 
 
 def test_what_a_record_names_follows_its_latest_row(
