@@ -137,9 +137,10 @@ class _Refs:
 
 def _nhs_number(patient: dict[str, Any], notes: Notes) -> Issue | None:
     """The Patient's NHS number must pass modulus 11; spaces people type are removed."""
+    identifiers = patient.get("identifier")
     found = [
         i
-        for i in patient.get("identifier", [])
+        for i in (identifiers if isinstance(identifiers, list) else [])
         if isinstance(i, dict) and str(i.get("system", "")).strip() == NHS_NUMBER
     ]
     if not found:

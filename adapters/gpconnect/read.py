@@ -9,10 +9,10 @@ codes it takes its labels from (``links.py``), and repairs made while reading) s
 quarantined record can be replayed without the file.
 
 A file or response that cannot be used as a whole (not JSON, not a Bundle, no Patient, no way
-to tell the providing practice, an OperationOutcome instead of a record) is not skipped: it
-becomes one record (table ``Bundle``, row id = file name) whose ``read_issues`` say why, so it
-goes to quarantine. A resource repeated verbatim (the practice's Organization in every
-patient's bundle) is yielded once per read.
+to tell the providing practice, an OperationOutcome instead of a record, or anything else that
+fails while reading it) is not skipped: it becomes one record (table ``Bundle``, row id = file
+name) whose ``read_issues`` say why, so it goes to quarantine. A resource repeated verbatim
+(the practice's Organization in every patient's bundle) is yielded once per read.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def read(location: str) -> Iterator[SourceRecord]:
         raise ExtractError(f"{location}: no such file or folder")
     seen: dict[str, str] = {}
     for file in files:
-        yield from _once(records_from_bytes(file.read_bytes(), file.name), seen)
+        yield from _once(_whole(file.name, records_from_bytes(file.read_bytes(), file.name)), seen)
 
 
 def records_from_bytes(raw: bytes, file: str) -> Iterator[SourceRecord]:
@@ -76,6 +76,16 @@ def records_from_bytes(raw: bytes, file: str) -> Iterator[SourceRecord]:
         yield unusable(file, f"not valid JSON: {exc}", line=exc.lineno)
         return
     yield from records_from_bundle(doc, file)
+
+
+def _whole(file: str, records: Iterable[SourceRecord]) -> list[SourceRecord]:
+    """A bundle's records (a generator, read here), or, if reading it fails in a way not
+    foreseen, the one quarantine record naming its file: one odd bundle must not stop the
+    others, nor be taken in by halves."""
+    try:
+        return list(records)
+    except Exception as exc:
+        return [unusable(file, f"could not be read: {type(exc).__name__}: {exc}")]
 
 
 def unusable(
@@ -216,7 +226,8 @@ def _row_id(entry: _Entry, patient_key: str, taken: dict[str, int]) -> str:
 
 
 def _nhs(patient: Mapping[str, Any]) -> str | None:
-    for ident in patient.get("identifier", []) or []:
+    identifiers = patient.get("identifier")
+    for ident in identifiers if isinstance(identifiers, list) else []:
         if isinstance(ident, dict) and str(ident.get("system", "")).strip() == NHS_NUMBER:
             return str(ident.get("value", "")).strip() or None
     return None
@@ -421,7 +432,7 @@ def read_pulled(
             except OperationOutcomeError as exc:
                 yield unusable(file, str(exc))
                 continue
-            yield from _once(records_from_bundle(bundle, file), seen)
+            yield from _once(_whole(file, records_from_bundle(bundle, file)), seen)
     finally:
         if client is None:
             http.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,33 @@ def test_unparseable_file_and_bundle_without_patient_go_to_quarantine() -> None:
     assert oo.read_issues[0].reason == (
         "not a structured record: OperationOutcome (PATIENT_NOT_FOUND)"
     )
+
+
+def test_a_bundle_that_fails_to_read_is_one_quarantine_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unforeseen failure reading one bundle must neither stop the others nor take part of
+    it in."""
+    reader = importlib.import_module(
+        "adapters.gpconnect.read"
+    )  # the package's ``read`` is a function
+
+    def inherited(resources: list[dict[str, Any]], resolve: Any) -> list[Any]:
+        if any(r.get("id") == "odd" for r in resources):
+            raise ValueError("an odd bundle")
+        return [[] for _ in resources]
+
+    monkeypatch.setattr(reader, "inherited_codes", inherited)
+    (tmp_path / "a.json").write_bytes(orjson.dumps(bundle(patient(), organization())))
+    odd = bundle(patient("9990000026"), organization("odd"))
+    (tmp_path / "b.json").write_bytes(orjson.dumps(odd))
+    recs = list(read(str(tmp_path)))
+    assert [(r.file, r.ref.table) for r in recs] == [
+        ("a.json", "Patient"),
+        ("a.json", "Organization"),
+        ("b.json", "Bundle"),
+    ]
+    assert recs[-1].read_issues[0].reason == "could not be read: ValueError: an odd bundle"
 
 
 def test_an_entry_without_a_resource_is_quarantined_not_skipped() -> None:
