@@ -15,7 +15,8 @@ and code system, then scr's own touches:
 * ``NOPAT`` in ``meta.security``, its own or a contained resource's, adds scr's confidential
   labels.
 
-A Patient whose NHS number is missing or fails modulus 11 is an issue (quarantine). A Binary
+A Patient whose NHS number is missing or fails modulus 11 is an issue (quarantine), and so is
+an entry whose ``subject`` (or ``patient``) is another Patient than the bundle's. A Binary
 yields no resource, only a warning: scr keeps the DocumentReference, not the attachment. An
 OperationOutcome inside a bundle (a clinical area the practice has switched off) becomes
 warnings. Any other type with no mapping is an issue. What still fails R4 validation after the
@@ -43,6 +44,8 @@ from adapters.gpconnect.shape import Walk, conform, slots
 from adapters.values import ValueProblem, nhs_number
 
 SOURCE_RECORD = "Id/source-record"
+#: The elements by which an entry names the patient it is about.
+_PATIENT_ELEMENTS = ("subject", "patient")
 
 
 def map_record(record: SourceRecord, ctx: MapContext) -> MapOutcome:
@@ -66,6 +69,8 @@ def map_record(record: SourceRecord, ctx: MapContext) -> MapOutcome:
         )
     res = copy.deepcopy(raw)
     if stu3 == "Patient" and (problem := _nhs_number(res, notes)) is not None:
+        return MapOutcome(issues=(problem,), warnings=notes.warnings)
+    if spec.patient and (problem := _another_patient(res, record)) is not None:
         return MapOutcome(issues=(problem,), warnings=notes.warnings)
     walk = Walk(
         notes, maps, _Refs(record.ref.org, record.fields.get("_full_urls", {}), maps, notes)
@@ -153,6 +158,27 @@ def _nhs_number(patient: dict[str, Any], notes: Notes) -> Issue | None:
     if digits != raw:
         found[0]["value"] = digits
         notes.warn("Patient.identifier", "NHS number written with spaces; spaces removed")
+    return None
+
+
+def _another_patient(res: Mapping[str, Any], record: SourceRecord) -> Issue | None:
+    """An entry whose patient (``subject``, or ``patient`` where the type names it so) is
+    another Patient than the bundle's: filed under the bundle's, it would be in one person's
+    record while saying it is about another."""
+    full_urls = record.fields.get("_full_urls", {})
+    for element in _PATIENT_ELEMENTS:
+        ref = res.get(element)
+        reference = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(reference, str):
+            continue
+        named = full_urls.get(reference)
+        if named is None and (m := RELATIVE_REFERENCE.fullmatch(reference)):
+            named = [m.group(1), m.group(2)]
+        if named is not None and named[0] == "Patient" and named[1] != record.fields["_patient_id"]:
+            return Issue(
+                f"{res.get('resourceType')}.{element}",
+                f"{reference!r} is not the Patient whose record this bundle is",
+            )
     return None
 
 

@@ -4,9 +4,13 @@
 one bundle per NHS number with ``pull`` (``POST [base]/Patient/$gpc.getstructuredrecord``).
 Both yield one :class:`SourceRecord` per bundle entry, the Patient first, keyed by the ODS code
 of the practice that provided the record, with everything mapping needs in ``fields`` (the
-resource, the patient's id and NHS number, the bundle ``fullUrl`` targets it references, the
-codes it takes its labels from (``links.py``), and repairs made while reading) so that a
-quarantined record can be replayed without the file.
+resource, the patient's row and NHS number, the rows its references point to where those are
+not the ids they name (a bundle ``fullUrl``, the Patient), the codes it takes its labels from
+(``links.py``), and repairs made while reading) so that a quarantined record can be replayed
+without the file.
+
+The Patient's row is its NHS number (a record is fetched by it), not the supplier's id, which
+one practice's system may have given two people; entries keep the supplier's ids.
 
 A file or response that cannot be used as a whole (not JSON, not a Bundle, no Patient, no way
 to tell the providing practice, an OperationOutcome instead of a record, or anything else that
@@ -111,7 +115,9 @@ class _Entry:
 class _Index:
     """Bundle entries by ``Type/id`` and by ``fullUrl``, to follow references while reading."""
 
-    def __init__(self, entries: Sequence[_Entry], row_ids: Mapping[int, str]) -> None:
+    def __init__(
+        self, entries: Sequence[_Entry], row_ids: Mapping[int, str], patient: _Entry
+    ) -> None:
         self.by_id: dict[tuple[str, str], dict[str, Any]] = {}
         self.by_url: dict[str, tuple[str, str, dict[str, Any]]] = {}
         for e in entries:
@@ -122,6 +128,8 @@ class _Index:
                 self.by_id[(rtype, e.resource["id"])] = e.resource
             if e.full_url:
                 self.by_url[e.full_url] = (rtype, row_ids[e.index], e.resource)
+        self.patient = patient.resource
+        self.patient_row = row_ids[patient.index]
 
     def resolve(self, ref: Any) -> dict[str, Any] | None:
         target = ref.get("reference") if isinstance(ref, dict) else None
@@ -133,7 +141,8 @@ class _Index:
         return self.by_id.get((m.group(1), m.group(2))) if m else None
 
     def full_url_targets(self, node: Any) -> dict[str, list[str]]:
-        """The ``fullUrl`` references in a resource, with the ``[type, row id]`` they point to."""
+        """The references in a resource whose row is not the id they name (a ``fullUrl``, the
+        Patient's id), with the ``[type, row id]`` they point to."""
         found: dict[str, list[str]] = {}
         stack = [node]
         while stack:
@@ -142,6 +151,8 @@ class _Index:
                 ref = item.get("reference")
                 if isinstance(ref, str) and ref in self.by_url:
                     found[ref] = list(self.by_url[ref][:2])
+                elif isinstance(ref, str) and self.resolve(item) is self.patient:
+                    found[ref] = ["Patient", self.patient_row]
                 stack.extend(item.values())
             elif isinstance(item, list):
                 stack.extend(item)
@@ -233,6 +244,16 @@ def _nhs(patient: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _patient_row(patient: _Entry, nhs: str | None, file: str) -> str:
+    """The Patient's row: its NHS number, by which GP Connect fetches a record, so two people
+    a practice's system gave one id (a migration, a reused number) stay two. A Patient without
+    a valid one keeps the supplier's id: it goes to quarantine, and so does all it holds."""
+    try:
+        return values.nhs_number(nhs or "")
+    except values.ValueProblem:
+        return _row_id(patient, nhs or file, {})
+
+
 def records_from_bundle(doc: Any, file: str) -> Iterator[SourceRecord]:
     """One record per entry of a GP Connect structured-record bundle, the Patient first."""
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
@@ -250,12 +271,12 @@ def records_from_bundle(doc: Any, file: str) -> Iterator[SourceRecord]:
     patient = patients[0]
     patient_res = patient.resource or {}
     taken: dict[str, int] = {}
-    patient_id = _row_id(patient, _nhs(patient_res) or file, taken)
+    patient_id = _patient_row(patient, _nhs(patient_res), file)
     row_ids = {patient.index: patient_id}
     row_ids |= {
         e.index: _row_id(e, patient_id, taken) for e in entries if e is not patient and e.resource
     }
-    index = _Index(entries, row_ids)
+    index = _Index(entries, row_ids, patient)
     ods, guess = _providing_practice(patient_res, index, entries)
     if ods is None:
         yield unusable(

@@ -150,10 +150,10 @@ def test_records_come_patient_first_keyed_by_the_practice_ods_code() -> None:
     doc = bundle(organization(), OBSERVATION, patient())
     recs = records(doc)
     assert [r.ref.table for r in recs] == ["Patient", "Organization", "Observation"]
-    assert recs[0].ref == SourceRef("gpconnect", PRACTICE, "Patient", "p1")
+    assert recs[0].ref == SourceRef("gpconnect", PRACTICE, "Patient", NHS)
     assert [r.line for r in recs] == [3, 1, 2]
     assert all(r.file == "record.json" for r in recs)
-    assert recs[2].fields["_patient_id"] == "p1"
+    assert recs[2].fields["_patient_id"] == NHS
     assert recs[2].fields["_nhs_number"] == NHS
     assert recs[2].fields["resource"]["id"] == "obs1"
 
@@ -272,7 +272,7 @@ def test_folder_read_yields_a_shared_resource_once(tmp_path: Path) -> None:
 
 def test_patient_converted_to_uk_core() -> None:
     res = resource(bundle(patient(), organization()), "Patient")
-    assert res["id"] == SourceRef("gpconnect", PRACTICE, "Patient", "p1").resource_id("Patient")
+    assert res["id"] == SourceRef("gpconnect", PRACTICE, "Patient", NHS).resource_id("Patient")
     assert res["meta"] == {
         "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"]
     }
@@ -285,20 +285,20 @@ def test_patient_converted_to_uk_core() -> None:
     assert status["valueCodeableConcept"]["coding"][0]["system"] == (
         "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland"
     )
-    assert source == {"system": SOURCE_RECORD, "value": f"gpconnect|{PRACTICE}|Patient|p1"}
+    assert source == {"system": SOURCE_RECORD, "value": f"gpconnect|{PRACTICE}|Patient|{NHS}"}
     assert res["managingOrganization"] == {"reference": target("Organization", "org1")}
     out = outcome(bundle(patient(), organization()), "Patient")
-    assert out.resources[0].patient_key == f"gpconnect|{PRACTICE}|Patient|p1"
+    assert out.resources[0].patient_key == f"gpconnect|{PRACTICE}|Patient|{NHS}"
 
 
 def test_every_reference_is_rewritten_to_the_target_id() -> None:
     doc = bundle(patient(), organization(), OBSERVATION)
     res = resource(doc, "Observation")
-    assert res["subject"] == {"reference": target("Patient", "p1")}
+    assert res["subject"] == {"reference": target("Patient", NHS)}
     assert res["encounter"] == {"reference": target("Encounter", "enc1")}
     assert res["performer"] == [{"reference": target("Practitioner", "gp1")}]
     assert outcome(doc, "Observation").resources[0].patient_key == (
-        f"gpconnect|{PRACTICE}|Patient|p1"
+        f"gpconnect|{PRACTICE}|Patient|{NHS}"
     )
     assert outcome(doc, "Organization").resources[0].patient_key is None
 
@@ -343,7 +343,7 @@ def test_full_urls_and_contained_references() -> None:
     )
     service = resource(doc, "ReferralRequest")
     assert service["resourceType"] == "ServiceRequest"
-    assert service["subject"] == {"reference": target("Patient", "p1")}
+    assert service["subject"] == {"reference": target("Patient", NHS)}
     ref_row = "urn:uuid:22222222-2222-2222-2222-222222222222"
     assert service["id"] == SourceRef(
         "gpconnect", PRACTICE, "ReferralRequest", ref_row

@@ -1,4 +1,5 @@
-"""GP Connect bundles through the ingest pipeline: one bad bundle among good ones."""
+"""GP Connect bundles through the ingest pipeline: whose record each entry is, and one bad
+bundle among good ones."""
 
 from __future__ import annotations
 
@@ -71,3 +72,33 @@ def test_one_malformed_bundle_is_quarantined_and_the_others_are_taken_in(
     assert summary.status == "completed"
     assert summary.reasons == {"Patient.Patient.identifier": 1}
     assert _row(engine, _rid("Observation", "o1")) is not None
+
+
+def test_an_entry_about_another_patient_is_quarantined(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """An entry in A's bundle whose ``subject`` is B would be filed in A's record while saying
+    it is about B."""
+    other = patient(OTHER_NHS)
+    other["id"] = "p2"
+    _ingest(engine, settings, codes, tmp_path / "one", bundle(other, organization()))
+    doc = bundle(patient(), organization(), _observation("o1", subject="Patient/p2"))
+    summary = _ingest(engine, settings, codes, tmp_path / "two", doc)
+    assert summary.reasons == {"Observation.Observation.subject": 1}
+    assert _row(engine, _rid("Observation", "o1")) is None
+
+
+def test_two_people_given_one_patient_id_stay_two(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A supplier id a practice's system gave two people (a migration, a reused number) must
+    not make the second person's bundle overwrite the first's Patient and take their record."""
+    first = bundle(patient(NHS), organization(), _observation("o-first"))
+    second = bundle(patient(OTHER_NHS), organization(), _observation("o-second"))
+    _ingest(engine, settings, codes, tmp_path / "one", first)
+    _ingest(engine, settings, codes, tmp_path / "two", second)
+    for nhs, obs in ((NHS, "o-first"), (OTHER_NHS, "o-second")):
+        person = _row(engine, _rid("Patient", nhs))
+        identifiers = orjson.loads(person.body)["identifier"]
+        assert [i["value"] for i in identifiers if i["system"].endswith("nhs-number")] == [nhs]
+        assert _row(engine, _rid("Observation", obs)).patient_id == person.id
