@@ -53,7 +53,8 @@ _BASED_ON = "basedOn"
 _MEDICINES = frozenset({"MedicationStatement", "MedicationRequest"})
 #: SNOMED "Topic (EHR)": a consultation's List for one problem or issue, titled with it.
 _TOPIC = "25851000000105"
-_CONTEXT = frozenset(
+#: Who, where and when: a reference to one says whose record it is, not what it holds.
+CONTEXT = frozenset(
     {
         "Patient",
         "Encounter",
@@ -87,6 +88,12 @@ def _references(node: Any) -> Iterator[tuple[str | None, dict[str, Any]]]:
             )
         elif isinstance(item, list):
             stack.extend((link, v) for v in item)
+
+
+def labelling_references(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The References a resource takes the codes of: all but those to a problem header's
+    related content, which takes the header's codes, not the reverse."""
+    return (ref for link, ref in _references(resource) if link not in _PART_OF)
 
 
 def _topics(resources: Sequence[dict[str, Any]], resolve: Resolve) -> dict[int, list[int]]:
@@ -132,7 +139,7 @@ def inherited_codes(resources: Sequence[dict[str, Any]], resolve: Resolve) -> li
     givers: list[set[int]] = [set() for _ in resources]
 
     def take(heir: int, giver: int) -> None:
-        if resources[giver].get("resourceType") not in _CONTEXT:
+        if resources[giver].get("resourceType") not in CONTEXT:
             givers[heir].add(giver)
 
     topics = _topics(resources, resolve)
@@ -149,7 +156,7 @@ def inherited_codes(resources: Sequence[dict[str, Any]], resolve: Resolve) -> li
                     take(j, i)
             elif link is not None:
                 for part in topics.get(j, [j]):
-                    if resources[part].get("resourceType") not in _CONTEXT:
+                    if resources[part].get("resourceType") not in CONTEXT:
                         take(part, i)
     own: dict[int, set[tuple[str, str]]] = {}
     out: list[list[list[str]]] = []

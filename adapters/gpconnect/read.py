@@ -6,8 +6,8 @@ Both yield one :class:`SourceRecord` per bundle entry, the Patient first, keyed 
 of the practice that provided the record, with everything mapping needs in ``fields`` (the
 resource, the patient's row and NHS number, the rows its references point to where those are
 not the ids they name (a bundle ``fullUrl``, the Patient), the codes it takes its labels from
-(``links.py``), and repairs made while reading) so that a quarantined record can be replayed
-without the file.
+and the source keys of the records it takes them from (``links.py``), and repairs made while
+reading) so that a quarantined record can be replayed without the file.
 
 The Patient's row is its NHS number (a record is fetched by it), not the supplier's id, which
 one practice's system may have given two people; entries keep the supplier's ids.
@@ -36,7 +36,7 @@ import orjson
 from adapters import values
 from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
 from adapters.gpconnect.constants import NHS_NUMBER, ODS, RELATIVE_REFERENCE, SYSTEM
-from adapters.gpconnect.links import inherited_codes
+from adapters.gpconnect.links import CONTEXT, inherited_codes, labelling_references
 from adapters.gpconnect.request import (
     ALL_AREAS,
     FHIR_JSON,
@@ -120,12 +120,15 @@ class _Index:
     ) -> None:
         self.by_id: dict[tuple[str, str], dict[str, Any]] = {}
         self.by_url: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        #: The row each entry is read as, by its ``(type, id)`` as references name it.
+        self.rows: dict[tuple[str, str], str] = {}
         for e in entries:
             if e.resource is None:
                 continue
             rtype = str(e.resource["resourceType"])
             if isinstance(e.resource.get("id"), str):
                 self.by_id[(rtype, e.resource["id"])] = e.resource
+                self.rows[(rtype, e.resource["id"])] = row_ids[e.index]
             if e.full_url:
                 self.by_url[e.full_url] = (rtype, row_ids[e.index], e.resource)
         self.patient = patient.resource
@@ -157,6 +160,20 @@ class _Index:
             elif isinstance(item, list):
                 stack.extend(item)
         return found
+
+    def key(self, ref: Mapping[str, Any], ods: str) -> tuple[str, bool] | None:
+        """The source key of the record a reference names, and whether it is in the bundle."""
+        target = ref.get("reference")
+        if not isinstance(target, str):
+            return None
+        if target in self.by_url:
+            rtype, row, _ = self.by_url[target]
+            return SourceRef(SYSTEM, ods, rtype, row).key, True
+        m = RELATIVE_REFERENCE.fullmatch(target)
+        if m is None:
+            return None
+        found = self.rows.get((m.group(1), m.group(2)))
+        return SourceRef(SYSTEM, ods, m.group(1), found or m.group(2)).key, found is not None
 
 
 def _entries(raw: list[Any]) -> list[_Entry]:
@@ -309,10 +326,27 @@ def records_from_bundle(doc: Any, file: str) -> Iterator[SourceRecord]:
         }
         if inherited[entry.index]:
             fields["_pointed_codings"] = inherited[entry.index]
+        fields |= _pointed(entry.resource, index, ods)
         if warnings:
             fields["_read_warnings"] = [list(w) for w in warnings]
         ref = SourceRef(SYSTEM, ods, str(entry.resource["resourceType"]), row_ids[entry.index])
         yield SourceRecord(ref, file, entry.index, fields)
+
+
+def _pointed(resource: dict[str, Any], index: _Index, ods: str) -> dict[str, list[str]]:
+    """The source keys of what an entry takes its labels from (``links.py``), in this bundle or
+    not (a pull of one clinical area names problems another brought), and those in it."""
+    named: dict[str, bool] = {}
+    for ref in labelling_references(resource):
+        found = index.key(ref, ods)
+        if found is not None and SourceRef.from_key(found[0]).table not in CONTEXT:
+            named[found[0]] = named.get(found[0], False) or found[1]
+    out: dict[str, list[str]] = {}
+    if named:
+        out["_pointed_records"] = sorted(named)
+    if met := sorted(k for k, present in named.items() if present):
+        out["_met_records"] = met
+    return out
 
 
 def _once(records: Iterable[SourceRecord], seen: dict[str, str]) -> Iterator[SourceRecord]:

@@ -1,5 +1,5 @@
-"""GP Connect bundles through the ingest pipeline: whose record each entry is, and one bad
-bundle among good ones."""
+"""GP Connect bundles through the ingest pipeline: whose record each entry is, labels across
+pulls, and one bad bundle among good ones."""
 
 from __future__ import annotations
 
@@ -54,6 +54,31 @@ def _observation(rid: str, subject: str = "Patient/p1", **extra: Any) -> dict[st
     }
 
 
+def _syphilis(rid: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": rid,
+        "clinicalStatus": "active",
+        "verificationStatus": "confirmed",
+        "assertedDate": "2024-02-01",
+        "code": {"coding": [{"system": SCT, "code": "76272004", "display": "Syphilis"}]},
+        "subject": {"reference": "Patient/p1"},
+    }
+
+
+def _medicine_for(condition: str) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationStatement",
+        "id": "ms1",
+        "status": "active",
+        "medicationCodeableConcept": {"coding": [{"system": SCT, "code": "39720311000001101"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectivePeriod": {"start": "2024-02-01"},
+        "taken": "unk",
+        "reasonReference": [{"reference": f"Condition/{condition}"}],
+    }
+
+
 def test_one_malformed_bundle_is_quarantined_and_the_others_are_taken_in(
     engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
 ) -> None:
@@ -102,3 +127,30 @@ def test_two_people_given_one_patient_id_stay_two(
         identifiers = orjson.loads(person.body)["identifier"]
         assert [i["value"] for i in identifiers if i["system"].endswith("nhs-number")] == [nhs]
         assert _row(engine, _rid("Observation", obs)).patient_id == person.id
+
+
+def test_an_item_pulled_after_the_sensitive_problem_it_names_is_labelled(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A medicine pulled with one clinical area, naming a syphilis problem another area's pull
+    stored, would be released to everyone while the problem is withheld."""
+    problems = bundle(patient(), organization(), _syphilis("c1"))
+    _ingest(engine, settings, codes, tmp_path / "problems", problems)
+    assert "sensitive-sti" in _row(engine, _rid("Condition", "c1")).labels
+    medicines = bundle(patient(), organization(), _medicine_for("c1"))
+    _ingest(engine, settings, codes, tmp_path / "medicines", medicines)
+    assert "sensitive-sti" in _row(engine, _rid("MedicationStatement", "ms1")).labels
+
+
+def test_an_item_stored_before_the_sensitive_problem_it_names_is_labelled(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A medicine stored before the pull that brings the syphilis problem it names would stay
+    released while the problem is withheld."""
+    medicines = bundle(patient(), organization(), _medicine_for("c1"))
+    _ingest(engine, settings, codes, tmp_path / "medicines", medicines)
+    assert _row(engine, _rid("MedicationStatement", "ms1")).labels == ""
+    problems = bundle(patient(), organization(), _syphilis("c1"))
+    summary = _ingest(engine, settings, codes, tmp_path / "problems", problems)
+    assert summary.relabelled == 1
+    assert "sensitive-sti" in _row(engine, _rid("MedicationStatement", "ms1")).labels
