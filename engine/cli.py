@@ -20,6 +20,7 @@ from adapters.base import CorrectionRefused, ExtractError
 from adapters.codes import CodeMaps, load_all
 from audit.cli import audit_app
 from engine import codes_admin, directory, quarantine
+from engine.canonical import exact
 from engine.db import make_engine
 from engine.facts import ingest_policy, restamp
 from engine.identity.cli import identity_app
@@ -71,7 +72,7 @@ def _codes(settings: Settings) -> CodeMaps:
 
 
 def _print_json(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(orjson.dumps(doc, default=exact, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 @contextmanager

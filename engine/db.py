@@ -38,6 +38,8 @@ from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.canonical import exact
+
 T = TypeVar("T")
 
 #: Values per ``IN (...)`` list on SQLite, well under its bound-parameter limit.
@@ -46,15 +48,22 @@ _SQLITE_IN_CHUNK = 500
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine whose errors never show the values bound to a statement: they are NHS numbers,
-    names and record content, and an error's text ends up in logs and on operators' screens."""
+    names and record content, and an error's text ends up in logs and on operators' screens.
+    Its JSON columns write a Decimal as its own text (read back exactly where it matters:
+    ``engine.quarantine``)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, hide_parameters=True, **kwargs)
+    engine = create_engine(url, hide_parameters=True, json_serializer=_json_text, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         event.listen(engine, "connect", _pg_session)
     return engine
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's text, a Decimal (a FHIR decimal a quarantined record holds) as written."""
+    return orjson.dumps(value, default=exact).decode()
 
 
 def read_only(engine: Engine, work: Callable[[Connection], T]) -> T:

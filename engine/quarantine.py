@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, Text, select
 
 from adapters.base import CorrectionRefused, MapContext, SourceRecord
 from adapters.codes import CodeMaps
+from engine.canonical import loads
 from engine.ingest import RunSummary, record_from_json, run_records
 from engine.models import QuarantineItem
 from engine.registry import adapter_for
@@ -49,6 +50,11 @@ class Item:
         }
 
 
+#: An item's columns, its record as the text it was written as, so that a decimal it holds is
+#: read back as written (``loads``), not as a binary float.
+_ITEM = select(*(c for c in Q.c if c.name != "record"), Q.c.record.cast(Text).label("record"))
+
+
 def _item(row: Any) -> Item:
     return Item(
         row.id,
@@ -59,12 +65,12 @@ def _item(row: Any) -> Item:
         row.field,
         row.reason,
         row.status,
-        row.record,
+        loads(row.record.encode()),
     )
 
 
 def list_items(engine: Engine, status: str | None = "open", limit: int = 1000) -> list[Item]:
-    query = select(Q).order_by(Q.c.id).limit(limit)
+    query = _ITEM.order_by(Q.c.id).limit(limit)
     if status:
         query = query.where(Q.c.status == status)
     with engine.connect() as conn:
@@ -73,12 +79,12 @@ def list_items(engine: Engine, status: str | None = "open", limit: int = 1000) -
 
 def get_item(engine: Engine, item_id: int) -> Item | None:
     with engine.connect() as conn:
-        row = conn.execute(select(Q).where(Q.c.id == item_id)).first()
+        row = conn.execute(_ITEM.where(Q.c.id == item_id)).first()
     return _item(row) if row else None
 
 
 def _open_items(engine: Engine, ids: Sequence[int]) -> Iterator[Item]:
-    query = select(Q).where(Q.c.status == "open").order_by(Q.c.id)
+    query = _ITEM.where(Q.c.status == "open").order_by(Q.c.id)
     if ids:
         query = query.where(Q.c.id.in_(list(ids)))
     with engine.connect() as conn:

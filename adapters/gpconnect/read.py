@@ -9,6 +9,8 @@ not the ids they name (a bundle ``fullUrl``, the Patient), the codes it takes it
 and the source keys of the records it takes them from (``links.py``), and repairs made while
 reading) so that a quarantined record can be replayed without the file.
 
+A bundle's decimals are read as written (``adapters.exactjson``): ``7.50`` stays ``7.50``.
+
 The Patient's row is its NHS number (a record is fetched by it), not the supplier's id, which
 one practice's system may have given two people; entries keep the supplier's ids.
 
@@ -35,6 +37,7 @@ import orjson
 
 from adapters import values
 from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
+from adapters.exactjson import exact, loads
 from adapters.gpconnect.constants import NHS_NUMBER, ODS, RELATIVE_REFERENCE, SYSTEM
 from adapters.gpconnect.links import CONTEXT, inherited_codes, labelling_references
 from adapters.gpconnect.request import (
@@ -72,7 +75,7 @@ def read(location: str) -> Iterator[SourceRecord]:
 
 def records_from_bytes(raw: bytes, file: str) -> Iterator[SourceRecord]:
     try:
-        doc = orjson.loads(raw.decode("utf-8-sig"))
+        doc = loads(raw.decode("utf-8-sig").encode(), checked=True)
     except UnicodeDecodeError as exc:
         yield unusable(file, f"not UTF-8 text: {exc}")
         return
@@ -245,7 +248,7 @@ def _row_id(entry: _Entry, patient_key: str, taken: dict[str, int]) -> str:
         return entry.full_url
     natural = [patient_key, res.get("code"), res.get("encounter"), res.get("title")]
     try:
-        identity = orjson.dumps(natural, option=orjson.OPT_SORT_KEYS)
+        identity = orjson.dumps(natural, default=exact, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # an integer past 64 bits: orjson refuses it, the standard library does not
         identity = json.dumps(natural, sort_keys=True, default=str).encode()
     key = f"{res.get('resourceType')}-" + hashlib.sha256(identity).hexdigest()[:16]
@@ -362,6 +365,7 @@ def _once(records: Iterable[SourceRecord], seen: dict[str, str]) -> Iterator[Sou
                     record.fields.get("_full_urls"),
                     record.fields.get("_pointed_codings"),
                 ],
+                default=exact,
                 option=orjson.OPT_SORT_KEYS,
             )
         ).hexdigest()
@@ -385,7 +389,7 @@ def _delay(attempt: int, retry_after: str | None, backoff: float) -> float:
 
 def _bundle(response: httpx.Response, url: str) -> dict[str, Any]:
     try:
-        doc = orjson.loads(response.content)
+        doc = loads(response.content, checked=True)
     except orjson.JSONDecodeError:
         raise GpConnectError(f"{url}: HTTP {response.status_code}, not a JSON body") from None
     if isinstance(doc, dict) and doc.get("resourceType") == "OperationOutcome":

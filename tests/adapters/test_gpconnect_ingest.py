@@ -1,8 +1,9 @@
 """GP Connect bundles through the ingest pipeline: whose record each entry is, labels across
-pulls, and one bad bundle among good ones."""
+pulls, one bad bundle among good ones, and numbers as written."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, select
 from adapters.base import SourceRef
 from adapters.codes import CodeMaps
 from adapters.gpconnect import GpConnectAdapter
+from engine import quarantine
 from engine.ingest import RunSummary, ingest
 from engine.models import Resource
 from engine.settings import Settings
@@ -154,3 +156,41 @@ def test_an_item_stored_before_the_sensitive_problem_it_names_is_labelled(
     summary = _ingest(engine, settings, codes, tmp_path / "problems", problems)
     assert summary.relabelled == 1
     assert "sensitive-sti" in _row(engine, _rid("MedicationStatement", "ms1")).labels
+
+
+def test_decimals_are_stored_as_written(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A bundle read with binary floats would store ``7.50 mmol/L`` as ``7.5`` and round a
+    20-digit value: clinical values silently altered."""
+    quantity = {"unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}
+    doc = bundle(
+        patient(),
+        organization(),
+        _observation("o1", valueQuantity={**quantity, "value": "@1@"}),
+        _observation("o2", valueQuantity={**quantity, "value": "@2@"}),
+    )
+    raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    raw = raw.replace(b'"@1@"', b"7.50").replace(b'"@2@"', b"12345678901234567890.5")
+    summary = _ingest(engine, settings, codes, tmp_path / "gpc", raw)
+    assert summary.quarantined == 0
+    assert b'"value":7.50}' in _row(engine, _rid("Observation", "o1")).body
+    assert b'"value":12345678901234567890.5}' in _row(engine, _rid("Observation", "o2")).body
+
+
+def test_a_quarantined_entry_keeps_its_decimals_as_written(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """Quarantine must keep what was read: a decimal would stop the run (not JSON to the
+    standard library), or come back from quarantine as a float."""
+    value = {"unit": "mmol/L", "value": "@1@"}
+    doc = bundle(patient(), organization(), _observation("o1", "Patient/p2", valueQuantity=value))
+    raw = orjson.dumps(doc).replace(b'"@1@"', b"7.50")
+    summary = _ingest(engine, settings, codes, tmp_path / "gpc", raw)
+    assert summary.reasons == {"Observation.Observation.subject": 1}
+    (item,) = quarantine.list_items(engine)
+    assert item.record["fields"]["resource"]["valueQuantity"]["value"] == Decimal("7.50")
+    again = quarantine.replay(engine, settings, codes, [item.id])
+    assert again.reasons == {"Observation.Observation.subject": 1}
+    (item,) = quarantine.list_items(engine)
+    assert str(item.record["fields"]["resource"]["valueQuantity"]["value"]) == "7.50"
