@@ -46,6 +46,10 @@ R = cast(Table, Resource.__table__)
 #: FHIR's id syntax. Anything else names nothing in the store, so it is never sent there
 #: (PostgreSQL refuses a NUL byte outright); the read goes on as one of an unknown id.
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: A person (and Patient) id no row holds. A read of an unknown id runs the statements a read
+#: of a person hidden from the user runs, over this, so that the number of round trips (and
+#: so the time an answer takes) does not tell whether the id is real.
+NOBODY = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +78,33 @@ class Page:
     transfers: bool = False
 
 
+def _members(conn: Connection, person: str | None) -> Members | None:
+    """The person's Patients and number; for no person, the same one statement over an id no
+    row holds, so that an unknown person costs what a known one does."""
+    return members_of(conn, person) if person else members_of_patient(conn, NOBODY)
+
+
+def _facts(conn: Connection, members: Members | None, policy: Policy) -> PatientFacts:
+    """What the store says about the person; for no person, the same statement over no one."""
+    if members is None:
+        return gather_facts(conn, NOBODY, (), policy)
+    return gather_facts(conn, members.person_id, members.patient_ids, policy)
+
+
 def _person(
     reader: Reader, conn: Connection, who: Who, members: Members | None, request: Request,
     page: Page,
 ) -> Released:  # fmt: skip
-    now = reader.now()
-    if members is None:
-        decision = decide(who, PatientFacts(""), who.purpose, request, now, reader.policy)
-        return Released(decision, (), 0)
-    facts = gather_facts(conn, members.person_id, members.patient_ids, reader.policy)
+    facts = _facts(conn, members, reader.policy)
+    patients = members.patient_ids if members else ()
     released = release(
-        conn, who, facts, members.patient_ids, who.purpose, request, now, reader.policy,
+        conn, who, facts, patients, who.purpose, request, reader.now(), reader.policy,
         since=page.since, offset=page.offset, count=page.count, ids=page.ids,
     )  # fmt: skip
     if page.provenance and released.items:
         released = replace(released, included=_provenance(reader, conn, released))
     if page.transfers and released.decision.permit:
-        stays = stays_of(conn, members.person_id)
+        stays = stays_of(conn, facts.person_id)
         shown, held = transfers_released(released.decision, stays, reader.policy, facts.labels)
         withheld = Counter(released.withheld) + Counter(held)
         released = replace(released, transfers=shown, withheld=dict(sorted(withheld.items())))
@@ -194,7 +208,7 @@ def record_of(
     """One person's record, decided, released and audited; ``None`` is a person not known."""
 
     def read(conn: Connection) -> tuple[Members | None, Released]:
-        members = members_of(conn, person) if person else None
+        members = _members(conn, person)
         return members, _person(reader, conn, who, members, request, page)
 
     members, released = read_only(reader.engine, read)
@@ -209,10 +223,7 @@ def find_patients(
 
     def read(conn: Connection) -> list[tuple[str | None, Released]]:
         people: list[str | None] = list(people_with_nhs_number(conn, nhs_number)) or [None]
-        return [
-            (p, _person(reader, conn, who, members_of(conn, p) if p else None, request, Page()))
-            for p in people
-        ]
+        return [(p, _person(reader, conn, who, _members(conn, p), request, Page())) for p in people]
 
     found: list[Item] = []
     for person, released in read_only(reader.engine, read):
@@ -262,13 +273,8 @@ def ask(
     )
     # The number asked for, whoever holds it: an attempt on a number several people (or no
     # one) hold must be found under it too.
-    nhs = (
-        read_only(reader.engine, lambda conn: members_of(conn, person).nhs_number)
-        if person
-        else patient
-        if nhs_number_valid(patient)
-        else None
-    )
+    members = read_only(reader.engine, lambda conn: _members(conn, person))
+    nhs = members.nhs_number if members else patient if nhs_number_valid(patient) else None
     unresolved = () if person else ("patient.ambiguous" if people else "patient.unknown",)
     granted = answer.granted if person else None
     entry = AuditEntry(
@@ -315,10 +321,8 @@ def explanation(
     attempt is found under it."""
 
     def read(conn: Connection) -> tuple[Members | None, PatientFacts]:
-        if person is None:
-            return None, PatientFacts("")
-        members = members_of(conn, person)
-        return members, gather_facts(conn, person, members.patient_ids, reader.policy)
+        members = _members(conn, person)
+        return members, _facts(conn, members, reader.policy)
 
     members, facts = read_only(reader.engine, read)
     decision = decide(who, facts, who.purpose, Request("explain"), reader.now(), reader.policy)

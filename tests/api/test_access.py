@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import event
 
 from audit.query import stream
 from consent.policy import load as load_policy
@@ -16,6 +19,10 @@ from tests.api.conftest import DIRECTORY, NHS, PATIENT, Store, Token, auth
 from tests.api.test_fhir import audit_actions
 
 REASON = "Unconscious in A&E, no history available"
+#: A Patient id and a valid NHS number no one holds.
+UNKNOWN = "b0d8a6e5-df7c-5fe8-a5a0-000000000000"
+UNKNOWN_NHS = "9990000018"
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
 
 def post(client: TestClient, token: str, path: str, body: dict[str, Any]) -> Any:
@@ -219,3 +226,49 @@ def test_no_policy_purpose_could_match_a_token_purpose_that_is_not_a_code() -> N
     assert policy.purposes and all(
         purpose_valid(code) and code.isascii() and code.isalpha() for code in policy.purposes
     )
+
+
+def statements(store: Store, call: Callable[[], Response]) -> tuple[int, int]:
+    """The status ``call`` answers and the database statements it ran (never its time)."""
+    ran: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        ran.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        status = call().status_code
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    return status, len(ran)
+
+
+def test_a_hidden_person_costs_the_database_round_trips_an_unknown_id_does(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """A read of a real person the user may not see must cost the statements a read of an id
+    no one holds does, or response time tells a caller which ids and numbers are real."""
+    doctor = auth(token("ae-doctor"))
+    observation = client.get(
+        "/fhir/Observation", params={"patient": PATIENT}, headers=auth(token())
+    ).json()["entry"][0]["resource"]["id"]
+    glass = {"reason_code": "5", "reason_text": REASON}
+    # Each read of (a Patient id, the id of one of its resources, an NHS number).
+    reads: dict[str, Callable[[str, str, str], Response]] = {
+        "$everything": lambda p, r, n: client.get(f"/fhir/Patient/{p}/$everything", headers=doctor),
+        "read": lambda p, r, n: client.get(f"/fhir/Observation/{r}", headers=doctor),
+        "search": lambda p, r, n: client.get(
+            "/fhir/Patient", params={"identifier": f"{NHS_SYSTEM}|{n}"}, headers=doctor
+        ),
+        "explain": lambda p, r, n: client.get(
+            "/access/explain", params={"patient": p}, headers=doctor
+        ),
+        "refused break-glass": lambda p, r, n: post(
+            client, token("receptionist"), "break-glass", glass | {"patient": n}
+        ),
+    }
+    for name, read in reads.items():
+        read(UNKNOWN, UNKNOWN, UNKNOWN_NHS)  # every statement built and cached
+        hidden = statements(store, lambda read=read: read(PATIENT, observation, NHS))
+        unknown = statements(store, lambda read=read: read(UNKNOWN, UNKNOWN, UNKNOWN_NHS))
+        assert hidden == unknown, f"{name}: (status, statements) {hidden} against {unknown}"

@@ -19,6 +19,7 @@ from engine.api.deps import SESSION_COOKIE
 from engine.settings import SettingsError
 from engine.web.session import CSRF_COOKIE, CSRF_KEY_FILE
 from tests.api.conftest import NHS, Store, Token
+from tests.api.test_access import UNKNOWN_NHS, statements
 from tests.api.test_fhir import audit_actions
 
 __all__ = ["Store"]
@@ -110,6 +111,18 @@ def test_ae_doctor_is_refused_then_breaks_the_glass(
     page = web.get(done.headers["location"])
     assert page.status_code == 200 and "emergency access" in page.text
     assert ("break-glass", "permit") in audit_actions(store)
+
+
+def test_a_hidden_persons_page_costs_the_round_trips_of_a_number_no_one_holds(
+    web: TestClient, token: Token, store: Store
+) -> None:
+    """The record page of a real person the user may not see must cost the statements the
+    page of a number no one holds does, or its time tells a user which numbers are real."""
+    acknowledged(signed_in(web, token("ae-doctor")))
+    web.get(f"/record/{UNKNOWN_NHS}")  # every statement built and cached
+    hidden = statements(store, lambda: web.get(f"/record/{NHS}"))
+    unknown = statements(store, lambda: web.get(f"/record/{UNKNOWN_NHS}"))
+    assert hidden == unknown, f"(status, statements) {hidden} against {unknown}"
 
 
 def test_a_purpose_that_is_not_a_code_is_refused_400_and_audited(
