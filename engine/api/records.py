@@ -50,6 +50,8 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 #: of a person hidden from the user runs, over this, so that the number of round trips (and
 #: so the time an answer takes) does not tell whether the id is real.
 NOBODY = ""
+#: The rule id of an attempt refused because several people hold the NHS number asked for.
+AMBIGUOUS = "patient.ambiguous"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,19 @@ def resource_record(
     return _disclose(reader, who, context, members, request, released)
 
 
+def _read(
+    reader: Reader, who: Who, person: str | None, request: Request, page: Page
+) -> tuple[Members | None, Released]:
+    """One person's record, decided and released but not yet audited: it may not leave here
+    but through :func:`_disclose` (or :func:`_ambiguous`, which lets none of it go)."""
+
+    def read(conn: Connection) -> tuple[Members | None, Released]:
+        members = _members(conn, person)
+        return members, _person(reader, conn, who, members, request, page)
+
+    return read_only(reader.engine, read)
+
+
 def record_of(
     reader: Reader,
     who: Who,
@@ -206,13 +221,63 @@ def record_of(
     page: Page = Page(),
 ) -> Released:
     """One person's record, decided, released and audited; ``None`` is a person not known."""
-
-    def read(conn: Connection) -> tuple[Members | None, Released]:
-        members = _members(conn, person)
-        return members, _person(reader, conn, who, members, request, page)
-
-    members, released = read_only(reader.engine, read)
+    members, released = _read(reader, who, person, request, page)
     return _disclose(reader, who, context, members, request, released)
+
+
+@dataclass(frozen=True, slots=True)
+class ByNumber:
+    """What the record page may show for an NHS number: the one record the user may see
+    (``released``); or none, with the decision that explains why (``None``: several people
+    hold the number and the user may see more than one of them)."""
+
+    released: Released | None
+    decision: Decision | None
+
+
+def record_by_number(
+    reader: Reader,
+    who: Who,
+    context: RequestContext,
+    nhs_number: str,
+    request: Request,
+    page: Page = Page(),
+) -> ByNumber:
+    """The record of the one person holding ``nhs_number`` whose record the user may see.
+
+    Every holder's record is decided and released before any is audited, so that each entry
+    says what the page shows. When the user may see more than one, none is shown (they are
+    not one person's record) and each holder's entry says so, disclosing nothing. Otherwise
+    each holder is audited as on a page of its own, so a user who may see one holder cannot
+    tell that others exist; no holder at all is the explanation over no one, under the number
+    asked."""
+    people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []
+    reads = [_read(reader, who, p, request, page) for p in people]
+    if sum(1 for _, released in reads if released.items) > 1:
+        for person, (_, released) in zip(people, reads, strict=True):
+            _ambiguous(reader, who, context, person, nhs_number, request, released.decision)
+        return ByNumber(None, None)
+    each = [_disclose(reader, who, context, m, request, r) for m, r in reads]
+    seen = [released for released in each if released.items]
+    if seen:
+        return ByNumber(seen[0], None)
+    if len(each) == 1:
+        return ByNumber(None, each[0].decision)
+    number = nhs_number if nhs_number_valid(nhs_number) else None
+    return ByNumber(None, explanation(reader, who, context, None, number))
+
+
+def _ambiguous(
+    reader: Reader, who: Who, context: RequestContext, person: str, nhs_number: str,
+    request: Request, decision: Decision,
+) -> None:  # fmt: skip
+    """Audit the view of one of several people holding ``nhs_number`` as refused
+    (``AMBIGUOUS``), nothing disclosed: the page showed none of their records."""
+    entry = entry_for(
+        decision, who, context, cast(Action, request.interaction),
+        patient_id=person, nhs_number=nhs_number,
+    )  # fmt: skip
+    disclose(reader.audit, replace(entry, outcome="deny", rules=(*entry.rules, AMBIGUOUS)), None)
 
 
 def find_patients(
@@ -275,7 +340,7 @@ def ask(
     # one) hold must be found under it too.
     members = read_only(reader.engine, lambda conn: _members(conn, person))
     nhs = members.nhs_number if members else patient if nhs_number_valid(patient) else None
-    unresolved = () if person else ("patient.ambiguous" if people else "patient.unknown",)
+    unresolved = () if person else (AMBIGUOUS if people else "patient.unknown",)
     granted = answer.granted if person else None
     entry = AuditEntry(
         request_id=context.request_id,

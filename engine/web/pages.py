@@ -34,15 +34,7 @@ from engine.api.deps import (
     who_for,
 )
 from engine.api.errors import FhirError
-from engine.api.records import (
-    Ambiguous,
-    Page,
-    RequestRefused,
-    ask,
-    explanation,
-    people_for,
-    record_of,
-)
+from engine.api.records import Ambiguous, Page, RequestRefused, ask, record_by_number
 from engine.directory import organisations
 from engine.web import session
 from engine.web.summary import compose
@@ -181,25 +173,15 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
     if notice is not None:
         return notice
     reader = services(request).reader
-    ctx = context(request)
-    people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []
-    asked, page = Asked("everything"), Page(transfers=True)
-    each = [record_of(reader, who, ctx, p, asked, page) for p in people]
-    seen = [released for released in each if released.items]
-    if not seen:
-        # One person: the read's own decision explains it (one refused view, one entry).
-        # None, or several: the answer for a number nobody holds, so a user who may not see
-        # them cannot tell how many people hold it.
-        if len(each) == 1:
-            decision = each[0].decision
-        else:
-            number = nhs_number if nhs_number_valid(nhs_number) else None
-            decision = explanation(reader, who, ctx, None, number)
-        return _no_access(request, who, nhs_number, decision)
-    if len(seen) > 1:
+    found = record_by_number(
+        reader, who, context(request), nhs_number, Asked("everything"), Page(transfers=True)
+    )
+    released = found.released
+    if released is None and found.decision is not None:
+        return _no_access(request, who, nhs_number, found.decision)
+    if released is None:
         error = "More than one person's record holds this NHS number; they are not shown together"
         return _no_access(request, who, nhs_number, None, error, status=409)
-    (released,) = seen
     names = org_names(request)
     view = compose(released.resources, reader.policy, names)
     return _page(

@@ -13,14 +13,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from adapters.systmone import SystmOneAdapter
+from audit import AuditUnavailable
 from audit.query import stream
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
+from engine.identity.index import people_with_nhs_number, relink_all
+from engine.ingest import ingest
 from engine.settings import SettingsError
 from engine.web.session import CSRF_COOKIE, CSRF_KEY_FILE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import UNKNOWN_NHS, statements
 from tests.api.test_fhir import audit_actions
+from tests.factories import s1_code, s1_patient, s1_registration, write_systmone
 
 __all__ = ["Store"]
 
@@ -123,6 +128,49 @@ def test_a_hidden_persons_page_costs_the_round_trips_of_a_number_no_one_holds(
     hidden = statements(store, lambda: web.get(f"/record/{NHS}"))
     unknown = statements(store, lambda: web.get(f"/record/{UNKNOWN_NHS}"))
     assert hidden == unknown, f"(status, statements) {hidden} against {unknown}"
+
+
+def _a_second_person_with_the_same_number(store: Store) -> list[str]:
+    """Another person at the same practice (identity keeps them apart: other name, other
+    birth date) whose Patient carries the same NHS number; both people's ids."""
+    folder = write_systmone(
+        store.folder.parent / "twin",
+        [s1_patient("2", NHS, FirstName="John", Surname="Jones", DateBirth="02 Feb 1980",
+                    Gender="M")],
+        [s1_code("30", "2", NumericValue="150")],
+        registrations=[s1_registration("92", "5001", "2")],
+    )  # fmt: skip
+    ingest(store.engine, store.settings, store.codes, SystmOneAdapter(), str(folder))
+    relink_all(store.engine)
+    with store.engine.connect() as conn:
+        return people_with_nhs_number(conn, NHS)
+
+
+def test_the_page_for_a_number_two_people_hold_audits_neither_record_as_disclosed(
+    web: TestClient, store: Store, token: Token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page that shows neither of two people's records must not audit either as read, or
+    their access reports and IG review say this user read both whole records."""
+    people = _a_second_person_with_the_same_number(store)
+    assert len(people) == 2
+    acknowledged(signed_in(web, token("gp")))
+    before = len(list(stream(store.engine)))
+    page = web.get(f"/record/{NHS}")
+    assert page.status_code == 409 and "Jones" not in page.text and "Smith" not in page.text
+    entries = list(stream(store.engine))[before:]
+    assert [(e["action"], e["outcome"], e["patient_id"], e["nhs_number"]) for e in entries] == [
+        ("everything", "deny", person, NHS) for person in people
+    ]
+    for entry in entries:
+        assert "patient.ambiguous" in entry["rules"]
+        assert not entry.get("disclosed") and not entry.get("refs")
+
+    def broken(*args: object) -> object:
+        raise AuditUnavailable("the audit entry could not be written: disk full")
+
+    monkeypatch.setattr("engine.api.records.disclose", broken)
+    failed = web.get(f"/record/{NHS}")
+    assert failed.status_code == 503 and "More than one" not in failed.text
 
 
 def test_a_purpose_that_is_not_a_code_is_refused_400_and_audited(
