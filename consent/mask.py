@@ -14,6 +14,10 @@ from consent.model import Decision, ResourceMeta
 
 #: Kept whatever a profile's field rule says: without them a resource is not a resource.
 _ALWAYS = frozenset({"resourceType", "id", "meta"})
+#: What ``meta`` says of the stored version. A masked resource leaves without it: a new
+#: version may come of a change to nothing but what the mask removes (a restricted person's
+#: address), and its number or time would tell that, and when.
+_VERSION = frozenset({"versionId", "lastUpdated"})
 
 
 class Refused(PermissionError):
@@ -54,7 +58,8 @@ def unmasked(resource_type: str, decision: Decision) -> bool:
 
 
 def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
-    """A copy of ``resource`` without the elements the decision removes.
+    """A copy of ``resource`` without the elements the decision removes, and, when it removes
+    any of its type, without ``meta.versionId`` and ``meta.lastUpdated``.
 
     Call :func:`visible` first; this refuses a denial and a type the decision does not
     allow, so a wrong call fails loudly instead of leaking.
@@ -69,8 +74,16 @@ def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     if rule is None:
         return dict(resource)
     keep, drop = rule.keep, rule.drop - _ALWAYS
-    return {
+    masked = {
         k: v
         for k, v in resource.items()
         if k not in drop and (keep is None or k in keep or k in _ALWAYS)
     }
+    meta = masked.get("meta")
+    if isinstance(meta, Mapping) and not _VERSION.isdisjoint(meta):
+        unversioned = {k: v for k, v in meta.items() if k not in _VERSION}
+        if unversioned:
+            masked["meta"] = unversioned
+        else:
+            del masked["meta"]
+    return masked

@@ -304,7 +304,11 @@ def _page_query(
         allowed.append(or_(own, _without_labels(excluded)))
     asked = [one_of(R.c.patient_id, "patients", dialect), R.c.status == "active"]
     if since:
-        asked.append(R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type))
+        # A masked type's rows are all asked, whenever stored: a row's time may be that of a
+        # change to nothing but what the mask removes (consent.mask), which `_since` would
+        # otherwise tell.
+        changed = R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type)
+        asked.append(or_(changed, one_of(R.c.resource_type, "masked", dialect)))
     if ids:
         asked.append(one_of(R.c.id, "ids", dialect))
     body = case((and_(*allowed), R.c.body), else_=null()).label("body")
@@ -347,7 +351,7 @@ def release(
         "patients": list(patient_ids), "types": sorted(ob.types), "org": ob.org,
     }  # fmt: skip
     if since is not None:
-        params["since"] = since
+        params["since"], params["masked"] = since, sorted(ob.fields)
     if ids:
         params["ids"] = list(ids)
     withheld: Counter[str] = Counter()

@@ -3,7 +3,8 @@
 A run writes thousands of resources; storing a Provenance per version would double the store
 for facts the run and resource rows already hold. So it is derived, the same every time, when a
 reader asks for it (``$everything?_revinclude=Provenance:target`` serves one beside each
-resource).
+resource). A resource served masked (``consent.mask``) gets :func:`view_provenance` instead,
+which says nothing of the version: a new version may come of a change to what was removed.
 """
 
 from __future__ import annotations
@@ -43,21 +44,50 @@ def provenance_for(
     canonical_base: str,
 ) -> dict[str, Any]:
     """An R4 Provenance: this version came from that source record, through that run."""
-    ref = SourceRef.from_key(source_key)
     target = f"{resource_type}/{resource_id}/_history/{version_id}"
+    found = _from_source(target, run.finished_at, source_key, canonical_base)
+    found["activity"] = {
+        "coding": [{"system": DATA_OPERATION, "code": "CREATE" if version_id == 1 else "UPDATE"}]
+    }
+    found["agent"].append(
+        {
+            "type": {"coding": [{"system": AGENT_TYPE, "code": "assembler"}]},
+            "who": {"display": f"scr ingest run {run.run_id} ({run.kind})"},
+        }
+    )
+    found["entity"].append(
+        {
+            "role": "source",
+            "what": {
+                "identifier": {"system": canonical_base + "Id/ingest-run", "value": run.run_id},
+                "display": f"{run.kind} ingest run",
+            },
+        }
+    )
+    return found
+
+
+def view_provenance(
+    resource_type: str, resource_id: str, source_key: str, recorded: datetime, canonical_base: str
+) -> dict[str, Any]:
+    """An R4 Provenance of a masked resource as served at ``recorded``: the source record and
+    its organisation, and nothing that tells one stored version from another (no
+    ``_history``, no create or update, no ingest run or its time), so a change to what the
+    mask removed does not show through it."""
+    target = f"{resource_type}/{resource_id}"
+    return _from_source(target, recorded, source_key, canonical_base)
+
+
+def _from_source(
+    target: str, recorded: datetime, source_key: str, canonical_base: str
+) -> dict[str, Any]:
+    """What every Provenance says: ``target`` came from the source record, by its organisation."""
+    ref = SourceRef.from_key(source_key)
     return {
         "resourceType": "Provenance",
         "id": str(uuid.uuid5(_NAMESPACE, target)),
         "target": [{"reference": target}],
-        "recorded": run.finished_at.isoformat(),
-        "activity": {
-            "coding": [
-                {
-                    "system": DATA_OPERATION,
-                    "code": "CREATE" if version_id == 1 else "UPDATE",
-                }
-            ]
-        },
+        "recorded": recorded.isoformat(),
         "agent": [
             {
                 "type": {"coding": [{"system": AGENT_TYPE, "code": "author"}]},
@@ -65,10 +95,6 @@ def provenance_for(
                     "identifier": {"system": ODS, "value": ref.org},
                     "display": f"{ref.system} extract of {ref.org}",
                 },
-            },
-            {
-                "type": {"coding": [{"system": AGENT_TYPE, "code": "assembler"}]},
-                "who": {"display": f"scr ingest run {run.run_id} ({run.kind})"},
             },
         ],
         "entity": [
@@ -80,13 +106,6 @@ def provenance_for(
                         "value": source_key,
                     },
                     "display": f"{ref.table} row {ref.row_id}",
-                },
-            },
-            {
-                "role": "source",
-                "what": {
-                    "identifier": {"system": canonical_base + "Id/ingest-run", "value": run.run_id},
-                    "display": f"{run.kind} ingest run",
                 },
             },
         ],

@@ -32,13 +32,14 @@ from consent import (
     ask_break_glass,
     ask_self_claim,
     decide,
+    unmasked,
 )
 from engine.access import record_claim, record_grant
 from engine.db import read_only
 from engine.gate import Item, Released, gather_facts, release
 from engine.identity import Members, members_of, members_of_patient, people_with_nhs_number
 from engine.models import Resource
-from engine.provenance import provenance_for, run_facts
+from engine.provenance import provenance_for, run_facts, view_provenance
 from engine.transfer.record import released as transfers_released
 from engine.transfer.store import stays_of
 
@@ -114,20 +115,22 @@ def _person(
 
 
 def _provenance(reader: Reader, conn: Connection, released: Released) -> tuple[dict[str, Any], ...]:
-    """A Provenance for each released resource: its source record and the run that wrote it."""
-    runs = run_facts(conn, (o.run_id for o in released.origins))
+    """A Provenance for each released resource: its source record and the run that wrote it;
+    for a masked one, its source record alone (``view_provenance``)."""
+    pairs = list(zip(released.items, released.origins, strict=True))
+    whole = {t: unmasked(t, released.decision) for t in {i.resource_type for i in released.items}}
+    runs = run_facts(conn, (o.run_id for i, o in pairs if whole[i.resource_type]))
+    now = reader.now()
     return tuple(
         provenance_for(
-            i.resource_type,
-            i.id,
-            o.version_id,
-            o.source_key,
-            runs[o.run_id],
+            i.resource_type, i.id, o.version_id, o.source_key, runs[o.run_id],
             reader.canonical_base,
         )
-        for i, o in zip(released.items, released.origins, strict=True)
-        if o.run_id in runs
-    )
+        if whole[i.resource_type]
+        else view_provenance(i.resource_type, i.id, o.source_key, now, reader.canonical_base)
+        for i, o in pairs
+        if o.run_id in runs or not whole[i.resource_type]
+    )  # fmt: skip
 
 
 def _disclose(

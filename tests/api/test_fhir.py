@@ -8,17 +8,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from sqlalchemy import text
 
+from adapters.council import CouncilAdapter
+from adapters.gpconnect import GpConnectAdapter
 from audit.query import stream
 from engine.api import create_app
 from engine.api.auth import DEV_ALGORITHM, dev_key
 from engine.api.deps import SESSION_COOKIE, request_id
+from engine.ingest import ingest
+from tests.adapters.test_gpconnect import bundle, organization, patient
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+from tests.factories import write_csv
 
 NHS_ID = f"https://fhir.nhs.uk/Id/nhs-number|{NHS}"
 
@@ -375,6 +381,74 @@ def test_everything_can_carry_each_items_provenance(client: TestClient, token: T
     Bundle.model_validate(doc)
     bad = get(client, token(), path, _revinclude="Observation:subject")
     assert bad.status_code == 400
+
+
+def _restricted_by_the_council(store: Store) -> None:
+    """The council records the store's person as restricted (an S-flag-like marker)."""
+    folder = store.folder.parent / "council"
+    folder.mkdir(exist_ok=True)
+    tables = {
+        "organisation": [{"code": "E06000999", "name": "Borsetshire Council"}],
+        "persons": [{
+            "person_id": "1", "first_name": "Renée", "last_name": "Smith",
+            "date_of_birth": "1950-03-01", "gender": "F", "nhs_number": NHS,
+            "restricted": "true", "address": "1 Hidden Lane", "postcode": "BS1 1AA",
+        }],
+    }  # fmt: skip
+    for table, rows in tables.items():
+        write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
+    ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))
+
+
+def _gp_record_at(store: Store, line: str) -> None:
+    """The practice's GP Connect record of the person, living at ``line``."""
+    pat = patient(NHS, name=[{"family": "Smith", "given": ["Renée"]}], birthDate="1950-03-01",
+                  gender="female", address=[{"line": [line], "postalCode": "BS1 1AA"}])  # fmt: skip
+    folder = store.folder.parent / "gpc"
+    folder.mkdir(exist_ok=True)
+    (folder / "record.json").write_bytes(orjson.dumps(bundle(pat, organization(ods="Y00001"))))
+    ingest(store.engine, store.settings, store.codes, GpConnectAdapter(), str(folder))
+
+
+def test_a_restricted_persons_hidden_address_change_shows_through_no_version_or_since(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """A change to nothing but what the mask removes (a restricted person's address) must
+    not show through meta's version and time, ``_since`` or the Provenance, or a user polling
+    the record learns that, and when, the protected person moved house."""
+    _restricted_by_the_council(store)
+    _gp_record_at(store, "1 Old Street")
+    other = token("other-gp")
+    path = f"Patient/{PATIENT}/$everything"
+
+    def read(**params: str) -> dict[str, dict[str, Any]]:
+        doc = get(client, other, path, _revinclude="Provenance:target", **params).json()
+        found = {}
+        for e in doc["entry"]:
+            res = e["resource"]
+            if res["resourceType"] == "Provenance":
+                key = f"Provenance of {res['target'][0]['reference'].split('/_history/')[0]}"
+                found[key] = {k: v for k, v in res.items() if k != "recorded"}
+            else:
+                found[f"{res['resourceType']}/{res['id']}"] = res
+        return found
+
+    between = datetime.now(UTC).isoformat()
+    before, since_before = read(), read(_since=between)
+    _gp_record_at(store, "2 New Road")  # only the withheld element changes
+    after, since_after = read(), read(_since=between)
+    patients = [k for k in before if k.startswith("Patient/")]
+    assert patients and all("address" not in before[k] for k in patients), "masked, as before"
+    assert after == before and since_after == since_before
+    assert all(k in since_after for k in patients), "a masked resource may have changed"
+    for key in patients:
+        assert not {"versionId", "lastUpdated"} & set(before[key]["meta"])
+        provenance = before[f"Provenance of {key}"]
+        assert provenance["target"] == [{"reference": key}] and "activity" not in provenance
+        assert "ingest run" not in str(provenance)
+    seen = observations({"entry": [{"resource": r} for r in before.values()]})
+    assert seen and all(o["meta"]["versionId"] == "1" for o in seen), "unmasked: versioned"
+    assert not observations({"entry": [{"resource": r} for r in since_after.values()]})
 
 
 def test_a_read_by_id_releases_and_audits_that_resource_only(

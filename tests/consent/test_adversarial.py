@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -508,6 +509,32 @@ def test_restricted_person_contact_details_withheld_from_others() -> None:
     at_gp_patient = replace(patient, relationships=(typical(at_gp),))
     d_gp = decide(at_gp, at_gp_patient, "TREAT", EVERYTHING, NOW, POLICY)
     assert mask(body, d_gp) == body
+
+
+def test_a_masked_resource_leaves_without_its_version() -> None:
+    """A version made by a change to nothing but what the mask removes (a restricted
+    person's address) must not show through ``meta``, or the change and its time leak."""
+    user = hospital_clinician()
+    patient = facts(typical(user), labels=frozenset({PersonLabel("restricted-person", GP)}))
+    d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+
+    def stored(version: str, postcode: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Patient", "id": "p", "name": [{"family": "Synthetic"}],
+            "meta": {"versionId": version, "lastUpdated": f"2026-0{version}-01T00:00:00+00:00",
+                     "source": "https://fhir.scr.example/source/gpconnect/Y90011/Patient/p"},
+            "address": [{"postalCode": postcode}],
+        }  # fmt: skip
+
+    moved = mask(stored("2", "ZZ99 4VZ"), d)
+    assert moved == mask(stored("1", "ZZ99 3VZ"), d)
+    assert moved["meta"] == {"source": stored("1", "")["meta"]["source"]}
+    bare = {"resourceType": "Patient", "id": "p", "meta": {"versionId": "3"}}
+    assert mask(bare, d) == {"resourceType": "Patient", "id": "p"}, "no empty meta"
+    at_gp = who("clinical")
+    d_gp = decide(at_gp, replace(patient, relationships=(typical(at_gp),)), "TREAT", EVERYTHING,
+                  NOW, POLICY)  # fmt: skip
+    assert mask(stored("2", "ZZ99 4VZ"), d_gp) == stored("2", "ZZ99 4VZ"), "nothing masked"
 
 
 # -- what a refusal and an explanation may carry -------------------------------------------

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from adapters.systmone import SystmOneAdapter
 from engine.ingest import ingest
 from engine.models import IngestRun, Resource
-from engine.provenance import RunFacts, provenance_for
+from engine.provenance import RunFacts, provenance_for, view_provenance
 from engine.validate import validate_resource
 from tests.factories import nhs_numbers, s1_code, s1_patient, write_systmone
 
@@ -34,6 +34,12 @@ def test_provenance_of_each_stored_resource_is_valid_r4(engine, settings, codes,
         assert prov["target"][0]["reference"] == f"{row.resource_type}/{row.id}/_history/1"
         assert prov["entity"][0]["what"]["identifier"]["value"] == row.source_key
         assert prov["agent"][0]["who"]["identifier"]["value"] == "Y00001"
+        view = view_provenance(
+            row.resource_type, row.id, row.source_key, run.finished_at, settings.canonical_base
+        )
+        assert validate_resource(view) == []
+        assert view["target"] == [{"reference": f"{row.resource_type}/{row.id}"}]
+        assert run.id not in str(view) and "activity" not in view
     again = provenance_for(
         rows[0].resource_type, rows[0].id, 1, rows[0].source_key, facts, settings.canonical_base
     )
