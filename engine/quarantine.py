@@ -18,11 +18,12 @@ from adapters.base import CorrectionRefused, MapContext, SourceRecord
 from adapters.codes import CodeMaps
 from engine.canonical import loads
 from engine.ingest import RunSummary, record_from_json, run_records
-from engine.models import QuarantineItem
+from engine.models import QuarantineItem, Resource
 from engine.registry import adapter_for
 from engine.settings import Settings
 
 Q = cast(Table, QuarantineItem.__table__)
+R = cast(Table, Resource.__table__)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,26 @@ def _open_items(engine: Engine, ids: Sequence[int]) -> Iterator[Item]:
         yield _item(row)
 
 
+def _check_free(engine: Engine, key: str, item_id: int) -> None:
+    """A corrected key must name no other record: taken as given, it would update a stored
+    one with this row's values, or close another open item that was never taken in."""
+    with engine.connect() as conn:
+        stored = conn.execute(select(R.c.id).where(R.c.source_key == key).limit(1)).first()
+        other = conn.execute(
+            select(Q.c.id).where(Q.c.source_key == key, Q.c.status == "open", Q.c.id != item_id)
+        ).first()
+    if stored is not None:
+        raise CorrectionRefused(
+            f"the corrected key {key} names a record already stored: a correction cannot make "
+            "one record another (if this row is that one, the source has sent it since)"
+        )
+    if other is not None:
+        raise CorrectionRefused(
+            f"the corrected key {key} names open item {other.id}: a correction cannot make "
+            "one record another"
+        )
+
+
 class OneRecordOnly(CorrectionRefused):
     """Corrections were given for more than one record (or for all open items)."""
 
@@ -125,10 +146,11 @@ def replay(
         kept = record_from_json(item.record)
         try:
             rec = adapter_for(kept.ref.system).correct(kept, corrections or {}, today)
+            if rec.ref.key != item.source_key:
+                _check_free(engine, rec.ref.key, item.id)
+                renamed[rec.ref.key] = item.source_key
         except CorrectionRefused as exc:
             raise CorrectionRefused(f"item {item.id} ({item.source_key}): {exc}") from None
-        if rec.ref.key != item.source_key:
-            renamed[rec.ref.key] = item.source_key
         records.append(rec)
 
     def map_fn(rec: SourceRecord) -> Any:

@@ -486,3 +486,34 @@ def test_an_older_extract_of_another_practice_is_not_refused(engine, settings, c
         organisations=({"ID": "6001", "Name": "Hillside", "NationalId": "Y00002"},),
     )
     assert run(engine, settings, codes, _manifest(other, "31 Oct 2026")).created >= 1
+
+
+def _note(row_id: str, text: str, **over: str) -> dict[str, str]:
+    return {"RowIdentifier": row_id, "IDPatient": "1", "IDOrganisation": "5001",
+            "IDOrganisationVisibleTo": "", "DateStart": "01 Jan 2024", "Type": "Warning",
+            "Note": text, "DateExpired": "", "DateDeleted": "", "RemovedData": "0",
+            **over}  # fmt: skip
+
+
+@pytest.mark.parametrize("other_is_stored", [True, False])
+def test_a_corrected_key_naming_another_record_is_refused(
+    engine, settings, codes, tmp_path, other_is_stored
+):
+    """An id-less row given the id of another row would update that row's stored warning
+    with its own text, or close that row's open item (never taken in) as replayed: refused,
+    naming the other record, and nothing changes."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(NHS))])
+    other = _note(
+        "20", "Do not visit alone", DateStart="01 Jan 2024" if other_is_stored else "31 Feb 2024"
+    )
+    rows = [_note("", "Dog in house"), other]
+    write_csv(folder / "SRSpecialNotes.csv", list(rows[0]), rows, "cp1252")
+    run(engine, settings, codes, folder)
+    idless = next(i for i in list_items(engine) if i.line == 2)
+    before = sorted((i.id, i.status) for i in list_items(engine, status=None))
+    named = "a record already stored" if other_is_stored else "open item"
+    with pytest.raises(CorrectionRefused, match=f"SRSpecialNotes\\|20 names {named}"):
+        replay(engine, settings, codes, ids=[idless.id], corrections={"RowIdentifier": "20"})
+    assert sorted((i.id, i.status) for i in list_items(engine, status=None)) == before
+    texts = [f["code"]["text"] for f in bodies(engine, "Flag")]
+    assert texts == (["Do not visit alone"] if other_is_stored else [])
