@@ -150,7 +150,7 @@ class ExtractStamp:
 
     #: ``system|org``, as the start of the source keys of its records.
     source: str
-    #: ISO date.
+    #: ISO dateTime in UTC (``+00:00``), so stamps compare as text.
     runs_to: str
 
 

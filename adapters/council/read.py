@@ -33,6 +33,7 @@ MEMBER_TABLES = ("events", "warnings", "contacts", "legal", "placements")
 #: What a correction cannot change on replay: the columns the reader joins other rows by.
 JOINED_BY = {
     "organisation": {"code": "the council's code into every record"},
+    "persons": {"restricted": "this value into every row of the person"},
     **{table: {"person_id": "persons.csv (the restricted flag)"} for table in MEMBER_TABLES},
 }
 #: An ISO date to the day, the month or the year.

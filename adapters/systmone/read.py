@@ -20,7 +20,7 @@ from adapters.extract import (
     table_records,
     unknown_files,
 )
-from adapters.values import ValueProblem, tpp_date
+from adapters.values import ValueProblem, tpp_date, tpp_datetime
 
 STYLE = "systmone"
 ENCODING = "cp1252"
@@ -160,14 +160,21 @@ def _ends(extract_end: str) -> dict[str, str]:
 
 
 def extract_stamp(folder: Path) -> ExtractStamp | None:
-    """The practice and the date the manifest says the extract runs to; ``None`` without them
-    (reading the extract reports a missing organisation)."""
+    """The practice and the time the manifest says the extract runs to (UTC: an extract taken
+    in the morning is older than the evening's); ``None`` without them (reading the extract
+    reports a missing organisation)."""
     try:
         org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
     except ExtractError:
         return None
-    runs_to = _extract_end(folder, [])  # the read notes any problem
-    return ExtractStamp(f"{STYLE}|{org}", runs_to) if runs_to else None
+    times = set()
+    for row in _lookup(folder, "SRManifest", "FileName", []):  # the read notes any problem
+        try:
+            at = tpp_datetime(row.get("DateExtractTo", ""))
+        except ValueProblem:
+            continue
+        times.add(at if "T" in at else f"{at}T23:59:59+00:00")  # a day runs to its end
+    return ExtractStamp(f"{STYLE}|{org}", max(times)) if times else None
 
 
 def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:

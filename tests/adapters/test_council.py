@@ -644,3 +644,14 @@ def test_a_correction_replay_cannot_take_is_refused(engine, settings, codes, tmp
     assert f"item {item.id} (" in str(refused.value)
     assert _one_open(engine, "events").id == item.id
     assert stored(engine, "EpisodeOfCare") == []
+
+
+def test_a_persons_restricted_flag_is_not_corrected_on_replay(engine, settings, codes, tmp_path):
+    """The flag is joined into every row of the person as read: corrected on the person alone,
+    their events would stay unrestricted while the person became restricted."""
+    rows = {**COUNCIL, "persons": [person("1", date_of_birth="1940-02-31")]}
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    item = _one_open(engine, "persons")
+    fix = {"date_of_birth": "1940-03-02", "restricted": "true"}
+    with pytest.raises(CorrectionRefused, match="restricted: the reader joins this value"):
+        replay(engine, settings, codes, [item.id], fix)

@@ -467,13 +467,24 @@ def test_an_extract_older_than_one_taken_in_is_refused(engine, settings, codes, 
     old = write_systmone(tmp_path / "old", [s1_patient("1", number, Surname="Smith")])
     run(engine, settings, codes, _manifest(new, "30 Nov 2026 23:59:59"))
     _manifest(old, "31 Oct 2026 23:59:59")
-    with pytest.raises(OlderExtract, match="runs to 2026-10-31, but one running to 2026-11-30"):
+    with pytest.raises(OlderExtract, match=r"to 2026-10-31T23:59:59.*running to 2026-11-30"):
         run(engine, settings, codes, old)
     [patient] = bodies(engine, "Patient")
     assert patient["name"][0]["family"] == "Jones"
     assert run(engine, settings, codes, new).updated == 0
     restored = ingest(engine, settings, codes, SystmOneAdapter(), str(old), allow_older=True)
-    assert restored.updated == 1 and restored.as_dict()["extract"]["runs_to"] == "2026-10-31"
+    assert restored.updated == 1
+    assert restored.as_dict()["extract"]["runs_to"] == "2026-10-31T23:59:59+00:00"
+
+
+def test_an_extract_taken_earlier_the_same_day_is_refused(engine, settings, codes, tmp_path):
+    """The morning's extract loaded after the evening's would put the morning's values back."""
+    number = next(NHS)
+    evening = write_systmone(tmp_path / "pm", [s1_patient("1", number, Surname="Jones")])
+    morning = write_systmone(tmp_path / "am", [s1_patient("1", number, Surname="Smith")])
+    run(engine, settings, codes, _manifest(evening, "30 Nov 2026 20:00:00"))
+    with pytest.raises(OlderExtract, match="runs to 2026-11-30T08:00:00"):
+        run(engine, settings, codes, _manifest(morning, "30 Nov 2026 08:00:00"))
 
 
 def test_an_older_extract_of_another_practice_is_not_refused(engine, settings, codes, tmp_path):
