@@ -182,7 +182,7 @@ class TableAdapter:
         """No stamp unless the style's extracts carry one."""
         return None
 
-    def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+    def row_joins(self, ref: SourceRef, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
         """The joined fields the reader works out from the row alone; ``None`` drops one."""
         return {}
 
@@ -213,7 +213,7 @@ class TableAdapter:
                     "correct the source and ingest it again"
                 )
         fields: dict[str, Any] = {**record.fields, **corrections}
-        for name, value in self.row_joins(table, fields, today).items():
+        for name, value in self.row_joins(record.ref, fields, today).items():
             if value is None:
                 fields.pop(name, None)
             else:

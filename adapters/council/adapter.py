@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from adapters.base import ExtractError, SourceRecord
+from adapters.base import ExtractError, SourceRecord, SourceRef
 from adapters.council.api import pull
 from adapters.council.read import JOINED_BY, STYLE, read_extract, row_joins
 from adapters.extract import TableAdapter
@@ -41,8 +41,8 @@ class CouncilAdapter(TableAdapter):
         self.token = token
         self.client = client
 
-    def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
-        return row_joins(table, fields, today)
+    def row_joins(self, ref: SourceRef, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+        return row_joins(ref, fields, today)
 
     def read(self, location: str) -> Iterator[SourceRecord]:
         if location.startswith(("http://", "https://")):

@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from adapters.base import ExtractError, SourceRecord
+from adapters.base import ExtractError, SourceRecord, SourceRef
 from adapters.csvread import read_rows
 from adapters.extract import first_row, table_records, unknown_files
 
@@ -53,9 +53,9 @@ def member_extras(org: str, restricted: str, row: Mapping[str, Any], today: str)
     return {"_org": org, "_person_restricted": restricted, "_ended": ended(row, today)}
 
 
-def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+def row_joins(ref: SourceRef, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
     """What the reader works out from a row alone: whether it has ended, by ``today``."""
-    return {"_ended": ended(fields, today)} if table in MEMBER_TABLES else {}
+    return {"_ended": ended(fields, today)} if ref.table in MEMBER_TABLES else {}
 
 
 def ended(row: Mapping[str, Any], today: str) -> str:

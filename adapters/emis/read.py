@@ -237,6 +237,18 @@ def _issue_patient(own: str, course: str) -> Fields:
     )
 
 
+#: The columns by which a row names another record, and that record's table.
+_NAMED_BY = {
+    "CareRecord_Observation": (
+        ("ConsultationGuid", "CareRecord_Consultation"),
+        ("ProblemGuid", "CareRecord_Observation"),
+    ),
+    "Prescribing_DrugRecord": (("ProblemObservationGuid", "CareRecord_Observation"),),
+    "Prescribing_IssueRecord": (
+        ("DrugRecordGuid", "Prescribing_DrugRecord"),
+        ("ConsultationGuid", "CareRecord_Consultation"),
+    ),
+}
 #: The joined fields :func:`row_joins` works out, by table, so a stale one can be dropped.
 _ROW_JOINED = {
     "CareRecord_Observation": ("_ValueIsNumeric", "_ValueComparator", "_ValueNumber"),
@@ -245,10 +257,12 @@ _ROW_JOINED = {
 }
 
 
-def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
-    """What the reader works out from a row alone: a value's number, a course's quantity,
-    and an issue's patient when its row names one (else its course's stands), checked
-    against its course's."""
+def row_joins(ref: SourceRef, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+    """What the reader works out from a row alone: a value's number, a course's quantity, an
+    issue's patient when its row names one (else its course's stands), checked against its
+    course's; and the records the row names by its own columns, so a record kept before the
+    reader named them (or naming them since corrected) takes their stored labels on replay."""
+    table = ref.table
     if table == "CareRecord_Observation":
         worked: dict[str, Any] = value_fields(str(fields.get("Value", "")))
     elif table == "Prescribing_DrugRecord":
@@ -260,7 +274,17 @@ def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, An
         )
     else:
         worked = {}
-    return {**dict.fromkeys(_ROW_JOINED.get(table, ())), **worked}
+    named = [
+        SourceRef(STYLE, ref.org, named_table, guid).key
+        for column, named_table in _NAMED_BY.get(table, ())
+        if (guid := str(fields.get(column, "")).strip()) and guid != ref.row_id
+    ]
+    pointed = tuple(dict.fromkeys([*fields.get("_pointed_records", ()), *named]))
+    return {
+        **dict.fromkeys(_ROW_JOINED.get(table, ())),
+        **worked,
+        **_present_list("_pointed_records", pointed),
+    }
 
 
 def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:

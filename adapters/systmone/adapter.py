@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.base import ExtractStamp, SourceRecord
+from adapters.base import ExtractStamp, SourceRecord, SourceRef
 from adapters.extract import TableAdapter
 from adapters.systmone.read import JOINED_BY, STYLE, extract_stamp, read_extract, row_joins
 
@@ -15,8 +15,8 @@ class SystmOneAdapter(TableAdapter):
     kind = STYLE
     joined_by = JOINED_BY
 
-    def row_joins(self, table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
-        return row_joins(table, fields, today)
+    def row_joins(self, ref: SourceRef, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+        return row_joins(ref, fields, today)
 
     def stamp(self, location: str) -> ExtractStamp | None:
         return extract_stamp(Path(location))

@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from adapters.base import ExtractError, ExtractStamp, SourceRecord
+from adapters.base import ExtractError, ExtractStamp, SourceRecord, SourceRef
 from adapters.extract import (
     first_row,
     joined_problem,
@@ -146,13 +146,17 @@ def medication_joins(row: Mapping[str, Any], extract_end: str, today: str) -> di
     return {"_CurrentAtExtract": "Y" if current else "N", **_ends(extract_end)}
 
 
-def row_joins(table: str, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
+def row_joins(ref: SourceRef, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
     """What the reader works out from a row alone: a course's currency, and a sensitivity's
-    drug name when its row gives one (else the one a medication row gave stands)."""
-    if table == "SRPrimaryCareMedication":
+    drug name when its row gives one (else the one a medication row gave stands). A code row
+    kept before the reader joined its problem's visibility (``_ProblemVisibleTo``) cannot
+    learn it without the extract, so it is taken as private to its practice: fail closed."""
+    if ref.table == "SRPrimaryCareMedication":
         return medication_joins(fields, str(fields.get("_ExtractEnd", "")), today)
+    if ref.table == "SRCode" and "_ProblemRow" in fields and "_ProblemVisibleTo" not in fields:
+        return {"_ProblemVisibleTo": "unknown: read before problem visibility was joined"}
     name = str(fields.get("DrugName", "")).strip()
-    return {"_DrugName": name} if table == "SRDrugSensitivity" and name else {}
+    return {"_DrugName": name} if ref.table == "SRDrugSensitivity" and name else {}
 
 
 def _ends(extract_end: str) -> dict[str, str]:

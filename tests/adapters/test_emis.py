@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from adapters.base import CorrectionRefused, ExtractError, MapContext, SourceRecord, SourceRef
 from adapters.codes import READ2, SNOMED, CodeMaps, Target, read_v2_code
@@ -794,3 +794,27 @@ def test_a_correction_to_a_joined_code_is_refused(engine, settings, codes, tmp_p
     item = quarantine(engine)[O_BP]
     with pytest.raises(CorrectionRefused, match="CodeId: the reader joins Coding_ClinicalCode"):
         replay(engine, settings, codes, ids=[item.id], corrections={"CodeId": ASTHMA})
+
+
+def test_a_record_kept_before_it_named_its_consultation_takes_its_labels_on_replay(
+    engine, settings, codes, tmp_path
+):
+    """An observation from a confidential consultation, quarantined before the reader named
+    consultations, would be replayed unlabelled: replay names what the row's own columns name
+    (its consultation), so it takes the stored consultation's confidentiality."""
+    tables = default_tables()
+    tables["CareRecord_Consultation"][0]["IsConfidential"] = TRUE
+    tables["CareRecord_Observation"][0]["EffectiveDate"] = "2024-02-31"
+    run(engine, settings, codes, write_extract(tmp_path / "e", tables))
+    item = quarantine(engine)[O_BP]
+    record = dict(item.record)
+    record["fields"] = {
+        k: v for k, v in record["fields"].items()
+        if k not in ("_ConsultationIsConfidential", "_pointed_records", "_met_records")
+    }  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            update(QuarantineItem).where(QuarantineItem.id == item.id).values(record=record)
+        )
+    replay(engine, settings, codes, ids=[item.id], corrections={"EffectiveDate": "2024-02-28"})
+    assert "source-confidential" in stored(engine)[f"Observation:{O_BP}"].labels.split()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from adapters.base import CorrectionRefused, ExtractError
 from adapters.codes import CodeMaps, load_all
@@ -18,7 +18,7 @@ from engine import ingest as pipeline
 from engine.extracts import OlderExtract
 from engine.identity import person_of
 from engine.ingest import ingest
-from engine.models import IngestRun, Resource, ResourceVersion
+from engine.models import IngestRun, QuarantineItem, Resource, ResourceVersion
 from engine.quarantine import list_items, replay
 from engine.settings import Settings
 from engine.validate import validate_resource
@@ -528,3 +528,28 @@ def test_a_corrected_key_naming_another_record_is_refused(
     assert sorted((i.id, i.status) for i in list_items(engine, status=None)) == before
     texts = [f["code"]["text"] for f in bodies(engine, "Flag")]
     assert texts == (["Do not visit alone"] if other_is_stored else [])
+
+
+def test_a_problem_kept_before_its_visibility_was_joined_is_taken_as_private(
+    engine, settings, codes, tmp_path
+):
+    """A code row quarantined before the reader joined its problem row's visibility cannot
+    learn it on replay: taken as private to its practice (fail closed), not shared."""
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1", IsNumeric="N", DateEvent="31 Feb 2024")],
+        problems=[s1_problem("10")],
+    )
+    run(engine, settings, codes, folder)
+    (item,) = list_items(engine)
+    record = dict(item.record)
+    record["fields"] = {k: v for k, v in record["fields"].items() if k != "_ProblemVisibleTo"}
+    with engine.begin() as conn:
+        conn.execute(
+            update(QuarantineItem).where(QuarantineItem.id == item.id).values(record=record)
+        )
+    replay(engine, settings, codes, [item.id], corrections={"DateEvent": "28 Feb 2024"})
+    with engine.connect() as conn:
+        labels = dict(conn.execute(select(Resource.resource_type, Resource.labels)).all())
+    assert labels["Condition"] == "source-confidential"
