@@ -39,26 +39,28 @@ def _encoding(path: Path, default: str) -> str:
     """A UTF-8 BOM wins over the style's default encoding: some exports add one. So does UTF-8
     without one in a file the style writes in another encoding (re-saved on its way): every
     UTF-8 byte pair is valid Windows-1252 too, so 'Renée' would read as 'RenÃ©e' without a single
-    error, while Windows-1252 text with accented letters in it almost never reads as UTF-8."""
+    error. Windows-1252 text can read as UTF-8 too ('ZOË’S' as 'ZO˒S'), but then it holds
+    characters Windows-1252 has not, which text re-saved from it never does."""
     with path.open("rb") as fh:
         if fh.read(3) == _BOM:
             return "utf-8-sig"
         if codecs.lookup(default).name == "utf-8":
             return default
         fh.seek(0)
-        return "utf-8" if _utf8_beyond_ascii(fh) else default
+        return "utf-8" if _resaved_as_utf8(fh, default) else default
 
 
-def _utf8_beyond_ascii(fh: BinaryIO) -> bool:
-    """Whether the bytes are valid UTF-8 with at least one character outside ASCII."""
+def _resaved_as_utf8(fh: BinaryIO, default: str) -> bool:
+    """Whether the bytes are valid UTF-8 with at least one character outside ASCII, and every
+    character they read as is one the default encoding has."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     beyond = False
     try:
         while chunk := fh.read(1 << 20):
             beyond = beyond or not chunk.isascii()
-            decoder.decode(chunk)
+            decoder.decode(chunk).encode(default)
         decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, UnicodeEncodeError):
         return False
     return beyond
 

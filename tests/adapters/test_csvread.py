@@ -76,3 +76,16 @@ def test_free_text_over_several_lines_is_fine(tmp_path: Path) -> None:
     note = "Seen at home.\nBP fine, pulse fine.\nReview in a week."
     found = rows(tmp_path / "t.csv", f'id,a,b\n1,"{note}",y\n')
     assert found == [(2, {"id": "1", "a": note, "b": "y"}, [])]
+
+
+def test_windows_1252_text_that_also_reads_as_utf8_is_read_as_windows_1252(
+    tmp_path: Path,
+) -> None:
+    """'ZOË’S' in Windows-1252 (bytes CB 92) is valid UTF-8 for 'ZO˒S': read as UTF-8, the name
+    would be changed silently, though no text re-saved from Windows-1252 holds a '˒'."""
+    path = tmp_path / "SRSpecialNotes.csv"
+    path.write_bytes("RowIdentifier,Note\r\n1,Ask for ZOË’S mother\r\n".encode("cp1252"))
+    notes: list[str] = []
+    [row] = read_rows(path, "cp1252", notes=notes)
+    assert row.fields["Note"] == "Ask for ZOË’S mother"
+    assert notes == []
