@@ -4,7 +4,11 @@ Rows are streamed one at a time. A file-level fault (a required column missing, 
 twice, text the CSV reader cannot split, such as a field over ``MAX_FIELD`` characters) raises
 :class:`~adapters.base.ExtractError` naming the file, and the line or column; a row-level fault
 (too few fields, an undecodable byte, a quote left open across lines, or to the end of the file)
-is attached to the row so it lands in quarantine with its line.
+is attached to the row so it lands in quarantine with its line. A record spanning several lines
+is read again strictly (a closing quote must end its field): an open quote closed by the next
+row's opening quote otherwise keeps the header's number of fields, and that row vanishes into
+the text. The file as a whole is read leniently, so a quirk like ``"abc"def`` on one line does
+not stop it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ MAX_FIELD = 16 * 1024 * 1024
 csv.field_size_limit(MAX_FIELD)
 #: What ``errors="surrogateescape"`` leaves for a byte the encoding cannot decode.
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_GUID = re.compile(r"\{?[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?")
 
 
 @dataclass(frozen=True)
@@ -65,20 +70,44 @@ def _resaved_as_utf8(fh: BinaryIO, default: str) -> bool:
     return beyond
 
 
-def _lines(fh: Iterable[str], ended: list[bool]) -> Iterator[str]:
-    """The file's lines, marking when they run out: the CSV reader hands back a record after
-    that only when the record ended inside a quoted field."""
-    yield from fh
+def _lines(fh: Iterable[str], ended: list[bool], raw: list[str]) -> Iterator[str]:
+    """The file's lines, kept in ``raw`` until the record they make is taken, and marking when
+    they run out: the CSV reader hands back a record after that only when the record ended
+    inside a quoted field."""
+    for text in fh:
+        raw.append(text)
+        yield text
     ended.append(True)
+
+
+def _strict(raw: list[str]) -> bool:
+    """Whether a record's lines read the same with every closing quote ending its field. An
+    open quote closed by the next row's opening quote is followed by that row's text, not a
+    delimiter: read leniently, the two rows make one of the header's width."""
+    try:
+        return len(list(csv.reader(raw, strict=True))) == 1
+    except csv.Error:
+        return False
+
+
+def _id_shape(value: str) -> str:
+    """A first value's shape: digits, letters and GUIDs as one mark each, punctuation as is."""
+    value = _GUID.sub("#", value.strip())
+    return re.sub(r"[^\W\d_]+", "a", re.sub(r"\d+", "9", value))
 
 
 def _swallowed_rows(values: list[str], width: int) -> bool:
     """A field holding whole lines that read as rows of the file: a quote left open, closed
-    again by a stray quote in the same column further down."""
+    again by a stray quote in the same column further down (strict reading passes that). A
+    line of a note can hold the header's number of commas, so it must also start with a value
+    shaped like the record's own first one (its row id), or any value when the record has none:
+    a note is held only when unsure."""
+    shape = _id_shape(values[0]) if values[0].strip() else None
     for value in values:
-        inner = value.splitlines()[1:-1]
-        if any(len(next(csv.reader([text]), [])) == width for text in inner):
-            return True
+        for text in value.splitlines()[1:-1]:
+            inner = next(csv.reader([text]), [])
+            if len(inner) == width and inner[0].strip() and shape in (None, _id_shape(inner[0])):
+                return True
     return False
 
 
@@ -110,7 +139,8 @@ def read_rows(
         )
     with path.open(encoding=enc, errors="surrogateescape", newline="") as fh:
         ended: list[bool] = []
-        reader = csv.reader(_lines(fh, ended))
+        raw: list[str] = []
+        reader = csv.reader(_lines(fh, ended, raw))
         names = [n.strip() for n in next(reader, [])]
         missing = [c for c in required if c not in names]
         if missing:
@@ -123,8 +153,18 @@ def read_rows(
             if extra:
                 notes.append(f"{path.name}: extra columns ignored: {', '.join(extra)}")
         line = 2
+        raw.clear()
         for values in _rows(reader, path):
             start, line = line, reader.line_num + 1
+            swallowed = bool(ended) or (
+                line - start > 1
+                and (
+                    len(values) != len(names)
+                    or not _strict(raw)
+                    or _swallowed_rows(values, len(names))
+                )
+            )
+            raw.clear()
             if not values:
                 continue
             issues: list[Issue] = []
@@ -137,9 +177,7 @@ def read_rows(
                         "this record",
                     )
                 )
-            elif line - start > 1 and (
-                len(values) != len(names) or _swallowed_rows(values, len(names))
-            ):
+            elif swallowed:
                 issues.append(
                     Issue(
                         None,

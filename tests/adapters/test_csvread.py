@@ -78,6 +78,47 @@ def test_free_text_over_several_lines_is_fine(tmp_path: Path) -> None:
     assert found == [(2, {"id": "1", "a": note, "b": "y"}, [])]
 
 
+def test_an_open_quote_closed_by_the_next_rows_opening_quote_is_held(tmp_path: Path) -> None:
+    """Read leniently, the two lines make one record of the header's width, and the second row
+    vanishes into the first one's text with nothing held or noted."""
+    found = rows(tmp_path / "t.csv", 'id,a,b\n1,"open,y\n2,"x",y\n3,x,y\n')
+    assert [line for line, _, _ in found] == [2, 4]
+    assert found[0][2] == [
+        "a quoted field opened on line 2 runs to line 3: an unbalanced quote? Those lines are "
+        "held in this record"
+    ]
+
+
+def test_a_quote_quirk_within_one_line_does_not_stop_the_file(tmp_path: Path) -> None:
+    """Only a record spanning lines is read strictly: a one-line quirk must not refuse a file."""
+    found = rows(tmp_path / "t.csv", 'id,a,b\n1,"abc"def,y\n2,x,y\n')
+    assert found == [
+        (2, {"id": "1", "a": "abcdef", "b": "y"}, []),
+        (3, {"id": "2", "a": "x", "b": "y"}, []),
+    ]
+
+
+def test_a_note_line_with_the_headers_number_of_commas_is_fine(tmp_path: Path) -> None:
+    """A care-plan line listing visits is not a row of the file: its first value is not shaped
+    like a row id, and a valid note must not be held as an unbalanced quote."""
+    note = "Care plan:\nVisits: am, lunch, tea\nKey safe code with daughter"
+    assert rows(tmp_path / "t.csv", f'id,a,b\n55,"{note}",y\n') == [
+        (2, {"id": "55", "a": note, "b": "y"}, [])
+    ]
+
+
+def test_swallowed_rows_with_guid_ids_are_held(tmp_path: Path) -> None:
+    """EMIS rows are keyed by GUIDs: a stray quote closing an open one swallows them as well."""
+    ids = [f"{{3F2504E0-4F89-11D3-9A0C-0305E82C330{i}}}" for i in range(1, 5)]
+    text = f'id,a,b\n{ids[0]},"x,y\n{ids[1]},x,y\n{ids[2]},x",y\n{ids[3]},x,y\n'
+    found = rows(tmp_path / "t.csv", text)
+    assert [line for line, _, _ in found] == [2, 5]
+    assert found[0][2] == [
+        "a quoted field opened on line 2 runs to line 4: an unbalanced quote? Those lines are "
+        "held in this record"
+    ]
+
+
 def test_windows_1252_text_that_also_reads_as_utf8_is_read_as_windows_1252(
     tmp_path: Path,
 ) -> None:
