@@ -38,6 +38,9 @@ class Row:
     line: int
     fields: dict[str, str]
     issues: tuple[Issue, ...]
+    #: A quoted field in it took in lines that are not its own (an unbalanced quote): the rows
+    #: on those lines are inside its text, not read.
+    swallowed: bool = False
 
 
 def _encoding(path: Path, default: str) -> str:
@@ -199,4 +202,4 @@ def read_rows(
                 if not value.isascii() and _SURROGATE.search(value):
                     issues.append(Issue(name, f"bytes that are not valid {enc}"))
                     fields[name] = value.encode("utf-8", "surrogateescape").decode(enc, "replace")
-            yield Row(start, fields, tuple(issues))
+            yield Row(start, fields, tuple(issues), swallowed)

@@ -77,7 +77,10 @@ def lookup_rows(
 ) -> Iterator[dict[str, str]]:
     """A lookup file's rows, those read with a problem too: dropping one would silently change
     what the records joining it are taken in as (a problem's code row, a plain observation).
-    Each such row is noted, and carries its problem as ``JOINED_ROW_PROBLEM``."""
+    Each such row is noted, and carries its problem as ``JOINED_ROW_PROBLEM``. A row whose
+    quoted field swallowed the lines after it stops the extract: the rows on those lines are
+    not read, so records joined to them would be taken in without them (a private problem as a
+    shared observation), and which records those are cannot be told."""
     if not path.exists():
         return
     for row in read_rows(path, encoding, required, notes):
@@ -85,6 +88,12 @@ def lookup_rows(
             yield row.fields
             continue
         problem = f"{path.name}, line {row.line}: {'; '.join(map(str, row.issues))}"
+        if row.swallowed:
+            raise ExtractError(
+                f"{problem}. Nothing is taken in: the lookup rows on those lines would not be "
+                "joined to the records that need them. Correct the file at the source and ingest "
+                "again"
+            )
         notes.append(f"{problem} (a lookup row: a record joined to it is held in quarantine)")
         yield {**row.fields, JOINED_ROW_PROBLEM: problem}
 

@@ -166,18 +166,18 @@ def _ends(extract_end: str) -> dict[str, str]:
 def extract_stamp(folder: Path) -> ExtractStamp | None:
     """The practice and the time the manifest says the extract runs to (UTC: an extract taken
     in the morning is older than the evening's); ``None`` without them (reading the extract
-    reports a missing organisation)."""
+    reports a missing organisation, or a manifest it cannot use)."""
+    times = set()
     try:
         org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
+        for row in _lookup(folder, "SRManifest", "FileName", []):  # the read notes problems
+            try:
+                at = tpp_datetime(row.get("DateExtractTo", ""))
+            except ValueProblem:
+                continue
+            times.add(at if "T" in at else f"{at}T23:59:59+00:00")  # a day runs to its end
     except ExtractError:
         return None
-    times = set()
-    for row in _lookup(folder, "SRManifest", "FileName", []):  # the read notes any problem
-        try:
-            at = tpp_datetime(row.get("DateExtractTo", ""))
-        except ValueProblem:
-            continue
-        times.add(at if "T" in at else f"{at}T23:59:59+00:00")  # a day runs to its end
     return ExtractStamp(f"{STYLE}|{org}", max(times)) if times else None
 
 

@@ -375,6 +375,37 @@ def test_a_code_row_whose_problem_row_cannot_be_read_is_held_naming_it(
     assert still.quarantined == 1 and bodies(engine, "Observation") == []
 
 
+@pytest.mark.parametrize(
+    ("closed", "runs_to"),
+    [("Minor", "is still open at the end of the file \\(line 4\\)"), ('Minor"', "runs to line 4")],
+)
+def test_a_lookup_row_whose_quote_swallows_later_rows_refuses_the_extract(
+    engine, settings, codes, tmp_path, closed, runs_to
+):
+    """The SRProblem rows swallowed by an unbalanced quote are not read: a code row whose
+    swallowed problem the practice made private would be stored as a plain, unlabelled,
+    shared Observation, and which code rows those are cannot be told."""
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1", IsNumeric="N"), s1_code("11", "1", IsNumeric="N")],
+        problems=[
+            s1_problem("10"),
+            s1_problem("11", RowIdentifier="71", Severity="", IDOrganisationVisibleTo="5001"),
+            s1_problem("12", RowIdentifier="72", Severity="Minor"),
+        ],
+    )
+    path = folder / "SRProblem.csv"
+    text = path.read_bytes().replace(b",Major,", b',"Major,')
+    path.write_bytes(text.replace(b",Minor,", f",{closed},".encode()))
+    with pytest.raises(
+        ExtractError, match=f"SRProblem.csv, line 2: a quoted field opened on line 2 {runs_to}"
+    ):
+        run(engine, settings, codes, folder)
+    assert bodies(engine) == []
+    assert list_items(engine) == []
+
+
 def test_a_problem_visible_to_one_organisation_labels_its_condition(
     engine, settings, codes, tmp_path
 ):
