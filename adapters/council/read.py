@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import ExtractError, SourceRecord, SourceRef
-from adapters.csvread import read_rows
-from adapters.extract import first_row, table_records, unknown_files
+from adapters.extract import first_row, joined_problem, lookup_rows, table_records, unknown_files
 
 STYLE = "council"
 ENCODING = "utf-8"
@@ -85,11 +84,13 @@ def resolve_org(folder: Path, org: str | None, notes: list[str]) -> str:
     )
 
 
-def _restrictions(path: Path) -> dict[str, str]:
-    """Each person's raw ``restricted`` value, to be joined into the rows that belong to them."""
+def _persons(path: Path, notes: list[str]) -> dict[str, dict[str, str]]:
+    """Each person's row, read as a lookup (``lookup_rows``): its raw ``restricted`` value is
+    joined into the rows that belong to them, so a row read with a problem holds them too,
+    and one whose quote swallowed other persons (their restrictions unread) stops the read."""
     return {
-        row.fields.get("person_id", "").strip(): row.fields.get("restricted", "")
-        for row in read_rows(path, ENCODING, required=["person_id", "restricted"])
+        row.get("person_id", "").strip(): row
+        for row in lookup_rows(path, ENCODING, ["person_id", "restricted"], notes)
     }
 
 
@@ -100,12 +101,14 @@ def read_extract(folder: Path, org: str | None, notes: list[str]) -> Iterator[So
         raise ExtractError(f"{folder}: required file persons.csv is missing")
     unknown_files(folder, set(TABLES), notes)
     code = resolve_org(folder, org, notes)
-    restricted = _restrictions(persons)
+    people = _persons(persons, notes)
 
     today = date.today().isoformat()
 
     def member(row: dict[str, str]) -> dict[str, str]:
-        return member_extras(code, restricted.get(row.get("person_id", "").strip(), ""), row, today)
+        person = people.get(row.get("person_id", "").strip(), {})
+        restricted = person.get("restricted", "")
+        return {**member_extras(code, restricted, row, today), **joined_problem(person)}
 
     extras = person_extras(code)
     enrichers: dict[str, Enrich | None] = {"organisation": None, "persons": lambda _row: extras}

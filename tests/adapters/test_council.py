@@ -655,3 +655,21 @@ def test_a_persons_restricted_flag_is_not_corrected_on_replay(engine, settings, 
     fix = {"date_of_birth": "1940-03-02", "restricted": "true"}
     with pytest.raises(CorrectionRefused, match="restricted: the reader joins this value"):
         replay(engine, settings, codes, [item.id], fix)
+
+
+def test_a_persons_row_whose_quote_swallows_others_stops_the_read(
+    engine, settings, codes, tmp_path
+):
+    """The restrictions of the persons swallowed by an open quote are not read: their events,
+    people stored from an earlier extract, would be shared as unrestricted."""
+    rows = {
+        **COUNCIL,
+        "persons": [person("1", address="OPEN"), person("2", restricted=True), person("3")],
+        "events": [event("14", "2", "Service", **SERVICE)],
+    }
+    folder = write_extract(tmp_path / "c", rows)
+    path = folder / "persons.csv"
+    path.write_bytes(path.read_bytes().replace(b"OPEN", b'"1 Mill Lane'))
+    with pytest.raises(ExtractError, match=r"persons\.csv, line 2: a quoted field opened"):
+        run(engine, settings, codes, str(folder))
+    assert stored(engine) == [] and list_items(engine) == []
