@@ -118,7 +118,12 @@ class Mapped:
 
 @dataclass(frozen=True)
 class MapOutcome:
-    """Result of mapping one record: resources, or the issues that stopped it (never both)."""
+    """Result of mapping one record: resources, or the issues that stopped it (never both).
+
+    Neither means the record yields nothing now (a row the source deleted that no longer maps
+    as it stands, a GP Connect entry of a type left out). Whatever a record's key yielded
+    before and it does not yield now is withdrawn by the ingest (``entered-in-error``).
+    """
 
     resources: tuple[Mapped, ...] = ()
     issues: tuple[Issue, ...] = ()

@@ -105,9 +105,6 @@ class _Env:
     row: Mapping[str, Any]
     #: Issues of ``withhold_invalid`` objects left out of this record's resources.
     withheld: list[Issue]
-    #: The source deleted the row: its resource is marked entered-in-error with whatever it
-    #: still holds, so a value the source blanked on deleting it is not required.
-    deleted: bool = False
 
 
 Value = Callable[[_Env], Any]
@@ -314,7 +311,7 @@ def _build(rules: _Rules, env: _Env, nested: bool = False) -> dict[str, Any]:
             continue
         value = rule.value(env)
         if value is None or value == [] or value == "":
-            if rule.required is not None and not env.deleted:
+            if rule.required is not None:
                 raise _RowProblem(rule.required, "required value is missing")
             continue
         if rule.data:
@@ -403,7 +400,12 @@ def compile_table_map(doc: Mapping[str, Any]) -> TableMap:
 
 
 def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOutcome:
-    """Apply a table map to one row: resources with provenance, or the issues that stop it."""
+    """Apply a table map to one row: resources with provenance, or the issues that stop it.
+
+    A row the source deleted that no longer maps as it stands (TPP blanks a removed row's
+    columns, an EMIS delta need not send a deleted entry's code) yields nothing, and no issue:
+    its key alone says what is withdrawn, and the ingest withdraws what that key yielded before.
+    """
     if record.read_issues:
         return MapOutcome(issues=record.read_issues)
     row = record.fields
@@ -411,7 +413,15 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
     if held:
         return MapOutcome(issues=held)
     deleted = table_map.deleted(row) if table_map.deleted is not None else False
-    env = _Env(record, ctx, row, [], deleted)
+    outcome = _map_row(table_map, record, ctx, deleted)
+    return MapOutcome() if deleted and not outcome.ok else outcome
+
+
+def _map_row(
+    table_map: TableMap, record: SourceRecord, ctx: MapContext, deleted: bool
+) -> MapOutcome:
+    row = record.fields
+    env = _Env(record, ctx, row, [])
     patient = table_map.patient
     patient_key: str | None = None
     if patient == "self":

@@ -217,7 +217,7 @@ def durable_write(engine: Engine) -> Iterator[Connection]:
 
 
 def member_of(
-    conn: Connection, column: Any, values: Sequence[str]
+    conn: Connection, column: Any, values: Sequence[str], *, probe: bool = False
 ) -> Iterator[ColumnElement[bool]]:
     """Conditions that together select ``column`` in ``values``: one per statement to run.
 
@@ -226,12 +226,21 @@ def member_of(
     an array parameter: the driver builds an array's text element by element in Python, about
     1.3 ms for a batch's thousand ids, several times a batch, where orjson takes 0.02; the
     server also probes the index for a JSON list faster.) SQLite gets ``IN`` lists in chunks.
+
+    ``probe`` is for a column whose index is not unique (a source key) looked up every batch.
+    Without statistics on its table (a store not analysed yet; a run's own rows, which its
+    look-ups cannot see but still pass over) the planner takes such a list for a join over the
+    whole table; made an array on the server, the list is probed through the index.
     """
     if not values:
         return
     if conn.dialect.name == "postgresql":
         listed = bindparam(None, orjson.dumps(list(values)).decode(), type_=String)
-        yield column.in_(select(func.json_array_elements_text(cast(listed, JSON))))
+        elements = select(func.json_array_elements_text(cast(listed, JSON)))
+        if probe:
+            yield column == any_(func.array(elements.scalar_subquery()))
+        else:
+            yield column.in_(elements)
         return
     for i in range(0, len(values), _SQLITE_IN_CHUNK):
         yield column.in_(values[i : i + _SQLITE_IN_CHUNK])

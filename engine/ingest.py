@@ -42,9 +42,9 @@ from adapters.base import (
 )
 from adapters.codes import CodeMaps
 from engine import extracts, store
-from engine.canonical import content_hash, dumps
+from engine.canonical import content_hash, dumps, loads
 from engine.facts import row_facts
-from engine.finish import finish
+from engine.finish import finish, mark_entered_in_error
 from engine.identity import patients_of_run, relink
 from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
@@ -266,15 +266,17 @@ class _Run:
             return
         ids = {r["resource_id"]: None for g in self.good for r in g.rows}
         ids.update({r["patient_id"]: None for g in self.good for r in g.rows if r["patient_id"]})
+        taking = [g.record.ref.key for g in self.good]
         with self.engine.connect() as look:
             self._inherit(look)
-            stored = store.stored(look, list(ids))
-            named = store.pointers(look, [g.record.ref.key for g in self.good])
+            stored = store.stored(look, list(ids), taking)
+            ids.update(dict.fromkeys(self._withdraw(look, stored)))
+            named = store.pointers(look, taking)
         self._validate(stored.current)
         self.writer.wait()
         conn = self.conn or self.engine.connect()
         try:
-            keys = [g.record.ref.key for g in self.good] + [rec.ref.key for rec, _ in self.bad]
+            keys = taking + [rec.ref.key for rec, _ in self.bad]
             keys += [self.renamed[k] for k in keys if k in self.renamed]
             state = store.run_state(conn, self.summary.run_id, list(ids), keys)
             self._check_duplicates(state.ids)
@@ -303,6 +305,44 @@ class _Run:
             staged, seen, resolved, reopened, updates, inserts, pointed, inherited, analyse
         )
         self.writer.submit(partial(self._write, conn, writes))
+
+    def _withdraw(self, conn: Connection, stored: store.Stored) -> list[str]:
+        """Add to each record the withdrawal of what its key holds active and it no longer
+        yields: a coded event whose problem was removed leaves no active Condition beside its
+        Observation, a carer blanked out of the patient row no active RelatedPerson, a deleted
+        row that no longer maps withdraws all its key held. Returns the ids withdrawn.
+
+        A withdrawal is a new version of the stored body marked ``entered-in-error``, so the
+        history shows what was withdrawn; it goes in, or is quarantined, with its record.
+        """
+        gone: dict[str, _Good] = {}
+        for g in self.good:
+            held = stored.live.get(g.record.ref.key)
+            if held:
+                yields = {r["resource_id"] for r in g.rows}
+                gone.update((rid, g) for rid in held - yields)
+        if not gone:
+            return []
+        for row in store.withdrawn(conn, list(gone)):
+            body = loads(row.body)
+            mark_entered_in_error(body)
+            stored.current[row.id] = store.Current(row.content_hash, row.version_id, row.status)
+            gone[row.id].rows.append(
+                {
+                    "resource": body,
+                    "resource_id": row.id,
+                    "resource_type": row.resource_type,
+                    "status": "entered-in-error",
+                    "source_key": row.source_key,
+                    "source_system": row.source_system,
+                    "source_org": row.source_org,
+                    "patient_id": row.patient_id,
+                    "labels": row.labels,
+                    "content_hash": content_hash(body),
+                    "withdrawn": True,
+                }
+            )
+        return list(gone)
 
     def _write(self, conn: Connection, writes: _Writes) -> None:
         """On the writer thread: the batch's writes, then any statistics refresh.
@@ -399,7 +439,8 @@ class _Run:
     def _check_patients(self, elsewhere: set[str]) -> None:
         """Quarantine records citing a patient neither in the batch nor ``elsewhere``.
 
-        ``elsewhere`` holds the active Patients stored and the Patients this run staged.
+        ``elsewhere`` holds the active Patients stored and the Patients this run staged. A
+        withdrawal needs no patient: what a deleted patient held is withdrawn too.
         """
         own = {
             r["resource_id"] for g in self.good for r in g.rows if r["resource_type"] == "Patient"
@@ -408,7 +449,12 @@ class _Run:
         keep: list[_Good] = []
         for g in self.good:
             missing = next(
-                (r for r in g.rows if r["patient_id"] and r["patient_id"] not in known), None
+                (
+                    r
+                    for r in g.rows
+                    if r["patient_id"] and r["patient_id"] not in known and "withdrawn" not in r
+                ),
+                None,
             )
             if missing is None:
                 keep.append(g)
@@ -432,7 +478,8 @@ class _Run:
         quarantine the record for another reason, which then comes first.
 
         Unchanged content was valid when it was stored, so it is not validated again: a
-        re-run of an extract costs a hash comparison per resource.
+        re-run of an extract costs a hash comparison per resource. Nor is a withdrawal: a
+        stored body with only its status changed.
         """
         for g in self.good:
             g.changed = [
@@ -443,7 +490,10 @@ class _Run:
                 or cur.status != r["status"]
             ]
             g.invalid = [
-                i for r in g.changed for i in validate_resource(r["resource"], self.elements)
+                i
+                for r in g.changed
+                if "withdrawn" not in r
+                for i in validate_resource(r["resource"], self.elements)
             ]
 
     def _stage(

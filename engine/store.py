@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Row,
     Table,
     and_,
     delete,
@@ -67,6 +68,8 @@ class Stored:
     current: dict[str, Current]
     #: Active Patients among the stored ids.
     patients: set[str]
+    #: The ids stored active under each of the batch's source keys.
+    live: dict[str, set[str]]
 
 
 @dataclass(frozen=True)
@@ -80,25 +83,66 @@ class RunState:
     open: dict[str, int]
 
 
-def stored(conn: Connection, ids: Sequence[str]) -> Stored:
-    """The stored version of each of ``ids``: one statement (a few on SQLite).
+def stored(conn: Connection, ids: Sequence[str], keys: Sequence[str]) -> Stored:
+    """The stored version of each of ``ids``, and what is stored active under each of
+    ``keys``: one round trip on PostgreSQL.
 
     ``ids`` are a batch's resource ids and the patients they cite; each check only asks about
-    its own ids, so one superset lookup answers all of them.
+    its own ids, so one superset lookup answers all of them. ``keys`` are its records' source
+    keys: what one of them holds that its record no longer yields is to be withdrawn.
     """
-    current: dict[str, Current] = {}
-    patients: set[str] = set()
+    selects = [
+        *(
+            select(
+                literal("id"),
+                R.c.id,
+                R.c.content_hash,
+                R.c.version_id,
+                R.c.status,
+                R.c.resource_type,
+            ).where(cond)
+            for cond in member_of(conn, R.c.id, ids)
+        ),
+        *(
+            select(literal("key"), R.c.id, R.c.source_key, null(), null(), null()).where(
+                cond, R.c.status == "active"
+            )
+            for cond in member_of(conn, R.c.source_key, keys, probe=True)
+        ),
+    ]
+    found = Stored({}, set(), {})
+    for kind, rid, value, version, status, rtype in in_one_trip(conn, selects):
+        if kind == "key":
+            found.live.setdefault(value, set()).add(rid)
+            continue
+        found.current[rid] = Current(value, version, status)
+        if rtype == "Patient" and status == "active":
+            found.patients.add(rid)
+    return found
+
+
+def withdrawn(conn: Connection, ids: Sequence[str]) -> list[Row[Any]]:
+    """The stored rows of ``ids`` that are still active, bodies and all, to be withdrawn."""
+    found: list[Row[Any]] = []
     for cond in member_of(conn, R.c.id, ids):
-        rows = conn.execute(
-            select(R.c.id, R.c.content_hash, R.c.version_id, R.c.status, R.c.resource_type).where(
-                cond
+        found.extend(
+            conn.execute(
+                select(
+                    R.c.id,
+                    R.c.resource_type,
+                    R.c.version_id,
+                    R.c.content_hash,
+                    R.c.status,
+                    R.c.body,
+                    R.c.source_key,
+                    R.c.source_system,
+                    R.c.source_org,
+                    R.c.patient_id,
+                    R.c.labels,
+                ).where(cond, R.c.status == "active")
             )
         )
-        for r in rows:
-            current[r.id] = Current(r.content_hash, r.version_id, r.status)
-            if r.resource_type == "Patient" and r.status == "active":
-                patients.add(r.id)
-    return Stored(current, patients)
+    return found
 
 
 def passed_labels(conn: Connection, keys: Sequence[str]) -> dict[str, set[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -526,6 +527,60 @@ def test_deleted_and_confidential_rows(engine, settings, codes, extract):
     assert {"source-confidential", "restricted-person"} <= set(
         rows[f"Patient:{P_SPINE}"].labels.split()
     )
+
+
+def test_a_deleted_entry_is_applied_without_its_code_row(engine, settings, codes, tmp_path):
+    """A delta deleting an observation need not send its code again: quarantining the deletion
+    as an unknown code would leave the entry the practice deleted active and shared."""
+    run(engine, settings, codes, write_extract(tmp_path / "emis", default_tables()))
+    delta = default_tables()
+    bp = [o for o in delta["CareRecord_Observation"] if o["ObservationGuid"] == O_BP]
+    delta["CareRecord_Observation"] = [o | {"Deleted": TRUE} for o in bp]
+    delta["Coding_ClinicalCode"] = [
+        c for c in delta["Coding_ClinicalCode"] if c["CodeId"] != SYSTOLIC
+    ]
+    summary = run(engine, settings, codes, write_extract(tmp_path / "delta", delta))
+    assert summary.deleted == 1 and O_BP not in quarantine(engine)
+    bp = stored(engine)[f"Observation:{O_BP}"]
+    assert bp.status == "entered-in-error" and body(bp)["status"] == "entered-in-error"
+    assert body(bp)["valueQuantity"]["value"] == 135  # the stored body: what was withdrawn
+
+
+def _without_carer(tables: dict[str, list[dict[str, str]]], **over: str) -> None:
+    for p in tables["Admin_Patient"]:
+        if p["PatientGuid"] == P_OK:
+            p.update(CarerName="", CarerRelation="", **over)
+
+
+def _problem_deleted(tables: dict[str, list[dict[str, str]]]) -> None:
+    tables["CareRecord_Problem"][0]["Deleted"] = TRUE
+
+
+@pytest.mark.parametrize(
+    ("change", "withdrawn", "kept"),
+    [
+        (_without_carer, f"RelatedPerson:{P_OK}", f"Patient:{P_OK}"),
+        (partial(_without_carer, Deleted=TRUE), f"RelatedPerson:{P_OK}", None),
+        (_problem_deleted, f"Condition:{O_ASTHMA}", f"Observation:{O_ASTHMA}"),
+    ],
+    ids=["carer-blanked", "patient-deleted", "problem-deleted"],
+)
+def test_what_a_row_no_longer_yields_is_withdrawn(
+    engine, settings, codes, extract, change, withdrawn, kept
+):
+    """A carer blanked out of the patient row, or a problem deleted from under its entry, stops
+    the row yielding a resource: left active, a former carer would still be listed and a
+    withdrawn problem still shared."""
+    run(engine, settings, codes, extract)
+    tables = default_tables()
+    change(tables)
+    write_extract(extract, tables)
+    run(engine, settings, codes, extract)
+    rows = stored(engine)
+    assert rows[withdrawn].status == "entered-in-error"
+    assert kept is None or rows[kept].status == "active"
+    again = run(engine, settings, codes, extract)
+    assert (again.created, again.updated, again.deleted) == (0, 0, 0)
 
 
 def test_unknown_code_and_invalid_nhs_number_are_quarantined(engine, settings, codes, extract):

@@ -23,6 +23,7 @@ from engine.quarantine import list_items, replay
 from engine.settings import Settings
 from engine.validate import validate_resource
 from tests.factories import (
+    S1_HEADERS,
     invalid_nhs_number,
     nhs_numbers,
     s1_code,
@@ -46,6 +47,15 @@ def bodies(engine: Engine, rtype: str | None = None) -> list[dict]:  # type: ign
         query = query.where(Resource.resource_type == rtype)
     with engine.connect() as conn:
         return [orjson.loads(b) for b in conn.execute(query).scalars()]
+
+
+def statuses(engine: Engine, key: str) -> dict[str, str]:
+    """The status of each resource stored for source row ``key``, by type."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Resource.resource_type, Resource.status).where(Resource.source_key == key)
+        )
+        return {r.resource_type: r.status for r in rows}
 
 
 def test_ingest_is_idempotent_and_valid(engine, settings, codes, tmp_path):
@@ -110,6 +120,41 @@ def test_a_special_note_deleted_at_source_is_entered_in_error(engine, settings, 
     assert run(engine, settings, codes, folder).deleted == 1
     [flag] = bodies(engine, "Flag")
     assert flag["status"] == "entered-in-error"
+
+
+def test_a_removed_row_with_its_columns_blanked_is_applied(engine, settings, codes, tmp_path):
+    """TPP blanks a removed row's columns, its patient too: quarantining that deletion would
+    leave the entry the practice deleted active and shared."""
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    blank = dict.fromkeys(S1_HEADERS["SRCode"], "") | {"RemovedData": "1"}
+    removed = [blank | {"RowIdentifier": "10"}, blank | {"RowIdentifier": "11"}]
+    write_systmone(folder, [s1_patient("1", nhs)], removed)
+    second = run(engine, settings, codes, folder)
+    assert (second.deleted, second.created, second.quarantined) == (1, 0, 0)
+    [obs] = bodies(engine, "Observation")
+    assert obs["status"] == "entered-in-error"
+    assert obs["code"]["coding"] and obs["meta"]["versionId"] == "2"  # what was withdrawn
+    again = run(engine, settings, codes, folder)
+    assert (again.deleted, again.updated, again.quarantined) == (0, 0, 0)
+
+
+def test_a_removed_patient_with_its_columns_blanked_is_withdrawn_and_linked_again(
+    engine, settings, codes, tmp_path
+):
+    """A removed patient row blanked by TPP withdraws the Patient as it was stored, not as a
+    blank, and has it linked again as a deletion is, so it no longer shows or joins people."""
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)])
+    run(engine, settings, codes, folder)
+    header = [*S1_HEADERS["SRPatient"], "RemovedData"]
+    blank = dict.fromkeys(header, "") | {"RowIdentifier": "1", "RemovedData": "1"}
+    write_csv(folder / "SRPatient.csv", header, [blank], "cp1252")
+    second = run(engine, settings, codes, folder)
+    assert (second.deleted, second.quarantined, second.linking["patients"]) == (1, 0, 1)
+    [patient] = bodies(engine, "Patient")
+    assert patient["active"] is False and patient["name"]  # the stored body, withdrawn
 
 
 def test_windows_1252_names_and_bom(engine, settings, codes, tmp_path):
@@ -421,6 +466,58 @@ def test_a_problem_visible_to_one_organisation_labels_its_condition(
     with engine.connect() as conn:
         labels = dict(conn.execute(select(Resource.resource_type, Resource.labels)).all())
     assert labels["Condition"] == "source-confidential"
+
+
+def test_a_coded_event_whose_problem_was_removed_leaves_no_active_condition(
+    engine, settings, codes, tmp_path
+):
+    """Once its problem is removed the coded event maps to an Observation: the Condition it
+    made before must be withdrawn, not left active on the shared problem list."""
+    nhs = next(NHS)
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, folder)
+    write_systmone(
+        folder,
+        [s1_patient("1", nhs)],
+        [s1_code("10", "1")],
+        [s1_problem("10", RemovedData="1")],
+    )
+    second = run(engine, settings, codes, folder)
+    assert (second.created, second.deleted) == (1, 1)
+    key = "systmone|Y00001|SRCode|10"
+    assert statuses(engine, key) == {"Condition": "entered-in-error", "Observation": "active"}
+    [condition] = bodies(engine, "Condition")
+    assert condition["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+    again = run(engine, settings, codes, folder)
+    assert (again.created, again.updated, again.deleted) == (0, 0, 0)
+
+
+def test_a_quarantined_record_withdraws_nothing_until_it_is_replayed(
+    engine, settings, codes, tmp_path
+):
+    """A record that cannot be taken in must not withdraw what its key holds: the Condition
+    goes only when the corrected record's Observation comes in."""
+    nhs = next(NHS)
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, folder)
+    write_systmone(
+        folder,
+        [s1_patient("1", nhs)],
+        [s1_code("10", "1", DateEvent="01 Foo 2024")],
+        [s1_problem("10", RemovedData="1")],
+    )
+    second = run(engine, settings, codes, folder)
+    assert (second.quarantined, second.deleted) == (1, 0)
+    key = "systmone|Y00001|SRCode|10"
+    assert statuses(engine, key) == {"Condition": "active"}
+    [item] = list_items(engine)
+    fixed = replay(engine, settings, codes, [item.id], {"DateEvent": "01 Mar 2024 10:10:00"})
+    assert (fixed.created, fixed.deleted, fixed.quarantined) == (1, 1, 0)
+    assert statuses(engine, key) == {"Condition": "entered-in-error", "Observation": "active"}
 
 
 def test_a_run_hands_the_gil_over_quickly_and_restores_the_interval(
