@@ -405,14 +405,17 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
     A row the source deleted that no longer maps as it stands (TPP blanks a removed row's
     columns, an EMIS delta need not send a deleted entry's code) yields nothing, and no issue:
     its key alone says what is withdrawn, and the ingest withdraws what that key yielded before.
+    A row a ``quarantine`` rule holds (a test patient) yields nothing either, so what it
+    yielded before is withdrawn too, and stays in quarantine with the rule's reason; a deleted
+    one is only a deletion.
     """
     if record.read_issues:
         return MapOutcome(issues=record.read_issues)
     row = record.fields
-    held = tuple(rule.issue for rule in table_map.held if rule.when(row))
-    if held:
-        return MapOutcome(issues=held)
     deleted = table_map.deleted(row) if table_map.deleted is not None else False
+    held = () if deleted else tuple(rule.issue for rule in table_map.held if rule.when(row))
+    if held:
+        return MapOutcome(withheld=held)
     outcome = _map_row(table_map, record, ctx, deleted)
     return MapOutcome() if deleted and not outcome.ok else outcome
 

@@ -182,6 +182,8 @@ class _Run:
         self.good: list[_Good] = []
         #: Patients this run created, updated or deleted: linking re-evaluates only these.
         self.patients: set[str] = set()
+        #: Patients this run withdrew: records citing them, in any later batch, are not taken.
+        self.withdrawn_patients: set[str] = set()
         self.bad: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
         self.pending = 0
         self.flushes = 0
@@ -439,13 +441,14 @@ class _Run:
     def _check_patients(self, elsewhere: set[str]) -> None:
         """Quarantine records citing a patient neither in the batch nor ``elsewhere``.
 
-        ``elsewhere`` holds the active Patients stored and the Patients this run staged. A
-        withdrawal needs no patient: what a deleted patient held is withdrawn too.
+        ``elsewhere`` holds the active Patients stored and the Patients this run staged; a
+        Patient this run withdrew (a test patient) counts as neither. A withdrawal needs no
+        patient: what a deleted patient held is withdrawn too.
         """
-        own = {
-            r["resource_id"] for g in self.good for r in g.rows if r["resource_type"] == "Patient"
-        }
-        known = own | elsewhere
+        patients = [r for g in self.good for r in g.rows if r["resource_type"] == "Patient"]
+        self.withdrawn_patients.update(r["resource_id"] for r in patients if "withdrawn" in r)
+        own = {r["resource_id"] for r in patients if "withdrawn" not in r}
+        known = (own | elsewhere) - self.withdrawn_patients
         keep: list[_Good] = []
         for g in self.good:
             missing = next(

@@ -261,7 +261,7 @@ def test_a_test_patient_is_quarantined_with_its_records(engine, settings, codes,
     summary = run(engine, settings, codes, folder)
     assert summary.quarantined == 2 and bodies(engine, "Patient") == []
     assert bodies(engine, "Observation") == []
-    [patient, code] = list_items(engine)
+    [patient, code] = sorted(list_items(engine), key=lambda i: i.field or "")
     assert patient.field == "TestPatient" and "test patient" in patient.reason
     assert code.field == "patient"
 
@@ -681,3 +681,40 @@ def test_a_problem_kept_before_its_visibility_was_joined_is_taken_as_private(
     with engine.connect() as conn:
         labels = dict(conn.execute(select(Resource.resource_type, Resource.labels)).all())
     assert labels["Condition"] == "source-confidential"
+
+
+def test_a_patient_flagged_as_a_test_patient_later_is_withdrawn_with_its_records(
+    engine, settings, codes, tmp_path
+):
+    """A patient taken in before being flagged TestPatient is withdrawn once flagged (and kept
+    in quarantine), and its new records are not taken in under it."""
+    number = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", number)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    write_systmone(
+        folder, [s1_patient("1", number, TestPatient="Y")], [s1_code("10", "1"), s1_code("11", "1")]
+    )
+    run(engine, settings, codes, folder)
+    with engine.connect() as conn:
+        live = (
+            conn.execute(select(Resource.source_key).where(Resource.status != "entered-in-error"))
+            .scalars()
+            .all()
+        )
+    assert not any(k.endswith("|SRCode|11") for k in live), live
+
+
+def test_a_test_patient_deleted_at_source_is_entered_in_error(engine, settings, codes, tmp_path):
+    """A stored patient the source deletes while flagged TestPatient is a deletion: the stored
+    Patient becomes entered-in-error rather than staying live behind a held row."""
+    number = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", number)])
+    run(engine, settings, codes, folder)
+    gone = {**s1_patient("1", number, TestPatient="Y"), "RemovedData": "1"}
+    write_csv(folder / "SRPatient.csv", [*S1_HEADERS["SRPatient"], "RemovedData"], [gone], "cp1252")
+    run(engine, settings, codes, folder)
+    with engine.connect() as conn:
+        status = conn.execute(
+            select(Resource.status).where(Resource.resource_type == "Patient")
+        ).scalar_one()
+    assert status == "entered-in-error"
