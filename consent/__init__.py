@@ -18,7 +18,7 @@ from consent.facts import (
     relationship,
     tie,
 )
-from consent.mask import Refused, hidden_by, mask, unmasked, visible
+from consent.mask import Refused, hidden_by, mask, source_row_shown, unmasked, visible
 from consent.model import (
     ConsentDirective,
     Decision,
@@ -75,6 +75,7 @@ __all__ = [
     "person_labels",
     "relationship",
     "section_of",
+    "source_row_shown",
     "tie",
     "unmasked",
     "visible",

@@ -54,7 +54,9 @@ def _merge_fields(parts: Iterable[Mapping[str, FieldRule]]) -> dict[str, FieldRu
                 keep = rule.keep
             else:
                 keep = prior.keep if rule.keep is None else prior.keep & rule.keep
-            merged[t] = FieldRule(keep, prior.drop | rule.drop)
+            merged[t] = FieldRule(
+                keep, prior.drop | rule.drop, prior.source_row and rule.source_row
+            )
     return merged
 
 

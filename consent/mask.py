@@ -7,7 +7,7 @@ resource of a record, before paging, so totals count only what may be seen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from consent.model import Decision, ResourceMeta
@@ -18,6 +18,8 @@ _ALWAYS = frozenset({"resourceType", "id", "meta"})
 #: version may come of a change to nothing but what the mask removes (a restricted person's
 #: address), and its number or time would tell that, and when.
 _VERSION = frozenset({"versionId", "lastUpdated"})
+#: scr's identifier of the source record, matched by path so that any canonical base is.
+_SOURCE_RECORD = "/Id/source-record"
 
 
 class Refused(PermissionError):
@@ -70,20 +72,49 @@ def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     ob = decision.obligations
     if resource_type not in ob.types:
         raise Refused(f"the decision does not allow {resource_type}")
-    rule = ob.fields.get(str(resource_type))
+    return _masked(resource, decision)
+
+
+def source_row_shown(resource_type: str, decision: Decision) -> bool:
+    """Whether :func:`mask` leaves a resource of this type its source row, so that what is
+    served beside it (its Provenance) may name that row too."""
+    rule = decision.obligations.fields.get(resource_type)
+    return rule is None or rule.source_row
+
+
+def _masked(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    """``resource`` under its type's field rule; its contained resources each under theirs,
+    or left out when the decision does not allow their type."""
+    ob = decision.obligations
+    rule = ob.fields.get(str(resource.get("resourceType")))
     if rule is None:
         return dict(resource)
     keep, drop = rule.keep, rule.drop - _ALWAYS
-    masked = {
+    shown = {
         k: v
         for k, v in resource.items()
         if k not in drop and (keep is None or k in keep or k in _ALWAYS)
     }
-    meta = masked.get("meta")
+    _narrow(shown, "contained", lambda c: c.get("resourceType") in ob.types)
+    if "contained" in shown:
+        shown["contained"] = [_masked(c, decision) for c in shown["contained"]]
+    if not rule.source_row:
+        if isinstance(shown.get("meta"), dict):
+            shown["meta"] = {k: v for k, v in shown["meta"].items() if k != "source"}
+        _narrow(shown, "identifier", lambda i: not str(i.get("system")).endswith(_SOURCE_RECORD))
+    meta = shown.get("meta")
     if isinstance(meta, Mapping) and not _VERSION.isdisjoint(meta):
         unversioned = {k: v for k, v in meta.items() if k not in _VERSION}
         if unversioned:
-            masked["meta"] = unversioned
+            shown["meta"] = unversioned
         else:
-            del masked["meta"]
-    return masked
+            del shown["meta"]
+    return shown
+
+
+def _narrow(resource: dict[str, Any], key: str, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Keep the objects of the list at ``key`` that ``keep`` accepts; none left, no ``key``."""
+    value = resource.pop(key, None)
+    kept = [v for v in value if isinstance(v, dict) and keep(v)] if isinstance(value, list) else []
+    if kept:
+        resource[key] = kept

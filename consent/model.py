@@ -169,10 +169,15 @@ class Refusal(Reason):
 
 @dataclass(frozen=True, slots=True)
 class FieldRule:
-    """Top-level elements to keep (``None``: all) and to drop, for one resource type."""
+    """Top-level elements to keep (``None``: all) and to drop, for one resource type.
+
+    ``source_row``: whether the source record's row id (``meta.source``, the source-record
+    identifier) may stay; a row id may be made of the very values dropped (a council
+    placement's is person|care home|start)."""
 
     keep: frozenset[str] | None = None
     drop: frozenset[str] = frozenset()
+    source_row: bool = True
 
 
 @dataclass(frozen=True, slots=True)

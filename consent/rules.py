@@ -328,7 +328,10 @@ def person_restricted(c: Case) -> Shaping:
         return Shaping()
     return Shaping(
         reasons=(PERSON_RESTRICTED.ok("Contact details are withheld"),),
-        fields={t: FieldRule(drop=f) for t, f in c.policy.restricted_person_drop.items()},
+        fields={
+            t: FieldRule(drop=f, source_row=False)
+            for t, f in c.policy.restricted_person_drop.items()
+        },
     )
 
 

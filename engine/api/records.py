@@ -32,6 +32,7 @@ from consent import (
     ask_break_glass,
     ask_self_claim,
     decide,
+    source_row_shown,
     unmasked,
 )
 from engine.access import record_claim, record_grant
@@ -116,7 +117,8 @@ def _person(
 
 def _provenance(reader: Reader, conn: Connection, released: Released) -> tuple[dict[str, Any], ...]:
     """A Provenance for each released resource: its source record and the run that wrote it;
-    for a masked one, its source record alone (``view_provenance``)."""
+    for a masked one, its source record alone (``view_provenance``); none where the decision
+    withholds the source row, as the row id would name what the mask removes."""
     pairs = list(zip(released.items, released.origins, strict=True))
     whole = {t: unmasked(t, released.decision) for t in {i.resource_type for i in released.items}}
     runs = run_facts(conn, (o.run_id for i, o in pairs if whole[i.resource_type]))
@@ -129,7 +131,11 @@ def _provenance(reader: Reader, conn: Connection, released: Released) -> tuple[d
         if whole[i.resource_type]
         else view_provenance(i.resource_type, i.id, o.source_key, now, reader.canonical_base)
         for i, o in pairs
-        if o.run_id in runs or not whole[i.resource_type]
+        if (
+            o.run_id in runs
+            if whole[i.resource_type]
+            else source_row_shown(i.resource_type, released.decision)
+        )
     )  # fmt: skip
 
 

@@ -10,11 +10,15 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
+from adapters.emis import EmisAdapter
 from audit.query import stream
 from engine.api import create_app
 from engine.directory import Entry, replace_directory
+from engine.ingest import ingest
 from engine.settings import Settings, SettingsError
-from tests.api.conftest import DIRECTORY, PATIENT, Store, Token, auth
+from tests.adapters.test_emis import ORG, P_SPINE, TRUE, patient, write_extract
+from tests.api.conftest import DIRECTORY, NHS, PATIENT, Store, Token, auth
+from tests.api.transfers import CARE_HOME, place
 
 EVERYTHING = f"/fhir/Patient/{PATIENT}/$everything"
 
@@ -72,3 +76,29 @@ def test_a_directory_load_in_this_process_is_felt_by_the_next_request(
     with store.engine.begin() as conn:
         replace_directory(conn, "test.2", rest, datetime.now(UTC))
     assert client.get(EVERYTHING, headers=auth(token())).status_code == 404
+
+
+def test_a_restricted_persons_care_home_is_named_nowhere_in_their_record(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """A person restricted at one practice (EMIS SpineSensitive) and placed by the council:
+    another practice's clinician sees the placement without its care home, and neither the
+    placement's source row (identifier, ``meta.source``) nor its Provenance names it."""
+    emis = write_extract(store.folder.parent / "emis", {
+        "Admin_Organisation": [
+            {"OrganisationGuid": ORG, "OrganisationName": "Felpersham Test Practice",
+             "ODSCode": "Y90099"},
+        ],
+        "Admin_Patient": [patient(P_SPINE, NHS, GivenName="Renée", Surname="Smith",
+                                  DateOfBirth="1950-03-01", SpineSensitive=TRUE)],
+    })  # fmt: skip
+    ingest(store.engine, store.settings, store.codes, EmisAdapter(), str(emis))
+    place(store, CARE_HOME)
+    response = client.get(
+        EVERYTHING, params={"_revinclude": "Provenance:target"}, headers=auth(token())
+    )
+    shown = [e["resource"] for e in response.json()["entry"]]
+    placements = [r for r in shown if "care-home-placement" in str(r.get("type"))]
+    assert len(placements) == 1 and "managingOrganization" not in placements[0]
+    assert any(r["resourceType"] == "Provenance" for r in shown)
+    assert CARE_HOME not in response.text

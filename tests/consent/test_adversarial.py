@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from adapters.base import MapContext
+from adapters.codes import load_all
+from adapters.council import CouncilAdapter
 from consent import (
     NOTICE,
     ConsentDirective,
@@ -22,9 +27,13 @@ from consent import (
     mask,
     meta_of,
     relationship,
+    source_row_shown,
     visible,
 )
 from consent.model import ALWAYS
+from engine.finish import source_uri
+from tests.adapters.test_council import standard as council_rows
+from tests.adapters.test_council import write_extract as write_council_extract
 from tests.consent.personas import (
     CARE_HOME,
     COUNCIL,
@@ -44,6 +53,7 @@ from tests.consent.personas import (
 )
 
 EVERYTHING = Request("everything")
+BASE = "https://fhir.scr.example/"
 OBSERVATION = {"resourceType": "Observation", "status": "final"}
 ACTIVE_PROBLEM = {
     "resourceType": "Condition",
@@ -535,6 +545,47 @@ def test_a_masked_resource_leaves_without_its_version() -> None:
     d_gp = decide(at_gp, replace(patient, relationships=(typical(at_gp),)), "TREAT", EVERYTHING,
                   NOW, POLICY)  # fmt: skip
     assert mask(stored("2", "ZZ99 4VZ"), d_gp) == stored("2", "ZZ99 4VZ"), "nothing masked"
+
+
+def test_a_restricted_persons_placement_names_the_care_home_nowhere(tmp_path: Path) -> None:
+    """A council placement's source row id is person|care home|start: the mask that takes
+    away ``managingOrganization`` must take the row id (identifier, ``meta.source``) too, or
+    the care home where a restricted person lives is still named."""
+    folder = write_council_extract(tmp_path / "council", council_rows())
+    adapter, ctx = CouncilAdapter(), MapContext(codes=load_all())
+    rec = next(r for r in adapter.read(str(folder)) if r.ref.table == "placements")
+    placement = adapter.map(rec, ctx).resources[0].resource | {
+        "meta": {"source": source_uri(rec.ref, BASE)}
+    }
+    care_home = placement["managingOrganization"]["identifier"]["value"]
+    assert care_home in placement["meta"]["source"] and care_home in str(placement["identifier"])
+    user = hospital_clinician()
+    person = facts(typical(user), labels=frozenset({PersonLabel("restricted-person", GP)}))
+    d = decide(user, person, "TREAT", EVERYTHING, NOW, POLICY)
+    assert d.permit and visible(meta(placement, COUNCIL), d)
+    assert care_home not in orjson.dumps(mask(placement, d)).decode()
+    assert not source_row_shown("EpisodeOfCare", d) and source_row_shown("Observation", d)
+    unrestricted = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert mask(placement, unrestricted) == placement
+
+
+def test_contained_resources_lose_their_narrative_and_unseen_types() -> None:
+    """A profile that loses the narrative loses it in contained resources too (a care plan's
+    contained Condition narrating an HIV diagnosis), and a contained resource of a type the
+    profile may not see at all is left out."""
+    user = who("social-care")
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    narrative = {"status": "generated", "div": "<div>HIV clinic follow-up</div>"}
+    plan = {
+        "resourceType": "CarePlan", "id": "cp1", "status": "active", "intent": "plan",
+        "text": narrative,
+        "contained": [{"resourceType": "Condition", "id": "c1", "text": narrative},
+                      {"resourceType": "Immunization", "id": "i1", "status": "completed"}],
+    }  # fmt: skip
+    assert visible(meta(plan, GP), d)
+    shown = mask(plan, d)
+    assert "HIV" not in orjson.dumps(shown).decode()
+    assert shown["contained"] == [{"resourceType": "Condition", "id": "c1"}]
 
 
 # -- what a refusal and an explanation may carry -------------------------------------------
