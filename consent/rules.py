@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from consent.case import Case, Rule, Shaping, add_months
+from consent.facts import UK
 from consent.model import (
     ALWAYS,
     Basis,
@@ -129,8 +130,9 @@ def purpose_needs_grant(c: Case) -> Reason | None:
 
 
 def training_current(c: Case) -> Reason:
+    """Judged on the UK day, as the training date is one: at 00:30 BST the day has turned."""
     trained = c.who.ig_training
-    today = c.now.date()
+    today = c.now.astimezone(UK).date()
     months = c.policy.ig_training_max_months
     if trained is None:
         return TRAINING.no("No information governance training date is recorded")

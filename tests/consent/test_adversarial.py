@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +264,20 @@ def test_ig_training_older_than_12_months() -> None:
     assert refused_by(d) == {"training.current"}
     on_the_day = who("clinical", trained=date(2025, 11, 25))
     assert decide(on_the_day, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY).permit
+
+
+def test_ig_training_expiry_is_judged_on_the_uk_date() -> None:
+    """At 00:30 BST on 11 July (23:30 UTC on the 10th) training of 10 July last year has run
+    out in the UK: judged on the UTC date, the user would be let in for another hour."""
+    late = datetime(2026, 7, 10, 23, 30, tzinfo=UTC)
+    user = who("clinical", trained=date(2025, 7, 10))
+    d = decide(user, facts(relation(GP, days_ago=3000)), "TREAT", EVERYTHING, late, POLICY)
+    assert refused_by(d) == {"training.current"}
+    earlier = decide(
+        user, facts(relation(GP, days_ago=3000)), "TREAT", EVERYTHING,
+        late - timedelta(hours=1), POLICY,
+    )  # fmt: skip
+    assert earlier.permit
 
 
 @pytest.mark.parametrize("trained", [None, date(2027, 1, 1)], ids=["missing", "future"])
