@@ -217,6 +217,8 @@ def break_glass(c: Case) -> Reason:
 PROFILE_FIELDS = Rule("profile.fields", 3)
 OWNER_ONLY = Rule("labels.owner-only", 6)
 SENSITIVE = Rule("labels.sensitive", 6)
+#: A sensitive category a consent opens to the viewer: audit only (see ``UNSHOWN``).
+SENSITIVE_CONSENTED = Rule("labels.sensitive.consented", 6)
 DISSENT = Rule("consent.dissent", 6)
 RESTRICT_ORG = Rule("consent.restrict-org", 6)
 RESTRICT_CATEGORY = Rule("consent.restrict-category", 6)
@@ -264,7 +266,9 @@ def sensitive(c: Case) -> Shaping:
     opened = sorted(cat for cat in c.policy.sensitive if _opens(c, cat))
     reasons = [SENSITIVE.ok("Legally restricted categories are withheld unless consented")]
     reasons += [
-        SENSITIVE.ok(f"The person consented to share {cat} information with your organisation")
+        SENSITIVE_CONSENTED.ok(
+            f"The person consented to share {cat} information with your organisation"
+        )
         for cat in opened
     ]
     closed = frozenset(lbl for cat, lbl in c.policy.sensitive.items() if cat not in opened)
@@ -379,6 +383,7 @@ RULES = (
     PROFILE_FIELDS,
     OWNER_ONLY,
     SENSITIVE,
+    SENSITIVE_CONSENTED,
     DISSENT,
     RESTRICT_ORG,
     RESTRICT_CATEGORY,
@@ -386,5 +391,7 @@ RULES = (
     BREAK_GLASS_OVERRIDE,
 )
 #: Rules whose reasons stay in the audit but are not shown to the viewer: saying that a
-#: person is restricted would itself disclose something about them.
-UNSHOWN = frozenset({PERSON_RESTRICTED.id})
+#: person is restricted, or consented to share a legally restricted category, would itself
+#: disclose something about them (a consent to share STI information says there is some),
+#: to a receptionist as much as to anyone whose view holds no item of it.
+UNSHOWN = frozenset({PERSON_RESTRICTED.id, SENSITIVE_CONSENTED.id})

@@ -634,6 +634,18 @@ def test_explanation_names_no_hidden_category_and_a_constant_notice() -> None:
     assert refused["notice"] == NOTICE
 
 
+def test_explanation_never_names_a_category_a_consent_opens() -> None:
+    """A consent to share STI information with the practice would tell its receptionist, on
+    ``/access/explain``, that the person has STI information; the audit keeps the reason."""
+    for user in (who("admin"), who("clinical")):
+        consented = directive("consent-category", org=user.org, category="sti")
+        d = decide(user, facts(typical(user), directives=(consented,)), "TREAT", EVERYTHING, NOW,
+                   POLICY)  # fmt: skip
+        assert d.permit and "labels.sensitive.consented" in {r.rule_id for r in d.reasons}
+        text = orjson.dumps(explain(d)).decode()
+        assert " sti " not in text and "consented to share" not in text, text
+
+
 def test_decision_records_purpose_basis_and_policy_for_the_audit() -> None:
     user = who("clinical")
     d = decide(user, facts(typical(user)), "COC", EVERYTHING, NOW, POLICY)
