@@ -40,6 +40,12 @@ _CLOSED = {
     "ServiceRequest": frozenset({"completed"}),
     "Task": frozenset({"completed", "failed"}),
 }
+#: Statuses that say it has not begun: a planned or waitlisted placement is no resident yet
+#: (maybe never), a planned encounter no patient yet.
+_NOT_YET = {
+    "EpisodeOfCare": frozenset({"planned", "waitlist"}),
+    "Encounter": frozenset({"planned"}),
+}
 _EPISODE_KINDS: dict[str, RelationshipKind] = {
     "gp-registration": "registration",
     "care-home-placement": "placement",
@@ -191,7 +197,9 @@ class Tie:
 
 def tie(resource: Mapping[str, Any]) -> Tie | None:
     """The relationship a stored resource records, unresolved; ``None`` if it records none."""
-    where = None if resource.get("status") in _GONE else _where(resource)
+    status = resource.get("status")
+    not_yet = _NOT_YET.get(str(resource.get("resourceType")), frozenset())
+    where = None if status in _GONE or status in not_yet else _where(resource)
     if where is None:
         return None
     kind, ref, period = where
@@ -199,7 +207,7 @@ def tie(resource: Mapping[str, Any]) -> Tie | None:
     if code is None and literal is None:
         return None
     start, end = _period(period)
-    if end is None and resource.get("status") in _CLOSED.get(str(resource["resourceType"]), ()):
+    if end is None and status in _CLOSED.get(str(resource["resourceType"]), ()):
         return None
     return Tie(kind, code, literal, start, end)
 

@@ -28,8 +28,9 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: 3: a closed episode, referral or task with no end is no relationship; an inexact
 #: restriction is a dissent; dates are UK days, an end to the month or year covers it; a
 #: ServiceRequest is a referral, dated by authoredOn when it has no occurrence. 4: an
-#: objection with no date is kept, in force from always and the latest word.
-FACTS_FORMAT = 4
+#: objection with no date is kept, in force from always and the latest word. 5: a planned or
+#: waitlisted episode and a planned encounter are no relationship yet.
+FACTS_FORMAT = 5
 
 
 class PolicyError(ValueError):

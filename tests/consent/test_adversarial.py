@@ -105,6 +105,31 @@ def test_care_home_after_the_placement_ended() -> None:
     assert "relationship.legitimate" in refused_by(d)
 
 
+def test_a_planned_or_waitlisted_placement_is_no_relationship_yet() -> None:
+    """A care home sees only its current residents: a placement planned or on a waiting list
+    (not moved in, maybe never) must not let it in to the record, nor a planned encounter
+    the hospital."""
+    ods = "https://fhir.nhs.uk/Id/ods-organization-code"
+    episode_type = "https://fhir.scr.example/CodeSystem/scr-episode-type"
+    for status in ("planned", "waitlist", "active"):
+        placement = relationship({
+            "resourceType": "EpisodeOfCare", "status": status,
+            "type": [{"coding": [{"system": episode_type, "code": "care-home-placement"}]}],
+            "managingOrganization": {"identifier": {"system": ods, "value": CARE_HOME}},
+        })  # fmt: skip
+        ties = (placement,) if placement else ()
+        d = decide(who("care-home"), facts(*ties), "TREAT", EVERYTHING, NOW, POLICY)
+        assert d.permit is (status == "active"), status
+    for status, found in (("planned", False), ("in-progress", True)):
+        encounter = {
+            "resourceType": "Encounter",
+            "status": status,
+            "period": {"start": (NOW - timedelta(days=2)).date().isoformat()},
+            "serviceProvider": {"identifier": {"system": ods, "value": HOSPITAL}},
+        }
+        assert (relationship(encounter) is not None) is found, status  # fmt: skip
+
+
 def test_hospital_encounter_counts_for_ninety_days_after_discharge() -> None:
     user = hospital_clinician()
     recent = facts(relation(HOSPITAL, "hospital-encounter", days_ago=100, ended_days_ago=89))
