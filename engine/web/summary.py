@@ -30,8 +30,9 @@ SUMMARY = (
     "advance-decisions",
     "contacts",
 )
-#: Shown in the header or not at all: the person's own details and the directory entries.
-_NOT_LISTED = frozenset({"demographics", "directory"})
+#: Shown in the header or not at all: the person's own details, the directory entries and the
+#: medicines that statements and requests name (each is listed under its statement).
+_NOT_LISTED = frozenset({"demographics", "directory", "medicines"})
 RECENT_ENCOUNTERS = 10
 _LABEL_FIELDS = (
     "code",

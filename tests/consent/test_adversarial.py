@@ -193,6 +193,30 @@ def test_receptionist_asking_for_observations() -> None:
     assert "Observation" not in everything.obligations.types
 
 
+def test_receptionist_sees_when_and_with_whom_an_appointment_is_not_why() -> None:
+    """A receptionist's profile has no clinical content: an appointment's reason, description
+    and comment (a depression review, a sertraline dose) must not reach them, nor the drugs
+    a person takes (Medication), while a clinician sees the whole appointment."""
+    user = who("admin")
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    appointment = {
+        "resourceType": "Appointment", "id": "a1", "status": "booked",
+        "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "35489007",
+                                    "display": "Depressive disorder"}]}],
+        "description": "Depression review", "comment": "Discuss sertraline dose",
+        "start": "2026-12-01T09:00:00Z", "participant": [{"status": "accepted"}],
+    }  # fmt: skip
+    assert visible(meta(appointment, GP), d)
+    assert mask(appointment, d) == {
+        "resourceType": "Appointment", "id": "a1", "status": "booked",
+        "start": "2026-12-01T09:00:00Z", "participant": [{"status": "accepted"}],
+    }  # fmt: skip
+    assert not visible(meta({"resourceType": "Medication"}, GP), d)
+    gp = who("clinical")
+    d_gp = decide(gp, facts(typical(gp)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert mask(appointment, d_gp) == appointment
+
+
 def test_social_worker_gets_admission_dates_and_reasons_not_diagnoses() -> None:
     user = who("social-care")
     d = decide(user, facts(typical(user)), "COC", EVERYTHING, NOW, POLICY)

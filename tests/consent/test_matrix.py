@@ -130,6 +130,8 @@ SAMPLES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "Immunization": ({"resourceType": "Immunization"}, {C}),
     "DiagnosticReport": ({"resourceType": "DiagnosticReport"}, {C}),
     "DocumentReference": ({"resourceType": "DocumentReference"}, {C}),
+    "Medication": ({"resourceType": "Medication"}, {C, S, H}),
+    "Appointment": ({"resourceType": "Appointment", "status": "booked"}, {C, A}),
 }
 #: purpose → the profiles that may use it for the identifiable record. BTG needs a live grant
 #: (none here); HOPERAT and POPHLTH are secondary uses, which never get identifiable data.
@@ -167,6 +169,8 @@ STORED_TYPES = set(
         "Immunization",
         "DiagnosticReport",
         "DocumentReference",
+        "Medication",
+        "Appointment",
     ]
 )
 
