@@ -19,6 +19,7 @@ from consent.model import (
     ConsentDirective,
     DirectiveKind,
     PersonLabel,
+    Precision,
     Relationship,
     RelationshipKind,
 )
@@ -46,6 +47,10 @@ _NOT_YET = {
     "EpisodeOfCare": frozenset({"planned", "waitlist"}),
     "Encounter": frozenset({"planned"}),
 }
+#: All a permit may hold to be a consent to share the record: any other element (an actor, a
+#: category, a purpose, a class of data) narrows it to something that is not read.
+_GENERAL = frozenset({"type", "period"})
+_PRECISION_BY_LENGTH: dict[int, Precision] = {4: "year", 7: "month", 10: "day"}
 _EPISODE_KINDS: dict[str, RelationshipKind] = {
     "gp-registration": "registration",
     "care-home-placement": "placement",
@@ -69,6 +74,11 @@ def _instant(value: Any, *, end: bool = False) -> datetime | None:
     except (ValueError, OverflowError):  # 9999-12-31 as an end has no next day: no fact
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UK).astimezone(UTC)
+
+
+def _precision(value: str) -> Precision:
+    """How precisely a FHIR date or dateTime (one ``_instant`` has read) is given."""
+    return _PRECISION_BY_LENGTH.get(len(value), "time")
 
 
 def _after(first: date, precision: int) -> date:
@@ -240,8 +250,9 @@ def directive(
     ``provision.type`` deny with no actor and no category is a dissent; with an actor, a
     restriction of that organisation; with a category (an scr sensitive label in
     ``securityLabel`` or an scr record section in ``code``), a restriction of the category.
-    permit with a sensitive label and an actor is the explicit consent that alone opens it.
-    ``sensitive`` maps category → label, as the policy has it.
+    permit with a sensitive label and an actor is the explicit consent that alone opens it;
+    permit with nothing else (a period at most) is a consent to share the record: made after a
+    dissent, it lifts it. ``sensitive`` maps category → label, as the policy has it.
 
     ``sections`` are the policy's record sections.
 
@@ -277,9 +288,12 @@ def directive(
     category = next(iter(categories), None) if exact else None
     kind: DirectiveKind
     if provision.get("type") == "permit" and not nested:
-        if not exact or category not in sensitive or org is None:
+        if set(provision) <= _GENERAL:
+            kind = "consent-share"
+        elif exact and category in sensitive and org is not None:
+            kind = "consent-category"
+        else:
             return None
-        kind = "consent-category"
     elif provision.get("type") == "deny" or (provision.get("type") == "permit" and nested):
         if not exact:
             org = None
@@ -288,7 +302,7 @@ def directive(
         return None
     recorded = _instant(consent.get("dateTime"))
     start, end = _period(provision.get("period"))
-    if recorded is None and kind == "consent-category":
+    if recorded is None and kind in ("consent-category", "consent-share"):
         return None  # it could not be weighed against an objection
     start = start or recorded or ALWAYS  # an objection is not dropped for want of a date
     author = next(
@@ -303,6 +317,7 @@ def directive(
         end=end,
         org=org,
         category=category,
+        precision=_precision(consent["dateTime"]) if recorded else "time",
     )
 
 

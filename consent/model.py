@@ -24,7 +24,13 @@ RelationshipKind = Literal[
     "transfer",
     "self-claim",
 ]
-DirectiveKind = Literal["dissent", "restrict-org", "restrict-category", "consent-category"]
+#: ``consent-share``: a consent to share the record, with no organisation or category named
+#: (opting back in after a dissent).
+DirectiveKind = Literal[
+    "dissent", "restrict-org", "restrict-category", "consent-category", "consent-share"
+]
+#: How precisely the source gave a directive's date: to the year, month, day, or a time.
+Precision = Literal["year", "month", "day", "time"]
 #: ``transfer``: a care home sending a resident's red-bag transfer, which it may do only for a
 #: person it has a way in to (docs/red-bag.md).
 Interaction = Literal[
@@ -113,6 +119,8 @@ class ConsentDirective:
     end: datetime | None = None
     org: str | None = None
     category: str | None = None
+    #: A date given to the day (or month, year) is weighed against another at that precision.
+    precision: Precision = "time"
 
 
 @dataclass(frozen=True, slots=True)

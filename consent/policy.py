@@ -29,8 +29,9 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: restriction is a dissent; dates are UK days, an end to the month or year covers it; a
 #: ServiceRequest is a referral, dated by authoredOn when it has no occurrence. 4: an
 #: objection with no date is kept, in force from always and the latest word. 5: a planned or
-#: waitlisted episode and a planned encounter are no relationship yet.
-FACTS_FORMAT = 5
+#: waitlisted episode and a planned encounter are no relationship yet. 6: a directive keeps
+#: the precision of its date; a permit naming nothing is a consent to share the record.
+FACTS_FORMAT = 6
 
 
 class PolicyError(ValueError):

@@ -15,7 +15,7 @@ explaining a decision cannot reveal what it hides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from consent.case import Case, Rule, Shaping, add_months
 from consent.facts import UK
@@ -25,9 +25,14 @@ from consent.model import (
     ConsentDirective,
     DirectiveNote,
     FieldRule,
+    Precision,
     Reason,
     Relationship,
 )
+
+_CONSENTS = frozenset({"consent-category", "consent-share"})
+#: Coarsest first.
+_PRECISIONS: tuple[Precision, ...] = ("year", "month", "day", "time")
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -45,12 +50,44 @@ def _holds(r: Relationship, now: datetime, window_days: int | None) -> bool:
 
 
 def _active(d: ConsentDirective, now: datetime) -> bool:
-    return d.start <= now and (d.end is None or now < d.end)
+    """In force at ``now``. A directive dated after now cannot be right (2062 keyed for 2026):
+    a consent so dated does not count, or it would outrank every objection made until then;
+    an objection so dated counts from now, failing safe."""
+    future = d.recorded is not None and d.recorded > now
+    if d.kind in _CONSENTS and (future or d.recorded is None):
+        return False
+    return (future or d.start <= now) and (d.end is None or now < d.end)
 
 
 def _latest(d: ConsentDirective) -> tuple[bool, datetime]:
     """Later first when sorted in reverse: an undated objection is the latest word."""
     return d.recorded is None, d.recorded or ALWAYS
+
+
+def _floor(at: datetime, precision: Precision) -> datetime:
+    """The start of the UK year, month or day ``at`` falls in; a time is kept as it is."""
+    if precision == "time":
+        return at
+    day = at.astimezone(UK).date()
+    if precision != "day":
+        day = day.replace(month=1 if precision == "year" else day.month, day=1)
+    return datetime.combine(day, time.min, UK)
+
+
+def _later(a: ConsentDirective, b: ConsentDirective) -> bool:
+    """Whether ``a`` was recorded after ``b``, at the coarser of their precisions: an objection
+    dated 20 November and a consent timed at 15:00 that day are a tie, since the objection
+    cannot be known to be the older. An undated directive is the latest word."""
+    if a.recorded is None or b.recorded is None:
+        return b.recorded is not None
+    coarser = min(a.precision, b.precision, key=_PRECISIONS.index)
+    return _floor(a.recorded, coarser) > _floor(b.recorded, coarser)
+
+
+def _outweighs(consent: ConsentDirective, objections: list[ConsentDirective]) -> bool:
+    """A consent decides only when recorded after every objection it answers: ties go to the
+    objection."""
+    return all(_later(consent, o) for o in objections)
 
 
 def _notes(directives: list[ConsentDirective]) -> tuple[DirectiveNote, ...]:
@@ -245,21 +282,25 @@ def owner_only(c: Case) -> Shaping:
 
 
 def _opens(c: Case, category: str) -> bool:
-    """Whether the latest active directive about ``category`` for this viewer is a consent."""
+    """Whether a consent to share ``category`` with this viewer outweighs every objection that
+    covers it. A dissent counts even when a consent to share the record lifted it: that
+    consent names no category, and only one that does opens it."""
     org = c.who.org
-    about = [
+    active = [d for d in c.patient.directives if _active(d, c.now)]
+    objections = [
         d
-        for d in c.patient.directives
-        if _active(d, c.now)
-        and (
-            d.kind == "dissent"
-            or (d.kind == "restrict-org" and d.org == org)
-            or (d.kind == "restrict-category" and d.category == category and d.org in (None, org))
-            or (d.kind == "consent-category" and d.category == category and d.org == org)
-        )
+        for d in active
+        if d.kind == "dissent"
+        or (d.kind == "restrict-org" and d.org == org)
+        or (d.kind == "restrict-category" and d.category == category and d.org in (None, org))
     ]
-    latest = max(about, key=lambda d: (_latest(d), d.kind != "consent-category"), default=None)
-    return latest is not None and latest.kind == "consent-category"
+    return any(
+        d.kind == "consent-category"
+        and d.category == category
+        and d.org == org
+        and _outweighs(d, objections)
+        for d in active
+    )
 
 
 def sensitive(c: Case) -> Shaping:
@@ -279,6 +320,14 @@ def dissent(c: Case) -> Shaping:
     found = [d for d in c.patient.directives if d.kind == "dissent" and _active(d, c.now)]
     if not found:
         return Shaping()
+    lifted = [
+        d
+        for d in c.patient.directives
+        if d.kind == "consent-share" and _active(d, c.now) and _outweighs(d, found)
+    ]
+    if lifted:
+        reason = DISSENT.ok("The person consented to sharing after dissenting from it")
+        return Shaping((reason,), notes=_notes(lifted))
     reason = _set_aside(
         c, DISSENT, "The person dissented from sharing", "only your organisation's data is shown"
     )

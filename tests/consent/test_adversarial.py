@@ -30,6 +30,7 @@ from consent import (
     source_row_shown,
     visible,
 )
+from consent import directive as read_directive
 from consent.model import ALWAYS
 from engine.finish import source_uri
 from tests.adapters.test_council import standard as council_rows
@@ -53,6 +54,7 @@ from tests.consent.personas import (
 )
 
 EVERYTHING = Request("everything")
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 BASE = "https://fhir.scr.example/"
 OBSERVATION = {"resourceType": "Observation", "status": "final"}
 ACTIVE_PROBLEM = {
@@ -522,6 +524,77 @@ def test_an_undated_restriction_outweighs_any_consent() -> None:
     patient = facts(typical(user), directives=(directive("dissent", days_ago=1), dissent))
     d = decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
     assert d.directives[0].recorded is None  # the latest word comes first
+
+
+def _privacy(when: str, provision: dict[str, Any]) -> ConsentDirective:
+    """A patient-privacy Consent as a source sends it, read as the store reads it."""
+    body = {
+        "resourceType": "Consent", "status": "active", "dateTime": when,
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "patient-privacy"}]},
+        "provision": provision, "performer": [{"display": "Dr Synthetic"}],
+    }  # fmt: skip
+    found = read_directive(body, POLICY.sensitive, POLICY.sections)
+    assert found is not None
+    return found
+
+
+STI = [
+    {"system": "https://fhir.scr.example/CodeSystem/scr-security-label", "code": "sensitive-sti"}
+]
+TO_HOSPITAL = [{"reference": {"identifier": {"system": ODS, "value": HOSPITAL}}}]
+
+
+def _sti_shown(*directives: ConsentDirective) -> bool:
+    user = hospital_clinician()
+    d = decide(user, facts(typical(user), directives=directives), "TREAT", EVERYTHING, NOW, POLICY)
+    return d.permit and visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d)
+
+
+def test_an_objection_dated_to_the_day_outweighs_a_consent_timed_that_day() -> None:
+    """An objection given as a date cannot be known to be older than a consent timed 15:00
+    that day: read as midnight, it lost, and the hospital got the STI items it objected to."""
+    consent = {"type": "permit", "securityLabel": STI, "actor": TO_HOSPITAL}
+    objection = {"type": "deny", "securityLabel": STI}
+    for day in ("2026-11-20", "2026-11"):
+        assert not _sti_shown(_privacy(day, objection), _privacy("2026-11-20T15:00:00Z", consent))
+        assert not _sti_shown(_privacy("2026-11-20T15:00:00Z", objection), _privacy(day, consent))
+    assert _sti_shown(_privacy("2026-11-20", objection), _privacy("2026-11-21T09:00:00Z", consent))
+    timed = _privacy("2026-11-20T14:00:00Z", objection)
+    assert _sti_shown(timed, _privacy("2026-11-20T15:00:00Z", consent))
+
+
+def test_a_later_consent_to_share_lifts_an_earlier_dissent() -> None:
+    """The latest active directive wins: a person who dissented and later consented to share
+    their record (a permit naming nothing) must not stay hidden from those caring for them,
+    though the consent opens no legally restricted category."""
+    dissent = _privacy("2025-01-10", {"type": "deny"})
+    share = _privacy("2026-11-20", {"type": "permit"})
+    assert share.kind == "consent-share"
+    user = hospital_clinician()
+
+    def decided(*directives: ConsentDirective) -> Decision:
+        patient = facts(typical(user), directives=directives)
+        return decide(user, patient, "TREAT", EVERYTHING, NOW, POLICY)
+
+    d = decided(dissent, share)
+    assert d.permit and not d.obligations.own_org_only and visible(meta(OBSERVATION, GP), d)
+    assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d)
+    assert [n["kind"] for n in explain(d)["directives"]] == ["consent-share"]
+    assert decided(share, _privacy("2026-11-20", {"type": "deny"})).obligations.own_org_only
+    assert decided(share, _privacy("2026-11-22", {"type": "deny"})).obligations.own_org_only
+
+
+def test_a_consent_recorded_in_the_future_does_not_outrank_later_objections() -> None:
+    """A consent whose date was keyed as 2062 for 2026 would outweigh every objection made
+    before 2062; an objection dated in the future still counts, as failing safe."""
+    consent = {"type": "permit", "securityLabel": STI, "actor": TO_HOSPITAL,
+               "period": {"start": "2026-01-05"}}  # fmt: skip
+    objection = {"type": "deny", "securityLabel": STI}
+    assert _sti_shown(_privacy("2026-01-05", consent))
+    assert not _sti_shown(_privacy("2062-01-05", consent))
+    assert not _sti_shown(_privacy("2062-01-05", consent), _privacy("2026-11-18", objection))
+    assert not _sti_shown(_privacy("2026-01-05", consent), _privacy("2062-01-05", objection))
 
 
 def test_restriction_of_an_organisation() -> None:

@@ -128,7 +128,9 @@ def test_directive_kinds() -> None:
 def test_directives_that_cannot_be_read_with_certainty_are_none() -> None:
     sti = {"system": SCR + "CodeSystem/scr-security-label", "code": "sensitive-sti"}
     unclear = [
-        _consent({"type": "permit"}),
+        _consent({"type": "permit"}, dateTime=None),
+        _consent({"type": "permit", "purpose": [{"code": "HRESCH"}]}),
+        _consent({"type": "permit", "actor": [{"reference": {"identifier": {"value": "R1"}}}]}),
         _consent({"type": "permit", "securityLabel": [sti]}),
         _consent({"type": "deny"}, status="inactive"),
         _consent({"type": "deny"}, scope={"coding": [{"code": "adr"}]}),
