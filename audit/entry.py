@@ -9,7 +9,6 @@ without the trail becoming a copy of it.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -161,28 +160,6 @@ INDEX_FIELDS = (
 )
 
 
-#: Code points UTF-8 cannot encode: surrogates, which JSON (a token's claims) can carry alone.
-_UNENCODABLE = re.compile("[\ud800-\udfff]")
-#: What stands for each one in the entry, as for a NUL in a searchable column.
-SHOWN_FOR_UNENCODABLE = "\ufffd"
-
-
-def _encodable(value: Any) -> Any:
-    """``value`` (a field of an entry) with every surrogate replaced; itself if it had none."""
-    if isinstance(value, str):
-        if value.isascii() or _UNENCODABLE.search(value) is None:
-            return value
-        return _UNENCODABLE.sub(SHOWN_FOR_UNENCODABLE, value)
-    if isinstance(value, tuple):
-        items = tuple(_encodable(v) for v in value)
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-    if isinstance(value, Mapping):
-        keys = {_encodable(k): k for k in value}
-        changed = any(a is not b for a, b in keys.items())
-        return {new: value[old] for new, old in keys.items()} if changed else value
-    return value
-
-
 def encodable(entry: AuditEntry) -> AuditEntry:
     """``entry`` with every string in it (values, listed items, count keys) encodable as UTF-8:
     a lone surrogate becomes U+FFFD. One entry that could not be encoded would fail the append,
@@ -191,7 +168,7 @@ def encodable(entry: AuditEntry) -> AuditEntry:
     over = {
         f.name: fixed
         for f in fields(entry)
-        if (fixed := _encodable(value := getattr(entry, f.name))) is not value
+        if (fixed := canonical.encodable(value := getattr(entry, f.name))) is not value
     }
     return replace(entry, **over) if over else entry
 

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.canonical import exact
+from engine.canonical import encodable, exact
 
 T = TypeVar("T")
 
@@ -62,8 +62,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _json_text(value: Any) -> str:
-    """A JSON column's text, a Decimal (a FHIR decimal a quarantined record holds) as written."""
-    return orjson.dumps(value, default=exact).decode()
+    """A JSON column's text, a Decimal (a FHIR decimal a quarantined record holds) as written.
+
+    A lone surrogate (what a CSV read with ``surrogateescape`` leaves for a stray byte, in a
+    column's name too) is written as U+FFFD, so that a quarantined record holding one is kept
+    rather than failing the write of its whole batch. A NUL needs nothing: JSON escapes it, so
+    PostgreSQL's ``json`` (unlike its text) holds it.
+    """
+    try:
+        return orjson.dumps(value, default=exact).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(encodable(value), default=exact).decode()
 
 
 def read_only(engine: Engine, work: Callable[[Connection], T]) -> T:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from engine.db import durable_write, make_engine, read_only, write_turn
+from engine.models import IngestRun, QuarantineItem
 from tests.factories import nhs_numbers
 
 #: Holds the turn on the store named by argv[1] until its stdin closes.
@@ -133,3 +135,21 @@ def test_a_durable_write_on_sqlite_syncs_its_commit_and_no_other(tmp_path: Path)
         assert _synchronous(conn) == 1
         assert conn.execute(text("SELECT count(*) FROM kept")).scalar() == 1
     engine.dispose()
+
+
+def test_a_quarantined_record_with_a_lone_surrogate_or_a_nul_is_stored(engine: Engine) -> None:
+    """A stray byte in a CSV column's name reaches the quarantined record as a lone surrogate,
+    which no JSON writer encodes: the record must be kept (the surrogate as U+FFFD, a NUL as
+    sent) rather than fail the write of its run."""
+    record = {"fields": {"NHSNumber": "123", "Note\udc81": "x\x00y"}, "read_issues": []}
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    run = {"id": "r1", "kind": "systmone", "location": "x", "started_at": when, "status": "running"}
+    row = {"run_id": "r1", "kind": "systmone", "source_key": "k", "file": "f.csv", "line": 2,
+           "field": "NHSNumber", "reason": "bad", "record": record, "status": "open",
+           "created_at": when}  # fmt: skip
+    q = QuarantineItem.__table__
+    with engine.begin() as conn:
+        conn.execute(insert(IngestRun.__table__), run)
+        conn.execute(insert(q), row)
+        kept = conn.execute(select(q.c.record)).scalar_one()
+    assert kept["fields"] == {"NHSNumber": "123", "Note\ufffd": "x\x00y"}
