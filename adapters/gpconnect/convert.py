@@ -16,7 +16,8 @@ and code system, then scr's own touches:
   labels.
 
 A Patient whose NHS number is missing or fails modulus 11 is an issue (quarantine), and so is
-an entry whose ``subject`` (or ``patient``) is another Patient than the bundle's. A Binary
+an entry whose ``subject`` (or ``patient``) is another Patient than the bundle's (by id, in a
+relative or absolute reference) or gives another NHS number. A Binary
 yields no resource, only a warning: scr keeps the DocumentReference, not the attachment. An
 OperationOutcome inside a bundle (a clinical area the practice has switched off) becomes
 warnings. Any other type with no mapping is an issue. What still fails R4 validation after the
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 
 from adapters import labels
 from adapters.base import Issue, MapContext, MapOutcome, Mapped, SourceRecord, SourceRef
-from adapters.gpconnect.constants import NHS_NUMBER, RELATIVE_REFERENCE, SYSTEM
+from adapters.gpconnect.constants import NHS_NUMBER, RELATIVE_REFERENCE, SYSTEM, named
 from adapters.gpconnect.extensions import convert_extensions
 from adapters.gpconnect.links import security
 from adapters.gpconnect.maps import GpcMaps, r4_model, shipped
@@ -164,21 +165,35 @@ def _nhs_number(patient: dict[str, Any], notes: Notes) -> Issue | None:
 def _another_patient(res: Mapping[str, Any], record: SourceRecord) -> Issue | None:
     """An entry whose patient (``subject``, or ``patient`` where the type names it so) is
     another Patient than the bundle's: filed under the bundle's, it would be in one person's
-    record while saying it is about another."""
+    record while saying it is about another. That is a reference, relative or absolute, to
+    another Patient id, or an NHS number (the reference's ``identifier``) not the bundle's."""
     full_urls = record.fields.get("_full_urls", {})
+    ours = "".join(str(record.fields.get("_nhs_number") or "").split())
     for element in _PATIENT_ELEMENTS:
         ref = res.get(element)
-        reference = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(ref, dict):
+            continue
+        field = f"{res.get('resourceType')}.{element}"
+        ident = ref.get("identifier")
+        if (
+            isinstance(ident, dict)
+            and str(ident.get("system", "")).strip() == NHS_NUMBER
+            and "".join(str(ident.get("value", "")).split()) != ours
+        ):
+            return Issue(
+                f"{field}.identifier",
+                "another NHS number than that of the Patient whose record this bundle is",
+            )
+        reference = ref.get("reference")
         if not isinstance(reference, str):
             continue
-        named = full_urls.get(reference)
-        if named is None and (m := RELATIVE_REFERENCE.fullmatch(reference)):
-            named = [m.group(1), m.group(2)]
-        if named is not None and named[0] == "Patient" and named[1] != record.fields["_patient_id"]:
-            return Issue(
-                f"{res.get('resourceType')}.{element}",
-                f"{reference!r} is not the Patient whose record this bundle is",
-            )
+        target = full_urls.get(reference) or named(reference)
+        if (
+            target is not None
+            and target[0] == "Patient"
+            and target[1] != record.fields["_patient_id"]
+        ):
+            return Issue(field, f"{reference!r} is not the Patient whose record this bundle is")
     return None
 
 

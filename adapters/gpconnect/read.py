@@ -38,7 +38,7 @@ import orjson
 from adapters import values
 from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
 from adapters.exactjson import exact, loads
-from adapters.gpconnect.constants import NHS_NUMBER, ODS, RELATIVE_REFERENCE, SYSTEM
+from adapters.gpconnect.constants import NHS_NUMBER, ODS, RELATIVE_REFERENCE, SYSTEM, named
 from adapters.gpconnect.links import CONTEXT, inherited_codes, labelling_references
 from adapters.gpconnect.request import (
     ALL_AREAS,
@@ -128,10 +128,10 @@ class _Index:
         for e in entries:
             if e.resource is None:
                 continue
-            rtype = str(e.resource["resourceType"])
-            if isinstance(e.resource.get("id"), str):
-                self.by_id[(rtype, e.resource["id"])] = e.resource
-                self.rows[(rtype, e.resource["id"])] = row_ids[e.index]
+            rtype, rid = str(e.resource["resourceType"]), e.resource.get("id")
+            if isinstance(rid, str):  # stripped, as its row id is (``_row_id``)
+                self.by_id[(rtype, rid.strip())] = e.resource
+                self.rows[(rtype, rid.strip())] = row_ids[e.index]
             if e.full_url:
                 self.by_url[e.full_url] = (rtype, row_ids[e.index], e.resource)
         self.patient = patient.resource
@@ -143,8 +143,8 @@ class _Index:
             return None
         if target in self.by_url:
             return self.by_url[target][2]
-        m = RELATIVE_REFERENCE.fullmatch(target)
-        return self.by_id.get((m.group(1), m.group(2))) if m else None
+        found = named(target)
+        return self.by_id.get(found) if found else None
 
     def full_url_targets(self, node: Any) -> dict[str, list[str]]:
         """The references in a resource whose row is not the id they name (a ``fullUrl``, the

@@ -36,6 +36,7 @@ from adapters.gpconnect.convert import map_record
 from adapters.gpconnect.maps import GPCONNECT_DIR, load
 from adapters.gpconnect.read import records_from_bundle, records_from_bytes
 from adapters.schema import MapFileError
+from tests.factories import nhs_numbers
 
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -301,6 +302,44 @@ def test_every_reference_is_rewritten_to_the_target_id() -> None:
         f"gpconnect|{PRACTICE}|Patient|{NHS}"
     )
     assert outcome(doc, "Organization").resources[0].patient_key is None
+
+
+def _about(subject: dict[str, Any], pat: dict[str, Any] | None = None) -> MapOutcome:
+    """The Observation of a bundle whose Patient is ``pat`` (``p1``), naming ``subject``."""
+    return outcome(bundle(pat or patient(), organization(), {**OBSERVATION, "subject": subject}),
+                   "Observation")  # fmt: skip
+
+
+def test_an_absolute_reference_to_another_patient_is_refused_as_a_relative_one_is() -> None:
+    """An entry about Patient p2 written with the provider's base (FHIR allows it) was filed
+    in p1's record: only the relative ``Patient/p2`` was refused."""
+    for reference in ("Patient/p2", "https://provider.example/fhir/Patient/p2"):
+        (issue,) = _about({"reference": reference}).issues
+        assert issue.field == "Observation.subject", reference
+    mine = _about({"reference": "https://provider.example/fhir/Patient/p1/_history/2"})
+    assert mine.ok, mine.issues
+    assert mine.resources[0].resource["subject"] == {"reference": target("Patient", NHS)}
+
+
+def test_a_subject_giving_another_nhs_number_is_refused() -> None:
+    """An entry naming its patient by another person's NHS number (as List entries name it),
+    alone or beside a reference to this bundle's Patient, was filed in this patient's record."""
+    other = next(n for n in nhs_numbers() if n != NHS)
+    theirs = {"system": NHS_SYSTEM, "value": other}
+    for subject in ({"identifier": theirs}, {"reference": "Patient/p1", "identifier": theirs}):
+        (issue,) = _about(subject).issues
+        assert issue.field == "Observation.subject.identifier", subject
+    ours = {"system": NHS_SYSTEM, "value": f"{NHS[:3]} {NHS[3:6]} {NHS[6:]}"}
+    assert _about({"reference": "Patient/p1", "identifier": ours}).ok
+
+
+def test_a_patient_id_with_spaces_is_found_by_the_references_to_it() -> None:
+    """A Patient id padded with spaces (its row id is stripped, its index key was not) made
+    every ``Patient/p1`` subject look like another patient: the whole record was refused."""
+    padded = {**patient(), "id": " p1 "}
+    out = _about({"reference": "Patient/p1"}, padded)
+    assert out.ok, out.issues
+    assert out.resources[0].resource["subject"] == {"reference": target("Patient", NHS)}
 
 
 def test_full_urls_and_contained_references() -> None:
