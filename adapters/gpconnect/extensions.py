@@ -19,6 +19,7 @@ map.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.gpconnect.maps import GpcMaps
@@ -233,15 +234,29 @@ def _communication(ext: Mapping[str, Any], host: dict[str, Any], path: str, note
 
 def _quantity_text(ext: Mapping[str, Any], host: dict[str, Any], path: str, notes: Notes) -> None:
     """Free-text quantity (retired in UK Core): the unit of a Quantity with a value and no unit,
-    as EMIS writes ``28`` and ``capsule(s)`` (a leading copy of the value left out)."""
+    as EMIS writes ``28`` and ``capsule(s)`` (a leading copy of the value left out). Text with
+    another count in it (``28 tablets`` against 56, ``2 x 28``) is no unit: 56 "28 tablets"
+    would read as 56 packs of 28."""
     text = ext.get("valueString")
     words = text.split() if isinstance(text, str) else []
-    if words[:1] == [str(host.get("value"))]:
+    if words and _same_number(words[0], host.get("value")):
         words = words[1:]
     if "value" not in host or "unit" in host or not words:
         notes.warn(path, "quantity text beside a unit, or with no value; dropped")
         return
-    host["unit"] = " ".join(words)
+    unit = " ".join(words)
+    if any(ch.isdigit() for ch in unit):
+        notes.warn(path, "quantity text with a count other than the value in it; dropped")
+        return
+    host["unit"] = unit
+
+
+def _same_number(word: str, value: Any) -> bool:
+    """Whether ``word`` is the number ``value`` is (``28`` is ``28.0``)."""
+    try:
+        return Decimal(word) == Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return False
 
 
 def _evidence(ext: Mapping[str, Any], host: dict[str, Any], path: str, notes: Notes) -> None:

@@ -243,7 +243,8 @@ def _datetime(value: str, field: str, walk: Walk) -> str:
             utc = datetime.fromisoformat(f"{day}T{hour}:{minute}:{second}{offset}").astimezone(UTC)
         except (ValueError, OverflowError):
             return f"{day}T{hour}:{minute}:{second}{fraction or ''}{offset}"
-    return f"{utc:%Y-%m-%dT%H:%M:%S}{fraction or ''}+00:00"
+    # ``%Y`` writes year 1 as ``1``; a dateTime's year has four digits.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}{fraction or ''}+00:00"
 
 
 def _date(value: str, field: str, walk: Walk) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,8 @@ def test_the_spec_example_diary_entries_keep_their_due_dates(corpus: Path) -> No
         assert {"occurrenceDateTime", "occurrencePeriod"} & mapped.keys(), mapped
 
 
-def _dispensed(quantity: dict[str, Any]) -> dict[str, Any]:
-    request = {
+def _request(quantity: dict[str, Any]) -> dict[str, Any]:
+    return {
         "resourceType": "MedicationRequest",
         "id": "mr1",
         "status": "active",
@@ -68,7 +69,10 @@ def _dispensed(quantity: dict[str, Any]) -> dict[str, Any]:
         "authoredOn": "2019-03-28",
         "dispenseRequest": {"quantity": quantity},
     }
-    return resource(bundle(patient(), organization(), request), "MedicationRequest")
+
+
+def _dispensed(quantity: dict[str, Any]) -> dict[str, Any]:
+    return resource(bundle(patient(), organization(), _request(quantity)), "MedicationRequest")
 
 
 def test_a_dispense_quantity_keeps_the_unit_written_as_quantity_text() -> None:
@@ -81,6 +85,25 @@ def test_a_dispense_quantity_keeps_the_unit_written_as_quantity_text() -> None:
     assert found == {"value": 28, "unit": "capsule(s)"}
     coded = {"value": 28, "unit": "tablet", "extension": text}
     assert _dispensed(coded)["dispenseRequest"]["quantity"] == {"value": 28, "unit": "tablet"}
+
+
+def test_quantity_text_holding_another_count_is_no_unit() -> None:
+    """56 with the text "28 tablets" (or "2 x 28") was stored as 56 of unit "28 tablets", read
+    as 56 packs of 28: a dispense quantity misstated to every reader."""
+    for text in ("28 tablets", "2 x 28", "56 x 28 tablets"):
+        ext = [{"url": QUANTITY_TEXT, "valueString": text}]
+        doc = bundle(patient(), organization(), _request({"extension": ext, "value": 56}))
+        assert resource(doc, "MedicationRequest")["dispenseRequest"]["quantity"] == {"value": 56}
+        warned = fields_of(outcome(doc, "MedicationRequest"))
+        assert any(f and f.startswith("MedicationRequest.dispenseRequest.quantity") for f in warned)
+
+
+def test_quantity_text_repeating_a_decimal_value_leaves_its_unit() -> None:
+    """With the value read exactly as ``28.0`` its copy ``28`` in "28 tablet(s)" was not seen
+    as the value (the texts differ), so the count was stored in the unit."""
+    ext = [{"url": QUANTITY_TEXT, "valueString": "28 tablet(s)"}]
+    found = _dispensed({"extension": ext, "value": Decimal("28.0")})["dispenseRequest"]
+    assert found["quantity"] == {"value": Decimal("28.0"), "unit": "tablet(s)"}
 
 
 def test_the_reason_a_vaccination_was_not_given_is_kept() -> None:
@@ -113,6 +136,19 @@ def test_times_with_an_offset_are_stored_in_utc() -> None:
         "2019-07-01T10:30:00+00:00": "2019-07-01T10:30:00+00:00",
         "2019-07-01T10:30:00.1234567": "2019-07-01T09:30:00.1234567+00:00",
         "2019-07-01": "2019-07-01",
+    }
+    for given, stored in cases.items():
+        obs = OBSERVATION | {"effectiveDateTime": given}
+        res = resource(bundle(patient(), organization(), obs), "Observation")
+        assert res["effectiveDateTime"] == stored, given
+
+
+def test_a_time_before_year_1000_keeps_its_four_digit_year() -> None:
+    """The UTC conversion wrote year 1 as ``1`` (``%Y``), no valid dateTime, so the
+    ``0001-01-01T00:00:00Z`` "no date" sentinel some suppliers send quarantined its entry."""
+    cases = {
+        "0001-01-01T00:00:00+00:00": "0001-01-01T00:00:00+00:00",
+        "0999-06-01T10:00:00+01:00": "0999-06-01T09:00:00+00:00",
     }
     for given, stored in cases.items():
         obs = OBSERVATION | {"effectiveDateTime": given}
