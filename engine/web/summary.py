@@ -13,6 +13,7 @@ from typing import Any
 
 from consent import Policy, section_of
 from engine.identity.features import NHS_SYSTEM
+from engine.web.templating import uk_date
 
 #: What a clinician reads first (issue 6): alerts, allergies, medicines, problems, recent
 #: admissions and encounters, social care, legal and CPR decisions, contacts.
@@ -159,14 +160,14 @@ def _detail(resource: Mapping[str, Any]) -> str:
 def _date(resource: Mapping[str, Any]) -> str:
     for name in _DATE_FIELDS:
         if isinstance(resource.get(name), str):
-            return str(resource[name])[:10]
+            return uk_date(str(resource[name]))
     periods = [resource.get(n) for n in ("effectivePeriod", "period", "executionPeriod",
                                          "occurrencePeriod")]  # fmt: skip
     provision = resource.get("provision")  # a Consent's (an LPA, a deputyship)
     periods.append(provision.get("period") if isinstance(provision, dict) else None)
     for period in periods:
         if isinstance(period, dict) and isinstance(period.get("start"), str):
-            return str(period["start"])[:10]
+            return uk_date(str(period["start"]))
     return ""
 
 

@@ -19,4 +19,20 @@ def printed_at() -> str:
     return datetime.now(_UK).strftime("%d %b %Y %H:%M %Z")
 
 
+def uk_date(value: str | datetime) -> str:
+    """The day a dateTime falls on as the people reading it keep the day: stored in UTC, local
+    midnight in summer (``2018-08-15T00:00:00+01:00``, how EMIS sends a date) is 23:00 the day
+    before. A date, or a time without an offset, is shown as written."""
+    if isinstance(value, datetime):
+        return (value.astimezone(_UK) if value.tzinfo else value).date().isoformat()
+    if len(value) <= 10:
+        return value
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value[:10]
+    return when.astimezone(_UK).date().isoformat() if when.tzinfo else value[:10]
+
+
 templates.env.globals["printed_at"] = printed_at
+templates.env.filters["uk_date"] = uk_date

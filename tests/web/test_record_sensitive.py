@@ -96,6 +96,27 @@ def test_a_lasting_power_of_attorney_shows_its_date() -> None:
     assert [i.date for i in section.items] == ["2025-01-02"]
 
 
+def test_an_item_shows_the_day_it_falls_on_in_the_uk() -> None:
+    """EMIS sends a date as local midnight (``2018-08-15T00:00:00+01:00``), stored in UTC as
+    23:00 the day before: cut to 10 characters it showed a clinician 14 August."""
+    result = {
+        "resourceType": "Observation", "id": "x", "status": "final",
+        "code": {"text": "Serum creatinine"},
+        "meta": {"source": "https://fhir.scr.example/source/gpconnect/A12345/Observation/1"},
+    }  # fmt: skip
+    shown = {
+        "2018-08-14T23:00:00+00:00": "2018-08-15",
+        "2018-12-14T23:00:00+00:00": "2018-12-14",
+        "2018-08-14T23:00:00.1234567+00:00": "2018-08-15",
+        "2018-08-14": "2018-08-14",
+        "2018-08": "2018-08",
+    }
+    for stored, day in shown.items():
+        view = compose([result | {"effectiveDateTime": stored}], load(), {})
+        (item,) = {i for s in (*view.summary, *view.details) for i in s.items}
+        assert item.date == day, stored
+
+
 def test_a_censored_result_shows_its_comparator() -> None:
     """'<5 mmol/L' is not '5 mmol/L'."""
     result = {
