@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,61 @@ def read(location: str) -> Iterator[SourceRecord]:
         files = [path]
     else:
         raise ExtractError(f"{location}: no such file or folder")
+    latest = _latest_patients(files) if len(files) > 1 else {}
     seen: dict[str, str] = {}
     for file in files:
-        yield from _once(_whole(file.name, records_from_bytes(file.read_bytes(), file.name)), seen)
+        records = _whole(file.name, records_from_bytes(file.read_bytes(), file.name))
+        yield from _once((latest.get(r.ref.key, r) for r in records), seen)
+
+
+def _latest_patients(files: Sequence[Path]) -> dict[str, SourceRecord]:
+    """The Patient to take, by its key, for each person (NHS number) at a practice that more
+    than one saved record in the folder has, different: two pulls of one person, demographics
+    changed between them. Taken both, the second would be a duplicate row, quarantined, and
+    which won would depend on file names; so the latest is taken in place of every one, the
+    latest by ``meta.lastUpdated`` when each has one, else the last file, with a warning naming
+    the others. A first read of the folder, for its Patients only (each bundle's first record).
+    """
+    found: dict[str, list[tuple[datetime | None, int, SourceRecord]]] = {}
+    for position, file in enumerate(files):
+        try:
+            first = next(records_from_bytes(file.read_bytes(), file.name), None)
+        except Exception:  # the second read quarantines the file (``_whole``)
+            continue
+        if first is not None and first.ref.table == "Patient" and not first.read_issues:
+            stamp = _last_updated(first.fields["resource"])
+            found.setdefault(first.ref.key, []).append((stamp, position, first))
+    latest: dict[str, SourceRecord] = {}
+    for key, candidates in found.items():
+        if len({_digest(c[2]) for c in candidates}) < 2:
+            continue
+        winner = candidates[-1][2]
+        stamps = [(stamp, position, record) for stamp, position, record in candidates if stamp]
+        if len(stamps) == len(candidates):
+            winner = max(stamps, key=lambda c: (c[0], c[1]))[2]
+        others = ", ".join(c[2].file for c in candidates if c[2] is not winner)
+        warning = [
+            "Patient",
+            f"this person's record at this practice is also saved in {others}, different: "
+            "this Patient, the latest, is taken",
+        ]
+        fields = {
+            **winner.fields,
+            "_read_warnings": [*winner.fields.get("_read_warnings", ()), warning],
+        }
+        latest[key] = SourceRecord(winner.ref, winner.file, winner.line, fields)
+    return latest
+
+
+def _last_updated(resource: Mapping[str, Any]) -> datetime | None:
+    """``meta.lastUpdated`` as an instant, if it is one."""
+    meta = resource.get("meta")
+    stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    try:
+        when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        return None
+    return when if when is not None and when.tzinfo is not None else None
 
 
 def records_from_bytes(raw: bytes, file: str) -> Iterator[SourceRecord]:
@@ -352,23 +405,28 @@ def _pointed(resource: dict[str, Any], index: _Index, ods: str) -> dict[str, lis
     return out
 
 
+def _digest(record: SourceRecord) -> str:
+    """What makes two records with one key the same record."""
+    return hashlib.sha256(
+        orjson.dumps(
+            [
+                record.fields["resource"],
+                record.fields.get("_full_urls"),
+                record.fields.get("_pointed_codings"),
+            ],
+            default=exact,
+            option=orjson.OPT_SORT_KEYS,
+        )
+    ).hexdigest()
+
+
 def _once(records: Iterable[SourceRecord], seen: dict[str, str]) -> Iterator[SourceRecord]:
     """Skip a record already yielded with the same key and the same content."""
     for record in records:
         if record.read_issues:
             yield record
             continue
-        digest = hashlib.sha256(
-            orjson.dumps(
-                [
-                    record.fields["resource"],
-                    record.fields.get("_full_urls"),
-                    record.fields.get("_pointed_codings"),
-                ],
-                default=exact,
-                option=orjson.OPT_SORT_KEYS,
-            )
-        ).hexdigest()
+        digest = _digest(record)
         if seen.get(record.ref.key) == digest:
             continue
         seen.setdefault(record.ref.key, digest)

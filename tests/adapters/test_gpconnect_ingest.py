@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Engine, select
 
 from adapters.base import SourceRef
@@ -129,6 +130,32 @@ def test_two_people_given_one_patient_id_stay_two(
         identifiers = orjson.loads(person.body)["identifier"]
         assert [i["value"] for i in identifiers if i["system"].endswith("nhs-number")] == [nhs]
         assert _row(engine, _rid("Observation", obs)).patient_id == person.id
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_two_saved_records_of_one_person_take_the_latest_patient(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path, stamped: bool
+) -> None:
+    """Two saved pulls of one person at one practice whose Patients differ (demographics
+    changed between them) share one row: the second was quarantined as a duplicate, an item
+    no one could clear, and which demographics won depended on the files' names. The latest
+    (by ``meta.lastUpdated``, else the later file) is taken, and every entry of both."""
+    stale, fresh = patient(), patient()
+    fresh["id"] = "p9"
+    fresh["telecom"] = [{"system": "phone", "value": "01234 567890"}]
+    if stamped:  # the newer Patient is in the first file
+        fresh["meta"]["lastUpdated"] = "2021-06-01T00:00:00+01:00"
+    else:
+        del stale["meta"]["lastUpdated"], fresh["meta"]["lastUpdated"]
+    newer = bundle(fresh, organization(), _observation("o1", "Patient/p9"))
+    older = bundle(stale, organization(), _observation("o2"))
+    docs = (newer, older) if stamped else (older, newer)
+    summary = _ingest(engine, settings, codes, tmp_path / "gpc", *docs)
+    assert summary.quarantined == 0, summary.reasons
+    stored = orjson.loads(_row(engine, _rid("Patient", NHS)).body)
+    assert stored["telecom"][0]["value"] == "01234 567890"
+    for obs in ("o1", "o2"):
+        assert _row(engine, _rid("Observation", obs)) is not None
 
 
 def test_an_item_pulled_after_the_sensitive_problem_it_names_is_labelled(
