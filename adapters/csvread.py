@@ -144,7 +144,7 @@ def read_rows(
         ended: list[bool] = []
         raw: list[str] = []
         reader = csv.reader(_lines(fh, ended, raw))
-        names = [n.strip() for n in next(reader, [])]
+        names = [_decoded(n.strip(), enc) for n in next(reader, [])]
         missing = [c for c in required if c not in names]
         if missing:
             raise ExtractError(f"{path.name}: missing required column {', '.join(missing)}")
@@ -201,5 +201,13 @@ def read_rows(
             for name, value in fields.items():
                 if not value.isascii() and _SURROGATE.search(value):
                     issues.append(Issue(name, f"bytes that are not valid {enc}"))
-                    fields[name] = value.encode("utf-8", "surrogateescape").decode(enc, "replace")
+                    fields[name] = _decoded(value, enc)
             yield Row(start, fields, tuple(issues), swallowed)
+
+
+def _decoded(text: str, encoding: str) -> str:
+    """``text`` with each byte the encoding could not decode as U+FFFD, as it is shown and
+    stored (a lone surrogate cannot be written to the store)."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode(encoding, "replace")

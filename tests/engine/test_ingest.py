@@ -718,3 +718,21 @@ def test_a_test_patient_deleted_at_source_is_entered_in_error(engine, settings, 
             select(Resource.status).where(Resource.resource_type == "Patient")
         ).scalar_one()
     assert status == "entered-in-error"
+
+
+def test_a_column_name_with_a_byte_the_encoding_cannot_read_fails_nothing(
+    engine, settings, codes, tmp_path
+):
+    """A column named with an undecodable byte, naming the field of a quarantined row, could
+    not be stored (a lone surrogate), so the whole run failed: the name is kept as shown."""
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1", IDEvent="E\x01"), s1_code("11", "1")],
+    )
+    path = folder / "SRCode.csv"
+    path.write_bytes(path.read_bytes().replace(b"IDEvent", b"IDEv\x81nt").replace(b"\x01", b"\x81"))
+    summary = run(engine, settings, codes, folder)
+    assert summary.status == "completed" and summary.quarantined == 1
+    [item] = list_items(engine)
+    assert item.field == "IDEv\ufffdnt"
