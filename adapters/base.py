@@ -133,6 +133,9 @@ class MapOutcome:
     #: ``withhold_invalid`` rule): the resources go in, and the record stays in quarantine
     #: with these issues until it is corrected.
     withheld: tuple[Issue, ...] = ()
+    #: Which resources the row yields turned on what was joined from other rows, which an
+    #: extract (a delta) need not carry: what it yielded before and not now is not withdrawn.
+    joined_choice: bool = False
 
     @property
     def ok(self) -> bool:

@@ -369,6 +369,8 @@ class TableMap:
     held: tuple[_Held, ...]
     route_column: str | None
     resources: tuple[_ResourceSpec, ...]
+    #: A resource's ``when`` reads a joined (``_``) field: see ``MapOutcome.joined_choice``.
+    joined_choice: bool = False
 
 
 def compile_table_map(doc: Mapping[str, Any]) -> TableMap:
@@ -396,7 +398,26 @@ def compile_table_map(doc: Mapping[str, Any]) -> TableMap:
             )
             for spec in doc["resources"]
         ),
+        joined_choice=any(_reads_joined(spec.get("when")) for spec in doc["resources"]),
     )
+
+
+#: Set by a reader that met every row a record's choice of resources turns on (the joined row
+#: itself, or a full extract): what the record no longer yields may then be withdrawn
+#: (``MapOutcome.joined_choice``).
+JOINS_KNOWN = "_JoinsKnown"
+
+
+def _reads_joined(node: Any) -> bool:
+    """Whether a condition reads a field the reader joined in (named ``_...``)."""
+    if isinstance(node, Mapping):
+        column = node.get("column")
+        if isinstance(column, str) and column.startswith("_"):
+            return True
+        return any(_reads_joined(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_reads_joined(v) for v in node)
+    return False
 
 
 def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOutcome:
@@ -452,7 +473,11 @@ def _map_row(
             else f"row matches no map for {record.ref.table}"
         )
         return MapOutcome(issues=(Issue(route, reason),))
-    return MapOutcome(resources=tuple(produced), withheld=tuple(env.withheld))
+    return MapOutcome(
+        resources=tuple(produced),
+        withheld=tuple(env.withheld),
+        joined_choice=table_map.joined_choice and not deleted and row.get(JOINS_KNOWN) != "true",
+    )
 
 
 def confidential_labels(

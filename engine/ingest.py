@@ -111,6 +111,8 @@ class _Good:
     withheld: tuple[Issue, ...] = ()
     #: The source keys it names that its reader did not meet (``_Run._unmet``).
     unmet: frozenset[str] = frozenset()
+    #: What it yielded before and not now is withdrawn (not when that turned on joins).
+    withdraws: bool = True
     #: The rows that differ from what is stored, and what validating them found.
     changed: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[Issue] = field(default_factory=list)
@@ -225,7 +227,15 @@ class _Run:
                     "content_hash": content_hash(res),
                 }
             )
-        self.good.append(_Good(record, rows, outcome.withheld, self._unmet(record)))
+        self.good.append(
+            _Good(
+                record,
+                rows,
+                outcome.withheld,
+                self._unmet(record),
+                withdraws=not outcome.joined_choice,
+            )
+        )
         self.pending += len(rows)
 
     def _unmet(self, record: SourceRecord) -> frozenset[str]:
@@ -310,16 +320,18 @@ class _Run:
 
     def _withdraw(self, conn: Connection, stored: store.Stored) -> list[str]:
         """Add to each record the withdrawal of what its key holds active and it no longer
-        yields: a coded event whose problem was removed leaves no active Condition beside its
-        Observation, a carer blanked out of the patient row no active RelatedPerson, a deleted
-        row that no longer maps withdraws all its key held. Returns the ids withdrawn.
+        yields: a carer blanked out of the patient row leaves no active RelatedPerson, a
+        deleted row that no longer maps withdraws all its key held. Not where which resources
+        a row yields turned on other rows' joins (a coded event is a Condition when SRProblem
+        names it): a delta need not carry the joined row, so its absence is no withdrawal.
+        Returns the ids withdrawn.
 
         A withdrawal is a new version of the stored body marked ``entered-in-error``, so the
         history shows what was withdrawn; it goes in, or is quarantined, with its record.
         """
         gone: dict[str, _Good] = {}
         for g in self.good:
-            held = stored.live.get(g.record.ref.key)
+            held = stored.live.get(g.record.ref.key) if g.withdraws else None
             if held:
                 yields = {r["resource_id"] for r in g.rows}
                 gone.update((rid, g) for rid in held - yields)

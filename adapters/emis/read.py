@@ -31,6 +31,7 @@ from adapters.extract import (
     table_records,
     unknown_files,
 )
+from adapters.mapper import JOINS_KNOWN
 from adapters.values import ValueProblem, decimal
 
 STYLE = "emis"
@@ -144,10 +145,16 @@ def _drug_codes(folder: Path, notes: list[str]) -> dict[str, Fields]:
     }
 
 
-def _problems(folder: Path, notes: list[str]) -> dict[str, Fields]:
-    """Observation GUID → its problem row; a deleted problem row leaves a plain observation."""
-    return {
-        _get(row, "ObservationGuid"): {
+def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, Fields], set[str]]:
+    """Observation GUID → its problem row; and the observations whose problem row this extract
+    deletes, which leaves them plain observations (so whether they are problems is known)."""
+    live: dict[str, Fields] = {}
+    deleted: set[str] = set()
+    for row in _lookup(folder, "CareRecord_Problem", notes):
+        if _get(row, "Deleted").lower() in _TRUE:
+            deleted.add(_get(row, "ObservationGuid"))
+            continue
+        live[_get(row, "ObservationGuid")] = {
             **_present(
                 {
                     "_IsProblem": "True",
@@ -159,9 +166,7 @@ def _problems(folder: Path, notes: list[str]) -> dict[str, Fields]:
             ),
             **joined_problem(row),
         }
-        for row in _lookup(folder, "CareRecord_Problem", notes)
-        if _get(row, "Deleted").lower() not in _TRUE
-    }
+    return live, deleted
 
 
 def _present_list(name: str, values: tuple[str, ...]) -> dict[str, Any]:
@@ -293,7 +298,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     org = first_row(folder / f"{ORGANISATION}.csv", ENCODING, "ODSCode")
     clinical = _clinical_codes(folder, notes)
     drugs = _drug_codes(folder, notes)
-    problems = _problems(folder, notes)
+    problems, unproblems = _problems(folder, notes)
     courses: dict[str, Course] = {}
     #: Consultation GUID → whether the practice marked it confidential: what is written in it
     #: says as much as the visit, so is withheld with it.
@@ -342,9 +347,11 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
         parent = _get(row, "ProblemGuid")
         waits = parent in problems and parent not in treated
+        known = guid in problems or guid in unproblems
         return _joined(
             code,
             problem,
+            {JOINS_KNOWN: "true"} if known else {},
             value_fields(row.get("Value", "")),
             {} if parent == guid or waits else for_problem(parent),
             in_consultation(row),

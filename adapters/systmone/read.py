@@ -20,6 +20,7 @@ from adapters.extract import (
     table_records,
     unknown_files,
 )
+from adapters.mapper import JOINS_KNOWN
 from adapters.values import ValueProblem, tpp_date, tpp_datetime
 
 STYLE = "systmone"
@@ -105,18 +106,31 @@ def _current_registrations(folder: Path, notes: list[str]) -> dict[str, dict[str
     }
 
 
-def _problems(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
-    return {
-        row["IDCode"]: {
+def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, dict[str, str]], set[str]]:
+    """Code row id → its problem row; and the code rows whose problem row this extract removes
+    (so whether they are problems is known: they are not)."""
+    live: dict[str, dict[str, str]] = {}
+    removed: set[str] = set()
+    for row in _lookup(folder, "SRProblem", "IDCode", notes):
+        if _removed(row):
+            removed.add(row["IDCode"])
+            continue
+        live[row["IDCode"]] = {
             "_ProblemRow": row.get("RowIdentifier", "") or row["IDCode"],
             "_ProblemDateEnd": row.get("DateEnd", ""),
             "_ProblemSeverity": row.get("Severity", ""),
             **joined_problem(row),
             "_ProblemVisibleTo": row.get("IDOrganisationVisibleTo", ""),
         }
-        for row in _lookup(folder, "SRProblem", "IDCode", notes)
-        if not _removed(row)
-    }
+    return live, removed
+
+
+def _delta(folder: Path, notes: list[str]) -> bool:
+    """Whether the manifest says any file is a delta (without one, the extract is full)."""
+    return any(
+        row.get("IsDelta", "").strip().lower() in ("y", "true", "1")
+        for row in _lookup(folder, "SRManifest", "FileName", notes)
+    )
 
 
 def _extract_ctv3_map(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
@@ -186,7 +200,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
     addresses = _current_addresses(folder, notes)
     registrations = _current_registrations(folder, notes)
-    problems = _problems(folder, notes)
+    problems, unproblems = _problems(folder, notes)
+    #: Whether each code row's problem row, or its absence, is in this extract.
+    full = not _delta(folder, [])  # the manifest's problems are noted once, below
     ctv3 = _extract_ctv3_map(folder, notes)
     extract_end = _extract_end(folder, notes)
     #: Without a manifest, what is current is judged on the day the extract is read.
@@ -197,9 +213,12 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         return {**addresses.get(pid, {}), **registrations.get(pid, {})}
 
     def code(row: dict[str, str]) -> dict[str, str]:
+        row_id = row.get("RowIdentifier", "")
+        known = full or row_id in problems or row_id in unproblems
         return {
-            **problems.get(row.get("RowIdentifier", ""), {}),
+            **problems.get(row_id, {}),
             **ctv3.get(row.get("CTV3Code", ""), {}),
+            **({JOINS_KNOWN: "true"} if known else {}),
         }
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.

@@ -873,3 +873,17 @@ def test_a_record_kept_before_it_named_its_consultation_takes_its_labels_on_repl
         )
     replay(engine, settings, codes, ids=[item.id], corrections={"EffectiveDate": "2024-02-28"})
     assert "source-confidential" in stored(engine)[f"Observation:{O_BP}"].labels.split()
+
+
+def test_an_entry_sent_again_without_its_problem_row_stays_a_problem(
+    engine, settings, codes, extract
+):
+    """An EMIS extract may be a delta: an entry sent again without its problem row is not
+    thereby no longer a problem, so the Condition it made stays."""
+    run(engine, settings, codes, extract)
+    tables = default_tables()
+    del tables["CareRecord_Problem"]
+    (extract / "CareRecord_Problem.csv").unlink()
+    write_extract(extract, tables)
+    assert run(engine, settings, codes, extract).deleted == 0
+    assert stored(engine)[f"Condition:{O_ASTHMA}"].status == "active"

@@ -736,3 +736,20 @@ def test_a_column_name_with_a_byte_the_encoding_cannot_read_fails_nothing(
     assert summary.status == "completed" and summary.quarantined == 1
     [item] = list_items(engine)
     assert item.field == "IDEv\ufffdnt"
+
+
+def test_a_delta_without_the_problem_row_withdraws_no_problem(engine, settings, codes, tmp_path):
+    """A delta carries changed rows only: a coded event sent again without its (unchanged)
+    SRProblem row is not thereby no longer a problem, so its Condition stays on the list."""
+    nhs = next(NHS)
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, folder)
+    delta = write_systmone(tmp_path / "d", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    row = {"FileName": "SRCode.csv", "IsDelta": "Y", "DateExtractFrom": "01 Jan 2005",
+           "DateExtractTo": "01 Dec 2026"}  # fmt: skip
+    write_csv(delta / "SRManifest.csv", list(row), [row], "cp1252")
+    summary = run(engine, settings, codes, delta)
+    assert summary.deleted == 0
+    assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
