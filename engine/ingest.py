@@ -454,8 +454,8 @@ class _Run:
         """Quarantine records citing a patient neither in the batch nor ``elsewhere``.
 
         ``elsewhere`` holds the active Patients stored and the Patients this run staged; a
-        Patient this run withdrew (a test patient) counts as neither. A withdrawal needs no
-        patient: what a deleted patient held is withdrawn too.
+        Patient this run withdrew (a test patient) counts as neither. A deletion or a
+        withdrawal needs no live patient: what a deleted patient held is deleted too.
         """
         patients = [r for g in self.good for r in g.rows if r["resource_type"] == "Patient"]
         self.withdrawn_patients.update(r["resource_id"] for r in patients if "withdrawn" in r)
@@ -467,7 +467,9 @@ class _Run:
                 (
                     r
                     for r in g.rows
-                    if r["patient_id"] and r["patient_id"] not in known and "withdrawn" not in r
+                    if r["patient_id"]
+                    and r["patient_id"] not in known
+                    and r["status"] != "entered-in-error"
                 ),
                 None,
             )

@@ -126,9 +126,11 @@ def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, dict[str, str]]
 
 
 def _delta(folder: Path, notes: list[str]) -> bool:
-    """Whether the manifest says any file is a delta (without one, the extract is full)."""
+    """Whether the extract may be a delta: unless the manifest says plainly of every file that
+    it is not (``N``), or there is none, which the spec takes as a full extract. A value it
+    does not know is taken as a delta, the safe reading."""
     return any(
-        row.get("IsDelta", "").strip().lower() in ("y", "true", "1")
+        row.get("IsDelta", "").strip().lower() not in ("n", "no", "false", "0")
         for row in _lookup(folder, "SRManifest", "FileName", notes)
     )
 

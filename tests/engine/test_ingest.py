@@ -753,3 +753,37 @@ def test_a_delta_without_the_problem_row_withdraws_no_problem(engine, settings, 
     summary = run(engine, settings, codes, delta)
     assert summary.deleted == 0
     assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
+
+
+def test_the_deleted_records_of_a_deleted_patient_are_deleted(engine, settings, codes, tmp_path):
+    """TPP removes a patient (its row blanked) and its coded entry in one extract: the entry's
+    deletion needs no live patient, or it would be held and the entry stay shared."""
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    header = [*S1_HEADERS["SRPatient"], "RemovedData"]
+    blank = dict.fromkeys(header, "") | {"RowIdentifier": "1", "RemovedData": "1"}
+    write_systmone(folder, [s1_patient("1", nhs)], [s1_code("10", "1", RemovedData="1")])
+    write_csv(folder / "SRPatient.csv", header, [blank], "cp1252")
+    summary = run(engine, settings, codes, folder)
+    assert summary.quarantined == 0
+    assert statuses(engine, "systmone|Y00001|SRCode|10") == {"Observation": "entered-in-error"}
+
+
+@pytest.mark.parametrize("says", ["Yes", "T", "Delta", ""])
+def test_a_manifest_that_does_not_plainly_say_full_is_a_delta(
+    engine, settings, codes, tmp_path, says
+):
+    """A delta read as full withdraws every re-sent coded event's Condition whose problem row
+    it does not carry: an IsDelta the reader does not know is taken as a delta."""
+    nhs = next(NHS)
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, folder)
+    delta = write_systmone(tmp_path / "d", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    row = {"FileName": "SRCode.csv", "IsDelta": says, "DateExtractFrom": "01 Jan 2005",
+           "DateExtractTo": "01 Dec 2026"}  # fmt: skip
+    write_csv(delta / "SRManifest.csv", list(row), [row], "cp1252")
+    assert run(engine, settings, codes, delta).deleted == 0
+    assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
