@@ -56,12 +56,13 @@ def unmasked(resource_type: str, decision: Decision) -> bool:
     ob = decision.obligations
     if resource_type not in ob.types:
         raise Refused(f"the decision does not allow {resource_type}")
-    return resource_type not in ob.fields
+    return not ob.fields  # a field rule reaches any type through what that type contains
 
 
 def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     """A copy of ``resource`` without the elements the decision removes, and, when it removes
-    any of its type, without ``meta.versionId`` and ``meta.lastUpdated``.
+    any (of its type, or of a type it may contain), without ``meta.versionId`` and
+    ``meta.lastUpdated``.
 
     Call :func:`visible` first; this refuses a denial and a type the decision does not
     allow, so a wrong call fails loudly instead of leaking.
@@ -83,13 +84,15 @@ def source_row_shown(resource_type: str, decision: Decision) -> bool:
 
 
 def _masked(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
-    """``resource`` under its type's field rule; its contained resources each under theirs,
-    or left out when the decision does not allow their type."""
+    """``resource`` under its type's field rule, if it has one; its contained resources each
+    under theirs, or left out when the decision does not allow their type (a contact inside a
+    care plan is a contact). Under a decision with any field rule, no resource leaves with its
+    version (see :func:`mask`)."""
     ob = decision.obligations
-    rule = ob.fields.get(str(resource.get("resourceType")))
-    if rule is None:
+    if not ob.fields:
         return dict(resource)
-    keep, drop = rule.keep, rule.drop - _ALWAYS
+    rule = ob.fields.get(str(resource.get("resourceType")))
+    keep, drop = (rule.keep, rule.drop - _ALWAYS) if rule else (None, frozenset[str]())
     shown = {
         k: v
         for k, v in resource.items()
@@ -98,7 +101,7 @@ def _masked(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     _narrow(shown, "contained", lambda c: c.get("resourceType") in ob.types)
     if "contained" in shown:
         shown["contained"] = [_masked(c, decision) for c in shown["contained"]]
-    if not rule.source_row:
+    if rule is not None and not rule.source_row:
         if isinstance(shown.get("meta"), dict):
             shown["meta"] = {k: v for k, v in shown["meta"].items() if k != "source"}
         _narrow(shown, "identifier", lambda i: not str(i.get("system")).endswith(_SOURCE_RECORD))

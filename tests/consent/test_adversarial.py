@@ -28,6 +28,7 @@ from consent import (
     meta_of,
     relationship,
     source_row_shown,
+    unmasked,
     visible,
 )
 from consent import directive as read_directive
@@ -812,3 +813,23 @@ def test_a_referral_gives_the_hospital_it_names_a_window_and_the_council_a_case(
         "performer": [{"identifier": {"value": COUNCIL}}],
     })  # fmt: skip
     assert draft is None, "a referral not yet sent gives no one a way in"
+
+
+def test_a_restricted_persons_contact_is_masked_inside_a_type_with_no_rule() -> None:
+    """A contact contained in a care plan (a type the restricted-person rule does not name)
+    is a contact: its address and telephone, where the person can be found, are removed."""
+    user = hospital_clinician()
+    restricted = facts(typical(user), labels=frozenset({PersonLabel("restricted-person", GP)}))
+    d = decide(user, restricted, "TREAT", EVERYTHING, NOW, POLICY)
+    plan = {
+        "resourceType": "CarePlan", "id": "cp", "status": "active", "intent": "plan",
+        "meta": {"versionId": "2"},
+        "contained": [{"resourceType": "RelatedPerson", "id": "rp",
+                       "address": [{"line": ["1 Refuge Lane"], "postalCode": "ZZ99 3VZ"}],
+                       "telecom": [{"system": "phone", "value": "07700 900000"}]}],
+        "careTeam": [{"reference": "#rp"}],
+    }  # fmt: skip
+    assert d.permit and visible(meta(plan, GP), d) and not unmasked("CarePlan", d)
+    shown = mask(plan, d)
+    assert "ZZ99 3VZ" not in str(shown) and "07700" not in str(shown)
+    assert "meta" not in shown, "its version would show a change to the contact"
