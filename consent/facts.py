@@ -260,7 +260,9 @@ def directive(
     an organisation only by a literal reference or by an identifier that is not an ODS code, or
     with provisions nested in it, is none of these exactly: it is read as a dissent, the widest
     objection, since dropping it would share what the person asked to be kept back. So is a
-    permit with a deny nested in it ("share, except ...").
+    permit with a deny nested in it ("share, except ..."). Such a dissent is ``dissent-wide``:
+    a later general consent to share, which lifts a plain dissent, does not lift it, as it
+    would lift what the person restricted along with what they did not.
     """
     if consent.get("resourceType") != "Consent" or consent.get("status") != "active":
         return None
@@ -297,7 +299,15 @@ def directive(
     elif provision.get("type") == "deny" or (provision.get("type") == "permit" and nested):
         if not exact:
             org = None
-        kind = "restrict-category" if category else "restrict-org" if org else "dissent"
+        kind = (
+            "restrict-category"
+            if category
+            else "restrict-org"
+            if org
+            else "dissent"
+            if exact
+            else "dissent-wide"
+        )
     else:
         return None
     recorded = _instant(consent.get("dateTime"))

@@ -27,7 +27,12 @@ RelationshipKind = Literal[
 #: ``consent-share``: a consent to share the record, with no organisation or category named
 #: (opting back in after a dissent).
 DirectiveKind = Literal[
-    "dissent", "restrict-org", "restrict-category", "consent-category", "consent-share"
+    "dissent",
+    "dissent-wide",
+    "restrict-org",
+    "restrict-category",
+    "consent-category",
+    "consent-share",
 ]
 #: How precisely the source gave a directive's date: to the year, month, day, or a time.
 Precision = Literal["year", "month", "day", "time"]

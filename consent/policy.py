@@ -30,8 +30,9 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: ServiceRequest is a referral, dated by authoredOn when it has no occurrence. 4: an
 #: objection with no date is kept, in force from always and the latest word. 5: a planned or
 #: waitlisted episode and a planned encounter are no relationship yet. 6: a directive keeps
-#: the precision of its date; a permit naming nothing is a consent to share the record.
-FACTS_FORMAT = 6
+#: the precision of its date; a permit naming nothing is a consent to share the record. 7: an
+#: inexact restriction is a ``dissent-wide``, which a consent to share does not lift.
+FACTS_FORMAT = 7
 
 
 class PolicyError(ValueError):

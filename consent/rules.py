@@ -31,6 +31,8 @@ from consent.model import (
 )
 
 _CONSENTS = frozenset({"consent-category", "consent-share"})
+#: A dissent, and a restriction read as one (``consent.facts.directive``).
+_DISSENTS = frozenset({"dissent", "dissent-wide"})
 #: Coarsest first.
 _PRECISIONS: tuple[Precision, ...] = ("year", "month", "day", "time")
 
@@ -290,7 +292,7 @@ def _opens(c: Case, category: str) -> bool:
     objections = [
         d
         for d in active
-        if d.kind == "dissent"
+        if d.kind in _DISSENTS
         or (d.kind == "restrict-org" and d.org == org)
         or (d.kind == "restrict-category" and d.category == category and d.org in (None, org))
     ]
@@ -317,13 +319,14 @@ def sensitive(c: Case) -> Shaping:
 
 
 def dissent(c: Case) -> Shaping:
-    found = [d for d in c.patient.directives if d.kind == "dissent" and _active(d, c.now)]
+    found = [d for d in c.patient.directives if d.kind in _DISSENTS and _active(d, c.now)]
     if not found:
         return Shaping()
+    liftable = all(d.kind == "dissent" for d in found)
     lifted = [
         d
         for d in c.patient.directives
-        if d.kind == "consent-share" and _active(d, c.now) and _outweighs(d, found)
+        if liftable and d.kind == "consent-share" and _active(d, c.now) and _outweighs(d, found)
     ]
     if lifted:
         reason = DISSENT.ok("The person consented to sharing after dissenting from it")

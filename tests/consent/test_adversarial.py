@@ -833,3 +833,39 @@ def test_a_restricted_persons_contact_is_masked_inside_a_type_with_no_rule() -> 
     shown = mask(plan, d)
     assert "ZZ99 3VZ" not in str(shown) and "07700" not in str(shown)
     assert "meta" not in shown, "its version would show a change to the contact"
+
+
+def _actor(code: str) -> dict[str, Any]:
+    return {"reference": {"identifier": {"system": ODS, "value": code}}}
+
+
+def test_a_general_consent_lifts_no_restriction_read_as_a_dissent() -> None:
+    """A deny naming two organisations, or "share, except my active problems", is read as a
+    dissent (inexact): a later general consent to share, which lifts no restriction of an
+    organisation or section, must not lift it, or R9Z sees the record the person kept back."""
+    user = hospital_clinician()
+    two_orgs = _privacy("2025-01-10", {"type": "deny",
+                                       "actor": [_actor(HOSPITAL), _actor("Y90022")]})  # fmt: skip
+    except_problems = _privacy("2025-01-10", {
+        "type": "permit",
+        "provision": [{"type": "deny", "code": [{"coding": [
+            {"system": f"{BASE}CodeSystem/scr-record-section", "code": "problems-active"}]}]}],
+    })  # fmt: skip
+    share = _privacy("2026-11-20", {"type": "permit"})
+    for restriction, resource in ((two_orgs, OBSERVATION), (except_problems, ACTIVE_PROBLEM)):
+        d = decide(user, facts(typical(user), directives=(restriction, share)), "TREAT",
+                   EVERYTHING, NOW, POLICY)  # fmt: skip
+        assert d.permit and not visible(meta(resource, GP), d)
+
+
+def test_a_restriction_of_medications_withholds_the_drugs_they_name() -> None:
+    """Medication has its own section: a person restricting their current or past medications
+    must not have the drugs (methadone) named to the restricted organisation beside them."""
+    user = hospital_clinician()
+    drug = {"resourceType": "Medication", "code": {"coding": [
+        {"system": "http://snomed.info/sct", "code": "39113611000001102"}]}}  # fmt: skip
+    for section in ("medications-current", "medications-past"):
+        restriction = directive("restrict-category", category=section)
+        d = decide(user, facts(typical(user), directives=(restriction,)), "TREAT", EVERYTHING,
+                   NOW, POLICY)  # fmt: skip
+        assert d.permit and not visible(meta(drug, GP), d), section

@@ -184,7 +184,7 @@ def test_a_restriction_that_cannot_be_read_exactly_is_a_dissent() -> None:
     ]
     for provision in inexact:
         found = directive(_consent(provision), POLICY.sensitive, POLICY.sections)
-        assert found is not None and found.kind == "dissent", provision
+        assert found is not None and found.kind == "dissent-wide", provision
         assert (found.org, found.category) == (None, None)
 
 
@@ -276,7 +276,7 @@ def test_a_restriction_the_policy_cannot_place_exactly_is_a_dissent() -> None:
     ]  # fmt: skip
     for provision in provisions:
         found = directive(_consent(provision), POLICY.sensitive, POLICY.sections)
-        assert found is not None and found.kind == "dissent", provision
+        assert found is not None and found.kind == "dissent-wide", provision
 
 
 def test_an_organisation_is_named_as_ods_writes_it() -> None:
