@@ -787,3 +787,32 @@ def test_a_manifest_that_does_not_plainly_say_full_is_a_delta(
     write_csv(delta / "SRManifest.csv", list(row), [row], "cp1252")
     assert run(engine, settings, codes, delta).deleted == 0
     assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
+
+
+@pytest.mark.parametrize("how", ["test patient", "deleted"])
+def test_a_patient_taken_out_takes_its_records_with_it(engine, settings, codes, tmp_path, how):
+    """A patient flagged TestPatient (or deleted) after being taken in: its records not sent
+    again stayed active under it, served through its person; now withdrawn with it, and one
+    sent again is held."""
+    nhs = next(NHS)
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1"), s1_code("11", "1")]
+    )
+    run(engine, settings, codes, folder)
+    flag = {"TestPatient": "Y"} if how == "test patient" else {}
+    patient = s1_patient("1", nhs, **flag)
+    header = [*S1_HEADERS["SRPatient"], "RemovedData"]
+    write_systmone(folder, [patient], [s1_code("11", "1")])
+    write_csv(
+        folder / "SRPatient.csv",
+        header,
+        [{**patient, "RemovedData": "0" if flag else "1"}],
+        "cp1252",
+    )
+    run(engine, settings, codes, folder)
+    with engine.connect() as conn:
+        live = conn.execute(select(Resource.source_key).where(Resource.status == "active"))
+        assert [k for k in live.scalars() if "|SRCode|" in k or "|SRPatient|" in k] == []
+    assert [
+        i.source_key.split("|")[-1] for i in list_items(engine) if "SRCode" in i.source_key
+    ] == ["11"]
