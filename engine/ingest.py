@@ -347,11 +347,15 @@ class _Run:
         }
         if not dead:
             return withdrawn
-        deleted = {
-            r["resource_id"] for g in self.good for r in g.rows if r["status"] == "entered-in-error"
+        # Deleted anyway, or brought again for another patient (moved to a live one).
+        kept = {
+            r["resource_id"]
+            for g in self.good
+            for r in g.rows
+            if r["status"] == "entered-in-error" or r["patient_id"] not in dead
         }
         rows = store.cited(conn, list(dead))
-        cascade = {rid: dead[pid] for rid, pid in rows if rid not in deleted}
+        cascade = {rid: dead[pid] for rid, pid in rows if rid not in kept}
         return withdrawn + self._withdrawn(conn, stored, cascade)
 
     def _withdrawn(

@@ -816,3 +816,24 @@ def test_a_patient_taken_out_takes_its_records_with_it(engine, settings, codes, 
     assert [
         i.source_key.split("|")[-1] for i in list_items(engine) if "SRCode" in i.source_key
     ] == ["11"]
+
+
+def test_a_record_moved_from_a_deleted_patient_to_another_is_taken_in(
+    engine, settings, codes, tmp_path
+):
+    """A practice merging two registrations deletes one patient and moves its entries to the
+    other in the same extract: the moved entry is the other patient's now, not withdrawn with
+    the deleted one nor held as a duplicate."""
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    header = [*S1_HEADERS["SRPatient"], "RemovedData"]
+    write_systmone(folder, [s1_patient("1", nhs)], [s1_code("10", "2")])
+    people = [
+        {**s1_patient("1", nhs), "RemovedData": "1"},
+        {**s1_patient("2", nhs), "RemovedData": "0"},
+    ]
+    write_csv(folder / "SRPatient.csv", header, people, "cp1252")
+    summary = run(engine, settings, codes, folder)
+    assert summary.quarantined == 0 and list_items(engine) == []
+    assert statuses(engine, "systmone|Y00001|SRCode|10") == {"Observation": "active"}
