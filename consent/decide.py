@@ -61,16 +61,16 @@ def _merge_fields(parts: Iterable[Mapping[str, FieldRule]]) -> dict[str, FieldRu
 
 
 def _obligations(c: Case, shapings: list[Shaping]) -> Obligations:
-    types = {t for t, _ in c.allowed}
+    """Field rules are kept for every type, not only those asked for: a type asked for may
+    contain one that is not (a contact in a care plan), and must be masked as it would be in
+    the whole record."""
     return Obligations(
         org=c.who.org,
         allowed=c.allowed,
         own_org_only=any(s.own_org_only for s in shapings),
         own_org_sections=frozenset().union(*(s.own_org_sections for s in shapings)),
         excluded_labels=frozenset().union(*(s.excluded_labels for s in shapings)),
-        fields={
-            t: r for t, r in sorted(_merge_fields(s.fields for s in shapings).items()) if t in types
-        },
+        fields=dict(sorted(_merge_fields(s.fields for s in shapings).items())),
     )
 
 

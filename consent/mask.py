@@ -20,6 +20,11 @@ _ALWAYS = frozenset({"resourceType", "id", "meta"})
 _VERSION = frozenset({"versionId", "lastUpdated"})
 #: scr's identifier of the source record, matched by path so that any canonical base is.
 _SOURCE_RECORD = "/Id/source-record"
+#: What stands for a reference to a contained resource the mask took out.
+_MASKED = {
+    "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+    "valueCode": "masked",
+}
 
 
 class Refused(PermissionError):
@@ -101,6 +106,10 @@ def _masked(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     _narrow(shown, "contained", lambda c: c.get("resourceType") in ob.types)
     if "contained" in shown:
         shown["contained"] = [_masked(c, decision) for c in shown["contained"]]
+    left = {c.get("id") for c in shown.get("contained", ())}
+    gone = {c.get("id") for c in resource.get("contained", ()) if isinstance(c, Mapping)} - left
+    if gone:
+        shown = {k: v if k == "contained" else _unlinked(v, gone) for k, v in shown.items()}
     if rule is not None and not rule.source_row:
         if isinstance(shown.get("meta"), dict):
             shown["meta"] = {k: v for k, v in shown["meta"].items() if k != "source"}
@@ -113,6 +122,22 @@ def _masked(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
         else:
             del shown["meta"]
     return shown
+
+
+def _unlinked(node: Any, gone: set[Any]) -> Any:
+    """``node`` with each local reference to a contained resource taken out (``#id``, id in
+    ``gone``) marked masked instead: a reference left pointing at nothing is not FHIR (ref-1),
+    and its display could name what was taken out. New objects only where one changed."""
+    if isinstance(node, Mapping):
+        ref = node.get("reference")
+        if isinstance(ref, str) and ref.startswith("#") and ref[1:] in gone:
+            return {"extension": [_MASKED]}
+        out = {k: _unlinked(v, gone) for k, v in node.items()}
+        return node if all(out[k] is node[k] for k in node) else out
+    if isinstance(node, list):
+        items = [_unlinked(v, gone) for v in node]
+        return node if all(a is b for a, b in zip(items, node, strict=True)) else items
+    return node
 
 
 def _narrow(resource: dict[str, Any], key: str, keep: Callable[[dict[str, Any]], bool]) -> None:

@@ -350,8 +350,8 @@ def release(
     params: dict[str, Any] = {
         "patients": list(patient_ids), "types": sorted(ob.types), "org": ob.org,
     }  # fmt: skip
-    if since is not None:
-        params["since"], params["masked"] = since, sorted(ob.fields)
+    if since is not None:  # under any field rule every type is masked (``consent.unmasked``)
+        params["since"], params["masked"] = since, sorted(ob.types) if ob.fields else []
     if ids:
         params["ids"] = list(ids)
     withheld: Counter[str] = Counter()

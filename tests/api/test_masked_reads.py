@@ -1,0 +1,202 @@
+"""Masked reads of a restricted person: every path masks alike, and leaves valid FHIR."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from consent import PersonLabel, Request, decide, mask, unmasked, visible
+from tests.api.conftest import PATIENT, Store, Token
+from tests.api.test_fhir import _gp_record_at, _restricted_by_the_council, get
+from tests.consent.personas import (
+    GP,
+    NOW,
+    POLICY,
+    directive,
+    facts,
+    hospital_clinician,
+    meta,
+    typical,
+    who,
+)
+
+EVERYTHING = Request("everything")
+ADDRESS = {"line": ["1 Refuge Lane"], "postalCode": "ZZ99 3VZ"}
+PHONE = {"system": "phone", "value": "07700 900000"}
+
+
+def _restricted(user: Any) -> Any:
+    return facts(typical(user), labels=frozenset({PersonLabel("restricted-person", GP)}))
+
+
+def _plan() -> dict[str, Any]:
+    return {
+        "resourceType": "CarePlan", "id": "cp", "status": "active", "intent": "plan",
+        "meta": {"versionId": "2"},
+        "contained": [{"resourceType": "RelatedPerson", "id": "rp",
+                       "patient": {"reference": "Patient/p"},
+                       "address": [ADDRESS], "telecom": [PHONE]}],
+        "careTeam": [{"reference": "#rp"}],
+    }  # fmt: skip
+
+
+def _dangling(resource: dict[str, Any]) -> list[str]:
+    """Local references (``#id``) with no contained resource of that id (FHIR R4 ref-1)."""
+    ids = {c.get("id") for c in resource.get("contained", [])}
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str) and ref.startswith("#") and ref[1:] not in ids:
+                found.append(ref)
+            for k, v in node.items():
+                if k != "contained":
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(resource)
+    return found
+
+
+def test_a_type_narrowed_read_masks_a_restricted_persons_contained_contact() -> None:
+    """A decision asked for CarePlan alone keeps the rule for the RelatedPerson a care plan may
+    contain: a restricted person's refuge address must not leave, versioned, through a
+    per-type search, a read by id or ``_type``, when ``$everything`` masks it."""
+    user = hospital_clinician()
+    asked = Request("search", frozenset({"CarePlan"}))
+    d = decide(user, _restricted(user), "TREAT", asked, NOW, POLICY)
+    plan = _plan()
+    assert d.permit and visible(meta(plan, GP), d)
+    assert not unmasked("CarePlan", d), "the whole record's read masks this type"
+    shown = mask(plan, d)
+    assert "ZZ99 3VZ" not in str(shown) and "07700" not in str(shown)
+    assert "meta" not in shown
+
+
+def test_a_type_narrowed_search_or_read_masks_the_contained_address(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """Through the API: another practice's GP searching CarePlan, or reading it by id, gets the
+    restricted person's contained contact masked, as ``$everything`` gives it."""
+    _restricted_by_the_council(store)
+    _gp_record_at(store, "1 Old Street")
+    plan = {
+        "resourceType": "CarePlan", "id": "cp-review", "status": "active", "intent": "plan",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "contained": [{"resourceType": "RelatedPerson", "id": "rp",
+                       "patient": {"reference": f"Patient/{PATIENT}"},
+                       "address": [ADDRESS], "telecom": [PHONE]}],
+        "careTeam": [{"reference": "#rp"}],
+    }  # fmt: skip
+    _store_row(store, plan, "CarePlan", "care-plans")
+    other = token("other-gp")
+    everything = get(client, other, f"Patient/{PATIENT}/$everything").json()
+    assert "cp-review" in str(everything) and "ZZ99 3VZ" not in str(everything)
+    searched = get(client, other, "CarePlan", patient=PATIENT)
+    assert searched.status_code == 200 and "cp-review" in searched.text
+    by_id = get(client, other, "CarePlan/cp-review")
+    assert "ZZ99 3VZ" not in searched.text and "ZZ99 3VZ" not in by_id.text
+
+
+def _store_row(store: Store, resource: dict[str, Any], rtype: str, section: str) -> None:
+    """A row like an ingested one, copied from the person's first Observation row (same
+    Patient, source organisation, run and facts), with this body."""
+    with store.engine.begin() as conn:
+        row = conn.execute(text(
+            "SELECT * FROM resource WHERE resource_type = 'Observation' AND source_org = 'Y00001'"
+            " AND labels = '' ORDER BY id LIMIT 1"
+        )).mappings().one()  # fmt: skip
+        values = dict(row) | {
+            "id": resource["id"], "resource_type": rtype, "section": section,
+            "body": orjson.dumps(resource), "source_key": row["source_key"] + "|review",
+            "last_updated": datetime(2020, 1, 1, tzinfo=UTC), "relation": None,
+            "relation_ref": None,
+        }  # fmt: skip
+        cols = ", ".join(values)
+        conn.execute(text(f"INSERT INTO resource ({cols}) VALUES ("
+                          + ", ".join(f":{k}" for k in values) + ")"), values)  # fmt: skip
+
+
+def test_since_tells_nothing_of_a_change_to_a_contained_contact(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """A care plan whose only change is its contained contact's (withheld) address must not
+    turn up in a ``_since`` poll, telling another organisation that, and about when, the
+    person moved."""
+    _restricted_by_the_council(store)
+    _gp_record_at(store, "1 Old Street")
+    plan = {
+        "resourceType": "CarePlan", "id": "cp-since", "status": "active", "intent": "plan",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "contained": [{"resourceType": "RelatedPerson", "id": "rp",
+                       "patient": {"reference": f"Patient/{PATIENT}"},
+                       "address": [ADDRESS], "telecom": [PHONE]}],
+        "careTeam": [{"reference": "#rp"}],
+    }  # fmt: skip
+    _store_row(store, plan, "CarePlan", "care-plans")
+    other = token("other-gp")
+    path = f"Patient/{PATIENT}/$everything"
+    between = datetime.now(UTC).isoformat()
+    before = get(client, other, path, _since=between).json()
+    moved = plan | {"contained": [plan["contained"][0] | {"address": [{"postalCode": "ZZ99 4VZ"}]}]}
+    with store.engine.begin() as conn:  # what an ingest of the moved contact writes
+        conn.execute(text("UPDATE resource SET body = :b, last_updated = :t, "
+                          "version_id = version_id + 1 WHERE id = 'cp-since'"),
+                     {"b": orjson.dumps(moved), "t": datetime.now(UTC)})  # fmt: skip
+    whole = get(client, other, path).json()
+    assert "cp-since" in str(whole) and "ZZ99" not in str(whole), "masked either way"
+    after = get(client, other, path, _since=between).json()
+    ids = lambda doc: sorted(e["resource"]["id"] for e in doc.get("entry", []))  # noqa: E731
+    assert ids(after) == ids(before), "a change to nothing visible must not show through _since"
+
+
+def test_a_reference_to_a_contained_resource_taken_out_is_marked_masked() -> None:
+    """A contained resource the mask takes out (a Device no profile may see, a Patient's
+    contained GP under the restricted-person rule) leaves no ``#ref`` pointing at nothing
+    (FHIR R4 ref-1): the reference is marked masked (data-absent-reason)."""
+    user = hospital_clinician()
+    d = decide(user, _restricted(user), "TREAT", EVERYTHING, NOW, POLICY)
+    obs = {
+        "resourceType": "Observation", "id": "o", "status": "final",
+        "code": {"text": "SpO2"},
+        "contained": [{"resourceType": "Device", "id": "dev", "deviceName": [
+            {"name": "Pulse oximeter", "type": "user-friendly-name"}]}],
+        "device": {"reference": "#dev"},
+    }  # fmt: skip
+    patient = {
+        "resourceType": "Patient", "id": "p",
+        "contained": [{"resourceType": "Practitioner", "id": "gp", "name": [{"family": "Who"}]}],
+        "generalPractitioner": [{"reference": "#gp"}],
+    }  # fmt: skip
+    assert d.permit and visible(meta(obs, GP), d)
+    assert _dangling(mask(obs, d)) == [] and _dangling(mask(patient, d)) == []
+
+
+def test_a_restriction_of_past_medications_leaves_current_drugs_named() -> None:
+    """A restriction of past medications must not withhold the drugs of current statements
+    (GP Connect names them by ``medicationReference``), or A&E sees current statements
+    naming nothing."""
+    user = hospital_clinician()
+    restriction = directive("restrict-category", category="medications-past")
+    d = decide(user, facts(typical(user), directives=(restriction,)), "TREAT", EVERYTHING,
+               NOW, POLICY)  # fmt: skip
+    drug = {"resourceType": "Medication", "id": "m1", "code": {"coding": [
+        {"system": "http://snomed.info/sct", "code": "39113611000001102"}]}}  # fmt: skip
+    current = {"resourceType": "MedicationStatement", "status": "active",
+               "medicationReference": {"reference": "Medication/m1"}}  # fmt: skip
+    assert d.permit and visible(meta(current, GP), d), "the current statement is shared"
+    assert visible(meta(drug, GP), d), "so is the drug it names"
+
+
+def test_the_gp_fast_path_is_unchanged() -> None:
+    """A GP with no field rules keeps the unparsed path: masking costs only where it acts."""
+    user = who("clinical")
+    d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert d.permit and not d.obligations.fields and unmasked("Observation", d)
