@@ -184,8 +184,7 @@ class _Run:
         self.good: list[_Good] = []
         #: Patients this run created, updated or deleted: linking re-evaluates only these.
         self.patients: set[str] = set()
-        #: Patients this run deleted or withdrew: records citing them, in any later batch, are
-        #: not taken in (a deletion aside).
+        #: Patients this run withdrew: records citing them, in any later batch, are not taken.
         self.withdrawn_patients: set[str] = set()
         self.bad: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
         self.pending = 0
@@ -325,9 +324,7 @@ class _Run:
         deleted row that no longer maps withdraws all its key held. Not where which resources
         a row yields turned on other rows' joins (a coded event is a Condition when SRProblem
         names it): a delta need not carry the joined row, so its absence is no withdrawal.
-        A Patient deleted or withdrawn takes with it every active record of its own (one the
-        batch brings again is then held by ``_check_patients``): served through its person,
-        they would still show a test patient's made-up results. Returns the ids withdrawn.
+        Returns the ids withdrawn.
 
         A withdrawal is a new version of the stored body marked ``entered-in-error``, so the
         history shows what was withdrawn; it goes in, or is quarantined, with its record.
@@ -338,31 +335,6 @@ class _Run:
             if held:
                 yields = {r["resource_id"] for r in g.rows}
                 gone.update((rid, g) for rid in held - yields)
-        withdrawn = self._withdrawn(conn, stored, gone)
-        dead = {
-            r["resource_id"]: g
-            for g in self.good
-            for r in g.rows
-            if r["resource_type"] == "Patient" and r["status"] == "entered-in-error"
-        }
-        if not dead:
-            return withdrawn
-        # Deleted anyway, or brought again for another patient (moved to a live one).
-        kept = {
-            r["resource_id"]
-            for g in self.good
-            for r in g.rows
-            if r["status"] == "entered-in-error" or r["patient_id"] not in dead
-        }
-        rows = store.cited(conn, list(dead))
-        cascade = {rid: dead[pid] for rid, pid in rows if rid not in kept}
-        return withdrawn + self._withdrawn(conn, stored, cascade)
-
-    def _withdrawn(
-        self, conn: Connection, stored: store.Stored, gone: dict[str, _Good]
-    ) -> list[str]:
-        """Stage, with the record in ``gone`` for each, the withdrawal of each id still
-        active; the ids."""
         if not gone:
             return []
         for row in store.withdrawn(conn, list(gone)):
@@ -482,15 +454,12 @@ class _Run:
         """Quarantine records citing a patient neither in the batch nor ``elsewhere``.
 
         ``elsewhere`` holds the active Patients stored and the Patients this run staged; a
-        Patient this run deleted or withdrew (a test patient) counts as neither. A deletion or
-        a withdrawal needs no live patient: what a deleted patient held is withdrawn with it
-        (``_withdraw``).
+        Patient this run withdrew (a test patient) counts as neither. A deletion or a
+        withdrawal needs no live patient: what a deleted patient held is deleted too.
         """
         patients = [r for g in self.good for r in g.rows if r["resource_type"] == "Patient"]
-        self.withdrawn_patients.update(
-            r["resource_id"] for r in patients if r["status"] == "entered-in-error"
-        )
-        own = {r["resource_id"] for r in patients if r["status"] != "entered-in-error"}
+        self.withdrawn_patients.update(r["resource_id"] for r in patients if "withdrawn" in r)
+        own = {r["resource_id"] for r in patients if "withdrawn" not in r}
         known = (own | elsewhere) - self.withdrawn_patients
         keep: list[_Good] = []
         for g in self.good:

@@ -145,22 +145,6 @@ def withdrawn(conn: Connection, ids: Sequence[str]) -> list[Row[Any]]:
     return found
 
 
-def cited(conn: Connection, patient_ids: Sequence[str]) -> list[tuple[str, str]]:
-    """The active resources that belong to ``patient_ids`` (the Patients themselves aside):
-    each one's id and its patient's."""
-    found: list[tuple[str, str]] = []
-    for cond in member_of(conn, R.c.patient_id, patient_ids, probe=True):
-        found.extend(
-            (row.id, row.patient_id)
-            for row in conn.execute(
-                select(R.c.id, R.c.patient_id).where(
-                    cond, R.c.status == "active", R.c.resource_type != "Patient"
-                )
-            )
-        )
-    return found
-
-
 def passed_labels(conn: Connection, keys: Sequence[str]) -> dict[str, set[str]]:
     """The labels the stored records of source ``keys`` pass on to records naming them."""
     found: dict[str, set[str]] = {}
