@@ -125,6 +125,23 @@ def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, dict[str, str]]
     return live, removed
 
 
+def _check_listed(folder: Path) -> None:
+    """Every file the manifest lists must be there: one that did not arrive (a failed
+    transfer) would be read as empty, so a full extract would take its rows as removed."""
+    missing = sorted(
+        {
+            name
+            for row in _lookup(folder, "SRManifest", "FileName", [])
+            if (name := row.get("FileName", "").strip()) and not (folder / name).exists()
+        }
+    )
+    if missing:
+        raise ExtractError(
+            f"{folder}: SRManifest.csv lists {', '.join(missing)}, which the extract does not "
+            "hold; nothing is taken in: fetch the whole extract again"
+        )
+
+
 def _delta(folder: Path, notes: list[str]) -> bool:
     """Whether the extract may be a delta: unless the manifest says plainly of every file that
     it is not (``N``), or there is none, which the spec takes as a full extract. A value it
@@ -202,6 +219,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
     addresses = _current_addresses(folder, notes)
     registrations = _current_registrations(folder, notes)
+    _check_listed(folder)
     problems, unproblems = _problems(folder, notes)
     #: Whether each code row's problem row, or its absence, is in this extract.
     full = not _delta(folder, [])  # the manifest's problems are noted once, below

@@ -787,3 +787,23 @@ def test_a_manifest_that_does_not_plainly_say_full_is_a_delta(
     write_csv(delta / "SRManifest.csv", list(row), [row], "cp1252")
     assert run(engine, settings, codes, delta).deleted == 0
     assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
+
+
+def test_an_extract_missing_a_file_its_manifest_lists_is_refused(engine, settings, codes, tmp_path):
+    """A full extract whose manifest lists SRProblem.csv, which never arrived, would read it
+    as empty and take every problem as removed: refused, nothing taken in."""
+    nhs = next(NHS)
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, folder)
+    (folder / "SRProblem.csv").unlink()
+    rows = [
+        {"FileName": name, "IsDelta": "N", "DateExtractFrom": "01 Jan 2005",
+         "DateExtractTo": "01 Dec 2026"}
+        for name in ("SRPatient.csv", "SRCode.csv", "SRProblem.csv")
+    ]  # fmt: skip
+    write_csv(folder / "SRManifest.csv", list(rows[0]), rows, "cp1252")
+    with pytest.raises(ExtractError, match=r"SRManifest\.csv lists SRProblem\.csv"):
+        run(engine, settings, codes, folder)
+    assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
