@@ -44,6 +44,18 @@ def _plan() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _stored_plan(plan_id: str) -> dict[str, Any]:
+    """A care plan of the person with a contact contained in it."""
+    return {
+        "resourceType": "CarePlan", "id": plan_id, "status": "active", "intent": "plan",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "contained": [{"resourceType": "RelatedPerson", "id": "rp",
+                       "patient": {"reference": f"Patient/{PATIENT}"},
+                       "address": [ADDRESS], "telecom": [PHONE]}],
+        "careTeam": [{"reference": "#rp"}],
+    }  # fmt: skip
+
+
 def _dangling(resource: dict[str, Any]) -> list[str]:
     """Local references (``#id``) with no contained resource of that id (FHIR R4 ref-1)."""
     ids = {c.get("id") for c in resource.get("contained", [])}
@@ -87,14 +99,7 @@ def test_a_type_narrowed_search_or_read_masks_the_contained_address(
     restricted person's contained contact masked, as ``$everything`` gives it."""
     _restricted_by_the_council(store)
     _gp_record_at(store, "1 Old Street")
-    plan = {
-        "resourceType": "CarePlan", "id": "cp-review", "status": "active", "intent": "plan",
-        "subject": {"reference": f"Patient/{PATIENT}"},
-        "contained": [{"resourceType": "RelatedPerson", "id": "rp",
-                       "patient": {"reference": f"Patient/{PATIENT}"},
-                       "address": [ADDRESS], "telecom": [PHONE]}],
-        "careTeam": [{"reference": "#rp"}],
-    }  # fmt: skip
+    plan = _stored_plan("cp-review")
     _store_row(store, plan, "CarePlan", "care-plans")
     other = token("other-gp")
     everything = get(client, other, f"Patient/{PATIENT}/$everything").json()
@@ -132,14 +137,7 @@ def test_since_tells_nothing_of_a_change_to_a_contained_contact(
     person moved."""
     _restricted_by_the_council(store)
     _gp_record_at(store, "1 Old Street")
-    plan = {
-        "resourceType": "CarePlan", "id": "cp-since", "status": "active", "intent": "plan",
-        "subject": {"reference": f"Patient/{PATIENT}"},
-        "contained": [{"resourceType": "RelatedPerson", "id": "rp",
-                       "patient": {"reference": f"Patient/{PATIENT}"},
-                       "address": [ADDRESS], "telecom": [PHONE]}],
-        "careTeam": [{"reference": "#rp"}],
-    }  # fmt: skip
+    plan = _stored_plan("cp-since")
     _store_row(store, plan, "CarePlan", "care-plans")
     other = token("other-gp")
     path = f"Patient/{PATIENT}/$everything"

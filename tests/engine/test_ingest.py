@@ -468,11 +468,9 @@ def test_a_problem_visible_to_one_organisation_labels_its_condition(
     assert labels["Condition"] == "source-confidential"
 
 
-def test_a_coded_event_whose_problem_was_removed_leaves_no_active_condition(
-    engine, settings, codes, tmp_path
-):
-    """Once its problem is removed the coded event maps to an Observation: the Condition it
-    made before must be withdrawn, not left active on the shared problem list."""
+def _problem_removed(engine, settings, codes, tmp_path, **code: str) -> Path:  # type: ignore[no-untyped-def]
+    """An extract taken in with coded event 10 a problem, then written again with its problem
+    row removed (and the event's columns ``code``): the folder, for the second run."""
     nhs = next(NHS)
     folder = write_systmone(
         tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
@@ -481,9 +479,18 @@ def test_a_coded_event_whose_problem_was_removed_leaves_no_active_condition(
     write_systmone(
         folder,
         [s1_patient("1", nhs)],
-        [s1_code("10", "1")],
+        [s1_code("10", "1", **code)],
         [s1_problem("10", RemovedData="1")],
     )
+    return folder
+
+
+def test_a_coded_event_whose_problem_was_removed_leaves_no_active_condition(
+    engine, settings, codes, tmp_path
+):
+    """Once its problem is removed the coded event maps to an Observation: the Condition it
+    made before must be withdrawn, not left active on the shared problem list."""
+    folder = _problem_removed(engine, settings, codes, tmp_path)
     second = run(engine, settings, codes, folder)
     assert (second.created, second.deleted) == (1, 1)
     key = "systmone|Y00001|SRCode|10"
@@ -499,17 +506,7 @@ def test_a_quarantined_record_withdraws_nothing_until_it_is_replayed(
 ):
     """A record that cannot be taken in must not withdraw what its key holds: the Condition
     goes only when the corrected record's Observation comes in."""
-    nhs = next(NHS)
-    folder = write_systmone(
-        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
-    )
-    run(engine, settings, codes, folder)
-    write_systmone(
-        folder,
-        [s1_patient("1", nhs)],
-        [s1_code("10", "1", DateEvent="01 Foo 2024")],
-        [s1_problem("10", RemovedData="1")],
-    )
+    folder = _problem_removed(engine, settings, codes, tmp_path, DateEvent="01 Foo 2024")
     second = run(engine, settings, codes, folder)
     assert (second.quarantined, second.deleted) == (1, 0)
     key = "systmone|Y00001|SRCode|10"
