@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Select, String, bindparam, select
+from sqlalchemy import ColumnElement, Connection, Select, String, Table, and_, bindparam, select
 from sqlalchemy.orm import aliased
 
 from engine.identity.index import patients_of
 from engine.identity.workset import LINKS, NUMBERS
+from engine.models import Resource
 
 #: The link of the Patient asked about (made once: an alias costs more to build than to use).
 _MINE = aliased(LINKS)
+R = cast(Table, Resource.__table__)
+#: A Patient the source deleted, or withdrew (a test patient), is no member: its records that
+#: the source did not also delete would otherwise still be read through its person.
+_LIVE = and_(R.c.id == LINKS.c.patient_id, R.c.status == "active")
+_MINE_LIVE = aliased(R)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,7 @@ def _members(person_id: str, rows: Sequence[tuple[str, str | None]]) -> Members:
 def _linked(conn: Connection, where: ColumnElement[bool]) -> list[tuple[str, str | None]]:
     query = (
         select(LINKS.c.patient_id, NUMBERS.c.nhs_number)
+        .join(R, _LIVE)
         .outerjoin(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
         .where(where)
     )
@@ -57,7 +64,12 @@ def _by_patient(patient_id: ColumnElement[Any]) -> Select[Any]:
     return (
         select(_MINE.c.person_id, LINKS.c.patient_id, NUMBERS.c.nhs_number)
         .select_from(_MINE)
+        .join(
+            _MINE_LIVE,
+            and_(_MINE_LIVE.c.id == _MINE.c.patient_id, _MINE_LIVE.c.status == "active"),
+        )
         .join(LINKS, LINKS.c.person_id == _MINE.c.person_id)
+        .join(R, _LIVE)
         .outerjoin(NUMBERS, NUMBERS.c.patient_id == LINKS.c.patient_id)
         .where(_MINE.c.patient_id == patient_id)
     )

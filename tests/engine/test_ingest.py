@@ -9,14 +9,14 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select, update
 
-from adapters.base import CorrectionRefused, ExtractError
+from adapters.base import CorrectionRefused, ExtractError, resource_id, source_key
 from adapters.codes import CodeMaps, load_all
 from adapters.extract import map_columns
 from adapters.mapper import load_table_map
 from adapters.systmone import SystmOneAdapter
 from engine import ingest as pipeline
 from engine.extracts import OlderExtract
-from engine.identity import person_of
+from engine.identity import members_of_patient, person_of
 from engine.ingest import ingest
 from engine.models import IngestRun, QuarantineItem, Resource, ResourceVersion
 from engine.quarantine import list_items, replay
@@ -804,3 +804,18 @@ def test_an_extract_missing_a_file_its_manifest_lists_is_refused(engine, setting
     with pytest.raises(ExtractError, match=r"SRManifest\.csv lists SRProblem\.csv"):
         run(engine, settings, codes, folder)
     assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
+
+
+def test_a_patient_taken_out_is_no_member_of_a_person(engine, settings, codes, tmp_path):
+    """A patient flagged TestPatient after it was taken in is withdrawn, but its records not
+    sent again stay: read through its person (by its Patient id), they would still show."""
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    pid = resource_id("Patient", source_key("systmone", "Y00001", "SRPatient", "1"))
+    with engine.connect() as conn:
+        assert members_of_patient(conn, pid) is not None
+    write_systmone(folder, [s1_patient("1", nhs, TestPatient="Y")])
+    run(engine, settings, codes, folder)
+    with engine.connect() as conn:
+        assert members_of_patient(conn, pid) is None
