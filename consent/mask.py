@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from consent.model import Decision, ResourceMeta
+from consent.policy import Policy
+from consent.sections import section_of
 
 #: Kept whatever a profile's field rule says: without them a resource is not a resource.
 _ALWAYS = frozenset({"resourceType", "id", "meta"})
@@ -64,7 +66,7 @@ def unmasked(resource_type: str, decision: Decision) -> bool:
     return not ob.fields  # a field rule reaches any type through what that type contains
 
 
-def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+def mask(resource: Mapping[str, Any], decision: Decision, policy: Policy) -> dict[str, Any]:
     """A copy of ``resource`` without the elements the decision removes, and, when it removes
     any (of its type, or of a type it may contain), without ``meta.versionId`` and
     ``meta.lastUpdated``.
@@ -78,7 +80,7 @@ def mask(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     ob = decision.obligations
     if resource_type not in ob.types:
         raise Refused(f"the decision does not allow {resource_type}")
-    return _masked(resource, decision)
+    return _masked(resource, decision, policy)
 
 
 def source_row_shown(resource_type: str, decision: Decision) -> bool:
@@ -88,11 +90,12 @@ def source_row_shown(resource_type: str, decision: Decision) -> bool:
     return rule is None or rule.source_row
 
 
-def _masked(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+def _masked(resource: Mapping[str, Any], decision: Decision, policy: Policy) -> dict[str, Any]:
     """``resource`` under its type's field rule, if it has one; its contained resources each
-    under theirs, or left out when the decision does not allow their type (a contact inside a
-    care plan is a contact). Under a decision with any field rule, no resource leaves with its
-    version (see :func:`mask`)."""
+    under theirs, or left out when the decision does not allow their type and section (a
+    contact inside a care plan is a contact; a resolved problem inside one is a past problem).
+    Under a decision with any field rule, no resource leaves with its version (see
+    :func:`mask`)."""
     ob = decision.obligations
     if not ob.fields:
         return dict(resource)
@@ -103,9 +106,13 @@ def _masked(resource: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
         for k, v in resource.items()
         if k not in drop and (keep is None or k in keep or k in _ALWAYS)
     }
-    _narrow(shown, "contained", lambda c: c.get("resourceType") in ob.types)
+    _narrow(
+        shown,
+        "contained",
+        lambda c: (str(c.get("resourceType")), section_of(c, policy)) in ob.allowed,
+    )
     if "contained" in shown:
-        shown["contained"] = [_masked(c, decision) for c in shown["contained"]]
+        shown["contained"] = [_masked(c, decision, policy) for c in shown["contained"]]
     left = {c.get("id") for c in shown.get("contained", ())}
     gone = {c.get("id") for c in resource.get("contained", ()) if isinstance(c, Mapping)} - left
     if gone:

@@ -417,7 +417,9 @@ class _Judge:
             whole = self._whole[resource_type] = unmasked(resource_type, self._decision)
         if whole:
             return Item(resource_type, resource_id, body)
-        masked = mask(resource if resource is not None else loads(body), self._decision)
+        masked = mask(
+            resource if resource is not None else loads(body), self._decision, self._policy
+        )
         return Item(resource_type, resource_id, orjson.dumps(masked, default=exact))
 
 
