@@ -250,20 +250,34 @@ class _Run:
     def _inherit(self, conn: Connection) -> None:
         """Label the batch's records with what the records they name and the reader did not
         meet (an earlier run brought them) are stored with: a course for a problem recorded
-        last month is withheld with the problem."""
+        last month is withheld with the problem. A record naming a stored record of another
+        patient (an issue whose course is another patient's) is held: it would land on one
+        patient carrying the other's course and labels."""
         unmet = sorted({k for g in self.good for k in g.unmet})
         if not unmet:
             return
-        held = store.passed_labels(conn, unmet)
+        held = store.named(conn, unmet)
         base = self.settings.canonical_base
+        keep: list[_Good] = []
         for g in self.good:
-            passed = sorted({c for k in g.unmet for c in held.get(k, ())})
+            own = {r["patient_id"] for r in g.rows if r["patient_id"]}
+            other = next(
+                (k for k in sorted(g.unmet) if k in held and held[k].patients - own and own),
+                None,
+            )
+            if other is not None:
+                reason = f"names {other}, a record of another patient"
+                self.bad.append((g.record, (Issue(None, reason),)))
+                continue
+            keep.append(g)
+            passed = sorted({c for k in g.unmet if k in held for c in held[k].labels})
             if not passed:
                 continue
             for r in g.rows:
                 labels.add_labels(r["resource"], labels.confidential_labels(base, *passed))
                 r["labels"] = labels.column(r["resource"], base)
                 r["content_hash"] = content_hash(r["resource"])
+        self.good = keep
 
     def flush(self) -> None:
         """Check, validate and decide the batch here; its writes commit on the writer thread.

@@ -7,7 +7,7 @@ is a handful of statements per batch however many resources it holds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -145,14 +145,25 @@ def withdrawn(conn: Connection, ids: Sequence[str]) -> list[Row[Any]]:
     return found
 
 
-def passed_labels(conn: Connection, keys: Sequence[str]) -> dict[str, set[str]]:
-    """The labels the stored records of source ``keys`` pass on to records naming them."""
-    found: dict[str, set[str]] = {}
+@dataclass
+class Named:
+    """What the stored records of one source key pass on to records naming them: labels,
+    and whose they are (a record naming another patient's is wrongly joined)."""
+
+    labels: set[str] = field(default_factory=set)
+    patients: set[str] = field(default_factory=set)
+
+
+def named(conn: Connection, keys: Sequence[str]) -> dict[str, Named]:
+    """For each of source ``keys`` stored, the labels its records pass on and their patients."""
+    found: dict[str, Named] = {}
     for cond in member_of(conn, R.c.source_key, keys):
-        for row in conn.execute(select(R.c.source_key, R.c.labels).where(cond, R.c.labels != "")):
-            passed = {code for code in row.labels.split() if labels.passes_on(code)}
-            if passed:
-                found.setdefault(row.source_key, set()).update(passed)
+        rows = conn.execute(select(R.c.source_key, R.c.labels, R.c.patient_id).where(cond))
+        for row in rows:
+            entry = found.setdefault(row.source_key, Named())
+            entry.labels.update(code for code in row.labels.split() if labels.passes_on(code))
+            if row.patient_id:
+                entry.patients.add(row.patient_id)
     return found
 
 

@@ -887,3 +887,19 @@ def test_an_entry_sent_again_without_its_problem_row_stays_a_problem(
     write_extract(extract, tables)
     assert run(engine, settings, codes, extract).deleted == 0
     assert stored(engine)[f"Condition:{O_ASTHMA}"].status == "active"
+
+
+def test_an_issue_naming_another_patients_stored_course_is_held(engine, settings, codes, tmp_path):
+    """In a later extract without the course row, an issue naming another patient than its
+    stored course would land on that patient carrying the course's groupIdentifier and
+    labels: held, naming the course."""
+    run(engine, settings, codes, write_extract(tmp_path / "e1", default_tables()))
+    tables = default_tables()
+    issue = dict(tables["Prescribing_IssueRecord"][0], IssueRecordGuid=guid(42))
+    issue |= {"PatientGuid": P_CONF, "CodeId": SALBUTAMOL}  # the course is P_OK's
+    tables["Prescribing_IssueRecord"] = [issue]
+    del tables["Prescribing_DrugRecord"]
+    run(engine, settings, codes, write_extract(tmp_path / "e2", tables))
+    assert f"MedicationRequest:{guid(42)}" not in stored(engine)
+    held = quarantine(engine)[guid(42)]
+    assert "a record of another patient" in held.reason and DRUG in held.reason
