@@ -469,7 +469,7 @@ class _Run:
 
         ``elsewhere`` holds the active Patients stored and the Patients this run staged; a
         Patient this run withdrew (a test patient) counts as neither. A deletion or a
-        withdrawal needs no live patient: what a deleted patient held is deleted too.
+        withdrawal needs no live patient: TPP removes a patient and its rows together.
         """
         patients = [r for g in self.good for r in g.rows if r["resource_type"] == "Patient"]
         self.withdrawn_patients.update(r["resource_id"] for r in patients if "withdrawn" in r)
