@@ -83,7 +83,7 @@ def _filter_ms(
     """One read of the whole record: decide, then filter and mask every resource."""
     start = time.perf_counter()
     d = decide(who, patient, "TREAT", Request("everything"), NOW, policy)
-    shown = [mask(body, d, policy) for m, body in record if visible(m, d)]
+    shown = [mask(body, d, policy, m.source_org) for m, body in record if visible(m, d)]
     return (time.perf_counter() - start) * 1000, len(shown)
 
 

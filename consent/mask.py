@@ -12,7 +12,7 @@ from typing import Any
 
 from consent.model import Decision, ResourceMeta
 from consent.policy import Policy
-from consent.sections import section_of
+from consent.sections import meta_of
 
 #: Kept whatever a profile's field rule says: without them a resource is not a resource.
 _ALWAYS = frozenset({"resourceType", "id", "meta"})
@@ -56,8 +56,9 @@ def visible(meta: ResourceMeta, decision: Decision) -> bool:
 
 
 def unmasked(resource_type: str, decision: Decision) -> bool:
-    """Whether :func:`mask` hands a resource of this type back whole, so that its stored JSON
-    may leave as it is, unparsed; refuses what :func:`mask` refuses."""
+    """Whether :func:`mask` hands a resource of this type back whole when it contains nothing
+    (its contained resources are judged one by one), so that its stored JSON may leave as it
+    is, unparsed; refuses what :func:`mask` refuses."""
     if not decision.permit:
         raise Refused("a refused decision releases nothing")
     ob = decision.obligations
@@ -66,10 +67,13 @@ def unmasked(resource_type: str, decision: Decision) -> bool:
     return not ob.fields  # a field rule reaches any type through what that type contains
 
 
-def mask(resource: Mapping[str, Any], decision: Decision, policy: Policy) -> dict[str, Any]:
-    """A copy of ``resource`` without the elements the decision removes, and, when it removes
-    any (of its type, or of a type it may contain), without ``meta.versionId`` and
-    ``meta.lastUpdated``.
+def mask(
+    resource: Mapping[str, Any], decision: Decision, policy: Policy, source_org: str
+) -> dict[str, Any]:
+    """A copy of ``resource`` without the elements the decision removes and the contained
+    resources it withholds (``source_org``: the organisation whose record holds it), and,
+    when it removes any element (of its type, or of a type it may contain), without
+    ``meta.versionId`` and ``meta.lastUpdated``.
 
     Call :func:`visible` first; this refuses a denial and a type the decision does not
     allow, so a wrong call fails loudly instead of leaking.
@@ -80,7 +84,7 @@ def mask(resource: Mapping[str, Any], decision: Decision, policy: Policy) -> dic
     ob = decision.obligations
     if resource_type not in ob.types:
         raise Refused(f"the decision does not allow {resource_type}")
-    return _masked(resource, decision, policy)
+    return _masked(resource, decision, policy, source_org)
 
 
 def source_row_shown(resource_type: str, decision: Decision) -> bool:
@@ -90,14 +94,17 @@ def source_row_shown(resource_type: str, decision: Decision) -> bool:
     return rule is None or rule.source_row
 
 
-def _masked(resource: Mapping[str, Any], decision: Decision, policy: Policy) -> dict[str, Any]:
-    """``resource`` under its type's field rule, if it has one; its contained resources each
-    under theirs, or left out when the decision does not allow their type and section (a
-    contact inside a care plan is a contact; a resolved problem inside one is a past problem).
+def _masked(
+    resource: Mapping[str, Any], decision: Decision, policy: Policy, source_org: str
+) -> dict[str, Any]:
+    """``resource`` under its type's field rule, if it has one; each contained resource under
+    its own, or left out when it would be withheld as a resource of its own from
+    ``source_org`` (its type and section, a restricted section, another organisation's, its
+    labels: a contact inside a care plan is a contact, a resolved problem a past problem).
     Under a decision with any field rule, no resource leaves with its version (see
     :func:`mask`)."""
     ob = decision.obligations
-    if not ob.fields:
+    if not ob.fields and "contained" not in resource:
         return dict(resource)
     rule = ob.fields.get(str(resource.get("resourceType")))
     keep, drop = (rule.keep, rule.drop - _ALWAYS) if rule else (None, frozenset[str]())
@@ -109,20 +116,20 @@ def _masked(resource: Mapping[str, Any], decision: Decision, policy: Policy) -> 
     _narrow(
         shown,
         "contained",
-        lambda c: (str(c.get("resourceType")), section_of(c, policy)) in ob.allowed,
+        lambda c: hidden_by(meta_of(c, source_org, "", policy), decision) is None,
     )
     if "contained" in shown:
-        shown["contained"] = [_masked(c, decision, policy) for c in shown["contained"]]
+        shown["contained"] = [_masked(c, decision, policy, source_org) for c in shown["contained"]]
     left = {c.get("id") for c in shown.get("contained", ())}
     gone = {c.get("id") for c in resource.get("contained", ()) if isinstance(c, Mapping)} - left
-    if gone:
-        shown = {k: v if k == "contained" else _unlinked(v, gone) for k, v in shown.items()}
+    if gone:  # the kept contained resources may name the ones taken out too
+        shown = {k: _unlinked(v, gone) for k, v in shown.items()}
     if rule is not None and not rule.source_row:
         if isinstance(shown.get("meta"), dict):
             shown["meta"] = {k: v for k, v in shown["meta"].items() if k != "source"}
         _narrow(shown, "identifier", lambda i: not str(i.get("system")).endswith(_SOURCE_RECORD))
     meta = shown.get("meta")
-    if isinstance(meta, Mapping) and not _VERSION.isdisjoint(meta):
+    if ob.fields and isinstance(meta, Mapping) and not _VERSION.isdisjoint(meta):
         unversioned = {k: v for k, v in meta.items() if k not in _VERSION}
         if unversioned:
             shown["meta"] = unversioned

@@ -373,10 +373,14 @@ def release(
             withheld[why] += 1
             continue
         if total >= offset and (end is None or total < end):
-            shown.append(judge.item(rtype, rid, body, resource))
+            shown.append(judge.item(rtype, rid, org, body, resource))
             origins.append(Origin(key, run, ver))
         total += 1
     return Released(decision, tuple(shown), total, tuple(origins), dict(sorted(withheld.items())))
+
+
+#: How canonical JSON writes the key of contained resources (no space after the colon).
+_CONTAINED = b'"contained":'
 
 
 class _Judge:
@@ -408,17 +412,26 @@ class _Judge:
         return resource, hidden_by(meta, self._decision)
 
     def item(
-        self, resource_type: str, resource_id: str, body: bytes, resource: dict[str, Any] | None
+        self,
+        resource_type: str,
+        resource_id: str,
+        source_org: str,
+        body: bytes,
+        resource: dict[str, Any] | None,
     ) -> Item:
-        """The stored JSON as it is when the decision masks nothing of the type; otherwise
-        the masked resource, written again."""
+        """The stored JSON as it is when the decision masks nothing of the type and it holds
+        no contained resource (each is judged as a resource of its own); otherwise the masked
+        resource, written again."""
         whole = self._whole.get(resource_type)
         if whole is None:
             whole = self._whole[resource_type] = unmasked(resource_type, self._decision)
-        if whole:
+        if whole and _CONTAINED not in body:
             return Item(resource_type, resource_id, body)
         masked = mask(
-            resource if resource is not None else loads(body), self._decision, self._policy
+            resource if resource is not None else loads(body),
+            self._decision,
+            self._policy,
+            source_org,
         )
         return Item(resource_type, resource_id, orjson.dumps(masked, default=exact))
 

@@ -126,13 +126,19 @@ def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, dict[str, str]]
 
 
 def _check_listed(folder: Path) -> None:
-    """Every file the manifest lists must be there: one that did not arrive (a failed
-    transfer) would be read as empty, so a full extract would take its rows as removed."""
+    """Every file a full extract's manifest lists must be there, under the name the reader
+    opens (``SRProblem.csv``, whatever case the manifest writes): one that did not arrive (a
+    failed transfer) would be read as empty, so its rows would be taken as removed. A delta
+    may list a file it did not send: nothing of it changed."""
+    if _delta(folder, []):
+        return
+    names = {f"{table}.csv".lower(): f"{table}.csv" for table in (*TABLES, *LOOKUPS)}
     missing = sorted(
         {
             name
             for row in _lookup(folder, "SRManifest", "FileName", [])
-            if (name := row.get("FileName", "").strip()) and not (folder / name).exists()
+            if (listed := row.get("FileName", "").strip())
+            and not (folder / (name := names.get(listed.lower(), listed))).exists()
         }
     )
     if missing:

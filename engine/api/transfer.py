@@ -33,7 +33,7 @@ from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
 from engine.db import durable_write, read_only
 from engine.gate import gather_facts
-from engine.identity import patients_of
+from engine.identity import members_of
 from engine.transfer import store
 from engine.transfer.parties import acknowledgement, may_see, may_take_part
 from engine.transfer.receive import Inbox, receive, refuse
@@ -141,7 +141,7 @@ def _decision(svc: Services, who: Who, person: str) -> Decision:
     relationship comes from the transfer itself, the care home's from the placement)."""
 
     def facts(conn: Connection) -> PatientFacts:
-        return gather_facts(conn, person, tuple(patients_of(conn, person)), svc.policy)
+        return gather_facts(conn, person, members_of(conn, person).patient_ids, svc.policy)
 
     return decide(who, read_only(svc.engine, facts), who.purpose, consent.Request("transfer"),
                   datetime.now(UTC), svc.policy)  # fmt: skip

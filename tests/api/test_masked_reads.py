@@ -87,7 +87,7 @@ def test_a_type_narrowed_read_masks_a_restricted_persons_contained_contact() -> 
     plan = _plan()
     assert d.permit and visible(meta(plan, GP), d)
     assert not unmasked("CarePlan", d), "the whole record's read masks this type"
-    shown = mask(plan, d, POLICY)
+    shown = mask(plan, d, POLICY, GP)
     assert "ZZ99 3VZ" not in str(shown) and "07700" not in str(shown)
     assert "meta" not in shown
 
@@ -174,7 +174,9 @@ def test_a_reference_to_a_contained_resource_taken_out_is_marked_masked() -> Non
         "generalPractitioner": [{"reference": "#gp"}],
     }  # fmt: skip
     assert d.permit and visible(meta(obs, GP), d)
-    assert _dangling(mask(obs, d, POLICY)) == [] and _dangling(mask(patient, d, POLICY)) == []
+    assert (
+        _dangling(mask(obs, d, POLICY, GP)) == [] and _dangling(mask(patient, d, POLICY, GP)) == []
+    )
 
 
 def test_a_restriction_of_past_medications_leaves_current_drugs_named() -> None:

@@ -210,14 +210,14 @@ def test_receptionist_sees_when_and_with_whom_an_appointment_is_not_why() -> Non
         "start": "2026-12-01T09:00:00Z", "participant": [{"status": "accepted"}],
     }  # fmt: skip
     assert visible(meta(appointment, GP), d)
-    assert mask(appointment, d, POLICY) == {
+    assert mask(appointment, d, POLICY, GP) == {
         "resourceType": "Appointment", "id": "a1", "status": "booked",
         "start": "2026-12-01T09:00:00Z", "participant": [{"status": "accepted"}],
     }  # fmt: skip
     assert not visible(meta({"resourceType": "Medication"}, GP), d)
     gp = who("clinical")
     d_gp = decide(gp, facts(typical(gp)), "TREAT", EVERYTHING, NOW, POLICY)
-    assert mask(appointment, d_gp, POLICY) == appointment
+    assert mask(appointment, d_gp, POLICY, GP) == appointment
 
 
 def test_social_worker_gets_admission_dates_and_reasons_not_diagnoses() -> None:
@@ -235,7 +235,7 @@ def test_social_worker_gets_admission_dates_and_reasons_not_diagnoses() -> None:
         "text": {"status": "generated", "div": "<div>Full discharge narrative</div>"},
     }
     assert visible(meta(encounter, HOSPITAL), d)
-    assert set(mask(encounter, d, POLICY)) == {
+    assert set(mask(encounter, d, POLICY, GP)) == {
         "resourceType", "id", "status", "class", "period", "reasonCode"
     }  # fmt: skip
 
@@ -645,21 +645,21 @@ def test_restricted_person_contact_details_withheld_from_others() -> None:
         "telecom": [{"value": "0"}],
         "text": {"status": "generated", "div": "<div>Lives at ZZ99 3VZ</div>"},
     }
-    assert set(mask(body, d, POLICY)) == {"resourceType", "id", "name"}, (
+    assert set(mask(body, d, POLICY, GP)) == {"resourceType", "id", "name"}, (
         "the narrative may say where"
     )
     placement = {
         "resourceType": "EpisodeOfCare", "id": "e", "status": "active",
         "managingOrganization": {"identifier": {"value": "VM001"}, "display": "Rose Court"},
     }  # fmt: skip
-    assert "managingOrganization" not in mask(placement, d, POLICY), (
+    assert "managingOrganization" not in mask(placement, d, POLICY, GP), (
         "the care home is where they live"
     )
     assert "person.restricted" not in {r["rule"] for r in explain(d)["reasons"]}
     at_gp = who("clinical")
     at_gp_patient = replace(patient, relationships=(typical(at_gp),))
     d_gp = decide(at_gp, at_gp_patient, "TREAT", EVERYTHING, NOW, POLICY)
-    assert mask(body, d_gp, POLICY) == body
+    assert mask(body, d_gp, POLICY, GP) == body
 
 
 def test_a_masked_resource_leaves_without_its_version() -> None:
@@ -677,15 +677,17 @@ def test_a_masked_resource_leaves_without_its_version() -> None:
             "address": [{"postalCode": postcode}],
         }  # fmt: skip
 
-    moved = mask(stored("2", "ZZ99 4VZ"), d, POLICY)
-    assert moved == mask(stored("1", "ZZ99 3VZ"), d, POLICY)
+    moved = mask(stored("2", "ZZ99 4VZ"), d, POLICY, GP)
+    assert moved == mask(stored("1", "ZZ99 3VZ"), d, POLICY, GP)
     assert "meta" not in moved  # neither the version nor, for a restricted person, the source
     bare = {"resourceType": "Patient", "id": "p", "meta": {"versionId": "3"}}
-    assert mask(bare, d, POLICY) == {"resourceType": "Patient", "id": "p"}, "no empty meta"
+    assert mask(bare, d, POLICY, GP) == {"resourceType": "Patient", "id": "p"}, "no empty meta"
     at_gp = who("clinical")
     d_gp = decide(at_gp, replace(patient, relationships=(typical(at_gp),)), "TREAT", EVERYTHING,
                   NOW, POLICY)  # fmt: skip
-    assert mask(stored("2", "ZZ99 4VZ"), d_gp, POLICY) == stored("2", "ZZ99 4VZ"), "nothing masked"
+    assert mask(stored("2", "ZZ99 4VZ"), d_gp, POLICY, GP) == stored("2", "ZZ99 4VZ"), (
+        "nothing masked"
+    )
 
 
 def test_a_restricted_persons_placement_names_the_care_home_nowhere(tmp_path: Path) -> None:
@@ -704,10 +706,10 @@ def test_a_restricted_persons_placement_names_the_care_home_nowhere(tmp_path: Pa
     person = facts(typical(user), labels=frozenset({PersonLabel("restricted-person", GP)}))
     d = decide(user, person, "TREAT", EVERYTHING, NOW, POLICY)
     assert d.permit and visible(meta(placement, COUNCIL), d)
-    assert care_home not in orjson.dumps(mask(placement, d, POLICY)).decode()
+    assert care_home not in orjson.dumps(mask(placement, d, POLICY, GP)).decode()
     assert not source_row_shown("EpisodeOfCare", d) and source_row_shown("Observation", d)
     unrestricted = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
-    assert mask(placement, unrestricted, POLICY) == placement
+    assert mask(placement, unrestricted, POLICY, GP) == placement
 
 
 def test_contained_resources_lose_their_narrative_and_unseen_types() -> None:
@@ -725,7 +727,7 @@ def test_contained_resources_lose_their_narrative_and_unseen_types() -> None:
                       {"resourceType": "Immunization", "id": "i1", "status": "completed"}],
     }  # fmt: skip
     assert visible(meta(plan, GP), d)
-    shown = mask(plan, d, POLICY)
+    shown = mask(plan, d, POLICY, GP)
     assert "HIV" not in orjson.dumps(shown).decode()
     assert shown["contained"] == [
         {
@@ -744,7 +746,7 @@ def test_a_refused_decision_yields_no_content() -> None:
     d = decide(user, facts(), "TREAT", EVERYTHING, NOW, POLICY)
     assert not d.permit and not d.obligations.allowed and not d.obligations.fields
     with pytest.raises(Refused):
-        mask({"resourceType": "Patient", "id": "p"}, d, POLICY)
+        mask({"resourceType": "Patient", "id": "p"}, d, POLICY, GP)
     assert explain(d)["sections"] == []
 
 
@@ -752,7 +754,7 @@ def test_mask_refuses_a_type_the_decision_does_not_allow() -> None:
     user = who("admin")
     d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
     with pytest.raises(Refused):
-        mask(OBSERVATION, d, POLICY)
+        mask(OBSERVATION, d, POLICY, GP)
 
 
 def test_explanation_names_no_hidden_category_and_a_constant_notice() -> None:
@@ -841,7 +843,7 @@ def test_a_restricted_persons_contact_is_masked_inside_a_type_with_no_rule() -> 
         "careTeam": [{"reference": "#rp"}],
     }  # fmt: skip
     assert d.permit and visible(meta(plan, GP), d) and not unmasked("CarePlan", d)
-    shown = mask(plan, d, POLICY)
+    shown = mask(plan, d, POLICY, GP)
     assert "ZZ99 3VZ" not in str(shown) and "07700" not in str(shown)
     assert "meta" not in shown, "its version would show a change to the contact"
 
@@ -894,5 +896,45 @@ def test_a_contained_resource_is_judged_by_its_section_too() -> None:
     plan = {"resourceType": "CarePlan", "id": "cp", "status": "active", "intent": "plan",
             "contained": [past], "addresses": [{"reference": "#c1"}]}  # fmt: skip
     assert d.permit and visible(meta(plan, "Y90022"), d) and not visible(meta(past, "Y90022"), d)
-    shown = mask(plan, d, POLICY)
+    shown = mask(plan, d, POLICY, GP)
     assert "Alcohol dependence" not in str(shown) and "#c1" not in str(shown)
+
+
+@pytest.mark.parametrize("profile", ["clinical", "social-care"])
+def test_a_contained_resource_passes_the_checks_a_resource_of_its_own_does(profile: str) -> None:
+    """A person restricting their active problems to the organisation that recorded them:
+    the problem, withheld on its own from a viewer elsewhere, must not leave inside a care
+    plan from there, whether or not the decision has any field rule."""
+    user = (
+        who(profile, org=HOSPITAL, org_kind="hospital") if profile == "clinical" else who(profile)
+    )
+    kind = "hospital-encounter" if profile == "clinical" else "council-case"
+    person = facts(
+        relation(user.org, kind),
+        directives=(directive("restrict-category", category="problems-active"),),
+    )
+    d = decide(user, person, "TREAT", EVERYTHING, NOW, POLICY)
+    problem = {"resourceType": "Condition", "id": "c1", "code": {"text": "Bipolar disorder"},
+               "clinicalStatus": {"coding": [{"code": "active"}]}}  # fmt: skip
+    assert d.permit and not visible(meta(problem, OTHER_GP), d)
+    plan = {"resourceType": "CarePlan", "id": "cp1", "status": "active", "intent": "plan",
+            "contained": [problem], "addresses": [{"reference": "#c1"}]}  # fmt: skip
+    assert visible(meta(plan, OTHER_GP), d)
+    assert "Bipolar" not in str(mask(plan, d, POLICY, OTHER_GP))
+
+
+def test_a_contained_resource_naming_one_taken_out_names_it_no_more() -> None:
+    """A kept contained care team whose reason names a contained past problem taken out must
+    not keep ``#c2`` (pointing at nothing, R4 ref-1) nor its display naming the problem."""
+    user = who("social-care")
+    d = decide(user, facts(relation(user.org, "council-case")), "TREAT", EVERYTHING, NOW, POLICY)
+    past = {"resourceType": "Condition", "id": "c2", "code": {"text": "Overdose"},
+            "clinicalStatus": {"coding": [{"code": "resolved"}]}}  # fmt: skip
+    team = {"resourceType": "CareTeam", "id": "t1", "status": "active",
+            "reasonReference": [{"reference": "#c2", "display": "Overdose"}]}  # fmt: skip
+    plan = {"resourceType": "CarePlan", "id": "cp1", "status": "active", "intent": "plan",
+            "contained": [team, past], "careTeam": [{"reference": "#t1"}],
+            "addresses": [{"reference": "#c2"}]}  # fmt: skip
+    shown = mask(plan, d, POLICY, GP)
+    assert [c["id"] for c in shown["contained"]] == ["t1"]
+    assert "#c2" not in str(shown) and "Overdose" not in str(shown)

@@ -323,7 +323,7 @@ def test_a_refused_decision_never_carries_content(case: Case) -> None:
     assert not any(visible(m, d) for m in metas)
     for m in metas:
         with pytest.raises(Refused):
-            mask({"resourceType": m.resource_type, "id": "x"}, d, POLICY)
+            mask({"resourceType": m.resource_type, "id": "x"}, d, POLICY, GP)
 
 
 @PROPERTY

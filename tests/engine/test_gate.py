@@ -181,7 +181,7 @@ def test_a_masked_item_is_never_the_stored_json(store):
     assert released.items and released.decision.obligations.fields
     for item in released.items:
         assert item.json == orjson.dumps(
-            mask(orjson.loads(stored[item.id]), released.decision, POLICY)
+            mask(orjson.loads(stored[item.id]), released.decision, POLICY, "Y00001")
         )
         assert "text" not in orjson.loads(item.json)
     assert any(b"text" in stored[i.id] and i.json != stored[i.id] for i in released.items)

@@ -819,3 +819,41 @@ def test_a_patient_taken_out_is_no_member_of_a_person(engine, settings, codes, t
     run(engine, settings, codes, folder)
     with engine.connect() as conn:
         assert members_of_patient(conn, pid) is None
+
+
+def _listing(folder: Path, names: tuple[str, ...], delta: str = "N") -> None:
+    rows = [
+        {"FileName": name, "IsDelta": delta, "DateExtractFrom": "01 Jan 2005",
+         "DateExtractTo": "01 Dec 2026"}
+        for name in names
+    ]  # fmt: skip
+    write_csv(folder / "SRManifest.csv", list(rows[0]), rows, "cp1252")
+
+
+def test_a_listed_file_is_looked_for_under_the_name_the_reader_opens(
+    engine, settings, codes, tmp_path
+):
+    """A manifest listing (and an exporter writing) srproblem.csv: the reader opens
+    SRProblem.csv, finds none, and a full extract would withdraw every problem: refused."""
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, folder)
+    (folder / "SRProblem.csv").rename(folder / "srproblem.csv")
+    _listing(folder, ("SRPatient.csv", "SRCode.csv", "srproblem.csv"))
+    with pytest.raises(ExtractError, match=r"lists SRProblem\.csv"):
+        run(engine, settings, codes, folder)
+    assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
+
+
+def test_a_delta_may_list_a_file_it_did_not_send(engine, settings, codes, tmp_path):
+    """A delta listing SRProblem.csv with no changed problem rows (so no file) changed none:
+    refusing it would stop the feed."""
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, folder)
+    delta = write_systmone(tmp_path / "d", [], [s1_code("10", "1", NumericValue="7")])
+    _listing(delta, ("SRCode.csv", "SRProblem.csv"), delta="Y")
+    run(engine, settings, codes, delta)
+    assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
