@@ -304,11 +304,7 @@ def _page_query(
         allowed.append(or_(own, _without_labels(excluded)))
     asked = [one_of(R.c.patient_id, "patients", dialect), R.c.status == "active"]
     if since:
-        # A masked type's rows are all asked, whenever stored: a row's time may be that of a
-        # change to nothing but what the mask removes (consent.mask), which `_since` would
-        # otherwise tell.
-        changed = R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type)
-        asked.append(or_(changed, one_of(R.c.resource_type, "masked", dialect)))
+        asked.append(R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type))
     if ids:
         asked.append(one_of(R.c.id, "ids", dialect))
     body = case((and_(*allowed), R.c.body), else_=null()).label("body")
@@ -344,14 +340,15 @@ def release(
     if not decision.permit:
         return Released(decision, (), 0)
     ob = decision.obligations
-    query = _page_query(
-        conn.dialect.name, ob.own_org_only, ob.excluded_labels, since is not None, bool(ids)
-    )
+    # Under any field rule every type is masked (``consent.unmasked``), and a row's time may be
+    # that of a change to nothing but what the mask removes: ``_since`` then narrows nothing.
+    narrows = since is not None and not ob.fields
+    query = _page_query(conn.dialect.name, ob.own_org_only, ob.excluded_labels, narrows, bool(ids))
     params: dict[str, Any] = {
         "patients": list(patient_ids), "types": sorted(ob.types), "org": ob.org,
     }  # fmt: skip
-    if since is not None:  # under any field rule every type is masked (``consent.unmasked``)
-        params["since"], params["masked"] = since, sorted(ob.types) if ob.fields else []
+    if narrows:
+        params["since"] = since
     if ids:
         params["ids"] = list(ids)
     withheld: Counter[str] = Counter()
