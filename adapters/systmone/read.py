@@ -128,10 +128,8 @@ def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, dict[str, str]]
 def _check_listed(folder: Path) -> None:
     """Every file a full extract's manifest lists must be there, under the name the reader
     opens (``SRProblem.csv``, whatever case the manifest writes): one that did not arrive (a
-    failed transfer) would be read as empty, so its rows would be taken as removed. A delta
-    may list a file it did not send: nothing of it changed."""
-    if _delta(folder, []):
-        return
+    failed transfer) would be read as empty, so its rows would be taken as removed. (A delta
+    may list a file it did not send: nothing of it changed.)"""
     names = {f"{table}.csv".lower(): f"{table}.csv" for table in (*TABLES, *LOOKUPS)}
     missing = sorted(
         {
@@ -225,10 +223,11 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     org = first_row(folder / "SROrganisation.csv", ENCODING, "NationalId")
     addresses = _current_addresses(folder, notes)
     registrations = _current_registrations(folder, notes)
-    _check_listed(folder)
-    problems, unproblems = _problems(folder, notes)
     #: Whether each code row's problem row, or its absence, is in this extract.
     full = not _delta(folder, [])  # the manifest's problems are noted once, below
+    if full:
+        _check_listed(folder)
+    problems, unproblems = _problems(folder, notes)
     ctv3 = _extract_ctv3_map(folder, notes)
     extract_end = _extract_end(folder, notes)
     #: Without a manifest, what is current is judged on the day the extract is read.
