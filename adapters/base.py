@@ -104,6 +104,27 @@ class SourceRecord:
     #: Problems already found while reading (a truncated row, an undecodable byte).
     read_issues: tuple[Issue, ...] = ()
 
+    def as_json(self) -> dict[str, Any]:
+        """What quarantine (and a kept row) holds of a record: enough to map it again without
+        the source file."""
+        return {
+            "ref": [self.ref.system, self.ref.org, self.ref.table, self.ref.row_id],
+            "file": self.file,
+            "line": self.line,
+            "fields": dict(self.fields),
+            "read_issues": [[i.field, i.reason] for i in self.read_issues],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> SourceRecord:
+        return cls(
+            SourceRef(*doc["ref"]),
+            doc["file"],
+            doc["line"],
+            doc["fields"],
+            tuple(Issue(f, r) for f, r in doc["read_issues"]),
+        )
+
 
 @dataclass(frozen=True)
 class Mapped:
@@ -136,6 +157,9 @@ class MapOutcome:
     #: Which resources the row yields turned on what was joined from other rows, which an
     #: extract (a delta) need not carry: what it yielded before and not now is not withdrawn.
     joined_choice: bool = False
+    #: The row's table chooses its resources by joins, so the ingest keeps the row as taken in
+    #: (``engine.kept``): a later delta that changes only the joined row maps it again.
+    keeps_row: bool = False
 
     @property
     def ok(self) -> bool:

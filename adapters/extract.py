@@ -20,7 +20,13 @@ from adapters.base import (
     SourceRef,
 )
 from adapters.csvread import read_rows
-from adapters.mapper import compiled_table_map, load_table_map, map_row
+from adapters.mapper import (
+    JOINS_KNOWN,
+    TAKE_STORED_ROW,
+    compiled_table_map,
+    load_table_map,
+    map_row,
+)
 
 Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
 #: A joined field naming a lookup row read with a problem: the record it is joined into is held
@@ -156,6 +162,17 @@ def table_records(
         yield SourceRecord(
             SourceRef(style, org, table, row_id), path.name, row.line, fields, issues
         )
+
+
+def rejoined(
+    ref: SourceRef, file: str, joins: Mapping[str, Any], replaced: Sequence[str]
+) -> SourceRecord:
+    """The joins a delta brings for a row it does not (``joins``, empty for a joined row it
+    removes): the ingest maps the row as last taken in with them in place of ``replaced``
+    (``engine.kept``). A joined row read with a problem holds it in quarantine."""
+    fields = {**joins, TAKE_STORED_ROW: list(replaced), JOINS_KNOWN: "true"}
+    problem = fields.pop(JOINED_ROW_PROBLEM, None)
+    return SourceRecord(ref, file, 0, fields, (_joined_issue(problem),) if problem else ())
 
 
 def _joined_issue(problem: str) -> Issue:

@@ -406,6 +406,14 @@ def compile_table_map(doc: Mapping[str, Any]) -> TableMap:
 #: itself, or a full extract): what the record no longer yields may then be withdrawn
 #: (``MapOutcome.joined_choice``).
 JOINS_KNOWN = "_JoinsKnown"
+#: Set by a reader on a row whose choice joins it did not meet (a delta without the unchanged
+#: problem row), naming them: the ingest takes them from the row as last taken in
+#: (``engine.kept``), so the row maps as it did and not as if its problem had gone.
+TAKE_STORED_JOINS = "_TakeStoredJoins"
+#: Set by a reader on the joins it met for a row it did not (a delta's problem row, added or
+#: removed, without its unchanged coded event), naming the joins they replace: the ingest maps
+#: the row as last taken in with these joins instead (``engine.kept``).
+TAKE_STORED_ROW = "_TakeStoredRow"
 
 
 def _reads_joined(node: Any) -> bool:
@@ -435,10 +443,11 @@ def map_row(table_map: TableMap, record: SourceRecord, ctx: MapContext) -> MapOu
     row = record.fields
     deleted = table_map.deleted(row) if table_map.deleted is not None else False
     held = () if deleted else tuple(rule.issue for rule in table_map.held if rule.when(row))
+    keeps = table_map.joined_choice
     if held:
-        return MapOutcome(withheld=held)
+        return MapOutcome(withheld=held, keeps_row=keeps)
     outcome = _map_row(table_map, record, ctx, deleted)
-    return MapOutcome() if deleted and not outcome.ok else outcome
+    return MapOutcome(keeps_row=keeps) if deleted and not outcome.ok else outcome
 
 
 def _map_row(
@@ -477,6 +486,7 @@ def _map_row(
         resources=tuple(produced),
         withheld=tuple(env.withheld),
         joined_choice=table_map.joined_choice and not deleted and row.get(JOINS_KNOWN) != "true",
+        keeps_row=table_map.joined_choice,
     )
 
 

@@ -37,11 +37,10 @@ from adapters.base import (
     MapContext,
     MapOutcome,
     SourceRecord,
-    SourceRef,
     resource_id,
 )
 from adapters.codes import CodeMaps
-from engine import extracts, store
+from engine import extracts, kept, store
 from engine.canonical import content_hash, dumps, loads
 from engine.facts import row_facts
 from engine.finish import finish, mark_entered_in_error
@@ -113,6 +112,8 @@ class _Good:
     unmet: frozenset[str] = frozenset()
     #: What it yielded before and not now is withdrawn (not when that turned on joins).
     withdraws: bool = True
+    #: Its table chooses resources by joins, so the row is kept as taken in (``engine.kept``).
+    keeps_row: bool = False
     #: The rows that differ from what is stored, and what validating them found.
     changed: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[Issue] = field(default_factory=list)
@@ -135,33 +136,14 @@ class _Writes:
     pointed: list[dict[str, Any]]
     #: What they took the stored labels of: ``from_key``, ``to_key``.
     inherited: list[dict[str, Any]]
+    #: The rows to keep: ``source_key``, ``record`` (null for a row deleted).
+    kept: list[dict[str, Any]]
     #: Refresh planner statistics after this batch.
     analyse: bool
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def record_json(record: SourceRecord) -> dict[str, Any]:
-    """What quarantine keeps of a record: enough to replay it without the source file."""
-    return {
-        "ref": [record.ref.system, record.ref.org, record.ref.table, record.ref.row_id],
-        "file": record.file,
-        "line": record.line,
-        "fields": dict(record.fields),
-        "read_issues": [[i.field, i.reason] for i in record.read_issues],
-    }
-
-
-def record_from_json(doc: dict[str, Any]) -> SourceRecord:
-    return SourceRecord(
-        SourceRef(*doc["ref"]),
-        doc["file"],
-        doc["line"],
-        doc["fields"],
-        tuple(Issue(f, r) for f, r in doc["read_issues"]),
-    )
 
 
 class _Run:
@@ -234,6 +216,7 @@ class _Run:
                 outcome.withheld,
                 self._unmet(record),
                 withdraws=not outcome.joined_choice,
+                keeps_row=outcome.keeps_row,
             )
         )
         self.pending += len(rows)
@@ -315,6 +298,7 @@ class _Run:
                 if not g.invalid
                 for k in sorted(g.unmet)
             ]
+            keeps = [_kept(g) for g in self.good if g.keeps_row and not g.invalid]
             reopened = [rec.ref.key for rec, _ in self.bad]
             quarantined = set(reopened)
             taken += [self.renamed[k] for k in taken if k in self.renamed]
@@ -328,7 +312,7 @@ class _Run:
         self.flushes += 1
         analyse = self.flushes & (self.flushes - 1) == 0  # after batches 1, 2, 4, 8, ...
         writes = _Writes(
-            staged, seen, resolved, reopened, updates, inserts, pointed, inherited, analyse
+            staged, seen, resolved, reopened, updates, inserts, pointed, inherited, keeps, analyse
         )
         self.writer.submit(partial(self._write, conn, writes))
 
@@ -401,6 +385,7 @@ class _Run:
             writes.resolved,
             writes.pointed,
             writes.inherited,
+            writes.kept,
         )
         store.keep_open(conn, run_id, writes.reopened)
         for item, values in writes.quarantine_updates:
@@ -422,6 +407,7 @@ class _Run:
             if conn is not self.conn:
                 store.apply_rows(conn, self.summary.run_id)
             store.apply_pointers(conn, self.summary.run_id)
+            store.apply_kept(conn, self.summary.run_id)
             base = self.settings.canonical_base
             self.summary.relabelled = pass_back(conn, self.summary.run_id, base, now)
             store.finish_run(conn, self.summary.run_id, self.resolution, now)
@@ -606,7 +592,7 @@ class _Run:
             values = {
                 "field": first.field,
                 "reason": reason,
-                "record": record_json(record),
+                "record": record.as_json(),
                 "file": record.file,
                 "line": record.line,
             }
@@ -626,6 +612,12 @@ class _Run:
                 }
             )
         return updates, inserts
+
+
+def _kept(g: _Good) -> dict[str, Any]:
+    """The row to keep for a record taken in: none once it yields nothing live (deleted)."""
+    live = any(r["status"] != "entered-in-error" for r in g.rows)
+    return {"source_key": g.record.ref.key, "record": g.record.as_json() if live else None}
 
 
 def _pointer_changes(good: Iterable[_Good], stored: dict[str, set[str]]) -> list[dict[str, Any]]:
@@ -773,8 +765,9 @@ def run_records(
                 )
             )
         run = _Run(engine, settings, codes, summary, resolution, renamed or {})
+        joins: list[str] = []
         try:
-            for record in records:
+            for record in kept.with_kept(engine, records, joins):
                 try:
                     outcome = map_fn(record)
                 except Exception as exc:  # a mapping bug must not lose the record
@@ -784,7 +777,7 @@ def run_records(
                     progress(summary.read)
             run.close()
             summary.status = "completed"
-            summary.notes = [*recovered, *(notes or [])]
+            summary.notes = [*recovered, *(notes or []), *joins]
             run.complete(_now())
         except BaseException:
             summary.status = "failed"

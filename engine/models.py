@@ -224,3 +224,24 @@ class StagedPointer(Base):
     to_key: Mapped[str] = mapped_column(String(512), primary_key=True)
     #: The record no longer names ``to_key``.
     gone: Mapped[bool] = mapped_column(Boolean)
+
+
+class KeptRow(Base):
+    """A source row as last taken in, for a table that chooses its resources by joined rows
+    (a coded event is a problem when SRProblem names it): a delta that brings only the joined
+    row maps the kept row again with it (``engine.kept``). The record as quarantine keeps it."""
+
+    __tablename__ = "kept_row"
+
+    source_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    record: Mapped[dict[str, object]] = mapped_column(JSON)
+
+
+class StagedKeptRow(Base):
+    """A run's kept rows until it completes; ``record`` is null for a row the run deleted."""
+
+    __tablename__ = "staged_kept_row"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    record: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, Table, Text, select
 from adapters.base import CorrectionRefused, MapContext, SourceRecord
 from adapters.codes import CodeMaps
 from engine.canonical import loads
-from engine.ingest import RunSummary, record_from_json, run_records
+from engine.ingest import RunSummary, run_records
 from engine.models import QuarantineItem, Resource
 from engine.registry import adapter_for
 from engine.settings import Settings
@@ -143,7 +143,7 @@ def replay(
     records: list[SourceRecord] = []
     renamed: dict[str, str] = {}
     for item in items:
-        kept = record_from_json(item.record)
+        kept = SourceRecord.from_json(item.record)
         try:
             rec = adapter_for(kept.ref.system).correct(kept, corrections or {}, today)
             if rec.ref.key != item.source_key:

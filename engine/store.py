@@ -31,6 +31,7 @@ from adapters import labels
 from engine.db import bulk_insert, in_one_trip, member_of
 from engine.facts import FACT_COLUMNS
 from engine.models import (
+    KeptRow,
     Pointer,
     QuarantineItem,
     Resource,
@@ -38,6 +39,7 @@ from engine.models import (
     RunSeen,
     Staged,
     StagedInherit,
+    StagedKeptRow,
     StagedPointer,
     StagedResolution,
 )
@@ -51,6 +53,8 @@ Q = cast(Table, QuarantineItem.__table__)
 P = cast(Table, Pointer.__table__)
 SP = cast(Table, StagedPointer.__table__)
 SI = cast(Table, StagedInherit.__table__)
+K = cast(Table, KeptRow.__table__)
+SK = cast(Table, StagedKeptRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -216,12 +220,14 @@ def stage(
     resolved: Iterable[str],
     pointed: Sequence[dict[str, Any]] = (),
     inherited: Sequence[dict[str, Any]] = (),
+    kept: Sequence[dict[str, Any]] = (),
 ) -> None:
     """A batch's staged rows, and their versions straight into the history; every id it took
     in (``seen``: ``resource_id`` and ``resource_type``, changed or not); the source keys it
     took in that have open quarantine items; the changes to what its records name (``pointed``:
-    ``from_key``, ``to_key`` and whether it is ``gone``), and what they took stored labels from
-    (``inherited``: ``from_key``, ``to_key``).
+    ``from_key``, ``to_key`` and whether it is ``gone``), what they took stored labels from
+    (``inherited``: ``from_key``, ``to_key``), and the source rows to keep (``kept``:
+    ``source_key`` and ``record``, null for a row deleted).
 
     A version belongs to its run: it is history once the run completes, and a run that does
     not complete takes its versions with it (``discard_run``). Writing them batch by batch, on
@@ -244,6 +250,16 @@ def stage(
         conn.execute(insert(SR), res)
     bulk_insert(conn, SP, [{"run_id": run_id, **p} for p in pointed])
     bulk_insert(conn, SI, [{"run_id": run_id, **p} for p in inherited])
+    _stage_kept(conn, run_id, kept)
+
+
+def _stage_kept(conn: Connection, run_id: str, kept: Sequence[dict[str, Any]]) -> None:
+    """The last of each key's rows replaces what the run staged for it before (a deleted row
+    met twice is taken in twice)."""
+    last = {k["source_key"]: k for k in kept}
+    for cond in member_of(conn, SK.c.source_key, list(last)):
+        conn.execute(delete(SK).where(SK.c.run_id == run_id, cond))
+    bulk_insert(conn, SK, [{"run_id": run_id, **k} for k in last.values()])
 
 
 def keep_open(conn: Connection, run_id: str, keys: Sequence[str]) -> None:
@@ -348,6 +364,30 @@ def apply_pointers(conn: Connection, run_id: str) -> None:
     )
 
 
+def kept_rows(conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The source rows kept for ``keys`` (``engine.kept``), as quarantine keeps a record."""
+    found: dict[str, dict[str, Any]] = {}
+    for cond in member_of(conn, K.c.source_key, keys):
+        found.update(
+            (row.source_key, row.record)
+            for row in conn.execute(select(K.c.source_key, K.c.record).where(cond))
+        )
+    return found
+
+
+def apply_kept(conn: Connection, run_id: str) -> None:
+    """Make the run's staged kept rows the kept ones, inside the run's transaction: a row it
+    deleted is kept no more."""
+    mine = SK.c.run_id == run_id
+    conn.execute(delete(K).where(K.c.source_key.in_(select(SK.c.source_key).where(mine))))
+    conn.execute(
+        insert(K).from_select(
+            ["source_key", "record"],
+            select(SK.c.source_key, SK.c.record).where(mine, SK.c.record.is_not(None)),
+        )
+    )
+
+
 def finish_run(conn: Connection, run_id: str, resolution: str, now: datetime) -> None:
     """Close the quarantine items the run resolved and clear its staging area; its rows must
     have been applied (``apply_rows``) in the same transaction."""
@@ -383,6 +423,7 @@ def discard_staging(conn: Connection, run_id: str) -> None:
     conn.execute(delete(SR).where(SR.c.run_id == run_id))
     conn.execute(delete(SP).where(SP.c.run_id == run_id))
     conn.execute(delete(SI).where(SI.c.run_id == run_id))
+    conn.execute(delete(SK).where(SK.c.run_id == run_id))
 
 
 def discard_run(conn: Connection, run_id: str) -> None:

@@ -28,10 +28,11 @@ from adapters.extract import (
     first_row,
     joined_problem,
     lookup_rows,
+    rejoined,
     table_records,
     unknown_files,
 )
-from adapters.mapper import JOINS_KNOWN
+from adapters.mapper import JOINS_KNOWN, TAKE_STORED_JOINS
 from adapters.values import ValueProblem, decimal
 
 STYLE = "emis"
@@ -81,6 +82,15 @@ LOOKUPS: dict[str, tuple[str, ...]] = {
     ),
 }
 _TRUE = ("true", "1", "y")
+#: What an observation takes from its CareRecord_Problem row: whether it is a problem, and the
+#: problem's status, significance and end.
+PROBLEM_JOINS = (
+    "_IsProblem",
+    "_ProblemStatus",
+    "_ProblemSignificance",
+    "_ProblemEndDate",
+    "_ProblemEndDatePrecision",
+)
 #: A result reported beyond what the test measures: its FHIR Quantity comparator and number.
 _CENSORED = re.compile(r"(<=|>=|<|>)\s*(\S+)")
 
@@ -351,7 +361,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         return _joined(
             code,
             problem,
-            {JOINS_KNOWN: "true"} if known else {},
+            {JOINS_KNOWN: "true"} if known else {TAKE_STORED_JOINS: list(PROBLEM_JOINS)},
             value_fields(row.get("Value", "")),
             {} if parent == guid or waits else for_problem(parent),
             in_consultation(row),
@@ -392,6 +402,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         "Prescribing_DrugRecord": drug_record,
         "Prescribing_IssueRecord": issue,
     }
+    #: The observations this extract holds: a problem row for another is mapped with it as
+    #: last taken in.
+    observations: set[str] = set()
     for table in TABLES:
         waiting: list[SourceRecord] = []
         for record in table_records(
@@ -404,6 +417,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             required=table in (ORGANISATION, PATIENT),
             enrich=enrich.get(table),
         ):
+            if table == "CareRecord_Observation":
+                observations.add(record.ref.row_id)
             if table == "CareRecord_Consultation":
                 marked = str(record.fields.get("IsConfidential", "")).strip().lower()
                 consultations[record.ref.row_id] = marked in _TRUE
@@ -427,3 +442,6 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         for record in waiting:
             parent = str(record.fields["ProblemGuid"]).strip()
             yield replace(record, fields=_joined(record.fields, for_problem(parent)))
+    for guid in sorted((problems.keys() | unproblems) - observations - {""}):
+        ref = SourceRef(STYLE, org, "CareRecord_Observation", guid)
+        yield rejoined(ref, "CareRecord_Problem.csv", problems.get(guid, {}), PROBLEM_JOINS)

@@ -17,10 +17,11 @@ from adapters.extract import (
     first_row,
     joined_problem,
     lookup_rows,
+    rejoined,
     table_records,
     unknown_files,
 )
-from adapters.mapper import JOINS_KNOWN
+from adapters.mapper import JOINS_KNOWN, TAKE_STORED_JOINS
 from adapters.values import ValueProblem, tpp_date, tpp_datetime
 
 STYLE = "systmone"
@@ -43,6 +44,9 @@ JOINED_BY = {
     "SRCode": {"RowIdentifier": "SRProblem", "CTV3Code": "SRCtv3ToSnomed"},
     "SRDrugSensitivity": {"IDDrugCode": "SRPrimaryCareMedication (the drug's name and dm+d code)"},
 }
+#: What a code row takes from its SRProblem row: whether it is a problem, and the problem's
+#: end, severity and visibility.
+PROBLEM_JOINS = ("_ProblemRow", "_ProblemDateEnd", "_ProblemSeverity", "_ProblemVisibleTo")
 #: Read only to be joined into other tables' records (SRManifest: the extract's end date, which
 #: tells a current medication course from a past one).
 LOOKUPS = ("SRManifest", "SRPatientAddressHistory", "SRProblem", "SRCtv3ToSnomed")
@@ -237,13 +241,13 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         pid = row.get("RowIdentifier", "")
         return {**addresses.get(pid, {}), **registrations.get(pid, {})}
 
-    def code(row: dict[str, str]) -> dict[str, str]:
+    def code(row: dict[str, str]) -> dict[str, Any]:
         row_id = row.get("RowIdentifier", "")
         known = full or row_id in problems or row_id in unproblems
         return {
             **problems.get(row_id, {}),
             **ctv3.get(row.get("CTV3Code", ""), {}),
-            **({JOINS_KNOWN: "true"} if known else {}),
+            **({JOINS_KNOWN: "true"} if known else {TAKE_STORED_JOINS: list(PROBLEM_JOINS)}),
         }
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.
@@ -267,8 +271,9 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         "SRPrimaryCareMedication": medication,
         "SRDrugSensitivity": sensitivity,
     }
+    codes: set[str] = set()
     for table in TABLES:
-        yield from table_records(
+        for record in table_records(
             folder,
             STYLE,
             table,
@@ -277,4 +282,19 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             notes,
             required=table in ("SROrganisation", "SRPatient"),
             enrich=enrich.get(table),
-        )
+        ):
+            if table == "SRCode":
+                codes.add(record.ref.row_id)
+            yield record
+    if not full:
+        yield from _problem_changes(org, problems, unproblems - problems.keys(), codes)
+
+
+def _problem_changes(
+    org: str, problems: Mapping[str, Mapping[str, str]], removed: set[str], codes: set[str]
+) -> Iterator[SourceRecord]:
+    """A delta's problems added, changed or removed whose code rows it does not hold (only
+    the problem changed): each code row is mapped again as last taken in (``engine.kept``)."""
+    for code_id in sorted((problems.keys() | removed) - codes - {""}):
+        ref = SourceRef(STYLE, org, "SRCode", code_id)
+        yield rejoined(ref, "SRProblem.csv", problems.get(code_id, {}), PROBLEM_JOINS)

@@ -31,7 +31,7 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
                 text(
                     "SELECT relname, relpersistence FROM pg_class WHERE relname IN "
                     "('staged', 'staged_resolution', 'run_seen', 'staged_pointer', 'pointer', "
-                    "'staged_inherit', 'resource') "
+                    "'staged_inherit', 'staged_kept_row', 'kept_row', 'resource') "
                     "AND relnamespace = current_schema()::regnamespace"
                 )
             ).all()
@@ -42,7 +42,9 @@ def test_staging_tables_are_unlogged_on_postgresql(engine: Engine) -> None:
         "run_seen": "u",
         "staged_pointer": "u",
         "staged_inherit": "u",
+        "staged_kept_row": "u",
         "pointer": "p",
+        "kept_row": "p",
         "resource": "p",
     }
 

@@ -1,0 +1,227 @@
+"""A SystmOne delta bringing one side of a problem join: the coded event, or its problem row.
+
+A coded event is a Condition when an SRProblem row names it, else an Observation. A delta sends
+only what changed, so the other side is taken as last taken in (``engine.kept``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, func, select
+
+from adapters.codes import CodeMaps
+from adapters.systmone import SystmOneAdapter
+from engine.ingest import RunSummary, ingest
+from engine.models import KeptRow, Resource, StagedKeptRow
+from engine.quarantine import list_items, replay
+from engine.settings import Settings
+from tests.adapters import test_emis as emis
+from tests.engine.test_ingest import s1_problem, statuses
+from tests.factories import nhs_numbers, s1_code, s1_patient, write_csv, write_systmone
+
+NHS = nhs_numbers()
+KEY = "systmone|Y00001|SRCode|10"
+
+
+def run(engine: Engine, settings: Settings, codes: CodeMaps, folder: Path) -> RunSummary:
+    return ingest(engine, settings, codes, SystmOneAdapter(), str(folder))
+
+
+def as_delta(folder: Path) -> Path:
+    row = {"FileName": "SRProblem.csv", "IsDelta": "Y", "DateExtractFrom": "01 Jan 2005",
+           "DateExtractTo": "01 Dec 2026"}  # fmt: skip
+    write_csv(folder / "SRManifest.csv", list(row), [row], "cp1252")
+    return folder
+
+
+def delta(
+    root: Path, name: str, nhs: str, codes: list[dict[str, str]], problems: list[dict[str, str]]
+) -> Path:
+    return as_delta(write_systmone(root / name, [s1_patient("1", nhs)], codes, problems))
+
+
+def body(engine: Engine, rtype: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        raw = conn.execute(
+            select(Resource.body).where(Resource.source_key == KEY, Resource.resource_type == rtype)
+        ).scalar_one()
+    return dict(orjson.loads(raw))
+
+
+def test_an_event_sent_without_its_problem_row_stays_a_problem(engine, settings, codes, tmp_path):
+    """The event's change is taken in as the problem it is: no Observation beside it."""
+    nhs = next(NHS)
+    full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    write_systmone(full, [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")])
+    run(engine, settings, codes, full)
+    moved = s1_code("10", "1", DateEvent="02 Mar 2024 09:00:00")
+    summary = run(engine, settings, codes, delta(tmp_path, "d", nhs, [moved], []))
+    assert summary.quarantined == 0
+    assert statuses(engine, KEY) == {"Condition": "active"}
+    condition = body(engine, "Condition")
+    assert condition["onsetDateTime"].startswith("2024-03-02")
+    assert condition["severity"]["text"] == "Major"  # from the problem row, as last taken in
+
+
+def test_a_problem_removed_without_its_event_leaves_an_observation(
+    engine, settings, codes, tmp_path
+):
+    """The practice takes the code off the problem list; the event is unchanged, so not sent."""
+    nhs = next(NHS)
+    full = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, full)
+    removal = delta(tmp_path, "d", nhs, [], [s1_problem("10", RemovedData="1")])
+    summary = run(engine, settings, codes, removal)
+    assert summary.quarantined == 0
+    assert statuses(engine, KEY) == {"Condition": "entered-in-error", "Observation": "active"}
+    assert body(engine, "Observation")["valueQuantity"]["value"] == 120  # the event's own value
+    again = run(engine, settings, codes, removal)
+    assert (again.created, again.updated, again.deleted) == (0, 0, 0)
+
+
+def test_a_problem_added_or_ended_without_its_event(engine, settings, codes, tmp_path):
+    nhs = next(NHS)
+    run(
+        engine,
+        settings,
+        codes,
+        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
+    )
+    run(engine, settings, codes, delta(tmp_path, "d1", nhs, [], [s1_problem("10")]))
+    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
+    ended = s1_problem("10", DateEnd="01 Jun 2024")
+    run(engine, settings, codes, delta(tmp_path, "d2", nhs, [], [ended]))
+    condition = body(engine, "Condition")
+    assert condition["clinicalStatus"]["coding"][0]["code"] == "inactive"
+    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
+
+
+def test_a_problem_made_private_without_its_event_is_labelled(engine, settings, codes, tmp_path):
+    """Visibility set on the problem row alone labels the Condition confidential."""
+    nhs = next(NHS)
+    full = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    run(engine, settings, codes, full)
+    private = s1_problem("10", IDOrganisationVisibleTo="5001")
+    run(engine, settings, codes, delta(tmp_path, "d", nhs, [], [private]))
+    labels = {c["code"] for c in body(engine, "Condition")["meta"]["security"]}
+    assert "source-confidential" in labels
+
+
+def test_a_deleted_event_is_not_brought_back_by_its_problem_row(engine, settings, codes, tmp_path):
+    nhs = next(NHS)
+    run(
+        engine,
+        settings,
+        codes,
+        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
+    )
+    gone = s1_code("10", "1", RemovedData="1")
+    run(engine, settings, codes, delta(tmp_path, "d1", nhs, [gone], []))
+    summary = run(engine, settings, codes, delta(tmp_path, "d2", nhs, [], [s1_problem("10")]))
+    assert statuses(engine, KEY) == {"Observation": "entered-in-error"}
+    assert summary.quarantined == 0
+    assert any("SRProblem.csv" in note and "nothing to map again" in note for note in summary.notes)
+
+
+def test_a_problem_row_for_an_event_never_stored_changes_nothing(engine, settings, codes, tmp_path):
+    nhs = next(NHS)
+    run(engine, settings, codes, write_systmone(tmp_path / "x", [s1_patient("1", nhs)]))
+    summary = run(engine, settings, codes, delta(tmp_path, "d", nhs, [], [s1_problem("99")]))
+    assert (summary.created, summary.quarantined) == (0, 0)
+    assert statuses(engine, "systmone|Y00001|SRCode|99") == {}
+
+
+def test_a_problem_row_read_with_a_problem_holds_its_event(engine, settings, codes, tmp_path):
+    """The event is held naming the bad problem row until the source sends it corrected."""
+    nhs = next(NHS)
+    run(
+        engine,
+        settings,
+        codes,
+        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
+    )
+    folder = delta(tmp_path, "d", nhs, [], [s1_problem("10")])
+    header, row = (folder / "SRProblem.csv").read_text("cp1252").splitlines()
+    (folder / "SRProblem.csv").write_text(f"{header}\n{row},surplus\n", "cp1252")
+    summary = run(engine, settings, codes, folder)
+    assert summary.quarantined == 1
+    [item] = list_items(engine)
+    assert item.source_key == KEY and item.file == "SRProblem.csv"
+    assert statuses(engine, KEY) == {"Observation": "active"}  # as it was
+    assert replay(engine, settings, codes, [item.id]).quarantined == 1  # still the bad row
+    run(engine, settings, codes, delta(tmp_path, "d2", nhs, [], [s1_problem("10")]))
+    assert list_items(engine, status="open") == []
+    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
+
+
+def test_kept_rows_follow_the_run(engine, settings, codes, tmp_path):
+    """Kept once the run completes, nothing left staged; a deleted event is kept no more."""
+    nhs = next(NHS)
+    run(
+        engine,
+        settings,
+        codes,
+        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
+    )
+    with engine.connect() as conn:
+        assert conn.execute(select(KeptRow.source_key)).scalars().all() == [KEY]
+        assert conn.execute(select(func.count()).select_from(StagedKeptRow)).scalar_one() == 0
+    run(
+        engine,
+        settings,
+        codes,
+        delta(tmp_path, "d", nhs, [s1_code("10", "1", RemovedData="1")], []),
+    )
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(KeptRow)).scalar_one() == 0
+
+
+def emis_delta(root: Path, tables: dict[str, list[dict[str, str]]], keep: tuple[str, ...]) -> Path:
+    """An EMIS delta holding only the required tables and ``keep``."""
+    required = ("Admin_Organisation", "Admin_Patient", "Coding_ClinicalCode")
+    return emis.write_extract(root, {t: tables[t] for t in (*required, *keep)})
+
+
+def emis_stored(engine: Engine, guid: str) -> dict[str, str]:
+    return {
+        key.split(":")[0]: row.status
+        for key, row in emis.stored(engine).items()
+        if key.endswith(f":{guid}")
+    }
+
+
+def test_an_emis_problem_deleted_without_its_observation(engine, settings, codes, tmp_path):
+    """As for SystmOne: the delta deletes the CareRecord_Problem row alone."""
+    extract = emis.write_extract(tmp_path / "emis", emis.default_tables())
+    emis.run(engine, settings, codes, extract)
+    tables = emis.default_tables()
+    tables["CareRecord_Problem"][0]["Deleted"] = emis.TRUE
+    folder = emis_delta(extract.parent / "d1", tables, ("CareRecord_Problem",))
+    emis.run(engine, settings, codes, folder)
+    assert emis.O_ASTHMA not in emis.quarantine(engine)
+    assert emis_stored(engine, emis.O_ASTHMA) == {
+        "Condition": "entered-in-error",
+        "Observation": "active",
+    }
+
+
+def test_an_emis_observation_sent_without_its_problem_row(engine, settings, codes, tmp_path):
+    extract = emis.write_extract(tmp_path / "emis", emis.default_tables())
+    emis.run(engine, settings, codes, extract)
+    tables = emis.default_tables()
+    asthma = next(
+        o for o in tables["CareRecord_Observation"] if o["ObservationGuid"] == emis.O_ASTHMA
+    )
+    tables["CareRecord_Observation"] = [{**asthma, "EffectiveDate": "2011-06-15"}]
+    folder = emis_delta(extract.parent / "d1", tables, ("CareRecord_Observation",))
+    emis.run(engine, settings, codes, folder)
+    assert emis_stored(engine, emis.O_ASTHMA) == {"Condition": "active"}
+    onset = emis.body(emis.stored(engine)[f"Condition:{emis.O_ASTHMA}"])["onsetDateTime"]
+    assert onset.startswith("2011-06-15")
