@@ -308,7 +308,14 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     # Only the columns whose type processes binds (times, bytes) cost a call per row.
     procs = [(i, p) for i, c in enumerate(columns) if (p := c.type.bind_processor(conn.dialect))]
     # "VARCHAR(36)" -> "varchar": psycopg knows PostgreSQL's type names, not their modifiers.
-    types = [c.type.compile(dialect=conn.dialect).split("(")[0].lower() for c in columns]
+    # A JSON column's bind gives its text, which is json's binary form: sent as text, or
+    # psycopg would quote it into a JSON string.
+    types = [
+        "text"
+        if (name := c.type.compile(dialect=conn.dialect).split("(")[0].lower()) == "json"
+        else name
+        for c in columns
+    ]
     cols = ", ".join(f'"{n}"' for n in names)
     sql = f'COPY "{table.name}" ({cols}) FROM STDIN (FORMAT BINARY)'
     dbapi: Any = conn.connection.driver_connection  # a psycopg 3 connection

@@ -365,11 +365,13 @@ class _Run:
         if conn is self.conn:
             self._batch_writes(conn, writes)
             store.apply_rows(conn, self.summary.run_id, writes.staged)
+            store.keep_rows(conn, writes.kept)
             if writes.analyse:
                 store.refresh_statistics(conn)
             return
         with conn:
             self._batch_writes(conn, writes)
+            store.stage_kept(conn, self.summary.run_id, writes.kept)
             conn.commit()
         if writes.analyse:
             with self.engine.begin() as stats:
@@ -385,7 +387,6 @@ class _Run:
             writes.resolved,
             writes.pointed,
             writes.inherited,
-            writes.kept,
         )
         store.keep_open(conn, run_id, writes.reopened)
         for item, values in writes.quarantine_updates:
@@ -407,7 +408,8 @@ class _Run:
             if conn is not self.conn:
                 store.apply_rows(conn, self.summary.run_id)
             store.apply_pointers(conn, self.summary.run_id)
-            store.apply_kept(conn, self.summary.run_id)
+            if conn is not self.conn:
+                store.apply_kept(conn, self.summary.run_id)
             base = self.settings.canonical_base
             self.summary.relabelled = pass_back(conn, self.summary.run_id, base, now)
             store.finish_run(conn, self.summary.run_id, self.resolution, now)
@@ -615,9 +617,13 @@ class _Run:
 
 
 def _kept(g: _Good) -> dict[str, Any]:
-    """The row to keep for a record taken in: none once it yields nothing live (deleted)."""
-    live = any(r["status"] != "entered-in-error" for r in g.rows)
-    return {"source_key": g.record.ref.key, "record": g.record.as_json() if live else None}
+    """The row to keep for a record taken in: none once it yields nothing live (deleted). Its
+    empty values are left out (mapping reads a missing column as empty): about half a coded
+    event's columns, and so of what a run writes for it."""
+    if all(r["status"] == "entered-in-error" for r in g.rows):
+        return {"source_key": g.record.ref.key, "record": None}
+    fields = {k: v for k, v in g.record.fields.items() if v != ""}
+    return {"source_key": g.record.ref.key, "record": {**g.record.as_json(), "fields": fields}}
 
 
 def _pointer_changes(good: Iterable[_Good], stored: dict[str, set[str]]) -> list[dict[str, Any]]:

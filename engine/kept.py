@@ -42,13 +42,12 @@ def joined(record: SourceRecord, kept: Mapping[str, Any] | None) -> SourceRecord
         merged.update((k, v) for k, v in fields.items() if k != TAKE_STORED_ROW)
         return SourceRecord(row.ref, record.file, record.line, merged, record.read_issues)
     wanted = fields.get(TAKE_STORED_JOINS)
-    if wanted is None:
+    if wanted is None or kept is None:
         return record
+    stored = kept["fields"]
     merged = {k: v for k, v in fields.items() if k != TAKE_STORED_JOINS}
-    if kept is not None:
-        stored = kept["fields"]
-        merged.update((k, stored[k]) for k in wanted if k in stored)
-        merged[JOINS_KNOWN] = "true"
+    merged.update((k, stored[k]) for k in wanted if k in stored)
+    merged[JOINS_KNOWN] = "true"
     return replace(record, fields=merged)
 
 

@@ -238,7 +238,8 @@ class KeptRow(Base):
 
 
 class StagedKeptRow(Base):
-    """A run's kept rows until it completes; ``record`` is null for a row the run deleted."""
+    """A run's kept rows until it completes; ``record`` is null for a row the run deleted. (On
+    PostgreSQL the run's one transaction writes ``kept_row`` itself.)"""
 
     __tablename__ = "staged_kept_row"
 

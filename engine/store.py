@@ -220,14 +220,12 @@ def stage(
     resolved: Iterable[str],
     pointed: Sequence[dict[str, Any]] = (),
     inherited: Sequence[dict[str, Any]] = (),
-    kept: Sequence[dict[str, Any]] = (),
 ) -> None:
     """A batch's staged rows, and their versions straight into the history; every id it took
     in (``seen``: ``resource_id`` and ``resource_type``, changed or not); the source keys it
     took in that have open quarantine items; the changes to what its records name (``pointed``:
-    ``from_key``, ``to_key`` and whether it is ``gone``), what they took stored labels from
-    (``inherited``: ``from_key``, ``to_key``), and the source rows to keep (``kept``:
-    ``source_key`` and ``record``, null for a row deleted).
+    ``from_key``, ``to_key`` and whether it is ``gone``), and what they took stored labels from
+    (``inherited``: ``from_key``, ``to_key``).
 
     A version belongs to its run: it is history once the run completes, and a run that does
     not complete takes its versions with it (``discard_run``). Writing them batch by batch, on
@@ -250,16 +248,25 @@ def stage(
         conn.execute(insert(SR), res)
     bulk_insert(conn, SP, [{"run_id": run_id, **p} for p in pointed])
     bulk_insert(conn, SI, [{"run_id": run_id, **p} for p in inherited])
-    _stage_kept(conn, run_id, kept)
 
 
-def _stage_kept(conn: Connection, run_id: str, kept: Sequence[dict[str, Any]]) -> None:
-    """The last of each key's rows replaces what the run staged for it before (a deleted row
-    met twice is taken in twice)."""
+def stage_kept(conn: Connection, run_id: str, kept: Sequence[dict[str, Any]]) -> None:
+    """A batch's source rows to keep (``source_key``, and ``record``, null for a row deleted),
+    until the run applies them (``apply_kept``). The last of each key's rows replaces what the
+    run staged for it before (a deleted row met twice is taken in twice)."""
     last = {k["source_key"]: k for k in kept}
     for cond in member_of(conn, SK.c.source_key, list(last)):
         conn.execute(delete(SK).where(SK.c.run_id == run_id, cond))
     bulk_insert(conn, SK, [{"run_id": run_id, **k} for k in last.values()])
+
+
+def keep_rows(conn: Connection, kept: Sequence[dict[str, Any]]) -> None:
+    """A batch's source rows to keep, straight into ``kept_row``: in the run's own transaction
+    (PostgreSQL), where nothing is seen until the run commits, they need no staging."""
+    last = {k["source_key"]: k["record"] for k in kept}
+    for cond in member_of(conn, K.c.source_key, list(last)):
+        conn.execute(delete(K).where(cond))
+    bulk_insert(conn, K, [{"source_key": k, "record": r} for k, r in last.items() if r is not None])
 
 
 def keep_open(conn: Connection, run_id: str, keys: Sequence[str]) -> None:
