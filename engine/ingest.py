@@ -618,11 +618,16 @@ class _Run:
 
 def _kept(g: _Good) -> dict[str, Any]:
     """The row to keep for a record taken in: none once it yields nothing live (deleted). Its
-    empty values are left out (mapping reads a missing column as empty): about half a coded
-    event's columns, and so of what a run writes for it."""
+    empty columns are left out (mapping reads a missing column as empty): about half a coded
+    event's, and so of what a run writes for it. Joined fields stay as they are (a replay
+    tells a join never made from an empty one), and the reader's marks go (``engine.kept``)."""
     if all(r["status"] == "entered-in-error" for r in g.rows):
         return {"source_key": g.record.ref.key, "record": None}
-    fields = {k: v for k, v in g.record.fields.items() if v != ""}
+    fields = {
+        k: v
+        for k, v in g.record.fields.items()
+        if (v != "" or k.startswith("_")) and k not in kept.MARKS
+    }
     return {"source_key": g.record.ref.key, "record": {**g.record.as_json(), "fields": fields}}
 
 

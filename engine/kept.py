@@ -25,6 +25,8 @@ from engine import store
 
 #: Records looked up together: one query each, only for chunks with a marked record.
 _CHUNK = 500
+#: What a reader marks a record with for this module; never part of a kept row.
+MARKS = frozenset((TAKE_STORED_JOINS, TAKE_STORED_ROW))
 
 
 def joined(record: SourceRecord, kept: Mapping[str, Any] | None) -> SourceRecord | None:
@@ -38,7 +40,7 @@ def joined(record: SourceRecord, kept: Mapping[str, Any] | None) -> SourceRecord
         if kept is None:
             return None
         row = SourceRecord.from_json(kept)
-        merged = {k: v for k, v in row.fields.items() if k not in replaced}
+        merged = {k: v for k, v in row.fields.items() if k not in replaced and k not in MARKS}
         merged.update((k, v) for k, v in fields.items() if k != TAKE_STORED_ROW)
         return SourceRecord(row.ref, record.file, record.line, merged, record.read_issues)
     wanted = fields.get(TAKE_STORED_JOINS)

@@ -162,23 +162,21 @@ def test_a_problem_row_read_with_a_problem_holds_its_event(engine, settings, cod
 
 
 def test_kept_rows_follow_the_run(engine, settings, codes, tmp_path):
-    """Kept once the run completes, nothing left staged; a deleted event is kept no more."""
+    """Kept once the run completes, nothing left staged, without the reader's marks or empty
+    columns but with every join (an empty visibility is not an unknown one); a deleted event
+    is kept no more."""
     nhs = next(NHS)
-    run(
-        engine,
-        settings,
-        codes,
-        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
-    )
+    run(engine, settings, codes, delta(tmp_path, "d0", nhs, [s1_code("10", "1")], []))
+    run(engine, settings, codes, delta(tmp_path, "d1", nhs, [], [s1_problem("10")]))
     with engine.connect() as conn:
-        assert conn.execute(select(KeptRow.source_key)).scalars().all() == [KEY]
+        [(key, record)] = conn.execute(select(KeptRow.source_key, KeptRow.record)).all()
         assert conn.execute(select(func.count()).select_from(StagedKeptRow)).scalar_one() == 0
-    run(
-        engine,
-        settings,
-        codes,
-        delta(tmp_path, "d", nhs, [s1_code("10", "1", RemovedData="1")], []),
-    )
+    assert key == KEY
+    assert "_TakeStoredJoins" not in record["fields"] and "_TakeStoredRow" not in record["fields"]
+    assert "NumericComparator" not in record["fields"]  # empty
+    assert record["fields"]["_ProblemVisibleTo"] == ""
+    gone = s1_code("10", "1", RemovedData="1")
+    run(engine, settings, codes, delta(tmp_path, "d2", nhs, [gone], []))
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(KeptRow)).scalar_one() == 0
 
