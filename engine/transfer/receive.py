@@ -149,7 +149,7 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
     pem = parties.sender_key
     born, families = (
         store.demographics(conn, patients)
-        if asks and h.event == "care-home-transfer" else (set(), set())
+        if asks and h.event in ("care-home-transfer", "hospital-discharge") else (set(), set())
     )  # fmt: skip
     known = Known(
         token_org=who.org, kinds=parties.kinds,

@@ -454,7 +454,13 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
             problems.append(Problem("not-found", "no transfer of this person from "
                                     f"{h.destination} to {h.sender} has that id",
                                     parsed.transfer_path, why))  # fmt: skip
-        elif t[3] not in store.MOVES[h.event][0]:
+            return problems
+        if h.event == "hospital-discharge":
+            # The hospital knows the person through this transfer, so comparing its Patient
+            # with the record's tells it nothing new; a discharge summary attached to the
+            # wrong patient would otherwise be read by the home as the resident's.
+            problems.extend(_same_person(parsed, known))
+        if t[3] not in store.MOVES[h.event][0]:
             problems.append(out_of_turn(h.event, t[3], parsed.transfer_path))
         elif known.care is None or not known.care.permit:
             # The sender knows the person through this transfer; the policy's reasons (lapsed
@@ -503,7 +509,9 @@ def _held(born: str, dates: frozenset[str]) -> bool:
 def _same_person(parsed: Parsed, known: Known) -> Iterator[Problem]:
     """The Patient a care home sends must be the resident the NHS number is theirs: a birth
     date or family name the record has never held for them is a wrong-patient risk (a number
-    typed for a neighbour's), refused so the home checks before the ambulance leaves."""
+    typed for a neighbour's), refused so the home checks before the ambulance leaves. A
+    hospital's discharge is checked alike, when its Patient has a name or birth date to
+    compare: another patient's summary must not be read as the resident's."""
     patient, here = parsed.patient or {}, parsed.patient_path
     born = patient.get("birthDate")
     if isinstance(born, str) and known.born and not _held(born, known.born):

@@ -576,9 +576,9 @@ def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_win
     assert not decide(who, facts, who.purpose, ask, later, svc.policy).permit
 
 
-def discharge(transfer_id: str) -> dict[str, Any]:
+def discharge(transfer_id: str, person: Person = FORM.person) -> dict[str, Any]:
     return discharge_message(
-        DischargeForm(FORM.person, ["Fractured neck of femur, repaired"],
+        DischargeForm(person, ["Fractured neck of femur, repaired"],
                       started=["Alendronic acid"], follow_up="Fracture clinic in 6 weeks",
                       belongings_returned=["Glasses"], completed_by="Dr Ben Synthetic"),
         sender=HOSPITAL, destination=CARE_HOME, transfer_id=transfer_id, now=datetime.now(UTC),
@@ -1179,6 +1179,28 @@ def test_the_person_sent_must_be_the_one_the_number_is_for(
     answer = send(client, home, signed(doc, keys[CARE_HOME]))
     found = [i["expression"][0].rsplit(".", 1)[1] for i in answer.json().get("issue", [])]
     assert found == where and answer.status_code == (422 if where else 200)
+
+
+@pytest.mark.parametrize(
+    ("person", "where"),
+    [
+        (Person(NHS, "Jones", "Doris", "1931-07-15", "Y00001"), ["birthDate", "name"]),
+        (Person(NHS, "Smith", "Renée", "1931-07-15", "Y00001"), ["birthDate"]),
+        (Person(NHS, "SMITH", "R", "1950-03-01", "Y00001"), []),
+    ],
+)
+def test_a_discharge_for_someone_else_by_name_or_birth_date_is_refused_and_kept_nowhere(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token, person: Person, where: list[str],
+) -> None:  # fmt: skip
+    """Another patient's discharge summary sent with the resident's NHS number (typed from
+    the transfer) would be read by the home as hers: its Patient is checked as a transfer's."""
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    answer = send(client, doctor, signed(discharge(transfer_id, person), keys[HOSPITAL], HOSPITAL))
+    found = [i["expression"][0].rsplit(".", 1)[1] for i in answer.json().get("issue", [])]
+    assert found == where and answer.status_code == (422 if where else 200)
+    assert count(store, MESSAGES) == (1 if where else 2)
 
 
 def test_a_birth_date_the_record_keeps_to_a_year_or_a_month_is_held() -> None:
