@@ -155,8 +155,11 @@ def summary(row: store.TransferRow) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def visible(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> store.TransferRow:
-    """The transfer if ``who`` may see it, audited either way; 404 otherwise."""
+def seen(
+    svc: Services, who: Who, ctx: RequestContext, transfer_id: str
+) -> tuple[store.TransferRow, Decision]:
+    """The transfer if ``who`` may see it, audited either way, and the policy's decision that
+    lets them (for a step's entry to carry); 404 otherwise."""
     with svc.engine.connect() as conn:
         row = store.transfer(conn, transfer_id) if UUID.fullmatch(transfer_id) else None
     row = row if row is not None and may_see(who, row) else None
@@ -164,7 +167,22 @@ def visible(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> s
     _audit(svc, who, ctx, "read", row, decision=decision)
     if row is None or decision is None or not decision.permit:
         raise not_found()
-    return row
+    return row, decision
+
+
+def visible(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> store.TransferRow:
+    """The transfer if ``who`` may see it, audited either way; 404 otherwise."""
+    return seen(svc, who, ctx, transfer_id)[0]
+
+
+def refused_step(
+    svc: Services, who: Who, ctx: RequestContext, action: Action, row: store.TransferRow,
+    rule: str, decision: Decision,
+) -> None:  # fmt: skip
+    """Audit a step on ``row`` refused for ``rule`` (out of turn, or not the user's to take),
+    with the decision the user saw the transfer under."""
+    refused = _entry(who, ctx, action, row, decision=decision, rules=(rule,))
+    disclose(svc.audit, replace(refused, outcome="deny"), None)
 
 
 def listed(svc: Services, who: Who, ctx: RequestContext) -> list[store.TransferRow]:
@@ -206,22 +224,20 @@ def detail(svc: Services, row: store.TransferRow) -> dict[str, Any]:
 def acknowledge(svc: Services, who: Who, ctx: RequestContext, transfer_id: str) -> str:
     """Move the transfer on (``acknowledged`` or ``returned``); 409 when it is not ``who``'s
     turn, including when it moved on between reading it and moving it."""
-    row = visible(svc, who, ctx, transfer_id)
+    row, decision = seen(svc, who, ctx, transfer_id)
     status = acknowledgement(who, row)
     if status is None:  # a second click, or a step for the other side: refused, and audited
         meant = "acknowledged" if who.org == row.hospital else "returned"
-        refused = _entry(who, ctx, STEP_ACTIONS[meant], row, rules=("transfer.out-of-turn",))
-        disclose(svc.audit, replace(refused, outcome="deny"), None)
+        refused_step(svc, who, ctx, STEP_ACTIONS[meant], row, "transfer.out-of-turn", decision)
         raise FhirError(409, Problem("business-rule", f"The transfer is {row.status}: there is "
                                      "nothing for your organisation to acknowledge"))  # fmt: skip
     try:  # the step and its entry commit together, so a step that loses leaves no entry
         with durable_write(svc.engine) as conn:
             store.step(conn, row.id, (row.status,), status, who.org, who.user_id,
                        datetime.now(UTC))  # fmt: skip
-            append_within(conn, [_entry(who, ctx, STEP_ACTIONS[status], row)])
+            append_within(conn, [_entry(who, ctx, STEP_ACTIONS[status], row, None, decision)])
     except store.Closed as exc:  # moved on since it was read: by a message, or a second click
-        refused = _entry(who, ctx, STEP_ACTIONS[status], row, rules=("transfer.out-of-turn",))
-        disclose(svc.audit, replace(refused, outcome="deny"), None)
+        refused_step(svc, who, ctx, STEP_ACTIONS[status], row, "transfer.out-of-turn", decision)
         raise FhirError(
             409,
             Problem(

@@ -814,6 +814,37 @@ def test_an_accepted_transfer_is_audited_with_the_policy_decision(
     assert {"transfer.accepted", "relationship.legitimate"} <= set(entry["rules"])
 
 
+def test_a_step_by_hand_is_audited_with_the_policy_decision_as_one_by_message(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    """An acknowledgement or return through /transfers (or the inbox buttons), and a second
+    click refused, carry the decision's policy version, basis and rules, as a discharge by
+    message does."""
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    path = f"/transfers/{transfer_id}/acknowledge"
+    assert client.post(path, headers=auth(doctor)).status_code == 200
+    assert client.post(path, headers=auth(doctor)).status_code == 409
+    closing = signed(discharge(transfer_id), keys[HOSPITAL], HOSPITAL)
+    assert send(client, doctor, closing).status_code == 200
+    assert client.post(path, headers=auth(home)).status_code == 200
+    steps = ("transfer-acknowledge", "transfer-discharge", "transfer-return")
+    with store.engine.connect() as conn:
+        docs = [flat(orjson.loads(b)) for b in conn.execute(
+            select(AuditRow.body).where(AuditRow.action.in_(steps)).order_by(AuditRow.seq)
+        ).scalars()]  # fmt: skip
+    assert [(d["action"], d["outcome"]) for d in docs] == [
+        ("transfer-acknowledge", "permit"), ("transfer-acknowledge", "deny"),
+        ("transfer-discharge", "permit"), ("transfer-return", "permit"),
+    ]  # fmt: skip
+    version = docs[2]["policy_version"]
+    assert version and all(
+        d["policy_version"] == version and d["basis"] == "relationship"
+        and "relationship.legitimate" in d["rules"] for d in docs
+    )  # fmt: skip
+    assert docs[1]["rules"][0] == "transfer.out-of-turn"
+
+
 def test_a_stay_is_discharged_once(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> None:
