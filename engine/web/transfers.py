@@ -20,12 +20,12 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
 from adapters.values import nhs_number_valid
+from consent import Decision, Who
 from consent import Request as Asked
-from consent import Who
 from engine.api.deps import context, refuse, services
 from engine.api.errors import FhirError
 from engine.api.records import explanation, people_for, record_of
-from engine.api.transfer import acknowledge, detail, inbox, listed, visible
+from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step, seen
 from engine.directory import organisations
 from engine.transfer import news2, signature
 from engine.transfer.entry import lines as _lines
@@ -251,9 +251,9 @@ def _transfer_view(
                  **more)  # fmt: skip
 
 
-def _visible_to(request: Request, transfer_id: str) -> tuple[Who, TransferRow] | Response:
-    """The signed-in user and the transfer they may see (audited), past the notice; else the
-    page to answer with instead."""
+def _seen_by(request: Request, transfer_id: str) -> tuple[Who, TransferRow, Decision] | Response:
+    """The signed-in user, the transfer they may see (audited) and the decision that lets
+    them, past the notice; else the page to answer with instead."""
     who = _signed_in(request)
     if who is None:
         return to_sign_in(request)
@@ -261,9 +261,16 @@ def _visible_to(request: Request, transfer_id: str) -> tuple[Who, TransferRow] |
     if notice is not None:
         return notice
     try:
-        return who, visible(services(request), who, context(request), transfer_id)
+        return who, *seen(services(request), who, context(request), transfer_id)
     except FhirError:
         return _page(request, "transfer.html", 404, who=who, shown=None)
+
+
+def _visible_to(request: Request, transfer_id: str) -> tuple[Who, TransferRow] | Response:
+    """The signed-in user and the transfer they may see (audited), past the notice; else the
+    page to answer with instead."""
+    found = _seen_by(request, transfer_id)
+    return found if isinstance(found, Response) else found[:2]
 
 
 @router.get(_INBOX + "/{transfer_id}", response_class=HTMLResponse)
@@ -303,14 +310,16 @@ def discharge(
     session.check_csrf(request, csrf_token)
     typed = {"diagnoses": diagnoses, "started": started, "stopped": stopped,
              "changed": changed, "follow_up": follow_up, "returned": returned}  # fmt: skip
-    found = _visible_to(request, transfer_id)
+    found = _seen_by(request, transfer_id)
     if isinstance(found, Response):
         return found
-    who, row = found
-    if not _may_discharge(who, row):
+    who, row, decision = found
+    svc = services(request)
+    if not _may_discharge(who, row):  # refused as a step out of turn is, by /transfers
+        refused_step(svc, who, context(request), "transfer-discharge", row,
+                     "transfer.out-of-turn", decision)  # fmt: skip
         why = f"The transfer is {row.status}: only its hospital discharges it, once acknowledged"
         return _transfer_view(request, who, row, 409, problems=[why])
-    svc = services(request)
     form = DischargeForm(
         Person(row.nhs_number, "", "", ""), _lines(diagnoses), _lines(started), _lines(stopped),
         _lines(changed), follow_up, _lines(returned), who.name,

@@ -260,6 +260,26 @@ def test_the_page_discharges_only_an_acknowledged_transfer(
     assert 'id="status">received<' in early.text and "Send discharge" not in early.text
 
 
+def test_a_discharge_the_page_refuses_is_audited_as_a_refused_discharge(
+    doctor: tuple[TestClient, str], store: Store, home: str
+) -> None:
+    """Before the hospital acknowledges, or from the care home, a discharge posted is refused
+    (409) and audited as a refused acknowledgement is: a deny out of turn, with the person."""
+    web, path = doctor
+    early = web.post(path + "/discharge", data={"diagnoses": "UTI", "csrf_token": csrf(web, path)})
+    assert early.status_code == 409
+    assert web.post(path + "/acknowledge", data={"csrf_token": csrf(web, path)}).status_code == 303
+    web.cookies.set(SESSION_COOKIE, home)
+    nurse = web.post(path + "/discharge", data={"diagnoses": "UTI", "csrf_token": csrf(web, path)})
+    assert nurse.status_code == 409
+    assert trail(store, "transfer-discharge") == [
+        ("transfer-discharge", "deny", HOSPITAL), ("transfer-discharge", "deny", CARE_HOME)
+    ]  # fmt: skip
+    entries = [e for e in stream(store.engine) if e["action"] == "transfer-discharge"]
+    assert all(e["rules"][0] == "transfer.out-of-turn" and e["patient_id"] and e["basis"]
+               for e in entries)  # fmt: skip
+
+
 def test_a_care_home_is_not_offered_the_discharge_form_nor_may_a_gp_send(
     web: TestClient, store: Store, token: Token
 ) -> None:
