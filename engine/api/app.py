@@ -1,5 +1,5 @@
 """The FastAPI application: services made once, a request id on every response, and every
-error an OperationOutcome.
+error an OperationOutcome (a plain page, for a page: no page answers JSON).
 
 A failed audit write is a 503 with nothing returned; an unexpected error is a 500 that names
 the request id and nothing else, so no stack trace or data reaches the client.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import html
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,34 @@ _TOO_MANY_PAGE = (
     "<h1>Too many attempts</h1><p>Too many sign-ins or forms from your address were refused."
     " Wait a minute, then <a href=/>sign in</a> again.</p></html>"
 )
+
+
+#: The routers whose routes are pages: their errors answer a page, never an OperationOutcome.
+PAGE_ROUTERS = (ig_pages.router, pages.router, transfers.router)
+_TITLES = {400: "The form could not be read", 403: "Not allowed", 404: "Not found"}
+
+
+def _for_a_page(request: Request) -> bool:
+    """Whether the request was routed to a page (``scope["route"]``, set once it matched)."""
+    route = request.scope.get("route")
+    return route is not None and any(route in r.routes for r in PAGE_ROUTERS)
+
+
+def _error_page(error: FhirError) -> Response:
+    """A page's error as a plain page: what was wrong (escaped), and a way back."""
+    title = _TITLES.get(error.status, "Something went wrong")
+    said = "".join(
+        f"<li>{html.escape(p.diagnostics)}"
+        + (f" ({html.escape(p.expression)})" if p.expression else "")
+        + "</li>"
+        for p in error.problems
+    )
+    body = (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{title} - scr</title>"
+        f"<h1>{title}</h1><ul>{said}</ul><p>Go back, reload the page and try again, or "
+        "<a href=/>start again</a>.</p></html>"
+    )
+    return HTMLResponse(body, error.status, headers=error.headers)
 
 
 def _validation(exc: RequestValidationError) -> FhirError:
@@ -102,8 +131,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(HeadAsGet)  # outermost, so even a 500 answers HEAD without a body
 
     @app.exception_handler(FhirError)
-    async def fhir_error(_: Request, exc: FhirError) -> Response:
-        return error_response(exc)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return _error_page(exc) if _for_a_page(request) else error_response(exc)
 
     @app.exception_handler(AuditUnavailable)
     async def audit_down(request: Request, exc: AuditUnavailable) -> Response:
@@ -123,8 +152,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return error_response(FhirError(429, Problem("throttled", why), headers=headers))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> Response:
-        return error_response(_validation(exc))
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """FastAPI's own 400 (a form field missing, say): a page's is a page."""
+        error = _validation(exc)
+        return _error_page(error) if _for_a_page(request) else error_response(error)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

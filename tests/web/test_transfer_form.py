@@ -280,6 +280,25 @@ def test_a_discharge_the_page_refuses_is_audited_as_a_refused_discharge(
                for e in entries)  # fmt: skip
 
 
+def test_a_form_without_its_csrf_field_or_with_a_forged_one_is_refused_with_a_page(
+    doctor: tuple[TestClient, str], store: Store
+) -> None:
+    """No page answers JSON: FastAPI's own 400 for a missing field, and the audited 403 for a
+    forged token, are pages too; nothing is discharged."""
+    web, path = doctor
+    bare = web.post(path + "/discharge", data={"diagnoses": "UTI"})
+    forged = web.post(path + "/discharge", data={"diagnoses": "UTI", "csrf_token": "forged"})
+    assert (bare.status_code, forged.status_code) == (400, 403)
+    for page in (bare, forged):
+        assert page.headers["content-type"].startswith("text/html"), page.text[:300]
+    assert "csrf_token" in bare.text and "reload the page" in forged.text
+    refused = [e["action"] for e in stream(store.engine) if e["outcome"] == "deny"]
+    assert refused == ["form-refused"] and trail(store, "transfer-discharge") == []
+    api = web.get(f"/fhir/Patient/{NHS}/$everything", params={"_count": "-1"},
+                  headers={"Authorization": f"Bearer {web.cookies[SESSION_COOKIE]}"})  # fmt: skip
+    assert api.status_code == 400 and api.json()["resourceType"] == "OperationOutcome"
+
+
 def test_a_care_home_is_not_offered_the_discharge_form_nor_may_a_gp_send(
     web: TestClient, store: Store, token: Token
 ) -> None:
