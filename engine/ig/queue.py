@@ -21,11 +21,13 @@ from consent import Who
 from consent.model import ReviewState
 from engine.access import C, G, Kind, ReviewError, review
 from engine.identity import members_of
-from engine.ig.gate import admit
+from engine.ig.gate import RefusedOfficer, admit
 
 OUTCOMES = ("appropriate", "inappropriate")
 MAX_NOTE = 2000
 _TABLES: dict[Kind, Table] = {"break-glass": G, "self-claim": C}
+#: The rule that refuses an officer the review of their own break-glass use or self-claim.
+OWN_ITEM_RULE = "ig-review.own-item"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,12 @@ def record(
     note: str,
     now: datetime,
 ) -> None:
-    """Audit the review, then close the item; bad input is refused before either."""
+    """Audit the review, then close the item; bad input is refused before either.
+
+    The user who broke the glass or made the claim may hold an IG role too (same user id):
+    their own item is refused (audited as ``deny``, ``ReviewError`` raised) and stays open
+    for another officer.
+    """
     if outcome not in OUTCOMES:
         raise ReviewError("outcome: choose 'appropriate' or 'inappropriate'")
     text = note.strip()
@@ -123,15 +130,22 @@ def record(
         raise ReviewError(f"note: say why, in 1 to {MAX_NOTE} characters")
     if item.review != "open":
         raise ReviewError(f"{item.kind} item {item.id} is already reviewed")
-    admit(
-        appender,
-        who,
-        ctx,
-        "ig-review",
-        f"{item.kind}/{item.id}",
-        patient_id=item.person_id,
-        nhs_number=item.nhs_number,
-        rules=(f"ig-review.{outcome}",),
-    )
+    own = item.user_id == who.user_id
+    try:
+        admit(
+            appender,
+            who,
+            ctx,
+            "ig-review",
+            f"{item.kind}/{item.id}",
+            patient_id=item.person_id,
+            nhs_number=item.nhs_number,
+            rules=(f"ig-review.{outcome}",),
+            refuse=OWN_ITEM_RULE if own else None,
+        )
+    except RefusedOfficer:
+        raise ReviewError(
+            f"this {item.kind} item is your own: another IG officer must review it"
+        ) from None
     with engine.begin() as conn:
         review(conn, item.kind, item.id, cast(ReviewState, outcome), text, who.user_id, now)

@@ -16,6 +16,7 @@ from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
+from tests.ig.conftest import IG_ROLE
 from tests.ig.test_console import csrf
 
 
@@ -151,3 +152,35 @@ def test_a_self_claim_is_an_item_and_an_inappropriate_outcome_ends_it(
     assert ("ig-review", "permit") in audit_actions(store)
     web.cookies.clear()
     assert everything(web, doctor).status_code == 404
+
+
+def test_an_officer_cannot_review_their_own_break_glass_use(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """A CIS2 user may hold a clinical and an IG role (same user id): the one who broke the
+    glass is refused the review of it (the page says why, the attempt is audited as a deny)
+    and the item stays open for another officer."""
+    item = _break_glass(web, token)
+    web.cookies.set(SESSION_COOKIE, token("ae-doctor", role_code=IG_ROLE))  # u-ae-doctor
+    page = web.get(f"/ig/reviews/break-glass/{item}")
+    assert 'id="own-item"' in page.text and 'id="record-outcome"' not in page.text
+    form = csrf(web, f"/ig/reviews/break-glass/{item}")
+    done = web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": "appropriate", "note": "Fine, it was me"},
+    )
+    assert done.status_code == 400 and "another IG officer must review it" in done.text
+    assert f'data-id="{item}"' in web.get("/ig/reviews").text
+    assert ("ig-review", "deny") in audit_actions(store)
+    with store.engine.connect() as conn:
+        body = conn.execute(
+            text("SELECT body FROM audit_entry WHERE action = 'ig-review'")
+        ).scalar_one()
+    assert f"break-glass/{item}".encode() in body and b"ig-review.own-item" in body
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    form = csrf(web, f"/ig/reviews/break-glass/{item}")
+    other = web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": "appropriate", "note": "Seen in resus; justified"},
+    )
+    assert other.status_code == 303
