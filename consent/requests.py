@@ -1,8 +1,9 @@
 """Asking for a way in: a break-glass grant or a self-claimed relationship, judged before it exists.
 
-The same question ``decide`` asks first (does the role in force map to the claimed profile, is IG
-training current) plus what the contract asks of the request itself (a clinical profile, a known
-reason code, a reason a reviewer can read). Pure: the caller records what is granted and audits
+The same questions ``decide`` asks first (does the role in force map to the claimed profile, is
+the purpose of use known, allowed for the profile and direct care, is IG training current) plus
+what the contract asks of the request itself (a clinical profile, a known reason code, a reason
+a reviewer can read). Pure: the caller records what is granted and audits
 the reasons either way, so a refused request leaves a trace too.
 """
 
@@ -28,6 +29,9 @@ from consent.rules import (
     BREAK_GLASS_REQUEST,
     SELF_CLAIM_REQUEST,
     profile_known,
+    purpose_direct_care,
+    purpose_for_profile,
+    purpose_known,
     training_current,
 )
 
@@ -50,6 +54,19 @@ def _case(who: Who, person_id: str, now: datetime, policy: Policy, asked: Intera
     return Case.build(who, PatientFacts(person_id), who.purpose, Request(asked), now, policy)
 
 
+def _gates(c: Case) -> list[Reason]:
+    """The gates every read passes that are about the user and the purpose, not the person:
+    the profile, the purpose (known, allowed for the profile, direct care) and training."""
+    found = (
+        profile_known(c),
+        purpose_known(c),
+        purpose_for_profile(c),
+        purpose_direct_care(c),
+        training_current(c),
+    )
+    return [r for r in found if r is not None]
+
+
 def _reason_text(text: str, policy: Policy, rule: Rule) -> Reason:
     if len(text.strip()) < policy.min_reason_text:
         return rule.no(f"The reason must be at least {policy.min_reason_text} characters")
@@ -67,7 +84,7 @@ def ask_break_glass(
 ) -> Answer[Grant]:
     """A grant to this one person for ``minutes``, if the user may break the glass at all."""
     c = _case(who, person_id, now, policy, "break-glass")
-    reasons = [profile_known(c), training_current(c)]
+    reasons = _gates(c)
     if c.profile is not None and not c.profile.break_glass:
         reasons.append(BREAK_GLASS_REQUEST.no("Break-glass is for clinical profiles only"))
     if reason_code not in policy.break_glass_reasons:
@@ -94,7 +111,7 @@ def ask_self_claim(
 ) -> Answer[Relationship]:
     """A relationship of the user's own, for the policy's maximum number of days."""
     c = _case(who, person_id, now, policy, "self-claim")
-    reasons = [profile_known(c), training_current(c)]
+    reasons = _gates(c)
     if c.profile is not None and not c.profile.self_claim:
         reasons.append(
             SELF_CLAIM_REQUEST.no("Self-claimed relationships are for clinical profiles only")

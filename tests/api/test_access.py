@@ -272,3 +272,34 @@ def test_a_hidden_person_costs_the_database_round_trips_an_unknown_id_does(
         hidden = statements(store, lambda read=read: read(PATIENT, observation, NHS))
         unknown = statements(store, lambda read=read: read(UNKNOWN, UNKNOWN, UNKNOWN_NHS))
         assert hidden == unknown, f"{name}: (status, statements) {hidden} against {unknown}"
+
+
+@pytest.mark.parametrize("purpose", ["ZZZ", "POPHLTH", "HOPERAT"])
+@pytest.mark.parametrize("path", ["break-glass", "relationship"])
+def test_break_glass_and_self_claim_are_refused_under_a_purpose_every_read_refuses(
+    client: TestClient, token: Token, store: Store, purpose: str, path: str
+) -> None:
+    """Caldicott 1: an unknown purpose, or one not allowed for the profile or not direct
+    care, refuses the request for a way in as it refuses every read."""
+    headers = auth(token("ae-doctor")) | {"X-Purpose-Of-Use": purpose}
+    explained = client.get("/access/explain", params={"patient": PATIENT}, headers=headers)
+    refused = [r["rule"] for r in explained.json()["reasons"] if r["refusal"]]
+    assert any(rule.startswith("purpose.") for rule in refused)
+    body = (
+        {"patient": NHS, "reason_code": "5", "reason_text": REASON}
+        if path == "break-glass"
+        else {"patient": NHS, "reason": "Seen in clinic today, letter pending"}
+    )
+    made = client.post(f"/access/{path}", json=body, headers=headers)
+    assert made.status_code == 403, made.text
+    said = [e for i in made.json()["issue"] for e in i.get("expression", [])]
+    assert any(rule.startswith("purpose.") for rule in said), said
+
+
+def test_a_token_purpose_the_policy_does_not_know_gets_no_self_claim(
+    client: TestClient, token: Token
+) -> None:
+    claim = {"patient": NHS, "reason": "Seen in clinic today, letter pending"}
+    made = post(client, token("ae-doctor", purpose="NOPE"), "relationship", claim)
+    assert made.status_code == 403
+    assert everything(client, token("ae-doctor")).status_code == 404  # no claim to use

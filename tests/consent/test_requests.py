@@ -59,6 +59,26 @@ def test_break_glass_with_stale_training_or_a_mismatched_profile_is_refused() ->
     )
 
 
+@pytest.mark.parametrize(
+    ("purpose", "rule"),
+    [
+        (None, "purpose.known"),
+        ("ZZZ", "purpose.known"),
+        ("POPHLTH", "purpose.direct-care"),
+        ("HOPERAT", "purpose.profile"),
+    ],
+)
+def test_break_glass_and_self_claim_pass_the_purpose_gates_every_read_does(
+    purpose: str | None, rule: str
+) -> None:
+    user = replace(hospital_clinician(), purpose=purpose)
+    glass = ask_break_glass(user, PERSON, "5", REASON, NOW, POLICY, 240)
+    claim = ask_self_claim(user, PERSON, "Seen in outpatients today", NOW, POLICY)
+    read = decide(user, PatientFacts(PERSON), purpose, EVERYTHING, NOW, POLICY)
+    assert glass.granted is None and claim.granted is None
+    assert rule in refused_by(glass) and rule in refused_by(claim) and rule in refused_by(read)
+
+
 def test_self_claim_is_the_users_own_and_lasts_the_policy_maximum() -> None:
     user = hospital_clinician()
     answer = ask_self_claim(user, PERSON, "Seen in outpatients today, letter pending", NOW, POLICY)
