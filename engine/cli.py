@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -433,6 +434,13 @@ def serve_cmd(
     from engine.api.auth import verifier_for
 
     settings = _settings()
+    if settings.auth_mode == "dev" and not _loopback(host):
+        err.print(
+            f"[red]configuration error:[/red] SCR_AUTH_MODE=dev signs anyone in without a "
+            f"credential: serve it on 127.0.0.1 or localhost only, not {host} "
+            "(use SCR_AUTH_MODE=jwt for a host other machines reach)"
+        )
+        raise typer.Exit(2)
     try:  # here, once: a worker that cannot start is restarted by uvicorn, for ever
         verifier_for(settings)
     except SettingsError as exc:
@@ -444,6 +452,16 @@ def serve_cmd(
         "engine.api.server:app", host=host, port=port, workers=workers, factory=False,
         proxy_headers=True, log_level="info", access_log=False,
     )  # fmt: skip
+
+
+def _loopback(host: str) -> bool:
+    """Only this machine reaches ``host``: localhost, or a loopback address (127/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name other than localhost may resolve anywhere
+        return False
 
 
 @app.command("token")

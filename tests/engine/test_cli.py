@@ -192,6 +192,25 @@ def test_serve_with_jwt_settings_missing_stops_with_the_setting_named(db_url, tm
     assert "SCR_JWT_PUBLIC_KEY or SCR_JWKS_URL: one is required" in result.output
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "scr.example"])
+def test_serve_refuses_dev_sign_in_on_a_host_other_machines_reach(
+    db_url, tmp_path, monkeypatch, host
+):
+    """Dev mode signs anyone in without a credential (the persona picker, `scr token`)."""
+    import uvicorn
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: served.append(k))
+    env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path), "SCR_AUTH_MODE": "dev",
+           "COLUMNS": "200"}  # fmt: skip
+    result = runner.invoke(app, ["serve", "--host", host], env=env)
+    assert result.exit_code == 2 and not served
+    assert "SCR_AUTH_MODE=dev" in result.output and host in result.output
+    for local in ("127.0.0.1", "localhost", "::1"):
+        assert runner.invoke(app, ["serve", "--host", local], env=env).exit_code == 0
+    assert [k["host"] for k in served] == ["127.0.0.1", "localhost", "::1"]
+
+
 def test_a_missing_code_map_file_is_one_line_not_a_traceback(db_url, tmp_path):
     missing = str(tmp_path / "ctv3sctmap2_uk_20200401.txt")
     env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
