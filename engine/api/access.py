@@ -14,12 +14,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from adapters.values import nhs_number_valid
 from audit import RequestContext
 from consent import Who, explain
+from consent.rules import RELATIONSHIP
 from engine.api.deps import current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response, not_found
 from engine.api.openapi import Explanation, Made, answers
-from engine.api.records import Ambiguous, RequestRefused, ask, explanation, person_of_patient
+from engine.api.records import (
+    Ambiguous,
+    RequestRefused,
+    ask,
+    explanation,
+    people_for,
+    person_of_patient,
+)
 
 router = APIRouter(prefix="/access")
 User = Annotated[Who, Depends(current_user)]
@@ -92,7 +101,17 @@ def relationship(request: Request, who: User, ctx: Context, body: Claim) -> Resp
 
 @router.get("/explain", responses=answers(Explanation))
 def explain_route(request: Request, who: User, ctx: Context, patient: str) -> Response:
+    """``patient`` is an NHS number or a Patient id, as for break-glass and self-claim. No one
+    holding the number is explained as an unknown Patient id is (over no one, audited under the
+    number). Several holding it is 409, as for break-glass, only when the user passes the gates
+    about themselves and their purpose; otherwise the refusal is the same either way."""
     reader = services(request).reader
-    person = person_of_patient(reader, patient.removeprefix("Patient/"))
-    decision = explanation(reader, who, ctx, person)
+    if not nhs_number_valid(patient):
+        person = person_of_patient(reader, patient.removeprefix("Patient/"))
+        return fhir_response(explain(explanation(reader, who, ctx, person)))
+    people = people_for(reader, patient)
+    person = people[0] if len(people) == 1 else None
+    decision = explanation(reader, who, ctx, person, patient)
+    if len(people) > 1 and any(r.rule_id == RELATIONSHIP.id for r in decision.refusals):
+        raise _refused(Ambiguous(patient))
     return fhir_response(explain(decision))

@@ -115,6 +115,47 @@ def test_explain_names_sections_and_reasons_and_never_content(
     assert not outsider["permit"] and outsider["reasons"] == missing["reasons"]
 
 
+def test_explain_takes_an_nhs_number_as_break_glass_does(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """The patient's own GP asking by NHS number is told the truth (not 'no relationship'),
+    audited under the person and the number; a number no one holds is explained as an
+    unknown Patient id is, audited under the number asked."""
+    gp = auth(token("gp"))
+    by_id = client.get("/access/explain", params={"patient": PATIENT}, headers=gp).json()
+    by_number = client.get("/access/explain", params={"patient": NHS}, headers=gp)
+    assert by_number.status_code == 200 and by_number.json() == by_id
+    entry = list(stream(store.engine))[-1]
+    assert (entry["action"], entry["outcome"], entry["nhs_number"]) == ("explain", "permit", NHS)
+    assert entry["patient_id"]
+    doctor = auth(token("ae-doctor"))
+    unknown = client.get("/access/explain", params={"patient": UNKNOWN_NHS}, headers=doctor)
+    nobody = client.get("/access/explain", params={"patient": "nobody"}, headers=doctor)
+    assert unknown.status_code == 200 and unknown.json() == nobody.json()
+    entry = list(stream(store.engine))[-2]
+    assert (entry["action"], entry["outcome"], entry["nhs_number"]) == (
+        "explain", "deny", UNKNOWN_NHS
+    )  # fmt: skip
+    assert not entry.get("patient_id")
+
+
+def test_explain_for_a_number_two_people_hold_asks_for_the_patient_id(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """409 as break-glass answers, for a user the gates let through; a user they refuse gets
+    the same refusal as for a number no one holds."""
+    from tests.web.test_pages import _a_second_person_with_the_same_number  # imports this module
+
+    assert len(_a_second_person_with_the_same_number(store)) == 2
+    ambiguous = client.get("/access/explain", params={"patient": NHS}, headers=auth(token("gp")))
+    assert ambiguous.status_code == 409 and "multiple-matches" in ambiguous.text
+    assert audit_actions(store)[-1] == ("explain", "deny")
+    stale = auth(token("gp", ig_training=date(2020, 1, 1)))
+    two = client.get("/access/explain", params={"patient": NHS}, headers=stale)
+    none = client.get("/access/explain", params={"patient": UNKNOWN_NHS}, headers=stale)
+    assert two.status_code == none.status_code == 200 and two.json() == none.json()
+
+
 def test_a_refused_request_says_nothing_about_whether_the_person_exists(
     client: TestClient, token: Token, store: Store
 ) -> None:
