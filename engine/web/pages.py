@@ -96,6 +96,9 @@ def sign_in(
             svc.settings, user_id=p.user_id, name=p.name, role_code=p.role_code, org=p.org,
             purpose=p.purpose, minutes=8 * 60, ig_training=date.today() - timedelta(days=60),
         )  # fmt: skip
+    # A pasted token keeps the line end `scr token` prints (CRLF from a textarea), or a space:
+    # stripped, as the API strips the bearer header.
+    token = token.strip() if token else token
     if not token:
         refuse(svc, context(request), "token-refused", None, ("auth.token-missing",), page=True)
         return _page(request, "signin.html", 401, error="Choose who to sign in as", dev=False)

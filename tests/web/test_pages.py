@@ -82,6 +82,23 @@ def test_a_sign_in_without_a_token_or_with_one_too_long_to_keep_is_refused_and_a
     assert not any(c.startswith(SESSION_COOKIE) for c in refused.headers.get_list("set-cookie"))
 
 
+@pytest.mark.parametrize("pad", ["\r\n", " ", "\n\n"])
+def test_a_pasted_token_with_surrounding_whitespace_signs_in(
+    web: TestClient, token: Token, store: Store, pad: str
+) -> None:
+    """`scr token` prints a line end, which a pasted token keeps (CRLF from a textarea): it is
+    stripped, as the API strips the bearer header, and the session holds the token alone."""
+    t = token("gp")
+    signed = web.post("/session", data={"token": pad + t + pad, "csrf_token": csrf(web)})
+    assert signed.status_code == 303, audit_actions(store)[-1]
+    assert audit_actions(store)[-1] == ("login", "permit")
+    assert web.cookies.get(SESSION_COOKIE) == t
+    web.cookies.clear()
+    blank = web.post("/session", data={"token": pad, "csrf_token": csrf(web)})
+    assert blank.status_code == 401
+    assert audit_actions(store)[-1] == ("token-refused", "deny")
+
+
 def test_the_record_waits_for_the_confidentiality_notice(web: TestClient, token: Token) -> None:
     signed_in(web, token("gp"))
     first = web.get(f"/record/{NHS}")
