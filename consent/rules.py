@@ -28,7 +28,9 @@ from consent.model import (
     Precision,
     Reason,
     Relationship,
+    Who,
 )
+from consent.policy import Policy
 
 _CONSENTS = frozenset({"consent-category", "consent-share"})
 #: A dissent, and a restriction read as one (``consent.facts.directive``).
@@ -169,10 +171,15 @@ def purpose_needs_grant(c: Case) -> Reason | None:
 
 
 def training_current(c: Case) -> Reason:
-    """Judged on the UK day, as the training date is one: at 00:30 BST the day has turned."""
-    trained = c.who.ig_training
-    today = c.now.astimezone(UK).date()
-    months = c.policy.ig_training_max_months
+    return training_of(c.who, c.now, c.policy)
+
+
+def training_of(who: Who, now: datetime, policy: Policy) -> Reason:
+    """Judged on the UK day, as the training date is one: at 00:30 BST the day has turned.
+    Every access asks it: the record's gates, break-glass and self-claim, the IG console."""
+    trained = who.ig_training
+    today = now.astimezone(UK).date()
+    months = policy.ig_training_max_months
     if trained is None:
         return TRAINING.no("No information governance training date is recorded")
     if trained > today:

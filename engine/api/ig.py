@@ -114,12 +114,11 @@ def _count(text: str | None) -> int:
 def _admit(svc: Services, who: Who, ctx: RequestContext, asked: str, f: Filters) -> None:
     """The IG gate, audited, before anything else is answered; 403 for anyone else."""
     try:
-        admit(svc.audit, who, ctx, "ig-view", asked,
+        admit(svc.audit, who, ctx, "ig-view", asked, policy=svc.policy, now=datetime.now(UTC),
               patient_id=f.patient_id, nhs_number=f.nhs_number)  # fmt: skip
-    except NotIgOfficer:
-        raise FhirError(
-            403, Problem("forbidden", "The audit trail is for information governance officers")
-        ) from None
+    except NotIgOfficer as exc:
+        why = exc.why or "The audit trail is for information governance officers"
+        raise FhirError(403, Problem("forbidden", why)) from None
 
 
 @router.get("/AuditEvent", responses=answers(Bundle))

@@ -1,4 +1,5 @@
-"""The IG console's one decision: the ``ig-officer`` profile, or nothing.
+"""The IG console's one decision: the ``ig-officer`` profile with current IG training, or
+nothing (Caldicott 5: access is refused without IG training in the last 12 months).
 
 Every console page and API call passes here first. The decision is audited, granted or
 refused, before anything is shown, through the same ``disclose`` as every record read; a
@@ -7,9 +8,14 @@ refused user gets 403 whatever they asked for, so the answer says nothing about 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from audit import Appender, AuditEntry, RequestContext, disclose
 from audit.entry import Action
 from consent import Who
+from consent.model import Refusal
+from consent.policy import Policy
+from consent.rules import training_of
 
 IG_PROFILE = "ig-officer"
 REFUSED_RULE = "ig.profile-not-ig-officer"
@@ -17,7 +23,12 @@ PERMITTED_RULE = "ig.profile-ig-officer"
 
 
 class NotIgOfficer(Exception):
-    """The user's profile is not ``ig-officer``: the console shows them nothing."""
+    """The user's profile is not ``ig-officer``, or their IG training is not current: the
+    console shows them nothing. ``why`` is the training refusal's text, or ``None``."""
+
+    def __init__(self, user_id: str, why: str | None = None) -> None:
+        super().__init__(user_id)
+        self.why = why
 
 
 class RefusedOfficer(Exception):
@@ -28,8 +39,9 @@ class RefusedOfficer(Exception):
         self.rule = rule
 
 
-def may_use_console(who: Who) -> bool:
-    return who.profile == IG_PROFILE
+def may_use_console(who: Who, now: datetime, policy: Policy) -> bool:
+    """The ``ig-officer`` profile, with IG training current on ``now``."""
+    return who.profile == IG_PROFILE and not isinstance(training_of(who, now, policy), Refusal)
 
 
 def admit(
@@ -39,6 +51,8 @@ def admit(
     action: Action,
     asked: str,
     *,
+    policy: Policy,
+    now: datetime,
     patient_id: str | None = None,
     nhs_number: str | None = None,
     rules: tuple[str, ...] = (),
@@ -46,13 +60,19 @@ def admit(
 ) -> None:
     """Decide, audit the decision (``asked`` says what was asked), then refuse or return.
 
+    An officer whose IG training is not current on ``now`` under ``policy`` is refused as
+    anyone else is, the audit entry naming ``training.current`` and the page saying why.
+
     ``refuse`` names a rule that refuses even an IG officer (reviewing their own break-glass
     use or self-claim): the decision is audited as ``deny`` with that rule, the officer's
     view of the patient kept, and ``RefusedOfficer`` raised.
     """
-    permit = may_use_console(who)
+    officer = who.profile == IG_PROFILE
+    training = training_of(who, now, policy)
+    lapsed = training if officer and isinstance(training, Refusal) else None
+    permit = officer and lapsed is None
     allowed = permit and refuse is None
-    extra = (refuse,) if permit and refuse is not None else ()
+    extra = (lapsed.rule_id,) if lapsed else (refuse,) if permit and refuse is not None else ()
     entry = AuditEntry(
         request_id=ctx.request_id,
         action=action,
@@ -63,7 +83,7 @@ def admit(
         profile=who.profile,
         org=who.org,
         purpose=who.purpose,
-        rules=(PERMITTED_RULE if permit else REFUSED_RULE, *extra, *rules),
+        rules=(PERMITTED_RULE if officer else REFUSED_RULE, *extra, *rules),
         patient_id=patient_id if permit else None,
         nhs_number=nhs_number if permit else None,
         query=asked,
@@ -72,6 +92,6 @@ def admit(
     )
     disclose(appender, entry, None)
     if not permit:
-        raise NotIgOfficer(who.user_id)
+        raise NotIgOfficer(who.user_id, lapsed.text if lapsed else None)
     if refuse is not None:
         raise RefusedOfficer(refuse)

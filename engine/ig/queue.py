@@ -19,6 +19,7 @@ from audit import Appender, RequestContext
 from audit.alerts import OpenItem
 from consent import Who
 from consent.model import ReviewState
+from consent.policy import Policy
 from engine.access import C, G, Kind, ReviewError, review
 from engine.identity import members_of
 from engine.ig.gate import RefusedOfficer, admit
@@ -110,6 +111,7 @@ def open_items(items: list[Item]) -> list[OpenItem]:
 def record(
     engine: Engine,
     appender: Appender,
+    policy: Policy,
     who: Who,
     ctx: RequestContext,
     item: Item,
@@ -141,6 +143,8 @@ def record(
             patient_id=item.person_id,
             nhs_number=item.nhs_number,
             rules=(f"ig-review.{outcome}",),
+            policy=policy,
+            now=now,
             refuse=OWN_ITEM_RULE if own else None,
         )
     except RefusedOfficer:

@@ -100,10 +100,12 @@ def _signed_in(request: Request) -> Who:
 def _officer(request: Request, action: Action, asked: str, **audit: Any) -> Who:
     """The signed-in IG officer, the request audited first; anyone else is refused (403)."""
     who = _signed_in(request)
+    svc = services(request)
     try:
-        admit(services(request).audit, who, context(request), action, asked, **audit)
-    except NotIgOfficer:
-        raise Refused(_page(request, "ig_forbidden.html", 403, who=who)) from None
+        admit(svc.audit, who, context(request), action, asked,
+              policy=svc.policy, now=datetime.now(UTC), **audit)  # fmt: skip
+    except NotIgOfficer as exc:
+        raise Refused(_page(request, "ig_forbidden.html", 403, who=who, why=exc.why)) from None
     return who
 
 
@@ -269,13 +271,15 @@ def review_outcome(
     now = datetime.now(UTC)
     who = _signed_in(request)
     item = review_queue.find(svc.engine, kind, item_id, now, _hours())
-    if item is None or not may_use_console(who):
+    if item is None or not may_use_console(who, now, svc.policy):
         who = _officer(request, "ig-review", f"{kind}/{item_id}")
         return _page(request, "ig_item.html", 404, who=who, item=None, error="No such item")
     try:
-        review_queue.record(svc.engine, svc.audit, who, context(request), item, outcome, note, now)
-    except NotIgOfficer:
-        raise Refused(_page(request, "ig_forbidden.html", 403, who=who)) from None
+        review_queue.record(
+            svc.engine, svc.audit, svc.policy, who, context(request), item, outcome, note, now
+        )
+    except NotIgOfficer as exc:
+        raise Refused(_page(request, "ig_forbidden.html", 403, who=who, why=exc.why)) from None
     except ReviewError as exc:
         trail = search(svc.engine, Filters(patient_id=item.person_id, user_id=item.user_id))
         return _page(

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import date
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 
+from audit.query import stream
 from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
+from tests.ig.conftest import IG_ROLE
 
 PAGES = ("/ig", "/ig/reviews", "/ig/alerts", "/ig/report", "/ig/charts", "/ig/chain")
 #: Content of the test record that must never reach an IG officer.
@@ -67,6 +70,40 @@ def test_everyone_but_ig_gets_403_on_every_page_and_the_api_and_it_is_audited(
         assert web.post(path, data={"csrf_token": form, **data}).status_code == 403, path
     refused = [a for a in audit_actions(store) if a[0].startswith("ig-") or a[0] == "export"]
     assert refused and all(outcome == "deny" for _, outcome in refused)
+
+
+@pytest.mark.parametrize("trained", [date(2020, 1, 1), None], ids=["lapsed", "missing"])
+def test_an_ig_officer_without_current_ig_training_is_refused_and_audited(
+    web: TestClient, store: Store, token: Token, trained: date | None
+) -> None:
+    """Caldicott 5: access is refused without IG training in the last 12 months, the IG
+    console's included; the refusal says why and names training.current in the trail."""
+    _activity(web, token)
+    made = post(web, token("ae-doctor"), "break-glass",
+                {"patient": NHS, "reason_code": "5", "reason_text": REASON})  # fmt: skip
+    item = made.json()["review_items"][0]
+    t = token("gp", user_id="u-ig", role_code=IG_ROLE, ig_training=trained)
+    api = web.get("/fhir/AuditEvent", headers=auth(t))
+    assert api.status_code == 403 and "training" in api.text
+    web.cookies.set(SESSION_COOKIE, t)
+    for path in (*PAGES, f"/ig/report?patient={NHS}", f"/ig/reviews/break-glass/{item}"):
+        page = web.get(path)
+        assert page.status_code == 403 and 'id="forbidden-why"' in page.text, path
+        assert NHS not in page.text and REASON not in page.text
+    form = csrf(web, "/record")
+    for note in ("   ", "Seen in resus; justified"):
+        done = web.post(
+            f"/ig/reviews/break-glass/{item}",
+            data={"csrf_token": form, "outcome": "appropriate", "note": note},
+        )
+        assert done.status_code == 403 and REASON not in done.text
+    entries = [e for e in stream(store.engine) if e["user_id"] == "u-ig"]
+    assert entries and all(e["outcome"] == "deny" for e in entries)
+    assert all("training.current" in e["rules"] for e in entries)
+    assert not any(e.get("patient_id") or e.get("nhs_number") for e in entries)
+    web.cookies.set(SESSION_COOKIE, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    assert f'data-id="{item}"' in web.get("/ig/reviews").text  # still open, and a trained
+    # officer (the same one, retrained) is let in
 
 
 def test_signed_out_console_sends_to_sign_in(web: TestClient) -> None:
