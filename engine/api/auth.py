@@ -232,18 +232,24 @@ class Verifier:
             return None
         return fetch
 
-    def _due(self, now: float) -> bool:
-        """Whether a fetch is running, or may start now."""
+    def _due(self, now: float, generation: int) -> bool:
+        """Whether newer keys than ``generation``'s may be had: a fetch is running or may start
+        now, or one has brought keys since (a caller that read the keys just before must look
+        again, not be refused)."""
         with self._lock:
-            return self._current(now) is not None or now - self._tried >= REFRESH_SECONDS
+            return (
+                self._generation != generation
+                or self._current(now) is not None
+                or now - self._tried >= REFRESH_SECONDS
+            )
 
-    def _key(self, token: str, keys: Sequence[Any] | jwt.PyJWKSet) -> Any:
+    def _key(self, token: str, keys: Sequence[Any] | jwt.PyJWKSet, generation: int) -> Any:
         if not isinstance(keys, jwt.PyJWKSet):
             return keys[0]
         kid = jwt.get_unverified_header(token).get("kid")
         key = next((k for k in keys.keys if k.key_id == kid), None)
         if key is None:
-            if self._refresh is not None and self._due(time.monotonic()):
+            if self._refresh is not None and self._due(time.monotonic(), generation):
                 raise KeysStale(f"no key in the JWKS has kid {kid!r} yet")
             raise TokenRefused(f"no key in the JWKS has kid {kid!r}")
         if key.key_type != _KEY_TYPES.get(self._algorithm[:2]):
@@ -305,7 +311,7 @@ class Verifier:
         try:
             claims = jwt.decode(
                 token,
-                self._key(token, keys),
+                self._key(token, keys, generation),
                 algorithms=[self._algorithm],
                 issuer=self._issuer,
                 audience=self._audience,

@@ -418,6 +418,25 @@ def test_callers_waiting_for_new_keys_share_one_fetch(
     assert len(fetched) == 2  # at start-up, then once for all four
 
 
+def test_a_caller_that_read_the_keys_just_before_new_ones_came_looks_again(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    """A caller reads the keys, a fetch brings the new kid, then the caller finds its kid
+    missing: it must look again (KeysStale), not be refused because no fetch is due now
+    (one of four waiters was refused this way under load)."""
+    jwks: dict[str, Any] = {"keys": [_jwk(KEY, "k1")]}
+    _serve(monkeypatch, jwks)
+    verifier = verifier_for(settings(**JWKS_SETTINGS))
+    old_keys, old_generation = verifier._keys, verifier._generation
+    jwks["keys"] = [*jwks["keys"], _jwk(OTHER, "k2")]
+    clock[0] += auth.REFRESH_SECONDS
+    verifier.refreshed().result(5)
+    rotated = jwt.encode(claims(), OTHER, algorithm="RS256", headers={"kid": "k2"})
+    with pytest.raises(auth.KeysStale):
+        verifier._key(rotated, old_keys, old_generation)
+    assert verifier.verify_blocking(rotated).user_id == "u-1"
+
+
 def test_new_keys_are_fetched_off_the_event_loop_while_other_requests_are_answered(
     monkeypatch: pytest.MonkeyPatch, engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
