@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from adapters.base import (
     CorrectionRefused,
@@ -32,6 +32,9 @@ Enrich = Callable[[dict[str, str]], Mapping[str, Any]]
 #: A joined field naming a lookup row read with a problem: the record it is joined into is held
 #: in quarantine naming that row, rather than taken in without it (as something else).
 JOINED_ROW_PROBLEM = "_JoinedRowProblem"
+#: The patient column of the row a ``rejoined`` record's joins are for, and the patient the
+#: joined row names: another patient's joined row holds the row (``engine.kept``).
+JOINED_PATIENT = "_JoinedPatient"
 
 
 def map_columns(table_map: Mapping[str, Any]) -> set[str]:
@@ -164,22 +167,75 @@ def table_records(
         )
 
 
+class ProblemRows(NamedTuple):
+    """A lookup of problem rows by the row each makes a problem (a coded event)."""
+
+    #: Row id → what its problem row joins into it.
+    live: dict[str, dict[str, Any]]
+    #: The rows whose problem row this extract removes (so whether they are problems is
+    #: known: they are not).
+    removed: set[str]
+    #: Row id → the patient its problem row names, where it names one.
+    patients: dict[str, str]
+
+
+def another_patient(file: str, row_id: str, patient: str, problems: ProblemRows) -> dict[str, str]:
+    """A problem row naming another patient than its row holds the row: joined, one
+    patient's event would be taken in as a problem of the other's."""
+    named = problems.patients.get(row_id, "")
+    if not named or named == patient.strip():
+        return {}
+    return {
+        JOINED_ROW_PROBLEM: f"{file}: the problem row for row {row_id} names patient {named}, "
+        f"not {patient.strip()}"
+    }
+
+
+def problem_changes(
+    table: SourceRef,
+    file: str,
+    problems: ProblemRows,
+    met: set[str],
+    replaced: Sequence[str],
+    patient_column: str,
+) -> Iterator[SourceRecord]:
+    """A delta's problem rows added, changed or removed whose rows of ``table`` (a ref
+    without a row id) it does not hold, ``met`` being those it does: only the problem
+    changed, so each row is mapped again as last seen (``engine.kept``)."""
+    for row_id in sorted((problems.live.keys() | problems.removed) - met - {""}):
+        patient = (patient_column, problems.patients.get(row_id, ""))
+        ref = replace(table, row_id=row_id)
+        yield rejoined(ref, file, problems.live.get(row_id, {}), replaced, patient)
+
+
 def rejoined(
-    ref: SourceRef, file: str, joins: Mapping[str, Any], replaced: Sequence[str]
+    ref: SourceRef,
+    file: str,
+    joins: Mapping[str, Any],
+    replaced: Sequence[str],
+    patient: tuple[str, str] | None,
 ) -> SourceRecord:
     """The joins a delta brings for a row it does not (``joins``, empty for a joined row it
-    removes): the ingest maps the row as last taken in with them in place of ``replaced``
-    (``engine.kept``). A joined row read with a problem holds it in quarantine."""
-    fields = {**joins, TAKE_STORED_ROW: list(replaced), JOINS_KNOWN: "true"}
+    removes): the ingest maps the row as last seen with them in place of ``replaced``
+    (``engine.kept``). A joined row read with a problem holds it in quarantine, as does one
+    naming another patient than the row (``patient``: the row's patient column, and the
+    patient the joined row names)."""
+    fields = {
+        **joins,
+        TAKE_STORED_ROW: list(replaced),
+        JOINS_KNOWN: "true",
+        **({JOINED_PATIENT: list(patient)} if patient and patient[1] else {}),
+    }
     problem = fields.pop(JOINED_ROW_PROBLEM, None)
     return SourceRecord(ref, file, 0, fields, (_joined_issue(problem),) if problem else ())
 
 
 def _joined_issue(problem: str) -> Issue:
+    """Named by the joined row's file first (``engine.kept`` replaces it with that file's
+    joins brought again)."""
     return Issue(
         JOINED_ROW_PROBLEM,
-        f"a row joined into this record was read with a problem ({problem}): correct it at "
-        "the source and ingest again",
+        f"{problem} (a row joined into this record): correct it at the source and ingest again",
     )
 
 

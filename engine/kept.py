@@ -19,45 +19,88 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from adapters.base import SourceRecord
+from adapters.base import Issue, SourceRecord
+from adapters.extract import JOINED_PATIENT, JOINED_ROW_PROBLEM
 from adapters.mapper import JOINS_KNOWN, TAKE_STORED_JOINS, TAKE_STORED_ROW
 from engine import store
+
+#: What a reader lists as the records a record names that it met in the extract.
+MET_RECORDS = "_met_records"
 
 #: Records looked up together: one query each, only for chunks with a marked record.
 _CHUNK = 500
 #: What a reader marks a record with for this module; never part of a kept row.
-MARKS = frozenset((TAKE_STORED_JOINS, TAKE_STORED_ROW))
+MARKS = frozenset((TAKE_STORED_JOINS, TAKE_STORED_ROW, JOINED_PATIENT))
 
 
-def joined(record: SourceRecord, kept: Mapping[str, Any] | None) -> SourceRecord | None:
-    """``record`` with what it takes from its row as last taken in (``kept``, as quarantine
-    keeps a record). ``None`` for joins whose row is not kept (never taken in, deleted, or
-    held in quarantine): there is nothing to map again. A row whose joins are not kept either
-    (kept before rows were) is mapped as read, its joins unknown."""
+def latest(
+    record: SourceRecord, kept: Mapping[str, Any] | None, held: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The row ``record`` is joined with, as last seen: its open quarantine item's record
+    (``held``: newer than the kept row, which a run taking the row in would have replaced),
+    unless ``record`` wants joins that one never knew; else the kept row."""
+    if held is not None and (
+        TAKE_STORED_ROW in record.fields or TAKE_STORED_JOINS not in held["fields"]
+    ):
+        return held
+    return kept
+
+
+def joined(record: SourceRecord, row: Mapping[str, Any] | None) -> SourceRecord | None:
+    """``record`` with what it takes from its ``row`` as last seen (``latest``, as quarantine
+    keeps a record). ``None`` for joins of a row never seen, or deleted: there is nothing to
+    map again. A row whose joins were never kept (kept before rows were) is mapped as read,
+    its joins unknown.
+
+    Joins brought for a row the extract does not hold are mapped with that row where it was
+    read (its file and line, its read issues), as a replay is: it met none of the records it
+    names, so takes their stored labels (a consultation made confidential since). A joined
+    row naming another patient than the row holds the row in quarantine, saying so.
+    """
     fields = record.fields
     replaced = fields.get(TAKE_STORED_ROW)
     if replaced is not None:
-        if kept is None:
+        if row is None:
             return None
-        row = SourceRecord.from_json(kept)
-        merged = {k: v for k, v in row.fields.items() if k not in replaced and k not in MARKS}
-        merged.update((k, v) for k, v in fields.items() if k != TAKE_STORED_ROW)
-        return SourceRecord(row.ref, record.file, record.line, merged, record.read_issues)
+        base = SourceRecord.from_json(row)
+        skip = {*replaced, *MARKS, MET_RECORDS}
+        merged = {k: v for k, v in base.fields.items() if k not in skip}
+        merged.update((k, v) for k, v in fields.items() if k not in MARKS)
+        issues = (
+            *(i for i in base.read_issues if not _from(i, record.file)),
+            *record.read_issues,
+            *_other_patient(fields, base, record.file),
+        )
+        return SourceRecord(base.ref, base.file, base.line, merged, issues)
     wanted = fields.get(TAKE_STORED_JOINS)
-    if wanted is None or kept is None:
+    if wanted is None or row is None:
         return record
-    stored = kept["fields"]
+    stored = row["fields"]
     merged = {k: v for k, v in fields.items() if k != TAKE_STORED_JOINS}
     merged.update((k, stored[k]) for k in wanted if k in stored)
     merged[JOINS_KNOWN] = "true"
     return replace(record, fields=merged)
 
 
+def _from(issue: Issue, file: str) -> bool:
+    """Whether ``issue`` is a joined row's of ``file``: joins brought again replace it."""
+    return issue.field == JOINED_ROW_PROBLEM and issue.reason.startswith((f"{file}:", f"{file},"))
+
+
+def _other_patient(fields: Mapping[str, Any], base: SourceRecord, file: str) -> tuple[Issue, ...]:
+    column, patient = fields.get(JOINED_PATIENT) or ("", "")
+    own = str(base.fields.get(column, "")).strip()
+    if not patient or patient == own:
+        return ()
+    why = f"{file}: the joined row names patient {patient}, not this row's {column} {own}"
+    return (Issue(JOINED_ROW_PROBLEM, f"{why}: correct it at the source and ingest again"),)
+
+
 def with_kept(
     engine: Engine, records: Iterable[SourceRecord], notes: list[str]
 ) -> Iterator[SourceRecord]:
-    """``records`` in order, each marked one joined with its kept row (``joined``); joins for
-    a row not kept are left out and counted in ``notes``."""
+    """``records`` in order, each marked one joined with its row as last seen (``joined``);
+    joins for a row never seen are left out and counted in ``notes``."""
     unkept: Counter[str] = Counter()
     chunk: list[SourceRecord] = []
     for record in records:
@@ -67,8 +110,8 @@ def with_kept(
             chunk = []
     yield from _joined_chunk(engine, chunk, unkept)
     notes.extend(
-        f"{count} row(s) of {file} changed what rows not stored are joined to (never taken in, "
-        "deleted, or in quarantine): nothing to map again"
+        f"{count} row(s) of {file} changed what rows never seen (or deleted) are joined to: "
+        "nothing to map again"
         for file, count in sorted(unkept.items())
     )
 
@@ -84,8 +127,10 @@ def _joined_chunk(
         return
     with engine.connect() as conn:
         kept = store.kept_rows(conn, marked)
+        held = store.open_records(conn, marked)
     for record in chunk:
-        out = joined(record, kept.get(record.ref.key))
+        key = record.ref.key
+        out = joined(record, latest(record, kept.get(key), held.get(key)))
         if out is None:
             unkept[record.file] += 1
             continue

@@ -382,6 +382,15 @@ def kept_rows(conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]
     return found
 
 
+def open_records(conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The records the open quarantine items of ``keys`` hold."""
+    found: dict[str, dict[str, Any]] = {}
+    for cond in member_of(conn, Q.c.source_key, keys):
+        rows = conn.execute(select(Q.c.source_key, Q.c.record).where(Q.c.status == "open", cond))
+        found.update((row.source_key, row.record) for row in rows)
+    return found
+
+
 def apply_kept(conn: Connection, run_id: str) -> None:
     """Make the run's staged kept rows the kept ones, inside the run's transaction: a row it
     deleted is kept no more."""

@@ -25,10 +25,12 @@ from adapters.base import SourceRecord, SourceRef
 from adapters.codes import SNOMED, read_v2_code
 from adapters.extract import (
     Enrich,
+    ProblemRows,
+    another_patient,
     first_row,
     joined_problem,
     lookup_rows,
-    rejoined,
+    problem_changes,
     table_records,
     unknown_files,
 )
@@ -84,6 +86,7 @@ LOOKUPS: dict[str, tuple[str, ...]] = {
 _TRUE = ("true", "1", "y")
 #: What an observation takes from its CareRecord_Problem row: whether it is a problem, and the
 #: problem's status, significance and end.
+_PROBLEM_FILE = "CareRecord_Problem.csv"
 PROBLEM_JOINS = (
     "_IsProblem",
     "_ProblemStatus",
@@ -155,16 +158,17 @@ def _drug_codes(folder: Path, notes: list[str]) -> dict[str, Fields]:
     }
 
 
-def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, Fields], set[str]]:
-    """Observation GUID → its problem row; and the observations whose problem row this extract
-    deletes, which leaves them plain observations (so whether they are problems is known)."""
-    live: dict[str, Fields] = {}
-    deleted: set[str] = set()
+def _problems(folder: Path, notes: list[str]) -> ProblemRows:
+    """Each observation's problem row, live or deleted (which leaves it a plain observation,
+    so whether it is a problem is known), and the patient it names."""
+    found = ProblemRows({}, set(), {})
     for row in _lookup(folder, "CareRecord_Problem", notes):
+        guid = _get(row, "ObservationGuid")
+        found.patients[guid] = _get(row, "PatientGuid")
         if _get(row, "Deleted").lower() in _TRUE:
-            deleted.add(_get(row, "ObservationGuid"))
+            found.removed.add(guid)
             continue
-        live[_get(row, "ObservationGuid")] = {
+        found.live[guid] = {
             **_present(
                 {
                     "_IsProblem": "True",
@@ -176,7 +180,7 @@ def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, Fields], set[st
             ),
             **joined_problem(row),
         }
-    return live, deleted
+    return found
 
 
 def _present_list(name: str, values: tuple[str, ...]) -> dict[str, Any]:
@@ -308,7 +312,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     org = first_row(folder / f"{ORGANISATION}.csv", ENCODING, "ODSCode")
     clinical = _clinical_codes(folder, notes)
     drugs = _drug_codes(folder, notes)
-    problems, unproblems = _problems(folder, notes)
+    found_problems = _problems(folder, notes)
+    problems, unproblems = found_problems.live, found_problems.removed
     courses: dict[str, Course] = {}
     #: Consultation GUID → whether the practice marked it confidential: what is written in it
     #: says as much as the visit, so is withheld with it.
@@ -365,6 +370,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             value_fields(row.get("Value", "")),
             {} if parent == guid or waits else for_problem(parent),
             in_consultation(row),
+            another_patient(_PROBLEM_FILE, guid, _get(row, "PatientGuid"), found_problems),
         )
 
     def waits_for_problem(record: SourceRecord) -> bool:
@@ -442,6 +448,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         for record in waiting:
             parent = str(record.fields["ProblemGuid"]).strip()
             yield replace(record, fields=_joined(record.fields, for_problem(parent)))
-    for guid in sorted((problems.keys() | unproblems) - observations - {""}):
-        ref = SourceRef(STYLE, org, "CareRecord_Observation", guid)
-        yield rejoined(ref, "CareRecord_Problem.csv", problems.get(guid, {}), PROBLEM_JOINS)
+    events = SourceRef(STYLE, org, "CareRecord_Observation", "")
+    yield from problem_changes(
+        events, _PROBLEM_FILE, found_problems, observations, PROBLEM_JOINS, "PatientGuid"
+    )

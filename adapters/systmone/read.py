@@ -14,10 +14,12 @@ from typing import Any
 
 from adapters.base import ExtractError, ExtractStamp, SourceRecord, SourceRef
 from adapters.extract import (
+    ProblemRows,
+    another_patient,
     first_row,
     joined_problem,
     lookup_rows,
-    rejoined,
+    problem_changes,
     table_records,
     unknown_files,
 )
@@ -110,12 +112,12 @@ def _current_registrations(folder: Path, notes: list[str]) -> dict[str, dict[str
     }
 
 
-def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, dict[str, str]], set[str]]:
-    """Code row id → its problem row; and the code rows whose problem row this extract removes
-    (so whether they are problems is known: they are not)."""
-    live: dict[str, dict[str, str]] = {}
-    removed: set[str] = set()
+def _problems(folder: Path, notes: list[str]) -> ProblemRows:
+    """Each code row's problem row, live or removed, and the patient it names."""
+    found = ProblemRows({}, set(), {})
+    live, removed = found.live, found.removed
     for row in _lookup(folder, "SRProblem", "IDCode", notes):
+        found.patients[row["IDCode"]] = row.get("IDPatient", "").strip()
         if _removed(row):
             removed.add(row["IDCode"])
             continue
@@ -126,7 +128,7 @@ def _problems(folder: Path, notes: list[str]) -> tuple[dict[str, dict[str, str]]
             **joined_problem(row),
             "_ProblemVisibleTo": row.get("IDOrganisationVisibleTo", ""),
         }
-    return live, removed
+    return found
 
 
 def _check_listed(folder: Path) -> None:
@@ -231,7 +233,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     full = not _delta(folder, [])  # the manifest's problems are noted once, below
     if full:
         _check_listed(folder)
-    problems, unproblems = _problems(folder, notes)
+    found_problems = _problems(folder, notes)
+    problems, unproblems = found_problems.live, found_problems.removed
     ctv3 = _extract_ctv3_map(folder, notes)
     extract_end = _extract_end(folder, notes)
     #: Without a manifest, what is current is judged on the day the extract is read.
@@ -248,6 +251,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             **problems.get(row_id, {}),
             **ctv3.get(row.get("CTV3Code", ""), {}),
             **({JOINS_KNOWN: "true"} if known else {TAKE_STORED_JOINS: list(PROBLEM_JOINS)}),
+            **another_patient("SRProblem.csv", row_id, row.get("IDPatient", ""), found_problems),
         }
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.
@@ -287,14 +291,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
                 codes.add(record.ref.row_id)
             yield record
     if not full:
-        yield from _problem_changes(org, problems, unproblems - problems.keys(), codes)
-
-
-def _problem_changes(
-    org: str, problems: Mapping[str, Mapping[str, str]], removed: set[str], codes: set[str]
-) -> Iterator[SourceRecord]:
-    """A delta's problems added, changed or removed whose code rows it does not hold (only
-    the problem changed): each code row is mapped again as last taken in (``engine.kept``)."""
-    for code_id in sorted((problems.keys() | removed) - codes - {""}):
-        ref = SourceRef(STYLE, org, "SRCode", code_id)
-        yield rejoined(ref, "SRProblem.csv", problems.get(code_id, {}), PROBLEM_JOINS)
+        ref = SourceRef(STYLE, org, "SRCode", "")
+        yield from problem_changes(
+            ref, "SRProblem.csv", found_problems, codes, PROBLEM_JOINS, "IDPatient"
+        )

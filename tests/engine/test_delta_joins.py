@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Engine, func, select
 
 from adapters.codes import CodeMaps
@@ -153,7 +154,8 @@ def test_a_problem_row_read_with_a_problem_holds_its_event(engine, settings, cod
     summary = run(engine, settings, codes, folder)
     assert summary.quarantined == 1
     [item] = list_items(engine)
-    assert item.source_key == KEY and item.file == "SRProblem.csv"
+    assert item.source_key == KEY and item.file == "SRCode.csv"  # the event, where it was read
+    assert "SRProblem.csv, line 2" in item.reason
     assert statuses(engine, KEY) == {"Observation": "active"}  # as it was
     assert replay(engine, settings, codes, [item.id]).quarantined == 1  # still the bad row
     run(engine, settings, codes, delta(tmp_path, "d2", nhs, [], [s1_problem("10")]))
@@ -223,3 +225,88 @@ def test_an_emis_observation_sent_without_its_problem_row(engine, settings, code
     assert emis_stored(engine, emis.O_ASTHMA) == {"Condition": "active"}
     onset = emis.body(emis.stored(engine)[f"Condition:{emis.O_ASTHMA}"])["onsetDateTime"]
     assert onset.startswith("2011-06-15")
+
+
+def held_event(engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path) -> str:
+    """A stored event (value 120) whose change (value 200, a bad date) is held."""
+    nhs = next(NHS)
+    full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, full)
+    bad = s1_code("10", "1", NumericValue="200", DateEvent="31 Feb 2024 09:00:00")
+    assert run(engine, settings, codes, delta(tmp_path, "d1", nhs, [bad], [])).quarantined == 1
+    return nhs
+
+
+def test_a_problem_row_for_a_held_event_joins_the_held_row(engine, settings, codes, tmp_path):
+    """The held row is newer than the one taken in: the problem joins it, in quarantine (its
+    own problem stands), and the corrected replay is the problem with the newer value."""
+    nhs = held_event(engine, settings, codes, tmp_path)
+    run(engine, settings, codes, delta(tmp_path, "d2", nhs, [], [s1_problem("10")]))
+    [item] = list_items(engine)
+    assert item.source_key == KEY and item.file == "SRCode.csv"
+    assert item.record["fields"]["NumericValue"] == "200"
+    assert statuses(engine, KEY) == {"Observation": "active"}  # as taken in, value 120
+    replay(engine, settings, codes, [item.id], corrections={"DateEvent": "28 Feb 2024 09:00:00"})
+    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
+    assert body(engine, "Condition")["onsetDateTime"].startswith("2024-02-28")
+
+
+def test_a_bad_problem_row_for_a_held_event_keeps_the_newer_row(engine, settings, codes, tmp_path):
+    nhs = held_event(engine, settings, codes, tmp_path)
+    folder = delta(tmp_path, "d2", nhs, [], [s1_problem("10")])
+    header, row = (folder / "SRProblem.csv").read_text("cp1252").splitlines()
+    (folder / "SRProblem.csv").write_text(f"{header}\n{row},surplus\n", "cp1252")
+    run(engine, settings, codes, folder)
+    [item] = list_items(engine)
+    assert item.record["fields"]["NumericValue"] == "200"
+
+
+def test_a_problem_row_naming_another_patient_holds_the_event(engine, settings, codes, tmp_path):
+    """Patient 2's problem row names patient 1's code row: neither as a delta's rejoin nor
+    joined in one extract is patient 1's event made a problem with patient 2's details."""
+    nhs, nhs2 = next(NHS), next(NHS)
+    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
+    run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
+    theirs = s1_problem("10", IDPatient="2")
+    run(engine, settings, codes, delta(tmp_path, "d1", nhs2, [], [theirs]))
+    assert statuses(engine, KEY) == {"Observation": "active"}
+    [item] = list_items(engine)
+    assert "names patient 2, not this row's IDPatient 1" in item.reason
+    both = write_systmone(tmp_path / "y", patients, [s1_code("10", "1")], [theirs])
+    assert run(engine, settings, codes, both).quarantined == 1
+    assert statuses(engine, KEY) == {"Observation": "active"}
+    [item] = list_items(engine)
+    assert "names patient 2, not 1" in item.reason
+
+
+def confidential_consultation(
+    engine: Engine, settings: Settings, codes: CodeMaps, root: Path
+) -> None:
+    """An EMIS extract, then a delta making the asthma entry's consultation confidential (the
+    stored entry takes the label through its pointer)."""
+    emis.run(engine, settings, codes, emis.write_extract(root / "emis", emis.default_tables()))
+    tables = emis.default_tables()
+    tables["CareRecord_Consultation"][0]["IsConfidential"] = emis.TRUE
+    emis.run(engine, settings, codes, emis_delta(root / "d1", tables, ("CareRecord_Consultation",)))
+    labels = emis.stored(engine)[f"Condition:{emis.O_ASTHMA}"].labels.split()
+    assert "source-confidential" in labels
+
+
+@pytest.mark.parametrize(
+    ("change", "kind"),
+    [({"Deleted": "true"}, "Observation"), ({"EndDate": "2024-06-01"}, "Condition")],
+    ids=["problem-deleted", "problem-ended"],
+)
+def test_an_entry_mapped_again_keeps_what_it_took_since(
+    engine, settings, codes, tmp_path, change, kind
+):
+    """The kept entry met its consultation when first read (not confidential then): mapped
+    again for its problem row alone it takes the consultation's stored labels, as a replay
+    does, rather than losing the one it took since."""
+    confidential_consultation(engine, settings, codes, tmp_path)
+    tables = emis.default_tables()
+    tables["CareRecord_Problem"][0].update(change)
+    emis.run(engine, settings, codes, emis_delta(tmp_path / "d2", tables, ("CareRecord_Problem",)))
+    row = emis.stored(engine)[f"{kind}:{emis.O_ASTHMA}"]
+    assert row.status == "active"
+    assert "source-confidential" in row.labels.split()

@@ -415,7 +415,7 @@ def test_a_code_row_whose_problem_row_cannot_be_read_is_held_naming_it(
     assert bodies(engine, "Condition") == bodies(engine, "Observation") == []
     (item,) = list_items(engine)
     assert (item.file, item.line, item.field) == ("SRCode.csv", 2, "_JoinedRowProblem")
-    assert f"({problem})" in item.reason
+    assert item.reason.startswith(f"{problem} (a row joined into this record)")
     still = replay(engine, settings, codes, [item.id], corrections={"NumericValue": "121"})
     assert still.quarantined == 1 and bodies(engine, "Observation") == []
 
