@@ -455,10 +455,12 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
                                     f"{h.destination} to {h.sender} has that id",
                                     parsed.transfer_path, why))  # fmt: skip
             return problems
-        if h.event == "hospital-discharge":
-            # The hospital knows the person through this transfer, so comparing its Patient
-            # with the record's tells it nothing new; a discharge summary attached to the
-            # wrong patient would otherwise be read by the home as the resident's.
+        proven = not problems  # the sender is the user's, signed by it, to a known home
+        if h.event == "hospital-discharge" and proven and known.care and known.care.permit:
+            # A hospital the policy lets act for the person, through this transfer, learns
+            # nothing new from the comparison; anyone else would learn what the record holds.
+            # A discharge summary attached to the wrong patient would otherwise be read by
+            # the home as the resident's.
             problems.extend(_same_person(parsed, known))
         if t[3] not in store.MOVES[h.event][0]:
             problems.append(out_of_turn(h.event, t[3], parsed.transfer_path))

@@ -1234,6 +1234,34 @@ def test_a_discharge_for_someone_else_by_name_or_birth_date_is_refused_and_kept_
     assert count(store, MESSAGES) == (1 if where else 2)
 
 
+def _expressions(answer: Any) -> list[str]:
+    return [e for i in answer.json().get("issue", []) for e in i.get("expression", [])]
+
+
+@pytest.mark.parametrize("who", ["refused by the policy", "another hospital, forged"])
+def test_a_discharge_compares_the_patient_only_for_a_hospital_that_may_act(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token, who: str,
+) -> None:  # fmt: skip
+    """Whether a birth date or family name is one the record holds is what the comparison
+    tells: a hospital user the policy refuses (lapsed IG training), or another hospital
+    naming the transfer under its hospital's code, is answered alike for the record's own
+    details and another person's."""
+    transfer_id = sent_transfer(client, home, keys)
+    if who == "refused by the policy":
+        user, key = token("ae-doctor", ig_training=date(2020, 1, 1)), keys[HOSPITAL]
+    else:
+        user, key = token("ae-doctor", org=OTHER_HOSPITAL), keys[CARE_HOME]
+    right = Person(NHS, "SMITH", "R", "1950-03-01", "Y00001")
+    wrong = Person(NHS, "Jones", "Doris", "1931-07-15", "Y00001")
+    answers = [
+        send(client, user, signed(discharge(transfer_id, p), key, HOSPITAL)) for p in (right, wrong)
+    ]
+    assert [a.status_code for a in answers] == [422, 422]
+    assert _expressions(answers[0]) == _expressions(answers[1])
+    assert count(store, MESSAGES) == 1
+
+
 def test_a_birth_date_the_record_keeps_to_a_year_or_a_month_is_held() -> None:
     held = transfer_rules._held
     assert held("1950-03-01", frozenset({"1950"})) and held("1950-03-01", frozenset({"1950-03"}))
