@@ -246,3 +246,13 @@ class StagedKeptRow(Base):
     run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     source_key: Mapped[str] = mapped_column(String(512), primary_key=True)
     record: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class SignedOut(Base):
+    """Session tokens signed out of the pages, until they expire: a copy of the cookie taken
+    before sign-out signs no one in after it (``engine.signouts``)."""
+
+    __tablename__ = "signed_out"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

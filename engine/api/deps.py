@@ -25,6 +25,7 @@ from audit import AuditEntry, AuditUnavailable, RequestContext, Writer, disclose
 from audit.entry import Action, time_text
 from audit.export import code_valid
 from consent import Policy, Who
+from engine import signouts
 from engine.api.auth import TokenRefused, TokenUser, Verifier
 from engine.api.errors import FhirError, Problem, echoed
 from engine.api.records import Reader
@@ -264,6 +265,8 @@ def user_for(request: Request, *, cookie: bool = False) -> Who:
         user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
         raise _refused(svc, ctx, "auth.token-invalid", exc.kind, page=cookie) from None
+    if cookie and signouts.signed_out(svc.engine, token):
+        raise _refused(svc, ctx, "auth.signed-out", page=True)
     return who_for(svc, user)
 
 

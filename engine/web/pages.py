@@ -8,8 +8,9 @@ bearer token in a ``Secure; HttpOnly; SameSite=Strict`` cookie.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from adapters.synth.personas import BY_KEY, PERSONAS
 from adapters.values import nhs_number_valid
 from consent import NOTICE, Who, explain
 from consent import Request as Asked
+from engine import signouts
 from engine.api.access import BreakGlass, Claim
 from engine.api.auth import TokenRefused, mint
 from engine.api.deps import (
@@ -112,6 +114,10 @@ def sign_in(
         reasons = ("auth.token-invalid", exc.kind)
         refuse(svc, context(request), "token-refused", None, reasons, page=True)
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
+    if signouts.signed_out(svc.engine, token):
+        refuse(svc, context(request), "token-refused", None, ("auth.signed-out",), page=True)
+        why = "That token was signed out: sign in with a new one"
+        return _page(request, "signin.html", 401, error=why, dev=False)
     who = who_for(svc, user)
     record_login(svc, context(request), who)
     response = _to("/ig" if who.profile == "ig-officer" else _RECORD)
@@ -121,7 +127,15 @@ def sign_in(
 
 @router.post("/signout")
 def sign_out(request: Request, csrf_token: Field) -> Response:
+    """The cookie dropped, and its token refused to the pages until it expires
+    (``engine.signouts``): a copy of the cookie signs no one in."""
     session.check_csrf(request, csrf_token)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        svc = services(request)
+        with contextlib.suppress(TokenRefused):  # nothing signed in, nothing to refuse
+            until = svc.verifier.verify_blocking(token).accepted_until
+            signouts.sign_out(svc.engine, token, datetime.fromtimestamp(until, UTC))
     response = _to("/")
     session.sign_out(response)
     return response

@@ -99,6 +99,30 @@ def test_a_pasted_token_with_surrounding_whitespace_signs_in(
     assert audit_actions(store)[-1] == ("token-refused", "deny")
 
 
+def test_a_session_signed_out_is_refused_to_the_pages_until_it_expires(
+    web: TestClient, store: Store, token: Token
+) -> None:
+    """A copy of the cookie taken before sign-out (a shared workstation) signs no one in
+    after it, nor does pasting its token; a new token does."""
+    gp = token("gp")
+    signed_in(web, gp)
+    acknowledged(web)
+    assert web.post("/signout", data={"csrf_token": csrf(web, "/record")}).status_code == 303
+    web.cookies.clear()
+    web.cookies.set(SESSION_COOKIE, gp, domain="testserver.local")
+    replayed = web.get("/record")
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/"
+    assert audit_actions(store)[-1] == ("token-refused", "deny")
+    assert list(stream(store.engine))[-1]["rules"] == ["auth.signed-out"]
+    web.cookies.clear()
+    pasted = web.post("/session", data={"token": gp, "csrf_token": csrf(web)})
+    assert pasted.status_code == 401 and "signed out" in pasted.text
+    fresh = web.post(
+        "/session", data={"token": token("gp", user_id="u-2"), "csrf_token": csrf(web)}
+    )
+    assert fresh.status_code == 303
+
+
 def test_the_record_waits_for_the_confidentiality_notice(web: TestClient, token: Token) -> None:
     signed_in(web, token("gp"))
     first = web.get(f"/record/{NHS}")
