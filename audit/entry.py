@@ -39,6 +39,7 @@ Action = Literal[
     "ig-view",
     "ig-review",
     "ig-verify",
+    "operator-view",
 ]
 Outcome = Literal["permit", "deny"]
 #: More released items than this are recorded as counts only, so one read of a large record

@@ -28,6 +28,7 @@ from engine.identity.cli import identity_app
 from engine.ingest import RunSummary, ingest
 from engine.lock import IngestBusy
 from engine.migrate import upgrade
+from engine.operator import operator_view
 from engine.registry import adapter_for, kinds
 from engine.settings import Settings, SettingsError
 from engine.transfer.cli import transfer_app
@@ -298,6 +299,7 @@ def q_list(
     """List quarantined records with file, line, field and reason."""
     with _store(_settings()) as engine:
         items = quarantine.list_items(engine, None if status == "all" else status)
+        operator_view(engine, f"quarantine list --status {status}")
     if as_json:
         _print_json([i.brief() for i in items])
         return
@@ -314,6 +316,8 @@ def q_show(item_id: int) -> None:
     """Show one quarantined record whole, as it was read."""
     with _store(_settings()) as engine:
         item = quarantine.get_item(engine, item_id)
+        if item is not None:
+            operator_view(engine, f"quarantine show {item_id}", (f"quarantine/{item_id}",))
     if item is None:
         err.print(f"no quarantine item {item_id}")
         raise typer.Exit(1)

@@ -21,6 +21,7 @@ from engine.identity.index import (
     relink_all,
     unlink,
 )
+from engine.operator import operator_view
 
 identity_app = typer.Typer(
     help="Who is who: the person index, its review queue and link history",
@@ -43,6 +44,7 @@ def queue_cmd(as_json: JsonOpt = False) -> None:
 
     with _store(_settings()) as engine:
         items = queue(engine)
+        operator_view(engine, "identity queue")
     if as_json:
         _print_json([i.brief() for i in items])
         return
@@ -99,6 +101,7 @@ def history_cmd(patient: str, as_json: JsonOpt = False) -> None:
 
     with _store(_settings()) as engine:
         events = history(engine, patient)
+        operator_view(engine, f"identity history {patient}", (f"Patient/{patient}",))
     if as_json:
         _print_json([e.brief() for e in events])
         return

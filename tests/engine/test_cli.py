@@ -7,6 +7,8 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from audit import AuditUnavailable
+from audit.query import stream
 from engine.cli import app
 from engine.db import make_engine
 from engine.models import Resource
@@ -50,6 +52,35 @@ def test_ingest_json_summary_and_quarantine_commands(db_url, tmp_path):
     # The Patient went in without the number; the correction adds it as a new version.
     assert fixed.exit_code == 0 and orjson.loads(fixed.stdout)["updated"] == 1
     assert orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout) == []
+
+
+def test_what_an_operator_reads_is_audited_first_and_not_shown_without_it(
+    db_url, tmp_path, monkeypatch
+):
+    """Quarantined records and the identity queue hold patients' details: reading them at the
+    command line is an access the IG officer sees in the trail, and a trail that cannot be
+    written shows nothing."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("2", invalid_nhs_number())])
+    invoke(db_url, "ingest", "systmone", str(folder), "--json")
+    [item] = orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)
+    invoke(db_url, "quarantine", "show", str(item["id"]))
+    invoke(db_url, "identity", "queue", "--json")
+    invoke(db_url, "identity", "history", "p-1", "--json")
+    entries = [e for e in stream(make_engine(db_url)) if e["action"] == "operator-view"]
+    assert [e["query"] for e in entries] == [
+        "quarantine list --status open",
+        f"quarantine show {item['id']}",
+        "identity queue",
+        "identity history p-1",
+    ]
+    assert entries[1]["refs"] == [f"quarantine/{item['id']}"] and entries[1]["user_id"]
+
+    def down(*_: object) -> None:
+        raise AuditUnavailable("the trail cannot be written")
+
+    monkeypatch.setattr("engine.operator.append", down)
+    refused = invoke(db_url, "quarantine", "show", str(item["id"]))
+    assert refused.exit_code != 0 and "RowIdentifier" not in refused.stdout
 
 
 def test_a_correction_is_for_one_record_only(db_url, tmp_path):
