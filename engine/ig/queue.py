@@ -29,6 +29,10 @@ MAX_NOTE = 2000
 _TABLES: dict[Kind, Table] = {"break-glass": G, "self-claim": C}
 #: The rule that refuses an officer the review of their own break-glass use or self-claim.
 OWN_ITEM_RULE = "ig-review.own-item"
+#: The rule of a review refused for its form: an unknown outcome, or a blank or overlong note.
+INVALID_RULE = "ig-review.invalid"
+#: The rule of a review refused because the item already has its outcome.
+CLOSED_RULE = "ig-review.closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +123,26 @@ def record(
     note: str,
     now: datetime,
 ) -> None:
-    """Audit the review, then close the item; bad input is refused before either.
+    """Audit the review, then close the item; a refused review is audited too.
 
-    The user who broke the glass or made the claim may hold an IG role too (same user id):
-    their own item is refused (audited as ``deny``, ``ReviewError`` raised) and stays open
-    for another officer.
+    The gate comes first, whatever was posted, so the item page answered for a refused
+    review is covered by its own entry: a blank or overlong note or an unknown outcome is
+    audited as ``deny`` with ``ig-review.invalid``, an item already reviewed with
+    ``ig-review.closed``, and ``ReviewError`` raised. The user who broke the glass or made
+    the claim may hold an IG role too (same user id): their own item is refused (audited as
+    ``deny`` with ``ig-review.own-item``) and stays open for another officer.
     """
-    if outcome not in OUTCOMES:
-        raise ReviewError("outcome: choose 'appropriate' or 'inappropriate'")
     text = note.strip()
-    if not text or len(text) > MAX_NOTE or "\x00" in text:
-        raise ReviewError(f"note: say why, in 1 to {MAX_NOTE} characters")
-    if item.review != "open":
-        raise ReviewError(f"{item.kind} item {item.id} is already reviewed")
-    own = item.user_id == who.user_id
+    refusal: tuple[str, str] | None = None
+    if item.user_id == who.user_id:
+        why = f"this {item.kind} item is your own: another IG officer must review it"
+        refusal = (OWN_ITEM_RULE, why)
+    elif outcome not in OUTCOMES:
+        refusal = (INVALID_RULE, "outcome: choose 'appropriate' or 'inappropriate'")
+    elif not text or len(text) > MAX_NOTE or "\x00" in text:
+        refusal = (INVALID_RULE, f"note: say why, in 1 to {MAX_NOTE} characters")
+    elif item.review != "open":
+        refusal = (CLOSED_RULE, f"{item.kind} item {item.id} is already reviewed")
     try:
         admit(
             appender,
@@ -142,14 +152,14 @@ def record(
             f"{item.kind}/{item.id}",
             patient_id=item.person_id,
             nhs_number=item.nhs_number,
-            rules=(f"ig-review.{outcome}",),
+            # only a known outcome is named: the posted text never reaches the rules
+            rules=(f"ig-review.{outcome}",) if outcome in OUTCOMES else (),
             policy=policy,
             now=now,
-            refuse=OWN_ITEM_RULE if own else None,
+            refuse=refusal[0] if refusal else None,
         )
     except RefusedOfficer:
-        raise ReviewError(
-            f"this {item.kind} item is your own: another IG officer must review it"
-        ) from None
+        assert refusal is not None
+        raise ReviewError(refusal[1]) from None
     with engine.begin() as conn:
         review(conn, item.kind, item.id, cast(ReviewState, outcome), text, who.user_id, now)

@@ -7,12 +7,15 @@ import html
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from audit.query import stream
 from consent import Grant, Who
 from engine.access import record_grant
 from engine.api.deps import SESSION_COOKIE
+from engine.ig.queue import CLOSED_RULE, INVALID_RULE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
@@ -59,7 +62,7 @@ def test_break_glass_item_is_reviewed_once_audited_and_closed(
     assert ("ig-review", "permit") in audit_actions(store)
     with store.engine.connect() as conn:
         body = conn.execute(
-            text("SELECT body FROM audit_entry WHERE action = 'ig-review'")
+            text("SELECT body FROM audit_entry WHERE action = 'ig-review' AND outcome = 'permit'")
         ).scalar_one()
     assert f"break-glass/{item}".encode() in body and b"ig-review.appropriate" in body
     again = web.post(
@@ -68,7 +71,42 @@ def test_break_glass_item_is_reviewed_once_audited_and_closed(
     )
     assert again.status_code == 400 and "already reviewed" in again.text
     trail = web.get("/ig", params={"action": "ig-review"})
-    assert re.findall(r'data-action="([^"]+)"', trail.text) == ["ig-review"]
+    # newest first: the second outcome refused, the outcome, the blank note refused
+    assert re.findall(r'data-action="([^"]+)"', trail.text) == ["ig-review"] * 3
+    reviews = [e for e in stream(store.engine) if e["action"] == "ig-review"]
+    assert [(e["outcome"], e["rules"][1]) for e in reviews] == [
+        ("deny", INVALID_RULE),
+        ("permit", "ig-review.appropriate"),
+        ("deny", CLOSED_RULE),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "note", "said"),
+    [("appropriate", "  ", "note:"), ("fine", "Seen in resus", "outcome:")],
+)
+def test_a_review_refused_for_its_form_is_audited_before_the_item_is_shown(
+    web: TestClient, store: Store, token: Token, ig_token: str, outcome: str, note: str, said: str
+) -> None:
+    """ig-console.md: every page appends its entry before anything is shown. A review posted
+    with a blank note or an unknown outcome answers the item page (the person's NHS number,
+    the reason, their trail): its deny entry, naming ``ig-review.invalid`` and never the
+    posted outcome, is appended first, and the item stays open."""
+    item = _break_glass(web, token)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    form = csrf(web, f"/ig/reviews/break-glass/{item}")
+    before = len(list(stream(store.engine)))
+    page = web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": outcome, "note": note},
+    )
+    assert page.status_code == 400 and said in page.text
+    assert html.escape(REASON) in page.text and NHS[:3] in page.text
+    [entry] = list(stream(store.engine))[before:]
+    assert (entry["action"], entry["outcome"]) == ("ig-review", "deny")
+    assert INVALID_RULE in entry["rules"] and "ig-review.fine" not in entry["rules"]
+    assert entry["query"] == f"break-glass/{item}" and entry["nhs_number"] == NHS
+    assert f'data-id="{item}"' in web.get("/ig/reviews").text
 
 
 def test_inappropriate_outcome_ends_the_grant(
