@@ -28,6 +28,7 @@ from engine.api.records import (
     explanation,
     people_for,
     person_of_patient,
+    unresolved_rules,
 )
 
 router = APIRouter(prefix="/access")
@@ -104,14 +105,17 @@ def explain_route(request: Request, who: User, ctx: Context, patient: str) -> Re
     """``patient`` is an NHS number or a Patient id, as for break-glass and self-claim. No one
     holding the number is explained as an unknown Patient id is (over no one, audited under the
     number). Several holding it is 409, as for break-glass, only when the user passes the gates
-    about themselves and their purpose; otherwise the refusal is the same either way."""
+    about themselves and their purpose; otherwise the refusal is the same either way. The
+    entry names ``patient.ambiguous`` or ``patient.unknown`` as break-glass's does."""
     reader = services(request).reader
     if not nhs_number_valid(patient):
         person = person_of_patient(reader, patient.removeprefix("Patient/"))
         return fhir_response(explain(explanation(reader, who, ctx, person)))
     people = people_for(reader, patient)
     person = people[0] if len(people) == 1 else None
-    decision = explanation(reader, who, ctx, person, patient)
+    # audited as break-glass and self-claim are: patient.ambiguous or patient.unknown when no
+    # one person holds the number, in the entry only (the answer is the same either way)
+    decision = explanation(reader, who, ctx, person, patient, unresolved_rules(people))
     if len(people) > 1 and any(r.rule_id == RELATIONSHIP.id for r in decision.refusals):
         raise _refused(Ambiguous(patient))
     return fhir_response(explain(decision))

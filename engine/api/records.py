@@ -54,6 +54,8 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 NOBODY = ""
 #: The rule id of an attempt refused because several people hold the NHS number asked for.
 AMBIGUOUS = "patient.ambiguous"
+#: The rule on an attempt on an NHS number no one holds (break-glass, self-claim, explain).
+UNKNOWN = "patient.unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +351,7 @@ def ask(
     # one) hold must be found under it too.
     members = read_only(reader.engine, lambda conn: _members(conn, person))
     nhs = members.nhs_number if members else patient if nhs_number_valid(patient) else None
-    unresolved = () if person else (AMBIGUOUS if people else "patient.unknown",)
+    unresolved = unresolved_rules(people)
     granted = answer.granted if person else None
     entry = AuditEntry(
         request_id=context.request_id,
@@ -387,12 +389,24 @@ class RequestRefused(Exception):
         self.refusals = tuple(refusals)
 
 
+def unresolved_rules(people: Sequence[str]) -> tuple[str, ...]:
+    """The rule naming why a request names no one person: several hold the number
+    (``AMBIGUOUS``) or no one does (``UNKNOWN``); none when one person is named."""
+    return () if len(people) == 1 else (AMBIGUOUS if people else UNKNOWN,)
+
+
 def explanation(
-    reader: Reader, who: Who, context: RequestContext, person: str | None, asked: str | None = None
+    reader: Reader,
+    who: Who,
+    context: RequestContext,
+    person: str | None,
+    asked: str | None = None,
+    unresolved: tuple[str, ...] = (),
 ) -> Decision:
     """The decision about the whole record, audited as ``explain``; it reads no resources.
     ``asked`` is the NHS number the user gave, recorded when no one person holds it, so the
-    attempt is found under it."""
+    attempt is found under it; ``unresolved`` is added to the entry's rules only (the
+    decision returned is the same), naming why no one person was named."""
 
     def read(conn: Connection) -> tuple[Members | None, PatientFacts]:
         members = _members(conn, person)
@@ -402,4 +416,5 @@ def explanation(
     decision = decide(who, facts, who.purpose, Request("explain"), reader.now(), reader.policy)
     nhs = members.nhs_number if members else asked
     entry = entry_for(decision, who, context, "explain", patient_id=person, nhs_number=nhs)
+    entry = replace(entry, rules=(*entry.rules, *unresolved)) if unresolved else entry
     return disclose(reader.audit, entry, decision)

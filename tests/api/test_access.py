@@ -156,6 +156,31 @@ def test_explain_for_a_number_two_people_hold_asks_for_the_patient_id(
     assert two.status_code == none.status_code == 200 and two.json() == none.json()
 
 
+def test_explain_on_a_number_no_one_or_several_hold_is_audited_as_break_glass_is(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """Break-glass and self-claim name ``patient.unknown`` / ``patient.ambiguous`` in the entry
+    of an attempt on a number no one or several people hold, so the IG officer finds those
+    attempts by rule; explain by number names them too, and only in the entry: a user with no
+    relationship is answered the same for a number someone holds and for one no one does."""
+    from tests.web.test_pages import _a_second_person_with_the_same_number  # imports this module
+
+    doctor = auth(token("ae-doctor"))
+    known = client.get("/access/explain", params={"patient": NHS}, headers=doctor)
+    held = list(stream(store.engine))[-1]
+    unknown = client.get("/access/explain", params={"patient": UNKNOWN_NHS}, headers=doctor)
+    nobody = list(stream(store.engine))[-1]
+    assert known.status_code == unknown.status_code == 200 and known.json() == unknown.json()
+    assert not {"patient.unknown", "patient.ambiguous"} & set(held["rules"])
+    assert nobody["action"] == "explain" and "patient.unknown" in nobody["rules"]
+    assert _a_second_person_with_the_same_number(store)
+    for who in (token("gp"), token("gp", ig_training=date(2020, 1, 1))):
+        client.get("/access/explain", params={"patient": NHS}, headers=auth(who))
+        entry = list(stream(store.engine))[-1]
+        assert entry["action"] == "explain" and "patient.ambiguous" in entry["rules"]
+        assert entry["nhs_number"] == NHS
+
+
 def test_a_refused_request_says_nothing_about_whether_the_person_exists(
     client: TestClient, token: Token, store: Store
 ) -> None:
