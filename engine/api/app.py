@@ -1,5 +1,6 @@
 """The FastAPI application: services made once, a request id on every response, and every
-error an OperationOutcome (a plain page, for a page: no page answers JSON).
+error an OperationOutcome (a plain page, for a page: no page answers JSON). A 404 or 405
+matching no route is a page's when its path is under none of the API's first segments.
 
 A failed audit write is a 503 with nothing returned; an unexpected error is a 500 that names
 the request id and nothing else, so no stack trace or data reaches the client.
@@ -11,7 +12,7 @@ import asyncio
 import gc
 import html
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from audit import AuditUnavailable, Writer
 from consent import load
@@ -49,13 +50,41 @@ _TOO_MANY_PAGE = (
 
 #: The routers whose routes are pages: their errors answer a page, never an OperationOutcome.
 PAGE_ROUTERS = (ig_pages.router, pages.router, transfers.router)
-_TITLES = {400: "The form could not be read", 403: "Not allowed", 404: "Not found"}
+_TITLES = {
+    400: "The form could not be read",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed here",
+    503: "Unavailable",
+}
 
 
 def _for_a_page(request: Request) -> bool:
     """Whether the request was routed to a page (``scope["route"]``, set once it matched)."""
     route = request.scope.get("route")
     return route is not None and any(route in r.routes for r in PAGE_ROUTERS)
+
+
+def _root(path: str) -> str:
+    """A path's first segment: ``fhir`` for ``/fhir/Patient``, ``""`` for ``/``."""
+    return path.lstrip("/").split("/", 1)[0]
+
+
+def _paths(routes: Iterable[BaseRoute]) -> list[str]:
+    """The paths of ``routes`` (an app lists its included routers as routes with none)."""
+    return [r.path for r in routes if isinstance(r, Route)]
+
+
+def api_roots(app: FastAPI) -> frozenset[str]:
+    """The first segments of the app's API routes (``fhir``, ``access``, ``transfers``,
+    ``healthz``, ``openapi.json``): a path under none of them is a page's, which no API route
+    shares (checked here, so a page added under an API root stops the app)."""
+    pages = {path for router in PAGE_ROUTERS for path in _paths(router.routes)}
+    api = [p for router in ROUTERS if router not in PAGE_ROUTERS for p in _paths(router.routes)]
+    roots = frozenset(_root(p) for p in (*api, *_paths(app.routes)) if p not in pages)
+    if shared := roots & {_root(p) for p in pages}:
+        raise RuntimeError(f"pages and API routes share a first path segment: {sorted(shared)}")
+    return roots
 
 
 def _error_page(error: FhirError) -> Response:
@@ -136,12 +165,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.exception_handler(AuditUnavailable)
     async def audit_down(request: Request, exc: AuditUnavailable) -> Response:
+        """Nothing of what was asked is returned: a page's is the plain error page."""
         log.error("audit unavailable for request %s: %s", request.state.request_id, exc)
-        return error_response(
-            FhirError(
-                503, Problem("transient", "The audit trail is unavailable; nothing was returned")
-            )
-        )
+        why = "The audit trail is unavailable; nothing was returned"
+        error = FhirError(503, Problem("transient", why))
+        return _error_page(error) if _for_a_page(request) else error_response(error)
 
     @app.exception_handler(TooManyRefusals)
     async def too_many(_: Request, exc: TooManyRefusals) -> Response:
@@ -159,14 +187,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        """Starlette's own errors, keeping their headers: a 405 must say what is allowed."""
+        """Starlette's own errors, keeping their headers: a 405 must say what is allowed.
+
+        A path matching no route (404) or no route for its method (405) is a page's when it
+        is under none of the API's first segments (``/nope``, ``/record/x/y/z``, ``GET
+        /signout``): it answers the plain error page; ``/fhir``, ``/access``, ``/transfers``
+        and the rest answer an OperationOutcome, as ever."""
         code = _CODES.get(exc.status_code, "processing")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = allowed(request) or headers.get("Allow", "")
-        return error_response(
-            FhirError(exc.status_code, Problem(code, str(exc.detail)), headers=headers)
-        )
+        error = FhirError(exc.status_code, Problem(code, str(exc.detail)), headers=headers)
+        page = _for_a_page(request) or _root(request.url.path) not in roots
+        return _error_page(error) if page else error_response(error)
 
     @app.get("/healthz", responses={200: {"model": Health}, 503: {"model": OperationOutcome}})
     def healthz() -> Response:
@@ -182,6 +215,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_exception_handler(ig_pages.Refused, ig_pages.refused)
     for router in ROUTERS:
         app.include_router(router)
+    roots = api_roots(app)
     return app
 
 

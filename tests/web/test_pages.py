@@ -22,7 +22,7 @@ from engine.identity.index import people_with_nhs_number, relink_all
 from engine.ingest import ingest
 from engine.settings import SettingsError
 from engine.web.session import CSRF_COOKIE, CSRF_KEY_FILE
-from tests.api.conftest import NHS, Store, Token
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import UNKNOWN_NHS, statements
 from tests.api.test_fhir import audit_actions
 from tests.factories import s1_code, s1_patient, s1_registration, write_systmone
@@ -514,3 +514,62 @@ def test_a_405_names_every_method_the_page_answers(
     response = web.request("PUT", path)
     assert response.status_code == 405
     assert response.headers["Allow"] == expected
+    assert response.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/signout", 405), ("GET", "/session", 405), ("GET", f"/record/{NHS}/break-glass", 405),
+     ("GET", f"/record/{NHS}/relationship", 405), ("GET", "/ig/chain/verify", 405),
+     ("PUT", "/ig", 405), ("GET", "/nope", 404), ("GET", f"/record/{NHS}/y/z", 404),
+     ("POST", "/inbox/x/y/z", 404), ("GET", "/ig/nope", 404)],
+)  # fmt: skip
+def test_a_page_path_asked_with_the_wrong_method_or_no_such_page_answers_a_page(
+    web: TestClient, token: Token, method: str, path: str, status: int
+) -> None:
+    """The URL a refused break-glass form leaves in the address bar, /signout typed, a
+    mistyped address: a path under none of the API's first segments answers the plain error
+    page, never an OperationOutcome; a 405 still says what is allowed."""
+    web.cookies.set(SESSION_COOKIE, token("gp"))
+    r = web.request(method, path)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("text/html"), r.text
+    assert "OperationOutcome" not in r.text and "<h1>" in r.text
+    if status == 405:
+        assert r.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/access/explain", 405), ("GET", "/access/break-glass", 405),
+     ("PUT", "/transfers", 405), ("GET", "/access/nope", 404), ("GET", "/transfers/x/y", 404),
+     ("GET", "/healthz/x", 404), ("POST", "/healthz", 405), ("DELETE", "/fhir/Patient", 405)],
+)  # fmt: skip
+def test_an_api_path_asked_with_the_wrong_method_or_no_such_route_answers_json(
+    web: TestClient, token: Token, method: str, path: str, status: int
+) -> None:
+    web.cookies.set(SESSION_COOKIE, token("gp"))
+    r = web.request(method, path)
+    assert r.status_code == status
+    assert r.json()["resourceType"] == "OperationOutcome"
+    if status == 405:
+        assert r.headers["Allow"]
+
+
+def test_a_page_whose_audit_write_fails_answers_a_page_disclosing_nothing(
+    web: TestClient, token: Token, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503, nothing of the record shown, as a plain page; the API's is an OperationOutcome."""
+    acknowledged(signed_in(web, token("gp")))
+
+    def broken(*args: object) -> object:
+        raise AuditUnavailable("the audit entry could not be written: disk full")
+
+    monkeypatch.setattr("engine.api.records.disclose", broken)
+    failed = web.get(f"/record/{NHS}")
+    assert failed.status_code == 503
+    assert failed.headers["content-type"].startswith("text/html"), failed.text
+    assert "audit trail is unavailable" in failed.text and "disk full" not in failed.text
+    assert "SMITH" not in failed.text.upper() and NHS not in failed.text
+    api = web.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(token("gp")))
+    assert api.status_code == 503 and api.json()["resourceType"] == "OperationOutcome"
