@@ -249,10 +249,10 @@ class StagedKeptRow(Base):
 
 
 class SignedOut(Base):
-    """Session tokens signed out of the pages, until they expire: a copy of the cookie taken
-    before sign-out signs no one in after it (``engine.signouts``)."""
+    """Sessions signed out, until their tokens expire: a copy of the cookie taken before
+    sign-out signs no one in after it, nor reads the API (``engine.signouts``)."""
 
     __tablename__ = "signed_out"
 
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -36,6 +36,7 @@ from engine.api.throttle import Refusals, TooManyRefusals
 from engine.db import make_engine
 from engine.directory import Kinds
 from engine.settings import Settings
+from engine.signouts import SignOuts
 from engine.web import ig as ig_pages
 from engine.web import pages, session, transfers
 
@@ -134,7 +135,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     kinds = Kinds(engine, settings.directory_ttl_seconds)
     refusals = Refusals(settings.refusal_limit, settings.refusal_window_seconds)
     svc = Services(
-        settings, engine, load(), verifier_for(settings), Writer(engine), kinds, refusals
+        settings,
+        engine,
+        load(),
+        verifier_for(settings),
+        Writer(engine),
+        kinds,
+        refusals,
+        SignOuts(engine),
     )
 
     @asynccontextmanager

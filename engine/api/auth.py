@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import re
 import threading
@@ -84,6 +86,9 @@ class TokenUser:
     #: verifier accepts it, and so of a session holding it. A token taken within the leeway
     #: past its ``exp`` gets the rest of that time, as the API gives it, not an empty session.
     accepted_until: int
+    #: A digest of the token's claims as verified: the same for every encoding of one token
+    #: (base64 padding, spare bits), so what is signed out is the token, not its spelling.
+    session: str
 
 
 def _role(claims: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -147,6 +152,9 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
         purpose=_NOT_PLAIN.sub("\ufffd", purpose) if isinstance(purpose, str) else None,
         ig_training=training,
         accepted_until=int(claims["exp"]) + _LEEWAY,
+        session=hashlib.sha256(
+            json.dumps(claims, sort_keys=True, default=str).encode("utf-8", "surrogatepass")
+        ).hexdigest(),
     )
 
 

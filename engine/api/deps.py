@@ -25,13 +25,13 @@ from audit import AuditEntry, AuditUnavailable, RequestContext, Writer, disclose
 from audit.entry import Action, time_text
 from audit.export import code_valid
 from consent import Policy, Who
-from engine import signouts
 from engine.api.auth import TokenRefused, TokenUser, Verifier
 from engine.api.errors import FhirError, Problem, echoed
 from engine.api.records import Reader
 from engine.api.throttle import Refusals, Throttled, TooManyRefusals
 from engine.directory import Kinds
 from engine.settings import Settings
+from engine.signouts import SignOuts
 
 log = logging.getLogger("scr.api")
 SESSION_COOKIE = "__Host-scr_session"
@@ -61,6 +61,7 @@ class Services:
     audit: Writer
     kinds: Kinds
     refusals: Refusals
+    signouts: SignOuts
 
     @property
     def reader(self) -> Reader:
@@ -265,8 +266,8 @@ def user_for(request: Request, *, cookie: bool = False) -> Who:
         user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
         raise _refused(svc, ctx, "auth.token-invalid", exc.kind, page=cookie) from None
-    if cookie and signouts.signed_out(svc.engine, token):
-        raise _refused(svc, ctx, "auth.signed-out", page=True)
+    if svc.signouts.signed_out(user.session):
+        raise _refused(svc, ctx, "auth.signed-out", page=cookie)
     return who_for(svc, user)
 
 
@@ -288,6 +289,11 @@ async def current_user(
     except TokenRefused as exc:
         why = ("auth.token-invalid", exc.kind)
         raise await run_in_threadpool(_refused, svc, context(request), *why) from None
+    out = svc.signouts.cached(user.session)
+    if out is None:
+        out = await run_in_threadpool(svc.signouts.signed_out, user.session)
+    if out:
+        raise await run_in_threadpool(_refused, svc, context(request), "auth.signed-out")
     hit, kind = svc.kinds.cached(user.org)
     if not hit:
         kind = await run_in_threadpool(svc.kinds.kind, user.org)

@@ -22,7 +22,6 @@ from adapters.synth.personas import BY_KEY, PERSONAS
 from adapters.values import nhs_number_valid
 from consent import NOTICE, Who, explain
 from consent import Request as Asked
-from engine import signouts
 from engine.api.access import BreakGlass, Claim
 from engine.api.auth import TokenRefused, mint
 from engine.api.deps import (
@@ -114,7 +113,7 @@ def sign_in(
         reasons = ("auth.token-invalid", exc.kind)
         refuse(svc, context(request), "token-refused", None, reasons, page=True)
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
-    if signouts.signed_out(svc.engine, token):
+    if svc.signouts.signed_out(user.session):
         refuse(svc, context(request), "token-refused", None, ("auth.signed-out",), page=True)
         why = "That token was signed out: sign in with a new one"
         return _page(request, "signin.html", 401, error=why, dev=False)
@@ -134,8 +133,9 @@ def sign_out(request: Request, csrf_token: Field) -> Response:
     if token:
         svc = services(request)
         with contextlib.suppress(TokenRefused):  # nothing signed in, nothing to refuse
-            until = svc.verifier.verify_blocking(token).accepted_until
-            signouts.sign_out(svc.engine, token, datetime.fromtimestamp(until, UTC))
+            user = svc.verifier.verify_blocking(token)
+            until = datetime.fromtimestamp(user.accepted_until, UTC)
+            svc.signouts.sign_out(user.session, until)
     response = _to("/")
     session.sign_out(response)
     return response

@@ -123,6 +123,36 @@ def test_a_session_signed_out_is_refused_to_the_pages_until_it_expires(
     assert fresh.status_code == 303
 
 
+def _padded(token: str) -> str:
+    """The same token spelt otherwise: PyJWT takes '=' padding on the signature segment."""
+    return token + "=" * (-len(token.rpartition(".")[2]) % 4)
+
+
+@pytest.mark.parametrize("spelt", [str, _padded], ids=["as-issued", "padded"])
+def test_a_signed_out_token_reads_neither_pages_nor_the_api(
+    web: TestClient, store: Store, token: Token, spelt: object
+) -> None:
+    """What is signed out is the token, not its spelling; and a copy of the cookie is a bearer
+    token for the API as well."""
+    gp = token("gp")
+    copied = spelt(gp)  # type: ignore[operator]
+    assert copied != gp or spelt is str
+    signed_in(web, gp)
+    acknowledged(web)
+    assert web.post("/signout", data={"csrf_token": csrf(web, "/record")}).status_code == 303
+    web.cookies.clear()
+    web.cookies.set(SESSION_COOKIE, copied, domain="testserver.local")
+    assert web.get(f"/record/{NHS}").headers.get("location") == "/"
+    web.cookies.clear()
+    read = web.get(
+        f"/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS}", headers=auth(copied)
+    )
+    assert read.status_code == 401
+    assert list(stream(store.engine))[-1]["rules"] == ["auth.signed-out"]
+    pasted = web.post("/session", data={"token": copied, "csrf_token": csrf(web)})
+    assert pasted.status_code == 401
+
+
 def test_the_record_waits_for_the_confidentiality_notice(web: TestClient, token: Token) -> None:
     signed_in(web, token("gp"))
     first = web.get(f"/record/{NHS}")
