@@ -22,6 +22,7 @@ from adapters.base import (
 from adapters.csvread import read_rows
 from adapters.mapper import (
     JOINS_KNOWN,
+    TAKE_STORED_JOINS,
     TAKE_STORED_ROW,
     compiled_table_map,
     load_table_map,
@@ -175,8 +176,15 @@ class ProblemRows(NamedTuple):
     #: The rows whose problem row this extract removes (so whether they are problems is
     #: known: they are not).
     removed: set[str]
-    #: Row id → the patient its problem row names, where it names one.
+    #: Row id → the patient its live problem row names, where it names one (a removal joins
+    #: nothing, so whose it says it was does not matter).
     patients: dict[str, str]
+
+
+def stored_joins(file: str, names: Sequence[str]) -> dict[str, Any]:
+    """The mark on a row whose joined row of ``file`` this extract does not hold: the ingest
+    takes ``names`` from the row as last seen (``engine.kept``)."""
+    return {TAKE_STORED_JOINS: {"file": file, "fields": list(names)}}
 
 
 def another_patient(file: str, row_id: str, patient: str, problems: ProblemRows) -> dict[str, str]:

@@ -407,8 +407,9 @@ def compile_table_map(doc: Mapping[str, Any]) -> TableMap:
 #: (``MapOutcome.joined_choice``).
 JOINS_KNOWN = "_JoinsKnown"
 #: Set by a reader on a row whose choice joins it did not meet (a delta without the unchanged
-#: problem row), naming them: the ingest takes them from the row as last taken in
-#: (``engine.kept``), so the row maps as it did and not as if its problem had gone.
+#: problem row), naming them and the file they come from (``{"file": ..., "fields": [...]}``):
+#: the ingest takes them from the row as last seen (``engine.kept``), so the row maps as it
+#: did and not as if its problem had gone.
 TAKE_STORED_JOINS = "_TakeStoredJoins"
 #: Set by a reader on the joins it met for a row it did not (a delta's problem row, added or
 #: removed, without its unchanged coded event), naming the joins they replace: the ingest maps

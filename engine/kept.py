@@ -75,11 +75,14 @@ def joined(record: SourceRecord, row: Mapping[str, Any] | None) -> SourceRecord 
     wanted = fields.get(TAKE_STORED_JOINS)
     if wanted is None or row is None:
         return record
-    stored = row["fields"]
+    base = SourceRecord.from_json(row)
     merged = {k: v for k, v in fields.items() if k != TAKE_STORED_JOINS}
-    merged.update((k, stored[k]) for k in wanted if k in stored)
+    merged.update((k, base.fields[k]) for k in wanted["fields"] if k in base.fields)
     merged[JOINS_KNOWN] = "true"
-    return replace(record, fields=merged)
+    # The joins come with what held them: a problem row read with a problem, or another
+    # patient's, holds the row again (a held row is the base only while it is in quarantine).
+    taken = (i for i in base.read_issues if _from(i, wanted["file"]))
+    return replace(record, fields=merged, read_issues=(*record.read_issues, *taken))
 
 
 def _from(issue: Issue, file: str) -> bool:

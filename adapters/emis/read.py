@@ -31,10 +31,11 @@ from adapters.extract import (
     joined_problem,
     lookup_rows,
     problem_changes,
+    stored_joins,
     table_records,
     unknown_files,
 )
-from adapters.mapper import JOINS_KNOWN, TAKE_STORED_JOINS
+from adapters.mapper import JOINS_KNOWN
 from adapters.values import ValueProblem, decimal
 
 STYLE = "emis"
@@ -164,10 +165,10 @@ def _problems(folder: Path, notes: list[str]) -> ProblemRows:
     found = ProblemRows({}, set(), {})
     for row in _lookup(folder, "CareRecord_Problem", notes):
         guid = _get(row, "ObservationGuid")
-        found.patients[guid] = _get(row, "PatientGuid")
         if _get(row, "Deleted").lower() in _TRUE:
             found.removed.add(guid)
             continue
+        found.patients[guid] = _get(row, "PatientGuid")
         found.live[guid] = {
             **_present(
                 {
@@ -366,7 +367,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         return _joined(
             code,
             problem,
-            {JOINS_KNOWN: "true"} if known else {TAKE_STORED_JOINS: list(PROBLEM_JOINS)},
+            {JOINS_KNOWN: "true"} if known else stored_joins(_PROBLEM_FILE, PROBLEM_JOINS),
             value_fields(row.get("Value", "")),
             {} if parent == guid or waits else for_problem(parent),
             in_consultation(row),

@@ -20,10 +20,11 @@ from adapters.extract import (
     joined_problem,
     lookup_rows,
     problem_changes,
+    stored_joins,
     table_records,
     unknown_files,
 )
-from adapters.mapper import JOINS_KNOWN, TAKE_STORED_JOINS
+from adapters.mapper import JOINS_KNOWN
 from adapters.values import ValueProblem, tpp_date, tpp_datetime
 
 STYLE = "systmone"
@@ -48,6 +49,7 @@ JOINED_BY = {
 }
 #: What a code row takes from its SRProblem row: whether it is a problem, and the problem's
 #: end, severity and visibility.
+_PROBLEM_FILE = "SRProblem.csv"
 PROBLEM_JOINS = ("_ProblemRow", "_ProblemDateEnd", "_ProblemSeverity", "_ProblemVisibleTo")
 #: Read only to be joined into other tables' records (SRManifest: the extract's end date, which
 #: tells a current medication course from a past one).
@@ -117,10 +119,10 @@ def _problems(folder: Path, notes: list[str]) -> ProblemRows:
     found = ProblemRows({}, set(), {})
     live, removed = found.live, found.removed
     for row in _lookup(folder, "SRProblem", "IDCode", notes):
-        found.patients[row["IDCode"]] = row.get("IDPatient", "").strip()
         if _removed(row):
             removed.add(row["IDCode"])
             continue
+        found.patients[row["IDCode"]] = row.get("IDPatient", "").strip()
         live[row["IDCode"]] = {
             "_ProblemRow": row.get("RowIdentifier", "") or row["IDCode"],
             "_ProblemDateEnd": row.get("DateEnd", ""),
@@ -250,8 +252,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         return {
             **problems.get(row_id, {}),
             **ctv3.get(row.get("CTV3Code", ""), {}),
-            **({JOINS_KNOWN: "true"} if known else {TAKE_STORED_JOINS: list(PROBLEM_JOINS)}),
-            **another_patient("SRProblem.csv", row_id, row.get("IDPatient", ""), found_problems),
+            **({JOINS_KNOWN: "true"} if known else stored_joins(_PROBLEM_FILE, PROBLEM_JOINS)),
+            **another_patient(_PROBLEM_FILE, row_id, row.get("IDPatient", ""), found_problems),
         }
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.
@@ -293,5 +295,5 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     if not full:
         ref = SourceRef(STYLE, org, "SRCode", "")
         yield from problem_changes(
-            ref, "SRProblem.csv", found_problems, codes, PROBLEM_JOINS, "IDPatient"
+            ref, _PROBLEM_FILE, found_problems, codes, PROBLEM_JOINS, "IDPatient"
         )

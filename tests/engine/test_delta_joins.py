@@ -310,3 +310,55 @@ def test_an_entry_mapped_again_keeps_what_it_took_since(
     row = emis.stored(engine)[f"{kind}:{emis.O_ASTHMA}"]
     assert row.status == "active"
     assert "source-confidential" in row.labels.split()
+
+
+def test_an_event_held_for_its_problem_row_stays_held_when_sent_alone(
+    engine, settings, codes, tmp_path
+):
+    """A full extract holds the event for its problem row (another patient's, or one read
+    with a problem); a delta sending the event alone takes the held row's joins with what
+    held them, not another patient's details (nor the bad row's) into the record."""
+    nhs, nhs2 = next(NHS), next(NHS)
+    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
+    run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
+    theirs = s1_problem("10", IDPatient="2", Severity="Minor")
+    both = write_systmone(tmp_path / "y", patients, [s1_code("10", "1")], [theirs])
+    assert run(engine, settings, codes, both).quarantined == 1
+    changed = s1_code("10", "1", NumericValue="130")
+    run(engine, settings, codes, delta(tmp_path, "d", nhs, [changed], []))
+    assert statuses(engine, KEY) == {"Observation": "active"}
+    [item] = list_items(engine)
+    assert item.record["fields"]["NumericValue"] == "130" and "patient 2" in item.reason
+
+
+def test_removing_another_patients_problem_row_releases_the_event(
+    engine, settings, codes, tmp_path
+):
+    """The practice mends the wrong problem row by removing it: the removal still names the
+    other patient, as the row did, but joins nothing, so the event goes in."""
+    nhs, nhs2 = next(NHS), next(NHS)
+    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
+    theirs = s1_problem("10", IDPatient="2")
+    both = write_systmone(tmp_path / "y", patients, [s1_code("10", "1")], [theirs])
+    assert run(engine, settings, codes, both).quarantined == 1
+    removal = s1_problem("10", IDPatient="2", RemovedData="1")
+    run(engine, settings, codes, delta(tmp_path, "d", nhs2, [], [removal]))
+    assert list_items(engine) == []
+    assert statuses(engine, KEY) == {"Observation": "active"}
+
+
+def test_an_event_held_for_a_bad_problem_row_stays_held_when_sent_alone(
+    engine, settings, codes, tmp_path
+):
+    nhs = next(NHS)
+    full = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")], [s1_problem("10")]
+    )
+    header, row = (full / "SRProblem.csv").read_text("cp1252").splitlines()
+    (full / "SRProblem.csv").write_text(f"{header}\n{row},surplus\n", "cp1252")
+    assert run(engine, settings, codes, full).quarantined == 1
+    changed = s1_code("10", "1", NumericValue="130")
+    run(engine, settings, codes, delta(tmp_path, "d", nhs, [changed], []))
+    [item] = list_items(engine)
+    assert item.record["fields"]["NumericValue"] == "130" and "SRProblem.csv, line 2" in item.reason
+    assert statuses(engine, KEY) == {}
