@@ -128,9 +128,14 @@ def export_cmd(
         raise typer.Exit(2)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    from engine.operator import operator_view
+
     settings = _settings()
     out = sys.stdout.buffer
     with _store(settings) as engine:
+        since_text = f" --since {since.isoformat()}" if since else ""
+        # The trail names who read whose record: exporting it is a read too.
+        operator_view(engine, f"audit export --format {format_}{since_text}")
         docs = stream(engine, since)
         if format_ == "fhir":
             for piece in fhir_bundle(docs, settings.canonical_base):

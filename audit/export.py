@@ -36,6 +36,8 @@ BALP_ENTITY = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType
 SDS_USER = "https://fhir.nhs.uk/Id/sds-user-id"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
+#: Under the deployment's canonical base: the login names of operators and identity reviewers.
+OPERATOR = "Id/operator-login"
 READS = frozenset({"read", "everything", "explain"})
 CSV_COLUMNS = (
     "seq", "time", "request_id", "action", "outcome", "rules", "policy_version", "basis",
@@ -88,8 +90,12 @@ def _profile(doc: dict[str, Any]) -> str | None:
     return BALP + "PatientRead" if doc["action"] in READS else None
 
 
-def _agents(doc: dict[str, Any], query: bool, server: str) -> list[dict[str, Any]]:
-    """Client and server (DICOM roles swap for a query, as BALP says), the user, their org."""
+def _agents(doc: dict[str, Any], query: bool, server: str, base: str) -> list[dict[str, Any]]:
+    """Client and server (DICOM roles swap for a query, as BALP says), the user, their org.
+
+    A user with a role is a smartcard user, named by their SDS user id; one without (an
+    operator at the command line, a manual identity decision) by their login name, in the
+    deployment's own namespace."""
     client_role, server_role = ("110153", "110152") if query else ("110152", "110153")
     client: dict[str, Any] = {
         "type": _coding(DCM, client_role),
@@ -103,10 +109,11 @@ def _agents(doc: dict[str, Any], query: bool, server: str) -> list[dict[str, Any
         purposes.append("BTG")
     # A refused token names no one: the user agent then says so, and there is no organisation
     # agent (R4 refuses an empty string anywhere, so nothing empty is written).
+    users = SDS_USER if doc.get("role_code") else base + OPERATOR
     user: dict[str, Any] = {
         "type": _coding(PARTICIPATION, "IRCP"),
         "who": (
-            {"identifier": {"system": SDS_USER, "value": doc["user_id"]}}
+            {"identifier": {"system": users, "value": doc["user_id"]}}
             if doc.get("user_id")
             else {"display": "unauthenticated user"}
         ),
@@ -136,12 +143,13 @@ def _agents(doc: dict[str, Any], query: bool, server: str) -> list[dict[str, Any
 
 
 def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [
-        {
-            "type": {"system": BALP_ENTITY, "code": "XrequestId"},
-            "what": {"identifier": {"value": doc["request_id"]}},
-        }
-    ]
+    request: dict[str, Any] = {
+        "type": {"system": BALP_ENTITY, "code": "XrequestId"},
+        "what": {"identifier": {"value": doc["request_id"]}},
+    }
+    if not query and doc.get("query"):  # what was asked, in words (a page, a command)
+        request["description"] = doc["query"]
+    out: list[dict[str, Any]] = [request]
     if query and doc.get("query"):
         out.append(
             {
@@ -199,7 +207,7 @@ def audit_event(doc: dict[str, Any], base: str) -> dict[str, Any]:
         "action": "E" if query else "R",
         "recorded": doc["time"],
         "outcome": "0" if permit else "4",
-        "agent": _agents(doc, query, server),
+        "agent": _agents(doc, query, server, base),
         "source": {"observer": {"display": "scr"}},
         "entity": _entities(doc, query),
     }

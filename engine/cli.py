@@ -317,7 +317,7 @@ def q_show(item_id: int) -> None:
     with _store(_settings()) as engine:
         item = quarantine.get_item(engine, item_id)
         if item is not None:
-            operator_view(engine, f"quarantine show {item_id}", (f"quarantine/{item_id}",))
+            operator_view(engine, f"quarantine show {item_id}")
     if item is None:
         err.print(f"no quarantine item {item_id}")
         raise typer.Exit(1)

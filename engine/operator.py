@@ -19,15 +19,24 @@ from sqlalchemy import Engine
 from audit import AuditEntry, append
 
 
-def operator_view(engine: Engine, asked: str, refs: Sequence[str] = (), who: str = "") -> None:
+def operator_view(
+    engine: Engine,
+    asked: str,
+    refs: Sequence[str] = (),
+    *,
+    patient_id: str | None = None,
+    nhs_number: str | None = None,
+) -> None:
     """Append an ``operator-view`` entry for ``asked`` (the command as typed, in words), naming
-    the records it shows (``refs``: quarantine items, Patients)."""
-    name = who or getpass.getuser()
+    the FHIR resources it shows (``refs``) and the person, when it is about one, so the
+    person's access report and a search by patient find it."""
+    name = getpass.getuser()
     append(
         engine,
         AuditEntry(
             request_id=str(uuid.uuid4()), action="operator-view", outcome="permit",
             user_id=name, user_name=name, role_code="", profile=None, org="", purpose=None,
-            rules=("operator.cli",), refs=tuple(refs), query=asked,
+            rules=("operator.cli",), refs=tuple(refs), query=asked, patient_id=patient_id,
+            nhs_number=nhs_number,
         ),
     )  # fmt: skip

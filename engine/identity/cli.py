@@ -21,6 +21,7 @@ from engine.identity.index import (
     relink_all,
     unlink,
 )
+from engine.identity.members import members_of_patient
 from engine.operator import operator_view
 
 identity_app = typer.Typer(
@@ -101,7 +102,13 @@ def history_cmd(patient: str, as_json: JsonOpt = False) -> None:
 
     with _store(_settings()) as engine:
         events = history(engine, patient)
-        operator_view(engine, f"identity history {patient}", (f"Patient/{patient}",))
+        with engine.connect() as conn:
+            person = members_of_patient(conn, patient)
+        operator_view(
+            engine, f"identity history {patient}", (f"Patient/{patient}",),
+            patient_id=person.person_id if person else None,
+            nhs_number=person.nhs_number if person else None,
+        )  # fmt: skip
     if as_json:
         _print_json([e.brief() for e in events])
         return

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from audit import AuditUnavailable
 from audit.query import stream
+from audit.search import Filters, search
 from engine.cli import app
 from engine.db import make_engine
 from engine.models import Resource
@@ -66,14 +67,16 @@ def test_what_an_operator_reads_is_audited_first_and_not_shown_without_it(
     invoke(db_url, "quarantine", "show", str(item["id"]))
     invoke(db_url, "identity", "queue", "--json")
     invoke(db_url, "identity", "history", "p-1", "--json")
-    entries = [e for e in stream(make_engine(db_url)) if e["action"] == "operator-view"]
+    trail = make_engine(db_url)
+    entries = [e for e in stream(trail) if e["action"] == "operator-view"]
+    trail.dispose()
     assert [e["query"] for e in entries] == [
         "quarantine list --status open",
         f"quarantine show {item['id']}",
         "identity queue",
         "identity history p-1",
     ]
-    assert entries[1]["refs"] == [f"quarantine/{item['id']}"] and entries[1]["user_id"]
+    assert entries[1]["user_id"] and not entries[1]["refs"]
 
     def down(*_: object) -> None:
         raise AuditUnavailable("the trail cannot be written")
@@ -81,6 +84,21 @@ def test_what_an_operator_reads_is_audited_first_and_not_shown_without_it(
     monkeypatch.setattr("engine.operator.append", down)
     refused = invoke(db_url, "quarantine", "show", str(item["id"]))
     assert refused.exit_code != 0 and "RowIdentifier" not in refused.stdout
+
+
+def test_an_operator_reading_a_patients_link_history_is_found_under_the_person(db_url, tmp_path):
+    """The person's access report and an IG search by patient find the operator's read."""
+    nhs = next(nhs_numbers())
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)])
+    invoke(db_url, "ingest", "systmone", str(folder), "--json")
+    trail = make_engine(db_url)
+    with trail.connect() as conn:
+        pid = conn.execute(select(Resource.id).where(Resource.resource_type == "Patient")).scalar()
+    assert invoke(db_url, "identity", "history", str(pid), "--json").exit_code == 0
+    found = search(trail, Filters(nhs_number=nhs)).entries
+    trail.dispose()
+    [entry] = [e for e in found if e["action"] == "operator-view"]
+    assert entry["refs"] == [f"Patient/{pid}"] and entry["patient_id"]
 
 
 def test_a_correction_is_for_one_record_only(db_url, tmp_path):
