@@ -181,13 +181,36 @@ class ProblemRows(NamedTuple):
     patients: dict[str, str]
 
 
-def stored_joins(file: str, names: Sequence[str]) -> dict[str, Any]:
+def _stored_joins(file: str, names: Sequence[str]) -> dict[str, Any]:
     """The mark on a row whose joined row of ``file`` this extract does not hold: the ingest
     takes ``names`` from the row as last seen (``engine.kept``)."""
     return {TAKE_STORED_JOINS: {"file": file, "fields": list(names)}}
 
 
-def another_patient(file: str, row_id: str, patient: str, problems: ProblemRows) -> dict[str, str]:
+def problem_join(
+    problems: ProblemRows,
+    file: str,
+    names: Sequence[str],
+    row: tuple[str, str],
+    *,
+    known: bool,
+    deleted: bool,
+) -> dict[str, Any]:
+    """What a row (its id and patient) takes from its problem row: the problem's fields;
+    whether the reader met the problem row (``JOINS_KNOWN``) or the ingest must take ``names``
+    as last seen (``_stored_joins``); and a hold when the problem row names another patient.
+    A deleted row joins nothing that could hold it: its deletion withdraws what its key holds
+    whatever its problem row says (a bad one, another patient's)."""
+    row_id, patient = row
+    joins = dict(problems.live.get(row_id, {}))
+    if deleted:
+        joins.pop(JOINED_ROW_PROBLEM, None)
+        return joins
+    mark = {JOINS_KNOWN: "true"} if known else _stored_joins(file, names)
+    return {**joins, **mark, **_another_patient(file, row_id, patient, problems)}
+
+
+def _another_patient(file: str, row_id: str, patient: str, problems: ProblemRows) -> dict[str, str]:
     """A problem row naming another patient than its row holds the row: joined, one
     patient's event would be taken in as a problem of the other's."""
     named = problems.patients.get(row_id, "")

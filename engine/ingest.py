@@ -443,7 +443,7 @@ class _Run:
                 self.bad.append(
                     (
                         g.record,
-                        (Issue(None, f"duplicate row identifier {g.record.ref.row_id!r}{where}"),),
+                        (Issue(None, f"{store.DUPLICATE} {g.record.ref.row_id!r}{where}"),),
                     )
                 )
                 continue

@@ -42,9 +42,8 @@ class SignOuts:
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             conn.execute(delete(T).where(T.c.until < now))
-            if conn.execute(select(T.c.session).where(T.c.session == session)).first():
-                return
-            conn.execute(insert(T).values(session=session, until=until))
+            if conn.execute(select(T.c.session).where(T.c.session == session)).first() is None:
+                conn.execute(insert(T).values(session=session, until=until))
         self._remember(session, True)
 
     def cached(self, session: str) -> bool | None:
@@ -67,8 +66,9 @@ class SignOuts:
         return out
 
     def _remember(self, session: str, out: bool) -> None:
+        """A sign-out stands: a look-up that began before it and ends after cannot undo it."""
         with self._lock:
-            self._seen.pop(session, None)
-            self._seen[session] = (time.monotonic(), out)
+            was = self._seen.pop(session, None)
+            self._seen[session] = (time.monotonic(), out or (was is not None and was[1]))
             if len(self._seen) > _REMEMBER:
                 del self._seen[next(iter(self._seen))]

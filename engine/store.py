@@ -382,11 +382,21 @@ def kept_rows(conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]
     return found
 
 
+#: How a record met again in one run is held: the copy taken in is the row, this one is not
+#: a newer version of it.
+DUPLICATE = "duplicate row identifier"
+
+
 def open_records(conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The records the open quarantine items of ``keys`` hold."""
+    """The records the open quarantine items of ``keys`` hold, but for second copies held as
+    duplicates."""
     found: dict[str, dict[str, Any]] = {}
     for cond in member_of(conn, Q.c.source_key, keys):
-        rows = conn.execute(select(Q.c.source_key, Q.c.record).where(Q.c.status == "open", cond))
+        rows = conn.execute(
+            select(Q.c.source_key, Q.c.record).where(
+                Q.c.status == "open", cond, Q.c.reason.not_like(f"{DUPLICATE}%")
+            )
+        )
         found.update((row.source_key, row.record) for row in rows)
     return found
 

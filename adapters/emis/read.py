@@ -26,16 +26,14 @@ from adapters.codes import SNOMED, read_v2_code
 from adapters.extract import (
     Enrich,
     ProblemRows,
-    another_patient,
     first_row,
     joined_problem,
     lookup_rows,
     problem_changes,
-    stored_joins,
+    problem_join,
     table_records,
     unknown_files,
 )
-from adapters.mapper import JOINS_KNOWN
 from adapters.values import ValueProblem, decimal
 
 STYLE = "emis"
@@ -363,15 +361,19 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
         parent = _get(row, "ProblemGuid")
         waits = parent in problems and parent not in treated
-        known = guid in problems or guid in unproblems
         return _joined(
             code,
-            problem,
-            {JOINS_KNOWN: "true"} if known else stored_joins(_PROBLEM_FILE, PROBLEM_JOINS),
+            problem_join(
+                found_problems,
+                _PROBLEM_FILE,
+                PROBLEM_JOINS,
+                (guid, _get(row, "PatientGuid")),
+                known=guid in problems or guid in unproblems,
+                deleted=_get(row, "Deleted").lower() in _TRUE,
+            ),
             value_fields(row.get("Value", "")),
             {} if parent == guid or waits else for_problem(parent),
             in_consultation(row),
-            another_patient(_PROBLEM_FILE, guid, _get(row, "PatientGuid"), found_problems),
         )
 
     def waits_for_problem(record: SourceRecord) -> bool:

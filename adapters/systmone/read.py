@@ -15,16 +15,14 @@ from typing import Any
 from adapters.base import ExtractError, ExtractStamp, SourceRecord, SourceRef
 from adapters.extract import (
     ProblemRows,
-    another_patient,
     first_row,
     joined_problem,
     lookup_rows,
     problem_changes,
-    stored_joins,
+    problem_join,
     table_records,
     unknown_files,
 )
-from adapters.mapper import JOINS_KNOWN
 from adapters.values import ValueProblem, tpp_date, tpp_datetime
 
 STYLE = "systmone"
@@ -248,13 +246,11 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
 
     def code(row: dict[str, str]) -> dict[str, Any]:
         row_id = row.get("RowIdentifier", "")
-        known = full or row_id in problems or row_id in unproblems
-        return {
-            **problems.get(row_id, {}),
-            **ctv3.get(row.get("CTV3Code", ""), {}),
-            **({JOINS_KNOWN: "true"} if known else stored_joins(_PROBLEM_FILE, PROBLEM_JOINS)),
-            **another_patient(_PROBLEM_FILE, row_id, row.get("IDPatient", ""), found_problems),
-        }
+        problem = problem_join(
+            found_problems, _PROBLEM_FILE, PROBLEM_JOINS, (row_id, row.get("IDPatient", "")),
+            known=full or row_id in problems or row_id in unproblems, deleted=_removed(row),
+        )  # fmt: skip
+        return {**problem, **ctv3.get(row.get("CTV3Code", ""), {})}
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.
     products: dict[str, tuple[str, str]] = {}

@@ -14,6 +14,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Annotated
 
 from fastapi import Request, Security
@@ -208,8 +209,11 @@ def _event(
     )
 
 
-def _refused(svc: Services, ctx: RequestContext, *why: str, page: bool = False) -> FhirError:
-    refuse(svc, ctx, "token-refused", None, why, page=page)
+def _refused(
+    svc: Services, ctx: RequestContext, *why: str, page: bool = False, who: Who | None = None
+) -> FhirError:
+    """401, audited; naming ``who`` when the token was valid but is refused (signed out)."""
+    refuse(svc, ctx, "token-refused", who, why, page=page)
     return FhirError(
         401,
         Problem("login", "A valid bearer token is required"),
@@ -266,9 +270,10 @@ def user_for(request: Request, *, cookie: bool = False) -> Who:
         user = svc.verifier.verify_blocking(token)
     except TokenRefused as exc:
         raise _refused(svc, ctx, "auth.token-invalid", exc.kind, page=cookie) from None
-    if svc.signouts.signed_out(user.session):
-        raise _refused(svc, ctx, "auth.signed-out", page=cookie)
-    return who_for(svc, user)
+    who = who_for(svc, user)
+    if svc.signouts.signed_out(user.session):  # whose session was replayed, for IG
+        raise _refused(svc, ctx, "auth.signed-out", page=cookie, who=who)
+    return who
 
 
 async def current_user(
@@ -292,9 +297,12 @@ async def current_user(
     out = svc.signouts.cached(user.session)
     if out is None:
         out = await run_in_threadpool(svc.signouts.signed_out, user.session)
-    if out:
-        raise await run_in_threadpool(_refused, svc, context(request), "auth.signed-out")
     hit, kind = svc.kinds.cached(user.org)
     if not hit:
         kind = await run_in_threadpool(svc.kinds.kind, user.org)
-    return _who(svc, user, kind, _purpose_of_use(request.headers.get(PURPOSE_HEADER)))
+    who = _who(svc, user, kind, _purpose_of_use(request.headers.get(PURPOSE_HEADER)))
+    if out:  # whose session was replayed, for IG
+        ctx = context(request)
+        refused = partial(_refused, svc, ctx, "auth.signed-out", who=who)
+        raise await run_in_threadpool(refused)
+    return who

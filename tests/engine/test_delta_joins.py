@@ -362,3 +362,82 @@ def test_an_event_held_for_a_bad_problem_row_stays_held_when_sent_alone(
     [item] = list_items(engine)
     assert item.record["fields"]["NumericValue"] == "130" and "SRProblem.csv, line 2" in item.reason
     assert statuses(engine, KEY) == {}
+
+
+def held_for_problem_row(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path, how: str
+) -> str:
+    """A stored event whose change a full extract holds for its problem row: another
+    patient's, or one read with a problem."""
+    nhs, nhs2 = next(NHS), next(NHS)
+    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
+    run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
+    problem = s1_problem("10", IDPatient="2") if how == "another patient's" else s1_problem("10")
+    changed = [s1_code("10", "1", NumericValue="130")]
+    full = write_systmone(tmp_path / "y", patients, changed, [problem])
+    if how == "unreadable":
+        header, row = (full / "SRProblem.csv").read_text("cp1252").splitlines()
+        (full / "SRProblem.csv").write_text(f"{header}\n{row},surplus\n", "cp1252")
+    assert run(engine, settings, codes, full).quarantined == 1
+    return nhs
+
+
+@pytest.mark.parametrize("how", ["another patient's", "unreadable"])
+def test_an_event_held_for_its_problem_row_is_deleted_when_the_practice_deletes_it(
+    engine, settings, codes, tmp_path, how
+):
+    """A deletion joins nothing: neither the held row's problem nor the problem row beside it
+    in one extract holds it, and the stored event is withdrawn."""
+    nhs = held_for_problem_row(engine, settings, codes, tmp_path, how)
+    gone = s1_code("10", "1", RemovedData="1")
+    run(engine, settings, codes, delta(tmp_path, "d", nhs, [gone], []))
+    assert "active" not in statuses(engine, KEY).values()
+    assert list_items(engine) == []
+
+
+def test_an_event_deleted_beside_another_patients_problem_row_is_deleted(
+    engine, settings, codes, tmp_path
+):
+    nhs, nhs2 = next(NHS), next(NHS)
+    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
+    run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
+    gone, theirs = s1_code("10", "1", RemovedData="1"), s1_problem("10", IDPatient="2")
+    run(engine, settings, codes, write_systmone(tmp_path / "y", patients, [gone], [theirs]))
+    assert "active" not in statuses(engine, KEY).values()
+    assert list_items(engine) == []
+
+
+def test_a_problem_row_alone_joins_the_copy_taken_in_not_a_duplicate(
+    engine, settings, codes, tmp_path
+):
+    """One extract sent the row twice: the second copy, held as a duplicate, is no newer
+    version of the row. A problem row alone joins the copy taken in (and, as any later change
+    of the row does, supersedes the duplicate's item)."""
+    nhs = next(NHS)
+    twice = [s1_code("10", "1"), s1_code("10", "1", NumericValue="130")]
+    full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], twice)
+    assert run(engine, settings, codes, full).quarantined == 1
+    run(engine, settings, codes, delta(tmp_path, "d", nhs, [], [s1_problem("10")]))
+    with engine.connect() as conn:
+        kept = conn.execute(select(KeptRow.record).where(KeptRow.source_key == KEY)).scalar_one()
+    assert kept["fields"]["NumericValue"] == "120"
+    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
+
+
+def test_an_emis_entry_held_for_another_patients_problem_is_deleted(
+    engine, settings, codes, tmp_path
+):
+    emis.run(engine, settings, codes, emis.write_extract(tmp_path / "e0", emis.default_tables()))
+    tables = emis.default_tables()
+    tables["CareRecord_Problem"][0]["PatientGuid"] = emis.P_CONF
+    emis.run(engine, settings, codes, emis.write_extract(tmp_path / "e1", tables))
+    assert emis.O_ASTHMA in emis.quarantine(engine)
+    tables = emis.default_tables()
+    [asthma] = [
+        o for o in tables["CareRecord_Observation"] if o["ObservationGuid"] == emis.O_ASTHMA
+    ]
+    tables["CareRecord_Observation"] = [{**asthma, "Deleted": emis.TRUE}]
+    emis.run(
+        engine, settings, codes, emis_delta(tmp_path / "d", tables, ("CareRecord_Observation",))
+    )
+    assert "active" not in emis_stored(engine, emis.O_ASTHMA).values()

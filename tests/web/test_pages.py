@@ -148,7 +148,8 @@ def test_a_signed_out_token_reads_neither_pages_nor_the_api(
         f"/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS}", headers=auth(copied)
     )
     assert read.status_code == 401
-    assert list(stream(store.engine))[-1]["rules"] == ["auth.signed-out"]
+    replayed = list(stream(store.engine))[-1]
+    assert replayed["rules"] == ["auth.signed-out"] and replayed["user_id"]  # whose session
     pasted = web.post("/session", data={"token": copied, "csrf_token": csrf(web)})
     assert pasted.status_code == 401
 
