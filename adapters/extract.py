@@ -108,6 +108,31 @@ def lookup_rows(
         yield {**row.fields, JOINED_ROW_PROBLEM: problem}
 
 
+#: Joined fields naming records: lists, added together when several joins name some.
+_NAMING = ("_pointed_records", "_met_records")
+
+
+def joined_fields(*parts: Mapping[str, Any], deleted: bool = False) -> dict[str, Any]:
+    """Joined fields from several lookups, later parts winning, but for what must not be
+    lost by a merge: the records each names are added together (a record naming its problem
+    and its consultation names both), and so is each joined row's problem (a bad code row
+    must not hide another patient's problem row). A deleted row joins no problem: nothing
+    joined can hold its deletion."""
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for part in parts:
+        for name, value in part.items():
+            if name in _NAMING:
+                out[name] = list(dict.fromkeys([*out.get(name, ()), *value]))
+            elif name == JOINED_ROW_PROBLEM:
+                problems.extend([value] if isinstance(value, str) else value)
+            else:
+                out[name] = value
+    if problems and not deleted:
+        out[JOINED_ROW_PROBLEM] = list(dict.fromkeys(problems))
+    return out
+
+
 def joined_problem(row: Mapping[str, str]) -> dict[str, str]:
     """What a lookup row read with a problem passes on to the records it is joined into."""
     problem = row.get(JOINED_ROW_PROBLEM)
@@ -160,9 +185,7 @@ def table_records(
         fields: dict[str, Any] = row.fields  # the reader's own dict, made for this row
         if enrich is not None:  # a row with problems too: quarantine keeps it whole for replay
             fields.update(enrich(fields))
-            joined = fields.pop(JOINED_ROW_PROBLEM, None)
-            if joined:
-                issues = (*issues, _joined_issue(joined))
+            issues = (*issues, *_joined_issues(fields.pop(JOINED_ROW_PROBLEM, None)))
         yield SourceRecord(
             SourceRef(style, org, table, row_id), path.name, row.line, fields, issues
         )
@@ -207,7 +230,7 @@ def problem_join(
         joins.pop(JOINED_ROW_PROBLEM, None)
         return joins
     mark = {JOINS_KNOWN: "true"} if known else _stored_joins(file, names)
-    return {**joins, **mark, **_another_patient(file, row_id, patient, problems)}
+    return joined_fields(joins, mark, _another_patient(file, row_id, patient, problems))
 
 
 def _another_patient(file: str, row_id: str, patient: str, problems: ProblemRows) -> dict[str, str]:
@@ -257,8 +280,13 @@ def rejoined(
         JOINS_KNOWN: "true",
         **({JOINED_PATIENT: list(patient)} if patient and patient[1] else {}),
     }
-    problem = fields.pop(JOINED_ROW_PROBLEM, None)
-    return SourceRecord(ref, file, 0, fields, (_joined_issue(problem),) if problem else ())
+    return SourceRecord(ref, file, 0, fields, _joined_issues(fields.pop(JOINED_ROW_PROBLEM, None)))
+
+
+def _joined_issues(joined: str | list[str] | None) -> tuple[Issue, ...]:
+    """An issue for each joined row read with a problem (``joined_fields`` keeps them all)."""
+    problems = [joined] if isinstance(joined, str) else joined or []
+    return tuple(_joined_issue(p) for p in problems)
 
 
 def _joined_issue(problem: str) -> Issue:

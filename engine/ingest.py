@@ -365,7 +365,7 @@ class _Run:
         if conn is self.conn:
             self._batch_writes(conn, writes)
             store.apply_rows(conn, self.summary.run_id, writes.staged)
-            store.keep_rows(conn, writes.kept)
+            store.keep_rows(conn, self.summary.run_id, writes.kept)
             if writes.analyse:
                 store.refresh_statistics(conn)
             return
@@ -443,7 +443,7 @@ class _Run:
                 self.bad.append(
                     (
                         g.record,
-                        (Issue(None, f"{store.DUPLICATE} {g.record.ref.row_id!r}{where}"),),
+                        (Issue(None, f"duplicate row identifier {g.record.ref.row_id!r}{where}"),),
                     )
                 )
                 continue

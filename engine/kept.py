@@ -34,16 +34,21 @@ MARKS = frozenset((TAKE_STORED_JOINS, TAKE_STORED_ROW, JOINED_PATIENT))
 
 
 def latest(
-    record: SourceRecord, kept: Mapping[str, Any] | None, held: Mapping[str, Any] | None
+    record: SourceRecord, kept: store.Seen | None, held: store.Seen | None
 ) -> Mapping[str, Any] | None:
     """The row ``record`` is joined with, as last seen: its open quarantine item's record
-    (``held``: newer than the kept row, which a run taking the row in would have replaced),
-    unless ``record`` wants joins that one never knew; else the kept row."""
-    if held is not None and (
-        TAKE_STORED_ROW in record.fields or TAKE_STORED_JOINS not in held["fields"]
+    (``held``: newer than the kept row, which a later run taking the row in would have
+    replaced), unless ``record`` wants joins that one never knew, or the item is of the run
+    that took the kept row in (one extract sending the row twice: the copy held is no newer
+    version); else the kept row."""
+    newer = held is not None and (kept is None or held.run_id != kept.run_id)
+    if (
+        held is not None
+        and newer
+        and (TAKE_STORED_ROW in record.fields or TAKE_STORED_JOINS not in held.record["fields"])
     ):
-        return held
-    return kept
+        return held.record
+    return kept.record if kept is not None else None
 
 
 def joined(record: SourceRecord, row: Mapping[str, Any] | None) -> SourceRecord | None:

@@ -235,6 +235,8 @@ class KeptRow(Base):
 
     source_key: Mapped[str] = mapped_column(String(512), primary_key=True)
     record: Mapped[dict[str, object]] = mapped_column(JSON)
+    #: The run that took it in: a quarantine item of the same run is no newer version of it.
+    run_id: Mapped[str] = mapped_column(String(36))
 
 
 class StagedKeptRow(Base):

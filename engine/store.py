@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -260,13 +260,14 @@ def stage_kept(conn: Connection, run_id: str, kept: Sequence[dict[str, Any]]) ->
     bulk_insert(conn, SK, [{"run_id": run_id, **k} for k in last.values()])
 
 
-def keep_rows(conn: Connection, kept: Sequence[dict[str, Any]]) -> None:
+def keep_rows(conn: Connection, run_id: str, kept: Sequence[dict[str, Any]]) -> None:
     """A batch's source rows to keep, straight into ``kept_row``: in the run's own transaction
     (PostgreSQL), where nothing is seen until the run commits, they need no staging."""
     last = {k["source_key"]: k["record"] for k in kept}
     for cond in member_of(conn, K.c.source_key, list(last)):
         conn.execute(delete(K).where(cond))
-    bulk_insert(conn, K, [{"source_key": k, "record": r} for k, r in last.items() if r is not None])
+    rows = [{"source_key": k, "record": r, "run_id": run_id} for k, r in last.items() if r]
+    bulk_insert(conn, K, rows)
 
 
 def keep_open(conn: Connection, run_id: str, keys: Sequence[str]) -> None:
@@ -371,33 +372,30 @@ def apply_pointers(conn: Connection, run_id: str) -> None:
     )
 
 
-def kept_rows(conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+class Seen(NamedTuple):
+    """A row as a run last saw it: kept (taken in) or held in quarantine, and that run."""
+
+    record: dict[str, Any]
+    run_id: str
+
+
+def kept_rows(conn: Connection, keys: Sequence[str]) -> dict[str, Seen]:
     """The source rows kept for ``keys`` (``engine.kept``), as quarantine keeps a record."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, Seen] = {}
     for cond in member_of(conn, K.c.source_key, keys):
-        found.update(
-            (row.source_key, row.record)
-            for row in conn.execute(select(K.c.source_key, K.c.record).where(cond))
-        )
+        rows = conn.execute(select(K.c.source_key, K.c.record, K.c.run_id).where(cond))
+        found.update((row.source_key, Seen(row.record, row.run_id)) for row in rows)
     return found
 
 
-#: How a record met again in one run is held: the copy taken in is the row, this one is not
-#: a newer version of it.
-DUPLICATE = "duplicate row identifier"
-
-
-def open_records(conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The records the open quarantine items of ``keys`` hold, but for second copies held as
-    duplicates."""
-    found: dict[str, dict[str, Any]] = {}
+def open_records(conn: Connection, keys: Sequence[str]) -> dict[str, Seen]:
+    """The records the open quarantine items of ``keys`` hold, with the run that held them."""
+    found: dict[str, Seen] = {}
     for cond in member_of(conn, Q.c.source_key, keys):
         rows = conn.execute(
-            select(Q.c.source_key, Q.c.record).where(
-                Q.c.status == "open", cond, Q.c.reason.not_like(f"{DUPLICATE}%")
-            )
+            select(Q.c.source_key, Q.c.record, Q.c.run_id).where(Q.c.status == "open", cond)
         )
-        found.update((row.source_key, row.record) for row in rows)
+        found.update((row.source_key, Seen(row.record, row.run_id)) for row in rows)
     return found
 
 
@@ -408,8 +406,8 @@ def apply_kept(conn: Connection, run_id: str) -> None:
     conn.execute(delete(K).where(K.c.source_key.in_(select(SK.c.source_key).where(mine))))
     conn.execute(
         insert(K).from_select(
-            ["source_key", "record"],
-            select(SK.c.source_key, SK.c.record).where(mine, SK.c.record.is_not(None)),
+            ["source_key", "record", "run_id"],
+            select(SK.c.source_key, SK.c.record, SK.c.run_id).where(mine, SK.c.record.is_not(None)),
         )
     )
 

@@ -27,6 +27,7 @@ from adapters.extract import (
     Enrich,
     ProblemRows,
     first_row,
+    joined_fields,
     joined_problem,
     lookup_rows,
     problem_changes,
@@ -184,23 +185,6 @@ def _problems(folder: Path, notes: list[str]) -> ProblemRows:
 
 def _present_list(name: str, values: tuple[str, ...]) -> dict[str, Any]:
     return {name: list(values)} if values else {}
-
-
-#: The joined fields that list the records a record names (``SourceRecord``).
-_NAMING = ("_pointed_records", "_met_records")
-
-
-def _joined(*parts: Mapping[str, Any]) -> dict[str, Any]:
-    """Joined fields from several sources; the records each names are added together, so a
-    record naming its problem and its consultation names both."""
-    out: dict[str, Any] = {}
-    for part in parts:
-        for name, value in part.items():
-            if name in _NAMING:
-                out[name] = list(dict.fromkeys([*out.get(name, ()), *value]))
-            else:
-                out[name] = value
-    return out
 
 
 def _treats(concept: str) -> dict[str, Any]:
@@ -361,7 +345,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
         parent = _get(row, "ProblemGuid")
         waits = parent in problems and parent not in treated
-        return _joined(
+        deleted = _get(row, "Deleted").lower() in _TRUE
+        return joined_fields(
             code,
             problem_join(
                 found_problems,
@@ -369,11 +354,12 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
                 PROBLEM_JOINS,
                 (guid, _get(row, "PatientGuid")),
                 known=guid in problems or guid in unproblems,
-                deleted=_get(row, "Deleted").lower() in _TRUE,
+                deleted=deleted,
             ),
             value_fields(row.get("Value", "")),
             {} if parent == guid or waits else for_problem(parent),
             in_consultation(row),
+            deleted=deleted,
         )
 
     def waits_for_problem(record: SourceRecord) -> bool:
@@ -396,7 +382,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         course = courses.get(guid) or Course("", "", "", "", (), ())
         met = (*drug, *course.met) if guid in courses else course.met
         code_id = _get(row, "CodeId") or course.code
-        return _joined(
+        return joined_fields(
             _issue_patient(_get(row, "PatientGuid"), course.patient),
             _present({"_CodeId": code_id, "_CourseIsConfidential": course.confidential}),
             drugs.get(code_id, {}),
@@ -450,7 +436,7 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             yield record
         for record in waiting:
             parent = str(record.fields["ProblemGuid"]).strip()
-            yield replace(record, fields=_joined(record.fields, for_problem(parent)))
+            yield replace(record, fields=joined_fields(record.fields, for_problem(parent)))
     events = SourceRef(STYLE, org, "CareRecord_Observation", "")
     yield from problem_changes(
         events, _PROBLEM_FILE, found_problems, observations, PROBLEM_JOINS, "PatientGuid"

@@ -16,6 +16,7 @@ from adapters.base import ExtractError, ExtractStamp, SourceRecord, SourceRef
 from adapters.extract import (
     ProblemRows,
     first_row,
+    joined_fields,
     joined_problem,
     lookup_rows,
     problem_changes,
@@ -242,15 +243,16 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
 
     def patient(row: dict[str, str]) -> dict[str, str]:
         pid = row.get("RowIdentifier", "")
-        return {**addresses.get(pid, {}), **registrations.get(pid, {})}
+        return joined_fields(addresses.get(pid, {}), registrations.get(pid, {}))
 
     def code(row: dict[str, str]) -> dict[str, Any]:
         row_id = row.get("RowIdentifier", "")
+        deleted = _removed(row)
         problem = problem_join(
             found_problems, _PROBLEM_FILE, PROBLEM_JOINS, (row_id, row.get("IDPatient", "")),
-            known=full or row_id in problems or row_id in unproblems, deleted=_removed(row),
+            known=full or row_id in problems or row_id in unproblems, deleted=deleted,
         )  # fmt: skip
-        return {**problem, **ctv3.get(row.get("CTV3Code", ""), {})}
+        return joined_fields(problem, ctv3.get(row.get("CTV3Code", ""), {}), deleted=deleted)
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.
     products: dict[str, tuple[str, str]] = {}

@@ -118,15 +118,18 @@ def refuse(
     nhs_number: str | None = None,
     *,
     page: bool,
+    counted: bool = False,
 ) -> None:
     """Audit a refusal no policy decision made (a bad token, a forged form, a step the user's
     role never takes), naming the person the request was about when its URL names one.
 
     A refusal of a signed-in user (``who``) is always an entry of its own, naming them: their
-    token is valid, so it is never counted. One with no valid user is counted per client, and
-    past its limit (:mod:`engine.api.throttle`) it is not audited on its own: 429 instead
-    (:class:`TooManyRefusals`, a plain page if ``page``), and its window's entry counts it."""
-    if who is None and svc.refusals.refused(ctx.client_address):
+    token is valid, so it is never counted. One with no valid user, or a token no longer
+    valid for its holder (``counted``: signed out, named for the trail), is counted per
+    client, and past its limit (:mod:`engine.api.throttle`) it is not audited on its own: 429
+    instead (:class:`TooManyRefusals`, a plain page if ``page``), and its window's entry
+    counts it."""
+    if (who is None or counted) and svc.refusals.refused(ctx.client_address):
         raise TooManyRefusals(int(svc.refusals.window), page)
     disclose(svc.audit, _event(ctx, action, who, False, rules, nhs_number), None)
 
@@ -212,8 +215,9 @@ def _event(
 def _refused(
     svc: Services, ctx: RequestContext, *why: str, page: bool = False, who: Who | None = None
 ) -> FhirError:
-    """401, audited; naming ``who`` when the token was valid but is refused (signed out)."""
-    refuse(svc, ctx, "token-refused", who, why, page=page)
+    """401, audited; naming ``who`` when the token was valid but is refused (signed out),
+    counted as any refused token is."""
+    refuse(svc, ctx, "token-refused", who, why, page=page, counted=True)
     return FhirError(
         401,
         Problem("login", "A valid bearer token is required"),
@@ -300,9 +304,8 @@ async def current_user(
     hit, kind = svc.kinds.cached(user.org)
     if not hit:
         kind = await run_in_threadpool(svc.kinds.kind, user.org)
-    who = _who(svc, user, kind, _purpose_of_use(request.headers.get(PURPOSE_HEADER)))
-    if out:  # whose session was replayed, for IG
-        ctx = context(request)
-        refused = partial(_refused, svc, ctx, "auth.signed-out", who=who)
+    if out:  # whose session was replayed, for IG; before anything else the request asks
+        who = _who(svc, user, kind, None)
+        refused = partial(_refused, svc, context(request), "auth.signed-out", who=who)
         raise await run_in_threadpool(refused)
-    return who
+    return _who(svc, user, kind, _purpose_of_use(request.headers.get(PURPOSE_HEADER)))

@@ -114,7 +114,9 @@ def sign_in(
         refuse(svc, context(request), "token-refused", None, reasons, page=True)
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
     if svc.signouts.signed_out(user.session):
-        refuse(svc, context(request), "token-refused", None, ("auth.signed-out",), page=True)
+        who = who_for(svc, user)
+        refuse(svc, context(request), "token-refused", who, ("auth.signed-out",), page=True,
+               counted=True)  # fmt: skip
         why = "That token was signed out: sign in with a new one"
         return _page(request, "signin.html", 401, error=why, dev=False)
     who = who_for(svc, user)

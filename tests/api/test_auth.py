@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +27,7 @@ from audit.query import stream
 from engine.api import auth, create_app
 from engine.api.auth import TokenRefused, user_from_claims, verifier_for
 from engine.settings import Settings, SettingsError
-from tests.api.conftest import Store, Token
+from tests.api.conftest import NHS, Store, Token
 from tests.api.conftest import auth as bearer
 
 ISSUER = "https://idp.example/cis2"
@@ -699,3 +700,40 @@ def test_a_token_with_a_lone_surrogate_in_its_name_is_refused_and_audited(
         "token-refused",
         ["auth.token-invalid", "auth.claims"],
     )
+
+
+READ = f"/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS}"
+
+
+def _signed_out(client: TestClient, tok: str) -> None:
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    session = svc.verifier.verify_blocking(tok).session
+    svc.signouts.sign_out(session, datetime.now(UTC) + timedelta(hours=1))
+
+
+def test_a_signed_out_token_with_a_bad_purpose_header_is_refused_and_audited(
+    store: Store, token: Token
+) -> None:
+    """The sign-out is judged before anything else the request asks: a replay with a
+    malformed purpose header is still refused as signed out, and in the trail."""
+    with TestClient(create_app(store.settings, store.engine)) as client:
+        gp = token("gp")
+        _signed_out(client, gp)
+        before = len(list(stream(store.engine)))
+        answer = client.get(READ, headers={**bearer(gp), "X-Purpose-Of-Use": "TREAT  TWICE"})
+        entries = list(stream(store.engine))[before:]
+    assert answer.status_code == 401, answer.text
+    assert [e["rules"] for e in entries] == [["auth.signed-out"]]
+
+
+def test_signed_out_replays_are_named_and_throttled(store: Store, token: Token) -> None:
+    """A signed-out token's refusal names whose session it was, and is still counted per
+    client as any refused token is: replays cannot write entries without bound."""
+    settings = replace(store.settings, refusal_limit=3, refusal_window_seconds=3600)
+    with TestClient(create_app(settings, store.engine)) as client:
+        gp = token("gp")
+        _signed_out(client, gp)
+        answers = [client.get(READ, headers=bearer(gp)).status_code for _ in range(6)]
+    assert answers[0] == 401 and 429 in answers
+    refused = [e for e in stream(store.engine) if e["rules"] == ["auth.signed-out"]]
+    assert refused and all(e["user_id"] for e in refused) and len(refused) < 6

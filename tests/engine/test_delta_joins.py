@@ -441,3 +441,98 @@ def test_an_emis_entry_held_for_another_patients_problem_is_deleted(
         engine, settings, codes, emis_delta(tmp_path / "d", tables, ("CareRecord_Observation",))
     )
     assert "active" not in emis_stored(engine, emis.O_ASTHMA).values()
+
+
+def bad_ctv3(folder: Path) -> None:
+    """An SRCtv3ToSnomed row for the code row's CTV3 code, read with a problem (a surplus field)."""
+    (folder / "SRCtv3ToSnomed.csv").write_text(
+        "CTV3Code,SNOMEDCode\nXaJQs,75367002,surplus\n", "cp1252"
+    )
+
+
+def test_another_patients_problem_row_holds_beside_a_bad_ctv3_row(
+    engine, settings, codes, tmp_path
+):
+    """Each joined row's problem is kept: a bad CTV3 row must not hide another patient's
+    problem row (the hold an event re-sent alone takes with the joins)."""
+    nhs, nhs2 = next(NHS), next(NHS)
+    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
+    run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
+    full = write_systmone(
+        tmp_path / "y", patients, [s1_code("10", "1", NumericValue="130")],
+        [s1_problem("10", IDPatient="2")],
+    )  # fmt: skip
+    bad_ctv3(full)
+    assert run(engine, settings, codes, full).quarantined == 1
+    [item] = list_items(engine)
+    assert "names patient" in item.reason and "SRCtv3ToSnomed.csv" in item.reason
+
+
+def test_an_event_resent_alone_takes_no_other_patients_problem_past_a_bad_ctv3_row(
+    engine, settings, codes, tmp_path
+):
+    """Re-sent alone with its CTV3 row mended, the event still takes the hold of the other
+    patient's problem row with that row's fields."""
+    nhs, nhs2 = next(NHS), next(NHS)
+    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
+    run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
+    full = write_systmone(
+        tmp_path / "y", patients, [s1_code("10", "1", NumericValue="130")],
+        [s1_problem("10", IDPatient="2")],
+    )  # fmt: skip
+    bad_ctv3(full)
+    assert run(engine, settings, codes, full).quarantined == 1
+    again = s1_code("10", "1", NumericValue="140")
+    run(engine, settings, codes, delta(tmp_path, "d", nhs, [again], []))
+    assert "Condition" not in statuses(engine, KEY)
+    assert len(list_items(engine)) == 1
+
+
+def test_a_deleted_row_is_not_held_by_a_bad_ctv3_row(engine, settings, codes, tmp_path):
+    """A deletion joins nothing that could hold it: no lookup row, bad or not."""
+    nhs = next(NHS)
+    run(engine, settings, codes, write_systmone(tmp_path / "x", [s1_patient("1", nhs)],
+                                                [s1_code("10", "1")]))  # fmt: skip
+    gone = delta(tmp_path, "d", nhs, [s1_code("10", "1", RemovedData="1")], [])
+    bad_ctv3(gone)
+    run(engine, settings, codes, gone)
+    assert "active" not in statuses(engine, KEY).values()
+
+
+def test_a_problem_row_alone_joins_the_copy_taken_in_when_the_first_copy_was_held(
+    engine, settings, codes, tmp_path
+):
+    """One extract sends the row twice, the first copy held (a bad value), the second taken
+    in: the held copy is no newer version, so a problem row alone joins the copy taken in."""
+    nhs = next(NHS)
+    twice = [
+        s1_code("10", "1", NumericValue="abc", DateEvent="02 Feb 2020 09:00:00"),
+        s1_code("10", "1", NumericValue="130"),
+    ]
+    full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], twice)
+    assert run(engine, settings, codes, full).quarantined == 1
+    assert statuses(engine, KEY) == {"Observation": "active"}
+    [item] = list_items(engine)
+    assert "not a number" in item.reason
+    run(engine, settings, codes, delta(tmp_path, "d", nhs, [], [s1_problem("10")]))
+    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
+    onset = body(engine, "Condition")["onsetDateTime"]
+    assert onset.startswith("2024-03-01")  # the copy taken in, not the held one
+
+
+def test_an_emis_entry_deleted_beside_a_bad_clinical_code_row_is_deleted(
+    engine, settings, codes, tmp_path
+):
+    """EMIS, as for the CTV3 row: a bad code lookup row does not hold a deletion."""
+    emis.run(engine, settings, codes, emis.write_extract(tmp_path / "e0", emis.default_tables()))
+    assert "active" in emis_stored(engine, emis.O_BP).values()
+    tables = emis.default_tables()
+    [bp] = [o for o in tables["CareRecord_Observation"] if o["ObservationGuid"] == emis.O_BP]
+    tables["CareRecord_Observation"] = [{**bp, "Deleted": emis.TRUE}]
+    folder = emis_delta(tmp_path / "d", tables, ("CareRecord_Observation",))
+    path = folder / "Coding_ClinicalCode.csv"
+    lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    lines = [f"{line},surplus" if line.startswith(emis.SYSTOLIC) else line for line in lines]
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode())
+    emis.run(engine, settings, codes, folder)
+    assert "active" not in emis_stored(engine, emis.O_BP).values()

@@ -152,6 +152,7 @@ def test_a_signed_out_token_reads_neither_pages_nor_the_api(
     assert replayed["rules"] == ["auth.signed-out"] and replayed["user_id"]  # whose session
     pasted = web.post("/session", data={"token": copied, "csrf_token": csrf(web)})
     assert pasted.status_code == 401
+    assert list(stream(store.engine))[-1]["user_id"]  # whose session it was
 
 
 def test_the_record_waits_for_the_confidentiality_notice(web: TestClient, token: Token) -> None:

@@ -28,6 +28,7 @@ def upgrade() -> None:
         "kept_row",
         sa.Column("source_key", sa.String(length=512), nullable=False),
         sa.Column("record", sa.JSON(), nullable=False),
+        sa.Column("run_id", sa.String(length=36), nullable=False),
         sa.PrimaryKeyConstraint("source_key"),
     )
     op.create_table(
