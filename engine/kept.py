@@ -41,10 +41,9 @@ def latest(
     replaced), unless ``record`` wants joins that one never knew, or the item is of the run
     that took the kept row in (one extract sending the row twice: the copy held is no newer
     version); else the kept row."""
-    newer = held is not None and (kept is None or held.run_id != kept.run_id)
     if (
         held is not None
-        and newer
+        and (kept is None or held.run_id != kept.run_id)
         and (TAKE_STORED_ROW in record.fields or TAKE_STORED_JOINS not in held.record["fields"])
     ):
         return held.record
@@ -91,7 +90,7 @@ def joined(record: SourceRecord, row: Mapping[str, Any] | None) -> SourceRecord 
 
 
 def _from(issue: Issue, file: str) -> bool:
-    """Whether ``issue`` is a joined row's of ``file``: joins brought again replace it."""
+    """Whether ``issue`` is a joined row's of ``file`` (the joins it goes with)."""
     return issue.field == JOINED_ROW_PROBLEM and issue.reason.startswith((f"{file}:", f"{file},"))
 
 

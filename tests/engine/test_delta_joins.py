@@ -453,8 +453,9 @@ def bad_ctv3(folder: Path) -> None:
 def test_another_patients_problem_row_holds_beside_a_bad_ctv3_row(
     engine, settings, codes, tmp_path
 ):
-    """Each joined row's problem is kept: a bad CTV3 row must not hide another patient's
-    problem row (the hold an event re-sent alone takes with the joins)."""
+    """Each joined row's problem is kept: a bad CTV3 row does not hide another patient's
+    problem row, so the event re-sent alone with its CTV3 row mended still takes that hold
+    with the other patient's problem fields."""
     nhs, nhs2 = next(NHS), next(NHS)
     patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
     run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
@@ -466,22 +467,6 @@ def test_another_patients_problem_row_holds_beside_a_bad_ctv3_row(
     assert run(engine, settings, codes, full).quarantined == 1
     [item] = list_items(engine)
     assert "names patient" in item.reason and "SRCtv3ToSnomed.csv" in item.reason
-
-
-def test_an_event_resent_alone_takes_no_other_patients_problem_past_a_bad_ctv3_row(
-    engine, settings, codes, tmp_path
-):
-    """Re-sent alone with its CTV3 row mended, the event still takes the hold of the other
-    patient's problem row with that row's fields."""
-    nhs, nhs2 = next(NHS), next(NHS)
-    patients = [s1_patient("1", nhs), s1_patient("2", nhs2)]
-    run(engine, settings, codes, write_systmone(tmp_path / "x", patients, [s1_code("10", "1")]))
-    full = write_systmone(
-        tmp_path / "y", patients, [s1_code("10", "1", NumericValue="130")],
-        [s1_problem("10", IDPatient="2")],
-    )  # fmt: skip
-    bad_ctv3(full)
-    assert run(engine, settings, codes, full).quarantined == 1
     again = s1_code("10", "1", NumericValue="140")
     run(engine, settings, codes, delta(tmp_path, "d", nhs, [again], []))
     assert "Condition" not in statuses(engine, KEY)
