@@ -52,6 +52,14 @@ def body(engine: Engine, rtype: str) -> dict[str, Any]:
     return dict(orjson.loads(raw))
 
 
+def stored_event(engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path) -> str:
+    """Patient 1 with coded event 10 (an Observation), from a full extract; their number."""
+    nhs = next(NHS)
+    full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, full)
+    return nhs
+
+
 def test_an_event_sent_without_its_problem_row_stays_a_problem(engine, settings, codes, tmp_path):
     """The event's change is taken in as the problem it is: no Observation beside it."""
     nhs = next(NHS)
@@ -86,13 +94,7 @@ def test_a_problem_removed_without_its_event_leaves_an_observation(
 
 
 def test_a_problem_added_or_ended_without_its_event(engine, settings, codes, tmp_path):
-    nhs = next(NHS)
-    run(
-        engine,
-        settings,
-        codes,
-        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
-    )
+    nhs = stored_event(engine, settings, codes, tmp_path)
     run(engine, settings, codes, delta(tmp_path, "d1", nhs, [], [s1_problem("10")]))
     assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
     ended = s1_problem("10", DateEnd="01 Jun 2024")
@@ -116,13 +118,7 @@ def test_a_problem_made_private_without_its_event_is_labelled(engine, settings, 
 
 
 def test_a_deleted_event_is_not_brought_back_by_its_problem_row(engine, settings, codes, tmp_path):
-    nhs = next(NHS)
-    run(
-        engine,
-        settings,
-        codes,
-        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
-    )
+    nhs = stored_event(engine, settings, codes, tmp_path)
     gone = s1_code("10", "1", RemovedData="1")
     run(engine, settings, codes, delta(tmp_path, "d1", nhs, [gone], []))
     summary = run(engine, settings, codes, delta(tmp_path, "d2", nhs, [], [s1_problem("10")]))
@@ -141,13 +137,7 @@ def test_a_problem_row_for_an_event_never_stored_changes_nothing(engine, setting
 
 def test_a_problem_row_read_with_a_problem_holds_its_event(engine, settings, codes, tmp_path):
     """The event is held naming the bad problem row until the source sends it corrected."""
-    nhs = next(NHS)
-    run(
-        engine,
-        settings,
-        codes,
-        write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")]),
-    )
+    nhs = stored_event(engine, settings, codes, tmp_path)
     folder = delta(tmp_path, "d", nhs, [], [s1_problem("10")])
     header, row = (folder / "SRProblem.csv").read_text("cp1252").splitlines()
     (folder / "SRProblem.csv").write_text(f"{header}\n{row},surplus\n", "cp1252")
@@ -229,9 +219,7 @@ def test_an_emis_observation_sent_without_its_problem_row(engine, settings, code
 
 def held_event(engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path) -> str:
     """A stored event (value 120) whose change (value 200, a bad date) is held."""
-    nhs = next(NHS)
-    full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
-    run(engine, settings, codes, full)
+    nhs = stored_event(engine, settings, codes, tmp_path)
     bad = s1_code("10", "1", NumericValue="200", DateEvent="31 Feb 2024 09:00:00")
     assert run(engine, settings, codes, delta(tmp_path, "d1", nhs, [bad], [])).quarantined == 1
     return nhs
@@ -475,9 +463,7 @@ def test_another_patients_problem_row_holds_beside_a_bad_ctv3_row(
 
 def test_a_deleted_row_is_not_held_by_a_bad_ctv3_row(engine, settings, codes, tmp_path):
     """A deletion joins nothing that could hold it: no lookup row, bad or not."""
-    nhs = next(NHS)
-    run(engine, settings, codes, write_systmone(tmp_path / "x", [s1_patient("1", nhs)],
-                                                [s1_code("10", "1")]))  # fmt: skip
+    nhs = stored_event(engine, settings, codes, tmp_path)
     gone = delta(tmp_path, "d", nhs, [s1_code("10", "1", RemovedData="1")], [])
     bad_ctv3(gone)
     run(engine, settings, codes, gone)
