@@ -113,13 +113,12 @@ def sign_in(
         reasons = ("auth.token-invalid", exc.kind)
         refuse(svc, context(request), "token-refused", None, reasons, page=True)
         return _page(request, "signin.html", 401, error="That token is not valid", dev=False)
+    who = who_for(svc, user)
     if svc.signouts.signed_out(user.session):
-        who = who_for(svc, user)
         refuse(svc, context(request), "token-refused", who, ("auth.signed-out",), page=True,
                counted=True)  # fmt: skip
         why = "That token was signed out: sign in with a new one"
         return _page(request, "signin.html", 401, error=why, dev=False)
-    who = who_for(svc, user)
     record_login(svc, context(request), who)
     response = _to("/ig" if who.profile == "ig-officer" else _RECORD)
     session.sign_in(response, token, user.accepted_until)
