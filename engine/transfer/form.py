@@ -133,6 +133,8 @@ class Claim:
     total: object
     vitals: news2.Vitals | None
     more: tuple[int, ...] = ()
+    #: The readings the total is scored on that the message lacks (``vitals`` is ``None``).
+    missing: tuple[str, ...] = ()
 
 
 def _codes(resource: dict[str, Any]) -> set[str]:
@@ -159,8 +161,8 @@ def _number(value: object) -> bool:
 
 def claimed_news2(entries: Sequence[Any]) -> Claim | None:
     """The NEWS2 total in a message's entries and, when every reading :func:`observations`
-    writes is there, those readings: so a total can be checked against what it was scored on.
-    ``None`` when there is no total."""
+    writes is there, those readings (else which are missing): so a total can be checked
+    against what it was scored on. ``None`` when there is no total."""
     found: dict[str, Any] = {}
     totals: list[tuple[int, object, bool]] = []
     oxygen: bool | None = None
@@ -185,18 +187,17 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
         return None
     (i, value, scale_2), *more = totals
     level = found.get("consciousness")
-    complete = (
-        oxygen is not None
-        and isinstance(level, str)
-        and level in news2.ACVPU
-        and all(_number(found.get(n)) for n in _VITALS)
+    missing = (
+        *(_VITALS[n][1] for n in _VITALS if not _number(found.get(n))),
+        *(() if isinstance(level, str) and level in news2.ACVPU else ("ACVPU scale score",)),
+        *(() if oxygen is not None else ("air or oxygen",)),
     )
-    vitals = news2.Vitals(
+    vitals = None if missing else news2.Vitals(
         int(found["respiration_rate"]), int(found["spo2"]), bool(oxygen),
         int(found["systolic_bp"]), int(found["pulse"]), found["consciousness"],
         float(found["temperature"]), 2 if scale_2 else 1,
-    ) if complete else None  # fmt: skip
-    return Claim(i, value, vitals, tuple(j for j, _, _ in more))
+    )  # fmt: skip
+    return Claim(i, value, vitals, tuple(j for j, _, _ in more), missing)
 
 
 def readings(v: news2.Vitals) -> str:

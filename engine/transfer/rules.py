@@ -366,23 +366,27 @@ def _news2(doc: dict[str, Any], event: str) -> Iterator[Problem]:
     sender's slip (or a stale score) must not make a high risk read as low. A transfer, what
     the inbox triages on, has one total; another message (a discharge with the score on
     admission and on discharge) may have more, and then no one total is checked against the
-    readings, which may be either's."""
+    readings, which may be either's. A transfer's total comes with every reading it was
+    scored on: without one it cannot be checked, and the inbox would show it as whole."""
     claim = claimed_news2(_list(doc.get("entry")))
     if claim is None:
         return
+    resource = _obj(_obj(_list(doc.get("entry"))[claim.entry]).get("resource"))
+    value = "valueQuantity.value" if "valueQuantity" in resource else "valueInteger"
+    where = f"Bundle.entry[{claim.entry}].resource.{value}"
     if event == "care-home-transfer":
         for i in claim.more:  # the pages show one total, and it must be the one checked here
             yield Problem("structure", "a message has one NEWS2 total",
                           f"Bundle.entry[{i}].resource")  # fmt: skip
+        if claim.missing:
+            said = "a NEWS2 total comes with every reading it is scored on; missing: "
+            yield Problem("required", said + ", ".join(claim.missing), where)
     elif claim.more:
         return
     if claim.vitals is None:
         return
     scored = news2.total(claim.vitals)
     if claim.total != scored:
-        resource = _obj(_obj(_list(doc.get("entry"))[claim.entry]).get("resource"))
-        value = "valueQuantity.value" if "valueQuantity" in resource else "valueInteger"
-        where = f"Bundle.entry[{claim.entry}].resource.{value}"
         said = f"the NEWS2 total is {claim.total!r}, but its readings score {scored}"
         yield Problem("value", said, where)
 

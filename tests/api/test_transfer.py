@@ -34,6 +34,7 @@ from engine.transfer import news2, signature
 from engine.transfer import rules as transfer_rules
 from engine.transfer import store as transfers
 from engine.transfer.form import (
+    ACVPU_SCORE,
     NEWS2_TOTAL,
     SNOMED,
     DischargeForm,
@@ -1187,6 +1188,36 @@ def test_a_news2_total_its_readings_do_not_give_is_refused_at_its_element(
     assert issue["expression"] == [f"Bundle.entry[{i}].resource.{path}"]
     assert "its readings score" in issue["diagnostics"]
     assert count(store, MESSAGES) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "named"), [("8310-5", "Body temperature"), (ACVPU_SCORE, "ACVPU scale score")]
+)
+def test_a_news2_total_sent_without_one_of_its_readings_is_refused(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    code: str, named: str,
+) -> None:  # fmt: skip
+    """A total the message does not carry every reading of cannot be checked, and the inbox
+    would show it as whole: NEWS2 0 sent with a temperature left out, the rest scoring 8."""
+    doc = unsigned()
+    gone = next(e["fullUrl"] for e in doc["entry"] if _coded(e) == code)
+    doc["entry"] = [e for e in doc["entry"] if e["fullUrl"] != gone]
+    for section in doc["entry"][1]["resource"]["section"]:
+        section["entry"] = [r for r in section.get("entry", []) if r["reference"] != gone]
+        if not section["entry"]:
+            del section["entry"]
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == NEWS2_TOTAL)
+    doc["entry"][i]["resource"]["valueQuantity"]["value"] = 0
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    (issue,) = refused.json()["issue"]
+    assert issue["expression"] == [f"Bundle.entry[{i}].resource.valueQuantity.value"]
+    assert issue["diagnostics"].endswith(f"missing: {named}")
+    assert count(store, MESSAGES) == 0
+
+
+def _coded(entry: dict[str, Any]) -> str:
+    return str(entry["resource"].get("code", {}).get("coding", [{}])[0].get("code"))
 
 
 @pytest.mark.parametrize(
