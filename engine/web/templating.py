@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -34,5 +34,15 @@ def uk_date(value: str | datetime) -> str:
     return when.astimezone(_UK).date().isoformat() if when.tzinfo else value[:10]
 
 
+def uk_time(value: str | datetime) -> str:
+    """A stored instant (UTC; one without an offset is taken as UTC) to the minute, as the
+    clocks on the ward and in the care home showed it: in summer UTC is an hour behind."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(_UK).strftime("%Y-%m-%d %H:%M")
+
+
 templates.env.globals["printed_at"] = printed_at
 templates.env.filters["uk_date"] = uk_date
+templates.env.filters["uk_time"] = uk_time

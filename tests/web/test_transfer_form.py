@@ -16,7 +16,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import OperationalError
 
 from audit.query import stream
@@ -26,7 +26,7 @@ from engine.transfer import keys as transfer_keys
 from engine.transfer import signature
 from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.store import register_key, sender_key
-from engine.transfer.tables import KEYS, MESSAGES, TRANSFERS
+from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
@@ -235,6 +235,24 @@ def doctor(web: TestClient, store: Store, token: Token) -> tuple[TestClient, str
     path = str(_post(web, step="send").headers["location"])
     web.cookies.set(SESSION_COOKIE, token("ae-doctor"))
     return acknowledged(web), path
+
+
+def test_the_history_and_the_inbox_show_times_as_uk_clocks_do(
+    doctor: tuple[TestClient, str], store: Store
+) -> None:
+    """Stored in UTC, shown as the ward's and the care home's clocks showed them: in summer a
+    transfer sent at 13:30 read 12:30 in its history, its inbox row and the resident's record."""
+    web, path = doctor
+    transfer_id = path.rsplit("/", 1)[1]
+    summer = datetime(2026, 7, 1, 12, 30, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        mine = STATUS.c.transfer_id == transfer_id
+        conn.execute(update(STATUS).where(mine, STATUS.c.status == "sent").values(at=summer))
+        conn.execute(update(TRANSFERS).where(TRANSFERS.c.id == transfer_id)
+                     .values(updated_at=summer))  # fmt: skip
+    shown = [web.get(path).text, web.get("/inbox").text, web.get(f"/record/{NHS}").text]
+    assert ["2026-07-01 13:30" in page for page in shown] == [True, True, True]
+    assert not any("2026-07-01 12:30" in page for page in shown)
 
 
 def test_a_second_acknowledgement_is_shown_refused_and_audited(
