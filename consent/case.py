@@ -104,6 +104,7 @@ class Shaping:
     own_org_only: bool = False
     own_org_sections: frozenset[str] = frozenset()
     excluded_labels: frozenset[str] = frozenset()
+    withheld_labels: frozenset[str] = frozenset()
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
     notes: tuple[DirectiveNote, ...] = ()
 

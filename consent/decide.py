@@ -70,6 +70,7 @@ def _obligations(c: Case, shapings: list[Shaping]) -> Obligations:
         own_org_only=any(s.own_org_only for s in shapings),
         own_org_sections=frozenset().union(*(s.own_org_sections for s in shapings)),
         excluded_labels=frozenset().union(*(s.excluded_labels for s in shapings)),
+        withheld_labels=frozenset().union(*(s.withheld_labels for s in shapings)),
         fields=dict(sorted(_merge_fields(s.fields for s in shapings).items())),
     )
 

@@ -41,6 +41,8 @@ def hidden_by(meta: ResourceMeta, decision: Decision) -> str | None:
     ob = decision.obligations
     if (meta.resource_type, meta.section) not in ob.allowed:
         return "profile.types" if meta.resource_type not in ob.types else "profile.sections"
+    if not ob.withheld_labels.isdisjoint(meta.labels):
+        return "labels.withheld"  # a legally restricted category: its recorder's users too
     if meta.source_org == ob.org:
         return None
     if ob.own_org_only:

@@ -198,9 +198,11 @@ class Obligations:
     """What may leave, and in what shape.
 
     ``allowed`` pairs a resource type with a section, so a resource is judged on both.
-    Outside the user's own organisation (``org``) three further limits apply:
-    ``own_org_only`` (a dissent in force), ``own_org_sections`` (restricted sections) and
-    ``excluded_labels`` (source-confidential, restricted and unopened sensitive labels).
+    ``withheld_labels`` (the legally restricted categories no consent opens to ``org``) hold
+    for every organisation, the one that recorded the item too. Outside the user's own
+    organisation three further limits apply: ``own_org_only`` (a dissent in force),
+    ``own_org_sections`` (restricted sections) and ``excluded_labels`` (source-confidential
+    and restricted-person labels).
     """
 
     org: str
@@ -208,6 +210,7 @@ class Obligations:
     own_org_only: bool = False
     own_org_sections: frozenset[str] = frozenset()
     excluded_labels: frozenset[str] = frozenset()
+    withheld_labels: frozenset[str] = frozenset()
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
     #: Resource types worth querying at all: narrow the database query by these.
     types: frozenset[str] = field(init=False, repr=False, compare=False)

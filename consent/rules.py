@@ -322,7 +322,7 @@ def sensitive(c: Case) -> Shaping:
         for cat in opened
     ]
     closed = frozenset(lbl for cat, lbl in c.policy.sensitive.items() if cat not in opened)
-    return Shaping(reasons=tuple(reasons), excluded_labels=closed)
+    return Shaping(reasons=tuple(reasons), withheld_labels=closed)
 
 
 def dissent(c: Case) -> Shaping:

@@ -287,21 +287,28 @@ def _without_labels(labels: frozenset[str]) -> ColumnElement[bool]:
 
 @lru_cache(maxsize=64)
 def _page_query(
-    dialect: str, own_org_only: bool, excluded: frozenset[str], since: bool, ids: bool
+    dialect: str,
+    own_org_only: bool,
+    excluded: frozenset[str],
+    withheld: frozenset[str],
+    since: bool,
+    ids: bool,
 ) -> Select[Any]:
     """The page's query for one shape of decision, built once: the person's Patients, the
     permitted types, the user's organisation, ``_since`` and the ids asked are bound per read.
 
     One query for every row asked, but a body only for a row the narrowed query allows (the
     decision's types, a dissent's own-organisation limit, excluded labels only for their
-    owner): the rest come back as their columns alone, to be counted as withheld, never as
-    content."""
+    owner, withheld labels for everyone): the rest come back as their columns alone, to be
+    counted as withheld, never as content."""
     own = R.c.source_org == bindparam("org")
     allowed = [one_of(R.c.resource_type, "types", dialect)]
     if own_org_only:
         allowed.append(own)
     if excluded:
         allowed.append(or_(own, _without_labels(excluded)))
+    if withheld:
+        allowed.append(_without_labels(withheld))
     asked = [one_of(R.c.patient_id, "patients", dialect), R.c.status == "active"]
     if since:
         asked.append(R.c.last_updated >= bindparam("since", type_=R.c.last_updated.type))
@@ -343,7 +350,10 @@ def release(
     # Under any field rule every type is masked (``consent.unmasked``), and a row's time may be
     # that of a change to nothing but what the mask removes: ``_since`` then narrows nothing.
     narrows = since is not None and not ob.fields
-    query = _page_query(conn.dialect.name, ob.own_org_only, ob.excluded_labels, narrows, bool(ids))
+    query = _page_query(
+        conn.dialect.name, ob.own_org_only, ob.excluded_labels, ob.withheld_labels, narrows,
+        bool(ids),
+    )  # fmt: skip
     params: dict[str, Any] = {
         "patients": list(patient_ids), "types": sorted(ob.types), "org": ob.org,
     }  # fmt: skip
@@ -363,7 +373,7 @@ def release(
         query, params
     ).all():
         if body is None:
-            withheld[_narrowed_away(decision, rtype, org)] += 1
+            withheld[_narrowed_away(decision, rtype, org, labels)] += 1
             continue
         resource, why = judge(rtype, org, body, labels, (section, tags, version))
         if why is not None:
@@ -433,12 +443,15 @@ class _Judge:
         return Item(resource_type, resource_id, orjson.dumps(masked, default=exact))
 
 
-def _narrowed_away(decision: Decision, resource_type: str, source_org: str) -> str:
-    """Why the narrowed query left a row out (its type, a dissent's own-organisation limit, or
-    an excluded label), from its columns alone."""
+def _narrowed_away(decision: Decision, resource_type: str, source_org: str, labels: str) -> str:
+    """Why the narrowed query left a row out (its type, a withheld label, a dissent's
+    own-organisation limit, or an excluded label), from its columns alone, in the order
+    ``consent.hidden_by`` asks."""
     ob = decision.obligations
     if resource_type not in ob.types:
         return "profile.types"
+    if not ob.withheld_labels.isdisjoint(labels.split()):
+        return "labels.withheld"
     if ob.own_org_only and source_org != ob.org:
         return "consent.own-organisation-only"
     return "labels.excluded"

@@ -24,6 +24,7 @@ from consent import (
     Request,
     decide,
     explain,
+    hidden_by,
     mask,
     meta_of,
     relationship,
@@ -383,7 +384,9 @@ def test_break_glass_never_opens_source_confidential_or_restricted() -> None:
     assert d.permit
     for label in ("source-confidential", "NOPAT", "restricted-person", "sensitive-sti"):
         assert not visible(meta(OBSERVATION, GP, label), d), label
+    for label in ("source-confidential", "NOPAT", "restricted-person"):
         assert visible(meta(OBSERVATION, HOSPITAL, label), d), label
+    assert not visible(meta(OBSERVATION, HOSPITAL, "sensitive-sti"), d)
 
 
 def test_expired_grant_permits_nothing() -> None:
@@ -476,6 +479,19 @@ def test_consent_opens_its_category_for_its_organisation_only() -> None:
     patient = facts(typical(elsewhere), directives=(consent,))
     d2 = decide(elsewhere, patient, "TREAT", EVERYTHING, NOW, POLICY)
     assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d2)
+
+
+def test_the_recording_practice_sees_its_restricted_item_only_under_a_consent() -> None:
+    """Source-confidential stays with its source; a legally restricted category leaves no one,
+    the practice that recorded it too, unless a consent names the category and that practice."""
+    gp = who("clinical", org=GP)
+    d = decide(gp, facts(typical(gp)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert visible(meta(ACTIVE_PROBLEM, GP, "source-confidential"), d)
+    assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d)
+    assert hidden_by(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d) == "labels.withheld"
+    consent = directive("consent-category", org=GP, category="sti")
+    opened = decide(gp, facts(typical(gp), directives=(consent,)), "TREAT", EVERYTHING, NOW, POLICY)
+    assert visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), opened)
 
 
 def test_consent_for_one_category_not_opening_another() -> None:

@@ -78,11 +78,15 @@ def observations(released) -> list[dict]:  # type: ignore[no-untyped-def,type-ar
     return [r for r in released.resources if r["resourceType"] == "Observation"]
 
 
-def test_owning_practice_sees_its_own_confidential_and_sensitive_items(store):
+def test_owning_practice_sees_its_own_confidential_items_but_not_its_sensitive_ones(store):
+    """Source-confidential stays with its source; a legally restricted category leaves no
+    one, the practice that recorded it included, unless a consent opens it (contract)."""
     engine, _ = store
     released = read(engine, user("Y00001"))
     assert released.decision.permit
-    assert len(observations(released)) == 4
+    assert len(observations(released)) == 3
+    assert all("76272004" not in str(o) for o in released.resources)
+    assert released.withheld == {"labels.withheld": 1}
 
 
 def test_other_practice_sees_neither_confidential_nor_sensitive_items(store):
@@ -122,10 +126,9 @@ def test_receptionist_sees_no_clinical_item(store):
 def test_what_policy_holds_back_is_counted_by_reason_never_shown(store):
     engine, _ = store
     other = read(engine, user("Y00002"))
-    assert other.withheld == {"labels.excluded": 2}
+    assert other.withheld == {"labels.excluded": 1, "labels.withheld": 1}
     receptionist = read(engine, user("Y00001", role="S8001:G8003:R8009", profile="admin"))
     assert receptionist.withheld["profile.types"] >= 4
-    assert read(engine, user("Y00001")).withheld == {}
     assert read(engine, user("Y00009")).withheld == {}
 
 
@@ -143,7 +146,9 @@ def test_a_row_is_judged_on_its_stored_facts(store):
     _restamp_observation(engine, 130, section="unclassified", facts_version=POLICY.facts_version)
     released = read(engine, user("Y00002"))
     assert {o["valueQuantity"]["value"] for o in observations(released)} == {120}
-    assert released.withheld == {"labels.excluded": 2, "profile.sections": 1}
+    assert released.withheld == {
+        "labels.excluded": 1, "labels.withheld": 1, "profile.sections": 1
+    }  # fmt: skip
 
 
 def test_facts_derived_by_other_rules_are_not_trusted(store):
@@ -152,7 +157,7 @@ def test_facts_derived_by_other_rules_are_not_trusted(store):
     _restamp_observation(engine, 130, section="unclassified", facts_version="other-rules")
     released = read(engine, user("Y00002"))
     assert {o["valueQuantity"]["value"] for o in observations(released)} == {120, 130}
-    assert released.withheld == {"labels.excluded": 2}
+    assert released.withheld == {"labels.excluded": 1, "labels.withheld": 1}
 
 
 def _bodies(engine) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
@@ -248,9 +253,9 @@ def test_the_facts_statement_is_rendered_once_on_postgresql() -> None:
 def test_the_statements_columns_come_in_the_order_their_rows_are_unpacked(dialect: str) -> None:
     """``release`` and ``_Gathered.add`` unpack rows by position, so a column moved in either
     statement would be read as another; this pins both orders to the unpacking."""
-    for own_only, excluded, since, ids in [(False, frozenset(), False, False),
-                                           (True, frozenset({"x"}), True, True)]:  # fmt: skip
-        page = _page_query(dialect, own_only, excluded, since, ids)
+    for own_only, labels, since, ids in [(False, frozenset(), False, False),
+                                         (True, frozenset({"x"}), True, True)]:  # fmt: skip
+        page = _page_query(dialect, own_only, labels, labels, since, ids)
         assert [c.name for c in page.selected_columns] == [
             "id", "resource_type", "source_org", "body", "labels", "section", "policy_labels",
             "facts_version", "source_key", "run_id", "version_id",
