@@ -90,7 +90,7 @@ def example(
         person=Person(nhs_number, family, given, born),
         reason="Example: fall this morning, hip pain, more confused than usual",
         vitals=Vitals(22, 94, False, 105, 98, "C", 37.9), completed_by="Example nurse",
-        medicines=[Medicine("Paracetamol 500mg tablets", now.isoformat(timespec="seconds"))],
+        medicines=[Medicine("Paracetamol 500mg tablets", now)],
         allergies=["Penicillin"], for_cpr=None, belongings=["Glasses"],
     )  # fmt: skip
     doc = transfer_message(form, sender=sender, destination=destination, now=now, base=base)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Mapping
-from datetime import date, datetime, time, timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from engine.transfer import news2
-from engine.transfer.form import Medicine, Person, TransferForm
+from engine.transfer.form import Medicine, Person, TransferForm, written
 
 #: A problem: the field it is about (``None``: the message as a whole) and what to do, in the
 #: words of the error summary that links to the field.
@@ -31,8 +31,9 @@ READINGS = {
 #: The oldest a person is taken to be: an older birth date is a slip of the keyboard.
 OLDEST_YEARS = 120
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_CLOCK = re.compile(r"([01]?\d|2[0-3])[:.]([0-5]\d)")
-_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[ T]([01]?\d|2[0-3])[:.]([0-5]\d)")
+_ZONE = r"(?:\s*(GMT|BST))?"
+_CLOCK = re.compile(r"([01]?\d|2[0-3])[:.]([0-5]\d)" + _ZONE, re.I)
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[ T]([01]?\d|2[0-3])[:.]([0-5]\d)" + _ZONE, re.I)
 _DOSE_FORMAT = (
     "give the last dose as a time such as 08:00, or a date and time such as 2026-12-05 08:00"
 )
@@ -78,37 +79,61 @@ def _birth_date(text: str, today: date, problems: list[Problem]) -> None:
         problems.append(("born", f"The date of birth is over {OLDEST_YEARS} years ago: check it"))
 
 
-def _last_dose(text: str, now: datetime) -> str | None:
-    """A time of last dose as a nurse writes it (``08:00`` today, or yesterday if that is still
-    to come; or a date and time), as an R4 dateTime in UK time; ``None`` if it is neither."""
+def _last_dose(text: str, now: datetime) -> datetime | str:
+    """A time of last dose as a nurse writes it (``08:00`` today, or yesterday if that is
+    still to come; or a date and time, ``GMT`` or ``BST`` after it where the clocks make the
+    time happen twice) in UK time; else what is wrong with it. The hour the clocks skip never
+    happened, a dose to come was not given, and the hour they repeat is asked, never guessed."""
     local = now.astimezone(_UK)
     if clock := _CLOCK.fullmatch(text):
-        at = datetime.combine(local.date(), time(int(clock[1]), int(clock[2])), _UK)
-        if at > local:
-            at -= timedelta(days=1)
+        day, hour, minute, zone = local.date(), clock[1], clock[2], clock[3]
+        if datetime.combine(day, time(int(hour), int(minute)), _UK) > local:
+            day -= timedelta(days=1)
     elif stamp := _STAMP.fullmatch(text):
         try:
             day = date.fromisoformat(stamp[1])
         except ValueError:
-            return None
-        at = datetime.combine(day, time(int(stamp[2]), int(stamp[3])), _UK)
+            return _DOSE_FORMAT
+        hour, minute, zone = stamp[2], stamp[3], stamp[4]
     else:
-        return None
-    return at.isoformat(timespec="seconds")
+        return _DOSE_FORMAT
+    at = datetime.combine(day, time(int(hour), int(minute)), _UK)
+    named = f"{day.isoformat()} {int(hour):02d}:{minute}"
+    both = {at.tzname(), at.replace(fold=1).tzname()}
+    if at.astimezone(UTC).astimezone(_UK).replace(tzinfo=None) != at.replace(tzinfo=None):
+        return f"the clocks went forward that night, so {named} never happened: check the time"
+    if zone is None and len(both) > 1:
+        return (f"the clocks went back that night, so {named} happened twice: add BST (the "
+                "first) or GMT (the second) after the time")  # fmt: skip
+    if zone is not None:
+        if zone.upper() not in both:
+            return f"UK clocks showed {at.tzname()} at {named}, not {zone.upper()}"
+        at = at.replace(fold=int(at.tzname() != zone.upper()))
+    if at > local:
+        return f"{named} is still to come: give the time the last dose was given"
+    return at
 
 
 def _medicines(text: str, now: datetime, problems: list[Problem]) -> list[Medicine]:
     found: list[Medicine] = []
     for n, line in enumerate(lines(text), start=1):
         name, _, dose = (part.strip() for part in line.partition("|"))
-        when = _last_dose(dose, now) if dose else ""
+        when = _last_dose(dose, now) if dose else None
         if blank(name):
             problems.append(("medicines", f"Line {n} of the medicines: name the medicine"))
-        elif when is None:
-            problems.append(("medicines", f"Line {n} of the medicines: {_DOSE_FORMAT}"))
+        elif isinstance(when, str):
+            problems.append(("medicines", f"Line {n} of the medicines: {when}"))
         else:
             found.append(Medicine(name, when))
     return found
+
+
+def reviewed_medicines(medicines: Sequence[Medicine]) -> str:
+    """The medicines field as the review shows it and seals it: each last dose with its day,
+    so that sending later (after midnight, or past the time typed) sends what was reviewed."""
+    return "\n".join(
+        f"{m.name} | {written(m.last_dose)}" if m.last_dose else m.name for m in medicines
+    )
 
 
 def read_form(

@@ -51,8 +51,16 @@ class Person:
 @dataclass(frozen=True, slots=True)
 class Medicine:
     name: str
-    #: When the last dose was given, as the care home's MAR says (ISO date-time), or "".
-    last_dose: str = ""
+    #: When the last dose was given, as the care home's MAR says (UK time), if it says.
+    last_dose: datetime | None = None
+
+
+def written(at: datetime) -> str:
+    """A last dose as people read it (and the form reads it back): the day always (a bare
+    08:00 is this morning or yesterday's, by when it is read), the clock's name when the time
+    happened twice (the night the clocks go back)."""
+    twice = at.replace(fold=0).tzname() != at.replace(fold=1).tzname()
+    return at.strftime("%Y-%m-%d %H:%M") + (f" {at.tzname()}" if twice else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +220,10 @@ def readings(v: news2.Vitals) -> str:
     )
 
 
+def _given(m: Medicine) -> str:
+    return written(m.last_dose) if m.last_dose else "not recorded"
+
+
 def _lines(items: Sequence[str]) -> str:
     return "; ".join(items) or "None recorded"
 
@@ -225,8 +237,8 @@ def transfer_message(
     medicines = [
         {"resourceType": "MedicationStatement", "status": "active",
          "medicationCodeableConcept": {"text": m.name}, "subject": {"reference": subject}}
-        | ({"effectiveDateTime": m.last_dose, "note": [{"text": "Last dose given"}]}
-           if m.last_dose else {})
+        | ({"effectiveDateTime": m.last_dose.isoformat(timespec="seconds"),
+            "note": [{"text": "Last dose given"}]} if m.last_dose else {})
         for m in form.medicines
     ]  # fmt: skip
     allergies = [
@@ -250,8 +262,8 @@ def transfer_message(
         Section("allergies-and-adverse-reaction", "Allergies and adverse reactions",
                 _lines(form.allergies), allergies),
         Section("medications-and-medical-devices", "Medications",
-                _lines([f"{m.name} (last dose {m.last_dose or 'not recorded'})"
-                        for m in form.medicines]), medicines),
+                _lines([f"{m.name} (last dose {_given(m)})" for m in form.medicines]),
+                medicines),
         Section("advance-decisions-about-treatment", "Advance decisions",
                 "; ".join(filter(None, [None if form.for_cpr is None else _CPR[form.for_cpr][1],
                                         form.advance_decisions])), cpr),

@@ -29,7 +29,7 @@ from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step
 from engine.directory import organisations
 from engine.transfer import news2, signature
 from engine.transfer.entry import lines as _lines
-from engine.transfer.entry import read_form
+from engine.transfer.entry import read_form, reviewed_medicines
 from engine.transfer.form import DischargeForm, Person, discharge_message, transfer_message
 from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.parties import acknowledgement, may_take_part
@@ -188,6 +188,8 @@ def send_transfer(
     hospitals = _kind_of(request, "hospital")
     form, problems = read_form(entered, nhs_number, who.name, dict(hospitals), datetime.now(UTC))
     vitals = form.vitals
+    if not problems and step == "review":  # each last dose with its day, as it will be sent
+        entered["medicines"] = reviewed_medicines(form.medicines)
     # a review is of one person's transfer, sent as one message
     shown = entered | {"nhs_number": nhs_number, "message_id": message_id}
     if step == "send" and not (UUID.fullmatch(message_id)

@@ -38,7 +38,7 @@ FORM = TransferForm(
     reason="Fall with suspected hip fracture; more confused than usual",
     vitals=Vitals(22, 94, False, 105, 98, "C", 37.9),
     completed_by="Dee Synthetic, nurse",
-    medicines=[Medicine("Paracetamol 500mg tablets", "2026-12-01T08:00:00+00:00")],
+    medicines=[Medicine("Paracetamol 500mg tablets", datetime(2026, 12, 1, 8, tzinfo=UTC))],
     allergies=["Penicillin"],
     for_cpr=False,
     belongings=["Glasses", "Hearing aid"],

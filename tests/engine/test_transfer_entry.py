@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.transfer.entry import read_form
+from engine.transfer.entry import read_form, reviewed_medicines
 
 #: 09:30 UK time (GMT in December).
 NOW = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
@@ -46,12 +46,51 @@ def test_last_doses_are_read_as_a_nurse_writes_them() -> None:
     typed = "Paracetamol 1g | 08:00\nMorphine 2.5mg | 22:00\nAdcal | 2026-12-04 18:30\nSenna"
     form, found = read_form(TYPED | {"medicines": typed}, "9990000018", "Nurse", {"R9Z"}, NOW)
     assert found == []
-    assert [(m.name, m.last_dose) for m in form.medicines] == [
+    assert [(m.name, m.last_dose and m.last_dose.isoformat()) for m in form.medicines] == [
         ("Paracetamol 1g", "2026-12-05T08:00:00+00:00"),
         ("Morphine 2.5mg", "2026-12-04T22:00:00+00:00"),
         ("Adcal", "2026-12-04T18:30:00+00:00"),
-        ("Senna", ""),
+        ("Senna", None),
     ]
+    assert reviewed_medicines(form.medicines) == (
+        "Paracetamol 1g | 2026-12-05 08:00\nMorphine 2.5mg | 2026-12-04 22:00\n"
+        "Adcal | 2026-12-04 18:30\nSenna"
+    )
+
+
+@pytest.mark.parametrize(
+    ("typed", "now", "sent", "problem"),
+    [
+        # 29 March 2026: the clocks go from 01:00 GMT to 02:00 BST; 01:30 never happened
+        ("01:30", "2026-03-29T09:00", None, "never happened"),
+        ("2026-03-29 01:30", "2026-03-29T09:00", None, "never happened"),
+        # 25 October 2026: 01:00-02:00 happens twice, first BST then GMT
+        ("01:30", "2026-10-25T09:00", None, "happened twice"),
+        ("01:30 BST", "2026-10-25T09:00", "2026-10-25T01:30:00+01:00", ""),
+        ("2026-10-25 01:30 gmt", "2026-10-25T09:00", "2026-10-25T01:30:00+00:00", ""),
+        ("08:00 BST", "2026-12-05T09:30", None, "showed GMT"),
+        ("2026-12-05 10:00", "2026-12-05T09:30", None, "still to come"),
+        ("14:00", "2026-07-01T15:00", "2026-07-01T14:00:00+01:00", ""),
+    ],
+)
+def test_a_last_dose_the_clocks_make_unclear_is_asked_never_guessed(
+    typed: str, now: str, sent: str | None, problem: str
+) -> None:
+    """The hour the clocks skip never happened, the hour they repeat happened twice (BST or
+    GMT says which), and a dose still to come was not given."""
+    at = datetime.fromisoformat(now).replace(tzinfo=UTC)
+    form, found = read_form(TYPED | {"medicines": f"Insulin | {typed}"}, "9990000018",
+                            "Nurse", {"R9Z"}, at)  # fmt: skip
+    if sent is None:
+        ((field, text),) = found
+        assert field == "medicines" and problem in text, text
+    else:
+        assert found == [] and form.medicines[0].last_dose is not None
+        assert form.medicines[0].last_dose.isoformat() == sent
+        again = read_form(TYPED | {"medicines": reviewed_medicines(form.medicines)},
+                          "9990000018", "Nurse", {"R9Z"}, at)[0]  # fmt: skip
+        (back,) = again.medicines
+        assert back.last_dose is not None and back.last_dose.isoformat() == sent, "read back"
 
 
 @pytest.mark.parametrize("line", ["Paracetamol | 8am", "| 08:00", "Paracetamol | 2026-02-30 08:00"])

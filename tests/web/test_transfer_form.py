@@ -27,6 +27,7 @@ from engine.transfer import signature
 from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.store import register_key, sender_key
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
+from engine.web import transfers as transfer_pages
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
@@ -356,6 +357,42 @@ def test_only_what_was_reviewed_is_sent(web: TestClient, store: Store) -> None:
     assert again.status_code == 200 and "Check before sending" in again.text
     assert count(store, MESSAGES) == 0
     assert _post(web, step="send").status_code == 303 and count(store, MESSAGES) == 1
+
+
+class _Clock(datetime):
+    """The pages' clock, set by the test."""
+
+    at = datetime(2026, 12, 5, 7, 59, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> _Clock:  # type: ignore[override]
+        return cls.at if tz is None else cls.at.astimezone(tz)  # type: ignore[return-value]
+
+
+def test_the_last_dose_sent_is_the_day_the_review_showed(
+    web: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviewed at 07:59, "08:00" is yesterday's (today's is still to come); read again at
+    Send, at 08:01, it was today's: the hospital was told of a dose not yet given. The review
+    shows each last dose with its day, and sends that."""
+    monkeypatch.setattr(transfer_pages, "datetime", _Clock)
+    monkeypatch.setattr(_Clock, "at", datetime(2026, 12, 5, 7, 59, tzinfo=UTC))
+    typed = FORM | {"medicines": "Paracetamol 500mg | 08:00", "csrf_token": csrf(web, PATH)}
+    review = web.post(PATH, data=typed | {"step": "review"})
+    assert "Paracetamol 500mg | 2026-12-04 08:00" in review.text
+    carried = {
+        name: html.unescape(value)
+        for name, value in re.findall(
+            r'<input type="hidden" name="(\w+)" value="([^"]*)">', review.text
+        )
+    }
+    monkeypatch.setattr(_Clock, "at", datetime(2026, 12, 5, 8, 1, tzinfo=UTC))
+    assert web.post(PATH, data=carried | {"step": "send"}).status_code == 303
+    with store.engine.connect() as conn:
+        doc = orjson.loads(conn.execute(select(MESSAGES.c.raw)).scalar_one())
+    (dose,) = [e["resource"]["effectiveDateTime"] for e in doc["entry"]
+               if e["resource"]["resourceType"] == "MedicationStatement"]  # fmt: skip
+    assert dose == "2026-12-04T08:00:00+00:00"
 
 
 def test_a_reviewed_transfer_sent_twice_opens_one_transfer(web: TestClient, store: Store) -> None:
