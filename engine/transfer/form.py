@@ -291,14 +291,20 @@ def discharge_message(
         {"resourceType": "Condition", "code": {"text": d}, "subject": {"reference": subject}}
         for d in form.diagnoses
     ]
-    changes = "; ".join(
-        f"{label}: {_lines(items)}"
-        for label, items in (("Started", form.started), ("Stopped", form.stopped),
-                             ("Changed", form.changed))
-    )  # fmt: skip
+    changed = (("Started", "active", form.started), ("Stopped", "stopped", form.stopped),
+               ("Changed", "active", form.changed))  # fmt: skip
+    changes = "; ".join(f"{label}: {_lines(items)}" for label, _, items in changed)
+    # one statement a medicine, so a care-home system can update its medicines record from
+    # them: the narrative joins them for people, and a line may hold "; " itself
+    statements = [
+        {"resourceType": "MedicationStatement", "status": status,
+         "medicationCodeableConcept": {"text": item}, "subject": {"reference": subject},
+         "note": [{"text": f"{label} in hospital"}]}
+        for label, status, items in changed for item in items
+    ]  # fmt: skip
     sections = [
         Section("discharge-details", "Discharge details", _lines(form.diagnoses), diagnoses),
-        Section("medications-and-medical-devices", "Medication changes", changes),
+        Section("medications-and-medical-devices", "Medication changes", changes, statements),
         Section("plan-and-requested-actions", "Follow-up actions", form.follow_up),
         Section("belongings", "Belongings returned", _lines(form.belongings_returned)),
     ]

@@ -1341,6 +1341,33 @@ def _news2_total(subject: str, when: str, score: int) -> dict[str, Any]:
     return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource}
 
 
+def test_a_discharges_medicine_changes_are_one_statement_each() -> None:
+    """A care-home system updates its medicines record from them: the narrative alone joined
+    them with "; ", which a line may hold itself."""
+    form = DischargeForm(
+        FORM.person, ["UTI"], started=["Amoxicillin 500mg TDS; 5 days"],
+        stopped=["Nitrofurantoin"], changed=["Furosemide 40mg, was 20mg"],
+        completed_by="Dr Ben Synthetic",
+    )  # fmt: skip
+    doc = discharge_message(
+        form, sender=HOSPITAL, destination=CARE_HOME, transfer_id=str(uuid.uuid4()),
+        now=datetime.now(UTC), base=BASE,
+    )  # fmt: skip
+    by_url = {e["fullUrl"]: e["resource"] for e in doc["entry"]}
+    medicines = "medications-and-medical-devices"
+    sections = doc["entry"][1]["resource"]["section"]
+    (section,) = [s for s in sections if s["code"]["coding"][0]["code"] == medicines]
+    listed = [by_url[r["reference"]] for r in section["entry"]]
+    assert [(m["medicationCodeableConcept"]["text"], m["status"], m["note"][0]["text"])
+            for m in listed] == [
+        ("Amoxicillin 500mg TDS; 5 days", "active", "Started in hospital"),
+        ("Nitrofurantoin", "stopped", "Stopped in hospital"),
+        ("Furosemide 40mg, was 20mg", "active", "Changed in hospital"),
+    ]  # fmt: skip
+    problems, parsed = transfer_rules.check_shape(signed(doc, signature.new_key(), HOSPITAL))
+    assert parsed is not None and [p.diagnostics for p in problems] == []
+
+
 def test_a_discharge_may_carry_the_news2_on_admission_and_on_discharge() -> None:
     """'One NEWS2 total' is for what the inbox triages on: a transfer's opening message. A
     hospital's discharge (from its own system, by the API) may carry the score on admission
