@@ -108,7 +108,16 @@ def signature_valid(cp: Checkpoint, public: Ed25519PublicKey) -> bool:
 
 
 def verify_against(engine: Engine, cp: Checkpoint, public: Ed25519PublicKey) -> Report:
-    """Verify the trail, and that it extends the checkpointed one (same entry at its size)."""
+    """Verify the trail, and that it extends the checkpointed one (same entry at its size).
+
+    A checkpoint signed by another key than ``public`` cannot be checked at all: that raises
+    :class:`CheckpointError` naming both keys, as a changed key says nothing yet about the
+    trail (a signature that fails under the key that made it does)."""
+    if cp.key_id != key_id(public):
+        raise CheckpointError(
+            f"the checkpoint was signed by key {cp.key_id}, not by the key in use "
+            f"({key_id(public)}): the signing key has changed"
+        )
     if not signature_valid(cp, public):
         return Report(0, b"", Problem(0, "the checkpoint's signature is not valid for this key"))
     report = verify(engine, keep=cp.size)

@@ -74,7 +74,7 @@ def verify_cmd(
                 public = (
                     load_public(public_key.read_bytes())
                     if public_key
-                    else signing_key(settings).public_key()
+                    else signing_key(settings, create=False).public_key()
                 )
                 report = verify_against(engine, cp, public)
     except (CheckpointError, SigningKeyError, OSError) as exc:

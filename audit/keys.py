@@ -61,7 +61,9 @@ def _generate(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def signing_key(settings: Settings) -> Ed25519PrivateKey:
+def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey:
+    """The key in use. Without ``create``, a key file that is not there is an error, not a
+    new key: a verify that made one would blame the checkpoint for a key that was removed."""
     configured = settings.audit_signing_key
     if configured:
         if configured.lstrip().startswith("-----BEGIN"):
@@ -73,6 +75,11 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
     path = settings.data_dir / KEY_FILE
     if path.exists():
         return _read_file(path, "audit signing key")
+    if not create:
+        raise SigningKeyError(
+            f"audit signing key: no file {path}: the key that signed checkpoints is missing "
+            "(moved, deleted or never made here); a verify does not make a new one"
+        )
     return _generate(path)
 
 

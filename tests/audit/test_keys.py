@@ -16,6 +16,7 @@ from audit.checkpoint import parse, signature_valid
 from audit.keys import KEY_FILE, SigningKeyError, load_public, signing_key
 from engine.cli import app
 from engine.settings import Settings
+from tests.audit.trail import fill
 
 runner = CliRunner()
 
@@ -100,7 +101,22 @@ def test_checkpoint_is_signed_by_the_key_public_key_prints(engine, db_url, tmp_p
     saved.write_text(made.stdout)
     args = ["audit", "verify", "--checkpoint", str(saved)]
     assert runner.invoke(app, args, env=env).exit_code == 0
-    assert runner.invoke(app, [*args, "--public-key", str(other)], env=env).exit_code == 1
+    result = runner.invoke(app, [*args, "--public-key", str(other)], env=env)
+    assert result.exit_code == 2 and "the signing key has changed" in result.output
+    assert cp.key_id in result.output, "which key signed the checkpoint is named"
+
+
+def test_verify_with_the_signing_key_missing_refuses_and_makes_none(engine, db_url, tmp_path):
+    """Whoever deletes the key file must not have a new one made by the IG office's own
+    verify, and the checkpoint then blamed: the verify refuses, saying the key is missing."""
+    env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path)}
+    fill(engine, 5)
+    saved = tmp_path / "checkpoint.json"
+    saved.write_text(runner.invoke(app, ["audit", "checkpoint"], env=env).stdout)
+    (tmp_path / KEY_FILE).unlink()
+    result = runner.invoke(app, ["audit", "verify", "--checkpoint", str(saved)], env=env)
+    assert result.exit_code == 2 and "signing key" in result.output and "missing" in result.output
+    assert not (tmp_path / KEY_FILE).exists(), "verify made a new signing key"
 
 
 #: secp112r1: a well-formed EC key of a kind cryptography cannot load (UnsupportedAlgorithm).
