@@ -68,6 +68,12 @@ def make(engine: Engine, key: Ed25519PrivateKey, now: datetime) -> Checkpoint:
         raise CheckpointError(
             f"the trail does not verify at entry {report.problem.seq}: {report.problem.reason}"
         )
+    return sign(engine, key, report, now)
+
+
+def sign(engine: Engine, key: Ed25519PrivateKey, report: Report, now: datetime) -> Checkpoint:
+    """Sign the size and head of a walk that found no problem (the caller's to check), so a
+    walk that also checked an earlier checkpoint is the one vouched for, not a second one."""
     durable(engine)
     head, when = report.head.hex(), time_text(now)
     signature = key.sign(_message(report.size, head, when))

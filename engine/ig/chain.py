@@ -1,8 +1,11 @@
 """The chain's status for the console, and the verify action, which also signs a checkpoint.
 
-A verify that passes signs a checkpoint (``audit.checkpoint.make`` verifies first and never
-signs a broken trail) and keeps it as the latest in the data directory, so the console shows
-when the trail was last proved whole and IG can download it to keep away from the database.
+A verify checks the trail against the latest checkpoint kept here, as ``scr audit verify
+--checkpoint`` does: a rewrite with every later hash recomputed is a valid chain, and only the
+checkpoint shows it. A verify that passes signs a new checkpoint and keeps it as the latest in
+the data directory, so the console shows when the trail was last proved whole and IG can
+download it to keep away from the database; one that fails signs nothing and keeps the old
+checkpoint, the evidence of what the trail was.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, Table, select
 
-from audit.checkpoint import Checkpoint, CheckpointError, make, parse, signature_valid
+from audit.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    parse,
+    sign,
+    signature_valid,
+    verify_against,
+)
 from audit.keys import SigningKeyError, signing_key
 from audit.tables import AuditHead
 from audit.verify import Report, verify
@@ -107,17 +117,32 @@ def _write(path: Path, data: bytes) -> None:
         raise
 
 
-def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Report, str | None]:
-    """Walk the whole trail once; when it holds, sign and keep a checkpoint of it. Also says
-    why no checkpoint was signed when the signing key cannot be used (the walk still runs)."""
+def _kept(path: Path) -> Checkpoint | None:
+    """The latest checkpoint kept here, signed or not; none when there is none, or the file is
+    not a checkpoint (shown as unreadable, and replaced by the next checkpoint signed)."""
     try:
-        key = signing_key(settings)
+        return parse(path.read_bytes())
+    except (CheckpointError, OSError):
+        return None
+
+
+def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Report, str | None]:
+    """Walk the whole trail once, checking it still extends the latest checkpoint kept; when
+    it holds, sign and keep a checkpoint of it. Also says why no checkpoint was signed when
+    the signing key cannot be used, or is not the one that signed the kept checkpoint (the
+    walk still runs). A key is made here only when no checkpoint is kept yet."""
+    path = latest_path(settings)
+    kept = _kept(path)
+    try:
+        key = signing_key(settings, create=kept is None)
     except SigningKeyError as exc:
         return verify(engine), str(exc)
     try:
-        cp = make(engine, key, now)
-    except CheckpointError:
-        return verify(engine), None
-    data = orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2)
-    _keep(latest_path(settings), data, key.public_key())
+        report = verify(engine) if kept is None else verify_against(engine, kept, key.public_key())
+    except CheckpointError as exc:  # signed by another key: the kept one cannot be checked
+        return verify(engine), str(exc)
+    if report.problem is not None:
+        return report, None
+    cp = sign(engine, key, report, now)
+    _keep(path, orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2), key.public_key())
     return Report(cp.size, bytes.fromhex(cp.head)), None

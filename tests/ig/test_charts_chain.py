@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from engine.web.charts import bars
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.audit.test_keys import UNSUPPORTED_PRIVATE
-from tests.audit.trail import as_owner, entry, fill
+from tests.audit.trail import as_owner, entry, fill, rechain, row
 from tests.conftest import BACKEND
 from tests.ig.test_console import csrf
 
@@ -151,26 +151,76 @@ def test_latest_is_never_replaced_by_an_older_checkpoint(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_an_edited_latest_checkpoint_is_replaced_by_the_next_verify(
-    engine: Engine, tmp_path: Path
-) -> None:
-    """A latest file whose signature does not hold (its size edited up) never outranks a
-    checkpoint the server signs now."""
+def test_an_edited_latest_checkpoint_is_reported_and_kept(engine: Engine, tmp_path: Path) -> None:
+    """A latest file whose signature does not hold (its size edited up) is evidence that
+    someone edited it: Verify says so, as ``scr audit verify --checkpoint`` does, and neither
+    signs nor replaces it."""
     settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
     latest = chain.latest_path(settings)
     fill(engine, 3)
     chain.verify_now(engine, settings, datetime.now(UTC))
     latest.write_bytes(orjson.dumps(orjson.loads(latest.read_bytes()) | {"size": 10**9}))
+    edited = latest.read_bytes()
     report, unsigned = chain.verify_now(engine, settings, datetime.now(UTC))
-    assert report.intact and unsigned is None
-    assert orjson.loads(latest.read_bytes())["size"] == 3
+    assert not report.intact and unsigned is None
+    assert report.problem is not None and "signature is not valid" in report.problem.reason
+    assert latest.read_bytes() == edited
 
 
-def test_after_a_restore_to_a_shorter_trail_its_own_checkpoint_is_kept(
+def test_verify_checks_the_trail_still_extends_the_kept_checkpoint(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """A trail restored from a backup is shorter than one signed before; the checkpoint signed
-    of it now is the latest, by when it was signed."""
+    """An owner's rewrite with every later hash recomputed is a valid chain: Verify checks it
+    against the checkpoint it kept, names the entry, and keeps that checkpoint, the proof."""
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
+    latest = chain.latest_path(settings)
+    fill(engine, 10)
+    first, _ = chain.verify_now(engine, settings, datetime.now(UTC))
+    assert first.intact
+    kept = latest.read_bytes()
+    with as_owner(engine) as conn:
+        body = orjson.loads(row(conn, 4)["body"])
+        body["index"]["user_id"] = "someone-else"
+        conn.execute(
+            text("UPDATE audit_entry SET body = :b, user_id = :u WHERE seq = 4"),
+            {"b": orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "u": "someone-else"},
+        )
+        rechain(conn, 4)
+    again, unsigned = chain.verify_now(engine, settings, datetime.now(UTC) + timedelta(seconds=1))
+    assert not again.intact and unsigned is None
+    assert again.problem is not None and again.problem.seq == 10
+    assert "rewritten" in again.problem.reason
+    assert latest.read_bytes() == kept, "the proof of the rewrite was replaced"
+
+
+def test_verify_never_makes_a_key_once_a_checkpoint_is_kept(engine: Engine, tmp_path: Path) -> None:
+    """The key removed: Verify walks, says the key is missing, makes none and keeps the
+    checkpoint. Another key in its place: Verify names both keys and signs nothing."""
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
+    latest, key = chain.latest_path(settings), tmp_path / KEY_FILE
+    fill(engine, 3)
+    chain.verify_now(engine, settings, datetime.now(UTC))
+    kept = latest.read_bytes()
+    key.unlink()
+    report, unsigned = chain.verify_now(engine, settings, datetime.now(UTC))
+    assert report.intact and unsigned is not None and "missing" in unsigned
+    assert not key.exists() and latest.read_bytes() == kept
+    other = Settings(database_url="sqlite://", data_dir=tmp_path / "other", auth_mode="dev")
+    (tmp_path / "other").mkdir()
+    chain.verify_now(engine, other, datetime.now(UTC))  # a key made where none was kept
+    (tmp_path / "other" / KEY_FILE).rename(key)
+    report, unsigned = chain.verify_now(engine, settings, datetime.now(UTC))
+    assert report.intact and unsigned is not None
+    assert orjson.loads(kept)["key_id"] in unsigned and "has changed" in unsigned
+    assert latest.read_bytes() == kept
+
+
+def test_after_a_restore_to_a_shorter_trail_verify_says_what_was_lost_until_ig_moves_it_aside(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A trail restored from a backup is shorter than one signed before: Verify says entries
+    the kept checkpoint saw are gone, and keeps it. Once IG has moved it aside (keeping it, as
+    the record of what was lost), Verify signs the restored trail's own."""
     settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
     latest = chain.latest_path(settings)
     fill(engine, 5)
@@ -181,6 +231,11 @@ def test_after_a_restore_to_a_shorter_trail_its_own_checkpoint_is_kept(
         try:
             upgrade(restored)
             fill(restored, 3)
+            report, unsigned = chain.verify_now(restored, settings, datetime.now(UTC))
+            assert not report.intact and report.problem is not None and unsigned is None
+            assert report.problem.seq == 4 and "the checkpoint saw 5" in report.problem.reason
+            assert orjson.loads(latest.read_bytes())["size"] == 5
+            latest.rename(tmp_path / "checkpoint-before-restore.json")
             report, unsigned = chain.verify_now(restored, settings, datetime.now(UTC))
             assert report.intact and report.size == 3 and unsigned is None
             assert orjson.loads(latest.read_bytes())["size"] == 3
