@@ -2,6 +2,8 @@
 
 Every entry about the person in the period becomes one line a person can read without knowing
 scr: when (local time), which organisation, what kind of staff member, why, and what happened.
+An operator's look at them at the command line (``operator-view``: the identity queue and
+history name people) is one too.
 IG's own work (searches, reviews, this report) is not an access to the record, so it is left
 out. Names of staff are left out too: the organisation and role are what the person can act
 on, and the organisation can name its staff member when asked.
@@ -36,7 +38,12 @@ _DONE = {
     "transfer-acknowledge": "confirmed receipt of your hospital transfer details",
     "transfer-discharge": "sent your hospital discharge details to your care home",
     "transfer-return": "confirmed your return from hospital",
+    "operator-view": "looked at your details while running the system",
 }
+#: An operator at the command line has no smartcard role or organisation: who they are, and
+#: where, as the person would put it (the entry names the operator for IG).
+_OPERATOR_ROLE = "system administrator"
+_OPERATOR_ORG = "the team that runs the shared care record"
 _REFUSED = "tried to see your record and were not allowed to"
 _LATE = "tried to record a step of your hospital transfer that was already recorded"
 
@@ -71,12 +78,17 @@ def lines(
         if e["action"] not in _DONE:
             continue
         when = datetime.fromisoformat(e["time"]).astimezone(zone)
+        operator = e["action"] == "operator-view"
         out.append(
             Line(
                 seq=e["seq"],
                 when=f"{when:%A} {when.day} {when:%B %Y at %H:%M}",
-                organisation=organisations.get(e["org"], e["org"] or "an unknown organisation"),
-                role=role_name(e.get("role_code") or "", roles),
+                organisation=(
+                    _OPERATOR_ORG
+                    if operator and not e["org"]
+                    else organisations.get(e["org"], e["org"] or "an unknown organisation")
+                ),
+                role=_OPERATOR_ROLE if operator else role_name(e.get("role_code") or "", roles),
                 purpose=purposes.get(e.get("purpose") or "", e.get("purpose") or "not given"),
                 what=(
                     _DONE[e["action"]]

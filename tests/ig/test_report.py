@@ -109,3 +109,17 @@ def test_lines_read_as_plain_english_in_local_time() -> None:
         "Wednesday 1 July 2026 at 14:05", "nurse", "Borchester General Hospital", "treatment",
         "looked at your record",
     )  # fmt: skip
+
+
+def test_an_operators_command_line_view_of_the_person_is_a_line() -> None:
+    """``scr identity history`` names the person (``engine.operator.operator_view``): the
+    person's report tells them, though the operator has no smartcard role or organisation."""
+    when = datetime(2026, 7, 1, 13, 5, tzinfo=UTC)
+    entry = {"seq": 1, "time": time_text(when), "action": "operator-view", "outcome": "permit",
+             "org": "", "role_code": "", "purpose": None, "patient_id": "person-1"}  # fmt: skip
+    (line,) = lines([entry], organisations={}, roles=load_roles(), purposes={},
+                    zone=ZoneInfo("Europe/London"))  # fmt: skip
+    assert (line.role, line.organisation, line.purpose, line.what) == (
+        "system administrator", "the team that runs the shared care record", "not given",
+        "looked at your details while running the system",
+    )  # fmt: skip
