@@ -128,6 +128,7 @@ def export_cmd(
         raise typer.Exit(2)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    from engine.identity import patient_lookup
     from engine.operator import operator_view
 
     settings = _settings()
@@ -138,7 +139,7 @@ def export_cmd(
         operator_view(engine, f"audit export --format {format_}{since_text}")
         docs = stream(engine, since)
         if format_ == "fhir":
-            for piece in fhir_bundle(docs, settings.canonical_base):
+            for piece in fhir_bundle(docs, settings.canonical_base, patient_lookup(engine)):
                 out.write(piece)
             out.write(b"\n")
         else:

@@ -7,6 +7,12 @@ permitted read, ``$everything`` or ``explain`` is a ``PatientRead``, a permitted
 carries the same agents and patient entity but claims no BALP profile: BALP's Read and Query
 fix the outcome to success, and a profile we do not meet would mislead. What was disclosed and
 withheld goes in as counts (entity ``detail``), never as content.
+
+The patient entity names the person as the FHIR API serves them: ``Patient/<id>`` for the
+Patient id a ``patient_of`` lookup gives for the entry's person (the caller's: the trail
+holds the person id, which no API route serves), with the NHS number and, in ``detail``, the
+person id the trail and its CSV use. A person with no Patient now is named by number alone, or
+by person id in the deployment's namespace when there is no number either.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +44,8 @@ ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 #: Under the deployment's canonical base: the login names of operators and identity reviewers.
 OPERATOR = "Id/operator-login"
+#: Under the deployment's canonical base: scr's own person ids (the trail's ``patient_id``).
+PERSON = "Id/person"
 READS = frozenset({"read", "everything", "explain"})
 CSV_COLUMNS = (
     "seq", "time", "request_id", "action", "outcome", "rules", "policy_version", "basis",
@@ -54,6 +62,15 @@ _CODE = re.compile(r"[^\s\x00-\x1f\x7f]+(?: [^\s\x00-\x1f\x7f]+)*")
 def code_valid(text: str) -> bool:
     """Whether ``text`` can be a FHIR ``code`` (a purpose of use must be one to enter)."""
     return _CODE.fullmatch(text) is not None
+
+
+#: The Patient id the FHIR API serves for a person id, or ``None``.
+PatientOf = Callable[[str], str | None]
+
+
+def no_patient(person_id: str) -> None:
+    """A lookup that knows no one: the events name people by NHS number (or person id)."""
+    return None
 
 
 def _coding(system: str, code: str) -> dict[str, Any]:
@@ -142,7 +159,22 @@ def _agents(doc: dict[str, Any], query: bool, server: str, base: str) -> list[di
     return [client, server_agent, user, org]
 
 
-def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
+def _patient(doc: dict[str, Any], base: str, patient_of: PatientOf) -> dict[str, Any]:
+    """The patient entity's ``what``: a Patient the API serves, and the NHS number; the person
+    id only when neither is known. Empty when the entry names no one."""
+    person = doc.get("patient_id")
+    served = patient_of(person) if person else None
+    what: dict[str, Any] = {"reference": f"Patient/{served}"} if served else {}
+    if doc.get("nhs_number"):
+        what["identifier"] = {"system": NHS_NUMBER, "value": doc["nhs_number"]}
+    elif person and not served:
+        what["identifier"] = {"system": base + PERSON, "value": person}
+    return what
+
+
+def _entities(
+    doc: dict[str, Any], query: bool, base: str, patient_of: PatientOf
+) -> list[dict[str, Any]]:
     request: dict[str, Any] = {
         "type": {"system": BALP_ENTITY, "code": "XrequestId"},
         "what": {"identifier": {"value": doc["request_id"]}},
@@ -167,11 +199,7 @@ def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
             }
             for ref in doc.get("refs") or ()
         ]
-    what: dict[str, Any] = {}
-    if doc.get("patient_id"):
-        what["reference"] = f"Patient/{doc['patient_id']}"
-    if doc.get("nhs_number"):
-        what["identifier"] = {"system": NHS_NUMBER, "value": doc["nhs_number"]}
+    what = _patient(doc, base, patient_of)
     if what:  # an attempt on a number nobody (or several people) hold names it alone
         detail = [
             {"type": f"disclosed:{t}", "valueString": str(n)}
@@ -182,6 +210,8 @@ def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
         ]
         if doc.get("break_glass_code"):
             detail.append({"type": "break-glass-reason", "valueString": doc["break_glass_code"]})
+        if doc.get("patient_id"):
+            detail.append({"type": "person-id", "valueString": doc["patient_id"]})
         patient: dict[str, Any] = {
             "type": {"system": ENTITY_TYPE, "code": "1"},
             "role": {"system": OBJECT_ROLE, "code": "1"},
@@ -193,8 +223,11 @@ def _entities(doc: dict[str, Any], query: bool) -> list[dict[str, Any]]:
     return out
 
 
-def audit_event(doc: dict[str, Any], base: str) -> dict[str, Any]:
-    """One entry as an AuditEvent; ``base`` is the deployment's canonical base URL."""
+def audit_event(
+    doc: dict[str, Any], base: str, patient_of: PatientOf = no_patient
+) -> dict[str, Any]:
+    """One entry as an AuditEvent; ``base`` is the deployment's canonical base URL,
+    ``patient_of`` the lookup of the Patient id the API serves for a person."""
     doc = {k: v if k in _CODED or not isinstance(v, str) else _shown(v) for k, v in doc.items()}
     server = urlsplit(base).hostname or "scr"
     query = doc["action"] == "search"
@@ -209,7 +242,7 @@ def audit_event(doc: dict[str, Any], base: str) -> dict[str, Any]:
         "outcome": "0" if permit else "4",
         "agent": _agents(doc, query, server, base),
         "source": {"observer": {"display": "scr"}},
-        "entity": _entities(doc, query),
+        "entity": _entities(doc, query, base, patient_of),
     }
     if doc["action"] not in READS and not query:
         event["type"] = {"system": DCM, "code": "110110"}  # Patient Record
@@ -222,11 +255,13 @@ def audit_event(doc: dict[str, Any], base: str) -> dict[str, Any]:
     return event
 
 
-def fhir_bundle(docs: Iterable[dict[str, Any]], base: str) -> Iterator[bytes]:
+def fhir_bundle(
+    docs: Iterable[dict[str, Any]], base: str, patient_of: PatientOf = no_patient
+) -> Iterator[bytes]:
     """A ``collection`` Bundle of AuditEvents, written piece by piece (bounded memory)."""
     yield b'{"resourceType":"Bundle","type":"collection","entry":['
     for n, doc in enumerate(docs):
-        event = audit_event(doc, base)
+        event = audit_event(doc, base, patient_of)
         yield (b"," if n else b"") + orjson.dumps(
             {"fullUrl": f"urn:uuid:{_uuid(doc)}", "resource": event}
         )

@@ -1,14 +1,18 @@
 """``GET /fhir/AuditEvent``: the trail searched by IG officers as BALP-shaped AuditEvents.
 
-Parameters follow FHIR's AuditEvent search: ``patient`` (``Patient/<id>``, an id, or an NHS
-number), ``agent`` (user id; a ``system|`` prefix is ignored), ``date`` (repeatable, with
-``ge``/``gt``/``le``/``lt``/``eq`` prefixes, a day or an instant with a time zone),
-``outcome`` (``0`` success, ``4`` refused), ``purpose`` (a v3-ActReason code). Pages are keyset
-(``_cursor``), newest first. Everyone but the ``ig-officer`` profile gets 403, audited.
+Parameters follow FHIR's AuditEvent search: ``patient`` (``Patient/<id>`` or an id, as the
+API serves Patients, or an NHS number; a Patient is resolved to its person now, whose id the
+trail holds, and an id no Patient has is taken as a person id), ``agent`` (user id; a
+``system|`` prefix is ignored), ``date`` (repeatable, with ``ge``/``gt``/``le``/``lt``/``eq``
+prefixes, a day or an instant with a time zone), ``outcome`` (``0`` success, ``4`` refused),
+``purpose`` (a v3-ActReason code). Pages are keyset (``_cursor``), newest first. Everyone but
+the ``ig-officer`` profile gets 403, audited. Each event names the person by the Patient id
+the API serves for them (``engine.identity.served_patient``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -24,6 +28,8 @@ from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response
 from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
+from engine.api.records import person_of_patient
+from engine.identity import patient_lookup
 from engine.ig.gate import NotIgOfficer, admit
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(fhir_request)])
@@ -143,6 +149,8 @@ def audit_events(
     except FhirError:  # the gate first: anyone else gets the same 403 whatever they sent
         _admit(svc, who, ctx, "AuditEvent", Filters())
         raise
+    if f.patient_id is not None:  # the person whose Patient it is: the trail names people
+        f = replace(f, patient_id=person_of_patient(svc.reader, f.patient_id) or f.patient_id)
     _admit(svc, who, ctx, "AuditEvent?" + f.as_query(), f)
     try:
         page = search(svc.engine, f, after=cursor, limit=count)
@@ -166,6 +174,7 @@ def audit_events(
         after = [*query, ("_cursor", page.next_cursor)]
         links.append({"relation": "next", "url": f"{base}/AuditEvent?{urlencode(after)}"})
     canonical = svc.settings.canonical_base
+    patient_of = patient_lookup(svc.engine)
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -174,7 +183,7 @@ def audit_events(
         "entry": [
             {
                 "fullUrl": f"{base}/AuditEvent/scr-audit-{e['seq']}",
-                "resource": audit_event(e, canonical),
+                "resource": audit_event(e, canonical, patient_of),
                 "search": {"mode": "match"},
             }
             for e in page.entries

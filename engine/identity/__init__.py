@@ -27,7 +27,13 @@ from engine.identity.index import (
     spans,
     unlink,
 )
-from engine.identity.members import Members, members_of, members_of_patient
+from engine.identity.members import (
+    Members,
+    members_of,
+    members_of_patient,
+    patient_lookup,
+    served_patient,
+)
 from engine.identity.rules import MatchRules, load_rules
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
     "match_all",
     "members_of",
     "members_of_patient",
+    "patient_lookup",
     "patients_of",
     "patients_of_run",
     "people_with_nhs_number",
@@ -56,6 +63,7 @@ __all__ = [
     "relink",
     "relink_all",
     "relink_run",
+    "served_patient",
     "spans",
     "unlink",
 ]

@@ -6,11 +6,22 @@ trip to the database costs more than the rows), not from one query each.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Select, String, Table, and_, bindparam, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    select,
+)
 from sqlalchemy.orm import aliased
 
 from engine.identity.index import patients_of
@@ -89,3 +100,28 @@ def members_of_patient(conn: Connection, patient_id: str | ColumnElement[Any]) -
     if not rows:
         return None
     return _members(rows[0].person_id, [(r.patient_id, r.nhs_number) for r in rows])
+
+
+def served_patient(conn: Connection, person_id: str) -> str | None:
+    """The Patient id the FHIR API serves for a person, for a reference that resolves: the
+    lowest of their active Patients (a read of any of them is served; the lowest, so every
+    event about the person names the same one). A merged-away person id follows to the
+    survivor; ``None`` when the person has no active Patient now."""
+    ids = members_of(conn, person_id).patient_ids
+    return ids[0] if ids else None
+
+
+#: People remembered by one export's lookup: bounded, so a long export stays in memory bounds.
+_LOOKUPS = 65_536
+
+
+def patient_lookup(engine: Engine) -> Callable[[str], str | None]:
+    """:func:`served_patient` for a stream of entries: each person looked up once (while
+    remembered), on a connection of its own, so it can run beside the stream's."""
+
+    @lru_cache(maxsize=_LOOKUPS)
+    def look(person_id: str) -> str | None:
+        with engine.connect() as conn:
+            return served_patient(conn, person_id)
+
+    return look

@@ -32,7 +32,7 @@ from engine.access import ReviewError
 from engine.api.deps import context, services, user_for
 from engine.api.errors import FhirError, Problem
 from engine.identity import history as identity_history
-from engine.identity import patients_of, people_with_nhs_number, spans
+from engine.identity import patient_lookup, patients_of, people_with_nhs_number, spans
 from engine.ig import chain, facts
 from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
@@ -209,7 +209,10 @@ def export(request: Request, format: str = "csv") -> Response:
     _officer(request, "export", f"format={format}&{f.as_query()}", **_about(f))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if format == "fhir":
-        body = fhir_bundle(_all(request, f), services(request).settings.canonical_base)
+        svc = services(request)
+        body = fhir_bundle(
+            _all(request, f), svc.settings.canonical_base, patient_lookup(svc.engine)
+        )
         disposition = f'attachment; filename="scr-audit-{stamp}.json"'
         return StreamingResponse(
             body, media_type="application/fhir+json", headers={"Content-Disposition": disposition}

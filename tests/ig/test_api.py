@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.api.deps import SESSION_COOKIE
-from tests.api.conftest import NHS, Store, Token, auth
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
 from tests.ig.test_search import BEYOND_UTC
@@ -68,6 +68,25 @@ def _by(event: dict[str, Any], user: str) -> bool:
     return any(
         a.get("requestor") and a["who"]["identifier"]["value"] == user for a in event["agent"]
     )
+
+
+def test_patient_is_searched_and_named_by_the_patient_id_the_api_serves(
+    client: TestClient, token: Token, ig_token: str
+) -> None:
+    """The trail holds the person id, which no API route serves: a search by the Patient id
+    the API serves finds the reads of it, and each event's patient reference is one the API
+    answers (the person id is kept beside it, for the console and the CSV)."""
+    assert everything(client, token("gp")).status_code == 200
+    for asked in (NHS, f"Patient/{PATIENT}", PATIENT):
+        found = [e["resource"] for e in _events(client, ig_token, patient=asked)["entry"]]
+        (read,) = [e for e in found if not _by(e, "u-ig")]
+        (patient,) = [e for e in read["entity"] if e.get("role", {}).get("code") == "1"]
+        assert patient["what"]["reference"] == f"Patient/{PATIENT}", asked
+        assert any(d["type"] == "person-id" for d in patient["detail"])
+    served = client.get(f"/fhir/Patient/{PATIENT}", headers=auth(token("gp")))
+    assert served.status_code == 200
+    nobody = _events(client, ig_token, patient="Patient/nobody-at-all")["entry"]
+    assert [e for e in nobody if not _by(e["resource"], "u-ig")] == []
 
 
 def test_audit_events_page_by_cursor(client: TestClient, token: Token, ig_token: str) -> None:
