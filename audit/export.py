@@ -2,11 +2,16 @@
 
 One AuditEvent per entry, and so per patient (an entry names at most one: by person id, NHS
 number or both; an attempt on a number nobody or several people hold has the number alone). A
-permitted read, ``$everything`` or ``explain`` is a ``PatientRead``, a permitted search a
-``PatientQuery``. A refusal, or an action that is neither (break-glass, transfers, logins),
-carries the same agents and patient entity but claims no BALP profile: BALP's Read and Query
-fix the outcome to success, and a profile we do not meet would mislead. What was disclosed and
-withheld goes in as counts (entity ``detail``), never as content.
+permitted search or whole record (``$everything``, the record page) is a ``PatientQuery``: the
+request as asked in its one query entity, and not its results (BALP; its entities are sliced
+by type alone, so a second System Object would fall in the query slice), which go in as counts.
+A permitted read of one resource by id is a ``PatientRead``, naming that one resource. An
+event claims a profile only where it meets it: not a refusal (BALP's Read and Query fix the
+outcome to success), not an ``explain`` (it reads no resource), not an entry without the
+client's network address or (kept before requests were) the query, and not an action that is
+neither (break-glass, transfers, logins); those carry the same agents and patient entity, and
+name what was released. What was disclosed and withheld goes in as counts (entity
+``detail``), never as content.
 
 The patient entity names the person as the FHIR API serves them: ``Patient/<id>`` for the
 Patient id a ``patient_of`` lookup gives for the entry's person (the caller's: the trail
@@ -46,7 +51,9 @@ NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 OPERATOR = "Id/operator-login"
 #: Under the deployment's canonical base: scr's own person ids (the trail's ``patient_id``).
 PERSON = "Id/person"
-READS = frozenset({"read", "everything", "explain"})
+READS = frozenset({"read", "explain"})
+#: Recorded as BALP queries, with the request as asked: a search, and a whole record.
+QUERIES = {"search": "search-type", "everything": "operation"}
 CSV_COLUMNS = (
     "seq", "time", "request_id", "action", "outcome", "rules", "policy_version", "basis",
     "user_id", "user_name", "role_code", "profile", "org", "purpose", "patient_id", "nhs_number",
@@ -100,11 +107,15 @@ def _concept(system: str, value: str) -> dict[str, Any]:
 
 
 def _profile(doc: dict[str, Any]) -> str | None:
-    if doc["outcome"] != "permit" or not (doc.get("patient_id") or doc.get("nhs_number")):
+    """The BALP profile the event meets, if any (the module's docstring says which)."""
+    named = doc.get("patient_id") or doc.get("nhs_number")
+    if doc["outcome"] != "permit" or not named or not doc.get("client_address"):
         return None
-    if doc["action"] == "search":
-        return BALP + "PatientQuery"
-    return BALP + "PatientRead" if doc["action"] in READS else None
+    if doc["action"] in QUERIES:
+        return BALP + "PatientQuery" if doc.get("query") else None
+    if doc["action"] == "read" and len(doc.get("refs") or ()) == 1:
+        return BALP + "PatientRead"
+    return None
 
 
 def _agents(doc: dict[str, Any], query: bool, server: str, base: str) -> list[dict[str, Any]]:
@@ -173,8 +184,10 @@ def _patient(doc: dict[str, Any], base: str, patient_of: PatientOf) -> dict[str,
 
 
 def _entities(
-    doc: dict[str, Any], query: bool, base: str, patient_of: PatientOf
+    doc: dict[str, Any], query: bool, results: bool, base: str, patient_of: PatientOf
 ) -> list[dict[str, Any]]:
+    """The transaction, the query (for a query), what was released (when ``results``), and the
+    patient with the counts."""
     request: dict[str, Any] = {
         "type": {"system": BALP_ENTITY, "code": "XrequestId"},
         "what": {"identifier": {"value": doc["request_id"]}},
@@ -190,7 +203,7 @@ def _entities(
                 "query": base64.b64encode(doc["query"].encode()).decode(),
             }
         )
-    if not query:
+    if results:
         out += [
             {
                 "type": {"system": ENTITY_TYPE, "code": "2"},
@@ -230,26 +243,28 @@ def audit_event(
     ``patient_of`` the lookup of the Patient id the API serves for a person."""
     doc = {k: v if k in _CODED or not isinstance(v, str) else _shown(v) for k, v in doc.items()}
     server = urlsplit(base).hostname or "scr"
-    query = doc["action"] == "search"
+    query = doc["action"] in QUERIES
     permit = doc["outcome"] == "permit"
+    profile = _profile(doc)
+    # A PatientQuery records the query, not its results; any other event names what left.
+    results = profile != BALP + "PatientQuery"
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": f"scr-audit-{doc['seq']}",
         "type": {"system": AUDIT_EVENT_TYPE, "code": "rest"},
-        "subtype": [{"system": RESTFUL, "code": "search-type" if query else "read"}],
+        "subtype": [{"system": RESTFUL, "code": QUERIES.get(doc["action"], "read")}],
         "action": "E" if query else "R",
         "recorded": doc["time"],
         "outcome": "0" if permit else "4",
         "agent": _agents(doc, query, server, base),
         "source": {"observer": {"display": "scr"}},
-        "entity": _entities(doc, query, base, patient_of),
+        "entity": _entities(doc, query, results, base, patient_of),
     }
     if doc["action"] not in READS and not query:
         event["type"] = {"system": DCM, "code": "110110"}  # Patient Record
         event["subtype"] = [{"system": f"{base}CodeSystem/audit-action", "code": doc["action"]}]
     if not permit:
         event["outcomeDesc"] = "refused: " + ", ".join(doc.get("rules") or ())
-    profile = _profile(doc)
     if profile is not None:
         event["meta"] = {"profile": [profile]}
     return event

@@ -86,6 +86,13 @@ async def request_context(request: Request) -> RequestContext:
     return context(request)
 
 
+def target(request: Request) -> str:
+    """The request as asked: its path and query string, as the audit entry of a search or a
+    whole record keeps it (BALP records the raw query, so what was asked is kept exactly)."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def context(request: Request) -> RequestContext:
     return RequestContext(
         request_id=request.state.request_id,

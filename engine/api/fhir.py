@@ -20,7 +20,7 @@ from consent import Request as Asked
 from consent import Who
 from engine.api.bundle import searchset
 from engine.api.capability import SEARCH_TYPES, capability_statement
-from engine.api.deps import current_user, request_context, services
+from engine.api.deps import current_user, request_context, services, target
 from engine.api.errors import (
     ALLOW_READS,
     FhirError,
@@ -169,7 +169,9 @@ def everything(
     asked = Asked("everything", _types(type_))
     count, counted = _paging(count, summary)
     page = Page(_since(since), offset, count, provenance=revinclude is not None)
-    released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
+    released = person_record(
+        services(request).reader, who, ctx, patient_id, asked, page, target(request)
+    )
     if not released.decision.permit:
         raise not_found()
     params = {
@@ -218,7 +220,9 @@ def search_type(
     asked = Asked("search", frozenset({resource_type}))
     count, counted = _paging(count, summary)
     page = Page(offset=offset, count=count)
-    released = person_record(services(request).reader, who, ctx, patient_id, asked, page)
+    released = person_record(
+        services(request).reader, who, ctx, patient_id, asked, page, target(request)
+    )
     shown = released.items if released.decision.permit else ()
     total = released.total if released.decision.permit else 0
     params = {"patient": patient} | counted

@@ -143,17 +143,18 @@ def _provenance(reader: Reader, conn: Connection, released: Released) -> tuple[d
 
 def _disclose(
     reader: Reader, who: Who, context: RequestContext, members: Members | None,
-    request: Request, released: Released,
+    request: Request, released: Released, query: str | None = None,
 ) -> Released:  # fmt: skip
     """Audit what leaves (the Provenance and transfers beside the resources too), then let it
-    leave; a transfer is named ``transfer/<id>``, as its own views name it."""
+    leave; a transfer is named ``transfer/<id>``, as its own views name it. ``query`` is the
+    request as asked, for a search or a whole record (BALP's query records it, not results)."""
     transfers = ({"resourceType": "transfer", "id": t.id} for t in released.transfers)
     entry = entry_for(
         released.decision, who, context, cast(Action, request.interaction),
         patient_id=members.person_id if members else None,
         nhs_number=members.nhs_number if members else None,
         released=(*_refs(released.items), *released.included, *transfers),
-        withheld=released.withheld,
+        withheld=released.withheld, query=query,
     )  # fmt: skip
     return disclose(reader.audit, entry, released)
 
@@ -179,16 +180,17 @@ def person_record(
     patient_id: str,
     request: Request,
     page: Page = Page(),
+    query: str | None = None,
 ) -> Released:
     """The record of the person a Patient id belongs to (``$everything``, searches), read on
-    one connection: the person, the facts and the page."""
+    one connection: the person, the facts and the page; ``query`` is the request as asked."""
 
     def read(conn: Connection) -> tuple[Members | None, Released]:
         members = _of_patient(conn, patient_id)
         return members, _person(reader, conn, who, members, request, page)
 
     members, released = read_only(reader.engine, read)
-    return _disclose(reader, who, context, members, request, released)
+    return _disclose(reader, who, context, members, request, released, query)
 
 
 def resource_record(
@@ -230,10 +232,12 @@ def record_of(
     person: str | None,
     request: Request,
     page: Page = Page(),
+    query: str | None = None,
 ) -> Released:
-    """One person's record, decided, released and audited; ``None`` is a person not known."""
+    """One person's record, decided, released and audited; ``None`` is a person not known.
+    ``query`` is the request as asked."""
     members, released = _read(reader, who, person, request, page)
-    return _disclose(reader, who, context, members, request, released)
+    return _disclose(reader, who, context, members, request, released, query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +257,7 @@ def record_by_number(
     nhs_number: str,
     request: Request,
     page: Page = Page(),
+    query: str | None = None,
 ) -> ByNumber:
     """The record of the one person holding ``nhs_number`` whose record the user may see.
 
@@ -268,7 +273,7 @@ def record_by_number(
         for person, (_, released) in zip(people, reads, strict=True):
             _ambiguous(reader, who, context, person, nhs_number, request, released.decision)
         return ByNumber(None, None)
-    each = [_disclose(reader, who, context, m, request, r) for m, r in reads]
+    each = [_disclose(reader, who, context, m, request, r, query) for m, r in reads]
     seen = [released for released in each if released.items]
     if seen:
         return ByNumber(seen[0], None)

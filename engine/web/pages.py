@@ -31,6 +31,7 @@ from engine.api.deps import (
     record_login,
     refuse,
     services,
+    target,
     user_for,
     who_for,
 )
@@ -192,8 +193,9 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
         return notice
     reader = services(request).reader
     found = record_by_number(
-        reader, who, context(request), nhs_number, Asked("everything"), Page(transfers=True)
-    )
+        reader, who, context(request), nhs_number, Asked("everything"), Page(transfers=True),
+        target(request),
+    )  # fmt: skip
     released = found.released
     if released is None and found.decision is not None:
         return _no_access(request, who, nhs_number, found.decision)

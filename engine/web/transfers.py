@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from adapters.values import nhs_number_valid
 from consent import Decision, Who
 from consent import Request as Asked
-from engine.api.deps import context, refuse, services
+from engine.api.deps import context, refuse, services, target
 from engine.api.errors import FhirError
 from engine.api.records import explanation, people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step, seen
@@ -61,7 +61,9 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
         number = nhs_number if nhs_number_valid(nhs_number) else None
         explanation(svc.reader, who, context(request), None, number)
         return None
-    released = record_of(svc.reader, who, context(request), people[0], Asked("everything"))
+    released = record_of(
+        svc.reader, who, context(request), people[0], Asked("everything"), query=target(request)
+    )
     if not released.items:
         return None
     view = compose(released.resources, svc.policy, {})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 from datetime import datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -13,7 +15,8 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from audit.export import BALP, NHS_NUMBER
+from audit.export import BALP, NHS_NUMBER, audit_event
+from audit.query import stream
 from audit.search import Filters, search
 from audit.writer import append, append_batch
 from engine.cli import app
@@ -58,12 +61,46 @@ def _fill(engine: Engine) -> None:
     append_batch(
         engine,
         [
-            entry(1, action="everything", refs=("Observation/o1",)),
-            entry(2, action="search"),
-            entry(3, action="read", outcome="deny", rules=("basis.none",), disclosed={}),
-            entry(4, action="break-glass", break_glass_code="5", break_glass_text="unconscious"),
+            entry(1, action="read", refs=("Observation/o1",)),
+            entry(2, action="everything", refs=("Observation/o1", "Condition/c1")),
+            entry(3, action="search"),
+            entry(4, action="read", outcome="deny", rules=("basis.none",), disclosed={}),
+            entry(5, action="break-glass", break_glass_code="5", break_glass_text="unconscious"),
         ],
     )
+
+
+def unmet_balp(event: dict[str, Any]) -> list[str]:
+    """The constraints of the BALP profile ``event`` claims (IHE ITI.BasicAudit
+    ``PatientRead.fsh``/``PatientQuery.fsh``) that it does not meet. Entities are sliced by
+    type alone, so every System Object (type 2) is the Read's one data entity or the Query's
+    one query entity."""
+    profile = (event.get("meta") or {}).get("profile", [""])[0]
+    if not profile:
+        return []
+    out = []
+    client = next(a for a in event["agent"] if not a["requestor"])  # the client comes first
+    if "address" not in client.get("network", {}):
+        out.append("agent[client].network 1..1")
+    if event["outcome"] != "0":
+        out.append("outcome = 0")
+    objects = [e for e in event["entity"] if e["type"].get("code") == "2"]
+    if profile == BALP + "PatientRead" and (
+        len(objects) != 1 or "what" not in objects[0] or event["action"] != "R"
+    ):
+        out.append(f"entity[data] 1..1 with what (has {len(objects)}), action R")
+    if profile == BALP + "PatientQuery" and (
+        len(objects) != 1
+        or objects[0]["role"]["code"] != "24"
+        or "query" not in objects[0]
+        or "what" in objects[0]
+        or event["action"] != "E"
+    ):
+        out.append(f"entity[query] 1..1 with query, no what (has {len(objects)}), action E")
+    patients = [e for e in event["entity"] if e["type"].get("code") == "1"]
+    if len(patients) != 1 or not patients[0].get("what"):
+        out.append("entity[patient] 1..1")
+    return out
 
 
 def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_url: str):
@@ -71,9 +108,10 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
     doc = orjson.loads(_export(db_url, "--format", "fhir"))
     Bundle.model_validate(doc)
     events = [e["resource"] for e in doc["entry"]]
-    assert len(events) == 4
+    assert len(events) == 5
     for event in events:
         AuditEvent.model_validate(event)
+        assert unmet_balp(event) == []
         user = next(a for a in event["agent"] if a["requestor"])
         assert user["role"][0]["coding"][0]["code"] == "R8000"
         assert user["purposeOfUse"][0]["coding"][0]["code"] == "TREAT"
@@ -84,10 +122,17 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
         assert patients[0]["what"]["identifier"]["value"].startswith("999")
         person = [d["valueString"] for d in patients[0]["detail"] if d["type"] == "person-id"]
         assert len(person) == 1 and person[0].startswith("patient-")
-    read, search, refused, glass = events
+    read, whole, search, refused, glass = events
     assert read["meta"]["profile"] == [BALP + "PatientRead"]
     assert read["action"] == "R" and read["outcome"] == "0"
     assert {"reference": "Observation/o1"} in [e.get("what") for e in read["entity"]]
+    # A whole record is a query: the request as asked, and what it released only as counts.
+    assert whole["meta"]["profile"] == [BALP + "PatientQuery"] and whole["action"] == "E"
+    assert whole["subtype"][0]["code"] == "operation"
+    (asked,) = [e for e in whole["entity"] if e["type"]["code"] == "2"]
+    assert base64.b64decode(asked["query"]).decode() == entry(2).query
+    patient = next(e for e in whole["entity"] if e["type"]["code"] == "1")
+    assert {"type": "disclosed:Observation", "valueString": "2"} in patient["detail"]
     assert search["meta"]["profile"] == [BALP + "PatientQuery"] and search["action"] == "E"
     assert any("query" in e for e in search["entity"])
     assert "meta" not in refused and refused["outcome"] == "4"
@@ -98,6 +143,35 @@ def test_fhir_export_is_a_valid_bundle_of_balp_audit_events(engine: Engine, db_u
     assert "meta" not in glass, "break-glass is not a read: no BALP profile is claimed"
     assert "BTG" in [
         c["coding"][0]["code"] for a in glass["agent"] for c in a.get("purposeOfUse", [])
+    ]
+
+
+def test_a_profile_is_claimed_only_where_the_event_meets_it(engine: Engine) -> None:
+    """A large whole record (no references kept) is still a conformant PatientQuery; an
+    entry without the query (kept before requests were), without the client's address, an
+    ``explain``, or a read naming more than one resource claims none, and names what left."""
+    refs = ("Observation/o1", "Provenance/p1")
+    append_batch(
+        engine,
+        [
+            entry(1, action="everything", refs=(), disclosed={"Observation": 60}),
+            entry(2, action="everything", query=None, refs=refs),
+            entry(3, action="read", client_address=None, refs=refs[:1]),
+            entry(4, action="explain", refs=()),
+            entry(5, action="read", refs=refs),
+        ],
+    )
+    large, unasked, nowhere, explained, two = (
+        audit_event(doc, "https://fhir.scr.example/") for doc in stream(engine)
+    )
+    for event in (large, unasked, nowhere, explained, two):
+        AuditEvent.model_validate(event)
+        assert unmet_balp(event) == []
+    assert large["meta"]["profile"] == [BALP + "PatientQuery"]
+    for event in (unasked, nowhere, explained, two):
+        assert "meta" not in event, event["entity"]
+    assert [e["what"] for e in two["entity"] if e["type"]["code"] == "2"] == [
+        {"reference": r} for r in refs
     ]
 
 
@@ -164,7 +238,7 @@ def test_a_stored_purpose_or_role_that_is_not_a_code_exports_as_text(engine: Eng
         AuditEvent.model_validate(event)
         user = next(a for a in event["agent"] if a["requestor"])
         assert user["purposeOfUse"] == [{"text": purpose}]
-        assert event["meta"]["profile"] == [BALP + "PatientRead"]
+        assert event["meta"]["profile"] == [BALP + "PatientQuery"]
     assert next(a for a in second["agent"] if a["requestor"])["role"] == [{"text": "R 1 "}]
 
 

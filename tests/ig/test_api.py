@@ -12,6 +12,7 @@ from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
+from tests.audit.test_export import unmet_balp
 from tests.ig.test_search import BEYOND_UTC
 
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
@@ -48,7 +49,7 @@ def test_audit_events_are_balp_shaped_and_filtered(
     events = [e for e in found if not _by(e, "u-ig")]
     assert len(events) == 4 and len(found) == 5
     read = events[-1]
-    assert read["meta"]["profile"] == [BALP + "PatientRead"]
+    assert read["meta"]["profile"] == [BALP + "PatientQuery"] and unmet_balp(read) == []
     user = next(a for a in read["agent"] if a.get("requestor"))
     assert user["who"]["identifier"]["value"] == "u-gp"
     refused = _events(client, ig_token, patient=NHS, outcome="4")["entry"]
@@ -56,7 +57,7 @@ def test_audit_events_are_balp_shaped_and_filtered(
     etreat = _events(
         client, ig_token, agent="https://fhir.nhs.uk/Id/sds-user-id|u-ae-doctor", purpose="ETREAT"
     )["entry"]
-    assert [e["resource"]["subtype"][0]["code"] for e in etreat] == ["read"]
+    assert [e["resource"]["subtype"][0]["code"] for e in etreat] == ["operation"]
     today = events[0]["recorded"][:10]
     todays = _events(client, ig_token, patient=NHS, date=f"eq{today}")["entry"]
     assert len([e for e in todays if not _by(e["resource"], "u-ig")]) == 4
@@ -87,6 +88,35 @@ def test_patient_is_searched_and_named_by_the_patient_id_the_api_serves(
     assert served.status_code == 200
     nobody = _events(client, ig_token, patient="Patient/nobody-at-all")["entry"]
     assert [e for e in nobody if not _by(e["resource"], "u-ig")] == []
+
+
+def test_api_reads_and_searches_export_as_the_balp_profile_they_meet(
+    client: TestClient, token: Token, ig_token: str
+) -> None:
+    """``$everything`` and a search by type are PatientQuery events with the request as asked
+    in their one query entity; a read of one resource by id is a PatientRead naming it."""
+    gp = auth(token("gp"))
+    assert everything(client, token("gp")).status_code == 200
+    searched = client.get("/fhir/Observation", params={"patient": PATIENT}, headers=gp)
+    assert searched.status_code == 200 and searched.json()["entry"]
+    observation = searched.json()["entry"][0]["resource"]["id"]
+    assert client.get(f"/fhir/Observation/{observation}", headers=gp).status_code == 200
+    found = [e["resource"] for e in _events(client, ig_token, patient=NHS)["entry"]]
+    read, search, whole = [e for e in found if not _by(e, "u-ig")]  # newest first
+    for event, profile in (
+        (whole, "PatientQuery"),
+        (search, "PatientQuery"),
+        (read, "PatientRead"),
+    ):
+        assert event["meta"]["profile"] == [BALP + profile] and unmet_balp(event) == []
+    (asked,) = [e for e in search["entity"] if e["type"]["code"] == "2"]
+    assert base64.b64decode(asked["query"]).decode() == f"/fhir/Observation?patient={PATIENT}"
+    (asked,) = [e for e in whole["entity"] if e["type"]["code"] == "2"]
+    assert (
+        base64.b64decode(asked["query"]).decode().startswith(f"/fhir/Patient/{PATIENT}/$everything")
+    )
+    (data,) = [e for e in read["entity"] if e["type"]["code"] == "2"]
+    assert data["what"] == {"reference": f"Observation/{observation}"}
 
 
 def test_audit_events_page_by_cursor(client: TestClient, token: Token, ig_token: str) -> None:

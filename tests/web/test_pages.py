@@ -261,6 +261,8 @@ def test_a_purpose_that_is_not_a_code_is_refused_400_and_audited(
         )  # fmt: skip
         assert (last["user_id"], last["nhs_number"], last["purpose"]) == ("u-other-gp", NHS, None)
     assert web.get(f"/record/{NHS}", params={"purpose": "TREAT"}).status_code == 200
+    # The page's view keeps the request as asked: exported, it is a BALP PatientQuery.
+    assert list(stream(store.engine))[-1]["query"] == f"/record/{NHS}?purpose=TREAT"
 
 
 def test_break_glass_reasons_the_api_refuses_are_refused_before_anything_is_audited(
