@@ -229,6 +229,9 @@ class DirectiveNote:
     author: str
     recorded: datetime | None
     category: str | None = None
+    #: How precisely the source gave ``recorded``: a directive dated "2019" was not made on
+    #: 1 January, so the page shows the year alone.
+    precision: Precision = "time"
 
 
 @dataclass(frozen=True, slots=True)

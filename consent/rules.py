@@ -96,7 +96,9 @@ def _outweighs(consent: ConsentDirective, objections: list[ConsentDirective]) ->
 
 def _notes(directives: list[ConsentDirective]) -> tuple[DirectiveNote, ...]:
     ordered = sorted(directives, key=lambda d: (_latest(d), d.kind, d.author), reverse=True)
-    return tuple(DirectiveNote(d.kind, d.author, d.recorded, d.category) for d in ordered)
+    return tuple(
+        DirectiveNote(d.kind, d.author, d.recorded, d.category, d.precision) for d in ordered
+    )
 
 
 def _set_aside(c: Case, rule: Rule, what: str, effect: str) -> Reason:

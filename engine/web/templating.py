@@ -11,6 +11,9 @@ from fastapi.templating import Jinja2Templates
 #: Printed pages carry the time as the people reading them keep it.
 _UK = ZoneInfo("Europe/London")
 
+#: How many characters of an ISO date a date given to the year or month is written with.
+_WRITTEN = {"year": 4, "month": 7}
+
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -19,12 +22,14 @@ def printed_at() -> str:
     return datetime.now(_UK).strftime("%d %b %Y %H:%M %Z")
 
 
-def uk_date(value: str | datetime) -> str:
+def uk_date(value: str | datetime, precision: str = "day") -> str:
     """The day a dateTime falls on as the people reading it keep the day: stored in UTC, local
     midnight in summer (``2018-08-15T00:00:00+01:00``, how EMIS sends a date) is 23:00 the day
-    before. A date, or a time without an offset, is shown as written."""
+    before. A date, or a time without an offset, is shown as written; a time read from a date
+    given to the ``year`` or ``month`` is shown to that precision, not as its first day."""
     if isinstance(value, datetime):
-        return (value.astimezone(_UK) if value.tzinfo else value).date().isoformat()
+        day = (value.astimezone(_UK) if value.tzinfo else value).date()
+        return day.isoformat()[: _WRITTEN.get(precision, 10)]
     if len(value) <= 10:
         return value
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -9,11 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.gpconnect import GpConnectAdapter
-from consent import load
+from consent import Request, decide, load
+from consent.facts import directive
 from engine.ingest import ingest
-from engine.web.summary import compose
+from engine.web.summary import View, compose
+from engine.web.templating import templates
 from tests.adapters.test_gpconnect import bundle, organization, patient
 from tests.api.conftest import NHS, Store, Token
+from tests.consent.personas import GP, NOW, POLICY, facts, relation, who
 from tests.web.test_pages import acknowledged, signed_in
 
 SCT = "http://snomed.info/sct"
@@ -94,6 +98,29 @@ def test_a_lasting_power_of_attorney_shows_its_date() -> None:
     }
     (section,) = compose([undated], load(), {}).summary
     assert [i.date for i in section.items] == ["2025-01-02"]
+
+
+@pytest.mark.parametrize("written", ["2019", "2019-05", "2019-05-31"])
+def test_a_directive_is_dated_as_its_source_wrote_it(written: str) -> None:
+    """A directive dated only to the year (or month) is read at that precision: shown as a
+    day it was '2019-01-01', a date no one recorded (and, for May, read as UK midnight and
+    stored in UTC, 30 April)."""
+    consent = {
+        "resourceType": "Consent", "status": "active", "dateTime": written,
+        "scope": {"coding": [{"code": "patient-privacy"}]}, "provision": {"type": "deny"},
+        "performer": [{"display": "Dr Synthetic"}],
+    }  # fmt: skip
+    found = directive(consent, POLICY.sensitive, POLICY.sections)
+    assert found is not None
+    user = who("clinical")
+    decision = decide(user, facts(relation(GP), directives=(found,)), "TREAT",
+                      Request("everything"), NOW, POLICY)  # fmt: skip
+    html = templates.get_template("record.html").render(
+        who=user, view=View(None, (), ()), nhs_number=NHS, basis=decision.basis,
+        directives=decision.directives, transfers=(), org_names={}, notice="n", csrf="x",
+    )  # fmt: skip
+    shown = re.search(r"recorded by Dr Synthetic on (\S+) shapes this view", html)
+    assert shown and shown[1] == written, html
 
 
 def test_an_item_shows_the_day_it_falls_on_in_the_uk() -> None:
