@@ -95,7 +95,7 @@ class View:
 def concept_text(value: Any) -> str:
     """A CodeableConcept (or a list of them, or a Coding) as words a person reads."""
     if isinstance(value, list):
-        return "; ".join(t for t in (concept_text(v) for v in value) if t)
+        return "; ".join(_once([concept_text(v) for v in value]))
     if not isinstance(value, dict):
         return str(value) if isinstance(value, str) else ""
     if value.get("text"):
@@ -107,6 +107,29 @@ def concept_text(value: Any) -> str:
             return str(coding["display"])
     codes = [c.get("code") for c in value.get("coding", []) if c.get("code")]
     return str(codes[0]) if codes else ""
+
+
+def _once(texts: list[str]) -> list[str]:
+    """Each text once, as first written: a relationship given as 'Next of kin' and coded
+    'Next of Kin' is said once."""
+    first: dict[str, str] = {}
+    for t in texts:
+        if t:
+            first.setdefault(t.casefold(), t)
+    return list(first.values())
+
+
+def _terms(concepts: Any) -> str:
+    """Every text and coded display of CodeableConcepts, once each: a participant's role is
+    written ('Social Worker') and coded ('Key worker'), and each says something."""
+    found = [
+        t
+        for c in (concepts if isinstance(concepts, list) else [concepts])
+        if isinstance(c, dict)
+        for t in (c.get("text"), *(d.get("display") for d in c.get("coding", [])))
+        if isinstance(t, str)
+    ]
+    return ", ".join(_once(found))
 
 
 def _label(resource: Mapping[str, Any]) -> str:
@@ -145,8 +168,52 @@ def _value(resource: Mapping[str, Any]) -> str:
     return concept_text(resource.get("valueCodeableConcept"))
 
 
-def _detail(resource: Mapping[str, Any]) -> str:
-    parts = [_value(resource)]
+def _participants(resource: Mapping[str, Any]) -> list[str]:
+    """A care team's members by name and role: who the key worker is, not only that there
+    is one."""
+    found = []
+    for p in resource.get("participant", []):
+        member = p.get("member") if isinstance(p, dict) else None
+        name = str(member.get("display") or "") if isinstance(member, dict) else ""
+        role = _terms(p.get("role")) if isinstance(p, dict) else ""
+        found.append(f"{name} ({role})" if name and role else name or role)
+    return found
+
+
+def _organisations(ref: Any, org_names: Mapping[str, str]) -> list[str]:
+    """The organisations a reference (or a list of them) names, by display or by the name of
+    the code it identifies them by."""
+    found = []
+    for r in ref if isinstance(ref, list) else [ref]:
+        if not isinstance(r, dict):
+            continue
+        ident = r.get("identifier")
+        code = str(ident.get("value") or "") if isinstance(ident, dict) else ""
+        found.append(str(r.get("display") or org_names.get(code, code)))
+    return found
+
+
+def _phones(resource: Mapping[str, Any]) -> str:
+    return ", ".join(
+        str(t["value"])
+        for t in resource.get("telecom", [])
+        if isinstance(t, dict) and t.get("system") == "phone" and t.get("value")
+    )
+
+
+def _detail(resource: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
+    """What a clinician needs beside the label: a value, who (a care team's members, a
+    contact's relationship to the person, the care home managing a placement when it is not
+    the source), a telephone number, a dose, a reaction, a status."""
+    parts = [_value(resource), *_participants(resource)]
+    team = resource.get("name")
+    if isinstance(team, str) and team != _label(resource):
+        parts.append(team)
+    parts.append(concept_text(resource.get("relationship")))
+    org = _source(resource)[1]
+    managing = _organisations(resource.get("managingOrganization"), org_names)
+    parts += [m for m in managing if m not in (org, org_names.get(org))]
+    parts.append(_phones(resource))
     dosage = resource.get("dosage") or resource.get("dosageInstruction")
     if isinstance(dosage, list) and dosage and isinstance(dosage[0], dict):
         parts.append(str(dosage[0].get("text", "")))
@@ -171,14 +238,18 @@ def _date(resource: Mapping[str, Any]) -> str:
     return ""
 
 
-def source(resource: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
-    """``<organisation> (<system>)`` from ``meta.source`` (``.../source/<system>/<org>/...``)."""
+def _source(resource: Mapping[str, Any]) -> tuple[str, str]:
+    """(system, organisation code) from ``meta.source`` (``.../source/<system>/<org>/...``);
+    empty when it does not say."""
     raw = str(resource.get("meta", {}).get("source", ""))
     parts = raw.split("/source/", 1)[-1].split("/") if "/source/" in raw else []
-    if len(parts) < 2:
-        return "unknown source"
-    system, org = parts[0], parts[1]
-    return f"{org_names.get(org, org)} ({system})"
+    return (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
+
+
+def source(resource: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
+    """``<organisation> (<system>)`` from ``meta.source``."""
+    system, org = _source(resource)
+    return f"{org_names.get(org, org)} ({system})" if system else "unknown source"
 
 
 def _person(patients: Sequence[Mapping[str, Any]]) -> Person | None:
@@ -218,7 +289,7 @@ def compose(
             patients.append(r)
         if key in _NOT_LISTED:
             continue
-        item = Item(_label(r), _detail(r), _date(r), source(r, org_names))
+        item = Item(_label(r), _detail(r, org_names), _date(r), source(r, org_names))
         grouped.setdefault(key, []).append((item.date, item))
 
     def section(key: str, limit: int | None = None) -> Section:

@@ -1,20 +1,26 @@
-"""Sensitive items on the record page, whichever way a sender codes them, and dated items."""
+"""Sensitive items on the record page, whichever way a sender codes them, dated items, and
+what a social care item says."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
+from adapters.codes import CodeMaps
 from adapters.gpconnect import GpConnectAdapter
 from consent import Request, decide, load
 from consent.facts import directive
 from engine.ingest import ingest
+from engine.settings import Settings
 from engine.web.summary import View, compose
 from engine.web.templating import templates
+from tests.adapters import test_council as council
 from tests.adapters.test_gpconnect import bundle, organization, patient
 from tests.api.conftest import NHS, Store, Token
 from tests.consent.personas import GP, NOW, POLICY, facts, relation, who
@@ -155,3 +161,43 @@ def test_a_censored_result_shows_its_comparator() -> None:
     view = compose([result], load(), {})
     (item,) = {i for s in (*view.summary, *view.details) for i in s.items}
     assert item.detail.startswith("<5 mmol/L")
+
+
+def test_social_care_items_say_who_and_how_to_reach_them(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """Issue 6 asks for the key worker and carers: the allocated worker read 'Allocated
+    social care worker · active', a carer her name alone, and a placement not which home."""
+    council.run(engine, settings, codes, str(council.write_extract(tmp_path, council.standard())))
+    names = {"E06000999": "Borsetshire Council", "VXA01": "Grey Gables Care Home"}
+    view = compose(council.stored(engine), load(), names)
+    shown = {(s.key, i.label): i.detail for s in (*view.summary, *view.details) for i in s.items}
+    worker = shown["care-team", "Allocated social care worker"]
+    assert worker == (
+        "Usha Franks (Social Worker, Key worker) · Older People North · 01632 960001 · active"
+    )
+    assert shown["contacts", "Pat Archer"] == "Daughter; Informal Carer · 07700 900123"
+    placement = shown["placements", "Care home placement (residential or nursing)"]
+    assert placement == "Grey Gables Care Home · active"
+    assert shown["care-packages", "Home Support"] == "active"  # the council is its source
+
+
+def test_a_relationship_coded_and_written_alike_is_said_once_and_a_team_has_its_date() -> None:
+    """SystmOne sends 'Next of kin' as written and as coded; a CareTeam dates by its period."""
+    s1 = "https://fhir.scr.example/source/systmone/Y90011/SRPatientRelationship/5"
+    contact = {
+        "resourceType": "RelatedPerson", "id": "r", "name": [{"text": "Anthony Taylor"}],
+        "relationship": [{"text": "Next of kin"}, {"coding": [{"display": "Next of Kin"}]}],
+        "meta": {"source": s1},
+    }  # fmt: skip
+    team = {
+        "resourceType": "CareTeam", "id": "t", "status": "active", "name": "District nurses",
+        "participant": [{"member": {"display": "Sam Hale"}}], "period": {"start": "2021-03-04"},
+        "meta": {"source": s1},
+    }  # fmt: skip
+    view = compose([contact, team], load(), {})
+    shown = [(i.label, i.detail, i.date) for s in view.summary for i in s.items]
+    assert shown == [
+        ("District nurses", "Sam Hale · active", "2021-03-04"),
+        ("Anthony Taylor", "Next of kin", ""),
+    ]
