@@ -3,7 +3,9 @@
 Search the trail (paged, CSV and FHIR export), the break-glass and self-claim review queue,
 alerts, the patient access report, charts, and the chain's status with a verify action. Every
 page passes ``engine.ig.gate.admit`` first, which audits the request before anything is
-shown. Pages show identifiers, codes and counts from the trail, never the record itself.
+shown; an officer who has not acknowledged the confidentiality notice this session is shown
+it instead, as on the record pages. Pages show identifiers, codes and counts from the trail,
+never the record itself.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
 from engine.web import session
 from engine.web.charts import bars
-from engine.web.pages import org_names, to_sign_in
+from engine.web.pages import notice_first, org_names, to_sign_in
 from engine.web.templating import templates
 
 router = APIRouter(prefix="/ig", include_in_schema=False)
@@ -97,13 +99,28 @@ def _signed_in(request: Request) -> Who:
         raise Refused(to_sign_in(request)) from None
 
 
+def _here(request: Request) -> str:
+    """Where the confidentiality notice leads on to: this page, or the console after a form."""
+    if request.method != "GET":
+        return "/ig"
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def _officer(request: Request, action: Action, asked: str, **audit: Any) -> Who:
-    """The signed-in IG officer, the request audited first; anyone else is refused (403)."""
+    """The signed-in IG officer, the request audited first; anyone else is refused (403).
+    The console names people (reports, alerts, the trail): an officer who has not
+    acknowledged the confidentiality notice gets it instead, unaudited as nothing is shown."""
     who = _signed_in(request)
     svc = services(request)
+    now = datetime.now(UTC)
+    if may_use_console(who, now, svc.policy):
+        notice = notice_first(request, who, _here(request))
+        if notice is not None:
+            raise Refused(notice)
     try:
         admit(svc.audit, who, context(request), action, asked,
-              policy=svc.policy, now=datetime.now(UTC), **audit)  # fmt: skip
+              policy=svc.policy, now=now, **audit)  # fmt: skip
     except NotIgOfficer as exc:
         raise Refused(_page(request, "ig_forbidden.html", 403, who=who, why=exc.why)) from None
     return who

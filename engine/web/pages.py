@@ -46,7 +46,7 @@ router = APIRouter(include_in_schema=False)
 Field = Annotated[str, Form()]
 _RECORD = "/record"
 #: Where the confidentiality notice may send the user on: the pages that show a person.
-_AFTER_NOTICE = (_RECORD + "/", "/inbox")
+_AFTER_NOTICE = (_RECORD + "/", "/inbox", "/ig")
 
 
 def _page(request: Request, name: str, status: int = 200, **values: Any) -> Response:

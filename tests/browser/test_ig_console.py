@@ -27,6 +27,9 @@ def ig(browser: Browser, region: Region) -> Iterator[Page]:
     page.goto(region.url + "/")
     page.click("#persona-ig-officer")
     page.wait_for_url("**/ig")
+    page.click("#acknowledge")  # the console, as the record pages, waits for the notice
+    page.wait_for_load_state()
+    assert page.locator("#patient").count() == 1
     yield page
     page.context.close()
 

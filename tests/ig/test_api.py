@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
 from tests.audit.test_export import unmet_balp
+from tests.ig.conftest import officer
 from tests.ig.test_search import BEYOND_UTC
 
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
@@ -172,6 +172,6 @@ def test_cursor_time_outside_utc_range_is_400_in_api_and_console(
     api = web.get("/fhir/AuditEvent", params={"_cursor": _forged(forged)}, headers=auth(ig_token))
     assert api.status_code == 400, api.text
     assert api.json()["issue"][0]["expression"] == ["_cursor"]
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.get("/ig", params={"after": _forged(forged)})
     assert page.status_code == 400 and "after: not a cursor" in page.text

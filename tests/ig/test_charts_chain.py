@@ -18,7 +18,6 @@ from audit.daily import daily
 from audit.entry import time_text
 from audit.keys import KEY_FILE
 from audit.writer import append_batch
-from engine.api.deps import SESSION_COOKIE
 from engine.db import make_engine, scratch_store
 from engine.ig import chain
 from engine.migrate import upgrade
@@ -29,6 +28,7 @@ from tests.api.test_access import REASON, everything, post
 from tests.audit.test_keys import UNSUPPORTED_PRIVATE
 from tests.audit.trail import as_owner, entry, fill, rechain, row
 from tests.conftest import BACKEND
+from tests.ig.conftest import officer
 from tests.ig.test_console import csrf
 
 
@@ -65,7 +65,7 @@ def test_charts_page_renders_svg_without_scripts(
     assert everything(web, token("gp")).status_code == 200
     post(web, token("ae-doctor"), "break-glass",
          {"patient": NHS, "reason_code": "5", "reason_text": REASON})  # fmt: skip
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.get("/ig/charts").text
     assert page.count("<svg") == 4 and "<script" not in page
     assert "Riverside Surgery" in page and "break-glass" in page
@@ -74,7 +74,7 @@ def test_charts_page_renders_svg_without_scripts(
 def test_chain_page_shows_status_and_verify_signs_a_checkpoint(
     web: TestClient, store: Store, ig_token: str
 ) -> None:
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.get("/ig/chain").text
     assert "none yet" in page
     verified = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")}).text
@@ -97,7 +97,7 @@ def test_verify_with_a_signing_key_it_cannot_use_still_walks_and_says_why(
     key = store.settings.data_dir / KEY_FILE
     key.write_text(UNSUPPORTED_PRIVATE)
     key.chmod(0o600)
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")})
     assert page.status_code == 200
     assert re.search(r"Verified: all \d+ entries hold, but no checkpoint was signed", page.text)
@@ -110,7 +110,7 @@ def test_a_cut_short_latest_checkpoint_is_shown_as_unreadable_and_verify_replace
 ) -> None:
     latest = chain.latest_path(store.settings)
     latest.write_bytes(b'{\n  "log": "scr-audit-trail/1",\n  "si')
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.get("/ig/chain")
     assert page.status_code == 200 and "latest checkpoint unreadable" in page.text
     search = web.get("/ig")

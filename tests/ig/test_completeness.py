@@ -43,7 +43,9 @@ def size(store: Store) -> int:
 def test_an_ig_export_of_a_persons_trail_is_found_under_that_person(
     web: TestClient, store: Store, token: Token
 ) -> None:
-    signed_in(web, token("gp", user_id="u-ig-a", name="Synthetic IG A", role_code=IG_ROLE))
+    acknowledged(
+        signed_in(web, token("gp", user_id="u-ig-a", name="Synthetic IG A", role_code=IG_ROLE))
+    )
     assert web.get("/ig/export", params={"patient": NHS, "format": "csv"}).status_code == 200
     assert web.get("/ig", params={"patient": NHS}).status_code == 200
     about = [e["nhs_number"] for e in trail(store) if e["user_id"] == "u-ig-a"]
@@ -109,7 +111,7 @@ def test_the_access_report_keeps_accesses_across_an_identity_change(
     reads = [e for e in trail(store) if e["action"] == "everything"]
     assert len({e["patient_id"] for e in reads}) == 2
     link(store.engine, PATIENT, other, who="ig-1", reason="One person after all: PDS checked")
-    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    acknowledged(signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE)))
     page = web.get("/ig/report", params={"patient": NHS})
     assert page.status_code == 200
     assert [e["seq"] for e in reads if f'data-seq="{e["seq"]}"' not in page.text] == []
@@ -136,7 +138,7 @@ def test_a_second_acknowledgement_is_not_told_to_the_person_as_a_refused_look(
     doctor = auth(token("ae-doctor"))
     assert client.post(f"/transfers/{transfer_id}/acknowledge", headers=doctor).is_success
     assert client.post(f"/transfers/{transfer_id}/acknowledge", headers=doctor).status_code == 409
-    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    acknowledged(signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE)))
     page = web.get("/ig/report", params={"patient": NHS})
     assert page.status_code == 200 and "not allowed to" not in page.text
     assert "already recorded" in page.text
@@ -182,7 +184,7 @@ def test_the_access_report_leaves_out_a_person_who_no_longer_holds_the_number(
     ingest(store.engine, store.settings, store.codes, SystmOneAdapter(), str(folder))
     with store.engine.connect() as conn:
         assert len(people_with_nhs_number(conn, NHS)) == 1
-    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    acknowledged(signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE)))
     page = web.get("/ig/report", params={"patient": NHS})
     assert page.status_code == 200 and f'data-seq="{read_b["seq"]}"' not in page.text
 
@@ -194,7 +196,7 @@ def test_the_access_report_of_a_number_two_people_hold_mixes_neither(
     assert client.get(
         f"/fhir/Patient/{other}/$everything", headers=auth(token("other-gp"))
     ).is_success
-    signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    acknowledged(signed_in(web, token("gp", user_id="u-ig", role_code=IG_ROLE)))
     page = web.get("/ig/report", params={"patient": NHS})
     assert page.status_code == 409 and "More than one person" in page.text
     assert "data-seq=" not in page.text

@@ -17,7 +17,7 @@ from engine.api.deps import SESSION_COOKIE
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
-from tests.ig.conftest import IG_ROLE
+from tests.ig.conftest import IG_ROLE, officer
 
 PAGES = ("/ig", "/ig/reviews", "/ig/alerts", "/ig/report", "/ig/charts", "/ig/chain")
 #: Content of the test record that must never reach an IG officer.
@@ -101,9 +101,32 @@ def test_an_ig_officer_without_current_ig_training_is_refused_and_audited(
     assert entries and all(e["outcome"] == "deny" for e in entries)
     assert all("training.current" in e["rules"] for e in entries)
     assert not any(e.get("patient_id") or e.get("nhs_number") for e in entries)
-    web.cookies.set(SESSION_COOKIE, token("gp", user_id="u-ig", role_code=IG_ROLE))
+    officer(web, token("gp", user_id="u-ig", role_code=IG_ROLE))
     assert f'data-id="{item}"' in web.get("/ig/reviews").text  # still open, and a trained
     # officer (the same one, retrained) is let in
+
+
+def test_the_console_waits_for_the_confidentiality_notice(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """The console names people (a person's access report, alerts, the trail): an officer
+    sees the notice first, as on the record pages, and nothing of anyone until it is
+    acknowledged; the notice then leads on to the page asked for."""
+    _activity(web, token)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    before = audit_actions(store)
+    for path in (*PAGES, f"/ig/report?patient={NHS}", "/ig/export?format=csv"):
+        page = web.get(path)
+        assert page.status_code == 200 and 'id="acknowledge"' in page.text, path
+        assert "looked at your record" not in page.text and "u-gp" not in page.text, path
+    assert audit_actions(store) == before  # nothing was shown
+    moved = web.post(
+        "/acknowledge",
+        data={"csrf_token": csrf(web, "/record"), "next_page": f"/ig/report?patient={NHS}"},
+    )
+    assert moved.headers["location"] == f"/ig/report?patient={NHS}"
+    report = web.get(moved.headers["location"])
+    assert 'id="acknowledge"' not in report.text and "looked at your record" in report.text
 
 
 def test_signed_out_console_sends_to_sign_in(web: TestClient) -> None:
@@ -122,7 +145,7 @@ def test_a_malformed_filter_from_anyone_else_is_refused_403_and_audited(
     web.cookies.set(SESSION_COOKIE, token("gp"))
     page = web.get("/ig/export", params={"format": "csv", "since": "not-a-day"})
     assert page.status_code == 403 and audit_actions(store)[-1] == ("export", "deny")
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.get("/ig/export", params={"format": "csv", "since": "not-a-day"})
     assert page.status_code == 400 and audit_actions(store)[-1] == ("export", "permit")
     api = web.get("/fhir/AuditEvent", params={"outcome": "9"}, headers=auth(ig_token))
@@ -155,7 +178,7 @@ def test_console_charts_days_from_a_clinician_is_the_audited_403(
     page = web.get("/ig/charts", params={"days": "x"})
     assert page.status_code == 403, page.text
     assert audit_actions(store)[before:] == [("ig-view", "deny")]
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.get("/ig/charts", params={"days": "x"})
     assert page.status_code == 400 and audit_actions(store)[-1] == ("ig-view", "permit")
     assert web.get("/ig/charts", params={"days": "500"}).status_code == 200  # kept to 92
@@ -169,7 +192,7 @@ def test_ig_officer_sees_every_page_with_no_clinical_content(
     web: TestClient, store: Store, token: Token, ig_token: str
 ) -> None:
     _activity(web, token)
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     pages = [
         *PAGES,
         f"/ig?patient={NHS}",
@@ -193,7 +216,7 @@ def test_console_search_filters_pages_and_shows_counts(
     web: TestClient, token: Token, ig_token: str
 ) -> None:
     _activity(web, token)
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     page = web.get("/ig", params={"patient": NHS, "purpose": "ETREAT", "role": "R8000"})
     rows = re.findall(r'data-action="([^"]+)"', page.text)
     assert rows == ["everything"]
@@ -218,7 +241,7 @@ def test_a_token_purpose_of_one_nbsp_still_exports_a_valid_bundle(
     read = web.get(f"/fhir/Patient/{PATIENT}/$everything",
                    headers=auth(token("gp", purpose="\xa0")))  # fmt: skip
     assert read.status_code == 404  # decided (unknown purpose), audited with purpose "\xa0"
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     exported = web.get("/ig/export", params={"format": "fhir"})
     assert exported.status_code == 200
     Bundle.model_validate(orjson.loads(exported.content))
@@ -232,7 +255,7 @@ def test_console_csv_and_fhir_exports_hold_the_matches(
     web: TestClient, token: Token, ig_token: str
 ) -> None:
     _activity(web, token)
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     csv_text = web.get("/ig/export", params={"format": "csv", "user": "u-ae-doctor"}).text
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("seq,time,request_id,action")

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from audit.entry import time_text
 from audit.report import lines, load_roles
-from engine.api.deps import SESSION_COOKIE
 from engine.web.ig import filters_from
 from tests.api.conftest import NHS, Token
 from tests.api.test_access import REASON, everything, post
+from tests.ig.conftest import officer
 
 
 def test_report_lists_exactly_the_accesses_and_none_of_igs_own_work(
@@ -26,7 +26,7 @@ def test_report_lists_exactly_the_accesses_and_none_of_igs_own_work(
                 {"patient": NHS, "reason_code": "5", "reason_text": REASON})  # fmt: skip
     assert made.status_code == 201
     assert everything(web, token("ae-doctor"), "ETREAT").status_code == 200
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     web.get("/ig", params={"patient": NHS})
     page = web.get("/ig/report", params={"patient": NHS})
     assert page.status_code == 200
@@ -71,7 +71,7 @@ def test_report_days_are_the_uk_days_it_shows_its_times_in(
     with monkeypatch.context() as m:
         m.setattr("audit.writer.datetime", _Fixed)
         assert everything(web, token("gp")).status_code == 200
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     asked = {"patient": NHS}
     assert _when(web.get("/ig/report", params=asked).text) == ["Tuesday 2 June 2099 at 00:30"]
     on_the_2nd = web.get(

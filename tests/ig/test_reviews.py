@@ -14,12 +14,11 @@ from sqlalchemy import text
 from audit.query import stream
 from consent import Grant, Who
 from engine.access import record_grant
-from engine.api.deps import SESSION_COOKIE
 from engine.ig.queue import CLOSED_RULE, INVALID_RULE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
-from tests.ig.conftest import IG_ROLE
+from tests.ig.conftest import IG_ROLE, officer
 from tests.ig.test_console import csrf
 
 
@@ -39,7 +38,7 @@ def test_break_glass_item_is_reviewed_once_audited_and_closed(
     web: TestClient, store: Store, token: Token, ig_token: str
 ) -> None:
     item = _break_glass(web, token)
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     queue = web.get("/ig/reviews")
     assert f'data-id="{item}"' in queue.text and "Overdue" not in queue.text
     page = web.get(f"/ig/reviews/break-glass/{item}")
@@ -93,7 +92,7 @@ def test_a_review_refused_for_its_form_is_audited_before_the_item_is_shown(
     the reason, their trail): its deny entry, naming ``ig-review.invalid`` and never the
     posted outcome, is appended first, and the item stays open."""
     item = _break_glass(web, token)
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     form = csrf(web, f"/ig/reviews/break-glass/{item}")
     before = len(list(stream(store.engine)))
     page = web.post(
@@ -114,7 +113,7 @@ def test_inappropriate_outcome_ends_the_grant(
 ) -> None:
     item = _break_glass(web, token)
     assert everything(web, token("ae-doctor"), "ETREAT").status_code == 200
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     form = csrf(web, f"/ig/reviews/break-glass/{item}")
     web.post(
         f"/ig/reviews/break-glass/{item}",
@@ -158,7 +157,7 @@ def test_items_open_past_72_hours_are_highlighted_overdue(
                 start + timedelta(hours=6),
             ),
         )
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     queue = web.get("/ig/reviews").text
     rows = re.findall(
         r'<tr class="item( overdue)?" data-kind="break-glass" data-id="([^"]+)"', queue
@@ -178,7 +177,7 @@ def test_a_self_claim_is_an_item_and_an_inappropriate_outcome_ends_it(
     assert made.status_code == 201
     item = made.json()["review_items"][0]
     assert everything(web, doctor).status_code == 200
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     assert f'data-id="{item}"' in web.get("/ig/reviews").text
     form = csrf(web, f"/ig/reviews/self-claim/{item}")
     done = web.post(
@@ -199,7 +198,7 @@ def test_an_officer_cannot_review_their_own_break_glass_use(
     glass is refused the review of it (the page says why, the attempt is audited as a deny)
     and the item stays open for another officer."""
     item = _break_glass(web, token)
-    web.cookies.set(SESSION_COOKIE, token("ae-doctor", role_code=IG_ROLE))  # u-ae-doctor
+    officer(web, token("ae-doctor", role_code=IG_ROLE))  # u-ae-doctor
     page = web.get(f"/ig/reviews/break-glass/{item}")
     assert 'id="own-item"' in page.text and 'id="record-outcome"' not in page.text
     form = csrf(web, f"/ig/reviews/break-glass/{item}")
@@ -215,7 +214,7 @@ def test_an_officer_cannot_review_their_own_break_glass_use(
             text("SELECT body FROM audit_entry WHERE action = 'ig-review'")
         ).scalar_one()
     assert f"break-glass/{item}".encode() in body and b"ig-review.own-item" in body
-    web.cookies.set(SESSION_COOKIE, ig_token)
+    officer(web, ig_token)
     form = csrf(web, f"/ig/reviews/break-glass/{item}")
     other = web.post(
         f"/ig/reviews/break-glass/{item}",
