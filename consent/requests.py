@@ -67,10 +67,17 @@ def _gates(c: Case) -> list[Reason]:
     return [r for r in found if r is not None]
 
 
-def _reason_text(text: str, policy: Policy, rule: Rule) -> Reason:
+def reason_problem(text: str, policy: Policy) -> str | None:
+    """What is wrong with a break-glass or self-claim reason, if anything: the refusal's words,
+    which a form also shows beside the field."""
     if len(text.strip()) < policy.min_reason_text:
-        return rule.no(f"The reason must be at least {policy.min_reason_text} characters")
-    return rule.ok("A reason was given")
+        return f"The reason must be at least {policy.min_reason_text} characters"
+    return None
+
+
+def _reason_text(text: str, policy: Policy, rule: Rule) -> Reason:
+    problem = reason_problem(text, policy)
+    return rule.no(problem) if problem else rule.ok("A reason was given")
 
 
 def ask_break_glass(

@@ -9,6 +9,7 @@ bearer token in a ``Secure; HttpOnly; SameSite=Strict`` cookie.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from adapters.synth.personas import BY_KEY, PERSONAS
 from adapters.values import nhs_number_valid
 from consent import NOTICE, Who, explain
 from consent import Request as Asked
+from consent.requests import reason_problem
 from engine.api.access import BreakGlass, Claim
 from engine.api.auth import TokenRefused, mint
 from engine.api.deps import (
@@ -228,7 +230,11 @@ def _no_access(
     decision: Any,
     error: str | None = None,
     status: int = 404,
+    errors: Mapping[str, str] | None = None,
+    typed: Mapping[str, str] | None = None,
 ) -> Response:
+    """The refusal, with the break-glass and self-claim forms the profile may use; a form
+    refused comes back as typed (``typed``), ``errors`` marking its fields."""
     policy = services(request).policy
     profile = policy.profiles.get(who.profile or "")
     return _page(
@@ -237,13 +243,28 @@ def _no_access(
         can_break_glass=bool(profile and profile.break_glass),
         can_claim=bool(profile and profile.self_claim),
         reasons=sorted(policy.break_glass_reasons.items()), error=error,
+        errors=errors or {}, typed=typed or {},
     )  # fmt: skip
 
 
-def _why(exc: RequestRefused | Ambiguous) -> str:
+def _refused(
+    request: Request,
+    who: Who,
+    nhs_number: str,
+    exc: RequestRefused | Ambiguous,
+    typed: Mapping[str, str],
+    field: str,
+) -> Response:
+    """The form again for a request ``ask`` refused: a reason too short is marked on its
+    ``field``, kept as typed, and any other refusal is said above the forms."""
     if isinstance(exc, Ambiguous):
-        return "More than one person holds this NHS number: ask your records team"
-    return "; ".join(r.text for r in exc.refusals) or "No one holds this NHS number"
+        several = "More than one person holds this NHS number: ask your records team"
+        return _no_access(request, who, nhs_number, None, several, typed=typed)
+    problem = reason_problem(typed[field], services(request).policy)
+    rest = "; ".join(r.text for r in exc.refusals if r.text != problem)
+    why = rest or (None if problem else "No one holds this NHS number")
+    errors = {field: problem} if problem else {}
+    return _no_access(request, who, nhs_number, None, why, errors=errors, typed=typed)
 
 
 #: What the API's checks (``engine.api.access``) refuse, as the form says it.
@@ -255,11 +276,17 @@ _UNFIT = {
 }
 
 
-def _unfit(request: Request, who: Who, nhs_number: str, exc: ValidationError) -> Response:
-    """400 and the form again for what the API refuses too, before anything is audited: a
-    reason that could not be stored with its grant must not be recorded as a permit."""
+def _unfit(
+    request: Request, who: Who, nhs_number: str, exc: ValidationError, typed: Mapping[str, str]
+) -> Response:
+    """400 and the form again, as typed, for what the API refuses too, before anything is
+    audited: a reason that could not be stored with its grant must not be recorded as a
+    permit. A field of the form is marked; the number in the path is said above it."""
     field = str(exc.errors()[0]["loc"][0])
-    return _no_access(request, who, nhs_number, None, _UNFIT[field], status=400)
+    if field not in typed:
+        return _no_access(request, who, nhs_number, None, _UNFIT[field], 400, typed=typed)
+    errors = {field: _UNFIT[field]}
+    return _no_access(request, who, nhs_number, None, None, 400, errors=errors, typed=typed)
 
 
 @router.post(_RECORD + "/{nhs_number}/break-glass")
@@ -270,16 +297,17 @@ def break_glass(
     who = _signed_in(request)
     if who is None:
         return to_sign_in(request)
+    typed = {"reason_code": reason_code, "reason_text": reason_text}
     try:
-        BreakGlass(patient=nhs_number, reason_code=reason_code, reason_text=reason_text)
+        BreakGlass(patient=nhs_number, **typed)
     except ValidationError as exc:
-        return _unfit(request, who, nhs_number, exc)
+        return _unfit(request, who, nhs_number, exc, typed)
     svc = services(request)
     try:
         ask(svc.reader, who, context(request), nhs_number, reason_code, reason_text,
             svc.settings.break_glass_minutes)  # fmt: skip
     except (RequestRefused, Ambiguous) as exc:
-        return _no_access(request, who, nhs_number, None, _why(exc))
+        return _refused(request, who, nhs_number, exc, typed, "reason_text")
     return _to(f"{_RECORD}/{quote(nhs_number)}?purpose=ETREAT")
 
 
@@ -289,12 +317,13 @@ def relationship(request: Request, nhs_number: str, csrf_token: Field, reason: F
     who = _signed_in(request)
     if who is None:
         return to_sign_in(request)
+    typed = {"reason": reason}
     try:
         Claim(patient=nhs_number, reason=reason)
     except ValidationError as exc:
-        return _unfit(request, who, nhs_number, exc)
+        return _unfit(request, who, nhs_number, exc, typed)
     try:
         ask(services(request).reader, who, context(request), nhs_number, None, reason, 0)
     except (RequestRefused, Ambiguous) as exc:
-        return _no_access(request, who, nhs_number, None, _why(exc))
+        return _refused(request, who, nhs_number, exc, typed, "reason")
     return _to(f"{_RECORD}/{quote(nhs_number)}")

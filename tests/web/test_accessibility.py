@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from audit.tables import AuditRow
 from tests.api.conftest import NHS, Store, Token
-from tests.web.test_pages import acknowledged, signed_in
+from tests.web.test_pages import acknowledged, csrf, signed_in
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "engine" / "web" / "templates"
 CSS = (TEMPLATES / "base.html").read_text()
@@ -96,3 +97,32 @@ def test_a_refused_view_is_one_refusal_in_the_trail(
             .all()
         )
     assert refusals == ["everything"]
+
+
+@pytest.mark.parametrize(
+    ("action", "form", "field", "area"),
+    [
+        ("break-glass", {"reason_code": "2", "reason_text": "resus now"}, "reason_text",
+         "reason_text"),
+        ("break-glass", {"reason_code": "5" * 17, "reason_text": "In resus now"}, "reason_code",
+         "reason_text"),
+        ("relationship", {"reason": "his son"}, "reason", "reason"),
+    ],
+)  # fmt: skip
+def test_a_refused_reason_is_kept_and_marked_on_its_field(
+    web: TestClient, token: Token, action: str, form: dict[str, str], field: str, area: str
+) -> None:
+    """A reason too short came back as a bare alert above both forms, the textarea emptied
+    (retyped in an emergency), neither marked nor described by it, the title not saying so."""
+    acknowledged(signed_in(web, token("ae-doctor")))
+    posted = form | {"csrf_token": csrf(web, "/record")}
+    page = web.post(f"/record/{NHS}/{action}", data=posted).text
+    assert "<title>Error: No access" in page
+    marked = re.search(rf'<(textarea|select) id="{field}"[^>]*>', page)
+    assert marked and 'aria-invalid="true"' in marked[0]
+    assert f'aria-describedby="{field}-error"' in marked[0]
+    assert f'<p class="error" role="alert" id="{field}-error">' in page
+    kept = re.search(rf'<textarea id="{area}"[^>]*>([^<]*)</textarea>', page)
+    assert kept and kept[1] == form[area], "what was typed is lost"
+    if action == "break-glass" and field != "reason_code":
+        assert f'<option value="{form["reason_code"]}" selected>' in page
