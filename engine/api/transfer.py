@@ -90,9 +90,9 @@ async def process_message(request: Request, who: User, ctx: Context) -> Response
     limit = svc.settings.transfer_max_bytes
     raw = await _body(request, limit)
     try:
-        if raw is None:
+        if raw is None:  # a bad message, as every other (the contract's 422), refused by size
             big = Issue("too-costly", f"The message is larger than {limit:,} bytes", "Bundle")
-            raise await run_in_threadpool(refuse, inbox(svc), who, ctx, 413, big)
+            raise await run_in_threadpool(refuse, inbox(svc), who, ctx, 422, big)
         answer = await run_in_threadpool(receive, inbox(svc), who, ctx, raw)
     except Refused as exc:
         problems = (Problem(p.code, p.diagnostics, p.expression) for p in exc.problems)

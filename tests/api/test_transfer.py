@@ -383,7 +383,12 @@ def test_malformed_json_and_a_huge_body_are_refused(
             yield b" " * 1_000_000
 
     huge = client.post(URL, content=chunks(), headers=auth(home))
-    assert huge.status_code == 413
+    declared = client.post(URL, content=b" " * 10_000_000, headers=auth(home))
+    for refused in (huge, declared):
+        assert refused.status_code == 422
+        (issue,) = refused.json()["issue"]
+        assert (issue["code"], issue["expression"]) == ("too-costly", ["Bundle"])
+        assert "larger than 5,000,000 bytes" in issue["diagnostics"]
     assert count(store, MESSAGES) == 0
     with store.engine.connect() as conn:
         refusals = conn.execute(
@@ -391,7 +396,7 @@ def test_malformed_json_and_a_huge_body_are_refused(
                 AuditRow.action == "transfer-receive", AuditRow.outcome == "deny"
             )
         ).all()
-    assert len(refusals) == 2
+    assert len(refusals) == 3
 
 
 @pytest.mark.parametrize(
