@@ -118,12 +118,16 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _kept(path: Path) -> Checkpoint | None:
-    """The latest checkpoint kept here, signed or not; none when there is none, or the file is
-    not a checkpoint (shown as unreadable, and replaced by the next checkpoint signed)."""
+    """The latest checkpoint kept here, signed or not; none when there is no file. A file
+    that is not a checkpoint raises :class:`CheckpointError`: spoiling it must not be a way to
+    have a rewritten trail walked alone, found whole and signed over the evidence."""
     try:
-        return parse(path.read_bytes())
-    except (CheckpointError, OSError):
+        data = path.read_bytes()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise CheckpointError(f"the kept checkpoint cannot be read: {exc}") from exc
+    return parse(data)
 
 
 def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Report, str | None]:
@@ -132,7 +136,14 @@ def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Repor
     the signing key cannot be used, or is not the one that signed the kept checkpoint (the
     walk still runs). A key is made here only when no checkpoint is kept yet."""
     path = latest_path(settings)
-    kept = _kept(path)
+    try:
+        kept = _kept(path)
+    except CheckpointError as exc:
+        why = (
+            f"{path.name}: {exc}; nothing was signed over it. Check the trail against IG's own "
+            "copy (scr audit verify --checkpoint), then move the file aside and verify again"
+        )
+        return verify(engine), why
     try:
         key = signing_key(settings, create=kept is None)
     except SigningKeyError as exc:

@@ -105,16 +105,23 @@ def test_verify_with_a_signing_key_it_cannot_use_still_walks_and_says_why(
     assert not chain.latest_path(store.settings).exists()
 
 
-def test_a_cut_short_latest_checkpoint_is_shown_as_unreadable_and_verify_replaces_it(
+def test_a_cut_short_latest_checkpoint_is_shown_as_unreadable_and_never_signed_over(
     web: TestClient, ig_token: str, store: Store
 ) -> None:
+    """Spoiling the kept checkpoint must not get a rewritten trail walked alone and signed
+    over the evidence: Verify signs nothing until IG moves the file aside."""
     latest = chain.latest_path(store.settings)
-    latest.write_bytes(b'{\n  "log": "scr-audit-trail/1",\n  "si')
+    spoiled = b'{\n  "log": "scr-audit-trail/1",\n  "si'
+    latest.write_bytes(spoiled)
     officer(web, ig_token)
     page = web.get("/ig/chain")
     assert page.status_code == 200 and "latest checkpoint unreadable" in page.text
     search = web.get("/ig")
     assert search.status_code == 200 and "latest checkpoint is unreadable" in search.text
+    verified = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")})
+    assert "no checkpoint was signed" in verified.text and "move the file aside" in verified.text
+    assert latest.read_bytes() == spoiled
+    latest.unlink()
     web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")})
     assert orjson.loads(latest.read_bytes())["log"] == "scr-audit-trail/1"
     assert "unreadable" not in web.get("/ig/chain").text
