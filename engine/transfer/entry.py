@@ -12,9 +12,9 @@ import re
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from engine.transfer import news2
+from engine.transfer.form import UK as _UK
 from engine.transfer.form import Medicine, Person, TransferForm, written
 
 #: A problem: the field it is about (``None``: the message as a whole) and what to do, in the
@@ -37,8 +37,6 @@ _STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[ T]([01]?\d|2[0-3])[:.]([0-5]\d)" + _Z
 _DOSE_FORMAT = (
     "give the last dose as a time such as 08:00, or a date and time such as 2026-12-05 08:00"
 )
-#: Care homes keep their medicines records in UK time.
-_UK = ZoneInfo("Europe/London")
 
 
 def blank(text: str) -> bool:
@@ -79,38 +77,50 @@ def _birth_date(text: str, today: date, problems: list[Problem]) -> None:
         problems.append(("born", f"The date of birth is over {OLDEST_YEARS} years ago: check it"))
 
 
-def _last_dose(text: str, now: datetime) -> datetime | str:
-    """A time of last dose as a nurse writes it (``08:00`` today, or yesterday if that is
-    still to come; or a date and time, ``GMT`` or ``BST`` after it where the clocks make the
-    time happen twice) in UK time; else what is wrong with it. The hour the clocks skip never
-    happened, a dose to come was not given, and the hour they repeat is asked, never guessed."""
-    local = now.astimezone(_UK)
-    if clock := _CLOCK.fullmatch(text):
-        day, hour, minute, zone = local.date(), clock[1], clock[2], clock[3]
-        if datetime.combine(day, time(int(hour), int(minute)), _UK) > local:
-            day -= timedelta(days=1)
-    elif stamp := _STAMP.fullmatch(text):
-        try:
-            day = date.fromisoformat(stamp[1])
-        except ValueError:
-            return _DOSE_FORMAT
-        hour, minute, zone = stamp[2], stamp[3], stamp[4]
-    else:
-        return _DOSE_FORMAT
+def _placed(day: date, hour: str, minute: str, zone: str | None) -> datetime | str:
+    """A UK clock time on ``day`` (``zone``, BST or GMT, saying which where the clocks make it
+    happen twice), or what is wrong with it: the hour the clocks skip never happened, and the
+    hour they repeat is asked, never guessed."""
     at = datetime.combine(day, time(int(hour), int(minute)), _UK)
     named = f"{day.isoformat()} {int(hour):02d}:{minute}"
     both = {at.tzname(), at.replace(fold=1).tzname()}
     if at.astimezone(UTC).astimezone(_UK).replace(tzinfo=None) != at.replace(tzinfo=None):
         return f"the clocks went forward that night, so {named} never happened: check the time"
-    if zone is None and len(both) > 1:
-        return (f"the clocks went back that night, so {named} happened twice: add BST (the "
-                "first) or GMT (the second) after the time")  # fmt: skip
-    if zone is not None:
-        if zone.upper() not in both:
-            return f"UK clocks showed {at.tzname()} at {named}, not {zone.upper()}"
-        at = at.replace(fold=int(at.tzname() != zone.upper()))
-    if at > local:
-        return f"{named} is still to come: give the time the last dose was given"
+    if zone is None:
+        if len(both) > 1:
+            return (f"the clocks went back that night, so {named} happened twice: add BST (the "
+                    "first) or GMT (the second) after the time")  # fmt: skip
+        return at
+    if zone.upper() not in both:
+        return f"UK clocks showed {at.tzname()} at {named}, not {zone.upper()}"
+    return at.replace(fold=int(at.tzname() != zone.upper()))
+
+
+def _last_dose(text: str, now: datetime) -> datetime | str:
+    """A time of last dose as a nurse writes it (``08:00`` today, or yesterday if that is
+    still to come; or a date and time; ``GMT`` or ``BST`` after either) in UK time; else what
+    is wrong with it (``_placed``, or a dose still to come, which was not given). Instants
+    are compared in UTC: two UK times share a zone object, and Python then compares their
+    clock faces, which the night the clocks go back tells nothing."""
+    if clock := _CLOCK.fullmatch(text):
+        hour, minute, zone = clock[1], clock[2], clock[3]
+        day = now.astimezone(_UK).date()
+        at = _placed(day, hour, minute, zone)
+        soonest = (at if isinstance(at, datetime)
+                   else datetime.combine(day, time(int(hour), int(minute)), _UK))  # fmt: skip
+        if soonest.astimezone(UTC) > now.astimezone(UTC):
+            before = _placed(day - timedelta(days=1), hour, minute, zone)
+            # "01:10 GMT" on the night the clocks go back, before it came: only today has one
+            at = at if isinstance(at, datetime) and isinstance(before, str) else before
+    elif stamp := _STAMP.fullmatch(text):
+        try:
+            at = _placed(date.fromisoformat(stamp[1]), stamp[2], stamp[3], stamp[4])
+        except ValueError:
+            return _DOSE_FORMAT
+    else:
+        return _DOSE_FORMAT
+    if isinstance(at, datetime) and at.astimezone(UTC) > now.astimezone(UTC):
+        return f"{written(at)} is still to come: give the time the last dose was given"
     return at
 
 

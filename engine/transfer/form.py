@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.transfer import news2
 from engine.transfer.message import LOINC, NHS, Section, build, urn
@@ -21,6 +22,8 @@ SNOMED = "http://snomed.info/sct"
 #: scale 2), named under the deployment's canonical base like scr's other code systems.
 SPO2_SCALES = "CodeSystem/scr-news2-spo2-scale"
 #: (LOINC code, display, UCUM unit) for each vital sign the form records.
+#: Care homes and hospitals keep their records in UK time.
+UK = ZoneInfo("Europe/London")
 _VITALS = {
     "respiration_rate": ("9279-1", "Respiratory rate", "/min"),
     "spo2": ("59408-5", "Oxygen saturation by pulse oximetry", "%"),
@@ -59,6 +62,7 @@ def written(at: datetime) -> str:
     """A last dose as people read it (and the form reads it back): the day always (a bare
     08:00 is this morning or yesterday's, by when it is read), the clock's name when the time
     happened twice (the night the clocks go back)."""
+    at = at.astimezone(UK)
     twice = at.replace(fold=0).tzname() != at.replace(fold=1).tzname()
     return at.strftime("%Y-%m-%d %H:%M") + (f" {at.tzname()}" if twice else "")
 
@@ -143,6 +147,9 @@ class Claim:
     more: tuple[int, ...] = ()
     #: The readings the total is scored on that the message lacks (``vitals`` is ``None``).
     missing: tuple[str, ...] = ()
+    #: The entries of a second reading of a kind (air and oxygen are one kind), each with
+    #: the kind's name: which of two the total was scored on cannot be told.
+    repeated: tuple[tuple[int, str], ...] = ()
 
 
 def _codes(resource: dict[str, Any]) -> set[str]:
@@ -175,22 +182,29 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
     totals: list[tuple[int, object, bool]] = []
     oxygen: bool | None = None
     loinc = {code: name for name, (code, _, _) in _VITALS.items()}
+    kinds: set[str] = set()
+    repeated: list[tuple[int, str]] = []
     for i, entry in enumerate(entries):
         r = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(r, dict) or r.get("resourceType") != "Observation":
             continue
         codes = _codes(r)
         value = observed(r)
+        kind = [_VITALS[loinc[c]][1] for c in sorted(codes & loinc.keys())]
         if NEWS2_TOTAL in codes:
             method = r.get("method")
             scale = _codes({"code": method}) if isinstance(method, dict) else set()
             totals.append((i, value, "2" in scale))
         elif ACVPU_SCORE in codes:
             found["consciousness"] = r.get("valueString")
+            kind.append("ACVPU scale score")
         elif codes & {ON_OXYGEN, ON_AIR}:
             oxygen = ON_OXYGEN in codes
+            kind.append("air or oxygen")
         for code in codes & loinc.keys():
             found[loinc[code]] = value
+        repeated += [(i, k) for k in kind if k in kinds]
+        kinds.update(kind)
     if not totals:
         return None
     (i, value, scale_2), *more = totals
@@ -205,7 +219,7 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
         int(found["systolic_bp"]), int(found["pulse"]), found["consciousness"],
         float(found["temperature"]), 2 if scale_2 else 1,
     )  # fmt: skip
-    return Claim(i, value, vitals, tuple(j for j, _, _ in more), missing)
+    return Claim(i, value, vitals, tuple(j for j, _, _ in more), missing, tuple(repeated))
 
 
 def readings(v: news2.Vitals) -> str:

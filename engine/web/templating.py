@@ -41,11 +41,14 @@ def uk_date(value: str | datetime, precision: str = "day") -> str:
 
 def uk_time(value: str | datetime) -> str:
     """A stored instant (UTC; one without an offset is taken as UTC) to the minute, as the
-    clocks on the ward and in the care home showed it: in summer UTC is an hour behind."""
+    clocks on the ward and in the care home showed it: in summer UTC is an hour behind. In
+    the hour the clocks go back, which shows twice, the clock's name says which."""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.astimezone(_UK).strftime("%Y-%m-%d %H:%M")
+    local = when.astimezone(_UK)
+    twice = local.replace(fold=0).utcoffset() != local.replace(fold=1).utcoffset()
+    return local.strftime("%Y-%m-%d %H:%M") + (f" {local.tzname()}" if twice else "")
 
 
 templates.env.globals["printed_at"] = printed_at

@@ -190,14 +190,13 @@ def send_transfer(
     hospitals = _kind_of(request, "hospital")
     form, problems = read_form(entered, nhs_number, who.name, dict(hospitals), datetime.now(UTC))
     vitals = form.vitals
-    if not problems and step == "review":  # each last dose with its day, as it will be sent
-        entered["medicines"] = reviewed_medicines(form.medicines)
     # a review is of one person's transfer, sent as one message
     shown = entered | {"nhs_number": nhs_number, "message_id": message_id}
     if step == "send" and not (UUID.fullmatch(message_id)
                                and session.sealed(request, shown, reviewed)):  # fmt: skip
         step = "review"
-    if not problems and step == "review":
+    if not problems and step == "review":  # each last dose with its day, as it will be sent
+        entered["medicines"] = shown["medicines"] = reviewed_medicines(form.medicines)
         shown["message_id"] = str(uuid.uuid4())
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
                      prefill=entered, hospitals=hospitals, review=True,

@@ -36,6 +36,8 @@ from engine.transfer import store as transfers
 from engine.transfer.form import (
     ACVPU_SCORE,
     NEWS2_TOTAL,
+    ON_AIR,
+    ON_OXYGEN,
     SNOMED,
     DischargeForm,
     Person,
@@ -1219,6 +1221,27 @@ def test_a_news2_total_sent_without_one_of_its_readings_is_refused(
     assert issue["expression"] == [f"Bundle.entry[{i}].resource.valueQuantity.value"]
     assert issue["diagnostics"].endswith(f"missing: {named}")
     assert count(store, MESSAGES) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [("9279-1", "Respiratory rate"), (ON_AIR, "air or oxygen"), (ACVPU_SCORE, "ACVPU scale score")],
+)
+def test_a_reading_sent_twice_beside_a_news2_total_is_refused(code: str, kind: str) -> None:
+    """Which of two the total was scored on cannot be told: an RR of 30 ahead of the 22 it was
+    scored on, or 'on oxygen' beside 'room air' (two points), passed on the last one read."""
+    doc = unsigned()
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == code)
+    extra = copy.deepcopy(doc["entry"][i])
+    extra["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
+    if code == ON_AIR:
+        extra["resource"]["code"] = {"coding": [{"system": SNOMED, "code": ON_OXYGEN}]}
+    doc["entry"].insert(i + 1, extra)
+    problems, _ = transfer_rules.check_shape(signed(doc, signature.new_key(), CARE_HOME))
+    said = f"a NEWS2 total is scored on one {kind}; this is another"
+    assert (f"Bundle.entry[{i + 1}].resource", said) in [
+        (p.expression, p.diagnostics) for p in problems
+    ]
 
 
 def _coded(entry: dict[str, Any]) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from engine.transfer.entry import read_form, reviewed_medicines
+from engine.transfer.form import Medicine, transfer_message
+from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
 #: 09:30 UK time (GMT in December).
 NOW = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
@@ -58,6 +61,16 @@ def test_last_doses_are_read_as_a_nurse_writes_them() -> None:
     )
 
 
+def test_the_narrative_says_a_last_dose_in_uk_time_whatever_zone_it_came_in() -> None:
+    """The CLI's example passes UTC: the narrative the hospital reads said 13:00 for a 14:00
+    BST dose."""
+    dose = datetime(2026, 7, 1, 13, 0, tzinfo=UTC)
+    form = replace(FORM, medicines=[Medicine("Paracetamol", dose)])
+    doc = transfer_message(form, sender=CARE_HOME, destination=HOSPITAL,
+                           now=datetime(2026, 7, 1, 15, tzinfo=UTC), base=BASE)  # fmt: skip
+    assert "Paracetamol (last dose 2026-07-01 14:00)" in str(doc)
+
+
 @pytest.mark.parametrize(
     ("typed", "now", "sent", "problem"),
     [
@@ -69,6 +82,12 @@ def test_last_doses_are_read_as_a_nurse_writes_them() -> None:
         ("01:30 BST", "2026-10-25T09:00", "2026-10-25T01:30:00+01:00", ""),
         ("2026-10-25 01:30 gmt", "2026-10-25T09:00", "2026-10-25T01:30:00+00:00", ""),
         ("08:00 BST", "2026-12-05T09:30", None, "showed GMT"),
+        # compared as instants: at 01:20 GMT, 01:40 BST was 40 minutes ago, not tomorrow's
+        ("01:40 BST", "2026-10-25T01:20", "2026-10-25T01:40:00+01:00", ""),
+        ("2026-10-25 01:40 BST", "2026-10-25T01:20", "2026-10-25T01:40:00+01:00", ""),
+        # at 01:50 BST, 01:10 GMT is 20 minutes away
+        ("01:10 GMT", "2026-10-25T00:50", None, "still to come"),
+        ("2026-10-25 01:10 GMT", "2026-10-25T00:50", None, "still to come"),
         ("2026-12-05 10:00", "2026-12-05T09:30", None, "still to come"),
         ("14:00", "2026-07-01T15:00", "2026-07-01T14:00:00+01:00", ""),
     ],

@@ -28,6 +28,7 @@ from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.store import register_key, sender_key
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 from engine.web import transfers as transfer_pages
+from engine.web.templating import uk_time
 from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
 from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
@@ -254,6 +255,14 @@ def test_the_history_and_the_inbox_show_times_as_uk_clocks_do(
     shown = [web.get(path).text, web.get("/inbox").text, web.get(f"/record/{NHS}").text]
     assert ["2026-07-01 13:30" in page for page in shown] == [True, True, True]
     assert not any("2026-07-01 12:30" in page for page in shown)
+
+
+def test_the_hour_the_clocks_repeat_is_shown_with_its_clock() -> None:
+    """01:30 BST and 01:30 GMT on 25 October are an hour apart: a discharge an hour after a
+    receipt must not read as the same minute."""
+    assert uk_time(datetime(2026, 10, 25, 0, 30, tzinfo=UTC)) == "2026-10-25 01:30 BST"
+    assert uk_time("2026-10-25T01:30:00+00:00") == "2026-10-25 01:30 GMT"
+    assert uk_time("2026-10-25T02:30:00") == "2026-10-25 02:30"
 
 
 def test_a_second_acknowledgement_is_shown_refused_and_audited(
