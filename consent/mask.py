@@ -42,7 +42,9 @@ def hidden_by(meta: ResourceMeta, decision: Decision) -> str | None:
     if (meta.resource_type, meta.section) not in ob.allowed:
         return "profile.types" if meta.resource_type not in ob.types else "profile.sections"
     if not ob.withheld_labels.isdisjoint(meta.labels):
-        return "labels.withheld"  # a legally restricted category: its recorder's users too
+        # a legally restricted category, from its recorder's users too; counted with the
+        # other labels, so the trail's counts do not say the person has such information
+        return "labels.excluded"
     if meta.source_org == ob.org:
         return None
     if ob.own_org_only:

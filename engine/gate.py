@@ -451,7 +451,7 @@ def _narrowed_away(decision: Decision, resource_type: str, source_org: str, labe
     if resource_type not in ob.types:
         return "profile.types"
     if not ob.withheld_labels.isdisjoint(labels.split()):
-        return "labels.withheld"
+        return "labels.excluded"
     if ob.own_org_only and source_org != ob.org:
         return "consent.own-organisation-only"
     return "labels.excluded"

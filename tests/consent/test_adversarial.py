@@ -488,7 +488,7 @@ def test_the_recording_practice_sees_its_restricted_item_only_under_a_consent() 
     d = decide(gp, facts(typical(gp)), "TREAT", EVERYTHING, NOW, POLICY)
     assert visible(meta(ACTIVE_PROBLEM, GP, "source-confidential"), d)
     assert not visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d)
-    assert hidden_by(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d) == "labels.withheld"
+    assert hidden_by(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), d) == "labels.excluded"
     consent = directive("consent-category", org=GP, category="sti")
     opened = decide(gp, facts(typical(gp), directives=(consent,)), "TREAT", EVERYTHING, NOW, POLICY)
     assert visible(meta(ACTIVE_PROBLEM, GP, "sensitive-sti"), opened)
