@@ -31,6 +31,10 @@ MAX_VALUE = 128
 MAX_SEQ = 2**63 - 1
 
 
+#: A person id and the part of time its entries count, ``[since, until)`` (``None``: open).
+Held = tuple[str, datetime | None, datetime | None]
+
+
 class SearchError(ValueError):
     """A filter or cursor that cannot be used; the message names it."""
 
@@ -51,22 +55,34 @@ class Filters:
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    #: Entries under any of these person ids, each within its own times: every id a person's
+    #: records have had (``engine.identity.held``). Empty matches anything, like ``None``.
+    people: tuple[Held, ...] = ()
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
             value = getattr(self, name)
-            if isinstance(value, str) and (len(value) > MAX_VALUE or "\x00" in value):
-                raise SearchError(f"{name}: at most {MAX_VALUE} characters, no NUL")
+            texts = [p for p, _, _ in value] if name == "people" else [value]
+            for text in texts:
+                if isinstance(text, str) and (len(text) > MAX_VALUE or "\x00" in text):
+                    raise SearchError(f"{name}: at most {MAX_VALUE} characters, no NUL")
 
     def as_query(self) -> str:
         """The filters as asked, for the IG officer's own audit entry."""
         parts = []
         for name in self.__slots__:
             value = getattr(self, name)
-            if value is not None:
+            if name == "people":
+                parts += [f"{name}={_held_text(h)}" for h in value]
+            elif value is not None:
                 text = time_text(value) if isinstance(value, datetime) else str(value)
                 parts.append(f"{name}={text}")
         return "&".join(parts)
+
+
+def _held_text(held: Held) -> str:
+    person, since, until = held
+    return f"{person}[{time_text(since) if since else ''},{time_text(until) if until else ''})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +129,18 @@ def _where(f: Filters) -> list[ColumnElement[bool]]:
         where.append(T.c.time >= f.since)
     if f.until is not None:
         where.append(T.c.time < f.until)
+    if f.people:
+        where.append(or_(*(_under(*held) for held in f.people)))
     return where
+
+
+def _under(person: str, since: datetime | None, until: datetime | None) -> ColumnElement[bool]:
+    within = [T.c.patient_id == person]
+    if since is not None:
+        within.append(T.c.time >= since.astimezone(UTC))
+    if until is not None:
+        within.append(T.c.time < until.astimezone(UTC))
+    return and_(*within)
 
 
 def _body_matches(f: Filters, doc: dict[str, Any]) -> bool:

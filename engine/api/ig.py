@@ -1,13 +1,14 @@
 """``GET /fhir/AuditEvent``: the trail searched by IG officers as BALP-shaped AuditEvents.
 
 Parameters follow FHIR's AuditEvent search: ``patient`` (``Patient/<id>`` or an id, as the
-API serves Patients, or an NHS number; a Patient is resolved to its person now, whose id the
-trail holds, and an id no Patient has is taken as a person id), ``agent`` (user id; a
-``system|`` prefix is ignored), ``date`` (repeatable, with ``ge``/``gt``/``le``/``lt``/``eq``
-prefixes, a day or an instant with a time zone), ``outcome`` (``0`` success, ``4`` refused),
-``purpose`` (a v3-ActReason code). Pages are keyset (``_cursor``), newest first. Everyone but
-the ``ig-officer`` profile gets 403, audited. Each event names the person by the Patient id
-the API serves for them (``engine.identity.served_patient``).
+API serves Patients, or an NHS number; a Patient is resolved to its person now, and the trail,
+which holds person ids, is searched under every id that person's records have had while they
+had it, as the access report is; an id no Patient has is taken as a person id), ``agent``
+(user id; a ``system|`` prefix is ignored), ``date`` (repeatable, with ``ge``/``gt``/``le``/
+``lt``/``eq`` prefixes, a day or an instant with a time zone), ``outcome`` (``0`` success,
+``4`` refused), ``purpose`` (a v3-ActReason code). Pages are keyset (``_cursor``), newest
+first. Everyone but the ``ig-officer`` profile gets 403, audited. Each event names the person
+by the Patient id the API serves for them (``engine.identity.served_patient``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from adapters.values import nhs_number_valid
 from audit import RequestContext
 from audit.export import audit_event
-from audit.search import MAX_PAGE, Filters, SearchError, search
+from audit.search import MAX_PAGE, Filters, Held, SearchError, search
 from consent import Who
 from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response
 from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
 from engine.api.records import person_of_patient
-from engine.identity import patient_lookup
+from engine.identity import Span, held, patient_lookup, patients_of
 from engine.ig.gate import NotIgOfficer, admit
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(fhir_request)])
@@ -127,6 +128,16 @@ def _admit(svc: Services, who: Who, ctx: RequestContext, asked: str, f: Filters)
         raise FhirError(403, Problem("forbidden", why)) from None
 
 
+def _held(svc: Services, person: str) -> tuple[Held, ...]:
+    """Every person id the person's records have had, while they had it, as the access report
+    finds them (``engine.identity.held``): a merge or a relink retires an id, and what was
+    recorded under it is still about them. The person now, at least."""
+    with svc.engine.connect() as conn:
+        patients = patients_of(conn, person)
+    spans = held(svc.engine, [(p, person) for p in patients]) or [Span(person, None, None)]
+    return tuple((s.person_id, s.start, s.end) for s in spans)
+
+
 @router.get("/AuditEvent", responses=answers(Bundle))
 def audit_events(
     request: Request,
@@ -149,9 +160,12 @@ def audit_events(
     except FhirError:  # the gate first: anyone else gets the same 403 whatever they sent
         _admit(svc, who, ctx, "AuditEvent", Filters())
         raise
-    if f.patient_id is not None:  # the person whose Patient it is: the trail names people
-        f = replace(f, patient_id=person_of_patient(svc.reader, f.patient_id) or f.patient_id)
+    person = person_of_patient(svc.reader, f.patient_id) if f.patient_id is not None else None
+    if person is not None:  # the person whose Patient it is: the trail names people
+        f = replace(f, patient_id=person)
     _admit(svc, who, ctx, "AuditEvent?" + f.as_query(), f)
+    if person is not None:
+        f = replace(f, patient_id=None, people=_held(svc, person))
     try:
         page = search(svc.engine, f, after=cursor, limit=count)
     except SearchError as exc:

@@ -508,3 +508,17 @@ def spans(events: Sequence[HistoryEntry], patient_id: str, current: str | None) 
         if this.person_id:
             found.append(Span(this.person_id, this.at, after.at if after else None))
     return found
+
+
+def held(engine: Engine, patients: Iterable[tuple[str, str]]) -> list[Span]:
+    """Every person id these Patients (each with its person now) have belonged to, with when
+    (:func:`spans` of each one's history), once each, in a stable order: the entries about
+    them are those recorded under one of these ids within its span. An unlink and relink or a
+    merge can retire an id, and what was recorded under it then is still theirs; once a merge
+    is undone the id may go back to someone else, whose entries are not."""
+    found = {
+        span
+        for patient, person in patients
+        for span in spans(history(engine, patient), patient, person)
+    }
+    return sorted(found, key=lambda s: (s.person_id, str(s.start)))

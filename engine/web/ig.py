@@ -33,8 +33,7 @@ from consent import Who
 from engine.access import ReviewError
 from engine.api.deps import context, services, user_for
 from engine.api.errors import FhirError, Problem
-from engine.identity import history as identity_history
-from engine.identity import patient_lookup, patients_of, people_with_nhs_number, spans
+from engine.identity import held, patient_lookup, patients_of, people_with_nhs_number
 from engine.ig import chain, facts
 from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
@@ -372,22 +371,16 @@ def report(
         why = "More than one person's record holds this NHS number: resolve it first (scr identity)"
         return _page(request, "ig_report.html", 409, who=who, lines=None, patient=patient,
                      error=why)  # fmt: skip
-    # Every person id the person's own records have had, while they had it: an unlink and
-    # relink can retire one, and the entries recorded under it then are still theirs; once
-    # a merge is undone the id may go back to someone else, whose entries are not. Not every
-    # entry under the number: one may be another person's whose record carried it by mistake.
-    held = {
-        span
-        for patient, person in patients
-        for span in spans(identity_history(svc.engine, patient), patient, person)
-    }
+    # Every person id the person's own records have had, while they had it (``held``). Not
+    # every entry under the number: one may be another person's whose record carried it by
+    # mistake.
     asked = [
         Filters(
             patient_id=s.person_id,
             since=max((t for t in (f.since, s.start) if t), default=None),
             until=min((t for t in (f.until, s.end) if t), default=None),
         )
-        for s in sorted(held, key=lambda s: (s.person_id, str(s.start)))
+        for s in held(svc.engine, patients)
     ]
     entries = list({e["seq"]: e for one in asked for e in _all(request, one)}.values())
     rules = _rules()

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert, select, update
 
+from engine.identity import link
+from engine.identity.tables import LinkEvent, Person, PersonLink
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
 from tests.audit.test_export import unmet_balp
 from tests.ig.conftest import officer
+from tests.ig.test_completeness import _second_record
 from tests.ig.test_search import BEYOND_UTC
 
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+PEOPLE = Person.__table__
+LINKS = PersonLink.__table__
+EVENTS = LinkEvent.__table__
 
 
 def _events(client: TestClient, token: str, **params: Any) -> Any:
@@ -88,6 +97,87 @@ def test_patient_is_searched_and_named_by_the_patient_id_the_api_serves(
     assert served.status_code == 200
     nobody = _events(client, ig_token, patient="Patient/nobody-at-all")["entry"]
     assert [e for e in nobody if not _by(e["resource"], "u-ig")] == []
+
+
+def _not_ig(event: dict[str, Any]) -> bool:
+    return not any(
+        a.get("who", {}).get("identifier", {}).get("value") == "u-ig" for a in event["agent"]
+    )
+
+
+def _audit_events(client: TestClient, token: str, **params: Any) -> list[dict[str, Any]]:
+    return [e["resource"] for e in _events(client, token, **params)["entry"]]
+
+
+def test_a_patient_search_still_finds_the_reads_made_before_a_merge(
+    client: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """The GP reads the record (the entry holds person P). Identity later merges P into P2
+    (a duplicate found), recording the move in the Patient's history. IG asks
+    ``patient=Patient/<id>`` about that same Patient: resolved to P2 *now* and matched
+    exactly, every access made before the merge (under P) would be silently missing."""
+    assert everything(client, token("gp")).status_code == 200
+    before = _audit_events(client, ig_token, patient=f"Patient/{PATIENT}")
+    assert [e for e in before if _not_ig(e)], "found before the merge"
+    with store.engine.begin() as conn:
+        (old,) = conn.execute(
+            select(LINKS.c.person_id).where(LINKS.c.patient_id == PATIENT)
+        ).scalars()
+        (created,) = conn.execute(select(PEOPLE.c.created_at).where(PEOPLE.c.id == old)).scalars()
+        conn.execute(insert(PEOPLE).values(id="survivor-0001", created_at=created))
+        conn.execute(
+            update(LINKS).where(LINKS.c.person_id == old).values(person_id="survivor-0001")
+        )
+        conn.execute(update(PEOPLE).where(PEOPLE.c.id == old).values(merged_into="survivor-0001"))
+        conn.execute(
+            insert(EVENTS).values(
+                at=datetime.now(UTC), action="link", patient_id=PATIENT, person_id="survivor-0001",
+                from_person_id=old, manual=False, who="system", reason="a duplicate", detail={},
+            )
+        )  # fmt: skip
+    after = _audit_events(client, ig_token, patient=f"Patient/{PATIENT}")
+    assert [e for e in after if _not_ig(e)], "the read before the merge is no longer found"
+
+
+def test_a_patient_search_finds_every_person_id_its_records_have_had_and_pages(
+    client: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """Two people's records read, then linked as one (identity's own link): a search by
+    either Patient finds both reads, page by page; a person id asked directly (no Patient
+    has it) is still searched as it is."""
+    other = _second_record(store)
+    for tok, patient in ((token("gp"), PATIENT), (token("other-gp"), other)):
+        assert client.get(f"/fhir/Patient/{patient}/$everything", headers=auth(tok)).is_success
+    apart = [e for e in _audit_events(client, ig_token) if _read(e)]
+    people = {_person(e) for e in apart}
+    assert len(apart) == 2 and len(people) == 2
+    link(store.engine, PATIENT, other, who="ig-1", reason="One person after all: PDS checked")
+    for asked in (f"Patient/{PATIENT}", other):
+        assert [e["id"] for e in _audit_events(client, ig_token, patient=asked) if _read(e)] == [
+            e["id"] for e in apart
+        ], asked
+        paged, params = [], {"patient": asked, "_count": "1"}
+        while True:
+            bundle = _events(client, ig_token, **params)
+            paged += [e["resource"]["id"] for e in bundle["entry"] if _read(e["resource"])]
+            nxt = [x["url"] for x in bundle["link"] if x["relation"] == "next"]
+            if not nxt:
+                break
+            params["_cursor"] = parse_qs(urlsplit(nxt[0]).query)["_cursor"][0]
+        assert paged == [e["id"] for e in apart]
+    for person in people:
+        found = [e for e in _audit_events(client, ig_token, patient=person) if _read(e)]
+        assert [_person(e) for e in found] == [person]
+
+
+def _read(event: dict[str, Any]) -> bool:
+    """A ``$everything`` read (not the identity changes, nor IG's own searches)."""
+    return event["subtype"][0]["code"] == "operation"
+
+
+def _person(event: dict[str, Any]) -> str:
+    (patient,) = [e for e in event["entity"] if e.get("role", {}).get("code") == "1"]
+    return next(str(d["valueString"]) for d in patient["detail"] if d["type"] == "person-id")
 
 
 def test_api_reads_and_searches_export_as_the_balp_profile_they_meet(
