@@ -317,7 +317,12 @@ def q_show(item_id: int) -> None:
     with _store(_settings()) as engine:
         item = quarantine.get_item(engine, item_id)
         if item is not None:
-            operator_view(engine, f"quarantine show {item_id}")
+            person = quarantine.person_of(engine, item)
+            operator_view(
+                engine, f"quarantine show {item_id}",
+                patient_id=person.person_id if person else None,
+                nhs_number=person.nhs_number if person else None,
+            )  # fmt: skip
     if item is None:
         err.print(f"no quarantine item {item_id}")
         raise typer.Exit(1)

@@ -7,16 +7,18 @@ with its new reason, one that succeeds is closed as ``replayed``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, Text, select
 
-from adapters.base import CorrectionRefused, MapContext, SourceRecord
-from adapters.codes import CodeMaps
+from adapters.base import CorrectionRefused, MapContext, SourceRecord, source_key
+from adapters.codes import MAPPINGS_DIR, CodeMaps
+from adapters.mapper import compiled_table_map
 from engine.canonical import loads
+from engine.identity import Members, members_of_patient
 from engine.ingest import RunSummary, run_records
 from engine.models import QuarantineItem, Resource
 from engine.registry import adapter_for
@@ -49,6 +51,30 @@ class Item:
             "reason": self.reason,
             "status": self.status,
         }
+
+
+def person_of(engine: Engine, item: Item) -> Members | None:
+    """The stored person a quarantined source row is about, when its table map names the
+    row's patient (``patient``: a column, or the row itself) and that patient is stored: an
+    operator shown the row reads about them, and their access report must say so."""
+    ref = SourceRecord.from_json(item.record).ref
+    if not (MAPPINGS_DIR / ref.system / f"{ref.table}.json").exists():
+        return None  # a source without table maps (a GP Connect bundle) names no column
+    patient = compiled_table_map(ref.system, ref.table).patient
+    if patient == "self":
+        key = ref.key
+    elif isinstance(patient, Mapping):
+        pid = str(item.record["fields"].get(patient["column"], "")).strip()
+        if not pid:
+            return None
+        key = source_key(ref.system, ref.org, patient["table"], pid)
+    else:
+        return None
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(R.c.id).where(R.c.source_key == key, R.c.resource_type == "Patient")
+        ).scalar()
+        return members_of_patient(conn, found) if found else None
 
 
 #: An item's columns, its record as the text it was written as, so that a decimal it holds is

@@ -101,6 +101,27 @@ def test_an_operator_reading_a_patients_link_history_is_found_under_the_person(d
     assert entry["refs"] == [f"Patient/{pid}"] and entry["patient_id"]
 
 
+def test_an_operator_shown_a_known_persons_quarantined_row_is_found_under_the_person(
+    db_url, tmp_path
+):
+    """The row is theirs (their clinical item, as read): their access report must say an
+    operator looked, as for their link history; a row of no stored patient names no one."""
+    nhs = next(nhs_numbers())
+    folder = write_systmone(
+        tmp_path / "x", [s1_patient("1", nhs)],
+        [s1_code("10", "1", DateEvent="not a date"), s1_code("11", "9", DateEvent="nor this")],
+    )  # fmt: skip
+    invoke(db_url, "ingest", "systmone", str(folder), "--json")
+    listed = orjson.loads(invoke(db_url, "quarantine", "list", "--json").stdout)
+    items = {i["source_key"].rsplit("|", 1)[1]: i["id"] for i in listed}
+    for row in ("10", "11"):
+        assert invoke(db_url, "quarantine", "show", str(items[row])).exit_code == 0
+    trail = make_engine(db_url)
+    shown = [e for e in stream(trail) if e["action"] == "operator-view" and "show" in e["query"]]
+    trail.dispose()
+    assert [(e["nhs_number"], bool(e["patient_id"])) for e in shown] == [(nhs, True), (None, False)]
+
+
 def test_a_correction_is_for_one_record_only(db_url, tmp_path):
     """Two people with failing numbers, one correction for all: linking would merge them."""
     folder = write_systmone(
