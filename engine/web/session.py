@@ -133,9 +133,11 @@ def _session_user(request: Request) -> Who | None:
 def seal(request: Request, values: Mapping[str, str]) -> str:
     """A digest of form values keyed by the session's CSRF token: a later post carrying it
     and the same values shows they are what this session was shown (a review), with nothing
-    kept on the server."""
+    kept on the server. Line breaks are sealed as one kind: a browser posts every one in a
+    form value as CR LF, whatever the page wrote."""
     key = csrf_token(request).encode()
-    return hmac.new(key, orjson.dumps(dict(sorted(values.items()))), "sha256").hexdigest()
+    lines = {k: v.replace("\r\n", "\n").replace("\r", "\n") for k, v in values.items()}
+    return hmac.new(key, orjson.dumps(dict(sorted(lines.items()))), "sha256").hexdigest()
 
 
 def sealed(request: Request, values: Mapping[str, str], digest: str) -> bool:

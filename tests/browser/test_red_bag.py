@@ -39,6 +39,7 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     nurse.select_option("#consciousness", "C")
     nurse.select_option("#for_cpr", "no")
     nurse.fill("#belongings", "Glasses\nHearing aid")
+    nurse.fill("#medicines", "Paracetamol 500mg | 2026-12-01 08:00\nSenna 7.5mg")
     nurse.click("text=Review transfer")
     nurse.wait_for_load_state()
     assert "NEWS2 8" in nurse.locator("#news2").inner_text()
@@ -48,6 +49,7 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     assert "/inbox/" in nurse.url, nurse.locator("main").inner_text()
     assert _status(nurse) == "received"
     assert "NEWS2 8" in nurse.content()
+    assert "Paracetamol 500mg (last dose 2026-12-01 08:00); Senna 7.5mg" in nurse.content()
     shot(nurse, "red-bag-sent")
     transfer_url = nurse.url
 

@@ -404,6 +404,26 @@ def test_the_last_dose_sent_is_the_day_the_review_showed(
     assert dose == "2026-12-04T08:00:00+00:00"
 
 
+def test_a_review_with_several_lines_sends_as_a_browser_posts_it(
+    web: TestClient, store: Store
+) -> None:
+    """A browser posts every line break in a form value as CR LF, whatever the page wrote: the
+    review's dated medicines (written with LF) must still match their seal, or no transfer
+    with two medicines could be sent."""
+    typed = FORM | {"medicines": "Paracetamol | 08:00\nSenna", "allergies": "Penicillin\nLatex",
+                    "csrf_token": csrf(web, PATH)}  # fmt: skip
+    review = web.post(PATH, data=typed | {"step": "review"})
+    carried = {
+        name: html.unescape(value).replace("\n", "\r\n")
+        for name, value in re.findall(
+            r'<input type="hidden" name="(\w+)" value="([^"]*)">', review.text
+        )
+    }
+    assert "\r\n" in carried["medicines"]
+    assert web.post(PATH, data=carried | {"step": "send"}).status_code == 303
+    assert count(store, MESSAGES) == 1
+
+
 def test_a_reviewed_transfer_sent_twice_opens_one_transfer(web: TestClient, store: Store) -> None:
     """A double click on Send, or Back and Send: the review chose the message id, so the
     second send is the same message and goes to the transfer the first opened."""
