@@ -21,6 +21,7 @@ SNOMED = "http://snomed.info/sct"
 #: scr's code system for the SpO2 scale NEWS2 was scored on (no national code is verified for
 #: scale 2), named under the deployment's canonical base like scr's other code systems.
 SPO2_SCALES = "CodeSystem/scr-news2-spo2-scale"
+UCUM = "http://unitsofmeasure.org"
 #: (LOINC code, display, UCUM unit) for each vital sign the form records.
 #: Care homes and hospitals keep their records in UK time.
 UK = ZoneInfo("Europe/London")
@@ -120,7 +121,7 @@ def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any
     names the SpO2 scale it was scored on, so the hospital reads the score as it was meant."""
     out = []
     for name, (code, display, unit) in _VITALS.items():
-        value = {"value": getattr(v, name), "unit": unit, "system": "http://unitsofmeasure.org",
+        value = {"value": getattr(v, name), "unit": unit, "system": UCUM,
                  "code": unit}  # fmt: skip
         out.append(_observation(subject, _coded(LOINC, code, display), {"valueQuantity": value}))
     out.append(_observation(subject, _coded(SNOMED, ACVPU_SCORE, "ACVPU scale score"),
@@ -128,7 +129,7 @@ def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any
     out.append(_observation(subject, _coded(SNOMED, ON_AIR, "Breathing room air")
                             if not v.on_oxygen else _coded(SNOMED, ON_OXYGEN,
                                                            "Patient on oxygen"), {}))  # fmt: skip
-    total = {"value": news2.total(v), "unit": "score", "system": "http://unitsofmeasure.org",
+    total = {"value": news2.total(v), "unit": "score", "system": UCUM,
              "code": "{score}"}  # fmt: skip
     scale = _coded(base + SPO2_SCALES, str(v.spo2_scale), news2.SCALES[v.spo2_scale])
     out.append(_observation(subject, _coded(SNOMED, NEWS2_TOTAL, "NEWS2 total score"),
@@ -147,17 +148,18 @@ class Claim:
     more: tuple[int, ...] = ()
     #: The readings the total is scored on that the message lacks (``vitals`` is ``None``).
     missing: tuple[str, ...] = ()
-    #: The entries of a second reading of a kind (air and oxygen are one kind), each with
-    #: the kind's name: which of two the total was scored on cannot be told.
-    repeated: tuple[tuple[int, str], ...] = ()
+    #: Readings the total cannot be checked on (``vitals`` is ``None``): each entry, and why
+    #: (a second reading of a kind, air and oxygen being one; one Observation coded as two
+    #: readings; a reading not in the unit it is scored in).
+    unusable: tuple[tuple[int, str], ...] = ()
 
 
-def _codes(resource: dict[str, Any]) -> set[str]:
-    code = resource.get("code")
-    codings = code.get("coding") if isinstance(code, dict) else None
+def _codes(concept: object, system: str) -> set[str]:
+    """The codes a CodeableConcept holds in ``system``: a code means nothing without it."""
+    codings = concept.get("coding") if isinstance(concept, dict) else None
     return {
         str(c.get("code")) for c in (codings if isinstance(codings, list) else [])
-        if isinstance(c, dict)
+        if isinstance(c, dict) and c.get("system") == system
     }  # fmt: skip
 
 
@@ -174,52 +176,87 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+#: The SNOMED-coded readings a NEWS2 total is scored from, by the kind each is (on oxygen
+#: and breathing room air are one reading, either way).
+_SCORED = {ACVPU_SCORE: "ACVPU scale score", ON_OXYGEN: "air or oxygen", ON_AIR: "air or oxygen"}
+
+
+def _scale_2(method: object) -> bool:
+    """Whether a total's ``method`` says SpO2 scale 2 (in scr's code system, whatever base the
+    deployment that sent it serves it under)."""
+    codings = method.get("coding") if isinstance(method, dict) else None
+    return any(
+        isinstance(c, dict) and str(c.get("system", "")).endswith(SPO2_SCALES)
+        and c.get("code") == "2" for c in (codings if isinstance(codings, list) else [])
+    )  # fmt: skip
+
+
+def _reading(r: dict[str, Any], kind: str, snomed: set[str]) -> tuple[str, object] | str:
+    """(what the reading gives, its value), or why it cannot be scored: a vital sign in its
+    UCUM unit, an ACVPU letter, air or oxygen (one, not both)."""
+    name = next((n for n, (_, shown, _) in _VITALS.items() if shown == kind), None)
+    if name is not None:
+        unit = _VITALS[name][2]
+        given = r.get("valueQuantity")
+        given = given if isinstance(given, dict) else {}
+        if given.get("system") != UCUM or given.get("code") != unit:
+            said = given.get("code") or given.get("unit") or "no unit"
+            return f"{kind} is scored in {unit} (UCUM); this is in {said}"
+        value = given.get("value")
+        return (name, value) if _number(value) else f"{kind} has no number"
+    if kind == "ACVPU scale score":
+        level = r.get("valueString")
+        if level not in news2.ACVPU:
+            return f"the ACVPU scale score is one of {', '.join(news2.ACVPU)}, not {level!r}"
+        return "consciousness", level
+    if {ON_OXYGEN, ON_AIR} <= snomed:
+        return "one Observation says both on oxygen and breathing room air"
+    return "oxygen", ON_OXYGEN in snomed
+
+
 def claimed_news2(entries: Sequence[Any]) -> Claim | None:
-    """The NEWS2 total in a message's entries and, when every reading :func:`observations`
-    writes is there, those readings (else which are missing): so a total can be checked
-    against what it was scored on. ``None`` when there is no total."""
-    found: dict[str, Any] = {}
+    """The NEWS2 total in a message's entries and, when each reading :func:`observations`
+    writes is there once, coded in its own system and given in its own unit, those readings
+    (else which are missing and which cannot be used): so a total is checked against what it
+    was scored on, never against readings the sender chose among. ``None`` when there is no
+    total."""
     totals: list[tuple[int, object, bool]] = []
-    oxygen: bool | None = None
-    loinc = {code: name for name, (code, _, _) in _VITALS.items()}
-    kinds: set[str] = set()
-    repeated: list[tuple[int, str]] = []
+    found: dict[str, Any] = {}
+    seen: set[str] = set()
+    unusable: list[tuple[int, str]] = []
+    loinc = {code: shown for code, shown, _ in _VITALS.values()}
     for i, entry in enumerate(entries):
         r = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(r, dict) or r.get("resourceType") != "Observation":
             continue
-        codes = _codes(r)
-        value = observed(r)
-        kind = [_VITALS[loinc[c]][1] for c in sorted(codes & loinc.keys())]
-        if NEWS2_TOTAL in codes:
-            method = r.get("method")
-            scale = _codes({"code": method}) if isinstance(method, dict) else set()
-            totals.append((i, value, "2" in scale))
-        elif ACVPU_SCORE in codes:
-            found["consciousness"] = r.get("valueString")
-            kind.append("ACVPU scale score")
-        elif codes & {ON_OXYGEN, ON_AIR}:
-            oxygen = ON_OXYGEN in codes
-            kind.append("air or oxygen")
-        for code in codes & loinc.keys():
-            found[loinc[code]] = value
-        repeated += [(i, k) for k in kind if k in kinds]
-        kinds.update(kind)
+        snomed = _codes(r.get("code"), SNOMED)
+        if NEWS2_TOTAL in snomed:
+            totals.append((i, observed(r), _scale_2(r.get("method"))))
+        kinds = sorted({*(loinc[c] for c in _codes(r.get("code"), LOINC) & loinc.keys()),
+                        *(k for c, k in _SCORED.items() if c in snomed)})  # fmt: skip
+        if len(kinds) + (NEWS2_TOTAL in snomed) > 1:
+            named = ", ".join([*kinds, *(["NEWS2 total"] if NEWS2_TOTAL in snomed else [])])
+            unusable.append((i, f"one Observation is one reading; this is coded as {named}"))
+        elif kinds and kinds[0] in seen:
+            unusable.append((i, f"a NEWS2 total is scored on one {kinds[0]}; this is another"))
+        elif kinds:
+            read = _reading(r, kinds[0], snomed)
+            if isinstance(read, str):
+                unusable.append((i, read))
+            else:
+                found[read[0]] = read[1]
+        seen.update(kinds)
     if not totals:
         return None
     (i, value, scale_2), *more = totals
-    level = found.get("consciousness")
-    missing = (
-        *(_VITALS[n][1] for n in _VITALS if not _number(found.get(n))),
-        *(() if isinstance(level, str) and level in news2.ACVPU else ("ACVPU scale score",)),
-        *(() if oxygen is not None else ("air or oxygen",)),
-    )
-    vitals = None if missing else news2.Vitals(
-        int(found["respiration_rate"]), int(found["spo2"]), bool(oxygen),
+    every = [*(shown for _, shown, _ in _VITALS.values()), "ACVPU scale score", "air or oxygen"]
+    missing = tuple(k for k in every if k not in seen)
+    vitals = None if missing or unusable else news2.Vitals(
+        int(found["respiration_rate"]), int(found["spo2"]), bool(found["oxygen"]),
         int(found["systolic_bp"]), int(found["pulse"]), found["consciousness"],
         float(found["temperature"]), 2 if scale_2 else 1,
     )  # fmt: skip
-    return Claim(i, value, vitals, tuple(j for j, _, _ in more), missing, tuple(repeated))
+    return Claim(i, value, vitals, tuple(j for j, _, _ in more), missing, tuple(unusable))
 
 
 def readings(v: news2.Vitals) -> str:

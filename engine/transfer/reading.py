@@ -12,7 +12,7 @@ import html
 import re
 from typing import Any
 
-from engine.transfer.form import NEWS2_TOTAL, REASON, observed
+from engine.transfer.form import REASON, claimed_news2
 
 #: A tag in a narrative. ``[^<>]`` keeps it linear: ``[^>]`` rescanned to the end from every
 #: ``<`` of a text with no ``>``, which a sender could use to stall every inbox that shows it.
@@ -49,13 +49,10 @@ def triage(bundle: dict[str, Any]) -> dict[str, str]:
     }
     subject = _composition(bundle).get("subject", {}).get("reference")
     name: dict[str, Any] = next(iter(by_url.get(subject, {}).get("name", [])), {})
-    score: dict[str, Any] = next(
-        (r for r in by_url.values() if r.get("resourceType") == "Observation"
-         and any(c.get("code") == NEWS2_TOTAL for c in r.get("code", {}).get("coding", []))),
-        {},
-    )  # fmt: skip
+    claim = claimed_news2(bundle.get("entry", []))  # the total the rules checked
+    total = None if claim is None else claim.total
     return {
         "name": " ".join([*name.get("given", []), name.get("family", "")]).strip(),
-        "news2": "" if (total := observed(score)) is None else str(total),
+        "news2": "" if total is None else str(total),
         "reason": next((text for code, _, text in sections(bundle) if code == REASON), ""),
     }

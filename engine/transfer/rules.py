@@ -381,9 +381,8 @@ def _news2(doc: dict[str, Any], event: str) -> Iterator[Problem]:
         if claim.missing:
             said = "a NEWS2 total comes with every reading it is scored on; missing: "
             yield Problem("required", said + ", ".join(claim.missing), where)
-        for i, kind in claim.repeated:  # which of two the total was scored on is not known
-            yield Problem("structure", f"a NEWS2 total is scored on one {kind}; this is another",
-                          f"Bundle.entry[{i}].resource")  # fmt: skip
+        for i, why in claim.unusable:  # never a reading the sender chose among
+            yield Problem("value", why, f"Bundle.entry[{i}].resource")
     elif claim.more:
         return
     if claim.vitals is None:

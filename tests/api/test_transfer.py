@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -1242,6 +1243,61 @@ def test_a_reading_sent_twice_beside_a_news2_total_is_refused(code: str, kind: s
     assert (f"Bundle.entry[{i + 1}].resource", said) in [
         (p.expression, p.diagnostics) for p in problems
     ]
+
+
+def _fahrenheit(doc: dict[str, Any]) -> int:
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == "8310-5")
+    doc["entry"][i]["resource"]["valueQuantity"] = {
+        "value": 100.2, "unit": "degF", "system": "http://unitsofmeasure.org", "code": "[degF]"
+    }  # fmt: skip
+    return i
+
+
+def _air_and_oxygen(doc: dict[str, Any]) -> int:
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == ON_AIR)
+    doc["entry"][i]["resource"]["code"]["coding"].append({"system": SNOMED, "code": ON_OXYGEN})
+    return i
+
+
+def _rate_as_pulse(doc: dict[str, Any]) -> int:
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == "9279-1")
+    coding = doc["entry"][i]["resource"]["code"]["coding"]
+    coding.append({"system": "http://loinc.org", "code": "8867-4"})
+    return i
+
+
+def _rate_under_another_system(doc: dict[str, Any]) -> int:
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == "9279-1")
+    doc["entry"][i]["resource"]["code"]["coding"][0]["system"] = "http://example.org/vitals"
+    return i
+
+
+@pytest.mark.parametrize(
+    ("spoil", "said"),
+    [
+        (_fahrenheit, "Body temperature is scored in Cel (UCUM); this is in [degF]"),
+        (_air_and_oxygen, "one Observation says both on oxygen and breathing room air"),
+        (_rate_as_pulse, "one Observation is one reading; this is coded as Heart rate, "
+                         "Respiratory rate"),
+        (_rate_under_another_system, ""),
+    ],
+)  # fmt: skip
+def test_a_reading_the_total_cannot_be_checked_on_is_refused(
+    spoil: Callable[[dict[str, Any]], int], said: str
+) -> None:
+    """37.9 °C sent as 100.2 °F was scored as 100.2 °C; a reading coded both on oxygen and
+    room air, or as two vital signs, let the sender choose what the total was checked on; a
+    code under another system is no reading (the total is then missing one)."""
+    doc = unsigned()
+    i = spoil(doc)
+    problems, _ = transfer_rules.check_shape(signed(doc, signature.new_key(), CARE_HOME))
+    found = [(p.expression, p.diagnostics) for p in problems]
+    if said:
+        assert (f"Bundle.entry[{i}].resource", said) in found
+    else:
+        assert [d for _, d in found] == [
+            "a NEWS2 total comes with every reading it is scored on; missing: Respiratory rate"
+        ]
 
 
 def _coded(entry: dict[str, Any]) -> str:
