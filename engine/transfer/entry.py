@@ -111,7 +111,8 @@ def _last_dose(text: str, now: datetime) -> datetime | str:
         if soonest.astimezone(UTC) > now.astimezone(UTC):
             before = _placed(day - timedelta(days=1), hour, minute, zone)
             # "01:10 GMT" on the night the clocks go back, before it came: only today has one
-            at = at if isinstance(at, datetime) and isinstance(before, str) else before
+            named_today = zone is not None and isinstance(at, datetime)
+            at = at if named_today and isinstance(before, str) else before
     elif stamp := _STAMP.fullmatch(text):
         try:
             at = _placed(date.fromisoformat(stamp[1]), stamp[2], stamp[3], stamp[4])

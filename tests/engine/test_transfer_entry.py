@@ -88,6 +88,9 @@ def test_the_narrative_says_a_last_dose_in_uk_time_whatever_zone_it_came_in() ->
         # at 01:50 BST, 01:10 GMT is 20 minutes away
         ("01:10 GMT", "2026-10-25T00:50", None, "still to come"),
         ("2026-10-25 01:10 GMT", "2026-10-25T00:50", None, "still to come"),
+        # the night after: yesterday's 01:30 is the one meant, and it is asked about
+        ("01:30", "2026-10-26T00:30", None, "happened twice"),
+        ("01:30", "2026-03-29T23:30", None, "never happened"),
         ("2026-12-05 10:00", "2026-12-05T09:30", None, "still to come"),
         ("14:00", "2026-07-01T15:00", "2026-07-01T14:00:00+01:00", ""),
     ],
