@@ -121,6 +121,15 @@ def test_every_variable_compose_reads_is_in_the_example_env() -> None:
     assert "$" not in re.sub(r"\$\{[A-Za-z0-9_]+(:[-?][^}]*)?\}", "", COMPOSE_TEXT)
 
 
+def test_the_proxy_the_readme_says_to_name_reaches_the_app(stack: dict[str, Any]) -> None:
+    """README, *Behind the proxy*: set FORWARDED_ALLOW_IPS, or the trail records the proxy's
+    address as every user's. Set in docker/.env, compose must pass it to the app."""
+    assert "FORWARDED_ALLOW_IPS" in (ROOT / "README.md").read_text()
+    assert stack["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"] == "127.0.0.1"
+    proxied = compose(FILLED | {"FORWARDED_ALLOW_IPS": "172.18.0.5"})
+    assert proxied["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"] == "172.18.0.5"
+
+
 def test_required_variables_stop_compose_when_unset() -> None:
     for name in ("POSTGRES_PASSWORD", "DB_OWNER_PASSWORD", "DB_APP_PASSWORD", "SCR_JWT_ISSUER"):
         with pytest.raises(KeyError, match=name):
