@@ -59,6 +59,34 @@ def test_every_read_path_is_filtered_identically(client: TestClient, token: Toke
         Bundle.model_validate(everything)
 
 
+def _walked(client: TestClient, token: str, path: str, **params: Any) -> tuple[list[str], int]:
+    """Every entry over every page of a searchset, following ``next``, and the pages walked."""
+    doc = get(client, token, path, **params).json()
+    ids, pages = [], 0
+    while True:
+        pages += 1
+        ids += [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in doc["entry"]]
+        after = [link["url"] for link in doc.get("link", []) if link["relation"] == "next"]
+        if not after:
+            return ids, pages
+        doc = client.get(after[0], headers=auth(token)).json()
+
+
+def test_paging_discloses_exactly_what_one_page_does_with_hidden_items_added(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """Walked a page at a time, with hidden items added first, $everything and a search give
+    the same items as unpaged, one a page: no page (or next link) for what is hidden."""
+    store.load(extra_sensitive=3)
+    t = token("other-gp")
+    whole, _ = _walked(client, t, f"Patient/{PATIENT}/$everything")
+    paged, pages = _walked(client, t, f"Patient/{PATIENT}/$everything", _count=1)
+    assert sorted(paged) == sorted(whole) and pages == len(whole)
+    seen = sorted(i for i in whole if i.startswith("Observation/"))
+    searched, pages = _walked(client, t, "Observation", patient=PATIENT, _count=1)
+    assert sorted(searched) == seen and pages == len(seen) == 2
+
+
 def test_other_organisations_never_get_confidential_or_sensitive_items(
     client: TestClient, token: Token
 ) -> None:

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from audit import AuditUnavailable, RequestContext
 from audit.entry import flat
@@ -583,6 +583,12 @@ def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_win
     ask = Request("everything")
     assert decide(who, facts, who.purpose, ask, datetime.now(UTC), svc.policy).permit
     assert not decide(who, facts, who.purpose, ask, later, svc.policy).permit
+    # and through the API, on this backend's stored steps, once the window has passed
+    with store.engine.begin() as conn:
+        for step, at in conn.execute(select(STATUS.c.id, STATUS.c.at)).all():
+            back = at - timedelta(days=(window or 0) + 1)
+            conn.execute(update(STATUS).where(STATUS.c.id == step).values(at=back))
+    assert everything(client, doctor) == 404 and everything(client, other) == 404
 
 
 def discharge(transfer_id: str, person: Person = FORM.person) -> dict[str, Any]:
