@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, text
 
 from audit.chain import link
@@ -91,3 +92,16 @@ def rechain(conn: Connection, start: int) -> None:
         )
         prev = digest
     conn.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": prev})
+
+
+def rewrite(engine: Engine, seq: int) -> None:
+    """A careful attacker with the owner's rights: entry ``seq`` names someone else as the
+    user, and every later hash is recomputed, so the chain holds on its own."""
+    with as_owner(engine) as conn:
+        body = orjson.loads(row(conn, seq)["body"])
+        body["index"]["user_id"] = "someone-else"
+        conn.execute(
+            text("UPDATE audit_entry SET body = :b, user_id = :u WHERE seq = :s"),
+            {"b": orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "u": "someone-else", "s": seq},
+        )
+        rechain(conn, seq)

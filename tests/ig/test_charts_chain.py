@@ -26,7 +26,7 @@ from engine.web.charts import bars
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.audit.test_keys import UNSUPPORTED_PRIVATE
-from tests.audit.trail import as_owner, entry, fill, rechain, row
+from tests.audit.trail import as_owner, entry, fill, rewrite
 from tests.conftest import BACKEND
 from tests.ig.conftest import officer
 from tests.ig.test_console import csrf
@@ -185,14 +185,7 @@ def test_verify_checks_the_trail_still_extends_the_kept_checkpoint(
     first, _ = chain.verify_now(engine, settings, datetime.now(UTC))
     assert first.intact
     kept = latest.read_bytes()
-    with as_owner(engine) as conn:
-        body = orjson.loads(row(conn, 4)["body"])
-        body["index"]["user_id"] = "someone-else"
-        conn.execute(
-            text("UPDATE audit_entry SET body = :b, user_id = :u WHERE seq = 4"),
-            {"b": orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "u": "someone-else"},
-        )
-        rechain(conn, 4)
+    rewrite(engine, 4)
     again, unsigned = chain.verify_now(engine, settings, datetime.now(UTC) + timedelta(seconds=1))
     assert not again.intact and unsigned is None
     assert again.problem is not None and again.problem.seq == 10
