@@ -8,6 +8,7 @@ and the tests all send the same shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,9 @@ SNOMED = "http://snomed.info/sct"
 #: scale 2), named under the deployment's canonical base like scr's other code systems.
 SPO2_SCALES = "CodeSystem/scr-news2-spo2-scale"
 UCUM = "http://unitsofmeasure.org"
+#: A UCUM annotation (``{Breaths}/min``, as UK Core's NEWS2 example sends it) names, not
+#: changes, the unit.
+_ANNOTATION = re.compile(r"\{[^{}]*\}")
 #: (LOINC code, display, UCUM unit) for each vital sign the form records.
 #: Care homes and hospitals keep their records in UK time.
 UK = ZoneInfo("Europe/London")
@@ -154,12 +158,13 @@ class Claim:
     unusable: tuple[tuple[int, str], ...] = ()
 
 
-def _codes(concept: object, system: str) -> set[str]:
-    """The codes a CodeableConcept holds in ``system``: a code means nothing without it."""
+def _codes(concept: object, system: str | None) -> set[str]:
+    """The codes a CodeableConcept holds in ``system`` (a code means nothing without it), or
+    under any system (``None``)."""
     codings = concept.get("coding") if isinstance(concept, dict) else None
     return {
         str(c.get("code")) for c in (codings if isinstance(codings, list) else [])
-        if isinstance(c, dict) and c.get("system") == system
+        if isinstance(c, dict) and system in (None, c.get("system"))
     }  # fmt: skip
 
 
@@ -199,14 +204,15 @@ def _reading(r: dict[str, Any], kind: str, snomed: set[str]) -> tuple[str, objec
         unit = _VITALS[name][2]
         given = r.get("valueQuantity")
         given = given if isinstance(given, dict) else {}
-        if given.get("system") != UCUM or given.get("code") != unit:
+        code = _ANNOTATION.sub("", str(given.get("code", "")))  # {Breaths}/min is /min
+        if given.get("system") != UCUM or code != unit:
             said = given.get("code") or given.get("unit") or "no unit"
             return f"{kind} is scored in {unit} (UCUM); this is in {said}"
         value = given.get("value")
         return (name, value) if _number(value) else f"{kind} has no number"
     if kind == "ACVPU scale score":
         level = r.get("valueString")
-        if level not in news2.ACVPU:
+        if not isinstance(level, str) or level not in news2.ACVPU:
             return f"the ACVPU scale score is one of {', '.join(news2.ACVPU)}, not {level!r}"
         return "consciousness", level
     if {ON_OXYGEN, ON_AIR} <= snomed:
@@ -230,8 +236,10 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
         if not isinstance(r, dict) or r.get("resourceType") != "Observation":
             continue
         snomed = _codes(r.get("code"), SNOMED)
-        if NEWS2_TOTAL in snomed:
+        if NEWS2_TOTAL in _codes(r.get("code"), None):  # as any reader would take it
             totals.append((i, observed(r), _scale_2(r.get("method"))))
+            if NEWS2_TOTAL not in snomed:
+                unusable.append((i, f"a NEWS2 total is coded in SNOMED CT ({SNOMED})"))
         kinds = sorted({*(loinc[c] for c in _codes(r.get("code"), LOINC) & loinc.keys()),
                         *(k for c, k in _SCORED.items() if c in snomed)})  # fmt: skip
         if len(kinds) + (NEWS2_TOTAL in snomed) > 1:

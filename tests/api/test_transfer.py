@@ -1278,10 +1278,24 @@ def _rate_under_another_system(doc: dict[str, Any]) -> int:
     return i
 
 
+def _acvpu_listed(doc: dict[str, Any]) -> int:
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == ACVPU_SCORE)
+    doc["entry"][i]["resource"]["valueString"] = ["A"]
+    return i
+
+
+def _total_without_system(doc: dict[str, Any]) -> int:
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == NEWS2_TOTAL)
+    del doc["entry"][i]["resource"]["code"]["coding"][0]["system"]
+    return i
+
+
 @pytest.mark.parametrize(
     ("spoil", "said"),
     [
         (_fahrenheit, "Body temperature is scored in Cel (UCUM); this is in [degF]"),
+        (_acvpu_listed, "the ACVPU scale score is one of A, C, V, P, U, not ['A']"),
+        (_total_without_system, "a NEWS2 total is coded in SNOMED CT (http://snomed.info/sct)"),
         (_air_and_oxygen, "one Observation says both on oxygen and breathing room air"),
         (_rate_as_pulse, "one Observation is one reading; this is coded as Heart rate, "
                          "Respiratory rate"),
@@ -1304,6 +1318,19 @@ def test_a_reading_the_total_cannot_be_checked_on_is_refused(
         assert [d for _, d in found] == [
             "a NEWS2 total comes with every reading it is scored on; missing: Respiratory rate"
         ]
+
+
+@pytest.mark.parametrize(
+    ("loinc", "code"), [("9279-1", "{Breaths}/min"), ("8867-4", "{beats}/min")]
+)
+def test_a_rate_with_a_ucum_annotation_is_in_its_unit(loinc: str, code: str) -> None:
+    """UK Core's NEWS2 example sends {Breaths}/min and {beats}/min: an annotation names the
+    unit, it does not change it."""
+    doc = unsigned()
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == loinc)
+    doc["entry"][i]["resource"]["valueQuantity"]["code"] = code
+    problems, _ = transfer_rules.check_shape(signed(doc, signature.new_key(), CARE_HOME))
+    assert problems == []
 
 
 def _coded(entry: dict[str, Any]) -> str:

@@ -68,3 +68,13 @@ def test_a_total_sent_as_an_integer_is_read_and_checked_as_one() -> None:
     claim = claimed_news2(doc["entry"])
     assert claim is not None and claim.vitals is not None
     assert claim.total == news2.total(claim.vitals) == 8
+
+
+def test_the_inbox_shows_a_total_whatever_system_its_code_was_sent_under() -> None:
+    """The rules check (and refuse) a total coded without SNOMED's system; a message stored
+    before then still shows its NEWS2."""
+    doc = message()
+    total = next(e["resource"] for e in doc["entry"]
+                 if NEWS2_TOTAL in str(e["resource"].get("code")))  # fmt: skip
+    del total["code"]["coding"][0]["system"]
+    assert triage(doc)["news2"] == "8"
