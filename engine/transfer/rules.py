@@ -243,12 +243,33 @@ def _repeated_urls(doc: dict[str, Any]) -> Iterator[Problem]:
 
 
 def _others(doc: dict[str, Any], kind: str, one: int, which: str) -> Iterator[Problem]:
-    """Each ``kind`` resource but entry ``one``: the rules judge one Composition and one
-    header, and the pages show what the rules judged (``engine.transfer.reading``), so a
-    second (a decoy for another person, say) is refused rather than left for a reader."""
+    """Each ``kind`` resource but entry ``one``: the rules judge one Composition, one header and
+    one Patient (the subject), and the pages show what the rules judged
+    (``engine.transfer.reading``), so a second (a decoy for another person, say) is refused
+    rather than left for a reader."""
     for i, entry in enumerate(_list(doc.get("entry"))):
         if i != one and _obj(_obj(entry).get("resource")).get("resourceType") == kind:
             yield Problem("structure", f"a message has {which}", f"Bundle.entry[{i}].resource")
+
+
+#: The elements by which a resource says whom it is about.
+_ABOUT = ("subject", "patient")
+
+
+def _about_others(doc: dict[str, Any], skip: set[int], subject: str) -> Iterator[Problem]:
+    """Each ``subject`` or ``patient`` of an entry's resource that is not a reference to the
+    subject's fullUrl: the subject's NHS number, name and birth date are what the rules check,
+    and the pages show every entry as the subject's, so an allergy or a medicine about anyone
+    else (another Patient, ``Patient/x`` outside the Bundle, no reference at all) would be
+    read as theirs."""
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        resource = _obj(_obj(entry).get("resource"))
+        if i in skip:
+            continue
+        for key in _ABOUT:
+            if key in resource and _obj(resource[key]).get("reference") != subject:
+                said = f"every entry is about the Composition's subject ({subject}): this is not"
+                yield Problem("value", said, f"Bundle.entry[{i}].resource.{key}")
 
 
 def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
@@ -295,13 +316,16 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
         if code not in codes:
             problems.append(Problem("required", f"required section {code} is missing",
                                     f"{here}.section"))  # fmt: skip
-    subject = urls.get(str(_obj(composition.get("subject")).get("reference")))
+    subject_url = str(_obj(composition.get("subject")).get("reference"))
+    subject = urls.get(subject_url)
     if subject is None or subject[1].get("resourceType") != "Patient":
         problems.append(Problem("required", "subject must name the Patient in this Bundle",
                                 f"{here}.subject"))  # fmt: skip
     else:
         p, patient = subject
         found_patient = (f"Bundle.entry[{p}].resource", patient)
+        problems.extend(_others(doc, "Patient", p, "one Patient, the Composition's subject"))
+        problems.extend(_about_others(doc, {c, p}, subject_url))
         if header.event == "care-home-transfer" and not _checkable(patient):
             problems.append(Problem("required", "the Patient has neither a family name nor a "
                                     "birth date: one is needed to check that the NHS number is "

@@ -242,6 +242,68 @@ def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     assert count(store, MESSAGES) == count(store, TRANSFERS) == 0
 
 
+def _other_patient(doc: dict[str, Any]) -> str:
+    """A second Patient, Alan Jones with an NHS number that fails its check digit, appended
+    under a fresh fullUrl: that fullUrl."""
+    other = copy.deepcopy(doc["entry"][2])
+    other["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
+    other["resource"]["identifier"][0]["value"] = BAD_NHS
+    other["resource"]["name"] = [{"family": "Jones", "given": ["Alan"]}]
+    doc["entry"].append(other)
+    return str(other["fullUrl"])
+
+
+def test_every_entry_is_about_the_subject_and_no_other_patient_is_carried(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """Only the subject's NHS number, name and birth date are checked, and the pages show every
+    entry as the subject's: another Patient (whatever its NHS number), and an entry about it,
+    about someone outside the Bundle or about no one named, would be a wrong-patient record.
+    Each is refused by its own issue."""
+    doc = unsigned()
+    other = _other_patient(doc)
+    last = len(doc["entry"]) - 1
+    doc["entry"][12]["resource"]["subject"] = {"reference": other}  # the medicine
+    doc["entry"][11]["resource"]["patient"] = {"reference": "Patient/someone-else"}  # allergy
+    doc["entry"][3]["resource"]["subject"] = {"display": "Renée Smith"}  # an observation
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422, refused.text
+    expressions = [e for i in refused.json()["issue"] for e in i.get("expression", [])]
+    assert sorted(expressions) == [
+        "Bundle.entry[11].resource.patient", "Bundle.entry[12].resource.subject",
+        f"Bundle.entry[{last}].resource", "Bundle.entry[3].resource.subject",
+    ]  # fmt: skip
+    assert count(store, MESSAGES) == count(store, TRANSFERS) == 0
+
+
+def test_a_discharge_or_an_acknowledgement_is_about_its_subject_alone(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    token: Token,
+) -> None:  # fmt: skip
+    """The same rule for the hospital's messages: a discharge's diagnosis about someone else,
+    or an acknowledgement carrying another Patient, is refused; as built, both are taken."""
+    transfer_id = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    wrong = discharge(transfer_id)
+    condition = next(
+        i for i, e in enumerate(wrong["entry"]) if e["resource"]["resourceType"] == "Condition"
+    )
+    wrong["entry"][condition]["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    extra = acknowledgement(transfer_id)
+    _other_patient(extra)
+    for doc, expression in (
+        (wrong, f"Bundle.entry[{condition}].resource.subject"),
+        (extra, f"Bundle.entry[{len(extra['entry']) - 1}].resource"),
+    ):
+        refused = send(client, doctor, signed(doc, keys[HOSPITAL], HOSPITAL))
+        assert refused.status_code == 422, refused.text
+        assert [expression] in [i.get("expression") for i in refused.json()["issue"]]
+    for doc in (acknowledgement(transfer_id), discharge(transfer_id)):
+        taken = send(client, doctor, signed(doc, keys[HOSPITAL], HOSPITAL))
+        assert taken.status_code == 200, taken.text
+    assert count(store, MESSAGES) == 3
+
+
 @pytest.mark.parametrize(
     ("where", "value", "expression"),
     [
