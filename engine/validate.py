@@ -149,10 +149,7 @@ def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None)
         model(**data)
     except ValidationError as exc:
         return [
-            Issue(
-                ".".join([rtype, *(str(p) for p in err["loc"] if p != "__root__")]),
-                f"not valid R4: {err['msg']}",
-            )
+            Issue(_fhirpath(rtype, err["loc"]), f"not valid R4: {err['msg']}")
             for err in exc.errors()
         ]
     except (TypeError, AttributeError) as exc:
@@ -160,6 +157,18 @@ def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None)
         # JSON type (a number where a url goes); the record is still refused, by name.
         return [Issue(_unreadable(model, rtype, resource), f"not valid R4: {exc}")]
     return []
+
+
+def _fhirpath(rtype: str, loc: tuple[int | str, ...]) -> str:
+    """The FHIRPath of a validation error's location: ``Patient.name[0].family``, a list index
+    written on the element it indexes (pydantic's ``("name", 0, "family")``)."""
+    out = rtype
+    for step in loc:
+        if isinstance(step, int):
+            out += f"[{step}]"
+        elif step != "__root__":
+            out += f".{step}"
+    return out
 
 
 def _unreadable(model: type[BaseModel], rtype: str, resource: dict[str, Any]) -> str:

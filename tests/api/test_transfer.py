@@ -203,6 +203,11 @@ def _nameless_patient(doc: dict[str, Any]) -> None:
     patient["name"] = [{"given": ["Renée"]}]
 
 
+def _bad_r4_in_a_list(doc: dict[str, Any]) -> None:
+    """An R4 problem inside a repeating element: FHIRPath indexes it, ``name[0].family``."""
+    doc["entry"][2]["resource"]["name"][0]["family"] = 7
+
+
 def _header_id_not_a_uuid(doc: dict[str, Any]) -> None:
     doc["entry"][0]["resource"]["id"] = "0" * 36
 
@@ -219,6 +224,7 @@ UNKNOWN = next(nhs_numbers(999_600_000))
         (_nhs(UNKNOWN), f"{PATIENT_ENTRY}.identifier[0].value"),
         (_no_observations, "Bundle.entry[1].resource.section"),
         (_bad_r4, "Bundle.entry[3].resource.valueQuantity"),
+        (_bad_r4_in_a_list, f"{PATIENT_ENTRY}.name[0].family"),
         (_second_patient_same_url, "Bundle.entry[3].fullUrl"),
         (_header_id_not_a_uuid, "Bundle.entry[0].resource.id"),
         (_decoy_composition_first, "Bundle.entry[1].resource"),
@@ -227,8 +233,8 @@ UNKNOWN = next(nhs_numbers(999_600_000))
         (_nameless_patient, f"{PATIENT_ENTRY}.birthDate"),
     ],
     ids=["missing-nhs-number", "invalid-nhs-number", "unknown-patient", "missing-section",
-         "invalid-r4", "repeated-full-url", "header-id-not-a-uuid", "second-composition",
-         "second-header", "second-news2-total", "nameless-patient"],
+         "invalid-r4", "invalid-r4-in-a-list", "repeated-full-url", "header-id-not-a-uuid",
+         "second-composition", "second-header", "second-news2-total", "nameless-patient"],
 )  # fmt: skip
 def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,

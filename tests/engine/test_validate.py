@@ -87,7 +87,7 @@ def test_a_bad_element_is_reported_every_time_at_its_path() -> None:
     second["code"] = copy.deepcopy(bad)
     for doc in (first, second):
         issues = validate_resource(doc, memo)
-        assert [i.field for i in issues] == ["Observation.code.coding.0.code"]
+        assert [i.field for i in issues] == ["Observation.code.coding[0].code"]
     # Two subjects, the value, two performers and the category; never the bad code.
     assert len(memo) == 6
     assert validate_resource(_observation("p1"), memo) == []
@@ -136,7 +136,7 @@ def test_a_nested_memo_keeps_an_element_s_elements_and_never_a_bad_one() -> None
     doc = _observation("p2")
     doc["category"] = [{"coding": [{"system": "http://x", "code": 7}]}]
     issues = validate_resource(doc, memo)
-    assert [i.field for i in issues] == ["Observation.category.0.coding.0.code"]
+    assert [i.field for i in issues] == ["Observation.category[0].coding[0].code"]
     assert issues == validate_resource(doc)
     # The first copy's code, subject, value, two performers and category, the coding in its
     # code and in its category, and the second subject; the bad category and its coding never.
