@@ -28,7 +28,7 @@ from audit import AuditEntry, RequestContext, append_within, disclose
 from audit.entry import Action
 from consent import Decision, PatientFacts, Who, decide
 from engine.api.deps import Services, current_user, request_context, services
-from engine.api.errors import FHIR_JSON, FhirError, Problem, fhir_response, not_found
+from engine.api.errors import FHIR_JSON, FhirError, Problem, echoed, fhir_response, not_found
 from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
 from engine.db import durable_write, read_only
@@ -67,6 +67,23 @@ def inbox(svc: Services) -> Inbox:
     return Inbox(svc.engine, svc.audit, svc.settings.canonical_base, svc.policy)
 
 
+#: The media types a message may be declared as (parameters such as ``charset`` aside).
+MESSAGE_TYPES = frozenset({"application/fhir+json", "application/json"})
+
+
+def _declared_json(request: Request) -> bool:
+    """Whether the body is declared as JSON: ``application/fhir+json`` (FHIR's) or
+    ``application/json``, with any parameters (``; charset=utf-8``).
+
+    A body declaring no type is refused as one declaring another is: a sender names the format
+    of what it sends (FHIR's RESTful API, and FHIR servers such as HAPI, refuse a body with no
+    ``Content-Type``), every sender scr ships declares it (``scr transfer send``, the bench),
+    and taking an undeclared body as JSON would let a misconfigured care-home system pass
+    here and fail at the first other FHIR server it meets."""
+    declared = request.headers.get("content-type")
+    return declared is not None and declared.split(";")[0].strip().lower() in MESSAGE_TYPES
+
+
 async def _body(request: Request, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as it is known to pass ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
@@ -88,8 +105,15 @@ async def _body(request: Request, limit: int) -> bytes | None:
 async def process_message(request: Request, who: User, ctx: Context) -> Response:
     svc = services(request)
     limit = svc.settings.transfer_max_bytes
-    raw = await _body(request, limit)
     try:
+        if not _declared_json(request):  # refused before a byte is read, and audited
+            said = "A message is sent as application/fhir+json (or application/json), not " + (
+                echoed(request.headers.get("content-type", "")) or "a body of no declared type"
+            )
+            raise await run_in_threadpool(
+                refuse, inbox(svc), who, ctx, 415, Issue("not-supported", said)
+            )
+        raw = await _body(request, limit)
         if raw is None:  # a bad message, as every other (the contract's 422), refused by size
             big = Issue("too-costly", f"The message is larger than {limit:,} bytes", "Bundle")
             raise await run_in_threadpool(refuse, inbox(svc), who, ctx, 422, big)

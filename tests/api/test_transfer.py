@@ -453,8 +453,9 @@ def test_malformed_json_and_a_huge_body_are_refused(
         for _ in range(10):
             yield b" " * 1_000_000
 
-    huge = client.post(URL, content=chunks(), headers=auth(home))
-    declared = client.post(URL, content=b" " * 10_000_000, headers=auth(home))
+    headers = auth(home) | {"Content-Type": "application/fhir+json"}
+    huge = client.post(URL, content=chunks(), headers=headers)
+    declared = client.post(URL, content=b" " * 10_000_000, headers=headers)
     for refused in (huge, declared):
         assert refused.status_code == 422
         (issue,) = refused.json()["issue"]
@@ -468,6 +469,31 @@ def test_malformed_json_and_a_huge_body_are_refused(
             )
         ).all()
     assert len(refusals) == 3
+
+
+@pytest.mark.parametrize(
+    ("ctype", "status"),
+    [
+        ("text/plain", 415), ("application/xml", 415), ("application/fhir+xml", 415),
+        ("application/x-www-form-urlencoded", 415), (None, 415),
+        ("application/json", 200), ("Application/FHIR+JSON; charset=utf-8", 200),
+    ],
+)  # fmt: skip
+def test_a_body_not_declared_as_json_is_refused_415_and_audited(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    ctype: str | None, status: int,
+) -> None:  # fmt: skip
+    """A message is FHIR JSON and says so; one declared as anything else, or as nothing, is
+    refused before it is read (415), and the refusal is audited as any other of the route."""
+    body = orjson.dumps(signed(unsigned(), keys[CARE_HOME]))
+    headers = auth(home) | ({"Content-Type": ctype} if ctype else {})
+    answer = client.post(URL, content=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert count(store, MESSAGES) == (status == 200)
+    if status == 415:
+        (issue,) = answer.json()["issue"]
+        assert issue["code"] == "not-supported"
+        assert refusal_rules(store) == [["transfer.not-supported"]]
 
 
 @pytest.mark.parametrize(
