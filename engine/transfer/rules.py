@@ -368,8 +368,7 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
     problems = _schema_problems(doc)
     problems.extend(_r4_problems(doc))
     problems.extend(_repeated_urls(doc))
-    if any((p.expression or "").startswith("Bundle.entry") and "resource" not in
-           (p.expression or "") for p in problems):  # fmt: skip
+    if any(_unreadable(p.expression or "") for p in problems):
         return problems, None
     try:
         header = header_of(doc)
@@ -377,6 +376,9 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
         return problems, None  # the schema has said what is missing
     if not _routable(header):
         return problems, None  # and what is wrong
+    if not UUID.fullmatch(header.id) and all(p.expression != _HEADER + ".id" for p in problems):
+        # The schema says so; never accepted, should the schema change.
+        problems.append(Problem("structure", "the id is not a lowercase UUID", _HEADER + ".id"))
     # Any other problem in the header (its source, say) leaves the rest of the message
     # readable, and every problem in it is listed at once.
     problems.extend(_others(doc, "MessageHeader", 0, "one MessageHeader, its first entry"))
@@ -417,12 +419,30 @@ def _news2(doc: dict[str, Any], event: str) -> Iterator[Problem]:
         yield Problem("value", said, where)
 
 
-def _routable(h: Header) -> bool:
-    """Whether the header elements the rules read are what they must be."""
-    values = (h.id, h.event, h.sender, h.destination, h.focus)
+#: A problem with an entry that leaves the entries readable: its fullUrl (not a lowercase
+#: UUID, of the wrong JSON type, or repeated; ``_by_url`` takes only a string, once).
+_READABLE = re.compile(r"Bundle\.entry\[\d+\]\.fullUrl")
+
+
+def _unreadable(expression: str) -> bool:
+    """Whether a problem at ``expression`` leaves the entries unfit to read further (no list,
+    an entry that is not an object or lacks its fullUrl or resource): a problem inside a
+    resource, or with an entry's fullUrl, leaves the rest to be read and checked, so every
+    problem is listed at once."""
     return (
-        all(isinstance(v, str) for v in values) and h.event in ROUTES and bool(UUID.fullmatch(h.id))
+        expression.startswith("Bundle.entry")
+        and "resource" not in expression
+        and not _READABLE.fullmatch(expression)
     )
+
+
+def _routable(h: Header) -> bool:
+    """Whether the header elements the rules read are of the type they must be and its event
+    one the rules know. An id that is not a lowercase UUID is the schema's problem, already
+    listed (so the message is refused); the rest of the message is still read and checked,
+    and no stored message has such an id, so it is never taken for a resubmission."""
+    values = (h.id, h.event, h.sender, h.destination, h.focus)
+    return all(isinstance(v, str) for v in values) and h.event in ROUTES
 
 
 @dataclass(frozen=True, slots=True)

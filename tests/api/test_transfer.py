@@ -442,6 +442,37 @@ def test_a_problem_in_the_header_does_not_hide_the_rest(
     } <= expressions  # fmt: skip
 
 
+def _upper_case_full_url(doc: dict[str, Any]) -> str:
+    doc["entry"][5]["fullUrl"] = "urn:uuid:" + str(uuid.uuid4()).upper()
+    return "Bundle.entry[5].fullUrl"
+
+
+def _header_id_zeros(doc: dict[str, Any]) -> str:
+    _header_id_not_a_uuid(doc)
+    return "Bundle.entry[0].resource.id"
+
+
+@pytest.mark.parametrize("malformed", [_header_id_zeros, _upper_case_full_url])
+def test_a_malformed_header_id_or_full_url_does_not_hide_the_rest(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    malformed: Callable[[dict[str, Any]], str],
+) -> None:  # fmt: skip
+    """A header id or an entry's fullUrl that is not a lowercase UUID leaves the message
+    readable: the signature, the destination and the NHS number are still checked, and
+    every problem comes back in one answer."""
+    doc = unsigned(to="R0000")
+    _without_nhs(doc)
+    where = malformed(doc)
+    refused = send(client, home, doc | {"signature": signed(doc, keys[OTHER_HOME])["signature"]})
+    assert refused.status_code == 422
+    expressions = {e for i in refused.json()["issue"] for e in i.get("expression", [])}
+    assert {
+        where, "Bundle.signature", f"{PATIENT_ENTRY}.identifier",
+        "Bundle.entry[0].resource.destination[0].receiver.identifier.value",
+    } <= expressions, expressions  # fmt: skip
+    assert count(store, MESSAGES) == 0
+
+
 def test_malformed_json_and_a_huge_body_are_refused(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
 ) -> None:
