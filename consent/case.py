@@ -55,6 +55,8 @@ class Case:
     grant: Grant | None
     #: The profile's (type, section) pairs narrowed to the types asked for.
     allowed: frozenset[tuple[str, str]]
+    #: The profile's (type, section) pairs whatever was asked, for contained resources.
+    profile_allowed: frozenset[tuple[str, str]]
 
     @classmethod
     def build(
@@ -68,7 +70,8 @@ class Case:
     ) -> Case:
         mapped = policy.profile_for(who.job_role, who.org_kind, who.activity_codes)
         profile = policy.profiles.get(mapped) if mapped and mapped == who.profile else None
-        allowed = profile.allowed if profile else frozenset()
+        profile_allowed = profile.allowed if profile else frozenset()
+        allowed = profile_allowed
         if request.types:
             allowed = frozenset(p for p in allowed if p[0] in request.types)
         return cls(
@@ -82,6 +85,7 @@ class Case:
             purpose_def=policy.purposes.get(purpose) if purpose else None,
             grant=live_grant(who, patient, now, policy),
             allowed=allowed,
+            profile_allowed=profile_allowed,
         )
 
     @property

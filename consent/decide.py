@@ -61,12 +61,13 @@ def _merge_fields(parts: Iterable[Mapping[str, FieldRule]]) -> dict[str, FieldRu
 
 
 def _obligations(c: Case, shapings: list[Shaping]) -> Obligations:
-    """Field rules are kept for every type, not only those asked for: a type asked for may
-    contain one that is not (a contact in a care plan), and must be masked as it would be in
-    the whole record."""
+    """Field rules, and the pairs contained resources are judged against, are kept for every
+    type of the profile, not only those asked for: a type asked for may contain one that is
+    not (a contact in a care plan), and must be masked as it would be in the whole record."""
     return Obligations(
         org=c.who.org,
         allowed=c.allowed,
+        contained_allowed=c.profile_allowed,
         own_org_only=any(s.own_org_only for s in shapings),
         own_org_sections=frozenset().union(*(s.own_org_sections for s in shapings)),
         excluded_labels=frozenset().union(*(s.excluded_labels for s in shapings)),

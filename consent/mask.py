@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from consent.model import Decision, ResourceMeta
+from consent.model import Decision, Obligations, ResourceMeta
 from consent.policy import Policy
 from consent.sections import meta_of
 
@@ -41,6 +41,20 @@ def hidden_by(meta: ResourceMeta, decision: Decision) -> str | None:
     ob = decision.obligations
     if (meta.resource_type, meta.section) not in ob.allowed:
         return "profile.types" if meta.resource_type not in ob.types else "profile.sections"
+    return _hidden_from(meta, ob)
+
+
+def _contained_hidden_by(meta: ResourceMeta, decision: Decision) -> str | None:
+    """:func:`hidden_by` for a contained resource: judged against the profile's pairs whatever
+    was asked (``contained_allowed``), so it leaves alike on every read path."""
+    ob = decision.obligations
+    if (meta.resource_type, meta.section) not in ob.contained_allowed:
+        return "profile.types"
+    return _hidden_from(meta, ob)
+
+
+def _hidden_from(meta: ResourceMeta, ob: Obligations) -> str | None:
+    """What :func:`hidden_by` asks once a resource's type and section are allowed."""
     if not ob.withheld_labels.isdisjoint(meta.labels):
         # a legally restricted category, from its recorder's users too; counted with the
         # other labels, so the trail's counts do not say the person has such information
@@ -103,8 +117,9 @@ def _masked(
 ) -> dict[str, Any]:
     """``resource`` under its type's field rule, if it has one; each contained resource under
     its own, or left out when it would be withheld as a resource of its own from
-    ``source_org`` (its type and section, a restricted section, another organisation's, its
-    labels: a contact inside a care plan is a contact, a resolved problem a past problem).
+    ``source_org`` in the whole record (its type and section, a restricted section, another
+    organisation's, its labels: a contact inside a care plan is a contact, a resolved problem
+    a past problem), whatever types were asked for.
     Under a decision with any field rule, no resource leaves with its version (see
     :func:`mask`)."""
     ob = decision.obligations
@@ -120,7 +135,7 @@ def _masked(
     _narrow(
         shown,
         "contained",
-        lambda c: hidden_by(meta_of(c, source_org, "", policy), decision) is None,
+        lambda c: _contained_hidden_by(meta_of(c, source_org, "", policy), decision) is None,
     )
     if "contained" in shown:
         shown["contained"] = [_masked(c, decision, policy, source_org) for c in shown["contained"]]

@@ -197,7 +197,11 @@ class FieldRule:
 class Obligations:
     """What may leave, and in what shape.
 
-    ``allowed`` pairs a resource type with a section, so a resource is judged on both.
+    ``allowed`` pairs a resource type with a section, so a resource is judged on both; it is
+    narrowed to the types asked for, and the query to its ``types``. ``contained_allowed`` is
+    the profile's pairs whatever was asked: a contained resource is judged against them, so
+    that it leaves alike on every read path (a care plan's contact is a contact whether the
+    care plan was read by id, searched for, or sent with the whole record).
     ``withheld_labels`` (the legally restricted categories no consent opens to ``org``) hold
     for every organisation, the one that recorded the item too. Outside the user's own
     organisation three further limits apply: ``own_org_only`` (a dissent in force),
@@ -207,6 +211,7 @@ class Obligations:
 
     org: str
     allowed: frozenset[tuple[str, str]] = frozenset()
+    contained_allowed: frozenset[tuple[str, str]] = frozenset()
     own_org_only: bool = False
     own_org_sections: frozenset[str] = frozenset()
     excluded_labels: frozenset[str] = frozenset()

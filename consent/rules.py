@@ -275,8 +275,8 @@ BREAK_GLASS_OVERRIDE = Rule("break-glass.override", 7)
 
 
 def profile_fields(c: Case) -> Shaping:
-    types = {t for t, _ in c.allowed}
-    fields = {t: r for t, r in (c.profile.fields if c.profile else {}).items() if t in types}
+    """Every type's rule, not only the asked types': what is asked may contain the others."""
+    fields = dict(c.profile.fields) if c.profile else {}
     if not fields:
         return Shaping()
     return Shaping(

@@ -110,6 +110,43 @@ def test_a_type_narrowed_search_or_read_masks_the_contained_address(
     assert "ZZ99 3VZ" not in searched.text and "ZZ99 3VZ" not in by_id.text
 
 
+def test_a_contained_contact_is_judged_on_the_whole_profile_whatever_was_asked() -> None:
+    """A decision asked for CarePlan alone judges the contact a care plan contains against
+    every type the profile may see, not the asked one: a clinician keeps it, as in the whole
+    record, and a social worker keeps it without its narrative (the profile's rule for it)."""
+    asked = Request("read", frozenset({"CarePlan"}))
+    contact = {"resourceType": "RelatedPerson", "id": "rp", "text": {"div": "Sister"}}
+    plan = {"resourceType": "CarePlan", "id": "cp", "status": "active", "intent": "plan",
+            "contained": [contact], "careTeam": [{"reference": "#rp"}]}  # fmt: skip
+    for user in (who("clinical"), who("social-care")):
+        whole = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
+        narrowed = decide(user, facts(typical(user)), "TREAT", asked, NOW, POLICY)
+        assert narrowed.obligations.types == {"CarePlan"}, "the query stays narrowed"
+        assert mask(plan, narrowed, POLICY, GP) == mask(plan, whole, POLICY, GP)
+        assert mask(plan, narrowed, POLICY, GP)["contained"][0]["id"] == "rp", user.profile
+    assert "text" not in mask(plan, narrowed, POLICY, GP)["contained"][0]
+
+
+def test_a_care_plans_contained_contact_is_the_same_on_every_read_path(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """A GP gets the care plan's contained contact in ``$everything``, and the same care plan
+    from a read by id, a per-type search and ``$everything?_type=``: none masks it away."""
+    _store_row(store, _stored_plan("cp-1"), "CarePlan", "care-plans")
+    t = token("gp")
+
+    def entry(doc: dict[str, Any]) -> dict[str, Any]:
+        (found,) = [e["resource"] for e in doc["entry"] if e["resource"]["id"] == "cp-1"]
+        return found
+
+    whole = entry(get(client, t, f"Patient/{PATIENT}/$everything").json())
+    assert whole["contained"][0]["resourceType"] == "RelatedPerson"
+    typed = get(client, t, f"Patient/{PATIENT}/$everything", _type="CarePlan").json()
+    assert entry(typed) == whole
+    assert entry(get(client, t, "CarePlan", patient=PATIENT).json()) == whole
+    assert get(client, t, "CarePlan/cp-1").json() == whole
+
+
 def _store_row(store: Store, resource: dict[str, Any], rtype: str, section: str) -> None:
     """A row like an ingested one, copied from the person's first Observation row (same
     Patient, source organisation, run and facts), with this body."""
