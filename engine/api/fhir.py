@@ -249,9 +249,23 @@ def unknown(path: str) -> Response:
     raise not_found()
 
 
+@router.get("", include_in_schema=False)
+def base() -> Response:
+    """``GET /fhir`` is 404 like any GET no route answers (no redirect to ``/fhir/``: its
+    Location would be built from the client's Host header); without this route the base's
+    write routes below would make Starlette answer 405 for it."""
+    raise not_found()
+
+
 def writes(path: str) -> Response:
     if path in _POST_ONLY:
         raise _post_only()
+    return base_writes()
+
+
+def base_writes() -> Response:
+    """A write to ``/fhir`` itself (FHIR's transaction or batch endpoint for POST) is refused
+    as every other write is: 405 with an OperationOutcome, not 404."""
     raise FhirError(
         405,
         Problem("not-supported", "The shared care record is read-only: change the source record"),
@@ -266,4 +280,8 @@ for _method in ("POST", "PUT", "PATCH", "DELETE"):
     router.add_api_route(
         "/{path:path}", writes, methods=[_method], name=f"write_{_method.lower()}",
         status_code=405, responses=_REFUSED,
+    )  # fmt: skip
+    router.add_api_route(
+        "", base_writes, methods=[_method], name=f"base_{_method.lower()}",
+        status_code=405, include_in_schema=False,
     )  # fmt: skip

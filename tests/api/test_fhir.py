@@ -165,9 +165,14 @@ def test_totals_and_pages_do_not_change_when_hidden_items_are_added(
     assert second["entry"][0]["resource"]["id"] != after["entry"][0]["resource"]["id"]
 
 
+@pytest.mark.parametrize("path", [f"/fhir/Patient/{PATIENT}", "/fhir"])
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
-def test_writes_are_refused_with_405(client: TestClient, token: Token, method: str) -> None:
-    response = client.request(method.upper(), f"/fhir/Patient/{PATIENT}", headers=auth(token()))
+def test_writes_are_refused_with_405(
+    client: TestClient, token: Token, method: str, path: str
+) -> None:
+    """The base too: ``POST /fhir`` is FHIR's transaction and batch endpoint."""
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    response = client.request(method.upper(), path, json=bundle, headers=auth(token()))
     assert response.status_code == 405
     assert response.json()["resourceType"] == "OperationOutcome"
     assert response.headers["Allow"] == "GET, HEAD"
