@@ -72,10 +72,30 @@ def _json_accepted(accept: str | None, format_: str | None) -> bool:
     )
 
 
-def _strict(prefer: str | None) -> bool:
-    return prefer is not None and any(
-        p.replace(" ", "").lower() == "handling=strict" for p in prefer.split(",")
-    )
+def _split(value: str, sep: str) -> list[str]:
+    """``value`` split at each ``sep`` outside a quoted string."""
+    return re.findall(rf'(?:"(?:[^"\\]|\\.)*"|[^{sep}"])+|"', value)
+
+
+def _preferences(headers: list[str]) -> Iterator[tuple[str, str]]:
+    """Each preference of the ``Prefer`` header lines as (name, value), in order (RFC 7240
+    section 2: comma-separated, parameters after ``;``, a value a token or a quoted string).
+    Names are case-insensitive; so are the values scr reads (``handling``'s)."""
+    for line in headers:
+        for element in _split(line, ","):
+            name, _, value = _split(element, ";")[0].partition("=")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            if name.strip():
+                yield name.strip().lower(), value.lower()
+
+
+def _strict(headers: list[str]) -> bool:
+    """Whether the first ``handling`` preference says ``strict`` (RFC 7240: a preference
+    given more than once counts as first given)."""
+    handling = next((v for n, v in _preferences(headers) if n == "handling"), None)
+    return handling == "strict"
 
 
 async def fhir_request(
@@ -96,7 +116,7 @@ async def fhir_request(
     ignored = sorted(n for n in counted if n not in declared.known)
     # Never ignored: either asks for no resources, and ignoring it would send them all.
     count_only = [n for n in ignored if n == "_summary" or (n == "_count" and params[n] == "0")]
-    if count_only or (ignored and _strict(request.headers.get("prefer"))):
+    if count_only or (ignored and _strict(request.headers.getlist("prefer"))):
         name = echoed((count_only or ignored)[0])
         raise FhirError(400, Problem("not-supported", f"{name} is not supported here", name))
     repeated = sorted(n for n, times in counted.items() if times > 1 and n in declared.known)

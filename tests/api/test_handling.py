@@ -72,6 +72,32 @@ def test_strict_handling_refuses_a_parameter_the_server_would_ignore(
     assert strict.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("prefer", "strict"),
+    [
+        ([("Prefer", "return=minimal"), ("Prefer", "handling=strict")], True),
+        ([("Prefer", "return=minimal, handling = strict")], True),
+        ([("Prefer", "handling=strict; lang=en")], True),
+        ([("Prefer", 'handling="strict"')], True),
+        ([("Prefer", "Handling=STRICT")], True),
+        ([("Prefer", "handling=lenient"), ("Prefer", "handling=strict")], False),
+        ([("Prefer", 'x="a, handling=strict"')], False),
+    ],
+)
+def test_strict_handling_is_read_as_rfc_7240_writes_it(
+    client: TestClient, token: Token, prefer: list[tuple[str, str]], strict: bool
+) -> None:
+    """Several Prefer lines, comma-separated preferences, parameters after ';', quoted values;
+    a preference given twice counts as first given, and a quoted comma separates nothing."""
+    headers = [("Authorization", f"Bearer {token()}"), *prefer]
+    code = {"patient": PATIENT, "code": "1234"}
+    response = client.get("/fhir/Observation", params=code, headers=headers)
+    if strict:
+        refused(response, 400, "code")
+    else:
+        assert response.status_code == 200
+
+
 def test_lenient_handling_ignores_it_and_the_self_link_says_so(
     client: TestClient, token: Token
 ) -> None:
