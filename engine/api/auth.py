@@ -62,6 +62,12 @@ WAITERS = 4
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+#: A CIS2 ``role_code``: staff group, staff sub-group and job role (interfaces.md). Only the
+#: job role decides the profile, but a claim not of this shape is no CIS2 role: taking
+#: whatever follows its last colon as the job role would read ``junk:R8000`` as a clinician.
+ROLE_CODE = re.compile(r"S[0-9]{4}:G[0-9]{4}:R[0-9]{4}")
+
+
 class TokenRefused(Exception):
     """The token cannot be trusted. ``kind`` names why in a word, for the audit trail; the
     message says more, for logs; the user is told neither."""
@@ -128,6 +134,8 @@ def user_from_claims(claims: Mapping[str, Any]) -> TokenUser:
     if not isinstance(role_code, str) or not isinstance(org, str) or not role_code or not org:
         raise TokenRefused("the role in force has no role_code or org_code")
     _plain("role_code", role_code)
+    if ROLE_CODE.fullmatch(role_code) is None:
+        raise TokenRefused("the role in force's role_code is not a CIS2 Sxxxx:Gxxxx:Rxxxx triple")
     _plain("org_code", org)
     trained = claims.get("ig_training_date")
     try:
@@ -488,6 +496,8 @@ def mint(
     """A dev-mode token for ``scr token`` and the demo personas; refused outside dev mode."""
     if settings.auth_mode != "dev":
         raise SettingsError("SCR_AUTH_MODE: scr token works in dev mode only")
+    if ROLE_CODE.fullmatch(role_code) is None:
+        raise ValueError(f"role code {role_code!r} is not a CIS2 Sxxxx:Gxxxx:Rxxxx triple")
     issued = now or datetime.now(UTC)
     role_id = f"{org}-{role_code}"
     claims: dict[str, Any] = {

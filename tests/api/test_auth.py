@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from adapters.synth.personas import PERSONAS
 from audit.query import stream
 from engine.api import auth, create_app
 from engine.api.auth import TokenRefused, user_from_claims, verifier_for
@@ -703,6 +704,42 @@ def test_a_token_with_a_lone_surrogate_in_its_name_is_refused_and_audited(
 
 
 READ = f"/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NHS}"
+
+
+#: Not CIS2 ``Sxxxx:Gxxxx:Rxxxx`` triples: a job role alone, one after junk, no role at all.
+NOT_TRIPLES = ["R8000", "junk:R8000", "nonsense", "S8000:G8000:R8000:R8000", "s8000:g8000:r8000"]
+
+
+@pytest.mark.parametrize("role_code", NOT_TRIPLES)
+def test_a_role_code_that_is_not_a_cis2_triple_is_refused(
+    api_settings: Settings, role_code: str
+) -> None:
+    role = {"person_roleid": "r1", "org_code": "Y00001", "role_code": role_code}
+    with pytest.raises(TokenRefused, match="role_code"):
+        user_from_claims(claims(nhsid_nrbac_roles=[role], selected_roleid="r1"))
+    with pytest.raises(ValueError, match="triple"):  # nor does `scr token` mint one
+        auth.mint(api_settings, user_id="u", name="n", role_code=role_code, org="Y00001")
+
+
+@pytest.mark.parametrize("role_code", NOT_TRIPLES[:3])
+def test_a_token_whose_role_code_is_not_a_triple_is_refused_401_and_audited(
+    client: TestClient, store: Store, token: Token, role_code: str
+) -> None:
+    """``junk:R8000`` would otherwise read as a clinician (the job role is what follows the
+    last colon), and ``nonsense`` as a signed-in user with no profile, answered 404."""
+    body = jwt.decode(token(), options={"verify_signature": False})
+    role = {"person_roleid": "r1", "org_code": "Y00001", "role_code": role_code}
+    body |= {"nhsid_nrbac_roles": [role], "selected_roleid": "r1"}
+    forged = jwt.encode(body, auth.dev_key(store.settings), algorithm=auth.DEV_ALGORITHM)
+    response = client.get(READ, headers=bearer(forged))
+    assert response.status_code == 401
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["outcome"]) == ("token-refused", "deny")
+    assert "auth.claims" in last["rules"]
+
+
+def test_every_demo_persona_holds_a_cis2_triple() -> None:
+    assert all(auth.ROLE_CODE.fullmatch(p.role_code) for p in PERSONAS)
 
 
 def _signed_out(client: TestClient, tok: str) -> None:
