@@ -234,7 +234,11 @@ def search_type(
 def read_resource(
     request: Request, who: User, ctx: Context, resource_type: str, resource_id: str
 ) -> Response:
-    if resource_type not in services(request).reader.policy.readable:
+    """Any R4 type is read through the decision and the audit, one no profile may see
+    (Provenance, say) too: the decision refuses it (``profile.types``), and the attempt is in
+    the trail, or answered 503 when the trail cannot take it. A name that is no R4 type is
+    no resource's address: 404, as an unknown route is."""
+    if not is_resource_type(resource_type):
         raise not_found()
     return _read_one(request, who, ctx, resource_type, resource_id)
 

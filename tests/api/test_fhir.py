@@ -294,6 +294,28 @@ def test_each_access_is_audited_before_it_is_answered(
     ]
 
 
+def test_a_read_of_a_type_no_profile_may_read_is_decided_and_audited(
+    client: TestClient, token: Token, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provenance is an R4 type no profile reads: its read is refused by the decision
+    (``profile.types``) and audited like any other, and is a 503 with the trail down. A name
+    that is no R4 type is no resource's address: 404, as an unknown route is."""
+    assert get(client, token(), "Provenance/abc").status_code == 404
+    last = list(stream(store.engine))[-1]
+    assert (last["action"], last["outcome"]) == ("read", "deny")
+    assert "profile.types" in last["rules"]
+    before = audit_actions(store)
+    assert get(client, token(), "Nonsense/abc").status_code == 404
+    assert audit_actions(store) == before
+    svc = client.app.state.services  # type: ignore[attr-defined]
+
+    def broken(entry: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(svc.audit, "append", broken)
+    assert get(client, token(), "Provenance/abc").status_code == 503
+
+
 def test_request_ids_are_echoed_or_made(client: TestClient, token: Token) -> None:
     echoed = client.get("/fhir/metadata", headers={"X-Request-Id": "abc-123"})
     assert echoed.headers["X-Request-Id"] == "abc-123"
