@@ -167,3 +167,16 @@ def test_a_repeatable_parameter_may_repeat(client: TestClient, token: Token) -> 
     dates = {"date": ["ge2000-01-01", "le2100-01-01"]}
     response = client.get("/fhir/AuditEvent", params=dates, headers=auth(token()))
     assert response.status_code == 403  # the date pair passed; a GP is no IG officer
+
+
+@pytest.mark.parametrize("prefer", [";", "a, ;", ";handling=strict", '"' + '\\"' * 8000])
+def test_a_malformed_prefer_header_is_no_preference_and_no_500(
+    client: TestClient, token: Token, prefer: str
+) -> None:
+    """Read before the token, on the event loop: an element with nothing before its ';' was
+    a 500, and an unclosed quote full of escaped quotes took the old regex seconds."""
+    code = {"patient": PATIENT, "code": "http://snomed.info/sct|0000000"}
+    lenient = client.get(
+        "/fhir/Observation", params=code, headers=auth(token()) | {"Prefer": prefer}
+    )
+    assert lenient.status_code == 200 and lenient.json()["total"] == 3
