@@ -237,8 +237,10 @@ def read_resource(
     """Any R4 type is read through the decision and the audit, one no profile may see
     (Provenance, say) too: the decision refuses it (``profile.types``), and the attempt is in
     the trail, or answered 503 when the trail cannot take it. A name that is no R4 type is
-    no resource's address: 404, as an unknown route is."""
-    if not is_resource_type(resource_type):
+    no resource's address: 404, as an unknown route is; so is an AuditEvent's (the trail's
+    entries are searched at ``/fhir/AuditEvent``, by IG officers, and no person's record holds
+    one: following a search entry's fullUrl is no refused look at a record)."""
+    if not is_resource_type(resource_type) or resource_type == "AuditEvent":
         raise not_found()
     return _read_one(request, who, ctx, resource_type, resource_id)
 

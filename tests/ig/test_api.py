@@ -265,3 +265,17 @@ def test_cursor_time_outside_utc_range_is_400_in_api_and_console(
     officer(web, ig_token)
     page = web.get("/ig", params={"after": _forged(forged)})
     assert page.status_code == 400 and "after: not a cursor" in page.text
+
+
+def test_following_an_audit_events_full_url_is_no_refused_look_at_a_record(
+    client: TestClient, token: Token, ig_token: str, store: Store
+) -> None:
+    """The search names each event by a fullUrl no route answers: following it was decided
+    as a read of a person's record and refused, and five of them raised the
+    repeated-refusals alert against the IG officer."""
+    client.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(token()))
+    found = _events(client, ig_token)
+    path = "/fhir/" + found["entry"][0]["fullUrl"].split("/fhir/", 1)[1]
+    before = len(audit_actions(store))
+    assert client.get(path, headers=auth(ig_token)).status_code == 404
+    assert audit_actions(store)[before:] == []
