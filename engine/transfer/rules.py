@@ -254,22 +254,40 @@ def _others(doc: dict[str, Any], kind: str, one: int, which: str) -> Iterator[Pr
 
 #: The elements by which a resource says whom it is about.
 _ABOUT = ("subject", "patient")
+#: The element each kind of clinical entry names its person by, where R4 lets it be left out:
+#: an entry naming no one would be read as the subject's without being said to be.
+_NAMES = {
+    "Observation": "subject", "Condition": "subject", "MedicationStatement": "subject",
+    "MedicationRequest": "subject", "Procedure": "subject", "Encounter": "subject",
+    "CarePlan": "subject", "DocumentReference": "subject", "Consent": "patient",
+    "AllergyIntolerance": "patient", "Immunization": "patient", "Flag": "subject",
+    "RelatedPerson": "patient",
+}  # fmt: skip
 
 
 def _about_others(doc: dict[str, Any], skip: set[int], subject: str) -> Iterator[Problem]:
     """Each ``subject`` or ``patient`` of an entry's resource that is not a reference to the
-    subject's fullUrl: the subject's NHS number, name and birth date are what the rules check,
-    and the pages show every entry as the subject's, so an allergy or a medicine about anyone
-    else (another Patient, ``Patient/x`` outside the Bundle, no reference at all) would be
-    read as theirs."""
+    subject's fullUrl, and each clinical entry naming no one: the subject's NHS number, name
+    and birth date are what the rules check, and the pages show every entry as the
+    subject's, so an allergy or a medicine about anyone else (another Patient, ``Patient/x``
+    outside the Bundle, no reference at all) would be read as theirs. A Patient carried
+    inside an entry (``contained``) is a second person too."""
+    said = f"every entry is about the Composition's subject ({subject}): this is not"
     for i, entry in enumerate(_list(doc.get("entry"))):
         resource = _obj(_obj(entry).get("resource"))
         if i in skip:
             continue
+        here = f"Bundle.entry[{i}].resource"
         for key in _ABOUT:
             if key in resource and _obj(resource[key]).get("reference") != subject:
-                said = f"every entry is about the Composition's subject ({subject}): this is not"
-                yield Problem("value", said, f"Bundle.entry[{i}].resource.{key}")
+                yield Problem("value", said, f"{here}.{key}")
+        named = _NAMES.get(str(resource.get("resourceType")))
+        if named is not None and named not in resource:
+            yield Problem("required", f"{said}: it names no one", f"{here}.{named}")
+        for j, inner in enumerate(_list(resource.get("contained"))):
+            if _obj(inner).get("resourceType") == "Patient":
+                yield Problem("structure", "a message has one Patient, the Composition's "
+                              "subject", f"{here}.contained[{j}]")  # fmt: skip
 
 
 def _by_url(doc: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:

@@ -1458,6 +1458,29 @@ def test_a_rate_with_a_ucum_annotation_is_in_its_unit(loinc: str, code: str) -> 
     assert problems == []
 
 
+def test_an_entry_naming_no_one_or_carrying_another_patient_is_refused(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """R4 lets an Observation leave out its subject, and an entry may carry a Patient inside
+    it: either is someone other than the subject the rules checked, read as the subject's."""
+    doc = unsigned()
+    total = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == NEWS2_TOTAL)
+    del doc["entry"][total]["resource"]["subject"]
+    allergy = next(i for i, e in enumerate(doc["entry"])
+                   if e["resource"]["resourceType"] == "AllergyIntolerance")  # fmt: skip
+    doc["entry"][allergy]["resource"]["contained"] = [{
+        "resourceType": "Patient", "id": "other", "name": [{"family": "Jones"}],
+    }]  # fmt: skip
+    doc["entry"][allergy]["resource"]["asserter"] = {"reference": "#other"}
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    assert {e for i in refused.json()["issue"] for e in i["expression"]} == {
+        f"Bundle.entry[{total}].resource.subject",
+        f"Bundle.entry[{allergy}].resource.contained[0]",
+    }
+    assert count(store, MESSAGES) == 0
+
+
 def _coded(entry: dict[str, Any]) -> str:
     return str(entry["resource"].get("code", {}).get("coding", [{}])[0].get("code"))
 
