@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -70,6 +70,18 @@ class SourceRef:
 
     def resource_id(self, resource_type: str) -> str:
         return resource_id(resource_type, self.key)
+
+
+def fhirpath(root: str, loc: Sequence[int | str]) -> str:
+    """The FHIRPath of a validation error's location (pydantic's ``("name", 0, "family")``):
+    ``Patient.name[0].family``, a list index written on the element it indexes."""
+    out = root
+    for step in loc:
+        if isinstance(step, int):
+            out += f"[{step}]"
+        elif step != "__root__":
+            out += f".{step}"
+    return out
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from fhir.resources.R4B.resource import Resource
 from fhir_core.utils import is_list_type
 from pydantic import BaseModel, ValidationError
 
-from adapters.base import Issue
+from adapters.base import Issue, fhirpath
 from adapters.codes import MAPPINGS_DIR
 from engine.canonical import exact
 
@@ -149,7 +149,7 @@ def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None)
         model(**data)
     except ValidationError as exc:
         return [
-            Issue(_fhirpath(rtype, err["loc"]), f"not valid R4: {err['msg']}")
+            Issue(fhirpath(rtype, err["loc"]), f"not valid R4: {err['msg']}")
             for err in exc.errors()
         ]
     except (TypeError, AttributeError) as exc:
@@ -157,18 +157,6 @@ def validate_resource(resource: dict[str, Any], memo: ElementMemo | None = None)
         # JSON type (a number where a url goes); the record is still refused, by name.
         return [Issue(_unreadable(model, rtype, resource), f"not valid R4: {exc}")]
     return []
-
-
-def _fhirpath(rtype: str, loc: tuple[int | str, ...]) -> str:
-    """The FHIRPath of a validation error's location: ``Patient.name[0].family``, a list index
-    written on the element it indexes (pydantic's ``("name", 0, "family")``)."""
-    out = rtype
-    for step in loc:
-        if isinstance(step, int):
-            out += f"[{step}]"
-        elif step != "__root__":
-            out += f".{step}"
-    return out
 
 
 def _unreadable(model: type[BaseModel], rtype: str, resource: dict[str, Any]) -> str:

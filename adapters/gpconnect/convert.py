@@ -34,7 +34,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from adapters import labels
-from adapters.base import Issue, MapContext, MapOutcome, Mapped, SourceRecord, SourceRef
+from adapters.base import Issue, MapContext, MapOutcome, Mapped, SourceRecord, SourceRef, fhirpath
 from adapters.gpconnect.constants import NHS_NUMBER, RELATIVE_REFERENCE, SYSTEM, named
 from adapters.gpconnect.extensions import convert_extensions
 from adapters.gpconnect.links import security
@@ -240,7 +240,7 @@ def _validate(res: dict[str, Any]) -> tuple[Issue, ...]:
         get_fhir_model_class(rtype).model_validate(res)
     except ValidationError as exc:
         return tuple(
-            Issue(".".join([rtype, *(str(p) for p in err["loc"])]), f"not valid R4: {err['msg']}")
+            Issue(fhirpath(rtype, err["loc"]), f"not valid R4: {err['msg']}")
             for err in exc.errors()
         )
     return ()

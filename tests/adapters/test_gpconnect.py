@@ -926,3 +926,14 @@ def test_read_pulled_yields_records_and_quarantines_refusals() -> None:
     ]
     assert "NO_PATIENT_CONSENT" in recs[2].read_issues[0].reason
     assert recs[3].read_issues[0].field == "patientNHSNumber"
+
+
+def test_an_r4_problem_is_located_by_fhirpath_as_every_other_source_s() -> None:
+    """A review item from GP Connect read ``Patient.name.0.family`` where one from any other
+    source reads ``Patient.name[0].family``."""
+    from adapters.gpconnect.convert import _validate
+    from engine.validate import validate_resource
+
+    bad = {"resourceType": "Patient", "name": [{"family": 5}]}
+    assert [i.field for i in _validate(bad)] == [i.field for i in validate_resource(bad)]
+    assert [i.field for i in _validate(bad)] == ["Patient.name[0].family"]
