@@ -13,8 +13,8 @@ import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
+from adapters.values import UK as _UK
 from engine.transfer import news2
-from engine.transfer.form import UK as _UK
 from engine.transfer.form import Medicine, Person, TransferForm, written
 
 #: A problem: the field it is about (``None``: the message as a whole) and what to do, in the

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from adapters.values import UK
 from engine.transfer import news2
 from engine.transfer.message import LOINC, NHS, Section, build, urn
 
@@ -27,8 +27,6 @@ UCUM = "http://unitsofmeasure.org"
 #: changes, the unit.
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
 #: (LOINC code, display, UCUM unit) for each vital sign the form records.
-#: Care homes and hospitals keep their records in UK time.
-UK = ZoneInfo("Europe/London")
 _VITALS = {
     "respiration_rate": ("9279-1", "Respiratory rate", "/min"),
     "spo2": ("59408-5", "Oxygen saturation by pulse oximetry", "%"),
@@ -64,9 +62,10 @@ class Medicine:
 
 
 def written(at: datetime) -> str:
-    """A last dose as people read it (and the form reads it back): the day always (a bare
-    08:00 is this morning or yesterday's, by when it is read), the clock's name when the time
-    happened twice (the night the clocks go back)."""
+    """An instant as people in the UK read it, to the minute (a last dose as the form reads it
+    back, a step of a transfer): the day always (a bare 08:00 is this morning or yesterday's,
+    by when it is read), the clock's name when the time happened twice (the night the clocks
+    go back)."""
     at = at.astimezone(UK)
     twice = at.replace(fold=0).tzname() != at.replace(fold=1).tzname()
     return at.strftime("%Y-%m-%d %H:%M") + (f" {at.tzname()}" if twice else "")

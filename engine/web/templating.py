@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from fastapi.templating import Jinja2Templates
 
-#: Printed pages carry the time as the people reading them keep it.
-_UK = ZoneInfo("Europe/London")
+from adapters.values import UK as _UK
+from engine.transfer.form import written
 
 #: How many characters of an ISO date a date given to the year or month is written with.
 _WRITTEN = {"year": 4, "month": 7}
@@ -44,11 +43,7 @@ def uk_time(value: str | datetime) -> str:
     clocks on the ward and in the care home showed it: in summer UTC is an hour behind. In
     the hour the clocks go back, which shows twice, the clock's name says which."""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    local = when.astimezone(_UK)
-    twice = local.replace(fold=0).utcoffset() != local.replace(fold=1).utcoffset()
-    return local.strftime("%Y-%m-%d %H:%M") + (f" {local.tzname()}" if twice else "")
+    return written(when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
 templates.env.globals["printed_at"] = printed_at
