@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    make_url,
     select,
     text,
     union_all,
@@ -329,25 +331,30 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
 
 
 @contextmanager
-def scratch_store(url: str, workdir: Path) -> Iterator[str]:
-    """A fresh, empty store for a test or a measurement, removed afterwards.
+def scratch_store(url: str, workdir: Path, template: str | None = None) -> Iterator[str]:
+    """A fresh store for a test or a measurement, removed afterwards: empty, or a copy of
+    ``template`` (another scratch store), which costs a file copy where a migration costs half a
+    second.
 
     ``url`` is ``sqlite`` (a new file in ``workdir``) or a PostgreSQL URL, where the store is a
-    new schema, so several can share one database without seeing each other.
+    new database on that server, so several can share one server without seeing each other.
     """
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
     if url == "sqlite":
-        yield f"sqlite:///{workdir / f'scr-{uuid.uuid4().hex[:8]}.db'}"
+        path = workdir / f"{name}.db"
+        if template is not None:
+            shutil.copyfile(str(make_url(template).database), path)
+        yield f"sqlite:///{path}"
         return
-    schema = f"scratch_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url)
+    source = f' TEMPLATE "{make_url(template).database}"' if template is not None else ""
+    admin = make_engine(url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in url else "?"
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"{source}'))
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -1,7 +1,9 @@
 """Shared fixtures: a fresh migrated store per test on the backend chosen by SCR_TEST_DATABASE.
 
 ``SCR_TEST_DATABASE`` is ``sqlite`` (default: a file in the test's tmp dir) or a PostgreSQL URL;
-on PostgreSQL each test gets its own schema (``engine.db.scratch_store``), dropped afterwards.
+on PostgreSQL each test gets its own database (``engine.db.scratch_store``), dropped afterwards.
+Each store is a copy of one migrated once per run; a test of the migrations themselves takes an
+empty store from ``scratch_store``.
 """
 
 from __future__ import annotations
@@ -22,16 +24,24 @@ BACKEND = os.environ.get("SCR_TEST_DATABASE", "sqlite")
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scratch_store(BACKEND, tmp_path_factory.mktemp("migrated")) as url:
+        eng = make_engine(url)
+        upgrade(eng)
+        eng.dispose()
+        yield url
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> Iterator[str]:
-    with scratch_store(BACKEND, tmp_path) as url:
+def db_url(migrated: str, tmp_path: Path) -> Iterator[str]:
+    with scratch_store(BACKEND, tmp_path, template=migrated) as url:
         yield url
 
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
-    upgrade(eng)
     yield eng
     eng.dispose()
 

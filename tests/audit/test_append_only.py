@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, text
@@ -12,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from audit.storage import REFUSAL
 from audit.verify import verify
 from audit.writer import append
-from engine.db import make_engine
+from engine.db import make_engine, scratch_store
 from engine.migrate import upgrade
 from tests.audit.trail import entry, fill
 from tests.conftest import BACKEND
@@ -57,32 +58,34 @@ def test_truncate_is_refused_by_trigger_on_postgresql(engine: Engine) -> None:
 
 
 @pytest.fixture
-def app_role(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Engine]]:
-    """A role granted only what the migration grants, and an engine that acts as it."""
+def app_role(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Engine]]:
+    """A role granted only what the migration grants (run here, on an empty store), and an
+    engine that acts as it."""
     if not POSTGRES:
         pytest.skip("needs PostgreSQL (SCR_TEST_DATABASE)")
     role = f"scr_app_{uuid.uuid4().hex[:10]}"
-    owner = make_engine(db_url)
-    with owner.begin() as conn:
-        conn.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
-    try:
-        monkeypatch.setenv("SCR_DB_APP_ROLE", role)
-        upgrade(owner)
-        as_app = make_engine(db_url)
-
-        @event.listens_for(as_app, "connect")
-        def _set_role(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            with dbapi_conn.cursor() as cur:
-                cur.execute(f'SET ROLE "{role}"')
-            dbapi_conn.commit()
-
-        yield role, as_app
-        as_app.dispose()
-    finally:
+    with scratch_store(BACKEND, tmp_path) as db_url:
+        owner = make_engine(db_url)
         with owner.begin() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE "{role}"'))
-        owner.dispose()
+            conn.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
+        try:
+            monkeypatch.setenv("SCR_DB_APP_ROLE", role)
+            upgrade(owner)
+            as_app = make_engine(db_url)
+
+            @event.listens_for(as_app, "connect")
+            def _set_role(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+                with dbapi_conn.cursor() as cur:
+                    cur.execute(f'SET ROLE "{role}"')
+                dbapi_conn.commit()
+
+            yield role, as_app
+            as_app.dispose()
+        finally:
+            with owner.begin() as conn:
+                conn.execute(text(f'DROP OWNED BY "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+            owner.dispose()
 
 
 @pytest.mark.parametrize("statement", [*REFUSED, "TRUNCATE audit_entry"])
