@@ -23,15 +23,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from adapters.values import nhs_number_valid
 from audit import RequestContext
 from audit.export import audit_event
-from audit.search import MAX_PAGE, Filters, Held, SearchError, search
+from audit.search import MAX_PAGE, Filters, SearchError, search
 from consent import Who
 from engine.api.deps import Services, current_user, request_context, services
 from engine.api.errors import FhirError, Problem, fhir_response
 from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
 from engine.api.records import person_of_patient
-from engine.identity import Span, held, patient_lookup, patients_of
+from engine.identity import patient_lookup
 from engine.ig.gate import NotIgOfficer, admit
+from engine.ig.people import held_by
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(fhir_request)])
 User = Annotated[Who, Depends(current_user)]
@@ -128,16 +129,6 @@ def _admit(svc: Services, who: Who, ctx: RequestContext, asked: str, f: Filters)
         raise FhirError(403, Problem("forbidden", why)) from None
 
 
-def _held(svc: Services, person: str) -> tuple[Held, ...]:
-    """Every person id the person's records have had, while they had it, as the access report
-    finds them (``engine.identity.held``): a merge or a relink retires an id, and what was
-    recorded under it is still about them. The person now, at least."""
-    with svc.engine.connect() as conn:
-        patients = patients_of(conn, person)
-    spans = held(svc.engine, [(p, person) for p in patients]) or [Span(person, None, None)]
-    return tuple((s.person_id, s.start, s.end) for s in spans)
-
-
 @router.get("/AuditEvent", responses=answers(Bundle))
 def audit_events(
     request: Request,
@@ -165,7 +156,7 @@ def audit_events(
         f = replace(f, patient_id=person)
     _admit(svc, who, ctx, "AuditEvent?" + f.as_query(), f)
     if person is not None:
-        f = replace(f, patient_id=None, people=_held(svc, person))
+        f = replace(f, patient_id=None, people=held_by(svc.engine, person))
     try:
         page = search(svc.engine, f, after=cursor, limit=count)
     except SearchError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache
 from typing import Annotated, Any
@@ -31,12 +32,13 @@ from audit.report import lines, load_roles
 from audit.search import Filters, SearchError, search
 from consent import Who
 from engine.access import ReviewError
-from engine.api.deps import context, services, user_for
+from engine.api.deps import Services, context, services, user_for
 from engine.api.errors import FhirError, Problem
-from engine.identity import held, patient_lookup, patients_of, people_with_nhs_number
+from engine.identity import patient_lookup, people_with_nhs_number
 from engine.ig import chain, facts
 from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
+from engine.ig.people import held_by
 from engine.web import session
 from engine.web.charts import bars
 from engine.web.pages import notice_first, org_names, to_sign_in
@@ -262,6 +264,11 @@ def reviews(request: Request, show: str = "open") -> Response:
     )
 
 
+def _their_trail(svc: Services, item: review_queue.Item) -> Filters:
+    """The user's entries about the person, under every id the person has had."""
+    return Filters(user_id=item.user_id, people=held_by(svc.engine, item.person_id))
+
+
 @router.get("/reviews/{kind}/{item_id}", response_class=HTMLResponse)
 def review_item(request: Request, kind: str, item_id: str, error: str | None = None) -> Response:
     who = _officer(request, "ig-view", f"reviews/{kind}/{item_id}")
@@ -269,7 +276,7 @@ def review_item(request: Request, kind: str, item_id: str, error: str | None = N
     item = review_queue.find(svc.engine, kind, item_id, datetime.now(UTC), _hours())
     if item is None:
         return _page(request, "ig_item.html", 404, who=who, item=None, error="No such item")
-    trail = search(svc.engine, Filters(patient_id=item.person_id, user_id=item.user_id), limit=50)
+    trail = search(svc.engine, _their_trail(svc, item), limit=50)
     return _page(
         request,
         "ig_item.html",
@@ -300,7 +307,7 @@ def review_outcome(
     except NotIgOfficer as exc:
         raise Refused(_page(request, "ig_forbidden.html", 403, who=who, why=exc.why)) from None
     except ReviewError as exc:
-        trail = search(svc.engine, Filters(patient_id=item.person_id, user_id=item.user_id))
+        trail = search(svc.engine, _their_trail(svc, item))
         return _page(
             request,
             "ig_item.html",
@@ -365,24 +372,18 @@ def report(
         )
     with svc.engine.connect() as conn:
         people = people_with_nhs_number(conn, nhs)
-        patients = [(p, person) for person in people for p in patients_of(conn, person)]
     who = _officer(request, "ig-view", "report?" + f.as_query(), nhs_number=nhs)
     if len(people) > 1:  # one report is one person's: two people's accesses are not mixed
         why = "More than one person's record holds this NHS number: resolve it first (scr identity)"
         return _page(request, "ig_report.html", 409, who=who, lines=None, patient=patient,
                      error=why)  # fmt: skip
-    # Every person id the person's own records have had, while they had it (``held``). Not
-    # every entry under the number: one may be another person's whose record carried it by
-    # mistake.
-    asked = [
-        Filters(
-            patient_id=s.person_id,
-            since=max((t for t in (f.since, s.start) if t), default=None),
-            until=min((t for t in (f.until, s.end) if t), default=None),
-        )
-        for s in held(svc.engine, patients)
-    ]
-    entries = list({e["seq"]: e for one in asked for e in _all(request, one)}.values())
+    # Every person id the person's own records have had, while they had it. Not every entry
+    # under the number: one may be another person's whose record carried it by mistake.
+    entries = (
+        list(_all(request, replace(f, nhs_number=None, people=held_by(svc.engine, people[0]))))
+        if people
+        else []
+    )
     rules = _rules()
     found = lines(
         entries,

@@ -109,16 +109,9 @@ def _audit_events(client: TestClient, token: str, **params: Any) -> list[dict[st
     return [e["resource"] for e in _events(client, token, **params)["entry"]]
 
 
-def test_a_patient_search_still_finds_the_reads_made_before_a_merge(
-    client: TestClient, store: Store, token: Token, ig_token: str
-) -> None:
-    """The GP reads the record (the entry holds person P). Identity later merges P into P2
-    (a duplicate found), recording the move in the Patient's history. IG asks
-    ``patient=Patient/<id>`` about that same Patient: resolved to P2 *now* and matched
-    exactly, every access made before the merge (under P) would be silently missing."""
-    assert everything(client, token("gp")).status_code == 200
-    before = _audit_events(client, ig_token, patient=f"Patient/{PATIENT}")
-    assert [e for e in before if _not_ig(e)], "found before the merge"
+def merge_into_survivor(store: Store) -> None:
+    """Identity merges the person of ``PATIENT`` into a new person, as a duplicate found does:
+    the links move, the old id points on, and the Patient's history records the move."""
     with store.engine.begin() as conn:
         (old,) = conn.execute(
             select(LINKS.c.person_id).where(LINKS.c.patient_id == PATIENT)
@@ -135,6 +128,19 @@ def test_a_patient_search_still_finds_the_reads_made_before_a_merge(
                 from_person_id=old, manual=False, who="system", reason="a duplicate", detail={},
             )
         )  # fmt: skip
+
+
+def test_a_patient_search_still_finds_the_reads_made_before_a_merge(
+    client: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """The GP reads the record (the entry holds person P). Identity later merges P into P2
+    (a duplicate found), recording the move in the Patient's history. IG asks
+    ``patient=Patient/<id>`` about that same Patient: resolved to P2 *now* and matched
+    exactly, every access made before the merge (under P) would be silently missing."""
+    assert everything(client, token("gp")).status_code == 200
+    before = _audit_events(client, ig_token, patient=f"Patient/{PATIENT}")
+    assert [e for e in before if _not_ig(e)], "found before the merge"
+    merge_into_survivor(store)
     after = _audit_events(client, ig_token, patient=f"Patient/{PATIENT}")
     assert [e for e in after if _not_ig(e)], "the read before the merge is no longer found"
 

@@ -19,6 +19,7 @@ from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
 from tests.ig.conftest import IG_ROLE, officer
+from tests.ig.test_api import merge_into_survivor
 from tests.ig.test_console import csrf
 
 
@@ -221,3 +222,24 @@ def test_an_officer_cannot_review_their_own_break_glass_use(
         data={"csrf_token": form, "outcome": "appropriate", "note": "Seen in resus; justified"},
     )
     assert other.status_code == 303
+
+
+def test_the_items_trail_follows_the_person_through_a_merge(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """The reviewer sees what the user did with the person's record: the reads after a merge
+    are under the survivor's id, not the id the break-glass was recorded under."""
+    item = _break_glass(web, token)
+    assert everything(web, token("ae-doctor"), "ETREAT").status_code == 200
+    merge_into_survivor(store)
+    everything(web, token("ae-doctor"), "ETREAT")  # granted or refused, it is in their trail
+    reads = [
+        e
+        for e in stream(store.engine)
+        if e["user_id"] == "u-ae-doctor" and e["action"] == "everything"
+    ]
+    assert len({e["patient_id"] for e in reads}) == 2, "one read under each id"
+    officer(web, ig_token)
+    page = web.get(f"/ig/reviews/break-glass/{item}")
+    listed = re.findall(r"<tr><td>(\d+)</td>", page.text.split('id="item-trail"')[1])
+    assert {str(e["seq"]) for e in reads} <= set(listed)
