@@ -20,7 +20,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     insert,
     literal,
     null,
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from consent import Grant, Relationship, Who
 from consent.model import ReviewState
+from engine.identity.index import MERGED_IN
 from engine.models import Base, UtcDateTime
 
 Kind = Literal["break-glass", "self-claim"]
@@ -119,13 +119,14 @@ def _user_made() -> CompoundSelect[Any]:
         literal("break-glass").label("kind"), G.c.reason_code, *(G.c[c] for c in columns)
     )
     claims = select(literal("self-claim"), null(), *(C.c[c] for c in columns))
-    person = bindparam("person", type_=String())
-    return union_all(grants.where(G.c.person_id == person), claims.where(C.c.person_id == person))
+    return union_all(
+        grants.where(G.c.person_id.in_(MERGED_IN)), claims.where(C.c.person_id.in_(MERGED_IN))
+    )
 
 
-#: Every grant and every claim made for the person bound as ``person`` (``kind``,
-#: ``reason_code`` and the records' columns), built once: ``engine.gate.gather_facts`` reads it
-#: in the same statement as the person's other facts.
+#: Every grant and every claim made for the person bound as ``person_id``, or for one since
+#: merged into them (``kind``, ``reason_code`` and the records' columns), built once:
+#: ``engine.gate.gather_facts`` reads it in the same statement as the person's other facts.
 USER_MADE = _user_made()
 
 

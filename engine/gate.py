@@ -209,7 +209,7 @@ def gather_facts(
     """
     params = {
         "patients": list(patient_ids), "version": policy.facts_version,
-        "person": person_id, "person_id": person_id,
+        "person_id": person_id,
     }  # fmt: skip
     rows = conn.execute(_facts_query(conn.dialect.name), params).all()
     facts = _Gathered()

@@ -15,7 +15,19 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    Table,
+    bindparam,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.orm import aliased
 
 from audit import AuditEntry, append
@@ -405,6 +417,21 @@ _PATIENTS = (
     .where(LINKS.c.person_id == bindparam("person_id"))
     .order_by(LINKS.c.patient_id)
 )
+
+
+def _merged_in() -> Select[tuple[str]]:
+    anchor = cast_(bindparam("person_id", type_=String()), PEOPLE.c.id.type)
+    found = select(anchor.label("id")).cte("merged_in", recursive=True)
+    found = found.union(select(PEOPLE.c.id).where(PEOPLE.c.merged_into == found.c.id))
+    return select(found.c.id)
+
+
+#: The person bound as ``person_id`` and everyone merged into them, at any remove: what was
+#: recorded under an id since merged away (a break-glass grant, a hospital stay) is the
+#: survivor's; an id a split revives is merged into no one, and takes its own back.
+MERGED_IN = _merged_in()
+
+
 #: The people holding the NHS number bound as ``nhs_number``, each with ``merged_into`` and its
 #: Patients: one row per (person, Patient), or one row for a person with none. A subquery, so a
 #: caller's one statement can carry it beside what else it reads (``engine.transfer.store``).

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from engine.canonical import dumps
 from engine.db import among
 from engine.directory import D
-from engine.identity.index import HOLDERS, holders
+from engine.identity.index import HOLDERS, MERGED_IN, holders
 from engine.models import Resource
 from engine.transfer.message import Header
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
@@ -227,13 +227,15 @@ class Stay:
 
 
 def stays_of(conn: Connection, person_id: str) -> list[Stay]:
-    """Every transfer of the person with its steps, newest first, in one query."""
+    """Every transfer of the person (or of one since merged into them) with its steps, newest
+    first, in one query."""
     rows = conn.execute(
         select(TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
                STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at)
         .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
-        .where(TRANSFERS.c.person_id == person_id)
-        .order_by(TRANSFERS.c.updated_at.desc(), TRANSFERS.c.id, STATUS.c.id)
+        .where(TRANSFERS.c.person_id.in_(MERGED_IN))
+        .order_by(TRANSFERS.c.updated_at.desc(), TRANSFERS.c.id, STATUS.c.id),
+        {"person_id": person_id},
     ).all()  # fmt: skip
     stays: dict[str, Stay] = {}
     for r in rows:
@@ -312,14 +314,15 @@ def _first(status: str) -> Any:
     return func.min(case((STATUS.c.status == status, STATUS.c.at)))
 
 
-#: Each hospital's ``transfer`` relationship with the person: from receipt, ended by its
-#: discharge; the policy's ``transfer`` window (mappings/policy/rules.json) says how long it
-#: holds after that, as for any windowed relationship. One row per transfer.
+#: Each hospital's ``transfer`` relationship with the person (or one since merged into them):
+#: from receipt, ended by its discharge; the policy's ``transfer`` window
+#: (mappings/policy/rules.json) says how long it holds after that, as for any windowed
+#: relationship. One row per transfer.
 STAYS = (
     select(TRANSFERS.c.id, TRANSFERS.c.hospital, _first("received").label("received"),
            _first("discharged").label("discharged"))
     .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
-    .where(TRANSFERS.c.person_id == bindparam("person_id"),
+    .where(TRANSFERS.c.person_id.in_(MERGED_IN),
            among(STATUS.c.status, ("received", "discharged")))
     .group_by(TRANSFERS.c.id, TRANSFERS.c.hospital)
 )  # fmt: skip

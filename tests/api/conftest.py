@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select, update
 
 from adapters.base import SourceRef
 from adapters.codes import CodeMaps
@@ -19,6 +19,7 @@ from adapters.systmone import SystmOneAdapter
 from engine.api import create_app
 from engine.api.auth import mint
 from engine.directory import read_directory, replace_directory
+from engine.identity.tables import LinkEvent, Person, PersonLink
 from engine.ingest import ingest
 from engine.settings import Settings
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
@@ -31,6 +32,9 @@ ROLES = {
     "receptionist": ("Y00001", "S8001:G8003:R8009"),
     "ae-doctor": ("R9Z", "S8000:G8000:R8000"),
 }
+PEOPLE = Person.__table__
+LINKS = PersonLink.__table__
+EVENTS = LinkEvent.__table__
 DIRECTORY = [
     {"code": "Y00001", "name": "Riverside Surgery", "kind": "gp-practice"},
     {"code": "Y00002", "name": "Hillside Surgery", "kind": "gp-practice"},
@@ -63,6 +67,29 @@ class Store:
             registrations=[s1_registration("90", "5001"), s1_registration("91", "5002")],
         )  # fmt: skip
         ingest(self.engine, self.settings, self.codes, SystmOneAdapter(), str(folder))
+
+    def merge(self) -> None:
+        """Identity merges the person of ``PATIENT`` into a new person, as a duplicate found
+        does: the links move, the old id points on, and the Patient's history records it."""
+        with self.engine.begin() as conn:
+            (old,) = conn.execute(
+                select(LINKS.c.person_id).where(LINKS.c.patient_id == PATIENT)
+            ).scalars()
+            created = conn.execute(select(PEOPLE.c.created_at).where(PEOPLE.c.id == old)).scalar()
+            conn.execute(insert(PEOPLE).values(id="survivor-0001", created_at=created))
+            conn.execute(
+                update(LINKS).where(LINKS.c.person_id == old).values(person_id="survivor-0001")
+            )
+            conn.execute(
+                update(PEOPLE).where(PEOPLE.c.id == old).values(merged_into="survivor-0001")
+            )
+            conn.execute(
+                insert(EVENTS).values(
+                    at=datetime.now(UTC), action="link", patient_id=PATIENT,
+                    person_id="survivor-0001", from_person_id=old, manual=False, who="system",
+                    reason="a duplicate", detail={},
+                )
+            )  # fmt: skip
 
 
 @pytest.fixture

@@ -98,6 +98,28 @@ def test_self_claim_opens_the_record_for_the_claimant(client: TestClient, token:
     assert everything(client, t).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "form", "purpose"),
+    [
+        ("break-glass", {"reason_code": "5", "reason_text": REASON}, "ETREAT"),
+        ("relationship", {"reason": "Seen in clinic today, letter pending"}, None),
+    ],
+)
+def test_a_grant_or_a_claim_follows_the_person_through_a_merge(
+    client: TestClient, token: Token, store: Store, path: str, form: dict[str, str], purpose: Any
+) -> None:
+    """Made for the person, not for the id they had then: when identity finds a duplicate and
+    merges the person into another, the doctor using the grant in an emergency keeps it, and
+    a colleague who made none still sees nothing."""
+    t = token("ae-doctor")
+    assert post(client, t, path, {"patient": NHS} | form).status_code == 201
+    assert everything(client, t, purpose).status_code == 200
+    store.merge()
+    assert everything(client, t, purpose).status_code == 200
+    colleague = token("ae-doctor", user_id="u-colleague")
+    assert everything(client, colleague, purpose).status_code == 404
+
+
 def test_explain_names_sections_and_reasons_and_never_content(
     client: TestClient, token: Token
 ) -> None:

@@ -716,6 +716,17 @@ def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_win
     assert everything(client, doctor) == 404 and everything(client, other) == 404
 
 
+def test_the_hospitals_relationship_follows_the_person_through_a_merge(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    doctor = token("ae-doctor")
+    other = token("ae-doctor", org=OTHER_HOSPITAL, user_id="u-other-hospital")
+    assert send(client, home, signed(unsigned(), keys[CARE_HOME])).status_code == 200
+    store.merge()
+    assert everything(client, doctor) == 200
+    assert everything(client, other) != 200
+
+
 def discharge(transfer_id: str, person: Person = FORM.person) -> dict[str, Any]:
     return discharge_message(
         DischargeForm(person, ["Fractured neck of femur, repaired"],

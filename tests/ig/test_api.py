@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select, update
 
 from engine.identity import link
-from engine.identity.tables import LinkEvent, Person, PersonLink
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
@@ -22,9 +19,6 @@ from tests.ig.test_completeness import _second_record
 from tests.ig.test_search import BEYOND_UTC
 
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
-PEOPLE = Person.__table__
-LINKS = PersonLink.__table__
-EVENTS = LinkEvent.__table__
 
 
 def _events(client: TestClient, token: str, **params: Any) -> Any:
@@ -109,27 +103,6 @@ def _audit_events(client: TestClient, token: str, **params: Any) -> list[dict[st
     return [e["resource"] for e in _events(client, token, **params)["entry"]]
 
 
-def merge_into_survivor(store: Store) -> None:
-    """Identity merges the person of ``PATIENT`` into a new person, as a duplicate found does:
-    the links move, the old id points on, and the Patient's history records the move."""
-    with store.engine.begin() as conn:
-        (old,) = conn.execute(
-            select(LINKS.c.person_id).where(LINKS.c.patient_id == PATIENT)
-        ).scalars()
-        (created,) = conn.execute(select(PEOPLE.c.created_at).where(PEOPLE.c.id == old)).scalars()
-        conn.execute(insert(PEOPLE).values(id="survivor-0001", created_at=created))
-        conn.execute(
-            update(LINKS).where(LINKS.c.person_id == old).values(person_id="survivor-0001")
-        )
-        conn.execute(update(PEOPLE).where(PEOPLE.c.id == old).values(merged_into="survivor-0001"))
-        conn.execute(
-            insert(EVENTS).values(
-                at=datetime.now(UTC), action="link", patient_id=PATIENT, person_id="survivor-0001",
-                from_person_id=old, manual=False, who="system", reason="a duplicate", detail={},
-            )
-        )  # fmt: skip
-
-
 def test_a_patient_search_still_finds_the_reads_made_before_a_merge(
     client: TestClient, store: Store, token: Token, ig_token: str
 ) -> None:
@@ -140,7 +113,7 @@ def test_a_patient_search_still_finds_the_reads_made_before_a_merge(
     assert everything(client, token("gp")).status_code == 200
     before = _audit_events(client, ig_token, patient=f"Patient/{PATIENT}")
     assert [e for e in before if _not_ig(e)], "found before the merge"
-    merge_into_survivor(store)
+    store.merge()
     after = _audit_events(client, ig_token, patient=f"Patient/{PATIENT}")
     assert [e for e in after if _not_ig(e)], "the read before the merge is no longer found"
 

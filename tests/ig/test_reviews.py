@@ -19,7 +19,6 @@ from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
 from tests.ig.conftest import IG_ROLE, officer
-from tests.ig.test_api import merge_into_survivor
 from tests.ig.test_console import csrf
 
 
@@ -231,7 +230,7 @@ def test_the_items_trail_follows_the_person_through_a_merge(
     are under the survivor's id, not the id the break-glass was recorded under."""
     item = _break_glass(web, token)
     assert everything(web, token("ae-doctor"), "ETREAT").status_code == 200
-    merge_into_survivor(store)
+    store.merge()
     everything(web, token("ae-doctor"), "ETREAT")  # granted or refused, it is in their trail
     reads = [
         e

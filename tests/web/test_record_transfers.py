@@ -81,6 +81,16 @@ def test_the_gp_sees_the_transfer_history_in_the_record_and_the_read_is_audited(
     assert web.get(f"/transfers/{transfer_id}", headers=auth(token("gp"))).status_code == 404
 
 
+def test_the_transfer_stays_in_the_record_when_the_person_is_merged(
+    web: TestClient, store: Store, token: Token, transfer_id: str
+) -> None:
+    store.merge()
+    page = record(web, token("gp"))
+    assert (
+        page.status_code == 200 and f"transfer/{transfer_id}" in last_read(store, "Y00001")["refs"]
+    )
+
+
 def test_the_parties_see_it_in_the_record_with_a_way_to_their_inbox(
     web: TestClient, token: Token, transfer_id: str, home: str
 ) -> None:
