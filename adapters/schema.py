@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,17 @@ def _validator(name: str) -> Draft202012Validator:
 
 def check(name: str, doc: Any, where: str) -> None:
     """Raise :class:`MapFileError` naming ``where`` and each failing path in ``doc``."""
-    errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors]
-        raise MapFileError(f"{where} does not match schema '{name}':\n  " + "\n  ".join(lines))
+    problems = _problems(name, orjson.dumps(doc))
+    if problems:
+        raise MapFileError(f"{where} does not match schema '{name}':\n  " + "\n  ".join(problems))
+
+
+@lru_cache(maxsize=64)
+def _problems(name: str, doc: bytes) -> tuple[str, ...]:
+    """Each content judged once per process: jsonschema takes tens of milliseconds over the
+    policy, which every app made (every test's, every worker's) loads again."""
+    errors = _validator(name).iter_errors(orjson.loads(doc))
+    return tuple(
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in sorted(errors, key=lambda e: list(e.absolute_path))
+    )

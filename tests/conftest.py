@@ -34,8 +34,11 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def db_url(migrated: str, tmp_path: Path) -> Iterator[str]:
-    with scratch_store(BACKEND, tmp_path, template=migrated) as url:
+def db_url(request: pytest.FixtureRequest, migrated: str, tmp_path: Path) -> Iterator[str]:
+    """A copy of ``migrated``, or of ``loaded`` for a test whose fixtures ask for it (the API
+    tests' ``store``, in ``tests/api/conftest.py``)."""
+    template = request.getfixturevalue("loaded") if "loaded" in request.fixturenames else migrated
+    with scratch_store(BACKEND, tmp_path, template=template) as url:
         yield url
 
 

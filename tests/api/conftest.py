@@ -18,10 +18,12 @@ from adapters.codes import CodeMaps
 from adapters.systmone import SystmOneAdapter
 from engine.api import create_app
 from engine.api.auth import mint
+from engine.db import make_engine, scratch_store
 from engine.directory import read_directory, replace_directory
 from engine.identity.tables import LinkEvent, Person, PersonLink
 from engine.ingest import ingest
 from engine.settings import Settings
+from tests.conftest import BACKEND
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
 
 NHS = next(nhs_numbers(999_400_000))
@@ -97,16 +99,32 @@ def api_settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=db_url, data_dir=tmp_path, auth_mode="dev", ingest_batch_size=50)
 
 
+@pytest.fixture(scope="session")
+def loaded(
+    migrated: str, codes: CodeMaps, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The store every ``store`` starts as (the root ``db_url`` copies it): the directory and
+    the extract, taken in once per run rather than once per test."""
+    work = tmp_path_factory.mktemp("loaded")
+    with scratch_store(BACKEND, work, template=migrated) as url:
+        engine = make_engine(url)
+        path = work / "organisations.json"
+        path.write_bytes(orjson.dumps({"version": "test.1", "organisations": DIRECTORY}))
+        version, entries = read_directory(path, frozenset({"gp-practice", "hospital"}))
+        with engine.begin() as conn:
+            replace_directory(conn, version, entries, datetime.now(UTC))
+        settings = Settings(database_url=url, data_dir=work, ingest_batch_size=50)
+        Store(engine, settings, codes, work / "extract").load()
+        engine.dispose()
+        yield url
+
+
 @pytest.fixture
-def store(engine: Engine, api_settings: Settings, codes: CodeMaps, tmp_path: Path) -> Store:
-    path = tmp_path / "organisations.json"
-    path.write_bytes(orjson.dumps({"version": "test.1", "organisations": DIRECTORY}))
-    version, entries = read_directory(path, frozenset({"gp-practice", "hospital"}))
-    with engine.begin() as conn:
-        replace_directory(conn, version, entries, datetime.now(UTC))
-    found = Store(engine, api_settings, codes, tmp_path / "extract")
-    found.load()
-    return found
+def store(
+    engine: Engine, api_settings: Settings, codes: CodeMaps, tmp_path: Path, loaded: str
+) -> Store:
+    """The store as ``loaded`` left it: asking for ``loaded`` is what has ``db_url`` copy it."""
+    return Store(engine, api_settings, codes, tmp_path / "extract")
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.api.deps import SESSION_COOKIE
-from tests.api.conftest import Token, api_settings, client, store, token
+from tests.api.conftest import Token, api_settings, client, loaded, store, token
 from tests.web.conftest import web
 from tests.web.test_pages import acknowledged
 
-__all__ = ["api_settings", "client", "store", "token", "web"]
+__all__ = ["api_settings", "client", "loaded", "store", "token", "web"]
 IG_ROLE = "S8001:G8002:R8012"
 
 

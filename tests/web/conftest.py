@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.api import create_app
-from tests.api.conftest import Store, api_settings, store, token
+from tests.api.conftest import Store, api_settings, loaded, store, token
 
-__all__ = ["api_settings", "store", "token"]
+__all__ = ["api_settings", "loaded", "store", "token"]
 
 
 @pytest.fixture

@@ -18,7 +18,18 @@ from audit.tables import AuditRow
 from consent import PersonLabel, Request, decide
 from engine.transfer.record import released
 from engine.transfer.store import Stay
-from tests.api.conftest import NHS, PATIENT, Store, Token, api_settings, auth, client, store, token
+from tests.api.conftest import (
+    NHS,
+    PATIENT,
+    Store,
+    Token,
+    api_settings,
+    auth,
+    client,
+    loaded,
+    store,
+    token,
+)
 from tests.api.test_transfer import acknowledgement, discharge, home, keys, send, sent_transfer
 from tests.api.transfers import (
     CARE_ROLE,
@@ -30,7 +41,7 @@ from tests.api.transfers import (
 from tests.consent.personas import CARE_HOME, GP, NOW, POLICY, facts, relation, who
 from tests.web.test_pages import acknowledged, signed_in
 
-__all__ = ["api_settings", "client", "home", "keys", "store", "token"]
+__all__ = ["api_settings", "client", "home", "keys", "loaded", "store", "token"]
 TITLE = "Hospital transfers (red bag)"
 
 

@@ -29,14 +29,14 @@ from engine.transfer.store import register_key, sender_key
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
 from engine.web import transfers as transfer_pages
 from engine.web.templating import uk_time
-from tests.api.conftest import NHS, Store, Token, api_settings, client, store, token
+from tests.api.conftest import NHS, Store, Token, api_settings, client, loaded, store, token
 from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
 from tests.factories import nhs_numbers
 from tests.ig.test_console import csrf
 from tests.web.test_pages import acknowledged
 
-__all__ = ["api_settings", "client", "home", "keys", "store", "token"]
+__all__ = ["api_settings", "client", "home", "keys", "loaded", "store", "token"]
 PATH = f"/record/{NHS}/transfer"
 FORM = {
     "hospital": HOSPITAL, "reason": "Fall this morning, hip pain & confusion", "given": "Renée",
