@@ -16,9 +16,9 @@ PORT ?= 8000
 demo: $(STAMP)
 	$(BIN)/scr demo --port $(PORT)
 
-# One worker per core; a test file stays on one worker, so its module fixtures are made once.
+# One worker per core, each taking the other's tests when it runs out.
 test: $(STAMP) browser
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --dist worksteal
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here); without
 # root the install is skipped and the browser tests say they were skipped.
