@@ -33,6 +33,11 @@ from engine.registry import adapter_for, kinds
 from engine.settings import Settings, SettingsError
 from engine.transfer.cli import transfer_app
 
+#: How long a worker has to start, and to answer the supervisor's ping: uvicorn's 5 s killed
+#: workers still starting on a loaded machine (importing the FHIR models, loading the policy)
+#: and started new ones, for ever.
+WORKER_HEALTHCHECK_S = 30
+
 app = typer.Typer(help="scr: shared care record integration engine", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
 q_app = typer.Typer(help="Records that could not be taken in", no_args_is_help=True)
@@ -460,6 +465,7 @@ def serve_cmd(
     uvicorn.run(
         "engine.api.server:app", host=host, port=port, workers=workers, factory=False,
         proxy_headers=True, log_level="info", access_log=False,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from audit import AuditUnavailable
 from audit.query import stream
 from audit.search import Filters, search
-from engine.cli import app
+from engine.cli import WORKER_HEALTHCHECK_S, app
 from engine.db import make_engine
 from engine.models import Resource
 from engine.settings import Settings, SettingsError
@@ -279,6 +279,8 @@ def test_serve_refuses_dev_sign_in_on_a_host_other_machines_reach(
     for local in ("127.0.0.1", "localhost", "::1"):
         assert runner.invoke(app, ["serve", "--host", local], env=env).exit_code == 0
     assert [k["host"] for k in served] == ["127.0.0.1", "localhost", "::1"]
+    # uvicorn's 5 s to start killed workers still importing on a loaded machine, for ever
+    assert {k["timeout_worker_healthcheck"] for k in served} == {WORKER_HEALTHCHECK_S}
 
 
 def test_a_missing_code_map_file_is_one_line_not_a_traceback(db_url, tmp_path):
