@@ -76,6 +76,8 @@ def given_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
     Compound first names are compared part by part when both have more than one part: Mary-Jane
     and Mary-Ann share a first word, but they are two names (often twins' names). The same words
     split otherwise between first and middle names (Mary-Jane-Ann; Mary-Jane, Ann) are one name.
+    So are Mary Jane and Mary Ann, written with a space: every adapter keeps each word of a
+    first name as a given name of its own, so they differ only in their middle names.
     """
     if not a.given or not b.given:
         return MISSING
@@ -85,7 +87,7 @@ def given_name(a: Demographics, b: Demographics, sim: Similarity) -> str:
             return "exact"
         if len(x) > 1 and len(y) > 1 and x != y:
             return _compound(x, y, sim)
-        return "exact"
+        return _middle(a.other_given, b.other_given, sim)
     level = _names_similar(a.given, b.given, sim)
     if level:
         return level
@@ -108,6 +110,20 @@ def _compound(x: tuple[str, ...], y: tuple[str, ...], sim: Similarity) -> str:
     if None in levels:
         return "different"
     return "similar" if "similar" in levels else "close"
+
+
+def _middle(x: tuple[str, ...], y: tuple[str, ...], sim: Similarity) -> str:
+    """The words after one first name, where both records hold some: as alike as their least
+    alike word, over the words both hold (a source may leave the later ones out), an initial
+    agreeing with any word it begins. One record with none says nothing either way."""
+    levels = {
+        "exact" if p == q or (min(len(p), len(q)) == 1 and p[0] == q[0])
+        else _names_similar(p, q, sim)
+        for p, q in zip(x, y, strict=False)
+    }  # fmt: skip
+    if None in levels:
+        return "different"
+    return "similar" if "similar" in levels else "close" if "close" in levels else "exact"
 
 
 def birth_date(a: Demographics, b: Demographics) -> str:

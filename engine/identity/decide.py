@@ -6,14 +6,16 @@ where everything but the given name or the birth date agrees. In order:
 
 1. ``nhs-verified``: both NHS numbers verified (status ``01``) and equal → link; review
    instead when the birth date and the given name or sex disagree (a mother's number copied
-   onto her baby's record), or the birth dates differ by more than a keying slip (one digit,
-   a day, day and month swapped: a father's number on his namesake son's record): NHS number
-   first, but never a merge a person has not checked.
+   onto her baby's record), the birth dates differ by more than a keying slip (one digit,
+   a day, day and month swapped: a father's number on his namesake son's record), or on one
+   birth date the sexes and the first names are not the same (one twin's number on the
+   other's record): NHS number first, but never a merge a person has not checked.
 2. ``nhs-conflict``: both hold valid NHS numbers and they differ → apart. Review instead when
    both are verified and every demographic agrees exactly (a duplicate registration someone
    must retire by hand), or when one is not verified and the details alone would link (a
    number replaced on the Spine, still held by a source that never traced it).
-3. ``household``: a family name exact or alike ("Archar", "Archer Jr") at one address (same
+3. ``household``: a family name exact, alike ("Archar", "Archer Jr") or the other's earlier
+   one (a twin sister since married) at one address (same
    home, postcode or street), but the given names or the birth dates differ (twins, a parent
    and child of one name) → apart (review if the NHS numbers are equal). When the difference
    is only a looser spelling (even a close one: twins are named Louise and Louisa), a
@@ -91,8 +93,9 @@ class MatchDecision:
         return self.outcome == "apart" or (self.outcome == "review" and self.rule != NO_EVIDENCE)
 
 
-#: A family name this alike at one address is one family ("Archer", "Archar", "Archer Jr").
-_ONE_FAMILY: Final = frozenset({"exact", "close", "similar"})
+#: A family name this alike at one address is one family ("Archer", "Archar", "Archer Jr"),
+#: and so is one that is the other's recorded earlier name (a twin sister since married).
+_ONE_FAMILY: Final = frozenset({"exact", "previous", "close", "similar"})
 #: One address, though a source may abbreviate the street or leave out the house.
 _ONE_ADDRESS: Final = frozenset({"same_home", "same_postcode", "same_street"})
 
@@ -122,12 +125,14 @@ def _keying_slip(a: date | None, b: date | None) -> bool:
     return sum(x != y for x, y in zip(a.isoformat(), b.isoformat(), strict=True)) == 1
 
 
-def _another_generation(a: Demographics, b: Demographics, levels: dict[str, str]) -> bool:
+def _two_people(a: Demographics, b: Demographics, levels: dict[str, str]) -> bool:
     """Equal verified numbers on records of two people: a mother's number copied onto her
-    baby's record (birth date and name or sex differ), or a father's onto his namesake son's
-    (birth dates apart by more than a keying slip, a day or a day/month swap)."""
+    baby's record (birth date and name or sex differ), a father's onto his namesake son's
+    (birth dates apart by more than a keying slip, a day or a day/month swap), or one twin's
+    onto the other's (one birth date, but another recorded sex and a first name not the same:
+    Philip and Philippa). One person renamed keeps a verified number, and links."""
     if levels["birth_date"] != "different":
-        return False
+        return levels["sex"] == "different" and levels["given_name"] != "exact"
     names = "different" in (levels["given_name"], levels["sex"])
     return names or not _keying_slip(a.birth_date, b.birth_date)
 
@@ -160,8 +165,8 @@ def decide(a: Demographics, b: Demographics, rules: MatchRules) -> MatchDecision
         return made("review" if high else "apart", rule, why)
 
     if nhs_equal and a.nhs_verified and b.nhs_verified:
-        if _another_generation(a, b, levels):
-            why = "verified NHS numbers are equal, but the birth dates are not one person's"
+        if _two_people(a, b, levels):
+            why = "verified NHS numbers are equal, but the details are two people's"
             return made("review", NHS_VERIFIED, why)
         return made("link", NHS_VERIFIED, "verified NHS numbers are equal")
     if both and not same:

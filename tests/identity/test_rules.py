@@ -215,6 +215,51 @@ def test_twins_with_compound_first_names_never_link_when_one_record_is_elsewhere
     assert both_ways(gp, council).outcome != "link"
 
 
+def test_twins_with_compound_first_names_written_with_a_space_are_not_linked() -> None:
+    """Mary Jane and Mary Ann: every adapter keeps each word of a first name as a given name of
+    its own, so the two differ only in their middle names, and those are compared too."""
+    jane = person(given=("Mary", "Jane"), sex="female")
+    d = both_ways(jane, person(given=("Mary", "Ann"), sex="female"))
+    assert (d.outcome, d.rule) == ("apart", HOUSEHOLD)
+    assert both_ways(jane, person(given=("Mary",), sex="female")).outcome == "link"
+    assert both_ways(jane, person(given=("Mary", "J"), sex="female")).outcome == "link"
+    assert both_ways(jane, person(given=("Mary", "Jane", "Ann"), sex="female")).outcome == "link"
+    assert both_ways(jane, person(given=("Mary", "Jayne"), sex="female")).outcome != "apart"
+
+
+def test_twin_sisters_one_since_married_at_one_home_are_not_linked() -> None:
+    """Jane Archer and her twin Sarah Smith née Archer: a surname that is the other's earlier one
+    makes one family at one home, as an exact one does."""
+    jane = person(nhs=NHS_A, given=("Jane",), sex="female", born="1980-02-02")
+    sarah = person(family="Smith", previous="Archer", given=("Sarah",), sex="female",
+                   born="1980-02-02", council_style=True)  # fmt: skip
+    assert (both_ways(jane, sarah).outcome, both_ways(jane, sarah).rule) == ("apart", HOUSEHOLD)
+    married = person(family="Smith", previous="Archer", given=("Jane",), sex="female",
+                     born="1980-02-02", council_style=True)  # fmt: skip
+    assert both_ways(jane, married).outcome == "link"
+
+
+def test_a_daughter_since_married_holding_her_mothers_unverified_number_is_not_linked() -> None:
+    """Mary Archer (1950) and her daughter Mary Smith née Archer (1975), one home; the council
+    copied the mother's number onto the daughter's record, unverified."""
+    mother = person(nhs=NHS_A, given=("Mary",), sex="female", born="1950-06-01")
+    daughter = person(nhs=NHS_A, status="02", family="Smith", previous="Archer", given=("Mary",),
+                      sex="female", born="1975-09-12", council_style=True)  # fmt: skip
+    d = both_ways(mother, daughter)
+    assert (d.outcome, d.rule) == ("review", HOUSEHOLD)
+    assert d.forbids_merge
+
+
+def test_twins_one_holding_the_others_verified_number_are_held_for_review() -> None:
+    """Philip and Philippa, one birth date: another recorded sex and a first name not the same
+    are two people, whatever number one record copied."""
+    philip = person(nhs=NHS_A, given=("Philip",), born="2015-05-05")
+    philippa = person(nhs=NHS_A, given=("Philippa",), sex="female", born="2015-05-05")
+    d = both_ways(philip, philippa)
+    assert (d.outcome, d.rule) == ("review", NHS_VERIFIED)
+    assert d.forbids_merge
+
+
 def test_a_nickname_at_the_same_home_is_a_question_not_silently_apart() -> None:
     """William (GP, verified) and Bill (council, no number): same surname, birth date and home
     (27.5 bits). A twin and a nickname look alike here, so a person decides."""
