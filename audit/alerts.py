@@ -287,8 +287,8 @@ def evaluate(
 ) -> list[Alert]:
     """Every alert the rules raise over ``entries``, newest first.
 
-    Entries from the last ``window_days`` are judged; older ones (back to the out-of-hours
-    rule's ``history_days``) are only the history that teaches each user's usual hours.
+    Entries from the last ``window_days`` are judged; older ones (the out-of-hours rule's
+    ``history_days`` before those) are only the history that teaches each user's usual hours.
     """
     zone = ZoneInfo(rules["time_zone"])
     r = rules["rules"]

@@ -8,6 +8,7 @@ item is closed; an ``inappropriate`` outcome ends the grant or claim at once.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,13 +98,22 @@ def queue(engine: Engine, now: datetime, hours: int, *, open_only: bool) -> list
 
 
 def find(engine: Engine, kind: str, item_id: str, now: datetime, hours: int) -> Item | None:
-    if kind not in _TABLES:
+    """The item, or None: an id that is not one ``engine.access`` makes (a UUID) names none,
+    and is never sent to the store (PostgreSQL refuses a NUL in text, as a 500)."""
+    if kind not in _TABLES or not _an_id(item_id):
         return None
     known: Kind = "break-glass" if kind == "break-glass" else "self-claim"
     table = _TABLES[known]
     with engine.connect() as conn:
         found = _items(conn, known, now, hours, [table.c.id == item_id])
     return found[0] if found else None
+
+
+def _an_id(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def open_items(items: list[Item]) -> list[OpenItem]:

@@ -296,8 +296,15 @@ def review_outcome(
     svc = services(request)
     now = datetime.now(UTC)
     who = _signed_in(request)
+    if not may_use_console(who, now, svc.policy):
+        who = _officer(request, "ig-review", f"{kind}/{item_id}")  # refused, and audited
+    # The page answered for a refused review shows the item: the notice comes first, and
+    # leads back to the item's page (this path, read).
+    notice = notice_first(request, who, request.url.path)
+    if notice is not None:
+        raise Refused(notice)
     item = review_queue.find(svc.engine, kind, item_id, now, _hours())
-    if item is None or not may_use_console(who, now, svc.policy):
+    if item is None:
         who = _officer(request, "ig-review", f"{kind}/{item_id}")
         return _page(request, "ig_item.html", 404, who=who, item=None, error="No such item")
     try:
@@ -327,8 +334,9 @@ def alerts(request: Request) -> Response:
     svc = services(request)
     rules = _rules()
     now = datetime.now(UTC)
-    history = max(rules["window_days"], rules["rules"]["out-of-hours"]["history_days"])
-    entries = list(query.stream(svc.engine, now - timedelta(days=history)))
+    # The window, and the history before it that usual hours are learnt from.
+    days = rules["window_days"] + rules["rules"]["out-of-hours"]["history_days"]
+    entries = list(query.stream(svc.engine, now - timedelta(days=days)))
     people = {e["patient_id"] for e in entries if e.get("patient_id")}
     items = review_queue.queue(svc.engine, now, _hours(), open_only=True)
     found = evaluate(

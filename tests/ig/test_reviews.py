@@ -14,12 +14,14 @@ from sqlalchemy import text
 from audit.query import stream
 from consent import Grant, Who
 from engine.access import record_grant
+from engine.api.deps import SESSION_COOKIE
 from engine.ig.queue import CLOSED_RULE, INVALID_RULE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
 from tests.api.test_fhir import audit_actions
 from tests.ig.conftest import IG_ROLE, officer
 from tests.ig.test_console import csrf
+from tests.web.test_pages import acknowledged
 
 
 def _break_glass(web: TestClient, token: Token) -> str:
@@ -78,6 +80,50 @@ def test_break_glass_item_is_reviewed_once_audited_and_closed(
         ("permit", "ig-review.appropriate"),
         ("deny", CLOSED_RULE),
     ]
+
+
+def test_a_review_posted_before_the_notice_shows_the_notice_not_the_item(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """A refused review answers the item page (the NHS number, the reason, the user's trail):
+    an officer who has not acknowledged the confidentiality notice this session gets the
+    notice instead, leading back to the item, with nothing recorded as nothing was done."""
+    item = _break_glass(web, token)
+    web.cookies.set(SESSION_COOKIE, ig_token)
+    form = csrf(web, "/ig")
+    before = len(list(stream(store.engine)))
+    page = web.post(
+        f"/ig/reviews/break-glass/{item}",
+        data={"csrf_token": form, "outcome": "appropriate", "note": " "},
+    )
+    assert page.status_code == 200 and 'name="next_page"' in page.text
+    assert f'value="/ig/reviews/break-glass/{item}"' in page.text
+    assert html.escape(REASON) not in page.text and NHS not in page.text
+    assert list(stream(store.engine))[before:] == []
+    acknowledged(web)
+    assert f'data-id="{item}"' in web.get("/ig/reviews").text
+
+
+@pytest.mark.parametrize("item", ["x%00y", "not-an-id", "00000000-0000-4000-8000-000000000000"])
+def test_an_item_id_naming_nothing_is_404_to_an_officer_and_an_audited_403_to_anyone_else(
+    web: TestClient, store: Store, token: Token, ig_token: str, item: str
+) -> None:
+    """An item's id is a UUID (``engine.access``); anything else names no item and is never
+    sent to the store. PostgreSQL refused a NUL in it with a 500, and a non-officer's post
+    reached that look-up before the role check, so their refusal went unrecorded."""
+    path = f"/ig/reviews/break-glass/{item}"
+    officer(web, ig_token)
+    assert web.get(path).status_code == 404
+    form = csrf(web, "/ig/reviews")
+    posted = web.post(path, data={"csrf_token": form, "outcome": "appropriate", "note": "fine"})
+    assert posted.status_code == 404
+    web.cookies.set(SESSION_COOKIE, token("gp"))
+    form = csrf(web, "/record")
+    before = len(list(stream(store.engine)))
+    refused = web.post(path, data={"csrf_token": form, "outcome": "appropriate", "note": "fine"})
+    assert refused.status_code == 403
+    after = [(e["action"], e["outcome"]) for e in list(stream(store.engine))[before:]]
+    assert after == [("ig-review", "deny")]
 
 
 @pytest.mark.parametrize(
