@@ -172,7 +172,9 @@ class WorkingSet:
             d = self.demo.get(pid)
             if d is not None:
                 keys_of[pid] = {k[:_KEY_LENGTH] for k in blocking_keys(d, self.rules.blocking_keys)}
-                if d.nhs_number:
+                # A number its own source doubts (trace status 03-08) finds no one: matching
+                # ignores it, and a search by it would answer with someone it may not be.
+                if d.nhs_number and not d.nhs_doubted:
                     numbers.append({"patient_id": pid, "nhs_number": d.nhs_number})
         rows = [{"key": k, "patient_id": p} for p, keys in keys_of.items() for k in sorted(keys)]
         if rows:

@@ -275,6 +275,25 @@ def holders(engine: Engine, nhs: str) -> tuple[tuple[str, ...], list[str]]:
         return index.holders(conn, rows)
 
 
+def test_a_number_its_source_doubts_finds_no_one(engine: Engine) -> None:
+    """Jill's council record holds Philip's number with trace status 05 (number and details
+    conflict): matching ignores it, and so does a search by it. It made Philip's number name
+    two people (so his record page showed neither), and, with Philip's records not yet
+    stored, a search for his number answered with Jill."""
+    jill = patient(pid="jill", nhs=NHS_A, status="05", family="Grundy", given=("Jill",),
+                   sex="female", born="1970-05-05", line="1 Mill Rd", postcode="BO3 3CC",
+                   council_style=True)  # fmt: skip
+    store(engine, jill)
+    relink(engine, ["jill"])
+    with engine.connect() as conn:
+        assert index.people_with_nhs_number(conn, NHS_A) == []
+    store(engine, patient(pid="philip", nhs=NHS_A))
+    relink(engine, ["philip"])
+    assert person_of(engine, "philip") != person_of(engine, "jill")
+    with engine.connect() as conn:
+        assert index.people_with_nhs_number(conn, NHS_A) == [person_of(engine, "philip")]
+
+
 def test_holders_say_what_people_with_nhs_number_and_patients_of_say(archer: Engine) -> None:
     person = person_of(archer, "gp")
     store(archer, patient(pid="gp-2", nhs=NHS_A))
