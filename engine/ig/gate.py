@@ -8,6 +8,7 @@ refused user gets 403 whatever they asked for, so the answer says nothing about 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from audit import Appender, AuditEntry, RequestContext, disclose
@@ -31,21 +32,23 @@ class NotIgOfficer(Exception):
         self.why = why
 
 
-class RefusedOfficer(Exception):
-    """An IG officer asked for something the ``refuse`` rule forbids them (their own item)."""
-
-    def __init__(self, rule: str) -> None:
-        super().__init__(rule)
-        self.rule = rule
-
-
 def may_use_console(who: Who, now: datetime, policy: Policy) -> bool:
     """The ``ig-officer`` profile, with IG training current on ``now``."""
     return who.profile == IG_PROFILE and not isinstance(training_of(who, now, policy), Refusal)
 
 
-def admit(
-    appender: Appender,
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """The gate's decision and the entry that records it, not yet appended."""
+
+    entry: AuditEntry
+    #: An IG officer with current training (``refuse`` aside).
+    permit: bool
+    #: Why a lapsed officer was refused, for the page; ``None`` otherwise.
+    why: str | None
+
+
+def decided(
     who: Who,
     ctx: RequestContext,
     action: Action,
@@ -57,16 +60,13 @@ def admit(
     nhs_number: str | None = None,
     rules: tuple[str, ...] = (),
     refuse: str | None = None,
-) -> None:
-    """Decide, audit the decision (``asked`` says what was asked), then refuse or return.
-
-    An officer whose IG training is not current on ``now`` under ``policy`` is refused as
-    anyone else is, the audit entry naming ``training.current`` and the page saying why.
+) -> Decided:
+    """The decision :func:`admit` audits, for a caller that appends it inside its own
+    transaction (a review: the entry commits with the outcome it records, or not at all).
 
     ``refuse`` names a rule that refuses even an IG officer (reviewing their own break-glass
-    use or self-claim): the decision is audited as ``deny`` with that rule, the officer's
-    view of the patient kept, and ``RefusedOfficer`` raised.
-    """
+    use or self-claim): the entry is ``deny`` with that rule, the officer's view of the
+    patient kept."""
     officer = who.profile == IG_PROFILE
     training = training_of(who, now, policy)
     lapsed = training if officer and isinstance(training, Refusal) else None
@@ -90,8 +90,29 @@ def admit(
         client_address=ctx.client_address,
         user_agent=ctx.user_agent,
     )
-    disclose(appender, entry, None)
-    if not permit:
-        raise NotIgOfficer(who.user_id, lapsed.text if lapsed else None)
-    if refuse is not None:
-        raise RefusedOfficer(refuse)
+    return Decided(entry, permit, lapsed.text if lapsed else None)
+
+
+def admit(
+    appender: Appender,
+    who: Who,
+    ctx: RequestContext,
+    action: Action,
+    asked: str,
+    *,
+    policy: Policy,
+    now: datetime,
+    patient_id: str | None = None,
+    nhs_number: str | None = None,
+    rules: tuple[str, ...] = (),
+) -> None:
+    """Decide, audit the decision (``asked`` says what was asked), then refuse or return.
+
+    An officer whose IG training is not current on ``now`` under ``policy`` is refused as
+    anyone else is, the audit entry naming ``training.current`` and the page saying why.
+    """
+    d = decided(who, ctx, action, asked, policy=policy, now=now, patient_id=patient_id,
+                nhs_number=nhs_number, rules=rules)  # fmt: skip
+    disclose(appender, d.entry, None)
+    if not d.permit:
+        raise NotIgOfficer(who.user_id, d.why)

@@ -16,14 +16,15 @@ from typing import cast
 
 from sqlalchemy import ColumnElement, Connection, Engine, Table, select
 
-from audit import Appender, RequestContext
+from audit import Appender, RequestContext, append_within, disclose
 from audit.alerts import OpenItem
 from consent import Who
 from consent.model import ReviewState
 from consent.policy import Policy
 from engine.access import C, G, Kind, ReviewError, review
+from engine.db import durable_write
 from engine.identity import members_of
-from engine.ig.gate import RefusedOfficer, admit
+from engine.ig.gate import Decided, NotIgOfficer, decided
 
 OUTCOMES = ("appropriate", "inappropriate")
 MAX_NOTE = 2000
@@ -133,17 +134,21 @@ def record(
     note: str,
     now: datetime,
 ) -> None:
-    """Audit the review, then close the item; a refused review is audited too.
+    """Close the item with its audit entry, in one transaction; a refused review is audited.
 
     The gate comes first, whatever was posted, so the item page answered for a refused
     review is covered by its own entry: a blank or overlong note or an unknown outcome is
     audited as ``deny`` with ``ig-review.invalid``, an item already reviewed with
     ``ig-review.closed``, and ``ReviewError`` raised. The user who broke the glass or made
     the claim may hold an IG role too (same user id): their own item is refused (audited as
-    ``deny`` with ``ig-review.own-item``) and stays open for another officer.
+    ``deny`` with ``ig-review.own-item``) and stays open for another officer. The outcome and
+    its ``permit`` entry commit together (``audit.append_within``): of two officers reviewing
+    one item at once, the one whose update finds it closed leaves no entry saying their
+    outcome was recorded, and is refused as ``ig-review.closed``.
     """
     text = note.strip()
     refusal: tuple[str, str] | None = None
+    closed = (CLOSED_RULE, f"{item.kind} item {item.id} is already reviewed")
     if item.user_id == who.user_id:
         why = f"this {item.kind} item is your own: another IG officer must review it"
         refusal = (OWN_ITEM_RULE, why)
@@ -152,10 +157,10 @@ def record(
     elif not text or len(text) > MAX_NOTE or "\x00" in text:
         refusal = (INVALID_RULE, f"note: say why, in 1 to {MAX_NOTE} characters")
     elif item.review != "open":
-        refusal = (CLOSED_RULE, f"{item.kind} item {item.id} is already reviewed")
-    try:
-        admit(
-            appender,
+        refusal = closed
+
+    def gate(refused: tuple[str, str] | None) -> Decided:
+        return decided(
             who,
             ctx,
             "ig-review",
@@ -166,10 +171,20 @@ def record(
             rules=(f"ig-review.{outcome}",) if outcome in OUTCOMES else (),
             policy=policy,
             now=now,
-            refuse=refusal[0] if refusal else None,
+            refuse=refused[0] if refused else None,
         )
-    except RefusedOfficer:
-        assert refusal is not None
-        raise ReviewError(refusal[1]) from None
-    with engine.begin() as conn:
-        review(conn, item.kind, item.id, cast(ReviewState, outcome), text, who.user_id, now)
+
+    if refusal is None and (d := gate(None)).permit:
+        try:
+            with durable_write(engine) as conn:
+                review(conn, item.kind, item.id, cast(ReviewState, outcome), text, who.user_id, now)
+                append_within(conn, [d.entry])
+            return
+        except ReviewError:
+            refusal = closed
+    d = gate(refusal)
+    disclose(appender, d.entry, None)
+    if not d.permit:
+        raise NotIgOfficer(who.user_id, d.why)
+    assert refusal is not None
+    raise ReviewError(refusal[1])

@@ -15,6 +15,7 @@ from audit.query import stream
 from consent import Grant, Who
 from engine.access import record_grant
 from engine.api.deps import SESSION_COOKIE
+from engine.ig import queue as review_queue
 from engine.ig.queue import CLOSED_RULE, INVALID_RULE
 from tests.api.conftest import NHS, Store, Token
 from tests.api.test_access import REASON, everything, post
@@ -102,6 +103,33 @@ def test_a_review_posted_before_the_notice_shows_the_notice_not_the_item(
     assert list(stream(store.engine))[before:] == []
     acknowledged(web)
     assert f'data-id="{item}"' in web.get("/ig/reviews").text
+
+
+def test_a_review_that_loses_a_race_is_refused_and_recorded_so(
+    web: TestClient, store: Store, token: Token, ig_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two officers read the open item and both post: the second's update finds it closed.
+    Its entry was appended before the update, so the trail said its outcome was permitted
+    beside the one recorded; the outcome and its entry now commit together."""
+    item_id = _break_glass(web, token)
+    stale = review_queue.find(store.engine, "break-glass", item_id, datetime.now(UTC), 72)
+    officer(web, ig_token)
+    path = f"/ig/reviews/break-glass/{item_id}"
+    form = csrf(web, path)
+    first = web.post(path, data={"csrf_token": form, "outcome": "appropriate", "note": "fine"})
+    assert first.status_code == 303
+    monkeypatch.setattr("engine.web.ig.review_queue.find", lambda *a, **k: stale)
+    second = web.post(path, data={"csrf_token": form, "outcome": "inappropriate", "note": "no"})
+    assert second.status_code == 400 and "already reviewed" in second.text
+    reviews = [(e["outcome"], e["rules"][1:]) for e in stream(store.engine)
+               if e["action"] == "ig-review"]  # fmt: skip
+    assert reviews == [
+        ("permit", ["ig-review.appropriate"]),
+        ("deny", [CLOSED_RULE, "ig-review.inappropriate"]),
+    ]
+    with store.engine.connect() as conn:
+        kept = conn.execute(text("SELECT review FROM break_glass_grant")).scalar_one()
+    assert kept == "appropriate"
 
 
 @pytest.mark.parametrize("item", ["x%00y", "not-an-id", "00000000-0000-4000-8000-000000000000"])
