@@ -271,11 +271,18 @@ def _their_trail(svc: Services, item: review_queue.Item) -> Filters:
 
 @router.get("/reviews/{kind}/{item_id}", response_class=HTMLResponse)
 def review_item(request: Request, kind: str, item_id: str, error: str | None = None) -> Response:
-    who = _officer(request, "ig-view", f"reviews/{kind}/{item_id}")
+    """The item's page names its person and shows the user's trail of them: its entry is
+    recorded under that person, so an officer asking who looked at them finds it."""
+    asked = f"reviews/{kind}/{item_id}"
     svc = services(request)
-    item = review_queue.find(svc.engine, kind, item_id, datetime.now(UTC), _hours())
+    now = datetime.now(UTC)
+    if not may_use_console(_signed_in(request), now, svc.policy):
+        _officer(request, "ig-view", asked)  # refused, and audited, before any look-up
+    item = review_queue.find(svc.engine, kind, item_id, now, _hours())
     if item is None:
+        who = _officer(request, "ig-view", asked)
         return _page(request, "ig_item.html", 404, who=who, item=None, error="No such item")
+    who = _officer(request, "ig-view", asked, patient_id=item.person_id, nhs_number=item.nhs_number)
     trail = search(svc.engine, _their_trail(svc, item), limit=50)
     return _page(
         request,

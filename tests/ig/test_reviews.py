@@ -105,6 +105,21 @@ def test_a_review_posted_before_the_notice_shows_the_notice_not_the_item(
     assert f'data-id="{item}"' in web.get("/ig/reviews").text
 
 
+def test_the_item_pages_entry_is_recorded_under_the_person_it_shows(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """The item's page shows the person's NHS number and the user's trail of them: another
+    officer asking who looked at this person finds the look (docs/audit.md, completeness)."""
+    item = _break_glass(web, token)
+    officer(web, ig_token)
+    page = web.get(f"/ig/reviews/break-glass/{item}")
+    assert page.status_code == 200 and NHS in page.text
+    [entry] = [e for e in stream(store.engine) if e.get("query") == f"reviews/break-glass/{item}"]
+    assert entry["nhs_number"] == NHS and entry["patient_id"]
+    found = web.get("/ig", params={"patient": NHS, "action": "ig-view"})
+    assert f'data-seq="{entry["seq"]}"' in found.text
+
+
 def test_a_review_that_loses_a_race_is_refused_and_recorded_so(
     web: TestClient, store: Store, token: Token, ig_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
