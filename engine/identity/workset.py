@@ -35,6 +35,7 @@ from engine.identity.tables import (
     ReviewItem,
 )
 from engine.models import Resource
+from engine.transfer.tables import TRANSFERS
 
 R = cast(Table, Resource.__table__)
 PEOPLE = cast(Table, Person.__table__)
@@ -357,6 +358,30 @@ class WorkingSet:
         if splits:
             for together in map(set, groups):
                 self._split_off += [m for m in together if self._parted(m, before, together)]
+            self._stays_follow_numbers(groups, people, [*old, *formerly])
+
+    def _stays_follow_numbers(
+        self, groups: list[list[str]], people: list[str], parted: Sequence[str]
+    ) -> None:
+        """A hospital stay recorded under a person who has split goes with the group holding
+        the NHS number its message named: the number says whose it is, the id only whom the
+        records made one person then. Otherwise the receiving hospital keeps its relationship
+        with whichever twin kept the id, and loses its own patient. A number no group holds,
+        or several do, leaves the stay where it was."""
+        holders: dict[str, set[str]] = {}
+        for group, person in zip(groups, people, strict=True):
+            for m in group:
+                d = self.demo.get(m)
+                if d is not None and d.nhs_number and not d.nhs_doubted:
+                    holders.setdefault(d.nhs_number, set()).add(person)
+        for number, persons in holders.items():
+            if len(persons) == 1:
+                (person,) = persons
+                self.conn.execute(
+                    update(TRANSFERS)
+                    .where(TRANSFERS.c.person_id.in_(parted), TRANSFERS.c.nhs_number == number)
+                    .values(person_id=person)
+                )
 
     def _created_at(self, people: Sequence[str]) -> dict[str, datetime]:
         """When each person was made: between equal claims the older keeps its id, so which

@@ -36,6 +36,8 @@ from engine.ingest import ingest
 from engine.models import IngestRun, Resource
 from engine.registry import adapter_for
 from engine.settings import Settings
+from engine.transfer.store import stays_of
+from engine.transfer.tables import STATUS, TRANSFERS
 from tests.factories import nhs_numbers, s1_patient, write_systmone
 from tests.identity.people import NHS_A, NHS_B, NHS_C, NHS_D, RULES, patient
 
@@ -292,6 +294,35 @@ def test_a_number_its_source_doubts_finds_no_one(engine: Engine) -> None:
     assert person_of(engine, "philip") != person_of(engine, "jill")
     with engine.connect() as conn:
         assert index.people_with_nhs_number(conn, NHS_A) == [person_of(engine, "philip")]
+
+
+def test_a_stay_recorded_while_twins_were_one_person_follows_its_nhs_number_at_the_split(
+    engine: Engine,
+) -> None:
+    """Mary Ann (council, no number) and her twin Mary Jane (GP, NHS_A) linked by hand in
+    error; a red-bag transfer for NHS_A is recorded under their one person, then they are
+    separated. The stay went with whichever twin kept the id: the hospital kept a relationship
+    with Mary Ann and lost Mary Jane's."""
+    store(engine, patient(pid="ann", given=("Mary", "Ann"), sex="female", born="2010-08-08",
+                          council_style=True))  # fmt: skip
+    store(engine, patient(pid="jane", nhs=NHS_A, given=("Mary", "Jane"), sex="female",
+                          born="2010-08-08"))  # fmt: skip
+    relink(engine, ["ann", "jane"])
+    assert person_of(engine, "ann") != person_of(engine, "jane")
+    link(engine, "ann", "jane", who=DOCTOR, reason="the same child, I thought")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        (holder,) = index.people_with_nhs_number(conn, NHS_A)
+        conn.execute(insert(TRANSFERS).values(
+            id="t1", care_home="HOME1", hospital="HOSP1", person_id=holder, nhs_number=NHS_A,
+            status="received", updated_at=now))  # fmt: skip
+        conn.execute(insert(STATUS).values(transfer_id="t1", status="received", org="HOSP1",
+                                           user_id="scr", at=now))  # fmt: skip
+    unlink(engine, "jane", "ann", who=DOCTOR, reason="twins")
+    with engine.connect() as conn:
+        jane = [s.id for s in stays_of(conn, str(person_of(engine, "jane")))]
+        ann = [s.id for s in stays_of(conn, str(person_of(engine, "ann")))]
+    assert (jane, ann) == (["t1"], [])
 
 
 def test_holders_say_what_people_with_nhs_number_and_patients_of_say(archer: Engine) -> None:
