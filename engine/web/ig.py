@@ -34,7 +34,7 @@ from consent import Who
 from engine.access import ReviewError
 from engine.api.deps import Services, context, services, user_for
 from engine.api.errors import FhirError, Problem
-from engine.identity import patient_lookup, people_with_nhs_number
+from engine.identity import members_of, patient_lookup, people_with_nhs_number
 from engine.ig import chain, facts
 from engine.ig import queue as review_queue
 from engine.ig.gate import NotIgOfficer, admit, may_use_console
@@ -181,7 +181,7 @@ def console(request: Request, after: str | None = None) -> Response:
     except SearchError as exc:
         who = _officer(request, "ig-view", "search")
         return _page(request, "ig_search.html", 400, who=who, args=args, error=str(exc), page=None)
-    who = _officer(request, "ig-view", "search?" + f.as_query(), **_about(f))
+    who = _officer(request, "ig-view", "search?" + f.as_query(), **_about(request, f))
     svc = services(request)
     try:
         page = search(svc.engine, f, after=after, limit=50)
@@ -200,10 +200,18 @@ def console(request: Request, after: str | None = None) -> Response:
     )
 
 
-def _about(f: Filters) -> dict[str, str | None]:
-    """The person a search or export is about, for its own entry: another IG officer looking
-    for who read this person's trail finds it under them."""
-    return {"patient_id": f.patient_id, "nhs_number": f.nhs_number}
+def _about(request: Request, f: Filters) -> dict[str, str | None]:
+    """The person a search or export is about, for its own entry, by their id and their NHS
+    number whichever was asked by: another IG officer looking for who read this person's
+    trail finds it by either (one asked by id was found by the id alone)."""
+    person, number = f.patient_id, f.nhs_number
+    with services(request).engine.connect() as conn:
+        if person and not number:
+            number = members_of(conn, person).nhs_number
+        elif number and not person:
+            holders = people_with_nhs_number(conn, number)
+            person = holders[0] if len(holders) == 1 else None
+    return {"patient_id": person, "nhs_number": number}
 
 
 def _all(request: Request, f: Filters) -> Iterator[dict[str, Any]]:
@@ -224,7 +232,7 @@ def export(request: Request, format: str = "csv") -> Response:
     except SearchError as exc:  # the gate first: anyone else is refused (and audited) as ever
         _officer(request, "export", f"format={format}")
         raise FhirError(400, Problem("invalid", str(exc))) from None
-    _officer(request, "export", f"format={format}&{f.as_query()}", **_about(f))
+    _officer(request, "export", f"format={format}&{f.as_query()}", **_about(request, f))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if format == "fhir":
         svc = services(request)

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -20,10 +21,11 @@ from audit.tables import AuditRow
 from engine.identity import link, people_with_nhs_number, unlink
 from engine.ingest import ingest
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
+from tests.api.test_access import everything
 from tests.api.test_transfer import sent_transfer
 from tests.api.transfers import home, keys
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
-from tests.ig.conftest import IG_ROLE
+from tests.ig.conftest import IG_ROLE, officer
 from tests.web.test_pages import acknowledged, signed_in
 
 __all__ = ["home", "keys"]
@@ -200,3 +202,23 @@ def test_the_access_report_of_a_number_two_people_hold_mixes_neither(
     page = web.get("/ig/report", params={"patient": NHS})
     assert page.status_code == 409 and "More than one person" in page.text
     assert "data-seq=" not in page.text
+
+
+@pytest.mark.parametrize("asked_by", ["person", "nhs"])
+def test_a_search_about_a_person_is_found_by_their_id_and_by_their_number(
+    web: TestClient, store: Store, token: Token, ig_token: str, asked_by: str
+) -> None:
+    """An officer's search of one person's trail is recorded under both the person's id and
+    their NHS number: asked by id, it was recorded by id alone, and another officer asking by
+    the number did not find it."""
+    assert everything(web, token("gp")).status_code == 200
+    person = next(e["patient_id"] for e in trail(store) if e["action"] == "everything")
+    officer(web, ig_token)
+    asked = person if asked_by == "person" else NHS
+    assert web.get("/ig", params={"patient": asked}).status_code == 200
+    [mine] = [e for e in trail(store) if e["action"] == "ig-view" and e.get("query")
+              and e["query"].startswith("search?")]  # fmt: skip
+    assert (mine["patient_id"], mine["nhs_number"]) == (person, NHS)
+    for by in (person, NHS):
+        found = web.get("/ig", params={"patient": by, "action": "ig-view"})
+        assert f'data-seq="{mine["seq"]}"' in found.text
