@@ -1,5 +1,5 @@
-"""What the pages read of a stored message (pure): its sections as text, and what a hospital
-triages its inbox by.
+"""What the pages read of a stored message (pure): its sections, and what a hospital triages
+its inbox by.
 
 A stored message passed the rules, so its shape is known; its text is still the sender's, and
 is read here without trusting it: tags are stripped in linear time, and the person and the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from engine.transfer.form import REASON, claimed_news2
@@ -26,12 +27,34 @@ def _composition(bundle: dict[str, Any]) -> dict[str, Any]:
     return next((e["resource"] for e in entries if e.get("fullUrl") == focus), {})
 
 
-def sections(bundle: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Each section's code, title and narrative as text."""
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A section as the pages show it: the resources its entries reference, which the rules
+    checked (an allergy, the NEWS2 readings, a CPR decision), and the sender's own summary of
+    them, its narrative as text, which nothing checks against them."""
+
+    code: str
+    title: str
+    entries: tuple[dict[str, Any], ...]
+    text: str
+
+
+def sections(bundle: dict[str, Any]) -> list[Shown]:
+    """Each section of the message, its entries resolved within the Bundle."""
+    by_url = {
+        e.get("fullUrl"): e.get("resource")
+        for e in bundle.get("entry", [])
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    }
     return [
-        (
+        Shown(
             next((c.get("code", "") for c in s.get("code", {}).get("coding", [])), ""),
             s.get("title", ""),
+            tuple(
+                found
+                for ref in s.get("entry", [])
+                if isinstance(ref, dict) and (found := by_url.get(ref.get("reference")))
+            ),
             html.unescape(_TAGS.sub("", s.get("text", {}).get("div", ""))),
         )
         for s in _composition(bundle).get("section", [])
@@ -54,5 +77,5 @@ def triage(bundle: dict[str, Any]) -> dict[str, str]:
     return {
         "name": " ".join([*name.get("given", []), name.get("family", "")]).strip(),
         "news2": "" if total is None else str(total),
-        "reason": next((text for code, _, text in sections(bundle) if code == REASON), ""),
+        "reason": next((s.text for s in sections(bundle) if s.code == REASON), ""),
     }

@@ -132,7 +132,8 @@ def _terms(concepts: Any) -> str:
     return ", ".join(_once(found))
 
 
-def _label(resource: Mapping[str, Any]) -> str:
+def label(resource: Mapping[str, Any]) -> str:
+    """What an item is, in words: its title, else its coded concept, else a name."""
     for name in ("title", "description"):
         if isinstance(resource.get(name), str) and resource[name]:
             return str(resource[name])
@@ -201,13 +202,13 @@ def _phones(resource: Mapping[str, Any]) -> str:
     )
 
 
-def _detail(resource: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
+def detail(resource: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
     """What a clinician needs beside the label: a value, who (a care team's members, a
     contact's relationship to the person, the care home managing a placement when it is not
     the source), a telephone number, a dose, a reaction, a status."""
     parts = [_value(resource), *_participants(resource)]
     team = resource.get("name")
-    if isinstance(team, str) and team != _label(resource):
+    if isinstance(team, str) and team != label(resource):
         parts.append(team)
     parts.append(concept_text(resource.get("relationship")))
     org = _source(resource)[1]
@@ -289,7 +290,7 @@ def compose(
             patients.append(r)
         if key in _NOT_LISTED:
             continue
-        item = Item(_label(r), _detail(r, org_names), _date(r), source(r, org_names))
+        item = Item(label(r), detail(r, org_names), _date(r), source(r, org_names))
         grouped.setdefault(key, []).append((item.date, item))
 
     def section(key: str, limit: int | None = None) -> Section:

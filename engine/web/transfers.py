@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -40,8 +41,9 @@ from engine.transfer.signature import SigningKeyError
 from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
 from engine.web.pages import _page, _signed_in, _to, notice_first, org_names, to_sign_in
-from engine.web.summary import compose
-from engine.web.templating import templates
+from engine.web.summary import compose, label
+from engine.web.summary import detail as summary_detail
+from engine.web.templating import templates, uk_time
 
 router = APIRouter(include_in_schema=False)
 Field = Annotated[str, Form()]
@@ -238,6 +240,16 @@ def inbox_page(request: Request) -> Response:
                  triage=triaged)  # fmt: skip
 
 
+def _line(resource: dict[str, Any], names: Mapping[str, str]) -> str:
+    """One coded entry as a clinician reads it, as the record page words an item; a medicine's
+    last dose to the minute, as the care home's chart gave it."""
+    parts = [label(resource), summary_detail(resource, names)]
+    given = resource.get("effectiveDateTime")
+    if resource.get("resourceType") == "MedicationStatement" and isinstance(given, str):
+        parts.append(f"last dose given {uk_time(given)}")
+    return " · ".join(p for p in parts if p)
+
+
 def _may_discharge(who: Who, row: TransferRow) -> bool:
     return who.org == row.hospital and row.status == "acknowledged"
 
@@ -247,7 +259,11 @@ def _transfer_view(
 ) -> Response:
     """The transfer page as ``who`` may act on it now; ``more`` adds problems or typed text."""
     shown = detail(services(request), row)
-    messages = [(m["event"], sections(m["bundle"])) for m in shown["messages"]]
+    names = org_names(request)
+    messages = [
+        (m["event"], [(s, [_line(r, names) for r in s.entries]) for s in sections(m["bundle"])])
+        for m in shown["messages"]
+    ]
     return _page(request, "transfer.html", status, who=who, shown=shown, messages=messages,
                  can_ack=acknowledgement(who, row) is not None,
                  can_discharge=_may_discharge(who, row), org_names=org_names(request),

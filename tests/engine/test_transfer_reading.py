@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.transfer import news2
-from engine.transfer.form import NEWS2_TOTAL, claimed_news2, transfer_message
+from engine.transfer.form import NEWS2_TOTAL, REASON, claimed_news2, transfer_message
 from engine.transfer.reading import sections, triage
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
@@ -44,7 +44,7 @@ def test_the_pages_read_the_composition_the_header_names_not_the_first() -> None
         section["text"]["div"] = "<div>Routine review</div>"
     doc["entry"].insert(1, decoy)
     assert triage(doc)["reason"] == FORM.reason
-    assert "Routine review" not in {text for _, _, text in sections(doc)}
+    assert "Routine review" not in {s.text for s in sections(doc)}
 
 
 def test_a_tag_never_spans_another_opening_bracket() -> None:
@@ -54,8 +54,8 @@ def test_a_tag_never_spans_another_opening_bracket() -> None:
     composition = next(e["resource"] for e in doc["entry"]
                        if e["resource"]["resourceType"] == "Composition")  # fmt: skip
     composition["section"][0]["text"]["div"] = "<div>a < b <i>c</i></div>"
-    (_, _, text), *_ = sections(doc)
-    assert text == "a < b c"
+    first, *_ = sections(doc)
+    assert first.text == "a < b c"
 
 
 def test_a_total_sent_as_an_integer_is_read_and_checked_as_one() -> None:
@@ -78,3 +78,12 @@ def test_the_inbox_shows_a_total_whatever_system_its_code_was_sent_under() -> No
                  if NEWS2_TOTAL in str(e["resource"].get("code")))  # fmt: skip
     del total["code"]["coding"][0]["system"]
     assert triage(doc)["news2"] == "8"
+
+
+def test_each_section_carries_the_resources_its_entries_reference() -> None:
+    """What the rules checked, not only the sender's summary of it: the allergy section holds
+    the AllergyIntolerance its entry names, found by fullUrl within the Bundle."""
+    shown = {s.code: s for s in sections(message())}
+    allergies = shown["allergies-and-adverse-reaction"].entries
+    assert [r["resourceType"] for r in allergies] == ["AllergyIntolerance"]
+    assert shown[REASON].entries == () and shown[REASON].text == FORM.reason

@@ -4,6 +4,8 @@ audit entry; anyone without a way in sees nothing, and nothing else changes."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -32,11 +34,15 @@ from tests.api.conftest import (
 )
 from tests.api.test_transfer import acknowledgement, discharge, home, keys, send, sent_transfer
 from tests.api.transfers import (
+    CARE_HOME as CARE_HOME_ODS,
+)
+from tests.api.transfers import (
     CARE_ROLE,
     HOSPITAL,
     OTHER_HOME,
     OTHER_HOSPITAL,
     signed,
+    unsigned,
 )
 from tests.consent.personas import CARE_HOME, GP, NOW, POLICY, facts, relation, who
 from tests.web.test_pages import acknowledged, signed_in
@@ -157,6 +163,34 @@ def test_the_inbox_page_shows_an_acknowledgement_message_as_one(
     headings = [h.split("</h2>", 1)[0] for h in page.text.split("<h2>")[1:]]
     assert headings == ["Status history", "Transfer form", "Acknowledgement of receipt"]
     assert 'id="status">acknowledged<' in page.text
+
+
+def _summary(doc: dict[str, Any], code: str, text: str) -> None:
+    """The sender's narrative of one section, written to say something else."""
+    for s in doc["entry"][1]["resource"]["section"]:
+        if s["code"]["coding"][0]["code"] == code:
+            s["text"]["div"] = f'<div xmlns="http://www.w3.org/1999/xhtml">{text}</div>'
+
+
+def test_the_transfer_page_shows_what_the_rules_checked_beside_the_senders_summary(
+    web: TestClient, client: TestClient, token: Token, keys: dict[str, Ed25519PrivateKey],
+    home: str,
+) -> None:  # fmt: skip
+    """The page and its printout showed each section's narrative alone: the sender's words,
+    which nothing checks. A message coding a penicillin allergy, NEWS2 8 and not for CPR, whose
+    summaries said no allergies, NEWS2 0 and for CPR, read to the hospital as the summaries."""
+    doc = unsigned()
+    _summary(doc, "allergies-and-adverse-reaction", "No known allergies")
+    _summary(doc, "observations", "Observations normal. NEWS2 0 (low risk)")
+    _summary(doc, "advance-decisions-about-treatment", "For cardiopulmonary resuscitation")
+    assert send(client, home, signed(doc, keys[CARE_HOME_ODS])).status_code == 200
+    acknowledged(signed_in(web, token("ae-doctor")))
+    page = html.unescape(web.get(f"/inbox/{doc['entry'][0]['resource']['id']}").text)
+    rows = dict(re.findall(r'<tr data-section="([^"]+)">(.*?)</tr>', page, re.S))
+    assert "Penicillin" in rows["allergies-and-adverse-reaction"]
+    assert "NEWS2 total score · 8" in rows["observations"]
+    assert "Not for cardiopulmonary resuscitation" in rows["advance-decisions-about-treatment"]
+    assert "Sender's summary: No known allergies" in rows["allergies-and-adverse-reaction"]
 
 
 def test_the_transfer_pages_show_the_confidentiality_notice_before_any_person(
