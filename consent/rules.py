@@ -214,11 +214,21 @@ SELF_CLAIM_REQUEST = Rule("relationship.self-claim.request", 4)
 BREAK_GLASS_REQUEST = Rule("break-glass.request", 7)
 
 
+def _open_stay(r: Relationship, c: Case) -> bool:
+    """A hospital acting on a transfer (seeing it in its inbox, acknowledging it, sending the
+    discharge back) holds its stay until the discharge: the window bounds reads of the record
+    after receipt, not the hospital finishing what it received. Past it, a long stay vanished
+    from the inbox and could never be discharged."""
+    open_stay = r.kind == "transfer" and r.end is None
+    started = r.start is None or r.start <= c.now
+    return c.request.interaction == "transfer" and open_stay and started
+
+
 def legitimate_relationship(c: Case) -> Reason:
     windows = c.policy.relationships.get(c.who.org_kind, {})
     own = [r for r in c.patient.relationships if r.org == c.who.org and r.kind in windows]
     live = sorted(
-        (r for r in own if _holds(r, c.now, windows[r.kind])),
+        (r for r in own if _holds(r, c.now, windows[r.kind]) or _open_stay(r, c)),
         key=lambda r: (r.kind, r.start or c.now),
     )
     if live:

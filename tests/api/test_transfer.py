@@ -716,6 +716,27 @@ def test_the_hospital_gains_a_relationship_on_receipt_and_loses_it_after_the_win
     assert everything(client, doctor) == 404 and everything(client, other) == 404
 
 
+def test_a_stay_open_past_the_window_can_still_be_seen_and_discharged_by_its_hospital(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
+) -> None:
+    """The window bounds the hospital's reads of the record after receipt, not its finishing
+    the transfer it received: 91 days into a stay, the transfer vanished from its list and
+    its discharge was refused ("no current relationship"), so the care home never got one."""
+    found = sent_transfer(client, home, keys)
+    doctor = token("ae-doctor")
+    assert client.post(f"/transfers/{found}/acknowledge", headers=auth(doctor)).status_code == 200
+    window = client.app.state.services.policy.relationships["hospital"]["transfer"]  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        for step, at in conn.execute(select(STATUS.c.id, STATUS.c.at)).all():
+            back = at - timedelta(days=(window or 0) + 1)
+            conn.execute(update(STATUS).where(STATUS.c.id == step).values(at=back))
+    assert everything(client, doctor) == 404
+    listed = client.get("/transfers", headers=auth(doctor)).json()["transfers"]
+    assert [t["id"] for t in listed] == [found]
+    answer = send(client, doctor, signed(discharge(found), keys[HOSPITAL], HOSPITAL))
+    assert answer.status_code == 200, answer.text
+
+
 def test_the_hospitals_relationship_follows_the_person_through_a_merge(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str, token: Token
 ) -> None:
