@@ -1540,6 +1540,20 @@ def test_the_person_sent_must_be_the_one_the_number_is_for(
     assert found == where and answer.status_code == (422 if where else 200)
 
 
+def test_every_family_name_sent_must_be_one_the_record_holds(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """One held name was enough, and the pages show the first: a Patient named Mary Jones,
+    then Renée Smith, under Renée Smith's number was accepted and listed as Mary Jones."""
+    doc = unsigned()
+    doc["entry"][2]["resource"]["name"] = [{"family": "Jones", "given": ["Mary"]},
+                                           {"family": "Smith", "given": ["Renée"]}]  # fmt: skip
+    answer = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert answer.status_code == 422
+    assert [i["expression"] for i in answer.json()["issue"]] == [["Bundle.entry[2].resource.name"]]
+    assert count(store, MESSAGES) == 0
+
+
 @pytest.mark.parametrize(
     ("person", "where"),
     [
