@@ -213,10 +213,19 @@ def _short(said: str) -> str:
 
 
 def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
-    shell = {k: v for k, v in doc.items() if k not in ("entry", "signature")}
-    for issue in validate_resource(shell, ELEMENTS):
-        yield Problem("structure", issue.reason, "Bundle")
+    """The Bundle as R4: its own elements, each entry's (but its resource) and the signature in
+    one model, each problem at its element; then each resource on its own. The entries and the
+    signature were left out, so an entry's unknown key or a signature's ``when: "soon"`` was
+    accepted; an entry that is not an object is the schema's to report."""
     entries = _list(doc.get("entry"))
+    shell = doc | {
+        "entry": [
+            {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else {}
+            for e in entries
+        ]
+    }
+    for issue in validate_resource(shell, ELEMENTS):
+        yield Problem("structure", issue.reason, issue.field or "Bundle")
     if len(entries) > _schema().schema["properties"]["entry"]["maxItems"]:
         return  # refused by the schema already: no validation of an absurd number of resources
     for i, entry in enumerate(entries):
@@ -227,6 +236,17 @@ def _r4_problems(doc: dict[str, Any]) -> Iterator[Problem]:
             where = (issue.field or "").split(".", 1)
             suffix = f".{where[1]}" if len(where) > 1 else ""
             yield Problem("structure", issue.reason, f"Bundle.entry[{i}].resource{suffix}")
+
+
+def _no_requests(doc: dict[str, Any]) -> Iterator[Problem]:
+    """bdl-3, bdl-4: an entry of a message carries no request or response. R4's model allows
+    both on any Bundle, and a receiver reading a message as a batch would act on them (a
+    DELETE of another Patient)."""
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        for key in ("request", "response"):
+            if key in _obj(entry):
+                yield Problem("invariant", f"an entry of a message has no {key} (bdl-3, bdl-4)",
+                              f"Bundle.entry[{i}].{key}")  # fmt: skip
 
 
 def _repeated_urls(doc: dict[str, Any]) -> Iterator[Problem]:
@@ -385,6 +405,7 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
         return [Problem("structure", "the body is not a JSON object", "Bundle")], None
     problems = _schema_problems(doc)
     problems.extend(_r4_problems(doc))
+    problems.extend(_no_requests(doc))
     problems.extend(_repeated_urls(doc))
     if any(_unreadable(p.expression or "") for p in problems):
         return problems, None

@@ -216,6 +216,24 @@ BAD_NHS = NHS[:9] + str((int(NHS[9]) + 1) % 10)
 UNKNOWN = next(nhs_numbers(999_600_000))
 
 
+def _entry_request(doc: dict[str, Any]) -> None:
+    """A batch's DELETE of another Patient, carried by a message's entry (bdl-3)."""
+    doc["entry"][12]["request"] = {"method": "DELETE", "url": "Patient/someone-else"}
+
+
+def _entry_unknown_key(doc: dict[str, Any]) -> None:
+    doc["entry"][12]["evil"] = True
+
+
+def _full_url_newline(doc: dict[str, Any]) -> None:
+    """A pattern's $ matches before a final newline in Python's regular expressions."""
+    doc["entry"][12]["fullUrl"] += "\n"
+
+
+def _timestamp_not_an_instant(doc: dict[str, Any]) -> None:
+    doc["timestamp"] = "yesterday"
+
+
 @pytest.mark.parametrize(
     ("change", "expression"),
     [
@@ -231,10 +249,15 @@ UNKNOWN = next(nhs_numbers(999_600_000))
         (_second_header, "Bundle.entry[14].resource"),
         (_stale_news2_total_first, "Bundle.entry[11].resource"),
         (_nameless_patient, f"{PATIENT_ENTRY}.birthDate"),
+        (_entry_request, "Bundle.entry[12].request"),
+        (_entry_unknown_key, "Bundle.entry[12].evil"),
+        (_full_url_newline, "Bundle.entry[12].fullUrl"),
+        (_timestamp_not_an_instant, "Bundle.timestamp"),
     ],
     ids=["missing-nhs-number", "invalid-nhs-number", "unknown-patient", "missing-section",
          "invalid-r4", "invalid-r4-in-a-list", "repeated-full-url", "header-id-not-a-uuid",
-         "second-composition", "second-header", "second-news2-total", "nameless-patient"],
+         "second-composition", "second-header", "second-news2-total", "nameless-patient",
+         "entry-request", "entry-unknown-key", "full-url-newline", "timestamp-not-an-instant"],
 )  # fmt: skip
 def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
@@ -246,6 +269,19 @@ def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     assert refused.status_code == 422, refused.text
     assert [expression] in [i.get("expression") for i in refused.json()["issue"]]
     assert count(store, MESSAGES) == count(store, TRANSFERS) == 0
+
+
+def test_a_signature_element_invalid_as_r4_is_refused_at_it(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """The signature's own elements are R4's too (its JWS is checked apart): a ``when`` that
+    is no instant was accepted, the signature being left out of the Bundle's validation."""
+    doc = signed(unsigned(), keys[CARE_HOME])
+    doc["signature"]["when"] = "soon"
+    refused = send(client, home, doc)
+    assert refused.status_code == 422
+    assert [i["expression"] for i in refused.json()["issue"]] == [["Bundle.signature.when"]]
+    assert count(store, MESSAGES) == 0
 
 
 def _other_patient(doc: dict[str, Any]) -> str:
