@@ -97,6 +97,20 @@ def mark_entered_in_error(resource: dict[str, Any]) -> None:
         resource["active"] = False
 
 
+def entered_in_error(resource: dict[str, Any]) -> bool:
+    """The resource says itself that it was entered in error, as :func:`mark_entered_in_error`
+    would mark it: a source that withdraws a record by re-sending it so (GP Connect) withdraws
+    it as one that deletes the row does."""
+    rtype = resource.get("resourceType")
+    if rtype in _STATUS_TYPES:
+        return resource.get("status") == _EIE
+    if rtype in _VERIFICATION:
+        status = resource.get("verificationStatus")
+        codings = status.get("coding", []) if isinstance(status, dict) else []
+        return any(isinstance(c, dict) and c.get("code") == _EIE for c in codings)
+    return False
+
+
 def finish(
     resource: dict[str, Any],
     ref: SourceRef,

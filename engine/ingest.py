@@ -43,7 +43,7 @@ from adapters.codes import CodeMaps
 from engine import extracts, kept, store
 from engine.canonical import content_hash, dumps, loads
 from engine.facts import row_facts
-from engine.finish import finish, mark_entered_in_error
+from engine.finish import entered_in_error, finish, mark_entered_in_error
 from engine.identity import patients_of_run, relink
 from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
@@ -200,7 +200,9 @@ class _Run:
                     "resource": res,
                     "resource_id": res["id"],
                     "resource_type": res["resourceType"],
-                    "status": "entered-in-error" if mapped.deleted else "active",
+                    "status": "entered-in-error"
+                    if mapped.deleted or entered_in_error(res)
+                    else "active",
                     "source_key": record.ref.key,
                     "source_system": record.ref.system,
                     "source_org": record.ref.org,

@@ -221,3 +221,32 @@ def test_a_quarantined_entry_keeps_its_decimals_as_written(
     assert again.reasons == {"Observation.Observation.subject": 1}
     (item,) = quarantine.list_items(engine)
     assert str(item.record["fields"]["resource"]["valueQuantity"]["value"]) == "7.50"
+
+
+def _allergy(rid: str, verification: str) -> dict[str, Any]:
+    return {
+        "resourceType": "AllergyIntolerance", "id": rid, "clinicalStatus": "active",
+        "verificationStatus": verification, "assertedDate": "2020-01-01",
+        "code": {"coding": [{"system": SCT, "code": "91936005"}]},
+        "patient": {"reference": "Patient/p1"},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("table", "first", "again"),
+    [
+        ("Observation", _observation("o1"), _observation("o1", status="entered-in-error")),
+        ("AllergyIntolerance", _allergy("a1", "confirmed"), _allergy("a1", "entered-in-error")),
+    ],
+    ids=["status", "verification-status"],
+)
+def test_a_record_the_practice_sends_again_as_entered_in_error_leaves_the_record(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path,
+    table: str, first: dict[str, Any], again: dict[str, Any],
+) -> None:  # fmt: skip
+    """GP Connect withdraws a record by sending it again marked entered-in-error: its row was
+    stored active, and every read still served it, as the practice's record no longer does."""
+    _ingest(engine, settings, codes, tmp_path / "a", bundle(patient(), organization(), first))
+    assert _row(engine, _rid(table, first["id"])).status == "active"
+    _ingest(engine, settings, codes, tmp_path / "b", bundle(patient(), organization(), again))
+    assert _row(engine, _rid(table, first["id"])).status == "entered-in-error"
