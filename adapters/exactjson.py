@@ -50,3 +50,34 @@ def _integer(text: str) -> int | Decimal:
     """An integer, or past 64 bits (which ``orjson`` cannot write) a Decimal of the same text."""
     value = int(text)
     return value if value in INT64 else Decimal(text)
+
+
+#: How deep JSON from outside may nest: far past any FHIR resource or message (about ten deep),
+#: and well inside what ``orjson`` writes again (it reads 1,024 levels but writes 255), so what
+#: is taken in can always be hashed, stored and quarantined.
+MAX_DEPTH = 64
+
+
+def extent(doc: Any) -> tuple[int, int]:
+    """How deep ``doc``'s arrays and objects nest (stopping once past :data:`MAX_DEPTH`) and
+    how many values it holds. Recursive, and scalars counted where they sit: about a quarter of
+    the time of an explicit stack (every message is walked)."""
+    deepest, values = 0, 0
+
+    def walk(value: dict[str, Any] | list[Any], depth: int) -> None:
+        nonlocal deepest, values
+        values += 1
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            return
+        for v in value.values() if type(value) is dict else value:
+            if type(v) is dict or type(v) is list:
+                walk(v, depth + 1)
+            else:
+                values += 1
+
+    if type(doc) is dict or type(doc) is list:
+        walk(doc, 1)
+    else:
+        values = 1
+    return deepest, values

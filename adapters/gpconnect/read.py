@@ -38,7 +38,7 @@ import orjson
 
 from adapters import values
 from adapters.base import ExtractError, Issue, SourceRecord, SourceRef
-from adapters.exactjson import exact, loads
+from adapters.exactjson import MAX_DEPTH, exact, extent, loads
 from adapters.gpconnect.constants import NHS_NUMBER, ODS, RELATIVE_REFERENCE, SYSTEM, named
 from adapters.gpconnect.links import CONTEXT, inherited_codes, labelling_references
 from adapters.gpconnect.request import (
@@ -134,6 +134,11 @@ def records_from_bytes(raw: bytes, file: str) -> Iterator[SourceRecord]:
         return
     except orjson.JSONDecodeError as exc:
         yield unusable(file, f"not valid JSON: {exc}", line=exc.lineno)
+        return
+    if extent(doc)[0] > MAX_DEPTH:
+        # Legal JSON still, but nothing of it could be written again (hashed, stored or put in
+        # quarantine): one such entry stopped the whole run, every other bundle with it.
+        yield unusable(file, f"nests deeper than {MAX_DEPTH} levels, far past any FHIR record")
         return
     yield from records_from_bundle(doc, file)
 

@@ -24,6 +24,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jsonschema import Draft202012Validator
 
+from adapters.exactjson import MAX_DEPTH, extent
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
 from consent import Decision
@@ -45,12 +46,10 @@ _UNNAMED = {
     "hospital-discharge": "a discharge names the transfer it closes",
     "transfer-acknowledgement": "an acknowledgement names the transfer it acknowledges",
 }
-#: How deep a message may nest, and how many JSON values it may hold in all. A red-bag message
-#: nests about ten deep and holds a few hundred values (one with 60 medicines and 30 allergies,
-#: about 1,600); the bounds are far past any real one and keep one message's checks cheap
-#: (500,000 junk values cost 17 s of validation) and within what the canonical JSON writer
-#: takes (orjson reads 1,024 levels but writes 255).
-MAX_DEPTH = 64
+#: How many JSON values a message may hold in all (and it may nest no deeper than any JSON
+#: from outside, ``adapters.exactjson.MAX_DEPTH``). A red-bag message holds a few hundred
+#: values (one with 60 medicines and 30 allergies, about 1,600); the bound is far past any
+#: real one and keeps one message's checks cheap (500,000 junk values cost 17 s of validation).
 MAX_VALUES = 50_000
 #: The most problems one answer lists: every problem of any real message, and a short answer
 #: to junk (one final issue says how many more there were).
@@ -131,7 +130,7 @@ def check_json(raw: bytes, doc: Any) -> list[Problem]:
     :data:`MAX_DEPTH`, more than :data:`MAX_VALUES` values, or a key twice in one object
     (I-JSON: the signature covers orjson's reading, the last value, while the stored bytes
     hold both, and a first-wins reader takes the other as the message)."""
-    depth, values = _extent(doc)
+    depth, values = extent(doc)
     if depth > MAX_DEPTH:
         return [Problem("structure", f"the body nests deeper than {MAX_DEPTH} levels", "Bundle")]
     if values > MAX_VALUES:
@@ -142,31 +141,6 @@ def check_json(raw: bytes, doc: Any) -> list[Problem]:
     except _RepeatedKey as exc:
         return [Problem("structure", f"the key {exc} appears twice in one object", "Bundle")]
     return []
-
-
-def _extent(doc: Any) -> tuple[int, int]:
-    """How deep ``doc``'s arrays and objects nest (stopping once past :data:`MAX_DEPTH`) and
-    how many values it holds. Recursive, and scalars counted where they sit: about a quarter of
-    the time of an explicit stack (every message is walked)."""
-    deepest, values = 0, 0
-
-    def walk(value: dict[str, Any] | list[Any], depth: int) -> None:
-        nonlocal deepest, values
-        values += 1
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            return
-        for v in value.values() if type(value) is dict else value:
-            if type(v) is dict or type(v) is list:
-                walk(v, depth + 1)
-            else:
-                values += 1
-
-    if type(doc) is dict or type(doc) is list:
-        walk(doc, 1)
-    else:
-        values = 1
-    return deepest, values
 
 
 class _RepeatedKey(ValueError):

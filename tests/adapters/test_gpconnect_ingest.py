@@ -3,6 +3,7 @@ pulls, one bad bundle among good ones, and numbers as written."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,24 @@ def test_a_record_the_practice_sends_again_as_entered_in_error_leaves_the_record
     assert _row(engine, _rid(table, first["id"])).status == "active"
     _ingest(engine, settings, codes, tmp_path / "b", bundle(patient(), organization(), again))
     assert _row(engine, _rid(table, first["id"])).status == "entered-in-error"
+
+
+def test_a_bundle_nested_past_the_bound_is_quarantined_and_the_others_are_taken_in(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """An entry with extensions nested 130 deep is legal JSON (orjson reads 1,024 levels) but
+    cannot be written again (it writes 255): hashing it stopped the whole run, and every
+    other bundle in the folder with it."""
+    deep: dict[str, Any] = {"url": "http://example.org/leaf", "valueString": "x"}
+    for i in range(130):
+        deep = {"url": f"http://example.org/e{i}", "extension": [deep]}
+    summary = _ingest(
+        engine, settings, codes, tmp_path / "gpc",
+        json.dumps(bundle(patient(), organization(), _observation("deep", extension=[deep])))
+        .encode(),
+        bundle(patient(OTHER_NHS), organization(), _observation("o2")),
+    )  # fmt: skip
+    assert summary.status == "completed" and summary.quarantined == 1
+    [item] = quarantine.list_items(engine)
+    assert "nests deeper than 64 levels" in item.reason
+    assert _row(engine, _rid("Observation", "o2")) is not None
