@@ -166,7 +166,8 @@ def _another_patient(res: Mapping[str, Any], record: SourceRecord) -> Issue | No
     """An entry whose patient (``subject``, or ``patient`` where the type names it so) is
     another Patient than the bundle's: filed under the bundle's, it would be in one person's
     record while saying it is about another. That is a reference, relative or absolute, to
-    another Patient id, or an NHS number (the reference's ``identifier``) not the bundle's."""
+    another Patient id, a fullUrl no entry of the bundle has, or an NHS number (the
+    reference's ``identifier``) not the bundle's."""
     full_urls = record.fields.get("_full_urls", {})
     ours = "".join(str(record.fields.get("_nhs_number") or "").split())
     for element in _PATIENT_ELEMENTS:
@@ -188,6 +189,9 @@ def _another_patient(res: Mapping[str, Any], record: SourceRecord) -> Issue | No
         if not isinstance(reference, str):
             continue
         target = full_urls.get(reference) or named(reference)
+        if target is None and reference.startswith("urn:"):
+            # A fullUrl no entry has: about someone this bundle does not hold, not its Patient.
+            return Issue(field, f"{reference!r} names no entry of this bundle")
         if (
             target is not None
             and target[0] == "Patient"

@@ -272,3 +272,17 @@ def test_a_bundle_nested_past_the_bound_is_quarantined_and_the_others_are_taken_
     [item] = quarantine.list_items(engine)
     assert "nests deeper than 64 levels" in item.reason
     assert _row(engine, _rid("Observation", "o2")) is not None
+
+
+def test_an_entry_about_a_full_url_the_bundle_does_not_hold_is_quarantined(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A subject naming a urn: no entry has is about someone the bundle does not hold: it was
+    filed under the bundle's Patient, with a dangling subject and only a warning."""
+    stray = "urn:uuid:11111111-2222-4333-8444-555555555555"
+    doc = bundle(patient(), organization(), _observation("o1", subject=stray))
+    summary = _ingest(engine, settings, codes, tmp_path / "gpc", doc)
+    assert summary.quarantined == 1
+    assert _row(engine, _rid("Observation", "o1")) is None
+    [item] = quarantine.list_items(engine)
+    assert item.field == "Observation.subject" and "names no entry" in item.reason
