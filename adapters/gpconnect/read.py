@@ -61,10 +61,13 @@ MAX_RETRY_AFTER = 30.0
 
 
 def read(location: str) -> Iterator[SourceRecord]:
-    """Records from a bundle file, or from every ``*.json`` file in a folder (sorted by name)."""
+    """Records from a bundle file, or from every ``.json`` file in a folder (sorted by name;
+    ``.JSON`` too: a folder of such files was read as empty, silently). Each record names its
+    file by its path, so an unusable bundle's quarantine item is its own (two folders' broken
+    ``record.json`` were one item, the first's reason overwritten)."""
     path = Path(location)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.json") if p.is_file())
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file())
     elif path.is_file():
         files = [path]
     else:
@@ -72,7 +75,7 @@ def read(location: str) -> Iterator[SourceRecord]:
     latest = _latest_patients(files) if len(files) > 1 else {}
     seen: dict[str, str] = {}
     for file in files:
-        records = _whole(file.name, records_from_bytes(file.read_bytes(), file.name))
+        records = _whole(str(file), records_from_bytes(file.read_bytes(), str(file)))
         yield from _once((latest.get(r.ref.key, r) for r in records), seen)
 
 
@@ -87,7 +90,7 @@ def _latest_patients(files: Sequence[Path]) -> dict[str, SourceRecord]:
     found: dict[str, list[tuple[datetime | None, int, SourceRecord]]] = {}
     for position, file in enumerate(files):
         try:
-            first = next(records_from_bytes(file.read_bytes(), file.name), None)
+            first = next(records_from_bytes(file.read_bytes(), str(file)), None)
         except Exception:  # the second read quarantines the file (``_whole``)
             continue
         if first is not None and first.ref.table == "Patient" and not first.read_issues:

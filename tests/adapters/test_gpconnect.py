@@ -242,12 +242,24 @@ def test_a_bundle_that_fails_to_read_is_one_quarantine_record(
     odd = bundle(patient("9990000026"), organization("odd"))
     (tmp_path / "b.json").write_bytes(orjson.dumps(odd))
     recs = list(read(str(tmp_path)))
-    assert [(r.file, r.ref.table) for r in recs] == [
+    assert [(Path(r.file).name, r.ref.table) for r in recs] == [
         ("a.json", "Patient"),
         ("a.json", "Organization"),
         ("b.json", "Bundle"),
     ]
     assert recs[-1].read_issues[0].reason == "could not be read: ValueError: an odd bundle"
+
+
+def test_unusable_bundles_of_one_name_in_two_folders_are_two_items(tmp_path: Path) -> None:
+    """Named by file name alone, two folders' broken ``record.json`` were one quarantine item,
+    the second's reason over the first's."""
+    for folder, body in (("practice-a", b'{"resourceType": "Bundle", "entry": ['),
+                         ("practice-b", orjson.dumps({"resourceType": "Patient"}))):  # fmt: skip
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "record.json").write_bytes(body)
+    keys = {r.ref.key for folder in ("practice-a", "practice-b")
+            for r in read(str(tmp_path / folder))}  # fmt: skip
+    assert len(keys) == 2
 
 
 def test_an_entry_without_a_resource_is_quarantined_not_skipped() -> None:
@@ -264,8 +276,10 @@ def test_folder_read_yields_a_shared_resource_once(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_bytes(orjson.dumps(first))
     (tmp_path / "b.json").write_bytes(b"\xef\xbb\xbf" + orjson.dumps(second))
     (tmp_path / "notes.txt").write_text("ignored")
-    tables = [(r.file, r.ref.table) for r in read(str(tmp_path))]
-    assert tables == [("a.json", "Patient"), ("a.json", "Organization"), ("b.json", "Patient")]
+    (tmp_path / "c.JSON").write_bytes(orjson.dumps(bundle(patient("9990000034"), organization())))
+    tables = [(Path(r.file).name, r.ref.table) for r in read(str(tmp_path))]
+    assert tables == [("a.json", "Patient"), ("a.json", "Organization"), ("b.json", "Patient"),
+                      ("c.JSON", "Patient")]  # fmt: skip
 
 
 # --- mapping ----------------------------------------------------------------------------
