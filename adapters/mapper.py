@@ -40,6 +40,7 @@ PARSERS: dict[str, Parser] = {
     "words": lambda s: s.split(),
     "tpp_date": values.tpp_date,
     "tpp_datetime": values.tpp_datetime,
+    "tpp_instant": values.tpp_instant,
     "iso_date": values.iso_date,
     "boolean": values.boolean,
     "decimal": lambda s: _json_number(values.decimal(s)),

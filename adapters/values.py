@@ -109,6 +109,14 @@ def tpp_datetime(raw: str) -> str:
     return uk_local_to_utc(datetime(day.year, day.month, day.day, hour, minute, second))
 
 
+def tpp_instant(raw: str) -> str | None:
+    """``dd MMM yyyy HH:mm[:ss]`` for an element R4 types ``instant`` (``Observation.issued``):
+    a date with no time names no instant, so it gives nothing rather than a value R4 refuses
+    (the whole coded event was quarantined for it)."""
+    written = tpp_datetime(raw)
+    return written if "T" in written else None
+
+
 def uk_clock_change(local: datetime) -> str | None:
     """Why a UK wall-clock time names no single instant, or None: the spring change skips an
     hour, and the autumn one passes an hour twice."""

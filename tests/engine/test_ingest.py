@@ -390,6 +390,24 @@ def test_problem_row_becomes_a_condition(engine, settings, codes, tmp_path):
     assert bodies(engine, "Observation") == []
 
 
+def test_a_coded_event_recorded_on_a_date_alone_is_taken_without_an_instant(
+    engine, settings, codes, tmp_path
+):
+    """SystmOne may write any date column as ``dd MMM yyyy``; ``Observation.issued`` is an R4
+    instant, so a date-only ``DateEventRecorded`` quarantined the whole coded event, naming
+    the FHIR element rather than the column. It is taken, without ``issued``."""
+    folder = write_systmone(
+        tmp_path / "x",
+        [s1_patient("1", next(NHS))],
+        [s1_code("10", "1", DateEventRecorded="01 Mar 2024"),
+         s1_code("11", "1", DateEventRecorded="01 Mar 2024 10:15")],
+    )  # fmt: skip
+    summary = run(engine, settings, codes, folder)
+    assert summary.quarantined == 0
+    issued = sorted(str(o.get("issued")) for o in bodies(engine, "Observation"))
+    assert issued == ["2024-03-01T10:15:00+00:00", "None"]
+
+
 def test_a_code_row_whose_problem_row_cannot_be_read_is_held_naming_it(
     engine, settings, codes, tmp_path
 ):
