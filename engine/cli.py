@@ -387,7 +387,9 @@ def codes_load_valueset(path: Path) -> None:
         raise typer.Exit(1) from None
     Console().print(f"loaded {n:,} concepts into {dest}")
     Console().print(
-        "Rows already stored are labelled with these when their source is ingested again."
+        "[yellow]Rows already stored are labelled with these only when their source rows are"
+        " ingested again: a delta brings only changed rows, so ingest a full extract (pull"
+        " GP Connect records again) now, or they are released without the label.[/yellow]"
     )
 
 
