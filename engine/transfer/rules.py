@@ -32,6 +32,7 @@ from engine.identity.features import fold as identity_fold
 from engine.transfer import news2, signature, store
 from engine.transfer.form import claimed_news2
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
+from engine.transfer.narrative import unsafe
 from engine.validate import ElementMemo, validate_resource
 
 _HEADER = "Bundle.entry[0].resource"
@@ -223,6 +224,26 @@ def _no_requests(doc: dict[str, Any]) -> Iterator[Problem]:
                               f"Bundle.entry[{i}].{key}")  # fmt: skip
 
 
+def _narratives(doc: dict[str, Any]) -> Iterator[Problem]:
+    """Every narrative in the message (a resource's ``text``, a section's) as R4 allows it
+    (``narrative.unsafe``), each problem at its ``div``."""
+
+    def walk(value: Any, path: str) -> Iterator[Problem]:
+        if isinstance(value, dict):
+            div = _obj(value.get("text")).get("div")
+            if isinstance(div, str) and (why := unsafe(div)) is not None:
+                yield Problem("invariant", f"narrative: {why}", f"{path}.text.div")
+            for key, item in value.items():
+                if key != "text":
+                    yield from walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from walk(item, f"{path}[{i}]")
+
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        yield from walk(_obj(entry).get("resource"), f"Bundle.entry[{i}].resource")
+
+
 def _repeated_urls(doc: dict[str, Any]) -> Iterator[Problem]:
     """bdl-7: a fullUrl names one entry. With two, the sender and scr could each read a
     different Patient as the subject."""
@@ -380,6 +401,7 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
     problems = _schema_problems(doc)
     problems.extend(_r4_problems(doc))
     problems.extend(_no_requests(doc))
+    problems.extend(_narratives(doc))
     problems.extend(_repeated_urls(doc))
     if any(_unreadable(p.expression or "") for p in problems):
         return problems, None

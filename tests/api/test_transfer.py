@@ -234,6 +234,13 @@ def _timestamp_not_an_instant(doc: dict[str, Any]) -> None:
     doc["timestamp"] = "yesterday"
 
 
+def _script_summary(doc: dict[str, Any]) -> None:
+    """Served on to systems that may render it: no script, no event handler (txt-1)."""
+    doc["entry"][1]["resource"]["section"][1]["text"]["div"] = (
+        '<div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(1)"/></div>'
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "expression"),
     [
@@ -253,11 +260,13 @@ def _timestamp_not_an_instant(doc: dict[str, Any]) -> None:
         (_entry_unknown_key, "Bundle.entry[12].evil"),
         (_full_url_newline, "Bundle.entry[12].fullUrl"),
         (_timestamp_not_an_instant, "Bundle.timestamp"),
+        (_script_summary, "Bundle.entry[1].resource.section[1].text.div"),
     ],
     ids=["missing-nhs-number", "invalid-nhs-number", "unknown-patient", "missing-section",
          "invalid-r4", "invalid-r4-in-a-list", "repeated-full-url", "header-id-not-a-uuid",
          "second-composition", "second-header", "second-news2-total", "nameless-patient",
-         "entry-request", "entry-unknown-key", "full-url-newline", "timestamp-not-an-instant"],
+         "entry-request", "entry-unknown-key", "full-url-newline", "timestamp-not-an-instant",
+         "script-in-a-summary"],
 )  # fmt: skip
 def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,

@@ -1,0 +1,49 @@
+"""Whether a narrative (``text.div``) is the safe XHTML FHIR allows (pure).
+
+A message is stored as received and served on (``GET /transfers/{id}``) to systems that may
+render its narratives; scr's own pages show them as text. R4 allows only basic formatting
+(txt-1: no scripts, forms, frames or event handlers) in the XHTML namespace with a ``div`` at
+its root (txt-2 asks for some text or an image), and fhir.resources checks none of it: a
+summary of ``<script>`` or ``<img onerror=…>`` was accepted. Parsed with the standard library's
+expat, which fetches no external entity and refuses entity expansion past its limits.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+XHTML = "{http://www.w3.org/1999/xhtml}"
+#: The elements txt-1 allows: HTML 4.0's basic formatting (chapters 7-11 and 15, not 9.4),
+#: links and images.
+ELEMENTS = frozenset({
+    "a", "abbr", "acronym", "address", "b", "bdo", "big", "blockquote", "br", "caption", "cite",
+    "code", "col", "colgroup", "dd", "del", "dfn", "div", "dl", "dt", "em", "h1", "h2", "h3",
+    "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "ol", "p", "pre", "q", "samp",
+    "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
+    "tr", "tt", "ul", "var",
+})  # fmt: skip
+#: Attributes that carry a URL: none may run script (``javascript:``, ``vbscript:``, ``data:``
+#: HTML).
+_URLS = frozenset({"href", "src", "cite", "longdesc"})
+_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
+
+
+def unsafe(div: str) -> str | None:
+    """Why ``div`` is not a narrative R4 allows, or None when it is."""
+    try:
+        root = ET.fromstring(div)
+    except ET.ParseError as exc:
+        return f"not well-formed XHTML: {exc}"
+    if root.tag != XHTML + "div":
+        return "the narrative must be one XHTML div (xmlns http://www.w3.org/1999/xhtml)"
+    for element in root.iter():
+        name = element.tag.removeprefix(XHTML)
+        if name == element.tag or name not in ELEMENTS:
+            return f"<{name}> is not basic XHTML formatting (txt-1)"
+        for attribute, value in element.attrib.items():
+            local = attribute.rsplit("}", 1)[-1].lower()
+            if local.startswith("on"):
+                return f"<{name} {local}>: an event handler (txt-1)"
+            if local in _URLS and "".join(value.split()).lower().startswith(_SCHEMES):
+                return f"<{name} {local}>: a URL that runs script (txt-1)"
+    return None

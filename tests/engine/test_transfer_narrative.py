@@ -1,0 +1,40 @@
+"""What a narrative may hold: the safe XHTML R4 allows (txt-1, txt-2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.transfer.narrative import unsafe
+
+NS = 'xmlns="http://www.w3.org/1999/xhtml"'
+
+
+@pytest.mark.parametrize(
+    "div",
+    [
+        f"<div {NS}>Shortness of breath since <b>this morning</b></div>",
+        f'<div {NS}><table><tr><td style="color:red">NEWS2 8</td></tr></table></div>',
+        f'<div {NS}><a href="https://example.org/">more</a><img src="#x" alt="chart"/></div>',
+    ],
+)
+def test_basic_formatting_is_allowed(div: str) -> None:
+    assert unsafe(div) is None
+
+
+@pytest.mark.parametrize(
+    ("div", "said"),
+    [
+        ("<div>no namespace</div>", "one XHTML div"),
+        (f"<p {NS}>not a div</p>", "one XHTML div"),
+        (f"<div {NS}><script>alert(1)</script></div>", "<script>"),
+        (f'<div {NS}><img src="x" onerror="alert(1)"/></div>', "event handler"),
+        (f'<div {NS}><a href=" JavaScript:alert(1)">x</a></div>', "runs script"),
+        (f"<div {NS}><iframe/></div>", "<iframe>"),
+        (f'<div {NS}><svg xmlns="http://www.w3.org/2000/svg"/></div>', "not basic"),
+        ("<<<<", "not well-formed"),
+        (f"<div {NS}>an <b>open tag</div>", "not well-formed"),
+    ],
+)
+def test_anything_else_is_refused_saying_why(div: str, said: str) -> None:
+    why = unsafe(div)
+    assert why is not None and said in why
