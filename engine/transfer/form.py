@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from adapters.values import UK
 from engine.transfer import news2
@@ -176,7 +176,7 @@ def observed(observation: dict[str, Any]) -> object:
     return observation.get("valueInteger")
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -208,7 +208,13 @@ def _reading(r: dict[str, Any], kind: str, snomed: set[str]) -> tuple[str, objec
             said = given.get("code") or given.get("unit") or "no unit"
             return f"{kind} is scored in {unit} (UCUM); this is in {said}"
         value = given.get("value")
-        return (name, value) if _number(value) else f"{kind} has no number"
+        if not _number(value):
+            return f"{kind} has no number"
+        low, high = news2.PLAUSIBLE[name]
+        if not low <= value <= high:
+            # A slip the form refuses (SpO2 940 for 94) would be scored, and the total with it.
+            return f"{kind} of {value} {unit} is outside what a person can have ({low}-{high})"
+        return name, value
     if kind == "ACVPU scale score":
         level = r.get("valueString")
         if not isinstance(level, str) or level not in news2.ACVPU:

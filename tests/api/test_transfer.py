@@ -1406,6 +1406,25 @@ def test_a_news2_total_its_readings_do_not_give_is_refused_at_its_element(
     assert count(store, MESSAGES) == 0
 
 
+def test_a_reading_no_person_can_have_is_refused_at_its_entry(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """SpO2 940 (94 mistyped) scored as 96 or more, so 0 points: the form refuses it, but a
+    message scoring its total on it was accepted."""
+    doc = unsigned()
+    (i, spo2) = next((i, e["resource"]) for i, e in enumerate(doc["entry"])
+                     if _coded(e) == "59408-5")  # fmt: skip
+    spo2["valueQuantity"]["value"] = 940
+    total = next(e["resource"] for e in doc["entry"] if _coded(e) == NEWS2_TOTAL)
+    total["valueQuantity"]["value"] = news2.total(replace(FORM.vitals, spo2=940))
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    issues = refused.json()["issue"]
+    assert [f"Bundle.entry[{i}].resource"] in [x["expression"] for x in issues]
+    assert any("outside what a person can have" in x["diagnostics"] for x in issues)
+    assert count(store, MESSAGES) == 0
+
+
 @pytest.mark.parametrize(
     ("code", "named"), [("8310-5", "Body temperature"), (ACVPU_SCORE, "ACVPU scale score")]
 )
