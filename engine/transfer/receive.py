@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -134,6 +135,8 @@ class _Looked:
     found: store.Stored | None
     known: Known | None = None
     patients: tuple[str, ...] = ()
+    #: The sender's registered key, PEM: a resubmission is checked against it too.
+    key: str | None = None
 
 
 def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Looked:
@@ -142,7 +145,7 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
     h = parsed.header
     parties = store.parties(conn, h, parsed.nhs_number)
     if parties.found is not None:
-        return _Looked(parties.found)
+        return _Looked(parties.found, key=parties.sender_key)
     people, patients = parties.people, parties.patients
     row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
     asks = len(people) == 1
@@ -169,13 +172,22 @@ def _look(inbox: Inbox, who: Who, parsed: Parsed) -> _Looked:
 
 def _again(
     inbox: Inbox, who: Who, ctx: RequestContext, found: store.Stored, digest: str,
-    action: Action,
+    action: Action, doc: dict[str, Any], key: Ed25519PublicKey | None,
 ) -> bytes:  # fmt: skip
+    """The first answer again, for the same message from the same sender, still signed by
+    them: a resubmission skipped the signature, so a copy with junk for one was answered as
+    theirs. Its entry names the person and transfer as the first's did."""
     if found.sender != who.org or found.content_hash != digest:
         raise refuse(inbox, who, ctx, 409, Problem(
             "conflict", "a different message with this MessageHeader.id was received already",
             "Bundle.entry[0].resource.id"), action=action)  # fmt: skip
-    _audit(inbox, _entry(who, ctx, True, ("transfer.resubmitted",), action=action))
+    if key is None or not signature.by(doc, found.sender, key):
+        raise refuse(inbox, who, ctx, 422, Problem(
+            "security", f"the signature is not {found.sender}'s over this message",
+            "Bundle.signature"), action=action, nhs=found.nhs_number)  # fmt: skip
+    entry = _entry(who, ctx, True, ("transfer.resubmitted",), found.person_id,
+                   found.nhs_number, action, transfer_id=found.transfer_id)  # fmt: skip
+    _audit(inbox, entry)
     return found.response
 
 
@@ -196,7 +208,8 @@ def receive(inbox: Inbox, who: Who, ctx: RequestContext, raw: bytes) -> bytes:
     digest = store.message_hash(doc) if isinstance(doc, dict) else ""
     looked = _Looked(None) if parsed is None else _look(inbox, who, parsed)
     if looked.found is not None:
-        return _again(inbox, who, ctx, looked.found, digest, action_of(parsed))
+        key = signature.load_public(looked.key) if looked.key else None
+        return _again(inbox, who, ctx, looked.found, digest, action_of(parsed), doc, key)
     known = looked.known
     if parsed is not None and known is not None:
         problems.extend(check_parties(doc, parsed, known))
@@ -235,5 +248,6 @@ def _accept(
             found = store.stored(conn, h.id)
         if found is None:
             raise
-        return _again(inbox, who, ctx, found, digest, action_of(parsed))
+        return _again(inbox, who, ctx, found, digest, action_of(parsed), orjson.loads(raw),
+                      known.sender_key)  # fmt: skip
     return answer

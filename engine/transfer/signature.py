@@ -103,6 +103,11 @@ def verify(bundle: dict[str, Any], key: Ed25519PublicKey) -> bool:
     return True
 
 
+def by(bundle: dict[str, Any], org: str, key: Ed25519PublicKey) -> bool:
+    """Signed by ``org`` with ``key`` over this bundle, and declaring so (``who``)."""
+    return signed_by(bundle) == org and who(bundle) == org and verify(bundle, key)
+
+
 def new_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 

@@ -61,18 +61,25 @@ def message_hash(doc: dict[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Stored:
+    """A message kept under its header id: what a resubmission is answered and audited with."""
+
     sender: str
     content_hash: str
     response: bytes
+    person_id: str
+    nhs_number: str
+    transfer_id: str
+
+
+#: The columns :class:`Stored` is made of, in order.
+_STORED = ("sender", "content_hash", "response", "person_id", "nhs_number", "transfer_id")
 
 
 def stored(conn: Connection, header_id: str) -> Stored | None:
     row = conn.execute(
-        select(MESSAGES.c.sender, MESSAGES.c.content_hash, MESSAGES.c.response).where(
-            MESSAGES.c.header_id == header_id
-        )
+        select(*(MESSAGES.c[c] for c in _STORED)).where(MESSAGES.c.header_id == header_id)
     ).first()
-    return Stored(row.sender, row.content_hash, row.response) if row else None
+    return Stored(*row) if row else None
 
 
 def sender_key(conn: Connection, org: str) -> str | None:
@@ -106,9 +113,7 @@ _ROW = select(literal_column("1").label("one")).subquery("one")
 #: single-valued look-ups (computed once: they do not depend on the row).
 _PARTIES = (
     select(
-        _one(MESSAGES.c.sender, _MESSAGE).label("sender"),
-        _one(MESSAGES.c.content_hash, _MESSAGE).label("content_hash"),
-        _one(MESSAGES.c.response, _MESSAGE).label("response"),
+        *(_one(MESSAGES.c[c], _MESSAGE).label(f"stored_{c}") for c in _STORED),
         _one(KEYS.c.public_key, KEYS.c.org == bindparam("sender")).label("key"),
         _one(D.c.kind, D.c.code == bindparam("sender")).label("sender_kind"),
         _one(D.c.kind, D.c.code == bindparam("destination")).label("destination_kind"),
@@ -127,7 +132,8 @@ def parties(conn: Connection, header: Header, nhs_number: str | None) -> Parties
               "nhs_number": nhs_number}  # fmt: skip
     rows = conn.execute(_PARTIES, params).all()
     row = rows[0]
-    found = Stored(row.sender, row.content_hash, row.response) if row.sender is not None else None
+    kept = [row._mapping[f"stored_{c}"] for c in _STORED]
+    found = Stored(*kept) if kept[0] is not None else None
     kinds = {
         org: kind
         for org, kind in ((header.sender, row.sender_kind),

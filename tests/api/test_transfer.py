@@ -6,6 +6,7 @@ stored; a good one is stored once however often (or however concurrently) it is 
 
 from __future__ import annotations
 
+import base64
 import copy
 import unicodedata
 import uuid
@@ -128,6 +129,29 @@ def test_same_message_twice_gets_the_same_response_and_stores_nothing_new(
     assert first.status_code == again.status_code == 200
     assert first.content == again.content
     assert (count(store, MESSAGES), count(store, TRANSFERS), count(store, STATUS)) == (1, 1, 2)
+
+
+def test_a_resubmission_is_still_checked_for_its_signature_and_names_its_transfer(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
+) -> None:
+    """The same message again was answered from the stored copy before anything else, its
+    signature unchecked: a copy with junk for one was answered 200 as the sender's. And its
+    audit entry named no one, where the first named the person and the transfer."""
+    doc = signed(unsigned(), keys[CARE_HOME])
+    assert send(client, home, doc).status_code == 200
+    forged = copy.deepcopy(doc)
+    forged["signature"]["data"] = base64.b64encode(b"e30..AAAA").decode()
+    refused = send(client, home, forged)
+    assert refused.status_code == 422
+    assert [i["expression"] for i in refused.json()["issue"]] == [["Bundle.signature"]]
+    assert send(client, home, doc).status_code == 200
+    with store.engine.connect() as conn:
+        bodies = conn.execute(select(AuditRow.body).order_by(AuditRow.seq)).scalars().all()
+    first, denied, again = [flat(orjson.loads(b)) for b in bodies][-3:]
+    assert denied["outcome"] == "deny" and again["rules"] == ["transfer.resubmitted"]
+    for key in ("patient_id", "nhs_number", "refs"):
+        assert again[key] == first[key] and first[key]
+    assert count(store, MESSAGES) == 1
 
 
 def test_same_id_with_other_content_is_a_conflict(

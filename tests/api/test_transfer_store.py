@@ -56,7 +56,10 @@ def test_parties_names_the_stored_copy_the_key_and_each_known_kind(
     assert answer.status_code == 200
     with store.engine.connect() as conn:
         after = transfers.parties(conn, header_of(doc), NHS)
-    assert after.found == transfers.Stored(CARE_HOME, transfers.message_hash(doc), answer.content)
+    h = header_of(doc)
+    assert after.found == transfers.Stored(
+        CARE_HOME, transfers.message_hash(doc), answer.content, person, NHS, h.id
+    )
 
 
 def test_an_accepted_transfer_is_written_at_received_with_both_first_steps(
