@@ -72,6 +72,13 @@ def _lookup(folder: Path, table: str, key: str, notes: list[str]) -> Iterator[di
     return lookup_rows(folder / f"{table}.csv", ENCODING, [key], notes)
 
 
+def _latest(row: dict[str, str], date_column: str) -> tuple[str, str]:
+    """Latest first by ``date_column``, then by row id: which of two rows of one start date
+    wins must not depend on the order a file lists them (a re-run in another order made a new
+    Patient version)."""
+    return _sort_date(row.get(date_column, "")), row.get("RowIdentifier", "")
+
+
 def _current_addresses(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     """Per patient, the open address with the latest start date."""
     best: dict[str, dict[str, str]] = {}
@@ -79,9 +86,7 @@ def _current_addresses(folder: Path, notes: list[str]) -> dict[str, dict[str, st
         if row.get("DateTo", "").strip() or _removed(row):
             continue
         pid = row["IDPatient"]
-        if pid not in best or _sort_date(row.get("DateEvent", "")) >= _sort_date(
-            best[pid].get("DateEvent", "")
-        ):
+        if pid not in best or _latest(row, "DateEvent") > _latest(best[pid], "DateEvent"):
             best[pid] = row
     return {
         pid: {
@@ -96,13 +101,13 @@ def _current_addresses(folder: Path, notes: list[str]) -> dict[str, dict[str, st
 
 def _current_registrations(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     """Per patient, the organisation of the open registration with the latest start."""
-    best: dict[str, tuple[str, dict[str, str]]] = {}
+    best: dict[str, tuple[tuple[str, str], dict[str, str]]] = {}
     for row in _lookup(folder, "SRPatientRegistration", "IDPatient", notes):
         if row.get("DateDeregistration", "").strip() or _removed(row):
             continue
-        start = _sort_date(row.get("DateRegistration", ""))
+        start = _latest(row, "DateRegistration")
         pid = row["IDPatient"]
-        if pid not in best or start >= best[pid][0]:
+        if pid not in best or start > best[pid][0]:
             best[pid] = (start, row)
     return {
         pid: {

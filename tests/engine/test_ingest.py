@@ -28,6 +28,7 @@ from tests.factories import (
     nhs_numbers,
     s1_code,
     s1_patient,
+    s1_registration,
     write_csv,
     write_systmone,
 )
@@ -875,3 +876,28 @@ def test_a_delta_may_list_a_file_it_did_not_send(engine, settings, codes, tmp_pa
     _listing(delta, ("SRCode.csv", "SRProblem.csv"), delta="Y")
     run(engine, settings, codes, delta)
     assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
+
+
+def test_the_same_extract_with_rows_reordered_changes_nothing(engine, settings, codes, tmp_path):
+    """Two open addresses (and two open registrations) starting the same day: the last one
+    the file listed won, so the same extract in another order made a new Patient version."""
+
+    def address(row_id: str, line: str) -> dict[str, str]:
+        return {"RowIdentifier": row_id, "IDPatient": "1", "AddressLine1": line,
+                "AddressLine2": "", "AddressLine3": "", "AddressLine4": "", "AddressLine5": "",
+                "PostCode": "BO9 1RH", "DateEvent": "01 Jan 2020", "DateTo": "",
+                "AddressType": "Home", "RemovedData": "0"}  # fmt: skip
+
+    number = next(NHS)
+    registrations = [s1_registration("90", "5001"), s1_registration("91", "5002")]
+    addresses = [address("70", "1 Old Street"), address("71", "2 New Road")]
+    organisations = [{"ID": "5001", "Name": "A", "NationalId": "Y00001"},
+                     {"ID": "5002", "Name": "B", "NationalId": "Y00002"}]  # fmt: skip
+    for i, step in enumerate((1, -1)):
+        folder = write_systmone(tmp_path / f"s{i}", [s1_patient("1", number)],
+                                registrations=registrations[::step],
+                                organisations=organisations)  # fmt: skip
+        write_csv(folder / "SRPatientAddressHistory.csv",
+                  S1_HEADERS["SRPatientAddressHistory"], addresses[::step], "cp1252")  # fmt: skip
+        summary = run(engine, settings, codes, folder)
+    assert summary.updated == 0
