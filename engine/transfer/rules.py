@@ -330,11 +330,17 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
     nhs: str | None = None
     nhs_path = _HEADER + ".focus"
     transfer_id: str | None = None
-    found = urls.get(header.focus)
+    event = header.event if isinstance(header.event, str) else ""
+    found = urls.get(header.focus) if isinstance(header.focus, str) else None
     if found is None or found[1].get("resourceType") != "Composition":
         problems.append(Problem("structure", "focus must name the Composition in this Bundle",
                                 _HEADER + ".focus[0]"))  # fmt: skip
-        return Parsed(header, None, nhs_path, None, _HEADER + ".focus")
+        # The rest is still checked on the one Composition there is: every problem comes
+        # back in one answer (a wrong focus hid an invalid NHS number).
+        sole = [(i, r) for i, r in urls.values() if r.get("resourceType") == "Composition"]
+        if len(sole) != 1:
+            return Parsed(header, None, nhs_path, None, _HEADER + ".focus")
+        found = sole[0]
     c, composition = found
     here = f"Bundle.entry[{c}].resource"
     problems.extend(_others(doc, "Composition", c, "one Composition, the one its focus names"))
@@ -345,7 +351,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
         for coding in _list(_obj(_obj(s).get("code")).get("coding"))
         if isinstance(code := _obj(coding).get("code"), str)
     }
-    for code in REQUIRED.get(header.event, ()):
+    for code in REQUIRED.get(event, ()):
         if code not in codes:
             problems.append(Problem("required", f"required section {code} is missing",
                                     f"{here}.section"))  # fmt: skip
@@ -359,7 +365,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
         found_patient = (f"Bundle.entry[{p}].resource", patient)
         problems.extend(_others(doc, "Patient", p, "one Patient, the Composition's subject"))
         problems.extend(_about_others(doc, {c, p}, subject_url))
-        if header.event == "care-home-transfer" and not _checkable(patient):
+        if event == "care-home-transfer" and not _checkable(patient):
             problems.append(Problem("required", "the Patient has neither a family name nor a "
                                     "birth date: one is needed to check that the NHS number is "
                                     "theirs", f"Bundle.entry[{p}].resource.birthDate"))  # fmt: skip
@@ -380,7 +386,7 @@ def _content(doc: dict[str, Any], header: Header, problems: list[Problem]) -> Pa
                 problems.append(Problem("value", f"{value!r} is not a valid NHS number",
                                         nhs_path))  # fmt: skip
     transfer_path = f"{here}.relatesTo"
-    unnamed = _UNNAMED.get(header.event)
+    unnamed = _UNNAMED.get(event)
     if unnamed is not None:
         target = next(
             (_obj(_obj(r).get("targetIdentifier")).get("value")
@@ -409,17 +415,23 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
         header = header_of(doc)
     except (KeyError, IndexError, TypeError):
         return problems, None  # the schema has said what is missing
-    if not _routable(header):
-        return problems, None  # and what is wrong
-    if not UUID.fullmatch(header.id) and all(p.expression != _HEADER + ".id" for p in problems):
+    # A header the rules cannot route by (an element of the wrong type, an event they do not
+    # know: the schema has said what is wrong) still leaves the content checked, so every
+    # problem is listed at once, but nothing is looked up for it.
+    routable = _routable(header)
+    if (
+        routable
+        and not UUID.fullmatch(header.id)
+        and all(p.expression != _HEADER + ".id" for p in problems)
+    ):
         # The schema says so; never accepted, should the schema change.
         problems.append(Problem("structure", "the id is not a lowercase UUID", _HEADER + ".id"))
     # Any other problem in the header (its source, say) leaves the rest of the message
     # readable, and every problem in it is listed at once.
     problems.extend(_others(doc, "MessageHeader", 0, "one MessageHeader, its first entry"))
     parsed = _content(doc, header, problems)
-    problems.extend(_news2(doc, header.event))
-    return problems, parsed
+    problems.extend(_news2(doc, header.event if isinstance(header.event, str) else ""))
+    return problems, parsed if routable else None
 
 
 def _news2(doc: dict[str, Any], event: str) -> Iterator[Problem]:

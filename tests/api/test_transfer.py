@@ -304,6 +304,34 @@ def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     assert count(store, MESSAGES) == count(store, TRANSFERS) == 0
 
 
+def _focus_elsewhere(doc: dict[str, Any]) -> None:
+    doc["entry"][0]["resource"]["focus"][0]["reference"] = (
+        "urn:uuid:00000000-0000-4000-8000-000000000000"
+    )
+
+
+def _sender_a_number(doc: dict[str, Any]) -> None:
+    doc["entry"][0]["resource"]["sender"]["identifier"]["value"] = 5
+
+
+@pytest.mark.parametrize("header", [_focus_elsewhere, _sender_a_number])
+def test_a_header_the_rules_cannot_follow_does_not_hide_the_content_s_problems(
+    client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
+    header: Any,
+) -> None:  # fmt: skip
+    """A focus naming no Composition, or a sender of the wrong JSON type, stopped the checks:
+    an invalid NHS number beside it went unsaid, and the sender fixed one problem to meet the
+    next. The content is checked on the one Composition there is."""
+    doc = unsigned()
+    header(doc)
+    _nhs(BAD_NHS)(doc)
+    refused = send(client, home, signed(doc, keys[CARE_HOME]))
+    assert refused.status_code == 422
+    expressions = {e for i in refused.json()["issue"] for e in i.get("expression", [])}
+    assert f"{PATIENT_ENTRY}.identifier[0].value" in expressions
+    assert count(store, MESSAGES) == 0
+
+
 def test_a_signature_element_invalid_as_r4_is_refused_at_it(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
 ) -> None:
