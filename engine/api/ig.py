@@ -31,7 +31,7 @@ from engine.api.handling import fhir_request
 from engine.api.openapi import Bundle, answers
 from engine.api.records import person_of_patient
 from engine.identity import patient_lookup
-from engine.ig.gate import NotIgOfficer, admit
+from engine.ig.gate import NotIgOfficer, admit, decided
 from engine.ig.people import held_by
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(fhir_request)])
@@ -122,8 +122,9 @@ def _count(text: str | None) -> int:
 def _admit(svc: Services, who: Who, ctx: RequestContext, asked: str, f: Filters) -> None:
     """The IG gate, audited, before anything else is answered; 403 for anyone else."""
     try:
-        admit(svc.audit, who, ctx, "ig-view", asked, policy=svc.policy, now=datetime.now(UTC),
-              patient_id=f.patient_id, nhs_number=f.nhs_number)  # fmt: skip
+        admit(svc.audit, decided(who, ctx, "ig-view", asked, policy=svc.policy,
+                                 now=datetime.now(UTC), patient_id=f.patient_id,
+                                 nhs_number=f.nhs_number))  # fmt: skip
     except NotIgOfficer as exc:
         why = exc.why or "The audit trail is for information governance officers"
         raise FhirError(403, Problem("forbidden", why)) from None

@@ -61,8 +61,9 @@ def decided(
     rules: tuple[str, ...] = (),
     refuse: str | None = None,
 ) -> Decided:
-    """The decision :func:`admit` audits, for a caller that appends it inside its own
-    transaction (a review: the entry commits with the outcome it records, or not at all).
+    """The gate's decision and its entry (``asked`` says what was asked), for :func:`admit`
+    to audit, or for a caller that appends it inside its own transaction (a review: the entry
+    commits with the outcome it records, or not at all).
 
     ``refuse`` names a rule that refuses even an IG officer (reviewing their own break-glass
     use or self-claim): the entry is ``deny`` with that rule, the officer's view of the
@@ -93,26 +94,12 @@ def decided(
     return Decided(entry, permit, lapsed.text if lapsed else None)
 
 
-def admit(
-    appender: Appender,
-    who: Who,
-    ctx: RequestContext,
-    action: Action,
-    asked: str,
-    *,
-    policy: Policy,
-    now: datetime,
-    patient_id: str | None = None,
-    nhs_number: str | None = None,
-    rules: tuple[str, ...] = (),
-) -> None:
-    """Decide, audit the decision (``asked`` says what was asked), then refuse or return.
+def admit(appender: Appender, d: Decided) -> None:
+    """Audit the gate's decision (:func:`decided`), then refuse or return.
 
-    An officer whose IG training is not current on ``now`` under ``policy`` is refused as
-    anyone else is, the audit entry naming ``training.current`` and the page saying why.
+    An officer whose IG training is not current is refused as anyone else is, the audit entry
+    naming ``training.current`` and the page saying why.
     """
-    d = decided(who, ctx, action, asked, policy=policy, now=now, patient_id=patient_id,
-                nhs_number=nhs_number, rules=rules)  # fmt: skip
     disclose(appender, d.entry, None)
     if not d.permit:
-        raise NotIgOfficer(who.user_id, d.why)
+        raise NotIgOfficer(d.entry.user_id, d.why)

@@ -37,7 +37,7 @@ from engine.api.errors import FhirError, Problem
 from engine.identity import members_of, patient_lookup, people_with_nhs_number
 from engine.ig import chain, facts
 from engine.ig import queue as review_queue
-from engine.ig.gate import NotIgOfficer, admit, may_use_console
+from engine.ig.gate import NotIgOfficer, admit, decided, may_use_console
 from engine.ig.people import held_by
 from engine.web import session
 from engine.web.charts import bars
@@ -120,8 +120,8 @@ def _officer(request: Request, action: Action, asked: str, **audit: Any) -> Who:
         if notice is not None:
             raise Refused(notice)
     try:
-        admit(svc.audit, who, context(request), action, asked,
-              policy=svc.policy, now=now, **audit)  # fmt: skip
+        admit(svc.audit, decided(who, context(request), action, asked,
+                                 policy=svc.policy, now=now, **audit))  # fmt: skip
     except NotIgOfficer as exc:
         raise Refused(_page(request, "ig_forbidden.html", 403, who=who, why=exc.why)) from None
     return who
