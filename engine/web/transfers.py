@@ -246,7 +246,8 @@ def _line(resource: dict[str, Any], names: Mapping[str, str]) -> str:
     parts = [label(resource), summary_detail(resource, names)]
     given = resource.get("effectiveDateTime")
     if resource.get("resourceType") == "MedicationStatement" and isinstance(given, str):
-        parts.append(f"last dose given {uk_time(given)}")
+        # A dateTime without a time (a year, a month, a day: R4 allows them) is shown as sent.
+        parts.append(f"last dose given {uk_time(given) if 'T' in given else given}")
     return " · ".join(p for p in parts if p)
 
 
@@ -266,7 +267,7 @@ def _transfer_view(
     ]
     return _page(request, "transfer.html", status, who=who, shown=shown, messages=messages,
                  can_ack=acknowledgement(who, row) is not None,
-                 can_discharge=_may_discharge(who, row), org_names=org_names(request),
+                 can_discharge=_may_discharge(who, row), org_names=names,
                  **more)  # fmt: skip
 
 

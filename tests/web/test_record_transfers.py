@@ -193,6 +193,22 @@ def test_the_transfer_page_shows_what_the_rules_checked_beside_the_senders_summa
     assert "Sender's summary: No known allergies" in rows["allergies-and-adverse-reaction"]
 
 
+def test_a_last_dose_sent_as_a_year_is_shown_as_sent(
+    web: TestClient, client: TestClient, token: Token, keys: dict[str, Ed25519PrivateKey],
+    home: str,
+) -> None:  # fmt: skip
+    """R4 lets a dateTime be a year alone: read as an instant it raised, and the page was a
+    500."""
+    doc = unsigned()
+    medicine = next(e["resource"] for e in doc["entry"]
+                    if e["resource"]["resourceType"] == "MedicationStatement")  # fmt: skip
+    medicine["effectiveDateTime"] = "2026"
+    assert send(client, home, signed(doc, keys[CARE_HOME_ODS])).status_code == 200
+    acknowledged(signed_in(web, token("ae-doctor")))
+    page = web.get(f"/inbox/{doc['entry'][0]['resource']['id']}")
+    assert page.status_code == 200 and "last dose given 2026<" in page.text.replace("</li>", "<")
+
+
 def test_the_transfer_pages_show_the_confidentiality_notice_before_any_person(
     web: TestClient, client: TestClient, keys: dict[str, Ed25519PrivateKey], home: str,
     token: Token,
