@@ -102,6 +102,8 @@ def entered_in_error(resource: dict[str, Any]) -> bool:
     would mark it: a source that withdraws a record by re-sending it so (GP Connect) withdraws
     it as one that deletes the row does."""
     rtype = resource.get("resourceType")
+    if not isinstance(rtype, str):  # a message not yet judged may hold anything here
+        return False
     if rtype in _STATUS_TYPES:
         return resource.get("status") == _EIE
     if rtype in _VERIFICATION:

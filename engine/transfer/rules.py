@@ -28,6 +28,7 @@ from adapters.exactjson import MAX_DEPTH, extent
 from adapters.schema import SCHEMA_DIR
 from adapters.values import nhs_number_valid
 from consent import Decision
+from engine.finish import entered_in_error
 from engine.identity.features import fold as identity_fold
 from engine.transfer import news2, signature, store
 from engine.transfer.form import claimed_news2
@@ -224,6 +225,18 @@ def _no_requests(doc: dict[str, Any]) -> Iterator[Problem]:
                               f"Bundle.entry[{i}].{key}")  # fmt: skip
 
 
+def _withdrawn(doc: dict[str, Any]) -> Iterator[Problem]:
+    """A message carries no record marked entered in error (its status, or an allergy's or a
+    condition's verification status): the hospital would read it as the resident's, and a
+    reading so marked would be scored into the NEWS2 total."""
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        resource = _obj(entry).get("resource")
+        if isinstance(resource, dict) and entered_in_error(resource):
+            element = "status" if "status" in resource else "verificationStatus"
+            yield Problem("value", "a message carries no record entered in error",
+                          f"Bundle.entry[{i}].resource.{element}")  # fmt: skip
+
+
 def _narratives(doc: dict[str, Any]) -> Iterator[Problem]:
     """Every narrative in the message (a resource's ``text``, a section's) as R4 allows it
     (``narrative.unsafe``), each problem at its ``div``."""
@@ -408,6 +421,7 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
     problems.extend(_r4_problems(doc))
     problems.extend(_no_requests(doc))
     problems.extend(_narratives(doc))
+    problems.extend(_withdrawn(doc))
     problems.extend(_repeated_urls(doc))
     if any(_unreadable(p.expression or "") for p in problems):
         return problems, None

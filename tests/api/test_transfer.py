@@ -258,6 +258,15 @@ def _timestamp_not_an_instant(doc: dict[str, Any]) -> None:
     doc["timestamp"] = "yesterday"
 
 
+def _reading_entered_in_error(doc: dict[str, Any]) -> None:
+    """A reading so marked would be scored into the NEWS2 total all the same."""
+    doc["entry"][3]["resource"]["status"] = "entered-in-error"
+
+
+def _composition_entered_in_error(doc: dict[str, Any]) -> None:
+    doc["entry"][1]["resource"]["status"] = "entered-in-error"
+
+
 def _script_summary(doc: dict[str, Any]) -> None:
     """Served on to systems that may render it: no script, no event handler (txt-1)."""
     doc["entry"][1]["resource"]["section"][1]["text"]["div"] = (
@@ -285,12 +294,14 @@ def _script_summary(doc: dict[str, Any]) -> None:
         (_full_url_newline, "Bundle.entry[12].fullUrl"),
         (_timestamp_not_an_instant, "Bundle.timestamp"),
         (_script_summary, "Bundle.entry[1].resource.section[1].text.div"),
+        (_reading_entered_in_error, "Bundle.entry[3].resource.status"),
+        (_composition_entered_in_error, "Bundle.entry[1].resource.status"),
     ],
     ids=["missing-nhs-number", "invalid-nhs-number", "unknown-patient", "missing-section",
          "invalid-r4", "invalid-r4-in-a-list", "repeated-full-url", "header-id-not-a-uuid",
          "second-composition", "second-header", "second-news2-total", "nameless-patient",
          "entry-request", "entry-unknown-key", "full-url-newline", "timestamp-not-an-instant",
-         "script-in-a-summary"],
+         "script-in-a-summary", "reading-entered-in-error", "composition-entered-in-error"],
 )  # fmt: skip
 def test_bad_content_is_refused_naming_the_element_and_nothing_is_stored(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
