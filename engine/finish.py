@@ -97,20 +97,22 @@ def mark_entered_in_error(resource: dict[str, Any]) -> None:
         resource["active"] = False
 
 
-def entered_in_error(resource: dict[str, Any]) -> bool:
-    """The resource says itself that it was entered in error, as :func:`mark_entered_in_error`
-    would mark it: a source that withdraws a record by re-sending it so (GP Connect) withdraws
-    it as one that deletes the row does."""
+def entered_in_error(resource: dict[str, Any]) -> str | None:
+    """The element by which the resource says itself that it was entered in error, as
+    :func:`mark_entered_in_error` would mark it (``status`` or ``verificationStatus``), or
+    None: a source that withdraws a record by re-sending it so (GP Connect) withdraws it as one
+    that deletes the row does."""
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):  # a message not yet judged may hold anything here
-        return False
+        return None
     if rtype in _STATUS_TYPES:
-        return resource.get("status") == _EIE
+        return "status" if resource.get("status") == _EIE else None
     if rtype in _VERIFICATION:
         status = resource.get("verificationStatus")
         codings = status.get("coding", []) if isinstance(status, dict) else []
-        return any(isinstance(c, dict) and c.get("code") == _EIE for c in codings)
-    return False
+        marked = any(isinstance(c, dict) and c.get("code") == _EIE for c in codings)
+        return "verificationStatus" if marked else None
+    return None
 
 
 def finish(

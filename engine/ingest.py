@@ -201,7 +201,7 @@ class _Run:
                     "resource_id": res["id"],
                     "resource_type": res["resourceType"],
                     "status": "entered-in-error"
-                    if mapped.deleted or entered_in_error(res)
+                    if mapped.deleted or entered_in_error(res) is not None
                     else "active",
                     "source_key": record.ref.key,
                     "source_system": record.ref.system,

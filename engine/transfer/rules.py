@@ -231,8 +231,8 @@ def _withdrawn(doc: dict[str, Any]) -> Iterator[Problem]:
     reading so marked would be scored into the NEWS2 total."""
     for i, entry in enumerate(_list(doc.get("entry"))):
         resource = _obj(entry).get("resource")
-        if isinstance(resource, dict) and entered_in_error(resource):
-            element = "status" if "status" in resource else "verificationStatus"
+        element = entered_in_error(resource) if isinstance(resource, dict) else None
+        if element is not None:
             yield Problem("value", "a message carries no record entered in error",
                           f"Bundle.entry[{i}].resource.{element}")  # fmt: skip
 
