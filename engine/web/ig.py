@@ -29,7 +29,7 @@ from audit.daily import daily
 from audit.entry import Action
 from audit.export import csv_rows, fhir_bundle
 from audit.report import lines, load_roles
-from audit.search import Filters, SearchError, search
+from audit.search import Filters, Page, SearchError, search
 from consent import Who
 from engine.access import ReviewError
 from engine.api.deps import Services, context, services, user_for
@@ -277,10 +277,26 @@ def _their_trail(svc: Services, item: review_queue.Item) -> Filters:
     return Filters(user_id=item.user_id, people=held_by(svc.engine, item.person_id))
 
 
+def _trail(svc: Services, item: review_queue.Item, after: str | None = None) -> Page | None:
+    """A page of the user's trail of the person, newest first; ``None`` for a cursor that
+    names no place in the trail."""
+    try:
+        return search(svc.engine, _their_trail(svc, item), after=after, limit=50)
+    except SearchError:
+        return None
+
+
 @router.get("/reviews/{kind}/{item_id}", response_class=HTMLResponse)
-def review_item(request: Request, kind: str, item_id: str, error: str | None = None) -> Response:
-    """The item's page names its person and shows the user's trail of them: its entry is
-    recorded under that person, so an officer asking who looked at them finds it."""
+def review_item(
+    request: Request,
+    kind: str,
+    item_id: str,
+    error: str | None = None,
+    after: str | None = None,
+) -> Response:
+    """The item's page names its person and shows the user's trail of them, a page at a time
+    with a link to older entries: its entry is recorded under that person, so an officer
+    asking who looked at them finds it."""
     asked = f"reviews/{kind}/{item_id}"
     svc = services(request)
     now = datetime.now(UTC)
@@ -291,14 +307,15 @@ def review_item(request: Request, kind: str, item_id: str, error: str | None = N
         who = _officer(request, "ig-view", asked)
         return _page(request, "ig_item.html", 404, who=who, item=None, error="No such item")
     who = _officer(request, "ig-view", asked, patient_id=item.person_id, nhs_number=item.nhs_number)
-    trail = search(svc.engine, _their_trail(svc, item), limit=50)
+    trail = _trail(svc, item, after)
     return _page(
         request,
         "ig_item.html",
+        200 if trail else 400,
         who=who,
         item=item,
-        trail=trail.entries,
-        error=error,
+        trail=trail,
+        error=error if trail else "after: not a place in this trail",
         orgs=org_names(request),
     )
 
@@ -329,14 +346,13 @@ def review_outcome(
     except NotIgOfficer as exc:
         raise Refused(_page(request, "ig_forbidden.html", 403, who=who, why=exc.why)) from None
     except ReviewError as exc:
-        trail = search(svc.engine, _their_trail(svc, item))
         return _page(
             request,
             "ig_item.html",
             400,
             who=who,
             item=item,
-            trail=trail.entries,
+            trail=_trail(svc, item),
             error=str(exc),
             orgs=org_names(request),
         )

@@ -120,6 +120,29 @@ def test_the_item_pages_entry_is_recorded_under_the_person_it_shows(
     assert f'data-seq="{entry["seq"]}"' in found.text
 
 
+def test_the_item_pages_trail_pages_to_the_users_older_entries(
+    web: TestClient, store: Store, token: Token, ig_token: str
+) -> None:
+    """A user who read the record 60 times showed 50 entries with nothing to say more were
+    left out: the officer judged the access on part of it. The page says older entries
+    follow and links to them; a forged cursor is refused, not a 500."""
+    item = _break_glass(web, token)
+    for _ in range(60):
+        assert everything(web, token("ae-doctor"), "ETREAT").status_code == 200
+    officer(web, ig_token)
+    page = web.get(f"/ig/reviews/break-glass/{item}")
+    first = re.findall(r"<tr><td>(\d+)</td>", page.text)
+    assert len(first) == 50 and "older entries follow" in page.text
+    [link] = re.findall(r'href="([^"]+)" id="older-entries"', page.text)
+    older = web.get(html.unescape(link))
+    rest = re.findall(r"<tr><td>(\d+)</td>", older.text)
+    assert older.status_code == 200 and 'id="older-entries"' not in older.text
+    seqs = [int(s) for s in first + rest]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs) >= 61
+    forged = web.get(f"/ig/reviews/break-glass/{item}", params={"after": "not-a-cursor"})
+    assert forged.status_code == 400 and "after:" in forged.text
+
+
 def test_a_review_that_loses_a_race_is_refused_and_recorded_so(
     web: TestClient, store: Store, token: Token, ig_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
