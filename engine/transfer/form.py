@@ -225,6 +225,10 @@ def _reading(r: dict[str, Any], kind: str, snomed: set[str]) -> tuple[str, objec
     return "oxygen", ON_OXYGEN in snomed
 
 
+#: Observation statuses that say there is no result (entered in error is refused outright).
+NO_RESULT = frozenset({"registered", "cancelled"})
+
+
 def claimed_news2(entries: Sequence[Any]) -> Claim | None:
     """The NEWS2 total in a message's entries and, when each reading :func:`observations`
     writes is there once, coded in its own system and given in its own unit, those readings
@@ -259,6 +263,9 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
             else:
                 found[read[0]] = read[1]
         seen.update(kinds)
+        if (kinds or NEWS2_TOTAL in snomed) and r.get("status") in NO_RESULT:
+            # A reading never taken (or a total never scored) must not be triaged on.
+            unusable.append((i, f"an Observation with status {r['status']} has no result"))
     if not totals:
         return None
     (i, value, scale_2), *more = totals

@@ -1535,6 +1535,22 @@ def test_a_reading_sent_twice_beside_a_news2_total_is_refused(code: str, kind: s
     ]
 
 
+@pytest.mark.parametrize(
+    ("code", "status"), [("59408-5", "cancelled"), (NEWS2_TOTAL, "registered")]
+)
+def test_a_reading_or_total_with_no_result_is_refused(code: str, status: str) -> None:
+    """An SpO2 never taken (cancelled) was scored into the total, and a total never scored
+    (registered) was triaged on, as if each had a result."""
+    doc = unsigned()
+    i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == code)
+    doc["entry"][i]["resource"]["status"] = status
+    problems, _ = transfer_rules.check_shape(signed(doc, signature.new_key(), CARE_HOME))
+    said = f"an Observation with status {status} has no result"
+    assert [(p.expression, p.diagnostics) for p in problems] == [
+        (f"Bundle.entry[{i}].resource", said)
+    ]
+
+
 def _fahrenheit(doc: dict[str, Any]) -> int:
     i = next(i for i, e in enumerate(doc["entry"]) if _coded(e) == "8310-5")
     doc["entry"][i]["resource"]["valueQuantity"] = {
