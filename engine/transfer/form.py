@@ -263,9 +263,10 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
             else:
                 found[read[0]] = read[1]
         seen.update(kinds)
-        if (kinds or NEWS2_TOTAL in snomed) and r.get("status") in NO_RESULT:
+        status = r.get("status")
+        if (kinds or NEWS2_TOTAL in snomed) and isinstance(status, str) and status in NO_RESULT:
             # A reading never taken (or a total never scored) must not be triaged on.
-            unusable.append((i, f"an Observation with status {r['status']} has no result"))
+            unusable.append((i, f"an Observation with status {status} has no result"))
     if not totals:
         return None
     (i, value, scale_2), *more = totals
