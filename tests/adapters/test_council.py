@@ -574,7 +574,7 @@ def test_a_corrected_end_date_is_judged_again(engine, settings, codes, tmp_path)
 def test_a_corrected_key_column_names_the_row_the_source_will_send(
     engine, settings, codes, tmp_path
 ):
-    """A placement has no id column: its key is person, home and start date. Corrected on
+    """A placement has no id column: its key is person and start date. Corrected on
     replay, the start date names the row as the source's own fix will, so that fix, when it
     comes, is the same placement (unchanged), not a second one."""
     placement = {"person_id": "1", "care_home_ods": "VXA01", "start_date": "2024-13-01"}
@@ -587,6 +587,27 @@ def test_a_corrected_key_column_names_the_row_the_source_will_send(
     again = run(engine, settings, codes, str(write_extract(tmp_path / "c", fixed)))
     assert (again.created, again.quarantined) == (0, 0)
     assert len(_placements(engine)) == 1
+
+
+def test_a_corrected_care_home_moves_the_placement_rather_than_adding_one(
+    engine, settings, codes, tmp_path
+):
+    """The care home is not part of a placement's key (an id made from it gave a restricted
+    person's home away): a care home code the council corrects is the same placement, now at
+    the corrected home, not a second placement leaving the wrong home a relationship."""
+    placement = {"person_id": "1", "care_home_ods": "VXA01", "start_date": "2024-12-01"}
+    rows = {**COUNCIL, "persons": [person("1")], "placements": [placement]}
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    fixed = {**rows, "placements": [{**placement, "care_home_ods": "VXA02"}]}
+    run(engine, settings, codes, str(write_extract(tmp_path / "c", fixed)))
+    [stored] = _placements(engine)
+    assert stored["managingOrganization"]["identifier"]["value"] == "VXA02"
+    both = {**rows, "placements": [placement, {**placement, "care_home_ods": "VXA02"}]}
+    twice = run(engine, settings, codes, str(write_extract(tmp_path / "c", both)))
+    assert (
+        twice.quarantined == 1
+        and "duplicate row identifier" in _one_open(engine, "placements").reason
+    )
 
 
 def test_a_row_given_its_missing_id_is_stored_under_it(engine, settings, codes, tmp_path):

@@ -9,9 +9,15 @@ import orjson
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from adapters.base import resource_id, source_key
+from adapters.emis import EmisAdapter
 from consent import PersonLabel, Request, decide, mask, unmasked, visible
-from tests.api.conftest import PATIENT, Store, Token
+from engine.ingest import ingest
+from tests.adapters.test_emis import ORG, P_SPINE, TRUE, write_extract
+from tests.adapters.test_emis import patient as emis_patient
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.test_fhir import _gp_record_at, _restricted_by_the_council, get
+from tests.api.transfers import CARE_HOME, place
 from tests.consent.personas import (
     GP,
     NOW,
@@ -237,3 +243,36 @@ def test_the_gp_fast_path_is_unchanged() -> None:
     user = who("clinical")
     d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
     assert d.permit and not d.obligations.fields and unmasked("Observation", d)
+
+
+def test_a_restricted_persons_placement_id_does_not_give_its_care_home_away(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """A restricted person's placement leaves without its care home, but its id was made
+    from person|care home|start, each of the rest in the same answer: hashing the public
+    list of care-home codes against the id found where they live."""
+    emis = write_extract(store.folder.parent / "emis", {
+        "Admin_Organisation": [{"OrganisationGuid": ORG, "OrganisationName": "F",
+                                "ODSCode": "Y90099"}],
+        "Admin_Patient": [emis_patient(P_SPINE, NHS, GivenName="Renée", Surname="Smith",
+                                       DateOfBirth="1950-03-01", SpineSensitive=TRUE)],
+    })  # fmt: skip
+    ingest(store.engine, store.settings, store.codes, EmisAdapter(), str(emis))
+    place(store, CARE_HOME)
+    doc = client.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(token())).json()
+    shown = [e["resource"] for e in doc["entry"]]
+    (placement,) = [r for r in shown if "care-home-placement" in str(r.get("type"))]
+    assert "managingOrganization" not in placement and CARE_HOME not in str(doc)
+    council_person = "https://fhir.scr.example/Id/council-person/"
+    council, person = next(
+        (i["system"].removeprefix(council_person), i["value"])
+        for r in shown if r["resourceType"] == "Patient"
+        for i in r.get("identifier", []) if i["system"].startswith(council_person)
+    )  # fmt: skip
+    start = placement["period"]["start"]
+    tried = {
+        home: resource_id("EpisodeOfCare",
+                          source_key("council", council, "placements", f"{person}|{home}|{start}"))
+        for home in (CARE_HOME, *(f"VCH{n:02}" for n in range(100)))
+    }  # fmt: skip
+    assert placement["id"] not in tried.values()
