@@ -186,7 +186,7 @@ def everything(
 
 
 def _read_one(request: Request, who: Who, ctx: Context, rtype: str, rid: str) -> Response:
-    released = resource_record(services(request).reader, who, ctx, rtype, rid)
+    released = resource_record(services(request).reader, who, ctx, rtype, rid, target(request))
     match = next((i for i in released.items if i.id == rid), None)
     if not released.decision.permit or match is None:
         raise not_found()

@@ -194,9 +194,16 @@ def person_record(
 
 
 def resource_record(
-    reader: Reader, who: Who, context: RequestContext, resource_type: str, resource_id: str
+    reader: Reader,
+    who: Who,
+    context: RequestContext,
+    resource_type: str,
+    resource_id: str,
+    query: str,
 ) -> Released:
-    """A read by id: the person whose active resource it is, and of their record only it."""
+    """A read by id: the person whose active resource it is, and of their record only it.
+    ``query`` is the request as asked: the entry names the id asked for even when nothing
+    was released (withheld, or no such resource), so a probe for ids is in the trail."""
     request = Request("read", frozenset({resource_type}))
     owner = (
         select(R.c.patient_id)
@@ -209,7 +216,7 @@ def resource_record(
         return members, _person(reader, conn, who, members, request, Page(ids=(resource_id,)))
 
     members, released = read_only(reader.engine, read)
-    return _disclose(reader, who, context, members, request, released)
+    return _disclose(reader, who, context, members, request, released, query)
 
 
 def _read(

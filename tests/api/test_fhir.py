@@ -15,6 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from sqlalchemy import text
 
+from adapters.base import SourceRef
 from adapters.council import CouncilAdapter
 from adapters.gpconnect import GpConnectAdapter
 from audit.query import stream
@@ -532,6 +533,22 @@ def test_a_read_by_id_releases_and_audits_that_resource_only(
     assert last["disclosed"] == {"Observation": 1}
     assert get(client, token(), f"Condition/{PATIENT}").status_code == 404
     assert audit_actions(store)[-1] == ("read", "deny")
+
+
+def test_a_read_by_id_answered_not_found_names_the_id_asked_for(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """Ids are made from source rows (SystmOne's are sequential), so a user may walk them: a
+    read answered 404, for an item withheld from them or for no item at all, left an entry
+    naming neither the id nor, for no item, the person, and an officer could not find who
+    tried to open a given confidential item."""
+    withheld = SourceRef("systmone", "Y00001", "SRCode", "12").resource_id("Observation")
+    absent = SourceRef("systmone", "Y00001", "SRCode", "99999").resource_id("Observation")
+    for rid in (withheld, absent):
+        assert get(client, token("other-gp"), f"Observation/{rid}").status_code == 404
+        last = list(stream(store.engine))[-1]
+        assert (last["action"], last["refs"]) == ("read", [])
+        assert last["query"] == f"/fhir/Observation/{rid}"
 
 
 def test_responses_are_not_cached_or_framed(client: TestClient, token: Token) -> None:
