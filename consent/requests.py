@@ -114,15 +114,30 @@ def ask_break_glass(
 
 
 def ask_self_claim(
-    who: Who, person_id: str, reason: str, now: datetime, policy: Policy
+    who: Who,
+    person_id: str,
+    reason: str,
+    now: datetime,
+    policy: Policy,
+    found_inappropriate: bool = False,
 ) -> Answer[Relationship]:
-    """A relationship of the user's own, for the policy's maximum number of days."""
+    """A relationship of the user's own, for the policy's maximum number of days.
+
+    ``found_inappropriate``: an IG officer found one of this user's self-claims for this
+    person inappropriate, which ends it at once; a new claim would open the record again
+    with the next form, so none is made (break-glass stays, for an emergency, and is
+    reviewed as any other)."""
     c = _case(who, person_id, now, policy, "self-claim")
     reasons = _gates(c)
     if c.profile is not None and not c.profile.self_claim:
         reasons.append(
             SELF_CLAIM_REQUEST.no("Self-claimed relationships are for clinical profiles only")
         )
+    if found_inappropriate:
+        reasons.append(SELF_CLAIM_REQUEST.no(
+            "An IG officer found your earlier self-claim for this person inappropriate: "
+            "ask your IG team, or break the glass in an emergency"
+        ))  # fmt: skip
     reasons.append(_reason_text(reason, policy, SELF_CLAIM_REQUEST))
     if any(isinstance(r, Refusal) for r in reasons):
         return Answer(None, tuple(reasons))

@@ -130,6 +130,15 @@ def _user_made() -> CompoundSelect[Any]:
 USER_MADE = _user_made()
 
 
+def claim_found_inappropriate(conn: Connection, user_id: str, person_id: str) -> bool:
+    """Whether IG found one of this user's self-claims for this person (or for one since
+    merged into them) inappropriate: ``consent.ask_self_claim`` makes no new one then."""
+    found = select(C.c.id).where(
+        C.c.user_id == user_id, C.c.review == "inappropriate", C.c.person_id.in_(MERGED_IN)
+    )
+    return conn.execute(found.limit(1), {"person_id": person_id}).first() is not None
+
+
 def made(
     rows: Iterable[Row[Any]], person_id: str
 ) -> tuple[tuple[Grant, ...], tuple[Relationship, ...]]:

@@ -35,7 +35,7 @@ from consent import (
     source_row_shown,
     unmasked,
 )
-from engine.access import record_claim, record_grant
+from engine.access import claim_found_inappropriate, record_claim, record_grant
 from engine.db import read_only
 from engine.gate import Item, Released, gather_facts, release
 from engine.identity import Members, members_of, members_of_patient, people_with_nhs_number
@@ -357,8 +357,14 @@ def ask(
             who, person or "", reason_code, reason_text, reader.now(), reader.policy, minutes
         )
         if reason_code is not None
-        else ask_self_claim(who, person or "", reason_text, reader.now(), reader.policy)
-    )
+        else ask_self_claim(
+            who, person or "", reason_text, reader.now(), reader.policy,
+            # asked alike for no one (the same statements whether or not the person exists)
+            found_inappropriate=read_only(reader.engine, lambda conn: claim_found_inappropriate(
+                conn, who.user_id, person or NOBODY
+            )),
+        )
+    )  # fmt: skip
     # The number asked for, whoever holds it: an attempt on a number several people (or no
     # one) hold must be found under it too.
     members = read_only(reader.engine, lambda conn: _members(conn, person))

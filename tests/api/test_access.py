@@ -13,6 +13,7 @@ from sqlalchemy import event
 
 from audit.query import stream
 from consent.policy import load as load_policy
+from engine.access import review
 from engine.api.deps import purpose_valid
 from engine.directory import Entry, replace_directory
 from tests.api.conftest import DIRECTORY, NHS, PATIENT, Store, Token, auth
@@ -96,6 +97,28 @@ def test_self_claim_opens_the_record_for_the_claimant(client: TestClient, token:
     )
     assert made.status_code == 201
     assert everything(client, t).status_code == 200
+
+
+def test_a_claim_found_inappropriate_is_not_made_again_by_its_maker(
+    client: TestClient, token: Token, store: Store
+) -> None:
+    """An inappropriate review ends a claim at once, but the next post made a new one and the
+    record opened again: the review stopped nothing. The maker's claims for the person are
+    refused (and audited); a colleague's and the maker's break-glass are not."""
+    t, claim = token("ae-doctor"), {"patient": NHS, "reason": "Seen in clinic today, letter"}
+    made = post(client, t, "relationship", claim)
+    assert made.status_code == 201 and everything(client, t).status_code == 200
+    with store.engine.begin() as conn:
+        review(conn, "self-claim", made.json()["review_items"][0], "inappropriate",
+               "not involved in her care", "u-ig", datetime.now(UTC))  # fmt: skip
+    again = post(client, t, "relationship", claim)
+    assert again.status_code == 403 and "found your earlier self-claim" in again.text
+    assert everything(client, t).status_code == 404
+    assert audit_actions(store)[-2] == ("self-claim", "deny")
+    colleague = token("ae-doctor", user_id="u-colleague")
+    assert post(client, colleague, "relationship", claim).status_code == 201
+    glass = {"patient": NHS, "reason_code": "5", "reason_text": REASON}
+    assert post(client, t, "break-glass", glass).status_code == 201
 
 
 @pytest.mark.parametrize(
