@@ -131,7 +131,7 @@ def live_grant(who: Who, patient: PatientFacts, now: datetime, policy: Policy) -
         and g.start <= now < g.expiry
         and g.review != "inappropriate"
         and g.reason_code in policy.break_glass_reasons
-        and len(g.reason_text.strip()) >= policy.min_reason_text
+        and policy.reason_given(g.reason_text)
     ]
     return max(
         live,

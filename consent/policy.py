@@ -9,6 +9,7 @@ start-up with every problem named.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,14 @@ class SectionRule:
     values: frozenset[str]
 
 
+#: Characters Unicode calls letters or symbols that are drawn as nothing.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _readable(ch: str) -> bool:
+    return unicodedata.category(ch)[0] not in "CZ" and ch not in _BLANK
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Everything ``decide`` consults, immutable once loaded."""
@@ -113,6 +122,12 @@ class Policy:
     def __post_init__(self) -> None:
         seen = frozenset(t for p in self.profiles.values() for t, _ in p.allowed)
         object.__setattr__(self, "readable", seen)
+
+    def reason_given(self, text: str) -> bool:
+        """Whether a break-glass or self-claim reason has the characters a reviewer must be
+        able to read: spaces, control and format characters (a zero-width space) and blank
+        letters (a Hangul filler) look like nothing, so they do not count."""
+        return sum(1 for ch in text if _readable(ch)) >= self.min_reason_text
 
     def profile_for(self, job_role: str, org_kind: str, activities: frozenset[str]) -> str | None:
         """The first assignment that matches the role in force; ``None`` means no access."""

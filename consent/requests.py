@@ -70,7 +70,7 @@ def _gates(c: Case) -> list[Reason]:
 def reason_problem(text: str, policy: Policy) -> str | None:
     """What is wrong with a break-glass or self-claim reason, if anything: the refusal's words,
     which a form also shows beside the field."""
-    if len(text.strip()) < policy.min_reason_text:
+    if not policy.reason_given(text):
         return f"The reason must be at least {policy.min_reason_text} characters"
     return None
 

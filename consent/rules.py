@@ -249,7 +249,7 @@ def self_claim(c: Case) -> Reason:
             and r.org == c.who.org
             and r.claimed_by == c.who.user_id
             and r.review != "inappropriate"
-            and len(r.reason.strip()) >= c.policy.min_reason_text
+            and c.policy.reason_given(r.reason)
             and r.start is not None
             and r.start <= c.now < min(r.end or r.start + limit, r.start + limit)
         ):

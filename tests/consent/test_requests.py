@@ -98,6 +98,28 @@ def test_self_claim_is_refused_without_a_reason_or_outside_clinical_profiles() -
     assert social.granted is None and "relationship.self-claim.request" in refused_by(social)
 
 
+@pytest.mark.parametrize(
+    "blank",
+    ["\u200b" * 10, "\u200d" * 10, "\u3164" * 10, "\u2800" * 10, "\x01" * 10, "\u00a0" * 10],
+)
+def test_a_reason_no_reviewer_can_read_is_no_reason(blank: str) -> None:
+    """Ten zero-width spaces (or joiners, Hangul fillers, braille blanks, control characters)
+    survive ``str.strip`` and counted as ten characters: a grant was made, and a stored one
+    honoured, for a reason the IG officer reviewing it sees as nothing."""
+    user = hospital_clinician()
+    glass = ask_break_glass(user, PERSON, "5", f"  {blank}  ", NOW, POLICY, 60)
+    claim = ask_self_claim(user, PERSON, blank, NOW, POLICY)
+    assert glass.granted is None and claim.granted is None
+    made = ask_break_glass(user, PERSON, "5", "Unconscious in resus", NOW, POLICY, 60).granted
+    assert made is not None
+    assert decide(
+        user, PatientFacts(PERSON, grants=(made,)), "ETREAT", EVERYTHING, NOW, POLICY
+    ).permit
+    facts = PatientFacts(PERSON, grants=(replace(made, reason_text=blank),))
+    assert not decide(user, facts, "ETREAT", EVERYTHING, NOW, POLICY).permit
+    assert ask_self_claim(user, PERSON, "Seen in A&E, letter to GP", NOW, POLICY).granted
+
+
 def test_a_claim_found_inappropriate_ends_at_once() -> None:
     user = hospital_clinician()
     claim = ask_self_claim(user, PERSON, "Seen in outpatients today", NOW, POLICY).granted
