@@ -2,13 +2,15 @@
 
 Resources are placed in the policy's record sections (the same placement the policy judged
 them by), summary sections first in the order a clinician reads them, each item with a label,
-a date and its source organisation and system (from ``meta.source``), newest first.
+a date and its source organisation and system (from ``meta.source``), newest first. A summary
+lists only what is current; the Details section lists everything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from consent import Policy, section_of
@@ -35,9 +37,33 @@ SUMMARY = (
 #: medicines that statements and requests name (each is listed under its statement).
 _NOT_LISTED = frozenset({"demographics", "directory", "medicines"})
 RECENT_ENCOUNTERS = 10
+#: An item whose source names nothing is said to be so: a bare resource type
+#: ("MedicationStatement") tells a clinician nothing and reads like a name.
+UNNAMED_MEDICINE = "Medicine (name not available)"
+UNNAMED = "Item (name not available)"
+#: The types that name a drug (``medication[x]``): each is labelled by its drug alone, never
+#: by a category or reason that would read as one.
+_MEDICINE_TYPES = frozenset(
+    {"MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense"}
+)
+_NO_MEDICINES: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
+#: The statuses that say an item no longer holds (R4's required value sets): a summary lists
+#: what is current, as the section rules do for medicines and problems; the Details section
+#: lists everything. ``finished`` ends an episode of care, not an encounter (an admission).
+_ENDED_STATUS: Mapping[str, frozenset[str]] = {
+    "CareTeam": frozenset({"inactive", "entered-in-error"}),
+    "Consent": frozenset({"inactive", "rejected", "entered-in-error"}),
+    "Encounter": frozenset({"cancelled", "entered-in-error"}),
+    "EpisodeOfCare": frozenset({"finished", "cancelled", "entered-in-error"}),
+    "Flag": frozenset({"inactive", "entered-in-error"}),
+    "Observation": frozenset({"cancelled", "entered-in-error"}),
+}
+_ENDED_ANY = frozenset({"entered-in-error"})
+#: ``clinicalStatus`` and ``verificationStatus`` codes of an allergy or problem that is over,
+#: or was never so.
+_ENDED_CLINICAL = frozenset({"inactive", "resolved", "remission", "refuted", "entered-in-error"})
 _LABEL_FIELDS = (
     "code",
-    "medicationCodeableConcept",
     "vaccineCode",
     "type",
     "category",
@@ -62,6 +88,7 @@ _DATE_FIELDS = (
 class Item:
     label: str
     detail: str
+    #: As the source wrote it; empty when it gave none (the page says "undated").
     date: str
     source: str
 
@@ -132,8 +159,14 @@ def _terms(concepts: Any) -> str:
     return ", ".join(_once(found))
 
 
-def label(resource: Mapping[str, Any]) -> str:
-    """What an item is, in words: its title, else its coded concept, else a name."""
+def label(
+    resource: Mapping[str, Any], medicines: Mapping[str, Mapping[str, Any]] = _NO_MEDICINES
+) -> str:
+    """What an item is, in words: its title, else its coded concept, else a name; a medicine
+    by its drug (``medicines``: the released Medications by ``Medication/<id>``). Never a bare
+    resource type."""
+    if resource.get("resourceType") in _MEDICINE_TYPES:
+        return _drug(resource, medicines) or UNNAMED_MEDICINE
     for name in ("title", "description"):
         if isinstance(resource.get(name), str) and resource[name]:
             return str(resource[name])
@@ -142,8 +175,27 @@ def label(resource: Mapping[str, Any]) -> str:
         if text:
             return text
     if resource.get("name"):
-        return _name(resource["name"])
-    return str(resource.get("resourceType", ""))
+        return _name(resource["name"]) or UNNAMED
+    return UNNAMED
+
+
+def _drug(resource: Mapping[str, Any], medicines: Mapping[str, Mapping[str, Any]]) -> str:
+    """The drug a statement or request names: on itself, or in the Medication its
+    ``medicationReference`` names (GP Connect's way), contained (``#id``) or released beside
+    it. A Medication the viewer may not see was not released, so its name is not shown."""
+    named = concept_text(resource.get("medicationCodeableConcept"))
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if named or not isinstance(target, str):
+        return named
+    contained = resource.get("contained")
+    inline = {
+        f"#{c.get('id')}": c
+        for c in (contained if isinstance(contained, list) else [])
+        if isinstance(c, dict) and c.get("resourceType") == "Medication"
+    }
+    drug = inline.get(target) if target.startswith("#") else medicines.get(target)
+    return concept_text(drug.get("code")) if drug else ""
 
 
 def _name(names: Any) -> str:
@@ -278,30 +330,120 @@ def _person(patients: Sequence[Mapping[str, Any]]) -> Person | None:
     )  # fmt: skip
 
 
+def _codes(value: Any) -> set[str]:
+    """The codes a status gives: a code, or a CodeableConcept's (STU3 sent a code)."""
+    if isinstance(value, str):
+        return {value}
+    coding = value.get("coding") if isinstance(value, dict) else None
+    found = coding if isinstance(coding, list) else []
+    return {str(c.get("code")) for c in found if isinstance(c, dict)}
+
+
+def _current(resource: Mapping[str, Any]) -> bool:
+    """Whether an item still holds: not ended, refused, resolved or entered in error."""
+    if resource.get("active") is False:  # a contact who is no longer one
+        return False
+    ended = _ENDED_STATUS.get(str(resource.get("resourceType")), _ENDED_ANY)
+    if _codes(resource.get("status")) & ended:
+        return False
+    clinical = _codes(resource.get("clinicalStatus")) | _codes(resource.get("verificationStatus"))
+    return not clinical & _ENDED_CLINICAL
+
+
+def _later(a: str, b: str) -> bool:
+    """Whether date ``a`` is known to be after ``b``: both given and different to the
+    precision both have ('2024' is neither after '2024-05-01' nor before it)."""
+    n = min(len(a), len(b))
+    return bool(a and b) and a[:n] > b[:n]
+
+
+def _standing(date: str, others: Sequence[str]) -> str:
+    """A CPR decision's standing beside the other current ones: the latest is current, an
+    earlier one superseded; when an undated one or a tie leaves it open, that is said, as
+    guessing could show a DNACPR as current when it is not."""
+    if any(_later(o, date) for o in others):
+        return "superseded by a later decision"
+    if all(_later(date, o) for o in others):
+        return "current decision"
+    if not date:
+        return "undated: which decision is current is not known"
+    why = "another is undated" if not all(others) else "another has the same date"
+    return f"{why}: which decision is current is not known"
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """An item, whether it is current, and whether it is a CPR decision."""
+
+    current: bool
+    cpr: bool
+    item: Item
+
+
+def _marked(rows: list[_Row]) -> list[_Row]:
+    """Several current CPR decisions each say their standing in their label, which the
+    transfer form is prefilled with too: a later 'For CPR' replaces a DNACPR, and both stay
+    in the record."""
+    at = [i for i, r in enumerate(rows) if r.cpr and r.current]
+    if len(at) < 2:
+        return rows
+    marked = list(rows)
+    for i in at:
+        item = rows[i].item
+        standing = _standing(item.date, [rows[j].item.date for j in at if j != i])
+        marked[i] = replace(rows[i], item=replace(item, label=f"{item.label} ({standing})"))
+    return marked
+
+
+def _rows(
+    key: str,
+    resources: Sequence[Mapping[str, Any]],
+    medicines: Mapping[str, Mapping[str, Any]],
+    org_names: Mapping[str, str],
+) -> list[_Row]:
+    """A section's items, newest first and undated last. sections.json places a Flag or an
+    Observation in advance-decisions by its CPR code alone; the Consents there appoint
+    people to decide, or refuse a treatment, and are not CPR decisions."""
+    cpr = key == "advance-decisions"
+    rows = [
+        _Row(
+            _current(r), cpr and r.get("resourceType") != "Consent",
+            Item(label(r, medicines), detail(r, org_names), _date(r), source(r, org_names)),
+        )
+        for r in resources
+    ]  # fmt: skip
+    rows.sort(key=lambda r: r.item.date, reverse=True)
+    return _marked(rows)
+
+
 def compose(
     resources: Iterable[Mapping[str, Any]], policy: Policy, org_names: Mapping[str, str]
 ) -> View:
-    """The page's sections from what was released; empty sections are left out."""
-    grouped: dict[str, list[tuple[str, Item]]] = {}
-    patients: list[Mapping[str, Any]] = []
+    """The page's sections from what was released; empty sections are left out. The summary
+    lists current items only: a section holding more than the summary shows (ended items,
+    older encounters) is shown in full under Details."""
+    placed: dict[str, list[Mapping[str, Any]]] = {}
     for r in resources:
-        key = section_of(r, policy)
-        if key == "demographics":
-            patients.append(r)
-        if key in _NOT_LISTED:
-            continue
-        item = Item(label(r), detail(r, org_names), _date(r), source(r, org_names))
-        grouped.setdefault(key, []).append((item.date, item))
+        placed.setdefault(section_of(r, policy), []).append(r)
+    medicines = {
+        f"Medication/{m.get('id')}": m
+        for m in placed.get("medicines", [])
+        if m.get("resourceType") == "Medication"
+    }
+    rows = {
+        k: _rows(k, rs, medicines, org_names) for k, rs in placed.items() if k not in _NOT_LISTED
+    }
 
-    def section(key: str, limit: int | None = None) -> Section:
-        items = [i for _, i in sorted(grouped[key], key=lambda p: p[0], reverse=True)]
-        return Section(key, policy.sections.get(key, key), tuple(items[:limit]))
+    def section(key: str, shown: Sequence[_Row]) -> Section:
+        return Section(key, policy.sections.get(key, key), tuple(r.item for r in shown))
 
-    summary = tuple(
-        section(k, RECENT_ENCOUNTERS if k in ("admissions", "encounters") else None)
-        for k in SUMMARY
-        if k in grouped
-    )
-    shown_whole = {s.key for s in summary if len(s.items) == len(grouped[s.key])}
-    rest = [k for k in policy.sections if k in grouped and k not in shown_whole]
-    return View(_person(patients), summary, tuple(section(k) for k in rest))
+    def summarised(key: str) -> Section:
+        shown = [r for r in rows[key] if r.current]
+        recent = key in ("admissions", "encounters")
+        return section(key, shown[:RECENT_ENCOUNTERS] if recent else shown)
+
+    summary = tuple(summarised(k) for k in SUMMARY if any(r.current for r in rows.get(k, ())))
+    shown_whole = {s.key for s in summary if len(s.items) == len(rows[s.key])}
+    rest = [k for k in policy.sections if k in rows and k not in shown_whole]
+    details = tuple(section(k, rows[k]) for k in rest)
+    return View(_person(placed.get("demographics", [])), summary, details)
