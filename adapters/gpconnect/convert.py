@@ -13,7 +13,9 @@ and code system, then scr's own touches:
 * ``meta`` keeps only ``security`` and ``tag``; STU3 profiles, ``versionId`` and ``lastUpdated``
   are dropped and the UK Core profile set (the pipeline sets ``source`` and ``lastUpdated``);
 * ``NOPAT`` in ``meta.security``, its own or a contained resource's, adds scr's confidential
-  labels.
+  labels;
+* a statement or request carries the bundle's Medication it names inside it
+  (:func:`contain_drug`).
 
 A Patient whose NHS number is missing or fails modulus 11 is an issue (quarantine), and so is
 an entry whose ``subject`` (or ``patient``) is another Patient than the bundle's (by id, in a
@@ -69,6 +71,7 @@ def map_record(record: SourceRecord, ctx: MapContext) -> MapOutcome:
             warnings=notes.warnings,
         )
     res = copy.deepcopy(raw)
+    contain_drug(res, record.fields.get("_medication"))
     if stu3 == "Patient" and (problem := _nhs_number(res, notes)) is not None:
         return MapOutcome(issues=(problem,), warnings=notes.warnings)
     if spec.patient and (problem := _another_patient(res, record)) is not None:
@@ -89,6 +92,31 @@ def map_record(record: SourceRecord, ctx: MapContext) -> MapOutcome:
         else None
     )
     return MapOutcome(resources=(Mapped(res, patient),), warnings=notes.warnings)
+
+
+#: The id a drug carried inside its statement or request takes (``#medication``).
+CONTAINED_DRUG = "medication"
+
+
+def contain_drug(res: dict[str, Any], drug: Any) -> None:
+    """A statement or request carries the Medication it names (read from the bundle) inside
+    it, so the drug goes wherever the record of taking it goes, under its decision and
+    labels, and nowhere else; a contained resource keeps no ``meta`` but its labels."""
+    contained = res.get("contained") or []
+    if not isinstance(drug, dict) or not isinstance(contained, list):
+        return
+    taken = {c.get("id") for c in contained if isinstance(c, dict)}
+    if CONTAINED_DRUG in taken:
+        return
+    inline = {k: v for k, v in drug.items() if k != "meta"} | {"id": CONTAINED_DRUG}
+    if isinstance(drug.get("meta"), dict) and drug["meta"].get("security"):
+        inline["meta"] = {"security": drug["meta"]["security"]}
+    res["contained"] = [*contained, inline]
+    ref = res.get("medicationReference")
+    shown = ref.get("display") if isinstance(ref, dict) else None
+    res["medicationReference"] = {"reference": f"#{CONTAINED_DRUG}"} | (
+        {"display": shown} if isinstance(shown, str) else {}
+    )
 
 
 def _convert(res: dict[str, Any], maps: GpcMaps, notes: Notes, path: str) -> dict[str, Any]:

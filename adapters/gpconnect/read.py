@@ -390,11 +390,27 @@ def records_from_bundle(doc: Any, file: str) -> Iterator[SourceRecord]:
         }
         if inherited[entry.index]:
             fields["_pointed_codings"] = inherited[entry.index]
+        if (drug := _drug(entry.resource, index)) is not None:
+            fields["_medication"] = drug
         fields |= _pointed(entry.resource, index, ods)
         if warnings:
             fields["_read_warnings"] = [list(w) for w in warnings]
         ref = SourceRef(SYSTEM, ods, str(entry.resource["resourceType"]), row_ids[entry.index])
         yield SourceRecord(ref, file, entry.index, fields)
+
+
+#: The types that name their drug by a reference to a Medication (GP Connect's way).
+_NAMES_A_DRUG = frozenset({"MedicationStatement", "MedicationRequest"})
+
+
+def _drug(resource: dict[str, Any], index: _Index) -> dict[str, Any] | None:
+    """The Medication in this bundle a statement or request names, which the mapping carries
+    inside it (``convert.contain_drug``): stored on its own it is no one's record, and no read
+    of the person releases it, so the drug they take was named nowhere."""
+    if resource.get("resourceType") not in _NAMES_A_DRUG:
+        return None
+    drug = index.resolve(resource.get("medicationReference"))
+    return drug if drug is not None and drug.get("resourceType") == "Medication" else None
 
 
 def _pointed(resource: dict[str, Any], index: _Index, ods: str) -> dict[str, list[str]]:

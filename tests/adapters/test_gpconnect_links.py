@@ -106,6 +106,27 @@ def test_nopat_on_a_contained_resource_labels_its_container_and_what_names_it() 
     assert labels.scr_label(labels.NOPAT, CTX.canonical_base) in mapped["meta"]["security"]
 
 
+def test_the_drug_a_statement_names_goes_inside_it_with_its_labels() -> None:
+    """GP Connect sends the drug as a Medication of its own, which no read of the person
+    released: each statement and request naming it now carries it, labels and all, so a
+    NOPAT drug labels every record of taking it and goes nowhere else."""
+    nopat = {"security": [{"system": "http://hl7.org/fhir/v3/ActCode", "code": "NOPAT"}]}
+    drug = res("Medication", "m", "39720311000001101", meta=nopat | {"versionId": "3"})
+    taking = {"status": "active", "subject": ref("Patient/p1"),
+              "effectivePeriod": {"start": "2024-02-01"}, "taken": "y"}  # fmt: skip
+    first = res("MedicationStatement", "s1", medicationReference=ref("Medication/m"), **taking)
+    second = res("MedicationStatement", "s2", medicationReference=ref("Medication/m"), **taking)
+    doc = bundle(patient(), organization(), drug, first, second)
+    for index in (0, 1):
+        mapped = resource(doc, "MedicationStatement", index)
+        assert mapped["medicationReference"] == {"reference": "#medication"}
+        (inline,) = mapped["contained"]
+        assert inline["id"] == "medication" and inline["code"] == drug["code"]
+        assert [c["code"] for c in inline["meta"]["security"]] == ["NOPAT"]
+        assert "versionId" not in inline["meta"]
+        assert labels.label_codes(mapped) == {"NOPAT"}
+
+
 def test_the_reader_joins_them_in_by_full_url_too() -> None:
     finding = res("Observation", "o", "111", subject=ref("Patient/p1"))
     topic = {"resourceType": "List", "entry": [{"item": ref("urn:uuid:o")}]}

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from consent import Request, decide, mask, section_of
 from engine.web.summary import UNNAMED_MEDICINE, View, compose
 from engine.web.templating import templates
-from tests.api.conftest import NHS, Store, Token
+from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.transfers import home, keys
 from tests.consent.personas import (
     NOW,
@@ -90,11 +90,12 @@ def test_a_contained_drug_names_its_medicine_on_the_page_and_the_transfer_form(
     assert medicines and medicines[1] == "Warfarin 3mg tablets", form
 
 
-def test_a_medicine_whose_drug_was_not_released_says_its_name_is_not_available(
+def test_a_gp_connect_medicine_is_named_by_the_medication_its_record_sends(
     web: TestClient, store: Store, token: Token
 ) -> None:
-    """A GP Connect Medication is stored for no patient, so the record does not release it:
-    the summary showed 'MedicationStatement', a type name read as a drug's."""
+    """A GP Connect Medication was stored on its own, for no patient, so no read released it:
+    the page named the medicine 'MedicationStatement', and the API sent a statement naming a
+    drug it never sent. The statement now carries the drug inside it."""
     gp_connect(
         store,
         {"resourceType": "Medication", "id": "m1", "code": {"coding": [WARFARIN]}},
@@ -102,9 +103,20 @@ def test_a_medicine_whose_drug_was_not_released_says_its_name_is_not_available(
     )
     page = acknowledged(signed_in(web, token("gp"))).get(f"/record/{NHS}").text
     summary = _summary_html(page)
-    assert f"<td>{UNNAMED_MEDICINE}</td>" in summary
-    assert "As directed by anticoagulant clinic" in summary
-    assert "MedicationStatement" not in page
+    assert "<td>Warfarin 3mg tablets</td>" in summary and UNNAMED_MEDICINE not in summary
+    doc = web.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(token("gp"))).json()
+    (statement,) = [e["resource"] for e in doc["entry"]
+                    if e["resource"]["resourceType"] == "MedicationStatement"]  # fmt: skip
+    assert statement["medicationReference"] == {"reference": "#medication"}
+    (drug,) = statement["contained"]
+    assert drug["code"]["coding"][0]["code"] == WARFARIN["code"]
+
+
+def test_a_medicine_whose_drug_was_not_sent_says_its_name_is_not_available() -> None:
+    """A statement naming a drug nothing released holds (another pull's) was listed as
+    'MedicationStatement', a type name read as a drug's."""
+    statement = _statement(medicationReference={"reference": "Medication/elsewhere"})
+    assert _summary([statement]) == {"medications-current": [UNNAMED_MEDICINE]}
 
 
 def test_a_drug_the_viewer_may_not_see_is_not_named() -> None:
