@@ -67,12 +67,35 @@ def seal(
     return out
 
 
+#: Why a row numbered below 1 is not one of scr's.
+BELOW_ONE = "not appended by scr: sequence numbers start at 1"
+#: Why a row with no sequence number is not one of scr's.
+NO_SEQ = "a row with no sequence number (seq is NULL): not appended by scr"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """The first entry that does not hold, and why."""
+    """The first entry that does not hold, and why; ``seq`` is None for a row that has none."""
 
-    seq: int
+    seq: int | None
     reason: str
+
+    @property
+    def label(self) -> str:
+        """The sequence number as shown, a missing one as NULL."""
+        return "NULL" if self.seq is None else str(self.seq)
+
+
+def out_of_place(seq: int | None, expected: int) -> Problem:
+    """A row in place of entry ``expected``, named by the row itself when it cannot be one of
+    scr's (no number, below 1, or a number already walked) rather than as ``expected`` missing."""
+    if seq is None:
+        return Problem(None, NO_SEQ)
+    if seq < 1:
+        return Problem(seq, BELOW_ONE)
+    if seq < expected:
+        return Problem(seq, f"more than one row holds entry {seq}: one was not appended by scr")
+    return Problem(expected, f"entry {expected} is missing (next is {seq})")
 
 
 class Walk:
@@ -93,7 +116,7 @@ class Walk:
         try:
             for seq, entry_body, prev_hash, digest in rows:
                 if seq != expected:
-                    return Problem(expected, f"entry {expected} is missing (next is {seq})")
+                    return out_of_place(seq, expected)
                 if prev_hash != prev:
                     return Problem(seq, "does not follow the entry before it (prev_hash differs)")
                 try:

@@ -66,7 +66,7 @@ def make(engine: Engine, key: Ed25519PrivateKey, now: datetime) -> Checkpoint:
     report = verify(engine)
     if report.problem is not None:
         raise CheckpointError(
-            f"the trail does not verify at entry {report.problem.seq}: {report.problem.reason}"
+            f"the trail does not verify at entry {report.problem.label}: {report.problem.reason}"
         )
     return sign(engine, key, report, now)
 
@@ -116,16 +116,20 @@ def signature_valid(cp: Checkpoint, public: Ed25519PublicKey) -> bool:
 def verify_against(engine: Engine, cp: Checkpoint, public: Ed25519PublicKey) -> Report:
     """Verify the trail, and that it extends the checkpointed one (same entry at its size).
 
-    A checkpoint signed by another key than ``public`` cannot be checked at all: that raises
-    :class:`CheckpointError` naming both keys, as a changed key says nothing yet about the
-    trail (a signature that fails under the key that made it does)."""
+    A checkpoint that cannot be checked raises :class:`CheckpointError` without walking: one
+    signed by another key than ``public`` (naming both keys), and one whose signature fails
+    (edited since it was signed, or never signed by this key). Either says nothing about the
+    trail, only that the file is no evidence of what it was."""
     if cp.key_id != key_id(public):
         raise CheckpointError(
             f"the checkpoint was signed by key {cp.key_id}, not by the key in use "
             f"({key_id(public)}): the signing key has changed"
         )
     if not signature_valid(cp, public):
-        return Report(0, b"", Problem(0, "the checkpoint's signature is not valid for this key"))
+        raise CheckpointError(
+            f"the checkpoint's signature is not valid for key {cp.key_id}: the file was edited "
+            "after it was signed, or that key never signed it; the trail was not checked"
+        )
     report = verify(engine, keep=cp.size)
     if report.problem is not None:
         return report

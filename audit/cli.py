@@ -12,19 +12,55 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from rich.console import Console
 
 from audit.checkpoint import CheckpointError, make, parse, verify_against
 from audit.export import csv_rows, fhir_bundle
-from audit.keys import SigningKeyError, load_public, public_pem, signing_key
+from audit.keys import KeyMissing, SigningKeyError, key_id, load_public, public_pem, signing_key
 from audit.query import stream
 from audit.verify import Report, verify
+from engine.settings import Settings
 
 audit_app = typer.Typer(
     help="The audit trail: verify it, sign checkpoints, export it", no_args_is_help=True
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
-_err = Console(stderr=True)
+NewKeyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--new-key",
+        help="Make a new signing key if its file is missing, though a checkpoint is kept here",
+    ),
+]
+_err = Console(stderr=True, soft_wrap=True)  # a path or key id is never broken
+
+
+def _signing_key(settings: Settings, new_key: bool) -> Ed25519PrivateKey:
+    """The key in use. A missing key file is replaced only where no checkpoint is kept (first
+    use) or when asked (``--new-key``): the IG office checks its checkpoints with the old key's
+    public half, and a new key made silently would go on signing as if it were the same one,
+    as the console's Verify refuses to."""
+    from engine.ig.chain import latest_path
+
+    try:
+        return signing_key(settings, create=False)
+    except KeyMissing as exc:
+        kept = latest_path(settings)
+        if kept.exists() and not new_key:
+            raise KeyMissing(
+                f"{exc}, and a checkpoint it signed is kept in {kept}. Restore the key file, "
+                "or pass --new-key to sign from now on with a new key (and give the IG office "
+                "its public key: scr audit public-key)"
+            ) from None
+    return signing_key(settings, made=_say_made)
+
+
+def _say_made(path: Path, public: Ed25519PublicKey) -> None:
+    _err.print(
+        f"[yellow]made a new audit signing key[/yellow] {path} (key id {key_id(public)}): "
+        "give the IG office its public key (scr audit public-key)"
+    )
 
 
 def _report(report: Report, as_json: bool) -> None:
@@ -44,7 +80,7 @@ def _report(report: Report, as_json: bool) -> None:
     elif problem is None:
         typer.echo(f"intact: {report.size} entries, head {report.head.hex()}")
     else:
-        typer.echo(f"NOT INTACT at entry {problem.seq}: {problem.reason}", err=True)
+        typer.echo(f"NOT INTACT at entry {problem.label}: {problem.reason}", err=True)
     if problem is not None:
         raise typer.Exit(1)
 
@@ -84,13 +120,13 @@ def verify_cmd(
 
 
 @audit_app.command("checkpoint")
-def checkpoint_cmd() -> None:
+def checkpoint_cmd(new_key: NewKeyOpt = False) -> None:
     """Print a signed checkpoint (size, head hash, time, signature) for the IG office to keep."""
     from engine.cli import _print_json, _settings, _store
 
     settings = _settings()
     try:
-        key = signing_key(settings)
+        key = _signing_key(settings, new_key)
         with _store(settings) as engine:
             cp = make(engine, key, datetime.now(UTC))
     except (CheckpointError, SigningKeyError, OSError) as exc:
@@ -100,12 +136,12 @@ def checkpoint_cmd() -> None:
 
 
 @audit_app.command("public-key")
-def public_key_cmd() -> None:
+def public_key_cmd(new_key: NewKeyOpt = False) -> None:
     """Print the PEM public key that checks this store's checkpoints."""
     from engine.cli import _settings
 
     try:
-        key = signing_key(_settings())
+        key = _signing_key(_settings(), new_key)
     except (SigningKeyError, OSError) as exc:
         _err.print(f"[red]no key:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -4,13 +4,15 @@
 unencrypted). Unset, the key lives in ``<data_dir>/audit-signing-key.pem``, created with mode
 0600 on first use; a key file others can read is refused, since whoever holds the key can sign
 a checkpoint for a rewritten log. The public key is what the IG office keeps beside its
-checkpoints (``scr audit public-key``).
+checkpoints (``scr audit public-key``). A missing key file is :class:`KeyMissing`, so a caller
+can tell it from a key it cannot use, and decide whether a new key may take its place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -25,6 +27,14 @@ KEY_FILE = "audit-signing-key.pem"
 
 class SigningKeyError(RuntimeError):
     """The signing key cannot be used; the message says why, never what the key is."""
+
+
+class KeyMissing(SigningKeyError):
+    """No key file in the data directory (moved, deleted, or never made there)."""
+
+
+#: Told where a new key file was written, and its public key.
+Made = Callable[[Path, Ed25519PublicKey], None]
 
 
 def _from_pem(data: bytes, where: str) -> Ed25519PrivateKey:
@@ -46,8 +56,9 @@ def _read_file(path: Path, where: str) -> Ed25519PrivateKey:
     return _from_pem(path.read_bytes(), where)
 
 
-def _generate(path: Path) -> Ed25519PrivateKey:
-    """Create the key file atomically: of two processes starting at once, one writes it."""
+def _generate(path: Path, made: Made | None) -> Ed25519PrivateKey:
+    """Create the key file atomically: of two processes starting at once, one writes it, and
+    only that one tells ``made``."""
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -58,12 +69,17 @@ def _generate(path: Path) -> Ed25519PrivateKey:
         create(path, pem)
     except FileExistsError:
         return _read_file(path, "audit signing key")
+    if made is not None:
+        made(path, key.public_key())
     return key
 
 
-def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey:
-    """The key in use. Without ``create``, a key file that is not there is an error, not a
-    new key: a verify that made one would blame the checkpoint for a key that was removed."""
+def signing_key(
+    settings: Settings, *, create: bool = True, made: Made | None = None
+) -> Ed25519PrivateKey:
+    """The key in use. Without ``create``, a key file that is not there is :class:`KeyMissing`,
+    not a new key: a verify that made one would blame the checkpoint for a key that was
+    removed. ``made`` is told of a key file this call wrote, for the caller to say so."""
     configured = settings.audit_signing_key
     if configured:
         if configured.lstrip().startswith("-----BEGIN"):
@@ -76,11 +92,11 @@ def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey
     if path.exists():
         return _read_file(path, "audit signing key")
     if not create:
-        raise SigningKeyError(
+        raise KeyMissing(
             f"audit signing key: no file {path}: the key that signed checkpoints is missing "
-            "(moved, deleted or never made here); a verify does not make a new one"
+            "(moved, deleted or never made here); no new one was made in its place"
         )
-    return _generate(path)
+    return _generate(path, made)
 
 
 def public_pem(key: Ed25519PublicKey) -> str:

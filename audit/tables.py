@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.models import Base, UtcDateTime
 
 _SEQ = BigInteger().with_variant(Integer, "sqlite")
+#: The CHECK that refuses an entry numbered below 1, on PostgreSQL (migration 0017 says why
+#: not on SQLite).
+SEQ_FROM_ONE = "audit_entry_seq_from_one"
 
 
 class AuditRow(Base):
@@ -44,6 +47,7 @@ class AuditRow(Base):
         Index("ix_audit_entry_nhs", "nhs_number", "time"),
         Index("ix_audit_entry_user", "user_id", "time"),
         Index("ix_audit_entry_time", "time"),
+        CheckConstraint("seq >= 1", name=SEQ_FROM_ONE).ddl_if(dialect="postgresql"),
     )
 
 

@@ -7,27 +7,36 @@ whose searchable columns (``audit.entry.INDEX_FIELDS``) no longer match the endi
 an edited column would otherwise hide an access from IG searches without touching the hashed
 bytes. The head row and the walk are read in one snapshot, and the column
 check stops at that head, so appends made meanwhile are neither half-seen nor taken for
-tampering.
+tampering. In that snapshot the rows are also counted: a row the walk cannot reach in order
+(no ``seq``, or a second row at a number a keyset page steps past) makes the count differ.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, text
 
-from audit.chain import GENESIS, Problem, Walk
+from audit.chain import GENESIS, Problem, Walk, out_of_place
 from audit.entry import INDEX_FIELDS
 from audit.tables import AuditRow
 
 CHUNK = 20_000
 _SELECT = "SELECT seq, body, prev_hash, hash FROM audit_entry ORDER BY seq"
+_FIRST_PAGE = "SELECT seq, body, prev_hash, hash FROM audit_entry ORDER BY seq LIMIT %s"
 _PAGE = "SELECT seq, body, prev_hash, hash FROM audit_entry WHERE seq > %s ORDER BY seq LIMIT %s"
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_COUNT = "SELECT count(*) FROM audit_entry"
+#: The first row the walk did not read: one with no ``seq`` first, else the lowest ``seq``
+#: held by more than one row. Run only when the count says there is one.
+_UNWALKED = (
+    "SELECT seq FROM audit_entry GROUP BY seq HAVING seq IS NULL OR count(*) > 1 "
+    "ORDER BY seq NULLS FIRST LIMIT 1"
+)
 #: ``audit.entry.time_text`` in PostgreSQL's ``to_char`` terms.
 _PG_TIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 _NULLABLE = {c.name: bool(c.nullable) for c in cast(Table, AuditRow.__table__).columns}
@@ -158,38 +167,57 @@ class _ColumnCheck(threading.Thread):
         return Problem(self.first, "a searchable column differs from the hashed entry")
 
 
+#: Runs one query in the walk's snapshot and gives its first row.
+One = Callable[[str], Sequence[Any] | None]
+
+
 @contextmanager
-def _snapshot(engine: Engine) -> Iterator[tuple[tuple[int, bytes], Iterator[Sequence[Any]]]]:
-    """The head row and the entries as row chunks, all in one read snapshot."""
+def _snapshot(
+    engine: Engine,
+) -> Iterator[tuple[tuple[int, bytes], Iterator[Sequence[Any]], One]]:
+    """The head row, the entries as row chunks, and further queries, all in one read snapshot."""
     raw = engine.raw_connection()
     try:
         if engine.dialect.name == "postgresql":
             driver: Any = raw.driver_connection
-            with driver.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute(_HEAD)
-                head = cur.fetchone()
+
+            def one(sql: str) -> Sequence[Any] | None:
+                with driver.cursor() as cur:
+                    return cast(Sequence[Any] | None, cur.execute(sql).fetchone())
+
+            driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            head = one(_HEAD)
             with driver.cursor(binary=True) as rows:
-                yield ((head[0], bytes(head[1])) if head else (0, GENESIS)), _pages(rows)
+                yield _head(head), _pages(rows), one
         else:
             cur = raw.cursor()
+
+            def one(sql: str) -> Sequence[Any] | None:  # a second cursor: ``cur`` is mid-read
+                with closing(raw.cursor()) as other:
+                    return cast(Sequence[Any] | None, other.execute(sql).fetchone())
+
             cur.execute("BEGIN")
             head = cur.execute(_HEAD).fetchone()
             cur.execute(_SELECT)
-            yield ((head[0], bytes(head[1])) if head else (0, GENESIS)), _fetch(cur)
+            yield _head(head), _fetch(cur), one
             cur.close()
         raw.rollback()
     finally:
         raw.close()
 
 
+def _head(row: Sequence[Any] | None) -> tuple[int, bytes]:
+    return (row[0], bytes(row[1])) if row else (0, GENESIS)
+
+
 def _pages(cur: Any) -> Iterator[Sequence[Any]]:
     """Keyset pages in binary (bytea arrives without hex decoding): measured well ahead of a
-    server-side cursor, and a row with any ``seq`` at all is still read in its place."""
-    after = -(2**63)
-    while rows := cur.execute(_PAGE, (after, CHUNK)).fetchall():
+    server-side cursor. The first page has no lower bound, so a row at the lowest ``seq`` a
+    ``bigint`` holds is read in its place too."""
+    rows = cur.execute(_FIRST_PAGE, (CHUNK,)).fetchall()
+    while rows:
         yield rows
-        after = rows[-1][0]
+        rows = cur.execute(_PAGE, (rows[-1][0], CHUNK)).fetchall()
 
 
 def _fetch(cur: Any) -> Iterator[Sequence[Any]]:
@@ -202,7 +230,7 @@ def verify(
 ) -> Report:
     """Check every entry, its columns and the head row; ``keep`` asks for one entry's hash."""
     walk = Walk(keep)
-    with _snapshot(engine) as ((head_seq, head_hash), chunks):
+    with _snapshot(engine) as ((head_seq, head_hash), chunks, one):
         columns = _ColumnCheck(engine, head_seq)
         columns.start()
         problem: Problem | None = None
@@ -213,10 +241,14 @@ def verify(
             if progress is not None:
                 progress(walk.size)
         if problem is None:
-            problem = _against_head(walk, head_seq, head_hash)
+            problem = _against_head(walk, head_seq, head_hash) or _unwalked(walk, one)
         found = [p for p in (problem, columns.problem()) if p is not None]
-    first = min(found, key=lambda p: p.seq) if found else None
-    return Report(walk.size, walk.head, first, walk.kept)
+    return Report(walk.size, walk.head, min(found, key=_order) if found else None, walk.kept)
+
+
+def _order(problem: Problem) -> tuple[bool, int]:
+    """Which problem is named first: a row with no ``seq`` (outside any order), then by ``seq``."""
+    return (problem.seq is not None, problem.seq or 0)
 
 
 def _against_head(walk: Walk, head_seq: int, head_hash: bytes) -> Problem | None:
@@ -228,3 +260,13 @@ def _against_head(walk: Walk, head_seq: int, head_hash: bytes) -> Problem | None
     if head_hash != walk.head:
         return Problem(walk.size, "the last entry is not the one scr appended")
     return None
+
+
+def _unwalked(walk: Walk, one: One) -> Problem | None:
+    """A walk of ``1..head`` that holds has read one row for each number; any other row in the
+    snapshot (no ``seq``, or a second row a keyset page stepped past) is one it never reached,
+    which IG searches would still show."""
+    if (one(_COUNT) or (0,))[0] == walk.size:
+        return None
+    row = one(_UNWALKED)
+    return out_of_place(row[0] if row else None, walk.size + 1)

@@ -150,7 +150,7 @@ def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Repor
         return verify(engine), str(exc)
     try:
         report = verify(engine) if kept is None else verify_against(engine, kept, key.public_key())
-    except CheckpointError as exc:  # signed by another key: the kept one cannot be checked
+    except CheckpointError as exc:  # another key's, or edited: the kept one proves nothing
         return verify(engine), str(exc)
     if report.problem is not None:
         return report, None

@@ -88,7 +88,7 @@ def test_checkpoint_is_signed_by_the_key_public_key_prints(engine, db_url, tmp_p
     forged = tmp_path / "forged.json"
     forged.write_text(orjson.dumps({**orjson.loads(made.stdout), "size": 0, "time": "x"}).decode())
     result = runner.invoke(app, ["audit", "verify", "--checkpoint", str(forged)], env=env)
-    assert result.exit_code == 1 and "signature is not valid" in result.output
+    assert result.exit_code == 2 and "signature is not valid" in result.output
 
     other = tmp_path / "other.pem"
     other.write_text(

@@ -119,8 +119,9 @@ def test_an_inserted_entry(trail, db_url, tmp_path):
     """A genuine entry (3) replayed at 10, the later ones moved up one to make room."""
     with as_owner(trail) as conn:
         copy = row(conn, 3)
-        conn.execute(text("UPDATE audit_entry SET seq = -seq WHERE seq >= 10"))
-        conn.execute(text("UPDATE audit_entry SET seq = 1 - seq WHERE seq < 0"))
+        # Up out of the way and back, one more: below 1 is refused (migration 0017).
+        conn.execute(text("UPDATE audit_entry SET seq = seq + 1000 WHERE seq >= 10"))
+        conn.execute(text("UPDATE audit_entry SET seq = seq - 999 WHERE seq >= 1000"))
         insert(conn, {**copy, "seq": 10})
         conn.execute(text("UPDATE audit_head SET seq = seq + 1"))
     code, out = verify(db_url, tmp_path)
