@@ -271,7 +271,8 @@ def record_by_number(
     Every holder's record is decided and released before any is audited, so that each entry
     says what the page shows. When the user may see more than one, none is shown (they are
     not one person's record) and each holder's entry says so, disclosing nothing. Otherwise
-    each holder is audited as on a page of its own, so a user who may see one holder cannot
+    each holder is audited as on a page of its own (one the user may see with nothing in it
+    is the record, empty), so a user who may see one holder cannot
     tell that others exist; no holder at all is the explanation over no one, under the number
     asked."""
     people = people_for(reader, nhs_number) if nhs_number_valid(nhs_number) else []
@@ -284,6 +285,12 @@ def record_by_number(
     seen = [released for released in each if released.items]
     if seen:
         return ByNumber(seen[0], None)
+    # A permit with nothing to show (a dissent leaves the user's own organisation's items,
+    # and it holds none) is the record, empty, with its notice and directives: shown as a
+    # refusal, it offered break-glass, which would set the person's objection aside.
+    permitted = [released for released in each if released.decision.permit]
+    if len(permitted) == 1:
+        return ByNumber(permitted[0], None)
     if len(each) == 1:
         return ByNumber(None, each[0].decision)
     number = nhs_number if nhs_number_valid(nhs_number) else None

@@ -6,6 +6,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -13,9 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from httpx import Response
 
+import engine.api.records as records
 from adapters.systmone import SystmOneAdapter
 from audit import AuditUnavailable
 from audit.query import stream
+from consent import NOTICE
+from consent.model import ConsentDirective
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
 from engine.identity.index import people_with_nhs_number, relink_all
@@ -607,3 +611,27 @@ def test_a_page_whose_audit_write_fails_answers_a_page_disclosing_nothing(
     assert "SMITH" not in failed.text.upper() and NHS not in failed.text
     api = web.get(f"/fhir/Patient/{PATIENT}/$everything", headers=auth(token("gp")))
     assert api.status_code == 503 and api.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_permitted_view_with_nothing_to_show_is_the_record_not_a_refusal(
+    web: TestClient, store: Store, token: Token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The person dissented, so another practice sees only its own items, and it holds none:
+    the page said 'You cannot see this record' (404), without the withheld-information notice
+    or the directive's author and date, and offered break-glass, which would set the
+    objection aside. It is the record, empty, with both."""
+    at = datetime.now(UTC) - timedelta(days=30)
+    dissent = ConsentDirective(kind="dissent", recorded=at, author="Dr Dissent, Riverside",
+                               start=at)  # fmt: skip
+    gathered = records.gather_facts
+
+    def with_dissent(*args: Any, **kw: Any) -> Any:
+        facts = gathered(*args, **kw)
+        return replace(facts, directives=(*facts.directives, dissent)) if facts.person_id else facts
+
+    monkeypatch.setattr(records, "gather_facts", with_dissent)
+    page = acknowledged(signed_in(web, token("other-gp"))).get(f"/record/{NHS}")
+    assert page.status_code == 200 and "You cannot see this record" not in page.text
+    assert NOTICE in page.text and "Dr Dissent, Riverside" in page.text
+    assert 'id="break-glass"' not in page.text
+    assert audit_actions(store)[-1] == ("everything", "permit")
