@@ -69,7 +69,9 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
     if not released.items:
         return None
     view = compose(released.resources, svc.policy, {})
-    by_key = {s.key: s for s in (*view.summary, *view.details)}
+    # The summary's sections, which list current items only: the details list ended ones too
+    # (a refused LPA, an ended DoLS), which the hospital would read as the resident's now.
+    by_key = {s.key: s for s in view.summary}
 
     def labels(key: str) -> list[str]:
         found = [i.label for i in by_key[key].items] if key in by_key else []

@@ -19,9 +19,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import OperationalError
 
+from adapters.council import CouncilAdapter
 from audit.query import stream
 from engine.api import create_app
 from engine.api.deps import SESSION_COOKIE
+from engine.ingest import ingest
 from engine.transfer import keys as transfer_keys
 from engine.transfer import signature
 from engine.transfer.keys import OwnKey, org_key
@@ -32,7 +34,7 @@ from engine.web.templating import uk_time
 from tests.api.conftest import NHS, Store, Token, api_settings, client, loaded, store, token
 from tests.api.test_transfer import count, home, keys, trail
 from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
-from tests.factories import nhs_numbers
+from tests.factories import nhs_numbers, write_csv
 from tests.ig.test_console import csrf
 from tests.web.test_pages import acknowledged
 
@@ -137,6 +139,36 @@ def test_the_form_is_prefilled_with_the_name_not_the_title(web: TestClient) -> N
     form = web.get(PATH).text
     assert 'name="given" value="Renée"' in form
     assert 'name="family" value="Smith"' in form
+
+
+def test_the_form_is_prefilled_with_current_decisions_only(web: TestClient, store: Store) -> None:
+    """The form took the advance-decisions section whole: a lasting power of attorney the
+    council recorded as refused went to the hospital beside the deputy appointed since, as
+    if the attorney could decide for the resident."""
+    folder = store.folder.parent / "council-legal"
+    folder.mkdir()
+    tables = {
+        "organisation": [{"code": "E06000999", "name": "Borsetshire Council"}],
+        "persons": [{"person_id": "1", "first_name": "Renée", "last_name": "Smith",
+                     "date_of_birth": "1950-03-01", "gender": "F", "nhs_number": NHS,
+                     "restricted": "false"}],
+        "placements": [{"person_id": "1", "care_home_ods": CARE_HOME,
+                        "start_date": "2024-04-01", "end_date": ""}],
+        "legal": [
+            {"person_id": "1", "kind": "LPA-health-welfare", "status": "refused",
+             "start_date": "2020-05-05", "end_date": ""},
+            {"person_id": "1", "kind": "Court-deputy", "status": "appointed",
+             "start_date": "2022-01-01", "end_date": ""},
+        ],
+    }  # fmt: skip
+    for table, rows in tables.items():
+        write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
+    ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))
+    advance = re.search(
+        r'<input type="text" id="advance" name="advance" value="([^"]*)"', web.get(PATH).text
+    )
+    assert advance and "deputy" in advance[1].lower(), advance
+    assert "attorney" not in advance[1].lower(), advance[1]
 
 
 def test_a_blank_name_or_birth_date_comes_back_on_the_form(web: TestClient) -> None:
