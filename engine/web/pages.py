@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from adapters.synth.personas import BY_KEY, PERSONAS
-from adapters.values import nhs_number_valid
+from adapters.values import UK, nhs_number_valid
 from consent import NOTICE, Who, explain
 from consent import Request as Asked
 from consent.requests import reason_problem
@@ -205,7 +205,7 @@ def record(request: Request, nhs_number: str, purpose: str | None = None) -> Res
         error = "More than one person's record holds this NHS number; they are not shown together"
         return _no_access(request, who, nhs_number, None, error, status=409)
     names = org_names(request)
-    view = compose(released.resources, reader.policy, names)
+    view = compose(released.resources, reader.policy, names, reader.now().astimezone(UK).date())
     return _page(
         request, "record.html", who=who, view=view, nhs_number=nhs_number,
         basis=released.decision.basis, directives=released.decision.directives, purpose=purpose,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from types import MappingProxyType
 from typing import Any
 
@@ -339,9 +340,32 @@ def _codes(value: Any) -> set[str]:
     return {str(c.get("code")) for c in found if isinstance(c, dict)}
 
 
-def _current(resource: Mapping[str, Any]) -> bool:
-    """Whether an item still holds: not ended, refused, resolved or entered in error."""
-    if resource.get("active") is False:  # a contact who is no longer one
+#: Where each type says when it stops holding.
+_END: Mapping[str, tuple[str, ...]] = {
+    "CareTeam": ("period", "end"),
+    "Consent": ("provision", "period", "end"),
+    "EpisodeOfCare": ("period", "end"),
+    "Flag": ("period", "end"),
+    "RelatedPerson": ("period", "end"),
+}
+
+
+def _ended_by(resource: Mapping[str, Any], today: str) -> bool:
+    """Whether its end date has passed: a source marks an item ended when it sends it, and a
+    DoLS authorised until last spring still says active until the next extract."""
+    node: Any = resource
+    for step in _END.get(str(resource.get("resourceType")), ()):
+        node = node.get(step) if isinstance(node, dict) else None
+    if not isinstance(node, str) or not node:
+        return False
+    end = uk_date(node)
+    return today[: len(end)] > end
+
+
+def _current(resource: Mapping[str, Any], today: str) -> bool:
+    """Whether an item still holds: not ended (by status or by its end date), refused,
+    resolved or entered in error."""
+    if resource.get("active") is False or _ended_by(resource, today):
         return False
     ended = _ENDED_STATUS.get(str(resource.get("resourceType")), _ENDED_ANY)
     if _codes(resource.get("status")) & ended:
@@ -400,6 +424,7 @@ def _rows(
     resources: Sequence[Mapping[str, Any]],
     medicines: Mapping[str, Mapping[str, Any]],
     org_names: Mapping[str, str],
+    today: str,
 ) -> list[_Row]:
     """A section's items, newest first and undated last. sections.json places a Flag or an
     Observation in advance-decisions by its CPR code alone; the Consents there appoint
@@ -407,7 +432,7 @@ def _rows(
     cpr = key == "advance-decisions"
     rows = [
         _Row(
-            _current(r), cpr and r.get("resourceType") != "Consent",
+            _current(r, today), cpr and r.get("resourceType") != "Consent",
             Item(label(r, medicines), detail(r, org_names), _date(r), source(r, org_names)),
         )
         for r in resources
@@ -417,11 +442,14 @@ def _rows(
 
 
 def compose(
-    resources: Iterable[Mapping[str, Any]], policy: Policy, org_names: Mapping[str, str]
+    resources: Iterable[Mapping[str, Any]],
+    policy: Policy,
+    org_names: Mapping[str, str],
+    today: date,
 ) -> View:
     """The page's sections from what was released; empty sections are left out. The summary
-    lists current items only: a section holding more than the summary shows (ended items,
-    older encounters) is shown in full under Details."""
+    lists what is current on ``today`` (the UK day) only: a section holding more than the
+    summary shows (ended items, older encounters) is shown in full under Details."""
     placed: dict[str, list[Mapping[str, Any]]] = {}
     for r in resources:
         placed.setdefault(section_of(r, policy), []).append(r)
@@ -431,7 +459,9 @@ def compose(
         if m.get("resourceType") == "Medication"
     }
     rows = {
-        k: _rows(k, rs, medicines, org_names) for k, rs in placed.items() if k not in _NOT_LISTED
+        k: _rows(k, rs, medicines, org_names, today.isoformat())
+        for k, rs in placed.items()
+        if k not in _NOT_LISTED
     }
 
     def section(key: str, shown: Sequence[_Row]) -> Section:

@@ -20,7 +20,7 @@ import orjson
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
-from adapters.values import nhs_number_valid
+from adapters.values import UK, nhs_number_valid
 from consent import Decision, Who
 from consent import Request as Asked
 from engine.api.deps import context, refuse, services, target
@@ -68,7 +68,7 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
     )
     if not released.items:
         return None
-    view = compose(released.resources, svc.policy, {})
+    view = compose(released.resources, svc.policy, {}, svc.reader.now().astimezone(UK).date())
     # The summary's sections, which list current items only: the details list ended ones too
     # (a refused LPA, an ended DoLS), which the hospital would read as the resident's now.
     by_key = {s.key: s for s in view.summary}

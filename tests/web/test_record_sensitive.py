@@ -4,6 +4,7 @@ what a social care item says."""
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from tests.adapters.test_gpconnect import bundle, organization, patient
 from tests.api.conftest import NHS, Store, Token
 from tests.consent.personas import GP, NOW, POLICY, facts, relation, who
 from tests.web.test_pages import acknowledged, signed_in
+
+#: The day the summaries are read on.
+TODAY = date(2026, 12, 6)
 
 SCT = "http://snomed.info/sct"
 
@@ -97,12 +101,12 @@ def test_a_lasting_power_of_attorney_shows_its_date() -> None:
         "dateTime": "2026-06-19",
         "meta": {"source": "https://fhir.scr.example/source/council/E06000999/legal/1"},
     }  # fmt: skip
-    (section,) = compose([lpa], load(), {}).summary
+    (section,) = compose([lpa], load(), {}, TODAY).summary
     assert [i.date for i in section.items] == ["2026-06-19"]
     undated = {k: v for k, v in lpa.items() if k != "dateTime"} | {
         "provision": {"period": {"start": "2025-01-02"}}
     }
-    (section,) = compose([undated], load(), {}).summary
+    (section,) = compose([undated], load(), {}, TODAY).summary
     assert [i.date for i in section.items] == ["2025-01-02"]
 
 
@@ -145,7 +149,7 @@ def test_an_item_shows_the_day_it_falls_on_in_the_uk() -> None:
         "2018-08": "2018-08",
     }
     for stored, day in shown.items():
-        view = compose([result | {"effectiveDateTime": stored}], load(), {})
+        view = compose([result | {"effectiveDateTime": stored}], load(), {}, TODAY)
         (item,) = {i for s in (*view.summary, *view.details) for i in s.items}
         assert item.date == day, stored
 
@@ -158,7 +162,7 @@ def test_a_censored_result_shows_its_comparator() -> None:
         "valueQuantity": {"value": 5, "comparator": "<", "unit": "mmol/L"},
         "meta": {"source": "https://fhir.scr.example/source/emis/A12345/CareRecord_Observation/1"},
     }  # fmt: skip
-    view = compose([result], load(), {})
+    view = compose([result], load(), {}, TODAY)
     (item,) = {i for s in (*view.summary, *view.details) for i in s.items}
     assert item.detail.startswith("<5 mmol/L")
 
@@ -170,7 +174,7 @@ def test_social_care_items_say_who_and_how_to_reach_them(
     social care worker · active', a carer her name alone, and a placement not which home."""
     council.run(engine, settings, codes, str(council.write_extract(tmp_path, council.standard())))
     names = {"E06000999": "Borsetshire Council", "VXA01": "Grey Gables Care Home"}
-    view = compose(council.stored(engine), load(), names)
+    view = compose(council.stored(engine), load(), names, TODAY)
     shown = {(s.key, i.label): i.detail for s in (*view.summary, *view.details) for i in s.items}
     worker = shown["care-team", "Allocated social care worker"]
     assert worker == (
@@ -195,7 +199,7 @@ def test_a_relationship_coded_and_written_alike_is_said_once_and_a_team_has_its_
         "participant": [{"member": {"display": "Sam Hale"}}], "period": {"start": "2021-03-04"},
         "meta": {"source": s1},
     }  # fmt: skip
-    view = compose([contact, team], load(), {})
+    view = compose([contact, team], load(), {}, TODAY)
     shown = [(i.label, i.detail, i.date) for s in view.summary for i in s.items]
     assert shown == [
         ("District nurses", "Sam Hale · active", "2021-03-04"),

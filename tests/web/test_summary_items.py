@@ -26,7 +26,7 @@ from tests.consent.personas import (
     who,
 )
 from tests.web.test_pages import acknowledged, signed_in
-from tests.web.test_record_sensitive import gp_connect
+from tests.web.test_record_sensitive import TODAY, gp_connect
 
 __all__ = ["home", "keys"]
 SCT = "http://snomed.info/sct"
@@ -55,7 +55,7 @@ def _summary_html(page: str) -> str:
 
 
 def _summary(resources: list[dict[str, Any]]) -> dict[str, list[str]]:
-    view = compose(resources, POLICY, {})
+    view = compose(resources, POLICY, {}, TODAY)
     return {s.key: [i.label for i in s.items] for s in view.summary}
 
 
@@ -130,7 +130,7 @@ def test_a_drug_the_viewer_may_not_see_is_not_named() -> None:
     statement = _statement(contained=[drug], medicationReference={"reference": "#m"})
     shown = mask(statement, decision, POLICY, OTHER_GP)
     assert "contained" not in shown, "the restriction did not reach the drug"
-    view = compose([shown], POLICY, {})
+    view = compose([shown], POLICY, {}, TODAY)
     assert [i.label for s in view.summary for i in s.items] == [UNNAMED_MEDICINE]
     assert "Warfarin" not in repr(view)
 
@@ -235,7 +235,7 @@ def test_ended_flags_lpas_placements_and_packages_are_not_summarised_as_current(
          "period": {"start": "2015-01-01", "end": "2016-01-01"},
          "meta": {"source": f"{COUNCIL}/events/1"}},
     ]  # fmt: skip
-    view = compose(ended, POLICY, {})
+    view = compose(ended, POLICY, {}, TODAY)
     assert view.summary == ()
     assert {s.key: len(s.items) for s in view.details} == {
         "placements": 1, "care-packages": 1, "alerts": 1, "legal": 1, "advance-decisions": 1,
@@ -282,9 +282,28 @@ def test_an_item_without_a_date_says_so() -> None:
         "relationship": [{"text": "Nephew"}],
         "meta": {"source": f"{COUNCIL}/contacts/15", "lastUpdated": "2026-12-06T04:51:43+00:00"},
     }  # fmt: skip
-    view: View = compose([worker, carer], POLICY, {})
+    view: View = compose([worker, carer], POLICY, {}, TODAY)
     html = templates.get_template("record.html").render(
         who=who("clinical"), view=view, nhs_number=NHS, basis="relationship", directives=(),
         transfers=(), org_names={}, notice="n", csrf="x",
     )  # fmt: skip
     assert re.findall(r'<td class="date">([^<]*)</td>', html) == ["undated", "undated"]
+
+
+def test_an_item_whose_end_date_has_passed_is_not_summarised_as_current() -> None:
+    """A source marks an item ended when it next sends it: a DoLS authorised until last
+    spring, a placement planned to end last week, still said 'active' and were summarised as
+    current until the next extract. An end today, or this year, is still current."""
+
+    def flag(rid: str, end: str) -> dict[str, Any]:
+        return _flag(rid, "active", f"Deprivation of Liberty Safeguards to {end}", legal=True) | {
+            "period": {"start": "2024-01-01", "end": end}
+        }
+
+    view = compose([flag("f1", "2026-03-31"), flag("f2", "2026-12-06"), flag("f3", "2026"),
+                    flag("f4", "2026-12-05T23:30:00+00:00")], POLICY, {}, TODAY)  # fmt: skip
+    (legal,) = [s for s in view.summary if s.key == "legal"]
+    assert sorted(i.label for i in legal.items) == [
+        "Deprivation of Liberty Safeguards to 2026",
+        "Deprivation of Liberty Safeguards to 2026-12-06",
+    ]
