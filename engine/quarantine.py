@@ -182,14 +182,38 @@ def replay(
     def map_fn(rec: SourceRecord) -> Any:
         return adapter_for(rec.ref.system).map(rec, ctx)
 
+    notes: list[str] = []
     return run_records(
         engine,
         settings,
         codes,
         "replay",
         ",".join(str(i.id) for i in items) or "(none)",
-        records,
+        _still_open(engine, items, records, notes),
         map_fn,
         resolution="replayed",
         renamed=renamed,
+        notes=notes,
     )
+
+
+def _still_open(
+    engine: Engine, items: Sequence[Item], records: Sequence[SourceRecord], notes: list[str]
+) -> Iterator[SourceRecord]:
+    """The records to replay, read when the run holds the ingest lock: an ingest that finished
+    while the replay waited may have taken in the source's own fix (closing the item) or held
+    a newer row in it, which the row read before would overwrite. Such an item is left, and
+    the run's notes say so."""
+    now = {i.id: i for i in _open_items(engine, [i.id for i in items])} if items else {}
+    for item, rec in zip(items, records, strict=True):
+        current = now.get(item.id)
+        if current is None or current.record != item.record:
+            notes.append(f"item {item.id}: closed or changed by an ingest meanwhile; not replayed")
+            continue
+        if rec.ref.key != item.source_key:
+            try:
+                _check_free(engine, rec.ref.key, item.id)
+            except CorrectionRefused as exc:
+                notes.append(f"item {item.id}: {exc}; not replayed")
+                continue
+        yield rec

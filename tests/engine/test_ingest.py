@@ -15,6 +15,7 @@ from adapters.extract import map_columns
 from adapters.mapper import load_table_map
 from adapters.systmone import SystmOneAdapter
 from engine import ingest as pipeline
+from engine import quarantine
 from engine.extracts import OlderExtract
 from engine.identity import members_of_patient, person_of
 from engine.ingest import ingest
@@ -901,3 +902,37 @@ def test_the_same_extract_with_rows_reordered_changes_nothing(engine, settings, 
                   S1_HEADERS["SRPatientAddressHistory"], addresses[::step], "cp1252")  # fmt: skip
         summary = run(engine, settings, codes, folder)
     assert summary.updated == 0
+
+
+def test_a_replay_waiting_for_an_ingest_does_not_overwrite_what_it_took_in(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A replay read its items, then waited for the ingest lock; the ingest that held it took
+    in the source's own fix (140) and closed the item, and the replay then stored the stale
+    quarantined row (130) over it. Items are read again under the lock."""
+    nhs = next(NHS)
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [s1_code("10", "1")])
+    run(engine, settings, codes, folder)
+    bad = s1_code("10", "1", NumericValue="130", DateEvent="31 Feb 2024")
+    write_systmone(folder, [s1_patient("1", nhs)], [bad])
+    run(engine, settings, codes, folder)
+    [item] = list_items(engine)
+    run_records = quarantine.run_records
+
+    def after_the_ingest(*args: object, **kwargs: object) -> object:
+        write_systmone(folder, [s1_patient("1", nhs)], [s1_code("10", "1", NumericValue="140")])
+        run(engine, settings, codes, folder)
+        return run_records(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quarantine, "run_records", after_the_ingest)
+    done = replay(engine, settings, codes, [item.id], {"DateEvent": "01 Mar 2024 10:10:00"})
+    with engine.connect() as conn:
+        body = conn.execute(
+            select(Resource.body).where(Resource.resource_type == "Observation")
+        ).scalar_one()
+        status = conn.execute(
+            select(QuarantineItem.status).where(QuarantineItem.id == item.id)
+        ).scalar_one()
+    assert orjson.loads(body)["valueQuantity"]["value"] == 140 and status == "superseded"
+    assert done.notes == [f"item {item.id}: closed or changed by an ingest meanwhile; not replayed"]
