@@ -84,14 +84,27 @@ def resolve_org(folder: Path, org: str | None, notes: list[str]) -> str:
     )
 
 
+#: ``restricted`` values that clearly say no (persons.json's, case aside); any other restricts.
+_NOT_RESTRICTED = frozenset({"false", "f", "n", "no", "0", ""})
+
+
+def _restricts(row: Mapping[str, str]) -> bool:
+    return str(row.get("restricted", "")).strip().lower() not in _NOT_RESTRICTED
+
+
 def _persons(path: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     """Each person's row, read as a lookup (``lookup_rows``): its raw ``restricted`` value is
     joined into the rows that belong to them, so a row read with a problem holds them too,
-    and one whose quote swallowed other persons (their restrictions unread) stops the read."""
-    return {
-        row.get("person_id", "").strip(): row
-        for row in lookup_rows(path, ENCODING, ["person_id", "restricted"], notes)
-    }
+    and one whose quote swallowed other persons (their restrictions unread) stops the read.
+    A person listed twice is restricted if either copy says so (fail closed): the ingest keeps
+    the first copy and quarantines the other, and which came first must not decide whether
+    their address and care are shown to other organisations."""
+    people: dict[str, dict[str, str]] = {}
+    for row in lookup_rows(path, ENCODING, ["person_id", "restricted"], notes):
+        first = people.setdefault(row.get("person_id", "").strip(), row)
+        if _restricts(row) and not _restricts(first):
+            people[row.get("person_id", "").strip()] = {**first, "restricted": row["restricted"]}
+    return people
 
 
 def read_extract(folder: Path, org: str | None, notes: list[str]) -> Iterator[SourceRecord]:
@@ -111,7 +124,13 @@ def read_extract(folder: Path, org: str | None, notes: list[str]) -> Iterator[So
         return {**member_extras(code, restricted, row, today), **joined_problem(person)}
 
     extras = person_extras(code)
-    enrichers: dict[str, Enrich | None] = {"organisation": None, "persons": lambda _row: extras}
+
+    def person(row: dict[str, str]) -> dict[str, str]:
+        """The person's own row is restricted by another copy of it too (:func:`_persons`)."""
+        merged = people.get(row.get("person_id", "").strip(), {})
+        return {**extras, "_person_restricted": merged.get("restricted", "")}
+
+    enrichers: dict[str, Enrich | None] = {"organisation": None, "persons": person}
     for table in TABLES:
         yield from table_records(
             folder,

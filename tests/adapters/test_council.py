@@ -694,3 +694,31 @@ def test_a_persons_row_whose_quote_swallows_others_stops_the_read(
     with pytest.raises(ExtractError, match=r"persons\.csv, line 2: a quoted field opened"):
         run(engine, settings, codes, str(folder))
     assert stored(engine) == [] and list_items(engine) == []
+
+
+@pytest.mark.parametrize("restricted_first", [True, False])
+def test_a_person_listed_twice_is_restricted_if_either_copy_says_so(
+    engine, settings, codes, tmp_path, restricted_first
+):
+    """persons.csv lists a person twice, once restricted: their care rows took the last copy's
+    value and the Patient the first's, so which came first decided whether their address and
+    care package were shown to other organisations. Either copy restricting restricts both."""
+    restricted = person("2", restricted=True)
+    plain = restricted | {"restricted": "false"}
+    rows = {
+        **COUNCIL,
+        "persons": [restricted, plain] if restricted_first else [plain, restricted],
+        "events": [event("14", "2", "Service", **SERVICE)],
+    }
+    done = run(engine, settings, codes, str(write_extract(tmp_path / "c", rows)))
+    assert (
+        done.quarantined == 1 and "duplicate row identifier" in _one_open(engine, "persons").reason
+    )
+    with engine.connect() as conn:
+        bodies = [orjson.loads(b) for b in conn.execute(select(Resource.body)).scalars()]
+    shown = {b["resourceType"]: labels.label_codes(b) for b in bodies}
+    assert (
+        labels.SOURCE_CONFIDENTIAL in shown["Patient"]
+        and labels.SOURCE_CONFIDENTIAL in shown["EpisodeOfCare"]
+    )
+    assert "restricted-person" in shown["Patient"]
