@@ -342,7 +342,8 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
         problem = problems.get(guid, {})
         if problem:
             confidential = _get(row, "IsConfidential").lower() in _TRUE
-            treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential)
+            earlier = treated.get(guid, ("", False))[1]  # a copy of the row: fail closed
+            treated[guid] = (code.get("_SnomedCTConceptId", ""), confidential or earlier)
         parent = _get(row, "ProblemGuid")
         waits = parent in problems and parent not in treated
         deleted = _get(row, "Deleted").lower() in _TRUE
@@ -415,12 +416,22 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
             if table == "CareRecord_Observation":
                 observations.add(record.ref.row_id)
             if table == "CareRecord_Consultation":
+                # Fail closed: a copy of the row (the second is quarantined as a duplicate)
+                # or a row read with a problem (its flag may be what was lost) says confidential.
                 marked = str(record.fields.get("IsConfidential", "")).strip().lower()
-                consultations[record.ref.row_id] = marked in _TRUE
+                consultations[record.ref.row_id] = (
+                    consultations.get(record.ref.row_id, False)
+                    or marked in _TRUE
+                    or bool(record.read_issues)
+                )
             if table == "Prescribing_DrugRecord":
                 f = record.fields
                 concept, confidential = treated.get(
                     str(f.get("ProblemObservationGuid", "")).strip(), ("", False)
+                )
+                earlier = courses.get(record.ref.row_id)
+                confidential = confidential or (  # fail closed, as for consultations
+                    earlier is not None and earlier.confidential.lower() in _TRUE
                 )
                 courses[record.ref.row_id] = Course(
                     str(f.get("PatientGuid", "")).strip(),

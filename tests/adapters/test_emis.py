@@ -11,6 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select, update
 
+from adapters import labels
 from adapters.base import CorrectionRefused, ExtractError, MapContext, SourceRecord, SourceRef
 from adapters.codes import READ2, SNOMED, CodeMaps, Target, read_v2_code
 from adapters.emis import EmisAdapter
@@ -903,3 +904,43 @@ def test_an_issue_naming_another_patients_stored_course_is_held(engine, settings
     assert f"MedicationRequest:{guid(42)}" not in stored(engine)
     held = quarantine(engine)[guid(42)]
     assert "a record of another patient" in held.reason and DRUG in held.reason
+
+
+def _confidential(engine: Engine, rtype: str, row_id: str) -> bool:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Resource).where(
+                Resource.resource_type == rtype, Resource.source_key.endswith("|" + row_id)
+            )
+        ).first()
+    assert row is not None, (rtype, row_id)
+    return labels.SOURCE_CONFIDENTIAL in labels.label_codes(body(row))
+
+
+def test_a_consultation_listed_twice_is_confidential_if_either_copy_says_so(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """The visit kept (the first copy) was confidential, but what was written in it took the
+    second copy's flag, quarantined as a duplicate, and was taken in unlabelled."""
+    tables = default_tables()
+    [consult] = tables["CareRecord_Consultation"]
+    consult["IsConfidential"] = TRUE
+    tables["CareRecord_Consultation"] = [consult, dict(consult, IsConfidential=FALSE)]
+    run(engine, settings, codes, write_extract(tmp_path / "e", tables))
+    assert _confidential(engine, "Encounter", CONSULT)
+    assert _confidential(engine, "Observation", O_BP)
+
+
+def test_what_was_written_in_a_consultation_read_with_a_problem_is_labelled(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A confidential visit's row cut short before IsConfidential: what was written in it was
+    taken in unlabelled. A row read with a problem may have lost its flag, so it counts."""
+    tables = default_tables()
+    tables["CareRecord_Consultation"][0]["IsConfidential"] = TRUE
+    folder = write_extract(tmp_path / "e", tables)
+    path = folder / "CareRecord_Consultation.csv"
+    header, row = path.read_text().splitlines()[:2]
+    path.write_text(f"{header}\r\n{','.join(row.split(',')[:-2])}\r\n")
+    assert run(engine, settings, codes, folder).quarantined >= 1
+    assert _confidential(engine, "Observation", O_BP)
