@@ -944,3 +944,20 @@ def test_what_was_written_in_a_consultation_read_with_a_problem_is_labelled(
     path.write_text(f"{header}\r\n{','.join(row.split(',')[:-2])}\r\n")
     assert run(engine, settings, codes, folder).quarantined >= 1
     assert _confidential(engine, "Observation", O_BP)
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [("CareRecord_Observation", "IsConfidential"), ("CareRecord_Consultation", "Deleted"),
+     ("Prescribing_DrugRecord", "IsConfidential"), ("Admin_Patient", "Deleted")],
+)  # fmt: skip
+def test_an_extract_without_a_confidentiality_or_deletion_column_is_refused(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path, table: str, column: str
+) -> None:
+    """With the header spelled 'Isconfidential' every row was taken in as not confidential,
+    and with 'deleted' none as deleted; the only trace was an 'extra columns ignored' note."""
+    tables = default_tables()
+    tables[table] = [{(k.lower() if k == column else k): v for k, v in row.items()}
+                     for row in tables[table]]  # fmt: skip
+    with pytest.raises(ExtractError, match=f"missing required column {column}"):
+        run(engine, settings, codes, write_extract(tmp_path / "e", tables))

@@ -936,3 +936,18 @@ def test_a_replay_waiting_for_an_ingest_does_not_overwrite_what_it_took_in(
         ).scalar_one()
     assert orjson.loads(body)["valueQuantity"]["value"] == 140 and status == "superseded"
     assert done.notes == [f"item {item.id}: closed or changed by an ingest meanwhile; not replayed"]
+
+
+@pytest.mark.parametrize("column", ["RemovedData", "IDOrganisationVisibleTo"])
+def test_an_extract_without_a_removal_or_visibility_column_is_refused(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path, column: str
+) -> None:
+    """With the header spelled 'Removeddata' a deleted row stayed active, and without
+    IDOrganisationVisibleTo a row visible to its practice alone was shared; the only trace was
+    an 'extra columns ignored' note."""
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1")])
+    path = folder / "SRCode.csv"
+    header, rest = path.read_text(encoding="cp1252").split("\n", 1)
+    path.write_text(f"{header.replace(column, column.lower())}\n{rest}", encoding="cp1252")
+    with pytest.raises(ExtractError, match=f"missing required column {column}"):
+        run(engine, settings, codes, folder)
