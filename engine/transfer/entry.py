@@ -3,7 +3,8 @@
 Every value is checked here, before a review, so that what the review shows is what is sent and
 what the message rules would refuse (a time of last dose as a nurse writes it, a birth date with
 a space) is caught on the form, at its field, in words a nurse can act on. A field with nothing
-visible in it (spaces, a zero-width character) is blank.
+visible in it (spaces, a zero-width character) is blank. What the hospital's discharge form
+must say is checked here too (:func:`unsaid`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from adapters.values import UK as _UK
 from engine.transfer import news2
-from engine.transfer.form import Medicine, Person, TransferForm, written
+from engine.transfer.form import DischargeForm, Medicine, Person, TransferForm, written
 
 #: A problem: the field it is about (``None``: the message as a whole) and what to do, in the
 #: words of the error summary that links to the field.
@@ -187,3 +188,18 @@ def read_form(
         infection_status=entered["infection"], belongings=lines(typed["belongings"]),
     )  # fmt: skip
     return form, problems
+
+
+def unsaid(form: DischargeForm) -> list[str]:
+    """What a discharge form must say and does not, in the order the form asks: the diagnoses,
+    and whether medicines changed, in lines or by the tick (with neither, the care home could
+    not tell no change from a form left blank; with both, which is meant)."""
+    problems = [] if form.diagnoses else ["Enter the diagnoses, one a line"]
+    listed = bool(form.started or form.stopped or form.changed)
+    if listed == form.no_medicine_changes:
+        problems.append(
+            "Untick 'No medicine changes', or remove the medicines started, stopped or changed"
+            if listed else
+            "Enter the medicines started, stopped or changed, or tick 'No medicine changes'"
+        )  # fmt: skip
+    return problems

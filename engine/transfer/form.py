@@ -23,6 +23,16 @@ SNOMED = "http://snomed.info/sct"
 #: scale 2), named under the deployment's canonical base like scr's other code systems.
 SPO2_SCALES = "CodeSystem/scr-news2-spo2-scale"
 UCUM = "http://unitsofmeasure.org"
+#: scr's code system for what a hospital did to a medicine (no UK Core code says started,
+#: stopped or changed in hospital), carried as a discharge MedicationStatement's ``category``;
+#: named under the deployment's canonical base like scr's other code systems.
+MEDICINE_CHANGES = "CodeSystem/scr-medication-change"
+#: Each kind of change: (its display, the MedicationStatement status it goes with).
+CHANGES = {"started": ("Started in hospital", "active"),
+           "stopped": ("Stopped in hospital", "stopped"),
+           "changed": ("Changed in hospital", "active")}  # fmt: skip
+#: A discharge's medication changes when the hospital said there were none.
+NO_CHANGES = "No medicine changes"
 #: A UCUM annotation (``{Breaths}/min``, as UK Core's NEWS2 example sends it) names, not
 #: changes, the unit.
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
@@ -98,6 +108,8 @@ class DischargeForm:
     follow_up: str = ""
     belongings_returned: Sequence[str] = ()
     completed_by: str = ""
+    #: The hospital said no medicine was started, stopped or changed.
+    no_medicine_changes: bool = False
 
 
 def patient(p: Person) -> dict[str, Any]:
@@ -292,6 +304,17 @@ def readings(v: news2.Vitals) -> str:
     )
 
 
+def changes_of(statement: dict[str, Any]) -> list[tuple[int, object]]:
+    """(coding index, code) of each coding of a MedicationStatement's ``category`` in scr's
+    kinds of change, whatever base the deployment that sent it serves it under."""
+    category = statement.get("category")
+    codings = category.get("coding") if isinstance(category, dict) else None
+    return [
+        (j, c.get("code")) for j, c in enumerate(codings if isinstance(codings, list) else [])
+        if isinstance(c, dict) and str(c.get("system", "")).endswith(MEDICINE_CHANGES)
+    ]  # fmt: skip
+
+
 def _given(m: Medicine) -> str:
     return written(m.last_dose) if m.last_dose else "not recorded"
 
@@ -363,16 +386,20 @@ def discharge_message(
         {"resourceType": "Condition", "code": {"text": d}, "subject": {"reference": subject}}
         for d in form.diagnoses
     ]
-    changed = (("Started", "active", form.started), ("Stopped", "stopped", form.stopped),
-               ("Changed", "active", form.changed))  # fmt: skip
-    changes = "; ".join(f"{label}: {_lines(items)}" for label, _, items in changed)
-    # one statement a medicine, so a care-home system can update its medicines record from
-    # them: the narrative joins them for people, and a line may hold "; " itself
+    changed = (("started", form.started), ("stopped", form.stopped),
+               ("changed", form.changed))  # fmt: skip
+    changes = "; ".join(f"{kind.capitalize()}: {_lines(items)}" for kind, items in changed)
+    if form.no_medicine_changes and not any(items for _, items in changed):
+        changes = NO_CHANGES
+    # one statement a medicine, its kind of change coded, so a care-home system can update
+    # its medicines record from them: the narrative joins them for people, and a line may
+    # hold "; " itself
     statements = [
-        {"resourceType": "MedicationStatement", "status": status,
+        {"resourceType": "MedicationStatement", "status": CHANGES[kind][1],
+         "category": _coded(base + MEDICINE_CHANGES, kind, CHANGES[kind][0]),
          "medicationCodeableConcept": {"text": item}, "subject": {"reference": subject},
-         "note": [{"text": f"{label} in hospital"}]}
-        for label, status, items in changed for item in items
+         "note": [{"text": CHANGES[kind][0]}]}
+        for kind, items in changed for item in items
     ]  # fmt: skip
     sections = [
         Section("discharge-details", "Discharge details", _lines(form.diagnoses), diagnoses),

@@ -27,13 +27,16 @@ from sqlalchemy.exc import IntegrityError
 
 from audit import Appender, AuditEntry, RequestContext, disclose
 from audit.entry import Action
-from consent import Decision, Policy, Request, Who, decide
+from consent import Decision, PatientFacts, Policy, Refusal, Request, Who, decide
+from consent.case import Case
+from consent.rules import legitimate_relationship
 from engine.db import read_only
 from engine.gate import gather_facts
 from engine.transfer import message, signature, store
-from engine.transfer.parties import may_take_part
+from engine.transfer.parties import PROFILES, may_take_part
 from engine.transfer.rules import (
     Known,
+    Named,
     Parsed,
     Problem,
     Refused,
@@ -119,12 +122,14 @@ def refuse(
     return Refused(status, *listed(p))
 
 
-def _care(
-    conn: Connection, who: Who, person: str, patients: tuple[str, ...], policy: Policy
-) -> Decision:
-    """The policy's decision on ``who`` acting for ``person``: the facts any read gathers."""
-    facts = gather_facts(conn, person, patients, policy)
-    return decide(who, facts, who.purpose, Request("transfer"), datetime.now(UTC), policy)
+def home_cares(facts: PatientFacts, home: str, now: datetime, policy: Policy) -> bool:
+    """Whether care home ``home`` has the relationship its staff read a transfer of the person
+    by: the decision's own rule (``legitimate_relationship``, interaction ``transfer``), asked
+    for the home. It is their only basis (the care-home profile has no self-claim and no
+    break-glass); the rest of their decision (training, purpose) is each user's."""
+    staff = Who("", "", PROFILES["care-home"], "", home, "care-home", None)
+    case = Case.build(staff, facts, None, Request("transfer"), now, policy)
+    return not isinstance(legitimate_relationship(case), Refusal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,19 +152,29 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
     if parties.found is not None:
         return _Looked(parties.found, key=parties.sender_key)
     people, patients = parties.people, parties.patients
-    row = store.transfer(conn, parsed.transfer_id) if parsed.transfer_id else None
     asks = len(people) == 1
+    found = (
+        store.named(conn, parsed.transfer_id, people[0] if asks else None)
+        if parsed.transfer_id else None
+    )  # fmt: skip
+    named = (
+        Named(found[0].care_home, found[0].hospital, found[1], found[0].status) if found else None
+    )
     pem = parties.sender_key
     born, families = (
         store.demographics(conn, patients)
         if asks and h.event in ("care-home-transfer", "hospital-discharge") else (set(), set())
     )  # fmt: skip
+    now = datetime.now(UTC)
+    facts = gather_facts(conn, people[0], patients, policy) if asks else None
+    cares = facts is None or h.event != "hospital-discharge" or home_cares(
+        facts, h.destination, now, policy
+    )  # fmt: skip
     known = Known(
         token_org=who.org, kinds=parties.kinds,
-        sender_key=signature.load_public(pem) if pem else None, people=people,
-        transfer=(row.care_home, row.hospital, row.person_id, row.status) if row else None,
-        care=_care(conn, who, people[0], patients, policy) if asks else None,
-        born=frozenset(born), families=frozenset(fold(f) for f in families),
+        sender_key=signature.load_public(pem) if pem else None, people=people, transfer=named,
+        care=decide(who, facts, who.purpose, Request("transfer"), now, policy) if facts else None,
+        born=frozenset(born), families=frozenset(fold(f) for f in families), home_cares=cares,
     )  # fmt: skip
     return _Looked(None, known, patients)
 

@@ -31,7 +31,7 @@ from consent import Decision
 from engine.finish import entered_in_error
 from engine.identity.features import fold as identity_fold
 from engine.transfer import news2, signature, store
-from engine.transfer.form import claimed_news2
+from engine.transfer.form import CHANGES, changes_of, claimed_news2
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
 from engine.transfer.narrative import unsafe
 from engine.validate import ElementMemo, validate_resource
@@ -444,8 +444,37 @@ def check_shape(doc: Any) -> tuple[list[Problem], Parsed | None]:
     # readable, and every problem in it is listed at once.
     problems.extend(_others(doc, "MessageHeader", 0, "one MessageHeader, its first entry"))
     parsed = _content(doc, header, problems)
-    problems.extend(_news2(doc, header.event if isinstance(header.event, str) else ""))
+    event = header.event if isinstance(header.event, str) else ""
+    problems.extend(_news2(doc, event))
+    problems.extend(_changes(doc, event))
     return problems, parsed if routable else None
+
+
+def _changes(doc: dict[str, Any], event: str) -> Iterator[Problem]:
+    """A discharge's MedicationStatement that says what the hospital did to the medicine
+    (``form.CHANGES``, in its ``category``) says one kind, known, and a status that agrees:
+    the care home's page and systems act on it (a medicine read as started but sent stopped
+    would be given). One that says no kind is accepted, as before the kind was coded
+    (docs/red-bag.md): the page shows it as not given."""
+    if event != "hospital-discharge":
+        return
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        resource = _obj(_obj(entry).get("resource"))
+        if resource.get("resourceType") != "MedicationStatement":
+            continue
+        here = f"Bundle.entry[{i}].resource"
+        kinds = changes_of(resource)
+        for j, code in kinds:
+            if not (isinstance(code, str) and code in CHANGES):  # R4 reports a code not a string
+                said = f"a kind of medicine change is one of {', '.join(CHANGES)}, not {code!r}"
+                yield Problem("value", said, f"{here}.category.coding[{j}].code")
+        if len(kinds) > 1:
+            yield Problem("value", "a medicine has one kind of change", f"{here}.category")
+        elif kinds and (kind := str(kinds[0][1])) in CHANGES:
+            status = resource.get("status")
+            if (status == "stopped") != (CHANGES[kind][1] == "stopped"):
+                said = f"a medicine {kind} in hospital is not sent with status {status!r}"
+                yield Problem("value", said, f"{here}.status")
 
 
 def _news2(doc: dict[str, Any], event: str) -> Iterator[Problem]:
@@ -507,6 +536,18 @@ def _routable(h: Header) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Named:
+    """The transfer a discharge or an acknowledgement names, as the store holds it."""
+
+    care_home: str
+    hospital: str
+    #: Whether it is a transfer of the one person holding the message's NHS number (recorded
+    #: under them, or under someone since merged into them: ``store.named``).
+    theirs: bool
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class Known:
     """What the store says about the parties and the person, for :func:`check_parties`."""
 
@@ -516,8 +557,8 @@ class Known:
     sender_key: Ed25519PublicKey | None
     #: The people holding the message's NHS number.
     people: tuple[str, ...]
-    #: (care home, hospital, person, status) of the transfer the message names, if it exists.
-    transfer: tuple[str, str, str, str] | None = None
+    #: The transfer the message names, if it exists.
+    transfer: Named | None = None
     #: The policy's decision on the sender acting for the one person holding the number
     #: (``None`` when there is no such person).
     care: Decision | None = None
@@ -526,6 +567,9 @@ class Known:
     #: composed or decomposed in Unicode is one name).
     born: frozenset[str] = frozenset()
     families: frozenset[str] = frozenset()
+    #: Whether the care home a discharge goes to still has the relationship its staff read
+    #: the transfer by (asked of a discharge only: ``receive.home_cares``).
+    home_cares: bool = True
 
 
 def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Problem]:
@@ -561,7 +605,7 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
         # A message about a transfer answers for its person through the transfer alone, so
         # a hospital cannot learn from the answer whether anyone holds a number it names.
         t = known.transfer
-        if t is None or (t[1], t[0]) != (h.sender, h.destination) or t[2] not in known.people:
+        if t is None or (t.hospital, t.care_home) != (h.sender, h.destination) or not t.theirs:
             problems.append(Problem("not-found", "no transfer of this person from "
                                     f"{h.destination} to {h.sender} has that id",
                                     parsed.transfer_path, why))  # fmt: skip
@@ -573,8 +617,10 @@ def check_parties(doc: dict[str, Any], parsed: Parsed, known: Known) -> list[Pro
             # A discharge summary attached to the wrong patient would otherwise be read by
             # the home as the resident's.
             problems.extend(_same_person(parsed, known))
-        if t[3] not in store.MOVES[h.event][0]:
-            problems.append(out_of_turn(h.event, t[3], parsed.transfer_path))
+            if not known.home_cares:
+                problems.append(_home_gone(h.destination))
+        if t.status not in store.MOVES[h.event][0]:
+            problems.append(out_of_turn(h.event, t.status, parsed.transfer_path))
         elif known.care is None or not known.care.permit:
             # The sender knows the person through this transfer; the policy's reasons (lapsed
             # IG training, a purpose that is not direct care) are theirs to read, as on
@@ -636,6 +682,18 @@ def _same_person(parsed: Parsed, known: Known) -> Iterator[Problem]:
     if families and known.families and not families <= known.families:
         said = f"this family name is not one the record holds for this NHS number: {_CHECK}"
         yield Problem("value", said, f"{here}.name")
+
+
+def _home_gone(home: str) -> Problem:
+    """A discharge to a care home that no longer cares for the person (their placement there
+    ended while they were in hospital): no one there could read it, so accepting it would
+    lose the summary silently. Told only to a hospital the policy lets act for the person."""
+    said = (
+        f"{home} no longer cares for this person in the shared record (their placement "
+        "there has ended), so no one there could read this discharge: nothing was sent. "
+        "Give the discharge summary to whoever cares for them now by another route"
+    )
+    return Problem("business-rule", said, _HEADER + ".destination[0].receiver.identifier.value")
 
 
 def out_of_turn(event: str, status: str, path: str | None) -> Problem:

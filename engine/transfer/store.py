@@ -201,6 +201,27 @@ def transfer(conn: Connection, transfer_id: str) -> TransferRow | None:
     return TransferRow(*row) if row else None
 
 
+#: The transfer bound as ``transfer_id`` and whether it is of the person bound as
+#: ``person_id`` or of one since merged into them: the read a message naming a transfer makes
+#: anyway, so the answer costs no round trip. Built once, as every such message asks it.
+_NAMED = select(TRANSFERS, TRANSFERS.c.person_id.in_(MERGED_IN).label("theirs")).where(
+    TRANSFERS.c.id == bindparam("transfer_id")
+)
+
+
+def named(
+    conn: Connection, transfer_id: str, person_id: str | None
+) -> tuple[TransferRow, bool] | None:
+    """The transfer a discharge or an acknowledgement names, and whether it is ``person_id``'s.
+    A row keeps the person id of its day: after a merge that id is the survivor's through
+    ``merged_into`` (as a stay is, ``STAYS``), and a split moves the row to the group holding
+    its NHS number (``engine.identity.workset``), so the row's id alone refused a merged
+    person's discharge. ``None`` for ``person_id`` (no one, or more than one, holds the
+    number) makes it no one's."""
+    row = conn.execute(_NAMED, {"transfer_id": transfer_id, "person_id": person_id}).first()
+    return (TransferRow(*row[:-1]), bool(row.theirs)) if row else None
+
+
 def transfers_of(conn: Connection, org: str) -> list[TransferRow]:
     """The transfers an organisation sent or received, newest first."""
     rows = conn.execute(

@@ -30,8 +30,14 @@ from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step
 from engine.directory import organisations
 from engine.transfer import news2, signature
 from engine.transfer.entry import lines as _lines
-from engine.transfer.entry import read_form, reviewed_medicines
-from engine.transfer.form import DischargeForm, Person, discharge_message, transfer_message
+from engine.transfer.entry import read_form, reviewed_medicines, unsaid
+from engine.transfer.form import (
+    DischargeForm,
+    Person,
+    changes_of,
+    discharge_message,
+    transfer_message,
+)
 from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.parties import acknowledgement, may_take_part
 from engine.transfer.reading import sections, triage
@@ -242,10 +248,19 @@ def inbox_page(request: Request) -> Response:
                  triage=triaged)  # fmt: skip
 
 
-def _line(resource: dict[str, Any], names: Mapping[str, str]) -> str:
+def _change(resource: dict[str, Any], event: str) -> str:
+    """What a discharge did to a medicine (started, stopped, changed), as its coded kind
+    says: the status alone reads a medicine started and one changed alike."""
+    if event != "hospital-discharge" or resource.get("resourceType") != "MedicationStatement":
+        return ""
+    kinds = [str(code) for _, code in changes_of(resource)]
+    return ", ".join(kinds) or "kind not given"
+
+
+def _line(resource: dict[str, Any], names: Mapping[str, str], event: str) -> str:
     """One coded entry as a clinician reads it, as the record page words an item; a medicine's
-    last dose to the minute, as the care home's chart gave it."""
-    parts = [label(resource), summary_detail(resource, names)]
+    last dose to the minute, as the care home's chart gave it, and a discharge's change."""
+    parts = [label(resource), _change(resource, event), summary_detail(resource, names)]
     given = resource.get("effectiveDateTime")
     if resource.get("resourceType") == "MedicationStatement" and isinstance(given, str):
         # A dateTime without a time (a year, a month, a day: R4 allows them) is shown as sent.
@@ -264,7 +279,10 @@ def _transfer_view(
     shown = detail(services(request), row)
     names = org_names(request)
     messages = [
-        (m["event"], [(s, [_line(r, names) for r in s.entries]) for s in sections(m["bundle"])])
+        (
+            m["event"],
+            [(s, [_line(r, names, m["event"]) for r in s.entries]) for s in sections(m["bundle"])],
+        )
         for m in shown["messages"]
     ]
     return _page(request, "transfer.html", status, who=who, shown=shown, messages=messages,
@@ -303,6 +321,14 @@ def transfer_page(request: Request, transfer_id: str) -> Response:
     return _transfer_view(request, *found)
 
 
+def _as_now(request: Request, row: TransferRow) -> TransferRow:
+    """``row`` read again, for a step that was refused: shown as it now stands (moved on by
+    another click, a colleague or a message), not as it was read before the step. The read
+    was decided and audited already."""
+    with services(request).engine.connect() as conn:
+        return transfer(conn, row.id) or row
+
+
 @router.post(_INBOX + "/{transfer_id}/acknowledge")
 def acknowledge_page(request: Request, transfer_id: str, csrf_token: Field) -> Response:
     """A refused step (a second click, a transfer moved on) is shown, not passed over."""
@@ -313,11 +339,9 @@ def acknowledge_page(request: Request, transfer_id: str, csrf_token: Field) -> R
     who, row = found
     try:
         acknowledge(services(request), who, context(request), transfer_id)
-    except FhirError as exc:  # shown as it now stands: the read was decided and audited above
-        with services(request).engine.connect() as conn:
-            now = transfer(conn, row.id) or row
+    except FhirError as exc:
         problems = [p.diagnostics for p in exc.problems]
-        return _transfer_view(request, who, now, exc.status, problems=problems)
+        return _transfer_view(request, who, _as_now(request, row), exc.status, problems=problems)
     return _to(f"{_INBOX}/{quote(row.id)}")
 
 
@@ -325,13 +349,15 @@ def acknowledge_page(request: Request, transfer_id: str, csrf_token: Field) -> R
 def discharge(
     request: Request, transfer_id: str, csrf_token: Field, diagnoses: Optional = "",
     started: Optional = "", stopped: Optional = "", changed: Optional = "",
-    follow_up: Optional = "", returned: Optional = "",
+    follow_up: Optional = "", returned: Optional = "", no_medicine_changes: Optional = "",
 ) -> Response:  # fmt: skip
-    """A refused discharge comes back with what was typed, and why; only the hospital, and
-    only once it has acknowledged the transfer, as the page offers it."""
+    """A refused discharge comes back with what was typed, and why, on the transfer as it now
+    stands; only the hospital, and only once it has acknowledged the transfer, as the page
+    offers it."""
     session.check_csrf(request, csrf_token)
     typed = {"diagnoses": diagnoses, "started": started, "stopped": stopped,
-             "changed": changed, "follow_up": follow_up, "returned": returned}  # fmt: skip
+             "changed": changed, "follow_up": follow_up, "returned": returned,
+             "no_medicine_changes": no_medicine_changes}  # fmt: skip
     found = _seen_by(request, transfer_id)
     if isinstance(found, Response):
         return found
@@ -344,14 +370,15 @@ def discharge(
         return _transfer_view(request, who, row, 409, problems=[why])
     form = DischargeForm(
         Person(row.nhs_number, "", "", ""), _lines(diagnoses), _lines(started), _lines(stopped),
-        _lines(changed), follow_up, _lines(returned), who.name,
+        _lines(changed), follow_up, _lines(returned), who.name, bool(no_medicine_changes),
     )  # fmt: skip
-    sent: str | list[str] = ["Enter the diagnoses, one a line"]
-    if form.diagnoses:
+    sent: str | list[str] = unsaid(form)
+    if not sent:
         doc = discharge_message(form, sender=who.org, destination=row.care_home,
                                 transfer_id=row.id, now=datetime.now(UTC),
                                 base=svc.settings.canonical_base)  # fmt: skip
         sent = _send(request, who, doc)
     if isinstance(sent, list):
-        return _transfer_view(request, who, row, 422, problems=sent, typed=typed)
+        now = _as_now(request, row)
+        return _transfer_view(request, who, now, 422, problems=sent, typed=typed)
     return _to(f"{_INBOX}/{quote(row.id)}")
