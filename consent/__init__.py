@@ -36,7 +36,7 @@ from consent.model import (
     Who,
 )
 from consent.policy import Policy, PolicyError, load
-from consent.requests import Answer, ask_break_glass, ask_self_claim
+from consent.requests import Answer, ask_break_glass, ask_self_claim, user_refusals
 from consent.sections import UNCLASSIFIED, meta_of, section_of
 
 __all__ = [
@@ -78,5 +78,6 @@ __all__ = [
     "source_row_shown",
     "tie",
     "unmasked",
+    "user_refusals",
     "visible",
 ]

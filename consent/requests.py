@@ -67,6 +67,16 @@ def _gates(c: Case) -> list[Reason]:
     return [r for r in found if r is not None]
 
 
+def user_refusals(
+    who: Who, now: datetime, policy: Policy, asked: Interaction
+) -> tuple[Refusal, ...]:
+    """Why the user may see no one's record now whoever the person (lapsed IG training, a
+    purpose their profile may not use): a page listing many people (an inbox) says so, rather
+    than that there is nothing, and says nothing about anyone."""
+    c = _case(who, "", now, policy, asked)
+    return tuple(r for r in _gates(c) if isinstance(r, Refusal))
+
+
 def reason_problem(text: str, policy: Policy) -> str | None:
     """What is wrong with a break-glass or self-claim reason, if anything: the refusal's words,
     which a form also shows beside the field."""

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
 from adapters.values import UK, nhs_number_valid
-from consent import Decision, Who
+from consent import Decision, Who, user_refusals
 from consent import Request as Asked
 from engine.api.deps import context, refuse, services, target
 from engine.api.errors import FhirError
@@ -244,8 +244,9 @@ def inbox_page(request: Request) -> Response:
     with svc.engine.connect() as conn:
         opening = opening_messages(conn, [r.id for r in rows])
     triaged = {tid: triage(orjson.loads(raw)) for tid, raw in opening.items()}
+    refusals = user_refusals(who, datetime.now(UTC), svc.policy, "transfer")
     return _page(request, "inbox.html", who=who, rows=rows, org_names=org_names(request),
-                 triage=triaged)  # fmt: skip
+                 triage=triaged, refusals=refusals)  # fmt: skip
 
 
 def _change(resource: dict[str, Any], event: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
@@ -266,3 +266,22 @@ def test_a_restricted_persons_transfer_is_shown_to_both_its_organisations_and_th
     for d in (hospital, council):
         assert d.permit
         assert released(d, [stay], POLICY, labels)[0] == (stay,)
+
+
+def test_a_doctor_refused_for_lapsed_training_is_told_why_not_that_there_is_nothing(
+    web: TestClient, client: TestClient, token: Token, keys: dict[str, Ed25519PrivateKey],
+    home: str,
+) -> None:  # fmt: skip
+    """A doctor whose IG training had lapsed was told 'No transfers for your organisation'
+    while a resident's red bag waited: the refusal is about them, and theirs to know, as the
+    record page and /access/explain say it. The page says so whether or not any wait."""
+    lapsed = token("ae-doctor", user_id="u-lapsed", ig_training=date.today() - timedelta(days=800))
+    acknowledged(signed_in(web, lapsed))
+    before = web.get("/inbox").text
+    sent_transfer(client, home, keys)
+    after = web.get("/inbox").text
+    for page in (before, after):
+        assert "No transfers for your organisation" not in page and 'id="inbox-refused"' in page
+        assert "training" in page.lower()
+    main = [p[p.index("<main") :] for p in (before, after)]
+    assert main[0] == main[1]
