@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -69,14 +70,36 @@ def key_columns(table_map: Mapping[str, Any]) -> list[str]:
     return [row_id] if isinstance(row_id, str) else list(row_id)
 
 
+def table_file(folder: Path, name: str) -> Path:
+    """The file of ``folder`` named ``name`` in any case (``SRCode.CSV``, as Windows tools
+    write it): opened by its exact name alone, it was neither read nor noted, and its rows
+    were lost without a word. ``folder / name`` when there is none. Two files whose names
+    differ only in case refuse the extract: which one holds the table cannot be told."""
+    wanted = name.lower()
+    found = sorted(p for p in folder.glob("*") if p.name.lower() == wanted and p.is_file())
+    if len(found) > 1:
+        raise ExtractError(
+            f"{folder}: {' and '.join(p.name for p in found)} are both the file {name}: "
+            "nothing is taken in; remove the one that is not the extract's"
+        )
+    return found[0] if found else folder / name
+
+
 def first_row(path: Path, encoding: str, column: str) -> str:
-    """The extract owner's code: the first row of the organisation file (see docs/sources.md)."""
+    """The extract owner's code: the first row of the organisation file (see docs/sources.md).
+    It is part of every record's key, so one holding a control character (a NUL, which
+    PostgreSQL's text cannot hold) refuses the extract."""
     if not path.parent.is_dir():
         raise ExtractError(f"{path.parent}: no such extract folder")
+    path = table_file(path.parent, path.name)
     if not path.exists():
         raise ExtractError(f"{path.parent}: required file {path.name} is missing")
     for row in read_rows(path, encoding, required=[column]):
         value = row.fields.get(column, "").strip()
+        if value and _CONTROL.search(value):
+            raise ExtractError(
+                f"{path.name}, line {row.line}: {column} {value!r} holds a control character"
+            )
         if value:
             return value
     raise ExtractError(f"{path.name}: no organisation row with a {column}")
@@ -91,12 +114,14 @@ def lookup_rows(
     quoted field swallowed the lines after it stops the extract: the rows on those lines are
     not read, so records joined to them would be taken in without them (a private problem as a
     shared observation), and which records those are cannot be told."""
-    if not path.exists():
+    found = table_file(path.parent, path.name)
+    if not found.exists():
         return
-    for row in read_rows(path, encoding, required, notes):
+    for row in read_rows(found, encoding, required, notes):
         if not row.issues:
             yield row.fields
             continue
+        # Named as the reader asked for it: ``engine.kept`` tells a joined row's problems by it.
         problem = f"{path.name}, line {row.line}: {'; '.join(map(str, row.issues))}"
         if row.swallowed:
             raise ExtractError(
@@ -139,13 +164,24 @@ def joined_problem(row: Mapping[str, str]) -> dict[str, str]:
     return {JOINED_ROW_PROBLEM: problem} if problem else {}
 
 
+#: C0 control characters but tab, line feed and carriage return (which a quoted cell may hold):
+#: a NUL cannot be stored in PostgreSQL's text at all, and none is part of a real id.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def row_key(fields: Mapping[str, Any], key: Sequence[str], line: int) -> tuple[str, Issue | None]:
-    """A row's id from its key columns; a row missing one is named by its line, with why."""
+    """A row's id from its key columns; a row missing one, or whose one holds a control
+    character, is named by its line, with why: the id is part of every key the store writes,
+    and a NUL in one failed the write of the whole run."""
     parts = [str(fields.get(column, "")).strip() for column in key]
     for column, part in zip(key, parts, strict=True):
         if not part:
             return unkeyed_row_id(f"line-{line}", fields), Issue(
                 column, "row identifier is missing"
+            )
+        if bad := _CONTROL.search(part):
+            return unkeyed_row_id(f"line-{line}", fields), Issue(
+                column, f"row identifier {part!r} holds control character U+{ord(bad[0]):04X}"
             )
     return "|".join(parts), None
 
@@ -171,7 +207,7 @@ def table_records(
     enrich: Enrich | None = None,
 ) -> Iterator[SourceRecord]:
     """Stream one table's rows as records; a missing optional file counts as empty."""
-    path = folder / f"{table}.csv"
+    path = table_file(folder, f"{table}.csv")
     if not path.exists():
         if required:
             raise ExtractError(f"{folder}: required file {table}.csv is missing")
@@ -255,8 +291,11 @@ def problem_changes(
 ) -> Iterator[SourceRecord]:
     """A delta's problem rows added, changed or removed whose rows of ``table`` (a ref
     without a row id) it does not hold, ``met`` being those it does: only the problem
-    changed, so each row is mapped again as last seen (``engine.kept``)."""
+    changed, so each row is mapped again as last seen (``engine.kept``). An id holding a
+    control character names no row (such a row is named by its line: ``row_key``)."""
     for row_id in sorted((problems.live.keys() | problems.removed) - met - {""}):
+        if _CONTROL.search(row_id):
+            continue
         patient = (patient_column, problems.patients.get(row_id, ""))
         ref = replace(table, row_id=row_id)
         yield rejoined(ref, file, problems.live.get(row_id, {}), replaced, patient)
@@ -370,6 +409,15 @@ class TableAdapter:
 
 
 def unknown_files(folder: Path, known: set[str], notes: list[str]) -> None:
-    extra = sorted(p.name for p in folder.glob("*.csv") if p.stem not in known)
+    """Note the CSV files (``.csv`` in any case) that are no table of ``known``, and those read
+    as one under another case (``table_file``); refuse two files of one table."""
+    tables = {t.lower(): t for t in known}
+    csvs = sorted(p for p in folder.glob("*") if p.suffix.lower() == ".csv" and p.is_file())
+    extra = [p.name for p in csvs if p.stem.lower() not in tables]
     if extra:
         notes.append(f"{folder.name}: unknown files ignored: {', '.join(extra)}")
+    for p in csvs:
+        table = tables.get(p.stem.lower())
+        if table is not None and p.name != f"{table}.csv":
+            read = table_file(folder, f"{table}.csv")  # refuses a second file of the table
+            notes.append(f"{folder.name}: {read.name} read as {table}.csv")

@@ -355,12 +355,30 @@ def q_replay(
         corrections[name] = value
     settings = _settings()
     with _store(settings) as engine:
+        unknown = _not_open(engine, ids or [])
+        if unknown:
+            err.print("\n".join(unknown))
+            raise typer.Exit(1)
         try:
             summary = quarantine.replay(engine, settings, _codes(settings), ids or [], corrections)
         except CorrectionRefused as exc:
             err.print(str(exc))
             raise typer.Exit(2) from None
+        except IngestBusy as exc:
+            err.print(f"[red]replay failed:[/red] {exc}; nothing was replayed, try again later")
+            raise typer.Exit(1) from None
     _show_summary(summary, as_json)
+
+
+def _not_open(engine: Engine, ids: list[int]) -> list[str]:
+    """Why each of ``ids`` cannot be replayed (no such item, or closed): replay passes over
+    them, so a mistyped id would otherwise look like a replay that worked."""
+    found = {i: quarantine.get_item(engine, i) for i in dict.fromkeys(ids)}
+    return [
+        f"no quarantine item {i}" if item is None else f"quarantine item {i} is {item.status}"
+        for i, item in found.items()
+        if item is None or item.status != "open"
+    ]
 
 
 @codes_app.command("load-trud")

@@ -22,7 +22,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
@@ -37,11 +37,14 @@ from adapters.base import (
     MapContext,
     MapOutcome,
     SourceRecord,
+    SourceRef,
+    fhirpath,
     resource_id,
+    uuid5,
 )
 from adapters.codes import CodeMaps
 from engine import extracts, kept, store
-from engine.canonical import content_hash, dumps, loads
+from engine.canonical import SHOWN_FOR_UNENCODABLE, content_hash, dumps, encodable, loads
 from engine.facts import row_facts
 from engine.finish import entered_in_error, finish, mark_entered_in_error
 from engine.identity import patients_of_run, relink
@@ -57,6 +60,10 @@ Progress = Callable[[int], None]
 
 RUNS = cast(Table, IngestRun.__table__)
 Q = cast(Table, QuarantineItem.__table__)
+
+#: The type ``run_seen`` records each source key the run met under (taken in or quarantined),
+#: hashed into an id: a later copy of a row is a duplicate even when its first was quarantined.
+_MET = "(source record met)"
 
 
 @dataclass
@@ -169,6 +176,13 @@ class _Run:
         #: Patients this run withdrew: records citing them, in any later batch, are not taken.
         self.withdrawn_patients: set[str] = set()
         self.bad: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
+        #: The batch's source keys, each with the first record met under it.
+        self.met: dict[str, SourceRecord] = {}
+        #: Later copies of those in the batch, quarantined as duplicates after its checks.
+        self.copies: list[tuple[SourceRecord, tuple[Issue, ...]]] = []
+        #: SQLite: updates of existing quarantine items, applied when the run completes, so a
+        #: run that fails leaves them as they were (on PostgreSQL its transaction does that).
+        self.item_updates: list[tuple[int, dict[str, Any]]] = []
         self.pending = 0
         self.flushes = 0
         self.writer = BackgroundWriter()
@@ -180,11 +194,15 @@ class _Run:
     def take(self, record: SourceRecord, outcome: MapOutcome) -> None:
         self.summary.read += 1
         self.summary.warnings += len(outcome.warnings)
-        if not outcome.ok:
+        record, outcome = _storable(record, outcome)
+        first = self.met.setdefault(record.ref.key, record)
+        if first is not record:
+            self.copies.append((record, (_duplicate(record, first),)))
+        elif not outcome.ok:
             self.bad.append((record, outcome.issues))
         else:
             self._take_resources(record, outcome)
-        if self.pending + len(self.bad) >= self.settings.ingest_batch_size:
+        if self.pending + len(self.bad) + len(self.copies) >= self.settings.ingest_batch_size:
             self.flush()
 
     def _take_resources(self, record: SourceRecord, outcome: MapOutcome) -> None:
@@ -273,7 +291,7 @@ class _Run:
         to the writer with its lookups done, so it commits exactly what a synchronous flush
         would.
         """
-        if not self.good and not self.bad:
+        if not self.good and not self.bad and not self.copies:
             return
         ids = {r["resource_id"]: None for g in self.good for r in g.rows}
         ids.update({r["patient_id"]: None for g in self.good for r in g.rows if r["patient_id"]})
@@ -287,12 +305,15 @@ class _Run:
         self.writer.wait()
         conn = self.conn or self.engine.connect()
         try:
-            keys = taking + [rec.ref.key for rec, _ in self.bad]
+            keys = list(self.met)
             keys += [self.renamed[k] for k in keys if k in self.renamed]
-            state = store.run_state(conn, self.summary.run_id, list(ids), keys)
-            self._check_duplicates(state.ids)
+            met = {uuid5(f"{_MET}|{k}"): k for k in self.met}
+            state = store.run_state(conn, self.summary.run_id, [*ids, *met], keys)
+            self._check_duplicates({k for i, k in met.items() if i in state.ids})
             self._check_patients(stored.patients | state.patients)
             staged, seen, taken = self._stage(stored.current)
+            seen += [{"resource_id": i, "resource_type": _MET} for i in met if i not in state.ids]
+            self.bad += self.copies
             pointed = _pointer_changes(self.good, named)
             inherited = [
                 {"from_key": g.record.ref.key, "to_key": k}
@@ -306,11 +327,14 @@ class _Run:
             taken += [self.renamed[k] for k in taken if k in self.renamed]
             resolved = [k for k in taken if k in state.open and k not in quarantined]
             updates, inserts = self._quarantine(state.open)
+            if conn is not self.conn:
+                self.item_updates += updates
+                updates = []
         except BaseException:
             if conn is not self.conn:
                 conn.close()
             raise
-        self.good, self.bad, self.pending = [], [], 0
+        self.good, self.bad, self.copies, self.met, self.pending = [], [], [], {}, 0
         self.flushes += 1
         analyse = self.flushes & (self.flushes - 1) == 0  # after batches 1, 2, 4, 8, ...
         writes = _Writes(
@@ -391,8 +415,7 @@ class _Run:
             writes.inherited,
         )
         store.keep_open(conn, run_id, writes.reopened)
-        for item, values in writes.quarantine_updates:
-            conn.execute(update(Q).where(Q.c.id == item).values(**values))
+        store.update_items(conn, writes.quarantine_updates)
         if writes.quarantine_inserts:
             conn.execute(insert(Q), writes.quarantine_inserts)
 
@@ -404,11 +427,13 @@ class _Run:
             self.writer.close()
 
     def complete(self, now: datetime) -> None:
-        """Make the run visible: apply what is still staged, close what it resolved, commit."""
+        """Make the run visible: apply what is still staged (quarantine items' updates too),
+        close what it resolved, commit."""
         conn = self.conn or self.engine.connect()
         with conn:
             if conn is not self.conn:
                 store.apply_rows(conn, self.summary.run_id)
+                store.update_items(conn, self.item_updates)
             store.apply_pointers(conn, self.summary.run_id)
             if conn is not self.conn:
                 store.apply_kept(conn, self.summary.run_id)
@@ -426,33 +451,23 @@ class _Run:
             if self.conn is not None:
                 self.conn.close()
 
-    def _check_duplicates(self, already: set[str]) -> None:
-        """Quarantine records whose ids this run took in already or met earlier in the batch."""
-        seen: dict[str, SourceRecord] = {}
-        keep: list[_Good] = []
-        for g in self.good:
-            clash = next(
-                (
-                    r["resource_id"]
-                    for r in g.rows
-                    if r["resource_id"] in already or r["resource_id"] in seen
-                ),
-                None,
-            )
-            if clash is not None:
-                first = seen.get(clash)
-                where = f" (first at {first.file} line {first.line})" if first else ""
-                self.bad.append(
-                    (
-                        g.record,
-                        (Issue(None, f"duplicate row identifier {g.record.ref.row_id!r}{where}"),),
-                    )
-                )
-                continue
-            for r in g.rows:
-                seen[r["resource_id"]] = g.record
-            keep.append(g)
-        self.good = keep
+    def _check_duplicates(self, earlier: set[str]) -> None:
+        """Quarantine as duplicates the batch's records whose source keys an earlier batch of
+        the run met, taken in or quarantined (copies within the batch were caught as they came,
+        ``take``): a copy taken in after its first was quarantined closed the item the run had
+        just opened, and each re-run added another."""
+        if not earlier:
+            return
+        self.bad = [
+            (rec, (_duplicate(rec, None),)) if rec.ref.key in earlier else (rec, issues)
+            for rec, issues in self.bad
+        ]
+        self.bad += [
+            (g.record, (_duplicate(g.record, None),))
+            for g in self.good
+            if g.record.ref.key in earlier
+        ]
+        self.good = [g for g in self.good if g.record.ref.key not in earlier]
 
     def _check_patients(self, elsewhere: set[str]) -> None:
         """Quarantine records citing a patient neither in the batch nor ``elsewhere``.
@@ -500,7 +515,9 @@ class _Run:
 
         Unchanged content was valid when it was stored, so it is not validated again: a
         re-run of an extract costs a hash comparison per resource. Nor is a withdrawal: a
-        stored body with only its status changed.
+        stored body with only its status changed. The policy facts stored beside each body
+        are worked out here too: a NUL in one (an organisation's ODS code) is text PostgreSQL
+        cannot hold, and would fail the write of the whole run.
         """
         for g in self.good:
             g.changed = [
@@ -510,12 +527,15 @@ class _Run:
                 or cur.content_hash != r["content_hash"]
                 or cur.status != r["status"]
             ]
+            for r in g.changed:
+                r["facts"] = row_facts(r["resource"], r["source_org"], r["labels"])
             g.invalid = [
                 i
                 for r in g.changed
                 if "withdrawn" not in r
                 for i in validate_resource(r["resource"], self.elements)
             ]
+            g.invalid += [_nul_issue(r) for r in g.changed if _holds_nul(r["facts"])]
 
     def _stage(
         self, existing: dict[str, store.Current]
@@ -575,7 +595,7 @@ class _Run:
             "source_org": r["source_org"],
             "patient_id": r["patient_id"],
             "labels": r["labels"],
-            **row_facts(res, r["source_org"], r["labels"]),
+            **r["facts"],
         }
 
     def _quarantine(
@@ -588,19 +608,21 @@ class _Run:
         now = _now()
         updates: list[tuple[int, dict[str, Any]]] = []
         inserts: list[dict[str, Any]] = []
+        latest: dict[str, tuple[SourceRecord, dict[str, Any]]] = {}
         for record, issues in self.bad:
             self.summary.quarantined += 1
             first = issues[0]
             reason = first.reason if len(issues) == 1 else "; ".join(str(i) for i in issues)
             self.summary.reasons[f"{record.ref.table}.{first.field or '(row)'}"] += 1
             values = {
-                "field": first.field,
-                "reason": reason,
+                "field": _text(first.field),
+                "reason": _text(reason),
                 "record": record.as_json(),
-                "file": record.file,
+                "file": _text(record.file),
                 "line": record.line,
             }
-            key = record.ref.key
+            latest[record.ref.key] = (record, values)  # one item per key: a later copy's
+        for key, (record, values) in latest.items():
             item = existing.get(key, existing.get(self.renamed.get(key, key)))
             if item is not None:
                 updates.append((item, {**values, "source_key": key}))
@@ -631,6 +653,61 @@ def _kept(g: _Good) -> dict[str, Any]:
         if (v != "" or k.startswith("_")) and k not in kept.MARKS
     }
     return {"source_key": g.record.ref.key, "record": {**g.record.as_json(), "fields": fields}}
+
+
+def _duplicate(record: SourceRecord, first: SourceRecord | None) -> Issue:
+    """The issue of a later copy of a row (``first``, when met in the same batch)."""
+    where = f" (first at {first.file} line {first.line})" if first is not None else ""
+    return Issue(None, f"duplicate row identifier {record.ref.row_id!r}{where}")
+
+
+def _storable(record: SourceRecord, outcome: MapOutcome) -> tuple[SourceRecord, MapOutcome]:
+    """``record`` held in quarantine when a key it carries holds a NUL, which PostgreSQL's text
+    cannot: one such key failed the write of the whole run. The CSV readers name such a row by
+    its line (``adapters.extract.row_key``); this holds what any other reader passes on, under
+    its key with the NUL shown as U+FFFD (its fields keep the raw values: JSON escapes a NUL)."""
+    if "\x00" in record.ref.key:
+        issue = Issue(None, f"row identifier {record.ref.row_id!r} holds a NUL character")
+    elif any("\x00" in k for k in record.fields.get("_pointed_records", ())):
+        issue = Issue("_pointed_records", "names a record whose key holds a NUL character")
+    else:
+        return record, outcome
+    ref = record.ref
+    parts = (ref.system, ref.org, ref.table, ref.row_id)
+    shown = SourceRef(*(p.replace("\x00", SHOWN_FOR_UNENCODABLE) for p in parts))
+    return replace(record, ref=shown), MapOutcome(issues=(issue,))
+
+
+def _holds_nul(facts: Mapping[str, str | None]) -> bool:
+    return any(v is not None and "\x00" in v for v in facts.values())
+
+
+def _nul_issue(row: Mapping[str, Any]) -> Issue:
+    """The issue of a resource whose stored facts would hold a NUL, at the element that does."""
+    res = row["resource"]
+    loc = _nul_at(res)
+    return Issue(fhirpath(res["resourceType"], loc) if loc else None, "holds a NUL character")
+
+
+def _nul_at(node: Any) -> tuple[int | str, ...] | None:
+    """Where in ``node`` the first string holding a NUL is."""
+    if isinstance(node, str):
+        return () if "\x00" in node else None
+    if isinstance(node, dict | list):
+        for step, value in node.items() if isinstance(node, dict) else enumerate(node):
+            below = _nul_at(value)
+            if below is not None:
+                return (step, *below)
+    return None
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` as a text column holds it: PostgreSQL's holds no NUL, nor UTF-8 a lone
+    surrogate (a reason may quote the value it could not read). A quarantine item's own text
+    must always be storable, or the write of its whole batch fails."""
+    if value is None:
+        return None
+    return cast(str, encodable(value)).replace("\x00", SHOWN_FOR_UNENCODABLE)
 
 
 def _pointer_changes(good: Iterable[_Good], stored: dict[str, set[str]]) -> list[dict[str, Any]]:

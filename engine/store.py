@@ -17,6 +17,7 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
+    bindparam,
     delete,
     insert,
     literal,
@@ -276,6 +277,21 @@ def keep_open(conn: Connection, run_id: str, keys: Sequence[str]) -> None:
     taken in, its second quarantined as a duplicate)."""
     for cond in member_of(conn, SR.c.source_key, keys):
         conn.execute(delete(SR).where(SR.c.run_id == run_id, cond))
+
+
+def update_items(conn: Connection, updates: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    """Rewrite quarantine items in place (``(id, values)``, each with the same columns: a
+    record quarantined again), in one statement run for all of them."""
+    if not updates:
+        return
+    columns = list(updates[0][1])
+    statement = (
+        update(Q)
+        .where(Q.c.id == bindparam("item_id"))
+        .values({c: bindparam(f"new_{c}", type_=Q.c[c].type) for c in columns})
+    )
+    rows = [{"item_id": item, **{f"new_{c}": v[c] for c in columns}} for item, v in updates]
+    conn.execute(statement, rows)
 
 
 def apply_rows(

@@ -21,6 +21,7 @@ from adapters.extract import (
     lookup_rows,
     problem_changes,
     problem_join,
+    table_file,
     table_records,
     unknown_files,
 )
@@ -76,7 +77,7 @@ def _latest(row: dict[str, str], date_column: str) -> tuple[str, str]:
     """Latest first by ``date_column``, then by row id: which of two rows of one start date
     wins must not depend on the order a file lists them (a re-run in another order made a new
     Patient version)."""
-    return _sort_date(row.get(date_column, "")), row.get("RowIdentifier", "")
+    return _sort_date(row.get(date_column, "")), row.get("RowIdentifier", "").strip()
 
 
 def _current_addresses(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
@@ -85,7 +86,7 @@ def _current_addresses(folder: Path, notes: list[str]) -> dict[str, dict[str, st
     for row in _lookup(folder, "SRPatientAddressHistory", "IDPatient", notes):
         if row.get("DateTo", "").strip() or _removed(row):
             continue
-        pid = row["IDPatient"]
+        pid = row["IDPatient"].strip()
         if pid not in best or _latest(row, "DateEvent") > _latest(best[pid], "DateEvent"):
             best[pid] = row
     return {
@@ -106,7 +107,7 @@ def _current_registrations(folder: Path, notes: list[str]) -> dict[str, dict[str
         if row.get("DateDeregistration", "").strip() or _removed(row):
             continue
         start = _latest(row, "DateRegistration")
-        pid = row["IDPatient"]
+        pid = row["IDPatient"].strip()
         if pid not in best or start > best[pid][0]:
             best[pid] = (start, row)
     return {
@@ -123,11 +124,12 @@ def _problems(folder: Path, notes: list[str]) -> ProblemRows:
     found = ProblemRows({}, set(), {})
     live, removed = found.live, found.removed
     for row in _lookup(folder, "SRProblem", "IDCode", notes):
+        code = row["IDCode"].strip()
         if _removed(row):
-            removed.add(row["IDCode"])
+            removed.add(code)
             continue
-        found.patients[row["IDCode"]] = row.get("IDPatient", "").strip()
-        live[row["IDCode"]] = {
+        found.patients[code] = row.get("IDPatient", "").strip()
+        live[code] = {
             "_ProblemRow": row.get("RowIdentifier", "") or row["IDCode"],
             "_ProblemDateEnd": row.get("DateEnd", ""),
             "_ProblemSeverity": row.get("Severity", ""),
@@ -148,7 +150,7 @@ def _check_listed(folder: Path) -> None:
             name
             for row in _lookup(folder, "SRManifest", "FileName", [])
             if (listed := row.get("FileName", "").strip())
-            and not (folder / (name := names.get(listed.lower(), listed))).exists()
+            and not table_file(folder, name := names.get(listed.lower(), listed)).exists()
         }
     )
     if missing:
@@ -170,7 +172,7 @@ def _delta(folder: Path, notes: list[str]) -> bool:
 
 def _extract_ctv3_map(folder: Path, notes: list[str]) -> dict[str, dict[str, str]]:
     return {
-        row["CTV3Code"]: {"_ExtractSNOMEDCode": row["SNOMEDCode"], **joined_problem(row)}
+        row["CTV3Code"].strip(): {"_ExtractSNOMEDCode": row["SNOMEDCode"], **joined_problem(row)}
         for row in _lookup(folder, "SRCtv3ToSnomed", "CTV3Code", notes)
         if row.get("SNOMEDCode")
     }
@@ -247,17 +249,18 @@ def read_extract(folder: Path, notes: list[str]) -> Iterator[SourceRecord]:
     today = date.today().isoformat()
 
     def patient(row: dict[str, str]) -> dict[str, str]:
-        pid = row.get("RowIdentifier", "")
+        pid = row.get("RowIdentifier", "").strip()
         return joined_fields(addresses.get(pid, {}), registrations.get(pid, {}))
 
     def code(row: dict[str, str]) -> dict[str, Any]:
-        row_id = row.get("RowIdentifier", "")
+        row_id = row.get("RowIdentifier", "").strip()
         deleted = _removed(row)
         problem = problem_join(
             found_problems, _PROBLEM_FILE, PROBLEM_JOINS, (row_id, row.get("IDPatient", "")),
             known=full or row_id in problems or row_id in unproblems, deleted=deleted,
         )  # fmt: skip
-        return joined_fields(problem, ctv3.get(row.get("CTV3Code", ""), {}), deleted=deleted)
+        ctv3_code = row.get("CTV3Code", "").strip()
+        return joined_fields(problem, ctv3.get(ctv3_code, {}), deleted=deleted)
 
     #: Multilex product id → its name and dm+d code, from the medication rows read so far.
     products: dict[str, tuple[str, str]] = {}

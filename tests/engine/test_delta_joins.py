@@ -470,25 +470,19 @@ def test_a_deleted_row_is_not_held_by_a_bad_ctv3_row(engine, settings, codes, tm
     assert "active" not in statuses(engine, KEY).values()
 
 
-def test_a_problem_row_alone_joins_the_copy_taken_in_when_the_first_copy_was_held(
-    engine, settings, codes, tmp_path
-):
-    """One extract sends the row twice, the first copy held (a bad value), the second taken
-    in: the held copy is no newer version, so a problem row alone joins the copy taken in."""
+def test_a_row_sent_twice_with_its_first_copy_held_is_held_whole(engine, settings, codes, tmp_path):
+    """One extract sends the row twice, the first copy held (a bad value): the second is held
+    as its duplicate, not taken in (it closed the item its own run had opened)."""
     nhs = next(NHS)
     twice = [
         s1_code("10", "1", NumericValue="abc", DateEvent="02 Feb 2020 09:00:00"),
         s1_code("10", "1", NumericValue="130"),
     ]
     full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], twice)
-    assert run(engine, settings, codes, full).quarantined == 1
-    assert statuses(engine, KEY) == {"Observation": "active"}
+    assert run(engine, settings, codes, full).quarantined == 2
+    assert statuses(engine, KEY) == {}
     [item] = list_items(engine)
-    assert "not a number" in item.reason
-    run(engine, settings, codes, delta(tmp_path, "d", nhs, [], [s1_problem("10")]))
-    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
-    onset = body(engine, "Condition")["onsetDateTime"]
-    assert onset.startswith("2024-03-01")  # the copy taken in, not the held one
+    assert "duplicate row identifier '10' (first at SRCode.csv line 2)" in item.reason
 
 
 def test_an_emis_entry_deleted_beside_a_bad_clinical_code_row_is_deleted(

@@ -850,19 +850,17 @@ def _listing(folder: Path, names: tuple[str, ...], delta: str = "N") -> None:
     write_csv(folder / "SRManifest.csv", list(rows[0]), rows, "cp1252")
 
 
-def test_a_listed_file_is_looked_for_under_the_name_the_reader_opens(
-    engine, settings, codes, tmp_path
-):
-    """A manifest listing (and an exporter writing) srproblem.csv: the reader opens
-    SRProblem.csv, finds none, and a full extract would withdraw every problem: refused."""
+def test_a_listed_file_is_read_whatever_the_case_of_its_name(engine, settings, codes, tmp_path):
+    """A manifest listing (and an exporter writing) srproblem.csv: read as SRProblem.csv (not
+    read, a full extract would withdraw every problem), and the run says so."""
     folder = write_systmone(
         tmp_path / "x", [s1_patient("1", next(NHS))], [s1_code("10", "1")], [s1_problem("10")]
     )
     run(engine, settings, codes, folder)
     (folder / "SRProblem.csv").rename(folder / "srproblem.csv")
     _listing(folder, ("SRPatient.csv", "SRCode.csv", "srproblem.csv"))
-    with pytest.raises(ExtractError, match=r"lists SRProblem\.csv"):
-        run(engine, settings, codes, folder)
+    again = run(engine, settings, codes, folder)
+    assert "x: srproblem.csv read as SRProblem.csv" in again.notes
     assert statuses(engine, "systmone|Y00001|SRCode|10")["Condition"] == "active"
 
 
