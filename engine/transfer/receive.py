@@ -127,7 +127,8 @@ def home_cares(facts: PatientFacts, home: str, now: datetime, policy: Policy) ->
     by: the decision's own rule (``legitimate_relationship``, interaction ``transfer``), asked
     for the home. It is their only basis (the care-home profile has no self-claim and no
     break-glass); the rest of their decision (training, purpose) is each user's."""
-    staff = Who("", "", PROFILES["care-home"], "", home, "care-home", None)
+    staff = Who(user_id="", name="", profile=PROFILES["care-home"], role_code="", org=home,
+                org_kind="care-home", ig_training=None)  # fmt: skip
     case = Case.build(staff, facts, None, Request("transfer"), now, policy)
     return not isinstance(legitimate_relationship(case), Refusal)
 
