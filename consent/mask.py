@@ -121,7 +121,7 @@ def _masked(
     organisation's, its labels: a contact inside a care plan is a contact, a resolved problem
     a past problem), whatever types were asked for.
     Under a decision with any field rule, no resource leaves with its version (see
-    :func:`mask`)."""
+    :func:`mask`), nor does one whose contained resources were taken out."""
     ob = decision.obligations
     if not ob.fields and "contained" not in resource:
         return dict(resource)
@@ -148,7 +148,9 @@ def _masked(
             shown["meta"] = {k: v for k, v in shown["meta"].items() if k != "source"}
         _narrow(shown, "identifier", lambda i: not str(i.get("system")).endswith(_SOURCE_RECORD))
     meta = shown.get("meta")
-    if ob.fields and isinstance(meta, Mapping) and not _VERSION.isdisjoint(meta):
+    # A version may come of a change to nothing but what was taken out (a field, a contained
+    # resource): its number and time would say so, and when.
+    if (ob.fields or gone) and isinstance(meta, Mapping) and not _VERSION.isdisjoint(meta):
         unversioned = {k: v for k, v in meta.items() if k not in _VERSION}
         if unversioned:
             shown["meta"] = unversioned

@@ -97,6 +97,9 @@ class Item(NamedTuple):
     resource_type: str
     id: str
     json: bytes
+    #: Whether it leaves as its stored version: nothing was taken out of it, so its version
+    #: and the run that wrote it may be named beside it (its Provenance).
+    versioned: bool = True
 
 
 @dataclass(frozen=True)
@@ -436,13 +439,11 @@ class _Judge:
             whole = self._whole[resource_type] = unmasked(resource_type, self._decision)
         if whole and _CONTAINED not in body:
             return Item(resource_type, resource_id, body)
-        masked = mask(
-            resource if resource is not None else loads(body),
-            self._decision,
-            self._policy,
-            source_org,
+        stored = resource if resource is not None else loads(body)
+        masked = mask(stored, self._decision, self._policy, source_org)
+        return Item(
+            resource_type, resource_id, orjson.dumps(masked, default=exact), masked == stored
         )
-        return Item(resource_type, resource_id, orjson.dumps(masked, default=exact))
 
 
 def _narrowed_away(decision: Decision, resource_type: str, source_org: str, labels: str) -> str:

@@ -33,7 +33,6 @@ from consent import (
     ask_self_claim,
     decide,
     source_row_shown,
-    unmasked,
 )
 from engine.access import claim_found_inappropriate, record_claim, record_grant
 from engine.db import read_only
@@ -119,23 +118,23 @@ def _person(
 
 def _provenance(reader: Reader, conn: Connection, released: Released) -> tuple[dict[str, Any], ...]:
     """A Provenance for each released resource: its source record and the run that wrote it;
-    for a masked one, its source record alone (``view_provenance``); none where the decision
-    withholds the source row, as the row id would name what the mask removes."""
+    for one the mask took something out of, its source record alone (``view_provenance``);
+    none where the decision withholds the source row, as the row id would name what the mask
+    removes."""
     pairs = list(zip(released.items, released.origins, strict=True))
-    whole = {t: unmasked(t, released.decision) for t in {i.resource_type for i in released.items}}
-    runs = run_facts(conn, (o.run_id for i, o in pairs if whole[i.resource_type]))
+    runs = run_facts(conn, (o.run_id for i, o in pairs if i.versioned))
     now = reader.now()
     return tuple(
         provenance_for(
             i.resource_type, i.id, o.version_id, o.source_key, runs[o.run_id],
             reader.canonical_base,
         )
-        if whole[i.resource_type]
+        if i.versioned
         else view_provenance(i.resource_type, i.id, o.source_key, now, reader.canonical_base)
         for i, o in pairs
         if (
             o.run_id in runs
-            if whole[i.resource_type]
+            if i.versioned
             else source_row_shown(i.resource_type, released.decision)
         )
     )  # fmt: skip

@@ -198,6 +198,33 @@ def test_since_tells_nothing_of_a_change_to_a_contained_contact(
     assert ids(after) == ids(before), "a change to nothing visible must not show through _since"
 
 
+def test_a_resource_whose_contained_resource_was_taken_out_leaves_without_its_version(
+    client: TestClient, store: Store, token: Token
+) -> None:
+    """Under a decision with no field rule, a care plan whose contained Device (a type no
+    profile may see) was taken out kept its versionId and a Provenance naming that version:
+    a change to the Device alone showed as version 2, and when."""
+    plan = {
+        "resourceType": "CarePlan", "id": "cp-dev", "status": "active", "intent": "plan",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "contained": [{"resourceType": "Device", "id": "dev",
+                       "deviceName": [{"name": "Pump A", "type": "user-friendly-name"}]}],
+        "activity": [{"detail": {"status": "in-progress",
+                                 "productReference": {"reference": "#dev"}}}],
+        "meta": {"versionId": "2", "lastUpdated": "2026-12-01T10:00:00+00:00"},
+    }  # fmt: skip
+    _store_row(store, plan, "CarePlan", "care-plans")
+    path = f"Patient/{PATIENT}/$everything"
+    doc = get(client, token("other-gp"), path, _revinclude="Provenance:target").json()
+    shown = {e["resource"]["id"]: e["resource"] for e in doc["entry"]}
+    assert "contained" not in shown["cp-dev"] and "Pump" not in str(doc)
+    assert "versionId" not in shown["cp-dev"].get("meta", {})
+    assert "lastUpdated" not in shown["cp-dev"].get("meta", {})
+    targets = [t["reference"] for r in shown.values() if r["resourceType"] == "Provenance"
+               for t in r["target"]]  # fmt: skip
+    assert "CarePlan/cp-dev" in targets and not any("cp-dev/_history" in t for t in targets)
+
+
 def test_a_reference_to_a_contained_resource_taken_out_is_marked_masked() -> None:
     """A contained resource the mask takes out (a Device no profile may see, a Patient's
     contained GP under the restricted-person rule) leaves no ``#ref`` pointing at nothing
