@@ -262,7 +262,10 @@ def directive(
     objection, since dropping it would share what the person asked to be kept back. So is a
     permit with a deny nested in it ("share, except ..."). Such a dissent is ``dissent-wide``:
     a later general consent to share, which lifts a plain dissent, does not lift it, as it
-    would lift what the person restricted along with what they did not.
+    would lift what the person restricted along with what they did not. A Consent with no
+    provision type, or one R4 does not define, is an objection too (a plain opt-out is recorded
+    as ``policyRule`` OPTOUT with none), unless its ``policyRule`` opts in; an objection whose
+    period ends before it starts is kept in force.
     """
     if consent.get("resourceType") != "Consent" or consent.get("status") != "active":
         return None
@@ -308,13 +311,20 @@ def directive(
             if exact
             else "dissent-wide"
         )
+    elif _opted_in(consent):
+        return None  # an opt-in naming no provision type lifts no objection, and makes none
     else:
-        return None
+        # No provision type (R4 records a plain opt-out as policyRule OPTOUT, with none) or
+        # one R4 does not define: an objection, as dropping it would share what the person
+        # asked to keep back; the widest unless nothing but its date is given.
+        kind = "dissent" if exact and not categories and not actors else "dissent-wide"
     recorded = _instant(consent.get("dateTime"))
     start, end = _period(provision.get("period"))
     if recorded is None and kind in ("consent-category", "consent-share"):
         return None  # it could not be weighed against an objection
     start = start or recorded or ALWAYS  # an objection is not dropped for want of a date
+    if end is not None and end <= start and kind not in ("consent-category", "consent-share"):
+        end = None  # an objection ending before it starts (a year mistyped) is not dropped
     author = next(
         (str(p.get("display") or _org(p, {}) or "") for p in consent.get("performer", [])),
         "",
@@ -328,6 +338,19 @@ def directive(
         org=org,
         category=category,
         precision=_precision(consent["dateTime"]) if recorded else "time",
+    )
+
+
+#: ``policyRule`` codes (v3 ActCode) that say the person opted in.
+_OPT_IN = frozenset({"OPTIN", "OPTINR"})
+
+
+def _opted_in(consent: Mapping[str, Any]) -> bool:
+    rule = consent.get("policyRule")
+    codings = rule.get("coding") if isinstance(rule, dict) else None
+    return any(
+        isinstance(c, dict) and c.get("code") in _OPT_IN
+        for c in (codings if isinstance(codings, list) else [])
     )
 
 

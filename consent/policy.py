@@ -32,8 +32,10 @@ CATEGORIES = MAPPINGS / "valuesets" / "categories.json"
 #: objection with no date is kept, in force from always and the latest word. 5: a planned or
 #: waitlisted episode and a planned encounter are no relationship yet. 6: a directive keeps
 #: the precision of its date; a permit naming nothing is a consent to share the record. 7: an
-#: inexact restriction is a ``dissent-wide``, which a consent to share does not lift.
-FACTS_FORMAT = 7
+#: inexact restriction is a ``dissent-wide``, which a consent to share does not lift. 8: a
+#: Consent with no provision type (or one R4 does not define) is an objection unless it opts
+#: in; an objection ending before it starts stays in force.
+FACTS_FORMAT = 8
 
 
 class PolicyError(ValueError):

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from consent import directive, ods_code, organisation_reference, person_labels, relationship
 from consent.model import ALWAYS
 from tests.consent.personas import POLICY
 
 SCR = "https://fhir.scr.example/"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 COUNCIL_ID = {"type": "Organization", "identifier": {"system": SCR + "Id/council", "value": "E1"}}
 SCOPE = {
     "coding": [
@@ -303,3 +306,41 @@ def test_an_end_given_to_the_month_or_year_ends_with_it() -> None:
             "period": {"start": "2024-01-02", "end": "2025-06"}}  # fmt: skip
     r = relationship(team)
     assert r is not None and r.end == datetime(2025, 6, 30, 23, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind"),
+    [
+        ({"policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTOUT"}]}}, "dissent"),
+        ({"provision": {}}, "dissent"),
+        ({"provision": {"period": {"start": "2026-01-10"}}}, "dissent"),
+        ({"provision": {"type": "Deny"}}, "dissent"),
+        (
+            {"provision": {"actor": [{"reference": {"identifier": {"value": "R1"}}}]}},
+            "dissent-wide",
+        ),
+    ],
+)
+def test_an_objection_with_no_provision_type_is_an_objection(
+    extra: dict[str, Any], kind: str
+) -> None:
+    """R4 records a plain opt-out as policyRule OPTOUT with no provision, and provision.type is
+    optional: each was dropped, and the record shared as if the person had not objected."""
+    body = {k: v for k, v in _consent({}).items() if k != "provision"} | extra
+    found = directive(body, POLICY.sensitive, POLICY.sections)
+    assert found is not None and found.kind == kind, extra
+
+
+def test_an_opt_in_with_no_provision_type_lifts_nothing_and_objects_to_nothing() -> None:
+    body = {k: v for k, v in _consent({}).items() if k != "provision"} | {
+        "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]}
+    }
+    assert directive(body, POLICY.sensitive, POLICY.sections) is None
+
+
+def test_an_objection_ending_before_it_starts_stays_in_force() -> None:
+    """A dissent from 2026-01-10 'until 2025-01-10' (a year mistyped) was read as expired, and
+    everything shared."""
+    body = _consent({"type": "deny", "period": {"start": "2026-01-10", "end": "2025-01-10"}})
+    found = directive(body, POLICY.sensitive, POLICY.sections)
+    assert found is not None and found.kind == "dissent" and found.end is None
