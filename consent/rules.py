@@ -42,15 +42,19 @@ _PRECISIONS: tuple[Precision, ...] = ("year", "month", "day", "time")
 
 
 def _holds(r: Relationship, now: datetime, window_days: int | None) -> bool:
-    """Open-ended kinds hold from start to end; windowed ones for a while after (or after the
-    start, while open). A source that gave no start still counts for an open-ended kind, as
-    an allocated worker does, but a window needs a date to count from."""
+    """Open-ended kinds hold from start to end; windowed ones for a while after the end (or
+    after the start, while open: an end still to come, an expected discharge or one keyed as
+    2099, is no end yet). A source that gave no start still counts for an open-ended kind, as
+    an allocated worker does, but a window needs a start to count from (an end alone, keyed
+    ten years ahead, held for ten years)."""
     if r.start is not None and r.start > now:
         return False
     if window_days is None:
         return r.end is None or now < r.end
-    anchor = r.end or r.start
-    return anchor is not None and now < anchor + timedelta(days=window_days)
+    if r.start is None:
+        return False
+    anchor = r.end if r.end is not None and r.end <= now else r.start
+    return now < anchor + timedelta(days=window_days)
 
 
 def _active(d: ConsentDirective, now: datetime) -> bool:

@@ -142,6 +142,29 @@ def test_hospital_encounter_counts_for_ninety_days_after_discharge() -> None:
     assert not decide(user, old, "TREAT", EVERYTHING, NOW, POLICY).permit
 
 
+def test_a_window_counts_from_a_start_and_from_an_end_only_once_it_has_come() -> None:
+    """An encounter with only an end, keyed ten years ahead, held for ten years; one started
+    two years ago whose end was keyed as 2099 held until 2099 and 90 days. A window counts
+    from the start while the end is still to come, and needs a start."""
+    user = hospital_clinician()
+    no_start = Relationship(org=HOSPITAL, kind="hospital-encounter", start=None,
+                            end=NOW + timedelta(days=3650))  # fmt: skip
+    far_end = Relationship(
+        org=HOSPITAL,
+        kind="hospital-encounter",
+        start=NOW - timedelta(days=730),
+        end=datetime(2099, 1, 1, tzinfo=UTC),
+    )
+    expected = Relationship(
+        org=HOSPITAL,
+        kind="hospital-encounter",
+        start=NOW - timedelta(days=3),
+        end=NOW + timedelta(days=4),
+    )
+    for r, held in ((no_start, False), (far_end, False), (expected, True)):
+        assert decide(user, facts(r), "TREAT", EVERYTHING, NOW, POLICY).permit is held, r
+
+
 def test_a_relationship_kind_counts_only_for_its_organisation_kind() -> None:
     """A GP practice cannot lean on a 'hospital encounter' (a GP consultation) of its own."""
     user = who("clinical")
