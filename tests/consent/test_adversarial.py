@@ -222,8 +222,9 @@ def test_receptionist_asking_for_observations() -> None:
 
 def test_receptionist_sees_when_and_with_whom_an_appointment_is_not_why() -> None:
     """A receptionist's profile has no clinical content: an appointment's reason, description
-    and comment (a depression review, a sertraline dose) must not reach them, nor the drugs
-    a person takes (Medication), while a clinician sees the whole appointment."""
+    and comment (a depression review, a sertraline dose), or the service it is with (sexual
+    health, termination of pregnancy: kept until now), must not reach them, nor the drugs a
+    person takes (Medication), while a clinician sees the whole appointment."""
     user = who("admin")
     d = decide(user, facts(typical(user)), "TREAT", EVERYTHING, NOW, POLICY)
     appointment = {
@@ -231,6 +232,8 @@ def test_receptionist_sees_when_and_with_whom_an_appointment_is_not_why() -> Non
         "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "35489007",
                                     "display": "Depressive disorder"}]}],
         "description": "Depression review", "comment": "Discuss sertraline dose",
+        "serviceCategory": [{"text": "Sexual health"}],
+        "serviceType": [{"text": "Termination of pregnancy service"}],
         "start": "2026-12-01T09:00:00Z", "participant": [{"status": "accepted"}],
     }  # fmt: skip
     assert visible(meta(appointment, GP), d)
@@ -657,7 +660,25 @@ def test_restriction_of_a_section() -> None:
     assert not visible(meta(ACTIVE_PROBLEM, GP), d)
     assert visible(meta(ACTIVE_PROBLEM, HOSPITAL), d)
     assert visible(meta(OBSERVATION, GP), d)
-    assert explain(d)["own_organisation_only"] == ["problems-active"]
+    assert explain(d)["own_organisation_only"] == ["problems-active", "problems-past"]
+
+
+def test_a_restricted_problem_stays_restricted_once_resolved() -> None:
+    """A restriction of active problems let the same problem go to every other organisation
+    once resolved, in remission or sent with no status: it was then a past problem. The
+    person restricted the problem, not its status; a restriction of the past does not hold
+    back what is current."""
+    user = hospital_clinician()
+    for restricted, status, shown in (
+        ("problems-active", "resolved", False), ("problems-active", "remission", False),
+        ("problems-past", "active", True),
+    ):  # fmt: skip
+        restriction = directive("restrict-category", category=restricted)
+        d = decide(user, facts(typical(user), directives=(restriction,)), "TREAT", EVERYTHING,
+                   NOW, POLICY)  # fmt: skip
+        problem = {"resourceType": "Condition", "code": {"text": "Depression"},
+                   "clinicalStatus": {"coding": [{"code": status}]}}  # fmt: skip
+        assert visible(meta(problem, GP), d) is shown, (restricted, status)
 
 
 def test_a_restriction_of_encounters_made_before_admissions_were_split_covers_both() -> None:
@@ -686,6 +707,11 @@ def test_restricted_person_contact_details_withheld_from_others() -> None:
     }
     assert set(mask(body, d, POLICY, GP)) == {"resourceType", "id", "name"}, (
         "the narrative may say where"
+    )
+    relative = {"resourceType": "RelatedPerson", "id": "r", "name": [{"family": "Archer"}],
+                "relationship": [{"text": "Daughter"}], "telecom": [{"value": "0"}]}  # fmt: skip
+    assert set(mask(relative, d, POLICY, GP)) == {"resourceType", "id", "relationship"}, (
+        "a named relative can lead to the person"
     )
     placement = {
         "resourceType": "EpisodeOfCare", "id": "e", "status": "active",
