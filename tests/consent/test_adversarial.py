@@ -708,6 +708,18 @@ def test_restricted_person_contact_details_withheld_from_others() -> None:
     assert set(mask(body, d, POLICY, GP)) == {"resourceType", "id", "name"}, (
         "the narrative may say where"
     )
+    admission = {
+        "resourceType": "Encounter", "id": "e1", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "contained": [{"resourceType": "Location", "id": "home", "name": "Rose Court",
+                       "address": {"postalCode": "ZZ99 3VZ"}}],
+        "hospitalization": {"origin": {"reference": "#home"},
+                            "destination": {"display": "Rose Court, ZZ99 3VZ"}},
+        "location": [{"location": {"display": "Rose Court"}}],
+    }  # fmt: skip
+    assert "Rose Court" not in orjson.dumps(mask(admission, d, POLICY, GP)).decode(), (
+        "an admission from, or a discharge to, the place where they live names it"
+    )
     relative = {"resourceType": "RelatedPerson", "id": "r", "name": [{"family": "Archer"}],
                 "relationship": [{"text": "Daughter"}], "telecom": [{"value": "0"}]}  # fmt: skip
     assert set(mask(relative, d, POLICY, GP)) == {"resourceType", "id", "relationship"}, (
