@@ -101,7 +101,7 @@ def verify_cmd(
 
     settings = _settings()
     try:
-        with _store(settings) as engine:
+        with _store(settings, reading=True) as engine:
             if checkpoint is None:
                 with _progress("verify") as progress:
                     report = verify(engine, progress=progress)
@@ -127,7 +127,7 @@ def checkpoint_cmd(new_key: NewKeyOpt = False) -> None:
     settings = _settings()
     try:
         key = _signing_key(settings, new_key)
-        with _store(settings) as engine:
+        with _store(settings, reading=True) as engine:
             cp = make(engine, key, datetime.now(UTC))
     except (CheckpointError, SigningKeyError, OSError) as exc:
         _err.print(f"[red]no checkpoint:[/red] {exc}")
@@ -169,7 +169,7 @@ def export_cmd(
 
     settings = _settings()
     out = sys.stdout.buffer
-    with _store(settings) as engine:
+    with _store(settings, reading=True) as engine:
         since_text = f" --since {since.isoformat()}" if since else ""
         # The trail names who read whose record: exporting it is a read too.
         operator_view(engine, f"audit export --format {format_}{since_text}")

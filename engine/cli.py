@@ -27,7 +27,7 @@ from engine.facts import ingest_policy, restamp
 from engine.identity.cli import identity_app
 from engine.ingest import RunSummary, ingest
 from engine.lock import IngestBusy
-from engine.migrate import upgrade
+from engine.migrate import StoreNotReady, check_ready, upgrade
 from engine.operator import operator_view
 from engine.registry import adapter_for, kinds
 from engine.settings import Settings, SettingsError
@@ -64,12 +64,21 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _store(settings: Settings) -> Iterator[Engine]:
-    """The migrated store, closed when the command ends (no connection outlives it)."""
+def _store(settings: Settings, *, reading: bool = False) -> Iterator[Engine]:
+    """The migrated store, closed when the command ends (no connection outlives it). A command
+    ``reading`` only (verify, list, export) opens an existing store at this scr's revision and
+    changes nothing, or refuses (exit 2): it made an empty store where there was none and
+    reported its empty trail intact."""
     engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
+        if reading:
+            check_ready(engine)
+        else:
+            upgrade(engine)
         yield engine
+    except StoreNotReady as exc:
+        err.print(f"[red]store not ready:[/red] {exc}")
+        raise typer.Exit(2) from None
     finally:
         engine.dispose()
 
@@ -302,7 +311,7 @@ def q_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List quarantined records with file, line, field and reason."""
-    with _store(_settings()) as engine:
+    with _store(_settings(), reading=True) as engine:
         items = quarantine.list_items(engine, None if status == "all" else status)
         operator_view(engine, f"quarantine list --status {status}")
     if as_json:
@@ -319,7 +328,7 @@ def q_list(
 @q_app.command("show")
 def q_show(item_id: int) -> None:
     """Show one quarantined record whole, as it was read."""
-    with _store(_settings()) as engine:
+    with _store(_settings(), reading=True) as engine:
         item = quarantine.get_item(engine, item_id)
         if item is not None:
             person = quarantine.person_of(engine, item)
@@ -434,7 +443,7 @@ def directory_load(path: Path) -> None:
 @dir_app.command("list")
 def directory_list(as_json: JsonOpt = False) -> None:
     """List the organisations the directory knows, with their kinds."""
-    with _store(_settings()) as engine, engine.connect() as conn:
+    with _store(_settings(), reading=True) as engine, engine.connect() as conn:
         entries = list(directory.organisations(conn).values())
     if as_json:
         _print_json([{"code": e.code, "name": e.name, "kind": e.kind} for e in entries])

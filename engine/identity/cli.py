@@ -43,7 +43,7 @@ def queue_cmd(as_json: JsonOpt = False) -> None:
     """Pairs the rules could neither link nor keep apart, highest score first."""
     from engine.cli import _print_json, _settings, _store
 
-    with _store(_settings()) as engine:
+    with _store(_settings(), reading=True) as engine:
         items = queue(engine)
         operator_view(engine, "identity queue")
     if as_json:
@@ -100,7 +100,7 @@ def history_cmd(patient: str, as_json: JsonOpt = False) -> None:
     """Every link, unlink and review decision involving a Patient: who, when and why."""
     from engine.cli import _print_json, _settings, _store
 
-    with _store(_settings()) as engine:
+    with _store(_settings(), reading=True) as engine:
         events = history(engine, patient)
         with engine.connect() as conn:
             person = members_of_patient(conn, patient)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from audit import AuditUnavailable
@@ -288,4 +288,34 @@ def test_a_missing_code_map_file_is_one_line_not_a_traceback(db_url, tmp_path):
     env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
     result = runner.invoke(app, ["codes", "load-trud", missing, "--source", "ctv3"], env=env)
     assert result.exit_code == 1 and "cannot load" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_command_that_only_reads_refuses_a_store_that_is_not_there(tmp_path):
+    """In the wrong folder, or with SCR_DATABASE_URL mistyped, scr audit verify made an empty
+    store and said 'intact: 0 entries' (exit 0): an IG officer was told a trail held that was
+    never read. A command that only reads makes nothing and migrates nothing."""
+    missing = tmp_path / "nowhere.db"
+    url = f"sqlite:///{missing}"
+    for args in (("audit", "verify"), ("quarantine", "list"), ("directory", "list"),
+                 ("identity", "queue")):  # fmt: skip
+        result = runner.invoke(
+            app, list(args), env={"SCR_DATABASE_URL": url, "SCR_DATA_DIR": str(tmp_path)}
+        )
+        assert result.exit_code == 2 and "no store at" in result.output, (args, result.output)
+        assert not missing.exists(), args
+    assert invoke(url, "db", "upgrade").exit_code == 0
+    assert invoke(url, "audit", "verify").exit_code == 0
+
+
+def test_a_command_that_only_reads_refuses_a_store_behind_this_scr(db_url):
+    """It migrated the store it was asked to read: as the application's role that failed with
+    a traceback, and as the owner it changed the schema of the store it was checking."""
+    assert invoke(db_url, "db", "upgrade").exit_code == 0
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0016'"))
+    engine.dispose()
+    result = invoke(db_url, "audit", "verify")
+    assert result.exit_code == 2 and "run scr db upgrade" in result.output, result.output
     assert "Traceback" not in result.output
