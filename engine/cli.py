@@ -51,7 +51,7 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(audit_app, name="audit")
 app.add_typer(transfer_app, name="transfer")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a path or a command is never broken
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
 
 

@@ -31,7 +31,7 @@ identity_app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the link history)")]
 WhoOpt = Annotated[str | None, typer.Option("--who", help="Who decided (default: the login name)")]
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)  # a path or a command is never broken
 
 
 def _who(who: str | None) -> str:

@@ -24,7 +24,7 @@ from engine.transfer.message import header_of
 transfer_app = typer.Typer(
     help="Red-bag transfers: send messages, register signing keys", no_args_is_help=True
 )
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)  # a path or a command is never broken
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
