@@ -25,6 +25,8 @@ FILLED = {
     "DB_APP_PASSWORD": "app-secret",
     "SCR_JWT_ISSUER": "https://idp.example/",
     "SCR_JWKS_URL": "https://idp.example/jwks",
+    "SCR_PUBLIC_BASE_URL": "https://scr.example.nhs.uk",
+    "FORWARDED_ALLOW_IPS": "172.18.0.1",
 }
 SETTINGS = {f"SCR_{f.name.upper()}" for f in dataclasses.fields(Settings)}
 COMPOSE_TEXT = (DOCKER / "compose.yaml").read_text(encoding="utf-8")
@@ -125,13 +127,14 @@ def test_the_proxy_the_readme_says_to_name_reaches_the_app(stack: dict[str, Any]
     """README, *Behind the proxy*: set FORWARDED_ALLOW_IPS, or the trail records the proxy's
     address as every user's. Set in docker/.env, compose must pass it to the app."""
     assert "FORWARDED_ALLOW_IPS" in (ROOT / "README.md").read_text()
-    assert stack["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"] == "127.0.0.1"
+    assert stack["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"] == "172.18.0.1"
     proxied = compose(FILLED | {"FORWARDED_ALLOW_IPS": "172.18.0.5"})
     assert proxied["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"] == "172.18.0.5"
 
 
 def test_required_variables_stop_compose_when_unset() -> None:
-    for name in ("POSTGRES_PASSWORD", "DB_OWNER_PASSWORD", "DB_APP_PASSWORD", "SCR_JWT_ISSUER"):
+    for name in ("POSTGRES_PASSWORD", "DB_OWNER_PASSWORD", "DB_APP_PASSWORD", "SCR_JWT_ISSUER",
+                 "FORWARDED_ALLOW_IPS", "SCR_PUBLIC_BASE_URL"):  # fmt: skip
         with pytest.raises(KeyError, match=name):
             compose({k: v for k, v in FILLED.items() if k != name})
 
