@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from adapters.base import CorrectionRefused, ExtractError
 from adapters.codes import CodeMaps, load_all
@@ -71,10 +72,13 @@ def _store(settings: Settings, *, reading: bool = False) -> Iterator[Engine]:
     reported its empty trail intact."""
     engine = make_engine(settings.database_url)
     try:
-        if reading:
-            check_ready(engine)
-        else:
-            upgrade(engine)
+        try:
+            check_ready(engine) if reading else upgrade(engine)
+        except OperationalError as exc:  # unreachable, refused, no such folder: not a traceback
+            where = engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            err.print(f"[red]cannot open the store[/red] {where} (SCR_DATABASE_URL): {reason}")
+            raise typer.Exit(2) from None
         yield engine
     except StoreNotReady as exc:
         err.print(f"[red]store not ready:[/red] {exc}")
@@ -311,6 +315,9 @@ def q_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List quarantined records with file, line, field and reason."""
+    if status not in ("open", "replayed", "superseded", "all"):
+        err.print(f"--status: open, replayed, superseded or all, not {status!r}")
+        raise typer.Exit(2)
     with _store(_settings(), reading=True) as engine:
         items = quarantine.list_items(engine, None if status == "all" else status)
         operator_view(engine, f"quarantine list --status {status}")

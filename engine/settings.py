@@ -84,7 +84,14 @@ class Settings:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise SettingsError(f"SCR_CONFIG: unknown setting(s) {', '.join(sorted(unknown))}")
+            # A file written with the variables' names (SCR_DATABASE_URL) says which it meant.
+            named = [f"{u} (write {u.removeprefix('SCR_').lower()})" if u.startswith("SCR_")
+                     else u for u in sorted(unknown)]  # fmt: skip
+            raise SettingsError(f"SCR_CONFIG: unknown setting(s) {', '.join(named)}")
+        texts = {f.name for f in fields(cls) if str(f.type).startswith("str")}
+        for name in sorted(texts & set(values)):
+            if values[name] is not None and not isinstance(values[name], str):
+                raise SettingsError(f"SCR_{name.upper()}: must be text (a quoted TOML string)")
         return cls(**_coerce(values))
 
 

@@ -185,6 +185,21 @@ def test_settings_from_toml_then_environment(tmp_path):
     assert settings.database_url == "sqlite:///a.db" and settings.ingest_batch_size == 20
 
 
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [("jwt_public_key = 7\n", "SCR_JWT_PUBLIC_KEY: must be text"),
+     ('SCR_DATABASE_URL = "sqlite:///a.db"\n', "SCR_DATABASE_URL (write database_url)")],
+)  # fmt: skip
+def test_a_config_file_setting_of_the_wrong_kind_or_name_is_named(tmp_path, toml, said):
+    """A number for a key's text raised AttributeError ('int' object has no attribute
+    'lstrip') with a traceback; a variable's name for a setting's said only 'unknown'."""
+    config = tmp_path / "scr.toml"
+    config.write_text(toml)
+    with pytest.raises(SettingsError) as refused:
+        Settings.load({"SCR_CONFIG": str(config)})
+    assert said in str(refused.value)
+
+
 def test_directory_load_and_list(db_url, tmp_path):
     from adapters.synth.directory import write_directory
 
@@ -319,3 +334,18 @@ def test_a_command_that_only_reads_refuses_a_store_behind_this_scr(db_url):
     result = invoke(db_url, "audit", "verify")
     assert result.exit_code == 2 and "run scr db upgrade" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_store_that_cannot_be_opened_is_named_without_a_traceback(tmp_path):
+    """An unreachable database, or a SQLite file in a folder that is not there, printed some
+    400 lines of traceback; the operator gets the store, without its password, and why."""
+    for url in (f"sqlite:///{tmp_path}/no/such/folder/scr.db",
+                "postgresql+psycopg://scr:hunter2@127.0.0.1:1/x"):  # fmt: skip
+        result = invoke(url, "db", "upgrade")
+        assert result.exit_code == 2 and "cannot open the store" in result.output, result.output
+        assert "Traceback" not in result.output and "hunter2" not in result.output
+
+
+def test_quarantine_list_refuses_a_status_it_does_not_know(db_url):
+    result = invoke(db_url, "quarantine", "list", "--status", "bogus")
+    assert result.exit_code == 2 and "open, replayed, superseded or all" in result.output
