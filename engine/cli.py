@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -232,21 +233,32 @@ def demo_cmd(
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     out = Path("scr-demo-sources")
-    if not (out / "truth.json").exists():
+    if out.exists():
+        Console().print(f"using the people already in {out} (make clean to synthesise anew)")
+    else:
+        # Written whole under another name, then renamed: a run stopped half-way (Ctrl-C) left
+        # a partial extract and truth.json, taken in for good by every later run.
+        partial = Path("scr-demo-sources.partial")
+        shutil.rmtree(partial, ignore_errors=True)
         with _progress("synthesise people", total=patients) as progress:
-            synthesise(patients, seed, out, progress)
+            synthesise(patients, seed, partial, progress)
+        partial.rename(out)
     codes = _codes(settings)
-    with _store(settings) as engine:
-        _load_directory(engine, out / "organisations.json")
-        _demo_signing_keys(engine, settings)
-        for kind in ("systmone", "emis", "council"):
-            source = str(out / kind)
-            if _ingested(engine, kind, source):
-                Console().print(f"{kind}: already ingested from {source}")
-                continue
-            with _progress(f"ingest {kind}") as progress:
-                summary = ingest(engine, settings, codes, adapter_for(kind), source, progress)
-            _show_summary(summary, as_json=False)
+    try:
+        with _store(settings) as engine:
+            _load_directory(engine, out / "organisations.json")
+            _demo_signing_keys(engine, settings)
+            for kind in ("systmone", "emis", "council"):
+                source = str(out / kind)
+                if _ingested(engine, kind, source):
+                    Console().print(f"{kind}: already ingested from {source}")
+                    continue
+                with _progress(f"ingest {kind}") as progress:
+                    summary = ingest(engine, settings, codes, adapter_for(kind), source, progress)
+                _show_summary(summary, as_json=False)
+    except (ExtractError, IngestBusy, OSError) as exc:
+        err.print(f"[red]demo failed:[/red] {exc}")
+        raise typer.Exit(1) from None
     if serve:
         import uvicorn
 

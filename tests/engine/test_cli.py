@@ -268,6 +268,25 @@ def test_the_demo_never_loads_into_the_store_the_environment_names(
     engine.dispose()
 
 
+def test_a_demo_stopped_while_synthesising_is_synthesised_again(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the people were written left a partial extract and a cut truth.json,
+    which every later run took in for good: the sources are written under another name and
+    renamed whole, and what a stopped run left is written again."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("SCR_DATABASE_URL", "SCR_DATA_DIR", "SCR_AUTH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "scr-demo-sources.partial" / "systmone").mkdir(parents=True)
+    (tmp_path / "scr-demo-sources.partial" / "truth.json").write_text('{"people": [')
+    demo = runner.invoke(app, ["demo", "--patients", "2", "--no-serve"])
+    assert demo.exit_code == 0, demo.output
+    assert not (tmp_path / "scr-demo-sources.partial").exists()
+    orjson.loads((tmp_path / "scr-demo-sources" / "truth.json").read_bytes())
+    again = runner.invoke(app, ["demo", "--patients", "5", "--no-serve"])
+    assert again.exit_code == 0 and "using the people already in" in again.output
+
+
 def test_serve_with_jwt_settings_missing_stops_with_the_setting_named(db_url, tmp_path):
     """Not a loop of crashing workers: with two, uvicorn restarted each one for ever."""
     env = {"SCR_DATABASE_URL": db_url, "SCR_DATA_DIR": str(tmp_path), "SCR_AUTH_MODE": "jwt",
