@@ -61,3 +61,19 @@ def grant_app_role(conn: Connection, role: str) -> None:
     conn.execute(text(f"REVOKE ALL ON audit_entry, audit_head FROM {quoted}"))
     conn.execute(text(f"GRANT SELECT, INSERT ON audit_entry TO {quoted}"))
     conn.execute(text(f"GRANT SELECT, UPDATE ON audit_head TO {quoted}"))
+
+
+def may_rewrite(conn: Connection) -> bool:
+    """Whether this connection's role could change the trail's storage (it owns the table, or
+    is a superuser): the append-only triggers and grants then hold only while it chooses, so
+    a server should connect as the application's role. Always false on SQLite (no roles)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    found = conn.execute(
+        text(
+            "SELECT r.rolsuper OR pg_has_role(current_user, t.tableowner, 'USAGE') "
+            "FROM pg_roles r, pg_tables t WHERE r.rolname = current_user "
+            "AND t.tablename = 'audit_entry' AND t.schemaname = current_schema()"
+        )
+    ).scalar()
+    return bool(found)

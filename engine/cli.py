@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from adapters.base import CorrectionRefused, ExtractError
 from adapters.codes import CodeMaps, load_all
 from audit.cli import audit_app
+from audit.storage import may_rewrite
 from engine import codes_admin, directory, quarantine
 from engine.canonical import exact
 from engine.db import make_engine
@@ -508,8 +509,14 @@ def serve_cmd(
     except SettingsError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
-    with _store(settings):
+    with _store(settings) as engine, engine.connect() as conn:
         err.print("database is at the latest revision")
+        if may_rewrite(conn):
+            err.print(
+                "[yellow]warning:[/yellow] scr serve is connected as the owner of the audit "
+                "trail or a superuser, which may alter or drop its append-only guards: connect "
+                "as the application's role (SCR_DB_APP_ROLE, docker/compose.yaml's scr_app)"
+            )
     uvicorn.run(
         "engine.api.server:app", host=host, port=port, workers=workers, factory=False,
         proxy_headers=True, log_level="info", access_log=False,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
-from audit.storage import REFUSAL
+from audit.storage import REFUSAL, may_rewrite
 from audit.verify import verify
 from audit.writer import append
 from engine.db import make_engine, scratch_store
@@ -101,3 +101,19 @@ def test_the_application_role_can_append_but_never_rewrite(
         conn.execute(text(statement))
     report = verify(as_app)
     assert report.intact and report.size == 3
+
+
+def test_a_server_can_tell_it_is_connected_as_a_role_that_may_rewrite_the_trail(
+    app_role: tuple[str, Engine], tmp_path: Path
+) -> None:
+    """Nothing stopped scr serve connecting as the owner or a superuser, for whom the
+    append-only triggers and grants hold only while they choose: serve now warns."""
+    _, as_app = app_role
+    with as_app.connect() as conn:
+        assert not may_rewrite(conn)
+    with scratch_store(BACKEND, tmp_path / "owner") as db_url:
+        owner = make_engine(db_url)
+        upgrade(owner)
+        with owner.connect() as conn:
+            assert may_rewrite(conn)
+        owner.dispose()
