@@ -75,16 +75,19 @@ def _store(settings: Settings, *, reading: bool = False) -> Iterator[Engine]:
     engine = make_engine(settings.database_url)
     try:
         try:
-            check_ready(engine) if reading else upgrade(engine)
+            if reading:
+                check_ready(engine)
+            else:
+                upgrade(engine)
         except OperationalError as exc:  # unreachable, refused, no such folder: not a traceback
             where = engine.url.render_as_string(hide_password=True)
             reason = str(exc.orig or exc).strip().splitlines()[0]
             err.print(f"[red]cannot open the store[/red] {where} (SCR_DATABASE_URL): {reason}")
             raise typer.Exit(2) from None
+        except StoreNotReady as exc:
+            err.print(f"[red]store not ready:[/red] {exc}")
+            raise typer.Exit(2) from None
         yield engine
-    except StoreNotReady as exc:
-        err.print(f"[red]store not ready:[/red] {exc}")
-        raise typer.Exit(2) from None
     finally:
         engine.dispose()
 
