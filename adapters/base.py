@@ -172,6 +172,9 @@ class MapOutcome:
     #: The row's table chooses its resources by joins, so the ingest keeps the row as taken in
     #: (``engine.kept``): a later delta that changes only the joined row maps it again.
     keeps_row: bool = False
+    #: Source keys the record had before its map changed them: what a store holds under them
+    #: is withdrawn as the record is taken in, as no run would meet them again.
+    retires: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

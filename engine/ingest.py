@@ -121,6 +121,8 @@ class _Good:
     withdraws: bool = True
     #: Its table chooses resources by joins, so the row is kept as taken in (``engine.kept``).
     keeps_row: bool = False
+    #: Keys it had before its map changed them, whose resources it withdraws.
+    retires: tuple[str, ...] = ()
     #: The rows that differ from what is stored, and what validating them found.
     changed: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[Issue] = field(default_factory=list)
@@ -237,6 +239,7 @@ class _Run:
                 self._unmet(record),
                 withdraws=not outcome.joined_choice,
                 keeps_row=outcome.keeps_row,
+                retires=outcome.retires,
             )
         )
         self.pending += len(rows)
@@ -296,9 +299,10 @@ class _Run:
         ids = {r["resource_id"]: None for g in self.good for r in g.rows}
         ids.update({r["patient_id"]: None for g in self.good for r in g.rows if r["patient_id"]})
         taking = [g.record.ref.key for g in self.good]
+        retired = [k for g in self.good for k in g.retires]
         with self.engine.connect() as look:
             self._inherit(look)
-            stored = store.stored(look, list(ids), taking)
+            stored = store.stored(look, list(ids), [*taking, *retired])
             ids.update(dict.fromkeys(self._withdraw(look, stored)))
             named = store.pointers(look, taking)
         self._validate(stored.current)
@@ -345,9 +349,11 @@ class _Run:
     def _withdraw(self, conn: Connection, stored: store.Stored) -> list[str]:
         """Add to each record the withdrawal of what its key holds active and it no longer
         yields: a carer blanked out of the patient row leaves no active RelatedPerson, a
-        deleted row that no longer maps withdraws all its key held. Not where which resources
-        a row yields turned on other rows' joins (a coded event is a Condition when SRProblem
-        names it): a delta need not carry the joined row, so its absence is no withdrawal.
+        deleted row that no longer maps withdraws all its key held, and a record whose key its
+        map changed withdraws what its old key holds (``MapOutcome.retires``). Not where which
+        resources a row yields turned on other rows' joins (a coded event is a Condition when
+        SRProblem names it): a delta need not carry the joined row, so its absence is no
+        withdrawal.
         Returns the ids withdrawn.
 
         A withdrawal is a new version of the stored body marked ``entered-in-error``, so the
@@ -355,7 +361,9 @@ class _Run:
         """
         gone: dict[str, _Good] = {}
         for g in self.good:
-            held = stored.live.get(g.record.ref.key) if g.withdraws else None
+            held = set(stored.live.get(g.record.ref.key, ())) if g.withdraws else set()
+            for key in g.retires:
+                held |= stored.live.get(key, set())
             if held:
                 yields = {r["resource_id"] for r in g.rows}
                 gone.update((rid, g) for rid in held - yields)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from adapters.base import ExtractError, SourceRecord, SourceRef
+from adapters.base import ExtractError, MapContext, MapOutcome, SourceRecord, SourceRef
 from adapters.council.api import pull
 from adapters.council.read import JOINED_BY, STYLE, read_extract, row_joins
 from adapters.extract import TableAdapter
@@ -43,6 +44,20 @@ class CouncilAdapter(TableAdapter):
 
     def row_joins(self, ref: SourceRef, fields: Mapping[str, Any], today: str) -> dict[str, Any]:
         return row_joins(ref, fields, today)
+
+    def map(self, record: SourceRecord, ctx: MapContext) -> MapOutcome:
+        """By the table's map; a placement also retires the key it had before 2026-12-06
+        (person|care home|start, now person|start: an id made from the care home gave a
+        restricted person's home away). What a store made before holds under it is withdrawn:
+        no run would meet that key again, and left active it kept the home's relationship
+        after the placement ended."""
+        outcome = super().map(record, ctx)
+        if record.ref.table != "placements" or not outcome.ok:
+            return outcome
+        f = record.fields
+        parts = [str(f.get(c, "")).strip() for c in ("person_id", "care_home_ods", "start_date")]
+        old = SourceRef(STYLE, record.ref.org, "placements", "|".join(parts))
+        return replace(outcome, retires=(old.key,)) if all(parts) else outcome
 
     def read(self, location: str) -> Iterator[SourceRecord]:
         if location.startswith(("http://", "https://")):

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select
 
-from adapters import labels
+from adapters import extract, labels
 from adapters.base import CorrectionRefused, ExtractError, MapContext, SourceRecord
 from adapters.codes import CodeMaps
 from adapters.council import CouncilAdapter
@@ -608,6 +608,29 @@ def test_a_corrected_care_home_moves_the_placement_rather_than_adding_one(
         twice.quarantined == 1
         and "duplicate row identifier" in _one_open(engine, "placements").reason
     )
+
+
+def test_a_placement_stored_under_its_old_key_is_withdrawn_when_the_row_is_taken_in(
+    engine, settings, codes, tmp_path, monkeypatch
+):
+    """A store made before placements were keyed by person and start date holds them under
+    person|care home|start, which no run meets again: when the council ended the placement,
+    the old one stayed active and the home kept its relationship. The row now retires its old
+    key as it is taken in."""
+    placement = {"person_id": "1", "care_home_ods": "VXA01", "start_date": "2024-12-01"}
+    rows = {**COUNCIL, "persons": [person("1")], "placements": [placement]}
+    real = extract.key_columns
+    monkeypatch.setattr(extract, "key_columns", lambda m: (
+        ["person_id", "care_home_ods", "start_date"] if m.get("table") == "placements" else real(m)
+    ))  # fmt: skip
+    run(engine, settings, codes, str(write_extract(tmp_path / "before", rows)))
+    monkeypatch.undo()
+    ended = {**rows, "placements": [{**placement, "end_date": "2025-01-31"}]}
+    done = run(engine, settings, codes, str(write_extract(tmp_path / "after", ended)))
+    statuses = sorted(p["status"] for p in _placements(engine))
+    assert statuses == ["entered-in-error", "finished"] and done.deleted == 1
+    again = run(engine, settings, codes, str(write_extract(tmp_path / "after", ended)))
+    assert (again.created, again.updated, again.deleted) == (0, 0, 0)
 
 
 def test_a_row_given_its_missing_id_is_stored_under_it(engine, settings, codes, tmp_path):
