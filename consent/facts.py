@@ -322,9 +322,10 @@ def directive(
     start, end = _period(provision.get("period"))
     if recorded is None and kind in ("consent-category", "consent-share"):
         return None  # it could not be weighed against an objection
-    start = start or recorded or ALWAYS  # an objection is not dropped for want of a date
-    if end is not None and end <= start and kind not in ("consent-category", "consent-share"):
+    objection = kind not in ("consent-category", "consent-share")
+    if objection and start is not None and end is not None and end <= start:
         end = None  # an objection ending before it starts (a year mistyped) is not dropped
+    start = start or recorded or ALWAYS  # an objection is not dropped for want of a date
     author = next(
         (str(p.get("display") or _org(p, {}) or "") for p in consent.get("performer", [])),
         "",

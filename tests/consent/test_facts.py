@@ -344,3 +344,11 @@ def test_an_objection_ending_before_it_starts_stays_in_force() -> None:
     body = _consent({"type": "deny", "period": {"start": "2026-01-10", "end": "2025-01-10"}})
     found = directive(body, POLICY.sensitive, POLICY.sections)
     assert found is not None and found.kind == "dissent" and found.end is None
+
+
+def test_an_objection_recorded_after_its_period_ended_is_not_made_permanent() -> None:
+    """The rule above read the date it was recorded as its start: an objection ended on
+    2025-06-30 and written down on 2026-01-10 became a dissent in force for ever."""
+    body = _consent({"type": "deny", "period": {"end": "2025-06-30"}})
+    found = directive(body, POLICY.sensitive, POLICY.sections)
+    assert found is not None and found.end is not None and found.end < found.start
