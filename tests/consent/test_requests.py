@@ -100,8 +100,9 @@ def test_self_claim_is_refused_without_a_reason_or_outside_clinical_profiles() -
 
 @pytest.mark.parametrize(
     "blank",
-    ["\u200b" * 10, "\u200d" * 10, "\u3164" * 10, "\u2800" * 10, "\x01" * 10, "\u00a0" * 10],
-)
+    ["\u200b" * 10, "\u200d" * 10, "\u3164" * 10, "\u2800" * 10, "\x01" * 10, "\u00a0" * 10,
+     "\ufe0f" * 10, "\U000e0100" * 10, "\u034f" * 10, "\u0301" * 10, "a" + " " * 9],
+)  # fmt: skip
 def test_a_reason_no_reviewer_can_read_is_no_reason(blank: str) -> None:
     """Ten zero-width spaces (or joiners, Hangul fillers, braille blanks, control characters)
     survive ``str.strip`` and counted as ten characters: a grant was made, and a stored one
@@ -118,6 +119,14 @@ def test_a_reason_no_reviewer_can_read_is_no_reason(blank: str) -> None:
     facts = PatientFacts(PERSON, grants=(replace(made, reason_text=blank),))
     assert not decide(user, facts, "ETREAT", EVERYTHING, NOW, POLICY).permit
     assert ask_self_claim(user, PERSON, "Seen in A&E, letter to GP", NOW, POLICY).granted
+
+
+def test_a_reason_counts_its_spaces_as_a_person_does() -> None:
+    """Counting readable characters alone refused 'Seen in ED' (ten characters, as the form
+    counts them), and ended live claims made with such a reason when the count changed."""
+    user = hospital_clinician()
+    assert ask_self_claim(user, PERSON, "Seen in ED", NOW, POLICY).granted is not None
+    assert ask_self_claim(user, PERSON, "  Seen    in  E  ", NOW, POLICY).granted is None
 
 
 def test_a_claim_found_inappropriate_ends_at_once() -> None:
