@@ -43,8 +43,8 @@ _PRECISIONS: tuple[Precision, ...] = ("year", "month", "day", "time")
 
 def _holds(r: Relationship, now: datetime, window_days: int | None) -> bool:
     """Open-ended kinds hold from start to end; windowed ones for a while after the end (or
-    after the start, while open: an end still to come, an expected discharge or one keyed as
-    2099, is no end yet). A source that gave no start still counts for an open-ended kind, as
+    after the start, while open: an end further ahead than the window, one keyed as 2099, is
+    no end yet). A source that gave no start still counts for an open-ended kind, as
     an allocated worker does, but a window needs a start to count from (an end alone, keyed
     ten years ahead, held for ten years)."""
     if r.start is not None and r.start > now:
@@ -53,8 +53,12 @@ def _holds(r: Relationship, now: datetime, window_days: int | None) -> bool:
         return r.end is None or now < r.end
     if r.start is None:
         return False
-    anchor = r.end if r.end is not None and r.end <= now else r.start
-    return now < anchor + timedelta(days=window_days)
+    window = timedelta(days=window_days)
+    # An end within a window of now is a real one (an admission's planned discharge in three
+    # days: counting from the start would refuse the hospital now and let it in again after);
+    # one further ahead (2099) is no end yet.
+    anchor = r.end if r.end is not None and r.end <= now + window else r.start
+    return now < anchor + window
 
 
 def _active(d: ConsentDirective, now: datetime) -> bool:

@@ -142,10 +142,11 @@ def test_hospital_encounter_counts_for_ninety_days_after_discharge() -> None:
     assert not decide(user, old, "TREAT", EVERYTHING, NOW, POLICY).permit
 
 
-def test_a_window_counts_from_a_start_and_from_an_end_only_once_it_has_come() -> None:
+def test_a_window_needs_a_start_and_an_end_in_reach() -> None:
     """An encounter with only an end, keyed ten years ahead, held for ten years; one started
-    two years ago whose end was keyed as 2099 held until 2099 and 90 days. A window counts
-    from the start while the end is still to come, and needs a start."""
+    two years ago whose end was keyed as 2099 held until 2099 and 90 days. A window needs a
+    start, and counts from an end no further ahead than the window (a long stay's planned
+    discharge in three days holds now, as it will after), else from the start."""
     user = hospital_clinician()
     no_start = Relationship(org=HOSPITAL, kind="hospital-encounter", start=None,
                             end=NOW + timedelta(days=3650))  # fmt: skip
@@ -161,7 +162,8 @@ def test_a_window_counts_from_a_start_and_from_an_end_only_once_it_has_come() ->
         start=NOW - timedelta(days=3),
         end=NOW + timedelta(days=4),
     )
-    for r, held in ((no_start, False), (far_end, False), (expected, True)):
+    long_stay = replace(expected, start=NOW - timedelta(days=100), end=NOW + timedelta(days=3))
+    for r, held in ((no_start, False), (far_end, False), (expected, True), (long_stay, True)):
         assert decide(user, facts(r), "TREAT", EVERYTHING, NOW, POLICY).permit is held, r
 
 
