@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from adapters import values
 from adapters.base import ExtractError, SourceRecord, SourceRef
 from adapters.extract import first_row, joined_problem, lookup_rows, table_records, unknown_files
 
@@ -84,12 +85,12 @@ def resolve_org(folder: Path, org: str | None, notes: list[str]) -> str:
     )
 
 
-#: ``restricted`` values that clearly say no (persons.json's, case aside); any other restricts.
-_NOT_RESTRICTED = frozenset({"false", "f", "n", "no", "0", ""})
-
-
 def _restricts(row: Mapping[str, str]) -> bool:
-    return str(row.get("restricted", "")).strip().lower() not in _NOT_RESTRICTED
+    """Fail closed, as persons.json reads it: only a clear no (or blank) does not restrict."""
+    try:
+        return values.boolean(str(row.get("restricted", "")))
+    except values.ValueProblem:
+        return True
 
 
 def _persons(path: Path, notes: list[str]) -> dict[str, dict[str, str]]:
