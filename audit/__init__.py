@@ -12,7 +12,14 @@ from audit.access import Appender, disclose
 from audit.chain import GENESIS, Problem, Sealed, seal
 from audit.entry import AuditEntry, RequestContext, entry_for
 from audit.verify import Report, verify
-from audit.writer import AuditUnavailable, Writer, append, append_batch, append_within
+from audit.writer import (
+    AuditUnavailable,
+    Writer,
+    append,
+    append_batch,
+    append_within,
+    commit_with,
+)
 
 __all__ = [
     "GENESIS",
@@ -27,6 +34,7 @@ __all__ = [
     "append",
     "append_batch",
     "append_within",
+    "commit_with",
     "disclose",
     "entry_for",
     "seal",

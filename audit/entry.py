@@ -144,6 +144,10 @@ def time_text(time: datetime) -> str:
     return time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: :func:`time_text` as PostgreSQL's ``to_char`` writes it, of a time ``AT TIME ZONE 'UTC'``.
+PG_TIME_TEXT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
 #: Fields copied into columns for searching. In the stored body they sit together under
 #: ``index``, which sorts last, so the body ends with them in a fixed order and ``verify`` can
 #: check every column against the hashed bytes with one comparison per entry.

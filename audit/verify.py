@@ -22,7 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, text
 
 from audit.chain import GENESIS, Problem, Walk, out_of_place
-from audit.entry import INDEX_FIELDS
+from audit.entry import INDEX_FIELDS, PG_TIME_TEXT
 from audit.tables import AuditRow
 
 CHUNK = 20_000
@@ -37,8 +37,6 @@ _UNWALKED = (
     "SELECT seq FROM audit_entry GROUP BY seq HAVING seq IS NULL OR count(*) > 1 "
     "ORDER BY seq NULLS FIRST LIMIT 1"
 )
-#: ``audit.entry.time_text`` in PostgreSQL's ``to_char`` terms.
-_PG_TIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 _NULLABLE = {c.name: bool(c.nullable) for c in cast(Table, AuditRow.__table__).columns}
 #: Where a body's searchable fields begin (``audit.entry.body``).
 _INDEX = '"index":{'
@@ -71,7 +69,7 @@ def _ending(dialect: str, escape: bool) -> str:
         if field == "seq":
             pieces.append((False, "seq::text" if dialect == "postgresql" else "CAST(seq AS TEXT)"))
         elif field == "time" and dialect == "postgresql":
-            when = f"to_char(time AT TIME ZONE 'UTC', '{_PG_TIME}')"
+            when = f"to_char(time AT TIME ZONE 'UTC', '{PG_TIME_TEXT}')"
             pieces += [(True, '"'), (False, when), (True, '"')]
         elif field == "time":
             pieces += [(True, '"'), (False, "replace(time, ' ', 'T')"), (True, 'Z"')]

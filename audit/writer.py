@@ -6,12 +6,16 @@ the chained entries and moves the head. Writers on any number of processes there
 and the sequence has no gap: a transaction that fails rolls back its number with it. Nothing is
 returned until the entries are durable.
 
-On PostgreSQL the append's transaction commits without waiting for its WAL flush, so the head
-lock is released as soon as the entries are written and the next writer need not queue behind
-this one's flush; the same connection then commits a tiny synchronous transaction, which
-returns only once the WAL is on disk up to and past that commit (see :func:`durable`). WAL is
-written in order, so a crash can only lose a tail of the trail whose appends never returned:
-the chain stays whole, and those callers got an error and released nothing.
+On PostgreSQL the database seals each entry itself (:data:`_PG_SEAL`: number, time, hash) in
+the statement that inserts it, and the whole transaction goes in one round trip
+(:func:`commit_with`), so the head is locked only while the database works, never while the
+application is scheduled or holds its GIL. The transaction commits without waiting for its
+WAL flush, so the lock is released as soon as the entries are written and the next writer need
+not queue behind this one's flush; the same connection then commits a tiny synchronous
+transaction, which returns only once the WAL is on disk up to and past that commit (see
+:func:`durable`). WAL is written in order, so a crash can only lose a tail of the trail whose
+appends never returned: the chain stays whole, and those callers got an error and released
+nothing.
 
 Under load, :class:`Writer` batches: while one append is in flight, entries arriving on other
 threads of the process queue up and go together in the next transaction (group commit), so the
@@ -21,15 +25,16 @@ lock is taken once per batch rather than once per entry.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, String, text
 
 from audit.chain import Sealed, seal
-from audit.entry import AuditEntry, encodable
+from audit.entry import PG_TIME_TEXT, AuditEntry, body, encodable, time_text
 from audit.tables import AuditRow
 from engine.db import write_turn
 
@@ -71,26 +76,58 @@ class AuditUnavailable(RuntimeError):
     """The audit entry could not be written, so the access it records must not happen (503)."""
 
 
-#: Lock and read the head; ``set_config(..., true)`` is ``SET LOCAL``, one statement fewer.
-_PG_HEAD = (
-    "SELECT seq, hash, set_config('synchronous_commit', 'off', true) "
-    "FROM audit_head WHERE id = 1 FOR UPDATE"
-)
-_MOVE_HEAD = "WITH moved AS (UPDATE audit_head SET seq = %b, hash = %b WHERE id = 1) "
-_TYPES = ("bigint", "timestamptz", *["text"] * 8, "bytea", "bytea", "bytea")
-#: One row per entry, one array per column: the statement's text and parameter count do not
-#: depend on the batch size, so it is prepared once and its parameters go in binary.
-_PG_INSERT = (
-    f"{_MOVE_HEAD}INSERT INTO audit_entry ({_INSERT_COLUMNS}) SELECT * FROM unnest("
-    + ", ".join(f"%b::{t}[]" for t in _TYPES)
-    + ")"
-)
-#: A batch of one, the usual case below full load: the row as values, with no array to build
-#: (about 0.1 ms of psycopg's CPU less per append).
-_PG_INSERT_ONE = (
-    f"{_MOVE_HEAD}INSERT INTO audit_entry ({_INSERT_COLUMNS}) VALUES ("
-    + ", ".join(f"%b::{t}" for t in _TYPES)
-    + ")"
+#: The body as :func:`audit.entry.body` writes it with a blank sequence number and time, from
+#: the sequence number's key: the two values the database stamps (:data:`_PG_SEAL`).
+_BLANK_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_BLANK = b'"seq":0,"time":"1970-01-01T00:00:00.000000Z"'
+_SEQ_KEY = len(b'"seq":')
+
+
+def _around(entry: AuditEntry) -> tuple[bytes, bytes]:
+    """The body of ``entry`` before its sequence number, and after its time's text.
+
+    Both sit side by side in ``index``, which sorts last; a key's quote cannot occur unescaped
+    inside a string, so the last such run of bytes is theirs.
+    """
+    blank = body(entry, 0, _BLANK_TIME)
+    at = blank.rindex(_BLANK)
+    return blank[: at + _SEQ_KEY], blank[at + len(_BLANK) - 1 :]
+
+
+#: The entry fields :data:`_PG_SEAL` takes as text, one array each.
+_TEXT = ("request_id", "action", "outcome", "user_id", "org", "purpose", "patient_id",
+         "nhs_number")  # fmt: skip
+#: Entries sealed by the database, after any data-modifying CTEs of the caller's, in one
+#: statement: lock the head; stamp the time (after the lock, so times follow the sequence; one
+#: time for the batch, as the writer's clock gives on SQLite); number each entry after the head,
+#: complete its body and hash it onto the one before (a recursive CTE, in order); insert them
+#: and move the head. Nothing between the lock and the statement's end waits for the
+#: application, so in autocommit the head is held only while the database works. The text does
+#: not depend on the number of entries (one array per field), so it is prepared once per caller.
+#: Every given entry is inserted, sealed or not: with no head row none is numbered, the table
+#: refuses a row with no number, and the statement fails whole, the caller's writes with it.
+_PG_SEAL = (
+    "given AS (SELECT * FROM unnest(%(audit_pre)b::bytea[], %(audit_post)b::bytea[], "
+    + ", ".join(f"%(audit_{c})b::text[]" for c in _TEXT)
+    + f") WITH ORDINALITY AS g(pre, post, {', '.join(_TEXT)}, n)), "
+    "head_row AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE), "
+    "stamp AS MATERIALIZED (SELECT time, "
+    f"to_char(time AT TIME ZONE 'UTC', '{PG_TIME_TEXT}') AS text, "
+    "set_config('synchronous_commit', CASE WHEN %(audit_async)b::boolean THEN 'off' "
+    "ELSE current_setting('synchronous_commit') END, true) AS commit_mode "
+    "FROM (SELECT clock_timestamp() AS time FROM head_row) locked), "
+    "chain (n, seq, prev, hash, body) AS ("
+    "SELECT 0::bigint, seq, NULL::bytea, hash, NULL::bytea FROM head_row "
+    "UNION ALL SELECT g.n, c.seq + 1, c.hash, sha256(c.hash || b.body), b.body "
+    "FROM chain c JOIN given g ON g.n = c.n + 1 CROSS JOIN stamp s CROSS JOIN LATERAL "
+    "(SELECT g.pre || convert_to((c.seq + 1)::text || ',\"time\":\"' || s.text, 'UTF8') "
+    "|| g.post AS body) b), "
+    "moved AS (UPDATE audit_head SET seq = last.seq, hash = last.hash "
+    "FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) last WHERE audit_head.id = 1) "
+    f"INSERT INTO audit_entry ({_INSERT_COLUMNS}) SELECT c.seq, s.time, "
+    + ", ".join(f"g.{c}" for c in _TEXT)
+    + ", c.body, c.prev, c.hash FROM given g LEFT JOIN chain c USING (n) "
+    "LEFT JOIN stamp s ON true RETURNING seq, time, prev_hash, hash"
 )
 #: A transaction that writes WAL (the message) under an xid commits with a WAL flush, unless
 #: ``synchronous_commit`` is off; it is set on for this transaction only, and a stronger
@@ -104,47 +141,78 @@ _FLUSH = (
 )
 
 
-def _pg_chain(cur: Any, entries: Sequence[AuditEntry], head: Sequence[Any]) -> list[Sealed]:
-    """Seal ``entries`` on after ``head`` (locked by the caller), insert them, move the head."""
-    sealed = seal(entries, head[0], bytes(head[1]), datetime.now(UTC))
-    moved = [sealed[-1].seq, sealed[-1].hash]
-    if len(sealed) == 1:
-        cur.execute(_PG_INSERT_ONE, [*moved, *sealed[0].row().values()])
-    else:
-        columns = [list(c) for c in zip(*(s.row().values() for s in sealed), strict=True)]
-        cur.execute(_PG_INSERT, [*moved, *columns])
-    return sealed
+def _statement(ctes: str) -> str:
+    return "WITH RECURSIVE " + (f"{ctes}, " if ctes else "") + _PG_SEAL
 
 
-def _pg_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
-    """Lock, read the head, then in one round trip: insert, commit (asynchronously), flush.
+class _Sealing:
+    """Entries (made storable by :func:`_fitted`) as :data:`_PG_SEAL` takes them, and as
+    sealed once it has."""
 
-    The flush is a separate transaction sent after the COMMIT, so the head lock is free while
-    the WAL reaches the disk; the append returns only when the flush has, so no entry is
-    reported written before it is durable. The statements go in a pipeline, two round trips in
-    all: the lock-held part is as short as the network allows.
+    def __init__(self, entries: Sequence[AuditEntry]) -> None:
+        self.entries = entries
+        self.around = [_around(e) for e in entries]
+
+    def params(self, asynchronous: bool) -> dict[str, Any]:
+        given = {f"audit_{c}": [getattr(e, c) for e in self.entries] for c in _TEXT}
+        return given | {
+            "audit_pre": [pre for pre, _ in self.around],
+            "audit_post": [post for _, post in self.around],
+            "audit_async": asynchronous,
+        }
+
+    def sealed(self, rows: Sequence[Sequence[Any]]) -> list[Sealed]:
+        if len(rows) != len(self.entries):
+            raise AuditUnavailable("the audit entries were not sealed (the head row is missing)")
+        out = []
+        for (seq, time, prev, digest), entry, (pre, post) in zip(
+            sorted(rows, key=lambda r: int(r[0])), self.entries, self.around, strict=True
+        ):
+            time = time.astimezone(UTC)
+            data = pre + f'{seq},"time":"{time_text(time)}'.encode() + post
+            out.append(Sealed(seq, time, entry, data, bytes(prev), bytes(digest)))
+        return out
+
+
+def commit_with(
+    raw: Any, ctes: str, params: Mapping[str, Any], entries: Sequence[AuditEntry]
+) -> list[Sealed]:
+    """PostgreSQL: the caller's data-modifying ``ctes`` (``name AS (INSERT ...)``, joined by
+    commas, with ``params``) and the ``entries`` recording them, in one statement committed
+    on its own and durable before this returns.
+
+    The statement commits without waiting for the WAL, so the head lock is free at once; the
+    synchronous flush that follows returns only once the WAL is on disk up to and past that
+    commit. WAL is written in order, so a crash can only lose a tail of the trail whose appends
+    never returned. An integrity error of the caller's (a duplicate key) is raised as the
+    driver's, and nothing is kept; any other failure is :class:`AuditUnavailable`. A failed
+    flush comes after the commit, so what was committed stays (the trail then records an
+    access that did not happen, never the reverse) and the caller is told it failed.
     """
     driver: Any = raw.driver_connection
-    driver.autocommit = True  # BEGIN and COMMIT are sent explicitly, in the pipeline
+    sealing = _Sealing([_fitted(e) for e in entries])
+    driver.autocommit = True  # the statement is its own transaction
     try:
-        with driver.pipeline() as pipe, driver.cursor() as cur:
-            cur.execute("BEGIN")
-            cur.execute(_PG_HEAD)
-            pipe.sync()
-            head = cur.fetchone()
-            if head is None:
-                raise AuditUnavailable("the audit head row is missing")
-            sealed = _pg_chain(cur, entries, head)
-            cur.execute("COMMIT")
+        with driver.cursor() as cur:
+            cur.execute(_statement(ctes), {**params, **sealing.params(asynchronous=True)})
+            sealed = sealing.sealed(cur.fetchall())
             cur.execute(_FLUSH)
-    except BaseException:
-        if not driver.closed:  # a lost connection has nothing to roll back; its error stands
-            raw.rollback()
-        raise
+        return sealed
+    except Exception as exc:
+        if isinstance(exc, AuditUnavailable) or _their_integrity(exc):
+            raise
+        raise AuditUnavailable(f"the audit entry could not be written: {exc}") from exc
     finally:
         if not driver.closed:
             driver.autocommit = False
-    return sealed
+
+
+def _their_integrity(exc: Exception) -> bool:
+    """Whether ``exc`` is an integrity error of a caller's write, not of the trail's tables."""
+    if not isinstance(exc, psycopg.IntegrityError):
+        return False
+    table = exc.diag.table_name
+    return table is not None and not table.startswith("audit_")
 
 
 def durable(engine: Engine) -> None:
@@ -204,14 +272,13 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
     """Append ``entries`` in one transaction, committed and durable before this returns."""
     if not entries:
         return []
-    entries = [_fitted(e) for e in entries]
     try:
         raw = engine.raw_connection()
         try:
             if engine.dialect.name == "postgresql":
-                return _pg_append(raw, entries)
+                return commit_with(raw, "", {}, entries)
             with write_turn(engine):
-                return _sqlite_append(raw, entries)
+                return _sqlite_append(raw, [_fitted(e) for e in entries])
         finally:
             raw.close()
     except AuditUnavailable:
@@ -228,19 +295,18 @@ def append_within(conn: Connection, entries: Sequence[AuditEntry]) -> list[Seale
     The caller writes first and then appends (on SQLite its first write has taken the file's
     write lock, under :func:`engine.db.write_turn`; on PostgreSQL the head row stays locked
     from here to the commit, so the append comes last), and commits durably
-    (:func:`engine.db.durable_write`) before anything is answered.
+    (:func:`engine.db.durable_write`) before anything is answered. Where the writes are known
+    before the transaction begins, :func:`commit_with` holds the head for less.
     """
     raw: Any = conn.connection.driver_connection
     entries = [_fitted(e) for e in entries]
     try:
         if conn.dialect.name != "postgresql":
             return _sqlite_chain(raw.cursor(), entries)
+        sealing = _Sealing(entries)
         with raw.cursor() as cur:
-            cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-            head = cur.fetchone()
-            if head is None:
-                raise AuditUnavailable("the audit head row is missing")
-            return _pg_chain(cur, entries, head)
+            cur.execute(_statement(""), sealing.params(asynchronous=False))
+            return sealing.sealed(cur.fetchall())
     except AuditUnavailable:
         raise
     except Exception as exc:

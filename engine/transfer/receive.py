@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from audit import Appender, AuditEntry, RequestContext, disclose
 from audit.entry import Action
@@ -259,7 +258,7 @@ def _accept(
         problem = out_of_turn(h.event, lost.status, parsed.transfer_path)
         raise refuse(inbox, who, ctx, 422, problem, action=action_of(parsed), known=known,
                      nhs=nhs) from None  # fmt: skip
-    except IntegrityError:
+    except store.Taken:
         with inbox.engine.connect() as conn:
             found = store.stored(conn, h.id)
         if found is None:

@@ -320,6 +320,14 @@ def step(
                                        user_id=user_id, at=now))  # fmt: skip
 
 
+class Taken(Exception):
+    """Another message took this header id (or its transfer id) while this one was checked: a
+    resubmission racing the first, or a conflict."""
+
+    def __init__(self, header_id: str) -> None:
+        super().__init__(f"message {header_id} was received meanwhile")
+
+
 class Closed(Exception):
     """A step lost the race to another that moved the same transfer on since it was read (two
     discharges, two acknowledgements by message or by hand, a discharge before an

@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from audit import AuditUnavailable, RequestContext
-from audit.entry import flat
+import audit.writer
+from audit import RequestContext
+from audit.chain import Sealed
+from audit.entry import AuditEntry, flat
 from audit.report import lines
 from audit.tables import AuditRow
 from consent import Request, decide
@@ -783,13 +785,19 @@ def test_a_message_whose_audit_entry_fails_is_not_kept(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """The acceptance and its entry commit together: when the entry cannot be written, the
-    sender gets 503, and nothing of the message is kept to open the hospital's access."""
+    """The acceptance and its entry commit together: when the database refuses the entry,
+    after the message's rows were written in the same transaction, the sender gets 503, and
+    nothing of the message is kept to open the hospital's access."""
+    real_row, real_around = Sealed.row, audit.writer._around
 
-    def broken(conn: Any, entries: Any) -> Any:
-        raise AuditUnavailable("the audit entry could not be written: disk full")
+    def no_body(self: Sealed) -> dict[str, Any]:  # SQLite: sealed by the writer
+        return real_row(self) | {"body": None}
 
-    monkeypatch.setattr("engine.transfer.take.append_within", broken)
+    def no_start(e: AuditEntry) -> tuple[bytes | None, bytes]:  # PostgreSQL: by the database
+        return None, real_around(e)[1]
+
+    monkeypatch.setattr(Sealed, "row", no_body)
+    monkeypatch.setattr(audit.writer, "_around", no_start)
     answer = send(client, home, signed(unsigned(), keys[CARE_HOME]))
     assert answer.status_code == 503
     assert answer.json()["resourceType"] == "OperationOutcome"

@@ -9,6 +9,7 @@ import audit.chain
 import audit.writer
 from audit import AuditUnavailable, RequestContext, Writer, disclose, entry_for, verify
 from audit.chain import Sealed
+from audit.entry import AuditEntry
 from consent import PatientFacts, Request, decide
 from tests.audit.trail import entry
 from tests.consent.personas import NOW, PERSON, POLICY, typical, who
@@ -83,19 +84,24 @@ def test_a_failure_inside_the_transaction_leaves_no_entry_and_no_gap(
     """The second row of a batch is refused by the database: the whole batch rolls back."""
     writer = Writer(engine)
     writer.append(entry(1))
-    real_row = Sealed.row
-    refuse = {3}
+    real_row, real_around = Sealed.row, audit.writer._around
+    refuse = {"req-3"}
 
     def broken(self: Sealed):  # type: ignore[no-untyped-def]
         row = real_row(self)
-        if self.seq in refuse:
-            row["body"] = None  # NOT NULL: refused by the database
+        if self.entry.request_id in refuse:
+            row["body"] = None  # NOT NULL: refused by the database (SQLite's Python seal)
         return row
 
+    def broken_around(e: AuditEntry) -> tuple[bytes | None, bytes]:
+        before, after = real_around(e)  # PostgreSQL seals in the database: no body there either
+        return (None if e.request_id in refuse else before), after
+
     monkeypatch.setattr(audit.chain.Sealed, "row", broken)
+    monkeypatch.setattr(audit.writer, "_around", broken_around)
     with pytest.raises(AuditUnavailable):
         audit.writer.append_batch(engine, [entry(2), entry(3)])
-    refuse.add(2)
+    refuse.add("req-2")
     returned = []
     with pytest.raises(AuditUnavailable):
         returned.append(disclose(writer, entry(2), RECORD))

@@ -34,10 +34,12 @@ def test_sixteen_writers_on_four_processes_make_one_gapless_chain(engine: Engine
     assert report.intact, report.problem
     assert report.size == total
     with engine.connect() as conn:
-        seqs = conn.execute(text("SELECT seq FROM audit_entry ORDER BY seq")).scalars().all()
+        rows = conn.execute(text("SELECT seq, time FROM audit_entry ORDER BY seq")).all()
         requests = conn.execute(text("SELECT request_id FROM audit_entry")).scalars().all()
-    assert seqs == list(range(1, total + 1))
+    assert [seq for seq, _ in rows] == list(range(1, total + 1))
     assert len(set(requests)) == total, "every append was written exactly once"
+    times = [time for _, time in rows]
+    assert times == sorted(times), "each entry is stamped inside the lock, so time follows seq"
 
 
 def test_one_writer_appends_in_order_each_entry_chained_to_the_last(engine: Engine):

@@ -38,13 +38,15 @@ def test_an_appended_entry_is_committed_when_append_returns(engine: Engine, db_u
 
 @pg_only
 def test_the_append_commits_then_flushes_before_it_returns(engine: Engine, db_url: str):
-    """The lock is taken and released in a transaction that does not wait for the WAL, and the
-    synchronous flush transaction follows its COMMIT, all before ``append`` hands back."""
-    statements: list[str] = []
+    """The lock is taken and released in a statement committed on its own (autocommit) that
+    does not wait for the WAL, and the synchronous flush follows it, all before ``append``
+    hands back."""
+    statements: list[tuple[str, bool, Any]] = []
 
     class Recording(psycopg.Cursor[Any]):
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            statements.append(str(query))
+            asked = params.get("audit_async") if isinstance(params, dict) else None
+            statements.append((str(query), self.connection.autocommit, asked))
             return super().execute(query, params, **kwargs)
 
     recording = make_engine(db_url)
@@ -55,14 +57,14 @@ def test_the_append_commits_then_flushes_before_it_returns(engine: Engine, db_ur
         append(recording, entry(1))
     finally:
         recording.dispose()
-    assert statements[:2] == ["BEGIN", audit.writer._PG_HEAD]
-    assert "set_config('synchronous_commit', 'off', true)" in statements[1]
-    assert statements[2] == audit.writer._PG_INSERT_ONE
-    assert statements[3:] == ["COMMIT", audit.writer._FLUSH]
+    assert statements == [
+        (audit.writer._statement(""), True, True), (audit.writer._FLUSH, True, None)
+    ]  # fmt: skip
+    assert "set_config('synchronous_commit', CASE WHEN %(audit_async)b" in statements[0][0]
 
 
 def test_a_batch_of_one_is_stored_as_a_batch_of_several_is(engine: Engine):
-    """A single entry goes as values, a batch as arrays: the same columns either way."""
+    """One entry alone and a batch of several store the same columns."""
     append_batch(engine, [entry(1, purpose=None)])
     append_batch(engine, [entry(1, purpose=None), entry(2)])
     with engine.connect() as conn:
@@ -121,3 +123,35 @@ def test_a_failure_in_the_flush_step_fails_the_append_and_releases_nothing(
     assert writer.append(entry(3)).seq == 3
     report = verify(engine)
     assert report.intact and report.size == 3
+
+
+@pg_only
+def test_an_entry_appended_inside_a_transaction_leaves_its_commit_synchronous(engine: Engine):
+    """The sealing statement turns synchronous commit off only for an append committed on its
+    own: inside a caller's transaction (an acknowledgement) the caller's commit still waits
+    for the disk, as it promises the other organisation."""
+    with engine.begin() as conn:
+        audit.writer.append_within(conn, [entry(1)])
+        mode = conn.execute(text("SELECT current_setting('synchronous_commit')")).scalar_one()
+    assert mode == "on"
+    assert verify(engine).intact
+
+
+@pg_only
+def test_with_no_head_row_nothing_of_the_callers_is_kept_either(engine: Engine):
+    """The caller's writes ride in the sealing statement, committed on its own: an entry the
+    chain cannot number (the head row deleted by the owner) fails the statement whole, so no
+    write is kept without the entry that records it."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE kept_probe (n int)"))
+        conn.execute(text("DELETE FROM audit_head"))
+    raw = engine.raw_connection()
+    try:
+        with pytest.raises(AuditUnavailable):
+            probe = "probe AS (INSERT INTO kept_probe VALUES (%(n)s))"
+            audit.writer.commit_with(raw, probe, {"n": 1}, [entry(1), entry(2)])
+    finally:
+        raw.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM kept_probe")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM audit_entry")).scalar_one() == 0

@@ -8,16 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Connection, Engine, text
 
+import audit.writer
 from audit.chain import link
 from audit.entry import AuditEntry
 from audit.storage import TRIGGERS, protect
 from audit.writer import append_batch
 from tests.factories import nhs_numbers
+
+
+@contextmanager
+def stamped(monkeypatch: pytest.MonkeyPatch, when: datetime) -> Iterator[None]:
+    """Entries appended inside are stamped ``when``: by the writer's clock on SQLite, by the
+    database's in the sealing statement on PostgreSQL."""
+
+    class Fixed(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return when
+
+    held = f"CAST('{when.isoformat()}' AS timestamptz)"
+    with monkeypatch.context() as m:
+        m.setattr("audit.writer.datetime", Fixed)
+        m.setattr("audit.writer._PG_SEAL", audit.writer._PG_SEAL.replace("clock_timestamp()", held))
+        yield
 
 
 def entry(n: int, **over: Any) -> AuditEntry:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ from adapters.synth.personas import PERSONAS
 from audit.entry import AuditEntry
 from audit.writer import append
 from tests.api.conftest import Store
+from tests.audit.trail import stamped
 from tests.ig.conftest import officer
 
 LONDON = ZoneInfo("Europe/London")
@@ -34,18 +35,12 @@ def _read_at(
 ) -> None:
     """A read of ``person`` (by a night nurse, unless ``user_id`` says), stamped ``when``."""
 
-    class Fixed(datetime):
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
-            return when
-
     entry = AuditEntry(
         request_id="r", action="everything", outcome="permit", user_id=user_id,
         user_name="Night nurse", role_code="S8000:G8000:R8000", profile="clinical", org="R9Z",
         purpose="TREAT", patient_id=person,
     )  # fmt: skip
-    with monkeypatch.context() as m:
-        m.setattr("audit.writer.datetime", Fixed)
+    with stamped(monkeypatch, when):
         append(store.engine, entry)
 
 

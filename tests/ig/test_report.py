@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +14,7 @@ from audit.report import lines, load_roles
 from engine.web.ig import filters_from
 from tests.api.conftest import NHS, Token
 from tests.api.test_access import REASON, everything, post
+from tests.audit.trail import stamped
 from tests.ig.conftest import officer
 
 
@@ -53,14 +54,6 @@ def test_report_lists_exactly_the_accesses_and_none_of_igs_own_work(
 _AT = datetime(2099, 6, 1, 23, 30, tzinfo=UTC)
 
 
-class _Fixed(datetime):
-    """The writer's clock, held at ``_AT`` so the entry is stamped then."""
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
-        return _AT
-
-
 def _when(page: str) -> list[str]:
     return re.findall(r'<tr data-seq="\d+"><td>([^<]+)</td>', page)
 
@@ -68,8 +61,7 @@ def _when(page: str) -> list[str]:
 def test_report_days_are_the_uk_days_it_shows_its_times_in(
     web: TestClient, token: Token, ig_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with monkeypatch.context() as m:
-        m.setattr("audit.writer.datetime", _Fixed)
+    with stamped(monkeypatch, _AT):
         assert everything(web, token("gp")).status_code == 200
     officer(web, ig_token)
     asked = {"patient": NHS}
