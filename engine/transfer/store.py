@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from engine.canonical import dumps
-from engine.db import among, one_of
+from engine.db import one_of
 from engine.directory import D
 from engine.identity.index import HOLDERS, MERGED_IN, holders
 from engine.models import Resource
@@ -354,21 +354,39 @@ class Accepted:
 
 
 def _first(status: str) -> Any:
-    return func.min(case((STATUS.c.status == status, STATUS.c.at)))
+    """When the transfer in the enclosing row first reached ``status``: a probe of the steps'
+    index for that one transfer, whatever the planner thinks of the tables' sizes."""
+    return (
+        select(func.min(STATUS.c.at))
+        .where(STATUS.c.transfer_id == TRANSFERS.c.id, STATUS.c.status == status)
+        .scalar_subquery()
+    )
 
 
-#: Each hospital's ``transfer`` relationship with the person (or one since merged into them):
-#: from receipt, ended by its discharge; the policy's ``transfer`` window
-#: (mappings/policy/rules.json) says how long it holds after that, as for any windowed
-#: relationship. One row per transfer.
-STAYS = (
-    select(TRANSFERS.c.id, TRANSFERS.c.hospital, _first("received").label("received"),
+#: Each transfer of the person (or of one since merged into them): its hospital, its receipt
+#: and its discharge. Materialized, so each probe runs once a transfer, not once a use.
+_EACH_STAY = (
+    select(TRANSFERS.c.hospital, _first("received").label("received"),
            _first("discharged").label("discharged"))
-    .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
-    .where(TRANSFERS.c.person_id.in_(MERGED_IN),
-           among(STATUS.c.status, ("received", "discharged")))
-    .group_by(TRANSFERS.c.id, TRANSFERS.c.hospital)
-)  # fmt: skip
+    .where(TRANSFERS.c.person_id.in_(MERGED_IN))
+).cte("each_stay").prefix_with("MATERIALIZED")  # fmt: skip
+
+#: Each hospital's ``transfer`` relationships with the person: from receipt, ended by the
+#: discharge; the policy's ``transfer`` window (mappings/policy/rules.json) says how long one
+#: holds after its end, or after its start while open, as for any windowed relationship. A
+#: hospital holds the person when any of its stays does, and of its open stays the one received
+#: last holds longest, of its discharged ones the one discharged last; so those two stand for
+#: all of them: at most two a hospital, however often the resident went in (forty stays made
+#: the policy's facts twice as costly). One row a hospital: its latest open stay's receipt, and
+#: its first receipt and last discharge of the stays that ended.
+STAYS = select(
+    _EACH_STAY.c.hospital,
+    func.max(case((_EACH_STAY.c.discharged.is_(None), _EACH_STAY.c.received))).label("open_since"),
+    func.min(case((_EACH_STAY.c.discharged.is_not(None), _EACH_STAY.c.received))).label(
+        "ended_since"
+    ),
+    func.max(_EACH_STAY.c.discharged).label("ended_at"),
+).group_by(_EACH_STAY.c.hospital)
 
 
 def accept(conn: Connection, a: Accepted, now: datetime) -> None:

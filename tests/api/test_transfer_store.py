@@ -3,7 +3,8 @@ transfer is written as, and the relationship each transfer gives its hospital.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from audit import AuditEntry
 from audit.tables import AuditRow
+from consent import Relationship, Request, decide
 from consent.policy import load
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
@@ -32,6 +34,7 @@ from tests.api.transfers import (
     signed,
     unsigned,
 )
+from tests.consent.personas import POLICY, who
 
 __all__ = ["home", "keys"]  # fixtures shared with the other transfer tests
 
@@ -142,3 +145,63 @@ def test_an_acknowledgement_that_lost_the_race_keeps_nothing_and_says_where_it_s
         assert conn.execute(select(func.count()).select_from(AuditRow)).scalar_one() == trail
         steps = conn.execute(select(STATUS.c.status)).scalars().all()
     assert sorted(steps) == sorted(["sent", "received", status])
+
+
+#: A resident who went in often: (hospital, received days ago, discharged days ago or None).
+_OFTEN = [
+    (HOSPITAL, 400, 390), (HOSPITAL, 200, 190), (HOSPITAL, 50, 40), (HOSPITAL, 300, None),
+    (HOSPITAL, 20, None), (OTHER_HOSPITAL, 100, 99), (OTHER_HOSPITAL, 95, None),
+]  # fmt: skip
+
+
+def test_a_hospitals_many_stays_stand_as_its_latest_open_one_and_its_last_discharge(
+    store: Store,
+) -> None:
+    """However often a resident went in, each hospital brings at most two relationships to
+    the policy: its open stay received last, and its stays that ended (first receipt, last
+    discharge). Any stay holding is the same question as one of those two holding, so every
+    decision over a year of days, for the record and for the transfer itself, is the same as
+    over every stay (forty stays had made the facts twice as costly)."""
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        (person,) = people_with_nhs_number(conn, NHS)
+        for n, (hospital, received, discharged) in enumerate(_OFTEN):
+            conn.execute(TRANSFERS.insert(), {
+                "id": f"stay-{n}", "care_home": CARE_HOME, "hospital": hospital,
+                "person_id": person, "nhs_number": NHS,
+                "status": "received" if discharged is None else "discharged", "updated_at": now,
+            })  # fmt: skip
+            steps = [("received", received)] + (
+                [] if discharged is None else [("discharged", discharged)]
+            )
+            for status, ago in steps:
+                conn.execute(STATUS.insert(), {
+                    "transfer_id": f"stay-{n}", "status": status, "org": hospital,
+                    "user_id": "scr", "at": now - timedelta(days=ago),
+                })  # fmt: skip
+        facts = gather_facts(conn, person, tuple(patients_of(conn, person)), load())
+    stays = sorted(
+        ((r.org, r.start, r.end) for r in facts.relationships if r.kind == "transfer"),
+        key=lambda s: (s[0], s[2] is None),
+    )
+    day = timedelta(days=1)
+    assert stays == [
+        (OTHER_HOSPITAL, now - 100 * day, now - 99 * day), (OTHER_HOSPITAL, now - 95 * day, None),
+        (HOSPITAL, now - 400 * day, now - 40 * day), (HOSPITAL, now - 20 * day, None),
+    ]  # fmt: skip
+    every = tuple(
+        Relationship(h, "transfer", now - r * day, None if d is None else now - d * day)
+        for h, r, d in _OFTEN
+    )
+    seen = set()
+    for hospital in (HOSPITAL, OTHER_HOSPITAL):
+        user = who("clinical", org=hospital, org_kind="hospital")
+        for interaction in ("everything", "transfer"):
+            for ahead in range(0, 400, 5):
+                when = now + ahead * day
+                asked = Request(interaction)
+                whole = decide(user, replace(facts, relationships=every), "TREAT", asked, when,
+                               POLICY)  # fmt: skip
+                assert decide(user, facts, "TREAT", asked, when, POLICY).permit == whole.permit
+                seen.add(whole.permit)
+    assert seen == {True, False}
