@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from alembic import command
@@ -23,10 +25,24 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    _private(engine)
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def _private(engine: Engine) -> None:
+    """Make a new SQLite store readable by its owner only: it holds people's records, and
+    SQLite would make it (and its ``-wal`` and ``-shm`` files, which take the store's own
+    permissions) as the umask allows, readable by every local user under the usual 022."""
+    database = make_url(engine.url).database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return
+    # One that is there is left as it is; one that cannot be made here (no such folder)
+    # fails SQLite's own open next, which the commands report.
+    with contextlib.suppress(OSError):
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 class StoreNotReady(RuntimeError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -12,6 +14,7 @@ import engine.access
 import engine.directory
 import engine.identity.tables
 import engine.transfer.tables  # noqa: F401  (their tables on Base)
+from engine.db import make_engine
 from engine.migrate import alembic_config, upgrade
 from engine.models import Base
 
@@ -64,3 +67,18 @@ def test_people_merged_into_a_person_are_found_by_index(engine: Engine) -> None:
     assert ["merged_into"] not in indexed()
     upgrade(engine)
     assert ["merged_into"] in indexed()
+
+
+def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """A store holds people's records: under the usual umask SQLite made it, and its WAL,
+    readable by every local user."""
+    path = tmp_path / "store.db"
+    made = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(made)
+        with made.begin() as conn:
+            conn.execute(text("CREATE TABLE probe (n int)"))
+        files = [path, path.with_name("store.db-wal"), path.with_name("store.db-shm")]
+        assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        made.dispose()
