@@ -10,11 +10,11 @@ must say is checked here too (:func:`unsaid`).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 from adapters.values import UK as _UK
+from consent.policy import readable
 from engine.transfer import news2
 from engine.transfer.form import DischargeForm, Medicine, Person, TransferForm, written
 
@@ -41,8 +41,9 @@ _DOSE_FORMAT = (
 
 
 def blank(text: str) -> bool:
-    """Nothing a person could see: only spaces, controls or format characters."""
-    return all(unicodedata.category(ch)[0] in "CZ" for ch in text)
+    """Nothing a person could see, as a reason is judged (``consent.policy.readable``): only
+    spaces, controls, format characters, marks with nothing under them or blank letters."""
+    return not readable(text)
 
 
 def lines(text: str) -> list[str]:

@@ -39,7 +39,9 @@ def test_a_birth_date_must_be_a_date_a_resident_can_have(born: str) -> None:
     assert [f for f, _ in problems(born=born)] == ["born"]
 
 
-@pytest.mark.parametrize("invisible", ["\u200b", " \u00a0 ", "\x00", "\u2060\t"])
+@pytest.mark.parametrize(
+    "invisible", ["\u200b", " \u00a0 ", "\x00", "\u2060\t", "\u0301\u0301", "\u3164", "\u2800 "]
+)
 def test_a_field_with_nothing_visible_is_blank(invisible: str) -> None:
     assert [f for f, _ in problems(reason=invisible, given=invisible)] == ["given", "reason"]
 
