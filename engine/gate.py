@@ -187,15 +187,13 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
         among(R.c.resource_type, [*RELATIONSHIP_TYPES, "Consent", "Patient"]),
     )  # fmt: skip
     made = USER_MADE.subquery()
-    stays = STAYS.cte("stays")
+    stays = STAYS.subquery()
     return union_all(
         rows,
         _part({n: made.c[n] for n in ("reason_code", "user_id", "org", "reason_text", "review",
                                       "start", "expiry")} | {"kind": made.c.kind}),
-        _part({"kind": literal("stay"), "org": stays.c.hospital, "start": stays.c.open_since})
-        .where(stays.c.open_since.is_not(None)),
-        _part({"kind": literal("stay"), "org": stays.c.hospital, "start": stays.c.ended_since,
-               "expiry": stays.c.ended_at}).where(stays.c.ended_at.is_not(None)),
+        _part({"kind": literal("stay"), "org": stays.c.hospital, "start": stays.c.received,
+               "expiry": stays.c.discharged}),
     )  # fmt: skip
 
 

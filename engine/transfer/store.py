@@ -22,7 +22,6 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
-    case,
     func,
     insert,
     literal_column,
@@ -363,30 +362,16 @@ def _first(status: str) -> Any:
     )
 
 
-#: Each transfer of the person (or of one since merged into them): its hospital, its receipt
-#: and its discharge. Materialized, so each probe runs once a transfer, not once a use.
-_EACH_STAY = (
-    select(TRANSFERS.c.hospital, _first("received").label("received"),
-           _first("discharged").label("discharged"))
-    .where(TRANSFERS.c.person_id.in_(MERGED_IN))
-).cte("each_stay").prefix_with("MATERIALIZED")  # fmt: skip
-
-#: Each hospital's ``transfer`` relationships with the person: from receipt, ended by the
-#: discharge; the policy's ``transfer`` window (mappings/policy/rules.json) says how long one
-#: holds after its end, or after its start while open, as for any windowed relationship. A
-#: hospital holds the person when any of its stays does, and of its open stays the one received
-#: last holds longest, of its discharged ones the one discharged last; so those two stand for
-#: all of them: at most two a hospital, however often the resident went in (forty stays made
-#: the policy's facts twice as costly). One row a hospital: its latest open stay's receipt, and
-#: its first receipt and last discharge of the stays that ended.
+#: Each hospital's ``transfer`` relationship with the person (or one since merged into them):
+#: from receipt, ended by its discharge; the policy's ``transfer`` window
+#: (mappings/policy/rules.json) says how long it holds after that, as for any windowed
+#: relationship. One row per transfer, its steps probed by index (``_first``): a join of every
+#: transfer with every step, grouped, had the planner scan both tables whole while they had no
+#: statistics, and made a resident's forty stays cost the policy's facts twice over.
 STAYS = select(
-    _EACH_STAY.c.hospital,
-    func.max(case((_EACH_STAY.c.discharged.is_(None), _EACH_STAY.c.received))).label("open_since"),
-    func.min(case((_EACH_STAY.c.discharged.is_not(None), _EACH_STAY.c.received))).label(
-        "ended_since"
-    ),
-    func.max(_EACH_STAY.c.discharged).label("ended_at"),
-).group_by(_EACH_STAY.c.hospital)
+    TRANSFERS.c.hospital, _first("received").label("received"),
+    _first("discharged").label("discharged"),
+).where(TRANSFERS.c.person_id.in_(MERGED_IN))  # fmt: skip
 
 
 def accept(conn: Connection, a: Accepted, now: datetime) -> None:

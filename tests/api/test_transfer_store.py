@@ -3,7 +3,6 @@ transfer is written as, and the relationship each transfer gives its hospital.""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ from sqlalchemy import func, select
 
 from audit import AuditEntry
 from audit.tables import AuditRow
-from consent import Relationship, Request, decide
 from consent.policy import load
 from engine.gate import gather_facts
 from engine.identity import patients_of, people_with_nhs_number
@@ -34,7 +32,6 @@ from tests.api.transfers import (
     signed,
     unsigned,
 )
-from tests.consent.personas import POLICY, who
 
 __all__ = ["home", "keys"]  # fixtures shared with the other transfer tests
 
@@ -147,22 +144,24 @@ def test_an_acknowledgement_that_lost_the_race_keeps_nothing_and_says_where_it_s
     assert sorted(steps) == sorted(["sent", "received", status])
 
 
-#: A resident who went in often: (hospital, received days ago, discharged days ago or None).
+#: A resident who went in often: (hospital, received days ago, discharged days ago), None for
+#: a step not taken; a receipt a host stamped ahead of now; a discharge with no receipt.
 _OFTEN = [
     (HOSPITAL, 400, 390), (HOSPITAL, 200, 190), (HOSPITAL, 50, 40), (HOSPITAL, 300, None),
-    (HOSPITAL, 20, None), (OTHER_HOSPITAL, 100, 99), (OTHER_HOSPITAL, 95, None),
+    (HOSPITAL, 20, None), (HOSPITAL, -1, None), (OTHER_HOSPITAL, 100, 99),
+    (OTHER_HOSPITAL, 95, None), (OTHER_HOSPITAL, None, 1),
 ]  # fmt: skip
 
 
-def test_a_hospitals_many_stays_stand_as_its_latest_open_one_and_its_last_discharge(
-    store: Store,
-) -> None:
-    """However often a resident went in, each hospital brings at most two relationships to
-    the policy: its open stay received last, and its stays that ended (first receipt, last
-    discharge). Any stay holding is the same question as one of those two holding, so every
-    decision over a year of days, for the record and for the transfer itself, is the same as
-    over every stay (forty stays had made the facts twice as costly)."""
+def test_each_of_a_residents_many_stays_comes_to_the_policy_as_it_stands(store: Store) -> None:
+    """However often a resident went in, each stay is one relationship, from its receipt to
+    its discharge (none: a transfer with no receipt), at every hospital: found by probing each
+    transfer's steps, not by a join of every transfer with every step (forty stays had made
+    the policy's facts twice as costly). A review showed that standing a hospital's stays in
+    by its latest open one and its last discharge decides otherwise once a receipt is in the
+    future (a host's clock ahead) or missing, so each stays itself."""
     now = datetime.now(UTC)
+    day = timedelta(days=1)
     with store.engine.begin() as conn:
         (person,) = people_with_nhs_number(conn, NHS)
         for n, (hospital, received, discharged) in enumerate(_OFTEN):
@@ -171,37 +170,16 @@ def test_a_hospitals_many_stays_stand_as_its_latest_open_one_and_its_last_discha
                 "person_id": person, "nhs_number": NHS,
                 "status": "received" if discharged is None else "discharged", "updated_at": now,
             })  # fmt: skip
-            steps = [("received", received)] + (
-                [] if discharged is None else [("discharged", discharged)]
-            )
-            for status, ago in steps:
+            steps = [("received", received), ("discharged", discharged)]
+            for status, ago in ((s, a) for s, a in steps if a is not None):
                 conn.execute(STATUS.insert(), {
                     "transfer_id": f"stay-{n}", "status": status, "org": hospital,
-                    "user_id": "scr", "at": now - timedelta(days=ago),
+                    "user_id": "scr", "at": now - ago * day,
                 })  # fmt: skip
         facts = gather_facts(conn, person, tuple(patients_of(conn, person)), load())
-    stays = sorted(
-        ((r.org, r.start, r.end) for r in facts.relationships if r.kind == "transfer"),
-        key=lambda s: (s[0], s[2] is None),
-    )
-    day = timedelta(days=1)
-    assert stays == [
-        (OTHER_HOSPITAL, now - 100 * day, now - 99 * day), (OTHER_HOSPITAL, now - 95 * day, None),
-        (HOSPITAL, now - 400 * day, now - 40 * day), (HOSPITAL, now - 20 * day, None),
-    ]  # fmt: skip
-    every = tuple(
-        Relationship(h, "transfer", now - r * day, None if d is None else now - d * day)
+    stays = [(r.org, r.start, r.end) for r in facts.relationships if r.kind == "transfer"]
+    expected = [
+        (h, None if r is None else now - r * day, None if d is None else now - d * day)
         for h, r, d in _OFTEN
-    )
-    seen = set()
-    for hospital in (HOSPITAL, OTHER_HOSPITAL):
-        user = who("clinical", org=hospital, org_kind="hospital")
-        for interaction in ("everything", "transfer"):
-            for ahead in range(0, 400, 5):
-                when = now + ahead * day
-                asked = Request(interaction)
-                whole = decide(user, replace(facts, relationships=every), "TREAT", asked, when,
-                               POLICY)  # fmt: skip
-                assert decide(user, facts, "TREAT", asked, when, POLICY).permit == whole.permit
-                seen.add(whole.permit)
-    assert seen == {True, False}
+    ]
+    assert sorted(stays, key=str) == sorted(expected, key=str)
