@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from sqlalchemy import Connection, Engine, String, text
 
 from audit.chain import Sealed, seal
@@ -162,8 +163,6 @@ class _Sealing:
         }
 
     def sealed(self, rows: Sequence[Sequence[Any]]) -> list[Sealed]:
-        if len(rows) != len(self.entries):
-            raise AuditUnavailable("the audit entries were not sealed (the head row is missing)")
         out = []
         for (seq, time, prev, digest), entry, (pre, post) in zip(
             sorted(rows, key=lambda r: int(r[0])), self.entries, self.around, strict=True
@@ -201,10 +200,21 @@ def commit_with(
     except Exception as exc:
         if isinstance(exc, AuditUnavailable) or _their_integrity(exc):
             raise
-        raise AuditUnavailable(f"the audit entry could not be written: {exc}") from exc
+        raise AuditUnavailable(f"the audit entry could not be written: {_reason(exc)}") from exc
     finally:
         if not driver.closed:
             driver.autocommit = False
+
+
+def _reason(exc: Exception) -> str:
+    """Why an append failed, fit for a log: a PostgreSQL error's primary message only, as its
+    detail can quote the row (``Failing row contains (...)``, the entry's NHS number among
+    it); an entry left unnumbered means the head row is missing."""
+    if not isinstance(exc, psycopg.Error) or exc.diag.message_primary is None:
+        return type(exc).__name__ if isinstance(exc, psycopg.Error) else str(exc)
+    if isinstance(exc, psycopg.errors.NotNullViolation) and exc.diag.column_name == "seq":
+        return "the audit head row is missing"
+    return exc.diag.message_primary
 
 
 def _their_integrity(exc: Exception) -> bool:
@@ -284,7 +294,7 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
     except AuditUnavailable:
         raise
     except Exception as exc:
-        raise AuditUnavailable(f"the audit entry could not be written: {exc}") from exc
+        raise AuditUnavailable(f"the audit entry could not be written: {_reason(exc)}") from exc
 
 
 def append_within(conn: Connection, entries: Sequence[AuditEntry]) -> list[Sealed]:
@@ -310,7 +320,7 @@ def append_within(conn: Connection, entries: Sequence[AuditEntry]) -> list[Seale
     except AuditUnavailable:
         raise
     except Exception as exc:
-        raise AuditUnavailable(f"the audit entry could not be written: {exc}") from exc
+        raise AuditUnavailable(f"the audit entry could not be written: {_reason(exc)}") from exc
 
 
 def append(engine: Engine, entry: AuditEntry) -> Sealed:
