@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from alembic import command
 from alembic.config import Config
@@ -36,13 +37,28 @@ def _private(engine: Engine) -> None:
     """Make a new SQLite store readable by its owner only: it holds people's records, and
     SQLite would make it (and its ``-wal`` and ``-shm`` files, which take the store's own
     permissions) as the umask allows, readable by every local user under the usual 022."""
-    database = make_url(engine.url).database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    path = _sqlite_file(engine)
+    if path is None:
         return
     # One that is there is left as it is; one that cannot be made here (no such folder)
     # fails SQLite's own open next, which the commands report.
     with contextlib.suppress(OSError):
-        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The file a SQLite store is kept in, also when named by a ``file:`` URI (SQLAlchemy's
+    ``sqlite:///file:path?uri=true``); ``None`` for PostgreSQL, memory or a read-only open."""
+    url = make_url(engine.url)
+    database = url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    if url.query.get("uri") not in ("true", "1"):
+        return database
+    if url.query.get("mode") in ("memory", "ro"):
+        return None
+    path = unquote(urlsplit(database).path)
+    return path or None
 
 
 class StoreNotReady(RuntimeError):

@@ -69,16 +69,19 @@ def test_people_merged_into_a_person_are_found_by_index(engine: Engine) -> None:
     assert ["merged_into"] in indexed()
 
 
-def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["sqlite:///{path}", "sqlite:///file:{path}?uri=true"])
+def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path, form: str) -> None:
     """A store holds people's records: under the usual umask SQLite made it, and its WAL,
-    readable by every local user."""
+    readable by every local user (also when named by a file: URI, which made a stray file
+    of that name instead)."""
     path = tmp_path / "store.db"
-    made = make_engine(f"sqlite:///{path}")
+    made = make_engine(form.format(path=path))
     try:
         upgrade(made)
         with made.begin() as conn:
             conn.execute(text("CREATE TABLE probe (n int)"))
         files = [path, path.with_name("store.db-wal"), path.with_name("store.db-shm")]
         assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)
     finally:
         made.dispose()
