@@ -18,7 +18,16 @@ from consent.facts import (
     relationship,
     tie,
 )
-from consent.mask import Refused, hidden_by, mask, source_row_shown, unmasked, visible
+from consent.mask import (
+    Refused,
+    hidden_by,
+    hidden_in_record,
+    mask,
+    referenced_id,
+    source_row_shown,
+    unmasked,
+    visible,
+)
 from consent.model import (
     ConsentDirective,
     Decision,
@@ -67,12 +76,14 @@ __all__ = [
     "directive",
     "explain",
     "hidden_by",
+    "hidden_in_record",
     "load",
     "mask",
     "meta_of",
     "ods_code",
     "organisation_reference",
     "person_labels",
+    "referenced_id",
     "relationship",
     "section_of",
     "source_row_shown",
