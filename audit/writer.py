@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, String, text
 from audit.chain import Sealed, seal
 from audit.entry import PG_TIME_TEXT, AuditEntry, body, encodable, time_text
 from audit.tables import AuditRow
-from engine.db import write_turn
+from engine.db import error_text, write_turn
 
 _INSERT_COLUMNS = (
     "seq, time, request_id, action, outcome, user_id, org, purpose, patient_id, nhs_number, "
@@ -207,14 +207,12 @@ def commit_with(
 
 
 def _reason(exc: Exception) -> str:
-    """Why an append failed, fit for a log: a PostgreSQL error's primary message only, as its
-    detail can quote the row (``Failing row contains (...)``, the entry's NHS number among
-    it); an entry left unnumbered means the head row is missing."""
-    if not isinstance(exc, psycopg.Error) or exc.diag.message_primary is None:
-        return type(exc).__name__ if isinstance(exc, psycopg.Error) else str(exc)
+    """Why an append failed, fit for a log (:func:`engine.db.error_text`: the detail can quote
+    the row, the entry's NHS number among it); an entry left unnumbered means the head row is
+    missing."""
     if isinstance(exc, psycopg.errors.NotNullViolation) and exc.diag.column_name == "seq":
         return "the audit head row is missing"
-    return exc.diag.message_primary
+    return error_text(exc)
 
 
 def _their_integrity(exc: Exception) -> bool:

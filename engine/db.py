@@ -77,6 +77,18 @@ def _json_text(value: Any) -> str:
         return orjson.dumps(encodable(value), default=exact).decode()
 
 
+def error_text(exc: BaseException) -> str:
+    """What an error says, fit for a log: a database error's primary message only, as
+    PostgreSQL's detail can quote the row it failed on (``Failing row contains (...)``: an NHS
+    number, a record's content), where ``hide_parameters`` hides only the statement's values;
+    the driver's error alone, without SQLAlchemy's copy of the statement."""
+    found = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    if isinstance(found, psycopg.Error):
+        primary = found.diag.message_primary
+        return f"{type(found).__name__}: {primary}" if primary else type(found).__name__
+    return f"{type(found).__name__}: {found}"
+
+
 def read_only(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run ``work``, which only reads, on one connection checked out once for all of it.
 

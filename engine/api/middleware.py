@@ -9,11 +9,13 @@ policy's decision does.
 from __future__ import annotations
 
 import logging
+import traceback
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.api.deps import request_id
 from engine.api.errors import FhirError, Problem, error_response
+from engine.db import error_text
 
 log = logging.getLogger("scr.api")
 #: Records stay out of shared caches and the browser's history cache, and out of frames.
@@ -60,8 +62,11 @@ class RequestIds:
 
         try:
             await self.app(scope, receive, stamped)
-        except Exception:
-            log.exception("request %s failed", rid)
+        except Exception as exc:
+            # The frames, and the error as error_text says it: a database error's own text
+            # can quote the row it failed on.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("request %s failed: %s\n%s", rid, error_text(exc), frames)
             if started:
                 raise
             error = FhirError(500, Problem("exception", f"Internal error (request {rid})"))

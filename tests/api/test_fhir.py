@@ -3,6 +3,7 @@ page, tokens checked, writes refused, and no data without an audit entry."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -636,3 +637,26 @@ def test_refused_tokens_from_one_client_are_throttled_not_each_audited(
         ["auth.throttled"],
         {"auth.throttled": 45},
     )
+
+
+def test_an_unexpected_database_error_is_logged_without_the_row_it_quotes(
+    client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A database error's own text can quote the row it failed on (PostgreSQL: 'Failing row
+    contains (..., <the NHS number>)'); the log keeps the error's kind, its primary message and
+    the frames, not the row."""
+
+    def broken(*_: Any) -> Any:
+        with store.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE probe (n int NOT NULL, nhs text)"))
+            conn.execute(text("INSERT INTO probe VALUES (NULL, :nhs)"), {"nhs": NHS})
+
+    monkeypatch.setattr("engine.api.fhir.capability_statement", broken)
+    caplog.set_level(logging.ERROR, "scr.api")
+    response = client.get("/fhir/metadata", headers={"X-Request-Id": "req-500"})
+    assert response.status_code == 500
+    (said,) = [r.getMessage() for r in caplog.records if "req-500" in r.getMessage()]
+    assert said.startswith("request req-500 failed: ") and "null" in said.splitlines()[0].lower()
+    assert "in broken" in said  # the frames are kept
+    assert NHS not in caplog.text
