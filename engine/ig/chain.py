@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -30,7 +30,7 @@ from audit.checkpoint import (
     signature_valid,
     verify_against,
 )
-from audit.keys import SigningKeyError, signing_key
+from audit.keys import SigningKeyError, key_id, signing_key
 from audit.tables import AuditHead
 from audit.verify import Report, verify
 from engine.settings import Settings
@@ -130,11 +130,21 @@ def _kept(path: Path) -> Checkpoint | None:
     return parse(data)
 
 
-def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Report, str | None]:
+class Verified(NamedTuple):
+    """A verify from the console: the walk; why no checkpoint was signed, if none was; and the
+    id of a signing key made by this verify, if one was (the first, where none was kept), which
+    the IG office must then take the public half of, or its checkpoints prove nothing."""
+
+    report: Report
+    unsigned: str | None = None
+    new_key: str | None = None
+
+
+def verify_now(engine: Engine, settings: Settings, now: datetime) -> Verified:
     """Walk the whole trail once, checking it still extends the latest checkpoint kept; when
     it holds, sign and keep a checkpoint of it. Also says why no checkpoint was signed when
     the signing key cannot be used, or is not the one that signed the kept checkpoint (the
-    walk still runs). A key is made here only when no checkpoint is kept yet."""
+    walk still runs). A key is made here only when no checkpoint is kept yet, and said."""
     path = latest_path(settings)
     try:
         kept = _kept(path)
@@ -143,17 +153,21 @@ def verify_now(engine: Engine, settings: Settings, now: datetime) -> tuple[Repor
             f"{path.name}: {exc}; nothing was signed over it. Check the trail against IG's own "
             "copy (scr audit verify --checkpoint), then move the file aside and verify again"
         )
-        return verify(engine), why
+        return Verified(verify(engine), why)
+    made: list[str] = []
     try:
-        key = signing_key(settings, create=kept is None)
+        key = signing_key(
+            settings, create=kept is None, made=lambda _, public: made.append(key_id(public))
+        )
     except SigningKeyError as exc:
-        return verify(engine), str(exc)
+        return Verified(verify(engine), str(exc))
+    new_key = made[0] if made else None
     try:
         report = verify(engine) if kept is None else verify_against(engine, kept, key.public_key())
     except CheckpointError as exc:  # another key's, or edited: the kept one proves nothing
-        return verify(engine), str(exc)
+        return Verified(verify(engine), str(exc), new_key)
     if report.problem is not None:
-        return report, None
+        return Verified(report, None, new_key)
     cp = sign(engine, key, report, now)
     _keep(path, orjson.dumps(cp.as_dict(), option=orjson.OPT_INDENT_2), key.public_key())
-    return Report(cp.size, bytes.fromhex(cp.head)), None
+    return Verified(Report(cp.size, bytes.fromhex(cp.head)), None, new_key)

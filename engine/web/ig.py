@@ -505,14 +505,15 @@ def chain_verify(request: Request, csrf_token: Field) -> Response:
     session.check_csrf(request, csrf_token)
     who = _officer(request, "ig-verify", "chain/verify")
     svc = services(request)
-    report, unsigned = chain.verify_now(svc.engine, svc.settings, datetime.now(UTC))
+    verified = chain.verify_now(svc.engine, svc.settings, datetime.now(UTC))
     return _page(
         request,
         "ig_chain.html",
         who=who,
         chain_status=chain.status(svc.engine, svc.settings),
-        report=report,
-        unsigned=unsigned,
+        report=verified.report,
+        unsigned=verified.unsigned,
+        new_key=verified.new_key,
     )
 
 

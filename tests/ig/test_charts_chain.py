@@ -82,9 +82,15 @@ def test_chain_page_shows_status_and_verify_signs_a_checkpoint(
     assert (store.settings.data_dir / "audit-checkpoint-latest.json").exists()
     after = web.get("/ig/chain").text
     assert re.search(rf"{size} entries, head <code>[0-9a-f]{{64}}</code>", after)
+    # The first verify made the signing key, and said so (it made one silently): the IG office
+    # must take its public half away from the server.
+    (made,) = re.findall(r'id="new-key">[^<]*<code>([0-9a-f]{16})</code>', verified)
+    assert f"by key {made}" in after and "scr audit public-key" in verified
     assert web.post("/ig/chain/verify", data={"csrf_token": "forged"}).status_code == 403
     kept = web.get("/ig/chain/checkpoint")
     assert kept.status_code == 200 and kept.json()["size"] == int(size)
+    again = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")}).text
+    assert "Verified: all" in again and 'id="new-key"' not in again
     with as_owner(store.engine) as conn:
         conn.execute(text("UPDATE audit_entry SET body = 'not an entry' WHERE seq = 2"))
     broken = web.post("/ig/chain/verify", data={"csrf_token": csrf(web, "/ig/chain")}).text
@@ -143,12 +149,12 @@ def test_latest_is_never_replaced_by_an_older_checkpoint(
         if not interleaved:
             interleaved.append(True)
             append_batch(engine, [entry(4), entry(5)])
-            report, _ = chain.verify_now(engine, settings, datetime.now(UTC))
+            report = chain.verify_now(engine, settings, datetime.now(UTC)).report
             assert report.size == 5
         keep(path, data, public)
 
     monkeypatch.setattr(chain, "_keep", b_overtakes_a)
-    report, _ = chain.verify_now(engine, settings, datetime.now(UTC))
+    report = chain.verify_now(engine, settings, datetime.now(UTC)).report
     assert report.size == 3
     assert orjson.loads(latest.read_bytes())["size"] == 5
     # A later signature of as many entries does replace it, written whole, nothing left over.
@@ -168,7 +174,7 @@ def test_an_edited_latest_checkpoint_is_reported_and_kept(engine: Engine, tmp_pa
     chain.verify_now(engine, settings, datetime.now(UTC))
     latest.write_bytes(orjson.dumps(orjson.loads(latest.read_bytes()) | {"size": 10**9}))
     edited = latest.read_bytes()
-    report, unsigned = chain.verify_now(engine, settings, datetime.now(UTC))
+    report, unsigned, _ = chain.verify_now(engine, settings, datetime.now(UTC))
     assert report.intact and unsigned is not None and "signature is not valid" in unsigned
     assert latest.read_bytes() == edited
 
@@ -181,11 +187,13 @@ def test_verify_checks_the_trail_still_extends_the_kept_checkpoint(
     settings = Settings(database_url="sqlite://", data_dir=tmp_path, auth_mode="dev")
     latest = chain.latest_path(settings)
     fill(engine, 10)
-    first, _ = chain.verify_now(engine, settings, datetime.now(UTC))
+    first = chain.verify_now(engine, settings, datetime.now(UTC)).report
     assert first.intact
     kept = latest.read_bytes()
     rewrite(engine, 4)
-    again, unsigned = chain.verify_now(engine, settings, datetime.now(UTC) + timedelta(seconds=1))
+    again, unsigned, _ = chain.verify_now(
+        engine, settings, datetime.now(UTC) + timedelta(seconds=1)
+    )
     assert not again.intact and unsigned is None
     assert again.problem is not None and again.problem.seq == 10
     assert "rewritten" in again.problem.reason
@@ -201,14 +209,14 @@ def test_verify_never_makes_a_key_once_a_checkpoint_is_kept(engine: Engine, tmp_
     chain.verify_now(engine, settings, datetime.now(UTC))
     kept = latest.read_bytes()
     key.unlink()
-    report, unsigned = chain.verify_now(engine, settings, datetime.now(UTC))
+    report, unsigned, _ = chain.verify_now(engine, settings, datetime.now(UTC))
     assert report.intact and unsigned is not None and "missing" in unsigned
     assert not key.exists() and latest.read_bytes() == kept
     other = Settings(database_url="sqlite://", data_dir=tmp_path / "other", auth_mode="dev")
     (tmp_path / "other").mkdir()
     chain.verify_now(engine, other, datetime.now(UTC))  # a key made where none was kept
     (tmp_path / "other" / KEY_FILE).rename(key)
-    report, unsigned = chain.verify_now(engine, settings, datetime.now(UTC))
+    report, unsigned, _ = chain.verify_now(engine, settings, datetime.now(UTC))
     assert report.intact and unsigned is not None
     assert orjson.loads(kept)["key_id"] in unsigned and "has changed" in unsigned
     assert latest.read_bytes() == kept
@@ -230,12 +238,12 @@ def test_after_a_restore_to_a_shorter_trail_verify_says_what_was_lost_until_ig_m
         try:
             upgrade(restored)
             fill(restored, 3)
-            report, unsigned = chain.verify_now(restored, settings, datetime.now(UTC))
+            report, unsigned, _ = chain.verify_now(restored, settings, datetime.now(UTC))
             assert not report.intact and report.problem is not None and unsigned is None
             assert report.problem.seq == 4 and "the checkpoint saw 5" in report.problem.reason
             assert orjson.loads(latest.read_bytes())["size"] == 5
             latest.rename(tmp_path / "checkpoint-before-restore.json")
-            report, unsigned = chain.verify_now(restored, settings, datetime.now(UTC))
+            report, unsigned, _ = chain.verify_now(restored, settings, datetime.now(UTC))
             assert report.intact and report.size == 3 and unsigned is None
             assert orjson.loads(latest.read_bytes())["size"] == 3
         finally:
