@@ -38,7 +38,7 @@ def _private(engine: Engine) -> None:
     SQLite would make it (and its ``-wal`` and ``-shm`` files, which take the store's own
     permissions) as the umask allows, readable by every local user under the usual 022."""
     path = _sqlite_file(engine)
-    if path is None:
+    if path is None or make_url(engine.url).query.get("mode") == "ro":
         return
     # One that is there is left as it is; one that cannot be made here (no such folder)
     # fails SQLite's own open next, which the commands report.
@@ -48,14 +48,14 @@ def _private(engine: Engine) -> None:
 
 def _sqlite_file(engine: Engine) -> str | None:
     """The file a SQLite store is kept in, also when named by a ``file:`` URI (SQLAlchemy's
-    ``sqlite:///file:path?uri=true``); ``None`` for PostgreSQL, memory or a read-only open."""
+    ``sqlite:///file:path?uri=true``); ``None`` for PostgreSQL or memory."""
     url = make_url(engine.url)
     database = url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     if url.query.get("uri") not in ("true", "1"):
         return database
-    if url.query.get("mode") in ("memory", "ro"):
+    if url.query.get("mode") == "memory":
         return None
     path = unquote(urlsplit(database).path)
     return path or None
@@ -69,10 +69,9 @@ def check_ready(engine: Engine) -> None:
     """Refuse a store that is absent or behind, naming which: a command that only reads (an
     audit verify) made an empty store where none was, and reported its empty trail intact,
     or migrated the store it was checking (and failed, as the application's role)."""
-    database = make_url(engine.url).database
-    on_disk = engine.dialect.name == "sqlite" and database and database != ":memory:"
-    if on_disk and not Path(str(database)).exists():
-        raise StoreNotReady(f"no store at {database}: run scr db upgrade to make one")
+    path = _sqlite_file(engine)
+    if path is not None and not Path(path).exists():
+        raise StoreNotReady(f"no store at {path}: run scr db upgrade to make one")
     with engine.connect() as conn:
         found = MigrationContext.configure(conn).get_current_revision()
     wanted = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()

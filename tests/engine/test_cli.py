@@ -368,3 +368,15 @@ def test_a_store_that_cannot_be_opened_is_named_without_a_traceback(tmp_path):
 def test_quarantine_list_refuses_a_status_it_does_not_know(db_url):
     result = invoke(db_url, "quarantine", "list", "--status", "bogus")
     assert result.exit_code == 2 and "open, replayed, superseded or all" in result.output
+
+
+def test_a_store_named_by_a_file_uri_is_found_where_it_is(tmp_path):
+    """check_ready looked for a file literally named 'file:...' and refused a store that was
+    there; it now reads the path from the URI, as the store is made (engine.migrate)."""
+    url = f"sqlite:///file:{tmp_path / 'store.db'}?uri=true"
+    assert invoke(url, "db", "upgrade").exit_code == 0
+    result = invoke(url, "audit", "verify")
+    assert result.exit_code == 0, result.output
+    missing = f"sqlite:///file:{tmp_path / 'nowhere.db'}?uri=true"
+    refused = invoke(missing, "audit", "verify")
+    assert refused.exit_code == 2 and "no store at" in refused.output, refused.output
