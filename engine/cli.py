@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from adapters.base import CorrectionRefused, ExtractError
 from adapters.codes import CodeMaps, load_all
@@ -25,7 +27,7 @@ from audit.cli import audit_app
 from audit.storage import may_rewrite
 from engine import codes_admin, directory, quarantine
 from engine.canonical import exact
-from engine.db import make_engine
+from engine.db import error_text, make_engine
 from engine.facts import ingest_policy, restamp
 from engine.identity.cli import identity_app
 from engine.ingest import RunSummary, ingest
@@ -563,3 +565,31 @@ def token_cmd(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     sys.stdout.write(token + "\n")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, as a traceback shows."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        yield found
+        found = found.__cause__ or found.__context__
+
+
+def main() -> None:
+    """``scr``: a command that fails on a database error ends with the frames and
+    :func:`engine.db.error_text` of each error in the chain, not the errors as they read:
+    PostgreSQL's detail can quote the row it failed on (an NHS number, a record's content), and
+    a command's output is kept in job logs that are read with none of the record's protections
+    (the API logs one the same way)."""
+    try:
+        app()
+    except Exception as exc:
+        chain = list(_chain(exc))
+        if not any(isinstance(e, DBAPIError | psycopg.Error) for e in chain):
+            raise
+        said = dict.fromkeys(f"{error_text(e)}\n" for e in reversed(chain))  # each once
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        sys.stderr.write(f"Traceback (most recent call last):\n{frames}{''.join(said)}")
+        raise SystemExit(1) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import orjson
 import pytest
 from sqlalchemy import func, select, text
@@ -10,7 +12,7 @@ from typer.testing import CliRunner
 from audit import AuditUnavailable
 from audit.query import stream
 from audit.search import Filters, search
-from engine.cli import WORKER_HEALTHCHECK_S, app
+from engine.cli import WORKER_HEALTHCHECK_S, app, main
 from engine.db import make_engine
 from engine.models import Resource
 from engine.settings import Settings, SettingsError
@@ -380,3 +382,40 @@ def test_a_store_named_by_a_file_uri_is_found_where_it_is(tmp_path):
     missing = f"sqlite:///file:{tmp_path / 'nowhere.db'}?uri=true"
     refused = invoke(missing, "audit", "verify")
     assert refused.exit_code == 2 and "no store at" in refused.output, refused.output
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["as-raised", "raised-from"])
+def test_a_command_failing_on_a_database_error_shows_it_without_the_row_it_quotes(
+    db_url, tmp_path, monkeypatch, capsys, wrapped
+):
+    """A database error's own text can quote the row it failed on (PostgreSQL: 'Failing row
+    contains (..., <the NHS number>)'), and a command's output lands in job logs: ``scr`` ends
+    with the frames and each error's primary message, also when another error was raised from
+    it."""
+    nhs = next(nhs_numbers())
+    engine = make_engine(db_url)
+
+    def broken(*_, **__):  # type: ignore[no-untyped-def]
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE TABLE probe (n int NOT NULL, nhs text)"))
+                conn.execute(text("INSERT INTO probe VALUES (NULL, :nhs)"), {"nhs": nhs})
+        except Exception as exc:
+            if wrapped:
+                raise RuntimeError("the run could not be recorded") from exc
+            raise
+
+    folder = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], [])
+    monkeypatch.setattr("engine.cli.ingest", broken)
+    monkeypatch.setattr(sys, "argv", ["scr", "ingest", "systmone", str(folder)])
+    monkeypatch.setenv("SCR_DATABASE_URL", db_url)
+    with pytest.raises(SystemExit) as ended:
+        main()
+    engine.dispose()
+    said = capsys.readouterr().err
+    assert ended.value.code == 1
+    assert "in broken" in said  # the frames, then each error's kind and primary message, once
+    errors = [line for line in said.splitlines()[1:] if not line.startswith(" ")]
+    assert len(errors) == 1 + wrapped and "null" in errors[0].lower()
+    assert errors[1:] == (["RuntimeError: the run could not be recorded"] if wrapped else [])
+    assert nhs not in said
