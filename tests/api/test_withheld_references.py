@@ -305,3 +305,57 @@ def test_the_record_page_names_no_withheld_problem(
     page = web.get(f"/record/{NHS}")
     assert page.status_code == 200
     assert "Ramipril [m1]" in page.text and "[c1]" not in page.text
+
+
+TOPIC, CONSULTATION = "c0ffee00-0000-4000-8000-0000000000t1", "c0ffee00-0000-4000-8000-0000000000t0"
+
+
+def topic() -> dict[str, Any]:
+    """A GP Connect consultation topic: titled with the problem it discussed, listing what was
+    recorded under it, naming the problem nowhere else (nothing links it to the Condition)."""
+    return {
+        "resourceType": "List", "id": TOPIC, "status": "current", "mode": "snapshot",
+        "title": NAMED, "subject": SUBJECT, "encounter": {"reference": f"Encounter/{VISIT}"},
+        "code": {"coding": [{"system": SCT, "code": "25851000000105", "display": "Topic (EHR)"}]},
+        "entry": [{"item": {"reference": f"Observation/{READING}"}}],
+    }  # fmt: skip
+
+
+def consultation() -> dict[str, Any]:
+    """The consultation's own List, of its topics."""
+    return {
+        "resourceType": "List", "id": CONSULTATION, "status": "current", "mode": "snapshot",
+        "title": "Surgery consultation", "subject": SUBJECT,
+        "code": {"coding": [{"system": SCT, "code": "325851000000107",
+                             "display": "Consultation encounter type"}]},
+        "entry": [{"item": {"reference": f"List/{TOPIC}"}}],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("restricted", "status"), [("problems-active", "active"), ("problems-past", "resolved")]
+)
+def test_a_consultation_topic_titled_with_a_restricted_problem_is_withheld_with_it(
+    client: TestClient, store: Store, token: Token, restricted: str, status: str
+) -> None:
+    """A topic's title is the problem's name, and nothing stored says which problem it names:
+    a restriction of the problems (active, or past: a topic may be about either) covers the
+    person's consultation topics, so another practice reads neither the topic nor its title;
+    what was recorded under it is shown as before, and the consultation's List keeps no entry
+    for it. The practice sees both."""
+    directive = privacy("c0ffee00-0000-4000-8000-0000000000d3", type="deny", code=[{"coding": [
+        {"system": "https://fhir.scr.example/CodeSystem/scr-record-section",
+         "code": restricted}]}])  # fmt: skip
+    put(store, condition() | {"clinicalStatus": {"coding": [{"code": status}]}})
+    for resource in (reading(), visit(), directive, topic()):
+        put(store, resource)
+    put(store, consultation())
+    owner = by_id(everything(client, token("gp")))
+    assert owner[TOPIC] == topic() and owner[CONSULTATION] == consultation()
+    doc = everything(client, token("other-gp"))
+    shown = by_id(doc)
+    assert TOPIC not in shown and {READING, CONSULTATION} <= set(shown)
+    assert "[c1]" not in orjson.dumps(shown).decode() and TOPIC not in str(shown)
+    assert "entry" not in shown[CONSULTATION], "no count of what the list held is left"
+    assert doc["total"] == len(shown)
+    assert shown[READING] == reading()

@@ -662,7 +662,7 @@ def test_restriction_of_a_section() -> None:
     assert not visible(meta(ACTIVE_PROBLEM, GP), d)
     assert visible(meta(ACTIVE_PROBLEM, HOSPITAL), d)
     assert visible(meta(OBSERVATION, GP), d)
-    assert explain(d)["own_organisation_only"] == ["problems-active", "problems-past"]
+    assert explain(d)["own_organisation_only"] == ["problems-active", "problems-past", "topics"]
 
 
 def test_a_restricted_problem_stays_restricted_once_resolved() -> None:
