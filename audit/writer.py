@@ -99,19 +99,20 @@ def _around(entry: AuditEntry) -> tuple[bytes, bytes]:
 _TEXT = ("request_id", "action", "outcome", "user_id", "org", "purpose", "patient_id",
          "nhs_number")  # fmt: skip
 #: Entries sealed by the database, after any data-modifying CTEs of the caller's, in one
-#: statement: lock the head; stamp the time (after the lock, so times follow the sequence; one
-#: time for the batch, as the writer's clock gives on SQLite); number each entry after the head,
-#: complete its body and hash it onto the one before (a recursive CTE, in order); insert them
-#: and move the head. Nothing between the lock and the statement's end waits for the
-#: application, so in autocommit the head is held only while the database works. The text does
-#: not depend on the number of entries (one array per field), so it is prepared once per caller.
+#: statement (:func:`_statement`): lock the head; stamp the time (after the lock, so times
+#: follow the sequence; one time for the batch, as the writer's clock gives on SQLite); number
+#: each entry after the head, complete its body and hash it onto the one before (a recursive
+#: CTE, in order); insert them and move the head. Nothing between the lock and the statement's
+#: end waits for the application, so in autocommit the head is held only while the database
+#: works. The text does not depend on the number of entries (one array per field), so it is
+#: prepared once per caller.
 #: Every given entry is inserted, sealed or not: with no head row none is numbered, the table
 #: refuses a row with no number, and the statement fails whole, the caller's writes with it.
 _PG_SEAL = (
     "given AS (SELECT * FROM unnest(%(audit_pre)b::bytea[], %(audit_post)b::bytea[], "
     + ", ".join(f"%(audit_{c})b::text[]" for c in _TEXT)
     + f") WITH ORDINALITY AS g(pre, post, {', '.join(_TEXT)}, n)), "
-    "head_row AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE), "
+    "head_row AS (SELECT seq, hash FROM audit_head WHERE id = 1{written} FOR UPDATE), "
     "stamp AS MATERIALIZED (SELECT time, "
     f"to_char(time AT TIME ZONE 'UTC', '{PG_TIME_TEXT}') AS text, "
     "set_config('synchronous_commit', CASE WHEN %(audit_async)b::boolean THEN 'off' "
@@ -142,8 +143,17 @@ _FLUSH = (
 )
 
 
-def _statement(ctes: str) -> str:
-    return "WITH RECURSIVE " + (f"{ctes}, " if ctes else "") + _PG_SEAL
+def _statement(writes: Mapping[str, str]) -> str:
+    """:data:`_PG_SEAL` after the caller's ``writes`` (a name for each data-modifying
+    statement, which returns a row for each it writes), which are done before the head is
+    locked: each is counted in a condition of the head's lock, which the database settles
+    once, before it reads the head (an unreferenced one would run last). So the statement
+    takes its locks as a transaction appending with :func:`append_within` does, its own rows
+    first and then the head: one writing a key another holds waits for it without holding the
+    head, rather than deadlocking with it (a message whose header id another is writing)."""
+    ctes = "".join(f"{name} AS ({sql}), " for name, sql in writes.items())
+    written = "".join(f" AND (SELECT count(*) FROM {name}) >= 0" for name in writes)
+    return "WITH RECURSIVE " + ctes + _PG_SEAL.replace("{written}", written)
 
 
 class _Sealing:
@@ -174,11 +184,11 @@ class _Sealing:
 
 
 def commit_with(
-    raw: Any, ctes: str, params: Mapping[str, Any], entries: Sequence[AuditEntry]
+    raw: Any, writes: Mapping[str, str], params: Mapping[str, Any], entries: Sequence[AuditEntry]
 ) -> list[Sealed]:
-    """PostgreSQL: the caller's data-modifying ``ctes`` (``name AS (INSERT ...)``, joined by
-    commas, with ``params``) and the ``entries`` recording them, in one statement committed
-    on its own and durable before this returns.
+    """PostgreSQL: the caller's ``writes`` (data-modifying statements by name, each
+    ``INSERT ... RETURNING`` something, with ``params``) and the ``entries`` recording them,
+    in one statement committed on its own and durable before this returns.
 
     The statement commits without waiting for the WAL, so the head lock is free at once; the
     synchronous flush that follows returns only once the WAL is on disk up to and past that
@@ -193,7 +203,7 @@ def commit_with(
     driver.autocommit = True  # the statement is its own transaction
     try:
         with driver.cursor() as cur:
-            cur.execute(_statement(ctes), {**params, **sealing.params(asynchronous=True)})
+            cur.execute(_statement(writes), {**params, **sealing.params(asynchronous=True)})
             sealed = sealing.sealed(cur.fetchall())
             cur.execute(_FLUSH)
         return sealed
@@ -284,7 +294,7 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
         raw = engine.raw_connection()
         try:
             if engine.dialect.name == "postgresql":
-                return commit_with(raw, "", {}, entries)
+                return commit_with(raw, {}, {}, entries)
             with write_turn(engine):
                 return _sqlite_append(raw, [_fitted(e) for e in entries])
         finally:
@@ -313,7 +323,7 @@ def append_within(conn: Connection, entries: Sequence[AuditEntry]) -> list[Seale
             return _sqlite_chain(raw.cursor(), entries)
         sealing = _Sealing(entries)
         with raw.cursor() as cur:
-            cur.execute(_statement(""), sealing.params(asynchronous=False))
+            cur.execute(_statement({}), sealing.params(asynchronous=False))
             return sealing.sealed(cur.fetchall())
     except AuditUnavailable:
         raise

@@ -27,19 +27,19 @@ from engine.db import durable_write
 from engine.transfer import store
 
 #: The rows ``store.accept`` writes for a transfer, with the same values, as data-modifying
-#: CTEs for ``audit.commit_with``: one statement with the entry that records them.
-_TRANSFER = (
-    "message AS (INSERT INTO transfer_message (header_id, transfer_id, event, sender, "
+#: statements for ``audit.commit_with``: one statement with the entry that records them.
+_TRANSFER = {
+    "message": "INSERT INTO transfer_message (header_id, transfer_id, event, sender, "
     "destination, person_id, nhs_number, content_hash, raw, response, received_at) VALUES "
     "(%(header_id)s, %(transfer_id)s, %(event)s, %(sender)s, %(destination)s, %(person_id)s, "
-    "%(nhs_number)s, %(content_hash)s, %(raw)s, %(response)s, %(now)s)), "
-    "stay AS (INSERT INTO transfer (id, care_home, hospital, person_id, nhs_number, status, "
+    "%(nhs_number)s, %(content_hash)s, %(raw)s, %(response)s, %(now)s) RETURNING 1",
+    "stay": "INSERT INTO transfer (id, care_home, hospital, person_id, nhs_number, status, "
     "updated_at) VALUES (%(transfer_id)s, %(sender)s, %(destination)s, %(person_id)s, "
-    "%(nhs_number)s, 'received', %(now)s)), "
-    "steps AS (INSERT INTO transfer_status (transfer_id, status, org, user_id, at) VALUES "
+    "%(nhs_number)s, 'received', %(now)s) RETURNING 1",
+    "steps": "INSERT INTO transfer_status (transfer_id, status, org, user_id, at) VALUES "
     "(%(transfer_id)s, 'sent', %(sender)s, %(user_id)s, %(now)s), "
-    "(%(transfer_id)s, 'received', %(destination)s, 'scr', %(now)s))"
-)
+    "(%(transfer_id)s, 'received', %(destination)s, 'scr', %(now)s) RETURNING 1",
+}
 
 
 def take(engine: Engine, a: store.Accepted, now: datetime, entry: AuditEntry) -> None:

@@ -3,13 +3,15 @@ transfer is written as, and the relationship each transfer gives its hospital.""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from audit import AuditEntry
 from audit.tables import AuditRow
@@ -183,3 +185,51 @@ def test_each_of_a_residents_many_stays_comes_to_the_policy_as_it_stands(store: 
         for h, r, d in _OFTEN
     ]
     assert sorted(stays, key=str) == sorted(expected, key=str)
+
+
+def test_a_transfer_racing_a_message_for_its_header_id_waits_without_holding_the_trail(
+    store: Store, home: str
+) -> None:
+    """PostgreSQL writes a care-home transfer's rows in the statement that appends its entry,
+    and an acknowledgement or a discharge writes its message and then appends: were the
+    transfer to lock the trail's head before its rows, two messages with one header id at the
+    same instant, one of each kind, would each wait for the other (the database ends that after
+    a second by failing one, the trail held all the while). Its rows come first: it waits for
+    the other message, which appends and commits, and then it is the one that lost the id."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite takes the store's write lock first for every message")
+    with store.engine.connect() as conn:
+        (person,) = people_with_nhs_number(conn, NHS)
+    h = header_of(unsigned())
+    accepted = transfers.Accepted(
+        header=h, raw=b"{}", content_hash="first", response=b"{}", person_id=person,
+        patient_id="p", nhs_number=NHS, transfer_id=h.id, user_id="u-nurse",
+    )  # fmt: skip
+    entry = AuditEntry(request_id="race", action="transfer-receive", outcome="permit",
+                       user_id="u-nurse", user_name="", role_code="", profile="care-home",
+                       org=CARE_HOME, purpose="TREAT", rules=("transfer.accepted",))  # fmt: skip
+    lost: list[BaseException] = []
+
+    def transfer() -> None:
+        try:
+            take(store.engine, accepted, datetime.now(UTC), entry)
+        except BaseException as exc:  # the test reads what it was
+            lost.append(exc)
+
+    with store.engine.connect() as rival:  # as append_within: its message first, then the head
+        rival.execute(MESSAGES.insert(), {
+            "header_id": h.id, "transfer_id": h.id, "event": "transfer-acknowledgement",
+            "sender": HOSPITAL, "destination": CARE_HOME, "person_id": person,
+            "nhs_number": NHS, "content_hash": "other", "raw": b"{}", "response": b"{}",
+            "received_at": datetime.now(UTC),
+        })  # fmt: skip
+        racing = threading.Thread(target=transfer)
+        racing.start()
+        time.sleep(0.3)  # the transfer is now waiting for the rival's header id
+        rival.execute(text("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"))
+        rival.commit()
+        racing.join(10)
+    assert not racing.is_alive()
+    assert [type(e) for e in lost] == [transfers.Taken]
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(TRANSFERS)).scalar_one() == 0

@@ -58,7 +58,7 @@ def test_the_append_commits_then_flushes_before_it_returns(engine: Engine, db_ur
     finally:
         recording.dispose()
     assert statements == [
-        (audit.writer._statement(""), True, True), (audit.writer._FLUSH, True, None)
+        (audit.writer._statement({}), True, True), (audit.writer._FLUSH, True, None)
     ]  # fmt: skip
     assert "set_config('synchronous_commit', CASE WHEN %(audit_async)b" in statements[0][0]
 
@@ -148,7 +148,7 @@ def test_with_no_head_row_nothing_of_the_callers_is_kept_either(engine: Engine):
     raw = engine.raw_connection()
     try:
         with pytest.raises(AuditUnavailable) as failed:
-            probe = "probe AS (INSERT INTO kept_probe VALUES (%(n)s))"
+            probe = {"probe": "INSERT INTO kept_probe VALUES (%(n)s) RETURNING n"}
             audit.writer.commit_with(raw, probe, {"n": 1}, [entry(1), entry(2)])
     finally:
         raw.close()
