@@ -66,6 +66,11 @@ class Settings:
     refusal_window_seconds: int = 60
     #: The largest red-bag message accepted; a larger body is refused as it streams in.
     transfer_max_bytes: int = 5_000_000
+    #: One response in this many (per server process) closes its connection, so that the
+    #: client reconnects to whichever worker takes it: keep-alive connections otherwise stay
+    #: with the worker that first took them, however unevenly they fell
+    #: (``engine.api.middleware.Turnover``).
+    turnover_every: int = 100
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None) -> Settings:
@@ -102,7 +107,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     for name in (
         "ingest_batch_size", "break_glass_minutes", "directory_ttl_seconds",
         "transfer_max_bytes", "db_pool_size", "jwks_max_age_seconds", "refusal_limit",
-        "refusal_window_seconds",
+        "refusal_window_seconds", "turnover_every",
     ):  # fmt: skip
         if name in out:
             out[name] = _positive(name, out[name])

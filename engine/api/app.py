@@ -30,7 +30,7 @@ from engine.api import access, fhir, ig, transfer
 from engine.api.auth import verifier_for
 from engine.api.deps import Services, record_throttled_at_shutdown, sweep_throttled
 from engine.api.errors import FhirError, Problem, error_response, fhir_response
-from engine.api.middleware import HeadAsGet, RequestIds
+from engine.api.middleware import HeadAsGet, RequestIds, Turnover
 from engine.api.openapi import FhirJSONResponse, Health, OperationOutcome, operation_id
 from engine.api.throttle import Refusals, TooManyRefusals
 from engine.db import make_engine
@@ -165,6 +165,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )  # fmt: skip
     app.state.services = svc
     app.add_middleware(RequestIds)
+    app.add_middleware(Turnover, every=settings.turnover_every)
     app.add_middleware(HeadAsGet)  # outermost, so even a 500 answers HEAD without a body
 
     @app.exception_handler(FhirError)

@@ -94,3 +94,39 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class Turnover:
+    """One response in ``every`` closes its connection (``Connection: close``), so that the
+    client's next request comes on a new one, which any worker may take.
+
+    uvicorn's workers share one listening socket, and a worker keeps each keep-alive connection
+    it accepted for as long as the client holds it: connections opened together (a proxy's pool
+    after a restart, clients starting at once) are shared out by chance and stay as they fell,
+    one worker's core overloaded beside an idle one for as long as they last (sixteen clients
+    split 3/13: a p50 of 244 ms at 400 requests a second, against 14 ms with them turning
+    over). Counted per worker, not per connection: behind a proxy every request may name the
+    same client address, and a worker that answers more closes more."""
+
+    def __init__(self, app: ASGIApp, every: int) -> None:
+        self.app = app
+        self.every = every
+        self._answered = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self._answered += 1  # on the worker's event loop: no other thread counts
+        if self._answered < self.every:
+            await self.app(scope, receive, send)
+            return
+        self._answered = 0
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
