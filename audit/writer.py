@@ -337,60 +337,98 @@ def append(engine: Engine, entry: AuditEntry) -> Sealed:
 
 
 class _Pending:
-    __slots__ = ("entry", "error", "sealed")
+    """One entry waiting to be written, and the lock its thread sleeps on until it is written
+    or handed the lead (held from the start; released once, by whoever wakes it)."""
+
+    __slots__ = ("entry", "error", "sealed", "turn")
 
     def __init__(self, entry: AuditEntry) -> None:
         self.entry = entry
         self.sealed: Sealed | None = None
         self.error: BaseException | None = None
+        self.turn = threading.Lock()
+        self.turn.acquire()
+
+    @property
+    def done(self) -> bool:
+        return self.sealed is not None or self.error is not None
 
 
 class Writer:
     """Thread-safe appends with group commit: one writer per process and store.
 
-    The first caller to find no transaction in flight writes everything queued so far (its own
-    entry included) and wakes the rest; a failure fails every entry of that batch.
+    The first caller to find no transaction in flight leads: it writes everything queued so
+    far (its own entry included), wakes the callers whose entries that was, and hands the lead
+    to the first still queued, or stands down when none is. Only those threads wake: the
+    others sleep on until their own turn (a condition shared by all woke every waiting thread
+    after each transaction, to find the one of them that should lead). A failure fails every
+    entry of that batch.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._busy = False
 
     def append(self, entry: AuditEntry) -> Sealed:
         mine = _Pending(entry)
-        with self._cond:
+        with self._lock:
             self._queue.append(mine)
-            while mine.sealed is None and mine.error is None:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy = True
-                batch = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                self._cond.release()
-                try:
-                    sealed, error = self._write(batch)
-                finally:
-                    self._cond.acquire()
-                for i, p in enumerate(batch):
-                    if error is None:
-                        p.sealed = sealed[i]
-                    else:
-                        p.error = error
-                self._busy = False
-                self._cond.notify_all()
-                if error is not None and not isinstance(error, Exception):
-                    raise error  # interrupted: the batch has failed, now let the interrupt out
+            leads = not self._busy
+            self._busy = True
+        if not leads:
+            try:
+                mine.turn.acquire()  # written by the lead, or handed it
+            except BaseException:  # an interrupt (the main thread's): the lead must not stop here
+                self._leave(mine)
+                raise
+        while not mine.done:
+            self._lead(mine)
         if mine.error is not None:
             raise AuditUnavailable("the audit entry could not be written") from mine.error
         if mine.sealed is None:
             raise AuditUnavailable("the audit entry was not written")
         return mine.sealed
 
+    def _leave(self, mine: _Pending) -> None:
+        """Take ``mine`` out of the queue, passing the lead on if it was handed it."""
+        with self._lock:
+            if mine not in self._queue:
+                return  # its batch is being written: its lead wakes it and goes on
+            handed = self._queue[0] is mine and mine.turn.acquire(blocking=False)
+            self._queue.remove(mine)
+            if handed:
+                if self._queue:
+                    self._queue[0].turn.release()
+                else:
+                    self._busy = False
+
+    def _lead(self, mine: _Pending) -> None:
+        """Write the next batch; once ``mine`` is written, hand the lead on (or stand down)."""
+        with self._lock:
+            batch = self._queue[:MAX_BATCH]
+            del self._queue[:MAX_BATCH]
+        sealed, error = self._write(batch)
+        for i, p in enumerate(batch):
+            if error is None:
+                p.sealed = sealed[i]
+            else:
+                p.error = error
+            if p is not mine:
+                p.turn.release()
+        if not mine.done:
+            return  # more than a batch was queued before it: lead on
+        with self._lock:
+            if self._queue:
+                self._queue[0].turn.release()
+            else:
+                self._busy = False
+        if error is not None and not isinstance(error, Exception):
+            raise error  # interrupted: the batch has failed, now let the interrupt out
+
     def _write(self, batch: list[_Pending]) -> tuple[list[Sealed], BaseException | None]:
-        """Never raises, so the batch is always marked and the next writer always woken."""
+        """Never raises, so the batch is always marked and its callers always woken."""
         try:
             return append_batch(self._engine, [p.entry for p in batch]), None
         except BaseException as exc:
