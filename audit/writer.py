@@ -151,6 +151,9 @@ def _statement(writes: Mapping[str, str]) -> str:
     takes its locks as a transaction appending with :func:`append_within` does, its own rows
     first and then the head: one writing a key another holds waits for it without holding the
     head, rather than deadlocking with it (a message whose header id another is writing)."""
+    for name, sql in writes.items():
+        if not name.isidentifier() or "RETURNING" not in sql.upper():
+            raise ValueError(f"a write is a named INSERT ... RETURNING, not {name!r}")
     ctes = "".join(f"{name} AS ({sql}), " for name, sql in writes.items())
     written = "".join(f" AND (SELECT count(*) FROM {name}) >= 0" for name in writes)
     return "WITH RECURSIVE " + ctes + _PG_SEAL.replace("{written}", written)
@@ -340,12 +343,14 @@ class _Pending:
     """One entry waiting to be written, and the lock its thread sleeps on until it is written
     or handed the lead (held from the start; released once, by whoever wakes it)."""
 
-    __slots__ = ("entry", "error", "sealed", "turn")
+    __slots__ = ("entry", "error", "leads", "sealed", "turn")
 
     def __init__(self, entry: AuditEntry) -> None:
         self.entry = entry
         self.sealed: Sealed | None = None
         self.error: BaseException | None = None
+        #: Whether its thread holds the lead: set under the writer's lock, before it is woken.
+        self.leads = False
         self.turn = threading.Lock()
         self.turn.acquire()
 
@@ -362,7 +367,8 @@ class Writer:
     to the first still queued, or stands down when none is. Only those threads wake: the
     others sleep on until their own turn (a condition shared by all woke every waiting thread
     after each transaction, to find the one of them that should lead). A failure fails every
-    entry of that batch.
+    entry of that batch. A caller that leaves early (an interrupt, which only a process's main
+    thread receives) still hands on a lead it holds or was handed, so appends go on.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -375,57 +381,56 @@ class Writer:
         mine = _Pending(entry)
         with self._lock:
             self._queue.append(mine)
-            leads = not self._busy
-            self._busy = True
-        if not leads:
-            try:
+            if not self._busy:
+                self._busy = mine.leads = True
+        try:
+            if not mine.leads:
                 mine.turn.acquire()  # written by the lead, or handed it
-            except BaseException:  # an interrupt (the main thread's): the lead must not stop here
-                self._leave(mine)
-                raise
-        while not mine.done:
-            self._lead(mine)
+            while not mine.done:  # leading: its entry is in the first batch it takes
+                interrupted = self._write_next(mine)
+                if interrupted is not None:
+                    raise interrupted  # the batch has failed; now let the interrupt out
+        finally:
+            with self._lock:
+                if mine in self._queue:  # left before it was written
+                    self._queue.remove(mine)
+                if mine.leads:
+                    self._hand_on(mine)
         if mine.error is not None:
             raise AuditUnavailable("the audit entry could not be written") from mine.error
         if mine.sealed is None:
             raise AuditUnavailable("the audit entry was not written")
         return mine.sealed
 
-    def _leave(self, mine: _Pending) -> None:
-        """Take ``mine`` out of the queue, passing the lead on if it was handed it."""
-        with self._lock:
-            if mine not in self._queue:
-                return  # its batch is being written: its lead wakes it and goes on
-            handed = self._queue[0] is mine and mine.turn.acquire(blocking=False)
-            self._queue.remove(mine)
-            if handed:
-                if self._queue:
-                    self._queue[0].turn.release()
-                else:
-                    self._busy = False
+    def _hand_on(self, mine: _Pending) -> None:
+        """Under the lock: the lead to the first caller still queued, or stand down."""
+        mine.leads = False
+        if self._queue:
+            first = self._queue[0]
+            first.leads = True
+            first.turn.release()
+        else:
+            self._busy = False
 
-    def _lead(self, mine: _Pending) -> None:
-        """Write the next batch; once ``mine`` is written, hand the lead on (or stand down)."""
+    def _write_next(self, mine: _Pending) -> BaseException | None:
+        """As the lead: write the next batch and wake its callers (but ``mine``); the
+        interrupt that failed it, if one did."""
         with self._lock:
             batch = self._queue[:MAX_BATCH]
             del self._queue[:MAX_BATCH]
-        sealed, error = self._write(batch)
-        for i, p in enumerate(batch):
-            if error is None:
-                p.sealed = sealed[i]
-            else:
-                p.error = error
-            if p is not mine:
-                p.turn.release()
-        if not mine.done:
-            return  # more than a batch was queued before it: lead on
-        with self._lock:
-            if self._queue:
-                self._queue[0].turn.release()
-            else:
-                self._busy = False
-        if error is not None and not isinstance(error, Exception):
-            raise error  # interrupted: the batch has failed, now let the interrupt out
+        sealed: list[Sealed] = []
+        error: BaseException | None = AuditUnavailable("the batch was interrupted")
+        try:
+            sealed, error = self._write(batch)
+        finally:  # every caller taken from the queue is marked and woken, whatever happened
+            for i, p in enumerate(batch):
+                if error is None:
+                    p.sealed = sealed[i]
+                else:
+                    p.error = error
+                if p is not mine:
+                    p.turn.release()
+        return error if error is not None and not isinstance(error, Exception) else None
 
     def _write(self, batch: list[_Pending]) -> tuple[list[Sealed], BaseException | None]:
         """Never raises, so the batch is always marked and its callers always woken."""

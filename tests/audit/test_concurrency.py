@@ -81,9 +81,12 @@ def test_entries_arriving_while_a_transaction_is_in_flight_share_the_next_one(
     assert report.intact and report.size == 8
 
 
-def test_more_than_a_batch_queued_is_written_in_order_by_leads_in_turn(engine: Engine, monkeypatch):
-    """Past ``MAX_BATCH`` queued entries, a lead whose own entry is not in its batch writes
-    the next too, and then hands the lead on: every caller returns, each entry once."""
+def test_a_queue_longer_than_a_batch_is_written_a_batch_at_a_time_each_caller_once(
+    engine: Engine, monkeypatch
+):
+    """Past ``MAX_BATCH`` queued entries, each lead writes one batch (its own entry first in
+    it) and hands the lead to the first caller still queued: every caller returns, each entry
+    is written once, and the writer stands down."""
     monkeypatch.setattr(audit.writer, "MAX_BATCH", 3)
     real = audit.writer.append_batch
     batches: list[int] = []
@@ -108,21 +111,64 @@ def test_more_than_a_batch_queued_is_written_in_order_by_leads_in_turn(engine: E
         t.start()
     for t in threads:
         t.join(10)
-    assert sorted(sealed) == list(range(1, 11)) and max(batches) <= 3
+    assert sorted(sealed) == list(range(1, 11)) and sum(batches) == 10 and max(batches) <= 3
     assert not writer._busy and not writer._queue
 
 
-def test_a_wait_interrupted_once_handed_the_lead_passes_it_on(engine: Engine):
-    """A caller woken to lead (its lock released) but interrupted first (a signal in the main
-    thread) hands the lead to the next queued, or stands the writer down: appends never stall
+class _InterruptedLock:
+    """A caller's lock whose wait is interrupted just as it is handed the lock (a signal in
+    the main thread lands after the acquire returns)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        self._lock.acquire(blocking)
+        raise KeyboardInterrupt
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_a_caller_interrupted_as_it_is_handed_the_lead_hands_it_on(engine: Engine, monkeypatch):
+    """A caller woken to lead but interrupted before it wrote (a signal in a process's main
+    thread) leaves, and the lead goes on with it: the next append is written, not stalled
     behind a caller that left."""
+    real = audit.writer.append_batch
+
+    def slow(eng, entries):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)  # the interrupted caller queues behind the first batch
+        return real(eng, entries)
+
+    class Pending(audit.writer._Pending):
+        def __init__(self, e):  # type: ignore[no-untyped-def]
+            super().__init__(e)
+            if e.request_id == "interrupted":
+                self.turn = _InterruptedLock()
+
+    monkeypatch.setattr(audit.writer, "append_batch", slow)
+    monkeypatch.setattr(audit.writer, "_Pending", Pending)
     writer = Writer(engine)
-    first, second = audit.writer._Pending(entry(1)), audit.writer._Pending(entry(2))
-    writer._busy, writer._queue = True, [first, second]
-    first.turn.release()  # handed the lead, as a lead that has written its own does
-    writer._leave(first)
-    assert writer._queue == [second] and second.turn.acquire(blocking=False)
-    second.turn.release()
-    writer._leave(second)
-    assert writer._queue == [] and not writer._busy
-    assert writer.append(entry(3)).seq == 1, "the next caller leads"
+    first = threading.Thread(target=writer.append, args=(entry(1),))
+    first.start()
+    time.sleep(0.1)  # the first caller leads, writing
+    left: list[BaseException] = []
+
+    def interrupted() -> None:
+        try:
+            writer.append(entry(2, request_id="interrupted"))
+        except KeyboardInterrupt as exc:
+            left.append(exc)
+
+    caller = threading.Thread(target=interrupted)
+    caller.start()
+    first.join(10)
+    caller.join(10)
+    assert len(left) == 1, "it was handed the lead and interrupted"
+    after: list[int] = []
+    last = threading.Thread(target=lambda: after.append(writer.append(entry(3)).seq))
+    last.start()
+    last.join(10)
+    assert after == [2], "the next caller led and wrote; the interrupted entry was not written"
+    assert not writer._busy and not writer._queue
