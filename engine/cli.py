@@ -578,18 +578,24 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def main() -> None:
-    """``scr``: a command that fails on a database error ends with the frames and
-    :func:`engine.db.error_text` of each error in the chain, not the errors as they read:
-    PostgreSQL's detail can quote the row it failed on (an NHS number, a record's content), and
-    a command's output is kept in job logs that are read with none of the record's protections
-    (the API logs one the same way)."""
+    """``scr``: a command that fails on a database error ends as a traceback would, each error
+    of the chain with its frames, but each said as :func:`engine.db.error_text` says it, not as
+    it reads: PostgreSQL's detail can quote the row it failed on (an NHS number, a record's
+    content), also inside another error's words, and a command's output is kept in job logs
+    that are read with none of the record's protections (the API logs one the same way)."""
     try:
         app()
     except Exception as exc:
         chain = list(_chain(exc))
-        if not any(isinstance(e, DBAPIError | psycopg.Error) for e in chain):
+        database = [e for e in chain if isinstance(e, DBAPIError | psycopg.Error)]
+        if not database:
             raise
-        said = dict.fromkeys(f"{error_text(e)}\n" for e in reversed(chain))  # each once
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        sys.stderr.write(f"Traceback (most recent call last):\n{frames}{''.join(said)}")
+        said = []
+        for e in reversed(chain):
+            text = error_text(e)
+            for d in database:  # a wrapper that quotes a database error quotes it as said
+                text = text.replace(str(d), error_text(d).split(": ", 1)[-1])
+            frames = "".join(traceback.format_tb(e.__traceback__))
+            said.append(f"Traceback (most recent call last):\n{frames}{text}\n")
+        sys.stderr.write("\n".join(said))
         raise SystemExit(1) from None

@@ -125,7 +125,9 @@ class Turnover:
 
         async def closing(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"connection"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"
+                ]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
