@@ -60,7 +60,7 @@ def image_argv() -> list[str]:
 
 def test_the_image_is_slim_python_311_and_runs_as_a_user() -> None:
     steps = dockerfile()
-    assert [i.args for i in steps if i.keyword == "FROM"] == ["python:3.11-slim"]
+    assert [i.args for i in steps if i.keyword == "FROM"] == ["python:3.11-slim-bookworm"]
     users = [i.args for i in steps if i.keyword == "USER"]
     assert users and users[-1] not in ("root", "0")
 
