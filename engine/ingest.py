@@ -52,7 +52,7 @@ from engine.lock import ingest_lock
 from engine.models import IngestRun, QuarantineItem
 from engine.relabel import pass_back
 from engine.settings import Settings
-from engine.validate import ElementMemo, validate_resource
+from engine.validate import ElementMemo, narrative_issues, validate_resource
 from engine.writer import BackgroundWriter
 
 MapFn = Callable[[SourceRecord], MapOutcome]
@@ -541,7 +541,10 @@ class _Run:
                 i
                 for r in g.changed
                 if "withdrawn" not in r
-                for i in validate_resource(r["resource"], self.elements)
+                for i in (
+                    *validate_resource(r["resource"], self.elements),
+                    *narrative_issues(r["resource"]),
+                )
             ]
             g.invalid += [_nul_issue(r) for r in g.changed if _holds_nul(r["facts"])]
 

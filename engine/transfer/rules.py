@@ -30,10 +30,10 @@ from adapters.values import nhs_number_valid
 from consent import Decision
 from engine.finish import entered_in_error
 from engine.identity.features import fold as identity_fold
+from engine.narrative import unsafe_narratives
 from engine.transfer import news2, signature, store
 from engine.transfer.form import CHANGES, changes_of, claimed_news2
 from engine.transfer.message import NHS, REQUIRED, ROUTES, Header, header_of
-from engine.transfer.narrative import unsafe
 from engine.validate import ElementMemo, validate_resource
 
 _HEADER = "Bundle.entry[0].resource"
@@ -239,22 +239,11 @@ def _withdrawn(doc: dict[str, Any]) -> Iterator[Problem]:
 
 def _narratives(doc: dict[str, Any]) -> Iterator[Problem]:
     """Every narrative in the message (a resource's ``text``, a section's) as R4 allows it
-    (``narrative.unsafe``), each problem at its ``div``."""
-
-    def walk(value: Any, path: str) -> Iterator[Problem]:
-        if isinstance(value, dict):
-            div = _obj(value.get("text")).get("div")
-            if isinstance(div, str) and (why := unsafe(div)) is not None:
-                yield Problem("invariant", f"narrative: {why}", f"{path}.text.div")
-            for key, item in value.items():
-                if key != "text":
-                    yield from walk(item, f"{path}.{key}")
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                yield from walk(item, f"{path}[{i}]")
-
+    (``engine.narrative``), each problem at its ``div``."""
     for i, entry in enumerate(_list(doc.get("entry"))):
-        yield from walk(_obj(entry).get("resource"), f"Bundle.entry[{i}].resource")
+        resource = _obj(entry).get("resource")
+        for path, why in unsafe_narratives(resource, f"Bundle.entry[{i}].resource"):
+            yield Problem("invariant", f"narrative: {why}", path)
 
 
 def _repeated_urls(doc: dict[str, Any]) -> Iterator[Problem]:

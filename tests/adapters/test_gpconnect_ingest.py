@@ -117,6 +117,26 @@ def test_an_entry_about_another_patient_is_quarantined(
     assert _row(engine, _rid("Observation", "o1")) is None
 
 
+def test_an_entry_whose_narrative_could_run_script_is_quarantined(
+    engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
+) -> None:
+    """A narrative is stored as it came and served to clients that may render it: one with an
+    event handler (R4's txt-1) is kept back, saying where, and the rest of the record is
+    taken in, a narrative of basic formatting included."""
+    xhtml = 'xmlns="http://www.w3.org/1999/xhtml"'
+    handler = {"status": "generated", "div": f'<div {xhtml}><img src="x" onerror="go()"/></div>'}
+    plain = {"status": "generated", "div": f"<div {xhtml}>Pulse <b>72</b></div>"}
+    doc = bundle(
+        patient(), organization(), _observation("o1", text=handler), _observation("o2", text=plain)
+    )
+    summary = _ingest(engine, settings, codes, tmp_path / "gpc", doc)
+    assert summary.reasons == {"Observation.Observation.text.div": 1}
+    (item,) = quarantine.list_items(engine)
+    assert "event handler" in item.reason
+    assert _row(engine, _rid("Observation", "o1")) is None
+    assert _row(engine, _rid("Observation", "o2")) is not None
+
+
 def test_two_people_given_one_patient_id_stay_two(
     engine: Engine, settings: Settings, codes: CodeMaps, tmp_path: Path
 ) -> None:

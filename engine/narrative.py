@@ -1,7 +1,8 @@
 """Whether a narrative (``text.div``) is the safe XHTML FHIR allows (pure).
 
-A message is stored as received and served on (``GET /transfers/{id}``) to systems that may
-render its narratives; scr's own pages show them as text. R4 allows only basic formatting
+A resource taken in (ingest) or a red-bag message received is stored as it came and served on
+to systems that may render its narratives (the FHIR API, ``GET /transfers/{id}``); scr's own
+pages show them as text. R4 allows only basic formatting
 (txt-1: no scripts, forms, frames or event handlers) in the XHTML namespace with a ``div`` at
 its root (txt-2 asks for some text or an image), and fhir.resources checks none of it: a
 summary of ``<script>`` or ``<img onerror=…>`` was accepted. Parsed with the standard library's
@@ -11,6 +12,8 @@ expat, which fetches no external entity and refuses entity expansion past its li
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
 
 XHTML = "{http://www.w3.org/1999/xhtml}"
 #: The elements txt-1 allows: HTML 4.0's basic formatting (chapters 7-11 and 15, not 9.4),
@@ -47,3 +50,19 @@ def unsafe(div: str) -> str | None:
             if local in _URLS and "".join(value.split()).lower().startswith(_SCHEMES):
                 return f"<{name} {local}>: a URL that runs script (txt-1)"
     return None
+
+
+def unsafe_narratives(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Each narrative in ``value`` (a resource's, a contained resource's, a Composition
+    section's) that R4 does not allow: the FHIRPath of its ``div`` under ``path``, and why."""
+    if isinstance(value, dict):
+        text = value.get("text")
+        div = text.get("div") if isinstance(text, dict) else None
+        if isinstance(div, str) and (why := unsafe(div)) is not None:
+            yield f"{path}.text.div", why
+        for key, item in value.items():
+            if key != "text":
+                yield from unsafe_narratives(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from unsafe_narratives(item, f"{path}[{i}]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.transfer.narrative import unsafe
+from engine.narrative import unsafe, unsafe_narratives
 
 NS = 'xmlns="http://www.w3.org/1999/xhtml"'
 
@@ -38,3 +38,21 @@ def test_basic_formatting_is_allowed(div: str) -> None:
 def test_anything_else_is_refused_saying_why(div: str, said: str) -> None:
     why = unsafe(div)
     assert why is not None and said in why
+
+
+def test_each_narrative_a_resource_holds_is_named_by_its_path() -> None:
+    """Its own, a contained resource's, a section's: each a client may render."""
+    bad = {"div": f"<div {NS}><script/></div>"}
+    good = {"div": f"<div {NS}>fine</div>"}
+    resource = {
+        "resourceType": "Composition", "text": good,
+        "contained": [{"resourceType": "Condition", "text": bad}],
+        "section": [{"text": good}, {"text": bad, "section": [{"text": bad}]}],
+    }  # fmt: skip
+    found = dict(unsafe_narratives(resource, "Composition"))
+    assert sorted(found) == [
+        "Composition.contained[0].text.div",
+        "Composition.section[1].section[0].text.div",
+        "Composition.section[1].text.div",
+    ]
+    assert all("<script>" in why for why in found.values())
