@@ -15,6 +15,7 @@ NS = 'xmlns="http://www.w3.org/1999/xhtml"'
         f"<div {NS}>Shortness of breath since <b>this morning</b></div>",
         f'<div {NS}><table><tr><td style="color:red">NEWS2 8</td></tr></table></div>',
         f'<div {NS}><a href="https://example.org/">more</a><img src="#x" alt="chart"/></div>',
+        f'<div {NS}><img src="#x" usemap="#m"/><map name="m"><area href="#y"/></map></div>',
     ],
 )
 def test_basic_formatting_is_allowed(div: str) -> None:
@@ -30,6 +31,8 @@ def test_basic_formatting_is_allowed(div: str) -> None:
         (f'<div {NS}><img src="x" onerror="alert(1)"/></div>', "event handler"),
         (f'<div {NS}><a href=" JavaScript:alert(1)">x</a></div>', "runs script"),
         (f"<div {NS}><iframe/></div>", "<iframe>"),
+        (f"<div {NS}>was <ins>72</ins> <del>27</del></div>", "<ins>"),
+        (f'<div {NS}><map name="m"><area href="javascript:go()"/></map></div>', "runs script"),
         (f'<div {NS}><svg xmlns="http://www.w3.org/2000/svg"/></div>', "not basic"),
         ("<<<<", "not well-formed"),
         (f"<div {NS}>an <b>open tag</div>", "not well-formed"),
