@@ -196,7 +196,7 @@ class _Run:
     def take(self, record: SourceRecord, outcome: MapOutcome) -> None:
         self.summary.read += 1
         self.summary.warnings += len(outcome.warnings)
-        record, outcome = _storable(record, outcome)
+        record, outcome = _storable(*_held_copy(record, outcome))
         first = self.met.setdefault(record.ref.key, record)
         if first is not record:
             self.copies.append((record, (_duplicate(record, first),)))
@@ -669,7 +669,18 @@ def _kept(g: _Good) -> dict[str, Any]:
 def _duplicate(record: SourceRecord, first: SourceRecord | None) -> Issue:
     """The issue of a later copy of a row (``first``, when met in the same batch)."""
     where = f" (first at {first.file} line {first.line})" if first is not None else ""
-    return Issue(None, f"duplicate row identifier {record.ref.row_id!r}{where}")
+    return Issue(None, f"{kept.DUPLICATE} {record.ref.row_id!r}{where}")
+
+
+def _held_copy(record: SourceRecord, outcome: MapOutcome) -> tuple[SourceRecord, MapOutcome]:
+    """``record`` held again for its item's reason when it joins a copy held as a duplicate
+    (``kept.HELD_COPY``), without the mark: a replay of the item takes that copy in with
+    these joins."""
+    reason = record.fields.get(kept.HELD_COPY)
+    if reason is None:
+        return record, outcome
+    fields = {k: v for k, v in record.fields.items() if k != kept.HELD_COPY}
+    return replace(record, fields=fields), MapOutcome(issues=(Issue(None, reason),))
 
 
 def _storable(record: SourceRecord, outcome: MapOutcome) -> tuple[SourceRecord, MapOutcome]:

@@ -31,11 +31,16 @@ MET_RECORDS = "_met_records"
 _CHUNK = 500
 #: What a reader marks a record with for this module; never part of a kept row.
 MARKS = frozenset((TAKE_STORED_JOINS, TAKE_STORED_ROW, JOINED_PATIENT))
+#: How the ingest's reason for holding a later copy of a row one extract sent twice begins.
+DUPLICATE = "duplicate row identifier"
+#: What joins brought for a copy held as a duplicate are marked with: its item's reason, for
+#: the ingest to hold them again in that item (``ingest._held_copy``).
+HELD_COPY = "_HeldCopy"
 
 
 def latest(
     record: SourceRecord, kept: store.Seen | None, held: store.Seen | None
-) -> Mapping[str, Any] | None:
+) -> store.Seen | None:
     """The row ``record`` is joined with, as last seen: its open quarantine item's record
     (``held``: newer than the kept row, which a later run taking the row in would have
     replaced), unless ``record`` wants joins that one never knew, or the item is of the run
@@ -46,8 +51,18 @@ def latest(
         and (kept is None or held.run_id != kept.run_id)
         and (TAKE_STORED_ROW in record.fields or TAKE_STORED_JOINS not in held.record["fields"])
     ):
-        return held.record
-    return kept.record if kept is not None else None
+        return held
+    return kept
+
+
+def _held_as_copy(record: SourceRecord, row: store.Seen | None) -> str | None:
+    """Why ``record``, joins brought for a row whose ``row`` as last seen is a copy held as a
+    duplicate, is held again: the extract that sent the row twice took in neither copy, so
+    which is the row is for a person to decide. Held in the copy's item, the joins wait there
+    for the replay that decides."""
+    if TAKE_STORED_ROW not in record.fields or row is None or row.reason is None:
+        return None
+    return row.reason if row.reason.startswith(DUPLICATE) else None
 
 
 def joined(record: SourceRecord, row: Mapping[str, Any] | None) -> SourceRecord | None:
@@ -137,8 +152,10 @@ def _joined_chunk(
         held = store.open_records(conn, marked)
     for record in chunk:
         key = record.ref.key
-        out = joined(record, latest(record, kept.get(key), held.get(key)))
+        row = latest(record, kept.get(key), held.get(key))
+        out = joined(record, row.record if row is not None else None)
         if out is None:
             unkept[record.file] += 1
             continue
-        yield out
+        reason = _held_as_copy(record, row)
+        yield out if reason is None else replace(out, fields={**out.fields, HELD_COPY: reason})

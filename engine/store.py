@@ -393,6 +393,8 @@ class Seen(NamedTuple):
 
     record: dict[str, Any]
     run_id: str
+    #: Why a held row is held (its item's reason); none for a kept row.
+    reason: str | None = None
 
 
 def kept_rows(conn: Connection, keys: Sequence[str]) -> dict[str, Seen]:
@@ -405,13 +407,16 @@ def kept_rows(conn: Connection, keys: Sequence[str]) -> dict[str, Seen]:
 
 
 def open_records(conn: Connection, keys: Sequence[str]) -> dict[str, Seen]:
-    """The records the open quarantine items of ``keys`` hold, with the run that held them."""
+    """The records the open quarantine items of ``keys`` hold, with the run that held them
+    and why."""
     found: dict[str, Seen] = {}
     for cond in member_of(conn, Q.c.source_key, keys):
         rows = conn.execute(
-            select(Q.c.source_key, Q.c.record, Q.c.run_id).where(Q.c.status == "open", cond)
+            select(Q.c.source_key, Q.c.record, Q.c.run_id, Q.c.reason).where(
+                Q.c.status == "open", cond
+            )
         )
-        found.update((row.source_key, Seen(row.record, row.run_id)) for row in rows)
+        found.update((row.source_key, Seen(row.record, row.run_id, row.reason)) for row in rows)
     return found
 
 

@@ -485,6 +485,38 @@ def test_a_row_sent_twice_with_its_first_copy_held_is_held_whole(engine, setting
     assert "duplicate row identifier '10' (first at SRCode.csv line 2)" in item.reason
 
 
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_problem_row_alone_takes_in_no_copy_held_as_a_duplicate(
+    engine, settings, codes, tmp_path, stored
+):
+    """One extract sent the row twice, its first copy held (a bad value), so neither was taken
+    in: which copy is the row is for a person to decide. A problem row alone joins the copy
+    held, in its item (the row stored before stays as it was), and a replay of the item takes
+    that copy in as the problem."""
+    nhs = stored_event(engine, settings, codes, tmp_path / "s") if stored else next(NHS)
+    twice = [
+        s1_code("10", "1", NumericValue="abc", DateEvent="02 Feb 2020 09:00:00"),
+        s1_code("10", "1", NumericValue="130"),
+    ]
+    full = write_systmone(tmp_path / "x", [s1_patient("1", nhs)], twice)
+    assert run(engine, settings, codes, full).quarantined == 2
+    [held] = list_items(engine)
+    before = statuses(engine, KEY)
+    problem = delta(tmp_path, "d", nhs, [], [s1_problem("10")])
+    for _ in range(2):
+        assert run(engine, settings, codes, problem).quarantined == 1
+        [item] = list_items(engine)
+        assert (item.id, item.reason) == (held.id, held.reason)
+        assert item.record["fields"]["_ProblemSeverity"] == "Major"
+        assert statuses(engine, KEY) == before
+    replay(engine, settings, codes, [item.id])
+    assert list_items(engine) == []
+    assert statuses(engine, KEY)["Condition"] == "active"
+    with engine.connect() as conn:
+        kept = conn.execute(select(KeptRow.record).where(KeptRow.source_key == KEY)).scalar_one()
+    assert kept["fields"]["NumericValue"] == "130"
+
+
 def test_an_emis_entry_deleted_beside_a_bad_clinical_code_row_is_deleted(
     engine, settings, codes, tmp_path
 ):
