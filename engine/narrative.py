@@ -26,17 +26,24 @@ ELEMENTS = frozenset({
     "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
     "tr", "tt", "ul", "var",
 })  # fmt: skip
-#: Attributes that carry a URL: none may run script (``javascript:``, ``vbscript:``, ``data:``
-#: HTML).
+#: Attributes that carry a URL: none may run script (``javascript:``, ``vbscript:``) or hold
+#: a document (``data:``, but for an image's ``src``, which a browser never runs).
 _URLS = frozenset({"href", "src", "cite", "longdesc"})
-_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
+#: Markup that the parser below reads as no element (a comment, CDATA, a processing instruction,
+#: a DOCTYPE with its entities) but an HTML parser, as a client rendering the narrative uses,
+#: reads otherwise: ``<!-->`` ends a comment at once, a processing instruction ends at the first
+#: ``>``, so what follows becomes markup. In well-formed XML a ``<`` is always markup, so each is
+#: found by how it opens.
+_HIDDEN = ("<!", "<?")
 
 
 def unsafe(div: str) -> str | None:
     """Why ``div`` is not a narrative R4 allows, or None when it is."""
+    if any(opening in div for opening in _HIDDEN):
+        return "a comment, CDATA, DOCTYPE or processing instruction, which HTML reads otherwise"
     try:
         root = ET.fromstring(div)
-    except ET.ParseError as exc:
+    except (ET.ParseError, ValueError) as exc:  # ValueError: text UTF-8 cannot carry
         return f"not well-formed XHTML: {exc}"
     if root.tag != XHTML + "div":
         return "the narrative must be one XHTML div (xmlns http://www.w3.org/1999/xhtml)"
@@ -48,9 +55,16 @@ def unsafe(div: str) -> str | None:
             local = attribute.rsplit("}", 1)[-1].lower()
             if local.startswith("on"):
                 return f"<{name} {local}>: an event handler (txt-1)"
-            if local in _URLS and "".join(value.split()).lower().startswith(_SCHEMES):
-                return f"<{name} {local}>: a URL that runs script (txt-1)"
+            if local in _URLS and _runs(local, value):
+                return f"<{name} {local}>: a URL that runs script or holds a document (txt-1)"
     return None
+
+
+def _runs(attribute: str, value: str) -> bool:
+    url = "".join(value.split()).lower()
+    if url.startswith(("javascript:", "vbscript:")):
+        return True
+    return url.startswith("data:") and not (attribute == "src" and url.startswith("data:image/"))
 
 
 def unsafe_narratives(value: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -7,6 +7,7 @@ import pytest
 from engine.narrative import unsafe, unsafe_narratives
 
 NS = 'xmlns="http://www.w3.org/1999/xhtml"'
+P = "<img src=x onerror=alert(1)>"
 
 
 @pytest.mark.parametrize(
@@ -16,6 +17,7 @@ NS = 'xmlns="http://www.w3.org/1999/xhtml"'
         f'<div {NS}><table><tr><td style="color:red">NEWS2 8</td></tr></table></div>',
         f'<div {NS}><a href="https://example.org/">more</a><img src="#x" alt="chart"/></div>',
         f'<div {NS}><img src="#x" usemap="#m"/><map name="m"><area href="#y"/></map></div>',
+        f'<div {NS}><img src="data:image/png;base64,iVBORw0KGgo=" alt="chart"/></div>',
     ],
 )
 def test_basic_formatting_is_allowed(div: str) -> None:
@@ -33,6 +35,15 @@ def test_basic_formatting_is_allowed(div: str) -> None:
         (f"<div {NS}><iframe/></div>", "<iframe>"),
         (f"<div {NS}>was <ins>72</ins> <del>27</del></div>", "<ins>"),
         (f'<div {NS}><map name="m"><area href="javascript:go()"/></map></div>', "runs script"),
+        (f'<div {NS}><a href="data:application/xhtml+xml,&lt;p/&gt;">x</a></div>', "document"),
+        (f'<div {NS}><img src="data:text/html,x"/></div>', "document"),
+        # What XML reads as no element but HTML as markup, the onerror an element.
+        (f"<?x > {P} ?><div {NS}>hi</div>", "processing instruction"),
+        (f"<div {NS}><?x > {P} ?>hi</div>", "processing instruction"),
+        (f"<div {NS}><![CDATA[ > {P} ]]></div>", "CDATA"),
+        (f"<div {NS}><!--> {P} --></div>", "comment"),
+        (f"<!DOCTYPE div [<!ENTITY x '> {P}'>]><div {NS}>hi</div>", "DOCTYPE"),
+        (f"<div {NS}>\ud800</div>", "not well-formed"),
         (f'<div {NS}><svg xmlns="http://www.w3.org/2000/svg"/></div>', "not basic"),
         ("<<<<", "not well-formed"),
         (f"<div {NS}>an <b>open tag</div>", "not well-formed"),
