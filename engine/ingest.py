@@ -636,7 +636,9 @@ class _Run:
         for key, (record, values) in latest.items():
             item = existing.get(key, existing.get(self.renamed.get(key, key)))
             if item is not None:
-                updates.append((item, {**values, "source_key": key}))
+                # Held again by this run: ``engine.kept.latest`` tells a copy held beside the
+                # row this run took in from a newer one by the run that held it.
+                updates.append((item, {**values, "source_key": key, "run_id": self.summary.run_id}))
                 continue
             inserts.append(
                 {

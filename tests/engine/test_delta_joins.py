@@ -412,6 +412,27 @@ def test_a_problem_row_alone_joins_the_copy_taken_in_not_a_duplicate(
     assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
 
 
+def test_a_problem_row_alone_joins_the_copy_taken_in_beside_an_older_item(
+    engine, settings, codes, tmp_path
+):
+    """The row was held by an earlier run (a bad value); then one extract sent it twice, its
+    first copy taken in and the second held as a duplicate in that item. The item is the
+    later run's now, so a problem row alone joins the copy taken in, as above, not the one
+    held beside it."""
+    nhs = next(NHS)
+    patients = [s1_patient("1", nhs)]
+    bad = write_systmone(tmp_path / "a", patients, [s1_code("10", "1", NumericValue="abc")])
+    assert run(engine, settings, codes, bad).quarantined == 1
+    twice = [s1_code("10", "1"), s1_code("10", "1", NumericValue="130")]
+    assert run(engine, settings, codes, write_systmone(tmp_path / "x", patients, twice)).quarantined
+    assert (
+        run(engine, settings, codes, delta(tmp_path, "d", nhs, [], [s1_problem("10")])).quarantined
+        == 0
+    )
+    assert list_items(engine) == []
+    assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
+
+
 def test_an_emis_entry_held_for_another_patients_problem_is_deleted(
     engine, settings, codes, tmp_path
 ):
