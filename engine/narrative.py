@@ -2,11 +2,11 @@
 
 A resource taken in (ingest) or a red-bag message received is stored as it came and served on
 to systems that may render its narratives (the FHIR API, ``GET /transfers/{id}``); scr's own
-pages show them as text. R4 allows only basic formatting
-(txt-1: no scripts, forms, frames or event handlers) in the XHTML namespace with a ``div`` at
-its root (txt-2 asks for some text or an image), and fhir.resources checks none of it: a
-summary of ``<script>`` or ``<img onerror=…>`` was accepted. Parsed with the standard library's
-expat, which fetches no external entity and refuses entity expansion past its limits.
+pages show them as text. R4 allows only basic formatting (txt-1: no scripts, forms, frames or
+event handlers) in the XHTML namespace with a ``div`` at its root (txt-2 asks for some text or
+an image), and fhir.resources checks none of it: a summary of ``<script>`` or
+``<img onerror=…>`` was accepted. Parsed with the standard library's expat, which fetches no
+external entity; a DOCTYPE, which could declare one, is refused before parsing.
 """
 
 from __future__ import annotations
