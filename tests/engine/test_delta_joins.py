@@ -412,6 +412,31 @@ def test_a_problem_row_alone_joins_the_copy_taken_in_not_a_duplicate(
     assert statuses(engine, KEY) == {"Condition": "active", "Observation": "entered-in-error"}
 
 
+def test_an_emis_problem_row_alone_takes_in_no_copy_held_as_a_duplicate(
+    engine, settings, codes, tmp_path
+):
+    """As for SystmOne: the entry sent twice, its first copy bad, so neither was taken in. Its
+    problem row alone is held in the copy's item, and a replay of the item takes it in."""
+    tables = emis.default_tables()
+    rows = tables["CareRecord_Observation"]
+    at = next(i for i, o in enumerate(rows) if o["ObservationGuid"] == emis.O_ASTHMA)
+    rows.insert(at, {**rows[at], "EffectiveDate": "not a date"})
+    emis.run(engine, settings, codes, emis.write_extract(tmp_path / "e", tables))
+    held = emis.quarantine(engine)[emis.O_ASTHMA]
+    assert held.status == "open" and held.reason.startswith("duplicate row identifier")
+    tables = emis.default_tables()
+    tables["CareRecord_Problem"][0]["SignificanceDescription"] = "Minor Problem"
+    for again in ("d1", "d2"):
+        emis.run(
+            engine, settings, codes, emis_delta(tmp_path / again, tables, ("CareRecord_Problem",))
+        )
+        item = emis.quarantine(engine)[emis.O_ASTHMA]
+        assert (item.id, item.status, item.reason) == (held.id, "open", held.reason)
+        assert emis_stored(engine, emis.O_ASTHMA) == {}
+    replay(engine, settings, codes, [item.id])
+    assert emis_stored(engine, emis.O_ASTHMA) == {"Condition": "active"}
+
+
 def test_a_problem_row_alone_joins_the_copy_taken_in_beside_an_older_item(
     engine, settings, codes, tmp_path
 ):
