@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -37,8 +38,23 @@ _URLS = frozenset({"href", "src", "cite", "longdesc"})
 _HIDDEN = ("<!", "<?")
 
 
+#: Narratives up to this long have their verdict remembered (:func:`unsafe`): a care home's
+#: messages repeat their sections' narratives, and a bounded number of bounded keys keeps the
+#: memory a sender can fill small (4,096 × 16 KB at most).
+_REMEMBERED = 16_384
+
+
 def unsafe(div: str) -> str | None:
     """Why ``div`` is not a narrative R4 allows, or None when it is."""
+    return _judged(div) if len(div) <= _REMEMBERED else _judge(div)
+
+
+@lru_cache(maxsize=4096)
+def _judged(div: str) -> str | None:
+    return _judge(div)
+
+
+def _judge(div: str) -> str | None:
     if any(opening in div for opening in _HIDDEN):
         return "a comment, CDATA, DOCTYPE or processing instruction, which HTML reads otherwise"
     try:
@@ -69,15 +85,32 @@ def _runs(attribute: str, value: str) -> bool:
 
 def unsafe_narratives(value: Any, path: str) -> Iterator[tuple[str, str]]:
     """Each narrative in ``value`` (a resource's, a contained resource's, a Composition
-    section's) that R4 does not allow: the FHIRPath of its ``div`` under ``path``, and why."""
-    if isinstance(value, dict):
-        text = value.get("text")
-        div = text.get("div") if isinstance(text, dict) else None
-        if isinstance(div, str) and (why := unsafe(div)) is not None:
-            yield f"{path}.text.div", why
-        for key, item in value.items():
-            if key != "text":
-                yield from unsafe_narratives(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from unsafe_narratives(item, f"{path}[{i}]")
+    section's) that R4 does not allow: the FHIRPath of its ``div`` under ``path``, and why.
+
+    Every object and array is visited (a narrative may sit in any of them), but only a
+    narrative found has its path written out: the walk reaches every element of every message
+    and resource taken in."""
+    for steps, why in _unsafe_in(value):
+        yield path + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps), why
+
+
+def _unsafe_in(value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Each unsafe narrative in ``value``, by the steps from it to the ``div``."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        node, steps = stack.pop()
+        if isinstance(node, dict):
+            text = node.get("text")
+            div = text.get("div") if isinstance(text, dict) else None
+            if isinstance(div, str) and (why := unsafe(div)) is not None:
+                yield (*steps, "text", "div"), why
+            children = [(v, (*steps, k)) for k, v in node.items() if k != "text" and _nests(v)]
+        elif isinstance(node, list):
+            children = [(v, (*steps, i)) for i, v in enumerate(node) if _nests(v)]
+        else:
+            continue
+        stack.extend(reversed(children))  # in document order
+
+
+def _nests(value: Any) -> bool:
+    return isinstance(value, (dict, list))

@@ -70,3 +70,24 @@ def test_each_narrative_a_resource_holds_is_named_by_its_path() -> None:
         "Composition.section[1].text.div",
     ]
     assert all("<script>" in why for why in found.values())
+
+
+def test_narratives_are_named_in_document_order() -> None:
+    """An answer lists a message's problems as the sender wrote them."""
+    bad = {"div": f"<div {NS}><script/></div>"}
+    resource = {
+        "resourceType": "Composition", "text": bad,
+        "section": [{"text": bad, "section": [{"text": bad}]}, {"text": bad}],
+        "contained": [{"resourceType": "Condition", "text": bad}],
+    }  # fmt: skip
+    assert [path for path, _ in unsafe_narratives(resource, "C")] == [
+        "C.text.div", "C.section[0].text.div", "C.section[0].section[0].text.div",
+        "C.section[1].text.div", "C.contained[0].text.div",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("length", [10, 100_000], ids=["remembered", "too-long-to-remember"])
+def test_a_narrative_is_judged_the_same_each_time_however_long(length: int) -> None:
+    div = f"<div {NS}>{'x' * length}<img src='x' onerror='alert(1)'/></div>"
+    assert unsafe(div) == unsafe(div) == "<img onerror>: an event handler (txt-1)"
+    assert unsafe(div.replace(" onerror='alert(1)'", "")) is None
