@@ -151,8 +151,8 @@ class _RepeatedKey(ValueError):
 
 def _unique(pairs: list[tuple[str, Any]]) -> None:
     """Refuse an object with a key twice; nothing is built, as only the keys are checked."""
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
+    if len(dict(pairs)) != len(pairs):
+        keys = [k for k, _ in pairs]
         raise _RepeatedKey(next(repr(k) for k in keys if keys.count(k) > 1))
 
 
