@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from consent import Grant, Relationship, Who
 from consent.model import ReviewState
-from engine.identity.index import MERGED_IN
+from engine.identity.index import MERGED_IN, merged_in
 from engine.models import Base, UtcDateTime
 
 Kind = Literal["break-glass", "self-claim"]
@@ -113,21 +114,21 @@ def record_claim(conn: Connection, who: Who, person_id: str, claim: Relationship
     )
 
 
-def _user_made() -> CompoundSelect[Any]:
+@cache
+def user_made(dialect: str) -> CompoundSelect[Any]:
+    """Every grant and every claim made for the person bound as ``person_id``, or for one since
+    merged into them (``kind``, ``reason_code`` and the records' columns), built once per
+    dialect: ``engine.gate.gather_facts`` reads it in the same statement as the person's other
+    facts."""
     columns = ("id", "user_id", "org", "reason_text", "start", "expiry", "review")
     grants = select(
         literal("break-glass").label("kind"), G.c.reason_code, *(G.c[c] for c in columns)
     )
     claims = select(literal("self-claim"), null(), *(C.c[c] for c in columns))
     return union_all(
-        grants.where(G.c.person_id.in_(MERGED_IN)), claims.where(C.c.person_id.in_(MERGED_IN))
+        grants.where(merged_in(G.c.person_id, dialect)),
+        claims.where(merged_in(C.c.person_id, dialect)),
     )
-
-
-#: Every grant and every claim made for the person bound as ``person_id``, or for one since
-#: merged into them (``kind``, ``reason_code`` and the records' columns), built once:
-#: ``engine.gate.gather_facts`` reads it in the same statement as the person's other facts.
-USER_MADE = _user_made()
 
 
 def claim_found_inappropriate(conn: Connection, user_id: str, person_id: str) -> bool:
@@ -142,7 +143,7 @@ def claim_found_inappropriate(conn: Connection, user_id: str, person_id: str) ->
 def made(
     rows: Iterable[Row[Any]], person_id: str
 ) -> tuple[tuple[Grant, ...], tuple[Relationship, ...]]:
-    """The grants and the claims among rows of :data:`USER_MADE`: ``decide`` judges which is
+    """The grants and the claims among rows of :func:`user_made`: ``decide`` judges which is
     live, and whose."""
     grants: list[Grant] = []
     claims: list[Relationship] = []

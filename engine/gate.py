@@ -72,12 +72,12 @@ from consent import (
     relationship,
     unmasked,
 )
-from engine.access import USER_MADE, made
+from engine.access import made, user_made
 from engine.canonical import exact, loads
 from engine.db import among, one_of
 from engine.facts import stored_directive, stored_tie
 from engine.models import Resource, UtcDateTime
-from engine.transfer.store import STAYS, Stay
+from engine.transfer.store import Stay, stays
 
 R = cast(Table, Resource.__table__)
 #: Resource types that record a relationship between an organisation and the person.
@@ -172,7 +172,7 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
     person's relationship, Consent and Patient rows with their stored facts (a body only for
     a row whose facts were derived by other rules, ``version``), each with the
     ``Organization`` its relationship references; the break-glass grants and self-claims
-    (``engine.access.USER_MADE``); the hospital stays (``engine.transfer.store.STAYS``)."""
+    (``engine.access.user_made``); the hospital stays (``engine.transfer.store.stays``)."""
     org = R.alias("org")
     fresh = bindparam("version", type_=String())
     named = and_(org.c.id == R.c.relation_ref, org.c.resource_type == "Organization")
@@ -193,14 +193,14 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
         R.c.status == "active",
         among(R.c.resource_type, [*RELATIONSHIP_TYPES, "Consent", "Patient"]),
     )  # fmt: skip
-    made = USER_MADE.subquery()
-    stays = STAYS.subquery()
+    made = user_made(dialect).subquery()
+    held = stays(dialect).subquery()
     return union_all(
         rows,
         _part({n: made.c[n] for n in ("reason_code", "user_id", "org", "reason_text", "review",
                                       "start", "expiry")} | {"kind": made.c.kind}),
-        _part({"kind": literal("stay"), "org": stays.c.hospital, "start": stays.c.received,
-               "expiry": stays.c.discharged}),
+        _part({"kind": literal("stay"), "org": held.c.hospital, "start": held.c.received,
+               "expiry": held.c.discharged}),
     )  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 Accepting a transfer stores the message byte-exact, opens the transfer in the hospital's inbox
 with its first steps (``sent``, ``received``); the hospital's ``transfer`` relationship with the
-person follows from those steps (``STAYS``, read inside ``engine.gate.gather_facts``). An
+person follows from those steps (:func:`stays`, read inside ``engine.gate.gather_facts``). An
 acknowledgement moves the transfer on (``acknowledged``) and a discharge closes it
 (``discharged``). The message header id is the primary key, so a concurrent duplicate fails the
 insert and is answered from what the first one stored.
@@ -34,7 +34,7 @@ from sqlalchemy import (
 from engine.canonical import dumps
 from engine.db import one_of
 from engine.directory import D
-from engine.identity.index import HOLDERS, MERGED_IN, holders
+from engine.identity.index import HOLDERS, MERGED_IN, holders, merged_in
 from engine.models import Resource
 from engine.transfer.message import Header
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
@@ -213,7 +213,7 @@ def named(
 ) -> tuple[TransferRow, bool] | None:
     """The transfer a discharge or an acknowledgement names, and whether it is ``person_id``'s.
     A row keeps the person id of its day: after a merge that id is the survivor's through
-    ``merged_into`` (as a stay is, ``STAYS``), and a split moves the row to the group holding
+    ``merged_into`` (as a stay is, :func:`stays`), and a split moves the row to the group holding
     its NHS number (``engine.identity.workset``), so the row's id alone refused a merged
     person's discharge. ``None`` for ``person_id`` (no one, or more than one, holds the
     number) makes it no one's."""
@@ -267,7 +267,7 @@ def stays_of(conn: Connection, person_id: str) -> list[Stay]:
         select(TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
                STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at)
         .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
-        .where(TRANSFERS.c.person_id.in_(MERGED_IN))
+        .where(merged_in(TRANSFERS.c.person_id, conn.dialect.name))
         .order_by(TRANSFERS.c.updated_at.desc(), TRANSFERS.c.id, STATUS.c.id),
         {"person_id": person_id},
     ).all()  # fmt: skip
@@ -362,16 +362,18 @@ def _first(status: str) -> Any:
     )
 
 
-#: Each hospital's ``transfer`` relationship with the person (or one since merged into them):
-#: from receipt, ended by its discharge; the policy's ``transfer`` window
-#: (mappings/policy/rules.json) says how long it holds after that, as for any windowed
-#: relationship. One row per transfer, its steps probed by index (``_first``): a join of every
-#: transfer with every step, grouped, had the planner scan both tables whole while they had no
-#: statistics, and made a resident's forty stays cost the policy's facts twice over.
-STAYS = select(
-    TRANSFERS.c.hospital, _first("received").label("received"),
-    _first("discharged").label("discharged"),
-).where(TRANSFERS.c.person_id.in_(MERGED_IN))  # fmt: skip
+@cache
+def stays(dialect: str) -> Select[Any]:
+    """Each hospital's ``transfer`` relationship with the person (or one since merged into
+    them): from receipt, ended by its discharge; the policy's ``transfer`` window
+    (mappings/policy/rules.json) says how long it holds after that, as for any windowed
+    relationship. One row per transfer, its steps probed by index (``_first``): a join of every
+    transfer with every step, grouped, had the planner scan both tables whole while they had no
+    statistics, and made a resident's forty stays cost the policy's facts twice over."""
+    return select(
+        TRANSFERS.c.hospital, _first("received").label("received"),
+        _first("discharged").label("discharged"),
+    ).where(merged_in(TRANSFERS.c.person_id, dialect))  # fmt: skip
 
 
 def accept(conn: Connection, a: Accepted, now: datetime) -> None:

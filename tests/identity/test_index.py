@@ -36,7 +36,7 @@ from engine.ingest import ingest
 from engine.models import IngestRun, Resource
 from engine.registry import adapter_for
 from engine.settings import Settings
-from engine.transfer.store import stays_of
+from engine.transfer.store import stays, stays_of
 from engine.transfer.tables import STATUS, TRANSFERS
 from tests.factories import nhs_numbers, s1_patient, write_systmone
 from tests.identity.people import NHS_A, NHS_B, NHS_C, NHS_D, RULES, patient
@@ -323,6 +323,30 @@ def test_a_stay_recorded_while_twins_were_one_person_follows_its_nhs_number_at_t
         jane = [s.id for s in stays_of(conn, str(person_of(engine, "jane")))]
         ann = [s.id for s in stays_of(conn, str(person_of(engine, "ann")))]
     assert (jane, ann) == (["t1"], [])
+
+
+def test_a_persons_stays_are_found_by_index_among_thousands(engine: Engine) -> None:
+    """The facts statement reads the person's stays (and grants and claims) on every read of
+    their record. PostgreSQL guessed the people merged into one to be over a hundred, so it
+    hashed every stay in the store to find theirs, and each stay taken in made every read
+    dearer; they are looked up by index."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite looks IN (...) up by index")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(TRANSFERS), [
+            {"id": f"t{n}", "care_home": "HOME1", "hospital": "HOSP1", "person_id": f"p{n % 900}",
+             "nhs_number": NHS_A, "status": "received", "updated_at": now}
+            for n in range(3000)
+        ])  # fmt: skip
+        conn.execute(text("ANALYZE transfer"))
+        raw: Any = conn.connection.driver_connection
+        sql = stays("postgresql").compile(dialect=engine.dialect)
+        params = sql.params | {"person_id": "p7"}
+        plan = "\n".join(r[0] for r in raw.execute(f"EXPLAIN {sql}", params))
+        found = conn.execute(stays("postgresql"), {"person_id": "p7"}).all()
+    assert "ix_transfer_person_id" in plan and "Seq Scan on transfer" not in plan, plan
+    assert len(found) == len(range(7, 3000, 900))
 
 
 def test_holders_say_what_people_with_nhs_number_and_patients_of_say(archer: Engine) -> None:
