@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from consent import Grant, Relationship, Who
 from consent.model import ReviewState
-from engine.identity.index import MERGED_IN, merged_in
+from engine.identity.index import merged_in
 from engine.models import Base, UtcDateTime
 
 Kind = Literal["break-glass", "self-claim"]
@@ -135,7 +135,9 @@ def claim_found_inappropriate(conn: Connection, user_id: str, person_id: str) ->
     """Whether IG found one of this user's self-claims for this person (or for one since
     merged into them) inappropriate: ``consent.ask_self_claim`` makes no new one then."""
     found = select(C.c.id).where(
-        C.c.user_id == user_id, C.c.review == "inappropriate", C.c.person_id.in_(MERGED_IN)
+        C.c.user_id == user_id,
+        C.c.review == "inappropriate",
+        merged_in(C.c.person_id, conn.dialect.name),
     )
     return conn.execute(found.limit(1), {"person_id": person_id}).first() is not None
 

@@ -38,10 +38,10 @@ _URLS = frozenset({"href", "src", "cite", "longdesc"})
 _HIDDEN = ("<!", "<?")
 
 
-#: Narratives up to this long have their verdict remembered (:func:`unsafe`): a care home's
-#: messages repeat their sections' narratives, and a bounded number of bounded keys keeps the
-#: memory a sender can fill small (4,096 × 16 KB at most).
-_REMEMBERED = 16_384
+#: Narratives up to this many characters have their verdict remembered (:func:`unsafe`): a
+#: care home's messages repeat their sections' narratives, and 4,096 keys of bounded length
+#: bound what a sender can make the memo hold.
+_REMEMBERED = 4_096
 
 
 def unsafe(div: str) -> str | None:
