@@ -126,19 +126,18 @@ def user_made(dialect: str) -> CompoundSelect[Any]:
     )
     claims = select(literal("self-claim"), null(), *(C.c[c] for c in columns))
     return union_all(
-        grants.where(merged_in(G.c.person_id, dialect)),
-        claims.where(merged_in(C.c.person_id, dialect)),
+        merged_in(grants, G.c.person_id, dialect),
+        merged_in(claims, C.c.person_id, dialect),
     )
 
 
 def claim_found_inappropriate(conn: Connection, user_id: str, person_id: str) -> bool:
     """Whether IG found one of this user's self-claims for this person (or for one since
     merged into them) inappropriate: ``consent.ask_self_claim`` makes no new one then."""
-    found = select(C.c.id).where(
-        C.c.user_id == user_id,
-        C.c.review == "inappropriate",
-        merged_in(C.c.person_id, conn.dialect.name),
-    )
+    found = merged_in(
+        select(C.c.id).where(C.c.user_id == user_id, C.c.review == "inappropriate"),
+        C.c.person_id, conn.dialect.name,
+    )  # fmt: skip
     return conn.execute(found.limit(1), {"person_id": person_id}).first() is not None
 
 

@@ -74,7 +74,7 @@ from consent import (
 )
 from engine.access import made, user_made
 from engine.canonical import exact, loads
-from engine.db import among, one_of
+from engine.db import among, each_of, one_of
 from engine.facts import stored_directive, stored_tie
 from engine.models import Resource, UtcDateTime
 from engine.transfer.store import Stay, stays
@@ -172,14 +172,16 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
     person's relationship, Consent and Patient rows with their stored facts (a body only for
     a row whose facts were derived by other rules, ``version``), each with the
     ``Organization`` its relationship references; the break-glass grants and self-claims
-    (``engine.access.user_made``); the hospital stays (``engine.transfer.store.stays``)."""
+    (``engine.access.user_made``); the hospital stays (``engine.transfer.store.stays``). Each
+    part is found through its table's index, one probe per Patient or per person merged
+    (``engine.db.each_of``, ``engine.identity.index.merged_in``), whatever the statistics."""
     org = R.alias("org")
     fresh = bindparam("version", type_=String())
     named = and_(org.c.id == R.c.relation_ref, org.c.resource_type == "Organization")
     stale = or_(org.c.facts_version.is_(None), org.c.facts_version != fresh)
     # Subqueries, not a join: a primary-key probe per referencing row, where a join may hash
     # every Organization in the store.
-    rows = _part({
+    rows = each_of(_part({
         "kind": literal("row"), "resource_type": R.c.resource_type,
         "source_org": R.c.source_org, "labels": R.c.labels, "relation": R.c.relation,
         "body": case((R.c.facts_version == fresh, null()), else_=R.c.body),
@@ -189,10 +191,9 @@ def _facts_query(dialect: str) -> CompoundSelect[Any]:
         ).scalar_subquery(),
         "org_body": select(org.c.body).where(named, stale).scalar_subquery(),
     }).where(
-        one_of(R.c.patient_id, "patients", dialect),
         R.c.status == "active",
         among(R.c.resource_type, [*RELATIONSHIP_TYPES, "Consent", "Patient"]),
-    )  # fmt: skip
+    ), R.c.patient_id, "patients", dialect)  # fmt: skip
     made = user_made(dialect).subquery()
     held = stays(dialect).subquery()
     return union_all(

@@ -16,15 +16,14 @@ from functools import cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Connection,
     Engine,
     Select,
     String,
     Table,
-    any_,
     bindparam,
-    func,
     or_,
     select,
     text,
@@ -35,6 +34,7 @@ from sqlalchemy.orm import aliased
 
 from audit import AuditEntry, append
 from audit.entry import Action, Outcome
+from engine.db import probe_each
 from engine.identity.cluster import pair
 from engine.identity.decide import MatchDecision
 from engine.identity.rules import MatchRules, load_rules
@@ -422,31 +422,34 @@ _PATIENTS = (
 )
 
 
-def _merged_in() -> Select[tuple[str]]:
+@cache
+def _merged(dialect: str) -> CTE:
+    """The person bound as ``person_id`` and everyone merged into them, at any remove: what
+    was recorded under an id since merged away (a break-glass grant, a hospital stay) is the
+    survivor's; an id a split revives is merged into no one, and takes its own back. Each
+    remove is found through ``person.merged_into``'s index (``engine.db.probe_each``)."""
     anchor = cast_(bindparam("person_id", type_=String()), PEOPLE.c.id.type)
     found = select(anchor.label("id")).cte("merged_in", recursive=True)
-    found = found.union(select(PEOPLE.c.id).where(PEOPLE.c.merged_into == found.c.id))
-    return select(found.c.id)
+    if dialect == "postgresql":
+        return found.union(probe_each(select(PEOPLE.c.id), PEOPLE.c.merged_into, found))
+    return found.union(select(PEOPLE.c.id).where(PEOPLE.c.merged_into == found.c.id))
 
 
-#: The person bound as ``person_id`` and everyone merged into them, at any remove: what was
-#: recorded under an id since merged away (a break-glass grant, a hospital stay) is the
-#: survivor's; an id a split revives is merged into no one, and takes its own back.
-MERGED_IN = _merged_in()
+def merged_people(dialect: str) -> Select[tuple[str]]:
+    """The ids :func:`_merged` finds, to ask ``IN`` of, for a single row."""
+    return select(_merged(dialect).c.id)
 
 
-def merged_in(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
-    """``column`` names the person bound as ``person_id`` or one merged into them
-    (:data:`MERGED_IN`), probed through ``column``'s index however large its table grows.
-
-    PostgreSQL cannot tell how few people the recursive query finds (it guesses over a
-    hundred), so under ``IN`` it hashed the whole of a table that grows with every stay or
-    grant, on every read of every record (two thousand stays: a millisecond); an array of them
-    is looked up by index. SQLite looks ``IN`` up by index as it is.
+def merged_in(query: Select[Any], column: ColumnElement[Any], dialect: str) -> Select[Any]:
+    """``query``'s rows whose ``column`` names the person bound as ``person_id`` or one merged
+    into them, found through ``column``'s index: on PostgreSQL by ``engine.db.probe_each``
+    (PostgreSQL cannot tell how few people the recursive query finds); SQLite looks ``IN`` up
+    by index as it is. Its columns are ``query``'s, by name: order or limit the result through
+    its ``selected_columns``.
     """
     if dialect == "postgresql":
-        return column == any_(func.array(MERGED_IN.scalar_subquery()))
-    return column.in_(MERGED_IN)
+        return probe_each(query, column, _merged(dialect))
+    return query.where(column.in_(merged_people(dialect)))
 
 
 #: The people holding the NHS number bound as ``nhs_number``, each with ``merged_into`` and its

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from engine.canonical import dumps
 from engine.db import one_of
 from engine.directory import D
-from engine.identity.index import HOLDERS, MERGED_IN, holders, merged_in
+from engine.identity.index import HOLDERS, holders, merged_in, merged_people
 from engine.models import Resource
 from engine.transfer.message import Header
 from engine.transfer.tables import KEYS, MESSAGES, STATUS, TRANSFERS
@@ -200,12 +200,16 @@ def transfer(conn: Connection, transfer_id: str) -> TransferRow | None:
     return TransferRow(*row) if row else None
 
 
-#: The transfer bound as ``transfer_id`` and whether it is of the person bound as
-#: ``person_id`` or of one since merged into them: the read a message naming a transfer makes
-#: anyway, so the answer costs no round trip. Built once, as every such message asks it.
-_NAMED = select(TRANSFERS, TRANSFERS.c.person_id.in_(MERGED_IN).label("theirs")).where(
-    TRANSFERS.c.id == bindparam("transfer_id")
-)
+@cache
+def _named(dialect: str) -> Select[Any]:
+    """The transfer bound as ``transfer_id`` and whether it is of the person bound as
+    ``person_id`` or of one since merged into them: the read a message naming a transfer makes
+    anyway, so the answer costs no round trip. Built once per dialect, as every such message
+    asks it."""
+    theirs = TRANSFERS.c.person_id.in_(merged_people(dialect))
+    return select(TRANSFERS, theirs.label("theirs")).where(
+        TRANSFERS.c.id == bindparam("transfer_id")
+    )
 
 
 def named(
@@ -217,7 +221,8 @@ def named(
     its NHS number (``engine.identity.workset``), so the row's id alone refused a merged
     person's discharge. ``None`` for ``person_id`` (no one, or more than one, holds the
     number) makes it no one's."""
-    row = conn.execute(_NAMED, {"transfer_id": transfer_id, "person_id": person_id}).first()
+    params = {"transfer_id": transfer_id, "person_id": person_id}
+    row = conn.execute(_named(conn.dialect.name), params).first()
     return (TransferRow(*row[:-1]), bool(row.theirs)) if row else None
 
 
@@ -263,14 +268,17 @@ class Stay:
 def stays_of(conn: Connection, person_id: str) -> list[Stay]:
     """Every transfer of the person (or of one since merged into them) with its steps, newest
     first, in one query."""
-    rows = conn.execute(
+    query = merged_in(
         select(TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
-               STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at)
-        .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id)
-        .where(merged_in(TRANSFERS.c.person_id, conn.dialect.name))
-        .order_by(TRANSFERS.c.updated_at.desc(), TRANSFERS.c.id, STATUS.c.id),
-        {"person_id": person_id},
-    ).all()  # fmt: skip
+               TRANSFERS.c.updated_at, STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at,
+               STATUS.c.id.label("step_id"))
+        .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id),
+        TRANSFERS.c.person_id, conn.dialect.name,
+    )  # fmt: skip
+    c = query.selected_columns
+    rows = conn.execute(
+        query.order_by(c.updated_at.desc(), c.id, c.step_id), {"person_id": person_id}
+    ).all()
     stays: dict[str, Stay] = {}
     for r in rows:
         found = stays.get(r.id) or Stay(r.id, r.care_home, r.hospital, r.status, ())
@@ -370,10 +378,10 @@ def stays(dialect: str) -> Select[Any]:
     relationship. One row per transfer, its steps probed by index (``_first``): a join of every
     transfer with every step, grouped, had the planner scan both tables whole while they had no
     statistics, and made a resident's forty stays cost the policy's facts twice over."""
-    return select(
+    return merged_in(select(
         TRANSFERS.c.hospital, _first("received").label("received"),
         _first("discharged").label("discharged"),
-    ).where(merged_in(TRANSFERS.c.person_id, dialect))  # fmt: skip
+    ), TRANSFERS.c.person_id, dialect)  # fmt: skip
 
 
 def accept(conn: Connection, a: Accepted, now: datetime) -> None:

@@ -84,6 +84,19 @@ def test_postgresql_keeps_one_generic_plan_per_prepared_statement(engine: Engine
         assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
 
 
+def test_postgresql_compiles_no_statement_as_it_runs(engine: Engine) -> None:
+    """JIT compiles a statement whose estimated cost is high, at every execution: half a
+    second for a facts statement that runs in half a millisecond, costed on a guess."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL session setting")
+    costly = "SELECT sum(n) FROM generate_series(1, 100000000) n"
+    with engine.connect() as conn:
+        plan = "\n".join(conn.execute(text(f"EXPLAIN {costly}")).scalars())
+        threshold = float(conn.execute(text("SHOW jit_above_cost")).scalar_one())
+    assert float(plan.split("..")[1].split()[0]) > threshold, plan  # costed to be compiled
+    assert "JIT" not in plan, plan
+
+
 def _format(conn: Connection) -> int:
     """The result format of a new cursor on ``conn``'s driver connection (1: binary)."""
     return int(conn.connection.driver_connection.cursor().format)  # type: ignore[union-attr]
