@@ -305,11 +305,14 @@ def one_of(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement
     return column.in_(bindparam(name, expanding=True))
 
 
-def probe_each(query: Select[Any], column: ColumnElement[Any], ids: FromClause) -> Select[Any]:
+def probe_each(
+    query: Select[Any], column: ColumnElement[Any], ids: FromClause,
+    keep: Sequence[ColumnElement[Any]] = (),
+) -> Select[Any]:  # fmt: skip
     """PostgreSQL: ``query``'s rows whose ``column`` is one of ``ids.c.id``, found by one probe
     of ``column``'s index for each id, however large ``column``'s table grows and whatever its
-    statistics say. Its columns are ``query``'s, by name: order or limit the result through its
-    ``selected_columns``.
+    statistics say; each beside ``keep``, columns of ``ids``. Its columns are ``keep`` and
+    ``query``'s, by name: order or limit the result through its ``selected_columns``.
 
     Asked with ``= ANY`` of a few ids, or joined to them, the plan rests on the statistics, and
     a store just loaded (or one autovacuum has not reached) has none: PostgreSQL then guesses
@@ -320,7 +323,7 @@ def probe_each(query: Select[Any], column: ColumnElement[Any], ids: FromClause) 
     subquery into a join, which it could then hash.
     """
     probe = query.where(column == ids.c.id).offset(literal_column("0")).lateral()
-    return select(*probe.c).select_from(ids.join(probe, true()))
+    return select(*keep, *probe.c).select_from(ids.join(probe, true()))
 
 
 def each_of(query: Select[Any], column: ColumnElement[Any], name: str, dialect: str) -> Select[Any]:

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from engine.canonical import dumps
-from engine.db import one_of
+from engine.db import one_of, probe_each
 from engine.directory import D
 from engine.identity.index import HOLDERS, holders, merged_in, merged_people
 from engine.models import Resource
@@ -267,14 +267,19 @@ class Stay:
 
 def stays_of(conn: Connection, person_id: str) -> list[Stay]:
     """Every transfer of the person (or of one since merged into them) with its steps, newest
-    first, in one query."""
-    query = merged_in(
-        select(TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
-               TRANSFERS.c.updated_at, STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at,
-               STATUS.c.id.label("step_id"))
-        .join(STATUS, STATUS.c.transfer_id == TRANSFERS.c.id),
-        TRANSFERS.c.person_id, conn.dialect.name,
-    )  # fmt: skip
+    first, in one query: on PostgreSQL each stay's steps by index too (``probe_each``), as
+    joined, with no statistics, they were read whole."""
+    stay = (TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
+            TRANSFERS.c.updated_at)  # fmt: skip
+    steps = select(STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at,
+                   STATUS.c.id.label("step_id"))  # fmt: skip
+    dialect = conn.dialect.name
+    each = (
+        probe_each(steps, STATUS.c.transfer_id, TRANSFERS, keep=stay)
+        if dialect == "postgresql"
+        else steps.add_columns(*stay).where(STATUS.c.transfer_id == TRANSFERS.c.id)
+    )
+    query = merged_in(each, TRANSFERS.c.person_id, dialect)
     c = query.selected_columns
     rows = conn.execute(
         query.order_by(c.updated_at.desc(), c.id, c.step_id), {"person_id": person_id}

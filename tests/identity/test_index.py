@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, Table, insert, select, text, update
+from sqlalchemy import Engine, Table, event, insert, select, text, update
 from typer.testing import CliRunner
 
 from adapters.codes import CodeMaps
@@ -382,6 +382,48 @@ def test_a_persons_facts_are_found_by_index_among_thousands_without_statistics(
     # pat7's and pat907's Patients and Encounters (two of each), not their Observations; the
     # stays of p7 and of p907, merged into p7
     assert kinds == {"row": 8, "stay": 6}, kinds
+
+
+def test_a_persons_stays_and_their_steps_are_found_by_index_without_statistics(
+    engine: Engine,
+) -> None:
+    """The record page lists the person's stays with every step: joined with no statistics,
+    PostgreSQL read every step in the store to find theirs."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite looks IN (...) and the join up by index")
+    with engine.begin() as conn:  # as many as PostgreSQL needs to think hashing them cheaper
+        conn.execute(text(
+            "INSERT INTO person (id, created_at) SELECT 'p' || n, now() "
+            "FROM generate_series(0, 19999) n"
+        ))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO transfer (id, care_home, hospital, person_id, nhs_number, status, "
+            "updated_at) SELECT 't' || n, 'HOME1', 'HOSP1', 'p' || (n % 10000), :nhs, "
+            "'received', now() FROM generate_series(0, 19999) n"
+        ), {"nhs": NHS_A})  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO transfer_status (transfer_id, status, org, user_id, at) "
+            "SELECT 't' || n, s, 'HOME1', 'u', now() "
+            "FROM generate_series(0, 19999) n, unnest(ARRAY['sent', 'received']) s"
+        ))  # fmt: skip
+    statements: list[tuple[str, Any]] = []
+
+    def kept(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
+        statements.append((sql, params))
+
+    event.listen(engine, "before_cursor_execute", kept)
+    try:
+        with engine.connect() as conn:
+            found = stays_of(conn, "p7")
+            sql, params = statements[-1]
+            raw: Any = conn.connection.driver_connection
+            plan = "\n".join(r[0] for r in raw.execute(f"EXPLAIN {sql}", params))
+    finally:
+        event.remove(engine, "before_cursor_execute", kept)
+    assert "ix_transfer_status_transfer_id" in plan and "ix_transfer_person_id" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert sorted(s.id for s in found) == ["t10007", "t7"]
+    assert all([step for step, _, _ in s.steps] == ["sent", "received"] for s in found)
 
 
 def test_holders_say_what_people_with_nhs_number_and_patients_of_say(archer: Engine) -> None:
