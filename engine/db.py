@@ -140,7 +140,9 @@ def _pg_session(dbapi_conn: Any, _record: Any) -> None:
     PostgreSQL compiles a statement whose estimated cost passes ``jit_above_cost``, again at
     every execution. An estimate is all it is: the facts statement, costed for a hundred people
     merged into one, passed it on a store without statistics, and took half a second to
-    compile where it runs in half a millisecond. A look-up has nothing for JIT to speed up.
+    compile where it runs in half a millisecond. A look-up has nothing for JIT to speed up,
+    and the one scan of a whole table, ``scr audit verify``, ran no slower without it (388,092
+    entries a second over 1,000,000, against 374,933 with it).
     """
     dbapi_conn.execute("SET plan_cache_mode = force_generic_plan")
     dbapi_conn.execute("SET jit = off")

@@ -422,8 +422,7 @@ _PATIENTS = (
 )
 
 
-@cache
-def _merged(dialect: str) -> CTE:
+def _merged_people(dialect: str) -> CTE:
     """The person bound as ``person_id`` and everyone merged into them, at any remove: what
     was recorded under an id since merged away (a break-glass grant, a hospital stay) is the
     survivor's; an id a split revives is merged into no one, and takes its own back. Each
@@ -435,8 +434,19 @@ def _merged(dialect: str) -> CTE:
     return found.union(select(PEOPLE.c.id).where(PEOPLE.c.merged_into == found.c.id))
 
 
+#: :func:`_merged_people` per dialect, built at import: one statement (the facts) reads it in
+#: several parts, which must share the one CTE (two of the same name do not compile), and
+#: statements are built on first use, by whichever of a worker's threads first asks. Built
+#: then, two threads could each build their own and one statement hold both.
+_MERGED = {dialect: _merged_people(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def _merged(dialect: str) -> CTE:
+    return _MERGED[dialect]
+
+
 def merged_people(dialect: str) -> Select[tuple[str]]:
-    """The ids :func:`_merged` finds, to ask ``IN`` of, for a single row."""
+    """The ids :func:`_merged_people` finds, to ask ``IN`` of, for a single row."""
     return select(_merged(dialect).c.id)
 
 

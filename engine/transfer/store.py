@@ -265,15 +265,16 @@ class Stay:
     steps: tuple[tuple[str, str, datetime], ...]
 
 
-def stays_of(conn: Connection, person_id: str) -> list[Stay]:
-    """Every transfer of the person (or of one since merged into them) with its steps, newest
-    first, in one query: on PostgreSQL each stay's steps by index too (``probe_each``), as
-    joined, with no statistics, they were read whole."""
+@cache
+def _stays_of(dialect: str) -> Select[Any]:
+    """Every stay of the person bound as ``person_id`` (or of one since merged into them), a
+    row for each of its steps, newest first; built once per dialect. On PostgreSQL each stay's
+    steps are probed by index too (``probe_each``): joined, with no statistics, every step in
+    the store was read."""
     stay = (TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
             TRANSFERS.c.updated_at)  # fmt: skip
     steps = select(STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at,
                    STATUS.c.id.label("step_id"))  # fmt: skip
-    dialect = conn.dialect.name
     each = (
         probe_each(steps, STATUS.c.transfer_id, TRANSFERS, keep=stay)
         if dialect == "postgresql"
@@ -281,9 +282,13 @@ def stays_of(conn: Connection, person_id: str) -> list[Stay]:
     )
     query = merged_in(each, TRANSFERS.c.person_id, dialect)
     c = query.selected_columns
-    rows = conn.execute(
-        query.order_by(c.updated_at.desc(), c.id, c.step_id), {"person_id": person_id}
-    ).all()
+    return query.order_by(c.updated_at.desc(), c.id, c.step_id)
+
+
+def stays_of(conn: Connection, person_id: str) -> list[Stay]:
+    """Every transfer of the person (or of one since merged into them) with its steps, newest
+    first, in one query."""
+    rows = conn.execute(_stays_of(conn.dialect.name), {"person_id": person_id}).all()
     stays: dict[str, Stay] = {}
     for r in rows:
         found = stays.get(r.id) or Stay(r.id, r.care_home, r.hospital, r.status, ())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -382,6 +384,45 @@ def test_a_persons_facts_are_found_by_index_among_thousands_without_statistics(
     # pat7's and pat907's Patients and Encounters (two of each), not their Observations; the
     # stays of p7 and of p907, merged into p7
     assert kinds == {"row": 8, "stay": 6}, kinds
+
+
+#: A worker's first requests, at once: each thread builds the facts statement (its parts are
+#: built on first use and kept) and compiles it.
+_FIRST_REQUESTS = """
+import sys
+import threading
+from sqlalchemy.dialects import postgresql, sqlite
+from engine import gate
+sys.setswitchinterval(1e-6)  # threads taking turns as often as they can
+start = threading.Barrier(8)
+failed = []
+def build():
+    start.wait()
+    try:
+        for dialect in (postgresql.dialect(), sqlite.dialect()):
+            gate._facts_query(dialect.name).compile(dialect=dialect)
+    except Exception as exc:
+        failed.append(repr(exc))
+threads = [threading.Thread(target=build) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(failed)
+"""
+
+
+def test_a_workers_first_requests_at_once_build_one_facts_statement() -> None:
+    """The facts statement reads the people merged into the person in several parts, which must
+    share one query of them. Built on first use, two threads of a worker starting at once each
+    built their own, and the statement holding both did not compile: every message that worker
+    took was answered 500."""
+    for _ in range(3):  # the race, when it could happen, did in most fresh processes
+        ran = subprocess.run(
+            [sys.executable, "-c", _FIRST_REQUESTS], capture_output=True, text=True, timeout=120
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip() == "[]", ran.stdout
 
 
 def test_a_persons_stays_and_their_steps_are_found_by_index_without_statistics(
