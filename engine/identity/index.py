@@ -441,13 +441,9 @@ def _merged_people(dialect: str) -> CTE:
 _MERGED = {dialect: _merged_people(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-def _merged(dialect: str) -> CTE:
-    return _MERGED[dialect]
-
-
 def merged_people(dialect: str) -> Select[tuple[str]]:
     """The ids :func:`_merged_people` finds, to ask ``IN`` of, for a single row."""
-    return select(_merged(dialect).c.id)
+    return select(_MERGED[dialect].c.id)
 
 
 def merged_in(query: Select[Any], column: ColumnElement[Any], dialect: str) -> Select[Any]:
@@ -458,7 +454,7 @@ def merged_in(query: Select[Any], column: ColumnElement[Any], dialect: str) -> S
     its ``selected_columns``.
     """
     if dialect == "postgresql":
-        return probe_each(query, column, _merged(dialect))
+        return probe_each(query, column, _MERGED[dialect])
     return query.where(column.in_(merged_people(dialect)))
 
 
