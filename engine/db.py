@@ -308,22 +308,25 @@ def one_of(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement
 
 
 def probe_each(
-    query: Select[Any], column: ColumnElement[Any], ids: FromClause,
+    query: Select[Any], column: ColumnElement[Any], ids: FromClause, dialect: str,
     keep: Sequence[ColumnElement[Any]] = (),
 ) -> Select[Any]:  # fmt: skip
-    """PostgreSQL: ``query``'s rows whose ``column`` is one of ``ids.c.id``, found by one probe
-    of ``column``'s index for each id, however large ``column``'s table grows and whatever its
-    statistics say; each beside ``keep``, columns of ``ids``. Its columns are ``keep`` and
+    """``query``'s rows whose ``column`` is one of ``ids.c.id``, each beside ``keep`` (columns
+    of ``ids``), found by one probe of ``column``'s index for each id, however large
+    ``column``'s table grows and whatever its statistics say. Its columns are ``keep`` and
     ``query``'s, by name: order or limit the result through its ``selected_columns``.
 
-    Asked with ``= ANY`` of a few ids, or joined to them, the plan rests on the statistics, and
-    a store just loaded (or one autovacuum has not reached) has none: PostgreSQL then guesses
-    each value to match one row in two hundred, and read a whole table (every stay, every
-    person) or ANDed in another index's bitmap (every Patient and Encounter in the store), on
-    every read of every record. Asked once per id, for that id, a table is cheapest read by its
-    index whatever the statistics say. ``OFFSET 0`` keeps the planner from merging the lateral
-    subquery into a join, which it could then hash.
+    On PostgreSQL, asked with ``= ANY`` of a few ids, or joined to them, the plan rests on the
+    statistics, and a store just loaded (or one autovacuum has not reached) has none: it then
+    guesses each value to match one row in two hundred, and read a whole table (every stay,
+    every person) or ANDed in another index's bitmap (every Patient and Encounter in the
+    store), on every read of every record. Asked once per id, for that id, in a lateral
+    subquery, a table is cheapest read by its index whatever the statistics say; ``OFFSET 0``
+    keeps the planner from merging the subquery into a join, which it could then hash. SQLite
+    looks the plain join up by index as it is.
     """
+    if dialect != "postgresql":
+        return query.with_only_columns(*keep, *query.selected_columns).where(column == ids.c.id)
     probe = query.where(column == ids.c.id).offset(literal_column("0")).lateral()
     return select(*keep, *probe.c).select_from(ids.join(probe, true()))
 
@@ -334,7 +337,8 @@ def each_of(query: Select[Any], column: ColumnElement[Any], name: str, dialect: 
     (:func:`probe_each`); SQLite looks ``IN`` up by index as it is."""
     if dialect == "postgresql":
         listed = func.unnest(bindparam(name, type_=ARRAY(String)))
-        return probe_each(query, column, select(listed.label("id")).distinct().subquery("listed"))
+        ids = select(listed.label("id")).distinct().subquery("listed")
+        return probe_each(query, column, ids, dialect)
     return query.where(one_of(column, name, dialect))
 
 

@@ -429,9 +429,7 @@ def _merged_people(dialect: str) -> CTE:
     remove is found through ``person.merged_into``'s index (``engine.db.probe_each``)."""
     anchor = cast_(bindparam("person_id", type_=String()), PEOPLE.c.id.type)
     found = select(anchor.label("id")).cte("merged_in", recursive=True)
-    if dialect == "postgresql":
-        return found.union(probe_each(select(PEOPLE.c.id), PEOPLE.c.merged_into, found))
-    return found.union(select(PEOPLE.c.id).where(PEOPLE.c.merged_into == found.c.id))
+    return found.union(probe_each(select(PEOPLE.c.id), PEOPLE.c.merged_into, found, dialect))
 
 
 #: :func:`_merged_people` per dialect, built at import: one statement (the facts) reads it in
@@ -454,7 +452,7 @@ def merged_in(query: Select[Any], column: ColumnElement[Any], dialect: str) -> S
     its ``selected_columns``.
     """
     if dialect == "postgresql":
-        return probe_each(query, column, _MERGED[dialect])
+        return probe_each(query, column, _MERGED[dialect], dialect)
     return query.where(column.in_(merged_people(dialect)))
 
 

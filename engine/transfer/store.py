@@ -268,18 +268,14 @@ class Stay:
 @cache
 def _stays_of(dialect: str) -> Select[Any]:
     """Every stay of the person bound as ``person_id`` (or of one since merged into them), a
-    row for each of its steps, newest first; built once per dialect. On PostgreSQL each stay's
-    steps are probed by index too (``probe_each``): joined, with no statistics, every step in
-    the store was read."""
+    row for each of its steps, newest first; built once per dialect. Each stay's steps are
+    probed by index too (``probe_each``): joined, PostgreSQL with no statistics read every step
+    in the store."""
     stay = (TRANSFERS.c.id, TRANSFERS.c.care_home, TRANSFERS.c.hospital, TRANSFERS.c.status,
             TRANSFERS.c.updated_at)  # fmt: skip
     steps = select(STATUS.c.status.label("step"), STATUS.c.org, STATUS.c.at,
                    STATUS.c.id.label("step_id"))  # fmt: skip
-    each = (
-        probe_each(steps, STATUS.c.transfer_id, TRANSFERS, keep=stay)
-        if dialect == "postgresql"
-        else steps.add_columns(*stay).where(STATUS.c.transfer_id == TRANSFERS.c.id)
-    )
+    each = probe_each(steps, STATUS.c.transfer_id, TRANSFERS, dialect, keep=stay)
     query = merged_in(each, TRANSFERS.c.person_id, dialect)
     c = query.selected_columns
     return query.order_by(c.updated_at.desc(), c.id, c.step_id)
