@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from functools import cache
@@ -26,20 +27,45 @@ _R4_TYPES = frozenset(
 #: Elements that carry the resource's own identity (its source record, its version): they
 #: never recur, so remembering them would only push out the elements that do.
 _OWN = frozenset({"meta", "identifier"})
+#: A UUID as FHIR writes one (``urn:uuid:`` references, a message's ids): lower-case hex.
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuids_renamed(json: bytes) -> bytes:
+    """``json`` with each distinct UUID renamed by its order of first appearance.
+
+    Whether an element is valid R4 does not depend on which UUIDs it holds: every UUID has the
+    same length and the same classes of character in the same places, and no R4 type's
+    pattern tells one hex digit from another (a type that wants digits, a date or a decimal,
+    refuses a UUID's hyphens whatever its digits). Only where the same one recurs could
+    matter, and renaming keeps that. So a message's references, a new ``urn:uuid:`` each
+    time, share one key for each shape.
+    """
+    names: dict[bytes, bytes] = {}
+
+    def renamed(found: re.Match[bytes]) -> bytes:
+        uuid = found.group()
+        if uuid not in names:
+            names[uuid] = b"%08x-0000-0000-0000-000000000000" % len(names)
+        return names[uuid]
+
+    return _UUID.sub(renamed, json)
 
 
 class ElementMemo:
     """The R4B element models one ingest run (or one server, for transfers) has built, by
-    element class and exact JSON.
+    element class and exact JSON (its UUIDs renamed: :func:`_uuids_renamed`).
 
     A run meets the same elements thousands of times: a person's ``subject`` reference, a
     drug's CodeableConcept, the practice as performer. R4B elements are validated without
     reference to their parent (no R4B model has a validator that reads its parent), so the
     model built for one copy is what the library would build for every equal copy, and
     handing it over in place of the dict lets the resource's own validation accept it
-    without building it again. Only elements that validated are remembered; a bad one stays a
-    dict, so the resource's validation reports it at its full path. Least recently used
-    entries go first, keeping memory flat however long the run.
+    without building it again. The model handed over may hold other UUIDs than the dict it
+    stands in for: it stands in for the verdict alone, and :func:`validate_resource` keeps
+    nothing of what it builds but the issues. Only elements that validated are remembered;
+    a bad one stays a dict, so the resource's validation reports it at its full path. Least
+    recently used entries go first, keeping memory flat however long the run.
 
     ``nested`` applies the same to each element's own elements (a Composition section's code
     and narrative, whose references differ from message to message). One memo may serve many
@@ -57,7 +83,7 @@ class ElementMemo:
         if not isinstance(value, dict):
             return value
         try:
-            key = (cls, orjson.dumps(value, default=exact))
+            key = (cls, _uuids_renamed(orjson.dumps(value, default=exact)))
         except orjson.JSONEncodeError:  # not JSON (a Decimal, a 65-bit int): the model judges it
             return value
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -77,6 +78,58 @@ def test_memo_changes_no_outcome(
             continue  # an earlier edit replaced the parent; the later one has nowhere to go
     assert validate_resource(doc, memo) == validate_resource(doc)
     assert validate_resource(doc, memo) == validate_resource(doc)  # and again, memo warmer
+
+
+#: Values holding UUIDs, valid and not, where each may go: the memo's keys rename UUIDs.
+_UUIDISH = st.uuids().flatmap(
+    lambda u: st.sampled_from([
+        f"urn:uuid:{u}", str(u), f"urn:uuid:{str(u).upper()}", f"urn:uuid:{u}\n",
+        f" urn:uuid:{u}", f"Patient/{u}", f"{u}{u}", "00000000-0000-0000-0000-000000000000",
+        {"reference": f"urn:uuid:{u}"}, [{"reference": f"urn:uuid:{u}"}],
+    ])
+)  # fmt: skip
+
+
+def _by_uuid(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` referring as a message does, to a new ``urn:uuid:`` each time."""
+    doc["subject"] = {"reference": f"urn:uuid:{uuid.uuid4()}"}
+    doc["performer"] = [{"reference": f"urn:uuid:{uuid.uuid4()}"} for _ in range(2)]
+    return doc
+
+
+@pytest.mark.parametrize("nested", [False, True])
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_paths, st.one_of(JUNK, _UUIDISH)), max_size=3))
+def test_a_memo_warmed_on_other_uuids_changes_no_outcome(
+    nested: bool, edits: list[tuple[tuple[str | int, ...], Any]]
+) -> None:
+    """Elements met before with other UUIDs are taken as those were: the issues are the same
+    as without a memo, whatever is broken where, UUIDs put in places they may and may not go."""
+    memo = ElementMemo(nested=nested)
+    for _ in range(3):
+        assert validate_resource(_by_uuid(_observation()), memo) == []
+    doc = _by_uuid(_observation())
+    for path, value in edits:
+        try:
+            _put(doc, path, copy.deepcopy(value))
+        except (KeyError, IndexError, TypeError):
+            continue
+    assert validate_resource(doc, memo) == validate_resource(doc)
+    assert validate_resource(doc, memo) == validate_resource(doc)
+
+
+def test_elements_differing_only_in_their_uuids_share_one_entry_unless_one_recurs() -> None:
+    memo = ElementMemo()
+    for _ in range(20):
+        assert validate_resource(_by_uuid(_observation()), memo) == []
+    # The code, the value, the category, and one Reference for every subject and performer.
+    assert len(memo) == 4
+    for first, second, entries in ((1, 1, 5), (2, 2, 5), (3, 4, 6)):
+        doc = _by_uuid(_observation())
+        a, b = (uuid.UUID(int=n) for n in (first, second))
+        doc["category"] = [{"coding": [{"system": f"urn:uuid:{a}", "code": str(b)}]}]
+        assert validate_resource(doc, memo) == []
+        assert len(memo) == entries  # the same UUID twice is a shape of its own
 
 
 def test_a_bad_element_is_reported_every_time_at_its_path() -> None:
