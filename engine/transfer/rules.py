@@ -131,13 +131,17 @@ def check_json(raw: bytes, doc: Any) -> list[Problem]:
     """What makes a body unfit to read further, before it is hashed or checked: nesting past
     :data:`MAX_DEPTH`, more than :data:`MAX_VALUES` values, or a key twice in one object
     (I-JSON: the signature covers orjson's reading, the last value, while the stored bytes
-    hold both, and a first-wins reader takes the other as the message)."""
+    hold both, and a first-wins reader takes the other as the message). A body written as
+    ``orjson`` writes the document read from it (as ``scr transfer send`` and the pages send)
+    holds each key once, since the writing does; only another body is read again for keys."""
     depth, values = extent(doc)
     if depth > MAX_DEPTH:
         return [Problem("structure", f"the body nests deeper than {MAX_DEPTH} levels", "Bundle")]
     if values > MAX_VALUES:
         return [Problem("too-costly", f"the body holds more than {MAX_VALUES:,} JSON values",
                         "Bundle")]  # fmt: skip
+    if orjson.dumps(doc) == raw:
+        return []
     try:
         json.loads(raw, object_pairs_hook=_unique)
     except _RepeatedKey as exc:

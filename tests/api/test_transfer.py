@@ -765,6 +765,19 @@ def test_a_body_with_a_key_twice_is_refused_and_nothing_is_kept(
     assert count(store, MESSAGES) == 0 and len(refusal_rules(store)) == 1
 
 
+@pytest.mark.parametrize("indent", [False, True])
+def test_a_key_twice_is_found_however_the_body_is_written(indent: bool) -> None:
+    """A body as orjson writes it is not read again for keys (the writing holds each once);
+    one written otherwise is, and one with a key twice never passes for the first kind."""
+    doc = signed(unsigned(), signature.new_key())
+    raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2 if indent else 0)
+    assert transfer_rules.check_json(raw, orjson.loads(raw)) == []
+    patient = b'"resourceType": "Patient"' if indent else b'"resourceType":"Patient"'
+    twice = raw.replace(patient, patient + (b", " if indent else b",") + patient, 1)
+    (problem,) = transfer_rules.check_json(twice, orjson.loads(twice))
+    assert "'resourceType' appears twice" in problem.diagnostics
+
+
 def test_the_same_message_sent_ten_times_at_once_is_stored_once(
     client: TestClient, store: Store, keys: dict[str, Ed25519PrivateKey], home: str
 ) -> None:
