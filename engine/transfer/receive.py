@@ -161,10 +161,6 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
         Named(found[0].care_home, found[0].hospital, found[1], found[0].status) if found else None
     )
     pem = parties.sender_key
-    born, families = (
-        store.demographics(conn, patients)
-        if asks and h.event in ("care-home-transfer", "hospital-discharge") else (set(), set())
-    )  # fmt: skip
     now = datetime.now(UTC)
     facts = gather_facts(conn, people[0], patients, policy) if asks else None
     cares = facts is None or h.event != "hospital-discharge" or home_cares(
@@ -174,7 +170,8 @@ def _look_up(conn: Connection, who: Who, parsed: Parsed, policy: Policy) -> _Loo
         token_org=who.org, kinds=parties.kinds,
         sender_key=signature.load_public(pem) if pem else None, people=people, transfer=named,
         care=decide(who, facts, who.purpose, Request("transfer"), now, policy) if facts else None,
-        born=frozenset(born), families=frozenset(fold(f) for f in families), home_cares=cares,
+        born=parties.born, families=frozenset(fold(f) for f in parties.families),
+        home_cares=cares,
     )  # fmt: skip
     return _Looked(None, known, patients)
 

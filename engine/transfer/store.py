@@ -11,6 +11,7 @@ insert and is answered from what the first one stored.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Select,
     Table,
+    and_,
     bindparam,
     func,
     insert,
@@ -98,6 +100,9 @@ class Parties:
     #: The people holding the message's NHS number, and the Patients of the one who does.
     people: tuple[str, ...] = ()
     patients: tuple[str, ...] = ()
+    #: The birth dates and family names those Patients hold (:func:`demographics`).
+    born: frozenset[str] = frozenset()
+    families: frozenset[str] = frozenset()
 
 
 def _one(column: Any, where: Any) -> Any:
@@ -105,6 +110,7 @@ def _one(column: Any, where: Any) -> Any:
 
 
 _MESSAGE = MESSAGES.c.header_id == bindparam("header_id")
+_LIVE_PATIENT = (R.c.resource_type == "Patient", R.c.status == "active")
 #: One row, to which the holders (none or more) are joined.
 _ROW = select(literal_column("1").label("one")).subquery("one")
 #: Built once: a statement made per call costs more CPU than its round trip saves. One row per
@@ -117,6 +123,7 @@ _PARTIES = (
         _one(D.c.kind, D.c.code == bindparam("sender")).label("sender_kind"),
         _one(D.c.kind, D.c.code == bindparam("destination")).label("destination_kind"),
         HOLDERS.c.person_id, HOLDERS.c.merged_into, HOLDERS.c.patient_id,
+        _one(R.c.body, and_(R.c.id == HOLDERS.c.patient_id, *_LIVE_PATIENT)).label("body"),
     )
     .select_from(_ROW.outerjoin(HOLDERS, true()))
     .order_by(HOLDERS.c.person_id, HOLDERS.c.patient_id)
@@ -125,8 +132,9 @@ _PARTIES = (
 
 def parties(conn: Connection, header: Header, nhs_number: str | None) -> Parties:
     """The stored message with this header id, the sender's key, both parties' kinds and the
-    people holding ``nhs_number`` with the Patients of the one who does, in one statement:
-    each message needs all of them (or, resubmitted, the first alone)."""
+    people holding ``nhs_number`` with the Patients of the one who does and what they say of
+    the person, in one statement: each message needs all of them (or, resubmitted, the first
+    alone). Only Patients reached through a merge are read apart."""
     params = {"header_id": header.id, "sender": header.sender, "destination": header.destination,
               "nhs_number": nhs_number}  # fmt: skip
     rows = conn.execute(_PARTIES, params).all()
@@ -142,31 +150,30 @@ def parties(conn: Connection, header: Header, nhs_number: str | None) -> Parties
     if found is not None:
         return Parties(found, row.key, kinds)
     people, patients = holders(conn, rows)
-    return Parties(None, row.key, kinds, people, tuple(patients))
+    listed = {r.patient_id for r in rows}
+    bodies = [r.body for r in rows if r.body is not None and r.patient_id in patients]
+    if unlisted := [p for p in patients if p not in listed]:
+        bodies += conn.execute(_bodies_query(conn.dialect.name), {"ids": unlisted}).scalars()
+    born, families = demographics(bodies)
+    return Parties(None, row.key, kinds, people, tuple(patients), born, families)
 
 
 @cache
-def _demographics_query(dialect: str) -> Select[Any]:
-    """Built once per dialect, as every message asks it: one made per call cost more CPU than
-    running it did."""
-    return select(R.c.body).where(
-        one_of(R.c.id, "ids", dialect), R.c.resource_type == "Patient", R.c.status == "active"
-    )
+def _bodies_query(dialect: str) -> Select[Any]:
+    return select(R.c.body).where(one_of(R.c.id, "ids", dialect), *_LIVE_PATIENT)
 
 
-def demographics(conn: Connection, patient_ids: tuple[str, ...]) -> tuple[set[str], set[str]]:
+def demographics(bodies: Iterable[bytes]) -> tuple[frozenset[str], frozenset[str]]:
     """The birth dates and family names the record's Patients hold for one person, from every
     source (entered-in-error ones left out), to check a message's Patient against."""
-    query = _demographics_query(conn.dialect.name)
-    rows = conn.execute(query, {"ids": list(patient_ids)}).scalars()
     born: set[str] = set()
     families: set[str] = set()
-    for raw in rows:
+    for raw in bodies:
         body = orjson.loads(raw)
         if isinstance(body.get("birthDate"), str):
             born.add(body["birthDate"])
         families |= {n["family"] for n in body.get("name", []) if isinstance(n.get("family"), str)}
-    return born, families
+    return frozenset(born), frozenset(families)
 
 
 def register_key(conn: Connection, org: str, public_pem: str, by: str, now: datetime) -> None:

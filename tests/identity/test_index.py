@@ -40,6 +40,8 @@ from engine.ingest import ingest
 from engine.models import IngestRun, Resource
 from engine.registry import adapter_for
 from engine.settings import Settings
+from engine.transfer import store as transfer_store
+from engine.transfer.message import Header
 from engine.transfer.store import stays_of
 from engine.transfer.tables import STATUS, TRANSFERS
 from tests.factories import nhs_numbers, s1_patient, write_systmone
@@ -483,6 +485,31 @@ def test_holders_say_what_people_with_nhs_number_and_patients_of_say(archer: Eng
     with archer.connect() as conn:
         both = tuple(index.people_with_nhs_number(conn, NHS_A))
     assert len(both) == 2 and holders(archer, NHS_A) == (both, [])
+
+
+def test_a_messages_parties_hold_what_the_patients_say_merged_or_not(archer: Engine) -> None:
+    """The demographics a transfer's Patient is checked against come from the holder's
+    Patients in the parties' one statement, or, for a holder merged away, from the
+    survivor's, read apart."""
+    header = Header(str(uuid.uuid4()), "care-home-transfer", "HOME1", "HOSP1", "urn:uuid:x")
+    store(archer, patient(pid="gp-2", nhs=NHS_A, born="1951-03", family="Archer-Smith"))
+    relink(archer, ["gp-2"])
+    person = person_of(archer, "gp")
+    with archer.connect() as conn:
+        found = transfer_store.parties(conn, header, NHS_A)
+    assert (found.people, found.patients) == ((person,), ("gp", "gp-2"))
+    assert (found.born, found.families) == (
+        {"1951-03-04", "1951-03"}, {"Archer", "Archer-Smith"}
+    )  # fmt: skip
+    other = person_of(archer, "other")
+    with archer.begin() as conn:
+        conn.execute(update(PEOPLE).where(PEOPLE.c.id == person).values(merged_into=other))
+    with archer.connect() as conn:
+        merged = transfer_store.parties(conn, header, NHS_A)
+    assert (merged.people, merged.patients) == ((person,), ("other",))
+    assert (merged.born, merged.families) == ({"1970-05-05"}, {"Grundy"})
+    with archer.connect() as conn:
+        assert transfer_store.parties(conn, header, NHS_C).born == frozenset()
 
 
 def test_every_ingest_links_its_patients_and_relinking_changes_nothing(
