@@ -91,3 +91,13 @@ def test_a_narrative_is_judged_the_same_each_time_however_long(length: int) -> N
     div = f"<div {NS}>{'x' * length}<img src='x' onerror='alert(1)'/></div>"
     assert unsafe(div) == unsafe(div) == "<img onerror>: an event handler (txt-1)"
     assert unsafe(div.replace(" onerror='alert(1)'", "")) is None
+
+
+def test_a_narrative_is_found_in_a_value_json_cannot_write_and_none_where_none_is() -> None:
+    """Most resources are not walked (their JSON holds no ``div`` key); one that JSON cannot
+    write (a 65-bit number, as the model judges it) is walked, and its narrative found."""
+    bad = {"div": f"<div {NS}><script/></div>"}
+    huge = {"resourceType": "Observation", "valueInteger": 2**70, "text": bad}
+    assert [path for path, _ in unsafe_narratives(huge, "O")] == ["O.text.div"]
+    said = {"resourceType": "Observation", "note": [{"text": '"div": <script/>'}]}
+    assert list(unsafe_narratives(said, "O")) == []
