@@ -269,20 +269,25 @@ def _sqlite_chain(cur: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
     return sealed
 
 
-def _sqlite_append(raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
+def _sqlite_append(engine: Engine, raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
+    """The transaction in the file's write turn (``engine.db.write_turn``), and only it:
+    every other writer waits while the turn is held."""
     cur = raw.cursor()
+    # The store runs with synchronous=NORMAL (engine/db.py), where a WAL commit can be lost
+    # to a power cut; an audit commit must not be, so this one syncs.
+    cur.execute("PRAGMA synchronous=FULL")
     try:
-        # The store runs with synchronous=NORMAL (engine/db.py), where a WAL commit can be lost
-        # to a power cut; an audit commit must not be, so this one syncs. IMMEDIATE takes the
-        # write lock before the head is read, so two writers cannot both read the same head (a
-        # deferred transaction would fail to upgrade its lock instead).
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("BEGIN IMMEDIATE")
-        sealed = _sqlite_chain(cur, entries)
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
+        with write_turn(engine):
+            try:
+                # IMMEDIATE takes the write lock before the head is read, so two writers cannot
+                # both read the same head (a deferred transaction would fail to upgrade its lock
+                # instead).
+                cur.execute("BEGIN IMMEDIATE")
+                sealed = _sqlite_chain(cur, entries)
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
     finally:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -298,8 +303,7 @@ def append_batch(engine: Engine, entries: Sequence[AuditEntry]) -> list[Sealed]:
         try:
             if engine.dialect.name == "postgresql":
                 return commit_with(raw, {}, {}, entries)
-            with write_turn(engine):
-                return _sqlite_append(raw, [_fitted(e) for e in entries])
+            return _sqlite_append(engine, raw, [_fitted(e) for e in entries])
         finally:
             raw.close()
     except AuditUnavailable:

@@ -236,15 +236,17 @@ def durable_write(engine: Engine) -> Iterator[Connection]:
 
     PostgreSQL commits durably already. A SQLite store runs with ``synchronous=NORMAL``, where a
     commit reaches the WAL but can be lost to a power cut, so this transaction's commit syncs
-    (``FULL``, as the audit append's does), in its :func:`write_turn`.
+    (``FULL``, as the audit append's does), in its :func:`write_turn`. The turn is taken for
+    the transaction alone: every other writer waits while it is held, so the connection is
+    checked out and set up before it, and handed back after.
     """
-    with write_turn(engine), engine.connect() as conn:
+    with engine.connect() as conn:
         raw: Any = conn.connection.driver_connection
         sqlite = engine.dialect.name == "sqlite"
         if sqlite:
             raw.execute("PRAGMA synchronous=FULL")  # outside a transaction, so it takes effect
         try:
-            with conn.begin():
+            with write_turn(engine), conn.begin():
                 yield conn
         finally:
             if sqlite:

@@ -319,6 +319,13 @@ def opening_messages(conn: Connection, transfer_ids: list[str]) -> dict[str, byt
     return {r.transfer_id: r.raw for r in rows}
 
 
+#: Built once: a statement built per call has its cache key worked out again each time, and
+#: on SQLite these run while every other writer waits (``engine.db.durable_write``).
+_ADD_MESSAGE = insert(MESSAGES)
+_ADD_TRANSFER = insert(TRANSFERS)
+_ADD_STEP = insert(STATUS)
+
+
 def step(
     conn: Connection, transfer_id: str, froms: tuple[str, ...], to: str, org: str,
     user_id: str, now: datetime,
@@ -336,8 +343,8 @@ def step(
             select(TRANSFERS.c.status).where(TRANSFERS.c.id == transfer_id)
         ).scalar_one()
         raise Closed(transfer_id, status)
-    conn.execute(insert(STATUS).values(transfer_id=transfer_id, status=to, org=org,
-                                       user_id=user_id, at=now))  # fmt: skip
+    conn.execute(_ADD_STEP, {"transfer_id": transfer_id, "status": to, "org": org,
+                             "user_id": user_id, "at": now})  # fmt: skip
 
 
 class Taken(Exception):
@@ -404,7 +411,7 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
     stepped through :func:`step`: the same rows in half the statements.
     """
     h = a.header
-    conn.execute(insert(MESSAGES), {
+    conn.execute(_ADD_MESSAGE, {
         "header_id": h.id, "transfer_id": a.transfer_id, "event": h.event, "sender": h.sender,
         "destination": h.destination, "person_id": a.person_id, "nhs_number": a.nhs_number,
         "content_hash": a.content_hash, "raw": a.raw, "response": a.response,
@@ -414,13 +421,13 @@ def accept(conn: Connection, a: Accepted, now: datetime) -> None:
         froms, to = MOVES[h.event]
         step(conn, a.transfer_id, froms, to, h.sender, a.user_id, now)
         return
-    conn.execute(insert(TRANSFERS), {
+    conn.execute(_ADD_TRANSFER, {
         "id": a.transfer_id, "care_home": h.sender, "hospital": h.destination,
         "person_id": a.person_id, "nhs_number": a.nhs_number, "status": "received",
         "updated_at": now,
     })  # fmt: skip
     conn.execute(
-        insert(STATUS),
+        _ADD_STEP,
         [
             {"transfer_id": a.transfer_id, "status": "sent", "org": h.sender,
              "user_id": a.user_id, "at": now},
