@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, String, text
 from audit.chain import Sealed, seal
 from audit.entry import PG_TIME_TEXT, AuditEntry, body, encodable, time_text
 from audit.tables import AuditRow
-from engine.db import error_text, write_turn
+from engine.db import error_text, synced_turn
 
 _INSERT_COLUMNS = (
     "seq, time, request_id, action, outcome, user_id, org, purpose, patient_id, nhs_number, "
@@ -270,14 +270,10 @@ def _sqlite_chain(cur: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
 
 
 def _sqlite_append(engine: Engine, raw: Any, entries: Sequence[AuditEntry]) -> list[Sealed]:
-    """The transaction in the file's write turn (``engine.db.write_turn``), and only it:
-    every other writer waits while the turn is held."""
+    """The transaction, synced to disk, in the file's write turn (``engine.db.synced_turn``)."""
     cur = raw.cursor()
-    # The store runs with synchronous=NORMAL (engine/db.py), where a WAL commit can be lost
-    # to a power cut; an audit commit must not be, so this one syncs.
-    cur.execute("PRAGMA synchronous=FULL")
     try:
-        with write_turn(engine):
+        with synced_turn(engine, raw):
             try:
                 # IMMEDIATE takes the write lock before the head is read, so two writers cannot
                 # both read the same head (a deferred transaction would fail to upgrade its lock
@@ -289,7 +285,6 @@ def _sqlite_append(engine: Engine, raw: Any, entries: Sequence[AuditEntry]) -> l
                 raw.rollback()
                 raise
     finally:
-        cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
     return sealed
 
@@ -318,7 +313,7 @@ def append_within(conn: Connection, entries: Sequence[AuditEntry]) -> list[Seale
     message that loses a race leaves no entry saying it was accepted.
 
     The caller writes first and then appends (on SQLite its first write has taken the file's
-    write lock, under :func:`engine.db.write_turn`; on PostgreSQL the head row stays locked
+    write lock, under :func:`engine.db.synced_turn`; on PostgreSQL the head row stays locked
     from here to the commit, so the append comes last), and commits durably
     (:func:`engine.db.durable_write`) before anything is answered. Where the writes are known
     before the transaction begins, :func:`commit_with` holds the head for less.

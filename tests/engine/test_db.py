@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,17 +15,17 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
-from engine.db import durable_write, make_engine, read_only, write_turn
+from engine import db
+from engine.db import durable_write, make_engine, read_only, synced_turn
 from engine.models import IngestRun, QuarantineItem
 from tests.factories import nhs_numbers
 
 #: Holds the turn on the store named by argv[1] until its stdin closes.
 _HOLDER = """
 import sys
-from engine.db import make_engine, read_only, write_turn
-from tests.factories import nhs_numbers
+from engine.db import make_engine, synced_turn
 engine = make_engine(sys.argv[1])
-with write_turn(engine):
+with engine.connect() as conn, synced_turn(engine, conn.connection):
     print("held", flush=True)
     sys.stdin.read()
 """
@@ -31,6 +33,13 @@ with write_turn(engine):
 
 def _sqlite(tmp_path: Path) -> Engine:
     return make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+
+
+@contextmanager
+def write_turn(engine: Engine) -> Iterator[None]:
+    """The turn, on a connection of its own."""
+    with engine.connect() as conn, synced_turn(engine, conn.connection):
+        yield
 
 
 def test_a_write_inside_another_on_the_same_thread_does_not_wait_on_itself(
@@ -132,21 +141,52 @@ def _synchronous(conn: Connection) -> int:
     return level
 
 
+def _autocheckpoint(conn: Connection) -> int:
+    pages: int = conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[
+        0
+    ]
+    return pages
+
+
 def test_a_durable_write_on_sqlite_syncs_its_commit_and_no_other(tmp_path: Path) -> None:
     """An accepted message is answered as kept; SQLite's ``NORMAL`` could lose it to a power
-    cut, so its transaction commits under ``FULL`` (2), and the connection goes back to
-    ``NORMAL`` (1) for everything after, even when the write fails."""
+    cut, so its transaction commits under ``FULL`` (2), with no checkpoint in it, and the
+    connection goes back to ``NORMAL`` (1) and checkpointing for everything after, even when
+    the write fails."""
     engine = make_engine(f"sqlite:///{tmp_path / 'durable.db'}", pool_size=1)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE kept (n INTEGER PRIMARY KEY)"))
     with durable_write(engine) as conn:
-        assert _synchronous(conn) == 2
+        assert (_synchronous(conn), _autocheckpoint(conn)) == (2, 0)
         conn.execute(text("INSERT INTO kept VALUES (1)"))
     with pytest.raises(DBAPIError), durable_write(engine) as conn:
         conn.execute(text("INSERT INTO kept VALUES (1)"))
     with engine.connect() as conn:
-        assert _synchronous(conn) == 1
+        assert (_synchronous(conn), _autocheckpoint(conn)) == (1, 1000)
         assert conn.execute(text("SELECT count(*) FROM kept")).scalar() == 1
+    engine.dispose()
+
+
+def test_durable_writers_checkpoint_after_their_turn_every_so_many_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No commit in a turn checkpoints (it would hold every other writer while the WAL is
+    copied); the writer does, after its turn, every ``CHECKPOINT_EVERY`` commits, so the WAL
+    is still copied into the database file as it grows."""
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 3)
+    path = tmp_path / "checkpointed.db"
+    engine = make_engine(f"sqlite:///{path}", pool_size=1)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE kept (n INTEGER PRIMARY KEY, blob BLOB)"))
+        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    empty = path.stat().st_size
+    sizes = []
+    for n in range(3):
+        with durable_write(engine) as conn:
+            conn.execute(text("INSERT INTO kept VALUES (:n, zeroblob(200000))"), {"n": n})
+        sizes.append(path.stat().st_size)
+    assert sizes[0] == sizes[1] == empty  # in the WAL alone
+    assert sizes[2] > empty + 3 * 200_000  # copied in after the third commit's turn
     engine.dispose()
 
 
