@@ -50,7 +50,7 @@ def test_parties_names_the_stored_copy_the_key_and_each_known_kind(
     assert patients
     assert before == transfers.Parties(
         None, signature.public_pem(keys[CARE_HOME]), {CARE_HOME: "care-home", HOSPITAL: "hospital"},
-        (person,), patients,
+        (person,), patients, frozenset({"1950-03-01"}), frozenset({"Smith"}),
     )  # fmt: skip
     assert unknown.kinds == {CARE_HOME: "care-home"}
     assert (unknown.people, unknown.patients) == ((), ())
