@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -215,6 +217,7 @@ _TURNS: dict[str, _Turn] = {}
 _TURNS_LOCK = threading.Lock()
 
 
+log = logging.getLogger("scr.store")
 #: SQLite's own default: a commit that takes the WAL past this many pages checkpoints it.
 _AUTOCHECKPOINT = 1000
 #: A process's synced commits to one file between the checkpoints it runs itself.
@@ -238,7 +241,8 @@ def synced_turn(engine: Engine, raw: Any) -> Iterator[None]:
     checkpoints in the commit that takes the WAL past 1,000 pages, which held every writer for
     about 4 ms every fifty messages. The writer checkpoints after leaving the turn instead,
     every :data:`CHECKPOINT_EVERY` of its commits (``PASSIVE``: what no reader still needs,
-    while others write on).
+    while others write on). A checkpoint that fails is logged, not raised: the commit before
+    it is on disk already, and the next checkpoint copies what this one did not.
     """
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
@@ -255,7 +259,10 @@ def synced_turn(engine: Engine, raw: Any) -> Iterator[None]:
             yield
             due = turn.committed()
         if due:
-            cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            try:
+                cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                log.warning("checkpoint of %s failed: %s", database, error_text(exc))
     finally:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT}")

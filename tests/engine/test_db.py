@@ -3,6 +3,7 @@ was kept; PostgreSQL plans once and hands reads their results in binary."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, insert, select, text
@@ -206,3 +208,41 @@ def test_a_quarantined_record_with_a_lone_surrogate_or_a_nul_is_stored(engine: E
         conn.execute(insert(q), row)
         kept = conn.execute(select(q.c.record)).scalar_one()
     assert kept["fields"] == {"NHSNumber": "123", "Note\ufffd": "x\x00y"}
+
+
+def test_a_checkpoint_that_fails_after_a_commit_is_logged_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The commit before it is on disk: telling the writer it failed would have a kept
+    message answered as refused."""
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 1)
+    engine = make_engine(f"sqlite:///{tmp_path / 'failing.db'}", pool_size=1)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE kept (n INTEGER PRIMARY KEY)"))
+
+    class Failing:
+        def __init__(self, cursor: Any) -> None:
+            self.cursor = cursor
+
+        def execute(self, sql: str) -> Any:
+            if "wal_checkpoint" in sql:
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.cursor.execute(sql)
+
+        def close(self) -> None:
+            self.cursor.close()
+
+    class Raw:
+        def __init__(self, raw: Any) -> None:
+            self.raw = raw
+
+        def cursor(self) -> Failing:
+            return Failing(self.raw.cursor())
+
+    with engine.connect() as conn:
+        with synced_turn(engine, Raw(conn.connection)):
+            conn.execute(text("INSERT INTO kept VALUES (1)"))
+            conn.commit()
+        assert conn.execute(text("SELECT count(*) FROM kept")).scalar() == 1
+    assert "disk I/O error" in caplog.text
+    engine.dispose()
