@@ -47,6 +47,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.canonical import encodable, exact
 
+log = logging.getLogger("scr.store")
+
 T = TypeVar("T")
 
 #: Values per ``IN (...)`` list on SQLite, well under its bound-parameter limit.
@@ -217,7 +219,6 @@ _TURNS: dict[str, _Turn] = {}
 _TURNS_LOCK = threading.Lock()
 
 
-log = logging.getLogger("scr.store")
 #: SQLite's own default: a commit that takes the WAL past this many pages checkpoints it.
 _AUTOCHECKPOINT = 1000
 #: A process's synced commits to one file between the checkpoints it runs itself.
