@@ -8,7 +8,7 @@ import would be circular).
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,14 +82,16 @@ def example(
 ) -> None:
     """Print an unsigned care-home transfer for a resident, to see the shape a care-home system
     sends (or to try ``scr transfer send``): the readings and the rest are examples."""
-    from engine.transfer.form import Medicine, Person, TransferForm, transfer_message
+    from engine.transfer.form import Baseline, Medicine, Person, TransferForm, transfer_message
     from engine.transfer.news2 import Vitals
 
     now = datetime.now(UTC)
+    usual = Baseline((now - timedelta(days=30)).date(), 16, 96, 130, 76, 36.6, "A")
     form = TransferForm(
         person=Person(nhs_number, family, given, born),
         reason="Example: fall this morning, hip pain, more confused than usual",
         vitals=Vitals(22, 94, False, 105, 98, "C", 37.9), completed_by="Example nurse",
+        observed_at=now - timedelta(minutes=10), baseline=usual,
         medicines=[Medicine("Paracetamol 500mg tablets", now)],
         allergies=["Penicillin"], for_cpr=None, belongings=["Glasses"],
     )  # fmt: skip

@@ -16,7 +16,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from adapters.values import UK as _UK
 from consent.policy import readable
 from engine.transfer import news2
-from engine.transfer.form import DischargeForm, Medicine, Person, TransferForm, written
+from engine.transfer.form import (
+    Baseline,
+    DischargeForm,
+    Medicine,
+    Person,
+    TransferForm,
+    written,
+)
 
 #: A problem: the field it is about (``None``: the message as a whole) and what to do, in the
 #: words of the error summary that links to the field.
@@ -35,9 +42,7 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ZONE = r"(?:\s*(GMT|BST))?"
 _CLOCK = re.compile(r"([01]?\d|2[0-3])[:.]([0-5]\d)" + _ZONE, re.I)
 _STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[ T]([01]?\d|2[0-3])[:.]([0-5]\d)" + _ZONE, re.I)
-_DOSE_FORMAT = (
-    "give the last dose as a time such as 08:00, or a date and time such as 2026-12-05 08:00"
-)
+_TIME_FORMAT = "as a time such as 08:00, or a date and time such as 2026-12-05 08:00"
 
 
 def blank(text: str) -> bool:
@@ -50,19 +55,23 @@ def lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if not blank(line)]
 
 
-def _reading(text: str, name: str, problems: list[Problem]) -> float:
-    """A reading as typed, or 0 with the problem: not a number, or not one a person can have."""
-    what = READINGS[name]
+def _reading(text: str, name: str, problems: list[Problem], usual: bool = False) -> float:
+    """A reading as typed, or 0 with the problem: not a number, or not one a person can have.
+    A usual reading (``usual``) is asked at its own field, ``usual_<name>``."""
+    what = ("usual " if usual else "") + READINGS[name]
+    field = f"usual_{name}" if usual else name
     low, high = news2.PLAUSIBLE[name]
     whole = name != "temperature"
     try:
         value = float(int(text)) if whole else float(text)
     except ValueError:
         kind = "a whole number" if whole else "a number such as 37.2"
-        problems.append((name, f"Enter the {what} as {kind}"))
+        problems.append((field, f"Enter the {what} as {kind}"))
         return 0.0
     if not low <= value <= high:
-        problems.append((name, f"Enter the {what} between {low:g} and {high:g}: check the reading"))
+        problems.append(
+            (field, f"Enter the {what} between {low:g} and {high:g}: check the reading")
+        )
     return value
 
 
@@ -98,12 +107,13 @@ def _placed(day: date, hour: str, minute: str, zone: str | None) -> datetime | s
     return at.replace(fold=int(at.tzname() != zone.upper()))
 
 
-def _last_dose(text: str, now: datetime) -> datetime | str:
-    """A time of last dose as a nurse writes it (``08:00`` today, or yesterday if that is
-    still to come; or a date and time; ``GMT`` or ``BST`` after either) in UK time; else what
-    is wrong with it (``_placed``, or a dose still to come, which was not given). Instants
-    are compared in UTC: two UK times share a zone object, and Python then compares their
-    clock faces, which the night the clocks go back tells nothing."""
+def _past(text: str, now: datetime, noun: str, done: str) -> datetime | str:
+    """A time ``noun`` (the last dose, the time the readings were taken) as a nurse writes it
+    (``08:00`` today, or yesterday if that is still to come; or a date and time; ``GMT`` or
+    ``BST`` after either) in UK time; else what is wrong with it (``_placed``, or a time still
+    to come, when nothing was ``done``). Instants are compared in UTC: two UK times share a
+    zone object, and Python then compares their clock faces, which the night the clocks go
+    back tells nothing."""
     if clock := _CLOCK.fullmatch(text):
         hour, minute, zone = clock[1], clock[2], clock[3]
         day = now.astimezone(_UK).date()
@@ -119,11 +129,11 @@ def _last_dose(text: str, now: datetime) -> datetime | str:
         try:
             at = _placed(date.fromisoformat(stamp[1]), stamp[2], stamp[3], stamp[4])
         except ValueError:
-            return _DOSE_FORMAT
+            return f"give {noun} {_TIME_FORMAT}"
     else:
-        return _DOSE_FORMAT
+        return f"give {noun} {_TIME_FORMAT}"
     if isinstance(at, datetime) and at.astimezone(UTC) > now.astimezone(UTC):
-        return f"{written(at)} is still to come: give the time the last dose was given"
+        return f"{written(at)} is still to come: give the time {done}"
     return at
 
 
@@ -131,7 +141,7 @@ def _medicines(text: str, now: datetime, problems: list[Problem]) -> list[Medici
     found: list[Medicine] = []
     for n, line in enumerate(lines(text), start=1):
         name, _, dose = (part.strip() for part in line.partition("|"))
-        when = _last_dose(dose, now) if dose else None
+        when = _past(dose, now, "the last dose", "the last dose was given") if dose else None
         if blank(name):
             problems.append(("medicines", f"Line {n} of the medicines: name the medicine"))
         elif isinstance(when, str):
@@ -139,6 +149,52 @@ def _medicines(text: str, now: datetime, problems: list[Problem]) -> list[Medici
         else:
             found.append(Medicine(name, when))
     return found
+
+
+def _observed(text: str, now: datetime, problems: list[Problem]) -> datetime | None:
+    """When the readings were taken: the hospital reads a NEWS2 of an hour ago otherwise
+    than one taken as the ambulance came."""
+    if blank(text):
+        problems.append(("observed", "Enter the time the observations were taken, such as 08:00"))
+        return None
+    at = _past(text, now, "the time the observations were taken", "the observations were taken")
+    if isinstance(at, str):
+        problems.append(("observed", at[0].upper() + at[1:]))
+        return None
+    return at
+
+
+def _baseline(entered: Mapping[str, str], today: date, problems: list[Problem]) -> Baseline | None:
+    """The usual readings, if any is given, with the day they were taken (which they need:
+    a baseline of years ago may no longer be the resident's)."""
+    given = {
+        name: entered[f"usual_{name}"] for name in READINGS if not blank(entered[f"usual_{name}"])
+    }
+    level = entered["usual_consciousness"]
+    day_typed = entered["usual_recorded"]
+    if not given and not level:
+        if not blank(day_typed):
+            said = "Enter the usual readings, or clear the day they were taken"
+            problems.append(("usual_respiration_rate", said))
+        return None
+    values = {name: _reading(text, name, problems, usual=True) for name, text in given.items()}
+    if level and level not in news2.ACVPU:
+        problems.append(("usual_consciousness", "Choose the usual level of consciousness"))
+    try:
+        day = date.fromisoformat(day_typed) if _ISO_DATE.fullmatch(day_typed) else None
+    except ValueError:
+        day = None
+    if day is None:
+        problems.append(("usual_recorded",
+                         "Enter the day the usual readings were taken as YYYY-MM-DD"))  # fmt: skip
+    elif day > today:
+        problems.append(("usual_recorded", "The day the usual readings were taken is to come"))
+    whole = {name: int(value) for name, value in values.items() if name != "temperature"}
+    return Baseline(
+        day or today, whole.get("respiration_rate"), whole.get("spo2"), whole.get("systolic_bp"),
+        whole.get("pulse"), values.get("temperature"),
+        level if level in news2.ACVPU else None,
+    )  # fmt: skip
 
 
 def reviewed_medicines(medicines: Sequence[Medicine]) -> str:
@@ -178,10 +234,13 @@ def read_form(
         level if level in news2.ACVPU else "A",
         readings["temperature"], 2 if entered["spo2_scale"] == "2" else 1,
     )  # fmt: skip
+    observed_at = _observed(entered["observed"], now, problems)
+    baseline = _baseline(entered, now.astimezone(_UK).date(), problems)
     medicines = _medicines(typed["medicines"], now, problems)
     form = TransferForm(
         person=Person(nhs_number, entered["family"], entered["given"], entered["born"]),
         reason=entered["reason"], vitals=vitals, completed_by=completed_by,
+        observed_at=observed_at, baseline=baseline,
         medicines=medicines, allergies=lines(typed["allergies"]),
         for_cpr={"yes": True, "no": False}.get(entered["for_cpr"]),
         advance_decisions=entered["advance"], legal=entered["legal"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeGuard
 
 from adapters.values import UK
@@ -49,8 +49,14 @@ _VITALS = {
 NEWS2_TOTAL = "1104051000000101"
 ACVPU_SCORE = "1104441000000107"
 ON_OXYGEN, ON_AIR = "371825009", "722742002"
+#: FHIR's category for vital signs, which UK Core's vital-sign profiles require.
+VITAL_SIGNS = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                           "code": "vital-signs", "display": "Vital Signs"}]}  # fmt: skip
 #: The section the care home's reason for transfer goes under.
 REASON = "reason-for-handover"
+#: scr's section for the readings usual for the person when well (no UK Core heading has
+#: them apart from the readings now): never scored into the NEWS2 total.
+BASELINE = "baseline-observations"
 _CPR = {True: ("450475007", "For cardiopulmonary resuscitation"),
         False: ("450476008", "Not for cardiopulmonary resuscitation")}  # fmt: skip
 
@@ -82,11 +88,29 @@ def written(at: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Baseline:
+    """The readings usual for the person when well, and the day they were taken: a hospital
+    reads today's readings against them (a pulse of 100 is new for one resident, usual for
+    another). Each is optional, as care homes record what their residents need."""
+
+    recorded: date
+    respiration_rate: int | None = None
+    spo2: int | None = None
+    systolic_bp: int | None = None
+    pulse: int | None = None
+    temperature: float | None = None
+    consciousness: news2.Consciousness | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TransferForm:
     person: Person
     reason: str
     vitals: news2.Vitals
     completed_by: str
+    #: When the readings were taken (``None``: as the message is built).
+    observed_at: datetime | None = None
+    baseline: Baseline | None = None
     medicines: Sequence[Medicine] = ()
     allergies: Sequence[str] = ()
     for_cpr: bool | None = None
@@ -127,28 +151,55 @@ def _observation(subject: str, code: dict[str, Any], value: dict[str, Any]) -> d
             "subject": {"reference": subject}} | value  # fmt: skip
 
 
+def _vital_sign(subject: str, name: str, value: float, effective: str) -> dict[str, Any]:
+    code, display, unit = _VITALS[name]
+    quantity = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    return _observation(
+        subject,
+        _coded(LOINC, code, display),
+        {"category": [VITAL_SIGNS], "effectiveDateTime": effective, "valueQuantity": quantity},
+    )
+
+
 def _coded(system: str, code: str, display: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code, "display": display}]}
 
 
-def observations(subject: str, v: news2.Vitals, base: str) -> list[dict[str, Any]]:
-    """The vital signs, ACVPU and the NEWS2 total, as Observations; the total's ``method``
-    names the SpO2 scale it was scored on, so the hospital reads the score as it was meant."""
-    out = []
-    for name, (code, display, unit) in _VITALS.items():
-        value = {"value": getattr(v, name), "unit": unit, "system": UCUM,
-                 "code": unit}  # fmt: skip
-        out.append(_observation(subject, _coded(LOINC, code, display), {"valueQuantity": value}))
+def observations(subject: str, v: news2.Vitals, base: str, at: datetime) -> list[dict[str, Any]]:
+    """The vital signs, ACVPU and the NEWS2 total, as Observations taken ``at``; the total's
+    ``method`` names the SpO2 scale it was scored on, so the hospital reads the score as it
+    was meant."""
+    when = {"effectiveDateTime": at.isoformat(timespec="seconds")}
+    out = [_vital_sign(subject, name, getattr(v, name), when["effectiveDateTime"])
+           for name in _VITALS]  # fmt: skip
     out.append(_observation(subject, _coded(SNOMED, ACVPU_SCORE, "ACVPU scale score"),
-                            {"valueString": v.consciousness}))  # fmt: skip
+                            when | {"valueString": v.consciousness}))  # fmt: skip
     out.append(_observation(subject, _coded(SNOMED, ON_AIR, "Breathing room air")
                             if not v.on_oxygen else _coded(SNOMED, ON_OXYGEN,
-                                                           "Patient on oxygen"), {}))  # fmt: skip
+                                                           "Patient on oxygen"), when))  # fmt: skip
     total = {"value": news2.total(v), "unit": "score", "system": UCUM,
              "code": "{score}"}  # fmt: skip
     scale = _coded(base + SPO2_SCALES, str(v.spo2_scale), news2.SCALES[v.spo2_scale])
     out.append(_observation(subject, _coded(SNOMED, NEWS2_TOTAL, "NEWS2 total score"),
-                            {"valueQuantity": total, "method": scale}))  # fmt: skip
+                            when | {"valueQuantity": total, "method": scale}))  # fmt: skip
+    return out
+
+
+def baseline_observations(subject: str, b: Baseline) -> list[dict[str, Any]]:
+    """The usual readings given, as Observations of the day they were taken: the same codes
+    as the readings now, in a section of their own (:data:`BASELINE`), which is what tells
+    them apart."""
+    day = b.recorded.isoformat()
+    out = [_vital_sign(subject, name, value, day)
+           for name in _VITALS if (value := getattr(b, name)) is not None]  # fmt: skip
+    if b.consciousness is not None:
+        out.append(
+            _observation(
+                subject,
+                _coded(SNOMED, ACVPU_SCORE, "ACVPU scale score"),
+                {"effectiveDateTime": day, "valueString": b.consciousness},
+            )
+        )
     return out
 
 
@@ -241,20 +292,45 @@ def _reading(r: dict[str, Any], kind: str, snomed: set[str]) -> tuple[str, objec
 NO_RESULT = frozenset({"registered", "cancelled"})
 
 
+def _items(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def usual_entries(entries: Sequence[Any]) -> frozenset[str]:
+    """The fullUrls the :data:`BASELINE` section references, in any Composition (the rules
+    refuse a message with two): read as they are, not trusted, as the rules run on them."""
+    refs: set[str] = set()
+    for entry in entries:
+        r = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(r, dict) or r.get("resourceType") != "Composition":
+            continue
+        for section in _items(r.get("section")):
+            if isinstance(section, dict) and BASELINE in _codes(section.get("code"), None):
+                refs.update(
+                    e["reference"] for e in _items(section.get("entry"))
+                    if isinstance(e, dict) and isinstance(e.get("reference"), str)
+                )  # fmt: skip
+    return frozenset(refs)
+
+
 def claimed_news2(entries: Sequence[Any]) -> Claim | None:
     """The NEWS2 total in a message's entries and, when each reading :func:`observations`
     writes is there once, coded in its own system and given in its own unit, those readings
     (else which are missing and which cannot be used): so a total is checked against what it
-    was scored on, never against readings the sender chose among. ``None`` when there is no
+    was scored on, never against readings the sender chose among. The usual readings
+    (:func:`usual_entries`) are not today's and are never scored. ``None`` when there is no
     total."""
     totals: list[tuple[int, object, bool]] = []
     found: dict[str, Any] = {}
     seen: set[str] = set()
     unusable: list[tuple[int, str]] = []
     loinc = {code: shown for code, shown, _ in _VITALS.values()}
+    usual_urls = usual_entries(entries)
     for i, entry in enumerate(entries):
         r = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(r, dict) or r.get("resourceType") != "Observation":
+            continue
+        if isinstance(url := entry.get("fullUrl"), str) and url in usual_urls:
             continue
         snomed = _codes(r.get("code"), SNOMED)
         if NEWS2_TOTAL in _codes(r.get("code"), None):  # as any reader would take it
@@ -292,16 +368,33 @@ def claimed_news2(entries: Sequence[Any]) -> Claim | None:
     return Claim(i, value, vitals, tuple(j for j, _, _ in more), missing, tuple(unusable))
 
 
-def readings(v: news2.Vitals) -> str:
-    """The observations as the hospital reads them on screen and on paper, score last: a
-    NEWS2 total alone hides which reading is wrong."""
+def readings(v: news2.Vitals, at: datetime) -> str:
+    """The observations as the hospital reads them on screen and on paper, when they were
+    taken first (readings of an hour ago are not the resident now), score last: a NEWS2 total
+    alone hides which reading is wrong."""
     air = "on oxygen" if v.on_oxygen else "on air"
     return (
+        f"Taken {written(at)}. "
         f"Respiration rate {v.respiration_rate}/min; SpO2 {v.spo2}% {air}; systolic blood "
         f"pressure {v.systolic_bp} mmHg; pulse {v.pulse}/min; consciousness "
         f"{news2.ACVPU[v.consciousness]}; temperature {v.temperature} °C. NEWS2 "
         f"{news2.total(v)} ({news2.risk(v)} risk) on {news2.SCALES[v.spo2_scale]}"
     )
+
+
+#: How each usual reading reads: (words, unit after the value).
+_USUAL = {"respiration_rate": ("respiration rate", "/min"), "spo2": ("SpO2", "%"),
+          "systolic_bp": ("systolic blood pressure", " mmHg"), "pulse": ("pulse", "/min"),
+          "temperature": ("temperature", " °C")}  # fmt: skip
+
+
+def usual(b: Baseline) -> str:
+    """The usual readings as the hospital reads them, with the day they were taken."""
+    said = [f"{words} {value}{unit}" for name, (words, unit) in _USUAL.items()
+            if (value := getattr(b, name)) is not None]  # fmt: skip
+    if b.consciousness is not None:
+        said.append(f"consciousness {news2.ACVPU[b.consciousness]}")
+    return f"Usual when well, recorded {b.recorded.isoformat()}: " + "; ".join(said)
 
 
 def changes_of(statement: dict[str, Any]) -> list[tuple[int, object]]:
@@ -346,14 +439,21 @@ def transfer_message(
         if form.for_cpr is not None else []
     )  # fmt: skip
     vitals = form.vitals
+    at = form.observed_at or now
+    baseline = (
+        [Section(BASELINE, "Baseline observations", usual(form.baseline),
+                 baseline_observations(subject, form.baseline))]
+        if form.baseline is not None else []
+    )  # fmt: skip
     sections = [
         Section("person-demographics", "Person demographics",
                 f"{form.person.given} {form.person.family}, born {form.person.birth_date}, "
                 f"NHS number {form.person.nhs_number}"
                 + (f"; GP practice {form.person.gp_practice}" if form.person.gp_practice else "")),
         Section(REASON, "Reason for transfer", form.reason),
-        Section("observations", "Observations", readings(vitals),
-                observations(subject, vitals, base)),
+        Section("observations", "Observations", readings(vitals, at),
+                observations(subject, vitals, base, at)),
+        *baseline,
         Section("allergies-and-adverse-reaction", "Allergies and adverse reactions",
                 _lines(form.allergies), allergies),
         Section("medications-and-medical-devices", "Medications",

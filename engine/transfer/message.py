@@ -44,7 +44,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "transfer-acknowledgement": (),
 }  # fmt: skip
 #: Sections with no UK Core heading (reference §5.3), coded in scr's own system.
-OWN_SECTIONS = frozenset({"infection-status", "belongings", "about-me"})
+OWN_SECTIONS = frozenset({"infection-status", "belongings", "about-me", "baseline-observations"})
 #: Each event's Composition type: (code system, code, display). No LOINC document type is a
 #: receipt with no clinical content (its note and summary types all carry some), so an
 #: acknowledgement is typed in scr's own system, under the canonical base like its sections.

@@ -37,6 +37,7 @@ from engine.transfer.form import (
     changes_of,
     discharge_message,
     transfer_message,
+    written,
 )
 from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.parties import acknowledgement, may_take_part
@@ -169,7 +170,11 @@ def send_transfer(
     reason: Optional = "", given: Optional = "", family: Optional = "", born: Optional = "",
     respiration_rate: Optional = "", spo2: Optional = "", systolic_bp: Optional = "",
     pulse: Optional = "", consciousness: Optional = "", temperature: Optional = "",
-    on_oxygen: Optional = "", spo2_scale: Optional = "1", medicines: Optional = "",
+    on_oxygen: Optional = "", spo2_scale: Optional = "1", observed: Optional = "",
+    usual_respiration_rate: Optional = "", usual_spo2: Optional = "",
+    usual_systolic_bp: Optional = "", usual_pulse: Optional = "",
+    usual_temperature: Optional = "", usual_consciousness: Optional = "",
+    usual_recorded: Optional = "", medicines: Optional = "",
     allergies: Optional = "", for_cpr: Optional = "", advance: Optional = "",
     legal: Optional = "", about_me: Optional = "", contacts: Optional = "",
     infection: Optional = "", belongings: Optional = "", step: Optional = "review",
@@ -188,7 +193,11 @@ def send_transfer(
         "hospital": hospital, "reason": reason, "given": given, "family": family, "born": born,
         "respiration_rate": respiration_rate, "spo2": spo2, "systolic_bp": systolic_bp,
         "pulse": pulse, "consciousness": consciousness, "temperature": temperature,
-        "on_oxygen": on_oxygen, "spo2_scale": spo2_scale, "medicines": medicines,
+        "on_oxygen": on_oxygen, "spo2_scale": spo2_scale, "observed": observed,
+        "usual_respiration_rate": usual_respiration_rate, "usual_spo2": usual_spo2,
+        "usual_systolic_bp": usual_systolic_bp, "usual_pulse": usual_pulse,
+        "usual_temperature": usual_temperature, "usual_consciousness": usual_consciousness,
+        "usual_recorded": usual_recorded, "medicines": medicines,
         "allergies": allergies, "for_cpr": for_cpr, "advance": advance, "legal": legal,
         "about_me": about_me, "contacts": contacts, "infection": infection,
         "belongings": belongings,
@@ -205,8 +214,10 @@ def send_transfer(
     if step == "send" and not (UUID.fullmatch(message_id)
                                and session.sealed(request, shown, reviewed)):  # fmt: skip
         step = "review"
-    if not problems and step == "review":  # each last dose with its day, as it will be sent
+    if not problems and step == "review":  # each time with its day, as it will be sent
         entered["medicines"] = shown["medicines"] = reviewed_medicines(form.medicines)
+        if form.observed_at is not None:
+            entered["observed"] = shown["observed"] = written(form.observed_at)
         shown["message_id"] = str(uuid.uuid4())
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
                      prefill=entered, hospitals=hospitals, review=True,

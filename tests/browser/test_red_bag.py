@@ -37,6 +37,11 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
                          ("#pulse", "98"), ("#temperature", "37.9")):  # fmt: skip
         nurse.fill(field, value)
     nurse.select_option("#consciousness", "C")
+    nurse.fill("#observed", "2026-12-01 07:45")
+    for field, value in (("#usual_spo2", "96"), ("#usual_pulse", "80"),
+                         ("#usual_recorded", "2026-11-02")):  # fmt: skip
+        nurse.fill(field, value)
+    nurse.select_option("#usual_consciousness", "A")
     nurse.select_option("#for_cpr", "no")
     nurse.fill("#belongings", "Glasses\nHearing aid")
     nurse.fill("#medicines", "Paracetamol 500mg | 2026-12-01 08:00\nSenna 7.5mg")
@@ -50,6 +55,9 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     assert _status(nurse) == "received"
     assert "NEWS2 8" in nurse.content()
     assert "Paracetamol 500mg (last dose 2026-12-01 08:00); Senna 7.5mg" in nurse.content()
+    assert "Taken 2026-12-01 07:45" in nurse.content()
+    assert ("Usual when well, recorded 2026-11-02: SpO2 96%; pulse 80/min; consciousness "
+            "Alert") in nurse.content()  # fmt: skip
     shot(nurse, "red-bag-sent")
     transfer_url = nurse.url
 

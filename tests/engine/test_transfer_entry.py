@@ -17,8 +17,11 @@ TYPED = {
     "hospital": "R9Z", "reason": "Fall", "given": "Ann", "family": "Synthetic",
     "born": "1932-04-01", "respiration_rate": "22", "spo2": "94", "systolic_bp": "105",
     "pulse": "98", "consciousness": "C", "temperature": "37.9", "on_oxygen": "",
-    "spo2_scale": "1", "medicines": "", "allergies": "", "for_cpr": "", "advance": "",
-    "legal": "", "about_me": "", "contacts": "", "infection": "", "belongings": "",
+    "spo2_scale": "1", "observed": "09:10", "usual_respiration_rate": "",
+    "usual_spo2": "", "usual_systolic_bp": "", "usual_pulse": "", "usual_temperature": "",
+    "usual_consciousness": "", "usual_recorded": "", "medicines": "", "allergies": "",
+    "for_cpr": "", "advance": "", "legal": "", "about_me": "", "contacts": "", "infection": "",
+    "belongings": "",
 }  # fmt: skip
 
 

@@ -44,7 +44,7 @@ FORM = {
     "hospital": HOSPITAL, "reason": "Fall this morning, hip pain & confusion", "given": "Renée",
     "family": "Smith", "born": "1950-03-01", "respiration_rate": "22", "spo2": "94",
     "systolic_bp": "105", "pulse": "98", "consciousness": "C", "temperature": "37.9",
-    "for_cpr": "no", "belongings": "Glasses",
+    "observed": "2026-12-01 07:45", "for_cpr": "no", "belongings": "Glasses",
 }  # fmt: skip
 
 
@@ -92,6 +92,27 @@ def test_a_mistake_keeps_what_was_entered(web: TestClient, store: Store) -> None
     assert count(store, MESSAGES) == 0
     back = _post(web, step="edit")
     assert back.status_code == 200 and 'value="Renée"' in back.text and "NEWS2 8" not in back.text
+
+
+def test_the_time_taken_and_the_usual_readings_are_reviewed_sent_and_shown(
+    web: TestClient, store: Store
+) -> None:
+    """The review shows the time with its day (as it will be sent, whenever Send is pressed),
+    and the usual readings beside today's; the hospital's page shows both."""
+    usual = {"usual_spo2": "96", "usual_consciousness": "A", "usual_recorded": "2026-11-02"}
+    review = _post(web, step="review", observed="07:45", **usual)
+    assert review.status_code == 200
+    taken = re.search(r'name="observed" value="([^"]*)"', review.text)
+    assert taken is not None and re.fullmatch(r"\d{4}-\d{2}-\d{2} 07:45", taken[1])
+    assert "<dt>Usual consciousness (ACVPU)</dt><dd>Alert</dd>" in review.text
+    sent = _post(web, step="send", **usual)
+    assert sent.status_code == 303
+    with store.engine.connect() as conn:
+        doc = orjson.loads(conn.execute(select(MESSAGES.c.raw)).scalar_one())
+    said = "Usual when well, recorded 2026-11-02: SpO2 96%; consciousness Alert"
+    assert said in str(doc) and "Taken 2026-12-01 07:45." in str(doc)
+    page = web.get(sent.headers["location"])
+    assert said in page.text and "Taken 2026-12-01 07:45." in page.text
 
 
 def test_spo2_scale_2_is_chosen_on_the_form_and_travels_in_the_message(
