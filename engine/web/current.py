@@ -75,11 +75,16 @@ def _later(a: str, b: str) -> bool:
     return bool(a and b) and a[:n] > b[:n]
 
 
+def superseded(date: str, others: Sequence[str]) -> bool:
+    """Whether one of the ``others`` is known to be a later decision than that of ``date``."""
+    return any(_later(o, date) for o in others)
+
+
 def standing(date: str, others: Sequence[str]) -> str:
     """A CPR decision's standing beside the other current ones: the latest is current, an
     earlier one superseded; when an undated one or a tie leaves it open, that is said, as
     guessing could show a DNACPR as current when it is not."""
-    if any(_later(o, date) for o in others):
+    if superseded(date, others):
         return "superseded by a later decision"
     if all(_later(date, o) for o in others):
         return "current decision"

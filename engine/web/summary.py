@@ -16,7 +16,7 @@ from typing import Any
 
 from consent import Policy, section_of
 from engine.identity.features import NHS_SYSTEM
-from engine.web.current import current, standing
+from engine.web.current import current, standing, superseded
 from engine.web.templating import uk_date
 
 #: What a clinician reads first (issue 6): alerts, allergies, medicines, problems, recent
@@ -104,6 +104,8 @@ class View:
     person: Person | None
     summary: tuple[Section, ...]
     details: tuple[Section, ...]
+    #: The CPR decision in force (:func:`cpr_in_force`).
+    for_cpr: bool | None = None
 
 
 def concept_text(value: Any) -> str:
@@ -264,6 +266,33 @@ def detail(resource: Mapping[str, Any], org_names: Mapping[str, str]) -> str:
     return " · ".join(p for p in parts if p)
 
 
+#: The CPR decisions sections.json places under advance decisions, by whether each is for CPR.
+FOR_CPR = {"450475007": True, "304252001": True, "450476008": False, "304253006": False}
+
+
+def cpr_in_force(decisions: Iterable[Mapping[str, Any]], today: str) -> bool | None:
+    """Whether the person's CPR decision in force is for CPR (the transfer form is prefilled
+    with it): of the current decisions, every one no later one supersedes must say the same.
+    ``None`` when none is current, or when those left disagree (an undated one, or two of a
+    day, beside a decision the other way): the nurse then says, as guessing could send a
+    DNACPR as in force when it is not, or the reverse."""
+    said: list[tuple[str, bool]] = []
+    for r in decisions:
+        if r.get("resourceType") == "Consent" or not current(r, today):
+            continue
+        code = r.get("code")
+        codings = code.get("coding") if isinstance(code, dict) else None
+        listed = codings if isinstance(codings, list) else []
+        found = {FOR_CPR[k] for c in listed if isinstance(c, dict) and (k := str(c.get("code")))
+                 in FOR_CPR}  # fmt: skip
+        if len(found) > 1:
+            return None  # one record saying both
+        said.extend((_date(r), v) for v in found)
+    dates = [d for d, _ in said]
+    left = {v for i, (d, v) in enumerate(said) if not superseded(d, dates[:i] + dates[i + 1 :])}
+    return left.pop() if len(left) == 1 else None
+
+
 def _date(resource: Mapping[str, Any]) -> str:
     for name in _DATE_FIELDS:
         if isinstance(resource.get(name), str):
@@ -398,4 +427,5 @@ def compose(
     shown_whole = {s.key for s in summary if len(s.items) == len(rows[s.key])}
     rest = [k for k in policy.sections if k in rows and k not in shown_whole]
     details = tuple(section(k, rows[k]) for k in rest)
-    return View(_person(placed.get("demographics", [])), summary, details)
+    cpr = cpr_in_force(placed.get("advance-decisions", ()), today.isoformat())
+    return View(_person(placed.get("demographics", [])), summary, details, cpr)

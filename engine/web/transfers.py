@@ -93,6 +93,7 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
         "contacts": "; ".join(labels("contacts")),
         "advance": "; ".join(labels("advance-decisions")),
         "legal": "; ".join(labels("legal")),
+        "for_cpr": "" if view.for_cpr is None else "yes" if view.for_cpr else "no",
     }  # fmt: skip
 
 

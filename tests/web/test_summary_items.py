@@ -189,6 +189,38 @@ def test_a_tie_or_an_undated_cpr_decision_is_said_not_guessed(
     assert [re.sub(r".*\((.*)\)$", r"\1", s) for s in summary["advance-decisions"]] == said
 
 
+@pytest.mark.parametrize(
+    ("decisions", "in_force"),
+    [
+        ([], None),
+        ([("304253006", "2020-01-10")], False),
+        ([("304253006", "2020-01-10"), ("450475007", "2024-06-01T09:30:00+01:00")], True),
+        ([("450475007", "2020-01-10"), ("450476008", "2024-06-01")], False),
+        # two of a day that agree say what both say; that disagree, nothing
+        ([("304253006", "2024-05-01"), ("450476008", "2024-05-01")], False),
+        ([("304252001", "2024-05-01"), ("450476008", "2024-05-01")], None),
+        # an undated one beside a dated one the other way leaves it open
+        ([("304252001", "2024-05-01"), ("450476008", "")], None),
+        ([("304252001", "2024"), ("450476008", "2024-05-01")], None),
+    ],
+)  # fmt: skip
+def test_the_transfer_form_is_prefilled_with_the_cpr_decision_in_force_or_none(
+    decisions: list[tuple[str, str]], in_force: bool | None
+) -> None:
+    """The spec prefills the CPR decision; where the record cannot say which is in force, the
+    nurse says, as the page's own words do."""
+    view = compose([_obs(f"o{i}", c, d) for i, (c, d) in enumerate(decisions)], POLICY, {}, TODAY)
+    assert view.for_cpr is in_force
+
+
+def test_an_ended_or_doubly_coded_cpr_decision_prefills_nothing() -> None:
+    ended = _obs("o1", "304253006", "2020-01-10") | {"status": "entered-in-error"}
+    assert compose([ended], POLICY, {}, TODAY).for_cpr is None
+    both = _obs("o1", "304253006", "2020-01-10")
+    both["code"]["coding"].append({"system": SCT, "code": "450475007"})
+    assert compose([both], POLICY, {}, TODAY).for_cpr is None
+
+
 def test_the_record_page_shows_a_later_for_cpr_as_current_beside_the_dnacpr(
     web: TestClient, store: Store, token: Token
 ) -> None:

@@ -37,6 +37,7 @@ from tests.api.transfers import CARE_HOME, HOSPITAL, at_once
 from tests.factories import nhs_numbers, write_csv
 from tests.ig.test_console import csrf
 from tests.web.test_pages import acknowledged
+from tests.web.test_record_sensitive import gp_connect
 
 __all__ = ["api_settings", "client", "home", "keys", "loaded", "store", "token"]
 PATH = f"/record/{NHS}/transfer"
@@ -190,6 +191,22 @@ def test_the_form_is_prefilled_with_current_decisions_only(web: TestClient, stor
     )
     assert advance and "deputy" in advance[1].lower(), advance
     assert "attorney" not in advance[1].lower(), advance[1]
+
+
+def test_the_form_is_prefilled_with_the_cpr_decision_in_force(
+    web: TestClient, store: Store
+) -> None:
+    """The contract prefills the CPR decision: the nurse chose it from 'Not recorded' while
+    the record's DNACPR was only in the advance-decisions text beside it."""
+    assert '<option value="" selected>Not recorded</option>' in web.get(PATH).text
+    dnacpr = {
+        "resourceType": "Observation", "id": "cpr1", "status": "final",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "450476008",
+                             "display": "Not for attempted cardiopulmonary resuscitation"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2024-05-01",
+    }  # fmt: skip
+    gp_connect(store, dnacpr)
+    assert '<option value="no" selected>Not for CPR (DNACPR)</option>' in web.get(PATH).text
 
 
 def test_a_blank_name_or_birth_date_comes_back_on_the_form(web: TestClient) -> None:
