@@ -36,6 +36,17 @@ READINGS = {
     "pulse": "pulse",
     "temperature": "temperature",
 }
+#: About me, by field, as the contract lists it: what a hospital needs to care for the person
+#: as themselves. Each is optional, and the section says each given under its heading.
+ABOUT_ME = {
+    "about_communication": "Communication",
+    "about_matters": "What matters to me",
+    "about_support": "How to support me",
+    "about_mobility": "Mobility",
+    "about_eating": "Eating and drinking",
+    "about_continence": "Continence",
+    "about_cognition": "Cognition",
+}
 #: The oldest a person is taken to be: an older birth date is a slip of the keyboard.
 OLDEST_YEARS = 120
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -244,10 +255,18 @@ def read_form(
         medicines=medicines, allergies=lines(typed["allergies"]),
         for_cpr={"yes": True, "no": False}.get(entered["for_cpr"]),
         advance_decisions=entered["advance"], legal=entered["legal"],
-        about_me=entered["about_me"], contacts=entered["contacts"],
+        about_me=about_me(entered), contacts=entered["contacts"],
         infection_status=entered["infection"], belongings=lines(typed["belongings"]),
     )  # fmt: skip
     return form, problems
+
+
+def about_me(entered: Mapping[str, str]) -> str:
+    """The About me section's words: each part given, under its heading, one a line."""
+    return "\n".join(
+        f"{heading}: {entered[name]}" for name, heading in ABOUT_ME.items()
+        if not blank(entered[name])
+    )  # fmt: skip
 
 
 def unsaid(form: DischargeForm) -> list[str]:

@@ -29,8 +29,8 @@ from engine.api.records import explanation, people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step, seen
 from engine.directory import organisations
 from engine.transfer import news2, signature
+from engine.transfer.entry import ABOUT_ME, read_form, reviewed_medicines, unsaid
 from engine.transfer.entry import lines as _lines
-from engine.transfer.entry import read_form, reviewed_medicines, unsaid
 from engine.transfer.form import (
     DischargeForm,
     Person,
@@ -58,6 +58,7 @@ Optional = Annotated[str, Form()]
 _INBOX = "/inbox"
 templates.env.globals["spo2_scales"] = news2.SCALES
 templates.env.globals["acvpu"] = news2.ACVPU
+templates.env.globals["about_me"] = ABOUT_ME
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,9 @@ def send_transfer(
     usual_temperature: Optional = "", usual_consciousness: Optional = "",
     usual_recorded: Optional = "", medicines: Optional = "",
     allergies: Optional = "", for_cpr: Optional = "", advance: Optional = "",
-    legal: Optional = "", about_me: Optional = "", contacts: Optional = "",
+    legal: Optional = "", about_communication: Optional = "", about_matters: Optional = "",
+    about_support: Optional = "", about_mobility: Optional = "", about_eating: Optional = "",
+    about_continence: Optional = "", about_cognition: Optional = "", contacts: Optional = "",
     infection: Optional = "", belongings: Optional = "", step: Optional = "review",
     reviewed: Optional = "", message_id: Optional = "",
 ) -> Response:  # fmt: skip
@@ -200,7 +203,10 @@ def send_transfer(
         "usual_temperature": usual_temperature, "usual_consciousness": usual_consciousness,
         "usual_recorded": usual_recorded, "medicines": medicines,
         "allergies": allergies, "for_cpr": for_cpr, "advance": advance, "legal": legal,
-        "about_me": about_me, "contacts": contacts, "infection": infection,
+        "about_communication": about_communication, "about_matters": about_matters,
+        "about_support": about_support, "about_mobility": about_mobility,
+        "about_eating": about_eating, "about_continence": about_continence,
+        "about_cognition": about_cognition, "contacts": contacts, "infection": infection,
         "belongings": belongings,
     }  # fmt: skip
     found = _care_home_user(request, nhs_number)

@@ -20,7 +20,9 @@ TYPED = {
     "spo2_scale": "1", "observed": "09:10", "usual_respiration_rate": "",
     "usual_spo2": "", "usual_systolic_bp": "", "usual_pulse": "", "usual_temperature": "",
     "usual_consciousness": "", "usual_recorded": "", "medicines": "", "allergies": "",
-    "for_cpr": "", "advance": "", "legal": "", "about_me": "", "contacts": "", "infection": "",
+    "for_cpr": "", "advance": "", "legal": "", "about_communication": "",
+    "about_matters": "", "about_support": "", "about_mobility": "", "about_eating": "",
+    "about_continence": "", "about_cognition": "", "contacts": "", "infection": "",
     "belongings": "",
 }  # fmt: skip
 
@@ -124,3 +126,12 @@ def test_a_last_dose_the_clocks_make_unclear_is_asked_never_guessed(
 def test_a_medicine_line_that_would_not_send_is_caught_at_review(line: str) -> None:
     (found,) = problems(medicines=line)
     assert found[0] == "medicines" and found[1].startswith("Line 1 of the medicines")
+
+
+def test_about_me_says_each_part_given_under_its_heading_in_the_contracts_order() -> None:
+    typed = {"about_cognition": "Forgets recent events", "about_communication": "Deaf in left ear",
+             "about_mobility": " \u200b "}  # fmt: skip
+    form, found = read_form(TYPED | typed, "9990000018", "Nurse", {"R9Z"}, NOW)
+    assert found == []
+    assert form.about_me == "Communication: Deaf in left ear\nCognition: Forgets recent events"
+    assert read_form(TYPED, "9990000018", "Nurse", {"R9Z"}, NOW)[0].about_me == ""

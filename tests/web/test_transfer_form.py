@@ -251,20 +251,27 @@ def test_nothing_is_chosen_for_the_nurse(web: TestClient) -> None:
         assert select and " selected" in select.group(1).split("</option>", 1)[0], name
         assert select.group(1).startswith('<option value="" selected>'), name
     assert ">New confusion</option>" in form
-    optional = re.search(r'<label for="about_me">([^<]*)</label>', form)
+    optional = re.search(r'<label for="about_matters">([^<]*)</label>', form)
     assert optional and optional.group(1).endswith("(optional)")
 
 
 def test_the_hospital_reads_every_observation_and_the_cpr_decision(web: TestClient) -> None:
     """On screen and on paper: the readings behind NEWS2, and a DNACPR decision even when
     advance decisions are written too; typed text shown as typed."""
-    sent = _post(web, step="send", advance="ReSPECT form in the bag", about_me="Doesn't like noise")
+    sent = _post(
+        web,
+        step="send",
+        advance="ReSPECT form in the bag",
+        about_support="Doesn't like noise",
+        about_eating="Soft diet; thickened fluids",
+    )
     page = web.get(sent.headers["location"]).text
     text = html.unescape(page)
     assert "Respiration rate 22/min; SpO2 94% on air; systolic blood pressure 105 mmHg" in text
     assert "pulse 98/min; consciousness New confusion; temperature 37.9 °C. NEWS2 8" in text
     assert "Not for cardiopulmonary resuscitation; ReSPECT form in the bag" in text
-    assert "hip pain & confusion" in text and "Doesn't like noise" in text
+    assert "hip pain & confusion" in text
+    assert "How to support me: Doesn't like noise<br>Eating and drinking: Soft diet" in text
     assert "&amp;amp;" not in page and "&amp;#x27;" not in page
     assert "javascript:" not in page and "<noscript>" in page
     assert f"<title>Transfer – NHS number {NHS}" in page
@@ -418,7 +425,7 @@ def test_a_form_over_the_message_limit_is_refused_on_the_form(
     with TestClient(create_app(small, store.engine), base_url="https://testserver",
                     follow_redirects=False) as page:  # fmt: skip
         page.cookies.set(SESSION_COOKIE, home)
-        answer = _post(acknowledged(page), step="send", about_me="x" * 30_000)
+        answer = _post(acknowledged(page), step="send", about_matters="x" * 30_000)
     assert answer.status_code == 422 and "over the limit of 20,000" in answer.text
     assert count(store, MESSAGES) == 0
 
