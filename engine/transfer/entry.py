@@ -47,6 +47,15 @@ ABOUT_ME = {
     "about_continence": "Continence",
     "about_cognition": "Cognition",
 }
+#: What a red bag usually carries, ticked on the form: the rest is typed, one a line.
+BAG = (
+    "Medicines and MAR chart",
+    "Day-of-discharge clothes",
+    "Glasses",
+    "Hearing aids",
+    "Dentures",
+    "Walking aid",
+)
 #: The oldest a person is taken to be: an older birth date is a slip of the keyboard.
 OLDEST_YEARS = 120
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -206,6 +215,13 @@ def _baseline(entered: Mapping[str, str], today: date, problems: list[Problem]) 
         whole.get("pulse"), values.get("temperature"),
         level if level in news2.ACVPU else None,
     )  # fmt: skip
+
+
+def packed(ticked: Sequence[str], other: str) -> str:
+    """The belongings field: the items ticked (known ones only, in the list's order), then the
+    others typed, each once."""
+    known = [item for item in BAG if item in ticked]
+    return "\n".join(dict.fromkeys([*known, *lines(other)]))
 
 
 def reviewed_medicines(medicines: Sequence[Medicine]) -> str:

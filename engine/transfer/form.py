@@ -412,8 +412,12 @@ def _given(m: Medicine) -> str:
     return written(m.last_dose) if m.last_dose else "not recorded"
 
 
+#: What a list section says when the form listed nothing.
+NOTHING = "None recorded"
+
+
 def _lines(items: Sequence[str]) -> str:
-    return "; ".join(items) or "None recorded"
+    return "; ".join(items) or NOTHING
 
 
 def transfer_message(

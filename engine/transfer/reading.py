@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine.transfer.form import REASON, claimed_news2
+from engine.transfer.form import NOTHING, REASON, claimed_news2
 
 #: A tag in a narrative. ``[^<>]`` keeps it linear: ``[^>]`` rescanned to the end from every
 #: ``<`` of a text with no ``>``, which a sender could use to stall every inbox that shows it.
@@ -79,3 +79,11 @@ def triage(bundle: dict[str, Any]) -> dict[str, str]:
         "news2": "" if total is None else str(total),
         "reason": next((s.text for s in sections(bundle) if s.code == REASON), ""),
     }
+
+
+def bag_of(bundle: dict[str, Any]) -> list[str]:
+    """What the care home said is in the bag, an item a line: the hospital's discharge form
+    starts from it, to say what goes back. The narrative is all a message carries of it, read
+    as the form writes it (``; `` between items); the hospital edits what it starts from."""
+    said = next((s.text for s in sections(bundle) if s.code == "belongings"), "")
+    return [] if said.strip() in ("", NOTHING, "-") else [i.strip() for i in said.split("; ")]

@@ -29,7 +29,7 @@ from engine.api.records import explanation, people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step, seen
 from engine.directory import organisations
 from engine.transfer import news2, signature
-from engine.transfer.entry import ABOUT_ME, read_form, reviewed_medicines, unsaid
+from engine.transfer.entry import ABOUT_ME, BAG, packed, read_form, reviewed_medicines, unsaid
 from engine.transfer.entry import lines as _lines
 from engine.transfer.form import (
     DischargeForm,
@@ -41,7 +41,7 @@ from engine.transfer.form import (
 )
 from engine.transfer.keys import OwnKey, org_key
 from engine.transfer.parties import acknowledgement, may_take_part
-from engine.transfer.reading import sections, triage
+from engine.transfer.reading import bag_of, sections, triage
 from engine.transfer.receive import receive
 from engine.transfer.rules import UUID, Refused
 from engine.transfer.signature import SigningKeyError
@@ -55,10 +55,13 @@ from engine.web.templating import templates, uk_time
 router = APIRouter(include_in_schema=False)
 Field = Annotated[str, Form()]
 Optional = Annotated[str, Form()]
+#: A checklist's ticked boxes (none ticked: none sent).
+Ticked = Annotated[list[str] | None, Form()]
 _INBOX = "/inbox"
 templates.env.globals["spo2_scales"] = news2.SCALES
 templates.env.globals["acvpu"] = news2.ACVPU
 templates.env.globals["about_me"] = ABOUT_ME
+templates.env.globals["bag"] = BAG
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +184,8 @@ def send_transfer(
     legal: Optional = "", about_communication: Optional = "", about_matters: Optional = "",
     about_support: Optional = "", about_mobility: Optional = "", about_eating: Optional = "",
     about_continence: Optional = "", about_cognition: Optional = "", contacts: Optional = "",
-    infection: Optional = "", belongings: Optional = "", step: Optional = "review",
-    reviewed: Optional = "", message_id: Optional = "",
+    infection: Optional = "", belongings: Optional = "", bag: Ticked = None,
+    step: Optional = "review", reviewed: Optional = "", message_id: Optional = "",
 ) -> Response:  # fmt: skip
     """``step`` is ``review`` (check what was entered, NEWS2 computed), ``edit`` (back to the
     form with what was entered) or ``send``; nothing is sent that was not reviewed as it is
@@ -207,7 +210,7 @@ def send_transfer(
         "about_support": about_support, "about_mobility": about_mobility,
         "about_eating": about_eating, "about_continence": about_continence,
         "about_cognition": about_cognition, "contacts": contacts, "infection": infection,
-        "belongings": belongings,
+        "belongings": packed(bag or [], belongings),
     }  # fmt: skip
     found = _care_home_user(request, nhs_number)
     if isinstance(found, Response):
@@ -297,6 +300,8 @@ def _transfer_view(
     """The transfer page as ``who`` may act on it now; ``more`` adds problems or typed text."""
     shown = detail(services(request), row)
     names = org_names(request)
+    bags = [bag_of(m["bundle"]) for m in shown["messages"] if m["event"] == "care-home-transfer"]
+    more.setdefault("typed", {"returned": "\n".join(bags[0] if bags else [])})
     messages = [
         (
             m["event"],

@@ -43,7 +43,9 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
         nurse.fill(field, value)
     nurse.select_option("#usual_consciousness", "A")
     nurse.select_option("#for_cpr", "no")
-    nurse.fill("#belongings", "Glasses\nHearing aid")
+    nurse.check("text=Glasses")
+    nurse.check("text=Hearing aids")
+    nurse.fill("#belongings", "Handbag")
     nurse.fill("#medicines", "Paracetamol 500mg | 2026-12-01 08:00\nSenna 7.5mg")
     nurse.click("text=Review transfer")
     nurse.wait_for_load_state()
@@ -73,7 +75,9 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     doctor.fill("#diagnoses", "Fractured neck of femur, repaired")
     doctor.fill("#started", "Alendronic acid 70mg weekly")
     doctor.fill("#follow_up", "Fracture clinic in 6 weeks")
-    doctor.fill("#returned", "Glasses\nHearing aid")
+    # the bag's list, to say what goes back: the handbag stays on the ward for the family
+    assert doctor.input_value("#returned") == "Glasses\nHearing aids\nHandbag"
+    doctor.fill("#returned", "Glasses\nHearing aids")
     doctor.click("text=Send discharge")
     doctor.wait_for_load_state()
     assert _status(doctor) == "discharged"
@@ -82,6 +86,7 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     nurse.goto(transfer_url)
     assert _status(nurse) == "discharged"
     assert "Fracture clinic in 6 weeks" in nurse.content()
+    assert "Glasses; Hearing aids" in nurse.content()
     nurse.click("text=Acknowledge")
     nurse.wait_for_load_state()
     assert _status(nurse) == "returned"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.transfer.entry import read_form, reviewed_medicines
+from engine.transfer.entry import BAG, packed, read_form, reviewed_medicines
 from engine.transfer.form import Medicine, transfer_message
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
@@ -135,3 +135,11 @@ def test_about_me_says_each_part_given_under_its_heading_in_the_contracts_order(
     assert found == []
     assert form.about_me == "Communication: Deaf in left ear\nCognition: Forgets recent events"
     assert read_form(TYPED, "9990000018", "Nurse", {"R9Z"}, NOW)[0].about_me == ""
+
+
+def test_the_bag_holds_the_known_items_ticked_then_the_others_each_once() -> None:
+    """A ticked value not on the list (a forged post) is not an item: what the form offers is
+    what a tick can send; anything else is typed, and seen typed at review."""
+    ticked = ["Walking aid", "Glasses", "<script>", "Glasses"]
+    assert packed(ticked, "Handbag\n\nGlasses\n Rings ") == "Glasses\nWalking aid\nHandbag\nRings"
+    assert packed([], "") == "" and set(BAG) >= {"Glasses", "Dentures"}

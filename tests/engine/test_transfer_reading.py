@@ -4,12 +4,13 @@ narrative text stripped of tags in linear time."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.transfer import news2
 from engine.transfer.form import NEWS2_TOTAL, REASON, claimed_news2, transfer_message
-from engine.transfer.reading import sections, triage
+from engine.transfer.reading import bag_of, sections, triage
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
 
@@ -87,3 +88,15 @@ def test_each_section_carries_the_resources_its_entries_reference() -> None:
     allergies = shown["allergies-and-adverse-reaction"].entries
     assert [r["resourceType"] for r in allergies] == ["AllergyIntolerance"]
     assert shown[REASON].entries == () and shown[REASON].text == FORM.reason
+
+
+def test_the_bag_is_read_an_item_a_line_to_start_the_discharge_from() -> None:
+    assert bag_of(message()) == ["Glasses", "Hearing aid"]
+    empty = transfer_message(replace(FORM, belongings=()), sender=CARE_HOME,
+                             destination=HOSPITAL, now=datetime.now(UTC), base=BASE)  # fmt: skip
+    assert bag_of(empty) == []
+    doc = message()
+    composition = doc["entry"][1]["resource"]
+    composition["section"] = [s for s in composition["section"]
+                              if s["code"]["coding"][0]["code"] != "belongings"]  # fmt: skip
+    assert bag_of(doc) == []

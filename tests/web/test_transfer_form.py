@@ -116,6 +116,17 @@ def test_the_time_taken_and_the_usual_readings_are_reviewed_sent_and_shown(
     assert said in page.text and "Taken 2026-12-01 07:45." in page.text
 
 
+def test_the_bag_is_ticked_and_typed_and_comes_back_as_it_was_for_a_change(web: TestClient) -> None:
+    review = _post(web, step="review", bag=["Glasses", "Dentures"], belongings="Handbag")
+    assert review.status_code == 200
+    assert 'name="belongings" value="Glasses\nDentures\nHandbag"' in review.text
+    back = _post(web, step="edit", belongings="Glasses\nDentures\nHandbag")
+    for item, ticked in (("Glasses", True), ("Dentures", True), ("Hearing aids", False)):
+        box = re.search(rf'<input type="checkbox"[^>]*value="{item}"[^>]*>', back.text)
+        assert box is not None and (" checked" in box[0]) is ticked, item
+    assert re.search(r'<textarea id="belongings"[^>]*>Handbag</textarea>', back.text)
+
+
 def test_spo2_scale_2_is_chosen_on_the_form_and_travels_in_the_message(
     web: TestClient, store: Store
 ) -> None:
