@@ -141,9 +141,9 @@ def _organisations_query(dialect: str) -> Select[Any]:
     )
 
 
-def _organisations(conn: Connection, refs: set[str]) -> dict[str, str]:
-    """``Organization/<id>`` → ODS code, for rows gathered from their bodies that reference
-    rather than name an organisation."""
+def organisation_codes(conn: Connection, refs: set[str]) -> dict[str, str]:
+    """``Organization/<id>`` → ODS code, for resources that reference rather than name an
+    organisation (a SystmOne or EMIS registration's practice)."""
     ids = sorted(ref.split("/", 1)[1] for ref in refs)
     rows = conn.execute(_organisations_query(conn.dialect.name), {"ids": ids}).all()
     found = {f"Organization/{row.id}": ods_code(orjson.loads(row.body)) for row in rows}
@@ -229,7 +229,7 @@ def gather_facts(
     stale = [(t, orjson.loads(b)) for t, b in facts.bodies]
     related = [body for t, body in stale if t in RELATIONSHIP_TYPES]
     refs = {ref for body in related if (ref := organisation_reference(body))} - set(facts.orgs)
-    orgs = facts.orgs | (_organisations(conn, refs) if refs else {})
+    orgs = facts.orgs | (organisation_codes(conn, refs) if refs else {})
     relationships = [rel for t in facts.ties if (rel := t.resolve(orgs)) is not None]
     relationships += [rel for body in related if (rel := relationship(body, orgs)) is not None]
     directives = facts.directives + [

@@ -265,7 +265,8 @@ def read_form(
     baseline = _baseline(entered, now.astimezone(_UK).date(), problems)
     medicines = _medicines(typed["medicines"], now, problems)
     form = TransferForm(
-        person=Person(nhs_number, entered["family"], entered["given"], entered["born"]),
+        person=Person(nhs_number, entered["family"], entered["given"], entered["born"],
+                      entered["gp_practice"]),
         reason=entered["reason"], vitals=vitals, completed_by=completed_by,
         observed_at=observed_at, baseline=baseline,
         medicines=medicines, allergies=lines(typed["allergies"]),

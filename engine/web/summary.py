@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from consent import Policy, section_of
+from consent.facts import relationship
 from engine.identity.features import NHS_SYSTEM
 from engine.web.current import current, standing, superseded
 from engine.web.templating import uk_date
@@ -291,6 +292,27 @@ def cpr_in_force(decisions: Iterable[Mapping[str, Any]], today: str) -> bool | N
     dates = [d for d, _ in said]
     left = {v for i, (d, v) in enumerate(said) if not superseded(d, dates[:i] + dates[i + 1 :])}
     return left.pop() if len(left) == 1 else None
+
+
+def registered_practice(
+    registrations: Iterable[Mapping[str, Any]],
+    orgs: Mapping[str, str],
+    org_names: Mapping[str, str],
+    today: str,
+) -> str:
+    """The GP practice the person is registered with, as a form names it (``name (code)``),
+    from the current registrations the user may see (``orgs``: a literal ``Organization/<id>``
+    reference's ODS code); empty when none names one, or when they name more than one
+    practice: which is theirs is not guessed."""
+    codes = {
+        found.org for r in registrations
+        if current(r, today) and (found := relationship(r, orgs)) is not None
+        and found.kind == "registration"
+    }  # fmt: skip
+    if len(codes) != 1:
+        return ""
+    (code,) = codes
+    return f"{org_names[code]} ({code})" if code in org_names else code
 
 
 def _date(resource: Mapping[str, Any]) -> str:

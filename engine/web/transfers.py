@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,13 +21,15 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
 from adapters.values import UK, nhs_number_valid
-from consent import Decision, Who, user_refusals
+from consent import Decision, Who, section_of, user_refusals
 from consent import Request as Asked
+from consent.facts import organisation_reference
 from engine.api.deps import context, refuse, services, target
 from engine.api.errors import FhirError
 from engine.api.records import explanation, people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step, seen
 from engine.directory import organisations
+from engine.gate import organisation_codes
 from engine.transfer import news2, signature
 from engine.transfer.entry import ABOUT_ME, BAG, packed, read_form, reviewed_medicines, unsaid
 from engine.transfer.entry import lines as _lines
@@ -48,7 +50,7 @@ from engine.transfer.signature import SigningKeyError
 from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
 from engine.web.pages import _page, _signed_in, _to, notice_first, org_names, to_sign_in
-from engine.web.summary import compose, label
+from engine.web.summary import compose, label, registered_practice
 from engine.web.summary import detail as summary_detail
 from engine.web.templating import templates, uk_time
 
@@ -79,7 +81,9 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
     )
     if not released.items:
         return None
-    view = compose(released.resources, svc.policy, {}, svc.reader.now().astimezone(UK).date())
+    today = svc.reader.now().astimezone(UK).date()
+    names = org_names(request)
+    view = compose(released.resources, svc.policy, names, today)
     # The summary's sections, which list current items only: the details list ended ones too
     # (a refused LPA, an ended DoLS), which the hospital would read as the resident's now.
     by_key = {s.key: s for s in view.summary}
@@ -92,6 +96,7 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
     return {
         "given": person.given if person else "", "family": person.family if person else "",
         "born": person.born if person else "",
+        "gp_practice": _practice(request, released.resources, names, today.isoformat()),
         "medicines": "\n".join(labels("medications-current")),
         "allergies": "\n".join(labels("allergies")),
         "contacts": "; ".join(labels("contacts")),
@@ -99,6 +104,22 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
         "legal": "; ".join(labels("legal")),
         "for_cpr": "" if view.for_cpr is None else "yes" if view.for_cpr else "no",
     }  # fmt: skip
+
+
+def _practice(
+    request: Request, released: Sequence[Mapping[str, Any]], names: Mapping[str, str], today: str
+) -> str:
+    """The GP practice of the registrations released (``summary.registered_practice``); a
+    SystmOne or EMIS registration names its practice by a reference, looked up here, as the
+    policy's facts look it up."""
+    svc = services(request)
+    registrations = [r for r in released if section_of(r, svc.policy) == "registrations"]
+    refs = {ref for r in registrations if (ref := organisation_reference(r))}
+    orgs: dict[str, str] = {}
+    if refs:
+        with svc.engine.connect() as conn:
+            orgs = organisation_codes(conn, refs)
+    return registered_practice(registrations, orgs, names, today)
 
 
 def _kind_of(request: Request, kind: str) -> list[tuple[str, str]]:
@@ -173,9 +194,10 @@ def start(request: Request, nhs_number: str) -> Response:
 def send_transfer(
     request: Request, nhs_number: str, csrf_token: Field, hospital: Optional = "",
     reason: Optional = "", given: Optional = "", family: Optional = "", born: Optional = "",
-    respiration_rate: Optional = "", spo2: Optional = "", systolic_bp: Optional = "",
-    pulse: Optional = "", consciousness: Optional = "", temperature: Optional = "",
-    on_oxygen: Optional = "", spo2_scale: Optional = "1", observed: Optional = "",
+    gp_practice: Optional = "", respiration_rate: Optional = "", spo2: Optional = "",
+    systolic_bp: Optional = "", pulse: Optional = "", consciousness: Optional = "",
+    temperature: Optional = "", on_oxygen: Optional = "", spo2_scale: Optional = "1",
+    observed: Optional = "",
     usual_respiration_rate: Optional = "", usual_spo2: Optional = "",
     usual_systolic_bp: Optional = "", usual_pulse: Optional = "",
     usual_temperature: Optional = "", usual_consciousness: Optional = "",
@@ -198,6 +220,7 @@ def send_transfer(
     session.check_csrf(request, csrf_token)
     entered = {
         "hospital": hospital, "reason": reason, "given": given, "family": family, "born": born,
+        "gp_practice": gp_practice,
         "respiration_rate": respiration_rate, "spo2": spo2, "systolic_bp": systolic_bp,
         "pulse": pulse, "consciousness": consciousness, "temperature": temperature,
         "on_oxygen": on_oxygen, "spo2_scale": spo2_scale, "observed": observed,

@@ -31,6 +31,7 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     nurse.click("#start-transfer")
     nurse.wait_for_load_state()
     shot(nurse, "red-bag-form")
+    assert nurse.input_value("#gp_practice").endswith(")"), "prefilled: name (ODS code)"
     nurse.select_option("#hospital", cat.HOSPITAL.ods)
     nurse.fill("#reason", "Fall this morning, hip pain, more confused than usual")
     for field, value in (("#respiration_rate", "22"), ("#spo2", "94"), ("#systolic_bp", "105"),

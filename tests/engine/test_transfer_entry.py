@@ -15,9 +15,9 @@ from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 NOW = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
 TYPED = {
     "hospital": "R9Z", "reason": "Fall", "given": "Ann", "family": "Synthetic",
-    "born": "1932-04-01", "respiration_rate": "22", "spo2": "94", "systolic_bp": "105",
-    "pulse": "98", "consciousness": "C", "temperature": "37.9", "on_oxygen": "",
-    "spo2_scale": "1", "observed": "09:10", "usual_respiration_rate": "",
+    "born": "1932-04-01", "gp_practice": "", "respiration_rate": "22", "spo2": "94",
+    "systolic_bp": "105", "pulse": "98", "consciousness": "C", "temperature": "37.9",
+    "on_oxygen": "", "spo2_scale": "1", "observed": "09:10", "usual_respiration_rate": "",
     "usual_spo2": "", "usual_systolic_bp": "", "usual_pulse": "", "usual_temperature": "",
     "usual_consciousness": "", "usual_recorded": "", "medicines": "", "allergies": "",
     "for_cpr": "", "advance": "", "legal": "", "about_communication": "",

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from consent import Request, decide, mask, section_of
-from engine.web.summary import UNNAMED_MEDICINE, View, compose
+from engine.web.summary import UNNAMED_MEDICINE, View, compose, registered_practice
 from engine.web.templating import templates
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.transfers import home, keys
@@ -339,3 +339,41 @@ def test_an_item_whose_end_date_has_passed_is_not_summarised_as_current() -> Non
         "Deprivation of Liberty Safeguards to 2026",
         "Deprivation of Liberty Safeguards to 2026-12-06",
     ]
+
+
+def _registration(rid: str, org: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "EpisodeOfCare", "id": rid, "status": "active",
+        "type": [{"coding": [{"system": "https://fhir.scr.example/CodeSystem/scr-episode-type",
+                              "code": "gp-registration"}]}],
+        "managingOrganization": org, "period": {"start": "2001-01-01"}, **more,
+    }  # fmt: skip
+
+
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+
+
+@pytest.mark.parametrize(
+    ("registrations", "named"),
+    [
+        ([_registration("e1", {"reference": "Organization/o1"})], "Riverside (Y00001)"),
+        ([_registration("e1", {"identifier": {"system": ODS, "value": "Y00001"}})],
+         "Riverside (Y00001)"),
+        ([_registration("e1", {"identifier": {"system": ODS, "value": "Y00009"}})], "Y00009"),
+        # the practice left is not theirs; two at once, which is, is not guessed
+        ([_registration("e1", {"reference": "Organization/o1"}),
+          _registration("e2", {"identifier": {"system": ODS, "value": "Y00002"}},
+                        period={"start": "2001-01-01", "end": "2020-01-01"})],
+         "Riverside (Y00001)"),
+        ([_registration("e1", {"reference": "Organization/o1"}),
+          _registration("e2", {"identifier": {"system": ODS, "value": "Y00002"}})], ""),
+        ([_registration("e1", {"reference": "Organization/unknown"})], ""),
+        ([], ""),
+    ],
+)  # fmt: skip
+def test_the_gp_practice_is_the_one_current_registration_names(
+    registrations: list[dict[str, Any]], named: str
+) -> None:
+    found = registered_practice(registrations, {"Organization/o1": "Y00001"},
+                                {"Y00001": "Riverside"}, TODAY.isoformat())  # fmt: skip
+    assert found == named

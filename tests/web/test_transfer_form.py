@@ -220,6 +220,19 @@ def test_the_form_is_prefilled_with_the_cpr_decision_in_force(
     assert '<option value="no" selected>Not for CPR (DNACPR)</option>' in web.get(PATH).text
 
 
+def test_the_gp_practice_is_sent_and_never_guessed(web: TestClient, store: Store) -> None:
+    """The contract's demographics name the GP practice; the form never sent one. This person
+    is registered at two practices at once (the store's SystmOne record says so), so which is
+    theirs is left to the nurse, and what the nurse gives is sent."""
+    form = web.get(PATH).text
+    assert '<input type="text" id="gp_practice" name="gp_practice" value=""' in form
+    sent = _post(web, step="send", gp_practice="Hillside Surgery (Y00002)")
+    assert sent.status_code == 303
+    with store.engine.connect() as conn:
+        doc = orjson.loads(conn.execute(select(MESSAGES.c.raw)).scalar_one())
+    assert f"NHS number {NHS}; GP practice Hillside Surgery (Y00002)" in str(doc)
+
+
 def test_a_blank_name_or_birth_date_comes_back_on_the_form(web: TestClient) -> None:
     """A record without a birth date prefills none: the nurse gets the form back, not JSON."""
     for field in ("given", "family", "born", "hospital", "consciousness"):
