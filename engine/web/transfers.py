@@ -302,14 +302,20 @@ def _change(resource: dict[str, Any], event: str) -> str:
     return ", ".join(kinds) or "kind not given"
 
 
+#: How each kind of entry says when it was: a medicine's last dose, a reading's taking.
+_WHEN = {"MedicationStatement": "last dose given", "Observation": "taken"}
+
+
 def _line(resource: dict[str, Any], names: Mapping[str, str], event: str) -> str:
     """One coded entry as a clinician reads it, as the record page words an item; a medicine's
-    last dose to the minute, as the care home's chart gave it, and a discharge's change."""
+    last dose and a reading's time to the minute, as the care home gave them (a usual
+    reading's day), and a discharge's change."""
     parts = [label(resource), _change(resource, event), summary_detail(resource, names)]
     given = resource.get("effectiveDateTime")
-    if resource.get("resourceType") == "MedicationStatement" and isinstance(given, str):
+    said = _WHEN.get(str(resource.get("resourceType")))
+    if said is not None and isinstance(given, str):
         # A dateTime without a time (a year, a month, a day: R4 allows them) is shown as sent.
-        parts.append(f"last dose given {uk_time(given) if 'T' in given else given}")
+        parts.append(f"{said} {uk_time(given) if 'T' in given else given}")
     return " · ".join(p for p in parts if p)
 
 

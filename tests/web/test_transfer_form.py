@@ -114,6 +114,9 @@ def test_the_time_taken_and_the_usual_readings_are_reviewed_sent_and_shown(
     assert said in str(doc) and "Taken 2026-12-01 07:45." in str(doc)
     page = web.get(sent.headers["location"])
     assert said in page.text and "Taken 2026-12-01 07:45." in page.text
+    # each coded reading with its time (the usual ones with their day), beside the summary
+    assert "<li>Heart rate · 98 /min · final · taken 2026-12-01 07:45</li>" in page.text
+    assert "<li>ACVPU scale score · A · final · taken 2026-11-02</li>" in page.text
 
 
 def test_the_bag_is_ticked_and_typed_and_comes_back_as_it_was_for_a_change(web: TestClient) -> None:
