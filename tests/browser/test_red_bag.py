@@ -51,6 +51,9 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     nurse.click("text=Review transfer")
     nurse.wait_for_load_state()
     assert "NEWS2 8" in nurse.locator("#news2").inner_text()
+    # a list reviewed an item a line, as it will be read: run together, where one ends is lost
+    bag = nurse.locator("#review dt:has-text('What is in the bag') + dd").inner_text()
+    assert bag.splitlines() == ["Glasses", "Hearing aids", "Handbag"]
     shot(nurse, "red-bag-review")
     nurse.click("text=Send transfer")
     nurse.wait_for_load_state()
