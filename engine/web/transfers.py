@@ -329,8 +329,11 @@ def _transfer_view(
     """The transfer page as ``who`` may act on it now; ``more`` adds problems or typed text."""
     shown = detail(services(request), row)
     names = org_names(request)
-    bags = [bag_of(m["bundle"]) for m in shown["messages"] if m["event"] == "care-home-transfer"]
-    more.setdefault("typed", {"returned": "\n".join(bags[0] if bags else [])})
+    can_discharge = _may_discharge(who, row)
+    if can_discharge:  # the form starts from what the bag held
+        bag = next((bag_of(m["bundle"]) for m in shown["messages"]
+                    if m["event"] == "care-home-transfer"), [])  # fmt: skip
+        more.setdefault("typed", {"returned": "\n".join(bag)})
     messages = [
         (
             m["event"],
@@ -340,7 +343,7 @@ def _transfer_view(
     ]
     return _page(request, "transfer.html", status, who=who, shown=shown, messages=messages,
                  can_ack=acknowledgement(who, row) is not None,
-                 can_discharge=_may_discharge(who, row), org_names=names,
+                 can_discharge=can_discharge, org_names=names,
                  **more)  # fmt: skip
 
 
