@@ -25,8 +25,9 @@ _ENDED_ANY = frozenset({"entered-in-error"})
 _ENDED_CLINICAL = frozenset({"inactive", "resolved", "remission", "refuted", "entered-in-error"})
 
 
-def _codes(value: Any) -> set[str]:
-    """The codes a status gives: a code, or a CodeableConcept's (STU3 sent a code)."""
+def codes(value: Any) -> set[str]:
+    """The codes a status or a concept gives: a code, or a CodeableConcept's (STU3 sent a
+    status as a code)."""
     if isinstance(value, str):
         return {value}
     coding = value.get("coding") if isinstance(value, dict) else None
@@ -62,9 +63,9 @@ def current(resource: Mapping[str, Any], today: str) -> bool:
     if resource.get("active") is False or _ended_by(resource, today):
         return False
     ended = _ENDED_STATUS.get(str(resource.get("resourceType")), _ENDED_ANY)
-    if _codes(resource.get("status")) & ended:
+    if codes(resource.get("status")) & ended:
         return False
-    clinical = _codes(resource.get("clinicalStatus")) | _codes(resource.get("verificationStatus"))
+    clinical = codes(resource.get("clinicalStatus")) | codes(resource.get("verificationStatus"))
     return not clinical & _ENDED_CLINICAL
 
 

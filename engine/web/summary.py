@@ -17,7 +17,7 @@ from typing import Any
 from consent import Policy, section_of
 from consent.facts import relationship
 from engine.identity.features import NHS_SYSTEM
-from engine.web.current import current, standing, superseded
+from engine.web.current import codes, current, standing, superseded
 from engine.web.templating import uk_date
 
 #: What a clinician reads first (issue 6): alerts, allergies, medicines, problems, recent
@@ -281,11 +281,7 @@ def cpr_in_force(decisions: Iterable[Mapping[str, Any]], today: str) -> bool | N
     for r in decisions:
         if r.get("resourceType") == "Consent" or not current(r, today):
             continue
-        code = r.get("code")
-        codings = code.get("coding") if isinstance(code, dict) else None
-        listed = codings if isinstance(codings, list) else []
-        found = {FOR_CPR[k] for c in listed if isinstance(c, dict) and (k := str(c.get("code")))
-                 in FOR_CPR}  # fmt: skip
+        found = {FOR_CPR[c] for c in codes(r.get("code")) & FOR_CPR.keys()}
         if len(found) > 1:
             return None  # one record saying both
         said.extend((_date(r), v) for v in found)
