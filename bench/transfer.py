@@ -9,9 +9,11 @@ people (``RESIDENTS``): with one resident, every transfer would be of the same p
 would cost more than the last, since the policy reads every earlier transfer of that person.
 Each figure includes uvicorn, the token check, the JSON Schema, R4 validation of every
 resource, the business rules (the policy decision on the sender's relationship among them), the
-signature check, the audit append and the atomic store. Messages are built and signed
-beforehand: signing is the sender's cost. The floor is the same bytes parsed with ``orjson``
-and inserted as one row by the driver, in this process, one at a time.
+signature check, the audit append and the atomic store. Each message is a whole transfer as
+the form sends one (``MEDICINES`` with their last doses, allergies, the readings now and the
+usual ones, the CPR decision, About me, the bag), not the least a message may hold. Messages
+are built and signed beforehand: signing is the sender's cost. The floor is the same bytes
+parsed with ``orjson`` and inserted as one row by the driver, in this process, one at a time.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from engine.ingest import ingest
 from engine.models import Resource
 from engine.settings import Settings
 from engine.transfer import signature
-from engine.transfer.form import Person, TransferForm, transfer_message
+from engine.transfer.form import Baseline, Medicine, Person, TransferForm, transfer_message
 from engine.transfer.news2 import Vitals
 from engine.transfer.store import register_key
 
@@ -58,6 +60,12 @@ CARE_ROLE = "S8000:G8000:R8001"
 #: People placed in the region's care homes before the run (oldest first), so that the
 #: messages are spread over many residents as they would be.
 RESIDENTS = 48
+#: A resident's regular medicines, each with its last dose in the message.
+MEDICINES = (
+    "Amlodipine 5mg tablets", "Atorvastatin 20mg tablets", "Bisoprolol 2.5mg tablets",
+    "Donepezil 10mg tablets", "Lansoprazole 15mg capsules", "Paracetamol 500mg tablets",
+    "Senna 7.5mg tablets",
+)  # fmt: skip
 #: The council that records the placements: not the synthetic region's own (its extract
 #: would replace that council's records).
 COUNCIL = ("E06000998", "Bench Council")
@@ -146,16 +154,23 @@ def _keys(engine: Engine, homes: list[str]) -> dict[str, Any]:
 
 
 def _message(home: str, key: Any, person: Person) -> bytes:
+    now = datetime.now(UTC)
     form = TransferForm(
         person=person,
         reason="Shortness of breath since this morning",
         vitals=Vitals(24, 92, True, 104, 112, "A", 38.4),
         completed_by="Bench nurse",
-        allergies=["Penicillin"],
+        observed_at=now - timedelta(minutes=10),
+        baseline=Baseline((now - timedelta(days=30)).date(), 16, 95, 130, 76, 36.6, "A"),
+        medicines=[
+            Medicine(name, now - timedelta(hours=2 + i)) for i, name in enumerate(MEDICINES)
+        ],
+        allergies=["Penicillin", "Latex"],
         for_cpr=False,
-        belongings=["Glasses"],
+        about_me="Communication: hard of hearing on the left\nWhat matters to me: her daughter",
+        contacts="Daughter (next of kin)",
+        belongings=["Glasses", "Hearing aids", "Medicines and MAR chart"],
     )
-    now = datetime.now(UTC)
     doc = transfer_message(form, sender=home, destination=cat.HOSPITAL.ods, now=now, base=BASE,
                            header_id=str(uuid.uuid4()))  # fmt: skip
     return orjson.dumps(signature.sign(doc, key, home, now))
