@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.transfer import news2, signature
 from engine.transfer import rules as transfer_rules
@@ -23,8 +25,10 @@ from engine.transfer.form import (
 )
 from engine.transfer.message import SECTIONS
 from engine.transfer.reading import sections, triage
+from tests.api.test_transfer_memo import places
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL, signed
 from tests.engine.test_transfer_entry import NOW, TYPED
+from tests.factories import JUNK
 
 TAKEN = datetime(2026, 12, 5, 7, 45, tzinfo=UTC)
 USUAL = Baseline(date(2026, 11, 2), respiration_rate=16, spo2=96, pulse=80, consciousness="A")
@@ -159,3 +163,28 @@ def test_a_usual_reading_that_would_mislead_is_caught_at_its_field(
     typed: dict[str, str], field: str
 ) -> None:
     assert [f for f, _ in _read(**typed)[1]] == [field]
+
+
+_KEY = signature.new_key()
+_SIGNED = signed(_message(), _KEY)
+_PATHS = [p for p in places(_SIGNED) if p[0] == "entry"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PATHS), JUNK), min_size=1, max_size=3))
+def test_junk_anywhere_in_a_message_with_usual_readings_is_judged_never_raised(
+    edits: list[tuple[tuple[str | int, ...], Any]],
+) -> None:
+    """The rules read the baseline section before anything is trusted: a section, a reference
+    or an entry of any JSON type is a problem to report, never an exception (a 500)."""
+    doc = copy.deepcopy(_SIGNED)
+    for path, value in edits:
+        node: Any = doc
+        try:
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = copy.deepcopy(value)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit replaced the parent
+    problems, _ = transfer_rules.check_shape(doc)
+    assert all(isinstance(p.diagnostics, str) for p in problems)
