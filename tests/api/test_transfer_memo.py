@@ -18,19 +18,19 @@ from tests.api.transfers import CARE_HOME, signed, unsigned
 from tests.factories import JUNK
 
 
-def places(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+def _places(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
     """Every path inside the message's resources, so an edit can land anywhere."""
     found = [path] if len(path) > 3 else []
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
         node, list) else ()  # fmt: skip
     for key, child in items:
-        found.extend(places(child, (*path, key)))
+        found.extend(_places(child, (*path, key)))
     return found
 
 
 _KEY = signature.new_key()
 _MESSAGE = signed(unsigned(), _KEY)
-_PATHS = [p for p in places(_MESSAGE) if p[0] == "entry" and p[2] == "resource"]
+_PATHS = [p for p in _places(_MESSAGE) if p[0] == "entry" and p[2] == "resource"]
 
 
 def _shape(doc: dict[str, Any], memo: ElementMemo | None) -> list[Problem]:
