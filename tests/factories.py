@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -195,3 +196,31 @@ JUNK: st.SearchStrategy[Any] = st.one_of(
     st.just({"coding": [{"code": 5}]}),
     st.just({"unknown": "element"}),
 )
+#: Where a value sits in a JSON document: its keys and indexes from the root.
+JsonPath = tuple[str | int, ...]
+
+
+def paths_in(node: Any, deeper_than: int, path: JsonPath = ()) -> list[JsonPath]:
+    """Every path in a JSON document more than ``deeper_than`` steps down, for an edit
+    (:data:`JUNK`) to land anywhere below that."""
+    found = [path] if len(path) > deeper_than else []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
+        node, list) else ()  # fmt: skip
+    for key, child in items:
+        found.extend(paths_in(child, deeper_than, (*path, key)))
+    return found
+
+
+def edited(doc: Any, edits: Sequence[tuple[JsonPath, Any]]) -> Any:
+    """A copy of ``doc`` with each value put at its path; an edit whose parent an earlier
+    edit replaced is left out."""
+    out = copy.deepcopy(doc)
+    for path, value in edits:
+        node = out
+        try:
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = copy.deepcopy(value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    return out

@@ -15,22 +15,12 @@ from engine.transfer import rules, signature
 from engine.transfer.rules import Problem, check_shape
 from engine.validate import ElementMemo
 from tests.api.transfers import CARE_HOME, signed, unsigned
-from tests.factories import JUNK
-
-
-def _places(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
-    """Every path inside the message's resources, so an edit can land anywhere."""
-    found = [path] if len(path) > 3 else []
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
-        node, list) else ()  # fmt: skip
-    for key, child in items:
-        found.extend(_places(child, (*path, key)))
-    return found
-
+from tests.factories import JUNK, edited, paths_in
 
 _KEY = signature.new_key()
 _MESSAGE = signed(unsigned(), _KEY)
-_PATHS = [p for p in _places(_MESSAGE) if p[0] == "entry" and p[2] == "resource"]
+#: Every path inside the message's resources, so an edit can land anywhere.
+_PATHS = [p for p in paths_in(_MESSAGE, 3) if p[0] == "entry" and p[2] == "resource"]
 
 
 def _shape(doc: dict[str, Any], memo: ElementMemo | None) -> list[Problem]:
@@ -62,15 +52,7 @@ def warm() -> ElementMemo:
 def test_a_warm_memo_refuses_each_broken_message_exactly_as_no_memo_does(
     warm: ElementMemo, edits: list[tuple[tuple[str | int, ...], Any]]
 ) -> None:
-    doc = copy.deepcopy(_MESSAGE)
-    for path, value in edits:
-        node: Any = doc
-        try:
-            for step in path[:-1]:
-                node = node[step]
-            node[path[-1]] = copy.deepcopy(value)
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier edit replaced the parent
+    doc = edited(_MESSAGE, edits)
     assert _shape(doc, warm) == _shape(doc, None)
     assert _shape(doc, warm) == _shape(doc, None)  # and again, the memo warmer
 

@@ -27,7 +27,7 @@ from engine.transfer.message import SECTIONS
 from engine.transfer.reading import sections, triage
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL, signed
 from tests.engine.test_transfer_entry import NOW, TYPED
-from tests.factories import JUNK
+from tests.factories import JUNK, edited, paths_in
 
 TAKEN = datetime(2026, 12, 5, 7, 45, tzinfo=UTC)
 USUAL = Baseline(date(2026, 11, 2), respiration_rate=16, spo2=96, pulse=80, consciousness="A")
@@ -168,18 +168,9 @@ _KEY = signature.new_key()
 _SIGNED = signed(_message(), _KEY)
 
 
-def _paths(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
-    """Every path in an entry, its fullUrl and resource too (a fullUrl of the wrong JSON type
-    leaves the entries readable, so the NEWS2 rules still look it up)."""
-    found = [path] if len(path) > 2 else []
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(
-        node, list) else ()  # fmt: skip
-    for key, child in items:
-        found.extend(_paths(child, (*path, key)))
-    return found
-
-
-_PATHS = [p for p in _paths(_SIGNED) if p[0] == "entry"]
+#: Every path in an entry, its fullUrl and resource too (a fullUrl of the wrong JSON type
+#: leaves the entries readable, so the NEWS2 rules still look it up).
+_PATHS = [p for p in paths_in(_SIGNED, 2) if p[0] == "entry"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -190,14 +181,6 @@ def test_junk_anywhere_in_a_message_with_usual_readings_is_judged_never_raised(
 ) -> None:
     """The rules read the baseline section before anything is trusted: a section, a reference
     or an entry of any JSON type is a problem to report, never an exception (a 500)."""
-    doc = copy.deepcopy(_SIGNED)
-    for path, value in edits:
-        node: Any = doc
-        try:
-            for step in path[:-1]:
-                node = node[step]
-            node[path[-1]] = copy.deepcopy(value)
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier edit replaced the parent
+    doc = edited(_SIGNED, edits)
     problems, _ = transfer_rules.check_shape(doc)
     assert all(isinstance(p.diagnostics, str) for p in problems)
