@@ -19,6 +19,7 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 
 from adapters.values import UK, nhs_number_valid
 from consent import Decision, Who, section_of, user_refusals
@@ -57,8 +58,6 @@ from engine.web.templating import templates, uk_time
 router = APIRouter(include_in_schema=False)
 Field = Annotated[str, Form()]
 Optional = Annotated[str, Form()]
-#: A checklist's ticked boxes (none ticked: none sent).
-Ticked = Annotated[list[str] | None, Form()]
 _INBOX = "/inbox"
 templates.env.globals["spo2_scales"] = news2.SCALES
 templates.env.globals["acvpu"] = news2.ACVPU
@@ -190,51 +189,71 @@ def start(request: Request, nhs_number: str) -> Response:
                  error=None if prefill else none)  # fmt: skip
 
 
+class Typed(BaseModel):
+    """What the transfer form posts. Every field but the CSRF token may be left out, so that a
+    blank one comes back on the form with its problem, never as a bare 400."""
+
+    csrf_token: str
+    hospital: str = ""
+    reason: str = ""
+    given: str = ""
+    family: str = ""
+    born: str = ""
+    gp_practice: str = ""
+    respiration_rate: str = ""
+    spo2: str = ""
+    systolic_bp: str = ""
+    pulse: str = ""
+    consciousness: str = ""
+    temperature: str = ""
+    on_oxygen: str = ""
+    spo2_scale: str = "1"
+    observed: str = ""
+    usual_respiration_rate: str = ""
+    usual_spo2: str = ""
+    usual_systolic_bp: str = ""
+    usual_pulse: str = ""
+    usual_temperature: str = ""
+    usual_consciousness: str = ""
+    usual_recorded: str = ""
+    medicines: str = ""
+    allergies: str = ""
+    for_cpr: str = ""
+    advance: str = ""
+    legal: str = ""
+    about_communication: str = ""
+    about_matters: str = ""
+    about_support: str = ""
+    about_mobility: str = ""
+    about_eating: str = ""
+    about_continence: str = ""
+    about_cognition: str = ""
+    contacts: str = ""
+    infection: str = ""
+    belongings: str = ""
+    #: The checklist's ticked boxes, sent in ``belongings`` (``entry.packed``).
+    bag: list[str] = []
+    step: str = "review"
+    reviewed: str = ""
+    message_id: str = ""
+
+
+#: The fields that steer the form rather than say what the nurse entered.
+_STEERING = frozenset({"csrf_token", "bag", "step", "reviewed", "message_id"})
+
+
 @router.post("/record/{nhs_number}/transfer")
-def send_transfer(
-    request: Request, nhs_number: str, csrf_token: Field, hospital: Optional = "",
-    reason: Optional = "", given: Optional = "", family: Optional = "", born: Optional = "",
-    gp_practice: Optional = "", respiration_rate: Optional = "", spo2: Optional = "",
-    systolic_bp: Optional = "", pulse: Optional = "", consciousness: Optional = "",
-    temperature: Optional = "", on_oxygen: Optional = "", spo2_scale: Optional = "1",
-    observed: Optional = "",
-    usual_respiration_rate: Optional = "", usual_spo2: Optional = "",
-    usual_systolic_bp: Optional = "", usual_pulse: Optional = "",
-    usual_temperature: Optional = "", usual_consciousness: Optional = "",
-    usual_recorded: Optional = "", medicines: Optional = "",
-    allergies: Optional = "", for_cpr: Optional = "", advance: Optional = "",
-    legal: Optional = "", about_communication: Optional = "", about_matters: Optional = "",
-    about_support: Optional = "", about_mobility: Optional = "", about_eating: Optional = "",
-    about_continence: Optional = "", about_cognition: Optional = "", contacts: Optional = "",
-    infection: Optional = "", belongings: Optional = "", bag: Ticked = None,
-    step: Optional = "review", reviewed: Optional = "", message_id: Optional = "",
-) -> Response:  # fmt: skip
+def send_transfer(request: Request, nhs_number: str, typed: Annotated[Typed, Form()]) -> Response:
     """``step`` is ``review`` (check what was entered, NEWS2 computed), ``edit`` (back to the
     form with what was entered) or ``send``; nothing is sent that was not reviewed as it is
     (``reviewed`` seals the values the review showed, the person's NHS number and the
     message id the review chose: a replayed or altered post, or one for another person, is
     shown for review again). A reviewed transfer sent twice (a double click, or Back and Send)
-    is one message id, so the second send goes to the transfer the first opened. Every field
-    is optional to FastAPI, so that a blank one comes back on the form with its problem, never
-    as a bare 400."""
-    session.check_csrf(request, csrf_token)
-    entered = {
-        "hospital": hospital, "reason": reason, "given": given, "family": family, "born": born,
-        "gp_practice": gp_practice,
-        "respiration_rate": respiration_rate, "spo2": spo2, "systolic_bp": systolic_bp,
-        "pulse": pulse, "consciousness": consciousness, "temperature": temperature,
-        "on_oxygen": on_oxygen, "spo2_scale": spo2_scale, "observed": observed,
-        "usual_respiration_rate": usual_respiration_rate, "usual_spo2": usual_spo2,
-        "usual_systolic_bp": usual_systolic_bp, "usual_pulse": usual_pulse,
-        "usual_temperature": usual_temperature, "usual_consciousness": usual_consciousness,
-        "usual_recorded": usual_recorded, "medicines": medicines,
-        "allergies": allergies, "for_cpr": for_cpr, "advance": advance, "legal": legal,
-        "about_communication": about_communication, "about_matters": about_matters,
-        "about_support": about_support, "about_mobility": about_mobility,
-        "about_eating": about_eating, "about_continence": about_continence,
-        "about_cognition": about_cognition, "contacts": contacts, "infection": infection,
-        "belongings": packed(bag or [], belongings),
-    }  # fmt: skip
+    is one message id, so the second send goes to the transfer the first opened."""
+    session.check_csrf(request, typed.csrf_token)
+    step, message_id, hospital = typed.step, typed.message_id, typed.hospital
+    entered = typed.model_dump(exclude=set(_STEERING))
+    entered["belongings"] = packed(typed.bag, typed.belongings)
     found = _care_home_user(request, nhs_number)
     if isinstance(found, Response):
         return found
@@ -245,7 +264,7 @@ def send_transfer(
     # a review is of one person's transfer, sent as one message
     shown = entered | {"nhs_number": nhs_number, "message_id": message_id}
     if step == "send" and not (UUID.fullmatch(message_id)
-                               and session.sealed(request, shown, reviewed)):  # fmt: skip
+                               and session.sealed(request, shown, typed.reviewed)):  # fmt: skip
         step = "review"
     if not problems and step == "review":  # each time with its day, as it will be sent
         entered["medicines"] = shown["medicines"] = reviewed_medicines(form.medicines)
