@@ -11,9 +11,10 @@ Each figure includes uvicorn, the token check, the JSON Schema, R4 validation of
 resource, the business rules (the policy decision on the sender's relationship among them), the
 signature check, the audit append and the atomic store. Each message is a whole transfer as
 the form sends one (``MEDICINES`` with their last doses, allergies, the readings now and the
-usual ones, the CPR decision, About me, the bag), not the least a message may hold. Messages
-are built and signed beforehand: signing is the sender's cost. The floor is the same bytes
-parsed with ``orjson`` and inserted as one row by the driver, in this process, one at a time.
+usual ones, the CPR decision, About me, a contact, the bag), not the least a message may
+hold. Messages are built and signed beforehand: signing is the sender's cost. The floor is the
+same bytes parsed with ``orjson`` and inserted as one row by the driver, in this process, one
+at a time.
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ from engine.ingest import ingest
 from engine.models import Resource
 from engine.settings import Settings
 from engine.transfer import signature
-from engine.transfer.form import Baseline, Medicine, Person, TransferForm, transfer_message
+from engine.transfer.form import (
+    Baseline,
+    Contact,
+    Medicine,
+    Person,
+    TransferForm,
+    transfer_message,
+)
 from engine.transfer.news2 import Vitals
 from engine.transfer.store import register_key
 
@@ -168,7 +176,7 @@ def _message(home: str, key: Any, person: Person) -> bytes:
         allergies=["Penicillin", "Latex"],
         for_cpr=False,
         about_me="Communication: hard of hearing on the left\nWhat matters to me: her daughter",
-        contacts="Daughter (next of kin)",
+        contacts=[Contact("Ruth Bench", "Daughter, next of kin", "07700 900123")],
         belongings=["Glasses", "Hearing aids", "Medicines and MAR chart"],
     )
     doc = transfer_message(form, sender=home, destination=cat.HOSPITAL.ods, now=now, base=BASE,

@@ -82,7 +82,14 @@ def example(
 ) -> None:
     """Print an unsigned care-home transfer for a resident, to see the shape a care-home system
     sends (or to try ``scr transfer send``): the readings and the rest are examples."""
-    from engine.transfer.form import Baseline, Medicine, Person, TransferForm, transfer_message
+    from engine.transfer.form import (
+        Baseline,
+        Contact,
+        Medicine,
+        Person,
+        TransferForm,
+        transfer_message,
+    )
     from engine.transfer.news2 import Vitals
 
     now = datetime.now(UTC)
@@ -94,6 +101,7 @@ def example(
         observed_at=now - timedelta(minutes=10), baseline=usual,
         medicines=[Medicine("Paracetamol 500mg tablets", now)],
         allergies=["Penicillin"], for_cpr=None, belongings=["Glasses"],
+        contacts=[Contact("Example daughter", "Daughter, next of kin", "07700 900123")],
     )  # fmt: skip
     doc = transfer_message(form, sender=sender, destination=destination, now=now, base=base)
     sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")

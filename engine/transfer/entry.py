@@ -18,6 +18,7 @@ from consent.policy import readable
 from engine.transfer import news2
 from engine.transfer.form import (
     Baseline,
+    Contact,
     DischargeForm,
     Medicine,
     Person,
@@ -171,6 +172,26 @@ def _medicines(text: str, now: datetime, problems: list[Problem]) -> list[Medici
     return found
 
 
+def _contacts(text: str, problems: list[Problem]) -> list[Contact]:
+    """One contact a line, as the form asks: name | relationship | telephone. A number with no
+    digit in it is a slip a hospital would only find on calling it."""
+    found: list[Contact] = []
+    for n, line in enumerate(lines(text), start=1):
+        name, relationship, phone, *more = (part.strip() for part in [*line.split("|"), "", ""])
+        if blank(name):
+            problems.append(("contacts", f"Line {n} of the contacts: name the contact"))
+        elif any(not blank(part) for part in more):
+            problems.append(("contacts", f"Line {n} of the contacts: give the name, "
+                             "relationship and telephone only, with | between them"))  # fmt: skip
+        elif phone and not any(c.isdigit() for c in phone):
+            problems.append(("contacts", f"Line {n} of the contacts: give the telephone "
+                             "number in digits"))  # fmt: skip
+        else:
+            found.append(Contact(name, "" if blank(relationship) else relationship,
+                                 "" if blank(phone) else phone))  # fmt: skip
+    return found
+
+
 def _observed(text: str, now: datetime, problems: list[Problem]) -> datetime | None:
     """When the readings were taken: the hospital reads a NEWS2 of an hour ago otherwise
     than one taken as the ambulance came."""
@@ -272,7 +293,7 @@ def read_form(
         medicines=medicines, allergies=lines(typed["allergies"]),
         for_cpr={"yes": True, "no": False}.get(entered["for_cpr"]),
         advance_decisions=entered["advance"], legal=entered["legal"],
-        about_me=about_me(entered), contacts=entered["contacts"],
+        about_me=about_me(entered), contacts=_contacts(typed["contacts"], problems),
         infection_status=entered["infection"], belongings=lines(typed["belongings"]),
     )  # fmt: skip
     return form, problems

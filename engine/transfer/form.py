@@ -77,6 +77,17 @@ class Medicine:
     last_dose: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Someone the hospital may call about the person (next of kin, an attorney, the care
+    home): sent as a RelatedPerson, so a hospital system can file the number, not only show
+    it."""
+
+    name: str
+    relationship: str = ""
+    phone: str = ""
+
+
 def written(at: datetime) -> str:
     """An instant as people in the UK read it, to the minute (a last dose as the form reads it
     back, a step of a transfer): the day always (a bare 08:00 is this morning or yesterday's,
@@ -117,7 +128,7 @@ class TransferForm:
     advance_decisions: str = ""
     legal: str = ""
     about_me: str = ""
-    contacts: str = ""
+    contacts: Sequence[Contact] = ()
     infection_status: str = ""
     belongings: Sequence[str] = field(default_factory=tuple)
 
@@ -408,6 +419,23 @@ def changes_of(statement: dict[str, Any]) -> list[tuple[int, object]]:
     ]  # fmt: skip
 
 
+def related_person(subject: str, c: Contact) -> dict[str, Any]:
+    """A contact as UK Core's RelatedPerson, about the subject; what is blank is left out."""
+    return (
+        {"resourceType": "RelatedPerson", "patient": {"reference": subject},
+         "name": [{"text": c.name}]}
+        | ({"relationship": [{"text": c.relationship}]} if c.relationship else {})
+        | ({"telecom": [{"system": "phone", "value": c.phone}]} if c.phone else {})
+    )  # fmt: skip
+
+
+def contact_text(c: Contact) -> str:
+    """A contact as the Contacts section says it: ``Jane Smith (daughter) 07700 900123``."""
+    return " ".join(
+        filter(None, [c.name, f"({c.relationship})" if c.relationship else "", c.phone])
+    )
+
+
 def _given(m: Medicine) -> str:
     return written(m.last_dose) if m.last_dose else "not recorded"
 
@@ -468,7 +496,9 @@ def transfer_message(
                                         form.advance_decisions])), cpr),
         Section("legal-information", "Legal information", form.legal),
         Section("about-me", "About me", form.about_me),
-        Section("contact-for-further-information", "Contacts", form.contacts),
+        Section("contact-for-further-information", "Contacts",
+                "; ".join(contact_text(c) for c in form.contacts),
+                [related_person(subject, c) for c in form.contacts]),
         Section("infection-status", "Infection status", form.infection_status),
         Section("belongings", "What is in the bag", _lines(form.belongings)),
         Section("person-completing-record", "Person completing the record", form.completed_by),

@@ -236,6 +236,14 @@ def _organisations(ref: Any, org_names: Mapping[str, str]) -> list[str]:
     return found
 
 
+def contact_line(resource: Mapping[str, Any]) -> str:
+    """A contact as the transfer form takes one (``name | relationship | telephone``), so a
+    prefilled contact goes to the hospital with the number to call; a ``|`` of the source's
+    would split a part, so it reads as ``/``."""
+    parts = [label(resource), concept_text(resource.get("relationship")), _phones(resource)]
+    return " | ".join(p.replace("|", "/") for p in parts).rstrip(" |")
+
+
 def _phones(resource: Mapping[str, Any]) -> str:
     return ", ".join(
         str(t["value"])

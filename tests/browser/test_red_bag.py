@@ -48,6 +48,11 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     nurse.check("text=Hearing aids")
     nurse.fill("#belongings", "Handbag")
     nurse.fill("#medicines", "Paracetamol 500mg | 2026-12-01 08:00\nSenna 7.5mg")
+    known = nurse.input_value("#contacts")  # the record's, one a line: name | relationship | phone
+    assert all(len(line.split(" | ")) <= 3 for line in known.splitlines()), known
+    nurse.fill(
+        "#contacts", "\n".join([*known.splitlines(), "Home office | care home | 01632 960100"])
+    )
     nurse.click("text=Review transfer")
     nurse.wait_for_load_state()
     assert "NEWS2 8" in nurse.locator("#news2").inner_text()
@@ -76,6 +81,7 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     doctor.click("text=Acknowledge")
     doctor.wait_for_load_state()
     assert _status(doctor) == "acknowledged"
+    assert "Home office · care home · 01632 960100" in doctor.locator("main").inner_text()
     doctor.fill("#diagnoses", "Fractured neck of femur, repaired")
     doctor.fill("#started", "Alendronic acid 70mg weekly")
     doctor.fill("#follow_up", "Fracture clinic in 6 weeks")

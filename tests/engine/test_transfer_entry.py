@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.transfer.entry import BAG, packed, read_form, reviewed_medicines
-from engine.transfer.form import Medicine, transfer_message
+from engine.transfer.form import Contact, Medicine, transfer_message
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
 #: 09:30 UK time (GMT in December).
@@ -143,3 +143,30 @@ def test_the_bag_holds_the_known_items_ticked_then_the_others_each_once() -> Non
     ticked = ["Walking aid", "Glasses", "<script>", "Glasses"]
     assert packed(ticked, "Handbag\n\nGlasses\n Rings ") == "Glasses\nWalking aid\nHandbag\nRings"
     assert packed([], "") == "" and set(BAG) >= {"Glasses", "Dentures"}
+
+
+def test_contacts_are_read_one_a_line_as_name_relationship_and_telephone() -> None:
+    typed = "Pat Archer | Daughter, next of kin | 07700 900123\nGrey Gables | care home\nDr Who"
+    form, found = read_form(TYPED | {"contacts": typed}, "9990000018", "Nurse", {"R9Z"}, NOW)
+    assert found == []
+    assert list(form.contacts) == [
+        Contact("Pat Archer", "Daughter, next of kin", "07700 900123"),
+        Contact("Grey Gables", "care home"),
+        Contact("Dr Who"),
+    ]
+    doc = transfer_message(form, sender=CARE_HOME, destination=HOSPITAL, now=NOW, base=BASE)
+    (section,) = [s for s in doc["entry"][1]["resource"]["section"] if s["title"] == "Contacts"]
+    assert (
+        "Pat Archer (Daughter, next of kin) 07700 900123; Grey Gables (care home); Dr Who"
+        in (section["text"]["div"])
+    )
+    assert len(section["entry"]) == 3
+
+
+@pytest.mark.parametrize(
+    "line", [" | Daughter | 07700 900123", "Pat | Daughter | 07700 900123 | spare", "Pat | | none"]
+)
+def test_a_contact_line_that_would_not_help_the_hospital_is_caught_at_review(line: str) -> None:
+    """No name, a fourth part (a phone split by |, which would be lost), a number without a
+    digit."""
+    assert [f for f, _ in problems(contacts=f"Ann Other\n{line}")] == ["contacts"]

@@ -207,6 +207,48 @@ def test_the_form_is_prefilled_with_current_decisions_only(web: TestClient, stor
     assert "attorney" not in advance[1].lower(), advance[1]
 
 
+def test_each_contact_is_prefilled_with_the_number_to_call_and_sent_as_a_related_person(
+    web: TestClient, store: Store
+) -> None:
+    """The contacts field was prefilled with names alone ("Pat Archer") and sent as text: the
+    hospital learnt who to call but not how. Each current contact now comes with their
+    relationship and telephone, one a line, and travels as a RelatedPerson; the council's key
+    worker is care team, not a contact, and is not offered."""
+    folder = store.folder.parent / "council-contacts"
+    folder.mkdir()
+    tables = {
+        "organisation": [{"code": "E06000999", "name": "Borsetshire Council"}],
+        "persons": [{"person_id": "1", "first_name": "Renée", "last_name": "Smith",
+                     "date_of_birth": "1950-03-01", "gender": "F", "nhs_number": NHS,
+                     "restricted": "false"}],
+        "contacts": [
+            {"contact_id": "1", "person_id": "1", "name": "Pat Archer",
+             "relationship": "Daughter", "is_unpaid_carer": "false", "is_key_worker": "false",
+             "role": "", "team": "", "phone": "07700 900123"},
+            {"contact_id": "2", "person_id": "1", "name": "Usha Franks", "relationship": "",
+             "is_unpaid_carer": "false", "is_key_worker": "true", "role": "Social Worker",
+             "team": "Older People North", "phone": "01632 960001"},
+        ],
+    }  # fmt: skip
+    for table, rows in tables.items():
+        write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
+    ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))
+    field = re.search(r'<textarea id="contacts" name="contacts"[^>]*>([^<]*)</textarea>',
+                      web.get(PATH).text)  # fmt: skip
+    assert field and html.unescape(field[1]) == "Pat Archer | Daughter | 07700 900123", field
+    sent = _post(web, step="send", contacts=html.unescape(field[1]))
+    assert sent.status_code == 303, sent.text
+    with store.engine.connect() as conn:
+        doc = orjson.loads(conn.execute(select(MESSAGES.c.raw)).scalar_one())
+    (contact,) = [e["resource"] for e in doc["entry"]
+                  if e["resource"]["resourceType"] == "RelatedPerson"]  # fmt: skip
+    assert contact["name"] == [{"text": "Pat Archer"}]
+    assert contact["telecom"] == [{"system": "phone", "value": "07700 900123"}]
+    page = html.unescape(web.get(sent.headers["location"]).text)
+    assert "Pat Archer (Daughter) 07700 900123" in page  # the section's words
+    assert "Pat Archer · Daughter · 07700 900123" in page  # the entry, as the record words it
+
+
 def test_the_form_is_prefilled_with_the_cpr_decision_in_force(
     web: TestClient, store: Store
 ) -> None:
