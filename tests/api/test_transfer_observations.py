@@ -20,6 +20,7 @@ from engine.transfer.form import (
     NEWS2_TOTAL,
     VITAL_SIGNS,
     Baseline,
+    Contact,
     transfer_message,
     usual_entries,
 )
@@ -165,7 +166,8 @@ def test_a_usual_reading_that_would_mislead_is_caught_at_its_field(
 
 
 _KEY = signature.new_key()
-_SIGNED = signed(_message(), _KEY)
+#: With a contact too: a RelatedPerson is read by the rules as every entry is.
+_SIGNED = signed(_message(contacts=[Contact("Ruth Smith", "Daughter", "07700 900123")]), _KEY)
 
 
 #: Every path in an entry, its fullUrl and resource too (a fullUrl of the wrong JSON type
