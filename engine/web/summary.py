@@ -236,12 +236,20 @@ def _organisations(ref: Any, org_names: Mapping[str, str]) -> list[str]:
     return found
 
 
-def contact_line(resource: Mapping[str, Any]) -> str:
-    """A contact as the transfer form takes one (``name | relationship | telephone``), so a
-    prefilled contact goes to the hospital with the number to call; a ``|`` of the source's
-    would split a part, so it reads as ``/``."""
-    parts = [label(resource), concept_text(resource.get("relationship")), _phones(resource)]
-    return " | ".join(p.replace("|", "/") for p in parts).rstrip(" |")
+def contact_lines(contacts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Contacts as the transfer form takes them, one a line (``name | relationship |
+    telephone``), so a prefilled contact goes to the hospital with the number to call. One
+    person recorded by two sources (the council's "Daughter", the practice's "Daughter;
+    Next-of-Kin") is one line: the same name and number, each relationship said once. A ``|``
+    of the source's would split a part, so it reads as ``/``."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for c in contacts:
+        name, phones = label(c).replace("|", "/"), _phones(c).replace("|", "/")
+        said = concept_text(c.get("relationship")).replace("|", "/").split("; ")
+        kinds = merged.setdefault((name, phones), [])
+        kinds += [k for k in said if k and k.casefold() not in {x.casefold() for x in kinds}]
+    return [" | ".join([name, "; ".join(kinds), phones]).rstrip(" |")
+            for (name, phones), kinds in merged.items()]  # fmt: skip
 
 
 def _phones(resource: Mapping[str, Any]) -> str:

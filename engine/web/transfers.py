@@ -52,7 +52,7 @@ from engine.transfer.store import TransferRow, opening_messages, transfer
 from engine.web import session
 from engine.web.current import current
 from engine.web.pages import _page, _signed_in, _to, notice_first, org_names, to_sign_in
-from engine.web.summary import compose, contact_line, label, registered_practice
+from engine.web.summary import compose, contact_lines, label, registered_practice
 from engine.web.summary import detail as summary_detail
 from engine.web.templating import templates, uk_time
 
@@ -93,17 +93,17 @@ def _prefill(request: Request, who: Who, nhs_number: str) -> dict[str, Any] | No
         return list(dict.fromkeys(found))
 
     person = view.person
-    contacts = [
-        contact_line(r) for r in released.resources
+    contacts = contact_lines(
+        r for r in released.resources
         if section_of(r, svc.policy) == "contacts" and current(r, today.isoformat())
-    ]  # fmt: skip
+    )  # fmt: skip
     return {
         "given": person.given if person else "", "family": person.family if person else "",
         "born": person.born if person else "",
         "gp_practice": _practice(request, released.resources, names, today.isoformat()),
         "medicines": "\n".join(labels("medications-current")),
         "allergies": "\n".join(labels("allergies")),
-        "contacts": "\n".join(dict.fromkeys(contacts)),
+        "contacts": "\n".join(contacts),
         "advance": "; ".join(labels("advance-decisions")),
         "legal": "; ".join(labels("legal")),
         "for_cpr": "" if view.for_cpr is None else "yes" if view.for_cpr else "no",

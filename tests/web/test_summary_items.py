@@ -11,7 +11,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from consent import Request, decide, mask, section_of
-from engine.web.summary import UNNAMED_MEDICINE, View, compose, registered_practice
+from engine.web.summary import (
+    UNNAMED_MEDICINE,
+    View,
+    compose,
+    contact_lines,
+    registered_practice,
+)
 from engine.web.templating import templates
 from tests.api.conftest import NHS, PATIENT, Store, Token, auth
 from tests.api.transfers import home, keys
@@ -377,3 +383,26 @@ def test_the_gp_practice_is_the_one_current_registration_names(
     found = registered_practice(registrations, {"Organization/o1": "Y00001"},
                                 {"Y00001": "Riverside"}, TODAY.isoformat())  # fmt: skip
     assert found == named
+
+
+def _contact(name: str, relationship: list[str], phone: str = "") -> dict[str, Any]:
+    return {
+        "resourceType": "RelatedPerson", "name": [{"text": name}],
+        "relationship": [{"text": r} for r in relationship],
+        "telecom": [{"system": "phone", "value": phone}] if phone else [],
+    }  # fmt: skip
+
+
+def test_a_contact_two_sources_record_is_one_line_on_the_transfer_form() -> None:
+    """The council's "Daughter" and the practice's "Daughter; Next-of-Kin" for the same name
+    and number were two lines; a namesake with another number stays apart, never merged."""
+    assert contact_lines([
+        _contact("Ruth Smith", ["Daughter"], "07700 900123"),
+        _contact("Ruth Smith", ["daughter", "Next-of-Kin"], "07700 900123"),
+        _contact("Ruth Smith", ["Neighbour"], "07700 900999"),
+        _contact("Al | Bo", []),
+    ]) == [
+        "Ruth Smith | Daughter; Next-of-Kin | 07700 900123",
+        "Ruth Smith | Neighbour | 07700 900999",
+        "Al / Bo",
+    ]  # fmt: skip
