@@ -162,7 +162,8 @@ def _one(url: str, size: int, work: Path, quick: bool) -> dict[str, Any]:
         data = work / f"data-{label(url)}"
         data.mkdir()
         headers = {"Authorization": f"Bearer {gp_token(Settings(data_dir=data, auth_mode='dev'))}"}
-        with server(store, data) as base:
+        with server(store, data) as served:
+            base = served.base
             ask_templates(corpus, base, headers)
             add_heavy(engine, corpus, HEAVY_RESOURCES)
             build_s = time.perf_counter() - t0

@@ -38,7 +38,8 @@ def _one(url: str, sizes: list[int], work: Path, quick: bool) -> dict[str, Any]:
         data.mkdir()
         headers = {"Authorization": f"Bearer {gp_token(Settings(data_dir=data, auth_mode='dev'))}"}
         points: list[dict[str, Any]] = []
-        with server(store, data) as base:
+        with server(store, data) as served:
+            base = served.base
             for size in sizes:
                 grow(engine, corpus, size)
                 ask_templates(corpus, base, headers)

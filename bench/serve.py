@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -40,9 +41,41 @@ def gp_token(settings: Settings) -> str:
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A running ``scr serve``: where it answers, and its process (the workers' parent)."""
+
+    base: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server and its workers have used so far (``None`` without Linux's
+        ``/proc``). Divided by the requests of a phase, it is what each cost the server: a
+        figure the machine's other load moves far less than a latency, which every process
+        on its two cores moves (the senders, the database, a neighbour)."""
+        stats = []
+        for path in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                stats.append(path.read_text())
+            except OSError:  # a process that ended as it was read
+                continue
+        if not stats:
+            return None
+        parent: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for stat in stats:
+            pid, rest = stat.split(" (", 1)
+            fields = rest.rsplit(") ", 1)[1].split()
+            parent[int(pid)], ticks[int(pid)] = int(fields[1]), int(fields[11]) + int(fields[12])
+        tree = {self.pid}
+        while grown := {p for p, up in parent.items() if up in tree} - tree:
+            tree |= grown
+        return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def server(url: str, data_dir: Path, workers: int = 2) -> Iterator[str]:
-    """``scr serve --workers N`` over ``url``; yields its base URL once it answers."""
+def server(url: str, data_dir: Path, workers: int = 2) -> Iterator[Served]:
+    """``scr serve --workers N`` over ``url``, once it answers."""
     port = _free_port()
     env = os.environ | {
         "SCR_AUTH_MODE": "dev",
@@ -56,7 +89,7 @@ def server(url: str, data_dir: Path, workers: int = 2) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(base, proc, data_dir / "serve.log")
-        yield base
+        yield Served(base, proc.pid)
     finally:
         proc.terminate()
         try:
