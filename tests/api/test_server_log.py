@@ -13,7 +13,8 @@ from tests.factories import nhs_numbers
 def test_requests_naming_an_nhs_number_leave_it_out_of_the_server_log(tmp_path: Path) -> None:
     number = next(nhs_numbers(999_700_000))
     url = f"sqlite:///{tmp_path / 'scr.db'}"
-    with server(url, tmp_path, workers=1) as base:
+    with server(url, tmp_path, workers=1) as served:
+        base = served.base
         search = f"{base}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{number}"
         assert httpx.get(search).status_code == 401
         assert httpx.get(f"{base}/record/{number}").status_code in (200, 303, 401)
