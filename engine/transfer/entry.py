@@ -183,7 +183,7 @@ def _contacts(text: str, problems: list[Problem]) -> list[Contact]:
         elif any(not blank(part) for part in more):
             problems.append(("contacts", f"Line {n} of the contacts: give the name, "
                              "relationship and telephone only, with | between them"))  # fmt: skip
-        elif phone and not any(c.isdigit() for c in phone):
+        elif not blank(phone) and not any(c.isdigit() for c in phone):
             problems.append(("contacts", f"Line {n} of the contacts: give the telephone "
                              "number in digits"))  # fmt: skip
         else:

@@ -146,7 +146,14 @@ def test_the_bag_holds_the_known_items_ticked_then_the_others_each_once() -> Non
 
 
 def test_contacts_are_read_one_a_line_as_name_relationship_and_telephone() -> None:
-    typed = "Pat Archer | Daughter, next of kin | 07700 900123\nGrey Gables | care home\nDr Who"
+    """A number of nothing visible (a zero-width space) is no number, not a wrong one."""
+    typed = "\n".join(
+        [
+            "Pat Archer | Daughter, next of kin | 07700 900123",
+            "Grey Gables | care home",
+            "Dr Who | | \u200b",
+        ]
+    )
     form, found = read_form(TYPED | {"contacts": typed}, "9990000018", "Nurse", {"R9Z"}, NOW)
     assert found == []
     assert list(form.contacts) == [
