@@ -177,17 +177,26 @@ def test_the_form_is_prefilled_with_the_name_not_the_title(web: TestClient) -> N
     assert 'name="family" value="Smith"' in form
 
 
+def _council(store: Store, tables: dict[str, list[dict[str, str]]]) -> None:
+    """The council's extract for the resident, with ``tables`` beside their person row,
+    ingested as any extract is."""
+    folder = store.folder.parent / f"council-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    person = {"person_id": "1", "first_name": "Renée", "last_name": "Smith",
+              "date_of_birth": "1950-03-01", "gender": "F", "nhs_number": NHS,
+              "restricted": "false"}  # fmt: skip
+    tables = {"organisation": [{"code": "E06000999", "name": "Borsetshire Council"}],
+              "persons": [person]} | tables  # fmt: skip
+    for table, rows in tables.items():
+        write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
+    ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))
+
+
 def test_the_form_is_prefilled_with_current_decisions_only(web: TestClient, store: Store) -> None:
     """The form took the advance-decisions section whole: a lasting power of attorney the
     council recorded as refused went to the hospital beside the deputy appointed since, as
     if the attorney could decide for the resident."""
-    folder = store.folder.parent / "council-legal"
-    folder.mkdir()
-    tables = {
-        "organisation": [{"code": "E06000999", "name": "Borsetshire Council"}],
-        "persons": [{"person_id": "1", "first_name": "Renée", "last_name": "Smith",
-                     "date_of_birth": "1950-03-01", "gender": "F", "nhs_number": NHS,
-                     "restricted": "false"}],
+    _council(store, {
         "placements": [{"person_id": "1", "care_home_ods": CARE_HOME,
                         "start_date": "2024-04-01", "end_date": ""}],
         "legal": [
@@ -196,10 +205,7 @@ def test_the_form_is_prefilled_with_current_decisions_only(web: TestClient, stor
             {"person_id": "1", "kind": "Court-deputy", "status": "appointed",
              "start_date": "2022-01-01", "end_date": ""},
         ],
-    }  # fmt: skip
-    for table, rows in tables.items():
-        write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
-    ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))
+    })  # fmt: skip
     advance = re.search(
         r'<input type="text" id="advance" name="advance" value="([^"]*)"', web.get(PATH).text
     )
@@ -214,13 +220,7 @@ def test_each_contact_is_prefilled_with_the_number_to_call_and_sent_as_a_related
     hospital learnt who to call but not how. Each current contact now comes with their
     relationship and telephone, one a line, and travels as a RelatedPerson; the council's key
     worker is care team, not a contact, and is not offered."""
-    folder = store.folder.parent / "council-contacts"
-    folder.mkdir()
-    tables = {
-        "organisation": [{"code": "E06000999", "name": "Borsetshire Council"}],
-        "persons": [{"person_id": "1", "first_name": "Renée", "last_name": "Smith",
-                     "date_of_birth": "1950-03-01", "gender": "F", "nhs_number": NHS,
-                     "restricted": "false"}],
+    _council(store, {
         "contacts": [
             {"contact_id": "1", "person_id": "1", "name": "Pat Archer",
              "relationship": "Daughter", "is_unpaid_carer": "false", "is_key_worker": "false",
@@ -229,10 +229,7 @@ def test_each_contact_is_prefilled_with_the_number_to_call_and_sent_as_a_related
              "is_unpaid_carer": "false", "is_key_worker": "true", "role": "Social Worker",
              "team": "Older People North", "phone": "01632 960001"},
         ],
-    }  # fmt: skip
-    for table, rows in tables.items():
-        write_csv(folder / f"{table}.csv", list(rows[0]), rows, "utf-8")
-    ingest(store.engine, store.settings, store.codes, CouncilAdapter(), str(folder))
+    })  # fmt: skip
     field = re.search(r'<textarea id="contacts" name="contacts"[^>]*>([^<]*)</textarea>',
                       web.get(PATH).text)  # fmt: skip
     assert field and html.unescape(field[1]) == "Pat Archer | Daughter | 07700 900123", field
