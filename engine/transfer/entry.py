@@ -37,6 +37,8 @@ READINGS = {
     "pulse": "pulse",
     "temperature": "temperature",
 }
+#: The rest of what NEWS2 is scored on, by field.
+_OBSERVED = ("consciousness", "on_oxygen", "spo2_scale")
 #: About me, by field, as the contract lists it: what a hospital needs to care for the person
 #: as themselves. Each is optional, and the section says each given under its heading.
 ABOUT_ME = {
@@ -253,6 +255,39 @@ def reviewed_medicines(medicines: Sequence[Medicine]) -> str:
     )
 
 
+def _vitals(entered: Mapping[str, str], problems: list[Problem]) -> news2.Vitals:
+    """The observations now, as typed (stripped), each problem at its field."""
+    readings = {name: _reading(entered[name], name, problems) for name in READINGS}
+    level = entered["consciousness"]
+    if level not in news2.ACVPU:
+        problems.append(("consciousness", "Choose the level of consciousness (ACVPU)"))
+    return news2.Vitals(
+        int(readings["respiration_rate"]), int(readings["spo2"]), entered["on_oxygen"] == "yes",
+        int(readings["systolic_bp"]), int(readings["pulse"]),
+        level if level in news2.ACVPU else "A",
+        readings["temperature"], 2 if entered["spo2_scale"] == "2" else 1,
+    )  # fmt: skip
+
+
+def news2_so_far(typed: Mapping[str, str]) -> str:
+    """What the form says of NEWS2 while the observations are typed: the total once every
+    reading is in and each is one a person can have, else what it still waits for. Judged as
+    the review judges them (:func:`read_form`), so the two never disagree."""
+    entered = {name: typed.get(name, "").strip() for name in (*_OBSERVED, *READINGS)}
+    missing = [READINGS[name] for name in READINGS if blank(entered[name])]
+    if entered["consciousness"] not in news2.ACVPU:
+        missing.append("level of consciousness")
+    if missing:
+        return "NEWS2 still needs the " + _and(missing)
+    problems: list[Problem] = []
+    vitals = _vitals(entered, problems)
+    return f"NEWS2 not scored yet: {problems[0][1]}" if problems else news2.said(vitals)
+
+
+def _and(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def read_form(
     typed: Mapping[str, str],
     nhs_number: str,
@@ -272,16 +307,7 @@ def read_form(
         problems.append(("hospital", "Choose the hospital"))
     if blank(entered["reason"]):
         problems.append(("reason", "Enter the reason and current concern"))
-    readings = {name: _reading(entered[name], name, problems) for name in READINGS}
-    level = entered["consciousness"]
-    if level not in news2.ACVPU:
-        problems.append(("consciousness", "Choose the level of consciousness (ACVPU)"))
-    vitals = news2.Vitals(
-        int(readings["respiration_rate"]), int(readings["spo2"]), entered["on_oxygen"] == "yes",
-        int(readings["systolic_bp"]), int(readings["pulse"]),
-        level if level in news2.ACVPU else "A",
-        readings["temperature"], 2 if entered["spo2_scale"] == "2" else 1,
-    )  # fmt: skip
+    vitals = _vitals(entered, problems)
     observed_at = _observed(entered["observed"], now, problems)
     baseline = _baseline(entered, now.astimezone(_UK).date(), problems)
     medicines = _medicines(typed["medicines"], now, problems)

@@ -388,8 +388,7 @@ def readings(v: news2.Vitals, at: datetime) -> str:
         f"Taken {written(at)}. "
         f"Respiration rate {v.respiration_rate}/min; SpO2 {v.spo2}% {air}; systolic blood "
         f"pressure {v.systolic_bp} mmHg; pulse {v.pulse}/min; consciousness "
-        f"{news2.ACVPU[v.consciousness]}; temperature {v.temperature} °C. NEWS2 "
-        f"{news2.total(v)} ({news2.risk(v)} risk) on {news2.SCALES[v.spo2_scale]}"
+        f"{news2.ACVPU[v.consciousness]}; temperature {v.temperature} °C. {news2.said(v)}"
     )
 
 

@@ -96,3 +96,9 @@ def risk(v: Vitals) -> str:
     if score >= 5:
         return "medium"
     return "low-medium" if 3 in each.values() else "low"
+
+
+def said(v: Vitals) -> str:
+    """The total as every page and message words it: with its risk and the scale it was
+    scored on, since a total on scale 2 reads differently."""
+    return f"NEWS2 {total(v)} ({risk(v)} risk) on {SCALES[v.spo2_scale]}"

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Form, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from adapters.values import UK, nhs_number_valid
@@ -32,7 +32,15 @@ from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step
 from engine.directory import organisations
 from engine.gate import organisation_codes
 from engine.transfer import news2, signature
-from engine.transfer.entry import ABOUT_ME, BAG, packed, read_form, reviewed_medicines, unsaid
+from engine.transfer.entry import (
+    ABOUT_ME,
+    BAG,
+    news2_so_far,
+    packed,
+    read_form,
+    reviewed_medicines,
+    unsaid,
+)
 from engine.transfer.entry import lines as _lines
 from engine.transfer.form import (
     DischargeForm,
@@ -265,7 +273,6 @@ def send_transfer(request: Request, nhs_number: str, typed: Annotated[Typed, For
     who = found
     hospitals = _kind_of(request, "hospital")
     form, problems = read_form(entered, nhs_number, who.name, dict(hospitals), datetime.now(UTC))
-    vitals = form.vitals
     # a review is of one person's transfer, sent as one message
     shown = entered | {"nhs_number": nhs_number, "message_id": message_id}
     if step == "send" and not (UUID.fullmatch(message_id)
@@ -278,8 +285,7 @@ def send_transfer(request: Request, nhs_number: str, typed: Annotated[Typed, For
         shown["message_id"] = str(uuid.uuid4())
         return _page(request, "transfer_form.html", 200, who=who, nhs_number=nhs_number,
                      prefill=entered, hospitals=hospitals, review=True,
-                     news2_total=news2.total(vitals), news2_risk=news2.risk(vitals),
-                     news2_scale=news2.SCALES[vitals.spo2_scale],
+                     news2=news2.said(form.vitals),
                      hospital_name=dict(hospitals).get(hospital, hospital),
                      message_id=shown["message_id"],
                      reviewed=session.seal(request, shown))  # fmt: skip
@@ -297,6 +303,31 @@ def send_transfer(request: Request, nhs_number: str, typed: Annotated[Typed, For
     return _page(request, "transfer_form.html", status, who=who, nhs_number=nhs_number,
                  prefill=entered, hospitals=hospitals, problems=problems,
                  errors={f: text for f, text in problems if f}, error=error)  # fmt: skip
+
+
+class Observed(BaseModel):
+    """What the form's observations post as they are typed, with the form's CSRF token."""
+
+    csrf_token: str
+    respiration_rate: str = ""
+    spo2: str = ""
+    systolic_bp: str = ""
+    pulse: str = ""
+    consciousness: str = ""
+    temperature: str = ""
+    on_oxygen: str = ""
+    spo2_scale: str = "1"
+
+
+@router.post("/transfer/news2", response_class=PlainTextResponse)
+def news2_now(request: Request, observed: Annotated[Observed, Form()]) -> Response:
+    """NEWS2 as the form's observations stand, for the form to show while they are typed
+    (``entry.news2_so_far``). It reads nothing of any record, so it asks a session, not a
+    decision; it is posted so that readings stay out of addresses and the server's log."""
+    if _signed_in(request) is None:
+        return PlainTextResponse("Sign in again to see NEWS2", status_code=401)
+    session.check_csrf(request, observed.csrf_token)
+    return PlainTextResponse(news2_so_far(observed.model_dump()))
 
 
 @router.get(_INBOX, response_class=HTMLResponse)

@@ -37,7 +37,12 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     for field, value in (("#respiration_rate", "22"), ("#spo2", "94"), ("#systolic_bp", "105"),
                          ("#pulse", "98"), ("#temperature", "37.9")):  # fmt: skip
         nurse.fill(field, value)
+    live = "document.getElementById('news2-now').textContent"  # scored as it is typed
+    nurse.wait_for_function(f"{live}.endsWith('still needs the level of consciousness')")
     nurse.select_option("#consciousness", "C")
+    nurse.wait_for_function(f"{live}.startsWith('NEWS2 8 (high risk)')")
+    nurse.locator("#news2-now").scroll_into_view_if_needed()
+    shot(nurse, "red-bag-form-news2")
     nurse.fill("#observed", "2026-12-01 07:45")
     for field, value in (("#usual_spo2", "96"), ("#usual_pulse", "80"),
                          ("#usual_recorded", "2026-11-02")):  # fmt: skip

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.transfer.entry import BAG, packed, read_form, reviewed_medicines
+from engine.transfer import news2
+from engine.transfer.entry import BAG, news2_so_far, packed, read_form, reviewed_medicines
 from engine.transfer.form import Contact, Medicine, transfer_message
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
@@ -177,3 +178,32 @@ def test_a_contact_line_that_would_not_help_the_hospital_is_caught_at_review(lin
     """No name, a fourth part (a phone split by |, which would be lost), a number without a
     digit."""
     assert [f for f, _ in problems(contacts=f"Ann Other\n{line}")] == ["contacts"]
+
+
+def test_news2_while_typing_is_the_total_the_review_shows() -> None:
+    form, found = read_form(TYPED, "9990000018", "Nurse", {"R9Z"}, NOW)
+    assert found == [] and news2_so_far(TYPED) == news2.said(form.vitals)
+    assert news2_so_far(TYPED).startswith("NEWS2 8 (high risk) on SpO2 scale 1")
+
+
+def test_news2_while_typing_says_what_it_still_needs_and_never_scores_a_slip() -> None:
+    assert news2_so_far({}) == (
+        "NEWS2 still needs the respiration rate, SpO2, systolic blood pressure, pulse, "
+        "temperature and level of consciousness"
+    )
+    assert news2_so_far(TYPED | {"temperature": " ", "consciousness": ""}) == (
+        "NEWS2 still needs the temperature and level of consciousness"
+    )
+    assert news2_so_far(TYPED | {"pulse": "\u200b"}) == "NEWS2 still needs the pulse"
+    # what the review would refuse is not scored (an SpO2 of 940 would score 0)
+    slip = news2_so_far(TYPED | {"spo2": "940"})
+    assert slip == "NEWS2 not scored yet: Enter the SpO2 between 40 and 100: check the reading"
+    assert problems(spo2="940") == [("spo2", slip.removeprefix("NEWS2 not scored yet: "))]
+
+
+def test_news2_while_typing_is_scored_on_the_scale_chosen() -> None:
+    typed = TYPED | {"spo2": "90", "spo2_scale": "2", "on_oxygen": "yes"}
+    form, found = read_form(typed, "9990000018", "Nurse", {"R9Z"}, NOW)
+    assert found == [] and form.vitals.spo2_scale == 2
+    assert news2_so_far(typed) == news2.said(form.vitals)
+    assert "SpO2 scale 2" in news2_so_far(typed)

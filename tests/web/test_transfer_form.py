@@ -86,6 +86,39 @@ def test_a_review_shows_news2_and_sends_nothing_until_send(web: TestClient, stor
     assert count(store, MESSAGES) == 1
 
 
+def test_news2_is_shown_while_the_readings_are_typed_and_nothing_is_kept(
+    web: TestClient, store: Store
+) -> None:
+    """The form asks the server as the nurse types (posted: readings in no address or log);
+    the answer is the review's own words, and nothing is stored or audited for it, as
+    nothing of any record is read."""
+    readings = {k: FORM[k] for k in ("respiration_rate", "spo2", "systolic_bp", "pulse",
+                                     "consciousness", "temperature")}  # fmt: skip
+    page = web.get(PATH)
+    assert 'id="news2-now"' in page.text and 'fetch("/transfer/news2"' in page.text
+    token = csrf(web, PATH)
+    before = len(list(stream(store.engine)))
+    now = web.post("/transfer/news2", data=readings | {"csrf_token": token})
+    part = web.post("/transfer/news2", data={"pulse": "98", "csrf_token": token})
+    assert len(list(stream(store.engine))) == before and count(store, MESSAGES) == 0
+    assert now.status_code == 200 and now.headers["content-type"].startswith("text/plain")
+    assert now.text == "NEWS2 8 (high risk) on SpO2 scale 1"
+    assert part.text.startswith("NEWS2 still needs the respiration rate")
+    assert now.text in _post(web, step="review").text
+
+
+def test_news2_while_typing_needs_a_session_and_the_forms_token(
+    web: TestClient, store: Store
+) -> None:
+    forged = web.post("/transfer/news2", data={"pulse": "98", "csrf_token": "forged"})
+    assert forged.status_code == 403
+    assert [e["action"] for e in stream(store.engine) if e["outcome"] == "deny"] == ["form-refused"]
+    token = csrf(web, PATH)
+    web.cookies.clear()
+    nobody = web.post("/transfer/news2", data={"pulse": "98", "csrf_token": token})
+    assert (nobody.status_code, nobody.text) == (401, "Sign in again to see NEWS2")
+
+
 def test_a_mistake_keeps_what_was_entered(web: TestClient, store: Store) -> None:
     wrong = _post(web, step="review", spo2="ninety")
     assert wrong.status_code == 422 and "Enter the SpO2 as a whole number" in wrong.text
