@@ -1,9 +1,9 @@
 """Shared fixtures: a fresh migrated store per test on the backend chosen by SCR_TEST_DATABASE.
 
 ``SCR_TEST_DATABASE`` is ``sqlite`` (default: a file in the test's tmp dir) or a PostgreSQL URL;
-on PostgreSQL each test gets its own database (``engine.db.scratch_store``), dropped afterwards.
-Each store is a copy of one migrated once per run; a test of the migrations themselves takes an
-empty store from ``scratch_store``.
+on PostgreSQL each worker keeps a database per template, put back to the template before each
+test (``tests.stores``). Each store is a copy of one migrated once per run; a test of the
+migrations themselves takes an empty store from ``engine.db.scratch_store``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from adapters.codes import CodeMaps, load_all
 from engine.db import make_engine, scratch_store
 from engine.migrate import upgrade
 from engine.settings import Settings
+from tests.stores import KeptStores
 
 BACKEND = os.environ.get("SCR_TEST_DATABASE", "sqlite")
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -33,11 +34,31 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def kept_stores() -> Iterator[KeptStores | None]:
+    """On PostgreSQL, this worker's kept stores (``tests.stores``); none on SQLite, where a
+    copy is a file copy."""
+    if BACKEND == "sqlite":
+        yield None
+        return
+    stores = KeptStores(BACKEND)
+    yield stores
+    stores.close()
+
+
 @pytest.fixture
-def db_url(request: pytest.FixtureRequest, migrated: str, tmp_path: Path) -> Iterator[str]:
+def db_url(
+    request: pytest.FixtureRequest,
+    migrated: str,
+    tmp_path: Path,
+    kept_stores: KeptStores | None,
+) -> Iterator[str]:
     """A copy of ``migrated``, or of ``loaded`` for a test whose fixtures ask for it (the API
     tests' ``store``, in ``tests/api/conftest.py``)."""
     template = request.getfixturevalue("loaded") if "loaded" in request.fixturenames else migrated
+    if kept_stores is not None:
+        yield kept_stores.fresh(template)
+        return
     with scratch_store(BACKEND, tmp_path, template=template) as url:
         yield url
 
