@@ -39,6 +39,16 @@ READINGS = {
 }
 #: The rest of what NEWS2 is scored on, by field.
 _OBSERVED = ("consciousness", "on_oxygen", "spo2_scale")
+#: What NEWS2 needs typed or chosen, in the order the form asks it.
+_ASKED = (
+    *((n, READINGS[n]) for n in ("respiration_rate", "spo2", "systolic_bp", "pulse")),
+    ("consciousness", "level of consciousness"),
+    ("temperature", READINGS["temperature"]),
+)
+#: A reading as a nurse types one: digits (a decimal point in a temperature), nothing else
+#: Python's own reading lets through (``9_8``, other scripts' digits).
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 #: About me, by field, as the contract lists it: what a hospital needs to care for the person
 #: as themselves. Each is optional, and the section says each given under its heading.
 ABOUT_ME = {
@@ -85,12 +95,11 @@ def _reading(text: str, name: str, problems: list[Problem], usual: bool = False)
     field = f"usual_{name}" if usual else name
     low, high = news2.PLAUSIBLE[name]
     whole = name != "temperature"
-    try:
-        value = float(int(text)) if whole else float(text)
-    except ValueError:
+    if not (_WHOLE if whole else _DECIMAL).fullmatch(text):
         kind = "a whole number" if whole else "a number such as 37.2"
         problems.append((field, f"Enter the {what} as {kind}"))
         return 0.0
+    value = float(text)
     if not low <= value <= high:
         problems.append(
             (field, f"Enter the {what} between {low:g} and {high:g}: check the reading")
@@ -274,9 +283,11 @@ def news2_so_far(typed: Mapping[str, str]) -> str:
     reading is in and each is one a person can have, else what it still waits for. Judged as
     the review judges them (:func:`read_form`), so the two never disagree."""
     entered = {name: typed.get(name, "").strip() for name in (*_OBSERVED, *READINGS)}
-    missing = [READINGS[name] for name in READINGS if blank(entered[name])]
-    if entered["consciousness"] not in news2.ACVPU:
-        missing.append("level of consciousness")
+    missing = [  # in the form's order
+        what
+        for name, what in _ASKED
+        if (entered[name] not in news2.ACVPU if name == "consciousness" else blank(entered[name]))
+    ]
     if missing:
         return "NEWS2 still needs the " + _and(missing)
     problems: list[Problem] = []

@@ -19,13 +19,13 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 
 from adapters.values import UK, nhs_number_valid
 from consent import Decision, Who, section_of, user_refusals
 from consent import Request as Asked
 from consent.facts import organisation_reference
-from engine.api.deps import context, refuse, services, target
+from engine.api.deps import SESSION_COOKIE, context, refuse, services, target
 from engine.api.errors import FhirError
 from engine.api.records import explanation, people_for, record_of
 from engine.api.transfer import acknowledge, detail, inbox, listed, refused_step, seen
@@ -305,27 +305,40 @@ def send_transfer(request: Request, nhs_number: str, typed: Annotated[Typed, For
                  errors={f: text for f, text in problems if f}, error=error)  # fmt: skip
 
 
+Reading = Annotated[str, StringConstraints(max_length=16)]
+
+
 class Observed(BaseModel):
-    """What the form's observations post as they are typed, with the form's CSRF token."""
+    """What the form's observations post as they are typed, with the form's CSRF token; the
+    form's script posts these fields (``news2_fields``)."""
 
     csrf_token: str
-    respiration_rate: str = ""
-    spo2: str = ""
-    systolic_bp: str = ""
-    pulse: str = ""
-    consciousness: str = ""
-    temperature: str = ""
-    on_oxygen: str = ""
-    spo2_scale: str = "1"
+    respiration_rate: Reading = ""
+    spo2: Reading = ""
+    spo2_scale: Reading = "1"
+    on_oxygen: Reading = ""
+    systolic_bp: Reading = ""
+    pulse: Reading = ""
+    consciousness: Reading = ""
+    temperature: Reading = ""
+
+
+templates.env.globals["news2_fields"] = [n for n in Observed.model_fields if n != "csrf_token"]
+templates.env.globals["news2_so_far"] = news2_so_far
 
 
 @router.post("/transfer/news2", response_class=PlainTextResponse)
 def news2_now(request: Request, observed: Annotated[Observed, Form()]) -> Response:
     """NEWS2 as the form's observations stand, for the form to show while they are typed
     (``entry.news2_so_far``). It reads nothing of any record, so it asks a session, not a
-    decision; it is posted so that readings stay out of addresses and the server's log."""
+    decision; it is posted so that readings stay out of addresses and the server's log. A
+    refused session's cookie is dropped, as every page drops it (``to_sign_in``), and the
+    script asks no more after a refusal, so one stale page is one refusal in the trail."""
     if _signed_in(request) is None:
-        return PlainTextResponse("Sign in again to see NEWS2", status_code=401)
+        refused = PlainTextResponse("Sign in again to see NEWS2", status_code=401)
+        if SESSION_COOKIE in request.cookies:
+            session.sign_out(refused)
+        return refused
     session.check_csrf(request, observed.csrf_token)
     return PlainTextResponse(news2_so_far(observed.model_dump()))
 

@@ -41,7 +41,6 @@ def test_a_transfer_goes_to_hospital_and_the_discharge_comes_back(
     nurse.wait_for_function(f"{live}.endsWith('still needs the level of consciousness')")
     nurse.select_option("#consciousness", "C")
     nurse.wait_for_function(f"{live}.startsWith('NEWS2 8 (high risk)')")
-    nurse.locator("#news2-now").scroll_into_view_if_needed()
     shot(nurse, "red-bag-form-news2")
     nurse.fill("#observed", "2026-12-01 07:45")
     for field, value in (("#usual_spo2", "96"), ("#usual_pulse", "80"),

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.transfer import news2
-from engine.transfer.entry import BAG, news2_so_far, packed, read_form, reviewed_medicines
+from engine.transfer.entry import (
+    BAG,
+    READINGS,
+    news2_so_far,
+    packed,
+    read_form,
+    reviewed_medicines,
+)
 from engine.transfer.form import Contact, Medicine, transfer_message
 from tests.api.transfers import BASE, CARE_HOME, FORM, HOSPITAL
 
@@ -189,10 +196,10 @@ def test_news2_while_typing_is_the_total_the_review_shows() -> None:
 def test_news2_while_typing_says_what_it_still_needs_and_never_scores_a_slip() -> None:
     assert news2_so_far({}) == (
         "NEWS2 still needs the respiration rate, SpO2, systolic blood pressure, pulse, "
-        "temperature and level of consciousness"
-    )
+        "level of consciousness and temperature"
+    )  # in the form's order
     assert news2_so_far(TYPED | {"temperature": " ", "consciousness": ""}) == (
-        "NEWS2 still needs the temperature and level of consciousness"
+        "NEWS2 still needs the level of consciousness and temperature"
     )
     assert news2_so_far(TYPED | {"pulse": "\u200b"}) == "NEWS2 still needs the pulse"
     # what the review would refuse is not scored (an SpO2 of 940 would score 0)
@@ -207,3 +214,17 @@ def test_news2_while_typing_is_scored_on_the_scale_chosen() -> None:
     assert found == [] and form.vitals.spo2_scale == 2
     assert news2_so_far(typed) == news2.said(form.vitals)
     assert "SpO2 scale 2" in news2_so_far(typed)
+
+
+@pytest.mark.parametrize(
+    ("field", "typed"),
+    [("pulse", "9_8"), ("spo2", "\u0669\u0664"), ("temperature", "3_7.9"), ("temperature", "37."),
+     ("respiration_rate", "+22"), ("systolic_bp", "1e2")],
+)  # fmt: skip
+def test_a_reading_is_digits_as_a_nurse_types_them_not_all_python_reads(
+    field: str, typed: str
+) -> None:
+    """``int`` reads "9_8" as 98 and Arabic-Indic digits as theirs: a slip, or text pasted
+    from elsewhere, is asked again rather than scored."""
+    [(where, said)] = problems(**{field: typed})
+    assert where == field and said.startswith(f"Enter the {READINGS[field]} as a")

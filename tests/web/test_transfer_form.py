@@ -95,7 +95,9 @@ def test_news2_is_shown_while_the_readings_are_typed_and_nothing_is_kept(
     readings = {k: FORM[k] for k in ("respiration_rate", "spo2", "systolic_bp", "pulse",
                                      "consciousness", "temperature")}  # fmt: skip
     page = web.get(PATH)
-    assert 'id="news2-now"' in page.text and 'fetch("/transfer/news2"' in page.text
+    assert 'fetch("/transfer/news2"' in page.text
+    # the first words are the page's own, so nothing is asked or announced as it opens
+    assert "NEWS2 still needs the respiration rate" in page.text.split('id="news2-now"', 1)[1]
     token = csrf(web, PATH)
     before = len(list(stream(store.engine)))
     now = web.post("/transfer/news2", data=readings | {"csrf_token": token})
@@ -114,6 +116,12 @@ def test_news2_while_typing_needs_a_session_and_the_forms_token(
     assert forged.status_code == 403
     assert [e["action"] for e in stream(store.engine) if e["outcome"] == "deny"] == ["form-refused"]
     token = csrf(web, PATH)
+    long = web.post("/transfer/news2", data={"pulse": "9" * 17, "csrf_token": token})
+    assert long.status_code == 400
+    web.cookies.set(SESSION_COOKIE, "expired.or.forged")
+    stale = web.post("/transfer/news2", data={"pulse": "98", "csrf_token": token})
+    assert (stale.status_code, stale.text) == (401, "Sign in again to see NEWS2")
+    assert f'{SESSION_COOKIE}=""' in stale.headers["set-cookie"]  # dropped, as a page drops it
     web.cookies.clear()
     nobody = web.post("/transfer/news2", data={"pulse": "98", "csrf_token": token})
     assert (nobody.status_code, nobody.text) == (401, "Sign in again to see NEWS2")
@@ -125,7 +133,10 @@ def test_a_mistake_keeps_what_was_entered(web: TestClient, store: Store) -> None
     assert html.escape(FORM["reason"]) in wrong.text and 'value="ninety"' in wrong.text
     assert count(store, MESSAGES) == 0
     back = _post(web, step="edit")
-    assert back.status_code == 200 and 'value="Renée"' in back.text and "NEWS2 8" not in back.text
+    assert (
+        back.status_code == 200 and 'value="Renée"' in back.text and 'id="review"' not in back.text
+    )
+    assert "NEWS2 8 (high risk)" in back.text.split('id="news2-now"', 1)[1]  # as typed
 
 
 def test_the_time_taken_and_the_usual_readings_are_reviewed_sent_and_shown(
