@@ -19,7 +19,7 @@ from adapters.codes import CodeMaps, load_all
 from engine.db import make_engine, scratch_store
 from engine.migrate import upgrade
 from engine.settings import Settings
-from tests.stores import KeptStores
+from tests.stores import KeptStores, superuser
 
 BACKEND = os.environ.get("SCR_TEST_DATABASE", "sqlite")
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -37,8 +37,8 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kept_stores() -> Iterator[KeptStores | None]:
     """On PostgreSQL, this worker's kept stores (``tests.stores``); none on SQLite, where a
-    copy is a file copy."""
-    if BACKEND == "sqlite":
+    copy is a file copy, or for a role that is no superuser."""
+    if BACKEND == "sqlite" or not superuser(BACKEND):
         yield None
         return
     stores = KeptStores(BACKEND)
@@ -57,7 +57,9 @@ def db_url(
     tests' ``store``, in ``tests/api/conftest.py``)."""
     template = request.getfixturevalue("loaded") if "loaded" in request.fixturenames else migrated
     if kept_stores is not None:
-        yield kept_stores.fresh(template)
+        url = kept_stores.fresh(template)
+        yield url
+        kept_stores.shut(url)
         return
     with scratch_store(BACKEND, tmp_path, template=template) as url:
         yield url

@@ -1,39 +1,57 @@
 """PostgreSQL test stores kept for the whole run: one database per template and worker, put
-back to its template's contents before each test, rather than a new database each test.
+back to its template's state before each test, rather than a new database each test.
 
 Creating a database from a template and dropping it afterwards cost about 140 ms a test under
 the suite's load, 45% of the PostgreSQL suite's time (the SQLite suite's copies cost a file
-copy). Putting a kept one back costs a few milliseconds: the tables the last test wrote are
-emptied, the template's rows copied in again (binary ``COPY``, read from the template once),
-every sequence set to the template's value, and the planner's statistics and the activity
-counters dropped, so a test of plans without statistics sees none. Connections a test left open
-are ended first, as ``DROP DATABASE ... WITH (FORCE)`` ended them.
+copy). Putting a kept one back costs about 10 ms, and leaves what a new copy would hold:
+
+- no connection of the last test's: they are ended, and the database refuses connections
+  between tests, so a pool or thread a test left behind fails as it did when the database was
+  dropped, rather than write into the next test's store;
+- the template's rows: each table the test grew is truncated (new, empty files, so no table
+  or index is larger than the template's, which would change plans), one it wrote within its
+  size has its rows deleted, and the template's rows are copied back in binary;
+- each sequence at the template's value;
+- the template's planner statistics: none are dropped, or, where the template has some (a
+  store an ingest analysed) and a test changed them, the store is made again; each relation's
+  counted size is the template's; the activity counters are zeroed.
 
 A test may change more than rows: a migration test downgrades, a role test grants, a tamper
-test drops a trigger. The catalogue's account of the schema (tables, columns, constraints,
-indexes, triggers, functions, grants, settings) is compared with the template's before each
-test, and a store whose schema differs, or that cannot be put back, is made again from the
-template, as before.
+test drops a trigger. The catalogue's account of the schema is compared with the template's
+before each test, and a store whose schema differs, or that cannot be put back (a lock not
+released within 5 s), is made again from the template.
+
+It needs a superuser (no trigger fires as tables are emptied; the statistics are catalogue
+rows); for another role each test gets a new database, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import make_url
 
-#: What a test could change of the schema, one row each, in a fixed order.
+log = logging.getLogger(__name__)
+
+#: What a test could change of the schema, one row each, in a fixed order. A copy of a
+#: database keeps its objects' OIDs, so they may be compared.
 _SHAPE = """
 SELECT 'rel', c.relname, c.relkind::text, coalesce(c.relacl::text, ''),
-       c.relpersistence::text || c.relrowsecurity::text || pg_get_userbyid(c.relowner)
+       concat_ws('|', c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
+                 c.relreplident, c.reloptions, pg_get_userbyid(c.relowner))
   FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
 UNION ALL
 SELECT 'col', a.attrelid::regclass::text, a.attname, format_type(a.atttypid, a.atttypmod),
-       a.attnotnull::text || a.attisdropped::text || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+       concat_ws('|', a.attnotnull, a.attisdropped, a.attidentity, a.attgenerated,
+                 a.attstattarget, a.attcollation, a.attoptions, a.attacl,
+                 pg_get_expr(d.adbin, d.adrelid))
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0
@@ -44,14 +62,38 @@ UNION ALL
 SELECT 'idx', tablename, indexname, indexdef, '' FROM pg_indexes WHERE schemaname = 'public'
 UNION ALL
 SELECT 'trg', tgrelid::regclass::text, tgname, pg_get_triggerdef(oid), tgenabled::text
-  FROM pg_trigger WHERE NOT tgisinternal
+  FROM pg_trigger
 UNION ALL
-SELECT 'fn', p.proname, pg_get_function_identity_arguments(p.oid), md5(p.prosrc),
+SELECT 'rule', ev_class::regclass::text, rulename, pg_get_ruledef(oid), ev_enabled::text
+  FROM pg_rewrite WHERE ev_class IN
+       (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+UNION ALL
+SELECT 'policy', polrelid::regclass::text, polname, polcmd::text,
+       concat_ws('|', polpermissive, polroles, pg_get_expr(polqual, polrelid),
+                 pg_get_expr(polwithcheck, polrelid))
+  FROM pg_policy
+UNION ALL
+SELECT 'seq', seqrelid::regclass::text, seqtypid::regtype::text,
+       concat_ws('|', seqstart, seqincrement, seqmax, seqmin, seqcache, seqcycle), ''
+  FROM pg_sequence
+UNION ALL
+SELECT 'type', t.typname, t.typtype::text, coalesce(t.typacl::text, ''),
+       coalesce((SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder)
+                   FROM pg_enum WHERE enumtypid = t.oid), '')
+  FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace
+UNION ALL
+SELECT 'fn', p.proname, pg_get_function_identity_arguments(p.oid),
+       md5(concat_ws('|', p.prosrc, p.prosqlbody::text, p.prorettype::regtype, p.prosecdef,
+                     p.proconfig, pg_get_userbyid(p.proowner))),
        coalesce(p.proacl::text, '')
   FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
 UNION ALL
 SELECT 'ns', nspname, coalesce(nspacl::text, ''), pg_get_userbyid(nspowner), ''
   FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+UNION ALL
+SELECT 'acl', defaclrole::regrole::text, defaclnamespace::text, defaclobjtype::text,
+       defaclacl::text
+  FROM pg_default_acl
 UNION ALL
 SELECT 'db', '', coalesce(datacl::text, ''), pg_get_userbyid(datdba), ''
   FROM pg_database WHERE datname = current_database()
@@ -61,29 +103,34 @@ SELECT 'set', '', coalesce(array_to_string(setconfig, ','), ''), setrole::text, 
  WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
 UNION ALL
 SELECT 'ext', extname, extversion, '', '' FROM pg_extension
+UNION ALL
+SELECT 'lo', '', count(*)::text, '', '' FROM pg_largeobject_metadata
 ORDER BY 1, 2, 3, 4, 5
 """
-#: Each table and its size in bytes: one of none was never written.
+#: Each table, with its own size (none if never written) and that with its indexes and TOAST.
 _TABLES = """
-SELECT relname, pg_relation_size(oid) FROM pg_class
+SELECT relname, pg_relation_size(oid), pg_total_relation_size(oid) FROM pg_class
  WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY relname
 """
-#: Past this a table is truncated (new, empty files); below it its rows are deleted, ten times
-#: cheaper for the few rows most tests write. With autovacuum off the deleted rows stay until
-#: the table passes this size and is truncated.
-_TRUNCATED_FROM = 1 << 20
-_SEQUENCES = "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'"
-#: The connections a test left open, ended (waiting up to 5 s for each) as a forced drop ends them.
-_END_OTHERS = """
-SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
- WHERE datname = current_database() AND pid <> pg_backend_pid()
+#: Each foreign key's (referenced table, referencing table).
+_REFERENCES = """
+SELECT confrelid::regclass::text, conrelid::regclass::text FROM pg_constraint
+ WHERE contype = 'f' AND connamespace = 'public'::regnamespace
 """
-#: The planner's statistics: the columns' (dropped) and each relation's size as last counted
-#: (put back to the template's, as a VACUUM or an ANALYZE in a test changes them).
+_SEQUENCES = """
+SELECT format('%I.%I', schemaname, sequencename), last_value, start_value FROM pg_sequences
+"""
+_STATISTICS = """
+SELECT md5(coalesce(string_agg(s::text, ',' ORDER BY starelid, staattnum, stainherit), ''))
+  FROM pg_statistic s
+ WHERE starelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+"""
+_NO_STATISTICS_HELD = hashlib.md5(b"").hexdigest()
 _NO_STATISTICS = """
 DELETE FROM pg_statistic
  WHERE starelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
 """
+#: Each relation's size as last counted (by a VACUUM, an ANALYZE), which the planner reads.
 _COUNTED = """
 SELECT relname, relpages, reltuples, relallvisible FROM pg_class
  WHERE relnamespace = 'public'::regnamespace ORDER BY relname
@@ -94,39 +141,69 @@ UPDATE pg_class c SET relpages = t.pages, reltuples = t.tuples, relallvisible = 
  WHERE c.relnamespace = 'public'::regnamespace AND c.relname = t.name
    AND (c.relpages, c.reltuples, c.relallvisible) IS DISTINCT FROM (t.pages, t.tuples, t.visible)
 """
+_UNCOUNTED = """
+UPDATE pg_class SET relpages = 0, reltuples = -1, relallvisible = 0
+ WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
+"""
+#: Whether every connection but this one ended, waiting up to 5 s for each.
+_END_OTHERS = """
+SELECT coalesce(bool_and(pg_terminate_backend(pid, 5000)), true) FROM pg_stat_activity
+ WHERE datname = %s AND pid <> pg_backend_pid()
+"""
 
 
-def _shape(conn: psycopg.Connection) -> str:
-    rows = conn.execute(_SHAPE).fetchall()
-    return hashlib.sha256(repr(rows).encode()).hexdigest()
+def forget_statistics(url: str) -> None:
+    """The planner's statistics of the store at ``url`` dropped, each relation's counted size
+    with them, as a store just restored has none: for a template an ingest analysed, so that
+    a test that analyses its copy again finds it put back by dropping them, not made again."""
+    with psycopg.connect(_driver(url), autocommit=True) as conn, conn.transaction():
+        conn.execute(_NO_STATISTICS)
+        conn.execute(_UNCOUNTED)
 
 
-@dataclass
+def superuser(url: str) -> bool:
+    with psycopg.connect(_driver(url), autocommit=True) as conn:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        return bool(row and row[0])
+
+
+@dataclass(frozen=True)
 class _Template:
-    """What a kept store is put back to: the template's rows, sequences and schema."""
+    """What a kept store is put back to: the template's rows, sizes, sequences, statistics and
+    schema."""
 
     rows: dict[str, bytes]
-    sequences: list[tuple[str, int | None]]
+    #: Each table's size with its indexes and TOAST.
+    sizes: dict[str, int]
+    #: The tables referring to each, directly or not: truncated with it.
+    referring: dict[str, set[str]]
+    sequences: list[tuple[str, int | None, int]]
+    statistics: str
     #: ``_COUNTED`` by column: names, pages, tuples, pages all visible.
-    counted: tuple[list[object], ...]
-    shape: str
+    counted: tuple[list[Any], ...]
+    shape: list[tuple[Any, ...]]
 
     @classmethod
     def read(cls, url: str) -> _Template:
         with psycopg.connect(url, autocommit=True) as conn:
+            tables = conn.execute(_TABLES).fetchall()
             rows = {}
-            for table, size in conn.execute(_TABLES).fetchall():
+            for table, size, _ in tables:
                 name = sql.Identifier(table)
-                if not size or conn.execute(
-                    sql.SQL("SELECT EXISTS (SELECT FROM {})").format(name)
-                ).fetchone() != (True,):
+                held = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(name))
+                if not size or held.fetchone() != (True,):
                     continue
                 copy_out = sql.SQL("COPY {} TO STDOUT (FORMAT BINARY)").format(name)
                 with conn.cursor() as cur, cur.copy(copy_out) as copy:
                     rows[table] = b"".join(bytes(chunk) for chunk in copy)
-            sequences = [(n, v) for n, v in conn.execute(_SEQUENCES).fetchall()]
-            counted = tuple(map(list, zip(*conn.execute(_COUNTED).fetchall(), strict=True)))
-            return cls(rows, sequences, counted, _shape(conn))
+            return cls(
+                rows=rows, sizes={t: total for t, _, total in tables},
+                referring=_closure(conn.execute(_REFERENCES).fetchall()),
+                sequences=[tuple(r) for r in conn.execute(_SEQUENCES).fetchall()],
+                statistics=_one(conn, _STATISTICS),
+                counted=tuple(map(list, zip(*conn.execute(_COUNTED).fetchall(), strict=True))),
+                shape=conn.execute(_SHAPE).fetchall(),
+            )  # fmt: skip
 
 
 @dataclass
@@ -134,70 +211,137 @@ class KeptStores:
     """The kept stores of one worker, by template URL, on the server ``url`` names."""
 
     url: str
-    _made: dict[str, str] = field(default_factory=dict)
-    _templates: dict[str, _Template] = field(default_factory=dict)
+    _made: dict[str, str] = field(default_factory=dict, init=False)
+    _templates: dict[str, _Template] = field(default_factory=dict, init=False)
+    #: To the server's own database, for what is done to the kept ones; opened once.
+    _server: psycopg.Connection[Any] | None = field(default=None, init=False)
 
     def fresh(self, template: str) -> str:
         """A store holding what ``template`` holds, and nothing a test before left."""
         name = self._made.get(template)
+        if name is not None:
+            self._admin(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                sql.Identifier(name)))  # fmt: skip
         if name is None or not self._put_back(name, template):
             if name is not None:
                 self._drop(name)
-            name = self._made[template] = f"keep_{uuid.uuid4().hex[:12]}"
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            name = self._made[template] = f"keep_{worker}_{uuid.uuid4().hex[:8]}"
             self._admin(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(_database(template))))  # fmt: skip
         return self._on(name)
 
+    def shut(self, url: str) -> None:
+        """After a test: its connections ended and no new one let in until the next test."""
+        name = sql.Identifier(_database(url))
+        self._admin(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+        self._admin(sql.SQL(_END_OTHERS), (_database(url),))
+
     def close(self) -> None:
         for name in self._made.values():
-            self._drop(name)
+            try:
+                self._drop(name)
+            except psycopg.Error as exc:
+                log.warning("kept store %s not dropped: %s", name, exc)
         self._made.clear()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def _put_back(self, name: str, template: str) -> bool:
+        """Whether ``name`` now holds what a new copy of ``template`` would; ``False`` when its
+        schema or statistics differ in a way only a new copy mends, or a step failed."""
         if template not in self._templates:
             self._templates[template] = _Template.read(_driver(template))
         kept = self._templates[template]
+        url = _driver(self._on(name))
         try:
-            with psycopg.connect(_driver(self._on(name)), autocommit=True) as conn:
-                conn.execute(_END_OTHERS)
-                if _shape(conn) != kept.shape:
+            with psycopg.connect(url, autocommit=True, options="-c lock_timeout=5s") as conn:
+                if not _one(conn, _END_OTHERS, (name,)):
                     return False
-                sizes = conn.execute(_TABLES).fetchall()
-                big = [sql.Identifier(t) for t, size in sizes if size >= _TRUNCATED_FROM]
+                if conn.execute(_SHAPE).fetchall() != kept.shape:
+                    return False
+                statistics = _one(conn, _STATISTICS)
+                if statistics != kept.statistics and kept.statistics != _NO_STATISTICS_HELD:
+                    return False  # the template's statistics cannot be written back
                 with conn.transaction():
-                    # No trigger fires: the trail's refuse a DELETE or a TRUNCATE, no foreign
-                    # key is checked as tables empty one by one, and the rows put back are the
-                    # template's, whose references hold.
-                    conn.execute("SET LOCAL session_replication_role = replica")
-                    if big:
-                        conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(big)))
-                    for table, size in sizes:
-                        if 0 < size < _TRUNCATED_FROM:
-                            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
-                    for table, data in kept.rows.items():
-                        copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(
-                            sql.Identifier(table))  # fmt: skip
-                        with conn.cursor() as cur, cur.copy(copy_in) as copy:
-                            copy.write(data)
-                    for sequence, value in kept.sequences:
-                        conn.execute("SELECT setval(%s, %s, %s)",
-                                     (sequence, value or 1, value is not None))  # fmt: skip
-                    conn.execute(_NO_STATISTICS)
-                    conn.execute(_RECOUNTED, kept.counted)
+                    _empty(conn, kept, statistics != kept.statistics)
                 conn.execute("SELECT pg_stat_reset()")
             return True
-        except psycopg.Error:
+        except psycopg.Error as exc:
+            log.warning("kept store %s made again, not put back: %s", name, exc)
             return False
 
     def _drop(self, name: str) -> None:
         self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    def _admin(self, statement: sql.Composed) -> None:
-        with psycopg.connect(_driver(self.url), autocommit=True) as conn:
-            conn.execute(statement)
+    def _admin(self, statement: sql.Composable, params: tuple[Any, ...] | None = None) -> None:
+        if self._server is None or self._server.closed:
+            self._server = psycopg.connect(_driver(self.url), autocommit=True)
+        self._server.execute(statement, params)
 
     def _on(self, name: str) -> str:
         return make_url(self.url).set(database=name).render_as_string(hide_password=False)
+
+
+def _empty(conn: psycopg.Connection, kept: _Template, drop_statistics: bool) -> None:
+    """The tables back to the template's rows, in one transaction. No trigger fires: the
+    trail's refuse a DELETE and a TRUNCATE, no foreign key is checked as tables empty one by
+    one, and the rows put back are the template's, whose references hold."""
+    conn.execute("SET LOCAL session_replication_role = replica")
+    tables = conn.execute(_TABLES).fetchall()
+    _refill(conn, kept, [t for t, own, total in tables if own and total <= kept.sizes.get(t, 0)],
+            [t for t, _, total in tables if total > kept.sizes.get(t, 0)])  # fmt: skip
+    # Rows deleted stay until a VACUUM: a table whose template rows no longer fit beside them
+    # is truncated too, so that none is larger than the template's (a larger one plans apart).
+    regrown = [t for t, _, total in conn.execute(_TABLES) if total > kept.sizes.get(t, 0)]
+    if regrown:
+        _refill(conn, kept, [], regrown)
+    for sequence, value, start in kept.sequences:
+        conn.execute("SELECT setval(%s, %s, %s)", (sequence, start if value is None else value,
+                                                  value is not None))  # fmt: skip
+    if drop_statistics:
+        conn.execute(_NO_STATISTICS)
+    conn.execute(_RECOUNTED, kept.counted)
+
+
+def _refill(
+    conn: psycopg.Connection, kept: _Template, deleted: list[str], truncated: list[str]
+) -> None:
+    """``deleted`` emptied row by row (cheap for a few rows), ``truncated`` and the tables
+    referring to them emptied whole (new, empty files), then each given the template's rows."""
+    whole = set(truncated).union(*(kept.referring.get(t, set()) for t in truncated))
+    if whole:
+        conn.execute(sql.SQL("TRUNCATE {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, sorted(whole)))))  # fmt: skip
+    for table in set(deleted) - whole:
+        conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+    for table in whole.union(deleted) & kept.rows.keys():
+        copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table))
+        with conn.cursor() as cur, cur.copy(copy_in) as copy:
+            copy.write(kept.rows[table])
+
+
+def _closure(references: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """For each table, every table whose foreign keys lead to it, however indirectly."""
+    direct: dict[str, set[str]] = {}
+    for referenced, referring in references:
+        direct.setdefault(referenced, set()).add(referring)
+    closed: dict[str, set[str]] = {}
+    for table in direct:
+        seen: set[str] = set()
+        todo = [table]
+        while todo:
+            for other in direct.get(todo.pop(), set()) - seen:
+                seen.add(other)
+                todo.append(other)
+        closed[table] = seen
+    return closed
+
+
+def _one(conn: psycopg.Connection, query: str, params: tuple[Any, ...] | None = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
 
 
 def _database(url: str) -> str:

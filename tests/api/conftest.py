@@ -25,6 +25,7 @@ from engine.ingest import ingest
 from engine.settings import Settings
 from tests.conftest import BACKEND
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
+from tests.stores import forget_statistics
 
 NHS = next(nhs_numbers(999_400_000))
 PATIENT = SourceRef("systmone", "Y00001", "SRPatient", "1").resource_id("Patient")
@@ -116,6 +117,8 @@ def loaded(
         settings = Settings(database_url=url, data_dir=work, ingest_batch_size=50)
         Store(engine, settings, codes, work / "extract").load()
         engine.dispose()
+        if BACKEND != "sqlite":
+            forget_statistics(url)
         yield url
 
 
