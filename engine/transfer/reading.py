@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from engine.transfer import news2
 from engine.transfer.form import NOTHING, REASON, claimed_news2
 
 #: A tag in a narrative. ``[^<>]`` keeps it linear: ``[^>]`` rescanned to the end from every
@@ -74,9 +75,14 @@ def triage(bundle: dict[str, Any]) -> dict[str, str]:
     name: dict[str, Any] = next(iter(by_url.get(subject, {}).get("name", [])), {})
     claim = claimed_news2(bundle.get("entry", []))  # the total the rules checked
     total = None if claim is None else claim.total
+    vitals = None if claim is None else claim.vitals
+    # the chart's band, where the readings give the total: a 3 in one parameter alone calls
+    # for an urgent review, which the total hides
+    risk = news2.risk(vitals) if vitals is not None and total == news2.total(vitals) else ""
     return {
         "name": " ".join([*name.get("given", []), name.get("family", "")]).strip(),
         "news2": "" if total is None else str(total),
+        "risk": risk,
         "reason": next((s.text for s in sections(bundle) if s.code == REASON), ""),
     }
 

@@ -33,6 +33,7 @@ def test_the_inbox_reads_the_subject_and_the_coded_reason_not_the_first_patient_
     found = triage(doc)
     assert found["name"] == f"{FORM.person.given} {FORM.person.family}"
     assert found["reason"] == FORM.reason and found["news2"] == "8"
+    assert found["risk"] == "high"
 
 
 def test_the_pages_read_the_composition_the_header_names_not_the_first() -> None:
@@ -100,3 +101,13 @@ def test_the_bag_is_read_an_item_a_line_to_start_the_discharge_from() -> None:
     composition["section"] = [s for s in composition["section"]
                               if s["code"]["coding"][0]["code"] != "belongings"]  # fmt: skip
     assert bag_of(doc) == []
+
+
+def test_the_risk_band_is_shown_only_where_the_readings_give_the_total() -> None:
+    """A message stored before the rules checked totals may carry one its readings do not
+    give: its band would be the readings', not the total's, so none is shown."""
+    doc = message()
+    total = next(e["resource"] for e in doc["entry"]
+                 if NEWS2_TOTAL in str(e["resource"].get("code")))  # fmt: skip
+    total["valueQuantity"]["value"] = 2
+    assert triage(doc)["news2"] == "2" and triage(doc)["risk"] == ""

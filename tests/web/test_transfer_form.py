@@ -412,7 +412,9 @@ def test_the_inbox_says_who_why_and_how_unwell(web: TestClient, token: Token) ->
     inbox = acknowledged(web).get("/inbox").text
     row = re.search(rf'<tr><td><a href="{path}">(.*?)</tr>', inbox, re.S)
     assert row, inbox
-    assert "Renée Smith</a>" in row[1] and '<td class="news2">8</td>' in row[1]
+    assert "Renée Smith</a>" in row[1]
+    # the band beside the total, marked where the RCP chart asks an urgent response (all but low)
+    assert '<td class="news2 urgent">8<br><span class="muted">high risk</span></td>' in row[1]
     assert "hip pain &amp; confusion" in row[1] and "Borchester General Hospital (R9Z)" in row[1]
 
 
