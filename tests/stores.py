@@ -3,18 +3,21 @@ back to its template's state before each test, rather than a new database each t
 
 Creating a database from a template and dropping it afterwards cost about 140 ms a test under
 the suite's load, 45% of the PostgreSQL suite's time (the SQLite suite's copies cost a file
-copy). Putting a kept one back costs about 10 ms, and leaves what a new copy would hold:
+copy). Putting a kept one back costs 10 to 50 ms, by how much its template holds, and leaves
+what a new copy would hold:
 
-- no connection of the last test's: they are ended, and the database refuses connections
-  between tests, so a pool or thread a test left behind fails as it did when the database was
-  dropped, rather than write into the next test's store;
-- the template's rows: each table the test grew is truncated (new, empty files, so no table
-  or index is larger than the template's, which would change plans), one it wrote within its
-  size has its rows deleted, and the template's rows are copied back in binary;
+- no connection of the last test's: they are ended and the store renamed, so each test has a
+  URL of its own, as it had a database of its own, and a pool or thread a test left behind
+  fails rather than write into the next test's store;
+- the template's rows: each table the test grew is truncated with the tables referring to it
+  (new, empty files, so no table or index is larger than the template's, which would plan
+  apart), any other holding rows has them deleted, and the template's rows are copied back in
+  binary;
 - each sequence at the template's value;
-- the template's planner statistics: none are dropped, or, where the template has some (a
-  store an ingest analysed) and a test changed them, the store is made again; each relation's
-  counted size is the template's; the activity counters are zeroed.
+- the template's planner statistics: none are dropped, or, where the template has some and a
+  test changed them, the store is made again (they cannot be written back; ``loaded``, which an
+  ingest analysed, is kept without any: ``forget_statistics``); each relation's counted size is
+  the template's; the activity counters are zeroed.
 
 A test may change more than rows: a migration test downgrades, a role test grants, a tamper
 test drops a trigger. The catalogue's account of the schema is compared with the template's
@@ -117,15 +120,13 @@ _REFERENCES = """
 SELECT confrelid::regclass::text, conrelid::regclass::text FROM pg_constraint
  WHERE contype = 'f' AND connamespace = 'public'::regnamespace
 """
-_SEQUENCES = """
-SELECT format('%I.%I', schemaname, sequencename), last_value, start_value FROM pg_sequences
-"""
+_SEQUENCES = "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences"
 _STATISTICS = """
 SELECT md5(coalesce(string_agg(s::text, ',' ORDER BY starelid, staattnum, stainherit), ''))
   FROM pg_statistic s
  WHERE starelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
 """
-_NO_STATISTICS_HELD = hashlib.md5(b"").hexdigest()
+_NO_STATISTICS_MD5 = hashlib.md5(b"").hexdigest()
 _NO_STATISTICS = """
 DELETE FROM pg_statistic
  WHERE starelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
@@ -162,6 +163,7 @@ def forget_statistics(url: str) -> None:
 
 
 def superuser(url: str) -> bool:
+    """Whether the role ``url`` connects as may put a store back (``KeptStores``)."""
     with psycopg.connect(_driver(url), autocommit=True) as conn:
         row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         return bool(row and row[0])
@@ -177,7 +179,8 @@ class _Template:
     sizes: dict[str, int]
     #: The tables referring to each, directly or not: truncated with it.
     referring: dict[str, set[str]]
-    sequences: list[tuple[str, int | None, int]]
+    #: Each sequence, its value and whether that was given out (``setval``'s arguments).
+    sequences: list[tuple[str, int, bool]]
     statistics: str
     #: ``_COUNTED`` by column: names, pages, tuples, pages all visible.
     counted: tuple[list[Any], ...]
@@ -199,7 +202,7 @@ class _Template:
             return cls(
                 rows=rows, sizes={t: total for t, _, total in tables},
                 referring=_closure(conn.execute(_REFERENCES).fetchall()),
-                sequences=[tuple(r) for r in conn.execute(_SEQUENCES).fetchall()],
+                sequences=[_sequence(conn, n) for (n,) in conn.execute(_SEQUENCES).fetchall()],
                 statistics=_one(conn, _STATISTICS),
                 counted=tuple(map(list, zip(*conn.execute(_COUNTED).fetchall(), strict=True))),
                 shape=conn.execute(_SHAPE).fetchall(),
@@ -208,7 +211,9 @@ class _Template:
 
 @dataclass
 class KeptStores:
-    """The kept stores of one worker, by template URL, on the server ``url`` names."""
+    """The kept stores of one worker, by template URL, on the server ``url`` names. Each is
+    renamed after every test, so a test's URL is its own, as a new copy's was: a pool a test
+    left behind cannot reach the next test's store."""
 
     url: str
     _made: dict[str, str] = field(default_factory=dict, init=False)
@@ -218,31 +223,33 @@ class KeptStores:
 
     def fresh(self, template: str) -> str:
         """A store holding what ``template`` holds, and nothing a test before left."""
-        name = self._made.get(template)
-        if name is not None:
-            self._admin(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                sql.Identifier(name)))  # fmt: skip
-        if name is None or not self._put_back(name, template):
-            if name is not None:
-                self._drop(name)
-            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-            name = self._made[template] = f"keep_{worker}_{uuid.uuid4().hex[:8]}"
+        name = self._made.pop(template, None)
+        if name is not None and not self._put_back(name, template):
+            self._drop(name)
+            name = None
+        if name is None:
+            name = _named()
             self._admin(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(_database(template))))  # fmt: skip
+        self._made[template] = name
         return self._on(name)
 
     def shut(self, url: str) -> None:
-        """After a test: its connections ended and no new one let in until the next test."""
-        name = sql.Identifier(_database(url))
-        self._admin(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
-        self._admin(sql.SQL(_END_OTHERS), (_database(url),))
+        """After a test: its connections ended, and the store closed to new ones under a new
+        name, which the next test opens (``fresh``)."""
+        old = _database(url)
+        template = next(t for t, name in self._made.items() if name == old)
+        new = self._made[template] = _named()
+        self._admin(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(
+            sql.Identifier(old)))  # fmt: skip
+        self._admin(sql.SQL(_END_OTHERS), (old,))
+        self._admin(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(old), sql.Identifier(new)))  # fmt: skip
 
     def close(self) -> None:
+        """Every kept store dropped, at the end of the worker's run."""
         for name in self._made.values():
-            try:
-                self._drop(name)
-            except psycopg.Error as exc:
-                log.warning("kept store %s not dropped: %s", name, exc)
+            self._drop(name)
         self._made.clear()
         if self._server is not None:
             self._server.close()
@@ -254,18 +261,22 @@ class KeptStores:
         if template not in self._templates:
             self._templates[template] = _Template.read(_driver(template))
         kept = self._templates[template]
-        url = _driver(self._on(name))
         try:
+            self._admin(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                sql.Identifier(name)))  # fmt: skip
+            url = _driver(self._on(name))
             with psycopg.connect(url, autocommit=True, options="-c lock_timeout=5s") as conn:
                 if not _one(conn, _END_OTHERS, (name,)):
                     return False
                 if conn.execute(_SHAPE).fetchall() != kept.shape:
                     return False
                 statistics = _one(conn, _STATISTICS)
-                if statistics != kept.statistics and kept.statistics != _NO_STATISTICS_HELD:
+                if statistics != kept.statistics and kept.statistics != _NO_STATISTICS_MD5:
                     return False  # the template's statistics cannot be written back
                 with conn.transaction():
                     _empty(conn, kept, statistics != kept.statistics)
+                # the counts of what was just done are sent at the statement's end, then zeroed
+                conn.execute("SELECT pg_stat_force_next_flush()")
                 conn.execute("SELECT pg_stat_reset()")
             return True
         except psycopg.Error as exc:
@@ -273,18 +284,44 @@ class KeptStores:
             return False
 
     def _drop(self, name: str) -> None:
-        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        """``name`` dropped; one that cannot be is left, named in the log, for the run to
+        go on (a worker's stores carry its name)."""
+        try:
+            self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+        except psycopg.Error as exc:
+            log.warning("kept store %s not dropped: %s", name, exc)
 
     def _admin(self, statement: sql.Composable, params: tuple[Any, ...] | None = None) -> None:
-        if self._server is None or self._server.closed:
-            self._server = psycopg.connect(_driver(self.url), autocommit=True)
-        self._server.execute(statement, params)
+        """``statement`` on the server's own database, on a connection kept open (and opened
+        again once, should the server have ended it)."""
+        for attempt in (1, 2):
+            if self._server is None or self._server.closed:
+                self._server = psycopg.connect(_driver(self.url), autocommit=True)
+            try:
+                self._server.execute(statement, params)
+                return
+            except psycopg.OperationalError:
+                if attempt == 2 or not self._server.closed:
+                    raise
 
     def _on(self, name: str) -> str:
         return make_url(self.url).set(database=name).render_as_string(hide_password=False)
 
 
-def _empty(conn: psycopg.Connection, kept: _Template, drop_statistics: bool) -> None:
+def _named() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return f"keep_{worker}_{uuid.uuid4().hex[:8]}"
+
+
+def _sequence(conn: psycopg.Connection[Any], name: str) -> tuple[str, int, bool]:
+    found = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+        sql.SQL(name))).fetchone()  # fmt: skip
+    assert found is not None
+    return name, found[0], found[1]
+
+
+def _empty(conn: psycopg.Connection[Any], kept: _Template, drop_statistics: bool) -> None:
     """The tables back to the template's rows, in one transaction. No trigger fires: the
     trail's refuse a DELETE and a TRUNCATE, no foreign key is checked as tables empty one by
     one, and the rows put back are the template's, whose references hold."""
@@ -297,16 +334,15 @@ def _empty(conn: psycopg.Connection, kept: _Template, drop_statistics: bool) -> 
     regrown = [t for t, _, total in conn.execute(_TABLES) if total > kept.sizes.get(t, 0)]
     if regrown:
         _refill(conn, kept, [], regrown)
-    for sequence, value, start in kept.sequences:
-        conn.execute("SELECT setval(%s, %s, %s)", (sequence, start if value is None else value,
-                                                  value is not None))  # fmt: skip
+    for sequence in kept.sequences:
+        conn.execute("SELECT setval(%s, %s, %s)", sequence)
     if drop_statistics:
         conn.execute(_NO_STATISTICS)
     conn.execute(_RECOUNTED, kept.counted)
 
 
 def _refill(
-    conn: psycopg.Connection, kept: _Template, deleted: list[str], truncated: list[str]
+    conn: psycopg.Connection[Any], kept: _Template, deleted: list[str], truncated: list[str]
 ) -> None:
     """``deleted`` emptied row by row (cheap for a few rows), ``truncated`` and the tables
     referring to them emptied whole (new, empty files), then each given the template's rows."""
@@ -339,7 +375,7 @@ def _closure(references: list[tuple[str, str]]) -> dict[str, set[str]]:
     return closed
 
 
-def _one(conn: psycopg.Connection, query: str, params: tuple[Any, ...] | None = None) -> Any:
+def _one(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] | None = None) -> Any:
     row = conn.execute(query, params).fetchone()
     return None if row is None else row[0]
 

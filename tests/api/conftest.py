@@ -25,7 +25,7 @@ from engine.ingest import ingest
 from engine.settings import Settings
 from tests.conftest import BACKEND
 from tests.factories import nhs_numbers, s1_code, s1_patient, s1_registration, write_systmone
-from tests.stores import forget_statistics
+from tests.stores import KeptStores, forget_statistics
 
 NHS = next(nhs_numbers(999_400_000))
 PATIENT = SourceRef("systmone", "Y00001", "SRPatient", "1").resource_id("Patient")
@@ -102,7 +102,10 @@ def api_settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def loaded(
-    migrated: str, codes: CodeMaps, tmp_path_factory: pytest.TempPathFactory
+    migrated: str,
+    codes: CodeMaps,
+    tmp_path_factory: pytest.TempPathFactory,
+    kept_stores: KeptStores | None,
 ) -> Iterator[str]:
     """The store every ``store`` starts as (the root ``db_url`` copies it): the directory and
     the extract, taken in once per run rather than once per test."""
@@ -117,7 +120,7 @@ def loaded(
         settings = Settings(database_url=url, data_dir=work, ingest_batch_size=50)
         Store(engine, settings, codes, work / "extract").load()
         engine.dispose()
-        if BACKEND != "sqlite":
+        if kept_stores is not None:
             forget_statistics(url)
         yield url
 
